@@ -1,0 +1,164 @@
+// check.c: the summary table `nnc check` prints for each model.
+//
+// One row per layer, in the order the layers were built: the nodes a layer
+// made share a scope (linear_1, down_1.conv2d_2), so a row sums its nodes'
+// FLOPs and its trainable parameters, and shows the shape of its last node.
+// Explicitly declared parameters and inputs get rows of their own.
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct Row {
+  const char *name;      // scope, or the input's / parameter's name
+  const char *kind;      // linear, conv2d, input, param, ...
+  const IrNode *last;    // the node whose shape the row shows
+  int64_t params;        // trainable elements
+  int64_t flops;         // per sample
+} Row;
+
+// "1,234,567"
+static const char *commas(int64_t v, char *buf) {
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v), j = 0;
+  for (int i = 0; i < n; i++) {
+    buf[j++] = tmp[i];
+    if (tmp[i] != '-' && (n - i - 1) % 3 == 0 && i < n - 1)
+      buf[j++] = ',';
+  }
+  buf[j] = 0;
+  return buf;
+}
+
+// The layer kind of a scope: "down_1.conv2d_2" -> "conv2d".
+static const char *scope_kind(Arena *a, const char *scope) {
+  const char *last = strrchr(scope, '.');
+  last = last ? last + 1 : scope;
+  const char *u = strrchr(last, '_');
+  return u ? arena_strndup(a, last, u - last) : last;
+}
+
+static Row *find_row(Row *rows, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(rows[i].name, name))
+      return &rows[i];
+  return NULL;
+}
+
+// Groups g's nodes into rows; returns the count.
+static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
+  int n = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *x = g->nodes[i];
+    if (x == g->loss || x->op == IR_TARGET)
+      continue;
+    const char *key = x->scope;
+    if (!key && (x->op == IR_INPUT || x->op == IR_PARAM))
+      key = x->name;
+    if (!key)
+      continue;
+    Row *r = find_row(rows, n, key);
+    if (!r) {
+      r = &rows[n++];
+      *r = (Row){key, x->scope ? scope_kind(a, x->scope) : x->op == IR_INPUT ? "input" : "param", x, 0, 0};
+    }
+    if (x->op == IR_PARAM)
+      r->params += ir_numel(x, 1);
+    if (!ir_op_is_leaf(x->op) || !x->scope)
+      r->last = x;
+    r->flops += ir_flops(x);
+  }
+  return n;
+}
+
+static void print_optimizer(FILE *out, const OptimConfig *o) {
+  static const char *const names[] = {"sgd", "adam", "adamw"};
+  fprintf(out, "%s(lr = %g", names[o->kind], o->lr);
+  if (o->kind == OPT_SGD) {
+    if (o->momentum)
+      fprintf(out, ", momentum = %g", o->momentum);
+    if (o->dampening)
+      fprintf(out, ", dampening = %g", o->dampening);
+    if (o->nesterov)
+      fprintf(out, ", nesterov = true");
+  } else {
+    fprintf(out, ", beta1 = %g, beta2 = %g, eps = %g", o->beta1, o->beta2, o->eps);
+  }
+  if (o->weight_decay)
+    fprintf(out, ", weight_decay = %g", o->weight_decay);
+  fprintf(out, ")");
+}
+
+static void print_settings(FILE *out, const Model *m) {
+  char b1[96], b2[96];
+  const IrGraph *g = m->g;
+  if (g->loss) {
+    const IrNode *t = g->loss->src[1];
+    if (t->dtype == DT_I32)
+      snprintf(b2, sizeof b2, "class(%lld)", (long long)t->attr.i[0]);
+    else
+      ir_type_str(t, b2, sizeof b2);
+    fprintf(out, "  loss       %s(output %s, target %s: %s)\n", ir_op_info(g->loss->op)->mnem,
+            ir_shape_str(g->output->ndim, g->output->shape, b1, sizeof b1), t->name, b2);
+  } else {
+    fprintf(out, "  loss       none declared (add `loss cross_entropy` or another to train)\n");
+  }
+  fprintf(out, "  optimizer  ");
+  print_optimizer(out, &m->opt);
+  fprintf(out, "%s\n", m->has_optimizer ? "" : "  (default)");
+  if (m->sched.kind != SCHED_CONSTANT || m->sched.warmup) {
+    static const char *const names[] = {"constant", "step", "cosine"};
+    fprintf(out, "  schedule   %s", names[m->sched.kind]);
+    if (m->sched.kind == SCHED_STEP)
+      fprintf(out, "(step_size = %d, gamma = %g)", m->sched.step_size, m->sched.gamma);
+    if (m->sched.kind == SCHED_COSINE)
+      fprintf(out, "(t_max = %d, min_lr = %g)", m->sched.t_max, m->sched.min_lr);
+    if (m->sched.warmup)
+      fprintf(out, ", warmup %d steps", m->sched.warmup);
+    fprintf(out, "\n");
+  }
+  const TrainConfig *t = &m->train;
+  fprintf(out, "  train      batch = %d, epochs = %d, shuffle = %s, seed = %llu", t->batch, t->epochs,
+          t->shuffle ? "true" : "false", (unsigned long long)t->seed);
+  if (t->val_split)
+    fprintf(out, ", val_split = %g", t->val_split);
+  fprintf(out, "\n");
+}
+
+void cli_print_summary(FILE *out, const Model *m) {
+  const IrGraph *g = m->g;
+  Arena *a = arena_new();
+  Row *rows = arena_alloc(a, sizeof(Row) * (g->nnodes + 1));
+  int n = collect_rows(g, a, rows);
+  int wname = 5, wkind = 4, wshape = 6, wparams = 6, wflops = 13;
+  char buf[96];
+  int64_t tparams = 0, tflops = 0;
+  for (int i = 0; i < n; i++) {
+    int l;
+    if ((l = strlen(rows[i].name)) > wname) wname = l;
+    if ((l = strlen(rows[i].kind)) > wkind) wkind = l;
+    if ((l = strlen(ir_shape_str(rows[i].last->ndim, rows[i].last->shape, buf, sizeof buf))) > wshape) wshape = l;
+    if ((l = strlen(commas(rows[i].params, buf))) > wparams) wparams = l;
+    if ((l = strlen(commas(rows[i].flops, buf))) > wflops) wflops = l;
+    tparams += rows[i].params;
+    tflops += rows[i].flops;
+  }
+  if ((int)strlen(commas(tparams, buf)) > wparams) wparams = strlen(buf);
+  if ((int)strlen(commas(tflops, buf)) > wflops) wflops = strlen(buf);
+  fprintf(out, "model %s (%s)\n", g->name, g->file ? g->file : "?");
+  fprintf(out, "  %-*s  %-*s  %-*s  %*s  %*s\n", wname, "layer", wkind, "kind", wshape, "output",
+          wparams, "params", wflops, "FLOPs/sample");
+  fprintf(out, "  %.*s\n", wname + wkind + wshape + wparams + wflops + 8,
+          "------------------------------------------------------------------------------------------"
+          "------------------------------------------------------------------------------------------");
+  for (int i = 0; i < n; i++) {
+    char p[32], f[32];
+    fprintf(out, "  %-*s  %-*s  %-*s  %*s  %*s\n", wname, rows[i].name, wkind, rows[i].kind, wshape,
+            ir_shape_str(rows[i].last->ndim, rows[i].last->shape, buf, sizeof buf), wparams,
+            commas(rows[i].params, p), wflops, commas(rows[i].flops, f));
+  }
+  char p[32], f[32];
+  fprintf(out, "  %-*s  %*s  %*s\n", wname + wkind + wshape + 4, "total", wparams, commas(tparams, p),
+          wflops, commas(tflops, f));
+  print_settings(out, m);
+  arena_free(a);
+}

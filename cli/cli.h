@@ -1,0 +1,27 @@
+// cli.h: the nnc command's verbs, one file each.
+#ifndef NNC_CLI_H
+#define NNC_CLI_H
+
+#include "passes.h"
+
+// Exit statuses: 0 success, 1 an error in the user's files, 2 bad usage.
+enum { EXIT_USER = 1, EXIT_USAGE = 2 };
+
+// Options every verb shares.
+typedef struct CliCommon {
+  bool no_color;
+  int max_errors;
+} CliCommon;
+
+// Loads, parses and lowers one .nn file into a; NULL after reporting errors.
+Model *cli_load_model(const char *path, Arena *a, Diag *d);
+
+// check.c: prints the summary table of a lowered model.
+void cli_print_summary(FILE *out, const Model *m);
+
+// train.c: the verbs that run models; each takes its argc/argv from the verb on.
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_predict(int argc, char **argv);
+
+#endif

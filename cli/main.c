@@ -1,0 +1,274 @@
+// main.c: the nnc command. One function per verb; each reads its options,
+// then runs the pipeline as plain calls, one line per stage:
+//
+//   Program *p = fe_parse_file(path, a, d);     // frontend: text -> AST
+//   Model *m = pass_lower(p, a, d);             // AST -> graph IR with shapes
+//   ir_verify(m->g, d);                         // invariants between passes
+#include "cli.h"
+#include "version.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const usage_main =
+    "usage: nnc <command> [options] FILE...\n"
+    "\n"
+    "nnc compiles neural-network models written in .nn files.\n"
+    "\n"
+    "commands:\n"
+    "  check   parse and shape-check models; print a summary table of each\n"
+    "  emit    print a stage of the compilation: the AST, the graph IR, or a dot graph\n"
+    "  train   train a model on a data set (Fashion-MNIST by default)\n"
+    "  eval    evaluate trained weights: loss, accuracy, confusion matrix\n"
+    "  predict classify images (PNG, PGM) or the samples of IDX and CSV files\n"
+    "\n"
+    "options:\n"
+    "  -h, --help      show this help (nnc COMMAND --help for a command's)\n"
+    "  -V, --version   show the version\n"
+    "\n"
+    "exit status: 0 success, 1 errors in the input files, 2 bad command-line use\n";
+
+static const char *const usage_check =
+    "usage: nnc check [options] FILE.nn...\n"
+    "\n"
+    "Parses each model, checks every shape, and prints a table per model: each\n"
+    "layer's output shape, trainable parameters and FLOPs per sample, with totals,\n"
+    "and the loss, optimizer and training settings.\n"
+    "\n"
+    "options:\n"
+    "  -q, --quiet           print only diagnostics (no tables)\n"
+    "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
+    "      --no-color        never color diagnostics (also: NO_COLOR in the environment)\n"
+    "  -h, --help            show this help\n";
+
+static const char *const usage_emit =
+    "usage: nnc emit --stage STAGE [options] FILE\n"
+    "\n"
+    "Prints one stage of the compilation of FILE:\n"
+    "  ast   the syntax tree, with line:col of every node\n"
+    "  ir    the graph IR after lowering and shape inference (text that `nnc emit`\n"
+    "        reads back: FILE may be a .ir file)\n"
+    "  dot   the graph IR as a Graphviz digraph (dot -Tsvg)\n"
+    "\n"
+    "options:\n"
+    "  -s, --stage STAGE     ast, ir or dot (required)\n"
+    "  -t, --train           ir and dot: include the training step: the gradients\n"
+    "                        (autodiff) and the optimizer's updates\n"
+    "  -o, --output FILE     write to FILE instead of standard output\n"
+    "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
+    "      --no-color        never color diagnostics\n"
+    "  -h, --help            show this help\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg) {
+  fprintf(stderr, "nnc: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n\n%s", usage);
+  return EXIT_USAGE;
+}
+
+static bool parse_count(const char *s, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || end == s || v < 0 || v > 1000000)
+    return false;
+  *out = (int)v;
+  return true;
+}
+
+static void setup_diag(Diag *d, const CliCommon *c) {
+  diag_init(d, stderr);
+  if (c->no_color)
+    d->color = false;
+  d->max_errors = c->max_errors;
+}
+
+Model *cli_load_model(const char *path, Arena *a, Diag *d) {
+  Program *p = fe_parse_file(path, a, d);
+  if (!p || d->nerrors)
+    return NULL;
+  Model *m = pass_lower(p, a, d);
+  if (!m)
+    return NULL;
+  if (!ir_verify(m->g, d))
+    return NULL;
+  return m;
+}
+
+static int cmd_check(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"quiet", no_argument, 0, 'q'},      {"max-errors", required_argument, 0, 'E'},
+      {"no-color", no_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0},
+  };
+  CliCommon c = {.max_errors = 50};
+  bool quiet = false;
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'q': quiet = true; break;
+    case 'C': c.no_color = true; break;
+    case 'E':
+      if (!parse_count(optarg, &c.max_errors))
+        return usage_error(usage_check, "--max-errors needs a count, found '%s'", optarg);
+      break;
+    case 'h': fputs(usage_check, stdout); return 0;
+    default: fputs("\n", stderr); fputs(usage_check, stderr); return EXIT_USAGE;
+    }
+  }
+  if (optind >= argc)
+    return usage_error(usage_check, "check needs at least one .nn file%s", "");
+  int status = 0;
+  for (int i = optind; i < argc; i++) {
+    Arena *a = arena_new();
+    Diag d;
+    setup_diag(&d, &c);
+    Model *m = cli_load_model(argv[i], a, &d);
+    if (m && !quiet) {
+      if (i > optind)
+        fputc('\n', stdout);
+      cli_print_summary(stdout, m);
+      fflush(stdout);
+    }
+    if (!m)
+      status = EXIT_USER;
+    diag_free(&d);
+    arena_free(a);
+  }
+  return status;
+}
+
+static bool has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+// Reads a printed graph (a .ir file) and checks it like a lowered one.
+static IrGraph *load_ir(const char *path, Arena *a, Diag *d) {
+  size_t len;
+  char *text = read_file(path, &len);
+  if (!text) {
+    diag_error(d, ((SrcLoc){0}), NULL, "cannot read '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  SrcFile *f = arena_alloc(a, sizeof *f);
+  *f = (SrcFile){arena_strdup(a, path), arena_strndup(a, text, len), len};
+  free(text);
+  IrGraph *g = ir_parse(f, a, d);
+  if (!g || !ir_verify(g, d))
+    return NULL;
+  return g;
+}
+
+static int cmd_emit(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"stage", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
+      {"train", no_argument, 0, 't'},
+      {"max-errors", required_argument, 0, 'E'}, {"no-color", no_argument, 0, 'C'},
+      {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+  };
+  CliCommon c = {.max_errors = 50};
+  const char *stage = NULL, *output = NULL;
+  bool train = false;
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "s:o:th", opts, NULL)) != -1) {
+    switch (ch) {
+    case 't': train = true; break;
+    case 's': stage = optarg; break;
+    case 'o': output = optarg; break;
+    case 'C': c.no_color = true; break;
+    case 'E':
+      if (!parse_count(optarg, &c.max_errors))
+        return usage_error(usage_emit, "--max-errors needs a count, found '%s'", optarg);
+      break;
+    case 'h': fputs(usage_emit, stdout); return 0;
+    default: fputs("\n", stderr); fputs(usage_emit, stderr); return EXIT_USAGE;
+    }
+  }
+  if (!stage)
+    return usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
+  if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot"))
+    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir or dot)", stage);
+  if (optind != argc - 1)
+    return usage_error(usage_emit, "emit needs exactly one input file%s", "");
+  const char *path = argv[optind];
+  bool is_ir = has_suffix(path, ".ir");
+  if (train && !strcmp(stage, "ast"))
+    return usage_error(usage_emit, "--train applies to --stage ir and dot, not %s", stage);
+  if (train && has_suffix(path, ".ir"))
+    return usage_error(usage_emit, "--train needs a .nn model; '%s' is graph IR text", path);
+  if (is_ir && !strcmp(stage, "ast"))
+    return usage_error(usage_emit, "'%s' is graph IR text, which has no AST; use --stage ir or dot", path);
+
+  Arena *a = arena_new();
+  Diag d;
+  setup_diag(&d, &c);
+  int status = EXIT_USER;
+  Program *p = NULL;
+  IrGraph *g = NULL;
+  if (is_ir)
+    g = load_ir(path, a, &d);
+  else if (!strcmp(stage, "ast"))
+    p = fe_parse_file(path, a, &d);
+  else {
+    Model *m = cli_load_model(path, a, &d);
+    if (m && train && (!pass_autodiff(m, &d) || !ir_verify(m->g, &d)))
+      m = NULL;
+    g = m ? m->g : NULL;
+  }
+  if ((p && !d.nerrors) || g) {
+    FILE *out = output ? fopen(output, "w") : stdout;
+    if (!out) {
+      fprintf(stderr, "nnc: error: cannot write '%s': %s\n", output, strerror(errno));
+    } else {
+      if (p)
+        fe_print_ast(out, p);
+      else if (!strcmp(stage, "ir"))
+        ir_print(out, g);
+      else
+        ir_print_dot(out, g);
+      bool bad = ferror(out) != 0;
+      if ((out != stdout && fclose(out) != 0) || bad)
+        fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", output ? output : "<stdout>", strerror(errno));
+      else
+        status = 0;
+    }
+  }
+  diag_free(&d);
+  arena_free(a);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage_error(usage_main, "missing command%s", "");
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    fputs(usage_main, stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("nnc %s (commit %s, LLVM %s)\n", NNC_VERSION, NNC_COMMIT, NNC_LLVM_VERSION);
+    return 0;
+  }
+  if (!strcmp(cmd, "check"))
+    return cmd_check(argc - 1, argv + 1);
+  if (!strcmp(cmd, "emit"))
+    return cmd_emit(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train"))
+    return cli_train(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval"))
+    return cli_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "predict"))
+    return cli_predict(argc - 1, argv + 1);
+  static const char *const cmds[] = {"check", "emit", "train", "eval", "predict", "help", "version"};
+  const char *s = suggest_name(cmd, cmds, countof(cmds));
+  fprintf(stderr, "nnc: unknown command '%s'%s%s%s\n\n%s", cmd, s ? "; did you mean '" : "", s ? s : "",
+          s ? "'?" : "", usage_main);
+  return EXIT_USAGE;
+}

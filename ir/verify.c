@@ -1,0 +1,170 @@
+// verify.c: the checker that runs between passes (QBE's ssacheck()).
+//
+// A violation is a bug in whichever pass built or rewrote the graph, not in
+// the user's model. Each one is still reported at the node's .nn location,
+// as "ir: %ID (op): what is wrong", so the model that shows it is easy to
+// find. The checker reads only what it has checked: a NULL node, an input
+// outside the graph or a bad op number never makes it crash.
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Verifier {
+  const IrGraph *g;
+  Diag *d;
+  bool ok;           // no violation so far
+} Verifier;
+
+static const char *op_name(IrOp op) {
+  return (unsigned)op < IR_NUM_OPS ? ir_op_info(op)->mnem : "?";
+}
+
+// Reports "ir: %ID (op): message" at n's location.
+static void fail(Verifier *v, const IrNode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(Verifier *v, const IrNode *n, const char *fmt, ...) {
+  StrBuf b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  sb_vprintf(&b, fmt, ap);
+  va_end(ap);
+  diag_error(v->d, n->loc, NULL, "ir: %%%d (%s): %s", n->id, op_name(n->op),
+             b.data ? b.data : "");
+  sb_free(&b);
+  v->ok = false;
+}
+
+static bool in_graph(const IrGraph *g, const IrNode *n) {
+  return n && n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n;
+}
+
+// Inputs: nsrc in range and as ops.def says, src[0..nsrc) nodes of this
+// graph that come before n (at position pos), and NULL after.
+static void check_srcs(Verifier *v, const IrNode *n, int pos) {
+  if (n->nsrc < 0 || n->nsrc > IR_MAX_SRC) {
+    fail(v, n, "nsrc is %d, outside 0..%d", n->nsrc, IR_MAX_SRC);
+    return;
+  }
+  if ((unsigned)n->op < IR_NUM_OPS) {
+    const IrOpInfo *info = ir_op_info(n->op);
+    if (info->min_in == info->max_in && n->nsrc != info->min_in)
+      fail(v, n, "has %d inputs; %s takes %d", n->nsrc, info->mnem, info->min_in);
+    else if (n->nsrc < info->min_in || n->nsrc > info->max_in)
+      fail(v, n, "has %d inputs; %s takes %d to %d", n->nsrc, info->mnem, info->min_in,
+           info->max_in);
+  }
+  for (int i = 0; i < IR_MAX_SRC; i++) {
+    const IrNode *s = n->src[i];
+    if (i >= n->nsrc) {
+      if (s)
+        fail(v, n, "src[%d] is set, but the node has only %d inputs", i, n->nsrc);
+    } else if (!s) {
+      fail(v, n, "input %d is NULL", i);
+    } else if (!in_graph(v->g, s)) {
+      fail(v, n, "input %d (%%%d) is not a node of this graph", i, s->id);
+    } else if (s->id >= pos) {
+      fail(v, n, "input %d (%%%d) does not come before its user", i, s->id);
+    }
+  }
+}
+
+// The type: a known dtype, a known shape, dimensions > 0 or IR_N.
+static void check_type(Verifier *v, const IrNode *n) {
+  if (n->dtype != DT_F32 && n->dtype != DT_I32)
+    fail(v, n, "bad dtype %d", (int)n->dtype);
+  if (n->ndim < 0 || n->ndim > IR_MAX_DIMS) {
+    fail(v, n, "shape is not known (ndim %d)", n->ndim);
+    return;
+  }
+  for (int i = 0; i < n->ndim; i++)
+    if (n->shape[i] <= 0 && n->shape[i] != IR_N)
+      fail(v, n, "dimension %d is %lld", i, (long long)n->shape[i]);
+}
+
+// The leaves that hold named tensors, and so need a name no other one has.
+static bool is_named_leaf(IrOp op) {
+  return op == IR_INPUT || op == IR_TARGET || op == IR_PARAM || op == IR_BUFFER;
+}
+
+static uint32_t hash_str(const char *s) {
+  uint32_t h = 2166136261u;   // FNV-1a
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/*
+** Every named leaf has a name, and no two share one. An open-addressing
+** table of the names seen so far finds each clash in node order, and the
+** report names the node that had it first.
+*/
+static void check_names(Verifier *v) {
+  const IrGraph *g = v->g;
+  int cap = 16;
+  while (cap < 2 * g->nnodes)
+    cap *= 2;
+  const IrNode **seen = xcalloc(cap, sizeof *seen);
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (!n || !is_named_leaf(n->op))
+      continue;
+    if (!n->name || !*n->name) {
+      fail(v, n, "%s nodes need a name", op_name(n->op));
+      continue;
+    }
+    uint32_t h = hash_str(n->name) & (cap - 1);
+    while (seen[h] && strcmp(seen[h]->name, n->name) != 0)
+      h = (h + 1) & (cap - 1);
+    if (seen[h])
+      fail(v, n, "name \"%s\" is already used by %%%d", n->name, seen[h]->id);
+    else
+      seen[h] = n;
+  }
+  free(seen);
+}
+
+// The output and the loss are nodes of the graph; the loss is the f32[]
+// result of a loss op.
+static void check_ends(Verifier *v) {
+  const IrGraph *g = v->g;
+  if (g->output && !in_graph(g, g->output))
+    fail(v, g->output, "the output is not a node of this graph");
+  if (!g->loss)
+    return;
+  if (!in_graph(g, g->loss)) {
+    fail(v, g->loss, "the loss is not a node of this graph");
+    return;
+  }
+  if (!ir_op_is_loss(g->loss->op))
+    fail(v, g->loss, "the loss must come from a loss op");
+  if (g->loss->dtype != DT_F32 || g->loss->ndim != 0) {
+    char type[IR_MAX_DIMS * 22 + 8];
+    fail(v, g->loss, "the loss must be f32[], not %s", ir_type_str(g->loss, type, sizeof type));
+  }
+}
+
+bool ir_verify(const IrGraph *g, Diag *d) {
+  Verifier v = {.g = g, .d = d, .ok = true};
+  if (g->nnodes < 0 || (g->nnodes > 0 && !g->nodes)) {
+    diag_error(d, (SrcLoc){0}, NULL, "ir: graph has %d nodes but no node array", g->nnodes);
+    return false;
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (!n) {
+      diag_error(d, (SrcLoc){0}, NULL, "ir: node %d is NULL", i);
+      v.ok = false;
+      continue;
+    }
+    if (n->id != i)
+      fail(&v, n, "id does not match its position %d", i);
+    if ((unsigned)n->op >= IR_NUM_OPS)
+      fail(&v, n, "op %d is not an op", (int)n->op);
+    check_srcs(&v, n, i);
+    check_type(&v, n);
+  }
+  check_names(&v);
+  check_ends(&v);
+  return v.ok;
+}

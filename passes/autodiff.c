@@ -1,0 +1,307 @@
+// autodiff.c: reverse-mode differentiation of the graph IR.
+//
+// Walks the forward nodes from the loss back to the parameters and, for
+// each node whose gradient is known, appends the nodes that compute its
+// inputs' gradients: one rule per op (grad_node). A value used several
+// times gets the sum of its users' contributions. Only nodes on a path from
+// a parameter to the loss get gradients. Every new node carries the .nn
+// location and scope of the forward node it differentiates, so a problem in
+// the backward pass still points at the user's source.
+//
+// Then the optimizer is lowered: one update op per parameter, with its state
+// buffers as BUFFER leaves.
+#include "passes.h"
+
+#include <string.h>
+
+typedef struct AD {
+  IrGraph *g;
+  Diag *d;
+  IrNode **grad;         // grad[id]: the gradient of node id, or NULL
+  bool *needs;           // needs[id]: node id depends on a parameter
+  const IrNode *fwd;     // the forward node being differentiated
+} AD;
+
+// Appends op(src) at the forward node's location and infers its shape;
+// preset (or NULL) gives the output shape of shape-carrying ops.
+static IrNode *mk(AD *ad, IrOp op, IrNode **src, int nsrc, const IrNode *preset) {
+  IrNode *n = ir_add(ad->g, op, src, nsrc, ad->fwd->loc);
+  n->scope = ad->fwd->scope;
+  if (preset) {
+    n->ndim = preset->ndim;
+    memcpy(n->shape, preset->shape, sizeof(int64_t) * preset->ndim);
+  }
+  if (!pass_infer_node(n, ad->d))
+    nnc_bug(__FILE__, __LINE__, "autodiff built a node that fails its shape check");
+  return n;
+}
+
+static IrNode *mk1(AD *ad, IrOp op, IrNode *a) { return mk(ad, op, &a, 1, NULL); }
+static IrNode *mk2(AD *ad, IrOp op, IrNode *a, IrNode *b) { return mk(ad, op, (IrNode *[]){a, b}, 2, NULL); }
+
+// Adds a contribution to x's gradient.
+static void accumulate(AD *ad, IrNode *x, IrNode *c) {
+  if (!ad->needs[x->id])
+    return;
+  IrNode *old = ad->grad[x->id];
+  ad->grad[x->id] = old ? mk2(ad, IR_ADD, old, c) : c;
+}
+
+// The gradient of a broadcast operand: g summed down to x's shape.
+static IrNode *unbroadcast(AD *ad, IrNode *g, IrNode *x) {
+  return ir_same_shape(g, x) ? g : mk(ad, IR_SUM_TO, &g, 1, x);
+}
+
+// A 2-D view [rows, last] of a tensor with more dimensions.
+static IrNode *as_matrix(AD *ad, IrNode *x) {
+  if (x->ndim == 2)
+    return x;
+  IrNode shape = {.ndim = 2};
+  shape.shape[1] = x->shape[x->ndim - 1];
+  shape.shape[0] = ir_is_batched(x) ? IR_N : ir_numel(x, 1) / shape.shape[1];
+  return mk(ad, IR_RESHAPE, &x, 1, &shape);
+}
+
+static IrNode *matmul(AD *ad, IrNode *a, IrNode *b, int ta, int tb) {
+  IrNode *n = ir_add(ad->g, IR_MATMUL, (IrNode *[]){a, b}, 2, ad->fwd->loc);
+  n->scope = ad->fwd->scope;
+  n->attr.i[0] = ta;
+  n->attr.i[1] = tb;
+  if (!pass_infer_node(n, ad->d))
+    nnc_bug(__FILE__, __LINE__, "autodiff built a matmul that fails its shape check");
+  return n;
+}
+
+// C = op(A) op(B) with op a transpose when ta / tb. A may have leading
+// dimensions (folded into rows) when not transposed.
+static void grad_matmul(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *a = n->src[0], *b = n->src[1];
+  int ta = (int)n->attr.i[0], tb = (int)n->attr.i[1];
+  if (ad->needs[a->id]) {
+    IrNode *da = !ta ? matmul(ad, g, b, 0, !tb)             // g op(B)^T
+                     : tb ? matmul(ad, b, g, 1, 1)          // (g B)^T = B^T g^T
+                          : matmul(ad, b, g, 0, 1);         // B g^T
+    accumulate(ad, a, da);
+  }
+  if (ad->needs[b->id]) {
+    IrNode *a2 = ta ? a : as_matrix(ad, a), *g2 = as_matrix(ad, g);
+    IrNode *db = !tb ? matmul(ad, a2, g2, !ta, 0)           // op(A)^T g
+                     : ta ? matmul(ad, g2, a2, 1, 1)        // g^T A^T
+                          : matmul(ad, g2, a2, 1, 0);       // g^T A
+    accumulate(ad, b, db);
+  }
+}
+
+static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
+
+static IrNode *with_attrs(IrNode *n, const IrNode *from) {
+  n->attr = from->attr;
+  return n;
+}
+
+static void grad_conv2d(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0], *w = n->src[1];
+  if (ad->needs[x->id]) {
+    IrNode *dx = ir_add(ad->g, IR_CONV2D_GRAD_INPUT, (IrNode *[]){g, w}, 2, n->loc);
+    accumulate(ad, x, finish(ad, with_attrs(dx, n), x));
+  }
+  if (ad->needs[w->id]) {
+    IrNode *dw = ir_add(ad->g, IR_CONV2D_GRAD_WEIGHT, (IrNode *[]){g, x}, 2, n->loc);
+    accumulate(ad, w, finish(ad, with_attrs(dw, n), w));
+  }
+  if (n->nsrc == 3)
+    accumulate(ad, n->src[2], mk1(ad, IR_CHANNEL_SUM, g));
+}
+
+// Finishes a node built with ir_add (attributes first): preset shape, scope
+// and shape check.
+static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset) {
+  n->scope = ad->fwd->scope;
+  if (preset) {
+    n->ndim = preset->ndim;
+    memcpy(n->shape, preset->shape, sizeof(int64_t) * preset->ndim);
+  }
+  if (!pass_infer_node(n, ad->d))
+    nnc_bug(__FILE__, __LINE__, "autodiff built a node that fails its shape check");
+  return n;
+}
+
+// The gradient op of an op whose gradient is g, for ops of one input (or
+// whose other inputs get no gradient).
+static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0];
+  switch (n->op) {
+  case IR_NEG: return mk1(ad, IR_NEG, g);
+  case IR_RELU: return mk2(ad, IR_RELU_GRAD, g, x);
+  case IR_SIGMOID: return mk2(ad, IR_SIGMOID_GRAD, g, n);
+  case IR_TANH: return mk2(ad, IR_TANH_GRAD, g, n);
+  case IR_EXP: return mk2(ad, IR_MUL, g, n);
+  case IR_LOG: return mk2(ad, IR_DIV, g, x);
+  case IR_RESHAPE: return mk(ad, IR_RESHAPE, &g, 1, x);
+  case IR_GLOBAL_AVGPOOL: return mk(ad, IR_GLOBAL_AVGPOOL_GRAD, &g, 1, x);
+  case IR_AVGPOOL:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_AVGPOOL_GRAD, &g, 1, n->loc), n), x);
+  case IR_MAXPOOL:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_MAXPOOL_GRAD, (IrNode *[]){g, x}, 2, n->loc), n), NULL);
+  case IR_DROPOUT:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_DROPOUT_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
+  case IR_SOFTMAX:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
+  case IR_LOG_SOFTMAX:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_LOG_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
+  default:
+    unreachable();
+  }
+}
+
+static void grad_batchnorm(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0], *gamma = n->src[1], *beta = n->src[2];
+  if (ad->needs[x->id]) {
+    IrNode *dx = ir_add(ad->g, IR_BATCHNORM_GRAD, (IrNode *[]){g, x, gamma}, 3, n->loc);
+    dx->attr.f[0] = n->attr.f[0];
+    accumulate(ad, x, finish(ad, dx, NULL));
+  }
+  if (ad->needs[gamma->id]) {
+    IrNode *dg = ir_add(ad->g, IR_BATCHNORM_GRAD_GAMMA, (IrNode *[]){g, x}, 2, n->loc);
+    dg->attr.f[0] = n->attr.f[0];
+    accumulate(ad, gamma, finish(ad, dg, NULL));
+  }
+  if (ad->needs[beta->id])
+    accumulate(ad, beta, mk1(ad, IR_CHANNEL_SUM, g));
+}
+
+// Appends the gradients of n's inputs, given n's gradient g.
+static void grad_node(AD *ad, IrNode *n, IrNode *g) {
+  ad->fwd = n;
+  IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
+  switch (n->op) {
+  case IR_ADD:
+    accumulate(ad, a, unbroadcast(ad, g, a));
+    accumulate(ad, b, unbroadcast(ad, g, b));
+    break;
+  case IR_SUB:
+    accumulate(ad, a, unbroadcast(ad, g, a));
+    if (ad->needs[b->id])
+      accumulate(ad, b, unbroadcast(ad, mk1(ad, IR_NEG, g), b));
+    break;
+  case IR_MUL:
+    if (ad->needs[a->id])
+      accumulate(ad, a, unbroadcast(ad, mk2(ad, IR_MUL, g, b), a));
+    if (ad->needs[b->id])
+      accumulate(ad, b, unbroadcast(ad, mk2(ad, IR_MUL, g, a), b));
+    break;
+  case IR_DIV:   // d(a/b)/da = 1/b; d(a/b)/db = -(a/b)/b
+    if (ad->needs[a->id])
+      accumulate(ad, a, unbroadcast(ad, mk2(ad, IR_DIV, g, b), a));
+    if (ad->needs[b->id])
+      accumulate(ad, b, unbroadcast(ad, mk1(ad, IR_NEG, mk2(ad, IR_DIV, mk2(ad, IR_MUL, g, n), b)), b));
+    break;
+  case IR_MATMUL:
+    grad_matmul(ad, n, g);
+    break;
+  case IR_CONV2D:
+    grad_conv2d(ad, n, g);
+    break;
+  case IR_BATCHNORM:
+    grad_batchnorm(ad, n, g);
+    break;
+  case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
+  case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX:
+    accumulate(ad, a, grad_unary(ad, n, g));
+    break;
+  default:
+    nnc_bug(__FILE__, __LINE__, "no gradient rule for this op");
+  }
+}
+
+// The loss's gradient with respect to the model's output (seeded with 1).
+static IrOp loss_grad_op(IrOp loss) {
+  switch (loss) {
+  case IR_CROSS_ENTROPY: return IR_CROSS_ENTROPY_GRAD;
+  case IR_NLL: return IR_NLL_GRAD;
+  case IR_MSE: return IR_MSE_GRAD;
+  case IR_L1: return IR_L1_GRAD;
+  case IR_BCE_WITH_LOGITS: return IR_BCE_WITH_LOGITS_GRAD;
+  default: unreachable();
+  }
+}
+
+static IrNode *state_buffer(IrGraph *g, const IrNode *p, const char *what) {
+  IrNode *b = ir_leaf(g, IR_BUFFER, arena_printf(g->arena, "%s.%s", p->name, what), DT_F32, p->ndim,
+                      p->shape, p->loc);
+  b->init = (IrInit){INIT_ZEROS, 0, 0};
+  b->scope = p->scope;
+  return b;
+}
+
+// One update op per parameter, with PyTorch's hyper-parameters.
+static IrNode *optimizer_step(AD *ad, const OptimConfig *o, IrNode *p, IrNode *gp) {
+  ad->fwd = p;
+  IrNode *n;
+  if (o->kind == OPT_SGD) {
+    IrNode *src[3] = {p, gp, NULL};
+    int nsrc = 2;
+    if (o->momentum != 0)
+      src[nsrc++] = state_buffer(ad->g, p, "momentum_buffer");
+    n = ir_add(ad->g, IR_SGD_STEP, src, nsrc, p->loc);
+    n->attr.i[0] = o->nesterov;
+    double f[4] = {o->lr, o->momentum, o->dampening, o->weight_decay};
+    memcpy(n->attr.f, f, sizeof f);
+  } else {
+    IrNode *src[4] = {p, gp, state_buffer(ad->g, p, "exp_avg"), state_buffer(ad->g, p, "exp_avg_sq")};
+    n = ir_add(ad->g, IR_ADAM_STEP, src, 4, p->loc);
+    n->attr.i[0] = o->kind == OPT_ADAMW;
+    double f[5] = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+    memcpy(n->attr.f, f, sizeof f);
+  }
+  return finish(ad, n, NULL);
+}
+
+bool pass_autodiff(Model *m, Diag *d) {
+  IrGraph *g = m->g;
+  if (!g->loss) {
+    diag_error(d, ((SrcLoc){0}), "add a loss after the model, e.g. `loss cross_entropy`",
+               "model '%s' has no loss to train with", g->name);
+    return false;
+  }
+  int nfwd = g->nnodes;
+  Arena *a = g->arena;
+  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL};
+  for (int i = 0; i < nfwd; i++) {
+    IrNode *n = g->nodes[i];
+    ad.needs[i] = n->op == IR_PARAM;
+    for (int k = 0; k < n->nsrc; k++)
+      ad.needs[i] |= ad.needs[n->src[k]->id];
+  }
+  IrNode *out = g->loss->src[0], *target = g->loss->src[1];
+  if (!ad.needs[out->id]) {
+    diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear",
+               "the loss does not depend on any parameter, so there is nothing to train");
+    return false;
+  }
+  ad.fwd = g->loss;
+  ad.grad[out->id] = mk2(&ad, loss_grad_op(g->loss->op), out, target);
+  for (int i = nfwd - 1; i >= 0; i--) {
+    IrNode *n = g->nodes[i];
+    if (ad.grad[i] && !ir_op_is_leaf(n->op))
+      grad_node(&ad, n, ad.grad[i]);
+  }
+  int np = 0;
+  for (int i = 0; i < nfwd; i++)
+    np += g->nodes[i]->op == IR_PARAM && ad.grad[i];
+  m->params = arena_alloc(a, sizeof(IrNode *) * np);
+  m->grads = arena_alloc(a, sizeof(IrNode *) * np);
+  m->steps = arena_alloc(a, sizeof(IrNode *) * np);
+  m->nparams = 0;
+  for (int i = 0; i < nfwd; i++) {
+    IrNode *p = g->nodes[i];
+    if (p->op != IR_PARAM || !ad.grad[i])
+      continue;
+    m->params[m->nparams] = p;
+    m->grads[m->nparams] = ad.grad[i];
+    m->steps[m->nparams] = optimizer_step(&ad, &m->opt, p, ad.grad[i]);
+    m->nparams++;
+  }
+  return true;
+}

@@ -1,0 +1,85 @@
+// passes.h: the passes over the graph IR, each with a one-line contract.
+//
+// pass_lower() turns a parsed Program into a Model: the graph (with shapes,
+// inferred node by node as the layers are built, since a layer's parameter
+// shapes depend on its input's) and the training settings from the loss,
+// optimizer, schedule and train declarations.
+#ifndef NNC_PASSES_H
+#define NNC_PASSES_H
+
+#include "frontend.h"
+#include "ir.h"
+
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptimKind;
+
+// Optimizer hyper-parameters, with PyTorch's names and defaults.
+typedef struct OptimConfig {
+  OptimKind kind;
+  double lr;
+  double momentum;       // sgd
+  double dampening;      // sgd
+  bool nesterov;         // sgd
+  double weight_decay;   // all (adamw: decoupled)
+  double beta1, beta2;   // adam, adamw
+  double eps;            // adam, adamw
+} OptimConfig;
+
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+
+// Learning-rate schedule, applied per epoch, after an optional linear
+// warmup measured in steps.
+typedef struct ScheduleConfig {
+  SchedKind kind;
+  int step_size;         // step: epochs between decays
+  double gamma;          // step: factor per decay
+  int t_max;             // cosine: epochs to reach min_lr (0: the training length)
+  double min_lr;         // cosine
+  int warmup;            // steps of linear warmup from 0 (0: none)
+} ScheduleConfig;
+
+// Defaults for `nnc train`; each can be overridden on the command line.
+typedef struct TrainConfig {
+  int batch;             // 64
+  int epochs;            // 1
+  bool shuffle;          // true
+  uint64_t seed;         // 1
+  double val_split;      // fraction held out for validation (0)
+} TrainConfig;
+
+// A compiled-to-IR model and its training settings.
+typedef struct Model {
+  IrGraph *g;            // output in g->output, loss in g->loss
+  IrNode *input;         // the (first) input
+  IrNode *target;        // the target, or NULL
+  OptimConfig opt;
+  ScheduleConfig sched;
+  TrainConfig train;
+  bool has_loss, has_optimizer;  // declared in the file (else defaults)
+  // Filled by pass_autodiff:
+  IrNode **params;       // the trainable parameters the loss depends on, in graph order
+  IrNode **grads;        // grads[i]: d loss / d params[i]
+  IrNode **steps;        // steps[i]: the optimizer update of params[i]
+  int nparams;
+} Model;
+
+// lower.c: needs a parsed program without syntax errors; builds the graph of
+// its one model, expanding blocks and resolving names, with shapes; reports
+// every error to d and returns NULL if there were any.
+Model *pass_lower(const Program *p, Arena *a, Diag *d);
+
+// autodiff.c: needs a lowered model with a loss; appends the reverse-mode
+// gradient of the loss with respect to every parameter it depends on (one
+// rule per op), then the optimizer's update of each one (SGD_STEP or
+// ADAM_STEP, with state buffers named after the parameter, as PyTorch's
+// optimizer state: momentum_buffer, exp_avg, exp_avg_sq). Reports and returns
+// false if the model cannot be trained.
+bool pass_autodiff(Model *m, Diag *d);
+
+// shapes.c: infers n's dtype and shape from its inputs' and attributes;
+// reports a mismatch at n->loc and returns false (n->ndim stays -1).
+// Inputs with unknown shape (ndim -1) make n unknown without a report.
+bool pass_infer_node(IrNode *n, Diag *d);
+// shapes.c: infers every node of g in order; false if any failed.
+bool pass_shapes(IrGraph *g, Diag *d);
+
+#endif

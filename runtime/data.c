@@ -1,0 +1,1009 @@
+// data.c: training data: IDX and IDX.gz files (MNIST, Fashion-MNIST), the
+// Kaggle digit-recognizer CSV, normalization, a seeded validation split, and
+// a batcher whose shuffled order can be saved in a checkpoint and resumed
+// bit for bit.
+//
+// Loaders check a file completely before they hand anything back, and
+// report the first problem as "FILE: what is wrong" plus a hint. IDX files
+// are read through zlib's gzread, which reads plain and gzip files alike:
+// it tells them apart by their first bytes, not by the file's name.
+#include "data.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+void rt_errorf(char *err, size_t errsz, const char *fmt, ...) {
+  if (!err || !errsz)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errsz, fmt, ap);
+  va_end(ap);
+}
+
+void rt_dataset_free(RtDataset *ds) {
+  free(ds->x);
+  free(ds->y);
+  free(ds->t);
+  free(ds->source);
+  *ds = (RtDataset){0};
+}
+
+void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out) {
+  *out = *ds;
+  out->n = k;
+  out->x = xmalloc((size_t)(k * ds->dim) * sizeof(float));
+  out->y = ds->y ? xmalloc((size_t)k * sizeof(int32_t)) : NULL;
+  out->t = ds->t ? xmalloc((size_t)(k * ds->tdim) * sizeof(float)) : NULL;
+  out->source = xstrdup(ds->source ? ds->source : "");
+  for (int64_t i = 0; i < k; i++) {
+    memcpy(out->x + i * ds->dim, ds->x + idx[i] * ds->dim, (size_t)ds->dim * sizeof(float));
+    if (ds->y)
+      out->y[i] = ds->y[idx[i]];
+    if (ds->t)
+      memcpy(out->t + i * ds->tdim, ds->t + idx[i] * ds->tdim, (size_t)ds->tdim * sizeof(float));
+  }
+}
+
+// Fills perm with 0..n-1 in an order drawn from r (Fisher-Yates).
+static void permute(Rng *r, int64_t *perm, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = rng_below(r, (uint32_t)(i + 1));
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+}
+
+//
+// IDX files
+//
+// An IDX file is a 4-byte magic number (0, 0, element type, number of
+// dimensions), one big-endian 32-bit size per dimension, and the elements,
+// big-endian, in C order.
+//
+
+static int idx_elem_size(int type) {
+  switch (type) {
+  case RT_IDX_U8: case RT_IDX_I8: return 1;
+  case RT_IDX_I16: return 2;
+  case RT_IDX_I32: case RT_IDX_F32: return 4;
+  case RT_IDX_F64: return 8;
+  }
+  return 0;
+}
+
+static const char *idx_type_name(int type) {
+  switch (type) {
+  case RT_IDX_U8: return "ubyte";
+  case RT_IDX_I8: return "byte";
+  case RT_IDX_I16: return "short";
+  case RT_IDX_I32: return "int32";
+  case RT_IDX_F32: return "float32";
+  case RT_IDX_F64: return "float64";
+  }
+  return "unknown";
+}
+
+// "60000x28x28"
+static const char *dims_str(const int64_t *dims, int ndim, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int i = 0; i < ndim && len < n; i++)
+    len += snprintf(buf + len, n - len, i ? "x%lld" : "%lld", (long long)dims[i]);
+  return buf;
+}
+
+// Reads up to n bytes; returns how many were read, or -1 when zlib reports
+// an error (a read error, corrupt or cut-off gzip data).
+static int64_t gz_read_n(gzFile f, void *buf, int64_t n) {
+  int64_t got = 0;
+  while (got < n) {
+    int64_t chunk = n - got > (1 << 30) ? (1 << 30) : n - got;
+    int r = gzread(f, (char *)buf + got, (unsigned)chunk);
+    if (r < 0)
+      return -1;
+    if (r == 0)
+      break;
+    got += r;
+  }
+  int errnum;
+  gzerror(f, &errnum);
+  return errnum == Z_OK ? got : -1;
+}
+
+static void gz_fail(gzFile f, const char *path, char *err, size_t errsz) {
+  int errnum;
+  const char *msg = gzerror(f, &errnum);
+  size_t n = strlen(path);
+  if (!strncmp(msg, path, n) && !strncmp(msg + n, ": ", 2))
+    msg += n + 2;   // zlib puts the path in front of its message
+  if (errnum == Z_ERRNO)
+    rt_errorf(err, errsz, "%s: read error: %s", path, strerror(errno));
+  else if (errnum == Z_BUF_ERROR)
+    rt_errorf(err, errsz, "%s: is truncated: the gzip data ends early (%s)\n"
+              "---> HINT: the download was probably cut off; fetch the file again", path, msg);
+  else
+    rt_errorf(err, errsz, "%s: corrupt gzip data: %s\n"
+              "---> HINT: check the file with `gzip -t %s`, or fetch it again", path, msg, path);
+}
+
+// Converts count big-endian elements of esize bytes to host order in place.
+static void be_to_host(unsigned char *p, int64_t count, int esize) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (esize == 1)
+    return;
+  for (int64_t i = 0; i < count; i++, p += esize)
+    for (int a = 0, b = esize - 1; a < b; a++, b--) {
+      unsigned char t = p[a];
+      p[a] = p[b];
+      p[b] = t;
+    }
+#else
+  (void)p, (void)count, (void)esize;
+#endif
+}
+
+// Checks the magic number: 0, 0, a known type code, 1..RT_IDX_MAX_DIMS.
+static bool idx_check_magic(const unsigned char *m, const char *path, RtIdx *idx, char *err,
+                            size_t errsz) {
+  if (m[0] != 0 || m[1] != 0) {
+    rt_errorf(err, errsz, "%s: not an IDX file: it starts with bytes 0x%02x 0x%02x, expected 0x00 0x00\n"
+              "---> HINT: IDX files (MNIST's train-images-idx3-ubyte, ...) begin 00 00 TYPE NDIM; "
+              "for a CSV file use a .csv name", path, m[0], m[1]);
+    return false;
+  }
+  if (!idx_elem_size(m[2])) {
+    rt_errorf(err, errsz, "%s: unknown IDX element type code 0x%02x\n"
+              "---> HINT: known codes are 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int32, "
+              "0x0D float32 and 0x0E float64", path, m[2]);
+    return false;
+  }
+  if (m[3] < 1 || m[3] > RT_IDX_MAX_DIMS) {
+    rt_errorf(err, errsz, "%s: IDX header gives %d dimensions; expected 1 to %d",
+              path, m[3], RT_IDX_MAX_DIMS);
+    return false;
+  }
+  idx->type = m[2];
+  idx->ndim = m[3];
+  return true;
+}
+
+// Reads the magic number and the dimensions, and checks that the data they
+// describe is not absurdly large.
+static bool idx_read_header(gzFile f, const char *path, RtIdx *idx, char *err, size_t errsz) {
+  unsigned char m[4 + 4 * RT_IDX_MAX_DIMS];
+  int64_t got = gz_read_n(f, m, 4);
+  if (got < 0)
+    return gz_fail(f, path, err, errsz), false;
+  if (got < 4) {
+    rt_errorf(err, errsz, "%s: is %s: %lld bytes, too short for an IDX header (at least 8)",
+              path, got ? "truncated" : "empty", (long long)got);
+    return false;
+  }
+  if (!idx_check_magic(m, path, idx, err, errsz))
+    return false;
+  int need = 4 * idx->ndim;
+  got = gz_read_n(f, m + 4, need);
+  if (got < 0)
+    return gz_fail(f, path, err, errsz), false;
+  if (got < need) {
+    rt_errorf(err, errsz, "%s: is truncated inside its header: %d dimensions need a %d-byte header, "
+              "found %lld bytes", path, idx->ndim, 4 + need, (long long)(4 + got));
+    return false;
+  }
+  int64_t bytes = idx_elem_size(idx->type);
+  idx->count = 1;
+  for (int i = 0; i < idx->ndim; i++) {
+    const unsigned char *d = m + 4 + 4 * i;
+    idx->dims[i] = (int64_t)d[0] << 24 | (int64_t)d[1] << 16 | (int64_t)d[2] << 8 | d[3];
+    if (idx->dims[i] && bytes > RT_IDX_MAX_BYTES / idx->dims[i]) {
+      char buf[160];
+      rt_errorf(err, errsz, "%s: IDX header describes %s %s elements, more than the limit of %lld bytes\n"
+                "---> HINT: the header is probably corrupt", path,
+                dims_str(idx->dims, i + 1, buf, sizeof buf), idx_type_name(idx->type),
+                (long long)RT_IDX_MAX_BYTES);
+      return false;
+    }
+    bytes *= idx->dims[i];
+    idx->count *= idx->dims[i];
+  }
+  return true;
+}
+
+// Counts the bytes left in f (for the message about trailing data).
+static int64_t gz_count_rest(gzFile f) {
+  char *scratch = xmalloc(65536);
+  int64_t extra = 0, r;
+  while ((r = gz_read_n(f, scratch, 65536)) > 0)
+    extra += r;
+  free(scratch);
+  return r < 0 ? -1 : extra;
+}
+
+// Reads the elements and checks that nothing is missing or left over.
+static bool idx_read_data(gzFile f, const char *path, RtIdx *idx, char *err, size_t errsz) {
+  int esize = idx_elem_size(idx->type);
+  int64_t nbytes = idx->count * esize, hdr = 4 + 4 * idx->ndim;
+  idx->gzip = !gzdirect(f);
+  idx->data = xmalloc((size_t)nbytes);
+  int64_t got = gz_read_n(f, idx->data, nbytes);
+  if (got < 0)
+    return gz_fail(f, path, err, errsz), false;
+  char dims[160];
+  dims_str(idx->dims, idx->ndim, dims, sizeof dims);
+  const char *how = idx->gzip ? " after decompression" : "";
+  if (got < nbytes) {
+    rt_errorf(err, errsz, "%s: is truncated: expected %lld bytes%s (a %lld-byte header and %s %s "
+              "elements), found %lld\n---> HINT: the file was probably cut off; fetch it again",
+              path, (long long)(hdr + nbytes), how, (long long)hdr, dims, idx_type_name(idx->type),
+              (long long)(hdr + got));
+    return false;
+  }
+  int64_t extra = gz_count_rest(f);
+  if (extra < 0)
+    return gz_fail(f, path, err, errsz), false;
+  if (extra > 0) {
+    rt_errorf(err, errsz, "%s: has %lld bytes of trailing data: expected %lld bytes%s (a %lld-byte "
+              "header and %s %s elements), found %lld\n---> HINT: the header's sizes do not match "
+              "the data; is the file corrupt?", path, (long long)extra, (long long)(hdr + nbytes),
+              how, (long long)hdr, dims, idx_type_name(idx->type), (long long)(hdr + nbytes + extra));
+    return false;
+  }
+  be_to_host(idx->data, idx->count, esize);
+  return true;
+}
+
+bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz) {
+  *out = (RtIdx){0};
+  errno = 0;
+  gzFile f = gzopen(path, "rb");
+  if (!f) {
+    rt_errorf(err, errsz, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    return false;
+  }
+  gzbuffer(f, 1 << 18);
+  bool ok = idx_read_header(f, path, out, err, errsz) && idx_read_data(f, path, out, err, errsz);
+  gzclose(f);
+  if (!ok)
+    rt_idx_free(out);
+  return ok;
+}
+
+void rt_idx_free(RtIdx *idx) {
+  free(idx->data);
+  *idx = (RtIdx){0};
+}
+
+// Element i as a double.
+static double idx_value(const RtIdx *idx, int64_t i) {
+  switch (idx->type) {
+  case RT_IDX_U8: return ((const uint8_t *)idx->data)[i];
+  case RT_IDX_I8: return ((const int8_t *)idx->data)[i];
+  case RT_IDX_I16: return ((const int16_t *)idx->data)[i];
+  case RT_IDX_I32: return ((const int32_t *)idx->data)[i];
+  case RT_IDX_F32: return ((const float *)idx->data)[i];
+  case RT_IDX_F64: return ((const double *)idx->data)[i];
+  }
+  unreachable();
+}
+
+// Fills ds's samples from an images IDX: the first dimension counts them.
+static bool idx_to_images(const RtIdx *im, const char *path, RtDataset *ds, char *err, size_t errsz) {
+  if (im->ndim < 2 || im->ndim - 1 > RT_MAX_SAMPLE_DIMS) {
+    rt_errorf(err, errsz, "%s: images must have 2 to %d dimensions (samples first), this file has %d\n"
+              "---> HINT: is this a labels file? images files are named like train-images-idx3-ubyte",
+              path, RT_MAX_SAMPLE_DIMS + 1, im->ndim);
+    return false;
+  }
+  if (im->dims[0] == 0 || im->count == 0) {
+    rt_errorf(err, errsz, "%s: holds no samples", path);
+    return false;
+  }
+  ds->n = im->dims[0];
+  ds->ndim = im->ndim - 1;
+  memcpy(ds->shape, im->dims + 1, sizeof(int64_t) * ds->ndim);
+  ds->dim = im->count / ds->n;
+  ds->x = xmalloc((size_t)im->count * sizeof(float));
+  if (im->type == RT_IDX_U8) {
+    float scale[256];
+    for (int v = 0; v < 256; v++)
+      scale[v] = v / 255.0f;
+    const uint8_t *p = im->data;
+    for (int64_t i = 0; i < im->count; i++)
+      ds->x[i] = scale[p[i]];
+  } else {
+    for (int64_t i = 0; i < im->count; i++)
+      ds->x[i] = (float)idx_value(im, i);
+  }
+  return true;
+}
+
+// Checks labels against [0, nclasses), or finds nclasses when it is <= 0.
+// Messages name the first bad label's index and value.
+static bool check_labels(const int32_t *y, int64_t n, int *nclasses, const char *path, char *err,
+                         size_t errsz) {
+  int32_t max = -1;
+  for (int64_t i = 0; i < n; i++) {
+    if (y[i] < 0 || (*nclasses > 0 && y[i] >= *nclasses)) {
+      if (*nclasses > 0)
+        rt_errorf(err, errsz, "%s: label at index %lld is %d, outside [0, %d)\n"
+                  "---> HINT: the model has %d classes; is this the labels file of another data set?",
+                  path, (long long)i, y[i], *nclasses, *nclasses);
+      else
+        rt_errorf(err, errsz, "%s: label at index %lld is %d; labels must not be negative",
+                  path, (long long)i, y[i]);
+      return false;
+    }
+    if (y[i] > max)
+      max = y[i];
+  }
+  if (*nclasses <= 0 && max >= RT_MAX_CLASSES) {
+    rt_errorf(err, errsz, "%s: the largest label is %d; with no class count given, labels must lie "
+              "below %d\n---> HINT: are these really class labels?", path, max, RT_MAX_CLASSES);
+    return false;
+  }
+  if (*nclasses <= 0)
+    *nclasses = max + 1;
+  return true;
+}
+
+// Fills ds's labels from a one-dimensional integer IDX.
+static bool idx_to_labels(const RtIdx *lb, const char *path, const char *images_path, int nclasses,
+                          RtDataset *ds, char *err, size_t errsz) {
+  if (lb->type == RT_IDX_F32 || lb->type == RT_IDX_F64) {
+    rt_errorf(err, errsz, "%s: labels must be integers (ubyte or int32), this file holds %s\n"
+              "---> HINT: is this an images file? labels files are named like train-labels-idx1-ubyte",
+              path, idx_type_name(lb->type));
+    return false;
+  }
+  if (lb->ndim != 1) {
+    rt_errorf(err, errsz, "%s: labels must have 1 dimension, this file has %d\n"
+              "---> HINT: is this an images file? labels files are named like train-labels-idx1-ubyte",
+              path, lb->ndim);
+    return false;
+  }
+  if (lb->count != ds->n) {
+    rt_errorf(err, errsz, "%s: has %lld labels but %s has %lld images\n"
+              "---> HINT: the two files must come from the same split (train-* with train-*, t10k-* with t10k-*)",
+              path, (long long)lb->count, images_path, (long long)ds->n);
+    return false;
+  }
+  ds->y = xmalloc((size_t)ds->n * sizeof(int32_t));
+  for (int64_t i = 0; i < ds->n; i++) {
+    double v = idx_value(lb, i);
+    ds->y[i] = (int32_t)v;
+  }
+  ds->nclasses = nclasses;
+  return check_labels(ds->y, ds->n, &ds->nclasses, path, err, errsz);
+}
+
+bool rt_load_idx(const char *images_path, const char *labels_path, int nclasses, RtDataset *out,
+                 char *err, size_t errsz) {
+  *out = (RtDataset){0};
+  RtIdx idx;
+  if (!rt_idx_read(images_path, &idx, err, errsz))
+    return false;
+  bool ok = idx_to_images(&idx, images_path, out, err, errsz);
+  rt_idx_free(&idx);
+  if (ok && labels_path) {
+    ok = rt_idx_read(labels_path, &idx, err, errsz) &&
+         idx_to_labels(&idx, labels_path, images_path, nclasses, out, err, errsz);
+    rt_idx_free(&idx);
+  }
+  if (!ok) {
+    rt_dataset_free(out);
+    return false;
+  }
+  StrBuf src = {0};
+  sb_printf(&src, labels_path ? "%s + %s" : "%s", images_path, labels_path);
+  out->source = src.data;
+  return true;
+}
+
+//
+// The MNIST directory layout
+//
+
+static bool is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Finds DIR/PREFIX-WHAT-IDXN-ubyte or one of its variants; tried gets the
+// names it looked for.
+static bool find_idx(const char *dir, const char *prefix, const char *what, const char *idxn,
+                     StrBuf *found, StrBuf *tried) {
+  sb_free(tried);
+  for (int i = 0; i < 4; i++) {   // -idx3-ubyte, -idx3-ubyte.gz, .idx3-ubyte, .idx3-ubyte.gz
+    sb_free(found);
+    sb_printf(found, "%s/%s-%s%c%s-ubyte%s", dir, prefix, what, i < 2 ? '-' : '.', idxn, i % 2 ? ".gz" : "");
+    if (is_file(found->data))
+      return true;
+    sb_printf(tried, "%s%s", tried->len ? ", " : "", strrchr(found->data, '/') + 1);
+  }
+  return false;
+}
+
+bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset *out,
+                     char *err, size_t errsz) {
+  *out = (RtDataset){0};
+  const char *prefix = !strcmp(split, "train") ? "train"
+                       : !strcmp(split, "test") || !strcmp(split, "t10k") ? "t10k" : NULL;
+  if (!prefix) {
+    rt_errorf(err, errsz, "%s: unknown split '%s'; expected train or test", dir, split);
+    return false;
+  }
+  struct stat st;
+  const char *why = stat(dir, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
+  if (why) {
+    rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory in the MNIST layout, such as %s "
+              "(apt install dataset-fashion-mnist)", dir, why, RT_FASHION_MNIST_DIR);
+    return false;
+  }
+  StrBuf images = {0}, labels = {0}, tried = {0};
+  bool ok = find_idx(dir, prefix, "images", "idx3", &images, &tried) &&
+            find_idx(dir, prefix, "labels", "idx1", &labels, &tried);
+  if (!ok)
+    rt_errorf(err, errsz, "%s: no %s data found; looked for %s\n---> HINT: the directory should "
+              "hold the MNIST files, as %s does (apt install dataset-fashion-mnist)",
+              dir, split, tried.data, RT_FASHION_MNIST_DIR);
+  else
+    ok = rt_load_idx(images.data, labels.data, nclasses, out, err, errsz);
+  sb_free(&images);
+  sb_free(&labels);
+  sb_free(&tried);
+  return ok;
+}
+
+//
+// CSV files
+//
+// The Kaggle digit-recognizer layout: a header line, then one sample per
+// line, with or without a label first. The whole file is read at once and
+// parsed by a pointer walk; fields are almost all one- to three-digit
+// integers, which take a fast path.
+//
+
+// A CSV file being parsed.
+typedef struct Csv {
+  const char *path;
+  const char *header;   // the header line, for naming columns in messages
+  const char *p;        // the next character
+  const char *end;      // one past the last character
+  int64_t line;         // line number of p, from 1
+  int nfields;          // fields per line, as in the header
+  bool labeled;         // the first field is the label
+  int nclasses;         // as given by the caller
+  char *err;
+  size_t errsz;
+} Csv;
+
+static bool csv_eol(const Csv *c, const char *p) {
+  return p == c->end || *p == '\n' || (*p == '\r' && (p + 1 == c->end || p[1] == '\n'));
+}
+
+static const char *csv_field_end(const Csv *c, const char *p) {
+  while (p < c->end && *p != ',' && !csv_eol(c, p))
+    p++;
+  return p;
+}
+
+// The name of field f (from 0) in the header, into buf.
+static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
+  const char *p = c->header;
+  for (int i = 0; i < f; i++)
+    p = csv_field_end(c, p) + 1;
+  const char *e = csv_field_end(c, p);
+  snprintf(buf, n, "%.*s", (int)(e - p), p);
+  return buf;
+}
+
+// Parses field f at c->p into *v, leaving c->p at the separator after it.
+static bool csv_number(Csv *c, int f, double *v) {
+  const char *s = c->p, *e = csv_field_end(c, s);
+  int x = 0, i = 0;
+  while (s + i < e && i < 9 && s[i] >= '0' && s[i] <= '9')
+    x = x * 10 + (s[i++] - '0');
+  if (i > 0 && s + i == e) {
+    *v = x;
+    c->p = e;
+    return true;
+  }
+  bool ok = e > s && e - s < 64;
+  for (const char *q = s; ok && q < e; q++)
+    ok = strchr("0123456789+-.eE", *q) != NULL;
+  char buf[64], *stop = NULL;
+  if (ok) {
+    memcpy(buf, s, e - s);
+    buf[e - s] = 0;
+    *v = strtod(buf, &stop);
+    ok = *stop == 0 && isfinite(*v);
+  }
+  if (!ok) {
+    char name[64];
+    csv_colname(c, f, name, sizeof name);
+    if (e == s)
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field is empty; expected a number",
+                c->path, (long long)c->line, f + 1, name);
+    else
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.*s' is not a number",
+                c->path, (long long)c->line, f + 1, name, (int)(e - s > 40 ? 40 : e - s), s);
+    return false;
+  }
+  c->p = e;
+  return true;
+}
+
+// Reports a line with the wrong number of fields; found counts those
+// before c->p, and the rest of the line is counted here.
+static bool csv_bad_count(Csv *c, int found) {
+  while (!csv_eol(c, c->p))
+    found += *c->p++ == ',';
+  rt_errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %d",
+            c->path, (long long)c->line, c->nfields, found);
+  return false;
+}
+
+// Checks a pixel's or a label's value; a label is stored in *y.
+static bool csv_check(Csv *c, int f, double v, int32_t *y) {
+  bool bad_pixel = !y && (v < 0 || v > 255);
+  bool bad_label = y && (v != floor(v) || v < 0 || v > INT32_MAX);
+  bool out_of_range = y && !bad_label && c->nclasses > 0 && v >= c->nclasses;
+  if (!bad_pixel && !bad_label && !out_of_range) {
+    if (y)
+      *y = (int32_t)v;
+    return true;
+  }
+  char name[64], what[160];
+  if (bad_pixel)
+    snprintf(what, sizeof what, "pixel value %g is outside 0..255", v);
+  else if (bad_label)
+    snprintf(what, sizeof what, "label %g is not a class number (0, 1, 2, ...)", v);
+  else
+    snprintf(what, sizeof what, "label %g is outside [0, %d)\n---> HINT: the model has %d classes",
+             v, c->nclasses, c->nclasses);
+  rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %s", c->path, (long long)c->line,
+            f + 1, csv_colname(c, f, name, sizeof name), what);
+  return false;
+}
+
+// Parses one data line into x [dim] and, when labeled, *y.
+static bool csv_row(Csv *c, float *x, int32_t *y) {
+  for (int f = 0; f < c->nfields; f++) {
+    if (f > 0) {
+      if (*c->p != ',')
+        return csv_bad_count(c, f);
+      c->p++;
+    }
+    double v;
+    bool is_label = c->labeled && f == 0;
+    if (!csv_number(c, f, &v) || !csv_check(c, f, v, is_label ? y : NULL))
+      return false;
+    if (!is_label)
+      *x++ = (float)(v / 255.0);
+  }
+  if (!csv_eol(c, c->p))
+    return csv_bad_count(c, c->nfields);
+  c->p += c->p < c->end && *c->p == '\r';
+  c->p += c->p < c->end && *c->p == '\n';
+  return true;
+}
+
+// Reads the header line: its first field says whether labels come first.
+static bool csv_header(Csv *c) {
+  if (c->end - c->p >= 3 && !memcmp(c->p, "\xEF\xBB\xBF", 3))
+    c->p += 3;   // a UTF-8 byte order mark, as spreadsheets write
+  c->header = c->p;
+  const char *e = csv_field_end(c, c->p);
+  size_t len = e - c->p;
+  c->labeled = len == 5 && !memcmp(c->p, "label", 5);
+  if (!c->labeled && !(len == 6 && !memcmp(c->p, "pixel0", 6))) {
+    bool numeric = len > 0 && c->p[0] >= '0' && c->p[0] <= '9';
+    rt_errorf(c->err, c->errsz, "%s: line 1: the header must start with 'label' (training data) or "
+              "'pixel0' (unlabeled data), found '%.*s'\n---> HINT: %s", c->path,
+              (int)(len > 40 ? 40 : len), c->p, numeric ? "the file seems to have no header line; "
+              "add one such as label,pixel0,...,pixel783" : "use the Kaggle digit-recognizer layout");
+    return false;
+  }
+  for (c->nfields = 1; !csv_eol(c, c->p); c->p++)
+    c->nfields += *c->p == ',';
+  if (c->labeled && c->nfields == 1) {
+    rt_errorf(c->err, c->errsz, "%s: line 1: the header has a label column but no pixel columns", c->path);
+    return false;
+  }
+  c->p += c->p < c->end && *c->p == '\r';
+  c->p += c->p < c->end && *c->p == '\n';
+  c->line = 2;
+  return true;
+}
+
+// An upper bound on the lines left: newlines plus one.
+static int64_t csv_count_lines(const Csv *c) {
+  int64_t n = 1;
+  for (const char *p = c->p; (p = memchr(p, '\n', c->end - p)); p++)
+    n++;
+  return n;
+}
+
+// Parses every data line, skipping blank ones.
+static bool csv_rows(Csv *c, RtDataset *ds) {
+  int64_t cap = csv_count_lines(c);
+  ds->x = xmalloc((size_t)(cap * ds->dim) * sizeof(float));
+  ds->y = c->labeled ? xmalloc((size_t)cap * sizeof(int32_t)) : NULL;
+  while (c->p < c->end) {
+    if (*c->p == '\n' || (*c->p == '\r' && csv_eol(c, c->p))) {
+      c->p += *c->p == '\r';
+      c->p += c->p < c->end;
+      c->line++;
+      continue;
+    }
+    if (!csv_row(c, ds->x + ds->n * ds->dim, ds->y ? ds->y + ds->n : NULL))
+      return false;
+    ds->n++;
+    c->line++;
+  }
+  if (ds->n == 0) {
+    rt_errorf(c->err, c->errsz, "%s: has a header line but no data lines", c->path);
+    return false;
+  }
+  return true;
+}
+
+// One sample's shape: square when the pixel count is a square number.
+static void csv_shape(RtDataset *ds) {
+  int64_t s = (int64_t)llround(sqrt((double)ds->dim));
+  if (s > 1 && s * s == ds->dim) {
+    ds->ndim = 2;
+    ds->shape[0] = ds->shape[1] = s;
+  } else {
+    ds->ndim = 1;
+    ds->shape[0] = ds->dim;
+  }
+}
+
+bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size_t errsz) {
+  *out = (RtDataset){0};
+  size_t len;
+  char *text = read_file(path, &len);
+  if (!text) {
+    rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    return false;
+  }
+  Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .nclasses = nclasses,
+           .err = err, .errsz = errsz};
+  size_t blank = strspn(text, " \t\r\n");
+  bool ok = blank < len;
+  if (!ok)
+    rt_errorf(err, errsz, "%s: is empty; expected a header line such as label,pixel0,...,pixel783", path);
+  ok = ok && csv_header(&c);
+  if (ok) {
+    out->dim = c.nfields - c.labeled;
+    ok = csv_rows(&c, out);
+  }
+  free(text);
+  if (ok && c.labeled) {
+    out->nclasses = nclasses;
+    ok = check_labels(out->y, out->n, &out->nclasses, path, err, errsz);
+  }
+  if (!ok) {
+    rt_dataset_free(out);
+    return false;
+  }
+  csv_shape(out);
+  out->source = xstrdup(path);
+  return true;
+}
+
+//
+// Tables with real-valued targets
+//
+
+// Which value a header column holds: input value k (role 1), target value
+// k (role 2), or nothing (role 0). name matches "NAME" when dim is 1, or
+// "NAMEk" with k in [0, dim).
+static int table_role(const char *col, size_t len, const char *input, int64_t in_dim,
+                      const char *target, int64_t t_dim, int64_t *k) {
+  const char *names[2] = {input, target};
+  int64_t dims[2] = {in_dim, t_dim};
+  for (int r = 0; r < 2; r++) {
+    size_t n = strlen(names[r]);
+    if (len < n || memcmp(col, names[r], n))
+      continue;
+    if (len == n && dims[r] == 1) {
+      *k = 0;
+      return r + 1;
+    }
+    int64_t v = 0;
+    size_t i = n;
+    for (; i < len && i - n < 12 && col[i] >= '0' && col[i] <= '9'; i++)
+      v = v * 10 + (col[i] - '0');
+    if (i == len && i > n && v < dims[r]) {
+      *k = v;
+      return r + 1;
+    }
+  }
+  return 0;
+}
+
+// Maps every header column to a slot: slot[f] = role * 2^40 + index.
+static bool table_header(Csv *c, const char *input, int64_t in_dim, const char *target, int64_t t_dim,
+                         int64_t **slot) {
+  c->header = c->p;
+  c->nfields = 1;
+  for (const char *q = c->p; !csv_eol(c, q); q++)
+    c->nfields += *q == ',';
+  *slot = xcalloc((size_t)c->nfields, sizeof(int64_t));
+  int64_t need = in_dim + t_dim, have = 0;
+  char *seen = xcalloc((size_t)need, 1);
+  for (int f = 0; f < c->nfields; f++) {
+    const char *e = csv_field_end(c, c->p);
+    int64_t k = 0;
+    int role = table_role(c->p, (size_t)(e - c->p), input, in_dim, target, t_dim, &k);
+    int64_t at = role == 2 ? in_dim + k : k;
+    if (role && !seen[at]) {
+      seen[at] = 1;
+      have++;
+    }
+    (*slot)[f] = role ? ((int64_t)role << 40) + k : 0;
+    c->p = e + (e < c->end && *e == ',');
+  }
+  if (have < need) {
+    int64_t miss = 0;
+    while (seen[miss])
+      miss++;
+    char name[300];
+    const char *base = miss < in_dim ? input : target;
+    int64_t dim = miss < in_dim ? in_dim : t_dim, k = miss < in_dim ? miss : miss - in_dim;
+    if (dim == 1)
+      snprintf(name, sizeof name, "%s", base);
+    else
+      snprintf(name, sizeof name, "%s%lld", base, (long long)k);
+    rt_errorf(c->err, c->errsz, "%s: line 1: no column '%s'\n---> HINT: the header names a column for "
+              "each value of the input '%s' and the target '%s' (for example %s%s,%s%s)", c->path, name,
+              input, target, input, in_dim == 1 ? "" : "0", target, t_dim == 1 ? "" : "0");
+    free(seen);
+    return false;
+  }
+  free(seen);
+  while (c->p < c->end && !csv_eol(c, c->p))
+    c->p++;
+  c->p += c->p < c->end && *c->p == '\r';
+  c->p += c->p < c->end && *c->p == '\n';
+  c->line = 2;
+  return true;
+}
+
+bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, const char *target,
+                       int64_t target_dim, RtDataset *out, char *err, size_t errsz) {
+  *out = (RtDataset){0};
+  size_t len;
+  char *text = read_file(path, &len);
+  if (!text) {
+    rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    return false;
+  }
+  Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .err = err, .errsz = errsz};
+  int64_t *slot = NULL;
+  bool ok = strspn(text, " \t\r\n") < len;
+  if (!ok)
+    rt_errorf(err, errsz, "%s: is empty; expected a header line such as %s,%s", path, input, target);
+  ok = ok && table_header(&c, input, input_dim, target, target_dim, &slot);
+  if (ok) {
+    int64_t cap = csv_count_lines(&c);
+    out->dim = input_dim;
+    out->tdim = target_dim;
+    out->x = xmalloc((size_t)(cap * input_dim) * sizeof(float));
+    out->t = xmalloc((size_t)(cap * target_dim) * sizeof(float));
+  }
+  while (ok && c.p < c.end) {
+    if (*c.p == '\n' || (*c.p == '\r' && csv_eol(&c, c.p))) {
+      c.p += *c.p == '\r';
+      c.p += c.p < c.end;
+      c.line++;
+      continue;
+    }
+    float *x = out->x + out->n * input_dim, *t = out->t + out->n * target_dim;
+    for (int f = 0; ok && f < c.nfields; f++) {
+      double v;
+      if (f > 0 && *c.p != ',') {
+        ok = csv_bad_count(&c, f);
+        break;
+      }
+      c.p += f > 0;
+      if (!(ok = csv_number(&c, f, &v)))
+        break;
+      int role = (int)(slot[f] >> 40);
+      int64_t k = slot[f] & (((int64_t)1 << 40) - 1);
+      if (role == 1)
+        x[k] = (float)v;
+      else if (role == 2)
+        t[k] = (float)v;
+    }
+    if (ok && !csv_eol(&c, c.p))
+      ok = csv_bad_count(&c, c.nfields);
+    c.p += c.p < c.end && *c.p == '\r';
+    c.p += c.p < c.end && *c.p == '\n';
+    out->n += ok;
+    c.line++;
+  }
+  if (ok && out->n == 0) {
+    rt_errorf(err, errsz, "%s: has a header line but no data lines", path);
+    ok = false;
+  }
+  free(slot);
+  free(text);
+  if (!ok) {
+    rt_dataset_free(out);
+    return false;
+  }
+  out->ndim = 1;
+  out->shape[0] = input_dim;
+  out->source = xstrdup(path);
+  return true;
+}
+
+//
+// Normalization and the validation split
+//
+
+static const char *source(const RtDataset *ds) { return ds->source ? ds->source : "data set"; }
+
+void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
+  int64_t total = ds->n * ds->dim;
+  double sum = 0, sq = 0;
+  for (int64_t i = 0; i < total; i++)
+    sum += ds->x[i];
+  double m = total ? sum / total : 0;
+  for (int64_t i = 0; i < total; i++) {
+    double d = ds->x[i] - m;
+    sq += d * d;
+  }
+  *mean = m;
+  *std = total ? sqrt(sq / total) : 0;
+}
+
+void rt_dataset_normalize(RtDataset *ds, double mean, double std) {
+  double inv = std > 0 ? 1 / std : 1;
+  int64_t total = ds->n * ds->dim;
+  for (int64_t i = 0; i < total; i++)
+    ds->x[i] = (float)((ds->x[i] - mean) * inv);
+}
+
+bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *train,
+              RtDataset *val, char *err, size_t errsz) {
+  *train = *val = (RtDataset){0};
+  if (!(fraction >= 0 && fraction <= 1)) {
+    rt_errorf(err, errsz, "%s: validation fraction %g is outside [0, 1]\n"
+              "---> HINT: 0.1 holds out a tenth of the training data", source(ds), fraction);
+    return false;
+  }
+  if (ds->n > UINT32_MAX) {
+    rt_errorf(err, errsz, "%s: %lld samples are too many to split", source(ds), (long long)ds->n);
+    return false;
+  }
+  int64_t n = ds->n, nval = llround(n * fraction);
+  int64_t *perm = xmalloc((size_t)(n ? n : 1) * sizeof(int64_t));
+  char *in_val = xcalloc((size_t)(n ? n : 1), 1);
+  Rng r;
+  rng_seed(&r, seed, RT_STREAM_SPLIT);
+  permute(&r, perm, n);
+  for (int64_t i = 0; i < nval; i++)
+    in_val[perm[i]] = 1;
+  int64_t nt = 0, nv = 0;   // reuse perm: validation indices from the front, training from the back
+  for (int64_t i = 0; i < n; i++)
+    if (in_val[i])
+      perm[nv++] = i;
+  for (int64_t i = 0; i < n; i++)
+    if (!in_val[i])
+      perm[nval + nt++] = i;
+  rt_dataset_subset(ds, perm, nval, val);
+  rt_dataset_subset(ds, perm + nval, nt, train);
+  free(perm);
+  free(in_val);
+  return true;
+}
+
+//
+// Batching
+//
+
+// Draws this epoch's order, remembering the Rng as it was before.
+static void begin_epoch(RtBatcher *b) {
+  b->epoch_rng = b->rng;
+  if (b->shuffle) {
+    permute(&b->rng, b->perm, b->ds->n);
+  } else {
+    for (int64_t i = 0; i < b->ds->n; i++)
+      b->perm[i] = i;
+  }
+}
+
+bool rt_batcher_init(RtBatcher *b, const RtDataset *ds, int64_t batch, bool shuffle,
+                     uint64_t seed, char *err, size_t errsz) {
+  *b = (RtBatcher){0};
+  if (batch < 1) {
+    rt_errorf(err, errsz, "batch size %lld must be at least 1", (long long)batch);
+    return false;
+  }
+  if (ds->n > UINT32_MAX) {
+    rt_errorf(err, errsz, "%s: %lld samples are too many to shuffle", source(ds), (long long)ds->n);
+    return false;
+  }
+  b->ds = ds;
+  b->batch = batch;
+  b->shuffle = shuffle;
+  b->perm = xmalloc((size_t)(ds->n ? ds->n : 1) * sizeof(int64_t));
+  rng_seed(&b->rng, seed, RT_STREAM_SHUFFLE);
+  begin_epoch(b);
+  return true;
+}
+
+void rt_batcher_free(RtBatcher *b) {
+  free(b->perm);
+  *b = (RtBatcher){0};
+}
+
+int64_t rt_batcher_next(RtBatcher *b, float *x, void *y) {
+  const RtDataset *ds = b->ds;
+  if (b->pos >= ds->n) {
+    b->epoch++;
+    b->pos = 0;
+    begin_epoch(b);
+    return 0;
+  }
+  int64_t k = ds->n - b->pos < b->batch ? ds->n - b->pos : b->batch;
+  for (int64_t i = 0; i < k; i++) {
+    int64_t s = b->perm[b->pos + i];
+    memcpy(x + i * ds->dim, ds->x + s * ds->dim, (size_t)ds->dim * sizeof(float));
+    if (y && ds->y)
+      ((int32_t *)y)[i] = ds->y[s];
+    else if (y && ds->t)
+      memcpy((float *)y + i * ds->tdim, ds->t + s * ds->tdim, (size_t)ds->tdim * sizeof(float));
+  }
+  b->pos += k;
+  return k;
+}
+
+int64_t rt_batcher_nbatches(const RtBatcher *b) { return (b->ds->n + b->batch - 1) / b->batch; }
+
+RtCursor rt_batcher_cursor(const RtBatcher *b) {
+  return (RtCursor){.epoch = b->epoch, .pos = b->pos, .rng = b->epoch_rng};
+}
+
+bool rt_batcher_set_cursor(RtBatcher *b, RtCursor c, char *err, size_t errsz) {
+  if (c.epoch < 0 || c.pos < 0 || c.pos > b->ds->n || !(c.rng.inc & 1)) {
+    rt_errorf(err, errsz, "%s: cannot resume at epoch %lld, sample %lld of %lld\n"
+              "---> HINT: the checkpoint was written for another data set or batch setting",
+              source(b->ds), (long long)c.epoch, (long long)c.pos, (long long)b->ds->n);
+    return false;
+  }
+  b->rng = c.rng;
+  b->epoch = c.epoch;
+  begin_epoch(b);
+  b->pos = c.pos;
+  return true;
+}
+
+void rt_cursor_format(RtCursor c, char *buf, size_t n) {
+  snprintf(buf, n, "epoch=%lld pos=%lld rng=%016llx:%016llx", (long long)c.epoch, (long long)c.pos,
+           (unsigned long long)c.rng.state, (unsigned long long)c.rng.inc);
+}
+
+bool rt_cursor_parse(const char *s, RtCursor *c) {
+  long long epoch, pos;
+  unsigned long long state, inc;
+  int end = -1;
+  if (sscanf(s, "epoch=%lld pos=%lld rng=%llx:%llx%n", &epoch, &pos, &state, &inc, &end) != 4 ||
+      s[end] != 0 || epoch < 0 || pos < 0 || !(inc & 1))
+    return false;
+  *c = (RtCursor){.epoch = epoch, .pos = pos, .rng = {.state = state, .inc = inc}};
+  return true;
+}

@@ -1,0 +1,252 @@
+// data.h: the runtime's data side: training data sets (IDX, IDX.gz, CSV),
+// the validation split, shuffled batches, safetensors checkpoints and
+// images for prediction.
+//
+// Every function that reads a file returns false on failure and writes a
+// message into the caller's buffer (err, errsz): "FILE: what is wrong",
+// followed by a "---> HINT: ..." line where the fix is not obvious. Callers
+// print it as it is (nnc_fatal("%s", err)).
+//
+// Randomness comes from util's Rng (PCG32). Each use draws from its own
+// stream (RT_STREAM_*), so that, say, the validation split does not change
+// when shuffling is turned off.
+#ifndef NNC_RT_DATA_H
+#define NNC_RT_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+// Rng streams of the runtime (the second argument of rng_seed).
+#define RT_STREAM_SPLIT 0x73706c6974ULL   // "split": validation split
+#define RT_STREAM_SHUFFLE 0x7368756666ULL // "shuff": batch order
+
+// Writes a formatted message into err (which may be NULL when errsz is 0).
+void rt_errorf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+//
+// runtime/data.c: data sets
+//
+
+#define RT_MAX_SAMPLE_DIMS 4
+#define RT_MAX_CLASSES (1 << 24)   // the most classes a loader infers from the labels
+
+// A data set in memory: n samples of dim floats each, with optional labels.
+typedef struct RtDataset {
+  int64_t n;                           // number of samples
+  int ndim;                            // dimensions of one sample (1..4)
+  int64_t shape[RT_MAX_SAMPLE_DIMS];   // one sample's shape, outermost first (28, 28)
+  int64_t dim;                         // floats per sample: the product of shape
+  float *x;                            // [n, dim] features; ubyte pixels scaled into [0, 1]
+  int32_t *y;                          // [n] class labels, or NULL for unlabeled data
+  float *t;                            // [n, tdim] real-valued targets, or NULL
+  int64_t tdim;                        // floats per target (0 without t)
+  int nclasses;                        // labels lie in [0, nclasses); 0 when unlabeled
+  char *source;                        // the file(s) it came from, for messages
+} RtDataset;
+
+void rt_dataset_free(RtDataset *ds);   // frees x, y and source; ds itself is the caller's
+
+// A copy of the samples idx[0..k) of ds, in that order.
+void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out);
+
+// IDX element type codes (the third magic byte).
+enum {
+  RT_IDX_U8 = 0x08,
+  RT_IDX_I8 = 0x09,
+  RT_IDX_I16 = 0x0B,
+  RT_IDX_I32 = 0x0C,
+  RT_IDX_F32 = 0x0D,
+  RT_IDX_F64 = 0x0E,
+};
+#define RT_IDX_MAX_DIMS 8
+#define RT_IDX_MAX_BYTES ((int64_t)1 << 34)   // 16 GiB of element data at most
+
+// One IDX file as it was stored: an array of one element type.
+typedef struct RtIdx {
+  int type;                            // RT_IDX_*
+  int ndim;                            // 1..RT_IDX_MAX_DIMS
+  int64_t dims[RT_IDX_MAX_DIMS];       // outermost first
+  int64_t count;                       // elements: the product of dims
+  void *data;                          // [count] elements in host byte order (xmalloc)
+  bool gzip;                           // the file was gzip-compressed
+} RtIdx;
+
+// Reads an IDX file, plain or gzip (told apart by its first bytes, not its
+// name). The file's size must match its header exactly.
+bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz);
+void rt_idx_free(RtIdx *idx);
+
+// Images from an IDX file (first dimension: samples) and, unless
+// labels_path is NULL, labels from a one-dimensional integer IDX file.
+// nclasses > 0: every label must lie in [0, nclasses); nclasses <= 0: the
+// number of classes is the largest label plus one. ubyte images are scaled
+// by 1/255; other element types are kept as they are.
+bool rt_load_idx(const char *images_path, const char *labels_path, int nclasses,
+                 RtDataset *out, char *err, size_t errsz);
+
+// Where Debian's dataset-fashion-mnist package installs its files.
+#define RT_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+// The MNIST directory layout: split "train" reads train-images-idx3-ubyte
+// and train-labels-idx1-ubyte, split "test" (or "t10k") the t10k-* files; each may also
+// end in .gz or use a dot before idx (train-images.idx3-ubyte).
+bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset *out,
+                     char *err, size_t errsz);
+
+// A CSV with a header line: "label,pixel0,...,pixel783" (labeled) or
+// "pixel0,...,pixel783" (unlabeled, y = NULL). Pixels lie in 0..255 and
+// are scaled by 1/255; a square number of pixels gives a square sample
+// shape. nclasses as for rt_load_idx.
+bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size_t errsz);
+
+// A CSV table for a model with real-valued targets, header first: each
+// column is named after the model's input or target, the name alone for a
+// single value per sample ("t,speed") or with its index for several
+// ("x0,x1,x2,y0,y1"); the columns may come in any order, and others are
+// ignored. input_dim and target_dim are the values per sample the model
+// takes (1 for a scalar).
+bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, const char *target,
+                       int64_t target_dim, RtDataset *out, char *err, size_t errsz);
+
+// The mean and standard deviation over every value of every sample.
+void rt_dataset_stats(const RtDataset *ds, double *mean, double *std);
+
+// x = (x - mean) / std for every value; std <= 0 counts as 1.
+void rt_dataset_normalize(RtDataset *ds, double mean, double std);
+
+// Splits ds into train and validation sets: val gets round(n * fraction)
+// samples chosen by a permutation seeded with seed (stream RT_STREAM_SPLIT);
+// both keep the samples in their original order. fraction lies in [0, 1].
+bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *train,
+              RtDataset *val, char *err, size_t errsz);
+
+//
+// runtime/data.c: batching
+//
+
+// Where a batcher stands: enough to continue a run bit for bit.
+typedef struct RtCursor {
+  int64_t epoch;                       // epochs finished
+  int64_t pos;                         // samples of this epoch already handed out
+  Rng rng;                             // the Rng before it drew this epoch's order
+} RtCursor;
+
+// Hands out a data set in batches of a fixed size, in a fresh random
+// order each epoch (or in file order without shuffle). The last batch of
+// an epoch may be smaller; the epoch's end is a batch of size 0.
+typedef struct RtBatcher {
+  const RtDataset *ds;                 // not owned
+  int64_t batch;                       // B: samples per batch
+  bool shuffle;                        // false: samples in their stored order
+  Rng rng;                             // draws each epoch's permutation
+  Rng epoch_rng;                       // rng as it was before this epoch's draw
+  int64_t *perm;                       // [n] this epoch's order of sample indices
+  int64_t epoch;                       // epochs finished
+  int64_t pos;                         // samples of this epoch already handed out
+} RtBatcher;
+
+// seed selects the order (stream RT_STREAM_SHUFFLE); the same seed always
+// gives the same sequence of batches.
+bool rt_batcher_init(RtBatcher *b, const RtDataset *ds, int64_t batch, bool shuffle,
+                     uint64_t seed, char *err, size_t errsz);
+void rt_batcher_free(RtBatcher *b);
+
+// Copies the next batch into x [B, dim] and y: [B] int32 labels, or
+// [B, tdim] float targets for a data set with real-valued targets (y may
+// be NULL; it is left alone for unlabeled data). Returns the batch's size;
+// returns 0 once at the end of each epoch, and the call after that starts
+// the next epoch.
+int64_t rt_batcher_next(RtBatcher *b, float *x, void *y);
+
+int64_t rt_batcher_nbatches(const RtBatcher *b);   // batches per epoch (the last may be partial)
+
+RtCursor rt_batcher_cursor(const RtBatcher *b);
+// Continues from c as if the batcher had run up to it.
+bool rt_batcher_set_cursor(RtBatcher *b, RtCursor c, char *err, size_t errsz);
+
+// A cursor as text for checkpoint metadata: "epoch=E pos=P rng=STATE:INC"
+// (hexadecimal Rng words), and back.
+void rt_cursor_format(RtCursor c, char *buf, size_t n);
+bool rt_cursor_parse(const char *s, RtCursor *c);
+
+//
+// runtime/safetensors.c: checkpoints
+//
+
+typedef enum { RT_F32, RT_F64, RT_I32, RT_I64, RT_U8 } RtDType;
+
+#define RT_ST_MAX_DIMS 8
+#define RT_ST_MAX_HEADER (100u * 1000 * 1000)   // larger headers are refused
+
+const char *rt_dtype_name(RtDType t);   // "F32", ...
+size_t rt_dtype_size(RtDType t);        // bytes per element
+
+// One tensor of a safetensors file.
+typedef struct RtTensor {
+  const char *name;                    // unique in the file; not "__metadata__"
+  RtDType dtype;
+  int ndim;                            // 0 for a scalar
+  int64_t shape[RT_ST_MAX_DIMS];       // outermost first
+  const void *data;                    // [shape] little-endian elements, C order
+  size_t nbytes;                       // set by the reader; the writer computes it
+} RtTensor;
+
+// One metadata entry: a string for a string.
+typedef struct RtMeta {
+  const char *key;
+  const char *value;
+} RtMeta;
+
+// Writes the tensors and metadata to path atomically: to "path.tmp.PID",
+// synced, then renamed over path, and the directory synced. On failure
+// path is left as it was and the temporary file is removed.
+bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta, int nmeta,
+                 char *err, size_t errsz);
+
+// A safetensors file in memory.
+typedef struct RtStFile {
+  char *path;                          // the file it was read from
+  unsigned char *buf;                  // the whole file; tensor data points into it
+  size_t size;                         // bytes in buf
+  RtTensor *tensors;                   // [ntensors] in header order
+  int ntensors;
+  RtMeta *meta;                        // [nmeta] entries of __metadata__
+  int nmeta;
+  Arena *arena;                        // names, strings, and copies of misaligned tensors
+} RtStFile;
+
+// Reads and checks a whole safetensors file.
+bool rt_st_read(const char *path, RtStFile *f, char *err, size_t errsz);
+void rt_st_free(RtStFile *f);
+const RtTensor *rt_st_find(const RtStFile *f, const char *name);   // NULL if absent
+const char *rt_st_meta(const RtStFile *f, const char *key);        // NULL if absent
+
+//
+// runtime/image.c: images for prediction
+//
+
+// A grayscale image with values in [0, 1].
+typedef struct RtImage {
+  int w;                               // width in pixels
+  int h;                               // height in pixels
+  float *px;                           // [h, w], row by row from the top
+} RtImage;
+
+// Reads a PGM (P2 or P5) or PNG file, told apart by their first bytes.
+// Colour is turned into gray with the Rec. 601 luma weights; alpha is
+// dropped.
+bool rt_image_load(const char *path, RtImage *img, char *err, size_t errsz);
+// The same from bytes in memory; name is used in messages.
+bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
+                     char *err, size_t errsz);
+void rt_image_free(RtImage *img);
+
+// Resamples src to w x h into dst: each axis is averaged over the source
+// area a destination pixel covers when it shrinks, and interpolated
+// linearly when it grows. Equal sizes copy. w and h are at least 1.
+void rt_image_resize(const RtImage *src, int w, int h, RtImage *dst);
+
+#endif

@@ -1,0 +1,488 @@
+// exec.c: the ref backend: runs a model's graph one node at a time.
+//
+// Each node gets a buffer sized for the largest batch; PARAM and BUFFER
+// nodes get persistent ones. A run picks the nodes its entry point needs
+// (walking back from the output, the loss, and the optimizer updates) and
+// calls one plain C kernel per node, with the batch dimension IR_N
+// replaced by the batch at hand. Backward kernels accumulate, so a
+// gradient node's buffer is zeroed before its kernel runs.
+#include "runtime.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct RtExec {
+  const Model *m;
+  const IrGraph *g;
+  int64_t max_batch;
+  void **buf;          // buf[id]: the node's values ([max_batch, ...] for batched nodes)
+  uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
+  bool *masked;        // masked[id]: the last run applied dropout at node id
+  bool *need[3];       // need[mode][id]: the entry point computes node id
+  bool *done;          // done[id]: the last run computed node id
+  int *state;          // ids of the persistent nodes (PARAM, BUFFER), in graph order
+  int nstate;
+  int64_t batch;       // the batch of the last run
+  int64_t steps;       // training steps taken: the optimizer's t
+  bool dropout;        // apply dropout in training
+  Rng rng;             // dropout masks
+};
+
+static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
+
+// Elements of n for batch B.
+static int64_t numel(const IrNode *n, int64_t B) { return ir_numel(n, B); }
+
+static KShape kshape(const IrNode *n, int64_t B) {
+  KShape s = {.ndim = n->ndim};
+  for (int i = 0; i < n->ndim; i++)
+    s.dim[i] = n->shape[i] == IR_N ? B : n->shape[i];
+  return s;
+}
+
+static float *F(const RtExec *ex, const IrNode *n) { return ex->buf[n->id]; }
+
+// Marks what node n needs, recursively (iteratively: graphs are deep).
+static void mark(const IrGraph *g, bool *need, const IrNode *root) {
+  if (!root)
+    return;
+  need[root->id] = true;
+  for (int i = root->id; i >= 0; i--) {
+    if (!need[i])
+      continue;
+    const IrNode *n = g->nodes[i];
+    for (int k = 0; k < n->nsrc; k++)
+      need[n->src[k]->id] = true;
+  }
+}
+
+RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
+  const IrGraph *g = m->g;
+  RtExec *ex = xcalloc(1, sizeof *ex);
+  ex->m = m;
+  ex->g = g;
+  ex->max_batch = max_batch;
+  ex->dropout = true;
+  rng_seed(&ex->rng, m->train.seed, 0x64726f70ULL);   // "drop"
+  ex->buf = xcalloc(g->nnodes, sizeof(void *));
+  ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
+  ex->masked = xcalloc(g->nnodes, sizeof(bool));
+  ex->done = xcalloc(g->nnodes, sizeof(bool));
+  ex->state = xcalloc(g->nnodes, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    int64_t k = numel(n, max_batch);
+    ex->buf[i] = xcalloc(k > 0 ? k : 1, sizeof(float));   // int32 targets are 4 bytes too
+    if (n->op == IR_DROPOUT)
+      ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
+    if (is_state(n))
+      ex->state[ex->nstate++] = i;
+  }
+  for (int mode = 0; mode < 3; mode++)
+    ex->need[mode] = xcalloc(g->nnodes, sizeof(bool));
+  mark(g, ex->need[RT_FORWARD], g->output);
+  mark(g, ex->need[RT_EVAL], g->output);
+  mark(g, ex->need[RT_EVAL], g->loss);
+  mark(g, ex->need[RT_TRAIN], g->output);
+  mark(g, ex->need[RT_TRAIN], g->loss);
+  for (int i = 0; i < m->nparams; i++)
+    mark(g, ex->need[RT_TRAIN], m->steps[i]);
+  return ex;
+}
+
+void rt_exec_free(RtExec *ex) {
+  if (!ex)
+    return;
+  for (int i = 0; i < ex->g->nnodes; i++) {
+    free(ex->buf[i]);
+    free(ex->mask[i]);
+  }
+  for (int mode = 0; mode < 3; mode++)
+    free(ex->need[mode]);
+  free(ex->buf);
+  free(ex->mask);
+  free(ex->masked);
+  free(ex->done);
+  free(ex->state);
+  free(ex);
+}
+
+void rt_exec_init_params(RtExec *ex, uint64_t seed) {
+  Rng r;
+  rng_seed(&r, seed, 0x696e6974ULL);   // "init"
+  for (int i = 0; i < ex->nstate; i++) {
+    const IrNode *n = ex->g->nodes[ex->state[i]];
+    float *p = F(ex, n);
+    int64_t k = numel(n, 1);
+    switch (n->init.kind) {
+    case INIT_ZEROS: k_init_zeros(p, k); break;
+    case INIT_ONES: k_init_ones(p, k); break;
+    case INIT_CONSTANT: k_init_constant(p, k, (float)n->init.a); break;
+    case INIT_NORMAL: k_init_normal(p, k, (float)n->init.a, (float)n->init.b, &r); break;
+    case INIT_UNIFORM: k_init_uniform(p, k, (float)n->init.a, (float)n->init.b, &r); break;
+    }
+  }
+  ex->steps = 0;
+}
+
+//
+// Kernels, one per op
+//
+
+static KConv2d conv_geometry(const IrNode *x, const IrNode *w, const IrAttr *a, int64_t B) {
+  return (KConv2d){.N = x->shape[0] == IR_N ? B : x->shape[0], .C = x->shape[1], .H = x->shape[2],
+                   .W = x->shape[3], .O = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
+                   .sh = a->i[0], .sw = a->i[1], .ph = a->i[2], .pw = a->i[3], .dh = a->i[4], .dw = a->i[5]};
+}
+
+static KPool2d pool_geometry(const IrNode *x, const IrNode *n, int64_t B) {
+  const int64_t *a = n->attr.i;
+  bool max = n->op == IR_MAXPOOL || n->op == IR_MAXPOOL_GRAD;
+  return (KPool2d){.N = x->shape[0] == IR_N ? B : x->shape[0], .C = x->shape[1], .H = x->shape[2],
+                   .W = x->shape[3], .kh = a[0], .kw = a[1], .sh = a[2], .sw = a[3], .ph = a[4],
+                   .pw = a[5], .dh = max ? a[6] : 1, .dw = max ? a[7] : 1};
+}
+
+// [outer, C, inner] around dimension axis of n.
+static void around_axis(const IrNode *n, int axis, int64_t B, int64_t *outer, int64_t *C, int64_t *inner) {
+  KShape s = kshape(n, B);
+  *outer = *inner = 1;
+  for (int i = 0; i < axis; i++)
+    *outer *= s.dim[i];
+  *C = s.dim[axis];
+  for (int i = axis + 1; i < s.ndim; i++)
+    *inner *= s.dim[i];
+}
+
+// Batchnorm sizes: [N, C, HW] for x [N, C] or [N, C, H, W].
+static void bn_sizes(const IrNode *x, int64_t B, int64_t *N, int64_t *C, int64_t *HW) {
+  KShape s = kshape(x, B);
+  *N = s.dim[0];
+  *C = s.dim[1];
+  *HW = s.ndim == 4 ? s.dim[2] * s.dim[3] : 1;
+}
+
+// The batch mean and inverse standard deviation of x, exactly as the
+// training forward computes them (it updates copies of nothing).
+static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, float *mean, float *invstd) {
+  int64_t N, C, HW;
+  bn_sizes(x, B, &N, &C, &HW);
+  float *y = xmalloc(sizeof(float) * N * C * HW);
+  float *rm = xcalloc(C, sizeof(float)), *rv = xcalloc(C, sizeof(float));
+  k_batchnorm_forward(y, mean, invstd, rm, rv, xv, NULL, NULL, N, C, HW, eps, 0.0f);
+  free(y);
+  free(rm);
+  free(rv);
+}
+
+static void run_matmul(RtExec *ex, const IrNode *n, int64_t B) {
+  const IrNode *a = n->src[0], *b = n->src[1];
+  KShape as = kshape(a, B), bs = kshape(b, B);
+  bool ta = n->attr.i[0], tb = n->attr.i[1];
+  int64_t K = ta ? as.dim[0] : as.dim[as.ndim - 1];
+  int64_t M = ta ? as.dim[1] : k_numel(&as) / K;
+  int64_t P = tb ? bs.dim[0] : bs.dim[1];
+  k_matmul_forward(F(ex, n), F(ex, a), F(ex, b), 1, M, K, P, ta, tb);
+}
+
+// Losses and their gradients: (output, target).
+static double run_loss(RtExec *ex, const IrNode *n, int64_t B, bool grad) {
+  const IrNode *y = n->src[0], *t = n->src[1];
+  int64_t k = numel(y, B), C = y->ndim == 2 ? y->shape[1] : 1;
+  const float *yv = F(ex, y);
+  const void *tv = ex->buf[t->id];
+  float *d = grad ? F(ex, n) : NULL;
+  switch (n->op) {
+  case IR_CROSS_ENTROPY: return k_cross_entropy_forward(yv, tv, B, C);
+  case IR_NLL: return k_nll_forward(yv, tv, B, C);
+  case IR_MSE: return k_mse_forward(yv, tv, k);
+  case IR_L1: return k_l1_forward(yv, tv, k);
+  case IR_BCE_WITH_LOGITS: return k_bce_with_logits_forward(yv, tv, k);
+  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(d, 1.0f, yv, tv, B, C); return 0;
+  case IR_NLL_GRAD: k_nll_backward(d, 1.0f, tv, B, C); return 0;
+  case IR_MSE_GRAD: k_mse_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  case IR_L1_GRAD: k_l1_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  case IR_BCE_WITH_LOGITS_GRAD: k_bce_with_logits_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  default: unreachable();
+  }
+}
+
+static void run_step(RtExec *ex, const IrNode *n, double lr) {
+  const IrNode *p = n->src[0];
+  int64_t k = numel(p, 1);
+  const double *f = n->attr.f;
+  if (n->op == IR_SGD_STEP) {
+    KSgd o = {.lr = lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = n->attr.i[0]};
+    k_sgd_step(F(ex, p), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, F(ex, n->src[1]), k, &o, ex->steps);
+  } else {
+    KAdam o = {.lr = lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = n->attr.i[0]};
+    k_adam_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[3]), F(ex, n->src[1]), k, &o, ex->steps);
+  }
+}
+
+// Sums g [N, C, ...] over every dimension but 1.
+static void channel_sum(float *out, const IrNode *g, const float *gv, int64_t B) {
+  int64_t outer, C, inner;
+  around_axis(g, 1, B, &outer, &C, &inner);
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0;
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < inner; i++)
+        s += gv[(o * C + c) * inner + i];
+    out[c] = (float)s;
+  }
+}
+
+// Gradient ops (their kernels accumulate into the zeroed output).
+static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
+  const IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
+  float *out = F(ex, n);
+  const float *g = F(ex, a);
+  int64_t k = numel(n, B);
+  memset(out, 0, sizeof(float) * k);
+  switch (n->op) {
+  case IR_SUM_TO: {
+    KShape ds = kshape(n, B), ss = kshape(a, B);
+    k_sum_to_shape(out, &ds, g, &ss);
+    return;
+  }
+  case IR_RELU_GRAD: k_relu_backward(out, g, F(ex, b), k); return;
+  case IR_SIGMOID_GRAD: k_sigmoid_backward(out, g, F(ex, b), k); return;
+  case IR_TANH_GRAD: k_tanh_backward(out, g, F(ex, b), k); return;
+  case IR_CONV2D_GRAD_INPUT: {
+    KConv2d geo = conv_geometry(n, b, &n->attr, B);
+    k_conv2d_backward(out, NULL, NULL, g, NULL, F(ex, b), &geo);
+    return;
+  }
+  case IR_CONV2D_GRAD_WEIGHT: {
+    KConv2d geo = conv_geometry(b, n, &n->attr, B);
+    k_conv2d_backward(NULL, out, NULL, g, F(ex, b), NULL, &geo);
+    return;
+  }
+  case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
+  case IR_MAXPOOL_GRAD: {   // recompute the argmax of each window from x
+    KPool2d geo = pool_geometry(b, n, B);
+    int64_t ky = numel(a, B);
+    float *y = xmalloc(sizeof(float) * ky);
+    int32_t *arg = xmalloc(sizeof(int32_t) * ky);
+    k_maxpool2d_forward(y, arg, F(ex, b), &geo);
+    k_maxpool2d_backward(out, g, arg, &geo);
+    free(y);
+    free(arg);
+    return;
+  }
+  case IR_AVGPOOL_GRAD: {
+    KPool2d geo = pool_geometry(n, n, B);
+    k_avgpool2d_backward(out, g, &geo);
+    return;
+  }
+  case IR_GLOBAL_AVGPOOL_GRAD: {
+    KShape s = kshape(n, B);
+    k_global_avgpool_backward(out, g, s.dim[0], s.dim[1], s.dim[2] * s.dim[3]);
+    return;
+  }
+  case IR_BATCHNORM_GRAD: case IR_BATCHNORM_GRAD_GAMMA: {
+    int64_t N, C, HW;
+    bn_sizes(b, B, &N, &C, &HW);
+    float *mean = xmalloc(sizeof(float) * C), *invstd = xmalloc(sizeof(float) * C);
+    bn_stats(b, F(ex, b), B, (float)n->attr.f[0], mean, invstd);
+    if (n->op == IR_BATCHNORM_GRAD)
+      k_batchnorm_backward(out, NULL, NULL, g, F(ex, b), mean, invstd, F(ex, n->src[2]), N, C, HW);
+    else
+      k_batchnorm_backward(NULL, out, NULL, g, F(ex, b), mean, invstd, NULL, N, C, HW);
+    free(mean);
+    free(invstd);
+    return;
+  }
+  case IR_DROPOUT_GRAD:
+    if (ex->masked[b->id])
+      k_dropout_backward(out, g, ex->mask[b->id], k, (float)n->attr.f[0]);
+    else
+      memcpy(out, g, sizeof(float) * k);
+    return;
+  case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD: {
+    int64_t outer, C, inner;
+    around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
+    if (n->op == IR_SOFTMAX_GRAD)
+      k_softmax_backward(out, g, F(ex, b), outer, C, inner);
+    else
+      k_log_softmax_backward(out, g, F(ex, b), outer, C, inner);
+    return;
+  }
+  default:
+    unreachable();
+  }
+}
+
+// Runs node n for batch B; returns the loss for a loss node.
+static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, double lr) {
+  float *out = F(ex, n);
+  const IrNode *a = n->nsrc > 0 ? n->src[0] : NULL;
+  int64_t k = numel(n, B);
+  switch (n->op) {
+  case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER:
+    return 0;   // set by the caller, or persistent
+  case IR_CONST:
+    for (int64_t i = 0; i < k; i++)
+      out[i] = (float)n->attr.f[0];
+    return 0;
+  case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV: {
+    static const KBinary ops[] = {[IR_ADD] = K_ADD, [IR_SUB] = K_SUB, [IR_MUL] = K_MUL, [IR_DIV] = K_DIV};
+    KShape as = kshape(a, B), bs = kshape(n->src[1], B);
+    k_binary_forward(ops[n->op], out, F(ex, a), &as, F(ex, n->src[1]), &bs);
+    return 0;
+  }
+  case IR_NEG: k_neg_forward(out, F(ex, a), k); return 0;
+  case IR_RELU: k_relu_forward(out, F(ex, a), k); return 0;
+  case IR_SIGMOID: k_sigmoid_forward(out, F(ex, a), k); return 0;
+  case IR_TANH: k_tanh_forward(out, F(ex, a), k); return 0;
+  case IR_EXP: k_exp_forward(out, F(ex, a), k); return 0;
+  case IR_LOG: k_log_forward(out, F(ex, a), k); return 0;
+  case IR_MATMUL: run_matmul(ex, n, B); return 0;
+  case IR_CONV2D: {
+    KConv2d geo = conv_geometry(a, n->src[1], &n->attr, B);
+    k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);
+    return 0;
+  }
+  case IR_MAXPOOL: {
+    KPool2d geo = pool_geometry(a, n, B);
+    k_maxpool2d_forward(out, NULL, F(ex, a), &geo);
+    return 0;
+  }
+  case IR_AVGPOOL: {
+    KPool2d geo = pool_geometry(a, n, B);
+    k_avgpool2d_forward(out, F(ex, a), &geo);
+    return 0;
+  }
+  case IR_GLOBAL_AVGPOOL: {
+    KShape s = kshape(a, B);
+    k_global_avgpool_forward(out, F(ex, a), s.dim[0], s.dim[1], s.dim[2] * s.dim[3]);
+    return 0;
+  }
+  case IR_BATCHNORM: {
+    int64_t N, C, HW;
+    bn_sizes(a, B, &N, &C, &HW);
+    float eps = (float)n->attr.f[0];
+    float *gamma = F(ex, n->src[1]), *beta = F(ex, n->src[2]), *rm = F(ex, n->src[3]), *rv = F(ex, n->src[4]);
+    if (training) {
+      float *mean = xmalloc(sizeof(float) * C), *invstd = xmalloc(sizeof(float) * C);
+      k_batchnorm_forward(out, mean, invstd, rm, rv, F(ex, a), gamma, beta, N, C, HW, eps, (float)n->attr.f[1]);
+      free(mean);
+      free(invstd);
+    } else {
+      k_batchnorm_forward_eval(out, F(ex, a), gamma, beta, rm, rv, N, C, HW, eps);
+    }
+    return 0;
+  }
+  case IR_DROPOUT:
+    ex->masked[n->id] = training && ex->dropout;
+    if (ex->masked[n->id])
+      k_dropout_forward(out, ex->mask[n->id], F(ex, a), k, (float)n->attr.f[0], &ex->rng);
+    else
+      memcpy(out, F(ex, a), sizeof(float) * k);
+    return 0;
+  case IR_RESHAPE:
+    memcpy(out, F(ex, a), sizeof(float) * k);
+    return 0;
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX: {
+    int64_t outer, C, inner;
+    around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
+    if (n->op == IR_SOFTMAX)
+      k_softmax_forward(out, F(ex, a), outer, C, inner);
+    else
+      k_log_softmax_forward(out, F(ex, a), outer, C, inner);
+    return 0;
+  }
+  case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS: {
+    double loss = run_loss(ex, n, B, false);
+    out[0] = (float)loss;
+    return loss;
+  }
+  case IR_CROSS_ENTROPY_GRAD: case IR_NLL_GRAD: case IR_MSE_GRAD: case IR_L1_GRAD:
+  case IR_BCE_WITH_LOGITS_GRAD:
+    memset(out, 0, sizeof(float) * k);
+    run_loss(ex, n, B, true);
+    return 0;
+  case IR_SGD_STEP: case IR_ADAM_STEP:
+    run_step(ex, n, lr);
+    return 0;
+  default:
+    run_grad(ex, n, B);
+    return 0;
+  }
+}
+
+double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
+  const IrGraph *g = ex->g;
+  if (B < 1 || B > ex->max_batch)
+    nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
+  if (mode != RT_FORWARD && !g->loss)
+    nnc_bug(__FILE__, __LINE__, "the model has no loss");
+  ex->batch = B;
+  const IrNode *in = ex->m->input, *t = ex->m->target;
+  memcpy(F(ex, in), x, sizeof(float) * numel(in, B));
+  if (y && t)
+    memcpy(ex->buf[t->id], y, 4 * numel(t, B));
+  bool training = mode == RT_TRAIN;
+  if (training)
+    ex->steps++;
+  double loss = 0;
+  const bool *need = ex->need[mode];
+  memset(ex->done, 0, sizeof(bool) * g->nnodes);
+  for (int i = 0; i < g->nnodes; i++) {
+    if (!need[i])
+      continue;
+    double l = run_node(ex, g->nodes[i], B, training, lr);
+    if (g->nodes[i] == g->loss)
+      loss = l;
+    ex->done[i] = true;
+  }
+  return loss;
+}
+
+const float *rt_exec_output(const RtExec *ex) { return ex->buf[ex->g->output->id]; }
+
+int64_t rt_exec_output_dim(const RtExec *ex) { return numel(ex->g->output, 1); }
+
+const IrNode *rt_exec_first_nonfinite(const RtExec *ex) {
+  for (int i = 0; i < ex->g->nnodes; i++) {
+    const IrNode *n = ex->g->nodes[i];
+    if (!ex->done[i] || n->dtype != DT_F32)
+      continue;
+    const float *v = ex->buf[i];
+    int64_t k = numel(n, ex->batch);
+    for (int64_t j = 0; j < k; j++)
+      if (!isfinite(v[j]))
+        return n;
+  }
+  return NULL;
+}
+
+int rt_exec_num_state(const RtExec *ex) { return ex->nstate; }
+
+const IrNode *rt_exec_state_node(const RtExec *ex, int i) { return ex->g->nodes[ex->state[i]]; }
+
+float *rt_exec_state_data(RtExec *ex, int i, int64_t *n) {
+  const IrNode *node = rt_exec_state_node(ex, i);
+  if (n)
+    *n = numel(node, 1);
+  return ex->buf[node->id];
+}
+
+float *rt_exec_find_state(RtExec *ex, const char *name, int64_t *n) {
+  for (int i = 0; i < ex->nstate; i++)
+    if (!strcmp(rt_exec_state_node(ex, i)->name, name))
+      return rt_exec_state_data(ex, i, n);
+  return NULL;
+}
+
+int64_t rt_exec_steps(const RtExec *ex) { return ex->steps; }
+void rt_exec_set_steps(RtExec *ex, int64_t steps) { ex->steps = steps; }
+Rng *rt_exec_rng(RtExec *ex) { return &ex->rng; }
+void rt_exec_set_dropout(RtExec *ex, bool enabled) { ex->dropout = enabled; }
+
+const float *rt_exec_value(const RtExec *ex, const IrNode *n) {
+  return ex->done[n->id] || is_state(n) ? ex->buf[n->id] : NULL;
+}

@@ -1,0 +1,472 @@
+// kernels.c: the reference kernels for elementwise ops, matmul and softmax.
+//
+// Broadcasting works on shapes padded on the left with 1s to K_MAX_DIMS
+// dimensions. Each operand gets a stride along every output dimension, 0
+// where broadcasting stretches it, and an odometer walks the output one row
+// (the innermost dimension) at a time. The gradient of a stretched operand
+// is the output gradient summed back to the operand's shape, in double
+// (k_sum_to_shape). Matmul is cblas_sgemm with the batch folded into M.
+#include "kernels.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A broken promise by the caller (shapes the passes should have rejected).
+#define K_CHECK(cond, what)                    \
+  do {                                         \
+    if (!(cond))                               \
+      nnc_bug(__FILE__, __LINE__, what);       \
+  } while (0)
+
+//
+// Shapes and broadcasting
+//
+
+KShape k_shape(int ndim, const int64_t *dim) {
+  K_CHECK(ndim >= 0 && ndim <= K_MAX_DIMS, "k_shape: ndim out of range");
+  KShape s = {.ndim = ndim};
+  for (int i = 0; i < ndim; i++)
+    s.dim[i] = dim[i];
+  return s;
+}
+
+int64_t k_numel(const KShape *s) {
+  int64_t n = 1;
+  for (int i = 0; i < s->ndim; i++)
+    n *= s->dim[i];
+  return n;
+}
+
+// out = s's dims padded on the left with 1s to K_MAX_DIMS.
+static void pad_dims(int64_t *out, const KShape *s) {
+  int off = K_MAX_DIMS - s->ndim;
+  for (int i = 0; i < K_MAX_DIMS; i++)
+    out[i] = i < off ? 1 : s->dim[i - off];
+}
+
+bool k_broadcast_shape(KShape *out, const KShape *a, const KShape *b) {
+  int64_t pa[K_MAX_DIMS], pb[K_MAX_DIMS];
+  pad_dims(pa, a);
+  pad_dims(pb, b);
+  int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+  out->ndim = n;
+  for (int i = 0; i < n; i++) {
+    int64_t x = pa[K_MAX_DIMS - n + i], y = pb[K_MAX_DIMS - n + i];
+    if (x != y && x != 1 && y != 1)
+      return false;
+    out->dim[i] = x == 1 ? y : x;
+  }
+  return true;
+}
+
+// True if a and b are the same shape once both are padded with leading 1s.
+static bool same_padded(const KShape *a, const KShape *b) {
+  int64_t pa[K_MAX_DIMS], pb[K_MAX_DIMS];
+  pad_dims(pa, a);
+  pad_dims(pb, b);
+  return memcmp(pa, pb, sizeof pa) == 0;
+}
+
+// True if x, padded, is 1s followed by exactly the trailing dims of the
+// padded output shape yd: then x repeats along y with period numel(x), as a
+// bias [C] does along [N, C].
+static bool is_suffix(const KShape *x, const int64_t *yd) {
+  int64_t px[K_MAX_DIMS];
+  pad_dims(px, x);
+  int k = 0;
+  while (k < K_MAX_DIMS && px[k] == 1)
+    k++;
+  for (int i = k; i < K_MAX_DIMS; i++)
+    if (px[i] != yd[i])
+      return false;
+  return true;
+}
+
+// Walks an output shape in row-major order, one innermost row at a time,
+// tracking where each row starts in two operands a and b.
+typedef struct Bcast {
+  int64_t dim[K_MAX_DIMS];      // output shape, padded
+  int64_t sa[K_MAX_DIMS];       // a's stride along each output dim; 0 where stretched
+  int64_t sb[K_MAX_DIMS];       // b's, likewise
+  int64_t idx[K_MAX_DIMS - 1];  // odometer over every dim but the innermost
+  int64_t offa, offb;           // offsets of the current row's first element
+  int64_t rows;                 // number of rows to visit
+  int64_t len;                  // elements per row: dim[K_MAX_DIMS-1]
+} Bcast;
+
+// st = x's contiguous strides, 0 along the dims where x has size 1.
+static void bcast_strides(int64_t *st, const KShape *x) {
+  int64_t px[K_MAX_DIMS];
+  pad_dims(px, x);
+  int64_t s = 1;
+  for (int i = K_MAX_DIMS - 1; i >= 0; i--) {
+    st[i] = px[i] == 1 ? 0 : s;
+    s *= px[i];
+  }
+}
+
+static void bcast_init(Bcast *w, const KShape *ys, const KShape *as, const KShape *bs) {
+  memset(w, 0, sizeof *w);
+  pad_dims(w->dim, ys);
+  bcast_strides(w->sa, as);
+  bcast_strides(w->sb, bs);
+  w->len = w->dim[K_MAX_DIMS - 1];
+  w->rows = w->len > 0;
+  for (int i = 0; i < K_MAX_DIMS - 1; i++)
+    w->rows *= w->dim[i];
+}
+
+// Moves to the next row: the odometer's last digit turns first.
+static void bcast_next(Bcast *w) {
+  for (int d = K_MAX_DIMS - 2; d >= 0; d--) {
+    w->offa += w->sa[d];
+    w->offb += w->sb[d];
+    if (++w->idx[d] < w->dim[d])
+      return;
+    w->offa -= w->sa[d] * w->dim[d];
+    w->offb -= w->sb[d] * w->dim[d];
+    w->idx[d] = 0;
+  }
+}
+
+// y[i] = a[i*sa] op b[i*sb] for i < n; a stride of 0 repeats one value.
+static void binary_row(KBinary op, float *y, const float *a, int64_t sa,
+                       const float *b, int64_t sb, int64_t n) {
+  switch (op) {
+  case K_ADD:
+    for (int64_t i = 0; i < n; i++)
+      y[i] = a[i * sa] + b[i * sb];
+    return;
+  case K_SUB:
+    for (int64_t i = 0; i < n; i++)
+      y[i] = a[i * sa] - b[i * sb];
+    return;
+  case K_MUL:
+    for (int64_t i = 0; i < n; i++)
+      y[i] = a[i * sa] * b[i * sb];
+    return;
+  case K_DIV:
+    for (int64_t i = 0; i < n; i++)
+      y[i] = a[i * sa] / b[i * sb];
+    return;
+  }
+  unreachable();
+}
+
+// Fast paths first: same shape, a scalar operand, an operand that repeats
+// with a period (bias); then the general odometer walk.
+void k_binary_forward(KBinary op, float *y, const float *a, const KShape *as,
+                      const float *b, const KShape *bs) {
+  KShape ys;
+  K_CHECK(k_broadcast_shape(&ys, as, bs), "k_binary_forward: shapes do not broadcast");
+  int64_t ny = k_numel(&ys), na = k_numel(as), nb = k_numel(bs);
+  if (ny == 0)
+    return;
+  if (na == ny && nb == ny) {
+    binary_row(op, y, a, 1, b, 1, ny);
+    return;
+  }
+  if (na == ny && nb == 1) {
+    binary_row(op, y, a, 1, b, 0, ny);
+    return;
+  }
+  if (nb == ny && na == 1) {
+    binary_row(op, y, a, 0, b, 1, ny);
+    return;
+  }
+  int64_t yd[K_MAX_DIMS];
+  pad_dims(yd, &ys);
+  if (na == ny && is_suffix(bs, yd)) {
+    for (int64_t r = 0; r < ny; r += nb)
+      binary_row(op, y + r, a + r, 1, b, 1, nb);
+    return;
+  }
+  if (nb == ny && is_suffix(as, yd)) {
+    for (int64_t r = 0; r < ny; r += na)
+      binary_row(op, y + r, a, 1, b + r, 1, na);
+    return;
+  }
+  Bcast w;
+  bcast_init(&w, &ys, as, bs);
+  for (int64_t r = 0; r < w.rows; r++, y += w.len) {
+    binary_row(op, y, a + w.offa, w.sa[K_MAX_DIMS - 1], b + w.offb, w.sb[K_MAX_DIMS - 1], w.len);
+    bcast_next(&w);
+  }
+}
+
+void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss) {
+  KShape bs;
+  K_CHECK(k_broadcast_shape(&bs, ds, ss) && same_padded(&bs, ss),
+          "k_sum_to_shape: destination does not broadcast to the source's shape");
+  int64_t nd = k_numel(ds), ns = k_numel(ss);
+  if (nd == ns) {
+    for (int64_t i = 0; i < ns; i++)
+      dst[i] += src[i];
+    return;
+  }
+  // Walk src with dst as operand "b": offb is where each src row lands.
+  double *acc = xcalloc(nd, sizeof(double));    // (nd)
+  Bcast w;
+  bcast_init(&w, ss, ss, ds);
+  int64_t sb = w.sb[K_MAX_DIMS - 1];
+  for (int64_t r = 0; r < w.rows; r++, src += w.len) {
+    double *row = acc + w.offb;
+    for (int64_t i = 0; i < w.len; i++)
+      row[i * sb] += src[i];
+    bcast_next(&w);
+  }
+  for (int64_t i = 0; i < nd; i++)
+    dst[i] += (float)acc[i];
+  free(acc);
+}
+
+// Each gradient term is itself a broadcast elementwise op with dy's shape,
+// computed into a temporary and then summed down to the operand's shape.
+void k_binary_backward(KBinary op, float *da, float *db, const float *dy,
+                       const float *a, const KShape *as, const float *b, const KShape *bs) {
+  KShape ys;
+  K_CHECK(k_broadcast_shape(&ys, as, bs), "k_binary_backward: shapes do not broadcast");
+  int64_t ny = k_numel(&ys);
+  float *t = op == K_ADD ? NULL : xmalloc(ny * sizeof(float));   // (ys): a gradient term
+  if (da) {
+    if (op == K_ADD || op == K_SUB) {
+      k_sum_to_shape(da, as, dy, &ys);
+    } else {
+      k_binary_forward(op, t, dy, &ys, b, bs);   // dy * b  or  dy / b
+      k_sum_to_shape(da, as, t, &ys);
+    }
+  }
+  if (db) {
+    switch (op) {
+    case K_ADD:
+      k_sum_to_shape(db, bs, dy, &ys);
+      break;
+    case K_SUB:
+      k_neg_forward(t, dy, ny);
+      k_sum_to_shape(db, bs, t, &ys);
+      break;
+    case K_MUL:
+      k_binary_forward(K_MUL, t, dy, &ys, a, as);
+      k_sum_to_shape(db, bs, t, &ys);
+      break;
+    case K_DIV:
+      // -dy * ((a / b) / b), the order PyTorch's div backward uses.
+      k_binary_forward(K_DIV, t, a, as, b, bs);
+      k_binary_forward(K_DIV, t, t, &ys, b, bs);
+      for (int64_t i = 0; i < ny; i++)
+        t[i] = -dy[i] * t[i];
+      k_sum_to_shape(db, bs, t, &ys);
+      break;
+    }
+  }
+  free(t);
+}
+
+//
+// Unary ops
+//
+
+void k_neg_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = -x[i];
+}
+
+void k_neg_backward(float *dx, const float *dy, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] -= dy[i];
+}
+
+void k_relu_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void k_relu_backward(float *dx, const float *dy, const float *x_or_y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    if (x_or_y[i] > 0.0f)
+      dx[i] += dy[i];
+}
+
+void k_sigmoid_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void k_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] * (1.0f - y[i]) * y[i];
+}
+
+void k_tanh_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = tanhf(x[i]);
+}
+
+void k_tanh_backward(float *dx, const float *dy, const float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+void k_exp_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = expf(x[i]);
+}
+
+void k_exp_backward(float *dx, const float *dy, const float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] * y[i];
+}
+
+void k_log_forward(float *y, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = logf(x[i]);
+}
+
+void k_log_backward(float *dx, const float *dy, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] / x[i];
+}
+
+//
+// Matmul
+//
+
+// cblas takes int sizes; the leading dimension of a row-major matrix is
+// its stored row length, at least 1 even for an empty one.
+void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, const float *B, float beta, float *C) {
+  K_CHECK(M >= 0 && N >= 0 && K >= 0 && M <= INT_MAX && N <= INT_MAX && K <= INT_MAX,
+          "k_sgemm: matrix size out of range");
+  if (M == 0 || N == 0)
+    return;
+  if (K == 0) {   // an empty sum: C = beta*C (BLAS rejects K = 0 with some lda)
+    for (int64_t i = 0; i < M * N; i++)
+      C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+    return;
+  }
+  int lda = (int)(ta ? M : K), ldb = (int)(tb ? K : N), ldc = (int)N;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)M, (int)N, (int)K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Without ta the batch of a's is one tall (batch*M, K) matrix: one sgemm.
+// With ta each stored (K,M) matrix is transposed on its own: one per batch.
+void k_matmul_forward(float *y, const float *a, const float *b,
+                      int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb) {
+  if (!ta) {
+    k_sgemm(false, tb, batch * M, N, K, 1.0f, a, b, 0.0f, y);
+    return;
+  }
+  for (int64_t i = 0; i < batch; i++)
+    k_sgemm(true, tb, M, N, K, 1.0f, a + i * K * M, b, 0.0f, y + i * M * N);
+}
+
+// With Y = op(A) @ op(B): dop(A) = dY @ op(B)^T and dop(B) = op(A)^T @ dY.
+// A transposed operand's gradient is the transpose of those, which the
+// transpose flags express without moving data.
+void k_matmul_backward(float *da, float *db, const float *dy,
+                       const float *a, const float *b,
+                       int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb) {
+  if (da) {
+    if (!ta)   // da (batch*M, K) += dy (batch*M, N) @ op(b)^T
+      k_sgemm(false, !tb, batch * M, K, N, 1.0f, dy, b, 1.0f, da);
+    else       // da_i (K, M) += op(b) (K, N) @ dy_i^T
+      for (int64_t i = 0; i < batch; i++)
+        k_sgemm(tb, true, K, M, N, 1.0f, b, dy + i * M * N, 1.0f, da + i * K * M);
+  }
+  if (db) {
+    if (!ta && !tb)        // db (K, N) += a^T (K, batch*M) @ dy
+      k_sgemm(true, false, K, N, batch * M, 1.0f, a, dy, 1.0f, db);
+    else if (!ta && tb)    // db (N, K) += dy^T (N, batch*M) @ a
+      k_sgemm(true, false, N, K, batch * M, 1.0f, dy, a, 1.0f, db);
+    else
+      for (int64_t i = 0; i < batch; i++) {
+        const float *ai = a + i * K * M, *dyi = dy + i * M * N;   // ai stored (K, M)
+        if (!tb)           // db (K, N) += ai @ dy_i
+          k_sgemm(false, false, K, N, M, 1.0f, ai, dyi, 1.0f, db);
+        else               // db (N, K) += dy_i^T @ ai^T
+          k_sgemm(true, true, N, K, M, 1.0f, dyi, ai, 1.0f, db);
+      }
+  }
+}
+
+//
+// Softmax and log-softmax along the middle axis of (outer, C, inner)
+//
+
+// The maximum of x[0], x[s], ..., x[(C-1)*s]; NaNs are skipped here and
+// propagate through exp() afterwards.
+static float max_strided(const float *x, int64_t C, int64_t s) {
+  float m = -INFINITY;
+  for (int64_t c = 0; c < C; c++)
+    if (x[c * s] > m)
+      m = x[c * s];
+  return m;
+}
+
+// sum_c exp(x[c*s] - m) in double.
+static double sum_exp_strided(const float *x, int64_t C, int64_t s, float m) {
+  double sum = 0;
+  for (int64_t c = 0; c < C; c++)
+    sum += exp((double)x[c * s] - m);
+  return sum;
+}
+
+void k_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * C * inner + i;
+      float m = max_strided(x + base, C, inner);
+      double sum = sum_exp_strided(x + base, C, inner, m);
+      for (int64_t c = 0; c < C; c++) {
+        int64_t k = base + c * inner;
+        y[k] = (float)(exp((double)x[k] - m) / sum);
+      }
+    }
+}
+
+void k_softmax_backward(float *dx, const float *dy, const float *y,
+                        int64_t outer, int64_t C, int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * C * inner + i;
+      double dot = 0;
+      for (int64_t c = 0; c < C; c++)
+        dot += (double)dy[base + c * inner] * y[base + c * inner];
+      for (int64_t c = 0; c < C; c++) {
+        int64_t k = base + c * inner;
+        dx[k] += (float)(y[k] * (dy[k] - dot));
+      }
+    }
+}
+
+void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * C * inner + i;
+      float m = max_strided(x + base, C, inner);
+      double lse = m + log(sum_exp_strided(x + base, C, inner, m));
+      for (int64_t c = 0; c < C; c++) {
+        int64_t k = base + c * inner;
+        y[k] = (float)((double)x[k] - lse);
+      }
+    }
+}
+
+void k_log_softmax_backward(float *dx, const float *dy, const float *y,
+                            int64_t outer, int64_t C, int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * C * inner + i;
+      double sum = 0;
+      for (int64_t c = 0; c < C; c++)
+        sum += dy[base + c * inner];
+      for (int64_t c = 0; c < C; c++) {
+        int64_t k = base + c * inner;
+        dx[k] += (float)(dy[k] - exp((double)y[k]) * sum);
+      }
+    }
+}

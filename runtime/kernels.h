@@ -1,0 +1,367 @@
+// kernels.h: the reference kernels, one plain C function per graph op and
+// direction. They run training directly in the `ref` backend and are the
+// numeric oracle every faster backend is tested against, so each one is
+// written to be obviously right first and reasonably fast second.
+//
+// Conventions, for every function below:
+// - Data are float32, contiguous, row-major; images are NCHW. The comment
+//   beside each argument gives its shape, as in `// (N,C,H,W)`.
+// - A *_forward function overwrites its outputs.
+// - A *_backward function ACCUMULATES (+=) into every gradient buffer it is
+//   given, so a tensor used by several ops can sum the contributions of all
+//   of them. Zero the gradient buffers once before the backward pass.
+//   Passing NULL for a gradient means "not needed"; it is skipped.
+// - Semantics are PyTorch's (torch.nn.functional and torch.optim with their
+//   default arguments unless an argument says otherwise).
+// - Reductions (sums, means, batch statistics, losses) accumulate in double.
+// - Everything is single-threaded, except that OpenBLAS may use its threads.
+// - Bad shapes or geometry are bugs in the caller: the kernel stops with
+//   nnc_bug() (a message and abort()). Two errors can come from the user's
+//   data or settings instead, and nnc_fatal() reports them with a hint and
+//   exits with status 1: a class label outside [0, C) (naming the sample
+//   and the label), and a training batchnorm with one value per channel.
+#ifndef NNC_KERNELS_H
+#define NNC_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+//
+// kernels.c: broadcasting elementwise ops, unary ops, matmul, softmax
+//
+
+#define K_MAX_DIMS 6
+
+// A tensor's shape; outermost dimension first. ndim 0 is a scalar.
+typedef struct KShape {
+  int ndim;                  // 0..K_MAX_DIMS
+  int64_t dim[K_MAX_DIMS];   // dim[0..ndim-1]; each >= 0
+} KShape;
+
+KShape k_shape(int ndim, const int64_t *dim);   // copies dim[0..ndim-1]
+int64_t k_numel(const KShape *s);               // 1 for a scalar
+
+// The numpy broadcast of a and b (shapes aligned at the right; a dimension
+// of 1 stretches). Returns false, leaving *out unspecified, if they do not
+// broadcast.
+bool k_broadcast_shape(KShape *out, const KShape *a, const KShape *b);
+
+typedef enum { K_ADD, K_SUB, K_MUL, K_DIV } KBinary;
+
+// y = a op b, broadcasting a and b to y's shape, broadcast(as, bs).
+// y may alias a or b only when that operand already has y's shape.
+void k_binary_forward(KBinary op, float *y,         // broadcast(as, bs)
+                      const float *a, const KShape *as,
+                      const float *b, const KShape *bs);
+
+// da += d(a op b)/da * dy summed down to a's shape; db likewise.
+//   add: da += dy          db += dy
+//   sub: da += dy          db += -dy
+//   mul: da += dy * b      db += dy * a
+//   div: da += dy / b      db += -dy * ((a / b) / b)   (PyTorch's form)
+// dy has the broadcast shape of as and bs. da or db may be NULL.
+void k_binary_backward(KBinary op, float *da, float *db,
+                       const float *dy,             // broadcast(as, bs)
+                       const float *a, const KShape *as,
+                       const float *b, const KShape *bs);
+
+// dst += src summed over the dimensions that broadcasting stretched, so
+// the result has dst's shape. ds must broadcast to ss (ss = broadcast(ds, ss)).
+void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss);
+
+// Unary elementwise ops over n elements; y may alias x. The backward rules:
+//   neg:     dx += -dy
+//   relu:    dx += dy where x > 0 (pass x or y = relu(x): x > 0 iff y > 0)
+//   sigmoid: dx += dy * (1 - y) * y         from the output y
+//   tanh:    dx += dy * (1 - y * y)         from the output y
+//   exp:     dx += dy * y                   from the output y
+//   log:     dx += dy / x                   from the input x
+void k_neg_forward(float *y, const float *x, int64_t n);
+void k_neg_backward(float *dx, const float *dy, int64_t n);
+void k_relu_forward(float *y, const float *x, int64_t n);
+void k_relu_backward(float *dx, const float *dy, const float *x_or_y, int64_t n);
+void k_sigmoid_forward(float *y, const float *x, int64_t n);
+void k_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_tanh_forward(float *y, const float *x, int64_t n);
+void k_tanh_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_exp_forward(float *y, const float *x, int64_t n);
+void k_exp_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_log_forward(float *y, const float *x, int64_t n);
+void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
+
+// C = alpha * op(A) @ op(B) + beta * C through cblas_sgemm, row-major.
+// op(A) is (M,K): A is stored (M,K), or (K,M) when ta. op(B) is (K,N): B is
+// stored (K,N), or (N,K) when tb. C is (M,N). With beta = 0, C's old
+// contents are ignored (NaN included); beta = 1 accumulates.
+void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, const float *B, float beta, float *C);
+
+// y = a @ b for each of `batch` matrices a, with one b shared by all: the
+// IR's a[..., M, K] @ b[K, N] with the leading dims of a folded into batch.
+//   a: (batch,M,K), or (batch,K,M) when ta (each matrix transposed)
+//   b: (K,N), or (N,K) when tb
+//   y: (batch,M,N)
+void k_matmul_forward(float *y, const float *a, const float *b,
+                      int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb);
+// da (a's layout) += dy @ op(b)^T; db (b's layout) += sum over the batch of
+// op(a)^T @ dy. dy: (batch,M,N). da or db may be NULL.
+void k_matmul_backward(float *da, float *db, const float *dy,
+                       const float *a, const float *b,
+                       int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb);
+
+// softmax and log_softmax over one axis of a tensor viewed as
+// (outer, C, inner): PyTorch's dim=1 of (N,C) is (N, C, 1) and of (N,C,H,W)
+// is (N, C, H*W); any other axis folds the same way. Numerically stable
+// (the maximum is subtracted first). y may alias x.
+void k_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner);
+// dx += y * (dy - sum_c(dy * y)), from the output y.
+void k_softmax_backward(float *dx, const float *dy, const float *y,
+                        int64_t outer, int64_t C, int64_t inner);
+void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner);
+// dx += dy - exp(y) * sum_c(dy), from the output y.
+void k_log_softmax_backward(float *dx, const float *dy, const float *y,
+                            int64_t outer, int64_t C, int64_t inner);
+
+//
+// kernels_conv.c: convolution and pooling
+//
+
+// The output size along one axis for a window of k taps `dil` apart, moved
+// `stride` at a time over the input padded by `pad` on both sides (floor
+// mode, as PyTorch by default): (in + 2*pad - dil*(k-1) - 1) / stride + 1.
+// Returns a value < 1 when the window does not fit.
+int64_t k_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil);
+
+// The geometry of a 2-D convolution. Output size: OH = k_out_size(H, KH,
+// sh, ph, dh), OW = k_out_size(W, KW, sw, pw, dw).
+typedef struct KConv2d {
+  int64_t N, C, H, W;   // input x: (N,C,H,W)
+  int64_t O, KH, KW;    // weight w: (O,C,KH,KW); bias (O)
+  int64_t sh, sw;       // stride, >= 1
+  int64_t ph, pw;       // zero padding on each side, >= 0
+  int64_t dh, dw;       // dilation, >= 1
+} KConv2d;
+
+// y = conv2d(x, w) + bias, as torch.nn.functional.conv2d (cross-correlation,
+// groups = 1). bias may be NULL. Computed as im2col + sgemm per image.
+void k_conv2d_forward(float *y,          // (N,O,OH,OW)
+                      const float *x,    // (N,C,H,W)
+                      const float *w,    // (O,C,KH,KW)
+                      const float *bias, // (O) or NULL
+                      const KConv2d *g);
+// dx += d/dx, dw += d/dw, dbias += d/dbias; any of them may be NULL.
+void k_conv2d_backward(float *dx,        // (N,C,H,W)
+                       float *dw,        // (O,C,KH,KW)
+                       float *dbias,     // (O)
+                       const float *dy,  // (N,O,OH,OW)
+                       const float *x,   // (N,C,H,W)
+                       const float *w,   // (O,C,KH,KW)
+                       const KConv2d *g);
+
+// The geometry of a 2-D pooling window. Output size as for KConv2d.
+typedef struct KPool2d {
+  int64_t N, C, H, W;   // input x: (N,C,H,W)
+  int64_t kh, kw;       // window size, >= 1
+  int64_t sh, sw;       // stride, >= 1
+  int64_t ph, pw;       // padding on each side, >= 0
+  int64_t dh, dw;       // dilation, >= 1; avgpool requires 1 (as PyTorch has none)
+} KPool2d;
+
+// Max pooling; padding counts as -inf. The first maximum in the window (in
+// row-major order) wins a tie, and a NaN wins over any number, as in
+// PyTorch. argmax (may be NULL, e.g. for inference) receives the index of
+// the chosen element within its (H,W) plane, ih*W + iw; a window that holds
+// no input element at all gives y = -inf and argmax = -1.
+void k_maxpool2d_forward(float *y,         // (N,C,OH,OW)
+                         int32_t *argmax,  // (N,C,OH,OW) or NULL
+                         const float *x,   // (N,C,H,W)
+                         const KPool2d *g);
+// dx[argmax] += dy: the gradient goes to the element the forward chose.
+void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
+                          const float *dy,      // (N,C,OH,OW)
+                          const int32_t *argmax,// (N,C,OH,OW), from the forward
+                          const KPool2d *g);
+
+// Average pooling with count_include_pad = true (PyTorch's default): the
+// divisor is the window's size including padded positions.
+void k_avgpool2d_forward(float *y,         // (N,C,OH,OW)
+                         const float *x,   // (N,C,H,W)
+                         const KPool2d *g);
+void k_avgpool2d_backward(float *dx,        // (N,C,H,W)
+                          const float *dy,  // (N,C,OH,OW)
+                          const KPool2d *g);
+
+// Global average pooling: the mean over each (H,W) plane; HW = H*W.
+void k_global_avgpool_forward(float *y,        // (N,C), same as (N,C,1,1)
+                              const float *x,  // (N,C,H,W)
+                              int64_t N, int64_t C, int64_t HW);
+void k_global_avgpool_backward(float *dx,       // (N,C,H,W)
+                               const float *dy, // (N,C)
+                               int64_t N, int64_t C, int64_t HW);
+
+//
+// kernels_train.c: batchnorm, dropout, losses, optimizers, initializers
+//
+
+// Batch normalization over (N,C) (pass HW = 1) or (N,C,H,W) (HW = H*W);
+// statistics are per channel over n = N*HW values. gamma and beta may be
+// NULL, meaning 1 and 0 (affine = false).
+//
+// Training: normalizes with the batch mean and the biased variance, saves
+// mean and invstd = 1/sqrt(var + eps) for the backward, and updates the
+// running statistics in place: running = (1-momentum)*running +
+// momentum*batch_stat, with the unbiased variance var*n/(n-1) for
+// running_var, as PyTorch. n must be > 1: like PyTorch, n = 1 is refused
+// (with nnc_fatal(), since a batch of one sample is the usual cause).
+void k_batchnorm_forward(float *y,               // (N,C,HW)
+                         float *mean,            // (C) out: batch mean
+                         float *invstd,          // (C) out: 1/sqrt(var+eps)
+                         float *running_mean,    // (C) in/out
+                         float *running_var,     // (C) in/out
+                         const float *x,         // (N,C,HW)
+                         const float *gamma,     // (C) or NULL
+                         const float *beta,      // (C) or NULL
+                         int64_t N, int64_t C, int64_t HW, float eps, float momentum);
+// Evaluation: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
+void k_batchnorm_forward_eval(float *y,             // (N,C,HW)
+                              const float *x,       // (N,C,HW)
+                              const float *gamma,   // (C) or NULL
+                              const float *beta,    // (C) or NULL
+                              const float *running_mean, // (C)
+                              const float *running_var,  // (C)
+                              int64_t N, int64_t C, int64_t HW, float eps);
+// The training-mode gradient, with xhat = (x - mean) * invstd:
+//   dbeta += sum(dy), dgamma += sum(dy * xhat),
+//   dx += gamma * invstd / n * (n*dy - sum(dy) - xhat * sum(dy * xhat)).
+void k_batchnorm_backward(float *dx,            // (N,C,HW) or NULL
+                          float *dgamma,        // (C) or NULL
+                          float *dbeta,         // (C) or NULL
+                          const float *dy,      // (N,C,HW)
+                          const float *x,       // (N,C,HW)
+                          const float *mean,    // (C), from the forward
+                          const float *invstd,  // (C), from the forward
+                          const float *gamma,   // (C) or NULL
+                          int64_t N, int64_t C, int64_t HW);
+
+// Inverted dropout: keeps each element with probability 1-p and scales the
+// kept ones by k_dropout_scale(p) = 1/(1-p). For each element in order one
+// float u = rng_uniformf(rng) is drawn and the element is kept iff u >= p,
+// so a given Rng state always gives the same mask. p = 0 is the identity
+// and p = 1 gives zeros; neither draws from rng. mask[i] is 1 if kept.
+// y may alias x.
+float k_dropout_scale(float p);     // 1/(1-p); 0 for p >= 1
+void k_dropout_forward(float *y,            // (n)
+                       uint8_t *mask,       // (n) out: 1 kept, 0 dropped
+                       const float *x,      // (n)
+                       int64_t n, float p, Rng *rng);
+// dx += dy * mask * k_dropout_scale(p).
+void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
+
+// Losses with mean reduction (PyTorch's default). Each forward returns the
+// scalar loss, accumulated in double. Each backward takes g, the gradient
+// of the final objective with respect to that scalar (1 when the loss is
+// the objective), and accumulates into the input gradients.
+//
+// Class labels are int32 in [0, C); any other value is reported with
+// nnc_fatal() (exit status 1), naming the sample and the label.
+
+// cross_entropy = mean_i(logsumexp(logits[i,:]) - logits[i, label_i]).
+float k_cross_entropy_forward(const float *logits,    // (N,C)
+                              const int32_t *labels,  // (N)
+                              int64_t N, int64_t C);
+// dlogits += g/N * (softmax(logits) - onehot(labels)).
+void k_cross_entropy_backward(float *dlogits,         // (N,C)
+                              float g,
+                              const float *logits,    // (N,C)
+                              const int32_t *labels,  // (N)
+                              int64_t N, int64_t C);
+// nll = -mean_i(logp[i, label_i]).
+float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C);
+// dlogp[i, label_i] += -g/N.
+void k_nll_backward(float *dlogp, float g, const int32_t *labels, int64_t N, int64_t C);
+
+// For the losses of two same-shaped tensors (n elements each) the backward
+// also gives the gradient for the target, which may be NULL (it usually is).
+// mse = mean((x - t)^2);  dx += g * 2/n * (x - t), dt -= the same.
+float k_mse_forward(const float *x, const float *t, int64_t n);
+void k_mse_backward(float *dx, float *dt, float g, const float *x, const float *t, int64_t n);
+// l1 = mean(|x - t|);  dx += g/n * sign(x - t), with sign(0) = 0; dt -= the same.
+float k_l1_forward(const float *x, const float *t, int64_t n);
+void k_l1_backward(float *dx, float *dt, float g, const float *x, const float *t, int64_t n);
+// bce_with_logits = mean(max(x,0) - x*t + log(1 + exp(-|x|))), t in [0, 1];
+// dx += g/n * (sigmoid(x) - t), dt += g/n * -x.
+float k_bce_with_logits_forward(const float *x, const float *t, int64_t n);
+void k_bce_with_logits_backward(float *dx, float *dt, float g, const float *x, const float *t,
+                                int64_t n);
+
+// Optimizers update one parameter tensor of n elements in place, with the
+// formulas and the float operation order of torch.optim's single-tensor
+// code, so results agree with PyTorch's CPU float results to the last bits
+// as far as possible. Where PyTorch's vectorized CPU code fuses a multiply
+// and an add (Tensor.add(other, alpha=...), lerp) the kernels call fmaf();
+// elsewhere kernels_train.c tells the compiler not to fuse on its own.
+// Hyperparameters are double, as Python floats are. t is the step number,
+// counting from 1 on the first update.
+
+// torch.optim.SGD. With weight decay g' = g + weight_decay*p (coupled). With
+// momentum, buf = g' on the first step (t == 1, PyTorch's "buffer is None";
+// not (1-dampening)*g') and buf = momentum*buf + (1-dampening)*g' after;
+// then the step direction is g' + momentum*buf with nesterov, else buf.
+// p -= lr * direction. buf (n) may be NULL when momentum == 0. PyTorch
+// allows nesterov only with momentum > 0 and dampening == 0.
+typedef struct KSgd {
+  double lr;
+  double momentum;       // 0: plain SGD
+  double dampening;
+  double weight_decay;   // L2 penalty added to the gradient
+  bool nesterov;
+} KSgd;
+void k_sgd_step(float *p,          // (n) in/out
+                float *buf,        // (n) in/out momentum buffer, or NULL
+                const float *g,    // (n)
+                int64_t n, const KSgd *o, int64_t t);
+
+// torch.optim.Adam (decoupled = false) and torch.optim.AdamW (decoupled =
+// true), amsgrad = false. Per step t:
+//   AdamW only: p *= 1 - lr*weight_decay
+//   Adam only:  g' = g + weight_decay*p      (else g' = g)
+//   m = lerp(m, g', 1-beta1);  v = v*beta2 + (1-beta2)*g'*g'
+//   denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+//   p += (-lr / (1 - beta1^t)) * m / denom
+// m and v (n each) start at zero.
+typedef struct KAdam {
+  double lr;
+  double beta1, beta2;
+  double eps;
+  double weight_decay;   // Adam: L2 added to g; AdamW: decoupled decay of p
+  bool decoupled;        // true: AdamW
+} KAdam;
+void k_adam_step(float *p,         // (n) in/out
+                 float *m,         // (n) in/out first moment
+                 float *v,         // (n) in/out second moment
+                 const float *g,   // (n)
+                 int64_t n, const KAdam *o, int64_t t);
+
+// Initializers fill n floats in place; the random ones draw one number per
+// element, in order, from rng.
+void k_init_zeros(float *p, int64_t n);
+void k_init_ones(float *p, int64_t n);
+void k_init_constant(float *p, int64_t n, float value);
+// U(lo, hi): lo + (hi - lo) * rng_uniformf(rng).
+void k_init_uniform(float *p, int64_t n, float lo, float hi, Rng *rng);
+// N(mean, std^2): mean + std * rng_normal(rng).
+void k_init_normal(float *p, int64_t n, float mean, float std, Rng *rng);
+
+// PyTorch's default bounds. fan_in is the number of inputs each output
+// sums over: in_features for a linear layer, C*KH*KW for a convolution.
+// kaiming_uniform(a) draws U(-bound, bound) with bound = gain * sqrt(3/fan_in),
+// gain = sqrt(2 / (1 + a^2)); nn.Linear and nn.Conv2d use a = sqrt(5), which
+// makes the bound 1/sqrt(fan_in). Their bias bound is 1/sqrt(fan_in) (0 when
+// fan_in is 0).
+double k_kaiming_uniform_bound(int64_t fan_in, double a);
+double k_default_weight_bound(int64_t fan_in);   // kaiming_uniform with a = sqrt(5)
+double k_default_bias_bound(int64_t fan_in);
+
+#endif

@@ -1,0 +1,303 @@
+// kernels_conv.c: the reference kernels for convolution and pooling.
+//
+// A convolution is im2col + sgemm, one image at a time: im2col copies every
+// input value each output position's window reads into a matrix col
+// (C*KH*KW, OH*OW), so that the convolution of one image is the product
+// w (O, C*KH*KW) @ col. The backward uses the same matrix for dw and the
+// adjoint of im2col (col2im, which adds rather than copies) for dx. A 1x1
+// convolution with stride 1 and no padding needs no col: it is x itself.
+//
+// Pooling is a direct loop over each output position's window.
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A broken promise by the caller (shapes the passes should have rejected).
+#define K_CHECK(cond, what)                    \
+  do {                                         \
+    if (!(cond))                               \
+      nnc_bug(__FILE__, __LINE__, what);       \
+  } while (0)
+
+int64_t k_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  int64_t span = in + 2 * pad - dil * (k - 1) - 1;   // room left after the first window
+  if (span < 0)
+    return 0;
+  return span / stride + 1;
+}
+
+//
+// Convolution
+//
+
+// Checks the geometry and gives the output size.
+static void conv_geometry(const KConv2d *g, int64_t *OH, int64_t *OW) {
+  K_CHECK(g->N >= 0 && g->C >= 1 && g->H >= 1 && g->W >= 1 && g->O >= 1 &&
+          g->KH >= 1 && g->KW >= 1, "conv2d: bad shape");
+  K_CHECK(g->sh >= 1 && g->sw >= 1 && g->ph >= 0 && g->pw >= 0 && g->dh >= 1 && g->dw >= 1,
+          "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  *OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh);
+  *OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
+  K_CHECK(*OH >= 1 && *OW >= 1, "conv2d: kernel larger than the padded input");
+}
+
+// True when the col matrix of an image is the image itself.
+static bool conv_is_pointwise(const KConv2d *g) {
+  return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+// col (C*KH*KW, OH*OW): row (c, kh, kw), column (oh, ow) holds the input
+// value that tap (kh, kw) of channel c reads at output (oh, ow), or 0 where
+// the tap falls in the padding.
+static void im2col(float *col,          // (C*KH*KW, OH*OW)
+                   const float *x,      // (C,H,W): one image
+                   const KConv2d *g, int64_t OH, int64_t OW) {
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        float *row = col + ((c * g->KH + kh) * g->KW + kw) * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+          float *dst = row + oh * OW;
+          int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+          if (ih < 0 || ih >= g->H) {
+            memset(dst, 0, OW * sizeof(float));
+            continue;
+          }
+          const float *src = x + (c * g->H + ih) * g->W;
+          for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+            dst[ow] = iw >= 0 && iw < g->W ? src[iw] : 0.0f;
+          }
+        }
+      }
+}
+
+// The adjoint of im2col: dx += each col entry at the input position it was
+// copied from (entries from the padding are dropped).
+static void col2im_add(float *dx,          // (C,H,W): one image
+                       const float *col,   // (C*KH*KW, OH*OW)
+                       const KConv2d *g, int64_t OH, int64_t OW) {
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        const float *row = col + ((c * g->KH + kh) * g->KW + kw) * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+          int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+          if (ih < 0 || ih >= g->H)
+            continue;
+          const float *src = row + oh * OW;
+          float *dst = dx + (c * g->H + ih) * g->W;
+          for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+            if (iw >= 0 && iw < g->W)
+              dst[iw] += src[ow];
+          }
+        }
+      }
+}
+
+void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias,
+                      const KConv2d *g) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W;
+  bool pointwise = conv_is_pointwise(g);
+  float *col = pointwise ? NULL : xmalloc(CKK * P * sizeof(float));   // (C*KH*KW, OH*OW)
+  for (int64_t n = 0; n < g->N; n++) {
+    const float *xn = x + n * CHW;   // (C,H,W)
+    float *yn = y + n * g->O * P;    // (O,OH*OW)
+    if (!pointwise)
+      im2col(col, xn, g, OH, OW);
+    k_sgemm(false, false, g->O, P, CKK, 1.0f, w, pointwise ? xn : col, 0.0f, yn);
+    if (bias)
+      for (int64_t o = 0; o < g->O; o++)
+        for (int64_t p = 0; p < P; p++)
+          yn[o * P + p] += bias[o];
+  }
+  free(col);
+}
+
+// Per image: dw (O, CKK) += dy_n (O, P) @ col_n^T and
+// dcol (CKK, P) = w^T @ dy_n, which col2im adds into dx_n.
+void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy,
+                       const float *x, const float *w, const KConv2d *g) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W;
+  if (dbias)
+    for (int64_t o = 0; o < g->O; o++) {
+      double sum = 0;
+      for (int64_t n = 0; n < g->N; n++)
+        for (int64_t p = 0; p < P; p++)
+          sum += dy[(n * g->O + o) * P + p];
+      dbias[o] += (float)sum;
+    }
+  bool pointwise = conv_is_pointwise(g);
+  float *col = dw && !pointwise ? xmalloc(CKK * P * sizeof(float)) : NULL;    // (CKK, P)
+  float *dcol = dx && !pointwise ? xmalloc(CKK * P * sizeof(float)) : NULL;   // (CKK, P)
+  for (int64_t n = 0; n < g->N; n++) {
+    const float *xn = x ? x + n * CHW : NULL;   // (C,H,W); NULL when only dx is wanted
+    const float *dyn = dy + n * g->O * P;  // (O,P)
+    if (dw) {
+      if (!pointwise)
+        im2col(col, xn, g, OH, OW);
+      k_sgemm(false, true, g->O, CKK, P, 1.0f, dyn, pointwise ? xn : col, 1.0f, dw);
+    }
+    if (dx) {
+      float *dxn = dx + n * CHW;
+      if (pointwise) {   // dcol is dx_n itself, so accumulate in place
+        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 1.0f, dxn);
+      } else {
+        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 0.0f, dcol);
+        col2im_add(dxn, dcol, g, OH, OW);
+      }
+    }
+  }
+  free(col);
+  free(dcol);
+}
+
+//
+// Pooling
+//
+
+static void pool_geometry(const KPool2d *g, int64_t *OH, int64_t *OW) {
+  K_CHECK(g->N >= 0 && g->C >= 0 && g->H >= 1 && g->W >= 1 && g->kh >= 1 && g->kw >= 1,
+          "pool2d: bad shape");
+  K_CHECK(g->sh >= 1 && g->sw >= 1 && g->ph >= 0 && g->pw >= 0 && g->dh >= 1 && g->dw >= 1,
+          "pool2d: stride and dilation must be >= 1 and padding >= 0");
+  *OH = k_out_size(g->H, g->kh, g->sh, g->ph, g->dh);
+  *OW = k_out_size(g->W, g->kw, g->sw, g->pw, g->dw);
+  K_CHECK(*OH >= 1 && *OW >= 1, "pool2d: window larger than the padded input");
+}
+
+// The maximum of one window of the plane x (H,W) at output (oh, ow), and
+// where it is. Scanning in row-major order, an element replaces the best so
+// far if it is greater or NaN (PyTorch's rule), so the first of equal
+// maxima wins; padding is never a candidate.
+static float window_max(const float *x, const KPool2d *g, int64_t oh, int64_t ow, int32_t *where) {
+  float best = -INFINITY;
+  int64_t at = -1;
+  for (int64_t kh = 0; kh < g->kh; kh++) {
+    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+    if (ih < 0 || ih >= g->H)
+      continue;
+    for (int64_t kw = 0; kw < g->kw; kw++) {
+      int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+      if (iw < 0 || iw >= g->W)
+        continue;
+      float v = x[ih * g->W + iw];
+      if (at < 0 || v > best || isnan(v)) {
+        best = v;
+        at = ih * g->W + iw;
+      }
+    }
+  }
+  *where = (int32_t)at;
+  return best;
+}
+
+void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * g->W;   // (H,W)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t k = (nc * OH + oh) * OW + ow;
+        int32_t at;
+        y[k] = window_max(xp, g, oh, ow, &at);
+        if (argmax)
+          argmax[k] = at;
+      }
+  }
+}
+
+void k_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g) {
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    float *dxp = dx + nc * g->H * g->W;   // (H,W)
+    for (int64_t p = 0; p < OH * OW; p++) {
+      int64_t k = nc * OH * OW + p;
+      if (argmax[k] >= 0)
+        dxp[argmax[k]] += dy[k];
+    }
+  }
+}
+
+// The window of output (oh, ow) clipped to the input: rows [*h0, *h1) and
+// columns [*w0, *w1). Returns the divisor with count_include_pad: the
+// window's size clipped only to the padded input, as PyTorch computes it.
+static int64_t avg_window(const KPool2d *g, int64_t oh, int64_t ow,
+                          int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+  int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
+  int64_t he = hs + g->kh, we = ws + g->kw;
+  if (he > g->H + g->ph)
+    he = g->H + g->ph;
+  if (we > g->W + g->pw)
+    we = g->W + g->pw;
+  int64_t divisor = (he - hs) * (we - ws);
+  *h0 = hs < 0 ? 0 : hs;
+  *w0 = ws < 0 ? 0 : ws;
+  *h1 = he > g->H ? g->H : he;
+  *w1 = we > g->W ? g->W : we;
+  return divisor;
+}
+
+void k_avgpool2d_forward(float *y, const float *x, const KPool2d *g) {
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  K_CHECK(g->dh == 1 && g->dw == 1, "avgpool2d: dilation must be 1");
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * g->W;   // (H,W)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t h0, h1, w0, w1;
+        int64_t divisor = avg_window(g, oh, ow, &h0, &h1, &w0, &w1);
+        double sum = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++)
+            sum += xp[ih * g->W + iw];
+        y[(nc * OH + oh) * OW + ow] = (float)(sum / divisor);
+      }
+  }
+}
+
+void k_avgpool2d_backward(float *dx, const float *dy, const KPool2d *g) {
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  K_CHECK(g->dh == 1 && g->dw == 1, "avgpool2d: dilation must be 1");
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    float *dxp = dx + nc * g->H * g->W;   // (H,W)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t h0, h1, w0, w1;
+        int64_t divisor = avg_window(g, oh, ow, &h0, &h1, &w0, &w1);
+        float d = dy[(nc * OH + oh) * OW + ow] / (float)divisor;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++)
+            dxp[ih * g->W + iw] += d;
+      }
+  }
+}
+
+void k_global_avgpool_forward(float *y, const float *x, int64_t N, int64_t C, int64_t HW) {
+  for (int64_t nc = 0; nc < N * C; nc++) {
+    double sum = 0;
+    for (int64_t i = 0; i < HW; i++)
+      sum += x[nc * HW + i];
+    y[nc] = (float)(sum / HW);
+  }
+}
+
+void k_global_avgpool_backward(float *dx, const float *dy, int64_t N, int64_t C, int64_t HW) {
+  for (int64_t nc = 0; nc < N * C; nc++) {
+    float d = dy[nc] / (float)HW;
+    for (int64_t i = 0; i < HW; i++)
+      dx[nc * HW + i] += d;
+  }
+}

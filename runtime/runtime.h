@@ -1,0 +1,155 @@
+// runtime.h: the runtime: executing a compiled model (the ref backend),
+// training, data, checkpoints.
+//
+// RtExec runs a model's graph op by op with the plain C kernels of
+// kernels.h: the ref backend, slow and obviously right, the oracle every
+// faster backend is tested against. Parameters, batchnorm statistics and
+// optimizer state live in persistent buffers that outlast a step; every
+// other node gets a buffer of its own, sized for the largest batch.
+#ifndef NNC_RUNTIME_H
+#define NNC_RUNTIME_H
+
+#include "data.h"
+#include "passes.h"
+
+//
+// runtime/exec.c
+//
+
+// The three entry points of a compiled model.
+typedef enum {
+  RT_FORWARD,   // the output, in inference mode (running statistics, no dropout)
+  RT_EVAL,      // the output and the loss, in inference mode
+  RT_TRAIN,     // output, loss, gradients and the optimizer update, in training mode
+} RtMode;
+
+typedef struct RtExec RtExec;
+
+// Prepares to run m (after pass_autodiff when it is to be trained) on
+// batches of up to max_batch samples. Parameters start uninitialized: call
+// rt_exec_init_params or load a checkpoint.
+RtExec *rt_exec_new(const Model *m, int64_t max_batch);
+void rt_exec_free(RtExec *ex);
+
+// Fills every parameter and buffer from its initializer, drawing from a
+// generator seeded with seed (PyTorch's distributions, not its numbers).
+void rt_exec_init_params(RtExec *ex, uint64_t seed);
+
+// Runs one entry point on a batch of B samples: x holds B inputs, y B
+// targets (int32 class indexes or floats; may be NULL for RT_FORWARD). For
+// RT_TRAIN, lr is the learning rate of this step. Returns the loss (0 for
+// RT_FORWARD).
+double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
+
+// The output of the last run: B rows of rt_exec_output_dim floats.
+const float *rt_exec_output(const RtExec *ex);
+int64_t rt_exec_output_dim(const RtExec *ex);
+
+// After a run whose loss is not finite: the first node (in graph order)
+// whose output holds a NaN or an infinity, or NULL.
+const IrNode *rt_exec_first_nonfinite(const RtExec *ex);
+
+// Persistent tensors (parameters, buffers, optimizer state) by index, for
+// checkpoints. The data is the executor's; writes change the model.
+int rt_exec_num_state(const RtExec *ex);
+const IrNode *rt_exec_state_node(const RtExec *ex, int i);
+float *rt_exec_state_data(RtExec *ex, int i, int64_t *numel);
+float *rt_exec_find_state(RtExec *ex, const char *name, int64_t *numel);
+
+// Training steps taken (the optimizer's t), and the dropout generator:
+// both part of a checkpoint.
+int64_t rt_exec_steps(const RtExec *ex);
+void rt_exec_set_steps(RtExec *ex, int64_t steps);
+Rng *rt_exec_rng(RtExec *ex);
+
+// Dropout off: a training step then is deterministic whatever the
+// generator (tests compare with frameworks whose masks differ).
+void rt_exec_set_dropout(RtExec *ex, bool enabled);
+
+// The value of node n after the last run (a gradient, say): B rows for a
+// batched node. NULL when the last run did not compute n.
+const float *rt_exec_value(const RtExec *ex, const IrNode *n);
+
+//
+// runtime/checkpoint.c
+//
+
+// Where training stood when a checkpoint was written.
+typedef struct RtCkptInfo {
+  int64_t epoch;         // epochs finished
+  int64_t step;          // optimizer steps taken
+  RtCursor cursor;       // the training batcher's position
+  bool has_cursor;       // false in a checkpoint written without one
+  bool normalized;       // inputs were standardized: x = (x - mean) / std
+  double mean, std;
+} RtCkptInfo;
+
+// Writes every persistent tensor of ex (parameters, batchnorm statistics,
+// optimizer state) to path as safetensors, with the metadata a resume needs
+// (model name and hash, epoch, step, data cursor, dropout generator),
+// atomically: a crash never leaves a torn file.
+bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, char *err, size_t errsz);
+
+// Loads a checkpoint into ex. Every tensor ex has must be in the file with
+// its shape, except optimizer state when weights_only (eval, predict); a
+// file from another model is refused, naming the first tensor that
+// differs. Fills info (may be NULL) from the metadata.
+bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
+                        char *err, size_t errsz);
+
+//
+// runtime/train.c
+//
+
+// What `nnc train` was asked to do; the defaults come from the model's
+// train declaration.
+typedef struct RtTrainOpts {
+  const char *data;      // a directory of IDX files or a CSV file
+  const char *test;      // the test set (a CSV file), or NULL: the data directory's t10k files
+  const char *out;       // where checkpoints and the metrics log go
+  const char *resume;    // a checkpoint to continue from, or NULL
+  int epochs;            // total epochs, counting those before a resume
+  int batch;
+  double lr;             // the base learning rate
+  uint64_t seed;
+  int threads;           // BLAS threads (0: leave as it is)
+  double val_split;
+  int64_t limit;         // use the first limit training samples (0: all)
+  int64_t test_limit;    // likewise for the test set
+  bool normalize;        // standardize inputs with the training set's mean and std
+  bool shuffle;
+  int progress;          // 1: a live bar, 0: plain periodic lines, -1: quiet
+  bool json;             // metrics log as JSON lines (else CSV)
+} RtTrainOpts;
+
+// What a run reached.
+typedef struct RtTrainResult {
+  double train_loss;     // mean over the last epoch
+  double train_acc;      // accuracy over the last epoch (class targets), else -1
+  double val_loss, val_acc;    // -1 without a validation set
+  double test_loss, test_acc;  // -1 without a test set
+  int64_t steps;
+  double seconds;
+} RtTrainResult;
+
+// Trains m (after pass_autodiff) as opts says, printing progress to out.
+// Returns false after printing why (bad data, a non-finite loss, ...).
+bool rt_train(Model *m, const RtTrainOpts *opts, FILE *out, RtTrainResult *res);
+
+// Evaluation over a whole data set in batches: the mean loss, accuracy,
+// and the confusion matrix (conf[true * nclasses + predicted], may be
+// NULL) for class targets.
+typedef struct RtEvalResult {
+  double loss;
+  double acc;            // -1 for real-valued targets
+  int64_t n;
+} RtEvalResult;
+RtEvalResult rt_evaluate(RtExec *ex, const RtDataset *ds, int64_t batch, int64_t *conf);
+
+// The learning rate of a step: the schedule over epochs, after warmup.
+double rt_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);
+
+// Sets the number of threads the BLAS library uses (n >= 1).
+void rt_set_threads(int n);
+
+#endif

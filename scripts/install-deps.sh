@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs the Debian packages nnc needs to build, test and train.
+# Idempotent: installs only what is missing; waits for the dpkg lock
+# instead of failing when another apt or dpkg is running.
+set -eu
+
+PKGS="build-essential cmake pkg-config flex bison zlib1g-dev libopenblas-dev \
+dataset-fashion-mnist"
+
+# LLVM 19 where the archive has it, else 14.
+have() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
+pick_llvm() {
+  if apt-cache show llvm-19-dev >/dev/null 2>&1; then echo llvm-19-dev; else echo llvm-14-dev; fi
+}
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# apt-get waits up to 10 minutes for the lock rather than failing at once.
+APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q"
+
+missing() {
+  out=""
+  for p in "$@"; do have "$p" || out="$out $p"; done
+  echo "$out"
+}
+
+need=$(missing $PKGS)
+if [ -n "$need" ] || ! have llvm-19-dev; then
+  $APT update >/dev/null
+  need=$(missing $PKGS $(pick_llvm))
+fi
+if [ -n "$need" ]; then
+  echo "install-deps: installing:$need"
+  $APT install --no-install-recommends $need
+else
+  echo "install-deps: all packages present"
+fi

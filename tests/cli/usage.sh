@@ -1,0 +1,53 @@
+#!/bin/sh
+# Command-line use: help, version, and the exit statuses of mistakes
+# (2 for bad usage, 1 for errors in the input files).
+nnc=$1
+cd "$2" || exit 1
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect STATUS PATTERN ARGS...: exit status and a line matching PATTERN
+# somewhere in stdout + stderr.
+expect() {
+  want=$1 pattern=$2
+  shift 2
+  NO_COLOR=1 "$nnc" "$@" >"$tmp/out" 2>&1
+  got=$?
+  if [ "$got" != "$want" ]; then
+    echo "FAIL: nnc $* exited $got, expected $want"; cat "$tmp/out"; fail=1
+  elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/out"; then
+    echo "FAIL: nnc $*: no line matches '$pattern'"; cat "$tmp/out"; fail=1
+  else
+    echo "ok   nnc $* -> $got"
+  fi
+}
+
+expect 2 'usage: nnc <command>'
+expect 0 'usage: nnc <command>' --help
+expect 0 'usage: nnc <command>' -h
+expect 0 '^nnc [0-9][0-9.]* (commit .*, LLVM [0-9]' --version
+expect 0 'usage: nnc check' check --help
+expect 0 'usage: nnc emit' emit --help
+expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
+expect 2 'check needs at least one .nn file' check
+expect 2 'emit needs --stage' emit models/mlp.nn
+expect 2 "unknown stage 'llvm'" emit --stage llvm models/mlp.nn
+expect 2 'emit needs exactly one input file' emit --stage ir models/mlp.nn models/cnn.nn
+expect 2 'max-errors needs a count' check --max-errors many models/mlp.nn
+expect 2 'unrecognized option' check --frobnicate models/mlp.nn
+expect 1 "cannot read 'no/such/model.nn'" check no/such/model.nn
+expect 1 "cannot read" check models/mlp.nn no/such/model.nn
+expect 0 'model mlp' check models/mlp.nn models/cnn.nn
+expect 0 '^graph mlp' emit --stage ir models/mlp.nn
+expect 0 '^digraph' emit --stage dot models/mlp.nn
+expect 0 '(model mlp' emit --stage ast models/mlp.nn
+expect 0 '' emit --stage ir -o "$tmp/mlp.ir" models/mlp.nn
+expect 0 '^graph mlp' emit --stage ir "$tmp/mlp.ir"
+expect 2 'has no AST' emit --stage ast "$tmp/mlp.ir"
+expect 1 'cannot write' emit --stage ir -o "$tmp/no/such/dir/x.ir" models/mlp.nn
+printf 'model m {\n    input x: f32[4]\n    x -> linear(0)\n}\n' >"$tmp/bad.nn"
+expect 1 "'out' must be at least 1" check "$tmp/bad.nn"
+# Errors in one file do not stop the others from being checked.
+expect 1 'model cnn' check "$tmp/bad.nn" models/cnn.nn
+exit $fail

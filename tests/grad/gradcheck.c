@@ -1,0 +1,134 @@
+// gradcheck.c: the gradients autodiff builds, run by the ref backend,
+// against central differences of the loss, for small models that between
+// them use every op and every loss.
+//
+// The executor computes in float, so the step is large (1e-2 relative) and
+// the tolerance loose (2% + 2e-3); the kernels' own tests check each
+// backward kernel in double precision much more tightly. What this test
+// catches is a wrong rule in autodiff: a missing transpose, a gradient sent
+// to the wrong input, a broadcast not summed back, a contribution dropped.
+// Dropout stays on, with the same masks in every run.
+#include "runtime.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Case {
+  const char *name;
+  const char *src;     // the .nn model
+  int batch;
+} Case;
+
+static const Case cases[] = {
+    {"elementwise", "model m {\n input x: f32[3]\n target y: f32[3]\n"
+                    " param a: f32[3] = uniform(0.5, 1.5)\n param b: f32[3] = uniform(-1, 1)\n"
+                    " param c: f32[] = constant(0.7)\n"
+                    " h = x * a + b / (c * c + 1) - 2 * x\n"
+                    " -h + exp(h / 4) + log(a * a + x * x + 1) + tanh(h) + sigmoid(b * x)\n}\nloss mse\n", 4},
+    {"matmul", "model m {\n input x: f32[5]\n target y: class(3)\n"
+               " param w: f32[5, 4] = normal(0, 0.5)\n param v: f32[4, 3] = normal(0, 0.5)\n"
+               " ((x @ w) -> relu) @ v\n}\nloss cross_entropy\n", 6},
+    {"linear-nll", "model m {\n input x: f32[2, 3]\n target y: class(4)\n"
+                   " x -> flatten -> linear(7) -> tanh -> linear(4, bias = false) -> log_softmax\n}\nloss nll\n", 5},
+    {"conv", "model m {\n input x: f32[2, 7, 6]\n target y: f32[3, 4, 3]\n"
+             " x -> conv2d(3, 3, stride = 2, pad = 1) -> sigmoid -> conv2d(3, 2, pad = 1, dilation = 2, bias = false)\n"
+             "}\nloss mse\n", 2},
+    {"pool", "model m {\n input x: f32[2, 6, 6]\n target y: f32[3]\n"
+             " h = x -> conv2d(3, 1) -> maxpool(3, stride = 2, pad = 1)\n"
+             " k = x -> conv2d(3, 1) -> avgpool(2)\n"
+             " (h -> global_avgpool) + (k -> global_avgpool) -> flatten -> linear(3) -> softmax -> log\n}\n"
+             "loss mse\n", 3},
+    {"batchnorm", "model m {\n input x: f32[2, 4, 4]\n target y: class(3)\n"
+                  " x -> conv2d(3, 3, pad = 1) -> batchnorm -> tanh -> flatten -> linear(5) -> batchnorm\n"
+                  " -> linear(3)\n}\nloss cross_entropy\n", 4},
+    {"residual", "block res(c) {\n h = x -> linear(c) -> tanh\n h + x\n}\n"
+                 "model m {\n input x: f32[4]\n target y: f32[4]\n x -> res(4) -> res(4) -> reshape(2, 2) -> dropout(0.3)\n"
+                 " -> flatten\n}\nloss l1\n", 3},
+    {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
+            "loss bce_with_logits\n", 4},
+};
+
+static int failures;
+
+static Rng dropout_rng;   // restored before each run: every run draws the same masks
+
+static double loss_at(RtExec *ex, int64_t B, const float *x, const void *y) {
+  *rt_exec_rng(ex) = dropout_rng;
+  return rt_exec_run(ex, RT_TRAIN, B, x, y, 0.0);   // lr 0: the update leaves the parameters as they are
+}
+
+static void check_case(const Case *c) {
+  Arena *a = arena_new();
+  Diag d;
+  diag_init(&d, stderr);
+  SrcFile f = {c->name, c->src, strlen(c->src)};
+  Program *p = fe_parse(&f, a, &d);
+  Model *m = p && !d.nerrors ? pass_lower(p, a, &d) : NULL;
+  if (!m || !pass_autodiff(m, &d)) {
+    printf("FAIL %s: the model does not compile\n", c->name);
+    failures++;
+    goto done;
+  }
+  int64_t B = c->batch;
+  RtExec *ex = rt_exec_new(m, B);
+  rt_exec_init_params(ex, 5);
+  dropout_rng = *rt_exec_rng(ex);
+  Rng r;
+  rng_seed(&r, 11, 1);
+  int64_t nx = ir_numel(m->input, B), ny = ir_numel(m->target, B);
+  float *x = xmalloc(sizeof(float) * nx);
+  for (int64_t i = 0; i < nx; i++)
+    x[i] = (float)(rng_uniform(&r) * 2 - 1);
+  void *y = xmalloc(4 * ny);
+  for (int64_t i = 0; i < ny; i++) {
+    if (m->target->dtype == DT_I32)
+      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
+    else
+      ((float *)y)[i] = (float)rng_uniform(&r);
+  }
+  loss_at(ex, B, x, y);
+  int checked = 0, bad = 0;
+  for (int pi = 0; pi < m->nparams; pi++) {
+    const IrNode *pn = m->params[pi];
+    int64_t n;
+    float *pv = rt_exec_find_state(ex, pn->name, &n);
+    loss_at(ex, B, x, y);
+    float *grad = xmalloc(sizeof(float) * n);
+    memcpy(grad, rt_exec_value(ex, m->grads[pi]), sizeof(float) * n);
+    for (int64_t i = 0; i < n && i < 40; i++) {
+      float old = pv[i];
+      float h = 1e-2f * fmaxf(fabsf(old), 0.1f);
+      pv[i] = old + h;
+      double lp = loss_at(ex, B, x, y);
+      pv[i] = old - h;
+      double lm = loss_at(ex, B, x, y);
+      pv[i] = old;
+      double fd = (lp - lm) / (2.0 * h), an = grad[i];
+      checked++;
+      if (fabs(fd - an) > 0.02 * fmax(fabs(fd), fabs(an)) + 2e-3) {
+        if (bad < 5)
+          printf("  %s: d loss / d %s[%lld]: autodiff %.6g, central difference %.6g\n", c->name,
+                 pn->name, (long long)i, an, fd);
+        bad++;
+      }
+    }
+    free(grad);
+  }
+  printf("%s %s: %d gradient elements of %d parameters checked, %d off\n", bad ? "FAIL" : "ok  ",
+         c->name, checked, m->nparams, bad);
+  failures += bad > 0;
+  free(x);
+  free(y);
+  rt_exec_free(ex);
+done:
+  diag_free(&d);
+  arena_free(a);
+}
+
+int main(void) {
+  for (int i = 0; i < countof(cases); i++)
+    check_case(&cases[i]);
+  printf("gradcheck: %d passed, %d failed\n", countof(cases) - failures, failures);
+  return failures ? 1 : 0;
+}

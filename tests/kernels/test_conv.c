@@ -1,0 +1,115 @@
+// test_conv.c: conv2d (im2col + sgemm) against the direct seven-loop
+// convolution in double, over strides, paddings, dilations, non-square
+// kernels, odd sizes, batch 1 and one channel; dx, dw and dbias by
+// gradient checks.
+#include "check.h"
+
+// The definition: y[n,o,oh,ow] = bias[o] + sum over c, kh, kw of
+// x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] * w[o,c,kh,kw], where x
+// is 0 outside the image.
+static void naive_conv2d(double *y, const double *x, const double *w, const double *bias,
+                         const KConv2d *g, int64_t OH, int64_t OW) {
+  for (int64_t n = 0; n < g->N; n++)
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          double s = bias ? bias[o] : 0;
+          for (int64_t c = 0; c < g->C; c++)
+            for (int64_t kh = 0; kh < g->KH; kh++)
+              for (int64_t kw = 0; kw < g->KW; kw++) {
+                int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+                int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+                  continue;
+                s += x[((n * g->C + c) * g->H + ih) * g->W + iw] *
+                     w[((o * g->C + c) * g->KH + kh) * g->KW + kw];
+              }
+          y[((n * g->O + o) * OH + oh) * OW + ow] = s;
+        }
+}
+
+typedef struct ConvCtx {
+  const KConv2d *g;
+  int64_t OH, OW;
+  double *x, *w, *bias, *y;   // bias NULL: no bias
+  const float *dy;
+} ConvCtx;
+
+static double conv_loss(void *p) {
+  ConvCtx *c = p;
+  naive_conv2d(c->y, c->x, c->w, c->bias, c->g, c->OH, c->OW);
+  return t_dot(c->dy, c->y, c->g->N * c->g->O * c->OH * c->OW);
+}
+
+static void test_conv(const KConv2d *g, bool with_bias) {
+  int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh);
+  int64_t OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
+  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C * g->KH * g->KW, nb = g->O;
+  int64_t ny = g->N * g->O * OH * OW;
+  char name[160], what[220];
+  snprintf(name, sizeof name,
+           "conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld%s",
+           (long long)g->N, (long long)g->C, (long long)g->H, (long long)g->W, (long long)g->O,
+           (long long)g->KH, (long long)g->KW, (long long)g->sh, (long long)g->sw,
+           (long long)g->ph, (long long)g->pw, (long long)g->dh, (long long)g->dw,
+           with_bias ? "" : " no bias");
+
+  float *x = t_randf(nx, -1, 1), *w = t_randf(nw, -1, 1), *bias = t_randf(nb, -1, 1);
+  float *y = t_randf(ny, -1, 1);
+  ConvCtx c = {g, OH, OW, t_tod(x, nx), t_tod(w, nw), with_bias ? t_tod(bias, nb) : NULL,
+               xmalloc(ny * sizeof(double)), NULL};
+  k_conv2d_forward(y, x, w, with_bias ? bias : NULL, g);
+  naive_conv2d(c.y, c.x, c.w, c.bias, g, OH, OW);
+  snprintf(what, sizeof what, "%s forward", name);
+  t_close_fwd(what, y, c.y, ny);
+
+  float *dy = t_randf(ny, -1, 1);
+  float *dx0 = t_randf(nx, -1, 1), *dw0 = t_randf(nw, -1, 1), *db0 = t_randf(nb, -1, 1);
+  float *dx = t_copyf(dx0, nx), *dw = t_copyf(dw0, nw), *db = t_copyf(db0, nb);
+  c.dy = dy;
+  k_conv2d_backward(dx, dw, with_bias ? db : NULL, dy, x, w, g);
+  snprintf(what, sizeof what, "%s dx", name);
+  t_grad(what, dx, dx0, conv_loss, &c, c.x, nx);
+  snprintf(what, sizeof what, "%s dw", name);
+  t_grad(what, dw, dw0, conv_loss, &c, c.w, nw);
+  if (with_bias) {
+    snprintf(what, sizeof what, "%s dbias", name);
+    t_grad(what, db, db0, conv_loss, &c, c.bias, nb);
+  }
+
+  // Each gradient alone equals the same gradient computed with the others.
+  float *dx1 = t_copyf(dx0, nx), *dw1 = t_copyf(dw0, nw);
+  k_conv2d_backward(dx1, NULL, NULL, dy, x, w, g);
+  k_conv2d_backward(NULL, dw1, NULL, dy, x, w, g);
+  snprintf(what, sizeof what, "%s dx alone", name);
+  t_equal(what, dx1, dx, nx);
+  snprintf(what, sizeof what, "%s dw alone", name);
+  t_equal(what, dw1, dw, nw);
+
+  free(x), free(w), free(bias), free(y), free(c.x), free(c.w), free(c.bias), free(c.y);
+  free(dy), free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db), free(dx1), free(dw1);
+}
+
+int main(void) {
+  t_seed(3);
+  static const KConv2d cases[] = {
+    // N  C  H  W  O KH KW sh sw ph pw dh dw
+    {1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0, 1, 1},    // batch 1, one channel
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},    // "same" padding
+    {2, 3, 8, 7, 2, 3, 2, 2, 1, 1, 0, 1, 1},    // non-square kernel, stride on one axis
+    {1, 2, 9, 9, 3, 3, 3, 2, 2, 1, 1, 2, 2},    // dilation and stride
+    {3, 2, 5, 7, 2, 1, 1, 1, 1, 0, 0, 1, 1},    // 1x1: the pointwise path
+    {1, 2, 6, 5, 3, 1, 1, 2, 2, 0, 0, 1, 1},    // 1x1 strided: im2col again
+    {2, 1, 7, 7, 2, 5, 5, 3, 3, 2, 2, 1, 1},    // big kernel, stride 3
+    {1, 3, 4, 4, 2, 4, 4, 1, 1, 0, 0, 1, 1},    // kernel as big as the image
+    {1, 2, 6, 8, 3, 2, 3, 1, 2, 2, 1, 2, 1},    // everything differs per axis
+    {2, 2, 3, 5, 3, 3, 1, 1, 1, 2, 0, 1, 3},    // padding wider than needed
+    {1, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1},    // a single pixel
+    {1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1},    // a single pixel, all padding around
+  };
+  for (int i = 0; i < countof(cases); i++)
+    test_conv(&cases[i], true);
+  test_conv(&cases[1], false);
+  test_conv(&cases[4], false);
+  return t_finish("test_conv");
+}

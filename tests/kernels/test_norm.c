@@ -1,0 +1,270 @@
+// test_norm.c: batchnorm (training and evaluation), dropout, softmax and
+// log_softmax against naive double versions; batchnorm, softmax and
+// log_softmax backward by gradient checks, dropout's backward exactly.
+#include "check.h"
+
+//
+// Batchnorm
+//
+
+// Training-mode batchnorm in double over (N,C,HW); mean and var (biased)
+// per channel may be NULL.
+static void naive_bn(double *y, double *mean, double *var, const double *x, const double *gamma,
+                     const double *beta, int64_t N, int64_t C, int64_t HW, double eps) {
+  int64_t cnt = N * HW;
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0, sq = 0;
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t i = 0; i < HW; i++)
+        s += x[(n * C + c) * HW + i];
+    double mu = s / cnt;
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t i = 0; i < HW; i++)
+        sq += (x[(n * C + c) * HW + i] - mu) * (x[(n * C + c) * HW + i] - mu);
+    double v = sq / cnt;
+    if (mean)
+      mean[c] = mu;
+    if (var)
+      var[c] = v;
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t i = 0; i < HW; i++) {
+        int64_t k = (n * C + c) * HW + i;
+        y[k] = (x[k] - mu) / sqrt(v + eps) * (gamma ? gamma[c] : 1) + (beta ? beta[c] : 0);
+      }
+  }
+}
+
+typedef struct BnCtx {
+  int64_t N, C, HW;
+  double eps;
+  double *x, *gamma, *beta, *y;
+  const float *dy;
+} BnCtx;
+
+static double bn_loss(void *p) {
+  BnCtx *c = p;
+  naive_bn(c->y, NULL, NULL, c->x, c->gamma, c->beta, c->N, c->C, c->HW, c->eps);
+  return t_dot(c->dy, c->y, c->N * c->C * c->HW);
+}
+
+static void test_batchnorm(int64_t N, int64_t C, int64_t HW, bool affine) {
+  const float eps = 1e-5f, momentum = 0.1f;
+  int64_t n = N * C * HW;
+  char name[100], what[160];
+  snprintf(name, sizeof name, "batchnorm (%lld,%lld,%lld)%s", (long long)N, (long long)C,
+           (long long)HW, affine ? "" : " no affine");
+  float *x = t_randf(n, -2, 3), *gamma = t_randf(C, 0.5, 1.5), *beta = t_randf(C, -1, 1);
+  float *rm = t_randf(C, -1, 1), *rv = t_randf(C, 0.5, 2);
+  float *rm0 = t_copyf(rm, C), *rv0 = t_copyf(rv, C);
+  float *y = xmalloc(n * sizeof(float)), *mean = xmalloc(C * sizeof(float));
+  float *invstd = xmalloc(C * sizeof(float));
+  BnCtx c = {N, C, HW, eps, t_tod(x, n), affine ? t_tod(gamma, C) : NULL,
+             affine ? t_tod(beta, C) : NULL, xmalloc(n * sizeof(double)), NULL};
+  double *mu = xmalloc(C * sizeof(double)), *var = xmalloc(C * sizeof(double));
+
+  k_batchnorm_forward(y, mean, invstd, rm, rv, x, affine ? gamma : NULL, affine ? beta : NULL,
+                      N, C, HW, eps, momentum);
+  naive_bn(c.y, mu, var, c.x, c.gamma, c.beta, N, C, HW, eps);
+  snprintf(what, sizeof what, "%s forward", name);
+  t_close_fwd(what, y, c.y, n);
+  snprintf(what, sizeof what, "%s saved mean", name);
+  t_close_fwd(what, mean, mu, C);
+  double *want = xmalloc(C * sizeof(double));
+  for (int64_t i = 0; i < C; i++)
+    want[i] = 1 / sqrt(var[i] + eps);
+  snprintf(what, sizeof what, "%s saved invstd", name);
+  t_close_fwd(what, invstd, want, C);
+  for (int64_t i = 0; i < C; i++)
+    want[i] = 0.9 * rm0[i] + 0.1 * mu[i];
+  snprintf(what, sizeof what, "%s running_mean", name);
+  t_close_fwd(what, rm, want, C);
+  for (int64_t i = 0; i < C; i++)   // the unbiased variance goes into running_var
+    want[i] = 0.9 * rv0[i] + 0.1 * var[i] * (N * HW) / (N * HW - 1.0);
+  snprintf(what, sizeof what, "%s running_var (unbiased)", name);
+  t_close_fwd(what, rv, want, C);
+
+  // Evaluation uses the running statistics just updated.
+  k_batchnorm_forward_eval(y, x, affine ? gamma : NULL, affine ? beta : NULL, rm, rv, N, C, HW,
+                           eps);
+  double *ye = xmalloc(n * sizeof(double));
+  for (int64_t k = 0; k < n; k++) {
+    int64_t ch = k / HW % C;
+    ye[k] = (x[k] - (double)rm[ch]) / sqrt((double)rv[ch] + eps) * (affine ? gamma[ch] : 1) +
+            (affine ? beta[ch] : 0);
+  }
+  snprintf(what, sizeof what, "%s eval forward", name);
+  t_close_fwd(what, y, ye, n);
+
+  float *dy = t_randf(n, -1, 1), *dx0 = t_randf(n, -1, 1), *dg0 = t_randf(C, -1, 1);
+  float *db0 = t_randf(C, -1, 1);
+  float *dx = t_copyf(dx0, n), *dg = t_copyf(dg0, C), *db = t_copyf(db0, C);
+  c.dy = dy;
+  k_batchnorm_backward(dx, affine ? dg : NULL, affine ? db : NULL, dy, x, mean, invstd,
+                       affine ? gamma : NULL, N, C, HW);
+  snprintf(what, sizeof what, "%s dx", name);
+  t_grad(what, dx, dx0, bn_loss, &c, c.x, n);
+  if (affine) {
+    snprintf(what, sizeof what, "%s dgamma", name);
+    t_grad(what, dg, dg0, bn_loss, &c, c.gamma, C);
+    snprintf(what, sizeof what, "%s dbeta", name);
+    t_grad(what, db, db0, bn_loss, &c, c.beta, C);
+  }
+  free(x), free(gamma), free(beta), free(rm), free(rv), free(rm0), free(rv0), free(y);
+  free(mean), free(invstd), free(c.x), free(c.gamma), free(c.beta), free(c.y), free(mu);
+  free(var), free(want), free(ye), free(dy), free(dx0), free(dg0), free(db0), free(dx);
+  free(dg), free(db);
+}
+
+// One value per channel: no unbiased variance, so training refuses it.
+static void bn_single_value(void *unused) {
+  (void)unused;
+  float x[3] = {1, 2, 3}, y[3], mean[3], invstd[3], rm[3] = {0}, rv[3] = {1, 1, 1};
+  k_batchnorm_forward(y, mean, invstd, rm, rv, x, NULL, NULL, 1, 3, 1, 1e-5f, 0.1f);
+}
+
+//
+// Dropout
+//
+
+static void test_dropout(void) {
+  int64_t n = 100000;
+  float *x = t_randf(n, -1, 1), *y = xmalloc(n * sizeof(float));
+  uint8_t *mask = xmalloc(n);
+  Rng r, r0;
+  rng_seed(&r, 42, 1);
+  r0 = r;
+
+  k_dropout_forward(y, mask, x, n, 0.0f, &r);
+  bool ok = memcmp(&r, &r0, sizeof r) == 0;
+  for (int64_t i = 0; i < n; i++)
+    ok = ok && y[i] == x[i] && mask[i] == 1;
+  t_check("dropout p=0 is the identity and draws nothing", ok);
+
+  float inf_x[2] = {INFINITY, 3.0f}, inf_y[2];
+  uint8_t m2[2];
+  k_dropout_forward(y, mask, x, n, 1.0f, &r);
+  k_dropout_forward(inf_y, m2, inf_x, 2, 1.0f, &r);
+  ok = memcmp(&r, &r0, sizeof r) == 0 && inf_y[1] == 0 && m2[0] == 0 && m2[1] == 0;
+  for (int64_t i = 0; i < n; i++)
+    ok = ok && y[i] == 0 && mask[i] == 0;
+  t_check("dropout p=1 gives zeros without dividing by zero", ok);
+
+  const float p = 0.3f;
+  float scale = k_dropout_scale(p);
+  t_check("dropout scale is 1/(1-p)", scale == 1.0f / 0.7f);
+  k_dropout_forward(y, mask, x, n, p, &r);
+  int64_t kept = 0;
+  ok = true;
+  Rng replay = r0;   // the mask must be u >= p for successive uniforms
+  for (int64_t i = 0; i < n; i++) {
+    kept += mask[i];
+    ok = ok && mask[i] == (rng_uniformf(&replay) >= p);
+    ok = ok && y[i] == (mask[i] ? x[i] * scale : 0.0f * x[i]);
+  }
+  t_check("dropout p=0.3: mask is u >= p in order, kept values scaled", ok);
+  t_check("dropout p=0.3: rng advanced by one draw per element", memcmp(&r, &replay, sizeof r) == 0);
+  double frac = (double)kept / n;   // the standard deviation is 0.00145
+  printf("  kept fraction %.4f\n", frac);
+  t_check("dropout p=0.3 keeps 70% +- 1%", fabs(frac - 0.7) < 0.01);
+
+  // The same Rng state gives the same mask.
+  uint8_t *mask2 = xmalloc(n);
+  float *y2 = xmalloc(n * sizeof(float));
+  r = r0;
+  k_dropout_forward(y2, mask2, x, n, p, &r);
+  t_check("dropout is deterministic for a given Rng state", memcmp(mask, mask2, n) == 0);
+
+  // In place.
+  float *z = t_copyf(x, n);
+  r = r0;
+  k_dropout_forward(z, mask2, z, n, p, &r);
+  t_equal("dropout in place", z, y, n);
+
+  float *dy = t_randf(n, -1, 1), *dx0 = t_randf(n, -1, 1), *dx = t_copyf(dx0, n);
+  k_dropout_backward(dx, dy, mask, n, p);
+  float *want = xmalloc(n * sizeof(float));
+  for (int64_t i = 0; i < n; i++)
+    want[i] = dx0[i] + dy[i] * (mask[i] ? scale : 0.0f);
+  t_equal("dropout backward: dx += dy * mask * scale", dx, want, n);
+  free(x), free(y), free(mask), free(mask2), free(y2), free(z), free(dy), free(dx0), free(dx);
+  free(want);
+}
+
+//
+// Softmax and log_softmax
+//
+
+static void naive_softmax(double *y, const double *x, int64_t outer, int64_t C, int64_t inner,
+                          bool log_) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      double m = -INFINITY, s = 0;
+      for (int64_t c = 0; c < C; c++)
+        m = fmax(m, x[(o * C + c) * inner + i]);
+      for (int64_t c = 0; c < C; c++)
+        s += exp(x[(o * C + c) * inner + i] - m);
+      for (int64_t c = 0; c < C; c++) {
+        int64_t k = (o * C + c) * inner + i;
+        y[k] = log_ ? x[k] - m - log(s) : exp(x[k] - m) / s;
+      }
+    }
+}
+
+typedef struct SmCtx {
+  int64_t outer, C, inner;
+  bool log_;
+  double *x, *y;
+  const float *dy;
+} SmCtx;
+
+static double sm_loss(void *p) {
+  SmCtx *c = p;
+  naive_softmax(c->y, c->x, c->outer, c->C, c->inner, c->log_);
+  return t_dot(c->dy, c->y, c->outer * c->C * c->inner);
+}
+
+static void test_softmax(int64_t outer, int64_t C, int64_t inner, double offset, bool log_) {
+  int64_t n = outer * C * inner;
+  char name[120], what[160];
+  snprintf(name, sizeof name, "%s (%lld,%lld,%lld)%s", log_ ? "log_softmax" : "softmax",
+           (long long)outer, (long long)C, (long long)inner, offset ? " offset 1000" : "");
+  float *x = t_randf(n, offset - 3, offset + 3), *y = xmalloc(n * sizeof(float));
+  SmCtx c = {outer, C, inner, log_, t_tod(x, n), xmalloc(n * sizeof(double)), NULL};
+  (log_ ? k_log_softmax_forward : k_softmax_forward)(y, x, outer, C, inner);
+  naive_softmax(c.y, c.x, outer, C, inner, log_);
+  snprintf(what, sizeof what, "%s forward", name);
+  t_close_fwd(what, y, c.y, n);
+
+  float *z = t_copyf(x, n);   // y may alias x
+  (log_ ? k_log_softmax_forward : k_softmax_forward)(z, z, outer, C, inner);
+  snprintf(what, sizeof what, "%s in place", name);
+  t_equal(what, z, y, n);
+
+  float *dy = t_randf(n, -1, 1), *dx0 = t_randf(n, -1, 1), *dx = t_copyf(dx0, n);
+  c.dy = dy;
+  (log_ ? k_log_softmax_backward : k_softmax_backward)(dx, dy, y, outer, C, inner);
+  snprintf(what, sizeof what, "%s dx", name);
+  t_grad(what, dx, dx0, sm_loss, &c, c.x, n);
+  free(x), free(y), free(c.x), free(c.y), free(z), free(dy), free(dx0), free(dx);
+}
+
+int main(void) {
+  t_seed(5);
+  test_batchnorm(4, 3, 1, true);     // (N,C)
+  test_batchnorm(2, 3, 20, true);    // (N,C,H,W)
+  test_batchnorm(1, 2, 6, true);     // batch 1, but 6 values per channel
+  test_batchnorm(5, 1, 1, true);     // one channel
+  test_batchnorm(3, 4, 5, false);    // no gamma, beta
+  test_batchnorm(2, 2, 1, true);     // two values per channel: the smallest allowed
+  t_exits_with_error("batchnorm training with one value per channel is refused", bn_single_value,
+                     NULL, "more than one value per channel");
+  test_dropout();
+  for (int log_ = 0; log_ < 2; log_++) {
+    test_softmax(4, 5, 1, 0, log_);
+    test_softmax(2, 3, 6, 0, log_);
+    test_softmax(1, 1, 1, 0, log_);
+    test_softmax(3, 10, 1, 1000, log_);
+    test_softmax(2, 7, 4, 0, log_);
+  }
+  return t_finish("test_norm");
+}

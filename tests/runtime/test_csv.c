@@ -1,0 +1,115 @@
+// test_csv.c: the Kaggle digit-recognizer CSV: with and without labels,
+// CRLF and missing final newlines, every error case (each message names the
+// file, the line and the column), and a full-size 42000-line file.
+#include "rt_test.h"
+
+#include <time.h>
+
+static bool load(const char *name, const char *text, int nclasses, RtDataset *ds, char *err, size_t n) {
+  write_bytes(tmp_path(name), text, strlen(text));
+  return rt_load_csv(tmp_path(name), nclasses, ds, err, n);
+}
+
+static void test_valid(void) {
+  RtDataset ds;
+  char err[1024];
+  // CRLF, a blank line, and no newline after the last line
+  bool ok = load("a.csv", "label,pixel0,pixel1,pixel2,pixel3\r\n7,0,255,51,102\r\n\r\n2,1,2,3,4.5", 10,
+                 &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.n == 2 && ds.dim == 4 && ds.ndim == 2 && ds.shape[0] == 2 && ds.shape[1] == 2, "shape");
+    CHECK(ds.y[0] == 7 && ds.y[1] == 2 && ds.nclasses == 10, "labels");
+    CHECK(ds.x[0] == 0 && ds.x[1] == 1 && ds.x[2] == (float)(51 / 255.0) && ds.x[7] == (float)(4.5 / 255.0),
+          "pixels %g %g %g %g", ds.x[0], ds.x[1], ds.x[2], ds.x[7]);
+    rt_dataset_free(&ds);
+  }
+  ok = load("b.csv", "\xEF\xBB\xBFpixel0,pixel1,pixel2\n1,2,3\n4,5,6\n\n", 10, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.n == 2 && ds.dim == 3 && ds.ndim == 1 && ds.y == NULL && ds.nclasses == 0, "unlabeled");
+    CHECK(ds.x[5] == (float)(6 / 255.0), "x[5] %g", ds.x[5]);
+    rt_dataset_free(&ds);
+  }
+  ok = load("c.csv", "label,pixel0\n3,0\n5,0\n", 0, &ds, err, sizeof err);
+  CHECK(ok && ds.nclasses == 6, "inferred classes: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+}
+
+#define BAD_CSV(name, text, ...)                                                     \
+  do {                                                                               \
+    RtDataset ds_;                                                                   \
+    char err_[1024];                                                                 \
+    CHECK_ERR(load(name, text, 10, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
+  } while (0)
+
+static void test_errors(void) {
+  BAD_CSV("e1.csv", "", "is empty", "label,pixel0");
+  BAD_CSV("e2.csv", " \r\n\n", "is empty");
+  BAD_CSV("e3.csv", "id,x,y\n1,2,3\n", "line 1", "must start with 'label'", "found 'id'");
+  BAD_CSV("e4.csv", "1,2,3\n4,5,6\n", "found '1'", "no header line");
+  BAD_CSV("e5.csv", "label,pixel0,pixel1\n", "no data lines");
+  BAD_CSV("e6.csv", "label,pixel0,pixel1,pixel2\n1,2,3,4\n1,2,3\n", "line 3", "expected 4 fields", "found 3");
+  BAD_CSV("e7.csv", "label,pixel0,pixel1\n1,2,3,4,5\n", "line 2", "expected 3 fields", "found 5");
+  BAD_CSV("e8.csv", "label,pixel0,pixel1\n1,2,3\n1,2,x7\n", "line 3, column 3 (pixel1)", "'x7' is not a number");
+  BAD_CSV("e9.csv", "label,pixel0,pixel1\n1,,3\n", "line 2, column 2 (pixel0)", "empty");
+  BAD_CSV("e10.csv", "label,pixel0,pixel1\r\n1,2,300\r\n", "line 2, column 3 (pixel1)", "300", "outside 0..255");
+  BAD_CSV("e11.csv", "pixel0,pixel1\n-1,0\n", "line 2, column 1 (pixel0)", "-1", "outside 0..255");
+  BAD_CSV("e12.csv", "label,pixel0\n1,0\n\n12,0\n", "line 4, column 1 (label)", "label 12", "outside [0, 10)");
+  BAD_CSV("e13.csv", "label,pixel0\n2.5,0\n", "line 2, column 1 (label)", "label 2.5", "not a class number");
+  BAD_CSV("e14.csv", "label,pixel0\n1,nan\n", "'nan' is not a number");
+  BAD_CSV("e15.csv", "label\n1\n", "no pixel columns");
+  RtDataset ds;
+  char err[1024];
+  CHECK_ERR(rt_load_csv(tmp_path("none.csv"), 10, &ds, err, sizeof err), err, "none.csv", "No such file");
+}
+
+// 42000 lines of 785 fields, like Kaggle's train.csv (about 75 MB).
+static void test_large(void) {
+  enum { N = 42000, P = 784 };
+  FILE *f = fopen(tmp_path("big.csv"), "wb");
+  fputs("label", f);
+  for (int j = 0; j < P; j++)
+    fprintf(f, ",pixel%d", j);
+  fputc('\n', f);
+  Rng r;
+  rng_seed(&r, 5, 0);
+  for (int i = 0; i < N; i++) {
+    fprintf(f, "%d", i % 10);
+    for (int j = 0; j < P; j++) {
+      unsigned v = rng_below(&r, 4) ? 0 : rng_below(&r, 256);   // mostly zeros, as in MNIST
+      fprintf(f, ",%u", v);
+    }
+    fputc('\n', f);
+  }
+  fclose(f);
+  RtDataset ds;
+  char err[1024];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  bool ok = rt_load_csv(tmp_path("big.csv"), 10, &ds, err, sizeof err);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK(ok, "%s", err);
+  if (!ok)
+    return;
+  printf("test_csv: loaded %d x %d in %.3f s\n", N, P + 1,
+         (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+  CHECK(ds.n == N && ds.dim == P && ds.shape[0] == 28 && ds.y[N - 1] == (N - 1) % 10, "big shape");
+  rng_seed(&r, 5, 0);   // the same draws give the same values
+  bool same = true;
+  for (int64_t i = 0; i < (int64_t)N * P && same; i++) {
+    unsigned v = rng_below(&r, 4) ? 0 : rng_below(&r, 256);
+    same = ds.x[i] == (float)(v / 255.0);
+  }
+  CHECK(same, "big values differ");
+  rt_dataset_free(&ds);
+}
+
+int main(void) {
+  make_tmpdir("csv");
+  test_valid();
+  test_errors();
+  test_large();
+  return finish("test_csv");
+}

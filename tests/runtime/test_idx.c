@@ -1,0 +1,251 @@
+// test_idx.c: IDX and IDX.gz loading: valid files of several element types,
+// gzip told apart by its magic bytes, the MNIST directory layout, and every
+// malformed case, each of whose messages must name the file and the problem.
+#include "rt_test.h"
+
+#include <sys/stat.h>
+#include <zlib.h>
+
+// A growable byte buffer for building files.
+typedef struct Bytes {
+  unsigned char *data;
+  size_t len;
+} Bytes;
+
+static void put(Bytes *b, const void *p, size_t n) {
+  b->data = realloc(b->data, b->len + n + 1);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static void put_be32(Bytes *b, uint32_t v) {
+  unsigned char c[4] = {v >> 24, v >> 16, v >> 8, v};
+  put(b, c, 4);
+}
+
+// The IDX header: magic, then one size per dimension.
+static void idx_header(Bytes *b, int type, int ndim, const uint32_t *dims) {
+  unsigned char m[4] = {0, 0, (unsigned char)type, (unsigned char)ndim};
+  put(b, m, 4);
+  for (int i = 0; i < ndim; i++)
+    put_be32(b, dims[i]);
+}
+
+// 5 images of 3x4 ubyte pixels: pixel j of image i is 12 i + j (times 3).
+static Bytes images_u8(void) {
+  Bytes b = {0};
+  idx_header(&b, 0x08, 3, (uint32_t[]){5, 3, 4});
+  for (int i = 0; i < 60; i++) {
+    unsigned char v = (unsigned char)(i * 3 + (i == 59) * 78);   // 0..174, and 255 last
+    put(&b, &v, 1);
+  }
+  return b;
+}
+
+static Bytes labels_u8(const unsigned char *y, int n) {
+  Bytes b = {0};
+  idx_header(&b, 0x08, 1, (uint32_t[]){(uint32_t)n});
+  put(&b, y, n);
+  return b;
+}
+
+static void write_gz(const char *path, const Bytes *b) {
+  gzFile f = gzopen(path, "wb");
+  if (!f || gzwrite(f, b->data, (unsigned)b->len) != (int)b->len || gzclose(f) != Z_OK) {
+    fprintf(stderr, "%s: gzip write failed\n", path);
+    exit(1);
+  }
+}
+
+static void test_valid_u8(void) {
+  Bytes im = images_u8(), lb = labels_u8((const unsigned char[]){3, 0, 9, 1, 4}, 5);
+  write_bytes(tmp_path("im"), im.data, im.len);
+  write_bytes(tmp_path("lb"), lb.data, lb.len);
+  write_gz(tmp_path("im.data"), &im);   // gzip under a name that does not say so
+  char err[1024];
+  for (int gz = 0; gz < 2; gz++) {
+    RtDataset ds;
+    const char *p = tmp_path(gz ? "im.data" : "im");
+    bool ok = rt_load_idx(p, tmp_path("lb"), 10, &ds, err, sizeof err);
+    CHECK(ok, "%s", err);
+    if (!ok)
+      continue;
+    CHECK(ds.n == 5 && ds.ndim == 2 && ds.shape[0] == 3 && ds.shape[1] == 4 && ds.dim == 12,
+          "n %lld ndim %d dim %lld", (long long)ds.n, ds.ndim, (long long)ds.dim);
+    for (int i = 0; i < 60; i++)
+      CHECK(ds.x[i] == im.data[16 + i] / 255.0f, "x[%d] = %g", i, ds.x[i]);
+    CHECK(ds.x[59] == 1.0f && ds.x[0] == 0.0f, "range");
+    CHECK(ds.y[0] == 3 && ds.y[2] == 9 && ds.y[4] == 4 && ds.nclasses == 10, "labels");
+    CHECK(ds.source && strstr(ds.source, p), "source %s", ds.source);
+    rt_dataset_free(&ds);
+    RtIdx idx;
+    CHECK(rt_idx_read(p, &idx, err, sizeof err), "%s", err);
+    CHECK(idx.gzip == gz && idx.type == RT_IDX_U8 && idx.ndim == 3 && idx.count == 60, "idx header");
+    rt_idx_free(&idx);
+  }
+  RtDataset ds;   // classes from the labels when the caller gives none
+  CHECK(rt_load_idx(tmp_path("im"), tmp_path("lb"), 0, &ds, err, sizeof err), "%s", err);
+  CHECK(ds.nclasses == 10, "inferred nclasses %d", ds.nclasses);
+  rt_dataset_free(&ds);
+  CHECK(rt_load_idx(tmp_path("im"), NULL, 10, &ds, err, sizeof err), "%s", err);
+  CHECK(ds.y == NULL && ds.n == 5, "unlabeled");
+  rt_dataset_free(&ds);
+  free(im.data);
+  free(lb.data);
+}
+
+// float32 images and int32 labels, big-endian like every IDX file.
+static void test_valid_f32_i32(void) {
+  Bytes im = {0}, lb = {0};
+  idx_header(&im, 0x0D, 2, (uint32_t[]){3, 2});
+  float v[6] = {-1.5f, 0.25f, 3e5f, 0, 1, -0.0078125f};
+  for (int i = 0; i < 6; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], 4);
+    put_be32(&im, u);
+  }
+  idx_header(&lb, 0x0C, 1, (uint32_t[]){3});
+  put_be32(&lb, 2);
+  put_be32(&lb, 70000);
+  put_be32(&lb, 0);
+  write_bytes(tmp_path("f32"), im.data, im.len);
+  write_gz(tmp_path("i32.gz"), &lb);
+  char err[1024];
+  RtDataset ds;
+  bool ok = rt_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 0, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.ndim == 1 && ds.dim == 2, "shape");
+    for (int i = 0; i < 6; i++)
+      CHECK(ds.x[i] == v[i], "x[%d] = %g, expected %g", i, ds.x[i], v[i]);
+    CHECK(ds.y[1] == 70000 && ds.nclasses == 70001, "int32 labels");
+    rt_dataset_free(&ds);
+  }
+  CHECK_ERR(rt_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 10, &ds, err, sizeof err), err,
+            tmp_path("i32.gz"), "label at index 1 is 70000", "outside [0, 10)");
+  CHECK_ERR(rt_load_idx(tmp_path("f32"), tmp_path("f32"), 10, &ds, err, sizeof err), err,
+            tmp_path("f32"), "labels must be integers", "float32");
+  free(im.data);
+  free(lb.data);
+}
+
+// Writes bytes to a file and expects rt_idx_read to fail with these words.
+#define BAD_IDX(name, bytes, n, ...)                                          \
+  do {                                                                        \
+    write_bytes(tmp_path(name), (bytes), (n));                                \
+    RtIdx idx_;                                                               \
+    char err_[1024];                                                          \
+    CHECK_ERR(rt_idx_read(tmp_path(name), &idx_, err_, sizeof err_), err_,    \
+              tmp_path(name), __VA_ARGS__);                                   \
+  } while (0)
+
+static void test_malformed(void) {
+  Bytes im = images_u8();   // 16-byte header + 60 bytes
+  BAD_IDX("empty", "", 0, "is empty");
+  BAD_IDX("magic", "abcdefghijklmnop", 16, "not an IDX file", "0x61 0x62");
+  BAD_IDX("type", "\0\0\x07\x01\0\0\0\1x", 9, "unknown IDX element type code 0x07");
+  BAD_IDX("ndim", "\0\0\x08\0\0\0\0\0", 8, "gives 0 dimensions");
+  BAD_IDX("header", "\0\0\x08\x03\0\0\0\5\0\0", 10, "truncated inside its header", "16-byte header",
+          "found 10");
+  BAD_IDX("absurd", "\0\0\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 16,
+          "more than the limit");
+  BAD_IDX("short", im.data, im.len - 3, "is truncated", "expected 76 bytes", "found 73");
+  Bytes longer = {0};
+  put(&longer, im.data, im.len);
+  put(&longer, "12345", 5);
+  BAD_IDX("long", longer.data, longer.len, "5 bytes of trailing data", "expected 76 bytes", "found 81");
+  RtIdx idx;
+  char err[1024];
+  CHECK_ERR(rt_idx_read(tmp_path("missing"), &idx, err, sizeof err), err, tmp_path("missing"),
+            "cannot open", "No such file");
+
+  // gzip: short data after decompression, a cut-off stream, a bad checksum
+  Bytes cut = {0};
+  put(&cut, im.data, im.len - 10);
+  write_gz(tmp_path("short.gz"), &cut);
+  CHECK_ERR(rt_idx_read(tmp_path("short.gz"), &idx, err, sizeof err), err, tmp_path("short.gz"),
+            "truncated", "expected 76 bytes after decompression", "found 66");
+  write_gz(tmp_path("full.gz"), &im);
+  size_t n;
+  unsigned char *gz = (unsigned char *)read_file(tmp_path("full.gz"), &n);
+  BAD_IDX("cut.gz", gz, n - 12, "truncated", "gzip data ends early");
+  gz[n - 6] ^= 0x55;   // inside the CRC-32 of the gzip trailer
+  BAD_IDX("crc.gz", gz, n, "corrupt gzip data", "gzip -t");
+  free(gz);
+  free(cut.data);
+  free(longer.data);
+  free(im.data);
+}
+
+static void test_mismatch(void) {
+  Bytes im = images_u8(), lb4 = labels_u8((const unsigned char[]){1, 2, 3, 4}, 4);
+  Bytes bad = labels_u8((const unsigned char[]){1, 2, 3, 12, 200}, 5);
+  write_bytes(tmp_path("m_im"), im.data, im.len);
+  write_bytes(tmp_path("m_lb4"), lb4.data, lb4.len);
+  write_bytes(tmp_path("m_bad"), bad.data, bad.len);
+  RtDataset ds;
+  char err[1024];
+  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
+            tmp_path("m_lb4"), "has 4 labels", tmp_path("m_im"), "has 5 images");
+  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_bad"), 10, &ds, err, sizeof err), err,
+            tmp_path("m_bad"), "label at index 3 is 12", "outside [0, 10)");
+  CHECK_ERR(rt_load_idx(tmp_path("m_lb4"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
+            tmp_path("m_lb4"), "images must have 2 to 5 dimensions", "has 1");
+  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_im"), 10, &ds, err, sizeof err), err,
+            tmp_path("m_im"), "labels must have 1 dimension");
+  free(im.data);
+  free(lb4.data);
+  free(bad.data);
+}
+
+// The MNIST layout, with the .gz and dotted variants of the names.
+static void test_dir(void) {
+  char dir[600], err[2048];
+  snprintf(dir, sizeof dir, "%s/mnist", rt_tmpdir);
+  mkdir(dir, 0755);
+  RtDataset ds;
+  CHECK_ERR(rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err, dir, "no train data found",
+            "train-images-idx3-ubyte, train-images-idx3-ubyte.gz, train-images.idx3-ubyte, "
+            "train-images.idx3-ubyte.gz", "dataset-fashion-mnist");
+  CHECK_ERR(rt_load_idx_dir(dir, "valid", 10, &ds, err, sizeof err), err, "unknown split 'valid'");
+  CHECK_ERR(rt_load_idx_dir(tmp_path("nowhere"), "train", 10, &ds, err, sizeof err), err,
+            "nowhere", "No such file or directory");
+  Bytes im = images_u8(), lb = labels_u8((const unsigned char[]){0, 1, 2, 3, 4}, 5);
+  Bytes lb2 = labels_u8((const unsigned char[]){5, 6, 7, 8, 9}, 5);
+  char p[700];
+  snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
+  write_gz(p, &im);
+  CHECK_ERR(rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err,
+            "looked for train-labels-idx1-ubyte, train-labels-idx1-ubyte.gz");
+  snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+  write_bytes(p, lb.data, lb.len);
+  snprintf(p, sizeof p, "%s/t10k-images.idx3-ubyte", dir);
+  write_bytes(p, im.data, im.len);
+  snprintf(p, sizeof p, "%s/t10k-labels.idx1-ubyte.gz", dir);
+  write_gz(p, &lb2);
+  bool ok = rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.n == 5 && ds.y[4] == 4, "train split");
+    rt_dataset_free(&ds);
+  }
+  ok = rt_load_idx_dir(dir, "test", 10, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.n == 5 && ds.y[0] == 5 && ds.dim == 12, "test split");
+    rt_dataset_free(&ds);
+  }
+  free(im.data);
+  free(lb.data);
+  free(lb2.data);
+}
+
+int main(void) {
+  make_tmpdir("idx");
+  test_valid_u8();
+  test_valid_f32_i32();
+  test_malformed();
+  test_mismatch();
+  test_dir();
+  return finish("test_idx");
+}

@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""Reference numbers from PyTorch for nnc's agreement-with-PyTorch test.
+
+For each of the models mlp, cnn, resnet18 and quadratic (as defined in
+models/*.nn) this script builds the same network in PyTorch, fills its weights
+and its input batch from a small deterministic generator that a C program can
+reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
+
+  input, target          the batch (float32 input, int32 class labels or
+                         float32 regression targets)
+  loss                   the loss of the initial model on the batch
+  grad.P                 d loss / d P for every trainable parameter P
+  OPT.loss               the loss before each of 3 optimizer steps
+  OPT.P                  every parameter and buffer after the 3rd step
+
+for OPT in sgd, sgd_nesterov, adam, adamw. Tensors with more than 16384
+elements are stored sampled (see README.md). Nothing here is needed to build
+or test nnc; run it by hand and commit the files it writes:
+
+    /opt/torchenv/bin/python tests/torch/make_reference.py
+"""
+
+import copy
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.join(HERE, "ref")
+
+WHOLE_LIMIT = 16384        # tensors with more elements are stored sampled
+SAMPLES = 2048             # sampled elements per large tensor
+SAMPLE_MULT = 2654435761   # idx_k = (k * SAMPLE_MULT) mod numel
+STEPS = 3                  # optimizer steps per config
+
+# resnet18 uses 8, not 2: its last stage works on 1x1 maps, where batchnorm
+# with 2 samples per channel normalizes a single difference x1 - x2 and turns
+# its rounding into O(1) changes (float32 and float64 gradients then differ
+# by about 1%, and 3 optimizer steps by 100%).
+BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16}
+EXPECTED_PARAMS = {"mlp": 669706, "cnn": 225034, "resnet18": 11175434,
+                   "quadratic": 3}
+
+# ---------------------------------------------------------------------------
+# The deterministic generator
+# ---------------------------------------------------------------------------
+
+FNV_OFFSET = 2166136261
+FNV_PRIME = 16777619
+LCG_A = 1664525
+LCG_C = 1013904223
+MASK32 = 0xFFFFFFFF
+
+GENERATOR_TEXT = (
+    "per tensor: state = FNV-1a 32-bit hash of the tensor name's bytes "
+    "(offset 2166136261, prime 16777619); for each element in row-major order: "
+    "state = (state * 1664525 + 1013904223) mod 2^32, u = (state >> 8) / 16777216.0, "
+    "value = (float32)(lo + (hi - lo) * u) computed in double. "
+    "linear/conv weight and bias: lo = -1/sqrt(fan_in), hi = +1/sqrt(fan_in) "
+    "(fan_in = in_features or C*KH*KW); batchnorm weight 1, bias 0, running_mean 0, "
+    "running_var 1; quadratic a, b, c: lo = -1, hi = 1; tensor 'input': images lo = 0, "
+    "hi = 1 (quadratic t: lo = -2, hi = 2); class label k = (7*k + 3) mod 10; "
+    "quadratic speed_k = (2*(t_k*t_k) - 3*t_k) + 0.5 in float32"
+)
+
+
+def fnv1a32(name):
+    h = FNV_OFFSET
+    for byte in name.encode("utf-8"):
+        h ^= byte
+        h = (h * FNV_PRIME) & MASK32
+    return h
+
+
+class _LcgTables:
+    """A^(i+1) and sum_{j<=i} A^j (mod 2^64, of which the low 32 bits are
+    what matter), so that the state after i+1 steps from seed s is
+    A^(i+1)*s + C*sum_{j<=i} A^j  (mod 2^32)."""
+
+    def __init__(self):
+        self.n = 0
+        self.apow = None
+        self.gsum = None
+
+    def get(self, n):
+        if n > self.n:
+            m = max(n, 1 << 16)
+            with np.errstate(over="ignore"):
+                apow = np.cumprod(np.full(m, LCG_A, dtype=np.uint64), dtype=np.uint64)
+                geo = np.empty(m, dtype=np.uint64)
+                geo[0] = 1
+                geo[1:] = apow[:-1]
+                gsum = np.cumsum(geo, dtype=np.uint64)
+            self.n, self.apow, self.gsum = m, apow, gsum
+        return self.apow[:n], self.gsum[:n]
+
+
+_TABLES = _LcgTables()
+
+
+def lcg_states(name, n):
+    """The n successive states (uint32, as uint64) of the generator for name."""
+    apow, gsum = _TABLES.get(n)
+    with np.errstate(over="ignore"):
+        s = apow * np.uint64(fnv1a32(name)) + np.uint64(LCG_C) * gsum
+    return s & np.uint64(MASK32)
+
+
+def lcg_states_scalar(name, n):
+    """The same states, one at a time: the definition, used to check the
+    vectorized version."""
+    state = fnv1a32(name)
+    out = []
+    for _ in range(n):
+        state = (state * LCG_A + LCG_C) & MASK32
+        out.append(state)
+    return out
+
+
+def uniform_values(name, n, lo, hi):
+    """float32 numpy array: (float32)(lo + (hi - lo) * u_i), in double."""
+    u = (lcg_states(name, n) >> np.uint64(8)).astype(np.float64) / 16777216.0
+    lo = float(lo)
+    hi = float(hi)
+    return (lo + (hi - lo) * u).astype(np.float32)
+
+
+def uniform_tensor(name, shape, lo, hi):
+    n = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    return torch.from_numpy(uniform_values(name, n, lo, hi).reshape(shape))
+
+
+def check_generator():
+    """The vectorized generator against its definition."""
+    for name, n in (("input", 10000), ("linear_1.weight", 5000), ("a", 3),
+                    ("down_3.conv2d_1.weight", 3000)):
+        vec = lcg_states(name, n).tolist()
+        ref = lcg_states_scalar(name, n)
+        assert vec == ref, "vectorized generator differs for " + name
+    # the far end of the largest tensor (2,359,296 elements)
+    name, n = "basic_5.conv2d_2.weight", 512 * 512 * 9
+    state = fnv1a32(name)
+    for _ in range(n):
+        state = (state * LCG_A + LCG_C) & MASK32
+    assert int(lcg_states(name, n)[-1]) == state, "vectorized generator differs at the end"
+
+
+def print_generator_examples():
+    print("generator examples (name, FNV-1a seed, first states, first values):")
+    for name, lo, hi, n in (("input", 0.0, 1.0, 6),
+                            ("linear_1.weight", -1 / math.sqrt(784), 1 / math.sqrt(784), 4),
+                            ("a", -1.0, 1.0, 1)):
+        states = lcg_states_scalar(name, n)
+        vals = uniform_values(name, n, lo, hi)
+        print("  %s: seed %u (0x%08x)" % (name, fnv1a32(name), fnv1a32(name)))
+        for i in range(n):
+            bits = struct.unpack("<I", struct.pack("<f", vals[i]))[0]
+            print("    [%d] state %10u  u %.17g  value %.9g (0x%08x)"
+                  % (i, states[i], (states[i] >> 8) / 16777216.0, vals[i], bits))
+    t, speed = make_batch("quadratic")
+    print("  quadratic: t[0..2] = %s, speed[0..2] = %s"
+          % (", ".join("%.9g" % v for v in t[:3].tolist()),
+             ", ".join("%.9g" % v for v in speed[:3].tolist())))
+    print("  class labels (batch 8): %s" % ", ".join(str((7 * k + 3) % 10) for k in range(8)))
+
+
+# ---------------------------------------------------------------------------
+# The models, named as nnc names them
+# ---------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear_1 = nn.Linear(784, 512)
+        self.linear_2 = nn.Linear(512, 512)
+        self.linear_3 = nn.Linear(512, 10)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        x = F.relu(self.linear_1(x))
+        x = F.relu(self.linear_2(x))
+        return self.linear_3(x)
+
+
+class CNN(nn.Module):
+    """models/cnn.nn with its two dropout layers replaced by the identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv2d_1 = nn.Conv2d(1, 32, 3)
+        self.dropout_1 = nn.Identity()      # dropout(0.25), disabled
+        self.conv2d_2 = nn.Conv2d(32, 64, 3)
+        self.dropout_2 = nn.Identity()      # dropout(0.5), disabled
+        self.linear_1 = nn.Linear(1600, 128)
+        self.linear_2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.dropout_1(F.max_pool2d(F.relu(self.conv2d_1(x)), 2))
+        x = self.dropout_2(F.max_pool2d(F.relu(self.conv2d_2(x)), 2))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.linear_1(x))
+        return F.log_softmax(self.linear_2(x), dim=1)
+
+
+def _bn(c):
+    return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+
+
+class Basic(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv2d_1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.batchnorm_1 = _bn(c)
+        self.conv2d_2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.batchnorm_2 = _bn(c)
+
+    def forward(self, x):
+        h = F.relu(self.batchnorm_1(self.conv2d_1(x)))
+        h = self.batchnorm_2(self.conv2d_2(h))
+        return F.relu(h + x)
+
+
+class Down(nn.Module):
+    def __init__(self, cin, c):
+        super().__init__()
+        self.conv2d_1 = nn.Conv2d(cin, c, 3, stride=2, padding=1, bias=False)
+        self.batchnorm_1 = _bn(c)
+        self.conv2d_2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.batchnorm_2 = _bn(c)
+        self.conv2d_3 = nn.Conv2d(cin, c, 1, stride=2, bias=False)
+        self.batchnorm_3 = _bn(c)
+
+    def forward(self, x):
+        h = F.relu(self.batchnorm_1(self.conv2d_1(x)))
+        h = self.batchnorm_2(self.conv2d_2(h))
+        s = self.batchnorm_3(self.conv2d_3(x))
+        return F.relu(h + s)
+
+
+class ResNet18(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv2d_1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=True)
+        self.batchnorm_1 = _bn(64)
+        self.basic_1 = Basic(64)
+        self.basic_2 = Basic(64)
+        self.down_1 = Down(64, 128)
+        self.basic_3 = Basic(128)
+        self.down_2 = Down(128, 256)
+        self.basic_4 = Basic(256)
+        self.down_3 = Down(256, 512)
+        self.basic_5 = Basic(512)
+        self.linear_1 = nn.Linear(512, 10)
+
+    def forward(self, x):
+        x = F.relu(self.batchnorm_1(self.conv2d_1(x)))
+        x = F.max_pool2d(x, 3, stride=2, padding=1)
+        for block in (self.basic_1, self.basic_2, self.down_1, self.basic_3,
+                      self.down_2, self.basic_4, self.down_3, self.basic_5):
+            x = block(x)
+        x = F.adaptive_avg_pool2d(x, 1)
+        x = torch.flatten(x, 1)
+        return self.linear_1(x)
+
+
+class Quadratic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(()))
+        self.b = nn.Parameter(torch.zeros(()))
+        self.c = nn.Parameter(torch.zeros(()))
+
+    def forward(self, t):
+        return self.a * t * t + self.b * t + self.c
+
+
+MODELS = {
+    "mlp": (MLP, lambda out, y: F.cross_entropy(out, y)),
+    "cnn": (CNN, lambda out, y: F.nll_loss(out, y)),
+    "resnet18": (ResNet18, lambda out, y: F.cross_entropy(out, y)),
+    "quadratic": (Quadratic, lambda out, y: F.mse_loss(out, y)),
+}
+
+
+def init_model(model):
+    """Fill every parameter and buffer as described in GENERATOR_TEXT."""
+    with torch.no_grad():
+        for prefix, mod in model.named_modules():
+            pre = prefix + "." if prefix else ""
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                if isinstance(mod, nn.Linear):
+                    fan_in = mod.in_features
+                else:
+                    assert mod.groups == 1
+                    fan_in = mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+                bound = 1.0 / math.sqrt(fan_in)
+                for pname in ("weight", "bias"):
+                    p = getattr(mod, pname)
+                    if p is not None:
+                        p.copy_(uniform_tensor(pre + pname, tuple(p.shape), -bound, bound))
+            elif isinstance(mod, nn.BatchNorm2d):
+                mod.weight.fill_(1.0)
+                mod.bias.fill_(0.0)
+                mod.running_mean.fill_(0.0)
+                mod.running_var.fill_(1.0)
+                mod.num_batches_tracked.zero_()
+            elif isinstance(mod, Quadratic):
+                for pname in ("a", "b", "c"):
+                    getattr(mod, pname).copy_(uniform_tensor(pname, (), -1.0, 1.0))
+    return model
+
+
+def build(name):
+    cls, _ = MODELS[name]
+    model = init_model(cls())
+    model.train()
+    return model
+
+
+def named_buffers(model):
+    """nnc's buffers: batchnorm running statistics (not num_batches_tracked)."""
+    return [(n, b) for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")]
+
+
+def make_batch(name):
+    b = BATCH[name]
+    if name == "quadratic":
+        t = uniform_tensor("input", (b,), -2.0, 2.0)
+        two = torch.tensor(2.0, dtype=torch.float32)
+        three = torch.tensor(3.0, dtype=torch.float32)
+        half = torch.tensor(0.5, dtype=torch.float32)
+        speed = (two * (t * t) - three * t) + half
+        return t, speed
+    shape = (b, 28, 28) if name == "mlp" else (b, 1, 28, 28)
+    x = uniform_tensor("input", shape, 0.0, 1.0)
+    y = torch.tensor([(7 * k + 3) % 10 for k in range(b)], dtype=torch.int64)
+    return x, y
+
+
+# ---------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------
+
+
+def optimizer_configs(name):
+    sgd_lr = 0.01 if name == "quadratic" else 0.05
+    return [
+        ("sgd", "SGD(lr=%g, momentum=0.9)" % sgd_lr,
+         lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9)),
+        ("sgd_nesterov", "SGD(lr=%g, momentum=0.9, nesterov=True, weight_decay=1e-4)" % sgd_lr,
+         lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9, nesterov=True,
+                                    weight_decay=1e-4)),
+        ("adam", "Adam(lr=1e-3)",
+         lambda ps: torch.optim.Adam(ps, lr=1e-3)),
+        ("adamw", "AdamW(lr=1e-3, weight_decay=0.01)",
+         lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01)),
+    ]
+
+
+def loss_and_grads(model, loss_fn, x, y):
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    return loss.detach().clone(), grads
+
+
+def train_steps(model, loss_fn, make_opt, x, y):
+    opt = make_opt(model.parameters())
+    losses = []
+    for _ in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        losses.append(loss.detach().clone())
+        loss.backward()
+        opt.step()
+    state = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state.update({n: b.detach().clone() for n, b in named_buffers(model)})
+    return torch.stack(losses), state
+
+
+# ---------------------------------------------------------------------------
+# safetensors, written and read by hand
+# ---------------------------------------------------------------------------
+
+DTYPES = {"F32": (np.float32, 4), "F64": (np.float64, 8),
+          "I32": (np.int32, 4), "I64": (np.int64, 8)}
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: name -> (dtype code, numpy array). Data in sorted-name order."""
+    header = {"__metadata__": dict(metadata)}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        code, arr = tensors[name]
+        np_dtype, _ = DTYPES[code]
+        arr = np.array(arr, dtype=np.dtype(np_dtype).newbyteorder("<"), order="C")
+        data = arr.tobytes()
+        header[name] = {"dtype": code, "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((-len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for data in blobs:
+            f.write(data)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0, "header length not a multiple of 8"
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    metadata = header.pop("__metadata__", {})
+    base = 8 + n
+    out = {}
+    expect = 0
+    for name in sorted(header, key=lambda k: header[k]["data_offsets"][0]):
+        info = header[name]
+        np_dtype, size = DTYPES[info["dtype"]]
+        begin, end = info["data_offsets"]
+        assert begin == expect, "tensor data not contiguous at " + name
+        count = int(np.prod(info["shape"], dtype=np.int64)) if info["shape"] else 1
+        assert end - begin == count * size, "bad size for " + name
+        arr = np.frombuffer(raw[base + begin:base + end], dtype=np.dtype(np_dtype).newbyteorder("<"))
+        out[name] = (info["dtype"], arr.reshape(info["shape"]))
+        expect = end
+    assert base + expect == len(raw), "trailing bytes after the data"
+    order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    assert order == sorted(header), "tensors not in sorted-name order"
+    return out, metadata
+
+
+# ---------------------------------------------------------------------------
+# Storing (whole or sampled)
+# ---------------------------------------------------------------------------
+
+
+def sample_indices(numel):
+    k = np.arange(SAMPLES, dtype=np.int64)
+    return (k * np.int64(SAMPLE_MULT)) % np.int64(numel)
+
+
+def add_tensor(out, name, t):
+    """float32 tensor t under name: whole, or sampled with .idx and .stats."""
+    arr = t.detach().to(torch.float32).contiguous().numpy()
+    if arr.size <= WHOLE_LIMIT:
+        out[name] = ("F32", arr.copy())
+        return
+    flat = arr.reshape(-1)
+    idx = sample_indices(flat.size)
+    out[name + ".idx"] = ("I64", idx)
+    out[name] = ("F32", flat[idx].copy())
+    f64 = flat.astype(np.float64)
+    out[name + ".stats"] = ("F64", np.array([f64.sum(), (f64 * f64).sum()], dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------
+# float64 cross-check
+# ---------------------------------------------------------------------------
+
+
+def diff(a32, a64):
+    """(relative L2, normwise max) differences of a float32 result against
+    its float64 counterpart: ||a-b|| / ||b|| and max|a-b| / max|b|."""
+    a = a32.detach().to(torch.float64).reshape(-1)
+    b = a64.detach().reshape(-1)
+    d = a - b
+    nb = b.norm().item()
+    mb = b.abs().max().item()
+    rel = d.norm().item() / nb if nb > 0 else d.norm().item()
+    norm = d.abs().max().item() / mb if mb > 0 else d.abs().max().item()
+    return rel, norm
+
+
+def report_worst(label, pairs, skip=()):
+    """pairs: name -> (float32 tensor, float64 tensor); prints the worst
+    tensors, leaving out the names in skip."""
+    rows = [(n,) + diff(a, b) for n, (a, b) in pairs.items() if n not in skip]
+    worst_rel = max(rows, key=lambda r: r[1])
+    worst_norm = max(rows, key=lambda r: r[2])
+    rels = sorted(r[1] for r in rows)
+    print("    %-20s rel-L2 max %.1e (%s), median %.1e; max-norm %.1e (%s)"
+          % (label, worst_rel[1], worst_rel[0], rels[len(rels) // 2],
+             worst_norm[2], worst_norm[0]))
+
+
+def zero_gradients(grads64):
+    """Parameters whose float64 gradient is zero up to rounding: a bias
+    followed by batchnorm, whose gradient vanishes analytically."""
+    top = max(g.abs().max().item() for g in grads64.values())
+    return [n for n, g in grads64.items() if g.abs().max().item() < 1e-9 * top]
+
+
+# ---------------------------------------------------------------------------
+
+
+def run_model(name):
+    torch.manual_seed(0)  # nothing here is random; fixed anyway
+    _, loss_fn = MODELS[name]
+    x, y = make_batch(name)
+    model = build(name)
+
+    nparams = sum(p.numel() for p in model.parameters())
+    assert nparams == EXPECTED_PARAMS[name], (name, nparams)
+    print("%s: %d parameters, batch %d" % (name, nparams, BATCH[name]))
+
+    out = {}
+    add_tensor(out, "input", x)
+    if y.dtype == torch.int64:
+        out["target"] = ("I32", y.numpy().astype(np.int32))
+    else:
+        add_tensor(out, "target", y)
+
+    loss, grads = loss_and_grads(model, loss_fn, x, y)
+    add_tensor(out, "loss", loss)
+    for n, g in grads.items():
+        add_tensor(out, "grad." + n, g)
+    print("  loss %.9g" % loss.item())
+
+    # float64 twin of the initial model, same weights and buffers
+    model64 = copy.deepcopy(build(name)).double()
+    x64 = x.double() if x.is_floating_point() else x
+    y64 = y.double() if y.is_floating_point() else y
+    loss64, grads64 = loss_and_grads(model64, loss_fn, x64, y64)
+    zero = zero_gradients(grads64)
+    print("  float32 vs float64 (same weights and batch):")
+    print("    %-20s %.1e" % ("loss", abs(loss.item() - loss64.item()) / abs(loss64.item())))
+    report_worst("gradients", {n: (grads[n], grads64[n]) for n in grads}, zero)
+
+    configs = optimizer_configs(name)
+    for opt_name, _, make_opt in configs:
+        losses, state = train_steps(build(name), loss_fn, make_opt, x, y)
+        add_tensor(out, opt_name + ".loss", losses)
+        for n, t in state.items():
+            add_tensor(out, opt_name + "." + n, t)
+        losses64, state64 = train_steps(build(name).double(), loss_fn, make_opt, x64, y64)
+        ldiff = ((losses.double() - losses64).abs() / losses64.abs()).tolist()
+        print("    %-20s losses %s" % (opt_name, " ".join("%.1e" % v for v in ldiff)))
+        report_worst(opt_name + " after %d" % STEPS,
+                     {n: (state[n], state64[n]) for n in state}, zero)
+        for n in zero:
+            print("    %-20s %s: |float32 - float64| max %.1e (gradient is rounding noise)"
+                  % ("", n, (state[n].double() - state64[n]).abs().max().item()))
+    for n in zero:
+        print("  note: grad.%s is zero analytically; float32 max |g| %.1e, float64 %.1e"
+              % (n, grads[n].abs().max().item(), grads64[n].abs().max().item()))
+
+    metadata = {
+        "model": name,
+        "torch_version": torch.__version__,
+        "batch_size": str(BATCH[name]),
+        "steps": str(STEPS),
+        "optimizers": "; ".join("%s: torch.optim.%s" % (o, text) for o, text, _ in configs),
+        "generator": GENERATOR_TEXT,
+        "storage": ("tensors with at most %d elements are stored whole; a larger X is "
+                    "stored as X.idx (I64, idx_k = (k * %d) mod numel, k = 0..%d), X (F32, "
+                    "the values at those flat row-major indices) and X.stats (F64, [sum, "
+                    "sum of squares] of the whole tensor in float64)"
+                    % (WHOLE_LIMIT, SAMPLE_MULT, SAMPLES - 1)),
+        "mode": "train mode; float32; torch.set_num_threads(1); deterministic algorithms",
+    }
+    if name == "cnn":
+        metadata["dropout"] = ("dropout disabled: both Dropout layers replaced by Identity, "
+                               "everything else in train mode")
+    if name == "resnet18":
+        metadata["batchnorm"] = ("BatchNorm2d eps 1e-5 momentum 0.1, train mode (batch "
+                                 "statistics, biased variance; running_var updated with the "
+                                 "unbiased variance)")
+
+    path = os.path.join(OUT_DIR, name + ".safetensors")
+    write_safetensors(path, out, metadata)
+
+    back, meta_back = read_safetensors(path)
+    assert meta_back == metadata
+    assert sorted(back) == sorted(out)
+    for n, (code, arr) in out.items():
+        code2, arr2 = back[n]
+        assert code == code2 and arr.shape == arr2.shape, n
+        assert arr.astype(arr2.dtype).tobytes() == arr2.tobytes(), n
+    try:
+        from safetensors.numpy import load_file  # only if already installed
+    except ImportError:
+        load_file = None
+    if load_file is not None:
+        other = load_file(path)
+        for n, (_, arr) in out.items():
+            assert np.array_equal(other[n], arr), n
+    print("  wrote %s (%d bytes, %d tensors)" % (os.path.relpath(path, os.getcwd()),
+                                                 os.path.getsize(path), len(out)))
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.set_default_dtype(torch.float32)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    os.makedirs(OUT_DIR, exist_ok=True)
+
+    print("torch %s" % torch.__version__)
+    check_generator()
+    print_generator_examples()
+    names = sys.argv[1:] or ["mlp", "cnn", "resnet18", "quadratic"]
+    for name in names:
+        run_model(name)
+    total = sum(os.path.getsize(os.path.join(OUT_DIR, n + ".safetensors")) for n in names)
+    print("total %d bytes" % total)
+
+
+if __name__ == "__main__":
+    main()
