@@ -95,8 +95,8 @@ static void print_settings(FILE *out, const Model *m) {
     const IrNode *t = g->loss->src[1];
     if (t->dtype == DT_I32)
       snprintf(b2, sizeof b2, "class(%lld)", (long long)t->attr.i[0]);
-    else
-      ir_type_str(t, b2, sizeof b2);
+    else   // as declared: the shape of one sample
+      snprintf(b2, sizeof b2, "f32%s", ir_shape_str(t->ndim - 1, t->shape + 1, b1, sizeof b1));
     fprintf(out, "  loss       %s(output %s, target %s: %s)\n", ir_op_info(g->loss->op)->mnem,
             ir_shape_str(g->output->ndim, g->output->shape, b1, sizeof b1), t->name, b2);
   } else {

@@ -40,8 +40,9 @@ static const char *const usage_train =
     "      --normalize       standardize inputs with the training data's mean and std\n"
     "      --no-shuffle      keep the data's order\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"
-    "      --progress MODE   bar (a live line), lines, none, or auto (default: bar on\n"
-    "                        a terminal, lines otherwise)\n"
+    "      --progress MODE   within each epoch: bar (a live line), lines (one every\n"
+    "                        10 s), none, or auto (bar on a terminal, else lines)\n"
+    "  -q, --quiet           print nothing but errors\n"
     "  -h, --help            show this help\n";
 
 static const char *const usage_eval =
@@ -127,17 +128,19 @@ int cli_train(int argc, char **argv) {
       {"limit", required_argument, 0, O_LIMIT}, {"test-limit", required_argument, 0, O_TLIMIT},
       {"normalize", no_argument, 0, O_NORM}, {"no-shuffle", no_argument, 0, O_NOSHUF},
       {"metrics", required_argument, 0, O_METRICS}, {"progress", required_argument, 0, O_PROGRESS},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+      {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
              *prog = "auto";
   int64_t epochs = -1, batch = -1, seed = -1, threads = cores(), limit = 0, tlimit = 0;
   double lr = -1, val = -1;
-  bool normalize = false, noshuffle = false;
+  bool normalize = false, noshuffle = false, quiet = false;
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "d:e:b:s:j:o:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "d:e:b:s:j:o:qh", opts, NULL)) != -1) {
     switch (ch) {
+    case 'q': quiet = true; break;
     case 'd': data = optarg; break;
     case O_TEST: test = optarg; break;
     case 'o': out = optarg; break;
@@ -184,7 +187,7 @@ int cli_train(int argc, char **argv) {
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
       .threads = (int)threads, .val_split = val >= 0 ? val : m->train.val_split, .limit = limit,
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
-      .progress = progress, .json = !strcmp(metrics, "json"),
+      .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"),
   };
   RtTrainResult res;
   bool ok = rt_train(m, &o, stdout, &res);

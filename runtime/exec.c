@@ -435,9 +435,14 @@ double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const voi
     if (!need[i])
       continue;
     double l = run_node(ex, g->nodes[i], B, training, lr);
-    if (g->nodes[i] == g->loss)
-      loss = l;
     ex->done[i] = true;
+    if (g->nodes[i] == g->loss) {
+      loss = l;
+      if (!isfinite(loss) && training) {   // no gradients from it: the parameters stay as they were
+        ex->steps--;
+        break;
+      }
+    }
   }
   return loss;
 }

@@ -38,7 +38,8 @@ void rt_exec_init_params(RtExec *ex, uint64_t seed);
 // Runs one entry point on a batch of B samples: x holds B inputs, y B
 // targets (int32 class indexes or floats; may be NULL for RT_FORWARD). For
 // RT_TRAIN, lr is the learning rate of this step. Returns the loss (0 for
-// RT_FORWARD).
+// RT_FORWARD). A training step whose loss is not finite stops there: no
+// gradients, no update, and the step does not count.
 double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
 
 // The output of the last run: B rows of rt_exec_output_dim floats.
@@ -118,7 +119,8 @@ typedef struct RtTrainOpts {
   int64_t test_limit;    // likewise for the test set
   bool normalize;        // standardize inputs with the training set's mean and std
   bool shuffle;
-  int progress;          // 1: a live bar, 0: plain periodic lines, -1: quiet
+  int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
+  bool quiet;            // print nothing but errors (no epoch or test summaries either)
   bool json;             // metrics log as JSON lines (else CSV)
 } RtTrainOpts;
 

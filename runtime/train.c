@@ -236,7 +236,11 @@ static void report_nonfinite(const RtExec *ex, double loss, int64_t epoch, int64
   char hint[256];
   snprintf(hint, sizeof hint, "lower the learning rate (it was %g), or check the data for extreme values; "
            "the last good checkpoint is kept", lr);
-  if (n)
+  if (n && (n->op == IR_PARAM || n->op == IR_BUFFER))
+    diag_error(&d, n->loc, hint, "training stopped at epoch %lld, step %lld: the loss is %g; '%s' is no longer "
+               "finite: the update of step %lld overflowed it", (long long)epoch + 1, (long long)step, loss,
+               n->name, (long long)step - 1);
+  else if (n)
     diag_error(&d, n->loc, hint, "training stopped at epoch %lld, step %lld: the loss is %g; the first op "
                "whose output is not finite is %s%s%s%s", (long long)epoch + 1, (long long)step, loss,
                ir_op_info(n->op)->mnem, n->scope ? " in '" : "", n->scope ? n->scope : "", n->scope ? "'" : "");
@@ -392,7 +396,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
     if (!isfinite(loss)) {
       if (p->mode == 1)
         fputc('\n', p->out);
-      report_nonfinite(ex, loss, epoch, rt_exec_steps(ex), lr);
+      report_nonfinite(ex, loss, epoch, rt_exec_steps(ex) + 1, lr);
       return false;
     }
     k++;
@@ -434,14 +438,15 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     goto fail;
   if (!open_outputs(&r, o->resume != NULL, err, sizeof err))
     goto fail;
-  print_header(&r);
-  if (start_epoch >= o->epochs)
+  if (!o->quiet)
+    print_header(&r);
+  if (start_epoch >= o->epochs && !o->quiet)
     fprintf(out, "the checkpoint has already trained %lld epochs of %d; nothing to do\n",
             (long long)start_epoch, o->epochs);
   int64_t tdim = r.train.y ? 1 : r.train.tdim;
   float *x = xmalloc(sizeof(float) * o->batch * r.train.dim);
   void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
-  Progress p = {out, o->progress, 0, 0, o->epochs};
+  Progress p = {out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   for (int64_t epoch = start_epoch; epoch < o->epochs; epoch++) {
     double tl, ta, lr, es = now();
     if (!run_epoch(&r, epoch, x, y, &p, &tl, &ta, &lr)) {
@@ -464,7 +469,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
       free(y);
       goto fail;
     }
-    if (o->progress >= 0) {
+    if (!o->quiet) {
       fprintf(out, "epoch %lld/%d: train loss %.4f", (long long)epoch + 1, o->epochs, tl);
       if (ta >= 0)
         fprintf(out, " acc %.4f", ta);
@@ -483,7 +488,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     RtEvalResult t = rt_evaluate(r.ex, &r.test, o->batch, NULL);
     res->test_loss = t.loss;
     res->test_acc = t.acc;
-    if (o->progress >= 0) {
+    if (!o->quiet) {
       fprintf(out, "test: loss %.4f", t.loss);
       if (t.acc >= 0)
         fprintf(out, " accuracy %.4f", t.acc);
@@ -492,7 +497,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   }
   res->steps = rt_exec_steps(r.ex);
   res->seconds = now() - t0;
-  if (o->progress >= 0)
+  if (!o->quiet)
     fprintf(out, "checkpoint %s, metrics %s/metrics.%s (%.1f s)\n", r.ckpt, o->out, o->json ? "jsonl" : "csv",
             res->seconds);
   ok = true;
