@@ -1,0 +1,48 @@
+// test_schedule.c: learning-rate schedules against PyTorch's closed forms:
+// StepLR (lr * gamma^(epoch // step_size)), CosineAnnealingLR
+// (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2), and a linear
+// warmup over the first steps ((step + 1) / warmup of the rate).
+#include "runtime.h"
+
+#include <math.h>
+
+static int fails, checks;
+
+static void expect(const char *what, double got, double want) {
+  checks++;
+  if (fabs(got - want) > 1e-12 * fmax(1, fabs(want))) {
+    printf("FAIL %s: %.17g, expected %.17g\n", what, got, want);
+    fails++;
+  }
+}
+
+int main(void) {
+  Model m = {0};
+  m.sched = (ScheduleConfig){.kind = SCHED_CONSTANT, .gamma = 1};
+  expect("constant", rt_schedule_lr(&m, 0.1, 7, 1000, 10), 0.1);
+
+  m.sched = (ScheduleConfig){.kind = SCHED_STEP, .step_size = 2, .gamma = 0.5};
+  double step_want[] = {0.1, 0.1, 0.05, 0.05, 0.025};
+  for (int e = 0; e < 5; e++)
+    expect("step", rt_schedule_lr(&m, 0.1, e, 0, 10), step_want[e]);
+
+  m.sched = (ScheduleConfig){.kind = SCHED_COSINE, .t_max = 4, .min_lr = 0.001};
+  for (int e = 0; e <= 6; e++) {
+    double t = e < 4 ? e : 4;
+    expect("cosine", rt_schedule_lr(&m, 0.1, e, 0, 10), 0.001 + (0.1 - 0.001) * (1 + cos(M_PI * t / 4)) / 2);
+  }
+  m.sched.t_max = 0;   // t_max defaults to the run's epochs
+  expect("cosine t_max = epochs", rt_schedule_lr(&m, 0.1, 5, 0, 10), 0.001 + 0.099 * (1 + cos(M_PI / 2)) / 2);
+
+  m.sched = (ScheduleConfig){.kind = SCHED_CONSTANT, .gamma = 1, .warmup = 10};
+  expect("warmup step 0", rt_schedule_lr(&m, 0.1, 0, 0, 10), 0.01);
+  expect("warmup step 4", rt_schedule_lr(&m, 0.1, 0, 4, 10), 0.05);
+  expect("warmup done", rt_schedule_lr(&m, 0.1, 0, 10, 10), 0.1);
+  m.sched.kind = SCHED_STEP;
+  m.sched.step_size = 1;
+  m.sched.gamma = 0.1;
+  expect("warmup with step", rt_schedule_lr(&m, 0.1, 1, 4, 10), 0.1 * 0.1 * 0.5);
+
+  printf("test_schedule: %d passed, %d failed\n", checks - fails, fails);
+  return fails ? 1 : 0;
+}
