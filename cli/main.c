@@ -52,11 +52,20 @@ static const char *const usage_emit =
     "  ir    the graph IR after lowering and shape inference (text that `nnc emit`\n"
     "        reads back: FILE may be a .ir file)\n"
     "  dot   the graph IR as a Graphviz digraph (dot -Tsvg)\n"
+    "  kernels  the kernel IR of an entry point: fused loops, GEMMs with their\n"
+    "        epilogues, library kernels, each with the .nn lines it came from,\n"
+    "        and the memory plan's arena size\n"
+    "  fused    the same, after the list of producer/consumer pairs left unfused\n"
+    "        and why\n"
     "\n"
     "options:\n"
-    "  -s, --stage STAGE     ast, ir or dot (required)\n"
+    "  -s, --stage STAGE     ast, ir, dot, kernels or fused (required)\n"
     "  -t, --train           ir and dot: include the training step: the gradients\n"
     "                        (autodiff) and the optimizer's updates\n"
+    "  -e, --entry NAME      kernels, fused: forward (default), eval or train\n"
+    "  -b, --batch N         kernels, fused: plan memory for batches of N (default:\n"
+    "                        the model's train batch)\n"
+    "      --no-fuse         kernels, fused: one kernel per graph node\n"
     "  -o, --output FILE     write to FILE instead of standard output\n"
     "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
     "      --no-color        never color diagnostics\n"
@@ -167,18 +176,27 @@ static IrGraph *load_ir(const char *path, Arena *a, Diag *d) {
 static int cmd_emit(int argc, char **argv) {
   static const struct option opts[] = {
       {"stage", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
-      {"train", no_argument, 0, 't'},
+      {"train", no_argument, 0, 't'},      {"entry", required_argument, 0, 'e'},
+      {"batch", required_argument, 0, 'b'}, {"no-fuse", no_argument, 0, 'F'},
       {"max-errors", required_argument, 0, 'E'}, {"no-color", no_argument, 0, 'C'},
       {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
   };
   CliCommon c = {.max_errors = 50};
   const char *stage = NULL, *output = NULL;
-  bool train = false;
+  bool train = false, nofuse = false;
+  const char *entry_name = "forward";
+  int batch = 0;
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "s:o:th", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "s:o:te:b:h", opts, NULL)) != -1) {
     switch (ch) {
     case 't': train = true; break;
+    case 'e': entry_name = optarg; break;
+    case 'F': nofuse = true; break;
+    case 'b':
+      if (!parse_count(optarg, &batch) || batch < 1)
+        return usage_error(usage_emit, "--batch needs a whole number from 1, found '%s'", optarg);
+      break;
     case 's': stage = optarg; break;
     case 'o': output = optarg; break;
     case 'C': c.no_color = true; break;
@@ -192,8 +210,16 @@ static int cmd_emit(int argc, char **argv) {
   }
   if (!stage)
     return usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
-  if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot"))
-    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir or dot)", stage);
+  bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused");
+  if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)
+    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels or fused)", stage);
+  EntryKind entry = ENTRY_FORWARD;
+  if (!strcmp(entry_name, "eval"))
+    entry = ENTRY_EVAL;
+  else if (!strcmp(entry_name, "train"))
+    entry = ENTRY_TRAIN;
+  else if (strcmp(entry_name, "forward"))
+    return usage_error(usage_emit, "--entry is forward, eval or train, found '%s'", entry_name);
   if (optind != argc - 1)
     return usage_error(usage_emit, "emit needs exactly one input file%s", "");
   const char *path = argv[optind];
@@ -202,6 +228,8 @@ static int cmd_emit(int argc, char **argv) {
     return usage_error(usage_emit, "--train applies to --stage ir and dot, not %s", stage);
   if (train && has_suffix(path, ".ir"))
     return usage_error(usage_emit, "--train needs a .nn model; '%s' is graph IR text", path);
+  if (kstage && has_suffix(path, ".ir"))
+    return usage_error(usage_emit, "--stage kernels and fused need a .nn model; '%s' is graph IR text", path);
   if (is_ir && !strcmp(stage, "ast"))
     return usage_error(usage_emit, "'%s' is graph IR text, which has no AST; use --stage ir or dot", path);
 
@@ -211,15 +239,22 @@ static int cmd_emit(int argc, char **argv) {
   int status = EXIT_USER;
   Program *p = NULL;
   IrGraph *g = NULL;
+  Model *model = NULL;
   if (is_ir)
     g = load_ir(path, a, &d);
   else if (!strcmp(stage, "ast"))
     p = fe_parse_file(path, a, &d);
   else {
     Model *m = cli_load_model(path, a, &d);
-    if (m && train && (!pass_autodiff(m, &d) || !ir_verify(m->g, &d)))
+    if (m && (train || entry == ENTRY_TRAIN) && (!pass_autodiff(m, &d) || !ir_verify(m->g, &d)))
       m = NULL;
+    if (m && entry != ENTRY_FORWARD && !m->g->loss) {
+      diag_error(&d, ((SrcLoc){0}), "add a loss after the model", "model '%s' has no loss for --entry %s",
+                 m->g->name, entry_name);
+      m = NULL;
+    }
     g = m ? m->g : NULL;
+    model = m;
   }
   if ((p && !d.nerrors) || g) {
     FILE *out = output ? fopen(output, "w") : stdout;
@@ -228,7 +263,13 @@ static int cmd_emit(int argc, char **argv) {
     } else {
       if (p)
         fe_print_ast(out, p);
-      else if (!strcmp(stage, "ir"))
+      else if (kstage) {
+        bool why = !strcmp(stage, "fused");
+        KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, why ? out : NULL);
+        if (why)
+          fputc('\n', out);
+        ir_print_program(out, kp);
+      } else if (!strcmp(stage, "ir"))
         ir_print(out, g);
       else
         ir_print_dot(out, g);

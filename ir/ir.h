@@ -154,4 +154,133 @@ IrGraph *ir_parse(const SrcFile *file, Arena *a, Diag *d);
 // Writes a Graphviz digraph of g.
 void ir_print_dot(FILE *out, const IrGraph *g);
 
+//
+// Kernel IR (ir/kernel.c): what fusion makes of a graph, and what the
+// backends compile. A program is one entry point (forward, eval or train
+// step): kernels in order over buffers at offsets the memory planner chose.
+//
+//   KN_LOOP  a loop nest over an index space (dimension 0 may be the batch);
+//            a body of scalar instructions over loads with affine indexes,
+//            and stores, which may reduce (sum) into their buffer
+//   KN_GEMM  C = op(A) op(B) through BLAS (beta 1: accumulate into C), then
+//            an optional epilogue loop over C (bias, activation, residual)
+//   KN_LIB   one graph node run by a library routine (convolution, pooling,
+//            batchnorm, softmax and losses): the ref kernels
+//
+
+// Scalar instructions of a loop body.
+typedef enum {
+  KI_LOAD,      // buf, idx: a float
+  KI_LOADI,     // buf, idx: an int32 (a class label), as a float
+  KI_CONST,     // imm
+  KI_INDEX,     // dim: the loop index of dimension dim, as a float
+  KI_ADD, KI_SUB, KI_MUL, KI_DIV, KI_MAX, KI_MIN,              // a, b
+  KI_NEG, KI_EXP, KI_LOG, KI_TANH, KI_SIGMOID, KI_SQRT, KI_ABS, KI_SIGN,   // a
+  KI_GT,        // a > b ? 1 : 0
+  KI_EQ,        // a == b ? 1 : 0
+  KI_SELECT,    // a != 0 ? b : c
+  KI_NUM_OPS
+} KInstrOp;
+
+// An affine index: offset + sum of stride[d] * i[d] over the loop
+// dimensions, in elements. A stride of 0 broadcasts along that dimension.
+typedef struct KIndex {
+  int64_t offset;
+  int64_t stride[IR_MAX_DIMS];
+} KIndex;
+
+typedef struct KInstr {
+  KInstrOp op;
+  int a, b, c;                 // operands: earlier instructions of the body
+  int buf;                     // LOAD, LOADI: index into the kernel's bufs
+  KIndex idx;                  // LOAD, LOADI
+  int dim;                     // INDEX
+  float imm;                   // CONST
+} KInstr;
+
+typedef enum {
+  KR_NONE,      // store the value
+  KR_SUM,       // add the value into the buffer, which the kernel zeroes first
+} KReduce;
+
+typedef struct KStore {
+  int buf;                     // index into the kernel's bufs
+  KIndex idx;
+  int value;                   // the instruction whose value is stored
+  KReduce reduce;
+} KStore;
+
+typedef enum { KN_LOOP, KN_GEMM, KN_LIB } KernelKind;
+
+// A GEMM extent: coef, times the batch when batched.
+typedef struct KExtent {
+  int64_t coef;
+  bool batched;
+} KExtent;
+
+typedef struct Kernel Kernel;
+struct Kernel {
+  KernelKind kind;
+  const char *name;            // what it computes: "linear_1: matmul + add + relu"
+  const IrNode **nodes;        // the graph nodes it computes, in order (their .nn lines)
+  int nnodes;
+  const IrNode **bufs;         // the buffers it touches: each a graph node's value
+  int nbufs;
+  // KN_LOOP
+  int ndim;                    // dimensions of the index space
+  int64_t dims[IR_MAX_DIMS];   // extents; IR_N for the batch (dimension 0 only)
+  KInstr *body;
+  int nbody;
+  KStore *stores;
+  int nstores;
+  bool parallel;               // dimension 0 may be split across threads (no store reduces over it)
+  // KN_GEMM: C[M, N] (+)= op(A) op(B) with A, B, C buffers 0, 1, 2
+  bool ta, tb;
+  KExtent m, n, k;
+  bool accumulate;             // beta = 1
+  Kernel *epilogue;            // a KN_LOOP over C run after the product, or NULL
+  // KN_LIB
+  const IrNode *node;          // the node it runs
+};
+
+// Where a buffer lives when the program runs.
+typedef enum {
+  KB_ARENA,     // the entry point's arena, at an offset the memory planner chose
+  KB_STATE,     // persistent: parameters, buffers, optimizer state
+  KB_INPUT,     // the caller's input or target
+} KBufSpace;
+
+typedef struct KBufInfo {
+  KBufSpace space;
+  int64_t offset;              // bytes from the start of its space, for the largest batch
+  int64_t bytes;               // for the largest batch
+} KBufInfo;
+
+typedef struct KProgram {
+  const IrGraph *g;
+  const char *entry;           // "forward", "eval_step", "train_step"
+  Kernel **kernels;
+  int nkernels;
+  KBufInfo *buf;               // buf[node id]: where each node's value lives (bytes 0: not materialized)
+  int64_t max_batch;           // the arena is sized for this batch
+  int64_t arena_bytes;         // peak: the arena's size
+  int64_t state_bytes;
+  int64_t naive_bytes;         // what one buffer per node would take
+} KProgram;
+
+// Builders (ir/kernel.c): kernels are allocated from the graph's arena.
+Kernel *ir_kernel_new(IrGraph *g, KernelKind kind, const char *name);
+int ir_kernel_buf(IrGraph *g, Kernel *k, const IrNode *n);   // index of n in k->bufs, adding it
+int ir_kernel_instr(IrGraph *g, Kernel *k, KInstr in);       // appends; returns its index
+void ir_kernel_store(IrGraph *g, Kernel *k, KStore st);
+void ir_kernel_add_node(IrGraph *g, Kernel *k, const IrNode *n);
+// The contiguous index of a node's elements over a loop space of the same
+// shape (strides of its row-major layout), broadcast to ndim dimensions.
+KIndex ir_kernel_index(const IrNode *n, int ndim, const int64_t *dims);
+
+// Prints a program: each kernel with its kind, index space, body, the
+// graph nodes and .nn lines it came from (`nnc emit --stage kernels`).
+void ir_print_program(FILE *out, const KProgram *p);
+const char *ir_kinstr_name(KInstrOp op);
+
 #endif

@@ -132,7 +132,7 @@ static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
   IrNode *x = n->src[0];
   switch (n->op) {
   case IR_NEG: return mk1(ad, IR_NEG, g);
-  case IR_RELU: return mk2(ad, IR_RELU_GRAD, g, x);
+  case IR_RELU: return mk2(ad, IR_RELU_GRAD, g, n);   // y > 0 exactly where x > 0
   case IR_SIGMOID: return mk2(ad, IR_SIGMOID_GRAD, g, n);
   case IR_TANH: return mk2(ad, IR_TANH_GRAD, g, n);
   case IR_EXP: return mk2(ad, IR_MUL, g, n);

@@ -75,6 +75,32 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d);
 // false if the model cannot be trained.
 bool pass_autodiff(Model *m, Diag *d);
 
+// The entry points a model compiles to (DESIGN.md, "The compiled step").
+typedef enum {
+  ENTRY_FORWARD,   // the output, in inference mode
+  ENTRY_EVAL,      // the output and the loss, in inference mode
+  ENTRY_TRAIN,     // output, loss, gradients and the optimizer's updates
+} EntryKind;
+
+// Marks in need[] (one flag per node of m->g) the nodes entry computes.
+void pass_needed(const Model *m, EntryKind entry, bool *need);
+
+// fuse.c: needs a checked graph (after pass_autodiff for ENTRY_TRAIN);
+// lowers the nodes entry needs to kernels: chains of elementwise ops fuse
+// into one loop, a matrix product's elementwise consumers into its
+// epilogue, a reduction with the elementwise ops that feed it; the rest
+// become library kernels. With fuse false, every node is a kernel of its
+// own. Then plans memory (memplan.c). why (may be NULL) receives one line
+// per producer/consumer pair left unfused, saying why.
+KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why);
+
+// memplan.c: gives every value p's kernels materialize an offset: one
+// arena for the activations, reusing a buffer once its last reader has run
+// (in place where a loop reads and writes the same elements), and the
+// persistent state (parameters, buffers, optimizer state) in graph order,
+// the same for every entry point. Fills p->buf, arena_bytes, state_bytes.
+void pass_memplan(KProgram *p, const bool *keep);
+
 // shapes.c: infers n's dtype and shape from its inputs' and attributes;
 // reports a mismatch at n->loc and returns false (n->ndim stays -1).
 // Inputs with unknown shape (ndim -1) make n unknown without a report.

@@ -1,0 +1,371 @@
+// fuse.c: from the graph to kernel IR, fusing what can share a loop.
+//
+// Every node an entry point needs becomes part of a kernel. Elementwise
+// ops (and constants) are loop bodies; a chain of them whose intermediate
+// values have a single consumer of the same shape becomes one loop that
+// reads its inputs once and writes one result. A matrix product is a BLAS
+// GEMM whose elementwise consumers (bias, activation, a residual add) run
+// as its epilogue; a reduction (sum_to, channel_sum) takes in the
+// elementwise ops that feed it. Reshapes (and dropout outside training)
+// move no data: they alias their input. Everything else runs as a library
+// kernel: convolution, pooling, batchnorm, softmax, losses, updates.
+//
+// fused_into[P] = E records that node P is computed inside the kernel of
+// E; a node that is in no one's kernel is the root of its own.
+#include "passes.h"
+
+#include <string.h>
+
+typedef struct Fuse {
+  const Model *m;
+  IrGraph *g;
+  EntryKind entry;
+  bool fuse;
+  FILE *why;
+  bool *need;            // need[id]: the entry point computes node id
+  bool *keep;            // keep[id]: the caller reads it after the step (output, loss)
+  int *uses;             // uses[id]: consumers among the needed nodes
+  int *fused_into;       // the node whose kernel computes this one, or -1
+  int *gemms;            // GEMMs in the kernel rooted at this node
+  KProgram *p;
+} Fuse;
+
+void pass_needed(const Model *m, EntryKind entry, bool *need) {
+  const IrGraph *g = m->g;
+  memset(need, 0, sizeof(bool) * g->nnodes);
+  if (g->output)
+    need[g->output->id] = true;
+  if (entry != ENTRY_FORWARD && g->loss)
+    need[g->loss->id] = true;
+  if (entry == ENTRY_TRAIN)
+    for (int i = 0; i < m->nparams; i++)
+      need[m->steps[i]->id] = true;
+  for (int i = g->nnodes - 1; i >= 0; i--)
+    if (need[i])
+      for (int k = 0; k < g->nodes[i]->nsrc; k++)
+        need[g->nodes[i]->src[k]->id] = true;
+}
+
+// Ops that are a few scalar instructions per element.
+static bool is_elementwise(IrOp op) {
+  switch (op) {
+  case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV: case IR_NEG: case IR_RELU: case IR_SIGMOID:
+  case IR_TANH: case IR_EXP: case IR_LOG: case IR_CONST: case IR_RELU_GRAD: case IR_SIGMOID_GRAD:
+  case IR_TANH_GRAD:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static bool is_reduction(IrOp op) { return op == IR_SUM_TO || op == IR_CHANNEL_SUM; }
+
+// Ops that move no data in this entry point: their value is their input's.
+static bool is_alias(const Fuse *f, const IrNode *n) {
+  return n->op == IR_RESHAPE || (n->op == IR_DROPOUT && f->entry != ENTRY_TRAIN);
+}
+
+static const char *mnem(const IrNode *n) { return ir_op_info(n->op)->mnem; }
+
+static void why_not(Fuse *f, const IrNode *p, const IrNode *c, const char *reason) {
+  if (f->why)
+    fprintf(f->why, "  %%%d (%s) -> %%%d (%s): %s\n", p->id, mnem(p), c->id, mnem(c), reason);
+}
+
+// Decides whether producer p is computed inside consumer c's kernel.
+static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
+  if (ir_op_is_leaf(p->op))
+    return;   // constants are inlined; parameters and inputs are loaded
+  bool c_loop = is_elementwise(c->op) || is_reduction(c->op);
+  const char *reason = NULL;
+  if (!f->fuse)
+    reason = "fusion is off";
+  else if (!c_loop)
+    reason = c->op == IR_MATMUL ? "a GEMM reads its operands from memory"
+             : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
+                                : "a library kernel reads its inputs from memory";
+  else if (is_alias(f, p))
+    reason = "a reshape changes the index space";
+  else if (!is_elementwise(p->op) && p->op != IR_MATMUL)
+    reason = is_reduction(p->op) ? "a reduction's result is complete only after its loop"
+                                 : "a library kernel writes its result to memory";
+  else if (f->keep[p->id])
+    reason = "the value is an output of the step";
+  else if (f->uses[p->id] > 1)
+    reason = "the value has several consumers";
+  else if (!ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
+    reason = "the shapes differ (a broadcast)";
+  else if (p->op == IR_MATMUL && is_reduction(c->op))
+    reason = "a GEMM epilogue cannot reduce";
+  else if ((p->op == IR_MATMUL || f->gemms[p->id]) && f->gemms[c->id])
+    reason = "the consumer already has a GEMM";
+  if (reason) {
+    why_not(f, p, c, reason);
+    return;
+  }
+  f->fused_into[p->id] = c->id;
+  f->gemms[c->id] += f->gemms[p->id] + (p->op == IR_MATMUL);
+}
+
+//
+// Loop bodies
+//
+
+typedef struct Gen {
+  Fuse *f;
+  Kernel *k;
+  const IrNode *root;
+  const IrNode *gemm;    // the GEMM of an epilogue: its value is loaded from C
+} Gen;
+
+static int emit(Gen *gen, KInstr in) { return ir_kernel_instr(gen->f->g, gen->k, in); }
+static int emit_const(Gen *gen, float v) { return emit(gen, (KInstr){.op = KI_CONST, .imm = v}); }
+static int emit2(Gen *gen, KInstrOp op, int a, int b) { return emit(gen, (KInstr){.op = op, .a = a, .b = b}); }
+static int emit1(Gen *gen, KInstrOp op, int a) { return emit(gen, (KInstr){.op = op, .a = a}); }
+
+static int gen_value(Gen *gen, const IrNode *n);
+
+// A value from memory, broadcast over the loop space.
+static int gen_load(Gen *gen, const IrNode *n) {
+  Kernel *k = gen->k;
+  KInstr in = {.op = n->dtype == DT_I32 ? KI_LOADI : KI_LOAD, .buf = ir_kernel_buf(gen->f->g, k, n),
+               .idx = ir_kernel_index(n, k->ndim, k->dims)};
+  return emit(gen, in);
+}
+
+// The instructions of elementwise node n, on its operands' values.
+static int gen_op(Gen *gen, const IrNode *n) {
+  int a = n->nsrc > 0 ? gen_value(gen, n->src[0]) : -1;
+  int b = n->nsrc > 1 ? gen_value(gen, n->src[1]) : -1;
+  switch (n->op) {
+  case IR_CONST: return emit_const(gen, (float)n->attr.f[0]);
+  case IR_ADD: return emit2(gen, KI_ADD, a, b);
+  case IR_SUB: return emit2(gen, KI_SUB, a, b);
+  case IR_MUL: return emit2(gen, KI_MUL, a, b);
+  case IR_DIV: return emit2(gen, KI_DIV, a, b);
+  case IR_NEG: return emit1(gen, KI_NEG, a);
+  case IR_EXP: return emit1(gen, KI_EXP, a);
+  case IR_LOG: return emit1(gen, KI_LOG, a);
+  case IR_TANH: return emit1(gen, KI_TANH, a);
+  case IR_SIGMOID: return emit1(gen, KI_SIGMOID, a);
+  case IR_RELU: {   // x > 0 ? x : 0, as the ref kernel
+    int zero = emit_const(gen, 0);
+    return emit(gen, (KInstr){.op = KI_SELECT, .a = emit2(gen, KI_GT, a, zero), .b = a, .c = zero});
+  }
+  case IR_RELU_GRAD: {   // (g, y): g where y > 0
+    int zero = emit_const(gen, 0);
+    return emit(gen, (KInstr){.op = KI_SELECT, .a = emit2(gen, KI_GT, b, zero), .b = a, .c = zero});
+  }
+  case IR_SIGMOID_GRAD:   // (g, y): g * (1 - y) * y, in the ref kernel's order
+    return emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), b)), b);
+  case IR_TANH_GRAD:      // (g, y): g * (1 - y * y)
+    return emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), emit2(gen, KI_MUL, b, b)));
+  default:
+    unreachable();
+  }
+}
+
+// The value of n inside the kernel: computed in place when n is fused
+// into it, else loaded.
+static int gen_value(Gen *gen, const IrNode *n) {
+  Fuse *f = gen->f;
+  if (n->op == IR_CONST)
+    return emit_const(gen, (float)n->attr.f[0]);
+  bool computed = n == gen->root || (n != gen->gemm && f->fused_into[n->id] >= 0 && n->op != IR_MATMUL);
+  if (!computed)
+    return gen_load(gen, n);
+  ir_kernel_add_node(f->g, gen->k, n);
+  return gen_op(gen, n);
+}
+
+static void set_space(Kernel *k, const IrNode *shape) {
+  k->ndim = shape->ndim;
+  memcpy(k->dims, shape->shape, sizeof(int64_t) * shape->ndim);
+}
+
+// "linear_1 + relu_1": the distinct scopes of a kernel's nodes.
+static const char *scopes_name(Fuse *f, const Kernel *k) {
+  StrBuf sb = {0};
+  for (int i = 0; i < k->nnodes; i++) {
+    const char *s = k->nodes[i]->scope ? k->nodes[i]->scope : mnem(k->nodes[i]);
+    bool seen = false;
+    for (int j = 0; j < i && !seen; j++)
+      seen = !strcmp(s, k->nodes[j]->scope ? k->nodes[j]->scope : mnem(k->nodes[j]));
+    if (!seen)
+      sb_printf(&sb, "%s%s", sb.len ? " + " : "", s);
+  }
+  const char *name = arena_strdup(f->g->arena, sb.data ? sb.data : k->name);
+  sb_free(&sb);
+  return name;
+}
+
+// Whether a loop may split dimension 0 across threads: no store sums over it.
+static bool splittable(const Kernel *k) {
+  if (k->ndim == 0)
+    return false;
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[0] == 0)
+      return false;
+  return true;
+}
+
+// An elementwise root: a loop over its shape storing its value.
+static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
+  Kernel *k = ir_kernel_new(f->g, KN_LOOP, root->scope ? root->scope : mnem(root));
+  set_space(k, root);
+  Gen gen = {f, k, root, gemm};
+  int v = gen_value(&gen, root);
+  KStore st = {.buf = ir_kernel_buf(f->g, k, root), .idx = ir_kernel_index(root, k->ndim, k->dims), .value = v};
+  ir_kernel_store(f->g, k, st);
+  k->parallel = splittable(k);
+  k->name = scopes_name(f, k);
+  return k;
+}
+
+// sum_to and channel_sum: a loop over the input's shape, summing into the
+// result; the ops that feed the input are computed in the same loop.
+static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
+  const IrNode *x = root->src[0];
+  Kernel *k = ir_kernel_new(f->g, KN_LOOP, root->scope ? root->scope : mnem(root));
+  set_space(k, x);
+  Gen gen = {f, k, root, NULL};
+  ir_kernel_add_node(f->g, k, root);
+  int v = gen_value(&gen, x);
+  KIndex idx = {0};
+  if (root->op == IR_SUM_TO)
+    idx = ir_kernel_index(root, k->ndim, k->dims);
+  else
+    idx.stride[1] = 1;   // channel_sum: [N, C, ...] -> [C]
+  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, root), .idx = idx, .value = v, .reduce = KR_SUM});
+  k->parallel = splittable(k);
+  k->name = scopes_name(f, k);
+  return k;
+}
+
+// The extents of a GEMM from its operands' shapes.
+static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
+  const IrNode *a = mm->src[0], *b = mm->src[1];
+  Kernel *k = ir_kernel_new(f->g, KN_GEMM, mm->scope ? mm->scope : "matmul");
+  ir_kernel_buf(f->g, k, a);
+  ir_kernel_buf(f->g, k, b);
+  ir_kernel_buf(f->g, k, mm);
+  ir_kernel_add_node(f->g, k, mm);
+  k->ta = mm->attr.i[0];
+  k->tb = mm->attr.i[1];
+  if (k->ta) {   // a is [K, M]
+    k->k = (KExtent){a->shape[0] == IR_N ? 1 : a->shape[0], a->shape[0] == IR_N};
+    k->m = (KExtent){a->shape[1], false};
+  } else {       // a is [..., M, K]: leading dimensions fold into M
+    int64_t kk = a->shape[a->ndim - 1];
+    k->k = (KExtent){kk, false};
+    k->m = (KExtent){ir_numel(a, 1) / kk, ir_is_batched(a)};
+  }
+  k->n = (KExtent){k->tb ? b->shape[0] : b->shape[1], false};
+  return k;
+}
+
+static void add_kernel(Fuse *f, Kernel *k) {
+  KProgram *p = f->p;
+  if (!(p->nkernels & (p->nkernels - 1))) {
+    Kernel **fresh = arena_alloc(f->g->arena, sizeof(Kernel *) * (p->nkernels ? 2 * p->nkernels : 1));
+    if (p->nkernels)
+      memcpy(fresh, p->kernels, sizeof(Kernel *) * p->nkernels);
+    p->kernels = fresh;
+  }
+  p->kernels[p->nkernels++] = k;
+}
+
+// The kernel(s) of root node n.
+static void lower_root(Fuse *f, IrNode *n) {
+  if (is_reduction(n->op)) {
+    add_kernel(f, reduce_kernel(f, n));
+    return;
+  }
+  if (n->op == IR_MATMUL) {
+    add_kernel(f, gemm_kernel(f, n));
+    return;
+  }
+  if (is_elementwise(n->op)) {
+    // An epilogue: the fused GEMM runs first, then the loop over its result.
+    const IrNode *gemm = NULL;
+    for (int i = n->id - 1; f->gemms[n->id] && i >= 0 && !gemm; i--) {
+      int r = f->fused_into[i];
+      while (r >= 0 && r != n->id)
+        r = f->fused_into[r];
+      if (r == n->id && f->g->nodes[i]->op == IR_MATMUL)
+        gemm = f->g->nodes[i];
+    }
+    Kernel *k = loop_kernel(f, n, gemm);
+    if (!gemm) {
+      add_kernel(f, k);
+      return;
+    }
+    Kernel *gk = gemm_kernel(f, f->g->nodes[gemm->id]);
+    gk->epilogue = k;
+    for (int i = 0; i < k->nnodes; i++)
+      if (k->nodes[i] != gemm)
+        ir_kernel_add_node(f->g, gk, k->nodes[i]);
+    gk->name = scopes_name(f, gk);
+    add_kernel(f, gk);
+    return;
+  }
+  Kernel *k = ir_kernel_new(f->g, KN_LIB, n->scope ? n->scope : mnem(n));
+  k->node = n;
+  ir_kernel_add_node(f->g, k, n);
+  for (int i = 0; i < n->nsrc; i++)
+    ir_kernel_buf(f->g, k, n->src[i]);
+  ir_kernel_buf(f->g, k, n);
+  add_kernel(f, k);
+}
+
+KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why) {
+  IrGraph *g = m->g;
+  Arena *a = g->arena;
+  int nn = g->nnodes;
+  Fuse f = {.m = m, .g = g, .entry = entry, .fuse = fuse, .why = why};
+  f.need = arena_alloc(a, sizeof(bool) * nn);
+  f.keep = arena_alloc(a, sizeof(bool) * nn);
+  f.uses = arena_alloc(a, sizeof(int) * nn);
+  f.fused_into = arena_alloc(a, sizeof(int) * nn);
+  f.gemms = arena_alloc(a, sizeof(int) * nn);
+  pass_needed(m, entry, f.need);
+  if (g->output)
+    f.keep[g->output->id] = true;
+  if (g->loss && entry != ENTRY_FORWARD)
+    f.keep[g->loss->id] = true;
+  for (int i = 0; i < nn; i++) {
+    f.fused_into[i] = -1;
+    if (f.need[i])
+      for (int k = 0; k < g->nodes[i]->nsrc; k++)
+        f.uses[g->nodes[i]->src[k]->id]++;
+  }
+  static const char *const names[] = {"forward", "eval_step", "train_step"};
+  KProgram *p = arena_alloc(a, sizeof *p);
+  *p = (KProgram){.g = g, .entry = names[entry], .max_batch = max_batch};
+  f.p = p;
+  if (why)
+    fprintf(why, "unfused producer/consumer pairs of %s:\n", names[entry]);
+  for (int i = 0; i < nn; i++) {
+    IrNode *n = g->nodes[i];
+    if (f.need[i] && !ir_op_is_leaf(n->op))
+      for (int k = 0; k < n->nsrc; k++)
+        if (f.need[n->src[k]->id])
+          try_fuse(&f, n->src[k], n);
+  }
+  // A constant gets a buffer only when a GEMM or a library kernel reads it.
+  bool *const_buffer = arena_alloc(a, sizeof(bool) * nn);
+  for (int i = 0; i < nn; i++) {
+    IrNode *n = g->nodes[i];
+    if (f.need[i] && !is_elementwise(n->op) && !is_reduction(n->op))
+      for (int k = 0; k < n->nsrc; k++)
+        const_buffer[n->src[k]->id] |= n->src[k]->op == IR_CONST;
+  }
+  for (int i = 0; i < nn; i++) {
+    IrNode *n = g->nodes[i];
+    bool skip = n->op == IR_CONST ? !const_buffer[i] : ir_op_is_leaf(n->op);
+    if (f.need[i] && !skip && !is_alias(&f, n) && f.fused_into[i] < 0)
+      lower_root(&f, n);
+  }
+  pass_memplan(p, f.keep);
+  return p;
+}

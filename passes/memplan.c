@@ -1,0 +1,209 @@
+// memplan.c: where every value of a program lives.
+//
+// Persistent tensors (parameters, buffers, optimizer state) are laid out in
+// graph order in one state block, the same for every entry point of a
+// model. Everything else a kernel writes gets a slot in the entry point's
+// arena for as long as someone still reads it: slots are handed out in
+// kernel order, first fit, and a slot is free again after its value's last
+// reader has run. A loop whose result has the same size and index as one
+// of its inputs that dies there writes in place over it; a GEMM's epilogue
+// writes over the product; a reshape shares its input's slot.
+#include "passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64
+
+static int64_t align_up(int64_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+// A value's storage: values that alias share one.
+typedef struct Slot {
+  int64_t bytes;         // size for the largest batch, aligned
+  int first, last;       // kernels that write it first and read it last
+  int64_t offset;        // in the arena, once placed (-1 before)
+  bool keep;             // read by the caller after the step: lives to the end
+} Slot;
+
+typedef struct Plan {
+  KProgram *p;
+  const IrGraph *g;
+  int *slot;             // slot[id]: the storage of node id, or -1
+  Slot *slots;
+  int nslots;
+} Plan;
+
+static int64_t node_bytes(const IrNode *n, int64_t batch) { return align_up(ir_numel(n, batch) * 4); }
+
+static int new_slot(Plan *pl, const IrNode *n, int first) {
+  pl->slots[pl->nslots] = (Slot){node_bytes(n, pl->p->max_batch), first, first, -1, false};
+  pl->slot[n->id] = pl->nslots;
+  return pl->nslots++;
+}
+
+// The node a reshape (or identity dropout) reads: follow aliases down.
+static const IrNode *storage_node(const IrNode *n, const bool *materialized) {
+  while (!materialized[n->id] && n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT))
+    n = n->src[0];
+  return n;
+}
+
+// Whether kernel k reads buffer b only at the index it stores root at, so
+// the root may overwrite b in place.
+static bool same_access(const Kernel *k, int b, int root_buf) {
+  const KStore *st = NULL;
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].buf == root_buf)
+      st = &k->stores[i];
+  if (!st || st->reduce != KR_NONE)
+    return false;
+  for (int i = 0; i < k->nbody; i++) {
+    const KInstr *in = &k->body[i];
+    if ((in->op == KI_LOAD || in->op == KI_LOADI) && in->buf == b && memcmp(&in->idx, &st->idx, sizeof in->idx))
+      return false;
+  }
+  return true;
+}
+
+// The node a kernel writes (its result).
+static const IrNode *kernel_result(const Kernel *k) {
+  if (k->kind == KN_LIB)
+    return k->node;
+  if (k->kind == KN_GEMM)
+    return k->epilogue ? k->epilogue->bufs[k->epilogue->stores[0].buf] : k->bufs[2];
+  return k->bufs[k->stores[0].buf];
+}
+
+// Marks reads of node n by kernel i (through aliases).
+static void read_at(Plan *pl, const IrNode *n, int i) {
+  int s = pl->slot[n->id];
+  if (s >= 0 && pl->slots[s].last < i)
+    pl->slots[s].last = i;
+}
+
+void pass_memplan(KProgram *p, const bool *keep) {
+  const IrGraph *g = p->g;
+  int nn = g->nnodes;
+  Plan pl = {p, g, xmalloc(sizeof(int) * nn), xmalloc(sizeof(Slot) * (nn + 1)), 0};
+  p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * nn);
+  bool *mat = xcalloc(nn, 1);   // materialized: written by a kernel, or a leaf
+  for (int i = 0; i < nn; i++)
+    pl.slot[i] = -1;
+  // State: every persistent tensor of the graph, in order.
+  int64_t state = 0;
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_PARAM || n->op == IR_BUFFER) {
+      p->buf[i] = (KBufInfo){KB_STATE, state, node_bytes(n, 1)};
+      state += node_bytes(n, 1);
+      mat[i] = true;
+    }
+  }
+  p->state_bytes = state;
+  // Inputs live from the start; kernels' results from their kernel.
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_INPUT || n->op == IR_TARGET) {
+      new_slot(&pl, n, -1);
+      mat[i] = true;
+    }
+  }
+  for (int i = 0; i < p->nkernels; i++) {
+    const Kernel *k = p->kernels[i];
+    const IrNode *r = kernel_result(k);
+    mat[r->id] = r->op != IR_SGD_STEP && r->op != IR_ADAM_STEP;
+    if (k->kind == KN_GEMM)
+      mat[k->bufs[2]->id] = true;
+  }
+  // Reads, in kernel order, decide each slot's life; results may reuse a
+  // dying input in place.
+  p->naive_bytes = 0;
+  for (int i = 0; i < p->nkernels; i++) {
+    Kernel *k = p->kernels[i];
+    const Kernel *reads[2] = {k, k->epilogue};
+    for (int r = 0; r < 2 && reads[r]; r++)
+      for (int b = 0; b < reads[r]->nbufs; b++)
+        read_at(&pl, storage_node(reads[r]->bufs[b], mat), i);
+    if (k->kind == KN_LIB)
+      for (int s = 0; s < k->node->nsrc; s++)
+        read_at(&pl, storage_node(k->node->src[s], mat), i);
+    const IrNode *res = kernel_result(k);
+    if (k->kind == KN_GEMM) {
+      const IrNode *c = k->bufs[2];
+      int s = new_slot(&pl, c, i);
+      p->naive_bytes += pl.slots[s].bytes;
+      if (res != c) {   // the epilogue overwrites the product
+        pl.slot[res->id] = s;
+        p->naive_bytes += node_bytes(res, p->max_batch);
+      }
+      continue;
+    }
+    if (res->op == IR_SGD_STEP || res->op == IR_ADAM_STEP)
+      continue;   // updates write the parameters in place
+    p->naive_bytes += node_bytes(res, p->max_batch);
+    int in_place = -1;
+    if (k->kind == KN_LOOP) {
+      int root_buf = k->stores[0].buf;
+      for (int b = 0; b < k->nbufs && in_place < 0; b++) {
+        const IrNode *x = k->bufs[b];
+        int s = pl.slot[x->id];
+        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].keep || pl.slots[s].last != i ||
+            node_bytes(x, p->max_batch) != node_bytes(res, p->max_batch) || !same_access(k, b, root_buf))
+          continue;
+        in_place = s;
+      }
+    }
+    if (in_place >= 0)
+      pl.slot[res->id] = in_place;
+    else
+      new_slot(&pl, res, i);
+  }
+  // Aliases share their source's slot; kept values live to the end.
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (pl.slot[i] < 0 && !mat[i] && n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT))
+      pl.slot[i] = pl.slot[storage_node(n, mat)->id];
+    if (pl.slot[i] >= 0 && keep[i]) {
+      pl.slots[pl.slot[i]].keep = true;
+      pl.slots[pl.slot[i]].last = p->nkernels;
+    }
+  }
+  // Placement: first fit among the slots live at the same time. Slots are
+  // placed in order of birth; each takes the lowest offset that overlaps
+  // no live slot already placed.
+  int *order = xmalloc(sizeof(int) * (pl.nslots + 1));
+  for (int i = 0; i < pl.nslots; i++)
+    order[i] = i;
+  int64_t peak = 0;
+  for (int a = 0; a < pl.nslots; a++) {
+    Slot *s = &pl.slots[order[a]];
+    int64_t off = 0;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int b = 0; b < a; b++) {
+        const Slot *t = &pl.slots[order[b]];
+        bool live_together = t->first <= s->last && s->first <= t->last;
+        if (live_together && off < t->offset + t->bytes && t->offset < off + s->bytes) {
+          off = t->offset + t->bytes;
+          moved = true;
+        }
+      }
+    }
+    s->offset = off;
+    if (off + s->bytes > peak)
+      peak = off + s->bytes;
+  }
+  p->arena_bytes = peak;
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (pl.slot[i] < 0)
+      continue;
+    const Slot *s = &pl.slots[pl.slot[i]];
+    p->buf[i] = (KBufInfo){n->op == IR_INPUT || n->op == IR_TARGET ? KB_INPUT : KB_ARENA, s->offset,
+                           node_bytes(n, p->max_batch)};
+  }
+  free(order);
+  free(mat);
+  free(pl.slot);
+  free(pl.slots);
+}
