@@ -24,4 +24,7 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 
+// bench.c: `nnc bench`.
+int cli_bench(int argc, char **argv);
+
 #endif

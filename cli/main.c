@@ -24,6 +24,7 @@ static const char *const usage_main =
     "  train   train a model on a data set (Fashion-MNIST by default)\n"
     "  eval    evaluate trained weights: loss, accuracy, confusion matrix\n"
     "  predict classify images (PNG, PGM) or the samples of IDX and CSV files\n"
+    "  bench   time the compiled step: per kernel, fused against unfused and ref\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (nnc COMMAND --help for a command's)\n"
@@ -307,7 +308,9 @@ int main(int argc, char **argv) {
     return cli_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "predict"))
     return cli_predict(argc - 1, argv + 1);
-  static const char *const cmds[] = {"check", "emit", "train", "eval", "predict", "help", "version"};
+  if (!strcmp(cmd, "bench"))
+    return cli_bench(argc - 1, argv + 1);
+  static const char *const cmds[] = {"check", "emit", "train", "eval", "predict", "bench", "help", "version"};
   const char *s = suggest_name(cmd, cmds, countof(cmds));
   fprintf(stderr, "nnc: unknown command '%s'%s%s%s\n\n%s", cmd, s ? "; did you mean '" : "", s ? s : "",
           s ? "'?" : "", usage_main);

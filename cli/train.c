@@ -40,6 +40,9 @@ static const char *const usage_train =
     "      --normalize       standardize inputs with the training data's mean and std\n"
     "      --no-shuffle      keep the data's order\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"
+    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
+    "                        (one plain C kernel per graph node)\n"
+    "      --no-fuse         cpu: one kernel per graph node\n"
     "      --progress MODE   within each epoch: bar (a live line), lines (one every\n"
     "                        10 s), none, or auto (bar on a terminal, else lines)\n"
     "  -q, --quiet           print nothing but errors\n"
@@ -57,7 +60,10 @@ static const char *const usage_eval =
     "      --split NAME      test (default) or train, for an IDX directory\n"
     "  -b, --batch N         samples per step (default 256)\n"
     "      --limit N         the first N samples only\n"
-    "  -j, --threads N       BLAS threads\n"
+    "  -j, --threads N       threads\n"
+    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
+    "                        (one plain C kernel per graph node)\n"
+    "      --no-fuse         cpu: one kernel per graph node\n"
     "  -h, --help            show this help\n";
 
 static const char *const usage_predict =
@@ -71,6 +77,9 @@ static const char *const usage_predict =
     "  -w, --weights CKPT    the checkpoint (required)\n"
     "  -k, --top K           how many classes to show (default 3)\n"
     "      --limit N         at most N samples from each IDX or CSV file\n"
+    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
+    "                        (one plain C kernel per graph node)\n"
+    "      --no-fuse         cpu: one kernel per graph node\n"
     "  -h, --help            show this help\n";
 
 static int bad_usage(const char *usage, const char *fmt, const char *arg) {
@@ -101,6 +110,28 @@ static bool opt_num(const char *s, double lo, double hi, double *out) {
   return true;
 }
 
+// --backend NAME: false for an unknown name.
+static bool parse_backend(const char *s, RtBackend *b) {
+  if (!strcmp(s, "cpu"))
+    *b = RT_BACKEND_CPU;
+  else if (!strcmp(s, "ref"))
+    *b = RT_BACKEND_REF;
+  else
+    return false;
+  return true;
+}
+
+// An executor of the chosen backend; NULL after reporting why.
+static RtExec *make_exec(Model *m, int64_t batch, RtBackend backend, bool fuse, int threads) {
+  if (backend == RT_BACKEND_REF)
+    return rt_exec_new(m, batch);
+  char err[1024];
+  RtExec *ex = rt_exec_new_cpu(m, batch, fuse, threads, err, sizeof err);
+  if (!ex)
+    fprintf(stderr, "nnc: error: %s\n", err);
+  return ex;
+}
+
 static int cores(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -118,7 +149,8 @@ static Model *compile(const char *path, Arena *a, bool train) {
 }
 
 int cli_train(int argc, char **argv) {
-  enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS };
+  enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
+         O_BACKEND, O_NOFUSE };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},   {"test", required_argument, 0, O_TEST},
       {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
@@ -129,18 +161,25 @@ int cli_train(int argc, char **argv) {
       {"normalize", no_argument, 0, O_NORM}, {"no-shuffle", no_argument, 0, O_NOSHUF},
       {"metrics", required_argument, 0, O_METRICS}, {"progress", required_argument, 0, O_PROGRESS},
       {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+      {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
       {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
              *prog = "auto";
   int64_t epochs = -1, batch = -1, seed = -1, threads = cores(), limit = 0, tlimit = 0;
   double lr = -1, val = -1;
-  bool normalize = false, noshuffle = false, quiet = false;
+  bool normalize = false, noshuffle = false, quiet = false, nofuse = false;
+  RtBackend backend = RT_BACKEND_CPU;
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "d:e:b:s:j:o:qh", opts, NULL)) != -1) {
     switch (ch) {
     case 'q': quiet = true; break;
+    case O_NOFUSE: nofuse = true; break;
+    case O_BACKEND:
+      if (!parse_backend(optarg, &backend))
+        return bad_usage(usage_train, "--backend is cpu or ref, found '%s'", optarg);
+      break;
     case 'd': data = optarg; break;
     case O_TEST: test = optarg; break;
     case 'o': out = optarg; break;
@@ -187,7 +226,8 @@ int cli_train(int argc, char **argv) {
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
       .threads = (int)threads, .val_split = val >= 0 ? val : m->train.val_split, .limit = limit,
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
-      .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"),
+      .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
+      .fuse = !nofuse,
   };
   RtTrainResult res;
   bool ok = rt_train(m, &o, stdout, &res);
@@ -243,8 +283,9 @@ static void print_confusion(const int64_t *conf, int k) {
 }
 
 int cli_eval(int argc, char **argv) {
-  enum { O_SPLIT = 256, O_LIMIT };
+  enum { O_SPLIT = 256, O_LIMIT, O_BACKEND, O_NOFUSE };
   static const struct option opts[] = {
+      {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
       {"weights", required_argument, 0, 'w'}, {"data", required_argument, 0, 'd'},
       {"split", required_argument, 0, O_SPLIT}, {"batch", required_argument, 0, 'b'},
       {"limit", required_argument, 0, O_LIMIT}, {"threads", required_argument, 0, 'j'},
@@ -252,6 +293,8 @@ int cli_eval(int argc, char **argv) {
   };
   const char *weights = NULL, *data = RT_FASHION_MNIST_DIR, *split = "test";
   int64_t batch = 256, limit = 0, threads = cores();
+  RtBackend backend = RT_BACKEND_CPU;
+  bool nofuse = false;
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "w:d:b:j:h", opts, NULL)) != -1) {
@@ -259,6 +302,11 @@ int cli_eval(int argc, char **argv) {
     case 'w': weights = optarg; break;
     case 'd': data = optarg; break;
     case O_SPLIT: split = optarg; break;
+    case O_NOFUSE: nofuse = true; break;
+    case O_BACKEND:
+      if (!parse_backend(optarg, &backend))
+        return bad_usage(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
+      break;
     case 'b': if (!opt_int(optarg, 1, 1 << 20, &batch)) return bad_usage(usage_eval, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case O_LIMIT: if (!opt_int(optarg, 1, INT64_MAX, &limit)) return bad_usage(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'j': if (!opt_int(optarg, 1, 1024, &threads)) return bad_usage(usage_eval, "--threads needs a whole number from 1, found '%s'", optarg); break;
@@ -286,7 +334,8 @@ int cli_eval(int argc, char **argv) {
   }
   if (!eval_data(m, data, split, &ds))
     goto done;
-  ex = rt_exec_new(m, batch);
+  if (!(ex = make_exec(m, batch, backend, !nofuse, (int)threads)))
+    goto done;
   RtCkptInfo info;
   if (!rt_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
@@ -393,18 +442,26 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
 }
 
 int cli_predict(int argc, char **argv) {
-  enum { O_LIMIT = 256 };
+  enum { O_LIMIT = 256, O_BACKEND, O_NOFUSE };
   static const struct option opts[] = {
+      {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
       {"weights", required_argument, 0, 'w'}, {"top", required_argument, 0, 'k'},
       {"limit", required_argument, 0, O_LIMIT}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
   };
   const char *weights = NULL;
   int64_t top = 3, limit = 0;
+  RtBackend backend = RT_BACKEND_CPU;
+  bool nofuse = false;
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "w:k:h", opts, NULL)) != -1) {
     switch (ch) {
     case 'w': weights = optarg; break;
+    case O_NOFUSE: nofuse = true; break;
+    case O_BACKEND:
+      if (!parse_backend(optarg, &backend))
+        return bad_usage(usage_predict, "--backend is cpu or ref, found '%s'", optarg);
+      break;
     case 'k': if (!opt_int(optarg, 1, 1000, &top)) return bad_usage(usage_predict, "--top needs a whole number from 1, found '%s'", optarg); break;
     case O_LIMIT: if (!opt_int(optarg, 1, INT64_MAX, &limit)) return bad_usage(usage_predict, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'h': fputs(usage_predict, stdout); return 0;
@@ -418,7 +475,9 @@ int cli_predict(int argc, char **argv) {
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
-  RtExec *ex = m ? rt_exec_new(m, 1) : NULL;
+  RtExec *ex = m ? make_exec(m, 1, backend, !nofuse, 1) : NULL;
+  if (m && !ex)
+    status = EXIT_USER;
   char err[2048];
   RtCkptInfo info = {0};
   if (ex && !rt_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {

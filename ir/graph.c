@@ -284,6 +284,31 @@ int64_t ir_flops(const IrNode *n) {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(3, in);
   }
+  case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT: {
+    // As much work as the forward convolution: 2 * C*KH*KW per output element.
+    const IrNode *g = n->src[0], *w = n->op == IR_CONV2D_GRAD_INPUT ? n->src[1] : n;
+    int64_t gout = ir_numel(g, 1);
+    if (gout < 0 || w->ndim != 4)
+      return 0;
+    return mul_sat(mul_sat(2, mul_sat(w->shape[1], mul_sat(w->shape[2], w->shape[3]))), gout);
+  }
+  case IR_MAXPOOL_GRAD: case IR_AVGPOOL_GRAD: {
+    int64_t g = ir_numel(n->src[0], 1);
+    return g < 0 ? 0 : mul_sat(mul_sat(n->attr.i[0], n->attr.i[1]), g);
+  }
+  case IR_BATCHNORM_GRAD:
+    return mul_sat(5, out);
+  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: {
+    int64_t in = ir_numel(n->src[0], 1);
+    return in < 0 ? 0 : mul_sat(n->op == IR_BATCHNORM_GRAD_GAMMA ? 3 : 1, in);
+  }
+  case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD: case IR_SIGMOID_GRAD: case IR_TANH_GRAD:
+  case IR_CROSS_ENTROPY_GRAD: case IR_NLL_GRAD: case IR_MSE_GRAD: case IR_L1_GRAD: case IR_BCE_WITH_LOGITS_GRAD:
+    return mul_sat(3, out);
+  case IR_SGD_STEP:
+    return mul_sat(4, out);
+  case IR_ADAM_STEP:
+    return mul_sat(10, out);
   default:
     return out;
   }

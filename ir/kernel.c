@@ -217,4 +217,14 @@ void ir_print_program(FILE *out, const KProgram *p) {
           (long long)p->naive_bytes, (long long)p->state_bytes, (long long)p->max_batch);
   for (int i = 0; i < p->nkernels; i++)
     print_kernel(out, p, i);
+  fprintf(out, "memory plan (byte offsets for batch %lld):\n", (long long)p->max_batch);
+  static const char *const spaces[] = {"arena", "state", "input"};
+  for (int i = 0; i < p->g->nnodes; i++) {
+    const KBufInfo *b = &p->buf[i];
+    if (!b->bytes)
+      continue;
+    char name[160];
+    buf_name(p->g->nodes[i], name, sizeof name);
+    fprintf(out, "  %-24s %s %lld + %lld\n", name, spaces[b->space], (long long)b->offset, (long long)b->bytes);
+  }
 }

@@ -22,7 +22,6 @@ typedef struct Slot {
   int64_t bytes;         // size for the largest batch, aligned
   int first, last;       // kernels that write it first and read it last
   int64_t offset;        // in the arena, once placed (-1 before)
-  bool keep;             // read by the caller after the step: lives to the end
 } Slot;
 
 typedef struct Plan {
@@ -35,10 +34,17 @@ typedef struct Plan {
 
 static int64_t node_bytes(const IrNode *n, int64_t batch) { return align_up(ir_numel(n, batch) * 4); }
 
-static int new_slot(Plan *pl, const IrNode *n, int first) {
-  pl->slots[pl->nslots] = (Slot){node_bytes(n, pl->p->max_batch), first, first, -1, false};
+static int new_slot(Plan *pl, const IrNode *n, int first, int last) {
+  pl->slots[pl->nslots] = (Slot){node_bytes(n, pl->p->max_batch), first, last > first ? last : first, -1};
   pl->slot[n->id] = pl->nslots;
   return pl->nslots++;
+}
+
+// Joins node n to slot s (in place, or as the epilogue over its product).
+static void share_slot(Plan *pl, const IrNode *n, int s, int last) {
+  pl->slot[n->id] = s;
+  if (pl->slots[s].last < last)
+    pl->slots[s].last = last;
 }
 
 // The node a reshape (or identity dropout) reads: follow aliases down.
@@ -74,11 +80,10 @@ static const IrNode *kernel_result(const Kernel *k) {
   return k->bufs[k->stores[0].buf];
 }
 
-// Marks reads of node n by kernel i (through aliases).
-static void read_at(Plan *pl, const IrNode *n, int i) {
-  int s = pl->slot[n->id];
-  if (s >= 0 && pl->slots[s].last < i)
-    pl->slots[s].last = i;
+// Marks a read of node n by kernel i.
+static void read_at(int *last, const IrNode *n, int i) {
+  if (last[n->id] < i)
+    last[n->id] = i;
 }
 
 void pass_memplan(KProgram *p, const bool *keep) {
@@ -100,14 +105,6 @@ void pass_memplan(KProgram *p, const bool *keep) {
     }
   }
   p->state_bytes = state;
-  // Inputs live from the start; kernels' results from their kernel.
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes[i];
-    if (n->op == IR_INPUT || n->op == IR_TARGET) {
-      new_slot(&pl, n, -1);
-      mat[i] = true;
-    }
-  }
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
     const IrNode *r = kernel_result(k);
@@ -115,25 +112,42 @@ void pass_memplan(KProgram *p, const bool *keep) {
     if (k->kind == KN_GEMM)
       mat[k->bufs[2]->id] = true;
   }
-  // Reads, in kernel order, decide each slot's life; results may reuse a
-  // dying input in place.
-  p->naive_bytes = 0;
+  // Every value's last reader, through aliases; kept values live to the end.
+  int *last = xmalloc(sizeof(int) * nn);
+  for (int i = 0; i < nn; i++)
+    last[i] = -1;
   for (int i = 0; i < p->nkernels; i++) {
-    Kernel *k = p->kernels[i];
+    const Kernel *k = p->kernels[i];
     const Kernel *reads[2] = {k, k->epilogue};
     for (int r = 0; r < 2 && reads[r]; r++)
       for (int b = 0; b < reads[r]->nbufs; b++)
-        read_at(&pl, storage_node(reads[r]->bufs[b], mat), i);
+        read_at(last, storage_node(reads[r]->bufs[b], mat), i);
     if (k->kind == KN_LIB)
       for (int s = 0; s < k->node->nsrc; s++)
-        read_at(&pl, storage_node(k->node->src[s], mat), i);
+        read_at(last, storage_node(k->node->src[s], mat), i);
+  }
+  for (int i = 0; i < nn; i++)
+    if (keep[i])
+      last[storage_node(g->nodes[i], mat)->id] = p->nkernels;
+  // Inputs live from the start; kernels' results from their kernel. A
+  // loop's result may take the slot of an input that dies in that loop.
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_INPUT || n->op == IR_TARGET) {
+      new_slot(&pl, n, -1, p->nkernels);   // the caller's data: never overwritten
+      mat[i] = true;
+    }
+  }
+  p->naive_bytes = 0;
+  for (int i = 0; i < p->nkernels; i++) {
+    Kernel *k = p->kernels[i];
     const IrNode *res = kernel_result(k);
     if (k->kind == KN_GEMM) {
       const IrNode *c = k->bufs[2];
-      int s = new_slot(&pl, c, i);
+      int s = new_slot(&pl, c, i, last[c->id]);
       p->naive_bytes += pl.slots[s].bytes;
       if (res != c) {   // the epilogue overwrites the product
-        pl.slot[res->id] = s;
+        share_slot(&pl, res, s, last[res->id]);
         p->naive_bytes += node_bytes(res, p->max_batch);
       }
       continue;
@@ -147,27 +161,24 @@ void pass_memplan(KProgram *p, const bool *keep) {
       for (int b = 0; b < k->nbufs && in_place < 0; b++) {
         const IrNode *x = k->bufs[b];
         int s = pl.slot[x->id];
-        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].keep || pl.slots[s].last != i ||
+        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].last != i ||
             node_bytes(x, p->max_batch) != node_bytes(res, p->max_batch) || !same_access(k, b, root_buf))
           continue;
         in_place = s;
       }
     }
     if (in_place >= 0)
-      pl.slot[res->id] = in_place;
+      share_slot(&pl, res, in_place, last[res->id]);
     else
-      new_slot(&pl, res, i);
+      new_slot(&pl, res, i, last[res->id]);
   }
-  // Aliases share their source's slot; kept values live to the end.
+  // Aliases share their source's slot.
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
     if (pl.slot[i] < 0 && !mat[i] && n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT))
       pl.slot[i] = pl.slot[storage_node(n, mat)->id];
-    if (pl.slot[i] >= 0 && keep[i]) {
-      pl.slots[pl.slot[i]].keep = true;
-      pl.slots[pl.slot[i]].last = p->nkernels;
-    }
   }
+  free(last);
   // Placement: first fit among the slots live at the same time. Slots are
   // placed in order of birth; each takes the lowest offset that overlaps
   // no live slot already placed.

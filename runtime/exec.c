@@ -9,6 +9,7 @@
 #include "runtime.h"
 #include "kernels.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,29 @@ struct RtExec {
   bool *masked;        // masked[id]: the last run applied dropout at node id
   bool *need[3];       // need[mode][id]: the entry point computes node id
   bool *done;          // done[id]: the last run computed node id
-  int *state;          // ids of the persistent nodes (PARAM, BUFFER), in graph order
+  int *state_ids;      // ids of the persistent nodes (PARAM, BUFFER), in graph order
   int nstate;
   int64_t batch;       // the batch of the last run
   int64_t steps;       // training steps taken: the optimizer's t
   bool dropout;        // apply dropout in training
   Rng rng;             // dropout masks
+  RtBackend backend;
+  // The cpu backend: buf[] points into these, per the running program's plan.
+  Model *model;        // for pass_fuse
+  bool fuse;
+  KProgram *prog[3];   // per RtMode, planned when first needed
+  CgModule *mod[3];    // compiled when first run
+  char *arena;         // the activations of the running entry point
+  int64_t arena_bytes;
+  char *state;         // parameters, buffers and optimizer state
+  RtPool *pool;
+  CgRuntime rt;        // the callbacks compiled code makes
+  void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
+  void *tick_arg;
+  bool training;       // of the step running now (for library kernels)
+  double lr;
+  double loss;         // the loss the step computed
+  bool skip_updates;   // the loss is not finite: no updates this step
 };
 
 static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
@@ -58,7 +76,8 @@ static void mark(const IrGraph *g, bool *need, const IrNode *root) {
   }
 }
 
-RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
+// What both backends share: masks, flags, the state list, the needed sets.
+static RtExec *exec_common(const Model *m, int64_t max_batch) {
   const IrGraph *g = m->g;
   RtExec *ex = xcalloc(1, sizeof *ex);
   ex->m = m;
@@ -70,15 +89,14 @@ RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
   ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
   ex->masked = xcalloc(g->nnodes, sizeof(bool));
   ex->done = xcalloc(g->nnodes, sizeof(bool));
-  ex->state = xcalloc(g->nnodes, sizeof(int));
+  ex->state_ids = xcalloc(g->nnodes, sizeof(int));
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = g->nodes[i];
     int64_t k = numel(n, max_batch);
-    ex->buf[i] = xcalloc(k > 0 ? k : 1, sizeof(float));   // int32 targets are 4 bytes too
     if (n->op == IR_DROPOUT)
       ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
     if (is_state(n))
-      ex->state[ex->nstate++] = i;
+      ex->state_ids[ex->nstate++] = i;
   }
   for (int mode = 0; mode < 3; mode++)
     ex->need[mode] = xcalloc(g->nnodes, sizeof(bool));
@@ -92,20 +110,36 @@ RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
   return ex;
 }
 
+RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
+  RtExec *ex = exec_common(m, max_batch);
+  ex->backend = RT_BACKEND_REF;
+  for (int i = 0; i < m->g->nnodes; i++) {
+    int64_t k = numel(m->g->nodes[i], max_batch);
+    ex->buf[i] = xcalloc(k > 0 ? k : 1, sizeof(float));   // int32 targets are 4 bytes too
+  }
+  return ex;
+}
+
 void rt_exec_free(RtExec *ex) {
   if (!ex)
     return;
   for (int i = 0; i < ex->g->nnodes; i++) {
-    free(ex->buf[i]);
+    if (ex->backend == RT_BACKEND_REF)
+      free(ex->buf[i]);
     free(ex->mask[i]);
   }
+  for (int mode = 0; mode < 3; mode++)
+    cg_free(ex->mod[mode]);
+  free(ex->arena);
+  free(ex->state);
+  rt_pool_free(ex->pool);
   for (int mode = 0; mode < 3; mode++)
     free(ex->need[mode]);
   free(ex->buf);
   free(ex->mask);
   free(ex->masked);
   free(ex->done);
-  free(ex->state);
+  free(ex->state_ids);
   free(ex);
 }
 
@@ -113,7 +147,7 @@ void rt_exec_init_params(RtExec *ex, uint64_t seed) {
   Rng r;
   rng_seed(&r, seed, 0x696e6974ULL);   // "init"
   for (int i = 0; i < ex->nstate; i++) {
-    const IrNode *n = ex->g->nodes[ex->state[i]];
+    const IrNode *n = ex->g->nodes[ex->state_ids[i]];
     float *p = F(ex, n);
     int64_t k = numel(n, 1);
     switch (n->init.kind) {
@@ -414,7 +448,11 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
   }
 }
 
+static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
+
 double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
+  if (ex->backend == RT_BACKEND_CPU)
+    return run_cpu(ex, mode, B, x, y, lr);
   const IrGraph *g = ex->g;
   if (B < 1 || B > ex->max_batch)
     nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
@@ -467,7 +505,7 @@ const IrNode *rt_exec_first_nonfinite(const RtExec *ex) {
 
 int rt_exec_num_state(const RtExec *ex) { return ex->nstate; }
 
-const IrNode *rt_exec_state_node(const RtExec *ex, int i) { return ex->g->nodes[ex->state[i]]; }
+const IrNode *rt_exec_state_node(const RtExec *ex, int i) { return ex->g->nodes[ex->state_ids[i]]; }
 
 float *rt_exec_state_data(RtExec *ex, int i, int64_t *n) {
   const IrNode *node = rt_exec_state_node(ex, i);
@@ -490,4 +528,155 @@ void rt_exec_set_dropout(RtExec *ex, bool enabled) { ex->dropout = enabled; }
 
 const float *rt_exec_value(const RtExec *ex, const IrNode *n) {
   return ex->done[n->id] || is_state(n) ? ex->buf[n->id] : NULL;
+}
+
+//
+// The cpu backend
+//
+
+RtBackend rt_exec_backend(const RtExec *ex) { return ex->backend; }
+
+static void cpu_tick(void *ctx, int kernel) {
+  RtExec *ex = ctx;
+  if (ex->tick)
+    ex->tick(ex->tick_arg, kernel);
+}
+
+void rt_exec_set_tick(RtExec *ex, void (*tick)(void *arg, int kernel), void *arg) {
+  ex->tick = tick;
+  ex->tick_arg = arg;
+}
+
+static EntryKind entry_of(RtMode mode) {
+  return mode == RT_FORWARD ? ENTRY_FORWARD : mode == RT_EVAL ? ENTRY_EVAL : ENTRY_TRAIN;
+}
+
+// Runs a compiled loop over rows [lo, hi) on a pool thread.
+typedef struct LoopCall {
+  CgLoopFn fn;
+  char *arena, *state;
+  int64_t B;
+} LoopCall;
+
+static void loop_chunk(void *arg, int64_t lo, int64_t hi) {
+  LoopCall *c = arg;
+  c->fn(c->arena, c->state, c->B, lo, hi);
+}
+
+static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
+  RtExec *ex = ctx;
+  LoopCall c = {fn, arena, state, B};
+  rt_pool_run(ex->pool, loop_chunk, &c, extent);
+}
+
+static void cpu_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
+                      float beta, float *C) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+              (int)K, 1.0f, A, ta ? (int)M : (int)K, Bm, tb ? (int)K : (int)N, beta, C, (int)N);
+}
+
+// A library kernel: the ref kernel of one node, on planned buffers. A step
+// whose loss is not finite makes no updates.
+static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
+  (void)arena;
+  (void)state;
+  RtExec *ex = ctx;
+  const IrNode *n = ex->g->nodes[id];
+  if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && ex->skip_updates)
+    return;
+  double l = run_node(ex, n, B, ex->training, ex->lr);
+  if (n == ex->g->loss) {
+    ex->loss = l;
+    ex->skip_updates = ex->training && !isfinite(l);
+  }
+}
+
+// Points buf[] at where the plan of mode puts each value.
+static void bind_program(RtExec *ex, const KProgram *p) {
+  for (int i = 0; i < ex->g->nnodes; i++) {
+    const KBufInfo *b = &p->buf[i];
+    if (b->space == KB_STATE)
+      continue;
+    ex->buf[i] = b->bytes ? ex->arena + b->offset : NULL;
+  }
+}
+
+static KProgram *plan(RtExec *ex, RtMode mode) {
+  if (!ex->prog[mode])
+    ex->prog[mode] = pass_fuse(ex->model, entry_of(mode), ex->max_batch, ex->fuse, NULL);
+  return ex->prog[mode];
+}
+
+RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz) {
+  (void)err;
+  (void)errsz;
+  RtExec *ex = exec_common(m, max_batch);
+  ex->backend = RT_BACKEND_CPU;
+  ex->model = m;
+  ex->fuse = fuse;
+  ex->pool = rt_pool_new(threads);
+  ex->rt = (CgRuntime){ex, cpu_parallel, cpu_sgemm, cpu_lib, cpu_tick};
+  // The state layout is the same in every plan: take the forward one's.
+  const KProgram *p = plan(ex, RT_FORWARD);
+  ex->state = xcalloc(1, p->state_bytes ? p->state_bytes : 1);
+  for (int i = 0; i < ex->g->nnodes; i++)
+    if (p->buf[i].space == KB_STATE && is_state(ex->g->nodes[i]))
+      ex->buf[i] = ex->state + p->buf[i].offset;
+  return ex;
+}
+
+// Plans and compiles mode's program if it was not yet; false with err set
+// when LLVM fails.
+static bool ensure_compiled(RtExec *ex, RtMode mode, char *err, size_t errsz) {
+  if (ex->mod[mode])
+    return true;
+  KProgram *p = plan(ex, mode);
+  ex->mod[mode] = cg_compile(p, NULL, err, errsz);
+  if (!ex->mod[mode])
+    return false;
+  if (p->arena_bytes > ex->arena_bytes) {
+    free(ex->arena);
+    ex->arena = xcalloc(1, p->arena_bytes);
+    ex->arena_bytes = p->arena_bytes;
+  }
+  return true;
+}
+
+const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times) {
+  if (ex->backend != RT_BACKEND_CPU)
+    return NULL;
+  char err[1024];
+  if (!ensure_compiled(ex, mode, err, sizeof err))
+    nnc_fatal("compiling the %s step failed: %s", mode == RT_TRAIN ? "training" : "inference", err);
+  if (times)
+    *times = cg_times(ex->mod[mode]);
+  return ex->prog[mode];
+}
+
+static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
+  const IrGraph *g = ex->g;
+  if (B < 1 || B > ex->max_batch)
+    nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
+  char err[1024];
+  if (!ensure_compiled(ex, mode, err, sizeof err))
+    nnc_fatal("compiling the %s step failed: %s", mode == RT_TRAIN ? "training" : "inference", err);
+  const KProgram *p = ex->prog[mode];
+  bind_program(ex, p);
+  const IrNode *in = ex->m->input, *t = ex->m->target;
+  memcpy(F(ex, in), x, sizeof(float) * numel(in, B));
+  if (y && t && ex->buf[t->id])
+    memcpy(ex->buf[t->id], y, 4 * numel(t, B));
+  ex->batch = B;
+  ex->training = mode == RT_TRAIN;
+  ex->lr = lr;
+  ex->loss = 0;
+  ex->skip_updates = false;
+  if (ex->training)
+    ex->steps++;
+  for (int i = 0; i < g->nnodes; i++)
+    ex->done[i] = ex->need[mode][i] && ex->buf[i] != NULL;
+  cg_entry(ex->mod[mode])(ex->arena, ex->state, B, &ex->rt);
+  if (ex->skip_updates)
+    ex->steps--;
+  return ex->loss;
 }

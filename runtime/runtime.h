@@ -9,8 +9,22 @@
 #ifndef NNC_RUNTIME_H
 #define NNC_RUNTIME_H
 
+#include "codegen.h"
 #include "data.h"
 #include "passes.h"
+
+//
+// runtime/pool.c
+//
+
+// Threads that split loops: the caller's and nthreads - 1 workers.
+typedef struct RtPool RtPool;
+RtPool *rt_pool_new(int nthreads);
+void rt_pool_free(RtPool *p);
+int rt_pool_threads(const RtPool *p);
+// Runs fn over [0, n) in one contiguous chunk per thread and returns when
+// all are done.
+void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n);
 
 //
 // runtime/exec.c
@@ -25,10 +39,26 @@ typedef enum {
 
 typedef struct RtExec RtExec;
 
+// The backends.
+typedef enum {
+  RT_BACKEND_REF,   // one plain C kernel per graph node: the oracle
+  RT_BACKEND_CPU,   // fused kernels compiled by LLVM, memory planned, one call per step
+} RtBackend;
+
 // Prepares to run m (after pass_autodiff when it is to be trained) on
-// batches of up to max_batch samples. Parameters start uninitialized: call
-// rt_exec_init_params or load a checkpoint.
+// batches of up to max_batch samples with the ref backend. Parameters start
+// uninitialized: call rt_exec_init_params or load a checkpoint.
 RtExec *rt_exec_new(const Model *m, int64_t max_batch);
+
+// The same with the cpu backend: each entry point is fused (unless fuse is
+// false), memory-planned and compiled by LLVM when first run, on threads
+// threads. Returns NULL with a message in err when LLVM fails.
+RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz);
+RtBackend rt_exec_backend(const RtExec *ex);
+
+// The program and compile times of an entry point of a cpu executor
+// (compiling it now if it was not yet), for `nnc bench`; NULL for ref.
+const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times);
 void rt_exec_free(RtExec *ex);
 
 // Fills every parameter and buffer from its initializer, drawing from a
@@ -66,6 +96,10 @@ Rng *rt_exec_rng(RtExec *ex);
 // Dropout off: a training step then is deterministic whatever the
 // generator (tests compare with frameworks whose masks differ).
 void rt_exec_set_dropout(RtExec *ex, bool enabled);
+
+// cpu backend: calls tick(arg, i) as kernel i of a step starts, and
+// tick(arg, nkernels) when the step ends (NULL: no calls); for `nnc bench`.
+void rt_exec_set_tick(RtExec *ex, void (*tick)(void *arg, int kernel), void *arg);
 
 // The value of node n after the last run (a gradient, say): B rows for a
 // batched node. NULL when the last run did not compute n.
@@ -122,6 +156,8 @@ typedef struct RtTrainOpts {
   int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
   bool quiet;            // print nothing but errors (no epoch or test summaries either)
   bool json;             // metrics log as JSON lines (else CSV)
+  RtBackend backend;     // ref or cpu
+  bool fuse;             // cpu: fuse kernels (false: one kernel per node)
 } RtTrainOpts;
 
 // What a run reached.

@@ -228,9 +228,27 @@ static bool make_dirs(const char *path, char *err, size_t errsz) {
   }
 }
 
+// The first op whose output is not finite in a step of the cpu backend,
+// whose fused loops keep no intermediate values: the same step again on the
+// ref backend, from the same state, which keeps every value.
+static const IrNode *replay_on_ref(RtExec *ex, Model *m, int64_t B, const float *x, const void *y, double lr) {
+  RtExec *ref = rt_exec_new(m, B);
+  for (int i = 0; i < rt_exec_num_state(ref); i++) {
+    int64_t n;
+    float *dst = rt_exec_state_data(ref, i, &n);
+    const float *src = rt_exec_find_state(ex, rt_exec_state_node(ref, i)->name, NULL);
+    memcpy(dst, src, sizeof(float) * n);
+  }
+  *rt_exec_rng(ref) = *rt_exec_rng(ex);
+  rt_exec_set_steps(ref, rt_exec_steps(ex));
+  rt_exec_run(ref, RT_TRAIN, B, x, y, lr);
+  const IrNode *n = rt_exec_first_nonfinite(ref);
+  rt_exec_free(ref);
+  return n;
+}
+
 // Reports a non-finite loss at the first op that produced a non-finite value.
-static void report_nonfinite(const RtExec *ex, double loss, int64_t epoch, int64_t step, double lr) {
-  const IrNode *n = rt_exec_first_nonfinite(ex);
+static void report_nonfinite(const IrNode *n, double loss, int64_t epoch, int64_t step, double lr) {
   Diag d;
   diag_init(&d, stderr);
   char hint[256];
@@ -392,11 +410,15 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
     if (B == 0)
       break;
     lr = rt_schedule_lr(r->m, r->o->lr, epoch, rt_exec_steps(ex), r->o->epochs);
+    Rng before = *rt_exec_rng(ex);
     double loss = rt_exec_run(ex, RT_TRAIN, B, x, y, lr);
     if (!isfinite(loss)) {
       if (p->mode == 1)
         fputc('\n', p->out);
-      report_nonfinite(ex, loss, epoch, rt_exec_steps(ex) + 1, lr);
+      *rt_exec_rng(ex) = before;
+      const IrNode *n = rt_exec_backend(ex) == RT_BACKEND_REF ? rt_exec_first_nonfinite(ex)
+                                                             : replay_on_ref(ex, r->m, B, x, y, lr);
+      report_nonfinite(n, loss, epoch, rt_exec_steps(ex) + 1, lr);
       return false;
     }
     k++;
@@ -421,7 +443,13 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
-  r.ex = rt_exec_new(m, o->batch);
+  if (o->backend == RT_BACKEND_CPU) {
+    r.ex = rt_exec_new_cpu(m, o->batch, o->fuse, o->threads > 0 ? o->threads : 1, err, sizeof err);
+    if (!r.ex)
+      goto fail;
+  } else {
+    r.ex = rt_exec_new(m, o->batch);
+  }
   int64_t start_epoch = 0;
   if (o->resume) {
     if (!rt_checkpoint_load(r.ex, o->resume, false, &r.info, err, sizeof err))

@@ -1,0 +1,323 @@
+// bench.c: `nnc bench`: how fast a model's compiled step runs, and where
+// the time goes.
+//
+// Compiles the entry point with the cpu backend (timing each phase), runs
+// it on random data after a warm-up, and reports the median and spread of
+// the whole step, then of every kernel (time, share of the step, GFLOP/s,
+// GB/s, the .nn lines it came from), and the same step unfused and on the
+// ref backend for comparison.
+#include "cli.h"
+#include "runtime.h"
+#include "version.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const usage_bench =
+    "usage: nnc bench MODEL.nn [options]\n"
+    "\n"
+    "Times the compiled step on random data: warm-up, then the median and spread\n"
+    "of repeated runs; per kernel: time, share of the step, GFLOP/s, GB/s and the\n"
+    "source lines it came from; the whole step fused, unfused and on the ref\n"
+    "backend; compile time per phase; the arena's peak bytes.\n"
+    "\n"
+    "options:\n"
+    "  -b, --batch N         samples per step (default: the model's train batch)\n"
+    "  -j, --threads N       threads (default: the number of cores)\n"
+    "  -r, --reps N          timed runs (default 20)\n"
+    "  -e, --entry NAME      train (default), eval or forward\n"
+    "  -f, --format FMT      table (default), csv or json\n"
+    "      --no-compare      skip the unfused and ref runs\n"
+    "  -h, --help            show this help\n";
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+// The median, minimum and maximum of v[0..n).
+typedef struct Stats {
+  double median, min, max;
+} Stats;
+
+static Stats stats(double *v, int n) {
+  qsort(v, n, sizeof *v, cmp_double);
+  return (Stats){n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1]};
+}
+
+// Per-kernel timing through the executor's tick hook.
+typedef struct Ticks {
+  double last;           // when the current kernel started
+  int current;           // the kernel running, or -1
+  double *sum;           // [nkernels] seconds over the timed runs
+  double **runs;         // [nkernels][reps] seconds per run
+  int run;               // the run being timed
+} Ticks;
+
+static void tick(void *arg, int kernel) {
+  Ticks *t = arg;
+  double n = now();
+  if (t->current >= 0)
+    t->runs[t->current][t->run] += n - t->last;
+  t->current = kernel;
+  t->last = n;
+}
+
+typedef struct Bench {
+  Model *m;
+  RtMode mode;
+  int64_t B;
+  int threads, reps;
+  float *x;
+  void *y;
+} Bench;
+
+// Times reps runs of ex (after 3 warm-up runs); per-kernel times into t.
+static Stats time_steps(Bench *b, RtExec *ex, int reps, Ticks *t) {
+  double *v = xmalloc(sizeof(double) * reps);
+  for (int i = 0; i < 3; i++)
+    rt_exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
+  for (int i = 0; i < reps; i++) {
+    if (t) {
+      t->run = i;
+      t->current = -1;
+    }
+    double t0 = now();
+    rt_exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
+    v[i] = now() - t0;
+  }
+  Stats s = stats(v, reps);
+  free(v);
+  return s;
+}
+
+static void random_batch(Bench *b) {
+  const Model *m = b->m;
+  Rng r;
+  rng_seed(&r, 1, 9);
+  int64_t nx = ir_numel(m->input, b->B);
+  b->x = xmalloc(sizeof(float) * nx);
+  for (int64_t i = 0; i < nx; i++)
+    b->x[i] = rng_uniformf(&r);
+  int64_t ny = m->target ? ir_numel(m->target, b->B) : 1;
+  b->y = xcalloc(ny, 4);
+  for (int64_t i = 0; m->target && i < ny; i++) {
+    if (m->target->dtype == DT_I32)
+      ((int32_t *)b->y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
+    else
+      ((float *)b->y)[i] = rng_uniformf(&r);
+  }
+}
+
+// FLOPs and bytes a kernel moves for batch B.
+static void kernel_work(const Kernel *k, int64_t B, double *flops, double *bytes) {
+  *flops = *bytes = 0;
+  for (int i = 0; i < k->nnodes; i++)
+    *flops += (double)ir_flops(k->nodes[i]) * B;
+  for (int i = 0; i < k->nbufs; i++)
+    *bytes += 4.0 * ir_numel(k->bufs[i], B);
+  if (k->epilogue)
+    for (int i = 0; i < k->epilogue->nbufs; i++)
+      *bytes += 4.0 * ir_numel(k->epilogue->bufs[i], B);
+}
+
+// "6,7": the .nn lines a kernel came from.
+static void kernel_lines(const Kernel *k, char *buf, size_t n) {
+  int len = 0;
+  buf[0] = 0;
+  for (int i = 0; i < k->nnodes && len < (int)n - 8; i++) {
+    int l = k->nodes[i]->loc.line;
+    bool seen = false;
+    for (int j = 0; j < i; j++)
+      seen |= k->nodes[j]->loc.line == l;
+    if (l > 0 && !seen)
+      len += snprintf(buf + len, n - len, "%s%d", len ? "," : "", l);
+  }
+}
+
+int cli_bench(int argc, char **argv) {
+  enum { O_NOCMP = 256 };
+  static const struct option opts[] = {
+      {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 'j'},
+      {"reps", required_argument, 0, 'r'},  {"entry", required_argument, 0, 'e'},
+      {"format", required_argument, 0, 'f'}, {"no-compare", no_argument, 0, O_NOCMP},
+      {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+  };
+  int batch = 0, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20;
+  const char *entry = "train", *format = "table";
+  bool compare = true;
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "b:j:r:e:f:h", opts, NULL)) != -1) {
+    char *end;
+    long v;
+    switch (ch) {
+    case 'b': case 'j': case 'r':
+      v = strtol(optarg, &end, 10);
+      if (*end || end == optarg || v < 1 || v > 1000000) {
+        fprintf(stderr, "nnc: --%s needs a whole number from 1, found '%s'\n\n%s",
+                ch == 'b' ? "batch" : ch == 'j' ? "threads" : "reps", optarg, usage_bench);
+        return EXIT_USAGE;
+      }
+      *(ch == 'b' ? &batch : ch == 'j' ? &threads : &reps) = (int)v;
+      break;
+    case 'e': entry = optarg; break;
+    case 'f': format = optarg; break;
+    case O_NOCMP: compare = false; break;
+    case 'h': fputs(usage_bench, stdout); return 0;
+    default: fputs("\n", stderr); fputs(usage_bench, stderr); return EXIT_USAGE;
+    }
+  }
+  RtMode mode = !strcmp(entry, "train") ? RT_TRAIN : !strcmp(entry, "eval") ? RT_EVAL : RT_FORWARD;
+  if (strcmp(entry, "train") && strcmp(entry, "eval") && strcmp(entry, "forward")) {
+    fprintf(stderr, "nnc: --entry is train, eval or forward, found '%s'\n\n%s", entry, usage_bench);
+    return EXIT_USAGE;
+  }
+  if (strcmp(format, "table") && strcmp(format, "csv") && strcmp(format, "json")) {
+    fprintf(stderr, "nnc: --format is table, csv or json, found '%s'\n\n%s", format, usage_bench);
+    return EXIT_USAGE;
+  }
+  if (optind != argc - 1) {
+    fprintf(stderr, "nnc: bench needs exactly one model file\n\n%s", usage_bench);
+    return EXIT_USAGE;
+  }
+  Arena *a = arena_new();
+  Diag d;
+  diag_init(&d, stderr);
+  Model *m = cli_load_model(argv[optind], a, &d);
+  if (m && mode == RT_TRAIN && !pass_autodiff(m, &d))
+    m = NULL;
+  if (m && mode != RT_FORWARD && !m->g->loss) {
+    fprintf(stderr, "nnc: error: model '%s' has no loss; use --entry forward\n", m->g->name);
+    m = NULL;
+  }
+  diag_free(&d);
+  if (!m) {
+    arena_free(a);
+    return EXIT_USER;
+  }
+  Bench b = {m, mode, batch ? batch : m->train.batch, threads, reps, NULL, NULL};
+  random_batch(&b);
+  rt_set_threads(threads);
+
+  // Compile, timing each phase.
+  char err[1024];
+  double t0 = now();
+  RtExec *ex = rt_exec_new_cpu(m, b.B, true, threads, err, sizeof err);
+  if (!ex) {
+    fprintf(stderr, "nnc: error: %s\n", err);
+    return EXIT_USER;
+  }
+  double t_setup = now() - t0;
+  CgTimes ct;
+  double t1 = now();
+  const KProgram *p = rt_exec_program(ex, mode, &ct);
+  double t_compile = now() - t1;
+  rt_exec_init_params(ex, 1);
+  double first0 = now();
+  rt_exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
+  double t_first = now() - first0;
+
+  Ticks t = {0, -1, NULL, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
+  for (int i = 0; i <= p->nkernels; i++)
+    t.runs[i] = xcalloc(reps, sizeof(double));
+  rt_exec_set_tick(ex, tick, &t);
+  Stats fused_ticked = time_steps(&b, ex, reps, &t);
+  rt_exec_set_tick(ex, NULL, NULL);
+  Stats fused = time_steps(&b, ex, reps, NULL);
+  (void)fused_ticked;
+
+  Stats unfused = {0}, ref = {0};
+  if (compare) {
+    RtExec *ux = rt_exec_new_cpu(m, b.B, false, threads, err, sizeof err);
+    rt_exec_init_params(ux, 1);
+    unfused = time_steps(&b, ux, reps, NULL);
+    rt_exec_free(ux);
+    RtExec *rx = rt_exec_new(m, b.B);
+    rt_exec_init_params(rx, 1);
+    ref = time_steps(&b, rx, reps / 4 > 3 ? reps / 4 : 3, NULL);
+    rt_exec_free(rx);
+  }
+
+  // Report.
+  double total_flops = 0;
+  for (int i = 0; i < p->nkernels; i++) {
+    double f, by;
+    kernel_work(p->kernels[i], b.B, &f, &by);
+    total_flops += f;
+  }
+  bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
+  const char *entry_name = p->entry;
+  if (json)
+    printf("{\"nnc\": \"%s\", \"commit\": \"%s\", \"cpu\": \"%s\", \"threads\": %d, \"model\": \"%s\", "
+           "\"entry\": \"%s\", \"batch\": %lld, \"reps\": %d, \"step_median_ms\": %.4f, \"step_min_ms\": %.4f, "
+           "\"step_max_ms\": %.4f, \"gflops\": %.3f, \"samples_per_s\": %.1f, \"unfused_median_ms\": %.4f, "
+           "\"ref_median_ms\": %.4f, \"compile_ms\": {\"setup\": %.2f, \"plan_and_compile\": %.2f, "
+           "\"llvm_build\": %.2f, \"llvm_optimize\": %.2f, \"llvm_codegen\": %.2f}, \"first_step_ms\": %.2f, "
+           "\"arena_bytes\": %lld, \"state_bytes\": %lld, \"kernels\": [",
+           NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads, m->g->name, entry_name, (long long)b.B, reps,
+           fused.median * 1e3, fused.min * 1e3, fused.max * 1e3, total_flops / fused.median / 1e9,
+           b.B / fused.median, unfused.median * 1e3, ref.median * 1e3, t_setup * 1e3, t_compile * 1e3,
+           ct.build * 1e3, ct.optimize * 1e3, ct.codegen * 1e3, t_first * 1e3, (long long)p->arena_bytes,
+           (long long)p->state_bytes);
+  else if (csv)
+    printf("kernel,kind,name,lines,median_us,share,gflops,gbps\n");
+  else {
+    printf("nnc %s (commit %s) on %s, %d threads\n", NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads);
+    printf("model %s, %s, batch %lld: %d kernels, arena %.2f MB (one buffer per value: %.2f MB), state %.2f MB\n",
+           m->g->name, entry_name, (long long)b.B, p->nkernels, p->arena_bytes / 1e6, p->naive_bytes / 1e6,
+           p->state_bytes / 1e6);
+    printf("compile: %.1f ms (setup %.1f, fuse + plan + LLVM %.1f: IR %.1f, optimize %.1f, machine code %.1f); "
+           "first step %.1f ms\n",
+           (t_setup + t_compile) * 1e3, t_setup * 1e3, t_compile * 1e3, ct.build * 1e3, ct.optimize * 1e3,
+           ct.codegen * 1e3, t_first * 1e3);
+    printf("step: median %.3f ms (min %.3f, max %.3f) over %d runs; %.1f GFLOP/s; %.0f samples/s\n",
+           fused.median * 1e3, fused.min * 1e3, fused.max * 1e3, reps, total_flops / fused.median / 1e9,
+           b.B / fused.median);
+    if (compare)
+      printf("       unfused %.3f ms (%.2fx), ref %.3f ms (%.2fx)\n", unfused.median * 1e3,
+             unfused.median / fused.median, ref.median * 1e3, ref.median / fused.median);
+    printf("\n  #  kind  %-34s  lines      time us  share  GFLOP/s    GB/s\n", "kernel");
+  }
+  static const char *const kinds[] = {"loop", "gemm", "lib"};
+  for (int i = 0; i < p->nkernels; i++) {
+    const Kernel *k = p->kernels[i];
+    Stats s = stats(t.runs[i], reps);
+    double f, by;
+    kernel_work(k, b.B, &f, &by);
+    char lines[64];
+    kernel_lines(k, lines, sizeof lines);
+    double share = s.median / fused_ticked.median;
+    if (json)
+      printf("%s{\"index\": %d, \"kind\": \"%s\", \"name\": \"%s\", \"lines\": \"%s\", \"median_us\": %.2f, "
+             "\"share\": %.4f, \"gflops\": %.3f, \"gbps\": %.3f}", i ? ", " : "", i, kinds[k->kind], k->name,
+             lines, s.median * 1e6, share, s.median > 0 ? f / s.median / 1e9 : 0,
+             s.median > 0 ? by / s.median / 1e9 : 0);
+    else if (csv)
+      printf("%d,%s,\"%s\",\"%s\",%.2f,%.4f,%.3f,%.3f\n", i, kinds[k->kind], k->name, lines, s.median * 1e6,
+             share, s.median > 0 ? f / s.median / 1e9 : 0, s.median > 0 ? by / s.median / 1e9 : 0);
+    else
+      printf("%3d  %-4s  %-34.34s  %-8s %9.1f  %4.1f%%  %7.2f  %6.2f\n", i, kinds[k->kind], k->name, lines,
+             s.median * 1e6, 100 * share, s.median > 0 ? f / s.median / 1e9 : 0,
+             s.median > 0 ? by / s.median / 1e9 : 0);
+  }
+  if (json)
+    printf("]}\n");
+  for (int i = 0; i <= p->nkernels; i++)
+    free(t.runs[i]);
+  free(t.runs);
+  free(b.x);
+  free(b.y);
+  rt_exec_free(ex);
+  arena_free(a);
+  return 0;
+}

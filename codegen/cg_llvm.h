@@ -1,0 +1,22 @@
+// cg_llvm.h: what codegen's two LLVM files share; not part of codegen's
+// interface (that is codegen.h). llvm.c turns a KProgram into LLVM IR;
+// jit.c owns the target, the pass pipeline and the JIT, and implements
+// codegen.h on top of cg_build_module().
+#ifndef NNC_CG_LLVM_H
+#define NNC_CG_LLVM_H
+
+#include "codegen.h"
+
+#include <llvm-c/Core.h>
+
+// Builds p into the empty module m (in m's context): a CgLoopFn per loop
+// kernel and GEMM epilogue, and the CgEntryFn, whose name it writes into
+// entry (size bytes). cpu and features become every function's
+// "target-cpu" and "target-features". Checks the kernels first (operands,
+// buffers, every index within its buffer for the largest batch) and
+// verifies each function once built; on failure returns false with a
+// message in err.
+bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features,
+                     char *entry, size_t size, char *err, size_t errsz);
+
+#endif

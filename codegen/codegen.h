@@ -1,0 +1,72 @@
+// codegen.h: compiling kernel IR to native code through LLVM.
+//
+// cg_compile() turns a KProgram (one entry point) into one LLVM module:
+// a function per KN_LOOP kernel (and per GEMM epilogue), vectorized for the
+// host CPU, and an entry function that runs the program's kernels in order
+// with no dispatch: loop kernels through the runtime's parallel-for, GEMMs
+// through its sgemm, KN_LIB kernels through its library call. The module is
+// optimized and JIT-compiled with ORC (LLJIT).
+//
+// Buffers are addressed as base + offset: KB_ARENA and KB_INPUT buffers
+// from the arena pointer, KB_STATE buffers from the state pointer, at the
+// offsets of p->buf[node id]. Dimension 0 of a loop may be the batch
+// (IR_N): its extent is the B the entry function is called with.
+#ifndef NNC_CODEGEN_H
+#define NNC_CODEGEN_H
+
+#include "ir.h"
+
+// A compiled loop kernel: runs rows lo..hi-1 of dimension 0 (all of every
+// other dimension) for batch B.
+typedef void (*CgLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+
+// What compiled code calls back into; the runtime fills it in.
+typedef struct CgRuntime {
+  void *ctx;             // passed back to parallel, lib and tick
+  // Runs fn over rows [0, extent) of dimension 0, split across threads.
+  void (*parallel)(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, int64_t extent);
+  // Row-major C[M, N] = op(A) op(B) + beta C (cblas_sgemm with lda, ldb, ldc of contiguous matrices).
+  void (*sgemm)(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
+                float *C);
+  // Runs the KN_LIB kernel of graph node `node` for batch B.
+  void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B);
+  // Called with i as kernel i of the program starts, and with nkernels
+  // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
+  void (*tick)(void *ctx, int kernel);
+} CgRuntime;
+
+// The compiled entry point: runs the whole program for batch B (1 <= B <=
+// the program's max_batch). The caller has put the input and target into
+// the arena at their offsets.
+typedef void (*CgEntryFn)(char *arena, char *state, int64_t B, const CgRuntime *rt);
+
+typedef struct CgOptions {
+  int opt_level;         // 0..3 (default 2)
+  const char *cpu;       // NULL: the host's CPU name and features
+} CgOptions;
+
+// Seconds spent in each phase of a compilation, for `nnc bench`.
+typedef struct CgTimes {
+  double build;          // kernel IR -> LLVM IR
+  double optimize;       // the LLVM pass pipeline
+  double codegen;        // machine code (JIT materialization)
+} CgTimes;
+
+typedef struct CgModule CgModule;
+
+// Compiles p; on failure returns NULL with a message in err.
+CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t errsz);
+CgEntryFn cg_entry(CgModule *m);
+CgTimes cg_times(const CgModule *m);
+void cg_free(CgModule *m);
+
+// The optimized LLVM IR, or the host assembly, of p (`nnc emit --stage llvm|asm`).
+bool cg_print_llvm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
+bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
+
+// The host's CPU name and its vector width in floats (16 with AVX-512, 8
+// with AVX2, 4 otherwise).
+const char *cg_host_cpu(void);
+int cg_vector_width(void);
+
+#endif

@@ -1,0 +1,338 @@
+// jit.c: the target, the pass pipeline and the ORC JIT: codegen.h's
+// functions on top of llvm.c's cg_build_module().
+//
+//   cg_compile:  target machine (host CPU and features) -> LLVM IR (llvm.c,
+//                every function verified) -> module verified -> default<O2>
+//                -> LLJIT, which makes machine code when the entry point is
+//                looked up
+//   cg_print_*:  the same module, optimized, printed as IR or as assembly
+//
+// Each phase is timed for `nnc bench`. Every hand-off of an LLVM or ORC
+// object says who owns it afterwards.
+#include "cg_llvm.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct CgModule {
+  LLVMOrcLLJITRef jit;         // ours; owns the compiled code, the module and its context
+  CgEntryFn entry;             // in the JIT's memory
+  CgTimes times;
+};
+
+//
+// LLVM's one-time set-up and the host
+//
+
+static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
+static char *host_cpu;         // LLVM's strings, kept for the life of the process
+static char *host_features;
+
+static void init_llvm(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMInitializeNativeAsmParser();
+  host_cpu = LLVMGetHostCPUName();
+  host_features = LLVMGetHostCPUFeatures();
+}
+
+static void init_once(void) { pthread_once(&llvm_once, init_llvm); }
+
+const char *cg_host_cpu(void) {
+  init_once();
+  return host_cpu;
+}
+
+// Whether "+name" is among the host's features ("+sse2,-avx512f,...").
+static bool has_feature(const char *name) {
+  size_t n = strlen(name);
+  for (const char *s = host_features; s && *s;) {
+    const char *e = strchr(s, ',');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    if (len == n + 1 && s[0] == '+' && memcmp(s + 1, name, n) == 0)
+      return true;
+    s = e ? e + 1 : s + len;
+  }
+  return false;
+}
+
+int cg_vector_width(void) {
+  init_once();
+  if (has_feature("avx512f"))
+    return 16;
+  if (has_feature("avx2") || has_feature("avx"))
+    return 8;
+  return 4;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Puts "what: LLVM's message" into err, consuming e.
+static bool fail_llvm(char *err, size_t errsz, LLVMErrorRef e, const char *what) {
+  char *msg = LLVMGetErrorMessage(e);   // consumes e; msg is ours
+  if (err && errsz)
+    snprintf(err, errsz, "%s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return false;
+}
+
+static bool fail_msg(char *err, size_t errsz, const char *what, const char *msg) {
+  if (err && errsz)
+    snprintf(err, errsz, "%s%s%s", what, msg ? ": " : "", msg ? msg : "");
+  return false;
+}
+
+//
+// The target
+//
+
+// What code is made for: the host (or o->cpu), and a target machine.
+typedef struct Target {
+  char *triple;                // ours: LLVMDisposeMessage
+  const char *cpu;             // host_cpu or o->cpu (borrowed)
+  const char *features;        // host_features, or "" (the CPU's own) with o->cpu
+  int opt_level;               // 0..3
+  LLVMTargetMachineRef tm;     // ours until handed to the JIT
+} Target;
+
+static void target_free(Target *t) {
+  if (t->tm)
+    LLVMDisposeTargetMachine(t->tm);
+  LLVMDisposeMessage(t->triple);
+  t->tm = NULL;
+  t->triple = NULL;
+}
+
+// A target machine for o (NULL: the host at -O2). The JIT's uses PIC and
+// the JIT code model, so calls into libm and the runtime reach from
+// wherever the JIT puts the code.
+static bool target_init(Target *t, const CgOptions *o, bool jit, char *err, size_t errsz) {
+  static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                               LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+  init_once();
+  memset(t, 0, sizeof *t);
+  t->opt_level = o ? o->opt_level : 2;
+  if (t->opt_level < 0 || t->opt_level > 3)
+    return fail_msg(err, errsz, "optimization level must be 0 to 3", NULL);
+  t->cpu = o && o->cpu ? o->cpu : host_cpu;
+  t->features = o && o->cpu ? "" : host_features;
+  t->triple = LLVMGetDefaultTargetTriple();   // ours
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(t->triple, &target, &msg)) {
+    fail_msg(err, errsz, "no LLVM target for this host", msg);
+    LLVMDisposeMessage(msg);
+    target_free(t);
+    return false;
+  }
+  t->tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features, levels[t->opt_level], LLVMRelocPIC,
+                                  jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+  if (!t->tm) {
+    target_free(t);
+    return fail_msg(err, errsz, "LLVM cannot make a target machine for", t->cpu);
+  }
+  return true;
+}
+
+// The module's triple and data layout, from the target machine.
+static void set_target(LLVMModuleRef m, const Target *t) {
+  LLVMSetTarget(m, t->triple);
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(t->tm);   // ours: the module copies the layout
+  LLVMSetModuleDataLayout(m, dl);
+  LLVMDisposeTargetData(dl);
+}
+
+//
+// Build and optimize
+//
+
+// Verifies the whole module, then runs default<On>, with the loop and SLP
+// vectorizers from -O2 on (as clang does).
+static bool optimize(LLVMModuleRef m, const Target *t, char *err, size_t errsz) {
+  char *msg = NULL;
+  if (LLVMVerifyModule(m, LLVMReturnStatusAction, &msg)) {
+    fail_msg(err, errsz, "invalid LLVM module", msg);
+    LLVMDisposeMessage(msg);
+    return false;
+  }
+  LLVMDisposeMessage(msg);   // set even when the module is valid
+  char passes[16];
+  snprintf(passes, sizeof passes, "default<O%d>", t->opt_level);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();   // ours: disposed below
+  LLVMPassBuilderOptionsSetLoopVectorization(po, t->opt_level >= 2);
+  LLVMPassBuilderOptionsSetSLPVectorization(po, t->opt_level >= 2);
+  LLVMPassBuilderOptionsSetLoopInterleaving(po, t->opt_level >= 2);
+  LLVMPassBuilderOptionsSetLoopUnrolling(po, t->opt_level >= 1);
+  LLVMErrorRef e = LLVMRunPasses(m, passes, t->tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (e)
+    return fail_llvm(err, errsz, e, "the LLVM pass pipeline failed");
+  return true;
+}
+
+// p as an optimized module m, which the caller created empty; entry gets
+// the entry function's name. Fills times->build and times->optimize.
+static bool build_optimized(LLVMModuleRef m, const KProgram *p, const Target *t, char *entry, size_t size,
+                            CgTimes *times, char *err, size_t errsz) {
+  double t0 = now();
+  set_target(m, t);
+  if (!cg_build_module(m, p, t->cpu, t->features, entry, size, err, errsz))
+    return false;
+  double t1 = now();
+  times->build = t1 - t0;
+  if (!optimize(m, t, err, errsz))
+    return false;
+  times->optimize = now() - t1;
+  return true;
+}
+
+//
+// The JIT
+//
+
+static void dispose_jit(LLVMOrcLLJITRef jit) {
+  LLVMErrorRef e = LLVMOrcDisposeLLJIT(jit);
+  if (e)
+    LLVMConsumeError(e);   // nothing left to do about it
+}
+
+// An LLJIT for t's target machine (which it takes) whose code may call the
+// process's functions (libm's expf, memset).
+static bool jit_new(LLVMOrcLLJITRef *out, Target *t, char *err, size_t errsz) {
+  LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();   // ours until LLVMOrcCreateLLJIT
+  LLVMOrcJITTargetMachineBuilderRef jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(t->tm);
+  t->tm = NULL;                                              // taken, and disposed, by the call above
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, jtmb);   // jb owns jtmb now
+  LLVMOrcLLJITRef jit;
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, jb);            // consumes jb, whether it fails or not
+  if (e)
+    return fail_llvm(err, errsz, e, "cannot create the LLVM JIT");
+  LLVMOrcDefinitionGeneratorRef gen;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+  if (e) {
+    dispose_jit(jit);
+    return fail_llvm(err, errsz, e, "cannot give the JIT the process's symbols");
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);   // the JITDylib owns gen now
+  *out = jit;
+  return true;
+}
+
+CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
+  CgModule *cm = NULL;
+  CgTimes times = {0};
+  Target t;
+  LLVMOrcThreadSafeContextRef tsc = NULL;
+  LLVMModuleRef mod = NULL;
+  LLVMOrcLLJITRef jit = NULL;
+  LLVMErrorRef e;
+  char entry[96];
+  if (!target_init(&t, o, true, err, errsz))
+    return NULL;
+  tsc = LLVMOrcCreateNewThreadSafeContext();                  // ours until disposed below
+  LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);   // borrowed: tsc owns it
+  mod = LLVMModuleCreateWithNameInContext("nnc", ctx);        // ours until wrapped in a ThreadSafeModule
+  if (!build_optimized(mod, p, &t, entry, sizeof entry, &times, err, errsz))
+    goto cleanup;
+  double t0 = now();
+  if (!jit_new(&jit, &t, err, errsz))
+    goto cleanup;
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+  mod = NULL;                                                 // tsm owns the module, and shares tsc's context
+  if ((e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
+    LLVMOrcDisposeThreadSafeModule(tsm);                      // the add failed, so tsm is still ours
+    fail_llvm(err, errsz, e, "the JIT refused the module");
+    goto cleanup;
+  }                                                           // the add succeeded, so the JIT now owns tsm
+  LLVMOrcExecutorAddress addr = 0;
+  if ((e = LLVMOrcLLJITLookup(jit, &addr, entry))) {         // machine code is made here
+    fail_llvm(err, errsz, e, "the JIT could not make the entry point");
+    goto cleanup;
+  }
+  times.codegen = now() - t0;
+  cm = xcalloc(1, sizeof *cm);
+  cm->jit = jit;                                              // cm owns the JIT now
+  jit = NULL;
+  cm->entry = (CgEntryFn)(uintptr_t)addr;
+  cm->times = times;
+cleanup:
+  if (mod)
+    LLVMDisposeModule(mod);                                   // never wrapped: still ours
+  LLVMOrcDisposeThreadSafeContext(tsc);                       // our reference; a module in the JIT keeps its own
+  if (jit)
+    dispose_jit(jit);
+  target_free(&t);
+  return cm;
+}
+
+CgEntryFn cg_entry(CgModule *m) { return m->entry; }
+
+CgTimes cg_times(const CgModule *m) { return m->times; }
+
+void cg_free(CgModule *m) {
+  if (!m)
+    return;
+  dispose_jit(m->jit);   // frees the code, the module and its context
+  free(m);
+}
+
+//
+// Printing
+//
+
+// The optimized module as LLVM IR, or as host assembly.
+static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, bool assembly, char *err,
+                         size_t errsz) {
+  Target t;
+  if (!target_init(&t, o, false, err, errsz))
+    return false;
+  bool ok = false;
+  CgTimes times;
+  char entry[96], *msg = NULL;
+  LLVMContextRef ctx = LLVMContextCreate();                   // ours: disposed below
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
+  if (!build_optimized(mod, p, &t, entry, sizeof entry, &times, err, errsz))
+    goto cleanup;
+  if (assembly) {
+    LLVMMemoryBufferRef mb;
+    if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMAssemblyFile, &msg, &mb)) {
+      fail_msg(err, errsz, "LLVM could not make assembly", msg);
+      goto cleanup;
+    }
+    fwrite(LLVMGetBufferStart(mb), 1, LLVMGetBufferSize(mb), out);   // mb is ours
+    LLVMDisposeMemoryBuffer(mb);
+  } else {
+    char *text = LLVMPrintModuleToString(mod);                // ours
+    fputs(text, out);
+    LLVMDisposeMessage(text);
+  }
+  ok = true;
+cleanup:
+  LLVMDisposeMessage(msg);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  target_free(&t);
+  return ok;
+}
+
+bool cg_print_llvm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
+  return print_module(out, p, o, false, err, errsz);
+}
+
+bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
+  return print_module(out, p, o, true, err, errsz);
+}

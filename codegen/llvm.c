@@ -1,0 +1,832 @@
+// llvm.c: kernel IR to LLVM IR.
+//
+// Each KN_LOOP kernel (and each GEMM epilogue) becomes two functions:
+//
+//   kI_name.body(float *noalias b0, ..., i64 lo, i64 hi)   internal, alwaysinline
+//     the loop nest: dimension 0 from lo to hi, every other one from 0 to
+//     its extent, the last dimension innermost. The body is scalar float
+//     code, one LLVM value per KInstr, then the stores (and sums).
+//   kI_name(i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)   a CgLoopFn
+//     computes each distinct buffer's base pointer and calls the body.
+//
+// Buffers at the same space and offset are one pointer. Distinct ones are
+// `noalias` parameters of the body (unless their bytes overlap), so once
+// the body is inlined LLVM knows that loads from one buffer never see the
+// stores to another, and the innermost loop can be reordered and
+// vectorized. The entry function (nnc_forward, ...) runs the kernels in
+// order: loops directly or through rt->parallel, GEMMs through rt->sgemm,
+// library kernels through rt->lib; rt->tick, when set, as each starts.
+//
+// Pointer types come from LLVMPointerType(elem, 0): typed pointers in
+// LLVM 14, hence the bitcasts, which fold away where every pointer is the
+// one opaque `ptr` (LLVM 15 and later).
+#include "cg_llvm.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm/Config/llvm-config.h>
+#if LLVM_VERSION_MAJOR < 18
+#include <llvm-c/DebugInfo.h>
+#endif
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Cg {
+  const KProgram *p;
+  LLVMContextRef ctx;          // the module's
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;            // ours: disposed when the module is built
+  const char *cpu;             // every function's "target-cpu"
+  const char *features;        // and "target-features"
+  LLVMTypeRef f32, i8, i32, i64, vd;
+  LLVMTypeRef i8p, i32p, f32p; // i8*, i32*, float* (each `ptr` with opaque pointers)
+  LLVMTypeRef loop_ty;         // CgLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
+  LLVMTypeRef entry_ty;        // CgEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
+  LLVMTypeRef rt_ty;           // CgRuntime: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
+  LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
+  LLVMTypeRef sgemm_ty;        // void (i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C)
+  LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B)
+  LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
+  char *err;
+  size_t errsz;
+} Cg;
+
+// Writes the message into err; returns false for `return fail(...)`.
+static bool fail(Cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(Cg *c, const char *fmt, ...) {
+  if (c->err && c->errsz) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->errsz, fmt, ap);
+    va_end(ap);
+  }
+  return false;
+}
+
+static LLVMValueRef i64c(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+static LLVMValueRef i32c(Cg *c, int v) { return LLVMConstInt(c->i32, (unsigned long long)v, 1); }
+static LLVMValueRef f32c(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+// The element count a dimension has for the largest batch.
+static int64_t max_extent(const Cg *c, int64_t d) { return d == IR_N ? c->p->max_batch : d; }
+
+//
+// Checking a kernel before it is built
+//
+
+static const char *kname(const Kernel *k) { return k->name ? k->name : "?"; }
+
+// Operands an instruction reads: a, then b, then c.
+static int nargs(KInstrOp op) {
+  switch (op) {
+  case KI_LOAD: case KI_LOADI: case KI_CONST: case KI_INDEX:
+    return 0;
+  case KI_NEG: case KI_EXP: case KI_LOG: case KI_TANH: case KI_SIGMOID: case KI_SQRT: case KI_ABS:
+  case KI_SIGN:
+    return 1;
+  case KI_SELECT:
+    return 3;
+  default:
+    return 2;
+  }
+}
+
+// The buffer node k->bufs[i], which the program must have placed.
+static bool check_buf(Cg *c, const Kernel *k, int i) {
+  const IrNode *n = k->bufs[i];
+  if (!n || n->id < 0 || n->id >= c->p->g->nnodes)
+    return fail(c, "kernel '%s': buffer %d is not a node of the graph", kname(k), i);
+  if (c->p->buf[n->id].bytes <= 0)
+    return fail(c, "kernel '%s': buffer %d (%%%d) has no place in memory", kname(k), i, n->id);
+  if (c->p->buf[n->id].offset < 0)
+    return fail(c, "kernel '%s': buffer %d (%%%d) has a negative offset", kname(k), i, n->id);
+  return true;
+}
+
+// Checks that ix, over k's loop space for the largest batch, stays within
+// the elements of buffer buf.
+static bool check_index(Cg *c, const Kernel *k, int buf, const KIndex *ix, const char *what) {
+  if (buf < 0 || buf >= k->nbufs)
+    return fail(c, "kernel '%s': %s of buffer %d, which the kernel does not have", kname(k), what, buf);
+  int64_t lo = ix->offset, hi = ix->offset;
+  for (int d = 0; d < k->ndim; d++) {
+    int64_t n = max_extent(c, k->dims[d]);
+    if (n <= 0)
+      return true;       // an empty loop space touches nothing
+    int64_t s = ix->stride[d] * (n - 1);
+    if (s < 0)
+      lo += s;
+    else
+      hi += s;
+  }
+  const IrNode *node = k->bufs[buf];
+  int64_t have = c->p->buf[node->id].bytes / 4;
+  if (lo < 0 || hi >= have)
+    return fail(c, "kernel '%s': %s of %%%d reaches elements %lld..%lld of %lld", kname(k), what, node->id,
+                (long long)lo, (long long)hi, (long long)have);
+  return true;
+}
+
+static bool check_instr(Cg *c, const Kernel *k, int i) {
+  const KInstr *in = &k->body[i];
+  if ((int)in->op < 0 || in->op >= KI_NUM_OPS)
+    return fail(c, "kernel '%s': instruction %d has no op (%d)", kname(k), i, (int)in->op);
+  int args[3] = {in->a, in->b, in->c};
+  for (int j = 0; j < nargs(in->op); j++)
+    if (args[j] < 0 || args[j] >= i)
+      return fail(c, "kernel '%s': instruction %d (op %d) reads %d, not an earlier instruction", kname(k), i,
+                  (int)in->op, args[j]);
+  if (in->op == KI_INDEX && (in->dim < 0 || in->dim >= k->ndim))
+    return fail(c, "kernel '%s': instruction %d is the index of dimension %d of %d", kname(k), i, in->dim,
+                k->ndim);
+  if (in->op == KI_LOAD || in->op == KI_LOADI)
+    return check_index(c, k, in->buf, &in->idx, "a load");
+  return true;
+}
+
+static bool check_store(Cg *c, const Kernel *k, int i) {
+  const KStore *st = &k->stores[i];
+  if (st->value < 0 || st->value >= k->nbody)
+    return fail(c, "kernel '%s': store %d stores instruction %d of %d", kname(k), i, st->value, k->nbody);
+  if (st->reduce != KR_NONE && st->reduce != KR_SUM)
+    return fail(c, "kernel '%s': store %d has no reduction kind (%d)", kname(k), i, (int)st->reduce);
+  // Threads split dimension 0: a sum over it would race.
+  if (k->parallel && st->reduce == KR_SUM && k->ndim > 0 && st->idx.stride[0] == 0 &&
+      max_extent(c, k->dims[0]) > 1)
+    return fail(c, "kernel '%s': store %d sums over dimension 0 of a parallel kernel", kname(k), i);
+  if (!check_index(c, k, st->buf, &st->idx, "a store"))
+    return false;
+  // The entry function zeroes a sum's whole node before the kernel runs.
+  const IrNode *n = k->bufs[st->buf];
+  if (st->reduce == KR_SUM && (n->ndim < 0 || ir_numel(n, c->p->max_batch) * 4 > c->p->buf[n->id].bytes))
+    return fail(c, "kernel '%s': store %d sums into %%%d, whose %lld elements do not fit its buffer", kname(k),
+                i, n->id, (long long)ir_numel(n, c->p->max_batch));
+  return true;
+}
+
+// Everything about a loop kernel that could make bad code or touch memory
+// it should not.
+static bool check_loop(Cg *c, const Kernel *k) {
+  if (k->kind != KN_LOOP)
+    return fail(c, "kernel '%s': expected a loop kernel", kname(k));
+  if (k->ndim < 0 || k->ndim > IR_MAX_DIMS)
+    return fail(c, "kernel '%s': %d dimensions", kname(k), k->ndim);
+  for (int d = 0; d < k->ndim; d++) {
+    if (k->dims[d] == IR_N && d > 0)
+      return fail(c, "kernel '%s': dimension %d is the batch; only dimension 0 can be", kname(k), d);
+    if (k->dims[d] < 0 && k->dims[d] != IR_N)
+      return fail(c, "kernel '%s': dimension %d has extent %lld", kname(k), d, (long long)k->dims[d]);
+  }
+  if (k->ndim > 0 && k->dims[0] == IR_N && c->p->max_batch <= 0)
+    return fail(c, "kernel '%s': batched, but the program's max_batch is %lld", kname(k),
+                (long long)c->p->max_batch);
+  if (k->nbody < 0 || k->nstores < 0 || k->nbufs < 0 || (k->nbody && !k->body) || (k->nstores && !k->stores) ||
+      (k->nbufs && !k->bufs))
+    return fail(c, "kernel '%s': missing body, stores or buffers", kname(k));
+  for (int i = 0; i < k->nbufs; i++)
+    if (!check_buf(c, k, i))
+      return false;
+  for (int i = 0; i < k->nbody; i++)
+    if (!check_instr(c, k, i))
+      return false;
+  for (int i = 0; i < k->nstores; i++)
+    if (!check_store(c, k, i))
+      return false;
+  return true;
+}
+
+//
+// Distinct buffers of a kernel
+//
+
+// A kernel's buffers grouped by address: bufs at the same space and offset
+// share one slot, one pointer parameter of the body.
+typedef struct Slots {
+  int n;                 // distinct pointers
+  int *of;               // of[i]: the slot of k->bufs[i]
+  bool *state;           // state[j]: slot j is in the state block (else the arena)
+  int64_t *offset;       // offset[j]: bytes from the start of its block
+  int64_t *end;          // end[j]: offset[j] + the largest of its buffers' bytes
+  bool *noalias;         // noalias[j]: no other slot's bytes overlap slot j's
+} Slots;
+
+static void slots_free(Slots *s) {
+  free(s->of);
+  free(s->state);
+  free(s->offset);
+  free(s->end);
+  free(s->noalias);
+}
+
+static void slots_init(Cg *c, const Kernel *k, Slots *s) {
+  int cap = k->nbufs > 0 ? k->nbufs : 1;
+  s->n = 0;
+  s->of = xcalloc(cap, sizeof *s->of);
+  s->state = xcalloc(cap, sizeof *s->state);
+  s->offset = xcalloc(cap, sizeof *s->offset);
+  s->end = xcalloc(cap, sizeof *s->end);
+  s->noalias = xcalloc(cap, sizeof *s->noalias);
+  for (int i = 0; i < k->nbufs; i++) {
+    const KBufInfo *info = &c->p->buf[k->bufs[i]->id];
+    bool st = info->space == KB_STATE;
+    int j = 0;
+    while (j < s->n && !(s->state[j] == st && s->offset[j] == info->offset))
+      j++;
+    if (j == s->n) {
+      s->state[j] = st;
+      s->offset[j] = info->offset;
+      s->end[j] = info->offset;
+      s->n++;
+    }
+    if (info->offset + info->bytes > s->end[j])
+      s->end[j] = info->offset + info->bytes;
+    s->of[i] = j;
+  }
+  for (int j = 0; j < s->n; j++) {
+    s->noalias[j] = true;
+    for (int o = 0; o < s->n; o++)
+      if (o != j && s->state[o] == s->state[j] && s->offset[o] < s->end[j] && s->offset[j] < s->end[o])
+        s->noalias[j] = false;
+  }
+}
+
+//
+// Functions and attributes
+//
+
+static void add_attr(Cg *c, LLVMValueRef fn, LLVMAttributeIndex at, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, at, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+static void add_str_attr(Cg *c, LLVMValueRef fn, const char *key, const char *val) {
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(c->ctx, key, (unsigned)strlen(key), val, (unsigned)strlen(val)));
+}
+
+// A function defined here: code for the target CPU (so the vectorizer uses
+// its widest vectors), no exceptions, and FP ops that never trap (so they
+// may be speculated).
+static LLVMValueRef define_fn(Cg *c, const char *name, LLVMTypeRef ty, bool internal) {
+  LLVMValueRef fn = LLVMAddFunction(c->mod, name, ty);
+  if (internal)
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+  add_str_attr(c, fn, "target-cpu", c->cpu);
+  add_str_attr(c, fn, "target-features", c->features);
+  add_str_attr(c, fn, "no-trapping-math", "true");
+  return fn;
+}
+
+// Verifies fn right after it was built. The module verifier then says
+// what is wrong in words.
+static bool verify_fn(Cg *c, LLVMValueRef fn) {
+  if (!LLVMVerifyFunction(fn, LLVMReturnStatusAction))
+    return true;
+  char *msg = NULL;
+  LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg);   // msg is ours to dispose
+  size_t len;
+  const char *name = LLVMGetValueName2(fn, &len);
+  fail(c, "LLVM function %s is invalid: %s", name, msg ? msg : "");
+  LLVMDisposeMessage(msg);
+  return false;
+}
+
+// "k3_linear_1_matmul_add_relu" from kernel 3's name: letters, digits
+// and single underscores, so that the assembly stays readable.
+static void fn_name(char *buf, size_t size, int i, const Kernel *k, const char *suffix) {
+  int n = snprintf(buf, size, "k%d_", i);
+  size_t len = n > 0 && (size_t)n < size ? (size_t)n : 0;
+  for (const char *s = k->name ? k->name : "loop"; *s && len + 1 < size && len < 48; s++) {
+    if (isalnum((unsigned char)*s))
+      buf[len++] = *s;
+    else if (len && buf[len - 1] != '_')
+      buf[len++] = '_';
+  }
+  while (len > 0 && buf[len - 1] == '_')
+    len--;
+  buf[len] = 0;
+  if (suffix)
+    snprintf(buf + len, size - len, "%s", suffix);
+}
+
+// The declaration of an LLVM intrinsic over floats ("llvm.exp.f32").
+static LLVMValueRef intrinsic(Cg *c, const char *name, int nparams, LLVMTypeRef *ty) {
+  LLVMTypeRef params[3] = {c->f32, c->f32, c->f32};
+  *ty = LLVMFunctionType(c->f32, params, nparams, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+  return fn ? fn : LLVMAddFunction(c->mod, name, *ty);
+}
+
+static LLVMValueRef call1(Cg *c, const char *name, LLVMValueRef x) {
+  LLVMTypeRef ty;
+  LLVMValueRef fn = intrinsic(c, name, 1, &ty);
+  return LLVMBuildCall2(c->b, ty, fn, &x, 1, "");
+}
+
+static LLVMValueRef call2(Cg *c, const char *name, LLVMValueRef x, LLVMValueRef y) {
+  LLVMTypeRef ty;
+  LLVMValueRef fn = intrinsic(c, name, 2, &ty);
+  LLVMValueRef args[2] = {x, y};
+  return LLVMBuildCall2(c->b, ty, fn, args, 2, "");
+}
+
+//
+// The loop body: scalar code for one point of the index space
+//
+
+// Where the body is being built.
+typedef struct Nest {
+  const Kernel *k;
+  const Slots *s;
+  LLVMValueRef fn;               // the body function
+  LLVMValueRef *base;            // base[slot]: its pointer parameters (float *)
+  LLVMValueRef lo, hi;           // rows of dimension 0
+  LLVMValueRef iv[IR_MAX_DIMS];  // the loop indexes (i64), outermost first
+} Nest;
+
+// &buffer[offset + sum stride[d] * i_d] as a pointer to elem (f32 or i32).
+static LLVMValueRef address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVMTypeRef elem) {
+  LLVMValueRef i = i64c(c, ix->offset);
+  for (int d = 0; d < n->k->ndim; d++)
+    if (ix->stride[d] != 0)
+      i = LLVMBuildNSWAdd(c->b, i, LLVMBuildNSWMul(c->b, n->iv[d], i64c(c, ix->stride[d]), ""), "");
+  LLVMValueRef base = n->base[n->s->of[buf]];
+  if (elem == c->i32)
+    base = LLVMBuildBitCast(c->b, base, c->i32p, "");
+  return LLVMBuildInBoundsGEP2(c->b, elem, base, &i, 1, "");
+}
+
+static LLVMValueRef load(Cg *c, LLVMTypeRef ty, LLVMValueRef ptr) {
+  LLVMValueRef v = LLVMBuildLoad2(c->b, ty, ptr, "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+
+static void store(Cg *c, LLVMValueRef v, LLVMValueRef ptr) {
+  LLVMValueRef st = LLVMBuildStore(c->b, v, ptr);
+  LLVMSetAlignment(st, 4);
+}
+
+// 1.0 where the comparison holds, else 0.0.
+static LLVMValueRef bool_to_f32(Cg *c, LLVMValueRef cond) { return LLVMBuildSelect(c->b, cond, f32c(c, 1), f32c(c, 0), ""); }
+
+// tanh(x) with no library call, so that loops over it vectorize (LLVM 14
+// has no tanh intrinsic). For |x| < 0.25 the odd Taylor polynomial up to
+// x^9 (relative error below 1e-8); beyond, (1 - e) / (1 + e) with
+// e = exp(-2|x|) in (0, 1], which cannot overflow and loses little to
+// cancellation there; copysign puts the sign back (and keeps NaN a NaN).
+static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
+  LLVMValueRef ax = call1(c, "llvm.fabs.f32", x);
+  LLVMValueRef e = call1(c, "llvm.exp.f32", LLVMBuildFMul(c->b, ax, f32c(c, -2), ""));
+  LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, f32c(c, 1), e, ""), LLVMBuildFAdd(c->b, f32c(c, 1), e, ""), "");
+  LLVMValueRef big = call2(c, "llvm.copysign.f32", q, x);
+  static const double coef[] = {62.0 / 2835, -17.0 / 315, 2.0 / 15, -1.0 / 3, 1};
+  LLVMValueRef x2 = LLVMBuildFMul(c->b, x, x, "");
+  LLVMValueRef p = f32c(c, coef[0]);
+  for (int i = 1; i < countof(coef); i++)
+    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), f32c(c, coef[i]), "");
+  LLVMValueRef small = LLVMBuildFMul(c->b, x, p, "");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, f32c(c, 0.25), ""), small, big, "tanh");
+}
+
+// 1 / (1 + exp(-x)), as the ref kernel computes it.
+static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
+  LLVMValueRef e = call1(c, "llvm.exp.f32", LLVMBuildFNeg(c->b, x, ""));
+  return LLVMBuildFDiv(c->b, f32c(c, 1), LLVMBuildFAdd(c->b, f32c(c, 1), e, ""), "sigmoid");
+}
+
+// x > 0 ? 1 : x < 0 ? -1 : 0 (0 for NaN).
+static LLVMValueRef emit_sign(Cg *c, LLVMValueRef x) {
+  LLVMValueRef neg = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, x, f32c(c, 0), ""), f32c(c, -1), f32c(c, 0), "");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, f32c(c, 0), ""), f32c(c, 1), neg, "sign");
+}
+
+// One instruction; v[] holds the values of the earlier ones. MAX and MIN
+// are a > b ? a : b and a < b ? a : b, as the ref relu is (NaN gives b);
+// x86's maxps and minps compute exactly that.
+static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v) {
+  LLVMValueRef a = nargs(in->op) > 0 ? v[in->a] : NULL;
+  LLVMValueRef b = nargs(in->op) > 1 ? v[in->b] : NULL;
+  switch (in->op) {
+  case KI_LOAD: return load(c, c->f32, address(c, n, in->buf, &in->idx, c->f32));
+  case KI_LOADI: return LLVMBuildSIToFP(c->b, load(c, c->i32, address(c, n, in->buf, &in->idx, c->i32)), c->f32, "");
+  case KI_CONST: return f32c(c, in->imm);
+  case KI_INDEX: return LLVMBuildSIToFP(c->b, n->iv[in->dim], c->f32, "");
+  case KI_ADD: return LLVMBuildFAdd(c->b, a, b, "");
+  case KI_SUB: return LLVMBuildFSub(c->b, a, b, "");
+  case KI_MUL: return LLVMBuildFMul(c->b, a, b, "");
+  case KI_DIV: return LLVMBuildFDiv(c->b, a, b, "");
+  case KI_MAX: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""), a, b, "max");
+  case KI_MIN: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, ""), a, b, "min");
+  case KI_NEG: return LLVMBuildFNeg(c->b, a, "");
+  case KI_EXP: return call1(c, "llvm.exp.f32", a);
+  case KI_LOG: return call1(c, "llvm.log.f32", a);
+  case KI_TANH: return emit_tanh(c, a);
+  case KI_SIGMOID: return emit_sigmoid(c, a);
+  case KI_SQRT: return call1(c, "llvm.sqrt.f32", a);
+  case KI_ABS: return call1(c, "llvm.fabs.f32", a);
+  case KI_SIGN: return emit_sign(c, a);
+  case KI_GT: return bool_to_f32(c, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""));
+  case KI_EQ: return bool_to_f32(c, LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, ""));
+  case KI_SELECT:
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNE, a, f32c(c, 0), ""), b, v[in->c], "select");
+  case KI_NUM_OPS: break;
+  }
+  unreachable();
+}
+
+// A store, or for KR_SUM a load, an add and a store. The add may be
+// reassociated (from LLVM 18 its `reassoc` flag says so; before, the loop's
+// metadata: allow_reordering), so that a sum along the innermost
+// dimension, which LLVM turns into a running value, vectorizes. The result
+// then differs from the sequential sum within rounding, as any parallel
+// reduction's does. Nothing else gets fast-math flags: exp, log and
+// comparisons keep IEEE semantics for infinities and NaNs.
+static void emit_store(Cg *c, Nest *n, const KStore *st, LLVMValueRef v) {
+  LLVMValueRef ptr = address(c, n, st->buf, &st->idx, c->f32);
+  if (st->reduce == KR_SUM) {
+    v = LLVMBuildFAdd(c->b, load(c, c->f32, ptr), v, "sum");
+#if LLVM_VERSION_MAJOR >= 18
+    LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc);
+#endif
+  }
+  store(c, v, ptr);
+}
+
+// Whether k sums along its innermost dimension (a store with stride 0
+// there): LLVM keeps the sum in a register across that loop, and only
+// vectorizes the loop if it may reorder the adds.
+static bool sums_innermost(const Kernel *k) {
+  if (k->ndim == 0 || k->dims[k->ndim - 1] <= 1)
+    return false;
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[k->ndim - 1] == 0)
+      return true;
+  return false;
+}
+
+#if LLVM_VERSION_MAJOR >= 18
+// emit_store marks the sums' adds reassociable; the loop needs no more.
+static void allow_reordering(Cg *c, LLVMValueRef br) {
+  (void)c;
+  (void)br;
+}
+#else
+// Before LLVM 18 the C API cannot mark an add reassociable. Instead the
+// loop whose latch branch is br gets llvm.loop.vectorize.enable, which
+// lets the vectorizer reorder the loop's sums. A loop ID refers to itself:
+// a temporary node stands in for it until it exists.
+static void allow_reordering(Cg *c, LLVMValueRef br) {
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);   // ours until replaced below
+  static const char key[] = "llvm.loop.vectorize.enable";
+  LLVMMetadataRef enable[2] = {LLVMMDStringInContext2(c->ctx, key, sizeof key - 1),
+                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c->ctx), 1, 0))};
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, enable, 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, id);                      // deletes the temporary node
+  static const char kind[] = "llvm.loop";
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, kind, sizeof kind - 1), LLVMMetadataAsValue(c->ctx, id));
+}
+#endif
+
+// Every instruction, then every store: loads see the buffers as they were
+// before this point's stores.
+static void emit_body(Cg *c, Nest *n) {
+  const Kernel *k = n->k;
+  LLVMValueRef *v = xcalloc(k->nbody > 0 ? k->nbody : 1, sizeof *v);
+  for (int i = 0; i < k->nbody; i++)
+    v[i] = emit_instr(c, n, &k->body[i], v);
+  for (int i = 0; i < k->nstores; i++)
+    emit_store(c, n, &k->stores[i], v[k->stores[i].value]);
+  free(v);
+}
+
+// The loops of dimensions d.. around the body, each in rotated form:
+//   guard: lo < hi ? loop : end
+//   loop:  i = phi [lo, guard], [i + 1, latch]; the inner loops; latch:
+//          i + 1 < hi ? loop : end
+// A kernel of no dimensions runs its body once, as one of extent 1.
+static void emit_nest(Cg *c, Nest *n, int d) {
+  int nd = n->k->ndim > 0 ? n->k->ndim : 1;
+  if (d == nd) {
+    emit_body(c, n);
+    return;
+  }
+  LLVMValueRef lo = d == 0 ? n->lo : i64c(c, 0);
+  LLVMValueRef hi = d == 0 ? n->hi : i64c(c, n->k->dims[d]);
+  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b);
+  LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(c->ctx, n->fn, "loop");
+  LLVMBasicBlockRef end = LLVMAppendBasicBlockInContext(c->ctx, n->fn, "end");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, lo, hi, ""), loop, end);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "i");
+  n->iv[d] = i;
+  emit_nest(c, n, d + 1);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, i64c(c, 1), "");
+  LLVMValueRef br = LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, hi, ""), loop, end);
+  if (d == nd - 1 && sums_innermost(n->k))
+    allow_reordering(c, br);
+  LLVMValueRef in_v[2] = {lo, next};
+  LLVMBasicBlockRef in_b[2] = {guard, latch};
+  LLVMAddIncoming(i, in_v, in_b, 2);
+  LLVMMoveBasicBlockAfter(end, latch);
+  LLVMPositionBuilderAtEnd(c->b, end);
+}
+
+// The body function: void name(float *noalias b0, ..., i64 lo, i64 hi),
+// inlined into its CgLoopFn, where each noalias becomes alias scopes.
+static LLVMValueRef build_body(Cg *c, const Kernel *k, const Slots *s, const char *name) {
+  LLVMTypeRef *params = xcalloc(s->n + 2, sizeof *params);
+  for (int j = 0; j < s->n; j++)
+    params[j] = c->f32p;
+  params[s->n] = params[s->n + 1] = c->i64;
+  LLVMValueRef fn = define_fn(c, name, LLVMFunctionType(c->vd, params, s->n + 2, 0), true);
+  free(params);
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "alwaysinline");
+  Nest n = {.k = k, .s = s, .fn = fn, .base = xcalloc(s->n > 0 ? s->n : 1, sizeof(LLVMValueRef))};
+  for (int j = 0; j < s->n; j++) {
+    n.base[j] = LLVMGetParam(fn, j);
+    if (s->noalias[j])
+      add_attr(c, fn, (LLVMAttributeIndex)(j + 1), "noalias");
+  }
+  n.lo = LLVMGetParam(fn, s->n);
+  n.hi = LLVMGetParam(fn, s->n + 1);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  emit_nest(c, &n, 0);
+  LLVMBuildRetVoid(c->b);
+  free(n.base);
+  return verify_fn(c, fn) ? fn : NULL;
+}
+
+// A CgLoopFn for loop kernel k: the base pointer of each distinct buffer
+// (its block's start + its offset), then the body.
+static LLVMValueRef build_loop(Cg *c, const Kernel *k, const char *name) {
+  if (!check_loop(c, k))
+    return NULL;
+  Slots s;
+  slots_init(c, k, &s);
+  LLVMValueRef fn = NULL;
+  char body_name[96];
+  snprintf(body_name, sizeof body_name, "%s.body", name);
+  LLVMValueRef body = build_body(c, k, &s, body_name);
+  if (!body)
+    goto done;
+  fn = define_fn(c, name, c->loop_ty, true);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef *args = xcalloc(s.n + 2, sizeof *args);
+  for (int j = 0; j < s.n; j++) {
+    LLVMValueRef block = LLVMGetParam(fn, s.state[j] ? 1 : 0);
+    LLVMValueRef off = i64c(c, s.offset[j]);
+    args[j] = LLVMBuildBitCast(c->b, LLVMBuildInBoundsGEP2(c->b, c->i8, block, &off, 1, ""), c->f32p, "");
+  }
+  args[s.n] = LLVMGetParam(fn, 3);
+  args[s.n + 1] = LLVMGetParam(fn, 4);
+  LLVMBuildCall2(c->b, LLVMGlobalGetValueType(body), body, args, s.n + 2, "");
+  LLVMBuildRetVoid(c->b);
+  free(args);
+  if (!verify_fn(c, fn))
+    fn = NULL;
+done:
+  slots_free(&s);
+  return fn;
+}
+
+//
+// The entry function
+//
+
+// What the entry function has at hand while it calls the kernels.
+typedef struct Entry {
+  LLVMValueRef arena, state, B;  // its parameters
+  LLVMValueRef ctx;              // rt->ctx
+  LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
+} Entry;
+
+// Where node n's value starts (i8 *).
+static LLVMValueRef buf_ptr(Cg *c, Entry *e, const IrNode *n) {
+  const KBufInfo *info = &c->p->buf[n->id];
+  LLVMValueRef off = i64c(c, info->offset);
+  return LLVMBuildInBoundsGEP2(c->b, c->i8, info->space == KB_STATE ? e->state : e->arena, &off, 1, "");
+}
+
+// coef, times B where the extent is batched.
+static LLVMValueRef extent(Cg *c, Entry *e, int64_t coef, bool batched) {
+  return batched ? LLVMBuildNSWMul(c->b, i64c(c, coef), e->B, "") : i64c(c, coef);
+}
+
+// Zeroes the buffers k sums into: the elements of the buffer's node for
+// batch B, 4 bytes each. Each buffer once.
+static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
+  for (int i = 0; i < k->nstores; i++) {
+    const KStore *st = &k->stores[i];
+    bool seen = st->reduce != KR_SUM;
+    for (int j = 0; j < i && !seen; j++)
+      seen = k->stores[j].reduce == KR_SUM && k->bufs[k->stores[j].buf] == k->bufs[st->buf];
+    if (seen)
+      continue;
+    const IrNode *n = k->bufs[st->buf];
+    int64_t fixed = 4;
+    for (int d = 0; d < n->ndim; d++)
+      if (n->shape[d] != IR_N)
+        fixed *= n->shape[d];
+    LLVMBuildMemSet(c->b, buf_ptr(c, e, n), LLVMConstInt(c->i8, 0, 0), extent(c, e, fixed, ir_is_batched(n)), 4);
+  }
+}
+
+// A loop kernel's run: its sums zeroed, then fn over dimension 0, through
+// rt->parallel when the kernel may be split across threads.
+static void run_loop(Cg *c, Entry *e, const Kernel *k, LLVMValueRef fn) {
+  zero_sums(c, e, k);
+  LLVMValueRef n = k->ndim == 0 ? i64c(c, 1) : k->dims[0] == IR_N ? e->B : i64c(c, k->dims[0]);
+  if (k->parallel) {
+    LLVMValueRef args[6] = {e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B, n};
+    LLVMBuildCall2(c->b, c->parallel_ty, e->parallel, args, 6, "");
+  } else {
+    LLVMValueRef args[5] = {e->arena, e->state, e->B, i64c(c, 0), n};
+    LLVMBuildCall2(c->b, c->loop_ty, fn, args, 5, "");
+  }
+}
+
+static bool check_gemm(Cg *c, const Kernel *k) {
+  if (k->nbufs < 3 || !k->bufs)
+    return fail(c, "kernel '%s': a GEMM needs buffers A, B and C; it has %d", kname(k), k->nbufs);
+  for (int i = 0; i < 3; i++)
+    if (!check_buf(c, k, i))
+      return false;
+  const KExtent *ext[3] = {&k->m, &k->n, &k->k};
+  int64_t v[3];
+  for (int i = 0; i < 3; i++) {
+    if (ext[i]->coef < 0 || (ext[i]->batched && c->p->max_batch <= 0))
+      return fail(c, "kernel '%s': GEMM extent %c is %lld%s", kname(k), "MNK"[i], (long long)ext[i]->coef,
+                  ext[i]->batched ? " x B" : "");
+    v[i] = ext[i]->coef * (ext[i]->batched ? c->p->max_batch : 1);
+  }
+  int64_t need[3] = {v[0] * v[2], v[2] * v[1], v[0] * v[1]};   // A[M,K], B[K,N], C[M,N]
+  for (int i = 0; i < 3; i++) {
+    int64_t have = c->p->buf[k->bufs[i]->id].bytes / 4;
+    if (need[i] > have)
+      return fail(c, "kernel '%s': GEMM operand %c needs %lld elements; %%%d has %lld", kname(k), "ABC"[i],
+                  (long long)need[i], k->bufs[i]->id, (long long)have);
+  }
+  return true;
+}
+
+// rt->sgemm(ta, tb, M, N, K, A, B, beta, C), then the epilogue.
+static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
+  LLVMValueRef args[9] = {
+    i32c(c, k->ta), i32c(c, k->tb),
+    extent(c, e, k->m.coef, k->m.batched), extent(c, e, k->n.coef, k->n.batched),
+    extent(c, e, k->k.coef, k->k.batched),
+    LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[0]), c->f32p, ""),
+    LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[1]), c->f32p, ""),
+    f32c(c, k->accumulate ? 1 : 0),
+    LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[2]), c->f32p, ""),
+  };
+  LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 9, "");
+  if (epilogue)
+    run_loop(c, e, k->epilogue, epilogue);
+}
+
+// rt->lib(rt->ctx, node id, arena, state, B).
+static void run_lib(Cg *c, Entry *e, const Kernel *k) {
+  LLVMValueRef args[5] = {e->ctx, i32c(c, k->node->id), e->arena, e->state, e->B};
+  LLVMBuildCall2(c->b, c->lib_ty, e->lib, args, 5, "");
+}
+
+// if (rt->tick) rt->tick(rt->ctx, i), in entry function fn.
+static void run_tick(Cg *c, Entry *e, LLVMValueRef fn, int i) {
+  LLVMBasicBlockRef call = LLVMAppendBasicBlockInContext(c->ctx, fn, "tick");
+  LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "kernel");
+  LLVMBuildCondBr(c->b, LLVMBuildIsNotNull(c->b, e->tick, ""), call, next);
+  LLVMPositionBuilderAtEnd(c->b, call);
+  LLVMValueRef args[2] = {e->ctx, i32c(c, i)};
+  LLVMBuildCall2(c->b, c->tick_ty, e->tick, args, 2, "");
+  LLVMBuildBr(c->b, next);
+  LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+// rt's field i, a pointer cast to ty *.
+static LLVMValueRef rt_field(Cg *c, LLVMValueRef rt, int i, LLVMTypeRef ty) {
+  LLVMValueRef v = LLVMBuildLoad2(c->b, c->i8p, LLVMBuildStructGEP2(c->b, c->rt_ty, rt, (unsigned)i, ""), "");
+  return ty ? LLVMBuildBitCast(c->b, v, LLVMPointerType(ty, 0), "") : v;
+}
+
+// void name(i8 *arena, i8 *state, i64 B, CgRuntime *rt): every kernel in
+// order; fns[i] and epis[i] are kernel i's loop function and epilogue.
+static bool build_entry(Cg *c, const char *name, LLVMValueRef *fns, LLVMValueRef *epis) {
+  LLVMValueRef fn = define_fn(c, name, c->entry_ty, false);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef rt = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 3), LLVMPointerType(c->rt_ty, 0), "rt");
+  Entry e = {
+    .arena = LLVMGetParam(fn, 0), .state = LLVMGetParam(fn, 1), .B = LLVMGetParam(fn, 2),
+    .ctx = rt_field(c, rt, 0, NULL), .parallel = rt_field(c, rt, 1, c->parallel_ty),
+    .sgemm = rt_field(c, rt, 2, c->sgemm_ty), .lib = rt_field(c, rt, 3, c->lib_ty),
+    .tick = rt_field(c, rt, 4, c->tick_ty),
+  };
+  for (int i = 0; i < c->p->nkernels; i++) {
+    const Kernel *k = c->p->kernels[i];
+    run_tick(c, &e, fn, i);
+    switch (k->kind) {
+    case KN_LOOP: run_loop(c, &e, k, fns[i]); break;
+    case KN_GEMM: run_gemm(c, &e, k, epis[i]); break;
+    case KN_LIB: run_lib(c, &e, k); break;
+    }
+  }
+  run_tick(c, &e, fn, c->p->nkernels);
+  LLVMBuildRetVoid(c->b);
+  return verify_fn(c, fn);
+}
+
+//
+// The module
+//
+
+static void init_types(Cg *c) {
+  c->f32 = LLVMFloatTypeInContext(c->ctx);
+  c->i8 = LLVMInt8TypeInContext(c->ctx);
+  c->i32 = LLVMInt32TypeInContext(c->ctx);
+  c->i64 = LLVMInt64TypeInContext(c->ctx);
+  c->vd = LLVMVoidTypeInContext(c->ctx);
+  c->i8p = LLVMPointerType(c->i8, 0);
+  c->i32p = LLVMPointerType(c->i32, 0);
+  c->f32p = LLVMPointerType(c->f32, 0);
+  LLVMTypeRef loop[5] = {c->i8p, c->i8p, c->i64, c->i64, c->i64};
+  c->loop_ty = LLVMFunctionType(c->vd, loop, 5, 0);
+  LLVMTypeRef entry[4] = {c->i8p, c->i8p, c->i64, c->i8p};
+  c->entry_ty = LLVMFunctionType(c->vd, entry, 4, 0);
+  LLVMTypeRef rt[5] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
+  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 5, 0);
+  LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
+  c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
+  LLVMTypeRef gemm[9] = {c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p};
+  c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 9, 0);
+  LLVMTypeRef lib[5] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64};
+  c->lib_ty = LLVMFunctionType(c->vd, lib, 5, 0);
+  LLVMTypeRef tick[2] = {c->i8p, c->i32};
+  c->tick_ty = LLVMFunctionType(c->vd, tick, 2, 0);
+}
+
+// "nnc_train_step" from the program's entry name.
+static void entry_name(char *buf, size_t size, const KProgram *p) {
+  snprintf(buf, size, "nnc_%s", p->entry ? p->entry : "entry");
+  for (char *s = buf; *s; s++)
+    if (!isalnum((unsigned char)*s))
+      *s = '_';
+}
+
+// The loop functions of every kernel: fns[i] for a loop kernel,
+// epis[i] for a GEMM's epilogue.
+static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
+  char name[96];
+  for (int i = 0; i < c->p->nkernels; i++) {
+    const Kernel *k = c->p->kernels[i];
+    if (!k)
+      return fail(c, "kernel %d is missing", i);
+    switch (k->kind) {
+    case KN_LOOP:
+      fn_name(name, sizeof name, i, k, NULL);
+      if (!(fns[i] = build_loop(c, k, name)))
+        return false;
+      break;
+    case KN_GEMM:
+      if (!check_gemm(c, k))
+        return false;
+      if (k->epilogue) {
+        fn_name(name, sizeof name, i, k, "_epilogue");
+        if (!(epis[i] = build_loop(c, k->epilogue, name)))
+          return false;
+      }
+      break;
+    case KN_LIB:
+      if (!k->node || k->node->id < 0 || k->node->id >= c->p->g->nnodes)
+        return fail(c, "kernel '%s': a library kernel without its node", kname(k));
+      break;
+    default:
+      return fail(c, "kernel %d has no kind (%d)", i, (int)k->kind);
+    }
+  }
+  return true;
+}
+
+bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features,
+                     char *entry, size_t size, char *err, size_t errsz) {
+  Cg c = {.p = p, .mod = m, .ctx = LLVMGetModuleContext(m), .cpu = cpu, .features = features,
+          .err = err, .errsz = errsz};
+  if (!p || !p->g || !p->buf || p->nkernels < 0 || (p->nkernels && !p->kernels))
+    return fail(&c, "the program has no graph, buffers or kernels");
+  init_types(&c);
+  entry_name(entry, size, p);
+  c.b = LLVMCreateBuilderInContext(c.ctx);   // ours: disposed below
+  int nk = p->nkernels > 0 ? p->nkernels : 1;
+  LLVMValueRef *fns = xcalloc(nk, sizeof *fns);
+  LLVMValueRef *epis = xcalloc(nk, sizeof *epis);
+  bool ok = build_kernels(&c, fns, epis) && build_entry(&c, entry, fns, epis);
+  free(fns);
+  free(epis);
+  LLVMDisposeBuilder(c.b);
+  return ok;
+}
