@@ -86,7 +86,7 @@ static int nargs(KInstrOp op) {
   case KI_NEG: case KI_EXP: case KI_LOG: case KI_TANH: case KI_SIGMOID: case KI_SQRT: case KI_ABS:
   case KI_SIGN:
     return 1;
-  case KI_SELECT:
+  case KI_SELECT: case KI_FMA:
     return 3;
   default:
     return 2;
@@ -96,7 +96,7 @@ static int nargs(KInstrOp op) {
 // The buffer node k->bufs[i], which the program must have placed.
 static bool check_buf(Cg *c, const Kernel *k, int i) {
   const IrNode *n = k->bufs[i];
-  if (!n || n->id < 0 || n->id >= c->p->g->nnodes)
+  if (!n || n->id < 0 || (n->id >= c->p->g->nnodes && n != c->p->scalars))
     return fail(c, "kernel '%s': buffer %d is not a node of the graph", kname(k), i);
   if (c->p->buf[n->id].bytes <= 0)
     return fail(c, "kernel '%s': buffer %d (%%%d) has no place in memory", kname(k), i, n->id);
@@ -433,6 +433,11 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
   case KI_EQ: return bool_to_f32(c, LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, ""));
   case KI_SELECT:
     return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNE, a, f32c(c, 0), ""), b, v[in->c], "select");
+  case KI_FMA: {
+    LLVMTypeRef ty;
+    LLVMValueRef fn = intrinsic(c, "llvm.fma.f32", 3, &ty), args[3] = {a, b, v[in->c]};
+    return LLVMBuildCall2(c->b, ty, fn, args, 3, "");
+  }
   case KI_NUM_OPS: break;
   }
   unreachable();

@@ -179,6 +179,7 @@ typedef enum {
   KI_GT,        // a > b ? 1 : 0
   KI_EQ,        // a == b ? 1 : 0
   KI_SELECT,    // a != 0 ? b : c
+  KI_FMA,       // a * b + c, rounded once (as fmaf)
   KI_NUM_OPS
 } KInstrOp;
 
@@ -261,12 +262,27 @@ typedef struct KProgram {
   const char *entry;           // "forward", "eval_step", "train_step"
   Kernel **kernels;
   int nkernels;
-  KBufInfo *buf;               // buf[node id]: where each node's value lives (bytes 0: not materialized)
+  KBufInfo *buf;               // buf[node id]: where each node's value lives (bytes 0: not materialized);
+                               // one more entry, buf[g->nnodes], for scalars
+  const IrNode *scalars;       // train_step: the per-step scalars of the optimizer updates, an f32[8]
+                               // in the arena (id g->nnodes, in no graph), which the runtime writes
+                               // before each step (see KS_*); NULL without updates
   int64_t max_batch;           // the arena is sized for this batch
   int64_t arena_bytes;         // peak: the arena's size
   int64_t state_bytes;
   int64_t naive_bytes;         // what one buffer per node would take
 } KProgram;
+
+// The slots of KProgram.scalars.
+enum {
+  KS_NEG_LR,         // -lr of this step
+  KS_FIRST,          // 1 on the first step, else 0 (SGD's momentum buffer starts as g)
+  KS_NEG_STEP_SIZE,  // Adam: -lr / (1 - beta1^t)
+  KS_BC2_SQRT,       // Adam: sqrt(1 - beta2^t)
+  KS_DECAY,          // AdamW: 1 - lr * weight_decay
+  KS_APPLY,          // 1: apply the updates; 0: keep everything as it was (the loss is not finite)
+  KS_COUNT
+};
 
 // Builders (ir/kernel.c): kernels are allocated from the graph's arena.
 Kernel *ir_kernel_new(IrGraph *g, KernelKind kind, const char *name);

@@ -75,7 +75,7 @@ static const char *const instr_names[KI_NUM_OPS] = {
     [KI_ADD] = "add", [KI_SUB] = "sub", [KI_MUL] = "mul", [KI_DIV] = "div", [KI_MAX] = "max",
     [KI_MIN] = "min", [KI_NEG] = "neg", [KI_EXP] = "exp", [KI_LOG] = "log", [KI_TANH] = "tanh",
     [KI_SIGMOID] = "sigmoid", [KI_SQRT] = "sqrt", [KI_ABS] = "abs", [KI_SIGN] = "sign",
-    [KI_GT] = "gt", [KI_EQ] = "eq", [KI_SELECT] = "select",
+    [KI_GT] = "gt", [KI_EQ] = "eq", [KI_SELECT] = "select", [KI_FMA] = "fma",
 };
 
 const char *ir_kinstr_name(KInstrOp op) { return op < KI_NUM_OPS ? instr_names[op] : "?"; }
@@ -151,7 +151,7 @@ static void print_loop(FILE *out, const Kernel *k, const char *indent) {
       break;
     case KI_CONST: fprintf(out, " %.9g", in->imm); break;
     case KI_INDEX: fprintf(out, " i%d", in->dim); break;
-    case KI_SELECT: fprintf(out, " v%d, v%d, v%d", in->a, in->b, in->c); break;
+    case KI_SELECT: case KI_FMA: fprintf(out, " v%d, v%d, v%d", in->a, in->b, in->c); break;
     case KI_ADD: case KI_SUB: case KI_MUL: case KI_DIV: case KI_MAX: case KI_MIN: case KI_GT: case KI_EQ:
       fprintf(out, " v%d, v%d", in->a, in->b);
       break;

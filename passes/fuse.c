@@ -264,6 +264,85 @@ static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
   return k;
 }
 
+// A load of slot k of the step scalars, the same for every element.
+static int gen_scalar(Gen *gen, int slot) {
+  KInstr in = {.op = KI_LOAD, .buf = ir_kernel_buf(gen->f->g, gen->k, gen->f->p->scalars), .idx = {.offset = slot}};
+  return emit(gen, in);
+}
+
+static int gen_flat_load(Gen *gen, const IrNode *n) {
+  return emit(gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(gen->f->g, gen->k, n), .idx = {.stride = {1}}});
+}
+
+// Stores v over n's old value old, unless the step's updates are off.
+static void flat_store(Gen *gen, const IrNode *n, int v, int old) {
+  v = emit(gen, (KInstr){.op = KI_SELECT, .a = gen_scalar(gen, KS_APPLY), .b = v, .c = old});
+  ir_kernel_store(gen->f->g, gen->k, (KStore){.buf = ir_kernel_buf(gen->f->g, gen->k, n), .idx = {.stride = {1}},
+                                             .value = v});
+}
+
+static int emit_fma(Gen *gen, int a, int b, int c) { return emit(gen, (KInstr){.op = KI_FMA, .a = a, .b = b, .c = c}); }
+
+// SGD (momentum, dampening, nesterov, weight decay) with PyTorch's
+// operations in PyTorch's order, as k_sgd_step: one loop over a parameter.
+static void gen_sgd(Gen *gen, const IrNode *n) {
+  const double *a = n->attr.f;   // lr momentum dampening weight_decay
+  const IrNode *p = n->src[0];
+  int pv = gen_flat_load(gen, p), gi = gen_flat_load(gen, n->src[1]);
+  if (a[3] != 0)
+    gi = emit_fma(gen, pv, emit_const(gen, (float)a[3]), gi);
+  if (a[1] != 0) {
+    const IrNode *buf = n->src[2];
+    int mom = emit_const(gen, (float)a[1]);
+    int old = gen_flat_load(gen, buf);
+    int next = emit_fma(gen, gi, emit_const(gen, (float)(1.0 - a[2])), emit2(gen, KI_MUL, old, mom));
+    int b = emit(gen, (KInstr){.op = KI_SELECT, .a = gen_scalar(gen, KS_FIRST), .b = gi, .c = next});
+    flat_store(gen, buf, b, old);
+    gi = n->attr.i[0] ? emit_fma(gen, b, mom, gi) : b;
+  }
+  flat_store(gen, p, emit_fma(gen, gi, gen_scalar(gen, KS_NEG_LR), pv), pv);
+}
+
+// Adam and AdamW, as k_adam_step.
+static void gen_adam(Gen *gen, const IrNode *n) {
+  const double *a = n->attr.f;   // lr beta1 beta2 eps weight_decay
+  const IrNode *p = n->src[0], *m = n->src[2], *v = n->src[3];
+  int p0 = gen_flat_load(gen, p), pv = p0, gi = gen_flat_load(gen, n->src[1]);
+  if (n->attr.i[0])
+    pv = emit2(gen, KI_MUL, pv, gen_scalar(gen, KS_DECAY));
+  else if (a[4] != 0)
+    gi = emit_fma(gen, pv, emit_const(gen, (float)a[4]), gi);
+  float w1 = (float)(1.0 - a[1]);
+  int mv = gen_flat_load(gen, m), diff = emit2(gen, KI_SUB, gi, mv);
+  int mn = w1 < 0.5f ? emit_fma(gen, emit_const(gen, w1), diff, mv)   // torch.lerp
+                     : emit_fma(gen, emit_const(gen, w1 - 1.0f), diff, gi);
+  int vv = gen_flat_load(gen, v);
+  int vn = emit2(gen, KI_ADD, emit2(gen, KI_MUL, vv, emit_const(gen, (float)a[2])),
+                 emit2(gen, KI_MUL, emit2(gen, KI_MUL, emit_const(gen, (float)(1.0 - a[2])), gi), gi));
+  int denom = emit2(gen, KI_ADD, emit2(gen, KI_DIV, emit1(gen, KI_SQRT, vn), gen_scalar(gen, KS_BC2_SQRT)),
+                    emit_const(gen, (float)a[3]));
+  int step = emit2(gen, KI_DIV, emit2(gen, KI_MUL, gen_scalar(gen, KS_NEG_STEP_SIZE), mn), denom);
+  flat_store(gen, m, mn, mv);
+  flat_store(gen, v, vn, vv);
+  flat_store(gen, p, emit2(gen, KI_ADD, pv, step), p0);
+}
+
+// An optimizer update: a loop over the parameter's elements.
+static Kernel *step_kernel(Fuse *f, IrNode *n) {
+  Kernel *k = ir_kernel_new(f->g, KN_LOOP, n->scope ? n->scope : mnem(n));
+  k->ndim = 1;
+  k->dims[0] = ir_numel(n->src[0], 1);
+  Gen gen = {f, k, n, NULL};
+  ir_kernel_add_node(f->g, k, n);
+  if (n->op == IR_SGD_STEP)
+    gen_sgd(&gen, n);
+  else
+    gen_adam(&gen, n);
+  k->parallel = k->dims[0] >= 32768;
+  k->name = arena_printf(f->g->arena, "%s: %s", k->name, mnem(n));
+  return k;
+}
+
 static void add_kernel(Fuse *f, Kernel *k) {
   KProgram *p = f->p;
   if (!(p->nkernels & (p->nkernels - 1))) {
@@ -277,6 +356,10 @@ static void add_kernel(Fuse *f, Kernel *k) {
 
 // The kernel(s) of root node n.
 static void lower_root(Fuse *f, IrNode *n) {
+  if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && f->p->scalars) {
+    add_kernel(f, step_kernel(f, n));
+    return;
+  }
   if (is_reduction(n->op)) {
     add_kernel(f, reduce_kernel(f, n));
     return;
@@ -343,6 +426,12 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   KProgram *p = arena_alloc(a, sizeof *p);
   *p = (KProgram){.g = g, .entry = names[entry], .max_batch = max_batch};
   f.p = p;
+  if (entry == ENTRY_TRAIN && m->nparams > 0 && fuse) {
+    IrNode *s = arena_alloc(a, sizeof *s);
+    *s = (IrNode){.op = IR_BUFFER, .dtype = DT_F32, .ndim = 1, .shape = {8}, .name = "optimizer scalars",
+                  .id = nn};
+    p->scalars = s;
+  }
   if (why)
     fprintf(why, "unfused producer/consumer pairs of %s:\n", names[entry]);
   for (int i = 0; i < nn; i++) {

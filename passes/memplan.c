@@ -89,10 +89,10 @@ static void read_at(int *last, const IrNode *n, int i) {
 void pass_memplan(KProgram *p, const bool *keep) {
   const IrGraph *g = p->g;
   int nn = g->nnodes;
-  Plan pl = {p, g, xmalloc(sizeof(int) * nn), xmalloc(sizeof(Slot) * (nn + 1)), 0};
-  p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * nn);
-  bool *mat = xcalloc(nn, 1);   // materialized: written by a kernel, or a leaf
-  for (int i = 0; i < nn; i++)
+  Plan pl = {p, g, xmalloc(sizeof(int) * (nn + 1)), xmalloc(sizeof(Slot) * (nn + 1)), 0};
+  p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * (nn + 1));
+  bool *mat = xcalloc(nn + 1, 1);   // [nn]: the step scalars, in no graph   // materialized: written by a kernel, or a leaf
+  for (int i = 0; i <= nn; i++)
     pl.slot[i] = -1;
   // State: every persistent tensor of the graph, in order.
   int64_t state = 0;
@@ -108,13 +108,13 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
     const IrNode *r = kernel_result(k);
-    mat[r->id] = r->op != IR_SGD_STEP && r->op != IR_ADAM_STEP;
+    mat[r->id] = mat[r->id] || (r->op != IR_SGD_STEP && r->op != IR_ADAM_STEP);
     if (k->kind == KN_GEMM)
       mat[k->bufs[2]->id] = true;
   }
   // Every value's last reader, through aliases; kept values live to the end.
-  int *last = xmalloc(sizeof(int) * nn);
-  for (int i = 0; i < nn; i++)
+  int *last = xmalloc(sizeof(int) * (nn + 1));
+  for (int i = 0; i <= nn; i++)
     last[i] = -1;
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
@@ -152,8 +152,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
       }
       continue;
     }
-    if (res->op == IR_SGD_STEP || res->op == IR_ADAM_STEP)
-      continue;   // updates write the parameters in place
+    if (res->op == IR_SGD_STEP || res->op == IR_ADAM_STEP || res->op == IR_PARAM || res->op == IR_BUFFER)
+      continue;   // updates write the parameters and their state in place
     p->naive_bytes += node_bytes(res, p->max_batch);
     int in_place = -1;
     if (k->kind == KN_LOOP) {
@@ -179,6 +179,12 @@ void pass_memplan(KProgram *p, const bool *keep) {
       pl.slot[i] = pl.slot[storage_node(n, mat)->id];
   }
   free(last);
+  int scalar_slot = -1;
+  if (p->scalars) {
+    mat[nn] = true;   // written by the caller before the step: like an input
+    pl.slots[pl.nslots] = (Slot){ALIGN, -1, p->nkernels, -1};
+    scalar_slot = pl.nslots++;
+  }
   // Placement: first fit among the slots live at the same time. Slots are
   // placed in order of birth; each takes the lowest offset that overlaps
   // no live slot already placed.
@@ -205,6 +211,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
       peak = off + s->bytes;
   }
   p->arena_bytes = peak;
+  if (scalar_slot >= 0)
+    p->buf[nn] = (KBufInfo){KB_ARENA, pl.slots[scalar_slot].offset, ALIGN};
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
     if (pl.slot[i] < 0)

@@ -46,6 +46,7 @@ struct RtExec {
   double lr;
   double loss;         // the loss the step computed
   bool skip_updates;   // the loss is not finite: no updates this step
+  float *scalars;      // the running program's step scalars (KS_*), or NULL
 };
 
 static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
@@ -588,6 +589,8 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   if (n == ex->g->loss) {
     ex->loss = l;
     ex->skip_updates = ex->training && !isfinite(l);
+    if (ex->skip_updates && ex->scalars)
+      ex->scalars[KS_APPLY] = 0;   // the compiled updates keep every value as it was
   }
 }
 
@@ -653,6 +656,19 @@ const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times) {
   return ex->prog[mode];
 }
 
+// The per-step scalars of the compiled updates (KS_*), computed as
+// k_sgd_step and k_adam_step compute them: in double, rounded to float.
+static void write_scalars(const RtExec *ex, float *s, double lr) {
+  const OptimConfig *o = &ex->m->opt;
+  double t = (double)ex->steps;
+  s[KS_NEG_LR] = (float)-lr;
+  s[KS_FIRST] = ex->steps == 1 ? 1.0f : 0.0f;
+  s[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(o->beta1, t)));
+  s[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(o->beta2, t));
+  s[KS_DECAY] = (float)(1.0 - lr * o->weight_decay);
+  s[KS_APPLY] = 1;
+}
+
 static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
   const IrGraph *g = ex->g;
   if (B < 1 || B > ex->max_batch)
@@ -675,6 +691,9 @@ static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const 
     ex->steps++;
   for (int i = 0; i < g->nnodes; i++)
     ex->done[i] = ex->need[mode][i] && ex->buf[i] != NULL;
+  ex->scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL;
+  if (ex->scalars)
+    write_scalars(ex, ex->scalars, lr);
   cg_entry(ex->mod[mode])(ex->arena, ex->state, B, &ex->rt);
   if (ex->skip_updates)
     ex->steps--;

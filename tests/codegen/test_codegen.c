@@ -301,6 +301,7 @@ static float eval(const KInstr *in, const float *v, float x) {
   case KI_GT: return a > b ? 1.0f : 0.0f;
   case KI_EQ: return a == b ? 1.0f : 0.0f;
   case KI_SELECT: return a != 0 ? b : v[in->c];
+  case KI_FMA: return fmaf(a, b, v[in->c]);
   case KI_NUM_OPS: break;
   }
   return NAN;
@@ -556,6 +557,7 @@ static void test_every_op(void) {
   outs[KI_GT] = op2(k, KI_GT, vx, vy);
   outs[KI_EQ] = op2(k, KI_EQ, vx, vy);
   outs[KI_SELECT] = instr(k, (KInstr){.op = KI_SELECT, .a = sel, .b = vx, .c = vy});
+  outs[KI_FMA] = instr(k, (KInstr){.op = KI_FMA, .a = vx, .b = vy, .c = vp});
   for (int op = 0; op < KI_NUM_OPS; op++)
     st(k, out[op], outs[op], KR_NONE);
   add(&t, k);
