@@ -23,12 +23,24 @@ expect() {
   fi
 }
 
+printf 'model m {\n    input x: f32[4]\n    x -> linear(2)\n}\n' >"$tmp/noloss.nn"
 expect 2 'usage: nnc <command>'
 expect 0 'usage: nnc <command>' --help
 expect 0 'usage: nnc <command>' -h
 expect 0 '^nnc [0-9][0-9.]* (commit .*, LLVM [0-9]' --version
 expect 0 'usage: nnc check' check --help
 expect 0 'usage: nnc emit' emit --help
+expect 0 'usage: nnc train' train --help
+expect 0 'usage: nnc eval' eval --help
+expect 0 'usage: nnc predict' predict --help
+expect 0 'usage: nnc bench' bench --help
+expect 2 "--backend is cpu or ref, found 'gpu'" train --backend gpu models/mlp.nn
+expect 2 "--epochs needs a whole number from 1, found '0'" train --epochs 0 models/mlp.nn
+expect 2 'eval needs --weights' eval models/mlp.nn
+expect 2 "--entry is forward, eval or train, found 'bogus'" emit --stage kernels --entry bogus models/mlp.nn
+expect 0 'kernel 0 gemm linear_1 + relu_1' emit --stage kernels models/mlp.nn
+expect 0 'unfused producer/consumer pairs' emit --stage fused --entry train models/mlp.nn
+expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
 expect 2 'emit needs --stage' emit models/mlp.nn
