@@ -22,18 +22,12 @@ typedef struct AD {
   const IrNode *fwd;     // the forward node being differentiated
 } AD;
 
+static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
+
 // Appends op(src) at the forward node's location and infers its shape;
 // preset (or NULL) gives the output shape of shape-carrying ops.
 static IrNode *mk(AD *ad, IrOp op, IrNode **src, int nsrc, const IrNode *preset) {
-  IrNode *n = ir_add(ad->g, op, src, nsrc, ad->fwd->loc);
-  n->scope = ad->fwd->scope;
-  if (preset) {
-    n->ndim = preset->ndim;
-    memcpy(n->shape, preset->shape, sizeof(int64_t) * preset->ndim);
-  }
-  if (!pass_infer_node(n, ad->d))
-    nnc_bug(__FILE__, __LINE__, "autodiff built a node that fails its shape check");
-  return n;
+  return finish(ad, ir_add(ad->g, op, src, nsrc, ad->fwd->loc), preset);
 }
 
 static IrNode *mk1(AD *ad, IrOp op, IrNode *a) { return mk(ad, op, &a, 1, NULL); }
@@ -91,8 +85,6 @@ static void grad_matmul(AD *ad, IrNode *n, IrNode *g) {
     accumulate(ad, b, db);
   }
 }
-
-static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
 
 static IrNode *with_attrs(IrNode *n, const IrNode *from) {
   n->attr = from->attr;

@@ -1022,6 +1022,20 @@ static void lower_input(Lower *L, Env *e, const AstNode *s) {
   }
 }
 
+// The index of c's name among names; else reports "unknown WHAT" with a
+// suggestion and the list of what there is, and returns -1.
+static int lookup_name(Lower *L, const char *const *names, int n, const AstNode *c, const char *what,
+                       const char *list) {
+  for (int k = 0; k < n; k++)
+    if (!strcmp(names[k], c->name))
+      return k;
+  const char *s = suggest_name(c->name, names, n);
+  char hint[256];
+  snprintf(hint, sizeof hint, "%s%s%s%s", s ? "did you mean '" : "", s ? s : "", s ? "'? " : "", list);
+  diag_error(L->d, c->loc, hint, "unknown %s '%s'", what, c->name);
+  return -1;
+}
+
 // Initializers: zeros, ones, constant(v), normal(mean, std), uniform(low, high),
 // or a plain number (constant).
 static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
@@ -1046,17 +1060,10 @@ static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
                  "a parameter's initializer must be a number or an initializer");
     return false;
   }
-  int k = 0;
-  while (k < countof(sigs) && strcmp(sigs[k].name, n->name))
-    k++;
-  if (k == countof(sigs)) {
-    const char *s = suggest_name(n->name, init_names, countof(init_names));
-    char hint[160];
-    snprintf(hint, sizeof hint, "%s%s%sinitializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)",
-             s ? "did you mean '" : "", s ? s : "", s ? "'? " : "");
-    diag_error(L->d, n->loc, hint, "unknown initializer '%s'", n->name);
+  int k = lookup_name(L, init_names, countof(init_names), n, "initializer",
+                      "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)");
+  if (k < 0)
     return false;
-  }
   Args a;
   if (!bind_args(L, e, &sigs[k], n, NULL, n->loc, &a))
     return false;
@@ -1160,17 +1167,10 @@ static bool decl_args(Lower *L, const Signature *sig, const AstNode *call, Args 
 static void lower_loss(Lower *L, const Decl *d) {
   static const IrOp ops[] = {IR_CROSS_ENTROPY, IR_NLL, IR_MSE, IR_L1, IR_BCE_WITH_LOGITS};
   const AstNode *c = d->call;
-  int k = 0;
-  while (k < countof(loss_names) && strcmp(loss_names[k], c->name))
-    k++;
-  if (k == countof(loss_names)) {
-    const char *s = suggest_name(c->name, loss_names, countof(loss_names));
-    char hint[200];
-    snprintf(hint, sizeof hint, "%s%s%slosses are cross_entropy, nll, mse, l1, bce_with_logits",
-             s ? "did you mean '" : "", s ? s : "", s ? "'? " : "");
-    diag_error(L->d, c->loc, hint, "unknown loss '%s'", c->name);
+  int k = lookup_name(L, loss_names, countof(loss_names), c, "loss",
+                      "losses are cross_entropy, nll, mse, l1, bce_with_logits");
+  if (k < 0)
     return;
-  }
   if (c->kind == AST_CALL && c->nargs > 0) {
     diag_error(L->d, c->args[0]->loc, "losses take the mean over the batch and have no options",
                "%s takes no arguments", c->name);
@@ -1211,17 +1211,9 @@ static void lower_optimizer(Lower *L, const Decl *d) {
       {"adamw", adamw, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01)"},
   };
   const AstNode *c = d->call;
-  int k = 0;
-  while (k < countof(sigs) && strcmp(sigs[k].name, c->name))
-    k++;
-  if (k == countof(sigs)) {
-    const char *s = suggest_name(c->name, optim_names, countof(optim_names));
-    char hint[160];
-    snprintf(hint, sizeof hint, "%s%s%soptimizers are sgd, adam, adamw", s ? "did you mean '" : "",
-             s ? s : "", s ? "'? " : "");
-    diag_error(L->d, c->loc, hint, "unknown optimizer '%s'", c->name);
+  int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer", "optimizers are sgd, adam, adamw");
+  if (k < 0)
     return;
-  }
   Args a;
   if (!decl_args(L, &sigs[k], c, &a))
     return;
@@ -1264,17 +1256,10 @@ static void lower_schedule(Lower *L, const Decl *d) {
   };
   static const char *const names[] = {"constant", "step", "cosine"};
   const AstNode *c = d->call;
-  int k = 0;
-  while (k < countof(sigs) && strcmp(sigs[k].name, c->name))
-    k++;
-  if (k == countof(sigs)) {
-    const char *s = suggest_name(c->name, names, countof(names));
-    char hint[160];
-    snprintf(hint, sizeof hint, "%s%s%sschedules are constant, step(step_size, gamma), cosine(t_max, min_lr)",
-             s ? "did you mean '" : "", s ? s : "", s ? "'? " : "");
-    diag_error(L->d, c->loc, hint, "unknown schedule '%s'", c->name);
+  int k = lookup_name(L, names, countof(names), c, "schedule",
+                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr)");
+  if (k < 0)
     return;
-  }
   Args a;
   if (!decl_args(L, &sigs[k], c, &a))
     return;
