@@ -199,10 +199,42 @@ static float window_max(const float *x, const KPool2d *g, int64_t oh, int64_t ow
   return best;
 }
 
+// Without padding every window lies inside the plane: the same scan as
+// window_max with no bounds checks (the common maxpool(2) and maxpool(3, 2)).
+static void maxpool_unpadded(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
+                             int64_t OW) {
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * g->W;   // (H,W)
+    float *yp = y + nc * OH * OW;             // (OH,OW)
+    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t base = oh * g->sh * g->W + ow * g->sw, at = base;
+        float best = xp[base];
+        for (int64_t kh = 0; kh < g->kh; kh++)
+          for (int64_t kw = 0; kw < g->kw; kw++) {
+            int64_t i = base + kh * g->dh * g->W + kw * g->dw;
+            float v = xp[i];
+            if (v > best || v != v) {   // ties keep the first; a NaN wins, as in window_max
+              best = v;
+              at = i;
+            }
+          }
+        yp[oh * OW + ow] = best;
+        if (ap)
+          ap[oh * OW + ow] = (int32_t)at;
+      }
+  }
+}
+
 void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
   int64_t OH, OW;
   pool_geometry(g, &OH, &OW);
   K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
+  if (g->ph == 0 && g->pw == 0) {
+    maxpool_unpadded(y, argmax, x, g, OH, OW);
+    return;
+  }
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * g->W;   // (H,W)
     for (int64_t oh = 0; oh < OH; oh++)
