@@ -5,6 +5,7 @@
 //   Model *m = pass_lower(p, a, d);             // AST -> graph IR with shapes
 //   ir_verify(m->g, d);                         // invariants between passes
 #include "cli.h"
+#include "codegen.h"
 #include "version.h"
 
 #include <errno.h>
@@ -58,15 +59,17 @@ static const char *const usage_emit =
     "        and the memory plan's arena size\n"
     "  fused    the same, after the list of producer/consumer pairs left unfused\n"
     "        and why\n"
+    "  llvm  the optimized LLVM IR the cpu backend compiles for that entry point\n"
+    "  asm   the host assembly of that LLVM IR\n"
     "\n"
     "options:\n"
-    "  -s, --stage STAGE     ast, ir, dot, kernels or fused (required)\n"
+    "  -s, --stage STAGE     ast, ir, dot, kernels, fused, llvm or asm (required)\n"
     "  -t, --train           ir and dot: include the training step: the gradients\n"
     "                        (autodiff) and the optimizer's updates\n"
-    "  -e, --entry NAME      kernels, fused: forward (default), eval or train\n"
-    "  -b, --batch N         kernels, fused: plan memory for batches of N (default:\n"
+    "  -e, --entry NAME      kernels to asm: forward (default), eval or train\n"
+    "  -b, --batch N         kernels to asm: plan memory for batches of N (default:\n"
     "                        the model's train batch)\n"
-    "      --no-fuse         kernels, fused: one kernel per graph node\n"
+    "      --no-fuse         kernels to asm: one kernel per graph node\n"
     "  -o, --output FILE     write to FILE instead of standard output\n"
     "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
     "      --no-color        never color diagnostics\n"
@@ -211,9 +214,10 @@ static int cmd_emit(int argc, char **argv) {
   }
   if (!stage)
     return usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
-  bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused");
+  bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
+  bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native;
   if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)
-    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels or fused)", stage);
+    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm or asm)", stage);
   EntryKind entry = ENTRY_FORWARD;
   if (!strcmp(entry_name, "eval"))
     entry = ENTRY_EVAL;
@@ -241,6 +245,7 @@ static int cmd_emit(int argc, char **argv) {
   Program *p = NULL;
   IrGraph *g = NULL;
   Model *model = NULL;
+  bool gen_failed = false;
   if (is_ir)
     g = load_ir(path, a, &d);
   else if (!strcmp(stage, "ast"))
@@ -264,7 +269,16 @@ static int cmd_emit(int argc, char **argv) {
     } else {
       if (p)
         fe_print_ast(out, p);
-      else if (kstage) {
+      else if (native) {
+        KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, NULL);
+        char err[1024];
+        bool ok = !strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
+                                         : cg_print_asm(out, kp, NULL, err, sizeof err);
+        if (!ok) {
+          fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
+          gen_failed = true;
+        }
+      } else if (kstage) {
         bool why = !strcmp(stage, "fused");
         KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, why ? out : NULL);
         if (why)
@@ -277,7 +291,7 @@ static int cmd_emit(int argc, char **argv) {
       bool bad = ferror(out) != 0;
       if ((out != stdout && fclose(out) != 0) || bad)
         fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", output ? output : "<stdout>", strerror(errno));
-      else
+      else if (!gen_failed)
         status = 0;
     }
   }

@@ -40,11 +40,13 @@ expect 2 'eval needs --weights' eval models/mlp.nn
 expect 2 "--entry is forward, eval or train, found 'bogus'" emit --stage kernels --entry bogus models/mlp.nn
 expect 0 'kernel 0 gemm linear_1 + relu_1' emit --stage kernels models/mlp.nn
 expect 0 'unfused producer/consumer pairs' emit --stage fused --entry train models/mlp.nn
+expect 0 '^define .*@nnc_' emit --stage llvm models/mlp.nn
+expect 0 'maxps' emit --stage asm models/mlp.nn
 expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
 expect 2 'emit needs --stage' emit models/mlp.nn
-expect 2 "unknown stage 'llvm'" emit --stage llvm models/mlp.nn
+expect 2 "unknown stage 'ptx'" emit --stage ptx models/mlp.nn
 expect 2 'emit needs exactly one input file' emit --stage ir models/mlp.nn models/cnn.nn
 expect 2 'max-errors needs a count' check --max-errors many models/mlp.nn
 expect 2 'unrecognized option' check --frobnicate models/mlp.nn
