@@ -200,31 +200,42 @@ static float window_max(const float *x, const KPool2d *g, int64_t oh, int64_t ow
 }
 
 // Without padding every window lies inside the plane: the same scan as
-// window_max with no bounds checks (the common maxpool(2) and maxpool(3, 2)).
+// window_max with no bounds checks (the common maxpool(2) and maxpool(3, 2)),
+// organized by window element: for each (kh, kw) in window order, one pass
+// along the output row. The passes are independent across the row, so they
+// vectorize, and comparisons turn into selects, not branches (which element
+// of a window is largest is random, and mispredicted branches cost more
+// than the scan). Ties keep the first element; a NaN wins.
 static void maxpool_unpadded(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
                              int64_t OW) {
+  int32_t *at = xmalloc(sizeof(int32_t) * (OW ? OW : 1));   // (OW) the winner's index in the plane
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * g->W;   // (H,W)
-    float *yp = y + nc * OH * OW;             // (OH,OW)
-    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
-    for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t oh = 0; oh < OH; oh++) {
+      float *best = y + (nc * OH + oh) * OW;  // (OW)
+      int64_t row = oh * g->sh * g->W;
       for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t base = oh * g->sh * g->W + ow * g->sw, at = base;
-        float best = xp[base];
-        for (int64_t kh = 0; kh < g->kh; kh++)
-          for (int64_t kw = 0; kw < g->kw; kw++) {
-            int64_t i = base + kh * g->dh * g->W + kw * g->dw;
-            float v = xp[i];
-            if (v > best || v != v) {   // ties keep the first; a NaN wins, as in window_max
-              best = v;
-              at = i;
-            }
-          }
-        yp[oh * OW + ow] = best;
-        if (ap)
-          ap[oh * OW + ow] = (int32_t)at;
+        best[ow] = xp[row + ow * g->sw];
+        at[ow] = (int32_t)(row + ow * g->sw);
       }
+      for (int64_t kh = 0; kh < g->kh; kh++)
+        for (int64_t kw = 0; kw < g->kw; kw++) {
+          if (kh == 0 && kw == 0)
+            continue;
+          int64_t start = row + kh * g->dh * g->W + kw * g->dw;
+          const float *src = xp + start;
+          for (int64_t ow = 0; ow < OW; ow++) {
+            float v = src[ow * g->sw];
+            bool take = (v > best[ow]) | (v != v);
+            best[ow] = take ? v : best[ow];
+            at[ow] = take ? (int32_t)(start + ow * g->sw) : at[ow];
+          }
+        }
+      if (argmax)
+        memcpy(argmax + (nc * OH + oh) * OW, at, sizeof(int32_t) * OW);
+    }
   }
+  free(at);
 }
 
 void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
