@@ -270,6 +270,8 @@ static int cmd_emit(int argc, char **argv) {
       if (p)
         fe_print_ast(out, p);
       else if (native) {
+        if (!nofuse)
+          pass_simplify(model, NULL);
         KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, NULL);
         char err[1024];
         bool ok = !strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
@@ -280,6 +282,8 @@ static int cmd_emit(int argc, char **argv) {
         }
       } else if (kstage) {
         bool why = !strcmp(stage, "fused");
+        if (!nofuse)
+          pass_simplify(model, why ? out : NULL);
         KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, why ? out : NULL);
         if (why)
           fputc('\n', out);

@@ -82,6 +82,7 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "fusion is off";
   else if (!c_loop)
     reason = c->op == IR_MATMUL ? "a GEMM reads its operands from memory"
+             : c->op == IR_SGD_STEP || c->op == IR_ADAM_STEP ? "an optimizer update reads the gradient from memory"
              : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
                                 : "a library kernel reads its inputs from memory";
   else if (is_alias(f, p))
@@ -437,9 +438,13 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
     if (f.need[i] && !ir_op_is_leaf(n->op))
-      for (int k = 0; k < n->nsrc; k++)
-        if (f.need[n->src[k]->id])
+      for (int k = 0; k < n->nsrc; k++) {
+        bool again = false;   // x + x: one decision for the pair
+        for (int j = 0; j < k; j++)
+          again |= n->src[j] == n->src[k];
+        if (f.need[n->src[k]->id] && !again)
           try_fuse(&f, n->src[k], n);
+      }
   }
   // A constant gets a buffer only when a GEMM or a library kernel reads it.
   bool *const_buffer = arena_alloc(a, sizeof(bool) * nn);

@@ -129,6 +129,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < nn; i++)
     if (keep[i])
       last[storage_node(g->nodes[i], mat)->id] = p->nkernels;
+  p->naive_bytes = 0;
   // Inputs live from the start; kernels' results from their kernel. A
   // loop's result may take the slot of an input that dies in that loop.
   for (int i = 0; i < nn; i++) {
@@ -136,9 +137,9 @@ void pass_memplan(KProgram *p, const bool *keep) {
     if (n->op == IR_INPUT || n->op == IR_TARGET) {
       new_slot(&pl, n, -1, p->nkernels);   // the caller's data: never overwritten
       mat[i] = true;
+      p->naive_bytes += node_bytes(n, p->max_batch);
     }
   }
-  p->naive_bytes = 0;
   for (int i = 0; i < p->nkernels; i++) {
     Kernel *k = p->kernels[i];
     const IrNode *res = kernel_result(k);
@@ -183,6 +184,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
   if (p->scalars) {
     mat[nn] = true;   // written by the caller before the step: like an input
     pl.slots[pl.nslots] = (Slot){ALIGN, -1, p->nkernels, -1};
+    p->naive_bytes += ALIGN;
     scalar_slot = pl.nslots++;
   }
   // Placement: first fit among the slots live at the same time. Slots are

@@ -85,6 +85,13 @@ typedef enum {
 // Marks in need[] (one flag per node of m->g) the nodes entry computes.
 void pass_needed(const Model *m, EntryKind entry, bool *need);
 
+// simplify.c: rewrites m's graph in place: algebraic identities (x * 1,
+// x + 0, -(-x), reshapes of reshapes), constants folded, common
+// subexpressions merged, dead nodes dropped (ids renumbered); keeps m's
+// output, loss, gradients and updates pointing at what computes them.
+// Reports counts to report (may be NULL); true if anything changed.
+bool pass_simplify(Model *m, FILE *report);
+
 // fuse.c: needs a checked graph (after pass_autodiff for ENTRY_TRAIN);
 // lowers the nodes entry needs to kernels: chains of elementwise ops fuse
 // into one loop, a matrix product's elementwise consumers into its

@@ -613,6 +613,8 @@ static KProgram *plan(RtExec *ex, RtMode mode) {
 RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz) {
   (void)err;
   (void)errsz;
+  if (fuse)
+    pass_simplify(m, NULL);
   RtExec *ex = exec_common(m, max_batch);
   ex->backend = RT_BACKEND_CPU;
   ex->model = m;

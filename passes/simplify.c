@@ -1,0 +1,193 @@
+// simplify.c: algebraic simplification, constant folding, common
+// subexpressions and dead code, before fusion.
+//
+// One walk in graph order: each node's inputs are first replaced by what
+// they simplified to; then the node itself may become one of its inputs
+// (x * 1, x + 0, x - 0, x / 1, -(-x), a reshape to the same shape), a
+// constant (an elementwise op of scalar constants, folded in double and
+// rounded to float as the kernels would), the earlier node computing the
+// same thing, or a reshape of the reshape's input. Finally the node list
+// keeps only leaves and what the model's outputs, loss and updates need, in
+// the same order, renumbered.
+#include "passes.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Simp {
+  IrGraph *g;
+  IrNode **repl;         // repl[id]: the node that now stands for node id
+  int folded, identities, merged, removed;
+} Simp;
+
+static bool is_const(const IrNode *n, double v) {
+  return n->op == IR_CONST && n->attr.f[0] == v;
+}
+
+// Whether two nodes compute the same value: same op, inputs, attributes,
+// shape. Random or stateful ops never do.
+static bool same_node(const IrNode *a, const IrNode *b) {
+  if (a->op != b->op || a->nsrc != b->nsrc || a->dtype != b->dtype || a->ndim != b->ndim)
+    return false;
+  if (memcmp(a->shape, b->shape, sizeof(int64_t) * a->ndim) || memcmp(&a->attr, &b->attr, sizeof a->attr))
+    return false;
+  for (int i = 0; i < a->nsrc; i++)
+    if (a->src[i] != b->src[i])
+      return false;
+  return true;
+}
+
+static bool mergeable(const IrNode *n) {
+  switch (n->op) {
+  case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER:   // each a tensor of its own
+  case IR_DROPOUT: case IR_BATCHNORM:                               // random, or updates state
+  case IR_SGD_STEP: case IR_ADAM_STEP:
+    return false;
+  default:
+    return true;
+  }
+}
+
+// x op c where the result has x's shape and c leaves x as it is.
+static IrNode *identity(IrNode *n) {
+  IrNode *a = n->nsrc > 0 ? n->src[0] : NULL, *b = n->nsrc > 1 ? n->src[1] : NULL;
+  switch (n->op) {
+  case IR_MUL:
+    if (is_const(b, 1) && ir_same_shape(a, n))
+      return a;
+    if (is_const(a, 1) && ir_same_shape(b, n))
+      return b;
+    return NULL;
+  case IR_ADD:
+    if (is_const(b, 0) && ir_same_shape(a, n))
+      return a;
+    if (is_const(a, 0) && ir_same_shape(b, n))
+      return b;
+    return NULL;
+  case IR_SUB:
+    return is_const(b, 0) && ir_same_shape(a, n) ? a : NULL;
+  case IR_DIV:
+    return is_const(b, 1) && ir_same_shape(a, n) ? a : NULL;
+  case IR_NEG:
+    return a->op == IR_NEG ? a->src[0] : NULL;
+  case IR_RESHAPE:
+    return ir_same_shape(a, n) ? a : NULL;
+  default:
+    return NULL;
+  }
+}
+
+// Folds an elementwise op of scalar constants into a constant, in place.
+static bool fold(IrNode *n) {
+  if (n->ndim != 0 || !ir_op_is_elementwise(n->op) || n->nsrc == 0)
+    return false;
+  for (int i = 0; i < n->nsrc; i++)
+    if (n->src[i]->op != IR_CONST)
+      return false;
+  double a = n->src[0]->attr.f[0], b = n->nsrc > 1 ? n->src[1]->attr.f[0] : 0, v;
+  switch (n->op) {
+  case IR_ADD: v = (float)a + (float)b; break;
+  case IR_SUB: v = (float)a - (float)b; break;
+  case IR_MUL: v = (float)a * (float)b; break;
+  case IR_DIV: v = (float)a / (float)b; break;
+  case IR_NEG: v = -(float)a; break;
+  case IR_EXP: v = expf((float)a); break;
+  case IR_LOG: v = logf((float)a); break;
+  case IR_TANH: v = tanhf((float)a); break;
+  case IR_SIGMOID: v = 1.0f / (1.0f + expf(-(float)a)); break;
+  case IR_RELU: v = a > 0 ? (float)a : 0.0f; break;
+  default: return false;
+  }
+  n->op = IR_CONST;
+  n->nsrc = 0;
+  memset(n->src, 0, sizeof n->src);
+  memset(&n->attr, 0, sizeof n->attr);
+  n->attr.f[0] = (float)v;
+  return true;
+}
+
+static IrNode *find(Simp *s, IrNode *n) {
+  while (s->repl[n->id] != n)
+    n = s->repl[n->id];
+  return n;
+}
+
+static void simplify_node(Simp *s, IrNode *n, int upto) {
+  for (int i = 0; i < n->nsrc; i++)
+    n->src[i] = find(s, n->src[i]);
+  if (n->op == IR_RESHAPE && n->src[0]->op == IR_RESHAPE) {   // a reshape of a reshape
+    n->src[0] = n->src[0]->src[0];
+    s->identities++;
+  }
+  IrNode *same = identity(n);
+  if (same) {
+    s->repl[n->id] = same;
+    s->identities++;
+    return;
+  }
+  if (fold(n))
+    s->folded++;
+  if (!mergeable(n))
+    return;
+  for (int j = 0; j < upto; j++) {   // the earlier node computing the same value
+    IrNode *m = s->g->nodes[j];
+    if (s->repl[j] == m && same_node(m, n)) {
+      s->repl[n->id] = m;
+      s->merged++;
+      return;
+    }
+  }
+}
+
+// Keeps leaves and what the roots need, in order; renumbers.
+static void compact(Simp *s, Model *m) {
+  IrGraph *g = s->g;
+  bool *need = xcalloc(g->nnodes, 1);
+  IrNode *roots[3] = {g->output, g->loss, NULL};
+  for (int r = 0; r < 2; r++)
+    if (roots[r])
+      need[roots[r]->id] = true;
+  for (int i = 0; i < m->nparams; i++)
+    need[m->steps[i]->id] = need[m->grads[i]->id] = true;
+  for (int i = g->nnodes - 1; i >= 0; i--)
+    if (need[i])
+      for (int k = 0; k < g->nodes[i]->nsrc; k++)
+        need[g->nodes[i]->src[k]->id] = true;
+  int k = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    IrNode *n = g->nodes[i];
+    bool keep = need[i] || (ir_op_is_leaf(n->op) && n->op != IR_CONST && s->repl[i] == n);
+    if (!keep) {
+      s->removed++;
+      continue;
+    }
+    n->id = k;
+    g->nodes[k++] = n;
+  }
+  g->nnodes = k;
+  free(need);
+}
+
+bool pass_simplify(Model *m, FILE *report) {
+  IrGraph *g = m->g;
+  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), 0, 0, 0, 0};
+  for (int i = 0; i < g->nnodes; i++)
+    s.repl[i] = g->nodes[i];
+  for (int i = 0; i < g->nnodes; i++)
+    simplify_node(&s, g->nodes[i], i);
+  if (g->output)
+    g->output = find(&s, g->output);
+  if (g->loss)
+    g->loss = find(&s, g->loss);
+  for (int i = 0; i < m->nparams; i++) {
+    m->grads[i] = find(&s, m->grads[i]);
+    m->steps[i] = find(&s, m->steps[i]);
+  }
+  compact(&s, m);
+  free(s.repl);
+  if (report)
+    fprintf(report, "simplify: %d identities, %d constants folded, %d common subexpressions merged, "
+            "%d dead nodes removed\n", s.identities, s.folded, s.merged, s.removed);
+  return s.identities + s.folded + s.merged + s.removed > 0;
+}
