@@ -51,13 +51,15 @@ static bool conv_is_pointwise(const KConv2d *g) {
 // col (C*KH*KW, OH*OW): row (c, kh, kw), column (oh, ow) holds the input
 // value that tap (kh, kw) of channel c reads at output (oh, ow), or 0 where
 // the tap falls in the padding.
-static void im2col(float *col,          // (C*KH*KW, OH*OW)
+// Rows are ld floats apart (OH*OW for one image; N*OH*OW when the cols of
+// a whole batch sit side by side).
+static void im2col(float *col,          // (C*KH*KW, ld)
                    const float *x,      // (C,H,W): one image
-                   const KConv2d *g, int64_t OH, int64_t OW) {
+                   const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
-        float *row = col + ((c * g->KH + kh) * g->KW + kw) * OH * OW;
+        float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
         for (int64_t oh = 0; oh < OH; oh++) {
           float *dst = row + oh * OW;
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
@@ -77,12 +79,12 @@ static void im2col(float *col,          // (C*KH*KW, OH*OW)
 // The adjoint of im2col: dx += each col entry at the input position it was
 // copied from (entries from the padding are dropped).
 static void col2im_add(float *dx,          // (C,H,W): one image
-                       const float *col,   // (C*KH*KW, OH*OW)
-                       const KConv2d *g, int64_t OH, int64_t OW) {
+                       const float *col,   // (C*KH*KW, ld)
+                       const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
-        const float *row = col + ((c * g->KH + kh) * g->KW + kw) * OH * OW;
+        const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
         for (int64_t oh = 0; oh < OH; oh++) {
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
           if (ih < 0 || ih >= g->H)
@@ -98,34 +100,57 @@ static void col2im_add(float *dx,          // (C,H,W): one image
       }
 }
 
+// Scratch memory reused from call to call (a training step would otherwise
+// map and unmap megabytes per convolution): slot i grows as needed. Not
+// reentrant: convolutions run one at a time, on the thread of the step.
+static float *scratch(int slot, int64_t n) {
+  static float *buf[3];
+  static int64_t cap[3];
+  if (n > cap[slot]) {
+    free(buf[slot]);
+    buf[slot] = xmalloc(sizeof(float) * n);
+    cap[slot] = n;
+  }
+  return buf[slot];
+}
+
+// The whole batch in one GEMM: the cols of all images side by side,
+// (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
+// Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias,
                       const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
-  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W;
+  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
-  float *col = pointwise ? NULL : xmalloc(CKK * P * sizeof(float));   // (C*KH*KW, OH*OW)
-  for (int64_t n = 0; n < g->N; n++) {
-    const float *xn = x + n * CHW;   // (C,H,W)
-    float *yn = y + n * g->O * P;    // (O,OH*OW)
-    if (!pointwise)
-      im2col(col, xn, g, OH, OW);
-    k_sgemm(false, false, g->O, P, CKK, 1.0f, w, pointwise ? xn : col, 0.0f, yn);
-    if (bias)
+  if (pointwise) {   // the image is its own col
+    for (int64_t n = 0; n < g->N; n++)
+      k_sgemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
+  } else {
+    float *col = scratch(0, CKK * NP);    // (CKK, N*P)
+    float *yt = scratch(1, g->O * NP);    // (O, N*P)
+    for (int64_t n = 0; n < g->N; n++)
+      im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
+    k_sgemm(false, false, g->O, NP, CKK, 1.0f, w, col, 0.0f, yt);
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t o = 0; o < g->O; o++)
+        memcpy(y + (n * g->O + o) * P, yt + o * NP + n * P, sizeof(float) * P);
+  }
+  if (bias)
+    for (int64_t n = 0; n < g->N; n++)
       for (int64_t o = 0; o < g->O; o++)
         for (int64_t p = 0; p < P; p++)
-          yn[o * P + p] += bias[o];
-  }
-  free(col);
+          y[(n * g->O + o) * P + p] += bias[o];
 }
 
-// Per image: dw (O, CKK) += dy_n (O, P) @ col_n^T and
-// dcol (CKK, P) = w^T @ dy_n, which col2im adds into dx_n.
+// The batch at once, as the forward: dY (O, N*P) is dy with images moved
+// inside; dw (O, CKK) += dY @ col^T over all images in one product, and
+// dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
 void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy,
                        const float *x, const float *w, const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
-  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W;
+  int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   if (dbias)
     for (int64_t o = 0; o < g->O; o++) {
       double sum = 0;
@@ -134,29 +159,34 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy,
           sum += dy[(n * g->O + o) * P + p];
       dbias[o] += (float)sum;
     }
+  if (!dw && !dx)
+    return;
   bool pointwise = conv_is_pointwise(g);
-  float *col = dw && !pointwise ? xmalloc(CKK * P * sizeof(float)) : NULL;    // (CKK, P)
-  float *dcol = dx && !pointwise ? xmalloc(CKK * P * sizeof(float)) : NULL;   // (CKK, P)
-  for (int64_t n = 0; n < g->N; n++) {
-    const float *xn = x ? x + n * CHW : NULL;   // (C,H,W); NULL when only dx is wanted
-    const float *dyn = dy + n * g->O * P;  // (O,P)
-    if (dw) {
-      if (!pointwise)
-        im2col(col, xn, g, OH, OW);
-      k_sgemm(false, true, g->O, CKK, P, 1.0f, dyn, pointwise ? xn : col, 1.0f, dw);
+  if (pointwise) {   // per image: the image is its own col
+    for (int64_t n = 0; n < g->N; n++) {
+      const float *dyn = dy + n * g->O * P;   // (O,P)
+      if (dw)
+        k_sgemm(false, true, g->O, CKK, P, 1.0f, dyn, x + n * CHW, 1.0f, dw);
+      if (dx)
+        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 1.0f, dx + n * CHW);
     }
-    if (dx) {
-      float *dxn = dx + n * CHW;
-      if (pointwise) {   // dcol is dx_n itself, so accumulate in place
-        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 1.0f, dxn);
-      } else {
-        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 0.0f, dcol);
-        col2im_add(dxn, dcol, g, OH, OW);
-      }
-    }
+    return;
   }
-  free(col);
-  free(dcol);
+  float *dyt = scratch(1, g->O * NP);   // (O, N*P)
+  for (int64_t n = 0; n < g->N; n++)
+    for (int64_t o = 0; o < g->O; o++)
+      memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
+  float *col = scratch(0, CKK * NP);    // (CKK, N*P)
+  if (dw) {
+    for (int64_t n = 0; n < g->N; n++)
+      im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
+    k_sgemm(false, true, g->O, CKK, NP, 1.0f, dyt, col, 1.0f, dw);
+  }
+  if (dx) {
+    k_sgemm(true, false, CKK, NP, g->O, 1.0f, w, dyt, 0.0f, col);
+    for (int64_t n = 0; n < g->N; n++)
+      col2im_add(dx + n * CHW, col + n * P, g, OH, OW, NP);
+  }
 }
 
 //
