@@ -53,7 +53,9 @@ static Model *compile(const char *path, Arena *a, bool sgd) {
 
 // resnet18 trains with SGD here rather than its Adam: conv2d_1's bias
 // feeds a batchnorm, so its gradient is zero up to rounding, and Adam turns
-// rounding noise of any size into steps of about lr (see tests/torch).
+// rounding noise of any size into steps of about lr (see tests/torch). Its
+// batchnorms over a batch of 4 also amplify rounding differences (the
+// order of sums) through 3 steps, so its state is compared within 1e-3.
 static void check_model(const char *name, bool fuse, int64_t B) {
   bool sgd = !strcmp(name, "resnet18");
   char path[256], label[64];
@@ -118,7 +120,7 @@ static void check_model(const char *name, bool fuse, int64_t B) {
     float *vr = rt_exec_state_data(ref, i, &n), *vc = rt_exec_find_state(cpu, s->name, NULL);
     char what[160];
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
-    compare(label, what, vc, vr, n, 1e-4);
+    compare(label, what, vc, vr, n, sgd ? 1e-3 : 1e-4);
   }
   printf("%s: compared\n", label);
   free(x);
