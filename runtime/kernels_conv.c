@@ -236,8 +236,41 @@ static float window_max(const float *x, const KPool2d *g, int64_t oh, int64_t ow
 // vectorize, and comparisons turn into selects, not branches (which element
 // of a window is largest is random, and mispredicted branches cost more
 // than the scan). Ties keep the first element; a NaN wins.
+// One step of the scan: v at index i against the best so far.
+static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
+  bool take = (v > *best) | (v != v);
+  *best = take ? v : *best;
+  *at = take ? i : *at;
+}
+
+// maxpool(2): 2x2 windows, stride 2, the commonest case, with the window
+// in registers.
+static void maxpool_2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+  int64_t W = g->W;
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * W;   // (H,W)
+    float *yp = y + nc * OH * OW;          // (OH,OW)
+    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int32_t i = (int32_t)(2 * oh * W + 2 * ow), at = i;
+        float best = xp[i];
+        max_step(xp[i + 1], i + 1, &best, &at);
+        max_step(xp[i + W], (int32_t)(i + W), &best, &at);
+        max_step(xp[i + W + 1], (int32_t)(i + W + 1), &best, &at);
+        yp[oh * OW + ow] = best;
+        if (ap)
+          ap[oh * OW + ow] = at;
+      }
+  }
+}
+
 static void maxpool_unpadded(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
                              int64_t OW) {
+  if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 && g->dw == 1) {
+    maxpool_2x2(y, argmax, x, g, OH, OW);
+    return;
+  }
   int32_t *at = xmalloc(sizeof(int32_t) * (OW ? OW : 1));   // (OW) the winner's index in the plane
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * g->W;   // (H,W)
