@@ -271,7 +271,7 @@ commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "cpu:     $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(nproc) cores"
   echo "memory:  $(free -h | awk '/^Mem:/ { print $2 }')"
   echo "os:      $(. /etc/os-release && echo "$PRETTY_NAME"), $(uname -r)"
-  echo "nnc:     $("$nnc" --version), commit $commit"
+  echo "nnc:     $("$nnc" --version), binary $nnc; repository HEAD $commit"
   echo "torch:   $("$python" -c 'import torch; print(torch.__version__)')"
   echo "run:     threads $threads, reps $reps, quick $quick, models $models, metrics $only"
   echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at the start"
