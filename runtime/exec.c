@@ -576,6 +576,39 @@ static void cpu_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const flo
               (int)K, 1.0f, A, ta ? (int)M : (int)K, Bm, tb ? (int)K : (int)N, beta, C, (int)N);
 }
 
+// Max pooling of samples [lo, hi) of a batch: samples are independent, so
+// the pool's threads each take a share.
+typedef struct SliceCall {
+  RtExec *ex;
+  const IrNode *n;
+  int64_t B;
+} SliceCall;
+
+static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
+  const SliceCall *c = arg;
+  RtExec *ex = c->ex;
+  const IrNode *n = c->n;
+  if (n->op == IR_MAXPOOL) {
+    const IrNode *x = n->src[0];
+    KPool2d geo = pool_geometry(x, n, c->B);
+    geo.N = hi - lo;
+    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), NULL, F(ex, x) + lo * numel(x, 1), &geo);
+    return;
+  }
+  const IrNode *g = n->src[0], *x = n->src[1];   // maxpool_grad: the argmax of each window again
+  KPool2d geo = pool_geometry(x, n, c->B);
+  geo.N = hi - lo;
+  int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
+  float *y = xmalloc(sizeof(float) * k);
+  int32_t *at = xmalloc(sizeof(int32_t) * k);
+  float *dx = F(ex, n) + lo * in;
+  memset(dx, 0, sizeof(float) * (hi - lo) * in);
+  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
+  k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
+  free(y);
+  free(at);
+}
+
 // A library kernel: the ref kernel of one node, on planned buffers. A step
 // whose loss is not finite makes no updates.
 static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
@@ -583,6 +616,12 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   (void)state;
   RtExec *ex = ctx;
   const IrNode *n = ex->g->nodes[id];
+  bool batched = n->ndim > 0 && n->shape[0] == IR_N;
+  if ((n->op == IR_MAXPOOL || n->op == IR_MAXPOOL_GRAD) && batched && rt_pool_threads(ex->pool) > 1) {
+    SliceCall c = {ex, n, B};
+    rt_pool_run(ex->pool, maxpool_slice, &c, B);
+    return;
+  }
   if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && ex->skip_updates)
     return;
   double l = run_node(ex, n, B, ex->training, ex->lr);
