@@ -20,6 +20,8 @@ struct RtExec {
   int64_t max_batch;
   void **buf;          // buf[id]: the node's values ([max_batch, ...] for batched nodes)
   uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
+  float **bn;          // bn[id]: a training BATCHNORM node's batch mean and 1/std ([2, C]), or NULL
+  int *bn_fwd;         // bn_fwd[id]: for BATCHNORM_GRAD(_GAMMA), its forward node's id, or -1
   bool *masked;        // masked[id]: the last run applied dropout at node id
   bool *need[3];       // need[mode][id]: the entry point computes node id
   bool *done;          // done[id]: the last run computed node id
@@ -77,6 +79,29 @@ static void mark(const IrGraph *g, bool *need, const IrNode *root) {
   }
 }
 
+// The forward batchnorm each batchnorm gradient node belongs to: the one
+// reading the same x (and gamma, for BATCHNORM_GRAD); -1 when none or
+// several match, and the gradient recomputes the statistics.
+static void find_bn_forward(const IrGraph *g, int *fwd) {
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    fwd[i] = -1;
+    if (n->op != IR_BATCHNORM_GRAD && n->op != IR_BATCHNORM_GRAD_GAMMA)
+      continue;
+    int found = 0;
+    for (int j = 0; j < i; j++) {
+      const IrNode *f = g->nodes[j];
+      if (f->op == IR_BATCHNORM && f->src[0] == n->src[1] &&
+          (n->op == IR_BATCHNORM_GRAD_GAMMA || f->src[1] == n->src[2])) {
+        fwd[i] = j;
+        found++;
+      }
+    }
+    if (found != 1)
+      fwd[i] = -1;
+  }
+}
+
 // What both backends share: masks, flags, the state list, the needed sets.
 static RtExec *exec_common(const Model *m, int64_t max_batch) {
   const IrGraph *g = m->g;
@@ -88,6 +113,9 @@ static RtExec *exec_common(const Model *m, int64_t max_batch) {
   rng_seed(&ex->rng, m->train.seed, 0x64726f70ULL);   // "drop"
   ex->buf = xcalloc(g->nnodes, sizeof(void *));
   ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
+  ex->bn = xcalloc(g->nnodes, sizeof(float *));
+  ex->bn_fwd = xmalloc(sizeof(int) * g->nnodes);
+  find_bn_forward(g, ex->bn_fwd);
   ex->masked = xcalloc(g->nnodes, sizeof(bool));
   ex->done = xcalloc(g->nnodes, sizeof(bool));
   ex->state_ids = xcalloc(g->nnodes, sizeof(int));
@@ -96,6 +124,8 @@ static RtExec *exec_common(const Model *m, int64_t max_batch) {
     int64_t k = numel(n, max_batch);
     if (n->op == IR_DROPOUT)
       ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
+    if (n->op == IR_BATCHNORM)
+      ex->bn[i] = xcalloc(2 * n->shape[1], sizeof(float));
     if (is_state(n))
       ex->state_ids[ex->nstate++] = i;
   }
@@ -128,7 +158,10 @@ void rt_exec_free(RtExec *ex) {
     if (ex->backend == RT_BACKEND_REF)
       free(ex->buf[i]);
     free(ex->mask[i]);
+    free(ex->bn[i]);
   }
+  free(ex->bn);
+  free(ex->bn_fwd);
   for (int mode = 0; mode < 3; mode++)
     cg_free(ex->mod[mode]);
   free(ex->arena);
@@ -321,14 +354,19 @@ static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
   case IR_BATCHNORM_GRAD: case IR_BATCHNORM_GRAD_GAMMA: {
     int64_t N, C, HW;
     bn_sizes(b, B, &N, &C, &HW);
-    float *mean = xmalloc(sizeof(float) * C), *invstd = xmalloc(sizeof(float) * C);
-    bn_stats(b, F(ex, b), B, (float)n->attr.f[0], mean, invstd);
+    // The forward's batch statistics when it saved them this step; else
+    // computed again, exactly as the forward computes them.
+    int f = ex->bn_fwd[n->id];
+    bool saved = f >= 0 && ex->done[f];
+    float *mean = saved ? ex->bn[f] : xmalloc(sizeof(float) * 2 * C), *invstd = mean + C;
+    if (!saved)
+      bn_stats(b, F(ex, b), B, (float)n->attr.f[0], mean, invstd);
     if (n->op == IR_BATCHNORM_GRAD)
       k_batchnorm_backward(out, NULL, NULL, g, F(ex, b), mean, invstd, F(ex, n->src[2]), N, C, HW);
     else
       k_batchnorm_backward(NULL, out, NULL, g, F(ex, b), mean, invstd, NULL, N, C, HW);
-    free(mean);
-    free(invstd);
+    if (!saved)
+      free(mean);
     return;
   }
   case IR_DROPOUT_GRAD:
@@ -401,11 +439,9 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
     bn_sizes(a, B, &N, &C, &HW);
     float eps = (float)n->attr.f[0];
     float *gamma = F(ex, n->src[1]), *beta = F(ex, n->src[2]), *rm = F(ex, n->src[3]), *rv = F(ex, n->src[4]);
-    if (training) {
-      float *mean = xmalloc(sizeof(float) * C), *invstd = xmalloc(sizeof(float) * C);
+    if (training) {   // saves the batch statistics for the gradient
+      float *mean = ex->bn[n->id], *invstd = mean + C;
       k_batchnorm_forward(out, mean, invstd, rm, rv, F(ex, a), gamma, beta, N, C, HW, eps, (float)n->attr.f[1]);
-      free(mean);
-      free(invstd);
     } else {
       k_batchnorm_forward_eval(out, F(ex, a), gamma, beta, rm, rv, N, C, HW, eps);
     }
