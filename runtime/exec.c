@@ -22,6 +22,8 @@ struct RtExec {
   uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
   float **bn;          // bn[id]: a training BATCHNORM node's batch mean and 1/std ([2, C]), or NULL
   int *bn_fwd;         // bn_fwd[id]: for BATCHNORM_GRAD(_GAMMA), its forward node's id, or -1
+  int32_t **argmax;    // argmax[id]: where each window of a MAXPOOL node found its maximum
+  int *pool_fwd;       // pool_fwd[id]: for MAXPOOL_GRAD, its forward node's id, or -1
   bool *masked;        // masked[id]: the last run applied dropout at node id
   bool *need[3];       // need[mode][id]: the entry point computes node id
   bool *done;          // done[id]: the last run computed node id
@@ -102,6 +104,27 @@ static void find_bn_forward(const IrGraph *g, int *fwd) {
   }
 }
 
+// The forward max pooling of each maxpool gradient: the one over the same
+// x with the same window; -1 when none or several match.
+static void find_pool_forward(const IrGraph *g, int *fwd) {
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    fwd[i] = -1;
+    if (n->op != IR_MAXPOOL_GRAD)
+      continue;
+    int found = 0;
+    for (int j = 0; j < i; j++) {
+      const IrNode *f = g->nodes[j];
+      if (f->op == IR_MAXPOOL && f->src[0] == n->src[1] && !memcmp(f->attr.i, n->attr.i, sizeof(int64_t) * 8)) {
+        fwd[i] = j;
+        found++;
+      }
+    }
+    if (found != 1)
+      fwd[i] = -1;
+  }
+}
+
 // What both backends share: masks, flags, the state list, the needed sets.
 static RtExec *exec_common(const Model *m, int64_t max_batch) {
   const IrGraph *g = m->g;
@@ -116,6 +139,9 @@ static RtExec *exec_common(const Model *m, int64_t max_batch) {
   ex->bn = xcalloc(g->nnodes, sizeof(float *));
   ex->bn_fwd = xmalloc(sizeof(int) * g->nnodes);
   find_bn_forward(g, ex->bn_fwd);
+  ex->argmax = xcalloc(g->nnodes, sizeof(int32_t *));
+  ex->pool_fwd = xmalloc(sizeof(int) * g->nnodes);
+  find_pool_forward(g, ex->pool_fwd);
   ex->masked = xcalloc(g->nnodes, sizeof(bool));
   ex->done = xcalloc(g->nnodes, sizeof(bool));
   ex->state_ids = xcalloc(g->nnodes, sizeof(int));
@@ -126,6 +152,8 @@ static RtExec *exec_common(const Model *m, int64_t max_batch) {
       ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
     if (n->op == IR_BATCHNORM)
       ex->bn[i] = xcalloc(2 * n->shape[1], sizeof(float));
+    if (n->op == IR_MAXPOOL)
+      ex->argmax[i] = xcalloc(k > 0 ? k : 1, sizeof(int32_t));
     if (is_state(n))
       ex->state_ids[ex->nstate++] = i;
   }
@@ -159,9 +187,12 @@ void rt_exec_free(RtExec *ex) {
       free(ex->buf[i]);
     free(ex->mask[i]);
     free(ex->bn[i]);
+    free(ex->argmax[i]);
   }
   free(ex->bn);
   free(ex->bn_fwd);
+  free(ex->argmax);
+  free(ex->pool_fwd);
   for (int mode = 0; mode < 3; mode++)
     cg_free(ex->mod[mode]);
   free(ex->arena);
@@ -330,8 +361,13 @@ static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
     return;
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
-  case IR_MAXPOOL_GRAD: {   // recompute the argmax of each window from x
+  case IR_MAXPOOL_GRAD: {   // the forward's argmax, or the argmax of each window again
     KPool2d geo = pool_geometry(b, n, B);
+    int f = ex->pool_fwd[n->id];
+    if (f >= 0 && ex->done[f]) {
+      k_maxpool2d_backward(out, g, ex->argmax[f], &geo);
+      return;
+    }
     int64_t ky = numel(a, B);
     float *y = xmalloc(sizeof(float) * ky);
     int32_t *arg = xmalloc(sizeof(int32_t) * ky);
@@ -419,9 +455,9 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
     k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);
     return 0;
   }
-  case IR_MAXPOOL: {
+  case IR_MAXPOOL: {   // keeps the argmax for the gradient
     KPool2d geo = pool_geometry(a, n, B);
-    k_maxpool2d_forward(out, NULL, F(ex, a), &geo);
+    k_maxpool2d_forward(out, ex->argmax[n->id], F(ex, a), &geo);
     return 0;
   }
   case IR_AVGPOOL: {
@@ -628,17 +664,23 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
     const IrNode *x = n->src[0];
     KPool2d geo = pool_geometry(x, n, c->B);
     geo.N = hi - lo;
-    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), NULL, F(ex, x) + lo * numel(x, 1), &geo);
+    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->argmax[n->id] + lo * numel(n, 1),
+                        F(ex, x) + lo * numel(x, 1), &geo);
     return;
   }
   const IrNode *g = n->src[0], *x = n->src[1];   // maxpool_grad: the argmax of each window again
   KPool2d geo = pool_geometry(x, n, c->B);
   geo.N = hi - lo;
   int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
-  float *y = xmalloc(sizeof(float) * k);
-  int32_t *at = xmalloc(sizeof(int32_t) * k);
   float *dx = F(ex, n) + lo * in;
   memset(dx, 0, sizeof(float) * (hi - lo) * in);
+  int f = ex->pool_fwd[n->id];
+  if (f >= 0 && ex->done[f]) {
+    k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
+    return;
+  }
+  float *y = xmalloc(sizeof(float) * k);
+  int32_t *at = xmalloc(sizeof(int32_t) * k);
   k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
   k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
   free(y);
