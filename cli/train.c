@@ -242,10 +242,16 @@ static bool eval_data(const Model *m, const char *path, const char *split, RtDat
   const IrNode *t = m->target;
   int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
   bool ok;
-  if (t && t->dtype == DT_F32)
+  bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+  if (t && t->dtype == DT_F32 && dir) {
+    rt_errorf(err, sizeof err, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
+              "---> HINT: give a CSV file with columns named after '%s' and '%s' with --data",
+              path, m->g->name, t->name, m->input->name, t->name);
+    ok = false;
+  } else if (t && t->dtype == DT_F32)
     ok = rt_load_table_csv(path, m->input->name, ir_numel(m->input, 1), t->name, ir_numel(t, 1), ds, err,
                            sizeof err);
-  else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+  else if (dir)
     ok = rt_load_idx_dir(path, split, nclasses, ds, err, sizeof err);
   else
     ok = rt_load_csv(path, nclasses, ds, err, sizeof err);

@@ -172,7 +172,12 @@ static bool load_data(const Model *m, const char *path, const char *split, RtDat
   if (!t || t->dtype == DT_I32)
     ok = S_ISDIR(st.st_mode) ? rt_load_idx_dir(path, split, nclasses, ds, err, errsz)
                              : rt_load_csv(path, nclasses, ds, err, errsz);
-  else
+  else if (S_ISDIR(st.st_mode)) {
+    rt_errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
+              "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s,%s)",
+              path, m->g->name, t->name, m->input->name, t->name, m->input->name, t->name);
+    ok = false;
+  } else
     ok = rt_load_table_csv(path, m->input->name, ir_numel(m->input, 1), t->name, ir_numel(t, 1), ds,
                            err, errsz);
   if (!ok)

@@ -80,6 +80,10 @@ else
   bad "log of negatives: status $status"; cat "$tmp/logneg.log"
 fi
 
+"$nnc" train models/quadratic.nn --out "$tmp/q" >"$tmp/quad.log" 2>&1
+[ $? = 1 ] && grep -q "is a directory of images, but model 'quadratic' has the real-valued target 'speed'" "$tmp/quad.log" \
+  && ok "a real-valued model pointed at image data is told to give a CSV" || { bad "quadratic on images"; cat "$tmp/quad.log"; }
+
 "$nnc" train models/mlp100.nn --data "$tmp/none" --out "$tmp/x" >"$tmp/nodata.log" 2>&1
 [ $? = 1 ] && grep -q "none: No such file or directory" "$tmp/nodata.log" && ok "missing data is reported" \
   || { bad "missing data"; cat "$tmp/nodata.log"; }
