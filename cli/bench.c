@@ -234,7 +234,6 @@ int cli_bench(int argc, char **argv) {
   Stats fused_ticked = time_steps(&b, ex, reps, &t);
   rt_exec_set_tick(ex, NULL, NULL);
   Stats fused = time_steps(&b, ex, reps, NULL);
-  (void)fused_ticked;
 
   Stats unfused = {0}, ref = {0};
   if (compare) {
