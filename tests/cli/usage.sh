@@ -42,6 +42,10 @@ expect 0 'kernel 0 gemm linear_1 + relu_1' emit --stage kernels models/mlp.nn
 expect 0 'unfused producer/consumer pairs' emit --stage fused --entry train models/mlp.nn
 expect 0 '^define .*@nnc_' emit --stage llvm models/mlp.nn
 expect 0 'maxps' emit --stage asm models/mlp.nn
+expect 0 '"entry": "train_step", "batch": 8, "reps": 2, "step_median_ms"' bench --batch 8 --reps 2 --threads 1 --format json models/logreg.nn
+expect 0 'unfused .* ref ' bench --batch 8 --reps 4 --threads 1 models/logreg.nn
+expect 0 '^kernel,kind,name' bench --batch 8 --reps 2 --format csv --no-compare --entry forward models/mlp.nn
+expect 2 "--format is table, csv or json, found 'xml'" bench --format xml models/mlp.nn
 expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
