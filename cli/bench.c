@@ -121,8 +121,11 @@ static void random_batch(Bench *b) {
 // FLOPs and bytes a kernel moves for batch B.
 static void kernel_work(const Kernel *k, int64_t B, double *flops, double *bytes) {
   *flops = *bytes = 0;
-  for (int i = 0; i < k->nnodes; i++)
-    *flops += (double)ir_flops(k->nodes[i]) * B;
+  for (int i = 0; i < k->nnodes; i++) {   // FLOPs per sample, except an update's, which is per step
+    const IrNode *n = k->nodes[i];
+    bool per_step = n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP;
+    *flops += (double)ir_flops(n) * (per_step ? 1 : B);
+  }
   for (int i = 0; i < k->nbufs; i++)
     *bytes += 4.0 * ir_numel(k->bufs[i], B);
   if (k->epilogue)
@@ -310,7 +313,32 @@ int cli_bench(int argc, char **argv) {
              s.median > 0 ? by / s.median / 1e9 : 0);
   }
   if (json)
-    printf("]}\n");
+    printf("]");
+  // The step's GEMMs alone through cblas_sgemm, for "what share of what
+  // BLAS reaches on these shapes does the whole step reach".
+  double gemm_flops = 0, gemm_time = 0;
+  for (int i = 0; i < p->nkernels; i++) {
+    const Kernel *k = p->kernels[i];
+    if (k->kind != KN_GEMM)
+      continue;
+    int64_t M = k->m.coef * (k->m.batched ? b.B : 1), N = k->n.coef * (k->n.batched ? b.B : 1),
+            K = k->k.coef * (k->k.batched ? b.B : 1);
+    gemm_flops += 2.0 * M * N * K;
+    gemm_time += rt_time_sgemm(k->ta, k->tb, M, N, K, reps);
+  }
+  if (gemm_time > 0) {
+    // Only the GEMMs' FLOPs, over the whole step's time: the step's other
+    // work counts against it.
+    double alone = gemm_flops / gemm_time / 1e9, step = gemm_flops / fused.median / 1e9;
+    if (json)
+      printf(", \"gemm_alone_gflops\": %.3f, \"step_share_of_gemm_alone\": %.4f", alone, step / alone);
+    else if (!csv)
+      printf("\ncblas_sgemm alone on the step's GEMM shapes: %.1f GFLOP/s; the step's GEMM FLOPs over the "
+             "whole step's time: %.1f GFLOP/s "
+             "(%.0f%% of it)\n", alone, step, 100 * step / alone);
+  }
+  if (json)
+    printf("}\n");
   for (int i = 0; i <= p->nkernels; i++)
     free(t.runs[i]);
   free(t.runs);

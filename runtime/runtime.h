@@ -190,4 +190,9 @@ double rt_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t ste
 // Sets the number of threads the BLAS library uses (n >= 1).
 void rt_set_threads(int n);
 
+// The median seconds of reps calls of cblas_sgemm alone on C[M, N] =
+// op(A) op(B) with K inner, on random matrices (`nnc bench` compares the
+// step's GEMMs with it).
+double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps);
+
 #endif

@@ -17,13 +17,43 @@
 #include <time.h>
 #include <unistd.h>
 
-void rt_set_threads(int n) { openblas_set_num_threads(n); }
-
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
+
+void rt_set_threads(int n) { openblas_set_num_threads(n); }
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps) {
+  float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N), *c = xmalloc(sizeof(float) * M * N);
+  Rng r;
+  rng_seed(&r, 1, 2);
+  for (int64_t i = 0; i < M * K; i++)
+    a[i] = rng_uniformf(&r);
+  for (int64_t i = 0; i < K * N; i++)
+    b[i] = rng_uniformf(&r);
+  double *t = xmalloc(sizeof(double) * (reps + 3));
+  for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
+    double t0 = now();
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, 1.0f, a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
+    t[i] = now() - t0;
+  }
+  qsort(t + 3, reps, sizeof(double), cmp_double);
+  double median = t[3 + reps / 2];
+  free(a);
+  free(b);
+  free(c);
+  free(t);
+  return median;
+}
+
 
 double rt_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs) {
   const ScheduleConfig *s = &m->sched;
