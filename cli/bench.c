@@ -58,7 +58,6 @@ static Stats stats(double *v, int n) {
 typedef struct Ticks {
   double last;           // when the current kernel started
   int current;           // the kernel running, or -1
-  double *sum;           // [nkernels] seconds over the timed runs
   double **runs;         // [nkernels][reps] seconds per run
   int run;               // the run being timed
 } Ticks;
@@ -161,16 +160,14 @@ int cli_bench(int argc, char **argv) {
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "b:j:r:e:f:h", opts, NULL)) != -1) {
-    char *end;
-    long v;
+    int64_t v;
     switch (ch) {
     case 'b': case 'j': case 'r':
-      v = strtol(optarg, &end, 10);
-      if (*end || end == optarg || v < 1 || v > 1000000) {
-        fprintf(stderr, "nnc: --%s needs a whole number from 1, found '%s'\n\n%s",
-                ch == 'b' ? "batch" : ch == 'j' ? "threads" : "reps", optarg, usage_bench);
-        return EXIT_USAGE;
-      }
+      if (!cli_int(optarg, 1, 1000000, &v))
+        return cli_usage_error(usage_bench, ch == 'b'   ? "--batch needs a whole number from 1, found '%s'"
+                                            : ch == 'j' ? "--threads needs a whole number from 1, found '%s'"
+                                                        : "--reps needs a whole number from 1, found '%s'",
+                               optarg);
       *(ch == 'b' ? &batch : ch == 'j' ? &threads : &reps) = (int)v;
       break;
     case 'e': entry = optarg; break;
@@ -181,18 +178,12 @@ int cli_bench(int argc, char **argv) {
     }
   }
   RtMode mode = !strcmp(entry, "train") ? RT_TRAIN : !strcmp(entry, "eval") ? RT_EVAL : RT_FORWARD;
-  if (strcmp(entry, "train") && strcmp(entry, "eval") && strcmp(entry, "forward")) {
-    fprintf(stderr, "nnc: --entry is train, eval or forward, found '%s'\n\n%s", entry, usage_bench);
-    return EXIT_USAGE;
-  }
-  if (strcmp(format, "table") && strcmp(format, "csv") && strcmp(format, "json")) {
-    fprintf(stderr, "nnc: --format is table, csv or json, found '%s'\n\n%s", format, usage_bench);
-    return EXIT_USAGE;
-  }
-  if (optind != argc - 1) {
-    fprintf(stderr, "nnc: bench needs exactly one model file\n\n%s", usage_bench);
-    return EXIT_USAGE;
-  }
+  if (strcmp(entry, "train") && strcmp(entry, "eval") && strcmp(entry, "forward"))
+    return cli_usage_error(usage_bench, "--entry is train, eval or forward, found '%s'", entry);
+  if (strcmp(format, "table") && strcmp(format, "csv") && strcmp(format, "json"))
+    return cli_usage_error(usage_bench, "--format is table, csv or json, found '%s'", format);
+  if (optind != argc - 1)
+    return cli_usage_error(usage_bench, "bench needs exactly one model file%s", "");
   Arena *a = arena_new();
   Diag d;
   diag_init(&d, stderr);
@@ -230,7 +221,7 @@ int cli_bench(int argc, char **argv) {
   rt_exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
   double t_first = now() - first0;
 
-  Ticks t = {0, -1, NULL, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
+  Ticks t = {0, -1, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
   for (int i = 0; i <= p->nkernels; i++)
     t.runs[i] = xcalloc(reps, sizeof(double));
   rt_exec_set_tick(ex, tick, &t);

@@ -13,6 +13,14 @@ typedef struct CliCommon {
   int max_errors;
 } CliCommon;
 
+// Prints "nnc: " and the message (fmt with one %s for arg), then usage, to
+// stderr; returns EXIT_USAGE.
+int cli_usage_error(const char *usage, const char *fmt, const char *arg);
+
+// An option's number: the whole string, within [lo, hi]; false otherwise.
+bool cli_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool cli_num(const char *s, double lo, double hi, double *out);
+
 // Loads, parses and lowers one .nn file into a; NULL after reporting errors.
 Model *cli_load_model(const char *path, Arena *a, Diag *d);
 

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,20 +76,30 @@ static const char *const usage_emit =
     "      --no-color        never color diagnostics\n"
     "  -h, --help            show this help\n";
 
-static int usage_error(const char *usage, const char *fmt, const char *arg) {
+int cli_usage_error(const char *usage, const char *fmt, const char *arg) {
   fprintf(stderr, "nnc: ");
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n\n%s", usage);
   return EXIT_USAGE;
 }
 
-static bool parse_count(const char *s, int *out) {
+bool cli_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
   errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < 0 || v > 1000000)
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi)
     return false;
-  *out = (int)v;
+  *out = v;
+  return true;
+}
+
+bool cli_num(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+    return false;
+  *out = v;
   return true;
 }
 
@@ -120,21 +131,23 @@ static int cmd_check(int argc, char **argv) {
   CliCommon c = {.max_errors = 50};
   bool quiet = false;
   int ch;
+  int64_t v;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
     switch (ch) {
     case 'q': quiet = true; break;
     case 'C': c.no_color = true; break;
     case 'E':
-      if (!parse_count(optarg, &c.max_errors))
-        return usage_error(usage_check, "--max-errors needs a count, found '%s'", optarg);
+      if (!cli_int(optarg, 0, 1000000, &v))
+        return cli_usage_error(usage_check, "--max-errors needs a count, found '%s'", optarg);
+      c.max_errors = (int)v;
       break;
     case 'h': fputs(usage_check, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_check, stderr); return EXIT_USAGE;
     }
   }
   if (optind >= argc)
-    return usage_error(usage_check, "check needs at least one .nn file%s", "");
+    return cli_usage_error(usage_check, "check needs at least one .nn file%s", "");
   int status = 0;
   for (int i = optind; i < argc; i++) {
     Arena *a = arena_new();
@@ -191,6 +204,7 @@ static int cmd_emit(int argc, char **argv) {
   const char *entry_name = "forward";
   int batch = 0;
   int ch;
+  int64_t v;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "s:o:te:b:h", opts, NULL)) != -1) {
     switch (ch) {
@@ -198,45 +212,47 @@ static int cmd_emit(int argc, char **argv) {
     case 'e': entry_name = optarg; break;
     case 'F': nofuse = true; break;
     case 'b':
-      if (!parse_count(optarg, &batch) || batch < 1)
-        return usage_error(usage_emit, "--batch needs a whole number from 1, found '%s'", optarg);
+      if (!cli_int(optarg, 1, 1000000, &v))
+        return cli_usage_error(usage_emit, "--batch needs a whole number from 1, found '%s'", optarg);
+      batch = (int)v;
       break;
     case 's': stage = optarg; break;
     case 'o': output = optarg; break;
     case 'C': c.no_color = true; break;
     case 'E':
-      if (!parse_count(optarg, &c.max_errors))
-        return usage_error(usage_emit, "--max-errors needs a count, found '%s'", optarg);
+      if (!cli_int(optarg, 0, 1000000, &v))
+        return cli_usage_error(usage_emit, "--max-errors needs a count, found '%s'", optarg);
+      c.max_errors = (int)v;
       break;
     case 'h': fputs(usage_emit, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_emit, stderr); return EXIT_USAGE;
     }
   }
   if (!stage)
-    return usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
+    return cli_usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
   bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
   bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native;
   if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)
-    return usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm or asm)", stage);
+    return cli_usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm or asm)", stage);
   EntryKind entry = ENTRY_FORWARD;
   if (!strcmp(entry_name, "eval"))
     entry = ENTRY_EVAL;
   else if (!strcmp(entry_name, "train"))
     entry = ENTRY_TRAIN;
   else if (strcmp(entry_name, "forward"))
-    return usage_error(usage_emit, "--entry is forward, eval or train, found '%s'", entry_name);
+    return cli_usage_error(usage_emit, "--entry is forward, eval or train, found '%s'", entry_name);
   if (optind != argc - 1)
-    return usage_error(usage_emit, "emit needs exactly one input file%s", "");
+    return cli_usage_error(usage_emit, "emit needs exactly one input file%s", "");
   const char *path = argv[optind];
   bool is_ir = has_suffix(path, ".ir");
   if (train && !strcmp(stage, "ast"))
-    return usage_error(usage_emit, "--train applies to --stage ir and dot, not %s", stage);
+    return cli_usage_error(usage_emit, "--train applies to --stage ir and dot, not %s", stage);
   if (train && has_suffix(path, ".ir"))
-    return usage_error(usage_emit, "--train needs a .nn model; '%s' is graph IR text", path);
+    return cli_usage_error(usage_emit, "--train needs a .nn model; '%s' is graph IR text", path);
   if (kstage && has_suffix(path, ".ir"))
-    return usage_error(usage_emit, "--stage kernels and fused need a .nn model; '%s' is graph IR text", path);
+    return cli_usage_error(usage_emit, "--stage kernels and fused need a .nn model; '%s' is graph IR text", path);
   if (is_ir && !strcmp(stage, "ast"))
-    return usage_error(usage_emit, "'%s' is graph IR text, which has no AST; use --stage ir or dot", path);
+    return cli_usage_error(usage_emit, "'%s' is graph IR text, which has no AST; use --stage ir or dot", path);
 
   Arena *a = arena_new();
   Diag d;
@@ -306,7 +322,7 @@ static int cmd_emit(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2)
-    return usage_error(usage_main, "missing command%s", "");
+    return cli_usage_error(usage_main, "missing command%s", "");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
     fputs(usage_main, stdout);

@@ -82,34 +82,6 @@ static const char *const usage_predict =
     "      --no-fuse         cpu: one kernel per graph node\n"
     "  -h, --help            show this help\n";
 
-static int bad_usage(const char *usage, const char *fmt, const char *arg) {
-  fprintf(stderr, "nnc: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n\n%s", usage);
-  return EXIT_USAGE;
-}
-
-// Strict number parsing for options: the whole string, within [lo, hi].
-static bool opt_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    return false;
-  *out = v;
-  return true;
-}
-
-static bool opt_num(const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-    return false;
-  *out = v;
-  return true;
-}
-
 // --backend NAME: false for an unknown name.
 static bool parse_backend(const char *s, RtBackend *b) {
   if (!strcmp(s, "cpu"))
@@ -178,7 +150,7 @@ int cli_train(int argc, char **argv) {
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
       if (!parse_backend(optarg, &backend))
-        return bad_usage(usage_train, "--backend is cpu or ref, found '%s'", optarg);
+        return cli_usage_error(usage_train, "--backend is cpu or ref, found '%s'", optarg);
       break;
     case 'd': data = optarg; break;
     case O_TEST: test = optarg; break;
@@ -188,29 +160,29 @@ int cli_train(int argc, char **argv) {
     case O_NOSHUF: noshuffle = true; break;
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
-    case 'e': if (!opt_int(optarg, 1, 1000000, &epochs)) return bad_usage(usage_train, "--epochs needs a whole number from 1, found '%s'", optarg); break;
-    case 'b': if (!opt_int(optarg, 1, 1 << 20, &batch)) return bad_usage(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
-    case 's': if (!opt_int(optarg, 0, INT64_MAX, &seed)) return bad_usage(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
-    case 'j': if (!opt_int(optarg, 1, 1024, &threads)) return bad_usage(usage_train, "--threads needs a whole number from 1, found '%s'", optarg); break;
-    case O_LIMIT: if (!opt_int(optarg, 1, INT64_MAX, &limit)) return bad_usage(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
-    case O_TLIMIT: if (!opt_int(optarg, 1, INT64_MAX, &tlimit)) return bad_usage(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
-    case O_LR: if (!opt_num(optarg, 1e-300, 1e6, &lr)) return bad_usage(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
-    case O_VAL: if (!opt_num(optarg, 0, 0.99, &val)) return bad_usage(usage_train, "--val-split needs a fraction in [0, 0.99], found '%s'", optarg); break;
+    case 'e': if (!cli_int(optarg, 1, 1000000, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1, found '%s'", optarg); break;
+    case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
+    case O_TLIMIT: if (!cli_int(optarg, 1, INT64_MAX, &tlimit)) return cli_usage_error(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
+    case O_LR: if (!cli_num(optarg, 1e-300, 1e6, &lr)) return cli_usage_error(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
+    case O_VAL: if (!cli_num(optarg, 0, 0.99, &val)) return cli_usage_error(usage_train, "--val-split needs a fraction in [0, 0.99], found '%s'", optarg); break;
     case 'h': fputs(usage_train, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_train, stderr); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1)
-    return bad_usage(usage_train, "train needs exactly one model file%s", "");
+    return cli_usage_error(usage_train, "train needs exactly one model file%s", "");
   if (strcmp(metrics, "csv") && strcmp(metrics, "json"))
-    return bad_usage(usage_train, "--metrics is csv or json, found '%s'", metrics);
+    return cli_usage_error(usage_train, "--metrics is csv or json, found '%s'", metrics);
   int progress;
   if (!strcmp(prog, "auto"))
     progress = isatty(fileno(stdout)) ? 1 : 0;
   else if (!strcmp(prog, "bar") || !strcmp(prog, "lines") || !strcmp(prog, "none"))
     progress = !strcmp(prog, "bar") ? 1 : !strcmp(prog, "lines") ? 0 : -1;
   else
-    return bad_usage(usage_train, "--progress is auto, bar, lines or none, found '%s'", prog);
+    return cli_usage_error(usage_train, "--progress is auto, bar, lines or none, found '%s'", prog);
 
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, true);
@@ -311,21 +283,21 @@ int cli_eval(int argc, char **argv) {
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
       if (!parse_backend(optarg, &backend))
-        return bad_usage(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
+        return cli_usage_error(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
       break;
-    case 'b': if (!opt_int(optarg, 1, 1 << 20, &batch)) return bad_usage(usage_eval, "--batch needs a whole number from 1, found '%s'", optarg); break;
-    case O_LIMIT: if (!opt_int(optarg, 1, INT64_MAX, &limit)) return bad_usage(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
-    case 'j': if (!opt_int(optarg, 1, 1024, &threads)) return bad_usage(usage_eval, "--threads needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1, found '%s'", optarg); break;
     case 'h': fputs(usage_eval, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_eval, stderr); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1)
-    return bad_usage(usage_eval, "eval needs exactly one model file%s", "");
+    return cli_usage_error(usage_eval, "eval needs exactly one model file%s", "");
   if (!weights)
-    return bad_usage(usage_eval, "eval needs --weights CKPT%s", "");
+    return cli_usage_error(usage_eval, "eval needs --weights CKPT%s", "");
   if (strcmp(split, "test") && strcmp(split, "train"))
-    return bad_usage(usage_eval, "--split is test or train, found '%s'", split);
+    return cli_usage_error(usage_eval, "--split is test or train, found '%s'", split);
   rt_set_threads((int)threads);
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
@@ -466,18 +438,18 @@ int cli_predict(int argc, char **argv) {
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
       if (!parse_backend(optarg, &backend))
-        return bad_usage(usage_predict, "--backend is cpu or ref, found '%s'", optarg);
+        return cli_usage_error(usage_predict, "--backend is cpu or ref, found '%s'", optarg);
       break;
-    case 'k': if (!opt_int(optarg, 1, 1000, &top)) return bad_usage(usage_predict, "--top needs a whole number from 1, found '%s'", optarg); break;
-    case O_LIMIT: if (!opt_int(optarg, 1, INT64_MAX, &limit)) return bad_usage(usage_predict, "--limit needs a whole number from 1, found '%s'", optarg); break;
+    case 'k': if (!cli_int(optarg, 1, 1000, &top)) return cli_usage_error(usage_predict, "--top needs a whole number from 1, found '%s'", optarg); break;
+    case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_predict, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'h': fputs(usage_predict, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_predict, stderr); return EXIT_USAGE;
     }
   }
   if (argc - optind < 2)
-    return bad_usage(usage_predict, "predict needs a model file and at least one input file%s", "");
+    return cli_usage_error(usage_predict, "predict needs a model file and at least one input file%s", "");
   if (!weights)
-    return bad_usage(usage_predict, "predict needs --weights CKPT%s", "");
+    return cli_usage_error(usage_predict, "predict needs --weights CKPT%s", "");
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
