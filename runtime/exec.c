@@ -276,6 +276,37 @@ static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, flo
   free(rv);
 }
 
+// Max pooling, or its gradient, for samples [lo, hi) of a batch of B: the
+// forward keeps each window's argmax; the gradient (into a zeroed dx)
+// routes through the forward's argmax, or finds it again when the forward
+// did not run in this step.
+static void maxpool_rows(RtExec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
+  if (n->op == IR_MAXPOOL) {
+    const IrNode *x = n->src[0];
+    KPool2d geo = pool_geometry(x, n, B);
+    geo.N = hi - lo;
+    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->argmax[n->id] + lo * numel(n, 1),
+                        F(ex, x) + lo * numel(x, 1), &geo);
+    return;
+  }
+  const IrNode *g = n->src[0], *x = n->src[1];
+  KPool2d geo = pool_geometry(x, n, B);
+  geo.N = hi - lo;
+  int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
+  float *dx = F(ex, n) + lo * in;
+  int f = ex->pool_fwd[n->id];
+  if (f >= 0 && ex->done[f]) {
+    k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
+    return;
+  }
+  float *y = xmalloc(sizeof(float) * k);
+  int32_t *at = xmalloc(sizeof(int32_t) * k);
+  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
+  k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
+  free(y);
+  free(at);
+}
+
 static void run_matmul(RtExec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->src[1];
   KShape as = kshape(a, B), bs = kshape(b, B);
@@ -361,22 +392,9 @@ static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
     return;
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
-  case IR_MAXPOOL_GRAD: {   // the forward's argmax, or the argmax of each window again
-    KPool2d geo = pool_geometry(b, n, B);
-    int f = ex->pool_fwd[n->id];
-    if (f >= 0 && ex->done[f]) {
-      k_maxpool2d_backward(out, g, ex->argmax[f], &geo);
-      return;
-    }
-    int64_t ky = numel(a, B);
-    float *y = xmalloc(sizeof(float) * ky);
-    int32_t *arg = xmalloc(sizeof(int32_t) * ky);
-    k_maxpool2d_forward(y, arg, F(ex, b), &geo);
-    k_maxpool2d_backward(out, g, arg, &geo);
-    free(y);
-    free(arg);
+  case IR_MAXPOOL_GRAD:
+    maxpool_rows(ex, n, B, 0, B);
     return;
-  }
   case IR_AVGPOOL_GRAD: {
     KPool2d geo = pool_geometry(n, n, B);
     k_avgpool2d_backward(out, g, &geo);
@@ -455,11 +473,9 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
     k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);
     return 0;
   }
-  case IR_MAXPOOL: {   // keeps the argmax for the gradient
-    KPool2d geo = pool_geometry(a, n, B);
-    k_maxpool2d_forward(out, ex->argmax[n->id], F(ex, a), &geo);
+  case IR_MAXPOOL:
+    maxpool_rows(ex, n, B, 0, B);
     return 0;
-  }
   case IR_AVGPOOL: {
     KPool2d geo = pool_geometry(a, n, B);
     k_avgpool2d_forward(out, F(ex, a), &geo);
@@ -658,33 +674,9 @@ typedef struct SliceCall {
 
 static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
   const SliceCall *c = arg;
-  RtExec *ex = c->ex;
-  const IrNode *n = c->n;
-  if (n->op == IR_MAXPOOL) {
-    const IrNode *x = n->src[0];
-    KPool2d geo = pool_geometry(x, n, c->B);
-    geo.N = hi - lo;
-    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->argmax[n->id] + lo * numel(n, 1),
-                        F(ex, x) + lo * numel(x, 1), &geo);
-    return;
-  }
-  const IrNode *g = n->src[0], *x = n->src[1];   // maxpool_grad: the argmax of each window again
-  KPool2d geo = pool_geometry(x, n, c->B);
-  geo.N = hi - lo;
-  int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
-  float *dx = F(ex, n) + lo * in;
-  memset(dx, 0, sizeof(float) * (hi - lo) * in);
-  int f = ex->pool_fwd[n->id];
-  if (f >= 0 && ex->done[f]) {
-    k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
-    return;
-  }
-  float *y = xmalloc(sizeof(float) * k);
-  int32_t *at = xmalloc(sizeof(int32_t) * k);
-  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
-  k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
-  free(y);
-  free(at);
+  if (c->n->op == IR_MAXPOOL_GRAD)   // this share of dx, zeroed
+    memset(F(c->ex, c->n) + lo * numel(c->n, 1), 0, sizeof(float) * (hi - lo) * numel(c->n, 1));
+  maxpool_rows(c->ex, c->n, c->B, lo, hi);
 }
 
 // A library kernel: the ref kernel of one node, on planned buffers. A step
