@@ -42,11 +42,9 @@ Output: one JSON object per measurement on stdout, a table on stderr.
 200 calls per latency block, 2 repetitions.
 """
 import argparse
-import gzip
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import shutil
@@ -76,13 +74,7 @@ FRAMEWORK = {"eager": "pytorch-eager", "compile": "pytorch-compile"}
 
 # ---------------------------------------------------------------- data
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
+from pytorch_train import read_idx  # noqa: E402  (bench/, beside this script)
 
 def load(split, data_dir):
     x = read_idx(f"{data_dir}/{split}-images-idx3-ubyte.gz").astype(np.float32)
