@@ -98,6 +98,18 @@ void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
 void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, const float *B, float beta, float *C);
 
+// The same product through the cpu backend's GEMM (gemm.c): a register-tiled
+// AVX-512 kernel where the host has one and alpha = 1, beta = 0 or 1; else
+// cblas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
+void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+            float alpha, const float *A, const float *B, float beta, float *C);
+// With explicit leading dimensions (row strides) of A, B and C; alpha = 1.
+void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+// The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set: the
+// kernels with an AVX-512 path take it.
+bool k_avx512(void);
+
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
 // IR's a[..., M, K] @ b[K, N] with the leading dims of a folded into batch.
 //   a: (batch,M,K), or (batch,K,M) when ta (each matrix transposed)
@@ -159,6 +171,15 @@ void k_conv2d_backward(float *dx,        // (N,C,H,W)
                        const float *x,   // (N,C,H,W)
                        const float *w,   // (O,C,KH,KW)
                        const KConv2d *g);
+// The same with the caller's scratch, ws: k_conv2d_scratch(g) floats, and
+// the cpu backend's GEMM (k_gemm). The two above use cblas_sgemm and one
+// buffer of their own, reused from call to call, so they must not run on
+// two threads at once; these may.
+int64_t k_conv2d_scratch(const KConv2d *g);
+void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
+                         float *ws);
+void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          const KConv2d *g, float *ws);
 
 // The geometry of a 2-D pooling window. Output size as for KConv2d.
 typedef struct KPool2d {
@@ -246,16 +267,22 @@ void k_batchnorm_backward(float *dx,            // (N,C,HW) or NULL
                           int64_t N, int64_t C, int64_t HW);
 
 // Inverted dropout: keeps each element with probability 1-p and scales the
-// kept ones by k_dropout_scale(p) = 1/(1-p). For each element in order one
-// float u = rng_uniformf(rng) is drawn and the element is kept iff u >= p,
-// so a given Rng state always gives the same mask. p = 0 is the identity
-// and p = 1 gives zeros; neither draws from rng. mask[i] is 1 if kept.
-// y may alias x.
+// kept ones by k_dropout_scale(p) = 1/(1-p). The mask of one call is a
+// function of a 64-bit key and each element's index: element i (counted
+// from the call's first, at `first` of the whole tensor) is kept iff
+// u >= p, with u = k_dropout_uniform(key, first + i) in [0, 1) (24 bits of
+// a hash), so elements need no order and any share of a tensor can be
+// drawn on its own, on any thread, with the same result. k_dropout_key
+// draws the key of one call from rng (two rng_u32), except for p = 0 (the
+// identity) and p >= 1 (zeros), which draw nothing and need no key.
+// mask[i] is 1 if kept. y may alias x.
 float k_dropout_scale(float p);     // 1/(1-p); 0 for p >= 1
+uint64_t k_dropout_key(float p, Rng *rng);
+float k_dropout_uniform(uint64_t key, int64_t index);
 void k_dropout_forward(float *y,            // (n)
                        uint8_t *mask,       // (n) out: 1 kept, 0 dropped
                        const float *x,      // (n)
-                       int64_t n, float p, Rng *rng);
+                       int64_t n, float p, uint64_t key, int64_t first);
 // dx += dy * mask * k_dropout_scale(p).
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
 

@@ -107,6 +107,74 @@ static void test_matmul_large(void) {
   }
 }
 
+// The cpu backend's GEMM (k_gemm, k_gemm_ld) on ragged shapes around its
+// 8 x 32 register tile, 4 x 4 dot tile and 256-deep K blocks, every ta/tb:
+// beta 0 over a C of NaN (ignored), then beta 1 (accumulates). The same
+// product as a block of larger matrices (leading dimensions past the
+// block's sizes), as the thread pool's split calls it. Runs the AVX-512
+// path where the host has it; the suite runs it again under NNC_NO_AVX512.
+static void test_gemm_fast(void) {
+  static const int64_t sizes[] = {1, 7, 8, 9, 17, 33, 64, 65, 300};
+  static const int64_t depths[] = {1, 10, 63, 64, 257, 513};
+  for (int si = 0; si < countof(sizes); si++)
+    for (int sj = 0; sj < countof(sizes); sj += 2)
+      for (int sk = 0; sk < countof(depths); sk++)
+        for (int t = 0; t < 4; t++) {
+          int64_t M = sizes[si], N = sizes[(si + sj) % countof(sizes)], K = depths[sk];
+          bool ta = t & 1, tb = t & 2;
+          float *a = t_randf(M * K, -1, 1), *b = t_randf(K * N, -1, 1), *c = xmalloc(M * N * sizeof(float));
+          double *ad = t_tod(a, M * K), *bd = t_tod(b, K * N), *want = xmalloc(M * N * sizeof(double));
+          naive_matmul(want, ad, bd, 1, M, K, N, ta, tb);
+          for (int64_t i = 0; i < M * N; i++)
+            c[i] = NAN;
+          k_gemm(ta, tb, M, N, K, 1.0f, a, b, 0.0f, c);
+          char what[100];
+          snprintf(what, sizeof what, "gemm %lldx%lldx%lld ta%d tb%d beta 0", (long long)M, (long long)K,
+                   (long long)N, ta, tb);
+          t_close(what, c, want, M * N, 1e-5 * sqrt((double)K), 1e-4);
+          for (int64_t i = 0; i < M * N; i++)
+            want[i] += c[i];
+          k_gemm(ta, tb, M, N, K, 1.0f, a, b, 1.0f, c);
+          snprintf(what, sizeof what, "gemm %lldx%lldx%lld ta%d tb%d beta 1", (long long)M, (long long)K,
+                   (long long)N, ta, tb);
+          t_close(what, c, want, M * N, 2e-5 * sqrt((double)K), 1e-4);
+          free(a), free(b), free(c), free(ad), free(bd), free(want);
+        }
+  // A 20 x 40 block at (3, 5) of C (30, 50), from blocks of larger A and B.
+  int64_t M = 20, N = 40, K = 70, ldc = 50;
+  for (int t = 0; t < 4; t++) {
+    bool ta = t & 1, tb = t & 2;
+    int64_t lda = (ta ? M : K) + 11, ldb = (tb ? K : N) + 13;
+    int64_t arows = ta ? K : M, brows = tb ? N : K;
+    float *a = t_randf(arows * lda, -1, 1), *b = t_randf(brows * ldb, -1, 1), *c = t_randf(30 * ldc, -1, 1);
+    float *c0 = t_copyf(c, 30 * ldc);
+    double *ad = xmalloc(M * K * sizeof(double)), *bd = xmalloc(K * N * sizeof(double));
+    for (int64_t r = 0; r < arows; r++)   // the block, packed, as naive_matmul reads it
+      for (int64_t s = 0; s < (ta ? M : K); s++)
+        ad[r * (ta ? M : K) + s] = a[r * lda + s];
+    for (int64_t r = 0; r < brows; r++)
+      for (int64_t s = 0; s < (tb ? K : N); s++)
+        bd[r * (tb ? K : N) + s] = b[r * ldb + s];
+    double *want = xmalloc(M * N * sizeof(double));
+    naive_matmul(want, ad, bd, 1, M, K, N, ta, tb);
+    k_gemm_ld(ta, tb, M, N, K, a, lda, b, ldb, 1.0f, c + 3 * ldc + 5, ldc);
+    bool ok = true;
+    double worst = 0;
+    for (int64_t i = 0; i < 30; i++)
+      for (int64_t j = 0; j < ldc; j++) {
+        bool inside = i >= 3 && i < 3 + M && j >= 5 && j < 5 + N;
+        double w = inside ? c0[i * ldc + j] + want[(i - 3) * N + j - 5] : c0[i * ldc + j];
+        double d = fabs(c[i * ldc + j] - w);
+        worst = d > worst ? d : worst;
+        ok = ok && d <= 1e-4 + 1e-4 * fabs(w);
+      }
+    char what[100];
+    snprintf(what, sizeof what, "gemm_ld block of larger matrices ta%d tb%d (and nothing outside it)", ta, tb);
+    t_report(what, ok, worst, 30 * ldc);
+    free(a), free(b), free(c), free(c0), free(ad), free(bd), free(want);
+  }
+}
+
 int main(void) {
   t_seed(2);
   static const int64_t shapes[][4] = {   // batch, M, K, N
@@ -117,5 +185,6 @@ int main(void) {
       test_matmul(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], t & 1, (t & 2) != 0);
   test_sgemm_alpha_beta();
   test_matmul_large();
+  test_gemm_fast();
   return t_finish("test_matmul");
 }

@@ -1,0 +1,260 @@
+// gemm.c: single-precision GEMM for the cpu backend, on one thread.
+//
+// C (M, N) = op(A) op(B) + beta C, row-major, beta 0 or 1: the products a
+// training step makes (batch 32-256 against layers of 10-1600 units, and a
+// convolution's im2col matrices), which the thread pool has already cut
+// into one block per thread. On a host with AVX-512 a register tile of
+// MR x NR = 8 x 32 (16 zmm accumulators) runs over K in blocks of KC:
+//
+//   for each KC block of K:            B's rows stay in L1/L2 across M
+//     for each NR-column panel of C:   (B packed K-major when tb)
+//       for each MR-row tile:          A read in place, by row and column
+//         tile += A[rows, kc] @ B[kc, cols]     (8 broadcasts, 2 loads, 16 FMA per k)
+//
+// A is read where it lies (each of a tile's 8 rows is a broadcast stream,
+// strided by lda or 1), and so is B when it is (K, N) row-major; B stored
+// (N, K) is first packed into (KC, N) rows, once per KC block. Ragged edges
+// use masked loads and stores for columns and repeat the last row for rows,
+// so no tile reads or writes outside the matrices. Elsewhere (no AVX-512, or
+// alpha/beta other than 1 and {0, 1}) the call goes to cblas_sgemm.
+#include "kernels.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 8
+#define NR 32
+#define KC 256
+
+// Packing space for B, per thread, freed when the thread exits.
+static pthread_key_t pack_key;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+
+typedef struct Pack {
+  float *p;
+  int64_t cap;
+} Pack;
+
+static void pack_free(void *v) {
+  Pack *pk = v;
+  free(pk->p);
+  free(pk);
+}
+
+static void pack_init(void) { pthread_key_create(&pack_key, pack_free); }
+
+static float *pack_space(int64_t n) {
+  pthread_once(&pack_once, pack_init);
+  Pack *pk = pthread_getspecific(pack_key);
+  if (!pk) {
+    pk = xcalloc(1, sizeof *pk);
+    pthread_setspecific(pack_key, pk);
+  }
+  if (n > pk->cap) {
+    free(pk->p);
+    pk->p = xmalloc(sizeof(float) * n);
+    pk->cap = n;
+  }
+  return pk->p;
+}
+
+static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+              (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+// One register tile: C[0..mr, 0..32 masked by m0, m1] (+)= A rows @ B rows.
+// a[i] points at row i's first element of this K block, stepping by acs
+// per k; b steps by brs per k.
+AVX512 static void tile(int64_t kc, const float *const a[MR], int64_t acs, const float *b, int64_t brs,
+                        __mmask16 m0, __mmask16 m1, int mr, float *c, int64_t ldc, bool accumulate) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
+#define ROW(i)                                \
+  do {                                        \
+    __m512 ai = _mm512_set1_ps(a##i[o]);      \
+    c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0); \
+    c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1); \
+  } while (0)
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+    int64_t o = k * acs;
+    ROW(0);
+    ROW(1);
+    ROW(2);
+    ROW(3);
+    ROW(4);
+    ROW(5);
+    ROW(6);
+    ROW(7);
+    b += brs;
+  }
+#undef ROW
+  __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                       {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+  for (int i = 0; i < mr; i++) {
+    float *ci = c + i * ldc;
+    __m512 v0 = acc[i][0], v1 = acc[i][1];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+
+// C[i..i+4, j..j+4] (+)= A rows @ B rows^T, both read along K (A (M, K)
+// and B (N, K), the layout of a linear layer's x and weight): 16 dot
+// products at a time, 16 lanes each, summed across lanes at the end. Rows
+// past mr / nr repeat the last one and are not stored.
+AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *const b[4], int mr, int nr, float *c,
+                            int64_t ldc, bool accumulate) {
+  __m512 s[4][4];
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      s[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 b0 = _mm512_loadu_ps(b[0] + k), b1 = _mm512_loadu_ps(b[1] + k), b2 = _mm512_loadu_ps(b[2] + k),
+           b3 = _mm512_loadu_ps(b[3] + k);
+    for (int i = 0; i < 4; i++) {
+      __m512 ai = _mm512_loadu_ps(a[i] + k);
+      s[i][0] = _mm512_fmadd_ps(ai, b0, s[i][0]);
+      s[i][1] = _mm512_fmadd_ps(ai, b1, s[i][1]);
+      s[i][2] = _mm512_fmadd_ps(ai, b2, s[i][2]);
+      s[i][3] = _mm512_fmadd_ps(ai, b3, s[i][3]);
+    }
+  }
+  if (k < K) {
+    __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    __m512 b0 = _mm512_maskz_loadu_ps(m, b[0] + k), b1 = _mm512_maskz_loadu_ps(m, b[1] + k),
+           b2 = _mm512_maskz_loadu_ps(m, b[2] + k), b3 = _mm512_maskz_loadu_ps(m, b[3] + k);
+    for (int i = 0; i < 4; i++) {
+      __m512 ai = _mm512_maskz_loadu_ps(m, a[i] + k);
+      s[i][0] = _mm512_fmadd_ps(ai, b0, s[i][0]);
+      s[i][1] = _mm512_fmadd_ps(ai, b1, s[i][1]);
+      s[i][2] = _mm512_fmadd_ps(ai, b2, s[i][2]);
+      s[i][3] = _mm512_fmadd_ps(ai, b3, s[i][3]);
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) {
+      float v = _mm512_reduce_add_ps(s[i][j]);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + v : v;
+    }
+}
+
+AVX512 static void gemm_dot(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                            int64_t ldb, bool accumulate, float *C, int64_t ldc) {
+  for (int64_t j = 0; j < N; j += 4) {
+    int nr = N - j < 4 ? (int)(N - j) : 4;
+    const float *b[4];
+    for (int r = 0; r < 4; r++)
+      b[r] = B + (j + (r < nr ? r : nr - 1)) * ldb;
+    for (int64_t i = 0; i < M; i += 4) {
+      int mr = M - i < 4 ? (int)(M - i) : 4;
+      const float *a[4];
+      for (int r = 0; r < 4; r++)
+        a[r] = A + (i + (r < mr ? r : mr - 1)) * lda;
+      dot_tile(K, a, b, mr, nr, C + i * ldc + j, ldc, accumulate);
+    }
+  }
+}
+
+static __mmask16 mask_of(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+// The blocked product above, for beta 0 or 1.
+AVX512 static void gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                               const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc) {
+  int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;   // A[i][k] = A[i*ars + k*acs]
+  for (int64_t p = 0; p < K; p += KC) {
+    int64_t kc = K - p < KC ? K - p : KC;
+    bool acc = accumulate || p > 0;
+    const float *bk;   // op(B)[p.., :] as rows of brs floats
+    int64_t brs;
+    if (!tb) {
+      bk = B + p * ldb;
+      brs = ldb;
+    } else {           // B (N, K): pack op(B)[p..p+kc, :] as (kc, N), 16 columns at a time
+      float *pk = pack_space(kc * N);
+      for (int64_t j0 = 0; j0 < N; j0 += 16) {
+        int64_t jn = N - j0 < 16 ? N - j0 : 16;
+        for (int64_t k = 0; k < kc; k++)
+          for (int64_t j = 0; j < jn; j++)
+            pk[k * N + j0 + j] = B[(j0 + j) * ldb + p + k];
+      }
+      bk = pk;
+      brs = N;
+    }
+    for (int64_t j = 0; j < N; j += NR) {
+      __mmask16 m0 = mask_of(N - j), m1 = mask_of(N - j - 16);
+      for (int64_t i = 0; i < M; i += MR) {
+        int mr = M - i < MR ? (int)(M - i) : MR;
+        const float *a[MR];
+        for (int r = 0; r < MR; r++)
+          a[r] = A + (i + (r < mr ? r : mr - 1)) * ars + p * acs;
+        tile(kc, a, acs, bk + j, brs, m0, m1, mr, C + i * ldc + j, ldc, acc);
+      }
+    }
+  }
+}
+
+#endif
+
+bool k_avx512(void) {
+#ifdef HAVE_AVX512_PATH
+  static int known = -1;
+  if (known < 0) {
+    __builtin_cpu_init();
+    known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && !getenv("NNC_NO_AVX512");
+  }
+  return known;
+#else
+  return false;
+#endif
+}
+
+void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++)
+        C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+#ifdef HAVE_AVX512_PATH
+  if ((beta == 0.0f || beta == 1.0f) && k_avx512()) {
+    if (!ta && tb && K >= 64) {
+      gemm_dot(M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
+      return;
+    }
+    gemm_avx512(ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
+    return;
+  }
+#endif
+  blas(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
+            float beta, float *C) {
+  int64_t lda = ta ? M : K, ldb = tb ? K : N;
+  if (alpha != 1.0f && M > 0 && N > 0 && K > 0) {
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    return;
+  }
+  k_gemm_ld(ta, tb, M, N, K, A, lda ? lda : 1, B, ldb ? ldb : 1, beta, C, N);
+}
