@@ -22,11 +22,11 @@ typedef void (*CgLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_
 
 // What compiled code calls back into; the runtime fills it in.
 typedef struct CgRuntime {
-  void *ctx;             // passed back to parallel, lib and tick
+  void *ctx;             // passed back to parallel, sgemm, lib and tick
   // Runs fn over rows [0, extent) of dimension 0, split across threads.
   void (*parallel)(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, int64_t extent);
   // Row-major C[M, N] = op(A) op(B) + beta C (cblas_sgemm with lda, ldb, ldc of contiguous matrices).
-  void (*sgemm)(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
+  void (*sgemm)(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
                 float *C);
   // Runs the KN_LIB kernel of graph node `node` for batch B.
   void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B);

@@ -46,7 +46,7 @@ typedef struct Cg {
   LLVMTypeRef entry_ty;        // CgEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
   LLVMTypeRef rt_ty;           // CgRuntime: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
-  LLVMTypeRef sgemm_ty;        // void (i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C)
+  LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
   char *err;
@@ -567,11 +567,66 @@ static LLVMValueRef build_body(Cg *c, const Kernel *k, const Slots *s, const cha
   return verify_fn(c, fn) ? fn : NULL;
 }
 
+// Whether dimensions d and d+1 of k walk every buffer as one dimension
+// would: each index steps by stride[d+1] along d+1 and by dims[d+1] times
+// that along d, and no instruction reads either index.
+static bool mergeable(const Kernel *k, int d) {
+  for (int i = 0; i < k->nbody; i++) {
+    const KInstr *in = &k->body[i];
+    if (in->op == KI_INDEX && (in->dim == d || in->dim == d + 1))
+      return false;
+    if ((in->op == KI_LOAD || in->op == KI_LOADI) && in->idx.stride[d] != in->idx.stride[d + 1] * k->dims[d + 1])
+      return false;
+  }
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].idx.stride[d] != k->stores[i].idx.stride[d + 1] * k->dims[d + 1])
+      return false;
+  return true;
+}
+
+static void drop_dim(KIndex *ix, int d, int ndim) {
+  memmove(&ix->stride[d], &ix->stride[d + 1], sizeof(int64_t) * (ndim - d - 1));
+}
+
+// k with adjacent dimensions merged where they are one run of memory for
+// every buffer ([N,32,26,26] elementwise becomes [N,21632]; a sum over
+// [N,C,H,W] into [C] becomes one over [N,C,H*W]), so that the innermost
+// loop is long and contiguous and LLVM vectorizes it rather than an outer
+// one. Dimension 0 stays: the batch and the threads' split are along it.
+// The copy owns its body and stores (free them with free()).
+static Kernel collapse(const Kernel *k) {
+  Kernel m = *k;
+  m.body = xmalloc(sizeof(KInstr) * (k->nbody > 0 ? k->nbody : 1));
+  m.stores = xmalloc(sizeof(KStore) * (k->nstores > 0 ? k->nstores : 1));
+  memcpy(m.body, k->body, sizeof(KInstr) * k->nbody);
+  memcpy(m.stores, k->stores, sizeof(KStore) * k->nstores);
+  for (int d = m.ndim - 2; d >= 1; d--) {
+    if (!mergeable(&m, d))
+      continue;
+    for (int i = 0; i < m.nbody; i++) {
+      m.body[i].idx.stride[d] = m.body[i].idx.stride[d + 1];
+      drop_dim(&m.body[i].idx, d + 1, m.ndim);
+      if (m.body[i].op == KI_INDEX && m.body[i].dim > d)
+        m.body[i].dim--;
+    }
+    for (int i = 0; i < m.nstores; i++) {
+      m.stores[i].idx.stride[d] = m.stores[i].idx.stride[d + 1];
+      drop_dim(&m.stores[i].idx, d + 1, m.ndim);
+    }
+    m.dims[d] *= m.dims[d + 1];
+    memmove(&m.dims[d + 1], &m.dims[d + 2], sizeof(int64_t) * (m.ndim - d - 2));
+    m.ndim--;
+  }
+  return m;
+}
+
 // A CgLoopFn for loop kernel k: the base pointer of each distinct buffer
 // (its block's start + its offset), then the body.
-static LLVMValueRef build_loop(Cg *c, const Kernel *k, const char *name) {
-  if (!check_loop(c, k))
+static LLVMValueRef build_loop(Cg *c, const Kernel *orig, const char *name) {
+  if (!check_loop(c, orig))
     return NULL;
+  Kernel merged = collapse(orig);
+  const Kernel *k = &merged;
   Slots s;
   slots_init(c, k, &s);
   LLVMValueRef fn = NULL;
@@ -597,6 +652,8 @@ static LLVMValueRef build_loop(Cg *c, const Kernel *k, const char *name) {
     fn = NULL;
 done:
   slots_free(&s);
+  free(merged.body);
+  free(merged.stores);
   return fn;
 }
 
@@ -642,18 +699,39 @@ static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
   }
 }
 
+// Loops over fewer elements than this run on the calling thread: waking the
+// pool's threads costs more than they would save.
+#define PARALLEL_MIN_ELEMS 32768
+
 // A loop kernel's run: its sums zeroed, then fn over dimension 0, through
-// rt->parallel when the kernel may be split across threads.
+// rt->parallel when the kernel may be split across threads and is large
+// enough at this batch.
 static void run_loop(Cg *c, Entry *e, const Kernel *k, LLVMValueRef fn) {
   zero_sums(c, e, k);
   LLVMValueRef n = k->ndim == 0 ? i64c(c, 1) : k->dims[0] == IR_N ? e->B : i64c(c, k->dims[0]);
-  if (k->parallel) {
-    LLVMValueRef args[6] = {e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B, n};
-    LLVMBuildCall2(c->b, c->parallel_ty, e->parallel, args, 6, "");
-  } else {
-    LLVMValueRef args[5] = {e->arena, e->state, e->B, i64c(c, 0), n};
-    LLVMBuildCall2(c->b, c->loop_ty, fn, args, 5, "");
+  LLVMValueRef direct[5] = {e->arena, e->state, e->B, i64c(c, 0), n};
+  if (!k->parallel) {
+    LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 5, "");
+    return;
   }
+  int64_t inner = 1;
+  for (int d = 1; d < k->ndim; d++)
+    inner *= k->dims[d];
+  LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntSGE, LLVMBuildMul(c->b, n, i64c(c, inner), ""),
+                                   i64c(c, PARALLEL_MIN_ELEMS), "big");
+  LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+  LLVMBasicBlockRef split = LLVMAppendBasicBlockInContext(c->ctx, f, "split");
+  LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(c->ctx, f, "inline");
+  LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, f, "next");
+  LLVMBuildCondBr(c->b, big, split, here);
+  LLVMPositionBuilderAtEnd(c->b, split);
+  LLVMValueRef args[6] = {e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B, n};
+  LLVMBuildCall2(c->b, c->parallel_ty, e->parallel, args, 6, "");
+  LLVMBuildBr(c->b, next);
+  LLVMPositionBuilderAtEnd(c->b, here);
+  LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 5, "");
+  LLVMBuildBr(c->b, next);
+  LLVMPositionBuilderAtEnd(c->b, next);
 }
 
 static bool check_gemm(Cg *c, const Kernel *k) {
@@ -680,10 +758,10 @@ static bool check_gemm(Cg *c, const Kernel *k) {
   return true;
 }
 
-// rt->sgemm(ta, tb, M, N, K, A, B, beta, C), then the epilogue.
+// rt->sgemm(rt->ctx, ta, tb, M, N, K, A, B, beta, C), then the epilogue.
 static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
-  LLVMValueRef args[9] = {
-    i32c(c, k->ta), i32c(c, k->tb),
+  LLVMValueRef args[10] = {
+    e->ctx, i32c(c, k->ta), i32c(c, k->tb),
     extent(c, e, k->m.coef, k->m.batched), extent(c, e, k->n.coef, k->n.batched),
     extent(c, e, k->k.coef, k->k.batched),
     LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[0]), c->f32p, ""),
@@ -691,7 +769,7 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
     f32c(c, k->accumulate ? 1 : 0),
     LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[2]), c->f32p, ""),
   };
-  LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 9, "");
+  LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 10, "");
   if (epilogue)
     run_loop(c, e, k->epilogue, epilogue);
 }
@@ -767,8 +845,8 @@ static void init_types(Cg *c) {
   c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 5, 0);
   LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
-  LLVMTypeRef gemm[9] = {c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p};
-  c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 9, 0);
+  LLVMTypeRef gemm[10] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p};
+  c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 10, 0);
   LLVMTypeRef lib[5] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64};
   c->lib_ty = LLVMFunctionType(c->vd, lib, 5, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};

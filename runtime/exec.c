@@ -43,6 +43,8 @@ struct RtExec {
   int64_t arena_bytes;
   char *state;         // parameters, buffers and optimizer state
   RtPool *pool;
+  float **ws;          // ws[t]: scratch of pool thread t for library kernels split across the pool
+  int64_t *ws_cap;
   CgRuntime rt;        // the callbacks compiled code makes
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
@@ -197,6 +199,10 @@ void rt_exec_free(RtExec *ex) {
     cg_free(ex->mod[mode]);
   free(ex->arena);
   free(ex->state);
+  for (int t = 0; t < rt_pool_threads(ex->pool) && ex->ws; t++)
+    free(ex->ws[t]);
+  free(ex->ws);
+  free(ex->ws_cap);
   rt_pool_free(ex->pool);
   for (int mode = 0; mode < 3; mode++)
     free(ex->need[mode]);
@@ -502,7 +508,8 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
   case IR_DROPOUT:
     ex->masked[n->id] = training && ex->dropout;
     if (ex->masked[n->id])
-      k_dropout_forward(out, ex->mask[n->id], F(ex, a), k, (float)n->attr.f[0], &ex->rng);
+      k_dropout_forward(out, ex->mask[n->id], F(ex, a), k, (float)n->attr.f[0],
+                        k_dropout_key((float)n->attr.f[0], &ex->rng), 0);
     else
       memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;
@@ -539,9 +546,27 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
 
 static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
 
+// OpenBLAS's own threads: the ref backend lets OpenBLAS split its GEMMs
+// over rt_set_threads' count; the cpu backend splits work over its own pool
+// and keeps OpenBLAS on the calling thread, since OpenBLAS's idle threads
+// spin (sched_yield) after each GEMM and would take cores from the pool.
+static int blas_threads_wanted = 1, blas_threads_now = 0;
+
+void rt_set_threads(int n) { blas_threads_wanted = n < 1 ? 1 : n; }
+
+static void blas_threads(int n) {
+  if (blas_threads_now != n) {
+    openblas_set_num_threads(n);
+    blas_threads_now = n;
+  }
+}
+
+void blas_threads_default(void) { blas_threads(blas_threads_wanted); }
+
 double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
   if (ex->backend == RT_BACKEND_CPU)
     return run_cpu(ex, mode, B, x, y, lr);
+  blas_threads_default();
   const IrGraph *g = ex->g;
   if (B < 1 || B > ex->max_batch)
     nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
@@ -658,25 +683,158 @@ static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64
   rt_pool_run(ex->pool, loop_chunk, &c, extent);
 }
 
-static void cpu_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
-                      float beta, float *C) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-              (int)K, 1.0f, A, ta ? (int)M : (int)K, Bm, tb ? (int)K : (int)N, beta, C, (int)N);
+// A GEMM split across the pool: C (M, N) by blocks of GEMM_BLOCK rows when
+// it has more rows than columns, else by blocks of columns; each thread
+// runs k_gemm_ld on its block.
+#define GEMM_BLOCK 16
+#define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread
+
+typedef struct GemmCall {
+  int ta, tb;
+  int64_t M, N, K;
+  const float *A, *B;
+  float beta;
+  float *C;
+  bool rows;
+} GemmCall;
+
+static void gemm_part(void *arg, int64_t lo, int64_t hi) {
+  const GemmCall *c = arg;
+  int64_t M = c->M, N = c->N, K = c->K;
+  const float *A = c->A, *B = c->B;
+  float *C = c->C;
+  lo *= GEMM_BLOCK;
+  hi *= GEMM_BLOCK;
+  if (c->rows) {
+    hi = hi < M ? hi : M;
+    A += c->ta ? lo : lo * K;
+    C += lo * N;
+    M = hi - lo;
+  } else {
+    hi = hi < N ? hi : N;
+    B += c->tb ? lo * K : lo;
+    C += lo;
+    N = hi - lo;
+  }
+  k_gemm_ld(c->ta, c->tb, M, N, K, A, c->ta ? c->M : K, B, c->tb ? K : c->N, c->beta, C, c->N);
 }
 
-// Max pooling of samples [lo, hi) of a batch: samples are independent, so
-// the pool's threads each take a share.
-typedef struct SliceCall {
+static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
+                      float beta, float *C) {
+  RtExec *ex = ctx;
+  GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N};
+  int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
+  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS)
+    gemm_part(&c, 0, blocks);
+  else
+    rt_pool_run(ex->pool, gemm_part, &c, blocks);
+}
+
+// A library kernel split across the pool: node n at batch B, in T shares
+// (key: a dropout mask's).
+typedef struct SplitCall {
   RtExec *ex;
   const IrNode *n;
   int64_t B;
-} SliceCall;
+  int T;
+  uint64_t key;
+} SplitCall;
 
+// Max pooling of samples [lo, hi) of a batch: samples are independent, so
+// the pool's threads each take a share.
 static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
-  const SliceCall *c = arg;
+  const SplitCall *c = arg;
   if (c->n->op == IR_MAXPOOL_GRAD)   // this share of dx, zeroed
     memset(F(c->ex, c->n) + lo * numel(c->n, 1), 0, sizeof(float) * (hi - lo) * numel(c->n, 1));
   maxpool_rows(c->ex, c->n, c->B, lo, hi);
+}
+
+// Thread t's scratch, at least n floats.
+static float *thread_ws(RtExec *ex, int t, int64_t n) {
+  if (n > ex->ws_cap[t]) {
+    free(ex->ws[t]);
+    ex->ws[t] = xmalloc(sizeof(float) * n);
+    ex->ws_cap[t] = n;
+  }
+  return ex->ws[t];
+}
+
+// A convolution or one of its gradients, on thread t's share of the batch:
+// images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch. The
+// weight gradient of each share goes to the thread's scratch, after its
+// cols; the caller sums the shares.
+static void conv_share(void *arg, int64_t t, int64_t t_end) {
+  const SplitCall *c = arg;
+  RtExec *ex = c->ex;
+  const IrNode *n = c->n;
+  for (; t < t_end; t++) {
+    int64_t lo = c->B * t / c->T, hi = c->B * (t + 1) / c->T;
+    const IrNode *a = n->src[0], *b = n->src[1];
+    KConv2d geo;
+    if (n->op == IR_CONV2D)
+      geo = conv_geometry(a, b, &n->attr, c->B);
+    else if (n->op == IR_CONV2D_GRAD_INPUT)
+      geo = conv_geometry(n, b, &n->attr, c->B);
+    else
+      geo = conv_geometry(b, n, &n->attr, c->B);
+    geo.N = hi - lo;
+    int64_t in = geo.C * geo.H * geo.W, out = numel(n->op == IR_CONV2D ? n : a, 1), wn = numel(n, 1);
+    int64_t need = k_conv2d_scratch(&geo);
+    float *ws = thread_ws(ex, (int)t, need + (n->op == IR_CONV2D_GRAD_WEIGHT ? wn : 0));
+    if (n->op == IR_CONV2D) {
+      k_conv2d_forward_ws(F(ex, n) + lo * out, F(ex, a) + lo * in, F(ex, b), n->nsrc == 3 ? F(ex, n->src[2]) : NULL,
+                          &geo, ws);
+    } else if (n->op == IR_CONV2D_GRAD_INPUT) {
+      float *dx = F(ex, n) + lo * in;
+      memset(dx, 0, sizeof(float) * geo.N * in);
+      k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + lo * out, NULL, F(ex, b), &geo, ws);
+    } else {
+      float *dw = ws + need;
+      memset(dw, 0, sizeof(float) * wn);
+      if (hi > lo)
+        k_conv2d_backward_ws(NULL, dw, NULL, F(ex, a) + lo * out, F(ex, b) + lo * in, NULL, &geo, ws);
+    }
+  }
+}
+
+static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B) {
+  int T = rt_pool_threads(ex->pool);
+  SplitCall c = {ex, n, B, T, 0};
+  rt_pool_run(ex->pool, conv_share, &c, T);
+  if (n->op != IR_CONV2D_GRAD_WEIGHT)
+    return;
+  KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
+  int64_t wn = numel(n, 1);
+  float *dw = F(ex, n);
+  memset(dw, 0, sizeof(float) * wn);
+  for (int t = 0; t < T; t++) {
+    geo.N = B * (t + 1) / T - B * t / T;
+    const float *part = ex->ws[t] + k_conv2d_scratch(&geo);
+    for (int64_t i = 0; i < wn; i++)
+      dw[i] += part[i];
+  }
+}
+
+// Dropout, or its gradient, on elements [lo, hi) of the batch (the mask of
+// an element depends only on the call's key and the element's index).
+static void dropout_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *c = arg;
+  RtExec *ex = c->ex;
+  const IrNode *n = c->n, *a = n->src[0];
+  float p = (float)n->attr.f[0];
+  if (n->op == IR_DROPOUT) {
+    k_dropout_forward(F(ex, n) + lo, ex->mask[n->id] + lo, F(ex, a) + lo, hi - lo, p, c->key, lo);
+    return;
+  }
+  float *dx = F(ex, n) + lo;
+  memset(dx, 0, sizeof(float) * (hi - lo));
+  k_dropout_backward(dx, F(ex, a) + lo, ex->mask[n->src[1]->id] + lo, hi - lo, p);
+}
+
+static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
+  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool),
+                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0};
+  rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
 }
 
 // A library kernel: the ref kernel of one node, on planned buffers. A step
@@ -686,11 +844,33 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   (void)state;
   RtExec *ex = ctx;
   const IrNode *n = ex->g->nodes[id];
-  bool batched = n->ndim > 0 && n->shape[0] == IR_N;
-  if ((n->op == IR_MAXPOOL || n->op == IR_MAXPOOL_GRAD) && batched && rt_pool_threads(ex->pool) > 1) {
-    SliceCall c = {ex, n, B};
+  // Split by sample (the batch dimension of the first operand: x, or dy
+  // for the gradients); one share when the pool has one thread.
+  bool batched = n->nsrc > 0 && n->src[0]->ndim > 0 && n->src[0]->shape[0] == IR_N;
+  switch (batched ? n->op : IR_NUM_OPS) {
+  case IR_MAXPOOL: case IR_MAXPOOL_GRAD: {
+    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0};
     rt_pool_run(ex->pool, maxpool_slice, &c, B);
     return;
+  }
+  case IR_CONV2D: case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT:
+    run_conv_split(ex, n, B);
+    return;
+  case IR_DROPOUT:
+    if (ex->training && ex->dropout) {
+      ex->masked[n->id] = true;
+      run_dropout_split(ex, n, B);
+      return;
+    }
+    break;
+  case IR_DROPOUT_GRAD:
+    if (ex->masked[n->src[1]->id]) {
+      run_dropout_split(ex, n, B);
+      return;
+    }
+    break;
+  default:
+    break;
   }
   if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && ex->skip_updates)
     return;
@@ -729,6 +909,8 @@ RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, cha
   ex->model = m;
   ex->fuse = fuse;
   ex->pool = rt_pool_new(threads);
+  ex->ws = xcalloc(rt_pool_threads(ex->pool), sizeof(float *));
+  ex->ws_cap = xcalloc(rt_pool_threads(ex->pool), sizeof(int64_t));
   ex->rt = (CgRuntime){ex, cpu_parallel, cpu_sgemm, cpu_lib, cpu_tick};
   // The state layout is the same in every plan: take the forward one's.
   const KProgram *p = plan(ex, RT_FORWARD);
@@ -805,6 +987,7 @@ static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const 
   ex->scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL;
   if (ex->scalars)
     write_scalars(ex, ex->scalars, lr);
+  blas_threads(1);
   cg_entry(ex->mod[mode])(ex->arena, ex->state, B, &ex->rt);
   if (ex->skip_updates)
     ex->steps--;

@@ -48,6 +48,16 @@ static bool conv_is_pointwise(const KConv2d *g) {
   return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+// The outputs ow in [*lo, *hi) whose tap kw reads inside the row: 0 <=
+// ow*sw - pw + kw*dw < W.
+static void tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi) {
+  int64_t off = kw * g->dw - g->pw;   // iw = ow*sw + off
+  int64_t a = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+  int64_t b = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
+  *lo = a < OW ? a : OW;
+  *hi = b < *lo ? *lo : b > OW ? OW : b;
+}
+
 // col (C*KH*KW, OH*OW): row (c, kh, kw), column (oh, ow) holds the input
 // value that tap (kh, kw) of channel c reads at output (oh, ow), or 0 where
 // the tap falls in the padding.
@@ -60,6 +70,8 @@ static void im2col(float *col,          // (C*KH*KW, ld)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
         float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+        int64_t lo, hi, off = kw * g->dw - g->pw;
+        tap_span(g, kw, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; oh++) {
           float *dst = row + oh * OW;
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
@@ -67,11 +79,14 @@ static void im2col(float *col,          // (C*KH*KW, ld)
             memset(dst, 0, OW * sizeof(float));
             continue;
           }
-          const float *src = x + (c * g->H + ih) * g->W;
-          for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
-            dst[ow] = iw >= 0 && iw < g->W ? src[iw] : 0.0f;
-          }
+          const float *src = x + (c * g->H + ih) * g->W;   // src[ow*sw + off] is tap kw of output ow
+          memset(dst, 0, lo * sizeof(float));
+          if (g->sw == 1)
+            memcpy(dst + lo, src + lo + off, (hi - lo) * sizeof(float));
+          else
+            for (int64_t ow = lo; ow < hi; ow++)
+              dst[ow] = src[ow * g->sw + off];
+          memset(dst + hi, 0, (OW - hi) * sizeof(float));
         }
       }
 }
@@ -85,53 +100,68 @@ static void col2im_add(float *dx,          // (C,H,W): one image
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
         const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+        int64_t lo, hi, off = kw * g->dw - g->pw;
+        tap_span(g, kw, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; oh++) {
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
           if (ih < 0 || ih >= g->H)
             continue;
           const float *src = row + oh * OW;
-          float *dst = dx + (c * g->H + ih) * g->W;
-          for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
-            if (iw >= 0 && iw < g->W)
-              dst[iw] += src[ow];
-          }
+          float *dst = dx + (c * g->H + ih) * g->W;   // dst[ow*sw + off] is tap kw of output ow
+          if (g->sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++)
+              dst[ow + off] += src[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ow++)
+              dst[ow * g->sw + off] += src[ow];
         }
       }
 }
 
+// Floats of scratch a convolution of g needs: the cols of its images
+// (C*KH*KW, N*P) and the output with images moved inside (O, N*P).
+int64_t k_conv2d_scratch(const KConv2d *g) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t NP = g->N * OH * OW;
+  return (g->C * g->KH * g->KW + g->O) * NP;
+}
+
 // Scratch memory reused from call to call (a training step would otherwise
-// map and unmap megabytes per convolution): slot i grows as needed. Not
-// reentrant: convolutions run one at a time, on the thread of the step.
-static float *scratch(int slot, int64_t n) {
-  static float *buf[3];
-  static int64_t cap[3];
-  if (n > cap[slot]) {
-    free(buf[slot]);
-    buf[slot] = xmalloc(sizeof(float) * n);
-    cap[slot] = n;
+// map and unmap megabytes per convolution), for the callers that bring none.
+// Not reentrant: such convolutions run one at a time.
+static float *scratch(int64_t n) {
+  static float *buf;
+  static int64_t cap;
+  if (n > cap) {
+    free(buf);
+    buf = xmalloc(sizeof(float) * n);
+    cap = n;
   }
-  return buf[slot];
+  return buf;
 }
 
 // The whole batch in one GEMM: the cols of all images side by side,
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
-void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias,
-                      const KConv2d *g) {
+typedef void (*GemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       const float *B, float beta, float *C);
+
+static void conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
+                         GemmFn gemm) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
   if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
-      k_sgemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
+      gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
   } else {
-    float *col = scratch(0, CKK * NP);    // (CKK, N*P)
-    float *yt = scratch(1, g->O * NP);    // (O, N*P)
+    float *col = ws;                      // (CKK, N*P)
+    float *yt = ws + CKK * NP;            // (O, N*P)
     for (int64_t n = 0; n < g->N; n++)
       im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
-    k_sgemm(false, false, g->O, NP, CKK, 1.0f, w, col, 0.0f, yt);
+    gemm(false, false, g->O, NP, CKK, 1.0f, w, col, 0.0f, yt);
     for (int64_t n = 0; n < g->N; n++)
       for (int64_t o = 0; o < g->O; o++)
         memcpy(y + (n * g->O + o) * P, yt + o * NP + n * P, sizeof(float) * P);
@@ -146,8 +176,8 @@ void k_conv2d_forward(float *y, const float *x, const float *w, const float *bia
 // The batch at once, as the forward: dY (O, N*P) is dy with images moved
 // inside; dw (O, CKK) += dY @ col^T over all images in one product, and
 // dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
-void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy,
-                       const float *x, const float *w, const KConv2d *g) {
+static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          const KConv2d *g, float *ws, GemmFn gemm) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -166,27 +196,44 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy,
     for (int64_t n = 0; n < g->N; n++) {
       const float *dyn = dy + n * g->O * P;   // (O,P)
       if (dw)
-        k_sgemm(false, true, g->O, CKK, P, 1.0f, dyn, x + n * CHW, 1.0f, dw);
+        gemm(false, true, g->O, CKK, P, 1.0f, dyn, x + n * CHW, 1.0f, dw);
       if (dx)
-        k_sgemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 1.0f, dx + n * CHW);
+        gemm(true, false, CKK, P, g->O, 1.0f, w, dyn, 1.0f, dx + n * CHW);
     }
     return;
   }
-  float *dyt = scratch(1, g->O * NP);   // (O, N*P)
+  float *col = ws, *dyt = ws + CKK * NP;   // (CKK, N*P), (O, N*P)
   for (int64_t n = 0; n < g->N; n++)
     for (int64_t o = 0; o < g->O; o++)
       memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
-  float *col = scratch(0, CKK * NP);    // (CKK, N*P)
   if (dw) {
     for (int64_t n = 0; n < g->N; n++)
       im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
-    k_sgemm(false, true, g->O, CKK, NP, 1.0f, dyt, col, 1.0f, dw);
+    gemm(false, true, g->O, CKK, NP, 1.0f, dyt, col, 1.0f, dw);
   }
   if (dx) {
-    k_sgemm(true, false, CKK, NP, g->O, 1.0f, w, dyt, 0.0f, col);
+    gemm(true, false, CKK, NP, g->O, 1.0f, w, dyt, 0.0f, col);
     for (int64_t n = 0; n < g->N; n++)
       col2im_add(dx + n * CHW, col + n * P, g, OH, OW, NP);
   }
+}
+
+void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
+  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm);
+}
+
+void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                       const KConv2d *g) {
+  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm);
+}
+
+void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws) {
+  conv_forward(y, x, w, bias, g, ws, k_gemm);
+}
+
+void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          const KConv2d *g, float *ws) {
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, k_gemm);
 }
 
 //
@@ -243,9 +290,63 @@ static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
   *at = take ? i : *at;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+
+// maxpool(2) on 16 outputs at once: the even and odd columns of two input
+// rows, by permutes of 32 consecutive floats, then the same scan as
+// max_step with masks for its selects.
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) static void
+maxpool_2x2_avx512(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+  int64_t W = g->W;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32((int32_t)W);
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * W;   // (H,W)
+    float *yp = y + nc * OH * OW;          // (OH,OW)
+    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow += 16) {
+        int64_t cnt = OW - ow < 16 ? OW - ow : 16;   // outputs; 2*cnt inputs per row
+        __mmask16 mo = (__mmask16)((1u << cnt) - 1);
+        __mmask16 mlo = cnt >= 8 ? (__mmask16)0xffff : (__mmask16)((1u << (2 * cnt)) - 1);
+        __mmask16 mhi = cnt <= 8 ? 0 : (__mmask16)((1u << (2 * cnt - 16)) - 1);
+        int64_t i = 2 * oh * W + 2 * ow;
+        const float *r0 = xp + i, *r1 = r0 + W;
+        __m512 a = _mm512_maskz_loadu_ps(mlo, r0), b = _mm512_maskz_loadu_ps(mhi, r0 + 16);
+        __m512 c = _mm512_maskz_loadu_ps(mlo, r1), d = _mm512_maskz_loadu_ps(mhi, r1 + 16);
+        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)i), _mm512_slli_epi32(_mm512_setr_epi32(
+                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1));
+        __m512 best = _mm512_permutex2var_ps(a, even, b);
+        __m512i at = idx;
+        __m512 v[3] = {_mm512_permutex2var_ps(a, odd, b), _mm512_permutex2var_ps(c, even, d),
+                       _mm512_permutex2var_ps(c, odd, d)};
+        __m512i vi[3] = {_mm512_add_epi32(idx, one), _mm512_add_epi32(idx, wv),
+                         _mm512_add_epi32(_mm512_add_epi32(idx, wv), one)};
+        for (int s = 0; s < 3; s++) {
+          __mmask16 take = _mm512_cmp_ps_mask(v[s], best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[s], v[s], _CMP_UNORD_Q);
+          best = _mm512_mask_mov_ps(best, take, v[s]);
+          at = _mm512_mask_mov_epi32(at, take, vi[s]);
+        }
+        _mm512_mask_storeu_ps(yp + oh * OW + ow, mo, best);
+        if (ap)
+          _mm512_mask_storeu_epi32(ap + oh * OW + ow, mo, at);
+      }
+  }
+}
+#endif
+
 // maxpool(2): 2x2 windows, stride 2, the commonest case, with the window
 // in registers.
 static void maxpool_2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+#ifdef HAVE_AVX512_PATH
+  if (k_avx512()) {
+    maxpool_2x2_avx512(y, argmax, x, g, OH, OW);
+    return;
+  }
+#endif
   int64_t W = g->W;
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * W;   // (H,W)

@@ -103,16 +103,39 @@ float k_dropout_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); }
 
 // y = x * (kept ? scale : 0), the product PyTorch forms (x * noise), so a
 // dropped inf or NaN gives NaN there as here.
-void k_dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, float p, Rng *rng) {
+uint64_t k_dropout_key(float p, Rng *rng) {
+  if (!(p > 0.0f && p < 1.0f))
+    return 0;
+  uint64_t hi = rng_u32(rng);
+  return hi << 32 | rng_u32(rng);
+}
+
+// splitmix64's output function on the key's index-th step: a bijection of
+// 64-bit words that passes BigCrush, cheap enough for every element.
+static inline uint64_t dropout_hash(uint64_t key, int64_t index) {
+  uint64_t z = key + ((uint64_t)index + 1) * 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+float k_dropout_uniform(uint64_t key, int64_t index) {
+  return (float)(dropout_hash(key, index) >> 40) * (1.0f / 16777216.0f);
+}
+
+void k_dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, float p, uint64_t key, int64_t first) {
   if (p <= 0.0f) {
     memmove(y, x, n * sizeof(float));
     memset(mask, 1, n);
     return;
   }
   float scale = k_dropout_scale(p);
-  for (int64_t i = 0; i < n; i++) {
-    mask[i] = p < 1.0f && rng_uniformf(rng) >= p;
-    y[i] = x[i] * (mask[i] ? scale : 0.0f);
+  // u >= p in integers: the 24-bit draw at least ceil(p * 2^24) (exact).
+  uint64_t least = p >= 1.0f ? (uint64_t)1 << 24 : (uint64_t)ceil((double)p * 16777216.0);
+  for (int64_t i = 0; i < n; i++) {   // without branches: which elements drop is random
+    uint8_t keep = (dropout_hash(key, first + i) >> 40) >= least;
+    mask[i] = keep;
+    y[i] = x[i] * ((float)keep * scale);
   }
 }
 

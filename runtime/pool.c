@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS 2000000
 
 struct RtPool {
   int nthreads;                  // workers + the caller

@@ -187,8 +187,12 @@ RtEvalResult rt_evaluate(RtExec *ex, const RtDataset *ds, int64_t batch, int64_t
 // The learning rate of a step: the schedule over epochs, after warmup.
 double rt_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);
 
-// Sets the number of threads the BLAS library uses (n >= 1).
+// Sets the number of threads the ref backend lets the BLAS library use
+// (n >= 1; the cpu backend splits its work over its own thread pool).
 void rt_set_threads(int n);
+// Puts the BLAS library on rt_set_threads' count again (the cpu backend
+// keeps it on one thread while it runs).
+void blas_threads_default(void);
 
 // The median seconds of reps calls of cblas_sgemm alone on C[M, N] =
 // op(A) op(B) with K inner, on random matrices (`nnc bench` compares the

@@ -23,8 +23,6 @@ static double now(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-void rt_set_threads(int n) { openblas_set_num_threads(n); }
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -39,6 +37,7 @@ double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps
   for (int64_t i = 0; i < K * N; i++)
     b[i] = rng_uniformf(&r);
   double *t = xmalloc(sizeof(double) * (reps + 3));
+  blas_threads_default();
   for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
     double t0 = now();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,

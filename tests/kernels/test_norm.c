@@ -134,7 +134,7 @@ static void test_dropout(void) {
   rng_seed(&r, 42, 1);
   r0 = r;
 
-  k_dropout_forward(y, mask, x, n, 0.0f, &r);
+  k_dropout_forward(y, mask, x, n, 0.0f, k_dropout_key(0.0f, &r), 0);
   bool ok = memcmp(&r, &r0, sizeof r) == 0;
   for (int64_t i = 0; i < n; i++)
     ok = ok && y[i] == x[i] && mask[i] == 1;
@@ -142,8 +142,8 @@ static void test_dropout(void) {
 
   float inf_x[2] = {INFINITY, 3.0f}, inf_y[2];
   uint8_t m2[2];
-  k_dropout_forward(y, mask, x, n, 1.0f, &r);
-  k_dropout_forward(inf_y, m2, inf_x, 2, 1.0f, &r);
+  k_dropout_forward(y, mask, x, n, 1.0f, k_dropout_key(1.0f, &r), 0);
+  k_dropout_forward(inf_y, m2, inf_x, 2, 1.0f, k_dropout_key(1.0f, &r), 0);
   ok = memcmp(&r, &r0, sizeof r) == 0 && inf_y[1] == 0 && m2[0] == 0 && m2[1] == 0;
   for (int64_t i = 0; i < n; i++)
     ok = ok && y[i] == 0 && mask[i] == 0;
@@ -152,32 +152,42 @@ static void test_dropout(void) {
   const float p = 0.3f;
   float scale = k_dropout_scale(p);
   t_check("dropout scale is 1/(1-p)", scale == 1.0f / 0.7f);
-  k_dropout_forward(y, mask, x, n, p, &r);
+  uint64_t key = k_dropout_key(p, &r);
+  Rng two = r0;
+  rng_u32(&two);
+  rng_u32(&two);
+  t_check("dropout p=0.3: the key takes two draws", memcmp(&r, &two, sizeof r) == 0);
+  k_dropout_forward(y, mask, x, n, p, key, 0);
   int64_t kept = 0;
   ok = true;
-  Rng replay = r0;   // the mask must be u >= p for successive uniforms
   for (int64_t i = 0; i < n; i++) {
     kept += mask[i];
-    ok = ok && mask[i] == (rng_uniformf(&replay) >= p);
+    ok = ok && mask[i] == (k_dropout_uniform(key, i) >= p);
     ok = ok && y[i] == (mask[i] ? x[i] * scale : 0.0f * x[i]);
   }
-  t_check("dropout p=0.3: mask is u >= p in order, kept values scaled", ok);
-  t_check("dropout p=0.3: rng advanced by one draw per element", memcmp(&r, &replay, sizeof r) == 0);
+  t_check("dropout p=0.3: mask is u >= p, kept values scaled", ok);
   double frac = (double)kept / n;   // the standard deviation is 0.00145
   printf("  kept fraction %.4f\n", frac);
   t_check("dropout p=0.3 keeps 70% +- 1%", fabs(frac - 0.7) < 0.01);
+  // Neighbours are independent: P(both kept) = 0.49 (standard deviation 0.0016).
+  int64_t both = 0;
+  for (int64_t i = 0; i + 1 < n; i++)
+    both += mask[i] & mask[i + 1];
+  t_check("dropout p=0.3: neighbouring elements independent", fabs((double)both / (n - 1) - 0.49) < 0.01);
 
-  // The same Rng state gives the same mask.
+  // Any share drawn on its own gives the same mask as the whole.
   uint8_t *mask2 = xmalloc(n);
   float *y2 = xmalloc(n * sizeof(float));
-  r = r0;
-  k_dropout_forward(y2, mask2, x, n, p, &r);
-  t_check("dropout is deterministic for a given Rng state", memcmp(mask, mask2, n) == 0);
+  int64_t cut = 33333;
+  k_dropout_forward(y2 + cut, mask2 + cut, x + cut, n - cut, p, key, cut);
+  k_dropout_forward(y2, mask2, x, cut, p, key, 0);
+  t_check("dropout: two shares give the mask of the whole", memcmp(mask, mask2, n) == 0);
+  Rng r1 = r0;
+  t_check("dropout: another key, another mask", k_dropout_key(p, &r) != key && k_dropout_key(p, &r1) == key);
 
   // In place.
   float *z = t_copyf(x, n);
-  r = r0;
-  k_dropout_forward(z, mask2, z, n, p, &r);
+  k_dropout_forward(z, mask2, z, n, p, key, 0);
   t_equal("dropout in place", z, y, n);
 
   float *dy = t_randf(n, -1, 1), *dx0 = t_randf(n, -1, 1), *dx = t_copyf(dx0, n);

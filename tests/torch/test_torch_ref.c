@@ -344,7 +344,7 @@ static bool get_ref(const RtStFile *f, const char *name, int64_t numel, const Ir
 // The worst metrics over a group of tensors, and where.
 typedef struct Worst {
   double rel, maxn;
-  char rel_at[128], maxn_at[128];
+  char rel_at[256], maxn_at[256];
   int ntensors;
 } Worst;
 
