@@ -45,6 +45,8 @@ struct RtExec {
   RtPool *pool;
   float **ws;          // ws[t]: scratch of pool thread t for library kernels split across the pool
   int64_t *ws_cap;
+  float *dyt;          // a convolution's dy with images moved inside, for a weight gradient by channel
+  int64_t dyt_cap;
   CgRuntime rt;        // the callbacks compiled code makes
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
@@ -203,6 +205,7 @@ void rt_exec_free(RtExec *ex) {
     free(ex->ws[t]);
   free(ex->ws);
   free(ex->ws_cap);
+  free(ex->dyt);
   rt_pool_free(ex->pool);
   for (int mode = 0; mode < 3; mode++)
     free(ex->need[mode]);
@@ -280,6 +283,52 @@ static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, flo
   free(y);
   free(rm);
   free(rv);
+}
+
+// The batch mean and 1/std (2 x C floats) a batchnorm gradient node n
+// uses: its forward's, saved this step, or else computed again exactly as
+// the forward computes them into *fresh, which the caller frees.
+static float *bn_grad_stats(RtExec *ex, const IrNode *n, int64_t B, float **fresh) {
+  const IrNode *x = n->src[1];
+  int f = ex->bn_fwd[n->id];
+  *fresh = NULL;
+  if (f >= 0 && ex->done[f])
+    return ex->bn[f];
+  int64_t C = x->shape[1];
+  *fresh = xmalloc(sizeof(float) * 2 * C);
+  bn_stats(x, F(ex, x), B, (float)n->attr.f[0], *fresh, *fresh + C);
+  return *fresh;
+}
+
+// Batchnorm (training: with the batch statistics, saved into stats) or
+// one of its gradients (with the statistics stats), on channels [c0, c1)
+// only: each channel's work is its own. A gradient's part of its output is
+// zeroed first (its kernel accumulates).
+static void batchnorm_channels(RtExec *ex, const IrNode *n, int64_t B, bool training, float *stats, int64_t c0,
+                               int64_t c1) {
+  const IrNode *x = n->op == IR_BATCHNORM ? n->src[0] : n->src[1];
+  int64_t N, C, HW;
+  bn_sizes(x, B, &N, &C, &HW);
+  float *out = F(ex, n), *mean = stats, *invstd = stats ? stats + C : NULL;
+  if (n->op == IR_BATCHNORM) {
+    float eps = (float)n->attr.f[0];
+    float *gamma = F(ex, n->src[1]), *beta = F(ex, n->src[2]), *rm = F(ex, n->src[3]), *rv = F(ex, n->src[4]);
+    if (training)
+      k_batchnorm_forward_range(out, mean, invstd, rm, rv, F(ex, x), gamma, beta, N, C, HW, eps,
+                                (float)n->attr.f[1], c0, c1);
+    else
+      k_batchnorm_forward_eval_range(out, F(ex, x), gamma, beta, rm, rv, N, C, HW, eps, c0, c1);
+    return;
+  }
+  const float *g = F(ex, n->src[0]);
+  if (n->op == IR_BATCHNORM_GRAD) {
+    for (int64_t s = 0; s < N; s++)
+      memset(out + (s * C + c0) * HW, 0, sizeof(float) * (c1 - c0) * HW);
+    k_batchnorm_backward_range(out, NULL, NULL, g, F(ex, x), mean, invstd, F(ex, n->src[2]), N, C, HW, c0, c1);
+  } else {
+    memset(out + c0, 0, sizeof(float) * (c1 - c0));
+    k_batchnorm_backward_range(NULL, out, NULL, g, F(ex, x), mean, invstd, NULL, N, C, HW, c0, c1);
+  }
 }
 
 // Max pooling, or its gradient, for samples [lo, hi) of a batch of B: the
@@ -412,21 +461,9 @@ static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
     return;
   }
   case IR_BATCHNORM_GRAD: case IR_BATCHNORM_GRAD_GAMMA: {
-    int64_t N, C, HW;
-    bn_sizes(b, B, &N, &C, &HW);
-    // The forward's batch statistics when it saved them this step; else
-    // computed again, exactly as the forward computes them.
-    int f = ex->bn_fwd[n->id];
-    bool saved = f >= 0 && ex->done[f];
-    float *mean = saved ? ex->bn[f] : xmalloc(sizeof(float) * 2 * C), *invstd = mean + C;
-    if (!saved)
-      bn_stats(b, F(ex, b), B, (float)n->attr.f[0], mean, invstd);
-    if (n->op == IR_BATCHNORM_GRAD)
-      k_batchnorm_backward(out, NULL, NULL, g, F(ex, b), mean, invstd, F(ex, n->src[2]), N, C, HW);
-    else
-      k_batchnorm_backward(NULL, out, NULL, g, F(ex, b), mean, invstd, NULL, N, C, HW);
-    if (!saved)
-      free(mean);
+    float *fresh, *stats = bn_grad_stats(ex, n, B, &fresh);
+    batchnorm_channels(ex, n, B, true, stats, 0, b->shape[1]);
+    free(fresh);
     return;
   }
   case IR_DROPOUT_GRAD:
@@ -492,19 +529,9 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
     k_global_avgpool_forward(out, F(ex, a), s.dim[0], s.dim[1], s.dim[2] * s.dim[3]);
     return 0;
   }
-  case IR_BATCHNORM: {
-    int64_t N, C, HW;
-    bn_sizes(a, B, &N, &C, &HW);
-    float eps = (float)n->attr.f[0];
-    float *gamma = F(ex, n->src[1]), *beta = F(ex, n->src[2]), *rm = F(ex, n->src[3]), *rv = F(ex, n->src[4]);
-    if (training) {   // saves the batch statistics for the gradient
-      float *mean = ex->bn[n->id], *invstd = mean + C;
-      k_batchnorm_forward(out, mean, invstd, rm, rv, F(ex, a), gamma, beta, N, C, HW, eps, (float)n->attr.f[1]);
-    } else {
-      k_batchnorm_forward_eval(out, F(ex, a), gamma, beta, rm, rv, N, C, HW, eps);
-    }
+  case IR_BATCHNORM:   // training saves the batch statistics for the gradient
+    batchnorm_channels(ex, n, B, training, training ? ex->bn[n->id] : NULL, 0, a->shape[1]);
     return 0;
-  }
   case IR_DROPOUT:
     ex->masked[n->id] = training && ex->dropout;
     if (ex->masked[n->id])
@@ -738,6 +765,7 @@ typedef struct SplitCall {
   int64_t B;
   int T;
   uint64_t key;
+  float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
 } SplitCall;
 
 // Max pooling of samples [lo, hi) of a batch: samples are independent, so
@@ -767,6 +795,13 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
   const SplitCall *c = arg;
   RtExec *ex = c->ex;
   const IrNode *n = c->n;
+  for (; t < t_end && c->aux; t++) {   // a weight gradient by input channel
+    KConv2d geo = conv_geometry(n->src[1], n, &n->attr, c->B);
+    int64_t c0 = geo.C * t / c->T, c1 = geo.C * (t + 1) / c->T;
+    int64_t NP = c->B * (numel(n->src[0], 1) / geo.O);
+    float *ws = thread_ws(ex, (int)t, (c1 - c0) * geo.KH * geo.KW * NP);
+    k_conv2d_grad_weight_channels(F(ex, n), c->aux, F(ex, n->src[1]), &geo, c0, c1, ws);
+  }
   for (; t < t_end; t++) {
     int64_t lo = c->B * t / c->T, hi = c->B * (t + 1) / c->T;
     const IrNode *a = n->src[0], *b = n->src[1];
@@ -797,9 +832,30 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
   }
 }
 
+// A weight gradient with few output positions per share of images (P*B/T
+// under this) splits by input channel instead: summing per image shares
+// would write and add a whole (O, C*KH*KW) gradient per thread for a
+// product of little depth.
+#define CONV_DW_MIN_DEPTH 256
+
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B) {
   int T = rt_pool_threads(ex->pool);
-  SplitCall c = {ex, n, B, T, 0};
+  SplitCall c = {ex, n, B, T, 0, NULL};
+  if (n->op == IR_CONV2D_GRAD_WEIGHT && T > 1) {
+    KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
+    int64_t P = numel(n->src[0], 1) / geo.O;
+    if (P * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
+      if (geo.O * B * P > ex->dyt_cap) {
+        free(ex->dyt);
+        ex->dyt = xmalloc(sizeof(float) * geo.O * B * P);
+        ex->dyt_cap = geo.O * B * P;
+      }
+      k_conv2d_dy_t(ex->dyt, F(ex, n->src[0]), &geo, 0, B);
+      c.aux = ex->dyt;
+      rt_pool_run(ex->pool, conv_share, &c, T);
+      return;
+    }
+  }
   rt_pool_run(ex->pool, conv_share, &c, T);
   if (n->op != IR_CONV2D_GRAD_WEIGHT)
     return;
@@ -833,8 +889,25 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
 
 static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
   SplitCall c = {ex, n, B, rt_pool_threads(ex->pool),
-                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0};
+                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL};
   rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
+}
+
+// Batchnorm or a gradient of it, channels split across the pool.
+static void batchnorm_share(void *arg, int64_t c0, int64_t c1) {
+  const SplitCall *c = arg;
+  batchnorm_channels(c->ex, c->n, c->B, c->ex->training, c->aux, c0, c1);
+}
+
+static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
+  float *fresh = NULL, *stats;
+  if (n->op == IR_BATCHNORM)
+    stats = ex->training ? ex->bn[n->id] : NULL;
+  else
+    stats = bn_grad_stats(ex, n, B, &fresh);
+  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats};   // aux: the statistics
+  rt_pool_run(ex->pool, batchnorm_share, &c, n->src[n->op == IR_BATCHNORM ? 0 : 1]->shape[1]);
+  free(fresh);
 }
 
 // A library kernel: the ref kernel of one node, on planned buffers. A step
@@ -849,10 +922,13 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   bool batched = n->nsrc > 0 && n->src[0]->ndim > 0 && n->src[0]->shape[0] == IR_N;
   switch (batched ? n->op : IR_NUM_OPS) {
   case IR_MAXPOOL: case IR_MAXPOOL_GRAD: {
-    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0};
+    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL};
     rt_pool_run(ex->pool, maxpool_slice, &c, B);
     return;
   }
+  case IR_BATCHNORM: case IR_BATCHNORM_GRAD: case IR_BATCHNORM_GRAD_GAMMA:
+    run_batchnorm_split(ex, n, B);
+    return;
   case IR_CONV2D: case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT:
     run_conv_split(ex, n, B);
     return;

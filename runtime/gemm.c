@@ -13,7 +13,9 @@
 //
 // A is read where it lies (each of a tile's 8 rows is a broadcast stream,
 // strided by lda or 1), and so is B when it is (K, N) row-major; B stored
-// (N, K) is first packed into (KC, N) rows, once per KC block. Ragged edges
+// (N, K) is first packed into (KC, N) rows, once per KC block, except for
+// few rows of A against a long K (a linear layer's forward), where 4 x 4
+// dot products along K run on A and B in place. Ragged edges
 // use masked loads and stores for columns and repeat the last row for rows,
 // so no tile reads or writes outside the matrices. Elsewhere (no AVX-512, or
 // alpha/beta other than 1 and {0, 1}) the call goes to cblas_sgemm.
@@ -238,7 +240,7 @@ void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A
   }
 #ifdef HAVE_AVX512_PATH
   if ((beta == 0.0f || beta == 1.0f) && k_avx512()) {
-    if (!ta && tb && K >= 64) {
+    if (!ta && tb && K >= 512 && M <= 128) {   // a linear layer's forward: no packing, long dots
       gemm_dot(M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
       return;
     }

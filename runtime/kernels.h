@@ -180,6 +180,15 @@ void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *
                          float *ws);
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws);
+// A weight gradient split by input channel rather than by image, for when
+// there are few output positions (deep layers) and so little to sum per
+// image: k_conv2d_dy_t writes images [n0, n1) of dy (N,O,OH,OW) into dyt
+// (O, N*OH*OW); then dw[:, c0*KH*KW .. c1*KH*KW) = that block of the
+// gradient (overwritten, not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW
+// floats of scratch. Disjoint channel ranges may run on separate threads.
+void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g, int64_t n0, int64_t n1);
+void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
+                                   int64_t c1, float *ws);
 
 // The geometry of a 2-D pooling window. Output size as for KConv2d.
 typedef struct KPool2d {
@@ -265,6 +274,18 @@ void k_batchnorm_backward(float *dx,            // (N,C,HW) or NULL
                           const float *invstd,  // (C), from the forward
                           const float *gamma,   // (C) or NULL
                           int64_t N, int64_t C, int64_t HW);
+// The three above on channels [c0, c1) only (the same arguments; each
+// channel's work is independent of the others', so threads may take
+// disjoint ranges).
+void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
+                               const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                               int64_t HW, float eps, float momentum, int64_t c0, int64_t c1);
+void k_batchnorm_forward_eval_range(float *y, const float *x, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var, int64_t N, int64_t C,
+                                    int64_t HW, float eps, int64_t c0, int64_t c1);
+void k_batchnorm_backward_range(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
+                                int64_t HW, int64_t c0, int64_t c1);
 
 // Inverted dropout: keeps each element with probability 1-p and scales the
 // kept ones by k_dropout_scale(p) = 1/(1-p). The mask of one call is a

@@ -14,6 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#endif
+
 // A broken promise by the caller (shapes the passes should have rejected).
 #define K_CHECK(cond, what)                    \
   do {                                         \
@@ -63,9 +69,9 @@ static void tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int6
 // the tap falls in the padding.
 // Rows are ld floats apart (OH*OW for one image; N*OH*OW when the cols of
 // a whole batch sit side by side).
-static void im2col(float *col,          // (C*KH*KW, ld)
-                   const float *x,      // (C,H,W): one image
-                   const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+static void im2col_any(float *col,          // (C*KH*KW, ld)
+                       const float *x,      // (C,H,W): one image
+                       const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
@@ -91,11 +97,71 @@ static void im2col(float *col,          // (C*KH*KW, ld)
       }
 }
 
+#ifdef HAVE_AVX512_PATH
+// Columns [0, n) of a row of 16-float pieces: piece j's lanes that are in
+// the row and whose output ow is in [lo, hi), as masks.
+AVX512 static inline __mmask16 row_mask(int64_t j, int64_t n, int64_t lo, int64_t hi) {
+  int64_t a = lo - j < 0 ? 0 : lo - j, b = (hi < n ? hi : n) - j;
+  if (b > 16)
+    b = 16;
+  return b <= a ? 0 : (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+// im2col for stride 1: each row of a tap's plane is the input row shifted
+// by off, zero outside [lo, hi): masked loads (the lanes outside are not
+// read) and stores, 16 outputs at a time, instead of three library calls
+// per row of a few floats.
+AVX512 static void im2col_s1(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+        int64_t lo, hi, off = kw * g->dw - g->pw;
+        tap_span(g, kw, OW, &lo, &hi);
+        for (int64_t oh = 0; oh < OH; oh++) {
+          float *dst = row + oh * OW;
+          int64_t ih = oh - g->ph + kh * g->dh;
+          bool inside = ih >= 0 && ih < g->H;
+          const float *src = x + (c * g->H + (inside ? ih : 0)) * g->W;
+          for (int64_t j = 0; j < OW; j += 16) {
+            __mmask16 all = row_mask(j, OW, 0, OW), in = inside ? row_mask(j, OW, lo, hi) : 0;
+            // lanes in `in` read src[ow + off], which is inside the row
+            __m512 v = _mm512_maskz_loadu_ps(in, src + j + off);
+            _mm512_mask_storeu_ps(dst + j, all, v);
+          }
+        }
+      }
+}
+
+// col2im_add for stride 1, the same way.
+AVX512 static void col2im_add_s1(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+        int64_t lo, hi, off = kw * g->dw - g->pw;
+        tap_span(g, kw, OW, &lo, &hi);
+        for (int64_t oh = 0; oh < OH; oh++) {
+          int64_t ih = oh - g->ph + kh * g->dh;
+          if (ih < 0 || ih >= g->H)
+            continue;
+          const float *src = row + oh * OW;
+          float *dst = dx + (c * g->H + ih) * g->W;
+          for (int64_t j = 0; j < OW; j += 16) {
+            __mmask16 in = row_mask(j, OW, lo, hi);
+            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(in, dst + j + off), _mm512_maskz_loadu_ps(in, src + j));
+            _mm512_mask_storeu_ps(dst + j + off, in, v);
+          }
+        }
+      }
+}
+#endif
+
 // The adjoint of im2col: dx += each col entry at the input position it was
 // copied from (entries from the padding are dropped).
-static void col2im_add(float *dx,          // (C,H,W): one image
-                       const float *col,   // (C*KH*KW, ld)
-                       const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+static void col2im_add_any(float *dx,          // (C,H,W): one image
+                           const float *col,   // (C*KH*KW, ld)
+                           const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
@@ -116,6 +182,26 @@ static void col2im_add(float *dx,          // (C,H,W): one image
               dst[ow * g->sw + off] += src[ow];
         }
       }
+}
+
+static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+#ifdef HAVE_AVX512_PATH
+  if (g->sh == 1 && g->sw == 1 && k_avx512()) {
+    im2col_s1(col, x, g, OH, OW, ld);
+    return;
+  }
+#endif
+  im2col_any(col, x, g, OH, OW, ld);
+}
+
+static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+#ifdef HAVE_AVX512_PATH
+  if (g->sh == 1 && g->sw == 1 && k_avx512()) {
+    col2im_add_s1(dx, col, g, OH, OW, ld);
+    return;
+  }
+#endif
+  col2im_add_any(dx, col, g, OH, OW, ld);
 }
 
 // Floats of scratch a convolution of g needs: the cols of its images
@@ -218,6 +304,29 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
   }
 }
 
+void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g, int64_t n0, int64_t n1) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW, NP = g->N * P;
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t o = 0; o < g->O; o++)
+      memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
+}
+
+void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
+                                   int64_t c1, float *ws) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW, KK = g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
+  if (c1 <= c0)
+    return;
+  KConv2d part = *g;   // channels c0..c1 of every image
+  part.C = c1 - c0;
+  for (int64_t n = 0; n < g->N; n++)
+    im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP);
+  k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);
+}
+
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
   conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm);
 }
@@ -290,15 +399,11 @@ static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
   *at = take ? i : *at;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_AVX512_PATH 1
-
+#ifdef HAVE_AVX512_PATH
 // maxpool(2) on 16 outputs at once: the even and odd columns of two input
 // rows, by permutes of 32 consecutive floats, then the same scan as
 // max_step with masks for its selects.
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) static void
-maxpool_2x2_avx512(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+AVX512 static void maxpool_2x2_avx512(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
   int64_t W = g->W;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));

@@ -21,13 +21,20 @@ void k_batchnorm_forward(float *y, float *mean, float *invstd, float *running_me
                          float *running_var, const float *x, const float *gamma,
                          const float *beta, int64_t N, int64_t C, int64_t HW,
                          float eps, float momentum) {
+  k_batchnorm_forward_range(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, 0,
+                            C);
+}
+
+void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
+                               const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                               int64_t HW, float eps, float momentum, int64_t c0, int64_t c1) {
   int64_t cnt = N * HW;
   if (cnt <= 1)
     nnc_fatal("batchnorm: training needs more than one value per channel, got %lld "
               "(batch %lld, %lld per sample)\n"
               "---> HINT: use a batch size of at least 2, or drop a last batch of one sample",
               (long long)cnt, (long long)N, (long long)HW);
-  for (int64_t c = 0; c < C; c++) {
+  for (int64_t c = c0; c < c1; c++) {
     double sum = 0, sq = 0;
     for (int64_t n = 0; n < N; n++)
       for (int64_t i = 0; i < HW; i++)
@@ -55,7 +62,13 @@ void k_batchnorm_forward(float *y, float *mean, float *invstd, float *running_me
 void k_batchnorm_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
                               const float *running_mean, const float *running_var,
                               int64_t N, int64_t C, int64_t HW, float eps) {
-  for (int64_t c = 0; c < C; c++) {
+  k_batchnorm_forward_eval_range(y, x, gamma, beta, running_mean, running_var, N, C, HW, eps, 0, C);
+}
+
+void k_batchnorm_forward_eval_range(float *y, const float *x, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var, int64_t N, int64_t C,
+                                    int64_t HW, float eps, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; c++) {
     double mu = running_mean[c];
     double is = 1.0 / sqrt((double)running_var[c] + eps);
     double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
@@ -68,8 +81,14 @@ void k_batchnorm_forward_eval(float *y, const float *x, const float *gamma, cons
 void k_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                           const float *x, const float *mean, const float *invstd,
                           const float *gamma, int64_t N, int64_t C, int64_t HW) {
+  k_batchnorm_backward_range(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, N, C, HW, 0, C);
+}
+
+void k_batchnorm_backward_range(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
+                                int64_t HW, int64_t c0, int64_t c1) {
   double cnt = (double)(N * HW);
-  for (int64_t c = 0; c < C; c++) {
+  for (int64_t c = c0; c < c1; c++) {
     double mu = mean[c], is = invstd[c];
     double sdy = 0, sdyx = 0;   // sum(dy), sum(dy * xhat)
     for (int64_t n = 0; n < N; n++)

@@ -61,7 +61,9 @@ static Model *compile(const char *path, Arena *a, bool sgd) {
 // rounding noise of any size into steps of about lr (see tests/torch). It
 // runs at batch 16: its last batchnorms normalize over batch x 1 x 1
 // values, and over 4 of them they amplify rounding differences (the order
-// of sums) far past the tolerances. Its state is compared within 1e-3.
+// of sums) far past the tolerances. Even at 16, gradients that agree to
+// 1e-5 grow apart to about 2e-3 through 3 steps of momentum SGD (each GEMM
+// path sums in its own order), so its state is compared within 5e-3.
 static void check_model(const char *name, bool fuse, int64_t B, int threads) {
   bool sgd = !strcmp(name, "resnet18");
   char path[256], label[64];
@@ -124,7 +126,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads) {
     float *vr = rt_exec_state_data(ref, i, &n), *vc = rt_exec_find_state(cpu, s->name, NULL);
     char what[160];
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
-    compare(label, what, vc, vr, n, sgd ? 1e-3 : 1e-4);
+    compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);
   }
   printf("%s: compared\n", label);
   free(x);
