@@ -340,8 +340,8 @@ static void maxpool_rows(RtExec *ex, const IrNode *n, int64_t B, int64_t lo, int
     const IrNode *x = n->src[0];
     KPool2d geo = pool_geometry(x, n, B);
     geo.N = hi - lo;
-    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->argmax[n->id] + lo * numel(n, 1),
-                        F(ex, x) + lo * numel(x, 1), &geo);
+    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->training ? ex->argmax[n->id] + lo * numel(n, 1) : NULL,
+                        F(ex, x) + lo * numel(x, 1), &geo);   // only a gradient reads the argmax
     return;
   }
   const IrNode *g = n->src[0], *x = n->src[1];
@@ -605,6 +605,7 @@ double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const voi
   if (y && t)
     memcpy(ex->buf[t->id], y, 4 * numel(t, B));
   bool training = mode == RT_TRAIN;
+  ex->training = training;
   if (training)
     ex->steps++;
   double loss = 0;
@@ -714,7 +715,8 @@ static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64
 // it has more rows than columns, else by blocks of columns; each thread
 // runs k_gemm_ld on its block.
 #define GEMM_BLOCK 16
-#define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread
+#define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread,
+#define GEMM_SPLIT_BYTES (1 << 19)   // unless B is this large (a batch of one against a layer's weights)
 
 typedef struct GemmCall {
   int ta, tb;
@@ -751,7 +753,7 @@ static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
   RtExec *ex = ctx;
   GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N};
   int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
-  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS)
+  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES)
     gemm_part(&c, 0, blocks);
   else
     rt_pool_run(ex->pool, gemm_part, &c, blocks);
@@ -788,9 +790,11 @@ static float *thread_ws(RtExec *ex, int t, int64_t n) {
 }
 
 // A convolution or one of its gradients, on thread t's share of the batch:
-// images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch. The
-// weight gradient of each share goes to the thread's scratch, after its
-// cols; the caller sums the shares.
+// images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch, a few
+// images at a time (their cols within CONV_CHUNK_FLOATS, so that they stay
+// in cache between im2col and the GEMM). The weight gradient of each share
+// goes to the start of the thread's scratch; the caller sums the shares.
+#define CONV_CHUNK_FLOATS (256 * 1024)
 static void conv_share(void *arg, int64_t t, int64_t t_end) {
   const SplitCall *c = arg;
   RtExec *ex = c->ex;
@@ -812,22 +816,25 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
       geo = conv_geometry(n, b, &n->attr, c->B);
     else
       geo = conv_geometry(b, n, &n->attr, c->B);
-    geo.N = hi - lo;
-    int64_t in = geo.C * geo.H * geo.W, out = numel(n->op == IR_CONV2D ? n : a, 1), wn = numel(n, 1);
-    int64_t need = k_conv2d_scratch(&geo);
-    float *ws = thread_ws(ex, (int)t, need + (n->op == IR_CONV2D_GRAD_WEIGHT ? wn : 0));
-    if (n->op == IR_CONV2D) {
-      k_conv2d_forward_ws(F(ex, n) + lo * out, F(ex, a) + lo * in, F(ex, b), n->nsrc == 3 ? F(ex, n->src[2]) : NULL,
-                          &geo, ws);
-    } else if (n->op == IR_CONV2D_GRAD_INPUT) {
-      float *dx = F(ex, n) + lo * in;
-      memset(dx, 0, sizeof(float) * geo.N * in);
-      k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + lo * out, NULL, F(ex, b), &geo, ws);
-    } else {
-      float *dw = ws + need;
-      memset(dw, 0, sizeof(float) * wn);
-      if (hi > lo)
-        k_conv2d_backward_ws(NULL, dw, NULL, F(ex, a) + lo * out, F(ex, b) + lo * in, NULL, &geo, ws);
+    geo.N = 1;
+    int64_t in = geo.C * geo.H * geo.W, out = numel(n->op == IR_CONV2D ? n : a, 1);
+    int64_t wn = n->op == IR_CONV2D_GRAD_WEIGHT ? numel(n, 1) : 0;   // the share's gradient, first in ws
+    int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+    geo.N = hi - lo < chunk ? hi - lo : chunk;
+    float *ws = thread_ws(ex, (int)t, wn + k_conv2d_scratch(&geo));
+    memset(ws, 0, sizeof(float) * wn);
+    for (int64_t s = lo; s < hi; s += chunk) {   // images [s, s + geo.N)
+      geo.N = hi - s < chunk ? hi - s : chunk;
+      if (n->op == IR_CONV2D) {
+        k_conv2d_forward_ws(F(ex, n) + s * out, F(ex, a) + s * in, F(ex, b),
+                            n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo, ws);
+      } else if (n->op == IR_CONV2D_GRAD_INPUT) {
+        float *dx = F(ex, n) + s * in;
+        memset(dx, 0, sizeof(float) * geo.N * in);
+        k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + s * out, NULL, F(ex, b), &geo, ws);
+      } else {
+        k_conv2d_backward_ws(NULL, ws, NULL, F(ex, a) + s * out, F(ex, b) + s * in, NULL, &geo, ws + wn);
+      }
     }
   }
 }
@@ -859,13 +866,11 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B) {
   rt_pool_run(ex->pool, conv_share, &c, T);
   if (n->op != IR_CONV2D_GRAD_WEIGHT)
     return;
-  KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
   int64_t wn = numel(n, 1);
   float *dw = F(ex, n);
   memset(dw, 0, sizeof(float) * wn);
   for (int t = 0; t < T; t++) {
-    geo.N = B * (t + 1) / T - B * t / T;
-    const float *part = ex->ws[t] + k_conv2d_scratch(&geo);
+    const float *part = ex->ws[t];
     for (int64_t i = 0; i < wn; i++)
       dw[i] += part[i];
   }

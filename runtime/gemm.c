@@ -157,8 +157,36 @@ AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *con
     }
 }
 
+// One row of A (a batch of one) against 8 rows of B at a time: C[0, j..j+8]
+// (+)= dot products along K. Rows past nr repeat the last one, unstored.
+AVX512 static void dot_row(int64_t K, const float *a, const float *const b[8], int nr, float *c, bool accumulate) {
+  __m512 s[8];
+  for (int j = 0; j < 8; j++)
+    s[j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+    __m512 av = _mm512_maskz_loadu_ps(m, a + k);
+    for (int j = 0; j < 8; j++)
+      s[j] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b[j] + k), s[j]);
+  }
+  for (int j = 0; j < nr; j++) {
+    float v = _mm512_reduce_add_ps(s[j]);
+    c[j] = accumulate ? c[j] + v : v;
+  }
+}
+
 AVX512 static void gemm_dot(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                             int64_t ldb, bool accumulate, float *C, int64_t ldc) {
+  if (M == 1) {
+    for (int64_t j = 0; j < N; j += 8) {
+      int nr = N - j < 8 ? (int)(N - j) : 8;
+      const float *b[8];
+      for (int r = 0; r < 8; r++)
+        b[r] = B + (j + (r < nr ? r : nr - 1)) * ldb;
+      dot_row(K, A, b, nr, C + j, accumulate);
+    }
+    return;
+  }
   for (int64_t j = 0; j < N; j += 4) {
     int nr = N - j < 4 ? (int)(N - j) : 4;
     const float *b[4];
@@ -240,7 +268,7 @@ void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A
   }
 #ifdef HAVE_AVX512_PATH
   if ((beta == 0.0f || beta == 1.0f) && k_avx512()) {
-    if (!ta && tb && K >= 512 && M <= 128) {   // a linear layer's forward: no packing, long dots
+    if (!ta && tb && ((K >= 512 && M <= 128) || M == 1)) {   // a linear layer's forward: no packing, long dots
       gemm_dot(M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
       return;
     }
