@@ -16,7 +16,12 @@
 // buffers, every index within its buffer for the largest batch) and
 // verifies each function once built; on failure returns false with a
 // message in err.
-bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features,
-                     char *entry, size_t size, char *err, size_t errsz);
+//
+// With nparts > 1 the program is split across nparts modules, compiled
+// separately (on separate threads) and linked: module `part` gets a share
+// of the loop functions, and module 0 also the entry, which declares the
+// loop functions the other modules define. nparts = 1: one whole module.
+bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features, int part,
+                     int nparts, char *entry, size_t size, char *err, size_t errsz);
 
 #endif

@@ -3,8 +3,9 @@
 //
 //   cg_compile:  target machine (host CPU and features) -> LLVM IR (llvm.c,
 //                every function verified) -> module verified -> default<O2>
-//                -> LLJIT, which makes machine code when the entry point is
-//                looked up
+//                -> object file in memory -> LLJIT, which links it; a
+//                program of many kernels as two modules, each on its own
+//                thread up to its object file
 //   cg_print_*:  the same module, optimized, printed as IR or as assembly
 //
 // Each phase is timed for `nnc bench`. Every hand-off of an LLVM or ORC
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct CgModule {
   LLVMOrcLLJITRef jit;         // ours; owns the compiled code, the module and its context
@@ -184,13 +186,14 @@ static bool optimize(LLVMModuleRef m, const Target *t, char *err, size_t errsz) 
   return true;
 }
 
-// p as an optimized module m, which the caller created empty; entry gets
-// the entry function's name. Fills times->build and times->optimize.
-static bool build_optimized(LLVMModuleRef m, const KProgram *p, const Target *t, char *entry, size_t size,
-                            CgTimes *times, char *err, size_t errsz) {
+// Part `part` of nparts of p as an optimized module m, which the caller
+// created empty; entry gets the entry function's name. Fills times->build
+// and times->optimize.
+static bool build_optimized(LLVMModuleRef m, const KProgram *p, const Target *t, int part, int nparts,
+                            char *entry, size_t size, CgTimes *times, char *err, size_t errsz) {
   double t0 = now();
   set_target(m, t);
-  if (!cg_build_module(m, p, t->cpu, t->features, entry, size, err, errsz))
+  if (!cg_build_module(m, p, t->cpu, t->features, part, nparts, entry, size, err, errsz))
     return false;
   double t1 = now();
   times->build = t1 - t0;
@@ -232,47 +235,110 @@ static bool jit_new(LLVMOrcLLJITRef *out, Target *t, char *err, size_t errsz) {
   return true;
 }
 
+// One part of a program, compiled to an object file on its own thread,
+// with its own context, module and target machine.
+typedef struct Part {
+  const KProgram *p;
+  const CgOptions *o;
+  int part, nparts;
+  char entry[96];
+  CgTimes times;               // build, optimize; codegen: the object file
+  LLVMMemoryBufferRef obj;     // ours until handed to the JIT
+  bool ok;
+  char err[1024];
+} Part;
+
+static void *compile_part(void *arg) {
+  Part *pt = arg;
+  Target t;
+  if (!target_init(&t, pt->o, true, pt->err, sizeof pt->err))
+    return NULL;
+  LLVMContextRef ctx = LLVMContextCreate();                   // ours: disposed below
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
+  if (build_optimized(mod, pt->p, &t, pt->part, pt->nparts, pt->entry, sizeof pt->entry, &pt->times, pt->err,
+                      sizeof pt->err)) {
+    double t0 = now();
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMObjectFile, &msg, &pt->obj))
+      fail_msg(pt->err, sizeof pt->err, "LLVM could not make machine code", msg);
+    else
+      pt->ok = true;
+    LLVMDisposeMessage(msg);
+    pt->times.codegen = now() - t0;
+  }
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  target_free(&t);
+  return NULL;
+}
+
+// Programs with this many kernels or more compile as two modules on two
+// threads (when the host has two cores); smaller ones as one.
+#define SPLIT_MIN_KERNELS 16
+
+static int compile_parts(const KProgram *p) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return p && p->nkernels >= SPLIT_MIN_KERNELS && cores >= 2 ? 2 : 1;
+}
+
+// The parts compile to object files in parallel; the JIT links them. The
+// phases' times are the slowest part's; codegen includes linking.
 CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
+  int n = compile_parts(p);
+  Part parts[2];
+  pthread_t th[2];
+  bool started[2] = {false, false};
+  double t0 = now();
+  for (int i = 0; i < n; i++) {
+    parts[i] = (Part){.p = p, .o = o, .part = i, .nparts = n};
+    if (i > 0)
+      started[i] = pthread_create(&th[i], NULL, compile_part, &parts[i]) == 0;
+  }
+  compile_part(&parts[0]);
+  for (int i = 1; i < n; i++) {
+    if (started[i])
+      pthread_join(th[i], NULL);
+    else
+      compile_part(&parts[i]);   // no thread: here, after part 0
+  }
+  double t1 = now();
   CgModule *cm = NULL;
   CgTimes times = {0};
-  Target t;
-  LLVMOrcThreadSafeContextRef tsc = NULL;
-  LLVMModuleRef mod = NULL;
   LLVMOrcLLJITRef jit = NULL;
   LLVMErrorRef e;
-  char entry[96];
-  if (!target_init(&t, o, true, err, errsz))
-    return NULL;
-  tsc = LLVMOrcCreateNewThreadSafeContext();                  // ours until disposed below
-  LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);   // borrowed: tsc owns it
-  mod = LLVMModuleCreateWithNameInContext("nnc", ctx);        // ours until wrapped in a ThreadSafeModule
-  if (!build_optimized(mod, p, &t, entry, sizeof entry, &times, err, errsz))
+  Target t = {0};
+  for (int i = 0; i < n; i++) {
+    if (!parts[i].ok) {
+      snprintf(err, errsz, "%s", parts[i].err);
+      goto cleanup;
+    }
+    times.build = parts[i].times.build > times.build ? parts[i].times.build : times.build;
+    times.optimize = parts[i].times.optimize > times.optimize ? parts[i].times.optimize : times.optimize;
+  }
+  if (!target_init(&t, o, true, err, errsz) || !jit_new(&jit, &t, err, errsz))
     goto cleanup;
-  double t0 = now();
-  if (!jit_new(&jit, &t, err, errsz))
-    goto cleanup;
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-  mod = NULL;                                                 // tsm owns the module, and shares tsc's context
-  if ((e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
-    LLVMOrcDisposeThreadSafeModule(tsm);                      // the add failed, so tsm is still ours
-    fail_llvm(err, errsz, e, "the JIT refused the module");
-    goto cleanup;
-  }                                                           // the add succeeded, so the JIT now owns tsm
+  for (int i = 0; i < n; i++) {
+    if ((e = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), parts[i].obj))) {
+      fail_llvm(err, errsz, e, "the JIT refused the machine code");
+      goto cleanup;
+    }
+    parts[i].obj = NULL;                                      // the JIT owns it now
+  }
   LLVMOrcExecutorAddress addr = 0;
-  if ((e = LLVMOrcLLJITLookup(jit, &addr, entry))) {         // machine code is made here
-    fail_llvm(err, errsz, e, "the JIT could not make the entry point");
+  if ((e = LLVMOrcLLJITLookup(jit, &addr, parts[0].entry))) {   // links the parts
+    fail_llvm(err, errsz, e, "the JIT could not link the entry point");
     goto cleanup;
   }
-  times.codegen = now() - t0;
+  times.codegen = (t1 - t0) - times.build - times.optimize + (now() - t1);
   cm = xcalloc(1, sizeof *cm);
   cm->jit = jit;                                              // cm owns the JIT now
   jit = NULL;
   cm->entry = (CgEntryFn)(uintptr_t)addr;
   cm->times = times;
 cleanup:
-  if (mod)
-    LLVMDisposeModule(mod);                                   // never wrapped: still ours
-  LLVMOrcDisposeThreadSafeContext(tsc);                       // our reference; a module in the JIT keeps its own
+  for (int i = 0; i < n; i++)
+    if (parts[i].obj)
+      LLVMDisposeMemoryBuffer(parts[i].obj);
   if (jit)
     dispose_jit(jit);
   target_free(&t);
@@ -305,7 +371,7 @@ static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, bool 
   char entry[96], *msg = NULL;
   LLVMContextRef ctx = LLVMContextCreate();                   // ours: disposed below
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
-  if (!build_optimized(mod, p, &t, entry, sizeof entry, &times, err, errsz))
+  if (!build_optimized(mod, p, &t, 0, 1, entry, sizeof entry, &times, err, errsz))
     goto cleanup;
   if (assembly) {
     LLVMMemoryBufferRef mb;
