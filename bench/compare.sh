@@ -13,19 +13,17 @@
 # JSON line in FILE.jsonl (default runs/bench/speed-DATE.jsonl); at the end a
 # table of nnc/PyTorch ratios is printed.
 #
-# How nnc is measured today (through its command line only):
+# How nnc is measured (through its command line):
 #   train_epoch    `nnc train --epochs REPS`: the samples/s nnc prints for each
 #                  epoch (epoch time, no data loading); median over the epochs.
 #   resnet18_step  `nnc train models/resnet18.nn --limit 640 --epochs 1+REPS`:
 #                  epoch time / 10 steps; the first epoch is the warm-up.
-#   infer_1000     wall clock of `nnc eval --split train --batch 1000 --limit 60000`
-#                  (cnn: 20000) minus that of `--limit 1000`: both read the
-#                  model, the checkpoint and all 60,000 images, so the
-#                  difference is 59 (19) batches of inference (and their loss
-#                  and confusion matrix).
-#   latency_1      wall clock of `nnc predict --limit 1000` minus `--limit 1` on
-#                  the test images, per sample: a forward pass at batch 1 plus
-#                  formatting one line of output (sent to /dev/null).
+#   infer_1000     `nnc bench --entry forward --batch 1000 --reps 10`: samples/s
+#                  of the compiled forward pass (the model's output from a
+#                  batch copied in), one figure per repetition; as PyTorch's
+#                  model(x) under no_grad on slices of the test set.
+#   latency_1      `nnc bench --entry forward --batch 1 --reps 1000`: the median
+#                  call, in microseconds (PyTorch's value: its median call).
 #   first_step     wall clock of `nnc train --limit 64 --epochs 1 --test-limit 1`:
 #                  the whole command, which also writes a checkpoint and
 #                  evaluates one test sample; nnc prints no time for the end of
@@ -169,15 +167,6 @@ emit() {
 # wall seconds of a command (its output discarded)
 wall() { local t0 t1; t0=$(now_ns); "$@" > /dev/null; t1=$(now_ns); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 }'; }
 
-# a checkpoint of MODEL for eval and predict (the weights' values do not change the speed)
-ckpt() {
-  local dir=$work/ckpt-$1
-  [ -f "$dir/checkpoint.safetensors" ] ||
-    "$nnc" train "$root/models/$1.nn" --data "$data" --epochs 1 --limit 64 --test-limit 1 --threads "$threads" \
-      --progress none --out "$dir" -q
-  echo "$dir/checkpoint.safetensors"
-}
-
 # ---- nnc through its command line
 
 nnc_cli_train_epoch() {
@@ -198,33 +187,23 @@ nnc_cli_resnet18_step() {
     emit resnet18 resnet18_step s 64 "\"block_steps\": $block, \"compare_field\": \"block_mean\", \"method\": \"epoch time of $block steps / $block; the first epoch is the warm-up\""
 }
 
+# one field of the JSON record `nnc bench --format json` prints
+bench_field() { sed -n "s/.*\"$1\": \([0-9.eE+-]*\).*/\1/p"; }
+
 nnc_cli_infer_1000() {
-  local m=$1 w small=1000 big=60000 i a b
-  [ "$m" = mlp ] || big=20000   # a cnn batch takes ~0.3 s: 19 of them are enough
-  [ $quick = 1 ] && big=10000
-  w=$(ckpt "$m")
-  local cmd=("$nnc" eval "$root/models/$m.nn" --weights "$w" --data "$data" --split train --batch 1000
-             --threads "$threads")
-  "${cmd[@]}" --limit "$big" | grep -q "^data .*: $big samples" || { log "nnc eval did not evaluate $big samples"; return 1; }
+  local m=$1 i
   for i in $(seq "$reps"); do
-    a=$(wall "${cmd[@]}" --limit "$small")
-    b=$(wall "${cmd[@]}" --limit "$big")
-    awk -v a="$a" -v b="$b" -v n=$((big - small)) 'BEGIN { printf "%.3f\n", n / (b - a) }'
-  done | emit "$m" infer_1000 samples/s 1000 "\"samples\": $((big - small)), \"method\": \"wall clock of nnc eval --limit $big minus --limit $small\""
+    "$nnc" bench "$root/models/$m.nn" --entry forward --batch 1000 --reps 10 --no-compare --threads "$threads" \
+      --format json | bench_field samples_per_s
+  done | emit "$m" infer_1000 samples/s 1000 "\"method\": \"nnc bench --entry forward --batch 1000 --reps 10: samples/s of the median call, one figure per repetition\""
 }
 
 nnc_cli_latency_1() {
-  local m=$1 w n=1000 i a b
-  [ $quick = 1 ] && n=200
-  w=$(ckpt "$m")
-  # nnc predict has no --threads; its BLAS reads the thread count from the environment
-  local cmd=(env OPENBLAS_NUM_THREADS="$threads" "$nnc" predict "$root/models/$m.nn" --weights "$w")
-  local file=$data/t10k-images-idx3-ubyte.gz
+  local m=$1 i
   for i in $(seq "$reps"); do
-    a=$(wall "${cmd[@]}" --limit 1 "$file")
-    b=$(wall "${cmd[@]}" --limit "$n" "$file")
-    awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.3f\n", (b - a) * 1e6 / (n - 1) }'
-  done | emit "$m" latency_1 us 1 "\"calls_per_rep\": $n, \"compare_field\": \"block_mean\", \"method\": \"wall clock of nnc predict --limit $n minus --limit 1, per sample; includes printing one line per sample\""
+    "$nnc" bench "$root/models/$m.nn" --entry forward --batch 1 --reps 1000 --no-compare --threads "$threads" \
+      --format json | bench_field step_median_ms | awk '{ printf "%.3f\n", $1 * 1000 }'
+  done | emit "$m" latency_1 us 1 "\"calls_per_rep\": 1000, \"method\": \"nnc bench --entry forward --batch 1 --reps 1000: the median call, one figure per repetition\""
 }
 
 nnc_cli_first_step() {
