@@ -122,34 +122,29 @@ AVX512 static void tile(int64_t kc, const float *const a[MR], int64_t acs, const
 // past mr / nr repeat the last one and are not stored.
 AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *const b[4], int mr, int nr, float *c,
                             int64_t ldc, bool accumulate) {
-  __m512 s[4][4];
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++)
-      s[i][j] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    __m512 b0 = _mm512_loadu_ps(b[0] + k), b1 = _mm512_loadu_ps(b[1] + k), b2 = _mm512_loadu_ps(b[2] + k),
-           b3 = _mm512_loadu_ps(b[3] + k);
-    for (int i = 0; i < 4; i++) {
-      __m512 ai = _mm512_loadu_ps(a[i] + k);
-      s[i][0] = _mm512_fmadd_ps(ai, b0, s[i][0]);
-      s[i][1] = _mm512_fmadd_ps(ai, b1, s[i][1]);
-      s[i][2] = _mm512_fmadd_ps(ai, b2, s[i][2]);
-      s[i][3] = _mm512_fmadd_ps(ai, b3, s[i][3]);
-    }
+  // 16 named accumulators, so that the compiler keeps them in registers
+  __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00,
+         s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+  const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0p = b[0], *b1p = b[1], *b2p = b[2], *b3p = b[3];
+#define DOT_ROW(i, m)                                  \
+  do {                                                 \
+    __m512 ai = _mm512_maskz_loadu_ps(m, a##i + k);    \
+    s##i##0 = _mm512_fmadd_ps(ai, b0, s##i##0);        \
+    s##i##1 = _mm512_fmadd_ps(ai, b1, s##i##1);        \
+    s##i##2 = _mm512_fmadd_ps(ai, b2, s##i##2);        \
+    s##i##3 = _mm512_fmadd_ps(ai, b3, s##i##3);        \
+  } while (0)
+  for (int64_t k = 0; k < K; k += 16) {
+    __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+    __m512 b0 = _mm512_maskz_loadu_ps(m, b0p + k), b1 = _mm512_maskz_loadu_ps(m, b1p + k),
+           b2 = _mm512_maskz_loadu_ps(m, b2p + k), b3 = _mm512_maskz_loadu_ps(m, b3p + k);
+    DOT_ROW(0, m);
+    DOT_ROW(1, m);
+    DOT_ROW(2, m);
+    DOT_ROW(3, m);
   }
-  if (k < K) {
-    __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-    __m512 b0 = _mm512_maskz_loadu_ps(m, b[0] + k), b1 = _mm512_maskz_loadu_ps(m, b[1] + k),
-           b2 = _mm512_maskz_loadu_ps(m, b[2] + k), b3 = _mm512_maskz_loadu_ps(m, b[3] + k);
-    for (int i = 0; i < 4; i++) {
-      __m512 ai = _mm512_maskz_loadu_ps(m, a[i] + k);
-      s[i][0] = _mm512_fmadd_ps(ai, b0, s[i][0]);
-      s[i][1] = _mm512_fmadd_ps(ai, b1, s[i][1]);
-      s[i][2] = _mm512_fmadd_ps(ai, b2, s[i][2]);
-      s[i][3] = _mm512_fmadd_ps(ai, b3, s[i][3]);
-    }
-  }
+#undef DOT_ROW
+  __m512 s[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) {
       float v = _mm512_reduce_add_ps(s[i][j]);
@@ -160,15 +155,21 @@ AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *con
 // One row of A (a batch of one) against 8 rows of B at a time: C[0, j..j+8]
 // (+)= dot products along K. Rows past nr repeat the last one, unstored.
 AVX512 static void dot_row(int64_t K, const float *a, const float *const b[8], int nr, float *c, bool accumulate) {
-  __m512 s[8];
-  for (int j = 0; j < 8; j++)
-    s[j] = _mm512_setzero_ps();
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5], *b6 = b[6], *b7 = b[7];
   for (int64_t k = 0; k < K; k += 16) {
     __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
     __m512 av = _mm512_maskz_loadu_ps(m, a + k);
-    for (int j = 0; j < 8; j++)
-      s[j] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b[j] + k), s[j]);
+    s0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b0 + k), s0);
+    s1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b1 + k), s1);
+    s2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b2 + k), s2);
+    s3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b3 + k), s3);
+    s4 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b4 + k), s4);
+    s5 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b5 + k), s5);
+    s6 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b6 + k), s6);
+    s7 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b7 + k), s7);
   }
+  __m512 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
   for (int j = 0; j < nr; j++) {
     float v = _mm512_reduce_add_ps(s[j]);
     c[j] = accumulate ? c[j] + v : v;
