@@ -111,7 +111,55 @@ AVX512 static inline __mmask16 row_mask(int64_t j, int64_t n, int64_t lo, int64_
 // by off, zero outside [lo, hi): masked loads (the lanes outside are not
 // read) and stores, 16 outputs at a time, instead of three library calls
 // per row of a few floats.
+// A "same" convolution (stride 1, output rows as wide as the input's):
+// tap (kh, kw)'s plane is the input plane shifted by a whole number of
+// elements, d = (kh*dh - ph)*W + kw*dw - pw, so one flat run covers it
+// from its first valid element qa to its last, qb; what lies outside, and
+// the entries of the run that wrapped around a row's end (the first or
+// last |kw*dw - pw| columns), are the padding.
+typedef struct FlatTap {
+  int64_t d, qa, qb;       // shift; the run [qa, qb) of the plane
+  int64_t oh0, oh1;        // rows with a valid input row
+  int64_t lo, hi;          // columns with a valid input column
+} FlatTap;
+
+static bool flat_tap(const KConv2d *g, int64_t kh, int64_t kw, int64_t OH, int64_t OW, FlatTap *t) {
+  tap_span(g, kw, OW, &t->lo, &t->hi);
+  int64_t r = kh * g->dh - g->ph;   // ih = oh + r
+  t->oh0 = r >= 0 ? 0 : -r;
+  t->oh1 = g->H - r < OH ? g->H - r : OH;
+  if (t->oh1 <= t->oh0 || t->hi <= t->lo)
+    return false;
+  t->d = r * g->W + kw * g->dw - g->pw;
+  t->qa = t->oh0 * OW + t->lo;
+  t->qb = (t->oh1 - 1) * OW + t->hi;
+  return true;
+}
+
 AVX512 static void im2col_s1(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  if (OW == g->W) {
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+          const float *plane = x + c * g->H * g->W;
+          FlatTap t;
+          if (!flat_tap(g, kh, kw, OH, OW, &t)) {
+            memset(row, 0, sizeof(float) * OH * OW);
+            continue;
+          }
+          memset(row, 0, sizeof(float) * t.qa);
+          memcpy(row + t.qa, plane + t.qa + t.d, sizeof(float) * (t.qb - t.qa));
+          memset(row + t.qb, 0, sizeof(float) * (OH * OW - t.qb));
+          for (int64_t oh = t.oh0; oh < t.oh1; oh++) {   // the wrapped columns
+            for (int64_t ow = 0; ow < t.lo; ow++)
+              row[oh * OW + ow] = 0.0f;
+            for (int64_t ow = t.hi; ow < OW; ow++)
+              row[oh * OW + ow] = 0.0f;
+          }
+        }
+    return;
+  }
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
@@ -135,6 +183,26 @@ AVX512 static void im2col_s1(float *col, const float *x, const KConv2d *g, int64
 
 // col2im_add for stride 1, the same way.
 AVX512 static void col2im_add_s1(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  if (OW == g->W) {   // flat runs, as im2col_s1, skipping the wrapped columns
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
+          float *plane = dx + c * g->H * g->W;
+          FlatTap t;
+          if (!flat_tap(g, kh, kw, OH, OW, &t))
+            continue;
+          if (t.lo == 0 && t.hi == OW) {   // no wrapped columns: one run
+            for (int64_t q = t.qa; q < t.qb; q++)
+              plane[q + t.d] += row[q];
+            continue;
+          }
+          for (int64_t oh = t.oh0; oh < t.oh1; oh++)
+            for (int64_t q = oh * OW + t.lo; q < oh * OW + t.hi; q++)
+              plane[q + t.d] += row[q];
+        }
+    return;
+  }
   for (int64_t c = 0; c < g->C; c++)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
@@ -184,7 +252,60 @@ static void col2im_add_any(float *dx,          // (C,H,W): one image
       }
 }
 
+// Small output planes (deep layers: a few positions, many channels): the
+// input offset each tap reads at each output position, or -1 in the
+// padding, is the same for every channel, so it is found once (idx, KH*KW
+// x OH*OW of them) and every channel is a gather through it, instead of a
+// few library calls per tap and channel.
+#define SMALL_TAPS 256
+
+static void tap_offsets(int32_t *idx, const KConv2d *g, int64_t OH, int64_t OW) {
+  for (int64_t kh = 0; kh < g->KH; kh++)
+    for (int64_t kw = 0; kw < g->KW; kw++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t ih = oh * g->sh - g->ph + kh * g->dh, iw = ow * g->sw - g->pw + kw * g->dw;
+          bool in = ih >= 0 && ih < g->H && iw >= 0 && iw < g->W;
+          *idx++ = in ? (int32_t)(ih * g->W + iw) : -1;
+        }
+}
+
+static void im2col_small(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  int32_t idx[SMALL_TAPS];
+  int64_t P = OH * OW, KK = g->KH * g->KW, HW = g->H * g->W;
+  tap_offsets(idx, g, OH, OW);
+  for (int64_t c = 0; c < g->C; c++) {
+    const float *plane = x + c * HW;
+    for (int64_t t = 0; t < KK; t++) {
+      float *dst = col + (c * KK + t) * ld;
+      const int32_t *at = idx + t * P;
+      for (int64_t q = 0; q < P; q++)
+        dst[q] = at[q] >= 0 ? plane[at[q]] : 0.0f;
+    }
+  }
+}
+
+static void col2im_add_small(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  int32_t idx[SMALL_TAPS];
+  int64_t P = OH * OW, KK = g->KH * g->KW, HW = g->H * g->W;
+  tap_offsets(idx, g, OH, OW);
+  for (int64_t c = 0; c < g->C; c++) {
+    float *plane = dx + c * HW;
+    for (int64_t t = 0; t < KK; t++) {
+      const float *src = col + (c * KK + t) * ld;
+      const int32_t *at = idx + t * P;
+      for (int64_t q = 0; q < P; q++)
+        if (at[q] >= 0)
+          plane[at[q]] += src[q];
+    }
+  }
+}
+
 static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  if (OH * OW * g->KH * g->KW <= SMALL_TAPS) {
+    im2col_small(col, x, g, OH, OW, ld);
+    return;
+  }
 #ifdef HAVE_AVX512_PATH
   if (g->sh == 1 && g->sw == 1 && k_avx512()) {
     im2col_s1(col, x, g, OH, OW, ld);
@@ -195,6 +316,10 @@ static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int
 }
 
 static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  if (OH * OW * g->KH * g->KW <= SMALL_TAPS) {
+    col2im_add_small(dx, col, g, OH, OW, ld);
+    return;
+  }
 #ifdef HAVE_AVX512_PATH
   if (g->sh == 1 && g->sw == 1 && k_avx512()) {
     col2im_add_s1(dx, col, g, OH, OW, ld);
