@@ -768,6 +768,7 @@ typedef struct SplitCall {
   int T;
   uint64_t key;
   float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
+  KGemmFn gemm;        // a convolution's GEMM (NULL: k_gemm on the calling thread)
 } SplitCall;
 
 // Max pooling of samples [lo, hi) of a batch: samples are independent, so
@@ -827,13 +828,13 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
       geo.N = hi - s < chunk ? hi - s : chunk;
       if (n->op == IR_CONV2D) {
         k_conv2d_forward_ws(F(ex, n) + s * out, F(ex, a) + s * in, F(ex, b),
-                            n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo, ws);
+                            n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo, ws, c->gemm);
       } else if (n->op == IR_CONV2D_GRAD_INPUT) {
         float *dx = F(ex, n) + s * in;
         memset(dx, 0, sizeof(float) * geo.N * in);
-        k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + s * out, NULL, F(ex, b), &geo, ws);
+        k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + s * out, NULL, F(ex, b), &geo, ws, c->gemm);
       } else {
-        k_conv2d_backward_ws(NULL, ws, NULL, F(ex, a) + s * out, F(ex, b) + s * in, NULL, &geo, ws + wn);
+        k_conv2d_backward_ws(NULL, ws, NULL, F(ex, a) + s * out, F(ex, b) + s * in, NULL, &geo, ws + wn, c->gemm);
       }
     }
   }
@@ -845,9 +846,29 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
 // product of little depth.
 #define CONV_DW_MIN_DEPTH 256
 
+// A GEMM split across the pool of the convolution running on the calling
+// thread (a batch smaller than the pool: the images cannot be shared out).
+static _Thread_local RtExec *gemm_exec;
+
+static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      const float *Bm, float beta, float *C) {
+  if (alpha != 1.0f) {
+    k_gemm(ta, tb, M, N, K, alpha, A, Bm, beta, C);
+    return;
+  }
+  cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C);
+}
+
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B) {
   int T = rt_pool_threads(ex->pool);
-  SplitCall c = {ex, n, B, T, 0, NULL};
+  SplitCall c = {ex, n, B, T, 0, NULL, NULL};
+  if (B < T && n->op != IR_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
+    gemm_exec = ex;
+    c.T = 1;
+    c.gemm = pool_gemm;
+    conv_share(&c, 0, 1);
+    return;
+  }
   if (n->op == IR_CONV2D_GRAD_WEIGHT && T > 1) {
     KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
     int64_t P = numel(n->src[0], 1) / geo.O;
@@ -894,7 +915,7 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
 
 static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
   SplitCall c = {ex, n, B, rt_pool_threads(ex->pool),
-                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL};
+                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL, NULL};
   rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
 }
 
@@ -910,7 +931,7 @@ static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
     stats = ex->training ? ex->bn[n->id] : NULL;
   else
     stats = bn_grad_stats(ex, n, B, &fresh);
-  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats};   // aux: the statistics
+  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats, NULL};   // aux: the statistics
   rt_pool_run(ex->pool, batchnorm_share, &c, n->src[n->op == IR_BATCHNORM ? 0 : 1]->shape[1]);
   free(fresh);
 }
@@ -927,7 +948,7 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   bool batched = n->nsrc > 0 && n->src[0]->ndim > 0 && n->src[0]->shape[0] == IR_N;
   switch (batched ? n->op : IR_NUM_OPS) {
   case IR_MAXPOOL: case IR_MAXPOOL_GRAD: {
-    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL};
+    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL, NULL};
     rt_pool_run(ex->pool, maxpool_slice, &c, B);
     return;
   }

@@ -172,14 +172,16 @@ void k_conv2d_backward(float *dx,        // (N,C,H,W)
                        const float *w,   // (O,C,KH,KW)
                        const KConv2d *g);
 // The same with the caller's scratch, ws: k_conv2d_scratch(g) floats, and
-// the cpu backend's GEMM (k_gemm). The two above use cblas_sgemm and one
-// buffer of their own, reused from call to call, so they must not run on
-// two threads at once; these may.
+// the caller's GEMM (NULL: the cpu backend's k_gemm). The two above use
+// cblas_sgemm and one buffer of their own, reused from call to call, so
+// they must not run on two threads at once; these may.
+typedef void (*KGemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        const float *B, float beta, float *C);
 int64_t k_conv2d_scratch(const KConv2d *g);
-void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
-                         float *ws);
+void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
+                         KGemmFn gemm);
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
-                          const KConv2d *g, float *ws);
+                          const KConv2d *g, float *ws, KGemmFn gemm);
 // A weight gradient split by input channel rather than by image, for when
 // there are few output positions (deep layers) and so little to sum per
 // image: k_conv2d_dy_t writes images [n0, n1) of dy (N,O,OH,OW) into dyt

@@ -355,11 +355,8 @@ static float *scratch(int64_t n) {
 // The whole batch in one GEMM: the cols of all images side by side,
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
-typedef void (*GemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *B, float beta, float *C);
-
 static void conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
-                         GemmFn gemm) {
+                         KGemmFn gemm) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -388,7 +385,7 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
 // inside; dw (O, CKK) += dY @ col^T over all images in one product, and
 // dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
 static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
-                          const KConv2d *g, float *ws, GemmFn gemm) {
+                          const KConv2d *g, float *ws, KGemmFn gemm) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -461,13 +458,14 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, cons
   conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm);
 }
 
-void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws) {
-  conv_forward(y, x, w, bias, g, ws, k_gemm);
+void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
+                         KGemmFn gemm) {
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm);
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
-                          const KConv2d *g, float *ws) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, ws, k_gemm);
+                          const KConv2d *g, float *ws, KGemmFn gemm) {
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm);
 }
 
 //

@@ -102,6 +102,9 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads) {
   rt_exec_run(ref, RT_FORWARD, B, x, NULL, 0);
   rt_exec_run(cpu, RT_FORWARD, B, x, NULL, 0);
   compare(label, "forward output", rt_exec_output(cpu), rt_exec_output(ref), B * od, 1e-5);
+  rt_exec_run(ref, RT_FORWARD, 1, x, NULL, 0);   // a batch smaller than the pool
+  rt_exec_run(cpu, RT_FORWARD, 1, x, NULL, 0);
+  compare(label, "forward output at batch 1", rt_exec_output(cpu), rt_exec_output(ref), od, 1e-5);
   double le = rt_exec_run(ref, RT_EVAL, B, x, y, 0), lc = rt_exec_run(cpu, RT_EVAL, B, x, y, 0);
   float lef = (float)le, lcf = (float)lc;
   compare(label, "eval loss", &lcf, &lef, 1, 1e-5);
