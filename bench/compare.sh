@@ -95,7 +95,8 @@ for (model, metric), n in nnc.items():
     print(f"{model:9s} {metric:14s} {n['unit']:10s} {fmt(n['value']):>10s} {fmt(cells[0][0]):>10s} "
           f"{fmt(cells[1][0]):>10s} {fmt(cells[0][1]):>10s} {fmt(cells[1][1]):>12s}  {'; '.join(verdicts)}")
 print("\nratio = nnc value / PyTorch value (samples/s: above 1 is nnc faster; s, us, KiB: below 1 is nnc better)."
-      "\nlatency_1 and resnet18_step compare nnc's per-call mean with PyTorch's block_mean, first_step with to_exit.")
+      "\nlatency_1 compares medians of single calls; resnet18_step nnc's epoch time / 10 steps with PyTorch's"
+      "\nmean over blocks of 10 steps; first_step nnc's whole command with PyTorch's to_exit.")
 extra = [r for r in rows if r["framework"] in fws and r["metric"].startswith("compile_")]
 if extra:
     print("\ntorch.compile: first call or step including compilation")
@@ -108,16 +109,6 @@ if others:
         keys = [k for k in ("from_model", "to_exit", "block_mean", "p10", "p90", "step_median") if k in r]
         print(f"  {r['framework']:16s} {r['model']:9s} {r['metric']:14s} value {fmt(r['value'])} {r['unit']}; "
               + ", ".join(f"{k} {r[k]}" for k in keys))
-lat = [(n, pt.get((fw, n["model"], "latency_1")), fw) for n in nnc.values() if n["metric"] == "latency_1"
-       for fw in fws]
-lat = [(n, p, fw) for n, p, fw in lat if p and p["value"]]
-if lat:
-    print("\nlatency_1, nnc's per-call mean against PyTorch's per-call median (PyTorch without its stalls)")
-    for n, p, fw in lat:
-        r = n["value"] / p["value"]
-        verdict = f"{1 / r:.2f}x faster" if r <= 1 else f"{r:.2f}x slower"
-        print(f"  {n['model']:9s} {fw:16s} nnc {n['value']:.4g} us, PyTorch median {p['value']:.4g} us: "
-              f"ratio {r:.3g} (nnc {verdict})")
 errors = [r for r in rows if "error" in r]
 for r in errors:
     print(f"\nERROR {r['framework']} {r['model']} {r['metric']}: {r['error'][:1500]}")

@@ -6,7 +6,12 @@
 // (x * 1, x + 0, x - 0, x / 1, -(-x), a reshape to the same shape), a
 // constant (an elementwise op of scalar constants, folded in double and
 // rounded to float as the kernels would), the earlier node computing the
-// same thing, or a reshape of the reshape's input. Finally the node list
+// same thing, or a reshape of the reshape's input. The gradient of NLL
+// through a log-softmax, log_softmax_grad(nll_grad(L, t), L), becomes the
+// one kernel that cross-entropy's gradient is: (exp(L) - onehot(t)) / N,
+// exp(L) being softmax(x), which the log-softmax's output L holds already
+// (the forward keeps both: the model's output and the loss read L).
+// Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
 #include "passes.h"
@@ -18,7 +23,7 @@
 typedef struct Simp {
   IrGraph *g;
   IrNode **repl;         // repl[id]: the node that now stands for node id
-  int folded, identities, merged, removed;
+  int folded, identities, merged, removed, losses;
 } Simp;
 
 static bool is_const(const IrNode *n, double v) {
@@ -107,6 +112,21 @@ static bool fold(IrNode *n) {
   return true;
 }
 
+// log_softmax_grad(nll_grad(L, t), L) over classes (axis 1 of [N, C]),
+// with L = log_softmax(x): in place, cross_entropy_grad(L, t).
+static bool softmax_loss_grad(IrNode *n) {
+  if (n->op != IR_LOG_SOFTMAX_GRAD || n->ndim != 2 || n->attr.i[0] != 1)
+    return false;
+  IrNode *g = n->src[0], *L = n->src[1];
+  if (g->op != IR_NLL_GRAD || g->src[0] != L || L->op != IR_LOG_SOFTMAX)
+    return false;
+  n->op = IR_CROSS_ENTROPY_GRAD;
+  n->src[0] = L;
+  n->src[1] = g->src[1];
+  memset(&n->attr, 0, sizeof n->attr);
+  return true;
+}
+
 static IrNode *find(Simp *s, IrNode *n) {
   while (s->repl[n->id] != n)
     n = s->repl[n->id];
@@ -120,6 +140,8 @@ static void simplify_node(Simp *s, IrNode *n, int upto) {
     n->src[0] = n->src[0]->src[0];
     s->identities++;
   }
+  if (softmax_loss_grad(n))
+    s->losses++;
   IrNode *same = identity(n);
   if (same) {
     s->repl[n->id] = same;
@@ -171,7 +193,7 @@ static void compact(Simp *s, Model *m) {
 
 bool pass_simplify(Model *m, FILE *report) {
   IrGraph *g = m->g;
-  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), 0, 0, 0, 0};
+  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), 0, 0, 0, 0, 0};
   for (int i = 0; i < g->nnodes; i++)
     s.repl[i] = g->nodes[i];
   for (int i = 0; i < g->nnodes; i++)
@@ -188,6 +210,7 @@ bool pass_simplify(Model *m, FILE *report) {
   free(s.repl);
   if (report)
     fprintf(report, "simplify: %d identities, %d constants folded, %d common subexpressions merged, "
-            "%d dead nodes removed\n", s.identities, s.folded, s.merged, s.removed);
-  return s.identities + s.folded + s.merged + s.removed > 0;
+            "%d log-softmax gradients fused with their NLL loss, %d dead nodes removed\n", s.identities, s.folded,
+            s.merged, s.losses, s.removed);
+  return s.identities + s.folded + s.merged + s.losses + s.removed > 0;
 }
