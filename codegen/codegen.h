@@ -28,8 +28,10 @@ typedef struct CgRuntime {
   // Row-major C[M, N] = op(A) op(B) + beta C (cblas_sgemm with lda, ldb, ldc of contiguous matrices).
   void (*sgemm)(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
                 float *C);
-  // Runs the KN_LIB kernel of graph node `node` for batch B.
-  void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B);
+  // Runs the KN_LIB kernel of graph node `node` for batch B, then its
+  // epilogue (NULL: none) over rows [0, the node's dimension 0) of the
+  // result, or over each share of rows as soon as it is computed.
+  void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B, CgLoopFn epilogue);
   // Called with i as kernel i of the program starts, and with nkernels
   // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
   void (*tick)(void *ctx, int kernel);

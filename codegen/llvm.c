@@ -47,7 +47,7 @@ typedef struct Cg {
   LLVMTypeRef rt_ty;           // CgRuntime: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C)
-  LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B)
+  LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
   int part, nparts;             // this module builds loop functions j with j % nparts == part
   int nloops;                  // loop functions seen so far
@@ -791,10 +791,11 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
     run_loop(c, e, k->epilogue, epilogue);
 }
 
-// rt->lib(rt->ctx, node id, arena, state, B).
-static void run_lib(Cg *c, Entry *e, const Kernel *k) {
-  LLVMValueRef args[5] = {e->ctx, i32c(c, k->node->id), e->arena, e->state, e->B};
-  LLVMBuildCall2(c->b, c->lib_ty, e->lib, args, 5, "");
+// rt->lib(rt->ctx, node id, arena, state, B, epilogue or null).
+static void run_lib(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
+  LLVMValueRef epi = epilogue ? LLVMBuildBitCast(c->b, epilogue, c->i8p, "") : LLVMConstNull(c->i8p);
+  LLVMValueRef args[6] = {e->ctx, i32c(c, k->node->id), e->arena, e->state, e->B, epi};
+  LLVMBuildCall2(c->b, c->lib_ty, e->lib, args, 6, "");
 }
 
 // if (rt->tick) rt->tick(rt->ctx, i), in entry function fn.
@@ -833,7 +834,7 @@ static bool build_entry(Cg *c, const char *name, LLVMValueRef *fns, LLVMValueRef
     switch (k->kind) {
     case KN_LOOP: run_loop(c, &e, k, fns[i]); break;
     case KN_GEMM: run_gemm(c, &e, k, epis[i]); break;
-    case KN_LIB: run_lib(c, &e, k); break;
+    case KN_LIB: run_lib(c, &e, k, epis[i]); break;
     }
   }
   run_tick(c, &e, fn, c->p->nkernels);
@@ -864,8 +865,8 @@ static void init_types(Cg *c) {
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
   LLVMTypeRef gemm[10] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p};
   c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 10, 0);
-  LLVMTypeRef lib[5] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64};
-  c->lib_ty = LLVMFunctionType(c->vd, lib, 5, 0);
+  LLVMTypeRef lib[6] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64, c->i8p};
+  c->lib_ty = LLVMFunctionType(c->vd, lib, 6, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};
   c->tick_ty = LLVMFunctionType(c->vd, tick, 2, 0);
 }
@@ -904,6 +905,14 @@ static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
     case KN_LIB:
       if (!k->node || k->node->id < 0 || k->node->id >= c->p->g->nnodes)
         return fail(c, "kernel '%s': a library kernel without its node", kname(k));
+      if (k->epilogue) {
+        if (k->epilogue->ndim < 1 || k->node->ndim < 1 || k->epilogue->dims[0] != k->node->shape[0])
+          return fail(c, "kernel '%s': an epilogue must run over the rows of the library kernel's result",
+                      kname(k));
+        fn_name(name, sizeof name, i, k, "_epilogue");
+        if (!(epis[i] = build_loop(c, k->epilogue, name)))
+          return false;
+      }
       break;
     default:
       return fail(c, "kernel %d has no kind (%d)", i, (int)k->kind);

@@ -162,10 +162,12 @@ void ir_print_dot(FILE *out, const IrGraph *g);
 //   KN_LOOP  a loop nest over an index space (dimension 0 may be the batch);
 //            a body of scalar instructions over loads with affine indexes,
 //            and stores, which may reduce (sum) into their buffer
-//   KN_GEMM  C = op(A) op(B) through BLAS (beta 1: accumulate into C), then
-//            an optional epilogue loop over C (bias, activation, residual)
+//   KN_GEMM  C = op(A) op(B) (beta 1: accumulate into C), then an optional
+//            epilogue loop over C (bias, activation, residual)
 //   KN_LIB   one graph node run by a library routine (convolution, pooling,
-//            batchnorm, softmax and losses): the ref kernels
+//            batchnorm, dropout, softmax and losses); a convolution may have
+//            an epilogue loop over its result's rows, which the runtime runs
+//            on each share of images once that share is computed
 //
 
 // Scalar instructions of a loop body.
@@ -239,7 +241,7 @@ struct Kernel {
   bool ta, tb;
   KExtent m, n, k;
   bool accumulate;             // beta = 1
-  Kernel *epilogue;            // a KN_LOOP over C run after the product, or NULL
+  Kernel *epilogue;            // a KN_LOOP over C (or a KN_LIB's result) run after it, or NULL
   // KN_LIB
   const IrNode *node;          // the node it runs
 };

@@ -168,6 +168,15 @@ static void print_loop(FILE *out, const Kernel *k, const char *indent) {
   }
 }
 
+static void print_epilogue(FILE *out, const Kernel *k) {
+  if (!k->epilogue)
+    return;
+  fprintf(out, "  epilogue over ");
+  print_dims(out, k->epilogue->ndim, k->epilogue->dims);
+  fprintf(out, "\n");
+  print_loop(out, k->epilogue, "  ");
+}
+
 static void print_kernel(FILE *out, const KProgram *p, int i) {
   const Kernel *k = p->kernels[i];
   char b[3][160];
@@ -191,12 +200,7 @@ static void print_kernel(FILE *out, const KProgram *p, int i) {
     print_extent(out, k->k);
     fprintf(out, "\n");
     print_sources(out, k);
-    if (k->epilogue) {
-      fprintf(out, "  epilogue over ");
-      print_dims(out, k->epilogue->ndim, k->epilogue->dims);
-      fprintf(out, "\n");
-      print_loop(out, k->epilogue, "  ");
-    }
+    print_epilogue(out, k);
     break;
   case KN_LIB:
     buf_name(k->node, b[0], sizeof b[0]);
@@ -207,6 +211,7 @@ static void print_kernel(FILE *out, const KProgram *p, int i) {
     }
     fprintf(out, "\n");
     print_sources(out, k);
+    print_epilogue(out, k);
     break;
   }
 }

@@ -3,12 +3,14 @@
 // Every node an entry point needs becomes part of a kernel. Elementwise
 // ops (and constants) are loop bodies; a chain of them whose intermediate
 // values have a single consumer of the same shape becomes one loop that
-// reads its inputs once and writes one result. A matrix product is a BLAS
-// GEMM whose elementwise consumers (bias, activation, a residual add) run
-// as its epilogue; a reduction (sum_to, channel_sum) takes in the
-// elementwise ops that feed it. Reshapes (and dropout outside training)
-// move no data: they alias their input. Everything else runs as a library
-// kernel: convolution, pooling, batchnorm, softmax, losses, updates.
+// reads its inputs once and writes one result. A matrix product is a GEMM
+// whose elementwise consumers (bias, activation, a residual add) run as its
+// epilogue, and so is a convolution's (the runtime runs it on each share of
+// images as soon as that share is computed); a reduction (sum_to,
+// channel_sum) takes in the elementwise ops that feed it. Reshapes (and
+// dropout outside training) move no data: they alias their input.
+// Everything else runs as a library kernel: convolution, pooling,
+// batchnorm, softmax, losses, updates.
 //
 // fused_into[P] = E records that node P is computed inside the kernel of
 // E; a node that is in no one's kernel is the root of its own.
@@ -26,7 +28,7 @@ typedef struct Fuse {
   bool *keep;            // keep[id]: the caller reads it after the step (output, loss)
   int *uses;             // uses[id]: consumers among the needed nodes
   int *fused_into;       // the node whose kernel computes this one, or -1
-  int *gemms;            // GEMMs in the kernel rooted at this node
+  int *gemms;            // GEMMs and convolutions in the kernel rooted at this node
   KProgram *p;
 } Fuse;
 
@@ -60,6 +62,11 @@ static bool is_elementwise(IrOp op) {
 
 static bool is_reduction(IrOp op) { return op == IR_SUM_TO || op == IR_CHANNEL_SUM; }
 
+// Products whose elementwise consumers may run as their epilogue: a GEMM,
+// and a convolution (a library kernel that runs the epilogue on each share
+// of images as soon as it has computed it).
+static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D; }
+
 // Ops that move no data in this entry point: their value is their input's.
 static bool is_alias(const Fuse *f, const IrNode *n) {
   return n->op == IR_RESHAPE || (n->op == IR_DROPOUT && f->entry != ENTRY_TRAIN);
@@ -87,7 +94,7 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
                                 : "a library kernel reads its inputs from memory";
   else if (is_alias(f, p))
     reason = "a reshape changes the index space";
-  else if (!is_elementwise(p->op) && p->op != IR_MATMUL)
+  else if (!is_elementwise(p->op) && !has_epilogue(p->op))
     reason = is_reduction(p->op) ? "a reduction's result is complete only after its loop"
                                  : "a library kernel writes its result to memory";
   else if (f->keep[p->id])
@@ -96,16 +103,16 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "the value has several consumers";
   else if (!ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
-  else if (p->op == IR_MATMUL && is_reduction(c->op))
-    reason = "a GEMM epilogue cannot reduce";
-  else if ((p->op == IR_MATMUL || f->gemms[p->id]) && f->gemms[c->id])
-    reason = "the consumer already has a GEMM";
+  else if (has_epilogue(p->op) && is_reduction(c->op))
+    reason = "an epilogue cannot reduce";
+  else if ((has_epilogue(p->op) || f->gemms[p->id]) && f->gemms[c->id])
+    reason = "the consumer already has a GEMM or convolution";
   if (reason) {
     why_not(f, p, c, reason);
     return;
   }
   f->fused_into[p->id] = c->id;
-  f->gemms[c->id] += f->gemms[p->id] + (p->op == IR_MATMUL);
+  f->gemms[c->id] += f->gemms[p->id] + has_epilogue(p->op);
 }
 
 //
@@ -172,7 +179,7 @@ static int gen_value(Gen *gen, const IrNode *n) {
   Fuse *f = gen->f;
   if (n->op == IR_CONST)
     return emit_const(gen, (float)n->attr.f[0]);
-  bool computed = n == gen->root || (n != gen->gemm && f->fused_into[n->id] >= 0 && n->op != IR_MATMUL);
+  bool computed = n == gen->root || (n != gen->gemm && f->fused_into[n->id] >= 0 && !has_epilogue(n->op));
   if (!computed)
     return gen_load(gen, n);
   ir_kernel_add_node(f->g, gen->k, n);
@@ -344,6 +351,17 @@ static Kernel *step_kernel(Fuse *f, IrNode *n) {
   return k;
 }
 
+// A library kernel: the runtime's kernel for node n.
+static Kernel *lib_kernel(Fuse *f, IrNode *n) {
+  Kernel *k = ir_kernel_new(f->g, KN_LIB, n->scope ? n->scope : mnem(n));
+  k->node = n;
+  ir_kernel_add_node(f->g, k, n);
+  for (int i = 0; i < n->nsrc; i++)
+    ir_kernel_buf(f->g, k, n->src[i]);
+  ir_kernel_buf(f->g, k, n);
+  return k;
+}
+
 static void add_kernel(Fuse *f, Kernel *k) {
   KProgram *p = f->p;
   if (!(p->nkernels & (p->nkernels - 1))) {
@@ -370,13 +388,14 @@ static void lower_root(Fuse *f, IrNode *n) {
     return;
   }
   if (is_elementwise(n->op)) {
-    // An epilogue: the fused GEMM runs first, then the loop over its result.
+    // An epilogue: the fused GEMM or convolution runs first, then the loop
+    // over its result.
     const IrNode *gemm = NULL;
     for (int i = n->id - 1; f->gemms[n->id] && i >= 0 && !gemm; i--) {
       int r = f->fused_into[i];
       while (r >= 0 && r != n->id)
         r = f->fused_into[r];
-      if (r == n->id && f->g->nodes[i]->op == IR_MATMUL)
+      if (r == n->id && has_epilogue(f->g->nodes[i]->op))
         gemm = f->g->nodes[i];
     }
     Kernel *k = loop_kernel(f, n, gemm);
@@ -384,7 +403,8 @@ static void lower_root(Fuse *f, IrNode *n) {
       add_kernel(f, k);
       return;
     }
-    Kernel *gk = gemm_kernel(f, f->g->nodes[gemm->id]);
+    IrNode *product = f->g->nodes[gemm->id];
+    Kernel *gk = product->op == IR_MATMUL ? gemm_kernel(f, product) : lib_kernel(f, product);
     gk->epilogue = k;
     for (int i = 0; i < k->nnodes; i++)
       if (k->nodes[i] != gemm)
@@ -393,13 +413,7 @@ static void lower_root(Fuse *f, IrNode *n) {
     add_kernel(f, gk);
     return;
   }
-  Kernel *k = ir_kernel_new(f->g, KN_LIB, n->scope ? n->scope : mnem(n));
-  k->node = n;
-  ir_kernel_add_node(f->g, k, n);
-  for (int i = 0; i < n->nsrc; i++)
-    ir_kernel_buf(f->g, k, n->src[i]);
-  ir_kernel_buf(f->g, k, n);
-  add_kernel(f, k);
+  add_kernel(f, lib_kernel(f, n));
 }
 
 KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why) {

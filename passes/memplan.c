@@ -6,8 +6,9 @@
 // arena for as long as someone still reads it: slots are handed out in
 // kernel order, first fit, and a slot is free again after its value's last
 // reader has run. A loop whose result has the same size and index as one
-// of its inputs that dies there writes in place over it; a GEMM's epilogue
-// writes over the product; a reshape shares its input's slot.
+// of its inputs that dies there writes in place over it; the epilogue of a
+// GEMM or a convolution writes over the product; a reshape shares its
+// input's slot.
 #include "passes.h"
 
 #include <stdlib.h>
@@ -71,12 +72,22 @@ static bool same_access(const Kernel *k, int b, int root_buf) {
   return true;
 }
 
+// The product of a GEMM (C) or of a library kernel with an epilogue (its
+// node's value), which the epilogue reads; NULL for other kernels.
+static const IrNode *kernel_product(const Kernel *k) {
+  if (k->kind == KN_GEMM)
+    return k->bufs[2];
+  return k->kind == KN_LIB && k->epilogue ? k->node : NULL;
+}
+
 // The node a kernel writes (its result).
 static const IrNode *kernel_result(const Kernel *k) {
+  if (k->epilogue)
+    return k->epilogue->bufs[k->epilogue->stores[0].buf];
   if (k->kind == KN_LIB)
     return k->node;
   if (k->kind == KN_GEMM)
-    return k->epilogue ? k->epilogue->bufs[k->epilogue->stores[0].buf] : k->bufs[2];
+    return k->bufs[2];
   return k->bufs[k->stores[0].buf];
 }
 
@@ -109,8 +120,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
     const Kernel *k = p->kernels[i];
     const IrNode *r = kernel_result(k);
     mat[r->id] = mat[r->id] || (r->op != IR_SGD_STEP && r->op != IR_ADAM_STEP);
-    if (k->kind == KN_GEMM)
-      mat[k->bufs[2]->id] = true;
+    if (kernel_product(k))
+      mat[kernel_product(k)->id] = true;
   }
   // Every value's last reader, through aliases; kept values live to the end.
   int *last = xmalloc(sizeof(int) * (nn + 1));
@@ -143,8 +154,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < p->nkernels; i++) {
     Kernel *k = p->kernels[i];
     const IrNode *res = kernel_result(k);
-    if (k->kind == KN_GEMM) {
-      const IrNode *c = k->bufs[2];
+    if (kernel_product(k)) {
+      const IrNode *c = kernel_product(k);
       int s = new_slot(&pl, c, i, last[c->id]);
       p->naive_bytes += pl.slots[s].bytes;
       if (res != c) {   // the epilogue overwrites the product

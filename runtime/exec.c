@@ -769,6 +769,8 @@ typedef struct SplitCall {
   uint64_t key;
   float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
   KGemmFn gemm;        // a convolution's GEMM (NULL: k_gemm on the calling thread)
+  CgLoopFn epi;        // a convolution's epilogue, run on each share of rows once computed, or NULL
+  char *arena, *state; // the epilogue's arguments
 } SplitCall;
 
 // Max pooling of samples [lo, hi) of a batch: samples are independent, so
@@ -829,6 +831,8 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
       if (n->op == IR_CONV2D) {
         k_conv2d_forward_ws(F(ex, n) + s * out, F(ex, a) + s * in, F(ex, b),
                             n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo, ws, c->gemm);
+        if (c->epi)   // while these images are still in cache
+          c->epi(c->arena, c->state, c->B, s, s + geo.N);
       } else if (n->op == IR_CONV2D_GRAD_INPUT) {
         float *dx = F(ex, n) + s * in;
         memset(dx, 0, sizeof(float) * geo.N * in);
@@ -859,9 +863,9 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C);
 }
 
-static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B) {
+static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
   int T = rt_pool_threads(ex->pool);
-  SplitCall c = {ex, n, B, T, 0, NULL, NULL};
+  SplitCall c = {ex, n, B, T, 0, NULL, NULL, epi, arena, state};
   if (B < T && n->op != IR_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_exec = ex;
     c.T = 1;
@@ -915,7 +919,8 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
 
 static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
   SplitCall c = {ex, n, B, rt_pool_threads(ex->pool),
-                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL, NULL};
+                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL, NULL, NULL, NULL,
+                 NULL};
   rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
 }
 
@@ -931,16 +936,14 @@ static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
     stats = ex->training ? ex->bn[n->id] : NULL;
   else
     stats = bn_grad_stats(ex, n, B, &fresh);
-  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats, NULL};   // aux: the statistics
+  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats, NULL, NULL, NULL, NULL};   // aux: the statistics
   rt_pool_run(ex->pool, batchnorm_share, &c, n->src[n->op == IR_BATCHNORM ? 0 : 1]->shape[1]);
   free(fresh);
 }
 
-// A library kernel: the ref kernel of one node, on planned buffers. A step
-// whose loss is not finite makes no updates.
-static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
-  (void)arena;
-  (void)state;
+// A library kernel: the ref kernel of one node, on planned buffers, then
+// its epilogue. A step whose loss is not finite makes no updates.
+static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B, CgLoopFn epi) {
   RtExec *ex = ctx;
   const IrNode *n = ex->g->nodes[id];
   // Split by sample (the batch dimension of the first operand: x, or dy
@@ -948,7 +951,7 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   bool batched = n->nsrc > 0 && n->src[0]->ndim > 0 && n->src[0]->shape[0] == IR_N;
   switch (batched ? n->op : IR_NUM_OPS) {
   case IR_MAXPOOL: case IR_MAXPOOL_GRAD: {
-    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL, NULL};
+    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL, NULL, NULL, NULL, NULL};
     rt_pool_run(ex->pool, maxpool_slice, &c, B);
     return;
   }
@@ -956,7 +959,7 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
     run_batchnorm_split(ex, n, B);
     return;
   case IR_CONV2D: case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT:
-    run_conv_split(ex, n, B);
+    run_conv_split(ex, n, B, epi, arena, state);
     return;
   case IR_DROPOUT:
     if (ex->training && ex->dropout) {
@@ -977,6 +980,8 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B) {
   if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && ex->skip_updates)
     return;
   double l = run_node(ex, n, B, ex->training, ex->lr);
+  if (epi)
+    epi(arena, state, B, 0, n->shape[0] == IR_N ? B : n->shape[0]);
   if (n == ex->g->loss) {
     ex->loss = l;
     ex->skip_updates = ex->training && !isfinite(l);

@@ -244,7 +244,7 @@ static void naive_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
     }
 }
 
-static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B) {
+static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B, CgLoopFn epilogue) {
   Calls *c = ctx;
   if (c->lib < 8) {
     c->lib_node[c->lib] = node;
@@ -253,6 +253,8 @@ static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B) {
   c->lib++;
   if (c->lib_fn)
     c->lib_fn(c->p, node, arena, state, B);
+  if (epilogue)
+    epilogue(arena, state, B, 0, B);
 }
 
 static void tick_cb(void *ctx, int kernel) {
@@ -358,7 +360,9 @@ static void interp(const KProgram *p, char *arena, char *state, int64_t B) {
       if (k->epilogue)
         interp_loop(p, k->epilogue, arena, state, B);
     } else {
-      lib_cb(&calls, k->node->id, arena, state, B);
+      lib_cb(&calls, k->node->id, arena, state, B, NULL);
+      if (k->epilogue)
+        interp_loop(p, k->epilogue, arena, state, B);
     }
   }
 }
