@@ -2,16 +2,31 @@
 //
 // rt_pool_run() cuts [0, n) into one contiguous chunk per thread; the
 // caller's thread takes the first chunk and the workers the rest. Workers
-// wait for work by spinning briefly on a generation counter (a compiled
-// step issues many short loops in a row, and waking a sleeping thread costs
-// more than most of them), then sleep on a condition variable.
+// wait for work by spinning on a generation counter (a compiled step issues
+// many short loops in a row, and waking a sleeping thread costs more than
+// most of them), yielding the core between polls after a while, then sleep
+// on a condition variable.
 #include "runtime.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ROUNDS 2000000
+// Waiting threads poll SPIN_POLLS times, then poll SPIN_YIELDS more times
+// giving the core away between polls (sched_yield: at once back when no
+// other thread wants the core, so a step's next loop still finds them
+// awake; the core goes to the others when there are more threads than
+// cores), then sleep.
+#define SPIN_POLLS 32768
+#define SPIN_YIELDS 20000
+#define SPIN_ROUNDS (SPIN_POLLS + SPIN_YIELDS)
+
+// Between two polls of round i.
+static inline void spin_pause(int i) {
+  if (i >= SPIN_POLLS)
+    sched_yield();
+}
 
 struct RtPool {
   int nthreads;                  // workers + the caller
@@ -43,8 +58,10 @@ static void *worker_main(void *argp) {
   long seen = 0;
   for (;;) {
     long gen = atomic_load(&p->generation);
-    for (int spin = 0; gen == seen && spin < SPIN_ROUNDS; spin++)
+    for (int spin = 0; gen == seen && spin < SPIN_ROUNDS; spin++) {
+      spin_pause(spin);
       gen = atomic_load(&p->generation);
+    }
     if (gen == seen) {
       pthread_mutex_lock(&p->mu);
       while ((gen = atomic_load(&p->generation)) == seen && !p->stop)
@@ -122,7 +139,7 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void 
   if (lo < hi)
     fn(arg, lo, hi);
   for (int spin = 0; atomic_load(&p->pending) > 0 && spin < SPIN_ROUNDS; spin++)
-    ;
+    spin_pause(spin);
   if (atomic_load(&p->pending) > 0) {
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->pending) > 0)

@@ -2,7 +2,7 @@
 // memory planned) against the ref backend on every model in models/: the
 // forward output, the loss, every gradient and every parameter, buffer and
 // optimizer state tensor after 3 training steps; with fusion on and off,
-// on 2 threads (and cnn on 1).
+// on 2 threads (and cnn on 1 and 3).
 //
 // Dropout is on in both, with the same masks (the cpu backend draws them on
 // several threads, from the same stream). The fused loops compute the same
@@ -68,7 +68,9 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads) {
   bool sgd = !strcmp(name, "resnet18");
   char path[256], label[64];
   snprintf(path, sizeof path, "models/%s.nn", name);
-  snprintf(label, sizeof label, "%s%s%s", name, fuse ? "" : " (unfused)", threads == 1 ? " (1 thread)" : "");
+  snprintf(label, sizeof label, "%s%s", name, fuse ? "" : " (unfused)");
+  if (threads != 2)
+    snprintf(label + strlen(label), sizeof label - strlen(label), " (%d thread%s)", threads, threads > 1 ? "s" : "");
   Arena *a1 = arena_new(), *a2 = arena_new();
   Model *m1 = compile(path, a1, sgd), *m2 = compile(path, a2, sgd);
   if (!m1 || !m2) {
@@ -148,8 +150,10 @@ int main(int argc, char **argv) {
     int64_t B = !strcmp(models[i], "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
     check_model(models[i], true, B, 2);
     check_model(models[i], false, B, 2);
-    if (!strcmp(models[i], "cnn"))   // library kernels in one share
+    if (!strcmp(models[i], "cnn")) {   // library kernels in one share, and in uneven ones
       check_model(models[i], true, B, 1);
+      check_model(models[i], true, B, 3);
+    }
   }
   printf("test_cpu_vs_ref: %d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
