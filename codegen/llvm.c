@@ -95,10 +95,20 @@ static int nargs(KInstrOp op) {
   }
 }
 
+// Whether n is one of the program's own buffers outside the graph.
+static bool program_buffer(const KProgram *p, const IrNode *n) {
+  if (n == p->scalars)
+    return true;
+  for (int b = 0; b < p->nblocks; b++)
+    if (n == p->blocks[b])
+      return true;
+  return false;
+}
+
 // The buffer node k->bufs[i], which the program must have placed.
 static bool check_buf(Cg *c, const Kernel *k, int i) {
   const IrNode *n = k->bufs[i];
-  if (!n || n->id < 0 || (n->id >= c->p->g->nnodes && n != c->p->scalars))
+  if (!n || n->id < 0 || (n->id >= c->p->g->nnodes && !program_buffer(c->p, n)))
     return fail(c, "kernel '%s': buffer %d is not a node of the graph", kname(k), i);
   if (c->p->buf[n->id].bytes <= 0)
     return fail(c, "kernel '%s': buffer %d (%%%d) has no place in memory", kname(k), i, n->id);

@@ -259,16 +259,24 @@ typedef struct KBufInfo {
   int64_t bytes;               // for the largest batch
 } KBufInfo;
 
+enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_MAX_BLOCKS };
+
 typedef struct KProgram {
   const IrGraph *g;
   const char *entry;           // "forward", "eval_step", "train_step"
   Kernel **kernels;
   int nkernels;
   KBufInfo *buf;               // buf[node id]: where each node's value lives (bytes 0: not materialized);
-                               // one more entry, buf[g->nnodes], for scalars
+                               // then buf[g->nnodes] for scalars and buf[g->nnodes + 1 + j] for blocks[j]
   const IrNode *scalars;       // train_step: the per-step scalars of the optimizer updates, an f32[8]
                                // in the arena (id g->nnodes, in no graph), which the runtime writes
                                // before each step (see KS_*); NULL without updates
+  // train_step with one update over every parameter: the parameters, their
+  // gradients and each kind of optimizer state as one flat block each
+  // (ids g->nnodes + 1 + j, in no graph), laid out alike: a parameter's
+  // gradient and state sit at its offset within the parameters' block.
+  const IrNode *blocks[KP_MAX_BLOCKS];
+  int nblocks;                 // 0: one update kernel per parameter
   int64_t max_batch;           // the arena is sized for this batch
   int64_t arena_bytes;         // peak: the arena's size
   int64_t state_bytes;

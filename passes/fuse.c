@@ -351,6 +351,63 @@ static Kernel *step_kernel(Fuse *f, IrNode *n) {
   return k;
 }
 
+// Whether the updates (those whose gradients no earlier update shares) can
+// run as one loop over every parameter: the same optimizer with the same
+// settings for all, each gradient a value that a kernel of this step writes
+// (not an alias, not an output of the step), and every parameter's state
+// the same kinds. The others keep a loop each.
+static bool one_update(Fuse *f, IrNode **steps, int n) {
+  if (n < 2 || !f->p->scalars)
+    return false;
+  for (int i = 0; i < n; i++) {
+    const IrNode *s = steps[i], *gr = s->src[1];
+    if (s->op != steps[0]->op || s->nsrc != steps[0]->nsrc || memcmp(&s->attr, &steps[0]->attr, sizeof s->attr))
+      return false;
+    if (s->src[0]->op != IR_PARAM || ir_op_is_leaf(gr->op) || is_alias(f, gr) || f->keep[gr->id] ||
+        ir_numel(gr, 1) != ir_numel(s->src[0], 1) || gr->ndim == 0 || gr->shape[0] == IR_N)
+      return false;
+  }
+  return true;
+}
+
+// A flat block of `floats` floats standing for a run of tensors (id `id`,
+// in no graph).
+static IrNode *block_node(Fuse *f, int id, const char *name, int64_t floats) {
+  IrNode *b = arena_alloc(f->g->arena, sizeof *b);
+  *b = (IrNode){.op = IR_BUFFER, .dtype = DT_F32, .ndim = 1, .shape = {floats}, .name = name, .id = id};
+  return b;
+}
+
+// Every update as one loop over the blocks of parameters, gradients and
+// state (memplan lays them out alike): the optimizer's body, once.
+static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
+  static const char *const names[KP_MAX_BLOCKS] = {"parameters", "gradients", "optimizer state 1",
+                                                   "optimizer state 2"};
+  int64_t floats = 0;
+  for (int i = 0; i < n; i++)   // each tensor padded as memplan pads it (64 bytes)
+    floats += (ir_numel(steps[i]->src[0], 1) + 15) / 16 * 16;
+  KProgram *p = f->p;
+  p->nblocks = steps[0]->nsrc;   // parameters, gradients, then each kind of state
+  IrNode all = *steps[0];   // the first update, over the blocks
+  for (int b = 0; b < p->nblocks; b++) {
+    p->blocks[b] = block_node(f, f->g->nnodes + 1 + b, names[b], floats);
+    all.src[b] = (IrNode *)p->blocks[b];
+  }
+  Kernel *k = ir_kernel_new(f->g, KN_LOOP, "updates");
+  k->ndim = 1;
+  k->dims[0] = floats;
+  Gen gen = {f, k, &all, NULL};
+  for (int i = 0; i < n; i++)
+    ir_kernel_add_node(f->g, k, steps[i]);
+  if (all.op == IR_SGD_STEP)
+    gen_sgd(&gen, &all);
+  else
+    gen_adam(&gen, &all);
+  k->parallel = floats >= 32768;
+  k->name = arena_printf(f->g->arena, "every parameter: %s", mnem(steps[0]));
+  return k;
+}
+
 // A library kernel: the runtime's kernel for node n.
 static Kernel *lib_kernel(Fuse *f, IrNode *n) {
   Kernel *k = ir_kernel_new(f->g, KN_LIB, n->scope ? n->scope : mnem(n));
@@ -468,12 +525,22 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
       for (int k = 0; k < n->nsrc; k++)
         const_buffer[n->src[k]->id] |= n->src[k]->op == IR_CONST;
   }
+  IrNode **steps = arena_alloc(a, sizeof(IrNode *) * (nn + 1));
+  int nsteps = 0;
+  for (int i = 0; i < nn; i++)
+    if (f.need[i] && pass_update_in_blocks(g, g->nodes[i]))
+      steps[nsteps++] = g->nodes[i];
+  bool together = one_update(&f, steps, nsteps);
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
     bool skip = n->op == IR_CONST ? !const_buffer[i] : ir_op_is_leaf(n->op);
+    if (together && pass_update_in_blocks(g, n))
+      continue;   // in the one update below
     if (f.need[i] && !skip && !is_alias(&f, n) && f.fused_into[i] < 0)
       lower_root(&f, n);
   }
+  if (together)
+    add_kernel(&f, updates_kernel(&f, steps, nsteps));
   pass_memplan(p, f.keep);
   return p;
 }

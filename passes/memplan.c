@@ -1,11 +1,13 @@
 // memplan.c: where every value of a program lives.
 //
 // Persistent tensors (parameters, buffers, optimizer state) are laid out in
-// graph order in one state block, the same for every entry point of a
-// model. Everything else a kernel writes gets a slot in the entry point's
-// arena for as long as someone still reads it: slots are handed out in
-// kernel order, first fit, and a slot is free again after its value's last
-// reader has run. A loop whose result has the same size and index as one
+// one state block, the same for every entry point of a model: the updated
+// parameters first, then each kind of their optimizer state in the same
+// order, so that one loop can update every parameter; with that loop, the
+// gradients too lie alike, in one block of the arena. Everything else a
+// kernel writes gets a slot in the entry point's arena for as long as
+// someone still reads it: slots are handed out in kernel order, first fit,
+// and a slot is free again after its value's last reader has run. A loop whose result has the same size and index as one
 // of its inputs that dies there writes in place over it; the epilogue of a
 // GEMM or a convolution writes over the product; a reshape shares its
 // input's slot.
@@ -31,6 +33,10 @@ typedef struct Plan {
   int *slot;             // slot[id]: the storage of node id, or -1
   Slot *slots;
   int nslots;
+  int64_t *sub;          // sub[id]: the node's offset within its slot (a gradient in the block)
+  const IrNode **grad_of;   // grad_of[id]: with blocks, the parameter whose gradient node id is
+  int grads_slot;        // the gradients' block, once its first gradient is written; -1 before
+  int grads_last;        // the kernel that reads the gradients' block (the update)
 } Plan;
 
 static int64_t node_bytes(const IrNode *n, int64_t batch) { return align_up(ir_numel(n, batch) * 4); }
@@ -97,25 +103,95 @@ static void read_at(int *last, const IrNode *n, int i) {
     last[n->id] = i;
 }
 
+// Places persistent tensor n next in the state block.
+static void place_state(KProgram *p, const IrNode *n, int64_t *state, bool *mat) {
+  if (mat[n->id])
+    return;
+  p->buf[n->id] = (KBufInfo){KB_STATE, *state, node_bytes(n, 1)};
+  *state += node_bytes(n, 1);
+  mat[n->id] = true;
+}
+
+bool pass_update_in_blocks(const IrGraph *g, const IrNode *n) {
+  if ((n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP) || n->src[0]->op != IR_PARAM)
+    return false;
+  for (int i = 0; i < n->id; i++) {
+    const IrNode *m = g->nodes[i];
+    if ((m->op == IR_SGD_STEP || m->op == IR_ADAM_STEP) && m->src[1] == n->src[1])
+      return false;
+  }
+  return true;
+}
+
+// The state block: the parameters whose updates lie in the blocks, in the
+// updates' order; then their optimizer state, one kind after another in the
+// same order (so that every kind lies like the parameters); then every
+// other persistent tensor, in graph order. The same for every entry point
+// of a model.
+static void plan_state(KProgram *p, bool *mat) {
+  const IrGraph *g = p->g;
+  int64_t state = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (pass_update_in_blocks(g, n))
+      place_state(p, n->src[0], &state, mat);
+  }
+  for (int j = 2; j < IR_MAX_SRC; j++)
+    for (int i = 0; i < g->nnodes; i++) {
+      const IrNode *n = g->nodes[i];
+      if (pass_update_in_blocks(g, n) && j < n->nsrc && n->src[j]->op == IR_BUFFER)
+        place_state(p, n->src[j], &state, mat);
+    }
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i]->op == IR_PARAM || g->nodes[i]->op == IR_BUFFER)
+      place_state(p, g->nodes[i], &state, mat);
+  p->state_bytes = state;
+}
+
+// Where kernel i puts its result res, live until last: with update blocks,
+// a parameter's gradient goes to its place in the gradients' block.
+static int result_slot(Plan *pl, const IrNode *res, int i, int last) {
+  const IrNode *param = pl->grad_of ? pl->grad_of[res->id] : NULL;
+  if (!param)
+    return new_slot(pl, res, i, last);
+  (void)last;   // the block lives until the update reads it
+  if (pl->grads_slot < 0)
+    pl->grads_slot = new_slot(pl, pl->p->blocks[KP_GRADS], i, pl->grads_last);
+  share_slot(pl, res, pl->grads_slot, last);
+  pl->sub[res->id] = pl->p->buf[param->id].offset - pl->p->buf[pl->p->blocks[KP_PARAMS]->id].offset;
+  return pl->grads_slot;
+}
+
 void pass_memplan(KProgram *p, const bool *keep) {
   const IrGraph *g = p->g;
-  int nn = g->nnodes;
-  Plan pl = {p, g, xmalloc(sizeof(int) * (nn + 1)), xmalloc(sizeof(Slot) * (nn + 1)), 0};
-  p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * (nn + 1));
-  bool *mat = xcalloc(nn + 1, 1);   // [nn]: the step scalars, in no graph   // materialized: written by a kernel, or a leaf
-  for (int i = 0; i <= nn; i++)
+  int nn = g->nnodes, ids = nn + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the scalars, the blocks
+  Plan pl = {p, g, xmalloc(sizeof(int) * ids), xmalloc(sizeof(Slot) * ids), 0, xcalloc(ids, sizeof(int64_t)),
+             NULL, -1, -1};
+  p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * ids);
+  memset(p->buf, 0, sizeof(KBufInfo) * ids);
+  bool *mat = xcalloc(ids, 1);   // materialized: written by a kernel, or a leaf ([nn]: the step scalars)
+  for (int i = 0; i < ids; i++)
     pl.slot[i] = -1;
-  // State: every persistent tensor of the graph, in order.
-  int64_t state = 0;
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes[i];
-    if (n->op == IR_PARAM || n->op == IR_BUFFER) {
-      p->buf[i] = (KBufInfo){KB_STATE, state, node_bytes(n, 1)};
-      state += node_bytes(n, 1);
-      mat[i] = true;
+  plan_state(p, mat);
+  if (p->nblocks) {   // the parameters' and their state's blocks lie in the state block
+    pl.grad_of = xcalloc(ids, sizeof(IrNode *));
+    const IrNode *first = NULL;
+    for (int i = 0; i < nn; i++) {
+      const IrNode *n = g->nodes[i];
+      if (!pass_update_in_blocks(g, n))
+        continue;
+      pl.grad_of[n->src[1]->id] = n->src[0];
+      first = first ? first : n;
+    }
+    for (int b = 0; b < p->nblocks; b++) {
+      const IrNode *blk = p->blocks[b];
+      mat[blk->id] = true;
+      if (b == KP_GRADS)
+        continue;   // in the arena, below
+      const IrNode *at = b == KP_PARAMS ? first->src[0] : first->src[b - KP_STATE1 + 2];
+      p->buf[blk->id] = (KBufInfo){KB_STATE, p->buf[at->id].offset, node_bytes(blk, 1)};
     }
   }
-  p->state_bytes = state;
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
     const IrNode *r = kernel_result(k);
@@ -124,8 +200,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
       mat[kernel_product(k)->id] = true;
   }
   // Every value's last reader, through aliases; kept values live to the end.
-  int *last = xmalloc(sizeof(int) * (nn + 1));
-  for (int i = 0; i <= nn; i++)
+  int *last = xmalloc(sizeof(int) * ids);
+  for (int i = 0; i < ids; i++)
     last[i] = -1;
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
@@ -140,6 +216,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < nn; i++)
     if (keep[i])
       last[storage_node(g->nodes[i], mat)->id] = p->nkernels;
+  if (p->nblocks)
+    pl.grads_last = last[p->blocks[KP_GRADS]->id];
   p->naive_bytes = 0;
   // Inputs live from the start; kernels' results from their kernel. A
   // loop's result may take the slot of an input that dies in that loop.
@@ -154,12 +232,17 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < p->nkernels; i++) {
     Kernel *k = p->kernels[i];
     const IrNode *res = kernel_result(k);
+    bool res_pinned = pl.grad_of && pl.grad_of[res->id];
     if (kernel_product(k)) {
       const IrNode *c = kernel_product(k);
-      int s = new_slot(&pl, c, i, last[c->id]);
-      p->naive_bytes += pl.slots[s].bytes;
-      if (res != c) {   // the epilogue overwrites the product
-        share_slot(&pl, res, s, last[res->id]);
+      bool c_pinned = pl.grad_of && pl.grad_of[c->id];
+      int s = result_slot(&pl, c, i, last[c->id]);
+      p->naive_bytes += node_bytes(c, p->max_batch);
+      if (res != c) {   // the epilogue overwrites the product, unless one of them has its own place
+        if (c_pinned || res_pinned)
+          result_slot(&pl, res, i, last[res->id]);
+        else
+          share_slot(&pl, res, s, last[res->id]);
         p->naive_bytes += node_bytes(res, p->max_batch);
       }
       continue;
@@ -168,7 +251,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       continue;   // updates write the parameters and their state in place
     p->naive_bytes += node_bytes(res, p->max_batch);
     int in_place = -1;
-    if (k->kind == KN_LOOP) {
+    if (k->kind == KN_LOOP && !res_pinned) {
       int root_buf = k->stores[0].buf;
       for (int b = 0; b < k->nbufs && in_place < 0; b++) {
         const IrNode *x = k->bufs[b];
@@ -182,7 +265,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
     if (in_place >= 0)
       share_slot(&pl, res, in_place, last[res->id]);
     else
-      new_slot(&pl, res, i, last[res->id]);
+      result_slot(&pl, res, i, last[res->id]);
   }
   // Aliases share their source's slot.
   for (int i = 0; i < nn; i++) {
@@ -231,11 +314,19 @@ void pass_memplan(KProgram *p, const bool *keep) {
     if (pl.slot[i] < 0)
       continue;
     const Slot *s = &pl.slots[pl.slot[i]];
-    p->buf[i] = (KBufInfo){n->op == IR_INPUT || n->op == IR_TARGET ? KB_INPUT : KB_ARENA, s->offset,
+    p->buf[i] = (KBufInfo){n->op == IR_INPUT || n->op == IR_TARGET ? KB_INPUT : KB_ARENA, s->offset + pl.sub[i],
                            node_bytes(n, p->max_batch)};
+  }
+  if (p->nblocks) {
+    const IrNode *gb = p->blocks[KP_GRADS];
+    if (pl.grads_slot < 0)
+      unreachable();   // fuse made the block only for gradients that kernels write
+    p->buf[gb->id] = (KBufInfo){KB_ARENA, pl.slots[pl.grads_slot].offset, node_bytes(gb, 1)};
   }
   free(order);
   free(mat);
   free(pl.slot);
   free(pl.slots);
+  free(pl.sub);
+  free(pl.grad_of);
 }

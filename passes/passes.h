@@ -104,9 +104,19 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
 // memplan.c: gives every value p's kernels materialize an offset: one
 // arena for the activations, reusing a buffer once its last reader has run
 // (in place where a loop reads and writes the same elements), and the
-// persistent state (parameters, buffers, optimizer state) in graph order,
-// the same for every entry point. Fills p->buf, arena_bytes, state_bytes.
+// persistent state: the updated parameters, then each kind of their
+// optimizer state laid out like them, then the other buffers, the same for
+// every entry point. With p->blocks (one update over every parameter) each
+// parameter's gradient goes to its place in the gradients' block. Fills
+// p->buf, arena_bytes, state_bytes.
 void pass_memplan(KProgram *p, const bool *keep);
+
+// Whether update node n (sgd_step, adam_step) of g shares its gradient with
+// no earlier update (two parameters whose gradients are one value, as the
+// biases of two batchnorms added together, share it). The updates that do
+// not lie, with their parameters and state, in the blocks one update over
+// every parameter reads (KProgram.blocks).
+bool pass_update_in_blocks(const IrGraph *g, const IrNode *n);
 
 // shapes.c: infers n's dtype and shape from its inputs' and attributes;
 // reports a mismatch at n->loc and returns false (n->ndim stays -1).

@@ -18,7 +18,7 @@
 // other thread wants the core, so a step's next loop still finds them
 // awake; the core goes to the others when there are more threads than
 // cores), then sleep.
-#define SPIN_POLLS 32768
+#define SPIN_POLLS 4096
 #define SPIN_YIELDS 20000
 #define SPIN_ROUNDS (SPIN_POLLS + SPIN_YIELDS)
 
