@@ -43,13 +43,13 @@ static void compare(const char *model, const char *what, const float *a, const f
   }
 }
 
-static Model *compile(const char *path, Arena *a, bool sgd) {
+static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
   Diag d;
   diag_init(&d, stderr);
   Program *p = fe_parse_file(path, a, &d);
   Model *m = p && !d.nerrors ? pass_lower(p, a, &d) : NULL;
-  if (m && sgd)
-    m->opt = (OptimConfig){.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9};
+  if (m && opt)
+    m->opt = *opt;
   if (m && !pass_autodiff(m, &d))
     m = NULL;
   diag_free(&d);
@@ -64,15 +64,22 @@ static Model *compile(const char *path, Arena *a, bool sgd) {
 // of sums) far past the tolerances. Even at 16, gradients that agree to
 // 1e-5 grow apart to about 2e-3 through 3 steps of momentum SGD (each GEMM
 // path sums in its own order), so its state is compared within 5e-3.
-static void check_model(const char *name, bool fuse, int64_t B, int threads) {
+// opt: another optimizer than the model's (NULL: its own), named opt_name.
+static void check_model(const char *name, bool fuse, int64_t B, int threads, const OptimConfig *opt,
+                        const char *opt_name) {
+  static const OptimConfig momentum = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9};
   bool sgd = !strcmp(name, "resnet18");
-  char path[256], label[64];
+  if (sgd && !opt)
+    opt = &momentum;
+  char path[256], label[96];
   snprintf(path, sizeof path, "models/%s.nn", name);
   snprintf(label, sizeof label, "%s%s", name, fuse ? "" : " (unfused)");
   if (threads != 2)
     snprintf(label + strlen(label), sizeof label - strlen(label), " (%d thread%s)", threads, threads > 1 ? "s" : "");
+  if (opt_name)
+    snprintf(label + strlen(label), sizeof label - strlen(label), " (%s)", opt_name);
   Arena *a1 = arena_new(), *a2 = arena_new();
-  Model *m1 = compile(path, a1, sgd), *m2 = compile(path, a2, sgd);
+  Model *m1 = compile(path, a1, opt), *m2 = compile(path, a2, opt);
   if (!m1 || !m2) {
     printf("FAIL %s: does not compile\n", path);
     failures++;
@@ -131,7 +138,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads) {
     float *vr = rt_exec_state_data(ref, i, &n), *vc = rt_exec_find_state(cpu, s->name, NULL);
     char what[160];
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
-    compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);
+    compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);   // (sgd: resnet18)
   }
   printf("%s: compared\n", label);
   free(x);
@@ -148,11 +155,24 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], models[i]))
       continue;
     int64_t B = !strcmp(models[i], "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
-    check_model(models[i], true, B, 2);
-    check_model(models[i], false, B, 2);
+    check_model(models[i], true, B, 2, NULL, NULL);
+    check_model(models[i], false, B, 2, NULL, NULL);
     if (!strcmp(models[i], "cnn")) {   // library kernels in one share, and in uneven ones
-      check_model(models[i], true, B, 1);
-      check_model(models[i], true, B, 3);
+      check_model(models[i], true, B, 1, NULL, NULL);
+      check_model(models[i], true, B, 3, NULL, NULL);
+    }
+    if (!strcmp(models[i], "mlp")) {   // every form of the one update over all parameters
+      static const OptimConfig nesterov = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = true,
+                                           .weight_decay = 1e-3},
+                               dampened = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.5, .dampening = 0.3},
+                               adam_l2 = {.kind = OPT_ADAM, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                          .beta2 = 0.999, .eps = 1e-8},
+                               adamw = {.kind = OPT_ADAMW, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                        .beta2 = 0.999, .eps = 1e-8};
+      check_model(models[i], true, B, 2, &nesterov, "sgd nesterov + weight decay");
+      check_model(models[i], true, B, 2, &dampened, "sgd dampening");
+      check_model(models[i], true, B, 2, &adam_l2, "adam + weight decay");
+      check_model(models[i], true, B, 2, &adamw, "adamw");
     }
   }
   printf("test_cpu_vs_ref: %d passed, %d failed\n", checks - failures, failures);
