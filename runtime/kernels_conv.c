@@ -482,44 +482,36 @@ static void pool_geometry(const KPool2d *g, int64_t *OH, int64_t *OW) {
   K_CHECK(*OH >= 1 && *OW >= 1, "pool2d: window larger than the padded input");
 }
 
-// The maximum of one window of the plane x (H,W) at output (oh, ow), and
-// where it is. Scanning in row-major order, an element replaces the best so
-// far if it is greater or NaN (PyTorch's rule), so the first of equal
-// maxima wins; padding is never a candidate.
-static float window_max(const float *x, const KPool2d *g, int64_t oh, int64_t ow, int32_t *where) {
-  float best = -INFINITY;
-  int64_t at = -1;
-  for (int64_t kh = 0; kh < g->kh; kh++) {
-    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
-    if (ih < 0 || ih >= g->H)
-      continue;
-    for (int64_t kw = 0; kw < g->kw; kw++) {
-      int64_t iw = ow * g->sw - g->pw + kw * g->dw;
-      if (iw < 0 || iw >= g->W)
-        continue;
-      float v = x[ih * g->W + iw];
-      if (at < 0 || v > best || isnan(v)) {
-        best = v;
-        at = ih * g->W + iw;
-      }
-    }
-  }
-  *where = (int32_t)at;
-  return best;
-}
-
-// Without padding every window lies inside the plane: the same scan as
-// window_max with no bounds checks (the common maxpool(2) and maxpool(3, 2)),
+// Max pooling scans each window in row-major order: an element replaces
+// the best so far if it is greater or NaN (PyTorch's rule), so the first of
+// equal maxima wins; padding is never a candidate.
+//
+// Without padding every window lies inside the plane: the scan with no
+// bounds checks (the common maxpool(2) and maxpool(3, 2)),
 // organized by window element: for each (kh, kw) in window order, one pass
 // along the output row. The passes are independent across the row, so they
 // vectorize, and comparisons turn into selects, not branches (which element
 // of a window is largest is random, and mispredicted branches cost more
 // than the scan). Ties keep the first element; a NaN wins.
+// The taps k in [*k0, *k1) of a window starting at s (stride between taps
+// d, k taps) that fall inside [0, n).
+static void tap_range(int64_t s, int64_t d, int64_t k, int64_t n, int64_t *k0, int64_t *k1) {
+  int64_t a = s >= 0 ? 0 : (-s + d - 1) / d;
+  int64_t b = n - s <= 0 ? 0 : (n - s + d - 1) / d;
+  *k0 = a < k ? a : k;
+  *k1 = b < *k0 ? *k0 : b > k ? k : b;
+}
+
 // One step of the scan: v at index i against the best so far.
+// The selects are written as masks: compilers turn `take ? v : best` into
+// a branch, which mispredicts on every other window of random data.
 static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
-  bool take = (v > *best) | (v != v);
-  *best = take ? v : *best;
-  *at = take ? i : *at;
+  uint32_t m = -(uint32_t)((v > *best) | (v != v)), vb, bb;
+  memcpy(&vb, &v, 4);
+  memcpy(&bb, best, 4);
+  bb = (bb & ~m) | (vb & m);
+  memcpy(best, &bb, 4);
+  *at = (int32_t)(((uint32_t)*at & ~m) | ((uint32_t)i & m));
 }
 
 #ifdef HAVE_AVX512_PATH
@@ -638,17 +630,39 @@ void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2
     maxpool_unpadded(y, argmax, x, g, OH, OW);
     return;
   }
+  // With padding: each window clipped to the plane first (taps [k0, k1) in
+  // each direction, found once per row and column), then the scan with
+  // max_step's selects.
+  int64_t *kr = xmalloc(sizeof(int64_t) * 2 * (OH + OW)), *kc = kr + 2 * OH;
+  for (int64_t oh = 0; oh < OH; oh++)
+    tap_range(oh * g->sh - g->ph, g->dh, g->kh, g->H, &kr[2 * oh], &kr[2 * oh + 1]);
+  for (int64_t ow = 0; ow < OW; ow++)
+    tap_range(ow * g->sw - g->pw, g->dw, g->kw, g->W, &kc[2 * ow], &kc[2 * ow + 1]);
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * g->W;   // (H,W)
-    for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t oh = 0; oh < OH; oh++) {
+      int64_t kh0 = kr[2 * oh], kh1 = kr[2 * oh + 1];
       for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t k = (nc * OH + oh) * OW + ow;
-        int32_t at;
-        y[k] = window_max(xp, g, oh, ow, &at);
+        int64_t k = (nc * OH + oh) * OW + ow, kw0 = kc[2 * ow], kw1 = kc[2 * ow + 1];
+        float best = -INFINITY;
+        int32_t at = -1;
+        if (kh0 < kh1 && kw0 < kw1) {
+          int64_t h = oh * g->sh - g->ph, w = ow * g->sw - g->pw;
+          at = (int32_t)((h + kh0 * g->dh) * g->W + w + kw0 * g->dw);
+          best = xp[at];
+          for (int64_t kh = kh0; kh < kh1; kh++)
+            for (int64_t kw = kw0; kw < kw1; kw++) {
+              int32_t i = (int32_t)((h + kh * g->dh) * g->W + w + kw * g->dw);
+              max_step(xp[i], i, &best, &at);
+            }
+        }
+        y[k] = best;
         if (argmax)
           argmax[k] = at;
       }
+    }
   }
+  free(kr);
 }
 
 void k_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g) {
