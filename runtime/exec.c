@@ -844,12 +844,6 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
   }
 }
 
-// A weight gradient with few output positions per share of images (P*B/T
-// under this) splits by input channel instead: summing per image shares
-// would write and add a whole (O, C*KH*KW) gradient per thread for a
-// product of little depth.
-#define CONV_DW_MIN_DEPTH 256
-
 // A GEMM split across the pool of the convolution running on the calling
 // thread (a batch smaller than the pool: the images cannot be shared out).
 static _Thread_local RtExec *gemm_exec;
@@ -863,6 +857,14 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C);
 }
 
+// A weight gradient with few output positions per share of images (P*B/T
+// under this) splits by input channel instead: summing per image shares
+// would write and add a whole (O, C*KH*KW) gradient per thread for a
+// product of little depth.
+#define CONV_DW_MIN_DEPTH 256
+
+// A convolution or one of its gradients over the pool (epi: the forward's
+// epilogue, or NULL).
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
   int T = rt_pool_threads(ex->pool);
   SplitCall c = {ex, n, B, T, 0, NULL, NULL, epi, arena, state};
