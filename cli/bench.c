@@ -163,9 +163,9 @@ int cli_bench(int argc, char **argv) {
     int64_t v;
     switch (ch) {
     case 'b': case 'j': case 'r':
-      if (!cli_int(optarg, 1, 1000000, &v))
+      if (!cli_int(optarg, 1, ch == 'j' ? 1024 : 1000000, &v))
         return cli_usage_error(usage_bench, ch == 'b'   ? "--batch needs a whole number from 1, found '%s'"
-                                            : ch == 'j' ? "--threads needs a whole number from 1, found '%s'"
+                                            : ch == 'j' ? "--threads needs a whole number from 1 to 1024, found '%s'"
                                                         : "--reps needs a whole number from 1, found '%s'",
                                optarg);
       *(ch == 'b' ? &batch : ch == 'j' ? &threads : &reps) = (int)v;

@@ -31,7 +31,7 @@ static const char *const usage_train =
     "      --lr X            the base learning rate (default: the optimizer's)\n"
     "  -s, --seed N          initial weights, data order, dropout (same seed and\n"
     "                        threads: the same weights, bit for bit)\n"
-    "  -j, --threads N       BLAS threads (default: the number of cores)\n"
+    "  -j, --threads N       threads (default: the number of cores)\n"
     "      --val-split F     hold out this fraction of the training data for validation\n"
     "  -o, --out DIR         checkpoint and metrics log (default: runs/MODELNAME)\n"
     "      --resume CKPT     continue from a checkpoint `nnc train` wrote\n"
@@ -163,7 +163,7 @@ int cli_train(int argc, char **argv) {
     case 'e': if (!cli_int(optarg, 1, 1000000, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 1, found '%s'", optarg); break;
     case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
-    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1, found '%s'", optarg); break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case O_TLIMIT: if (!cli_int(optarg, 1, INT64_MAX, &tlimit)) return cli_usage_error(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
     case O_LR: if (!cli_num(optarg, 1e-300, 1e6, &lr)) return cli_usage_error(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
@@ -287,7 +287,7 @@ int cli_eval(int argc, char **argv) {
       break;
     case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
-    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1, found '%s'", optarg); break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case 'h': fputs(usage_eval, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_eval, stderr); return EXIT_USAGE;
     }

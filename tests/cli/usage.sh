@@ -36,6 +36,8 @@ expect 0 'usage: nnc predict' predict --help
 expect 0 'usage: nnc bench' bench --help
 expect 2 "--backend is cpu or ref, found 'gpu'" train --backend gpu models/mlp.nn
 expect 2 "--epochs needs a whole number from 1, found '0'" train --epochs 0 models/mlp.nn
+expect 2 "--threads needs a whole number from 1 to 1024, found '5000'" bench --threads 5000 models/mlp.nn
+expect 2 "--threads needs a whole number from 1 to 1024, found '0'" train --threads 0 models/mlp.nn
 expect 2 'eval needs --weights' eval models/mlp.nn
 expect 2 "--entry is forward, eval or train, found 'bogus'" emit --stage kernels --entry bogus models/mlp.nn
 expect 0 'kernel 0 gemm linear_1 + relu_1' emit --stage kernels models/mlp.nn
