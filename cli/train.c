@@ -77,6 +77,7 @@ static const char *const usage_predict =
     "  -w, --weights CKPT    the checkpoint (required)\n"
     "  -k, --top K           how many classes to show (default 3)\n"
     "      --limit N         at most N samples from each IDX or CSV file\n"
+    "  -j, --threads N       threads (default: the number of cores)\n"
     "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
     "                        (one plain C kernel per graph node)\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
@@ -424,17 +425,19 @@ int cli_predict(int argc, char **argv) {
   static const struct option opts[] = {
       {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
       {"weights", required_argument, 0, 'w'}, {"top", required_argument, 0, 'k'},
-      {"limit", required_argument, 0, O_LIMIT}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+      {"limit", required_argument, 0, O_LIMIT}, {"threads", required_argument, 0, 'j'},
+      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
   };
   const char *weights = NULL;
-  int64_t top = 3, limit = 0;
+  int64_t top = 3, limit = 0, threads = cores();
   RtBackend backend = RT_BACKEND_CPU;
   bool nofuse = false;
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "w:k:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "w:k:j:h", opts, NULL)) != -1) {
     switch (ch) {
     case 'w': weights = optarg; break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_predict, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
       if (!parse_backend(optarg, &backend))
@@ -453,7 +456,8 @@ int cli_predict(int argc, char **argv) {
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
-  RtExec *ex = m ? make_exec(m, 1, backend, !nofuse, 1) : NULL;
+  rt_set_threads((int)threads);
+  RtExec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads) : NULL;
   if (m && !ex)
     status = EXIT_USER;
   char err[2048];
