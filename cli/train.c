@@ -476,8 +476,10 @@ int cli_predict(int argc, char **argv) {
     if (info.normalized)
       rt_dataset_normalize(&ds, info.mean, info.std);
     int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
+    float *x = xmalloc(sizeof(float) * ds.dim);
     for (int64_t j = 0; j < n; j++) {
-      rt_exec_run(ex, RT_FORWARD, 1, ds.x + j * ds.dim, NULL, 0);
+      rt_dataset_rows(&ds, NULL, j, 1, x);
+      rt_exec_run(ex, RT_FORWARD, 1, x, NULL, 0);
       char what[4200];
       if (ds.n == 1)
         snprintf(what, sizeof what, "%s", argv[i]);
@@ -485,6 +487,7 @@ int cli_predict(int argc, char **argv) {
         snprintf(what, sizeof what, "%s[%lld]", argv[i], (long long)j);
       print_prediction(m, what, rt_exec_output(ex), rt_exec_output_dim(ex), (int)top);
     }
+    free(x);
     rt_dataset_free(&ds);
   }
   rt_exec_free(ex);

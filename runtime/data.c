@@ -28,21 +28,53 @@ void rt_errorf(char *err, size_t errsz, const char *fmt, ...) {
 
 void rt_dataset_free(RtDataset *ds) {
   free(ds->x);
+  free(ds->x8);
   free(ds->y);
   free(ds->t);
   free(ds->source);
   *ds = (RtDataset){0};
 }
 
+// ubyte pixels as floats: v / 255.0f, as the loaders have always scaled them.
+static const float *byte_scale(void) {
+  static float scale[256];
+  static bool ready;
+  if (!ready) {
+    for (int v = 0; v < 256; v++)
+      scale[v] = v / 255.0f;
+    ready = true;
+  }
+  return scale;
+}
+
+void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst) {
+  const float *scale = ds->x8 ? byte_scale() : NULL;
+  for (int64_t i = 0; i < k; i++) {
+    int64_t s = idx ? idx[i] : first + i;
+    float *d = dst + i * ds->dim;
+    if (ds->x8) {
+      const uint8_t *p = ds->x8 + s * ds->dim;
+      for (int64_t j = 0; j < ds->dim; j++)
+        d[j] = scale[p[j]];
+    } else {
+      memcpy(d, ds->x + s * ds->dim, (size_t)ds->dim * sizeof(float));
+    }
+  }
+}
+
 void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out) {
   *out = *ds;
   out->n = k;
-  out->x = xmalloc((size_t)(k * ds->dim) * sizeof(float));
+  out->x = ds->x ? xmalloc((size_t)(k * ds->dim) * sizeof(float)) : NULL;
+  out->x8 = ds->x8 ? xmalloc((size_t)(k * ds->dim)) : NULL;
   out->y = ds->y ? xmalloc((size_t)k * sizeof(int32_t)) : NULL;
   out->t = ds->t ? xmalloc((size_t)(k * ds->tdim) * sizeof(float)) : NULL;
   out->source = xstrdup(ds->source ? ds->source : "");
   for (int64_t i = 0; i < k; i++) {
-    memcpy(out->x + i * ds->dim, ds->x + idx[i] * ds->dim, (size_t)ds->dim * sizeof(float));
+    if (ds->x)
+      memcpy(out->x + i * ds->dim, ds->x + idx[i] * ds->dim, (size_t)ds->dim * sizeof(float));
+    else
+      memcpy(out->x8 + i * ds->dim, ds->x8 + idx[i] * ds->dim, (size_t)ds->dim);
     if (ds->y)
       out->y[i] = ds->y[idx[i]];
     if (ds->t)
@@ -311,15 +343,11 @@ static bool idx_to_images(const RtIdx *im, const char *path, RtDataset *ds, char
   ds->ndim = im->ndim - 1;
   memcpy(ds->shape, im->dims + 1, sizeof(int64_t) * ds->ndim);
   ds->dim = im->count / ds->n;
-  ds->x = xmalloc((size_t)im->count * sizeof(float));
-  if (im->type == RT_IDX_U8) {
-    float scale[256];
-    for (int v = 0; v < 256; v++)
-      scale[v] = v / 255.0f;
-    const uint8_t *p = im->data;
-    for (int64_t i = 0; i < im->count; i++)
-      ds->x[i] = scale[p[i]];
+  if (im->type == RT_IDX_U8) {   // kept as bytes
+    ds->x8 = xmalloc((size_t)im->count);
+    memcpy(ds->x8, im->data, (size_t)im->count);
   } else {
+    ds->x = xmalloc((size_t)im->count * sizeof(float));
     for (int64_t i = 0; i < im->count; i++)
       ds->x[i] = (float)idx_value(im, i);
   }
@@ -856,14 +884,17 @@ bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, c
 
 static const char *source(const RtDataset *ds) { return ds->source ? ds->source : "data set"; }
 
+// Element i of ds's samples as a float.
+static float value_at(const RtDataset *ds, int64_t i) { return ds->x ? ds->x[i] : byte_scale()[ds->x8[i]]; }
+
 void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
   int64_t total = ds->n * ds->dim;
   double sum = 0, sq = 0;
   for (int64_t i = 0; i < total; i++)
-    sum += ds->x[i];
+    sum += value_at(ds, i);
   double m = total ? sum / total : 0;
   for (int64_t i = 0; i < total; i++) {
-    double d = ds->x[i] - m;
+    double d = value_at(ds, i) - m;
     sq += d * d;
   }
   *mean = m;
@@ -873,6 +904,12 @@ void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
 void rt_dataset_normalize(RtDataset *ds, double mean, double std) {
   double inv = std > 0 ? 1 / std : 1;
   int64_t total = ds->n * ds->dim;
+  if (!ds->x) {   // normalized values are floats
+    ds->x = xmalloc((size_t)total * sizeof(float));
+    rt_dataset_rows(ds, NULL, 0, ds->n, ds->x);
+    free(ds->x8);
+    ds->x8 = NULL;
+  }
   for (int64_t i = 0; i < total; i++)
     ds->x[i] = (float)((ds->x[i] - mean) * inv);
 }
@@ -962,7 +999,7 @@ int64_t rt_batcher_next(RtBatcher *b, float *x, void *y) {
   int64_t k = ds->n - b->pos < b->batch ? ds->n - b->pos : b->batch;
   for (int64_t i = 0; i < k; i++) {
     int64_t s = b->perm[b->pos + i];
-    memcpy(x + i * ds->dim, ds->x + s * ds->dim, (size_t)ds->dim * sizeof(float));
+    rt_dataset_rows(ds, &s, 0, 1, x + i * ds->dim);
     if (y && ds->y)
       ((int32_t *)y)[i] = ds->y[s];
     else if (y && ds->t)

@@ -34,12 +34,16 @@ void rt_errorf(char *err, size_t errsz, const char *fmt, ...) __attribute__((for
 #define RT_MAX_CLASSES (1 << 24)   // the most classes a loader infers from the labels
 
 // A data set in memory: n samples of dim floats each, with optional labels.
+// Samples are floats (x), or, as ubyte IDX files store them, bytes (x8)
+// that stand for x8 / 255: a quarter of the memory. Read samples through
+// rt_dataset_rows, which gives floats either way.
 typedef struct RtDataset {
   int64_t n;                           // number of samples
   int ndim;                            // dimensions of one sample (1..4)
   int64_t shape[RT_MAX_SAMPLE_DIMS];   // one sample's shape, outermost first (28, 28)
   int64_t dim;                         // floats per sample: the product of shape
-  float *x;                            // [n, dim] features; ubyte pixels scaled into [0, 1]
+  float *x;                            // [n, dim] features, or NULL when x8 holds them
+  uint8_t *x8;                         // [n, dim] ubyte pixels for x8 / 255, or NULL
   int32_t *y;                          // [n] class labels, or NULL for unlabeled data
   float *t;                            // [n, tdim] real-valued targets, or NULL
   int64_t tdim;                        // floats per target (0 without t)
@@ -47,7 +51,11 @@ typedef struct RtDataset {
   char *source;                        // the file(s) it came from, for messages
 } RtDataset;
 
-void rt_dataset_free(RtDataset *ds);   // frees x, y and source; ds itself is the caller's
+void rt_dataset_free(RtDataset *ds);   // frees x, x8, y and source; ds itself is the caller's
+
+// Samples idx[0..k) of ds (with idx NULL: samples first .. first + k) as
+// floats, one after another in dst (k * dim floats).
+void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst);
 
 // A copy of the samples idx[0..k) of ds, in that order.
 void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out);

@@ -95,7 +95,7 @@ static int64_t count_correct(const RtExec *ex, const int32_t *y, int64_t B) {
 
 // Copies samples [i, i + B) of ds into x and y (targets as the model takes them).
 static void slice(const RtDataset *ds, int64_t i, int64_t B, float *x, void *y) {
-  memcpy(x, ds->x + i * ds->dim, sizeof(float) * B * ds->dim);
+  rt_dataset_rows(ds, NULL, i, B, x);
   if (ds->y)
     memcpy(y, ds->y + i, sizeof(int32_t) * B);
   else if (ds->t)

@@ -72,9 +72,15 @@ static void test_valid_u8(void) {
       continue;
     CHECK(ds.n == 5 && ds.ndim == 2 && ds.shape[0] == 3 && ds.shape[1] == 4 && ds.dim == 12,
           "n %lld ndim %d dim %lld", (long long)ds.n, ds.ndim, (long long)ds.dim);
+    float x[60];
+    rt_dataset_rows(&ds, NULL, 0, 5, x);
+    CHECK(ds.x8 && !ds.x, "ubyte images kept as bytes");
     for (int i = 0; i < 60; i++)
-      CHECK(ds.x[i] == im.data[16 + i] / 255.0f, "x[%d] = %g", i, ds.x[i]);
-    CHECK(ds.x[59] == 1.0f && ds.x[0] == 0.0f, "range");
+      CHECK(x[i] == im.data[16 + i] / 255.0f, "x[%d] = %g", i, x[i]);
+    CHECK(x[59] == 1.0f && x[0] == 0.0f, "range");
+    int64_t pick[2] = {4, 1};   // rows by index, as the batcher reads them
+    rt_dataset_rows(&ds, pick, 0, 2, x);
+    CHECK(x[0] == im.data[16 + 48] / 255.0f && x[12] == im.data[16 + 12] / 255.0f, "rows 4 and 1");
     CHECK(ds.y[0] == 3 && ds.y[2] == 9 && ds.y[4] == 4 && ds.nclasses == 10, "labels");
     CHECK(ds.source && strstr(ds.source, p), "source %s", ds.source);
     rt_dataset_free(&ds);
