@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +36,19 @@ void rt_dataset_free(RtDataset *ds) {
   *ds = (RtDataset){0};
 }
 
-// ubyte pixels as floats: v / 255.0f, as the loaders have always scaled them.
+// ubyte pixels as floats: v / 255.0f, as the loaders have always scaled them
+// (the table filled once, whichever thread asks first).
+static float scale_table[256];
+static pthread_once_t scale_once = PTHREAD_ONCE_INIT;
+
+static void fill_scale(void) {
+  for (int v = 0; v < 256; v++)
+    scale_table[v] = v / 255.0f;
+}
+
 static const float *byte_scale(void) {
-  static float scale[256];
-  static bool ready;
-  if (!ready) {
-    for (int v = 0; v < 256; v++)
-      scale[v] = v / 255.0f;
-    ready = true;
-  }
-  return scale;
+  pthread_once(&scale_once, fill_scale);
+  return scale_table;
 }
 
 void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst) {

@@ -243,18 +243,22 @@ AVX512 static void gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K
 
 #endif
 
-bool k_avx512(void) {
+// Whether the host has the AVX-512 the kernels use, found once (threads ask
+// at once: pthread_once).
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+static bool avx512_host;
+
+static void find_avx512(void) {
 #ifdef HAVE_AVX512_PATH
-  static int known = -1;
-  if (known < 0) {
-    __builtin_cpu_init();
-    known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && !getenv("NNC_NO_AVX512");
-  }
-  return known;
-#else
-  return false;
+  __builtin_cpu_init();
+  avx512_host = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && !getenv("NNC_NO_AVX512");
 #endif
+}
+
+bool k_avx512(void) {
+  pthread_once(&avx512_once, find_avx512);
+  return avx512_host;
 }
 
 void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
