@@ -46,6 +46,18 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmParser();
   host_cpu = LLVMGetHostCPUName();
   host_features = LLVMGetHostCPUFeatures();
+  // The pass pipeline once on an empty module, here on one thread: LLVM
+  // creates its process-wide pass state (timer groups, option tables) on
+  // first use, before two compilations run it at once.
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef m = LLVMModuleCreateWithNameInContext("warm-up", ctx);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(m, "default<O2>", NULL, po);
+  if (e)
+    LLVMConsumeError(e);
+  LLVMDisposePassBuilderOptions(po);
+  LLVMDisposeModule(m);
+  LLVMContextDispose(ctx);
 }
 
 static void init_once(void) { pthread_once(&llvm_once, init_llvm); }
