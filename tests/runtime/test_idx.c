@@ -3,6 +3,8 @@
 // malformed case, each of whose messages must name the file and the problem.
 #include "rt_test.h"
 
+#include <math.h>
+
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -81,6 +83,20 @@ static void test_valid_u8(void) {
     int64_t pick[2] = {4, 1};   // rows by index, as the batcher reads them
     rt_dataset_rows(&ds, pick, 0, 2, x);
     CHECK(x[0] == im.data[16 + 48] / 255.0f && x[12] == im.data[16 + 12] / 255.0f, "rows 4 and 1");
+    // Statistics read the bytes as floats; normalizing turns them into floats.
+    double sum = 0, sq = 0, mean, sd;
+    for (int i = 0; i < 60; i++)
+      sum += im.data[16 + i] / 255.0f;
+    for (int i = 0; i < 60; i++)
+      sq += (im.data[16 + i] / 255.0f - sum / 60) * (im.data[16 + i] / 255.0f - sum / 60);
+    rt_dataset_stats(&ds, &mean, &sd);
+    CHECK(fabs(mean - sum / 60) < 1e-12 && fabs(sd - sqrt(sq / 60)) < 1e-12, "stats %g %g", mean, sd);
+    rt_dataset_normalize(&ds, mean, sd);
+    CHECK(ds.x && !ds.x8, "normalized samples are floats");
+    bool same = ds.x != NULL;
+    for (int i = 0; same && i < 60; i++)
+      same = ds.x[i] == (float)((im.data[16 + i] / 255.0f - mean) / sd);
+    CHECK(same, "normalized values");
     CHECK(ds.y[0] == 3 && ds.y[2] == 9 && ds.y[4] == 4 && ds.nclasses == 10, "labels");
     CHECK(ds.source && strstr(ds.source, p), "source %s", ds.source);
     rt_dataset_free(&ds);
