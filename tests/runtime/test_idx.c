@@ -4,7 +4,6 @@
 #include "rt_test.h"
 
 #include <math.h>
-
 #include <sys/stat.h>
 #include <zlib.h>
 
