@@ -6,11 +6,11 @@
 // (x * 1, x + 0, x - 0, x / 1, -(-x), a reshape to the same shape), a
 // constant (an elementwise op of scalar constants, folded in double and
 // rounded to float as the kernels would), the earlier node computing the
-// same thing, or a reshape of the reshape's input. The gradient of NLL
-// through a log-softmax, log_softmax_grad(nll_grad(L, t), L), becomes the
-// one kernel that cross-entropy's gradient is: (exp(L) - onehot(t)) / N,
-// exp(L) being softmax(x), which the log-softmax's output L holds already
-// (the forward keeps both: the model's output and the loss read L).
+// same thing, or a reshape of the reshape's input. NLL of a log-softmax
+// becomes cross-entropy of the logits, one kernel, and its gradient,
+// log_softmax_grad(nll_grad(L, t), L), the one kernel that cross-entropy's
+// gradient is: (exp(L) - onehot(t)) / N, exp(L) being softmax(x), which the
+// log-softmax's output L holds already.
 // Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
@@ -112,6 +112,21 @@ static bool fold(IrNode *n) {
   return true;
 }
 
+// nll(L, t) with L = log_softmax(x) over classes (axis 1 of [N, C]): in
+// place, cross_entropy(x, t), whose one kernel finds the log-softmax of the
+// target class itself (the model's output L is still computed for whoever
+// reads it).
+static bool softmax_loss(IrNode *n) {
+  if (n->op != IR_NLL)
+    return false;
+  IrNode *L = n->src[0];
+  if (L->op != IR_LOG_SOFTMAX || L->ndim != 2 || L->attr.i[0] != 1)
+    return false;
+  n->op = IR_CROSS_ENTROPY;
+  n->src[0] = L->src[0];
+  return true;
+}
+
 // log_softmax_grad(nll_grad(L, t), L) over classes (axis 1 of [N, C]),
 // with L = log_softmax(x): in place, cross_entropy_grad(L, t).
 static bool softmax_loss_grad(IrNode *n) {
@@ -140,7 +155,7 @@ static void simplify_node(Simp *s, IrNode *n, int upto) {
     n->src[0] = n->src[0]->src[0];
     s->identities++;
   }
-  if (softmax_loss_grad(n))
+  if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
   IrNode *same = identity(n);
   if (same) {
@@ -210,7 +225,7 @@ bool pass_simplify(Model *m, FILE *report) {
   free(s.repl);
   if (report)
     fprintf(report, "simplify: %d identities, %d constants folded, %d common subexpressions merged, "
-            "%d log-softmax gradients fused with their NLL loss, %d dead nodes removed\n", s.identities, s.folded,
+            "%d log-softmax + NLL pairs fused (loss or gradient), %d dead nodes removed\n", s.identities, s.folded,
             s.merged, s.losses, s.removed);
   return s.identities + s.folded + s.merged + s.losses + s.removed > 0;
 }
