@@ -72,7 +72,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
   if (sgd && !opt)
     opt = &momentum;
   char path[256], label[96];
-  snprintf(path, sizeof path, "models/%s.nn", name);
+  snprintf(path, sizeof path, strchr(name, '/') ? "%s.nn" : "models/%s.nn", name);
   snprintf(label, sizeof label, "%s%s", name, fuse ? "" : " (unfused)");
   if (threads != 2)
     snprintf(label + strlen(label), sizeof label - strlen(label), " (%d thread%s)", threads, threads > 1 ? "s" : "");
@@ -150,7 +150,8 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
 }
 
 int main(int argc, char **argv) {
-  static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic"};
+  static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
+                                       "tests/cpu/tied"};
   for (int i = 0; i < countof(models); i++) {
     if (argc > 1 && strcmp(argv[1], models[i]))
       continue;
