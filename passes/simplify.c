@@ -23,6 +23,7 @@
 typedef struct Simp {
   IrGraph *g;
   IrNode **repl;         // repl[id]: the node that now stands for node id
+  bool *grad;            // grad[id]: node id is a parameter's gradient
   int folded, identities, merged, removed, losses;
 } Simp;
 
@@ -169,6 +170,8 @@ static void simplify_node(Simp *s, IrNode *n, int upto) {
     return;
   for (int j = 0; j < upto; j++) {   // the earlier node computing the same value
     IrNode *m = s->g->nodes[j];
+    if (s->grad[n->id] && s->grad[j])
+      continue;   // two parameters' gradients stay two values: each has its place in the update's block
     if (s->repl[j] == m && same_node(m, n)) {
       s->repl[n->id] = m;
       s->merged++;
@@ -208,9 +211,11 @@ static void compact(Simp *s, Model *m) {
 
 bool pass_simplify(Model *m, FILE *report) {
   IrGraph *g = m->g;
-  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), 0, 0, 0, 0, 0};
+  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), xcalloc(g->nnodes, sizeof(bool)), 0, 0, 0, 0, 0};
   for (int i = 0; i < g->nnodes; i++)
     s.repl[i] = g->nodes[i];
+  for (int i = 0; i < m->nparams; i++)
+    s.grad[m->grads[i]->id] = true;
   for (int i = 0; i < g->nnodes; i++)
     simplify_node(&s, g->nodes[i], i);
   if (g->output)
@@ -223,6 +228,7 @@ bool pass_simplify(Model *m, FILE *report) {
   }
   compact(&s, m);
   free(s.repl);
+  free(s.grad);
   if (report)
     fprintf(report, "simplify: %d identities, %d constants folded, %d common subexpressions merged, "
             "%d log-softmax + NLL pairs fused (loss or gradient), %d dead nodes removed\n", s.identities, s.folded,
