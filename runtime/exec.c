@@ -782,15 +782,18 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
   maxpool_rows(c->ex, c->n, c->B, lo, hi);
 }
 
-// Thread t's scratch, at least n floats.
-static float *thread_ws(RtExec *ex, int t, int64_t n) {
-  if (n > ex->ws_cap[t]) {
-    free(ex->ws[t]);
-    ex->ws[t] = xmalloc(sizeof(float) * n);
-    ex->ws_cap[t] = n;
+// *buf, grown to at least n floats (its contents are not kept).
+static float *grown(float **buf, int64_t *cap, int64_t n) {
+  if (n > *cap) {
+    free(*buf);
+    *buf = xmalloc(sizeof(float) * n);
+    *cap = n;
   }
-  return ex->ws[t];
+  return *buf;
 }
+
+// Thread t's scratch, at least n floats.
+static float *thread_ws(RtExec *ex, int t, int64_t n) { return grown(&ex->ws[t], &ex->ws_cap[t], n); }
 
 // A convolution or one of its gradients, on thread t's share of the batch:
 // images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch, a few
@@ -867,7 +870,7 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
 // epilogue, or NULL).
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
   int T = rt_pool_threads(ex->pool);
-  SplitCall c = {ex, n, B, T, 0, NULL, NULL, epi, arena, state};
+  SplitCall c = {.ex = ex, .n = n, .B = B, .T = T, .epi = epi, .arena = arena, .state = state};
   if (B < T && n->op != IR_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_exec = ex;
     c.T = 1;
@@ -879,13 +882,8 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi,
     KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
     int64_t P = numel(n->src[0], 1) / geo.O;
     if (P * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
-      if (geo.O * B * P > ex->dyt_cap) {
-        free(ex->dyt);
-        ex->dyt = xmalloc(sizeof(float) * geo.O * B * P);
-        ex->dyt_cap = geo.O * B * P;
-      }
-      k_conv2d_dy_t(ex->dyt, F(ex, n->src[0]), &geo, 0, B);
-      c.aux = ex->dyt;
+      c.aux = grown(&ex->dyt, &ex->dyt_cap, geo.O * B * P);
+      k_conv2d_dy_t(c.aux, F(ex, n->src[0]), &geo);
       rt_pool_run(ex->pool, conv_share, &c, T);
       return;
     }
@@ -920,9 +918,8 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
 }
 
 static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
-  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool),
-                 n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0, NULL, NULL, NULL, NULL,
-                 NULL};
+  SplitCall c = {.ex = ex, .n = n, .B = B, .T = rt_pool_threads(ex->pool),
+                 .key = n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0};
   rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
 }
 
@@ -938,7 +935,7 @@ static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
     stats = ex->training ? ex->bn[n->id] : NULL;
   else
     stats = bn_grad_stats(ex, n, B, &fresh);
-  SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, stats, NULL, NULL, NULL, NULL};   // aux: the statistics
+  SplitCall c = {.ex = ex, .n = n, .B = B, .T = rt_pool_threads(ex->pool), .aux = stats};
   rt_pool_run(ex->pool, batchnorm_share, &c, n->src[n->op == IR_BATCHNORM ? 0 : 1]->shape[1]);
   free(fresh);
 }
@@ -953,7 +950,7 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B, CgLo
   bool batched = n->nsrc > 0 && n->src[0]->ndim > 0 && n->src[0]->shape[0] == IR_N;
   switch (batched ? n->op : IR_NUM_OPS) {
   case IR_MAXPOOL: case IR_MAXPOOL_GRAD: {
-    SplitCall c = {ex, n, B, rt_pool_threads(ex->pool), 0, NULL, NULL, NULL, NULL, NULL};
+    SplitCall c = {.ex = ex, .n = n, .B = B, .T = rt_pool_threads(ex->pool)};
     rt_pool_run(ex->pool, maxpool_slice, &c, B);
     return;
   }

@@ -184,11 +184,10 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
                           const KConv2d *g, float *ws, KGemmFn gemm);
 // A weight gradient split by input channel rather than by image, for when
 // there are few output positions (deep layers) and so little to sum per
-// image: k_conv2d_dy_t writes images [n0, n1) of dy (N,O,OH,OW) into dyt
-// (O, N*OH*OW); then dw[:, c0*KH*KW .. c1*KH*KW) = that block of the
-// gradient (overwritten, not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW
-// floats of scratch. Disjoint channel ranges may run on separate threads.
-void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g, int64_t n0, int64_t n1);
+// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
+// dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
+// not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
+void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
                                    int64_t c1, float *ws);
 

@@ -301,32 +301,39 @@ static void col2im_add_small(float *dx, const float *col, const KConv2d *g, int6
   }
 }
 
-static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  if (OH * OW * g->KH * g->KW <= SMALL_TAPS) {
-    im2col_small(col, x, g, OH, OW, ld);
-    return;
-  }
+// Which im2col / col2im a geometry takes: the offset table for small
+// output planes, the vector rows for stride 1 with AVX-512, else the
+// plain loops.
+typedef enum { COLS_SMALL, COLS_S1, COLS_ANY } ColsPath;
+
+static ColsPath cols_path(const KConv2d *g, int64_t OH, int64_t OW) {
+  if (OH * OW * g->KH * g->KW <= SMALL_TAPS)
+    return COLS_SMALL;
 #ifdef HAVE_AVX512_PATH
-  if (g->sh == 1 && g->sw == 1 && k_avx512()) {
-    im2col_s1(col, x, g, OH, OW, ld);
-    return;
-  }
+  if (g->sh == 1 && g->sw == 1 && k_avx512())
+    return COLS_S1;
 #endif
-  im2col_any(col, x, g, OH, OW, ld);
+  return COLS_ANY;
+}
+
+static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
+  switch (cols_path(g, OH, OW)) {
+  case COLS_SMALL: im2col_small(col, x, g, OH, OW, ld); return;
+#ifdef HAVE_AVX512_PATH
+  case COLS_S1: im2col_s1(col, x, g, OH, OW, ld); return;
+#endif
+  default: im2col_any(col, x, g, OH, OW, ld); return;
+  }
 }
 
 static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  if (OH * OW * g->KH * g->KW <= SMALL_TAPS) {
-    col2im_add_small(dx, col, g, OH, OW, ld);
-    return;
-  }
+  switch (cols_path(g, OH, OW)) {
+  case COLS_SMALL: col2im_add_small(dx, col, g, OH, OW, ld); return;
 #ifdef HAVE_AVX512_PATH
-  if (g->sh == 1 && g->sw == 1 && k_avx512()) {
-    col2im_add_s1(dx, col, g, OH, OW, ld);
-    return;
-  }
+  case COLS_S1: col2im_add_s1(dx, col, g, OH, OW, ld); return;
 #endif
-  col2im_add_any(dx, col, g, OH, OW, ld);
+  default: col2im_add_any(dx, col, g, OH, OW, ld); return;
+  }
 }
 
 // Floats of scratch a convolution of g needs: the cols of its images
@@ -426,11 +433,11 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
   }
 }
 
-void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g, int64_t n0, int64_t n1) {
+void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, NP = g->N * P;
-  for (int64_t n = n0; n < n1; n++)
+  for (int64_t n = 0; n < g->N; n++)
     for (int64_t o = 0; o < g->O; o++)
       memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
 }
