@@ -888,17 +888,20 @@ bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, c
 
 static const char *source(const RtDataset *ds) { return ds->source ? ds->source : "data set"; }
 
-// Element i of ds's samples as a float.
-static float value_at(const RtDataset *ds, int64_t i) { return ds->x ? ds->x[i] : byte_scale()[ds->x8[i]]; }
+// Element i of ds's samples as a float (scale: byte_scale() for bytes).
+static float value_at(const RtDataset *ds, const float *scale, int64_t i) {
+  return ds->x ? ds->x[i] : scale[ds->x8[i]];
+}
 
 void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
   int64_t total = ds->n * ds->dim;
+  const float *scale = byte_scale();
   double sum = 0, sq = 0;
   for (int64_t i = 0; i < total; i++)
-    sum += value_at(ds, i);
+    sum += value_at(ds, scale, i);
   double m = total ? sum / total : 0;
   for (int64_t i = 0; i < total; i++) {
-    double d = value_at(ds, i) - m;
+    double d = value_at(ds, scale, i) - m;
     sq += d * d;
   }
   *mean = m;
