@@ -782,18 +782,8 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
   maxpool_rows(c->ex, c->n, c->B, lo, hi);
 }
 
-// *buf, grown to at least n floats (its contents are not kept).
-static float *grown(float **buf, int64_t *cap, int64_t n) {
-  if (n > *cap) {
-    free(*buf);
-    *buf = xmalloc(sizeof(float) * n);
-    *cap = n;
-  }
-  return *buf;
-}
-
 // Thread t's scratch, at least n floats.
-static float *thread_ws(RtExec *ex, int t, int64_t n) { return grown(&ex->ws[t], &ex->ws_cap[t], n); }
+static float *thread_ws(RtExec *ex, int t, int64_t n) { return k_grow(&ex->ws[t], &ex->ws_cap[t], n); }
 
 // A convolution or one of its gradients, on thread t's share of the batch:
 // images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch, a few
@@ -882,7 +872,7 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi,
     KConv2d geo = conv_geometry(n->src[1], n, &n->attr, B);
     int64_t P = numel(n->src[0], 1) / geo.O;
     if (P * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
-      c.aux = grown(&ex->dyt, &ex->dyt_cap, geo.O * B * P);
+      c.aux = k_grow(&ex->dyt, &ex->dyt_cap, geo.O * B * P);
       k_conv2d_dy_t(c.aux, F(ex, n->src[0]), &geo);
       rt_pool_run(ex->pool, conv_share, &c, T);
       return;

@@ -54,12 +54,16 @@ static float *pack_space(int64_t n) {
     pk = xcalloc(1, sizeof *pk);
     pthread_setspecific(pack_key, pk);
   }
-  if (n > pk->cap) {
-    free(pk->p);
-    pk->p = xmalloc(sizeof(float) * n);
-    pk->cap = n;
+  return k_grow(&pk->p, &pk->cap, n);
+}
+
+float *k_grow(float **buf, int64_t *cap, int64_t n) {
+  if (n > *cap) {
+    free(*buf);
+    *buf = xmalloc(sizeof(float) * n);
+    *cap = n;
   }
-  return pk->p;
+  return *buf;
 }
 
 static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,

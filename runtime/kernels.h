@@ -106,6 +106,10 @@ void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 // With explicit leading dimensions (row strides) of A, B and C; alpha = 1.
 void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+// *buf, grown to at least n floats (its contents are not kept); *cap is
+// its size. The kernels' scratch memory, reused from call to call.
+float *k_grow(float **buf, int64_t *cap, int64_t n);
+
 // The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set: the
 // kernels with an AVX-512 path take it.
 bool k_avx512(void);

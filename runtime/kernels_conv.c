@@ -351,12 +351,7 @@ int64_t k_conv2d_scratch(const KConv2d *g) {
 static float *scratch(int64_t n) {
   static float *buf;
   static int64_t cap;
-  if (n > cap) {
-    free(buf);
-    buf = xmalloc(sizeof(float) * n);
-    cap = n;
-  }
-  return buf;
+  return k_grow(&buf, &cap, n);
 }
 
 // The whole batch in one GEMM: the cols of all images side by side,
