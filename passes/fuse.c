@@ -384,8 +384,8 @@ static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
   static const char *const names[KP_MAX_BLOCKS] = {"parameters", "gradients", "optimizer state 1",
                                                    "optimizer state 2"};
   int64_t floats = 0;
-  for (int i = 0; i < n; i++)   // each tensor padded as memplan pads it (64 bytes)
-    floats += (ir_numel(steps[i]->src[0], 1) + 15) / 16 * 16;
+  for (int i = 0; i < n; i++)   // each parameter as memplan lays it out, padding included
+    floats += pass_state_bytes(steps[i]->src[0]) / 4;
   KProgram *p = f->p;
   p->nblocks = steps[0]->nsrc;   // parameters, gradients, then each kind of state
   IrNode all = *steps[0];   // the first update, over the blocks

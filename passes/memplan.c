@@ -41,6 +41,8 @@ typedef struct Plan {
 
 static int64_t node_bytes(const IrNode *n, int64_t batch) { return align_up(ir_numel(n, batch) * 4); }
 
+int64_t pass_state_bytes(const IrNode *n) { return node_bytes(n, 1); }
+
 static int new_slot(Plan *pl, const IrNode *n, int first, int last) {
   pl->slots[pl->nslots] = (Slot){node_bytes(n, pl->p->max_batch), first, last > first ? last : first, -1};
   pl->slot[n->id] = pl->nslots;

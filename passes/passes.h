@@ -118,6 +118,10 @@ void pass_memplan(KProgram *p, const bool *keep);
 // every parameter reads (KProgram.blocks).
 bool pass_update_in_blocks(const IrGraph *g, const IrNode *n);
 
+// The bytes persistent tensor n takes in the state block (padded to the
+// planner's alignment): the blocks of one update are sums of these.
+int64_t pass_state_bytes(const IrNode *n);
+
 // shapes.c: infers n's dtype and shape from its inputs' and attributes;
 // reports a mismatch at n->loc and returns false (n->ndim stays -1).
 // Inputs with unknown shape (ndim -1) make n unknown without a report.
