@@ -10,9 +10,10 @@
 #include <llvm-c/Core.h>
 
 // Builds p into the empty module m (in m's context): a CgLoopFn per loop
-// kernel and GEMM epilogue, and the CgEntryFn, whose name it writes into
-// entry (size bytes). cpu and features become every function's
-// "target-cpu" and "target-features". Checks the kernels first (operands,
+// kernel and per epilogue run as a loop, each GEMM's micro-kernels
+// (CgGemmKernels, for vectors of vw floats), and the CgEntryFn, whose name
+// it writes into entry (size bytes). cpu and features become every
+// function's "target-cpu" and "target-features". Checks the kernels first (operands,
 // buffers, every index within its buffer for the largest batch) and
 // verifies each function once built; on failure returns false with a
 // message in err.
@@ -21,7 +22,7 @@
 // separately (on separate threads) and linked: module `part` gets a share
 // of the loop functions, and module 0 also the entry, which declares the
 // loop functions the other modules define. nparts = 1: one whole module.
-bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features, int part,
+bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features, int vw, int part,
                      int nparts, char *entry, size_t size, char *err, size_t errsz);
 
 #endif

@@ -119,6 +119,7 @@ typedef struct Target {
   char *triple;                // ours: LLVMDisposeMessage
   const char *cpu;             // host_cpu or o->cpu (borrowed)
   const char *features;        // host_features, or "" (the CPU's own) with o->cpu
+  int vw;                      // the vector width the GEMM micro-kernels are shaped for (floats)
   int opt_level;               // 0..3
   LLVMTargetMachineRef tm;     // ours until handed to the JIT
 } Target;
@@ -144,6 +145,7 @@ static bool target_init(Target *t, const CgOptions *o, bool jit, char *err, size
     return fail_msg(err, errsz, "optimization level must be 0 to 3", NULL);
   t->cpu = o && o->cpu ? o->cpu : host_cpu;
   t->features = o && o->cpu ? "" : host_features;
+  t->vw = o && o->cpu ? 8 : cg_vector_width();   // a named CPU: 8, which any x86-64 runs (as pairs on SSE)
   t->triple = LLVMGetDefaultTargetTriple();   // ours
   LLVMTargetRef target;
   char *msg = NULL;
@@ -205,7 +207,7 @@ static bool build_optimized(LLVMModuleRef m, const KProgram *p, const Target *t,
                             char *entry, size_t size, CgTimes *times, char *err, size_t errsz) {
   double t0 = now();
   set_target(m, t);
-  if (!cg_build_module(m, p, t->cpu, t->features, part, nparts, entry, size, err, errsz))
+  if (!cg_build_module(m, p, t->cpu, t->features, t->vw, part, nparts, entry, size, err, errsz))
     return false;
   double t1 = now();
   times->build = t1 - t0;

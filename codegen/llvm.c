@@ -1,6 +1,6 @@
 // llvm.c: kernel IR to LLVM IR.
 //
-// Each KN_LOOP kernel (and each GEMM epilogue) becomes two functions:
+// Each KN_LOOP kernel (and each epilogue run as a loop) becomes two functions:
 //
 //   kI_name.body(float *noalias b0, ..., i64 lo, i64 hi)   internal, alwaysinline
 //     the loop nest: dimension 0 from lo to hi, every other one from 0 to
@@ -13,9 +13,22 @@
 // `noalias` parameters of the body (unless their bytes overlap), so once
 // the body is inlined LLVM knows that loads from one buffer never see the
 // stores to another, and the innermost loop can be reordered and
-// vectorized. The entry function (nnc_forward, ...) runs the kernels in
-// order: loops directly or through rt->parallel, GEMMs through rt->sgemm,
-// library kernels through rt->lib; rt->tick, when set, as each starts.
+// vectorized.
+//
+// Each GEMM gets micro-kernels (CgTileFn, codegen.h) written directly as
+// vector IR: a register tile, or dot products along K, whose accumulators
+// at the end of K go to a small scratch tile; a loop over its rows adds
+// C's old values when accumulating and stores them, or on the last block
+// of K runs the GEMM's epilogue on each row's vectors (the same body
+// emitter as the loops', on vectors: loads along a row are masked vector
+// loads, loads of one element a row are broadcasts, and a load of C at the
+// point is the tile's value). GEMMs without such an epilogue share one
+// plain set.
+//
+// The entry function (nnc_forward, ...) runs the kernels in order: loops
+// directly or through rt->parallel, GEMMs through rt->sgemm with their
+// micro-kernels, library kernels through rt->lib; rt->tick, when set, as
+// each starts.
 //
 // Pointer types come from LLVMPointerType(elem, 0): typed pointers in
 // LLVM 14, hence the bitcasts, which fold away where every pointer is the
@@ -23,10 +36,8 @@
 #include "cg_llvm.h"
 
 #include <llvm-c/Analysis.h>
-#include <llvm/Config/llvm-config.h>
-#if LLVM_VERSION_MAJOR < 18
 #include <llvm-c/DebugInfo.h>
-#endif
+#include <llvm/Config/llvm-config.h>
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -46,11 +57,15 @@ typedef struct Cg {
   LLVMTypeRef entry_ty;        // CgEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
   LLVMTypeRef rt_ty;           // CgRuntime: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
-  LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C)
+  LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, CgGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
-  int part, nparts;             // this module builds loop functions j with j % nparts == part
-  int nloops;                  // loop functions seen so far
+  LLVMTypeRef tile_ty;         // CgTileFn
+  LLVMTypeRef uk_ty;           // CgGemmKernels
+  int vw;                      // the target's vector width in floats
+  LLVMValueRef plain[3];       // the plain tile, dot and row micro-kernels, once built
+  int part, nparts;            // this module builds functions j with part_of(j, nparts) == part
+  int nloops;                  // functions shared out so far
   char *err;
   size_t errsz;
 } Cg;
@@ -70,6 +85,19 @@ static bool fail(Cg *c, const char *fmt, ...) {
 static LLVMValueRef i64c(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 static LLVMValueRef i32c(Cg *c, int v) { return LLVMConstInt(c->i32, (unsigned long long)v, 1); }
 static LLVMValueRef f32c(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+static bool is_vector(LLVMTypeRef ty) { return LLVMGetTypeKind(ty) == LLVMVectorTypeKind; }
+
+// v as a constant of type ty: a float, or a vector of floats all v.
+static LLVMValueRef fconst(Cg *c, LLVMTypeRef ty, double v) {
+  if (!is_vector(ty))
+    return f32c(c, v);
+  LLVMValueRef e[64];
+  unsigned n = LLVMGetVectorSize(ty);
+  for (unsigned i = 0; i < n; i++)
+    e[i] = f32c(c, v);
+  return LLVMConstVector(e, n);
+}
 
 // The element count a dimension has for the largest batch.
 static int64_t max_extent(const Cg *c, int64_t d) { return d == IR_N ? c->p->max_batch : d; }
@@ -324,25 +352,31 @@ static void fn_name(char *buf, size_t size, int i, const Kernel *k, const char *
     snprintf(buf + len, size - len, "%s", suffix);
 }
 
-// The declaration of an LLVM intrinsic over floats ("llvm.exp.f32").
-static LLVMValueRef intrinsic(Cg *c, const char *name, int nparams, LLVMTypeRef *ty) {
-  LLVMTypeRef params[3] = {c->f32, c->f32, c->f32};
-  *ty = LLVMFunctionType(c->f32, params, nparams, 0);
+// The declaration of an LLVM intrinsic over floats or vectors of them, of
+// type t ("llvm.exp" with a <16 x float> is llvm.exp.v16f32).
+static LLVMValueRef intrinsic(Cg *c, const char *base, LLVMTypeRef t, int nparams, LLVMTypeRef *ty) {
+  char name[64];
+  if (is_vector(t))
+    snprintf(name, sizeof name, "%s.v%uf32", base, LLVMGetVectorSize(t));
+  else
+    snprintf(name, sizeof name, "%s.f32", base);
+  LLVMTypeRef params[3] = {t, t, t};
+  *ty = LLVMFunctionType(t, params, nparams, 0);
   LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
   return fn ? fn : LLVMAddFunction(c->mod, name, *ty);
 }
 
-static LLVMValueRef call1(Cg *c, const char *name, LLVMValueRef x) {
+static LLVMValueRef calln(Cg *c, const char *base, int n, LLVMValueRef *args) {
   LLVMTypeRef ty;
-  LLVMValueRef fn = intrinsic(c, name, 1, &ty);
-  return LLVMBuildCall2(c->b, ty, fn, &x, 1, "");
+  LLVMValueRef fn = intrinsic(c, base, LLVMTypeOf(args[0]), n, &ty);
+  return LLVMBuildCall2(c->b, ty, fn, args, (unsigned)n, "");
 }
 
-static LLVMValueRef call2(Cg *c, const char *name, LLVMValueRef x, LLVMValueRef y) {
-  LLVMTypeRef ty;
-  LLVMValueRef fn = intrinsic(c, name, 2, &ty);
+static LLVMValueRef call1(Cg *c, const char *base, LLVMValueRef x) { return calln(c, base, 1, &x); }
+
+static LLVMValueRef call2(Cg *c, const char *base, LLVMValueRef x, LLVMValueRef y) {
   LLVMValueRef args[2] = {x, y};
-  return LLVMBuildCall2(c->b, ty, fn, args, 2, "");
+  return calln(c, base, 2, args);
 }
 
 //
@@ -357,6 +391,8 @@ typedef struct Nest {
   LLVMValueRef *base;            // base[slot]: its pointer parameters (float *)
   LLVMValueRef lo, hi;           // rows of dimension 0
   LLVMValueRef iv[IR_MAX_DIMS];  // the loop indexes (i64), outermost first
+  LLVMTypeRef ty;                // a value's type: float, or a vector of floats on a GEMM's tile
+  struct TileEpi *tile;          // the tile a GEMM's epilogue runs on, or NULL
 } Nest;
 
 // &buffer[offset + sum stride[d] * i_d] as a pointer to elem (f32 or i32).
@@ -382,8 +418,95 @@ static void store(Cg *c, LLVMValueRef v, LLVMValueRef ptr) {
   LLVMSetAlignment(st, 4);
 }
 
+//
+// Vectors, for the GEMM micro-kernels and the epilogues they run
+//
+
+static LLVMTypeRef vec(LLVMTypeRef elem, int w) { return LLVMVectorType(elem, (unsigned)w); }
+
+// x (a scalar) in every lane of a vector of w.
+static LLVMValueRef splat(Cg *c, LLVMValueRef x, int w) {
+  LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vec(LLVMTypeOf(x), w)), x, i32c(c, 0), "");
+  return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstNull(vec(c->i32, w)), "splat");
+}
+
+// Lanes first, first + 1, ... of a vector of w that lie below n (i64): the
+// columns of a ragged tile.
+static LLVMValueRef lanes_below(Cg *c, int first, int w, LLVMValueRef n) {
+  LLVMValueRef e[64];
+  for (int i = 0; i < w; i++)
+    e[i] = i32c(c, first + i);
+  LLVMValueRef n32 = LLVMBuildTrunc(c->b, n, c->i32, "");
+  return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(e, (unsigned)w), splat(c, n32, w), "lanes");
+}
+
+// llvm.masked.load / llvm.masked.store of the vector type ty at ptr (a
+// pointer to its elements), lanes where mask is set (loads: 0 elsewhere).
+static LLVMValueRef masked_fn(Cg *c, const char *name, LLVMTypeRef ty, LLVMTypeRef *fty) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef over[2] = {ty, LLVMPointerType(ty, 0)};
+  *fty = LLVMIntrinsicGetType(c->ctx, id, over, 2);
+  return LLVMGetIntrinsicDeclaration(c->mod, id, over, 2);
+}
+
+static LLVMValueRef masked_load(Cg *c, LLVMTypeRef ty, LLVMValueRef ptr, LLVMValueRef mask) {
+  LLVMTypeRef fty;
+  LLVMValueRef fn = masked_fn(c, "llvm.masked.load", ty, &fty);
+  LLVMValueRef args[4] = {LLVMBuildBitCast(c->b, ptr, LLVMPointerType(ty, 0), ""), i32c(c, 4), mask,
+                          LLVMConstNull(ty)};
+  return LLVMBuildCall2(c->b, fty, fn, args, 4, "");
+}
+
+static void masked_store(Cg *c, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef mask) {
+  LLVMTypeRef fty, ty = LLVMTypeOf(v);
+  LLVMValueRef fn = masked_fn(c, "llvm.masked.store", ty, &fty);
+  LLVMValueRef args[4] = {v, LLVMBuildBitCast(c->b, ptr, LLVMPointerType(ty, 0), ""), i32c(c, 4), mask};
+  LLVMBuildCall2(c->b, fty, fn, args, 4, "");
+}
+
+// A GEMM epilogue on one vector of a register tile: its loop space [M, N]
+// at row `row`, columns col, col + 1, ... of the product; lanes past N
+// masked off. A load of C at the point is the tile's value.
+typedef struct TileEpi {
+  int w;                 // lanes
+  int cslot;             // the slot of C among the epilogue's (-1: none)
+  LLVMValueRef row, col; // i64
+  LLVMValueRef mask;     // <w x i1>
+  LLVMValueRef value;    // C[row][col..], from the registers
+} TileEpi;
+
+// Whether ix is C[i][j] of a product of n columns.
+static bool is_c_index(const KIndex *ix, int64_t n) { return ix->offset == 0 && ix->stride[0] == n && ix->stride[1] == 1; }
+
+// &buffer[offset + stride[0] * row + stride[1] * col] (stride[1] is 0 or 1).
+static LLVMValueRef tile_address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVMTypeRef elem) {
+  TileEpi *t = n->tile;
+  LLVMValueRef i = LLVMBuildNSWAdd(c->b, i64c(c, ix->offset), LLVMBuildNSWMul(c->b, t->row, i64c(c, ix->stride[0]), ""), "");
+  if (ix->stride[1])
+    i = LLVMBuildNSWAdd(c->b, i, t->col, "");
+  LLVMValueRef base = n->base[n->s->of[buf]];
+  if (elem == c->i32)
+    base = LLVMBuildBitCast(c->b, base, c->i32p, "");
+  return LLVMBuildInBoundsGEP2(c->b, elem, base, &i, 1, "");
+}
+
+static LLVMValueRef tile_load(Cg *c, Nest *n, const KInstr *in) {
+  TileEpi *t = n->tile;
+  if (in->op == KI_LOAD && n->s->of[in->buf] == t->cslot && is_c_index(&in->idx, n->k->dims[1]))
+    return t->value;
+  LLVMTypeRef elem = in->op == KI_LOADI ? c->i32 : c->f32;
+  LLVMValueRef ptr = tile_address(c, n, in->buf, &in->idx, elem), v;
+  if (in->idx.stride[1] == 0)
+    v = splat(c, load(c, elem, ptr), t->w);
+  else
+    v = masked_load(c, vec(elem, t->w), ptr, t->mask);
+  return in->op == KI_LOADI ? LLVMBuildSIToFP(c->b, v, vec(c->f32, t->w), "") : v;
+}
+
 // 1.0 where the comparison holds, else 0.0.
-static LLVMValueRef bool_to_f32(Cg *c, LLVMValueRef cond) { return LLVMBuildSelect(c->b, cond, f32c(c, 1), f32c(c, 0), ""); }
+static LLVMValueRef bool_to_f32(Cg *c, Nest *n, LLVMValueRef cond) {
+  return LLVMBuildSelect(c->b, cond, fconst(c, n->ty, 1), fconst(c, n->ty, 0), "");
+}
 
 // tanh(x) with no library call, so that loops over it vectorize (LLVM 14
 // has no tanh intrinsic). For |x| < 0.25 the odd Taylor polynomial up to
@@ -391,29 +514,32 @@ static LLVMValueRef bool_to_f32(Cg *c, LLVMValueRef cond) { return LLVMBuildSele
 // e = exp(-2|x|) in (0, 1], which cannot overflow and loses little to
 // cancellation there; copysign puts the sign back (and keeps NaN a NaN).
 static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
-  LLVMValueRef ax = call1(c, "llvm.fabs.f32", x);
-  LLVMValueRef e = call1(c, "llvm.exp.f32", LLVMBuildFMul(c->b, ax, f32c(c, -2), ""));
-  LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, f32c(c, 1), e, ""), LLVMBuildFAdd(c->b, f32c(c, 1), e, ""), "");
-  LLVMValueRef big = call2(c, "llvm.copysign.f32", q, x);
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef ax = call1(c, "llvm.fabs", x);
+  LLVMValueRef e = call1(c, "llvm.exp", LLVMBuildFMul(c->b, ax, fconst(c, t, -2), ""));
+  LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, fconst(c, t, 1), e, ""), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "");
+  LLVMValueRef big = call2(c, "llvm.copysign", q, x);
   static const double coef[] = {62.0 / 2835, -17.0 / 315, 2.0 / 15, -1.0 / 3, 1};
   LLVMValueRef x2 = LLVMBuildFMul(c->b, x, x, "");
-  LLVMValueRef p = f32c(c, coef[0]);
+  LLVMValueRef p = fconst(c, t, coef[0]);
   for (int i = 1; i < countof(coef); i++)
-    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), f32c(c, coef[i]), "");
+    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), fconst(c, t, coef[i]), "");
   LLVMValueRef small = LLVMBuildFMul(c->b, x, p, "");
-  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, f32c(c, 0.25), ""), small, big, "tanh");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, fconst(c, t, 0.25), ""), small, big, "tanh");
 }
 
 // 1 / (1 + exp(-x)), as the ref kernel computes it.
 static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
-  LLVMValueRef e = call1(c, "llvm.exp.f32", LLVMBuildFNeg(c->b, x, ""));
-  return LLVMBuildFDiv(c->b, f32c(c, 1), LLVMBuildFAdd(c->b, f32c(c, 1), e, ""), "sigmoid");
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef e = call1(c, "llvm.exp", LLVMBuildFNeg(c->b, x, ""));
+  return LLVMBuildFDiv(c->b, fconst(c, t, 1), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "sigmoid");
 }
 
 // x > 0 ? 1 : x < 0 ? -1 : 0 (0 for NaN).
 static LLVMValueRef emit_sign(Cg *c, LLVMValueRef x) {
-  LLVMValueRef neg = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, x, f32c(c, 0), ""), f32c(c, -1), f32c(c, 0), "");
-  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, f32c(c, 0), ""), f32c(c, 1), neg, "sign");
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef neg = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, x, fconst(c, t, 0), ""), fconst(c, t, -1), fconst(c, t, 0), "");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, fconst(c, t, 0), ""), fconst(c, t, 1), neg, "sign");
 }
 
 // One instruction; v[] holds the values of the earlier ones. MAX and MIN
@@ -423,9 +549,14 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
   LLVMValueRef a = nargs(in->op) > 0 ? v[in->a] : NULL;
   LLVMValueRef b = nargs(in->op) > 1 ? v[in->b] : NULL;
   switch (in->op) {
-  case KI_LOAD: return load(c, c->f32, address(c, n, in->buf, &in->idx, c->f32));
-  case KI_LOADI: return LLVMBuildSIToFP(c->b, load(c, c->i32, address(c, n, in->buf, &in->idx, c->i32)), c->f32, "");
-  case KI_CONST: return f32c(c, in->imm);
+  case KI_LOAD:
+  case KI_LOADI:
+    if (n->tile)
+      return tile_load(c, n, in);
+    if (in->op == KI_LOADI)
+      return LLVMBuildSIToFP(c->b, load(c, c->i32, address(c, n, in->buf, &in->idx, c->i32)), c->f32, "");
+    return load(c, c->f32, address(c, n, in->buf, &in->idx, c->f32));
+  case KI_CONST: return fconst(c, n->ty, in->imm);
   case KI_INDEX: return LLVMBuildSIToFP(c->b, n->iv[in->dim], c->f32, "");
   case KI_ADD: return LLVMBuildFAdd(c->b, a, b, "");
   case KI_SUB: return LLVMBuildFSub(c->b, a, b, "");
@@ -434,21 +565,20 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
   case KI_MAX: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""), a, b, "max");
   case KI_MIN: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, ""), a, b, "min");
   case KI_NEG: return LLVMBuildFNeg(c->b, a, "");
-  case KI_EXP: return call1(c, "llvm.exp.f32", a);
-  case KI_LOG: return call1(c, "llvm.log.f32", a);
+  case KI_EXP: return call1(c, "llvm.exp", a);
+  case KI_LOG: return call1(c, "llvm.log", a);
   case KI_TANH: return emit_tanh(c, a);
   case KI_SIGMOID: return emit_sigmoid(c, a);
-  case KI_SQRT: return call1(c, "llvm.sqrt.f32", a);
-  case KI_ABS: return call1(c, "llvm.fabs.f32", a);
+  case KI_SQRT: return call1(c, "llvm.sqrt", a);
+  case KI_ABS: return call1(c, "llvm.fabs", a);
   case KI_SIGN: return emit_sign(c, a);
-  case KI_GT: return bool_to_f32(c, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""));
-  case KI_EQ: return bool_to_f32(c, LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, ""));
+  case KI_GT: return bool_to_f32(c, n, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""));
+  case KI_EQ: return bool_to_f32(c, n, LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, ""));
   case KI_SELECT:
-    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNE, a, f32c(c, 0), ""), b, v[in->c], "select");
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNE, a, fconst(c, n->ty, 0), ""), b, v[in->c], "select");
   case KI_FMA: {
-    LLVMTypeRef ty;
-    LLVMValueRef fn = intrinsic(c, "llvm.fma.f32", 3, &ty), args[3] = {a, b, v[in->c]};
-    return LLVMBuildCall2(c->b, ty, fn, args, 3, "");
+    LLVMValueRef args[3] = {a, b, v[in->c]};
+    return calln(c, "llvm.fma", 3, args);
   }
   case KI_NUM_OPS: break;
   }
@@ -463,6 +593,10 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
 // reduction's does. Nothing else gets fast-math flags: exp, log and
 // comparisons keep IEEE semantics for infinities and NaNs.
 static void emit_store(Cg *c, Nest *n, const KStore *st, LLVMValueRef v) {
+  if (n->tile) {   // elementwise: no sums
+    masked_store(c, v, tile_address(c, n, st->buf, &st->idx, c->f32), n->tile->mask);
+    return;
+  }
   LLVMValueRef ptr = address(c, n, st->buf, &st->idx, c->f32);
   if (st->reduce == KR_SUM) {
     v = LLVMBuildFAdd(c->b, load(c, c->f32, ptr), v, "sum");
@@ -485,6 +619,27 @@ static bool sums_innermost(const Kernel *k) {
   return false;
 }
 
+// Gives the loop whose latch branch is br the loop properties props[0..n)
+// (each a metadata node). A loop ID refers to itself: a temporary node
+// stands in for it until it exists.
+static void loop_properties(Cg *c, LLVMValueRef br, LLVMMetadataRef *props, int n) {
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);   // ours until replaced below
+  LLVMMetadataRef ops[4] = {self};
+  for (int i = 0; i < n; i++)
+    ops[i + 1] = props[i];
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n + 1);
+  LLVMMetadataReplaceAllUsesWith(self, id);                      // deletes the temporary node
+  static const char kind[] = "llvm.loop";
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, kind, sizeof kind - 1), LLVMMetadataAsValue(c->ctx, id));
+}
+
+// !{!"name"} or !{!"name", i1 on}.
+static LLVMMetadataRef loop_flag(Cg *c, const char *name, int on) {
+  LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(c->ctx, name, strlen(name)),
+                            LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c->ctx), (unsigned)on, 0))};
+  return LLVMMDNodeInContext2(c->ctx, ops, on < 0 ? 1 : 2);
+}
+
 #if LLVM_VERSION_MAJOR >= 18
 // emit_store marks the sums' adds reassociable; the loop needs no more.
 static void allow_reordering(Cg *c, LLVMValueRef br) {
@@ -493,21 +648,21 @@ static void allow_reordering(Cg *c, LLVMValueRef br) {
 }
 #else
 // Before LLVM 18 the C API cannot mark an add reassociable. Instead the
-// loop whose latch branch is br gets llvm.loop.vectorize.enable, which
-// lets the vectorizer reorder the loop's sums. A loop ID refers to itself:
-// a temporary node stands in for it until it exists.
+// loop gets llvm.loop.vectorize.enable, which lets the vectorizer reorder
+// the loop's sums.
 static void allow_reordering(Cg *c, LLVMValueRef br) {
-  LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);   // ours until replaced below
-  static const char key[] = "llvm.loop.vectorize.enable";
-  LLVMMetadataRef enable[2] = {LLVMMDStringInContext2(c->ctx, key, sizeof key - 1),
-                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c->ctx), 1, 0))};
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, enable, 2)};
-  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, id);                      // deletes the temporary node
-  static const char kind[] = "llvm.loop";
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, kind, sizeof kind - 1), LLVMMetadataAsValue(c->ctx, id));
+  LLVMMetadataRef enable = loop_flag(c, "llvm.loop.vectorize.enable", 1);
+  loop_properties(c, br, &enable, 1);
 }
 #endif
+
+// A loop over vectors already: neither unrolled (its registers are all
+// spoken for) nor vectorized again.
+static void keep_loop(Cg *c, LLVMValueRef br) {
+  LLVMMetadataRef props[2] = {loop_flag(c, "llvm.loop.unroll.disable", -1),
+                              loop_flag(c, "llvm.loop.vectorize.enable", 0)};
+  loop_properties(c, br, props, 2);
+}
 
 // Every instruction, then every store: loads see the buffers as they were
 // before this point's stores.
@@ -564,7 +719,7 @@ static LLVMValueRef build_body(Cg *c, const Kernel *k, const Slots *s, const cha
   LLVMValueRef fn = define_fn(c, name, LLVMFunctionType(c->vd, params, s->n + 2, 0), true);
   free(params);
   add_attr(c, fn, LLVMAttributeFunctionIndex, "alwaysinline");
-  Nest n = {.k = k, .s = s, .fn = fn, .base = xcalloc(s->n > 0 ? s->n : 1, sizeof(LLVMValueRef))};
+  Nest n = {.k = k, .s = s, .fn = fn, .base = xcalloc(s->n > 0 ? s->n : 1, sizeof(LLVMValueRef)), .ty = c->f32};
   for (int j = 0; j < s->n; j++) {
     n.base[j] = LLVMGetParam(fn, j);
     if (s->noalias[j])
@@ -646,12 +801,23 @@ static int part_of(int j, int nparts) {
 // split into several modules, one that another module builds is only
 // declared here (the entry calls it across modules), and those built here
 // are visible to the others.
+// Whether this module builds the program's next function to share out,
+// `name` of type ty; if another one does, *decl is its declaration here
+// (in module 0, whose entry calls it) or a null pointer.
+static bool own_fn(Cg *c, const char *name, LLVMTypeRef ty, LLVMValueRef *decl) {
+  int owner = c->nparts == 1 ? 0 : part_of(c->nloops++, c->nparts);
+  if (owner == c->part)
+    return true;
+  *decl = c->part == 0 ? LLVMAddFunction(c->mod, name, ty) : LLVMConstNull(c->i8p);
+  return false;
+}
+
 static LLVMValueRef build_loop(Cg *c, const Kernel *orig, const char *name) {
   if (!check_loop(c, orig))
     return NULL;
-  int owner = c->nparts == 1 ? 0 : part_of(c->nloops++, c->nparts);
-  if (owner != c->part)
-    return c->part == 0 ? LLVMAddFunction(c->mod, name, c->loop_ty) : LLVMConstNull(c->i8p);
+  LLVMValueRef decl;
+  if (!own_fn(c, name, c->loop_ty, &decl))
+    return decl;
   Kernel merged = collapse(orig);
   const Kernel *k = &merged;
   Slots s;
@@ -685,6 +851,423 @@ done:
 }
 
 //
+// GEMM micro-kernels
+//
+
+// The shapes of the micro-kernels for vectors of w floats (codegen.h): with
+// AVX-512's 32 vector registers a tile of 8 rows by two vectors (16
+// accumulators, 2 of B, 1 of A) and 4 x 4 dot products; with 16 registers
+// 6 rows (12 + 3) and 2 x 4 (8 + 6); one row by 8 (by 4 with 4-float
+// vectors, as the lane sums put one column in each lane).
+static CgGemmKernels uk_shape(int w) {
+  if (w >= 16)
+    return (CgGemmKernels){.tile_m = 8, .tile_n = 2 * w, .dot_m = 4, .dot_n = 4, .row_n = 8};
+  return (CgGemmKernels){.tile_m = 6, .tile_n = 2 * w, .dot_m = 2, .dot_n = 4, .row_n = w < 8 ? w : 8};
+}
+
+// The block (arena or state) a buffer lies in and its bytes there.
+static bool same_block(const KBufInfo *x, const KBufInfo *y) { return (x->space == KB_STATE) == (y->space == KB_STATE); }
+
+static bool overlap(const KProgram *p, const IrNode *a, const IrNode *b) {
+  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
+  return same_block(x, y) && x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
+}
+
+static bool same_place(const KProgram *p, const IrNode *a, const IrNode *b) {
+  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
+  return same_block(x, y) && x->offset == y->offset;
+}
+
+static bool same_index(const KIndex *a, const KIndex *b) {
+  return a->offset == b->offset && a->stride[0] == b->stride[0] && a->stride[1] == b->stride[1];
+}
+
+// Whether GEMM g's epilogue (checked) can run on its register tiles, as
+// each tile of C is done: an elementwise loop over [M, N] that reads C at
+// the point, other buffers along a row (or one element a row), and writes
+// nothing another tile reads: not A, not B, and where it writes it reads
+// only the element it writes.
+static bool epilogue_on_tile(Cg *c, const Kernel *g) {
+  const Kernel *e = g->epilogue;
+  const KProgram *p = c->p;
+  if (e->ndim != 2 || g->n.batched || (g->m.batched && g->m.coef != 1) ||
+      e->dims[0] != (g->m.batched ? IR_N : g->m.coef) || e->dims[1] != g->n.coef)
+    return false;
+  const IrNode *A = g->bufs[0], *Bm = g->bufs[1], *C = g->bufs[2];
+  for (int i = 0; i < e->nstores; i++) {
+    const KStore *st = &e->stores[i];
+    const IrNode *x = e->bufs[st->buf];
+    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || overlap(p, x, A) || overlap(p, x, Bm) ||
+        (overlap(p, x, C) && !(same_place(p, x, C) && is_c_index(&st->idx, g->n.coef))))
+      return false;
+  }
+  for (int i = 0; i < e->nbody; i++) {
+    const KInstr *in = &e->body[i];
+    if (in->op == KI_INDEX)
+      return false;
+    if (in->op != KI_LOAD && in->op != KI_LOADI)
+      continue;
+    const IrNode *x = e->bufs[in->buf];
+    if ((in->idx.stride[1] != 0 && in->idx.stride[1] != 1) ||
+        (overlap(p, x, C) && !(in->op == KI_LOAD && same_place(p, x, C) && is_c_index(&in->idx, g->n.coef))))
+      return false;
+    for (int j = 0; j < e->nstores; j++) {
+      const IrNode *y = e->bufs[e->stores[j].buf];
+      if (overlap(p, x, y) && !(same_place(p, x, y) && same_index(&in->idx, &e->stores[j].idx)))
+        return false;
+    }
+  }
+  return true;
+}
+
+// What a GEMM's micro-kernels do at the end of K.
+typedef struct UkPlan {
+  const Kernel *g;       // the GEMM whose epilogue they run, or NULL (plain)
+  const Kernel *e;       // the epilogue they run, or NULL
+  Slots s;               // e's buffers
+  int cslot;             // the slot at C's place (-1: none)
+  bool c_replaced;       // an epilogue store writes C's elements: C itself is not stored
+} UkPlan;
+
+static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
+  *u = (UkPlan){.g = e ? g : NULL, .e = e, .cslot = -1};
+  if (!e)
+    return;
+  slots_init(c, e, &u->s);
+  const KBufInfo *cb = &c->p->buf[g->bufs[2]->id];
+  for (int j = 0; j < u->s.n; j++)
+    if (u->s.state[j] == (cb->space == KB_STATE) && u->s.offset[j] == cb->offset)
+      u->cslot = j;
+  for (int i = 0; i < e->nstores; i++)
+    if (same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && is_c_index(&e->stores[i].idx, g->n.coef))
+      u->c_replaced = true;
+}
+
+// Where a micro-kernel is being built: its parameters (CgTileFn's order).
+enum { UK_K, UK_A, UK_ARS, UK_ACS, UK_B, UK_BRS, UK_C, UK_LDC, UK_MR, UK_NR, UK_FLAGS, UK_ROW, UK_COL, UK_ARENA,
+       UK_STATE, UK_BATCH, UK_NPARAMS };
+
+typedef struct Uk {
+  const UkPlan *plan;
+  LLVMValueRef fn, p[UK_NPARAMS];
+  LLVMValueRef *base;               // the epilogue's slots (float *)
+  LLVMValueRef accumulate, last;    // i1, from flags
+} Uk;
+
+static LLVMBasicBlockRef block(Cg *c, LLVMValueRef fn, const char *name) {
+  return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
+}
+
+static LLVMValueRef gep(Cg *c, LLVMValueRef ptr, LLVMValueRef i) { return LLVMBuildInBoundsGEP2(c->b, c->f32, ptr, &i, 1, ""); }
+
+// min(i, n - 1) for a row i of a ragged tile of n rows: rows past the
+// tile repeat its last one.
+static LLVMValueRef clamp_row(Cg *c, int i, LLVMValueRef n) {
+  LLVMValueRef in = LLVMBuildICmp(c->b, LLVMIntSLT, i64c(c, i), n, "");
+  return LLVMBuildSelect(c->b, in, i64c(c, i), LLVMBuildNSWSub(c->b, n, i64c(c, 1), ""), "");
+}
+
+// The function and its entry: flags decoded, the epilogue's buffers found.
+static void uk_begin(Cg *c, Uk *u, const UkPlan *plan, LLVMValueRef fn) {
+  *u = (Uk){.plan = plan, .fn = fn};
+  for (int i = 0; i < UK_NPARAMS; i++)
+    u->p[i] = LLVMGetParam(fn, (unsigned)i);
+  LLVMPositionBuilderAtEnd(c->b, block(c, fn, "entry"));
+  LLVMValueRef flags = u->p[UK_FLAGS];
+  u->accumulate = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, CG_ACCUMULATE), ""), i64c(c, 0), "acc");
+  u->last = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, CG_LAST), ""), i64c(c, 0), "last");
+  if (!plan->e)
+    return;
+  u->base = xcalloc(plan->s.n > 0 ? plan->s.n : 1, sizeof *u->base);
+  for (int j = 0; j < plan->s.n; j++) {
+    LLVMValueRef off = i64c(c, plan->s.offset[j]);
+    LLVMValueRef blk = u->p[plan->s.state[j] ? UK_STATE : UK_ARENA];
+    u->base[j] = LLVMBuildBitCast(c->b, LLVMBuildInBoundsGEP2(c->b, c->i8, blk, &off, 1, ""), c->f32p, "");
+  }
+}
+
+// phi = [init, from] on entry to a loop; its value at the latch is added
+// by loop_back.
+static LLVMValueRef loop_phi(Cg *c, LLVMTypeRef ty, LLVMValueRef init, LLVMBasicBlockRef from) {
+  LLVMValueRef phi = LLVMBuildPhi(c->b, ty, "");
+  LLVMAddIncoming(phi, &init, &from, 1);
+  return phi;
+}
+
+static void loop_back(LLVMValueRef *phi, LLVMValueRef *next, int n, LLVMBasicBlockRef latch) {
+  for (int i = 0; i < n; i++)
+    LLVMAddIncoming(phi[i], &next[i], &latch, 1);
+}
+
+// Where two paths join: a[i] becomes [a[i], from ab], [b[i], from bb].
+static void merge(Cg *c, LLVMTypeRef ty, LLVMValueRef *a, LLVMBasicBlockRef ab, LLVMValueRef *b, LLVMBasicBlockRef bb,
+                  int n) {
+  for (int i = 0; i < n; i++) {
+    LLVMValueRef phi = LLVMBuildPhi(c->b, ty, ""), in_v[2] = {a[i], b[i]};
+    LLVMBasicBlockRef in_b[2] = {ab, bb};
+    LLVMAddIncoming(phi, in_v, in_b, 2);
+    a[i] = phi;
+  }
+}
+
+// The tile's rows r < mr, each nv vectors of w lanes read back from the
+// scratch tile (vectors r*nv + v): plus C's old values when accumulating,
+// then stored, or on the last block of K run through the epilogue, one
+// copy of which serves every row.
+static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask) {
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, "rows");
+  LLVMBuildBr(c->b, loop);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef r = loop_phi(c, c->i64, i64c(c, 0), entry);
+  LLVMValueRef crow = gep(c, u->p[UK_C], LLVMBuildNSWMul(c->b, r, u->p[UK_LDC], "")), cp[2], x[2], y[2];
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef i = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, r, i64c(c, nv), ""), i64c(c, v), "");
+    x[v] = load(c, vt, LLVMBuildInBoundsGEP2(c->b, vt, tile, &i, 1, ""));
+    cp[v] = gep(c, crow, i64c(c, v * w));
+  }
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b), add = block(c, u->fn, "accumulate"), join = block(c, u->fn, "sum");
+  LLVMBuildCondBr(c->b, u->accumulate, add, join);
+  LLVMPositionBuilderAtEnd(c->b, add);
+  for (int v = 0; v < nv; v++)
+    y[v] = LLVMBuildFAdd(c->b, x[v], masked_load(c, vt, cp[v], mask[v]), "");
+  LLVMBuildBr(c->b, join);
+  LLVMPositionBuilderAtEnd(c->b, join);
+  merge(c, vt, x, from, y, add, nv);
+  const UkPlan *plan = u->plan;
+  LLVMBasicBlockRef epi = NULL, next = NULL;
+  if (plan->e) {
+    LLVMBasicBlockRef plain = block(c, u->fn, "store");
+    epi = block(c, u->fn, "epilogue");
+    next = block(c, u->fn, "next");
+    LLVMBuildCondBr(c->b, u->last, epi, plain);
+    LLVMPositionBuilderAtEnd(c->b, plain);
+  }
+  for (int v = 0; v < nv; v++)
+    masked_store(c, x[v], cp[v], mask[v]);
+  if (plan->e) {
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, epi);
+    LLVMValueRef row = LLVMBuildNSWAdd(c->b, u->p[UK_ROW], r, "row");
+    for (int v = 0; v < nv; v++) {
+      if (!plan->c_replaced)
+        masked_store(c, x[v], cp[v], mask[v]);
+      TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask[v], .value = x[v], .row = row,
+                   .col = LLVMBuildNSWAdd(c->b, u->p[UK_COL], i64c(c, v * w), "col")};
+      Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vt, .tile = &t};
+      emit_body(c, &n);
+    }
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, next);
+  }
+  LLVMValueRef r1 = LLVMBuildNSWAdd(c->b, r, i64c(c, 1), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b), done = block(c, u->fn, "done");
+  keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, r1, u->p[UK_MR], ""), loop, done));
+  loop_back(&r, &r1, 1, latch);
+  LLVMPositionBuilderAtEnd(c->b, done);
+  LLVMBuildRetVoid(c->b);
+}
+
+// A scratch tile of n vectors in the function's entry block (so that it
+// is a fixed slot of the stack frame).
+static LLVMValueRef scratch_tile(Cg *c, Uk *u, LLVMTypeRef vt, int n) {
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(c->b);
+  LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(u->fn);
+  LLVMValueRef first = LLVMGetFirstInstruction(entry);
+  if (first)
+    LLVMPositionBuilderBefore(c->b, first);
+  else
+    LLVMPositionBuilderAtEnd(c->b, entry);
+  LLVMValueRef t = LLVMBuildAlloca(c->b, LLVMArrayType(vt, (unsigned)n), "tile");
+  LLVMSetAlignment(t, 16);   // not the vector's 64: a realigned stack would take a register from the loops
+  LLVMPositionBuilderAtEnd(c->b, here);
+  return t;
+}
+
+static LLVMValueRef uk_end(Cg *c, Uk *u) {
+  free(u->base);
+  return verify_fn(c, u->fn) ? u->fn : NULL;
+}
+
+#define UK_MAX_ACC 16
+
+// The register tile (CgTileFn): tile_m x 2 vectors of accumulators, per k
+// two (masked) vectors of B's row and one broadcast of A's per row; then
+// the accumulators go to the scratch tile, whose rows finish_rows ends.
+static LLVMValueRef build_tile(Cg *c, const UkPlan *plan, LLVMValueRef fn) {
+  int w = c->vw, R = uk_shape(w).tile_m, NV = 2;
+  Uk u;
+  uk_begin(c, &u, plan, fn);
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMValueRef mask[2], arow[8], acc[UK_MAX_ACC], next[UK_MAX_ACC], zero = LLVMConstNull(vt);
+  for (int v = 0; v < NV; v++)
+    mask[v] = lanes_below(c, v * w, w, u.p[UK_NR]);
+  for (int r = 0; r < R; r++)
+    arow[r] = gep(c, u.p[UK_A], LLVMBuildNSWMul(c->b, clamp_row(c, r, u.p[UK_MR]), u.p[UK_ARS], ""));
+  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, fn, "k"), exit = block(c, fn, "tile");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, u.p[UK_K], i64c(c, 0), ""), loop, exit);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef k = loop_phi(c, c->i64, i64c(c, 0), guard);
+  for (int i = 0; i < R * NV; i++)
+    acc[i] = loop_phi(c, vt, zero, guard);
+  LLVMValueRef brow = gep(c, u.p[UK_B], LLVMBuildNSWMul(c->b, k, u.p[UK_BRS], "")), bv[2];
+  for (int v = 0; v < NV; v++)
+    bv[v] = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), mask[v]);
+  LLVMValueRef ak = LLVMBuildNSWMul(c->b, k, u.p[UK_ACS], "");
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef a = splat(c, load(c, c->f32, gep(c, arow[r], ak)), w);
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef args[3] = {a, bv[v], acc[r * NV + v]};
+      next[r * NV + v] = calln(c, "llvm.fma", 3, args);
+    }
+  }
+  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, k, i64c(c, 1), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, u.p[UK_K], ""), loop, exit));
+  loop_back(&k, &k1, 1, latch);
+  loop_back(acc, next, R * NV, latch);
+  LLVMPositionBuilderAtEnd(c->b, exit);
+  LLVMValueRef out[UK_MAX_ACC];
+  for (int i = 0; i < R * NV; i++)
+    out[i] = zero;
+  merge(c, vt, out, guard, next, latch, R * NV);
+  LLVMValueRef tile = scratch_tile(c, &u, vt, R * NV);
+  for (int i = 0; i < R * NV; i++) {
+    LLVMValueRef ix[2] = {i64c(c, 0), i64c(c, i)};
+    store(c, out[i], LLVMBuildInBoundsGEP2(c->b, LLVMArrayType(vt, (unsigned)(R * NV)), tile, ix, 2, ""));
+  }
+  finish_rows(c, &u, NV, w, tile, mask);
+  return uk_end(c, &u);
+}
+
+// The lane sums of n vectors of w lanes (n a power of two, n <= w), as one
+// vector of n: pairs of vectors fold into one that holds the halves' sums
+// of both side by side, until one vector holds n runs of lanes; then each
+// run folds in halves down to one lane.
+static LLVMValueRef hsums(Cg *c, const LLVMValueRef *in, int n, int w) {
+  LLVMValueRef v[16], lo[64], hi[64];
+  memcpy(v, in, sizeof(LLVMValueRef) * n);
+  int runs = 1;
+  for (; n > 1; n /= 2, runs *= 2) {
+    int len = w / runs, m = 0;   // each run's lanes
+    for (int src = 0; src < 2; src++)
+      for (int r = 0; r < runs; r++)
+        for (int l = 0; l < len / 2; l++, m++) {
+          lo[m] = i32c(c, src * w + r * len + l);
+          hi[m] = i32c(c, src * w + r * len + len / 2 + l);
+        }
+    LLVMValueRef mlo = LLVMConstVector(lo, (unsigned)w), mhi = LLVMConstVector(hi, (unsigned)w);
+    for (int i = 0; i < n / 2; i++)
+      v[i] = LLVMBuildFAdd(c->b, LLVMBuildShuffleVector(c->b, v[2 * i], v[2 * i + 1], mlo, ""),
+                           LLVMBuildShuffleVector(c->b, v[2 * i], v[2 * i + 1], mhi, ""), "");
+  }
+  LLVMValueRef x = v[0];
+  for (int len = w / runs; len > 1; len /= 2) {
+    int m = 0;
+    for (int r = 0; r < runs; r++)
+      for (int l = 0; l < len / 2; l++, m++) {
+        lo[m] = i32c(c, r * len + l);
+        hi[m] = i32c(c, r * len + len / 2 + l);
+      }
+    LLVMValueRef undef = LLVMGetUndef(LLVMTypeOf(x));
+    x = LLVMBuildFAdd(c->b, LLVMBuildShuffleVector(c->b, x, undef, LLVMConstVector(lo, (unsigned)m), ""),
+                      LLVMBuildShuffleVector(c->b, x, undef, LLVMConstVector(hi, (unsigned)m), ""), "");
+  }
+  return x;
+}
+
+// One step of dm x dn dot products over w elements of K from k: s[i*dn + j]
+// += a_i[k..] * b_j[k..], lanes under mask (NULL: all).
+static void dot_step(Cg *c, int dm, int dn, int w, LLVMValueRef *arow, LLVMValueRef *brow, LLVMValueRef k,
+                     LLVMValueRef mask, const LLVMValueRef *s, LLVMValueRef *out) {
+  LLVMTypeRef vt = vec(c->f32, w), vp = LLVMPointerType(vt, 0);
+  LLVMValueRef av[4], bv[16];
+  for (int i = 0; i < dm + dn; i++) {
+    LLVMValueRef ptr = gep(c, i < dm ? arow[i] : brow[i - dm], k);
+    LLVMValueRef v = mask ? masked_load(c, vt, ptr, mask) : load(c, vt, LLVMBuildBitCast(c->b, ptr, vp, ""));
+    if (i < dm)
+      av[i] = v;
+    else
+      bv[i - dm] = v;
+  }
+  for (int i = 0; i < dm; i++)
+    for (int j = 0; j < dn; j++) {
+      LLVMValueRef args[3] = {av[i], bv[j], s[i * dn + j]};
+      out[i * dn + j] = calln(c, "llvm.fma", 3, args);
+    }
+}
+
+// dm x dn dot products along K (CgTileFn, as dot or row): whole vectors of K
+// in the loop, the rest in one masked step; each row's sums, one vector
+// of dot_n, go to the scratch tile, whose rows finish_rows ends.
+static LLVMValueRef build_dot(Cg *c, const UkPlan *plan, LLVMValueRef fn, int dm, int dn) {
+  int w = c->vw;
+  Uk u;
+  uk_begin(c, &u, plan, fn);
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMValueRef arow[4], brow[16], s[UK_MAX_ACC], next[UK_MAX_ACC], out[UK_MAX_ACC], zero = LLVMConstNull(vt);
+  for (int i = 0; i < dm; i++)
+    arow[i] = gep(c, u.p[UK_A], LLVMBuildNSWMul(c->b, clamp_row(c, i, u.p[UK_MR]), u.p[UK_ARS], ""));
+  for (int j = 0; j < dn; j++)
+    brow[j] = gep(c, u.p[UK_B], LLVMBuildNSWMul(c->b, clamp_row(c, j, u.p[UK_NR]), u.p[UK_BRS], ""));
+  LLVMValueRef K = u.p[UK_K], kmain = LLVMBuildAnd(c->b, K, i64c(c, -w), "kmain");
+  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, fn, "k"), rest = block(c, fn, "rest");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, kmain, i64c(c, 0), ""), loop, rest);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef k = loop_phi(c, c->i64, i64c(c, 0), guard);
+  for (int i = 0; i < dm * dn; i++)
+    s[i] = loop_phi(c, vt, zero, guard);
+  dot_step(c, dm, dn, w, arow, brow, k, NULL, s, next);
+  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, k, i64c(c, w), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, kmain, ""), loop, rest));
+  loop_back(&k, &k1, 1, latch);
+  loop_back(s, next, dm * dn, latch);
+  LLVMPositionBuilderAtEnd(c->b, rest);
+  for (int i = 0; i < dm * dn; i++)
+    out[i] = zero;
+  merge(c, vt, out, guard, next, latch, dm * dn);
+  LLVMBasicBlockRef tail = block(c, fn, "tail"), sums = block(c, fn, "sums");
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b);
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, kmain, K, ""), tail, sums);
+  LLVMPositionBuilderAtEnd(c->b, tail);
+  LLVMValueRef mask = lanes_below(c, 0, w, LLVMBuildNSWSub(c->b, K, kmain, ""));
+  dot_step(c, dm, dn, w, arow, brow, kmain, mask, out, next);
+  LLVMBuildBr(c->b, sums);
+  LLVMPositionBuilderAtEnd(c->b, sums);
+  merge(c, vt, out, from, next, tail, dm * dn);
+  LLVMTypeRef rt = vec(c->f32, dn);
+  LLVMValueRef tile = scratch_tile(c, &u, rt, dm);
+  for (int i = 0; i < dm; i++) {
+    LLVMValueRef ix[2] = {i64c(c, 0), i64c(c, i)};
+    store(c, hsums(c, out + i * dn, dn, w), LLVMBuildInBoundsGEP2(c->b, LLVMArrayType(rt, (unsigned)dm), tile, ix, 2, ""));
+  }
+  LLVMValueRef cmask = lanes_below(c, 0, dn, u.p[UK_NR]);
+  finish_rows(c, &u, 1, dn, tile, &cmask);
+  return uk_end(c, &u);
+}
+
+// A micro-kernel: GEMM kernel i's own ("k3_linear_1_tile"), with its
+// epilogue, or (plan->g NULL) the program's plain one, which every GEMM
+// without an epilogue on its tile shares; or its declaration where
+// another module builds it.
+static LLVMValueRef build_uk(Cg *c, int i, const UkPlan *plan, int kind) {
+  static const char *const kinds[] = {"tile", "dot", "row"};
+  char name[96];
+  if (plan->g)
+    fn_name(name, sizeof name, i, plan->g, kind == 0 ? "_tile" : kind == 1 ? "_dot" : "_row");
+  else
+    snprintf(name, sizeof name, "gemm_%s", kinds[kind]);
+  LLVMValueRef decl;
+  if (!own_fn(c, name, c->tile_ty, &decl))
+    return decl;
+  LLVMValueRef fn = define_fn(c, name, c->tile_ty, c->nparts == 1);
+  CgGemmKernels sh = uk_shape(c->vw);
+  return kind == 0 ? build_tile(c, plan, fn) : kind == 1 ? build_dot(c, plan, fn, sh.dot_m, sh.dot_n)
+                                                         : build_dot(c, plan, fn, 1, sh.row_n);
+}
+
+//
 // The entry function
 //
 
@@ -693,7 +1276,15 @@ typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
+  LLVMValueRef uk;               // a CgGemmKernels, filled in for each GEMM
 } Entry;
+
+// What was built for a kernel.
+typedef struct Built {
+  LLVMValueRef loop;             // a loop kernel's CgLoopFn
+  LLVMValueRef epilogue;         // a GEMM's or library kernel's epilogue, as a loop run after it, or NULL
+  LLVMValueRef uk[3];            // a GEMM's micro-kernels: tile, dot, row (NULL: none)
+} Built;
 
 // Where node n's value starts (i8 *).
 static LLVMValueRef buf_ptr(Cg *c, Entry *e, const IrNode *n) {
@@ -785,9 +1376,24 @@ static bool check_gemm(Cg *c, const Kernel *k) {
   return true;
 }
 
-// rt->sgemm(rt->ctx, ta, tb, M, N, K, A, B, beta, C), then the epilogue.
-static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
-  LLVMValueRef args[10] = {
+// Field i of the CgGemmKernels at e->uk = v.
+static void set_uk(Cg *c, Entry *e, unsigned i, LLVMValueRef v) {
+  LLVMBuildStore(c->b, v, LLVMBuildStructGEP2(c->b, c->uk_ty, e->uk, i, ""));
+}
+
+// The GEMM's micro-kernels into e->uk, then rt->sgemm(rt->ctx, ta, tb, M,
+// N, K, A, B, beta, C, uk), then the epilogue when it runs as a loop.
+static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
+  for (unsigned i = 0; i < 3; i++)
+    set_uk(c, e, i, bt->uk[i] ? LLVMBuildBitCast(c->b, bt->uk[i], c->i8p, "") : LLVMConstNull(c->i8p));
+  CgGemmKernels sh = uk_shape(c->vw);
+  int32_t shape[6] = {sh.tile_m, sh.tile_n, sh.dot_m, sh.dot_n, sh.row_n, 0};
+  for (unsigned i = 0; i < 6; i++)
+    set_uk(c, e, 3 + i, i32c(c, shape[i]));
+  set_uk(c, e, 9, e->arena);
+  set_uk(c, e, 10, e->state);
+  set_uk(c, e, 11, e->B);
+  LLVMValueRef args[11] = {
     e->ctx, i32c(c, k->ta), i32c(c, k->tb),
     extent(c, e, k->m.coef, k->m.batched), extent(c, e, k->n.coef, k->n.batched),
     extent(c, e, k->k.coef, k->k.batched),
@@ -795,10 +1401,11 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
     LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[1]), c->f32p, ""),
     f32c(c, k->accumulate ? 1 : 0),
     LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[2]), c->f32p, ""),
+    e->uk,
   };
-  LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 10, "");
-  if (epilogue)
-    run_loop(c, e, k->epilogue, epilogue);
+  LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 11, "");
+  if (bt->epilogue)
+    run_loop(c, e, k->epilogue, bt->epilogue);
 }
 
 // rt->lib(rt->ctx, node id, arena, state, B, epilogue or null).
@@ -827,24 +1434,25 @@ static LLVMValueRef rt_field(Cg *c, LLVMValueRef rt, int i, LLVMTypeRef ty) {
 }
 
 // void name(i8 *arena, i8 *state, i64 B, CgRuntime *rt): every kernel in
-// order; fns[i] and epis[i] are kernel i's loop function and epilogue.
-static bool build_entry(Cg *c, const char *name, LLVMValueRef *fns, LLVMValueRef *epis) {
+// order; built[i] is what was built for kernel i.
+static bool build_entry(Cg *c, const char *name, const Built *built) {
   LLVMValueRef fn = define_fn(c, name, c->entry_ty, false);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef uk = LLVMBuildAlloca(c->b, c->uk_ty, "uk");
   LLVMValueRef rt = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 3), LLVMPointerType(c->rt_ty, 0), "rt");
   Entry e = {
     .arena = LLVMGetParam(fn, 0), .state = LLVMGetParam(fn, 1), .B = LLVMGetParam(fn, 2),
     .ctx = rt_field(c, rt, 0, NULL), .parallel = rt_field(c, rt, 1, c->parallel_ty),
     .sgemm = rt_field(c, rt, 2, c->sgemm_ty), .lib = rt_field(c, rt, 3, c->lib_ty),
-    .tick = rt_field(c, rt, 4, c->tick_ty),
+    .tick = rt_field(c, rt, 4, c->tick_ty), .uk = uk,
   };
   for (int i = 0; i < c->p->nkernels; i++) {
     const Kernel *k = c->p->kernels[i];
     run_tick(c, &e, fn, i);
     switch (k->kind) {
-    case KN_LOOP: run_loop(c, &e, k, fns[i]); break;
-    case KN_GEMM: run_gemm(c, &e, k, epis[i]); break;
-    case KN_LIB: run_lib(c, &e, k, epis[i]); break;
+    case KN_LOOP: run_loop(c, &e, k, built[i].loop); break;
+    case KN_GEMM: run_gemm(c, &e, k, &built[i]); break;
+    case KN_LIB: run_lib(c, &e, k, built[i].epilogue); break;
     }
   }
   run_tick(c, &e, fn, c->p->nkernels);
@@ -873,8 +1481,15 @@ static void init_types(Cg *c) {
   c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 5, 0);
   LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
-  LLVMTypeRef gemm[10] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p};
-  c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 10, 0);
+  LLVMTypeRef uk[12] = {c->i8p, c->i8p, c->i8p, c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->i8p, c->i8p, c->i64};
+  c->uk_ty = LLVMStructTypeInContext(c->ctx, uk, 12, 0);
+  LLVMTypeRef gemm[11] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
+                          LLVMPointerType(c->uk_ty, 0)};
+  c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 11, 0);
+  LLVMTypeRef tile[UK_NPARAMS];
+  for (int i = 0; i < UK_NPARAMS; i++)
+    tile[i] = i == UK_A || i == UK_B || i == UK_C ? c->f32p : i == UK_ARENA || i == UK_STATE ? c->i8p : c->i64;
+  c->tile_ty = LLVMFunctionType(c->vd, tile, UK_NPARAMS, 0);
   LLVMTypeRef lib[6] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64, c->i8p};
   c->lib_ty = LLVMFunctionType(c->vd, lib, 6, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};
@@ -889,9 +1504,42 @@ static void entry_name(char *buf, size_t size, const KProgram *p) {
       *s = '_';
 }
 
-// The loop functions of every kernel: fns[i] for a loop kernel,
-// epis[i] for a GEMM's epilogue.
-static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
+// A GEMM's micro-kernels, with its epilogue inside where it can run on the
+// register tile, else as a loop after the product.
+static bool build_gemm(Cg *c, int i, const Kernel *k, Built *bt) {
+  if (!check_gemm(c, k) || (k->epilogue && !check_loop(c, k->epilogue)))
+    return false;
+  bool on_tile = k->epilogue && epilogue_on_tile(c, k);
+  char name[96];
+  if (k->epilogue && !on_tile) {
+    fn_name(name, sizeof name, i, k, "_epilogue");
+    if (!(bt->epilogue = build_loop(c, k->epilogue, name)))
+      return false;
+  }
+  // B stored (N, K) and A (M, K): dot products, and where every call
+  // takes them (M <= CG_DOT_MAX_M for any batch, K >= CG_DOT_MIN_K), no tile.
+  bool dot = !k->ta && k->tb;
+  int64_t max_m = k->m.coef * (k->m.batched ? c->p->max_batch : 1);
+  bool tile = !(dot && !k->k.batched && k->k.coef >= CG_DOT_MIN_K && max_m <= CG_DOT_MAX_M);
+  UkPlan plan;
+  uk_plan(c, k, on_tile ? k->epilogue : NULL, &plan);
+  bool ok = true, want[3] = {tile, dot, dot};
+  for (int d = 0; d < 3 && ok; d++) {
+    LLVMValueRef *fn = &bt->uk[d], *plain = &c->plain[d];
+    if (!want[d])
+      continue;
+    if (on_tile)
+      ok = (*fn = build_uk(c, i, &plan, d)) != NULL;
+    else
+      ok = (*fn = *plain ? *plain : (*plain = build_uk(c, i, &plan, d))) != NULL;
+  }
+  if (plan.e)
+    slots_free(&plan.s);
+  return ok;
+}
+
+// What every kernel needs built (built[i] for kernel i).
+static bool build_kernels(Cg *c, Built *built) {
   char name[96];
   for (int i = 0; i < c->p->nkernels; i++) {
     const Kernel *k = c->p->kernels[i];
@@ -900,17 +1548,12 @@ static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
     switch (k->kind) {
     case KN_LOOP:
       fn_name(name, sizeof name, i, k, NULL);
-      if (!(fns[i] = build_loop(c, k, name)))
+      if (!(built[i].loop = build_loop(c, k, name)))
         return false;
       break;
     case KN_GEMM:
-      if (!check_gemm(c, k))
+      if (!build_gemm(c, i, k, &built[i]))
         return false;
-      if (k->epilogue) {
-        fn_name(name, sizeof name, i, k, "_epilogue");
-        if (!(epis[i] = build_loop(c, k->epilogue, name)))
-          return false;
-      }
       break;
     case KN_LIB:
       if (!k->node || k->node->id < 0 || k->node->id >= c->p->g->nnodes)
@@ -920,7 +1563,7 @@ static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
           return fail(c, "kernel '%s': an epilogue must run over the rows of the library kernel's result",
                       kname(k));
         fn_name(name, sizeof name, i, k, "_epilogue");
-        if (!(epis[i] = build_loop(c, k->epilogue, name)))
+        if (!(built[i].epilogue = build_loop(c, k->epilogue, name)))
           return false;
       }
       break;
@@ -931,21 +1574,20 @@ static bool build_kernels(Cg *c, LLVMValueRef *fns, LLVMValueRef *epis) {
   return true;
 }
 
-bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features, int part,
+bool cg_build_module(LLVMModuleRef m, const KProgram *p, const char *cpu, const char *features, int vw, int part,
                      int nparts, char *entry, size_t size, char *err, size_t errsz) {
   Cg c = {.p = p, .mod = m, .ctx = LLVMGetModuleContext(m), .cpu = cpu, .features = features,
-          .part = part, .nparts = nparts < 1 ? 1 : nparts, .err = err, .errsz = errsz};
+          .vw = vw >= 16 ? 16 : vw >= 8 ? 8 : 4, .part = part, .nparts = nparts < 1 ? 1 : nparts, .err = err,
+          .errsz = errsz};
   if (!p || !p->g || !p->buf || p->nkernels < 0 || (p->nkernels && !p->kernels))
     return fail(&c, "the program has no graph, buffers or kernels");
   init_types(&c);
   entry_name(entry, size, p);
   c.b = LLVMCreateBuilderInContext(c.ctx);   // ours: disposed below
   int nk = p->nkernels > 0 ? p->nkernels : 1;
-  LLVMValueRef *fns = xcalloc(nk, sizeof *fns);
-  LLVMValueRef *epis = xcalloc(nk, sizeof *epis);
-  bool ok = build_kernels(&c, fns, epis) && (part != 0 || build_entry(&c, entry, fns, epis));
-  free(fns);
-  free(epis);
+  Built *built = xcalloc(nk, sizeof *built);
+  bool ok = build_kernels(&c, built) && (part != 0 || build_entry(&c, entry, built));
+  free(built);
   LLVMDisposeBuilder(c.b);
   return ok;
 }

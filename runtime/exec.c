@@ -713,7 +713,8 @@ static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64
 
 // A GEMM split across the pool: C (M, N) by blocks of GEMM_BLOCK rows when
 // it has more rows than columns, else by blocks of columns; each thread
-// runs k_gemm_ld on its block.
+// runs the product on its block: through the GEMM's own micro-kernels (uk,
+// which run its epilogue) or, for a convolution's, k_gemm_ld.
 #define GEMM_BLOCK 16
 #define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread,
 #define GEMM_SPLIT_BYTES (1 << 19)   // unless B is this large (a batch of one against a layer's weights)
@@ -725,11 +726,12 @@ typedef struct GemmCall {
   float beta;
   float *C;
   bool rows;
+  const CgGemmKernels *uk;
 } GemmCall;
 
 static void gemm_part(void *arg, int64_t lo, int64_t hi) {
   const GemmCall *c = arg;
-  int64_t M = c->M, N = c->N, K = c->K;
+  int64_t M = c->M, N = c->N, K = c->K, row0 = 0, col0 = 0;
   const float *A = c->A, *B = c->B;
   float *C = c->C;
   lo *= GEMM_BLOCK;
@@ -739,19 +741,25 @@ static void gemm_part(void *arg, int64_t lo, int64_t hi) {
     A += c->ta ? lo : lo * K;
     C += lo * N;
     M = hi - lo;
+    row0 = lo;
   } else {
     hi = hi < N ? hi : N;
     B += c->tb ? lo * K : lo;
     C += lo;
     N = hi - lo;
+    col0 = lo;
   }
-  k_gemm_ld(c->ta, c->tb, M, N, K, A, c->ta ? c->M : K, B, c->tb ? K : c->N, c->beta, C, c->N);
+  int64_t lda = c->ta ? c->M : K, ldb = c->tb ? K : c->N;
+  if (c->uk)
+    k_gemm_micro(c->uk, c->ta, c->tb, M, N, K, A, lda, B, ldb, c->beta != 0.0f, C, c->N, row0, col0);
+  else
+    k_gemm_ld(c->ta, c->tb, M, N, K, A, lda, B, ldb, c->beta, C, c->N);
 }
 
 static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
-                      float beta, float *C) {
+                      float beta, float *C, const CgGemmKernels *uk) {
   RtExec *ex = ctx;
-  GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N};
+  GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
   int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
   if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES)
     gemm_part(&c, 0, blocks);
@@ -847,7 +855,7 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
     k_gemm(ta, tb, M, N, K, alpha, A, Bm, beta, C);
     return;
   }
-  cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C);
+  cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C, NULL);
 }
 
 // A weight gradient with few output positions per share of images (P*B/T

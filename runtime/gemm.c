@@ -3,23 +3,29 @@
 // C (M, N) = op(A) op(B) + beta C, row-major, beta 0 or 1: the products a
 // training step makes (batch 32-256 against layers of 10-1600 units, and a
 // convolution's im2col matrices), which the thread pool has already cut
-// into one block per thread. On a host with AVX-512 a register tile of
-// MR x NR = 8 x 32 (16 zmm accumulators) runs over K in blocks of KC:
+// into one block per thread. k_gemm_micro blocks the product for a set of
+// micro-kernels (CgGemmKernels): a GEMM's own, which the codegen generates
+// with its epilogue applied to the register tile, or the runtime's below,
+// for AVX-512 hosts, on products no program made kernels for. A register
+// tile of tile_m x tile_n (8 x 32 with AVX-512: 16 zmm accumulators) runs
+// over K in blocks of KC:
 //
 //   for each KC block of K:            B's rows stay in L1/L2 across M
-//     for each NR-column panel of C:   (B packed K-major when tb)
-//       for each MR-row tile:          A read in place, by row and column
+//     for each tile_n-column panel:    (B packed K-major when tb)
+//       for each tile_m-row tile:      A read in place, by row and column
 //         tile += A[rows, kc] @ B[kc, cols]     (8 broadcasts, 2 loads, 16 FMA per k)
 //
-// A is read where it lies (each of a tile's 8 rows is a broadcast stream,
+// A is read where it lies (each of a tile's rows is a broadcast stream,
 // strided by lda or 1), and so is B when it is (K, N) row-major; B stored
 // (N, K) is first packed into (KC, N) rows, once per KC block, except for
-// few rows of A against a long K (a linear layer's forward), where 4 x 4
-// dot products along K run on A and B in place. Ragged edges
-// use masked loads and stores for columns and repeat the last row for rows,
-// so no tile reads or writes outside the matrices. Elsewhere (no AVX-512, or
-// alpha/beta other than 1 and {0, 1}) the call goes to cblas_sgemm.
+// few rows of A against a long K (a linear layer's forward), where dot
+// products along K (dot_m x dot_n of them, or 1 x row_n for one row) run
+// on A and B in place. Ragged edges use masked loads and stores for
+// columns and repeat the last row for rows, so no tile reads or writes
+// outside the matrices. Without generated kernels and AVX-512, or with
+// alpha/beta other than 1 and {0, 1}, the call goes to cblas_sgemm.
 #include "kernels.h"
+#include "codegen.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -78,14 +84,21 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
-// One register tile: C[0..mr, 0..32 masked by m0, m1] (+)= A rows @ B rows.
-// a[i] points at row i's first element of this K block, stepping by acs
-// per k; b steps by brs per k.
-AVX512 static void tile(int64_t kc, const float *const a[MR], int64_t acs, const float *b, int64_t brs,
-                        __mmask16 m0, __mmask16 m1, int mr, float *c, int64_t ldc, bool accumulate) {
+static __mmask16 mask_of(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+// One register tile (a CgTileFn): C[0..mr, 0..nr] (+)= A rows @ B rows,
+// rows past mr repeating the last one, unstored.
+AVX512 static void tile(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs, float *c,
+                        int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col, char *arena,
+                        char *state, int64_t B) {
+  (void)row, (void)col, (void)arena, (void)state, (void)B;
+  __mmask16 m0 = mask_of(nr), m1 = mask_of(nr - 16);
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
          c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-  const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
+#define A_ROW(i) (a + (i < mr ? i : mr - 1) * ars)
+  const float *a0 = A_ROW(0), *a1 = A_ROW(1), *a2 = A_ROW(2), *a3 = A_ROW(3), *a4 = A_ROW(4), *a5 = A_ROW(5),
+              *a6 = A_ROW(6), *a7 = A_ROW(7);
+#undef A_ROW
 #define ROW(i)                                \
   do {                                        \
     __m512 ai = _mm512_set1_ps(a##i[o]);      \
@@ -111,7 +124,7 @@ AVX512 static void tile(int64_t kc, const float *const a[MR], int64_t acs, const
   for (int i = 0; i < mr; i++) {
     float *ci = c + i * ldc;
     __m512 v0 = acc[i][0], v1 = acc[i][1];
-    if (accumulate) {
+    if (flags & CG_ACCUMULATE) {
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
     }
@@ -120,16 +133,21 @@ AVX512 static void tile(int64_t kc, const float *const a[MR], int64_t acs, const
   }
 }
 
-// C[i..i+4, j..j+4] (+)= A rows @ B rows^T, both read along K (A (M, K)
-// and B (N, K), the layout of a linear layer's x and weight): 16 dot
-// products at a time, 16 lanes each, summed across lanes at the end. Rows
-// past mr / nr repeat the last one and are not stored.
-AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *const b[4], int mr, int nr, float *c,
-                            int64_t ldc, bool accumulate) {
+// C[0..4, 0..4] (+)= A rows @ B rows^T, both read along K (A (M, K) and
+// B (N, K), the layout of a linear layer's x and weight): 16 dot products
+// at a time, 16 lanes each, summed across lanes at the end. Rows past mr /
+// nr repeat the last one and are not stored.
+AVX512 static void dot_tile(int64_t K, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
+                            float *c, int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col,
+                            char *arena, char *state, int64_t B) {
+  (void)acs, (void)row, (void)col, (void)arena, (void)state, (void)B;
   // 16 named accumulators, so that the compiler keeps them in registers
   __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00,
          s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
-  const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0p = b[0], *b1p = b[1], *b2p = b[2], *b3p = b[3];
+  const float *a0 = a, *a1 = a + (mr > 1) * lda, *a2 = a + (mr > 2 ? 2 : mr - 1) * lda,
+              *a3 = a + (mr > 3 ? 3 : mr - 1) * lda;
+  const float *b0p = b, *b1p = b + (nr > 1) * ldb, *b2p = b + (nr > 2 ? 2 : nr - 1) * ldb,
+              *b3p = b + (nr > 3 ? 3 : nr - 1) * ldb;
 #define DOT_ROW(i, m)                                  \
   do {                                                 \
     __m512 ai = _mm512_maskz_loadu_ps(m, a##i + k);    \
@@ -139,7 +157,7 @@ AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *con
     s##i##3 = _mm512_fmadd_ps(ai, b3, s##i##3);        \
   } while (0)
   for (int64_t k = 0; k < K; k += 16) {
-    __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+    __mmask16 m = mask_of(K - k);
     __m512 b0 = _mm512_maskz_loadu_ps(m, b0p + k), b1 = _mm512_maskz_loadu_ps(m, b1p + k),
            b2 = _mm512_maskz_loadu_ps(m, b2p + k), b3 = _mm512_maskz_loadu_ps(m, b3p + k);
     DOT_ROW(0, m);
@@ -152,17 +170,23 @@ AVX512 static void dot_tile(int64_t K, const float *const a[4], const float *con
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) {
       float v = _mm512_reduce_add_ps(s[i][j]);
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + v : v;
+      c[i * ldc + j] = flags & CG_ACCUMULATE ? c[i * ldc + j] + v : v;
     }
 }
 
-// One row of A (a batch of one) against 8 rows of B at a time: C[0, j..j+8]
+// One row of A (a batch of one) against 8 rows of B at a time: C[0, 0..8]
 // (+)= dot products along K. Rows past nr repeat the last one, unstored.
-AVX512 static void dot_row(int64_t K, const float *a, const float *const b[8], int nr, float *c, bool accumulate) {
+AVX512 static void dot_row(int64_t K, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
+                           float *c, int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col,
+                           char *arena, char *state, int64_t B) {
+  (void)lda, (void)acs, (void)ldc, (void)mr, (void)row, (void)col, (void)arena, (void)state, (void)B;
   __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5], *b6 = b[6], *b7 = b[7];
+#define B_ROW(j) (b + (j < nr ? j : nr - 1) * ldb)
+  const float *b0 = B_ROW(0), *b1 = B_ROW(1), *b2 = B_ROW(2), *b3 = B_ROW(3), *b4 = B_ROW(4), *b5 = B_ROW(5),
+              *b6 = B_ROW(6), *b7 = B_ROW(7);
+#undef B_ROW
   for (int64_t k = 0; k < K; k += 16) {
-    __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+    __mmask16 m = mask_of(K - k);
     __m512 av = _mm512_maskz_loadu_ps(m, a + k);
     s0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b0 + k), s0);
     s1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, b1 + k), s1);
@@ -176,74 +200,15 @@ AVX512 static void dot_row(int64_t K, const float *a, const float *const b[8], i
   __m512 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
   for (int j = 0; j < nr; j++) {
     float v = _mm512_reduce_add_ps(s[j]);
-    c[j] = accumulate ? c[j] + v : v;
+    c[j] = flags & CG_ACCUMULATE ? c[j] + v : v;
   }
 }
 
-AVX512 static void gemm_dot(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                            int64_t ldb, bool accumulate, float *C, int64_t ldc) {
-  if (M == 1) {
-    for (int64_t j = 0; j < N; j += 8) {
-      int nr = N - j < 8 ? (int)(N - j) : 8;
-      const float *b[8];
-      for (int r = 0; r < 8; r++)
-        b[r] = B + (j + (r < nr ? r : nr - 1)) * ldb;
-      dot_row(K, A, b, nr, C + j, accumulate);
-    }
-    return;
-  }
-  for (int64_t j = 0; j < N; j += 4) {
-    int nr = N - j < 4 ? (int)(N - j) : 4;
-    const float *b[4];
-    for (int r = 0; r < 4; r++)
-      b[r] = B + (j + (r < nr ? r : nr - 1)) * ldb;
-    for (int64_t i = 0; i < M; i += 4) {
-      int mr = M - i < 4 ? (int)(M - i) : 4;
-      const float *a[4];
-      for (int r = 0; r < 4; r++)
-        a[r] = A + (i + (r < mr ? r : mr - 1)) * lda;
-      dot_tile(K, a, b, mr, nr, C + i * ldc + j, ldc, accumulate);
-    }
-  }
-}
-
-static __mmask16 mask_of(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
-
-// The blocked product above, for beta 0 or 1.
-AVX512 static void gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                               const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc) {
-  int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;   // A[i][k] = A[i*ars + k*acs]
-  for (int64_t p = 0; p < K; p += KC) {
-    int64_t kc = K - p < KC ? K - p : KC;
-    bool acc = accumulate || p > 0;
-    const float *bk;   // op(B)[p.., :] as rows of brs floats
-    int64_t brs;
-    if (!tb) {
-      bk = B + p * ldb;
-      brs = ldb;
-    } else {           // B (N, K): pack op(B)[p..p+kc, :] as (kc, N), 16 columns at a time
-      float *pk = pack_space(kc * N);
-      for (int64_t j0 = 0; j0 < N; j0 += 16) {
-        int64_t jn = N - j0 < 16 ? N - j0 : 16;
-        for (int64_t k = 0; k < kc; k++)
-          for (int64_t j = 0; j < jn; j++)
-            pk[k * N + j0 + j] = B[(j0 + j) * ldb + p + k];
-      }
-      bk = pk;
-      brs = N;
-    }
-    for (int64_t j = 0; j < N; j += NR) {
-      __mmask16 m0 = mask_of(N - j), m1 = mask_of(N - j - 16);
-      for (int64_t i = 0; i < M; i += MR) {
-        int mr = M - i < MR ? (int)(M - i) : MR;
-        const float *a[MR];
-        for (int r = 0; r < MR; r++)
-          a[r] = A + (i + (r < mr ? r : mr - 1)) * ars + p * acs;
-        tile(kc, a, acs, bk + j, brs, m0, m1, mr, C + i * ldc + j, ldc, acc);
-      }
-    }
-  }
-}
+// The runtime's own micro-kernels, for products no program generated
+// kernels for (a convolution's).
+static const CgGemmKernels avx512_kernels = {
+  .tile = tile, .dot = dot_tile, .row = dot_row, .tile_m = MR, .tile_n = NR, .dot_m = 4, .dot_n = 4, .row_n = 8,
+};
 
 #endif
 
@@ -265,26 +230,68 @@ bool k_avx512(void) {
   return avx512_host;
 }
 
+// The blocked product over uk's micro-kernels, for beta 0 or 1 (see the
+// top of the file); C[0][0] is element (row0, col0) of the whole product.
+void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, int64_t row0,
+                  int64_t col0) {
+  if (M <= 0 || N <= 0)
+    return;
+  int64_t acc = accumulate ? CG_ACCUMULATE : 0;
+  if (uk->dot && !ta && tb && (!uk->tile || (K >= CG_DOT_MIN_K && M <= CG_DOT_MAX_M) || M == 1)) {
+    // a linear layer's forward: no packing, long dots
+    int64_t dm = M == 1 ? 1 : uk->dot_m, dn = M == 1 ? uk->row_n : uk->dot_n;
+    CgTileFn f = M == 1 ? uk->row : uk->dot;
+    for (int64_t j = 0; j < N; j += dn)
+      for (int64_t i = 0; i < M; i += dm)
+        f(K, A + i * lda, lda, 1, B + j * ldb, ldb, C + i * ldc + j, ldc, M - i < dm ? M - i : dm,
+          N - j < dn ? N - j : dn, acc | CG_LAST, row0 + i, col0 + j, uk->arena, uk->state, uk->B);
+    return;
+  }
+  int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;   // A[i][k] = A[i*ars + k*acs]
+  int64_t tm = uk->tile_m, tn = uk->tile_n;
+  for (int64_t p = 0; p < K || p == 0; p += KC) {   // once when K is 0: C = 0 (or C), then the epilogue
+    int64_t kc = K - p < KC ? K - p : KC;
+    int64_t flags = (accumulate || p > 0 ? CG_ACCUMULATE : 0) | (p + kc >= K ? CG_LAST : 0);
+    const float *bk;   // op(B)[p.., :] as rows of brs floats
+    int64_t brs;
+    if (!tb || kc == 0) {
+      bk = B + p * ldb;
+      brs = ldb;
+    } else {           // B (N, K): pack op(B)[p..p+kc, :] as (kc, N), 16 columns at a time
+      float *pk = pack_space(kc * N);
+      for (int64_t j0 = 0; j0 < N; j0 += 16) {
+        int64_t jn = N - j0 < 16 ? N - j0 : 16;
+        for (int64_t k = 0; k < kc; k++)
+          for (int64_t j = 0; j < jn; j++)
+            pk[k * N + j0 + j] = B[(j0 + j) * ldb + p + k];
+      }
+      bk = pk;
+      brs = N;
+    }
+    for (int64_t j = 0; j < N; j += tn)
+      for (int64_t i = 0; i < M; i += tm)
+        uk->tile(kc, A + i * ars + p * acs, ars, acs, bk + j, brs, C + i * ldc + j, ldc, M - i < tm ? M - i : tm,
+                 N - j < tn ? N - j : tn, flags, row0 + i, col0 + j, uk->arena, uk->state, uk->B);
+  }
+}
+
 void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0)
     return;
+#ifdef HAVE_AVX512_PATH
+  if ((beta == 0.0f || beta == 1.0f) && k_avx512()) {
+    k_gemm_micro(&avx512_kernels, ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc, 0, 0);
+    return;
+  }
+#endif
   if (K <= 0) {
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++)
         C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-#ifdef HAVE_AVX512_PATH
-  if ((beta == 0.0f || beta == 1.0f) && k_avx512()) {
-    if (!ta && tb && ((K >= 512 && M <= 128) || M == 1)) {   // a linear layer's forward: no packing, long dots
-      gemm_dot(M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
-      return;
-    }
-    gemm_avx512(ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, C, ldc);
-    return;
-  }
-#endif
   blas(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 

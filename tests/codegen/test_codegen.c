@@ -17,6 +17,7 @@
 //
 // Exit status 0 when every check passed; each failure prints file:line.
 #include "codegen.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -226,15 +227,8 @@ static void par2(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, in
 }
 
 // Row-major C[M, N] = op(A) op(B) + beta C, summed in double.
-static void naive_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_t K, const float *A, const float *Bm,
-                        float beta, float *C) {
-  (void)ctx;
-  if (calls.sgemm < 32) {
-    calls.mnk[calls.sgemm][0] = M;
-    calls.mnk[calls.sgemm][1] = Nn;
-    calls.mnk[calls.sgemm][2] = K;
-  }
-  calls.sgemm++;
+static void naive_sgemm(int ta, int tb, int64_t M, int64_t Nn, int64_t K, const float *A, const float *Bm, float beta,
+                        float *C) {
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < Nn; j++) {
       double s = 0;
@@ -242,6 +236,34 @@ static void naive_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
         s += (double)(ta ? A[l * M + i] : A[i * K + l]) * (tb ? Bm[j * K + l] : Bm[l * Nn + j]);
       C[i * Nn + j] = (float)(beta != 0 ? s + beta * C[i * Nn + j] : s);
     }
+}
+
+// The compiled GEMM: the program's micro-kernels through the runtime's
+// driver, in two halves of C's rows or columns (as the pool splits it), so
+// that the epilogue sees a block's offset in the whole product.
+static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_t K, const float *A, const float *Bm,
+                        float beta, float *C, const CgGemmKernels *uk) {
+  (void)ctx;
+  if (calls.sgemm < 32) {
+    calls.mnk[calls.sgemm][0] = M;
+    calls.mnk[calls.sgemm][1] = Nn;
+    calls.mnk[calls.sgemm][2] = K;
+  }
+  calls.sgemm++;
+  ASSERT(uk && (uk->tile || (uk->dot && uk->row)));
+  if (!uk || !(uk->tile || (uk->dot && uk->row)))
+    return;
+  int64_t lda = ta ? M : K, ldb = tb ? K : Nn;
+  bool rows = M > Nn;
+  int64_t half = (rows ? M : Nn) / 2;
+  for (int part = 0; part < 2; part++) {
+    int64_t lo = part ? half : 0, hi = part ? (rows ? M : Nn) : half;
+    if (rows)
+      k_gemm_micro(uk, ta, tb, hi - lo, Nn, K, A + (ta ? lo : lo * lda), lda, Bm, ldb, beta != 0, C + lo * Nn, Nn,
+                   lo, 0);
+    else
+      k_gemm_micro(uk, ta, tb, M, hi - lo, K, A, lda, Bm + (tb ? lo * ldb : lo), ldb, beta != 0, C + lo, Nn, 0, lo);
+  }
 }
 
 static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B, CgLoopFn epilogue) {
@@ -264,7 +286,7 @@ static void tick_cb(void *ctx, int kernel) {
   c->ticks++;
 }
 
-static CgRuntime rt = {&calls, par2, naive_sgemm, lib_cb, tick_cb};
+static CgRuntime rt = {&calls, par2, micro_sgemm, lib_cb, tick_cb};
 
 //
 // The C evaluation of a program
@@ -354,7 +376,7 @@ static void interp(const KProgram *p, char *arena, char *state, int64_t B) {
     if (k->kind == KN_LOOP) {
       interp_loop(p, k, arena, state, B);
     } else if (k->kind == KN_GEMM) {
-      naive_sgemm(NULL, k->ta, k->tb, ext(k->m, B), ext(k->n, B), ext(k->k, B),
+      naive_sgemm(k->ta, k->tb, ext(k->m, B), ext(k->n, B), ext(k->k, B),
                   (float *)place(p, k->bufs[0], arena, state), (float *)place(p, k->bufs[1], arena, state),
                   k->accumulate ? 1.0f : 0.0f, (float *)place(p, k->bufs[2], arena, state));
       if (k->epilogue)
@@ -789,6 +811,81 @@ static void test_gemm(void) {
   t_free(&t);
 }
 
+static char *print_text(const T *t, bool assembly);
+
+// The GEMM micro-kernels the codegen makes, through the runtime's driver,
+// on ragged shapes: a tile over two blocks of K whose epilogue adds a bias
+// and a residual and applies relu in place; dot products along a long K
+// (a row of them at B = 1) with tanh into another buffer; an accumulating
+// product over the batch with its epilogue into another buffer; and an
+// epilogue that reads C across the row, which must run as a loop after
+// the product instead. Vectors of 16 floats (the host's) and of 8
+// (-mcpu=haswell).
+static void test_gemm_tiles(void) {
+  T t;
+  t_init(&t, "gemm_tiles");
+  IrNode *a1 = ARENA(&t, "a1", 19, 300), *w1 = STATE(&t, "w1", 37, 300), *c1 = ARENA(&t, "c1", 19, 37);
+  IrNode *bias1 = STATE(&t, "bias1", 37), *res1 = ARENA(&t, "res1", 19, 37), *y1 = alias(&t, c1, "y1");
+  Kernel *g1 = gemm(&t, "g1", a1, w1, c1, false, true, (KExtent){19, false}, (KExtent){37, false},
+                    (KExtent){300, false});
+  Kernel *e1 = LOOP(&t, "epilogue", 19, 37);
+  int v1 = op2(e1, KI_ADD, op2(e1, KI_ADD, ld(e1, c1), ld(e1, bias1)), ld(e1, res1));
+  st(e1, y1, op2(e1, KI_MAX, v1, cst(e1, 0)), KR_NONE);
+  g1->epilogue = e1;
+  add(&t, g1);
+
+  IrNode *x2 = ARENA(&t, "x2", N, 523), *w2 = STATE(&t, "w2", 13, 523), *c2 = ARENA(&t, "c2", N, 13);
+  IrNode *bias2 = STATE(&t, "bias2", 13), *y2 = ARENA(&t, "y2", N, 13);
+  Kernel *g2 = gemm(&t, "g2", x2, w2, c2, false, true, (KExtent){1, true}, (KExtent){13, false},
+                    (KExtent){523, false});
+  Kernel *e2 = LOOP(&t, "epilogue", N, 13);
+  st(e2, y2, op1(e2, KI_TANH, op2(e2, KI_ADD, ld(e2, c2), ld(e2, bias2))), KR_NONE);
+  g2->epilogue = e2;
+  add(&t, g2);
+
+  IrNode *a3 = ARENA(&t, "a3", N, 21), *b3 = ARENA(&t, "b3", N, 45), *c3 = STATE(&t, "c3", 21, 45);
+  IrNode *y3 = ARENA(&t, "y3", 21, 45);
+  Kernel *g3 = gemm(&t, "g3", a3, b3, c3, true, false, (KExtent){21, false}, (KExtent){45, false},
+                    (KExtent){1, true});
+  g3->accumulate = true;
+  Kernel *e3 = LOOP(&t, "epilogue", 21, 45);
+  st(e3, y3, op2(e3, KI_MUL, ld(e3, c3), cst(e3, 2)), KR_NONE);
+  g3->epilogue = e3;
+  add(&t, g3);
+
+  IrNode *a4 = ARENA(&t, "a4", N, 33), *b4 = STATE(&t, "b4", 33, 70), *c4 = ARENA(&t, "c4", N, 70);
+  IrNode *y4 = ARENA(&t, "y4", N, 70);
+  Kernel *g4 = gemm(&t, "g4", a4, b4, c4, false, false, (KExtent){1, true}, (KExtent){70, false},
+                    (KExtent){33, false});
+  Kernel *e4 = LOOP(&t, "epilogue", N, 70);
+  int first = instr(e4, (KInstr){.op = KI_LOAD, .buf = kbuf(e4, c4), .idx = {.stride = {70, 0}}});   // C[i][0]
+  st(e4, y4, op2(e4, KI_ADD, ld(e4, c4), first), KR_NONE);
+  g4->epilogue = e4;
+  add(&t, g4);
+
+  const char *cpus[2] = {NULL, "haswell"};
+  for (int c = 0; c < 2; c++)
+    for (int64_t B = MAXB; B >= 1; B = B > 5 ? 5 : B - 4) {
+      reset_calls();
+      Mem m = run_both_with(&t, B, 1e-5, 1e-5, 2, cpus[c]);
+      ASSERT_INT(4, calls.sgemm);
+      ASSERT_INT(0, calls.parallel);
+      mem_free(&m);
+    }
+  // Which epilogues ran on the tile: g1-g3's have micro-kernels of their own
+  // (g2 only dot products: K is long and M at most 8); g4 has the plain
+  // tile, and its epilogue a loop (inlined into the entry).
+  char *ir = print_text(&t, false);
+  ASSERT_HAS(ir, "@k0_g1_tile(");
+  ASSERT_HAS(ir, "@k1_g2_dot(");
+  ASSERT_HAS(ir, "@k1_g2_row(");
+  ASSERT_HAS(ir, "@k2_g3_tile(");
+  ASSERT_HAS(ir, "@gemm_tile(");
+  ASSERT(!strstr(ir, "@k1_g2_tile(") && !strstr(ir, "@k0_g1_epilogue(") && !strstr(ir, "@k3_g4_tile("));
+  free(ir);
+  t_free(&t);
+}
+
 // A library kernel between two loops: z = 2 y, done by the callback.
 static IrNode *lib_y, *lib_z;
 
@@ -1075,6 +1172,7 @@ int main(void) {
   test_sums();
   test_parallel();
   test_gemm();
+  test_gemm_tiles();
   test_lib();
   test_in_place();
   test_errors();
