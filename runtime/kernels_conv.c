@@ -504,11 +504,12 @@ static void tap_range(int64_t s, int64_t d, int64_t k, int64_t n, int64_t *k0, i
   *k1 = b < *k0 ? *k0 : b > k ? k : b;
 }
 
-// One step of the scan: v at index i against the best so far.
+// One step of the scan: v at index i against the best so far (none yet
+// where *at is -1: the first element in a window wins even at -inf).
 // The selects are written as masks: compilers turn `take ? v : best` into
 // a branch, which mispredicts on every other window of random data.
 static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
-  uint32_t m = -(uint32_t)((v > *best) | (v != v)), vb, bb;
+  uint32_t m = -(uint32_t)((v > *best) | (v != v) | (*at < 0)), vb, bb;
   memcpy(&vb, &v, 4);
   memcpy(&bb, best, 4);
   bb = (bb & ~m) | (vb & m);
@@ -588,83 +589,73 @@ static void maxpool_2x2(float *y, int32_t *argmax, const float *x, const KPool2d
   }
 }
 
-static void maxpool_unpadded(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
-                             int64_t OW) {
-  if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 && g->dw == 1) {
-    maxpool_2x2(y, argmax, x, g, OH, OW);
-    return;
+// One tap of a row of windows: best[ow], at[ow] against x[start + ow * sw]
+// for ow in [lo, hi), max_step's rule as selects the compiler vectorizes
+// (the outputs are independent).
+static void max_tap(float *restrict best, int32_t *restrict at, const float *restrict x, int64_t start, int64_t sw,
+                    int64_t lo, int64_t hi) {
+  for (int64_t ow = lo; ow < hi; ow++) {
+    int32_t i = (int32_t)(start + ow * sw);
+    float v = x[i];
+    bool take = (v > best[ow]) | (v != v) | (at[ow] < 0);
+    best[ow] = take ? v : best[ow];
+    at[ow] = take ? i : at[ow];
   }
-  int32_t *at = xmalloc(sizeof(int32_t) * (OW ? OW : 1));   // (OW) the winner's index in the plane
+}
+
+// Any other window: one output row at a time, tap by tap, each tap over
+// the outputs whose window it falls in (the rest lie in the padding, which
+// is -inf), as max_step's selects on arrays of the row's best values and
+// their indexes. Outputs are independent, so the scan is not one long
+// chain of dependent selects per window. A window wholly in the padding
+// gives -inf and index -1 (no gradient).
+static void maxpool_rows_any(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+  int64_t *kr = xmalloc(sizeof(int64_t) * (2 * OH + 2 * g->kw + 1)), *ow0 = kr + 2 * OH, *ow1 = ow0 + g->kw;
+  for (int64_t oh = 0; oh < OH; oh++)
+    tap_range(oh * g->sh - g->ph, g->dh, g->kh, g->H, &kr[2 * oh], &kr[2 * oh + 1]);
+  for (int64_t kw = 0; kw < g->kw; kw++) {   // outputs [ow0, ow1) whose column kw lies in the plane
+    int64_t off = kw * g->dw - g->pw;        // the column is ow * sw + off
+    ow0[kw] = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    ow1[kw] = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
+    ow1[kw] = ow1[kw] > OW ? OW : ow1[kw] < ow0[kw] ? ow0[kw] : ow1[kw];
+  }
+  // the row's best values and their indexes, apart from x and y so that
+  // the compiler need not reload them after every store
+  float *restrict best = xmalloc(sizeof(float) * (OW ? OW : 1));
+  int32_t *restrict at = xmalloc(sizeof(int32_t) * (OW ? OW : 1));
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-    const float *xp = x + nc * g->H * g->W;   // (H,W)
+    const float *restrict xp = x + nc * g->H * g->W;   // (H,W)
     for (int64_t oh = 0; oh < OH; oh++) {
-      float *best = y + (nc * OH + oh) * OW;  // (OW)
-      int64_t row = oh * g->sh * g->W;
       for (int64_t ow = 0; ow < OW; ow++) {
-        best[ow] = xp[row + ow * g->sw];
-        at[ow] = (int32_t)(row + ow * g->sw);
+        best[ow] = -INFINITY;
+        at[ow] = -1;
       }
-      for (int64_t kh = 0; kh < g->kh; kh++)
+      for (int64_t kh = kr[2 * oh]; kh < kr[2 * oh + 1]; kh++) {
+        int64_t h = oh * g->sh - g->ph + kh * g->dh;
         for (int64_t kw = 0; kw < g->kw; kw++) {
-          if (kh == 0 && kw == 0)
-            continue;
-          int64_t start = row + kh * g->dh * g->W + kw * g->dw;
-          const float *src = xp + start;
-          for (int64_t ow = 0; ow < OW; ow++) {
-            float v = src[ow * g->sw];
-            bool take = (v > best[ow]) | (v != v);
-            best[ow] = take ? v : best[ow];
-            at[ow] = take ? (int32_t)(start + ow * g->sw) : at[ow];
-          }
+          int64_t start = h * g->W + kw * g->dw - g->pw;   // column ow * sw of this row, tap kw
+          max_tap(best, at, xp, start, g->sw, ow0[kw], ow1[kw]);
         }
+      }
+      memcpy(y + (nc * OH + oh) * OW, best, sizeof(float) * OW);
       if (argmax)
         memcpy(argmax + (nc * OH + oh) * OW, at, sizeof(int32_t) * OW);
     }
   }
+  free(best);
   free(at);
+  free(kr);
 }
 
 void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
   int64_t OH, OW;
   pool_geometry(g, &OH, &OW);
   K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
-  if (g->ph == 0 && g->pw == 0) {
-    maxpool_unpadded(y, argmax, x, g, OH, OW);
-    return;
-  }
-  // With padding: each window clipped to the plane first (taps [k0, k1) in
-  // each direction, found once per row and column), then the scan with
-  // max_step's selects.
-  int64_t *kr = xmalloc(sizeof(int64_t) * 2 * (OH + OW)), *kc = kr + 2 * OH;
-  for (int64_t oh = 0; oh < OH; oh++)
-    tap_range(oh * g->sh - g->ph, g->dh, g->kh, g->H, &kr[2 * oh], &kr[2 * oh + 1]);
-  for (int64_t ow = 0; ow < OW; ow++)
-    tap_range(ow * g->sw - g->pw, g->dw, g->kw, g->W, &kc[2 * ow], &kc[2 * ow + 1]);
-  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-    const float *xp = x + nc * g->H * g->W;   // (H,W)
-    for (int64_t oh = 0; oh < OH; oh++) {
-      int64_t kh0 = kr[2 * oh], kh1 = kr[2 * oh + 1];
-      for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t k = (nc * OH + oh) * OW + ow, kw0 = kc[2 * ow], kw1 = kc[2 * ow + 1];
-        float best = -INFINITY;
-        int32_t at = -1;
-        if (kh0 < kh1 && kw0 < kw1) {
-          int64_t h = oh * g->sh - g->ph, w = ow * g->sw - g->pw;
-          at = (int32_t)((h + kh0 * g->dh) * g->W + w + kw0 * g->dw);
-          best = xp[at];
-          for (int64_t kh = kh0; kh < kh1; kh++)
-            for (int64_t kw = kw0; kw < kw1; kw++) {
-              int32_t i = (int32_t)((h + kh * g->dh) * g->W + w + kw * g->dw);
-              max_step(xp[i], i, &best, &at);
-            }
-        }
-        y[k] = best;
-        if (argmax)
-          argmax[k] = at;
-      }
-    }
-  }
-  free(kr);
+  if (g->ph == 0 && g->pw == 0 && g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 &&
+      g->dw == 1)
+    maxpool_2x2(y, argmax, x, g, OH, OW);
+  else
+    maxpool_rows_any(y, argmax, x, g, OH, OW);
 }
 
 void k_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g) {
