@@ -865,7 +865,8 @@ static CgGemmKernels uk_shape(int w) {
   return (CgGemmKernels){.tile_m = 6, .tile_n = 2 * w, .dot_m = 2, .dot_n = 4, .row_n = w < 8 ? w : 8};
 }
 
-// The block (arena or state) a buffer lies in and its bytes there.
+// Whether two buffers lie in the same block (the arena or the state), and
+// whether their bytes overlap, or they start at one place.
 static bool same_block(const KBufInfo *x, const KBufInfo *y) { return (x->space == KB_STATE) == (y->space == KB_STATE); }
 
 static bool overlap(const KProgram *p, const IrNode *a, const IrNode *b) {
@@ -884,9 +885,9 @@ static bool same_index(const KIndex *a, const KIndex *b) {
 
 // Whether GEMM g's epilogue (checked) can run on its register tiles, as
 // each tile of C is done: an elementwise loop over [M, N] that reads C at
-// the point, other buffers along a row (or one element a row), and writes
-// nothing another tile reads: not A, not B, and where it writes it reads
-// only the element it writes.
+// the point, other buffers along a row (or one element a row), writes one
+// element per point, and writes nothing another tile reads: not A, not B,
+// and where it writes it reads only the element it writes.
 static bool epilogue_on_tile(Cg *c, const Kernel *g) {
   const Kernel *e = g->epilogue;
   const KProgram *p = c->p;
@@ -897,7 +898,8 @@ static bool epilogue_on_tile(Cg *c, const Kernel *g) {
   for (int i = 0; i < e->nstores; i++) {
     const KStore *st = &e->stores[i];
     const IrNode *x = e->bufs[st->buf];
-    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || overlap(p, x, A) || overlap(p, x, Bm) ||
+    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || (st->idx.stride[0] == 0 && e->dims[0] != 1) ||
+        overlap(p, x, A) || overlap(p, x, Bm) ||
         (overlap(p, x, C) && !(same_place(p, x, C) && is_c_index(&st->idx, g->n.coef))))
       return false;
   }
