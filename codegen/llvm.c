@@ -1012,22 +1012,14 @@ static void merge(Cg *c, LLVMTypeRef ty, LLVMValueRef *a, LLVMBasicBlockRef ab, 
   }
 }
 
-// The tile's rows r < mr, each nv vectors of w lanes read back from the
-// scratch tile (vectors r*nv + v): plus C's old values when accumulating,
-// then stored, or on the last block of K run through the epilogue, one
-// copy of which serves every row.
-static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask) {
+// Row r (i64) of the tile, nv vectors of w lanes (x[v]: columns v*w..):
+// plus C's old values when accumulating, then stored, or on the last block
+// of K run through the epilogue.
+static void finish_row(Cg *c, Uk *u, LLVMValueRef r, int nv, int w, LLVMValueRef *x, const LLVMValueRef *mask) {
   LLVMTypeRef vt = vec(c->f32, w);
-  LLVMBasicBlockRef entry = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, "rows");
-  LLVMBuildBr(c->b, loop);
-  LLVMPositionBuilderAtEnd(c->b, loop);
-  LLVMValueRef r = loop_phi(c, c->i64, i64c(c, 0), entry);
-  LLVMValueRef crow = gep(c, u->p[UK_C], LLVMBuildNSWMul(c->b, r, u->p[UK_LDC], "")), cp[2], x[2], y[2];
-  for (int v = 0; v < nv; v++) {
-    LLVMValueRef i = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, r, i64c(c, nv), ""), i64c(c, v), "");
-    x[v] = load(c, vt, LLVMBuildInBoundsGEP2(c->b, vt, tile, &i, 1, ""));
+  LLVMValueRef crow = gep(c, u->p[UK_C], LLVMBuildNSWMul(c->b, r, u->p[UK_LDC], "")), cp[2], y[2];
+  for (int v = 0; v < nv; v++)
     cp[v] = gep(c, crow, i64c(c, v * w));
-  }
   LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b), add = block(c, u->fn, "accumulate"), join = block(c, u->fn, "sum");
   LLVMBuildCondBr(c->b, u->accumulate, add, join);
   LLVMPositionBuilderAtEnd(c->b, add);
@@ -1047,21 +1039,37 @@ static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LL
   }
   for (int v = 0; v < nv; v++)
     masked_store(c, x[v], cp[v], mask[v]);
-  if (plan->e) {
-    LLVMBuildBr(c->b, next);
-    LLVMPositionBuilderAtEnd(c->b, epi);
-    LLVMValueRef row = LLVMBuildNSWAdd(c->b, u->p[UK_ROW], r, "row");
-    for (int v = 0; v < nv; v++) {
-      if (!plan->c_replaced)
-        masked_store(c, x[v], cp[v], mask[v]);
-      TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask[v], .value = x[v], .row = row,
-                   .col = LLVMBuildNSWAdd(c->b, u->p[UK_COL], i64c(c, v * w), "col")};
-      Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vt, .tile = &t};
-      emit_body(c, &n);
-    }
-    LLVMBuildBr(c->b, next);
-    LLVMPositionBuilderAtEnd(c->b, next);
+  if (!plan->e)
+    return;
+  LLVMBuildBr(c->b, next);
+  LLVMPositionBuilderAtEnd(c->b, epi);
+  LLVMValueRef row = LLVMBuildNSWAdd(c->b, u->p[UK_ROW], r, "row");
+  for (int v = 0; v < nv; v++) {
+    if (!plan->c_replaced)
+      masked_store(c, x[v], cp[v], mask[v]);
+    TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask[v], .value = x[v], .row = row,
+                 .col = LLVMBuildNSWAdd(c->b, u->p[UK_COL], i64c(c, v * w), "col")};
+    Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vt, .tile = &t};
+    emit_body(c, &n);
   }
+  LLVMBuildBr(c->b, next);
+  LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+// The tile's rows r < mr, each nv vectors read back from the scratch tile
+// (vectors r*nv + v), through finish_row: one copy of the epilogue serves
+// every row. Then the function returns.
+static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask) {
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, "rows");
+  LLVMBuildBr(c->b, loop);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef r = loop_phi(c, c->i64, i64c(c, 0), entry), x[2];
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef i = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, r, i64c(c, nv), ""), i64c(c, v), "");
+    x[v] = load(c, vt, LLVMBuildInBoundsGEP2(c->b, vt, tile, &i, 1, ""));
+  }
+  finish_row(c, u, r, nv, w, x, mask);
   LLVMValueRef r1 = LLVMBuildNSWAdd(c->b, r, i64c(c, 1), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b), done = block(c, u->fn, "done");
   keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, r1, u->p[UK_MR], ""), loop, done));
@@ -1238,13 +1246,19 @@ static LLVMValueRef build_dot(Cg *c, const UkPlan *plan, LLVMValueRef fn, int dm
   LLVMBuildBr(c->b, sums);
   LLVMPositionBuilderAtEnd(c->b, sums);
   merge(c, vt, out, from, next, tail, dm * dn);
+  LLVMValueRef cmask = lanes_below(c, 0, dn, u.p[UK_NR]);
+  if (dm == 1) {   // one row, finished from the registers
+    LLVMValueRef row = hsums(c, out, dn, w);
+    finish_row(c, &u, i64c(c, 0), 1, dn, &row, &cmask);
+    LLVMBuildRetVoid(c->b);
+    return uk_end(c, &u);
+  }
   LLVMTypeRef rt = vec(c->f32, dn);
   LLVMValueRef tile = scratch_tile(c, &u, rt, dm);
   for (int i = 0; i < dm; i++) {
     LLVMValueRef ix[2] = {i64c(c, 0), i64c(c, i)};
     store(c, hsums(c, out + i * dn, dn, w), LLVMBuildInBoundsGEP2(c->b, LLVMArrayType(rt, (unsigned)dm), tile, ix, 2, ""));
   }
-  LLVMValueRef cmask = lanes_below(c, 0, dn, u.p[UK_NR]);
   finish_rows(c, &u, 1, dn, tile, &cmask);
   return uk_end(c, &u);
 }
