@@ -8,6 +8,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 //
@@ -61,6 +62,166 @@ static void run_dy(const float *dy, const float *x, int64_t n, double mu, double
   *sdyx += combine8(q) + u;
 }
 
+// y = (x - mu) * scale + shift over channel c, in floats.
+static void bn_normalize(float *y, const float *x, float mu, float scale, float shift, int64_t N, int64_t C, int64_t HW,
+                         int64_t c) {
+  for (int64_t n = 0; n < N; n++) {
+    float *yp = BN_AT(y, n, c);
+    const float *xp = BN_AT(x, n, c);
+    for (int64_t i = 0; i < HW; i++)
+      yp[i] = (xp[i] - mu) * scale + shift;
+  }
+}
+
+// Channels whose run per sample is short (the deep layers' 7x7 to 1x1
+// planes) go another way: a block of channels at a time, along each
+// sample's contiguous block of channels x HW values, with one partial sum
+// (or coefficient) per element of the block; the per-element sums are
+// added up per channel at the end. One channel at a time, the loops would
+// run over a few values each.
+#define BN_SHORT_RUN 64
+#define BN_BLOCK 4096   // elements in a block of channels
+
+typedef struct BnBlock {
+  int64_t b0, b1, L;    // channels [b0, b1): L = (b1 - b0) * HW elements
+  double *s, *t;        // per-element sums
+  double *dm, *di;      // per-element mean and invstd (double)
+  float *fm, *fi, *fa, *fb, *fc;   // per-element float coefficients
+  double *pc[5];        // per-channel values, [c - b0]
+} BnBlock;
+
+static void bn_block_init(BnBlock *k, int64_t HW) {
+  int64_t cb = BN_BLOCK / HW, cap = cb * HW;
+  k->s = xmalloc(sizeof(double) * (4 * cap + 5 * cb));
+  k->t = k->s + cap, k->dm = k->t + cap, k->di = k->dm + cap;
+  for (int i = 0; i < 5; i++)
+    k->pc[i] = k->di + cap + i * cb;
+  k->fm = xmalloc(sizeof(float) * 5 * cap);
+  k->fi = k->fm + cap, k->fa = k->fi + cap, k->fb = k->fa + cap, k->fc = k->fb + cap;
+}
+
+static void bn_block_free(BnBlock *k) {
+  free(k->s);
+  free(k->fm);
+}
+
+// Sum of channel c's HW per-element sums in a (the block's).
+static double bn_channel(const BnBlock *k, const double *a, int64_t c, int64_t HW) {
+  double s = 0;
+  for (int64_t i = 0; i < HW; i++)
+    s += a[(c - k->b0) * HW + i];
+  return s;
+}
+
+// v[c] for every element of channel c in the block, as doubles or floats.
+static void bn_expand(const BnBlock *k, double *d, float *f, const double *v, int64_t HW) {
+  for (int64_t c = k->b0; c < k->b1; c++)
+    for (int64_t i = 0; i < HW; i++) {
+      if (d)
+        d[(c - k->b0) * HW + i] = v[c - k->b0];
+      if (f)
+        f[(c - k->b0) * HW + i] = (float)v[c - k->b0];
+    }
+}
+
+static void bn_forward_short(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
+                             const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                             int64_t HW, float eps, float momentum, int64_t c0, int64_t c1) {
+  int64_t cnt = N * HW, cb = BN_BLOCK / HW;
+  BnBlock k;
+  bn_block_init(&k, HW);
+  double *v = k.pc[0], *w = k.pc[1], *o = k.pc[2];   // mean, scale, shift
+  for (k.b0 = c0; k.b0 < c1; k.b0 += cb) {
+    k.b1 = k.b0 + cb < c1 ? k.b0 + cb : c1;
+    int64_t L = k.L = (k.b1 - k.b0) * HW;
+    memset(k.s, 0, sizeof(double) * L);
+    for (int64_t n = 0; n < N; n++) {
+      const float *xb = BN_AT(x, n, k.b0);
+      for (int64_t j = 0; j < L; j++)
+        k.s[j] += xb[j];
+    }
+    for (int64_t c = k.b0; c < k.b1; c++)
+      v[c - k.b0] = bn_channel(&k, k.s, c, HW) / cnt;   // the mean
+    bn_expand(&k, k.dm, k.fm, v, HW);
+    memset(k.t, 0, sizeof(double) * L);
+    for (int64_t n = 0; n < N; n++) {
+      const float *xb = BN_AT(x, n, k.b0);
+      for (int64_t j = 0; j < L; j++)
+        k.t[j] += (xb[j] - k.dm[j]) * (xb[j] - k.dm[j]);
+    }
+    for (int64_t c = k.b0; c < k.b1; c++) {
+      double mu = v[c - k.b0], var = bn_channel(&k, k.t, c, HW) / cnt, is = 1.0 / sqrt(var + eps);
+      mean[c] = (float)mu;
+      invstd[c] = (float)is;
+      running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mu);
+      running_var[c] = (float)((1.0 - momentum) * running_var[c] + (double)momentum * var * cnt / (cnt - 1));
+      w[c - k.b0] = is * (gamma ? gamma[c] : 1.0);   // y = (x - mu) w + beta
+      o[c - k.b0] = beta ? beta[c] : 0.0;
+    }
+    bn_expand(&k, NULL, k.fa, w, HW);
+    bn_expand(&k, NULL, k.fb, o, HW);
+    for (int64_t n = 0; n < N; n++) {
+      const float *xb = BN_AT(x, n, k.b0);
+      float *yb = BN_AT(y, n, k.b0);
+      for (int64_t j = 0; j < L; j++)
+        yb[j] = (xb[j] - k.fm[j]) * k.fa[j] + k.fb[j];
+    }
+  }
+  bn_block_free(&k);
+}
+
+static void bn_backward_short(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                              const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
+                              int64_t HW, int64_t c0, int64_t c1) {
+  double cnt = (double)(N * HW);
+  int64_t cb = BN_BLOCK / HW;
+  BnBlock k;
+  bn_block_init(&k, HW);
+  double *m = k.pc[0], *is = k.pc[1], *a = k.pc[2], *b = k.pc[3], *d = k.pc[4];
+  for (k.b0 = c0; k.b0 < c1; k.b0 += cb) {
+    k.b1 = k.b0 + cb < c1 ? k.b0 + cb : c1;
+    int64_t L = k.L = (k.b1 - k.b0) * HW;
+    for (int64_t c = k.b0; c < k.b1; c++) {
+      m[c - k.b0] = mean[c];
+      is[c - k.b0] = invstd[c];
+    }
+    bn_expand(&k, k.dm, k.fm, m, HW);
+    bn_expand(&k, k.di, k.fi, is, HW);
+    memset(k.s, 0, sizeof(double) * L);
+    memset(k.t, 0, sizeof(double) * L);
+    for (int64_t n = 0; n < N; n++) {   // sum(dy), sum(dy xhat)
+      const float *gb = BN_AT(dy, n, k.b0), *xb = BN_AT(x, n, k.b0);
+      for (int64_t j = 0; j < L; j++) {
+        k.s[j] += gb[j];
+        k.t[j] += gb[j] * ((xb[j] - k.dm[j]) * k.di[j]);
+      }
+    }
+    for (int64_t c = k.b0; c < k.b1; c++) {
+      double sdy = bn_channel(&k, k.s, c, HW), sdyx = bn_channel(&k, k.t, c, HW);
+      if (dbeta)
+        dbeta[c] += (float)sdy;
+      if (dgamma)
+        dgamma[c] += (float)sdyx;
+      double kc = (gamma ? gamma[c] : 1.0) * invstd[c] / cnt;   // as in k_batchnorm_backward_range
+      a[c - k.b0] = kc * cnt;
+      b[c - k.b0] = -kc * sdyx;
+      d[c - k.b0] = -kc * sdy;
+    }
+    if (!dx)
+      continue;
+    bn_expand(&k, NULL, k.fa, a, HW);
+    bn_expand(&k, NULL, k.fb, b, HW);
+    bn_expand(&k, NULL, k.fc, d, HW);
+    for (int64_t n = 0; n < N; n++) {
+      const float *gb = BN_AT(dy, n, k.b0), *xb = BN_AT(x, n, k.b0);
+      float *db = BN_AT(dx, n, k.b0);
+      for (int64_t j = 0; j < L; j++)
+        db[j] += k.fa[j] * gb[j] + k.fb[j] * ((xb[j] - k.fm[j]) * k.fi[j]) + k.fc[j];
+    }
+  }
+  bn_block_free(&k);
+}
+
 void k_batchnorm_forward(float *y, float *mean, float *invstd, float *running_mean,
                          float *running_var, const float *x, const float *gamma,
                          const float *beta, int64_t N, int64_t C, int64_t HW,
@@ -78,6 +239,10 @@ void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *runn
               "(batch %lld, %lld per sample)\n"
               "---> HINT: use a batch size of at least 2, or drop a last batch of one sample",
               (long long)cnt, (long long)N, (long long)HW);
+  if (HW < BN_SHORT_RUN) {
+    bn_forward_short(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, c0, c1);
+    return;
+  }
   for (int64_t c = c0; c < c1; c++) {
     double sum = 0, sq = 0;
     for (int64_t n = 0; n < N; n++)
@@ -92,10 +257,7 @@ void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *runn
     running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mu);
     running_var[c] = (float)((1.0 - momentum) * running_var[c] +
                              (double)momentum * var * cnt / (cnt - 1));   // unbiased
-    double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t i = 0; i < HW; i++)
-        BN_AT(y, n, c)[i] = (float)((BN_AT(x, n, c)[i] - mu) * is * gm + bt);
+    bn_normalize(y, x, (float)mu, (float)(is * (gamma ? gamma[c] : 1.0)), beta ? beta[c] : 0.0f, N, C, HW, c);
   }
 }
 
@@ -111,10 +273,7 @@ void k_batchnorm_forward_eval_range(float *y, const float *x, const float *gamma
   for (int64_t c = c0; c < c1; c++) {
     double mu = running_mean[c];
     double is = 1.0 / sqrt((double)running_var[c] + eps);
-    double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t i = 0; i < HW; i++)
-        BN_AT(y, n, c)[i] = (float)((BN_AT(x, n, c)[i] - mu) * is * gm + bt);
+    bn_normalize(y, x, (float)mu, (float)(is * (gamma ? gamma[c] : 1.0)), beta ? beta[c] : 0.0f, N, C, HW, c);
   }
 }
 
@@ -127,6 +286,10 @@ void k_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *d
 void k_batchnorm_backward_range(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                 const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
                                 int64_t HW, int64_t c0, int64_t c1) {
+  if (HW < BN_SHORT_RUN && HW > 0) {
+    bn_backward_short(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, N, C, HW, c0, c1);
+    return;
+  }
   double cnt = (double)(N * HW);
   for (int64_t c = c0; c < c1; c++) {
     double mu = mean[c], is = invstd[c];
@@ -137,13 +300,15 @@ void k_batchnorm_backward_range(float *dx, float *dgamma, float *dbeta, const fl
       dbeta[c] += (float)sdy;
     if (dgamma)
       dgamma[c] += (float)sdyx;
-    if (dx) {
+    if (dx) {   // dx += k (cnt dy - sum(dy) - xhat sum(dy xhat)), k = gamma invstd / cnt, in floats
       double k = (gamma ? gamma[c] : 1.0) * is / cnt;
-      for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < HW; i++) {
-          double xhat = (BN_AT(x, n, c)[i] - mu) * is;
-          BN_AT(dx, n, c)[i] += (float)(k * (cnt * BN_AT(dy, n, c)[i] - sdy - xhat * sdyx));
-        }
+      float a = (float)(k * cnt), b = (float)(-k * sdyx), d = (float)(-k * sdy), muf = (float)mu, isf = (float)is;
+      for (int64_t n = 0; n < N; n++) {
+        float *dxp = BN_AT(dx, n, c);
+        const float *dyp = BN_AT(dy, n, c), *xp = BN_AT(x, n, c);
+        for (int64_t i = 0; i < HW; i++)
+          dxp[i] += a * dyp[i] + b * ((xp[i] - muf) * isf) + d;
+      }
     }
   }
 }

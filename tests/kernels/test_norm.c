@@ -266,6 +266,8 @@ int main(void) {
   test_batchnorm(5, 1, 1, true);     // one channel
   test_batchnorm(3, 4, 5, false);    // no gamma, beta
   test_batchnorm(2, 2, 1, true);     // two values per channel: the smallest allowed
+  test_batchnorm(2, 3, 70, true);    // runs of 64 or more: one channel at a time
+  test_batchnorm(3, 100, 50, true);  // short runs over more channels than one block
   t_exits_with_error("batchnorm training with one value per channel is refused", bn_single_value,
                      NULL, "more than one value per channel");
   test_dropout();
