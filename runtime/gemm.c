@@ -204,6 +204,37 @@ AVX512 static void dot_row(int64_t K, const float *a, int64_t lda, int64_t acs, 
   }
 }
 
+// dst (16 rows of ldd) = the transpose of src (16 rows of lds), 16 x 16
+// floats through registers: pairs of rows interleaved by 1, 2, 4 and 8.
+AVX512 static void transpose16(float *dst, int64_t ldd, const float *src, int64_t lds) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++)
+    r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#define PD(x) _mm512_castps_pd(x)
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(PD(t[i]), PD(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(PD(t[i]), PD(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(PD(t[i + 1]), PD(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(PD(t[i + 1]), PD(t[i + 3])));
+  }
+#undef PD
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+      t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+  }
+  for (int i = 0; i < 16; i++)
+    _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+
 // The runtime's own micro-kernels, for products no program generated
 // kernels for (a convolution's).
 static const CgGemmKernels avx512_kernels = {
@@ -228,6 +259,23 @@ static void find_avx512(void) {
 bool k_avx512(void) {
   pthread_once(&avx512_once, find_avx512);
   return avx512_host;
+}
+
+// op(B)[p..p+kc, :] of B stored (N, K), packed as kc rows of N: 16 columns
+// at a time, in 16 x 16 blocks through registers on AVX-512 hosts.
+static void pack_bt(float *pk, const float *B, int64_t ldb, int64_t p, int64_t kc, int64_t N) {
+  bool wide = k_avx512();
+  for (int64_t j0 = 0; j0 < N; j0 += 16) {
+    int64_t jn = N - j0 < 16 ? N - j0 : 16, k = 0;
+#ifdef HAVE_AVX512_PATH
+    if (wide && jn == 16)
+      for (; k + 16 <= kc; k += 16)
+        transpose16(pk + k * N + j0, N, B + j0 * ldb + p + k, ldb);
+#endif
+    for (; k < kc; k++)
+      for (int64_t j = 0; j < jn; j++)
+        pk[k * N + j0 + j] = B[(j0 + j) * ldb + p + k];
+  }
 }
 
 // The blocked product over uk's micro-kernels, for beta 0 or 1 (see the
@@ -258,14 +306,9 @@ void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
     if (!tb || kc == 0) {
       bk = B + p * ldb;
       brs = ldb;
-    } else {           // B (N, K): pack op(B)[p..p+kc, :] as (kc, N), 16 columns at a time
+    } else {           // B (N, K): op(B)[p..p+kc, :] packed as (kc, N)
       float *pk = pack_space(kc * N);
-      for (int64_t j0 = 0; j0 < N; j0 += 16) {
-        int64_t jn = N - j0 < 16 ? N - j0 : 16;
-        for (int64_t k = 0; k < kc; k++)
-          for (int64_t j = 0; j < jn; j++)
-            pk[k * N + j0 + j] = B[(j0 + j) * ldb + p + k];
-      }
+      pack_bt(pk, B, ldb, p, kc, N);
       bk = pk;
       brs = N;
     }
