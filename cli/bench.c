@@ -13,7 +13,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *const usage_bench =
@@ -33,24 +32,13 @@ static const char *const usage_bench =
     "      --no-compare      skip the unfused and ref runs\n"
     "  -h, --help            show this help\n";
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 // The median, minimum and maximum of v[0..n).
 typedef struct Stats {
   double median, min, max;
 } Stats;
 
 static Stats stats(double *v, int n) {
-  qsort(v, n, sizeof *v, cmp_double);
+  sort_doubles(v, (size_t)n);
   return (Stats){n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1]};
 }
 
@@ -64,7 +52,7 @@ typedef struct Ticks {
 
 static void tick(void *arg, int kernel) {
   Ticks *t = arg;
-  double n = now();
+  double n = now_seconds();
   if (t->current >= 0)
     t->runs[t->current][t->run] += n - t->last;
   t->current = kernel;
@@ -90,9 +78,9 @@ static Stats time_steps(Bench *b, RtExec *ex, int reps, Ticks *t) {
       t->run = i;
       t->current = -1;
     }
-    double t0 = now();
+    double t0 = now_seconds();
     rt_exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
-    v[i] = now() - t0;
+    v[i] = now_seconds() - t0;
   }
   Stats s = stats(v, reps);
   free(v);
@@ -205,21 +193,21 @@ int cli_bench(int argc, char **argv) {
 
   // Compile, timing each phase.
   char err[1024];
-  double t0 = now();
+  double t0 = now_seconds();
   RtExec *ex = rt_exec_new_cpu(m, b.B, true, threads, err, sizeof err);
   if (!ex) {
     fprintf(stderr, "nnc: error: %s\n", err);
     return EXIT_USER;
   }
-  double t_setup = now() - t0;
+  double t_setup = now_seconds() - t0;
   CgTimes ct;
-  double t1 = now();
+  double t1 = now_seconds();
   const KProgram *p = rt_exec_program(ex, mode, &ct);
-  double t_compile = now() - t1;
+  double t_compile = now_seconds() - t1;
   rt_exec_init_params(ex, 1);
-  double first0 = now();
+  double first0 = now_seconds();
   rt_exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
-  double t_first = now() - first0;
+  double t_first = now_seconds() - first0;
 
   Ticks t = {0, -1, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
   for (int i = 0; i <= p->nkernels; i++)

@@ -23,7 +23,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 struct CgModule {
@@ -87,12 +86,6 @@ int cg_vector_width(void) {
   if (has_feature("avx2") || has_feature("avx"))
     return 8;
   return 4;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // Puts "what: LLVM's message" into err, consuming e.
@@ -205,15 +198,15 @@ static bool optimize(LLVMModuleRef m, const Target *t, char *err, size_t errsz) 
 // and times->optimize.
 static bool build_optimized(LLVMModuleRef m, const KProgram *p, const Target *t, int part, int nparts,
                             char *entry, size_t size, CgTimes *times, char *err, size_t errsz) {
-  double t0 = now();
+  double t0 = now_seconds();
   set_target(m, t);
   if (!cg_build_module(m, p, t->cpu, t->features, t->vw, part, nparts, entry, size, err, errsz))
     return false;
-  double t1 = now();
+  double t1 = now_seconds();
   times->build = t1 - t0;
   if (!optimize(m, t, err, errsz))
     return false;
-  times->optimize = now() - t1;
+  times->optimize = now_seconds() - t1;
   return true;
 }
 
@@ -271,14 +264,14 @@ static void *compile_part(void *arg) {
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
   if (build_optimized(mod, pt->p, &t, pt->part, pt->nparts, pt->entry, sizeof pt->entry, &pt->times, pt->err,
                       sizeof pt->err)) {
-    double t0 = now();
+    double t0 = now_seconds();
     char *msg = NULL;
     if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMObjectFile, &msg, &pt->obj))
       fail_msg(pt->err, sizeof pt->err, "LLVM could not make machine code", msg);
     else
       pt->ok = true;
     LLVMDisposeMessage(msg);
-    pt->times.codegen = now() - t0;
+    pt->times.codegen = now_seconds() - t0;
   }
   LLVMDisposeModule(mod);
   LLVMContextDispose(ctx);
@@ -302,7 +295,7 @@ CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t er
   Part parts[2];
   pthread_t th[2];
   bool started[2] = {false, false};
-  double t0 = now();
+  double t0 = now_seconds();
   for (int i = 0; i < n; i++) {
     parts[i] = (Part){.p = p, .o = o, .part = i, .nparts = n};
     if (i > 0)
@@ -315,7 +308,7 @@ CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t er
     else
       compile_part(&parts[i]);   // no thread: here, after part 0
   }
-  double t1 = now();
+  double t1 = now_seconds();
   CgModule *cm = NULL;
   CgTimes times = {0};
   LLVMOrcLLJITRef jit = NULL;
@@ -343,7 +336,7 @@ CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t er
     fail_llvm(err, errsz, e, "the JIT could not link the entry point");
     goto cleanup;
   }
-  times.codegen = (t1 - t0) - times.build - times.optimize + (now() - t1);
+  times.codegen = (t1 - t0) - times.build - times.optimize + (now_seconds() - t1);
   cm = xcalloc(1, sizeof *cm);
   cm->jit = jit;                                              // cm owns the JIT now
   jit = NULL;

@@ -14,19 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps) {
   float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N), *c = xmalloc(sizeof(float) * M * N);
@@ -39,12 +27,12 @@ double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps
   double *t = xmalloc(sizeof(double) * (reps + 3));
   blas_threads_default();
   for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
-    double t0 = now();
+    double t0 = now_seconds();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
                 (int)K, 1.0f, a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
-    t[i] = now() - t0;
+    t[i] = now_seconds() - t0;
   }
-  qsort(t + 3, reps, sizeof(double), cmp_double);
+  sort_doubles(t + 3, (size_t)reps);
   double median = t[3 + reps / 2];
   free(a);
   free(b);
@@ -154,7 +142,7 @@ static void progress(Progress *p, int64_t epoch, int64_t k, int64_t nb, int64_t 
                      double acc, bool final) {
   if (p->mode < 0)
     return;
-  double t = now(), el = t - p->start;
+  double t = now_seconds(), el = t - p->start;
   if (p->mode == 0 && !final && t - p->last < 10 && k != 1)
     return;   // plain output: a line every ten seconds
   if (p->mode == 1 && !final && t - p->last < 0.1)
@@ -437,7 +425,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
   bool classes = r->train.y != NULL;
   int64_t nb = rt_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;
   double sum = 0, lr = 0;
-  p->start = now();
+  p->start = now_seconds();
   p->last = 0;
   for (;;) {
     int64_t B = rt_batcher_next(&r->batcher, x, y);
@@ -473,7 +461,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   Run r = {.m = m, .o = o, .out = out};
   char err[2048];
   bool ok = false;
-  double t0 = now();
+  double t0 = now_seconds();
   *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
@@ -510,7 +498,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
   Progress p = {out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   for (int64_t epoch = start_epoch; epoch < o->epochs; epoch++) {
-    double tl, ta, lr, es = now();
+    double tl, ta, lr, es = now_seconds();
     if (!run_epoch(&r, epoch, x, y, &p, &tl, &ta, &lr)) {
       free(x);
       free(y);
@@ -520,7 +508,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     RtEvalResult v = {-1, -1, 0};
     if (r.have_val)
       v = rt_evaluate(r.ex, &r.val, o->batch, NULL);
-    double secs = now() - es;
+    double secs = now_seconds() - es;
     log_metrics(&r, epoch + 1, rt_exec_steps(r.ex), lr, tl, ta, v, secs);
     r.info.epoch = epoch + 1;
     r.info.step = rt_exec_steps(r.ex);
@@ -558,7 +546,7 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     }
   }
   res->steps = rt_exec_steps(r.ex);
-  res->seconds = now() - t0;
+  res->seconds = now_seconds() - t0;
   if (!o->quiet)
     fprintf(out, "checkpoint %s, metrics %s/metrics.%s (%.1f s)\n", r.ckpt, o->out, o->json ? "jsonl" : "csv",
             res->seconds);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 _Noreturn void nnc_bug(const char *file, int line, const char *what) {
   fprintf(stderr, "nnc: internal error at %s:%d: %s\n"
@@ -108,3 +109,16 @@ char *read_file(const char *path, size_t *len) {
     *len = b.len;
   return b.data;
 }
+
+double now_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }

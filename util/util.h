@@ -71,6 +71,11 @@ void sb_free(StrBuf *b);
 // errno on failure. *len gets the size without the NUL.
 char *read_file(const char *path, size_t *len);
 
+// Seconds on the monotonic clock (for differences: timings).
+double now_seconds(void);
+// Sorts v[0..n) in increasing order.
+void sort_doubles(double *v, size_t n);
+
 //
 // util/diag.c
 //

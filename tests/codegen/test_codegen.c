@@ -22,7 +22,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static int failures;
 
@@ -1081,12 +1080,6 @@ static void test_print(void) {
   t_free(&t);
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // 30 kernels of a model's size and kinds (bias + activation chains, row
 // sums, softmax-like, gradient sums over the batch, GEMMs, a library call):
 // the compile is timed and printed, and the program must still agree with
@@ -1141,9 +1134,9 @@ static void test_compile_time(void) {
   }
   add(&t, lib(&t, "cross_entropy", h));
   reset_calls();
-  double t0 = now();
+  double t0 = now_seconds();
   CgModule *m = compile_with(&t, 2, NULL);
-  double wall = now() - t0;
+  double wall = now_seconds() - t0;
   if (m) {
     CgTimes ct = cg_times(m);
     printf("compile of %d kernels (%d loop functions): %.1f ms (build %.1f, optimize %.1f, machine code %.1f)\n",

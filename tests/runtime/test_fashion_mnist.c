@@ -6,13 +6,6 @@
 
 #include <math.h>
 #include <sys/stat.h>
-#include <time.h>
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 // Checks a split against facts about the published files.
 static void check_split(const RtDataset *ds, int64_t n, const int32_t *first, int img0_sum, int center,
@@ -50,9 +43,9 @@ int main(int argc, char **argv) {
   make_tmpdir("fmnist");
   RtDataset train, test;
   char err[2048];
-  double t0 = now();
+  double t0 = now_seconds();
   bool ok = rt_load_idx_dir(dir, "train", 10, &train, err, sizeof err);
-  double t1 = now();
+  double t1 = now_seconds();
   CHECK(ok, "%s", err);
   if (!ok)
     return finish("test_fashion_mnist");

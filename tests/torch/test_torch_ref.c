@@ -105,7 +105,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define STEPS 3
 #define SAMPLES 2048
@@ -649,11 +648,6 @@ typedef struct Result {
   double median;       // median rel-L2 after the steps (where checked)
 } Result;
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile *f) {
   Result res = {0};
   OptimConfig oc = opt_config(os, ms);
@@ -729,7 +723,7 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
     rels[nrels++] = compare(&c, os->name, n->name, v, k, &r, dt, &res.state);
   }
   if (ms->median > 0 && nrels) {   // resnet18: most tensors stay close
-    qsort(rels, nrels, sizeof(double), cmp_double);
+    sort_doubles(rels, (size_t)nrels);
     res.median = rels[nrels / 2];
     bool ok = res.median <= ms->median;
     if (verbose || !ok)
@@ -745,12 +739,6 @@ done:
   rt_exec_free(ex);
   arena_free(cm.arena);
   return res;
-}
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -795,13 +783,13 @@ int main(int argc, char **argv) {
       continue;
     }
     for (int oi = 0; oi < countof(opts); oi++) {
-      double t = now();
+      double t = now_seconds();
       Result r = run_config(ms, &opts[oi], &f);
       r.ok ? passed++ : failed++;
       rows[nrows].ms = ms;
       rows[nrows].os = &opts[oi];
       rows[nrows].r = r;
-      rows[nrows++].secs = now() - t;
+      rows[nrows++].secs = now_seconds() - t;
     }
     rt_st_free(&f);
   }
