@@ -36,31 +36,32 @@
 #define NR 32
 #define KC 256
 
-// Packing space for B, per thread, freed when the thread exits.
-static pthread_key_t pack_key;
-static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+// Scratch of each kind per thread, freed when the thread exits.
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-typedef struct Pack {
-  float *p;
-  int64_t cap;
-} Pack;
+typedef struct Scratch {
+  float *p[K_SCRATCH_KINDS];
+  int64_t cap[K_SCRATCH_KINDS];
+} Scratch;
 
-static void pack_free(void *v) {
-  Pack *pk = v;
-  free(pk->p);
-  free(pk);
+static void scratch_free(void *v) {
+  Scratch *sc = v;
+  for (int i = 0; i < K_SCRATCH_KINDS; i++)
+    free(sc->p[i]);
+  free(sc);
 }
 
-static void pack_init(void) { pthread_key_create(&pack_key, pack_free); }
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-static float *pack_space(int64_t n) {
-  pthread_once(&pack_once, pack_init);
-  Pack *pk = pthread_getspecific(pack_key);
-  if (!pk) {
-    pk = xcalloc(1, sizeof *pk);
-    pthread_setspecific(pack_key, pk);
+float *k_thread_scratch(int kind, int64_t n) {
+  pthread_once(&scratch_once, scratch_init);
+  Scratch *sc = pthread_getspecific(scratch_key);
+  if (!sc) {
+    sc = xcalloc(1, sizeof *sc);
+    pthread_setspecific(scratch_key, sc);
   }
-  return k_grow(&pk->p, &pk->cap, n);
+  return k_grow(&sc->p[kind], &sc->cap[kind], n);
 }
 
 float *k_grow(float **buf, int64_t *cap, int64_t n) {
@@ -307,7 +308,7 @@ void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
       bk = B + p * ldb;
       brs = ldb;
     } else {           // B (N, K): op(B)[p..p+kc, :] packed as (kc, N)
-      float *pk = pack_space(kc * N);
+      float *pk = k_thread_scratch(K_SCRATCH_PACK, kc * N);
       pack_bt(pk, B, ldb, p, kc, N);
       bk = pk;
       brs = N;

@@ -354,6 +354,31 @@ static float *scratch(int64_t n) {
   return k_grow(&buf, &cap, n);
 }
 
+// A convolution of one input and one output position per channel whose
+// taps but one read only padding (a 3x3 layer on a 1x1 plane: resnet18's
+// last block on 28x28 images) is a product over channels, y (N, O) = x
+// (N, C) @ w[:, :, tap]^T, a KH*KW-th of the im2col product's work. The tap,
+// or -1 when g is not such a convolution.
+static int64_t single_tap(const KConv2d *g, int64_t OH, int64_t OW) {
+  if (OH != 1 || OW != 1 || g->H != 1 || g->W != 1)
+    return -1;
+  int64_t t = -1;
+  for (int64_t kh = 0; kh < g->KH; kh++)
+    for (int64_t kw = 0; kw < g->KW; kw++)
+      if (kh * g->dh == g->ph && kw * g->dw == g->pw)   // the one that reads (0, 0)
+        t = kh * g->KW + kw;
+  return t;
+}
+
+// w[:, :, t] as (O, C), in the thread's scratch.
+static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
+  int64_t KK = g->KH * g->KW;
+  float *wt = k_thread_scratch(K_SCRATCH_CONV, g->O * g->C);
+  for (int64_t i = 0; i < g->O * g->C; i++)
+    wt[i] = w[i * KK + t];
+  return wt;
+}
+
 // The whole batch in one GEMM: the cols of all images side by side,
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
@@ -363,7 +388,10 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
-  if (pointwise) {   // the image is its own col
+  int64_t tap = single_tap(g, OH, OW);
+  if (tap >= 0) {
+    gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
+  } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
       gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
   } else {
@@ -401,6 +429,18 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
+  int64_t tap = single_tap(g, OH, OW), KK = g->KH * g->KW;
+  if (tap >= 0) {
+    if (dx)   // dx (N, C) += dy (N, O) @ w[:, :, tap]
+      gemm(false, false, g->N, g->C, g->O, 1.0f, dy, tap_weights(w, g, tap), 1.0f, dx);
+    if (dw) {   // dw[:, :, tap] += dy^T @ x
+      float *gt = k_thread_scratch(K_SCRATCH_CONV, g->O * g->C);
+      gemm(true, false, g->O, g->C, g->N, 1.0f, dy, x, 0.0f, gt);
+      for (int64_t i = 0; i < g->O * g->C; i++)
+        dw[i * KK + tap] += gt[i];
+    }
+    return;
+  }
   bool pointwise = conv_is_pointwise(g);
   if (pointwise) {   // per image: the image is its own col
     for (int64_t n = 0; n < g->N; n++) {
@@ -446,6 +486,16 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
     return;
   KConv2d part = *g;   // channels c0..c1 of every image
   part.C = c1 - c0;
+  int64_t tap = single_tap(g, OH, OW);
+  if (tap >= 0) {      // 0 but at the tap: dyt (O, N) @ x[:, c0..c1]
+    float *gt = k_thread_scratch(K_SCRATCH_CONV, g->O * part.C);
+    k_gemm_ld(false, false, g->O, part.C, g->N, dyt, NP, x + c0, CHW, 0.0f, gt, part.C);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t c = 0; c < part.C; c++)
+        for (int64_t t = 0; t < KK; t++)
+          dw[(o * g->C + c0 + c) * KK + t] = t == tap ? gt[o * part.C + c] : 0.0f;
+    return;
+  }
   for (int64_t n = 0; n < g->N; n++)
     im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP);
   k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);

@@ -106,6 +106,8 @@ int main(void) {
     {2, 2, 3, 5, 3, 3, 1, 1, 1, 2, 0, 1, 3},    // padding wider than needed
     {1, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1},    // a single pixel
     {1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1},    // a single pixel, all padding around
+    {3, 4, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1},    // 1x1 planes, one tap inside: a product over channels
+    {2, 3, 1, 1, 4, 3, 5, 1, 1, 2, 2, 2, 1},    // the same through dilation and uneven padding
   };
   for (int i = 0; i < countof(cases); i++)
     test_conv(&cases[i], true);
