@@ -33,6 +33,10 @@ typedef void (*CgLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_
 //     mr <= dot_m rows by nr <= dot_n columns
 //   row(...)                         dot of one row by nr <= row_n columns
 //
+// Each may be NULL where no call needs it: tile where every call takes the
+// dot products, dot where every call has one row, row where no call has
+// fewer rows than dot_m (a batch of one then runs on dot).
+//
 // The driver takes dot (row for M = 1) where there is one and the product
 // is a linear layer's forward with few rows against a long K (or one row):
 // op(A) = A (M, K), B stored (N, K), and M <= CG_DOT_MAX_M with K >=
@@ -51,7 +55,7 @@ typedef void (*CgTileFn)(int64_t kc, const float *a, int64_t ars, int64_t acs, c
                          char *arena, char *state, int64_t B);
 
 typedef struct CgGemmKernels {
-  CgTileFn tile, dot, row;   // NULL: none (row: with dot)
+  CgTileFn tile, dot, row;   // NULL: none
   int32_t tile_m, tile_n, dot_m, dot_n, row_n, unused;
   char *arena, *state;   // the epilogue's
   int64_t B;

@@ -287,10 +287,12 @@ void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   if (M <= 0 || N <= 0)
     return;
   int64_t acc = accumulate ? CG_ACCUMULATE : 0;
-  if (uk->dot && !ta && tb && (!uk->tile || (K >= CG_DOT_MIN_K && M <= CG_DOT_MAX_M) || M == 1)) {
-    // a linear layer's forward: no packing, long dots
-    int64_t dm = M == 1 ? 1 : uk->dot_m, dn = M == 1 ? uk->row_n : uk->dot_n;
-    CgTileFn f = M == 1 ? uk->row : uk->dot;
+  if ((uk->dot || uk->row) && !ta && tb && (!uk->tile || (K >= CG_DOT_MIN_K && M <= CG_DOT_MAX_M) || M == 1)) {
+    // a linear layer's forward: no packing, long dots; the row kernel for
+    // one row, or where there is no dot kernel
+    bool one = !uk->dot || (M == 1 && uk->row);
+    int64_t dm = one ? 1 : uk->dot_m, dn = one ? uk->row_n : uk->dot_n;
+    CgTileFn f = one ? uk->row : uk->dot;
     for (int64_t j = 0; j < N; j += dn)
       for (int64_t i = 0; i < M; i += dm)
         f(K, A + i * lda, lda, 1, B + j * ldb, ldb, C + i * ldc + j, ldc, M - i < dm ? M - i : dm,

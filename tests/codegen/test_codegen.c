@@ -229,8 +229,8 @@ static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
     calls.mnk[calls.sgemm][2] = K;
   }
   calls.sgemm++;
-  ASSERT(uk && (uk->tile || (uk->dot && uk->row)));
-  if (!uk || !(uk->tile || (uk->dot && uk->row)))
+  ASSERT(uk && (uk->tile || uk->dot || uk->row));
+  if (!uk || !(uk->tile || uk->dot || uk->row))
     return;
   int64_t lda = ta ? M : K, ldb = tb ? K : Nn;
   bool rows = M > Nn;
@@ -795,10 +795,10 @@ static char *print_text(const T *t, bool assembly);
 // The GEMM micro-kernels the codegen makes, through the runtime's driver,
 // on ragged shapes: a tile over two blocks of K whose epilogue adds a bias
 // and a residual and applies relu in place; dot products along a long K
-// (a row of them at B = 1) with tanh into another buffer; an accumulating
-// product over the batch with its epilogue into another buffer; and an
+// (one row of them at B = 1) with tanh into another buffer; an accumulating
+// product over the batch with its epilogue into another buffer; an
 // epilogue that reads C across the row, which must run as a loop after
-// the product instead. Vectors of 16 floats (the host's) and of 8
+// the product instead; and a product of one row (the row kernel). Vectors of 16 floats (the host's) and of 8
 // (-mcpu=haswell).
 static void test_gemm_tiles(void) {
   T t;
@@ -842,25 +842,36 @@ static void test_gemm_tiles(void) {
   g4->epilogue = e4;
   add(&t, g4);
 
+  IrNode *x5 = ARENA(&t, "x5", 1, 600), *w5 = STATE(&t, "w5", 9, 600), *c5 = ARENA(&t, "c5", 1, 9);
+  IrNode *bias5 = STATE(&t, "bias5", 9), *y5 = alias(&t, c5, "y5");
+  Kernel *g5 = gemm(&t, "g5", x5, w5, c5, false, true, (KExtent){1, false}, (KExtent){9, false},
+                    (KExtent){600, false});
+  Kernel *e5 = LOOP(&t, "epilogue", 1, 9);
+  st(e5, y5, op2(e5, KI_MAX, op2(e5, KI_ADD, ld(e5, c5), ld(e5, bias5)), cst(e5, 0)), KR_NONE);
+  g5->epilogue = e5;
+  add(&t, g5);
+
   const char *cpus[2] = {NULL, "haswell"};
   for (int c = 0; c < 2; c++)
     for (int64_t B = MAXB; B >= 1; B = B > 5 ? 5 : B - 4) {
       reset_calls();
       Mem m = run_both_with(&t, B, 1e-5, 1e-5, 2, cpus[c]);
-      ASSERT_INT(4, calls.sgemm);
+      ASSERT_INT(5, calls.sgemm);
       ASSERT_INT(0, calls.parallel);
       mem_free(&m);
     }
-  // Which epilogues ran on the tile: g1-g3's have micro-kernels of their own
-  // (g2 only dot products: K is long and M at most 8); g4 has the plain
-  // tile, and its epilogue a loop (inlined into the entry).
+  // Which epilogues ran on the tile: g1-g3's and g5's have micro-kernels of
+  // their own (g2 only dot products: K is long and M at most 8, which at B
+  // = 1 run with one row; g5 of one row only a row kernel); g4 has the
+  // plain tile, and its epilogue a loop (inlined into the entry).
   char *ir = print_text(&t, false);
   ASSERT_HAS(ir, "@k0_g1_tile(");
   ASSERT_HAS(ir, "@k1_g2_dot(");
-  ASSERT_HAS(ir, "@k1_g2_row(");
   ASSERT_HAS(ir, "@k2_g3_tile(");
   ASSERT_HAS(ir, "@gemm_tile(");
-  ASSERT(!strstr(ir, "@k1_g2_tile(") && !strstr(ir, "@k0_g1_epilogue(") && !strstr(ir, "@k3_g4_tile("));
+  ASSERT_HAS(ir, "@k4_g5_row(");
+  ASSERT(!strstr(ir, "@k1_g2_tile(") && !strstr(ir, "@k1_g2_row(") && !strstr(ir, "@k0_g1_epilogue(") &&
+         !strstr(ir, "@k3_g4_tile(") && !strstr(ir, "@k4_g5_tile(") && !strstr(ir, "@k4_g5_dot("));
   free(ir);
   t_free(&t);
 }
