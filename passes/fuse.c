@@ -303,7 +303,8 @@ static void gen_sgd(Gen *gen, const IrNode *n) {
     const IrNode *buf = n->src[2];
     int mom = emit_const(gen, (float)a[1]);
     int old = gen_flat_load(gen, buf);
-    int next = emit_fma(gen, gi, emit_const(gen, (float)(1.0 - a[2])), emit2(gen, KI_MUL, old, mom));
+    int decayed = emit2(gen, KI_MUL, old, mom);   // one emit per statement: the order is the printout's
+    int next = emit_fma(gen, gi, emit_const(gen, (float)(1.0 - a[2])), decayed);
     int b = emit(gen, (KInstr){.op = KI_SELECT, .a = gen_scalar(gen, KS_FIRST), .b = gi, .c = next});
     flat_store(gen, buf, b, old);
     gi = n->attr.i[0] ? emit_fma(gen, b, mom, gi) : b;
@@ -325,10 +326,12 @@ static void gen_adam(Gen *gen, const IrNode *n) {
   int mn = w1 < 0.5f ? emit_fma(gen, emit_const(gen, w1), diff, mv)   // torch.lerp
                      : emit_fma(gen, emit_const(gen, w1 - 1.0f), diff, gi);
   int vv = gen_flat_load(gen, v);
-  int vn = emit2(gen, KI_ADD, emit2(gen, KI_MUL, vv, emit_const(gen, (float)a[2])),
-                 emit2(gen, KI_MUL, emit2(gen, KI_MUL, emit_const(gen, (float)(1.0 - a[2])), gi), gi));
-  int denom = emit2(gen, KI_ADD, emit2(gen, KI_DIV, emit1(gen, KI_SQRT, vn), gen_scalar(gen, KS_BC2_SQRT)),
-                    emit_const(gen, (float)a[3]));
+  // Arguments that emit are evaluated in an unspecified order: at most one
+  // a call, so that the kernel prints the same from every compiler.
+  int sq = emit2(gen, KI_MUL, emit2(gen, KI_MUL, emit_const(gen, (float)(1.0 - a[2])), gi), gi);
+  int vn = emit2(gen, KI_ADD, emit2(gen, KI_MUL, vv, emit_const(gen, (float)a[2])), sq);
+  int eps = emit_const(gen, (float)a[3]), bc2 = gen_scalar(gen, KS_BC2_SQRT);
+  int denom = emit2(gen, KI_ADD, emit2(gen, KI_DIV, emit1(gen, KI_SQRT, vn), bc2), eps);
   int step = emit2(gen, KI_DIV, emit2(gen, KI_MUL, gen_scalar(gen, KS_NEG_STEP_SIZE), mn), denom);
   flat_store(gen, m, mn, mv);
   flat_store(gen, v, vn, vv);
