@@ -158,6 +158,19 @@ static void test_maxpool_edges(void) {
   k_maxpool2d_forward(yp, argp, withnan, &gp);
   t_check("maxpool: NaN wins", isnan(yp[0]) && argp[0] == 1 && isnan(yp[3]));
 
+  // The same rules with 16 planes at once (a plane per vector lane): every
+  // plane -inf but plane 5, which has a NaN at 1, and plane 9, all ties.
+  KPool2d g16 = {2, 8, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1};
+  float x16[64], y16[64];
+  int32_t a16[64];
+  for (int i = 0; i < 64; i++)
+    x16[i] = i / 4 == 5 ? (i % 4 == 1 ? NAN : 1) : i / 4 == 9 ? 7 : -INFINITY;
+  k_maxpool2d_forward(y16, a16, x16, &g16);
+  t_check("maxpool, 16 planes: -inf picks the first element", isinf(y16[0]) && a16[0] == 0 && a16[3] == 0 &&
+                                                               a16[60] == 0 && a16[63] == 0);
+  t_check("maxpool, 16 planes: NaN wins", isnan(y16[20]) && a16[20] == 1 && a16[23] == 1);
+  t_check("maxpool, 16 planes: ties to the first", y16[36] == 7 && a16[36] == 0 && a16[39] == 0);
+
   // A NULL argmax is allowed (inference).
   float y2[4];
   k_maxpool2d_forward(y2, NULL, neg, &gp);
@@ -223,6 +236,8 @@ int main(void) {
     {1, 1, 6, 6, 3, 3, 3, 3, 1, 1, 1, 1},
     {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1},    // a single pixel
     {3, 2, 5, 7, 2, 2, 1, 1, 1, 1, 3, 2},    // dilation larger than the window
+    {3, 7, 7, 6, 3, 3, 2, 2, 1, 1, 1, 1},    // 21 planes: 16 a lane each, 5 by rows
+    {2, 16, 5, 7, 2, 3, 1, 2, 1, 1, 2, 1},   // 32 planes, dilation, padding
   };
   for (int i = 0; i < countof(max_cases); i++)
     test_pool(&max_cases[i], true);
