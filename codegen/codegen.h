@@ -34,8 +34,8 @@ typedef void (*CgLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_
 //   row(...)                         dot of one row by nr <= row_n columns
 //
 // Each may be NULL where no call needs it: tile where every call takes the
-// dot products, dot where every call has one row, row where no call has
-// fewer rows than dot_m (a batch of one then runs on dot).
+// dot products, row where no call has fewer rows than dot_m (a batch of
+// one then runs on dot); the driver takes row for dot where dot is NULL.
 //
 // The driver takes dot (row for M = 1) where there is one and the product
 // is a linear layer's forward with few rows against a long K (or one row):

@@ -1532,17 +1532,18 @@ static bool build_gemm(Cg *c, int i, const Kernel *k, Built *bt) {
     if (!(bt->epilogue = build_loop(c, k->epilogue, name)))
       return false;
   }
-  // B stored (N, K) and A (M, K): dot products where a call can have more
-  // than one row, a row kernel where it can have fewer than a dot kernel
-  // takes (the driver runs a batch of one on the dot kernel otherwise), and
-  // no tile where every call takes those (M <= CG_DOT_MAX_M for any batch
-  // and K >= CG_DOT_MIN_K, or one row).
+  // B stored (N, K) and A (M, K): dot products, a row kernel where a call
+  // can have fewer rows than a dot kernel takes (the driver runs a batch of
+  // one on the dot kernel otherwise), and no tile where every call takes
+  // those (M <= CG_DOT_MAX_M for any batch and K >= CG_DOT_MIN_K, or one
+  // row). (Programs of one row without their unused dot kernels ran their
+  // batch-one GEMMs at 14 or, in some processes, 40 us; with them, 14.)
   bool dot = !k->ta && k->tb;
   int64_t max_m = k->m.coef * (k->m.batched ? c->p->max_batch : 1);
   bool every_dot = dot && ((!k->k.batched && k->k.coef >= CG_DOT_MIN_K && max_m <= CG_DOT_MAX_M) || max_m == 1);
   UkPlan plan;
   uk_plan(c, k, on_tile ? k->epilogue : NULL, &plan);
-  bool ok = true, want[3] = {!every_dot, dot && max_m > 1, dot && max_m < uk_shape(c->vw).dot_m};
+  bool ok = true, want[3] = {!every_dot, dot, dot && max_m < uk_shape(c->vw).dot_m};
   for (int d = 0; d < 3 && ok; d++) {
     LLVMValueRef *fn = &bt->uk[d], *plain = &c->plain[d];
     if (!want[d])

@@ -303,7 +303,7 @@ void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   int64_t tm = uk->tile_m, tn = uk->tile_n;
   // K in blocks of at most KC, all of one size (a last block of a few
   // rows would load and store C for little work: K = 288 is 2 x 144)
-  int64_t nkb = K > KC ? (K + KC - 1) / KC : 1, kb = (K + nkb - 1) / nkb;
+  int64_t nkb = K > KC ? (K + KC - 1) / KC : 1, kb = K > 0 ? (K + nkb - 1) / nkb : 1;
   for (int64_t p = 0; p < K || p == 0; p += kb) {   // once when K is 0: C = 0 (or C), then the epilogue
     int64_t kc = K - p < kb ? K - p : kb;
     int64_t flags = (accumulate || p > 0 ? CG_ACCUMULATE : 0) | (p + kc >= K ? CG_LAST : 0);

@@ -108,14 +108,15 @@ static void test_matmul_large(void) {
 }
 
 // The cpu backend's GEMM (k_gemm, k_gemm_ld) on ragged shapes around its
-// 8 x 32 register tile, 4 x 4 dot tile and 256-deep K blocks, every ta/tb:
+// 8 x 32 register tile, 4 x 4 dot tile and K blocks of at most 256 (and
+// an empty K), every ta/tb:
 // beta 0 over a C of NaN (ignored), then beta 1 (accumulates). The same
 // product as a block of larger matrices (leading dimensions past the
 // block's sizes), as the thread pool's split calls it. Runs the AVX-512
 // path where the host has it; the suite runs it again under NNC_NO_AVX512.
 static void test_gemm_fast(void) {
   static const int64_t sizes[] = {1, 7, 8, 9, 17, 33, 64, 65, 300};
-  static const int64_t depths[] = {1, 10, 63, 64, 257, 513};
+  static const int64_t depths[] = {0, 1, 10, 63, 64, 257, 288, 513};
   for (int si = 0; si < countof(sizes); si++)
     for (int sj = 0; sj < countof(sizes); sj += 2)
       for (int sk = 0; sk < countof(depths); sk++)
