@@ -472,7 +472,7 @@ typedef struct TileEpi {
   int cslot;             // the slot of C among the epilogue's (-1: none)
   LLVMValueRef row, col; // i64
   LLVMValueRef mask;     // <w x i1>
-  LLVMValueRef value;    // C[row][col..], from the registers
+  LLVMValueRef value;    // C[row][col..], the product (with C's old values when accumulating)
 } TileEpi;
 
 // Whether ix is C[i][j] of a product of n columns.

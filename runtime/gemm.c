@@ -87,6 +87,10 @@ static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 
 static __mmask16 mask_of(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
+// Row i of a ragged block of n rows ld floats apart: rows past n repeat
+// the last one (read, never stored).
+static inline const float *row_at(const float *p, int i, int64_t n, int64_t ld) { return p + (i < n ? i : n - 1) * ld; }
+
 // One register tile (a CgTileFn): C[0..mr, 0..nr] (+)= A rows @ B rows,
 // rows past mr repeating the last one, unstored.
 AVX512 static void tile(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs, float *c,
@@ -96,10 +100,9 @@ AVX512 static void tile(int64_t kc, const float *a, int64_t ars, int64_t acs, co
   __mmask16 m0 = mask_of(nr), m1 = mask_of(nr - 16);
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
          c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-#define A_ROW(i) (a + (i < mr ? i : mr - 1) * ars)
-  const float *a0 = A_ROW(0), *a1 = A_ROW(1), *a2 = A_ROW(2), *a3 = A_ROW(3), *a4 = A_ROW(4), *a5 = A_ROW(5),
-              *a6 = A_ROW(6), *a7 = A_ROW(7);
-#undef A_ROW
+  const float *a0 = row_at(a, 0, mr, ars), *a1 = row_at(a, 1, mr, ars), *a2 = row_at(a, 2, mr, ars),
+              *a3 = row_at(a, 3, mr, ars), *a4 = row_at(a, 4, mr, ars), *a5 = row_at(a, 5, mr, ars),
+              *a6 = row_at(a, 6, mr, ars), *a7 = row_at(a, 7, mr, ars);
 #define ROW(i)                                \
   do {                                        \
     __m512 ai = _mm512_set1_ps(a##i[o]);      \
@@ -145,10 +148,8 @@ AVX512 static void dot_tile(int64_t K, const float *a, int64_t lda, int64_t acs,
   // 16 named accumulators, so that the compiler keeps them in registers
   __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00,
          s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
-  const float *a0 = a, *a1 = a + (mr > 1) * lda, *a2 = a + (mr > 2 ? 2 : mr - 1) * lda,
-              *a3 = a + (mr > 3 ? 3 : mr - 1) * lda;
-  const float *b0p = b, *b1p = b + (nr > 1) * ldb, *b2p = b + (nr > 2 ? 2 : nr - 1) * ldb,
-              *b3p = b + (nr > 3 ? 3 : nr - 1) * ldb;
+  const float *a0 = a, *a1 = row_at(a, 1, mr, lda), *a2 = row_at(a, 2, mr, lda), *a3 = row_at(a, 3, mr, lda);
+  const float *b0p = b, *b1p = row_at(b, 1, nr, ldb), *b2p = row_at(b, 2, nr, ldb), *b3p = row_at(b, 3, nr, ldb);
 #define DOT_ROW(i, m)                                  \
   do {                                                 \
     __m512 ai = _mm512_maskz_loadu_ps(m, a##i + k);    \
@@ -182,10 +183,9 @@ AVX512 static void dot_row(int64_t K, const float *a, int64_t lda, int64_t acs, 
                            char *arena, char *state, int64_t B) {
   (void)lda, (void)acs, (void)ldc, (void)mr, (void)row, (void)col, (void)arena, (void)state, (void)B;
   __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-#define B_ROW(j) (b + (j < nr ? j : nr - 1) * ldb)
-  const float *b0 = B_ROW(0), *b1 = B_ROW(1), *b2 = B_ROW(2), *b3 = B_ROW(3), *b4 = B_ROW(4), *b5 = B_ROW(5),
-              *b6 = B_ROW(6), *b7 = B_ROW(7);
-#undef B_ROW
+  const float *b0 = b, *b1 = row_at(b, 1, nr, ldb), *b2 = row_at(b, 2, nr, ldb), *b3 = row_at(b, 3, nr, ldb),
+              *b4 = row_at(b, 4, nr, ldb), *b5 = row_at(b, 5, nr, ldb), *b6 = row_at(b, 6, nr, ldb),
+              *b7 = row_at(b, 7, nr, ldb);
   for (int64_t k = 0; k < K; k += 16) {
     __mmask16 m = mask_of(K - k);
     __m512 av = _mm512_maskz_loadu_ps(m, a + k);
@@ -265,7 +265,9 @@ bool k_avx512(void) {
 // op(B)[p..p+kc, :] of B stored (N, K), packed as kc rows of N: 16 columns
 // at a time, in 16 x 16 blocks through registers on AVX-512 hosts.
 static void pack_bt(float *pk, const float *B, int64_t ldb, int64_t p, int64_t kc, int64_t N) {
+#ifdef HAVE_AVX512_PATH
   bool wide = k_avx512();
+#endif
   for (int64_t j0 = 0; j0 < N; j0 += 16) {
     int64_t jn = N - j0 < 16 ? N - j0 : 16, k = 0;
 #ifdef HAVE_AVX512_PATH
