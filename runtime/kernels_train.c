@@ -62,6 +62,18 @@ static void run_dy(const float *dy, const float *x, int64_t n, double mu, double
   *sdyx += combine8(q) + u;
 }
 
+// Channel c's batch mean and invstd, and its running statistics updated
+// (the running variance unbiased); returns the invstd.
+static double bn_stats(int64_t c, double mu, double var, int64_t cnt, float eps, float momentum, float *mean,
+                       float *invstd, float *running_mean, float *running_var) {
+  double is = 1.0 / sqrt(var + eps);
+  mean[c] = (float)mu;
+  invstd[c] = (float)is;
+  running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mu);
+  running_var[c] = (float)((1.0 - momentum) * running_var[c] + (double)momentum * var * cnt / (cnt - 1));
+  return is;
+}
+
 // y = (x - mu) * scale + shift over channel c, in floats.
 static void bn_normalize(float *y, const float *x, float mu, float scale, float shift, int64_t N, int64_t C, int64_t HW,
                          int64_t c) {
@@ -150,11 +162,8 @@ static void bn_forward_short(float *y, float *mean, float *invstd, float *runnin
         k.t[j] += (xb[j] - k.dm[j]) * (xb[j] - k.dm[j]);
     }
     for (int64_t c = k.b0; c < k.b1; c++) {
-      double mu = v[c - k.b0], var = bn_channel(&k, k.t, c, HW) / cnt, is = 1.0 / sqrt(var + eps);
-      mean[c] = (float)mu;
-      invstd[c] = (float)is;
-      running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mu);
-      running_var[c] = (float)((1.0 - momentum) * running_var[c] + (double)momentum * var * cnt / (cnt - 1));
+      double is = bn_stats(c, v[c - k.b0], bn_channel(&k, k.t, c, HW) / cnt, cnt, eps, momentum, mean, invstd,
+                           running_mean, running_var);
       w[c - k.b0] = is * (gamma ? gamma[c] : 1.0);   // y = (x - mu) w + beta
       o[c - k.b0] = beta ? beta[c] : 0.0;
     }
@@ -250,13 +259,8 @@ void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *runn
     double mu = sum / cnt;
     for (int64_t n = 0; n < N; n++)
       sq += run_sq(BN_AT(x, n, c), HW, mu);
-    double var = sq / cnt;                 // biased: normalizes this batch
-    double is = 1.0 / sqrt(var + eps);
-    mean[c] = (float)mu;
-    invstd[c] = (float)is;
-    running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mu);
-    running_var[c] = (float)((1.0 - momentum) * running_var[c] +
-                             (double)momentum * var * cnt / (cnt - 1));   // unbiased
+    // the variance biased (it normalizes this batch)
+    double is = bn_stats(c, mu, sq / cnt, cnt, eps, momentum, mean, invstd, running_mean, running_var);
     bn_normalize(y, x, (float)mu, (float)(is * (gamma ? gamma[c] : 1.0)), beta ? beta[c] : 0.0f, N, C, HW, c);
   }
 }
