@@ -91,7 +91,7 @@ static void random_batch(Bench *b) {
   const Model *m = b->m;
   Rng r;
   rng_seed(&r, 1, 9);
-  int64_t nx = ir_numel(m->input, b->B);
+  int64_t nx = rt_sample_dim(m) * b->B;
   b->x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     b->x[i] = rng_uniformf(&r);

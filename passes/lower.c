@@ -1353,6 +1353,19 @@ static const Decl *collect(Lower *L, const Decl **once) {
   return model;
 }
 
+// Lists the model's inputs: in graph order, which is the order of their
+// declarations (each is a leaf appended as its statement is lowered).
+static void collect_inputs(Model *m, Arena *a) {
+  const IrGraph *g = m->g;
+  m->ninputs = 0;
+  for (int i = 0; i < g->nnodes; i++)
+    m->ninputs += g->nodes[i]->op == IR_INPUT;
+  m->inputs = arena_alloc(a, sizeof(IrNode *) * (m->ninputs ? m->ninputs : 1));
+  for (int i = 0, k = 0; i < g->nnodes; i++)
+    if (g->nodes[i]->op == IR_INPUT)
+      m->inputs[k++] = g->nodes[i];
+}
+
 Model *pass_lower(const Program *p, Arena *a, Diag *d) {
   Lower L = {.a = a, .d = d, .p = p};
   const Decl *once[DECL_TRAIN + 1] = {0};
@@ -1385,5 +1398,6 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d) {
     lower_schedule(&L, once[DECL_SCHEDULE]);
   if (once[DECL_TRAIN])
     lower_train(&L, once[DECL_TRAIN]);
+  collect_inputs(m, a);
   return d->nerrors > before ? NULL : m;
 }

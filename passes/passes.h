@@ -50,6 +50,8 @@ typedef struct TrainConfig {
 typedef struct Model {
   IrGraph *g;            // output in g->output, loss in g->loss
   IrNode *input;         // the (first) input
+  IrNode **inputs;       // [ninputs] every input, in declaration order; inputs[0] == input
+  int ninputs;
   IrNode *target;        // the target, or NULL
   OptimConfig opt;
   ScheduleConfig sched;

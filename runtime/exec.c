@@ -590,6 +590,32 @@ static void blas_threads(int n) {
 
 void blas_threads_default(void) { blas_threads(blas_threads_wanted); }
 
+int64_t rt_sample_dim(const Model *m) {
+  int64_t d = 0;
+  for (int i = 0; i < m->ninputs; i++)
+    d += numel(m->inputs[i], 1);
+  return d;
+}
+
+// Splits x's B rows (every input's values, in declaration order) over the
+// inputs' buffers, [B, numel] each. Both backends keep a buffer for every
+// input, used or not (a cpu plan gives each input a slot of its own).
+static void feed_inputs(RtExec *ex, int64_t B, const float *x) {
+  const Model *m = ex->m;
+  int64_t row = rt_sample_dim(m), at = 0;
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrNode *in = m->inputs[i];
+    int64_t d = numel(in, 1);
+    float *dst = F(ex, in);
+    if (dst && d == row)
+      memcpy(dst, x, sizeof(float) * B * d);
+    else if (dst)
+      for (int64_t b = 0; b < B; b++)
+        memcpy(dst + b * d, x + b * row + at, sizeof(float) * d);
+    at += d;
+  }
+}
+
 double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
   if (ex->backend == RT_BACKEND_CPU)
     return run_cpu(ex, mode, B, x, y, lr);
@@ -600,8 +626,8 @@ double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const voi
   if (mode != RT_FORWARD && !g->loss)
     nnc_bug(__FILE__, __LINE__, "the model has no loss");
   ex->batch = B;
-  const IrNode *in = ex->m->input, *t = ex->m->target;
-  memcpy(F(ex, in), x, sizeof(float) * numel(in, B));
+  const IrNode *t = ex->m->target;
+  feed_inputs(ex, B, x);
   if (y && t)
     memcpy(ex->buf[t->id], y, 4 * numel(t, B));
   bool training = mode == RT_TRAIN;
@@ -1075,8 +1101,8 @@ static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const 
     nnc_fatal("compiling the %s step failed: %s", mode == RT_TRAIN ? "training" : "inference", err);
   const KProgram *p = ex->prog[mode];
   bind_program(ex, p);
-  const IrNode *in = ex->m->input, *t = ex->m->target;
-  memcpy(F(ex, in), x, sizeof(float) * numel(in, B));
+  const IrNode *t = ex->m->target;
+  feed_inputs(ex, B, x);
   if (y && t && ex->buf[t->id])
     memcpy(ex->buf[t->id], y, 4 * numel(t, B));
   ex->batch = B;

@@ -65,9 +65,14 @@ void rt_exec_free(RtExec *ex);
 // generator seeded with seed (PyTorch's distributions, not its numbers).
 void rt_exec_init_params(RtExec *ex, uint64_t seed);
 
-// Runs one entry point on a batch of B samples: x holds B inputs, y B
-// targets (int32 class indexes or floats; may be NULL for RT_FORWARD). For
-// RT_TRAIN, lr is the learning rate of this step. Returns the loss (0 for
+// Floats per sample a model reads: every input's values, one input after
+// another in declaration order (a data set's row).
+int64_t rt_sample_dim(const Model *m);
+
+// Runs one entry point on a batch of B samples: x holds B rows of
+// rt_sample_dim floats (each split over the model's inputs), y B targets
+// (int32 class indexes or floats; may be NULL for RT_FORWARD). For RT_TRAIN,
+// lr is the learning rate of this step. Returns the loss (0 for
 // RT_FORWARD). A training step whose loss is not finite stops there: no
 // gradients, no update, and the step does not count.
 double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);

@@ -1,8 +1,9 @@
 // test_cpu_vs_ref.c: the cpu backend (fused kernels compiled by LLVM,
-// memory planned) against the ref backend on every model in models/: the
-// forward output, the loss, every gradient and every parameter, buffer and
-// optimizer state tensor after 3 training steps; with fusion on and off,
-// on 2 threads (and cnn on 1 and 3).
+// memory planned) against the ref backend on every model in models/ and
+// two in tests/cpu (a tied weight; two inputs, whose second one's weights
+// must train): the forward output, the loss, every gradient and every
+// parameter, buffer and optimizer state tensor after 3 training steps;
+// with fusion on and off, on 2 threads (and cnn on 1 and 3).
 //
 // Dropout is on in both, with the same masks (the cpu backend draws them on
 // several threads, from the same stream). The fused loops compute the same
@@ -96,7 +97,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
   rt_exec_init_params(cpu, 3);
   Rng r;
   rng_seed(&r, 17, 0);
-  int64_t nx = ir_numel(m1->input, B), ny = ir_numel(m1->target, B);
+  int64_t nx = rt_sample_dim(m1) * B, ny = ir_numel(m1->target, B);
   float *x = xmalloc(sizeof(float) * nx);
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
@@ -108,6 +109,11 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
       ((float *)y)[i] = (float)(rng_uniform(&r) * 4 - 2);
   }
   int64_t od = rt_exec_output_dim(ref);
+  int64_t n2;   // the last input's weights, which must train: every input is fed
+  const float *w2 = m1->ninputs > 1 ? rt_exec_find_state(ref, "linear_2.weight", &n2) : NULL;
+  float *w2_start = w2 ? xmalloc(sizeof(float) * n2) : NULL;
+  if (w2)
+    memcpy(w2_start, w2, sizeof(float) * n2);
   rt_exec_run(ref, RT_FORWARD, B, x, NULL, 0);
   rt_exec_run(cpu, RT_FORWARD, B, x, NULL, 0);
   compare(label, "forward output", rt_exec_output(cpu), rt_exec_output(ref), B * od, 1e-5);
@@ -140,6 +146,21 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
     compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);   // (sgd: resnet18)
   }
+  if (w2) {
+    const float *w2_cpu = rt_exec_find_state(cpu, "linear_2.weight", NULL);
+    bool moved_ref = false, moved_cpu = false;
+    for (int64_t i = 0; i < n2; i++) {
+      moved_ref |= w2[i] != w2_start[i];
+      moved_cpu |= w2_cpu[i] != w2_start[i];
+    }
+    checks++;
+    if (!moved_ref || !moved_cpu) {
+      failures++;
+      printf("FAIL %s: linear_2.weight (of the second input) did not train: ref %s, cpu %s\n", label,
+             moved_ref ? "moved" : "stayed", moved_cpu ? "moved" : "stayed");
+    }
+    free(w2_start);
+  }
   printf("%s: compared\n", label);
   free(x);
   free(y);
@@ -151,7 +172,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
 
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
-                                       "tests/cpu/tied"};
+                                       "tests/cpu/tied", "tests/cpu/two_inputs"};
   for (int i = 0; i < countof(models); i++) {
     if (argc > 1 && strcmp(argv[1], models[i]))
       continue;

@@ -76,7 +76,7 @@ static void check_case(const Case *c) {
   dropout_rng = *rt_exec_rng(ex);
   Rng r;
   rng_seed(&r, 11, 1);
-  int64_t nx = ir_numel(m->input, B), ny = ir_numel(m->target, B);
+  int64_t nx = rt_sample_dim(m) * B, ny = ir_numel(m->target, B);
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
