@@ -69,9 +69,10 @@ static const char *const usage_eval =
 static const char *const usage_predict =
     "usage: nnc predict MODEL.nn --weights CKPT [options] FILE...\n"
     "\n"
-    "Prints the most likely classes, with their probabilities, for each input: a\n"
-    "PNG or PGM image (resized to the model's input), every image of an IDX file,\n"
-    "or every row of a CSV file.\n"
+    "Prints the most likely classes with their probabilities (class targets), or\n"
+    "the model's output, for each sample: a PNG or PGM image (resized to the\n"
+    "model's input), every image of an IDX file, or every row of a CSV file, read\n"
+    "as `nnc train` reads it (columns named after the inputs, or label,pixel0,...).\n"
     "\n"
     "options:\n"
     "  -w, --weights CKPT    the checkpoint (required)\n"
@@ -211,31 +212,8 @@ int cli_train(int argc, char **argv) {
 // Loads a test (or train) set for eval.
 static bool eval_data(const Model *m, const char *path, const char *split, RtDataset *ds) {
   char err[2048];
-  struct stat st;
-  const IrNode *t = m->target;
-  int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
-  bool ok;
-  bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-  if (t && t->dtype == DT_F32 && dir) {
-    rt_errorf(err, sizeof err, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
-              "---> HINT: give a CSV file with columns named after '%s' and '%s' with --data",
-              path, m->g->name, t->name, m->input->name, t->name);
-    ok = false;
-  } else if (t && t->dtype == DT_F32)
-    ok = rt_load_table_csv(path, m->input->name, ir_numel(m->input, 1), t->name, ir_numel(t, 1), ds, err,
-                           sizeof err);
-  else if (dir)
-    ok = rt_load_idx_dir(path, split, nclasses, ds, err, sizeof err);
-  else
-    ok = rt_load_csv(path, nclasses, ds, err, sizeof err);
-  if (!ok) {
+  if (!rt_load_model_data(m, path, split, true, ds, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
-    return false;
-  }
-  if (ds->dim != ir_numel(m->input, 1)) {
-    fprintf(stderr, "nnc: error: %s: samples have %lld values, but the model's input '%s' has %lld\n",
-            ds->source, (long long)ds->dim, m->input->name, (long long)ir_numel(m->input, 1));
-    rt_dataset_free(ds);
     return false;
   }
   return true;
@@ -384,40 +362,79 @@ static void print_prediction(const Model *m, const char *what, const float *out,
   free(used);
 }
 
-// The samples of one file: images are resized to the input's height and width.
-static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char *err, size_t errsz) {
-  int64_t dim = ir_numel(m->input, 1);
-  RtImage img;
-  char ierr[1024];
-  if (rt_image_load(path, &img, ierr, sizeof ierr)) {
-    const IrNode *in = m->input;
-    int64_t h = in->ndim >= 3 ? in->shape[in->ndim - 2] : 28, w = in->ndim >= 3 ? in->shape[in->ndim - 1] : 28;
+// What a file to predict on holds, told by its first bytes.
+typedef enum { FILE_IMAGE, FILE_IDX, FILE_CSV } FileKind;
+
+static FileKind file_kind(const char *path) {
+  unsigned char b[4] = {0};
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+  if (f)
+    fclose(f);
+  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7'))
+    return FILE_IMAGE;
+  if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && b[0] == 0 && b[1] == 0))
+    return FILE_IDX;   // gzip (IDX.gz) or an IDX header: two zero bytes, the type, the rank
+  return FILE_CSV;
+}
+
+// An image as one sample, resized to the input's height and width.
+static bool predict_image(const Model *m, const char *path, RtDataset *ds, char *err, size_t errsz) {
+  const IrNode *in = m->input;
+  int64_t dim = ir_numel(in, 1);
+  int64_t h = in->ndim >= 3 ? in->shape[in->ndim - 2] : 28, w = in->ndim >= 3 ? in->shape[in->ndim - 1] : 28;
+  if (h * w != dim) {
+    h = w = (int64_t)llround(sqrt((double)dim));
     if (h * w != dim) {
-      h = w = (int64_t)llround(sqrt((double)dim));
-      if (h * w != dim) {
-        rt_errorf(err, errsz, "%s: the model's input has %lld values, which is not an image", path, (long long)dim);
-        rt_image_free(&img);
-        return false;
-      }
+      rt_errorf(err, errsz, "%s: the model's input '%s' has %lld values, which is not a grayscale image", path,
+                in->name, (long long)dim);
+      return false;
     }
-    RtImage r;
-    rt_image_resize(&img, (int)w, (int)h, &r);
-    rt_image_free(&img);
-    *ds = (RtDataset){.n = 1, .ndim = 2, .shape = {h, w}, .dim = dim, .x = r.px, .source = xstrdup(path)};
-    return true;
   }
-  bool ok = access(path, F_OK) == 0 && (rt_load_idx(path, NULL, 0, ds, err, errsz) || rt_load_csv(path, 0, ds, err, errsz));
-  if (!ok) {
-    rt_errorf(err, errsz, "%s: not a PNG, PGM, IDX or CSV file the model can read (%s)", path, ierr);
+  RtImage img, r;
+  if (!rt_image_load(path, &img, err, errsz))
     return false;
-  }
-  if (ds->dim != dim) {
-    rt_errorf(err, errsz, "%s: samples have %lld values, but the model's input has %lld", path,
-              (long long)ds->dim, (long long)dim);
-    rt_dataset_free(ds);
-    return false;
-  }
+  rt_image_resize(&img, (int)w, (int)h, &r);
+  rt_image_free(&img);
+  *ds = (RtDataset){.n = 1, .ndim = 2, .shape = {h, w}, .dim = dim, .x = r.px, .source = xstrdup(path)};
   return true;
+}
+
+// The samples of one file, read as train reads its data: a PNG or PGM
+// image, an IDX file of images (both scaled to [0, 1], as IDX training
+// data is), or a CSV file (rt_load_model_data, without the target).
+// Images and IDX files hold one input and are scaled as no table is, so a
+// model with several inputs or a real-valued target reads CSV files only.
+static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char *err, size_t errsz) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    rt_errorf(err, errsz, "%s: %s", path, strerror(errno));
+    return false;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    rt_errorf(err, errsz, "%s: is a directory\n---> HINT: predict reads files: PNG or PGM images, IDX files "
+              "of images, or CSV files; give the files inside (%s/*.png)", path, path);
+    return false;
+  }
+  FileKind kind = file_kind(path);
+  const IrNode *t = m->target;
+  if (kind != FILE_CSV && (m->ninputs > 1 || (t && t->dtype != DT_I32))) {
+    if (m->ninputs > 1)
+      rt_errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d\n---> HINT: give a CSV file with "
+                "columns named after the inputs, as for training", path, kind == FILE_IMAGE ? "an image" :
+                "an IDX file", m->g->name, m->ninputs);
+    else
+      rt_errorf(err, errsz, "%s: model '%s' has the real-valued target '%s' and trains on CSV tables, whose "
+                "values are not scaled as %s are\n---> HINT: give a CSV file with columns named after '%s', as "
+                "for training", path, m->g->name, t->name, kind == FILE_IMAGE ? "an image's pixels" :
+                "IDX images", m->input->name);
+    return false;
+  }
+  if (kind == FILE_IMAGE)
+    return predict_image(m, path, ds, err, errsz);
+  if (kind == FILE_IDX)
+    return rt_load_idx(path, NULL, 0, ds, err, errsz) && rt_data_fits(m, ds, err, errsz);
+  return rt_load_model_data(m, path, "test", false, ds, err, errsz);
 }
 
 int cli_predict(int argc, char **argv) {
@@ -443,7 +460,7 @@ int cli_predict(int argc, char **argv) {
       if (!parse_backend(optarg, &backend))
         return cli_usage_error(usage_predict, "--backend is cpu or ref, found '%s'", optarg);
       break;
-    case 'k': if (!cli_int(optarg, 1, 1000, &top)) return cli_usage_error(usage_predict, "--top needs a whole number from 1, found '%s'", optarg); break;
+    case 'k': if (!cli_int(optarg, 1, 1000, &top)) return cli_usage_error(usage_predict, "--top needs a whole number from 1 to 1000, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_predict, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'h': fputs(usage_predict, stdout); return 0;
     default: fputs("\n", stderr); fputs(usage_predict, stderr); return EXIT_USAGE;

@@ -735,105 +735,250 @@ bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size
 }
 
 //
-// Tables with real-valued targets
+// Tables named by column
+//
+// A header names each column after a model input or the target: NAME for
+// one value per sample, NAMEk for value k of several. A row of the data set
+// is every input's values, one input after another in the order given,
+// whatever the columns' order; other columns are skipped unread.
 //
 
-// Which value a header column holds: input value k (role 1), target value
-// k (role 2), or nothing (role 0). name matches "NAME" when dim is 1, or
-// "NAMEk" with k in [0, dim).
-static int table_role(const char *col, size_t len, const char *input, int64_t in_dim,
-                      const char *target, int64_t t_dim, int64_t *k) {
-  const char *names[2] = {input, target};
-  int64_t dims[2] = {in_dim, t_dim};
-  for (int r = 0; r < 2; r++) {
-    size_t n = strlen(names[r]);
-    if (len < n || memcmp(col, names[r], n))
-      continue;
-    if (len == n && dims[r] == 1) {
-      *k = 0;
-      return r + 1;
-    }
-    int64_t v = 0;
-    size_t i = n;
-    for (; i < len && i - n < 12 && col[i] >= '0' && col[i] <= '9'; i++)
-      v = v * 10 + (col[i] - '0');
-    if (i == len && i > n && v < dims[r]) {
-      *k = v;
-      return r + 1;
-    }
-  }
-  return 0;
+// The column groups of a table: the inputs, then the target (if any).
+typedef struct Table {
+  const RtColumns **group;               // [ngroups] the inputs, then the target
+  int64_t *at;                           // [ngroups] where group g's values start in the row
+  int ngroups;
+  bool target;                           // the last group is the target
+  int64_t in_dim;                        // floats per sample: all the inputs' values
+  int64_t need;                          // columns the header must name: in_dim plus the target's
+} Table;
+
+// The value k of group g that column col names, or -1: col is "NAME" for a
+// group of one value, or "NAMEk" with k in [0, dim).
+static int64_t column_value(const char *col, size_t len, const RtColumns *g) {
+  size_t n = strlen(g->name);
+  if (len < n || memcmp(col, g->name, n))
+    return -1;
+  if (len == n)
+    return g->dim == 1 ? 0 : -1;
+  int64_t v = 0;
+  size_t i = n;
+  for (; i < len && i - n < 12 && col[i] >= '0' && col[i] <= '9'; i++)
+    v = v * 10 + (col[i] - '0');
+  bool plain = col[n] != '0' || len == n + 1;   // "x01" is not x1
+  return i == len && plain && v < g->dim ? v : -1;
 }
 
-// Maps every header column to a slot: slot[f] = role * 2^40 + index.
-static bool table_header(Csv *c, const char *input, int64_t in_dim, const char *target, int64_t t_dim,
-                         int64_t **slot) {
+// A header column: its text and position.
+typedef struct Column {
+  const char *s;
+  size_t len;
+  int f;
+} Column;
+
+static bool same_name(const Column *x, const Column *y) {
+  return x->len == y->len && !memcmp(x->s, y->s, x->len);
+}
+
+// By name, then by position.
+static int column_cmp(const void *a, const void *b) {
+  const Column *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+  if (c || x->len != y->len)
+    return c ? c : x->len < y->len ? -1 : 1;
+  return x->f - y->f;
+}
+
+// Refuses a header that names a column twice, naming the column whose
+// first appearance comes first, and its first two positions.
+static bool table_unique(Csv *c, const Column *cols) {
+  Column *s = xmalloc(sizeof(Column) * c->nfields);
+  memcpy(s, cols, sizeof(Column) * c->nfields);
+  qsort(s, c->nfields, sizeof(Column), column_cmp);
+  int dup = -1;   // in s: the first appearance of the repeated name
+  for (int i = 0; i + 1 < c->nfields; i++)
+    if (same_name(&s[i], &s[i + 1]) && (i == 0 || !same_name(&s[i - 1], &s[i])) && (dup < 0 || s[i].f < s[dup].f))
+      dup = i;
+  if (dup >= 0 && s[dup].len == 0)
+    rt_errorf(c->err, c->errsz, "%s: line 1: columns %d and %d have no name\n---> HINT: name every "
+              "column of the header", c->path, s[dup].f + 1, s[dup + 1].f + 1);
+  else if (dup >= 0)
+    rt_errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' appears twice, as columns %d and %d\n"
+              "---> HINT: name each column once", c->path, (int)(s[dup].len > 60 ? 60 : s[dup].len),
+              s[dup].s, s[dup].f + 1, s[dup + 1].f + 1);
+  free(s);
+  return dup < 0;
+}
+
+// An example header for the hint: "a0,a1,a2,b,y" (long groups elided).
+static void table_example(const Table *t, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int g = 0; g < t->ngroups && len < n; g++) {
+    const RtColumns *c = t->group[g];
+    const char *sep = g ? "," : "";
+    if (c->dim == 1)
+      len += snprintf(buf + len, n - len, "%s%s", sep, c->name);
+    else if (c->dim <= 3)
+      for (int64_t k = 0; k < c->dim && len < n; k++)
+        len += snprintf(buf + len, n - len, "%s%s%lld", k ? "," : sep, c->name, (long long)k);
+    else
+      len += snprintf(buf + len, n - len, "%s%s0,...,%s%lld", sep, c->name, c->name, (long long)c->dim - 1);
+  }
+}
+
+// The column that names value at of the row of all values, into buf.
+static const char *table_column_name(const Table *t, int64_t at, char *buf, size_t n) {
+  int g = 0;
+  while (g + 1 < t->ngroups && at >= t->at[g + 1])
+    g++;
+  const RtColumns *c = t->group[g];
+  if (c->dim == 1)
+    snprintf(buf, n, "%s", c->name);
+  else
+    snprintf(buf, n, "%s%lld", c->name, (long long)(at - t->at[g]));
+  return buf;
+}
+
+// Maps each header column to its place in the row of all values (slot[f],
+// -1 for a column of no group); every value needs exactly one column.
+static bool table_header(Csv *c, const Table *t, int64_t **slot) {
   c->header = c->p;
   c->nfields = 1;
   for (const char *q = c->p; !csv_eol(c, q); q++)
     c->nfields += *q == ',';
-  *slot = xcalloc((size_t)c->nfields, sizeof(int64_t));
-  int64_t need = in_dim + t_dim, have = 0;
-  char *seen = xcalloc((size_t)need, 1);
+  Column *cols = xmalloc(sizeof(Column) * c->nfields);
   for (int f = 0; f < c->nfields; f++) {
     const char *e = csv_field_end(c, c->p);
-    int64_t k = 0;
-    int role = table_role(c->p, (size_t)(e - c->p), input, in_dim, target, t_dim, &k);
-    int64_t at = role == 2 ? in_dim + k : k;
-    if (role && !seen[at]) {
-      seen[at] = 1;
-      have++;
-    }
-    (*slot)[f] = role ? ((int64_t)role << 40) + k : 0;
+    cols[f] = (Column){c->p, (size_t)(e - c->p), f};
     c->p = e + (e < c->end && *e == ',');
   }
-  if (have < need) {
-    int64_t miss = 0;
-    while (seen[miss])
-      miss++;
-    char name[300];
-    const char *base = miss < in_dim ? input : target;
-    int64_t dim = miss < in_dim ? in_dim : t_dim, k = miss < in_dim ? miss : miss - in_dim;
-    if (dim == 1)
-      snprintf(name, sizeof name, "%s", base);
-    else
-      snprintf(name, sizeof name, "%s%lld", base, (long long)k);
+  bool ok = table_unique(c, cols);
+  *slot = xmalloc(sizeof(int64_t) * c->nfields);
+  int *seen = xcalloc((size_t)t->need, sizeof(int));   // seen[at]: 1 + the column of value at
+  for (int f = 0; ok && f < c->nfields; f++) {
+    (*slot)[f] = -1;
+    int first = -1;
+    for (int g = 0; ok && g < t->ngroups; g++) {
+      int64_t k = column_value(cols[f].s, cols[f].len, t->group[g]);
+      if (k < 0)
+        continue;
+      if (first >= 0) {
+        rt_errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' could belong to '%s' or to '%s'\n"
+                  "---> HINT: rename an input or the target so that no column name fits both", c->path,
+                  (int)cols[f].len, cols[f].s, t->group[first]->name, t->group[g]->name);
+        ok = false;
+      }
+      first = g;
+      (*slot)[f] = t->at[g] + k;
+    }
+    int64_t at = (*slot)[f];
+    if (ok && at >= 0 && seen[at]) {   // "y" and "y0" both name a scalar's value
+      const Column *o = &cols[seen[at] - 1];
+      rt_errorf(c->err, c->errsz, "%s: line 1: the columns '%.*s' (column %d) and '%.*s' (column %d) name the "
+                "same value\n---> HINT: keep one of them", c->path, (int)o->len, o->s, o->f + 1,
+                (int)cols[f].len, cols[f].s, f + 1);
+      ok = false;
+    }
+    if (at >= 0)
+      seen[at] = f + 1;
+  }
+  for (int64_t at = 0; ok && at < t->need; at++) {
+    if (seen[at])
+      continue;
+    char name[300], example[200];
+    table_example(t, example, sizeof example);
     rt_errorf(c->err, c->errsz, "%s: line 1: no column '%s'\n---> HINT: the header names a column for "
-              "each value of the input '%s' and the target '%s' (for example %s%s,%s%s)", c->path, name,
-              input, target, input, in_dim == 1 ? "" : "0", target, t_dim == 1 ? "" : "0");
-    free(seen);
-    return false;
+              "each value of %s%s (for example %s)", c->path, table_column_name(t, at, name, sizeof name),
+              t->ngroups - t->target > 1 ? "every input" : "the input", t->target ? " and the target" : "",
+              example);
+    ok = false;
   }
   free(seen);
+  free(cols);
   while (c->p < c->end && !csv_eol(c, c->p))
     c->p++;
   c->p += c->p < c->end && *c->p == '\r';
   c->p += c->p < c->end && *c->p == '\n';
   c->line = 2;
+  return ok;
+}
+
+// Parses one data line into x [in_dim] and the target: t [tdim] real
+// values, or the class *y.
+static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, float *tv, int32_t *y) {
+  for (int f = 0; f < c->nfields; f++) {
+    double v;
+    if (f > 0 && *c->p != ',')
+      return csv_bad_count(c, f);
+    c->p += f > 0;
+    int64_t at = slot[f];
+    if (at < 0) {   // a column of no input or target: any text
+      c->p = csv_field_end(c, c->p);
+      continue;
+    }
+    if (!csv_number(c, f, &v))
+      return false;
+    if (at < t->in_dim)
+      x[at] = (float)v;
+    else if (y && !csv_check(c, f, v, y))
+      return false;
+    else if (!y)
+      tv[at - t->in_dim] = (float)v;
+  }
+  if (!csv_eol(c, c->p))
+    return csv_bad_count(c, c->nfields);
+  c->p += c->p < c->end && *c->p == '\r';
+  c->p += c->p < c->end && *c->p == '\n';
   return true;
 }
 
-bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, const char *target,
-                       int64_t target_dim, RtDataset *out, char *err, size_t errsz) {
+bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, const RtColumns *target,
+                       RtDataset *out, char *err, size_t errsz) {
   *out = (RtDataset){0};
+  Table t = {.group = xmalloc(sizeof(RtColumns *) * (ninputs + 1)), .at = xmalloc(sizeof(int64_t) * (ninputs + 1)),
+             .target = target != NULL};
+  for (int g = 0; g < ninputs; g++) {
+    t.group[t.ngroups] = &inputs[g];
+    t.at[t.ngroups++] = t.in_dim;
+    t.in_dim += inputs[g].dim;
+  }
+  t.need = t.in_dim;
+  bool classes = target && target->nclasses > 0;
+  if (target) {
+    t.group[t.ngroups] = target;
+    t.at[t.ngroups++] = t.in_dim;
+    t.need += classes ? 1 : target->dim;
+  }
   size_t len;
   char *text = read_file(path, &len);
   if (!text) {
     rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    free(t.group);
+    free(t.at);
     return false;
   }
-  Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .err = err, .errsz = errsz};
+  Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .err = err, .errsz = errsz,
+           .nclasses = classes ? target->nclasses : 0};
   int64_t *slot = NULL;
   bool ok = strspn(text, " \t\r\n") < len;
-  if (!ok)
-    rt_errorf(err, errsz, "%s: is empty; expected a header line such as %s,%s", path, input, target);
-  ok = ok && table_header(&c, input, input_dim, target, target_dim, &slot);
+  if (!ok) {
+    char example[200];
+    table_example(&t, example, sizeof example);
+    rt_errorf(err, errsz, "%s: is empty; expected a header line such as %s", path, example);
+  }
+  ok = ok && table_header(&c, &t, &slot);
   if (ok) {
     int64_t cap = csv_count_lines(&c);
-    out->dim = input_dim;
-    out->tdim = target_dim;
-    out->x = xmalloc((size_t)(cap * input_dim) * sizeof(float));
-    out->t = xmalloc((size_t)(cap * target_dim) * sizeof(float));
+    out->dim = t.in_dim;
+    out->x = xmalloc((size_t)(cap * t.in_dim) * sizeof(float));
+    if (classes) {
+      out->y = xmalloc((size_t)cap * sizeof(int32_t));
+      out->nclasses = target->nclasses;
+    } else if (target) {
+      out->tdim = target->dim;
+      out->t = xmalloc((size_t)(cap * target->dim) * sizeof(float));
+    }
   }
   while (ok && c.p < c.end) {
     if (*c.p == '\n' || (*c.p == '\r' && csv_eol(&c, c.p))) {
@@ -842,27 +987,8 @@ bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, c
       c.line++;
       continue;
     }
-    float *x = out->x + out->n * input_dim, *t = out->t + out->n * target_dim;
-    for (int f = 0; ok && f < c.nfields; f++) {
-      double v;
-      if (f > 0 && *c.p != ',') {
-        ok = csv_bad_count(&c, f);
-        break;
-      }
-      c.p += f > 0;
-      if (!(ok = csv_number(&c, f, &v)))
-        break;
-      int role = (int)(slot[f] >> 40);
-      int64_t k = slot[f] & (((int64_t)1 << 40) - 1);
-      if (role == 1)
-        x[k] = (float)v;
-      else if (role == 2)
-        t[k] = (float)v;
-    }
-    if (ok && !csv_eol(&c, c.p))
-      ok = csv_bad_count(&c, c.nfields);
-    c.p += c.p < c.end && *c.p == '\r';
-    c.p += c.p < c.end && *c.p == '\n';
+    ok = table_row(&c, &t, slot, out->x + out->n * t.in_dim, out->t ? out->t + out->n * out->tdim : NULL,
+                   out->y ? out->y + out->n : NULL);
     out->n += ok;
     c.line++;
   }
@@ -872,12 +998,14 @@ bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, c
   }
   free(slot);
   free(text);
+  free(t.group);
+  free(t.at);
   if (!ok) {
     rt_dataset_free(out);
     return false;
   }
   out->ndim = 1;
-  out->shape[0] = input_dim;
+  out->shape[0] = t.in_dim;
   out->source = xstrdup(path);
   return true;
 }

@@ -110,14 +110,24 @@ bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset
 // shape. nclasses as for rt_load_idx.
 bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size_t errsz);
 
-// A CSV table for a model with real-valued targets, header first: each
-// column is named after the model's input or target, the name alone for a
-// single value per sample ("t,speed") or with its index for several
-// ("x0,x1,x2,y0,y1"); the columns may come in any order, and others are
-// ignored. input_dim and target_dim are the values per sample the model
-// takes (1 for a scalar).
-bool rt_load_table_csv(const char *path, const char *input, int64_t input_dim, const char *target,
-                       int64_t target_dim, RtDataset *out, char *err, size_t errsz);
+// One group of columns of a table CSV: a model input, or the target.
+typedef struct RtColumns {
+  const char *name;                    // columns NAME (one value) or NAME0, NAME1, ... (several)
+  int64_t dim;                         // values per sample (1 for a scalar)
+  int nclasses;                        // a class target: one column of labels in [0, nclasses); else 0
+} RtColumns;
+
+// A CSV table, header first: each column is named after one of the model's
+// inputs or its target, the name alone for a single value per sample
+// ("t,speed") or with its index for several ("x0,x1,x2,y0,y1"); columns
+// may come in any order, others are skipped unread (they may hold text),
+// and no name may appear twice.
+// A sample's row is every input's values, one input after another in the
+// order of inputs[] (dim: the sum of their dims). target NULL reads no
+// target (unlabeled data, for prediction); a class target fills y, a
+// real-valued one t. Values are kept as they are (no scaling).
+bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, const RtColumns *target,
+                       RtDataset *out, char *err, size_t errsz);
 
 // The mean and standard deviation over every value of every sample.
 void rt_dataset_stats(const RtDataset *ds, double *mean, double *std);

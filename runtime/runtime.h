@@ -111,6 +111,26 @@ void rt_exec_set_tick(RtExec *ex, void (*tick)(void *arg, int kernel), void *arg
 const float *rt_exec_value(const RtExec *ex, const IrNode *n);
 
 //
+// runtime/feed.c
+//
+
+// Loads the data at path for m, as train, eval and predict all read it: a
+// directory of IDX files in the MNIST layout (split "train" or "test"), a
+// CSV file in the label,pixel0,... layout (pixels scaled by 1/255), or a
+// table CSV whose columns are named after the inputs and the target (values
+// kept as they are; see rt_load_table_csv). Models with a real-valued
+// target or several inputs read tables only. labeled: read the target too
+// (train, eval); else the inputs alone (predict). Then rt_data_fits.
+bool rt_load_model_data(const Model *m, const char *path, const char *split, bool labeled, RtDataset *ds,
+                        char *err, size_t errsz);
+
+// Whether ds's samples fit m's inputs: rt_sample_dim values, and for a
+// model of one input, the input's shape up to dimensions of 1 (28x28 fits
+// f32[1, 28, 28]; 16x49 does not), unless the data is flat (a CSV row) or
+// the input is (an MLP takes images of its size). Frees ds when not.
+bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz);
+
+//
 // runtime/checkpoint.c
 //
 

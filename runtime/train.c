@@ -177,44 +177,7 @@ static void progress(Progress *p, int64_t epoch, int64_t k, int64_t nb, int64_t 
 // Loads the training (split "train") or test ("test") data for m.
 static bool load_data(const Model *m, const char *path, const char *split, RtDataset *ds, char *err,
                       size_t errsz) {
-  const IrNode *t = m->target;
-  int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory of IDX files (MNIST layout) or a CSV file "
-              "with --data", path, strerror(errno));
-    return false;
-  }
-  bool ok;
-  if (!t || t->dtype == DT_I32)
-    ok = S_ISDIR(st.st_mode) ? rt_load_idx_dir(path, split, nclasses, ds, err, errsz)
-                             : rt_load_csv(path, nclasses, ds, err, errsz);
-  else if (S_ISDIR(st.st_mode)) {
-    rt_errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
-              "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s,%s)",
-              path, m->g->name, t->name, m->input->name, t->name, m->input->name, t->name);
-    ok = false;
-  } else
-    ok = rt_load_table_csv(path, m->input->name, ir_numel(m->input, 1), t->name, ir_numel(t, 1), ds,
-                           err, errsz);
-  if (!ok)
-    return false;
-  int64_t want = ir_numel(m->input, 1);
-  if (ds->dim != want) {
-    char b[96];
-    rt_errorf(err, errsz, "%s: samples have %lld values, but the model's input '%s' is %s (%lld values)\n"
-              "---> HINT: declare the input with the data's shape", ds->source, (long long)ds->dim,
-              m->input->name, ir_type_str(m->input, b, sizeof b), (long long)want);
-    rt_dataset_free(ds);
-    return false;
-  }
-  if (t && t->dtype == DT_I32 && !ds->y) {
-    rt_errorf(err, errsz, "%s: the data has no labels, but the model trains against class target '%s'",
-              ds->source, t->name);
-    rt_dataset_free(ds);
-    return false;
-  }
-  return true;
+  return rt_load_model_data(m, path, split, true, ds, err, errsz);
 }
 
 // Keeps the first k samples of ds (all when k is 0 or more than there are).

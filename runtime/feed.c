@@ -1,0 +1,199 @@
+// feed.c: which data a model reads. train, eval and predict load their
+// data sets here, so that each reads a file the same way: the same layout,
+// the same scaling, and the same checks of the samples against the model's
+// inputs.
+//
+// A sample is every input's values, one input after another in declaration
+// order (rt_sample_dim floats); rt_exec_run splits it over the inputs. A
+// table CSV names its columns after the inputs and can hold any number of
+// them; IDX files and the label,pixel0,... CSV hold one input, so a model
+// with several gets a clear error for them.
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+// The input's declared type without the batch dimension: "f32[1, 28, 28]".
+static const char *input_type(const IrNode *in, char *buf, size_t n) {
+  size_t len = snprintf(buf, n, "f32[");
+  bool first = true;
+  for (int i = 0; i < in->ndim && len < n; i++) {
+    if (in->shape[i] == IR_N)
+      continue;
+    len += snprintf(buf + len, n - len, "%s%lld", first ? "" : ", ", (long long)in->shape[i]);
+    first = false;
+  }
+  if (len < n)
+    snprintf(buf + len, n - len, "]");
+  return buf;
+}
+
+// The model's inputs by name for messages: "'a', 'b'".
+static const char *input_names(const Model *m, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int i = 0; i < m->ninputs && len < n; i++)
+    len += snprintf(buf + len, n - len, "%s'%s'", i ? ", " : "", m->inputs[i]->name);
+  return buf;
+}
+
+// A sample's shape with sep between dimensions: "28x28" or "28, 28".
+static const char *data_shape(const RtDataset *ds, const char *sep, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int i = 0; i < ds->ndim && len < n; i++)
+    len += snprintf(buf + len, n - len, "%s%lld", i ? sep : "", (long long)ds->shape[i]);
+  return buf;
+}
+
+// The dimensions of a shape other than 1 (and the batch): [1, 28, 28] and
+// 28x28 both give 28, 28.
+static int squeeze(const int64_t *shape, int ndim, int64_t *out) {
+  int k = 0;
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] != 1 && shape[i] != IR_N)
+      out[k++] = shape[i];
+  return k;
+}
+
+bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz) {
+  char want[160], have[160];
+  int64_t dim = rt_sample_dim(m);
+  if (m->ninputs != 1) {
+    if (ds->dim == dim)
+      return true;   // a table: its columns were matched to the inputs by name
+    rt_errorf(err, errsz, "%s: samples have %lld values, but model '%s' reads %lld (inputs %s)", ds->source,
+              (long long)ds->dim, m->g->name, (long long)dim, input_names(m, want, sizeof want));
+    rt_dataset_free(ds);
+    return false;
+  }
+  const IrNode *in = m->input;
+  int64_t a[IR_MAX_DIMS + RT_MAX_SAMPLE_DIMS], b[IR_MAX_DIMS];
+  int na = squeeze(ds->shape, ds->ndim, a), nb = squeeze(in->shape, in->ndim, b);
+  // Data with one dimension (a CSV row) has no shape to disagree with, and
+  // a flat input takes any sample of its size (images for an MLP).
+  bool same = ds->dim == dim && (na <= 1 || nb <= 1 || (na == nb && !memcmp(a, b, sizeof(int64_t) * na)));
+  if (same)
+    return true;
+  char decl[160];
+  input_type(in, want, sizeof want);
+  data_shape(ds, "x", have, sizeof have);
+  data_shape(ds, ", ", decl, sizeof decl);
+  if (ds->dim != dim && ds->ndim > 1)
+    rt_errorf(err, errsz, "%s: samples have %lld values (%s), but the model's input '%s' is %s (%lld values)\n"
+              "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
+              have, in->name, want, (long long)dim, decl);
+  else if (ds->dim != dim)
+    rt_errorf(err, errsz, "%s: samples have %lld values, but the model's input '%s' is %s (%lld values)\n"
+              "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
+              in->name, want, (long long)dim, decl);
+  else
+    rt_errorf(err, errsz, "%s: samples are %s, but the model's input '%s' is %s: as many values, in another "
+              "shape\n---> HINT: declare the input as f32[%s] (a reshape in the model can change it)",
+              ds->source, have, in->name, want, decl);
+  rt_dataset_free(ds);
+  return false;
+}
+
+// The header starts "label,pixel0," or "pixel0,": the Kaggle
+// digit-recognizer layout, whose pixels are scaled by 1/255. (A table whose
+// target is named label has no pixel0 column second.)
+static bool pixel_layout(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return false;
+  char buf[32] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  const char *p = n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? buf + 3 : buf;
+  if (!strncmp(p, "label,", 6))
+    p += 6;
+  size_t len = strcspn(p, ",\r\n");
+  return len == 6 && !memcmp(p, "pixel0", 6);
+}
+
+// "a0,a1,a2,b" for hints: one column per value of each input (long ones
+// elided), then the target's.
+static const char *table_columns(const Model *m, bool labeled, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int i = 0; i <= m->ninputs && len < n; i++) {
+    const IrNode *v = i < m->ninputs ? m->inputs[i] : labeled ? m->target : NULL;
+    if (!v)
+      break;
+    int64_t d = v->dtype == DT_I32 ? 1 : ir_numel(v, 1);
+    const char *sep = i ? "," : "";
+    if (d == 1)
+      len += snprintf(buf + len, n - len, "%s%s", sep, v->name);
+    else if (d <= 3)
+      for (int64_t k = 0; k < d && len < n; k++)
+        len += snprintf(buf + len, n - len, "%s%s%lld", k ? "," : sep, v->name, (long long)k);
+    else
+      len += snprintf(buf + len, n - len, "%s%s0,...,%s%lld", sep, v->name, v->name, (long long)d - 1);
+  }
+  return buf;
+}
+
+// Reads a table CSV for m: columns named after its inputs (and, when
+// labeled, its target).
+static bool load_table(const Model *m, const char *path, bool labeled, RtDataset *ds, char *err,
+                       size_t errsz) {
+  RtColumns *in = xmalloc(sizeof(RtColumns) * m->ninputs);
+  for (int i = 0; i < m->ninputs; i++)
+    in[i] = (RtColumns){m->inputs[i]->name, ir_numel(m->inputs[i], 1), 0};
+  const IrNode *t = m->target;
+  RtColumns target = {0};
+  if (t)
+    target = (RtColumns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), t->dtype == DT_I32 ? (int)t->attr.i[0] : 0};
+  bool ok = rt_load_table_csv(path, in, m->ninputs, labeled && t ? &target : NULL, ds, err, errsz);
+  free(in);
+  return ok;
+}
+
+bool rt_load_model_data(const Model *m, const char *path, const char *split, bool labeled, RtDataset *ds,
+                        char *err, size_t errsz) {
+  *ds = (RtDataset){0};
+  const IrNode *t = m->target;
+  bool classes = !t || t->dtype == DT_I32;
+  int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
+  char names[512], cols[512];
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory of IDX files (MNIST layout) or a CSV file",
+              path, strerror(errno));
+    return false;
+  }
+  bool dir = S_ISDIR(st.st_mode), pixels = !dir && pixel_layout(path);
+  if ((dir || pixels) && m->ninputs > 1) {
+    rt_errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d (%s)\n---> HINT: give a CSV file with "
+              "a column for each value of every input%s, named after them (%s)", path,
+              dir ? "a directory of IDX files" : "a CSV file in the label,pixel0,... layout", m->g->name,
+              m->ninputs, input_names(m, names, sizeof names), labeled && t ? " and the target" : "",
+              table_columns(m, labeled, cols, sizeof cols));
+    return false;
+  }
+  bool ok;
+  if (dir && !classes) {
+    rt_errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
+              "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s)",
+              path, m->g->name, t->name, m->input->name, t->name, table_columns(m, true, cols, sizeof cols));
+    return false;
+  } else if (dir)
+    ok = rt_load_idx_dir(path, split, nclasses, ds, err, errsz);
+  else if (pixels && classes)
+    ok = rt_load_csv(path, nclasses, ds, err, errsz);
+  else
+    ok = load_table(m, path, labeled, ds, err, errsz);
+  if (!ok)
+    return false;
+  if (labeled && t && t->dtype == DT_I32 && !ds->y) {
+    rt_errorf(err, errsz, "%s: the data has no labels, but the model trains against class target '%s'",
+              ds->source, t->name);
+    rt_dataset_free(ds);
+    return false;
+  }
+  return rt_data_fits(m, ds, err, errsz);
+}

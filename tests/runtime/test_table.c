@@ -1,0 +1,78 @@
+// test_table.c: the table CSV (rt_load_table_csv): columns named after
+// several inputs and the target in any order, rows as the inputs' values
+// one after another, class and real-valued targets, no target (prediction),
+// skipped columns, values kept unscaled; and each header error: a missing
+// column, a name given twice (with both positions), two names for one value,
+// a column that fits two inputs.
+#include "rt_test.h"
+
+static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
+static const RtColumns y2 = {"y", 2, 0}, label = {"label", 1, 4};
+
+static bool load(const char *name, const char *text, const RtColumns *in, int nin, const RtColumns *t,
+                 RtDataset *ds, char *err, size_t n) {
+  write_bytes(tmp_path(name), text, strlen(text));
+  return rt_load_table_csv(tmp_path(name), in, nin, t, ds, err, n);
+}
+
+static void test_valid(void) {
+  RtDataset ds;
+  char err[1024];
+  // the target first, the inputs' columns shuffled, a text column, values outside 0..255
+  bool ok = load("a.csv", "y1,b,note,a2,a0,y0,a1\n-1,300,hello world,3,1,-2,2\n\n0.5,-4,x,6,4,7,5\n", ab, 2,
+                 &y2, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    CHECK(ds.n == 2 && ds.dim == 4 && ds.tdim == 2 && ds.ndim == 1 && ds.shape[0] == 4 && !ds.y, "shape");
+    static const float x[8] = {1, 2, 3, 300, 4, 5, 6, -4}, t[4] = {-2, -1, 7, 0.5f};
+    CHECK(!memcmp(ds.x, x, sizeof x), "rows: %g %g %g %g | %g %g %g %g", ds.x[0], ds.x[1], ds.x[2], ds.x[3],
+          ds.x[4], ds.x[5], ds.x[6], ds.x[7]);
+    CHECK(!memcmp(ds.t, t, sizeof t), "targets: %g %g %g %g", ds.t[0], ds.t[1], ds.t[2], ds.t[3]);
+    rt_dataset_free(&ds);
+  }
+  // the same file without the target, as predict reads it
+  ok = rt_load_table_csv(tmp_path("a.csv"), ab, 2, NULL, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 2 && ds.dim == 4 && !ds.t && !ds.y && ds.x[7] == -4, "unlabeled: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  // a class target; "b0" names b's single value too
+  ok = load("c.csv", "label,b0,a0,a1,a2\n3,1,2,3,4\n0,5,6,7,8\n", ab, 2, &label, &ds, err, sizeof err);
+  CHECK(ok && ds.y && ds.y[0] == 3 && ds.y[1] == 0 && ds.nclasses == 4 && ds.x[3] == 1 && ds.x[4] == 6,
+        "class target: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+}
+
+#define BAD_TABLE(name, text, in, nin, t, ...)                                           \
+  do {                                                                                   \
+    RtDataset ds_;                                                                       \
+    char err_[1024];                                                                     \
+    CHECK_ERR(load(name, text, in, nin, t, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
+  } while (0)
+
+static void test_errors(void) {
+  BAD_TABLE("e1.csv", "a0,a1,a2,y0,y1\n1,2,3,4,5\n", ab, 2, &y2, "line 1", "no column 'b'",
+            "every input and the target", "a0,a1,a2,b,y0,y1");
+  BAD_TABLE("e2.csv", "a0,a1,a2,b\n1,2,3,4\n", ab, 2, &y2, "no column 'y0'");
+  BAD_TABLE("e3.csv", "a0,a1,a2,b,y0,a1,y1\n1,2,3,4,5,6,7\n", ab, 2, &y2,
+            "the column 'a1' appears twice, as columns 2 and 6", "name each column once");
+  BAD_TABLE("e4.csv", "note,a0,a1,a2,b,note\n1,2,3,4,5,6\n", ab, 2, NULL, "'note' appears twice, as columns 1 and 6");
+  BAD_TABLE("e5.csv", "a0,,a1,a2,b,\n1,2,3,4,5,6\n", ab, 2, NULL, "columns 2 and 6 have no name");
+  BAD_TABLE("e6.csv", "a0,a1,a2,b,b0\n1,2,3,4,5\n", ab, 2, NULL,
+            "the columns 'b' (column 4) and 'b0' (column 5) name the same value");
+  static const RtColumns clash[2] = {{"x", 2, 0}, {"x1", 1, 0}};
+  BAD_TABLE("e7.csv", "x0,x1\n1,2\n", clash, 2, NULL, "the column 'x1' could belong to 'x' or to 'x1'");
+  BAD_TABLE("e8.csv", "a0,a1,a2,b,label\n1,2,3,4,5\n", ab, 2, &label, "line 2, column 5 (label)", "label 5",
+            "outside [0, 4)");
+  BAD_TABLE("e9.csv", "a0,a1,a2,b\n1,2,x,4\n", ab, 2, NULL, "line 2, column 3 (a2)", "'x' is not a number");
+  BAD_TABLE("e10.csv", "", ab, 2, &y2, "is empty", "a0,a1,a2,b,y0,y1");
+  static const RtColumns wide = {"p", 784, 0};
+  BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
+}
+
+int main(void) {
+  make_tmpdir("table");
+  test_valid();
+  test_errors();
+  return finish("test_table");
+}
