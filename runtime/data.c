@@ -1,5 +1,6 @@
 // data.c: training data: IDX and IDX.gz files (MNIST, Fashion-MNIST), the
-// Kaggle digit-recognizer CSV, normalization, a seeded validation split, and
+// Kaggle digit-recognizer CSV, CSV tables whose columns are named after a
+// model's inputs and target, normalization, a seeded validation split, and
 // a batcher whose shuffled order can be saved in a checkpoint and resumed
 // bit for bit.
 //
