@@ -109,6 +109,21 @@ const float *rt_exec_value(const RtExec *ex, const IrNode *n);
 // runtime/checkpoint.c
 //
 
+// Bounds on the counters a checkpoint stores: --epochs' largest value, and
+// the largest step a double (the optimizer's bias correction) holds exactly.
+#define RT_MAX_EPOCHS 1000000
+#define RT_MAX_STEPS ((int64_t)1 << 53)
+
+// One row of the metrics log: an epoch's results.
+typedef struct RtMetrics {
+  int64_t epoch;         // epochs finished, from 1
+  int64_t step;          // optimizer steps taken
+  double lr;             // the learning rate of the epoch's last step
+  double train_loss, train_acc;  // over the epoch; acc -1 for real-valued targets
+  double val_loss, val_acc;      // -1 without a validation set
+  double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
+} RtMetrics;
+
 // Where training stood when a checkpoint was written.
 typedef struct RtCkptInfo {
   int64_t epoch;         // epochs finished
@@ -117,18 +132,27 @@ typedef struct RtCkptInfo {
   bool has_cursor;       // false in a checkpoint written without one
   bool normalized;       // inputs were standardized: x = (x - mean) / std
   double mean, std;
+  RtMetrics last;        // the metrics row of the epoch it ends (without seconds)
+  bool has_last;         // false at epoch 0 and in files without one
+  bool plain;            // loaded from weights without nnc's metadata (a PyTorch
+                         // state_dict): nothing above is set
 } RtCkptInfo;
 
 // Writes every persistent tensor of ex (parameters, batchnorm statistics,
 // optimizer state) to path as safetensors, with the metadata a resume needs
-// (model name and hash, epoch, step, data cursor, dropout generator),
-// atomically: a crash never leaves a torn file.
+// (model name and hash, epoch, step, data cursor, dropout generator, the
+// last metrics row), atomically: a crash never leaves a torn file.
 bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, char *err, size_t errsz);
 
 // Loads a checkpoint into ex. Every tensor ex has must be in the file with
-// its shape, except optimizer state when weights_only (eval, predict); a
-// file from another model is refused, naming the first tensor that
-// differs. Fills info (may be NULL) from the metadata.
+// its shape, except optimizer state when weights_only (eval, predict,
+// train --init); a file from another model is refused, naming the first
+// tensor that differs, and so is one whose optimizer state is another
+// optimizer's, or that holds a NaN or an infinity. Fills info (may be
+// NULL) from the metadata, whose numbers are checked against their bounds.
+// With weights_only, a safetensors file without nnc's metadata (PyTorch's
+// save_file(model.state_dict())) is taken as plain weights: info->plain is
+// set, and its integer num_batches_tracked buffers are ignored.
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
                         char *err, size_t errsz);
 
