@@ -157,6 +157,38 @@ bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptI
                         char *err, size_t errsz);
 
 //
+// runtime/rundir.c
+//
+
+// The files of a training run. --out names a directory, which holds
+// checkpoint.safetensors, metrics.csv (or .jsonl) and train.lock; or, when
+// it ends in ".safetensors", the checkpoint itself, beside which go
+// NAME.metrics.csv and NAME.lock (NAME: the path without ".safetensors").
+typedef struct RtRunDir {
+  char *dir;             // the directory that holds the files
+  char *ckpt;            // the checkpoint
+  char *metrics;         // the metrics log
+  char *lock;            // the lock file, locked while the run lasts
+  int lock_fd;           // -1 when not held
+  FILE *log;             // the metrics log, open for appending
+  bool json;             // JSON lines, else CSV
+} RtRunDir;
+
+// Resolves out into the run's paths, creating the directory; refuses a
+// link at any of the paths; takes the lock (failing with the pid of the
+// run holding it); removes the temporary files dead processes left.
+bool rt_rundir_open(RtRunDir *d, const char *out, bool json, char *err, size_t errsz);
+// Starts the metrics log: rewrites it (atomically) with the rows of
+// epochs 1..epoch it holds, the last one taken from *last when the log
+// lacks it (a crash between the checkpoint and its row), and opens it for
+// appending. epoch 0: a log of just the header.
+bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, char *err, size_t errsz);
+// Appends one row and flushes it; false when the write failed.
+bool rt_rundir_log(RtRunDir *d, const RtMetrics *row, char *err, size_t errsz);
+// Closes the log (reporting a failed close) and lets go of the lock.
+bool rt_rundir_close(RtRunDir *d, char *err, size_t errsz);
+
+//
 // runtime/train.c
 //
 
@@ -167,7 +199,11 @@ typedef struct RtTrainOpts {
   const char *test;      // the test set (a CSV file), or NULL: the data directory's t10k files
   const char *out;       // where checkpoints and the metrics log go
   const char *resume;    // a checkpoint to continue from, or NULL
-  int epochs;            // total epochs, counting those before a resume
+  const char *init;      // weights to start a new run from (optimizer state fresh), or NULL
+  bool overwrite;        // a new run may replace the checkpoint in out
+  bool no_test;          // skip the test set
+  int epochs;            // total epochs, counting those before a resume; 0 writes
+                         // the initial weights
   int batch;
   double lr;             // the base learning rate
   uint64_t seed;
