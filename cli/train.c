@@ -45,7 +45,8 @@ static const char *const usage_train =
     "                        threads: the same weights, bit for bit)\n"
     "  -j, --threads N       threads (default: the number of cores)\n"
     "      --val-split F     hold out this fraction of the training data for validation\n"
-    "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME)\n"
+    "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME, or\n"
+    "                        with --resume, the run the checkpoint belongs to)\n"
     "      --resume CKPT     continue from a checkpoint `nnc train` wrote\n"
     "      --init WEIGHTS    start a new run from these weights, with fresh optimizer\n"
     "                        state: an nnc checkpoint, or a PyTorch state_dict saved\n"
@@ -137,6 +138,19 @@ static Model *compile(const char *path, Arena *a, bool train) {
   return m;
 }
 
+// The run a checkpoint belongs to, where --resume continues by default:
+// the directory of DIR/checkpoint.safetensors, else the file itself.
+static const char *resume_dir(const char *ckpt, char *buf, size_t n) {
+  const char *name = "checkpoint.safetensors", *slash = strrchr(ckpt, '/');
+  const char *base = slash ? slash + 1 : ckpt;
+  if (strcmp(base, name))
+    return ckpt;
+  if (!slash)
+    return ".";
+  snprintf(buf, n, "%.*s", (int)(slash == ckpt ? 1 : slash - ckpt), ckpt);
+  return buf;
+}
+
 int cli_train(int argc, char **argv) {
   enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
          O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST };
@@ -220,6 +234,8 @@ int cli_train(int argc, char **argv) {
   }
   char outdir[4096];
   snprintf(outdir, sizeof outdir, "runs/%s", m->g->name);
+  if (!out && resume)
+    out = resume_dir(resume, outdir, sizeof outdir);
   RtTrainOpts o = {
       .data = data, .test = test, .out = out ? out : outdir, .resume = resume, .init = init,
       .overwrite = overwrite, .no_test = notest, .epochs = epochs >= 0 ? (int)epochs : m->train.epochs, .batch = batch > 0 ? (int)batch : m->train.batch,

@@ -330,8 +330,10 @@ bool rt_rundir_close(RtRunDir *d, char *err, size_t errsz) {
     ok = false;
   }
   d->log = NULL;
-  if (d->lock_fd >= 0)
-    close(d->lock_fd);   // lets go of the lock; the file stays, for the next run to lock
+  if (d->lock_fd >= 0 && close(d->lock_fd) != 0 && ok) {   // lets go of the lock; the file stays
+    rt_errorf(err, errsz, "cannot write the lock file '%s': %s", d->lock, strerror(errno));
+    ok = false;
+  }
   d->lock_fd = -1;
   free(d->dir);
   free(d->ckpt);

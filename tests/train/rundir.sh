@@ -132,6 +132,11 @@ q --epochs 1 --out "$tmp/d.safetensors" >"$tmp/dir.log" 2>&1
 [ $? = 1 ] && grep -q "is a directory, but a path ending in .safetensors names the checkpoint file itself" "$tmp/dir.log" \
   && ok "--out X.safetensors that is a directory is refused" || { bad "--out dir.safetensors"; cat "$tmp/dir.log"; }
 
+# --resume without --out continues in the run the checkpoint belongs to.
+q --epochs 6 --resume "$tmp/m/checkpoint.safetensors" -q && [ "$(tail -1 "$tmp/m/metrics.csv" | cut -d, -f1)" = 6 ] \
+  && q --epochs 3 --resume "$tmp/sub/w.safetensors" -q && [ "$(tail -1 "$tmp/sub/w.metrics.csv" | cut -d, -f1)" = 3 ] \
+  && ok "--resume without --out continues in the checkpoint's run" || { bad "--resume without --out"; ls "$tmp/m" "$tmp/sub"; }
+
 # --epochs 0 writes the initial weights; resuming from them is the same run.
 q --epochs 0 --out "$tmp/e0" -q && q --epochs 3 --out "$tmp/e0" --resume "$tmp/e0/checkpoint.safetensors" -q
 q --epochs 3 --out "$tmp/e3" -q
