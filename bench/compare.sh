@@ -164,7 +164,7 @@ nnc_cli_train_epoch() {
   local m=$1 limit=() n=60000
   [ $quick = 1 ] && { limit=(--limit 6400); n=6400; }
   "$nnc" train "$root/models/$m.nn" --data "$data" --epochs "$reps" "${limit[@]}" --test-limit 1 \
-    --threads "$threads" --progress none --out "$work/train-$m" > "$work/train-$m.log"
+    --threads "$threads" --progress none --overwrite --out "$work/train-$m" > "$work/train-$m.log"
   sed -n 's/^epoch [0-9]*\/[0-9]*: .*, \([0-9.]*\) samples\/s$/\1/p' "$work/train-$m.log" |
     emit "$m" train_epoch samples/s 64 "\"samples\": $n"
 }
@@ -172,7 +172,7 @@ nnc_cli_train_epoch() {
 nnc_cli_resnet18_step() {
   local block=$([ $quick = 1 ] && echo 3 || echo 10)
   "$nnc" train "$root/models/resnet18.nn" --data "$data" --epochs $((reps + 1)) --limit $((64 * block)) \
-    --test-limit 1 --threads "$threads" --progress none --out "$work/train-resnet18" > "$work/resnet18.log"
+    --test-limit 1 --threads "$threads" --progress none --overwrite --out "$work/train-resnet18" > "$work/resnet18.log"
   sed -n 's/^epoch \([0-9]*\)\/[0-9]*: .*, \([0-9.]*\) samples\/s$/\1 \2/p' "$work/resnet18.log" |
     awk '$1 > 1 { printf "%.6f\n", 64 / $2 }' |
     emit resnet18 resnet18_step s 64 "\"block_steps\": $block, \"compare_field\": \"block_mean\", \"method\": \"epoch time of $block steps / $block; the first epoch is the warm-up\""
@@ -211,7 +211,7 @@ nnc_cli_peak_rss() {
   [ $quick = 1 ] && { limit=(--limit 6400); n=6400; }
   for i in $(seq "$reps"); do
     /usr/bin/time -v "$nnc" train "$root/models/$m.nn" --data "$data" --epochs 1 "${limit[@]}" --test-limit 1 \
-      --threads "$threads" --progress none --out "$work/rss-$m" 2>&1 >/dev/null |
+      --threads "$threads" --progress none --overwrite --out "$work/rss-$m" 2>&1 >/dev/null |
       sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): \([0-9]*\)$/\1/p'
   done | emit "$m" peak_rss KiB 64 "\"samples\": $n, \"method\": \"/usr/bin/time -v nnc train --epochs 1\""
 }

@@ -11,7 +11,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 accs=""
 for s in $seeds; do
-  acc=$("$nnc" train "$root/models/$model.nn" --epochs "$epochs" --seed "$s" --out "$out" --progress none \
+  acc=$("$nnc" train "$root/models/$model.nn" --epochs "$epochs" --seed "$s" --out "$out" --overwrite --progress none \
         | awk '/^test:/ { print $5 }')
   echo "nnc $model epochs $epochs seed $s: test accuracy $acc"
   accs="$accs $acc"

@@ -17,24 +17,41 @@ static const char *const usage_train =
     "usage: nnc train MODEL.nn [options]\n"
     "\n"
     "Trains the model with its loss and optimizer, showing progress; after each\n"
-    "epoch it evaluates on the validation set (if any), appends to the metrics log\n"
-    "and writes a checkpoint; at the end it evaluates on the test set. Defaults come\n"
-    "from the model's `train { ... }` declaration.\n"
+    "epoch it evaluates on the validation set (if any), writes a checkpoint and then\n"
+    "appends to the metrics log; at the end it evaluates on the test set. Defaults\n"
+    "come from the model's `train { ... }` declaration.\n"
+    "\n"
+    "The run's files: --out DIR holds checkpoint.safetensors, metrics.csv (or\n"
+    "metrics.jsonl) and train.lock; --out PATH.safetensors is the checkpoint itself,\n"
+    "with PATH.metrics.csv and PATH.lock beside it. A run locks them while it lasts\n"
+    "(a second run into the same place fails, naming the first one's pid). A new\n"
+    "run does not replace another run's checkpoint unless --overwrite says so; with\n"
+    "--resume, the metrics log is cut back to the checkpoint's epoch. Files are\n"
+    "written to a new temporary and renamed, never through a link; temporaries\n"
+    "that killed runs left are removed when the next run starts.\n"
     "\n"
     "options:\n"
     "  -d, --data PATH       training data: a directory of IDX or IDX.gz files in the\n"
     "                        MNIST layout (its t10k files are the test set), or a CSV\n"
     "                        file (default: " RT_FASHION_MNIST_DIR ")\n"
-    "      --test PATH       the test set, when --data is a file\n"
-    "  -e, --epochs N        total epochs, counting those before --resume\n"
+    "      --test PATH       the test set, when --data is a file (one that does not\n"
+    "                        load is an error)\n"
+    "      --no-test         train without a test set\n"
+    "  -e, --epochs N        total epochs, counting those before --resume; 0 writes\n"
+    "                        the initial weights as the checkpoint\n"
     "  -b, --batch N         samples per step\n"
     "      --lr X            the base learning rate (default: the optimizer's)\n"
     "  -s, --seed N          initial weights, data order, dropout (same seed and\n"
     "                        threads: the same weights, bit for bit)\n"
     "  -j, --threads N       threads (default: the number of cores)\n"
     "      --val-split F     hold out this fraction of the training data for validation\n"
-    "  -o, --out DIR         checkpoint and metrics log (default: runs/MODELNAME)\n"
+    "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME, or\n"
+    "                        with --resume, the run the checkpoint belongs to)\n"
     "      --resume CKPT     continue from a checkpoint `nnc train` wrote\n"
+    "      --init WEIGHTS    start a new run from these weights, with fresh optimizer\n"
+    "                        state: an nnc checkpoint, or a PyTorch state_dict saved\n"
+    "                        with safetensors under nnc's names\n"
+    "      --overwrite       let a new run replace the checkpoint in --out\n"
     "      --limit N         train on the first N samples only\n"
     "      --test-limit N    evaluate on the first N test samples only\n"
     "      --normalize       standardize inputs with the training data's mean and std\n"
@@ -122,9 +139,22 @@ static Model *compile(const char *path, Arena *a, bool train) {
   return m;
 }
 
+// The run a checkpoint belongs to, where --resume continues by default:
+// the directory of DIR/checkpoint.safetensors, else the file itself.
+static const char *resume_dir(const char *ckpt, char *buf, size_t n) {
+  const char *name = "checkpoint.safetensors", *slash = strrchr(ckpt, '/');
+  const char *base = slash ? slash + 1 : ckpt;
+  if (strcmp(base, name))
+    return ckpt;
+  if (!slash)
+    return ".";
+  snprintf(buf, n, "%.*s", (int)(slash == ckpt ? 1 : slash - ckpt), ckpt);
+  return buf;
+}
+
 int cli_train(int argc, char **argv) {
   enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
-         O_BACKEND, O_NOFUSE };
+         O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},   {"test", required_argument, 0, O_TEST},
       {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
@@ -136,10 +166,13 @@ int cli_train(int argc, char **argv) {
       {"metrics", required_argument, 0, O_METRICS}, {"progress", required_argument, 0, O_PROGRESS},
       {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
       {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
+      {"init", required_argument, 0, O_INIT}, {"overwrite", no_argument, 0, O_OVERWRITE},
+      {"no-test", no_argument, 0, O_NOTEST},
       {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
-             *prog = "auto";
+             *prog = "auto", *init = NULL;
+  bool overwrite = false, notest = false;
   int64_t epochs = -1, batch = -1, seed = -1, threads = cores(), limit = 0, tlimit = 0;
   double lr = -1, val = -1;
   bool normalize = false, noshuffle = false, quiet = false, nofuse = false;
@@ -158,11 +191,14 @@ int cli_train(int argc, char **argv) {
     case O_TEST: test = optarg; break;
     case 'o': out = optarg; break;
     case O_RESUME: resume = optarg; break;
+    case O_INIT: init = optarg; break;
+    case O_OVERWRITE: overwrite = true; break;
+    case O_NOTEST: notest = true; break;
     case O_NORM: normalize = true; break;
     case O_NOSHUF: noshuffle = true; break;
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
-    case 'e': if (!cli_int(optarg, 1, 1000000, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 1, found '%s'", optarg); break;
+    case 'e': if (!cli_int(optarg, 0, RT_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
     case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
@@ -176,6 +212,11 @@ int cli_train(int argc, char **argv) {
   }
   if (optind != argc - 1)
     return cli_usage_error(usage_train, "train needs exactly one model file%s", "");
+  if (resume && (init || overwrite))
+    return cli_usage_error(usage_train, "--resume continues a run; %s starts a new one: give one of them",
+                           init ? "--init" : "--overwrite");
+  if (test && notest)
+    return cli_usage_error(usage_train, "--test and --no-test contradict each other%s", "");
   if (strcmp(metrics, "csv") && strcmp(metrics, "json"))
     return cli_usage_error(usage_train, "--metrics is csv or json, found '%s'", metrics);
   int progress;
@@ -194,9 +235,11 @@ int cli_train(int argc, char **argv) {
   }
   char outdir[4096];
   snprintf(outdir, sizeof outdir, "runs/%s", m->g->name);
+  if (!out && resume)
+    out = resume_dir(resume, outdir, sizeof outdir);
   RtTrainOpts o = {
-      .data = data, .test = test, .out = out ? out : outdir, .resume = resume,
-      .epochs = epochs > 0 ? (int)epochs : m->train.epochs, .batch = batch > 0 ? (int)batch : m->train.batch,
+      .data = data, .test = test, .out = out ? out : outdir, .resume = resume, .init = init,
+      .overwrite = overwrite, .no_test = notest, .epochs = epochs >= 0 ? (int)epochs : m->train.epochs, .batch = batch > 0 ? (int)batch : m->train.batch,
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
       .threads = (int)threads, .val_split = val >= 0 ? val : m->train.val_split, .limit = limit,
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
@@ -305,8 +348,11 @@ int cli_eval(int argc, char **argv) {
   int k = m->target->dtype == DT_I32 ? (int)m->target->attr.i[0] : 0;
   int64_t *conf = k ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
   RtEvalResult r = rt_evaluate(ex, &ds, batch, conf);
-  printf("model %s, weights %s (epoch %lld, step %lld)\n", m->g->name, weights, (long long)info.epoch,
-         (long long)info.step);
+  if (info.plain)
+    printf("model %s, weights %s (plain weights, no training metadata)\n", m->g->name, weights);
+  else
+    printf("model %s, weights %s (epoch %lld, step %lld)\n", m->g->name, weights, (long long)info.epoch,
+           (long long)info.step);
   printf("data %s: %lld samples\n", ds.source, (long long)r.n);
   printf("loss %.4f", r.loss);
   if (r.acc >= 0)

@@ -4,11 +4,16 @@
 // and optimizer state tensor under its structural name (conv2d_1.weight,
 // conv2d_1.weight.momentum_buffer), plus metadata: the model's name and a
 // hash of its tensors' names and shapes, the epoch and step, the data
-// cursor and the dropout generator, so that a resumed run continues bit for
-// bit. Writes go through rt_st_write, which is atomic.
+// cursor, the dropout generator and the epoch's metrics row, so that a
+// resumed run continues bit for bit. Writes go through rt_st_write, which is
+// atomic. Reading trusts nothing: every number of the metadata is bounded
+// and every weight must be finite. A safetensors file without the metadata
+// (a PyTorch state_dict under nnc's names) is accepted as plain weights.
 #include "runtime.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +65,13 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
   snprintf(step, sizeof step, "%" PRId64, info->step);
   const Rng *r = rt_exec_rng(ex);
   snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
+  char row[256] = "";
   norm[0] = cursor[0] = 0;
+  if (info->has_last) {
+    const RtMetrics *l = &info->last;
+    snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
+             l->train_loss, l->train_acc, l->val_loss, l->val_acc);
+  }
   if (info->normalized)
     snprintf(norm, sizeof norm, "%.17g %.17g", info->mean, info->std);
   if (info->has_cursor)
@@ -68,51 +79,182 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
   const RtMeta meta[] = {
       {"format", CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
       {"step", step},          {"dropout_rng", rng},        {"cursor", cursor},
-      {"normalize", norm},
+      {"normalize", norm},     {"metrics", row},
   };
   bool ok = rt_st_write(path, t, nt, meta, countof(meta), err, errsz);
   free(t);
   return ok;
 }
 
-static bool parse_i64(const char *s, int64_t *out) {
+// A metadata number from 0 to max; false names the key in err.
+static bool meta_i64(const RtStFile *f, const char *key, int64_t max, int64_t *out, char *err, size_t errsz) {
+  const char *s = rt_st_meta(f, key);
   char *end;
-  if (!s || !*s)
+  errno = 0;
+  long long v = s && *s ? strtoll(s, &end, 10) : -1;
+  if (!s || !*s || *end || errno || v < 0 || v > max) {
+    rt_errorf(err, errsz, "%s: the checkpoint's metadata '%s' is %s%s%s, not a whole number from 0 to %" PRId64
+              "\n---> HINT: the file is damaged or was not written by `nnc train`", f->path, key,
+              s ? "'" : "missing", s ? s : "", s ? "'" : "", max);
     return false;
-  long long v = strtoll(s, &end, 10);
-  if (*end || v < 0)
-    return false;
+  }
   *out = v;
   return true;
 }
 
-// Reads the metadata a resume needs; false names the bad key in err.
-static bool read_info(const RtStFile *f, RtExec *ex, RtCkptInfo *info, char *err, size_t errsz) {
+// The metrics row a checkpoint keeps for the epoch it ends; a row that does
+// not parse, or is for another epoch, is no row.
+static void read_last(const RtStFile *f, RtCkptInfo *info) {
+  const char *s = rt_st_meta(f, "metrics");
+  RtMetrics *l = &info->last;
+  long long e, st;
+  int end = -1;
+  info->has_last = s && sscanf(s, "%lld,%lld,%lf,%lf,%lf,%lf,%lf%n", &e, &st, &l->lr, &l->train_loss,
+                               &l->train_acc, &l->val_loss, &l->val_acc, &end) == 7 &&
+                   s[end] == 0 && e == info->epoch && st == info->step;
+  l->epoch = info->epoch;
+  l->step = info->step;
+  l->seconds = -1;
+}
+
+// Reads the metadata a resume needs; false names the bad key in err. A
+// file without nnc's format key is plain weights, which only weights_only
+// accepts.
+static bool read_info(const RtStFile *f, RtExec *ex, bool weights_only, RtCkptInfo *info, char *err,
+                      size_t errsz) {
   const char *fmt = rt_st_meta(f, "format");
-  if (!fmt || strcmp(fmt, CKPT_FORMAT)) {
-    rt_errorf(err, errsz, "%s: not an nnc checkpoint (metadata 'format' is %s%s%s)\n"
-              "---> HINT: nnc reads the checkpoints `nnc train` writes (safetensors with nnc metadata)",
-              f->path, fmt ? "'" : "missing", fmt ? fmt : "", fmt ? "'" : "");
-    return false;
-  }
   *info = (RtCkptInfo){0};
-  if (!parse_i64(rt_st_meta(f, "epoch"), &info->epoch) || !parse_i64(rt_st_meta(f, "step"), &info->step)) {
-    rt_errorf(err, errsz, "%s: the checkpoint's metadata has no valid 'epoch' or 'step'", f->path);
+  if (fmt && !strncmp(fmt, "nnc-checkpoint-", 15) && strcmp(fmt, CKPT_FORMAT)) {
+    rt_errorf(err, errsz, "%s: the checkpoint's format is '%s', but this nnc reads '%s'\n"
+              "---> HINT: read it with the nnc that wrote it", f->path, fmt, CKPT_FORMAT);
     return false;
   }
+  if (!fmt || strcmp(fmt, CKPT_FORMAT)) {
+    info->plain = true;
+    if (weights_only)
+      return true;
+    rt_errorf(err, errsz, "%s: holds weights but no training state (no nnc metadata: epoch, step, optimizer "
+              "state), so a run cannot resume from it\n---> HINT: start a new run from these weights with "
+              "--init %s", f->path, f->path);
+    return false;
+  }
+  if (!meta_i64(f, "epoch", RT_MAX_EPOCHS, &info->epoch, err, errsz) ||
+      !meta_i64(f, "step", RT_MAX_STEPS, &info->step, err, errsz))
+    return false;
   const char *c = rt_st_meta(f, "cursor");
   info->has_cursor = c && *c && rt_cursor_parse(c, &info->cursor);
+  if (c && *c && (!info->has_cursor || info->cursor.epoch > RT_MAX_EPOCHS)) {
+    rt_errorf(err, errsz, "%s: the checkpoint's metadata 'cursor' is '%s', not 'epoch=E pos=P rng=S:I' with "
+              "E from 0 to %d\n---> HINT: the file is damaged or was not written by `nnc train`", f->path, c,
+              RT_MAX_EPOCHS);
+    return false;
+  }
   const char *nm = rt_st_meta(f, "normalize");
-  info->normalized = nm && sscanf(nm, "%lf %lf", &info->mean, &info->std) == 2;
+  info->normalized = nm && *nm;
+  if (info->normalized && (sscanf(nm, "%lf %lf", &info->mean, &info->std) != 2 || !isfinite(info->mean) ||
+                           !isfinite(info->std) || !(info->std > 0))) {
+    rt_errorf(err, errsz, "%s: the checkpoint's metadata 'normalize' is '%s', not a finite mean and a "
+              "positive std\n---> HINT: the file is damaged or was not written by `nnc train`", f->path, nm);
+    return false;
+  }
+  read_last(f, info);
   const char *r = rt_st_meta(f, "dropout_rng");
   uint64_t st, inc;
   if (r && sscanf(r, "%" SCNx64 ":%" SCNx64, &st, &inc) == 2)
-    *rt_exec_rng(ex) = (Rng){st, inc};
+    *rt_exec_rng(ex) = (Rng){st, inc | 1};
   return true;
 }
 
-static void shape_text(int ndim, const int64_t *shape, char *buf, size_t n) {
-  ir_shape_str(ndim, shape, buf, n);
+// The optimizer a state tensor belongs to, for messages.
+static const char *optimizer_of(const char *name) {
+  size_t n = strlen(name), k = strlen(".momentum_buffer");
+  return n > k && !strcmp(name + n - k, ".momentum_buffer") ? "sgd with momentum" : "adam or adamw";
+}
+
+// The optimizer the file's state was written for.
+static const char *file_optimizer(const RtStFile *f) {
+  for (int i = 0; i < f->ntensors; i++)
+    if (is_optimizer_state(f->tensors[i].name))
+      return optimizer_of(f->tensors[i].name);
+  return "sgd without momentum, which keeps none";
+}
+
+// PyTorch's batchnorm counter num_batches_tracked, an integer nnc has no use for
+// (its momentum is fixed): a state_dict saved from PyTorch holds one per batchnorm.
+static bool is_ignored(const RtTensor *t) {
+  const char *suffix = ".num_batches_tracked";
+  size_t n = strlen(t->name), k = strlen(suffix);
+  return (t->dtype == RT_I64 || t->dtype == RT_I32) && n > k && !strcmp(t->name + n - k, suffix);
+}
+
+#define OPT_HINT "---> HINT: resume with the optimizer the run was trained with, or start a new run from " \
+                 "these weights (with fresh optimizer state) with --init %s"
+
+// Every tensor ex has must be in the file with its shape (optimizer state
+// only when !weights_only), and the file must hold nothing else.
+static bool check_tensors(RtExec *ex, const RtStFile *f, bool weights_only, bool plain, char *err, size_t errsz) {
+  const char *path = f->path;
+  const char *hint = plain ? "---> HINT: nnc names weights after the layers of the .nn file (`nnc emit --stage ir "
+                             "MODEL.nn` lists them); save the PyTorch modules under the same names"
+                           : "---> HINT: give the checkpoint that training this model wrote";
+  char a[96], b[96];
+  for (int i = 0; i < rt_exec_num_state(ex); i++) {
+    const IrNode *n = rt_exec_state_node(ex, i);
+    bool opt = is_optimizer_state(n->name);
+    if (weights_only && opt)
+      continue;
+    const RtTensor *t = rt_st_find(f, n->name);
+    if (!t && opt) {
+      rt_errorf(err, errsz, "%s: the checkpoint has no optimizer state '%s' (%s): it was written with another "
+                "optimizer (%s)\n" OPT_HINT, path, n->name, optimizer_of(n->name), file_optimizer(f), path);
+      return false;
+    }
+    if (!t) {
+      rt_errorf(err, errsz, "%s: the checkpoint has no tensor '%s' %s, so it is not from this model\n%s", path,
+                n->name, ir_type_str(n, a, sizeof a), hint);
+      return false;
+    }
+    bool same = t->dtype == RT_F32 && t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
+    if (!same) {
+      ir_shape_str(t->ndim, t->shape, b, sizeof b);
+      rt_errorf(err, errsz, "%s: tensor '%s' is %s %s in the checkpoint but f32%s in this model, so the "
+                "checkpoint is from another model\n%s", path, n->name, rt_dtype_name(t->dtype), b,
+                ir_shape_str(n->ndim, n->shape, a, sizeof a), hint);
+      return false;
+    }
+  }
+  for (int i = 0; i < f->ntensors; i++) {
+    const char *name = f->tensors[i].name;
+    bool opt = is_optimizer_state(name);
+    if (rt_exec_find_state(ex, name, NULL) || (weights_only && opt) || is_ignored(&f->tensors[i]))
+      continue;
+    if (opt)
+      rt_errorf(err, errsz, "%s: the checkpoint holds optimizer state '%s' (%s) that this model's optimizer does "
+                "not keep: it was written with another optimizer\n" OPT_HINT, path, name, optimizer_of(name), path);
+    else
+      rt_errorf(err, errsz, "%s: the checkpoint has a tensor '%s' this model does not have, so it is from "
+                "another model\n%s", path, name, hint);
+    return false;
+  }
+  return true;
+}
+
+// A NaN or an infinity in a tensor about to be loaded: the weights are
+// unusable, and training or predicting with them would only hide where.
+static bool check_finite(const RtStFile *f, const char *name, int64_t k, char *err, size_t errsz) {
+  const RtTensor *t = rt_st_find(f, name);
+  for (int64_t j = 0; j < k; j++) {
+    float v;
+    memcpy(&v, (const char *)t->data + 4 * j, 4);
+    if (!isfinite(v)) {
+      rt_errorf(err, errsz, "%s: tensor '%s' holds %s at flat index %lld (of %lld values), so the weights "
+                "cannot be used\n---> HINT: the run that wrote them diverged, or the file is damaged; use an "
+                "earlier checkpoint", f->path, name, isnan(v) ? "a NaN" : v > 0 ? "+inf" : "-inf",
+                (long long)j, (long long)k);
+      return false;
+    }
+  }
+  return true;
 }
 
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
@@ -122,39 +264,14 @@ bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptI
     return false;
   bool ok = false;
   RtCkptInfo tmp;
-  if (!read_info(&f, ex, info ? info : &tmp, err, errsz))
+  RtCkptInfo *in = info ? info : &tmp;
+  if (!read_info(&f, ex, weights_only, in, err, errsz) || !check_tensors(ex, &f, weights_only, in->plain, err, errsz))
     goto done;
-  // The model's tensors, in order: each must be there with its shape.
   for (int i = 0; i < rt_exec_num_state(ex); i++) {
     const IrNode *n = rt_exec_state_node(ex, i);
-    if (weights_only && is_optimizer_state(n->name))
-      continue;
-    const RtTensor *t = rt_st_find(&f, n->name);
-    char a[96], b[96];
-    if (!t) {
-      rt_errorf(err, errsz, "%s: the checkpoint has no tensor '%s' %s, so it is not from this model\n"
-                "---> HINT: give the checkpoint that training this model wrote", path, n->name,
-                ir_type_str(n, a, sizeof a));
+    int64_t k = ir_numel(n, 1);
+    if (rt_st_find(&f, n->name) && !check_finite(&f, n->name, k, err, errsz))
       goto done;
-    }
-    bool same = t->dtype == RT_F32 && t->ndim == n->ndim &&
-                !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
-    if (!same) {
-      shape_text(t->ndim, t->shape, b, sizeof b);
-      rt_errorf(err, errsz, "%s: tensor '%s' is %s %s in the checkpoint but f32%s in this model, so the "
-                "checkpoint is from another model\n---> HINT: give the checkpoint that training this model wrote",
-                path, n->name, rt_dtype_name(t->dtype), b, ir_shape_str(n->ndim, n->shape, a, sizeof a));
-      goto done;
-    }
-  }
-  // Weights the model does not have mean another model too.
-  for (int i = 0; i < f.ntensors; i++) {
-    const char *name = f.tensors[i].name;
-    if (!rt_exec_find_state(ex, name, NULL) && !(weights_only && is_optimizer_state(name))) {
-      rt_errorf(err, errsz, "%s: the checkpoint has a tensor '%s' this model does not have, so it is from "
-                "another model\n---> HINT: give the checkpoint that training this model wrote", path, name);
-      goto done;
-    }
   }
   for (int i = 0; i < rt_exec_num_state(ex); i++) {
     const IrNode *n = rt_exec_state_node(ex, i);
@@ -165,8 +282,7 @@ bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptI
       memcpy(dst, t->data, sizeof(float) * k);
     }
   }
-  if (info)
-    rt_exec_set_steps(ex, info->step);
+  rt_exec_set_steps(ex, in->step);
   ok = true;
 done:
   rt_st_free(&f);

@@ -218,11 +218,23 @@ typedef struct RtMeta {
   const char *value;
 } RtMeta;
 
-// Writes the tensors and metadata to path atomically: to "path.tmp.PID",
-// synced, then renamed over path, and the directory synced. On failure
-// path is left as it was and the temporary file is removed.
+// Writes the tensors and metadata to path atomically: to a new temporary
+// file beside it (rt_create_temp), synced, then renamed over path, and the
+// directory synced. On failure path is left as it was and the temporary
+// file is removed. A link at path is replaced, never followed.
 bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta, int nmeta,
                  char *err, size_t errsz);
+
+// Creates the file "path.tmp.PID.XXXXXX" (PID: this process's; X: random)
+// with O_CREAT | O_EXCL, so never through a planted link, for writing
+// what is then renamed over path. Returns its descriptor and its name in
+// *tmp (the caller frees it), or -1 with errno set.
+int rt_create_temp(const char *path, char **tmp);
+// Syncs the directory holding path, making a rename there durable; 0 or
+// an errno (file systems that cannot sync a directory are not an error).
+int rt_sync_dir(const char *path);
+// What to do about a failed write or open, for a ---> HINT line.
+const char *rt_errno_hint(int e);
 
 // A safetensors file in memory.
 typedef struct RtStFile {

@@ -134,6 +134,21 @@ bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz);
 // runtime/checkpoint.c
 //
 
+// Bounds on the counters a checkpoint stores: --epochs' largest value, and
+// the largest step a double (the optimizer's bias correction) holds exactly.
+#define RT_MAX_EPOCHS 1000000
+#define RT_MAX_STEPS ((int64_t)1 << 53)
+
+// One row of the metrics log: an epoch's results.
+typedef struct RtMetrics {
+  int64_t epoch;         // epochs finished, from 1
+  int64_t step;          // optimizer steps taken
+  double lr;             // the learning rate of the epoch's last step
+  double train_loss, train_acc;  // over the epoch; acc -1 for real-valued targets
+  double val_loss, val_acc;      // -1 without a validation set
+  double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
+} RtMetrics;
+
 // Where training stood when a checkpoint was written.
 typedef struct RtCkptInfo {
   int64_t epoch;         // epochs finished
@@ -142,20 +157,61 @@ typedef struct RtCkptInfo {
   bool has_cursor;       // false in a checkpoint written without one
   bool normalized;       // inputs were standardized: x = (x - mean) / std
   double mean, std;
+  RtMetrics last;        // the metrics row of the epoch it ends (without seconds)
+  bool has_last;         // false at epoch 0 and in files without one
+  bool plain;            // loaded from weights without nnc's metadata (a PyTorch
+                         // state_dict): nothing above is set
 } RtCkptInfo;
 
 // Writes every persistent tensor of ex (parameters, batchnorm statistics,
 // optimizer state) to path as safetensors, with the metadata a resume needs
-// (model name and hash, epoch, step, data cursor, dropout generator),
-// atomically: a crash never leaves a torn file.
+// (model name and hash, epoch, step, data cursor, dropout generator, the
+// last metrics row), atomically: a crash never leaves a torn file.
 bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, char *err, size_t errsz);
 
 // Loads a checkpoint into ex. Every tensor ex has must be in the file with
-// its shape, except optimizer state when weights_only (eval, predict); a
-// file from another model is refused, naming the first tensor that
-// differs. Fills info (may be NULL) from the metadata.
+// its shape, except optimizer state when weights_only (eval, predict,
+// train --init); a file from another model is refused, naming the first
+// tensor that differs, and so is one whose optimizer state is another
+// optimizer's, or that holds a NaN or an infinity. Fills info (may be
+// NULL) from the metadata, whose numbers are checked against their bounds.
+// With weights_only, a safetensors file without nnc's metadata (PyTorch's
+// save_file(model.state_dict())) is taken as plain weights: info->plain is
+// set, and its integer num_batches_tracked buffers are ignored.
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
                         char *err, size_t errsz);
+
+//
+// runtime/rundir.c
+//
+
+// The files of a training run. --out names a directory, which holds
+// checkpoint.safetensors, metrics.csv (or .jsonl) and train.lock; or, when
+// it ends in ".safetensors", the checkpoint itself, beside which go
+// NAME.metrics.csv and NAME.lock (NAME: the path without ".safetensors").
+typedef struct RtRunDir {
+  char *dir;             // the directory that holds the files
+  char *ckpt;            // the checkpoint
+  char *metrics;         // the metrics log
+  char *lock;            // the lock file, locked while the run lasts
+  int lock_fd;           // -1 when not held
+  FILE *log;             // the metrics log, open for appending
+  bool json;             // JSON lines, else CSV
+} RtRunDir;
+
+// Resolves out into the run's paths, creating the directory; refuses a
+// link at any of the paths; takes the lock (failing with the pid of the
+// run holding it); removes the temporary files dead processes left.
+bool rt_rundir_open(RtRunDir *d, const char *out, bool json, char *err, size_t errsz);
+// Starts the metrics log: rewrites it (atomically) with the rows of
+// epochs 1..epoch it holds, the last one taken from *last when the log
+// lacks it (a crash between the checkpoint and its row), and opens it for
+// appending. epoch 0: a log of just the header.
+bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, char *err, size_t errsz);
+// Appends one row and flushes it; false when the write failed.
+bool rt_rundir_log(RtRunDir *d, const RtMetrics *row, char *err, size_t errsz);
+// Closes the log (reporting a failed close) and lets go of the lock.
+bool rt_rundir_close(RtRunDir *d, char *err, size_t errsz);
 
 //
 // runtime/train.c
@@ -168,7 +224,11 @@ typedef struct RtTrainOpts {
   const char *test;      // the test set (a CSV file), or NULL: the data directory's t10k files
   const char *out;       // where checkpoints and the metrics log go
   const char *resume;    // a checkpoint to continue from, or NULL
-  int epochs;            // total epochs, counting those before a resume
+  const char *init;      // weights to start a new run from (optimizer state fresh), or NULL
+  bool overwrite;        // a new run may replace the checkpoint in out
+  bool no_test;          // skip the test set
+  int epochs;            // total epochs, counting those before a resume; 0 writes
+                         // the initial weights
   int batch;
   double lr;             // the base learning rate
   uint64_t seed;

@@ -825,7 +825,7 @@ static void st_layout(const RtTensor *t, int nt, const size_t *sizes, uint64_t *
   }
 }
 
-static const char *errno_hint(int e) {
+const char *rt_errno_hint(int e) {
   switch (e) {
   case ENOSPC: case EDQUOT: return "the disk (or your quota) is full; free some space or write elsewhere";
   case EFBIG: return "the file is larger than this system allows (see ulimit -f)";
@@ -848,9 +848,7 @@ static char *dir_of(const char *path) {
   return d;
 }
 
-// Makes the rename durable; file systems that cannot sync a directory
-// (EINVAL) are not an error.
-static int sync_dir(const char *path) {
+int rt_sync_dir(const char *path) {
   char *dir = dir_of(path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   free(dir);
@@ -861,10 +859,28 @@ static int sync_dir(const char *path) {
   return e;
 }
 
+int rt_create_temp(const char *path, char **tmp) {
+  StrBuf b = {0};
+  sb_printf(&b, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+  int fd = mkstemp(b.data);   // O_CREAT | O_EXCL: never through a link
+  if (fd < 0) {
+    int e = errno;
+    sb_free(&b);
+    errno = e;
+    return -1;
+  }
+  mode_t mask = umask(0);   // mkstemp makes 0600; give what a plain create would
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  *tmp = b.data;
+  return fd;
+}
+
 // An open temporary file and what is being written to it.
 typedef struct StWriter {
   const char *path;      // the final name
-  char *tmp;             // path.tmp.PID
+  char *tmp;             // path.tmp.PID.XXXXXX, made by rt_create_temp
   FILE *fp;
   const char *doing;     // for messages: "writing the header", ...
   char *err;
@@ -878,7 +894,7 @@ static bool st_abort(StWriter *w, int e) {
   w->fp = NULL;
   unlink(w->tmp);
   rt_errorf(w->err, w->errsz, "%s: cannot write the checkpoint (%s %s): %s; %s was left as it was\n"
-            "---> HINT: %s", w->path, w->doing, w->tmp, strerror(e), w->path, errno_hint(e));
+            "---> HINT: %s", w->path, w->doing, w->tmp, strerror(e), w->path, rt_errno_hint(e));
   return false;
 }
 
@@ -913,10 +929,10 @@ static bool st_commit(StWriter *w, const StrBuf *hdr, const RtTensor *t, int nt,
   w->doing = "renaming";
   if (rename(w->tmp, w->path))
     return st_abort(w, errno);
-  int e = sync_dir(w->path);
+  int e = rt_sync_dir(w->path);
   if (e)
     rt_errorf(w->err, w->errsz, "%s: the checkpoint was written, but syncing its directory failed: %s\n"
-              "---> HINT: a crash now could lose it; %s", w->path, strerror(e), errno_hint(e));
+              "---> HINT: a crash now could lose it; %s", w->path, strerror(e), rt_errno_hint(e));
   return e == 0;
 }
 
@@ -927,17 +943,27 @@ bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta
   int *order = xmalloc(sizeof(int) * (nt ? nt : 1));
   bool ok = st_check_inputs(path, t, nt, sizes, err, errsz) &&
             st_check_names(path, t, nt, meta, nmeta, err, errsz);
-  StrBuf hdr = {0}, tmp = {0};
+  StrBuf hdr = {0};
   if (ok) {
     st_layout(t, nt, sizes, offs, order);
     st_header_json(&hdr, t, nt, offs, sizes, meta, nmeta);
-    sb_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-    StWriter w = {.path = path, .tmp = tmp.data, .doing = "creating", .err = err, .errsz = errsz};
-    w.fp = fopen(w.tmp, "wb");
-    ok = w.fp ? st_commit(&w, &hdr, t, nt, order, sizes) : st_abort(&w, errno);
+    StWriter w = {.path = path, .doing = "creating", .err = err, .errsz = errsz};
+    int fd = rt_create_temp(path, &w.tmp);
+    if (fd < 0) {
+      int e = errno;
+      rt_errorf(err, errsz, "%s: cannot write the checkpoint (creating a temporary file beside it): %s; %s "
+                "was left as it was\n---> HINT: %s", path, strerror(e), path, rt_errno_hint(e));
+      ok = false;
+    } else if (!(w.fp = fdopen(fd, "wb"))) {
+      int e = errno;
+      close(fd);
+      ok = st_abort(&w, e);
+    } else {
+      ok = st_commit(&w, &hdr, t, nt, order, sizes);
+    }
+    free(w.tmp);
   }
   sb_free(&hdr);
-  sb_free(&tmp);
   free(sizes);
   free(offs);
   free(order);

@@ -2,10 +2,11 @@
 //
 // Loads the data, splits off a validation set, then runs epochs of
 // batches through the model's train_step with the learning rate the
-// schedule gives, showing progress; after each epoch it evaluates, appends
-// a line to the metrics log and writes a checkpoint (atomically, so the
-// last good one survives anything). A non-finite loss stops training with
-// the first op whose output went non-finite, pointed at in the .nn source.
+// schedule gives, showing progress; after each epoch it evaluates, writes a
+// checkpoint (atomically, so the last good one survives anything) and then
+// appends a row to the metrics log (rundir.c keeps the run's files). A
+// non-finite loss stops training with the first op whose output went
+// non-finite, pointed at in the .nn source.
 #include "runtime.h"
 
 #include <cblas.h>
@@ -194,25 +195,6 @@ static void limit_dataset(RtDataset *ds, int64_t k) {
   *ds = sub;
 }
 
-// mkdir -p
-static bool make_dirs(const char *path, char *err, size_t errsz) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || !*p) {
-      char c = *p;
-      *p = 0;
-      if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-        rt_errorf(err, errsz, "cannot create the directory '%s': %s", buf, strerror(errno));
-        return false;
-      }
-      *p = c;
-      if (!c)
-        return true;
-    }
-  }
-}
-
 // The first op whose output is not finite in a step of the cpu backend,
 // whose fused loops keep no intermediate values: the same step again on the
 // ref backend, from the same state, which keeps every value.
@@ -233,13 +215,20 @@ static const IrNode *replay_on_ref(RtExec *ex, Model *m, int64_t B, const float 
 }
 
 // Reports a non-finite loss at the first op that produced a non-finite value.
-static void report_nonfinite(const IrNode *n, double loss, int64_t epoch, int64_t step, double lr) {
+// step is the failing one; first the step count this process began at, so
+// a parameter not finite before its first update is not blamed on one.
+static void report_nonfinite(const IrNode *n, double loss, int64_t epoch, int64_t step, int64_t first, double lr) {
   Diag d;
   diag_init(&d, stderr);
   char hint[256];
   snprintf(hint, sizeof hint, "lower the learning rate (it was %g), or check the data for extreme values; "
            "the last good checkpoint is kept", lr);
-  if (n && (n->op == IR_PARAM || n->op == IR_BUFFER))
+  if (n && (n->op == IR_PARAM || n->op == IR_BUFFER) && step - 1 <= first) {
+    snprintf(hint, sizeof hint, "check the initializer of '%s': it gives values float32 cannot hold", n->name);
+    diag_error(&d, n->loc, hint, "training stopped at epoch %lld, step %lld: the loss "
+               "is %g; '%s' was not finite before the first update of this run", (long long)epoch + 1,
+               (long long)step, loss, n->name);
+  } else if (n && (n->op == IR_PARAM || n->op == IR_BUFFER))
     diag_error(&d, n->loc, hint, "training stopped at epoch %lld, step %lld: the loss is %g; '%s' is no longer "
                "finite: the update of step %lld overflowed it", (long long)epoch + 1, (long long)step, loss,
                n->name, (long long)step - 1);
@@ -265,9 +254,9 @@ typedef struct Run {
   RtDataset train, val, test;
   bool have_val, have_test;
   RtBatcher batcher;
-  FILE *metrics;
-  char ckpt[4096];
+  RtRunDir dir;          // checkpoint, metrics log, lock
   RtCkptInfo info;       // normalization and, when resuming, where the run stood
+  int64_t first_step;    // the step this process started at
 } Run;
 
 static void free_run(Run *r) {
@@ -278,8 +267,8 @@ static void free_run(Run *r) {
   if (r->have_test)
     rt_dataset_free(&r->test);
   rt_batcher_free(&r->batcher);
-  if (r->metrics)
-    fclose(r->metrics);
+  char err[1024];
+  rt_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
 }
 
 static bool prepare_data(Run *r, char *err, size_t errsz) {
@@ -301,16 +290,17 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
     r->train = all;
   }
   struct stat st;
-  const char *test = o->test ? o->test : stat(o->data, &st) == 0 && S_ISDIR(st.st_mode) ? o->data : NULL;
-  if (test) {
+  const char *test = o->no_test ? NULL : o->test ? o->test : stat(o->data, &st) == 0 && S_ISDIR(st.st_mode)
+                                                                  ? o->data : NULL;
+  if (test) {   // a test set that does not load is an error, not a run without one
     char terr[1024];
     r->have_test = load_data(r->m, test, "test", &r->test, terr, sizeof terr);
-    if (!r->have_test && o->test) {
-      rt_errorf(err, errsz, "%s", terr);
+    if (!r->have_test) {
+      rt_errorf(err, errsz, "the test set: %s\n---> HINT: give the test set with --test PATH, or train without "
+                "one with --no-test", terr);
       return false;
     }
-    if (r->have_test)
-      limit_dataset(&r->test, o->test_limit);
+    limit_dataset(&r->test, o->test_limit);
   }
   if (r->train.n == 0) {
     rt_errorf(err, errsz, "%s: no training samples left", o->data);
@@ -350,37 +340,6 @@ static void print_header(Run *r) {
   fflush(r->out);
 }
 
-static bool open_outputs(Run *r, bool resuming, char *err, size_t errsz) {
-  const RtTrainOpts *o = r->o;
-  if (!make_dirs(o->out, err, errsz))
-    return false;
-  snprintf(r->ckpt, sizeof r->ckpt, "%s/checkpoint.safetensors", o->out);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/metrics.%s", o->out, o->json ? "jsonl" : "csv");
-  struct stat st;
-  bool fresh = !resuming || stat(path, &st) != 0;
-  r->metrics = fopen(path, fresh ? "w" : "a");
-  if (!r->metrics) {
-    rt_errorf(err, errsz, "cannot write the metrics log '%s': %s", path, strerror(errno));
-    return false;
-  }
-  if (fresh && !o->json)
-    fputs("epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds\n", r->metrics);
-  return true;
-}
-
-static void log_metrics(Run *r, int64_t epoch, int64_t step, double lr, double tl, double ta,
-                        RtEvalResult v, double secs) {
-  if (r->o->json)
-    fprintf(r->metrics, "{\"epoch\": %lld, \"step\": %lld, \"lr\": %.9g, \"train_loss\": %.9g, "
-            "\"train_acc\": %.9g, \"val_loss\": %.9g, \"val_acc\": %.9g, \"seconds\": %.3f}\n",
-            (long long)epoch, (long long)step, lr, tl, ta, v.loss, v.acc, secs);
-  else
-    fprintf(r->metrics, "%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.3f\n", (long long)epoch, (long long)step,
-            lr, tl, ta, v.loss, v.acc, secs);
-  fflush(r->metrics);
-}
-
 // One epoch; false on a non-finite loss.
 static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, double *loss_out,
                       double *acc_out, double *lr_out) {
@@ -403,7 +362,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
       *rt_exec_rng(ex) = before;
       const IrNode *n = rt_exec_backend(ex) == RT_BACKEND_REF ? rt_exec_first_nonfinite(ex)
                                                              : replay_on_ref(ex, r->m, B, x, y, lr);
-      report_nonfinite(n, loss, epoch, rt_exec_steps(ex) + 1, lr);
+      report_nonfinite(n, loss, epoch, rt_exec_steps(ex) + 1, r->first_step, lr);
       return false;
     }
     k++;
@@ -420,14 +379,124 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
   return true;
 }
 
+// Where the weights come from: a checkpoint to resume, weights to start
+// from (--init), or the initializers.
+static bool start_weights(Run *r, char *err, size_t errsz) {
+  const RtTrainOpts *o = r->o;
+  if (o->resume)
+    return rt_checkpoint_load(r->ex, o->resume, false, &r->info, err, errsz);
+  rt_exec_init_params(r->ex, o->seed);
+  if (!o->init)
+    return true;
+  Rng rng = *rt_exec_rng(r->ex);   // a new run: its own dropout stream, step 0
+  RtCkptInfo in;
+  if (!rt_checkpoint_load(r->ex, o->init, true, &in, err, errsz))
+    return false;
+  *rt_exec_rng(r->ex) = rng;
+  rt_exec_set_steps(r->ex, 0);
+  r->info = (RtCkptInfo){.normalized = in.normalized, .mean = in.mean, .std = in.std};
+  if (!o->quiet)
+    fprintf(r->out, "starting from the weights of %s%s; optimizer state starts fresh\n", o->init,
+            in.plain ? " (plain weights, no nnc metadata)" : "");
+  return true;
+}
+
+// A new run into a place that holds another run's checkpoint would lose it.
+static bool check_fresh(const Run *r, char *err, size_t errsz) {
+  struct stat st;
+  if (r->o->resume || r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
+    return true;
+  rt_errorf(err, errsz, "%s is an earlier run's checkpoint; a new run would replace it\n---> HINT: continue that "
+            "run with --resume %s, start over with --overwrite, or give another --out", r->dir.ckpt, r->dir.ckpt);
+  return false;
+}
+
+// The checkpoint, then, once it is durable, the metrics row: a crash
+// between the two leaves a checkpoint that still has the row.
+static bool save_epoch(Run *r, const RtMetrics *row, char *err, size_t errsz) {
+  r->info.epoch = row->epoch;
+  r->info.step = row->step;
+  r->info.cursor = rt_batcher_cursor(&r->batcher);
+  r->info.has_cursor = true;
+  r->info.last = *row;
+  r->info.has_last = true;
+  return rt_checkpoint_save(r->ex, r->dir.ckpt, &r->info, err, errsz) && rt_rundir_log(&r->dir, row, err, errsz);
+}
+
+static void print_epoch(Run *r, const RtMetrics *row) {
+  fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
+  if (row->train_acc >= 0)
+    fprintf(r->out, " acc %.4f", row->train_acc);
+  if (r->have_val)
+    fprintf(r->out, row->val_acc >= 0 ? " | val loss %.4f acc %.4f" : " | val loss %.4f", row->val_loss,
+            row->val_acc);
+  fprintf(r->out, " | %.1f s, %.0f samples/s\n", row->seconds, r->train.n / row->seconds);
+}
+
+static void print_test(Run *r, RtTrainResult *res) {
+  if (!r->have_test) {
+    if (!r->o->quiet)
+      fprintf(r->out, "test: %s\n", r->o->no_test ? "skipped (--no-test)" : "none (give one with --test FILE)");
+    return;
+  }
+  RtEvalResult t = rt_evaluate(r->ex, &r->test, r->o->batch, NULL);
+  res->test_loss = t.loss;
+  res->test_acc = t.acc;
+  if (!r->o->quiet) {
+    fprintf(r->out, "test: loss %.4f", t.loss);
+    if (t.acc >= 0)
+      fprintf(r->out, " accuracy %.4f", t.acc);
+    fprintf(r->out, " (%lld samples)\n", (long long)t.n);
+  }
+}
+
+// The epochs from start to the last; false on a non-finite loss or a
+// failed write.
+static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, size_t errsz, bool *reported) {
+  const RtTrainOpts *o = r->o;
+  int64_t tdim = r->train.y ? 1 : r->train.tdim;
+  float *x = xmalloc(sizeof(float) * o->batch * r->train.dim);
+  void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
+  Progress p = {r->out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
+  bool ok = true;
+  for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
+    double es = now_seconds();
+    RtMetrics row = {.epoch = epoch + 1};
+    if (!run_epoch(r, epoch, x, y, &p, &row.train_loss, &row.train_acc, &row.lr)) {
+      *reported = true;
+      ok = false;
+      break;
+    }
+    RtEvalResult v = {-1, -1, 0};
+    if (r->have_val)
+      v = rt_evaluate(r->ex, &r->val, o->batch, NULL);
+    row.step = rt_exec_steps(r->ex);
+    row.val_loss = v.loss;
+    row.val_acc = v.acc;
+    row.seconds = now_seconds() - es;
+    ok = save_epoch(r, &row, err, errsz);
+    if (ok && !o->quiet)
+      print_epoch(r, &row);
+    res->train_loss = row.train_loss;
+    res->train_acc = row.train_acc;
+    res->val_loss = v.loss;
+    res->val_acc = v.acc;
+  }
+  free(x);
+  free(y);
+  return ok;
+}
+
 bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
-  Run r = {.m = m, .o = o, .out = out};
+  Run r = {.m = m, .o = o, .out = out, .dir = {.lock_fd = -1}};
   char err[2048];
-  bool ok = false;
+  bool reported = false;
   double t0 = now_seconds();
   *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
+  if (!rt_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
+    goto fail;
   if (o->backend == RT_BACKEND_CPU) {
     r.ex = rt_exec_new_cpu(m, o->batch, o->fuse, o->threads > 0 ? o->threads : 1, err, sizeof err);
     if (!r.ex)
@@ -435,89 +504,42 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   } else {
     r.ex = rt_exec_new(m, o->batch);
   }
-  int64_t start_epoch = 0;
-  if (o->resume) {
-    if (!rt_checkpoint_load(r.ex, o->resume, false, &r.info, err, sizeof err))
-      goto fail;
-    start_epoch = r.info.epoch;
-  } else {
-    rt_exec_init_params(r.ex, o->seed);
-  }
+  if (!start_weights(&r, err, sizeof err))
+    goto fail;
+  int64_t start_epoch = r.info.epoch;
+  r.first_step = rt_exec_steps(r.ex);
   if (!prepare_data(&r, err, sizeof err))
     goto fail;
   if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
   if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
-  if (!open_outputs(&r, o->resume != NULL, err, sizeof err))
+  if (!rt_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
   if (!o->quiet)
     print_header(&r);
-  if (start_epoch >= o->epochs && !o->quiet)
-    fprintf(out, "the checkpoint has already trained %lld epochs of %d; nothing to do\n",
-            (long long)start_epoch, o->epochs);
-  int64_t tdim = r.train.y ? 1 : r.train.tdim;
-  float *x = xmalloc(sizeof(float) * o->batch * r.train.dim);
-  void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
-  Progress p = {out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
-  for (int64_t epoch = start_epoch; epoch < o->epochs; epoch++) {
-    double tl, ta, lr, es = now_seconds();
-    if (!run_epoch(&r, epoch, x, y, &p, &tl, &ta, &lr)) {
-      free(x);
-      free(y);
-      free_run(&r);
-      return false;
-    }
-    RtEvalResult v = {-1, -1, 0};
-    if (r.have_val)
-      v = rt_evaluate(r.ex, &r.val, o->batch, NULL);
-    double secs = now_seconds() - es;
-    log_metrics(&r, epoch + 1, rt_exec_steps(r.ex), lr, tl, ta, v, secs);
-    r.info.epoch = epoch + 1;
-    r.info.step = rt_exec_steps(r.ex);
-    r.info.cursor = rt_batcher_cursor(&r.batcher);
-    r.info.has_cursor = true;
-    if (!rt_checkpoint_save(r.ex, r.ckpt, &r.info, err, sizeof err)) {
-      free(x);
-      free(y);
+  if (start_epoch >= o->epochs) {
+    // Nothing to train: the checkpoint as it stands (--epochs 0: the initial weights).
+    if (o->resume && !o->quiet)
+      fprintf(out, "the checkpoint has already trained %lld epochs of %d; nothing to do\n",
+              (long long)start_epoch, o->epochs);
+    if (!rt_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
       goto fail;
-    }
-    if (!o->quiet) {
-      fprintf(out, "epoch %lld/%d: train loss %.4f", (long long)epoch + 1, o->epochs, tl);
-      if (ta >= 0)
-        fprintf(out, " acc %.4f", ta);
-      if (r.have_val)
-        fprintf(out, v.acc >= 0 ? " | val loss %.4f acc %.4f" : " | val loss %.4f", v.loss, v.acc);
-      fprintf(out, " | %.1f s, %.0f samples/s\n", secs, r.train.n / secs);
-    }
-    res->train_loss = tl;
-    res->train_acc = ta;
-    res->val_loss = v.loss;
-    res->val_acc = v.acc;
+  } else if (!run_epochs(&r, start_epoch, res, err, sizeof err, &reported)) {
+    goto fail;
   }
-  free(x);
-  free(y);
-  if (r.have_test) {
-    RtEvalResult t = rt_evaluate(r.ex, &r.test, o->batch, NULL);
-    res->test_loss = t.loss;
-    res->test_acc = t.acc;
-    if (!o->quiet) {
-      fprintf(out, "test: loss %.4f", t.loss);
-      if (t.acc >= 0)
-        fprintf(out, " accuracy %.4f", t.acc);
-      fprintf(out, " (%lld samples)\n", (long long)t.n);
-    }
-  }
+  print_test(&r, res);
   res->steps = rt_exec_steps(r.ex);
   res->seconds = now_seconds() - t0;
   if (!o->quiet)
-    fprintf(out, "checkpoint %s, metrics %s/metrics.%s (%.1f s)\n", r.ckpt, o->out, o->json ? "jsonl" : "csv",
-            res->seconds);
-  ok = true;
+    fprintf(out, "checkpoint %s, metrics %s (%.1f s)\n", r.dir.ckpt, r.dir.metrics, res->seconds);
+  if (!rt_rundir_close(&r.dir, err, sizeof err))
+    goto fail;
   free_run(&r);
-  return ok;
+  return true;
 fail:
-  fprintf(stderr, "nnc: error: %s\n", err);
+  if (!reported)
+    fprintf(stderr, "nnc: error: %s\n", err);
   free_run(&r);
   return false;
 }

@@ -11,4 +11,4 @@ nnc=${NNC_BUILD_DIR:-$root/build}/cli/nnc
 cd "$root"
 "$nnc" check models/*.nn
 echo
-"$nnc" train models/mlp.nn --out "${NNC_RUN_DIR:-$root/runs/mlp}"
+"$nnc" train models/mlp.nn --overwrite --out "${NNC_RUN_DIR:-$root/runs/mlp}"

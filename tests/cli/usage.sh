@@ -35,7 +35,9 @@ expect 0 'usage: nnc eval' eval --help
 expect 0 'usage: nnc predict' predict --help
 expect 0 'usage: nnc bench' bench --help
 expect 2 "--backend is cpu or ref, found 'gpu'" train --backend gpu models/mlp.nn
-expect 2 "--epochs needs a whole number from 1, found '0'" train --epochs 0 models/mlp.nn
+expect 2 "--epochs needs a whole number from 0 to 1000000, found '-1'" train --epochs -1 models/mlp.nn
+expect 2 "--test and --no-test contradict each other" train --test x.csv --no-test models/mlp.nn
+expect 2 "--resume continues a run; --init starts a new one" train --resume a --init b models/mlp.nn
 expect 2 "--threads needs a whole number from 1 to 1024, found '5000'" bench --threads 5000 models/mlp.nn
 expect 2 "--threads needs a whole number from 1 to 1024, found '0'" train --threads 0 models/mlp.nn
 expect 2 'eval needs --weights' eval models/mlp.nn

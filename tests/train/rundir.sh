@@ -1,0 +1,191 @@
+#!/bin/sh
+# The run directory of `nnc train`: the lock against a second run, links
+# never followed, --overwrite and --resume, the metrics log cut back to the
+# checkpoint, a failed metrics write, --out as a file or as a .safetensors
+# path, --epochs 0, --init with PyTorch-style plain weights, and the test set
+# that does not load. Data: small CSV and IDX files made here.
+nnc=$1
+cd "$2" || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+export NO_COLOR=1
+
+# speed = 2 t^2 - 3 t + 0.5 exactly, for models/quadratic.nn.
+awk 'BEGIN { srand(3); print "t,speed"; for (i = 0; i < 64; i++) { t = int(rand() * 16 - 8) / 4; print t "," 2 * t * t - 3 * t + 0.5 } }' >"$tmp/q.csv"
+q() { "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --lr 0.01 --seed 1 --threads 1 --progress none "$@"; }
+
+# A second run into the same directory fails, naming the first one's pid.
+"$nnc" train models/quadratic.nn --data "$tmp/q.csv" --epochs 1000000 --out "$tmp/busy" -q &
+first=$!   # nnc's own pid: not started through a function
+for i in $(seq 200); do [ "$(cat "$tmp/busy/train.lock" 2>/dev/null)" = $first ] && break; sleep 0.05; done
+q --epochs 1 --out "$tmp/busy" --overwrite >"$tmp/busy.log" 2>&1
+status=$?
+kill $first; wait $first 2>/dev/null
+if [ $status = 1 ] && grep -q "busy is in use by another training (pid $first), which holds its lock" "$tmp/busy.log"; then
+  ok "a second run into a busy directory fails, naming the first one's pid"
+else
+  bad "second run: status $status"; cat "$tmp/busy.log"
+fi
+
+# A new run does not replace a checkpoint unless told.
+q --epochs 2 --out "$tmp/a" -q || bad "a first run failed"
+cp "$tmp/a/checkpoint.safetensors" "$tmp/a.first"
+q --epochs 2 --out "$tmp/a" >"$tmp/again.log" 2>&1
+status=$?
+if [ $status = 1 ] && grep -q "checkpoint.safetensors is an earlier run's checkpoint; a new run would replace it" "$tmp/again.log" \
+   && grep -q -- "HINT: continue that run with --resume .*, start over with --overwrite" "$tmp/again.log" \
+   && cmp -s "$tmp/a/checkpoint.safetensors" "$tmp/a.first"; then
+  ok "a new run into a directory with a checkpoint is refused, the checkpoint kept"
+else
+  bad "new run over a checkpoint: status $status"; cat "$tmp/again.log"
+fi
+q --epochs 1 --out "$tmp/a" --overwrite -q && [ "$(wc -l <"$tmp/a/metrics.csv")" = 2 ] \
+  && ok "--overwrite starts over" || bad "--overwrite"
+q --epochs 1 --out "$tmp/a" --resume "$tmp/a/checkpoint.safetensors" --overwrite >"$tmp/both.log" 2>&1
+[ $? = 2 ] && grep -q "resume continues a run; --overwrite starts a new one" "$tmp/both.log" \
+  && ok "--resume with --overwrite is a usage error" || { bad "--resume --overwrite"; cat "$tmp/both.log"; }
+
+# Resuming cuts the metrics log back to the checkpoint's epoch, and puts
+# back the checkpoint's own row when a crash came before it was logged.
+q --epochs 3 --out "$tmp/m" -q
+cp "$tmp/m/checkpoint.safetensors" "$tmp/m3.safetensors"
+q --epochs 5 --out "$tmp/m" --resume "$tmp/m/checkpoint.safetensors" -q
+cut -d, -f1-7 "$tmp/m/metrics.csv" >"$tmp/m5.rows"
+q --epochs 3 --out "$tmp/m" --resume "$tmp/m3.safetensors" -q
+[ "$(cut -d, -f1 "$tmp/m/metrics.csv" | tr '\n' ' ')" = "epoch 1 2 3 " ] \
+  && ok "a resume cuts the metrics back to the checkpoint's epoch" || { bad "metrics not cut"; cat "$tmp/m/metrics.csv"; }
+sed -i '$d' "$tmp/m/metrics.csv"
+q --epochs 5 --out "$tmp/m" --resume "$tmp/m/checkpoint.safetensors" -q
+if cut -d, -f1-7 "$tmp/m/metrics.csv" | cmp -s - "$tmp/m5.rows" && grep -q '^3,.*,$' "$tmp/m/metrics.csv"; then
+  ok "a row lost to a crash comes back from the checkpoint (without its seconds)"
+else
+  bad "the lost row"; cat "$tmp/m/metrics.csv"
+fi
+
+q --epochs 2 --metrics json --out "$tmp/j" -q
+cp "$tmp/j/checkpoint.safetensors" "$tmp/j2.safetensors"
+q --epochs 4 --metrics json --out "$tmp/j" --resume "$tmp/j/checkpoint.safetensors" -q
+q --epochs 2 --metrics json --out "$tmp/j" --resume "$tmp/j2.safetensors" -q
+[ "$(sed 's/,.*//' "$tmp/j/metrics.jsonl" | tr '\n' ' ')" = '{"epoch": 1 {"epoch": 2 ' ] \
+  && ok "a resume cuts JSON metrics back too" || { bad "JSON metrics not cut"; cat "$tmp/j/metrics.jsonl"; }
+
+# A parameter whose initializer overflows is not blamed on an update.
+sed 's/param  a: f32\[\] = normal(0, 1)/param  a: f32[] = normal(0, 1e39)/' models/quadratic.nn >"$tmp/big.nn"
+"$nnc" train "$tmp/big.nn" --data "$tmp/q.csv" --out "$tmp/big" --progress none >"$tmp/big.log" 2>&1
+[ $? = 1 ] && grep -q "'a' was not finite before the first update of this run" "$tmp/big.log" \
+  && grep -q "hint: check the initializer of 'a'" "$tmp/big.log" && ok "a non-finite initial weight is blamed on its initializer" \
+  || { bad "non-finite initializer"; cat "$tmp/big.log"; }
+
+# Links are never followed: not at the files nnc writes, not at a temporary.
+echo precious >"$tmp/victim"
+for f in metrics.csv checkpoint.safetensors train.lock; do
+  mkdir -p "$tmp/link-${f%%.*}"
+  ln -s "$tmp/victim" "$tmp/link-${f%%.*}/$f"
+  q --epochs 1 --out "$tmp/link-${f%%.*}" >"$tmp/link.log" 2>&1
+  status=$?
+  if [ $status = 1 ] && grep -q "link-${f%%.*}/$f' is a symbolic link; nnc never writes through a link" "$tmp/link.log" \
+     && [ "$(cat "$tmp/victim")" = precious ]; then
+    ok "a link at $f is refused"
+  else
+    bad "a link at $f: status $status"; cat "$tmp/link.log"
+  fi
+done
+mkdir -p "$tmp/plant"
+ln -s "$tmp/victim" "$tmp/plant/metrics.csv.tmp.999999999"
+ln -s "$tmp/victim" "$tmp/plant/checkpoint.safetensors.tmp.$$.live"
+# The pid of the shell that execs nnc is nnc's: its old-style temporary name is known.
+sh -c 'ln -s "$1" "$2/checkpoint.safetensors.tmp.$$"; shift 2; exec "$@"' sh "$tmp/victim" "$tmp/plant" \
+  "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --lr 0.01 --epochs 2 --out "$tmp/plant" -q
+status=$?
+left=$(ls "$tmp/plant" | tr '\n' ' ')
+if [ $status = 0 ] && [ "$(cat "$tmp/victim")" = precious ] \
+   && [ "$left" = "checkpoint.safetensors checkpoint.safetensors.tmp.$$.live metrics.csv train.lock " ]; then
+  ok "planted temporaries: nothing written through them; those of dead pids removed, a live one's kept"
+else
+  bad "planted temporaries: status $status, victim '$(cat "$tmp/victim")', left: $left"
+fi
+
+# A metrics write that fails (here: past the file size limit, while the
+# checkpoint stays under it) is an error, not a lost log.
+sh -c 'trap "" XFSZ; ulimit -f 2; exec "$@"' sh "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --lr 0.01 \
+  --epochs 60 --out "$tmp/full" --progress none -q >"$tmp/full.log" 2>&1
+status=$?
+if [ $status = 1 ] && grep -q "cannot write the metrics log '.*full/metrics.csv': File too large; the checkpoint of epoch [0-9]* was saved" "$tmp/full.log"; then
+  ok "a failed metrics write is an error"
+else
+  bad "metrics write failure: status $status"; cat "$tmp/full.log"
+fi
+
+# --out: a file is not a directory; a .safetensors path is the checkpoint.
+echo x >"$tmp/afile"
+q --epochs 1 --out "$tmp/afile" >"$tmp/file.log" 2>&1
+[ $? = 1 ] && grep -q "out '.*afile' is a file, not a directory" "$tmp/file.log" && ok "--out naming a file is refused" \
+  || { bad "--out a file"; cat "$tmp/file.log"; }
+q --epochs 1 --out "$tmp/sub/w.safetensors" -q
+[ -f "$tmp/sub/w.safetensors" ] && [ -f "$tmp/sub/w.metrics.csv" ] && [ -f "$tmp/sub/w.lock" ] \
+  && ok "--out X.safetensors is the checkpoint, with X.metrics.csv beside it" || { bad "--out .safetensors"; ls "$tmp/sub"; }
+mkdir "$tmp/d.safetensors"
+q --epochs 1 --out "$tmp/d.safetensors" >"$tmp/dir.log" 2>&1
+[ $? = 1 ] && grep -q "is a directory, but a path ending in .safetensors names the checkpoint file itself" "$tmp/dir.log" \
+  && ok "--out X.safetensors that is a directory is refused" || { bad "--out dir.safetensors"; cat "$tmp/dir.log"; }
+
+# --resume without --out continues in the run the checkpoint belongs to.
+q --epochs 6 --resume "$tmp/m/checkpoint.safetensors" -q && [ "$(tail -1 "$tmp/m/metrics.csv" | cut -d, -f1)" = 6 ] \
+  && q --epochs 3 --resume "$tmp/sub/w.safetensors" -q && [ "$(tail -1 "$tmp/sub/w.metrics.csv" | cut -d, -f1)" = 3 ] \
+  && ok "--resume without --out continues in the checkpoint's run" || { bad "--resume without --out"; ls "$tmp/m" "$tmp/sub"; }
+
+# --epochs 0 writes the initial weights; resuming from them is the same run.
+q --epochs 0 --out "$tmp/e0" -q && q --epochs 3 --out "$tmp/e0" --resume "$tmp/e0/checkpoint.safetensors" -q
+q --epochs 3 --out "$tmp/e3" -q
+cmp -s "$tmp/e0/checkpoint.safetensors" "$tmp/e3/checkpoint.safetensors" \
+  && ok "--epochs 0 writes the initial weights; resuming from them equals a fresh run" || bad "--epochs 0"
+
+# Plain weights as PyTorch's save_file writes them (no metadata; a = 2,
+# b = -3, c = 0.5): evaluated as they are, a new run starts from them with
+# --init, and --resume says to use --init.
+hdr='{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[],"data_offsets":[4,8]},"c":{"dtype":"F32","shape":[],"data_offsets":[8,12]}}'
+while [ $((${#hdr} % 8)) != 0 ]; do hdr="$hdr "; done
+{ printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"; printf '%s' "$hdr"
+  printf '\000\000\000\100\000\000\100\300\000\000\000\077'; } >"$tmp/torch.safetensors"
+"$nnc" eval models/quadratic.nn --weights "$tmp/torch.safetensors" --data "$tmp/q.csv" >"$tmp/plain.log" 2>&1
+if grep -q "torch.safetensors (plain weights, no training metadata)" "$tmp/plain.log" && grep -q "^loss 0.0000" "$tmp/plain.log"; then
+  ok "eval takes a state_dict without nnc metadata as weights"
+else
+  bad "eval of plain weights"; cat "$tmp/plain.log"
+fi
+q --epochs 1 --out "$tmp/init" --init "$tmp/torch.safetensors" >"$tmp/init.log" 2>&1 \
+  && grep -q "starting from the weights of .*torch.safetensors (plain weights, no nnc metadata); optimizer state starts fresh" "$tmp/init.log" \
+  && grep -q "^epoch 1/1: train loss 0.0000" "$tmp/init.log" && ok "--init starts a new run from plain weights" \
+  || { bad "--init"; cat "$tmp/init.log"; }
+q --epochs 2 --out "$tmp/res" --resume "$tmp/torch.safetensors" >"$tmp/res.log" 2>&1
+[ $? = 1 ] && grep -q "holds weights but no training state" "$tmp/res.log" && grep -q "HINT: start a new run from these weights with --init" "$tmp/res.log" \
+  && ok "--resume from plain weights says to use --init" || { bad "--resume plain"; cat "$tmp/res.log"; }
+
+# A test set that does not load is an error; --no-test trains without one.
+idx() {   # idx FILE MAGIC3 COUNT [28 28]: an IDX header for COUNT samples, then zeros
+  f=$1 m=$2 n=$3
+  shift 3
+  { printf "\\000\\000\\010\\$m"; for d in $n "$@"; do printf "\\000\\000\\000\\$(printf %03o $d)"; done
+    size=$n; for d in "$@"; do size=$((size * d)); done; head -c $size /dev/zero; } >"$f"
+}
+mkdir "$tmp/idx"
+idx "$tmp/idx/train-images-idx3-ubyte" 003 64 28 28
+idx "$tmp/idx/train-labels-idx1-ubyte" 001 64
+l() { "$nnc" train models/logreg.nn --data "$tmp/idx" --epochs 1 --threads 1 --progress none "$@"; }
+l --out "$tmp/t1" >"$tmp/notest.log" 2>&1
+[ $? = 1 ] && grep -q "the test set: " "$tmp/notest.log" && grep -q -- "--no-test" "$tmp/notest.log" \
+  && ok "a missing test set is an error" || { bad "missing test set"; cat "$tmp/notest.log"; }
+idx "$tmp/idx/t10k-images-idx3-ubyte" 003 64 28 28
+idx "$tmp/idx/t10k-labels-idx1-ubyte" 001 64
+head -c 3000 "$tmp/idx/t10k-images-idx3-ubyte" >"$tmp/cut" && mv "$tmp/cut" "$tmp/idx/t10k-images-idx3-ubyte"
+l --out "$tmp/t2" >"$tmp/cut.log" 2>&1
+[ $? = 1 ] && grep -q "the test set: .*t10k-images" "$tmp/cut.log" && ok "a truncated test set is an error" \
+  || { bad "truncated test set"; cat "$tmp/cut.log"; }
+l --out "$tmp/t3" --no-test >"$tmp/skip.log" 2>&1 && grep -q "^test: skipped (--no-test)" "$tmp/skip.log" \
+  && ok "--no-test trains without a test set, and says so" || { bad "--no-test"; cat "$tmp/skip.log"; }
+q --epochs 1 --out "$tmp/t4" >"$tmp/csv.log" 2>&1 && grep -q "^test: none (give one with --test FILE)" "$tmp/csv.log" \
+  && ok "CSV data without --test says there is no test set" || { bad "CSV without a test set"; cat "$tmp/csv.log"; }
+exit $fail

@@ -1,0 +1,224 @@
+// test_checkpoint.c: what rt_checkpoint_load accepts and refuses.
+//
+// A small model with a convolution, a batchnorm and a linear layer, trained
+// with sgd and momentum: its checkpoints round-trip; a PyTorch state_dict
+// under the same names (no nnc metadata, an I64 num_batches_tracked per
+// batchnorm) loads as plain weights but cannot be resumed; NaN and
+// infinite weights, metadata numbers out of their bounds, and another
+// optimizer's state are refused with messages that say what to do.
+#include "../runtime/rt_test.h"
+#include "runtime.h"
+
+#include <math.h>
+
+static const char *const model_src =
+    "model small {\n"
+    "    input  image: f32[1, 4, 4]\n"
+    "    target label: class(3)\n"
+    "    image -> conv2d(2, 3) -> batchnorm -> relu -> flatten -> linear(3)\n"
+    "}\n"
+    "loss cross_entropy\n"
+    "optimizer %s\n";
+
+// The model with the given optimizer, through autodiff (so with its state).
+static Model *compile(Arena *a, const char *optimizer, const char *name) {
+  char src[1024];
+  snprintf(src, sizeof src, model_src, optimizer);
+  write_bytes(tmp_path(name), src, strlen(src));
+  Diag d;
+  diag_init(&d, stderr);
+  Program *p = fe_parse_file(tmp_path(name), a, &d);
+  Model *m = p ? pass_lower(p, a, &d) : NULL;
+  if (!m || !pass_autodiff(m, &d)) {
+    fprintf(stderr, "test_checkpoint: the model does not compile\n");
+    exit(1);
+  }
+  diag_free(&d);
+  return m;
+}
+
+static bool is_state(const char *name) {
+  return strstr(name, ".momentum_buffer") || strstr(name, ".exp_avg");
+}
+
+// Writes ex's tensors (without optimizer state when weights_only) and the
+// metadata given; extra adds PyTorch's num_batches_tracked.
+static void write_file(RtExec *ex, const char *path, bool weights_only, bool extra, const RtMeta *meta, int nmeta) {
+  RtTensor t[32];
+  int nt = 0;
+  static const int64_t tracked = 7;
+  for (int i = 0; i < rt_exec_num_state(ex); i++) {
+    const IrNode *n = rt_exec_state_node(ex, i);
+    if (weights_only && is_state(n->name))
+      continue;
+    t[nt] = (RtTensor){.name = n->name, .dtype = RT_F32, .ndim = n->ndim, .data = rt_exec_state_data(ex, i, NULL)};
+    memcpy(t[nt].shape, n->shape, sizeof(int64_t) * n->ndim);
+    nt++;
+  }
+  if (extra)
+    t[nt++] = (RtTensor){.name = "batchnorm_1.num_batches_tracked", .dtype = RT_I64, .ndim = 0, .data = &tracked};
+  char err[1024];
+  if (!rt_st_write(path, t, nt, meta, nmeta, err, sizeof err)) {
+    fprintf(stderr, "test_checkpoint: %s\n", err);
+    exit(1);
+  }
+}
+
+// Loads path into a fresh executor of m; the message, if any, in err.
+static bool load(Model *m, const char *path, bool weights_only, RtCkptInfo *info, char *err, size_t errsz) {
+  RtExec *ex = rt_exec_new(m, 4);
+  rt_exec_init_params(ex, 99);
+  RtCkptInfo tmp;
+  bool ok = rt_checkpoint_load(ex, path, weights_only, info ? info : &tmp, err, errsz);
+  rt_exec_free(ex);
+  return ok;
+}
+
+// A checkpoint with the metadata key set to value (the rest as nnc writes it).
+static void with_meta(RtExec *ex, const char *path, const char *key, const char *value) {
+  RtMeta meta[] = {{"format", "nnc-checkpoint-1"}, {"epoch", "2"}, {"step", "10"},
+                   {"cursor", "epoch=2 pos=0 rng=0000000000000001:0000000000000003"}, {"normalize", ""}};
+  for (int i = 0; i < countof(meta); i++)
+    if (!strcmp(meta[i].key, key))
+      meta[i].value = value;
+  write_file(ex, path, false, false, meta, countof(meta));
+}
+
+static void test_roundtrip(Model *m, RtExec *ex) {
+  RtCkptInfo info = {.epoch = 2, .step = 10, .normalized = true, .mean = 0.5, .std = 2, .has_last = true,
+                     .last = {.epoch = 2, .step = 10, .lr = 0.1, .train_loss = 1.5, .train_acc = 0.25,
+                              .val_loss = -1, .val_acc = -1, .seconds = 3}};
+  char err[1024];
+  bool ok = rt_checkpoint_save(ex, tmp_path("good.safetensors"), &info, err, sizeof err);
+  CHECK(ok, "%s", err);
+  RtCkptInfo back;
+  ok = load(m, tmp_path("good.safetensors"), false, &back, err, sizeof err);
+  CHECK(ok, "%s", err);
+  CHECK(back.epoch == 2 && back.step == 10 && back.normalized && back.mean == 0.5 && back.std == 2 && !back.plain,
+        "epoch %lld step %lld", (long long)back.epoch, (long long)back.step);
+  CHECK(back.has_last && back.last.train_loss == 1.5 && back.last.lr == 0.1 && back.last.seconds == -1,
+        "the metrics row did not come back");
+}
+
+// A PyTorch state_dict saved with safetensors' save_file: the weights and
+// buffers under nnc's names, num_batches_tracked, and no or other metadata.
+static void test_plain(Model *m, RtExec *ex) {
+  char err[1024];
+  const RtMeta pt[] = {{"format", "pt"}};
+  for (int k = 0; k < 2; k++) {
+    const char *path = tmp_path("plain.safetensors");
+    write_file(ex, path, true, true, pt, k);
+    RtExec *in = rt_exec_new(m, 4);
+    rt_exec_init_params(in, 99);
+    RtCkptInfo info;
+    bool ok = rt_checkpoint_load(in, path, true, &info, err, sizeof err);
+    CHECK(ok, "a state_dict (metadata %d) is refused: %s", k, err);
+    CHECK(info.plain && info.epoch == 0 && rt_exec_steps(in) == 0, "plain %d", info.plain);
+    int64_t n;
+    float *w = rt_exec_find_state(in, "linear_1.weight", &n);
+    CHECK(w && !memcmp(w, rt_exec_find_state(ex, "linear_1.weight", NULL), sizeof(float) * n),
+          "the weights were not loaded");
+    rt_exec_free(in);
+    ok = load(m, path, false, NULL, err, sizeof err);
+    CHECK_ERR(ok, err, "plain.safetensors: holds weights but no training state", "a run cannot resume from it",
+              "HINT: start a new run from these weights with --init");
+  }
+  // A state_dict whose names are not nnc's says how nnc names weights.
+  RtTensor t = {.name = "fc1.weight", .dtype = RT_F32, .ndim = 1, .shape = {3}, .data = (float[]){1, 2, 3}};
+  bool ok = rt_st_write(tmp_path("torchnames.safetensors"), &t, 1, NULL, 0, err, sizeof err);
+  CHECK(ok, "%s", err);
+  ok = load(m, tmp_path("torchnames.safetensors"), true, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "has no tensor 'conv2d_1.weight'", "nnc emit --stage ir");
+}
+
+static void test_nonfinite(Model *m, RtExec *ex) {
+  char err[1024];
+  RtCkptInfo info = {.epoch = 1, .step = 3};
+  int64_t n;
+  float *w = rt_exec_find_state(ex, "linear_1.weight", &n);
+  float *mb = rt_exec_find_state(ex, "linear_1.weight.momentum_buffer", NULL);
+  float keep = w[5], keepm = mb[1];
+  w[5] = NAN;
+  rt_checkpoint_save(ex, tmp_path("nan.safetensors"), &info, err, sizeof err);
+  w[5] = keep;
+  bool ok = load(m, tmp_path("nan.safetensors"), true, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "tensor 'linear_1.weight' holds a NaN at flat index 5", "HINT: ");
+  mb[1] = -INFINITY;
+  rt_checkpoint_save(ex, tmp_path("inf.safetensors"), &info, err, sizeof err);
+  mb[1] = keepm;
+  ok = load(m, tmp_path("inf.safetensors"), false, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "tensor 'linear_1.weight.momentum_buffer' holds -inf at flat index 1");
+}
+
+// Every number of the metadata within its bounds (a step of INT64_MAX once
+// overflowed the optimizer's step counter).
+static void test_bounds(Model *m, RtExec *ex) {
+  static const struct {
+    const char *key, *value, *says;
+  } cases[] = {
+      {"step", "9223372036854775807", "metadata 'step' is '9223372036854775807', not a whole number from 0 to "},
+      {"step", "99999999999999999999", "metadata 'step'"},
+      {"step", "-1", "metadata 'step'"},
+      {"step", "12abc", "metadata 'step'"},
+      {"epoch", "1000001", "metadata 'epoch' is '1000001', not a whole number from 0 to 1000000"},
+      {"epoch", "", "metadata 'epoch'"},
+      {"cursor", "epoch=9223372036854775807 pos=0 rng=1:3", "metadata 'cursor'"},
+      {"cursor", "garbage", "metadata 'cursor'"},
+      {"normalize", "nan 1", "metadata 'normalize'"},
+      {"normalize", "0 0", "metadata 'normalize'"},
+      {"normalize", "0 inf", "metadata 'normalize'"},
+      {"format", "nnc-checkpoint-9", "the checkpoint's format is 'nnc-checkpoint-9'"},
+  };
+  char err[1024];
+  for (int i = 0; i < countof(cases); i++) {
+    with_meta(ex, tmp_path("meta.safetensors"), cases[i].key, cases[i].value);
+    bool ok = load(m, tmp_path("meta.safetensors"), false, NULL, err, sizeof err);
+    CHECK_ERR(ok, err, cases[i].says);
+  }
+  with_meta(ex, tmp_path("meta.safetensors"), "step", "9007199254740992");   // 2^53: the largest allowed
+  bool ok = load(m, tmp_path("meta.safetensors"), false, NULL, err, sizeof err);
+  CHECK(ok, "step 2^53 refused: %s", err);
+}
+
+// A resume after only the optimizer changed: not "another model".
+static void test_optimizer(Model *momentum, RtExec *ex, Arena *a) {
+  char err[1024];
+  Model *adam = compile(a, "adam(lr = 0.001)", "adam.nn"), *plain = compile(a, "sgd(lr = 0.1)", "sgd.nn");
+  const char *path = tmp_path("good.safetensors");
+  bool ok = load(adam, path, false, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "has no optimizer state 'conv2d_1.weight.exp_avg' (adam or adamw)",
+            "written with another optimizer (sgd with momentum)", "HINT: resume with the optimizer the run was "
+            "trained with", "--init");
+  ok = load(plain, path, false, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "holds optimizer state 'conv2d_1.weight.momentum_buffer' (sgd with momentum)", "--init");
+  ok = load(adam, path, true, NULL, err, sizeof err);
+  CHECK(ok, "weights alone load into another optimizer's model: %s", err);
+  RtExec *ex2 = rt_exec_new(plain, 4);
+  rt_exec_init_params(ex2, 1);
+  RtCkptInfo info = {0};
+  rt_checkpoint_save(ex2, tmp_path("sgd.safetensors"), &info, err, sizeof err);
+  rt_exec_free(ex2);
+  ok = load(momentum, tmp_path("sgd.safetensors"), false, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "no optimizer state 'conv2d_1.weight.momentum_buffer'", "(sgd without momentum, which keeps none)");
+  (void)ex;
+}
+
+int main(void) {
+  make_tmpdir("checkpoint");
+  Arena *a = arena_new();
+  Model *m = compile(a, "sgd(lr = 0.1, momentum = 0.9)", "small.nn");
+  RtExec *ex = rt_exec_new(m, 4);
+  rt_exec_init_params(ex, 1);
+  int64_t n;
+  float *mb = rt_exec_find_state(ex, "linear_1.weight.momentum_buffer", &n);
+  for (int64_t i = 0; i < n; i++)
+    mb[i] = 0.01f * (float)i;   // state that differs from a fresh one
+  test_roundtrip(m, ex);
+  test_plain(m, ex);
+  test_nonfinite(m, ex);
+  test_bounds(m, ex);
+  test_optimizer(m, ex, a);
+  rt_exec_free(ex);
+  arena_free(a);
+  return finish("test_checkpoint");
+}
