@@ -320,7 +320,7 @@ static int cmd_emit(int argc, char **argv) {
   return status;
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
   if (argc < 2)
     return cli_usage_error(usage_main, "missing command%s", "");
   const char *cmd = argv[1];
@@ -349,4 +349,15 @@ int main(int argc, char **argv) {
   fprintf(stderr, "nnc: unknown command '%s'%s%s%s\n\n%s", cmd, s ? "; did you mean '" : "", s ? s : "",
           s ? "'?" : "", usage_main);
   return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+  int status = run_command(argc, argv);
+  // What a command printed must have reached its reader: `nnc predict ... >
+  // /dev/full` is a failure, not a silent exit 0.
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "nnc: error: writing to standard output failed: %s\n", strerror(errno));
+    return status ? status : 1;
+  }
+  return status;
 }

@@ -72,4 +72,14 @@ printf 'model m {\n    input x: f32[4]\n    x -> linear(0)\n}\n' >"$tmp/bad.nn"
 expect 1 "'out' must be at least 1" check "$tmp/bad.nn"
 # Errors in one file do not stop the others from being checked.
 expect 1 'model cnn' check "$tmp/bad.nn" models/cnn.nn
+# Output that cannot be written is an error, not a silent exit 0.
+if [ -w /dev/full ]; then
+  NO_COLOR=1 "$nnc" check models/mlp.nn >/dev/full 2>"$tmp/err"
+  got=$?
+  if [ "$got" = 1 ] && grep -q 'writing to standard output failed' "$tmp/err"; then
+    echo "ok   nnc check models/mlp.nn >/dev/full -> 1"
+  else
+    echo "FAIL: nnc check models/mlp.nn >/dev/full exited $got"; cat "$tmp/err"; fail=1
+  fi
+fi
 exit $fail
