@@ -406,6 +406,10 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
     *ds = (RtDataset){.n = 1, .ndim = 2, .shape = {h, w}, .dim = dim, .x = r.px, .source = xstrdup(path)};
     return true;
   }
+  if (rt_image_file(path)) {   // an image, but a damaged one: its message says what is wrong
+    rt_errorf(err, errsz, "%s", ierr);
+    return false;
+  }
   bool ok = access(path, F_OK) == 0 && (rt_load_idx(path, NULL, 0, ds, err, errsz) || rt_load_csv(path, 0, ds, err, errsz));
   if (!ok) {
     rt_errorf(err, errsz, "%s: not a PNG, PGM, IDX or CSV file the model can read (%s)", path, ierr);

@@ -256,6 +256,9 @@ bool rt_image_load(const char *path, RtImage *img, char *err, size_t errsz);
 bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
                      char *err, size_t errsz);
 void rt_image_free(RtImage *img);
+// Whether the file's first bytes are those of a PNG (even a damaged one) or
+// a PGM/PPM: then rt_image_load's message is the one to show.
+bool rt_image_file(const char *path);
 
 // Resamples src to w x h into dst: each axis is averaged over the source
 // area a destination pixel covers when it shrinks, and interpolated
