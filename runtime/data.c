@@ -12,6 +12,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -770,6 +771,7 @@ static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
 }
 
 // Parses field f at c->p into *v, leaving c->p at the separator after it.
+// Values are stored as floats, so they must lie within float range.
 static bool csv_number(Csv *c, int f, double *v) {
   const char *s = c->p, *e = csv_field_end(c, s);
   int x = 0, i = 0;
@@ -790,12 +792,19 @@ static bool csv_number(Csv *c, int f, double *v) {
     *v = strtod(buf, &stop);
     ok = *stop == 0 && isfinite(*v);
   }
-  if (!ok) {
+  bool too_big = ok && fabs(*v) > FLT_MAX;
+  if (!ok || too_big) {
     char name[64];
     csv_colname(c, f, name, sizeof name);
     if (e == s)
       rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field is empty; expected a number",
                 c->path, (long long)c->line, f + 1, name);
+    else if (too_big)
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %.*s is beyond the range of a 32-bit "
+                "float (about 3.4e38)", c->path, (long long)c->line, f + 1, name, (int)(e - s), s);
+    else if (e - s >= 64)
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.40s...' is too long for a number "
+                "(%lld characters)", c->path, (long long)c->line, f + 1, name, s, (long long)(e - s));
     else if (memchr(s, 0, e - s > 0 ? (size_t)(e - s) : 0))
       rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field holds a NUL byte; expected "
                 "a number\n---> HINT: the file holds binary data; is it really a CSV text file?",

@@ -88,6 +88,15 @@ static void test_lexical(void) {
     rt_dataset_free(&ds);
   CHECK_ERR(load_table("tcr-bad.csv", "x0,x1,y\r1,2,3\r\r4,5\r", &ds, err, sizeof err), err,
             "line 4: expected 3 fields", "found 2");
+  // values are stored as floats: 1e39 is refused, not read as infinity
+  CHECK_ERR(load_table("tbig.csv", "x0,x1,y\n1,-1e39,3\n", &ds, err, sizeof err), err,
+            "line 2, column 2 (x1)", "-1e39 is beyond the range of a 32-bit float");
+  ok = load_table("tsmall.csv", "x0,x1,y\n1,-3.4e38,1e-50\n", &ds, err, sizeof err);
+  CHECK(ok && ds.x[1] == -3.4e38f && ds.t[0] == 0, "float range: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  CHECK_ERR(load_table("tlong.csv", "x0,x1,y\n1,2,0.00000000000000000000000000000000000000000000000000000000000000001\n",
+                       &ds, err, sizeof err), err, "line 2, column 3 (y)", "too long for a number (67 characters)");
   write_bytes(tmp_path("tnul.csv"), "x0,x1,y\n1,2\0,3\n", 15);
   CHECK_ERR(rt_load_table_csv(tmp_path("tnul.csv"), "x", 2, "y", 1, &ds, err, sizeof err), err,
             "line 2, column 2 (x1)", "NUL byte");
