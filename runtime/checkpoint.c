@@ -9,6 +9,7 @@
 #include "runtime.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,11 @@ static bool read_info(const RtStFile *f, RtExec *ex, RtCkptInfo *info, char *err
   info->has_cursor = c && *c && rt_cursor_parse(c, &info->cursor);
   const char *nm = rt_st_meta(f, "normalize");
   info->normalized = nm && sscanf(nm, "%lf %lf", &info->mean, &info->std) == 2;
+  if (info->normalized && !(isfinite(info->mean) && isfinite(info->std) && info->std >= 0)) {
+    rt_errorf(err, errsz, "%s: the checkpoint's metadata 'normalize' is '%.60s'; expected a finite mean "
+              "and a standard deviation of 0 or more\n---> HINT: the file is damaged", f->path, nm);
+    return false;
+  }
   const char *r = rt_st_meta(f, "dropout_rng");
   uint64_t st, inc;
   if (r && sscanf(r, "%" SCNx64 ":%" SCNx64, &st, &inc) == 2)
@@ -146,6 +152,14 @@ bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptI
                 path, n->name, rt_dtype_name(t->dtype), b, ir_shape_str(n->ndim, n->shape, a, sizeof a));
       goto done;
     }
+    const float *v = t->data;
+    for (int64_t j = 0; j < (int64_t)(t->nbytes / sizeof(float)); j++)
+      if (!isfinite(v[j])) {
+        rt_errorf(err, errsz, "%s: tensor '%s' holds %g at index %lld\n---> HINT: the run that wrote "
+                  "the checkpoint diverged, or the file is damaged; use an earlier checkpoint", path,
+                  n->name, v[j], (long long)j);
+        goto done;
+      }
   }
   // Weights the model does not have mean another model too.
   for (int i = 0; i < f.ntensors; i++) {
