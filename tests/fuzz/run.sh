@@ -18,7 +18,7 @@ root=$(cd "$here/../.." && pwd)
 bin=$bindir/fuzz_$t
 if [ ! -x "$bin" ]; then
   echo "fuzz_$t: skipped: not built (the fuzz targets need clang with libFuzzer:" \
-       "apt install clang libclang-rt-dev, or run scripts/install-deps.sh)"
+       "apt install clang-N libclang-rt-N-dev for LLVM N, or run scripts/install-deps.sh)"
   exit 77
 fi
 opts="-rss_limit_mb=1536 -malloc_limit_mb=128 -timeout=10"
