@@ -6,11 +6,14 @@
 //
 // Loaders check a file completely before they hand anything back, and
 // report the first problem as "FILE: what is wrong" plus a hint. IDX files
-// are read through zlib's gzread, which reads plain and gzip files alike:
-// it tells them apart by their first bytes, not by the file's name.
+// may be plain or gzip, told apart by their first bytes, not by the file's
+// name. No allocation is larger than the data a file actually holds: sizes
+// from headers are checked against the file, and decompressed data goes
+// into a buffer that grows as it arrives.
 #include "data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -138,40 +141,168 @@ static const char *dims_str(const int64_t *dims, int ndim, char *buf, size_t n) 
   return buf;
 }
 
-// Reads up to n bytes; returns how many were read, or -1 when zlib reports
-// an error (a read error, corrupt or cut-off gzip data).
-static int64_t gz_read_n(gzFile f, void *buf, int64_t n) {
-  int64_t got = 0;
-  while (got < n) {
-    int64_t chunk = n - got > (1 << 30) ? (1 << 30) : n - got;
-    int r = gzread(f, (char *)buf + got, (unsigned)chunk);
-    if (r < 0)
-      return -1;
-    if (r == 0)
-      break;
-    got += r;
+// Where an IDX file's bytes come from: a file or a buffer in memory, plain
+// or gzip (told apart by gzip's magic bytes 1f 8b). gzip data is inflated
+// as it is read, so that the reader allocates no more than the data that
+// actually arrives; concatenated gzip members are read one after another,
+// as gzip -d does, and any other bytes after the last one are refused.
+typedef struct IdxIn {
+  const char *path;            // for messages
+  FILE *fp;                    // the file, or NULL for bytes in memory
+  const unsigned char *mem;    // the bytes in memory (fp NULL)
+  size_t memlen, mempos;
+  int64_t size;                // the file's size in bytes
+  bool gzip;                   // the data is gzip-compressed
+  z_stream zs;                 // gzip: the inflater; next_in points into zbuf or mem
+  unsigned char *zbuf;         // gzip from a file: [IDX_ZBUF] bytes of compressed input
+  int64_t zread;               // gzip: compressed bytes taken from the source so far
+  bool raw_eof;                // the source has no bytes left to give
+  bool done;                   // gzip: the last member ended where the input did
+  char *err;
+  size_t errsz;
+} IdxIn;
+
+#define IDX_ZBUF (1 << 18)
+
+// Up to n raw bytes from the source; -1 on a read error (reported).
+static int64_t idx_raw(IdxIn *in, void *dst, size_t n) {
+  if (!in->fp) {
+    size_t k = in->memlen - in->mempos < n ? in->memlen - in->mempos : n;
+    if (k)
+      memcpy(dst, in->mem + in->mempos, k);
+    in->mempos += k;
+    in->raw_eof = in->mempos == in->memlen;
+    return (int64_t)k;
   }
-  int errnum;
-  gzerror(f, &errnum);
-  return errnum == Z_OK ? got : -1;
+  size_t k = fread(dst, 1, n, in->fp);
+  if (k < n && ferror(in->fp)) {
+    rt_errorf(in->err, in->errsz, "%s: read error: %s", in->path, strerror(errno));
+    return -1;
+  }
+  in->raw_eof |= k < n;
+  return (int64_t)k;
 }
 
-static void gz_fail(gzFile f, const char *path, char *err, size_t errsz) {
-  int errnum;
-  const char *msg = gzerror(f, &errnum);
-  size_t n = strlen(path);
-  if (!strncmp(msg, path, n) && !strncmp(msg + n, ": ", 2))
-    msg += n + 2;   // zlib puts the path in front of its message
-  if (errnum == Z_ERRNO)
-    rt_errorf(err, errsz, "%s: read error: %s", path, strerror(errno));
-  else if (errnum == Z_BUF_ERROR)
-    rt_errorf(err, errsz, "%s: is truncated: the gzip data ends early (%s)\n"
-              "---> HINT: the download was probably cut off; fetch the file again", path, msg);
-  else
-    rt_errorf(err, errsz, "%s: corrupt gzip data: %s\n"
-              "---> HINT: check the file with `gzip -t %s`, or fetch it again", path, msg, path);
+// Makes at least want bytes of compressed input available unless the
+// source ends first; false on a read error.
+static bool idx_fill(IdxIn *in, uInt want) {
+  if (!in->fp || in->zs.avail_in >= want || in->raw_eof)
+    return true;
+  memmove(in->zbuf, in->zs.next_in, in->zs.avail_in);
+  int64_t k = idx_raw(in, in->zbuf + in->zs.avail_in, IDX_ZBUF - in->zs.avail_in);
+  if (k < 0)
+    return false;
+  in->zs.next_in = in->zbuf;
+  in->zs.avail_in += (uInt)k;
+  in->zread += k;
+  return true;
 }
 
+static bool idx_gz_error(IdxIn *in, int ret) {
+  if (ret == Z_MEM_ERROR)
+    nnc_fatal("%s: out of memory while decompressing", in->path);
+  rt_errorf(in->err, in->errsz, "%s: corrupt gzip data: %s\n"
+            "---> HINT: check the file with `gzip -t %s`, or fetch it again", in->path,
+            ret == Z_NEED_DICT ? "it needs a preset dictionary" : in->zs.msg ? in->zs.msg : "unknown error",
+            in->path);
+  return false;
+}
+
+// After a gzip member ends: the input must end too, or another member
+// begin. Sets in->done at the end.
+static bool idx_next_member(IdxIn *in) {
+  if (!idx_fill(in, 2))
+    return false;
+  if (in->zs.avail_in == 0) {
+    in->done = true;
+    return true;
+  }
+  if (in->zs.avail_in >= 2 && in->zs.next_in[0] == 0x1f && in->zs.next_in[1] == 0x8b) {
+    inflateReset(&in->zs);
+    return true;
+  }
+  int64_t extra = in->size - (in->zread - in->zs.avail_in);
+  rt_errorf(in->err, in->errsz, "%s: has %lld bytes of trailing data after the end of its gzip data\n"
+            "---> HINT: the file is damaged or something was appended to it; `gzip -t %s` "
+            "shows the same", in->path, (long long)extra, in->path);
+  return false;
+}
+
+// Up to n bytes of (decompressed) data: fewer only where the data ends.
+// -1 on an error (reported).
+static int64_t idx_read(IdxIn *in, void *dst, int64_t n) {
+  if (!in->gzip) {
+    int64_t got = 0;
+    while (got < n && !in->raw_eof) {
+      int64_t k = idx_raw(in, (char *)dst + got, (size_t)(n - got));
+      if (k < 0)
+        return -1;
+      got += k;
+    }
+    return got;
+  }
+  int64_t got = 0;
+  while (got < n && !in->done) {
+    if (!idx_fill(in, 1))
+      return -1;
+    int64_t chunk = n - got > (1 << 30) ? (1 << 30) : n - got;
+    in->zs.next_out = (unsigned char *)dst + got;
+    in->zs.avail_out = (uInt)chunk;
+    int ret = inflate(&in->zs, Z_NO_FLUSH);
+    got += chunk - in->zs.avail_out;
+    if (ret == Z_STREAM_END) {
+      if (!idx_next_member(in))
+        return -1;
+    } else if (ret == Z_BUF_ERROR && in->zs.avail_in == 0 && in->raw_eof) {
+      rt_errorf(in->err, in->errsz, "%s: is truncated: the gzip data ends early\n"
+                "---> HINT: the download was probably cut off; fetch the file again", in->path);
+      return -1;
+    } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
+      return idx_gz_error(in, ret), -1;
+    }
+  }
+  return got;
+}
+
+// Opens the source: looks at the first two bytes for gzip's magic.
+static bool idx_open(IdxIn *in) {
+  unsigned char m[2] = {0, 0};
+  int64_t k;
+  if (in->fp) {
+    k = idx_raw(in, m, 2);
+    if (k < 0)
+      return false;
+    rewind(in->fp);
+    in->raw_eof = false;
+  } else {
+    k = in->memlen < 2 ? (int64_t)in->memlen : 2;
+    if (k)
+      memcpy(m, in->mem, (size_t)k);
+  }
+  in->gzip = k == 2 && m[0] == 0x1f && m[1] == 0x8b;
+  if (!in->gzip)
+    return true;
+  if (inflateInit2(&in->zs, 15 + 16) != Z_OK)   // 15 + 16: a gzip wrapper, nothing else
+    nnc_fatal("zlib: inflateInit2 failed");
+  if (in->fp) {
+    in->zbuf = xmalloc(IDX_ZBUF);
+    in->zs.next_in = in->zbuf;
+  } else {
+    in->zs.next_in = (unsigned char *)in->mem;   // zlib only reads it
+    in->zs.avail_in = (uInt)in->memlen;   // rt_idx_decode keeps memlen below 4 GiB
+    in->zread = (int64_t)in->memlen;
+    in->raw_eof = true;
+  }
+  return true;
+}
+
+static void idx_close(IdxIn *in) {
+  if (in->gzip)
+    inflateEnd(&in->zs);
+  free(in->zbuf);
+  if (in->fp)
+    fclose(in->fp);
+}
 // Converts count big-endian elements of esize bytes to host order in place.
 static void be_to_host(unsigned char *p, int64_t count, int esize) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -215,11 +346,14 @@ static bool idx_check_magic(const unsigned char *m, const char *path, RtIdx *idx
 
 // Reads the magic number and the dimensions, and checks that the data they
 // describe is not absurdly large.
-static bool idx_read_header(gzFile f, const char *path, RtIdx *idx, char *err, size_t errsz) {
+static bool idx_read_header(IdxIn *in, RtIdx *idx) {
+  const char *path = in->path;
+  char *err = in->err;
+  size_t errsz = in->errsz;
   unsigned char m[4 + 4 * RT_IDX_MAX_DIMS];
-  int64_t got = gz_read_n(f, m, 4);
+  int64_t got = idx_read(in, m, 4);
   if (got < 0)
-    return gz_fail(f, path, err, errsz), false;
+    return false;
   if (got < 4) {
     rt_errorf(err, errsz, "%s: is %s: %lld bytes, too short for an IDX header (at least 8)",
               path, got ? "truncated" : "empty", (long long)got);
@@ -228,9 +362,9 @@ static bool idx_read_header(gzFile f, const char *path, RtIdx *idx, char *err, s
   if (!idx_check_magic(m, path, idx, err, errsz))
     return false;
   int need = 4 * idx->ndim;
-  got = gz_read_n(f, m + 4, need);
+  got = idx_read(in, m + 4, need);
   if (got < 0)
-    return gz_fail(f, path, err, errsz), false;
+    return false;
   if (got < need) {
     rt_errorf(err, errsz, "%s: is truncated inside its header: %d dimensions need a %d-byte header, "
               "found %lld bytes", path, idx->ndim, 4 + need, (long long)(4 + got));
@@ -255,63 +389,107 @@ static bool idx_read_header(gzFile f, const char *path, RtIdx *idx, char *err, s
   return true;
 }
 
-// Counts the bytes left in f (for the message about trailing data).
-static int64_t gz_count_rest(gzFile f) {
+// The most decompressed bytes counted for the message about trailing data.
+#define IDX_MAX_COUNTED ((int64_t)1 << 26)
+
+// Counts the (decompressed) bytes left, up to IDX_MAX_COUNTED; -1 on an error.
+static int64_t idx_count_rest(IdxIn *in) {
   char *scratch = xmalloc(65536);
   int64_t extra = 0, r;
-  while ((r = gz_read_n(f, scratch, 65536)) > 0)
+  while (extra < IDX_MAX_COUNTED && (r = idx_read(in, scratch, 65536)) > 0)
     extra += r;
   free(scratch);
   return r < 0 ? -1 : extra;
 }
 
-// Reads the elements and checks that nothing is missing or left over.
-static bool idx_read_data(gzFile f, const char *path, RtIdx *idx, char *err, size_t errsz) {
-  int esize = idx_elem_size(idx->type);
-  int64_t nbytes = idx->count * esize, hdr = 4 + 4 * idx->ndim;
-  idx->gzip = !gzdirect(f);
-  idx->data = xmalloc((size_t)nbytes);
-  int64_t got = gz_read_n(f, idx->data, nbytes);
-  if (got < 0)
-    return gz_fail(f, path, err, errsz), false;
+// Reports data that is shorter or longer than the header says; found is
+// the data's size (after decompression), at least found when more is true.
+static bool idx_size_error(IdxIn *in, const RtIdx *idx, int64_t found, bool more) {
+  int64_t nbytes = idx->count * idx_elem_size(idx->type), hdr = 4 + 4 * idx->ndim;
   char dims[160];
   dims_str(idx->dims, idx->ndim, dims, sizeof dims);
-  const char *how = idx->gzip ? " after decompression" : "";
-  if (got < nbytes) {
-    rt_errorf(err, errsz, "%s: is truncated: expected %lld bytes%s (a %lld-byte header and %s %s "
+  const char *how = in->gzip ? " after decompression" : "";
+  if (found < nbytes)
+    rt_errorf(in->err, in->errsz, "%s: is truncated: expected %lld bytes%s (a %lld-byte header and %s %s "
               "elements), found %lld\n---> HINT: the file was probably cut off; fetch it again",
-              path, (long long)(hdr + nbytes), how, (long long)hdr, dims, idx_type_name(idx->type),
-              (long long)(hdr + got));
-    return false;
+              in->path, (long long)(hdr + nbytes), how, (long long)hdr, dims, idx_type_name(idx->type),
+              (long long)(hdr + found));
+  else
+    rt_errorf(in->err, in->errsz, "%s: has %s%lld bytes of trailing data: expected %lld bytes%s (a %lld-byte "
+              "header and %s %s elements), found %s%lld\n---> HINT: the header's sizes do not match "
+              "the data; is the file corrupt?", in->path, more ? "more than " : "",
+              (long long)(found - nbytes), (long long)(hdr + nbytes), how, (long long)hdr, dims,
+              idx_type_name(idx->type), more ? "more than " : "", (long long)(hdr + found));
+  return false;
+}
+
+// Reads the elements and checks that nothing is missing or left over. A
+// plain file's size is checked before anything is allocated; gzip data
+// goes into a buffer that grows as it arrives (at most twice its size).
+static bool idx_read_data(IdxIn *in, RtIdx *idx) {
+  int esize = idx_elem_size(idx->type);
+  int64_t nbytes = idx->count * esize, hdr = 4 + 4 * idx->ndim;
+  idx->gzip = in->gzip;
+  if (!in->gzip && in->size - hdr != nbytes)
+    return idx_size_error(in, idx, in->size - hdr, false);
+  int64_t cap = in->gzip && nbytes > (1 << 20) ? (1 << 20) : nbytes, got = 0;
+  idx->data = xmalloc((size_t)cap);
+  for (;;) {
+    int64_t r = idx_read(in, (char *)idx->data + got, cap - got);
+    if (r < 0)
+      return false;
+    got += r;
+    if (got < cap || cap == nbytes)
+      break;
+    cap = cap > nbytes / 2 ? nbytes : 2 * cap;
+    idx->data = xrealloc(idx->data, (size_t)cap);
   }
-  int64_t extra = gz_count_rest(f);
+  if (got < nbytes)
+    return idx_size_error(in, idx, got, false);
+  int64_t extra = idx_count_rest(in);
   if (extra < 0)
-    return gz_fail(f, path, err, errsz), false;
-  if (extra > 0) {
-    rt_errorf(err, errsz, "%s: has %lld bytes of trailing data: expected %lld bytes%s (a %lld-byte "
-              "header and %s %s elements), found %lld\n---> HINT: the header's sizes do not match "
-              "the data; is the file corrupt?", path, (long long)extra, (long long)(hdr + nbytes),
-              how, (long long)hdr, dims, idx_type_name(idx->type), (long long)(hdr + nbytes + extra));
     return false;
-  }
+  if (extra > 0)
+    return idx_size_error(in, idx, nbytes + extra, extra >= IDX_MAX_COUNTED);
   be_to_host(idx->data, idx->count, esize);
   return true;
 }
 
-bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz) {
-  *out = (RtIdx){0};
-  errno = 0;
-  gzFile f = gzopen(path, "rb");
-  if (!f) {
-    rt_errorf(err, errsz, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-    return false;
-  }
-  gzbuffer(f, 1 << 18);
-  bool ok = idx_read_header(f, path, out, err, errsz) && idx_read_data(f, path, out, err, errsz);
-  gzclose(f);
+// Reads an IDX file from in, which it closes.
+static bool idx_read_from(IdxIn *in, RtIdx *out) {
+  bool ok = idx_open(in) && idx_read_header(in, out) && idx_read_data(in, out);
+  idx_close(in);
   if (!ok)
     rt_idx_free(out);
   return ok;
+}
+
+bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz) {
+  *out = (RtIdx){0};
+  IdxIn in = {.path = path, .err = err, .errsz = errsz};
+  in.fp = fopen(path, "rb");
+  struct stat st;
+  const char *why = !in.fp ? strerror(errno) : fstat(fileno(in.fp), &st) ? strerror(errno)
+                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+  if (why) {
+    rt_errorf(err, errsz, "%s: cannot open: %s", path, why);
+    if (in.fp)
+      fclose(in.fp);
+    return false;
+  }
+  in.size = (int64_t)st.st_size;
+  return idx_read_from(&in, out);
+}
+
+bool rt_idx_decode(const unsigned char *buf, size_t len, const char *name, RtIdx *out, char *err,
+                   size_t errsz) {
+  *out = (RtIdx){0};
+  if (len > UINT32_MAX) {
+    rt_errorf(err, errsz, "%s: %zu bytes are too many to decode from memory", name, len);
+    return false;
+  }
+  IdxIn in = {.path = name, .mem = buf, .memlen = len, .size = (int64_t)len, .err = err, .errsz = errsz};
+  return idx_read_from(&in, out);
 }
 
 void rt_idx_free(RtIdx *idx) {
@@ -353,8 +531,16 @@ static bool idx_to_images(const RtIdx *im, const char *path, RtDataset *ds, char
     memcpy(ds->x8, im->data, (size_t)im->count);
   } else {
     ds->x = xmalloc((size_t)im->count * sizeof(float));
-    for (int64_t i = 0; i < im->count; i++)
-      ds->x[i] = (float)idx_value(im, i);
+    for (int64_t i = 0; i < im->count; i++) {
+      double v = idx_value(im, i);
+      ds->x[i] = (float)v;
+      if (!isfinite(ds->x[i])) {
+        rt_errorf(err, errsz, "%s: element %lld (sample %lld) is %g; image values must be finite "
+                  "numbers%s", path, (long long)i, (long long)(i / ds->dim), v,
+                  isfinite(v) ? " within float range" : "");
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -502,7 +688,9 @@ bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset
 // The Kaggle digit-recognizer layout: a header line, then one sample per
 // line, with or without a label first. The whole file is read at once and
 // parsed by a pointer walk; fields are almost all one- to three-digit
-// integers, which take a fast path.
+// integers, which take a fast path. A UTF-8 byte order mark before the
+// header is skipped (spreadsheets write one); lines may end in LF, CRLF or
+// a lone CR (old Mac files); blank lines are skipped.
 //
 
 // A CSV file being parsed.
@@ -519,8 +707,52 @@ typedef struct Csv {
   size_t errsz;
 } Csv;
 
+#define CSV_MAX_FIELDS (1 << 24)   // columns in a header at most
+
+// Whether p is at the end of a line: LF, CRLF, a lone CR, or the end.
 static bool csv_eol(const Csv *c, const char *p) {
-  return p == c->end || *p == '\n' || (*p == '\r' && (p + 1 == c->end || p[1] == '\n'));
+  return p == c->end || *p == '\n' || *p == '\r';
+}
+
+// Moves c->p past the line end there (CRLF counts as one).
+static void csv_skip_eol(Csv *c) {
+  if (c->p < c->end && *c->p == '\r') {
+    c->p++;
+    if (c->p < c->end && *c->p == '\n')
+      c->p++;
+  } else if (c->p < c->end && *c->p == '\n') {
+    c->p++;
+  }
+}
+
+// Skips blank lines, counting them; false at the end of the file.
+static bool csv_next_row(Csv *c) {
+  while (c->p < c->end && (*c->p == '\n' || *c->p == '\r')) {
+    csv_skip_eol(c);
+    c->line++;
+  }
+  return c->p < c->end;
+}
+
+// Skips a UTF-8 byte order mark at the start of the file.
+static void csv_skip_bom(Csv *c) {
+  if (c->end - c->p >= 3 && !memcmp(c->p, "\xEF\xBB\xBF", 3))
+    c->p += 3;
+}
+
+// Counts the fields of the header line at c->p into c->nfields; refuses
+// absurdly many.
+static bool csv_count_fields(Csv *c) {
+  int64_t n = 1;
+  for (const char *q = c->p; !csv_eol(c, q); q++)
+    n += *q == ',';
+  if (n > CSV_MAX_FIELDS) {
+    rt_errorf(c->err, c->errsz, "%s: line 1: the header has %lld columns, more than the limit of %d",
+              c->path, (long long)n, CSV_MAX_FIELDS);
+    return false;
+  }
+  c->nfields = (int)n;
+  return true;
 }
 
 static const char *csv_field_end(const Csv *c, const char *p) {
@@ -540,6 +772,7 @@ static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
 }
 
 // Parses field f at c->p into *v, leaving c->p at the separator after it.
+// Values are stored as floats, so they must lie within float range.
 static bool csv_number(Csv *c, int f, double *v) {
   const char *s = c->p, *e = csv_field_end(c, s);
   int x = 0, i = 0;
@@ -552,7 +785,7 @@ static bool csv_number(Csv *c, int f, double *v) {
   }
   bool ok = e > s && e - s < 64;
   for (const char *q = s; ok && q < e; q++)
-    ok = strchr("0123456789+-.eE", *q) != NULL;
+    ok = *q && strchr("0123456789+-.eE", *q) != NULL;
   char buf[64], *stop = NULL;
   if (ok) {
     memcpy(buf, s, e - s);
@@ -560,11 +793,22 @@ static bool csv_number(Csv *c, int f, double *v) {
     *v = strtod(buf, &stop);
     ok = *stop == 0 && isfinite(*v);
   }
-  if (!ok) {
+  bool too_big = ok && fabs(*v) > FLT_MAX;
+  if (!ok || too_big) {
     char name[64];
     csv_colname(c, f, name, sizeof name);
     if (e == s)
       rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field is empty; expected a number",
+                c->path, (long long)c->line, f + 1, name);
+    else if (too_big)
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %.*s is beyond the range of a 32-bit "
+                "float (about 3.4e38)", c->path, (long long)c->line, f + 1, name, (int)(e - s), s);
+    else if (e - s >= 64)
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.40s...' is too long for a number "
+                "(%lld characters)", c->path, (long long)c->line, f + 1, name, s, (long long)(e - s));
+    else if (memchr(s, 0, e - s > 0 ? (size_t)(e - s) : 0))
+      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field holds a NUL byte; expected "
+                "a number\n---> HINT: the file holds binary data; is it really a CSV text file?",
                 c->path, (long long)c->line, f + 1, name);
     else
       rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.*s' is not a number",
@@ -577,11 +821,11 @@ static bool csv_number(Csv *c, int f, double *v) {
 
 // Reports a line with the wrong number of fields; found counts those
 // before c->p, and the rest of the line is counted here.
-static bool csv_bad_count(Csv *c, int found) {
+static bool csv_bad_count(Csv *c, int64_t found) {
   while (!csv_eol(c, c->p))
     found += *c->p++ == ',';
-  rt_errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %d",
-            c->path, (long long)c->line, c->nfields, found);
+  rt_errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %lld",
+            c->path, (long long)c->line, c->nfields, (long long)found);
   return false;
 }
 
@@ -625,15 +869,13 @@ static bool csv_row(Csv *c, float *x, int32_t *y) {
   }
   if (!csv_eol(c, c->p))
     return csv_bad_count(c, c->nfields);
-  c->p += c->p < c->end && *c->p == '\r';
-  c->p += c->p < c->end && *c->p == '\n';
+  csv_skip_eol(c);
   return true;
 }
 
 // Reads the header line: its first field says whether labels come first.
 static bool csv_header(Csv *c) {
-  if (c->end - c->p >= 3 && !memcmp(c->p, "\xEF\xBB\xBF", 3))
-    c->p += 3;   // a UTF-8 byte order mark, as spreadsheets write
+  csv_skip_bom(c);
   c->header = c->p;
   const char *e = csv_field_end(c, c->p);
   size_t len = e - c->p;
@@ -646,24 +888,33 @@ static bool csv_header(Csv *c) {
               "add one such as label,pixel0,...,pixel783" : "use the Kaggle digit-recognizer layout");
     return false;
   }
-  for (c->nfields = 1; !csv_eol(c, c->p); c->p++)
-    c->nfields += *c->p == ',';
+  if (!csv_count_fields(c))
+    return false;
   if (c->labeled && c->nfields == 1) {
     rt_errorf(c->err, c->errsz, "%s: line 1: the header has a label column but no pixel columns", c->path);
     return false;
   }
-  c->p += c->p < c->end && *c->p == '\r';
-  c->p += c->p < c->end && *c->p == '\n';
+  while (!csv_eol(c, c->p))
+    c->p++;
+  csv_skip_eol(c);
   c->line = 2;
   return true;
 }
 
-// An upper bound on the lines left: newlines plus one.
+// An upper bound on the data lines left, for sizing the arrays before
+// parsing: the line ends plus one, and no more than the bytes left hold.
+// Each row that parses takes at least 2 nfields bytes with its line end
+// (a digit and a comma or line end per field), so k rows need 2 nfields k
+// - 1 bytes; one more row may be started and fail. Blank lines thus cost
+// nothing, and the arrays are never larger than the file justifies.
 static int64_t csv_count_lines(const Csv *c) {
   int64_t n = 1;
   for (const char *p = c->p; (p = memchr(p, '\n', c->end - p)); p++)
     n++;
-  return n;
+  for (const char *p = c->p; (p = memchr(p, '\r', c->end - p)); p++)
+    n++;
+  int64_t by_size = (c->end - c->p + 1) / (2 * (int64_t)c->nfields) + 1;
+  return n < by_size ? n : by_size;
 }
 
 // Parses every data line, skipping blank ones.
@@ -671,13 +922,7 @@ static bool csv_rows(Csv *c, RtDataset *ds) {
   int64_t cap = csv_count_lines(c);
   ds->x = xmalloc((size_t)(cap * ds->dim) * sizeof(float));
   ds->y = c->labeled ? xmalloc((size_t)cap * sizeof(int32_t)) : NULL;
-  while (c->p < c->end) {
-    if (*c->p == '\n' || (*c->p == '\r' && csv_eol(c, c->p))) {
-      c->p += *c->p == '\r';
-      c->p += c->p < c->end;
-      c->line++;
-      continue;
-    }
+  while (csv_next_row(c)) {
     if (!csv_row(c, ds->x + ds->n * ds->dim, ds->y ? ds->y + ds->n : NULL))
       return false;
     ds->n++;
@@ -845,9 +1090,8 @@ static const char *table_column_name(const Table *t, int64_t at, char *buf, size
 // -1 for a column of no group); every value needs exactly one column.
 static bool table_header(Csv *c, const Table *t, int64_t **slot) {
   c->header = c->p;
-  c->nfields = 1;
-  for (const char *q = c->p; !csv_eol(c, q); q++)
-    c->nfields += *q == ',';
+  if (!csv_count_fields(c))
+    return false;
   Column *cols = xmalloc(sizeof(Column) * c->nfields);
   for (int f = 0; f < c->nfields; f++) {
     const char *e = csv_field_end(c, c->p);
@@ -897,10 +1141,9 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
   }
   free(seen);
   free(cols);
-  while (c->p < c->end && !csv_eol(c, c->p))
+  while (!csv_eol(c, c->p))
     c->p++;
-  c->p += c->p < c->end && *c->p == '\r';
-  c->p += c->p < c->end && *c->p == '\n';
+  csv_skip_eol(c);
   c->line = 2;
   return ok;
 }
@@ -929,8 +1172,7 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
   }
   if (!csv_eol(c, c->p))
     return csv_bad_count(c, c->nfields);
-  c->p += c->p < c->end && *c->p == '\r';
-  c->p += c->p < c->end && *c->p == '\n';
+  csv_skip_eol(c);
   return true;
 }
 
@@ -961,6 +1203,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   }
   Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .err = err, .errsz = errsz,
            .nclasses = classes ? target->nclasses : 0};
+  csv_skip_bom(&c);
   int64_t *slot = NULL;
   bool ok = strspn(text, " \t\r\n") < len;
   if (!ok) {
@@ -981,13 +1224,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
       out->t = xmalloc((size_t)(cap * target->dim) * sizeof(float));
     }
   }
-  while (ok && c.p < c.end) {
-    if (*c.p == '\n' || (*c.p == '\r' && csv_eol(&c, c.p))) {
-      c.p += *c.p == '\r';
-      c.p += c.p < c.end;
-      c.line++;
-      continue;
-    }
+  while (ok && csv_next_row(&c)) {
     ok = table_row(&c, &t, slot, out->x + out->n * t.in_dim, out->t ? out->t + out->n * out->tdim : NULL,
                    out->y ? out->y + out->n : NULL);
     out->n += ok;

@@ -83,8 +83,13 @@ typedef struct RtIdx {
 } RtIdx;
 
 // Reads an IDX file, plain or gzip (told apart by its first bytes, not its
-// name). The file's size must match its header exactly.
+// name). The file's size must match its header exactly. Concatenated gzip
+// members are read as one stream; other bytes after the gzip data are an
+// error.
 bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz);
+// The same from bytes in memory (less than 4 GiB); name is used in messages.
+bool rt_idx_decode(const unsigned char *buf, size_t len, const char *name, RtIdx *out, char *err,
+                   size_t errsz);
 void rt_idx_free(RtIdx *idx);
 
 // Images from an IDX file (first dimension: samples) and, unless
@@ -273,6 +278,9 @@ bool rt_image_load(const char *path, RtImage *img, char *err, size_t errsz);
 bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
                      char *err, size_t errsz);
 void rt_image_free(RtImage *img);
+// Whether the file's first bytes are those of a PNG (even a damaged one) or
+// a PGM/PPM: then rt_image_load's message is the one to show.
+bool rt_image_file(const char *path);
 
 // Resamples src to w x h into dst: each axis is averaged over the source
 // area a destination pixel covers when it shrinks, and interpolated

@@ -98,6 +98,8 @@ static bool png_plte(Png *p, const unsigned char *d, uint32_t n) {
 }
 
 static void png_idat(Png *p, const unsigned char *d, uint32_t n) {
+  if (n == 0)
+    return;
   if (p->nidat + n > p->capidat) {
     p->capidat = (p->nidat + n) * 2;
     p->idat = xrealloc(p->idat, p->capidat);
@@ -165,23 +167,46 @@ static bool png_chunks(Png *p) {
   }
 }
 
-// Inflates the joined IDAT data into exactly n bytes.
-static bool png_inflate(Png *p, unsigned char *out, size_t n) {
+// Inflates the joined IDAT data into *out, which must come to exactly n
+// bytes. The buffer grows as the data arrives (to at most twice its size),
+// so that a header that claims a huge image costs nothing until the
+// compressed data proves it.
+static bool png_inflate(Png *p, unsigned char **out, size_t n) {
   z_stream zs = {0};
   if (inflateInit(&zs) != Z_OK)
     nnc_fatal("zlib: inflateInit failed");
+  size_t cap = n + 1 < (1 << 20) ? n + 1 : (1 << 20);   // n + 1: a spare byte tells "too much" from "just right"
+  unsigned char *buf = xmalloc(cap);
   zs.next_in = p->idat;
-  zs.avail_in = (uInt)p->nidat;
-  zs.next_out = out;
-  zs.avail_out = (uInt)(n + 1);   // one spare byte tells "too much data" from "just right"
-  int ret = inflate(&zs, Z_FINISH);
+  size_t in_left = p->nidat;
+  int ret;
+  for (;;) {
+    if (zs.avail_in == 0 && in_left) {
+      zs.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+      in_left -= zs.avail_in;
+    }
+    if (zs.total_out == cap) {
+      if (cap == n + 1) {
+        ret = Z_BUF_ERROR;   // more data than the image needs
+        break;
+      }
+      cap = cap > (n + 1) / 2 ? n + 1 : 2 * cap;
+      buf = xrealloc(buf, cap);
+    }
+    zs.next_out = buf + zs.total_out;
+    zs.avail_out = (uInt)(cap - zs.total_out);
+    ret = inflate(&zs, Z_NO_FLUSH);
+    if (ret != Z_OK)
+      break;
+  }
+  *out = buf;
   size_t got = zs.total_out;
   const char *msg = zs.msg ? zs.msg : "unknown error";
   bool ok = ret == Z_STREAM_END && got == n;
   if (ret == Z_STREAM_END && got != n)
     rt_errorf(p->err, p->errsz, "%s: PNG image data holds %zu bytes, expected %zu for %ux%u pixels",
               p->name, got, n, p->w, p->h);
-  else if (ret == Z_BUF_ERROR && zs.avail_out == 0)
+  else if (ret == Z_BUF_ERROR && got == n + 1)
     rt_errorf(p->err, p->errsz, "%s: PNG image data holds more than the %zu bytes %ux%u pixels need",
               p->name, n, p->w, p->h);
   else if (ret == Z_BUF_ERROR)
@@ -264,8 +289,8 @@ static bool png_decode(Png *p, RtImage *img) {
   }
   size_t bits = (size_t)p->channels * p->depth, stride = ((size_t)p->w * bits + 7) / 8;
   size_t n = p->h * (stride + 1);
-  unsigned char *data = xmalloc(n + 1);
-  bool ok = png_inflate(p, data, n) && png_unfilter(p, data, stride, bits >= 8 ? bits / 8 : 1);
+  unsigned char *data = NULL;
+  bool ok = png_inflate(p, &data, n) && png_unfilter(p, data, stride, bits >= 8 ? bits / 8 : 1);
   if (ok) {
     img->w = (int)p->w;
     img->h = (int)p->h;
@@ -342,15 +367,27 @@ static long pnm_binary(Pnm *p, size_t i, int bytes) {
   return bytes == 1 ? p->buf[at] : (long)p->buf[at] << 8 | p->buf[at + 1];
 }
 
+// Checks that the bytes after the header can hold w x h pixels before
+// anything is allocated for them: ns samples take ns or 2 ns bytes in
+// binary, and at least 2 ns in ASCII (a digit and a separator each).
+static bool pnm_room(Pnm *p, long w, long h, long maxval) {
+  size_t ns = (size_t)w * h * p->channels, left = p->len - p->pos;
+  size_t need = p->ascii ? 2 * ns : maxval < 256 ? ns : 2 * ns;
+  if (left >= need)
+    return true;
+  if (p->ascii)
+    rt_errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu values, but only %zu bytes "
+              "follow the header", p->name, w, h, ns, left);
+  else
+    rt_errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu bytes of data, found %zu",
+              p->name, w, h, need, left);
+  return false;
+}
+
 // Reads the samples into img, scaling by maxval.
 static bool pnm_samples(Pnm *p, long maxval, RtImage *img) {
   size_t npx = (size_t)img->w * img->h, ns = npx * p->channels;
   int bytes = maxval < 256 ? 1 : 2;
-  if (!p->ascii && p->len - p->pos < ns * bytes) {
-    rt_errorf(p->err, p->errsz, "%s: is truncated: %dx%d pixels need %zu bytes of data, found %zu",
-              p->name, img->w, img->h, ns * bytes, p->len - p->pos);
-    return false;
-  }
   double rgb[3];
   for (size_t i = 0; i < ns; i++) {
     long v;
@@ -401,6 +438,8 @@ static bool pnm_decode(Pnm *p, RtImage *img) {
       return false;
     }
   }
+  if (!pnm_room(p, w, h, maxval))
+    return false;
   img->w = (int)w;
   img->h = (int)h;
   img->px = xmalloc(sizeof(float) * (size_t)w * h);
@@ -424,11 +463,36 @@ static const char *guess_format(const unsigned char *b, size_t n) {
   return n ? "in an unknown format" : "empty";
 }
 
+static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+// Whether the first bytes say PNG (also with a damaged signature) or PNM.
+static bool looks_like_image(const unsigned char *b, size_t n) {
+  return (n >= 4 && !memcmp(b, png_signature, 4)) ||
+         (n >= 3 && b[0] == 'P' && strchr("2356", b[1]) && b[1] && strchr(" \t\r\n#", b[2]) && b[2]);
+}
+
+bool rt_image_file(const char *path) {
+  unsigned char b[4];
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+  if (f)
+    fclose(f);
+  return looks_like_image(b, n);
+}
+
 bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
                      char *err, size_t errsz) {
   *img = (RtImage){0};
   bool ok;
-  if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8)) {
+  if (len >= 4 && !memcmp(buf, png_signature, 4) && (len < 8 || memcmp(buf, png_signature, 8))) {
+    char got[40] = "";
+    for (size_t i = 0; i < 8 && i < len; i++)
+      snprintf(got + 3 * i, sizeof got - 3 * i, " %02X", buf[i]);
+    rt_errorf(err, errsz, "%s: the PNG signature is damaged: its first bytes are%s, expected 89 50 4E 47 "
+              "0D 0A 1A 0A\n---> HINT: %s", name, got, len < 8 ? "the file is cut off"
+              : "line ends were changed, as a transfer in text mode does; copy the file again in binary mode");
+    ok = false;
+  } else if (len >= 8 && !memcmp(buf, png_signature, 8)) {
     Png p = {.name = name, .buf = buf, .len = len, .err = err, .errsz = errsz};
     ok = png_decode(&p, img);
     free(p.idat);
@@ -483,15 +547,31 @@ static float resample(const float *p, ptrdiff_t stride, int sn, int dn, int j) {
   return (float)((1 - f) * p[i0 * stride] + f * p[i1 * stride]);
 }
 
+// The two axes are resampled one after the other, through an intermediate
+// image of either [src->h, w] (rows first) or [h, src->w] (columns first):
+// whichever is smaller, so that a 1 x 67M image bound for 28 x 28 needs 28
+// floats in between, not 67M x 28. Either order gives the same values up
+// to rounding, since each axis's weights do not depend on the other.
 void rt_image_resize(const RtImage *src, int w, int h, RtImage *dst) {
-  float *tmp = xmalloc(sizeof(float) * (size_t)src->h * w);   // [src->h, w]: rows resampled
-  for (int y = 0; y < src->h; y++)
-    for (int x = 0; x < w; x++)
-      tmp[(size_t)y * w + x] = resample(src->px + (size_t)y * src->w, 1, src->w, w, x);
-  float *px = xmalloc(sizeof(float) * (size_t)h * w);          // [h, w]
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++)
-      px[(size_t)y * w + x] = resample(tmp + x, w, src->h, h, y);
-  free(tmp);
+  float *px = xmalloc(sizeof(float) * (size_t)h * w);   // [h, w]
+  if ((int64_t)src->h * w <= (int64_t)h * src->w) {
+    float *tmp = xmalloc(sizeof(float) * (size_t)src->h * w);   // [src->h, w]: rows resampled
+    for (int y = 0; y < src->h; y++)
+      for (int x = 0; x < w; x++)
+        tmp[(size_t)y * w + x] = resample(src->px + (size_t)y * src->w, 1, src->w, w, x);
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        px[(size_t)y * w + x] = resample(tmp + x, w, src->h, h, y);
+    free(tmp);
+  } else {
+    float *tmp = xmalloc(sizeof(float) * (size_t)h * src->w);   // [h, src->w]: columns resampled
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < src->w; x++)
+        tmp[(size_t)y * src->w + x] = resample(src->px + x, src->w, src->h, h, y);
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        px[(size_t)y * w + x] = resample(tmp + (size_t)y * src->w, 1, src->w, w, x);
+    free(tmp);
+  }
   *dst = (RtImage){.w = w, .h = h, .px = px};
 }

@@ -7,10 +7,13 @@ set -eu
 PKGS="build-essential cmake pkg-config flex bison zlib1g-dev libopenblas-dev \
 dataset-fashion-mnist"
 
-# LLVM 19 where the archive has it, else 14.
+# LLVM 19 where the archive has it, else 14; clang and its runtime
+# libraries (libFuzzer, the sanitizers) of the same version build the
+# fuzz targets (tests/fuzz).
 have() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 pick_llvm() {
-  if apt-cache show llvm-19-dev >/dev/null 2>&1; then echo llvm-19-dev; else echo llvm-14-dev; fi
+  if apt-cache show llvm-19-dev >/dev/null 2>&1; then v=19; else v=14; fi
+  echo "llvm-$v-dev clang-$v libclang-rt-$v-dev"
 }
 
 SUDO=""
@@ -26,7 +29,7 @@ missing() {
 }
 
 need=$(missing $PKGS)
-if [ -n "$need" ] || ! have llvm-19-dev; then
+if [ -n "$need" ] || [ -n "$(missing llvm-19-dev clang-19 libclang-rt-19-dev)" ]; then
   $APT update >/dev/null
   need=$(missing $PKGS $(pick_llvm))
 fi

@@ -10,6 +10,20 @@ static bool load(const char *name, const char *text, int nclasses, RtDataset *ds
   return rt_load_csv(tmp_path(name), nclasses, ds, err, n);
 }
 
+// The same for text that holds NUL bytes: n bytes of it.
+static bool load_n(const char *name, const char *text, size_t len, RtDataset *ds, char *err, size_t n) {
+  write_bytes(tmp_path(name), text, len);
+  return rt_load_csv(tmp_path(name), 10, ds, err, n);
+}
+
+// A table for an input x of two values and a scalar target y.
+static const RtColumns table_x = {"x", 2, 0}, table_y = {"y", 1, 0};
+
+static bool load_table(const char *name, const char *text, RtDataset *ds, char *err, size_t n) {
+  write_bytes(tmp_path(name), text, strlen(text));
+  return rt_load_table_csv(tmp_path(name), &table_x, 1, &table_y, ds, err, n);
+}
+
 static void test_valid(void) {
   RtDataset ds;
   char err[1024];
@@ -43,6 +57,71 @@ static void test_valid(void) {
     char err_[1024];                                                                 \
     CHECK_ERR(load(name, text, 10, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
   } while (0)
+
+// Line ends: LF, CRLF and lone CRs (old Mac files), each one line; a byte
+// order mark; blank lines anywhere; NUL bytes refused.
+static void test_lexical(void) {
+  RtDataset ds;
+  char err[1024];
+  bool ok = load("cr.csv", "label,pixel0,pixel1\r1,2,3\r\r4,5,6\r", 10, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 2 && ds.dim == 2 && ds.y[1] == 4 && ds.x[3] == (float)(6 / 255.0), "CR-only: %s",
+        ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  BAD_CSV("cr-bad.csv", "label,pixel0\r1,0\r\r12,0\r", "line 4, column 1 (label)", "label 12");
+  BAD_CSV("mixed.csv", "label,pixel0\n1,0\r\n\r2,0\r3,x\n", "line 5, column 2 (pixel0)", "'x' is not a number");
+  // NUL bytes are not digits: a label \0005 is not 5 (nor 0), 25\0009 not 25
+  RtDataset ds_;
+  CHECK_ERR(load_n("nul1.csv", "label,pixel0\n\0005,1\n", 18, &ds_, err, sizeof err), err,
+            "line 2, column 1 (label)", "NUL byte", "binary data");
+  CHECK_ERR(load_n("nul2.csv", "label,pixel0\n1,25\0009\n", 20, &ds_, err, sizeof err), err,
+            "line 2, column 2 (pixel0)", "NUL byte");
+  CHECK_ERR(load_n("nul3.csv", "label,pixel0\n1,\0\n", 17, &ds_, err, sizeof err), err,
+            "line 2, column 2 (pixel0)", "NUL byte");
+
+  // the table layout: a byte order mark, CRLF, CR and blank lines
+  ok = load_table("t.csv", "\xEF\xBB\xBFx0,x1,y\r\n1,2,3\r\n\r\n-4,5e-1,6\r\n", &ds, err, sizeof err);
+  CHECK(ok && ds.n == 2 && ds.x[2] == -4 && ds.x[3] == 0.5f && ds.t[1] == 6, "table with BOM, CRLF: %s",
+        ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  ok = load_table("tcr.csv", "y,x1,x0\r\r3,2,1\r6,5,4", &ds, err, sizeof err);
+  CHECK(ok && ds.n == 2 && ds.x[0] == 1 && ds.x[1] == 2 && ds.t[1] == 6, "table, CR-only: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  CHECK_ERR(load_table("tcr-bad.csv", "x0,x1,y\r1,2,3\r\r4,5\r", &ds, err, sizeof err), err,
+            "line 4: expected 3 fields", "found 2");
+  // values are stored as floats: 1e39 is refused, not read as infinity
+  CHECK_ERR(load_table("tbig.csv", "x0,x1,y\n1,-1e39,3\n", &ds, err, sizeof err), err,
+            "line 2, column 2 (x1)", "-1e39 is beyond the range of a 32-bit float");
+  ok = load_table("tsmall.csv", "x0,x1,y\n1,-3.4e38,1e-50\n", &ds, err, sizeof err);
+  CHECK(ok && ds.x[1] == -3.4e38f && ds.t[0] == 0, "float range: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  CHECK_ERR(load_table("tlong.csv", "x0,x1,y\n1,2,0.00000000000000000000000000000000000000000000000000000000000000001\n",
+                       &ds, err, sizeof err), err, "line 2, column 3 (y)", "too long for a number (67 characters)");
+  write_bytes(tmp_path("tnul.csv"), "x0,x1,y\n1,2\0,3\n", 15);
+  CHECK_ERR(rt_load_table_csv(tmp_path("tnul.csv"), &table_x, 1, &table_y, &ds, err, sizeof err), err,
+            "line 2, column 2 (x1)", "NUL byte");
+
+  // Many blank lines and a wide header: the arrays are sized by what the
+  // bytes can hold (a row of 2000 fields takes 4000 bytes), not by the
+  // line count, which asked for 200001 rows x 2000 floats (1.6 GB) before.
+  StrBuf b = {0};
+  sb_puts(&b, "pixel0");
+  for (int j = 1; j < 2000; j++)
+    sb_printf(&b, ",pixel%d", j);
+  for (int i = 0; i < 200000; i++)
+    sb_putc(&b, '\n');
+  for (int j = 0; j < 2000; j++)
+    sb_puts(&b, j ? ",1" : "1");
+  write_bytes(tmp_path("blank.csv"), b.data, b.len);
+  ok = rt_load_csv(tmp_path("blank.csv"), 10, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 1 && ds.dim == 2000 && ds.x[1999] == (float)(1 / 255.0), "blank lines: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  sb_free(&b);
+}
 
 static void test_errors(void) {
   BAD_CSV("e1.csv", "", "is empty", "label,pixel0");
@@ -109,6 +188,7 @@ static void test_large(void) {
 int main(void) {
   make_tmpdir("csv");
   test_valid();
+  test_lexical();
   test_errors();
   test_large();
   return finish("test_csv");

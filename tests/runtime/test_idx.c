@@ -198,6 +198,82 @@ static void test_malformed(void) {
   free(im.data);
 }
 
+// Sizes from the header are checked against the data before anything is
+// allocated for it; gzip data is read as it arrives, member by member.
+static void test_sizes_and_gzip(void) {
+  RtIdx idx;
+  char err[1024];
+  // 20M images of 28x28 claimed by a 216-byte file: refused from its size
+  Bytes claim = {0};
+  idx_header(&claim, 0x08, 3, (uint32_t[]){20000000, 28, 28});
+  put(&claim, (unsigned char[200]){0}, 200);
+  BAD_IDX("claim", claim.data, claim.len, "is truncated", "expected 15680000016 bytes", "found 216");
+  write_gz(tmp_path("claim.gz"), &claim);
+  CHECK_ERR(rt_idx_read(tmp_path("claim.gz"), &idx, err, sizeof err), err, "claim.gz", "is truncated",
+            "expected 15680000016 bytes after decompression", "found 216");
+  CHECK_ERR(rt_idx_decode(claim.data, claim.len, "mem", &idx, err, sizeof err), err, "mem: is truncated");
+
+  // two gzip members make one stream, as with gzip -d
+  Bytes im = images_u8();
+  write_gz(tmp_path("a.gz"), &(Bytes){im.data, 30});
+  write_gz(tmp_path("b.gz"), &(Bytes){im.data + 30, im.len - 30});
+  size_t na, nb;
+  char *ga = read_file(tmp_path("a.gz"), &na), *gb = read_file(tmp_path("b.gz"), &nb);
+  Bytes two = {0};
+  put(&two, ga, na);
+  put(&two, gb, nb);
+  write_bytes(tmp_path("two.gz"), two.data, two.len);
+  bool ok = rt_idx_read(tmp_path("two.gz"), &idx, err, sizeof err);
+  CHECK(ok && idx.gzip && idx.count == 60 && !memcmp(idx.data, im.data + 16, 60), "two members: %s",
+        ok ? "" : err);
+  rt_idx_free(&idx);
+  ok = rt_idx_decode(two.data, two.len, "two.gz", &idx, err, sizeof err);
+  CHECK(ok && idx.gzip && idx.count == 60 && !memcmp(idx.data, im.data + 16, 60), "from memory: %s",
+        ok ? "" : err);
+  rt_idx_free(&idx);
+  ok = rt_idx_decode(im.data, im.len, "plain", &idx, err, sizeof err);
+  CHECK(ok && !idx.gzip && idx.dims[0] == 5 && !memcmp(idx.data, im.data + 16, 60), "plain from memory: %s",
+        ok ? "" : err);
+  rt_idx_free(&idx);
+
+  // anything else after the gzip data is refused, even a single zero byte
+  Bytes junk = {0};
+  put(&junk, two.data, two.len);
+  put(&junk, "trailing", 8);
+  BAD_IDX("junk.gz", junk.data, junk.len, "8 bytes of trailing data after the end of its gzip data");
+  junk.len = two.len + 1;
+  junk.data[two.len] = 0;
+  BAD_IDX("zero.gz", junk.data, junk.len, "1 bytes of trailing data after the end of its gzip data");
+  junk.data[two.len] = 0x1f;   // the first byte of another member, and nothing more
+  BAD_IDX("half.gz", junk.data, junk.len, "1 bytes of trailing data");
+  CHECK_ERR(rt_idx_decode(junk.data, junk.len, "half", &idx, err, sizeof err), err, "half: has 1 bytes");
+
+  // float images must hold finite numbers
+  Bytes f = {0};
+  idx_header(&f, 0x0D, 2, (uint32_t[]){2, 2});
+  uint32_t vals[4] = {0x3f800000, 0x7fc00000, 0, 0};   // 1, NaN
+  for (int i = 0; i < 4; i++)
+    put_be32(&f, vals[i]);
+  write_bytes(tmp_path("nan"), f.data, f.len);
+  RtDataset ds;
+  CHECK_ERR(rt_load_idx(tmp_path("nan"), NULL, 0, &ds, err, sizeof err), err, "nan: element 1 (sample 0) is nan",
+            "must be finite");
+  Bytes d = {0};
+  idx_header(&d, 0x0E, 2, (uint32_t[]){1, 1});
+  put(&d, "\x7f\xef\xff\xff\xff\xff\xff\xff", 8);   // DBL_MAX: beyond float
+  write_bytes(tmp_path("dmax"), d.data, d.len);
+  CHECK_ERR(rt_load_idx(tmp_path("dmax"), NULL, 0, &ds, err, sizeof err), err, "element 0 (sample 0)",
+            "within float range");
+  free(d.data);
+  free(f.data);
+  free(junk.data);
+  free(two.data);
+  free(ga);
+  free(gb);
+  free(im.data);
+  free(claim.data);
+}
+
 static void test_mismatch(void) {
   Bytes im = images_u8(), lb4 = labels_u8((const unsigned char[]){1, 2, 3, 4}, 4);
   Bytes bad = labels_u8((const unsigned char[]){1, 2, 3, 12, 200}, 5);
@@ -266,6 +342,7 @@ int main(void) {
   test_valid_u8();
   test_valid_f32_i32();
   test_malformed();
+  test_sizes_and_gzip();
   test_mismatch();
   test_dir();
   return finish("test_idx");

@@ -58,6 +58,7 @@ typedef struct Spec {
   int interlace;               // written into IHDR as is
   int extra_rows;              // rows of data beyond h (negative: fewer)
   int bad_filter;              // a filter byte to use instead of the real one on row 0
+  int empty_idat;              // an IDAT chunk with no data before the others
 } Spec;
 
 static int channels_of(int color) { return color == 2 ? 3 : color == 4 ? 2 : color == 6 ? 4 : 1; }
@@ -121,6 +122,8 @@ static Bytes encode_png(const Spec *s) {
   chunk(&b, "tEXt", "Comment\0made by test_image", 26);
   if (s->plte)
     chunk(&b, "PLTE", s->plte, 3 * s->nplte);
+  if (s->empty_idat)
+    chunk(&b, "IDAT", "", 0);
   chunk(&b, "IDAT", z, (uint32_t)zn / 2);   // two IDAT chunks, to be joined
   chunk(&b, "IDAT", z + zn / 2, (uint32_t)(zn - zn / 2));
   chunk(&b, "IEND", "", 0);
@@ -230,6 +233,18 @@ static void test_png_errors(void) {
   put(&b, good.data, good.len);
   b.data[33 + 8 + 5] ^= 1;   // a byte of the tEXt chunk (IHDR ends at 33)
   BAD_IMG("crc.png", b.data, b.len, "bad CRC in PNG chunk 'tEXt' at byte 33", "corrupt");
+  b.data[33 + 8 + 5] ^= 1;
+  b.data[16] ^= 0x40;   // IHDR's width
+  BAD_IMG("crc-ihdr.png", b.data, b.len, "bad CRC in PNG chunk 'IHDR' at byte 8");
+  b.data[16] ^= 0x40;
+  // a signature whose CRLF became LF, as a transfer in text mode does
+  Bytes lf = {0};
+  put(&lf, "\x89PNG\n\x1a\n", 7);
+  put(&lf, good.data + 8, good.len - 8);
+  BAD_IMG("text-mode.png", lf.data, lf.len, "PNG signature is damaged", "89 50 4E 47 0A 1A 0A",
+          "expected 89 50 4E 47 0D 0A 1A 0A", "binary mode");
+  BAD_IMG("sig-cut.png", "\x89PNG\r", 5, "PNG signature is damaged", "cut off");
+  free(lf.data);
   BAD_IMG("cut.png", good.data, good.len - 20, "PNG chunk 'IDAT'", "is truncated", "cut off");
   BAD_IMG("noend.png", good.data, good.len - 12, "truncated", "before its IEND chunk");
   BAD_IMG("sig.png", good.data, 8, "truncated", "before its IEND");
@@ -263,6 +278,26 @@ static void test_png_errors(void) {
   BAD_IMG("many.png", b.data, b.len, "more than the 15 bytes 4x3 pixels need");
   free(b.data);
   s.extra_rows = 0;
+  s.empty_idat = 1;   // an empty IDAT first: nothing to append (memcpy from NULL before)
+  b = encode_png(&s);
+  RtImage img;
+  char err[1024];
+  bool ok = rt_image_decode(b.data, b.len, "empty-idat.png", &img, err, sizeof err);
+  CHECK(ok && img.w == 4 && img.h == 3 && img.px[11] == 11 / 255.0f, "empty first IDAT: %s", ok ? "" : err);
+  if (ok)
+    rt_image_free(&img);
+  free(b.data);
+  s.empty_idat = 0;
+  // A header that claims 8192x8192 RGBA at 16 bits (512 MB of image data)
+  // over a few bytes of IDAT: refused once the data runs out, having
+  // allocated no more than the data that arrived.
+  uint16_t *row = calloc(3 * 8192 * 4, sizeof(uint16_t));   // the three rows written
+  s = (Spec){.w = 8192, .h = 8192, .color = 6, .depth = 16, .samples = row, .extra_rows = 3 - 8192};
+  b = encode_png(&s);
+  BAD_IMG("claim.png", b.data, b.len, "holds 196611 bytes, expected 536879104 for 8192x8192 pixels");
+  free(b.data);
+  free(row);
+  s = (Spec){.w = 4, .h = 3, .color = 0, .depth = 8, .samples = px};
   s.bad_filter = 7;
   b = encode_png(&s);
   BAD_IMG("filter.png", b.data, b.len, "unknown filter type 7 on row 0");
@@ -312,7 +347,13 @@ static void test_pgm(void) {
     rt_image_free(&img);
   BAD_IMG("t.pgm", "P5 2 2 255\n\x01\x02\x03", 14, "is truncated", "2x2 pixels need 4 bytes", "found 3");
   BAD_IMG("v.pgm", "P2 2 1 7 3 9", 12, "pixel 1 (x 1, y 0) is 9, above the maxval 7");
-  BAD_IMG("m.pgm", "P2 2 2 7 1 2 3", 14, "is truncated", "need 4 values, found 3");
+  BAD_IMG("m.pgm", "P2 2 2 7 1 2 3", 14, "is truncated", "need 4 values", "only 6 bytes follow the header");
+  BAD_IMG("n.pgm", "P2 2 2 7 1 2 3   ", 17, "is truncated", "need 4 values, found 3");
+  // a header that claims 64 megapixels: refused before anything is allocated for them
+  BAD_IMG("huge2.pgm", "P2 8192 8192 255\n0 0\n", 21, "is truncated", "8192x8192 pixels need 67108864 values",
+          "only 5 bytes");
+  BAD_IMG("huge5.pgm", "P5 8192 8192 255\n\0\0\0", 20, "is truncated", "need 67108864 bytes", "found 3");
+  BAD_IMG("huge16.pgm", "P5 2 2 65535\n\0\0\0\0", 17, "is truncated", "need 8 bytes", "found 4");
   BAD_IMG("z.pgm", "P5 2 2 0\n", 9, "maxval 0");
   BAD_IMG("big.pgm", "P5 2 2 70000\n", 13, "maxval is larger than 65535");
   BAD_IMG("h.pgm", "P5 2", 4, "truncated", "before the height");
@@ -358,6 +399,35 @@ static void test_resize(void) {
   CHECK(fabs(mean - mean2) < 1e-5, "area averaging keeps the mean: %g vs %g", mean, mean2);
   rt_image_free(&b);
   rt_image_free(&big);
+  // A tall thin image goes through the smaller intermediate, [h, src->w]
+  // (4 x 1 floats here, not 1000 x 2): each output row averages half the column.
+  float *col = malloc(sizeof(float) * 1000);
+  for (int i = 0; i < 1000; i++)
+    col[i] = (float)i;
+  RtImage tall = {.w = 1, .h = 1000, .px = col};
+  rt_image_resize(&tall, 2, 2, &b);
+  CHECK(fabsf(b.px[0] - 249.5f) < 1e-3f && b.px[1] == b.px[0] && fabsf(b.px[2] - 749.5f) < 1e-3f &&
+        b.px[3] == b.px[2], "tall: %g %g %g %g", b.px[0], b.px[1], b.px[2], b.px[3]);
+  rt_image_free(&b);
+  RtImage wide = {.w = 1000, .h = 1, .px = col};   // and its transpose, rows first
+  rt_image_resize(&wide, 2, 2, &b);
+  CHECK(fabsf(b.px[0] - 249.5f) < 1e-3f && b.px[2] == b.px[0] && fabsf(b.px[1] - 749.5f) < 1e-3f &&
+        b.px[3] == b.px[1], "wide: %g %g %g %g", b.px[0], b.px[1], b.px[2], b.px[3]);
+  rt_image_free(&b);
+  free(col);
+}
+
+// rt_image_file tells a damaged image from a file in another format.
+static void test_sniff(void) {
+  write_bytes(tmp_path("s.png"), "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
+  write_bytes(tmp_path("s2.png"), "\x89PNG\n\x1a\n", 7);
+  write_bytes(tmp_path("s.pgm"), "P5 1 1 255\n", 11);
+  write_bytes(tmp_path("s.csv"), "label,pixel0\n", 13);
+  write_bytes(tmp_path("s.idx"), "\0\0\x08\x01\0\0\0\0", 8);
+  CHECK(rt_image_file(tmp_path("s.png")) && rt_image_file(tmp_path("s2.png")) && rt_image_file(tmp_path("s.pgm")),
+        "images");
+  CHECK(!rt_image_file(tmp_path("s.csv")) && !rt_image_file(tmp_path("s.idx")) &&
+        !rt_image_file(tmp_path("nothing")), "not images");
 }
 
 int main(void) {
@@ -366,5 +436,6 @@ int main(void) {
   test_png_errors();
   test_pgm();
   test_resize();
+  test_sniff();
   return finish("test_image");
 }

@@ -1,0 +1,37 @@
+// fuzz_table_csv.c: the named-column CSV table (x0,x1,y...), for a vector
+// input with a scalar target, a scalar input with a vector target, and two
+// inputs with a class target. Every loaded value must be finite, and every
+// label within its classes.
+#include "fuzz.h"
+
+#include <math.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *path = fuzz_file(data, size);
+  static const RtColumns x2[] = {{"x", 2, 0}}, t1[] = {{"t", 1, 0}}, ab[] = {{"a", 3, 0}, {"b", 1, 0}};
+  static const RtColumns y1 = {"y", 1, 0}, y3 = {"y", 3, 0}, label = {"label", 1, 4};
+  static const struct {
+    const RtColumns *in;
+    int nin;
+    const RtColumns *target;
+  } layouts[] = {{x2, 1, &y1}, {t1, 1, &y3}, {ab, 2, &label}};
+  for (int k = 0; k < 3; k++) {
+    char err[1024] = "";
+    RtDataset ds;
+    bool ok = rt_load_table_csv(path, layouts[k].in, layouts[k].nin, layouts[k].target, &ds, err, sizeof err);
+    fuzz_check_message(ok, err, "rt_load_table_csv");
+    if (!ok)
+      continue;
+    for (int64_t i = 0; i < ds.n * ds.dim; i++)
+      if (!isfinite(ds.x[i]))
+        abort();
+    for (int64_t i = 0; i < ds.n * ds.tdim; i++)
+      if (!isfinite(ds.t[i]))
+        abort();
+    for (int64_t i = 0; ds.y && i < ds.n; i++)
+      if (ds.y[i] < 0 || ds.y[i] >= 4)
+        abort();
+    rt_dataset_free(&ds);
+  }
+  return 0;
+}
