@@ -34,8 +34,8 @@ for bits in 0000c07f 0000807f; do
 done
 
 # The mean of 'normalize' becomes "nan" (the header keeps its length).
-"$nnc" train models/logreg.nn --data "$tmp/d.csv" --epochs 1 --normalize --threads 1 --progress none \
-  --out "$tmp/run" >"$tmp/train.log" 2>&1
+"$nnc" train models/logreg.nn --data "$tmp/d.csv" --epochs 1 --normalize --threads 1 --progress none --overwrite \
+  --out "$tmp/run" >"$tmp/train.log" 2>&1 || { bad "second training failed"; cat "$tmp/train.log"; }
 perl -0777 -pi -e 's/("normalize":")([^ "]*)/$1 . sprintf("%-*s", length($2), "nan")/e' "$ck"
 "$nnc" predict models/logreg.nn --weights "$ck" "$tmp/d.csv" >"$tmp/norm.log" 2>&1
 if [ $? = 1 ] && grep -q "metadata 'normalize' is 'nan" "$tmp/norm.log"; then
