@@ -47,7 +47,9 @@ static const char *const usage_train =
     "      --val-split F     hold out this fraction of the training data for validation\n"
     "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME, or\n"
     "                        with --resume, the run the checkpoint belongs to)\n"
-    "      --resume CKPT     continue from a checkpoint `nnc train` wrote\n"
+    "      --resume CKPT     continue from a checkpoint `nnc train` wrote, with the\n"
+    "                        run's --batch, --lr, --seed, --val-split, --limit and\n"
+    "                        --no-shuffle (another --lr may be given)\n"
     "      --init WEIGHTS    start a new run from these weights, with fresh optimizer\n"
     "                        state: an nnc checkpoint, or a PyTorch state_dict saved\n"
     "                        with safetensors under nnc's names\n"
@@ -199,7 +201,7 @@ int cli_train(int argc, char **argv) {
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
     case 'e': if (!cli_int(optarg, 0, RT_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
-    case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
@@ -245,6 +247,9 @@ int cli_train(int argc, char **argv) {
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
+      .given = (batch > 0 ? RT_GIVEN_BATCH : 0) | (lr > 0 ? RT_GIVEN_LR : 0) | (seed >= 0 ? RT_GIVEN_SEED : 0) |
+               (val >= 0 ? RT_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? RT_GIVEN_LIMIT : 0) |
+               (noshuffle ? RT_GIVEN_SHUFFLE : 0),
   };
   RtTrainResult res;
   bool ok = rt_train(m, &o, stdout, &res);

@@ -401,6 +401,59 @@ static bool start_weights(Run *r, char *err, size_t errsz) {
   return true;
 }
 
+// A resume continues with the run's settings: those the command line left
+// out are taken from the checkpoint, and one given otherwise is refused,
+// since the run would not go on as it began (a new --lr only changes the
+// steps to come). Files written before checkpoints kept settings pass.
+static bool resume_settings(const RtTrainOpts *o, RtTrainOpts *eff, char *err, size_t errsz) {
+  RtRunSettings u;
+  bool has;
+  *eff = *o;
+  if (!o->resume)
+    return true;
+  if (!rt_checkpoint_run(o->resume, &u, &has, err, errsz))
+    return false;
+  if (!has)
+    return true;
+  char run[64] = "", now[64] = "";
+  const char *flag = NULL;
+  if ((o->given & RT_GIVEN_BATCH) && o->batch != u.batch) {
+    flag = "--batch";
+    snprintf(run, sizeof run, "--batch %d", u.batch);
+    snprintf(now, sizeof now, "--batch %d", o->batch);
+  } else if ((o->given & RT_GIVEN_SEED) && o->seed != u.seed) {
+    flag = "--seed";
+    snprintf(run, sizeof run, "--seed %llu", (unsigned long long)u.seed);
+    snprintf(now, sizeof now, "--seed %llu", (unsigned long long)o->seed);
+  } else if ((o->given & RT_GIVEN_VAL_SPLIT) && o->val_split != u.val_split) {
+    flag = "--val-split";
+    snprintf(run, sizeof run, "--val-split %g", u.val_split);
+    snprintf(now, sizeof now, "--val-split %g", o->val_split);
+  } else if ((o->given & RT_GIVEN_LIMIT) && o->limit != u.limit) {
+    flag = "--limit";
+    snprintf(run, sizeof run, u.limit ? "--limit %lld" : "no --limit", (long long)u.limit);
+    snprintf(now, sizeof now, "--limit %lld", (long long)o->limit);
+  } else if ((o->given & RT_GIVEN_SHUFFLE) && o->shuffle != u.shuffle) {
+    flag = "--no-shuffle";
+    snprintf(run, sizeof run, "the data shuffled");
+    snprintf(now, sizeof now, "--no-shuffle");
+  }
+  if (flag) {
+    rt_errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
+              "---> HINT: leave %s out (a resume takes the run's), or start a new run from these weights with "
+              "--init %s", o->resume, run, now, flag, o->resume);
+    return false;
+  }
+  eff->batch = u.batch;
+  eff->seed = u.seed;
+  eff->val_split = u.val_split;
+  eff->limit = u.limit;
+  eff->shuffle = u.shuffle;
+  if (!(o->given & RT_GIVEN_LR))
+    eff->lr = u.lr;
+  return true;
+}
+
 // A new run into a place that holds another run's checkpoint would lose it.
 static bool check_fresh(const Run *r, char *err, size_t errsz) {
   struct stat st;
@@ -488,13 +541,17 @@ static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, siz
 }
 
 bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
-  Run r = {.m = m, .o = o, .out = out, .dir = {.lock_fd = -1}};
+  Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}};
   char err[2048];
+  RtTrainOpts eff;
   bool reported = false;
   double t0 = now_seconds();
   *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
+  if (!resume_settings(o, &eff, err, sizeof err))
+    goto fail;
+  r.o = o = &eff;
   if (!rt_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
   if (o->backend == RT_BACKEND_CPU) {
@@ -508,8 +565,22 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     goto fail;
   int64_t start_epoch = r.info.epoch;
   r.first_step = rt_exec_steps(r.ex);
+  if (o->resume && o->normalize && !r.info.normalized) {
+    rt_errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
+              "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "
+              "from these weights with --init %s", o->resume, o->resume);
+    goto fail;
+  }
   if (!prepare_data(&r, err, sizeof err))
     goto fail;
+  if (o->resume && r.info.has_run && r.info.run.samples != r.train.n) {
+    rt_errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "
+              "the run's data, or start a new run from these weights with --init %s", o->resume,
+              (long long)r.info.run.samples, o->data, (long long)r.train.n, o->resume);
+    goto fail;
+  }
+  r.info.run = (RtRunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n};
+  r.info.has_run = true;
   if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
   if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))

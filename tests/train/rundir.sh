@@ -164,6 +164,26 @@ q --epochs 2 --out "$tmp/res" --resume "$tmp/torch.safetensors" >"$tmp/res.log" 
 [ $? = 1 ] && grep -q "holds weights but no training state" "$tmp/res.log" && grep -q "HINT: start a new run from these weights with --init" "$tmp/res.log" \
   && ok "--resume from plain weights says to use --init" || { bad "--resume plain"; cat "$tmp/res.log"; }
 
+# A resume takes the run's settings: without --batch and --lr it goes on
+# with the run's, bit for bit; another --batch, --seed, --limit,
+# --val-split, --no-shuffle or --normalize, or other data, is refused,
+# naming what the run had.
+q --epochs 2 --batch 8 --out "$tmp/s2" -q && q --epochs 1 --batch 8 --out "$tmp/s1" -q && cp -r "$tmp/s1" "$tmp/s1.first" \
+  && "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --threads 1 --progress none --epochs 2 -q \
+       --resume "$tmp/s1/checkpoint.safetensors" && cmp -s "$tmp/s1/checkpoint.safetensors" "$tmp/s2/checkpoint.safetensors" \
+  && ok "a resume continues with the run's --batch and --lr" || bad "a resume without the run's flags differs"
+head -33 "$tmp/q.csv" >"$tmp/q32.csv"
+for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--seed 2:trained with --seed 1; resuming it with --seed 2" \
+    "--limit 10:trained with no --limit; resuming it with --limit 10" "--val-split 0.5:with --val-split 0; resuming it with --val-split 0.5" \
+    "--no-shuffle:trained with the data shuffled; resuming it with --no-shuffle" "--normalize:trained without --normalize" \
+    "--data $tmp/q32.csv:the run trained on 64 samples, but .*q32.csv gives 32"; do
+  q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" ${args%%:*} >"$tmp/s.log" 2>&1
+  [ $? = 1 ] && grep -q "${args#*:}" "$tmp/s.log" && grep -q "HINT: .*--init" "$tmp/s.log" \
+    && ok "a resume with ${args%%:*} is refused" || { bad "a resume with ${args%%:*}"; cat "$tmp/s.log"; }
+done
+q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
+  && ok "a resume may change --lr" || bad "a resume with another --lr"
+
 # A test set that does not load is an error; --no-test trains without one.
 idx() {   # idx FILE MAGIC3 COUNT [28 28]: an IDX header for COUNT samples, then zeros
   f=$1 m=$2 n=$3
