@@ -11,6 +11,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -920,6 +921,15 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
     }
     if (!csv_number(c, f, &v))
       return false;
+    if (!y || at < t->in_dim) {   // a value float32 cannot hold would become an infinity
+      if (fabs(v) > FLT_MAX) {
+        char name[64];
+        rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %g is too large for float32 (at most %g in "
+                  "magnitude)\n---> HINT: scale the column down", c->path, (long long)c->line, f + 1,
+                  csv_colname(c, f, name, sizeof name), v, FLT_MAX);
+        return false;
+      }
+    }
     if (at < t->in_dim)
       x[at] = (float)v;
     else if (y && !csv_check(c, f, v, y))
@@ -961,8 +971,10 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   }
   Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .err = err, .errsz = errsz,
            .nclasses = classes ? target->nclasses : 0};
+  if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+    c.p += 3;   // the byte-order mark spreadsheets write before the header
   int64_t *slot = NULL;
-  bool ok = strspn(text, " \t\r\n") < len;
+  bool ok = strspn(c.p, " \t\r\n") < (size_t)(c.end - c.p);
   if (!ok) {
     char example[200];
     table_example(&t, example, sizeof example);

@@ -3,7 +3,8 @@
 // one after another, class and real-valued targets, no target (prediction),
 // skipped columns, values kept unscaled; and each header error: a missing
 // column, a name given twice (with both positions), two names for one value,
-// a column that fits two inputs.
+// a column that fits two inputs; a byte-order mark before the header; a
+// value too large for float32.
 #include "rt_test.h"
 
 static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
@@ -41,6 +42,11 @@ static void test_valid(void) {
         "class target: %s", ok ? "" : err);
   if (ok)
     rt_dataset_free(&ds);
+  // the byte-order mark a spreadsheet writes before the header; the largest float32 values
+  ok = load("bom.csv", "\xEF\xBB\xBF" "a0,a1,a2,b,y0,y1\n1,2,3,3.4e38,-3.4e38,6\n", ab, 2, &y2, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 1 && ds.x[0] == 1 && ds.x[3] == 3.4e38f && ds.t[0] == -3.4e38f, "BOM: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
 }
 
 #define BAD_TABLE(name, text, in, nin, t, ...)                                           \
@@ -66,6 +72,11 @@ static void test_errors(void) {
             "outside [0, 4)");
   BAD_TABLE("e9.csv", "a0,a1,a2,b\n1,2,x,4\n", ab, 2, NULL, "line 2, column 3 (a2)", "'x' is not a number");
   BAD_TABLE("e10.csv", "", ab, 2, &y2, "is empty", "a0,a1,a2,b,y0,y1");
+  // a value float32 cannot hold is refused, not read as an infinity
+  BAD_TABLE("e12.csv", "a0,a1,a2,b,y0,y1\n1,2,3,1e39,5,6\n", ab, 2, &y2, "line 2, column 4 (b)",
+            "1e+39 is too large for float32");
+  BAD_TABLE("e13.csv", "a0,a1,a2,b,y0,y1\n1,2,3,4,5,-4e38\n", ab, 2, &y2, "line 2, column 6 (y1)", "too large");
+  BAD_TABLE("e14.csv", "\xEF\xBB\xBF\n", ab, 2, &y2, "is empty");
   static const RtColumns wide = {"p", 784, 0};
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
