@@ -467,6 +467,11 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
               "of images, or CSV files; give the files inside (%s/*.png)", path, path);
     return false;
   }
+  if (!S_ISREG(st.st_mode)) {   // read twice (its kind, then its samples); a FIFO blocks
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+              "and give its path", path);
+    return false;
+  }
   FileKind kind = file_kind(path);
   const IrNode *t = m->target;
   if (kind != FILE_CSV && (m->ninputs > 1 || (t && t->dtype != DT_I32))) {

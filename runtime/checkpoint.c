@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CKPT_FORMAT "nnc-checkpoint-1"
 
@@ -147,10 +148,25 @@ static bool read_run(const RtStFile *f, RtRunSettings *u, bool *has, char *err, 
   return true;
 }
 
+// The file a checkpoint is read from must be a regular file: a FIFO
+// would block the reader, and a run directory means the checkpoint in it.
+static bool check_file(const char *path, char *err, size_t errsz) {
+  struct stat st;
+  if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+    return true;   // the reader names a missing file
+  if (S_ISDIR(st.st_mode))
+    rt_errorf(err, errsz, "%s: is a directory, not a checkpoint\n---> HINT: give the checkpoint file, such as "
+              "%s%scheckpoint.safetensors for a run directory", path, path, path[strlen(path) - 1] == '/' ? "" : "/");
+  else
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device), so it cannot be a checkpoint\n"
+              "---> HINT: save the weights to a file and give its path", path);
+  return false;
+}
+
 bool rt_checkpoint_run(const char *path, RtRunSettings *run, bool *has, char *err, size_t errsz) {
   RtStFile f;
   *has = false;
-  if (!rt_st_read(path, &f, err, errsz))
+  if (!check_file(path, err, errsz) || !rt_st_read(path, &f, err, errsz))
     return false;
   bool ok = read_run(&f, run, has, err, errsz);
   rt_st_free(&f);
@@ -302,7 +318,7 @@ static bool check_finite(const RtStFile *f, const char *name, int64_t k, char *e
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
                         char *err, size_t errsz) {
   RtStFile f;
-  if (!rt_st_read(path, &f, err, errsz))
+  if (!check_file(path, err, errsz) || !rt_st_read(path, &f, err, errsz))
     return false;
   bool ok = false;
   RtCkptInfo tmp;

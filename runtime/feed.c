@@ -166,6 +166,11 @@ bool rt_load_model_data(const Model *m, const char *path, const char *split, boo
               path, strerror(errno));
     return false;
   }
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {   // read twice (its layout, then its rows); a FIFO blocks
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+              "and give its path", path);
+    return false;
+  }
   bool dir = S_ISDIR(st.st_mode), pixels = !dir && pixel_layout(path);
   if ((dir || pixels) && m->ninputs > 1) {
     rt_errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d (%s)\n---> HINT: give a CSV file with "

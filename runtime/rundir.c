@@ -216,7 +216,7 @@ static int64_t row_epoch(const char *line, size_t len, bool json) {
 
 // The log as it is (an empty buffer when there is none).
 static bool read_log(const RtRunDir *d, StrBuf *b, char *err, size_t errsz) {
-  int fd = open(d->metrics, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = open(d->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);   // a FIFO would block
   if (fd < 0 && errno == ENOENT)
     return true;
   struct stat st;

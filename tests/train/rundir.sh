@@ -3,7 +3,8 @@
 # never followed, --overwrite and --resume, the metrics log cut back to the
 # checkpoint, a failed metrics write, --out as a file or as a .safetensors
 # path, --epochs 0, --init with PyTorch-style plain weights, and the test set
-# that does not load. Data: small CSV and IDX files made here.
+# that does not load, resume settings, FIFOs never opened. Data: small CSV
+# and IDX files made here.
 nnc=$1
 cd "$2" || exit 1
 tmp=$(mktemp -d)
@@ -183,6 +184,32 @@ for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--
 done
 q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
   && ok "a resume may change --lr" || bad "a resume with another --lr"
+
+# Nothing blocks on a FIFO: a metrics log, a checkpoint or data that is one
+# is refused (it used to hang); a run directory given as the weights points
+# at the checkpoint inside.
+mkfifo "$tmp/fifo"
+cp -r "$tmp/s1" "$tmp/ff" && rm "$tmp/ff/metrics.csv" && mkfifo "$tmp/ff/metrics.csv"
+timeout 60 "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --epochs 2 --progress none -q \
+  --resume "$tmp/ff/checkpoint.safetensors" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "cannot read the metrics log '.*ff/metrics.csv': not a regular file" "$tmp/ff.log" \
+  && ok "a metrics log that is a FIFO is refused" || { bad "metrics FIFO"; cat "$tmp/ff.log"; }
+for flag in --resume --init; do
+  timeout 60 "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --epochs 2 --progress none -q --out "$tmp/ff2" \
+    $flag "$tmp/fifo" >"$tmp/ff.log" 2>&1
+  [ $? = 1 ] && grep -q "fifo: is not a regular file (a pipe or a device), so it cannot be a checkpoint" "$tmp/ff.log" \
+    && ok "$flag FIFO is refused" || { bad "$flag FIFO"; cat "$tmp/ff.log"; }
+done
+timeout 60 "$nnc" train models/quadratic.nn --epochs 1 --progress none --out "$tmp/ff3" --data "$tmp/fifo" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "fifo: is not a regular file" "$tmp/ff.log" && grep -q "HINT: save the data to a file" "$tmp/ff.log" \
+  && ok "--data FIFO is refused" || { bad "--data FIFO"; cat "$tmp/ff.log"; }
+timeout 60 "$nnc" eval models/quadratic.nn --data "$tmp/q.csv" --weights "$tmp/s1" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "s1: is a directory, not a checkpoint" "$tmp/ff.log" \
+  && grep -q "HINT: give the checkpoint file, such as .*s1/checkpoint.safetensors" "$tmp/ff.log" \
+  && ok "eval --weights RUNDIR names the checkpoint inside" || { bad "eval --weights RUNDIR"; cat "$tmp/ff.log"; }
+timeout 60 "$nnc" predict models/quadratic.nn --weights "$tmp/s1/checkpoint.safetensors" "$tmp/fifo" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "fifo: is not a regular file" "$tmp/ff.log" && ok "predict on a FIFO is refused" \
+  || { bad "predict FIFO"; cat "$tmp/ff.log"; }
 
 # A test set that does not load is an error; --no-test trains without one.
 idx() {   # idx FILE MAGIC3 COUNT [28 28]: an IDX header for COUNT samples, then zeros
