@@ -392,8 +392,15 @@ static void probabilities(const Model *m, const float *out, int64_t k, double *p
 static void print_prediction(const Model *m, const char *what, const float *out, int64_t k, int top) {
   printf("%s:", what);
   if (!m->target || m->target->dtype != DT_I32) {
-    for (int64_t i = 0; i < k; i++)
-      printf(" %.6g", out[i]);
+    for (int64_t i = 0; i < k; i++) {   // the fewest digits (at least 6) that read back as the same float
+      char buf[32];
+      for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, out[i]);
+        if (strtof(buf, NULL) == out[i])
+          break;
+      }
+      printf(" %s", buf);
+    }
     printf("\n");
     return;
   }
@@ -422,7 +429,9 @@ static FileKind file_kind(const char *path) {
   size_t n = f ? fread(b, 1, sizeof b, f) : 0;
   if (f)
     fclose(f);
-  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7'))
+  // a PGM's magic P1..P7 is followed by white space; a table's header may start "P1,"
+  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' &&
+                                               strchr(" \t\r\n#", b[2]) && b[2]))
     return FILE_IMAGE;
   if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && b[0] == 0 && b[1] == 0))
     return FILE_IDX;   // gzip (IDX.gz) or an IDX header: two zero bytes, the type, the rank

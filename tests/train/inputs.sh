@@ -120,6 +120,15 @@ expect 1 "dup.csv: line 1: the column 'a' appears twice, as columns 1 and 3" pre
 printf 'a\n1\n' >"$tmp/nob.csv"
 expect 1 "nob.csv: line 1: no column 'b'" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/nob.csv"
 
+# predict prints every digit a float needs: 3 * 218107.25 + 0.5 is
+# 654322.25, which six digits round to 654322
+printf 'a,b\n218107.25,0\n' >"$tmp/wide.csv"
+expect 0 "^.*wide.csv: 654322.25$" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/wide.csv"
+# a table whose header starts like a PGM's magic (P1) is still a table
+sed 's/\bb\b/P1/g; s/\* b/* P1/' "$tmp/fixed.nn" >"$tmp/p1.nn"
+printf 'P1,a\n-4,1.5\n' >"$tmp/p1.csv"
+expect 0 "^.*p1.csv: 13$" predict "$tmp/p1.nn" --weights "$ck" "$tmp/p1.csv"
+
 # predict reports the loader's own message, and what it takes
 printf 'a,b\n1,x2\n' >"$tmp/bad.csv"
 expect 1 "bad.csv: line 2, column 2 (b): 'x2' is not a number" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/bad.csv"
