@@ -71,7 +71,8 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
   if (info->has_run) {
     const RtRunSettings *u = &info->run;
     snprintf(run, sizeof run, "batch=%d lr=%.17g seed=%" PRIu64 " val_split=%.17g limit=%" PRId64 " shuffle=%d "
-             "samples=%" PRId64, u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples);
+             "samples=%" PRId64 " id=%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
+             u->id);
   }
   if (info->has_last) {
     const RtMetrics *l = &info->last;
@@ -133,17 +134,19 @@ static bool read_run(const RtStFile *f, RtRunSettings *u, bool *has, char *err, 
   int batch = 0, shuffle = -1, end = -1;
   unsigned long long seed;
   long long limit = -1, samples = -1;
-  bool ok = sscanf(s, "batch=%d lr=%lf seed=%llu val_split=%lf limit=%lld shuffle=%d samples=%lld%n", &batch,
-                   &u->lr, &seed, &u->val_split, &limit, &shuffle, &samples, &end) == 7 && s[end] == 0 &&
+  char id[20] = "";
+  bool ok = sscanf(s, "batch=%d lr=%lf seed=%llu val_split=%lf limit=%lld shuffle=%d samples=%lld id=%16[0-9a-f]%n",
+                   &batch, &u->lr, &seed, &u->val_split, &limit, &shuffle, &samples, id, &end) == 8 && s[end] == 0 &&
             batch >= 1 && batch <= RT_MAX_BATCH && isfinite(u->lr) && u->lr > 0 && u->val_split >= 0 &&
             u->val_split < 1 && limit >= 0 && (shuffle == 0 || shuffle == 1) && samples >= 1;
   if (!ok) {
     rt_errorf(err, errsz, "%s: the checkpoint's metadata 'run' is '%.200s', not 'batch=B lr=X seed=S val_split=F "
-              "limit=L shuffle=0|1 samples=N'\n---> HINT: the file is damaged or was not written by `nnc train`",
+              "limit=L shuffle=0|1 samples=N id=HEX'\n---> HINT: the file is damaged or was not written by `nnc train`",
               f->path, s);
     return false;
   }
-  *u = (RtRunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples};
+  *u = (RtRunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples, ""};
+  memcpy(u->id, id, sizeof id);
   *has = true;
   return true;
 }

@@ -160,6 +160,8 @@ typedef struct RtRunSettings {
   int64_t limit;         // 0: all the data
   bool shuffle;
   int64_t samples;       // training samples after --limit and the split
+  char id[20];           // drawn when the run starts, kept by its resumes: a
+                         // resume may replace only its own run's checkpoint
 } RtRunSettings;
 
 // Where training stood when a checkpoint was written.

@@ -11,6 +11,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,11 +455,63 @@ static bool resume_settings(const RtTrainOpts *o, RtTrainOpts *eff, char *err, s
   return true;
 }
 
-// A new run into a place that holds another run's checkpoint would lose it.
+// FNV-1a over n bytes, eight at a time.
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (; n >= 8; b += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, b, 8);
+    h = (h ^ w) * 1099511628211ULL;
+  }
+  for (; n > 0; b++, n--)
+    h = (h ^ *b) * 1099511628211ULL;
+  return h;
+}
+
+// A new run's id: a hash of all that decides its course (the initial
+// weights, the settings, the training data), so that two runs share one
+// only when they compute the same thing, and the same command gives the
+// same checkpoint, bit for bit.
+static void new_run_id(const Run *r, char *id, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < rt_exec_num_state(r->ex); i++) {
+    int64_t k;
+    const float *v = rt_exec_state_data(r->ex, i, &k);
+    h = hash_bytes(h, v, sizeof(float) * k);
+  }
+  const RtRunSettings *u = &r->info.run;
+  int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
+  double reals[] = {u->lr, u->val_split};
+  h = hash_bytes(hash_bytes(h, nums, sizeof nums), reals, sizeof reals);
+  const RtDataset *d = &r->train;
+  h = d->x ? hash_bytes(h, d->x, sizeof(float) * d->n * d->dim) : hash_bytes(h, d->x8, d->n * d->dim);
+  if (d->y)
+    h = hash_bytes(h, d->y, sizeof(int32_t) * d->n);
+  if (d->t)
+    h = hash_bytes(h, d->t, sizeof(float) * d->n * d->tdim);
+  snprintf(id, n, "%016" PRIx64, h);
+}
+
+// A run into a place that holds another run's checkpoint would lose it: a
+// new run unless --overwrite says so, a resume unless the checkpoint there
+// is of the run it continues (an earlier copy of it rolls the run back).
 static bool check_fresh(const Run *r, char *err, size_t errsz) {
   struct stat st;
-  if (r->o->resume || r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
+  if (r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
     return true;
+  if (r->o->resume) {
+    RtRunSettings here, there;
+    bool has_here, has_there;
+    char ignored[512];
+    if (!rt_checkpoint_run(r->dir.ckpt, &here, &has_here, ignored, sizeof ignored) || !has_here ||
+        !rt_checkpoint_run(r->o->resume, &there, &has_there, ignored, sizeof ignored) || !has_there ||
+        !strcmp(here.id, there.id))
+      return true;   // the same run, or files that do not say (written before runs had ids)
+    rt_errorf(err, errsz, "%s belongs to another run than %s; resuming that run there would replace it\n"
+              "---> HINT: leave --out out to continue in the checkpoint's own run, or give another --out",
+              r->dir.ckpt, r->o->resume);
+    return false;
+  }
   rt_errorf(err, errsz, "%s is an earlier run's checkpoint; a new run would replace it\n---> HINT: continue that "
             "run with --resume %s, start over with --overwrite, or give another --out", r->dir.ckpt, r->dir.ckpt);
   return false;
@@ -579,7 +632,13 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
               (long long)r.info.run.samples, o->data, (long long)r.train.n, o->resume);
     goto fail;
   }
-  r.info.run = (RtRunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n};
+  char id[20];
+  memcpy(id, r.info.run.id, sizeof id);
+  r.info.run = (RtRunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
+  if (o->resume && r.info.has_run)
+    memcpy(r.info.run.id, id, sizeof id);
+  else
+    new_run_id(&r, r.info.run.id, sizeof r.info.run.id);
   r.info.has_run = true;
   if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;

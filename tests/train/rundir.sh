@@ -185,6 +185,16 @@ done
 q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
   && ok "a resume may change --lr" || bad "a resume with another --lr"
 
+# A resume into another run's directory is refused, its checkpoint and
+# metrics left as they were; an earlier copy of the run's own checkpoint
+# still rolls the run back.
+q --epochs 3 --seed 5 --out "$tmp/other" -q && cp "$tmp/other/checkpoint.safetensors" "$tmp/other.ckpt" \
+  && cp "$tmp/other/metrics.csv" "$tmp/other.csv" || bad "the other run failed"
+q --epochs 2 --out "$tmp/other" --resume "$tmp/s1/checkpoint.safetensors" >"$tmp/other.log" 2>&1
+[ $? = 1 ] && grep -q "other/checkpoint.safetensors belongs to another run than .*s1/checkpoint.safetensors" "$tmp/other.log" \
+  && cmp -s "$tmp/other/checkpoint.safetensors" "$tmp/other.ckpt" && cmp -s "$tmp/other/metrics.csv" "$tmp/other.csv" \
+  && ok "a resume into another run's directory is refused, its files kept" || { bad "resume into another run"; cat "$tmp/other.log"; }
+
 # Nothing blocks on a FIFO: a metrics log, a checkpoint or data that is one
 # is refused (it used to hang); a run directory given as the weights points
 # at the checkpoint inside.
