@@ -303,8 +303,9 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
     }
     limit_dataset(&r->test, o->test_limit);
   }
-  if (r->train.n == 0) {
-    rt_errorf(err, errsz, "%s: no training samples left", o->data);
+  if (r->train.n == 0) {   // a split that holds out every sample
+    rt_errorf(err, errsz, "%s: --val-split %g holds out all %lld samples for validation, leaving none to train on\n"
+              "---> HINT: lower --val-split, or give more data", o->data, o->val_split, (long long)r->val.n);
     return false;
   }
   if (o->normalize && !r->info.normalized) {

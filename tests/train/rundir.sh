@@ -195,6 +195,12 @@ q --epochs 2 --out "$tmp/other" --resume "$tmp/s1/checkpoint.safetensors" >"$tmp
   && cmp -s "$tmp/other/checkpoint.safetensors" "$tmp/other.ckpt" && cmp -s "$tmp/other/metrics.csv" "$tmp/other.csv" \
   && ok "a resume into another run's directory is refused, its files kept" || { bad "resume into another run"; cat "$tmp/other.log"; }
 
+# A validation split that leaves nothing to train on says so.
+head -3 "$tmp/q.csv" >"$tmp/q2.csv"
+q --epochs 1 --data "$tmp/q2.csv" --val-split 0.9 --out "$tmp/vs" >"$tmp/vs.log" 2>&1
+[ $? = 1 ] && grep -q "q2.csv: --val-split 0.9 holds out all 2 samples for validation, leaving none" "$tmp/vs.log" \
+  && ok "a split that leaves no training samples names --val-split" || { bad "--val-split 0.9 of 2"; cat "$tmp/vs.log"; }
+
 # Nothing blocks on a FIFO: a metrics log, a checkpoint or data that is one
 # is refused (it used to hang); a run directory given as the weights points
 # at the checkpoint inside.
