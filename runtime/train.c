@@ -645,6 +645,10 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     goto fail;
   if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
+  struct stat st;
+  if (o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
+      !rt_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
+    goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
   if (!rt_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
   if (!o->quiet)

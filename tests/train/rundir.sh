@@ -45,6 +45,14 @@ else
 fi
 q --epochs 1 --out "$tmp/a" --overwrite -q && [ "$(wc -l <"$tmp/a/metrics.csv")" = 2 ] \
   && ok "--overwrite starts over" || bad "--overwrite"
+# An --overwrite run that fails in its first epoch leaves the new run's
+# epoch-0 checkpoint beside its empty log, not the old run's checkpoint,
+# whose metrics rows are gone.
+q --epochs 3 --out "$tmp/ow" -q && printf 't,speed\n1e30,1e30\n1,2\n' >"$tmp/huge.csv"
+q --epochs 3 --out "$tmp/ow" --overwrite --data "$tmp/huge.csv" >"$tmp/ow.log" 2>&1
+[ $? = 1 ] && [ "$(wc -l <"$tmp/ow/metrics.csv")" = 1 ] \
+  && head -c 1000 "$tmp/ow/checkpoint.safetensors" | tr -c '[:print:]' ' ' | grep -q '"epoch":"0"' \
+  && ok "a failed --overwrite run leaves a checkpoint that agrees with its log" || { bad "--overwrite then failure"; cat "$tmp/ow.log"; }
 q --epochs 1 --out "$tmp/a" --resume "$tmp/a/checkpoint.safetensors" --overwrite >"$tmp/both.log" 2>&1
 [ $? = 2 ] && grep -q "resume continues a run; --overwrite starts a new one" "$tmp/both.log" \
   && ok "--resume with --overwrite is a usage error" || { bad "--resume --overwrite"; cat "$tmp/both.log"; }
