@@ -275,8 +275,14 @@ static bool check_tensors(RtExec *ex, const RtStFile *f, bool weights_only, bool
                 n->name, ir_type_str(n, a, sizeof a), hint);
       return false;
     }
-    bool same = t->dtype == RT_F32 && t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
-    if (!same) {
+    bool same_shape = t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
+    if (same_shape && t->dtype != RT_F32) {
+      rt_errorf(err, errsz, "%s: tensor '%s' is %s in the checkpoint, but nnc's weights are F32\n---> HINT: save "
+                "the tensors as float32 (from PyTorch: {k: v.float() for k, v in model.state_dict().items()})",
+                path, n->name, rt_dtype_name(t->dtype));
+      return false;
+    }
+    if (!same_shape) {
       ir_shape_str(t->ndim, t->shape, b, sizeof b);
       rt_errorf(err, errsz, "%s: tensor '%s' is %s %s in the checkpoint but f32%s in this model, so the "
                 "checkpoint is from another model\n%s", path, n->name, rt_dtype_name(t->dtype), b,
