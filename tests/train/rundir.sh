@@ -24,7 +24,12 @@ first=$!   # nnc's own pid: not started through a function
 for i in $(seq 200); do [ "$(cat "$tmp/busy/train.lock" 2>/dev/null)" = $first ] && break; sleep 0.05; done
 q --epochs 1 --out "$tmp/busy" --overwrite >"$tmp/busy.log" 2>&1
 status=$?
+# DIR/checkpoint.safetensors is DIR's run: the same lock, not CHECKPOINT.lock beside it
+q --epochs 1 --out "$tmp/busy/checkpoint.safetensors" --overwrite >"$tmp/busy2.log" 2>&1
+status2=$?
 kill $first; wait $first 2>/dev/null
+[ $status2 = 1 ] && grep -q "busy is in use by another training (pid $first)" "$tmp/busy2.log" && [ ! -e "$tmp/busy/checkpoint.lock" ] \
+  && ok "--out DIR/checkpoint.safetensors takes DIR's lock" || { bad "--out DIR/checkpoint.safetensors: $status2"; cat "$tmp/busy2.log"; }
 if [ $status = 1 ] && grep -q "busy is in use by another training (pid $first), which holds its lock" "$tmp/busy.log"; then
   ok "a second run into a busy directory fails, naming the first one's pid"
 else
