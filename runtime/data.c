@@ -973,6 +973,18 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
            .nclasses = classes ? target->nclasses : 0};
   if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
     c.p += 3;   // the byte-order mark spreadsheets write before the header
+  const char *nul = memchr(text, 0, len);
+  if (nul) {   // the reader stops at one, and would drop the rest of its line unseen
+    int64_t line = 1;
+    for (const char *q = text; q < nul; q++)
+      line += *q == '\n';
+    rt_errorf(err, errsz, "%s: line %lld holds a NUL byte (at byte %lld)\n---> HINT: a table is a text file; is "
+              "this a binary file, or text in UTF-16?", path, (long long)line, (long long)(nul - text));
+    free(text);
+    free(t.group);
+    free(t.at);
+    return false;
+  }
   int64_t *slot = NULL;
   bool ok = strspn(c.p, " \t\r\n") < (size_t)(c.end - c.p);
   if (!ok) {

@@ -4,7 +4,7 @@
 // skipped columns, values kept unscaled; and each header error: a missing
 // column, a name given twice (with both positions), two names for one value,
 // a column that fits two inputs; a byte-order mark before the header; a
-// value too large for float32.
+// value too large for float32; a NUL byte.
 #include "rt_test.h"
 
 static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
@@ -77,6 +77,14 @@ static void test_errors(void) {
             "1e+39 is too large for float32");
   BAD_TABLE("e13.csv", "a0,a1,a2,b,y0,y1\n1,2,3,4,5,-4e38\n", ab, 2, &y2, "line 2, column 6 (y1)", "too large");
   BAD_TABLE("e14.csv", "\xEF\xBB\xBF\n", ab, 2, &y2, "is empty");
+  {   // a NUL byte inside a number: "2\0" "003" read as 2, the rest of the line unseen
+    static const char nul[] = "a0,a1,a2,b\n1,2,3,4\n1,2\0" "003,4\n";
+    RtDataset ds;
+    char err[1024];
+    write_bytes(tmp_path("e15.csv"), nul, sizeof nul - 1);
+    CHECK_ERR(rt_load_table_csv(tmp_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3 holds "
+              "a NUL byte (at byte 22)", "a table is a text file");
+  }
   static const RtColumns wide = {"p", 784, 0};
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
