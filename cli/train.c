@@ -214,6 +214,10 @@ int cli_train(int argc, char **argv) {
   }
   if (optind != argc - 1)
     return cli_usage_error(usage_train, "train needs exactly one model file%s", "");
+  const char *empty = !*data ? "--data" : test && !*test ? "--test" : out && !*out ? "--out" :
+                      resume && !*resume ? "--resume" : init && !*init ? "--init" : NULL;
+  if (empty)
+    return cli_usage_error(usage_train, "%s needs a path, found ''", empty);
   if (resume && (init || overwrite))
     return cli_usage_error(usage_train, "--resume continues a run; %s starts a new one: give one of them",
                            init ? "--init" : "--overwrite");
@@ -321,6 +325,8 @@ int cli_eval(int argc, char **argv) {
   }
   if (optind != argc - 1)
     return cli_usage_error(usage_eval, "eval needs exactly one model file%s", "");
+  if (!*data || (weights && !*weights))
+    return cli_usage_error(usage_eval, "%s needs a path, found ''", !*data ? "--data" : "--weights");
   if (!weights)
     return cli_usage_error(usage_eval, "eval needs --weights CKPT%s", "");
   if (strcmp(split, "test") && strcmp(split, "train"))
@@ -535,6 +541,8 @@ int cli_predict(int argc, char **argv) {
     return cli_usage_error(usage_predict, "predict needs a model file and at least one input file%s", "");
   if (!weights)
     return cli_usage_error(usage_predict, "predict needs --weights CKPT%s", "");
+  if (!*weights)
+    return cli_usage_error(usage_predict, "--weights needs a path, found ''%s", "");
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
