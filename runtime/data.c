@@ -994,7 +994,12 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   }
   ok = ok && table_header(&c, &t, &slot);
   if (ok) {
-    int64_t cap = csv_count_lines(&c);
+    int64_t cap = 1;   // lines that are not blank: a file of newlines reserves nothing
+    for (const char *p = c.p, *nl; p < c.end; p = nl + 1) {
+      nl = memchr(p, '\n', c.end - p);
+      nl = nl ? nl : c.end;
+      cap += nl > p && !(nl == p + 1 && *p == '\r');
+    }
     out->dim = t.in_dim;
     out->x = xmalloc((size_t)(cap * t.in_dim) * sizeof(float));
     if (classes) {

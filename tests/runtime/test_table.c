@@ -4,7 +4,8 @@
 // skipped columns, values kept unscaled; and each header error: a missing
 // column, a name given twice (with both positions), two names for one value,
 // a column that fits two inputs; a byte-order mark before the header; a
-// value too large for float32; a NUL byte.
+// value too large for float32; a NUL byte; blank lines, which reserve no
+// memory.
 #include "rt_test.h"
 
 static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
@@ -89,9 +90,32 @@ static void test_errors(void) {
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
 
+// Blank lines reserve no rows: 4M of them under a header of 65536 columns
+// once reserved 4M rows of 65536 floats, a terabyte.
+static void test_blank_lines(void) {
+  static const RtColumns p = {"p", 65536, 0};
+  StrBuf b = {0};
+  for (int i = 0; i < 65536; i++)
+    sb_printf(&b, "%sp%d", i ? "," : "", i);
+  sb_putc(&b, '\n');
+  for (int i = 0; i < 65536; i++)
+    sb_printf(&b, "%s%d", i ? "," : "", i % 7);
+  for (int i = 0; i < 4 << 20; i++)
+    sb_putc(&b, '\n');
+  write_bytes(tmp_path("blank.csv"), b.data, b.len);
+  sb_free(&b);
+  RtDataset ds;
+  char err[1024];
+  bool ok = rt_load_table_csv(tmp_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 1 && ds.x[65535] == 65535 % 7, "blank lines: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+}
+
 int main(void) {
   make_tmpdir("table");
   test_valid();
   test_errors();
+  test_blank_lines();
   return finish("test_table");
 }
