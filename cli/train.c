@@ -331,6 +331,10 @@ int cli_eval(int argc, char **argv) {
     return cli_usage_error(usage_eval, "eval needs --weights CKPT%s", "");
   if (strcmp(split, "test") && strcmp(split, "train"))
     return cli_usage_error(usage_eval, "--split is test or train, found '%s'", split);
+  struct stat st;
+  if (!strcmp(split, "train") && stat(data, &st) == 0 && !S_ISDIR(st.st_mode))   // a file has one split
+    return cli_usage_error(usage_eval, "--split picks the train-* or t10k-* files of an IDX directory, but "
+                           "'%s' is a file: evaluate another file with --data", data);
   rt_set_threads((int)threads);
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
