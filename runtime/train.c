@@ -504,6 +504,9 @@ static bool check_fresh(const Run *r, char *err, size_t errsz) {
     RtRunSettings here, there;
     bool has_here, has_there;
     char ignored[512];
+    struct stat rs;
+    if (stat(r->o->resume, &rs) == 0 && rs.st_dev == st.st_dev && rs.st_ino == st.st_ino)
+      return true;   // the checkpoint there is the one resumed
     if (!rt_checkpoint_run(r->dir.ckpt, &here, &has_here, ignored, sizeof ignored) || !has_here ||
         !rt_checkpoint_run(r->o->resume, &there, &has_there, ignored, sizeof ignored) || !has_there ||
         !strcmp(here.id, there.id))
