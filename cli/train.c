@@ -47,7 +47,9 @@ static const char *const usage_train =
     "      --val-split F     hold out this fraction of the training data for validation\n"
     "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME, or\n"
     "                        with --resume, the run the checkpoint belongs to)\n"
-    "      --resume CKPT     continue from a checkpoint `nnc train` wrote\n"
+    "      --resume CKPT     continue from a checkpoint `nnc train` wrote, with the\n"
+    "                        run's --batch, --lr, --seed, --val-split, --limit and\n"
+    "                        --no-shuffle (another --lr may be given)\n"
     "      --init WEIGHTS    start a new run from these weights, with fresh optimizer\n"
     "                        state: an nnc checkpoint, or a PyTorch state_dict saved\n"
     "                        with safetensors under nnc's names\n"
@@ -199,7 +201,7 @@ int cli_train(int argc, char **argv) {
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
     case 'e': if (!cli_int(optarg, 0, RT_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
-    case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
@@ -212,6 +214,10 @@ int cli_train(int argc, char **argv) {
   }
   if (optind != argc - 1)
     return cli_usage_error(usage_train, "train needs exactly one model file%s", "");
+  const char *empty = !*data ? "--data" : test && !*test ? "--test" : out && !*out ? "--out" :
+                      resume && !*resume ? "--resume" : init && !*init ? "--init" : NULL;
+  if (empty)
+    return cli_usage_error(usage_train, "%s needs a path, found ''", empty);
   if (resume && (init || overwrite))
     return cli_usage_error(usage_train, "--resume continues a run; %s starts a new one: give one of them",
                            init ? "--init" : "--overwrite");
@@ -245,6 +251,9 @@ int cli_train(int argc, char **argv) {
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
+      .given = (batch > 0 ? RT_GIVEN_BATCH : 0) | (lr > 0 ? RT_GIVEN_LR : 0) | (seed >= 0 ? RT_GIVEN_SEED : 0) |
+               (val >= 0 ? RT_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? RT_GIVEN_LIMIT : 0) |
+               (noshuffle ? RT_GIVEN_SHUFFLE : 0),
   };
   RtTrainResult res;
   bool ok = rt_train(m, &o, stdout, &res);
@@ -316,10 +325,16 @@ int cli_eval(int argc, char **argv) {
   }
   if (optind != argc - 1)
     return cli_usage_error(usage_eval, "eval needs exactly one model file%s", "");
+  if (!*data || (weights && !*weights))
+    return cli_usage_error(usage_eval, "%s needs a path, found ''", !*data ? "--data" : "--weights");
   if (!weights)
     return cli_usage_error(usage_eval, "eval needs --weights CKPT%s", "");
   if (strcmp(split, "test") && strcmp(split, "train"))
     return cli_usage_error(usage_eval, "--split is test or train, found '%s'", split);
+  struct stat st;
+  if (!strcmp(split, "train") && stat(data, &st) == 0 && !S_ISDIR(st.st_mode))   // a file has one split
+    return cli_usage_error(usage_eval, "--split picks the train-* or t10k-* files of an IDX directory, but "
+                           "'%s' is a file: evaluate another file with --data", data);
   rt_set_threads((int)threads);
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
@@ -387,8 +402,15 @@ static void probabilities(const Model *m, const float *out, int64_t k, double *p
 static void print_prediction(const Model *m, const char *what, const float *out, int64_t k, int top) {
   printf("%s:", what);
   if (!m->target || m->target->dtype != DT_I32) {
-    for (int64_t i = 0; i < k; i++)
-      printf(" %.6g", out[i]);
+    for (int64_t i = 0; i < k; i++) {   // the fewest digits (at least 6) that read back as the same float
+      char buf[32];
+      for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, out[i]);
+        if (strtof(buf, NULL) == out[i])
+          break;
+      }
+      printf(" %s", buf);
+    }
     printf("\n");
     return;
   }
@@ -417,7 +439,9 @@ static FileKind file_kind(const char *path) {
   size_t n = f ? fread(b, 1, sizeof b, f) : 0;
   if (f)
     fclose(f);
-  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7'))
+  // a PGM's magic P1..P7 is followed by white space; a table's header may start "P1,"
+  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' &&
+                                               strchr(" \t\r\n#", b[2]) && b[2]))
     return FILE_IMAGE;
   if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && b[0] == 0 && b[1] == 0))
     return FILE_IDX;   // gzip (IDX.gz) or an IDX header: two zero bytes, the type, the rank
@@ -460,6 +484,11 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
   if (S_ISDIR(st.st_mode)) {
     rt_errorf(err, errsz, "%s: is a directory\n---> HINT: predict reads files: PNG or PGM images, IDX files "
               "of images, or CSV files; give the files inside (%s/*.png)", path, path);
+    return false;
+  }
+  if (!S_ISREG(st.st_mode)) {   // read twice (its kind, then its samples); a FIFO blocks
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+              "and give its path", path);
     return false;
   }
   FileKind kind = file_kind(path);
@@ -516,6 +545,8 @@ int cli_predict(int argc, char **argv) {
     return cli_usage_error(usage_predict, "predict needs a model file and at least one input file%s", "");
   if (!weights)
     return cli_usage_error(usage_predict, "predict needs --weights CKPT%s", "");
+  if (!*weights)
+    return cli_usage_error(usage_predict, "--weights needs a path, found ''%s", "");
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;

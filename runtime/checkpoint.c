@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CKPT_FORMAT "nnc-checkpoint-1"
 
@@ -65,8 +66,14 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
   snprintf(step, sizeof step, "%" PRId64, info->step);
   const Rng *r = rt_exec_rng(ex);
   snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
-  char row[256] = "";
+  char row[256] = "", run[256] = "";
   norm[0] = cursor[0] = 0;
+  if (info->has_run) {
+    const RtRunSettings *u = &info->run;
+    snprintf(run, sizeof run, "batch=%d lr=%.17g seed=%" PRIu64 " val_split=%.17g limit=%" PRId64 " shuffle=%d "
+             "samples=%" PRId64 " id=%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
+             u->id);
+  }
   if (info->has_last) {
     const RtMetrics *l = &info->last;
     snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
@@ -79,7 +86,7 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
   const RtMeta meta[] = {
       {"format", CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
       {"step", step},          {"dropout_rng", rng},        {"cursor", cursor},
-      {"normalize", norm},     {"metrics", row},
+      {"normalize", norm},     {"metrics", row},            {"run", run},
   };
   bool ok = rt_st_write(path, t, nt, meta, countof(meta), err, errsz);
   free(t);
@@ -115,6 +122,58 @@ static void read_last(const RtStFile *f, RtCkptInfo *info) {
   l->epoch = info->epoch;
   l->step = info->step;
   l->seconds = -1;
+}
+
+// The run's settings from the metadata "run" (*has false when there is
+// none); false when it is there but does not parse or is out of bounds.
+static bool read_run(const RtStFile *f, RtRunSettings *u, bool *has, char *err, size_t errsz) {
+  const char *s = rt_st_meta(f, "run");
+  *has = false;
+  if (!s || !*s)
+    return true;
+  int batch = 0, shuffle = -1, end = -1;
+  unsigned long long seed;
+  long long limit = -1, samples = -1;
+  char id[20] = "";
+  bool ok = sscanf(s, "batch=%d lr=%lf seed=%llu val_split=%lf limit=%lld shuffle=%d samples=%lld id=%16[0-9a-f]%n",
+                   &batch, &u->lr, &seed, &u->val_split, &limit, &shuffle, &samples, id, &end) == 8 && s[end] == 0 &&
+            batch >= 1 && batch <= RT_MAX_BATCH && isfinite(u->lr) && u->lr > 0 && u->val_split >= 0 &&
+            u->val_split < 1 && limit >= 0 && (shuffle == 0 || shuffle == 1) && samples >= 1;
+  if (!ok) {
+    rt_errorf(err, errsz, "%s: the checkpoint's metadata 'run' is '%.200s', not 'batch=B lr=X seed=S val_split=F "
+              "limit=L shuffle=0|1 samples=N id=HEX'\n---> HINT: the file is damaged or was not written by `nnc train`",
+              f->path, s);
+    return false;
+  }
+  *u = (RtRunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples, ""};
+  memcpy(u->id, id, sizeof id);
+  *has = true;
+  return true;
+}
+
+// The file a checkpoint is read from must be a regular file: a FIFO
+// would block the reader, and a run directory means the checkpoint in it.
+static bool check_file(const char *path, char *err, size_t errsz) {
+  struct stat st;
+  if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+    return true;   // the reader names a missing file
+  if (S_ISDIR(st.st_mode))
+    rt_errorf(err, errsz, "%s: is a directory, not a checkpoint\n---> HINT: give the checkpoint file, such as "
+              "%s%scheckpoint.safetensors for a run directory", path, path, path[strlen(path) - 1] == '/' ? "" : "/");
+  else
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device), so it cannot be a checkpoint\n"
+              "---> HINT: save the weights to a file and give its path", path);
+  return false;
+}
+
+bool rt_checkpoint_run(const char *path, RtRunSettings *run, bool *has, char *err, size_t errsz) {
+  RtStFile f;
+  *has = false;
+  if (!check_file(path, err, errsz) || !rt_st_read(path, &f, err, errsz))
+    return false;
+  bool ok = read_run(&f, run, has, err, errsz);
+  rt_st_free(&f);
+  return ok;
 }
 
 // Reads the metadata a resume needs; false names the bad key in err. A
@@ -158,6 +217,8 @@ static bool read_info(const RtStFile *f, RtExec *ex, bool weights_only, RtCkptIn
     return false;
   }
   read_last(f, info);
+  if (!read_run(f, &info->run, &info->has_run, err, errsz))
+    return false;
   const char *r = rt_st_meta(f, "dropout_rng");
   uint64_t st, inc;
   if (r && sscanf(r, "%" SCNx64 ":%" SCNx64, &st, &inc) == 2)
@@ -214,8 +275,14 @@ static bool check_tensors(RtExec *ex, const RtStFile *f, bool weights_only, bool
                 n->name, ir_type_str(n, a, sizeof a), hint);
       return false;
     }
-    bool same = t->dtype == RT_F32 && t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
-    if (!same) {
+    bool same_shape = t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
+    if (same_shape && t->dtype != RT_F32) {
+      rt_errorf(err, errsz, "%s: tensor '%s' is %s in the checkpoint, but nnc's weights are F32\n---> HINT: save "
+                "the tensors as float32 (from PyTorch: {k: v.float() for k, v in model.state_dict().items()})",
+                path, n->name, rt_dtype_name(t->dtype));
+      return false;
+    }
+    if (!same_shape) {
       ir_shape_str(t->ndim, t->shape, b, sizeof b);
       rt_errorf(err, errsz, "%s: tensor '%s' is %s %s in the checkpoint but f32%s in this model, so the "
                 "checkpoint is from another model\n%s", path, n->name, rt_dtype_name(t->dtype), b,
@@ -260,7 +327,7 @@ static bool check_finite(const RtStFile *f, const char *name, int64_t k, char *e
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
                         char *err, size_t errsz) {
   RtStFile f;
-  if (!rt_st_read(path, &f, err, errsz))
+  if (!check_file(path, err, errsz) || !rt_st_read(path, &f, err, errsz))
     return false;
   bool ok = false;
   RtCkptInfo tmp;

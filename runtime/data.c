@@ -902,27 +902,30 @@ static bool csv_header(Csv *c) {
 }
 
 // An upper bound on the data lines left, for sizing the arrays before
-// parsing: the line ends plus one, and no more than the bytes left hold.
-// Each row that parses takes at least 2 nfields bytes with its line end
-// (a digit and a comma or line end per field), so k rows need 2 nfields k
-// - 1 bytes; one more row may be started and fail. Blank lines thus cost
-// nothing, and the arrays are never larger than the file justifies.
-static int64_t csv_count_lines(const Csv *c) {
+// parsing: the line ends plus one, and no more than the bytes left hold. A
+// row that parses takes at least row_bytes bytes with its line end (2 for
+// each number: a digit and a comma or line end; 1 for a column that is
+// skipped unread and may be empty), so k rows need k row_bytes - 1 bytes;
+// one more row may be started and fail. Blank lines thus cost nothing, and
+// the arrays are never larger than the file justifies.
+static int64_t csv_count_lines(const Csv *c, int64_t row_bytes) {
   int64_t n = 1;
   for (const char *p = c->p; (p = memchr(p, '\n', c->end - p)); p++)
     n++;
   for (const char *p = c->p; (p = memchr(p, '\r', c->end - p)); p++)
     n++;
-  int64_t by_size = (c->end - c->p + 1) / (2 * (int64_t)c->nfields) + 1;
+  int64_t by_size = (c->end - c->p + 1) / row_bytes + 1;
   return n < by_size ? n : by_size;
 }
 
 // Parses every data line, skipping blank ones.
 static bool csv_rows(Csv *c, RtDataset *ds) {
-  int64_t cap = csv_count_lines(c);
+  int64_t cap = csv_count_lines(c, 2 * (int64_t)c->nfields);
   ds->x = xmalloc((size_t)(cap * ds->dim) * sizeof(float));
   ds->y = c->labeled ? xmalloc((size_t)cap * sizeof(int32_t)) : NULL;
   while (csv_next_row(c)) {
+    if (ds->n == cap)
+      unreachable();   // csv_count_lines bounds every row that can parse
     if (!csv_row(c, ds->x + ds->n * ds->dim, ds->y ? ds->y + ds->n : NULL))
       return false;
     ds->n++;
@@ -1163,6 +1166,15 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
     }
     if (!csv_number(c, f, &v))
       return false;
+    if (!y || at < t->in_dim) {   // a value float32 cannot hold would become an infinity
+      if (fabs(v) > FLT_MAX) {
+        char name[64];
+        rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %g is too large for float32 (at most %g in "
+                  "magnitude)\n---> HINT: scale the column down", c->path, (long long)c->line, f + 1,
+                  csv_colname(c, f, name, sizeof name), v, FLT_MAX);
+        return false;
+      }
+    }
     if (at < t->in_dim)
       x[at] = (float)v;
     else if (y && !csv_check(c, f, v, y))
@@ -1205,15 +1217,19 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
            .nclasses = classes ? target->nclasses : 0};
   csv_skip_bom(&c);
   int64_t *slot = NULL;
-  bool ok = strspn(text, " \t\r\n") < len;
+  bool ok = strspn(c.p, " \t\r\n") < (size_t)(c.end - c.p);
   if (!ok) {
     char example[200];
     table_example(&t, example, sizeof example);
     rt_errorf(err, errsz, "%s: is empty; expected a header line such as %s", path, example);
   }
   ok = ok && table_header(&c, &t, &slot);
+  int64_t cap = 0;
   if (ok) {
-    int64_t cap = csv_count_lines(&c);
+    int64_t read = 0;   // columns that hold a value: each takes 2 bytes a row, the others 1
+    for (int f = 0; f < c.nfields; f++)
+      read += slot[f] >= 0;
+    cap = csv_count_lines(&c, c.nfields + read);
     out->dim = t.in_dim;
     out->x = xmalloc((size_t)(cap * t.in_dim) * sizeof(float));
     if (classes) {
@@ -1225,6 +1241,8 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
     }
   }
   while (ok && csv_next_row(&c)) {
+    if (out->n == cap)
+      unreachable();   // csv_count_lines bounds every row that can parse
     ok = table_row(&c, &t, slot, out->x + out->n * t.in_dim, out->t ? out->t + out->n * out->tdim : NULL,
                    out->y ? out->y + out->n : NULL);
     out->n += ok;

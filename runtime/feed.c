@@ -98,21 +98,36 @@ bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz) {
   return false;
 }
 
-// The header starts "label,pixel0," or "pixel0,": the Kaggle
-// digit-recognizer layout, whose pixels are scaled by 1/255. (A table whose
-// target is named label has no pixel0 column second.)
+// The header is "label,pixel0,pixel1,...,pixelK" or "pixel0,...,pixelK",
+// the pixels numbered in order and nothing else: the Kaggle
+// digit-recognizer layout, whose pixels are scaled by 1/255. Any other
+// header is a table's, read unscaled, whatever the order of its columns
+// (a model whose input is named pixel gets "pixel1,pixel0,label" as a
+// table, not half as pixels).
 static bool pixel_layout(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return false;
-  char buf[32] = {0};
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n = getline(&line, &cap, f);
   fclose(f);
-  const char *p = n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? buf + 3 : buf;
-  if (!strncmp(p, "label,", 6))
+  bool ok = n > 0;
+  const char *p = ok && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3) ? line + 3 : line;
+  if (ok && !strncmp(p, "label,", 6))
     p += 6;
-  size_t len = strcspn(p, ",\r\n");
-  return len == 6 && !memcmp(p, "pixel0", 6);
+  for (long k = 0; ok; k++) {
+    char *end = NULL;
+    ok = !strncmp(p, "pixel", 5) && p[5] >= '0' && p[5] <= '9' && strtol(p + 5, &end, 10) == k &&
+         (p[5] != '0' || end == p + 6);   // pixel01 is no pixel1
+    if (ok && *end != ',') {
+      ok = *end == '\n' || *end == '\r' || *end == 0;
+      break;
+    }
+    p = ok ? end + 1 : p;
+  }
+  free(line);
+  return ok;
 }
 
 // "a0,a1,a2,b" for hints: one column per value of each input (long ones
@@ -164,6 +179,11 @@ bool rt_load_model_data(const Model *m, const char *path, const char *split, boo
   if (stat(path, &st) != 0) {
     rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory of IDX files (MNIST layout) or a CSV file",
               path, strerror(errno));
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {   // read twice (its layout, then its rows); a FIFO blocks
+    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+              "and give its path", path);
     return false;
   }
   bool dir = S_ISDIR(st.st_mode), pixels = !dir && pixel_layout(path);

@@ -58,6 +58,7 @@ static char *join(const char *a, const char *b) {
   return s.data;
 }
 
+
 static const char *base_name(const char *path) {
   const char *slash = strrchr(path, '/');
   return slash ? slash + 1 : path;
@@ -70,6 +71,15 @@ static bool resolve(RtRunDir *d, const char *out, char *err, size_t errsz) {
   struct stat st;
   bool exists = stat(out, &st) == 0;
   StrBuf s = {0};
+  const char *ckpt = "checkpoint.safetensors";
+  if (!strcmp(base_name(out), ckpt)) {   // DIR/checkpoint.safetensors is DIR's run: one lock for both spellings
+    int len = (int)(n - strlen(ckpt)) - 1;   // without the slash
+    sb_printf(&s, "%.*s", len > 0 ? len : 1, len >= 0 ? out : ".");
+    char *dir = s.data;
+    bool ok = resolve(d, dir, err, errsz);
+    free(dir);
+    return ok;
+  }
   if (n > k && !strcmp(out + n - k, ext)) {
     if (exists && S_ISDIR(st.st_mode)) {
       rt_errorf(err, errsz, "--out '%s' is a directory, but a path ending in .safetensors names the checkpoint "
@@ -216,7 +226,7 @@ static int64_t row_epoch(const char *line, size_t len, bool json) {
 
 // The log as it is (an empty buffer when there is none).
 static bool read_log(const RtRunDir *d, StrBuf *b, char *err, size_t errsz) {
-  int fd = open(d->metrics, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = open(d->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);   // a FIFO would block
   if (fd < 0 && errno == ENOENT)
     return true;
   struct stat st;

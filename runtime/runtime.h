@@ -138,6 +138,7 @@ bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz);
 // the largest step a double (the optimizer's bias correction) holds exactly.
 #define RT_MAX_EPOCHS 1000000
 #define RT_MAX_STEPS ((int64_t)1 << 53)
+#define RT_MAX_BATCH (1 << 20)   // --batch's largest value
 
 // One row of the metrics log: an epoch's results.
 typedef struct RtMetrics {
@@ -148,6 +149,20 @@ typedef struct RtMetrics {
   double val_loss, val_acc;      // -1 without a validation set
   double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
 } RtMetrics;
+
+// The settings that decide a run's steps and the order of its data: a
+// checkpoint keeps them, and --resume continues with them.
+typedef struct RtRunSettings {
+  int batch;
+  double lr;             // the base learning rate
+  uint64_t seed;
+  double val_split;
+  int64_t limit;         // 0: all the data
+  bool shuffle;
+  int64_t samples;       // training samples after --limit and the split
+  char id[20];           // drawn when the run starts, kept by its resumes: a
+                         // resume may replace only its own run's checkpoint
+} RtRunSettings;
 
 // Where training stood when a checkpoint was written.
 typedef struct RtCkptInfo {
@@ -161,6 +176,8 @@ typedef struct RtCkptInfo {
   bool has_last;         // false at epoch 0 and in files without one
   bool plain;            // loaded from weights without nnc's metadata (a PyTorch
                          // state_dict): nothing above is set
+  RtRunSettings run;     // the settings the run trained with
+  bool has_run;          // false in files written before checkpoints kept them
 } RtCkptInfo;
 
 // Writes every persistent tensor of ex (parameters, batchnorm statistics,
@@ -180,6 +197,11 @@ bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, ch
 // set, and its integer num_batches_tracked buffers are ignored.
 bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
                         char *err, size_t errsz);
+
+// The settings the run that wrote the checkpoint at path trained with, for
+// a resume to take before it builds the executor (*has false in a file
+// without them); false names what is wrong with the file in err.
+bool rt_checkpoint_run(const char *path, RtRunSettings *run, bool *has, char *err, size_t errsz);
 
 //
 // runtime/rundir.c
@@ -243,7 +265,13 @@ typedef struct RtTrainOpts {
   bool json;             // metrics log as JSON lines (else CSV)
   RtBackend backend;     // ref or cpu
   bool fuse;             // cpu: fuse kernels (false: one kernel per node)
+  unsigned given;        // the settings the command line gave (RT_GIVEN_*): with
+                         // resume, the others are the run's, and a given one
+                         // other than the run's is refused (but for lr)
 } RtTrainOpts;
+
+enum { RT_GIVEN_BATCH = 1, RT_GIVEN_LR = 2, RT_GIVEN_SEED = 4, RT_GIVEN_VAL_SPLIT = 8, RT_GIVEN_LIMIT = 16,
+       RT_GIVEN_SHUFFLE = 32 };
 
 // What a run reached.
 typedef struct RtTrainResult {

@@ -11,6 +11,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,8 +303,9 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
     }
     limit_dataset(&r->test, o->test_limit);
   }
-  if (r->train.n == 0) {
-    rt_errorf(err, errsz, "%s: no training samples left", o->data);
+  if (r->train.n == 0) {   // a split that holds out every sample
+    rt_errorf(err, errsz, "%s: --val-split %g holds out all %lld samples for validation, leaving none to train on\n"
+              "---> HINT: lower --val-split, or give more data", o->data, o->val_split, (long long)r->val.n);
     return false;
   }
   if (o->normalize && !r->info.normalized) {
@@ -401,11 +403,119 @@ static bool start_weights(Run *r, char *err, size_t errsz) {
   return true;
 }
 
-// A new run into a place that holds another run's checkpoint would lose it.
+// A resume continues with the run's settings: those the command line left
+// out are taken from the checkpoint, and one given otherwise is refused,
+// since the run would not go on as it began (a new --lr only changes the
+// steps to come). Files written before checkpoints kept settings pass.
+static bool resume_settings(const RtTrainOpts *o, RtTrainOpts *eff, char *err, size_t errsz) {
+  RtRunSettings u;
+  bool has;
+  *eff = *o;
+  if (!o->resume)
+    return true;
+  if (!rt_checkpoint_run(o->resume, &u, &has, err, errsz))
+    return false;
+  if (!has)
+    return true;
+  char run[64] = "", now[64] = "";
+  const char *flag = NULL;
+  if ((o->given & RT_GIVEN_BATCH) && o->batch != u.batch) {
+    flag = "--batch";
+    snprintf(run, sizeof run, "--batch %d", u.batch);
+    snprintf(now, sizeof now, "--batch %d", o->batch);
+  } else if ((o->given & RT_GIVEN_SEED) && o->seed != u.seed) {
+    flag = "--seed";
+    snprintf(run, sizeof run, "--seed %llu", (unsigned long long)u.seed);
+    snprintf(now, sizeof now, "--seed %llu", (unsigned long long)o->seed);
+  } else if ((o->given & RT_GIVEN_VAL_SPLIT) && o->val_split != u.val_split) {
+    flag = "--val-split";
+    snprintf(run, sizeof run, "--val-split %g", u.val_split);
+    snprintf(now, sizeof now, "--val-split %g", o->val_split);
+  } else if ((o->given & RT_GIVEN_LIMIT) && o->limit != u.limit) {
+    flag = "--limit";
+    snprintf(run, sizeof run, u.limit ? "--limit %lld" : "no --limit", (long long)u.limit);
+    snprintf(now, sizeof now, "--limit %lld", (long long)o->limit);
+  } else if ((o->given & RT_GIVEN_SHUFFLE) && o->shuffle != u.shuffle) {
+    flag = "--no-shuffle";
+    snprintf(run, sizeof run, "the data shuffled");
+    snprintf(now, sizeof now, "--no-shuffle");
+  }
+  if (flag) {
+    rt_errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
+              "---> HINT: leave %s out (a resume takes the run's), or start a new run from these weights with "
+              "--init %s", o->resume, run, now, flag, o->resume);
+    return false;
+  }
+  eff->batch = u.batch;
+  eff->seed = u.seed;
+  eff->val_split = u.val_split;
+  eff->limit = u.limit;
+  eff->shuffle = u.shuffle;
+  if (!(o->given & RT_GIVEN_LR))
+    eff->lr = u.lr;
+  return true;
+}
+
+// FNV-1a over n bytes, eight at a time.
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (; n >= 8; b += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, b, 8);
+    h = (h ^ w) * 1099511628211ULL;
+  }
+  for (; n > 0; b++, n--)
+    h = (h ^ *b) * 1099511628211ULL;
+  return h;
+}
+
+// A new run's id: a hash of all that decides its course (the initial
+// weights, the settings, the training data), so that two runs share one
+// only when they compute the same thing, and the same command gives the
+// same checkpoint, bit for bit.
+static void new_run_id(const Run *r, char *id, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < rt_exec_num_state(r->ex); i++) {
+    int64_t k;
+    const float *v = rt_exec_state_data(r->ex, i, &k);
+    h = hash_bytes(h, v, sizeof(float) * k);
+  }
+  const RtRunSettings *u = &r->info.run;
+  int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
+  double reals[] = {u->lr, u->val_split};
+  h = hash_bytes(hash_bytes(h, nums, sizeof nums), reals, sizeof reals);
+  const RtDataset *d = &r->train;
+  h = d->x ? hash_bytes(h, d->x, sizeof(float) * d->n * d->dim) : hash_bytes(h, d->x8, d->n * d->dim);
+  if (d->y)
+    h = hash_bytes(h, d->y, sizeof(int32_t) * d->n);
+  if (d->t)
+    h = hash_bytes(h, d->t, sizeof(float) * d->n * d->tdim);
+  snprintf(id, n, "%016" PRIx64, h);
+}
+
+// A run into a place that holds another run's checkpoint would lose it: a
+// new run unless --overwrite says so, a resume unless the checkpoint there
+// is of the run it continues (an earlier copy of it rolls the run back).
 static bool check_fresh(const Run *r, char *err, size_t errsz) {
   struct stat st;
-  if (r->o->resume || r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
+  if (r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
     return true;
+  if (r->o->resume) {
+    RtRunSettings here, there;
+    bool has_here, has_there;
+    char ignored[512];
+    struct stat rs;
+    if (stat(r->o->resume, &rs) == 0 && rs.st_dev == st.st_dev && rs.st_ino == st.st_ino)
+      return true;   // the checkpoint there is the one resumed
+    if (!rt_checkpoint_run(r->dir.ckpt, &here, &has_here, ignored, sizeof ignored) || !has_here ||
+        !rt_checkpoint_run(r->o->resume, &there, &has_there, ignored, sizeof ignored) || !has_there ||
+        !strcmp(here.id, there.id))
+      return true;   // the same run, or files that do not say (written before runs had ids)
+    rt_errorf(err, errsz, "%s belongs to another run than %s; resuming that run there would replace it\n"
+              "---> HINT: leave --out out to continue in the checkpoint's own run, or give another --out",
+              r->dir.ckpt, r->o->resume);
+    return false;
+  }
   rt_errorf(err, errsz, "%s is an earlier run's checkpoint; a new run would replace it\n---> HINT: continue that "
             "run with --resume %s, start over with --overwrite, or give another --out", r->dir.ckpt, r->dir.ckpt);
   return false;
@@ -488,13 +598,17 @@ static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, siz
 }
 
 bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
-  Run r = {.m = m, .o = o, .out = out, .dir = {.lock_fd = -1}};
+  Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}};
   char err[2048];
+  RtTrainOpts eff;
   bool reported = false;
   double t0 = now_seconds();
   *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
+  if (!resume_settings(o, &eff, err, sizeof err))
+    goto fail;
+  r.o = o = &eff;
   if (!rt_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
   if (o->backend == RT_BACKEND_CPU) {
@@ -508,12 +622,36 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     goto fail;
   int64_t start_epoch = r.info.epoch;
   r.first_step = rt_exec_steps(r.ex);
+  if (o->resume && o->normalize && !r.info.normalized) {
+    rt_errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
+              "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "
+              "from these weights with --init %s", o->resume, o->resume);
+    goto fail;
+  }
   if (!prepare_data(&r, err, sizeof err))
     goto fail;
+  if (o->resume && r.info.has_run && r.info.run.samples != r.train.n) {
+    rt_errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "
+              "the run's data, or start a new run from these weights with --init %s", o->resume,
+              (long long)r.info.run.samples, o->data, (long long)r.train.n, o->resume);
+    goto fail;
+  }
+  char id[20];
+  memcpy(id, r.info.run.id, sizeof id);
+  r.info.run = (RtRunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
+  if (o->resume && r.info.has_run)
+    memcpy(r.info.run.id, id, sizeof id);
+  else
+    new_run_id(&r, r.info.run.id, sizeof r.info.run.id);
+  r.info.has_run = true;
   if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
   if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
+  struct stat st;
+  if (o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
+      !rt_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
+    goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
   if (!rt_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
   if (!o->quiet)

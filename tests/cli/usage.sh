@@ -38,6 +38,16 @@ expect 2 "--backend is cpu or ref, found 'gpu'" train --backend gpu models/mlp.n
 expect 2 "--epochs needs a whole number from 0 to 1000000, found '-1'" train --epochs -1 models/mlp.nn
 expect 2 "--test and --no-test contradict each other" train --test x.csv --no-test models/mlp.nn
 expect 2 "--resume continues a run; --init starts a new one" train --resume a --init b models/mlp.nn
+# --split train of a single file would evaluate the whole file
+printf 'x0,x1,x2,x3\n1,2,3,4\n' >"$tmp/t.csv"
+expect 2 "--split picks the train-\* or t10k-\* files of an IDX directory, but '.*t.csv' is a file" \
+  eval --weights w --split train --data "$tmp/t.csv" models/mlp.nn
+# an empty path is a usage error, not a missing directory to create
+expect 2 "--out needs a path, found ''" train --out "" models/mlp.nn
+expect 2 "--data needs a path, found ''" train --data "" models/mlp.nn
+expect 2 "--resume needs a path, found ''" train --resume "" models/mlp.nn
+expect 2 "--weights needs a path, found ''" eval --weights "" models/mlp.nn
+expect 2 "--weights needs a path, found ''" predict --weights "" models/mlp.nn x.png
 expect 2 "--threads needs a whole number from 1 to 1024, found '5000'" bench --threads 5000 models/mlp.nn
 expect 2 "--threads needs a whole number from 1 to 1024, found '0'" train --threads 0 models/mlp.nn
 expect 2 'eval needs --weights' eval models/mlp.nn

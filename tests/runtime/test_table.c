@@ -3,7 +3,9 @@
 // one after another, class and real-valued targets, no target (prediction),
 // skipped columns, values kept unscaled; and each header error: a missing
 // column, a name given twice (with both positions), two names for one value,
-// a column that fits two inputs.
+// a column that fits two inputs; a byte-order mark before the header; a
+// value too large for float32; a NUL byte; blank lines, which reserve no
+// memory; rows of empty skipped columns, which must all find a place.
 #include "rt_test.h"
 
 static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
@@ -41,6 +43,11 @@ static void test_valid(void) {
         "class target: %s", ok ? "" : err);
   if (ok)
     rt_dataset_free(&ds);
+  // the byte-order mark a spreadsheet writes before the header; the largest float32 values
+  ok = load("bom.csv", "\xEF\xBB\xBF" "a0,a1,a2,b,y0,y1\n1,2,3,3.4e38,-3.4e38,6\n", ab, 2, &y2, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 1 && ds.x[0] == 1 && ds.x[3] == 3.4e38f && ds.t[0] == -3.4e38f, "BOM: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
 }
 
 #define BAD_TABLE(name, text, in, nin, t, ...)                                           \
@@ -66,13 +73,77 @@ static void test_errors(void) {
             "outside [0, 4)");
   BAD_TABLE("e9.csv", "a0,a1,a2,b\n1,2,x,4\n", ab, 2, NULL, "line 2, column 3 (a2)", "'x' is not a number");
   BAD_TABLE("e10.csv", "", ab, 2, &y2, "is empty", "a0,a1,a2,b,y0,y1");
+  // a value float32 cannot hold is refused, not read as an infinity
+  BAD_TABLE("e12.csv", "a0,a1,a2,b,y0,y1\n1,2,3,1e39,5,6\n", ab, 2, &y2, "line 2, column 4 (b)",
+            "1e39 is beyond the range of a 32-bit float");
+  BAD_TABLE("e13.csv", "a0,a1,a2,b,y0,y1\n1,2,3,4,5,-4e38\n", ab, 2, &y2, "line 2, column 6 (y1)", "beyond the range");
+  BAD_TABLE("e14.csv", "\xEF\xBB\xBF\n", ab, 2, &y2, "is empty");
+  {   // a NUL byte inside a number: "2\0" "003" read as 2, the rest of the line unseen
+    static const char nul[] = "a0,a1,a2,b\n1,2,3,4\n1,2\0" "003,4\n";
+    RtDataset ds;
+    char err[1024];
+    write_bytes(tmp_path("e15.csv"), nul, sizeof nul - 1);
+    CHECK_ERR(rt_load_table_csv(tmp_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
+              "(a1): the field holds a NUL byte", "is it really a CSV text file?");
+  }
   static const RtColumns wide = {"p", 784, 0};
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
 
+// Blank lines reserve no rows: 4M of them under a header of 65536 columns
+// once reserved 4M rows of 65536 floats, a terabyte.
+static void test_blank_lines(void) {
+  static const RtColumns p = {"p", 65536, 0};
+  StrBuf b = {0};
+  for (int i = 0; i < 65536; i++)
+    sb_printf(&b, "%sp%d", i ? "," : "", i);
+  sb_putc(&b, '\n');
+  for (int i = 0; i < 65536; i++)
+    sb_printf(&b, "%s%d", i ? "," : "", i % 7);
+  for (int i = 0; i < 4 << 20; i++)
+    sb_putc(&b, '\n');
+  write_bytes(tmp_path("blank.csv"), b.data, b.len);
+  sb_free(&b);
+  RtDataset ds;
+  char err[1024];
+  bool ok = rt_load_table_csv(tmp_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 1 && ds.x[65535] == 65535 % 7, "blank lines: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+}
+
+// Rows whose skipped columns are empty take less than two bytes a column:
+// the arrays are sized by one byte for each such column (two for a value),
+// so every row has its place (sized at two a column, 300 rows of 1000
+// empty columns got places for 150).
+static void test_empty_columns(void) {
+  static const RtColumns x = {"x", 2, 0}, y = {"y", 1, 0};
+  StrBuf b = {0};
+  sb_printf(&b, "x0,x1,y");
+  for (int i = 0; i < 1000; i++)
+    sb_printf(&b, ",c%d", i);
+  sb_putc(&b, '\n');
+  for (int r = 0; r < 300; r++) {
+    sb_printf(&b, "%d,1,2", r % 10);
+    for (int i = 0; i < 1000; i++)
+      sb_putc(&b, ',');
+    sb_putc(&b, '\n');
+  }
+  write_bytes(tmp_path("empty-cols.csv"), b.data, b.len);
+  sb_free(&b);
+  RtDataset ds;
+  char err[1024];
+  bool ok = rt_load_table_csv(tmp_path("empty-cols.csv"), &x, 1, &y, &ds, err, sizeof err);
+  CHECK(ok && ds.n == 300 && ds.x[2 * 299] == 9 && ds.t[299] == 2, "empty skipped columns: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+}
+
 int main(void) {
   make_tmpdir("table");
+  test_empty_columns();
   test_valid();
   test_errors();
+  test_blank_lines();
   return finish("test_table");
 }

@@ -120,6 +120,37 @@ expect 1 "dup.csv: line 1: the column 'a' appears twice, as columns 1 and 3" pre
 printf 'a\n1\n' >"$tmp/nob.csv"
 expect 1 "nob.csv: line 1: no column 'b'" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/nob.csv"
 
+# predict prints every digit a float needs: 3 * 218107.25 + 0.5 is
+# 654322.25, which six digits round to 654322
+printf 'a,b\n218107.25,0\n' >"$tmp/wide.csv"
+expect 0 "^.*wide.csv: 654322.25$" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/wide.csv"
+# a table whose header starts like a PGM's magic (P1) is still a table
+sed 's/\bb\b/P1/g; s/\* b/* P1/' "$tmp/fixed.nn" >"$tmp/p1.nn"
+printf 'P1,a\n-4,1.5\n' >"$tmp/p1.csv"
+expect 0 "^.*p1.csv: 13$" predict "$tmp/p1.nn" --weights "$ck" "$tmp/p1.csv"
+
+# Only the exact Kaggle header (label,pixel0,pixel1,...) is read as pixels,
+# scaled by 1/255; for an input named pixel, a header in another order is
+# a table, unscaled (pixel0,pixel1,label was taken for three pixels, and
+# pixel1,pixel0,label for a table: the order of the columns decided the
+# scaling). The logits are the pixels: 100 and 200, or 0.39 and 0.78.
+cat >"$tmp/px.nn" <<'EOF'
+model px {
+    input  pixel: f32[2]
+    target label: class(2)
+    param  w: f32[2] = constant(1)
+    pixel * w
+}
+loss cross_entropy
+EOF
+printf 'label,pixel0,pixel1\n1,100,200\n' >"$tmp/px.csv"
+NO_COLOR=1 "$nnc" train "$tmp/px.nn" --data "$tmp/px.csv" --epochs 0 --out "$tmp/px" -q >"$tmp/log" 2>&1 || { bad "train px"; cat "$tmp/log"; }
+for header in "label,pixel0,pixel1:1,100,200:0.5968" "pixel0,pixel1:100,200:0.5968" "pixel0,pixel1,label:100,200,1:1.0000" \
+    "pixel1,pixel0,label:200,100,1:1.0000" "label,pixel1,pixel0:1,200,100:1.0000"; do
+  printf '%s\n%s\n' "$(echo "$header" | cut -d: -f1)" "$(echo "$header" | cut -d: -f2)" >"$tmp/pxh.csv"
+  expect 0 "pxh.csv:  1 (${header##*:})" predict "$tmp/px.nn" --weights "$tmp/px/checkpoint.safetensors" "$tmp/pxh.csv"
+done
+
 # predict reports the loader's own message, and what it takes
 printf 'a,b\n1,x2\n' >"$tmp/bad.csv"
 expect 1 "bad.csv: line 2, column 2 (b): 'x2' is not a number" predict "$tmp/fixed.nn" --weights "$ck" "$tmp/bad.csv"

@@ -3,7 +3,8 @@
 # never followed, --overwrite and --resume, the metrics log cut back to the
 # checkpoint, a failed metrics write, --out as a file or as a .safetensors
 # path, --epochs 0, --init with PyTorch-style plain weights, and the test set
-# that does not load. Data: small CSV and IDX files made here.
+# that does not load, resume settings, FIFOs never opened. Data: small CSV
+# and IDX files made here.
 nnc=$1
 cd "$2" || exit 1
 tmp=$(mktemp -d)
@@ -23,7 +24,12 @@ first=$!   # nnc's own pid: not started through a function
 for i in $(seq 200); do [ "$(cat "$tmp/busy/train.lock" 2>/dev/null)" = $first ] && break; sleep 0.05; done
 q --epochs 1 --out "$tmp/busy" --overwrite >"$tmp/busy.log" 2>&1
 status=$?
+# DIR/checkpoint.safetensors is DIR's run: the same lock, not CHECKPOINT.lock beside it
+q --epochs 1 --out "$tmp/busy/checkpoint.safetensors" --overwrite >"$tmp/busy2.log" 2>&1
+status2=$?
 kill $first; wait $first 2>/dev/null
+[ $status2 = 1 ] && grep -q "busy is in use by another training (pid $first)" "$tmp/busy2.log" && [ ! -e "$tmp/busy/checkpoint.lock" ] \
+  && ok "--out DIR/checkpoint.safetensors takes DIR's lock" || { bad "--out DIR/checkpoint.safetensors: $status2"; cat "$tmp/busy2.log"; }
 if [ $status = 1 ] && grep -q "busy is in use by another training (pid $first), which holds its lock" "$tmp/busy.log"; then
   ok "a second run into a busy directory fails, naming the first one's pid"
 else
@@ -44,6 +50,14 @@ else
 fi
 q --epochs 1 --out "$tmp/a" --overwrite -q && [ "$(wc -l <"$tmp/a/metrics.csv")" = 2 ] \
   && ok "--overwrite starts over" || bad "--overwrite"
+# An --overwrite run that fails in its first epoch leaves the new run's
+# epoch-0 checkpoint beside its empty log, not the old run's checkpoint,
+# whose metrics rows are gone.
+q --epochs 3 --out "$tmp/ow" -q && printf 't,speed\n1e30,1e30\n1,2\n' >"$tmp/huge.csv"
+q --epochs 3 --out "$tmp/ow" --overwrite --data "$tmp/huge.csv" >"$tmp/ow.log" 2>&1
+[ $? = 1 ] && [ "$(wc -l <"$tmp/ow/metrics.csv")" = 1 ] \
+  && head -c 1000 "$tmp/ow/checkpoint.safetensors" | tr -c '[:print:]' ' ' | grep -q '"epoch":"0"' \
+  && ok "a failed --overwrite run leaves a checkpoint that agrees with its log" || { bad "--overwrite then failure"; cat "$tmp/ow.log"; }
 q --epochs 1 --out "$tmp/a" --resume "$tmp/a/checkpoint.safetensors" --overwrite >"$tmp/both.log" 2>&1
 [ $? = 2 ] && grep -q "resume continues a run; --overwrite starts a new one" "$tmp/both.log" \
   && ok "--resume with --overwrite is a usage error" || { bad "--resume --overwrite"; cat "$tmp/both.log"; }
@@ -163,6 +177,68 @@ q --epochs 1 --out "$tmp/init" --init "$tmp/torch.safetensors" >"$tmp/init.log" 
 q --epochs 2 --out "$tmp/res" --resume "$tmp/torch.safetensors" >"$tmp/res.log" 2>&1
 [ $? = 1 ] && grep -q "holds weights but no training state" "$tmp/res.log" && grep -q "HINT: start a new run from these weights with --init" "$tmp/res.log" \
   && ok "--resume from plain weights says to use --init" || { bad "--resume plain"; cat "$tmp/res.log"; }
+
+# A resume takes the run's settings: without --batch and --lr it goes on
+# with the run's, bit for bit; another --batch, --seed, --limit,
+# --val-split, --no-shuffle or --normalize, or other data, is refused,
+# naming what the run had.
+q --epochs 2 --batch 8 --out "$tmp/s2" -q && q --epochs 1 --batch 8 --out "$tmp/s1" -q && cp -r "$tmp/s1" "$tmp/s1.first" \
+  && "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --threads 1 --progress none --epochs 2 -q \
+       --resume "$tmp/s1/checkpoint.safetensors" && cmp -s "$tmp/s1/checkpoint.safetensors" "$tmp/s2/checkpoint.safetensors" \
+  && ok "a resume continues with the run's --batch and --lr" || bad "a resume without the run's flags differs"
+head -33 "$tmp/q.csv" >"$tmp/q32.csv"
+for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--seed 2:trained with --seed 1; resuming it with --seed 2" \
+    "--limit 10:trained with no --limit; resuming it with --limit 10" "--val-split 0.5:with --val-split 0; resuming it with --val-split 0.5" \
+    "--no-shuffle:trained with the data shuffled; resuming it with --no-shuffle" "--normalize:trained without --normalize" \
+    "--data $tmp/q32.csv:the run trained on 64 samples, but .*q32.csv gives 32"; do
+  q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" ${args%%:*} >"$tmp/s.log" 2>&1
+  [ $? = 1 ] && grep -q "${args#*:}" "$tmp/s.log" && grep -q "HINT: .*--init" "$tmp/s.log" \
+    && ok "a resume with ${args%%:*} is refused" || { bad "a resume with ${args%%:*}"; cat "$tmp/s.log"; }
+done
+q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
+  && ok "a resume may change --lr" || bad "a resume with another --lr"
+
+# A resume into another run's directory is refused, its checkpoint and
+# metrics left as they were; an earlier copy of the run's own checkpoint
+# still rolls the run back.
+q --epochs 3 --seed 5 --out "$tmp/other" -q && cp "$tmp/other/checkpoint.safetensors" "$tmp/other.ckpt" \
+  && cp "$tmp/other/metrics.csv" "$tmp/other.csv" || bad "the other run failed"
+q --epochs 2 --out "$tmp/other" --resume "$tmp/s1/checkpoint.safetensors" >"$tmp/other.log" 2>&1
+[ $? = 1 ] && grep -q "other/checkpoint.safetensors belongs to another run than .*s1/checkpoint.safetensors" "$tmp/other.log" \
+  && cmp -s "$tmp/other/checkpoint.safetensors" "$tmp/other.ckpt" && cmp -s "$tmp/other/metrics.csv" "$tmp/other.csv" \
+  && ok "a resume into another run's directory is refused, its files kept" || { bad "resume into another run"; cat "$tmp/other.log"; }
+
+# A validation split that leaves nothing to train on says so.
+head -3 "$tmp/q.csv" >"$tmp/q2.csv"
+q --epochs 1 --data "$tmp/q2.csv" --val-split 0.9 --out "$tmp/vs" >"$tmp/vs.log" 2>&1
+[ $? = 1 ] && grep -q "q2.csv: --val-split 0.9 holds out all 2 samples for validation, leaving none" "$tmp/vs.log" \
+  && ok "a split that leaves no training samples names --val-split" || { bad "--val-split 0.9 of 2"; cat "$tmp/vs.log"; }
+
+# Nothing blocks on a FIFO: a metrics log, a checkpoint or data that is one
+# is refused (it used to hang); a run directory given as the weights points
+# at the checkpoint inside.
+mkfifo "$tmp/fifo"
+cp -r "$tmp/s1" "$tmp/ff" && rm "$tmp/ff/metrics.csv" && mkfifo "$tmp/ff/metrics.csv"
+timeout 60 "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --epochs 2 --progress none -q \
+  --resume "$tmp/ff/checkpoint.safetensors" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "cannot read the metrics log '.*ff/metrics.csv': not a regular file" "$tmp/ff.log" \
+  && ok "a metrics log that is a FIFO is refused" || { bad "metrics FIFO"; cat "$tmp/ff.log"; }
+for flag in --resume --init; do
+  timeout 60 "$nnc" train models/quadratic.nn --data "$tmp/q.csv" --epochs 2 --progress none -q --out "$tmp/ff2" \
+    $flag "$tmp/fifo" >"$tmp/ff.log" 2>&1
+  [ $? = 1 ] && grep -q "fifo: is not a regular file (a pipe or a device), so it cannot be a checkpoint" "$tmp/ff.log" \
+    && ok "$flag FIFO is refused" || { bad "$flag FIFO"; cat "$tmp/ff.log"; }
+done
+timeout 60 "$nnc" train models/quadratic.nn --epochs 1 --progress none --out "$tmp/ff3" --data "$tmp/fifo" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "fifo: is not a regular file" "$tmp/ff.log" && grep -q "HINT: save the data to a file" "$tmp/ff.log" \
+  && ok "--data FIFO is refused" || { bad "--data FIFO"; cat "$tmp/ff.log"; }
+timeout 60 "$nnc" eval models/quadratic.nn --data "$tmp/q.csv" --weights "$tmp/s1" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "s1: is a directory, not a checkpoint" "$tmp/ff.log" \
+  && grep -q "HINT: give the checkpoint file, such as .*s1/checkpoint.safetensors" "$tmp/ff.log" \
+  && ok "eval --weights RUNDIR names the checkpoint inside" || { bad "eval --weights RUNDIR"; cat "$tmp/ff.log"; }
+timeout 60 "$nnc" predict models/quadratic.nn --weights "$tmp/s1/checkpoint.safetensors" "$tmp/fifo" >"$tmp/ff.log" 2>&1
+[ $? = 1 ] && grep -q "fifo: is not a regular file" "$tmp/ff.log" && ok "predict on a FIFO is refused" \
+  || { bad "predict FIFO"; cat "$tmp/ff.log"; }
 
 # A test set that does not load is an error; --no-test trains without one.
 idx() {   # idx FILE MAGIC3 COUNT [28 28]: an IDX header for COUNT samples, then zeros

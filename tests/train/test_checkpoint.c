@@ -129,6 +129,17 @@ static void test_plain(Model *m, RtExec *ex) {
   CHECK(ok, "%s", err);
   ok = load(m, tmp_path("torchnames.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "has no tensor 'conv2d_1.weight'", "nnc emit --stage ir");
+  // A state_dict of doubles: the shape is right, the dtype is what to change.
+  const IrNode *first = rt_exec_state_node(ex, 0);
+  int64_t k = ir_numel(first, 1);
+  RtTensor d = {.name = first->name, .dtype = RT_F64, .ndim = first->ndim, .data = xcalloc(k, sizeof(double))};
+  memcpy(d.shape, first->shape, sizeof(int64_t) * first->ndim);
+  ok = rt_st_write(tmp_path("doubles.safetensors"), &d, 1, NULL, 0, err, sizeof err);
+  CHECK(ok, "%s", err);
+  free((void *)d.data);
+  ok = load(m, tmp_path("doubles.safetensors"), true, NULL, err, sizeof err);
+  CHECK_ERR(ok, err, "tensor 'conv2d_1.weight' is F64 in the checkpoint, but nnc's weights are F32",
+            "HINT: save the tensors as float32");
 }
 
 static void test_nonfinite(Model *m, RtExec *ex) {
