@@ -742,10 +742,12 @@ static void csv_skip_bom(Csv *c) {
 
 // Counts the fields of the header line at c->p into c->nfields; refuses
 // absurdly many.
+static const char *csv_field_end(const Csv *c, const char *p);
+
 static bool csv_count_fields(Csv *c) {
   int64_t n = 1;
-  for (const char *q = c->p; !csv_eol(c, q); q++)
-    n += *q == ',';
+  for (const char *q = csv_field_end(c, c->p); !csv_eol(c, q); q = csv_field_end(c, q + 1))
+    n++;
   if (n > CSV_MAX_FIELDS) {
     rt_errorf(c->err, c->errsz, "%s: line 1: the header has %lld columns, more than the limit of %d",
               c->path, (long long)n, CSV_MAX_FIELDS);
@@ -755,10 +757,31 @@ static bool csv_count_fields(Csv *c) {
   return true;
 }
 
+// The end of the field at p: the next comma or line end. A field that
+// starts with a double quote runs to its closing quote ("" inside stands
+// for one), so that a text column may hold commas ("Smith, J."); a field
+// does not run across lines.
 static const char *csv_field_end(const Csv *c, const char *p) {
+  if (p < c->end && *p == '"') {
+    for (p++; p < c->end && !csv_eol(c, p); p++) {
+      if (*p != '"')
+        continue;
+      p++;
+      if (p == c->end || *p != '"')   // the closing quote; "" stands for one
+        break;
+    }
+  }
   while (p < c->end && *p != ',' && !csv_eol(c, p))
     p++;
   return p;
+}
+
+// A field's text without the double quotes around it ("1.5" is 1.5).
+static void csv_unquote(const char **s, const char **e) {
+  if (*e - *s >= 2 && **s == '"' && (*e)[-1] == '"') {
+    (*s)++;
+    (*e)--;
+  }
 }
 
 // The name of field f (from 0) in the header, into buf.
@@ -774,13 +797,14 @@ static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
 // Parses field f at c->p into *v, leaving c->p at the separator after it.
 // Values are stored as floats, so they must lie within float range.
 static bool csv_number(Csv *c, int f, double *v) {
-  const char *s = c->p, *e = csv_field_end(c, s);
+  const char *s = c->p, *e = csv_field_end(c, s), *end = e;
+  csv_unquote(&s, &e);
   int x = 0, i = 0;
   while (s + i < e && i < 9 && s[i] >= '0' && s[i] <= '9')
     x = x * 10 + (s[i++] - '0');
   if (i > 0 && s + i == e) {
     *v = x;
-    c->p = e;
+    c->p = end;
     return true;
   }
   bool ok = e > s && e - s < 64;
@@ -815,15 +839,15 @@ static bool csv_number(Csv *c, int f, double *v) {
                 c->path, (long long)c->line, f + 1, name, (int)(e - s > 40 ? 40 : e - s), s);
     return false;
   }
-  c->p = e;
+  c->p = end;
   return true;
 }
 
 // Reports a line with the wrong number of fields; found counts those
 // before c->p, and the rest of the line is counted here.
 static bool csv_bad_count(Csv *c, int64_t found) {
-  while (!csv_eol(c, c->p))
-    found += *c->p++ == ',';
+  for (c->p = csv_field_end(c, c->p); !csv_eol(c, c->p); c->p = csv_field_end(c, c->p + 1))
+    found++;
   rt_errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %lld",
             c->path, (long long)c->line, c->nfields, (long long)found);
   return false;
@@ -1097,9 +1121,10 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
     return false;
   Column *cols = xmalloc(sizeof(Column) * c->nfields);
   for (int f = 0; f < c->nfields; f++) {
-    const char *e = csv_field_end(c, c->p);
-    cols[f] = (Column){c->p, (size_t)(e - c->p), f};
-    c->p = e + (e < c->end && *e == ',');
+    const char *s = c->p, *e = csv_field_end(c, s), *end = e;
+    csv_unquote(&s, &e);
+    cols[f] = (Column){s, (size_t)(e - s), f};
+    c->p = end + (end < c->end && *end == ',');
   }
   bool ok = table_unique(c, cols);
   *slot = xmalloc(sizeof(int64_t) * c->nfields);

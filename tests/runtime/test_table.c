@@ -139,8 +139,26 @@ static void test_empty_columns(void) {
     rt_dataset_free(&ds);
 }
 
+// Double-quoted fields, as spreadsheets and pandas write them: a quoted
+// header name, a text column holding commas and doubled quotes, a quoted
+// number; a quote left open is an error in its column.
+static void test_quotes(void) {
+  static const RtColumns x = {"x", 2, 0}, y = {"y", 1, 0};
+  RtDataset ds;
+  char err[1024];
+  bool ok = load("q.csv", "\"x0\",x1,note,y\n1,2,\"Smith, J.\",3\n\"4.5\",5,\"say \"\"hi\"\", ok\",6\n", &x, 1, &y,
+                 &ds, err, sizeof err);
+  CHECK(ok && ds.n == 2 && ds.x[0] == 1 && ds.x[2] == 4.5f && ds.x[3] == 5 && ds.t[0] == 3 && ds.t[1] == 6,
+        "quoted fields: %s", ok ? "" : err);
+  if (ok)
+    rt_dataset_free(&ds);
+  BAD_TABLE("q2.csv", "x0,x1,y\n1,2,\"3\n", &x, 1, &y, "line 2, column 3 (y)", "'\"3' is not a number");
+  BAD_TABLE("q3.csv", "x0,x1,note,y\n1,2,\"a,b\",3,4\n", &x, 1, &y, "line 2: expected 4 fields", "found 5");
+}
+
 int main(void) {
   make_tmpdir("table");
+  test_quotes();
   test_empty_columns();
   test_valid();
   test_errors();
