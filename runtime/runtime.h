@@ -22,8 +22,12 @@ typedef struct RtPool RtPool;
 RtPool *rt_pool_new(int nthreads);
 void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);
-// Runs fn over [0, n) in one contiguous chunk per thread and returns when
-// all are done.
+// Runs fn over [0, n) and returns when all of it is done: fn(arg, lo, hi)
+// once per chunk, on whichever thread claimed the chunk. The chunks are
+// fixed by n and the thread count alone (n <= 4 * threads: one element
+// each), so a caller that keeps per-chunk results gets the same ones
+// however the threads ran; per-thread scratch must not be keyed by chunk
+// unless each chunk has its own.
 void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n);
 
 //
