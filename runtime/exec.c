@@ -871,14 +871,30 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
 #define CONV_DW_MIN_DEPTH 256
 
 // Shares per thread: a thread the scheduler stops holds up one share, and
-// the others take the rest (the pool hands out one share per chunk).
+// the others take the rest (the pool hands out one share per chunk). A
+// weight gradient by images has fewer where each share would sum under
+// CONV_DW_MIN_DEPTH products per weight.
 #define CONV_SHARES_PER_THREAD 4
+#define CONV_SUM_SPLIT 32768   // the shares' sum runs on the calling thread under this many additions
+
+// The weight gradient's elements [lo, hi): the shares' partial sums, added
+// in share order.
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *c = arg;
+  float *dw = F(c->ex, c->n);
+  memset(dw + lo, 0, sizeof(float) * (hi - lo));
+  for (int t = 0; t < c->T; t++) {
+    const float *part = c->ex->ws[t];
+    for (int64_t i = lo; i < hi; i++)
+      dw[i] += part[i];
+  }
+}
 
 // A convolution or one of its gradients over the pool (epi: the forward's
 // epilogue, or NULL).
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
   int T = rt_pool_threads(ex->pool), S = T * CONV_SHARES_PER_THREAD;
-  S = S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
+  S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
   SplitCall c = {.ex = ex, .n = n, .B = B, .T = S, .epi = epi, .arena = arena, .state = state};
   if (B < T && n->op != IR_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_exec = ex;
@@ -897,18 +913,18 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi,
       rt_pool_run(ex->pool, conv_share, &c, c.T);
       return;
     }
+    int64_t deep = P * B / CONV_DW_MIN_DEPTH;
+    S = S <= deep ? S : deep > T ? (int)deep : T;
+    c.T = S;
   }
   rt_pool_run(ex->pool, conv_share, &c, S);
   if (n->op != IR_CONV2D_GRAD_WEIGHT)
     return;
   int64_t wn = numel(n, 1);
-  float *dw = F(ex, n);
-  memset(dw, 0, sizeof(float) * wn);
-  for (int t = 0; t < S; t++) {   // in share order
-    const float *part = ex->ws[t];
-    for (int64_t i = 0; i < wn; i++)
-      dw[i] += part[i];
-  }
+  if (wn * S < CONV_SUM_SPLIT)
+    conv_dw_sum(&c, 0, wn);
+  else
+    rt_pool_run(ex->pool, conv_dw_sum, &c, wn);
 }
 
 // Dropout, or its gradient, on elements [lo, hi) of the batch (the mask of
