@@ -2,12 +2,15 @@
 //
 // rt_pool_run() cuts [0, n) into a fixed list of chunks (their number and
 // bounds depend only on n and the pool's thread count: see pool_chunks) and
-// hands them out one at a time: each thread, the caller's among them,
-// claims the next chunk with a compare-and-swap on one word (the job's
-// generation, its number of chunks, the next chunk: a thread that wakes
-// late cannot claim a chunk of a job that is over) until none is left, so
-// a thread the scheduler has taken off its core holds up at most the chunk
-// it is running, and the others take the rest.
+// hands them out one at a time: each thread claims a chunk with a
+// compare-and-swap on one word (the job's generation, so that a thread
+// that wakes late cannot claim a chunk of a job that is over, and the
+// first and last chunks not yet claimed) until none is left, so a thread
+// the scheduler has taken off its core holds up at most the chunk it is
+// running, and the others take the rest. The caller claims from the front,
+// the workers from the back: on two threads that both run, each gets the
+// half of the loop it would get from a fixed split, the same half from
+// step to step, and its data stays in its core's cache.
 //
 // So any thread may run any chunk, and the result must not depend on which:
 // fn keys per-thread scratch by the running thread (k_thread_scratch), and
@@ -46,11 +49,12 @@
 #define SPIN_NS 200000
 #define CHUNKS_PER_THREAD 4    // chunks of a loop, per thread, when it has that many elements
 
-// The claim word: generation (32 bits) | chunks (16) | next chunk (16).
-#define CLAIM(gen, count, next) ((uint64_t)(gen) << 32 | (uint64_t)(count) << 16 | (uint64_t)(next))
+// The claim word: generation (32 bits) | first unclaimed chunk (16) | one
+// past the last (16).
+#define CLAIM(gen, front, back) ((uint64_t)(gen) << 32 | (uint64_t)(front) << 16 | (uint64_t)(back))
 #define CLAIM_GEN(w) ((uint32_t)((w) >> 32))
-#define CLAIM_COUNT(w) ((int)((w) >> 16 & 0xffff))
-#define CLAIM_NEXT(w) ((int)((w) & 0xffff))
+#define CLAIM_FRONT(w) ((int)((w) >> 16 & 0xffff))
+#define CLAIM_BACK(w) ((int)((w) & 0xffff))
 #define MAX_CHUNKS 0xffff
 
 struct RtPool {
@@ -62,6 +66,7 @@ struct RtPool {
   void (*fn)(void *arg, int64_t lo, int64_t hi);
   void *arg;
   int64_t n;
+  int count;                     // chunks
   _Alignas(64) _Atomic uint64_t claim;
   _Alignas(64) atomic_uint gen;  // the job's generation once published: workers sleep on it
   atomic_int sleepers;           // workers asleep (or about to be) on gen
@@ -123,20 +128,21 @@ static void jitter(RtPool *p, uint64_t *rng) {
     cpu_relax();
 }
 
-// Claims and runs chunks of the current job until none is left, then
-// counts them finished.
-static void run_chunks(RtPool *p, uint64_t *rng) {
+// Claims and runs chunks of the current job, from the front or from the
+// back, until none is left, then counts them finished.
+static void run_chunks(RtPool *p, bool front, uint64_t *rng) {
   uint64_t w = atomic_load_explicit(&p->claim, memory_order_acquire);
   unsigned ran = 0;
-  while (CLAIM_NEXT(w) < CLAIM_COUNT(w)) {
-    if (!atomic_compare_exchange_weak_explicit(&p->claim, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+  while (CLAIM_FRONT(w) < CLAIM_BACK(w)) {
+    uint64_t rest = front ? w + (1 << 16) : w - 1;
+    if (!atomic_compare_exchange_weak_explicit(&p->claim, &w, rest, memory_order_acq_rel, memory_order_acquire))
       continue;
     // Chunk i is ours, so the job cannot end (nor p->fn change) before we
     // count it finished below.
-    int i = CLAIM_NEXT(w), count = CLAIM_COUNT(w);
+    int i = front ? CLAIM_FRONT(w) : CLAIM_BACK(w) - 1;
     if (p->jitter_us)
       jitter(p, rng);
-    int64_t lo = p->n * i / count, hi = p->n * (i + 1) / count;
+    int64_t lo = p->n * i / p->count, hi = p->n * (i + 1) / p->count;
     if (lo < hi)
       p->fn(p->arg, lo, hi);
     ran++;
@@ -165,7 +171,7 @@ static void *worker_main(void *argp) {
     if (atomic_load(&p->stop))
       break;
     seen = atomic_load(&p->gen);
-    run_chunks(p, &wk->rng);
+    run_chunks(p, false, &wk->rng);
   }
   free(wk);
   return NULL;
@@ -211,15 +217,16 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void 
   p->fn = fn;
   p->arg = arg;
   p->n = n;
+  p->count = count;
   atomic_store_explicit(&p->left, (unsigned)count, memory_order_relaxed);
   unsigned gen = CLAIM_GEN(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1;
-  atomic_store_explicit(&p->claim, CLAIM(gen, count, 0), memory_order_release);
+  atomic_store_explicit(&p->claim, CLAIM(gen, 0, count), memory_order_release);
   atomic_store(&p->gen, gen);
   int asleep = atomic_load(&p->sleepers);
   if (asleep > 0)
     futex(&p->gen, FUTEX_WAKE, (unsigned)(asleep < count - 1 ? asleep : count - 1));
   static _Thread_local uint64_t rng = 0x2545f4914f6cdd1du;
-  run_chunks(p, &rng);
+  run_chunks(p, true, &rng);
   if (!spin_until(&p->left, 0, true)) {   // chunks other threads are still running
     atomic_store(&p->caller_asleep, 1);
     unsigned v;
