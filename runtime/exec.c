@@ -713,12 +713,15 @@ static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64
 }
 
 // A GEMM split across the pool: C (M, N) by blocks of GEMM_BLOCK rows when
-// it has more rows than columns, else by blocks of columns; each thread
-// runs the product on its block: through the GEMM's own micro-kernels (uk,
-// which run its epilogue) or, for a convolution's, k_gemm_ld.
+// it has more rows than columns, else by blocks of columns; the pool's
+// chunks are runs of whole blocks, each computed through the GEMM's own
+// micro-kernels (uk, which run its epilogue) or, for a convolution's,
+// k_gemm_ld.
 #define GEMM_BLOCK 16
 #define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread,
 #define GEMM_SPLIT_BYTES (1 << 19)   // unless B is this large (a batch of one against a layer's weights)
+#define GEMM_CHUNK_FLOPS (1 << 19)   // the pool's chunks of a split product: this many FLOPs or more, but one per
+                                     // thread at least (a batch of one's: 2 chunks, not 8 of 2 us each)
 
 typedef struct GemmCall {
   int ta, tb;
@@ -762,10 +765,13 @@ static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
   RtExec *ex = ctx;
   GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
   int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
-  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES)
+  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES) {
     gemm_part(&c, 0, blocks);
-  else
-    rt_pool_run(ex->pool, gemm_part, &c, blocks);
+    return;
+  }
+  int64_t block_flops = 2 * GEMM_BLOCK * (c.rows ? N : M) * K;
+  int64_t grain = block_flops > 0 ? (GEMM_CHUNK_FLOPS + block_flops - 1) / block_flops : blocks;
+  rt_pool_run_grain(ex->pool, gemm_part, &c, blocks, grain);
 }
 
 // A library kernel split across the pool: node n at batch B, in T shares

@@ -111,12 +111,16 @@ static bool spin_until(atomic_uint *word, unsigned val, bool want) {
 }
 
 // The number of chunks of [0, n) on T threads: CHUNKS_PER_THREAD per
-// thread, fewer when n has fewer elements. Chunk i is [n*i/count, n*(i+1)/count).
-static int pool_chunks(int64_t n, int T) {
-  int64_t count = (int64_t)T * CHUNKS_PER_THREAD;
-  if (count > MAX_CHUNKS)
-    count = MAX_CHUNKS;
-  return (int)(n < count ? n : count);
+// thread, fewer when n has fewer elements or chunks would have under grain
+// elements, but one per thread where n has that many (the caller judged the
+// loop worth splitting). Chunk i is [n*i/count, n*(i+1)/count).
+static int pool_chunks(int64_t n, int T, int64_t grain) {
+  int64_t most = (int64_t)T * CHUNKS_PER_THREAD, least = T;
+  most = most < MAX_CHUNKS ? most : MAX_CHUNKS;
+  most = most < n ? most : n;
+  least = least < most ? least : most;
+  int64_t count = grain > 1 ? n / grain : n;
+  return (int)(count < least ? least : count > most ? most : count);
 }
 
 static void jitter(RtPool *p, uint64_t *rng) {
@@ -208,7 +212,12 @@ void rt_pool_free(RtPool *p) {
 int rt_pool_threads(const RtPool *p) { return p ? p->nthreads : 1; }
 
 void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n) {
-  int count = p ? pool_chunks(n, p->nthreads) : 1;
+  rt_pool_run_grain(p, fn, arg, n, 1);
+}
+
+void rt_pool_run_grain(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n,
+                       int64_t grain) {
+  int count = p ? pool_chunks(n, p->nthreads, grain) : 1;
   if (!p || p->nthreads == 1 || count < 2) {
     if (n > 0)
       fn(arg, 0, n);

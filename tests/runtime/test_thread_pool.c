@@ -1,9 +1,10 @@
 // test_thread_pool.c: rt_pool_run on 1 to 5 threads. Every element of
 // [0, n) is visited exactly once; the chunks fn sees depend only on n and
 // the thread count (the same list, run after run, whichever thread claimed
-// which); many jobs in a row, with threads woken from sleep between some of
-// them, lose no chunk and run none twice. Run with NNC_POOL_JITTER too, so
-// that chunks land on other threads than they would.
+// which), and on rt_pool_run_grain's grain; many jobs in a row, with
+// threads woken from sleep between some of them, lose no chunk and run
+// none twice. Run with NNC_POOL_JITTER too, so that chunks land on other
+// threads than they would.
 #include "rt_test.h"
 #include "runtime.h"
 
@@ -52,10 +53,14 @@ static void ranges(const Job *j, char *out, size_t cap) {
 
 static Job job;
 
-// Runs n elements once and checks the cover; returns the ranges in out.
-static void run_once(RtPool *p, int64_t n, char *out, size_t cap, int *threads_used) {
+// Runs n elements once (in chunks of grain or more, see rt_pool_run_grain)
+// and checks the cover; returns the ranges in out.
+static void run_grain(RtPool *p, int64_t n, int64_t grain, char *out, size_t cap, int *threads_used) {
   memset(&job, 0, sizeof job);
-  rt_pool_run(p, visit, &job, n);
+  if (grain > 1)
+    rt_pool_run_grain(p, visit, &job, n, grain);
+  else
+    rt_pool_run(p, visit, &job, n);
   int bad = 0;
   for (int64_t i = 0; i < n; i++)
     bad += atomic_load(&job.seen[i]) != 1;
@@ -71,6 +76,10 @@ static void run_once(RtPool *p, int64_t n, char *out, size_t cap, int *threads_u
   }
   if (threads_used)
     *threads_used = used;
+}
+
+static void run_once(RtPool *p, int64_t n, char *out, size_t cap, int *threads_used) {
+  run_grain(p, n, 1, out, cap, threads_used);
 }
 
 int main(void) {
@@ -94,6 +103,16 @@ int main(void) {
           break;
         }
       }
+    }
+    // A grain: fewer chunks, but one per thread.
+    static const struct { int64_t n, grain; int chunks[6]; } grains[] = {   // chunks on 1..5 threads
+      {1000, 300, {0, 1, 3, 3, 4, 5}}, {1000, 100, {0, 1, 8, 10, 10, 10}}, {1000, 1000, {0, 1, 2, 3, 4, 5}},
+      {3, 1000, {0, 1, 2, 3, 3, 3}}, {4999, 1, {0, 1, 8, 12, 16, 20}},
+    };
+    for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+      run_grain(p, grains[g].n, grains[g].grain, first, sizeof first, NULL);
+      CHECK(atomic_load(&job.ncalls) == grains[g].chunks[T], "%d threads, n %lld, grain %lld: %d chunks, expected %d",
+            T, (long long)grains[g].n, (long long)grains[g].grain, atomic_load(&job.ncalls), grains[g].chunks[T]);
     }
     // The workers take part (on a busy machine they may get no core for a
     // while: up to 20 s of jobs).
