@@ -24,7 +24,7 @@
 // in a row); the bound keeps a waiting thread from holding a core that a
 // working one, or another process, needs. Sleeping is also what lets the
 // scheduler place threads: a thread woken from a futex goes to an idle core,
-// where two threads that never block can stay stacked on one core.
+// whereas two threads that never block can stay stacked on one core.
 //
 // NNC_POOL_JITTER (in microseconds, for tests) makes every thread wait a
 // random time up to that before each chunk it claims, so that chunks land on
@@ -185,8 +185,14 @@ RtPool *rt_pool_new(int nthreads) {
   RtPool *p = xcalloc(1, sizeof *p);
   p->nthreads = nthreads < 1 ? 1 : nthreads;
   const char *j = getenv("NNC_POOL_JITTER");
-  p->jitter_us = j ? atoi(j) : 0;
-  p->jitter_us = p->jitter_us < 0 ? 0 : p->jitter_us > 1000000 ? 1000000 : p->jitter_us;
+  if (j && *j) {
+    char *end;
+    long us = strtol(j, &end, 10);
+    if (*end || us < 0 || us > 1000000)
+      nnc_fatal("NNC_POOL_JITTER is '%s', not a whole number of microseconds from 0 to 1000000\n"
+                "---> HINT: unset it (it is for tests), or set it to e.g. 50", j);
+    p->jitter_us = (int)us;
+  }
   p->workers = xcalloc(p->nthreads, sizeof(pthread_t));
   for (int i = 1; i < p->nthreads; i++) {
     Worker *w = xmalloc(sizeof *w);

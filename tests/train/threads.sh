@@ -3,8 +3,9 @@
 # scheduled. Trains tests/train/threads.nn on 2 and on 3 threads, each three
 # times: as is, and twice with NNC_POOL_JITTER (every thread waits a random
 # time before each chunk it claims, so chunks run on other threads than in
-# the plain run), and compares the checkpoints (skipped when Debian's
-# dataset-fashion-mnist package is not installed).
+# the plain run), and compares the checkpoints; a malformed NNC_POOL_JITTER
+# is refused (skipped when Debian's dataset-fashion-mnist package is not
+# installed).
 nnc=$1
 cd "$2" || exit 1
 data=/usr/share/datasets/fashion-mnist
@@ -30,4 +31,11 @@ for t in 2 3; do
     fi
   done
 done
+NNC_POOL_JITTER=5us "$nnc" train tests/train/threads.nn --limit 64 --out "$tmp/bad" >"$tmp/bad.log" 2>&1
+status=$?
+if [ $status = 1 ] && grep -q "NNC_POOL_JITTER is '5us', not a whole number of microseconds" "$tmp/bad.log"; then
+  echo "ok   a malformed NNC_POOL_JITTER is refused"
+else
+  echo "FAIL malformed NNC_POOL_JITTER: status $status"; cat "$tmp/bad.log"; fail=1
+fi
 exit $fail
