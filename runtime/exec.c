@@ -43,7 +43,8 @@ struct RtExec {
   int64_t arena_bytes;
   char *state;         // parameters, buffers and optimizer state
   RtPool *pool;
-  float **ws;          // ws[t]: scratch of pool thread t for library kernels split across the pool
+  float **ws;          // ws[s]: share s's buffer, for library kernels split across the pool in shares
+  int nws;
   int64_t *ws_cap;
   float *dyt;          // a convolution's dy with images moved inside, for a weight gradient by channel
   int64_t dyt_cap;
@@ -201,7 +202,7 @@ void rt_exec_free(RtExec *ex) {
     cg_free(ex->mod[mode]);
   free(ex->arena);
   free(ex->state);
-  for (int t = 0; t < rt_pool_threads(ex->pool) && ex->ws; t++)
+  for (int t = 0; t < ex->nws; t++)
     free(ex->ws[t]);
   free(ex->ws);
   free(ex->ws_cap);
@@ -738,12 +739,15 @@ static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64
 }
 
 // A GEMM split across the pool: C (M, N) by blocks of GEMM_BLOCK rows when
-// it has more rows than columns, else by blocks of columns; each thread
-// runs the product on its block: through the GEMM's own micro-kernels (uk,
-// which run its epilogue) or, for a convolution's, k_gemm_ld.
+// it has more rows than columns, else by blocks of columns; the pool's
+// chunks are runs of whole blocks, each computed through the GEMM's own
+// micro-kernels (uk, which run its epilogue) or, for a convolution's,
+// k_gemm_ld.
 #define GEMM_BLOCK 16
 #define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread,
 #define GEMM_SPLIT_BYTES (1 << 19)   // unless B is this large (a batch of one against a layer's weights)
+#define GEMM_CHUNK_FLOPS (1 << 19)   // the pool's chunks of a split product: this many FLOPs or more, but one per
+                                     // thread at least (a batch of one's: 2 chunks, not 8 of 2 us each)
 
 typedef struct GemmCall {
   int ta, tb;
@@ -787,10 +791,13 @@ static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
   RtExec *ex = ctx;
   GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
   int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
-  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES)
+  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES) {
     gemm_part(&c, 0, blocks);
-  else
-    rt_pool_run(ex->pool, gemm_part, &c, blocks);
+    return;
+  }
+  int64_t block_flops = 2 * GEMM_BLOCK * (c.rows ? N : M) * K;
+  int64_t grain = block_flops > 0 ? (GEMM_CHUNK_FLOPS + block_flops - 1) / block_flops : blocks;
+  rt_pool_run_grain(ex->pool, gemm_part, &c, blocks, grain);
 }
 
 // A library kernel split across the pool: node n at batch B, in T shares
@@ -816,14 +823,15 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
   maxpool_rows(c->ex, c->n, c->B, lo, hi);
 }
 
-// Thread t's scratch, at least n floats.
-static float *thread_ws(RtExec *ex, int t, int64_t n) { return k_grow(&ex->ws[t], &ex->ws_cap[t], n); }
+// Share s's buffer, at least n floats.
+static float *share_ws(RtExec *ex, int s, int64_t n) { return k_grow(&ex->ws[s], &ex->ws_cap[s], n); }
 
-// A convolution or one of its gradients, on thread t's share of the batch:
-// images [B*t/T, B*(t+1)/T), each thread with its own im2col scratch, a few
-// images at a time (their cols within CONV_CHUNK_FLOATS, so that they stay
-// in cache between im2col and the GEMM). The weight gradient of each share
-// goes to the start of the thread's scratch; the caller sums the shares.
+// A convolution or one of its gradients, on share t of T of the batch:
+// images [B*t/T, B*(t+1)/T), a few at a time (their cols within
+// CONV_CHUNK_FLOATS, so that they stay in cache between im2col and the
+// GEMM) through the running thread's im2col scratch. The weight gradient of
+// each share goes to the share's buffer; the caller sums the shares in
+// order, so the sum is the same whichever thread ran which share.
 #define CONV_CHUNK_FLOATS (256 * 1024)
 static void conv_share(void *arg, int64_t t, int64_t t_end) {
   const SplitCall *c = arg;
@@ -833,7 +841,7 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
     KConv2d geo = conv_geometry(n->src[1], n, &n->attr, c->B);
     int64_t c0 = geo.C * t / c->T, c1 = geo.C * (t + 1) / c->T;
     int64_t NP = c->B * (numel(n->src[0], 1) / geo.O);
-    float *ws = thread_ws(ex, (int)t, (c1 - c0) * geo.KH * geo.KW * NP);
+    float *ws = share_ws(ex, (int)t, (c1 - c0) * geo.KH * geo.KW * NP);
     k_conv2d_grad_weight_channels(F(ex, n), c->aux, F(ex, n->src[1]), &geo, c0, c1, ws);
   }
   for (; t < t_end; t++) {
@@ -848,11 +856,15 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
       geo = conv_geometry(b, n, &n->attr, c->B);
     geo.N = 1;
     int64_t in = geo.C * geo.H * geo.W, out = numel(n->op == IR_CONV2D ? n : a, 1);
-    int64_t wn = n->op == IR_CONV2D_GRAD_WEIGHT ? numel(n, 1) : 0;   // the share's gradient, first in ws
     int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+    int64_t pieces = (hi - lo + chunk - 1) / chunk;
+    chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
     geo.N = hi - lo < chunk ? hi - lo : chunk;
-    float *ws = thread_ws(ex, (int)t, wn + k_conv2d_scratch(&geo));
-    memset(ws, 0, sizeof(float) * wn);
+    float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_scratch(&geo)), *dw = NULL;
+    if (n->op == IR_CONV2D_GRAD_WEIGHT) {   // the share's gradient
+      dw = share_ws(ex, (int)t, numel(n, 1));
+      memset(dw, 0, sizeof(float) * numel(n, 1));
+    }
     for (int64_t s = lo; s < hi; s += chunk) {   // images [s, s + geo.N)
       geo.N = hi - s < chunk ? hi - s : chunk;
       if (n->op == IR_CONV2D) {
@@ -865,7 +877,7 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
         memset(dx, 0, sizeof(float) * geo.N * in);
         k_conv2d_backward_ws(dx, NULL, NULL, F(ex, a) + s * out, NULL, F(ex, b), &geo, ws, c->gemm);
       } else {
-        k_conv2d_backward_ws(NULL, ws, NULL, F(ex, a) + s * out, F(ex, b) + s * in, NULL, &geo, ws + wn, c->gemm);
+        k_conv2d_backward_ws(NULL, dw, NULL, F(ex, a) + s * out, F(ex, b) + s * in, NULL, &geo, ws, c->gemm);
       }
     }
   }
@@ -884,17 +896,38 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   cpu_sgemm(gemm_exec, ta, tb, M, N, K, A, Bm, beta, C, NULL);
 }
 
-// A weight gradient with few output positions per share of images (P*B/T
-// under this) splits by input channel instead: summing per image shares
-// would write and add a whole (O, C*KH*KW) gradient per thread for a
-// product of little depth.
+// A weight gradient with few output positions per thread's part of the
+// images (P*B/T under this) splits by input channel instead: summing per
+// image shares would write and add a whole (O, C*KH*KW) gradient per share
+// for a product of little depth.
 #define CONV_DW_MIN_DEPTH 256
+
+// Shares per thread: a thread the scheduler stops holds up one share, and
+// the others take the rest (the pool hands out one share per chunk). A
+// weight gradient by images has fewer where each share would sum under
+// CONV_DW_MIN_DEPTH products per weight.
+#define CONV_SHARES_PER_THREAD 4
+#define CONV_SUM_SPLIT 32768   // the shares' sum runs on the calling thread under this many additions
+
+// The weight gradient's elements [lo, hi): the shares' partial sums, added
+// in share order.
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *c = arg;
+  float *dw = F(c->ex, c->n);
+  memset(dw + lo, 0, sizeof(float) * (hi - lo));
+  for (int t = 0; t < c->T; t++) {
+    const float *part = c->ex->ws[t];
+    for (int64_t i = lo; i < hi; i++)
+      dw[i] += part[i];
+  }
+}
 
 // A convolution or one of its gradients over the pool (epi: the forward's
 // epilogue, or NULL).
 static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
-  int T = rt_pool_threads(ex->pool);
-  SplitCall c = {.ex = ex, .n = n, .B = B, .T = T, .epi = epi, .arena = arena, .state = state};
+  int T = rt_pool_threads(ex->pool), S = T * CONV_SHARES_PER_THREAD;
+  S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
+  SplitCall c = {.ex = ex, .n = n, .B = B, .T = S, .epi = epi, .arena = arena, .state = state};
   if (B < T && n->op != IR_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_exec = ex;
     c.T = 1;
@@ -908,21 +941,22 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi,
     if (P * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
       c.aux = k_grow(&ex->dyt, &ex->dyt_cap, geo.O * B * P);
       k_conv2d_dy_t(c.aux, F(ex, n->src[0]), &geo);
-      rt_pool_run(ex->pool, conv_share, &c, T);
+      c.T = geo.C < T * CONV_SHARES_PER_THREAD ? (int)geo.C : T * CONV_SHARES_PER_THREAD;
+      rt_pool_run(ex->pool, conv_share, &c, c.T);
       return;
     }
+    int64_t deep = P * B / CONV_DW_MIN_DEPTH;
+    S = S <= deep ? S : deep > T ? (int)deep : T;
+    c.T = S;
   }
-  rt_pool_run(ex->pool, conv_share, &c, T);
+  rt_pool_run(ex->pool, conv_share, &c, S);
   if (n->op != IR_CONV2D_GRAD_WEIGHT)
     return;
   int64_t wn = numel(n, 1);
-  float *dw = F(ex, n);
-  memset(dw, 0, sizeof(float) * wn);
-  for (int t = 0; t < T; t++) {
-    const float *part = ex->ws[t];
-    for (int64_t i = 0; i < wn; i++)
-      dw[i] += part[i];
-  }
+  if (wn * S < CONV_SUM_SPLIT)
+    conv_dw_sum(&c, 0, wn);
+  else
+    rt_pool_run(ex->pool, conv_dw_sum, &c, wn);
 }
 
 // Dropout, or its gradient, on elements [lo, hi) of the batch (the mask of
@@ -1039,8 +1073,9 @@ RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, cha
   ex->model = m;
   ex->fuse = fuse;
   ex->pool = rt_pool_new(threads);
-  ex->ws = xcalloc(rt_pool_threads(ex->pool), sizeof(float *));
-  ex->ws_cap = xcalloc(rt_pool_threads(ex->pool), sizeof(int64_t));
+  ex->nws = rt_pool_threads(ex->pool) * CONV_SHARES_PER_THREAD;
+  ex->ws = xcalloc(ex->nws, sizeof(float *));
+  ex->ws_cap = xcalloc(ex->nws, sizeof(int64_t));
   ex->rt = (CgRuntime){ex, cpu_parallel, cpu_sgemm, cpu_lib, cpu_tick};
   // The state layout is the same in every plan: take the forward one's.
   const KProgram *p = plan(ex, RT_FORWARD);

@@ -119,9 +119,10 @@ void k_gemm_micro(const struct CgGemmKernels *uk, bool ta, bool tb, int64_t M, i
 float *k_grow(float **buf, int64_t *cap, int64_t n);
 
 // The calling thread's scratch of one kind, at least n floats (contents
-// not kept), freed when the thread exits: the GEMM's packing space, and a
-// convolution's weights of one tap.
-enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_KINDS };
+// not kept), freed when the thread exits: the GEMM's packing space, a
+// convolution's weights of one tap, and the im2col columns of the cpu
+// backend's convolutions split across the pool.
+enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_KINDS };
 float *k_thread_scratch(int kind, int64_t n);
 
 // The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set: the

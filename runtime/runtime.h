@@ -22,9 +22,18 @@ typedef struct RtPool RtPool;
 RtPool *rt_pool_new(int nthreads);
 void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);
-// Runs fn over [0, n) in one contiguous chunk per thread and returns when
-// all are done.
+// Runs fn over [0, n) and returns when all of it is done: fn(arg, lo, hi)
+// once per chunk, on whichever thread claimed the chunk. The chunks are
+// fixed by n and the thread count alone (4 per thread; one element each
+// when n <= 4 * threads), so a caller that keeps per-chunk results gets the
+// same ones however the threads ran; scratch is the running thread's, or
+// the chunk's own.
 void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n);
+// The same in fewer chunks, but one per thread, where 4 per thread would
+// have under grain elements each (for chunks so short that claiming them
+// would cost more than the balance saves).
+void rt_pool_run_grain(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n,
+                       int64_t grain);
 
 //
 // runtime/exec.c
