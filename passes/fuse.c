@@ -260,15 +260,15 @@ static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
   ir_kernel_add_node(f->g, k, mm);
   k->ta = mm->attr.i[0];
   k->tb = mm->attr.i[1];
-  if (k->ta) {   // a is [K, M]
-    k->k = (KExtent){a->shape[0] == IR_N ? 1 : a->shape[0], a->shape[0] == IR_N};
-    k->m = (KExtent){a->shape[1], false};
+  int64_t last = a->shape[a->ndim - 1];
+  if (k->ta) {   // a is [..., K, M]: leading dimensions fold into K
+    k->k = (KExtent){ir_numel(a, 1) / last, ir_is_batched(a)};
+    k->m = (KExtent){last, false};
   } else {       // a is [..., M, K]: leading dimensions fold into M
-    int64_t kk = a->shape[a->ndim - 1];
-    k->k = (KExtent){kk, false};
-    k->m = (KExtent){ir_numel(a, 1) / kk, ir_is_batched(a)};
+    k->k = (KExtent){last, false};
+    k->m = (KExtent){ir_numel(a, 1) / last, ir_is_batched(a)};
   }
-  k->n = (KExtent){k->tb ? b->shape[0] : b->shape[1], false};
+  k->n = (KExtent){k->tb ? b->shape[0] : b->shape[b->ndim - 1], false};
   return k;
 }
 

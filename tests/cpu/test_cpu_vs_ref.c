@@ -151,7 +151,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
 
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
-                                       "tests/cpu/tied"};
+                                       "tests/cpu/tied", "tests/cpu/matmul3d"};
   for (int i = 0; i < countof(models); i++) {
     if (argc > 1 && strcmp(argv[1], models[i]))
       continue;
