@@ -114,15 +114,18 @@ static void place_state(KProgram *p, const IrNode *n, int64_t *state, bool *mat)
   mat[n->id] = true;
 }
 
-bool pass_update_in_blocks(const IrGraph *g, const IrNode *n) {
-  if ((n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP) || n->src[0]->op != IR_PARAM)
-    return false;
-  for (int i = 0; i < n->id; i++) {
-    const IrNode *m = g->nodes[i];
-    if ((m->op == IR_SGD_STEP || m->op == IR_ADAM_STEP) && m->src[1] == n->src[1])
-      return false;
+const bool *pass_updates_in_blocks(const IrGraph *g) {
+  bool *in = arena_alloc(g->arena, g->nnodes + 1);
+  bool *grad_taken = xcalloc(g->nnodes + 1, 1);   // by the gradient's id: an update reads it
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
+      continue;
+    in[n->id] = n->src[0]->op == IR_PARAM && !grad_taken[n->src[1]->id];
+    grad_taken[n->src[1]->id] = true;
   }
-  return true;
+  free(grad_taken);
+  return in;
 }
 
 // The state block: the parameters whose updates lie in the blocks, in the
@@ -130,18 +133,18 @@ bool pass_update_in_blocks(const IrGraph *g, const IrNode *n) {
 // same order (so that every kind lies like the parameters); then every
 // other persistent tensor, in graph order. The same for every entry point
 // of a model.
-static void plan_state(KProgram *p, bool *mat) {
+static void plan_state(KProgram *p, const bool *in_blocks, bool *mat) {
   const IrGraph *g = p->g;
   int64_t state = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = g->nodes[i];
-    if (pass_update_in_blocks(g, n))
+    if (in_blocks[i])
       place_state(p, n->src[0], &state, mat);
   }
   for (int j = 2; j < IR_MAX_SRC; j++)
     for (int i = 0; i < g->nnodes; i++) {
       const IrNode *n = g->nodes[i];
-      if (pass_update_in_blocks(g, n) && j < n->nsrc && n->src[j]->op == IR_BUFFER)
+      if (in_blocks[i] && j < n->nsrc && n->src[j]->op == IR_BUFFER)
         place_state(p, n->src[j], &state, mat);
     }
   for (int i = 0; i < g->nnodes; i++)
@@ -174,13 +177,14 @@ void pass_memplan(KProgram *p, const bool *keep) {
   bool *mat = xcalloc(ids, 1);   // materialized: written by a kernel, or a leaf ([nn]: the step scalars)
   for (int i = 0; i < ids; i++)
     pl.slot[i] = -1;
-  plan_state(p, mat);
+  const bool *in_blocks = pass_updates_in_blocks(g);
+  plan_state(p, in_blocks, mat);
   if (p->nblocks) {   // the parameters' and their state's blocks lie in the state block
     pl.grad_of = xcalloc(ids, sizeof(IrNode *));
     const IrNode *first = NULL;
     for (int i = 0; i < nn; i++) {
       const IrNode *n = g->nodes[i];
-      if (!pass_update_in_blocks(g, n))
+      if (!in_blocks[i])
         continue;
       pl.grad_of[n->src[1]->id] = n->src[0];
       first = first ? first : n;

@@ -111,12 +111,13 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
 // p->buf, arena_bytes, state_bytes.
 void pass_memplan(KProgram *p, const bool *keep);
 
-// Whether update node n (sgd_step, adam_step) of g shares its gradient with
-// no earlier update (two parameters whose gradients are one value, as the
-// biases of two batchnorms added together, share it). The updates that do
-// not lie, with their parameters and state, in the blocks one update over
-// every parameter reads (KProgram.blocks).
-bool pass_update_in_blocks(const IrGraph *g, const IrNode *n);
+// For each node of g (by id), whether it is an update (sgd_step, adam_step)
+// of a parameter that shares its gradient with no earlier update (two
+// parameters whose gradients are one value, as the biases of two batchnorms
+// added together, share it). The updates that do not lie, with their
+// parameters and state, in the blocks one update over every parameter
+// reads (KProgram.blocks). Allocated in g's arena.
+const bool *pass_updates_in_blocks(const IrGraph *g);
 
 // The bytes persistent tensor n takes in the state block (padded to the
 // planner's alignment): the blocks of one update are sums of these.

@@ -55,6 +55,18 @@ typedef struct PtrVec {
 } PtrVec;
 void ptrvec_push(Arena *a, PtrVec *v, void *p);
 
+// Strings to pointers, hashed (linear probing), allocated from an arena:
+// for names by the ten thousand, where a list would make lookups quadratic.
+// Keys are not copied.
+typedef struct StrMap {
+  const char **keys;   // cap slots; NULL where empty
+  void **vals;
+  int cap;             // 0 or a power of 2
+  int count;
+} StrMap;
+void *strmap_get(const StrMap *m, const char *key);              // NULL when absent
+void strmap_put(Arena *a, StrMap *m, const char *key, void *val);   // key must be absent
+
 // A growable string on the heap (xmalloc); the caller frees .data.
 typedef struct StrBuf {
   char *data;        // always NUL-terminated once anything was appended
