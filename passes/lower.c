@@ -1212,10 +1212,16 @@ static void lower_loss(Lower *L, const Decl *d) {
   if (!m->g->output)
     return;
   IrNode *out = m->g->output;
-  if (ops[k] == IR_CROSS_ENTROPY && out->op == IR_LOG_SOFTMAX)
+  // log_softmax, or log of softmax: log-probabilities.
+  bool log_probs = out->op == IR_LOG_SOFTMAX || (out->op == IR_LOG && out->src[0]->op == IR_SOFTMAX);
+  if (ops[k] == IR_CROSS_ENTROPY && log_probs)
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with its logits, or use `loss nll`",
-                "cross_entropy applies log_softmax itself, and the model's output is already log_softmax");
-  if (ops[k] == IR_NLL && out->op != IR_LOG_SOFTMAX)
+                "cross_entropy applies log_softmax itself, and the model's output is already %s",
+                out->op == IR_LOG ? "log of softmax" : "log_softmax");
+  if (ops[k] == IR_CROSS_ENTROPY && out->op == IR_SOFTMAX)
+    diag_report(L->d, DIAG_WARNING, c->loc, "end the model with its logits: drop the softmax",
+                "cross_entropy applies log_softmax itself, and the model's output is already softmax");
+  if (ops[k] == IR_NLL && !log_probs)
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with log_softmax, or use `loss cross_entropy`",
                 "nll expects log-probabilities, and the model's output is not log_softmax");
   IrNode *loss = node(L, ops[k], (IrNode *[]){out, m->target}, 2, c->loc);
