@@ -19,6 +19,7 @@
 
 #define MAX_ELEMS 2147483647LL   // elements in one tensor (32-bit indexes)
 #define MAX_ARGS 8
+#define MAX_BATCH (1 << 20)      // samples per batch, as the command line's --batch
 #define MAX_EXPAND_DEPTH 64      // nested block expansions
 #define MAX_EXPANDED 250000      // graph nodes plus block calls a model may expand to (about 200 MB)
 
@@ -1327,6 +1328,11 @@ static void lower_train(Lower *L, const Decl *d) {
     return;
   TrainConfig *t = &L->m->train;
   t->batch = (int)arg_int(&a, 0);
+  if (t->batch > MAX_BATCH) {
+    diag_error(L->d, a.loc[0], "the command line's --batch has the same bound",
+               "train: batch must be at most %d, found %d", MAX_BATCH, t->batch);
+    t->batch = MAX_BATCH;
+  }
   t->epochs = (int)arg_int(&a, 1);
   t->shuffle = arg_num(&a, 2) != 0;
   t->seed = (uint64_t)arg_int(&a, 3);

@@ -336,3 +336,76 @@ void pass_memplan(KProgram *p, const bool *keep) {
   free(pl.sub);
   free(pl.grad_of);
 }
+
+// "3,136,040,000 bytes (2.9 GiB)"
+static const char *bytes_str(int64_t n, char *buf, size_t size) {
+  char digits[32], grouped[48];
+  int len = snprintf(digits, sizeof digits, "%lld", (long long)n), j = 0;
+  for (int i = 0; i < len; i++) {
+    grouped[j++] = digits[i];
+    if ((len - i - 1) % 3 == 0 && i < len - 1)
+      grouped[j++] = ',';
+  }
+  grouped[j] = 0;
+  static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf(buf, size, "%s bytes", grouped);
+  else
+    snprintf(buf, size, "%s bytes (%.1f %s)", grouped, v, units[u]);
+  return buf;
+}
+
+static const char *who(const IrNode *n) {
+  return n->scope ? n->scope : n->name ? n->name : ir_op_info(n->op)->mnem;
+}
+
+#define MEMORY_HINT "the limit is NNC_MAX_MEMORY when set (e.g. NNC_MAX_MEMORY=64G), else the machine's physical memory"
+
+bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d) {
+  const IrGraph *g = m->g;
+  char b1[96], b2[96], b3[96], shape[128];
+  int64_t state = 0;
+  bool *trained = xcalloc(g->nnodes + 1, 1);   // by id: the parameter has a gradient
+  for (int k = 0; k < m->nparams && m->grads; k++)
+    trained[m->params[k]->id] = true;
+  for (int i = 0; i < g->nnodes; i++) {   // persistent tensors, in the order the layers made them
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_PARAM && n->op != IR_BUFFER)
+      continue;
+    state += 4 * ir_numel(n, 1) * (trained[n->id] ? 2 : 1);
+    if (state > limit) {
+      free(trained);
+      diag_error(d, n->loc, "use smaller layers; " MEMORY_HINT,
+                 "%s: the model's parameters%s reach %s with %s %s, more than the memory limit of %s", who(n),
+                 m->grads ? ", gradients and optimizer state" : "", bytes_str(state, b1, sizeof b1),
+                 n->name ? n->name : who(n), ir_shape_str(n->ndim, n->shape, shape, sizeof shape),
+                 bytes_str(limit, b2, sizeof b2));
+      return false;
+    }
+  }
+  free(trained);
+  for (int i = 0; i < g->nnodes; i++) {   // the first value that does not fit beside them
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_PARAM || n->op == IR_BUFFER || n->op == IR_CONST || n->ndim < 0)
+      continue;
+    int64_t bytes = 4 * ir_numel(n, batch);
+    if (bytes > limit - state) {
+      char with[128] = "";
+      if (state > 0)
+        snprintf(with, sizeof with, ", and the parameters %s", bytes_str(state, b1, sizeof b1));
+      diag_error(d, n->loc, "use a smaller batch or a smaller layer; " MEMORY_HINT,
+                 "%s: %s %s takes %s at batch %lld%s: more than the memory limit of %s", who(n),
+                 n->op == IR_INPUT ? "the input" : n->op == IR_TARGET ? "the target" : "its result",
+                 ir_shape_str(n->ndim, n->shape, shape, sizeof shape), bytes_str(bytes, b2, sizeof b2),
+                 (long long)batch, with, bytes_str(limit, b3, sizeof b3));
+      return false;
+    }
+  }
+  return true;
+}

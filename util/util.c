@@ -26,7 +26,7 @@ _Noreturn void nnc_fatal(const char *fmt, ...) {
 static void *check_alloc(void *p, size_t n) {
   if (!p && n) {
     fprintf(stderr, "nnc: out of memory (asked for %zu bytes)\n", n);
-    exit(3);
+    exit(3);   // documented: README.md, docs/language.md, nnc --help
   }
   return p;
 }
