@@ -108,8 +108,8 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "the value has several consumers";
   else if (!ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
-  else if (has_epilogue(p->op) && is_reduction(c->op))
-    reason = "an epilogue cannot reduce";
+  else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
+    reason = "an epilogue cannot reduce";   // nor can a loop that holds one (x @ w -> * p, summed to p)
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && f->gemms[c->id])
     reason = "the consumer already has a GEMM or convolution";
   else if (f->ops[c->id] + f->ops[p->id] > MAX_LOOP_OPS)
