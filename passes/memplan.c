@@ -317,6 +317,9 @@ void pass_memplan(KProgram *p, const bool *keep) {
     p->buf[nn] = (KBufInfo){KB_ARENA, pl.slots[scalar_slot].offset, ALIGN};
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
+    const IrNode *src = storage_node(n, mat);
+    if (pl.slot[i] < 0 && src != n && p->buf[src->id].space == KB_STATE)   // a reshaped parameter: its place
+      p->buf[i] = (KBufInfo){KB_STATE, p->buf[src->id].offset, node_bytes(n, p->max_batch)};
     if (pl.slot[i] < 0)
       continue;
     const Slot *s = &pl.slots[pl.slot[i]];

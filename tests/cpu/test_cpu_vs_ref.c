@@ -153,7 +153,8 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
 // (a path without the .nn, at batches 7 and 1).
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
-                                       "tests/cpu/tied", "tests/cpu/matmul3d", "tests/cpu/scaled"};
+                                       "tests/cpu/tied", "tests/cpu/matmul3d", "tests/cpu/scaled",
+                                       "tests/cpu/reshaped_param"};
   bool listed = argc < 2;
   for (int i = 0; i < countof(models) && !listed; i++)
     listed = !strcmp(argv[1], models[i]);
