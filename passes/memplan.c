@@ -393,6 +393,22 @@ bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d) {
     }
   }
   free(trained);
+  for (int i = 0; i < g->nnodes; i++) {   // a convolution's im2col scratch, for one image at least
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_CONV2D && n->op != IR_CONV2D_GRAD_INPUT && n->op != IR_CONV2D_GRAD_WEIGHT)
+      continue;
+    const IrNode *w = n->op == IR_CONV2D_GRAD_WEIGHT ? n : n->src[1];   // [O, C, KH, KW]
+    const IrNode *y = n->op == IR_CONV2D ? n : n->src[0];               // [N, O, OH, OW]
+    if (w->ndim != 4 || y->ndim != 4)
+      continue;
+    int64_t bytes = 4 * (w->shape[1] * w->shape[2] * w->shape[3] + w->shape[0]) * y->shape[2] * y->shape[3];
+    if (bytes > limit - state) {
+      diag_error(d, n->loc, "use a smaller kernel, fewer channels or a stride; " MEMORY_HINT,
+                 "%s: the convolution's scratch (im2col) takes %s for one image: more than the memory limit "
+                 "of %s", who(n), bytes_str(bytes, b1, sizeof b1), bytes_str(limit, b2, sizeof b2));
+      return false;
+    }
+  }
   for (int i = 0; i < g->nnodes; i++) {   // the first value that does not fit beside them
     const IrNode *n = g->nodes[i];
     if (n->op == IR_PARAM || n->op == IR_BUFFER || n->op == IR_CONST || n->ndim < 0)

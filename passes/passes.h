@@ -122,7 +122,8 @@ const bool *pass_updates_in_blocks(const IrGraph *g);
 // memplan.c: whether m can run at batch in limit bytes, before anything is
 // allocated: its persistent tensors (parameters, buffers and, after
 // autodiff, optimizer state and one gradient per parameter), and then its
-// largest value at batch, must fit. These bytes any run needs at least;
+// largest value at batch, and a convolution's im2col scratch for one
+// image, must fit. These bytes any run needs at least;
 // the runtime's arena reuses memory, so the whole is not summed. Reports at
 // the layer whose parameter or result goes over, with the bytes.
 bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d);
