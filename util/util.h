@@ -121,9 +121,12 @@ typedef struct Diag {
   int nwarnings;
   int max_errors;    // stop reporting after this many (0: no limit)
   bool color;        // ANSI colors (only on a terminal)
-  uint64_t *seen;    // hashes of the errors reported so far (no repeats)
-  int nseen, capseen;
+  uint64_t *seen;    // hashes of the errors reported so far (no repeats): a set, open addressing, 0 empty
+  int nseen, capseen;   // capseen: 0 or a power of 2, at least twice nseen
   bool suppressed;   // the last error was a repeat: drop its notes too
+  const char *lines_of;   // the text line_starts indexes (thousands of reports each find their line at once)
+  int *line_starts;  // offset of each line of lines_of, from line 1
+  int nlines;
 } Diag;
 
 void diag_init(Diag *d, FILE *out);
