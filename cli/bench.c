@@ -182,6 +182,8 @@ int cli_bench(int argc, char **argv) {
     fprintf(stderr, "nnc: error: model '%s' has no loss; use --entry forward\n", m->g->name);
     m = NULL;
   }
+  if (m && !cli_check_memory(m, batch ? batch : m->train.batch, &d))
+    m = NULL;
   diag_free(&d);
   if (!m) {
     arena_free(a);

@@ -37,16 +37,10 @@ static const char *scope_kind(Arena *a, const char *scope) {
   return u ? arena_strndup(a, last, u - last) : last;
 }
 
-static Row *find_row(Row *rows, int n, const char *name) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(rows[i].name, name))
-      return &rows[i];
-  return NULL;
-}
-
 // Groups g's nodes into rows; returns the count.
 static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
   int n = 0;
+  StrMap index = {0};   // name -> Row *
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *x = g->nodes[i];
     if (x == g->loss || x->op == IR_TARGET)
@@ -56,10 +50,11 @@ static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
       key = x->name;
     if (!key)
       continue;
-    Row *r = find_row(rows, n, key);
+    Row *r = strmap_get(&index, key);
     if (!r) {
       r = &rows[n++];
       *r = (Row){key, x->scope ? scope_kind(a, x->scope) : x->op == IR_INPUT ? "input" : "param", x, 0, 0};
+      strmap_put(a, &index, key, r);
     }
     if (x->op == IR_PARAM)
       r->params += ir_numel(x, 1);

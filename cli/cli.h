@@ -4,7 +4,8 @@
 
 #include "passes.h"
 
-// Exit statuses: 0 success, 1 an error in the user's files, 2 bad usage.
+// Exit statuses: 0 success, 1 an error in the user's files, 2 bad usage;
+// 3 when an allocation fails (xmalloc, util/util.c).
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
 // Options every verb shares.
@@ -23,6 +24,11 @@ bool cli_num(const char *s, double lo, double hi, double *out);
 
 // Loads, parses and lowers one .nn file into a; NULL after reporting errors.
 Model *cli_load_model(const char *path, Arena *a, Diag *d);
+
+// Whether m fits in memory at batch (pass_check_memory), against
+// NNC_MAX_MEMORY when set (bytes, or a number with K, M, G or T), else the
+// machine's physical memory; reports to d (NULL: to stderr) if not.
+bool cli_check_memory(const Model *m, int64_t batch, Diag *d);
 
 // check.c: prints the summary table of a lowered model.
 void cli_print_summary(FILE *out, const Model *m);

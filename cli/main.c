@@ -32,7 +32,8 @@ static const char *const usage_main =
     "  -h, --help      show this help (nnc COMMAND --help for a command's)\n"
     "  -V, --version   show the version\n"
     "\n"
-    "exit status: 0 success, 1 errors in the input files, 2 bad command-line use\n";
+    "exit status: 0 success, 1 errors in the input files, 2 bad command-line use,\n"
+    "3 out of memory\n";
 
 static const char *const usage_check =
     "usage: nnc check [options] FILE.nn...\n"
@@ -122,6 +123,39 @@ Model *cli_load_model(const char *path, Arena *a, Diag *d) {
   return m;
 }
 
+// The memory limit in bytes: NNC_MAX_MEMORY, or physical memory; -1 after
+// reporting a malformed NNC_MAX_MEMORY.
+static int64_t memory_limit(void) {
+  const char *s = getenv("NNC_MAX_MEMORY");
+  if (!s || !*s) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (int64_t)pages * size : INT64_MAX;
+  }
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  double unit = !strcmp(end, "") ? 1 : !strcmp(end, "K") ? 0x1p10 : !strcmp(end, "M") ? 0x1p20
+              : !strcmp(end, "G") ? 0x1p30 : !strcmp(end, "T") ? 0x1p40 : 0;
+  if (errno || end == s || !unit || !(v >= 1) || v * unit > 0x1p62) {
+    fprintf(stderr, "nnc: error: NNC_MAX_MEMORY must be a size such as 512M or 64G, found '%s'\n", s);
+    return -1;
+  }
+  return (int64_t)(v * unit);
+}
+
+bool cli_check_memory(const Model *m, int64_t batch, Diag *d) {
+  int64_t limit = memory_limit();
+  if (limit < 0)
+    return false;
+  Diag own;
+  if (!d)
+    diag_init(&own, stderr);
+  bool ok = pass_check_memory(m, batch, limit, d ? d : &own);
+  if (!d)
+    diag_free(&own);
+  return ok;
+}
+
 static int cmd_check(int argc, char **argv) {
   static const struct option opts[] = {
       {"quiet", no_argument, 0, 'q'},      {"max-errors", required_argument, 0, 'E'},
@@ -154,6 +188,8 @@ static int cmd_check(int argc, char **argv) {
     Diag d;
     setup_diag(&d, &c);
     Model *m = cli_load_model(argv[i], a, &d);
+    if (m && !cli_check_memory(m, m->train.batch, &d))   // as the file would train
+      m = NULL;
     if (m && !quiet) {
       if (i > optind)
         fputc('\n', stdout);

@@ -71,7 +71,7 @@ static const char *const usage_eval =
     "usage: nnc eval MODEL.nn --weights CKPT [options]\n"
     "\n"
     "Evaluates trained weights: the loss and, for class targets, the accuracy, the\n"
-    "accuracy of each class and the confusion matrix.\n"
+    "accuracy of each class and the confusion matrix (up to 100 classes).\n"
     "\n"
     "options:\n"
     "  -w, --weights CKPT    the checkpoint (required)\n"
@@ -116,6 +116,8 @@ static bool parse_backend(const char *s, RtBackend *b) {
 
 // An executor of the chosen backend; NULL after reporting why.
 static RtExec *make_exec(Model *m, int64_t batch, RtBackend backend, bool fuse, int threads) {
+  if (!cli_check_memory(m, batch, NULL))
+    return NULL;
   if (backend == RT_BACKEND_REF)
     return rt_exec_new(m, batch);
   char err[1024];
@@ -235,7 +237,7 @@ int cli_train(int argc, char **argv) {
 
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, true);
-  if (!m) {
+  if (!m || !cli_check_memory(m, batch > 0 ? batch : m->train.batch, NULL)) {
     arena_free(a);
     return EXIT_USER;
   }
@@ -360,8 +362,11 @@ int cli_eval(int argc, char **argv) {
     ds.n = limit;
   if (info.normalized)
     rt_dataset_normalize(&ds, info.mean, info.std);
+  // k * k counts: for class(100000) that would be 80 GB, and no one reads
+  // a table that wide; more classes get the loss and accuracy only.
+  enum { MAX_CONFUSION_CLASSES = 100 };
   int k = m->target->dtype == DT_I32 ? (int)m->target->attr.i[0] : 0;
-  int64_t *conf = k ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
+  int64_t *conf = k && k <= MAX_CONFUSION_CLASSES ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
   RtEvalResult r = rt_evaluate(ex, &ds, batch, conf);
   if (info.plain)
     printf("model %s, weights %s (plain weights, no training metadata)\n", m->g->name, weights);
@@ -375,6 +380,9 @@ int cli_eval(int argc, char **argv) {
   printf("\n");
   if (conf)
     print_confusion(conf, k);
+  else if (k)
+    printf("(per-class accuracy and the confusion matrix: shown for at most %d classes, not %d)\n",
+           MAX_CONFUSION_CLASSES, k);
   free(conf);
   status = 0;
 done:

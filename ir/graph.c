@@ -238,7 +238,9 @@ static int64_t dim1(const IrNode *n, int i) {
 static int64_t matmul_flops(const IrNode *n, int64_t out) {
   const IrNode *a = n->src[0];
   const IrNode *b = n->src[1];
-  int64_t k = n->attr.i[0] && a->ndim >= 2 ? dim1(a, -2) : dim1(a, -1);
+  int64_t k = dim1(a, -1);
+  if (n->attr.i[0] && a->ndim >= 2)   // a[..., K, M]^T: every leading dimension is summed over
+    k = ir_numel(a, 1) < 0 || k == 0 ? 0 : ir_numel(a, 1) / k;
   if (k == 0)   // a's shape is unknown: take K from b
     k = n->attr.i[1] || b->ndim < 2 ? dim1(b, -1) : dim1(b, -2);
   return mul_sat(mul_sat(2, k), out);

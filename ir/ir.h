@@ -300,6 +300,7 @@ int ir_kernel_buf(IrGraph *g, Kernel *k, const IrNode *n);   // index of n in k-
 int ir_kernel_instr(IrGraph *g, Kernel *k, KInstr in);       // appends; returns its index
 void ir_kernel_store(IrGraph *g, Kernel *k, KStore st);
 void ir_kernel_add_node(IrGraph *g, Kernel *k, const IrNode *n);
+void ir_kernel_add_new_node(IrGraph *g, Kernel *k, const IrNode *n);   // n is not in k yet
 // The contiguous index of a node's elements over a loop space of the same
 // shape (strides of its row-major layout), broadcast to ndim dimensions.
 KIndex ir_kernel_index(const IrNode *n, int ndim, const int64_t *dims);

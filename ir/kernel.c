@@ -49,6 +49,10 @@ void ir_kernel_add_node(IrGraph *g, Kernel *k, const IrNode *n) {
   for (int i = 0; i < k->nnodes; i++)
     if (k->nodes[i] == n)
       return;
+  ir_kernel_add_new_node(g, k, n);
+}
+
+void ir_kernel_add_new_node(IrGraph *g, Kernel *k, const IrNode *n) {
   k->nodes = grow(g->arena, k->nodes, k->nnodes, sizeof *k->nodes);
   k->nodes[k->nnodes++] = n;
 }

@@ -46,16 +46,6 @@ static IrNode *unbroadcast(AD *ad, IrNode *g, IrNode *x) {
   return ir_same_shape(g, x) ? g : mk(ad, IR_SUM_TO, &g, 1, x);
 }
 
-// A 2-D view [rows, last] of a tensor with more dimensions.
-static IrNode *as_matrix(AD *ad, IrNode *x) {
-  if (x->ndim == 2)
-    return x;
-  IrNode shape = {.ndim = 2};
-  shape.shape[1] = x->shape[x->ndim - 1];
-  shape.shape[0] = ir_is_batched(x) ? IR_N : ir_numel(x, 1) / shape.shape[1];
-  return mk(ad, IR_RESHAPE, &x, 1, &shape);
-}
-
 static IrNode *matmul(AD *ad, IrNode *a, IrNode *b, int ta, int tb) {
   IrNode *n = ir_add(ad->g, IR_MATMUL, (IrNode *[]){a, b}, 2, ad->fwd->loc);
   n->scope = ad->fwd->scope;
@@ -78,10 +68,11 @@ static void grad_matmul(AD *ad, IrNode *n, IrNode *g) {
     accumulate(ad, a, da);
   }
   if (ad->needs[b->id]) {
-    IrNode *a2 = ta ? a : as_matrix(ad, a), *g2 = as_matrix(ad, g);
-    IrNode *db = !tb ? matmul(ad, a2, g2, !ta, 0)           // op(A)^T g
-                     : ta ? matmul(ad, g2, a2, 1, 1)        // g^T A^T
-                          : matmul(ad, g2, a2, 1, 0);       // g^T A
+    // A and g of more than 2 dimensions are summed over all but the last
+    // (a transposed left operand of more than 2 dimensions does that).
+    IrNode *db = !tb ? matmul(ad, a, g, !ta, 0)             // op(A)^T g
+                     : ta ? matmul(ad, g, a, 1, 1)          // g^T A^T
+                          : matmul(ad, g, a, 1, 0);         // g^T A
     accumulate(ad, b, db);
   }
 }

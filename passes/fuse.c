@@ -18,6 +18,10 @@
 
 #include <string.h>
 
+// Ops in one fused loop at most: a chain of 40,000 adds is many loops of
+// 128, not one whose generator recurses 40,000 deep.
+#define MAX_LOOP_OPS 128
+
 typedef struct Fuse {
   const Model *m;
   IrGraph *g;
@@ -29,6 +33,7 @@ typedef struct Fuse {
   int *uses;             // uses[id]: consumers among the needed nodes
   int *fused_into;       // the node whose kernel computes this one, or -1
   int *gemms;            // GEMMs and convolutions in the kernel rooted at this node
+  int *ops;              // ops computed in the kernel rooted at this node, itself included
   KProgram *p;
 } Fuse;
 
@@ -103,16 +108,19 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "the value has several consumers";
   else if (!ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
-  else if (has_epilogue(p->op) && is_reduction(c->op))
-    reason = "an epilogue cannot reduce";
+  else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
+    reason = "an epilogue cannot reduce";   // nor can a loop that holds one (x @ w -> * p, summed to p)
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && f->gemms[c->id])
     reason = "the consumer already has a GEMM or convolution";
+  else if (f->ops[c->id] + f->ops[p->id] > MAX_LOOP_OPS)
+    reason = "the consumer's loop has as many ops as one loop may have";
   if (reason) {
     why_not(f, p, c, reason);
     return;
   }
   f->fused_into[p->id] = c->id;
   f->gemms[c->id] += f->gemms[p->id] + has_epilogue(p->op);
+  f->ops[c->id] += f->ops[p->id];
 }
 
 //
@@ -260,15 +268,15 @@ static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
   ir_kernel_add_node(f->g, k, mm);
   k->ta = mm->attr.i[0];
   k->tb = mm->attr.i[1];
-  if (k->ta) {   // a is [K, M]
-    k->k = (KExtent){a->shape[0] == IR_N ? 1 : a->shape[0], a->shape[0] == IR_N};
-    k->m = (KExtent){a->shape[1], false};
+  int64_t last = a->shape[a->ndim - 1];
+  if (k->ta) {   // a is [..., K, M]: leading dimensions fold into K
+    k->k = (KExtent){ir_numel(a, 1) / last, ir_is_batched(a)};
+    k->m = (KExtent){last, false};
   } else {       // a is [..., M, K]: leading dimensions fold into M
-    int64_t kk = a->shape[a->ndim - 1];
-    k->k = (KExtent){kk, false};
-    k->m = (KExtent){ir_numel(a, 1) / kk, ir_is_batched(a)};
+    k->k = (KExtent){last, false};
+    k->m = (KExtent){ir_numel(a, 1) / last, ir_is_batched(a)};
   }
-  k->n = (KExtent){k->tb ? b->shape[0] : b->shape[1], false};
+  k->n = (KExtent){k->tb ? b->shape[0] : b->shape[b->ndim - 1], false};
   return k;
 }
 
@@ -400,8 +408,8 @@ static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
   k->ndim = 1;
   k->dims[0] = floats;
   Gen gen = {f, k, &all, NULL};
-  for (int i = 0; i < n; i++)
-    ir_kernel_add_node(f->g, k, steps[i]);
+  for (int i = 0; i < n; i++)   // each update once: no search of the kernel's nodes
+    ir_kernel_add_new_node(f->g, k, steps[i]);
   if (all.op == IR_SGD_STEP)
     gen_sgd(&gen, &all);
   else
@@ -486,6 +494,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.uses = arena_alloc(a, sizeof(int) * nn);
   f.fused_into = arena_alloc(a, sizeof(int) * nn);
   f.gemms = arena_alloc(a, sizeof(int) * nn);
+  f.ops = arena_alloc(a, sizeof(int) * nn);
   pass_needed(m, entry, f.need);
   if (g->output)
     f.keep[g->output->id] = true;
@@ -493,6 +502,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
     f.keep[g->loss->id] = true;
   for (int i = 0; i < nn; i++) {
     f.fused_into[i] = -1;
+    f.ops[i] = 1;
     if (f.need[i])
       for (int k = 0; k < g->nodes[i]->nsrc; k++)
         f.uses[g->nodes[i]->src[k]->id]++;
@@ -530,14 +540,15 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   }
   IrNode **steps = arena_alloc(a, sizeof(IrNode *) * (nn + 1));
   int nsteps = 0;
+  const bool *in_blocks = pass_updates_in_blocks(g);
   for (int i = 0; i < nn; i++)
-    if (f.need[i] && pass_update_in_blocks(g, g->nodes[i]))
+    if (f.need[i] && in_blocks[i])
       steps[nsteps++] = g->nodes[i];
   bool together = one_update(&f, steps, nsteps);
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
     bool skip = n->op == IR_CONST ? !const_buffer[i] : ir_op_is_leaf(n->op);
-    if (together && pass_update_in_blocks(g, n))
+    if (together && in_blocks[i])
       continue;   // in the one update below
     if (f.need[i] && !skip && !is_alias(&f, n) && f.fused_into[i] < 0)
       lower_root(&f, n);

@@ -19,7 +19,9 @@
 
 #define MAX_ELEMS 2147483647LL   // elements in one tensor (32-bit indexes)
 #define MAX_ARGS 8
+#define MAX_BATCH (1 << 20)      // samples per batch, as the command line's --batch
 #define MAX_EXPAND_DEPTH 64      // nested block expansions
+#define MAX_EXPANDED 250000      // graph nodes plus block calls a model may expand to (about 200 MB)
 
 typedef enum {
   V_ERR,     // an error was reported; uses pass it along silently
@@ -56,7 +58,9 @@ typedef struct Counter {
 // One model body, or one expansion of a block.
 typedef struct Env {
   const char *prefix;    // "" for the model, "down_1." inside that block
-  Binding *names;
+  Binding *names;        // newest first
+  int nnames;            // bindings in names while index is empty
+  StrMap index;         // name -> Binding *, once there are more than NAMES_LISTED
   Counter *counters;
   const Decl *decl;      // the model or block being lowered
   struct Env *caller;    // the expansion that called this one
@@ -71,7 +75,10 @@ typedef struct Lower {
   IrGraph *g;
   Model *m;
   PtrVec blocks;         // Decl *: every block in the file
+  StrMap block_index;   // name -> Decl *
   bool saw_input;        // the model declares an input (even a bad one)
+  int block_calls;       // blocks expanded so far
+  bool too_big;          // MAX_EXPANDED was reported: no more block expansions
 } Lower;
 
 static Value eval(Lower *L, Env *e, const AstNode *n);
@@ -83,11 +90,27 @@ static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t}
 // Names
 //
 
+// A body's names: a list while it is short (most blocks bind a handful),
+// then also a hash map.
+#define NAMES_LISTED 8
+
 static Binding *lookup(Env *e, const char *name) {
+  if (e->index.cap)
+    return strmap_get(&e->index, name);
   for (Binding *b = e->names; b; b = b->next)
     if (!strcmp(b->name, name))
       return b;
   return NULL;
+}
+
+static void add_binding(Lower *L, Env *e, Binding *b) {
+  b->next = e->names;
+  e->names = b;
+  if (e->index.cap)
+    strmap_put(L->a, &e->index, b->name, b);
+  else if (++e->nnames > NAMES_LISTED)
+    for (Binding *o = e->names; o; o = o->next)
+      strmap_put(L->a, &e->index, o->name, o);
 }
 
 static bool is_builtin_name(const char *name);
@@ -109,8 +132,8 @@ static bool bind(Lower *L, Env *e, const char *name, SrcLoc loc, Value v, const 
     return false;
   }
   Binding *b = arena_alloc(L->a, sizeof *b);
-  *b = (Binding){name, v, loc, what, false, e->names};
-  e->names = b;
+  *b = (Binding){name, v, loc, what, false, NULL};
+  add_binding(L, e, b);
   return true;
 }
 
@@ -641,14 +664,7 @@ static bool in_list(const char *name, const char *const *list, int n) {
 
 static bool is_builtin_name(const char *name) { return find_builtin(name) != NULL; }
 
-static const Decl *find_block(Lower *L, const char *name) {
-  for (int i = 0; i < L->blocks.len; i++) {
-    const Decl *b = L->blocks.data[i];
-    if (!strcmp(b->name, name))
-      return b;
-  }
-  return NULL;
-}
+static const Decl *find_block(Lower *L, const char *name) { return strmap_get(&L->block_index, name); }
 
 // Suggests a layer, block or value name close to name, or NULL.
 static const char *suggest(Lower *L, Env *e, const char *name, bool values) {
@@ -691,6 +707,16 @@ static Value expand_block(Lower *L, Env *e, const Decl *b, const AstNode *call, 
     diag_error(L->d, call->loc, NULL, "blocks are nested more than %d deep", MAX_EXPAND_DEPTH);
     return ERR;
   }
+  // Each call copies the block's body, so blocks that call the next one
+  // twice grow the graph exponentially: stop at a bound, before memory runs out.
+  if (L->too_big)
+    return ERR;
+  if (L->g->nnodes + ++L->block_calls > MAX_EXPANDED) {
+    L->too_big = true;
+    diag_error(L->d, call->loc, "each block call copies the block's body; a block that calls another twice doubles it",
+               "the model expands to more than %d graph nodes and block calls", MAX_EXPANDED);
+    return ERR;
+  }
   ArgSpec *specs = arena_alloc(L->a, sizeof(ArgSpec) * (b->nparams + 1));
   StrBuf usage = {0};
   sb_puts(&usage, "(x");
@@ -713,7 +739,7 @@ static Value expand_block(Lower *L, Env *e, const Decl *b, const AstNode *call, 
                .decl = b, .caller = e, .call_loc = call->loc, .depth = e->depth + 1};
   Binding *xb = arena_alloc(L->a, sizeof *xb);
   *xb = (Binding){"x", a.v[0], b->loc, "block input", true, NULL};
-  inner.names = xb;
+  add_binding(L, &inner, xb);
   for (int i = 0; i < b->nparams; i++)
     if (strcmp(b->params[i], "x") && !lookup(&inner, b->params[i]))   // else collect() reported it
       bind(L, &inner, b->params[i], b->param_locs[i], a.v[i + 1], "block parameter");
@@ -1187,10 +1213,16 @@ static void lower_loss(Lower *L, const Decl *d) {
   if (!m->g->output)
     return;
   IrNode *out = m->g->output;
-  if (ops[k] == IR_CROSS_ENTROPY && out->op == IR_LOG_SOFTMAX)
+  // log_softmax, or log of softmax: log-probabilities.
+  bool log_probs = out->op == IR_LOG_SOFTMAX || (out->op == IR_LOG && out->src[0]->op == IR_SOFTMAX);
+  if (ops[k] == IR_CROSS_ENTROPY && log_probs)
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with its logits, or use `loss nll`",
-                "cross_entropy applies log_softmax itself, and the model's output is already log_softmax");
-  if (ops[k] == IR_NLL && out->op != IR_LOG_SOFTMAX)
+                "cross_entropy applies log_softmax itself, and the model's output is already %s",
+                out->op == IR_LOG ? "log of softmax" : "log_softmax");
+  if (ops[k] == IR_CROSS_ENTROPY && out->op == IR_SOFTMAX)
+    diag_report(L->d, DIAG_WARNING, c->loc, "end the model with its logits: drop the softmax",
+                "cross_entropy applies log_softmax itself, and the model's output is already softmax");
+  if (ops[k] == IR_NLL && !log_probs)
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with log_softmax, or use `loss cross_entropy`",
                 "nll expects log-probabilities, and the model's output is not log_softmax");
   IrNode *loss = node(L, ops[k], (IrNode *[]){out, m->target}, 2, c->loc);
@@ -1296,6 +1328,11 @@ static void lower_train(Lower *L, const Decl *d) {
     return;
   TrainConfig *t = &L->m->train;
   t->batch = (int)arg_int(&a, 0);
+  if (t->batch > MAX_BATCH) {
+    diag_error(L->d, a.loc[0], "the command line's --batch has the same bound",
+               "train: batch must be at most %d, found %d", MAX_BATCH, t->batch);
+    t->batch = MAX_BATCH;
+  }
   t->epochs = (int)arg_int(&a, 1);
   t->shuffle = arg_num(&a, 2) != 0;
   t->seed = (uint64_t)arg_int(&a, 3);
@@ -1325,6 +1362,7 @@ static const Decl *collect(Lower *L, const Decl **once) {
         diag_error(L->d, d->name_loc, "choose another name for the block", "'%s' is a built-in layer", d->name);
       } else {
         ptrvec_push(L->a, &L->blocks, (void *)d);
+        strmap_put(L->a, &L->block_index, d->name, (void *)d);
       }
       for (int j = 0; j < d->nparams; j++) {
         if (!strcmp(d->params[j], "x"))

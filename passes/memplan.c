@@ -114,15 +114,18 @@ static void place_state(KProgram *p, const IrNode *n, int64_t *state, bool *mat)
   mat[n->id] = true;
 }
 
-bool pass_update_in_blocks(const IrGraph *g, const IrNode *n) {
-  if ((n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP) || n->src[0]->op != IR_PARAM)
-    return false;
-  for (int i = 0; i < n->id; i++) {
-    const IrNode *m = g->nodes[i];
-    if ((m->op == IR_SGD_STEP || m->op == IR_ADAM_STEP) && m->src[1] == n->src[1])
-      return false;
+const bool *pass_updates_in_blocks(const IrGraph *g) {
+  bool *in = arena_alloc(g->arena, g->nnodes + 1);
+  bool *grad_taken = xcalloc(g->nnodes + 1, 1);   // by the gradient's id: an update reads it
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
+      continue;
+    in[n->id] = n->src[0]->op == IR_PARAM && !grad_taken[n->src[1]->id];
+    grad_taken[n->src[1]->id] = true;
   }
-  return true;
+  free(grad_taken);
+  return in;
 }
 
 // The state block: the parameters whose updates lie in the blocks, in the
@@ -130,18 +133,18 @@ bool pass_update_in_blocks(const IrGraph *g, const IrNode *n) {
 // same order (so that every kind lies like the parameters); then every
 // other persistent tensor, in graph order. The same for every entry point
 // of a model.
-static void plan_state(KProgram *p, bool *mat) {
+static void plan_state(KProgram *p, const bool *in_blocks, bool *mat) {
   const IrGraph *g = p->g;
   int64_t state = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = g->nodes[i];
-    if (pass_update_in_blocks(g, n))
+    if (in_blocks[i])
       place_state(p, n->src[0], &state, mat);
   }
   for (int j = 2; j < IR_MAX_SRC; j++)
     for (int i = 0; i < g->nnodes; i++) {
       const IrNode *n = g->nodes[i];
-      if (pass_update_in_blocks(g, n) && j < n->nsrc && n->src[j]->op == IR_BUFFER)
+      if (in_blocks[i] && j < n->nsrc && n->src[j]->op == IR_BUFFER)
         place_state(p, n->src[j], &state, mat);
     }
   for (int i = 0; i < g->nnodes; i++)
@@ -174,13 +177,14 @@ void pass_memplan(KProgram *p, const bool *keep) {
   bool *mat = xcalloc(ids, 1);   // materialized: written by a kernel, or a leaf ([nn]: the step scalars)
   for (int i = 0; i < ids; i++)
     pl.slot[i] = -1;
-  plan_state(p, mat);
+  const bool *in_blocks = pass_updates_in_blocks(g);
+  plan_state(p, in_blocks, mat);
   if (p->nblocks) {   // the parameters' and their state's blocks lie in the state block
     pl.grad_of = xcalloc(ids, sizeof(IrNode *));
     const IrNode *first = NULL;
     for (int i = 0; i < nn; i++) {
       const IrNode *n = g->nodes[i];
-      if (!pass_update_in_blocks(g, n))
+      if (!in_blocks[i])
         continue;
       pl.grad_of[n->src[1]->id] = n->src[0];
       first = first ? first : n;
@@ -313,6 +317,9 @@ void pass_memplan(KProgram *p, const bool *keep) {
     p->buf[nn] = (KBufInfo){KB_ARENA, pl.slots[scalar_slot].offset, ALIGN};
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
+    const IrNode *src = storage_node(n, mat);
+    if (pl.slot[i] < 0 && src != n && p->buf[src->id].space == KB_STATE)   // a reshaped parameter: its place
+      p->buf[i] = (KBufInfo){KB_STATE, p->buf[src->id].offset, node_bytes(n, p->max_batch)};
     if (pl.slot[i] < 0)
       continue;
     const Slot *s = &pl.slots[pl.slot[i]];
@@ -331,4 +338,93 @@ void pass_memplan(KProgram *p, const bool *keep) {
   free(pl.slots);
   free(pl.sub);
   free(pl.grad_of);
+}
+
+// "3,136,040,000 bytes (2.9 GiB)"
+static const char *bytes_str(int64_t n, char *buf, size_t size) {
+  char digits[32], grouped[48];
+  int len = snprintf(digits, sizeof digits, "%lld", (long long)n), j = 0;
+  for (int i = 0; i < len; i++) {
+    grouped[j++] = digits[i];
+    if ((len - i - 1) % 3 == 0 && i < len - 1)
+      grouped[j++] = ',';
+  }
+  grouped[j] = 0;
+  static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf(buf, size, "%s bytes", grouped);
+  else
+    snprintf(buf, size, "%s bytes (%.1f %s)", grouped, v, units[u]);
+  return buf;
+}
+
+static const char *who(const IrNode *n) {
+  return n->scope ? n->scope : n->name ? n->name : ir_op_info(n->op)->mnem;
+}
+
+#define MEMORY_HINT "the limit is NNC_MAX_MEMORY when set (e.g. NNC_MAX_MEMORY=64G), else the machine's physical memory"
+
+bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d) {
+  const IrGraph *g = m->g;
+  char b1[96], b2[96], b3[96], shape[128];
+  int64_t state = 0;
+  bool *trained = xcalloc(g->nnodes + 1, 1);   // by id: the parameter has a gradient
+  for (int k = 0; k < m->nparams && m->grads; k++)
+    trained[m->params[k]->id] = true;
+  for (int i = 0; i < g->nnodes; i++) {   // persistent tensors, in the order the layers made them
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_PARAM && n->op != IR_BUFFER)
+      continue;
+    state += 4 * ir_numel(n, 1) * (trained[n->id] ? 2 : 1);
+    if (state > limit) {
+      free(trained);
+      diag_error(d, n->loc, "use smaller layers; " MEMORY_HINT,
+                 "%s: the model's parameters%s reach %s with %s %s, more than the memory limit of %s", who(n),
+                 m->grads ? ", gradients and optimizer state" : "", bytes_str(state, b1, sizeof b1),
+                 n->name ? n->name : who(n), ir_shape_str(n->ndim, n->shape, shape, sizeof shape),
+                 bytes_str(limit, b2, sizeof b2));
+      return false;
+    }
+  }
+  free(trained);
+  for (int i = 0; i < g->nnodes; i++) {   // a convolution's im2col scratch, for one image at least
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_CONV2D && n->op != IR_CONV2D_GRAD_INPUT && n->op != IR_CONV2D_GRAD_WEIGHT)
+      continue;
+    const IrNode *w = n->op == IR_CONV2D_GRAD_WEIGHT ? n : n->src[1];   // [O, C, KH, KW]
+    const IrNode *y = n->op == IR_CONV2D ? n : n->src[0];               // [N, O, OH, OW]
+    if (w->ndim != 4 || y->ndim != 4)
+      continue;
+    int64_t bytes = 4 * (w->shape[1] * w->shape[2] * w->shape[3] + w->shape[0]) * y->shape[2] * y->shape[3];
+    if (bytes > limit - state) {
+      diag_error(d, n->loc, "use a smaller kernel, fewer channels or a stride; " MEMORY_HINT,
+                 "%s: the convolution's scratch (im2col) takes %s for one image: more than the memory limit "
+                 "of %s", who(n), bytes_str(bytes, b1, sizeof b1), bytes_str(limit, b2, sizeof b2));
+      return false;
+    }
+  }
+  for (int i = 0; i < g->nnodes; i++) {   // the first value that does not fit beside them
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_PARAM || n->op == IR_BUFFER || n->op == IR_CONST || n->ndim < 0)
+      continue;
+    int64_t bytes = 4 * ir_numel(n, batch);
+    if (bytes > limit - state) {
+      char with[128] = "";
+      if (state > 0)
+        snprintf(with, sizeof with, ", and the parameters %s", bytes_str(state, b1, sizeof b1));
+      diag_error(d, n->loc, "use a smaller batch or a smaller layer; " MEMORY_HINT,
+                 "%s: %s %s takes %s at batch %lld%s: more than the memory limit of %s", who(n),
+                 n->op == IR_INPUT ? "the input" : n->op == IR_TARGET ? "the target" : "its result",
+                 ir_shape_str(n->ndim, n->shape, shape, sizeof shape), bytes_str(bytes, b2, sizeof b2),
+                 (long long)batch, with, bytes_str(limit, b3, sizeof b3));
+      return false;
+    }
+  }
+  return true;
 }

@@ -113,12 +113,22 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
 // p->buf, arena_bytes, state_bytes.
 void pass_memplan(KProgram *p, const bool *keep);
 
-// Whether update node n (sgd_step, adam_step) of g shares its gradient with
-// no earlier update (two parameters whose gradients are one value, as the
-// biases of two batchnorms added together, share it). The updates that do
-// not lie, with their parameters and state, in the blocks one update over
-// every parameter reads (KProgram.blocks).
-bool pass_update_in_blocks(const IrGraph *g, const IrNode *n);
+// For each node of g (by id), whether it is an update (sgd_step, adam_step)
+// of a parameter that shares its gradient with no earlier update (two
+// parameters whose gradients are one value, as the biases of two batchnorms
+// added together, share it). The updates that do not lie, with their
+// parameters and state, in the blocks one update over every parameter
+// reads (KProgram.blocks). Allocated in g's arena.
+const bool *pass_updates_in_blocks(const IrGraph *g);
+
+// memplan.c: whether m can run at batch in limit bytes, before anything is
+// allocated: its persistent tensors (parameters, buffers and, after
+// autodiff, optimizer state and one gradient per parameter), and then its
+// largest value at batch, and a convolution's im2col scratch for one
+// image, must fit. These bytes any run needs at least;
+// the runtime's arena reuses memory, so the whole is not summed. Reports at
+// the layer whose parameter or result goes over, with the bytes.
+bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d);
 
 // The bytes persistent tensor n takes in the state block (padded to the
 // planner's alignment): the blocks of one update are sums of these.

@@ -82,16 +82,33 @@ static bool infer_broadcast(IrNode *n, Diag *d) {
 
 // a[..., M, K] @ b[K, P] -> [..., M, P]; ta and tb transpose the last two
 // dimensions of a and of b first.
+// a[..., K, M]^T b[..., K, P] -> [M, P], summed over every leading
+// dimension too (N among them): the gradient of a weight that multiplies
+// a tensor of more than 2 dimensions. Autodiff makes these; the leading
+// dimensions of a and b must agree, and b is not transposed.
+static bool infer_matmul_folded(IrNode *n, Diag *d) {
+  IrNode *a = n->src[0], *b = n->src[1];
+  bool same = !n->attr.i[1] && a->ndim == b->ndim;
+  for (int i = 0; same && i < a->ndim - 1; i++)
+    same = a->shape[i] == b->shape[i];
+  if (!same)
+    return fail(n, d, NULL, "a transposed left operand %s needs a right operand with the same leading dimensions, found %s",
+                sh(a), sh(b));
+  set_shape(n, 2, (int64_t[]){a->shape[a->ndim - 1], b->shape[b->ndim - 1]});
+  n->dtype = DT_F32;
+  return true;
+}
+
 static bool infer_matmul(IrNode *n, Diag *d) {
   IrNode *a = n->src[0], *b = n->src[1];
   if (a->ndim < 2)
     return fail(n, d, "a matrix product needs a matrix on each side; reshape a vector to [1, K]",
                 "the left operand %s has fewer than 2 dimensions%s", sh(a), "");
+  if (n->attr.i[0] && a->ndim > 2)
+    return infer_matmul_folded(n, d);
   if (b->ndim != 2)
     return fail(n, d, "the right operand must be a matrix [K, P]",
                 "the right operand %s is not 2-dimensional%s", sh(b), "");
-  if (n->attr.i[0] && a->ndim != 2)
-    return fail(n, d, NULL, "a transposed left operand %s must be 2-dimensional%s", sh(a), "");
   int64_t m = n->attr.i[0] ? a->shape[1] : a->shape[a->ndim - 2];
   int64_t ka = n->attr.i[0] ? a->shape[0] : a->shape[a->ndim - 1];
   int64_t kb = n->attr.i[1] ? b->shape[1] : b->shape[0];

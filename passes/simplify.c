@@ -24,6 +24,11 @@ typedef struct Simp {
   IrGraph *g;
   IrNode **repl;         // repl[id]: the node that now stands for node id
   bool *grad;            // grad[id]: node id is a parameter's gradient
+  // Chains of the mergeable nodes that stand for themselves, by node_hash,
+  // earliest first; [1] holds parameters' gradients, [0] the other nodes.
+  int *head[2], *tail[2];  // nbuckets each; -1: none
+  int *chain;            // chain[id]: the next node id in its bucket
+  int nbuckets;          // a power of 2
   int folded, identities, merged, removed, losses;
 } Simp;
 
@@ -42,6 +47,22 @@ static bool same_node(const IrNode *a, const IrNode *b) {
     if (a->src[i] != b->src[i])
       return false;
   return true;
+}
+
+// A hash of what same_node compares, so that a node is compared only with
+// the earlier nodes of its bucket (a graph of 40,000 nodes is not 800
+// million comparisons).
+static uint32_t node_hash(const IrNode *n) {
+  uint64_t h = 1469598103934665603u;
+  const uint64_t words[] = {(uint64_t)n->op, (uint64_t)n->nsrc, (uint64_t)n->dtype, (uint64_t)n->ndim};
+  const unsigned char *parts[] = {(const void *)words, (const void *)n->shape, (const void *)&n->attr};
+  size_t sizes[] = {sizeof words, sizeof(int64_t) * (n->ndim > 0 ? n->ndim : 0), sizeof n->attr};
+  for (int p = 0; p < 3; p++)
+    for (size_t i = 0; i < sizes[p]; i++)
+      h = (h ^ parts[p][i]) * 1099511628211u;
+  for (int i = 0; i < n->nsrc; i++)
+    h = (h ^ (uint64_t)n->src[i]->id) * 1099511628211u;
+  return (uint32_t)(h ^ h >> 32);
 }
 
 static bool mergeable(const IrNode *n) {
@@ -149,7 +170,7 @@ static IrNode *find(Simp *s, IrNode *n) {
   return n;
 }
 
-static void simplify_node(Simp *s, IrNode *n, int upto) {
+static void simplify_node(Simp *s, IrNode *n) {
   for (int i = 0; i < n->nsrc; i++)
     n->src[i] = find(s, n->src[i]);
   if (n->op == IR_RESHAPE && n->src[0]->op == IR_RESHAPE) {   // a reshape of a reshape
@@ -168,16 +189,29 @@ static void simplify_node(Simp *s, IrNode *n, int upto) {
     s->folded++;
   if (!mergeable(n))
     return;
-  for (int j = 0; j < upto; j++) {   // the earlier node computing the same value
-    IrNode *m = s->g->nodes[j];
-    if (s->grad[n->id] && s->grad[j])
-      continue;   // two parameters' gradients stay two values: each has its place in the update's block
-    if (s->repl[j] == m && same_node(m, n)) {
-      s->repl[n->id] = m;
-      s->merged++;
-      return;
-    }
+  // The first earlier node computing the same value. Two parameters'
+  // gradients stay two values: each has its place in the update's block.
+  uint32_t h = node_hash(n) & (s->nbuckets - 1);
+  bool grad = s->grad[n->id];
+  IrNode *first = NULL;
+  for (int t = 0; t < (grad ? 1 : 2); t++)
+    for (int j = s->head[t][h]; j >= 0; j = s->chain[j])
+      if (same_node(s->g->nodes[j], n)) {
+        if (!first || j < first->id)
+          first = s->g->nodes[j];
+        break;
+      }
+  if (first) {
+    s->repl[n->id] = first;
+    s->merged++;
+    return;
   }
+  s->chain[n->id] = -1;
+  if (s->tail[grad][h] >= 0)
+    s->chain[s->tail[grad][h]] = n->id;
+  else
+    s->head[grad][h] = n->id;
+  s->tail[grad][h] = n->id;
 }
 
 // Keeps leaves and what the roots need, in order; renumbers.
@@ -211,13 +245,23 @@ static void compact(Simp *s, Model *m) {
 
 bool pass_simplify(Model *m, FILE *report) {
   IrGraph *g = m->g;
-  Simp s = {g, xmalloc(sizeof(IrNode *) * g->nnodes), xcalloc(g->nnodes, sizeof(bool)), 0, 0, 0, 0, 0};
+  Simp s = {.g = g, .repl = xmalloc(sizeof(IrNode *) * g->nnodes), .grad = xcalloc(g->nnodes, sizeof(bool))};
   for (int i = 0; i < g->nnodes; i++)
     s.repl[i] = g->nodes[i];
+  s.nbuckets = 16;
+  while (s.nbuckets < g->nnodes)
+    s.nbuckets *= 2;
+  for (int t = 0; t < 2; t++) {
+    s.head[t] = xmalloc(sizeof(int) * s.nbuckets);
+    s.tail[t] = xmalloc(sizeof(int) * s.nbuckets);
+    memset(s.head[t], -1, sizeof(int) * s.nbuckets);
+    memset(s.tail[t], -1, sizeof(int) * s.nbuckets);
+  }
+  s.chain = xmalloc(sizeof(int) * (g->nnodes + 1));
   for (int i = 0; i < m->nparams; i++)
     s.grad[m->grads[i]->id] = true;
   for (int i = 0; i < g->nnodes; i++)
-    simplify_node(&s, g->nodes[i], i);
+    simplify_node(&s, g->nodes[i]);
   if (g->output)
     g->output = find(&s, g->output);
   if (g->loss)
@@ -229,6 +273,11 @@ bool pass_simplify(Model *m, FILE *report) {
   compact(&s, m);
   free(s.repl);
   free(s.grad);
+  for (int t = 0; t < 2; t++) {
+    free(s.head[t]);
+    free(s.tail[t]);
+  }
+  free(s.chain);
   if (report)
     fprintf(report, "simplify: %d identities, %d constants folded, %d common subexpressions merged, "
             "%d log-softmax + NLL pairs fused (loss or gradient), %d dead nodes removed\n", s.identities, s.folded,

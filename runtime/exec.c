@@ -367,9 +367,10 @@ static void run_matmul(RtExec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->src[1];
   KShape as = kshape(a, B), bs = kshape(b, B);
   bool ta = n->attr.i[0], tb = n->attr.i[1];
-  int64_t K = ta ? as.dim[0] : as.dim[as.ndim - 1];
-  int64_t M = ta ? as.dim[1] : k_numel(&as) / K;
-  int64_t P = tb ? bs.dim[0] : bs.dim[1];
+  int64_t last = as.dim[as.ndim - 1];   // a transposed a[..., K, M] folds its leading dimensions into K
+  int64_t K = ta ? k_numel(&as) / last : last;
+  int64_t M = ta ? last : k_numel(&as) / K;
+  int64_t P = tb ? bs.dim[0] : bs.dim[bs.ndim - 1];
   k_matmul_forward(F(ex, n), F(ex, a), F(ex, b), 1, M, K, P, ta, tb);
 }
 

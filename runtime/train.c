@@ -54,9 +54,10 @@ double rt_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, 
     lr = base * pow(s->gamma, (double)(epoch / s->step_size));
     break;
   case SCHED_COSINE: {
+    // PyTorch's closed form, which goes on past t_max: the rate climbs back
+    // to base over the next t_max epochs, a period of 2 * t_max.
     int64_t t_max = s->t_max > 0 ? s->t_max : epochs;
-    double e = epoch < t_max ? (double)epoch : (double)t_max;
-    lr = s->min_lr + (base - s->min_lr) * (1 + cos(M_PI * e / (double)t_max)) / 2;
+    lr = s->min_lr + (base - s->min_lr) * (1 + cos(M_PI * (double)epoch / (double)t_max)) / 2;
     break;
   }
   }

@@ -73,3 +73,41 @@ void ptrvec_push(Arena *a, PtrVec *v, void *p) {
   }
   v->data[v->len++] = p;
 }
+
+static uint32_t str_hash(const char *s) {   // FNV-1a
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
+
+void *strmap_get(const StrMap *m, const char *key) {
+  if (!m->cap)
+    return NULL;
+  for (uint32_t i = str_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    if (!m->keys[i])
+      return NULL;
+    if (!strcmp(m->keys[i], key))
+      return m->vals[i];
+  }
+}
+
+// Grows m to keep it at most half full (the old arrays stay in the arena).
+void strmap_put(Arena *a, StrMap *m, const char *key, void *val) {
+  if (2 * (m->count + 1) > m->cap) {
+    StrMap old = *m;
+    m->cap = old.cap ? 2 * old.cap : 16;
+    m->count = 0;
+    m->keys = arena_alloc(a, sizeof(char *) * m->cap);
+    m->vals = arena_alloc(a, sizeof(void *) * m->cap);
+    for (int i = 0; i < old.cap; i++)
+      if (old.keys[i])
+        strmap_put(a, m, old.keys[i], old.vals[i]);
+  }
+  uint32_t i = str_hash(key) & (m->cap - 1);
+  while (m->keys[i])
+    i = (i + 1) & (m->cap - 1);
+  m->keys[i] = key;
+  m->vals[i] = val;
+  m->count++;
+}

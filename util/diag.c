@@ -19,10 +19,22 @@ void diag_init(Diag *d, FILE *out) {
 // Tabs in the prefix are kept so the caret lines up.
 static void print_source_line(Diag *d, SrcLoc loc) {
   const char *text = loc.file->text;
-  const char *p = text;
-  for (int l = 1; l < loc.line && *p; p++)
-    if (*p == '\n')
-      l++;
+  if (d->lines_of != text) {   // index the file's lines once
+    free(d->line_starts);
+    d->nlines = 1;
+    for (const char *q = text; *q; q++)
+      d->nlines += *q == '\n';
+    d->line_starts = xmalloc(sizeof(int) * d->nlines);
+    d->line_starts[0] = 0;
+    int l = 1;
+    for (const char *q = text; *q; q++)
+      if (*q == '\n')
+        d->line_starts[l++] = (int)(q + 1 - text);
+    d->lines_of = text;
+  }
+  const char *p = text + d->line_starts[loc.line >= 1 && loc.line <= d->nlines ? loc.line - 1 : d->nlines - 1];
+  if (loc.line > d->nlines)
+    p += strlen(p);
   const char *end = strchr(p, '\n');
   if (!end)
     end = p + strlen(p);
@@ -60,14 +72,26 @@ static bool seen_before(Diag *d, SrcLoc loc, const char *fmt, va_list ap) {
     h = (h ^ parts[i]) * 1099511628211ULL;
   for (const char *p = msg; *p; p++)
     h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-  for (int i = 0; i < d->nseen; i++)
-    if (d->seen[i] == h)
-      return true;
-  if (d->nseen == d->capseen) {
-    d->capseen = d->capseen ? 2 * d->capseen : 32;
-    d->seen = xrealloc(d->seen, d->capseen * sizeof(uint64_t));
+  h += !h;   // 0 marks an empty slot
+  if (2 * (d->nseen + 1) > d->capseen) {   // grow: rehash into twice the slots
+    int old = d->capseen;
+    uint64_t *was = d->seen;
+    d->capseen = old ? 2 * old : 64;
+    d->seen = xcalloc(d->capseen, sizeof(uint64_t));
+    for (int i = 0; i < old; i++)
+      for (uint64_t j = was[i] & (d->capseen - 1); was[i]; j = (j + 1) & (d->capseen - 1))
+        if (!d->seen[j]) {
+          d->seen[j] = was[i];
+          break;
+        }
+    free(was);
   }
-  d->seen[d->nseen++] = h;
+  uint64_t j = h & (d->capseen - 1);
+  for (; d->seen[j]; j = (j + 1) & (d->capseen - 1))
+    if (d->seen[j] == h)
+      return true;
+  d->seen[j] = h;
+  d->nseen++;
   return false;
 }
 
@@ -75,6 +99,10 @@ void diag_free(Diag *d) {
   free(d->seen);
   d->seen = NULL;
   d->nseen = d->capseen = 0;
+  free(d->line_starts);
+  d->line_starts = NULL;
+  d->lines_of = NULL;
+  d->nlines = 0;
 }
 
 void diag_vreport(Diag *d, DiagKind kind, SrcLoc loc, const char *hint,

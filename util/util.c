@@ -2,9 +2,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 _Noreturn void nnc_bug(const char *file, int line, const char *what) {
   fprintf(stderr, "nnc: internal error at %s:%d: %s\n"
@@ -13,20 +15,29 @@ _Noreturn void nnc_bug(const char *file, int line, const char *what) {
   abort();
 }
 
+// Kernels call this from the pool's threads too, several at once: the first
+// caller reports and ends the process; the others wait for it. It flushes
+// and leaves with _exit, for exit's destructors (LLVM's) would run while
+// other threads still use what they free (a crash, now and then).
 _Noreturn void nnc_fatal(const char *fmt, ...) {
+  static atomic_flag reported = ATOMIC_FLAG_INIT;
+  if (atomic_flag_test_and_set(&reported))
+    for (;;)
+      pause();
   va_list ap;
   va_start(ap, fmt);
   fputs("nnc: error: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-  exit(1);
+  fflush(NULL);
+  _exit(1);
 }
 
 static void *check_alloc(void *p, size_t n) {
   if (!p && n) {
     fprintf(stderr, "nnc: out of memory (asked for %zu bytes)\n", n);
-    exit(3);
+    exit(3);   // documented: README.md, docs/language.md, nnc --help
   }
   return p;
 }

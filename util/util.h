@@ -55,6 +55,18 @@ typedef struct PtrVec {
 } PtrVec;
 void ptrvec_push(Arena *a, PtrVec *v, void *p);
 
+// Strings to pointers, hashed (linear probing), allocated from an arena:
+// for names by the ten thousand, where a list would make lookups quadratic.
+// Keys are not copied.
+typedef struct StrMap {
+  const char **keys;   // cap slots; NULL where empty
+  void **vals;
+  int cap;             // 0 or a power of 2
+  int count;
+} StrMap;
+void *strmap_get(const StrMap *m, const char *key);              // NULL when absent
+void strmap_put(Arena *a, StrMap *m, const char *key, void *val);   // key must be absent
+
 // A growable string on the heap (xmalloc); the caller frees .data.
 typedef struct StrBuf {
   char *data;        // always NUL-terminated once anything was appended
@@ -109,9 +121,12 @@ typedef struct Diag {
   int nwarnings;
   int max_errors;    // stop reporting after this many (0: no limit)
   bool color;        // ANSI colors (only on a terminal)
-  uint64_t *seen;    // hashes of the errors reported so far (no repeats)
-  int nseen, capseen;
+  uint64_t *seen;    // hashes of the errors reported so far (no repeats): a set, open addressing, 0 empty
+  int nseen, capseen;   // capseen: 0 or a power of 2, at least twice nseen
   bool suppressed;   // the last error was a repeat: drop its notes too
+  const char *lines_of;   // the text line_starts indexes (thousands of reports each find their line at once)
+  int *line_starts;  // offset of each line of lines_of, from line 1
+  int nlines;
 } Diag;
 
 void diag_init(Diag *d, FILE *out);

@@ -27,6 +27,7 @@ printf 'model m {\n    input x: f32[4]\n    x -> linear(2)\n}\n' >"$tmp/noloss.n
 expect 2 'usage: nnc <command>'
 expect 0 'usage: nnc <command>' --help
 expect 0 'usage: nnc <command>' -h
+expect 0 '3 out of memory' --help
 expect 0 '^nnc [0-9][0-9.]* (commit .*, LLVM [0-9]' --version
 expect 0 'usage: nnc check' check --help
 expect 0 'usage: nnc emit' emit --help

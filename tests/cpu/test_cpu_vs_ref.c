@@ -170,9 +170,20 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
   arena_free(a2);
 }
 
+// With an argument, only that model: one of these, or any other .nn file
+// (a path without the .nn, at batches 7 and 1).
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
-                                       "tests/cpu/tied", "tests/cpu/two_inputs"};
+                                       "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
+                                       "tests/cpu/reshaped_param"};
+  bool listed = argc < 2;
+  for (int i = 0; i < countof(models) && !listed; i++)
+    listed = !strcmp(argv[1], models[i]);
+  if (!listed) {
+    check_model(argv[1], true, 7, 2, NULL, NULL);
+    check_model(argv[1], false, 7, 2, NULL, NULL);
+    check_model(argv[1], true, 1, 2, NULL, NULL);
+  }
   for (int i = 0; i < countof(models); i++) {
     if (argc > 1 && strcmp(argv[1], models[i]))
       continue;

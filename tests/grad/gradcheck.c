@@ -29,6 +29,12 @@ static const Case cases[] = {
     {"matmul", "model m {\n input x: f32[5]\n target y: class(3)\n"
                " param w: f32[5, 4] = normal(0, 0.5)\n param v: f32[4, 3] = normal(0, 0.5)\n"
                " ((x @ w) -> relu) @ v\n}\nloss cross_entropy\n", 6},
+    {"matmul-3d", "model m {\n input x: f32[4, 6]\n target y: f32[8]\n"
+                  " param w: f32[6, 3] = normal(0, 0.5)\n param v: f32[3, 2] = normal(0, 0.5)\n"
+                  " ((x @ w) -> tanh) @ v -> flatten\n}\nloss mse\n", 3},
+    {"matmul-4d", "model m {\n input x: f32[2, 3, 5]\n target y: class(3)\n"
+                  " param w: f32[5, 4] = normal(0, 0.5)\n param p: f32[2, 3, 5] = normal(0, 0.5)\n"
+                  " h = ((x + p) @ w) -> tanh\n (p @ w) + h -> flatten -> linear(3)\n}\nloss cross_entropy\n", 1},
     {"linear-nll", "model m {\n input x: f32[2, 3]\n target y: class(4)\n"
                    " x -> flatten -> linear(7) -> tanh -> linear(4, bias = false) -> log_softmax\n}\nloss nll\n", 5},
     {"conv", "model m {\n input x: f32[2, 7, 6]\n target y: f32[3, 4, 3]\n"

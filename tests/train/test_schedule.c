@@ -1,6 +1,6 @@
 // test_schedule.c: learning-rate schedules against PyTorch's closed forms:
 // StepLR (lr * gamma^(epoch // step_size)), CosineAnnealingLR
-// (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2), and a linear
+// (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2, also past t_max), and a linear
 // warmup over the first steps ((step + 1) / warmup of the rate).
 #include "runtime.h"
 
@@ -27,10 +27,13 @@ int main(void) {
     expect("step", rt_schedule_lr(&m, 0.1, e, 0, 10), step_want[e]);
 
   m.sched = (ScheduleConfig){.kind = SCHED_COSINE, .t_max = 4, .min_lr = 0.001};
-  for (int e = 0; e <= 6; e++) {
-    double t = e < 4 ? e : 4;
-    expect("cosine", rt_schedule_lr(&m, 0.1, e, 0, 10), 0.001 + (0.1 - 0.001) * (1 + cos(M_PI * t / 4)) / 2);
-  }
+  // CosineAnnealingLR(T_max = 4, eta_min = 0.001) from lr 0.1, epochs 0 to 9:
+  // past T_max the rate is not held at eta_min but climbs back (period 8).
+  double cos_want[] = {0.1, 0.0855017856687341, 0.0505, 0.0154982143312659, 0.001,
+                       0.01549821433126589, 0.05049999999999999, 0.0855017856687341, 0.1,
+                       0.08550178566873412};
+  for (int e = 0; e < 10; e++)
+    expect("cosine", rt_schedule_lr(&m, 0.1, e, 0, 10), cos_want[e]);
   m.sched.t_max = 0;   // t_max defaults to the run's epochs
   expect("cosine t_max = epochs", rt_schedule_lr(&m, 0.1, 5, 0, 10), 0.001 + 0.099 * (1 + cos(M_PI / 2)) / 2);
 
