@@ -58,9 +58,12 @@ trap 'exit 130' INT TERM
 
 # epochs BIN MODEL N: the samples/s of each of N epochs after the first (whose
 # time has the step's compilation in it), one a line
+# (each run in a directory of its own: a run refuses a place that holds another's checkpoint)
 epochs() {
+  local out
+  out=$(mktemp -d "$work/run.XXXXXX")
   "$1" train "$root/models/$2.nn" --data "$data" --epochs $(($3 + 1)) "${limit[@]}" --test-limit 1 \
-    --threads "$threads" --progress none --out "$work/out" > "$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }
+    --threads "$threads" --progress none --out "$out" > "$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }
   sed -n 's/^epoch [0-9]*\/[0-9]*: .*, \([0-9.]*\) samples\/s$/\1/p' "$work/log" | tail -n +2
 }
 
