@@ -5,13 +5,14 @@
 #   bench/epochs.sh [--nnc PATH] [--base PATH] [--epochs 20] [--loaded-epochs 3]
 #                   [--threads 2] [--only quiet,loaded] [--limit N]
 #
-# quiet   `nnc train models/mlp.nn` for EPOCHS epochs (20 by default) after a
-#         first one, which also compiles the step and is left out: every
-#         epoch's samples/s as nnc prints it (epoch time, no data loading),
-#         the fastest, the slowest, the slowest over the fastest, and how many
-#         epochs are more than 15% under the fastest. Then cnn for
-#         LOADED_EPOCHS epochs (after its first), the quiet figure the loaded
-#         one is set against. Every run below also leaves its first out.
+# quiet   `nnc train models/mlp.nn` for EPOCHS consecutive epochs (20 by
+#         default), the first included (nnc compiles the step before it
+#         starts the clock): every epoch's samples/s as nnc prints it (epoch
+#         time, no data loading), the fastest, the slowest, the slowest over
+#         the fastest, and how many epochs are more than 15% under the
+#         fastest. Then cnn for LOADED_EPOCHS epochs, the quiet figure the
+#         loaded one is set against. (A --base binary older than the eager
+#         compile counts its compilation in its first epoch; compare medians.)
 # loaded  with one `yes > /dev/null` running (killed at the end, or on ^C):
 #         mlp and cnn for LOADED_EPOCHS epochs each, their median against half
 #         the quiet median (a fair share of the one free core is about half),
@@ -56,15 +57,14 @@ cleanup() { [ -z "$hog" ] || kill "$hog" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# epochs BIN MODEL N: the samples/s of each of N epochs after the first (whose
-# time has the step's compilation in it), one a line
+# epochs BIN MODEL N: the samples/s of each of N epochs, one a line
 # (each run in a directory of its own: a run refuses a place that holds another's checkpoint)
 epochs() {
   local out
   out=$(mktemp -d "$work/run.XXXXXX")
-  "$1" train "$root/models/$2.nn" --data "$data" --epochs $(($3 + 1)) "${limit[@]}" --test-limit 1 \
+  "$1" train "$root/models/$2.nn" --data "$data" --epochs "$3" "${limit[@]}" --test-limit 1 \
     --threads "$threads" --progress none --out "$out" > "$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }
-  sed -n 's/^epoch [0-9]*\/[0-9]*: .*, \([0-9.]*\) samples\/s$/\1/p' "$work/log" | tail -n +2
+  sed -n 's/^epoch [0-9]*\/[0-9]*: .*, \([0-9.]*\) samples\/s$/\1/p' "$work/log"
 }
 
 # summary NAME < figures: median, fastest, slowest, slowest/fastest, epochs > 15% under the fastest

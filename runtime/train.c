@@ -655,6 +655,13 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
   if (!rt_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
+  if (o->backend == RT_BACKEND_CPU && start_epoch < o->epochs) {
+    // Compile the steps now, so that the first epoch's time (and samples/s)
+    // is training alone, as every later epoch's is.
+    rt_exec_program(r.ex, RT_TRAIN, NULL);
+    if (r.have_val)
+      rt_exec_program(r.ex, RT_EVAL, NULL);
+  }
   if (!o->quiet)
     print_header(&r);
   if (start_epoch >= o->epochs) {
