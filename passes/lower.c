@@ -77,6 +77,7 @@ typedef struct Lower {
   PtrVec blocks;         // Decl *: every block in the file
   StrMap block_index;   // name -> Decl *
   bool saw_input;        // the model declares an input (even a bad one)
+  bool saw_target;       // ... and a target (even a bad one, already reported)
   int block_calls;       // blocks expanded so far
   bool too_big;          // MAX_EXPANDED was reported: no more block expansions
 } Lower;
@@ -1007,6 +1008,8 @@ static void lower_input(Lower *L, Env *e, const AstNode *s) {
   IrNode *n;
   if (s->kind == AST_INPUT)
     L->saw_input = true;
+  else
+    L->saw_target = true;
   if (!strcmp(t->dtype, "class")) {
     if (s->kind == AST_INPUT) {
       diag_error(L->d, t->loc, "inputs are tensors of numbers such as f32[28, 28]; class(K) is for targets",
@@ -1204,6 +1207,8 @@ static void lower_loss(Lower *L, const Decl *d) {
   }
   Model *m = L->m;
   m->has_loss = true;
+  if (!m->target && L->saw_target)
+    return;   // the target's own error was reported
   if (!m->target) {
     diag_error(L->d, c->loc, k < 2 ? "declare one in the model: `target label: class(10)`"
                                    : "declare one in the model: `target y: f32[...]`",
