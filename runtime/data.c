@@ -1187,6 +1187,15 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
     if (at >= 0)
       seen[at] = f + 1;
   }
+  const char *sep = NULL;   // a header of one column that another separator splits
+  for (const char *q = c->header; c->nfields == 1 && !sep && !csv_eol(c, q); q++)
+    sep = *q == ';' ? "semicolons" : *q == '\t' ? "tabs" : NULL;
+  if (ok && sep && t->need > 1) {
+    rt_errorf(c->err, c->errsz, "%s: line 1: the header is one column, its fields separated by %s; nnc reads "
+              "comma-separated values\n---> HINT: write the file with commas (pandas: df.to_csv(path, index=False))",
+              c->path, sep);
+    ok = false;
+  }
   for (int64_t at = 0; ok && at < t->need; at++) {
     if (seen[at])
       continue;
