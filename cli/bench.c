@@ -151,10 +151,10 @@ int cli_bench(int argc, char **argv) {
     int64_t v;
     switch (ch) {
     case 'b': case 'j': case 'r':
-      if (!cli_int(optarg, 1, ch == 'j' ? 1024 : 1000000, &v))
-        return cli_usage_error(usage_bench, ch == 'b'   ? "--batch needs a whole number from 1, found '%s'"
+      if (!cli_int(optarg, 1, ch == 'j' ? 1024 : ch == 'b' ? RT_MAX_BATCH : 1000000, &v))
+        return cli_usage_error(usage_bench, ch == 'b'   ? "--batch needs a whole number from 1 to 1048576, found '%s'"
                                             : ch == 'j' ? "--threads needs a whole number from 1 to 1024, found '%s'"
-                                                        : "--reps needs a whole number from 1, found '%s'",
+                                                        : "--reps needs a whole number from 1 to 1000000, found '%s'",
                                optarg);
       *(ch == 'b' ? &batch : ch == 'j' ? &threads : &reps) = (int)v;
       break;

@@ -248,8 +248,8 @@ static int cmd_emit(int argc, char **argv) {
     case 'e': entry_name = optarg; break;
     case 'F': nofuse = true; break;
     case 'b':
-      if (!cli_int(optarg, 1, 1000000, &v))
-        return cli_usage_error(usage_emit, "--batch needs a whole number from 1, found '%s'", optarg);
+      if (!cli_int(optarg, 1, 1 << 20, &v))   // as train's --batch (RT_MAX_BATCH)
+        return cli_usage_error(usage_emit, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg);
       batch = (int)v;
       break;
     case 's': stage = optarg; break;
@@ -265,7 +265,7 @@ static int cmd_emit(int argc, char **argv) {
     }
   }
   if (!stage)
-    return cli_usage_error(usage_emit, "emit needs --stage (ast, ir or dot)%s", "");
+    return cli_usage_error(usage_emit, "emit needs --stage (ast, ir, dot, kernels, fused, llvm or asm)%s", "");
   bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
   bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native;
   if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)

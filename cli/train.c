@@ -203,7 +203,7 @@ int cli_train(int argc, char **argv) {
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
     case 'e': if (!cli_int(optarg, 0, RT_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
-    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
@@ -318,7 +318,7 @@ int cli_eval(int argc, char **argv) {
       if (!parse_backend(optarg, &backend))
         return cli_usage_error(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
       break;
-    case 'b': if (!cli_int(optarg, 1, 1 << 20, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case 'h': fputs(usage_eval, stdout); return 0;

@@ -14,6 +14,7 @@
 // message.
 #include "passes.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -77,6 +78,7 @@ typedef struct Lower {
   PtrVec blocks;         // Decl *: every block in the file
   StrMap block_index;   // name -> Decl *
   bool saw_input;        // the model declares an input (even a bad one)
+  bool saw_target;       // ... and a target (even a bad one, already reported)
   int block_calls;       // blocks expanded so far
   bool too_big;          // MAX_EXPANDED was reported: no more block expansions
 } Lower;
@@ -1007,6 +1009,8 @@ static void lower_input(Lower *L, Env *e, const AstNode *s) {
   IrNode *n;
   if (s->kind == AST_INPUT)
     L->saw_input = true;
+  else
+    L->saw_target = true;
   if (!strcmp(t->dtype, "class")) {
     if (s->kind == AST_INPUT) {
       diag_error(L->d, t->loc, "inputs are tensors of numbers such as f32[28, 28]; class(K) is for targets",
@@ -1077,6 +1081,11 @@ static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
   };
   if ((n->kind != AST_IDENT && n->kind != AST_CALL) || (n->kind == AST_IDENT && lookup(e, n->name))) {
     Value v = eval(L, e, n);
+    if (v.kind == V_NUM && !v.is_bool && fabs(v.num) > FLT_MAX) {
+      diag_error(L->d, n->loc, "parameters are float32: use a smaller value",
+                 "the initial value %g is beyond the range of float32 (about 3.4e38)", v.num);
+      return false;
+    }
     if (v.kind == V_NUM && !v.is_bool && isfinite(v.num)) {
       *out = (IrInit){INIT_CONSTANT, v.num, 0};
       return true;
@@ -1094,6 +1103,13 @@ static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
   if (!bind_args(L, e, &sigs[k], n, NULL, n->loc, &a))
     return false;
   *out = (IrInit){(InitKind)k, arg_num(&a, 0), arg_num(&a, 1)};
+  for (int i = 0; i < sigs[k].nargs; i++)
+    if (a.given[i] && fabs(arg_num(&a, i)) > FLT_MAX) {   // an infinite weight, found only when training diverges
+      diag_error(L->d, a.loc[i], "parameters are float32: use a smaller value",
+                 "%s: %s %g is beyond the range of float32 (about 3.4e38)", sigs[k].name, sigs[k].args[i].name,
+                 arg_num(&a, i));
+      return false;
+    }
   if (k == INIT_NORMAL && arg_num(&a, 1) < 0) {
     diag_error(L->d, a.loc[1], NULL, "normal: std must not be negative, found %g", arg_num(&a, 1));
     return false;
@@ -1204,6 +1220,8 @@ static void lower_loss(Lower *L, const Decl *d) {
   }
   Model *m = L->m;
   m->has_loss = true;
+  if (!m->target && L->saw_target)
+    return;   // the target's own error was reported
   if (!m->target) {
     diag_error(L->d, c->loc, k < 2 ? "declare one in the model: `target label: class(10)`"
                                    : "declare one in the model: `target y: f32[...]`",

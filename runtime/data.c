@@ -776,6 +776,34 @@ static const char *csv_field_end(const Csv *c, const char *p) {
   return p;
 }
 
+// Whether the field at p opens a double quote that its line does not close
+// (a text field holding a line break, which this reader does not join).
+static bool csv_unclosed(const Csv *c, const char *p) {
+  if (p >= c->end || *p != '"')
+    return false;
+  for (p++; p < c->end && !csv_eol(c, p); p++) {
+    if (*p != '"')
+      continue;
+    if (p + 1 == c->end || p[1] != '"')
+      return false;
+    p++;
+  }
+  return true;
+}
+
+static const char *csv_colname(const Csv *c, int f, char *buf, size_t n);
+
+// Reports field f at c->p if its quote is not closed on its line.
+static bool csv_closed(Csv *c, int f) {
+  if (!csv_unclosed(c, c->p))
+    return true;
+  char name[64];
+  rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the double quote that opens the field is not closed "
+            "on its line\n---> HINT: a quoted field must end on its line: remove the line breaks inside it, or "
+            "close the quote", c->path, (long long)c->line, f + 1, csv_colname(c, f, name, sizeof name));
+  return false;
+}
+
 // A field's text without the double quotes around it ("1.5" is 1.5).
 static void csv_unquote(const char **s, const char **e) {
   if (*e - *s >= 2 && **s == '"' && (*e)[-1] == '"') {
@@ -790,6 +818,7 @@ static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
   for (int i = 0; i < f; i++)
     p = csv_field_end(c, p) + 1;
   const char *e = csv_field_end(c, p);
+  csv_unquote(&p, &e);
   snprintf(buf, n, "%.*s", (int)(e - p), p);
   return buf;
 }
@@ -797,6 +826,8 @@ static const char *csv_colname(const Csv *c, int f, char *buf, size_t n) {
 // Parses field f at c->p into *v, leaving c->p at the separator after it.
 // Values are stored as floats, so they must lie within float range.
 static bool csv_number(Csv *c, int f, double *v) {
+  if (!csv_closed(c, f))
+    return false;
   const char *s = c->p, *e = csv_field_end(c, s), *end = e;
   csv_unquote(&s, &e);
   int x = 0, i = 0;
@@ -1156,6 +1187,15 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
     if (at >= 0)
       seen[at] = f + 1;
   }
+  const char *sep = NULL;   // a header of one column that another separator splits
+  for (const char *q = c->header; c->nfields == 1 && !sep && !csv_eol(c, q); q++)
+    sep = *q == ';' ? "semicolons" : *q == '\t' ? "tabs" : NULL;
+  if (ok && sep && t->need > 1) {
+    rt_errorf(c->err, c->errsz, "%s: line 1: the header is one column, its fields separated by %s; nnc reads "
+              "comma-separated values\n---> HINT: write the file with commas (pandas: df.to_csv(path, index=False))",
+              c->path, sep);
+    ok = false;
+  }
   for (int64_t at = 0; ok && at < t->need; at++) {
     if (seen[at])
       continue;
@@ -1186,6 +1226,8 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
     c->p += f > 0;
     int64_t at = slot[f];
     if (at < 0) {   // a column of no input or target: any text
+      if (!csv_closed(c, f))
+        return false;
       c->p = csv_field_end(c, c->p);
       continue;
     }

@@ -83,13 +83,13 @@ bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz) {
   data_shape(ds, "x", have, sizeof have);
   data_shape(ds, ", ", decl, sizeof decl);
   if (ds->dim != dim && ds->ndim > 1)
-    rt_errorf(err, errsz, "%s: samples have %lld values (%s), but the model's input '%s' is %s (%lld values)\n"
+    rt_errorf(err, errsz, "%s: samples have %lld values (%s), but the model's input '%s' is %s (%lld value%s)\n"
               "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
-              have, in->name, want, (long long)dim, decl);
+              have, in->name, want, (long long)dim, dim == 1 ? "" : "s", decl);
   else if (ds->dim != dim)
-    rt_errorf(err, errsz, "%s: samples have %lld values, but the model's input '%s' is %s (%lld values)\n"
+    rt_errorf(err, errsz, "%s: samples have %lld value%s, but the model's input '%s' is %s (%lld value%s)\n"
               "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
-              in->name, want, (long long)dim, decl);
+              ds->dim == 1 ? "" : "s", in->name, want, (long long)dim, dim == 1 ? "" : "s", decl);
   else
     rt_errorf(err, errsz, "%s: samples are %s, but the model's input '%s' is %s: as many values, in another "
               "shape\n---> HINT: declare the input as f32[%s] (a reshape in the model can change it)",

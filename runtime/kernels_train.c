@@ -246,7 +246,7 @@ void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *runn
   if (cnt <= 1)
     nnc_fatal("batchnorm: training needs more than one value per channel, got %lld "
               "(batch %lld, %lld per sample)\n"
-              "---> HINT: use a batch size of at least 2, or drop a last batch of one sample",
+              "---> HINT: use a batch size of at least 2",
               (long long)cnt, (long long)N, (long long)HW);
   if (HW < BN_SHORT_RUN) {
     bn_forward_short(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, c0, c1);

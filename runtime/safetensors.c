@@ -383,9 +383,11 @@ static bool st_dtype(StReader *r, const char *name, const Json *v, RtDType *out)
   bool known = false;
   for (int i = 0; i < countof(others); i++)
     known |= !strcmp(v->str, others[i]);
-  rt_errorf(r->err, r->errsz, "%s: tensor '%s': %s dtype '%.20s'\n---> HINT: nnc reads F32, F64, I32, "
-            "I64 and U8 tensors%s", r->path, name, known ? "unsupported" : "unknown", v->str,
-            known ? "; convert the checkpoint's tensors to one of those" : "");
+  // nnc's weights are F32: the other dtypes read here are refused for them later
+  rt_errorf(r->err, r->errsz, "%s: tensor '%s': %s dtype '%.20s'\n---> HINT: nnc's weights are F32%s", r->path,
+            name, known ? "unsupported" : "unknown", v->str,
+            known ? "; save the tensors as float32 (from PyTorch: {k: v.float() for k, v in "
+                    "model.state_dict().items()})" : "");
   return false;
 }
 

@@ -598,6 +598,46 @@ static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, siz
   return ok;
 }
 
+// A batchnorm of one value per channel and sample (over [N, C], or planes
+// of 1x1) cannot train on a batch of one sample, as in PyTorch; refuses a
+// run whose batches would include one before it starts, with the numbers.
+static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
+  int64_t n = r->train.n, b = r->o->batch;
+  int64_t last = n < b ? n : n % b;
+  if (b > 1 && last != 1)
+    return true;
+  for (int i = 0; i < r->m->g->nnodes; i++) {
+    const IrNode *nd = r->m->g->nodes[i];
+    if (nd->op != IR_BATCHNORM)
+      continue;
+    int64_t hw = 1;
+    for (int d = 2; d < nd->ndim; d++)
+      hw *= nd->shape[d];
+    if (hw > 1)
+      continue;
+    const char *name = nd->scope ? nd->scope : "batchnorm";
+    int64_t fit = 0;   // the batch size nearest b that leaves no batch of one
+    for (int64_t k = 1; !fit && n > 1 && k <= n; k++) {
+      if (b - k >= 2 && (n - 1) % (b - k) != 0)
+        fit = b - k;
+      else if (b + k <= n && (n - 1) % (b + k) != 0)
+        fit = b + k;
+    }
+    if (n <= 1)
+      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but there is %lld training "
+                "sample\n---> HINT: give more training data", name, (long long)n);
+    else if (b == 1)
+      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but batches of 1 sample give it "
+                "one\n---> HINT: use --batch %lld, or another size from 2", name, (long long)(fit ? fit : 2));
+    else
+      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but %lld training samples in "
+                "batches of %lld leave a last batch of 1 sample\n---> HINT: use --batch %lld (no batch of one), "
+                "or --limit %lld", name, (long long)n, (long long)b, (long long)fit, (long long)(n - 1));
+    return false;
+  }
+  return true;
+}
+
 bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}};
   char err[2048];
@@ -645,6 +685,8 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   else
     new_run_id(&r, r.info.run.id, sizeof r.info.run.id);
   r.info.has_run = true;
+  if (!check_batch_of_one(&r, err, sizeof err))
+    goto fail;
   if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
   if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))

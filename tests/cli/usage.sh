@@ -64,7 +64,13 @@ expect 2 "--format is table, csv or json, found 'xml'" bench --format xml models
 expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
-expect 2 'emit needs --stage' emit models/mlp.nn
+expect 2 'emit needs --stage (ast, ir, dot, kernels, fused, llvm or asm)' emit models/mlp.nn
+# every --batch takes 1 to 1048576 and says so (bench and emit stopped at
+# 1000000, without naming the limit)
+for cmd in train eval bench emit; do
+  expect 2 "^nnc: --batch needs a whole number from 1 to 1048576, found '1048577'" $cmd models/mlp.nn --batch 1048577
+done
+expect 2 "^nnc: --reps needs a whole number from 1 to 1000000" bench models/mlp.nn --reps 0
 expect 2 "unknown stage 'ptx'" emit --stage ptx models/mlp.nn
 expect 2 'emit needs exactly one input file' emit --stage ir models/mlp.nn models/cnn.nn
 expect 2 'max-errors needs a count' check --max-errors many models/mlp.nn

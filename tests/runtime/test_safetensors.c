@@ -155,7 +155,7 @@ static void test_malformed_files(void) {
   BAD_ST("top", "[1,2]", NULL, 0, "must be a JSON object");
 
   BAD_ST("d1", "{" T("w", "F17", "[1]", 0, 4) "}", zeros, 4, "tensor 'w'", "unknown dtype 'F17'");
-  BAD_ST("d2", "{" T("w", "BF16", "[2]", 0, 4) "}", zeros, 4, "unsupported dtype 'BF16'", "F32, F64");
+  BAD_ST("d2", "{" T("w", "BF16", "[2]", 0, 4) "}", zeros, 4, "unsupported dtype 'BF16'", "weights are F32", "v.float()");
   BAD_ST("s1", "{" T("w", "F32", "[2]", 0, 4) "}", zeros, 4, "tensor 'w'", "shape [2] of F32",
          "does not match data_offsets [0, 4] (4 bytes)");
   BAD_ST("s2", "{" T("w", "F32", "[-2]", 0, 8) "}", zeros, 8, "shape must be an array", "non-negative");

@@ -152,7 +152,17 @@ static void test_quotes(void) {
         "quoted fields: %s", ok ? "" : err);
   if (ok)
     rt_dataset_free(&ds);
-  BAD_TABLE("q2.csv", "x0,x1,y\n1,2,\"3\n", &x, 1, &y, "line 2, column 3 (y)", "'\"3' is not a number");
+  BAD_TABLE("q2.csv", "x0,x1,y\n1,2,\"3\n", &x, 1, &y, "line 2, column 3 (y)", "quote that opens the field is not closed");
+  // a text column holding a line break, as a spreadsheet may write it: the
+  // open quote is blamed, not the line that follows it
+  BAD_TABLE("q4.csv", "x0,x1,note,y\n1,2,\"two\nlines\",3\n", &x, 1, &y, "line 2, column 3 (note)",
+            "not closed on its line");
+  // a file separated by semicolons or tabs is named as such, not 'no column x0'
+  BAD_TABLE("q6.csv", "x0;x1;y\n1;2;3\n", &x, 1, &y, "line 1: the header is one column", "separated by semicolons",
+            "comma-separated");
+  BAD_TABLE("q7.csv", "x0\tx1\ty\n1\t2\t3\n", &x, 1, &y, "separated by tabs");
+  // a bad value in a quoted header's column is named without the quotes
+  BAD_TABLE("q5.csv", "\"x0\",x1,\"y\"\n1,2,z\n", &x, 1, &y, "line 2, column 3 (y)", "'z' is not a number");
   BAD_TABLE("q3.csv", "x0,x1,note,y\n1,2,\"a,b\",3,4\n", &x, 1, &y, "line 2: expected 4 fields", "found 5");
 }
 

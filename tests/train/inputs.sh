@@ -183,4 +183,31 @@ expect 1 "samples are 16x49, but the model's input 'image' is f32\[1, 28, 28\]" 
   predict models/cnn.nn --weights "$tmp/cnn/checkpoint.safetensors" "$tmp/wide/train-images-idx3-ubyte"
 expect 0 "train-images-idx3-ubyte\[1\]:  [0-9]" \
   predict models/cnn.nn --weights "$tmp/cnn/checkpoint.safetensors" "$tmp/square/train-images-idx3-ubyte"
+# a scalar input counts its one value in the singular
+mkdir "$tmp/small"
+idx "$tmp/small/train-images-idx3-ubyte" 2 3
+cp "$tmp/wide/train-labels-idx1-ubyte" "$tmp/small/"
+printf 'model s {\n    input x: f32[]\n    target y: class(3)\n    param w: f32[3] = ones\n    (x -> reshape(1)) * w\n}\nloss cross_entropy\n' >"$tmp/scalar.nn"
+expect 1 "samples have 6 values (2x3), but the model's input 'x' is f32\[\] (1 value)$" \
+  train "$tmp/scalar.nn" --data "$tmp/small" --out "$tmp/x" --backend ref
+
+# A batchnorm over [N, C] cannot train on a batch of one sample: 9 samples
+# in batches of 4 leave one, refused before training starts with a batch
+# size that works (it stopped in the last batch, hinting at no option).
+cat >"$tmp/bn.nn" <<'EOF2'
+model bn {
+    input  x: f32[3]
+    target y: f32[3]
+    x -> linear(3) -> batchnorm
+}
+loss mse
+train { batch = 4 }
+EOF2
+awk 'BEGIN { print "x0,x1,x2,y0,y1,y2"; for (i = 0; i < 9; i++) print i "," (-i) ",1,0,1," i }' >"$tmp/bn.csv"
+expect 1 "batchnorm_1: training needs more than one value per channel, but 9 training samples in batches of 4 leave a last batch of 1 sample" \
+  train "$tmp/bn.nn" --data "$tmp/bn.csv" --out "$tmp/bn"
+grep -q -- "---> HINT: use --batch 3 (no batch of one), or --limit 8" "$tmp/out" && ok "batch size hint" || bad "batch size hint"
+test -e "$tmp/bn/checkpoint.safetensors" && bad "a refused run wrote a checkpoint"
+expect 1 "but batches of 1 sample give it one" train "$tmp/bn.nn" --data "$tmp/bn.csv" --out "$tmp/bn" --batch 1
+expect 0 "" train "$tmp/bn.nn" --data "$tmp/bn.csv" --out "$tmp/bn" --batch 3 --progress none -q
 exit $fail

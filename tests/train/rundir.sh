@@ -86,8 +86,14 @@ q --epochs 2 --metrics json --out "$tmp/j" --resume "$tmp/j2.safetensors" -q
 [ "$(sed 's/,.*//' "$tmp/j/metrics.jsonl" | tr '\n' ' ')" = '{"epoch": 1 {"epoch": 2 ' ] \
   && ok "a resume cuts JSON metrics back too" || { bad "JSON metrics not cut"; cat "$tmp/j/metrics.jsonl"; }
 
-# A parameter whose initializer overflows is not blamed on an update.
+# A parameter whose initializer overflows is not blamed on an update (a
+# std beyond float32 is refused at check time; draws of normal(3e38, 3e38)
+# overflow where they land).
 sed 's/param  a: f32\[\] = normal(0, 1)/param  a: f32[] = normal(0, 1e39)/' models/quadratic.nn >"$tmp/big.nn"
+"$nnc" check "$tmp/big.nn" >"$tmp/big.log" 2>&1
+[ $? = 1 ] && grep -q "normal: std 1e+39 is beyond the range of float32" "$tmp/big.log" \
+  && ok "an initializer beyond float32 is refused at check time" || { bad "float32 initializer"; cat "$tmp/big.log"; }
+sed 's/param  a: f32\[\] = normal(0, 1)/param  a: f32[] = normal(3e38, 3e38)/' models/quadratic.nn >"$tmp/big.nn"
 "$nnc" train "$tmp/big.nn" --data "$tmp/q.csv" --out "$tmp/big" --progress none >"$tmp/big.log" 2>&1
 [ $? = 1 ] && grep -q "'a' was not finite before the first update of this run" "$tmp/big.log" \
   && grep -q "hint: check the initializer of 'a'" "$tmp/big.log" && ok "a non-finite initial weight is blamed on its initializer" \
