@@ -3,26 +3,7 @@
 # anything is allocated (check with the file's batch; train, eval and bench
 # with the batch they run at), NNC_MAX_MEMORY is checked, and eval keeps its
 # confusion matrix to 100 classes (class(100000) would be 80 GB of counts).
-nnc=$1
-cd "$2" || exit 1
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# expect STATUS PATTERN ARGS...: exit status and a line matching PATTERN.
-expect() {
-  want=$1 pattern=$2
-  shift 2
-  NO_COLOR=1 "$nnc" "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" != "$want" ]; then
-    echo "FAIL: nnc $* exited $got, expected $want"; cat "$tmp/out"; fail=1
-  elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/out"; then
-    echo "FAIL: nnc $*: no line matches '$pattern'"; cat "$tmp/out"; fail=1
-  else
-    echo "ok   nnc $* -> $got"
-  fi
-}
+. "${0%/*}/../lib.sh"
 
 cat >"$tmp/k101.nn" <<'NN'
 model many_classes {

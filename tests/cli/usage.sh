@@ -1,27 +1,7 @@
 #!/bin/sh
 # Command-line use: help, version, and the exit statuses of mistakes
 # (2 for bad usage, 1 for errors in the input files).
-nnc=$1
-cd "$2" || exit 1
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# expect STATUS PATTERN ARGS...: exit status and a line matching PATTERN
-# somewhere in stdout + stderr.
-expect() {
-  want=$1 pattern=$2
-  shift 2
-  NO_COLOR=1 "$nnc" "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" != "$want" ]; then
-    echo "FAIL: nnc $* exited $got, expected $want"; cat "$tmp/out"; fail=1
-  elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/out"; then
-    echo "FAIL: nnc $*: no line matches '$pattern'"; cat "$tmp/out"; fail=1
-  else
-    echo "ok   nnc $* -> $got"
-  fi
-}
+. "${0%/*}/../lib.sh"
 
 printf 'model m {\n    input x: f32[4]\n    x -> linear(2)\n}\n' >"$tmp/noloss.nn"
 expect 2 'usage: nnc <command>'

@@ -2,13 +2,7 @@
 # A checkpoint whose weights hold NaN or infinity, or whose normalization
 # metadata is not a finite mean and standard deviation, is refused with
 # the tensor and index (or the key), never used to predict.
-nnc=$1
-cd "$2" || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+. "${0%/*}/../lib.sh"
 
 awk 'BEGIN { printf "label"; for (j = 0; j < 784; j++) printf ",pixel%d", j; print ""
              for (i = 0; i < 20; i++) { printf "%d", i % 10

@@ -5,15 +5,9 @@
 # that 2 epochs equal 1 epoch + resume + 1 epoch bit for bit, that a
 # checkpoint of another model is refused, and that a diverging run stops
 # with the op that went non-finite.
-nnc=$1
-cd "$2" || exit 1
+. "${0%/*}/../lib.sh"
 data=/usr/share/datasets/fashion-mnist
 [ -d "$data" ] || { echo "skip: $data not installed"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
 
 train() {   # train OUT EPOCHS [more options]
   out=$1 epochs=$2

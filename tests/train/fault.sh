@@ -6,12 +6,7 @@
 # the checkpoint: rows 1..E, or 1..E-1 when the kill fell between the
 # checkpoint and its row. At the end the resumed run's checkpoint must equal
 # an uninterrupted run's bit for bit, and so must its metrics (but seconds).
-nnc=$1
-cd "$2" || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+. "${0%/*}/../lib.sh"
 
 # 256 samples of 28x28 "images" whose class shows in every tenth pixel.
 awk 'BEGIN { srand(1); printf "label"; for (j = 0; j < 784; j++) printf ",pixel%d", j; print ""

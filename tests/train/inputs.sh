@@ -5,28 +5,7 @@
 # hand; a trained one recovers the second input's coefficient), predict
 # reads the tables train reads, unscaled and normalized as in training,
 # and data that does not fit the model is refused with the shapes named.
-nnc=$1
-cd "$2" || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
-
-# expect STATUS PATTERN ARGS...: exit status and a line matching PATTERN.
-expect() {
-  want=$1 pattern=$2
-  shift 2
-  NO_COLOR=1 "$nnc" "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" != "$want" ]; then
-    bad "nnc $* exited $got, expected $want"; cat "$tmp/out"
-  elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$tmp/out"; then
-    bad "nnc $*: no line matches '$pattern'"; cat "$tmp/out"
-  else
-    ok "nnc $* -> $got"
-  fi
-}
+. "${0%/*}/../lib.sh"
 
 # y = p*a + q*b + c with known weights; a learning rate of 1e-30 leaves
 # them as they are (each update rounds away), so the checkpoint holds them.

@@ -5,13 +5,7 @@
 # path, --epochs 0, --init with PyTorch-style plain weights, and the test set
 # that does not load, resume settings, FIFOs never opened. Data: small CSV
 # and IDX files made here.
-nnc=$1
-cd "$2" || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+. "${0%/*}/../lib.sh"
 export NO_COLOR=1
 
 # speed = 2 t^2 - 3 t + 0.5 exactly, for models/quadratic.nn.

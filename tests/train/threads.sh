@@ -6,13 +6,9 @@
 # the plain run), and compares the checkpoints; a malformed NNC_POOL_JITTER
 # is refused (skipped when Debian's dataset-fashion-mnist package is not
 # installed).
-nnc=$1
-cd "$2" || exit 1
+. "${0%/*}/../lib.sh"
 data=/usr/share/datasets/fashion-mnist
 [ -d "$data" ] || { echo "skip: $data not installed"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
 
 train() {   # train OUT THREADS JITTER
   NNC_POOL_JITTER=$3 "$nnc" train tests/train/threads.nn --limit 640 --test-limit 100 --threads "$2" \
