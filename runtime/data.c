@@ -804,8 +804,14 @@ static bool csv_closed(Csv *c, int f) {
   return false;
 }
 
-// A field's text without the double quotes around it ("1.5" is 1.5).
+// A field's text without the blanks and the double quotes around it
+// (" 1.5", "\"1.5\"" and "a1 " are 1.5, 1.5 and a1), as a header written
+// by hand ("a0, a1") or a quoting tool has them.
 static void csv_unquote(const char **s, const char **e) {
+  while (*s < *e && (**s == ' ' || **s == '\t'))
+    (*s)++;
+  while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+    (*e)--;
   if (*e - *s >= 2 && **s == '"' && (*e)[-1] == '"') {
     (*s)++;
     (*e)--;
