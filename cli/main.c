@@ -281,8 +281,11 @@ static int cmd_emit(int argc, char **argv) {
     return cli_usage_error(usage_emit, "emit needs exactly one input file%s", "");
   const char *path = argv[optind];
   bool is_ir = has_suffix(path, ".ir");
-  if (train && !strcmp(stage, "ast"))
-    return cli_usage_error(usage_emit, "--train applies to --stage ir and dot, not %s", stage);
+  if (train && strcmp(stage, "ir") && strcmp(stage, "dot")) {
+    fprintf(stderr, "nnc: --train applies to --stage ir and dot, not %s%s\n\n%s", stage,
+            kstage ? "; the training step's kernels are --entry train" : "", usage_emit);
+    return EXIT_USAGE;
+  }
   if (train && has_suffix(path, ".ir"))
     return cli_usage_error(usage_emit, "--train needs a .nn model; '%s' is graph IR text", path);
   if (kstage && has_suffix(path, ".ir"))

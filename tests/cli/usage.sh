@@ -51,6 +51,8 @@ for cmd in train eval bench emit; do
   expect 2 "^nnc: --batch needs a whole number from 1 to 1048576, found '1048577'" $cmd models/mlp.nn --batch 1048577
 done
 expect 2 "^nnc: --reps needs a whole number from 1 to 1000000" bench models/mlp.nn --reps 0
+expect 2 "--train applies to --stage ir and dot, not kernels; the training step's kernels are --entry train" emit --stage kernels --train models/mlp.nn
+expect 2 '--train applies to --stage ir and dot, not ast' emit --stage ast --train models/mlp.nn
 expect 2 "unknown stage 'ptx'" emit --stage ptx models/mlp.nn
 expect 2 'emit needs exactly one input file' emit --stage ir models/mlp.nn models/cnn.nn
 expect 2 'max-errors needs a count' check --max-errors many models/mlp.nn
