@@ -176,12 +176,14 @@ int cli_bench(int argc, char **argv) {
   Diag d;
   diag_init(&d, stderr);
   Model *m = cli_load_model(argv[optind], a, &d);
-  if (m && mode == RT_TRAIN && !pass_autodiff(m, &d))
-    m = NULL;
   if (m && mode != RT_FORWARD && !m->g->loss) {
-    fprintf(stderr, "nnc: error: model '%s' has no loss; use --entry forward\n", m->g->name);
+    fprintf(stderr, "nnc: error: model '%s' has no loss to %s with\n---> HINT: time its inference with "
+            "--entry forward, or add a loss after the model (e.g. `loss cross_entropy`)\n", m->g->name,
+            mode == RT_TRAIN ? "train" : "evaluate");
     m = NULL;
   }
+  if (m && mode == RT_TRAIN && !pass_autodiff(m, &d))
+    m = NULL;
   if (m && !cli_check_memory(m, batch ? batch : m->train.batch, &d))
     m = NULL;
   diag_free(&d);

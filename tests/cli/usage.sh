@@ -42,6 +42,7 @@ expect 0 'unfused .* ref ' bench --batch 8 --reps 4 --threads 1 models/logreg.nn
 expect 0 '^kernel,kind,name' bench --batch 8 --reps 2 --format csv --no-compare --entry forward models/mlp.nn
 expect 2 "--format is table, csv or json, found 'xml'" bench --format xml models/mlp.nn
 expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
+expect 1 "time its inference with --entry forward" bench "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
 expect 2 'emit needs --stage (ast, ir, dot, kernels, fused, llvm or asm)' emit models/mlp.nn
