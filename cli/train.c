@@ -442,15 +442,13 @@ static void print_prediction(const Model *m, const char *what, const float *out,
 typedef enum { FILE_IMAGE, FILE_IDX, FILE_CSV } FileKind;
 
 static FileKind file_kind(const char *path) {
+  if (rt_image_file(path))   // a damaged image too, so that its decoder says what is wrong
+    return FILE_IMAGE;
   unsigned char b[4] = {0};
   FILE *f = fopen(path, "rb");
   size_t n = f ? fread(b, 1, sizeof b, f) : 0;
   if (f)
     fclose(f);
-  // a PGM's magic P1..P7 is followed by white space; a table's header may start "P1,"
-  if ((n >= 4 && !memcmp(b, "\x89PNG", 4)) || (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' &&
-                                               strchr(" \t\r\n#", b[2]) && b[2]))
-    return FILE_IMAGE;
   if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && b[0] == 0 && b[1] == 0))
     return FILE_IDX;   // gzip (IDX.gz) or an IDX header: two zero bytes, the type, the rank
   return FILE_CSV;

@@ -279,7 +279,8 @@ bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtI
                      char *err, size_t errsz);
 void rt_image_free(RtImage *img);
 // Whether the file's first bytes are those of a PNG (even a damaged one) or
-// a PGM/PPM: then rt_image_load's message is the one to show.
+// a netpbm image (P1 to P7 and white space; a CSV header "P1,..." is not):
+// then rt_image_load's message is the one to show.
 bool rt_image_file(const char *path);
 
 // Resamples src to w x h into dst: each axis is averaged over the source

@@ -465,10 +465,11 @@ static const char *guess_format(const unsigned char *b, size_t n) {
 
 static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
-// Whether the first bytes say PNG (also with a damaged signature) or PNM.
+// Whether the first bytes say PNG (also with a damaged signature) or a
+// netpbm image of any kind (the decoder names those it does not read).
 static bool looks_like_image(const unsigned char *b, size_t n) {
   return (n >= 4 && !memcmp(b, png_signature, 4)) ||
-         (n >= 3 && b[0] == 'P' && strchr("2356", b[1]) && b[1] && strchr(" \t\r\n#", b[2]) && b[2]);
+         (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' && strchr(" \t\r\n#", b[2]) && b[2]);
 }
 
 bool rt_image_file(const char *path) {
