@@ -7,7 +7,7 @@
 // GB/s, the .nn lines it came from), and the same step unfused and on the
 // ref backend for comparison.
 #include "cli.h"
-#include "runtime.h"
+#include "train.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -61,7 +61,7 @@ static void tick(void *arg, int kernel) {
 
 typedef struct Bench {
   Model *m;
-  RtMode mode;
+  EntryKind mode;
   int64_t B;
   int threads, reps;
   float *x;
@@ -69,17 +69,17 @@ typedef struct Bench {
 } Bench;
 
 // Times reps runs of ex (after 3 warm-up runs); per-kernel times into t.
-static Stats time_steps(Bench *b, RtExec *ex, int reps, Ticks *t) {
+static Stats time_steps(Bench *b, Exec *ex, int reps, Ticks *t) {
   double *v = xmalloc(sizeof(double) * reps);
   for (int i = 0; i < 3; i++)
-    rt_exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
+    exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
   for (int i = 0; i < reps; i++) {
     if (t) {
       t->run = i;
       t->current = -1;
     }
     double t0 = now_seconds();
-    rt_exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
+    exec_run(ex, b->mode, b->B, b->x, b->y, 1e-6);
     v[i] = now_seconds() - t0;
   }
   Stats s = stats(v, reps);
@@ -91,7 +91,7 @@ static void random_batch(Bench *b) {
   const Model *m = b->m;
   Rng r;
   rng_seed(&r, 1, 9);
-  int64_t nx = rt_sample_dim(m) * b->B;
+  int64_t nx = exec_sample_dim(m) * b->B;
   b->x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     b->x[i] = rng_uniformf(&r);
@@ -151,7 +151,7 @@ int cli_bench(int argc, char **argv) {
     int64_t v;
     switch (ch) {
     case 'b': case 'j': case 'r':
-      if (!cli_int(optarg, 1, ch == 'j' ? 1024 : ch == 'b' ? RT_MAX_BATCH : 1000000, &v))
+      if (!cli_int(optarg, 1, ch == 'j' ? 1024 : ch == 'b' ? TRAIN_MAX_BATCH : 1000000, &v))
         return cli_usage_error(usage_bench, ch == 'b'   ? "--batch needs a whole number from 1 to 1048576, found '%s'"
                                             : ch == 'j' ? "--threads needs a whole number from 1 to 1024, found '%s'"
                                                         : "--reps needs a whole number from 1 to 1000000, found '%s'",
@@ -165,8 +165,8 @@ int cli_bench(int argc, char **argv) {
     default: fputs("\n", stderr); fputs(usage_bench, stderr); return EXIT_USAGE;
     }
   }
-  RtMode mode = !strcmp(entry, "train") ? RT_TRAIN : !strcmp(entry, "eval") ? RT_EVAL : RT_FORWARD;
-  if (strcmp(entry, "train") && strcmp(entry, "eval") && strcmp(entry, "forward"))
+  EntryKind mode;
+  if (!ir_entry_parse(entry, &mode))
     return cli_usage_error(usage_bench, "--entry is train, eval or forward, found '%s'", entry);
   if (strcmp(format, "table") && strcmp(format, "csv") && strcmp(format, "json"))
     return cli_usage_error(usage_bench, "--format is table, csv or json, found '%s'", format);
@@ -176,13 +176,13 @@ int cli_bench(int argc, char **argv) {
   Diag d;
   diag_init(&d, stderr);
   Model *m = cli_load_model(argv[optind], a, &d);
-  if (m && mode != RT_FORWARD && !m->g->loss) {
+  if (m && mode != ENTRY_FORWARD && !m->g->loss) {
     fprintf(stderr, "nnc: error: model '%s' has no loss to %s with\n---> HINT: time its inference with "
             "--entry forward, or add a loss after the model (e.g. `loss cross_entropy`)\n", m->g->name,
-            mode == RT_TRAIN ? "train" : "evaluate");
+            mode == ENTRY_TRAIN ? "train" : "evaluate");
     m = NULL;
   }
-  if (m && mode == RT_TRAIN && !pass_autodiff(m, &d))
+  if (m && mode == ENTRY_TRAIN && !pass_autodiff(m, &d))
     m = NULL;
   if (m && !cli_check_memory(m, batch ? batch : m->train.batch, &d))
     m = NULL;
@@ -198,7 +198,7 @@ int cli_bench(int argc, char **argv) {
   // Compile, timing each phase.
   char err[1024];
   double t0 = now_seconds();
-  RtExec *ex = rt_exec_new_cpu(m, b.B, true, threads, err, sizeof err);
+  Exec *ex = exec_new_cpu(m, b.B, true, threads, err, sizeof err);
   if (!ex) {
     fprintf(stderr, "nnc: error: %s\n", err);
     return EXIT_USER;
@@ -206,31 +206,31 @@ int cli_bench(int argc, char **argv) {
   double t_setup = now_seconds() - t0;
   CgTimes ct;
   double t1 = now_seconds();
-  const KProgram *p = rt_exec_program(ex, mode, &ct);
+  const KProgram *p = exec_program(ex, mode, &ct);
   double t_compile = now_seconds() - t1;
-  rt_exec_init_params(ex, 1);
+  exec_init_params(ex, 1);
   double first0 = now_seconds();
-  rt_exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
+  exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
   double t_first = now_seconds() - first0;
 
   Ticks t = {0, -1, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
   for (int i = 0; i <= p->nkernels; i++)
     t.runs[i] = xcalloc(reps, sizeof(double));
-  rt_exec_set_tick(ex, tick, &t);
+  exec_set_tick(ex, tick, &t);
   Stats fused_ticked = time_steps(&b, ex, reps, &t);
-  rt_exec_set_tick(ex, NULL, NULL);
+  exec_set_tick(ex, NULL, NULL);
   Stats fused = time_steps(&b, ex, reps, NULL);
 
   Stats unfused = {0}, ref = {0};
   if (compare) {
-    RtExec *ux = rt_exec_new_cpu(m, b.B, false, threads, err, sizeof err);
-    rt_exec_init_params(ux, 1);
+    Exec *ux = exec_new_cpu(m, b.B, false, threads, err, sizeof err);
+    exec_init_params(ux, 1);
     unfused = time_steps(&b, ux, reps, NULL);
-    rt_exec_free(ux);
-    RtExec *rx = rt_exec_new(m, b.B);
-    rt_exec_init_params(rx, 1);
+    exec_free(ux);
+    Exec *rx = exec_new(m, b.B);
+    exec_init_params(rx, 1);
     ref = time_steps(&b, rx, reps / 4 > 3 ? reps / 4 : 3, NULL);
-    rt_exec_free(rx);
+    exec_free(rx);
   }
 
   // Report.
@@ -241,7 +241,7 @@ int cli_bench(int argc, char **argv) {
     total_flops += f;
   }
   bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
-  const char *entry_name = p->entry;
+  const char *entry_name = ir_entry_name(p->entry);
   if (json)
     printf("{\"nnc\": \"%s\", \"commit\": \"%s\", \"cpu\": \"%s\", \"threads\": %d, \"model\": \"%s\", "
            "\"entry\": \"%s\", \"batch\": %lld, \"reps\": %d, \"step_median_ms\": %.4f, \"step_min_ms\": %.4f, "
@@ -307,7 +307,7 @@ int cli_bench(int argc, char **argv) {
     int64_t M = k->m.coef * (k->m.batched ? b.B : 1), N = k->n.coef * (k->n.batched ? b.B : 1),
             K = k->k.coef * (k->k.batched ? b.B : 1);
     gemm_flops += 2.0 * M * N * K;
-    gemm_time += rt_time_sgemm(k->ta, k->tb, M, N, K, reps);
+    gemm_time += rt_time_sgemm(k->ta, k->tb, M, N, K, reps, b.threads);
   }
   if (gemm_time > 0) {
     // Only the GEMMs' FLOPs, over the whole step's time: the step's other
@@ -327,7 +327,7 @@ int cli_bench(int argc, char **argv) {
   free(t.runs);
   free(b.x);
   free(b.y);
-  rt_exec_free(ex);
+  exec_free(ex);
   arena_free(a);
   return 0;
 }

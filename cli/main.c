@@ -248,7 +248,7 @@ static int cmd_emit(int argc, char **argv) {
     case 'e': entry_name = optarg; break;
     case 'F': nofuse = true; break;
     case 'b':
-      if (!cli_int(optarg, 1, 1 << 20, &v))   // as train's --batch (RT_MAX_BATCH)
+      if (!cli_int(optarg, 1, 1 << 20, &v))   // as train's --batch (TRAIN_MAX_BATCH)
         return cli_usage_error(usage_emit, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg);
       batch = (int)v;
       break;
@@ -270,12 +270,8 @@ static int cmd_emit(int argc, char **argv) {
   bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native;
   if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)
     return cli_usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm or asm)", stage);
-  EntryKind entry = ENTRY_FORWARD;
-  if (!strcmp(entry_name, "eval"))
-    entry = ENTRY_EVAL;
-  else if (!strcmp(entry_name, "train"))
-    entry = ENTRY_TRAIN;
-  else if (strcmp(entry_name, "forward"))
+  EntryKind entry;
+  if (!ir_entry_parse(entry_name, &entry))
     return cli_usage_error(usage_emit, "--entry is forward, eval or train, found '%s'", entry_name);
   if (optind != argc - 1)
     return cli_usage_error(usage_emit, "emit needs exactly one input file%s", "");

@@ -3,7 +3,7 @@
 // Each reads its options, compiles the model (parse, lower, and autodiff
 // for training), and hands over to the runtime.
 #include "cli.h"
-#include "runtime.h"
+#include "train.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -115,13 +115,13 @@ static bool parse_backend(const char *s, RtBackend *b) {
 }
 
 // An executor of the chosen backend; NULL after reporting why.
-static RtExec *make_exec(Model *m, int64_t batch, RtBackend backend, bool fuse, int threads) {
+static Exec *make_exec(Model *m, int64_t batch, RtBackend backend, bool fuse, int threads) {
   if (!cli_check_memory(m, batch, NULL))
     return NULL;
   if (backend == RT_BACKEND_REF)
-    return rt_exec_new(m, batch);
+    return exec_new(m, batch);
   char err[1024];
-  RtExec *ex = rt_exec_new_cpu(m, batch, fuse, threads, err, sizeof err);
+  Exec *ex = exec_new_cpu(m, batch, fuse, threads, err, sizeof err);
   if (!ex)
     fprintf(stderr, "nnc: error: %s\n", err);
   return ex;
@@ -202,8 +202,8 @@ int cli_train(int argc, char **argv) {
     case O_NOSHUF: noshuffle = true; break;
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
-    case 'e': if (!cli_int(optarg, 0, RT_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
-    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
+    case 'e': if (!cli_int(optarg, 0, TRAIN_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, TRAIN_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
@@ -245,7 +245,7 @@ int cli_train(int argc, char **argv) {
   snprintf(outdir, sizeof outdir, "runs/%s", m->g->name);
   if (!out && resume)
     out = resume_dir(resume, outdir, sizeof outdir);
-  RtTrainOpts o = {
+  TrainOpts o = {
       .data = data, .test = test, .out = out ? out : outdir, .resume = resume, .init = init,
       .overwrite = overwrite, .no_test = notest, .epochs = epochs >= 0 ? (int)epochs : m->train.epochs, .batch = batch > 0 ? (int)batch : m->train.batch,
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
@@ -253,20 +253,20 @@ int cli_train(int argc, char **argv) {
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
-      .given = (batch > 0 ? RT_GIVEN_BATCH : 0) | (lr > 0 ? RT_GIVEN_LR : 0) | (seed >= 0 ? RT_GIVEN_SEED : 0) |
-               (val >= 0 ? RT_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? RT_GIVEN_LIMIT : 0) |
-               (noshuffle ? RT_GIVEN_SHUFFLE : 0),
+      .given = (batch > 0 ? TRAIN_GIVEN_BATCH : 0) | (lr > 0 ? TRAIN_GIVEN_LR : 0) | (seed >= 0 ? TRAIN_GIVEN_SEED : 0) |
+               (val >= 0 ? TRAIN_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? TRAIN_GIVEN_LIMIT : 0) |
+               (noshuffle ? TRAIN_GIVEN_SHUFFLE : 0),
   };
-  RtTrainResult res;
-  bool ok = rt_train(m, &o, stdout, &res);
+  TrainResult res;
+  bool ok = train_run(m, &o, stdout, &res);
   arena_free(a);
   return ok ? 0 : EXIT_USER;
 }
 
 // Loads a test (or train) set for eval.
-static bool eval_data(const Model *m, const char *path, const char *split, RtDataset *ds) {
+static bool eval_data(const Model *m, const char *path, const char *split, Dataset *ds) {
   char err[2048];
-  if (!rt_load_model_data(m, path, split, true, ds, err, sizeof err)) {
+  if (!train_load_data(m, path, split, true, ds, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
     return false;
   }
@@ -318,7 +318,7 @@ int cli_eval(int argc, char **argv) {
       if (!parse_backend(optarg, &backend))
         return cli_usage_error(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
       break;
-    case 'b': if (!cli_int(optarg, 1, RT_MAX_BATCH, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
+    case 'b': if (!cli_int(optarg, 1, TRAIN_MAX_BATCH, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case 'h': fputs(usage_eval, stdout); return 0;
@@ -341,8 +341,8 @@ int cli_eval(int argc, char **argv) {
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = EXIT_USER;
-  RtDataset ds = {0};
-  RtExec *ex = NULL;
+  Dataset ds = {0};
+  Exec *ex = NULL;
   char err[2048];
   if (!m || !m->g->loss) {
     if (m)
@@ -353,21 +353,21 @@ int cli_eval(int argc, char **argv) {
     goto done;
   if (!(ex = make_exec(m, batch, backend, !nofuse, (int)threads)))
     goto done;
-  RtCkptInfo info;
-  if (!rt_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
+  CkptInfo info;
+  if (!train_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
     goto done;
   }
   if (limit > 0 && limit < ds.n)
     ds.n = limit;
   if (info.normalized)
-    rt_dataset_normalize(&ds, info.mean, info.std);
+    data_normalize(&ds, info.mean, info.std);
   // k * k counts: for class(100000) that would be 80 GB, and no one reads
   // a table that wide; more classes get the loss and accuracy only.
   enum { MAX_CONFUSION_CLASSES = 100 };
   int k = m->target->dtype == DT_I32 ? (int)m->target->attr.i[0] : 0;
   int64_t *conf = k && k <= MAX_CONFUSION_CLASSES ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
-  RtEvalResult r = rt_evaluate(ex, &ds, batch, conf);
+  EvalResult r = train_evaluate(ex, &ds, batch, conf);
   if (info.plain)
     printf("model %s, weights %s (plain weights, no training metadata)\n", m->g->name, weights);
   else
@@ -386,8 +386,8 @@ int cli_eval(int argc, char **argv) {
   free(conf);
   status = 0;
 done:
-  rt_exec_free(ex);
-  rt_dataset_free(&ds);
+  exec_free(ex);
+  data_free(&ds);
   arena_free(a);
   return status;
 }
@@ -442,7 +442,7 @@ static void print_prediction(const Model *m, const char *what, const float *out,
 typedef enum { FILE_IMAGE, FILE_IDX, FILE_CSV } FileKind;
 
 static FileKind file_kind(const char *path) {
-  if (rt_image_file(path))   // a damaged image too, so that its decoder says what is wrong
+  if (data_image_file(path))   // a damaged image too, so that its decoder says what is wrong
     return FILE_IMAGE;
   unsigned char b[4] = {0};
   FILE *f = fopen(path, "rb");
@@ -455,45 +455,45 @@ static FileKind file_kind(const char *path) {
 }
 
 // An image as one sample, resized to the input's height and width.
-static bool predict_image(const Model *m, const char *path, RtDataset *ds, char *err, size_t errsz) {
+static bool predict_image(const Model *m, const char *path, Dataset *ds, char *err, size_t errsz) {
   const IrNode *in = m->input;
   int64_t dim = ir_numel(in, 1);
   int64_t h = in->ndim >= 3 ? in->shape[in->ndim - 2] : 28, w = in->ndim >= 3 ? in->shape[in->ndim - 1] : 28;
   if (h * w != dim) {
     h = w = (int64_t)llround(sqrt((double)dim));
     if (h * w != dim) {
-      rt_errorf(err, errsz, "%s: the model's input '%s' has %lld values, which is not a grayscale image", path,
+      errorf(err, errsz, "%s: the model's input '%s' has %lld values, which is not a grayscale image", path,
                 in->name, (long long)dim);
       return false;
     }
   }
-  RtImage img, r;
-  if (!rt_image_load(path, &img, err, errsz))
+  Image img, r;
+  if (!data_image_load(path, &img, err, errsz))
     return false;
-  rt_image_resize(&img, (int)w, (int)h, &r);
-  rt_image_free(&img);
-  *ds = (RtDataset){.n = 1, .ndim = 2, .shape = {h, w}, .dim = dim, .x = r.px, .source = xstrdup(path)};
+  data_image_resize(&img, (int)w, (int)h, &r);
+  data_image_free(&img);
+  *ds = (Dataset){.n = 1, .ndim = 2, .shape = {h, w}, .dim = dim, .x = r.px, .source = xstrdup(path)};
   return true;
 }
 
 // The samples of one file, read as train reads its data: a PNG or PGM
 // image, an IDX file of images (both scaled to [0, 1], as IDX training
-// data is), or a CSV file (rt_load_model_data, without the target).
+// data is), or a CSV file (train_load_data, without the target).
 // Images and IDX files hold one input and are scaled as no table is, so a
 // model with several inputs or a real-valued target reads CSV files only.
-static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char *err, size_t errsz) {
+static bool predict_inputs(const Model *m, const char *path, Dataset *ds, char *err, size_t errsz) {
   struct stat st;
   if (stat(path, &st) != 0) {
-    rt_errorf(err, errsz, "%s: %s", path, strerror(errno));
+    errorf(err, errsz, "%s: %s", path, strerror(errno));
     return false;
   }
   if (S_ISDIR(st.st_mode)) {
-    rt_errorf(err, errsz, "%s: is a directory\n---> HINT: predict reads files: PNG or PGM images, IDX files "
+    errorf(err, errsz, "%s: is a directory\n---> HINT: predict reads files: PNG or PGM images, IDX files "
               "of images, or CSV files; give the files inside (%s/*.png)", path, path);
     return false;
   }
   if (!S_ISREG(st.st_mode)) {   // read twice (its kind, then its samples); a FIFO blocks
-    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+    errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
               "and give its path", path);
     return false;
   }
@@ -501,11 +501,11 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
   const IrNode *t = m->target;
   if (kind != FILE_CSV && (m->ninputs > 1 || (t && t->dtype != DT_I32))) {
     if (m->ninputs > 1)
-      rt_errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d\n---> HINT: give a CSV file with "
+      errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d\n---> HINT: give a CSV file with "
                 "columns named after the inputs, as for training", path, kind == FILE_IMAGE ? "an image" :
                 "an IDX file", m->g->name, m->ninputs);
     else
-      rt_errorf(err, errsz, "%s: model '%s' has the real-valued target '%s' and trains on CSV tables, whose "
+      errorf(err, errsz, "%s: model '%s' has the real-valued target '%s' and trains on CSV tables, whose "
                 "values are not scaled as %s are\n---> HINT: give a CSV file with columns named after '%s', as "
                 "for training", path, m->g->name, t->name, kind == FILE_IMAGE ? "an image's pixels" :
                 "IDX images", m->input->name);
@@ -514,8 +514,8 @@ static bool predict_inputs(const Model *m, const char *path, RtDataset *ds, char
   if (kind == FILE_IMAGE)
     return predict_image(m, path, ds, err, errsz);
   if (kind == FILE_IDX)
-    return rt_load_idx(path, NULL, 0, ds, err, errsz) && rt_data_fits(m, ds, err, errsz);
-  return rt_load_model_data(m, path, "test", false, ds, err, errsz);
+    return data_load_idx(path, NULL, 0, ds, err, errsz) && train_data_fits(m, ds, err, errsz);
+  return train_load_data(m, path, "test", false, ds, err, errsz);
 }
 
 int cli_predict(int argc, char **argv) {
@@ -557,40 +557,40 @@ int cli_predict(int argc, char **argv) {
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
   rt_set_threads((int)threads);
-  RtExec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads) : NULL;
+  Exec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads) : NULL;
   if (m && !ex)
     status = EXIT_USER;
   char err[2048];
-  RtCkptInfo info = {0};
-  if (ex && !rt_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
+  CkptInfo info = {0};
+  if (ex && !train_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
     status = EXIT_USER;
   }
   for (int i = optind + 1; status == 0 && i < argc; i++) {
-    RtDataset ds;
+    Dataset ds;
     if (!predict_inputs(m, argv[i], &ds, err, sizeof err)) {
       fprintf(stderr, "nnc: error: %s\n", err);
       status = EXIT_USER;
       break;
     }
     if (info.normalized)
-      rt_dataset_normalize(&ds, info.mean, info.std);
+      data_normalize(&ds, info.mean, info.std);
     int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
     float *x = xmalloc(sizeof(float) * ds.dim);
     for (int64_t j = 0; j < n; j++) {
-      rt_dataset_rows(&ds, NULL, j, 1, x);
-      rt_exec_run(ex, RT_FORWARD, 1, x, NULL, 0);
+      data_rows(&ds, NULL, j, 1, x);
+      exec_run(ex, ENTRY_FORWARD, 1, x, NULL, 0);
       char what[4200];
       if (ds.n == 1)
         snprintf(what, sizeof what, "%s", argv[i]);
       else
         snprintf(what, sizeof what, "%s[%lld]", argv[i], (long long)j);
-      print_prediction(m, what, rt_exec_output(ex), rt_exec_output_dim(ex), (int)top);
+      print_prediction(m, what, exec_output(ex), exec_output_dim(ex), (int)top);
     }
     free(x);
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
-  rt_exec_free(ex);
+  exec_free(ex);
   arena_free(a);
   return status;
 }

@@ -9,9 +9,9 @@
 
 #include <llvm-c/Core.h>
 
-// Builds p into the empty module m (in m's context): a CgLoopFn per loop
+// Builds p into the empty module m (in m's context): a RtLoopFn per loop
 // kernel and per epilogue run as a loop, each GEMM's micro-kernels
-// (CgGemmKernels, for vectors of vw floats), and the CgEntryFn, whose name
+// (RtGemmKernels, for vectors of vw floats), and the RtEntryFn, whose name
 // it writes into entry (size bytes). cpu and features become every
 // function's "target-cpu" and "target-features". Checks the kernels first (operands,
 // buffers, every index within its buffer for the largest batch) and

@@ -27,7 +27,7 @@
 
 struct CgModule {
   LLVMOrcLLJITRef jit;         // ours; owns the compiled code, the module and its context
-  CgEntryFn entry;             // in the JIT's memory
+  RtEntryFn entry;             // in the JIT's memory
   CgTimes times;
 };
 
@@ -340,7 +340,7 @@ CgModule *cg_compile(const KProgram *p, const CgOptions *o, char *err, size_t er
   cm = xcalloc(1, sizeof *cm);
   cm->jit = jit;                                              // cm owns the JIT now
   jit = NULL;
-  cm->entry = (CgEntryFn)(uintptr_t)addr;
+  cm->entry = (RtEntryFn)(uintptr_t)addr;
   cm->times = times;
 cleanup:
   for (int i = 0; i < n; i++)
@@ -352,7 +352,7 @@ cleanup:
   return cm;
 }
 
-CgEntryFn cg_entry(CgModule *m) { return m->entry; }
+RtEntryFn cg_entry(CgModule *m) { return m->entry; }
 
 CgTimes cg_times(const CgModule *m) { return m->times; }
 

@@ -6,7 +6,7 @@
 //     the loop nest: dimension 0 from lo to hi, every other one from 0 to
 //     its extent, the last dimension innermost. The body is scalar float
 //     code, one LLVM value per KInstr, then the stores (and sums).
-//   kI_name(i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)   a CgLoopFn
+//   kI_name(i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)   a RtLoopFn
 //     computes each distinct buffer's base pointer and calls the body.
 //
 // Buffers at the same space and offset are one pointer. Distinct ones are
@@ -15,7 +15,7 @@
 // stores to another, and the innermost loop can be reordered and
 // vectorized.
 //
-// Each GEMM gets micro-kernels (CgTileFn, codegen.h) written directly as
+// Each GEMM gets micro-kernels (RtTileFn, codegen.h) written directly as
 // vector IR: a register tile, or dot products along K, whose accumulators
 // at the end of K go to a small scratch tile; a loop over its rows adds
 // C's old values when accumulating and stores them, or on the last block
@@ -53,15 +53,15 @@ typedef struct Cg {
   const char *features;        // and "target-features"
   LLVMTypeRef f32, i8, i32, i64, vd;
   LLVMTypeRef i8p, i32p, f32p; // i8*, i32*, float* (each `ptr` with opaque pointers)
-  LLVMTypeRef loop_ty;         // CgLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
-  LLVMTypeRef entry_ty;        // CgEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
-  LLVMTypeRef rt_ty;           // CgRuntime: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
+  LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
+  LLVMTypeRef entry_ty;        // RtEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
+  LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
-  LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, CgGemmKernels *)
+  LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
-  LLVMTypeRef tile_ty;         // CgTileFn
-  LLVMTypeRef uk_ty;           // CgGemmKernels
+  LLVMTypeRef tile_ty;         // RtTileFn
+  LLVMTypeRef uk_ty;           // RtGemmKernels
   int vw;                      // the target's vector width in floats
   LLVMValueRef plain[3];       // the plain tile, dot and row micro-kernels, once built
   int part, nparts;            // this module builds functions j with part_of(j, nparts) == part
@@ -710,7 +710,7 @@ static void emit_nest(Cg *c, Nest *n, int d) {
 }
 
 // The body function: void name(float *noalias b0, ..., i64 lo, i64 hi),
-// inlined into its CgLoopFn, where each noalias becomes alias scopes.
+// inlined into its RtLoopFn, where each noalias becomes alias scopes.
 static LLVMValueRef build_body(Cg *c, const Kernel *k, const Slots *s, const char *name) {
   LLVMTypeRef *params = xcalloc(s->n + 2, sizeof *params);
   for (int j = 0; j < s->n; j++)
@@ -796,7 +796,7 @@ static int part_of(int j, int nparts) {
   return j % nparts;
 }
 
-// A CgLoopFn for loop kernel k: the base pointer of each distinct buffer
+// A RtLoopFn for loop kernel k: the base pointer of each distinct buffer
 // (its block's start + its offset), then the body. When the program is
 // split into several modules, one that another module builds is only
 // declared here (the entry calls it across modules), and those built here
@@ -859,10 +859,10 @@ done:
 // accumulators, 2 of B, 1 of A) and 4 x 4 dot products; with 16 registers
 // 6 rows (12 + 3) and 2 x 4 (8 + 6); one row by 8 (by 4 with 4-float
 // vectors, as the lane sums put one column in each lane).
-static CgGemmKernels uk_shape(int w) {
+static RtGemmKernels uk_shape(int w) {
   if (w >= 16)
-    return (CgGemmKernels){.tile_m = 8, .tile_n = 2 * w, .dot_m = 4, .dot_n = 4, .row_n = 8};
-  return (CgGemmKernels){.tile_m = 6, .tile_n = 2 * w, .dot_m = 2, .dot_n = 4, .row_n = w < 8 ? w : 8};
+    return (RtGemmKernels){.tile_m = 8, .tile_n = 2 * w, .dot_m = 4, .dot_n = 4, .row_n = 8};
+  return (RtGemmKernels){.tile_m = 6, .tile_n = 2 * w, .dot_m = 2, .dot_n = 4, .row_n = w < 8 ? w : 8};
 }
 
 // Whether two buffers lie in the same block (the arena or the state), and
@@ -945,7 +945,7 @@ static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
       u->c_replaced = true;
 }
 
-// Where a micro-kernel is being built: its parameters (CgTileFn's order).
+// Where a micro-kernel is being built: its parameters (RtTileFn's order).
 enum { UK_K, UK_A, UK_ARS, UK_ACS, UK_B, UK_BRS, UK_C, UK_LDC, UK_MR, UK_NR, UK_FLAGS, UK_ROW, UK_COL, UK_ARENA,
        UK_STATE, UK_BATCH, UK_NPARAMS };
 
@@ -976,8 +976,8 @@ static void uk_begin(Cg *c, Uk *u, const UkPlan *plan, LLVMValueRef fn) {
     u->p[i] = LLVMGetParam(fn, (unsigned)i);
   LLVMPositionBuilderAtEnd(c->b, block(c, fn, "entry"));
   LLVMValueRef flags = u->p[UK_FLAGS];
-  u->accumulate = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, CG_ACCUMULATE), ""), i64c(c, 0), "acc");
-  u->last = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, CG_LAST), ""), i64c(c, 0), "last");
+  u->accumulate = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, RT_ACCUMULATE), ""), i64c(c, 0), "acc");
+  u->last = LLVMBuildICmp(c->b, LLVMIntNE, LLVMBuildAnd(c->b, flags, i64c(c, RT_LAST), ""), i64c(c, 0), "last");
   if (!plan->e)
     return;
   u->base = xcalloc(plan->s.n > 0 ? plan->s.n : 1, sizeof *u->base);
@@ -1101,7 +1101,7 @@ static LLVMValueRef uk_end(Cg *c, Uk *u) {
 
 #define UK_MAX_ACC 16
 
-// The register tile (CgTileFn): tile_m x 2 vectors of accumulators, per k
+// The register tile (RtTileFn): tile_m x 2 vectors of accumulators, per k
 // two (masked) vectors of B's row and one broadcast of A's per row; then
 // the accumulators go to the scratch tile, whose rows finish_rows ends.
 static LLVMValueRef build_tile(Cg *c, const UkPlan *plan, LLVMValueRef fn) {
@@ -1207,7 +1207,7 @@ static void dot_step(Cg *c, int dm, int dn, int w, LLVMValueRef *arow, LLVMValue
     }
 }
 
-// dm x dn dot products along K (CgTileFn, as dot or row): whole vectors of K
+// dm x dn dot products along K (RtTileFn, as dot or row): whole vectors of K
 // in the loop, the rest in one masked step; each row's sums, one vector
 // of dot_n, go to the scratch tile, whose rows finish_rows ends.
 static LLVMValueRef build_dot(Cg *c, const UkPlan *plan, LLVMValueRef fn, int dm, int dn) {
@@ -1278,7 +1278,7 @@ static LLVMValueRef build_uk(Cg *c, int i, const UkPlan *plan, int kind) {
   if (!own_fn(c, name, c->tile_ty, &decl))
     return decl;
   LLVMValueRef fn = define_fn(c, name, c->tile_ty, c->nparts == 1);
-  CgGemmKernels sh = uk_shape(c->vw);
+  RtGemmKernels sh = uk_shape(c->vw);
   return kind == 0 ? build_tile(c, plan, fn) : kind == 1 ? build_dot(c, plan, fn, sh.dot_m, sh.dot_n)
                                                          : build_dot(c, plan, fn, 1, sh.row_n);
 }
@@ -1292,12 +1292,12 @@ typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
-  LLVMValueRef uk;               // a CgGemmKernels, filled in for each GEMM
+  LLVMValueRef uk;               // a RtGemmKernels, filled in for each GEMM
 } Entry;
 
 // What was built for a kernel.
 typedef struct Built {
-  LLVMValueRef loop;             // a loop kernel's CgLoopFn
+  LLVMValueRef loop;             // a loop kernel's RtLoopFn
   LLVMValueRef epilogue;         // a GEMM's or library kernel's epilogue, as a loop run after it, or NULL
   LLVMValueRef uk[3];            // a GEMM's micro-kernels: tile, dot, row (NULL: none)
 } Built;
@@ -1392,7 +1392,7 @@ static bool check_gemm(Cg *c, const Kernel *k) {
   return true;
 }
 
-// Field i of the CgGemmKernels at e->uk = v.
+// Field i of the RtGemmKernels at e->uk = v.
 static void set_uk(Cg *c, Entry *e, unsigned i, LLVMValueRef v) {
   LLVMBuildStore(c->b, v, LLVMBuildStructGEP2(c->b, c->uk_ty, e->uk, i, ""));
 }
@@ -1402,7 +1402,7 @@ static void set_uk(Cg *c, Entry *e, unsigned i, LLVMValueRef v) {
 static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
   for (unsigned i = 0; i < 3; i++)
     set_uk(c, e, i, bt->uk[i] ? LLVMBuildBitCast(c->b, bt->uk[i], c->i8p, "") : LLVMConstNull(c->i8p));
-  CgGemmKernels sh = uk_shape(c->vw);
+  RtGemmKernels sh = uk_shape(c->vw);
   int32_t shape[6] = {sh.tile_m, sh.tile_n, sh.dot_m, sh.dot_n, sh.row_n, 0};
   for (unsigned i = 0; i < 6; i++)
     set_uk(c, e, 3 + i, i32c(c, shape[i]));
@@ -1449,7 +1449,7 @@ static LLVMValueRef rt_field(Cg *c, LLVMValueRef rt, int i, LLVMTypeRef ty) {
   return ty ? LLVMBuildBitCast(c->b, v, LLVMPointerType(ty, 0), "") : v;
 }
 
-// void name(i8 *arena, i8 *state, i64 B, CgRuntime *rt): every kernel in
+// void name(i8 *arena, i8 *state, i64 B, RtCalls *rt): every kernel in
 // order; built[i] is what was built for kernel i.
 static bool build_entry(Cg *c, const char *name, const Built *built) {
   LLVMValueRef fn = define_fn(c, name, c->entry_ty, false);
@@ -1514,7 +1514,7 @@ static void init_types(Cg *c) {
 
 // "nnc_train_step" from the program's entry name.
 static void entry_name(char *buf, size_t size, const KProgram *p) {
-  snprintf(buf, size, "nnc_%s", p->entry ? p->entry : "entry");
+  snprintf(buf, size, "nnc_%s", ir_entry_name(p->entry));
   for (char *s = buf; *s; s++)
     if (!isalnum((unsigned char)*s))
       *s = '_';
@@ -1535,12 +1535,12 @@ static bool build_gemm(Cg *c, int i, const Kernel *k, Built *bt) {
   // B stored (N, K) and A (M, K): dot products, a row kernel where a call
   // can have fewer rows than a dot kernel takes (the driver runs a batch of
   // one on the dot kernel otherwise), and no tile where every call takes
-  // those (M <= CG_DOT_MAX_M for any batch and K >= CG_DOT_MIN_K, or one
+  // those (M <= RT_DOT_MAX_M for any batch and K >= RT_DOT_MIN_K, or one
   // row). (Programs of one row without their unused dot kernels ran their
   // batch-one GEMMs at 14 or, in some processes, 40 us; with them, 14.)
   bool dot = !k->ta && k->tb;
   int64_t max_m = k->m.coef * (k->m.batched ? c->p->max_batch : 1);
-  bool every_dot = dot && ((!k->k.batched && k->k.coef >= CG_DOT_MIN_K && max_m <= CG_DOT_MAX_M) || max_m == 1);
+  bool every_dot = dot && ((!k->k.batched && k->k.coef >= RT_DOT_MIN_K && max_m <= RT_DOT_MAX_M) || max_m == 1);
   UkPlan plan;
   uk_plan(c, k, on_tile ? k->epilogue : NULL, &plan);
   bool ok = true, want[3] = {!every_dot, dot, dot && max_m < uk_shape(c->vw).dot_m};

@@ -213,6 +213,20 @@ typedef struct KStore {
   KReduce reduce;
 } KStore;
 
+// The entry points a model compiles to (DESIGN.md, "The compiled step").
+typedef enum {
+  ENTRY_FORWARD,   // the output, in inference mode (running statistics, no dropout)
+  ENTRY_EVAL,      // the output and the loss, in inference mode
+  ENTRY_TRAIN,     // output, loss, gradients and the optimizer update, in training mode
+  ENTRY_COUNT
+} EntryKind;
+
+// "forward", "eval_step", "train_step": the entry function's name.
+const char *ir_entry_name(EntryKind e);
+// Reads an entry point's name as the command line gives it: forward, eval
+// or train (or the entry function's name); false for anything else.
+bool ir_entry_parse(const char *s, EntryKind *e);
+
 typedef enum { KN_LOOP, KN_GEMM, KN_LIB } KernelKind;
 
 // A GEMM extent: coef, times the batch when batched.
@@ -263,7 +277,7 @@ enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_MAX_BLOCKS };
 
 typedef struct KProgram {
   const IrGraph *g;
-  const char *entry;           // "forward", "eval_step", "train_step"
+  EntryKind entry;
   Kernel **kernels;
   int nkernels;
   KBufInfo *buf;               // buf[node id]: where each node's value lives (bytes 0: not materialized);

@@ -222,7 +222,7 @@ static void print_kernel(FILE *out, const KProgram *p, int i) {
 
 void ir_print_program(FILE *out, const KProgram *p) {
   fprintf(out, "program %s of %s: %d kernels; arena %lld bytes (one buffer per value: %lld), state %lld bytes, "
-          "batch %lld\n", p->entry, p->g->name, p->nkernels, (long long)p->arena_bytes,
+          "batch %lld\n", ir_entry_name(p->entry), p->g->name, p->nkernels, (long long)p->arena_bytes,
           (long long)p->naive_bytes, (long long)p->state_bytes, (long long)p->max_batch);
   for (int i = 0; i < p->nkernels; i++)
     print_kernel(out, p, i);
@@ -236,4 +236,18 @@ void ir_print_program(FILE *out, const KProgram *p) {
     buf_name(p->g->nodes[i], name, sizeof name);
     fprintf(out, "  %-24s %s %lld + %lld\n", name, spaces[b->space], (long long)b->offset, (long long)b->bytes);
   }
+}
+
+static const char *const entry_names[ENTRY_COUNT] = {"forward", "eval_step", "train_step"};
+
+const char *ir_entry_name(EntryKind e) { return e >= 0 && e < ENTRY_COUNT ? entry_names[e] : "?"; }
+
+bool ir_entry_parse(const char *s, EntryKind *e) {
+  static const char *const short_names[ENTRY_COUNT] = {"forward", "eval", "train"};
+  for (int i = 0; i < ENTRY_COUNT; i++)
+    if (!strcmp(s, short_names[i]) || !strcmp(s, entry_names[i])) {
+      *e = (EntryKind)i;
+      return true;
+    }
+  return false;
 }

@@ -507,9 +507,8 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
       for (int k = 0; k < g->nodes[i]->nsrc; k++)
         f.uses[g->nodes[i]->src[k]->id]++;
   }
-  static const char *const names[] = {"forward", "eval_step", "train_step"};
   KProgram *p = arena_alloc(a, sizeof *p);
-  *p = (KProgram){.g = g, .entry = names[entry], .max_batch = max_batch};
+  *p = (KProgram){.g = g, .entry = entry, .max_batch = max_batch};
   f.p = p;
   if (entry == ENTRY_TRAIN && m->nparams > 0 && fuse) {
     IrNode *s = arena_alloc(a, sizeof *s);
@@ -518,7 +517,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
     p->scalars = s;
   }
   if (why)
-    fprintf(why, "unfused producer/consumer pairs of %s:\n", names[entry]);
+    fprintf(why, "unfused producer/consumer pairs of %s:\n", ir_entry_name(entry));
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
     if (f.need[i] && !ir_op_is_leaf(n->op))

@@ -77,13 +77,6 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d);
 // false if the model cannot be trained.
 bool pass_autodiff(Model *m, Diag *d);
 
-// The entry points a model compiles to (DESIGN.md, "The compiled step").
-typedef enum {
-  ENTRY_FORWARD,   // the output, in inference mode
-  ENTRY_EVAL,      // the output and the loss, in inference mode
-  ENTRY_TRAIN,     // output, loss, gradients and the optimizer's updates
-} EntryKind;
-
 // Marks in need[] (one flag per node of m->g) the nodes entry computes.
 void pass_needed(const Model *m, EntryKind entry, bool *need);
 

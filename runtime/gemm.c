@@ -4,7 +4,7 @@
 // training step makes (batch 32-256 against layers of 10-1600 units, and a
 // convolution's im2col matrices), which the thread pool has already cut
 // into one block per thread. k_gemm_micro blocks the product for a set of
-// micro-kernels (CgGemmKernels): a GEMM's own, which the codegen generates
+// micro-kernels (RtGemmKernels): a GEMM's own, which the codegen generates
 // with its epilogue applied to the register tile, or the runtime's below,
 // for AVX-512 hosts, on products no program made kernels for. A register
 // tile of tile_m x tile_n (8 x 32 with AVX-512: 16 zmm accumulators) runs
@@ -24,8 +24,7 @@
 // columns and repeat the last row for rows, so no tile reads or writes
 // outside the matrices. Without generated kernels and AVX-512, or with
 // alpha/beta other than 1 and {0, 1}, the call goes to cblas_sgemm.
-#include "kernels.h"
-#include "codegen.h"
+#include "runtime.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -91,7 +90,7 @@ static __mmask16 mask_of(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 
 // the last one (read, never stored).
 static inline const float *row_at(const float *p, int i, int64_t n, int64_t ld) { return p + (i < n ? i : n - 1) * ld; }
 
-// One register tile (a CgTileFn): C[0..mr, 0..nr] (+)= A rows @ B rows,
+// One register tile (a RtTileFn): C[0..mr, 0..nr] (+)= A rows @ B rows,
 // rows past mr repeating the last one, unstored.
 AVX512 static void tile(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs, float *c,
                         int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col, char *arena,
@@ -128,7 +127,7 @@ AVX512 static void tile(int64_t kc, const float *a, int64_t ars, int64_t acs, co
   for (int i = 0; i < mr; i++) {
     float *ci = c + i * ldc;
     __m512 v0 = acc[i][0], v1 = acc[i][1];
-    if (flags & CG_ACCUMULATE) {
+    if (flags & RT_ACCUMULATE) {
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
     }
@@ -172,7 +171,7 @@ AVX512 static void dot_tile(int64_t K, const float *a, int64_t lda, int64_t acs,
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) {
       float v = _mm512_reduce_add_ps(s[i][j]);
-      c[i * ldc + j] = flags & CG_ACCUMULATE ? c[i * ldc + j] + v : v;
+      c[i * ldc + j] = flags & RT_ACCUMULATE ? c[i * ldc + j] + v : v;
     }
 }
 
@@ -201,7 +200,7 @@ AVX512 static void dot_row(int64_t K, const float *a, int64_t lda, int64_t acs, 
   __m512 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
   for (int j = 0; j < nr; j++) {
     float v = _mm512_reduce_add_ps(s[j]);
-    c[j] = flags & CG_ACCUMULATE ? c[j] + v : v;
+    c[j] = flags & RT_ACCUMULATE ? c[j] + v : v;
   }
 }
 
@@ -238,7 +237,7 @@ AVX512 static void transpose16(float *dst, int64_t ldd, const float *src, int64_
 
 // The runtime's own micro-kernels, for products no program generated
 // kernels for (a convolution's).
-static const CgGemmKernels avx512_kernels = {
+static const RtGemmKernels avx512_kernels = {
   .tile = tile, .dot = dot_tile, .row = dot_row, .tile_m = MR, .tile_n = NR, .dot_m = 4, .dot_n = 4, .row_n = 8,
 };
 
@@ -283,22 +282,22 @@ static void pack_bt(float *pk, const float *B, int64_t ldb, int64_t p, int64_t k
 
 // The blocked product over uk's micro-kernels, for beta 0 or 1 (see the
 // top of the file); C[0][0] is element (row0, col0) of the whole product.
-void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
                   int64_t lda, const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, int64_t row0,
                   int64_t col0) {
   if (M <= 0 || N <= 0)
     return;
-  int64_t acc = accumulate ? CG_ACCUMULATE : 0;
-  if ((uk->dot || uk->row) && !ta && tb && (!uk->tile || (K >= CG_DOT_MIN_K && M <= CG_DOT_MAX_M) || M == 1)) {
+  int64_t acc = accumulate ? RT_ACCUMULATE : 0;
+  if ((uk->dot || uk->row) && !ta && tb && (!uk->tile || (K >= RT_DOT_MIN_K && M <= RT_DOT_MAX_M) || M == 1)) {
     // a linear layer's forward: no packing, long dots; the row kernel for
     // one row, or where there is no dot kernel
     bool one = !uk->dot || (M == 1 && uk->row);
     int64_t dm = one ? 1 : uk->dot_m, dn = one ? uk->row_n : uk->dot_n;
-    CgTileFn f = one ? uk->row : uk->dot;
+    RtTileFn f = one ? uk->row : uk->dot;
     for (int64_t j = 0; j < N; j += dn)
       for (int64_t i = 0; i < M; i += dm)
         f(K, A + i * lda, lda, 1, B + j * ldb, ldb, C + i * ldc + j, ldc, M - i < dm ? M - i : dm,
-          N - j < dn ? N - j : dn, acc | CG_LAST, row0 + i, col0 + j, uk->arena, uk->state, uk->B);
+          N - j < dn ? N - j : dn, acc | RT_LAST, row0 + i, col0 + j, uk->arena, uk->state, uk->B);
     return;
   }
   int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;   // A[i][k] = A[i*ars + k*acs]
@@ -308,7 +307,7 @@ void k_gemm_micro(const CgGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   int64_t nkb = K > KC ? (K + KC - 1) / KC : 1, kb = K > 0 ? (K + nkb - 1) / nkb : 1;
   for (int64_t p = 0; p < K || p == 0; p += kb) {   // once when K is 0: C = 0 (or C), then the epilogue
     int64_t kc = K - p < kb ? K - p : kb;
-    int64_t flags = (accumulate || p > 0 ? CG_ACCUMULATE : 0) | (p + kc >= K ? CG_LAST : 0);
+    int64_t flags = (accumulate || p > 0 ? RT_ACCUMULATE : 0) | (p + kc >= K ? RT_LAST : 0);
     const float *bk;   // op(B)[p.., :] as rows of brs floats
     int64_t brs;
     if (!tb || kc == 0) {
@@ -354,4 +353,38 @@ void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, cons
     return;
   }
   k_gemm_ld(ta, tb, M, N, K, A, lda ? lda : 1, B, ldb ? ldb : 1, beta, C, N);
+}
+
+static int blas_threads_now = 0;
+
+void rt_blas_threads(int n) {
+  if (blas_threads_now != n) {
+    openblas_set_num_threads(n);
+    blas_threads_now = n;
+  }
+}
+
+double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps, int threads) {
+  float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N), *c = xmalloc(sizeof(float) * M * N);
+  Rng r;
+  rng_seed(&r, 1, 2);
+  for (int64_t i = 0; i < M * K; i++)
+    a[i] = rng_uniformf(&r);
+  for (int64_t i = 0; i < K * N; i++)
+    b[i] = rng_uniformf(&r);
+  double *t = xmalloc(sizeof(double) * (reps + 3));
+  rt_blas_threads(threads);
+  for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
+    double t0 = now_seconds();
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, 1.0f, a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
+    t[i] = now_seconds() - t0;
+  }
+  sort_doubles(t + 3, (size_t)reps);
+  double median = t[3 + reps / 2];
+  free(a);
+  free(b);
+  free(c);
+  free(t);
+  return median;
 }

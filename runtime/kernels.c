@@ -6,7 +6,7 @@
 // (the innermost dimension) at a time. The gradient of a stretched operand
 // is the output gradient summed back to the operand's shape, in double
 // (k_sum_to_shape). Matmul is cblas_sgemm with the batch folded into M.
-#include "kernels.h"
+#include "runtime.h"
 
 #include <cblas.h>
 #include <limits.h>

@@ -8,7 +8,7 @@
 // convolution with stride 1 and no padding needs no col: it is x itself.
 //
 // Pooling is a direct loop over each output position's window.
-#include "kernels.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 // Statistics and losses accumulate in double and round once at the end.
 // The optimizers instead reproduce torch.optim's float arithmetic step by
 // step, so that a run here and a run in PyTorch stay close over many steps.
-#include "kernels.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,17 +1,93 @@
-// runtime.h: the runtime: executing a compiled model (the ref backend),
-// training, data, checkpoints.
+// runtime.h: the runtime library: what compiled programs call when they run.
 //
-// RtExec runs a model's graph op by op with the plain C kernels of
-// kernels.h: the ref backend, slow and obviously right, the oracle every
-// faster backend is tested against. Parameters, batchnorm statistics and
-// optimizer state live in persistent buffers that outlast a step; every
-// other node gets a buffer of its own, sized for the largest batch.
+// Three parts, and nothing else: the calling convention between generated
+// code and the runtime (the entry function's arguments and the table of
+// calls it makes back), the thread pool that splits loops, and the kernels
+// (the reference kernels, plain C, and the fast paths tested against them,
+// the GEMM driver among them). It needs neither LLVM nor the compiler's
+// passes nor its frontend: a model compiled ahead of time links this and
+// util alone.
 #ifndef NNC_RUNTIME_H
 #define NNC_RUNTIME_H
 
-#include "codegen.h"
-#include "data.h"
-#include "passes.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+//
+// The calling convention of compiled code
+//
+
+// A compiled loop kernel: runs rows lo..hi-1 of dimension 0 (all of every
+// other dimension) for batch B.
+typedef void (*RtLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+
+// A GEMM's micro-kernels, generated for it (with its epilogue inside, where
+// the epilogue can run on the tile), for the runtime's blocked driver
+// (k_gemm_micro in gemm.c), which packs, blocks and splits the product and
+// calls them on each tile:
+//
+//   tile(kc, a, ars, acs, b, brs, c, ldc, mr, nr, flags, row, col, arena, state, B)
+//     C[mr <= tile_m, nr <= tile_n] (+)= A @ B over kc: A[i][k] at
+//     a[i*ars + k*acs], B[k][j] at b[k*brs + j], C[i][j] at c[i*ldc + j]
+//   dot(K, a, lda, 1, b, ldb, ...)   the same for B stored (N, K), as dot
+//     products along K: A[i][k] at a[i*lda + k], B[j][k] at b[j*ldb + k],
+//     mr <= dot_m rows by nr <= dot_n columns
+//   row(...)                         dot of one row by nr <= row_n columns
+//
+// Each may be NULL where no call needs it: tile where every call takes the
+// dot products, row where no call has fewer rows than dot_m (a batch of
+// one then runs on dot); the driver takes row for dot where dot is NULL.
+//
+// The driver takes dot (row for M = 1) where there is one and the product
+// is a linear layer's forward with few rows against a long K (or one row):
+// op(A) = A (M, K), B stored (N, K), and M <= RT_DOT_MAX_M with K >=
+// RT_DOT_MIN_K, or M = 1, or no tile (the codegen makes none where every
+// call is such).
+//
+// flags: RT_ACCUMULATE adds the product to C's old contents; RT_LAST marks
+// the last block of K, when the epilogue runs (on C[row + i][col + j] of
+// the whole product; arena, state and B are the entry point's).
+enum { RT_ACCUMULATE = 1, RT_LAST = 2 };
+#define RT_DOT_MAX_M 128
+#define RT_DOT_MIN_K 512
+
+typedef void (*RtTileFn)(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs,
+                         float *c, int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col,
+                         char *arena, char *state, int64_t B);
+
+typedef struct RtGemmKernels {
+  RtTileFn tile, dot, row;   // NULL: none
+  int32_t tile_m, tile_n, dot_m, dot_n, row_n, unused;
+  char *arena, *state;   // the epilogue's
+  int64_t B;
+} RtGemmKernels;
+
+// What compiled code calls back into; the runtime fills it in.
+typedef struct RtCalls {
+  void *ctx;             // passed back to parallel, sgemm, lib and tick
+  // Runs fn over rows [0, extent) of dimension 0, split across threads.
+  void (*parallel)(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, int64_t extent);
+  // Row-major C[M, N] = op(A) op(B) + beta C (cblas_sgemm with lda, ldb,
+  // ldc of contiguous matrices, beta 0 or 1) through the GEMM's own
+  // micro-kernels uk, which run its epilogue when they have one.
+  void (*sgemm)(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
+                float *C, const RtGemmKernels *uk);
+  // Runs the KN_LIB kernel of graph node `node` for batch B, then its
+  // epilogue (NULL: none) over rows [0, the node's dimension 0) of the
+  // result, or over each share of rows as soon as it is computed.
+  void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B, RtLoopFn epilogue);
+  // Called with i as kernel i of the program starts, and with nkernels
+  // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
+  void (*tick)(void *ctx, int kernel);
+} RtCalls;
+
+// The compiled entry point: runs the whole program for batch B (1 <= B <=
+// the program's max_batch). The caller has put the input and target into
+// the arena at their offsets.
+typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt);
+
 
 //
 // runtime/pool.c
@@ -35,290 +111,445 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void 
 void rt_pool_run_grain(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n,
                        int64_t grain);
 
-//
-// runtime/exec.c
-//
-
-// The three entry points of a compiled model.
-typedef enum {
-  RT_FORWARD,   // the output, in inference mode (running statistics, no dropout)
-  RT_EVAL,      // the output and the loss, in inference mode
-  RT_TRAIN,     // output, loss, gradients and the optimizer update, in training mode
-} RtMode;
-
-typedef struct RtExec RtExec;
-
-// The backends.
-typedef enum {
-  RT_BACKEND_REF,   // one plain C kernel per graph node: the oracle
-  RT_BACKEND_CPU,   // fused kernels compiled by LLVM, memory planned, one call per step
-} RtBackend;
-
-// Prepares to run m (after pass_autodiff when it is to be trained) on
-// batches of up to max_batch samples with the ref backend. Parameters start
-// uninitialized: call rt_exec_init_params or load a checkpoint.
-RtExec *rt_exec_new(const Model *m, int64_t max_batch);
-
-// The same with the cpu backend: each entry point is fused (unless fuse is
-// false), memory-planned and compiled by LLVM when first run, on threads
-// threads. Returns NULL with a message in err when LLVM fails.
-RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz);
-RtBackend rt_exec_backend(const RtExec *ex);
-
-// The program and compile times of an entry point of a cpu executor
-// (compiling it now if it was not yet), for `nnc bench`; NULL for ref.
-const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times);
-void rt_exec_free(RtExec *ex);
-
-// Fills every parameter and buffer from its initializer, drawing from a
-// generator seeded with seed (PyTorch's distributions, not its numbers).
-void rt_exec_init_params(RtExec *ex, uint64_t seed);
-
-// Floats per sample a model reads: every input's values, one input after
-// another in declaration order (a data set's row).
-int64_t rt_sample_dim(const Model *m);
-
-// Runs one entry point on a batch of B samples: x holds B rows of
-// rt_sample_dim floats (each split over the model's inputs), y B targets
-// (int32 class indexes or floats; may be NULL for RT_FORWARD). For RT_TRAIN,
-// lr is the learning rate of this step. Returns the loss (0 for
-// RT_FORWARD). A training step whose loss is not finite stops there: no
-// gradients, no update, and the step does not count.
-double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
-
-// The output of the last run: B rows of rt_exec_output_dim floats.
-const float *rt_exec_output(const RtExec *ex);
-int64_t rt_exec_output_dim(const RtExec *ex);
-
-// After a run whose loss is not finite: the first node (in graph order)
-// whose output holds a NaN or an infinity, or NULL.
-const IrNode *rt_exec_first_nonfinite(const RtExec *ex);
-
-// Persistent tensors (parameters, buffers, optimizer state) by index, for
-// checkpoints. The data is the executor's; writes change the model.
-int rt_exec_num_state(const RtExec *ex);
-const IrNode *rt_exec_state_node(const RtExec *ex, int i);
-float *rt_exec_state_data(RtExec *ex, int i, int64_t *numel);
-float *rt_exec_find_state(RtExec *ex, const char *name, int64_t *numel);
-
-// Training steps taken (the optimizer's t), and the dropout generator:
-// both part of a checkpoint.
-int64_t rt_exec_steps(const RtExec *ex);
-void rt_exec_set_steps(RtExec *ex, int64_t steps);
-Rng *rt_exec_rng(RtExec *ex);
-
-// Dropout off: a training step then is deterministic whatever the
-// generator (tests compare with frameworks whose masks differ).
-void rt_exec_set_dropout(RtExec *ex, bool enabled);
-
-// cpu backend: calls tick(arg, i) as kernel i of a step starts, and
-// tick(arg, nkernels) when the step ends (NULL: no calls); for `nnc bench`.
-void rt_exec_set_tick(RtExec *ex, void (*tick)(void *arg, int kernel), void *arg);
-
-// The value of node n after the last run (a gradient, say): B rows for a
-// batched node. NULL when the last run did not compute n.
-const float *rt_exec_value(const RtExec *ex, const IrNode *n);
 
 //
-// runtime/feed.c
+// The kernels
 //
-
-// Loads the data at path for m, as train, eval and predict all read it: a
-// directory of IDX files in the MNIST layout (split "train" or "test"), a
-// CSV file in the label,pixel0,... layout (pixels scaled by 1/255), or a
-// table CSV whose columns are named after the inputs and the target (values
-// kept as they are; see rt_load_table_csv). Models with a real-valued
-// target or several inputs read tables only. labeled: read the target too
-// (train, eval); else the inputs alone (predict). Then rt_data_fits.
-bool rt_load_model_data(const Model *m, const char *path, const char *split, bool labeled, RtDataset *ds,
-                        char *err, size_t errsz);
-
-// Whether ds's samples fit m's inputs: rt_sample_dim values, and for a
-// model of one input, the input's shape up to dimensions of 1 (28x28 fits
-// f32[1, 28, 28]; 16x49 does not), unless the data is flat (a CSV row) or
-// the input is (an MLP takes images of its size). Frees ds when not.
-bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz);
-
+// the reference kernels, one plain C function per graph op and
+// direction. They run training directly in the `ref` backend and are the
+// numeric oracle every faster backend is tested against, so each one is
+// written to be obviously right first and reasonably fast second.
 //
-// runtime/checkpoint.c
-//
+// Conventions, for every function below:
+// - Data are float32, contiguous, row-major; images are NCHW. The comment
+//   beside each argument gives its shape, as in `// (N,C,H,W)`.
+// - A *_forward function overwrites its outputs.
+// - A *_backward function ACCUMULATES (+=) into every gradient buffer it is
+//   given, so a tensor used by several ops can sum the contributions of all
+//   of them. Zero the gradient buffers once before the backward pass.
+//   Passing NULL for a gradient means "not needed"; it is skipped.
+// - Semantics are PyTorch's (torch.nn.functional and torch.optim with their
+//   default arguments unless an argument says otherwise).
+// - Reductions (sums, means, batch statistics, losses) accumulate in double.
+// - Everything is single-threaded, except that OpenBLAS may use its threads.
+// - Bad shapes or geometry are bugs in the caller: the kernel stops with
+//   nnc_bug() (a message and abort()). Two errors can come from the user's
+//   data or settings instead, and nnc_fatal() reports them with a hint and
+//   exits with status 1: a class label outside [0, C) (naming the sample
+//   and the label), and a training batchnorm with one value per channel.
 
-// Bounds on the counters a checkpoint stores: --epochs' largest value, and
-// the largest step a double (the optimizer's bias correction) holds exactly.
-#define RT_MAX_EPOCHS 1000000
-#define RT_MAX_STEPS ((int64_t)1 << 53)
-#define RT_MAX_BATCH (1 << 20)   // --batch's largest value
-
-// One row of the metrics log: an epoch's results.
-typedef struct RtMetrics {
-  int64_t epoch;         // epochs finished, from 1
-  int64_t step;          // optimizer steps taken
-  double lr;             // the learning rate of the epoch's last step
-  double train_loss, train_acc;  // over the epoch; acc -1 for real-valued targets
-  double val_loss, val_acc;      // -1 without a validation set
-  double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
-} RtMetrics;
-
-// The settings that decide a run's steps and the order of its data: a
-// checkpoint keeps them, and --resume continues with them.
-typedef struct RtRunSettings {
-  int batch;
-  double lr;             // the base learning rate
-  uint64_t seed;
-  double val_split;
-  int64_t limit;         // 0: all the data
-  bool shuffle;
-  int64_t samples;       // training samples after --limit and the split
-  char id[20];           // drawn when the run starts, kept by its resumes: a
-                         // resume may replace only its own run's checkpoint
-} RtRunSettings;
-
-// Where training stood when a checkpoint was written.
-typedef struct RtCkptInfo {
-  int64_t epoch;         // epochs finished
-  int64_t step;          // optimizer steps taken
-  RtCursor cursor;       // the training batcher's position
-  bool has_cursor;       // false in a checkpoint written without one
-  bool normalized;       // inputs were standardized: x = (x - mean) / std
-  double mean, std;
-  RtMetrics last;        // the metrics row of the epoch it ends (without seconds)
-  bool has_last;         // false at epoch 0 and in files without one
-  bool plain;            // loaded from weights without nnc's metadata (a PyTorch
-                         // state_dict): nothing above is set
-  RtRunSettings run;     // the settings the run trained with
-  bool has_run;          // false in files written before checkpoints kept them
-} RtCkptInfo;
-
-// Writes every persistent tensor of ex (parameters, batchnorm statistics,
-// optimizer state) to path as safetensors, with the metadata a resume needs
-// (model name and hash, epoch, step, data cursor, dropout generator, the
-// last metrics row), atomically: a crash never leaves a torn file.
-bool rt_checkpoint_save(RtExec *ex, const char *path, const RtCkptInfo *info, char *err, size_t errsz);
-
-// Loads a checkpoint into ex. Every tensor ex has must be in the file with
-// its shape, except optimizer state when weights_only (eval, predict,
-// train --init); a file from another model is refused, naming the first
-// tensor that differs, and so is one whose optimizer state is another
-// optimizer's, or that holds a NaN or an infinity. Fills info (may be
-// NULL) from the metadata, whose numbers are checked against their bounds.
-// With weights_only, a safetensors file without nnc's metadata (PyTorch's
-// save_file(model.state_dict())) is taken as plain weights: info->plain is
-// set, and its integer num_batches_tracked buffers are ignored.
-bool rt_checkpoint_load(RtExec *ex, const char *path, bool weights_only, RtCkptInfo *info,
-                        char *err, size_t errsz);
-
-// The settings the run that wrote the checkpoint at path trained with, for
-// a resume to take before it builds the executor (*has false in a file
-// without them); false names what is wrong with the file in err.
-bool rt_checkpoint_run(const char *path, RtRunSettings *run, bool *has, char *err, size_t errsz);
 
 //
-// runtime/rundir.c
+// kernels.c: broadcasting elementwise ops, unary ops, matmul, softmax
 //
 
-// The files of a training run. --out names a directory, which holds
-// checkpoint.safetensors, metrics.csv (or .jsonl) and train.lock; or, when
-// it ends in ".safetensors", the checkpoint itself, beside which go
-// NAME.metrics.csv and NAME.lock (NAME: the path without ".safetensors").
-typedef struct RtRunDir {
-  char *dir;             // the directory that holds the files
-  char *ckpt;            // the checkpoint
-  char *metrics;         // the metrics log
-  char *lock;            // the lock file, locked while the run lasts
-  int lock_fd;           // -1 when not held
-  FILE *log;             // the metrics log, open for appending
-  bool json;             // JSON lines, else CSV
-} RtRunDir;
+#define K_MAX_DIMS 6
 
-// Resolves out into the run's paths, creating the directory; refuses a
-// link at any of the paths; takes the lock (failing with the pid of the
-// run holding it); removes the temporary files dead processes left.
-bool rt_rundir_open(RtRunDir *d, const char *out, bool json, char *err, size_t errsz);
-// Starts the metrics log: rewrites it (atomically) with the rows of
-// epochs 1..epoch it holds, the last one taken from *last when the log
-// lacks it (a crash between the checkpoint and its row), and opens it for
-// appending. epoch 0: a log of just the header.
-bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, char *err, size_t errsz);
-// Appends one row and flushes it; false when the write failed.
-bool rt_rundir_log(RtRunDir *d, const RtMetrics *row, char *err, size_t errsz);
-// Closes the log (reporting a failed close) and lets go of the lock.
-bool rt_rundir_close(RtRunDir *d, char *err, size_t errsz);
+// A tensor's shape; outermost dimension first. ndim 0 is a scalar.
+typedef struct KShape {
+  int ndim;                  // 0..K_MAX_DIMS
+  int64_t dim[K_MAX_DIMS];   // dim[0..ndim-1]; each >= 0
+} KShape;
+
+KShape k_shape(int ndim, const int64_t *dim);   // copies dim[0..ndim-1]
+int64_t k_numel(const KShape *s);               // 1 for a scalar
+
+// The numpy broadcast of a and b (shapes aligned at the right; a dimension
+// of 1 stretches). Returns false, leaving *out unspecified, if they do not
+// broadcast.
+bool k_broadcast_shape(KShape *out, const KShape *a, const KShape *b);
+
+typedef enum { K_ADD, K_SUB, K_MUL, K_DIV } KBinary;
+
+// y = a op b, broadcasting a and b to y's shape, broadcast(as, bs).
+// y may alias a or b only when that operand already has y's shape.
+void k_binary_forward(KBinary op, float *y,         // broadcast(as, bs)
+                      const float *a, const KShape *as,
+                      const float *b, const KShape *bs);
+
+// da += d(a op b)/da * dy summed down to a's shape; db likewise.
+//   add: da += dy          db += dy
+//   sub: da += dy          db += -dy
+//   mul: da += dy * b      db += dy * a
+//   div: da += dy / b      db += -dy * ((a / b) / b)   (PyTorch's form)
+// dy has the broadcast shape of as and bs. da or db may be NULL.
+void k_binary_backward(KBinary op, float *da, float *db,
+                       const float *dy,             // broadcast(as, bs)
+                       const float *a, const KShape *as,
+                       const float *b, const KShape *bs);
+
+// dst += src summed over the dimensions that broadcasting stretched, so
+// the result has dst's shape. ds must broadcast to ss (ss = broadcast(ds, ss)).
+void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss);
+
+// Unary elementwise ops over n elements; y may alias x. The backward rules:
+//   neg:     dx += -dy
+//   relu:    dx += dy where x > 0 (pass x or y = relu(x): x > 0 iff y > 0)
+//   sigmoid: dx += dy * (1 - y) * y         from the output y
+//   tanh:    dx += dy * (1 - y * y)         from the output y
+//   exp:     dx += dy * y                   from the output y
+//   log:     dx += dy / x                   from the input x
+void k_neg_forward(float *y, const float *x, int64_t n);
+void k_neg_backward(float *dx, const float *dy, int64_t n);
+void k_relu_forward(float *y, const float *x, int64_t n);
+void k_relu_backward(float *dx, const float *dy, const float *x_or_y, int64_t n);
+void k_sigmoid_forward(float *y, const float *x, int64_t n);
+void k_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_tanh_forward(float *y, const float *x, int64_t n);
+void k_tanh_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_exp_forward(float *y, const float *x, int64_t n);
+void k_exp_backward(float *dx, const float *dy, const float *y, int64_t n);
+void k_log_forward(float *y, const float *x, int64_t n);
+void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
+
+// C = alpha * op(A) @ op(B) + beta * C through cblas_sgemm, row-major.
+// op(A) is (M,K): A is stored (M,K), or (K,M) when ta. op(B) is (K,N): B is
+// stored (K,N), or (N,K) when tb. C is (M,N). With beta = 0, C's old
+// contents are ignored (NaN included); beta = 1 accumulates.
+void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, const float *B, float beta, float *C);
+
+// The same product through the cpu backend's GEMM (gemm.c): a register-tiled
+// AVX-512 kernel where the host has one and alpha = 1, beta = 0 or 1; else
+// cblas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
+void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+            float alpha, const float *A, const float *B, float beta, float *C);
+// With explicit leading dimensions (row strides) of A, B and C; alpha = 1.
+void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+// The same blocked product over a set of micro-kernels: a GEMM's own,
+// generated by the codegen (codegen.h) with its epilogue inside, or the
+// runtime's. C is the block at row row0, column col0 of the whole product,
+// which the epilogue indexes by. beta is 0 or 1 (accumulate).
+void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc,
+                  int64_t row0, int64_t col0);
+// *buf, grown to at least n floats (its contents are not kept); *cap is
+// its size. The kernels' scratch memory, reused from call to call.
+float *k_grow(float **buf, int64_t *cap, int64_t n);
+
+// The calling thread's scratch of one kind, at least n floats (contents
+// not kept), freed when the thread exits: the GEMM's packing space, a
+// convolution's weights of one tap, and the im2col columns of the cpu
+// backend's convolutions split across the pool.
+enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_KINDS };
+float *k_thread_scratch(int kind, int64_t n);
+
+// The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set: the
+// kernels with an AVX-512 path take it.
+bool k_avx512(void);
+
+// y = a @ b for each of `batch` matrices a, with one b shared by all: the
+// IR's a[..., M, K] @ b[K, N] with the leading dims of a folded into batch.
+//   a: (batch,M,K), or (batch,K,M) when ta (each matrix transposed)
+//   b: (K,N), or (N,K) when tb
+//   y: (batch,M,N)
+void k_matmul_forward(float *y, const float *a, const float *b,
+                      int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb);
+// da (a's layout) += dy @ op(b)^T; db (b's layout) += sum over the batch of
+// op(a)^T @ dy. dy: (batch,M,N). da or db may be NULL.
+void k_matmul_backward(float *da, float *db, const float *dy,
+                       const float *a, const float *b,
+                       int64_t batch, int64_t M, int64_t K, int64_t N, bool ta, bool tb);
+
+// softmax and log_softmax over one axis of a tensor viewed as
+// (outer, C, inner): PyTorch's dim=1 of (N,C) is (N, C, 1) and of (N,C,H,W)
+// is (N, C, H*W); any other axis folds the same way. Numerically stable
+// (the maximum is subtracted first). y may alias x.
+void k_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner);
+// dx += y * (dy - sum_c(dy * y)), from the output y.
+void k_softmax_backward(float *dx, const float *dy, const float *y,
+                        int64_t outer, int64_t C, int64_t inner);
+void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, int64_t inner);
+// dx += dy - exp(y) * sum_c(dy), from the output y.
+void k_log_softmax_backward(float *dx, const float *dy, const float *y,
+                            int64_t outer, int64_t C, int64_t inner);
 
 //
-// runtime/train.c
+// kernels_conv.c: convolution and pooling
 //
 
-// What `nnc train` was asked to do; the defaults come from the model's
-// train declaration.
-typedef struct RtTrainOpts {
-  const char *data;      // a directory of IDX files or a CSV file
-  const char *test;      // the test set (a CSV file), or NULL: the data directory's t10k files
-  const char *out;       // where checkpoints and the metrics log go
-  const char *resume;    // a checkpoint to continue from, or NULL
-  const char *init;      // weights to start a new run from (optimizer state fresh), or NULL
-  bool overwrite;        // a new run may replace the checkpoint in out
-  bool no_test;          // skip the test set
-  int epochs;            // total epochs, counting those before a resume; 0 writes
-                         // the initial weights
-  int batch;
-  double lr;             // the base learning rate
-  uint64_t seed;
-  int threads;           // BLAS threads (0: leave as it is)
-  double val_split;
-  int64_t limit;         // use the first limit training samples (0: all)
-  int64_t test_limit;    // likewise for the test set
-  bool normalize;        // standardize inputs with the training set's mean and std
-  bool shuffle;
-  int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
-  bool quiet;            // print nothing but errors (no epoch or test summaries either)
-  bool json;             // metrics log as JSON lines (else CSV)
-  RtBackend backend;     // ref or cpu
-  bool fuse;             // cpu: fuse kernels (false: one kernel per node)
-  unsigned given;        // the settings the command line gave (RT_GIVEN_*): with
-                         // resume, the others are the run's, and a given one
-                         // other than the run's is refused (but for lr)
-} RtTrainOpts;
+// The output size along one axis for a window of k taps `dil` apart, moved
+// `stride` at a time over the input padded by `pad` on both sides (floor
+// mode, as PyTorch by default): (in + 2*pad - dil*(k-1) - 1) / stride + 1.
+// Returns a value < 1 when the window does not fit.
+int64_t k_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil);
 
-enum { RT_GIVEN_BATCH = 1, RT_GIVEN_LR = 2, RT_GIVEN_SEED = 4, RT_GIVEN_VAL_SPLIT = 8, RT_GIVEN_LIMIT = 16,
-       RT_GIVEN_SHUFFLE = 32 };
+// The geometry of a 2-D convolution. Output size: OH = k_out_size(H, KH,
+// sh, ph, dh), OW = k_out_size(W, KW, sw, pw, dw).
+typedef struct KConv2d {
+  int64_t N, C, H, W;   // input x: (N,C,H,W)
+  int64_t O, KH, KW;    // weight w: (O,C,KH,KW); bias (O)
+  int64_t sh, sw;       // stride, >= 1
+  int64_t ph, pw;       // zero padding on each side, >= 0
+  int64_t dh, dw;       // dilation, >= 1
+} KConv2d;
 
-// What a run reached.
-typedef struct RtTrainResult {
-  double train_loss;     // mean over the last epoch
-  double train_acc;      // accuracy over the last epoch (class targets), else -1
-  double val_loss, val_acc;    // -1 without a validation set
-  double test_loss, test_acc;  // -1 without a test set
-  int64_t steps;
-  double seconds;
-} RtTrainResult;
+// y = conv2d(x, w) + bias, as torch.nn.functional.conv2d (cross-correlation,
+// groups = 1). bias may be NULL. Computed as im2col + sgemm per image.
+void k_conv2d_forward(float *y,          // (N,O,OH,OW)
+                      const float *x,    // (N,C,H,W)
+                      const float *w,    // (O,C,KH,KW)
+                      const float *bias, // (O) or NULL
+                      const KConv2d *g);
+// dx += d/dx, dw += d/dw, dbias += d/dbias; any of them may be NULL.
+void k_conv2d_backward(float *dx,        // (N,C,H,W)
+                       float *dw,        // (O,C,KH,KW)
+                       float *dbias,     // (O)
+                       const float *dy,  // (N,O,OH,OW)
+                       const float *x,   // (N,C,H,W)
+                       const float *w,   // (O,C,KH,KW)
+                       const KConv2d *g);
+// The same with the caller's scratch, ws: k_conv2d_scratch(g) floats, and
+// the caller's GEMM (NULL: the cpu backend's k_gemm). The two above use
+// cblas_sgemm and one buffer of their own, reused from call to call, so
+// they must not run on two threads at once; these may.
+typedef void (*KGemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        const float *B, float beta, float *C);
+int64_t k_conv2d_scratch(const KConv2d *g);
+void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
+                         KGemmFn gemm);
+void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          const KConv2d *g, float *ws, KGemmFn gemm);
+// A weight gradient split by input channel rather than by image, for when
+// there are few output positions (deep layers) and so little to sum per
+// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
+// dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
+// not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
+void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
+void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
+                                   int64_t c1, float *ws);
 
-// Trains m (after pass_autodiff) as opts says, printing progress to out.
-// Returns false after printing why (bad data, a non-finite loss, ...).
-bool rt_train(Model *m, const RtTrainOpts *opts, FILE *out, RtTrainResult *res);
+// The geometry of a 2-D pooling window. Output size as for KConv2d.
+typedef struct KPool2d {
+  int64_t N, C, H, W;   // input x: (N,C,H,W)
+  int64_t kh, kw;       // window size, >= 1
+  int64_t sh, sw;       // stride, >= 1
+  int64_t ph, pw;       // padding on each side, >= 0
+  int64_t dh, dw;       // dilation, >= 1; avgpool requires 1 (as PyTorch has none)
+} KPool2d;
 
-// Evaluation over a whole data set in batches: the mean loss, accuracy,
-// and the confusion matrix (conf[true * nclasses + predicted], may be
-// NULL) for class targets.
-typedef struct RtEvalResult {
-  double loss;
-  double acc;            // -1 for real-valued targets
-  int64_t n;
-} RtEvalResult;
-RtEvalResult rt_evaluate(RtExec *ex, const RtDataset *ds, int64_t batch, int64_t *conf);
+// Max pooling; padding counts as -inf. The first maximum in the window (in
+// row-major order) wins a tie, and a NaN wins over any number, as in
+// PyTorch. argmax (may be NULL, e.g. for inference) receives the index of
+// the chosen element within its (H,W) plane, ih*W + iw; a window that holds
+// no input element at all gives y = -inf and argmax = -1.
+void k_maxpool2d_forward(float *y,         // (N,C,OH,OW)
+                         int32_t *argmax,  // (N,C,OH,OW) or NULL
+                         const float *x,   // (N,C,H,W)
+                         const KPool2d *g);
+// dx[argmax] += dy: the gradient goes to the element the forward chose.
+void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
+                          const float *dy,      // (N,C,OH,OW)
+                          const int32_t *argmax,// (N,C,OH,OW), from the forward
+                          const KPool2d *g);
 
-// The learning rate of a step: the schedule over epochs, after warmup.
-double rt_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);
+// Average pooling with count_include_pad = true (PyTorch's default): the
+// divisor is the window's size including padded positions.
+void k_avgpool2d_forward(float *y,         // (N,C,OH,OW)
+                         const float *x,   // (N,C,H,W)
+                         const KPool2d *g);
+void k_avgpool2d_backward(float *dx,        // (N,C,H,W)
+                          const float *dy,  // (N,C,OH,OW)
+                          const KPool2d *g);
 
-// Sets the number of threads the ref backend lets the BLAS library use
-// (n >= 1; the cpu backend splits its work over its own thread pool).
-void rt_set_threads(int n);
-// Puts the BLAS library on rt_set_threads' count again (the cpu backend
-// keeps it on one thread while it runs).
-void blas_threads_default(void);
+// Global average pooling: the mean over each (H,W) plane; HW = H*W.
+void k_global_avgpool_forward(float *y,        // (N,C), same as (N,C,1,1)
+                              const float *x,  // (N,C,H,W)
+                              int64_t N, int64_t C, int64_t HW);
+void k_global_avgpool_backward(float *dx,       // (N,C,H,W)
+                               const float *dy, // (N,C)
+                               int64_t N, int64_t C, int64_t HW);
 
-// The median seconds of reps calls of cblas_sgemm alone on C[M, N] =
-// op(A) op(B) with K inner, on random matrices (`nnc bench` compares the
-// step's GEMMs with it).
-double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps);
+//
+// kernels_train.c: batchnorm, dropout, losses, optimizers, initializers
+//
+
+// Batch normalization over (N,C) (pass HW = 1) or (N,C,H,W) (HW = H*W);
+// statistics are per channel over n = N*HW values. gamma and beta may be
+// NULL, meaning 1 and 0 (affine = false).
+//
+// Training: normalizes with the batch mean and the biased variance, saves
+// mean and invstd = 1/sqrt(var + eps) for the backward, and updates the
+// running statistics in place: running = (1-momentum)*running +
+// momentum*batch_stat, with the unbiased variance var*n/(n-1) for
+// running_var, as PyTorch. n must be > 1: like PyTorch, n = 1 is refused
+// (with nnc_fatal(), since a batch of one sample is the usual cause).
+void k_batchnorm_forward(float *y,               // (N,C,HW)
+                         float *mean,            // (C) out: batch mean
+                         float *invstd,          // (C) out: 1/sqrt(var+eps)
+                         float *running_mean,    // (C) in/out
+                         float *running_var,     // (C) in/out
+                         const float *x,         // (N,C,HW)
+                         const float *gamma,     // (C) or NULL
+                         const float *beta,      // (C) or NULL
+                         int64_t N, int64_t C, int64_t HW, float eps, float momentum);
+// Evaluation: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
+void k_batchnorm_forward_eval(float *y,             // (N,C,HW)
+                              const float *x,       // (N,C,HW)
+                              const float *gamma,   // (C) or NULL
+                              const float *beta,    // (C) or NULL
+                              const float *running_mean, // (C)
+                              const float *running_var,  // (C)
+                              int64_t N, int64_t C, int64_t HW, float eps);
+// The training-mode gradient, with xhat = (x - mean) * invstd:
+//   dbeta += sum(dy), dgamma += sum(dy * xhat),
+//   dx += gamma * invstd / n * (n*dy - sum(dy) - xhat * sum(dy * xhat)).
+void k_batchnorm_backward(float *dx,            // (N,C,HW) or NULL
+                          float *dgamma,        // (C) or NULL
+                          float *dbeta,         // (C) or NULL
+                          const float *dy,      // (N,C,HW)
+                          const float *x,       // (N,C,HW)
+                          const float *mean,    // (C), from the forward
+                          const float *invstd,  // (C), from the forward
+                          const float *gamma,   // (C) or NULL
+                          int64_t N, int64_t C, int64_t HW);
+// The three above on channels [c0, c1) only (the same arguments; each
+// channel's work is independent of the others', so threads may take
+// disjoint ranges).
+void k_batchnorm_forward_range(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
+                               const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                               int64_t HW, float eps, float momentum, int64_t c0, int64_t c1);
+void k_batchnorm_forward_eval_range(float *y, const float *x, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var, int64_t N, int64_t C,
+                                    int64_t HW, float eps, int64_t c0, int64_t c1);
+void k_batchnorm_backward_range(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
+                                int64_t HW, int64_t c0, int64_t c1);
+
+// Inverted dropout: keeps each element with probability 1-p and scales the
+// kept ones by k_dropout_scale(p) = 1/(1-p). The mask of one call is a
+// function of a 64-bit key and each element's index: element i (counted
+// from the call's first, at `first` of the whole tensor) is kept iff
+// u >= p, with u = k_dropout_uniform(key, first + i) in [0, 1) (24 bits of
+// a hash), so elements need no order and any share of a tensor can be
+// drawn on its own, on any thread, with the same result. k_dropout_key
+// draws the key of one call from rng (two rng_u32), except for p = 0 (the
+// identity) and p >= 1 (zeros), which draw nothing and need no key.
+// mask[i] is 1 if kept. y may alias x.
+float k_dropout_scale(float p);     // 1/(1-p); 0 for p >= 1
+uint64_t k_dropout_key(float p, Rng *rng);
+float k_dropout_uniform(uint64_t key, int64_t index);
+void k_dropout_forward(float *y,            // (n)
+                       uint8_t *mask,       // (n) out: 1 kept, 0 dropped
+                       const float *x,      // (n)
+                       int64_t n, float p, uint64_t key, int64_t first);
+// dx += dy * mask * k_dropout_scale(p).
+void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
+
+// Losses with mean reduction (PyTorch's default). Each forward returns the
+// scalar loss, accumulated in double. Each backward takes g, the gradient
+// of the final objective with respect to that scalar (1 when the loss is
+// the objective), and accumulates into the input gradients.
+//
+// Class labels are int32 in [0, C); any other value is reported with
+// nnc_fatal() (exit status 1), naming the sample and the label.
+
+// cross_entropy = mean_i(logsumexp(logits[i,:]) - logits[i, label_i]).
+float k_cross_entropy_forward(const float *logits,    // (N,C)
+                              const int32_t *labels,  // (N)
+                              int64_t N, int64_t C);
+// dlogits += g/N * (softmax(logits) - onehot(labels)).
+void k_cross_entropy_backward(float *dlogits,         // (N,C)
+                              float g,
+                              const float *logits,    // (N,C)
+                              const int32_t *labels,  // (N)
+                              int64_t N, int64_t C);
+// nll = -mean_i(logp[i, label_i]).
+float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C);
+// dlogp[i, label_i] += -g/N.
+void k_nll_backward(float *dlogp, float g, const int32_t *labels, int64_t N, int64_t C);
+
+// For the losses of two same-shaped tensors (n elements each) the backward
+// also gives the gradient for the target, which may be NULL (it usually is).
+// mse = mean((x - t)^2);  dx += g * 2/n * (x - t), dt -= the same.
+float k_mse_forward(const float *x, const float *t, int64_t n);
+void k_mse_backward(float *dx, float *dt, float g, const float *x, const float *t, int64_t n);
+// l1 = mean(|x - t|);  dx += g/n * sign(x - t), with sign(0) = 0; dt -= the same.
+float k_l1_forward(const float *x, const float *t, int64_t n);
+void k_l1_backward(float *dx, float *dt, float g, const float *x, const float *t, int64_t n);
+// bce_with_logits = mean(max(x,0) - x*t + log(1 + exp(-|x|))), t in [0, 1];
+// dx += g/n * (sigmoid(x) - t), dt += g/n * -x.
+float k_bce_with_logits_forward(const float *x, const float *t, int64_t n);
+void k_bce_with_logits_backward(float *dx, float *dt, float g, const float *x, const float *t,
+                                int64_t n);
+
+// Optimizers update one parameter tensor of n elements in place, with the
+// formulas and the float operation order of torch.optim's single-tensor
+// code, so results agree with PyTorch's CPU float results to the last bits
+// as far as possible. Where PyTorch's vectorized CPU code fuses a multiply
+// and an add (Tensor.add(other, alpha=...), lerp) the kernels call fmaf();
+// elsewhere kernels_train.c tells the compiler not to fuse on its own.
+// Hyperparameters are double, as Python floats are. t is the step number,
+// counting from 1 on the first update.
+
+// torch.optim.SGD. With weight decay g' = g + weight_decay*p (coupled). With
+// momentum, buf = g' on the first step (t == 1, PyTorch's "buffer is None";
+// not (1-dampening)*g') and buf = momentum*buf + (1-dampening)*g' after;
+// then the step direction is g' + momentum*buf with nesterov, else buf.
+// p -= lr * direction. buf (n) may be NULL when momentum == 0. PyTorch
+// allows nesterov only with momentum > 0 and dampening == 0.
+typedef struct KSgd {
+  double lr;
+  double momentum;       // 0: plain SGD
+  double dampening;
+  double weight_decay;   // L2 penalty added to the gradient
+  bool nesterov;
+} KSgd;
+void k_sgd_step(float *p,          // (n) in/out
+                float *buf,        // (n) in/out momentum buffer, or NULL
+                const float *g,    // (n)
+                int64_t n, const KSgd *o, int64_t t);
+
+// torch.optim.Adam (decoupled = false) and torch.optim.AdamW (decoupled =
+// true), amsgrad = false. Per step t:
+//   AdamW only: p *= 1 - lr*weight_decay
+//   Adam only:  g' = g + weight_decay*p      (else g' = g)
+//   m = lerp(m, g', 1-beta1);  v = v*beta2 + (1-beta2)*g'*g'
+//   denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+//   p += (-lr / (1 - beta1^t)) * m / denom
+// m and v (n each) start at zero.
+typedef struct KAdam {
+  double lr;
+  double beta1, beta2;
+  double eps;
+  double weight_decay;   // Adam: L2 added to g; AdamW: decoupled decay of p
+  bool decoupled;        // true: AdamW
+} KAdam;
+void k_adam_step(float *p,         // (n) in/out
+                 float *m,         // (n) in/out first moment
+                 float *v,         // (n) in/out second moment
+                 const float *g,   // (n)
+                 int64_t n, const KAdam *o, int64_t t);
+
+// Initializers fill n floats in place; the random ones draw one number per
+// element, in order, from rng.
+void k_init_zeros(float *p, int64_t n);
+void k_init_ones(float *p, int64_t n);
+void k_init_constant(float *p, int64_t n, float value);
+// U(lo, hi): lo + (hi - lo) * rng_uniformf(rng).
+void k_init_uniform(float *p, int64_t n, float lo, float hi, Rng *rng);
+// N(mean, std^2): mean + std * rng_normal(rng).
+void k_init_normal(float *p, int64_t n, float mean, float std, Rng *rng);
+
+// PyTorch's default bounds. fan_in is the number of inputs each output
+// sums over: in_features for a linear layer, C*KH*KW for a convolution.
+// kaiming_uniform(a) draws U(-bound, bound) with bound = gain * sqrt(3/fan_in),
+// gain = sqrt(2 / (1 + a^2)); nn.Linear and nn.Conv2d use a = sqrt(5), which
+// makes the bound 1/sqrt(fan_in). Their bias bound is 1/sqrt(fan_in) (0 when
+// fan_in is 0).
+double k_kaiming_uniform_bound(int64_t fan_in, double a);
+double k_default_weight_bound(int64_t fan_in);   // kaiming_uniform with a = sqrt(5)
+double k_default_bias_bound(int64_t fan_in);
+
+
+// Sets OpenBLAS's thread count (n >= 1), calling it only when the count
+// changes.
+void rt_blas_threads(int n);
+
+// The median seconds of reps calls of cblas_sgemm alone, on threads
+// threads, on C[M, N] = op(A) op(B) with K inner, on random matrices
+// (`nnc bench` compares the step's GEMMs with it).
+double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps, int threads);
 
 #endif

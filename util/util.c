@@ -133,3 +133,12 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 void sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }
+
+void errorf(char *err, size_t errsz, const char *fmt, ...) {
+  if (!err || !errsz)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errsz, fmt, ap);
+  va_end(ap);
+}

@@ -83,6 +83,10 @@ void sb_free(StrBuf *b);
 // errno on failure. *len gets the size without the NUL.
 char *read_file(const char *path, size_t *len);
 
+// Writes a formatted message into err (which may be NULL when errsz is 0):
+// how every function with an `err, errsz` contract reports.
+void errorf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 // Seconds on the monotonic clock (for differences: timings).
 double now_seconds(void);
 // Sorts v[0..n) in increasing order.

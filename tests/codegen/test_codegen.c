@@ -17,7 +17,7 @@
 //
 // Exit status 0 when every check passed; each failure prints file:line.
 #include "codegen.h"
-#include "kernels.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,17 +41,19 @@ typedef struct T {
   Arena *a;
   IrGraph *g;
   KProgram p;
+  const char *name;             // what the program tests, for messages
   int64_t top[2];               // next free byte in the arena [0] and the state [1]
   float lo[CAP_NODES], hi[CAP_NODES];   // the range of node i's random contents
   bool is_int[CAP_NODES];       // i32 class labels in [0, 10)
 } T;
 
-static void t_init(T *t, const char *entry) {
+static void t_init(T *t, const char *name) {
   memset(t, 0, sizeof *t);
   t->a = arena_new();
   t->g = ir_graph_new(t->a, "test");
   t->p.g = t->g;
-  t->p.entry = entry;
+  t->name = name;
+  t->p.entry = strcmp(name, "train_step") ? ENTRY_FORWARD : ENTRY_TRAIN;
   t->p.kernels = arena_alloc(t->a, CAP_KERNELS * sizeof(Kernel *));
   t->p.buf = arena_alloc(t->a, CAP_NODES * sizeof(KBufInfo));
   t->p.max_batch = MAXB;
@@ -179,7 +181,7 @@ static Kernel *lib(T *t, const char *name, const IrNode *node) {
 typedef struct Calls {
   int parallel;                 // rt->parallel calls
   int64_t par_extent[8];        // the extent of each
-  int splits;                   // CgLoopFn calls made by parallel
+  int splits;                   // RtLoopFn calls made by parallel
   int sgemm;
   int64_t mnk[32][3];           // M, N, K of each sgemm call
   int lib;
@@ -194,7 +196,7 @@ typedef struct Calls {
 static Calls calls;
 
 // Splits [0, extent) in two, like a pool of two threads would.
-static void par2(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
+static void par2(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
   Calls *c = ctx;
   if (c->parallel < 8)
     c->par_extent[c->parallel] = extent;
@@ -221,7 +223,7 @@ static void naive_sgemm(int ta, int tb, int64_t M, int64_t Nn, int64_t K, const 
 // driver, in two halves of C's rows or columns (as the pool splits it), so
 // that the epilogue sees a block's offset in the whole product.
 static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_t K, const float *A, const float *Bm,
-                        float beta, float *C, const CgGemmKernels *uk) {
+                        float beta, float *C, const RtGemmKernels *uk) {
   (void)ctx;
   if (calls.sgemm < 32) {
     calls.mnk[calls.sgemm][0] = M;
@@ -245,7 +247,7 @@ static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
   }
 }
 
-static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B, CgLoopFn epilogue) {
+static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B, RtLoopFn epilogue) {
   Calls *c = ctx;
   if (c->lib < 8) {
     c->lib_node[c->lib] = node;
@@ -265,7 +267,7 @@ static void tick_cb(void *ctx, int kernel) {
   c->ticks++;
 }
 
-static CgRuntime rt = {&calls, par2, micro_sgemm, lib_cb, tick_cb};
+static RtCalls rt = {&calls, par2, micro_sgemm, lib_cb, tick_cb};
 
 //
 // The C evaluation of a program
@@ -435,7 +437,7 @@ static CgModule *compile_with(const T *t, int opt, const char *cpu) {
   CgOptions o = {opt, cpu};
   CgModule *m = cg_compile(&t->p, &o, err, sizeof err);
   if (!m)
-    FAIL_AT("cg_compile(%s): %s\n", t->p.entry, err);
+    FAIL_AT("cg_compile(%s): %s\n", t->name, err);
   return m;
 }
 
@@ -454,10 +456,10 @@ static Mem run_both_with(const T *t, int64_t B, double rtol, double atol, int op
   interp(&t->p, want.arena, want.state, B);
   calls = saved;    // the callers check what the compiled run called
   char what[96];
-  snprintf(what, sizeof what, "%s arena (B=%lld)", t->p.entry, (long long)B);
+  snprintf(what, sizeof what, "%s arena (B=%lld)", t->name, (long long)B);
   if (compare(what, (float *)got.arena, (float *)want.arena, t->p.arena_bytes / 4, rtol, atol))
     failures++;
-  snprintf(what, sizeof what, "%s state (B=%lld)", t->p.entry, (long long)B);
+  snprintf(what, sizeof what, "%s state (B=%lld)", t->name, (long long)B);
   if (compare(what, (float *)got.state, (float *)want.state, t->p.state_bytes / 4, rtol, atol))
     failures++;
   mem_free(&want);

@@ -14,7 +14,7 @@
 // tensors that are zero up to rounding (resnet18's first conv bias feeds a
 // batchnorm, so its gradient is rounding noise around 0); after 3 steps
 // 1e-4, as small differences grow through the updates.
-#include "runtime.h"
+#include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -87,17 +87,17 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     return;
   }
   char err[1024];
-  RtExec *ref = rt_exec_new(m1, B), *cpu = rt_exec_new_cpu(m2, B, fuse, threads, err, sizeof err);
+  Exec *ref = exec_new(m1, B), *cpu = exec_new_cpu(m2, B, fuse, threads, err, sizeof err);
   if (!cpu) {
     printf("FAIL %s: %s\n", label, err);
     failures++;
     return;
   }
-  rt_exec_init_params(ref, 3);
-  rt_exec_init_params(cpu, 3);
+  exec_init_params(ref, 3);
+  exec_init_params(cpu, 3);
   Rng r;
   rng_seed(&r, 17, 0);
-  int64_t nx = rt_sample_dim(m1) * B, ny = ir_numel(m1->target, B);
+  int64_t nx = exec_sample_dim(m1) * B, ny = ir_numel(m1->target, B);
   float *x = xmalloc(sizeof(float) * nx);
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
@@ -108,25 +108,25 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     else
       ((float *)y)[i] = (float)(rng_uniform(&r) * 4 - 2);
   }
-  int64_t od = rt_exec_output_dim(ref);
+  int64_t od = exec_output_dim(ref);
   int64_t n2;   // the last input's weights, which must train: every input is fed
-  const float *w2 = m1->ninputs > 1 ? rt_exec_find_state(ref, "linear_2.weight", &n2) : NULL;
+  const float *w2 = m1->ninputs > 1 ? exec_find_state(ref, "linear_2.weight", &n2) : NULL;
   float *w2_start = w2 ? xmalloc(sizeof(float) * n2) : NULL;
   if (w2)
     memcpy(w2_start, w2, sizeof(float) * n2);
-  rt_exec_run(ref, RT_FORWARD, B, x, NULL, 0);
-  rt_exec_run(cpu, RT_FORWARD, B, x, NULL, 0);
-  compare(label, "forward output", rt_exec_output(cpu), rt_exec_output(ref), B * od, 1e-5);
-  rt_exec_run(ref, RT_FORWARD, 1, x, NULL, 0);   // a batch smaller than the pool
-  rt_exec_run(cpu, RT_FORWARD, 1, x, NULL, 0);
-  compare(label, "forward output at batch 1", rt_exec_output(cpu), rt_exec_output(ref), od, 1e-5);
-  double le = rt_exec_run(ref, RT_EVAL, B, x, y, 0), lc = rt_exec_run(cpu, RT_EVAL, B, x, y, 0);
+  exec_run(ref, ENTRY_FORWARD, B, x, NULL, 0);
+  exec_run(cpu, ENTRY_FORWARD, B, x, NULL, 0);
+  compare(label, "forward output", exec_output(cpu), exec_output(ref), B * od, 1e-5);
+  exec_run(ref, ENTRY_FORWARD, 1, x, NULL, 0);   // a batch smaller than the pool
+  exec_run(cpu, ENTRY_FORWARD, 1, x, NULL, 0);
+  compare(label, "forward output at batch 1", exec_output(cpu), exec_output(ref), od, 1e-5);
+  double le = exec_run(ref, ENTRY_EVAL, B, x, y, 0), lc = exec_run(cpu, ENTRY_EVAL, B, x, y, 0);
   float lef = (float)le, lcf = (float)lc;
   compare(label, "eval loss", &lcf, &lef, 1, 1e-5);
   for (int step = 1; step <= 3; step++) {
     double lr = 0.01;
-    le = rt_exec_run(ref, RT_TRAIN, B, x, y, lr);
-    lc = rt_exec_run(cpu, RT_TRAIN, B, x, y, lr);
+    le = exec_run(ref, ENTRY_TRAIN, B, x, y, lr);
+    lc = exec_run(cpu, ENTRY_TRAIN, B, x, y, lr);
     lef = (float)le, lcf = (float)lc;
     char what[64];
     snprintf(what, sizeof what, "loss of step %d", step);
@@ -134,20 +134,20 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     if (step == 1)
       for (int i = 0; i < m1->nparams; i++) {
         snprintf(what, sizeof what, "gradient of %s", m1->params[i]->name);
-        compare(label, what, rt_exec_value(cpu, m2->grads[i]), rt_exec_value(ref, m1->grads[i]),
+        compare(label, what, exec_value(cpu, m2->grads[i]), exec_value(ref, m1->grads[i]),
                 ir_numel(m1->params[i], 1), 1e-5);
       }
   }
-  for (int i = 0; i < rt_exec_num_state(ref); i++) {
+  for (int i = 0; i < exec_num_state(ref); i++) {
     int64_t n;
-    const IrNode *s = rt_exec_state_node(ref, i);
-    float *vr = rt_exec_state_data(ref, i, &n), *vc = rt_exec_find_state(cpu, s->name, NULL);
+    const IrNode *s = exec_state_node(ref, i);
+    float *vr = exec_state_data(ref, i, &n), *vc = exec_find_state(cpu, s->name, NULL);
     char what[160];
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
     compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);   // (sgd: resnet18)
   }
   if (w2) {
-    const float *w2_cpu = rt_exec_find_state(cpu, "linear_2.weight", NULL);
+    const float *w2_cpu = exec_find_state(cpu, "linear_2.weight", NULL);
     bool moved_ref = false, moved_cpu = false;
     for (int64_t i = 0; i < n2; i++) {
       moved_ref |= w2[i] != w2_start[i];
@@ -164,8 +164,8 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
   printf("%s: compared\n", label);
   free(x);
   free(y);
-  rt_exec_free(ref);
-  rt_exec_free(cpu);
+  exec_free(ref);
+  exec_free(cpu);
   arena_free(a1);
   arena_free(a2);
 }

@@ -6,9 +6,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_file(data, size);
   for (int nclasses = 0; nclasses <= 10; nclasses += 10) {
     char err[1024] = "";
-    RtDataset ds;
-    bool ok = rt_load_csv(path, nclasses, &ds, err, sizeof err);
-    fuzz_check_message(ok, err, "rt_load_csv");
+    Dataset ds;
+    bool ok = data_load_csv(path, nclasses, &ds, err, sizeof err);
+    fuzz_check_message(ok, err, "data_load_csv");
     if (!ok)
       continue;
     for (int64_t i = 0; i < ds.n * ds.dim; i++)
@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t i = 0; ds.y && i < ds.n; i++)
       if (ds.y[i] < 0 || ds.y[i] >= ds.nclasses)
         abort();
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   return 0;
 }

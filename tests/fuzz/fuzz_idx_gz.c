@@ -26,16 +26,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   const unsigned char *in = gz ? gz : data;
   char err[1024] = "";
-  RtIdx idx;
-  bool ok = rt_idx_decode(in, n, "fuzz.idx.gz", &idx, err, sizeof err);
-  fuzz_check_message(ok, err, "rt_idx_decode");
+  IdxFile idx;
+  bool ok = data_idx_decode(in, n, "fuzz.idx.gz", &idx, err, sizeof err);
+  fuzz_check_message(ok, err, "data_idx_decode");
   if (ok)
-    rt_idx_free(&idx);
+    data_idx_free(&idx);
   err[0] = 0;
-  ok = rt_idx_read(fuzz_file(in, n), &idx, err, sizeof err);   // the same through a file
-  fuzz_check_message(ok, err, "rt_idx_read");
+  ok = data_idx_read(fuzz_file(in, n), &idx, err, sizeof err);   // the same through a file
+  fuzz_check_message(ok, err, "data_idx_read");
   if (ok)
-    rt_idx_free(&idx);
+    data_idx_free(&idx);
   free(gz);
   return 0;
 }

@@ -1,4 +1,4 @@
-// fuzz_safetensors.c: checkpoints through rt_st_read. A file that reads
+// fuzz_safetensors.c: checkpoints through data_st_read. A file that reads
 // must describe tensors that lie inside it, aligned, each found by name.
 #include "fuzz.h"
 
@@ -6,19 +6,19 @@ static volatile unsigned char sink;   // keeps the reads of tensor data
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[1024] = "";
-  RtStFile f;
-  bool ok = rt_st_read(fuzz_file(data, size), &f, err, sizeof err);
-  fuzz_check_message(ok, err, "rt_st_read");
+  StFile f;
+  bool ok = data_st_read(fuzz_file(data, size), &f, err, sizeof err);
+  fuzz_check_message(ok, err, "data_st_read");
   if (!ok)
     return 0;
   size_t total = 0;
   for (int i = 0; i < f.ntensors; i++) {
-    const RtTensor *t = &f.tensors[i];
-    size_t n = rt_dtype_size(t->dtype);
+    const StTensor *t = &f.tensors[i];
+    size_t n = data_dtype_size(t->dtype);
     for (int d = 0; d < t->ndim; d++)
       n *= (size_t)t->shape[d];
-    if (n != t->nbytes || (n && !t->data) || (uintptr_t)t->data % rt_dtype_size(t->dtype) ||
-        rt_st_find(&f, t->name) != t)
+    if (n != t->nbytes || (n && !t->data) || (uintptr_t)t->data % data_dtype_size(t->dtype) ||
+        data_st_find(&f, t->name) != t)
       abort();
     for (size_t k = 0; k < n; k++)   // every byte must be readable
       sink ^= ((const unsigned char *)t->data)[k];
@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (total > f.size)
     abort();
   for (int i = 0; i < f.nmeta; i++)
-    if (rt_st_meta(&f, f.meta[i].key) != f.meta[i].value)
+    if (data_st_meta(&f, f.meta[i].key) != f.meta[i].value)
       abort();
-  rt_st_free(&f);
+  data_st_free(&f);
   return 0;
 }

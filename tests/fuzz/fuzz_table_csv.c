@@ -8,18 +8,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_file(data, size);
-  static const RtColumns x2[] = {{"x", 2, 0}}, t1[] = {{"t", 1, 0}}, ab[] = {{"a", 3, 0}, {"b", 1, 0}};
-  static const RtColumns y1 = {"y", 1, 0}, y3 = {"y", 3, 0}, label = {"label", 1, 4};
+  static const Columns x2[] = {{"x", 2, 0}}, t1[] = {{"t", 1, 0}}, ab[] = {{"a", 3, 0}, {"b", 1, 0}};
+  static const Columns y1 = {"y", 1, 0}, y3 = {"y", 3, 0}, label = {"label", 1, 4};
   static const struct {
-    const RtColumns *in;
+    const Columns *in;
     int nin;
-    const RtColumns *target;
+    const Columns *target;
   } layouts[] = {{x2, 1, &y1}, {t1, 1, &y3}, {ab, 2, &label}};
   for (int k = 0; k < 3; k++) {
     char err[1024] = "";
-    RtDataset ds;
-    bool ok = rt_load_table_csv(path, layouts[k].in, layouts[k].nin, layouts[k].target, &ds, err, sizeof err);
-    fuzz_check_message(ok, err, "rt_load_table_csv");
+    Dataset ds;
+    bool ok = data_load_table_csv(path, layouts[k].in, layouts[k].nin, layouts[k].target, &ds, err, sizeof err);
+    fuzz_check_message(ok, err, "data_load_table_csv");
     if (!ok)
       continue;
     for (int64_t i = 0; i < ds.n * ds.dim; i++)
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t i = 0; ds.y && i < ds.n; i++)
       if (ds.y[i] < 0 || ds.y[i] >= 4)
         abort();
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   return 0;
 }

@@ -8,7 +8,7 @@
 // catches is a wrong rule in autodiff: a missing transpose, a gradient sent
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
-#include "runtime.h"
+#include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -59,9 +59,9 @@ static int failures;
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
 
-static double loss_at(RtExec *ex, int64_t B, const float *x, const void *y) {
-  *rt_exec_rng(ex) = dropout_rng;
-  return rt_exec_run(ex, RT_TRAIN, B, x, y, 0.0);   // lr 0: the update leaves the parameters as they are
+static double loss_at(Exec *ex, int64_t B, const float *x, const void *y) {
+  *exec_rng(ex) = dropout_rng;
+  return exec_run(ex, ENTRY_TRAIN, B, x, y, 0.0);   // lr 0: the update leaves the parameters as they are
 }
 
 static void check_case(const Case *c) {
@@ -77,12 +77,12 @@ static void check_case(const Case *c) {
     goto done;
   }
   int64_t B = c->batch;
-  RtExec *ex = rt_exec_new(m, B);
-  rt_exec_init_params(ex, 5);
-  dropout_rng = *rt_exec_rng(ex);
+  Exec *ex = exec_new(m, B);
+  exec_init_params(ex, 5);
+  dropout_rng = *exec_rng(ex);
   Rng r;
   rng_seed(&r, 11, 1);
-  int64_t nx = rt_sample_dim(m) * B, ny = ir_numel(m->target, B);
+  int64_t nx = exec_sample_dim(m) * B, ny = ir_numel(m->target, B);
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
@@ -98,10 +98,10 @@ static void check_case(const Case *c) {
   for (int pi = 0; pi < m->nparams; pi++) {
     const IrNode *pn = m->params[pi];
     int64_t n;
-    float *pv = rt_exec_find_state(ex, pn->name, &n);
+    float *pv = exec_find_state(ex, pn->name, &n);
     loss_at(ex, B, x, y);
     float *grad = xmalloc(sizeof(float) * n);
-    memcpy(grad, rt_exec_value(ex, m->grads[pi]), sizeof(float) * n);
+    memcpy(grad, exec_value(ex, m->grads[pi]), sizeof(float) * n);
     for (int64_t i = 0; i < n && i < 40; i++) {
       float old = pv[i];
       float h = 1e-2f * fmaxf(fabsf(old), 0.1f);
@@ -126,7 +126,7 @@ static void check_case(const Case *c) {
   failures += bad > 0;
   free(x);
   free(y);
-  rt_exec_free(ex);
+  exec_free(ex);
 done:
   diag_free(&d);
   arena_free(a);

@@ -16,7 +16,7 @@
 #ifndef NNC_TEST_CHECK_H
 #define NNC_TEST_CHECK_H
 
-#include "kernels.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,27 +5,27 @@
 
 #include <time.h>
 
-static bool load(const char *name, const char *text, int nclasses, RtDataset *ds, char *err, size_t n) {
+static bool load(const char *name, const char *text, int nclasses, Dataset *ds, char *err, size_t n) {
   write_bytes(tmp_path(name), text, strlen(text));
-  return rt_load_csv(tmp_path(name), nclasses, ds, err, n);
+  return data_load_csv(tmp_path(name), nclasses, ds, err, n);
 }
 
 // The same for text that holds NUL bytes: n bytes of it.
-static bool load_n(const char *name, const char *text, size_t len, RtDataset *ds, char *err, size_t n) {
+static bool load_n(const char *name, const char *text, size_t len, Dataset *ds, char *err, size_t n) {
   write_bytes(tmp_path(name), text, len);
-  return rt_load_csv(tmp_path(name), 10, ds, err, n);
+  return data_load_csv(tmp_path(name), 10, ds, err, n);
 }
 
 // A table for an input x of two values and a scalar target y.
-static const RtColumns table_x = {"x", 2, 0}, table_y = {"y", 1, 0};
+static const Columns table_x = {"x", 2, 0}, table_y = {"y", 1, 0};
 
-static bool load_table(const char *name, const char *text, RtDataset *ds, char *err, size_t n) {
+static bool load_table(const char *name, const char *text, Dataset *ds, char *err, size_t n) {
   write_bytes(tmp_path(name), text, strlen(text));
-  return rt_load_table_csv(tmp_path(name), &table_x, 1, &table_y, ds, err, n);
+  return data_load_table_csv(tmp_path(name), &table_x, 1, &table_y, ds, err, n);
 }
 
 static void test_valid(void) {
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
   // CRLF, a blank line, and no newline after the last line
   bool ok = load("a.csv", "label,pixel0,pixel1,pixel2,pixel3\r\n7,0,255,51,102\r\n\r\n2,1,2,3,4.5", 10,
@@ -36,24 +36,24 @@ static void test_valid(void) {
     CHECK(ds.y[0] == 7 && ds.y[1] == 2 && ds.nclasses == 10, "labels");
     CHECK(ds.x[0] == 0 && ds.x[1] == 1 && ds.x[2] == (float)(51 / 255.0) && ds.x[7] == (float)(4.5 / 255.0),
           "pixels %g %g %g %g", ds.x[0], ds.x[1], ds.x[2], ds.x[7]);
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   ok = load("b.csv", "\xEF\xBB\xBFpixel0,pixel1,pixel2\n1,2,3\n4,5,6\n\n", 10, &ds, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(ds.n == 2 && ds.dim == 3 && ds.ndim == 1 && ds.y == NULL && ds.nclasses == 0, "unlabeled");
     CHECK(ds.x[5] == (float)(6 / 255.0), "x[5] %g", ds.x[5]);
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   ok = load("c.csv", "label,pixel0\n3,0\n5,0\n", 0, &ds, err, sizeof err);
   CHECK(ok && ds.nclasses == 6, "inferred classes: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
 }
 
 #define BAD_CSV(name, text, ...)                                                     \
   do {                                                                               \
-    RtDataset ds_;                                                                   \
+    Dataset ds_;                                                                   \
     char err_[1024];                                                                 \
     CHECK_ERR(load(name, text, 10, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
   } while (0)
@@ -61,17 +61,17 @@ static void test_valid(void) {
 // Line ends: LF, CRLF and lone CRs (old Mac files), each one line; a byte
 // order mark; blank lines anywhere; NUL bytes refused.
 static void test_lexical(void) {
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
   bool ok = load("cr.csv", "label,pixel0,pixel1\r1,2,3\r\r4,5,6\r", 10, &ds, err, sizeof err);
   CHECK(ok && ds.n == 2 && ds.dim == 2 && ds.y[1] == 4 && ds.x[3] == (float)(6 / 255.0), "CR-only: %s",
         ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   BAD_CSV("cr-bad.csv", "label,pixel0\r1,0\r\r12,0\r", "line 4, column 1 (label)", "label 12");
   BAD_CSV("mixed.csv", "label,pixel0\n1,0\r\n\r2,0\r3,x\n", "line 5, column 2 (pixel0)", "'x' is not a number");
   // NUL bytes are not digits: a label \0005 is not 5 (nor 0), 25\0009 not 25
-  RtDataset ds_;
+  Dataset ds_;
   CHECK_ERR(load_n("nul1.csv", "label,pixel0\n\0005,1\n", 18, &ds_, err, sizeof err), err,
             "line 2, column 1 (label)", "NUL byte", "binary data");
   CHECK_ERR(load_n("nul2.csv", "label,pixel0\n1,25\0009\n", 20, &ds_, err, sizeof err), err,
@@ -84,11 +84,11 @@ static void test_lexical(void) {
   CHECK(ok && ds.n == 2 && ds.x[2] == -4 && ds.x[3] == 0.5f && ds.t[1] == 6, "table with BOM, CRLF: %s",
         ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   ok = load_table("tcr.csv", "y,x1,x0\r\r3,2,1\r6,5,4", &ds, err, sizeof err);
   CHECK(ok && ds.n == 2 && ds.x[0] == 1 && ds.x[1] == 2 && ds.t[1] == 6, "table, CR-only: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   CHECK_ERR(load_table("tcr-bad.csv", "x0,x1,y\r1,2,3\r\r4,5\r", &ds, err, sizeof err), err,
             "line 4: expected 3 fields", "found 2");
   // values are stored as floats: 1e39 is refused, not read as infinity
@@ -97,11 +97,11 @@ static void test_lexical(void) {
   ok = load_table("tsmall.csv", "x0,x1,y\n1,-3.4e38,1e-50\n", &ds, err, sizeof err);
   CHECK(ok && ds.x[1] == -3.4e38f && ds.t[0] == 0, "float range: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   CHECK_ERR(load_table("tlong.csv", "x0,x1,y\n1,2,0.00000000000000000000000000000000000000000000000000000000000000001\n",
                        &ds, err, sizeof err), err, "line 2, column 3 (y)", "too long for a number (67 characters)");
   write_bytes(tmp_path("tnul.csv"), "x0,x1,y\n1,2\0,3\n", 15);
-  CHECK_ERR(rt_load_table_csv(tmp_path("tnul.csv"), &table_x, 1, &table_y, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_table_csv(tmp_path("tnul.csv"), &table_x, 1, &table_y, &ds, err, sizeof err), err,
             "line 2, column 2 (x1)", "NUL byte");
 
   // Many blank lines and a wide header: the arrays are sized by what the
@@ -116,10 +116,10 @@ static void test_lexical(void) {
   for (int j = 0; j < 2000; j++)
     sb_puts(&b, j ? ",1" : "1");
   write_bytes(tmp_path("blank.csv"), b.data, b.len);
-  ok = rt_load_csv(tmp_path("blank.csv"), 10, &ds, err, sizeof err);
+  ok = data_load_csv(tmp_path("blank.csv"), 10, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.dim == 2000 && ds.x[1999] == (float)(1 / 255.0), "blank lines: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   sb_free(&b);
 }
 
@@ -139,9 +139,9 @@ static void test_errors(void) {
   BAD_CSV("e13.csv", "label,pixel0\n2.5,0\n", "line 2, column 1 (label)", "label 2.5", "not a class number");
   BAD_CSV("e14.csv", "label,pixel0\n1,nan\n", "'nan' is not a number");
   BAD_CSV("e15.csv", "label\n1\n", "no pixel columns");
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
-  CHECK_ERR(rt_load_csv(tmp_path("none.csv"), 10, &ds, err, sizeof err), err, "none.csv", "No such file");
+  CHECK_ERR(data_load_csv(tmp_path("none.csv"), 10, &ds, err, sizeof err), err, "none.csv", "No such file");
 }
 
 // 42000 lines of 785 fields, like Kaggle's train.csv (about 75 MB).
@@ -163,11 +163,11 @@ static void test_large(void) {
     fputc('\n', f);
   }
   fclose(f);
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  bool ok = rt_load_csv(tmp_path("big.csv"), 10, &ds, err, sizeof err);
+  bool ok = data_load_csv(tmp_path("big.csv"), 10, &ds, err, sizeof err);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   CHECK(ok, "%s", err);
   if (!ok)
@@ -182,7 +182,7 @@ static void test_large(void) {
     same = ds.x[i] == (float)(v / 255.0);
   }
   CHECK(same, "big values differ");
-  rt_dataset_free(&ds);
+  data_free(&ds);
 }
 
 int main(void) {

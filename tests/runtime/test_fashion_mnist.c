@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 // Checks a split against facts about the published files.
-static void check_split(const RtDataset *ds, int64_t n, const int32_t *first, int img0_sum, int center,
+static void check_split(const Dataset *ds, int64_t n, const int32_t *first, int img0_sum, int center,
                         double mean) {
   CHECK(ds->n == n && ds->ndim == 2 && ds->shape[0] == 28 && ds->shape[1] == 28 && ds->dim == 784,
         "%lld samples of %lldx%lld", (long long)ds->n, (long long)ds->shape[0], (long long)ds->shape[1]);
@@ -22,13 +22,13 @@ static void check_split(const RtDataset *ds, int64_t n, const int32_t *first, in
     CHECK(count[c] == n / 10, "class %d has %lld samples", c, (long long)count[c]);
   double s = 0;
   float x[784];
-  rt_dataset_rows(ds, NULL, 0, 1, x);
+  data_rows(ds, NULL, 0, 1, x);
   for (int i = 0; i < 784; i++)
     s += x[i];
   CHECK(fabs(s * 255 - img0_sum) < 0.01, "image 0 sums to %g, expected %d", s * 255, img0_sum);
   CHECK(x[14 * 28 + 14] == center / 255.0f, "centre pixel %g", x[14 * 28 + 14] * 255);
   double m, sd;
-  rt_dataset_stats(ds, &m, &sd);
+  data_stats(ds, &m, &sd);
   CHECK(fabs(m - mean) < 1e-6, "mean %.6f, expected %.6f", m, mean);
   CHECK(sd > 0.34 && sd < 0.37, "std %.4f", sd);
 }
@@ -41,37 +41,37 @@ int main(int argc, char **argv) {
     return 77;
   }
   make_tmpdir("fmnist");
-  RtDataset train, test;
+  Dataset train, test;
   char err[2048];
   double t0 = now_seconds();
-  bool ok = rt_load_idx_dir(dir, "train", 10, &train, err, sizeof err);
+  bool ok = data_load_idx_dir(dir, "train", 10, &train, err, sizeof err);
   double t1 = now_seconds();
   CHECK(ok, "%s", err);
   if (!ok)
     return finish("test_fashion_mnist");
   printf("test_fashion_mnist: train loaded in %.2f s\n", t1 - t0);
   check_split(&train, 60000, (const int32_t[]){9, 0, 0, 3, 0, 2, 7, 2, 5, 5}, 76247, 217, 0.2860405969887955);
-  ok = rt_load_idx_dir(dir, "test", 10, &test, err, sizeof err);
+  ok = data_load_idx_dir(dir, "test", 10, &test, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     check_split(&test, 10000, (const int32_t[]){9, 2, 1, 1, 6, 1, 4, 6, 5, 7}, 33456, 110, 0.28684928071228494);
-    rt_dataset_free(&test);
+    data_free(&test);
   }
-  RtDataset tr, va;
-  CHECK(rt_split(&train, 0.1, 1, &tr, &va, err, sizeof err), "%s", err);
+  Dataset tr, va;
+  CHECK(data_split(&train, 0.1, 1, &tr, &va, err, sizeof err), "%s", err);
   CHECK(tr.n == 54000 && va.n == 6000, "split %lld + %lld", (long long)tr.n, (long long)va.n);
-  RtBatcher b;
-  CHECK(rt_batcher_init(&b, &tr, 64, true, 1, err, sizeof err), "%s", err);
+  Batcher b;
+  CHECK(data_batcher_init(&b, &tr, 64, true, 1, err, sizeof err), "%s", err);
   float *x = malloc(sizeof(float) * 64 * 784);
   int32_t y[64];
   int64_t nb = 0, last = 0, k;
-  while ((k = rt_batcher_next(&b, x, y)) > 0)
+  while ((k = data_batcher_next(&b, x, y)) > 0)
     nb++, last = k;
   CHECK(nb == 844 && last == 54000 - 843 * 64, "%lld batches, the last of %lld", (long long)nb, (long long)last);
   free(x);
-  rt_batcher_free(&b);
-  rt_dataset_free(&tr);
-  rt_dataset_free(&va);
-  rt_dataset_free(&train);
+  data_batcher_free(&b);
+  data_free(&tr);
+  data_free(&va);
+  data_free(&train);
   return finish("test_fashion_mnist");
 }

@@ -65,22 +65,22 @@ static void test_valid_u8(void) {
   write_gz(tmp_path("im.data"), &im);   // gzip under a name that does not say so
   char err[1024];
   for (int gz = 0; gz < 2; gz++) {
-    RtDataset ds;
+    Dataset ds;
     const char *p = tmp_path(gz ? "im.data" : "im");
-    bool ok = rt_load_idx(p, tmp_path("lb"), 10, &ds, err, sizeof err);
+    bool ok = data_load_idx(p, tmp_path("lb"), 10, &ds, err, sizeof err);
     CHECK(ok, "%s", err);
     if (!ok)
       continue;
     CHECK(ds.n == 5 && ds.ndim == 2 && ds.shape[0] == 3 && ds.shape[1] == 4 && ds.dim == 12,
           "n %lld ndim %d dim %lld", (long long)ds.n, ds.ndim, (long long)ds.dim);
     float x[60];
-    rt_dataset_rows(&ds, NULL, 0, 5, x);
+    data_rows(&ds, NULL, 0, 5, x);
     CHECK(ds.x8 && !ds.x, "ubyte images kept as bytes");
     for (int i = 0; i < 60; i++)
       CHECK(x[i] == im.data[16 + i] / 255.0f, "x[%d] = %g", i, x[i]);
     CHECK(x[59] == 1.0f && x[0] == 0.0f, "range");
     int64_t pick[2] = {4, 1};   // rows by index, as the batcher reads them
-    rt_dataset_rows(&ds, pick, 0, 2, x);
+    data_rows(&ds, pick, 0, 2, x);
     CHECK(x[0] == im.data[16 + 48] / 255.0f && x[12] == im.data[16 + 12] / 255.0f, "rows 4 and 1");
     // Statistics read the bytes as floats; normalizing turns them into floats.
     double sum = 0, sq = 0, mean, sd;
@@ -88,9 +88,9 @@ static void test_valid_u8(void) {
       sum += im.data[16 + i] / 255.0f;
     for (int i = 0; i < 60; i++)
       sq += (im.data[16 + i] / 255.0f - sum / 60) * (im.data[16 + i] / 255.0f - sum / 60);
-    rt_dataset_stats(&ds, &mean, &sd);
+    data_stats(&ds, &mean, &sd);
     CHECK(fabs(mean - sum / 60) < 1e-12 && fabs(sd - sqrt(sq / 60)) < 1e-12, "stats %g %g", mean, sd);
-    rt_dataset_normalize(&ds, mean, sd);
+    data_normalize(&ds, mean, sd);
     CHECK(ds.x && !ds.x8, "normalized samples are floats");
     bool same = ds.x != NULL;
     for (int i = 0; same && i < 60; i++)
@@ -98,19 +98,19 @@ static void test_valid_u8(void) {
     CHECK(same, "normalized values");
     CHECK(ds.y[0] == 3 && ds.y[2] == 9 && ds.y[4] == 4 && ds.nclasses == 10, "labels");
     CHECK(ds.source && strstr(ds.source, p), "source %s", ds.source);
-    rt_dataset_free(&ds);
-    RtIdx idx;
-    CHECK(rt_idx_read(p, &idx, err, sizeof err), "%s", err);
+    data_free(&ds);
+    IdxFile idx;
+    CHECK(data_idx_read(p, &idx, err, sizeof err), "%s", err);
     CHECK(idx.gzip == gz && idx.type == RT_IDX_U8 && idx.ndim == 3 && idx.count == 60, "idx header");
-    rt_idx_free(&idx);
+    data_idx_free(&idx);
   }
-  RtDataset ds;   // classes from the labels when the caller gives none
-  CHECK(rt_load_idx(tmp_path("im"), tmp_path("lb"), 0, &ds, err, sizeof err), "%s", err);
+  Dataset ds;   // classes from the labels when the caller gives none
+  CHECK(data_load_idx(tmp_path("im"), tmp_path("lb"), 0, &ds, err, sizeof err), "%s", err);
   CHECK(ds.nclasses == 10, "inferred nclasses %d", ds.nclasses);
-  rt_dataset_free(&ds);
-  CHECK(rt_load_idx(tmp_path("im"), NULL, 10, &ds, err, sizeof err), "%s", err);
+  data_free(&ds);
+  CHECK(data_load_idx(tmp_path("im"), NULL, 10, &ds, err, sizeof err), "%s", err);
   CHECK(ds.y == NULL && ds.n == 5, "unlabeled");
-  rt_dataset_free(&ds);
+  data_free(&ds);
   free(im.data);
   free(lb.data);
 }
@@ -132,31 +132,31 @@ static void test_valid_f32_i32(void) {
   write_bytes(tmp_path("f32"), im.data, im.len);
   write_gz(tmp_path("i32.gz"), &lb);
   char err[1024];
-  RtDataset ds;
-  bool ok = rt_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 0, &ds, err, sizeof err);
+  Dataset ds;
+  bool ok = data_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 0, &ds, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(ds.ndim == 1 && ds.dim == 2, "shape");
     for (int i = 0; i < 6; i++)
       CHECK(ds.x[i] == v[i], "x[%d] = %g, expected %g", i, ds.x[i], v[i]);
     CHECK(ds.y[1] == 70000 && ds.nclasses == 70001, "int32 labels");
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
-  CHECK_ERR(rt_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 10, &ds, err, sizeof err), err,
             tmp_path("i32.gz"), "label at index 1 is 70000", "outside [0, 10)");
-  CHECK_ERR(rt_load_idx(tmp_path("f32"), tmp_path("f32"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("f32"), tmp_path("f32"), 10, &ds, err, sizeof err), err,
             tmp_path("f32"), "labels must be integers", "float32");
   free(im.data);
   free(lb.data);
 }
 
-// Writes bytes to a file and expects rt_idx_read to fail with these words.
+// Writes bytes to a file and expects data_idx_read to fail with these words.
 #define BAD_IDX(name, bytes, n, ...)                                          \
   do {                                                                        \
     write_bytes(tmp_path(name), (bytes), (n));                                \
-    RtIdx idx_;                                                               \
+    IdxFile idx_;                                                               \
     char err_[1024];                                                          \
-    CHECK_ERR(rt_idx_read(tmp_path(name), &idx_, err_, sizeof err_), err_,    \
+    CHECK_ERR(data_idx_read(tmp_path(name), &idx_, err_, sizeof err_), err_,    \
               tmp_path(name), __VA_ARGS__);                                   \
   } while (0)
 
@@ -175,16 +175,16 @@ static void test_malformed(void) {
   put(&longer, im.data, im.len);
   put(&longer, "12345", 5);
   BAD_IDX("long", longer.data, longer.len, "5 bytes of trailing data", "expected 76 bytes", "found 81");
-  RtIdx idx;
+  IdxFile idx;
   char err[1024];
-  CHECK_ERR(rt_idx_read(tmp_path("missing"), &idx, err, sizeof err), err, tmp_path("missing"),
+  CHECK_ERR(data_idx_read(tmp_path("missing"), &idx, err, sizeof err), err, tmp_path("missing"),
             "cannot open", "No such file");
 
   // gzip: short data after decompression, a cut-off stream, a bad checksum
   Bytes cut = {0};
   put(&cut, im.data, im.len - 10);
   write_gz(tmp_path("short.gz"), &cut);
-  CHECK_ERR(rt_idx_read(tmp_path("short.gz"), &idx, err, sizeof err), err, tmp_path("short.gz"),
+  CHECK_ERR(data_idx_read(tmp_path("short.gz"), &idx, err, sizeof err), err, tmp_path("short.gz"),
             "truncated", "expected 76 bytes after decompression", "found 66");
   write_gz(tmp_path("full.gz"), &im);
   size_t n;
@@ -201,7 +201,7 @@ static void test_malformed(void) {
 // Sizes from the header are checked against the data before anything is
 // allocated for it; gzip data is read as it arrives, member by member.
 static void test_sizes_and_gzip(void) {
-  RtIdx idx;
+  IdxFile idx;
   char err[1024];
   // 20M images of 28x28 claimed by a 216-byte file: refused from its size
   Bytes claim = {0};
@@ -209,9 +209,9 @@ static void test_sizes_and_gzip(void) {
   put(&claim, (unsigned char[200]){0}, 200);
   BAD_IDX("claim", claim.data, claim.len, "is truncated", "expected 15680000016 bytes", "found 216");
   write_gz(tmp_path("claim.gz"), &claim);
-  CHECK_ERR(rt_idx_read(tmp_path("claim.gz"), &idx, err, sizeof err), err, "claim.gz", "is truncated",
+  CHECK_ERR(data_idx_read(tmp_path("claim.gz"), &idx, err, sizeof err), err, "claim.gz", "is truncated",
             "expected 15680000016 bytes after decompression", "found 216");
-  CHECK_ERR(rt_idx_decode(claim.data, claim.len, "mem", &idx, err, sizeof err), err, "mem: is truncated");
+  CHECK_ERR(data_idx_decode(claim.data, claim.len, "mem", &idx, err, sizeof err), err, "mem: is truncated");
 
   // two gzip members make one stream, as with gzip -d
   Bytes im = images_u8();
@@ -223,18 +223,18 @@ static void test_sizes_and_gzip(void) {
   put(&two, ga, na);
   put(&two, gb, nb);
   write_bytes(tmp_path("two.gz"), two.data, two.len);
-  bool ok = rt_idx_read(tmp_path("two.gz"), &idx, err, sizeof err);
+  bool ok = data_idx_read(tmp_path("two.gz"), &idx, err, sizeof err);
   CHECK(ok && idx.gzip && idx.count == 60 && !memcmp(idx.data, im.data + 16, 60), "two members: %s",
         ok ? "" : err);
-  rt_idx_free(&idx);
-  ok = rt_idx_decode(two.data, two.len, "two.gz", &idx, err, sizeof err);
+  data_idx_free(&idx);
+  ok = data_idx_decode(two.data, two.len, "two.gz", &idx, err, sizeof err);
   CHECK(ok && idx.gzip && idx.count == 60 && !memcmp(idx.data, im.data + 16, 60), "from memory: %s",
         ok ? "" : err);
-  rt_idx_free(&idx);
-  ok = rt_idx_decode(im.data, im.len, "plain", &idx, err, sizeof err);
+  data_idx_free(&idx);
+  ok = data_idx_decode(im.data, im.len, "plain", &idx, err, sizeof err);
   CHECK(ok && !idx.gzip && idx.dims[0] == 5 && !memcmp(idx.data, im.data + 16, 60), "plain from memory: %s",
         ok ? "" : err);
-  rt_idx_free(&idx);
+  data_idx_free(&idx);
 
   // anything else after the gzip data is refused, even a single zero byte
   Bytes junk = {0};
@@ -246,7 +246,7 @@ static void test_sizes_and_gzip(void) {
   BAD_IDX("zero.gz", junk.data, junk.len, "1 bytes of trailing data after the end of its gzip data");
   junk.data[two.len] = 0x1f;   // the first byte of another member, and nothing more
   BAD_IDX("half.gz", junk.data, junk.len, "1 bytes of trailing data");
-  CHECK_ERR(rt_idx_decode(junk.data, junk.len, "half", &idx, err, sizeof err), err, "half: has 1 bytes");
+  CHECK_ERR(data_idx_decode(junk.data, junk.len, "half", &idx, err, sizeof err), err, "half: has 1 bytes");
 
   // float images must hold finite numbers
   Bytes f = {0};
@@ -255,14 +255,14 @@ static void test_sizes_and_gzip(void) {
   for (int i = 0; i < 4; i++)
     put_be32(&f, vals[i]);
   write_bytes(tmp_path("nan"), f.data, f.len);
-  RtDataset ds;
-  CHECK_ERR(rt_load_idx(tmp_path("nan"), NULL, 0, &ds, err, sizeof err), err, "nan: element 1 (sample 0) is nan",
+  Dataset ds;
+  CHECK_ERR(data_load_idx(tmp_path("nan"), NULL, 0, &ds, err, sizeof err), err, "nan: element 1 (sample 0) is nan",
             "must be finite");
   Bytes d = {0};
   idx_header(&d, 0x0E, 2, (uint32_t[]){1, 1});
   put(&d, "\x7f\xef\xff\xff\xff\xff\xff\xff", 8);   // DBL_MAX: beyond float
   write_bytes(tmp_path("dmax"), d.data, d.len);
-  CHECK_ERR(rt_load_idx(tmp_path("dmax"), NULL, 0, &ds, err, sizeof err), err, "element 0 (sample 0)",
+  CHECK_ERR(data_load_idx(tmp_path("dmax"), NULL, 0, &ds, err, sizeof err), err, "element 0 (sample 0)",
             "within float range");
   free(d.data);
   free(f.data);
@@ -280,15 +280,15 @@ static void test_mismatch(void) {
   write_bytes(tmp_path("m_im"), im.data, im.len);
   write_bytes(tmp_path("m_lb4"), lb4.data, lb4.len);
   write_bytes(tmp_path("m_bad"), bad.data, bad.len);
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
-  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
             tmp_path("m_lb4"), "has 4 labels", tmp_path("m_im"), "has 5 images");
-  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_bad"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_bad"), 10, &ds, err, sizeof err), err,
             tmp_path("m_bad"), "label at index 3 is 12", "outside [0, 10)");
-  CHECK_ERR(rt_load_idx(tmp_path("m_lb4"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("m_lb4"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
             tmp_path("m_lb4"), "images must have 2 to 5 dimensions", "has 1");
-  CHECK_ERR(rt_load_idx(tmp_path("m_im"), tmp_path("m_im"), 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_im"), 10, &ds, err, sizeof err), err,
             tmp_path("m_im"), "labels must have 1 dimension");
   free(im.data);
   free(lb4.data);
@@ -300,19 +300,19 @@ static void test_dir(void) {
   char dir[600], err[2048];
   snprintf(dir, sizeof dir, "%s/mnist", rt_tmpdir);
   mkdir(dir, 0755);
-  RtDataset ds;
-  CHECK_ERR(rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err, dir, "no train data found",
+  Dataset ds;
+  CHECK_ERR(data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err, dir, "no train data found",
             "train-images-idx3-ubyte, train-images-idx3-ubyte.gz, train-images.idx3-ubyte, "
             "train-images.idx3-ubyte.gz", "dataset-fashion-mnist");
-  CHECK_ERR(rt_load_idx_dir(dir, "valid", 10, &ds, err, sizeof err), err, "unknown split 'valid'");
-  CHECK_ERR(rt_load_idx_dir(tmp_path("nowhere"), "train", 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx_dir(dir, "valid", 10, &ds, err, sizeof err), err, "unknown split 'valid'");
+  CHECK_ERR(data_load_idx_dir(tmp_path("nowhere"), "train", 10, &ds, err, sizeof err), err,
             "nowhere", "No such file or directory");
   Bytes im = images_u8(), lb = labels_u8((const unsigned char[]){0, 1, 2, 3, 4}, 5);
   Bytes lb2 = labels_u8((const unsigned char[]){5, 6, 7, 8, 9}, 5);
   char p[700];
   snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
   write_gz(p, &im);
-  CHECK_ERR(rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err,
             "looked for train-labels-idx1-ubyte, train-labels-idx1-ubyte.gz");
   snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
   write_bytes(p, lb.data, lb.len);
@@ -320,17 +320,17 @@ static void test_dir(void) {
   write_bytes(p, im.data, im.len);
   snprintf(p, sizeof p, "%s/t10k-labels.idx1-ubyte.gz", dir);
   write_gz(p, &lb2);
-  bool ok = rt_load_idx_dir(dir, "train", 10, &ds, err, sizeof err);
+  bool ok = data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(ds.n == 5 && ds.y[4] == 4, "train split");
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
-  ok = rt_load_idx_dir(dir, "test", 10, &ds, err, sizeof err);
+  ok = data_load_idx_dir(dir, "test", 10, &ds, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(ds.n == 5 && ds.y[0] == 5 && ds.dim == 12, "test split");
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   free(im.data);
   free(lb.data);

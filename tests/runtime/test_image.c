@@ -168,10 +168,10 @@ static void check_png(int color, int depth, int w, int h) {
     s.nplte = 6;
   }
   Bytes b = encode_png(&s);
-  RtImage img;
+  Image img;
   char err[1024], name[64];
   snprintf(name, sizeof name, "png-c%d-d%d.png", color, depth);
-  bool ok = rt_image_decode(b.data, b.len, name, &img, err, sizeof err);
+  bool ok = data_image_decode(b.data, b.len, name, &img, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(img.w == w && img.h == h, "%s: size %dx%d", name, img.w, img.h);
@@ -179,7 +179,7 @@ static void check_png(int color, int depth, int w, int h) {
     for (int i = 0; i < w * h; i++)
       bad += fabsf(img.px[i] - expected_gray(&s, i)) > 1e-6f;
     CHECK(bad == 0, "%s: %d of %d pixels differ", name, bad, w * h);
-    rt_image_free(&img);
+    data_image_free(&img);
   }
   free(b.data);
   free(samples);
@@ -192,26 +192,26 @@ static void test_png_valid(void) {
     check_png(cases[i][0], cases[i][1], 7, 11);   // odd sizes: partial bytes, every filter twice
     check_png(cases[i][0], cases[i][1], 1, 1);
   }
-  // a file on disk, through rt_image_load
+  // a file on disk, through data_image_load
   uint16_t px[4] = {0, 85, 170, 255};
   Spec s = {.w = 2, .h = 2, .color = 0, .depth = 8, .samples = px};
   Bytes b = encode_png(&s);
   write_bytes(tmp_path("g.png"), b.data, b.len);
   free(b.data);
-  RtImage img;
+  Image img;
   char err[1024];
-  bool ok = rt_image_load(tmp_path("g.png"), &img, err, sizeof err);
+  bool ok = data_image_load(tmp_path("g.png"), &img, err, sizeof err);
   CHECK(ok && img.px[1] == (float)(85 / 255.0) && img.px[3] == 1, "load from file: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
-  CHECK_ERR(rt_image_load(tmp_path("none.png"), &img, err, sizeof err), err, "none.png", "No such file");
+    data_image_free(&img);
+  CHECK_ERR(data_image_load(tmp_path("none.png"), &img, err, sizeof err), err, "none.png", "No such file");
 }
 
 #define BAD_IMG(name, bytes, n, ...)                                                       \
   do {                                                                                     \
-    RtImage img_;                                                                          \
+    Image img_;                                                                          \
     char err_[1024];                                                                       \
-    CHECK_ERR(rt_image_decode((const unsigned char *)(bytes), (n), name, &img_, err_, sizeof err_), \
+    CHECK_ERR(data_image_decode((const unsigned char *)(bytes), (n), name, &img_, err_, sizeof err_), \
               err_, name, __VA_ARGS__);                                                    \
   } while (0)
 
@@ -280,12 +280,12 @@ static void test_png_errors(void) {
   s.extra_rows = 0;
   s.empty_idat = 1;   // an empty IDAT first: nothing to append (memcpy from NULL before)
   b = encode_png(&s);
-  RtImage img;
+  Image img;
   char err[1024];
-  bool ok = rt_image_decode(b.data, b.len, "empty-idat.png", &img, err, sizeof err);
+  bool ok = data_image_decode(b.data, b.len, "empty-idat.png", &img, err, sizeof err);
   CHECK(ok && img.w == 4 && img.h == 3 && img.px[11] == 11 / 255.0f, "empty first IDAT: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
+    data_image_free(&img);
   free(b.data);
   s.empty_idat = 0;
   // A header that claims 8192x8192 RGBA at 16 bits (512 MB of image data)
@@ -316,35 +316,35 @@ static void test_png_errors(void) {
 }
 
 static void test_pgm(void) {
-  RtImage img;
+  Image img;
   char err[1024];
   const char *p2 = "P2\n# a comment\n3 2 # trailing comment\n10\n0 5 10\n10 0 2\n";
-  bool ok = rt_image_decode((const unsigned char *)p2, strlen(p2), "a.pgm", &img, err, sizeof err);
+  bool ok = data_image_decode((const unsigned char *)p2, strlen(p2), "a.pgm", &img, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(img.w == 3 && img.h == 2 && img.px[1] == 0.5f && img.px[2] == 1 && img.px[5] == 0.2f, "P2 pixels");
-    rt_image_free(&img);
+    data_image_free(&img);
   }
   const unsigned char p5[] = "P5 2 2 255\n\x00\x33\xcc\xff";
-  ok = rt_image_decode(p5, sizeof p5 - 1, "b.pgm", &img, err, sizeof err);
+  ok = data_image_decode(p5, sizeof p5 - 1, "b.pgm", &img, err, sizeof err);
   CHECK(ok && img.px[1] == 0.2f && img.px[3] == 1, "P5 8-bit: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
+    data_image_free(&img);
   const unsigned char p5w[] = "P5\n2 1\n1000\n\x01\xf4\x03\xe8";   // 500, 1000
-  ok = rt_image_decode(p5w, sizeof p5w - 1, "c.pgm", &img, err, sizeof err);
+  ok = data_image_decode(p5w, sizeof p5w - 1, "c.pgm", &img, err, sizeof err);
   CHECK(ok && img.px[0] == 0.5f && img.px[1] == 1, "P5 16-bit: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
+    data_image_free(&img);
   const unsigned char p6[] = "P6 1 1 255\n\xff\x00\x00";
-  ok = rt_image_decode(p6, sizeof p6 - 1, "d.ppm", &img, err, sizeof err);
+  ok = data_image_decode(p6, sizeof p6 - 1, "d.ppm", &img, err, sizeof err);
   CHECK(ok && fabsf(img.px[0] - 0.299f) < 1e-6f, "P6 luma: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
+    data_image_free(&img);
   const char *p3 = "P3 1 1 65535 0 65535 0";
-  ok = rt_image_decode((const unsigned char *)p3, strlen(p3), "e.ppm", &img, err, sizeof err);
+  ok = data_image_decode((const unsigned char *)p3, strlen(p3), "e.ppm", &img, err, sizeof err);
   CHECK(ok && fabsf(img.px[0] - 0.587f) < 1e-6f, "P3 luma: %s", ok ? "" : err);
   if (ok)
-    rt_image_free(&img);
+    data_image_free(&img);
   BAD_IMG("t.pgm", "P5 2 2 255\n\x01\x02\x03", 14, "is truncated", "2x2 pixels need 4 bytes", "found 3");
   BAD_IMG("v.pgm", "P2 2 1 7 3 9", 12, "pixel 1 (x 1, y 0) is 9, above the maxval 7");
   BAD_IMG("m.pgm", "P2 2 2 7 1 2 3", 14, "is truncated", "need 4 values", "only 6 bytes follow the header");
@@ -367,67 +367,67 @@ static void test_resize(void) {
   float src[16];
   for (int i = 0; i < 16; i++)
     src[i] = (float)i;
-  RtImage a = {.w = 4, .h = 4, .px = src}, b;
-  rt_image_resize(&a, 2, 2, &b);   // each output averages a 2x2 block
+  Image a = {.w = 4, .h = 4, .px = src}, b;
+  data_image_resize(&a, 2, 2, &b);   // each output averages a 2x2 block
   CHECK(b.px[0] == 2.5f && b.px[1] == 4.5f && b.px[2] == 10.5f && b.px[3] == 12.5f,
         "2x2 blocks: %g %g %g %g", b.px[0], b.px[1], b.px[2], b.px[3]);
-  rt_image_free(&b);
+  data_image_free(&b);
   float two[4] = {0, 1, 0, 1};
-  RtImage c = {.w = 2, .h = 2, .px = two};
-  rt_image_resize(&c, 4, 1, &b);   // grow across, shrink down
+  Image c = {.w = 2, .h = 2, .px = two};
+  data_image_resize(&c, 4, 1, &b);   // grow across, shrink down
   CHECK(b.px[0] == 0 && b.px[1] == 0.25f && b.px[2] == 0.75f && b.px[3] == 1, "bilinear: %g %g %g %g",
         b.px[0], b.px[1], b.px[2], b.px[3]);
-  rt_image_free(&b);
+  data_image_free(&b);
   float five[5] = {1, 2, 3, 4, 5};
-  RtImage d = {.w = 5, .h = 1, .px = five};
-  rt_image_resize(&d, 2, 1, &b);   // 2.5 source pixels per output pixel
+  Image d = {.w = 5, .h = 1, .px = five};
+  data_image_resize(&d, 2, 1, &b);   // 2.5 source pixels per output pixel
   CHECK(fabsf(b.px[0] - (1 + 2 + 1.5f) / 2.5f) < 1e-6f && fabsf(b.px[1] - (1.5f + 4 + 5) / 2.5f) < 1e-6f,
         "fractional areas: %g %g", b.px[0], b.px[1]);
-  rt_image_free(&b);
-  rt_image_resize(&a, 4, 4, &b);
+  data_image_free(&b);
+  data_image_resize(&a, 4, 4, &b);
   CHECK(!memcmp(b.px, src, sizeof src), "same size copies");
-  rt_image_free(&b);
-  RtImage big = {.w = 100, .h = 70, .px = malloc(sizeof(float) * 7000)};
+  data_image_free(&b);
+  Image big = {.w = 100, .h = 70, .px = malloc(sizeof(float) * 7000)};
   Rng r;
   rng_seed(&r, 3, 0);
   double mean = 0, mean2 = 0;
   for (int i = 0; i < 7000; i++)
     mean += (big.px[i] = rng_uniformf(&r)) / 7000.0;
-  rt_image_resize(&big, 28, 28, &b);
+  data_image_resize(&big, 28, 28, &b);
   for (int i = 0; i < 28 * 28; i++)
     mean2 += b.px[i] / 784.0;
   CHECK(fabs(mean - mean2) < 1e-5, "area averaging keeps the mean: %g vs %g", mean, mean2);
-  rt_image_free(&b);
-  rt_image_free(&big);
+  data_image_free(&b);
+  data_image_free(&big);
   // A tall thin image goes through the smaller intermediate, [h, src->w]
   // (4 x 1 floats here, not 1000 x 2): each output row averages half the column.
   float *col = malloc(sizeof(float) * 1000);
   for (int i = 0; i < 1000; i++)
     col[i] = (float)i;
-  RtImage tall = {.w = 1, .h = 1000, .px = col};
-  rt_image_resize(&tall, 2, 2, &b);
+  Image tall = {.w = 1, .h = 1000, .px = col};
+  data_image_resize(&tall, 2, 2, &b);
   CHECK(fabsf(b.px[0] - 249.5f) < 1e-3f && b.px[1] == b.px[0] && fabsf(b.px[2] - 749.5f) < 1e-3f &&
         b.px[3] == b.px[2], "tall: %g %g %g %g", b.px[0], b.px[1], b.px[2], b.px[3]);
-  rt_image_free(&b);
-  RtImage wide = {.w = 1000, .h = 1, .px = col};   // and its transpose, rows first
-  rt_image_resize(&wide, 2, 2, &b);
+  data_image_free(&b);
+  Image wide = {.w = 1000, .h = 1, .px = col};   // and its transpose, rows first
+  data_image_resize(&wide, 2, 2, &b);
   CHECK(fabsf(b.px[0] - 249.5f) < 1e-3f && b.px[2] == b.px[0] && fabsf(b.px[1] - 749.5f) < 1e-3f &&
         b.px[3] == b.px[1], "wide: %g %g %g %g", b.px[0], b.px[1], b.px[2], b.px[3]);
-  rt_image_free(&b);
+  data_image_free(&b);
   free(col);
 }
 
-// rt_image_file tells a damaged image from a file in another format.
+// data_image_file tells a damaged image from a file in another format.
 static void test_sniff(void) {
   write_bytes(tmp_path("s.png"), "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
   write_bytes(tmp_path("s2.png"), "\x89PNG\n\x1a\n", 7);
   write_bytes(tmp_path("s.pgm"), "P5 1 1 255\n", 11);
   write_bytes(tmp_path("s.csv"), "label,pixel0\n", 13);
   write_bytes(tmp_path("s.idx"), "\0\0\x08\x01\0\0\0\0", 8);
-  CHECK(rt_image_file(tmp_path("s.png")) && rt_image_file(tmp_path("s2.png")) && rt_image_file(tmp_path("s.pgm")),
+  CHECK(data_image_file(tmp_path("s.png")) && data_image_file(tmp_path("s2.png")) && data_image_file(tmp_path("s.pgm")),
         "images");
-  CHECK(!rt_image_file(tmp_path("s.csv")) && !rt_image_file(tmp_path("s.idx")) &&
-        !rt_image_file(tmp_path("nothing")), "not images");
+  CHECK(!data_image_file(tmp_path("s.csv")) && !data_image_file(tmp_path("s.idx")) &&
+        !data_image_file(tmp_path("nothing")), "not images");
 }
 
 int main(void) {

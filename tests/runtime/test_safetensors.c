@@ -15,20 +15,20 @@ static void test_round_trip(void) {
   int32_t i32 = -123456;
   int64_t i64[4] = {INT64_MIN, INT64_MAX, 0, -1};
   uint8_t u8[5] = {0, 1, 127, 128, 255};
-  RtTensor t[] = {
-      {.name = "u8", .dtype = RT_U8, .ndim = 1, .shape = {5}, .data = u8},
-      {.name = "fc1.w", .dtype = RT_F32, .ndim = 2, .shape = {2, 3}, .data = f32},
-      {.name = "scalar", .dtype = RT_I32, .ndim = 0, .data = &i32},
-      {.name = "d", .dtype = RT_F64, .ndim = 1, .shape = {4}, .data = f64},
-      {.name = "q\"uo\\te\n\xc3\xa9", .dtype = RT_I64, .ndim = 2, .shape = {2, 2}, .data = i64},
-      {.name = "empty", .dtype = RT_F32, .ndim = 2, .shape = {0, 3}, .data = NULL},
+  StTensor t[] = {
+      {.name = "u8", .dtype = ST_U8, .ndim = 1, .shape = {5}, .data = u8},
+      {.name = "fc1.w", .dtype = ST_F32, .ndim = 2, .shape = {2, 3}, .data = f32},
+      {.name = "scalar", .dtype = ST_I32, .ndim = 0, .data = &i32},
+      {.name = "d", .dtype = ST_F64, .ndim = 1, .shape = {4}, .data = f64},
+      {.name = "q\"uo\\te\n\xc3\xa9", .dtype = ST_I64, .ndim = 2, .shape = {2, 2}, .data = i64},
+      {.name = "empty", .dtype = ST_F32, .ndim = 2, .shape = {0, 3}, .data = NULL},
   };
-  RtMeta meta[] = {{"step", "1200"}, {"cursor", "epoch=1 pos=2 rng=00ff:0001"}, {"we\"ird", "a\tb\x01"}};
+  StMeta meta[] = {{"step", "1200"}, {"cursor", "epoch=1 pos=2 rng=00ff:0001"}, {"we\"ird", "a\tb\x01"}};
   char err[1024];
   const char *path = tmp_path("ck.safetensors");
-  CHECK(rt_st_write(path, t, 6, meta, 3, err, sizeof err), "%s", err);
-  RtStFile f;
-  bool ok = rt_st_read(path, &f, err, sizeof err);
+  CHECK(data_st_write(path, t, 6, meta, 3, err, sizeof err), "%s", err);
+  StFile f;
+  bool ok = data_st_read(path, &f, err, sizeof err);
   CHECK(ok, "%s", err);
   if (!ok)
     return;
@@ -38,32 +38,32 @@ static void test_round_trip(void) {
     hlen = hlen << 8 | f.buf[i];
   CHECK(hlen % 8 == 0 && f.buf[8] == '{', "header length %llu", (unsigned long long)hlen);
   for (int i = 0; i < 6; i++) {
-    const RtTensor *r = rt_st_find(&f, t[i].name);
+    const StTensor *r = data_st_find(&f, t[i].name);
     CHECK(r != NULL, "tensor %s missing", t[i].name);
     if (!r)
       continue;
-    size_t n = rt_dtype_size(t[i].dtype);
+    size_t n = data_dtype_size(t[i].dtype);
     for (int d = 0; d < t[i].ndim; d++)
       n *= t[i].shape[d];
     CHECK(r->dtype == t[i].dtype && r->ndim == t[i].ndim && r->nbytes == n, "%s: header", t[i].name);
     CHECK(!memcmp(r->shape, t[i].shape, sizeof(int64_t) * t[i].ndim), "%s: shape", t[i].name);
     CHECK(n == 0 || !memcmp(r->data, t[i].data, n), "%s: data", t[i].name);
-    CHECK((uintptr_t)r->data % rt_dtype_size(r->dtype) == 0, "%s: aligned", t[i].name);
+    CHECK((uintptr_t)r->data % data_dtype_size(r->dtype) == 0, "%s: aligned", t[i].name);
     CHECK(r->data >= (void *)f.buf && (const unsigned char *)r->data <= f.buf + f.size,
           "%s: points into the file buffer", t[i].name);
   }
   CHECK(!strcmp(f.tensors[0].name, "u8") && !strcmp(f.tensors[5].name, "empty"), "header order kept");
-  CHECK(rt_st_find(&f, "nope") == NULL, "absent tensor");
-  CHECK(!strcmp(rt_st_meta(&f, "step"), "1200") && !strcmp(rt_st_meta(&f, "we\"ird"), "a\tb\x01"),
+  CHECK(data_st_find(&f, "nope") == NULL, "absent tensor");
+  CHECK(!strcmp(data_st_meta(&f, "step"), "1200") && !strcmp(data_st_meta(&f, "we\"ird"), "a\tb\x01"),
         "metadata");
-  CHECK(rt_st_meta(&f, "absent") == NULL, "absent metadata");
-  rt_st_free(&f);
+  CHECK(data_st_meta(&f, "absent") == NULL, "absent metadata");
+  data_st_free(&f);
   // overwrite it with no metadata and no tensors at all
-  CHECK(rt_st_write(path, NULL, 0, NULL, 0, err, sizeof err), "%s", err);
-  ok = rt_st_read(path, &f, err, sizeof err);
+  CHECK(data_st_write(path, NULL, 0, NULL, 0, err, sizeof err), "%s", err);
+  ok = data_st_read(path, &f, err, sizeof err);
   CHECK(ok && f.ntensors == 0 && f.nmeta == 0 && f.size == 16, "empty file: %s", ok ? "" : err);
   if (ok)
-    rt_st_free(&f);
+    data_st_free(&f);
 }
 
 // Writes a file: the header's length, the header, then data.
@@ -90,29 +90,29 @@ static void test_foreign(void) {
   const char *p = craft("foreign", "{ \"b\\u00e9\\ud83d\\ude00\" : {\"shape\":[3],\"dtype\":\"U8\",\"data_offsets\":[0,3]},\n"
                         "  \"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [3, 11]},\n"
                         "  \"__metadata__\": {\"format\": \"pt\", \"\\\"k\\/\": \"\\n\"}}   ", data, sizeof data);
-  RtStFile f;
+  StFile f;
   char err[1024];
-  bool ok = rt_st_read(p, &f, err, sizeof err);
+  bool ok = data_st_read(p, &f, err, sizeof err);
   CHECK(ok, "%s", err);
   if (!ok)
     return;
-  const RtTensor *w = rt_st_find(&f, "w"), *b = rt_st_find(&f, "b\xc3\xa9\xf0\x9f\x98\x80");
+  const StTensor *w = data_st_find(&f, "w"), *b = data_st_find(&f, "b\xc3\xa9\xf0\x9f\x98\x80");
   CHECK(w && b, "names with escapes");
   if (w && b) {
     CHECK(((const float *)w->data)[0] == 0.5f && ((const float *)w->data)[1] == -4, "misaligned data");
     CHECK((uintptr_t)w->data % 4 == 0, "copied to an aligned place");
     CHECK(!memcmp(b->data, "abc", 3), "u8 data");
   }
-  CHECK(rt_st_meta(&f, "\"k/") && !strcmp(rt_st_meta(&f, "\"k/"), "\n"), "escaped metadata");
-  rt_st_free(&f);
+  CHECK(data_st_meta(&f, "\"k/") && !strcmp(data_st_meta(&f, "\"k/"), "\n"), "escaped metadata");
+  data_st_free(&f);
 }
 
 #define BAD_ST(name, header, data, n, ...)                                         \
   do {                                                                             \
-    RtStFile f_;                                                                   \
+    StFile f_;                                                                   \
     char err_[1024];                                                               \
     const char *p_ = craft(name, header, data, n);                                 \
-    CHECK_ERR(rt_st_read(p_, &f_, err_, sizeof err_), err_, p_, __VA_ARGS__);      \
+    CHECK_ERR(data_st_read(p_, &f_, err_, sizeof err_), err_, p_, __VA_ARGS__);      \
   } while (0)
 
 #define T(name, dtype, shape, b, e) \
@@ -120,17 +120,17 @@ static void test_foreign(void) {
 
 static void test_malformed_files(void) {
   static const unsigned char zeros[64];
-  RtStFile f;
+  StFile f;
   char err[1024];
   write_bytes(tmp_path("tiny"), "\x10\0\0", 3);
-  CHECK_ERR(rt_st_read(tmp_path("tiny"), &f, err, sizeof err), err, "tiny", "too short");
+  CHECK_ERR(data_st_read(tmp_path("tiny"), &f, err, sizeof err), err, "tiny", "too short");
   write_bytes(tmp_path("huge"), "\0\0\0\x10\0\0\0\0{}", 10);   // 256 MiB header
-  CHECK_ERR(rt_st_read(tmp_path("huge"), &f, err, sizeof err), err, "huge", "header length 268435456",
+  CHECK_ERR(data_st_read(tmp_path("huge"), &f, err, sizeof err), err, "huge", "header length 268435456",
             "over the limit");
   write_bytes(tmp_path("beyond"), "\xe8\x03\0\0\0\0\0\0{\"a\":1}", 15);
-  CHECK_ERR(rt_st_read(tmp_path("beyond"), &f, err, sizeof err), err, "beyond",
+  CHECK_ERR(data_st_read(tmp_path("beyond"), &f, err, sizeof err), err, "beyond",
             "header length 1000 goes beyond the end of the file (15 bytes)");
-  CHECK_ERR(rt_st_read(tmp_path("absent"), &f, err, sizeof err), err, "absent", "cannot read",
+  CHECK_ERR(data_st_read(tmp_path("absent"), &f, err, sizeof err), err, "absent", "cannot read",
             "No such file");
 
   BAD_ST("j1", "{\"a\":}", NULL, 0, "malformed JSON header at byte 5", "unexpected character '}'");
@@ -204,7 +204,7 @@ static bool no_temp_files(const char *dir) {
 
 static void test_atomic(void) {
   static float big[1 << 16];
-  RtTensor t = {.name = "big", .dtype = RT_F32, .ndim = 1, .shape = {1 << 16}, .data = big};
+  StTensor t = {.name = "big", .dtype = ST_F32, .ndim = 1, .shape = {1 << 16}, .data = big};
   char err[1024];
   const char *path = tmp_path("keep.safetensors");
   write_bytes(path, "old checkpoint", 14);
@@ -216,7 +216,7 @@ static void test_atomic(void) {
   lim.rlim_cur = 4096;
   signal(SIGXFSZ, SIG_IGN);
   setrlimit(RLIMIT_FSIZE, &lim);
-  bool ok = rt_st_write(path, &t, 1, NULL, 0, err, sizeof err);
+  bool ok = data_st_write(path, &t, 1, NULL, 0, err, sizeof err);
   setrlimit(RLIMIT_FSIZE, &old);
   CHECK_ERR(ok, err, path, "cannot write the checkpoint", "File too large", "was left as it was", "ulimit");
   CHECK(file_equals(path, "old checkpoint"), "the old file changed");
@@ -227,10 +227,10 @@ static void test_atomic(void) {
   snprintf(dir, sizeof dir, "%s/adir", rt_tmpdir);
   mkdir(dir, 0755);
   write_bytes(tmp_path("adir/inside"), "x", 1);
-  CHECK_ERR(rt_st_write(dir, &t, 1, NULL, 0, err, sizeof err), err, dir, "renaming", "Is a directory");
+  CHECK_ERR(data_st_write(dir, &t, 1, NULL, 0, err, sizeof err), err, dir, "renaming", "Is a directory");
   CHECK(file_equals(tmp_path("adir/inside"), "x") && no_temp_files(rt_tmpdir), "directory untouched");
 
-  CHECK_ERR(rt_st_write(tmp_path("no/such/dir/ck"), &t, 1, NULL, 0, err, sizeof err), err,
+  CHECK_ERR(data_st_write(tmp_path("no/such/dir/ck"), &t, 1, NULL, 0, err, sizeof err), err,
             "no/such/dir/ck", "creating", "No such file or directory", "does not exist");
 
   // a read-only directory (root may write anyway, so only checked for others)
@@ -240,33 +240,33 @@ static void test_atomic(void) {
   write_bytes(tmp_path("ro/ck"), "old", 3);
   chmod(ro, 0555);
   if (geteuid() != 0) {
-    CHECK_ERR(rt_st_write(tmp_path("ro/ck"), &t, 1, NULL, 0, err, sizeof err), err, "ro/ck",
+    CHECK_ERR(data_st_write(tmp_path("ro/ck"), &t, 1, NULL, 0, err, sizeof err), err, "ro/ck",
               "Permission denied", "writable");
     CHECK(file_equals(tmp_path("ro/ck"), "old") && no_temp_files(ro), "read-only directory untouched");
   }
   chmod(ro, 0755);
 
-  CHECK(rt_st_write(path, &t, 1, NULL, 0, err, sizeof err), "%s", err);   // now it works
-  RtStFile f;
-  CHECK(rt_st_read(path, &f, err, sizeof err) && f.ntensors == 1, "%s", err);
-  rt_st_free(&f);
+  CHECK(data_st_write(path, &t, 1, NULL, 0, err, sizeof err), "%s", err);   // now it works
+  StFile f;
+  CHECK(data_st_read(path, &f, err, sizeof err) && f.ntensors == 1, "%s", err);
+  data_st_free(&f);
 }
 
 static void test_bad_inputs(void) {
   float x = 1;
   char err[1024];
   const char *p = tmp_path("never");
-  RtTensor two[2] = {{.name = "a", .dtype = RT_F32, .ndim = 0, .data = &x},
-                     {.name = "a", .dtype = RT_F32, .ndim = 0, .data = &x}};
-  CHECK_ERR(rt_st_write(p, two, 2, NULL, 0, err, sizeof err), err, "tensor name 'a' is given twice");
-  RtTensor reserved = {.name = "__metadata__", .dtype = RT_F32, .data = &x};
-  CHECK_ERR(rt_st_write(p, &reserved, 1, NULL, 0, err, sizeof err), err, "reserves");
-  RtTensor neg = {.name = "n", .dtype = RT_F32, .ndim = 1, .shape = {-1}, .data = &x};
-  CHECK_ERR(rt_st_write(p, &neg, 1, NULL, 0, err, sizeof err), err, "negative or too large shape");
-  RtTensor nodata = {.name = "n", .dtype = RT_F32, .ndim = 1, .shape = {2}};
-  CHECK_ERR(rt_st_write(p, &nodata, 1, NULL, 0, err, sizeof err), err, "has no data");
-  RtMeta dup[2] = {{"k", "1"}, {"k", "2"}};
-  CHECK_ERR(rt_st_write(p, NULL, 0, dup, 2, err, sizeof err), err, "metadata key 'k' is given twice");
+  StTensor two[2] = {{.name = "a", .dtype = ST_F32, .ndim = 0, .data = &x},
+                     {.name = "a", .dtype = ST_F32, .ndim = 0, .data = &x}};
+  CHECK_ERR(data_st_write(p, two, 2, NULL, 0, err, sizeof err), err, "tensor name 'a' is given twice");
+  StTensor reserved = {.name = "__metadata__", .dtype = ST_F32, .data = &x};
+  CHECK_ERR(data_st_write(p, &reserved, 1, NULL, 0, err, sizeof err), err, "reserves");
+  StTensor neg = {.name = "n", .dtype = ST_F32, .ndim = 1, .shape = {-1}, .data = &x};
+  CHECK_ERR(data_st_write(p, &neg, 1, NULL, 0, err, sizeof err), err, "negative or too large shape");
+  StTensor nodata = {.name = "n", .dtype = ST_F32, .ndim = 1, .shape = {2}};
+  CHECK_ERR(data_st_write(p, &nodata, 1, NULL, 0, err, sizeof err), err, "has no data");
+  StMeta dup[2] = {{"k", "1"}, {"k", "2"}};
+  CHECK_ERR(data_st_write(p, NULL, 0, dup, 2, err, sizeof err), err, "metadata key 'k' is given twice");
   struct stat st;
   CHECK(stat(p, &st) != 0, "nothing was written");
 }

@@ -1,4 +1,4 @@
-// test_table.c: the table CSV (rt_load_table_csv): columns named after
+// test_table.c: the table CSV (data_load_table_csv): columns named after
 // several inputs and the target in any order, rows as the inputs' values
 // one after another, class and real-valued targets, no target (prediction),
 // skipped columns, values kept unscaled; and each header error: a missing
@@ -8,17 +8,17 @@
 // memory; rows of empty skipped columns, which must all find a place.
 #include "rt_test.h"
 
-static const RtColumns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
-static const RtColumns y2 = {"y", 2, 0}, label = {"label", 1, 4};
+static const Columns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
+static const Columns y2 = {"y", 2, 0}, label = {"label", 1, 4};
 
-static bool load(const char *name, const char *text, const RtColumns *in, int nin, const RtColumns *t,
-                 RtDataset *ds, char *err, size_t n) {
+static bool load(const char *name, const char *text, const Columns *in, int nin, const Columns *t,
+                 Dataset *ds, char *err, size_t n) {
   write_bytes(tmp_path(name), text, strlen(text));
-  return rt_load_table_csv(tmp_path(name), in, nin, t, ds, err, n);
+  return data_load_table_csv(tmp_path(name), in, nin, t, ds, err, n);
 }
 
 static void test_valid(void) {
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
   // the target first, the inputs' columns shuffled, a text column, values outside 0..255
   bool ok = load("a.csv", "y1,b,note,a2,a0,y0,a1\n-1,300,hello world,3,1,-2,2\n\n0.5,-4,x,6,4,7,5\n", ab, 2,
@@ -30,29 +30,29 @@ static void test_valid(void) {
     CHECK(!memcmp(ds.x, x, sizeof x), "rows: %g %g %g %g | %g %g %g %g", ds.x[0], ds.x[1], ds.x[2], ds.x[3],
           ds.x[4], ds.x[5], ds.x[6], ds.x[7]);
     CHECK(!memcmp(ds.t, t, sizeof t), "targets: %g %g %g %g", ds.t[0], ds.t[1], ds.t[2], ds.t[3]);
-    rt_dataset_free(&ds);
+    data_free(&ds);
   }
   // the same file without the target, as predict reads it
-  ok = rt_load_table_csv(tmp_path("a.csv"), ab, 2, NULL, &ds, err, sizeof err);
+  ok = data_load_table_csv(tmp_path("a.csv"), ab, 2, NULL, &ds, err, sizeof err);
   CHECK(ok && ds.n == 2 && ds.dim == 4 && !ds.t && !ds.y && ds.x[7] == -4, "unlabeled: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   // a class target; "b0" names b's single value too
   ok = load("c.csv", "label,b0,a0,a1,a2\n3,1,2,3,4\n0,5,6,7,8\n", ab, 2, &label, &ds, err, sizeof err);
   CHECK(ok && ds.y && ds.y[0] == 3 && ds.y[1] == 0 && ds.nclasses == 4 && ds.x[3] == 1 && ds.x[4] == 6,
         "class target: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   // the byte-order mark a spreadsheet writes before the header; the largest float32 values
   ok = load("bom.csv", "\xEF\xBB\xBF" "a0,a1,a2,b,y0,y1\n1,2,3,3.4e38,-3.4e38,6\n", ab, 2, &y2, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.x[0] == 1 && ds.x[3] == 3.4e38f && ds.t[0] == -3.4e38f, "BOM: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
 }
 
 #define BAD_TABLE(name, text, in, nin, t, ...)                                           \
   do {                                                                                   \
-    RtDataset ds_;                                                                       \
+    Dataset ds_;                                                                       \
     char err_[1024];                                                                     \
     CHECK_ERR(load(name, text, in, nin, t, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
   } while (0)
@@ -67,7 +67,7 @@ static void test_errors(void) {
   BAD_TABLE("e5.csv", "a0,,a1,a2,b,\n1,2,3,4,5,6\n", ab, 2, NULL, "columns 2 and 6 have no name");
   BAD_TABLE("e6.csv", "a0,a1,a2,b,b0\n1,2,3,4,5\n", ab, 2, NULL,
             "the columns 'b' (column 4) and 'b0' (column 5) name the same value");
-  static const RtColumns clash[2] = {{"x", 2, 0}, {"x1", 1, 0}};
+  static const Columns clash[2] = {{"x", 2, 0}, {"x1", 1, 0}};
   BAD_TABLE("e7.csv", "x0,x1\n1,2\n", clash, 2, NULL, "the column 'x1' could belong to 'x' or to 'x1'");
   BAD_TABLE("e8.csv", "a0,a1,a2,b,label\n1,2,3,4,5\n", ab, 2, &label, "line 2, column 5 (label)", "label 5",
             "outside [0, 4)");
@@ -80,20 +80,20 @@ static void test_errors(void) {
   BAD_TABLE("e14.csv", "\xEF\xBB\xBF\n", ab, 2, &y2, "is empty");
   {   // a NUL byte inside a number: "2\0" "003" read as 2, the rest of the line unseen
     static const char nul[] = "a0,a1,a2,b\n1,2,3,4\n1,2\0" "003,4\n";
-    RtDataset ds;
+    Dataset ds;
     char err[1024];
     write_bytes(tmp_path("e15.csv"), nul, sizeof nul - 1);
-    CHECK_ERR(rt_load_table_csv(tmp_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
+    CHECK_ERR(data_load_table_csv(tmp_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
               "(a1): the field holds a NUL byte", "is it really a CSV text file?");
   }
-  static const RtColumns wide = {"p", 784, 0};
+  static const Columns wide = {"p", 784, 0};
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
 
 // Blank lines reserve no rows: 4M of them under a header of 65536 columns
 // once reserved 4M rows of 65536 floats, a terabyte.
 static void test_blank_lines(void) {
-  static const RtColumns p = {"p", 65536, 0};
+  static const Columns p = {"p", 65536, 0};
   StrBuf b = {0};
   for (int i = 0; i < 65536; i++)
     sb_printf(&b, "%sp%d", i ? "," : "", i);
@@ -104,12 +104,12 @@ static void test_blank_lines(void) {
     sb_putc(&b, '\n');
   write_bytes(tmp_path("blank.csv"), b.data, b.len);
   sb_free(&b);
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
-  bool ok = rt_load_table_csv(tmp_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
+  bool ok = data_load_table_csv(tmp_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.x[65535] == 65535 % 7, "blank lines: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
 }
 
 // Rows whose skipped columns are empty take less than two bytes a column:
@@ -117,7 +117,7 @@ static void test_blank_lines(void) {
 // so every row has its place (sized at two a column, 300 rows of 1000
 // empty columns got places for 150).
 static void test_empty_columns(void) {
-  static const RtColumns x = {"x", 2, 0}, y = {"y", 1, 0};
+  static const Columns x = {"x", 2, 0}, y = {"y", 1, 0};
   StrBuf b = {0};
   sb_printf(&b, "x0,x1,y");
   for (int i = 0; i < 1000; i++)
@@ -131,32 +131,32 @@ static void test_empty_columns(void) {
   }
   write_bytes(tmp_path("empty-cols.csv"), b.data, b.len);
   sb_free(&b);
-  RtDataset ds;
+  Dataset ds;
   char err[1024];
-  bool ok = rt_load_table_csv(tmp_path("empty-cols.csv"), &x, 1, &y, &ds, err, sizeof err);
+  bool ok = data_load_table_csv(tmp_path("empty-cols.csv"), &x, 1, &y, &ds, err, sizeof err);
   CHECK(ok && ds.n == 300 && ds.x[2 * 299] == 9 && ds.t[299] == 2, "empty skipped columns: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
 }
 
 // Double-quoted fields, as spreadsheets and pandas write them: a quoted
 // header name, a text column holding commas and doubled quotes, a quoted
 // number; a quote left open is an error in its column.
 static void test_quotes(void) {
-  static const RtColumns x = {"x", 2, 0}, y = {"y", 1, 0};
-  RtDataset ds;
+  static const Columns x = {"x", 2, 0}, y = {"y", 1, 0};
+  Dataset ds;
   char err[1024];
   bool ok = load("q.csv", "\"x0\",x1,note,y\n1,2,\"Smith, J.\",3\n\"4.5\",5,\"say \"\"hi\"\", ok\",6\n", &x, 1, &y,
                  &ds, err, sizeof err);
   CHECK(ok && ds.n == 2 && ds.x[0] == 1 && ds.x[2] == 4.5f && ds.x[3] == 5 && ds.t[0] == 3 && ds.t[1] == 6,
         "quoted fields: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   // blanks around names and numbers, as a header written by hand has them
   ok = load("q-blanks.csv", "x0, x1 ,\ty\n 1,2 , 3\t\n", &x, 1, &y, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.x[0] == 1 && ds.x[1] == 2 && ds.t[0] == 3, "blanks: %s", ok ? "" : err);
   if (ok)
-    rt_dataset_free(&ds);
+    data_free(&ds);
   BAD_TABLE("q2.csv", "x0,x1,y\n1,2,\"3\n", &x, 1, &y, "line 2, column 3 (y)", "quote that opens the field is not closed");
   // a text column holding a line break, as a spreadsheet may write it: the
   // open quote is blamed, not the line that follows it

@@ -98,7 +98,7 @@
 //                            |a - b| <= 6.1 lr [4.3 lr]. The README's 3 lr is
 //                            against float64, where the noise (1e-14) stays
 //                            under eps and the bias does not move.
-#include "runtime.h"
+#include "train.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -209,7 +209,7 @@ static OptimConfig opt_config(const OptSpec *o, const ModelSpec *ms) {
 static bool verbose;
 
 // The file's batch size and optimizers must be the ones above.
-static bool check_metadata(const RtStFile *f, const ModelSpec *ms) {
+static bool check_metadata(const StFile *f, const ModelSpec *ms) {
   char want[1024] = "", one[256], batch[16];
   for (int i = 0; i < countof(opts); i++) {
     char fmt[200];
@@ -218,7 +218,7 @@ static bool check_metadata(const RtStFile *f, const ModelSpec *ms) {
     strncat(want, one, sizeof want - strlen(want) - 1);
   }
   snprintf(batch, sizeof batch, "%d", ms->batch);
-  const char *got = rt_st_meta(f, "optimizers"), *gotb = rt_st_meta(f, "batch_size");
+  const char *got = data_st_meta(f, "optimizers"), *gotb = data_st_meta(f, "batch_size");
   bool ok = got && !strcmp(got, want) && gotb && !strcmp(gotb, batch);
   if (!ok)
     printf("FAIL %s: made with batch size %s and optimizers \"%s\"; the test expects %s and \"%s\"\n",
@@ -278,8 +278,8 @@ typedef struct Ref {
   int64_t n;
 } Ref;
 
-static const RtTensor *find_typed(const RtStFile *f, const char *name, RtDType dt, int64_t numel) {
-  const RtTensor *t = rt_st_find(f, name);
+static const StTensor *find_typed(const StFile *f, const char *name, StDType dt, int64_t numel) {
+  const StTensor *t = data_st_find(f, name);
   if (!t || t->dtype != dt)
     return NULL;
   int64_t k = 1;
@@ -290,15 +290,15 @@ static const RtTensor *find_typed(const RtStFile *f, const char *name, RtDType d
 
 // Finds name for a tensor of numel elements (and, where node is given, of
 // its shape); prints why and returns false when it is missing or malformed.
-static bool get_ref(const RtStFile *f, const char *name, int64_t numel, const IrNode *node, Ref *r) {
+static bool get_ref(const StFile *f, const char *name, int64_t numel, const IrNode *node, Ref *r) {
   char key[300];
   snprintf(key, sizeof key, "%s.idx", name);
-  const RtTensor *t;
-  if (rt_st_find(f, key)) {
-    const RtTensor *ti = find_typed(f, key, RT_I64, SAMPLES);
+  const StTensor *t;
+  if (data_st_find(f, key)) {
+    const StTensor *ti = find_typed(f, key, ST_I64, SAMPLES);
     snprintf(key, sizeof key, "%s.stats", name);
-    const RtTensor *ts = find_typed(f, key, RT_F64, 2);
-    t = find_typed(f, name, RT_F32, SAMPLES);
+    const StTensor *ts = find_typed(f, key, ST_F64, 2);
+    t = find_typed(f, name, ST_F32, SAMPLES);
     if (!ti || !ts || !t || numel <= WHOLE_LIMIT) {
       printf("FAIL %s: %s: malformed sampled tensor (nnc's has %lld elements)\n", f->path, name,
              (long long)numel);
@@ -313,12 +313,12 @@ static bool get_ref(const RtStFile *f, const char *name, int64_t numel, const Ir
       }
     return true;
   }
-  t = rt_st_find(f, name);
+  t = data_st_find(f, name);
   if (!t) {
     printf("FAIL %s: no tensor %s\n", f->path, name);
     return false;
   }
-  bool same = t->dtype == RT_F32 && find_typed(f, name, RT_F32, numel);
+  bool same = t->dtype == ST_F32 && find_typed(f, name, ST_F32, numel);
   if (same && node) {
     same = t->ndim == node->ndim;
     for (int i = 0; same && i < t->ndim; i++)
@@ -329,7 +329,7 @@ static bool get_ref(const RtStFile *f, const char *name, int64_t numel, const Ir
     if (node)
       ir_type_str(node, buf, sizeof buf);
     printf("FAIL %s: %s is %s with %d dimensions, nnc's is %s (%lld elements)\n", f->path, name,
-           rt_dtype_name(t->dtype), t->ndim, buf, (long long)numel);
+           data_dtype_name(t->dtype), t->ndim, buf, (long long)numel);
     return false;
   }
   *r = (Ref){t->data, NULL, NULL, numel};
@@ -514,12 +514,12 @@ static bool compile(const char *name, const OptimConfig *oc, Compiled *out) {
 
 // Fills every parameter and buffer as the README says. False (after
 // printing why) for a tensor it does not know how to fill.
-static bool init_state(RtExec *ex, const Compiled *cm, bool quadratic) {
+static bool init_state(Exec *ex, const Compiled *cm, bool quadratic) {
   bool ok = true;
-  for (int s = 0; s < rt_exec_num_state(ex); s++) {
-    const IrNode *n = rt_exec_state_node(ex, s);
+  for (int s = 0; s < exec_num_state(ex); s++) {
+    const IrNode *n = exec_state_node(ex, s);
     int64_t k;
-    float *p = rt_exec_state_data(ex, s, &k);
+    float *p = exec_state_data(ex, s, &k);
     if (cm->optstate[n->id]) {   // momentum_buffer, exp_avg, exp_avg_sq
       memset(p, 0, sizeof(float) * k);
       continue;
@@ -540,9 +540,9 @@ static bool init_state(RtExec *ex, const Compiled *cm, bool quadratic) {
       char wname[300];
       snprintf(wname, sizeof wname, "%.*s.weight", dot ? (int)(dot - n->name) : 0, n->name);
       const IrNode *w = NULL;
-      for (int j = 0; j < rt_exec_num_state(ex); j++)
-        if (!strcmp(rt_exec_state_node(ex, j)->name, wname))
-          w = rt_exec_state_node(ex, j);
+      for (int j = 0; j < exec_num_state(ex); j++)
+        if (!strcmp(exec_state_node(ex, j)->name, wname))
+          w = exec_state_node(ex, j);
       if (!dot || !w || w->ndim < 2 || (strcmp(dot, ".weight") && strcmp(dot, ".bias"))) {
         printf("FAIL %s: no fan_in for %s\n", cm->m->g->name, n->name);
         ok = false;
@@ -571,7 +571,7 @@ static bool init_state(RtExec *ex, const Compiled *cm, bool quadratic) {
 
 // The batch: input from the generator, targets from their formulas;
 // checked bit for bit against the file.
-static bool make_batch(const Model *m, const RtStFile *f, int B, float **x, void **y) {
+static bool make_batch(const Model *m, const StFile *f, int B, float **x, void **y) {
   bool quadratic = m->target->dtype == DT_F32;
   int64_t nx = ir_numel(m->input, B);
   *x = xmalloc(sizeof(float) * nx);
@@ -585,8 +585,8 @@ static bool make_batch(const Model *m, const RtStFile *f, int B, float **x, void
       ((int32_t *)*y)[k] = (7 * k + 3) % 10;
     }
   }
-  const RtTensor *tx = find_typed(f, "input", RT_F32, nx);
-  const RtTensor *ty = find_typed(f, "target", quadratic ? RT_F32 : RT_I32, B);
+  const StTensor *tx = find_typed(f, "input", ST_F32, nx);
+  const StTensor *ty = find_typed(f, "target", quadratic ? ST_F32 : ST_I32, B);
   bool ok = tx && ty && tx->ndim == m->input->ndim && tx->shape[0] == B;
   for (int i = 1; ok && i < tx->ndim; i++)
     ok = tx->shape[i] == m->input->shape[i];
@@ -611,7 +611,7 @@ static bool make_batch(const Model *m, const RtStFile *f, int B, float **x, void
 
 // Every reference tensor under prefix ("grad.", "sgd.") must be one nnc
 // has: a name the test does not know would otherwise go unchecked.
-static int unmatched(const RtStFile *f, const char *prefix, RtExec *ex, const Compiled *cm) {
+static int unmatched(const StFile *f, const char *prefix, Exec *ex, const Compiled *cm) {
   int bad = 0;
   size_t pl = strlen(prefix);
   for (int i = 0; i < f->ntensors; i++) {
@@ -629,8 +629,8 @@ static int unmatched(const RtStFile *f, const char *prefix, RtExec *ex, const Co
     else if (len > 6 && !strcmp(name + len - 6, ".stats"))
       base[len - 6] = 0;
     bool found = false;
-    for (int s = 0; s < rt_exec_num_state(ex) && !found; s++) {
-      const IrNode *n = rt_exec_state_node(ex, s);
+    for (int s = 0; s < exec_num_state(ex) && !found; s++) {
+      const IrNode *n = exec_state_node(ex, s);
       found = !cm->optstate[n->id] && !strcmp(n->name, base) &&
               (n->op == IR_PARAM || strcmp(prefix, "grad."));
     }
@@ -648,7 +648,7 @@ typedef struct Result {
   double median;       // median rel-L2 after the steps (where checked)
 } Result;
 
-static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile *f) {
+static Result run_config(const ModelSpec *ms, const OptSpec *os, const StFile *f) {
   Result res = {0};
   OptimConfig oc = opt_config(os, ms);
   Ctx c = {ms, os->name, oc.lr, os->kind == OPT_SGD, 0};
@@ -656,8 +656,8 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
   if (!compile(ms->name, &oc, &cm))
     return res;
   Model *m = cm.m;
-  RtExec *ex = rt_exec_new(m, ms->batch);
-  rt_exec_set_dropout(ex, false);
+  Exec *ex = exec_new(m, ms->batch);
+  exec_set_dropout(ex, false);
   float *x = NULL;
   void *y = NULL;
   bool quadratic = !strcmp(ms->name, "quadratic");
@@ -670,14 +670,14 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
 
   char key[300];
   snprintf(key, sizeof key, "%s.loss", os->name);
-  const RtTensor *tl = find_typed(f, key, RT_F32, STEPS), *t0 = find_typed(f, "loss", RT_F32, 1);
+  const StTensor *tl = find_typed(f, key, ST_F32, STEPS), *t0 = find_typed(f, "loss", ST_F32, 1);
   if (!tl || !t0) {
     printf("FAIL %s: no loss or %s [%d]\n", f->path, key, STEPS);
     c.failed++;
     goto done;
   }
   for (int step = 1; step <= STEPS; step++) {
-    double loss = rt_exec_run(ex, RT_TRAIN, ms->batch, x, y, oc.lr);
+    double loss = exec_run(ex, ENTRY_TRAIN, ms->batch, x, y, oc.lr);
     snprintf(key, sizeof key, "%s.loss[%d]", os->name, step - 1);
     compare_scalar(&c, key, loss, ((const float *)tl->data)[step - 1],
                    (os->kind == OPT_SGD ? ms->step_loss_sgd : ms->step_loss_adam)[step - 1],
@@ -690,7 +690,7 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
       int64_t k = ir_numel(p, 1);
       snprintf(key, sizeof key, "grad.%s", p->name);
       Ref r;
-      const float *g = rt_exec_value(ex, m->grads[i]);
+      const float *g = exec_value(ex, m->grads[i]);
       if (!g || !get_ref(f, key, k, p, &r)) {
         if (!g)
           printf("FAIL %s/%s: no gradient for %s after a training step\n", ms->name, os->name, p->name);
@@ -700,20 +700,20 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
       compare(&c, "grad", p->name, g, k, &r, &ms->grad, &res.grad);
     }
   }
-  if (rt_exec_steps(ex) != STEPS) {
+  if (exec_steps(ex) != STEPS) {
     printf("FAIL %s/%s: the executor counts %lld steps, not %d\n", ms->name, os->name,
-           (long long)rt_exec_steps(ex), STEPS);
+           (long long)exec_steps(ex), STEPS);
     c.failed++;
   }
   const Tol *dt = os->kind == OPT_SGD ? &ms->state_sgd : &ms->state_adam;
-  double *rels = xmalloc(sizeof(double) * rt_exec_num_state(ex));
+  double *rels = xmalloc(sizeof(double) * exec_num_state(ex));
   int nrels = 0;
-  for (int s = 0; s < rt_exec_num_state(ex); s++) {
-    const IrNode *n = rt_exec_state_node(ex, s);
+  for (int s = 0; s < exec_num_state(ex); s++) {
+    const IrNode *n = exec_state_node(ex, s);
     if (cm.optstate[n->id])
       continue;
     int64_t k;
-    const float *v = rt_exec_state_data(ex, s, &k);
+    const float *v = exec_state_data(ex, s, &k);
     snprintf(key, sizeof key, "%s.%s", os->name, n->name);
     Ref r;
     if (!get_ref(f, key, k, n, &r)) {
@@ -736,7 +736,7 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const RtStFile 
 done:
   free(x);
   free(y);
-  rt_exec_free(ex);
+  exec_free(ex);
   arena_free(cm.arena);
   return res;
 }
@@ -771,15 +771,15 @@ int main(int argc, char **argv) {
       continue;
     char path[256], err[512];
     snprintf(path, sizeof path, "tests/torch/ref/%s.safetensors", ms->name);
-    RtStFile f;
-    if (!rt_st_read(path, &f, err, sizeof err)) {
+    StFile f;
+    if (!data_st_read(path, &f, err, sizeof err)) {
       printf("FAIL %s\n", err);
       failed += countof(opts);
       continue;
     }
     if (!check_metadata(&f, ms)) {
       failed += countof(opts);
-      rt_st_free(&f);
+      data_st_free(&f);
       continue;
     }
     for (int oi = 0; oi < countof(opts); oi++) {
@@ -791,7 +791,7 @@ int main(int argc, char **argv) {
       rows[nrows].r = r;
       rows[nrows++].secs = now_seconds() - t;
     }
-    rt_st_free(&f);
+    data_st_free(&f);
   }
   printf("worst per model/config: relative error of the loss and of the losses before each "
          "step; rel-L2 / max-norm over the tensors:\n");

@@ -1,4 +1,4 @@
-// test_checkpoint.c: what rt_checkpoint_load accepts and refuses.
+// test_checkpoint.c: what train_checkpoint_load accepts and refuses.
 //
 // A small model with a convolution, a batchnorm and a linear layer, trained
 // with sgd and momentum: its checkpoints round-trip; a PyTorch state_dict
@@ -7,7 +7,7 @@
 // infinite weights, metadata numbers out of their bounds, and another
 // optimizer's state are refused with messages that say what to do.
 #include "../runtime/rt_test.h"
-#include "runtime.h"
+#include "train.h"
 
 #include <math.h>
 
@@ -43,40 +43,40 @@ static bool is_state(const char *name) {
 
 // Writes ex's tensors (without optimizer state when weights_only) and the
 // metadata given; extra adds PyTorch's num_batches_tracked.
-static void write_file(RtExec *ex, const char *path, bool weights_only, bool extra, const RtMeta *meta, int nmeta) {
-  RtTensor t[32];
+static void write_file(Exec *ex, const char *path, bool weights_only, bool extra, const StMeta *meta, int nmeta) {
+  StTensor t[32];
   int nt = 0;
   static const int64_t tracked = 7;
-  for (int i = 0; i < rt_exec_num_state(ex); i++) {
-    const IrNode *n = rt_exec_state_node(ex, i);
+  for (int i = 0; i < exec_num_state(ex); i++) {
+    const IrNode *n = exec_state_node(ex, i);
     if (weights_only && is_state(n->name))
       continue;
-    t[nt] = (RtTensor){.name = n->name, .dtype = RT_F32, .ndim = n->ndim, .data = rt_exec_state_data(ex, i, NULL)};
+    t[nt] = (StTensor){.name = n->name, .dtype = ST_F32, .ndim = n->ndim, .data = exec_state_data(ex, i, NULL)};
     memcpy(t[nt].shape, n->shape, sizeof(int64_t) * n->ndim);
     nt++;
   }
   if (extra)
-    t[nt++] = (RtTensor){.name = "batchnorm_1.num_batches_tracked", .dtype = RT_I64, .ndim = 0, .data = &tracked};
+    t[nt++] = (StTensor){.name = "batchnorm_1.num_batches_tracked", .dtype = ST_I64, .ndim = 0, .data = &tracked};
   char err[1024];
-  if (!rt_st_write(path, t, nt, meta, nmeta, err, sizeof err)) {
+  if (!data_st_write(path, t, nt, meta, nmeta, err, sizeof err)) {
     fprintf(stderr, "test_checkpoint: %s\n", err);
     exit(1);
   }
 }
 
 // Loads path into a fresh executor of m; the message, if any, in err.
-static bool load(Model *m, const char *path, bool weights_only, RtCkptInfo *info, char *err, size_t errsz) {
-  RtExec *ex = rt_exec_new(m, 4);
-  rt_exec_init_params(ex, 99);
-  RtCkptInfo tmp;
-  bool ok = rt_checkpoint_load(ex, path, weights_only, info ? info : &tmp, err, errsz);
-  rt_exec_free(ex);
+static bool load(Model *m, const char *path, bool weights_only, CkptInfo *info, char *err, size_t errsz) {
+  Exec *ex = exec_new(m, 4);
+  exec_init_params(ex, 99);
+  CkptInfo tmp;
+  bool ok = train_checkpoint_load(ex, path, weights_only, info ? info : &tmp, err, errsz);
+  exec_free(ex);
   return ok;
 }
 
 // A checkpoint with the metadata key set to value (the rest as nnc writes it).
-static void with_meta(RtExec *ex, const char *path, const char *key, const char *value) {
-  RtMeta meta[] = {{"format", "nnc-checkpoint-1"}, {"epoch", "2"}, {"step", "10"},
+static void with_meta(Exec *ex, const char *path, const char *key, const char *value) {
+  StMeta meta[] = {{"format", "nnc-checkpoint-1"}, {"epoch", "2"}, {"step", "10"},
                    {"cursor", "epoch=2 pos=0 rng=0000000000000001:0000000000000003"}, {"normalize", ""}};
   for (int i = 0; i < countof(meta); i++)
     if (!strcmp(meta[i].key, key))
@@ -84,14 +84,14 @@ static void with_meta(RtExec *ex, const char *path, const char *key, const char 
   write_file(ex, path, false, false, meta, countof(meta));
 }
 
-static void test_roundtrip(Model *m, RtExec *ex) {
-  RtCkptInfo info = {.epoch = 2, .step = 10, .normalized = true, .mean = 0.5, .std = 2, .has_last = true,
+static void test_roundtrip(Model *m, Exec *ex) {
+  CkptInfo info = {.epoch = 2, .step = 10, .normalized = true, .mean = 0.5, .std = 2, .has_last = true,
                      .last = {.epoch = 2, .step = 10, .lr = 0.1, .train_loss = 1.5, .train_acc = 0.25,
                               .val_loss = -1, .val_acc = -1, .seconds = 3}};
   char err[1024];
-  bool ok = rt_checkpoint_save(ex, tmp_path("good.safetensors"), &info, err, sizeof err);
+  bool ok = train_checkpoint_save(ex, tmp_path("good.safetensors"), &info, err, sizeof err);
   CHECK(ok, "%s", err);
-  RtCkptInfo back;
+  CkptInfo back;
   ok = load(m, tmp_path("good.safetensors"), false, &back, err, sizeof err);
   CHECK(ok, "%s", err);
   CHECK(back.epoch == 2 && back.step == 10 && back.normalized && back.mean == 0.5 && back.std == 2 && !back.plain,
@@ -102,39 +102,39 @@ static void test_roundtrip(Model *m, RtExec *ex) {
 
 // A PyTorch state_dict saved with safetensors' save_file: the weights and
 // buffers under nnc's names, num_batches_tracked, and no or other metadata.
-static void test_plain(Model *m, RtExec *ex) {
+static void test_plain(Model *m, Exec *ex) {
   char err[1024];
-  const RtMeta pt[] = {{"format", "pt"}};
+  const StMeta pt[] = {{"format", "pt"}};
   for (int k = 0; k < 2; k++) {
     const char *path = tmp_path("plain.safetensors");
     write_file(ex, path, true, true, pt, k);
-    RtExec *in = rt_exec_new(m, 4);
-    rt_exec_init_params(in, 99);
-    RtCkptInfo info;
-    bool ok = rt_checkpoint_load(in, path, true, &info, err, sizeof err);
+    Exec *in = exec_new(m, 4);
+    exec_init_params(in, 99);
+    CkptInfo info;
+    bool ok = train_checkpoint_load(in, path, true, &info, err, sizeof err);
     CHECK(ok, "a state_dict (metadata %d) is refused: %s", k, err);
-    CHECK(info.plain && info.epoch == 0 && rt_exec_steps(in) == 0, "plain %d", info.plain);
+    CHECK(info.plain && info.epoch == 0 && exec_steps(in) == 0, "plain %d", info.plain);
     int64_t n;
-    float *w = rt_exec_find_state(in, "linear_1.weight", &n);
-    CHECK(w && !memcmp(w, rt_exec_find_state(ex, "linear_1.weight", NULL), sizeof(float) * n),
+    float *w = exec_find_state(in, "linear_1.weight", &n);
+    CHECK(w && !memcmp(w, exec_find_state(ex, "linear_1.weight", NULL), sizeof(float) * n),
           "the weights were not loaded");
-    rt_exec_free(in);
+    exec_free(in);
     ok = load(m, path, false, NULL, err, sizeof err);
     CHECK_ERR(ok, err, "plain.safetensors: holds weights but no training state", "a run cannot resume from it",
               "HINT: start a new run from these weights with --init");
   }
   // A state_dict whose names are not nnc's says how nnc names weights.
-  RtTensor t = {.name = "fc1.weight", .dtype = RT_F32, .ndim = 1, .shape = {3}, .data = (float[]){1, 2, 3}};
-  bool ok = rt_st_write(tmp_path("torchnames.safetensors"), &t, 1, NULL, 0, err, sizeof err);
+  StTensor t = {.name = "fc1.weight", .dtype = ST_F32, .ndim = 1, .shape = {3}, .data = (float[]){1, 2, 3}};
+  bool ok = data_st_write(tmp_path("torchnames.safetensors"), &t, 1, NULL, 0, err, sizeof err);
   CHECK(ok, "%s", err);
   ok = load(m, tmp_path("torchnames.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "has no tensor 'conv2d_1.weight'", "nnc emit --stage ir");
   // A state_dict of doubles: the shape is right, the dtype is what to change.
-  const IrNode *first = rt_exec_state_node(ex, 0);
+  const IrNode *first = exec_state_node(ex, 0);
   int64_t k = ir_numel(first, 1);
-  RtTensor d = {.name = first->name, .dtype = RT_F64, .ndim = first->ndim, .data = xcalloc(k, sizeof(double))};
+  StTensor d = {.name = first->name, .dtype = ST_F64, .ndim = first->ndim, .data = xcalloc(k, sizeof(double))};
   memcpy(d.shape, first->shape, sizeof(int64_t) * first->ndim);
-  ok = rt_st_write(tmp_path("doubles.safetensors"), &d, 1, NULL, 0, err, sizeof err);
+  ok = data_st_write(tmp_path("doubles.safetensors"), &d, 1, NULL, 0, err, sizeof err);
   CHECK(ok, "%s", err);
   free((void *)d.data);
   ok = load(m, tmp_path("doubles.safetensors"), true, NULL, err, sizeof err);
@@ -142,20 +142,20 @@ static void test_plain(Model *m, RtExec *ex) {
             "HINT: save the tensors as float32");
 }
 
-static void test_nonfinite(Model *m, RtExec *ex) {
+static void test_nonfinite(Model *m, Exec *ex) {
   char err[1024];
-  RtCkptInfo info = {.epoch = 1, .step = 3};
+  CkptInfo info = {.epoch = 1, .step = 3};
   int64_t n;
-  float *w = rt_exec_find_state(ex, "linear_1.weight", &n);
-  float *mb = rt_exec_find_state(ex, "linear_1.weight.momentum_buffer", NULL);
+  float *w = exec_find_state(ex, "linear_1.weight", &n);
+  float *mb = exec_find_state(ex, "linear_1.weight.momentum_buffer", NULL);
   float keep = w[5], keepm = mb[1];
   w[5] = NAN;
-  rt_checkpoint_save(ex, tmp_path("nan.safetensors"), &info, err, sizeof err);
+  train_checkpoint_save(ex, tmp_path("nan.safetensors"), &info, err, sizeof err);
   w[5] = keep;
   bool ok = load(m, tmp_path("nan.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight' holds a NaN at flat index 5", "HINT: ");
   mb[1] = -INFINITY;
-  rt_checkpoint_save(ex, tmp_path("inf.safetensors"), &info, err, sizeof err);
+  train_checkpoint_save(ex, tmp_path("inf.safetensors"), &info, err, sizeof err);
   mb[1] = keepm;
   ok = load(m, tmp_path("inf.safetensors"), false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight.momentum_buffer' holds -inf at flat index 1");
@@ -163,7 +163,7 @@ static void test_nonfinite(Model *m, RtExec *ex) {
 
 // Every number of the metadata within its bounds (a step of INT64_MAX once
 // overflowed the optimizer's step counter).
-static void test_bounds(Model *m, RtExec *ex) {
+static void test_bounds(Model *m, Exec *ex) {
   static const struct {
     const char *key, *value, *says;
   } cases[] = {
@@ -192,7 +192,7 @@ static void test_bounds(Model *m, RtExec *ex) {
 }
 
 // A resume after only the optimizer changed: not "another model".
-static void test_optimizer(Model *momentum, RtExec *ex, Arena *a) {
+static void test_optimizer(Model *momentum, Exec *ex, Arena *a) {
   char err[1024];
   Model *adam = compile(a, "adam(lr = 0.001)", "adam.nn"), *plain = compile(a, "sgd(lr = 0.1)", "sgd.nn");
   const char *path = tmp_path("good.safetensors");
@@ -204,11 +204,11 @@ static void test_optimizer(Model *momentum, RtExec *ex, Arena *a) {
   CHECK_ERR(ok, err, "holds optimizer state 'conv2d_1.weight.momentum_buffer' (sgd with momentum)", "--init");
   ok = load(adam, path, true, NULL, err, sizeof err);
   CHECK(ok, "weights alone load into another optimizer's model: %s", err);
-  RtExec *ex2 = rt_exec_new(plain, 4);
-  rt_exec_init_params(ex2, 1);
-  RtCkptInfo info = {0};
-  rt_checkpoint_save(ex2, tmp_path("sgd.safetensors"), &info, err, sizeof err);
-  rt_exec_free(ex2);
+  Exec *ex2 = exec_new(plain, 4);
+  exec_init_params(ex2, 1);
+  CkptInfo info = {0};
+  train_checkpoint_save(ex2, tmp_path("sgd.safetensors"), &info, err, sizeof err);
+  exec_free(ex2);
   ok = load(momentum, tmp_path("sgd.safetensors"), false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "no optimizer state 'conv2d_1.weight.momentum_buffer'", "(sgd without momentum, which keeps none)");
   (void)ex;
@@ -218,10 +218,10 @@ int main(void) {
   make_tmpdir("checkpoint");
   Arena *a = arena_new();
   Model *m = compile(a, "sgd(lr = 0.1, momentum = 0.9)", "small.nn");
-  RtExec *ex = rt_exec_new(m, 4);
-  rt_exec_init_params(ex, 1);
+  Exec *ex = exec_new(m, 4);
+  exec_init_params(ex, 1);
   int64_t n;
-  float *mb = rt_exec_find_state(ex, "linear_1.weight.momentum_buffer", &n);
+  float *mb = exec_find_state(ex, "linear_1.weight.momentum_buffer", &n);
   for (int64_t i = 0; i < n; i++)
     mb[i] = 0.01f * (float)i;   // state that differs from a fresh one
   test_roundtrip(m, ex);
@@ -229,7 +229,7 @@ int main(void) {
   test_nonfinite(m, ex);
   test_bounds(m, ex);
   test_optimizer(m, ex, a);
-  rt_exec_free(ex);
+  exec_free(ex);
   arena_free(a);
   return finish("test_checkpoint");
 }

@@ -2,7 +2,7 @@
 // this test makes, speed = 2 t^2 - 3 t + 0.5, must recover the coefficients.
 // Goes through the whole path `nnc train` takes: parse, lower, autodiff,
 // the CSV loader for real-valued targets, the training loop, the checkpoint.
-#include "runtime.h"
+#include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,16 +40,16 @@ int main(void) {
   }
   // The model's own lr (1e-5) suits data with t in the hundreds; this data
   // is in [-2, 2], so a larger rate converges in a few hundred epochs.
-  RtTrainOpts o = {.data = csv, .out = out, .epochs = 300, .batch = 32, .lr = 0.05, .seed = 1,
+  TrainOpts o = {.data = csv, .out = out, .epochs = 300, .batch = 32, .lr = 0.05, .seed = 1,
                    .threads = 1, .shuffle = true, .progress = -1, .quiet = true};
-  RtTrainResult res;
-  if (!rt_train(m, &o, stdout, &res)) {
+  TrainResult res;
+  if (!train_run(m, &o, stdout, &res)) {
     fprintf(stderr, "test_quadratic: training failed\n");
     return 1;
   }
-  RtStFile st;
+  StFile st;
   char err[1024];
-  if (!rt_st_read(ckpt, &st, err, sizeof err)) {
+  if (!data_st_read(ckpt, &st, err, sizeof err)) {
     fprintf(stderr, "test_quadratic: %s\n", err);
     return 1;
   }
@@ -57,14 +57,14 @@ int main(void) {
   double want[] = {2, -3, 0.5};
   int fails = 0;
   for (int i = 0; i < 3; i++) {
-    const RtTensor *t = rt_st_find(&st, names[i]);
+    const StTensor *t = data_st_find(&st, names[i]);
     double got = t ? ((const float *)t->data)[0] : NAN;
     bool ok = fabs(got - want[i]) < 1e-3;
     printf("%s %s = %.6f (expected %g)\n", ok ? "ok  " : "FAIL", names[i], got, want[i]);
     fails += !ok;
   }
   printf("final train loss %.3g after %lld steps\n", res.train_loss, (long long)res.steps);
-  rt_st_free(&st);
+  data_st_free(&st);
   diag_free(&d);
   arena_free(a);
   unlink(ckpt);

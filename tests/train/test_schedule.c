@@ -2,7 +2,7 @@
 // StepLR (lr * gamma^(epoch // step_size)), CosineAnnealingLR
 // (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2, also past t_max), and a linear
 // warmup over the first steps ((step + 1) / warmup of the rate).
-#include "runtime.h"
+#include "train.h"
 
 #include <math.h>
 
@@ -19,12 +19,12 @@ static void expect(const char *what, double got, double want) {
 int main(void) {
   Model m = {0};
   m.sched = (ScheduleConfig){.kind = SCHED_CONSTANT, .gamma = 1};
-  expect("constant", rt_schedule_lr(&m, 0.1, 7, 1000, 10), 0.1);
+  expect("constant", train_schedule_lr(&m, 0.1, 7, 1000, 10), 0.1);
 
   m.sched = (ScheduleConfig){.kind = SCHED_STEP, .step_size = 2, .gamma = 0.5};
   double step_want[] = {0.1, 0.1, 0.05, 0.05, 0.025};
   for (int e = 0; e < 5; e++)
-    expect("step", rt_schedule_lr(&m, 0.1, e, 0, 10), step_want[e]);
+    expect("step", train_schedule_lr(&m, 0.1, e, 0, 10), step_want[e]);
 
   m.sched = (ScheduleConfig){.kind = SCHED_COSINE, .t_max = 4, .min_lr = 0.001};
   // CosineAnnealingLR(T_max = 4, eta_min = 0.001) from lr 0.1, epochs 0 to 9:
@@ -33,18 +33,18 @@ int main(void) {
                        0.01549821433126589, 0.05049999999999999, 0.0855017856687341, 0.1,
                        0.08550178566873412};
   for (int e = 0; e < 10; e++)
-    expect("cosine", rt_schedule_lr(&m, 0.1, e, 0, 10), cos_want[e]);
+    expect("cosine", train_schedule_lr(&m, 0.1, e, 0, 10), cos_want[e]);
   m.sched.t_max = 0;   // t_max defaults to the run's epochs
-  expect("cosine t_max = epochs", rt_schedule_lr(&m, 0.1, 5, 0, 10), 0.001 + 0.099 * (1 + cos(M_PI / 2)) / 2);
+  expect("cosine t_max = epochs", train_schedule_lr(&m, 0.1, 5, 0, 10), 0.001 + 0.099 * (1 + cos(M_PI / 2)) / 2);
 
   m.sched = (ScheduleConfig){.kind = SCHED_CONSTANT, .gamma = 1, .warmup = 10};
-  expect("warmup step 0", rt_schedule_lr(&m, 0.1, 0, 0, 10), 0.01);
-  expect("warmup step 4", rt_schedule_lr(&m, 0.1, 0, 4, 10), 0.05);
-  expect("warmup done", rt_schedule_lr(&m, 0.1, 0, 10, 10), 0.1);
+  expect("warmup step 0", train_schedule_lr(&m, 0.1, 0, 0, 10), 0.01);
+  expect("warmup step 4", train_schedule_lr(&m, 0.1, 0, 4, 10), 0.05);
+  expect("warmup done", train_schedule_lr(&m, 0.1, 0, 10, 10), 0.1);
   m.sched.kind = SCHED_STEP;
   m.sched.step_size = 1;
   m.sched.gamma = 0.1;
-  expect("warmup with step", rt_schedule_lr(&m, 0.1, 1, 4, 10), 0.1 * 0.1 * 0.5);
+  expect("warmup with step", train_schedule_lr(&m, 0.1, 1, 4, 10), 0.1 * 0.1 * 0.5);
 
   printf("test_schedule: %d passed, %d failed\n", checks - fails, fails);
   return fails ? 1 : 0;

@@ -7,9 +7,8 @@
 // appends a row to the metrics log (rundir.c keeps the run's files). A
 // non-finite loss stops training with the first op whose output went
 // non-finite, pointed at in the .nn source.
-#include "runtime.h"
+#include "train.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -18,33 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps) {
-  float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N), *c = xmalloc(sizeof(float) * M * N);
-  Rng r;
-  rng_seed(&r, 1, 2);
-  for (int64_t i = 0; i < M * K; i++)
-    a[i] = rng_uniformf(&r);
-  for (int64_t i = 0; i < K * N; i++)
-    b[i] = rng_uniformf(&r);
-  double *t = xmalloc(sizeof(double) * (reps + 3));
-  blas_threads_default();
-  for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
-    double t0 = now_seconds();
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0f, a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
-    t[i] = now_seconds() - t0;
-  }
-  sort_doubles(t + 3, (size_t)reps);
-  double median = t[3 + reps / 2];
-  free(a);
-  free(b);
-  free(c);
-  free(t);
-  return median;
-}
 
 
-double rt_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs) {
+double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs) {
   const ScheduleConfig *s = &m->sched;
   double lr = base;
   switch (s->kind) {
@@ -76,39 +51,39 @@ static int64_t argmax(const float *v, int64_t k) {
 }
 
 // Counts correct predictions of a batch (class targets only).
-static int64_t count_correct(const RtExec *ex, const int32_t *y, int64_t B) {
-  const float *out = rt_exec_output(ex);
-  int64_t k = rt_exec_output_dim(ex), c = 0;
+static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B) {
+  const float *out = exec_output(ex);
+  int64_t k = exec_output_dim(ex), c = 0;
   for (int64_t i = 0; i < B; i++)
     c += argmax(out + i * k, k) == y[i];
   return c;
 }
 
 // Copies samples [i, i + B) of ds into x and y (targets as the model takes them).
-static void slice(const RtDataset *ds, int64_t i, int64_t B, float *x, void *y) {
-  rt_dataset_rows(ds, NULL, i, B, x);
+static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
+  data_rows(ds, NULL, i, B, x);
   if (ds->y)
     memcpy(y, ds->y + i, sizeof(int32_t) * B);
   else if (ds->t)
     memcpy(y, ds->t + i * ds->tdim, sizeof(float) * B * ds->tdim);
 }
 
-RtEvalResult rt_evaluate(RtExec *ex, const RtDataset *ds, int64_t batch, int64_t *conf) {
-  RtEvalResult r = {0, ds->y ? 0 : -1, ds->n};
+EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
+  EvalResult r = {0, ds->y ? 0 : -1, ds->n};
   int64_t tdim = ds->y ? 1 : ds->tdim;
   float *x = xmalloc(sizeof(float) * batch * ds->dim);
   void *y = xmalloc(4 * batch * (tdim > 0 ? tdim : 1));
   double loss = 0;
-  int64_t correct = 0, k = rt_exec_output_dim(ex);
+  int64_t correct = 0, k = exec_output_dim(ex);
   for (int64_t i = 0; i < ds->n; i += batch) {
     int64_t B = ds->n - i < batch ? ds->n - i : batch;
     slice(ds, i, B, x, y);
-    loss += rt_exec_run(ex, RT_EVAL, B, x, y, 0) * B;
+    loss += exec_run(ex, ENTRY_EVAL, B, x, y, 0) * B;
     if (ds->y) {
       correct += count_correct(ex, y, B);
       if (conf)
         for (int64_t j = 0; j < B; j++)
-          conf[ds->y[i + j] * k + argmax(rt_exec_output(ex) + j * k, k)]++;
+          conf[ds->y[i + j] * k + argmax(exec_output(ex) + j * k, k)]++;
     }
   }
   if (ds->n > 0) {
@@ -178,41 +153,41 @@ static void progress(Progress *p, int64_t epoch, int64_t k, int64_t nb, int64_t 
 //
 
 // Loads the training (split "train") or test ("test") data for m.
-static bool load_data(const Model *m, const char *path, const char *split, RtDataset *ds, char *err,
+static bool load_data(const Model *m, const char *path, const char *split, Dataset *ds, char *err,
                       size_t errsz) {
-  return rt_load_model_data(m, path, split, true, ds, err, errsz);
+  return train_load_data(m, path, split, true, ds, err, errsz);
 }
 
 // Keeps the first k samples of ds (all when k is 0 or more than there are).
-static void limit_dataset(RtDataset *ds, int64_t k) {
+static void limit_dataset(Dataset *ds, int64_t k) {
   if (k <= 0 || k >= ds->n)
     return;
   int64_t *idx = xmalloc(sizeof(int64_t) * k);
   for (int64_t i = 0; i < k; i++)
     idx[i] = i;
-  RtDataset sub;
-  rt_dataset_subset(ds, idx, k, &sub);
+  Dataset sub;
+  data_subset(ds, idx, k, &sub);
   free(idx);
-  rt_dataset_free(ds);
+  data_free(ds);
   *ds = sub;
 }
 
 // The first op whose output is not finite in a step of the cpu backend,
 // whose fused loops keep no intermediate values: the same step again on the
 // ref backend, from the same state, which keeps every value.
-static const IrNode *replay_on_ref(RtExec *ex, Model *m, int64_t B, const float *x, const void *y, double lr) {
-  RtExec *ref = rt_exec_new(m, B);
-  for (int i = 0; i < rt_exec_num_state(ref); i++) {
+static const IrNode *replay_on_ref(Exec *ex, Model *m, int64_t B, const float *x, const void *y, double lr) {
+  Exec *ref = exec_new(m, B);
+  for (int i = 0; i < exec_num_state(ref); i++) {
     int64_t n;
-    float *dst = rt_exec_state_data(ref, i, &n);
-    const float *src = rt_exec_find_state(ex, rt_exec_state_node(ref, i)->name, NULL);
+    float *dst = exec_state_data(ref, i, &n);
+    const float *src = exec_find_state(ex, exec_state_node(ref, i)->name, NULL);
     memcpy(dst, src, sizeof(float) * n);
   }
-  *rt_exec_rng(ref) = *rt_exec_rng(ex);
-  rt_exec_set_steps(ref, rt_exec_steps(ex));
-  rt_exec_run(ref, RT_TRAIN, B, x, y, lr);
-  const IrNode *n = rt_exec_first_nonfinite(ref);
-  rt_exec_free(ref);
+  *exec_rng(ref) = *exec_rng(ex);
+  exec_set_steps(ref, exec_steps(ex));
+  exec_run(ref, ENTRY_TRAIN, B, x, y, lr);
+  const IrNode *n = exec_first_nonfinite(ref);
+  exec_free(ref);
   return n;
 }
 
@@ -250,44 +225,44 @@ static void report_nonfinite(const IrNode *n, double loss, int64_t epoch, int64_
 
 typedef struct Run {
   Model *m;
-  const RtTrainOpts *o;
+  const TrainOpts *o;
   FILE *out;
-  RtExec *ex;
-  RtDataset train, val, test;
+  Exec *ex;
+  Dataset train, val, test;
   bool have_val, have_test;
-  RtBatcher batcher;
-  RtRunDir dir;          // checkpoint, metrics log, lock
-  RtCkptInfo info;       // normalization and, when resuming, where the run stood
+  Batcher batcher;
+  RunDir dir;          // checkpoint, metrics log, lock
+  CkptInfo info;       // normalization and, when resuming, where the run stood
   int64_t first_step;    // the step this process started at
 } Run;
 
 static void free_run(Run *r) {
-  rt_exec_free(r->ex);
-  rt_dataset_free(&r->train);
+  exec_free(r->ex);
+  data_free(&r->train);
   if (r->have_val)
-    rt_dataset_free(&r->val);
+    data_free(&r->val);
   if (r->have_test)
-    rt_dataset_free(&r->test);
-  rt_batcher_free(&r->batcher);
+    data_free(&r->test);
+  data_batcher_free(&r->batcher);
   char err[1024];
-  rt_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
+  train_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
 }
 
 static bool prepare_data(Run *r, char *err, size_t errsz) {
-  const RtTrainOpts *o = r->o;
-  RtDataset all;
+  const TrainOpts *o = r->o;
+  Dataset all;
   if (!load_data(r->m, o->data, "train", &all, err, errsz))
     return false;
   limit_dataset(&all, o->limit);
   if (o->val_split > 0) {
-    if (!rt_split(&all, o->val_split, o->seed, &r->train, &r->val, err, errsz)) {
-      rt_dataset_free(&all);
+    if (!data_split(&all, o->val_split, o->seed, &r->train, &r->val, err, errsz)) {
+      data_free(&all);
       return false;
     }
-    rt_dataset_free(&all);
+    data_free(&all);
     r->have_val = r->val.n > 0;
     if (!r->have_val)
-      rt_dataset_free(&r->val);
+      data_free(&r->val);
   } else {
     r->train = all;
   }
@@ -298,33 +273,33 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
     char terr[1024];
     r->have_test = load_data(r->m, test, "test", &r->test, terr, sizeof terr);
     if (!r->have_test) {
-      rt_errorf(err, errsz, "the test set: %s\n---> HINT: give the test set with --test PATH, or train without "
+      errorf(err, errsz, "the test set: %s\n---> HINT: give the test set with --test PATH, or train without "
                 "one with --no-test", terr);
       return false;
     }
     limit_dataset(&r->test, o->test_limit);
   }
   if (r->train.n == 0) {   // a split that holds out every sample
-    rt_errorf(err, errsz, "%s: --val-split %g holds out all %lld samples for validation, leaving none to train on\n"
+    errorf(err, errsz, "%s: --val-split %g holds out all %lld samples for validation, leaving none to train on\n"
               "---> HINT: lower --val-split, or give more data", o->data, o->val_split, (long long)r->val.n);
     return false;
   }
   if (o->normalize && !r->info.normalized) {
-    rt_dataset_stats(&r->train, &r->info.mean, &r->info.std);
+    data_stats(&r->train, &r->info.mean, &r->info.std);
     r->info.normalized = true;
   }
   if (r->info.normalized) {
-    rt_dataset_normalize(&r->train, r->info.mean, r->info.std);
+    data_normalize(&r->train, r->info.mean, r->info.std);
     if (r->have_val)
-      rt_dataset_normalize(&r->val, r->info.mean, r->info.std);
+      data_normalize(&r->val, r->info.mean, r->info.std);
     if (r->have_test)
-      rt_dataset_normalize(&r->test, r->info.mean, r->info.std);
+      data_normalize(&r->test, r->info.mean, r->info.std);
   }
   return true;
 }
 
 static void print_header(Run *r) {
-  const RtTrainOpts *o = r->o;
+  const TrainOpts *o = r->o;
   const Model *m = r->m;
   int64_t params = 0;
   for (int i = 0; i < m->g->nnodes; i++)
@@ -338,7 +313,7 @@ static void print_header(Run *r) {
   if (r->have_test)
     fprintf(r->out, ", %lld test", (long long)r->test.n);
   fprintf(r->out, "; batch %d, %lld steps per epoch, %d epoch%s, lr %g, seed %llu\n", o->batch,
-          (long long)rt_batcher_nbatches(&r->batcher), o->epochs, o->epochs == 1 ? "" : "s", o->lr,
+          (long long)data_batcher_nbatches(&r->batcher), o->epochs, o->epochs == 1 ? "" : "s", o->lr,
           (unsigned long long)o->seed);
   fflush(r->out);
 }
@@ -346,26 +321,26 @@ static void print_header(Run *r) {
 // One epoch; false on a non-finite loss.
 static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, double *loss_out,
                       double *acc_out, double *lr_out) {
-  RtExec *ex = r->ex;
+  Exec *ex = r->ex;
   bool classes = r->train.y != NULL;
-  int64_t nb = rt_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;
+  int64_t nb = data_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;
   double sum = 0, lr = 0;
   p->start = now_seconds();
   p->last = 0;
   for (;;) {
-    int64_t B = rt_batcher_next(&r->batcher, x, y);
+    int64_t B = data_batcher_next(&r->batcher, x, y);
     if (B == 0)
       break;
-    lr = rt_schedule_lr(r->m, r->o->lr, epoch, rt_exec_steps(ex), r->o->epochs);
-    Rng before = *rt_exec_rng(ex);
-    double loss = rt_exec_run(ex, RT_TRAIN, B, x, y, lr);
+    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs);
+    Rng before = *exec_rng(ex);
+    double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
     if (!isfinite(loss)) {
       if (p->mode == 1)
         fputc('\n', p->out);
-      *rt_exec_rng(ex) = before;
-      const IrNode *n = rt_exec_backend(ex) == RT_BACKEND_REF ? rt_exec_first_nonfinite(ex)
+      *exec_rng(ex) = before;
+      const IrNode *n = exec_backend(ex) == RT_BACKEND_REF ? exec_first_nonfinite(ex)
                                                              : replay_on_ref(ex, r->m, B, x, y, lr);
-      report_nonfinite(n, loss, epoch, rt_exec_steps(ex) + 1, r->first_step, lr);
+      report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
       return false;
     }
     k++;
@@ -385,19 +360,19 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
 // Where the weights come from: a checkpoint to resume, weights to start
 // from (--init), or the initializers.
 static bool start_weights(Run *r, char *err, size_t errsz) {
-  const RtTrainOpts *o = r->o;
+  const TrainOpts *o = r->o;
   if (o->resume)
-    return rt_checkpoint_load(r->ex, o->resume, false, &r->info, err, errsz);
-  rt_exec_init_params(r->ex, o->seed);
+    return train_checkpoint_load(r->ex, o->resume, false, &r->info, err, errsz);
+  exec_init_params(r->ex, o->seed);
   if (!o->init)
     return true;
-  Rng rng = *rt_exec_rng(r->ex);   // a new run: its own dropout stream, step 0
-  RtCkptInfo in;
-  if (!rt_checkpoint_load(r->ex, o->init, true, &in, err, errsz))
+  Rng rng = *exec_rng(r->ex);   // a new run: its own dropout stream, step 0
+  CkptInfo in;
+  if (!train_checkpoint_load(r->ex, o->init, true, &in, err, errsz))
     return false;
-  *rt_exec_rng(r->ex) = rng;
-  rt_exec_set_steps(r->ex, 0);
-  r->info = (RtCkptInfo){.normalized = in.normalized, .mean = in.mean, .std = in.std};
+  *exec_rng(r->ex) = rng;
+  exec_set_steps(r->ex, 0);
+  r->info = (CkptInfo){.normalized = in.normalized, .mean = in.mean, .std = in.std};
   if (!o->quiet)
     fprintf(r->out, "starting from the weights of %s%s; optimizer state starts fresh\n", o->init,
             in.plain ? " (plain weights, no nnc metadata)" : "");
@@ -408,41 +383,41 @@ static bool start_weights(Run *r, char *err, size_t errsz) {
 // out are taken from the checkpoint, and one given otherwise is refused,
 // since the run would not go on as it began (a new --lr only changes the
 // steps to come). Files written before checkpoints kept settings pass.
-static bool resume_settings(const RtTrainOpts *o, RtTrainOpts *eff, char *err, size_t errsz) {
-  RtRunSettings u;
+static bool resume_settings(const TrainOpts *o, TrainOpts *eff, char *err, size_t errsz) {
+  RunSettings u;
   bool has;
   *eff = *o;
   if (!o->resume)
     return true;
-  if (!rt_checkpoint_run(o->resume, &u, &has, err, errsz))
+  if (!train_checkpoint_run(o->resume, &u, &has, err, errsz))
     return false;
   if (!has)
     return true;
   char run[64] = "", now[64] = "";
   const char *flag = NULL;
-  if ((o->given & RT_GIVEN_BATCH) && o->batch != u.batch) {
+  if ((o->given & TRAIN_GIVEN_BATCH) && o->batch != u.batch) {
     flag = "--batch";
     snprintf(run, sizeof run, "--batch %d", u.batch);
     snprintf(now, sizeof now, "--batch %d", o->batch);
-  } else if ((o->given & RT_GIVEN_SEED) && o->seed != u.seed) {
+  } else if ((o->given & TRAIN_GIVEN_SEED) && o->seed != u.seed) {
     flag = "--seed";
     snprintf(run, sizeof run, "--seed %llu", (unsigned long long)u.seed);
     snprintf(now, sizeof now, "--seed %llu", (unsigned long long)o->seed);
-  } else if ((o->given & RT_GIVEN_VAL_SPLIT) && o->val_split != u.val_split) {
+  } else if ((o->given & TRAIN_GIVEN_VAL_SPLIT) && o->val_split != u.val_split) {
     flag = "--val-split";
     snprintf(run, sizeof run, "--val-split %g", u.val_split);
     snprintf(now, sizeof now, "--val-split %g", o->val_split);
-  } else if ((o->given & RT_GIVEN_LIMIT) && o->limit != u.limit) {
+  } else if ((o->given & TRAIN_GIVEN_LIMIT) && o->limit != u.limit) {
     flag = "--limit";
     snprintf(run, sizeof run, u.limit ? "--limit %lld" : "no --limit", (long long)u.limit);
     snprintf(now, sizeof now, "--limit %lld", (long long)o->limit);
-  } else if ((o->given & RT_GIVEN_SHUFFLE) && o->shuffle != u.shuffle) {
+  } else if ((o->given & TRAIN_GIVEN_SHUFFLE) && o->shuffle != u.shuffle) {
     flag = "--no-shuffle";
     snprintf(run, sizeof run, "the data shuffled");
     snprintf(now, sizeof now, "--no-shuffle");
   }
   if (flag) {
-    rt_errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
+    errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
               "---> HINT: leave %s out (a resume takes the run's), or start a new run from these weights with "
               "--init %s", o->resume, run, now, flag, o->resume);
     return false;
@@ -452,7 +427,7 @@ static bool resume_settings(const RtTrainOpts *o, RtTrainOpts *eff, char *err, s
   eff->val_split = u.val_split;
   eff->limit = u.limit;
   eff->shuffle = u.shuffle;
-  if (!(o->given & RT_GIVEN_LR))
+  if (!(o->given & TRAIN_GIVEN_LR))
     eff->lr = u.lr;
   return true;
 }
@@ -476,16 +451,16 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
 // same checkpoint, bit for bit.
 static void new_run_id(const Run *r, char *id, size_t n) {
   uint64_t h = 1469598103934665603ULL;
-  for (int i = 0; i < rt_exec_num_state(r->ex); i++) {
+  for (int i = 0; i < exec_num_state(r->ex); i++) {
     int64_t k;
-    const float *v = rt_exec_state_data(r->ex, i, &k);
+    const float *v = exec_state_data(r->ex, i, &k);
     h = hash_bytes(h, v, sizeof(float) * k);
   }
-  const RtRunSettings *u = &r->info.run;
+  const RunSettings *u = &r->info.run;
   int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
   double reals[] = {u->lr, u->val_split};
   h = hash_bytes(hash_bytes(h, nums, sizeof nums), reals, sizeof reals);
-  const RtDataset *d = &r->train;
+  const Dataset *d = &r->train;
   h = d->x ? hash_bytes(h, d->x, sizeof(float) * d->n * d->dim) : hash_bytes(h, d->x8, d->n * d->dim);
   if (d->y)
     h = hash_bytes(h, d->y, sizeof(int32_t) * d->n);
@@ -502,39 +477,39 @@ static bool check_fresh(const Run *r, char *err, size_t errsz) {
   if (r->o->overwrite || lstat(r->dir.ckpt, &st) != 0)
     return true;
   if (r->o->resume) {
-    RtRunSettings here, there;
+    RunSettings here, there;
     bool has_here, has_there;
     char ignored[512];
     struct stat rs;
     if (stat(r->o->resume, &rs) == 0 && rs.st_dev == st.st_dev && rs.st_ino == st.st_ino)
       return true;   // the checkpoint there is the one resumed
-    if (!rt_checkpoint_run(r->dir.ckpt, &here, &has_here, ignored, sizeof ignored) || !has_here ||
-        !rt_checkpoint_run(r->o->resume, &there, &has_there, ignored, sizeof ignored) || !has_there ||
+    if (!train_checkpoint_run(r->dir.ckpt, &here, &has_here, ignored, sizeof ignored) || !has_here ||
+        !train_checkpoint_run(r->o->resume, &there, &has_there, ignored, sizeof ignored) || !has_there ||
         !strcmp(here.id, there.id))
       return true;   // the same run, or files that do not say (written before runs had ids)
-    rt_errorf(err, errsz, "%s belongs to another run than %s; resuming that run there would replace it\n"
+    errorf(err, errsz, "%s belongs to another run than %s; resuming that run there would replace it\n"
               "---> HINT: leave --out out to continue in the checkpoint's own run, or give another --out",
               r->dir.ckpt, r->o->resume);
     return false;
   }
-  rt_errorf(err, errsz, "%s is an earlier run's checkpoint; a new run would replace it\n---> HINT: continue that "
+  errorf(err, errsz, "%s is an earlier run's checkpoint; a new run would replace it\n---> HINT: continue that "
             "run with --resume %s, start over with --overwrite, or give another --out", r->dir.ckpt, r->dir.ckpt);
   return false;
 }
 
 // The checkpoint, then, once it is durable, the metrics row: a crash
 // between the two leaves a checkpoint that still has the row.
-static bool save_epoch(Run *r, const RtMetrics *row, char *err, size_t errsz) {
+static bool save_epoch(Run *r, const Metrics *row, char *err, size_t errsz) {
   r->info.epoch = row->epoch;
   r->info.step = row->step;
-  r->info.cursor = rt_batcher_cursor(&r->batcher);
+  r->info.cursor = data_batcher_cursor(&r->batcher);
   r->info.has_cursor = true;
   r->info.last = *row;
   r->info.has_last = true;
-  return rt_checkpoint_save(r->ex, r->dir.ckpt, &r->info, err, errsz) && rt_rundir_log(&r->dir, row, err, errsz);
+  return train_checkpoint_save(r->ex, r->dir.ckpt, &r->info, err, errsz) && train_rundir_log(&r->dir, row, err, errsz);
 }
 
-static void print_epoch(Run *r, const RtMetrics *row) {
+static void print_epoch(Run *r, const Metrics *row) {
   fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
   if (row->train_acc >= 0)
     fprintf(r->out, " acc %.4f", row->train_acc);
@@ -544,13 +519,13 @@ static void print_epoch(Run *r, const RtMetrics *row) {
   fprintf(r->out, " | %.1f s, %.0f samples/s\n", row->seconds, r->train.n / row->seconds);
 }
 
-static void print_test(Run *r, RtTrainResult *res) {
+static void print_test(Run *r, TrainResult *res) {
   if (!r->have_test) {
     if (!r->o->quiet)
       fprintf(r->out, "test: %s\n", r->o->no_test ? "skipped (--no-test)" : "none (give one with --test FILE)");
     return;
   }
-  RtEvalResult t = rt_evaluate(r->ex, &r->test, r->o->batch, NULL);
+  EvalResult t = train_evaluate(r->ex, &r->test, r->o->batch, NULL);
   res->test_loss = t.loss;
   res->test_acc = t.acc;
   if (!r->o->quiet) {
@@ -563,8 +538,8 @@ static void print_test(Run *r, RtTrainResult *res) {
 
 // The epochs from start to the last; false on a non-finite loss or a
 // failed write.
-static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, size_t errsz, bool *reported) {
-  const RtTrainOpts *o = r->o;
+static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_t errsz, bool *reported) {
+  const TrainOpts *o = r->o;
   int64_t tdim = r->train.y ? 1 : r->train.tdim;
   float *x = xmalloc(sizeof(float) * o->batch * r->train.dim);
   void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
@@ -572,16 +547,16 @@ static bool run_epochs(Run *r, int64_t start, RtTrainResult *res, char *err, siz
   bool ok = true;
   for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
     double es = now_seconds();
-    RtMetrics row = {.epoch = epoch + 1};
+    Metrics row = {.epoch = epoch + 1};
     if (!run_epoch(r, epoch, x, y, &p, &row.train_loss, &row.train_acc, &row.lr)) {
       *reported = true;
       ok = false;
       break;
     }
-    RtEvalResult v = {-1, -1, 0};
+    EvalResult v = {-1, -1, 0};
     if (r->have_val)
-      v = rt_evaluate(r->ex, &r->val, o->batch, NULL);
-    row.step = rt_exec_steps(r->ex);
+      v = train_evaluate(r->ex, &r->val, o->batch, NULL);
+    row.step = exec_steps(r->ex);
     row.val_loss = v.loss;
     row.val_acc = v.acc;
     row.seconds = now_seconds() - es;
@@ -624,13 +599,13 @@ static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
         fit = b + k;
     }
     if (n <= 1)
-      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but there is %lld training "
+      errorf(err, errsz, "%s: training needs more than one value per channel, but there is %lld training "
                 "sample\n---> HINT: give more training data", name, (long long)n);
     else if (b == 1)
-      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but batches of 1 sample give it "
+      errorf(err, errsz, "%s: training needs more than one value per channel, but batches of 1 sample give it "
                 "one\n---> HINT: use --batch %lld, or another size from 2", name, (long long)(fit ? fit : 2));
     else
-      rt_errorf(err, errsz, "%s: training needs more than one value per channel, but %lld training samples in "
+      errorf(err, errsz, "%s: training needs more than one value per channel, but %lld training samples in "
                 "batches of %lld leave a last batch of 1 sample\n---> HINT: use --batch %lld (no batch of one), "
                 "or --limit %lld", name, (long long)n, (long long)b, (long long)fit, (long long)(n - 1));
     return false;
@@ -638,33 +613,33 @@ static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
   return true;
 }
 
-bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
+bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}};
   char err[2048];
-  RtTrainOpts eff;
+  TrainOpts eff;
   bool reported = false;
   double t0 = now_seconds();
-  *res = (RtTrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
+  *res = (TrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
   if (o->threads > 0)
     rt_set_threads(o->threads);
   if (!resume_settings(o, &eff, err, sizeof err))
     goto fail;
   r.o = o = &eff;
-  if (!rt_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
+  if (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
   if (o->backend == RT_BACKEND_CPU) {
-    r.ex = rt_exec_new_cpu(m, o->batch, o->fuse, o->threads > 0 ? o->threads : 1, err, sizeof err);
+    r.ex = exec_new_cpu(m, o->batch, o->fuse, o->threads > 0 ? o->threads : 1, err, sizeof err);
     if (!r.ex)
       goto fail;
   } else {
-    r.ex = rt_exec_new(m, o->batch);
+    r.ex = exec_new(m, o->batch);
   }
   if (!start_weights(&r, err, sizeof err))
     goto fail;
   int64_t start_epoch = r.info.epoch;
-  r.first_step = rt_exec_steps(r.ex);
+  r.first_step = exec_steps(r.ex);
   if (o->resume && o->normalize && !r.info.normalized) {
-    rt_errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
+    errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
               "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "
               "from these weights with --init %s", o->resume, o->resume);
     goto fail;
@@ -672,14 +647,14 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   if (!prepare_data(&r, err, sizeof err))
     goto fail;
   if (o->resume && r.info.has_run && r.info.run.samples != r.train.n) {
-    rt_errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "
+    errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "
               "the run's data, or start a new run from these weights with --init %s", o->resume,
               (long long)r.info.run.samples, o->data, (long long)r.train.n, o->resume);
     goto fail;
   }
   char id[20];
   memcpy(id, r.info.run.id, sizeof id);
-  r.info.run = (RtRunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
+  r.info.run = (RunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
   if (o->resume && r.info.has_run)
     memcpy(r.info.run.id, id, sizeof id);
   else
@@ -687,22 +662,22 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
   r.info.has_run = true;
   if (!check_batch_of_one(&r, err, sizeof err))
     goto fail;
-  if (!rt_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
+  if (!data_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
-  if (o->resume && r.info.has_cursor && !rt_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
+  if (o->resume && r.info.has_cursor && !data_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
   struct stat st;
   if (o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
-      !rt_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
+      !train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
     goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
-  if (!rt_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
+  if (!train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
   if (o->backend == RT_BACKEND_CPU && start_epoch < o->epochs) {
     // Compile the steps now, so that the first epoch's time (and samples/s)
     // is training alone, as every later epoch's is.
-    rt_exec_program(r.ex, RT_TRAIN, NULL);
+    exec_program(r.ex, ENTRY_TRAIN, NULL);
     if (r.have_val)
-      rt_exec_program(r.ex, RT_EVAL, NULL);
+      exec_program(r.ex, ENTRY_EVAL, NULL);
   }
   if (!o->quiet)
     print_header(&r);
@@ -711,17 +686,17 @@ bool rt_train(Model *m, const RtTrainOpts *o, FILE *out, RtTrainResult *res) {
     if (o->resume && !o->quiet)
       fprintf(out, "the checkpoint has already trained %lld epochs of %d; nothing to do\n",
               (long long)start_epoch, o->epochs);
-    if (!rt_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
+    if (!train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
       goto fail;
   } else if (!run_epochs(&r, start_epoch, res, err, sizeof err, &reported)) {
     goto fail;
   }
   print_test(&r, res);
-  res->steps = rt_exec_steps(r.ex);
+  res->steps = exec_steps(r.ex);
   res->seconds = now_seconds() - t0;
   if (!o->quiet)
     fprintf(out, "checkpoint %s, metrics %s (%.1f s)\n", r.dir.ckpt, r.dir.metrics, res->seconds);
-  if (!rt_rundir_close(&r.dir, err, sizeof err))
+  if (!train_rundir_close(&r.dir, err, sizeof err))
     goto fail;
   free_run(&r);
   return true;

@@ -6,15 +6,14 @@
 // calls one plain C kernel per node, with the batch dimension IR_N
 // replaced by the batch at hand. Backward kernels accumulate, so a
 // gradient node's buffer is zeroed before its kernel runs.
-#include "runtime.h"
-#include "kernels.h"
+#include "exec.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct RtExec {
+struct Exec {
   const Model *m;
   const IrGraph *g;
   int64_t max_batch;
@@ -37,7 +36,7 @@ struct RtExec {
   // The cpu backend: buf[] points into these, per the running program's plan.
   Model *model;        // for pass_fuse
   bool fuse;
-  KProgram *prog[3];   // per RtMode, planned when first needed
+  KProgram *prog[3];   // per EntryKind, planned when first needed
   CgModule *mod[3];    // compiled when first run
   char *arena;         // the activations of the running entry point
   int64_t arena_bytes;
@@ -48,7 +47,7 @@ struct RtExec {
   int64_t *ws_cap;
   float *dyt;          // a convolution's dy with images moved inside, for a weight gradient by channel
   int64_t dyt_cap;
-  CgRuntime rt;        // the callbacks compiled code makes
+  RtCalls rt;        // the callbacks compiled code makes
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
   bool training;       // of the step running now (for library kernels)
@@ -70,7 +69,7 @@ static KShape kshape(const IrNode *n, int64_t B) {
   return s;
 }
 
-static float *F(const RtExec *ex, const IrNode *n) { return ex->buf[n->id]; }
+static float *F(const Exec *ex, const IrNode *n) { return ex->buf[n->id]; }
 
 // Marks what node n needs, recursively (iteratively: graphs are deep).
 static void mark(const IrGraph *g, bool *need, const IrNode *root) {
@@ -131,9 +130,9 @@ static void find_pool_forward(const IrGraph *g, int *fwd) {
 }
 
 // What both backends share: masks, flags, the state list, the needed sets.
-static RtExec *exec_common(const Model *m, int64_t max_batch) {
+static Exec *exec_common(const Model *m, int64_t max_batch) {
   const IrGraph *g = m->g;
-  RtExec *ex = xcalloc(1, sizeof *ex);
+  Exec *ex = xcalloc(1, sizeof *ex);
   ex->m = m;
   ex->g = g;
   ex->max_batch = max_batch;
@@ -164,18 +163,18 @@ static RtExec *exec_common(const Model *m, int64_t max_batch) {
   }
   for (int mode = 0; mode < 3; mode++)
     ex->need[mode] = xcalloc(g->nnodes, sizeof(bool));
-  mark(g, ex->need[RT_FORWARD], g->output);
-  mark(g, ex->need[RT_EVAL], g->output);
-  mark(g, ex->need[RT_EVAL], g->loss);
-  mark(g, ex->need[RT_TRAIN], g->output);
-  mark(g, ex->need[RT_TRAIN], g->loss);
+  mark(g, ex->need[ENTRY_FORWARD], g->output);
+  mark(g, ex->need[ENTRY_EVAL], g->output);
+  mark(g, ex->need[ENTRY_EVAL], g->loss);
+  mark(g, ex->need[ENTRY_TRAIN], g->output);
+  mark(g, ex->need[ENTRY_TRAIN], g->loss);
   for (int i = 0; i < m->nparams; i++)
-    mark(g, ex->need[RT_TRAIN], m->steps[i]);
+    mark(g, ex->need[ENTRY_TRAIN], m->steps[i]);
   return ex;
 }
 
-RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
-  RtExec *ex = exec_common(m, max_batch);
+Exec *exec_new(const Model *m, int64_t max_batch) {
+  Exec *ex = exec_common(m, max_batch);
   ex->backend = RT_BACKEND_REF;
   for (int i = 0; i < m->g->nnodes; i++) {
     int64_t k = numel(m->g->nodes[i], max_batch);
@@ -184,7 +183,7 @@ RtExec *rt_exec_new(const Model *m, int64_t max_batch) {
   return ex;
 }
 
-void rt_exec_free(RtExec *ex) {
+void exec_free(Exec *ex) {
   if (!ex)
     return;
   for (int i = 0; i < ex->g->nnodes; i++) {
@@ -218,7 +217,7 @@ void rt_exec_free(RtExec *ex) {
   free(ex);
 }
 
-void rt_exec_init_params(RtExec *ex, uint64_t seed) {
+void exec_init_params(Exec *ex, uint64_t seed) {
   Rng r;
   rng_seed(&r, seed, 0x696e6974ULL);   // "init"
   for (int i = 0; i < ex->nstate; i++) {
@@ -289,7 +288,7 @@ static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, flo
 // The batch mean and 1/std (2 x C floats) a batchnorm gradient node n
 // uses: its forward's, saved this step, or else computed again exactly as
 // the forward computes them into *fresh, which the caller frees.
-static float *bn_grad_stats(RtExec *ex, const IrNode *n, int64_t B, float **fresh) {
+static float *bn_grad_stats(Exec *ex, const IrNode *n, int64_t B, float **fresh) {
   const IrNode *x = n->src[1];
   int f = ex->bn_fwd[n->id];
   *fresh = NULL;
@@ -305,7 +304,7 @@ static float *bn_grad_stats(RtExec *ex, const IrNode *n, int64_t B, float **fres
 // one of its gradients (with the statistics stats), on channels [c0, c1)
 // only: each channel's work is its own. A gradient's part of its output is
 // zeroed first (its kernel accumulates).
-static void batchnorm_channels(RtExec *ex, const IrNode *n, int64_t B, bool training, float *stats, int64_t c0,
+static void batchnorm_channels(Exec *ex, const IrNode *n, int64_t B, bool training, float *stats, int64_t c0,
                                int64_t c1) {
   const IrNode *x = n->op == IR_BATCHNORM ? n->src[0] : n->src[1];
   int64_t N, C, HW;
@@ -336,7 +335,7 @@ static void batchnorm_channels(RtExec *ex, const IrNode *n, int64_t B, bool trai
 // forward keeps each window's argmax; the gradient (into a zeroed dx)
 // routes through the forward's argmax, or finds it again when the forward
 // did not run in this step.
-static void maxpool_rows(RtExec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
+static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
   if (n->op == IR_MAXPOOL) {
     const IrNode *x = n->src[0];
     KPool2d geo = pool_geometry(x, n, B);
@@ -363,7 +362,7 @@ static void maxpool_rows(RtExec *ex, const IrNode *n, int64_t B, int64_t lo, int
   free(at);
 }
 
-static void run_matmul(RtExec *ex, const IrNode *n, int64_t B) {
+static void run_matmul(Exec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->src[1];
   KShape as = kshape(a, B), bs = kshape(b, B);
   bool ta = n->attr.i[0], tb = n->attr.i[1];
@@ -375,7 +374,7 @@ static void run_matmul(RtExec *ex, const IrNode *n, int64_t B) {
 }
 
 // Losses and their gradients: (output, target).
-static double run_loss(RtExec *ex, const IrNode *n, int64_t B, bool grad) {
+static double run_loss(Exec *ex, const IrNode *n, int64_t B, bool grad) {
   const IrNode *y = n->src[0], *t = n->src[1];
   int64_t k = numel(y, B), C = y->ndim == 2 ? y->shape[1] : 1;
   const float *yv = F(ex, y);
@@ -396,7 +395,7 @@ static double run_loss(RtExec *ex, const IrNode *n, int64_t B, bool grad) {
   }
 }
 
-static void run_step(RtExec *ex, const IrNode *n, double lr) {
+static void run_step(Exec *ex, const IrNode *n, double lr) {
   const IrNode *p = n->src[0];
   int64_t k = numel(p, 1);
   const double *f = n->attr.f;
@@ -423,7 +422,7 @@ static void channel_sum(float *out, const IrNode *g, const float *gv, int64_t B)
 }
 
 // Gradient ops (their kernels accumulate into the zeroed output).
-static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
+static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
   float *out = F(ex, n);
   const float *g = F(ex, a);
@@ -489,7 +488,7 @@ static void run_grad(RtExec *ex, const IrNode *n, int64_t B) {
 }
 
 // Runs node n for batch B; returns the loss for a loss node.
-static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, double lr) {
+static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, double lr) {
   float *out = F(ex, n);
   const IrNode *a = n->nsrc > 0 ? n->src[0] : NULL;
   int64_t k = numel(n, B);
@@ -573,26 +572,19 @@ static double run_node(RtExec *ex, const IrNode *n, int64_t B, bool training, do
   }
 }
 
-static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr);
+static double run_cpu(Exec *ex, EntryKind mode, int64_t B, const float *x, const void *y, double lr);
 
 // OpenBLAS's own threads: the ref backend lets OpenBLAS split its GEMMs
 // over rt_set_threads' count; the cpu backend splits work over its own pool
 // and keeps OpenBLAS on the calling thread, since OpenBLAS's idle threads
 // spin (sched_yield) after each GEMM and would take cores from the pool.
-static int blas_threads_wanted = 1, blas_threads_now = 0;
+static int blas_threads_wanted = 1;
 
 void rt_set_threads(int n) { blas_threads_wanted = n < 1 ? 1 : n; }
 
-static void blas_threads(int n) {
-  if (blas_threads_now != n) {
-    openblas_set_num_threads(n);
-    blas_threads_now = n;
-  }
-}
+void blas_threads_default(void) { rt_blas_threads(blas_threads_wanted); }
 
-void blas_threads_default(void) { blas_threads(blas_threads_wanted); }
-
-int64_t rt_sample_dim(const Model *m) {
+int64_t exec_sample_dim(const Model *m) {
   int64_t d = 0;
   for (int i = 0; i < m->ninputs; i++)
     d += numel(m->inputs[i], 1);
@@ -602,9 +594,9 @@ int64_t rt_sample_dim(const Model *m) {
 // Splits x's B rows (every input's values, in declaration order) over the
 // inputs' buffers, [B, numel] each. Both backends keep a buffer for every
 // input, used or not (a cpu plan gives each input a slot of its own).
-static void feed_inputs(RtExec *ex, int64_t B, const float *x) {
+static void feed_inputs(Exec *ex, int64_t B, const float *x) {
   const Model *m = ex->m;
-  int64_t row = rt_sample_dim(m), at = 0;
+  int64_t row = exec_sample_dim(m), at = 0;
   for (int i = 0; i < m->ninputs; i++) {
     const IrNode *in = m->inputs[i];
     int64_t d = numel(in, 1);
@@ -618,21 +610,21 @@ static void feed_inputs(RtExec *ex, int64_t B, const float *x) {
   }
 }
 
-double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
+double exec_run(Exec *ex, EntryKind mode, int64_t B, const float *x, const void *y, double lr) {
   if (ex->backend == RT_BACKEND_CPU)
     return run_cpu(ex, mode, B, x, y, lr);
   blas_threads_default();
   const IrGraph *g = ex->g;
   if (B < 1 || B > ex->max_batch)
     nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
-  if (mode != RT_FORWARD && !g->loss)
+  if (mode != ENTRY_FORWARD && !g->loss)
     nnc_bug(__FILE__, __LINE__, "the model has no loss");
   ex->batch = B;
   const IrNode *t = ex->m->target;
   feed_inputs(ex, B, x);
   if (y && t)
     memcpy(ex->buf[t->id], y, 4 * numel(t, B));
-  bool training = mode == RT_TRAIN;
+  bool training = mode == ENTRY_TRAIN;
   ex->training = training;
   if (training)
     ex->steps++;
@@ -655,11 +647,11 @@ double rt_exec_run(RtExec *ex, RtMode mode, int64_t B, const float *x, const voi
   return loss;
 }
 
-const float *rt_exec_output(const RtExec *ex) { return ex->buf[ex->g->output->id]; }
+const float *exec_output(const Exec *ex) { return ex->buf[ex->g->output->id]; }
 
-int64_t rt_exec_output_dim(const RtExec *ex) { return numel(ex->g->output, 1); }
+int64_t exec_output_dim(const Exec *ex) { return numel(ex->g->output, 1); }
 
-const IrNode *rt_exec_first_nonfinite(const RtExec *ex) {
+const IrNode *exec_first_nonfinite(const Exec *ex) {
   for (int i = 0; i < ex->g->nnodes; i++) {
     const IrNode *n = ex->g->nodes[i];
     if (!ex->done[i] || n->dtype != DT_F32)
@@ -673,30 +665,30 @@ const IrNode *rt_exec_first_nonfinite(const RtExec *ex) {
   return NULL;
 }
 
-int rt_exec_num_state(const RtExec *ex) { return ex->nstate; }
+int exec_num_state(const Exec *ex) { return ex->nstate; }
 
-const IrNode *rt_exec_state_node(const RtExec *ex, int i) { return ex->g->nodes[ex->state_ids[i]]; }
+const IrNode *exec_state_node(const Exec *ex, int i) { return ex->g->nodes[ex->state_ids[i]]; }
 
-float *rt_exec_state_data(RtExec *ex, int i, int64_t *n) {
-  const IrNode *node = rt_exec_state_node(ex, i);
+float *exec_state_data(Exec *ex, int i, int64_t *n) {
+  const IrNode *node = exec_state_node(ex, i);
   if (n)
     *n = numel(node, 1);
   return ex->buf[node->id];
 }
 
-float *rt_exec_find_state(RtExec *ex, const char *name, int64_t *n) {
+float *exec_find_state(Exec *ex, const char *name, int64_t *n) {
   for (int i = 0; i < ex->nstate; i++)
-    if (!strcmp(rt_exec_state_node(ex, i)->name, name))
-      return rt_exec_state_data(ex, i, n);
+    if (!strcmp(exec_state_node(ex, i)->name, name))
+      return exec_state_data(ex, i, n);
   return NULL;
 }
 
-int64_t rt_exec_steps(const RtExec *ex) { return ex->steps; }
-void rt_exec_set_steps(RtExec *ex, int64_t steps) { ex->steps = steps; }
-Rng *rt_exec_rng(RtExec *ex) { return &ex->rng; }
-void rt_exec_set_dropout(RtExec *ex, bool enabled) { ex->dropout = enabled; }
+int64_t exec_steps(const Exec *ex) { return ex->steps; }
+void exec_set_steps(Exec *ex, int64_t steps) { ex->steps = steps; }
+Rng *exec_rng(Exec *ex) { return &ex->rng; }
+void exec_set_dropout(Exec *ex, bool enabled) { ex->dropout = enabled; }
 
-const float *rt_exec_value(const RtExec *ex, const IrNode *n) {
+const float *exec_value(const Exec *ex, const IrNode *n) {
   return ex->done[n->id] || is_state(n) ? ex->buf[n->id] : NULL;
 }
 
@@ -704,26 +696,23 @@ const float *rt_exec_value(const RtExec *ex, const IrNode *n) {
 // The cpu backend
 //
 
-RtBackend rt_exec_backend(const RtExec *ex) { return ex->backend; }
+RtBackend exec_backend(const Exec *ex) { return ex->backend; }
 
 static void cpu_tick(void *ctx, int kernel) {
-  RtExec *ex = ctx;
+  Exec *ex = ctx;
   if (ex->tick)
     ex->tick(ex->tick_arg, kernel);
 }
 
-void rt_exec_set_tick(RtExec *ex, void (*tick)(void *arg, int kernel), void *arg) {
+void exec_set_tick(Exec *ex, void (*tick)(void *arg, int kernel), void *arg) {
   ex->tick = tick;
   ex->tick_arg = arg;
 }
 
-static EntryKind entry_of(RtMode mode) {
-  return mode == RT_FORWARD ? ENTRY_FORWARD : mode == RT_EVAL ? ENTRY_EVAL : ENTRY_TRAIN;
-}
 
 // Runs a compiled loop over rows [lo, hi) on a pool thread.
 typedef struct LoopCall {
-  CgLoopFn fn;
+  RtLoopFn fn;
   char *arena, *state;
   int64_t B;
 } LoopCall;
@@ -733,8 +722,8 @@ static void loop_chunk(void *arg, int64_t lo, int64_t hi) {
   c->fn(c->arena, c->state, c->B, lo, hi);
 }
 
-static void cpu_parallel(void *ctx, CgLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
-  RtExec *ex = ctx;
+static void cpu_parallel(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
+  Exec *ex = ctx;
   LoopCall c = {fn, arena, state, B};
   rt_pool_run(ex->pool, loop_chunk, &c, extent);
 }
@@ -757,7 +746,7 @@ typedef struct GemmCall {
   float beta;
   float *C;
   bool rows;
-  const CgGemmKernels *uk;
+  const RtGemmKernels *uk;
 } GemmCall;
 
 static void gemm_part(void *arg, int64_t lo, int64_t hi) {
@@ -788,8 +777,8 @@ static void gemm_part(void *arg, int64_t lo, int64_t hi) {
 }
 
 static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
-                      float beta, float *C, const CgGemmKernels *uk) {
-  RtExec *ex = ctx;
+                      float beta, float *C, const RtGemmKernels *uk) {
+  Exec *ex = ctx;
   GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
   int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
   if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES) {
@@ -804,14 +793,14 @@ static void cpu_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
 // A library kernel split across the pool: node n at batch B, in T shares
 // (key: a dropout mask's).
 typedef struct SplitCall {
-  RtExec *ex;
+  Exec *ex;
   const IrNode *n;
   int64_t B;
   int T;
   uint64_t key;
   float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
   KGemmFn gemm;        // a convolution's GEMM (NULL: k_gemm on the calling thread)
-  CgLoopFn epi;        // a convolution's epilogue, run on each share of rows once computed, or NULL
+  RtLoopFn epi;        // a convolution's epilogue, run on each share of rows once computed, or NULL
   char *arena, *state; // the epilogue's arguments
 } SplitCall;
 
@@ -825,7 +814,7 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
 }
 
 // Share s's buffer, at least n floats.
-static float *share_ws(RtExec *ex, int s, int64_t n) { return k_grow(&ex->ws[s], &ex->ws_cap[s], n); }
+static float *share_ws(Exec *ex, int s, int64_t n) { return k_grow(&ex->ws[s], &ex->ws_cap[s], n); }
 
 // A convolution or one of its gradients, on share t of T of the batch:
 // images [B*t/T, B*(t+1)/T), a few at a time (their cols within
@@ -836,7 +825,7 @@ static float *share_ws(RtExec *ex, int s, int64_t n) { return k_grow(&ex->ws[s],
 #define CONV_CHUNK_FLOATS (256 * 1024)
 static void conv_share(void *arg, int64_t t, int64_t t_end) {
   const SplitCall *c = arg;
-  RtExec *ex = c->ex;
+  Exec *ex = c->ex;
   const IrNode *n = c->n;
   for (; t < t_end && c->aux; t++) {   // a weight gradient by input channel
     KConv2d geo = conv_geometry(n->src[1], n, &n->attr, c->B);
@@ -886,7 +875,7 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
 
 // A GEMM split across the pool of the convolution running on the calling
 // thread (a batch smaller than the pool: the images cannot be shared out).
-static _Thread_local RtExec *gemm_exec;
+static _Thread_local Exec *gemm_exec;
 
 static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                       const float *Bm, float beta, float *C) {
@@ -925,7 +914,7 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
 
 // A convolution or one of its gradients over the pool (epi: the forward's
 // epilogue, or NULL).
-static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi, char *arena, char *state) {
+static void run_conv_split(Exec *ex, const IrNode *n, int64_t B, RtLoopFn epi, char *arena, char *state) {
   int T = rt_pool_threads(ex->pool), S = T * CONV_SHARES_PER_THREAD;
   S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
   SplitCall c = {.ex = ex, .n = n, .B = B, .T = S, .epi = epi, .arena = arena, .state = state};
@@ -964,7 +953,7 @@ static void run_conv_split(RtExec *ex, const IrNode *n, int64_t B, CgLoopFn epi,
 // an element depends only on the call's key and the element's index).
 static void dropout_share(void *arg, int64_t lo, int64_t hi) {
   const SplitCall *c = arg;
-  RtExec *ex = c->ex;
+  Exec *ex = c->ex;
   const IrNode *n = c->n, *a = n->src[0];
   float p = (float)n->attr.f[0];
   if (n->op == IR_DROPOUT) {
@@ -976,7 +965,7 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
   k_dropout_backward(dx, F(ex, a) + lo, ex->mask[n->src[1]->id] + lo, hi - lo, p);
 }
 
-static void run_dropout_split(RtExec *ex, const IrNode *n, int64_t B) {
+static void run_dropout_split(Exec *ex, const IrNode *n, int64_t B) {
   SplitCall c = {.ex = ex, .n = n, .B = B, .T = rt_pool_threads(ex->pool),
                  .key = n->op == IR_DROPOUT ? k_dropout_key((float)n->attr.f[0], &ex->rng) : 0};
   rt_pool_run(ex->pool, dropout_share, &c, numel(n, B));
@@ -988,7 +977,7 @@ static void batchnorm_share(void *arg, int64_t c0, int64_t c1) {
   batchnorm_channels(c->ex, c->n, c->B, c->ex->training, c->aux, c0, c1);
 }
 
-static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
+static void run_batchnorm_split(Exec *ex, const IrNode *n, int64_t B) {
   float *fresh = NULL, *stats;
   if (n->op == IR_BATCHNORM)
     stats = ex->training ? ex->bn[n->id] : NULL;
@@ -1001,8 +990,8 @@ static void run_batchnorm_split(RtExec *ex, const IrNode *n, int64_t B) {
 
 // A library kernel: the ref kernel of one node, on planned buffers, then
 // its epilogue. A step whose loss is not finite makes no updates.
-static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B, CgLoopFn epi) {
-  RtExec *ex = ctx;
+static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B, RtLoopFn epi) {
+  Exec *ex = ctx;
   const IrNode *n = ex->g->nodes[id];
   // Split by sample (the batch dimension of the first operand: x, or dy
   // for the gradients); one share when the pool has one thread.
@@ -1049,7 +1038,7 @@ static void cpu_lib(void *ctx, int id, char *arena, char *state, int64_t B, CgLo
 }
 
 // Points buf[] at where the plan of mode puts each value.
-static void bind_program(RtExec *ex, const KProgram *p) {
+static void bind_program(Exec *ex, const KProgram *p) {
   for (int i = 0; i < ex->g->nnodes; i++) {
     const KBufInfo *b = &p->buf[i];
     if (b->space == KB_STATE)
@@ -1058,18 +1047,18 @@ static void bind_program(RtExec *ex, const KProgram *p) {
   }
 }
 
-static KProgram *plan(RtExec *ex, RtMode mode) {
+static KProgram *plan(Exec *ex, EntryKind mode) {
   if (!ex->prog[mode])
-    ex->prog[mode] = pass_fuse(ex->model, entry_of(mode), ex->max_batch, ex->fuse, NULL);
+    ex->prog[mode] = pass_fuse(ex->model, mode, ex->max_batch, ex->fuse, NULL);
   return ex->prog[mode];
 }
 
-RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz) {
+Exec *exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz) {
   (void)err;
   (void)errsz;
   if (fuse)
     pass_simplify(m, NULL);
-  RtExec *ex = exec_common(m, max_batch);
+  Exec *ex = exec_common(m, max_batch);
   ex->backend = RT_BACKEND_CPU;
   ex->model = m;
   ex->fuse = fuse;
@@ -1077,9 +1066,9 @@ RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, cha
   ex->nws = rt_pool_threads(ex->pool) * CONV_SHARES_PER_THREAD;
   ex->ws = xcalloc(ex->nws, sizeof(float *));
   ex->ws_cap = xcalloc(ex->nws, sizeof(int64_t));
-  ex->rt = (CgRuntime){ex, cpu_parallel, cpu_sgemm, cpu_lib, cpu_tick};
+  ex->rt = (RtCalls){ex, cpu_parallel, cpu_sgemm, cpu_lib, cpu_tick};
   // The state layout is the same in every plan: take the forward one's.
-  const KProgram *p = plan(ex, RT_FORWARD);
+  const KProgram *p = plan(ex, ENTRY_FORWARD);
   ex->state = xcalloc(1, p->state_bytes ? p->state_bytes : 1);
   for (int i = 0; i < ex->g->nnodes; i++)
     if (p->buf[i].space == KB_STATE && is_state(ex->g->nodes[i]))
@@ -1089,7 +1078,7 @@ RtExec *rt_exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, cha
 
 // Plans and compiles mode's program if it was not yet; false with err set
 // when LLVM fails.
-static bool ensure_compiled(RtExec *ex, RtMode mode, char *err, size_t errsz) {
+static bool ensure_compiled(Exec *ex, EntryKind mode, char *err, size_t errsz) {
   if (ex->mod[mode])
     return true;
   KProgram *p = plan(ex, mode);
@@ -1104,12 +1093,12 @@ static bool ensure_compiled(RtExec *ex, RtMode mode, char *err, size_t errsz) {
   return true;
 }
 
-const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times) {
+const KProgram *exec_program(Exec *ex, EntryKind mode, CgTimes *times) {
   if (ex->backend != RT_BACKEND_CPU)
     return NULL;
   char err[1024];
   if (!ensure_compiled(ex, mode, err, sizeof err))
-    nnc_fatal("compiling the %s step failed: %s", mode == RT_TRAIN ? "training" : "inference", err);
+    nnc_fatal("compiling the %s step failed: %s", mode == ENTRY_TRAIN ? "training" : "inference", err);
   if (times)
     *times = cg_times(ex->mod[mode]);
   return ex->prog[mode];
@@ -1117,7 +1106,7 @@ const KProgram *rt_exec_program(RtExec *ex, RtMode mode, CgTimes *times) {
 
 // The per-step scalars of the compiled updates (KS_*), computed as
 // k_sgd_step and k_adam_step compute them: in double, rounded to float.
-static void write_scalars(const RtExec *ex, float *s, double lr) {
+static void write_scalars(const Exec *ex, float *s, double lr) {
   const OptimConfig *o = &ex->m->opt;
   double t = (double)ex->steps;
   s[KS_NEG_LR] = (float)-lr;
@@ -1128,13 +1117,13 @@ static void write_scalars(const RtExec *ex, float *s, double lr) {
   s[KS_APPLY] = 1;
 }
 
-static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const void *y, double lr) {
+static double run_cpu(Exec *ex, EntryKind mode, int64_t B, const float *x, const void *y, double lr) {
   const IrGraph *g = ex->g;
   if (B < 1 || B > ex->max_batch)
     nnc_bug(__FILE__, __LINE__, "batch out of range for this executor");
   char err[1024];
   if (!ensure_compiled(ex, mode, err, sizeof err))
-    nnc_fatal("compiling the %s step failed: %s", mode == RT_TRAIN ? "training" : "inference", err);
+    nnc_fatal("compiling the %s step failed: %s", mode == ENTRY_TRAIN ? "training" : "inference", err);
   const KProgram *p = ex->prog[mode];
   bind_program(ex, p);
   const IrNode *t = ex->m->target;
@@ -1142,7 +1131,7 @@ static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const 
   if (y && t && ex->buf[t->id])
     memcpy(ex->buf[t->id], y, 4 * numel(t, B));
   ex->batch = B;
-  ex->training = mode == RT_TRAIN;
+  ex->training = mode == ENTRY_TRAIN;
   ex->lr = lr;
   ex->loss = 0;
   ex->skip_updates = false;
@@ -1153,7 +1142,7 @@ static double run_cpu(RtExec *ex, RtMode mode, int64_t B, const float *x, const 
   ex->scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL;
   if (ex->scalars)
     write_scalars(ex, ex->scalars, lr);
-  blas_threads(1);
+  rt_blas_threads(1);
   cg_entry(ex->mod[mode])(ex->arena, ex->state, B, &ex->rt);
   if (ex->skip_updates)
     ex->steps--;

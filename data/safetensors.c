@@ -27,8 +27,8 @@
 static const char *const dtype_names[] = {"F32", "F64", "I32", "I64", "U8"};
 static const size_t dtype_sizes[] = {4, 8, 4, 8, 1};
 
-const char *rt_dtype_name(RtDType t) { return dtype_names[t]; }
-size_t rt_dtype_size(RtDType t) { return dtype_sizes[t]; }
+const char *data_dtype_name(StDType t) { return dtype_names[t]; }
+size_t data_dtype_size(StDType t) { return dtype_sizes[t]; }
 
 // numel * elem, or false when a product overflows size_t.
 static bool tensor_bytes(int ndim, const int64_t *shape, size_t elem, size_t *out) {
@@ -360,7 +360,7 @@ static Json *json_value(JsonParser *p) {
 // What the reader needs while it checks a header.
 typedef struct StReader {
   const char *path;
-  RtStFile *f;
+  StFile *f;
   size_t hlen;           // header bytes
   size_t data_size;      // bytes after the header
   uint64_t (*off)[2];    // [ntensors] data_offsets as given
@@ -368,23 +368,23 @@ typedef struct StReader {
   size_t errsz;
 } StReader;
 
-static bool st_dtype(StReader *r, const char *name, const Json *v, RtDType *out) {
+static bool st_dtype(StReader *r, const char *name, const Json *v, StDType *out) {
   static const char *const others[] = {"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "I16",
                                        "U16", "U32", "U64", "BOOL", "C64"};
   if (v->kind != JSON_STRING) {
-    rt_errorf(r->err, r->errsz, "%s: tensor '%s': dtype must be a string such as \"F32\"", r->path, name);
+    errorf(r->err, r->errsz, "%s: tensor '%s': dtype must be a string such as \"F32\"", r->path, name);
     return false;
   }
   for (int i = 0; i < countof(dtype_names); i++)
     if (!strcmp(v->str, dtype_names[i])) {
-      *out = (RtDType)i;
+      *out = (StDType)i;
       return true;
     }
   bool known = false;
   for (int i = 0; i < countof(others); i++)
     known |= !strcmp(v->str, others[i]);
   // nnc's weights are F32: the other dtypes read here are refused for them later
-  rt_errorf(r->err, r->errsz, "%s: tensor '%s': %s dtype '%.20s'\n---> HINT: nnc's weights are F32%s", r->path,
+  errorf(r->err, r->errsz, "%s: tensor '%s': %s dtype '%.20s'\n---> HINT: nnc's weights are F32%s", r->path,
             name, known ? "unsupported" : "unknown", v->str,
             known ? "; save the tensors as float32 (from PyTorch: {k: v.float() for k, v in "
                     "model.state_dict().items()})" : "");
@@ -401,15 +401,15 @@ static bool st_ints(StReader *r, const char *name, const char *what, const Json 
       out[i] = v->elems[i]->i;
   }
   if (!ok)
-    rt_errorf(r->err, r->errsz, "%s: tensor '%s': %s must be an array of %s%d non-negative integers",
+    errorf(r->err, r->errsz, "%s: tensor '%s': %s must be an array of %s%d non-negative integers",
               r->path, name, what, max == 2 ? "" : "at most ", max);
   return ok;
 }
 
 // One tensor's entry: {"dtype": .., "shape": [..], "data_offsets": [b, e]}.
-static bool st_tensor(StReader *r, const char *name, const Json *v, RtTensor *t, uint64_t off[2]) {
+static bool st_tensor(StReader *r, const char *name, const Json *v, StTensor *t, uint64_t off[2]) {
   if (v->kind != JSON_OBJECT) {
-    rt_errorf(r->err, r->errsz, "%s: tensor '%s': expected an object with dtype, shape and data_offsets",
+    errorf(r->err, r->errsz, "%s: tensor '%s': expected an object with dtype, shape and data_offsets",
               r->path, name);
     return false;
   }
@@ -419,7 +419,7 @@ static bool st_tensor(StReader *r, const char *name, const Json *v, RtTensor *t,
     const char *k = v->keys[i];
     int which = !strcmp(k, "dtype") ? 0 : !strcmp(k, "shape") ? 1 : !strcmp(k, "data_offsets") ? 2 : -1;
     if (which < 0 || seen[which]) {
-      rt_errorf(r->err, r->errsz, "%s: tensor '%s': %s key '%.40s'", r->path, name,
+      errorf(r->err, r->errsz, "%s: tensor '%s': %s key '%.40s'", r->path, name,
                 which < 0 ? "unexpected" : "duplicate", k);
       return false;
     }
@@ -433,14 +433,14 @@ static bool st_tensor(StReader *r, const char *name, const Json *v, RtTensor *t,
     if (which == 1)
       t->ndim = e->n;
     if (which == 2 && (e->n != 2 || o[0] > o[1])) {
-      rt_errorf(r->err, r->errsz, "%s: tensor '%s': data_offsets must be [begin, end] with begin <= end",
+      errorf(r->err, r->errsz, "%s: tensor '%s': data_offsets must be [begin, end] with begin <= end",
                 r->path, name);
       return false;
     }
   }
   for (int i = 0; i < 3; i++)
     if (!seen[i]) {
-      rt_errorf(r->err, r->errsz, "%s: tensor '%s' has no %s", r->path, name,
+      errorf(r->err, r->errsz, "%s: tensor '%s' has no %s", r->path, name,
                 (const char *[]){"dtype", "shape", "data_offsets"}[i]);
       return false;
     }
@@ -450,19 +450,19 @@ static bool st_tensor(StReader *r, const char *name, const Json *v, RtTensor *t,
 }
 
 // The tensor's size must match its offsets, and they must lie in the data.
-static bool st_check_size(StReader *r, const RtTensor *t, const uint64_t off[2]) {
+static bool st_check_size(StReader *r, const StTensor *t, const uint64_t off[2]) {
   size_t need;
   char sh[128];
-  if (!tensor_bytes(t->ndim, t->shape, rt_dtype_size(t->dtype), &need) || need != off[1] - off[0]) {
-    rt_errorf(r->err, r->errsz, "%s: tensor '%s': shape %s of %s does not match data_offsets "
+  if (!tensor_bytes(t->ndim, t->shape, data_dtype_size(t->dtype), &need) || need != off[1] - off[0]) {
+    errorf(r->err, r->errsz, "%s: tensor '%s': shape %s of %s does not match data_offsets "
               "[%llu, %llu] (%llu bytes)", r->path, t->name,
-              shape_str(t->ndim, t->shape, sh, sizeof sh), rt_dtype_name(t->dtype),
+              shape_str(t->ndim, t->shape, sh, sizeof sh), data_dtype_name(t->dtype),
               (unsigned long long)off[0], (unsigned long long)off[1],
               (unsigned long long)(off[1] - off[0]));
     return false;
   }
   if (off[1] > r->data_size) {
-    rt_errorf(r->err, r->errsz, "%s: tensor '%s': data_offsets [%llu, %llu] go beyond the data, "
+    errorf(r->err, r->errsz, "%s: tensor '%s': data_offsets [%llu, %llu] go beyond the data, "
               "which holds %zu bytes\n---> HINT: the file is probably truncated", r->path, t->name,
               (unsigned long long)off[0], (unsigned long long)off[1], r->data_size);
     return false;
@@ -497,12 +497,12 @@ static bool st_check_layout(StReader *r) {
     if (s->begin == s->end)
       continue;   // empty tensors take no bytes
     if (s->begin < end)
-      rt_errorf(r->err, r->errsz, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+      errorf(r->err, r->errsz, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
                 r->path, r->f->tensors[prev->i].name, (unsigned long long)prev->begin,
                 (unsigned long long)prev->end, r->f->tensors[s->i].name,
                 (unsigned long long)s->begin, (unsigned long long)s->end);
     else if (s->begin > end)
-      rt_errorf(r->err, r->errsz, "%s: bytes [%llu, %llu) of the data belong to no tensor",
+      errorf(r->err, r->errsz, "%s: bytes [%llu, %llu) of the data belong to no tensor",
                 r->path, (unsigned long long)end, (unsigned long long)s->begin);
     ok = s->begin == end;
     end = s->end;
@@ -510,7 +510,7 @@ static bool st_check_layout(StReader *r) {
   }
   free(sp);
   if (ok && end != r->data_size) {
-    rt_errorf(r->err, r->errsz, "%s: the last %llu bytes of the data belong to no tensor", r->path,
+    errorf(r->err, r->errsz, "%s: the last %llu bytes of the data belong to no tensor", r->path,
               (unsigned long long)(r->data_size - end));
     ok = false;
   }
@@ -539,34 +539,34 @@ static const char *find_duplicate(const char *const *names, int n) {
 static bool st_unique(StReader *r, char **names, int n, const char *what) {
   const char *dup = find_duplicate((const char *const *)names, n);
   if (dup)
-    rt_errorf(r->err, r->errsz, "%s: duplicate %s '%.60s' in the header", r->path, what, dup);
+    errorf(r->err, r->errsz, "%s: duplicate %s '%.60s' in the header", r->path, what, dup);
   return !dup;
 }
 
 // __metadata__: an object of strings.
 static bool st_metadata(StReader *r, const Json *v) {
   if (v->kind != JSON_OBJECT) {
-    rt_errorf(r->err, r->errsz, "%s: __metadata__ must be an object of strings", r->path);
+    errorf(r->err, r->errsz, "%s: __metadata__ must be an object of strings", r->path);
     return false;
   }
   if (!st_unique(r, v->keys, v->n, "metadata key"))
     return false;
-  RtStFile *f = r->f;
-  f->meta = arena_alloc(f->arena, sizeof(RtMeta) * (v->n ? v->n : 1));
+  StFile *f = r->f;
+  f->meta = arena_alloc(f->arena, sizeof(StMeta) * (v->n ? v->n : 1));
   for (int i = 0; i < v->n; i++) {
     if (v->elems[i]->kind != JSON_STRING) {
-      rt_errorf(r->err, r->errsz, "%s: __metadata__ value of '%.60s' must be a string",
+      errorf(r->err, r->errsz, "%s: __metadata__ value of '%.60s' must be a string",
                 r->path, v->keys[i]);
       return false;
     }
-    f->meta[f->nmeta++] = (RtMeta){v->keys[i], v->elems[i]->str};
+    f->meta[f->nmeta++] = (StMeta){v->keys[i], v->elems[i]->str};
   }
   return true;
 }
 
 // Points t at its data, or at an aligned copy where the file misaligns it.
-static void st_bind(RtStFile *f, RtTensor *t, const unsigned char *p) {
-  size_t align = rt_dtype_size(t->dtype);
+static void st_bind(StFile *f, StTensor *t, const unsigned char *p) {
+  size_t align = data_dtype_size(t->dtype);
   if ((uintptr_t)p % align) {
     void *copy = arena_alloc(f->arena, t->nbytes);
     memcpy(copy, p, t->nbytes);
@@ -577,14 +577,14 @@ static void st_bind(RtStFile *f, RtTensor *t, const unsigned char *p) {
 
 // Turns the parsed header into the file's tensors and metadata.
 static bool st_header(StReader *r, const Json *root) {
-  RtStFile *f = r->f;
+  StFile *f = r->f;
   if (root->kind != JSON_OBJECT) {
-    rt_errorf(r->err, r->errsz, "%s: the header must be a JSON object", r->path);
+    errorf(r->err, r->errsz, "%s: the header must be a JSON object", r->path);
     return false;
   }
   if (!st_unique(r, root->keys, root->n, "tensor name"))
     return false;
-  f->tensors = arena_alloc(f->arena, sizeof(RtTensor) * (root->n ? root->n : 1));
+  f->tensors = arena_alloc(f->arena, sizeof(StTensor) * (root->n ? root->n : 1));
   r->off = arena_alloc(f->arena, sizeof(uint64_t[2]) * (root->n ? root->n : 1));
   for (int i = 0; i < root->n; i++) {
     if (!strcmp(root->keys[i], "__metadata__")) {
@@ -592,7 +592,7 @@ static bool st_header(StReader *r, const Json *root) {
         return false;
       continue;
     }
-    RtTensor *t = &f->tensors[f->ntensors];
+    StTensor *t = &f->tensors[f->ntensors];
     t->name = root->keys[i];
     if (!st_tensor(r, t->name, root->elems[i], t, r->off[f->ntensors]) ||
         !st_check_size(r, t, r->off[f->ntensors]))
@@ -609,7 +609,7 @@ static bool st_header(StReader *r, const Json *root) {
 
 // Parses the JSON text of the header; messages quote the text around an error.
 static bool st_parse(StReader *r) {
-  RtStFile *f = r->f;
+  StFile *f = r->f;
   JsonParser p = {.s = (const char *)f->buf + 8, .len = r->hlen, .a = f->arena};
   Json *root = json_value(&p);
   if (root) {
@@ -626,7 +626,7 @@ static bool st_parse(StReader *r) {
       near[i] = c >= 0x20 && c < 0x7F ? (char)c : '?';
     }
     near[n] = 0;
-    rt_errorf(r->err, r->errsz, "%s: malformed JSON header at byte %zu of the header (file offset %zu): "
+    errorf(r->err, r->errsz, "%s: malformed JSON header at byte %zu of the header (file offset %zu): "
               "%s\n  near: %s\n---> HINT: is this a safetensors file?", r->path, p.errpos,
               p.errpos + 8, p.msg, near);
     return false;
@@ -640,12 +640,12 @@ static bool st_check_length(StReader *r, const unsigned char *le, size_t size) {
   for (int i = 7; i >= 0; i--)
     n = n << 8 | le[i];
   if (n > RT_ST_MAX_HEADER) {
-    rt_errorf(r->err, r->errsz, "%s: header length %llu is over the limit of %u bytes\n"
+    errorf(r->err, r->errsz, "%s: header length %llu is over the limit of %u bytes\n"
               "---> HINT: is this a safetensors file?", r->path, (unsigned long long)n, RT_ST_MAX_HEADER);
     return false;
   }
   if (n > size - 8) {
-    rt_errorf(r->err, r->errsz, "%s: header length %llu goes beyond the end of the file (%zu bytes)\n"
+    errorf(r->err, r->errsz, "%s: header length %llu goes beyond the end of the file (%zu bytes)\n"
               "---> HINT: the file is truncated, or not a safetensors file", r->path,
               (unsigned long long)n, size);
     return false;
@@ -657,13 +657,13 @@ static bool st_check_length(StReader *r, const unsigned char *le, size_t size) {
 
 // Reads the whole file, once its first 8 bytes have passed st_check_length.
 static bool st_load(StReader *r) {
-  RtStFile *f = r->f;
+  StFile *f = r->f;
   FILE *fp = fopen(r->path, "rb");
   struct stat st;
   const char *why = !fp ? strerror(errno) : fstat(fileno(fp), &st) ? strerror(errno)
                     : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
   if (why) {
-    rt_errorf(r->err, r->errsz, "%s: cannot read: %s", r->path, why);
+    errorf(r->err, r->errsz, "%s: cannot read: %s", r->path, why);
     if (fp)
       fclose(fp);
     return false;
@@ -672,14 +672,14 @@ static bool st_load(StReader *r) {
   f->buf = xmalloc(f->size < 8 ? 8 : f->size);
   bool ok = true;
   if (f->size < 8) {
-    rt_errorf(r->err, r->errsz, "%s: is %zu bytes, too short for a safetensors file (at least 8)\n"
+    errorf(r->err, r->errsz, "%s: is %zu bytes, too short for a safetensors file (at least 8)\n"
               "---> HINT: the file is empty or was cut off", r->path, f->size);
     ok = false;
   }
   bool got8 = ok && fread(f->buf, 1, 8, fp) == 8;
   ok = ok && (!got8 || st_check_length(r, f->buf, f->size));
   if (ok && (!got8 || fread(f->buf + 8, 1, f->size - 8, fp) != f->size - 8)) {
-    rt_errorf(r->err, r->errsz, "%s: read error: %s", r->path,
+    errorf(r->err, r->errsz, "%s: read error: %s", r->path,
               ferror(fp) ? strerror(errno) : "the file shrank while it was read");
     ok = false;
   }
@@ -687,30 +687,30 @@ static bool st_load(StReader *r) {
   return ok;
 }
 
-bool rt_st_read(const char *path, RtStFile *f, char *err, size_t errsz) {
-  *f = (RtStFile){.path = xstrdup(path), .arena = arena_new()};
+bool data_st_read(const char *path, StFile *f, char *err, size_t errsz) {
+  *f = (StFile){.path = xstrdup(path), .arena = arena_new()};
   StReader r = {.path = path, .f = f, .err = err, .errsz = errsz};
   if (st_load(&r) && st_parse(&r))
     return true;
-  rt_st_free(f);
+  data_st_free(f);
   return false;
 }
 
-void rt_st_free(RtStFile *f) {
+void data_st_free(StFile *f) {
   free(f->path);
   free(f->buf);
   arena_free(f->arena);
-  *f = (RtStFile){0};
+  *f = (StFile){0};
 }
 
-const RtTensor *rt_st_find(const RtStFile *f, const char *name) {
+const StTensor *data_st_find(const StFile *f, const char *name) {
   for (int i = 0; i < f->ntensors; i++)
     if (!strcmp(f->tensors[i].name, name))
       return &f->tensors[i];
   return NULL;
 }
 
-const char *rt_st_meta(const RtStFile *f, const char *key) {
+const char *data_st_meta(const StFile *f, const char *key) {
   for (int i = 0; i < f->nmeta; i++)
     if (!strcmp(f->meta[i].key, key))
       return f->meta[i].value;
@@ -735,20 +735,20 @@ static void json_put_string(StrBuf *b, const char *s) {
 }
 
 // Checks the caller's tensors before anything touches the disk.
-static bool st_check_inputs(const char *path, const RtTensor *t, int nt, size_t *sizes, char *err,
+static bool st_check_inputs(const char *path, const StTensor *t, int nt, size_t *sizes, char *err,
                             size_t errsz) {
   for (int i = 0; i < nt; i++) {
     const char *name = t[i].name;
     const char *why = !name || !*name ? "has no name"
                       : !strcmp(name, "__metadata__") ? "is named __metadata__, which the format reserves"
-                      : (unsigned)t[i].dtype > RT_U8 ? "has an unknown dtype"
+                      : (unsigned)t[i].dtype > ST_U8 ? "has an unknown dtype"
                       : t[i].ndim < 0 || t[i].ndim > RT_ST_MAX_DIMS ? "has too many dimensions"
-                      : !tensor_bytes(t[i].ndim, t[i].shape, rt_dtype_size(t[i].dtype), &sizes[i])
+                      : !tensor_bytes(t[i].ndim, t[i].shape, data_dtype_size(t[i].dtype), &sizes[i])
                           ? "has a negative or too large shape" : NULL;
     if (!why && sizes[i] && !t[i].data)
       why = "has no data";
     if (why) {
-      rt_errorf(err, errsz, "%s: cannot write the checkpoint: tensor %d ('%s') %s", path, i,
+      errorf(err, errsz, "%s: cannot write the checkpoint: tensor %d ('%s') %s", path, i,
                 name ? name : "", why);
       return false;
     }
@@ -757,7 +757,7 @@ static bool st_check_inputs(const char *path, const RtTensor *t, int nt, size_t 
 }
 
 // Tensor names and metadata keys must each be unique.
-static bool st_check_names(const char *path, const RtTensor *t, int nt, const RtMeta *meta,
+static bool st_check_names(const char *path, const StTensor *t, int nt, const StMeta *meta,
                            int nmeta, char *err, size_t errsz) {
   int n = nt > nmeta ? nt : nmeta;
   const char **names = xmalloc(sizeof(char *) * (n ? n : 1));
@@ -767,7 +767,7 @@ static bool st_check_names(const char *path, const RtTensor *t, int nt, const Rt
   for (int i = 0; !dup && i < nmeta; i++) {
     names[i] = meta[i].key;
     if (!meta[i].key || !meta[i].value) {
-      rt_errorf(err, errsz, "%s: cannot write the checkpoint: metadata entry %d has no %s", path, i,
+      errorf(err, errsz, "%s: cannot write the checkpoint: metadata entry %d has no %s", path, i,
                 meta[i].key ? "value" : "key");
       free(names);
       return false;
@@ -778,14 +778,14 @@ static bool st_check_names(const char *path, const RtTensor *t, int nt, const Rt
     what = "metadata key";
   }
   if (dup)
-    rt_errorf(err, errsz, "%s: cannot write the checkpoint: %s '%s' is given twice", path, what, dup);
+    errorf(err, errsz, "%s: cannot write the checkpoint: %s '%s' is given twice", path, what, dup);
   free(names);
   return !dup;
 }
 
 // The header JSON, padded with spaces to a multiple of 8 bytes.
-static void st_header_json(StrBuf *b, const RtTensor *t, int nt, const uint64_t *offs,
-                           const size_t *sizes, const RtMeta *meta, int nmeta) {
+static void st_header_json(StrBuf *b, const StTensor *t, int nt, const uint64_t *offs,
+                           const size_t *sizes, const StMeta *meta, int nmeta) {
   sb_putc(b, '{');
   if (nmeta > 0) {
     sb_puts(b, "\"__metadata__\":{");
@@ -802,7 +802,7 @@ static void st_header_json(StrBuf *b, const RtTensor *t, int nt, const uint64_t 
     if (i || nmeta > 0)
       sb_putc(b, ',');
     json_put_string(b, t[i].name);
-    sb_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", rt_dtype_name(t[i].dtype));
+    sb_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", data_dtype_name(t[i].dtype));
     for (int d = 0; d < t[i].ndim; d++)
       sb_printf(b, d ? ",%lld" : "%lld", (long long)t[i].shape[d]);
     sb_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offs[i],
@@ -814,11 +814,11 @@ static void st_header_json(StrBuf *b, const RtTensor *t, int nt, const uint64_t 
 }
 
 // Data offsets: wider dtypes first (stable), so each is aligned to its size.
-static void st_layout(const RtTensor *t, int nt, const size_t *sizes, uint64_t *offs, int *order) {
+static void st_layout(const StTensor *t, int nt, const size_t *sizes, uint64_t *offs, int *order) {
   int k = 0;
   for (size_t w = 8; w >= 1; w /= 2)
     for (int i = 0; i < nt; i++)
-      if (rt_dtype_size(t[i].dtype) == w)
+      if (data_dtype_size(t[i].dtype) == w)
         order[k++] = i;
   uint64_t at = 0;
   for (int i = 0; i < nt; i++) {
@@ -827,7 +827,7 @@ static void st_layout(const RtTensor *t, int nt, const size_t *sizes, uint64_t *
   }
 }
 
-const char *rt_errno_hint(int e) {
+const char *data_errno_hint(int e) {
   switch (e) {
   case ENOSPC: case EDQUOT: return "the disk (or your quota) is full; free some space or write elsewhere";
   case EFBIG: return "the file is larger than this system allows (see ulimit -f)";
@@ -850,7 +850,7 @@ static char *dir_of(const char *path) {
   return d;
 }
 
-int rt_sync_dir(const char *path) {
+int data_sync_dir(const char *path) {
   char *dir = dir_of(path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   free(dir);
@@ -861,7 +861,7 @@ int rt_sync_dir(const char *path) {
   return e;
 }
 
-int rt_create_temp(const char *path, char **tmp) {
+int data_create_temp(const char *path, char **tmp) {
   StrBuf b = {0};
   sb_printf(&b, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
   int fd = mkstemp(b.data);   // O_CREAT | O_EXCL: never through a link
@@ -882,7 +882,7 @@ int rt_create_temp(const char *path, char **tmp) {
 // An open temporary file and what is being written to it.
 typedef struct StWriter {
   const char *path;      // the final name
-  char *tmp;             // path.tmp.PID.XXXXXX, made by rt_create_temp
+  char *tmp;             // path.tmp.PID.XXXXXX, made by data_create_temp
   FILE *fp;
   const char *doing;     // for messages: "writing the header", ...
   char *err;
@@ -895,8 +895,8 @@ static bool st_abort(StWriter *w, int e) {
     fclose(w->fp);
   w->fp = NULL;
   unlink(w->tmp);
-  rt_errorf(w->err, w->errsz, "%s: cannot write the checkpoint (%s %s): %s; %s was left as it was\n"
-            "---> HINT: %s", w->path, w->doing, w->tmp, strerror(e), w->path, rt_errno_hint(e));
+  errorf(w->err, w->errsz, "%s: cannot write the checkpoint (%s %s): %s; %s was left as it was\n"
+            "---> HINT: %s", w->path, w->doing, w->tmp, strerror(e), w->path, data_errno_hint(e));
   return false;
 }
 
@@ -908,7 +908,7 @@ static bool st_put(StWriter *w, const void *p, size_t n) {
 }
 
 // Writes everything to the temporary file, syncs it and renames it to path.
-static bool st_commit(StWriter *w, const StrBuf *hdr, const RtTensor *t, int nt, const int *order,
+static bool st_commit(StWriter *w, const StrBuf *hdr, const StTensor *t, int nt, const int *order,
                       const size_t *sizes) {
   unsigned char len[8];
   for (int i = 0; i < 8; i++)
@@ -931,14 +931,14 @@ static bool st_commit(StWriter *w, const StrBuf *hdr, const RtTensor *t, int nt,
   w->doing = "renaming";
   if (rename(w->tmp, w->path))
     return st_abort(w, errno);
-  int e = rt_sync_dir(w->path);
+  int e = data_sync_dir(w->path);
   if (e)
-    rt_errorf(w->err, w->errsz, "%s: the checkpoint was written, but syncing its directory failed: %s\n"
-              "---> HINT: a crash now could lose it; %s", w->path, strerror(e), rt_errno_hint(e));
+    errorf(w->err, w->errsz, "%s: the checkpoint was written, but syncing its directory failed: %s\n"
+              "---> HINT: a crash now could lose it; %s", w->path, strerror(e), data_errno_hint(e));
   return e == 0;
 }
 
-bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta, int nmeta,
+bool data_st_write(const char *path, const StTensor *t, int nt, const StMeta *meta, int nmeta,
                  char *err, size_t errsz) {
   size_t *sizes = xmalloc(sizeof(size_t) * (nt ? nt : 1));
   uint64_t *offs = xmalloc(sizeof(uint64_t) * (nt ? nt : 1));
@@ -950,11 +950,11 @@ bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta
     st_layout(t, nt, sizes, offs, order);
     st_header_json(&hdr, t, nt, offs, sizes, meta, nmeta);
     StWriter w = {.path = path, .doing = "creating", .err = err, .errsz = errsz};
-    int fd = rt_create_temp(path, &w.tmp);
+    int fd = data_create_temp(path, &w.tmp);
     if (fd < 0) {
       int e = errno;
-      rt_errorf(err, errsz, "%s: cannot write the checkpoint (creating a temporary file beside it): %s; %s "
-                "was left as it was\n---> HINT: %s", path, strerror(e), path, rt_errno_hint(e));
+      errorf(err, errsz, "%s: cannot write the checkpoint (creating a temporary file beside it): %s; %s "
+                "was left as it was\n---> HINT: %s", path, strerror(e), path, data_errno_hint(e));
       ok = false;
     } else if (!(w.fp = fdopen(fd, "wb"))) {
       int e = errno;

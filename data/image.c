@@ -17,9 +17,9 @@
 
 #define IMAGE_MAX_PIXELS ((int64_t)1 << 26)   // 64 megapixels
 
-void rt_image_free(RtImage *img) {
+void data_image_free(Image *img) {
   free(img->px);
-  *img = (RtImage){0};
+  *img = (Image){0};
 }
 
 static float luma(double r, double g, double b) { return (float)(0.299 * r + 0.587 * g + 0.114 * b); }
@@ -52,7 +52,7 @@ typedef struct Png {
 // IHDR: size, bit depth and colour type, which must be a valid pair.
 static bool png_ihdr(Png *p, const unsigned char *d, uint32_t n) {
   if (n != 13) {
-    rt_errorf(p->err, p->errsz, "%s: IHDR chunk is %u bytes, expected 13", p->name, n);
+    errorf(p->err, p->errsz, "%s: IHDR chunk is %u bytes, expected 13", p->name, n);
     return false;
   }
   p->w = be32(d);
@@ -62,23 +62,23 @@ static bool png_ihdr(Png *p, const unsigned char *d, uint32_t n) {
   static const char *const depths[7] = {"\1\2\4\10\20", "", "\10\20", "\1\2\4\10", "\10\20", "", "\10\20"};
   static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
   if (p->color > 6 || !depths[p->color][0] || !p->depth || !strchr(depths[p->color], p->depth)) {
-    rt_errorf(p->err, p->errsz, "%s: invalid PNG: bit depth %d with colour type %d", p->name, p->depth, p->color);
+    errorf(p->err, p->errsz, "%s: invalid PNG: bit depth %d with colour type %d", p->name, p->depth, p->color);
     return false;
   }
   p->channels = channels[p->color];
   if (p->w == 0 || p->h == 0 || p->w > INT32_MAX || p->h > INT32_MAX ||
       (int64_t)p->w * p->h > IMAGE_MAX_PIXELS) {
-    rt_errorf(p->err, p->errsz, "%s: PNG size %ux%u is %s", p->name, p->w, p->h,
+    errorf(p->err, p->errsz, "%s: PNG size %ux%u is %s", p->name, p->w, p->h,
               p->w && p->h ? "too large (the limit is 64 megapixels)" : "empty");
     return false;
   }
   if (d[10] != 0 || d[11] != 0) {
-    rt_errorf(p->err, p->errsz, "%s: invalid PNG: unknown compression method %d or filter method %d",
+    errorf(p->err, p->errsz, "%s: invalid PNG: unknown compression method %d or filter method %d",
               p->name, d[10], d[11]);
     return false;
   }
   if (d[12] != 0) {
-    rt_errorf(p->err, p->errsz, "%s: interlaced PNG images are not supported\n"
+    errorf(p->err, p->errsz, "%s: interlaced PNG images are not supported\n"
               "---> HINT: convert it to a non-interlaced PNG, e.g. `convert %s -interlace none out.png` "
               "(ImageMagick)", p->name, p->name);
     return false;
@@ -88,7 +88,7 @@ static bool png_ihdr(Png *p, const unsigned char *d, uint32_t n) {
 
 static bool png_plte(Png *p, const unsigned char *d, uint32_t n) {
   if (n % 3 || n == 0 || n > 768) {
-    rt_errorf(p->err, p->errsz, "%s: invalid PNG: PLTE chunk of %u bytes (expected 3 to 768, "
+    errorf(p->err, p->errsz, "%s: invalid PNG: PLTE chunk of %u bytes (expected 3 to 768, "
               "a multiple of 3)", p->name, n);
     return false;
   }
@@ -112,7 +112,7 @@ static void png_idat(Png *p, const unsigned char *d, uint32_t n) {
 // *n gets the length of its data.
 static bool png_chunk_ok(Png *p, size_t pos, uint32_t *n) {
   if (p->len - pos < 12) {
-    rt_errorf(p->err, p->errsz, "%s: PNG is truncated: it ends at byte %zu, before its IEND chunk%s\n"
+    errorf(p->err, p->errsz, "%s: PNG is truncated: it ends at byte %zu, before its IEND chunk%s\n"
               "---> HINT: the file was probably cut off", p->name, p->len,
               p->len > pos ? " (inside a chunk header)" : "");
     return false;
@@ -124,14 +124,14 @@ static bool png_chunk_ok(Png *p, size_t pos, uint32_t *n) {
     tname[i] = type[i] >= 0x20 && type[i] < 0x7F ? (char)type[i] : '?';
   tname[4] = 0;
   if (*n > INT32_MAX || p->len - pos - 12 < *n) {
-    rt_errorf(p->err, p->errsz, "%s: PNG chunk '%s' at byte %zu is truncated: it claims %u bytes, "
+    errorf(p->err, p->errsz, "%s: PNG chunk '%s' at byte %zu is truncated: it claims %u bytes, "
               "%zu remain\n---> HINT: the file was probably cut off", p->name, tname, pos, *n,
               p->len - pos - 12);
     return false;
   }
   uint32_t stored = be32(type + 4 + *n), crc = (uint32_t)crc32(crc32(0, NULL, 0), type, *n + 4);
   if (stored != crc) {
-    rt_errorf(p->err, p->errsz, "%s: bad CRC in PNG chunk '%s' at byte %zu (stored 0x%08x, computed 0x%08x)\n"
+    errorf(p->err, p->errsz, "%s: bad CRC in PNG chunk '%s' at byte %zu (stored 0x%08x, computed 0x%08x)\n"
               "---> HINT: the file is corrupt", p->name, tname, pos, stored, crc);
     return false;
   }
@@ -150,7 +150,7 @@ static bool png_chunks(Png *p) {
     pos += 12 + (size_t)n;
     bool ihdr = !memcmp(type, "IHDR", 4), plte = !memcmp(type, "PLTE", 4), idat = !memcmp(type, "IDAT", 4);
     if ((k == 0) != ihdr) {
-      rt_errorf(p->err, p->errsz, "%s: invalid PNG: %s", p->name,
+      errorf(p->err, p->errsz, "%s: invalid PNG: %s", p->name,
                 k == 0 ? "the first chunk is not IHDR" : "a second IHDR chunk");
       return false;
     }
@@ -161,7 +161,7 @@ static bool png_chunks(Png *p) {
     if (!memcmp(type, "IEND", 4))
       return true;
     if (!(type[0] & 0x20) && !ihdr && !plte && !idat) {
-      rt_errorf(p->err, p->errsz, "%s: PNG has an unknown critical chunk '%.4s'", p->name, (const char *)type);
+      errorf(p->err, p->errsz, "%s: PNG has an unknown critical chunk '%.4s'", p->name, (const char *)type);
       return false;
     }
   }
@@ -204,16 +204,16 @@ static bool png_inflate(Png *p, unsigned char **out, size_t n) {
   const char *msg = zs.msg ? zs.msg : "unknown error";
   bool ok = ret == Z_STREAM_END && got == n;
   if (ret == Z_STREAM_END && got != n)
-    rt_errorf(p->err, p->errsz, "%s: PNG image data holds %zu bytes, expected %zu for %ux%u pixels",
+    errorf(p->err, p->errsz, "%s: PNG image data holds %zu bytes, expected %zu for %ux%u pixels",
               p->name, got, n, p->w, p->h);
   else if (ret == Z_BUF_ERROR && got == n + 1)
-    rt_errorf(p->err, p->errsz, "%s: PNG image data holds more than the %zu bytes %ux%u pixels need",
+    errorf(p->err, p->errsz, "%s: PNG image data holds more than the %zu bytes %ux%u pixels need",
               p->name, n, p->w, p->h);
   else if (ret == Z_BUF_ERROR)
-    rt_errorf(p->err, p->errsz, "%s: PNG image data is truncated: the compressed stream ends early%s",
+    errorf(p->err, p->errsz, "%s: PNG image data is truncated: the compressed stream ends early%s",
               p->name, p->nidat ? "" : " (there is no IDAT chunk)");
   else if (!ok)
-    rt_errorf(p->err, p->errsz, "%s: corrupt PNG image data: %s", p->name, msg);
+    errorf(p->err, p->errsz, "%s: corrupt PNG image data: %s", p->name, msg);
   inflateEnd(&zs);
   return ok;
 }
@@ -229,7 +229,7 @@ static bool png_unfilter(Png *p, unsigned char *data, size_t stride, size_t bpp)
   for (uint32_t y = 0; y < p->h; y++) {
     unsigned char *row = data + y * (stride + 1), f = row[0], *r = row + 1;
     if (f > 4) {
-      rt_errorf(p->err, p->errsz, "%s: corrupt PNG image data: unknown filter type %d on row %u",
+      errorf(p->err, p->errsz, "%s: corrupt PNG image data: unknown filter type %d on row %u",
                 p->name, f, y);
       return false;
     }
@@ -254,7 +254,7 @@ static unsigned png_sample(const unsigned char *r, int depth, size_t i) {
 }
 
 // Turns the unfiltered rows into gray pixels.
-static bool png_to_gray(Png *p, const unsigned char *data, size_t stride, RtImage *img) {
+static bool png_to_gray(Png *p, const unsigned char *data, size_t stride, Image *img) {
   double max = (1u << p->depth) - 1;
   for (uint32_t y = 0; y < p->h; y++) {
     const unsigned char *r = data + y * (stride + 1) + 1;
@@ -264,7 +264,7 @@ static bool png_to_gray(Png *p, const unsigned char *data, size_t stride, RtImag
       if (p->color == 3) {
         unsigned k = png_sample(r, p->depth, s);
         if ((int)k >= p->nplte) {
-          rt_errorf(p->err, p->errsz, "%s: PNG pixel (%u, %u) uses palette entry %u, but the palette has %d",
+          errorf(p->err, p->errsz, "%s: PNG pixel (%u, %u) uses palette entry %u, but the palette has %d",
                     p->name, x, y, k, p->nplte);
           return false;
         }
@@ -280,11 +280,11 @@ static bool png_to_gray(Png *p, const unsigned char *data, size_t stride, RtImag
   return true;
 }
 
-static bool png_decode(Png *p, RtImage *img) {
+static bool png_decode(Png *p, Image *img) {
   if (!png_chunks(p))
     return false;
   if (p->color == 3 && !p->nplte) {
-    rt_errorf(p->err, p->errsz, "%s: invalid PNG: a palette image without a PLTE chunk", p->name);
+    errorf(p->err, p->errsz, "%s: invalid PNG: a palette image without a PLTE chunk", p->name);
     return false;
   }
   size_t bits = (size_t)p->channels * p->depth, stride = ((size_t)p->w * bits + 7) / 8;
@@ -345,14 +345,14 @@ static bool pnm_number(Pnm *p, const char *what, long max, long *v) {
     x = x * 10 + (p->buf[p->pos++] - '0');
   if (p->pos == start) {
     if (p->pos >= p->len)
-      rt_errorf(p->err, p->errsz, "%s: is truncated: the file ends before the %s", p->name, what);
+      errorf(p->err, p->errsz, "%s: is truncated: the file ends before the %s", p->name, what);
     else
-      rt_errorf(p->err, p->errsz, "%s: expected the %s at byte %zu, found '%c'", p->name, what,
+      errorf(p->err, p->errsz, "%s: expected the %s at byte %zu, found '%c'", p->name, what,
                 p->pos, p->buf[p->pos] >= 0x20 && p->buf[p->pos] < 0x7F ? p->buf[p->pos] : '?');
     return false;
   }
   if (x > max) {
-    rt_errorf(p->err, p->errsz, "%s: the %s is larger than %ld", p->name, what, max);
+    errorf(p->err, p->errsz, "%s: the %s is larger than %ld", p->name, what, max);
     return false;
   }
   *v = x;
@@ -376,16 +376,16 @@ static bool pnm_room(Pnm *p, long w, long h, long maxval) {
   if (left >= need)
     return true;
   if (p->ascii)
-    rt_errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu values, but only %zu bytes "
+    errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu values, but only %zu bytes "
               "follow the header", p->name, w, h, ns, left);
   else
-    rt_errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu bytes of data, found %zu",
+    errorf(p->err, p->errsz, "%s: is truncated: %ldx%ld pixels need %zu bytes of data, found %zu",
               p->name, w, h, need, left);
   return false;
 }
 
 // Reads the samples into img, scaling by maxval.
-static bool pnm_samples(Pnm *p, long maxval, RtImage *img) {
+static bool pnm_samples(Pnm *p, long maxval, Image *img) {
   size_t npx = (size_t)img->w * img->h, ns = npx * p->channels;
   int bytes = maxval < 256 ? 1 : 2;
   double rgb[3];
@@ -394,7 +394,7 @@ static bool pnm_samples(Pnm *p, long maxval, RtImage *img) {
     if (p->ascii) {
       pnm_space(p);
       if (p->pos >= p->len) {
-        rt_errorf(p->err, p->errsz, "%s: is truncated: %dx%d pixels need %zu values, found %zu",
+        errorf(p->err, p->errsz, "%s: is truncated: %dx%d pixels need %zu values, found %zu",
                   p->name, img->w, img->h, ns, i);
         return false;
       }
@@ -404,7 +404,7 @@ static bool pnm_samples(Pnm *p, long maxval, RtImage *img) {
       v = pnm_binary(p, i, bytes);
     }
     if (v > maxval) {
-      rt_errorf(p->err, p->errsz, "%s: pixel %zu (x %zu, y %zu) is %ld, above the maxval %ld",
+      errorf(p->err, p->errsz, "%s: pixel %zu (x %zu, y %zu) is %ld, above the maxval %ld",
                 p->name, i / p->channels, i / p->channels % img->w, i / p->channels / img->w, v, maxval);
       return false;
     }
@@ -415,25 +415,25 @@ static bool pnm_samples(Pnm *p, long maxval, RtImage *img) {
   return true;
 }
 
-static bool pnm_decode(Pnm *p, RtImage *img) {
+static bool pnm_decode(Pnm *p, Image *img) {
   long w, h, maxval;
   p->pos = 2;
   if (!pnm_number(p, "width", INT32_MAX, &w) || !pnm_number(p, "height", INT32_MAX, &h) ||
       !pnm_number(p, "maxval", 65535, &maxval))
     return false;
   if (w == 0 || h == 0 || maxval == 0 || (int64_t)w * h > IMAGE_MAX_PIXELS) {
-    rt_errorf(p->err, p->errsz, "%s: invalid size %ldx%ld or maxval %ld (need a size of at most 64 "
+    errorf(p->err, p->errsz, "%s: invalid size %ldx%ld or maxval %ld (need a size of at most 64 "
               "megapixels and a maxval of 1 to 65535)", p->name, w, h, maxval);
     return false;
   }
   if (!p->ascii) {
     if (p->pos >= p->len) {
-      rt_errorf(p->err, p->errsz, "%s: is truncated: the file ends after its header", p->name);
+      errorf(p->err, p->errsz, "%s: is truncated: the file ends after its header", p->name);
       return false;
     }
     unsigned char c = p->buf[p->pos++];   // the single whitespace character after maxval
     if (!strchr(" \t\r\n\v\f", c) || !c) {
-      rt_errorf(p->err, p->errsz, "%s: expected whitespace after the maxval, found byte 0x%02x",
+      errorf(p->err, p->errsz, "%s: expected whitespace after the maxval, found byte 0x%02x",
                 p->name, c);
       return false;
     }
@@ -472,7 +472,7 @@ static bool looks_like_image(const unsigned char *b, size_t n) {
          (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7' && strchr(" \t\r\n#", b[2]) && b[2]);
 }
 
-bool rt_image_file(const char *path) {
+bool data_image_file(const char *path) {
   unsigned char b[4];
   FILE *f = fopen(path, "rb");
   size_t n = f ? fread(b, 1, sizeof b, f) : 0;
@@ -481,15 +481,15 @@ bool rt_image_file(const char *path) {
   return looks_like_image(b, n);
 }
 
-bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
+bool data_image_decode(const unsigned char *buf, size_t len, const char *name, Image *img,
                      char *err, size_t errsz) {
-  *img = (RtImage){0};
+  *img = (Image){0};
   bool ok;
   if (len >= 4 && !memcmp(buf, png_signature, 4) && (len < 8 || memcmp(buf, png_signature, 8))) {
     char got[40] = "";
     for (size_t i = 0; i < 8 && i < len; i++)
       snprintf(got + 3 * i, sizeof got - 3 * i, " %02X", buf[i]);
-    rt_errorf(err, errsz, "%s: the PNG signature is damaged: its first bytes are%s, expected 89 50 4E 47 "
+    errorf(err, errsz, "%s: the PNG signature is damaged: its first bytes are%s, expected 89 50 4E 47 "
               "0D 0A 1A 0A\n---> HINT: %s", name, got, len < 8 ? "the file is cut off"
               : "line ends were changed, as a transfer in text mode does; copy the file again in binary mode");
     ok = false;
@@ -502,25 +502,25 @@ bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtI
              .channels = buf[1] == '3' || buf[1] == '6' ? 3 : 1, .ascii = buf[1] <= '3'};
     ok = pnm_decode(&p, img);
   } else {
-    rt_errorf(err, errsz, "%s: not a PNG or PGM image: the file is %s\n"
+    errorf(err, errsz, "%s: not a PNG or PGM image: the file is %s\n"
               "---> HINT: convert it, e.g. `convert %s -colorspace Gray digit.png` (ImageMagick)",
               name, guess_format(buf, len), name);
     ok = false;
   }
   if (!ok)
-    rt_image_free(img);
+    data_image_free(img);
   return ok;
 }
 
-bool rt_image_load(const char *path, RtImage *img, char *err, size_t errsz) {
-  *img = (RtImage){0};
+bool data_image_load(const char *path, Image *img, char *err, size_t errsz) {
+  *img = (Image){0};
   size_t len;
   char *buf = read_file(path, &len);
   if (!buf) {
-    rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
     return false;
   }
-  bool ok = rt_image_decode((const unsigned char *)buf, len, path, img, err, errsz);
+  bool ok = data_image_decode((const unsigned char *)buf, len, path, img, err, errsz);
   free(buf);
   return ok;
 }
@@ -553,7 +553,7 @@ static float resample(const float *p, ptrdiff_t stride, int sn, int dn, int j) {
 // whichever is smaller, so that a 1 x 67M image bound for 28 x 28 needs 28
 // floats in between, not 67M x 28. Either order gives the same values up
 // to rounding, since each axis's weights do not depend on the other.
-void rt_image_resize(const RtImage *src, int w, int h, RtImage *dst) {
+void data_image_resize(const Image *src, int w, int h, Image *dst) {
   float *px = xmalloc(sizeof(float) * (size_t)h * w);   // [h, w]
   if ((int64_t)src->h * w <= (int64_t)h * src->w) {
     float *tmp = xmalloc(sizeof(float) * (size_t)src->h * w);   // [src->h, w]: rows resampled
@@ -574,5 +574,5 @@ void rt_image_resize(const RtImage *src, int w, int h, RtImage *dst) {
         px[(size_t)y * w + x] = resample(tmp + (size_t)y * src->w, 1, src->w, w, x);
     free(tmp);
   }
-  *dst = (RtImage){.w = w, .h = h, .px = px};
+  *dst = (Image){.w = w, .h = h, .px = px};
 }

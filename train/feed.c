@@ -4,11 +4,11 @@
 // inputs.
 //
 // A sample is every input's values, one input after another in declaration
-// order (rt_sample_dim floats); rt_exec_run splits it over the inputs. A
+// order (exec_sample_dim floats); exec_run splits it over the inputs. A
 // table CSV names its columns after the inputs and can hold any number of
 // them; IDX files and the label,pixel0,... CSV hold one input, so a model
 // with several gets a clear error for them.
-#include "runtime.h"
+#include "train.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +41,7 @@ static const char *input_names(const Model *m, char *buf, size_t n) {
 }
 
 // A sample's shape with sep between dimensions: "28x28" or "28, 28".
-static const char *data_shape(const RtDataset *ds, const char *sep, char *buf, size_t n) {
+static const char *data_shape(const Dataset *ds, const char *sep, char *buf, size_t n) {
   size_t len = 0;
   buf[0] = 0;
   for (int i = 0; i < ds->ndim && len < n; i++)
@@ -59,15 +59,15 @@ static int squeeze(const int64_t *shape, int ndim, int64_t *out) {
   return k;
 }
 
-bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz) {
+bool train_data_fits(const Model *m, Dataset *ds, char *err, size_t errsz) {
   char want[160], have[160];
-  int64_t dim = rt_sample_dim(m);
+  int64_t dim = exec_sample_dim(m);
   if (m->ninputs != 1) {
     if (ds->dim == dim)
       return true;   // a table: its columns were matched to the inputs by name
-    rt_errorf(err, errsz, "%s: samples have %lld values, but model '%s' reads %lld (inputs %s)", ds->source,
+    errorf(err, errsz, "%s: samples have %lld values, but model '%s' reads %lld (inputs %s)", ds->source,
               (long long)ds->dim, m->g->name, (long long)dim, input_names(m, want, sizeof want));
-    rt_dataset_free(ds);
+    data_free(ds);
     return false;
   }
   const IrNode *in = m->input;
@@ -83,18 +83,18 @@ bool rt_data_fits(const Model *m, RtDataset *ds, char *err, size_t errsz) {
   data_shape(ds, "x", have, sizeof have);
   data_shape(ds, ", ", decl, sizeof decl);
   if (ds->dim != dim && ds->ndim > 1)
-    rt_errorf(err, errsz, "%s: samples have %lld values (%s), but the model's input '%s' is %s (%lld value%s)\n"
+    errorf(err, errsz, "%s: samples have %lld values (%s), but the model's input '%s' is %s (%lld value%s)\n"
               "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
               have, in->name, want, (long long)dim, dim == 1 ? "" : "s", decl);
   else if (ds->dim != dim)
-    rt_errorf(err, errsz, "%s: samples have %lld value%s, but the model's input '%s' is %s (%lld value%s)\n"
+    errorf(err, errsz, "%s: samples have %lld value%s, but the model's input '%s' is %s (%lld value%s)\n"
               "---> HINT: declare the input with the data's shape, f32[%s]", ds->source, (long long)ds->dim,
               ds->dim == 1 ? "" : "s", in->name, want, (long long)dim, dim == 1 ? "" : "s", decl);
   else
-    rt_errorf(err, errsz, "%s: samples are %s, but the model's input '%s' is %s: as many values, in another "
+    errorf(err, errsz, "%s: samples are %s, but the model's input '%s' is %s: as many values, in another "
               "shape\n---> HINT: declare the input as f32[%s] (a reshape in the model can change it)",
               ds->source, have, in->name, want, decl);
-  rt_dataset_free(ds);
+  data_free(ds);
   return false;
 }
 
@@ -154,41 +154,41 @@ static const char *table_columns(const Model *m, bool labeled, char *buf, size_t
 
 // Reads a table CSV for m: columns named after its inputs (and, when
 // labeled, its target).
-static bool load_table(const Model *m, const char *path, bool labeled, RtDataset *ds, char *err,
+static bool load_table(const Model *m, const char *path, bool labeled, Dataset *ds, char *err,
                        size_t errsz) {
-  RtColumns *in = xmalloc(sizeof(RtColumns) * m->ninputs);
+  Columns *in = xmalloc(sizeof(Columns) * m->ninputs);
   for (int i = 0; i < m->ninputs; i++)
-    in[i] = (RtColumns){m->inputs[i]->name, ir_numel(m->inputs[i], 1), 0};
+    in[i] = (Columns){m->inputs[i]->name, ir_numel(m->inputs[i], 1), 0};
   const IrNode *t = m->target;
-  RtColumns target = {0};
+  Columns target = {0};
   if (t)
-    target = (RtColumns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), t->dtype == DT_I32 ? (int)t->attr.i[0] : 0};
-  bool ok = rt_load_table_csv(path, in, m->ninputs, labeled && t ? &target : NULL, ds, err, errsz);
+    target = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), t->dtype == DT_I32 ? (int)t->attr.i[0] : 0};
+  bool ok = data_load_table_csv(path, in, m->ninputs, labeled && t ? &target : NULL, ds, err, errsz);
   free(in);
   return ok;
 }
 
-bool rt_load_model_data(const Model *m, const char *path, const char *split, bool labeled, RtDataset *ds,
+bool train_load_data(const Model *m, const char *path, const char *split, bool labeled, Dataset *ds,
                         char *err, size_t errsz) {
-  *ds = (RtDataset){0};
+  *ds = (Dataset){0};
   const IrNode *t = m->target;
   bool classes = !t || t->dtype == DT_I32;
   int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
   char names[512], cols[512];
   struct stat st;
   if (stat(path, &st) != 0) {
-    rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory of IDX files (MNIST layout) or a CSV file",
+    errorf(err, errsz, "%s: %s\n---> HINT: give a directory of IDX files (MNIST layout) or a CSV file",
               path, strerror(errno));
     return false;
   }
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {   // read twice (its layout, then its rows); a FIFO blocks
-    rt_errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
+    errorf(err, errsz, "%s: is not a regular file (a pipe or a device)\n---> HINT: save the data to a file "
               "and give its path", path);
     return false;
   }
   bool dir = S_ISDIR(st.st_mode), pixels = !dir && pixel_layout(path);
   if ((dir || pixels) && m->ninputs > 1) {
-    rt_errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d (%s)\n---> HINT: give a CSV file with "
+    errorf(err, errsz, "%s: %s holds one input, but model '%s' has %d (%s)\n---> HINT: give a CSV file with "
               "a column for each value of every input%s, named after them (%s)", path,
               dir ? "a directory of IDX files" : "a CSV file in the label,pixel0,... layout", m->g->name,
               m->ninputs, input_names(m, names, sizeof names), labeled && t ? " and the target" : "",
@@ -197,23 +197,23 @@ bool rt_load_model_data(const Model *m, const char *path, const char *split, boo
   }
   bool ok;
   if (dir && !classes) {
-    rt_errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
+    errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
               "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s)",
               path, m->g->name, t->name, m->input->name, t->name, table_columns(m, true, cols, sizeof cols));
     return false;
   } else if (dir)
-    ok = rt_load_idx_dir(path, split, nclasses, ds, err, errsz);
+    ok = data_load_idx_dir(path, split, nclasses, ds, err, errsz);
   else if (pixels && classes)
-    ok = rt_load_csv(path, nclasses, ds, err, errsz);
+    ok = data_load_csv(path, nclasses, ds, err, errsz);
   else
     ok = load_table(m, path, labeled, ds, err, errsz);
   if (!ok)
     return false;
   if (labeled && t && t->dtype == DT_I32 && !ds->y) {
-    rt_errorf(err, errsz, "%s: the data has no labels, but the model trains against class target '%s'",
+    errorf(err, errsz, "%s: the data has no labels, but the model trains against class target '%s'",
               ds->source, t->name);
-    rt_dataset_free(ds);
+    data_free(ds);
     return false;
   }
-  return rt_data_fits(m, ds, err, errsz);
+  return train_data_fits(m, ds, err, errsz);
 }

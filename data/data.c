@@ -22,22 +22,14 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-void rt_errorf(char *err, size_t errsz, const char *fmt, ...) {
-  if (!err || !errsz)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errsz, fmt, ap);
-  va_end(ap);
-}
 
-void rt_dataset_free(RtDataset *ds) {
+void data_free(Dataset *ds) {
   free(ds->x);
   free(ds->x8);
   free(ds->y);
   free(ds->t);
   free(ds->source);
-  *ds = (RtDataset){0};
+  *ds = (Dataset){0};
 }
 
 // ubyte pixels as floats: v / 255.0f, as the loaders have always scaled them
@@ -55,7 +47,7 @@ static const float *byte_scale(void) {
   return scale_table;
 }
 
-void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst) {
+void data_rows(const Dataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst) {
   const float *scale = ds->x8 ? byte_scale() : NULL;
   for (int64_t i = 0; i < k; i++) {
     int64_t s = idx ? idx[i] : first + i;
@@ -70,7 +62,7 @@ void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int
   }
 }
 
-void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out) {
+void data_subset(const Dataset *ds, const int64_t *idx, int64_t k, Dataset *out) {
   *out = *ds;
   out->n = k;
   out->x = ds->x ? xmalloc((size_t)(k * ds->dim) * sizeof(float)) : NULL;
@@ -176,7 +168,7 @@ static int64_t idx_raw(IdxIn *in, void *dst, size_t n) {
   }
   size_t k = fread(dst, 1, n, in->fp);
   if (k < n && ferror(in->fp)) {
-    rt_errorf(in->err, in->errsz, "%s: read error: %s", in->path, strerror(errno));
+    errorf(in->err, in->errsz, "%s: read error: %s", in->path, strerror(errno));
     return -1;
   }
   in->raw_eof |= k < n;
@@ -201,7 +193,7 @@ static bool idx_fill(IdxIn *in, uInt want) {
 static bool idx_gz_error(IdxIn *in, int ret) {
   if (ret == Z_MEM_ERROR)
     nnc_fatal("%s: out of memory while decompressing", in->path);
-  rt_errorf(in->err, in->errsz, "%s: corrupt gzip data: %s\n"
+  errorf(in->err, in->errsz, "%s: corrupt gzip data: %s\n"
             "---> HINT: check the file with `gzip -t %s`, or fetch it again", in->path,
             ret == Z_NEED_DICT ? "it needs a preset dictionary" : in->zs.msg ? in->zs.msg : "unknown error",
             in->path);
@@ -222,7 +214,7 @@ static bool idx_next_member(IdxIn *in) {
     return true;
   }
   int64_t extra = in->size - (in->zread - in->zs.avail_in);
-  rt_errorf(in->err, in->errsz, "%s: has %lld bytes of trailing data after the end of its gzip data\n"
+  errorf(in->err, in->errsz, "%s: has %lld bytes of trailing data after the end of its gzip data\n"
             "---> HINT: the file is damaged or something was appended to it; `gzip -t %s` "
             "shows the same", in->path, (long long)extra, in->path);
   return false;
@@ -254,7 +246,7 @@ static int64_t idx_read(IdxIn *in, void *dst, int64_t n) {
       if (!idx_next_member(in))
         return -1;
     } else if (ret == Z_BUF_ERROR && in->zs.avail_in == 0 && in->raw_eof) {
-      rt_errorf(in->err, in->errsz, "%s: is truncated: the gzip data ends early\n"
+      errorf(in->err, in->errsz, "%s: is truncated: the gzip data ends early\n"
                 "---> HINT: the download was probably cut off; fetch the file again", in->path);
       return -1;
     } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
@@ -289,7 +281,7 @@ static bool idx_open(IdxIn *in) {
     in->zs.next_in = in->zbuf;
   } else {
     in->zs.next_in = (unsigned char *)in->mem;   // zlib only reads it
-    in->zs.avail_in = (uInt)in->memlen;   // rt_idx_decode keeps memlen below 4 GiB
+    in->zs.avail_in = (uInt)in->memlen;   // data_idx_decode keeps memlen below 4 GiB
     in->zread = (int64_t)in->memlen;
     in->raw_eof = true;
   }
@@ -320,22 +312,22 @@ static void be_to_host(unsigned char *p, int64_t count, int esize) {
 }
 
 // Checks the magic number: 0, 0, a known type code, 1..RT_IDX_MAX_DIMS.
-static bool idx_check_magic(const unsigned char *m, const char *path, RtIdx *idx, char *err,
+static bool idx_check_magic(const unsigned char *m, const char *path, IdxFile *idx, char *err,
                             size_t errsz) {
   if (m[0] != 0 || m[1] != 0) {
-    rt_errorf(err, errsz, "%s: not an IDX file: it starts with bytes 0x%02x 0x%02x, expected 0x00 0x00\n"
+    errorf(err, errsz, "%s: not an IDX file: it starts with bytes 0x%02x 0x%02x, expected 0x00 0x00\n"
               "---> HINT: IDX files (MNIST's train-images-idx3-ubyte, ...) begin 00 00 TYPE NDIM; "
               "for a CSV file use a .csv name", path, m[0], m[1]);
     return false;
   }
   if (!idx_elem_size(m[2])) {
-    rt_errorf(err, errsz, "%s: unknown IDX element type code 0x%02x\n"
+    errorf(err, errsz, "%s: unknown IDX element type code 0x%02x\n"
               "---> HINT: known codes are 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int32, "
               "0x0D float32 and 0x0E float64", path, m[2]);
     return false;
   }
   if (m[3] < 1 || m[3] > RT_IDX_MAX_DIMS) {
-    rt_errorf(err, errsz, "%s: IDX header gives %d dimensions; expected 1 to %d",
+    errorf(err, errsz, "%s: IDX header gives %d dimensions; expected 1 to %d",
               path, m[3], RT_IDX_MAX_DIMS);
     return false;
   }
@@ -346,7 +338,7 @@ static bool idx_check_magic(const unsigned char *m, const char *path, RtIdx *idx
 
 // Reads the magic number and the dimensions, and checks that the data they
 // describe is not absurdly large.
-static bool idx_read_header(IdxIn *in, RtIdx *idx) {
+static bool idx_read_header(IdxIn *in, IdxFile *idx) {
   const char *path = in->path;
   char *err = in->err;
   size_t errsz = in->errsz;
@@ -355,7 +347,7 @@ static bool idx_read_header(IdxIn *in, RtIdx *idx) {
   if (got < 0)
     return false;
   if (got < 4) {
-    rt_errorf(err, errsz, "%s: is %s: %lld bytes, too short for an IDX header (at least 8)",
+    errorf(err, errsz, "%s: is %s: %lld bytes, too short for an IDX header (at least 8)",
               path, got ? "truncated" : "empty", (long long)got);
     return false;
   }
@@ -366,7 +358,7 @@ static bool idx_read_header(IdxIn *in, RtIdx *idx) {
   if (got < 0)
     return false;
   if (got < need) {
-    rt_errorf(err, errsz, "%s: is truncated inside its header: %d dimensions need a %d-byte header, "
+    errorf(err, errsz, "%s: is truncated inside its header: %d dimensions need a %d-byte header, "
               "found %lld bytes", path, idx->ndim, 4 + need, (long long)(4 + got));
     return false;
   }
@@ -377,7 +369,7 @@ static bool idx_read_header(IdxIn *in, RtIdx *idx) {
     idx->dims[i] = (int64_t)d[0] << 24 | (int64_t)d[1] << 16 | (int64_t)d[2] << 8 | d[3];
     if (idx->dims[i] && bytes > RT_IDX_MAX_BYTES / idx->dims[i]) {
       char buf[160];
-      rt_errorf(err, errsz, "%s: IDX header describes %s %s elements, more than the limit of %lld bytes\n"
+      errorf(err, errsz, "%s: IDX header describes %s %s elements, more than the limit of %lld bytes\n"
                 "---> HINT: the header is probably corrupt", path,
                 dims_str(idx->dims, i + 1, buf, sizeof buf), idx_type_name(idx->type),
                 (long long)RT_IDX_MAX_BYTES);
@@ -404,18 +396,18 @@ static int64_t idx_count_rest(IdxIn *in) {
 
 // Reports data that is shorter or longer than the header says; found is
 // the data's size (after decompression), at least found when more is true.
-static bool idx_size_error(IdxIn *in, const RtIdx *idx, int64_t found, bool more) {
+static bool idx_size_error(IdxIn *in, const IdxFile *idx, int64_t found, bool more) {
   int64_t nbytes = idx->count * idx_elem_size(idx->type), hdr = 4 + 4 * idx->ndim;
   char dims[160];
   dims_str(idx->dims, idx->ndim, dims, sizeof dims);
   const char *how = in->gzip ? " after decompression" : "";
   if (found < nbytes)
-    rt_errorf(in->err, in->errsz, "%s: is truncated: expected %lld bytes%s (a %lld-byte header and %s %s "
+    errorf(in->err, in->errsz, "%s: is truncated: expected %lld bytes%s (a %lld-byte header and %s %s "
               "elements), found %lld\n---> HINT: the file was probably cut off; fetch it again",
               in->path, (long long)(hdr + nbytes), how, (long long)hdr, dims, idx_type_name(idx->type),
               (long long)(hdr + found));
   else
-    rt_errorf(in->err, in->errsz, "%s: has %s%lld bytes of trailing data: expected %lld bytes%s (a %lld-byte "
+    errorf(in->err, in->errsz, "%s: has %s%lld bytes of trailing data: expected %lld bytes%s (a %lld-byte "
               "header and %s %s elements), found %s%lld\n---> HINT: the header's sizes do not match "
               "the data; is the file corrupt?", in->path, more ? "more than " : "",
               (long long)(found - nbytes), (long long)(hdr + nbytes), how, (long long)hdr, dims,
@@ -426,7 +418,7 @@ static bool idx_size_error(IdxIn *in, const RtIdx *idx, int64_t found, bool more
 // Reads the elements and checks that nothing is missing or left over. A
 // plain file's size is checked before anything is allocated; gzip data
 // goes into a buffer that grows as it arrives (at most twice its size).
-static bool idx_read_data(IdxIn *in, RtIdx *idx) {
+static bool idx_read_data(IdxIn *in, IdxFile *idx) {
   int esize = idx_elem_size(idx->type);
   int64_t nbytes = idx->count * esize, hdr = 4 + 4 * idx->ndim;
   idx->gzip = in->gzip;
@@ -456,23 +448,23 @@ static bool idx_read_data(IdxIn *in, RtIdx *idx) {
 }
 
 // Reads an IDX file from in, which it closes.
-static bool idx_read_from(IdxIn *in, RtIdx *out) {
+static bool idx_read_from(IdxIn *in, IdxFile *out) {
   bool ok = idx_open(in) && idx_read_header(in, out) && idx_read_data(in, out);
   idx_close(in);
   if (!ok)
-    rt_idx_free(out);
+    data_idx_free(out);
   return ok;
 }
 
-bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz) {
-  *out = (RtIdx){0};
+bool data_idx_read(const char *path, IdxFile *out, char *err, size_t errsz) {
+  *out = (IdxFile){0};
   IdxIn in = {.path = path, .err = err, .errsz = errsz};
   in.fp = fopen(path, "rb");
   struct stat st;
   const char *why = !in.fp ? strerror(errno) : fstat(fileno(in.fp), &st) ? strerror(errno)
                     : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
   if (why) {
-    rt_errorf(err, errsz, "%s: cannot open: %s", path, why);
+    errorf(err, errsz, "%s: cannot open: %s", path, why);
     if (in.fp)
       fclose(in.fp);
     return false;
@@ -481,24 +473,24 @@ bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz) {
   return idx_read_from(&in, out);
 }
 
-bool rt_idx_decode(const unsigned char *buf, size_t len, const char *name, RtIdx *out, char *err,
+bool data_idx_decode(const unsigned char *buf, size_t len, const char *name, IdxFile *out, char *err,
                    size_t errsz) {
-  *out = (RtIdx){0};
+  *out = (IdxFile){0};
   if (len > UINT32_MAX) {
-    rt_errorf(err, errsz, "%s: %zu bytes are too many to decode from memory", name, len);
+    errorf(err, errsz, "%s: %zu bytes are too many to decode from memory", name, len);
     return false;
   }
   IdxIn in = {.path = name, .mem = buf, .memlen = len, .size = (int64_t)len, .err = err, .errsz = errsz};
   return idx_read_from(&in, out);
 }
 
-void rt_idx_free(RtIdx *idx) {
+void data_idx_free(IdxFile *idx) {
   free(idx->data);
-  *idx = (RtIdx){0};
+  *idx = (IdxFile){0};
 }
 
 // Element i as a double.
-static double idx_value(const RtIdx *idx, int64_t i) {
+static double idx_value(const IdxFile *idx, int64_t i) {
   switch (idx->type) {
   case RT_IDX_U8: return ((const uint8_t *)idx->data)[i];
   case RT_IDX_I8: return ((const int8_t *)idx->data)[i];
@@ -511,15 +503,15 @@ static double idx_value(const RtIdx *idx, int64_t i) {
 }
 
 // Fills ds's samples from an images IDX: the first dimension counts them.
-static bool idx_to_images(const RtIdx *im, const char *path, RtDataset *ds, char *err, size_t errsz) {
+static bool idx_to_images(const IdxFile *im, const char *path, Dataset *ds, char *err, size_t errsz) {
   if (im->ndim < 2 || im->ndim - 1 > RT_MAX_SAMPLE_DIMS) {
-    rt_errorf(err, errsz, "%s: images must have 2 to %d dimensions (samples first), this file has %d\n"
+    errorf(err, errsz, "%s: images must have 2 to %d dimensions (samples first), this file has %d\n"
               "---> HINT: is this a labels file? images files are named like train-images-idx3-ubyte",
               path, RT_MAX_SAMPLE_DIMS + 1, im->ndim);
     return false;
   }
   if (im->dims[0] == 0 || im->count == 0) {
-    rt_errorf(err, errsz, "%s: holds no samples", path);
+    errorf(err, errsz, "%s: holds no samples", path);
     return false;
   }
   ds->n = im->dims[0];
@@ -535,7 +527,7 @@ static bool idx_to_images(const RtIdx *im, const char *path, RtDataset *ds, char
       double v = idx_value(im, i);
       ds->x[i] = (float)v;
       if (!isfinite(ds->x[i])) {
-        rt_errorf(err, errsz, "%s: element %lld (sample %lld) is %g; image values must be finite "
+        errorf(err, errsz, "%s: element %lld (sample %lld) is %g; image values must be finite "
                   "numbers%s", path, (long long)i, (long long)(i / ds->dim), v,
                   isfinite(v) ? " within float range" : "");
         return false;
@@ -553,11 +545,11 @@ static bool check_labels(const int32_t *y, int64_t n, int *nclasses, const char 
   for (int64_t i = 0; i < n; i++) {
     if (y[i] < 0 || (*nclasses > 0 && y[i] >= *nclasses)) {
       if (*nclasses > 0)
-        rt_errorf(err, errsz, "%s: label at index %lld is %d, outside [0, %d)\n"
+        errorf(err, errsz, "%s: label at index %lld is %d, outside [0, %d)\n"
                   "---> HINT: the model has %d classes; is this the labels file of another data set?",
                   path, (long long)i, y[i], *nclasses, *nclasses);
       else
-        rt_errorf(err, errsz, "%s: label at index %lld is %d; labels must not be negative",
+        errorf(err, errsz, "%s: label at index %lld is %d; labels must not be negative",
                   path, (long long)i, y[i]);
       return false;
     }
@@ -565,7 +557,7 @@ static bool check_labels(const int32_t *y, int64_t n, int *nclasses, const char 
       max = y[i];
   }
   if (*nclasses <= 0 && max >= RT_MAX_CLASSES) {
-    rt_errorf(err, errsz, "%s: the largest label is %d; with no class count given, labels must lie "
+    errorf(err, errsz, "%s: the largest label is %d; with no class count given, labels must lie "
               "below %d\n---> HINT: are these really class labels?", path, max, RT_MAX_CLASSES);
     return false;
   }
@@ -575,22 +567,22 @@ static bool check_labels(const int32_t *y, int64_t n, int *nclasses, const char 
 }
 
 // Fills ds's labels from a one-dimensional integer IDX.
-static bool idx_to_labels(const RtIdx *lb, const char *path, const char *images_path, int nclasses,
-                          RtDataset *ds, char *err, size_t errsz) {
+static bool idx_to_labels(const IdxFile *lb, const char *path, const char *images_path, int nclasses,
+                          Dataset *ds, char *err, size_t errsz) {
   if (lb->type == RT_IDX_F32 || lb->type == RT_IDX_F64) {
-    rt_errorf(err, errsz, "%s: labels must be integers (ubyte or int32), this file holds %s\n"
+    errorf(err, errsz, "%s: labels must be integers (ubyte or int32), this file holds %s\n"
               "---> HINT: is this an images file? labels files are named like train-labels-idx1-ubyte",
               path, idx_type_name(lb->type));
     return false;
   }
   if (lb->ndim != 1) {
-    rt_errorf(err, errsz, "%s: labels must have 1 dimension, this file has %d\n"
+    errorf(err, errsz, "%s: labels must have 1 dimension, this file has %d\n"
               "---> HINT: is this an images file? labels files are named like train-labels-idx1-ubyte",
               path, lb->ndim);
     return false;
   }
   if (lb->count != ds->n) {
-    rt_errorf(err, errsz, "%s: has %lld labels but %s has %lld images\n"
+    errorf(err, errsz, "%s: has %lld labels but %s has %lld images\n"
               "---> HINT: the two files must come from the same split (train-* with train-*, t10k-* with t10k-*)",
               path, (long long)lb->count, images_path, (long long)ds->n);
     return false;
@@ -604,21 +596,21 @@ static bool idx_to_labels(const RtIdx *lb, const char *path, const char *images_
   return check_labels(ds->y, ds->n, &ds->nclasses, path, err, errsz);
 }
 
-bool rt_load_idx(const char *images_path, const char *labels_path, int nclasses, RtDataset *out,
+bool data_load_idx(const char *images_path, const char *labels_path, int nclasses, Dataset *out,
                  char *err, size_t errsz) {
-  *out = (RtDataset){0};
-  RtIdx idx;
-  if (!rt_idx_read(images_path, &idx, err, errsz))
+  *out = (Dataset){0};
+  IdxFile idx;
+  if (!data_idx_read(images_path, &idx, err, errsz))
     return false;
   bool ok = idx_to_images(&idx, images_path, out, err, errsz);
-  rt_idx_free(&idx);
+  data_idx_free(&idx);
   if (ok && labels_path) {
-    ok = rt_idx_read(labels_path, &idx, err, errsz) &&
+    ok = data_idx_read(labels_path, &idx, err, errsz) &&
          idx_to_labels(&idx, labels_path, images_path, nclasses, out, err, errsz);
-    rt_idx_free(&idx);
+    data_idx_free(&idx);
   }
   if (!ok) {
-    rt_dataset_free(out);
+    data_free(out);
     return false;
   }
   StrBuf src = {0};
@@ -651,19 +643,19 @@ static bool find_idx(const char *dir, const char *prefix, const char *what, cons
   return false;
 }
 
-bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset *out,
+bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset *out,
                      char *err, size_t errsz) {
-  *out = (RtDataset){0};
+  *out = (Dataset){0};
   const char *prefix = !strcmp(split, "train") ? "train"
                        : !strcmp(split, "test") || !strcmp(split, "t10k") ? "t10k" : NULL;
   if (!prefix) {
-    rt_errorf(err, errsz, "%s: unknown split '%s'; expected train or test", dir, split);
+    errorf(err, errsz, "%s: unknown split '%s'; expected train or test", dir, split);
     return false;
   }
   struct stat st;
   const char *why = stat(dir, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
   if (why) {
-    rt_errorf(err, errsz, "%s: %s\n---> HINT: give a directory in the MNIST layout, such as %s "
+    errorf(err, errsz, "%s: %s\n---> HINT: give a directory in the MNIST layout, such as %s "
               "(apt install dataset-fashion-mnist)", dir, why, RT_FASHION_MNIST_DIR);
     return false;
   }
@@ -671,11 +663,11 @@ bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset
   bool ok = find_idx(dir, prefix, "images", "idx3", &images, &tried) &&
             find_idx(dir, prefix, "labels", "idx1", &labels, &tried);
   if (!ok)
-    rt_errorf(err, errsz, "%s: no %s data found; looked for %s\n---> HINT: the directory should "
+    errorf(err, errsz, "%s: no %s data found; looked for %s\n---> HINT: the directory should "
               "hold the MNIST files, as %s does (apt install dataset-fashion-mnist)",
               dir, split, tried.data, RT_FASHION_MNIST_DIR);
   else
-    ok = rt_load_idx(images.data, labels.data, nclasses, out, err, errsz);
+    ok = data_load_idx(images.data, labels.data, nclasses, out, err, errsz);
   sb_free(&images);
   sb_free(&labels);
   sb_free(&tried);
@@ -749,7 +741,7 @@ static bool csv_count_fields(Csv *c) {
   for (const char *q = csv_field_end(c, c->p); !csv_eol(c, q); q = csv_field_end(c, q + 1))
     n++;
   if (n > CSV_MAX_FIELDS) {
-    rt_errorf(c->err, c->errsz, "%s: line 1: the header has %lld columns, more than the limit of %d",
+    errorf(c->err, c->errsz, "%s: line 1: the header has %lld columns, more than the limit of %d",
               c->path, (long long)n, CSV_MAX_FIELDS);
     return false;
   }
@@ -798,7 +790,7 @@ static bool csv_closed(Csv *c, int f) {
   if (!csv_unclosed(c, c->p))
     return true;
   char name[64];
-  rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the double quote that opens the field is not closed "
+  errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the double quote that opens the field is not closed "
             "on its line\n---> HINT: a quoted field must end on its line: remove the line breaks inside it, or "
             "close the quote", c->path, (long long)c->line, f + 1, csv_colname(c, f, name, sizeof name));
   return false;
@@ -859,20 +851,20 @@ static bool csv_number(Csv *c, int f, double *v) {
     char name[64];
     csv_colname(c, f, name, sizeof name);
     if (e == s)
-      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field is empty; expected a number",
+      errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field is empty; expected a number",
                 c->path, (long long)c->line, f + 1, name);
     else if (too_big)
-      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %.*s is beyond the range of a 32-bit "
+      errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %.*s is beyond the range of a 32-bit "
                 "float (about 3.4e38)", c->path, (long long)c->line, f + 1, name, (int)(e - s), s);
     else if (e - s >= 64)
-      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.40s...' is too long for a number "
+      errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.40s...' is too long for a number "
                 "(%lld characters)", c->path, (long long)c->line, f + 1, name, s, (long long)(e - s));
     else if (memchr(s, 0, e - s > 0 ? (size_t)(e - s) : 0))
-      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field holds a NUL byte; expected "
+      errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): the field holds a NUL byte; expected "
                 "a number\n---> HINT: the file holds binary data; is it really a CSV text file?",
                 c->path, (long long)c->line, f + 1, name);
     else
-      rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.*s' is not a number",
+      errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): '%.*s' is not a number",
                 c->path, (long long)c->line, f + 1, name, (int)(e - s > 40 ? 40 : e - s), s);
     return false;
   }
@@ -885,7 +877,7 @@ static bool csv_number(Csv *c, int f, double *v) {
 static bool csv_bad_count(Csv *c, int64_t found) {
   for (c->p = csv_field_end(c, c->p); !csv_eol(c, c->p); c->p = csv_field_end(c, c->p + 1))
     found++;
-  rt_errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %lld",
+  errorf(c->err, c->errsz, "%s: line %lld: expected %d fields (as in the header), found %lld",
             c->path, (long long)c->line, c->nfields, (long long)found);
   return false;
 }
@@ -908,7 +900,7 @@ static bool csv_check(Csv *c, int f, double v, int32_t *y) {
   else
     snprintf(what, sizeof what, "label %g is outside [0, %d)\n---> HINT: the model has %d classes",
              v, c->nclasses, c->nclasses);
-  rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %s", c->path, (long long)c->line,
+  errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %s", c->path, (long long)c->line,
             f + 1, csv_colname(c, f, name, sizeof name), what);
   return false;
 }
@@ -943,7 +935,7 @@ static bool csv_header(Csv *c) {
   c->labeled = len == 5 && !memcmp(c->p, "label", 5);
   if (!c->labeled && !(len == 6 && !memcmp(c->p, "pixel0", 6))) {
     bool numeric = len > 0 && c->p[0] >= '0' && c->p[0] <= '9';
-    rt_errorf(c->err, c->errsz, "%s: line 1: the header must start with 'label' (training data) or "
+    errorf(c->err, c->errsz, "%s: line 1: the header must start with 'label' (training data) or "
               "'pixel0' (unlabeled data), found '%.*s'\n---> HINT: %s", c->path,
               (int)(len > 40 ? 40 : len), c->p, numeric ? "the file seems to have no header line; "
               "add one such as label,pixel0,...,pixel783" : "use the Kaggle digit-recognizer layout");
@@ -952,7 +944,7 @@ static bool csv_header(Csv *c) {
   if (!csv_count_fields(c))
     return false;
   if (c->labeled && c->nfields == 1) {
-    rt_errorf(c->err, c->errsz, "%s: line 1: the header has a label column but no pixel columns", c->path);
+    errorf(c->err, c->errsz, "%s: line 1: the header has a label column but no pixel columns", c->path);
     return false;
   }
   while (!csv_eol(c, c->p))
@@ -980,7 +972,7 @@ static int64_t csv_count_lines(const Csv *c, int64_t row_bytes) {
 }
 
 // Parses every data line, skipping blank ones.
-static bool csv_rows(Csv *c, RtDataset *ds) {
+static bool csv_rows(Csv *c, Dataset *ds) {
   int64_t cap = csv_count_lines(c, 2 * (int64_t)c->nfields);
   ds->x = xmalloc((size_t)(cap * ds->dim) * sizeof(float));
   ds->y = c->labeled ? xmalloc((size_t)cap * sizeof(int32_t)) : NULL;
@@ -993,14 +985,14 @@ static bool csv_rows(Csv *c, RtDataset *ds) {
     c->line++;
   }
   if (ds->n == 0) {
-    rt_errorf(c->err, c->errsz, "%s: has a header line but no data lines", c->path);
+    errorf(c->err, c->errsz, "%s: has a header line but no data lines", c->path);
     return false;
   }
   return true;
 }
 
 // One sample's shape: square when the pixel count is a square number.
-static void csv_shape(RtDataset *ds) {
+static void csv_shape(Dataset *ds) {
   int64_t s = (int64_t)llround(sqrt((double)ds->dim));
   if (s > 1 && s * s == ds->dim) {
     ds->ndim = 2;
@@ -1011,12 +1003,12 @@ static void csv_shape(RtDataset *ds) {
   }
 }
 
-bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size_t errsz) {
-  *out = (RtDataset){0};
+bool data_load_csv(const char *path, int nclasses, Dataset *out, char *err, size_t errsz) {
+  *out = (Dataset){0};
   size_t len;
   char *text = read_file(path, &len);
   if (!text) {
-    rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
     return false;
   }
   Csv c = {.path = path, .p = text, .end = text + len, .line = 1, .nclasses = nclasses,
@@ -1024,7 +1016,7 @@ bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size
   size_t blank = strspn(text, " \t\r\n");
   bool ok = blank < len;
   if (!ok)
-    rt_errorf(err, errsz, "%s: is empty; expected a header line such as label,pixel0,...,pixel783", path);
+    errorf(err, errsz, "%s: is empty; expected a header line such as label,pixel0,...,pixel783", path);
   ok = ok && csv_header(&c);
   if (ok) {
     out->dim = c.nfields - c.labeled;
@@ -1036,7 +1028,7 @@ bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size
     ok = check_labels(out->y, out->n, &out->nclasses, path, err, errsz);
   }
   if (!ok) {
-    rt_dataset_free(out);
+    data_free(out);
     return false;
   }
   csv_shape(out);
@@ -1055,7 +1047,7 @@ bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size
 
 // The column groups of a table: the inputs, then the target (if any).
 typedef struct Table {
-  const RtColumns **group;               // [ngroups] the inputs, then the target
+  const Columns **group;               // [ngroups] the inputs, then the target
   int64_t *at;                           // [ngroups] where group g's values start in the row
   int ngroups;
   bool target;                           // the last group is the target
@@ -1065,7 +1057,7 @@ typedef struct Table {
 
 // The value k of group g that column col names, or -1: col is "NAME" for a
 // group of one value, or "NAMEk" with k in [0, dim).
-static int64_t column_value(const char *col, size_t len, const RtColumns *g) {
+static int64_t column_value(const char *col, size_t len, const Columns *g) {
   size_t n = strlen(g->name);
   if (len < n || memcmp(col, g->name, n))
     return -1;
@@ -1110,10 +1102,10 @@ static bool table_unique(Csv *c, const Column *cols) {
     if (same_name(&s[i], &s[i + 1]) && (i == 0 || !same_name(&s[i - 1], &s[i])) && (dup < 0 || s[i].f < s[dup].f))
       dup = i;
   if (dup >= 0 && s[dup].len == 0)
-    rt_errorf(c->err, c->errsz, "%s: line 1: columns %d and %d have no name\n---> HINT: name every "
+    errorf(c->err, c->errsz, "%s: line 1: columns %d and %d have no name\n---> HINT: name every "
               "column of the header", c->path, s[dup].f + 1, s[dup + 1].f + 1);
   else if (dup >= 0)
-    rt_errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' appears twice, as columns %d and %d\n"
+    errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' appears twice, as columns %d and %d\n"
               "---> HINT: name each column once", c->path, (int)(s[dup].len > 60 ? 60 : s[dup].len),
               s[dup].s, s[dup].f + 1, s[dup + 1].f + 1);
   free(s);
@@ -1125,7 +1117,7 @@ static void table_example(const Table *t, char *buf, size_t n) {
   size_t len = 0;
   buf[0] = 0;
   for (int g = 0; g < t->ngroups && len < n; g++) {
-    const RtColumns *c = t->group[g];
+    const Columns *c = t->group[g];
     const char *sep = g ? "," : "";
     if (c->dim == 1)
       len += snprintf(buf + len, n - len, "%s%s", sep, c->name);
@@ -1142,7 +1134,7 @@ static const char *table_column_name(const Table *t, int64_t at, char *buf, size
   int g = 0;
   while (g + 1 < t->ngroups && at >= t->at[g + 1])
     g++;
-  const RtColumns *c = t->group[g];
+  const Columns *c = t->group[g];
   if (c->dim == 1)
     snprintf(buf, n, "%s", c->name);
   else
@@ -1174,7 +1166,7 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
       if (k < 0)
         continue;
       if (first >= 0) {
-        rt_errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' could belong to '%s' or to '%s'\n"
+        errorf(c->err, c->errsz, "%s: line 1: the column '%.*s' could belong to '%s' or to '%s'\n"
                   "---> HINT: rename an input or the target so that no column name fits both", c->path,
                   (int)cols[f].len, cols[f].s, t->group[first]->name, t->group[g]->name);
         ok = false;
@@ -1185,7 +1177,7 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
     int64_t at = (*slot)[f];
     if (ok && at >= 0 && seen[at]) {   // "y" and "y0" both name a scalar's value
       const Column *o = &cols[seen[at] - 1];
-      rt_errorf(c->err, c->errsz, "%s: line 1: the columns '%.*s' (column %d) and '%.*s' (column %d) name the "
+      errorf(c->err, c->errsz, "%s: line 1: the columns '%.*s' (column %d) and '%.*s' (column %d) name the "
                 "same value\n---> HINT: keep one of them", c->path, (int)o->len, o->s, o->f + 1,
                 (int)cols[f].len, cols[f].s, f + 1);
       ok = false;
@@ -1197,7 +1189,7 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
   for (const char *q = c->header; c->nfields == 1 && !sep && !csv_eol(c, q); q++)
     sep = *q == ';' ? "semicolons" : *q == '\t' ? "tabs" : NULL;
   if (ok && sep && t->need > 1) {
-    rt_errorf(c->err, c->errsz, "%s: line 1: the header is one column, its fields separated by %s; nnc reads "
+    errorf(c->err, c->errsz, "%s: line 1: the header is one column, its fields separated by %s; nnc reads "
               "comma-separated values\n---> HINT: write the file with commas (pandas: df.to_csv(path, index=False))",
               c->path, sep);
     ok = false;
@@ -1207,7 +1199,7 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
       continue;
     char name[300], example[200];
     table_example(t, example, sizeof example);
-    rt_errorf(c->err, c->errsz, "%s: line 1: no column '%s'\n---> HINT: the header names a column for "
+    errorf(c->err, c->errsz, "%s: line 1: no column '%s'\n---> HINT: the header names a column for "
               "each value of %s%s (for example %s)", c->path, table_column_name(t, at, name, sizeof name),
               t->ngroups - t->target > 1 ? "every input" : "the input", t->target ? " and the target" : "",
               example);
@@ -1242,7 +1234,7 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
     if (!y || at < t->in_dim) {   // a value float32 cannot hold would become an infinity
       if (fabs(v) > FLT_MAX) {
         char name[64];
-        rt_errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %g is too large for float32 (at most %g in "
+        errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %g is too large for float32 (at most %g in "
                   "magnitude)\n---> HINT: scale the column down", c->path, (long long)c->line, f + 1,
                   csv_colname(c, f, name, sizeof name), v, FLT_MAX);
         return false;
@@ -1261,10 +1253,10 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
   return true;
 }
 
-bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, const RtColumns *target,
-                       RtDataset *out, char *err, size_t errsz) {
-  *out = (RtDataset){0};
-  Table t = {.group = xmalloc(sizeof(RtColumns *) * (ninputs + 1)), .at = xmalloc(sizeof(int64_t) * (ninputs + 1)),
+bool data_load_table_csv(const char *path, const Columns *inputs, int ninputs, const Columns *target,
+                       Dataset *out, char *err, size_t errsz) {
+  *out = (Dataset){0};
+  Table t = {.group = xmalloc(sizeof(Columns *) * (ninputs + 1)), .at = xmalloc(sizeof(int64_t) * (ninputs + 1)),
              .target = target != NULL};
   for (int g = 0; g < ninputs; g++) {
     t.group[t.ngroups] = &inputs[g];
@@ -1281,7 +1273,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   size_t len;
   char *text = read_file(path, &len);
   if (!text) {
-    rt_errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
+    errorf(err, errsz, "%s: cannot read: %s", path, strerror(errno));
     free(t.group);
     free(t.at);
     return false;
@@ -1294,7 +1286,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   if (!ok) {
     char example[200];
     table_example(&t, example, sizeof example);
-    rt_errorf(err, errsz, "%s: is empty; expected a header line such as %s", path, example);
+    errorf(err, errsz, "%s: is empty; expected a header line such as %s", path, example);
   }
   ok = ok && table_header(&c, &t, &slot);
   int64_t cap = 0;
@@ -1322,7 +1314,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
     c.line++;
   }
   if (ok && out->n == 0) {
-    rt_errorf(err, errsz, "%s: has a header line but no data lines", path);
+    errorf(err, errsz, "%s: has a header line but no data lines", path);
     ok = false;
   }
   free(slot);
@@ -1330,7 +1322,7 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
   free(t.group);
   free(t.at);
   if (!ok) {
-    rt_dataset_free(out);
+    data_free(out);
     return false;
   }
   out->ndim = 1;
@@ -1343,14 +1335,14 @@ bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, c
 // Normalization and the validation split
 //
 
-static const char *source(const RtDataset *ds) { return ds->source ? ds->source : "data set"; }
+static const char *source(const Dataset *ds) { return ds->source ? ds->source : "data set"; }
 
 // Element i of ds's samples as a float (scale: byte_scale() for bytes).
-static float value_at(const RtDataset *ds, const float *scale, int64_t i) {
+static float value_at(const Dataset *ds, const float *scale, int64_t i) {
   return ds->x ? ds->x[i] : scale[ds->x8[i]];
 }
 
-void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
+void data_stats(const Dataset *ds, double *mean, double *std) {
   int64_t total = ds->n * ds->dim;
   const float *scale = byte_scale();
   double sum = 0, sq = 0;
@@ -1365,12 +1357,12 @@ void rt_dataset_stats(const RtDataset *ds, double *mean, double *std) {
   *std = total ? sqrt(sq / total) : 0;
 }
 
-void rt_dataset_normalize(RtDataset *ds, double mean, double std) {
+void data_normalize(Dataset *ds, double mean, double std) {
   double inv = std > 0 ? 1 / std : 1;
   int64_t total = ds->n * ds->dim;
   if (!ds->x) {   // normalized values are floats
     ds->x = xmalloc((size_t)total * sizeof(float));
-    rt_dataset_rows(ds, NULL, 0, ds->n, ds->x);
+    data_rows(ds, NULL, 0, ds->n, ds->x);
     free(ds->x8);
     ds->x8 = NULL;
   }
@@ -1378,16 +1370,16 @@ void rt_dataset_normalize(RtDataset *ds, double mean, double std) {
     ds->x[i] = (float)((ds->x[i] - mean) * inv);
 }
 
-bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *train,
-              RtDataset *val, char *err, size_t errsz) {
-  *train = *val = (RtDataset){0};
+bool data_split(const Dataset *ds, double fraction, uint64_t seed, Dataset *train,
+              Dataset *val, char *err, size_t errsz) {
+  *train = *val = (Dataset){0};
   if (!(fraction >= 0 && fraction <= 1)) {
-    rt_errorf(err, errsz, "%s: validation fraction %g is outside [0, 1]\n"
+    errorf(err, errsz, "%s: validation fraction %g is outside [0, 1]\n"
               "---> HINT: 0.1 holds out a tenth of the training data", source(ds), fraction);
     return false;
   }
   if (ds->n > UINT32_MAX) {
-    rt_errorf(err, errsz, "%s: %lld samples are too many to split", source(ds), (long long)ds->n);
+    errorf(err, errsz, "%s: %lld samples are too many to split", source(ds), (long long)ds->n);
     return false;
   }
   int64_t n = ds->n, nval = llround(n * fraction);
@@ -1405,8 +1397,8 @@ bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *tr
   for (int64_t i = 0; i < n; i++)
     if (!in_val[i])
       perm[nval + nt++] = i;
-  rt_dataset_subset(ds, perm, nval, val);
-  rt_dataset_subset(ds, perm + nval, nt, train);
+  data_subset(ds, perm, nval, val);
+  data_subset(ds, perm + nval, nt, train);
   free(perm);
   free(in_val);
   return true;
@@ -1417,7 +1409,7 @@ bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *tr
 //
 
 // Draws this epoch's order, remembering the Rng as it was before.
-static void begin_epoch(RtBatcher *b) {
+static void begin_epoch(Batcher *b) {
   b->epoch_rng = b->rng;
   if (b->shuffle) {
     permute(&b->rng, b->perm, b->ds->n);
@@ -1427,15 +1419,15 @@ static void begin_epoch(RtBatcher *b) {
   }
 }
 
-bool rt_batcher_init(RtBatcher *b, const RtDataset *ds, int64_t batch, bool shuffle,
+bool data_batcher_init(Batcher *b, const Dataset *ds, int64_t batch, bool shuffle,
                      uint64_t seed, char *err, size_t errsz) {
-  *b = (RtBatcher){0};
+  *b = (Batcher){0};
   if (batch < 1) {
-    rt_errorf(err, errsz, "batch size %lld must be at least 1", (long long)batch);
+    errorf(err, errsz, "batch size %lld must be at least 1", (long long)batch);
     return false;
   }
   if (ds->n > UINT32_MAX) {
-    rt_errorf(err, errsz, "%s: %lld samples are too many to shuffle", source(ds), (long long)ds->n);
+    errorf(err, errsz, "%s: %lld samples are too many to shuffle", source(ds), (long long)ds->n);
     return false;
   }
   b->ds = ds;
@@ -1447,13 +1439,13 @@ bool rt_batcher_init(RtBatcher *b, const RtDataset *ds, int64_t batch, bool shuf
   return true;
 }
 
-void rt_batcher_free(RtBatcher *b) {
+void data_batcher_free(Batcher *b) {
   free(b->perm);
-  *b = (RtBatcher){0};
+  *b = (Batcher){0};
 }
 
-int64_t rt_batcher_next(RtBatcher *b, float *x, void *y) {
-  const RtDataset *ds = b->ds;
+int64_t data_batcher_next(Batcher *b, float *x, void *y) {
+  const Dataset *ds = b->ds;
   if (b->pos >= ds->n) {
     b->epoch++;
     b->pos = 0;
@@ -1463,7 +1455,7 @@ int64_t rt_batcher_next(RtBatcher *b, float *x, void *y) {
   int64_t k = ds->n - b->pos < b->batch ? ds->n - b->pos : b->batch;
   for (int64_t i = 0; i < k; i++) {
     int64_t s = b->perm[b->pos + i];
-    rt_dataset_rows(ds, &s, 0, 1, x + i * ds->dim);
+    data_rows(ds, &s, 0, 1, x + i * ds->dim);
     if (y && ds->y)
       ((int32_t *)y)[i] = ds->y[s];
     else if (y && ds->t)
@@ -1473,15 +1465,15 @@ int64_t rt_batcher_next(RtBatcher *b, float *x, void *y) {
   return k;
 }
 
-int64_t rt_batcher_nbatches(const RtBatcher *b) { return (b->ds->n + b->batch - 1) / b->batch; }
+int64_t data_batcher_nbatches(const Batcher *b) { return (b->ds->n + b->batch - 1) / b->batch; }
 
-RtCursor rt_batcher_cursor(const RtBatcher *b) {
-  return (RtCursor){.epoch = b->epoch, .pos = b->pos, .rng = b->epoch_rng};
+Cursor data_batcher_cursor(const Batcher *b) {
+  return (Cursor){.epoch = b->epoch, .pos = b->pos, .rng = b->epoch_rng};
 }
 
-bool rt_batcher_set_cursor(RtBatcher *b, RtCursor c, char *err, size_t errsz) {
+bool data_batcher_set_cursor(Batcher *b, Cursor c, char *err, size_t errsz) {
   if (c.epoch < 0 || c.pos < 0 || c.pos > b->ds->n || !(c.rng.inc & 1)) {
-    rt_errorf(err, errsz, "%s: cannot resume at epoch %lld, sample %lld of %lld\n"
+    errorf(err, errsz, "%s: cannot resume at epoch %lld, sample %lld of %lld\n"
               "---> HINT: the checkpoint was written for another data set or batch setting",
               source(b->ds), (long long)c.epoch, (long long)c.pos, (long long)b->ds->n);
     return false;
@@ -1493,18 +1485,18 @@ bool rt_batcher_set_cursor(RtBatcher *b, RtCursor c, char *err, size_t errsz) {
   return true;
 }
 
-void rt_cursor_format(RtCursor c, char *buf, size_t n) {
+void data_cursor_format(Cursor c, char *buf, size_t n) {
   snprintf(buf, n, "epoch=%lld pos=%lld rng=%016llx:%016llx", (long long)c.epoch, (long long)c.pos,
            (unsigned long long)c.rng.state, (unsigned long long)c.rng.inc);
 }
 
-bool rt_cursor_parse(const char *s, RtCursor *c) {
+bool data_cursor_parse(const char *s, Cursor *c) {
   long long epoch, pos;
   unsigned long long state, inc;
   int end = -1;
   if (sscanf(s, "epoch=%lld pos=%lld rng=%llx:%llx%n", &epoch, &pos, &state, &inc, &end) != 4 ||
       s[end] != 0 || epoch < 0 || pos < 0 || !(inc & 1))
     return false;
-  *c = (RtCursor){.epoch = epoch, .pos = pos, .rng = {.state = state, .inc = inc}};
+  *c = (Cursor){.epoch = epoch, .pos = pos, .rng = {.state = state, .inc = inc}};
   return true;
 }

@@ -4,13 +4,13 @@
 // the lock dies with the process, even by kill -9), and a second run into
 // the same place fails with the first one's pid. nnc never writes through a
 // link: it refuses links at its paths, and every file it writes is a new
-// temporary renamed into place (rt_create_temp) or, for appends, opened with
+// temporary renamed into place (data_create_temp) or, for appends, opened with
 // O_NOFOLLOW. Temporaries of dead processes are removed at the start. The
 // metrics log is rewritten at the start to the epochs the checkpoint holds,
 // so that it always agrees with the checkpoint: a row is appended only after
 // its epoch's checkpoint is durable, and the checkpoint keeps its own row for
 // when a crash came between the two.
-#include "runtime.h"
+#include "train.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +27,7 @@
 static bool make_dirs(const char *path, char *err, size_t errsz) {
   char buf[4096];
   if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-    rt_errorf(err, errsz, "the path '%s' is too long", path);
+    errorf(err, errsz, "the path '%s' is too long", path);
     return false;
   }
   for (char *p = buf + 1;; p++) {
@@ -37,12 +37,12 @@ static bool make_dirs(const char *path, char *err, size_t errsz) {
     *p = 0;
     struct stat st;
     if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-      rt_errorf(err, errsz, "cannot create the directory '%s': %s\n---> HINT: %s", buf, strerror(errno),
-                rt_errno_hint(errno));
+      errorf(err, errsz, "cannot create the directory '%s': %s\n---> HINT: %s", buf, strerror(errno),
+                data_errno_hint(errno));
       return false;
     }
     if (stat(buf, &st) == 0 && !S_ISDIR(st.st_mode)) {
-      rt_errorf(err, errsz, "cannot create the directory '%s': a file of that name is in the way\n"
+      errorf(err, errsz, "cannot create the directory '%s': a file of that name is in the way\n"
                 "---> HINT: give --out a path whose parts are directories", buf);
       return false;
     }
@@ -65,7 +65,7 @@ static const char *base_name(const char *path) {
 }
 
 // Works out the paths from --out: a directory, or the checkpoint itself.
-static bool resolve(RtRunDir *d, const char *out, char *err, size_t errsz) {
+static bool resolve(RunDir *d, const char *out, char *err, size_t errsz) {
   const char *ext = ".safetensors", *mext = d->json ? "jsonl" : "csv";
   size_t n = strlen(out), k = strlen(ext);
   struct stat st;
@@ -82,7 +82,7 @@ static bool resolve(RtRunDir *d, const char *out, char *err, size_t errsz) {
   }
   if (n > k && !strcmp(out + n - k, ext)) {
     if (exists && S_ISDIR(st.st_mode)) {
-      rt_errorf(err, errsz, "--out '%s' is a directory, but a path ending in .safetensors names the checkpoint "
+      errorf(err, errsz, "--out '%s' is a directory, but a path ending in .safetensors names the checkpoint "
                 "file itself\n---> HINT: give the directory without .safetensors, or remove it", out);
       return false;
     }
@@ -99,7 +99,7 @@ static bool resolve(RtRunDir *d, const char *out, char *err, size_t errsz) {
     return true;
   }
   if (exists && !S_ISDIR(st.st_mode)) {
-    rt_errorf(err, errsz, "--out '%s' is a file, not a directory\n---> HINT: give a directory for the run's files, "
+    errorf(err, errsz, "--out '%s' is a file, not a directory\n---> HINT: give a directory for the run's files, "
               "or a path ending in .safetensors to name the checkpoint itself", out);
     return false;
   }
@@ -115,18 +115,18 @@ static bool refuse_link(const char *path, char *err, size_t errsz) {
   struct stat st;
   if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
     return true;
-  rt_errorf(err, errsz, "'%s' is a symbolic link; nnc never writes through a link\n"
+  errorf(err, errsz, "'%s' is a symbolic link; nnc never writes through a link\n"
             "---> HINT: remove the link, or give another --out", path);
   return false;
 }
 
 // Locks the lock file for as long as the process lives and writes its pid
 // there; a lock another process holds is an error naming that process.
-static bool take_lock(RtRunDir *d, char *err, size_t errsz) {
+static bool take_lock(RunDir *d, char *err, size_t errsz) {
   int fd = open(d->lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd < 0) {
-    rt_errorf(err, errsz, "cannot create the lock file '%s': %s\n---> HINT: %s", d->lock, strerror(errno),
-              rt_errno_hint(errno));
+    errorf(err, errsz, "cannot create the lock file '%s': %s\n---> HINT: %s", d->lock, strerror(errno),
+              data_errno_hint(errno));
     return false;
   }
   struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
@@ -135,18 +135,18 @@ static bool take_lock(RtRunDir *d, char *err, size_t errsz) {
     struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     long pid = fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
     if (e == EAGAIN || e == EACCES)
-      rt_errorf(err, errsz, "%s is in use by another training (pid %ld), which holds its lock %s\n"
+      errorf(err, errsz, "%s is in use by another training (pid %ld), which holds its lock %s\n"
                 "---> HINT: wait for that run to end or stop it, or give another --out", d->dir, pid, d->lock);
     else
-      rt_errorf(err, errsz, "cannot lock '%s': %s", d->lock, strerror(e));
+      errorf(err, errsz, "cannot lock '%s': %s", d->lock, strerror(e));
     close(fd);
     return false;
   }
   char buf[32];
   int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-    rt_errorf(err, errsz, "cannot write the lock file '%s': %s\n---> HINT: %s", d->lock, strerror(errno),
-              rt_errno_hint(errno));
+    errorf(err, errsz, "cannot write the lock file '%s': %s\n---> HINT: %s", d->lock, strerror(errno),
+              data_errno_hint(errno));
     close(fd);
     return false;
   }
@@ -172,7 +172,7 @@ static long temp_pid(const char *name, const char *const *bases, int nbases) {
 // Removes the temporary files of this run's paths that processes no longer
 // alive (killed while writing) left; we hold the lock, so no live nnc is
 // writing them, and one with our own pid is from an earlier process too.
-static void remove_stale(RtRunDir *d) {
+static void remove_stale(RunDir *d) {
   const char *bases[] = {base_name(d->ckpt), base_name(d->metrics)};
   DIR *dir = opendir(d->dir);
   if (!dir)
@@ -185,8 +185,8 @@ static void remove_stale(RtRunDir *d) {
   closedir(dir);
 }
 
-bool rt_rundir_open(RtRunDir *d, const char *out, bool json, char *err, size_t errsz) {
-  *d = (RtRunDir){.lock_fd = -1, .json = json};
+bool train_rundir_open(RunDir *d, const char *out, bool json, char *err, size_t errsz) {
+  *d = (RunDir){.lock_fd = -1, .json = json};
   if (!resolve(d, out, err, errsz) || !make_dirs(d->dir, err, errsz) || !refuse_link(d->ckpt, err, errsz) ||
       !refuse_link(d->metrics, err, errsz) || !refuse_link(d->lock, err, errsz) || !take_lock(d, err, errsz))
     return false;
@@ -198,7 +198,7 @@ bool rt_rundir_open(RtRunDir *d, const char *out, bool json, char *err, size_t e
 // The metrics log
 //
 
-static void format_row(StrBuf *b, bool json, const RtMetrics *r) {
+static void format_row(StrBuf *b, bool json, const Metrics *r) {
   char secs[32];
   if (json) {
     snprintf(secs, sizeof secs, r->seconds < 0 ? "null" : "%.3f", r->seconds);
@@ -225,13 +225,13 @@ static int64_t row_epoch(const char *line, size_t len, bool json) {
 }
 
 // The log as it is (an empty buffer when there is none).
-static bool read_log(const RtRunDir *d, StrBuf *b, char *err, size_t errsz) {
+static bool read_log(const RunDir *d, StrBuf *b, char *err, size_t errsz) {
   int fd = open(d->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);   // a FIFO would block
   if (fd < 0 && errno == ENOENT)
     return true;
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    rt_errorf(err, errsz, "cannot read the metrics log '%s': %s\n---> HINT: it must be a file nnc wrote",
+    errorf(err, errsz, "cannot read the metrics log '%s': %s\n---> HINT: it must be a file nnc wrote",
               d->metrics, fd < 0 ? strerror(errno) : "not a regular file");
     if (fd >= 0)
       close(fd);
@@ -245,7 +245,7 @@ static bool read_log(const RtRunDir *d, StrBuf *b, char *err, size_t errsz) {
   int e = errno;
   close(fd);
   if (n < 0) {
-    rt_errorf(err, errsz, "cannot read the metrics log '%s': %s", d->metrics, strerror(e));
+    errorf(err, errsz, "cannot read the metrics log '%s': %s", d->metrics, strerror(e));
     return false;
   }
   return true;
@@ -254,10 +254,10 @@ static bool read_log(const RtRunDir *d, StrBuf *b, char *err, size_t errsz) {
 // Writes text to path atomically: a new temporary, synced, renamed.
 static bool replace_file(const char *path, const StrBuf *text, char *err, size_t errsz) {
   char *tmp;
-  int fd = rt_create_temp(path, &tmp);
+  int fd = data_create_temp(path, &tmp);
   if (fd < 0) {
-    rt_errorf(err, errsz, "cannot write the metrics log '%s' (creating a temporary file beside it): %s\n"
-              "---> HINT: %s", path, strerror(errno), rt_errno_hint(errno));
+    errorf(err, errsz, "cannot write the metrics log '%s' (creating a temporary file beside it): %s\n"
+              "---> HINT: %s", path, strerror(errno), data_errno_hint(errno));
     return false;
   }
   size_t done = 0;
@@ -273,17 +273,17 @@ static bool replace_file(const char *path, const StrBuf *text, char *err, size_t
   if (!e && rename(tmp, path) != 0)
     e = errno;
   if (!e)
-    e = rt_sync_dir(path);
+    e = data_sync_dir(path);
   if (e) {
     unlink(tmp);
-    rt_errorf(err, errsz, "cannot write the metrics log '%s': %s\n---> HINT: %s", path, strerror(e),
-              rt_errno_hint(e));
+    errorf(err, errsz, "cannot write the metrics log '%s': %s\n---> HINT: %s", path, strerror(e),
+              data_errno_hint(e));
   }
   free(tmp);
   return !e;
 }
 
-bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, char *err, size_t errsz) {
+bool train_rundir_start_metrics(RunDir *d, int64_t epoch, const Metrics *last, char *err, size_t errsz) {
   StrBuf old = {0}, text = {0};
   if (epoch > 0 && !read_log(d, &old, err, errsz))
     return false;
@@ -310,8 +310,8 @@ bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, 
     return false;
   int fd = open(d->metrics, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 || !(d->log = fdopen(fd, "a"))) {
-    rt_errorf(err, errsz, "cannot open the metrics log '%s': %s\n---> HINT: %s", d->metrics, strerror(errno),
-              rt_errno_hint(errno));
+    errorf(err, errsz, "cannot open the metrics log '%s': %s\n---> HINT: %s", d->metrics, strerror(errno),
+              data_errno_hint(errno));
     if (fd >= 0)
       close(fd);
     return false;
@@ -319,7 +319,7 @@ bool rt_rundir_start_metrics(RtRunDir *d, int64_t epoch, const RtMetrics *last, 
   return true;
 }
 
-bool rt_rundir_log(RtRunDir *d, const RtMetrics *row, char *err, size_t errsz) {
+bool train_rundir_log(RunDir *d, const Metrics *row, char *err, size_t errsz) {
   StrBuf b = {0};
   format_row(&b, d->json, row);
   errno = 0;
@@ -327,21 +327,21 @@ bool rt_rundir_log(RtRunDir *d, const RtMetrics *row, char *err, size_t errsz) {
   int e = errno ? errno : EIO;
   sb_free(&b);
   if (!ok)
-    rt_errorf(err, errsz, "cannot write the metrics log '%s': %s; the checkpoint of epoch %lld was saved\n"
-              "---> HINT: %s", d->metrics, strerror(e), (long long)row->epoch, rt_errno_hint(e));
+    errorf(err, errsz, "cannot write the metrics log '%s': %s; the checkpoint of epoch %lld was saved\n"
+              "---> HINT: %s", d->metrics, strerror(e), (long long)row->epoch, data_errno_hint(e));
   return ok;
 }
 
-bool rt_rundir_close(RtRunDir *d, char *err, size_t errsz) {
+bool train_rundir_close(RunDir *d, char *err, size_t errsz) {
   bool ok = true;
   if (d->log && fclose(d->log) != 0) {
-    rt_errorf(err, errsz, "cannot write the metrics log '%s': %s\n---> HINT: %s", d->metrics, strerror(errno),
-              rt_errno_hint(errno));
+    errorf(err, errsz, "cannot write the metrics log '%s': %s\n---> HINT: %s", d->metrics, strerror(errno),
+              data_errno_hint(errno));
     ok = false;
   }
   d->log = NULL;
   if (d->lock_fd >= 0 && close(d->lock_fd) != 0 && ok) {   // lets go of the lock; the file stays
-    rt_errorf(err, errsz, "cannot write the lock file '%s': %s", d->lock, strerror(errno));
+    errorf(err, errsz, "cannot write the lock file '%s': %s", d->lock, strerror(errno));
     ok = false;
   }
   d->lock_fd = -1;

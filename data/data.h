@@ -23,9 +23,6 @@
 #define RT_STREAM_SPLIT 0x73706c6974ULL   // "split": validation split
 #define RT_STREAM_SHUFFLE 0x7368756666ULL // "shuff": batch order
 
-// Writes a formatted message into err (which may be NULL when errsz is 0).
-void rt_errorf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 //
 // runtime/data.c: data sets
 //
@@ -36,8 +33,8 @@ void rt_errorf(char *err, size_t errsz, const char *fmt, ...) __attribute__((for
 // A data set in memory: n samples of dim floats each, with optional labels.
 // Samples are floats (x), or, as ubyte IDX files store them, bytes (x8)
 // that stand for x8 / 255: a quarter of the memory. Read samples through
-// rt_dataset_rows, which gives floats either way.
-typedef struct RtDataset {
+// data_rows, which gives floats either way.
+typedef struct Dataset {
   int64_t n;                           // number of samples
   int ndim;                            // dimensions of one sample (1..4)
   int64_t shape[RT_MAX_SAMPLE_DIMS];   // one sample's shape, outermost first (28, 28)
@@ -49,16 +46,16 @@ typedef struct RtDataset {
   int64_t tdim;                        // floats per target (0 without t)
   int nclasses;                        // labels lie in [0, nclasses); 0 when unlabeled
   char *source;                        // the file(s) it came from, for messages
-} RtDataset;
+} Dataset;
 
-void rt_dataset_free(RtDataset *ds);   // frees x, x8, y and source; ds itself is the caller's
+void data_free(Dataset *ds);   // frees x, x8, y and source; ds itself is the caller's
 
 // Samples idx[0..k) of ds (with idx NULL: samples first .. first + k) as
 // floats, one after another in dst (k * dim floats).
-void rt_dataset_rows(const RtDataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst);
+void data_rows(const Dataset *ds, const int64_t *idx, int64_t first, int64_t k, float *dst);
 
 // A copy of the samples idx[0..k) of ds, in that order.
-void rt_dataset_subset(const RtDataset *ds, const int64_t *idx, int64_t k, RtDataset *out);
+void data_subset(const Dataset *ds, const int64_t *idx, int64_t k, Dataset *out);
 
 // IDX element type codes (the third magic byte).
 enum {
@@ -73,32 +70,32 @@ enum {
 #define RT_IDX_MAX_BYTES ((int64_t)1 << 34)   // 16 GiB of element data at most
 
 // One IDX file as it was stored: an array of one element type.
-typedef struct RtIdx {
+typedef struct IdxFile {
   int type;                            // RT_IDX_*
   int ndim;                            // 1..RT_IDX_MAX_DIMS
   int64_t dims[RT_IDX_MAX_DIMS];       // outermost first
   int64_t count;                       // elements: the product of dims
   void *data;                          // [count] elements in host byte order (xmalloc)
   bool gzip;                           // the file was gzip-compressed
-} RtIdx;
+} IdxFile;
 
 // Reads an IDX file, plain or gzip (told apart by its first bytes, not its
 // name). The file's size must match its header exactly. Concatenated gzip
 // members are read as one stream; other bytes after the gzip data are an
 // error.
-bool rt_idx_read(const char *path, RtIdx *out, char *err, size_t errsz);
+bool data_idx_read(const char *path, IdxFile *out, char *err, size_t errsz);
 // The same from bytes in memory (less than 4 GiB); name is used in messages.
-bool rt_idx_decode(const unsigned char *buf, size_t len, const char *name, RtIdx *out, char *err,
+bool data_idx_decode(const unsigned char *buf, size_t len, const char *name, IdxFile *out, char *err,
                    size_t errsz);
-void rt_idx_free(RtIdx *idx);
+void data_idx_free(IdxFile *idx);
 
 // Images from an IDX file (first dimension: samples) and, unless
 // labels_path is NULL, labels from a one-dimensional integer IDX file.
 // nclasses > 0: every label must lie in [0, nclasses); nclasses <= 0: the
 // number of classes is the largest label plus one. ubyte images are scaled
 // by 1/255; other element types are kept as they are.
-bool rt_load_idx(const char *images_path, const char *labels_path, int nclasses,
-                 RtDataset *out, char *err, size_t errsz);
+bool data_load_idx(const char *images_path, const char *labels_path, int nclasses,
+                 Dataset *out, char *err, size_t errsz);
 
 // Where Debian's dataset-fashion-mnist package installs its files.
 #define RT_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -106,21 +103,21 @@ bool rt_load_idx(const char *images_path, const char *labels_path, int nclasses,
 // The MNIST directory layout: split "train" reads train-images-idx3-ubyte
 // and train-labels-idx1-ubyte, split "test" (or "t10k") the t10k-* files; each may also
 // end in .gz or use a dot before idx (train-images.idx3-ubyte).
-bool rt_load_idx_dir(const char *dir, const char *split, int nclasses, RtDataset *out,
+bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset *out,
                      char *err, size_t errsz);
 
 // A CSV with a header line: "label,pixel0,...,pixel783" (labeled) or
 // "pixel0,...,pixel783" (unlabeled, y = NULL). Pixels lie in 0..255 and
 // are scaled by 1/255; a square number of pixels gives a square sample
-// shape. nclasses as for rt_load_idx.
-bool rt_load_csv(const char *path, int nclasses, RtDataset *out, char *err, size_t errsz);
+// shape. nclasses as for data_load_idx.
+bool data_load_csv(const char *path, int nclasses, Dataset *out, char *err, size_t errsz);
 
 // One group of columns of a table CSV: a model input, or the target.
-typedef struct RtColumns {
+typedef struct Columns {
   const char *name;                    // columns NAME (one value) or NAME0, NAME1, ... (several)
   int64_t dim;                         // values per sample (1 for a scalar)
   int nclasses;                        // a class target: one column of labels in [0, nclasses); else 0
-} RtColumns;
+} Columns;
 
 // A CSV table, header first: each column is named after one of the model's
 // inputs or its target, the name alone for a single value per sample
@@ -131,37 +128,37 @@ typedef struct RtColumns {
 // order of inputs[] (dim: the sum of their dims). target NULL reads no
 // target (unlabeled data, for prediction); a class target fills y, a
 // real-valued one t. Values are kept as they are (no scaling).
-bool rt_load_table_csv(const char *path, const RtColumns *inputs, int ninputs, const RtColumns *target,
-                       RtDataset *out, char *err, size_t errsz);
+bool data_load_table_csv(const char *path, const Columns *inputs, int ninputs, const Columns *target,
+                       Dataset *out, char *err, size_t errsz);
 
 // The mean and standard deviation over every value of every sample.
-void rt_dataset_stats(const RtDataset *ds, double *mean, double *std);
+void data_stats(const Dataset *ds, double *mean, double *std);
 
 // x = (x - mean) / std for every value; std <= 0 counts as 1.
-void rt_dataset_normalize(RtDataset *ds, double mean, double std);
+void data_normalize(Dataset *ds, double mean, double std);
 
 // Splits ds into train and validation sets: val gets round(n * fraction)
 // samples chosen by a permutation seeded with seed (stream RT_STREAM_SPLIT);
 // both keep the samples in their original order. fraction lies in [0, 1].
-bool rt_split(const RtDataset *ds, double fraction, uint64_t seed, RtDataset *train,
-              RtDataset *val, char *err, size_t errsz);
+bool data_split(const Dataset *ds, double fraction, uint64_t seed, Dataset *train,
+              Dataset *val, char *err, size_t errsz);
 
 //
 // runtime/data.c: batching
 //
 
 // Where a batcher stands: enough to continue a run bit for bit.
-typedef struct RtCursor {
+typedef struct Cursor {
   int64_t epoch;                       // epochs finished
   int64_t pos;                         // samples of this epoch already handed out
   Rng rng;                             // the Rng before it drew this epoch's order
-} RtCursor;
+} Cursor;
 
 // Hands out a data set in batches of a fixed size, in a fresh random
 // order each epoch (or in file order without shuffle). The last batch of
 // an epoch may be smaller; the epoch's end is a batch of size 0.
-typedef struct RtBatcher {
-  const RtDataset *ds;                 // not owned
+typedef struct Batcher {
+  const Dataset *ds;                 // not owned
   int64_t batch;                       // B: samples per batch
   bool shuffle;                        // false: samples in their stored order
   Rng rng;                             // draws each epoch's permutation
@@ -169,123 +166,123 @@ typedef struct RtBatcher {
   int64_t *perm;                       // [n] this epoch's order of sample indices
   int64_t epoch;                       // epochs finished
   int64_t pos;                         // samples of this epoch already handed out
-} RtBatcher;
+} Batcher;
 
 // seed selects the order (stream RT_STREAM_SHUFFLE); the same seed always
 // gives the same sequence of batches.
-bool rt_batcher_init(RtBatcher *b, const RtDataset *ds, int64_t batch, bool shuffle,
+bool data_batcher_init(Batcher *b, const Dataset *ds, int64_t batch, bool shuffle,
                      uint64_t seed, char *err, size_t errsz);
-void rt_batcher_free(RtBatcher *b);
+void data_batcher_free(Batcher *b);
 
 // Copies the next batch into x [B, dim] and y: [B] int32 labels, or
 // [B, tdim] float targets for a data set with real-valued targets (y may
 // be NULL; it is left alone for unlabeled data). Returns the batch's size;
 // returns 0 once at the end of each epoch, and the call after that starts
 // the next epoch.
-int64_t rt_batcher_next(RtBatcher *b, float *x, void *y);
+int64_t data_batcher_next(Batcher *b, float *x, void *y);
 
-int64_t rt_batcher_nbatches(const RtBatcher *b);   // batches per epoch (the last may be partial)
+int64_t data_batcher_nbatches(const Batcher *b);   // batches per epoch (the last may be partial)
 
-RtCursor rt_batcher_cursor(const RtBatcher *b);
+Cursor data_batcher_cursor(const Batcher *b);
 // Continues from c as if the batcher had run up to it.
-bool rt_batcher_set_cursor(RtBatcher *b, RtCursor c, char *err, size_t errsz);
+bool data_batcher_set_cursor(Batcher *b, Cursor c, char *err, size_t errsz);
 
 // A cursor as text for checkpoint metadata: "epoch=E pos=P rng=STATE:INC"
 // (hexadecimal Rng words), and back.
-void rt_cursor_format(RtCursor c, char *buf, size_t n);
-bool rt_cursor_parse(const char *s, RtCursor *c);
+void data_cursor_format(Cursor c, char *buf, size_t n);
+bool data_cursor_parse(const char *s, Cursor *c);
 
 //
 // runtime/safetensors.c: checkpoints
 //
 
-typedef enum { RT_F32, RT_F64, RT_I32, RT_I64, RT_U8 } RtDType;
+typedef enum { ST_F32, ST_F64, ST_I32, ST_I64, ST_U8 } StDType;
 
 #define RT_ST_MAX_DIMS 8
 #define RT_ST_MAX_HEADER (100u * 1000 * 1000)   // larger headers are refused
 
-const char *rt_dtype_name(RtDType t);   // "F32", ...
-size_t rt_dtype_size(RtDType t);        // bytes per element
+const char *data_dtype_name(StDType t);   // "F32", ...
+size_t data_dtype_size(StDType t);        // bytes per element
 
 // One tensor of a safetensors file.
-typedef struct RtTensor {
+typedef struct StTensor {
   const char *name;                    // unique in the file; not "__metadata__"
-  RtDType dtype;
+  StDType dtype;
   int ndim;                            // 0 for a scalar
   int64_t shape[RT_ST_MAX_DIMS];       // outermost first
   const void *data;                    // [shape] little-endian elements, C order
   size_t nbytes;                       // set by the reader; the writer computes it
-} RtTensor;
+} StTensor;
 
 // One metadata entry: a string for a string.
-typedef struct RtMeta {
+typedef struct StMeta {
   const char *key;
   const char *value;
-} RtMeta;
+} StMeta;
 
 // Writes the tensors and metadata to path atomically: to a new temporary
-// file beside it (rt_create_temp), synced, then renamed over path, and the
+// file beside it (data_create_temp), synced, then renamed over path, and the
 // directory synced. On failure path is left as it was and the temporary
 // file is removed. A link at path is replaced, never followed.
-bool rt_st_write(const char *path, const RtTensor *t, int nt, const RtMeta *meta, int nmeta,
+bool data_st_write(const char *path, const StTensor *t, int nt, const StMeta *meta, int nmeta,
                  char *err, size_t errsz);
 
 // Creates the file "path.tmp.PID.XXXXXX" (PID: this process's; X: random)
 // with O_CREAT | O_EXCL, so never through a planted link, for writing
 // what is then renamed over path. Returns its descriptor and its name in
 // *tmp (the caller frees it), or -1 with errno set.
-int rt_create_temp(const char *path, char **tmp);
+int data_create_temp(const char *path, char **tmp);
 // Syncs the directory holding path, making a rename there durable; 0 or
 // an errno (file systems that cannot sync a directory are not an error).
-int rt_sync_dir(const char *path);
+int data_sync_dir(const char *path);
 // What to do about a failed write or open, for a ---> HINT line.
-const char *rt_errno_hint(int e);
+const char *data_errno_hint(int e);
 
 // A safetensors file in memory.
-typedef struct RtStFile {
+typedef struct StFile {
   char *path;                          // the file it was read from
   unsigned char *buf;                  // the whole file; tensor data points into it
   size_t size;                         // bytes in buf
-  RtTensor *tensors;                   // [ntensors] in header order
+  StTensor *tensors;                   // [ntensors] in header order
   int ntensors;
-  RtMeta *meta;                        // [nmeta] entries of __metadata__
+  StMeta *meta;                        // [nmeta] entries of __metadata__
   int nmeta;
   Arena *arena;                        // names, strings, and copies of misaligned tensors
-} RtStFile;
+} StFile;
 
 // Reads and checks a whole safetensors file.
-bool rt_st_read(const char *path, RtStFile *f, char *err, size_t errsz);
-void rt_st_free(RtStFile *f);
-const RtTensor *rt_st_find(const RtStFile *f, const char *name);   // NULL if absent
-const char *rt_st_meta(const RtStFile *f, const char *key);        // NULL if absent
+bool data_st_read(const char *path, StFile *f, char *err, size_t errsz);
+void data_st_free(StFile *f);
+const StTensor *data_st_find(const StFile *f, const char *name);   // NULL if absent
+const char *data_st_meta(const StFile *f, const char *key);        // NULL if absent
 
 //
 // runtime/image.c: images for prediction
 //
 
 // A grayscale image with values in [0, 1].
-typedef struct RtImage {
+typedef struct Image {
   int w;                               // width in pixels
   int h;                               // height in pixels
   float *px;                           // [h, w], row by row from the top
-} RtImage;
+} Image;
 
 // Reads a PGM (P2 or P5) or PNG file, told apart by their first bytes.
 // Colour is turned into gray with the Rec. 601 luma weights; alpha is
 // dropped.
-bool rt_image_load(const char *path, RtImage *img, char *err, size_t errsz);
+bool data_image_load(const char *path, Image *img, char *err, size_t errsz);
 // The same from bytes in memory; name is used in messages.
-bool rt_image_decode(const unsigned char *buf, size_t len, const char *name, RtImage *img,
+bool data_image_decode(const unsigned char *buf, size_t len, const char *name, Image *img,
                      char *err, size_t errsz);
-void rt_image_free(RtImage *img);
+void data_image_free(Image *img);
 // Whether the file's first bytes are those of a PNG (even a damaged one) or
 // a netpbm image (P1 to P7 and white space; a CSV header "P1,..." is not):
-// then rt_image_load's message is the one to show.
-bool rt_image_file(const char *path);
+// then data_image_load's message is the one to show.
+bool data_image_file(const char *path);
 
 // Resamples src to w x h into dst: each axis is averaged over the source
 // area a destination pixel covers when it shrinks, and interpolated
 // linearly when it grows. Equal sizes copy. w and h are at least 1.
-void rt_image_resize(const RtImage *src, int w, int h, RtImage *dst);
+void data_image_resize(const Image *src, int w, int h, Image *dst);
 
 #endif
