@@ -58,7 +58,7 @@ typedef struct Cg {
   LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
-  LLVMTypeRef lib_ty;          // void (i8 *ctx, i32 node, i8 *arena, i8 *state, i64 B, i8 *epilogue)
+  LLVMTypeRef lib_ty;          // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
   LLVMTypeRef tile_ty;         // RtTileFn
   LLVMTypeRef uk_ty;           // RtGemmKernels
@@ -1424,10 +1424,20 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
     run_loop(c, e, k->epilogue, bt->epilogue);
 }
 
-// rt->lib(rt->ctx, node id, arena, state, B, epilogue or null).
+// rt->lib(rt->ctx, &descriptor, arena, state, B, epilogue or null): the
+// kernel's RtLib is a constant of the module, its bytes as the runtime
+// lays the struct out (the module is for this host).
 static void run_lib(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
+  LLVMValueRef bytes = LLVMConstStringInContext(c->ctx, (const char *)k->lib, sizeof(RtLib), 1);
+  char name[32];
+  snprintf(name, sizeof name, "lib.%d", k->lib->node);
+  LLVMValueRef desc = LLVMAddGlobal(c->mod, LLVMTypeOf(bytes), name);
+  LLVMSetInitializer(desc, bytes);
+  LLVMSetGlobalConstant(desc, 1);
+  LLVMSetLinkage(desc, LLVMPrivateLinkage);
+  LLVMSetAlignment(desc, _Alignof(RtLib));
   LLVMValueRef epi = epilogue ? LLVMBuildBitCast(c->b, epilogue, c->i8p, "") : LLVMConstNull(c->i8p);
-  LLVMValueRef args[6] = {e->ctx, i32c(c, k->node->id), e->arena, e->state, e->B, epi};
+  LLVMValueRef args[6] = {e->ctx, LLVMBuildBitCast(c->b, desc, c->i8p, ""), e->arena, e->state, e->B, epi};
   LLVMBuildCall2(c->b, c->lib_ty, e->lib, args, 6, "");
 }
 
@@ -1506,7 +1516,7 @@ static void init_types(Cg *c) {
   for (int i = 0; i < UK_NPARAMS; i++)
     tile[i] = i == UK_A || i == UK_B || i == UK_C ? c->f32p : i == UK_ARENA || i == UK_STATE ? c->i8p : c->i64;
   c->tile_ty = LLVMFunctionType(c->vd, tile, UK_NPARAMS, 0);
-  LLVMTypeRef lib[6] = {c->i8p, c->i32, c->i8p, c->i8p, c->i64, c->i8p};
+  LLVMTypeRef lib[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i8p};
   c->lib_ty = LLVMFunctionType(c->vd, lib, 6, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};
   c->tick_ty = LLVMFunctionType(c->vd, tick, 2, 0);
@@ -1576,10 +1586,11 @@ static bool build_kernels(Cg *c, Built *built) {
         return false;
       break;
     case KN_LIB:
-      if (!k->node || k->node->id < 0 || k->node->id >= c->p->g->nnodes)
-        return fail(c, "kernel '%s': a library kernel without its node", kname(k));
+      if (!k->lib || !rt_lib_name(k->lib->kind) || k->lib->nbufs < 1 || k->lib->nbufs > RT_LIB_MAX_BUFS)
+        return fail(c, "kernel '%s': a library kernel without its descriptor", kname(k));
       if (k->epilogue) {
-        if (k->epilogue->ndim < 1 || k->node->ndim < 1 || k->epilogue->dims[0] != k->node->shape[0])
+        const RtLibBuf *r = &k->lib->buf[k->lib->nbufs - 1];
+        if (k->epilogue->ndim < 1 || r->ndim < 1 || k->epilogue->dims[0] != (r->shape[0] == RT_BATCH ? IR_N : r->shape[0]))
           return fail(c, "kernel '%s': an epilogue must run over the rows of the library kernel's result",
                       kname(k));
         fn_name(name, sizeof name, i, k, "_epilogue");

@@ -25,6 +25,7 @@
 #ifndef NNC_IR_H
 #define NNC_IR_H
 
+#include "runtime.h"
 #include "util.h"
 
 #define IR_MAX_DIMS 6
@@ -258,6 +259,8 @@ struct Kernel {
   Kernel *epilogue;            // a KN_LOOP over C (or a KN_LIB's result) run after it, or NULL
   // KN_LIB
   const IrNode *node;          // the node it runs
+  RtLib *lib;                  // what the runtime runs: the kind, the buffers' places and shapes,
+                               // the settings (filled once memory is planned)
 };
 
 // Where a buffer lives when the program runs.
@@ -291,22 +294,13 @@ typedef struct KProgram {
   // gradient and state sit at its offset within the parameters' block.
   const IrNode *blocks[KP_MAX_BLOCKS];
   int nblocks;                 // 0: one update kernel per parameter
+  int naux;                    // slots of run-time state its library kernels keep (RtLib.aux)
   int64_t max_batch;           // the arena is sized for this batch
   int64_t arena_bytes;         // peak: the arena's size
   int64_t state_bytes;
   int64_t naive_bytes;         // what one buffer per node would take
 } KProgram;
 
-// The slots of KProgram.scalars.
-enum {
-  KS_NEG_LR,         // -lr of this step
-  KS_FIRST,          // 1 on the first step, else 0 (SGD's momentum buffer starts as g)
-  KS_NEG_STEP_SIZE,  // Adam: -lr / (1 - beta1^t)
-  KS_BC2_SQRT,       // Adam: sqrt(1 - beta2^t)
-  KS_DECAY,          // AdamW: 1 - lr * weight_decay
-  KS_APPLY,          // 1: apply the updates; 0: keep everything as it was (the loss is not finite)
-  KS_COUNT
-};
 
 // Builders (ir/kernel.c): kernels are allocated from the graph's arena.
 Kernel *ir_kernel_new(IrGraph *g, KernelKind kind, const char *name);

@@ -484,6 +484,127 @@ static void lower_root(Fuse *f, IrNode *n) {
   add_kernel(f, lib_kernel(f, n));
 }
 
+// The runtime's library kernel for op.
+static RtLibKind lib_kind(IrOp op) {
+  switch (op) {
+  case IR_CONV2D: return RL_CONV2D;
+  case IR_CONV2D_GRAD_INPUT: return RL_CONV2D_GRAD_INPUT;
+  case IR_CONV2D_GRAD_WEIGHT: return RL_CONV2D_GRAD_WEIGHT;
+  case IR_MAXPOOL: return RL_MAXPOOL;
+  case IR_MAXPOOL_GRAD: return RL_MAXPOOL_GRAD;
+  case IR_AVGPOOL: return RL_AVGPOOL;
+  case IR_AVGPOOL_GRAD: return RL_AVGPOOL_GRAD;
+  case IR_GLOBAL_AVGPOOL: return RL_GLOBAL_AVGPOOL;
+  case IR_GLOBAL_AVGPOOL_GRAD: return RL_GLOBAL_AVGPOOL_GRAD;
+  case IR_BATCHNORM: return RL_BATCHNORM;
+  case IR_BATCHNORM_GRAD: return RL_BATCHNORM_GRAD;
+  case IR_BATCHNORM_GRAD_GAMMA: return RL_BATCHNORM_GRAD_GAMMA;
+  case IR_DROPOUT: return RL_DROPOUT;
+  case IR_DROPOUT_GRAD: return RL_DROPOUT_GRAD;
+  case IR_SOFTMAX: return RL_SOFTMAX;
+  case IR_LOG_SOFTMAX: return RL_LOG_SOFTMAX;
+  case IR_SOFTMAX_GRAD: return RL_SOFTMAX_GRAD;
+  case IR_LOG_SOFTMAX_GRAD: return RL_LOG_SOFTMAX_GRAD;
+  case IR_CROSS_ENTROPY: return RL_CROSS_ENTROPY;
+  case IR_NLL: return RL_NLL;
+  case IR_MSE: return RL_MSE;
+  case IR_L1: return RL_L1;
+  case IR_BCE_WITH_LOGITS: return RL_BCE_WITH_LOGITS;
+  case IR_CROSS_ENTROPY_GRAD: return RL_CROSS_ENTROPY_GRAD;
+  case IR_NLL_GRAD: return RL_NLL_GRAD;
+  case IR_MSE_GRAD: return RL_MSE_GRAD;
+  case IR_L1_GRAD: return RL_L1_GRAD;
+  case IR_BCE_WITH_LOGITS_GRAD: return RL_BCE_WITH_LOGITS_GRAD;
+  case IR_SGD_STEP: return RL_SGD_STEP;
+  case IR_ADAM_STEP: return RL_ADAM_STEP;
+  default: unreachable();   // lower_root makes no library kernel of it
+  }
+}
+
+// The forward node whose saved state gradient n reads (a max pooling's
+// argmax, a batchnorm's statistics, a dropout's mask): the one forward
+// that matches, or NULL when none or several do (the gradient recomputes).
+static const IrNode *saved_forward(const IrGraph *g, const IrNode *n) {
+  if (n->op == IR_DROPOUT_GRAD)
+    return n->src[1];
+  if (n->op != IR_MAXPOOL_GRAD && n->op != IR_BATCHNORM_GRAD && n->op != IR_BATCHNORM_GRAD_GAMMA)
+    return NULL;
+  const IrNode *found = NULL;
+  int count = 0;
+  for (int j = 0; j < n->id; j++) {
+    const IrNode *f = g->nodes[j];
+    bool match = n->op == IR_MAXPOOL_GRAD
+                     ? f->op == IR_MAXPOOL && f->src[0] == n->src[1] && !memcmp(f->attr.i, n->attr.i, sizeof f->attr.i)
+                     : f->op == IR_BATCHNORM && f->src[0] == n->src[1] &&
+                           (n->op == IR_BATCHNORM_GRAD_GAMMA || f->src[1] == n->src[2]);
+    if (match) {
+      found = f;
+      count++;
+    }
+  }
+  return count == 1 ? found : NULL;
+}
+
+// Buffer i of d: where node n's value lies and its shape.
+static void lib_buf(const KProgram *p, RtLib *d, const IrNode *n) {
+  const KBufInfo *b = &p->buf[n->id];
+  if (!b->bytes || d->nbufs == RT_LIB_MAX_BUFS || n->ndim > RT_MAX_DIMS)
+    unreachable();   // memplan places every value a kernel touches
+  RtLibBuf *r = &d->buf[d->nbufs++];
+  r->space = b->space == KB_STATE ? RT_SPACE_STATE : RT_SPACE_ARENA;
+  r->offset = b->offset;
+  r->ndim = n->ndim;
+  for (int i = 0; i < n->ndim; i++)
+    r->shape[i] = n->shape[i] == IR_N ? RT_BATCH : n->shape[i];
+}
+
+_Static_assert(sizeof(((RtLib *)0)->i) == sizeof(((IrAttr *)0)->i), "RtLib holds every int attribute");
+_Static_assert(sizeof(((RtLib *)0)->f) == sizeof(((IrAttr *)0)->f), "RtLib holds every float attribute");
+
+// Each library kernel's descriptor, once memory is planned: its buffers
+// (the operands, then the result; an update has none, it writes its
+// parameter and state in place; a dropout gradient reads the mask, not the
+// forward's value), the op's settings, and the slots of run-time state:
+// in a training program, each max pooling, batchnorm and dropout keeps
+// its argmax, statistics or mask in a slot of its own, which its gradient
+// reads.
+static void describe_libs(Fuse *f) {
+  KProgram *p = f->p;
+  const IrGraph *g = f->g;
+  int *slot = arena_alloc(g->arena, sizeof(int) * g->nnodes);
+  for (int i = 0; i < g->nnodes; i++)
+    slot[i] = -1;
+  for (int i = 0; i < p->nkernels; i++) {
+    Kernel *k = p->kernels[i];
+    if (k->kind != KN_LIB)
+      continue;
+    const IrNode *n = k->node;
+    RtLib *d = arena_alloc(g->arena, sizeof *d);
+    d->kind = lib_kind(n->op);
+    d->node = n->id;
+    d->loss = n == g->loss;
+    d->aux = d->aux_from = -1;
+    memcpy(d->i, n->attr.i, sizeof d->i);
+    memcpy(d->f, n->attr.f, sizeof d->f);
+    int nsrc = n->op == IR_DROPOUT_GRAD ? 1 : n->nsrc;
+    for (int s = 0; s < nsrc; s++)
+      lib_buf(p, d, n->src[s]);
+    if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
+      lib_buf(p, d, n);
+    if (f->entry == ENTRY_TRAIN && (n->op == IR_MAXPOOL || n->op == IR_BATCHNORM || n->op == IR_DROPOUT)) {
+      d->aux = slot[n->id] = p->naux++;
+      int64_t elems = ir_numel(n, p->max_batch);
+      d->aux_bytes = n->op == IR_BATCHNORM ? 2 * 4 * n->shape[1]   // mean and 1/std, floats
+                     : n->op == IR_MAXPOOL ? 4 * elems            // an int32 argmax per window
+                                           : elems;               // a byte of mask per element
+    }
+    const IrNode *fwd = saved_forward(g, n);
+    if (fwd)
+      d->aux_from = slot[fwd->id];
+    k->lib = d;
+  }
+}
+
 KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why) {
   IrGraph *g = m->g;
   Arena *a = g->arena;
@@ -555,5 +676,6 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   if (together)
     add_kernel(&f, updates_kernel(&f, steps, nsteps));
   pass_memplan(p, f.keep);
+  describe_libs(&f);
   return p;
 }

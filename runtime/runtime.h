@@ -64,6 +64,93 @@ typedef struct RtGemmKernels {
   int64_t B;
 } RtGemmKernels;
 
+// A library kernel, as data: what it computes (kind), on which buffers
+// (where each lies and its shape) and with which settings (the graph op's
+// attributes). Compiled code holds one as a constant and hands it to
+// RtCalls.lib; nothing at run time needs the graph it came from.
+#define RT_MAX_DIMS 6
+#define RT_BATCH (-1)          // in a shape: the batch the program runs at
+#define RT_LIB_MAX_BUFS 6
+
+typedef enum {
+  RL_CONV2D,                   // x, w[, bias] -> y; i: stride_h stride_w pad_h pad_w dil_h dil_w
+  RL_CONV2D_GRAD_INPUT,        // dy, w -> dx; i as conv2d
+  RL_CONV2D_GRAD_WEIGHT,       // dy, x -> dw; i as conv2d
+  RL_MAXPOOL,                  // x -> y; i: k_h k_w stride_h stride_w pad_h pad_w dil_h dil_w
+  RL_MAXPOOL_GRAD,             // dy, x -> dx; i as maxpool
+  RL_AVGPOOL,                  // x -> y; i: k_h k_w stride_h stride_w pad_h pad_w
+  RL_AVGPOOL_GRAD,             // dy -> dx; i as avgpool
+  RL_GLOBAL_AVGPOOL,           // x -> y
+  RL_GLOBAL_AVGPOOL_GRAD,      // dy -> dx
+  RL_BATCHNORM,                // x, gamma, beta, running_mean, running_var -> y; f: eps momentum
+  RL_BATCHNORM_GRAD,           // dy, x, gamma -> dx; f: eps
+  RL_BATCHNORM_GRAD_GAMMA,     // dy, x -> dgamma; f: eps
+  RL_DROPOUT,                  // x -> y; f: p
+  RL_DROPOUT_GRAD,             // dy -> dx; f: p
+  RL_SOFTMAX,                  // x -> y; i: axis
+  RL_LOG_SOFTMAX,              // x -> y; i: axis
+  RL_SOFTMAX_GRAD,             // dy, y -> dx; i: axis
+  RL_LOG_SOFTMAX_GRAD,         // dy, y -> dx; i: axis
+  RL_CROSS_ENTROPY,            // losses: output, target -> the mean loss, an f32[]
+  RL_NLL,
+  RL_MSE,
+  RL_L1,
+  RL_BCE_WITH_LOGITS,
+  RL_CROSS_ENTROPY_GRAD,       // loss gradients: output, target -> d loss / d output
+  RL_NLL_GRAD,
+  RL_MSE_GRAD,
+  RL_L1_GRAD,
+  RL_BCE_WITH_LOGITS_GRAD,
+  // Updates, in place (no result buffer), with the context's lr and steps:
+  RL_SGD_STEP,                 // param, grad[, momentum_buffer]; i: nesterov; f: lr momentum dampening weight_decay
+  RL_ADAM_STEP,                // param, grad, exp_avg, exp_avg_sq; i: decoupled; f: lr beta1 beta2 eps weight_decay
+  RL_COUNT
+} RtLibKind;
+
+enum { RT_SPACE_ARENA, RT_SPACE_STATE };
+
+// One buffer of a library kernel: bytes from the start of the arena or
+// the state, and its shape (RT_BATCH for the batch dimension).
+typedef struct RtLibBuf {
+  int32_t space;               // RT_SPACE_*
+  int32_t ndim;
+  int64_t offset;
+  int64_t shape[RT_MAX_DIMS];
+} RtLibBuf;
+
+typedef struct RtLib {
+  int32_t kind;                // RtLibKind
+  int32_t nbufs;               // the operands, then the result: buf[nbufs - 1] (an update's last
+                               // buffer is an operand: it has no result)
+  RtLibBuf buf[RT_LIB_MAX_BUFS];
+  int64_t i[8];                // integer settings, by kind (above)
+  double f[6];                 // real settings, by kind
+  int32_t aux;                 // the slot of run-time state it keeps for a gradient (a max
+                               // pooling's argmax, a batchnorm's batch statistics, a dropout's
+                               // mask), or -1
+  int32_t aux_from;            // a gradient's: the slot its forward keeps, or -1 (recompute)
+  int64_t aux_bytes;           // the slot's size at the program's largest batch
+  int32_t loss;                // 1: the result is the step's loss
+  int32_t node;                // the graph node it computes (for messages only)
+} RtLib;
+
+// The name of a kind: "conv2d", "maxpool_grad", ... (the graph op's).
+const char *rt_lib_name(int kind);
+// Elements of buffer b at batch B.
+int64_t rt_lib_numel(const RtLibBuf *b, int64_t B);
+
+// The slots of a training program's per-step scalars (KProgram.scalars),
+// which the runtime writes before each step.
+enum {
+  KS_NEG_LR,         // -lr of this step
+  KS_FIRST,          // 1 on the first step, else 0 (SGD's momentum buffer starts as g)
+  KS_NEG_STEP_SIZE,  // Adam: -lr / (1 - beta1^t)
+  KS_BC2_SQRT,       // Adam: sqrt(1 - beta2^t)
+  KS_DECAY,          // AdamW: 1 - lr * weight_decay
+  KS_APPLY,          // 1: apply the updates; 0: keep everything as it was (the loss is not finite)
+  KS_COUNT
+};
+
 // What compiled code calls back into; the runtime fills it in.
 typedef struct RtCalls {
   void *ctx;             // passed back to parallel, sgemm, lib and tick
@@ -74,10 +161,10 @@ typedef struct RtCalls {
   // micro-kernels uk, which run its epilogue when they have one.
   void (*sgemm)(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
                 float *C, const RtGemmKernels *uk);
-  // Runs the KN_LIB kernel of graph node `node` for batch B, then its
-  // epilogue (NULL: none) over rows [0, the node's dimension 0) of the
-  // result, or over each share of rows as soon as it is computed.
-  void (*lib)(void *ctx, int node, char *arena, char *state, int64_t B, RtLoopFn epilogue);
+  // Runs library kernel k (a constant of the program) for batch B, then
+  // its epilogue (NULL: none) over rows [0, the result's dimension 0), or
+  // over each share of rows as soon as it is computed.
+  void (*lib)(void *ctx, const struct RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epilogue);
   // Called with i as kernel i of the program starts, and with nkernels
   // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
   void (*tick)(void *ctx, int kernel);
@@ -111,6 +198,50 @@ void rt_pool_run(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void 
 void rt_pool_run_grain(RtPool *p, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg, int64_t n,
                        int64_t grain);
 
+
+//
+// runtime/lib.c: the calls compiled code makes, and the library kernels
+//
+
+// What one executor keeps for the programs it runs: the pool, the scratch
+// of library kernels split across it, the slots of run-time state library
+// kernels keep (RtLib.aux), and the step's settings and results.
+typedef struct RtContext {
+  RtPool *pool;
+  void **aux;                  // aux[slot], sized by the programs' aux_bytes
+  int64_t *aux_cap;
+  bool *aux_set;               // aux[slot] was written this step
+  int naux;
+  float **ws;                  // ws[s]: share s's buffer
+  int64_t *ws_cap;
+  int nws;
+  float *dyt;                  // a convolution's dy with images moved inside
+  int64_t dyt_cap;
+  // The step (set by the executor before each run):
+  bool training;               // training mode: batch statistics, dropout
+  bool dropout;                // dropout applies in training
+  Rng *rng;                    // dropout keys
+  double lr;                   // the step's learning rate (updates run as library kernels)
+  int64_t steps;               // the optimizer's t, this step included
+  float *scalars;              // the program's per-step scalars (KS_*), or NULL
+  // What the step found:
+  double loss;
+  bool skip_updates;           // the loss is not finite: no updates this step
+  void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
+  void *tick_arg;
+} RtContext;
+
+// A context on threads threads (its pool); free with rt_context_free.
+RtContext *rt_context_new(int threads);
+void rt_context_free(RtContext *c);
+// Makes room for slot and its bytes (slots grow as programs need them).
+void rt_context_reserve(RtContext *c, int slot, int64_t bytes);
+// Resets what a step records: the slots written, the loss.
+void rt_context_begin_step(RtContext *c);
+// The calls compiled code makes, bound to c.
+RtCalls rt_context_calls(RtContext *c);
+// Runs library kernel k for batch B on c's pool (what RtCalls.lib does).
+void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epilogue);
 
 //
 // The kernels

@@ -167,9 +167,20 @@ static Kernel *gemm(T *t, const char *name, const IrNode *a, const IrNode *b, co
   return k;
 }
 
+// A library kernel the test's lib_fn runs by node id: the descriptor
+// names the node and has its shape as the result's (the epilogue's rows).
 static Kernel *lib(T *t, const char *name, const IrNode *node) {
   Kernel *k = kernel(t, KN_LIB, name);
   k->node = node;
+  RtLib *d = arena_alloc(t->a, sizeof *d);
+  d->kind = RL_SOFTMAX;
+  d->node = node->id;
+  d->aux = d->aux_from = -1;
+  d->nbufs = 1;
+  d->buf[0].ndim = node->ndim;
+  for (int i = 0; i < node->ndim; i++)
+    d->buf[0].shape[i] = node->shape[i] == IR_N ? RT_BATCH : node->shape[i];
+  k->lib = d;
   return k;
 }
 
@@ -247,8 +258,9 @@ static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
   }
 }
 
-static void lib_cb(void *ctx, int node, char *arena, char *state, int64_t B, RtLoopFn epilogue) {
+static void lib_cb(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epilogue) {
   Calls *c = ctx;
+  int node = k->node;
   if (c->lib < 8) {
     c->lib_node[c->lib] = node;
     c->lib_B[c->lib] = B;
@@ -363,7 +375,7 @@ static void interp(const KProgram *p, char *arena, char *state, int64_t B) {
       if (k->epilogue)
         interp_loop(p, k->epilogue, arena, state, B);
     } else {
-      lib_cb(&calls, k->node->id, arena, state, B, NULL);
+      lib_cb(&calls, k->lib, arena, state, B, NULL);
       if (k->epilogue)
         interp_loop(p, k->epilogue, arena, state, B);
     }

@@ -1,0 +1,665 @@
+// lib.c: the calls compiled code makes (RtCalls): loops split across the
+// pool, GEMMs through their micro-kernels, and the library kernels, each
+// run from its RtLib descriptor alone.
+//
+// A library kernel's buffers are the descriptor's: offsets into the arena
+// or the state, shapes with the batch left open. Kernels that keep state
+// for a gradient (a max pooling's argmax, a batchnorm's batch statistics,
+// a dropout's mask) keep it in the context's slot the descriptor names; a
+// gradient reads its forward's slot when the forward wrote it this step,
+// and recomputes otherwise, as the ref backend does.
+#include "runtime.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *rt_lib_name(int kind) {
+  static const char *const names[RL_COUNT] = {
+      [RL_CONV2D] = "conv2d", [RL_CONV2D_GRAD_INPUT] = "conv2d_grad_input",
+      [RL_CONV2D_GRAD_WEIGHT] = "conv2d_grad_weight", [RL_MAXPOOL] = "maxpool", [RL_MAXPOOL_GRAD] = "maxpool_grad",
+      [RL_AVGPOOL] = "avgpool", [RL_AVGPOOL_GRAD] = "avgpool_grad", [RL_GLOBAL_AVGPOOL] = "global_avgpool",
+      [RL_GLOBAL_AVGPOOL_GRAD] = "global_avgpool_grad", [RL_BATCHNORM] = "batchnorm",
+      [RL_BATCHNORM_GRAD] = "batchnorm_grad", [RL_BATCHNORM_GRAD_GAMMA] = "batchnorm_grad_gamma",
+      [RL_DROPOUT] = "dropout", [RL_DROPOUT_GRAD] = "dropout_grad", [RL_SOFTMAX] = "softmax",
+      [RL_LOG_SOFTMAX] = "log_softmax", [RL_SOFTMAX_GRAD] = "softmax_grad", [RL_LOG_SOFTMAX_GRAD] = "log_softmax_grad",
+      [RL_CROSS_ENTROPY] = "cross_entropy", [RL_NLL] = "nll", [RL_MSE] = "mse", [RL_L1] = "l1",
+      [RL_BCE_WITH_LOGITS] = "bce_with_logits", [RL_CROSS_ENTROPY_GRAD] = "cross_entropy_grad",
+      [RL_NLL_GRAD] = "nll_grad", [RL_MSE_GRAD] = "mse_grad", [RL_L1_GRAD] = "l1_grad",
+      [RL_BCE_WITH_LOGITS_GRAD] = "bce_with_logits_grad", [RL_SGD_STEP] = "sgd_step", [RL_ADAM_STEP] = "adam_step",
+  };
+  return kind >= 0 && kind < RL_COUNT ? names[kind] : NULL;
+}
+
+int64_t rt_lib_numel(const RtLibBuf *b, int64_t B) {
+  int64_t n = 1;
+  for (int i = 0; i < b->ndim; i++)
+    n *= b->shape[i] == RT_BATCH ? B : b->shape[i];
+  return n;
+}
+
+// Dimension d of buffer b at batch B.
+static int64_t dim(const RtLibBuf *b, int d, int64_t B) { return b->shape[d] == RT_BATCH ? B : b->shape[d]; }
+
+// Buffer i's data.
+static void *ptr(const RtLib *k, int i, char *arena, char *state) {
+  const RtLibBuf *b = &k->buf[i];
+  return (b->space == RT_SPACE_STATE ? state : arena) + b->offset;
+}
+
+//
+// The context
+//
+
+// Shares per thread of a convolution split across the pool: a thread the
+// scheduler stops holds up one share, and the others take the rest.
+#define CONV_SHARES_PER_THREAD 4
+
+RtContext *rt_context_new(int threads) {
+  RtContext *c = xcalloc(1, sizeof *c);
+  c->pool = rt_pool_new(threads);
+  c->nws = rt_pool_threads(c->pool) * CONV_SHARES_PER_THREAD;
+  c->ws = xcalloc(c->nws, sizeof(float *));
+  c->ws_cap = xcalloc(c->nws, sizeof(int64_t));
+  c->dropout = true;
+  return c;
+}
+
+void rt_context_free(RtContext *c) {
+  if (!c)
+    return;
+  for (int i = 0; i < c->naux; i++)
+    free(c->aux[i]);
+  free(c->aux);
+  free(c->aux_cap);
+  free(c->aux_set);
+  for (int t = 0; t < c->nws; t++)
+    free(c->ws[t]);
+  free(c->ws);
+  free(c->ws_cap);
+  free(c->dyt);
+  rt_pool_free(c->pool);
+  free(c);
+}
+
+void rt_context_reserve(RtContext *c, int slot, int64_t bytes) {
+  if (slot >= c->naux) {
+    int n = slot + 1;
+    c->aux = xrealloc(c->aux, sizeof(void *) * n);
+    c->aux_cap = xrealloc(c->aux_cap, sizeof(int64_t) * n);
+    c->aux_set = xrealloc(c->aux_set, sizeof(bool) * n);
+    for (int i = c->naux; i < n; i++) {
+      c->aux[i] = NULL;
+      c->aux_cap[i] = 0;
+      c->aux_set[i] = false;
+    }
+    c->naux = n;
+  }
+  if (bytes > c->aux_cap[slot]) {
+    free(c->aux[slot]);
+    c->aux[slot] = xcalloc(1, bytes);
+    c->aux_cap[slot] = bytes;
+  }
+}
+
+void rt_context_begin_step(RtContext *c) {
+  memset(c->aux_set, 0, sizeof(bool) * c->naux);
+  c->loss = 0;
+  c->skip_updates = false;
+}
+
+// The slot a kernel keeps its state in, marked written.
+static void *aux_out(RtContext *c, const RtLib *k) {
+  if (k->aux < 0 || k->aux >= c->naux || c->aux_cap[k->aux] < k->aux_bytes)
+    nnc_bug(__FILE__, __LINE__, "a library kernel's slot was not reserved");
+  c->aux_set[k->aux] = true;
+  return c->aux[k->aux];
+}
+
+// The forward's slot a gradient reads, or NULL when the forward did not
+// write it this step.
+static void *aux_in(const RtContext *c, const RtLib *k) {
+  return k->aux_from >= 0 && k->aux_from < c->naux && c->aux_set[k->aux_from] ? c->aux[k->aux_from] : NULL;
+}
+
+//
+// Loops and GEMMs
+//
+
+// Runs a compiled loop over rows [lo, hi) on a pool thread.
+typedef struct LoopCall {
+  RtLoopFn fn;
+  char *arena, *state;
+  int64_t B;
+} LoopCall;
+
+static void loop_chunk(void *arg, int64_t lo, int64_t hi) {
+  LoopCall *c = arg;
+  c->fn(c->arena, c->state, c->B, lo, hi);
+}
+
+static void ctx_parallel(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
+  RtContext *c = ctx;
+  LoopCall call = {fn, arena, state, B};
+  rt_pool_run(c->pool, loop_chunk, &call, extent);
+}
+
+// A GEMM split across the pool: C (M, N) by blocks of GEMM_BLOCK rows when
+// it has more rows than columns, else by blocks of columns; the pool's
+// chunks are runs of whole blocks, each computed through the GEMM's own
+// micro-kernels (uk, which run its epilogue) or, for a convolution's,
+// k_gemm_ld.
+#define GEMM_BLOCK 16
+#define GEMM_SPLIT_FLOPS (1 << 21)   // smaller products stay on the calling thread,
+#define GEMM_SPLIT_BYTES (1 << 19)   // unless B is this large (a batch of one against a layer's weights)
+#define GEMM_CHUNK_FLOPS (1 << 19)   // the pool's chunks of a split product: this many FLOPs or more, but one per
+                                     // thread at least (a batch of one's: 2 chunks, not 8 of 2 us each)
+
+typedef struct GemmCall {
+  int ta, tb;
+  int64_t M, N, K;
+  const float *A, *B;
+  float beta;
+  float *C;
+  bool rows;
+  const RtGemmKernels *uk;
+} GemmCall;
+
+static void gemm_part(void *arg, int64_t lo, int64_t hi) {
+  const GemmCall *c = arg;
+  int64_t M = c->M, N = c->N, K = c->K, row0 = 0, col0 = 0;
+  const float *A = c->A, *B = c->B;
+  float *C = c->C;
+  lo *= GEMM_BLOCK;
+  hi *= GEMM_BLOCK;
+  if (c->rows) {
+    hi = hi < M ? hi : M;
+    A += c->ta ? lo : lo * K;
+    C += lo * N;
+    M = hi - lo;
+    row0 = lo;
+  } else {
+    hi = hi < N ? hi : N;
+    B += c->tb ? lo * K : lo;
+    C += lo;
+    N = hi - lo;
+    col0 = lo;
+  }
+  int64_t lda = c->ta ? c->M : K, ldb = c->tb ? K : c->N;
+  if (c->uk)
+    k_gemm_micro(c->uk, c->ta, c->tb, M, N, K, A, lda, B, ldb, c->beta != 0.0f, C, c->N, row0, col0);
+  else
+    k_gemm_ld(c->ta, c->tb, M, N, K, A, lda, B, ldb, c->beta, C, c->N);
+}
+
+static void ctx_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
+                      float beta, float *C, const RtGemmKernels *uk) {
+  RtContext *x = ctx;
+  GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
+  int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
+  if (2.0 * M * N * K < GEMM_SPLIT_FLOPS && 4 * K * N < GEMM_SPLIT_BYTES) {
+    gemm_part(&c, 0, blocks);
+    return;
+  }
+  int64_t block_flops = 2 * GEMM_BLOCK * (c.rows ? N : M) * K;
+  int64_t grain = block_flops > 0 ? (GEMM_CHUNK_FLOPS + block_flops - 1) / block_flops : blocks;
+  rt_pool_run_grain(x->pool, gemm_part, &c, blocks, grain);
+}
+
+static void ctx_tick(void *ctx, int kernel) {
+  RtContext *c = ctx;
+  if (c->tick)
+    c->tick(c->tick_arg, kernel);
+}
+
+static void ctx_lib(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epi) {
+  rt_lib_run(ctx, k, arena, state, B, epi);
+}
+
+RtCalls rt_context_calls(RtContext *c) { return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick}; }
+
+//
+// Geometry, from the descriptor's shapes and settings
+//
+
+static KConv2d conv_geometry(const RtLibBuf *x, const RtLibBuf *w, const int64_t *a, int64_t B) {
+  return (KConv2d){.N = dim(x, 0, B), .C = x->shape[1], .H = x->shape[2], .W = x->shape[3], .O = w->shape[0],
+                   .KH = w->shape[2], .KW = w->shape[3], .sh = a[0], .sw = a[1], .ph = a[2], .pw = a[3],
+                   .dh = a[4], .dw = a[5]};
+}
+
+// The geometry of a convolution kernel: x and w are the input and the
+// weight, whichever buffers hold them (or whose shapes they have).
+static KConv2d conv_of(const RtLib *k, int64_t B) {
+  const RtLibBuf *b = k->buf, *r = &k->buf[k->nbufs - 1];
+  switch (k->kind) {
+  case RL_CONV2D: return conv_geometry(&b[0], &b[1], k->i, B);
+  case RL_CONV2D_GRAD_INPUT: return conv_geometry(r, &b[1], k->i, B);
+  default: return conv_geometry(&b[1], r, k->i, B);
+  }
+}
+
+static KPool2d pool_geometry(const RtLibBuf *x, const RtLib *k, int64_t B) {
+  const int64_t *a = k->i;
+  bool max = k->kind == RL_MAXPOOL || k->kind == RL_MAXPOOL_GRAD;
+  return (KPool2d){.N = dim(x, 0, B), .C = x->shape[1], .H = x->shape[2], .W = x->shape[3], .kh = a[0],
+                   .kw = a[1], .sh = a[2], .sw = a[3], .ph = a[4], .pw = a[5], .dh = max ? a[6] : 1,
+                   .dw = max ? a[7] : 1};
+}
+
+// [outer, C, inner] around dimension axis of b.
+static void around_axis(const RtLibBuf *b, int axis, int64_t B, int64_t *outer, int64_t *C, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int i = 0; i < axis; i++)
+    *outer *= dim(b, i, B);
+  *C = dim(b, axis, B);
+  for (int i = axis + 1; i < b->ndim; i++)
+    *inner *= dim(b, i, B);
+}
+
+// Batchnorm sizes: [N, C, HW] for x [N, C] or [N, C, H, W].
+static void bn_sizes(const RtLibBuf *x, int64_t B, int64_t *N, int64_t *C, int64_t *HW) {
+  *N = dim(x, 0, B);
+  *C = x->shape[1];
+  *HW = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+}
+
+//
+// Library kernels, split across the pool
+//
+
+// A library kernel split across the pool: k at batch B, in T shares.
+typedef struct SplitCall {
+  RtContext *c;
+  const RtLib *k;
+  char *arena, *state;
+  int64_t B;           // the batch
+  int64_t N;           // samples of the first operand (B where it is batched)
+  int T;
+  uint64_t key;        // a dropout mask's
+  float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
+  void *saved;         // a max pooling's argmax, a dropout's mask
+  KGemmFn gemm;        // a convolution's GEMM (NULL: k_gemm on the calling thread)
+  RtLoopFn epi;        // a convolution's epilogue, run on each share of rows once computed, or NULL
+} SplitCall;
+
+#define P(s, i) ((float *)ptr((s)->k, (i), (s)->arena, (s)->state))
+
+// The batch mean and inverse standard deviation of x, exactly as the
+// training forward computes them.
+static void bn_stats(const RtLibBuf *xb, const float *x, int64_t B, float eps, float *mean, float *invstd) {
+  int64_t N, C, HW;
+  bn_sizes(xb, B, &N, &C, &HW);
+  float *y = xmalloc(sizeof(float) * N * C * HW);
+  float *rm = xcalloc(C, sizeof(float)), *rv = xcalloc(C, sizeof(float));
+  k_batchnorm_forward(y, mean, invstd, rm, rv, x, NULL, NULL, N, C, HW, eps, 0.0f);
+  free(y);
+  free(rm);
+  free(rv);
+}
+
+// Batchnorm (training: with the batch statistics, saved into stats) or one
+// of its gradients (with the statistics stats), on channels [c0, c1) only.
+// A gradient's part of its output is zeroed first (its kernel accumulates).
+static void batchnorm_share(void *arg, int64_t c0, int64_t c1) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  const RtLibBuf *xb = &k->buf[k->kind == RL_BATCHNORM ? 0 : 1];
+  int64_t N, C, HW;
+  bn_sizes(xb, s->B, &N, &C, &HW);
+  float *out = P(s, k->nbufs - 1), *mean = s->aux, *invstd = s->aux ? s->aux + C : NULL;
+  if (k->kind == RL_BATCHNORM) {
+    float eps = (float)k->f[0];
+    if (s->c->training)
+      k_batchnorm_forward_range(out, mean, invstd, P(s, 3), P(s, 4), P(s, 0), P(s, 1), P(s, 2), N, C, HW, eps,
+                                (float)k->f[1], c0, c1);
+    else
+      k_batchnorm_forward_eval_range(out, P(s, 0), P(s, 1), P(s, 2), P(s, 3), P(s, 4), N, C, HW, eps, c0, c1);
+    return;
+  }
+  const float *g = P(s, 0);
+  if (k->kind == RL_BATCHNORM_GRAD) {
+    for (int64_t i = 0; i < N; i++)
+      memset(out + (i * C + c0) * HW, 0, sizeof(float) * (c1 - c0) * HW);
+    k_batchnorm_backward_range(out, NULL, NULL, g, P(s, 1), mean, invstd, P(s, 2), N, C, HW, c0, c1);
+  } else {
+    memset(out + c0, 0, sizeof(float) * (c1 - c0));
+    k_batchnorm_backward_range(NULL, out, NULL, g, P(s, 1), mean, invstd, NULL, N, C, HW, c0, c1);
+  }
+}
+
+static void run_batchnorm(SplitCall *s) {
+  const RtLib *k = s->k;
+  float *fresh = NULL;
+  if (k->kind == RL_BATCHNORM) {
+    s->aux = s->c->training ? aux_out(s->c, k) : NULL;
+  } else if (!(s->aux = aux_in(s->c, k))) {   // the statistics again, as the forward computes them
+    int64_t C = k->buf[1].shape[1];
+    s->aux = fresh = xmalloc(sizeof(float) * 2 * C);
+    bn_stats(&k->buf[1], P(s, 1), s->B, (float)k->f[0], fresh, fresh + C);
+  }
+  rt_pool_run(s->c->pool, batchnorm_share, s, k->buf[k->kind == RL_BATCHNORM ? 0 : 1].shape[1]);
+  free(fresh);
+}
+
+// Max pooling, or its gradient, for samples [lo, hi): the forward keeps
+// each window's argmax where a gradient reads it; the gradient (into a
+// zeroed dx) routes through the forward's argmax, or finds it again.
+static void maxpool_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  if (k->kind == RL_MAXPOOL) {
+    KPool2d geo = pool_geometry(&k->buf[0], k, s->B);
+    geo.N = hi - lo;
+    int64_t in = rt_lib_numel(&k->buf[0], 1), out = rt_lib_numel(&k->buf[1], 1);
+    k_maxpool2d_forward(P(s, 1) + lo * out, s->saved ? (int32_t *)s->saved + lo * out : NULL, P(s, 0) + lo * in,
+                        &geo);
+    return;
+  }
+  KPool2d geo = pool_geometry(&k->buf[1], k, s->B);
+  geo.N = hi - lo;
+  int64_t in = rt_lib_numel(&k->buf[1], 1), out = rt_lib_numel(&k->buf[0], 1), n = (hi - lo) * out;
+  float *dx = P(s, 2) + lo * in;
+  memset(dx, 0, sizeof(float) * (hi - lo) * in);
+  if (s->saved) {
+    k_maxpool2d_backward(dx, P(s, 0) + lo * out, (const int32_t *)s->saved + lo * out, &geo);
+    return;
+  }
+  float *y = xmalloc(sizeof(float) * n);
+  int32_t *at = xmalloc(sizeof(int32_t) * n);
+  k_maxpool2d_forward(y, at, P(s, 1) + lo * in, &geo);
+  k_maxpool2d_backward(dx, P(s, 0) + lo * out, at, &geo);
+  free(y);
+  free(at);
+}
+
+static void run_maxpool(SplitCall *s) {
+  const RtLib *k = s->k;
+  if (k->kind == RL_MAXPOOL)   // only a gradient reads the argmax
+    s->saved = s->c->training && k->aux >= 0 ? aux_out(s->c, k) : NULL;
+  else
+    s->saved = aux_in(s->c, k);
+  rt_pool_run(s->c->pool, maxpool_share, s, s->N);
+}
+
+// Share s's buffer, at least n floats.
+static float *share_ws(RtContext *c, int s, int64_t n) { return k_grow(&c->ws[s], &c->ws_cap[s], n); }
+
+// A convolution or one of its gradients, on share t of T of the batch:
+// images [B*t/T, B*(t+1)/T), a few at a time (their cols within
+// CONV_CHUNK_FLOATS, so that they stay in cache between im2col and the
+// GEMM) through the running thread's im2col scratch. The weight gradient of
+// each share goes to the share's buffer; the caller sums the shares in
+// order, so the sum is the same whichever thread ran which share.
+#define CONV_CHUNK_FLOATS (256 * 1024)
+static void conv_share(void *arg, int64_t t, int64_t t_end) {
+  const SplitCall *s = arg;
+  RtContext *c = s->c;
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  for (; t < t_end && s->aux; t++) {   // a weight gradient by input channel
+    KConv2d geo = conv_of(k, s->B);
+    int64_t c0 = geo.C * t / s->T, c1 = geo.C * (t + 1) / s->T;
+    int64_t NP = s->N * (rt_lib_numel(&k->buf[0], 1) / geo.O);
+    float *ws = share_ws(c, (int)t, (c1 - c0) * geo.KH * geo.KW * NP);
+    k_conv2d_grad_weight_channels(P(s, r), s->aux, P(s, 1), &geo, c0, c1, ws);
+  }
+  for (; t < t_end; t++) {
+    int64_t lo = s->N * t / s->T, hi = s->N * (t + 1) / s->T;
+    KConv2d geo = conv_of(k, s->B);
+    geo.N = 1;
+    int64_t in = geo.C * geo.H * geo.W, out = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? r : 0], 1);
+    int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+    int64_t pieces = (hi - lo + chunk - 1) / chunk;
+    chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
+    geo.N = hi - lo < chunk ? hi - lo : chunk;
+    float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_scratch(&geo)), *dw = NULL;
+    if (k->kind == RL_CONV2D_GRAD_WEIGHT) {   // the share's gradient
+      int64_t wn = rt_lib_numel(&k->buf[r], 1);
+      dw = share_ws(c, (int)t, wn);
+      memset(dw, 0, sizeof(float) * wn);
+    }
+    for (int64_t i = lo; i < hi; i += chunk) {   // images [i, i + geo.N)
+      geo.N = hi - i < chunk ? hi - i : chunk;
+      if (k->kind == RL_CONV2D) {
+        k_conv2d_forward_ws(P(s, r) + i * out, P(s, 0) + i * in, P(s, 1), k->nbufs == 4 ? P(s, 2) : NULL, &geo, ws,
+                            s->gemm);
+        if (s->epi)   // while these images are still in cache
+          s->epi(s->arena, s->state, s->B, i, i + geo.N);
+      } else if (k->kind == RL_CONV2D_GRAD_INPUT) {
+        float *dx = P(s, r) + i * in;
+        memset(dx, 0, sizeof(float) * geo.N * in);
+        k_conv2d_backward_ws(dx, NULL, NULL, P(s, 0) + i * out, NULL, P(s, 1), &geo, ws, s->gemm);
+      } else {
+        k_conv2d_backward_ws(NULL, dw, NULL, P(s, 0) + i * out, P(s, 1) + i * in, NULL, &geo, ws, s->gemm);
+      }
+    }
+  }
+}
+
+// A GEMM split across the pool of the convolution running on the calling
+// thread (a batch smaller than the pool: the images cannot be shared out).
+static _Thread_local RtContext *gemm_context;
+
+static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      const float *Bm, float beta, float *C) {
+  if (alpha != 1.0f) {
+    k_gemm(ta, tb, M, N, K, alpha, A, Bm, beta, C);
+    return;
+  }
+  ctx_sgemm(gemm_context, ta, tb, M, N, K, A, Bm, beta, C, NULL);
+}
+
+// A weight gradient with few output positions per thread's part of the
+// images (P*B/T under this) splits by input channel instead: summing per
+// image shares would write and add a whole (O, C*KH*KW) gradient per share
+// for a product of little depth.
+#define CONV_DW_MIN_DEPTH 256
+#define CONV_SUM_SPLIT 32768   // the shares' sum runs on the calling thread under this many additions
+
+// The weight gradient's elements [lo, hi): the shares' partial sums, added
+// in share order.
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  float *dw = P(s, s->k->nbufs - 1);
+  memset(dw + lo, 0, sizeof(float) * (hi - lo));
+  for (int t = 0; t < s->T; t++) {
+    const float *part = s->c->ws[t];
+    for (int64_t i = lo; i < hi; i++)
+      dw[i] += part[i];
+  }
+}
+
+// A convolution or one of its gradients over the pool (epi: the forward's
+// epilogue, or NULL).
+static void run_conv(SplitCall *s) {
+  RtContext *c = s->c;
+  const RtLib *k = s->k;
+  int64_t B = s->N;   // images
+  int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
+  S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
+  s->T = S;
+  if (B < T && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
+    gemm_context = c;
+    s->T = 1;
+    s->gemm = pool_gemm;
+    conv_share(s, 0, 1);
+    return;
+  }
+  if (k->kind == RL_CONV2D_GRAD_WEIGHT && T > 1) {
+    KConv2d geo = conv_of(k, B);
+    int64_t Pn = rt_lib_numel(&k->buf[0], 1) / geo.O;
+    if (Pn * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
+      s->aux = k_grow(&c->dyt, &c->dyt_cap, geo.O * B * Pn);
+      k_conv2d_dy_t(s->aux, P(s, 0), &geo);
+      s->T = geo.C < T * CONV_SHARES_PER_THREAD ? (int)geo.C : T * CONV_SHARES_PER_THREAD;
+      rt_pool_run(c->pool, conv_share, s, s->T);
+      return;
+    }
+    int64_t deep = Pn * B / CONV_DW_MIN_DEPTH;
+    S = S <= deep ? S : deep > T ? (int)deep : T;
+    s->T = S;
+  }
+  rt_pool_run(c->pool, conv_share, s, S);
+  if (k->kind != RL_CONV2D_GRAD_WEIGHT)
+    return;
+  int64_t wn = rt_lib_numel(&k->buf[k->nbufs - 1], 1);
+  if (wn * S < CONV_SUM_SPLIT)
+    conv_dw_sum(s, 0, wn);
+  else
+    rt_pool_run(c->pool, conv_dw_sum, s, wn);
+}
+
+// Dropout, or its gradient, on elements [lo, hi) of the batch (the mask of
+// an element depends only on the call's key and the element's index).
+static void dropout_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  float p = (float)s->k->f[0];
+  if (s->k->kind == RL_DROPOUT) {
+    k_dropout_forward(P(s, 1) + lo, (uint8_t *)s->saved + lo, P(s, 0) + lo, hi - lo, p, s->key, lo);
+    return;
+  }
+  float *dx = P(s, 1) + lo;
+  memset(dx, 0, sizeof(float) * (hi - lo));
+  k_dropout_backward(dx, P(s, 0) + lo, (const uint8_t *)s->saved + lo, hi - lo, p);
+}
+
+static void run_dropout(SplitCall *s) {
+  const RtLib *k = s->k;
+  int64_t n = rt_lib_numel(&k->buf[1], s->B);
+  if (k->kind == RL_DROPOUT)
+    s->saved = s->c->training && s->c->dropout ? aux_out(s->c, k) : NULL;
+  else
+    s->saved = aux_in(s->c, k);
+  if (!s->saved) {   // no mask this step: the identity
+    memcpy(P(s, 1), P(s, 0), sizeof(float) * n);
+    return;
+  }
+  if (k->kind == RL_DROPOUT)
+    s->key = k_dropout_key((float)k->f[0], s->c->rng);
+  rt_pool_run(s->c->pool, dropout_share, s, n);
+}
+
+//
+// Library kernels on the calling thread
+//
+
+// A loss or its gradient: (output, target). Returns the loss.
+static double run_loss(SplitCall *s) {
+  const RtLib *k = s->k;
+  const RtLibBuf *yb = &k->buf[0];
+  int64_t B = s->B, n = rt_lib_numel(yb, B), C = yb->ndim == 2 ? yb->shape[1] : 1;
+  const float *y = P(s, 0);
+  const void *t = ptr(k, 1, s->arena, s->state);
+  float *out = P(s, 2);
+  if (k->kind >= RL_CROSS_ENTROPY_GRAD)
+    memset(out, 0, sizeof(float) * n);
+  double loss = 0;
+  switch (k->kind) {
+  case RL_CROSS_ENTROPY: loss = k_cross_entropy_forward(y, t, B, C); break;
+  case RL_NLL: loss = k_nll_forward(y, t, B, C); break;
+  case RL_MSE: loss = k_mse_forward(y, t, n); break;
+  case RL_L1: loss = k_l1_forward(y, t, n); break;
+  case RL_BCE_WITH_LOGITS: loss = k_bce_with_logits_forward(y, t, n); break;
+  case RL_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(out, 1.0f, y, t, B, C); return 0;
+  case RL_NLL_GRAD: k_nll_backward(out, 1.0f, t, B, C); return 0;
+  case RL_MSE_GRAD: k_mse_backward(out, NULL, 1.0f, y, t, n); return 0;
+  case RL_L1_GRAD: k_l1_backward(out, NULL, 1.0f, y, t, n); return 0;
+  case RL_BCE_WITH_LOGITS_GRAD: k_bce_with_logits_backward(out, NULL, 1.0f, y, t, n); return 0;
+  default: unreachable();
+  }
+  out[0] = (float)loss;
+  return loss;
+}
+
+static void run_step(SplitCall *s) {
+  const RtLib *k = s->k;
+  const double *f = k->f;
+  int64_t n = rt_lib_numel(&k->buf[0], 1);
+  if (k->kind == RL_SGD_STEP) {
+    KSgd o = {.lr = s->c->lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = k->i[0]};
+    k_sgd_step(P(s, 0), k->nbufs == 3 ? P(s, 2) : NULL, P(s, 1), n, &o, s->c->steps);
+  } else {
+    KAdam o = {.lr = s->c->lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = k->i[0]};
+    k_adam_step(P(s, 0), P(s, 2), P(s, 3), P(s, 1), n, &o, s->c->steps);
+  }
+}
+
+static void run_softmax(SplitCall *s) {
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  int64_t outer, C, inner;
+  around_axis(&k->buf[r], (int)k->i[0], s->B, &outer, &C, &inner);
+  float *out = P(s, r);
+  switch (k->kind) {
+  case RL_SOFTMAX: k_softmax_forward(out, P(s, 0), outer, C, inner); return;
+  case RL_LOG_SOFTMAX: k_log_softmax_forward(out, P(s, 0), outer, C, inner); return;
+  default: break;
+  }
+  memset(out, 0, sizeof(float) * outer * C * inner);
+  if (k->kind == RL_SOFTMAX_GRAD)
+    k_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
+  else
+    k_log_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
+}
+
+static void run_avgpool(SplitCall *s) {
+  const RtLib *k = s->k;
+  const RtLibBuf *r = &k->buf[k->nbufs - 1];
+  float *out = P(s, k->nbufs - 1);
+  switch (k->kind) {
+  case RL_AVGPOOL: {
+    KPool2d geo = pool_geometry(&k->buf[0], k, s->B);
+    k_avgpool2d_forward(out, P(s, 0), &geo);
+    return;
+  }
+  case RL_AVGPOOL_GRAD: {
+    KPool2d geo = pool_geometry(r, k, s->B);
+    memset(out, 0, sizeof(float) * rt_lib_numel(r, s->B));
+    k_avgpool2d_backward(out, P(s, 0), &geo);
+    return;
+  }
+  case RL_GLOBAL_AVGPOOL: {
+    const RtLibBuf *x = &k->buf[0];
+    k_global_avgpool_forward(out, P(s, 0), dim(x, 0, s->B), x->shape[1], x->shape[2] * x->shape[3]);
+    return;
+  }
+  default:
+    memset(out, 0, sizeof(float) * rt_lib_numel(r, s->B));
+    k_global_avgpool_backward(out, P(s, 0), dim(r, 0, s->B), r->shape[1], r->shape[2] * r->shape[3]);
+    return;
+  }
+}
+
+void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epi) {
+  SplitCall s = {.c = c, .k = k, .arena = arena, .state = state, .B = B, .N = dim(&k->buf[0], 0, B),
+                 .T = rt_pool_threads(c->pool), .epi = epi};
+  switch (k->kind) {
+  case RL_CONV2D: case RL_CONV2D_GRAD_INPUT: case RL_CONV2D_GRAD_WEIGHT:
+    run_conv(&s);
+    return;   // the epilogue ran on each share
+  case RL_MAXPOOL: case RL_MAXPOOL_GRAD: run_maxpool(&s); break;
+  case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: run_batchnorm(&s); break;
+  case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
+  case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
+  case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
+  case RL_SGD_STEP: case RL_ADAM_STEP:
+    if (!c->skip_updates)   // a step whose loss is not finite makes no updates
+      run_step(&s);
+    break;
+  default: {
+    double l = run_loss(&s);
+    if (k->loss) {
+      c->loss = l;
+      c->skip_updates = c->training && !isfinite(l);
+      if (c->skip_updates && c->scalars)
+        c->scalars[KS_APPLY] = 0;   // the compiled updates keep every value as it was
+    }
+    break;
+  }
+  }
+  if (epi) {   // (a convolution's or a GEMM's only, in the programs pass_fuse makes)
+    const RtLibBuf *r = &k->buf[k->nbufs - 1];
+    epi(arena, state, B, 0, dim(r, 0, B));
+  }
+}
