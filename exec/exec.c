@@ -334,14 +334,17 @@ static void batchnorm_channels(Exec *ex, const IrNode *n, int64_t B, bool traini
 // Max pooling, or its gradient, for samples [lo, hi) of a batch of B: the
 // forward keeps each window's argmax; the gradient (into a zeroed dx)
 // routes through the forward's argmax, or finds it again when the forward
-// did not run in this step.
-static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
+// did not run in this step. fast: the cpu backend's kernel, else the
+// reference.
+static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi, bool fast) {
+  void (*forward)(float *, int32_t *, const float *, const KPool2d *) =
+      fast ? k_maxpool2d_forward_fast : k_maxpool2d_forward;
   if (n->op == IR_MAXPOOL) {
     const IrNode *x = n->src[0];
     KPool2d geo = pool_geometry(x, n, B);
     geo.N = hi - lo;
-    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->training ? ex->argmax[n->id] + lo * numel(n, 1) : NULL,
-                        F(ex, x) + lo * numel(x, 1), &geo);   // only a gradient reads the argmax
+    forward(F(ex, n) + lo * numel(n, 1), ex->training ? ex->argmax[n->id] + lo * numel(n, 1) : NULL,
+            F(ex, x) + lo * numel(x, 1), &geo);   // only a gradient reads the argmax
     return;
   }
   const IrNode *g = n->src[0], *x = n->src[1];
@@ -356,7 +359,7 @@ static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64
   }
   float *y = xmalloc(sizeof(float) * k);
   int32_t *at = xmalloc(sizeof(int32_t) * k);
-  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
+  forward(y, at, F(ex, x) + lo * in, &geo);
   k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
   free(y);
   free(at);
@@ -449,7 +452,7 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
   case IR_MAXPOOL_GRAD:
-    maxpool_rows(ex, n, B, 0, B);
+    maxpool_rows(ex, n, B, 0, B, false);
     return;
   case IR_AVGPOOL_GRAD: {
     KPool2d geo = pool_geometry(n, n, B);
@@ -518,7 +521,7 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     return 0;
   }
   case IR_MAXPOOL:
-    maxpool_rows(ex, n, B, 0, B);
+    maxpool_rows(ex, n, B, 0, B, false);
     return 0;
   case IR_AVGPOOL: {
     KPool2d geo = pool_geometry(a, n, B);
@@ -810,7 +813,7 @@ static void maxpool_slice(void *arg, int64_t lo, int64_t hi) {
   const SplitCall *c = arg;
   if (c->n->op == IR_MAXPOOL_GRAD)   // this share of dx, zeroed
     memset(F(c->ex, c->n) + lo * numel(c->n, 1), 0, sizeof(float) * (hi - lo) * numel(c->n, 1));
-  maxpool_rows(c->ex, c->n, c->B, lo, hi);
+  maxpool_rows(c->ex, c->n, c->B, lo, hi, true);
 }
 
 // Share s's buffer, at least n floats.
