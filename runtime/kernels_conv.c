@@ -8,17 +8,18 @@
 // convolution with stride 1 and no padding needs no col: it is x itself.
 //
 // Pooling is a direct loop over each output position's window.
+//
+// The reference entry points (k_conv2d_forward, k_conv2d_backward,
+// k_maxpool2d_forward, ...) are plain C throughout, with cblas_sgemm for
+// the products. The cpu backend's variants (the _ws convolutions,
+// k_conv2d_grad_weight_channels, k_maxpool2d_forward_fast) share their
+// loops but take the cpu backend's GEMM and, where the host has them, the
+// AVX-512 fast paths of fast_avx512.c.
 #include "runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_AVX512_PATH 1
-#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
-#endif
 
 // A broken promise by the caller (shapes the passes should have rejected).
 #define K_CHECK(cond, what)                    \
@@ -55,8 +56,8 @@ static bool conv_is_pointwise(const KConv2d *g) {
 }
 
 // The outputs ow in [*lo, *hi) whose tap kw reads inside the row: 0 <=
-// ow*sw - pw + kw*dw < W.
-static void tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi) {
+// ow*sw - pw + kw*dw < W (fast_avx512.c's im2col takes it too).
+void k_conv_tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi) {
   int64_t off = kw * g->dw - g->pw;   // iw = ow*sw + off
   int64_t a = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
   int64_t b = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
@@ -77,7 +78,7 @@ static void im2col_any(float *col,          // (C*KH*KW, ld)
       for (int64_t kw = 0; kw < g->KW; kw++) {
         float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
         int64_t lo, hi, off = kw * g->dw - g->pw;
-        tap_span(g, kw, OW, &lo, &hi);
+        k_conv_tap_span(g, kw, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; oh++) {
           float *dst = row + oh * OW;
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
@@ -97,134 +98,6 @@ static void im2col_any(float *col,          // (C*KH*KW, ld)
       }
 }
 
-#ifdef HAVE_AVX512_PATH
-// Columns [0, n) of a row of 16-float pieces: piece j's lanes that are in
-// the row and whose output ow is in [lo, hi), as masks.
-AVX512 static inline __mmask16 row_mask(int64_t j, int64_t n, int64_t lo, int64_t hi) {
-  int64_t a = lo - j < 0 ? 0 : lo - j, b = (hi < n ? hi : n) - j;
-  if (b > 16)
-    b = 16;
-  return b <= a ? 0 : (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-}
-
-// im2col for stride 1: each row of a tap's plane is the input row shifted
-// by off, zero outside [lo, hi): masked loads (the lanes outside are not
-// read) and stores, 16 outputs at a time, instead of three library calls
-// per row of a few floats.
-// A "same" convolution (stride 1, output rows as wide as the input's):
-// tap (kh, kw)'s plane is the input plane shifted by a whole number of
-// elements, d = (kh*dh - ph)*W + kw*dw - pw, so one flat run covers it
-// from its first valid element qa to its last, qb; what lies outside, and
-// the entries of the run that wrapped around a row's end (the first or
-// last |kw*dw - pw| columns), are the padding.
-typedef struct FlatTap {
-  int64_t d, qa, qb;       // shift; the run [qa, qb) of the plane
-  int64_t oh0, oh1;        // rows with a valid input row
-  int64_t lo, hi;          // columns with a valid input column
-} FlatTap;
-
-static bool flat_tap(const KConv2d *g, int64_t kh, int64_t kw, int64_t OH, int64_t OW, FlatTap *t) {
-  tap_span(g, kw, OW, &t->lo, &t->hi);
-  int64_t r = kh * g->dh - g->ph;   // ih = oh + r
-  t->oh0 = r >= 0 ? 0 : -r;
-  t->oh1 = g->H - r < OH ? g->H - r : OH;
-  if (t->oh1 <= t->oh0 || t->hi <= t->lo)
-    return false;
-  t->d = r * g->W + kw * g->dw - g->pw;
-  t->qa = t->oh0 * OW + t->lo;
-  t->qb = (t->oh1 - 1) * OW + t->hi;
-  return true;
-}
-
-AVX512 static void im2col_s1(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  if (OW == g->W) {
-    for (int64_t c = 0; c < g->C; c++)
-      for (int64_t kh = 0; kh < g->KH; kh++)
-        for (int64_t kw = 0; kw < g->KW; kw++) {
-          float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
-          const float *plane = x + c * g->H * g->W;
-          FlatTap t;
-          if (!flat_tap(g, kh, kw, OH, OW, &t)) {
-            memset(row, 0, sizeof(float) * OH * OW);
-            continue;
-          }
-          memset(row, 0, sizeof(float) * t.qa);
-          memcpy(row + t.qa, plane + t.qa + t.d, sizeof(float) * (t.qb - t.qa));
-          memset(row + t.qb, 0, sizeof(float) * (OH * OW - t.qb));
-          for (int64_t oh = t.oh0; oh < t.oh1; oh++) {   // the wrapped columns
-            for (int64_t ow = 0; ow < t.lo; ow++)
-              row[oh * OW + ow] = 0.0f;
-            for (int64_t ow = t.hi; ow < OW; ow++)
-              row[oh * OW + ow] = 0.0f;
-          }
-        }
-    return;
-  }
-  for (int64_t c = 0; c < g->C; c++)
-    for (int64_t kh = 0; kh < g->KH; kh++)
-      for (int64_t kw = 0; kw < g->KW; kw++) {
-        float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
-        int64_t lo, hi, off = kw * g->dw - g->pw;
-        tap_span(g, kw, OW, &lo, &hi);
-        for (int64_t oh = 0; oh < OH; oh++) {
-          float *dst = row + oh * OW;
-          int64_t ih = oh - g->ph + kh * g->dh;
-          bool inside = ih >= 0 && ih < g->H;
-          const float *src = x + (c * g->H + (inside ? ih : 0)) * g->W;
-          for (int64_t j = 0; j < OW; j += 16) {
-            __mmask16 all = row_mask(j, OW, 0, OW), in = inside ? row_mask(j, OW, lo, hi) : 0;
-            // lanes in `in` read src[ow + off], which is inside the row
-            __m512 v = _mm512_maskz_loadu_ps(in, src + j + off);
-            _mm512_mask_storeu_ps(dst + j, all, v);
-          }
-        }
-      }
-}
-
-// col2im_add for stride 1, the same way.
-AVX512 static void col2im_add_s1(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  if (OW == g->W) {   // flat runs, as im2col_s1, skipping the wrapped columns
-    for (int64_t c = 0; c < g->C; c++)
-      for (int64_t kh = 0; kh < g->KH; kh++)
-        for (int64_t kw = 0; kw < g->KW; kw++) {
-          const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
-          float *plane = dx + c * g->H * g->W;
-          FlatTap t;
-          if (!flat_tap(g, kh, kw, OH, OW, &t))
-            continue;
-          if (t.lo == 0 && t.hi == OW) {   // no wrapped columns: one run
-            for (int64_t q = t.qa; q < t.qb; q++)
-              plane[q + t.d] += row[q];
-            continue;
-          }
-          for (int64_t oh = t.oh0; oh < t.oh1; oh++)
-            for (int64_t q = oh * OW + t.lo; q < oh * OW + t.hi; q++)
-              plane[q + t.d] += row[q];
-        }
-    return;
-  }
-  for (int64_t c = 0; c < g->C; c++)
-    for (int64_t kh = 0; kh < g->KH; kh++)
-      for (int64_t kw = 0; kw < g->KW; kw++) {
-        const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
-        int64_t lo, hi, off = kw * g->dw - g->pw;
-        tap_span(g, kw, OW, &lo, &hi);
-        for (int64_t oh = 0; oh < OH; oh++) {
-          int64_t ih = oh - g->ph + kh * g->dh;
-          if (ih < 0 || ih >= g->H)
-            continue;
-          const float *src = row + oh * OW;
-          float *dst = dx + (c * g->H + ih) * g->W;
-          for (int64_t j = 0; j < OW; j += 16) {
-            __mmask16 in = row_mask(j, OW, lo, hi);
-            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(in, dst + j + off), _mm512_maskz_loadu_ps(in, src + j));
-            _mm512_mask_storeu_ps(dst + j + off, in, v);
-          }
-        }
-      }
-}
-#endif
-
 // The adjoint of im2col: dx += each col entry at the input position it was
 // copied from (entries from the padding are dropped).
 static void col2im_add_any(float *dx,          // (C,H,W): one image
@@ -235,7 +108,7 @@ static void col2im_add_any(float *dx,          // (C,H,W): one image
       for (int64_t kw = 0; kw < g->KW; kw++) {
         const float *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
         int64_t lo, hi, off = kw * g->dw - g->pw;
-        tap_span(g, kw, OW, &lo, &hi);
+        k_conv_tap_span(g, kw, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; oh++) {
           int64_t ih = oh * g->sh - g->ph + kh * g->dh;
           if (ih < 0 || ih >= g->H)
@@ -302,36 +175,33 @@ static void col2im_add_small(float *dx, const float *col, const KConv2d *g, int6
 }
 
 // Which im2col / col2im a geometry takes: the offset table for small
-// output planes, the vector rows for stride 1 with AVX-512, else the
-// plain loops.
+// output planes, else the plain loops; in the cpu backend's convolutions
+// (fast), the AVX-512 rows of fast_avx512.c for stride 1 where the host
+// has them. All of them give the same bytes (copies, and the same
+// additions in the same order).
 typedef enum { COLS_SMALL, COLS_S1, COLS_ANY } ColsPath;
 
-static ColsPath cols_path(const KConv2d *g, int64_t OH, int64_t OW) {
+static ColsPath cols_path(const KConv2d *g, int64_t OH, int64_t OW, bool fast) {
   if (OH * OW * g->KH * g->KW <= SMALL_TAPS)
     return COLS_SMALL;
-#ifdef HAVE_AVX512_PATH
-  if (g->sh == 1 && g->sw == 1 && k_avx512())
+  if (fast && g->sh == 1 && g->sw == 1 && k_avx512())
     return COLS_S1;
-#endif
   return COLS_ANY;
 }
 
-static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  switch (cols_path(g, OH, OW)) {
+static void im2col(float *col, const float *x, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld, bool fast) {
+  switch (cols_path(g, OH, OW, fast)) {
   case COLS_SMALL: im2col_small(col, x, g, OH, OW, ld); return;
-#ifdef HAVE_AVX512_PATH
-  case COLS_S1: im2col_s1(col, x, g, OH, OW, ld); return;
-#endif
+  case COLS_S1: k_avx512_im2col_s1(col, x, g, OH, OW, ld); return;
   default: im2col_any(col, x, g, OH, OW, ld); return;
   }
 }
 
-static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld) {
-  switch (cols_path(g, OH, OW)) {
+static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH, int64_t OW, int64_t ld,
+                       bool fast) {
+  switch (cols_path(g, OH, OW, fast)) {
   case COLS_SMALL: col2im_add_small(dx, col, g, OH, OW, ld); return;
-#ifdef HAVE_AVX512_PATH
-  case COLS_S1: col2im_add_s1(dx, col, g, OH, OW, ld); return;
-#endif
+  case COLS_S1: k_avx512_col2im_add_s1(dx, col, g, OH, OW, ld); return;
   default: col2im_add_any(dx, col, g, OH, OW, ld); return;
   }
 }
@@ -383,7 +253,7 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
 static void conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
-                         KGemmFn gemm) {
+                         KGemmFn gemm, bool fast) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -398,7 +268,7 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
     float *col = ws;                      // (CKK, N*P)
     float *yt = ws + CKK * NP;            // (O, N*P)
     for (int64_t n = 0; n < g->N; n++)
-      im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
+      im2col(col + n * P, x + n * CHW, g, OH, OW, NP, fast);
     gemm(false, false, g->O, NP, CKK, 1.0f, w, col, 0.0f, yt);
     for (int64_t n = 0; n < g->N; n++)
       for (int64_t o = 0; o < g->O; o++)
@@ -415,7 +285,7 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
 // inside; dw (O, CKK) += dY @ col^T over all images in one product, and
 // dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
 static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
-                          const KConv2d *g, float *ws, KGemmFn gemm) {
+                          const KConv2d *g, float *ws, KGemmFn gemm, bool fast) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -458,13 +328,13 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
       memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
   if (dw) {
     for (int64_t n = 0; n < g->N; n++)
-      im2col(col + n * P, x + n * CHW, g, OH, OW, NP);
+      im2col(col + n * P, x + n * CHW, g, OH, OW, NP, fast);
     gemm(false, true, g->O, CKK, NP, 1.0f, dyt, col, 1.0f, dw);
   }
   if (dx) {
     gemm(true, false, CKK, NP, g->O, 1.0f, w, dyt, 0.0f, col);
     for (int64_t n = 0; n < g->N; n++)
-      col2im_add(dx + n * CHW, col + n * P, g, OH, OW, NP);
+      col2im_add(dx + n * CHW, col + n * P, g, OH, OW, NP, fast);
   }
 }
 
@@ -497,27 +367,29 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
     return;
   }
   for (int64_t n = 0; n < g->N; n++)
-    im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP);
+    im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP, true);
   k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);
 }
 
+// The reference: cblas_sgemm and the plain loops.
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
-  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm);
+  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm, false);
 }
 
 void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                        const KConv2d *g) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm);
+  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm, false);
 }
 
+// The cpu backend's: its GEMM and the fast im2col.
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
-  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm);
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true);
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws, KGemmFn gemm) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm);
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true);
 }
 
 //
@@ -567,59 +439,14 @@ static inline void max_step(float v, int32_t i, float *best, int32_t *at) {
   *at = (int32_t)(((uint32_t)*at & ~m) | ((uint32_t)i & m));
 }
 
-#ifdef HAVE_AVX512_PATH
-// maxpool(2) on 16 outputs at once: the even and odd columns of two input
-// rows, by permutes of 32 consecutive floats, then the same scan as
-// max_step with masks for its selects.
-AVX512 static void maxpool_2x2_avx512(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
-  int64_t W = g->W;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32((int32_t)W);
-  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
-    const float *xp = x + nc * g->H * W;   // (H,W)
-    float *yp = y + nc * OH * OW;          // (OH,OW)
-    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
-    for (int64_t oh = 0; oh < OH; oh++)
-      for (int64_t ow = 0; ow < OW; ow += 16) {
-        int64_t cnt = OW - ow < 16 ? OW - ow : 16;   // outputs; 2*cnt inputs per row
-        __mmask16 mo = (__mmask16)((1u << cnt) - 1);
-        __mmask16 mlo = cnt >= 8 ? (__mmask16)0xffff : (__mmask16)((1u << (2 * cnt)) - 1);
-        __mmask16 mhi = cnt <= 8 ? 0 : (__mmask16)((1u << (2 * cnt - 16)) - 1);
-        int64_t i = 2 * oh * W + 2 * ow;
-        const float *r0 = xp + i, *r1 = r0 + W;
-        __m512 a = _mm512_maskz_loadu_ps(mlo, r0), b = _mm512_maskz_loadu_ps(mhi, r0 + 16);
-        __m512 c = _mm512_maskz_loadu_ps(mlo, r1), d = _mm512_maskz_loadu_ps(mhi, r1 + 16);
-        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)i), _mm512_slli_epi32(_mm512_setr_epi32(
-                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1));
-        __m512 best = _mm512_permutex2var_ps(a, even, b);
-        __m512i at = idx;
-        __m512 v[3] = {_mm512_permutex2var_ps(a, odd, b), _mm512_permutex2var_ps(c, even, d),
-                       _mm512_permutex2var_ps(c, odd, d)};
-        __m512i vi[3] = {_mm512_add_epi32(idx, one), _mm512_add_epi32(idx, wv),
-                         _mm512_add_epi32(_mm512_add_epi32(idx, wv), one)};
-        for (int s = 0; s < 3; s++) {
-          __mmask16 take = _mm512_cmp_ps_mask(v[s], best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[s], v[s], _CMP_UNORD_Q);
-          best = _mm512_mask_mov_ps(best, take, v[s]);
-          at = _mm512_mask_mov_epi32(at, take, vi[s]);
-        }
-        _mm512_mask_storeu_ps(yp + oh * OW + ow, mo, best);
-        if (ap)
-          _mm512_mask_storeu_epi32(ap + oh * OW + ow, mo, at);
-      }
-  }
-}
-#endif
-
 // maxpool(2): 2x2 windows, stride 2, the commonest case, with the window
 // in registers.
+static bool is_maxpool_2x2(const KPool2d *g) {
+  return g->ph == 0 && g->pw == 0 && g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 &&
+         g->dw == 1;
+}
+
 static void maxpool_2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
-#ifdef HAVE_AVX512_PATH
-  if (k_avx512()) {
-    maxpool_2x2_avx512(y, argmax, x, g, OH, OW);
-    return;
-  }
-#endif
   int64_t W = g->W;
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * W;   // (H,W)
@@ -697,67 +524,41 @@ static void maxpool_rows_any(float *y, int32_t *argmax, const float *x, const KP
   free(kr);
 }
 
-#ifdef HAVE_AVX512_PATH
-// Small planes (resnet18's 14x14 before its 3x3 pool): 16 planes at once,
-// one per lane. Their values are gathered position-major into xt (HW
-// vectors), every window is max_step's scan on whole vectors, and the
-// results are scattered back to the 16 planes.
-#define POOL_PLANES_MAX_HW 1024
-AVX512 static void maxpool_planes16(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
-                                    int64_t OW, int64_t nc, float *xt) {
-  int64_t HW = g->H * g->W, OHW = OH * OW;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m512i in = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)HW));
-  __m512i out = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)OHW));
-  const float *xp = x + nc * HW;
-  for (int64_t p = 0; p < HW; p++)
-    _mm512_storeu_ps(xt + 16 * p, _mm512_i32gather_ps(in, xp + p, 4));
-  for (int64_t oh = 0; oh < OH; oh++)
-    for (int64_t ow = 0; ow < OW; ow++) {
-      __m512 best = _mm512_set1_ps(-INFINITY);
-      __m512i at = _mm512_set1_epi32(-1);
-      for (int64_t kh = 0; kh < g->kh; kh++) {
-        int64_t h = oh * g->sh - g->ph + kh * g->dh;
-        if (h < 0 || h >= g->H)
-          continue;
-        for (int64_t kw = 0; kw < g->kw; kw++) {
-          int64_t w = ow * g->sw - g->pw + kw * g->dw;
-          if (w < 0 || w >= g->W)
-            continue;
-          __m512 v = _mm512_loadu_ps(xt + 16 * (h * g->W + w));
-          __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) |
-                           _mm512_cmplt_epi32_mask(at, _mm512_setzero_si512());
-          best = _mm512_mask_mov_ps(best, take, v);
-          at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32((int32_t)(h * g->W + w)));
-        }
-      }
-      int64_t q = nc * OHW + oh * OW + ow;
-      _mm512_i32scatter_ps(y + q, out, best, 4);
-      if (argmax)
-        _mm512_i32scatter_epi32(argmax + q, out, at, 4);
-    }
-}
-#endif
-
 void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
   int64_t OH, OW;
   pool_geometry(g, &OH, &OW);
   K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
-  if (g->ph == 0 && g->pw == 0 && g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 &&
-      g->dw == 1) {
+  if (is_maxpool_2x2(g))
     maxpool_2x2(y, argmax, x, g, OH, OW);
+  else
+    maxpool_rows_any(y, argmax, x, g, OH, OW);
+}
+
+// The cpu backend's: the AVX-512 kernels of fast_avx512.c where the host
+// has them, for 2x2 windows and for 16 small planes at a time; the same
+// bytes as the reference's.
+#define POOL_PLANES_MAX_HW 1024
+
+void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
+  if (!k_avx512()) {
+    k_maxpool2d_forward(y, argmax, x, g);
+    return;
+  }
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
+  if (is_maxpool_2x2(g)) {
+    k_avx512_maxpool2x2(y, argmax, x, g, OH, OW);
     return;
   }
   KPool2d rest = *g;
   int64_t done = 0;
-#ifdef HAVE_AVX512_PATH
-  if (k_avx512() && g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= 16) {
+  if (g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= 16) {
     float *xt = xmalloc(sizeof(float) * 16 * g->H * g->W);
     for (; done + 16 <= g->N * g->C; done += 16)
-      maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
+      k_avx512_maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
     free(xt);
   }
-#endif
   rest.N = 1;   // the planes left, as one image of that many channels
   rest.C = g->N * g->C - done;
   maxpool_rows_any(y + done * OH * OW, argmax ? argmax + done * OH * OW : NULL, x + done * g->H * g->W, &rest, OH,

@@ -352,7 +352,7 @@ static void maxpool_share(void *arg, int64_t lo, int64_t hi) {
     KPool2d geo = pool_geometry(&k->buf[0], k, s->B);
     geo.N = hi - lo;
     int64_t in = rt_lib_numel(&k->buf[0], 1), out = rt_lib_numel(&k->buf[1], 1);
-    k_maxpool2d_forward(P(s, 1) + lo * out, s->saved ? (int32_t *)s->saved + lo * out : NULL, P(s, 0) + lo * in,
+    k_maxpool2d_forward_fast(P(s, 1) + lo * out, s->saved ? (int32_t *)s->saved + lo * out : NULL, P(s, 0) + lo * in,
                         &geo);
     return;
   }
@@ -367,7 +367,7 @@ static void maxpool_share(void *arg, int64_t lo, int64_t hi) {
   }
   float *y = xmalloc(sizeof(float) * n);
   int32_t *at = xmalloc(sizeof(int32_t) * n);
-  k_maxpool2d_forward(y, at, P(s, 1) + lo * in, &geo);
+  k_maxpool2d_forward_fast(y, at, P(s, 1) + lo * in, &geo);
   k_maxpool2d_backward(dx, P(s, 0) + lo * out, at, &geo);
   free(y);
   free(at);

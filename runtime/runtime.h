@@ -340,9 +340,9 @@ void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
 void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, const float *B, float beta, float *C);
 
-// The same product through the cpu backend's GEMM (gemm.c): a register-tiled
-// AVX-512 kernel where the host has one and alpha = 1, beta = 0 or 1; else
-// cblas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
+// The same product through the cpu backend's GEMM (gemm.c): register tiles
+// of AVX-512 (k_avx512_gemm) where the host has it and alpha = 1, beta = 0
+// or 1; else cblas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
 void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
             float alpha, const float *A, const float *B, float beta, float *C);
 // With explicit leading dimensions (row strides) of A, B and C; alpha = 1.
@@ -365,10 +365,6 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // backend's convolutions split across the pool.
 enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_KINDS };
 float *k_thread_scratch(int kind, int64_t n);
-
-// The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set: the
-// kernels with an AVX-512 path take it.
-bool k_avx512(void);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
 // IR's a[..., M, K] @ b[K, N] with the leading dims of a folded into batch.
@@ -431,10 +427,13 @@ void k_conv2d_backward(float *dx,        // (N,C,H,W)
                        const float *x,   // (N,C,H,W)
                        const float *w,   // (O,C,KH,KW)
                        const KConv2d *g);
-// The same with the caller's scratch, ws: k_conv2d_scratch(g) floats, and
-// the caller's GEMM (NULL: the cpu backend's k_gemm). The two above use
-// cblas_sgemm and one buffer of their own, reused from call to call, so
-// they must not run on two threads at once; these may.
+// The cpu backend's: the same with the caller's scratch, ws:
+// k_conv2d_scratch(g) floats, the caller's GEMM (NULL: the cpu backend's
+// k_gemm), and im2col and col2im by AVX-512 rows for stride 1 where the
+// host has them (the same bytes as the plain loops). The two above are the
+// reference, plain C with cblas_sgemm and one buffer of their own, reused
+// from call to call, so they must not run on two threads at once; these
+// may.
 typedef void (*KGemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         const float *B, float beta, float *C);
 int64_t k_conv2d_scratch(const KConv2d *g);
@@ -447,9 +446,13 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 // image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
 // dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
 // not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
+// The cpu backend's, as the _ws functions (with k_gemm).
 void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
                                    int64_t c1, float *ws);
+// The outputs ow in [*lo, *hi) whose tap kw reads inside an input row: 0 <=
+// ow*sw - pw + kw*dw < W, for OW outputs.
+void k_conv_tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi);
 
 // The geometry of a 2-D pooling window. Output size as for KConv2d.
 typedef struct KPool2d {
@@ -469,6 +472,9 @@ void k_maxpool2d_forward(float *y,         // (N,C,OH,OW)
                          int32_t *argmax,  // (N,C,OH,OW) or NULL
                          const float *x,   // (N,C,H,W)
                          const KPool2d *g);
+// The cpu backend's: the same bytes, through AVX-512 kernels where the host
+// has them (2x2 windows; planes of up to 1024 values, 16 at a time).
+void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g);
 // dx[argmax] += dy: the gradient goes to the element the forward chose.
 void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
                           const float *dy,      // (N,C,OH,OW)
@@ -672,6 +678,47 @@ void k_init_normal(float *p, int64_t n, float mean, float std, Rng *rng);
 double k_kaiming_uniform_bound(int64_t fan_in, double a);
 double k_default_weight_bound(int64_t fan_in);   // kaiming_uniform with a = sqrt(5)
 double k_default_bias_bound(int64_t fan_in);
+
+//
+// fast_avx512.c: the cpu backend's AVX-512 fast paths
+//
+// Faster versions of parts of the kernels above, for the cpu backend
+// alone: the GEMM driver (gemm.c) and the cpu backend's variants in
+// kernels_conv.c call them where k_avx512() says the host has AVX-512;
+// the reference kernels never do. Each is checked against the reference
+// beside it (tests/kernels/test_avx512.c, skipped on other hosts): the
+// same bytes where the work is copies and comparisons, within rounding for
+// the GEMM. They exist on every build; where the compiler cannot emit
+// AVX-512, k_avx512() is false and they stop with nnc_bug().
+
+// The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set.
+bool k_avx512(void);
+// Micro-kernels for k_gemm_micro (tile 8 x 32, dot 4 x 4, row 1 x 8), as
+// k_gemm takes them. Reference: k_sgemm.
+extern const RtGemmKernels k_avx512_gemm;
+// dst (16 rows, ldd apart) = the transpose of src (16 rows of 16, lds
+// apart): packing B for k_gemm_micro. Reference: the plain copy.
+void k_avx512_transpose16(float *dst, int64_t ldd, const float *src, int64_t lds);
+// im2col and col2im of a stride-1 convolution with OH x OW outputs, one
+// image, rows of col ld floats apart (k_conv2d_forward_ws and
+// k_conv2d_backward_ws take them). Reference: the same convolutions'
+// plain loops, which k_conv2d_forward and k_conv2d_backward take.
+void k_avx512_im2col_s1(float *col,           // (C*KH*KW, ld)
+                        const float *x,       // (C,H,W)
+                        const KConv2d *g, int64_t OH, int64_t OW, int64_t ld);
+void k_avx512_col2im_add_s1(float *dx,        // (C,H,W)
+                            const float *col, // (C*KH*KW, ld)
+                            const KConv2d *g, int64_t OH, int64_t OW, int64_t ld);
+// Max pooling with 2x2 windows, stride 2, no padding; and of the 16 planes
+// nc..nc+15 of x at once (planes of H*W values; xt: 16*H*W floats of
+// scratch). Output sizes OH x OW. k_maxpool2d_forward_fast takes them.
+// Reference: k_maxpool2d_forward.
+void k_avx512_maxpool2x2(float *y,         // (N,C,OH,OW)
+                         int32_t *argmax,  // (N,C,OH,OW) or NULL
+                         const float *x,   // (N,C,H,W)
+                         const KPool2d *g, int64_t OH, int64_t OW);
+void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
+                               int64_t OW, int64_t nc, float *xt);
 
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count

@@ -1,7 +1,9 @@
 // test_conv.c: conv2d (im2col + sgemm) against the direct seven-loop
 // convolution in double, over strides, paddings, dilations, non-square
 // kernels, odd sizes, batch 1 and one channel; dx, dw and dbias by
-// gradient checks.
+// gradient checks. Then the cpu backend's convolutions (the _ws variants,
+// the weight gradient by channels) against the reference's, on whichever
+// paths the host takes (test_avx512.c has shapes for the AVX-512 ones).
 #include "check.h"
 
 // The definition: y[n,o,oh,ow] = bias[o] + sum over c, kh, kw of
@@ -90,6 +92,63 @@ static void test_conv(const KConv2d *g, bool with_bias) {
   free(dy), free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db), free(dx1), free(dw1);
 }
 
+// The cpu backend's convolution of g against the reference's: with the
+// reference's GEMM the same bytes (the im2col paths differ only in speed),
+// with the cpu backend's GEMM within rounding; the weight gradient by
+// channels, in two ranges, within rounding of the reference's.
+static void test_conv_cpu(const KConv2d *g) {
+  int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh), OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
+  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C * g->KH * g->KW, ny = g->N * g->O * OH * OW;
+  int64_t P = OH * OW, KK = g->KH * g->KW;
+  char name[160], what[240];
+  snprintf(name, sizeof name, "cpu conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld",
+           (long long)g->N, (long long)g->C, (long long)g->H, (long long)g->W, (long long)g->O, (long long)g->KH,
+           (long long)g->KW, (long long)g->sh, (long long)g->sw, (long long)g->ph, (long long)g->pw,
+           (long long)g->dh, (long long)g->dw);
+  float *x = t_randf(nx, -1, 1), *w = t_randf(nw, -1, 1), *bias = t_randf(g->O, -1, 1), *dy = t_randf(ny, -1, 1);
+  float *ws = xmalloc(sizeof(float) * k_conv2d_scratch(g));
+  float *y = xmalloc(sizeof(float) * ny), *yc = xmalloc(sizeof(float) * ny);
+  k_conv2d_forward(y, x, w, bias, g);
+  k_conv2d_forward_ws(yc, x, w, bias, g, ws, k_sgemm);
+  snprintf(what, sizeof what, "%s forward, reference GEMM", name);
+  t_equal(what, yc, y, ny);
+  k_conv2d_forward_ws(yc, x, w, bias, g, ws, NULL);
+  double *yd = t_tod(y, ny);
+  snprintf(what, sizeof what, "%s forward", name);
+  t_close_fwd(what, yc, yd, ny);
+
+  float *dx0 = t_randf(nx, -1, 1), *dw0 = t_randf(nw, -1, 1);
+  float *dx = t_copyf(dx0, nx), *dw = t_copyf(dw0, nw), *dxc = t_copyf(dx0, nx), *dwc = t_copyf(dw0, nw);
+  k_conv2d_backward(dx, dw, NULL, dy, x, w, g);
+  k_conv2d_backward_ws(dxc, dwc, NULL, dy, x, w, g, ws, k_sgemm);
+  snprintf(what, sizeof what, "%s dx, reference GEMM", name);
+  t_equal(what, dxc, dx, nx);
+  snprintf(what, sizeof what, "%s dw, reference GEMM", name);
+  t_equal(what, dwc, dw, nw);
+  memcpy(dxc, dx0, sizeof(float) * nx);
+  memcpy(dwc, dw0, sizeof(float) * nw);
+  k_conv2d_backward_ws(dxc, dwc, NULL, dy, x, w, g, ws, NULL);
+  double *dxd = t_tod(dx, nx), *dwd = t_tod(dw, nw);
+  snprintf(what, sizeof what, "%s dx", name);
+  t_close_fwd(what, dxc, dxd, nx);
+  snprintf(what, sizeof what, "%s dw", name);
+  t_close_fwd(what, dwc, dwd, nw);
+
+  float *dwr = xcalloc(nw, sizeof(float)), *dwch = t_randf(nw, -1, 1);
+  float *dyt = xmalloc(sizeof(float) * g->O * g->N * P), *cws = xmalloc(sizeof(float) * g->C * KK * g->N * P);
+  k_conv2d_backward(NULL, dwr, NULL, dy, x, w, g);
+  k_conv2d_dy_t(dyt, dy, g);
+  k_conv2d_grad_weight_channels(dwch, dyt, x, g, 0, g->C / 2, cws);
+  k_conv2d_grad_weight_channels(dwch, dyt, x, g, g->C / 2, g->C, cws);
+  double *dwrd = t_tod(dwr, nw);
+  snprintf(what, sizeof what, "%s dw by channels", name);
+  t_close_fwd(what, dwch, dwrd, nw);
+
+  free(x), free(w), free(bias), free(dy), free(ws), free(y), free(yc), free(yd);
+  free(dx0), free(dw0), free(dx), free(dw), free(dxc), free(dwc), free(dxd), free(dwd);
+  free(dwr), free(dwch), free(dyt), free(cws), free(dwrd);
+}
+
 int main(void) {
   t_seed(3);
   static const KConv2d cases[] = {
@@ -113,5 +172,7 @@ int main(void) {
     test_conv(&cases[i], true);
   test_conv(&cases[1], false);
   test_conv(&cases[4], false);
+  for (int i = 0; i < countof(cases); i++)
+    test_conv_cpu(&cases[i]);
   return t_finish("test_conv");
 }

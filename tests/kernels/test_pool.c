@@ -1,6 +1,7 @@
 // test_pool.c: max, average and global average pooling against naive
 // double versions; ties, NaN and -inf padding for maxpool; the backward by
-// gradient checks. Maxpool's gradient checks use inputs whose values are
+// gradient checks; the cpu backend's maxpool (k_maxpool2d_forward_fast)
+// against the reference's bytes. Maxpool's gradient checks use inputs whose values are
 // all distinct and at least 1e-3 apart, far more than the finite-difference
 // step, so no perturbation changes which element is the maximum.
 #include "check.h"
@@ -109,6 +110,15 @@ static void test_pool(const KPool2d *g, bool max) {
     t_close(what, y, c.y, ny, 0, 0);
     snprintf(what, sizeof what, "%s argmax", name);
     t_check(what, memcmp(arg, want_arg, ny * sizeof(int32_t)) == 0);
+    // the cpu backend's kernel: the reference's bytes
+    float *yf = xmalloc(ny * sizeof(float));
+    int32_t *argf = xmalloc(ny * sizeof(int32_t));
+    k_maxpool2d_forward_fast(yf, argf, x, g);
+    snprintf(what, sizeof what, "%s k_maxpool2d_forward_fast", name);
+    t_equal(what, yf, y, ny);
+    snprintf(what, sizeof what, "%s k_maxpool2d_forward_fast argmax", name);
+    t_check(what, memcmp(argf, arg, ny * sizeof(int32_t)) == 0);
+    free(yf), free(argf);
   } else {
     k_avgpool2d_forward(y, x, g);
     naive_avgpool(c.y, c.x, g, OH, OW);
@@ -127,36 +137,47 @@ static void test_pool(const KPool2d *g, bool max) {
   free(x), free(y), free(arg), free(want_arg), free(c.x), free(c.y), free(dy), free(dx0), free(dx);
 }
 
+typedef void (*MaxpoolFn)(float *y, int32_t *argmax, const float *x, const KPool2d *g);
+
+// t_check with the name of the kernel under test first.
+static void check_of(const char *kernel, const char *what, bool ok) {
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s: %s", kernel, what);
+  t_check(buf, ok);
+}
+
 // Ties go to the first maximum in row-major order; padding is -inf, so an
-// all-negative input pools to its own maximum, not to 0; NaN wins.
-static void test_maxpool_edges(void) {
+// all-negative input pools to its own maximum, not to 0; NaN wins. For
+// the reference and for the cpu backend's kernel (AVX-512 where the host
+// has it).
+static void test_maxpool_edges(MaxpoolFn forward, const char *kernel) {
   KPool2d g = {1, 1, 2, 3, 2, 2, 1, 1, 0, 0, 1, 1};   // x (1,1,2,3), 2x2 windows
   float x[] = {5, 5, 1,
                5, 2, 5};
   float y[2];
   int32_t arg[2];
-  k_maxpool2d_forward(y, arg, x, &g);
-  t_check("maxpool tie: first maximum wins", y[0] == 5 && arg[0] == 0 && y[1] == 5 && arg[1] == 1);
+  forward(y, arg, x, &g);
+  check_of(kernel, "maxpool tie: first maximum wins", y[0] == 5 && arg[0] == 0 && y[1] == 5 && arg[1] == 1);
   float dx[6] = {0}, dy[2] = {1, 10};
   k_maxpool2d_backward(dx, dy, arg, &g);
-  t_check("maxpool tie: gradient only to the first", dx[0] == 1 && dx[1] == 10 && dx[2] == 0 &&
-                                                      dx[3] == 0 && dx[5] == 0);
+  check_of(kernel, "maxpool tie: gradient only to the first",
+           dx[0] == 1 && dx[1] == 10 && dx[2] == 0 && dx[3] == 0 && dx[5] == 0);
 
   KPool2d gp = {1, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1};   // 3x3 windows with padding 1
   float neg[] = {-5, -7, -6, -8}, yp[4];
   int32_t argp[4];
-  k_maxpool2d_forward(yp, argp, neg, &gp);
-  t_check("maxpool padding is -inf", yp[0] == -5 && yp[1] == -5 && yp[2] == -5 && yp[3] == -5 &&
-                                     argp[3] == 0);
+  forward(yp, argp, neg, &gp);
+  check_of(kernel, "maxpool padding is -inf",
+           yp[0] == -5 && yp[1] == -5 && yp[2] == -5 && yp[3] == -5 && argp[3] == 0);
 
   float ninf[] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  k_maxpool2d_forward(yp, argp, ninf, &gp);
-  t_check("maxpool of -inf picks the first element in the window",
-          isinf(yp[0]) && yp[0] < 0 && argp[0] == 0 && argp[3] == 0);
+  forward(yp, argp, ninf, &gp);
+  check_of(kernel, "maxpool of -inf picks the first element in the window",
+           isinf(yp[0]) && yp[0] < 0 && argp[0] == 0 && argp[3] == 0);
 
   float withnan[] = {1, NAN, 3, 4};
-  k_maxpool2d_forward(yp, argp, withnan, &gp);
-  t_check("maxpool: NaN wins", isnan(yp[0]) && argp[0] == 1 && isnan(yp[3]));
+  forward(yp, argp, withnan, &gp);
+  check_of(kernel, "maxpool: NaN wins", isnan(yp[0]) && argp[0] == 1 && isnan(yp[3]));
 
   // The same rules with 16 planes at once (a plane per vector lane): every
   // plane -inf but plane 5, which has a NaN at 1, and plane 9, all ties.
@@ -165,16 +186,16 @@ static void test_maxpool_edges(void) {
   int32_t a16[64];
   for (int i = 0; i < 64; i++)
     x16[i] = i / 4 == 5 ? (i % 4 == 1 ? NAN : 1) : i / 4 == 9 ? 7 : -INFINITY;
-  k_maxpool2d_forward(y16, a16, x16, &g16);
-  t_check("maxpool, 16 planes: -inf picks the first element", isinf(y16[0]) && a16[0] == 0 && a16[3] == 0 &&
-                                                               a16[60] == 0 && a16[63] == 0);
-  t_check("maxpool, 16 planes: NaN wins", isnan(y16[20]) && a16[20] == 1 && a16[23] == 1);
-  t_check("maxpool, 16 planes: ties to the first", y16[36] == 7 && a16[36] == 0 && a16[39] == 0);
+  forward(y16, a16, x16, &g16);
+  check_of(kernel, "maxpool, 16 planes: -inf picks the first element",
+           isinf(y16[0]) && a16[0] == 0 && a16[3] == 0 && a16[60] == 0 && a16[63] == 0);
+  check_of(kernel, "maxpool, 16 planes: NaN wins", isnan(y16[20]) && a16[20] == 1 && a16[23] == 1);
+  check_of(kernel, "maxpool, 16 planes: ties to the first", y16[36] == 7 && a16[36] == 0 && a16[39] == 0);
 
   // A NULL argmax is allowed (inference).
   float y2[4];
-  k_maxpool2d_forward(y2, NULL, neg, &gp);
-  t_check("maxpool without argmax", y2[0] == -5 && y2[3] == -5);
+  forward(y2, NULL, neg, &gp);
+  check_of(kernel, "maxpool without argmax", y2[0] == -5 && y2[3] == -5);
 }
 
 // count_include_pad: a 3x3 window over a corner with padding 1 divides by 9.
@@ -250,7 +271,8 @@ int main(void) {
   };
   for (int i = 0; i < countof(avg_cases); i++)
     test_pool(&avg_cases[i], false);
-  test_maxpool_edges();
+  test_maxpool_edges(k_maxpool2d_forward, "k_maxpool2d_forward");
+  test_maxpool_edges(k_maxpool2d_forward_fast, "k_maxpool2d_forward_fast");
   test_avgpool_divisor();
   test_global_avgpool(2, 3, 20);
   test_global_avgpool(1, 1, 1);
