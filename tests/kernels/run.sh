@@ -48,7 +48,7 @@ for t in elementwise matmul conv pool norm loss optim init; do
     tail -n 1 "$OUT/test_$t.log"
   else
     echo "test_$t FAILED (see $OUT/test_$t.log):"
-    grep -B6 "NOT OK" "$OUT/test_$t.log" | head -n 40
+    grep -B6 -E "NOT OK|failed" "$OUT/test_$t.log" | head -n 40
     tail -n 3 "$OUT/test_$t.log"
     failed=1
   fi

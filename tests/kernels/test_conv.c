@@ -2,7 +2,8 @@
 // convolution in double, over strides, paddings, dilations, non-square
 // kernels, odd sizes, batch 1 and one channel; dx, dw and dbias by
 // gradient checks.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // The definition: y[n,o,oh,ow] = bias[o] + sum over c, kh, kw of
 // x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] * w[o,c,kh,kw], where x

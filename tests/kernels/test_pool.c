@@ -3,7 +3,8 @@
 // gradient checks. Maxpool's gradient checks use inputs whose values are
 // all distinct and at least 1e-3 apart, far more than the finite-difference
 // step, so no perturbation changes which element is the maximum.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // The naive maxpool: y and the argmax index within the (H,W) plane.
 // Scans each window in row-major order and keeps the first maximum.
@@ -108,7 +109,7 @@ static void test_pool(const KPool2d *g, bool max) {
     snprintf(what, sizeof what, "%s forward", name);
     t_close(what, y, c.y, ny, 0, 0);
     snprintf(what, sizeof what, "%s argmax", name);
-    t_check(what, memcmp(arg, want_arg, ny * sizeof(int32_t)) == 0);
+    CHECK(memcmp(arg, want_arg, ny * sizeof(int32_t)) == 0, "%s", what);
   } else {
     k_avgpool2d_forward(y, x, g);
     naive_avgpool(c.y, c.x, g, OH, OW);
@@ -136,27 +137,26 @@ static void test_maxpool_edges(void) {
   float y[2];
   int32_t arg[2];
   k_maxpool2d_forward(y, arg, x, &g);
-  t_check("maxpool tie: first maximum wins", y[0] == 5 && arg[0] == 0 && y[1] == 5 && arg[1] == 1);
+  CHECK(y[0] == 5 && arg[0] == 0 && y[1] == 5 && arg[1] == 1, "maxpool tie: first maximum wins");
   float dx[6] = {0}, dy[2] = {1, 10};
   k_maxpool2d_backward(dx, dy, arg, &g);
-  t_check("maxpool tie: gradient only to the first", dx[0] == 1 && dx[1] == 10 && dx[2] == 0 &&
-                                                      dx[3] == 0 && dx[5] == 0);
+  CHECK(dx[0] == 1 && dx[1] == 10 && dx[2] == 0 &&
+        dx[3] == 0 && dx[5] == 0, "maxpool tie: gradient only to the first");
 
   KPool2d gp = {1, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1};   // 3x3 windows with padding 1
   float neg[] = {-5, -7, -6, -8}, yp[4];
   int32_t argp[4];
   k_maxpool2d_forward(yp, argp, neg, &gp);
-  t_check("maxpool padding is -inf", yp[0] == -5 && yp[1] == -5 && yp[2] == -5 && yp[3] == -5 &&
-                                     argp[3] == 0);
+  CHECK(yp[0] == -5 && yp[1] == -5 && yp[2] == -5 && yp[3] == -5 &&
+        argp[3] == 0, "maxpool padding is -inf");
 
   float ninf[] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   k_maxpool2d_forward(yp, argp, ninf, &gp);
-  t_check("maxpool of -inf picks the first element in the window",
-          isinf(yp[0]) && yp[0] < 0 && argp[0] == 0 && argp[3] == 0);
+  CHECK(isinf(yp[0]) && yp[0] < 0 && argp[0] == 0 && argp[3] == 0, "maxpool of -inf picks the first element in the window");
 
   float withnan[] = {1, NAN, 3, 4};
   k_maxpool2d_forward(yp, argp, withnan, &gp);
-  t_check("maxpool: NaN wins", isnan(yp[0]) && argp[0] == 1 && isnan(yp[3]));
+  CHECK(isnan(yp[0]) && argp[0] == 1 && isnan(yp[3]), "maxpool: NaN wins");
 
   // The same rules with 16 planes at once (a plane per vector lane): every
   // plane -inf but plane 5, which has a NaN at 1, and plane 9, all ties.
@@ -166,15 +166,15 @@ static void test_maxpool_edges(void) {
   for (int i = 0; i < 64; i++)
     x16[i] = i / 4 == 5 ? (i % 4 == 1 ? NAN : 1) : i / 4 == 9 ? 7 : -INFINITY;
   k_maxpool2d_forward(y16, a16, x16, &g16);
-  t_check("maxpool, 16 planes: -inf picks the first element", isinf(y16[0]) && a16[0] == 0 && a16[3] == 0 &&
-                                                               a16[60] == 0 && a16[63] == 0);
-  t_check("maxpool, 16 planes: NaN wins", isnan(y16[20]) && a16[20] == 1 && a16[23] == 1);
-  t_check("maxpool, 16 planes: ties to the first", y16[36] == 7 && a16[36] == 0 && a16[39] == 0);
+  CHECK(isinf(y16[0]) && a16[0] == 0 && a16[3] == 0 &&
+        a16[60] == 0 && a16[63] == 0, "maxpool, 16 planes: -inf picks the first element");
+  CHECK(isnan(y16[20]) && a16[20] == 1 && a16[23] == 1, "maxpool, 16 planes: NaN wins");
+  CHECK(y16[36] == 7 && a16[36] == 0 && a16[39] == 0, "maxpool, 16 planes: ties to the first");
 
   // A NULL argmax is allowed (inference).
   float y2[4];
   k_maxpool2d_forward(y2, NULL, neg, &gp);
-  t_check("maxpool without argmax", y2[0] == -5 && y2[3] == -5);
+  CHECK(y2[0] == -5 && y2[3] == -5, "maxpool without argmax");
 }
 
 // count_include_pad: a 3x3 window over a corner with padding 1 divides by 9.
@@ -182,7 +182,7 @@ static void test_avgpool_divisor(void) {
   KPool2d g = {1, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1};
   float x[] = {9, 9, 9, 9}, y[4];
   k_avgpool2d_forward(y, x, &g);
-  t_check("avgpool counts padding in the divisor", y[0] == 4 && y[3] == 4);
+  CHECK(y[0] == 4 && y[3] == 4, "avgpool counts padding in the divisor");
 }
 
 typedef struct GapCtx {
