@@ -2,7 +2,8 @@
 # stages.sh: checks that no stage depends on a stage above it.
 #
 #   stages.sh includes ROOT        the "#include "..."" lines of every stage's
-#                                  sources (.c .h .def .l .y)
+#                                  sources (.c .h .def .l .y, subdirectories
+#                                  too)
 #   stages.sh deps ROOT DEPS       the nnc_* libraries each target links, as
 #                                  CMake saw them (DEPS: lines "dir target
 #                                  lib...", written by tests/CMakeLists.txt)
@@ -87,7 +88,7 @@ header_stage() {
     return 0 ;;
   esac
   own=$(dirname "$1")
-  if [ -f "$own/$2" ]; then echo "$own"; return 0; fi
+  if [ -f "$own/$2" ]; then echo "${own%%/*}"; return 0; fi
   found=""
   for d in $stages; do
     [ -f "$d/$2" ] && found="$found $d"
@@ -104,8 +105,7 @@ check_includes() {
   for s in $stages; do
     [ -d "$s" ] || continue
     n=0 nbad=0
-    for f in "$s"/*.c "$s"/*.h "$s"/*.def "$s"/*.l "$s"/*.y; do
-      [ -f "$f" ] || continue
+    for f in $(find "$s" -type f \( -name '*.[ch]' -o -name '*.def' -o -name '*.l' -o -name '*.y' \) | sort); do
       # file:line:header for each #include "..."
       hits=$(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
              sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1 \2/')
