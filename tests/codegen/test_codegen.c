@@ -16,6 +16,7 @@
 // 30 kernels takes (printed, not asserted).
 //
 // Exit status 0 when every check passed; each failure prints file:line.
+#include "../test.h"
 #include "codegen.h"
 #include "runtime.h"
 
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../expect.h"
 
 #define N IR_N
 #define MAXB 8            // every program's max_batch
@@ -242,7 +242,7 @@ static void micro_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t Nn, int64_
     calls.mnk[calls.sgemm][2] = K;
   }
   calls.sgemm++;
-  ASSERT(uk && (uk->tile || uk->dot || uk->row));
+  CHECK(uk && (uk->tile || uk->dot || uk->row));
   if (!uk || !(uk->tile || uk->dot || uk->row))
     return;
   int64_t lda = ta ? M : K, ldb = tb ? K : Nn;
@@ -433,14 +433,14 @@ static int compare(const char *what, const float *got, const float *want, int64_
     if (agree(got[i], want[i], rtol, atol))
       continue;
     if (bad < 5)
-      fprintf(stderr, "  %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, got[i], want[i]);
+      printf("  %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, got[i], want[i]);
     double d = fabs((double)got[i] - want[i]);
     if (d > worst || isnan(d))
       worst = d;
     bad++;
   }
   if (bad)
-    fprintf(stderr, "  %s: %d of %lld differ; largest difference %.3g\n", what, bad, (long long)n, worst);
+    printf("  %s: %d of %lld differ; largest difference %.3g\n", what, bad, (long long)n, worst);
   return bad;
 }
 
@@ -449,7 +449,7 @@ static CgModule *compile_with(const T *t, int opt, const char *cpu) {
   CgOptions o = {opt, cpu};
   CgModule *m = cg_compile(&t->p, &o, err, sizeof err);
   if (!m)
-    FAIL_AT("cg_compile(%s): %s\n", t->name, err);
+    FAIL("cg_compile(%s): %s\n", t->name, err);
   return m;
 }
 
@@ -469,11 +469,9 @@ static Mem run_both_with(const T *t, int64_t B, double rtol, double atol, int op
   calls = saved;    // the callers check what the compiled run called
   char what[96];
   snprintf(what, sizeof what, "%s arena (B=%lld)", t->name, (long long)B);
-  if (compare(what, (float *)got.arena, (float *)want.arena, t->p.arena_bytes / 4, rtol, atol))
-    failures++;
+  CHECK(compare(what, (float *)got.arena, (float *)want.arena, t->p.arena_bytes / 4, rtol, atol) == 0, "%s", what);
   snprintf(what, sizeof what, "%s state (B=%lld)", t->name, (long long)B);
-  if (compare(what, (float *)got.state, (float *)want.state, t->p.state_bytes / 4, rtol, atol))
-    failures++;
+  CHECK(compare(what, (float *)got.state, (float *)want.state, t->p.state_bytes / 4, rtol, atol) == 0, "%s", what);
   mem_free(&want);
   return got;
 }
@@ -512,7 +510,7 @@ static void test_relu_bias(void) {
       bad += yv[i] != want;
     }
     if (bad)
-      FAIL_AT("relu(x + b) for B=%lld: %d elements wrong\n", (long long)B, bad);
+      FAIL("relu(x + b) for B=%lld: %d elements wrong\n", (long long)B, bad);
     mem_free(&m);
     mem_free(&before);
   }
@@ -588,14 +586,14 @@ static void test_every_op(void) {
   const int32_t *lv = (const int32_t *)F(&t, &m, lab);
   int ties = 0;
   for (int64_t i = 0; i < 7 * 37; i++) {
-    ASSERT(F(&t, &m, out[KI_INDEX])[i] == (float)(i / 37 * 100 + i % 37));
-    ASSERT(F(&t, &m, out[KI_LOADI])[i] == (float)lv[i / 37]);
-    ASSERT(F(&t, &m, out[KI_EQ])[i] == (xv[i] == yv[i] ? 1.0f : 0.0f));
-    ASSERT(F(&t, &m, out[KI_CONST])[i] == 2.5f);
-    ASSERT(F(&t, &m, out[KI_SELECT])[i] == (yv[i] > 2 ? xv[i] : yv[i]));
+    CHECK(F(&t, &m, out[KI_INDEX])[i] == (float)(i / 37 * 100 + i % 37));
+    CHECK(F(&t, &m, out[KI_LOADI])[i] == (float)lv[i / 37]);
+    CHECK(F(&t, &m, out[KI_EQ])[i] == (xv[i] == yv[i] ? 1.0f : 0.0f));
+    CHECK(F(&t, &m, out[KI_CONST])[i] == 2.5f);
+    CHECK(F(&t, &m, out[KI_SELECT])[i] == (yv[i] > 2 ? xv[i] : yv[i]));
     ties += xv[i] == yv[i];
   }
-  ASSERT_INT(7 * 13, ties);
+  CHECK_INT(7 * 13, ties);
   mem_free(&m);
   t_free(&t);
 }
@@ -625,8 +623,7 @@ static void test_tanh_range(void) {
   float want[4096];
   for (int i = 0; i < 4096; i++)
     want[i] = tanhf(xv[i]);
-  if (compare("tanh", F(&t, &m, y), want, 4096, 1e-5, 1e-30))
-    failures++;
+  CHECK(compare("tanh", F(&t, &m, y), want, 4096, 1e-5, 1e-30) == 0);
   mem_free(&m);
   t_free(&t);
 }
@@ -665,7 +662,7 @@ static void test_sums(void) {
         mag += fabs(xv[n * 64 + j]);
       }
       if (fabs(F(&t, &m, s)[j] - want) > 1e-5 * mag + 1e-7)
-        FAIL_AT("sum over the batch [%d]: got %g, want %g\n", j, F(&t, &m, s)[j], want);
+        FAIL("sum over the batch [%d]: got %g, want %g\n", j, F(&t, &m, s)[j], want);
     }
     double all = 0, allmag = 0;
     for (int64_t n = 0; n < B; n++) {
@@ -678,12 +675,12 @@ static void test_sums(void) {
         allmag += fabs(e) + e * e;
       }
       if (fabs(F(&t, &m, r)[n] - want) > 1e-5 * mag + 1e-7)
-        FAIL_AT("row sum [%lld]: got %g, want %g\n", (long long)n, F(&t, &m, r)[n], want);
+        FAIL("row sum [%lld]: got %g, want %g\n", (long long)n, F(&t, &m, r)[n], want);
     }
     if (fabs(F(&t, &m, tot)[0] - all) > 1e-5 * allmag)
-      FAIL_AT("total: got %g, want %g\n", F(&t, &m, tot)[0], all);
+      FAIL("total: got %g, want %g\n", F(&t, &m, tot)[0], all);
     if (fabs(F(&t, &m, sc)[0] - (all + 3)) > 1e-5 * allmag)
-      FAIL_AT("scalar: got %g, want %g\n", F(&t, &m, sc)[0], all + 3);
+      FAIL("scalar: got %g, want %g\n", F(&t, &m, sc)[0], all + 3);
     mem_free(&m);
   }
   t_free(&t);
@@ -713,17 +710,17 @@ static void test_parallel(void) {
   add(&t, k2);
   reset_calls();
   Mem m = run_both(&t, 7, 1e-5, 1e-5);
-  ASSERT_INT(1, calls.parallel);   // 7 x 5000 elements split; "fixed rows" (200) inline
-  ASSERT_INT(2, calls.splits);
-  ASSERT_INT(7, calls.par_extent[0]);
+  CHECK_INT(1, calls.parallel);   // 7 x 5000 elements split; "fixed rows" (200) inline
+  CHECK_INT(2, calls.splits);
+  CHECK_INT(7, calls.par_extent[0]);
   mem_free(&m);
   reset_calls();
   m = run_both(&t, 6, 1e-5, 1e-5);   // 30000 elements: inline
-  ASSERT_INT(0, calls.parallel);
+  CHECK_INT(0, calls.parallel);
   const float *xv = F(&t, &m, x), *yv = F(&t, &m, y);
   for (int i = 0; i < 6 * 5000; i++)
     if (yv[i] != xv[i] * 3 + 1)
-      FAIL_AT("parallel y[%d]: got %g, want %g\n", i, yv[i], xv[i] * 3 + 1);
+      FAIL("parallel y[%d]: got %g, want %g\n", i, yv[i], xv[i] * 3 + 1);
   mem_free(&m);
   t_free(&t);
 }
@@ -775,13 +772,13 @@ static void test_gemm(void) {
     reset_calls();
     Mem before = mem_new(&t, 42);
     Mem m = run_both(&t, B, 1e-6, 1e-6);
-    ASSERT_INT(ng, calls.sgemm);
-    ASSERT_INT(0, calls.parallel);   // the parallel epilogue is small: inline
+    CHECK_INT(ng, calls.sgemm);
+    CHECK_INT(0, calls.parallel);   // the parallel epilogue is small: inline
     for (int i = 0; i < ng; i++) {
       int64_t M = g[i].bm ? B : g[i].m, Nn = g[i].bn ? B : g[i].n, K = g[i].bk ? B : g[i].k;
-      ASSERT_INT(M, calls.mnk[i][0]);
-      ASSERT_INT(Nn, calls.mnk[i][1]);
-      ASSERT_INT(K, calls.mnk[i][2]);
+      CHECK_INT(M, calls.mnk[i][0]);
+      CHECK_INT(Nn, calls.mnk[i][1]);
+      CHECK_INT(K, calls.mnk[i][2]);
       // The plain GEMMs (no epilogue) against the product in double.
       if (t.p.kernels[i]->epilogue)
         continue;
@@ -794,8 +791,8 @@ static void test_gemm(void) {
           for (int64_t l = 0; l < K; l++)
             s += (double)(ta ? A[l * M + r] : A[r * K + l]) * (tb ? Bm[c * K + l] : Bm[l * Nn + c]);
           if (fabs(C[r * Nn + c] - s) > 1e-5 * fabs(s) + 1e-6)
-            FAIL_AT("gemm %d (ta=%d tb=%d) C[%lld,%lld]: got %g, want %g\n", i, ta, tb, (long long)r,
-                    (long long)c, C[r * Nn + c], s);
+            FAIL("gemm %d (ta=%d tb=%d) C[%lld,%lld]: got %g, want %g\n", i, ta, tb, (long long)r,
+                 (long long)c, C[r * Nn + c], s);
         }
     }
     mem_free(&m);
@@ -870,8 +867,8 @@ static void test_gemm_tiles(void) {
     for (int64_t B = MAXB; B >= 1; B = B > 5 ? 5 : B - 4) {
       reset_calls();
       Mem m = run_both_with(&t, B, 1e-5, 1e-5, 2, cpus[c]);
-      ASSERT_INT(5, calls.sgemm);
-      ASSERT_INT(0, calls.parallel);
+      CHECK_INT(5, calls.sgemm);
+      CHECK_INT(0, calls.parallel);
       mem_free(&m);
     }
   // Which epilogues ran on the tile: g1-g3's and g5's have micro-kernels of
@@ -879,13 +876,13 @@ static void test_gemm_tiles(void) {
   // = 1 run with one row; g5, of one row, a row kernel and no tile); g4 has
   // the plain tile, and its epilogue a loop (inlined into the entry).
   char *ir = print_text(&t, false);
-  ASSERT_HAS(ir, "@k0_g1_tile(");
-  ASSERT_HAS(ir, "@k1_g2_dot(");
-  ASSERT_HAS(ir, "@k2_g3_tile(");
-  ASSERT_HAS(ir, "@gemm_tile(");
-  ASSERT_HAS(ir, "@k4_g5_row(");
-  ASSERT(!strstr(ir, "@k1_g2_tile(") && !strstr(ir, "@k1_g2_row(") && !strstr(ir, "@k0_g1_epilogue(") &&
-         !strstr(ir, "@k3_g4_tile(") && !strstr(ir, "@k4_g5_tile("));
+  CHECK_HAS(ir, "@k0_g1_tile(");
+  CHECK_HAS(ir, "@k1_g2_dot(");
+  CHECK_HAS(ir, "@k2_g3_tile(");
+  CHECK_HAS(ir, "@gemm_tile(");
+  CHECK_HAS(ir, "@k4_g5_row(");
+  CHECK(!strstr(ir, "@k1_g2_tile(") && !strstr(ir, "@k1_g2_row(") && !strstr(ir, "@k0_g1_epilogue(") &&
+        !strstr(ir, "@k3_g4_tile(") && !strstr(ir, "@k4_g5_tile("));
   free(ir);
   t_free(&t);
 }
@@ -919,16 +916,16 @@ static void test_lib(void) {
   reset_calls();
   calls.lib_fn = lib_double;
   Mem m = run_both(&t, 5, 0, 0);
-  ASSERT_INT(1, calls.lib);
-  ASSERT_INT(lib_z->id, calls.lib_node[0]);
-  ASSERT_INT(5, calls.lib_B[0]);
-  ASSERT_INT(4, calls.ticks);   // as kernels 0, 1, 2 start, and at the end
+  CHECK_INT(1, calls.lib);
+  CHECK_INT(lib_z->id, calls.lib_node[0]);
+  CHECK_INT(5, calls.lib_B[0]);
+  CHECK_INT(4, calls.ticks);   // as kernels 0, 1, 2 start, and at the end
   for (int i = 0; i < 4; i++)
-    ASSERT_INT(i, calls.tick[i]);
+    CHECK_INT(i, calls.tick[i]);
   const float *xv = F(&t, &m, x), *wv = F(&t, &m, w);
   for (int i = 0; i < 5 * 16; i++)
     if (wv[i] != (xv[i] + 1) * 2 + 1)
-      FAIL_AT("lib chain w[%d]: got %g, want %g\n", i, wv[i], (xv[i] + 1) * 2 + 1);
+      FAIL("lib chain w[%d]: got %g, want %g\n", i, wv[i], (xv[i] + 1) * 2 + 1);
   reset_calls();
   mem_free(&m);
   t_free(&t);
@@ -953,7 +950,7 @@ static void test_in_place(void) {
   Mem before = mem_new(&t, 42);
   Mem m = run_both(&t, 4, 0, 0);
   for (int i = 0; i < 4 * 64; i++)
-    ASSERT(F(&t, &m, y)[i] == F(&t, &before, x)[i] * 2 + F(&t, &before, x)[i]);
+    CHECK(F(&t, &m, y)[i] == F(&t, &before, x)[i] * 2 + F(&t, &before, x)[i]);
   mem_free(&m);
   mem_free(&before);
   t_free(&t);
@@ -965,10 +962,10 @@ static void expect_error(T *t, const char *msg) {
   CgOptions o = {2, NULL};
   CgModule *m = cg_compile(&t->p, &o, err, sizeof err);
   if (m) {
-    FAIL_AT("cg_compile accepted a bad program; expected \"%s\"\n", msg);
+    FAIL("cg_compile accepted a bad program; expected \"%s\"\n", msg);
     cg_free(m);
   }
-  ASSERT_HAS(err, msg);
+  CHECK_HAS(err, msg);
 }
 
 // The first instruction of k with op (and, for loads, reading buffer node n).
@@ -1009,8 +1006,8 @@ static void test_errors(void) {
   t.p.buf[y->id].bytes = MAXB * 512 * 4;
   char err[256] = "";
   CgOptions bad = {7, NULL};
-  ASSERT(!cg_compile(&t.p, &bad, err, sizeof err));
-  ASSERT_HAS(err, "optimization level");
+  CHECK(!cg_compile(&t.p, &bad, err, sizeof err));
+  CHECK_HAS(err, "optimization level");
   CgModule *m = compile_with(&t, 2, NULL);       // whole again
   cg_free(m);
   t_free(&t);
@@ -1024,7 +1021,7 @@ static char *print_text(const T *t, bool assembly) {
   bool ok = assembly ? cg_print_asm(f, &t->p, NULL, err, sizeof err) : cg_print_llvm(f, &t->p, NULL, err, sizeof err);
   fclose(f);
   if (!ok)
-    FAIL_AT("cg_print_%s: %s\n", assembly ? "asm" : "llvm", err);
+    FAIL("cg_print_%s: %s\n", assembly ? "asm" : "llvm", err);
   return buf;
 }
 
@@ -1059,14 +1056,14 @@ static void test_print(void) {
   IrNode *x, *b, *y;
   build_relu(&t, &x, &b, &y);
   char *ir = print_text(&t, false);
-  ASSERT_HAS(ir, "define void @nnc_forward(");
-  ASSERT_HAS(ir, " x float>");
+  CHECK_HAS(ir, "define void @nnc_forward(");
+  CHECK_HAS(ir, " x float>");
   char *as = print_text(&t, true);
-  ASSERT_HAS(as, "nnc_forward:");
+  CHECK_HAS(as, "nnc_forward:");
   printf("vectorized bias + relu (%s, %d floats a vector):\n", cg_host_cpu(), cg_vector_width());
   int adds = packed(as, "addps\t"), maxes = packed(as, "maxps\t");
   if (!adds || !maxes)
-    FAIL_AT("no packed addps and maxps in the bias + relu assembly:\n%s\n", as);
+    FAIL("no packed addps and maxps in the bias + relu assembly:\n%s\n", as);
   free(ir);
   free(as);
   t_free(&t);
@@ -1080,7 +1077,7 @@ static void test_print(void) {
   ir = print_text(&t, false);
   printf("vectorized row sum:\n");
   if (!grep2(ir, "fadd ", " x float>", 2))
-    FAIL_AT("the row sum was not vectorized:\n%s\n", ir);
+    FAIL("the row sum was not vectorized:\n%s\n", ir);
   free(ir);
   t_free(&t);
 }
@@ -1146,7 +1143,7 @@ static void test_compile_time(void) {
     CgTimes ct = cg_times(m);
     printf("compile of %d kernels (%d loop functions): %.1f ms (build %.1f, optimize %.1f, machine code %.1f)\n",
            t.p.nkernels, nk, wall * 1e3, ct.build * 1e3, ct.optimize * 1e3, ct.codegen * 1e3);
-    ASSERT(ct.build > 0 && ct.optimize > 0 && ct.codegen > 0);
+    CHECK(ct.build > 0 && ct.optimize > 0 && ct.codegen > 0);
     cg_free(m);
   }
   Mem r = run_both(&t, 6, 1e-5, 1e-4);
@@ -1158,8 +1155,8 @@ static void test_host(void) {
   const char *cpu = cg_host_cpu();
   int w = cg_vector_width();
   printf("host: %s, %d floats a vector\n", cpu, w);
-  ASSERT(cpu && *cpu);
-  ASSERT(w == 4 || w == 8 || w == 16);
+  CHECK(cpu && *cpu);
+  CHECK(w == 4 || w == 8 || w == 16);
 }
 
 int main(void) {
@@ -1176,10 +1173,5 @@ int main(void) {
   test_errors();
   test_print();
   test_compile_time();
-  if (failures) {
-    fprintf(stderr, "test_codegen: %d failures\n", failures);
-    return 1;
-  }
-  printf("test_codegen: all passed\n");
-  return 0;
+  return t_finish("test_codegen");
 }

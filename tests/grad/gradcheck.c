@@ -8,6 +8,7 @@
 // catches is a wrong rule in autodiff: a missing transpose, a gradient sent
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
+#include "../test.h"
 #include "train.h"
 
 #include <math.h>
@@ -55,8 +56,6 @@ static const Case cases[] = {
             "loss bce_with_logits\n", 4},
 };
 
-static int failures;
-
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
 
 static double loss_at(Exec *ex, int64_t B, const float *x, const void *y) {
@@ -72,8 +71,7 @@ static void check_case(const Case *c) {
   Program *p = fe_parse(&f, a, &d);
   Model *m = p && !d.nerrors ? pass_lower(p, a, &d) : NULL;
   if (!m || !pass_autodiff(m, &d)) {
-    printf("FAIL %s: the model does not compile\n", c->name);
-    failures++;
+    FAIL("%s: the model does not compile\n", c->name);
     goto done;
   }
   int64_t B = c->batch;
@@ -121,9 +119,8 @@ static void check_case(const Case *c) {
     }
     free(grad);
   }
-  printf("%s %s: %d gradient elements of %d parameters checked, %d off\n", bad ? "FAIL" : "ok  ",
-         c->name, checked, m->nparams, bad);
-  failures += bad > 0;
+  printf("%s: %d gradient elements of %d parameters checked\n", c->name, checked, m->nparams);
+  CHECK(bad == 0, "%s: %d gradient elements off", c->name, bad);
   free(x);
   free(y);
   exec_free(ex);
@@ -135,6 +132,5 @@ done:
 int main(void) {
   for (int i = 0; i < countof(cases); i++)
     check_case(&cases[i]);
-  printf("gradcheck: %d passed, %d failed\n", countof(cases) - failures, failures);
-  return failures ? 1 : 0;
+  return t_finish("gradcheck");
 }

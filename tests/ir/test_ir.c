@@ -7,6 +7,7 @@
 // DIR holds the golden .ir files (default: this file's directory). Each one
 // must parse, verify and print back byte for byte. Exit status 0 when every
 // check passed, 1 otherwise; each failure prints file:line and the values.
+#include "../test.h"
 #include "ir.h"
 
 #include <math.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../expect.h"
 
 #define N IR_N
 
@@ -106,13 +106,13 @@ static bool same_node(const IrNode *a, const IrNode *b) {
     if (!a->src[i] != !b->src[i] || (a->src[i] && a->src[i]->id != b->src[i]->id))
       what = "src";
   if (what)
-    fprintf(stderr, "  %%%d differs in %s\n", a->id, what);
+    printf("  %%%d differs in %s\n", a->id, what);
   return !what;
 }
 
 static bool same_graph(const IrGraph *a, const IrGraph *b) {
   if (!same_str(a->name, b->name) || !same_str(a->file, b->file) || a->nnodes != b->nnodes) {
-    fprintf(stderr, "  graphs differ in name, file or node count\n");
+    printf("  graphs differ in name, file or node count\n");
     return false;
   }
   for (int i = 0; i < a->nnodes; i++)
@@ -120,7 +120,7 @@ static bool same_graph(const IrGraph *a, const IrGraph *b) {
       return false;
   if (!a->output != !b->output || (a->output && a->output->id != b->output->id) ||
       !a->loss != !b->loss || (a->loss && a->loss->id != b->loss->id)) {
-    fprintf(stderr, "  graphs differ in output or loss\n");
+    printf("  graphs differ in output or loss\n");
     return false;
   }
   return true;
@@ -484,92 +484,92 @@ static IrGraph *build_train(Arena *a) {
 
 static void test_op_table(void) {
   const IrOpInfo *conv = ir_op_info(IR_CONV2D);
-  ASSERT_STR("conv2d", conv->mnem);
-  ASSERT_INT(2, conv->min_in);
-  ASSERT_INT(3, conv->max_in);
-  ASSERT_INT(6, conv->niattr);
-  ASSERT_INT(0, conv->nfattr);
-  ASSERT_STR("stride_h", conv->iattr[0]);
-  ASSERT_STR("dil_w", conv->iattr[5]);
-  ASSERT(conv->iattr[6] == NULL);
+  CHECK_STR("conv2d", conv->mnem);
+  CHECK_INT(2, conv->min_in);
+  CHECK_INT(3, conv->max_in);
+  CHECK_INT(6, conv->niattr);
+  CHECK_INT(0, conv->nfattr);
+  CHECK_STR("stride_h", conv->iattr[0]);
+  CHECK_STR("dil_w", conv->iattr[5]);
+  CHECK(conv->iattr[6] == NULL);
   const IrOpInfo *pool = ir_op_info(IR_MAXPOOL);
-  ASSERT_INT(8, pool->niattr);
-  ASSERT_STR("dil_w", pool->iattr[7]);
+  CHECK_INT(8, pool->niattr);
+  CHECK_STR("dil_w", pool->iattr[7]);
   const IrOpInfo *bn = ir_op_info(IR_BATCHNORM);
-  ASSERT_INT(5, bn->min_in);
-  ASSERT_INT(2, bn->nfattr);
-  ASSERT_STR("eps", bn->fattr[0]);
-  ASSERT_STR("momentum", bn->fattr[1]);
-  ASSERT(bn->fattr[2] == NULL);
+  CHECK_INT(5, bn->min_in);
+  CHECK_INT(2, bn->nfattr);
+  CHECK_STR("eps", bn->fattr[0]);
+  CHECK_STR("momentum", bn->fattr[1]);
+  CHECK(bn->fattr[2] == NULL);
   // The optimizer ops hold the most float attributes.
   const IrOpInfo *adam = ir_op_info(IR_ADAM_STEP);
-  ASSERT_STR("adam_step", adam->mnem);
-  ASSERT_INT(4, adam->min_in);
-  ASSERT_INT(4, adam->max_in);
-  ASSERT_INT(1, adam->niattr);
-  ASSERT_STR("decoupled", adam->iattr[0]);
-  ASSERT(adam->iattr[1] == NULL);
-  ASSERT_INT(5, adam->nfattr);
-  ASSERT_STR("lr", adam->fattr[0]);
-  ASSERT_STR("beta1", adam->fattr[1]);
-  ASSERT_STR("beta2", adam->fattr[2]);
-  ASSERT_STR("eps", adam->fattr[3]);
-  ASSERT_STR("weight_decay", adam->fattr[4]);
-  ASSERT(adam->fattr[5] == NULL);
+  CHECK_STR("adam_step", adam->mnem);
+  CHECK_INT(4, adam->min_in);
+  CHECK_INT(4, adam->max_in);
+  CHECK_INT(1, adam->niattr);
+  CHECK_STR("decoupled", adam->iattr[0]);
+  CHECK(adam->iattr[1] == NULL);
+  CHECK_INT(5, adam->nfattr);
+  CHECK_STR("lr", adam->fattr[0]);
+  CHECK_STR("beta1", adam->fattr[1]);
+  CHECK_STR("beta2", adam->fattr[2]);
+  CHECK_STR("eps", adam->fattr[3]);
+  CHECK_STR("weight_decay", adam->fattr[4]);
+  CHECK(adam->fattr[5] == NULL);
   const IrOpInfo *sgd = ir_op_info(IR_SGD_STEP);
-  ASSERT_INT(2, sgd->min_in);
-  ASSERT_INT(3, sgd->max_in);
-  ASSERT_INT(1, sgd->niattr);
-  ASSERT_STR("nesterov", sgd->iattr[0]);
-  ASSERT_INT(4, sgd->nfattr);
-  ASSERT_STR("dampening", sgd->fattr[2]);
-  ASSERT_STR("weight_decay", sgd->fattr[3]);
-  ASSERT(sgd->fattr[4] == NULL);
+  CHECK_INT(2, sgd->min_in);
+  CHECK_INT(3, sgd->max_in);
+  CHECK_INT(1, sgd->niattr);
+  CHECK_STR("nesterov", sgd->iattr[0]);
+  CHECK_INT(4, sgd->nfattr);
+  CHECK_STR("dampening", sgd->fattr[2]);
+  CHECK_STR("weight_decay", sgd->fattr[3]);
+  CHECK(sgd->fattr[4] == NULL);
   const IrOpInfo *bng = ir_op_info(IR_BATCHNORM_GRAD);
-  ASSERT_INT(3, bng->min_in);
-  ASSERT_INT(0, bng->niattr);
-  ASSERT_INT(1, bng->nfattr);
-  ASSERT_STR("eps", bng->fattr[0]);
-  ASSERT_INT(6, ir_op_info(IR_CONV2D_GRAD_WEIGHT)->niattr);
-  ASSERT_INT(8, ir_op_info(IR_MAXPOOL_GRAD)->niattr);
-  ASSERT_INT(6, ir_op_info(IR_AVGPOOL_GRAD)->niattr);
-  ASSERT_STR("p", ir_op_info(IR_DROPOUT_GRAD)->fattr[0]);
-  ASSERT_STR("axis", ir_op_info(IR_LOG_SOFTMAX_GRAD)->iattr[0]);
-  ASSERT_STR("classes", ir_op_info(IR_TARGET)->iattr[0]);
-  ASSERT_STR("value", ir_op_info(IR_CONST)->fattr[0]);
-  ASSERT_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
-  ASSERT(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  ASSERT_INT(52, IR_NUM_OPS);
+  CHECK_INT(3, bng->min_in);
+  CHECK_INT(0, bng->niattr);
+  CHECK_INT(1, bng->nfattr);
+  CHECK_STR("eps", bng->fattr[0]);
+  CHECK_INT(6, ir_op_info(IR_CONV2D_GRAD_WEIGHT)->niattr);
+  CHECK_INT(8, ir_op_info(IR_MAXPOOL_GRAD)->niattr);
+  CHECK_INT(6, ir_op_info(IR_AVGPOOL_GRAD)->niattr);
+  CHECK_STR("p", ir_op_info(IR_DROPOUT_GRAD)->fattr[0]);
+  CHECK_STR("axis", ir_op_info(IR_LOG_SOFTMAX_GRAD)->iattr[0]);
+  CHECK_STR("classes", ir_op_info(IR_TARGET)->iattr[0]);
+  CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
+  CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
+  CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
+  CHECK_INT(52, IR_NUM_OPS);
   int leaves = 0, losses = 0, elementwise = 0, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
-    ASSERT_INT(op, ir_op_lookup(info->mnem));
-    ASSERT(info->min_in >= 0 && info->min_in <= info->max_in && info->max_in <= IR_MAX_SRC);
-    ASSERT(info->niattr <= IR_MAX_IATTR && info->nfattr <= IR_MAX_FATTR);
+    CHECK_INT(op, ir_op_lookup(info->mnem));
+    CHECK(info->min_in >= 0 && info->min_in <= info->max_in && info->max_in <= IR_MAX_SRC);
+    CHECK(info->niattr <= IR_MAX_IATTR && info->nfattr <= IR_MAX_FATTR);
     for (int i = 0; i < IR_MAX_IATTR; i++)
-      ASSERT((info->iattr[i] != NULL) == (i < info->niattr));
+      CHECK((info->iattr[i] != NULL) == (i < info->niattr));
     for (int i = 0; i < IR_MAX_FATTR; i++)
-      ASSERT((info->fattr[i] != NULL) == (i < info->nfattr));
+      CHECK((info->fattr[i] != NULL) == (i < info->nfattr));
     most_i = info->niattr > most_i ? info->niattr : most_i;
     most_f = info->nfattr > most_f ? info->nfattr : most_f;
     leaves += ir_op_is_leaf(op);
     losses += ir_op_is_loss(op);
     elementwise += ir_op_is_elementwise(op);
   }
-  ASSERT_INT(5, leaves);
-  ASSERT_INT(5, losses);
-  ASSERT_INT(10, elementwise);
-  ASSERT_INT(8, most_i);    // maxpool, maxpool_grad
-  ASSERT_INT(5, most_f);    // adam_step
-  ASSERT(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_is_elementwise(IR_LOG));
-  ASSERT(!ir_op_is_elementwise(IR_DROPOUT) && !ir_op_is_elementwise(IR_MATMUL));
-  ASSERT_INT(IR_GLOBAL_AVGPOOL, ir_op_lookup("global_avgpool"));
-  ASSERT_INT(IR_ADAM_STEP, ir_op_lookup("adam_step"));
-  ASSERT_INT(IR_SUM_TO, ir_op_lookup("sum_to"));
-  ASSERT(!ir_op_is_loss(IR_NLL_GRAD) && !ir_op_is_elementwise(IR_RELU_GRAD) && !ir_op_is_leaf(IR_SGD_STEP));
-  ASSERT_INT(IR_NUM_OPS, ir_op_lookup("matmull"));
-  ASSERT_INT(IR_NUM_OPS, ir_op_lookup(""));
-  ASSERT_INT(IR_NUM_OPS, ir_op_lookup(NULL));
+  CHECK_INT(5, leaves);
+  CHECK_INT(5, losses);
+  CHECK_INT(10, elementwise);
+  CHECK_INT(8, most_i);    // maxpool, maxpool_grad
+  CHECK_INT(5, most_f);    // adam_step
+  CHECK(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_is_elementwise(IR_LOG));
+  CHECK(!ir_op_is_elementwise(IR_DROPOUT) && !ir_op_is_elementwise(IR_MATMUL));
+  CHECK_INT(IR_GLOBAL_AVGPOOL, ir_op_lookup("global_avgpool"));
+  CHECK_INT(IR_ADAM_STEP, ir_op_lookup("adam_step"));
+  CHECK_INT(IR_SUM_TO, ir_op_lookup("sum_to"));
+  CHECK(!ir_op_is_loss(IR_NLL_GRAD) && !ir_op_is_elementwise(IR_RELU_GRAD) && !ir_op_is_leaf(IR_SGD_STEP));
+  CHECK_INT(IR_NUM_OPS, ir_op_lookup("matmull"));
+  CHECK_INT(IR_NUM_OPS, ir_op_lookup(""));
+  CHECK_INT(IR_NUM_OPS, ir_op_lookup(NULL));
 }
 
 static void test_builders(void) {
@@ -578,26 +578,26 @@ static void test_builders(void) {
   char name[] = "x";
   IrNode *x = leaf(g, IR_INPUT, name, DIMS(N, 3), at(&mlp_nn, 2, 5));
   name[0] = 'z';
-  ASSERT_STR("x", x->name);
-  ASSERT_INT(0, x->id);
-  ASSERT_INT(2, x->ndim);
-  ASSERT_INT(N, x->shape[0]);
-  ASSERT_INT(2, x->loc.line);
+  CHECK_STR("x", x->name);
+  CHECK_INT(0, x->id);
+  CHECK_INT(2, x->ndim);
+  CHECK_INT(N, x->shape[0]);
+  CHECK_INT(2, x->loc.line);
   IrNode *r = ir_unary(g, IR_RELU, x, (SrcLoc){0});
-  ASSERT_INT(1, r->id);
-  ASSERT_INT(-1, r->ndim);
-  ASSERT_INT(1, r->nsrc);
-  ASSERT(r->src[0] == x && r->src[1] == NULL);
+  CHECK_INT(1, r->id);
+  CHECK_INT(-1, r->ndim);
+  CHECK_INT(1, r->nsrc);
+  CHECK(r->src[0] == x && r->src[1] == NULL);
   IrNode *u = leaf(g, IR_PARAM, "u", NULL, -1, (SrcLoc){0});
-  ASSERT_INT(-1, u->ndim);
+  CHECK_INT(-1, u->ndim);
   // The node array grows; ids stay positions.
   IrNode *prev = r;
   for (int i = 0; i < 1000; i++)
     prev = ir_binary(g, IR_ADD, prev, x, (SrcLoc){0});
-  ASSERT_INT(1003, g->nnodes);
-  ASSERT_INT(1002, prev->id);
-  ASSERT(g->nodes[500]->id == 500 && g->nodes[500]->src[0] == g->nodes[499]);
-  ASSERT(g->nodes[1002] == prev);
+  CHECK_INT(1003, g->nnodes);
+  CHECK_INT(1002, prev->id);
+  CHECK(g->nodes[500]->id == 500 && g->nodes[500]->src[0] == g->nodes[499]);
+  CHECK(g->nodes[1002] == prev);
   arena_free(a);
 }
 
@@ -610,80 +610,80 @@ static void test_counts_and_types(void) {
   IrNode *y = ir_leaf(g, IR_TARGET, "y", DT_I32, 1, (int64_t[]){N}, (SrcLoc){0});
   IrNode *u = ir_unary(g, IR_RELU, x, (SrcLoc){0});
   char buf[64];
-  ASSERT_INT(784, ir_numel(x, 1));
-  ASSERT_INT(64 * 784, ir_numel(x, 64));
-  ASSERT_INT(512 * 784, ir_numel(w, 64));
-  ASSERT_INT(1, ir_numel(s, 64));
-  ASSERT_INT(-1, ir_numel(u, 64));
-  ASSERT(ir_is_batched(x) && ir_is_batched(y) && !ir_is_batched(w) && !ir_is_batched(s));
-  ASSERT(!ir_is_batched(u));
-  ASSERT(ir_same_shape(x, x) && !ir_same_shape(x, w) && !ir_same_shape(u, u));
-  ASSERT_STR("f32[N,28,28]", ir_type_str(x, buf, sizeof buf));
-  ASSERT_STR("i32[N]", ir_type_str(y, buf, sizeof buf));
-  ASSERT_STR("f32[]", ir_type_str(s, buf, sizeof buf));
-  ASSERT_STR("?", ir_type_str(u, buf, sizeof buf));
-  ASSERT_STR("[512,784]", ir_shape_str(w->ndim, w->shape, buf, sizeof buf));
-  ASSERT_STR("[]", ir_shape_str(0, NULL, buf, sizeof buf));
-  ASSERT_STR("?", ir_shape_str(-1, NULL, buf, sizeof buf));
-  ASSERT_STR("f32[N", ir_type_str(x, buf, 6));     // cut short, still terminated
-  ASSERT(ir_type_str(x, buf, 0) == buf);
+  CHECK_INT(784, ir_numel(x, 1));
+  CHECK_INT(64 * 784, ir_numel(x, 64));
+  CHECK_INT(512 * 784, ir_numel(w, 64));
+  CHECK_INT(1, ir_numel(s, 64));
+  CHECK_INT(-1, ir_numel(u, 64));
+  CHECK(ir_is_batched(x) && ir_is_batched(y) && !ir_is_batched(w) && !ir_is_batched(s));
+  CHECK(!ir_is_batched(u));
+  CHECK(ir_same_shape(x, x) && !ir_same_shape(x, w) && !ir_same_shape(u, u));
+  CHECK_STR("f32[N,28,28]", ir_type_str(x, buf, sizeof buf));
+  CHECK_STR("i32[N]", ir_type_str(y, buf, sizeof buf));
+  CHECK_STR("f32[]", ir_type_str(s, buf, sizeof buf));
+  CHECK_STR("?", ir_type_str(u, buf, sizeof buf));
+  CHECK_STR("[512,784]", ir_shape_str(w->ndim, w->shape, buf, sizeof buf));
+  CHECK_STR("[]", ir_shape_str(0, NULL, buf, sizeof buf));
+  CHECK_STR("?", ir_shape_str(-1, NULL, buf, sizeof buf));
+  CHECK_STR("f32[N", ir_type_str(x, buf, 6));     // cut short, still terminated
+  CHECK(ir_type_str(x, buf, 0) == buf);
   int64_t big[IR_MAX_DIMS] = {INT64_MAX, INT64_MIN, N, 1, 2, 3};
-  ASSERT_STR("[9223372036854775807,-9223372036854775808,N,1,2,3]",
-             ir_shape_str(IR_MAX_DIMS, big, buf, sizeof buf));
+  CHECK_STR("[9223372036854775807,-9223372036854775808,N,1,2,3]",
+            ir_shape_str(IR_MAX_DIMS, big, buf, sizeof buf));
   IrNode *huge = SHAPE(ir_unary(g, IR_RELU, x, (SrcLoc){0}), INT64_MAX, 4);
-  ASSERT_INT(INT64_MAX, ir_numel(huge, 1));   // stuck, not overflowed
+  CHECK_INT(INT64_MAX, ir_numel(huge, 1));   // stuck, not overflowed
   arena_free(a);
 }
 
 static void test_flops(void) {
   Arena *a = arena_new();
   IrGraph *g = build_mlp(a);
-  ASSERT_INT(0, ir_flops(g->nodes[0]));                 // input
-  ASSERT_INT(0, ir_flops(g->nodes[2]));                 // reshape
-  ASSERT_INT(0, ir_flops(g->nodes[3]));                 // param
-  ASSERT_INT(2 * 784 * 512, ir_flops(g->nodes[5]));     // [N,784] @ [512,784]^T
-  ASSERT_INT(512, ir_flops(g->nodes[6]));               // add
-  ASSERT_INT(512, ir_flops(g->nodes[7]));               // relu
-  ASSERT_INT(2 * 512 * 10, ir_flops(g->nodes[10]));
-  ASSERT_INT(3 * 10, ir_flops(g->loss));                // 3 * numel(logits) per sample
+  CHECK_INT(0, ir_flops(g->nodes[0]));                 // input
+  CHECK_INT(0, ir_flops(g->nodes[2]));                 // reshape
+  CHECK_INT(0, ir_flops(g->nodes[3]));                 // param
+  CHECK_INT(2 * 784 * 512, ir_flops(g->nodes[5]));     // [N,784] @ [512,784]^T
+  CHECK_INT(512, ir_flops(g->nodes[6]));               // add
+  CHECK_INT(512, ir_flops(g->nodes[7]));               // relu
+  CHECK_INT(2 * 512 * 10, ir_flops(g->nodes[10]));
+  CHECK_INT(3 * 10, ir_flops(g->loss));                // 3 * numel(logits) per sample
   // The weight gradient x^T @ dy contracts over the batch: K = 1 per sample.
   IrNode *gw = SHAPE(ir_binary(g, IR_MATMUL, g->nodes[2], g->nodes[6], (SrcLoc){0}), 784, 512);
   gw->attr.i[0] = 1;
-  ASSERT_INT(2 * 784 * 512, ir_flops(gw));
+  CHECK_INT(2 * 784 * 512, ir_flops(gw));
   // Parameters only: counted in full. [3,4] @ [4,5] and [4,3]^T @ [5,4]^T.
   IrNode *p = leaf(g, IR_PARAM, "p", DIMS(3, 4), (SrcLoc){0});
   IrNode *q = leaf(g, IR_PARAM, "q", DIMS(4, 5), (SrcLoc){0});
-  ASSERT_INT(2 * 4 * 15, ir_flops(SHAPE(ir_binary(g, IR_MATMUL, p, q, (SrcLoc){0}), 3, 5)));
+  CHECK_INT(2 * 4 * 15, ir_flops(SHAPE(ir_binary(g, IR_MATMUL, p, q, (SrcLoc){0}), 3, 5)));
   IrNode *pt = leaf(g, IR_PARAM, "pt", DIMS(7, 3), (SrcLoc){0});
   IrNode *qt = leaf(g, IR_PARAM, "qt", DIMS(5, 7), (SrcLoc){0});
   IrNode *m = SHAPE(ir_binary(g, IR_MATMUL, pt, qt, (SrcLoc){0}), 3, 5);
   m->attr.i[0] = m->attr.i[1] = 1;
-  ASSERT_INT(2 * 7 * 15, ir_flops(m));
+  CHECK_INT(2 * 7 * 15, ir_flops(m));
   // K from b when a's shape is unknown (tb: b is [N, K]).
   IrNode *unk = ir_unary(g, IR_RELU, g->nodes[2], (SrcLoc){0});
   m = SHAPE(ir_binary(g, IR_MATMUL, unk, g->nodes[3], (SrcLoc){0}), N, 512);
   m->attr.i[1] = 1;
-  ASSERT_INT(2 * 784 * 512, ir_flops(m));
-  ASSERT_INT(0, ir_flops(unk));
+  CHECK_INT(2 * 784 * 512, ir_flops(m));
+  CHECK_INT(0, ir_flops(unk));
   arena_free(a);
 
   a = arena_new();
   g = build_cnn(a);
   int64_t out1 = 32 * 26 * 26;
-  ASSERT_INT(2 * 1 * 3 * 3 * out1 + out1, ir_flops(g->nodes[4]));     // conv2d with bias
-  ASSERT_INT(2 * out1, ir_flops(g->nodes[9]));                        // batchnorm
-  ASSERT_INT(out1, ir_flops(g->nodes[10]));                           // relu
-  ASSERT_INT(2 * 2 * 32 * 13 * 13, ir_flops(g->nodes[11]));           // maxpool 2x2
-  ASSERT_INT(32 * 13 * 13, ir_flops(g->nodes[12]));                   // dropout
-  ASSERT_INT(2 * 32 * 3 * 3 * 64 * 13 * 13, ir_flops(g->nodes[14]));  // conv2d, no bias
-  ASSERT_INT(3 * 3 * 64 * 7 * 7, ir_flops(g->nodes[15]));             // avgpool 3x3
-  ASSERT_INT(64 * 7 * 7, ir_flops(g->nodes[16]));                     // global_avgpool: its input
-  ASSERT_INT(0, ir_flops(g->nodes[17]));                              // reshape
-  ASSERT_INT(0, ir_flops(g->nodes[18]));                              // const
-  ASSERT_INT(3 * 10, ir_flops(g->nodes[22]));                         // log_softmax
-  ASSERT_INT(3 * 10, ir_flops(g->nodes[23]));                         // nll
+  CHECK_INT(2 * 1 * 3 * 3 * out1 + out1, ir_flops(g->nodes[4]));     // conv2d with bias
+  CHECK_INT(2 * out1, ir_flops(g->nodes[9]));                        // batchnorm
+  CHECK_INT(out1, ir_flops(g->nodes[10]));                           // relu
+  CHECK_INT(2 * 2 * 32 * 13 * 13, ir_flops(g->nodes[11]));           // maxpool 2x2
+  CHECK_INT(32 * 13 * 13, ir_flops(g->nodes[12]));                   // dropout
+  CHECK_INT(2 * 32 * 3 * 3 * 64 * 13 * 13, ir_flops(g->nodes[14]));  // conv2d, no bias
+  CHECK_INT(3 * 3 * 64 * 7 * 7, ir_flops(g->nodes[15]));             // avgpool 3x3
+  CHECK_INT(64 * 7 * 7, ir_flops(g->nodes[16]));                     // global_avgpool: its input
+  CHECK_INT(0, ir_flops(g->nodes[17]));                              // reshape
+  CHECK_INT(0, ir_flops(g->nodes[18]));                              // const
+  CHECK_INT(3 * 10, ir_flops(g->nodes[22]));                         // log_softmax
+  CHECK_INT(3 * 10, ir_flops(g->nodes[23]));                         // nll
   IrNode *sm = SHAPE(ir_unary(g, IR_SOFTMAX, g->nodes[21], (SrcLoc){0}), N, 10);
-  ASSERT_INT(30, ir_flops(sm));
+  CHECK_INT(30, ir_flops(sm));
   arena_free(a);
 }
 
@@ -714,12 +714,12 @@ static void test_print_mlp(void) {
   Arena *a = arena_new();
   IrGraph *g = build_mlp(a);
   char *text = print_graph(g);
-  ASSERT_STR(mlp_text, text);
+  CHECK_STR(mlp_text, text);
   free(text);
   FILE *f = open_memstream(&text, &(size_t){0});
   ir_print_node(f, g->nodes[5]);
   fclose(f);
-  ASSERT_STR("%5 = matmul %2, %3 {ta=0, tb=1} : f32[N,512] @6:25 scope \"linear_1\"\n", text);
+  CHECK_STR("%5 = matmul %2, %3 {ta=0, tb=1} : f32[N,512] @6:25 scope \"linear_1\"\n", text);
   free(text);
   arena_free(a);
 }
@@ -731,15 +731,15 @@ static void check_roundtrip(IrGraph *g, const char *what) {
   int nerr;
   IrGraph *back = parse_text(a, text, &msgs, &nerr);
   if (!back) {
-    FAIL_AT("%s: does not parse back:\n%s\n%s", what, msgs, text);
+    FAIL("%s: does not parse back:\n%s\n%s", what, msgs, text);
   } else {
     char *again = print_graph(back);
-    ASSERT_STR(text, again);
+    CHECK_STR(text, again);
     if (!same_graph(g, back))
-      FAIL_AT("%s: the graph read back differs\n", what);
+      FAIL("%s: the graph read back differs\n", what);
     free(again);
   }
-  ASSERT_INT(0, nerr);
+  CHECK_INT(0, nerr);
   free(msgs);
   free(text);
   arena_free(a);
@@ -763,9 +763,9 @@ static void test_roundtrip(void) {
   g->output = x;
   check_roundtrip(g, "unknown shapes");
   char *text = print_graph(g);
-  ASSERT_HAS(text, "graph \"\" {\n");
-  ASSERT_HAS(text, "%0 = input \"\" : ? @1:1\n");
-  ASSERT_HAS(text, "{value=-nan} : ?\n");
+  CHECK_HAS(text, "graph \"\" {\n");
+  CHECK_HAS(text, "%0 = input \"\" : ? @1:1\n");
+  CHECK_HAS(text, "{value=-nan} : ?\n");
   free(text);
   // Names that look like numbers or keywords are quoted or not as needed.
   check_roundtrip(ir_graph_new(a, "inf"), "inf");
@@ -773,7 +773,7 @@ static void test_roundtrip(void) {
   check_roundtrip(ir_graph_new(a, "x y"), "x y");
   // A graph without a name prints as "" (and so reads back with name "").
   text = print_graph(ir_graph_new(a, NULL));
-  ASSERT_STR("graph \"\" {\n}\n", text);
+  CHECK_STR("graph \"\" {\n}\n", text);
   free(text);
   arena_free(a);
 }
@@ -781,19 +781,19 @@ static void test_roundtrip(void) {
 static void test_misc_text(void) {
   Arena *a = arena_new();
   char *text = print_graph(build_misc(a));
-  ASSERT_HAS(text, "graph \"my model\" {\n");
-  ASSERT_HAS(text, "%0 = input \"in\\\"put\\\\1\\n\\t\\001\\177\\303\\251\" : f32[N,4]\n");
-  ASSERT_HAS(text, "%2 = param \"p\" init normal(-0.0357, 1e-08) : f32[4] @1:0 scope \"\"\n");
-  ASSERT_HAS(text, "{value=-0} : f32[] scope \"consts\\\\\\\"\"\n");
-  ASSERT_HAS(text, "{value=1e-08}");
-  ASSERT_HAS(text, "{value=4.94066e-324}");
-  ASSERT_HAS(text, "{value=1.7976931348623157e+308}");
-  ASSERT_HAS(text, "{value=-0.3333333333333333}");
-  ASSERT_HAS(text, "{value=1.2345678901234568e+17}");
-  ASSERT_HAS(text, "%20 = softmax %19 {axis=-1} : f32[N,4] @100005:7\n");
-  ASSERT_HAS(text, "init constant(inf) :");
-  ASSERT_HAS(text, "init uniform(-inf, nan) :");
-  ASSERT_HAS(text, "  output %23\n  loss %27\n}\n");
+  CHECK_HAS(text, "graph \"my model\" {\n");
+  CHECK_HAS(text, "%0 = input \"in\\\"put\\\\1\\n\\t\\001\\177\\303\\251\" : f32[N,4]\n");
+  CHECK_HAS(text, "%2 = param \"p\" init normal(-0.0357, 1e-08) : f32[4] @1:0 scope \"\"\n");
+  CHECK_HAS(text, "{value=-0} : f32[] scope \"consts\\\\\\\"\"\n");
+  CHECK_HAS(text, "{value=1e-08}");
+  CHECK_HAS(text, "{value=4.94066e-324}");
+  CHECK_HAS(text, "{value=1.7976931348623157e+308}");
+  CHECK_HAS(text, "{value=-0.3333333333333333}");
+  CHECK_HAS(text, "{value=1.2345678901234568e+17}");
+  CHECK_HAS(text, "%20 = softmax %19 {axis=-1} : f32[N,4] @100005:7\n");
+  CHECK_HAS(text, "init constant(inf) :");
+  CHECK_HAS(text, "init uniform(-inf, nan) :");
+  CHECK_HAS(text, "  output %23\n  loss %27\n}\n");
   free(text);
   arena_free(a);
 }
@@ -811,7 +811,7 @@ static void test_floats(void) {
     SCALAR(leaf(g, IR_CONST, NULL, NULL, 0, (SrcLoc){0}))->attr.f[0] = cases[i].v;
     char *text = print_graph(g), want[128];
     snprintf(want, sizeof want, "{value=%s}", cases[i].text);
-    ASSERT_HAS(text, want);
+    CHECK_HAS(text, want);
     free(text);
     check_roundtrip(g, cases[i].text);
   }
@@ -843,32 +843,32 @@ static void test_parse_accepts(void) {
     "}  # the end\n"
     "\n";
   IrGraph *g = parse_text(a, text, &msgs, &nerr);
-  ASSERT_STR("", msgs ? msgs : "");
-  ASSERT(g != NULL);
+  CHECK_STR("", msgs ? msgs : "");
+  CHECK(g != NULL);
   if (g) {
-    ASSERT_STR("a\"b", g->name);
-    ASSERT(g->file == NULL && g->nodes[0]->loc.file == NULL);
-    ASSERT_STR("AA\a", g->nodes[0]->name);
-    ASSERT_INT(INIT_ZEROS, g->nodes[1]->init.kind);
-    ASSERT(g->nodes[2]->attr.i[0] == 0 && g->nodes[2]->attr.i[1] == 1);
-    ASSERT(g->nodes[3]->attr.i[0] == 0 && g->nodes[3]->attr.i[1] == 0);
-    ASSERT(g->nodes[4]->attr.i[0] == 0 && g->nodes[4]->attr.i[1] == 0);
-    ASSERT(g->nodes[5]->attr.f[0] == 2.0);
-    ASSERT(g->nodes[6]->attr.f[0] == 0 && signbit(g->nodes[6]->attr.f[0]));
-    ASSERT(isinf(g->nodes[7]->attr.f[0]) && g->nodes[7]->attr.f[0] < 0);
-    ASSERT(g->nodes[8]->attr.i[0] == INT64_MAX && g->nodes[8]->attr.i[1] == INT64_MIN);
-    ASSERT(g->nodes[9]->attr.f[0] == 1500);
-    ASSERT(g->output == g->nodes[2] && g->loss == g->nodes[5]);
+    CHECK_STR("a\"b", g->name);
+    CHECK(g->file == NULL && g->nodes[0]->loc.file == NULL);
+    CHECK_STR("AA\a", g->nodes[0]->name);
+    CHECK_INT(INIT_ZEROS, g->nodes[1]->init.kind);
+    CHECK(g->nodes[2]->attr.i[0] == 0 && g->nodes[2]->attr.i[1] == 1);
+    CHECK(g->nodes[3]->attr.i[0] == 0 && g->nodes[3]->attr.i[1] == 0);
+    CHECK(g->nodes[4]->attr.i[0] == 0 && g->nodes[4]->attr.i[1] == 0);
+    CHECK(g->nodes[5]->attr.f[0] == 2.0);
+    CHECK(g->nodes[6]->attr.f[0] == 0 && signbit(g->nodes[6]->attr.f[0]));
+    CHECK(isinf(g->nodes[7]->attr.f[0]) && g->nodes[7]->attr.f[0] < 0);
+    CHECK(g->nodes[8]->attr.i[0] == INT64_MAX && g->nodes[8]->attr.i[1] == INT64_MIN);
+    CHECK(g->nodes[9]->attr.f[0] == 1500);
+    CHECK(g->output == g->nodes[2] && g->loss == g->nodes[5]);
   }
   free(msgs);
   // Node locations name the .nn file of the header; its text is not here.
   g = parse_text(a, mlp_text, &msgs, &nerr);
-  ASSERT(g && g->nodes[0]->loc.file && g->nodes[0]->loc.file->text == NULL);
+  CHECK(g && g->nodes[0]->loc.file && g->nodes[0]->loc.file->text == NULL);
   if (g && g->nodes[0]->loc.file) {
-    ASSERT_STR("models/mlp.nn", g->nodes[0]->loc.file->name);
-    ASSERT(g->nodes[12]->loc.file == g->nodes[0]->loc.file);
-    ASSERT_INT(10, g->nodes[12]->loc.line);
-    ASSERT_INT(11, g->nodes[12]->loc.col);
+    CHECK_STR("models/mlp.nn", g->nodes[0]->loc.file->name);
+    CHECK(g->nodes[12]->loc.file == g->nodes[0]->loc.file);
+    CHECK_INT(10, g->nodes[12]->loc.line);
+    CHECK_INT(11, g->nodes[12]->loc.col);
   }
   free(msgs);
   arena_free(a);
@@ -883,20 +883,15 @@ static void expect_error(int line, const char *text, const char *want, const cha
   IrGraph *g = parse_text(a, text, &msgs, &nerr);
   size_t n = strlen(want);
   if (g || nerr != 1 || strncmp(msgs, want, n) != 0 || msgs[n] != '\n') {
-    fprintf(stderr, "%s:%d: expected the error\n  %s\ngot %d error(s)%s:\n%s\n", __FILE__, line,
-            want, nerr, g ? " and a graph" : "", msgs);
-    failures++;
+    t_record(__FILE__, line, false, "expected the error\n  %s\ngot %d error(s)%s:\n%s\n", want, nerr,
+             g ? " and a graph" : "", msgs);
   }
   char h[128];
   if (hint) {
     snprintf(h, sizeof h, "  hint: %s\n", hint);
-    if (!strstr(msgs, h)) {
-      fprintf(stderr, "%s:%d: expected the hint '%s' in:\n%s\n", __FILE__, line, hint, msgs);
-      failures++;
-    }
-  } else if (strstr(msgs, "hint:")) {
-    fprintf(stderr, "%s:%d: expected no hint in:\n%s\n", __FILE__, line, msgs);
-    failures++;
+    t_record(__FILE__, line, strstr(msgs, h), "expected the hint '%s' in:\n%s\n", hint, msgs);
+  } else {
+    t_record(__FILE__, line, !strstr(msgs, "hint:"), "expected no hint in:\n%s\n", msgs);
   }
   free(msgs);
   arena_free(a);
@@ -1019,15 +1014,15 @@ static void test_parse_error_display(void) {
   Arena *a = arena_new();
   char *msgs;
   int nerr;
-  ASSERT(!parse_text(a, LINE4("  %2 = matmull %0, %1 : f32[N,4]"), &msgs, &nerr));
-  ASSERT_STR("t.ir:4:8: error: unknown op 'matmull'\n"
-             "    %2 = matmull %0, %1 : f32[N,4]\n"
-             "         ^~~~~~~\n"
-             "  hint: did you mean 'matmul'?\n", msgs);
+  CHECK(!parse_text(a, LINE4("  %2 = matmull %0, %1 : f32[N,4]"), &msgs, &nerr));
+  CHECK_STR("t.ir:4:8: error: unknown op 'matmull'\n"
+            "    %2 = matmull %0, %1 : f32[N,4]\n"
+            "         ^~~~~~~\n"
+            "  hint: did you mean 'matmul'?\n", msgs);
   free(msgs);
   static const char with_nul[] = "graph t {\n  %0 = input \"x\" : f32[N]\0\n}\n";
-  ASSERT(!parse_len(a, with_nul, sizeof with_nul - 1, &msgs, &nerr));
-  ASSERT_HAS(msgs, "t.ir:2:26: error: unexpected NUL byte\n");
+  CHECK(!parse_len(a, with_nul, sizeof with_nul - 1, &msgs, &nerr));
+  CHECK_HAS(msgs, "t.ir:2:26: error: unexpected NUL byte\n");
   free(msgs);
   // A very long op name is quoted only in part.
   StrBuf b = {0};
@@ -1035,8 +1030,8 @@ static void test_parse_error_display(void) {
   for (int i = 0; i < 100000; i++)
     sb_putc(&b, 'q');
   sb_puts(&b, " %0 : f32[N]\n}\n");
-  ASSERT(!parse_text(a, b.data, &msgs, &nerr));
-  ASSERT_HAS(msgs, "t.ir:4:8: error: unknown op 'qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq'\n");
+  CHECK(!parse_text(a, b.data, &msgs, &nerr));
+  CHECK_HAS(msgs, "t.ir:4:8: error: unknown op 'qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq'\n");
   free(msgs);
   sb_free(&b);
   arena_free(a);
@@ -1056,11 +1051,11 @@ static void test_parse_large(void) {
   char *msgs;
   int nerr;
   IrGraph *g = parse_text(a, b.data, &msgs, &nerr);
-  ASSERT(g && g->nnodes == 20000 && strlen(g->nodes[0]->name) == 1 << 20);
+  CHECK(g && g->nnodes == 20000 && strlen(g->nodes[0]->name) == 1 << 20);
   if (g) {
-    ASSERT(g->output == g->nodes[19999] && g->nodes[19999]->src[0] == g->nodes[19998]);
+    CHECK(g->output == g->nodes[19999] && g->nodes[19999]->src[0] == g->nodes[19998]);
     char *text = print_graph(g);
-    ASSERT(strcmp(text, b.data) == 0);
+    CHECK(strcmp(text, b.data) == 0);
     free(text);
   }
   free(msgs);
@@ -1085,11 +1080,11 @@ static void exercise(IrGraph *g) {
   int nerr;
   IrGraph *back = parse_text(a, text, &msgs, &nerr);
   if (!back) {
-    FAIL_AT("a parsed graph does not parse back after printing:\n%s%s", msgs, text);
+    FAIL("a parsed graph does not parse back after printing:\n%s%s", msgs, text);
   } else {
     char *again = print_graph(back);
-    ASSERT_STR(text, again);
-    ASSERT(same_graph(g, back));
+    CHECK_STR(text, again);
+    CHECK(same_graph(g, back));
     free(again);
   }
   free(msgs);
@@ -1137,7 +1132,7 @@ static void test_parse_fuzz(void) {
       int nerr;
       IrGraph *g = parse_text(a, buf, &msgs, &nerr);
       if ((g != NULL) != (n > close))
-        FAIL_AT("prefix of %zu bytes: %s\n%s", n, g ? "parsed" : "failed", msgs);
+        FAIL("prefix of %zu bytes: %s\n%s", n, g ? "parsed" : "failed", msgs);
       free(msgs);
       arena_free(a);
     }
@@ -1162,13 +1157,13 @@ static void test_parse_fuzz(void) {
       parsed++;
       exercise(g);
     } else if (nerr != 1) {
-      FAIL_AT("a failed parse reported %d errors:\n%s", nerr, msgs);
+      FAIL("a failed parse reported %d errors:\n%s", nerr, msgs);
     }
     free(msgs);
     arena_free(a);
     free(buf);
   }
-  ASSERT(parsed > 0);
+  CHECK(parsed > 0);
   // Random text from the same alphabet, with and without a header.
   for (int iter = 0; iter < 2000; iter++) {
     char buf[400];
@@ -1210,9 +1205,9 @@ static void test_verify_good(void) {
     int nerr;
     bool ok;
     char *msgs = verify_msgs(gs[i], &nerr, &ok);
-    ASSERT(ok);
-    ASSERT_INT(0, nerr);
-    ASSERT_STR("", msgs ? msgs : "");
+    CHECK(ok);
+    CHECK_INT(0, nerr);
+    CHECK_STR("", msgs ? msgs : "");
     free(msgs);
   }
   arena_free(a);
@@ -1231,9 +1226,8 @@ static void expect_violation(int line, int icase, Breaker *brk, int nerr_want, c
   char *msgs = verify_msgs(g, &nerr, &ok);
   if (ok || nerr != nerr_want || !msgs || strncmp(msgs, want, strlen(want)) != 0 ||
       msgs[strlen(want)] != '\n') {
-    fprintf(stderr, "%s:%d: case %d: expected %d error(s), the first\n  %s\ngot %d:\n%s\n", __FILE__,
-            line, icase, nerr_want, want, nerr, msgs ? msgs : "");
-    failures++;
+    t_record(__FILE__, line, false, "case %d: expected %d error(s), the first\n  %s\ngot %d:\n%s\n", icase,
+             nerr_want, want, nerr, msgs ? msgs : "");
   }
   free(msgs);
   arena_free(a);
@@ -1300,12 +1294,12 @@ static void test_verify_bad(void) {
   int nerr;
   bool ok;
   char *msgs = verify_msgs(g, &nerr, &ok);
-  ASSERT_HAS(msgs, "ir: %5 (cross_entropy): the loss is not a node of this graph\n");
+  CHECK_HAS(msgs, "ir: %5 (cross_entropy): the loss is not a node of this graph\n");
   free(msgs);
   g = build_mlp(a);
   break_loss_op(g, NULL);
   msgs = verify_msgs(g, &nerr, &ok);
-  ASSERT_HAS(msgs, "ir: %11 (add): the loss must be f32[], not f32[N,10]\n");
+  CHECK_HAS(msgs, "ir: %11 (add): the loss must be f32[], not f32[N,10]\n");
   free(msgs);
   // Constants need no names, and may share them.
   g = build_mlp(a);
@@ -1313,7 +1307,7 @@ static void test_verify_bad(void) {
   leaf(g, IR_CONST, "c", NULL, 0, (SrcLoc){0});
   leaf(g, IR_CONST, NULL, NULL, 0, (SrcLoc){0});
   msgs = verify_msgs(g, &nerr, &ok);
-  ASSERT(ok && nerr == 0);
+  CHECK(ok && nerr == 0);
   free(msgs);
   arena_free(a);
 }
@@ -1333,48 +1327,48 @@ static void test_dot(void) {
   Arena *a = arena_new();
   IrGraph *g = build_mlp(a);
   char *dot = print_dot(g);
-  ASSERT(strncmp(dot, "digraph \"mlp\" {\n", 16) == 0);
-  ASSERT_HAS(dot, "  n0 [label=\"%0 input\\nimage\\nf32[N,28,28]\", shape=ellipse, style=filled, fillcolor=lightblue];\n");
-  ASSERT_HAS(dot, "  n3 [label=\"%3 param\\nlinear_1.weight\\nf32[512,784]\", shape=ellipse, style=filled, fillcolor=lightyellow];\n");
-  ASSERT_HAS(dot, "  n5 [label=\"%5 matmul\\nlinear_1\\nf32[N,512]\"];\n");
-  ASSERT_HAS(dot, "  n11 [label=\"%11 add\\nlinear_2\\nf32[N,10]\", penwidth=2];\n");
-  ASSERT_HAS(dot, "  n12 [label=\"%12 cross_entropy\\nf32[]\", penwidth=2];\n");
-  ASSERT_HAS(dot, "  n2 -> n5;\n");
-  ASSERT_HAS(dot, "  n3 -> n5;\n");
-  ASSERT_HAS(dot, "  n11 -> n12;\n");
-  ASSERT_HAS(dot, "  n1 -> n12;\n");
-  ASSERT_HAS(dot, "  n11 -> output;\n");
-  ASSERT_HAS(dot, "  n12 -> loss;\n");
+  CHECK(strncmp(dot, "digraph \"mlp\" {\n", 16) == 0);
+  CHECK_HAS(dot, "  n0 [label=\"%0 input\\nimage\\nf32[N,28,28]\", shape=ellipse, style=filled, fillcolor=lightblue];\n");
+  CHECK_HAS(dot, "  n3 [label=\"%3 param\\nlinear_1.weight\\nf32[512,784]\", shape=ellipse, style=filled, fillcolor=lightyellow];\n");
+  CHECK_HAS(dot, "  n5 [label=\"%5 matmul\\nlinear_1\\nf32[N,512]\"];\n");
+  CHECK_HAS(dot, "  n11 [label=\"%11 add\\nlinear_2\\nf32[N,10]\", penwidth=2];\n");
+  CHECK_HAS(dot, "  n12 [label=\"%12 cross_entropy\\nf32[]\", penwidth=2];\n");
+  CHECK_HAS(dot, "  n2 -> n5;\n");
+  CHECK_HAS(dot, "  n3 -> n5;\n");
+  CHECK_HAS(dot, "  n11 -> n12;\n");
+  CHECK_HAS(dot, "  n1 -> n12;\n");
+  CHECK_HAS(dot, "  n11 -> output;\n");
+  CHECK_HAS(dot, "  n12 -> loss;\n");
   int edges = 2;
   for (int i = 0; i < g->nnodes; i++)
     edges += g->nodes[i]->nsrc;
-  ASSERT_INT(edges, count(dot, " -> "));
-  ASSERT(strcmp(dot + strlen(dot) - 2, "}\n") == 0);
+  CHECK_INT(edges, count(dot, " -> "));
+  CHECK(strcmp(dot + strlen(dot) - 2, "}\n") == 0);
   free(dot);
   dot = print_dot(build_misc(a));
-  ASSERT(strncmp(dot, "digraph \"my model\" {\n", 21) == 0);
-  ASSERT_HAS(dot, "  n0 [label=\"%0 input\\nin\\\"put\\\\1\\n   \303\251\\nf32[N,4]\"");
-  ASSERT_HAS(dot, "[label=\"%3 const\\nconsts\\\\\\\"\\nf32[]\", shape=ellipse, style=filled, fillcolor=lightgrey];\n");
-  ASSERT_HAS(dot, "fillcolor=khaki");
+  CHECK(strncmp(dot, "digraph \"my model\" {\n", 21) == 0);
+  CHECK_HAS(dot, "  n0 [label=\"%0 input\\nin\\\"put\\\\1\\n   \303\251\\nf32[N,4]\"");
+  CHECK_HAS(dot, "[label=\"%3 const\\nconsts\\\\\\\"\\nf32[]\", shape=ellipse, style=filled, fillcolor=lightgrey];\n");
+  CHECK_HAS(dot, "fillcolor=khaki");
   free(dot);
   g = build_train(a);
   dot = print_dot(g);
-  ASSERT(strncmp(dot, "digraph \"multitask\" {\n", 22) == 0);
-  ASSERT_HAS(dot, "  n26 [label=\"%26 log_softmax\\nlog_softmax_1\\nf32[N,10]\", penwidth=2];\n");
-  ASSERT_HAS(dot, "  n27 [label=\"%27 nll\\nloss\\nf32[]\", penwidth=2];\n");
-  ASSERT_HAS(dot, "  n42 [label=\"%42 nll_grad\\nloss\\nf32[N,10]\"];\n");
-  ASSERT_HAS(dot, "  n66 [label=\"%66 global_avgpool_grad\\nglobal_avgpool_1\\nf32[N,16,4,4]\"];\n");
-  ASSERT_HAS(dot, "  n79 [label=\"%79 buffer\\nconv2d_1.weight.exp_avg\\nf32[8,3,3,3]\", shape=ellipse, style=filled, fillcolor=khaki];\n");
-  ASSERT_HAS(dot, "  n81 [label=\"%81 adam_step\\nconv2d_1\\nf32[8,3,3,3]\"];\n");
-  ASSERT_HAS(dot, "  n101 [label=\"%101 sgd_step\\nlinear_5\\nf32[10,16]\"];\n");
-  ASSERT_HAS(dot, "  n5 -> n81;\n  n77 -> n81;\n  n79 -> n81;\n  n80 -> n81;\n");
-  ASSERT_HAS(dot, "  n73 -> n74;\n  n7 -> n74;\n  n8 -> n74;\n");
-  ASSERT_HAS(dot, "  n26 -> output;\n");
-  ASSERT_HAS(dot, "  n27 -> loss;\n");
+  CHECK(strncmp(dot, "digraph \"multitask\" {\n", 22) == 0);
+  CHECK_HAS(dot, "  n26 [label=\"%26 log_softmax\\nlog_softmax_1\\nf32[N,10]\", penwidth=2];\n");
+  CHECK_HAS(dot, "  n27 [label=\"%27 nll\\nloss\\nf32[]\", penwidth=2];\n");
+  CHECK_HAS(dot, "  n42 [label=\"%42 nll_grad\\nloss\\nf32[N,10]\"];\n");
+  CHECK_HAS(dot, "  n66 [label=\"%66 global_avgpool_grad\\nglobal_avgpool_1\\nf32[N,16,4,4]\"];\n");
+  CHECK_HAS(dot, "  n79 [label=\"%79 buffer\\nconv2d_1.weight.exp_avg\\nf32[8,3,3,3]\", shape=ellipse, style=filled, fillcolor=khaki];\n");
+  CHECK_HAS(dot, "  n81 [label=\"%81 adam_step\\nconv2d_1\\nf32[8,3,3,3]\"];\n");
+  CHECK_HAS(dot, "  n101 [label=\"%101 sgd_step\\nlinear_5\\nf32[10,16]\"];\n");
+  CHECK_HAS(dot, "  n5 -> n81;\n  n77 -> n81;\n  n79 -> n81;\n  n80 -> n81;\n");
+  CHECK_HAS(dot, "  n73 -> n74;\n  n7 -> n74;\n  n8 -> n74;\n");
+  CHECK_HAS(dot, "  n26 -> output;\n");
+  CHECK_HAS(dot, "  n27 -> loss;\n");
   edges = 2;
   for (int i = 0; i < g->nnodes; i++)
     edges += g->nodes[i]->nsrc;
-  ASSERT_INT(edges, count(dot, " -> "));
+  CHECK_INT(edges, count(dot, " -> "));
   free(dot);
   arena_free(a);
 }
@@ -1393,7 +1387,7 @@ static void check_golden(const char *name, IrGraph *(*build)(Arena *)) {
   size_t len;
   char *text = read_file(path, &len);
   if (!text) {
-    FAIL_AT("cannot read %s\n", path);
+    FAIL("cannot read %s\n", path);
     return;
   }
   Arena *a = arena_new();
@@ -1404,15 +1398,15 @@ static void check_golden(const char *name, IrGraph *(*build)(Arena *)) {
   bool ok = g && ir_verify(g, &c.d);
   char *msgs = cap_close(&c);
   if (!ok) {
-    FAIL_AT("%s does not parse and verify:\n%s", path, msgs);
+    FAIL("%s does not parse and verify:\n%s", path, msgs);
   } else {
     char *again = print_graph(g);
     if (strcmp(text, again) != 0)
-      FAIL_AT("%s does not print back the same:\n%s", path, again);
+      FAIL("%s does not print back the same:\n%s", path, again);
     char *built = print_graph(build(a));
     if (strcmp(text, built) != 0)
-      FAIL_AT("%s differs from the graph built by hand, which prints as:\n%s", path, built);
-    ASSERT(same_graph(g, build(a)));
+      FAIL("%s differs from the graph built by hand, which prints as:\n%s", path, built);
+    CHECK(same_graph(g, build(a)));
     free(again);
     free(built);
   }
@@ -1435,8 +1429,8 @@ static void test_goldens(void) {
       used[gs[i]->nodes[j]->op] = true;
   for (int op = 0; op < IR_NUM_OPS; op++)
     if (!used[op])
-      FAIL_AT("no golden graph uses %s; add it to build_misc() and misc.ir (a forward op) or to "
-              "build_train() and train.ir (a gradient or optimizer op)\n", ir_op_info(op)->mnem);
+      FAIL("no golden graph uses %s; add it to build_misc() and misc.ir (a forward op) or to "
+           "build_train() and train.ir (a gradient or optimizer op)\n", ir_op_info(op)->mnem);
   arena_free(a);
 }
 
@@ -1470,10 +1464,5 @@ int main(int argc, char **argv) {
   test_verify_bad();
   test_dot();
   test_goldens();
-  if (failures) {
-    fprintf(stderr, "test_ir: %d failure%s\n", failures, failures == 1 ? "" : "s");
-    return 1;
-  }
-  printf("test_ir: all passed\n");
-  return 0;
+  return t_finish("test_ir");
 }

@@ -35,20 +35,21 @@ else
 fi
 
 mkdir -p "$OUT"
-srcs="$root/util/arena.c $root/util/diag.c $root/util/rng.c $root/util/util.c
-      $root/runtime/kernels.c $root/runtime/kernels_conv.c $root/runtime/kernels_train.c"
+# The runtime library and util, every file: the kernels call the GEMM
+# driver and the thread pool.
+srcs="$root/util/*.c $root/runtime/*.c"
 
 failed=0
 for t in elementwise matmul conv pool norm loss optim init; do
   exe="$OUT/test_$t"
   # shellcheck disable=SC2086
-  $CC $flags -o "$exe" "$here/test_$t.c" $srcs -lopenblas -lm
+  $CC $flags -o "$exe" "$here/test_$t.c" $srcs -lopenblas -lm -lpthread
   # One OpenBLAS thread keeps the runs reproducible and quick on small shapes.
   if OPENBLAS_NUM_THREADS=1 "$exe" >"$OUT/test_$t.log" 2>&1; then
     tail -n 1 "$OUT/test_$t.log"
   else
     echo "test_$t FAILED (see $OUT/test_$t.log):"
-    grep -B6 "NOT OK" "$OUT/test_$t.log" | head -n 40
+    grep -B6 -E "NOT OK|failed" "$OUT/test_$t.log" | head -n 40
     tail -n 3 "$OUT/test_$t.log"
     failed=1
   fi

@@ -7,7 +7,8 @@
 // the GEMM agrees with k_sgemm within rounding, and writes nothing outside
 // its block of C. Skipped (exit 77, CTest's skip) on hosts without AVX-512
 // and under NNC_NO_AVX512.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // k_gemm_micro over k_avx512_gemm against k_sgemm, on A, B and C stored
 // with leading dimensions past their sizes (as the thread pool's split
@@ -182,7 +183,7 @@ static void test_maxpool(const KPool2d *g) {
            (long long)g->sh, (long long)g->sw, (long long)g->ph, (long long)g->pw, (long long)g->dh,
            (long long)g->dw);
   t_equal(what, yf, y, ny);
-  t_check(what, memcmp(at, atf, sizeof(int32_t) * ny) == 0);
+  CHECK(memcmp(at, atf, sizeof(int32_t) * ny) == 0, "%s", what);
   k_maxpool2d_forward_fast(yf, NULL, x, g);
   t_equal(what, yf, y, ny);
   free(x), free(y), free(yf), free(at), free(atf);
@@ -190,8 +191,7 @@ static void test_maxpool(const KPool2d *g) {
 
 int main(void) {
   if (!k_avx512()) {
-    printf("test_avx512: skipped: the host has no AVX-512 (F, VL, BW, DQ), or NNC_NO_AVX512 is set\n");
-    return 77;
+    return t_skip("test_avx512", "the host has no AVX-512 (F, VL, BW, DQ), or NNC_NO_AVX512 is set");
   }
   t_seed(11);
   test_gemm();

@@ -4,7 +4,8 @@
 // gradient checks. Then the cpu backend's convolutions (the _ws variants,
 // the weight gradient by channels) against the reference's, on whichever
 // paths the host takes (test_avx512.c has shapes for the AVX-512 ones).
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // The definition: y[n,o,oh,ow] = bias[o] + sum over c, kh, kw of
 // x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] * w[o,c,kh,kw], where x

@@ -2,7 +2,8 @@
 // unary ops against naive double versions; their backward by gradient
 // checks. The naive broadcast unravels every output index on its own, a
 // different route from the kernels' strided odometer.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 //
 // Naive broadcasting in double
@@ -97,7 +98,7 @@ static const ShapePair pairs[] = {
 static void test_binary(KBinary op, const char *opname, const ShapePair *sp) {
   BinCtx c = {.op = op, .as = k_shape(sp->an, sp->a), .bs = k_shape(sp->bn, sp->b)};
   if (!k_broadcast_shape(&c.ys, &c.as, &c.bs)) {
-    t_check("test shapes broadcast", false);
+    CHECK(false, "test shapes broadcast");
     return;
   }
   int64_t na = k_numel(&c.as), nb = k_numel(&c.bs), ny = k_numel(&c.ys);
@@ -159,15 +160,14 @@ static void test_binary_in_place(void) {
 static void test_broadcast_shape(void) {
   int64_t d23[] = {2, 3}, d43[] = {4, 3}, d314[] = {3, 1, 4}, d51[] = {5, 1};
   KShape a = k_shape(2, d23), b = k_shape(2, d43), out;
-  t_check("[2,3] and [4,3] do not broadcast", !k_broadcast_shape(&out, &a, &b));
+  CHECK(!k_broadcast_shape(&out, &a, &b), "[2,3] and [4,3] do not broadcast");
   a = k_shape(3, d314);
   b = k_shape(2, d51);
   bool ok = k_broadcast_shape(&out, &a, &b);
-  t_check("[3,1,4] and [5,1] broadcast to [3,5,4]",
-          ok && out.ndim == 3 && out.dim[0] == 3 && out.dim[1] == 5 && out.dim[2] == 4);
+  CHECK(ok && out.ndim == 3 && out.dim[0] == 3 && out.dim[1] == 5 && out.dim[2] == 4, "[3,1,4] and [5,1] broadcast to [3,5,4]");
   KShape scalar = k_shape(0, NULL);
   ok = k_broadcast_shape(&out, &scalar, &scalar);
-  t_check("scalar and scalar broadcast to a scalar", ok && out.ndim == 0 && k_numel(&out) == 1);
+  CHECK(ok && out.ndim == 0 && k_numel(&out) == 1, "scalar and scalar broadcast to a scalar");
 }
 
 //
@@ -283,10 +283,10 @@ static void test_unary(const Unary *u) {
 static void test_unary_edges(void) {
   float x[] = {0.0f, -0.0f, -1.0f, 1.0f}, dy[] = {1, 1, 1, 1}, dx[4] = {0};
   k_relu_backward(dx, dy, x, 4);
-  t_check("relu'(0) = 0, relu'(1) = 1", dx[0] == 0 && dx[1] == 0 && dx[2] == 0 && dx[3] == 1);
+  CHECK(dx[0] == 0 && dx[1] == 0 && dx[2] == 0 && dx[3] == 1, "relu'(0) = 0, relu'(1) = 1");
   float big[] = {-200.0f, 200.0f}, s[2];
   k_sigmoid_forward(s, big, 2);
-  t_check("sigmoid(-200) = 0 and sigmoid(200) = 1", s[0] == 0.0f && s[1] == 1.0f);
+  CHECK(s[0] == 0.0f && s[1] == 1.0f, "sigmoid(-200) = 0 and sigmoid(200) = 1");
 }
 
 int main(void) {

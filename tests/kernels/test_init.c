@@ -2,7 +2,8 @@
 // fills are checked exactly; random ones for range, determinism (the same
 // Rng state gives the same numbers) and moments over 200000 draws, within
 // 5 standard errors of the expected mean and variance.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 #define NDRAW 200000
 
@@ -12,15 +13,15 @@ static void test_constants(void) {
   k_init_zeros(p, 7);
   for (int i = 0; i < 7; i++)
     ok = ok && p[i] == 0.0f && !signbit(p[i]);
-  t_check("zeros", ok);
+  CHECK(ok, "zeros");
   k_init_ones(p, 7);
   for (int i = 0; i < 7; i++)
     ok = ok && p[i] == 1.0f;
-  t_check("ones", ok);
+  CHECK(ok, "ones");
   k_init_constant(p, 7, -2.5f);
   for (int i = 0; i < 7; i++)
     ok = ok && p[i] == -2.5f;
-  t_check("constant", ok);
+  CHECK(ok, "constant");
 }
 
 static void moments(const float *p, int64_t n, double *mean, double *var) {
@@ -44,18 +45,18 @@ static void test_uniform(float lo, float hi) {
     in_range = in_range && p[i] >= lo && p[i] <= hi;
   char what[120];
   snprintf(what, sizeof what, "uniform(%g, %g) within bounds", lo, hi);
-  t_check(what, in_range);
+  CHECK(in_range, "%s", what);
 
   // The first draw is exactly lo + (hi - lo) * rng_uniformf of the same state.
   Rng replay = r0;
   float first = lo + (hi - lo) * rng_uniformf(&replay);
   snprintf(what, sizeof what, "uniform(%g, %g) draws rng_uniformf in order", lo, hi);
-  t_check(what, p[0] == first);
+  CHECK(p[0] == first, "%s", what);
 
   Rng again = r0;
   k_init_uniform(q, NDRAW, lo, hi, &again);
   snprintf(what, sizeof what, "uniform(%g, %g) is deterministic", lo, hi);
-  t_check(what, memcmp(p, q, NDRAW * sizeof(float)) == 0 && memcmp(&r, &again, sizeof r) == 0);
+  CHECK(memcmp(p, q, NDRAW * sizeof(float)) == 0 && memcmp(&r, &again, sizeof r) == 0, "%s", what);
 
   double mean, var, w = (double)hi - lo;
   moments(p, NDRAW, &mean, &var);
@@ -63,7 +64,7 @@ static void test_uniform(float lo, float hi) {
   double se_mean = sqrt(want_var / NDRAW), se_var = want_var * sqrt(0.8 / NDRAW);
   printf("  mean %.5f (want %.5f), variance %.5f (want %.5f)\n", mean, want_mean, var, want_var);
   snprintf(what, sizeof what, "uniform(%g, %g) mean and variance", lo, hi);
-  t_check(what, fabs(mean - want_mean) < 5 * se_mean && fabs(var - want_var) < 5 * se_var);
+  CHECK(fabs(mean - want_mean) < 5 * se_mean && fabs(var - want_var) < 5 * se_var, "%s", what);
   free(p), free(q);
 }
 
@@ -77,14 +78,14 @@ static void test_normal(float mean_, float std) {
   k_init_normal(q, NDRAW, mean_, std, &again);
   char what[120];
   snprintf(what, sizeof what, "normal(%g, %g) is deterministic", mean_, std);
-  t_check(what, memcmp(p, q, NDRAW * sizeof(float)) == 0);
+  CHECK(memcmp(p, q, NDRAW * sizeof(float)) == 0, "%s", what);
 
   double mean, var, want_var = (double)std * std;
   moments(p, NDRAW, &mean, &var);
   double se_mean = std / sqrt(NDRAW), se_var = want_var * sqrt(2.0 / NDRAW);
   printf("  mean %.5f (want %.5f), variance %.5f (want %.5f)\n", mean, mean_, var, want_var);
   snprintf(what, sizeof what, "normal(%g, %g) mean and variance", mean_, std);
-  t_check(what, fabs(mean - mean_) < 5 * se_mean && fabs(var - want_var) < 5 * se_var);
+  CHECK(fabs(mean - mean_) < 5 * se_mean && fabs(var - want_var) < 5 * se_var, "%s", what);
   free(p), free(q);
 }
 
@@ -105,10 +106,9 @@ static void test_bounds(void) {
     if (fabs(got[i] - want[i]) > 1e-12 * want[i])
       printf("  bound %d: got %.17g, want %.17g\n", i, got[i], want[i]);
   }
-  t_check("kaiming_uniform bounds", ok);
-  t_check("bias bound 1/sqrt(fan_in)",
-          fabs(k_default_bias_bound(25) - 0.2) < 1e-15 && k_default_bias_bound(0) == 0 &&
-          k_default_weight_bound(0) == 0);
+  CHECK(ok, "kaiming_uniform bounds");
+  CHECK(fabs(k_default_bias_bound(25) - 0.2) < 1e-15 && k_default_bias_bound(0) == 0 &&
+        k_default_weight_bound(0) == 0, "bias bound 1/sqrt(fan_in)");
 }
 
 int main(void) {

@@ -2,7 +2,8 @@
 // naive double versions (written differently where a stable form matters:
 // bce through log-sigmoid); their backward by gradient checks with an
 // upstream gradient g = 0.7; labels out of range end the program.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 static const double G = 0.7;   // the upstream gradient the backward gets
 
@@ -144,16 +145,14 @@ static void test_extremes(void) {
   t_close_fwd("bce_with_logits at +-100", &bce, &want, 1);
   float dx[4] = {0};
   k_bce_with_logits_backward(dx, NULL, 1.0f, x, t, 4);
-  t_check("bce_with_logits gradient at +-100 is finite, +-1/n",
-          dx[0] == 0.25f && dx[1] == -0.25f && dx[2] == 0 && fabsf(dx[3]) < 1e-13f);
+  CHECK(dx[0] == 0.25f && dx[1] == -0.25f && dx[2] == 0 && fabsf(dx[3]) < 1e-13f, "bce_with_logits gradient at +-100 is finite, +-1/n");
 }
 
 // PyTorch's l1 subgradient at x == t is 0.
 static void test_l1_at_equality(void) {
   float x[] = {1, 2, 3}, t[] = {1, 1, 4}, dx[3] = {0}, dt[3] = {0};
   k_l1_backward(dx, dt, 3.0f, x, t, 3);
-  t_check("l1 gradient is sign(x - t), 0 at equality",
-          dx[0] == 0 && dx[1] == 1 && dx[2] == -1 && dt[0] == 0 && dt[1] == -1 && dt[2] == 1);
+  CHECK(dx[0] == 0 && dx[1] == 1 && dx[2] == -1 && dt[0] == 0 && dt[1] == -1 && dt[2] == 1, "l1 gradient is sign(x - t), 0 at equality");
 }
 
 static float bad_logits[6];

@@ -1,7 +1,8 @@
 // test_matmul.c: k_sgemm and the batched matmul against a naive triple loop
 // in double, for every combination of the transpose flags; the backward by
 // gradient checks.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // A(i, k) of op(A) for A stored (M,K), or (K,M) when transposed.
 static double at(const double *A, bool t, int64_t rows, int64_t cols, int64_t i, int64_t k) {
@@ -84,8 +85,7 @@ static void test_sgemm_alpha_beta(void) {
   // K = 0: an empty sum, C = beta * C.
   float C2[4] = {1, 2, NAN, 4};
   k_sgemm(false, false, 2, 2, 0, 1.0f, A, B, 0.0f, C2);
-  t_check("sgemm K = 0, beta = 0 gives zeros",
-          C2[0] == 0 && C2[1] == 0 && C2[2] == 0 && C2[3] == 0);
+  CHECK(C2[0] == 0 && C2[1] == 0 && C2[2] == 0 && C2[3] == 0, "sgemm K = 0, beta = 0 gives zeros");
   free(A), free(B), free(C), free(Ad), free(Bd), free(want);
 }
 

@@ -1,7 +1,8 @@
 // test_norm.c: batchnorm (training and evaluation), dropout, softmax and
 // log_softmax against naive double versions; batchnorm, softmax and
 // log_softmax backward by gradient checks, dropout's backward exactly.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 //
 // Batchnorm
@@ -138,7 +139,7 @@ static void test_dropout(void) {
   bool ok = memcmp(&r, &r0, sizeof r) == 0;
   for (int64_t i = 0; i < n; i++)
     ok = ok && y[i] == x[i] && mask[i] == 1;
-  t_check("dropout p=0 is the identity and draws nothing", ok);
+  CHECK(ok, "dropout p=0 is the identity and draws nothing");
 
   float inf_x[2] = {INFINITY, 3.0f}, inf_y[2];
   uint8_t m2[2];
@@ -147,16 +148,16 @@ static void test_dropout(void) {
   ok = memcmp(&r, &r0, sizeof r) == 0 && inf_y[1] == 0 && m2[0] == 0 && m2[1] == 0;
   for (int64_t i = 0; i < n; i++)
     ok = ok && y[i] == 0 && mask[i] == 0;
-  t_check("dropout p=1 gives zeros without dividing by zero", ok);
+  CHECK(ok, "dropout p=1 gives zeros without dividing by zero");
 
   const float p = 0.3f;
   float scale = k_dropout_scale(p);
-  t_check("dropout scale is 1/(1-p)", scale == 1.0f / 0.7f);
+  CHECK(scale == 1.0f / 0.7f, "dropout scale is 1/(1-p)");
   uint64_t key = k_dropout_key(p, &r);
   Rng two = r0;
   rng_u32(&two);
   rng_u32(&two);
-  t_check("dropout p=0.3: the key takes two draws", memcmp(&r, &two, sizeof r) == 0);
+  CHECK(memcmp(&r, &two, sizeof r) == 0, "dropout p=0.3: the key takes two draws");
   k_dropout_forward(y, mask, x, n, p, key, 0);
   int64_t kept = 0;
   ok = true;
@@ -165,15 +166,15 @@ static void test_dropout(void) {
     ok = ok && mask[i] == (k_dropout_uniform(key, i) >= p);
     ok = ok && y[i] == (mask[i] ? x[i] * scale : 0.0f * x[i]);
   }
-  t_check("dropout p=0.3: mask is u >= p, kept values scaled", ok);
+  CHECK(ok, "dropout p=0.3: mask is u >= p, kept values scaled");
   double frac = (double)kept / n;   // the standard deviation is 0.00145
   printf("  kept fraction %.4f\n", frac);
-  t_check("dropout p=0.3 keeps 70% +- 1%", fabs(frac - 0.7) < 0.01);
+  CHECK(fabs(frac - 0.7) < 0.01, "%s", "dropout p=0.3 keeps 70% +- 1%");
   // Neighbours are independent: P(both kept) = 0.49 (standard deviation 0.0016).
   int64_t both = 0;
   for (int64_t i = 0; i + 1 < n; i++)
     both += mask[i] & mask[i + 1];
-  t_check("dropout p=0.3: neighbouring elements independent", fabs((double)both / (n - 1) - 0.49) < 0.01);
+  CHECK(fabs((double)both / (n - 1) - 0.49) < 0.01, "dropout p=0.3: neighbouring elements independent");
 
   // Any share drawn on its own gives the same mask as the whole.
   uint8_t *mask2 = xmalloc(n);
@@ -181,9 +182,9 @@ static void test_dropout(void) {
   int64_t cut = 33333;
   k_dropout_forward(y2 + cut, mask2 + cut, x + cut, n - cut, p, key, cut);
   k_dropout_forward(y2, mask2, x, cut, p, key, 0);
-  t_check("dropout: two shares give the mask of the whole", memcmp(mask, mask2, n) == 0);
+  CHECK(memcmp(mask, mask2, n) == 0, "dropout: two shares give the mask of the whole");
   Rng r1 = r0;
-  t_check("dropout: another key, another mask", k_dropout_key(p, &r) != key && k_dropout_key(p, &r1) == key);
+  CHECK(k_dropout_key(p, &r) != key && k_dropout_key(p, &r1) == key, "dropout: another key, another mask");
 
   // In place.
   float *z = t_copyf(x, n);

@@ -7,7 +7,8 @@
 //
 // Tolerance: |got - want| <= 1e-6 + 1e-5 * |want| (float against double
 // over three steps).
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 #define OPT_ATOL 1e-6
 #define OPT_RTOL 1e-5

@@ -4,7 +4,8 @@
 // against the reference's bytes. Maxpool's gradient checks use inputs whose values are
 // all distinct and at least 1e-3 apart, far more than the finite-difference
 // step, so no perturbation changes which element is the maximum.
-#include "check.h"
+#include "../test.h"
+#include "runtime.h"
 
 // The naive maxpool: y and the argmax index within the (H,W) plane.
 // Scans each window in row-major order and keeps the first maximum.
@@ -109,7 +110,7 @@ static void test_pool(const KPool2d *g, bool max) {
     snprintf(what, sizeof what, "%s forward", name);
     t_close(what, y, c.y, ny, 0, 0);
     snprintf(what, sizeof what, "%s argmax", name);
-    t_check(what, memcmp(arg, want_arg, ny * sizeof(int32_t)) == 0);
+    CHECK(memcmp(arg, want_arg, ny * sizeof(int32_t)) == 0, "%s", what);
     // the cpu backend's kernel: the reference's bytes
     float *yf = xmalloc(ny * sizeof(float));
     int32_t *argf = xmalloc(ny * sizeof(int32_t));
@@ -117,7 +118,7 @@ static void test_pool(const KPool2d *g, bool max) {
     snprintf(what, sizeof what, "%s k_maxpool2d_forward_fast", name);
     t_equal(what, yf, y, ny);
     snprintf(what, sizeof what, "%s k_maxpool2d_forward_fast argmax", name);
-    t_check(what, memcmp(argf, arg, ny * sizeof(int32_t)) == 0);
+    CHECK(memcmp(argf, arg, ny * sizeof(int32_t)) == 0, "%s", what);
     free(yf), free(argf);
   } else {
     k_avgpool2d_forward(y, x, g);
@@ -139,11 +140,11 @@ static void test_pool(const KPool2d *g, bool max) {
 
 typedef void (*MaxpoolFn)(float *y, int32_t *argmax, const float *x, const KPool2d *g);
 
-// t_check with the name of the kernel under test first.
+// A check with the name of the kernel under test first.
 static void check_of(const char *kernel, const char *what, bool ok) {
   char buf[200];
   snprintf(buf, sizeof buf, "%s: %s", kernel, what);
-  t_check(buf, ok);
+  CHECK(ok, "%s", buf);
 }
 
 // Ties go to the first maximum in row-major order; padding is -inf, so an
@@ -203,7 +204,7 @@ static void test_avgpool_divisor(void) {
   KPool2d g = {1, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1};
   float x[] = {9, 9, 9, 9}, y[4];
   k_avgpool2d_forward(y, x, &g);
-  t_check("avgpool counts padding in the divisor", y[0] == 4 && y[3] == 4);
+  CHECK(y[0] == 4 && y[3] == 4, "avgpool counts padding in the divisor");
 }
 
 typedef struct GapCtx {

@@ -2,7 +2,8 @@
 // and the batcher: same seed same order, a fresh order each epoch, the last
 // partial batch, and a cursor saved and restored mid-run continuing bit for
 // bit.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <math.h>
 
@@ -186,10 +187,10 @@ static void test_cursor(void) {
 }
 
 int main(void) {
-  make_tmpdir("batch");
+  t_tmpdir("batch");
   test_stats();
   test_split();
   test_batcher();
   test_cursor();
-  return finish("test_batch");
+  return t_finish("test_batch");
 }

@@ -1,27 +1,28 @@
 // test_csv.c: the Kaggle digit-recognizer CSV: with and without labels,
 // CRLF and missing final newlines, every error case (each message names the
 // file, the line and the column), and a full-size 42000-line file.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <time.h>
 
 static bool load(const char *name, const char *text, int nclasses, Dataset *ds, char *err, size_t n) {
-  write_bytes(tmp_path(name), text, strlen(text));
-  return data_load_csv(tmp_path(name), nclasses, ds, err, n);
+  t_write(t_path(name), text, strlen(text));
+  return data_load_csv(t_path(name), nclasses, ds, err, n);
 }
 
 // The same for text that holds NUL bytes: n bytes of it.
 static bool load_n(const char *name, const char *text, size_t len, Dataset *ds, char *err, size_t n) {
-  write_bytes(tmp_path(name), text, len);
-  return data_load_csv(tmp_path(name), 10, ds, err, n);
+  t_write(t_path(name), text, len);
+  return data_load_csv(t_path(name), 10, ds, err, n);
 }
 
 // A table for an input x of two values and a scalar target y.
 static const Columns table_x = {"x", 2, 0}, table_y = {"y", 1, 0};
 
 static bool load_table(const char *name, const char *text, Dataset *ds, char *err, size_t n) {
-  write_bytes(tmp_path(name), text, strlen(text));
-  return data_load_table_csv(tmp_path(name), &table_x, 1, &table_y, ds, err, n);
+  t_write(t_path(name), text, strlen(text));
+  return data_load_table_csv(t_path(name), &table_x, 1, &table_y, ds, err, n);
 }
 
 static void test_valid(void) {
@@ -55,7 +56,7 @@ static void test_valid(void) {
   do {                                                                               \
     Dataset ds_;                                                                   \
     char err_[1024];                                                                 \
-    CHECK_ERR(load(name, text, 10, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
+    CHECK_ERR(load(name, text, 10, &ds_, err_, sizeof err_), err_, t_path(name), __VA_ARGS__); \
   } while (0)
 
 // Line ends: LF, CRLF and lone CRs (old Mac files), each one line; a byte
@@ -100,8 +101,8 @@ static void test_lexical(void) {
     data_free(&ds);
   CHECK_ERR(load_table("tlong.csv", "x0,x1,y\n1,2,0.00000000000000000000000000000000000000000000000000000000000000001\n",
                        &ds, err, sizeof err), err, "line 2, column 3 (y)", "too long for a number (67 characters)");
-  write_bytes(tmp_path("tnul.csv"), "x0,x1,y\n1,2\0,3\n", 15);
-  CHECK_ERR(data_load_table_csv(tmp_path("tnul.csv"), &table_x, 1, &table_y, &ds, err, sizeof err), err,
+  t_write(t_path("tnul.csv"), "x0,x1,y\n1,2\0,3\n", 15);
+  CHECK_ERR(data_load_table_csv(t_path("tnul.csv"), &table_x, 1, &table_y, &ds, err, sizeof err), err,
             "line 2, column 2 (x1)", "NUL byte");
 
   // Many blank lines and a wide header: the arrays are sized by what the
@@ -115,8 +116,8 @@ static void test_lexical(void) {
     sb_putc(&b, '\n');
   for (int j = 0; j < 2000; j++)
     sb_puts(&b, j ? ",1" : "1");
-  write_bytes(tmp_path("blank.csv"), b.data, b.len);
-  ok = data_load_csv(tmp_path("blank.csv"), 10, &ds, err, sizeof err);
+  t_write(t_path("blank.csv"), b.data, b.len);
+  ok = data_load_csv(t_path("blank.csv"), 10, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.dim == 2000 && ds.x[1999] == (float)(1 / 255.0), "blank lines: %s", ok ? "" : err);
   if (ok)
     data_free(&ds);
@@ -141,13 +142,13 @@ static void test_errors(void) {
   BAD_CSV("e15.csv", "label\n1\n", "no pixel columns");
   Dataset ds;
   char err[1024];
-  CHECK_ERR(data_load_csv(tmp_path("none.csv"), 10, &ds, err, sizeof err), err, "none.csv", "No such file");
+  CHECK_ERR(data_load_csv(t_path("none.csv"), 10, &ds, err, sizeof err), err, "none.csv", "No such file");
 }
 
 // 42000 lines of 785 fields, like Kaggle's train.csv (about 75 MB).
 static void test_large(void) {
   enum { N = 42000, P = 784 };
-  FILE *f = fopen(tmp_path("big.csv"), "wb");
+  FILE *f = fopen(t_path("big.csv"), "wb");
   fputs("label", f);
   for (int j = 0; j < P; j++)
     fprintf(f, ",pixel%d", j);
@@ -167,7 +168,7 @@ static void test_large(void) {
   char err[1024];
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  bool ok = data_load_csv(tmp_path("big.csv"), 10, &ds, err, sizeof err);
+  bool ok = data_load_csv(t_path("big.csv"), 10, &ds, err, sizeof err);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   CHECK(ok, "%s", err);
   if (!ok)
@@ -186,10 +187,10 @@ static void test_large(void) {
 }
 
 int main(void) {
-  make_tmpdir("csv");
+  t_tmpdir("csv");
   test_valid();
   test_lexical();
   test_errors();
   test_large();
-  return finish("test_csv");
+  return t_finish("test_csv");
 }

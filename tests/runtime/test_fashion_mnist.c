@@ -2,7 +2,8 @@
 // files). Skipped (exit code 77) where the package is not installed.
 //
 //   test_fashion_mnist [DIR]    DIR defaults to /usr/share/datasets/fashion-mnist
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -37,10 +38,10 @@ int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : RT_FASHION_MNIST_DIR;
   struct stat st;
   if (stat(dir, &st) != 0) {
-    printf("test_fashion_mnist: skipped: %s is absent (apt install dataset-fashion-mnist)\n", dir);
-    return 77;
+    printf("%s is absent (apt install dataset-fashion-mnist)\n", dir);
+    return t_skip("test_fashion_mnist", "no Fashion-MNIST");
   }
-  make_tmpdir("fmnist");
+  t_tmpdir("fmnist");
   Dataset train, test;
   char err[2048];
   double t0 = now_seconds();
@@ -48,7 +49,7 @@ int main(int argc, char **argv) {
   double t1 = now_seconds();
   CHECK(ok, "%s", err);
   if (!ok)
-    return finish("test_fashion_mnist");
+    return t_finish("test_fashion_mnist");
   printf("test_fashion_mnist: train loaded in %.2f s\n", t1 - t0);
   check_split(&train, 60000, (const int32_t[]){9, 0, 0, 3, 0, 2, 7, 2, 5, 5}, 76247, 217, 0.2860405969887955);
   ok = data_load_idx_dir(dir, "test", 10, &test, err, sizeof err);
@@ -73,5 +74,5 @@ int main(int argc, char **argv) {
   data_free(&tr);
   data_free(&va);
   data_free(&train);
-  return finish("test_fashion_mnist");
+  return t_finish("test_fashion_mnist");
 }

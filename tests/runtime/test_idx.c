@@ -1,7 +1,8 @@
 // test_idx.c: IDX and IDX.gz loading: valid files of several element types,
 // gzip told apart by its magic bytes, the MNIST directory layout, and every
 // malformed case, each of whose messages must name the file and the problem.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -60,14 +61,14 @@ static void write_gz(const char *path, const Bytes *b) {
 
 static void test_valid_u8(void) {
   Bytes im = images_u8(), lb = labels_u8((const unsigned char[]){3, 0, 9, 1, 4}, 5);
-  write_bytes(tmp_path("im"), im.data, im.len);
-  write_bytes(tmp_path("lb"), lb.data, lb.len);
-  write_gz(tmp_path("im.data"), &im);   // gzip under a name that does not say so
+  t_write(t_path("im"), im.data, im.len);
+  t_write(t_path("lb"), lb.data, lb.len);
+  write_gz(t_path("im.data"), &im);   // gzip under a name that does not say so
   char err[1024];
   for (int gz = 0; gz < 2; gz++) {
     Dataset ds;
-    const char *p = tmp_path(gz ? "im.data" : "im");
-    bool ok = data_load_idx(p, tmp_path("lb"), 10, &ds, err, sizeof err);
+    const char *p = t_path(gz ? "im.data" : "im");
+    bool ok = data_load_idx(p, t_path("lb"), 10, &ds, err, sizeof err);
     CHECK(ok, "%s", err);
     if (!ok)
       continue;
@@ -105,10 +106,10 @@ static void test_valid_u8(void) {
     data_idx_free(&idx);
   }
   Dataset ds;   // classes from the labels when the caller gives none
-  CHECK(data_load_idx(tmp_path("im"), tmp_path("lb"), 0, &ds, err, sizeof err), "%s", err);
+  CHECK(data_load_idx(t_path("im"), t_path("lb"), 0, &ds, err, sizeof err), "%s", err);
   CHECK(ds.nclasses == 10, "inferred nclasses %d", ds.nclasses);
   data_free(&ds);
-  CHECK(data_load_idx(tmp_path("im"), NULL, 10, &ds, err, sizeof err), "%s", err);
+  CHECK(data_load_idx(t_path("im"), NULL, 10, &ds, err, sizeof err), "%s", err);
   CHECK(ds.y == NULL && ds.n == 5, "unlabeled");
   data_free(&ds);
   free(im.data);
@@ -129,11 +130,11 @@ static void test_valid_f32_i32(void) {
   put_be32(&lb, 2);
   put_be32(&lb, 70000);
   put_be32(&lb, 0);
-  write_bytes(tmp_path("f32"), im.data, im.len);
-  write_gz(tmp_path("i32.gz"), &lb);
+  t_write(t_path("f32"), im.data, im.len);
+  write_gz(t_path("i32.gz"), &lb);
   char err[1024];
   Dataset ds;
-  bool ok = data_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 0, &ds, err, sizeof err);
+  bool ok = data_load_idx(t_path("f32"), t_path("i32.gz"), 0, &ds, err, sizeof err);
   CHECK(ok, "%s", err);
   if (ok) {
     CHECK(ds.ndim == 1 && ds.dim == 2, "shape");
@@ -142,10 +143,10 @@ static void test_valid_f32_i32(void) {
     CHECK(ds.y[1] == 70000 && ds.nclasses == 70001, "int32 labels");
     data_free(&ds);
   }
-  CHECK_ERR(data_load_idx(tmp_path("f32"), tmp_path("i32.gz"), 10, &ds, err, sizeof err), err,
-            tmp_path("i32.gz"), "label at index 1 is 70000", "outside [0, 10)");
-  CHECK_ERR(data_load_idx(tmp_path("f32"), tmp_path("f32"), 10, &ds, err, sizeof err), err,
-            tmp_path("f32"), "labels must be integers", "float32");
+  CHECK_ERR(data_load_idx(t_path("f32"), t_path("i32.gz"), 10, &ds, err, sizeof err), err,
+            t_path("i32.gz"), "label at index 1 is 70000", "outside [0, 10)");
+  CHECK_ERR(data_load_idx(t_path("f32"), t_path("f32"), 10, &ds, err, sizeof err), err,
+            t_path("f32"), "labels must be integers", "float32");
   free(im.data);
   free(lb.data);
 }
@@ -153,11 +154,11 @@ static void test_valid_f32_i32(void) {
 // Writes bytes to a file and expects data_idx_read to fail with these words.
 #define BAD_IDX(name, bytes, n, ...)                                          \
   do {                                                                        \
-    write_bytes(tmp_path(name), (bytes), (n));                                \
+    t_write(t_path(name), (bytes), (n));                                \
     IdxFile idx_;                                                               \
     char err_[1024];                                                          \
-    CHECK_ERR(data_idx_read(tmp_path(name), &idx_, err_, sizeof err_), err_,    \
-              tmp_path(name), __VA_ARGS__);                                   \
+    CHECK_ERR(data_idx_read(t_path(name), &idx_, err_, sizeof err_), err_,    \
+              t_path(name), __VA_ARGS__);                                   \
   } while (0)
 
 static void test_malformed(void) {
@@ -177,18 +178,18 @@ static void test_malformed(void) {
   BAD_IDX("long", longer.data, longer.len, "5 bytes of trailing data", "expected 76 bytes", "found 81");
   IdxFile idx;
   char err[1024];
-  CHECK_ERR(data_idx_read(tmp_path("missing"), &idx, err, sizeof err), err, tmp_path("missing"),
+  CHECK_ERR(data_idx_read(t_path("missing"), &idx, err, sizeof err), err, t_path("missing"),
             "cannot open", "No such file");
 
   // gzip: short data after decompression, a cut-off stream, a bad checksum
   Bytes cut = {0};
   put(&cut, im.data, im.len - 10);
-  write_gz(tmp_path("short.gz"), &cut);
-  CHECK_ERR(data_idx_read(tmp_path("short.gz"), &idx, err, sizeof err), err, tmp_path("short.gz"),
+  write_gz(t_path("short.gz"), &cut);
+  CHECK_ERR(data_idx_read(t_path("short.gz"), &idx, err, sizeof err), err, t_path("short.gz"),
             "truncated", "expected 76 bytes after decompression", "found 66");
-  write_gz(tmp_path("full.gz"), &im);
+  write_gz(t_path("full.gz"), &im);
   size_t n;
-  unsigned char *gz = (unsigned char *)read_file(tmp_path("full.gz"), &n);
+  unsigned char *gz = (unsigned char *)read_file(t_path("full.gz"), &n);
   BAD_IDX("cut.gz", gz, n - 12, "truncated", "gzip data ends early");
   gz[n - 6] ^= 0x55;   // inside the CRC-32 of the gzip trailer
   BAD_IDX("crc.gz", gz, n, "corrupt gzip data", "gzip -t");
@@ -208,22 +209,22 @@ static void test_sizes_and_gzip(void) {
   idx_header(&claim, 0x08, 3, (uint32_t[]){20000000, 28, 28});
   put(&claim, (unsigned char[200]){0}, 200);
   BAD_IDX("claim", claim.data, claim.len, "is truncated", "expected 15680000016 bytes", "found 216");
-  write_gz(tmp_path("claim.gz"), &claim);
-  CHECK_ERR(data_idx_read(tmp_path("claim.gz"), &idx, err, sizeof err), err, "claim.gz", "is truncated",
+  write_gz(t_path("claim.gz"), &claim);
+  CHECK_ERR(data_idx_read(t_path("claim.gz"), &idx, err, sizeof err), err, "claim.gz", "is truncated",
             "expected 15680000016 bytes after decompression", "found 216");
   CHECK_ERR(data_idx_decode(claim.data, claim.len, "mem", &idx, err, sizeof err), err, "mem: is truncated");
 
   // two gzip members make one stream, as with gzip -d
   Bytes im = images_u8();
-  write_gz(tmp_path("a.gz"), &(Bytes){im.data, 30});
-  write_gz(tmp_path("b.gz"), &(Bytes){im.data + 30, im.len - 30});
+  write_gz(t_path("a.gz"), &(Bytes){im.data, 30});
+  write_gz(t_path("b.gz"), &(Bytes){im.data + 30, im.len - 30});
   size_t na, nb;
-  char *ga = read_file(tmp_path("a.gz"), &na), *gb = read_file(tmp_path("b.gz"), &nb);
+  char *ga = read_file(t_path("a.gz"), &na), *gb = read_file(t_path("b.gz"), &nb);
   Bytes two = {0};
   put(&two, ga, na);
   put(&two, gb, nb);
-  write_bytes(tmp_path("two.gz"), two.data, two.len);
-  bool ok = data_idx_read(tmp_path("two.gz"), &idx, err, sizeof err);
+  t_write(t_path("two.gz"), two.data, two.len);
+  bool ok = data_idx_read(t_path("two.gz"), &idx, err, sizeof err);
   CHECK(ok && idx.gzip && idx.count == 60 && !memcmp(idx.data, im.data + 16, 60), "two members: %s",
         ok ? "" : err);
   data_idx_free(&idx);
@@ -254,15 +255,15 @@ static void test_sizes_and_gzip(void) {
   uint32_t vals[4] = {0x3f800000, 0x7fc00000, 0, 0};   // 1, NaN
   for (int i = 0; i < 4; i++)
     put_be32(&f, vals[i]);
-  write_bytes(tmp_path("nan"), f.data, f.len);
+  t_write(t_path("nan"), f.data, f.len);
   Dataset ds;
-  CHECK_ERR(data_load_idx(tmp_path("nan"), NULL, 0, &ds, err, sizeof err), err, "nan: element 1 (sample 0) is nan",
+  CHECK_ERR(data_load_idx(t_path("nan"), NULL, 0, &ds, err, sizeof err), err, "nan: element 1 (sample 0) is nan",
             "must be finite");
   Bytes d = {0};
   idx_header(&d, 0x0E, 2, (uint32_t[]){1, 1});
   put(&d, "\x7f\xef\xff\xff\xff\xff\xff\xff", 8);   // DBL_MAX: beyond float
-  write_bytes(tmp_path("dmax"), d.data, d.len);
-  CHECK_ERR(data_load_idx(tmp_path("dmax"), NULL, 0, &ds, err, sizeof err), err, "element 0 (sample 0)",
+  t_write(t_path("dmax"), d.data, d.len);
+  CHECK_ERR(data_load_idx(t_path("dmax"), NULL, 0, &ds, err, sizeof err), err, "element 0 (sample 0)",
             "within float range");
   free(d.data);
   free(f.data);
@@ -277,19 +278,19 @@ static void test_sizes_and_gzip(void) {
 static void test_mismatch(void) {
   Bytes im = images_u8(), lb4 = labels_u8((const unsigned char[]){1, 2, 3, 4}, 4);
   Bytes bad = labels_u8((const unsigned char[]){1, 2, 3, 12, 200}, 5);
-  write_bytes(tmp_path("m_im"), im.data, im.len);
-  write_bytes(tmp_path("m_lb4"), lb4.data, lb4.len);
-  write_bytes(tmp_path("m_bad"), bad.data, bad.len);
+  t_write(t_path("m_im"), im.data, im.len);
+  t_write(t_path("m_lb4"), lb4.data, lb4.len);
+  t_write(t_path("m_bad"), bad.data, bad.len);
   Dataset ds;
   char err[1024];
-  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
-            tmp_path("m_lb4"), "has 4 labels", tmp_path("m_im"), "has 5 images");
-  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_bad"), 10, &ds, err, sizeof err), err,
-            tmp_path("m_bad"), "label at index 3 is 12", "outside [0, 10)");
-  CHECK_ERR(data_load_idx(tmp_path("m_lb4"), tmp_path("m_lb4"), 10, &ds, err, sizeof err), err,
-            tmp_path("m_lb4"), "images must have 2 to 5 dimensions", "has 1");
-  CHECK_ERR(data_load_idx(tmp_path("m_im"), tmp_path("m_im"), 10, &ds, err, sizeof err), err,
-            tmp_path("m_im"), "labels must have 1 dimension");
+  CHECK_ERR(data_load_idx(t_path("m_im"), t_path("m_lb4"), 10, &ds, err, sizeof err), err,
+            t_path("m_lb4"), "has 4 labels", t_path("m_im"), "has 5 images");
+  CHECK_ERR(data_load_idx(t_path("m_im"), t_path("m_bad"), 10, &ds, err, sizeof err), err,
+            t_path("m_bad"), "label at index 3 is 12", "outside [0, 10)");
+  CHECK_ERR(data_load_idx(t_path("m_lb4"), t_path("m_lb4"), 10, &ds, err, sizeof err), err,
+            t_path("m_lb4"), "images must have 2 to 5 dimensions", "has 1");
+  CHECK_ERR(data_load_idx(t_path("m_im"), t_path("m_im"), 10, &ds, err, sizeof err), err,
+            t_path("m_im"), "labels must have 1 dimension");
   free(im.data);
   free(lb4.data);
   free(bad.data);
@@ -298,14 +299,14 @@ static void test_mismatch(void) {
 // The MNIST layout, with the .gz and dotted variants of the names.
 static void test_dir(void) {
   char dir[600], err[2048];
-  snprintf(dir, sizeof dir, "%s/mnist", rt_tmpdir);
+  snprintf(dir, sizeof dir, "%s/mnist", t_dir);
   mkdir(dir, 0755);
   Dataset ds;
   CHECK_ERR(data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err, dir, "no train data found",
             "train-images-idx3-ubyte, train-images-idx3-ubyte.gz, train-images.idx3-ubyte, "
             "train-images.idx3-ubyte.gz", "dataset-fashion-mnist");
   CHECK_ERR(data_load_idx_dir(dir, "valid", 10, &ds, err, sizeof err), err, "unknown split 'valid'");
-  CHECK_ERR(data_load_idx_dir(tmp_path("nowhere"), "train", 10, &ds, err, sizeof err), err,
+  CHECK_ERR(data_load_idx_dir(t_path("nowhere"), "train", 10, &ds, err, sizeof err), err,
             "nowhere", "No such file or directory");
   Bytes im = images_u8(), lb = labels_u8((const unsigned char[]){0, 1, 2, 3, 4}, 5);
   Bytes lb2 = labels_u8((const unsigned char[]){5, 6, 7, 8, 9}, 5);
@@ -315,9 +316,9 @@ static void test_dir(void) {
   CHECK_ERR(data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err), err,
             "looked for train-labels-idx1-ubyte, train-labels-idx1-ubyte.gz");
   snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
-  write_bytes(p, lb.data, lb.len);
+  t_write(p, lb.data, lb.len);
   snprintf(p, sizeof p, "%s/t10k-images.idx3-ubyte", dir);
-  write_bytes(p, im.data, im.len);
+  t_write(p, im.data, im.len);
   snprintf(p, sizeof p, "%s/t10k-labels.idx1-ubyte.gz", dir);
   write_gz(p, &lb2);
   bool ok = data_load_idx_dir(dir, "train", 10, &ds, err, sizeof err);
@@ -338,12 +339,12 @@ static void test_dir(void) {
 }
 
 int main(void) {
-  make_tmpdir("idx");
+  t_tmpdir("idx");
   test_valid_u8();
   test_valid_f32_i32();
   test_malformed();
   test_sizes_and_gzip();
   test_mismatch();
   test_dir();
-  return finish("test_idx");
+  return t_finish("test_idx");
 }

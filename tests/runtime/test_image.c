@@ -2,7 +2,8 @@
 // with zlib's compress() and a CRC-32 of our own, in every colour type,
 // several bit depths and all five row filters, and compared pixel by pixel
 // with the gray values they should give.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <math.h>
 #include <zlib.h>
@@ -196,15 +197,15 @@ static void test_png_valid(void) {
   uint16_t px[4] = {0, 85, 170, 255};
   Spec s = {.w = 2, .h = 2, .color = 0, .depth = 8, .samples = px};
   Bytes b = encode_png(&s);
-  write_bytes(tmp_path("g.png"), b.data, b.len);
+  t_write(t_path("g.png"), b.data, b.len);
   free(b.data);
   Image img;
   char err[1024];
-  bool ok = data_image_load(tmp_path("g.png"), &img, err, sizeof err);
+  bool ok = data_image_load(t_path("g.png"), &img, err, sizeof err);
   CHECK(ok && img.px[1] == (float)(85 / 255.0) && img.px[3] == 1, "load from file: %s", ok ? "" : err);
   if (ok)
     data_image_free(&img);
-  CHECK_ERR(data_image_load(tmp_path("none.png"), &img, err, sizeof err), err, "none.png", "No such file");
+  CHECK_ERR(data_image_load(t_path("none.png"), &img, err, sizeof err), err, "none.png", "No such file");
 }
 
 #define BAD_IMG(name, bytes, n, ...)                                                       \
@@ -419,23 +420,23 @@ static void test_resize(void) {
 
 // data_image_file tells a damaged image from a file in another format.
 static void test_sniff(void) {
-  write_bytes(tmp_path("s.png"), "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
-  write_bytes(tmp_path("s2.png"), "\x89PNG\n\x1a\n", 7);
-  write_bytes(tmp_path("s.pgm"), "P5 1 1 255\n", 11);
-  write_bytes(tmp_path("s.csv"), "label,pixel0\n", 13);
-  write_bytes(tmp_path("s.idx"), "\0\0\x08\x01\0\0\0\0", 8);
-  CHECK(data_image_file(tmp_path("s.png")) && data_image_file(tmp_path("s2.png")) && data_image_file(tmp_path("s.pgm")),
+  t_write(t_path("s.png"), "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
+  t_write(t_path("s2.png"), "\x89PNG\n\x1a\n", 7);
+  t_write(t_path("s.pgm"), "P5 1 1 255\n", 11);
+  t_write(t_path("s.csv"), "label,pixel0\n", 13);
+  t_write(t_path("s.idx"), "\0\0\x08\x01\0\0\0\0", 8);
+  CHECK(data_image_file(t_path("s.png")) && data_image_file(t_path("s2.png")) && data_image_file(t_path("s.pgm")),
         "images");
-  CHECK(!data_image_file(tmp_path("s.csv")) && !data_image_file(tmp_path("s.idx")) &&
-        !data_image_file(tmp_path("nothing")), "not images");
+  CHECK(!data_image_file(t_path("s.csv")) && !data_image_file(t_path("s.idx")) &&
+        !data_image_file(t_path("nothing")), "not images");
 }
 
 int main(void) {
-  make_tmpdir("image");
+  t_tmpdir("image");
   test_png_valid();
   test_png_errors();
   test_pgm();
   test_resize();
   test_sniff();
-  return finish("test_image");
+  return t_finish("test_image");
 }

@@ -2,7 +2,8 @@
 // zero-size tensors, odd names, metadata), a file as another writer might
 // lay it out, every malformed file the reader must refuse, and atomic
 // writes that leave an existing file alone when they fail.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -25,7 +26,7 @@ static void test_round_trip(void) {
   };
   StMeta meta[] = {{"step", "1200"}, {"cursor", "epoch=1 pos=2 rng=00ff:0001"}, {"we\"ird", "a\tb\x01"}};
   char err[1024];
-  const char *path = tmp_path("ck.safetensors");
+  const char *path = t_path("ck.safetensors");
   CHECK(data_st_write(path, t, 6, meta, 3, err, sizeof err), "%s", err);
   StFile f;
   bool ok = data_st_read(path, &f, err, sizeof err);
@@ -75,9 +76,9 @@ static const char *craft(const char *name, const char *header, const void *data,
   memcpy(b + 8, header, h);
   if (n)
     memcpy(b + 8 + h, data, n);
-  write_bytes(tmp_path(name), b, 8 + h + n);
+  t_write(t_path(name), b, 8 + h + n);
   free(b);
-  return tmp_path(name);
+  return t_path(name);
 }
 
 // A file laid out as another writer might: metadata last, whitespace, \u
@@ -122,15 +123,15 @@ static void test_malformed_files(void) {
   static const unsigned char zeros[64];
   StFile f;
   char err[1024];
-  write_bytes(tmp_path("tiny"), "\x10\0\0", 3);
-  CHECK_ERR(data_st_read(tmp_path("tiny"), &f, err, sizeof err), err, "tiny", "too short");
-  write_bytes(tmp_path("huge"), "\0\0\0\x10\0\0\0\0{}", 10);   // 256 MiB header
-  CHECK_ERR(data_st_read(tmp_path("huge"), &f, err, sizeof err), err, "huge", "header length 268435456",
+  t_write(t_path("tiny"), "\x10\0\0", 3);
+  CHECK_ERR(data_st_read(t_path("tiny"), &f, err, sizeof err), err, "tiny", "too short");
+  t_write(t_path("huge"), "\0\0\0\x10\0\0\0\0{}", 10);   // 256 MiB header
+  CHECK_ERR(data_st_read(t_path("huge"), &f, err, sizeof err), err, "huge", "header length 268435456",
             "over the limit");
-  write_bytes(tmp_path("beyond"), "\xe8\x03\0\0\0\0\0\0{\"a\":1}", 15);
-  CHECK_ERR(data_st_read(tmp_path("beyond"), &f, err, sizeof err), err, "beyond",
+  t_write(t_path("beyond"), "\xe8\x03\0\0\0\0\0\0{\"a\":1}", 15);
+  CHECK_ERR(data_st_read(t_path("beyond"), &f, err, sizeof err), err, "beyond",
             "header length 1000 goes beyond the end of the file (15 bytes)");
-  CHECK_ERR(data_st_read(tmp_path("absent"), &f, err, sizeof err), err, "absent", "cannot read",
+  CHECK_ERR(data_st_read(t_path("absent"), &f, err, sizeof err), err, "absent", "cannot read",
             "No such file");
 
   BAD_ST("j1", "{\"a\":}", NULL, 0, "malformed JSON header at byte 5", "unexpected character '}'");
@@ -206,8 +207,8 @@ static void test_atomic(void) {
   static float big[1 << 16];
   StTensor t = {.name = "big", .dtype = ST_F32, .ndim = 1, .shape = {1 << 16}, .data = big};
   char err[1024];
-  const char *path = tmp_path("keep.safetensors");
-  write_bytes(path, "old checkpoint", 14);
+  const char *path = t_path("keep.safetensors");
+  t_write(path, "old checkpoint", 14);
 
   // a file-size limit makes the write fail halfway, like a full disk
   struct rlimit old, lim;
@@ -220,29 +221,29 @@ static void test_atomic(void) {
   setrlimit(RLIMIT_FSIZE, &old);
   CHECK_ERR(ok, err, path, "cannot write the checkpoint", "File too large", "was left as it was", "ulimit");
   CHECK(file_equals(path, "old checkpoint"), "the old file changed");
-  CHECK(no_temp_files(rt_tmpdir), "a temporary file was left behind");
+  CHECK(no_temp_files(t_dir), "a temporary file was left behind");
 
   // the target is a directory: the rename fails
   char dir[600];
-  snprintf(dir, sizeof dir, "%s/adir", rt_tmpdir);
+  snprintf(dir, sizeof dir, "%s/adir", t_dir);
   mkdir(dir, 0755);
-  write_bytes(tmp_path("adir/inside"), "x", 1);
+  t_write(t_path("adir/inside"), "x", 1);
   CHECK_ERR(data_st_write(dir, &t, 1, NULL, 0, err, sizeof err), err, dir, "renaming", "Is a directory");
-  CHECK(file_equals(tmp_path("adir/inside"), "x") && no_temp_files(rt_tmpdir), "directory untouched");
+  CHECK(file_equals(t_path("adir/inside"), "x") && no_temp_files(t_dir), "directory untouched");
 
-  CHECK_ERR(data_st_write(tmp_path("no/such/dir/ck"), &t, 1, NULL, 0, err, sizeof err), err,
+  CHECK_ERR(data_st_write(t_path("no/such/dir/ck"), &t, 1, NULL, 0, err, sizeof err), err,
             "no/such/dir/ck", "creating", "No such file or directory", "does not exist");
 
   // a read-only directory (root may write anyway, so only checked for others)
   char ro[600];
-  snprintf(ro, sizeof ro, "%s/ro", rt_tmpdir);
+  snprintf(ro, sizeof ro, "%s/ro", t_dir);
   mkdir(ro, 0755);
-  write_bytes(tmp_path("ro/ck"), "old", 3);
+  t_write(t_path("ro/ck"), "old", 3);
   chmod(ro, 0555);
   if (geteuid() != 0) {
-    CHECK_ERR(data_st_write(tmp_path("ro/ck"), &t, 1, NULL, 0, err, sizeof err), err, "ro/ck",
+    CHECK_ERR(data_st_write(t_path("ro/ck"), &t, 1, NULL, 0, err, sizeof err), err, "ro/ck",
               "Permission denied", "writable");
-    CHECK(file_equals(tmp_path("ro/ck"), "old") && no_temp_files(ro), "read-only directory untouched");
+    CHECK(file_equals(t_path("ro/ck"), "old") && no_temp_files(ro), "read-only directory untouched");
   }
   chmod(ro, 0755);
 
@@ -255,7 +256,7 @@ static void test_atomic(void) {
 static void test_bad_inputs(void) {
   float x = 1;
   char err[1024];
-  const char *p = tmp_path("never");
+  const char *p = t_path("never");
   StTensor two[2] = {{.name = "a", .dtype = ST_F32, .ndim = 0, .data = &x},
                      {.name = "a", .dtype = ST_F32, .ndim = 0, .data = &x}};
   CHECK_ERR(data_st_write(p, two, 2, NULL, 0, err, sizeof err), err, "tensor name 'a' is given twice");
@@ -272,11 +273,11 @@ static void test_bad_inputs(void) {
 }
 
 int main(void) {
-  make_tmpdir("st");
+  t_tmpdir("st");
   test_round_trip();
   test_foreign();
   test_malformed_files();
   test_atomic();
   test_bad_inputs();
-  return finish("test_safetensors");
+  return t_finish("test_safetensors");
 }

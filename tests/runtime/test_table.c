@@ -6,15 +6,16 @@
 // a column that fits two inputs; a byte-order mark before the header; a
 // value too large for float32; a NUL byte; blank lines, which reserve no
 // memory; rows of empty skipped columns, which must all find a place.
-#include "rt_test.h"
+#include "../test.h"
+#include "data.h"
 
 static const Columns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
 static const Columns y2 = {"y", 2, 0}, label = {"label", 1, 4};
 
 static bool load(const char *name, const char *text, const Columns *in, int nin, const Columns *t,
                  Dataset *ds, char *err, size_t n) {
-  write_bytes(tmp_path(name), text, strlen(text));
-  return data_load_table_csv(tmp_path(name), in, nin, t, ds, err, n);
+  t_write(t_path(name), text, strlen(text));
+  return data_load_table_csv(t_path(name), in, nin, t, ds, err, n);
 }
 
 static void test_valid(void) {
@@ -33,7 +34,7 @@ static void test_valid(void) {
     data_free(&ds);
   }
   // the same file without the target, as predict reads it
-  ok = data_load_table_csv(tmp_path("a.csv"), ab, 2, NULL, &ds, err, sizeof err);
+  ok = data_load_table_csv(t_path("a.csv"), ab, 2, NULL, &ds, err, sizeof err);
   CHECK(ok && ds.n == 2 && ds.dim == 4 && !ds.t && !ds.y && ds.x[7] == -4, "unlabeled: %s", ok ? "" : err);
   if (ok)
     data_free(&ds);
@@ -54,7 +55,7 @@ static void test_valid(void) {
   do {                                                                                   \
     Dataset ds_;                                                                       \
     char err_[1024];                                                                     \
-    CHECK_ERR(load(name, text, in, nin, t, &ds_, err_, sizeof err_), err_, tmp_path(name), __VA_ARGS__); \
+    CHECK_ERR(load(name, text, in, nin, t, &ds_, err_, sizeof err_), err_, t_path(name), __VA_ARGS__); \
   } while (0)
 
 static void test_errors(void) {
@@ -82,8 +83,8 @@ static void test_errors(void) {
     static const char nul[] = "a0,a1,a2,b\n1,2,3,4\n1,2\0" "003,4\n";
     Dataset ds;
     char err[1024];
-    write_bytes(tmp_path("e15.csv"), nul, sizeof nul - 1);
-    CHECK_ERR(data_load_table_csv(tmp_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
+    t_write(t_path("e15.csv"), nul, sizeof nul - 1);
+    CHECK_ERR(data_load_table_csv(t_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
               "(a1): the field holds a NUL byte", "is it really a CSV text file?");
   }
   static const Columns wide = {"p", 784, 0};
@@ -102,11 +103,11 @@ static void test_blank_lines(void) {
     sb_printf(&b, "%s%d", i ? "," : "", i % 7);
   for (int i = 0; i < 4 << 20; i++)
     sb_putc(&b, '\n');
-  write_bytes(tmp_path("blank.csv"), b.data, b.len);
+  t_write(t_path("blank.csv"), b.data, b.len);
   sb_free(&b);
   Dataset ds;
   char err[1024];
-  bool ok = data_load_table_csv(tmp_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
+  bool ok = data_load_table_csv(t_path("blank.csv"), &p, 1, NULL, &ds, err, sizeof err);
   CHECK(ok && ds.n == 1 && ds.x[65535] == 65535 % 7, "blank lines: %s", ok ? "" : err);
   if (ok)
     data_free(&ds);
@@ -129,11 +130,11 @@ static void test_empty_columns(void) {
       sb_putc(&b, ',');
     sb_putc(&b, '\n');
   }
-  write_bytes(tmp_path("empty-cols.csv"), b.data, b.len);
+  t_write(t_path("empty-cols.csv"), b.data, b.len);
   sb_free(&b);
   Dataset ds;
   char err[1024];
-  bool ok = data_load_table_csv(tmp_path("empty-cols.csv"), &x, 1, &y, &ds, err, sizeof err);
+  bool ok = data_load_table_csv(t_path("empty-cols.csv"), &x, 1, &y, &ds, err, sizeof err);
   CHECK(ok && ds.n == 300 && ds.x[2 * 299] == 9 && ds.t[299] == 2, "empty skipped columns: %s", ok ? "" : err);
   if (ok)
     data_free(&ds);
@@ -172,11 +173,11 @@ static void test_quotes(void) {
 }
 
 int main(void) {
-  make_tmpdir("table");
+  t_tmpdir("table");
   test_quotes();
   test_empty_columns();
   test_valid();
   test_errors();
   test_blank_lines();
-  return finish("test_table");
+  return t_finish("test_table");
 }

@@ -5,7 +5,7 @@
 // threads woken from sleep between some of them, lose no chunk and run
 // none twice. Run with NNC_POOL_JITTER too, so that chunks land on other
 // threads than they would.
-#include "rt_test.h"
+#include "../test.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -129,5 +129,5 @@ int main(void) {
     rt_pool_free(p);
   }
   rt_pool_free(NULL);
-  return rt_failures ? 1 : 0;
+  return t_finish("test_thread_pool");
 }

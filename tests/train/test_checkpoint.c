@@ -6,7 +6,7 @@
 // batchnorm) loads as plain weights but cannot be resumed; NaN and
 // infinite weights, metadata numbers out of their bounds, and another
 // optimizer's state are refused with messages that say what to do.
-#include "../runtime/rt_test.h"
+#include "../test.h"
 #include "train.h"
 
 #include <math.h>
@@ -24,10 +24,10 @@ static const char *const model_src =
 static Model *compile(Arena *a, const char *optimizer, const char *name) {
   char src[1024];
   snprintf(src, sizeof src, model_src, optimizer);
-  write_bytes(tmp_path(name), src, strlen(src));
+  t_write(t_path(name), src, strlen(src));
   Diag d;
   diag_init(&d, stderr);
-  Program *p = fe_parse_file(tmp_path(name), a, &d);
+  Program *p = fe_parse_file(t_path(name), a, &d);
   Model *m = p ? pass_lower(p, a, &d) : NULL;
   if (!m || !pass_autodiff(m, &d)) {
     fprintf(stderr, "test_checkpoint: the model does not compile\n");
@@ -89,10 +89,10 @@ static void test_roundtrip(Model *m, Exec *ex) {
                      .last = {.epoch = 2, .step = 10, .lr = 0.1, .train_loss = 1.5, .train_acc = 0.25,
                               .val_loss = -1, .val_acc = -1, .seconds = 3}};
   char err[1024];
-  bool ok = train_checkpoint_save(ex, tmp_path("good.safetensors"), &info, err, sizeof err);
+  bool ok = train_checkpoint_save(ex, t_path("good.safetensors"), &info, err, sizeof err);
   CHECK(ok, "%s", err);
   CkptInfo back;
-  ok = load(m, tmp_path("good.safetensors"), false, &back, err, sizeof err);
+  ok = load(m, t_path("good.safetensors"), false, &back, err, sizeof err);
   CHECK(ok, "%s", err);
   CHECK(back.epoch == 2 && back.step == 10 && back.normalized && back.mean == 0.5 && back.std == 2 && !back.plain,
         "epoch %lld step %lld", (long long)back.epoch, (long long)back.step);
@@ -106,7 +106,7 @@ static void test_plain(Model *m, Exec *ex) {
   char err[1024];
   const StMeta pt[] = {{"format", "pt"}};
   for (int k = 0; k < 2; k++) {
-    const char *path = tmp_path("plain.safetensors");
+    const char *path = t_path("plain.safetensors");
     write_file(ex, path, true, true, pt, k);
     Exec *in = exec_new(m, 4);
     exec_init_params(in, 99);
@@ -125,19 +125,19 @@ static void test_plain(Model *m, Exec *ex) {
   }
   // A state_dict whose names are not nnc's says how nnc names weights.
   StTensor t = {.name = "fc1.weight", .dtype = ST_F32, .ndim = 1, .shape = {3}, .data = (float[]){1, 2, 3}};
-  bool ok = data_st_write(tmp_path("torchnames.safetensors"), &t, 1, NULL, 0, err, sizeof err);
+  bool ok = data_st_write(t_path("torchnames.safetensors"), &t, 1, NULL, 0, err, sizeof err);
   CHECK(ok, "%s", err);
-  ok = load(m, tmp_path("torchnames.safetensors"), true, NULL, err, sizeof err);
+  ok = load(m, t_path("torchnames.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "has no tensor 'conv2d_1.weight'", "nnc emit --stage ir");
   // A state_dict of doubles: the shape is right, the dtype is what to change.
   const IrNode *first = exec_state_node(ex, 0);
   int64_t k = ir_numel(first, 1);
   StTensor d = {.name = first->name, .dtype = ST_F64, .ndim = first->ndim, .data = xcalloc(k, sizeof(double))};
   memcpy(d.shape, first->shape, sizeof(int64_t) * first->ndim);
-  ok = data_st_write(tmp_path("doubles.safetensors"), &d, 1, NULL, 0, err, sizeof err);
+  ok = data_st_write(t_path("doubles.safetensors"), &d, 1, NULL, 0, err, sizeof err);
   CHECK(ok, "%s", err);
   free((void *)d.data);
-  ok = load(m, tmp_path("doubles.safetensors"), true, NULL, err, sizeof err);
+  ok = load(m, t_path("doubles.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'conv2d_1.weight' is F64 in the checkpoint, but nnc's weights are F32",
             "HINT: save the tensors as float32");
 }
@@ -150,14 +150,14 @@ static void test_nonfinite(Model *m, Exec *ex) {
   float *mb = exec_find_state(ex, "linear_1.weight.momentum_buffer", NULL);
   float keep = w[5], keepm = mb[1];
   w[5] = NAN;
-  train_checkpoint_save(ex, tmp_path("nan.safetensors"), &info, err, sizeof err);
+  train_checkpoint_save(ex, t_path("nan.safetensors"), &info, err, sizeof err);
   w[5] = keep;
-  bool ok = load(m, tmp_path("nan.safetensors"), true, NULL, err, sizeof err);
+  bool ok = load(m, t_path("nan.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight' holds a NaN at flat index 5", "HINT: ");
   mb[1] = -INFINITY;
-  train_checkpoint_save(ex, tmp_path("inf.safetensors"), &info, err, sizeof err);
+  train_checkpoint_save(ex, t_path("inf.safetensors"), &info, err, sizeof err);
   mb[1] = keepm;
-  ok = load(m, tmp_path("inf.safetensors"), false, NULL, err, sizeof err);
+  ok = load(m, t_path("inf.safetensors"), false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight.momentum_buffer' holds -inf at flat index 1");
 }
 
@@ -182,12 +182,12 @@ static void test_bounds(Model *m, Exec *ex) {
   };
   char err[1024];
   for (int i = 0; i < countof(cases); i++) {
-    with_meta(ex, tmp_path("meta.safetensors"), cases[i].key, cases[i].value);
-    bool ok = load(m, tmp_path("meta.safetensors"), false, NULL, err, sizeof err);
+    with_meta(ex, t_path("meta.safetensors"), cases[i].key, cases[i].value);
+    bool ok = load(m, t_path("meta.safetensors"), false, NULL, err, sizeof err);
     CHECK_ERR(ok, err, cases[i].says);
   }
-  with_meta(ex, tmp_path("meta.safetensors"), "step", "9007199254740992");   // 2^53: the largest allowed
-  bool ok = load(m, tmp_path("meta.safetensors"), false, NULL, err, sizeof err);
+  with_meta(ex, t_path("meta.safetensors"), "step", "9007199254740992");   // 2^53: the largest allowed
+  bool ok = load(m, t_path("meta.safetensors"), false, NULL, err, sizeof err);
   CHECK(ok, "step 2^53 refused: %s", err);
 }
 
@@ -195,7 +195,7 @@ static void test_bounds(Model *m, Exec *ex) {
 static void test_optimizer(Model *momentum, Exec *ex, Arena *a) {
   char err[1024];
   Model *adam = compile(a, "adam(lr = 0.001)", "adam.nn"), *plain = compile(a, "sgd(lr = 0.1)", "sgd.nn");
-  const char *path = tmp_path("good.safetensors");
+  const char *path = t_path("good.safetensors");
   bool ok = load(adam, path, false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "has no optimizer state 'conv2d_1.weight.exp_avg' (adam or adamw)",
             "written with another optimizer (sgd with momentum)", "HINT: resume with the optimizer the run was "
@@ -207,15 +207,15 @@ static void test_optimizer(Model *momentum, Exec *ex, Arena *a) {
   Exec *ex2 = exec_new(plain, 4);
   exec_init_params(ex2, 1);
   CkptInfo info = {0};
-  train_checkpoint_save(ex2, tmp_path("sgd.safetensors"), &info, err, sizeof err);
+  train_checkpoint_save(ex2, t_path("sgd.safetensors"), &info, err, sizeof err);
   exec_free(ex2);
-  ok = load(momentum, tmp_path("sgd.safetensors"), false, NULL, err, sizeof err);
+  ok = load(momentum, t_path("sgd.safetensors"), false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "no optimizer state 'conv2d_1.weight.momentum_buffer'", "(sgd without momentum, which keeps none)");
   (void)ex;
 }
 
 int main(void) {
-  make_tmpdir("checkpoint");
+  t_tmpdir("checkpoint");
   Arena *a = arena_new();
   Model *m = compile(a, "sgd(lr = 0.1, momentum = 0.9)", "small.nn");
   Exec *ex = exec_new(m, 4);
@@ -231,5 +231,5 @@ int main(void) {
   test_optimizer(m, ex, a);
   exec_free(ex);
   arena_free(a);
-  return finish("test_checkpoint");
+  return t_finish("test_checkpoint");
 }

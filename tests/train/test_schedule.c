@@ -2,18 +2,17 @@
 // StepLR (lr * gamma^(epoch // step_size)), CosineAnnealingLR
 // (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2, also past t_max), and a linear
 // warmup over the first steps ((step + 1) / warmup of the rate).
+#include "../test.h"
 #include "train.h"
 
 #include <math.h>
 
-static int fails, checks;
+// The rate within 1e-12 relative (absolute below 1).
+#define expect(what, got, want) expect_at(__LINE__, (what), (got), (want))
 
-static void expect(const char *what, double got, double want) {
-  checks++;
-  if (fabs(got - want) > 1e-12 * fmax(1, fabs(want))) {
-    printf("FAIL %s: %.17g, expected %.17g\n", what, got, want);
-    fails++;
-  }
+static void expect_at(int line, const char *what, double got, double want) {
+  t_record(__FILE__, line, fabs(got - want) <= 1e-12 * fmax(1, fabs(want)), "%s: %.17g, expected %.17g\n",
+           what, got, want);
 }
 
 int main(void) {
@@ -46,6 +45,5 @@ int main(void) {
   m.sched.gamma = 0.1;
   expect("warmup with step", train_schedule_lr(&m, 0.1, 1, 4, 10), 0.1 * 0.1 * 0.5);
 
-  printf("test_schedule: %d passed, %d failed\n", checks - fails, fails);
-  return fails ? 1 : 0;
+  return t_finish("test_schedule");
 }
