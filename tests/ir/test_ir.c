@@ -540,7 +540,7 @@ static void test_op_table(void) {
   ASSERT_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   ASSERT(ir_op_info(IR_ADD)->iattr[0] == NULL);
   ASSERT_INT(52, IR_NUM_OPS);
-  int leaves = 0, losses = 0, elementwise = 0, most_i = 0, most_f = 0;
+  int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
     ASSERT_INT(op, ir_op_lookup(info->mnem));
@@ -552,21 +552,35 @@ static void test_op_table(void) {
       ASSERT((info->fattr[i] != NULL) == (i < info->nfattr));
     most_i = info->niattr > most_i ? info->niattr : most_i;
     most_f = info->nfattr > most_f ? info->nfattr : most_f;
-    leaves += ir_op_is_leaf(op);
-    losses += ir_op_is_loss(op);
-    elementwise += ir_op_is_elementwise(op);
+    IrOpKind kind = ir_op_kind(op);
+    ASSERT((unsigned)kind <= IR_KIND_UPDATE && kind == info->kind);
+    nkind[kind]++;
+    ASSERT((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
+    if (kind == IR_KIND_ELEMENTWISE)
+      ASSERT(info->min_in == info->max_in && info->max_in <= 2 && info->niattr + info->nfattr == 0);
+    if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
+      ASSERT(info->min_in == 2 && info->max_in == 2);
+    ASSERT(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
-  ASSERT_INT(5, leaves);
-  ASSERT_INT(5, losses);
-  ASSERT_INT(10, elementwise);
+  ASSERT_INT(5, nkind[IR_KIND_LEAF]);
+  ASSERT_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
+  ASSERT_INT(1, nkind[IR_KIND_MATMUL]);
+  ASSERT_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
+  ASSERT_INT(1, nkind[IR_KIND_VIEW]);           // reshape
+  ASSERT_INT(18, nkind[IR_KIND_LIB]);
+  ASSERT_INT(5, nkind[IR_KIND_LOSS]);
+  ASSERT_INT(5, nkind[IR_KIND_LOSS_GRAD]);
+  ASSERT_INT(2, nkind[IR_KIND_UPDATE]);
   ASSERT_INT(8, most_i);    // maxpool, maxpool_grad
   ASSERT_INT(5, most_f);    // adam_step
-  ASSERT(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_is_elementwise(IR_LOG));
-  ASSERT(!ir_op_is_elementwise(IR_DROPOUT) && !ir_op_is_elementwise(IR_MATMUL));
+  ASSERT(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_kind(IR_LOG) == IR_KIND_ELEMENTWISE);
+  ASSERT(ir_op_kind(IR_DROPOUT) == IR_KIND_LIB && ir_op_kind(IR_MATMUL) == IR_KIND_MATMUL);
   ASSERT_INT(IR_GLOBAL_AVGPOOL, ir_op_lookup("global_avgpool"));
   ASSERT_INT(IR_ADAM_STEP, ir_op_lookup("adam_step"));
   ASSERT_INT(IR_SUM_TO, ir_op_lookup("sum_to"));
-  ASSERT(!ir_op_is_loss(IR_NLL_GRAD) && !ir_op_is_elementwise(IR_RELU_GRAD) && !ir_op_is_leaf(IR_SGD_STEP));
+  ASSERT(!ir_op_is_loss(IR_NLL_GRAD) && ir_op_kind(IR_NLL_GRAD) == IR_KIND_LOSS_GRAD && !ir_op_is_leaf(IR_SGD_STEP));
+  ASSERT(ir_op_kind(IR_RELU_GRAD) == IR_KIND_ELEMENTWISE && ir_op_kind(IR_SOFTMAX_GRAD) == IR_KIND_LIB);
+  ASSERT(ir_op_kind(IR_RESHAPE) == IR_KIND_VIEW && ir_op_kind(IR_ADAM_STEP) == IR_KIND_UPDATE);
   ASSERT_INT(IR_NUM_OPS, ir_op_lookup("matmull"));
   ASSERT_INT(IR_NUM_OPS, ir_op_lookup(""));
   ASSERT_INT(IR_NUM_OPS, ir_op_lookup(NULL));
