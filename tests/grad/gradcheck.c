@@ -8,6 +8,7 @@
 // catches is a wrong rule in autodiff: a missing transpose, a gradient sent
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>

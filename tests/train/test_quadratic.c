@@ -2,6 +2,7 @@
 // this test makes, speed = 2 t^2 - 3 t + 0.5, must recover the coefficients.
 // Goes through the whole path `nnc train` takes: parse, lower, autodiff,
 // the CSV loader for real-valued targets, the training loop, the checkpoint.
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>
