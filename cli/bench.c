@@ -110,7 +110,7 @@ static void kernel_work(const Kernel *k, int64_t B, double *flops, double *bytes
   *flops = *bytes = 0;
   for (int i = 0; i < k->nnodes; i++) {   // FLOPs per sample, except an update's, which is per step
     const IrNode *n = k->nodes[i];
-    bool per_step = n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP;
+    bool per_step = ir_op_kind(n->op) == IR_KIND_UPDATE;
     *flops += (double)ir_flops(n) * (per_step ? 1 : B);
   }
   for (int i = 0; i < k->nbufs; i++)

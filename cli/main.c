@@ -6,6 +6,7 @@
 //   ir_verify(m->g, d);                         // invariants between passes
 #include "cli.h"
 #include "codegen.h"
+#include "frontend.h"
 #include "version.h"
 
 #include <errno.h>

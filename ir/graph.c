@@ -2,34 +2,36 @@
 // (element counts, type strings, FLOPs).
 //
 // The op table is generated from ops.def with an X-macro, as QBE's ops.h
-// is. ops.def names each op's attribute slots in one space-separated string
-// per kind; op_table_init() splits those strings once, in place, into the
-// IrOpInfo name arrays that the printer, the parser and the passes use.
+// is. ops.def gives each op its kind and names its attribute slots in two
+// space-separated strings, the int slots' and the float slots';
+// op_table_init() splits those strings once, in place, into the IrOpInfo
+// name arrays that the printer, the parser and the passes use.
 // Builders only record ops (like ggml's); the shape pass fills in shapes.
 #include "ir.h"
 
 #include <string.h>
 
 // A writable copy of each op's attribute strings, split in place.
-#define IR_OP(NAME, MIN, MAX, MNEM, IA, FA) \
+#define IR_OP(NAME, KIND, MIN, MAX, MNEM, IA, FA) \
   static char iattrs_##NAME[] = IA, fattrs_##NAME[] = FA;
 #include "ops.def"
 #undef IR_OP
 
 static char *const iattrs_of[IR_NUM_OPS] = {
-#define IR_OP(NAME, MIN, MAX, MNEM, IA, FA) [IR_##NAME] = iattrs_##NAME,
+#define IR_OP(NAME, KIND, MIN, MAX, MNEM, IA, FA) [IR_##NAME] = iattrs_##NAME,
 #include "ops.def"
 #undef IR_OP
 };
 
 static char *const fattrs_of[IR_NUM_OPS] = {
-#define IR_OP(NAME, MIN, MAX, MNEM, IA, FA) [IR_##NAME] = fattrs_##NAME,
+#define IR_OP(NAME, KIND, MIN, MAX, MNEM, IA, FA) [IR_##NAME] = fattrs_##NAME,
 #include "ops.def"
 #undef IR_OP
 };
 
 static IrOpInfo op_table[IR_NUM_OPS] = {
-#define IR_OP(NAME, MIN, MAX, MNEM, IA, FA) [IR_##NAME] = {.mnem = MNEM, .min_in = MIN, .max_in = MAX},
+#define IR_OP(NAME, KIND, MIN, MAX, MNEM, IA, FA) \
+  [IR_##NAME] = {.mnem = MNEM, .kind = IR_KIND_##KIND, .min_in = MIN, .max_in = MAX},
 #include "ops.def"
 #undef IR_OP
 };
@@ -85,25 +87,14 @@ IrOp ir_op_lookup(const char *mnem) {
   return IR_NUM_OPS;
 }
 
-bool ir_op_is_leaf(IrOp op) {
-  return op == IR_INPUT || op == IR_TARGET || op == IR_PARAM || op == IR_BUFFER ||
-         op == IR_CONST;
+IrOpKind ir_op_kind(IrOp op) {
+  if ((unsigned)op >= IR_NUM_OPS)
+    unreachable();
+  return op_table[op].kind;
 }
 
-bool ir_op_is_loss(IrOp op) {
-  return op == IR_CROSS_ENTROPY || op == IR_NLL || op == IR_MSE || op == IR_L1 ||
-         op == IR_BCE_WITH_LOGITS;
-}
-
-bool ir_op_is_elementwise(IrOp op) {
-  switch (op) {
-  case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV: case IR_NEG:
-  case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
-    return true;
-  default:
-    return false;
-  }
-}
+bool ir_op_is_leaf(IrOp op) { return ir_op_kind(op) == IR_KIND_LEAF; }
+bool ir_op_is_loss(IrOp op) { return ir_op_kind(op) == IR_KIND_LOSS; }
 
 //
 // Building graphs

@@ -1,5 +1,6 @@
-// ir.h: the graph IR: one node kind for every op, the op table, builders,
-// the verifier, the text printer and parser, and the dot printer.
+// ir.h: the graph IR: one node kind for every op, the op table (each op's
+// kind, arity and attribute names, from ops.def), builders, the verifier,
+// the text printer and parser, and the dot printer.
 //
 // A graph is a list of nodes in topological order (every input precedes its
 // user). Shapes have the batch dimension as IR_N; pass_shapes() (or the
@@ -35,11 +36,25 @@
 #define IR_N (-1)          // the batch dimension in a shape
 
 typedef enum {
-#define IR_OP(name, min_in, max_in, mnem, iattrs, fattrs) IR_##name,
+#define IR_OP(name, kind, min_in, max_in, mnem, iattrs, fattrs) IR_##name,
 #include "ops.def"
 #undef IR_OP
   IR_NUM_OPS
 } IrOp;
+
+// How an op is computed, and so which passes treat it alike; ops.def gives
+// each op its kind and says what each one means.
+typedef enum {
+  IR_KIND_LEAF,
+  IR_KIND_ELEMENTWISE,
+  IR_KIND_MATMUL,
+  IR_KIND_REDUCE,
+  IR_KIND_VIEW,
+  IR_KIND_LIB,
+  IR_KIND_LOSS,
+  IR_KIND_LOSS_GRAD,
+  IR_KIND_UPDATE,
+} IrOpKind;
 
 typedef enum { DT_F32, DT_I32 } DType;
 
@@ -93,6 +108,7 @@ typedef struct IrGraph {
 // The op table (generated from ops.def).
 typedef struct IrOpInfo {
   const char *mnem;            // "conv2d"
+  IrOpKind kind;
   int min_in, max_in;          // number of inputs
   const char *iattr[IR_MAX_IATTR];  // names of attr.i slots; NULL after the last
   const char *fattr[IR_MAX_FATTR];  // names of attr.f slots; NULL after the last
@@ -100,9 +116,9 @@ typedef struct IrOpInfo {
 } IrOpInfo;
 const IrOpInfo *ir_op_info(IrOp op);
 IrOp ir_op_lookup(const char *mnem);   // IR_NUM_OPS when unknown
-bool ir_op_is_leaf(IrOp op);           // INPUT, TARGET, PARAM, BUFFER, CONST
-bool ir_op_is_loss(IrOp op);
-bool ir_op_is_elementwise(IrOp op);
+IrOpKind ir_op_kind(IrOp op);          // ir_op_info(op)->kind
+bool ir_op_is_leaf(IrOp op);           // kind LEAF: INPUT, TARGET, PARAM, BUFFER, CONST
+bool ir_op_is_loss(IrOp op);           // kind LOSS
 
 //
 // ir/graph.c

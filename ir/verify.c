@@ -82,9 +82,10 @@ static void check_type(Verifier *v, const IrNode *n) {
       fail(v, n, "dimension %d is %lld", i, (long long)n->shape[i]);
 }
 
-// The leaves that hold named tensors, and so need a name no other one has.
+// The leaves that hold named tensors, and so need a name no other one has:
+// every leaf but a constant. An op out of range is reported on its own.
 static bool is_named_leaf(IrOp op) {
-  return op == IR_INPUT || op == IR_TARGET || op == IR_PARAM || op == IR_BUFFER;
+  return (unsigned)op < IR_NUM_OPS && ir_op_is_leaf(op) && op != IR_CONST;
 }
 
 static uint32_t hash_str(const char *s) {
@@ -136,7 +137,7 @@ static void check_ends(Verifier *v) {
     fail(v, g->loss, "the loss is not a node of this graph");
     return;
   }
-  if (!ir_op_is_loss(g->loss->op))
+  if ((unsigned)g->loss->op >= IR_NUM_OPS || !ir_op_is_loss(g->loss->op))
     fail(v, g->loss, "the loss must come from a loss op");
   if (g->loss->dtype != DT_F32 || g->loss->ndim != 0) {
     char type[IR_MAX_DIMS * 22 + 8];

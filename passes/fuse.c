@@ -53,28 +53,19 @@ void pass_needed(const Model *m, EntryKind entry, bool *need) {
         need[g->nodes[i]->src[k]->id] = true;
 }
 
-// Ops that are a few scalar instructions per element.
-static bool is_elementwise(IrOp op) {
-  switch (op) {
-  case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV: case IR_NEG: case IR_RELU: case IR_SIGMOID:
-  case IR_TANH: case IR_EXP: case IR_LOG: case IR_CONST: case IR_RELU_GRAD: case IR_SIGMOID_GRAD:
-  case IR_TANH_GRAD:
-    return true;
-  default:
-    return false;
-  }
-}
-
-static bool is_reduction(IrOp op) { return op == IR_SUM_TO || op == IR_CHANNEL_SUM; }
+// The op kinds (ops.def) that decide how a node is lowered.
+static bool is_elementwise(IrOp op) { return ir_op_kind(op) == IR_KIND_ELEMENTWISE; }
+static bool is_reduction(IrOp op) { return ir_op_kind(op) == IR_KIND_REDUCE; }
+static bool is_update(IrOp op) { return ir_op_kind(op) == IR_KIND_UPDATE; }
 
 // Products whose elementwise consumers may run as their epilogue: a GEMM,
 // and a convolution (a library kernel that runs the epilogue on each share
 // of images as soon as it has computed it).
-static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D; }
+static bool has_epilogue(IrOp op) { return ir_op_kind(op) == IR_KIND_MATMUL || op == IR_CONV2D; }
 
 // Ops that move no data in this entry point: their value is their input's.
 static bool is_alias(const Fuse *f, const IrNode *n) {
-  return n->op == IR_RESHAPE || (n->op == IR_DROPOUT && f->entry != ENTRY_TRAIN);
+  return ir_op_kind(n->op) == IR_KIND_VIEW || (n->op == IR_DROPOUT && f->entry != ENTRY_TRAIN);
 }
 
 static const char *mnem(const IrNode *n) { return ir_op_info(n->op)->mnem; }
@@ -93,8 +84,8 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   if (!f->fuse)
     reason = "fusion is off";
   else if (!c_loop)
-    reason = c->op == IR_MATMUL ? "a GEMM reads its operands from memory"
-             : c->op == IR_SGD_STEP || c->op == IR_ADAM_STEP ? "an optimizer update reads the gradient from memory"
+    reason = ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
+             : is_update(c->op) ? "an optimizer update reads the gradient from memory"
              : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
                                 : "a library kernel reads its inputs from memory";
   else if (is_alias(f, p))
@@ -443,7 +434,7 @@ static void add_kernel(Fuse *f, Kernel *k) {
 
 // The kernel(s) of root node n.
 static void lower_root(Fuse *f, IrNode *n) {
-  if ((n->op == IR_SGD_STEP || n->op == IR_ADAM_STEP) && f->p->scalars) {
+  if (is_update(n->op) && f->p->scalars) {
     add_kernel(f, step_kernel(f, n));
     return;
   }
@@ -451,13 +442,14 @@ static void lower_root(Fuse *f, IrNode *n) {
     add_kernel(f, reduce_kernel(f, n));
     return;
   }
-  if (n->op == IR_MATMUL) {
+  if (ir_op_kind(n->op) == IR_KIND_MATMUL) {
     add_kernel(f, gemm_kernel(f, n));
     return;
   }
-  if (is_elementwise(n->op)) {
-    // An epilogue: the fused GEMM or convolution runs first, then the loop
-    // over its result.
+  if (is_elementwise(n->op) || n->op == IR_CONST) {
+    // A loop (a constant that a GEMM or library kernel reads is a loop that
+    // fills its buffer). An epilogue: the fused GEMM or convolution runs
+    // first, then the loop over its result.
     const IrNode *gemm = NULL;
     for (int i = n->id - 1; f->gemms[n->id] && i >= 0 && !gemm; i--) {
       int r = f->fused_into[i];

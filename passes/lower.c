@@ -12,6 +12,7 @@
 // goes on: a value whose shape could not be worked out becomes an error
 // value that later uses pass along silently, so one mistake gives one
 // message.
+#include "frontend.h"
 #include "passes.h"
 
 #include <float.h>

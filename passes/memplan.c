@@ -119,7 +119,7 @@ const bool *pass_updates_in_blocks(const IrGraph *g) {
   bool *grad_taken = xcalloc(g->nnodes + 1, 1);   // by the gradient's id: an update reads it
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = g->nodes[i];
-    if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
+    if (ir_op_kind(n->op) != IR_KIND_UPDATE)
       continue;
     in[n->id] = n->src[0]->op == IR_PARAM && !grad_taken[n->src[1]->id];
     grad_taken[n->src[1]->id] = true;
@@ -201,7 +201,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *k = p->kernels[i];
     const IrNode *r = kernel_result(k);
-    mat[r->id] = mat[r->id] || (r->op != IR_SGD_STEP && r->op != IR_ADAM_STEP);
+    mat[r->id] = mat[r->id] || ir_op_kind(r->op) != IR_KIND_UPDATE;
     if (kernel_product(k))
       mat[kernel_product(k)->id] = true;
   }
@@ -253,7 +253,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       }
       continue;
     }
-    if (res->op == IR_SGD_STEP || res->op == IR_ADAM_STEP || res->op == IR_PARAM || res->op == IR_BUFFER)
+    if (ir_op_kind(res->op) == IR_KIND_UPDATE || res->op == IR_PARAM || res->op == IR_BUFFER)
       continue;   // updates write the parameters and their state in place
     p->naive_bytes += node_bytes(res, p->max_batch);
     int in_place = -1;

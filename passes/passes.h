@@ -7,8 +7,10 @@
 #ifndef NNC_PASSES_H
 #define NNC_PASSES_H
 
-#include "frontend.h"
 #include "ir.h"
+#include "util.h"
+
+typedef struct Program Program;   // a parsed .nn file (frontend.h); only pass_lower reads one
 
 typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptimKind;
 

@@ -107,7 +107,7 @@ static IrNode *identity(IrNode *n) {
 
 // Folds an elementwise op of scalar constants into a constant, in place.
 static bool fold(IrNode *n) {
-  if (n->ndim != 0 || !ir_op_is_elementwise(n->op) || n->nsrc == 0)
+  if (n->ndim != 0 || ir_op_kind(n->op) != IR_KIND_ELEMENTWISE || n->nsrc == 0)
     return false;
   for (int i = 0; i < n->nsrc; i++)
     if (n->src[i]->op != IR_CONST)

@@ -14,6 +14,7 @@
 // tensors that are zero up to rounding (resnet18's first conv bias feeds a
 // batchnorm, so its gradient is rounding noise around 0); after 3 steps
 // 1e-4, as small differences grow through the updates.
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>

@@ -9,6 +9,7 @@
 //
 // Before each run the input is written to fuzz-last-input.nn, so a crash
 // leaves the input that caused it behind.
+#include "frontend.h"
 #include "passes.h"
 
 #include <fcntl.h>

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend.h"
 #include "passes.h"
 
 static FILE *devnull;

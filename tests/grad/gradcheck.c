@@ -9,6 +9,7 @@
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
 #include "../test.h"
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>

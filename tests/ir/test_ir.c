@@ -540,7 +540,7 @@ static void test_op_table(void) {
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
   CHECK_INT(52, IR_NUM_OPS);
-  int leaves = 0, losses = 0, elementwise = 0, most_i = 0, most_f = 0;
+  int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
     CHECK_INT(op, ir_op_lookup(info->mnem));
@@ -552,21 +552,35 @@ static void test_op_table(void) {
       CHECK((info->fattr[i] != NULL) == (i < info->nfattr));
     most_i = info->niattr > most_i ? info->niattr : most_i;
     most_f = info->nfattr > most_f ? info->nfattr : most_f;
-    leaves += ir_op_is_leaf(op);
-    losses += ir_op_is_loss(op);
-    elementwise += ir_op_is_elementwise(op);
+    IrOpKind kind = ir_op_kind(op);
+    CHECK((unsigned)kind <= IR_KIND_UPDATE && kind == info->kind);
+    nkind[kind]++;
+    CHECK((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
+    if (kind == IR_KIND_ELEMENTWISE)
+      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr + info->nfattr == 0);
+    if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
+      CHECK(info->min_in == 2 && info->max_in == 2);
+    CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
-  CHECK_INT(5, leaves);
-  CHECK_INT(5, losses);
-  CHECK_INT(10, elementwise);
+  CHECK_INT(5, nkind[IR_KIND_LEAF]);
+  CHECK_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
+  CHECK_INT(1, nkind[IR_KIND_MATMUL]);
+  CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
+  CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
+  CHECK_INT(18, nkind[IR_KIND_LIB]);
+  CHECK_INT(5, nkind[IR_KIND_LOSS]);
+  CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
+  CHECK_INT(2, nkind[IR_KIND_UPDATE]);
   CHECK_INT(8, most_i);    // maxpool, maxpool_grad
   CHECK_INT(5, most_f);    // adam_step
-  CHECK(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_is_elementwise(IR_LOG));
-  CHECK(!ir_op_is_elementwise(IR_DROPOUT) && !ir_op_is_elementwise(IR_MATMUL));
+  CHECK(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_kind(IR_LOG) == IR_KIND_ELEMENTWISE);
+  CHECK(ir_op_kind(IR_DROPOUT) == IR_KIND_LIB && ir_op_kind(IR_MATMUL) == IR_KIND_MATMUL);
   CHECK_INT(IR_GLOBAL_AVGPOOL, ir_op_lookup("global_avgpool"));
   CHECK_INT(IR_ADAM_STEP, ir_op_lookup("adam_step"));
   CHECK_INT(IR_SUM_TO, ir_op_lookup("sum_to"));
-  CHECK(!ir_op_is_loss(IR_NLL_GRAD) && !ir_op_is_elementwise(IR_RELU_GRAD) && !ir_op_is_leaf(IR_SGD_STEP));
+  CHECK(!ir_op_is_loss(IR_NLL_GRAD) && ir_op_kind(IR_NLL_GRAD) == IR_KIND_LOSS_GRAD && !ir_op_is_leaf(IR_SGD_STEP));
+  CHECK(ir_op_kind(IR_RELU_GRAD) == IR_KIND_ELEMENTWISE && ir_op_kind(IR_SOFTMAX_GRAD) == IR_KIND_LIB);
+  CHECK(ir_op_kind(IR_RESHAPE) == IR_KIND_VIEW && ir_op_kind(IR_ADAM_STEP) == IR_KIND_UPDATE);
   CHECK_INT(IR_NUM_OPS, ir_op_lookup("matmull"));
   CHECK_INT(IR_NUM_OPS, ir_op_lookup(""));
   CHECK_INT(IR_NUM_OPS, ir_op_lookup(NULL));

@@ -98,6 +98,7 @@
 //                            |a - b| <= 6.1 lr [4.3 lr]. The README's 3 lr is
 //                            against float64, where the noise (1e-14) stays
 //                            under eps and the bias does not move.
+#include "frontend.h"
 #include "train.h"
 
 #include <fnmatch.h>

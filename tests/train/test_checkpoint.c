@@ -7,6 +7,7 @@
 // infinite weights, metadata numbers out of their bounds, and another
 // optimizer's state are refused with messages that say what to do.
 #include "../test.h"
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>

@@ -3,6 +3,7 @@
 // Goes through the whole path `nnc train` takes: parse, lower, autodiff,
 // the CSV loader for real-valued targets, the training loop, the checkpoint.
 #include "../test.h"
+#include "frontend.h"
 #include "train.h"
 
 int main(void) {

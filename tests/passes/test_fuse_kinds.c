@@ -1,0 +1,70 @@
+// test_fuse_kinds.c: pass_fuse lowers each node as its op kind (ops.def)
+// says, on graphs built by hand, for the cases no .nn model reaches: a
+// constant that a GEMM reads is filled by a loop of its own, and the
+// elementwise gradients (relu_grad, ...) fuse into loops like the forward
+// ops while softmax_grad stays a library kernel.
+#include "../test.h"
+#include "passes.h"
+
+static const int64_t x_shape[] = {IR_N, 4};
+
+// A forward-only model around graph g with output out, shapes inferred.
+static Model model_of(IrGraph *g, IrNode *out) {
+  g->output = out;
+  Diag d;
+  diag_init(&d, stderr);
+  CHECK(pass_shapes(g, &d));
+  diag_free(&d);
+  return (Model){.g = g, .input = g->nodes[0], .inputs = &g->nodes[0], .ninputs = 1};
+}
+
+// x[N, 4] @ const[4, 3]: the constant is a buffer that a loop fills before
+// the GEMM reads it.
+static void test_const_read_by_gemm(void) {
+  Arena *a = arena_new();
+  IrGraph *g = ir_graph_new(a, "const_gemm");
+  SrcLoc loc = {0};
+  IrNode *x = ir_leaf(g, IR_INPUT, "x", DT_F32, 2, x_shape, loc);
+  IrNode *c = ir_leaf(g, IR_CONST, NULL, DT_F32, 2, (int64_t[]){4, 3}, loc);
+  c->attr.f[0] = 2;
+  Model m = model_of(g, ir_binary(g, IR_MATMUL, x, c, loc));
+  KProgram *p = pass_fuse(&m, ENTRY_FORWARD, 4, true, NULL);
+  CHECK_INT(2, p->nkernels);
+  if (p->nkernels == 2) {
+    CHECK_INT(KN_LOOP, p->kernels[0]->kind);
+    const Kernel *k = p->kernels[0];
+    CHECK_INT(1, k->nstores);
+    CHECK(k->nstores == 1 && k->bufs[k->stores[0].buf] == c);
+    CHECK_INT(KN_GEMM, p->kernels[1]->kind);
+  }
+  CHECK(p->buf[c->id].bytes >= 4 * 3 * 4);
+  arena_free(a);
+}
+
+// relu_grad(neg(x), x) is one loop; softmax_grad(neg(x), x) is a loop for
+// neg(x) and a library kernel.
+static void test_gradients(void) {
+  IrOp ops[] = {IR_RELU_GRAD, IR_SIGMOID_GRAD, IR_TANH_GRAD, IR_SOFTMAX_GRAD};
+  for (int i = 0; i < 4; i++) {
+    Arena *a = arena_new();
+    IrGraph *g = ir_graph_new(a, "grad");
+    SrcLoc loc = {0};
+    IrNode *x = ir_leaf(g, IR_INPUT, "x", DT_F32, 2, x_shape, loc);
+    IrNode *out = ir_binary(g, ops[i], ir_unary(g, IR_NEG, x, loc), x, loc);
+    if (ops[i] == IR_SOFTMAX_GRAD)
+      out->attr.i[0] = 1;
+    Model m = model_of(g, out);
+    KProgram *p = pass_fuse(&m, ENTRY_FORWARD, 4, true, NULL);
+    bool lib = ops[i] == IR_SOFTMAX_GRAD;
+    CHECK_INT(lib ? 2 : 1, p->nkernels);
+    CHECK_INT(lib ? KN_LIB : KN_LOOP, p->kernels[p->nkernels - 1]->kind);
+    CHECK_INT(lib ? 1 : 2, p->kernels[0]->nnodes);
+    arena_free(a);
+  }
+}
+
+int main(void) {
+  test_const_read_by_gemm();
+  test_gradients();
+  return t_finish("test_fuse_kinds");
+}
