@@ -554,6 +554,5 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   }
   if (together)
     add_kernel(&f, updates_kernel(&f, steps, nsteps));
-  pass_memplan(p, f.keep);
   return p;
 }
