@@ -1,11 +1,12 @@
 // bench.c: `nnc bench`: how fast a model's compiled step runs, and where
 // the time goes.
 //
-// Compiles the entry point with the cpu backend (timing each phase), runs
-// it on random data after a warm-up, and reports the median and spread of
-// the whole step, then of every kernel (time, share of the step, GFLOP/s,
-// GB/s, the .nn lines it came from), and the same step unfused and on the
-// ref backend for comparison.
+// Builds an executor of the chosen backend (cpu by default) for the entry
+// point, timing its compilation, runs it on random data after a warm-up,
+// and reports the median and spread of the whole step, then, for a backend
+// with a compiled program, of every kernel (time, share of the step,
+// GFLOP/s, GB/s, the .nn lines it came from), and the same step unfused and
+// on the ref backend for comparison.
 #include "cli.h"
 #include "train.h"
 #include "version.h"
@@ -30,6 +31,8 @@ static const char *const usage_bench =
     "  -e, --entry NAME      train (default), eval or forward\n"
     "  -f, --format FMT      table (default), csv or json\n"
     "      --no-compare      skip the unfused and ref runs\n"
+    "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND "); the kernels and\n"
+    "                        the comparisons are those of a backend that compiles\n"
     "  -h, --help            show this help\n";
 
 // The median, minimum and maximum of v[0..n).
@@ -135,15 +138,16 @@ static void kernel_lines(const Kernel *k, char *buf, size_t n) {
 }
 
 int cli_bench(int argc, char **argv) {
-  enum { O_NOCMP = 256 };
+  enum { O_NOCMP = 256, O_BACKEND };
   static const struct option opts[] = {
       {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 'j'},
       {"reps", required_argument, 0, 'r'},  {"entry", required_argument, 0, 'e'},
       {"format", required_argument, 0, 'f'}, {"no-compare", no_argument, 0, O_NOCMP},
-      {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+      {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0},
   };
   int batch = 0, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20;
-  const char *entry = "train", *format = "table";
+  const char *entry = "train", *format = "table", *backend = EXEC_DEFAULT_BACKEND;
   bool compare = true;
   int ch;
   optind = 1;
@@ -161,8 +165,12 @@ int cli_bench(int argc, char **argv) {
     case 'e': entry = optarg; break;
     case 'f': format = optarg; break;
     case O_NOCMP: compare = false; break;
-    case 'h': fputs(usage_bench, stdout); return 0;
-    default: fputs("\n", stderr); fputs(usage_bench, stderr); return EXIT_USAGE;
+    case O_BACKEND:
+      if (cli_backend(usage_bench, optarg, &backend))
+        return EXIT_USAGE;
+      break;
+    case 'h': cli_print_usage(stdout, usage_bench); return 0;
+    default: fputs("\n", stderr); cli_print_usage(stderr, usage_bench); return EXIT_USAGE;
     }
   }
   EntryKind mode;
@@ -195,26 +203,30 @@ int cli_bench(int argc, char **argv) {
   random_batch(&b);
   rt_set_threads(threads);
 
-  // Compile, timing each phase.
+  // Build (compile), timing each phase.
   char err[1024];
   double t0 = now_seconds();
-  Exec *ex = exec_new_cpu(m, b.B, true, threads, err, sizeof err);
+  ExecOptions eo = {.max_batch = b.B, .threads = threads, .fuse = true, .entries = 1u << mode};
+  Exec *ex = exec_new(backend, m, &eo, err, sizeof err);
   if (!ex) {
     fprintf(stderr, "nnc: error: %s\n", err);
+    free(b.x);
+    free(b.y);
+    arena_free(a);
     return EXIT_USER;
   }
-  double t_setup = now_seconds() - t0;
-  CgTimes ct;
-  double t1 = now_seconds();
+  CgTimes ct = {0};
   const KProgram *p = exec_program(ex, mode, &ct);
-  double t_compile = now_seconds() - t1;
+  double t_compile = ct.build + ct.optimize + ct.codegen;
+  double t_setup = now_seconds() - t0 - t_compile;   // the passes (copy, simplify, fuse, plan) and the executor
+  int nk = p ? p->nkernels : 0;
   exec_init_params(ex, 1);
   double first0 = now_seconds();
   exec_run(ex, mode, b.B, b.x, b.y, 1e-6);
   double t_first = now_seconds() - first0;
 
-  Ticks t = {0, -1, xcalloc(p->nkernels + 1, sizeof(double *)), 0};
-  for (int i = 0; i <= p->nkernels; i++)
+  Ticks t = {0, -1, xcalloc(nk + 1, sizeof(double *)), 0};
+  for (int i = 0; i <= nk; i++)
     t.runs[i] = xcalloc(reps, sizeof(double));
   exec_set_tick(ex, tick, &t);
   Stats fused_ticked = time_steps(&b, ex, reps, &t);
@@ -222,26 +234,33 @@ int cli_bench(int argc, char **argv) {
   Stats fused = time_steps(&b, ex, reps, NULL);
 
   Stats unfused = {0}, ref = {0};
+  compare = compare && p;   // a backend without a program has nothing fused to compare
   if (compare) {
-    Exec *ux = exec_new_cpu(m, b.B, false, threads, err, sizeof err);
-    exec_init_params(ux, 1);
-    unfused = time_steps(&b, ux, reps, NULL);
-    exec_free(ux);
-    Exec *rx = exec_new(m, b.B);
-    exec_init_params(rx, 1);
-    ref = time_steps(&b, rx, reps / 4 > 3 ? reps / 4 : 3, NULL);
-    exec_free(rx);
+    eo.fuse = false;
+    Exec *ux = exec_new(backend, m, &eo, err, sizeof err);
+    if (ux) {
+      exec_init_params(ux, 1);
+      unfused = time_steps(&b, ux, reps, NULL);
+      exec_free(ux);
+    }
+    Exec *rx = exec_new("ref", m, &eo, err, sizeof err);
+    if (rx) {
+      exec_init_params(rx, 1);
+      ref = time_steps(&b, rx, reps / 4 > 3 ? reps / 4 : 3, NULL);
+      exec_free(rx);
+    }
   }
 
   // Report.
   double total_flops = 0;
-  for (int i = 0; i < p->nkernels; i++) {
+  for (int i = 0; i < nk; i++) {
     double f, by;
     kernel_work(p->kernels[i], b.B, &f, &by);
     total_flops += f;
   }
   bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
-  const char *entry_name = ir_entry_name(p->entry);
+  const char *entry_name = ir_entry_name(mode);
+  int64_t arena_bytes = p ? p->arena_bytes : 0, state_bytes = p ? p->state_bytes : 0;
   if (json)
     printf("{\"nnc\": \"%s\", \"commit\": \"%s\", \"cpu\": \"%s\", \"threads\": %d, \"model\": \"%s\", "
            "\"entry\": \"%s\", \"batch\": %lld, \"reps\": %d, \"step_median_ms\": %.4f, \"step_min_ms\": %.4f, "
@@ -252,17 +271,20 @@ int cli_bench(int argc, char **argv) {
            NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads, m->g->name, entry_name, (long long)b.B, reps,
            fused.median * 1e3, fused.min * 1e3, fused.max * 1e3, total_flops / fused.median / 1e9,
            b.B / fused.median, unfused.median * 1e3, ref.median * 1e3, t_setup * 1e3, t_compile * 1e3,
-           ct.build * 1e3, ct.optimize * 1e3, ct.codegen * 1e3, t_first * 1e3, (long long)p->arena_bytes,
-           (long long)p->state_bytes);
+           ct.build * 1e3, ct.optimize * 1e3, ct.codegen * 1e3, t_first * 1e3, (long long)arena_bytes,
+           (long long)state_bytes);
   else if (csv)
     printf("kernel,kind,name,lines,median_us,share,gflops,gbps\n");
   else {
     printf("nnc %s (commit %s) on %s, %d threads\n", NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads);
-    printf("model %s, %s, batch %lld: %d kernels, arena %.2f MB (one buffer per value: %.2f MB), state %.2f MB\n",
-           m->g->name, entry_name, (long long)b.B, p->nkernels, p->arena_bytes / 1e6, p->naive_bytes / 1e6,
-           p->state_bytes / 1e6);
-    printf("compile: %.1f ms (setup %.1f, fuse + plan + LLVM %.1f: IR %.1f, optimize %.1f, machine code %.1f); "
-           "first step %.1f ms\n",
+    if (p)
+      printf("model %s, %s, batch %lld: %d kernels, arena %.2f MB (one buffer per value: %.2f MB), state %.2f "
+             "MB\n", m->g->name, entry_name, (long long)b.B, p->nkernels, p->arena_bytes / 1e6,
+             p->naive_bytes / 1e6, p->state_bytes / 1e6);
+    else
+      printf("model %s, %s, batch %lld, backend %s\n", m->g->name, entry_name, (long long)b.B, backend);
+    printf("compile: %.1f ms (simplify + fuse + plan + set-up %.1f, LLVM %.1f: IR %.1f, optimize %.1f, machine "
+           "code %.1f); first step %.1f ms\n",
            (t_setup + t_compile) * 1e3, t_setup * 1e3, t_compile * 1e3, ct.build * 1e3, ct.optimize * 1e3,
            ct.codegen * 1e3, t_first * 1e3);
     printf("step: median %.3f ms (min %.3f, max %.3f) over %d runs; %.1f GFLOP/s; %.0f samples/s\n",
@@ -271,10 +293,11 @@ int cli_bench(int argc, char **argv) {
     if (compare)
       printf("       unfused %.3f ms (%.2fx), ref %.3f ms (%.2fx)\n", unfused.median * 1e3,
              unfused.median / fused.median, ref.median * 1e3, ref.median / fused.median);
-    printf("\n  #  kind  %-34s  lines      time us  share  GFLOP/s    GB/s\n", "kernel");
+    if (p)
+      printf("\n  #  kind  %-34s  lines      time us  share  GFLOP/s    GB/s\n", "kernel");
   }
   static const char *const kinds[] = {"loop", "gemm", "lib"};
-  for (int i = 0; i < p->nkernels; i++) {
+  for (int i = 0; i < nk; i++) {
     const Kernel *k = p->kernels[i];
     Stats s = stats(t.runs[i], reps);
     double f, by;
@@ -300,7 +323,7 @@ int cli_bench(int argc, char **argv) {
   // The step's GEMMs alone through cblas_sgemm, for "what share of what
   // BLAS reaches on these shapes does the whole step reach".
   double gemm_flops = 0, gemm_time = 0;
-  for (int i = 0; i < p->nkernels; i++) {
+  for (int i = 0; i < nk; i++) {
     const Kernel *k = p->kernels[i];
     if (k->kind != KN_GEMM)
       continue;
@@ -322,7 +345,7 @@ int cli_bench(int argc, char **argv) {
   }
   if (json)
     printf("}\n");
-  for (int i = 0; i <= p->nkernels; i++)
+  for (int i = 0; i <= nk; i++)
     free(t.runs[i]);
   free(t.runs);
   free(b.x);

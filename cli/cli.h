@@ -18,6 +18,15 @@ typedef struct CliCommon {
 // stderr; returns EXIT_USAGE.
 int cli_usage_error(const char *usage, const char *fmt, const char *arg);
 
+// Prints usage to f and, for a verb that takes --backend, the backends
+// there are, each with its line of help (from exec/'s registry).
+void cli_print_usage(FILE *f, const char *usage);
+
+// --backend NAME: 0 with *name set to arg when a backend has that name;
+// else reports it (the names there are, and the nearest one) with usage,
+// and returns EXIT_USAGE.
+int cli_backend(const char *usage, const char *arg, const char **name);
+
 // An option's number: the whole string, within [lo, hi]; false otherwise.
 bool cli_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_num(const char *s, double lo, double hi, double *out);

@@ -6,6 +6,7 @@
 //   ir_verify(m->g, d);                         // invariants between passes
 #include "cli.h"
 #include "codegen.h"
+#include "exec.h"
 #include "frontend.h"
 #include "version.h"
 
@@ -81,7 +82,34 @@ static const char *const usage_emit =
 int cli_usage_error(const char *usage, const char *fmt, const char *arg) {
   fprintf(stderr, "nnc: ");
   fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n\n%s", usage);
+  fprintf(stderr, "\n\n");
+  cli_print_usage(stderr, usage);
+  return EXIT_USAGE;
+}
+
+void cli_print_usage(FILE *f, const char *usage) {
+  fputs(usage, f);
+  if (!strstr(usage, "--backend"))
+    return;
+  fputs("\nbackends:\n", f);
+  for (int i = 0; exec_backend_names[i]; i++)
+    fprintf(f, "  %-20s  %s\n", exec_backend_names[i], exec_backend_help(exec_backend_names[i]));
+}
+
+int cli_backend(const char *usage, const char *arg, const char **name) {
+  if (exec_backend_exists(arg)) {
+    *name = arg;
+    return 0;
+  }
+  int n = 0;
+  while (exec_backend_names[n])
+    n++;
+  fprintf(stderr, "nnc: unknown backend '%s' (expected ", arg);
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", exec_backend_names[i]);
+  const char *s = suggest_name(arg, exec_backend_names, n);
+  fprintf(stderr, ")%s%s%s\n\n", s ? "; did you mean '" : "", s ? s : "", s ? "'?" : "");
+  cli_print_usage(stderr, usage);
   return EXIT_USAGE;
 }
 
@@ -321,25 +349,21 @@ static int cmd_emit(int argc, char **argv) {
     } else {
       if (p)
         fe_print_ast(out, p);
-      else if (native) {
-        if (!nofuse)
-          pass_simplify(model, NULL);
-        KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, NULL);
+      else if (kstage) {
+        bool why = !strcmp(stage, "fused");
+        CompileOptions co = {batch ? batch : model->train.batch, !nofuse, why ? out : NULL};
+        Compilation *c = pass_compile(model, entry, &co);
         char err[1024];
-        bool ok = !strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
-                                         : cg_print_asm(out, kp, NULL, err, sizeof err);
-        if (!ok) {
+        if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, NULL, err, sizeof err)
+                                               : cg_print_asm(out, c->prog, NULL, err, sizeof err))) {
           fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
           gen_failed = true;
         }
-      } else if (kstage) {
-        bool why = !strcmp(stage, "fused");
-        if (!nofuse)
-          pass_simplify(model, why ? out : NULL);
-        KProgram *kp = pass_fuse(model, entry, batch ? batch : model->train.batch, !nofuse, why ? out : NULL);
         if (why)
           fputc('\n', out);
-        ir_print_program(out, kp);
+        if (!native)
+          ir_print_program(out, c->prog);
+        pass_compilation_free(c);
       } else if (!strcmp(stage, "ir"))
         ir_print(out, g);
       else

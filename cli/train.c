@@ -59,8 +59,7 @@ static const char *const usage_train =
     "      --normalize       standardize inputs with the training data's mean and std\n"
     "      --no-shuffle      keep the data's order\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"
-    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
-    "                        (one plain C kernel per graph node)\n"
+    "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND ")\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
     "      --progress MODE   within each epoch: bar (a live line), lines (one every\n"
     "                        10 s), none, or auto (bar on a terminal, else lines)\n"
@@ -80,8 +79,7 @@ static const char *const usage_eval =
     "  -b, --batch N         samples per step (default 256)\n"
     "      --limit N         the first N samples only\n"
     "  -j, --threads N       threads\n"
-    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
-    "                        (one plain C kernel per graph node)\n"
+    "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND ")\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
     "  -h, --help            show this help\n";
 
@@ -98,30 +96,18 @@ static const char *const usage_predict =
     "  -k, --top K           how many classes to show (default 3)\n"
     "      --limit N         at most N samples from each IDX or CSV file\n"
     "  -j, --threads N       threads (default: the number of cores)\n"
-    "      --backend NAME    cpu (fused kernels compiled by LLVM; the default) or ref\n"
-    "                        (one plain C kernel per graph node)\n"
+    "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND ")\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
     "  -h, --help            show this help\n";
 
-// --backend NAME: false for an unknown name.
-static bool parse_backend(const char *s, RtBackend *b) {
-  if (!strcmp(s, "cpu"))
-    *b = RT_BACKEND_CPU;
-  else if (!strcmp(s, "ref"))
-    *b = RT_BACKEND_REF;
-  else
-    return false;
-  return true;
-}
-
-// An executor of the chosen backend; NULL after reporting why.
-static Exec *make_exec(Model *m, int64_t batch, RtBackend backend, bool fuse, int threads) {
+// An executor of the chosen backend for one entry point; NULL after
+// reporting why.
+static Exec *make_exec(Model *m, int64_t batch, const char *backend, bool fuse, int threads, EntryKind entry) {
   if (!cli_check_memory(m, batch, NULL))
     return NULL;
-  if (backend == RT_BACKEND_REF)
-    return exec_new(m, batch);
   char err[1024];
-  Exec *ex = exec_new_cpu(m, batch, fuse, threads, err, sizeof err);
+  ExecOptions o = {.max_batch = batch, .threads = threads, .fuse = fuse, .entries = 1u << entry};
+  Exec *ex = exec_new(backend, m, &o, err, sizeof err);
   if (!ex)
     fprintf(stderr, "nnc: error: %s\n", err);
   return ex;
@@ -180,7 +166,7 @@ int cli_train(int argc, char **argv) {
   int64_t epochs = -1, batch = -1, seed = -1, threads = cores(), limit = 0, tlimit = 0;
   double lr = -1, val = -1;
   bool normalize = false, noshuffle = false, quiet = false, nofuse = false;
-  RtBackend backend = RT_BACKEND_CPU;
+  const char *backend = EXEC_DEFAULT_BACKEND;
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "d:e:b:s:j:o:qh", opts, NULL)) != -1) {
@@ -188,8 +174,8 @@ int cli_train(int argc, char **argv) {
     case 'q': quiet = true; break;
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
-      if (!parse_backend(optarg, &backend))
-        return cli_usage_error(usage_train, "--backend is cpu or ref, found '%s'", optarg);
+      if (cli_backend(usage_train, optarg, &backend))
+        return EXIT_USAGE;
       break;
     case 'd': data = optarg; break;
     case O_TEST: test = optarg; break;
@@ -210,8 +196,8 @@ int cli_train(int argc, char **argv) {
     case O_TLIMIT: if (!cli_int(optarg, 1, INT64_MAX, &tlimit)) return cli_usage_error(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
     case O_LR: if (!cli_num(optarg, 1e-300, 1e6, &lr)) return cli_usage_error(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
     case O_VAL: if (!cli_num(optarg, 0, 0.99, &val)) return cli_usage_error(usage_train, "--val-split needs a fraction in [0, 0.99], found '%s'", optarg); break;
-    case 'h': fputs(usage_train, stdout); return 0;
-    default: fputs("\n", stderr); fputs(usage_train, stderr); return EXIT_USAGE;
+    case 'h': cli_print_usage(stdout, usage_train); return 0;
+    default: fputs("\n", stderr); cli_print_usage(stderr, usage_train); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1)
@@ -304,7 +290,7 @@ int cli_eval(int argc, char **argv) {
   };
   const char *weights = NULL, *data = RT_FASHION_MNIST_DIR, *split = "test";
   int64_t batch = 256, limit = 0, threads = cores();
-  RtBackend backend = RT_BACKEND_CPU;
+  const char *backend = EXEC_DEFAULT_BACKEND;
   bool nofuse = false;
   int ch;
   optind = 1;
@@ -315,14 +301,14 @@ int cli_eval(int argc, char **argv) {
     case O_SPLIT: split = optarg; break;
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
-      if (!parse_backend(optarg, &backend))
-        return cli_usage_error(usage_eval, "--backend is cpu or ref, found '%s'", optarg);
+      if (cli_backend(usage_eval, optarg, &backend))
+        return EXIT_USAGE;
       break;
     case 'b': if (!cli_int(optarg, 1, TRAIN_MAX_BATCH, &batch)) return cli_usage_error(usage_eval, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_eval, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_eval, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
-    case 'h': fputs(usage_eval, stdout); return 0;
-    default: fputs("\n", stderr); fputs(usage_eval, stderr); return EXIT_USAGE;
+    case 'h': cli_print_usage(stdout, usage_eval); return 0;
+    default: fputs("\n", stderr); cli_print_usage(stderr, usage_eval); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1)
@@ -351,7 +337,7 @@ int cli_eval(int argc, char **argv) {
   }
   if (!eval_data(m, data, split, &ds))
     goto done;
-  if (!(ex = make_exec(m, batch, backend, !nofuse, (int)threads)))
+  if (!(ex = make_exec(m, batch, backend, !nofuse, (int)threads, ENTRY_EVAL)))
     goto done;
   CkptInfo info;
   if (!train_checkpoint_load(ex, weights, true, &info, err, sizeof err)) {
@@ -528,7 +514,7 @@ int cli_predict(int argc, char **argv) {
   };
   const char *weights = NULL;
   int64_t top = 3, limit = 0, threads = cores();
-  RtBackend backend = RT_BACKEND_CPU;
+  const char *backend = EXEC_DEFAULT_BACKEND;
   bool nofuse = false;
   int ch;
   optind = 1;
@@ -538,13 +524,13 @@ int cli_predict(int argc, char **argv) {
     case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_predict, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
     case O_NOFUSE: nofuse = true; break;
     case O_BACKEND:
-      if (!parse_backend(optarg, &backend))
-        return cli_usage_error(usage_predict, "--backend is cpu or ref, found '%s'", optarg);
+      if (cli_backend(usage_predict, optarg, &backend))
+        return EXIT_USAGE;
       break;
     case 'k': if (!cli_int(optarg, 1, 1000, &top)) return cli_usage_error(usage_predict, "--top needs a whole number from 1 to 1000, found '%s'", optarg); break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_predict, "--limit needs a whole number from 1, found '%s'", optarg); break;
-    case 'h': fputs(usage_predict, stdout); return 0;
-    default: fputs("\n", stderr); fputs(usage_predict, stderr); return EXIT_USAGE;
+    case 'h': cli_print_usage(stdout, usage_predict); return 0;
+    default: fputs("\n", stderr); cli_print_usage(stderr, usage_predict); return EXIT_USAGE;
     }
   }
   if (argc - optind < 2)
@@ -557,7 +543,7 @@ int cli_predict(int argc, char **argv) {
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
   rt_set_threads((int)threads);
-  Exec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads) : NULL;
+  Exec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads, ENTRY_FORWARD) : NULL;
   if (m && !ex)
     status = EXIT_USER;
   char err[2048];
@@ -576,7 +562,7 @@ int cli_predict(int argc, char **argv) {
     if (info.normalized)
       data_normalize(&ds, info.mean, info.std);
     int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
-    float *x = xmalloc(sizeof(float) * ds.dim);
+    float *x = xmalloc(sizeof(float) * ds.dim), *out = xmalloc(sizeof(float) * exec_output_dim(ex));
     for (int64_t j = 0; j < n; j++) {
       data_rows(&ds, NULL, j, 1, x);
       exec_run(ex, ENTRY_FORWARD, 1, x, NULL, 0);
@@ -585,9 +571,11 @@ int cli_predict(int argc, char **argv) {
         snprintf(what, sizeof what, "%s", argv[i]);
       else
         snprintf(what, sizeof what, "%s[%lld]", argv[i], (long long)j);
-      print_prediction(m, what, exec_output(ex), exec_output_dim(ex), (int)top);
+      exec_read_output(ex, out);
+      print_prediction(m, what, out, exec_output_dim(ex), (int)top);
     }
     free(x);
+    free(out);
     data_free(&ds);
   }
   exec_free(ex);

@@ -1,4 +1,10 @@
 // exec.h: running a model: the executors (backends) behind one interface.
+//
+// A backend is chosen by name (exec_backend_names lists them: ref, the
+// oracle, one plain C kernel per graph node; cpu, fused kernels compiled by
+// LLVM). Everything above exec/ talks to an Exec through these calls; no
+// call hands out a backend's memory: values are copied in and out, so that a
+// backend whose memory is a device's fits the same interface.
 #ifndef NNC_EXEC_H
 #define NNC_EXEC_H
 
@@ -6,30 +12,37 @@
 #include "passes.h"
 #include "runtime.h"
 
-
 typedef struct Exec Exec;
 
-// The backends.
-typedef enum {
-  RT_BACKEND_REF,   // one plain C kernel per graph node: the oracle
-  RT_BACKEND_CPU,   // fused kernels compiled by LLVM, memory planned, one call per step
-} RtBackend;
+// How to build an executor.
+typedef struct ExecOptions {
+  int64_t max_batch;     // batches of 1 to max_batch samples
+  int threads;           // cpu: the thread pool's threads (0: 1)
+  bool fuse;             // cpu: simplify and fuse (false: one kernel per graph node)
+  unsigned entries;      // the entry points it will run (bits 1 << ENTRY_*); 0: every one m has
+} ExecOptions;
+
+// The backends' names, in the registry's order ("ref", "cpu"), NULL after
+// the last, and a line of help for each.
+extern const char *const exec_backend_names[];
+#define EXEC_DEFAULT_BACKEND "cpu"
+const char *exec_backend_help(const char *name);
+bool exec_backend_exists(const char *name);
 
 // Prepares to run m (after pass_autodiff when it is to be trained) on
-// batches of up to max_batch samples with the ref backend. Parameters start
-// uninitialized: call exec_init_params or load a checkpoint.
-Exec *exec_new(const Model *m, int64_t max_batch);
-
-// The same with the cpu backend: each entry point is fused (unless fuse is
-// false), memory-planned and compiled by LLVM when first run, on threads
-// threads. Returns NULL with a message in err when LLVM fails.
-Exec *exec_new_cpu(Model *m, int64_t max_batch, bool fuse, int threads, char *err, size_t errsz);
-RtBackend exec_backend(const Exec *ex);
-
-// The program and compile times of an entry point of a cpu executor
-// (compiling it now if it was not yet), for `nnc bench`; NULL for ref.
-const KProgram *exec_program(Exec *ex, EntryKind mode, CgTimes *times);
+// backend: the cpu backend compiles each entry point now (on a copy of m:
+// m is not changed), so no step compiles or fails later. m must outlive the
+// executor. Parameters start uninitialized: call exec_init_params or load
+// a checkpoint. Returns NULL with a message in err when it cannot (LLVM
+// fails, say).
+Exec *exec_new(const char *backend, const Model *m, const ExecOptions *o, char *err, size_t errsz);
 void exec_free(Exec *ex);
+const char *exec_backend(const Exec *ex);
+
+// The compiled program of an entry point and the times its compilation
+// took, for `nnc bench`; NULL for a backend without one (ref) or an entry
+// point it was not built to run.
+const KProgram *exec_program(const Exec *ex, EntryKind entry, CgTimes *times);
 
 // Fills every parameter and buffer from its initializer, drawing from a
 // generator seeded with seed (PyTorch's distributions, not its numbers).
@@ -41,26 +54,40 @@ int64_t exec_sample_dim(const Model *m);
 
 // Runs one entry point on a batch of B samples: x holds B rows of
 // exec_sample_dim floats (each split over the model's inputs), y B targets
-// (int32 class indexes or floats; may be NULL for ENTRY_FORWARD). For ENTRY_TRAIN,
-// lr is the learning rate of this step. Returns the loss (0 for
-// ENTRY_FORWARD). A training step whose loss is not finite stops there: no
-// gradients, no update, and the step does not count.
-double exec_run(Exec *ex, EntryKind mode, int64_t B, const float *x, const void *y, double lr);
+// (int32 class indexes or floats; may be NULL for ENTRY_FORWARD). For
+// ENTRY_TRAIN, lr is the learning rate of this step. Returns the loss (0
+// for ENTRY_FORWARD). A training step whose loss is not finite stops there:
+// no gradients, no update, and the step does not count.
+double exec_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr);
 
-// The output of the last run: B rows of exec_output_dim floats.
-const float *exec_output(const Exec *ex);
+// Copies the output of the last run into out: B rows of exec_output_dim
+// floats.
+void exec_read_output(const Exec *ex, float *out);
 int64_t exec_output_dim(const Exec *ex);
 
+// Copies the value of node n of the caller's model after the last run (a
+// gradient, say; B rows for a batched node) into out; false, copying
+// nothing, when the run did not compute it or compiling simplified it away.
+bool exec_read_value(const Exec *ex, const IrNode *n, float *out);
+
+// Whether the backend keeps every value a run computes (ref), so that
+// exec_read_value and exec_first_nonfinite see every node; a fused backend
+// keeps only those it materializes.
+bool exec_keeps_values(const Exec *ex);
+
 // After a run whose loss is not finite: the first node (in graph order)
-// whose output holds a NaN or an infinity, or NULL.
+// whose output holds a NaN or an infinity, or NULL. Its location and scope
+// are the .nn file's; it lives as long as ex.
 const IrNode *exec_first_nonfinite(const Exec *ex);
 
-// Persistent tensors (parameters, buffers, optimizer state) by index, for
-// checkpoints. The data is the executor's; writes change the model.
+// Persistent tensors (parameters, buffers, optimizer state) by index, in
+// graph order, for checkpoints: the node of the caller's model, and
+// copies of its ir_numel(n, 1) floats out of and into the executor.
 int exec_num_state(const Exec *ex);
 const IrNode *exec_state_node(const Exec *ex, int i);
-float *exec_state_data(Exec *ex, int i, int64_t *numel);
-float *exec_find_state(Exec *ex, const char *name, int64_t *numel);
+int exec_find_state(const Exec *ex, const char *name);   // its index, or -1
+void exec_read_state(const Exec *ex, int i, float *out);
+void exec_write_state(Exec *ex, int i, const float *in);
 
 // Training steps taken (the optimizer's t), and the dropout generator:
 // both part of a checkpoint.
@@ -72,13 +99,10 @@ Rng *exec_rng(Exec *ex);
 // generator (tests compare with frameworks whose masks differ).
 void exec_set_dropout(Exec *ex, bool enabled);
 
-// cpu backend: calls tick(arg, i) as kernel i of a step starts, and
-// tick(arg, nkernels) when the step ends (NULL: no calls); for `nnc bench`.
+// Calls tick(arg, i) as kernel i of a step's program starts, and tick(arg,
+// nkernels) when the step ends (NULL: no calls); for `nnc bench`. A backend
+// without a program never calls it.
 void exec_set_tick(Exec *ex, void (*tick)(void *arg, int kernel), void *arg);
-
-// The value of node n after the last run (a gradient, say): B rows for a
-// batched node. NULL when the last run did not compute n.
-const float *exec_value(const Exec *ex, const IrNode *n);
 
 // Sets the number of threads the ref backend lets the BLAS library use
 // (n >= 1; the cpu backend splits its work over its own thread pool).

@@ -107,6 +107,31 @@ IrGraph *ir_graph_new(Arena *a, const char *name) {
   return g;
 }
 
+// A deep copy of g into a: every node, its name and scope strings, the
+// output and the loss (source locations still point at g's SrcFile). map
+// (may be NULL) receives, for each node of g by id, its copy.
+IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map) {
+  IrGraph *c = ir_graph_new(a, g->name);
+  c->file = g->file ? arena_strdup(a, g->file) : NULL;
+  c->cap = c->nnodes = g->nnodes;
+  c->nodes = arena_alloc(a, sizeof(IrNode *) * (g->nnodes ? g->nnodes : 1));
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    IrNode *k = arena_alloc(a, sizeof *k);
+    *k = *n;
+    k->name = n->name ? arena_strdup(a, n->name) : NULL;
+    k->scope = n->scope ? arena_strdup(a, n->scope) : NULL;
+    for (int j = 0; j < n->nsrc; j++)
+      k->src[j] = c->nodes[n->src[j]->id];   // inputs precede their users
+    c->nodes[i] = k;
+    if (map)
+      map[i] = k;
+  }
+  c->output = g->output ? c->nodes[g->output->id] : NULL;
+  c->loss = g->loss ? c->nodes[g->loss->id] : NULL;
+  return c;
+}
+
 // A misuse of ir_add is a bug in the pass that called it: say which op and
 // what was wrong, then abort.
 static _Noreturn void add_bug(int line, IrOp op, const char *what, int nsrc) {

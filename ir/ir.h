@@ -125,6 +125,9 @@ bool ir_op_is_loss(IrOp op);           // kind LOSS
 //
 
 IrGraph *ir_graph_new(Arena *a, const char *name);
+// A deep copy of g in a (source locations still point at g's file); map
+// (may be NULL, else g->nnodes entries) receives each node's copy by id.
+IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map);
 
 // Appends a node of op with inputs src[0..nsrc) and returns it. Records the
 // op only: shape (ndim -1), attributes and the rest are the caller's to set
@@ -332,6 +335,11 @@ KIndex ir_kernel_index(const IrNode *n, int ndim, const int64_t *dims);
 // Prints a program: each kernel with its kind, index space, body, the
 // graph nodes and .nn lines it came from (`nnc emit --stage kernels`).
 void ir_print_program(FILE *out, const KProgram *p);
+// ir/verify.c: checks a finished program: every kernel computes nodes of
+// its graph, every buffer it touches has a place of at least its bytes
+// inside the arena or the state, its loads and stores name its buffers.
+// False with the first violation in err (a compiler bug, not the user's).
+bool ir_verify_program(const KProgram *p, char *err, size_t errsz);
 const char *ir_kinstr_name(KInstrOp op);
 
 #endif

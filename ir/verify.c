@@ -169,3 +169,75 @@ bool ir_verify(const IrGraph *g, Diag *d) {
   check_ends(&v);
   return v.ok;
 }
+
+// Where buffer n of p lives, checked: a graph node, the step scalars or a
+// block, with a place of at least its elements' bytes inside its space.
+static bool check_place(const KProgram *p, const IrNode *n, char *err, size_t errsz) {
+  const IrGraph *g = p->g;
+  int nn = g->nnodes;
+  bool known = in_graph(g, n) || (n && n == p->scalars && n->id == nn) ||
+               (n && n->id > nn && n->id <= nn + p->nblocks && p->blocks[n->id - nn - 1] == n);
+  if (!known) {
+    errorf(err, errsz, "a kernel touches a buffer (%%%d) that is neither a graph node, the scalars nor a block",
+           n ? n->id : -1);
+    return false;
+  }
+  const KBufInfo *b = &p->buf[n->id];
+  int64_t need = n->id < nn ? ir_numel(n, p->max_batch) * 4 : 1;
+  int64_t limit = b->space == KB_STATE ? p->state_bytes : p->arena_bytes;
+  if (b->bytes < need || b->offset < 0 || b->offset + b->bytes > limit) {
+    errorf(err, errsz, "%%%d (%s) has %lld bytes at %lld in the %s (%lld bytes), but needs %lld", n->id,
+           op_name(n->op), (long long)b->bytes, (long long)b->offset, b->space == KB_STATE ? "state" : "arena",
+           (long long)limit, (long long)need);
+    return false;
+  }
+  return true;
+}
+
+static bool check_kernel(const KProgram *p, const Kernel *k, char *err, size_t errsz) {
+  for (int i = 0; i < k->nnodes; i++)
+    if (!in_graph(p->g, k->nodes[i])) {
+      errorf(err, errsz, "kernel '%s' computes a node outside the graph", k->name);
+      return false;
+    }
+  if (k->kind == KN_LIB && !in_graph(p->g, k->node)) {
+    errorf(err, errsz, "library kernel '%s' runs a node outside the graph", k->name);
+    return false;
+  }
+  // A library kernel's buffers that its routine reads or writes: its
+  // node's inputs, and its result but for an update's (which writes its
+  // parameter and state in place); every buffer of a loop or a GEMM.
+  for (int i = 0; i < k->nbufs; i++) {
+    const IrNode *b = k->bufs[i];
+    bool update = b && (b->op == IR_SGD_STEP || b->op == IR_ADAM_STEP);
+    if (k->kind == KN_LIB && b == k->node && update && p->buf[b->id].bytes == 0)
+      continue;
+    if (!check_place(p, b, err, errsz))
+      return false;
+  }
+  for (int i = 0; i < k->nbody; i++) {
+    const KInstr *in = &k->body[i];
+    if ((in->op == KI_LOAD || in->op == KI_LOADI) && (in->buf < 0 || in->buf >= k->nbufs)) {
+      errorf(err, errsz, "kernel '%s': instruction %d loads buffer %d of %d", k->name, i, in->buf, k->nbufs);
+      return false;
+    }
+  }
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].buf < 0 || k->stores[i].buf >= k->nbufs || k->stores[i].value < 0 ||
+        k->stores[i].value >= k->nbody) {
+      errorf(err, errsz, "kernel '%s': store %d is out of its buffers or body", k->name, i);
+      return false;
+    }
+  return !k->epilogue || check_kernel(p, k->epilogue, err, errsz);
+}
+
+bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
+  if (!p->g || !p->buf || p->nkernels < 0 || (p->nkernels > 0 && !p->kernels) || p->max_batch < 1) {
+    errorf(err, errsz, "the program has no graph, no plan or no kernels");
+    return false;
+  }
+  for (int i = 0; i < p->nkernels; i++)
+    if (!p->kernels[i] || !check_kernel(p, p->kernels[i], err, errsz))
+      return false;
+  return true;
+}

@@ -560,9 +560,8 @@ _Static_assert(sizeof(((RtLib *)0)->f) == sizeof(((IrAttr *)0)->f), "RtLib holds
 // in a training program, each max pooling, batchnorm and dropout keeps
 // its argmax, statistics or mask in a slot of its own, which its gradient
 // reads.
-static void describe_libs(Fuse *f) {
-  KProgram *p = f->p;
-  const IrGraph *g = f->g;
+void pass_describe_libs(KProgram *p) {
+  const IrGraph *g = p->g;
   int *slot = arena_alloc(g->arena, sizeof(int) * g->nnodes);
   for (int i = 0; i < g->nnodes; i++)
     slot[i] = -1;
@@ -583,7 +582,7 @@ static void describe_libs(Fuse *f) {
       lib_buf(p, d, n->src[s]);
     if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
       lib_buf(p, d, n);
-    if (f->entry == ENTRY_TRAIN && (n->op == IR_MAXPOOL || n->op == IR_BATCHNORM || n->op == IR_DROPOUT)) {
+    if (p->entry == ENTRY_TRAIN && (n->op == IR_MAXPOOL || n->op == IR_BATCHNORM || n->op == IR_DROPOUT)) {
       d->aux = slot[n->id] = p->naux++;
       int64_t elems = ir_numel(n, p->max_batch);
       d->aux_bytes = n->op == IR_BATCHNORM ? 2 * 4 * n->shape[1]   // mean and 1/std, floats
@@ -667,7 +666,5 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   }
   if (together)
     add_kernel(&f, updates_kernel(&f, steps, nsteps));
-  pass_memplan(p, f.keep);
-  describe_libs(&f);
   return p;
 }

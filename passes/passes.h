@@ -86,27 +86,38 @@ void pass_needed(const Model *m, EntryKind entry, bool *need);
 // x + 0, -(-x), reshapes of reshapes), constants folded, common
 // subexpressions merged, dead nodes dropped (ids renumbered); keeps m's
 // output, loss, gradients and updates pointing at what computes them.
-// Reports counts to report (may be NULL); true if anything changed.
-bool pass_simplify(Model *m, FILE *report);
+// Reports counts to report (may be NULL); true if anything changed. where
+// (may be NULL, else one entry per node before) receives, for each node by
+// its id before, the node that now computes its value, or NULL if dropped.
+bool pass_simplify(Model *m, FILE *report, IrNode **where);
 
 // fuse.c: needs a checked graph (after pass_autodiff for ENTRY_TRAIN);
 // lowers the nodes entry needs to kernels: chains of elementwise ops fuse
 // into one loop, a matrix product's elementwise consumers into its
 // epilogue, a reduction with the elementwise ops that feed it; the rest
 // become library kernels. With fuse false, every node is a kernel of its
-// own. Then plans memory (memplan.c). why (may be NULL) receives one line
-// per producer/consumer pair left unfused, saying why.
+// own. Allocates from m's arena; memory is pass_memplan's. why (may be
+// NULL) receives one line per producer/consumer pair left unfused, saying
+// why.
 KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why);
 
-// memplan.c: gives every value p's kernels materialize an offset: one
-// arena for the activations, reusing a buffer once its last reader has run
-// (in place where a loop reads and writes the same elements), and the
-// persistent state: the updated parameters, then each kind of their
-// optimizer state laid out like them, then the other buffers, the same for
-// every entry point. With p->blocks (one update over every parameter) each
-// parameter's gradient goes to its place in the gradients' block. Fills
-// p->buf, arena_bytes, state_bytes.
+// memplan.c: needs p from pass_fuse; keep[id]: the caller reads node id
+// after the step (the output; the loss but in ENTRY_FORWARD). Gives every
+// value p's kernels materialize an offset: one arena for the activations,
+// reusing a buffer once its last reader has run (in place where a loop reads
+// and writes the same elements), and the persistent state: the updated
+// parameters, then each kind of their optimizer state laid out like them,
+// then the other buffers, the same for every entry point. With p->blocks
+// (one update over every parameter) each parameter's gradient goes to its
+// place in the gradients' block. Fills p->buf, arena_bytes, state_bytes.
 void pass_memplan(KProgram *p, const bool *keep);
+
+// fuse.c: needs p after pass_memplan; gives each library kernel its
+// descriptor (Kernel.lib, runtime.h's RtLib): its buffers' places and
+// shapes, the op's settings, and the slots of run-time state the training
+// program's max poolings, batchnorms and dropouts keep for their gradients
+// (p->naux).
+void pass_describe_libs(KProgram *p);
 
 // For each node of g (by id), whether it is an update (sgd_step, adam_step)
 // of a parameter that shares its gradient with no earlier update (two
@@ -115,6 +126,29 @@ void pass_memplan(KProgram *p, const bool *keep);
 // parameters and state, in the blocks one update over every parameter
 // reads (KProgram.blocks). Allocated in g's arena.
 const bool *pass_updates_in_blocks(const IrGraph *g);
+
+// compile.c: the compile driver. The options of pass_compile.
+typedef struct CompileOptions {
+  int64_t max_batch;     // the arena is sized for batches up to this
+  bool fuse;             // simplify and fuse (false: one kernel per node, the graph as it is)
+  FILE *report;          // simplify's counts and the unfused pairs, or NULL
+} CompileOptions;
+
+// A finished program and the copy of the model it was compiled from, all in
+// its own arena (free it with pass_compilation_free).
+typedef struct Compilation {
+  KProgram *prog;        // prog->g is model->g
+  Model *model;          // the copy, simplified
+  IrNode **where;        // where[id]: the copy's node that computes node id of the model compiled, or NULL
+                         // (simplified away)
+  Arena *arena;
+} Compilation;
+
+// compile.c: needs a checked model (after pass_autodiff for ENTRY_TRAIN, a
+// loss for ENTRY_EVAL); compiles entry on a copy (m is not changed):
+// simplify, fuse, plan memory, verify; an inconsistent program is a bug.
+Compilation *pass_compile(const Model *m, EntryKind entry, const CompileOptions *o);
+void pass_compilation_free(Compilation *c);
 
 // memplan.c: whether m can run at batch in limit bytes, before anything is
 // allocated: its persistent tensors (parameters, buffers and, after

@@ -243,8 +243,9 @@ static void compact(Simp *s, Model *m) {
   free(need);
 }
 
-bool pass_simplify(Model *m, FILE *report) {
+bool pass_simplify(Model *m, FILE *report, IrNode **where) {
   IrGraph *g = m->g;
+  int n0 = g->nnodes;
   Simp s = {.g = g, .repl = xmalloc(sizeof(IrNode *) * g->nnodes), .grad = xcalloc(g->nnodes, sizeof(bool))};
   for (int i = 0; i < g->nnodes; i++)
     s.repl[i] = g->nodes[i];
@@ -270,7 +271,14 @@ bool pass_simplify(Model *m, FILE *report) {
     m->grads[i] = find(&s, m->grads[i]);
     m->steps[i] = find(&s, m->steps[i]);
   }
+  if (where)
+    for (int i = 0; i < n0; i++)
+      where[i] = find(&s, g->nodes[i]);
   compact(&s, m);
+  if (where)   // a node compact dropped is no longer at its id
+    for (int i = 0; i < n0; i++)
+      if (where[i]->id >= g->nnodes || g->nodes[where[i]->id] != where[i])
+        where[i] = NULL;
   free(s.repl);
   free(s.grad);
   for (int t = 0; t < 2; t++) {

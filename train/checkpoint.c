@@ -58,7 +58,9 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
     t[i].dtype = ST_F32;
     t[i].ndim = n->ndim;
     memcpy(t[i].shape, n->shape, sizeof(int64_t) * n->ndim);
-    t[i].data = exec_state_data(ex, i, NULL);
+    float *v = xmalloc(sizeof(float) * (ir_numel(n, 1) > 0 ? ir_numel(n, 1) : 1));
+    exec_read_state(ex, i, v);
+    t[i].data = v;
   }
   char hash[32], epoch[32], step[32], cursor[128], rng[64], norm[64];
   snprintf(hash, sizeof hash, "%016" PRIx64, model_hash(ex));
@@ -89,6 +91,8 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
       {"normalize", norm},     {"metrics", row},            {"run", run},
   };
   bool ok = data_st_write(path, t, nt, meta, countof(meta), err, errsz);
+  for (int i = 0; i < nt; i++)
+    free((void *)t[i].data);
   free(t);
   return ok;
 }
@@ -293,7 +297,7 @@ static bool check_tensors(Exec *ex, const StFile *f, bool weights_only, bool pla
   for (int i = 0; i < f->ntensors; i++) {
     const char *name = f->tensors[i].name;
     bool opt = is_optimizer_state(name);
-    if (exec_find_state(ex, name, NULL) || (weights_only && opt) || is_ignored(&f->tensors[i]))
+    if (exec_find_state(ex, name) >= 0 || (weights_only && opt) || is_ignored(&f->tensors[i]))
       continue;
     if (opt)
       errorf(err, errsz, "%s: the checkpoint holds optimizer state '%s' (%s) that this model's optimizer does "
@@ -343,10 +347,12 @@ bool train_checkpoint_load(Exec *ex, const char *path, bool weights_only, CkptIn
   for (int i = 0; i < exec_num_state(ex); i++) {
     const IrNode *n = exec_state_node(ex, i);
     const StTensor *t = data_st_find(&f, n->name);
-    if (t) {
-      int64_t k;
-      float *dst = exec_state_data(ex, i, &k);
-      memcpy(dst, t->data, sizeof(float) * k);
+    if (t) {   // the file's data may be unaligned: through an aligned copy
+      int64_t k = ir_numel(n, 1);
+      float *v = xmalloc(sizeof(float) * (k > 0 ? k : 1));
+      memcpy(v, t->data, sizeof(float) * k);
+      exec_write_state(ex, i, v);
+      free(v);
     }
   }
   exec_set_steps(ex, in->step);

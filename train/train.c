@@ -50,12 +50,19 @@ static int64_t argmax(const float *v, int64_t k) {
   return best;
 }
 
-// Counts correct predictions of a batch (class targets only).
-static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B) {
-  const float *out = exec_output(ex);
+// Counts correct predictions of the last run's batch (class targets only),
+// and into conf (may be NULL) as train_evaluate says.
+static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B, int64_t *conf) {
   int64_t k = exec_output_dim(ex), c = 0;
-  for (int64_t i = 0; i < B; i++)
-    c += argmax(out + i * k, k) == y[i];
+  float *out = xmalloc(sizeof(float) * B * k);
+  exec_read_output(ex, out);
+  for (int64_t i = 0; i < B; i++) {
+    int64_t best = argmax(out + i * k, k);
+    c += best == y[i];
+    if (conf)
+      conf[y[i] * k + best]++;
+  }
+  free(out);
   return c;
 }
 
@@ -74,17 +81,13 @@ EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *c
   float *x = xmalloc(sizeof(float) * batch * ds->dim);
   void *y = xmalloc(4 * batch * (tdim > 0 ? tdim : 1));
   double loss = 0;
-  int64_t correct = 0, k = exec_output_dim(ex);
+  int64_t correct = 0;
   for (int64_t i = 0; i < ds->n; i += batch) {
     int64_t B = ds->n - i < batch ? ds->n - i : batch;
     slice(ds, i, B, x, y);
     loss += exec_run(ex, ENTRY_EVAL, B, x, y, 0) * B;
-    if (ds->y) {
-      correct += count_correct(ex, y, B);
-      if (conf)
-        for (int64_t j = 0; j < B; j++)
-          conf[ds->y[i + j] * k + argmax(exec_output(ex) + j * k, k)]++;
-    }
+    if (ds->y)
+      correct += count_correct(ex, y, B, conf);
   }
   if (ds->n > 0) {
     r.loss = loss / ds->n;
@@ -172,21 +175,28 @@ static void limit_dataset(Dataset *ds, int64_t k) {
   *ds = sub;
 }
 
-// The first op whose output is not finite in a step of the cpu backend,
-// whose fused loops keep no intermediate values: the same step again on the
-// ref backend, from the same state, which keeps every value.
-static const IrNode *replay_on_ref(Exec *ex, Model *m, int64_t B, const float *x, const void *y, double lr) {
-  Exec *ref = exec_new(m, B);
+// The first op whose output is not finite in a step of a backend that does
+// not keep every value (the cpu backend's fused loops keep no intermediate
+// ones): the same step again on the ref backend, from the same state.
+static const IrNode *replay_on_ref(Exec *ex, const Model *m, int64_t B, const float *x, const void *y, double lr) {
+  char err[256];
+  ExecOptions ro = {.max_batch = B, .entries = 1u << ENTRY_TRAIN};
+  Exec *ref = exec_new("ref", m, &ro, err, sizeof err);
+  if (!ref)
+    return NULL;
+  float *v = NULL;
+  int64_t cap = 0;
   for (int i = 0; i < exec_num_state(ref); i++) {
-    int64_t n;
-    float *dst = exec_state_data(ref, i, &n);
-    const float *src = exec_find_state(ex, exec_state_node(ref, i)->name, NULL);
-    memcpy(dst, src, sizeof(float) * n);
+    const IrNode *n = exec_state_node(ref, i);
+    k_grow(&v, &cap, ir_numel(n, 1));
+    exec_read_state(ex, exec_find_state(ex, n->name), v);
+    exec_write_state(ref, i, v);
   }
+  free(v);
   *exec_rng(ref) = *exec_rng(ex);
   exec_set_steps(ref, exec_steps(ex));
   exec_run(ref, ENTRY_TRAIN, B, x, y, lr);
-  const IrNode *n = exec_first_nonfinite(ref);
+  const IrNode *n = exec_first_nonfinite(ref);   // a node of m: it outlives ref
   exec_free(ref);
   return n;
 }
@@ -248,6 +258,13 @@ static void free_run(Run *r) {
   train_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
 }
 
+// The test set's path: --test, or the IDX directory --data names; NULL
+// with --no-test or none.
+static const char *test_path(const TrainOpts *o) {
+  struct stat st;
+  return o->no_test ? NULL : o->test ? o->test : stat(o->data, &st) == 0 && S_ISDIR(st.st_mode) ? o->data : NULL;
+}
+
 static bool prepare_data(Run *r, char *err, size_t errsz) {
   const TrainOpts *o = r->o;
   Dataset all;
@@ -266,9 +283,7 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
   } else {
     r->train = all;
   }
-  struct stat st;
-  const char *test = o->no_test ? NULL : o->test ? o->test : stat(o->data, &st) == 0 && S_ISDIR(st.st_mode)
-                                                                  ? o->data : NULL;
+  const char *test = test_path(o);
   if (test) {   // a test set that does not load is an error, not a run without one
     char terr[1024];
     r->have_test = load_data(r->m, test, "test", &r->test, terr, sizeof terr);
@@ -338,8 +353,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
       if (p->mode == 1)
         fputc('\n', p->out);
       *exec_rng(ex) = before;
-      const IrNode *n = exec_backend(ex) == RT_BACKEND_REF ? exec_first_nonfinite(ex)
-                                                             : replay_on_ref(ex, r->m, B, x, y, lr);
+      const IrNode *n = exec_keeps_values(ex) ? exec_first_nonfinite(ex) : replay_on_ref(ex, r->m, B, x, y, lr);
       report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
       return false;
     }
@@ -347,7 +361,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
     seen += B;
     sum += loss * B;
     if (classes)
-      correct += count_correct(ex, y, B);
+      correct += count_correct(ex, y, B, NULL);
     progress(p, epoch, k, nb, seen, sum / seen, classes ? (double)correct / seen : -1, false);
   }
   progress(p, epoch, k, nb, seen, seen ? sum / seen : 0, -1, true);
@@ -451,11 +465,15 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
 // same checkpoint, bit for bit.
 static void new_run_id(const Run *r, char *id, size_t n) {
   uint64_t h = 1469598103934665603ULL;
+  float *v = NULL;
+  int64_t cap = 0;
   for (int i = 0; i < exec_num_state(r->ex); i++) {
-    int64_t k;
-    const float *v = exec_state_data(r->ex, i, &k);
+    int64_t k = ir_numel(exec_state_node(r->ex, i), 1);
+    k_grow(&v, &cap, k);
+    exec_read_state(r->ex, i, v);
     h = hash_bytes(h, v, sizeof(float) * k);
   }
+  free(v);
   const RunSettings *u = &r->info.run;
   int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
   double reals[] = {u->lr, u->val_split};
@@ -627,13 +645,13 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   r.o = o = &eff;
   if (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
-  if (o->backend == RT_BACKEND_CPU) {
-    r.ex = exec_new_cpu(m, o->batch, o->fuse, o->threads > 0 ? o->threads : 1, err, sizeof err);
-    if (!r.ex)
-      goto fail;
-  } else {
-    r.ex = exec_new(m, o->batch);
-  }
+  // Compiled now (the cpu backend), before the first epoch's clock starts:
+  // the training step, and the evaluation one when there is a validation
+  // or a test set to evaluate.
+  ExecOptions eo = {.max_batch = o->batch, .threads = o->threads > 0 ? o->threads : 1, .fuse = o->fuse,
+                    .entries = 1u << ENTRY_TRAIN | (o->val_split > 0 || test_path(o) ? 1u << ENTRY_EVAL : 0)};
+  if (!(r.ex = exec_new(o->backend, m, &eo, err, sizeof err)))
+    goto fail;
   if (!start_weights(&r, err, sizeof err))
     goto fail;
   int64_t start_epoch = r.info.epoch;
@@ -672,13 +690,6 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
   if (!train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
-  if (o->backend == RT_BACKEND_CPU && start_epoch < o->epochs) {
-    // Compile the steps now, so that the first epoch's time (and samples/s)
-    // is training alone, as every later epoch's is.
-    exec_program(r.ex, ENTRY_TRAIN, NULL);
-    if (r.have_val)
-      exec_program(r.ex, ENTRY_EVAL, NULL);
-  }
   if (!o->quiet)
     print_header(&r);
   if (start_epoch >= o->epochs) {

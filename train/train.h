@@ -159,7 +159,7 @@ typedef struct TrainOpts {
   int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
   bool quiet;            // print nothing but errors (no epoch or test summaries either)
   bool json;             // metrics log as JSON lines (else CSV)
-  RtBackend backend;     // ref or cpu
+  const char *backend;   // the backend's name (exec_backend_names)
   bool fuse;             // cpu: fuse kernels (false: one kernel per node)
   unsigned given;        // the settings the command line gave (TRAIN_GIVEN_*): with
                          // resume, the others are the run's, and a given one

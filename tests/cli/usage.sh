@@ -15,7 +15,16 @@ expect 0 'usage: nnc train' train --help
 expect 0 'usage: nnc eval' eval --help
 expect 0 'usage: nnc predict' predict --help
 expect 0 'usage: nnc bench' bench --help
-expect 2 "--backend is cpu or ref, found 'gpu'" train --backend gpu models/mlp.nn
+expect 2 "^nnc: unknown backend 'cuda' (expected ref or cpu)$" train --backend cuda models/mlp.nn
+# --backend is one option of every verb that runs a model: the names come
+# from the registry, with the nearest one for a slip, and --help lists them
+for cmd in train eval predict bench; do
+  expect 2 "^nnc: unknown backend 'cpuu' (expected ref or cpu); did you mean 'cpu'?$" $cmd --backend cpuu models/mlp.nn
+  expect 0 '^  ref  *one plain C kernel per graph node' $cmd --help
+  expect 0 '^  cpu  *fused kernels compiled by LLVM' $cmd --help
+done
+expect 2 '^  cpu  *fused kernels' train --backend cuda models/mlp.nn
+expect 0 'step: median .* over 2 runs' bench --backend ref --batch 8 --reps 2 --threads 1 models/logreg.nn
 expect 2 "--epochs needs a whole number from 0 to 1000000, found '-1'" train --epochs -1 models/mlp.nn
 expect 2 "--test and --no-test contradict each other" train --test x.csv --no-test models/mlp.nn
 expect 2 "--resume continues a run; --init starts a new one" train --resume a --init b models/mlp.nn

@@ -1,9 +1,11 @@
-// test_cpu_vs_ref.c: the cpu backend (fused kernels compiled by LLVM,
-// memory planned) against the ref backend on every model in models/ and
+// test_cpu_vs_ref.c: every backend of the registry but the oracle (the cpu
+// backend: fused kernels compiled by LLVM, memory planned) against the ref
+// backend, the oracle, on every model in models/ and
 // two in tests/cpu (a tied weight; two inputs, whose second one's weights
 // must train): the forward output, the loss, every gradient and every
 // parameter, buffer and optimizer state tensor after 3 training steps;
-// with fusion on and off, on 2 threads (and cnn on 1 and 3).
+// with fusion on and off, on 2 threads (and cnn on 1 and 3). Both run one
+// model, which building an executor must leave as it was.
 //
 // Dropout is on in both, with the same masks (the cpu backend draws them on
 // several threads, from the same stream). The fused loops compute the same
@@ -45,6 +47,27 @@ static void compare(const char *model, const char *what, const float *a, const f
   }
 }
 
+// The graph's text, to see that it did not change (the caller frees it).
+static char *graph_text(const IrGraph *g) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  ir_print(f, g);
+  fclose(f);
+  return buf;
+}
+
+// A copy of state tensor name of ex (n: its floats), which the caller frees.
+static float *state(const Exec *ex, const char *name, int64_t *n) {
+  int i = exec_find_state(ex, name);
+  int64_t k = ir_numel(exec_state_node(ex, i), 1);
+  float *v = xmalloc(sizeof(float) * k);
+  exec_read_state(ex, i, v);
+  if (n)
+    *n = k;
+  return v;
+}
+
 static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
   Diag d;
   diag_init(&d, stderr);
@@ -67,7 +90,7 @@ static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
 // 1e-5 grow apart to about 2e-3 through 3 steps of momentum SGD (each GEMM
 // path sums in its own order), so its state is compared within 5e-3.
 // opt: another optimizer than the model's (NULL: its own), named opt_name.
-static void check_model(const char *name, bool fuse, int64_t B, int threads, const OptimConfig *opt,
+static void check_model(const char *backend, const char *name, bool fuse, int64_t B, int threads, const OptimConfig *opt,
                         const char *opt_name) {
   static const OptimConfig momentum = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9};
   bool sgd = !strcmp(name, "resnet18");
@@ -75,52 +98,66 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     opt = &momentum;
   char path[256], label[96];
   snprintf(path, sizeof path, strchr(name, '/') ? "%s.nn" : "models/%s.nn", name);
-  snprintf(label, sizeof label, "%s%s", name, fuse ? "" : " (unfused)");
+  snprintf(label, sizeof label, "%s %s%s", backend, name, fuse ? "" : " (unfused)");
   if (threads != 2)
     snprintf(label + strlen(label), sizeof label - strlen(label), " (%d thread%s)", threads, threads > 1 ? "s" : "");
   if (opt_name)
     snprintf(label + strlen(label), sizeof label - strlen(label), " (%s)", opt_name);
-  Arena *a1 = arena_new(), *a2 = arena_new();
-  Model *m1 = compile(path, a1, opt), *m2 = compile(path, a2, opt);
-  if (!m1 || !m2) {
+  Arena *a = arena_new();
+  Model *m = compile(path, a, opt);
+  if (!m) {
     printf("FAIL %s: does not compile\n", path);
     failures++;
     return;
   }
-  char err[1024];
-  Exec *ref = exec_new(m1, B), *cpu = exec_new_cpu(m2, B, fuse, threads, err, sizeof err);
-  if (!cpu) {
+  // Both executors run one model: compiling works on a copy of it.
+  char *before = graph_text(m->g), err[1024];
+  ExecOptions ro = {.max_batch = B}, co = {.max_batch = B, .threads = threads, .fuse = fuse};
+  Exec *ref = exec_new(exec_backend_names[0], m, &ro, err, sizeof err), *cpu = exec_new(backend, m, &co, err, sizeof err);
+  if (!ref || !cpu) {
     printf("FAIL %s: %s\n", label, err);
     failures++;
     return;
   }
+  char *after = graph_text(m->g);
+  checks++;
+  if (strcmp(before, after)) {
+    failures++;
+    printf("FAIL %s: building the executor changed the caller's model\n", label);
+  }
+  free(before);
+  free(after);
   exec_init_params(ref, 3);
   exec_init_params(cpu, 3);
   Rng r;
   rng_seed(&r, 17, 0);
-  int64_t nx = exec_sample_dim(m1) * B, ny = ir_numel(m1->target, B);
+  int64_t nx = exec_sample_dim(m) * B, ny = ir_numel(m->target, B);
   float *x = xmalloc(sizeof(float) * nx);
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
   for (int64_t i = 0; i < ny; i++) {
-    if (m1->target->dtype == DT_I32)
-      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m1->target->attr.i[0]);
+    if (m->target->dtype == DT_I32)
+      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
     else
       ((float *)y)[i] = (float)(rng_uniform(&r) * 4 - 2);
   }
   int64_t od = exec_output_dim(ref);
-  int64_t n2;   // the last input's weights, which must train: every input is fed
-  const float *w2 = m1->ninputs > 1 ? exec_find_state(ref, "linear_2.weight", &n2) : NULL;
-  float *w2_start = w2 ? xmalloc(sizeof(float) * n2) : NULL;
-  if (w2)
-    memcpy(w2_start, w2, sizeof(float) * n2);
+  int64_t n2 = 0;   // the last input's weights, which must train: every input is fed
+  float *w2_start = m->ninputs > 1 ? state(ref, "linear_2.weight", &n2) : NULL;
+  float *oc = xmalloc(sizeof(float) * B * od), *orf = xmalloc(sizeof(float) * B * od);
   exec_run(ref, ENTRY_FORWARD, B, x, NULL, 0);
   exec_run(cpu, ENTRY_FORWARD, B, x, NULL, 0);
-  compare(label, "forward output", exec_output(cpu), exec_output(ref), B * od, 1e-5);
+  exec_read_output(ref, orf);
+  exec_read_output(cpu, oc);
+  compare(label, "forward output", oc, orf, B * od, 1e-5);
   exec_run(ref, ENTRY_FORWARD, 1, x, NULL, 0);   // a batch smaller than the pool
   exec_run(cpu, ENTRY_FORWARD, 1, x, NULL, 0);
-  compare(label, "forward output at batch 1", exec_output(cpu), exec_output(ref), od, 1e-5);
+  exec_read_output(ref, orf);
+  exec_read_output(cpu, oc);
+  compare(label, "forward output at batch 1", oc, orf, od, 1e-5);
+  free(oc);
+  free(orf);
   double le = exec_run(ref, ENTRY_EVAL, B, x, y, 0), lc = exec_run(cpu, ENTRY_EVAL, B, x, y, 0);
   float lef = (float)le, lcf = (float)lc;
   compare(label, "eval loss", &lcf, &lef, 1, 1e-5);
@@ -133,22 +170,32 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     snprintf(what, sizeof what, "loss of step %d", step);
     compare(label, what, &lcf, &lef, 1, 1e-4);
     if (step == 1)
-      for (int i = 0; i < m1->nparams; i++) {
-        snprintf(what, sizeof what, "gradient of %s", m1->params[i]->name);
-        compare(label, what, exec_value(cpu, m2->grads[i]), exec_value(ref, m1->grads[i]),
-                ir_numel(m1->params[i], 1), 1e-5);
+      for (int i = 0; i < m->nparams; i++) {
+        int64_t n = ir_numel(m->params[i], 1);
+        float *gc = xmalloc(sizeof(float) * n), *gr = xmalloc(sizeof(float) * n);
+        snprintf(what, sizeof what, "gradient of %s", m->params[i]->name);
+        if (!exec_read_value(cpu, m->grads[i], gc) || !exec_read_value(ref, m->grads[i], gr)) {
+          failures++;
+          printf("FAIL %s: no value of the %s\n", label, what);
+        } else {
+          compare(label, what, gc, gr, n, 1e-5);
+        }
+        free(gc);
+        free(gr);
       }
   }
   for (int i = 0; i < exec_num_state(ref); i++) {
     int64_t n;
     const IrNode *s = exec_state_node(ref, i);
-    float *vr = exec_state_data(ref, i, &n), *vc = exec_find_state(cpu, s->name, NULL);
+    float *vr = state(ref, s->name, &n), *vc = state(cpu, s->name, NULL);
     char what[160];
     snprintf(what, sizeof what, "%s after 3 steps", s->name);
     compare(label, what, vc, vr, n, sgd ? 5e-3 : 1e-4);   // (sgd: resnet18)
+    free(vr);
+    free(vc);
   }
-  if (w2) {
-    const float *w2_cpu = exec_find_state(cpu, "linear_2.weight", NULL);
+  if (w2_start) {
+    float *w2 = state(ref, "linear_2.weight", NULL), *w2_cpu = state(cpu, "linear_2.weight", NULL);
     bool moved_ref = false, moved_cpu = false;
     for (int64_t i = 0; i < n2; i++) {
       moved_ref |= w2[i] != w2_start[i];
@@ -157,9 +204,11 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
     checks++;
     if (!moved_ref || !moved_cpu) {
       failures++;
-      printf("FAIL %s: linear_2.weight (of the second input) did not train: ref %s, cpu %s\n", label,
-             moved_ref ? "moved" : "stayed", moved_cpu ? "moved" : "stayed");
+      printf("FAIL %s: linear_2.weight (of the second input) did not train: ref %s, %s %s\n", label,
+             moved_ref ? "moved" : "stayed", backend, moved_cpu ? "moved" : "stayed");
     }
+    free(w2);
+    free(w2_cpu);
     free(w2_start);
   }
   printf("%s: compared\n", label);
@@ -167,8 +216,7 @@ static void check_model(const char *name, bool fuse, int64_t B, int threads, con
   free(y);
   exec_free(ref);
   exec_free(cpu);
-  arena_free(a1);
-  arena_free(a2);
+  arena_free(a);
 }
 
 // With an argument, only that model: one of these, or any other .nn file
@@ -177,36 +225,39 @@ int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
                                        "tests/cpu/reshaped_param"};
-  bool listed = argc < 2;
-  for (int i = 0; i < countof(models) && !listed; i++)
-    listed = !strcmp(argv[1], models[i]);
-  if (!listed) {
-    check_model(argv[1], true, 7, 2, NULL, NULL);
-    check_model(argv[1], false, 7, 2, NULL, NULL);
-    check_model(argv[1], true, 1, 2, NULL, NULL);
-  }
-  for (int i = 0; i < countof(models); i++) {
-    if (argc > 1 && strcmp(argv[1], models[i]))
-      continue;
-    int64_t B = !strcmp(models[i], "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
-    check_model(models[i], true, B, 2, NULL, NULL);
-    check_model(models[i], false, B, 2, NULL, NULL);
-    if (!strcmp(models[i], "cnn")) {   // library kernels in one share, and in uneven ones
-      check_model(models[i], true, B, 1, NULL, NULL);
-      check_model(models[i], true, B, 3, NULL, NULL);
+  for (int be = 1; exec_backend_names[be]; be++) {   // [0] is the oracle
+    const char *backend = exec_backend_names[be];
+    bool listed = argc < 2;
+    for (int i = 0; i < countof(models) && !listed; i++)
+      listed = !strcmp(argv[1], models[i]);
+    if (!listed) {
+      check_model(backend, argv[1], true, 7, 2, NULL, NULL);
+      check_model(backend, argv[1], false, 7, 2, NULL, NULL);
+      check_model(backend, argv[1], true, 1, 2, NULL, NULL);
     }
-    if (!strcmp(models[i], "mlp")) {   // every form of the one update over all parameters
-      static const OptimConfig nesterov = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = true,
-                                           .weight_decay = 1e-3},
-                               dampened = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.5, .dampening = 0.3},
-                               adam_l2 = {.kind = OPT_ADAM, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
-                                          .beta2 = 0.999, .eps = 1e-8},
-                               adamw = {.kind = OPT_ADAMW, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
-                                        .beta2 = 0.999, .eps = 1e-8};
-      check_model(models[i], true, B, 2, &nesterov, "sgd nesterov + weight decay");
-      check_model(models[i], true, B, 2, &dampened, "sgd dampening");
-      check_model(models[i], true, B, 2, &adam_l2, "adam + weight decay");
-      check_model(models[i], true, B, 2, &adamw, "adamw");
+    for (int i = 0; i < countof(models); i++) {
+      if (argc > 1 && strcmp(argv[1], models[i]))
+        continue;
+      int64_t B = !strcmp(models[i], "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
+      check_model(backend, models[i], true, B, 2, NULL, NULL);
+      check_model(backend, models[i], false, B, 2, NULL, NULL);
+      if (!strcmp(models[i], "cnn")) {   // library kernels in one share, and in uneven ones
+        check_model(backend, models[i], true, B, 1, NULL, NULL);
+        check_model(backend, models[i], true, B, 3, NULL, NULL);
+      }
+      if (!strcmp(models[i], "mlp")) {   // every form of the one update over all parameters
+        static const OptimConfig nesterov = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = true,
+                                             .weight_decay = 1e-3},
+                                 dampened = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.5, .dampening = 0.3},
+                                 adam_l2 = {.kind = OPT_ADAM, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                            .beta2 = 0.999, .eps = 1e-8},
+                                 adamw = {.kind = OPT_ADAMW, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                          .beta2 = 0.999, .eps = 1e-8};
+        check_model(backend, models[i], true, B, 2, &nesterov, "sgd nesterov + weight decay");
+        check_model(backend, models[i], true, B, 2, &dampened, "sgd dampening");
+        check_model(backend, models[i], true, B, 2, &adam_l2, "adam + weight decay");
+        check_model(backend, models[i], true, B, 2, &adamw, "adamw");
+      }
     }
   }
   printf("test_cpu_vs_ref: %d passed, %d failed\n", checks - failures, failures);

@@ -76,7 +76,8 @@ static void check_case(const Case *c) {
     goto done;
   }
   int64_t B = c->batch;
-  Exec *ex = exec_new(m, B);
+  ExecOptions eo = {.max_batch = B};
+  Exec *ex = exec_new("ref", m, &eo, NULL, 0);
   exec_init_params(ex, 5);
   dropout_rng = *exec_rng(ex);
   Rng r;
@@ -96,19 +97,24 @@ static void check_case(const Case *c) {
   int checked = 0, bad = 0;
   for (int pi = 0; pi < m->nparams; pi++) {
     const IrNode *pn = m->params[pi];
-    int64_t n;
-    float *pv = exec_find_state(ex, pn->name, &n);
+    int si = exec_find_state(ex, pn->name);
+    int64_t n = ir_numel(pn, 1);
+    float *pv = xmalloc(sizeof(float) * n);
+    exec_read_state(ex, si, pv);
     loss_at(ex, B, x, y);
     float *grad = xmalloc(sizeof(float) * n);
-    memcpy(grad, exec_value(ex, m->grads[pi]), sizeof(float) * n);
+    CHECK(exec_read_value(ex, m->grads[pi], grad), "%s: no gradient of %s", c->name, pn->name);
     for (int64_t i = 0; i < n && i < 40; i++) {
       float old = pv[i];
       float h = 1e-2f * fmaxf(fabsf(old), 0.1f);
       pv[i] = old + h;
+      exec_write_state(ex, si, pv);
       double lp = loss_at(ex, B, x, y);
       pv[i] = old - h;
+      exec_write_state(ex, si, pv);
       double lm = loss_at(ex, B, x, y);
       pv[i] = old;
+      exec_write_state(ex, si, pv);
       double fd = (lp - lm) / (2.0 * h), an = grad[i];
       checked++;
       if (fabs(fd - an) > 0.02 * fmax(fabs(fd), fabs(an)) + 2e-3) {
@@ -119,6 +125,7 @@ static void check_case(const Case *c) {
       }
     }
     free(grad);
+    free(pv);
   }
   printf("%s: %d gradient elements of %d parameters checked\n", c->name, checked, m->nparams);
   CHECK(bad == 0, "%s: %d gradient elements off", c->name, bad);

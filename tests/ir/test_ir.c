@@ -738,6 +738,65 @@ static void test_print_mlp(void) {
   arena_free(a);
 }
 
+// A clone prints as its original, shares no node with it, maps every id
+// to its copy, and lives on after the original's arena is freed.
+static void test_clone(void) {
+  Arena *a = arena_new(), *b = arena_new();
+  IrGraph *g = build_train(a);
+  IrNode **map = xcalloc(g->nnodes, sizeof(IrNode *));
+  IrGraph *c = ir_graph_clone(g, b, map);
+  char *want = print_graph(g);
+  CHECK(same_graph(g, c));
+  for (int i = 0; i < g->nnodes; i++) {
+    CHECK(map[i] == c->nodes[i] && map[i] != g->nodes[i]);
+    for (int k = 0; k < c->nodes[i]->nsrc; k++)
+      CHECK(c->nodes[i]->src[k] == c->nodes[c->nodes[i]->src[k]->id]);
+  }
+  CHECK(c->output == map[g->output->id] && c->loss == map[g->loss->id]);
+  arena_free(a);
+  char *got = print_graph(c);
+  CHECK_STR(want, got);
+  free(want);
+  free(got);
+  free(map);
+  arena_free(b);
+}
+
+// ir_verify_program: a program whose kernel touches a buffer without a
+// place, or past the arena, or a node outside its graph, is refused.
+static void test_verify_program(void) {
+  Arena *a = arena_new();
+  IrGraph *g = ir_graph_new(a, "p");
+  IrNode *x = leaf(g, IR_INPUT, "x", DIMS(N, 4), (SrcLoc){0});
+  IrNode *y = ir_unary(g, IR_RELU, x, (SrcLoc){0});
+  y->ndim = 2, y->shape[0] = N, y->shape[1] = 4;
+  Kernel *k = ir_kernel_new(g, KN_LOOP, "relu");
+  ir_kernel_add_node(g, k, y);
+  int bx = ir_kernel_buf(g, k, x), by = ir_kernel_buf(g, k, y);
+  int ld = ir_kernel_instr(g, k, (KInstr){.op = KI_LOAD, .buf = bx});
+  ir_kernel_store(g, k, (KStore){.buf = by, .value = ld});
+  KBufInfo places[4] = {{KB_INPUT, 0, 32}, {KB_ARENA, 32, 32}};
+  KProgram p = {.g = g, .kernels = &k, .nkernels = 1, .buf = places, .max_batch = 2, .arena_bytes = 64};
+  char err[256];
+  CHECK(ir_verify_program(&p, err, sizeof err));
+  places[1].bytes = 0;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "%1 (relu) has 0 bytes at 32 in the arena (64 bytes), but needs 32");
+  places[1] = (KBufInfo){KB_ARENA, 48, 32};
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "has 32 bytes at 48 in the arena (64 bytes)");
+  places[1] = (KBufInfo){KB_ARENA, 32, 32};
+  k->body[0].buf = 5;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "instruction 0 loads buffer 5 of 2");
+  k->body[0].buf = bx;
+  IrNode stray = *y;
+  k->nodes[0] = &stray;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "computes a node outside the graph");
+  arena_free(a);
+}
+
 // print -> parse -> print gives the same text and an equal graph.
 static void check_roundtrip(IrGraph *g, const char *what) {
   Arena *a = arena_new();
@@ -1467,6 +1526,8 @@ int main(int argc, char **argv) {
   test_flops();
   test_print_mlp();
   test_roundtrip();
+  test_clone();
+  test_verify_program();
   test_misc_text();
   test_floats();
   test_parse_accepts();

@@ -1,4 +1,4 @@
-// test_fuse_kinds.c: pass_fuse lowers each node as its op kind (ops.def)
+// test_fuse_kinds.c: pass_fuse (through pass_compile) lowers each node as its op kind (ops.def)
 // says, on graphs built by hand, for the cases no .nn model reaches: a
 // constant that a GEMM reads is filled by a loop of its own, and the
 // elementwise gradients (relu_grad, ...) fuse into loops like the forward
@@ -28,16 +28,18 @@ static void test_const_read_by_gemm(void) {
   IrNode *c = ir_leaf(g, IR_CONST, NULL, DT_F32, 2, (int64_t[]){4, 3}, loc);
   c->attr.f[0] = 2;
   Model m = model_of(g, ir_binary(g, IR_MATMUL, x, c, loc));
-  KProgram *p = pass_fuse(&m, ENTRY_FORWARD, 4, true, NULL);
+  Compilation *cp = pass_compile(&m, ENTRY_FORWARD, &(CompileOptions){.max_batch = 4, .fuse = true});
+  const KProgram *p = cp->prog;   // over a copy of g, with g's ids
   CHECK_INT(2, p->nkernels);
   if (p->nkernels == 2) {
     CHECK_INT(KN_LOOP, p->kernels[0]->kind);
     const Kernel *k = p->kernels[0];
     CHECK_INT(1, k->nstores);
-    CHECK(k->nstores == 1 && k->bufs[k->stores[0].buf] == c);
+    CHECK(k->nstores == 1 && k->bufs[k->stores[0].buf]->id == c->id);
     CHECK_INT(KN_GEMM, p->kernels[1]->kind);
   }
   CHECK(p->buf[c->id].bytes >= 4 * 3 * 4);
+  pass_compilation_free(cp);
   arena_free(a);
 }
 
@@ -54,11 +56,13 @@ static void test_gradients(void) {
     if (ops[i] == IR_SOFTMAX_GRAD)
       out->attr.i[0] = 1;
     Model m = model_of(g, out);
-    KProgram *p = pass_fuse(&m, ENTRY_FORWARD, 4, true, NULL);
+    Compilation *cp = pass_compile(&m, ENTRY_FORWARD, &(CompileOptions){.max_batch = 4, .fuse = true});
+    const KProgram *p = cp->prog;
     bool lib = ops[i] == IR_SOFTMAX_GRAD;
     CHECK_INT(lib ? 2 : 1, p->nkernels);
     CHECK_INT(lib ? KN_LIB : KN_LOOP, p->kernels[p->nkernels - 1]->kind);
     CHECK_INT(lib ? 1 : 2, p->kernels[0]->nnodes);
+    pass_compilation_free(cp);
     arena_free(a);
   }
 }

@@ -517,10 +517,11 @@ static bool compile(const char *name, const OptimConfig *oc, Compiled *out) {
 // printing why) for a tensor it does not know how to fill.
 static bool init_state(Exec *ex, const Compiled *cm, bool quadratic) {
   bool ok = true;
+  float **vals = xcalloc(exec_num_state(ex) + 1, sizeof(float *));   // written into ex at the end
   for (int s = 0; s < exec_num_state(ex); s++) {
     const IrNode *n = exec_state_node(ex, s);
-    int64_t k;
-    float *p = exec_state_data(ex, s, &k);
+    int64_t k = ir_numel(n, 1);
+    float *p = vals[s] = xcalloc(k > 0 ? k : 1, sizeof(float));
     if (cm->optstate[n->id]) {   // momentum_buffer, exp_avg, exp_avg_sq
       memset(p, 0, sizeof(float) * k);
       continue;
@@ -567,6 +568,11 @@ static bool init_state(Exec *ex, const Compiled *cm, bool quadratic) {
       ok = false;
     }
   }
+  for (int s = 0; s < exec_num_state(ex); s++) {
+    exec_write_state(ex, s, vals[s]);
+    free(vals[s]);
+  }
+  free(vals);
   return ok;
 }
 
@@ -657,7 +663,8 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const StFile *f
   if (!compile(ms->name, &oc, &cm))
     return res;
   Model *m = cm.m;
-  Exec *ex = exec_new(m, ms->batch);
+  ExecOptions eo = {.max_batch = ms->batch};
+  Exec *ex = exec_new("ref", m, &eo, NULL, 0);
   exec_set_dropout(ex, false);
   float *x = NULL;
   void *y = NULL;
@@ -691,14 +698,17 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const StFile *f
       int64_t k = ir_numel(p, 1);
       snprintf(key, sizeof key, "grad.%s", p->name);
       Ref r;
-      const float *g = exec_value(ex, m->grads[i]);
-      if (!g || !get_ref(f, key, k, p, &r)) {
-        if (!g)
+      float *g = xmalloc(sizeof(float) * k);
+      bool have = exec_read_value(ex, m->grads[i], g);
+      if (!have || !get_ref(f, key, k, p, &r)) {
+        if (!have)
           printf("FAIL %s/%s: no gradient for %s after a training step\n", ms->name, os->name, p->name);
         c.failed++;
+        free(g);
         continue;
       }
       compare(&c, "grad", p->name, g, k, &r, &ms->grad, &res.grad);
+      free(g);
     }
   }
   if (exec_steps(ex) != STEPS) {
@@ -713,15 +723,18 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const StFile *f
     const IrNode *n = exec_state_node(ex, s);
     if (cm.optstate[n->id])
       continue;
-    int64_t k;
-    const float *v = exec_state_data(ex, s, &k);
+    int64_t k = ir_numel(n, 1);
+    float *v = xmalloc(sizeof(float) * k);
+    exec_read_state(ex, s, v);
     snprintf(key, sizeof key, "%s.%s", os->name, n->name);
     Ref r;
     if (!get_ref(f, key, k, n, &r)) {
       c.failed++;
+      free(v);
       continue;
     }
     rels[nrels++] = compare(&c, os->name, n->name, v, k, &r, dt, &res.state);
+    free(v);
   }
   if (ms->median > 0 && nrels) {   // resnet18: most tensors stay close
     sort_doubles(rels, (size_t)nrels);

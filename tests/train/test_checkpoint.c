@@ -42,6 +42,22 @@ static bool is_state(const char *name) {
   return strstr(name, ".momentum_buffer") || strstr(name, ".exp_avg");
 }
 
+// A copy of ex's state tensor name (n: its floats), which the caller frees;
+// put_state writes one back.
+static float *get_state(const Exec *ex, const char *name, int64_t *n) {
+  int i = exec_find_state(ex, name);
+  if (i < 0)
+    return NULL;
+  int64_t k = ir_numel(exec_state_node(ex, i), 1);
+  float *v = xmalloc(sizeof(float) * k);
+  exec_read_state(ex, i, v);
+  if (n)
+    *n = k;
+  return v;
+}
+
+static void put_state(Exec *ex, const char *name, const float *v) { exec_write_state(ex, exec_find_state(ex, name), v); }
+
 // Writes ex's tensors (without optimizer state when weights_only) and the
 // metadata given; extra adds PyTorch's num_batches_tracked.
 static void write_file(Exec *ex, const char *path, bool weights_only, bool extra, const StMeta *meta, int nmeta) {
@@ -52,10 +68,11 @@ static void write_file(Exec *ex, const char *path, bool weights_only, bool extra
     const IrNode *n = exec_state_node(ex, i);
     if (weights_only && is_state(n->name))
       continue;
-    t[nt] = (StTensor){.name = n->name, .dtype = ST_F32, .ndim = n->ndim, .data = exec_state_data(ex, i, NULL)};
+    t[nt] = (StTensor){.name = n->name, .dtype = ST_F32, .ndim = n->ndim, .data = get_state(ex, n->name, NULL)};
     memcpy(t[nt].shape, n->shape, sizeof(int64_t) * n->ndim);
     nt++;
   }
+  int ncopies = nt;
   if (extra)
     t[nt++] = (StTensor){.name = "batchnorm_1.num_batches_tracked", .dtype = ST_I64, .ndim = 0, .data = &tracked};
   char err[1024];
@@ -63,11 +80,18 @@ static void write_file(Exec *ex, const char *path, bool weights_only, bool extra
     fprintf(stderr, "test_checkpoint: %s\n", err);
     exit(1);
   }
+  for (int i = 0; i < ncopies; i++)
+    free((void *)t[i].data);
+}
+
+static Exec *new_exec(const Model *m) {
+  ExecOptions o = {.max_batch = 4};
+  return exec_new("ref", m, &o, NULL, 0);
 }
 
 // Loads path into a fresh executor of m; the message, if any, in err.
 static bool load(Model *m, const char *path, bool weights_only, CkptInfo *info, char *err, size_t errsz) {
-  Exec *ex = exec_new(m, 4);
+  Exec *ex = new_exec(m);
   exec_init_params(ex, 99);
   CkptInfo tmp;
   bool ok = train_checkpoint_load(ex, path, weights_only, info ? info : &tmp, err, errsz);
@@ -109,16 +133,17 @@ static void test_plain(Model *m, Exec *ex) {
   for (int k = 0; k < 2; k++) {
     const char *path = t_path("plain.safetensors");
     write_file(ex, path, true, true, pt, k);
-    Exec *in = exec_new(m, 4);
+    Exec *in = new_exec(m);
     exec_init_params(in, 99);
     CkptInfo info;
     bool ok = train_checkpoint_load(in, path, true, &info, err, sizeof err);
     CHECK(ok, "a state_dict (metadata %d) is refused: %s", k, err);
     CHECK(info.plain && info.epoch == 0 && exec_steps(in) == 0, "plain %d", info.plain);
     int64_t n;
-    float *w = exec_find_state(in, "linear_1.weight", &n);
-    CHECK(w && !memcmp(w, exec_find_state(ex, "linear_1.weight", NULL), sizeof(float) * n),
-          "the weights were not loaded");
+    float *w = get_state(in, "linear_1.weight", &n), *want = get_state(ex, "linear_1.weight", NULL);
+    CHECK(w && !memcmp(w, want, sizeof(float) * n), "the weights were not loaded");
+    free(w);
+    free(want);
     exec_free(in);
     ok = load(m, path, false, NULL, err, sizeof err);
     CHECK_ERR(ok, err, "plain.safetensors: holds weights but no training state", "a run cannot resume from it",
@@ -146,18 +171,23 @@ static void test_plain(Model *m, Exec *ex) {
 static void test_nonfinite(Model *m, Exec *ex) {
   char err[1024];
   CkptInfo info = {.epoch = 1, .step = 3};
-  int64_t n;
-  float *w = exec_find_state(ex, "linear_1.weight", &n);
-  float *mb = exec_find_state(ex, "linear_1.weight.momentum_buffer", NULL);
+  float *w = get_state(ex, "linear_1.weight", NULL);
+  float *mb = get_state(ex, "linear_1.weight.momentum_buffer", NULL);
   float keep = w[5], keepm = mb[1];
   w[5] = NAN;
+  put_state(ex, "linear_1.weight", w);
   train_checkpoint_save(ex, t_path("nan.safetensors"), &info, err, sizeof err);
   w[5] = keep;
+  put_state(ex, "linear_1.weight", w);
   bool ok = load(m, t_path("nan.safetensors"), true, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight' holds a NaN at flat index 5", "HINT: ");
   mb[1] = -INFINITY;
+  put_state(ex, "linear_1.weight.momentum_buffer", mb);
   train_checkpoint_save(ex, t_path("inf.safetensors"), &info, err, sizeof err);
   mb[1] = keepm;
+  put_state(ex, "linear_1.weight.momentum_buffer", mb);
+  free(w);
+  free(mb);
   ok = load(m, t_path("inf.safetensors"), false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "tensor 'linear_1.weight.momentum_buffer' holds -inf at flat index 1");
 }
@@ -205,7 +235,7 @@ static void test_optimizer(Model *momentum, Exec *ex, Arena *a) {
   CHECK_ERR(ok, err, "holds optimizer state 'conv2d_1.weight.momentum_buffer' (sgd with momentum)", "--init");
   ok = load(adam, path, true, NULL, err, sizeof err);
   CHECK(ok, "weights alone load into another optimizer's model: %s", err);
-  Exec *ex2 = exec_new(plain, 4);
+  Exec *ex2 = new_exec(plain);
   exec_init_params(ex2, 1);
   CkptInfo info = {0};
   train_checkpoint_save(ex2, t_path("sgd.safetensors"), &info, err, sizeof err);
@@ -219,12 +249,14 @@ int main(void) {
   t_tmpdir("checkpoint");
   Arena *a = arena_new();
   Model *m = compile(a, "sgd(lr = 0.1, momentum = 0.9)", "small.nn");
-  Exec *ex = exec_new(m, 4);
+  Exec *ex = new_exec(m);
   exec_init_params(ex, 1);
   int64_t n;
-  float *mb = exec_find_state(ex, "linear_1.weight.momentum_buffer", &n);
+  float *mb = get_state(ex, "linear_1.weight.momentum_buffer", &n);
   for (int64_t i = 0; i < n; i++)
     mb[i] = 0.01f * (float)i;   // state that differs from a fresh one
+  put_state(ex, "linear_1.weight.momentum_buffer", mb);
+  free(mb);
   test_roundtrip(m, ex);
   test_plain(m, ex);
   test_nonfinite(m, ex);

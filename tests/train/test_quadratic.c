@@ -31,7 +31,7 @@ int main(void) {
   // The model's own lr (1e-5) suits data with t in the hundreds; this data
   // is in [-2, 2], so a larger rate converges in a few hundred epochs.
   TrainOpts o = {.data = csv, .out = out, .epochs = 300, .batch = 32, .lr = 0.05, .seed = 1,
-                   .threads = 1, .shuffle = true, .progress = -1, .quiet = true};
+                   .threads = 1, .shuffle = true, .progress = -1, .quiet = true, .backend = "ref"};
   TrainResult res;
   if (!train_run(m, &o, stdout, &res)) {
     FAIL("training failed\n");

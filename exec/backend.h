@@ -1,0 +1,85 @@
+// backend.h: what a backend implements, and what the two backends share;
+// for exec/ alone (code above it includes exec.h).
+//
+// A backend is a table of operations (QBE's Target, ggml's backend
+// interface) in the registry of exec.c. exec.c does what every backend
+// shares: argument checks, the state list, splitting a data row over the
+// inputs, copies in and out. Each backend's file holds the rest: ref.c the
+// plain C kernel of every op, cpu.c the compiled programs.
+#ifndef NNC_EXEC_BACKEND_H
+#define NNC_EXEC_BACKEND_H
+
+#include "exec.h"
+
+typedef struct ExecBackend {
+  const char *name;      // as --backend takes it
+  const char *help;      // one line for --help
+  bool keeps_values;     // every value a run computes stays readable (exec_keeps_values)
+  // Fills the backend's part of ex, whose shared part exec_new has filled
+  // (graph, per-node tables, state list); false with err set if it cannot.
+  bool (*init)(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz);
+  void (*free)(Exec *ex);                      // the backend's part
+  // One step of an entry point ex was built to run, at a batch exec_run
+  // checked (ex->batch): feeds x and y (exec_feed), sets done[] to what the
+  // step computed; returns the loss.
+  double (*run)(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr);
+  const KProgram *(*program)(const Exec *ex, EntryKind entry, CgTimes *times);   // may be NULL
+  // Copies of count floats of node n's value (a node of ex->g) out of and
+  // into the backend's memory.
+  void (*read)(const Exec *ex, const IrNode *n, int64_t count, float *out);
+  void (*write)(Exec *ex, const IrNode *n, int64_t count, const float *in);
+} ExecBackend;
+
+extern const ExecBackend exec_ref, exec_cpu;
+
+struct Exec {
+  const ExecBackend *be;
+  const Model *user;   // the caller's model
+  const Model *m;      // the model that runs: the caller's (ref) or the compiled copy (cpu)
+  const IrGraph *g;    // m->g
+  int nnodes;          // g->nnodes: the per-node tables' length
+  IrNode **where;      // where[id]: the node of g that computes node id of user->g, or NULL; NULL: the same graph
+  int64_t max_batch;
+  unsigned entries;    // the entry points it runs (1 << ENTRY_*)
+  void **buf;          // buf[id]: the node's values ([max_batch, ...] for batched nodes)
+  uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
+  float **bn;          // bn[id]: a training BATCHNORM node's batch mean and 1/std ([2, C]), or NULL
+  int *bn_fwd;         // bn_fwd[id]: for BATCHNORM_GRAD(_GAMMA), its forward node's id, or -1
+  int32_t **argmax;    // argmax[id]: where each window of a MAXPOOL node found its maximum
+  int *pool_fwd;       // pool_fwd[id]: for MAXPOOL_GRAD, its forward node's id, or -1
+  bool *masked;        // masked[id]: the last run applied dropout at node id
+  bool *need[ENTRY_COUNT];   // need[entry][id]: the entry point computes node id (pass_needed)
+  bool *done;          // done[id]: the last run computed node id
+  int *state_ids;      // ids in g of the persistent nodes (PARAM, BUFFER), in graph order
+  const IrNode **state_user;   // state_user[i]: the caller's node of state i
+  int nstate;
+  int64_t batch;       // the batch of the last run
+  int64_t steps;       // training steps taken: the optimizer's t
+  bool dropout;        // apply dropout in training
+  Rng rng;             // dropout masks
+  bool training;       // ref: of the step running now
+  void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
+  void *tick_arg;
+  // The cpu backend: buf[] points into these, per the running program's plan.
+  Compilation *prog[ENTRY_COUNT];   // per entry point it runs
+  CgModule *mod[ENTRY_COUNT];
+  char *arena;         // the activations of the running entry point
+  int64_t arena_bytes;
+  char *state;         // parameters, buffers and optimizer state
+  RtContext *ctx;      // the pool, the library kernels' scratch and slots, the step's settings
+  RtCalls calls;       // the calls compiled code makes, bound to ctx
+};
+
+// exec.c: sets ex->m and ex->g to the model that runs, and fills the
+// per-node tables for it (need[] from pass_needed).
+void exec_tables(Exec *ex, const Model *m);
+void exec_free_tables(Exec *ex);
+// The host copies both backends' read and write are.
+void exec_host_read(const Exec *ex, const IrNode *n, int64_t count, float *out);
+void exec_host_write(Exec *ex, const IrNode *n, int64_t count, const float *in);
+// Splits x's B rows (every input's values, in declaration order) over the
+// inputs' buffers, [B, numel] each, and copies y into the target's; an
+// input or target the running program has no buffer for is skipped.
+void exec_feed(Exec *ex, int64_t B, const float *x, const void *y);
+
+#endif

@@ -1,0 +1,156 @@
+// cpu.c: the cpu backend: each entry point simplified, fused, memory
+// planned (pass_compile) and compiled by LLVM when the executor is built;
+// a step is one call of the compiled entry function, which calls the
+// runtime library for parallel loops, GEMMs and library kernels (RtCalls,
+// bound to the executor's RtContext).
+//
+// Every program of one executor shares the state block: memplan lays the
+// persistent tensors out alike for every entry point, and cpu_init checks
+// it. Each program is compiled from a copy of the caller's model; the
+// copies are alike node for node, so the per-node tables are shared too.
+#include "backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
+
+//
+// The backend
+//
+
+// Points buf[] at where the plan of p puts each value.
+static void bind_program(Exec *ex, const KProgram *p) {
+  for (int i = 0; i < ex->g->nnodes; i++) {
+    const KBufInfo *b = &p->buf[i];
+    if (b->space == KB_STATE)
+      continue;
+    ex->buf[i] = b->bytes ? ex->arena + b->offset : NULL;
+  }
+}
+
+// Whether program q may share the executor's tables and state block with
+// p: the same nodes, and every persistent tensor at the same place.
+static bool same_layout(const KProgram *p, const KProgram *q) {
+  if (p->g->nnodes != q->g->nnodes || p->state_bytes != q->state_bytes)
+    return false;
+  for (int i = 0; i < p->g->nnodes; i++) {
+    const IrNode *a = p->g->nodes[i], *b = q->g->nodes[i];
+    if (a->op != b->op || (is_state(a) && (p->buf[i].space != q->buf[i].space ||
+                                           p->buf[i].offset != q->buf[i].offset)))
+      return false;
+  }
+  return true;
+}
+
+static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
+  CompileOptions co = {ex->max_batch, o->fuse, NULL};
+  const Compilation *first = NULL;
+  for (int e = 0; e < ENTRY_COUNT; e++) {
+    if (!(ex->entries & (1u << e)))
+      continue;
+    Compilation *c = ex->prog[e] = pass_compile(m, e, &co);
+    if (!first)
+      first = c;
+    else if (!same_layout(first->prog, c->prog))
+      nnc_bug(__FILE__, __LINE__, "two entry points of one model compiled to different state layouts");
+    ex->mod[e] = cg_compile(c->prog, NULL, err, errsz);
+    if (!ex->mod[e])
+      return false;
+    ex->arena_bytes = c->prog->arena_bytes > ex->arena_bytes ? c->prog->arena_bytes : ex->arena_bytes;
+  }
+  ex->where = first->where;
+  exec_tables(ex, first->model);
+  ex->arena = xcalloc(1, ex->arena_bytes ? ex->arena_bytes : 1);
+  ex->ctx = rt_context_new(o->threads > 0 ? o->threads : 1);
+  ex->ctx->rng = &ex->rng;
+  ex->calls = rt_context_calls(ex->ctx);
+  for (int e = 0; e < ENTRY_COUNT; e++) {   // the slots the library kernels keep state in
+    const KProgram *q = ex->prog[e] ? ex->prog[e]->prog : NULL;
+    for (int i = 0; q && i < q->nkernels; i++) {
+      const RtLib *d = q->kernels[i]->lib;
+      if (d && d->aux >= 0)
+        rt_context_reserve(ex->ctx, d->aux, d->aux_bytes);
+    }
+  }
+  const KProgram *p = first->prog;
+  ex->state = xcalloc(1, p->state_bytes ? p->state_bytes : 1);
+  for (int i = 0; i < ex->g->nnodes; i++)
+    if (p->buf[i].space == KB_STATE && is_state(ex->g->nodes[i]))
+      ex->buf[i] = ex->state + p->buf[i].offset;
+  return true;
+}
+
+static void cpu_free(Exec *ex) {
+  for (int e = 0; e < ENTRY_COUNT; e++) {
+    cg_free(ex->mod[e]);
+    pass_compilation_free(ex->prog[e]);
+  }
+  free(ex->arena);
+  free(ex->state);
+  rt_context_free(ex->ctx);
+}
+
+static const KProgram *cpu_program(const Exec *ex, EntryKind entry, CgTimes *times) {
+  if ((unsigned)entry >= ENTRY_COUNT || !ex->mod[entry])
+    return NULL;
+  if (times)
+    *times = cg_times(ex->mod[entry]);
+  return ex->prog[entry]->prog;
+}
+
+// The per-step scalars of the compiled updates (KS_*), computed as
+// k_sgd_step and k_adam_step compute them: in double, rounded to float.
+static void write_scalars(const Exec *ex, float *s, double lr) {
+  const OptimConfig *o = &ex->m->opt;
+  double t = (double)ex->steps;
+  s[KS_NEG_LR] = (float)-lr;
+  s[KS_FIRST] = ex->steps == 1 ? 1.0f : 0.0f;
+  s[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(o->beta1, t)));
+  s[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(o->beta2, t));
+  s[KS_DECAY] = (float)(1.0 - lr * o->weight_decay);
+  s[KS_APPLY] = 1;
+}
+
+static double cpu_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
+  const Compilation *comp = ex->prog[entry];
+  const KProgram *p = comp->prog;
+  ex->m = comp->model;   // the copy alike node for node that this program was compiled from
+  ex->g = p->g;
+  const IrGraph *g = ex->g;
+  bind_program(ex, p);
+  exec_feed(ex, B, x, y);
+  if (entry == ENTRY_TRAIN)
+    ex->steps++;
+  for (int i = 0; i < g->nnodes; i++)
+    ex->done[i] = ex->need[entry][i] && ex->buf[i] != NULL;
+  RtContext *c = ex->ctx;
+  rt_context_begin_step(c);
+  c->training = entry == ENTRY_TRAIN;
+  c->dropout = ex->dropout;
+  c->lr = lr;
+  c->steps = ex->steps;
+  c->tick = ex->tick;
+  c->tick_arg = ex->tick_arg;
+  c->scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL;
+  if (c->scalars)
+    write_scalars(ex, c->scalars, lr);
+  rt_blas_threads(1);
+  cg_entry(ex->mod[entry])(ex->arena, ex->state, B, &ex->calls);
+  if (c->skip_updates)
+    ex->steps--;
+  return c->loss;
+}
+
+const ExecBackend exec_cpu = {
+    .name = "cpu",
+    .help = "fused kernels compiled by LLVM, memory planned",
+    .keeps_values = false,
+    .init = cpu_init,
+    .free = cpu_free,
+    .run = cpu_run,
+    .program = cpu_program,
+    .read = exec_host_read,
+    .write = exec_host_write,
+};

@@ -1,0 +1,425 @@
+// ref.c: the ref backend, the oracle: runs a model's graph one node at a
+// time, one plain C kernel per node.
+//
+// Each node gets a buffer sized for the largest batch; PARAM and BUFFER
+// nodes get persistent ones. A run takes the nodes its entry point needs
+// (pass_needed) and calls one kernel per node, with the batch dimension
+// IR_N replaced by the batch at hand. Backward kernels accumulate, so a
+// gradient node's buffer is zeroed before its kernel runs. It shares no
+// code with the cpu backend's library kernels (runtime/lib.c): the oracle
+// stays independent of what it checks.
+#include "backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Elements of n for batch B.
+static int64_t numel(const IrNode *n, int64_t B) { return ir_numel(n, B); }
+
+static KShape kshape(const IrNode *n, int64_t B) {
+  KShape s = {.ndim = n->ndim};
+  for (int i = 0; i < n->ndim; i++)
+    s.dim[i] = n->shape[i] == IR_N ? B : n->shape[i];
+  return s;
+}
+
+static float *F(const Exec *ex, const IrNode *n) { return ex->buf[n->id]; }
+
+//
+// Kernels, one per op
+//
+
+static KConv2d conv_geometry(const IrNode *x, const IrNode *w, const IrAttr *a, int64_t B) {
+  return (KConv2d){.N = x->shape[0] == IR_N ? B : x->shape[0], .C = x->shape[1], .H = x->shape[2],
+                   .W = x->shape[3], .O = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
+                   .sh = a->i[0], .sw = a->i[1], .ph = a->i[2], .pw = a->i[3], .dh = a->i[4], .dw = a->i[5]};
+}
+
+static KPool2d pool_geometry(const IrNode *x, const IrNode *n, int64_t B) {
+  const int64_t *a = n->attr.i;
+  bool max = n->op == IR_MAXPOOL || n->op == IR_MAXPOOL_GRAD;
+  return (KPool2d){.N = x->shape[0] == IR_N ? B : x->shape[0], .C = x->shape[1], .H = x->shape[2],
+                   .W = x->shape[3], .kh = a[0], .kw = a[1], .sh = a[2], .sw = a[3], .ph = a[4],
+                   .pw = a[5], .dh = max ? a[6] : 1, .dw = max ? a[7] : 1};
+}
+
+// [outer, C, inner] around dimension axis of n.
+static void around_axis(const IrNode *n, int axis, int64_t B, int64_t *outer, int64_t *C, int64_t *inner) {
+  KShape s = kshape(n, B);
+  *outer = *inner = 1;
+  for (int i = 0; i < axis; i++)
+    *outer *= s.dim[i];
+  *C = s.dim[axis];
+  for (int i = axis + 1; i < s.ndim; i++)
+    *inner *= s.dim[i];
+}
+
+// Batchnorm sizes: [N, C, HW] for x [N, C] or [N, C, H, W].
+static void bn_sizes(const IrNode *x, int64_t B, int64_t *N, int64_t *C, int64_t *HW) {
+  KShape s = kshape(x, B);
+  *N = s.dim[0];
+  *C = s.dim[1];
+  *HW = s.ndim == 4 ? s.dim[2] * s.dim[3] : 1;
+}
+
+// The batch mean and inverse standard deviation of x, exactly as the
+// training forward computes them (it updates copies of nothing).
+static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, float *mean, float *invstd) {
+  int64_t N, C, HW;
+  bn_sizes(x, B, &N, &C, &HW);
+  float *y = xmalloc(sizeof(float) * N * C * HW);
+  float *rm = xcalloc(C, sizeof(float)), *rv = xcalloc(C, sizeof(float));
+  k_batchnorm_forward(y, mean, invstd, rm, rv, xv, NULL, NULL, N, C, HW, eps, 0.0f);
+  free(y);
+  free(rm);
+  free(rv);
+}
+
+// The batch mean and 1/std (2 x C floats) a batchnorm gradient node n
+// uses: its forward's, saved this step, or else computed again exactly as
+// the forward computes them into *fresh, which the caller frees.
+static float *bn_grad_stats(Exec *ex, const IrNode *n, int64_t B, float **fresh) {
+  const IrNode *x = n->src[1];
+  int f = ex->bn_fwd[n->id];
+  *fresh = NULL;
+  if (f >= 0 && ex->done[f])
+    return ex->bn[f];
+  int64_t C = x->shape[1];
+  *fresh = xmalloc(sizeof(float) * 2 * C);
+  bn_stats(x, F(ex, x), B, (float)n->attr.f[0], *fresh, *fresh + C);
+  return *fresh;
+}
+
+// Batchnorm (training: with the batch statistics, saved into stats) or
+// one of its gradients (with the statistics stats), on channels [c0, c1)
+// only: each channel's work is its own. A gradient's part of its output is
+// zeroed first (its kernel accumulates).
+static void batchnorm_channels(Exec *ex, const IrNode *n, int64_t B, bool training, float *stats, int64_t c0,
+                               int64_t c1) {
+  const IrNode *x = n->op == IR_BATCHNORM ? n->src[0] : n->src[1];
+  int64_t N, C, HW;
+  bn_sizes(x, B, &N, &C, &HW);
+  float *out = F(ex, n), *mean = stats, *invstd = stats ? stats + C : NULL;
+  if (n->op == IR_BATCHNORM) {
+    float eps = (float)n->attr.f[0];
+    float *gamma = F(ex, n->src[1]), *beta = F(ex, n->src[2]), *rm = F(ex, n->src[3]), *rv = F(ex, n->src[4]);
+    if (training)
+      k_batchnorm_forward_range(out, mean, invstd, rm, rv, F(ex, x), gamma, beta, N, C, HW, eps,
+                                (float)n->attr.f[1], c0, c1);
+    else
+      k_batchnorm_forward_eval_range(out, F(ex, x), gamma, beta, rm, rv, N, C, HW, eps, c0, c1);
+    return;
+  }
+  const float *g = F(ex, n->src[0]);
+  if (n->op == IR_BATCHNORM_GRAD) {
+    for (int64_t s = 0; s < N; s++)
+      memset(out + (s * C + c0) * HW, 0, sizeof(float) * (c1 - c0) * HW);
+    k_batchnorm_backward_range(out, NULL, NULL, g, F(ex, x), mean, invstd, F(ex, n->src[2]), N, C, HW, c0, c1);
+  } else {
+    memset(out + c0, 0, sizeof(float) * (c1 - c0));
+    k_batchnorm_backward_range(NULL, out, NULL, g, F(ex, x), mean, invstd, NULL, N, C, HW, c0, c1);
+  }
+}
+
+// Max pooling, or its gradient, for samples [lo, hi) of a batch of B: the
+// forward keeps each window's argmax; the gradient (into a zeroed dx)
+// routes through the forward's argmax, or finds it again when the forward
+// did not run in this step.
+static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
+  if (n->op == IR_MAXPOOL) {
+    const IrNode *x = n->src[0];
+    KPool2d geo = pool_geometry(x, n, B);
+    geo.N = hi - lo;
+    k_maxpool2d_forward(F(ex, n) + lo * numel(n, 1), ex->training ? ex->argmax[n->id] + lo * numel(n, 1) : NULL,
+                        F(ex, x) + lo * numel(x, 1), &geo);   // only a gradient reads the argmax
+    return;
+  }
+  const IrNode *g = n->src[0], *x = n->src[1];
+  KPool2d geo = pool_geometry(x, n, B);
+  geo.N = hi - lo;
+  int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
+  float *dx = F(ex, n) + lo * in;
+  int f = ex->pool_fwd[n->id];
+  if (f >= 0 && ex->done[f]) {
+    k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
+    return;
+  }
+  float *y = xmalloc(sizeof(float) * k);
+  int32_t *at = xmalloc(sizeof(int32_t) * k);
+  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
+  k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
+  free(y);
+  free(at);
+}
+
+static void run_matmul(Exec *ex, const IrNode *n, int64_t B) {
+  const IrNode *a = n->src[0], *b = n->src[1];
+  KShape as = kshape(a, B), bs = kshape(b, B);
+  bool ta = n->attr.i[0], tb = n->attr.i[1];
+  int64_t last = as.dim[as.ndim - 1];   // a transposed a[..., K, M] folds its leading dimensions into K
+  int64_t K = ta ? k_numel(&as) / last : last;
+  int64_t M = ta ? last : k_numel(&as) / K;
+  int64_t P = tb ? bs.dim[0] : bs.dim[bs.ndim - 1];
+  k_matmul_forward(F(ex, n), F(ex, a), F(ex, b), 1, M, K, P, ta, tb);
+}
+
+// Losses and their gradients: (output, target).
+static double run_loss(Exec *ex, const IrNode *n, int64_t B, bool grad) {
+  const IrNode *y = n->src[0], *t = n->src[1];
+  int64_t k = numel(y, B), C = y->ndim == 2 ? y->shape[1] : 1;
+  const float *yv = F(ex, y);
+  const void *tv = ex->buf[t->id];
+  float *d = grad ? F(ex, n) : NULL;
+  switch (n->op) {
+  case IR_CROSS_ENTROPY: return k_cross_entropy_forward(yv, tv, B, C);
+  case IR_NLL: return k_nll_forward(yv, tv, B, C);
+  case IR_MSE: return k_mse_forward(yv, tv, k);
+  case IR_L1: return k_l1_forward(yv, tv, k);
+  case IR_BCE_WITH_LOGITS: return k_bce_with_logits_forward(yv, tv, k);
+  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(d, 1.0f, yv, tv, B, C); return 0;
+  case IR_NLL_GRAD: k_nll_backward(d, 1.0f, tv, B, C); return 0;
+  case IR_MSE_GRAD: k_mse_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  case IR_L1_GRAD: k_l1_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  case IR_BCE_WITH_LOGITS_GRAD: k_bce_with_logits_backward(d, NULL, 1.0f, yv, tv, k); return 0;
+  default: unreachable();
+  }
+}
+
+static void run_step(Exec *ex, const IrNode *n, double lr) {
+  const IrNode *p = n->src[0];
+  int64_t k = numel(p, 1);
+  const double *f = n->attr.f;
+  if (n->op == IR_SGD_STEP) {
+    KSgd o = {.lr = lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = n->attr.i[0]};
+    k_sgd_step(F(ex, p), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, F(ex, n->src[1]), k, &o, ex->steps);
+  } else {
+    KAdam o = {.lr = lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = n->attr.i[0]};
+    k_adam_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[3]), F(ex, n->src[1]), k, &o, ex->steps);
+  }
+}
+
+// Sums g [N, C, ...] over every dimension but 1.
+static void channel_sum(float *out, const IrNode *g, const float *gv, int64_t B) {
+  int64_t outer, C, inner;
+  around_axis(g, 1, B, &outer, &C, &inner);
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0;
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < inner; i++)
+        s += gv[(o * C + c) * inner + i];
+    out[c] = (float)s;
+  }
+}
+
+// Gradient ops (their kernels accumulate into the zeroed output).
+static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
+  const IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
+  float *out = F(ex, n);
+  const float *g = F(ex, a);
+  int64_t k = numel(n, B);
+  memset(out, 0, sizeof(float) * k);
+  switch (n->op) {
+  case IR_SUM_TO: {
+    KShape ds = kshape(n, B), ss = kshape(a, B);
+    k_sum_to_shape(out, &ds, g, &ss);
+    return;
+  }
+  case IR_RELU_GRAD: k_relu_backward(out, g, F(ex, b), k); return;
+  case IR_SIGMOID_GRAD: k_sigmoid_backward(out, g, F(ex, b), k); return;
+  case IR_TANH_GRAD: k_tanh_backward(out, g, F(ex, b), k); return;
+  case IR_CONV2D_GRAD_INPUT: {
+    KConv2d geo = conv_geometry(n, b, &n->attr, B);
+    k_conv2d_backward(out, NULL, NULL, g, NULL, F(ex, b), &geo);
+    return;
+  }
+  case IR_CONV2D_GRAD_WEIGHT: {
+    KConv2d geo = conv_geometry(b, n, &n->attr, B);
+    k_conv2d_backward(NULL, out, NULL, g, F(ex, b), NULL, &geo);
+    return;
+  }
+  case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
+  case IR_MAXPOOL_GRAD:
+    maxpool_rows(ex, n, B, 0, B);
+    return;
+  case IR_AVGPOOL_GRAD: {
+    KPool2d geo = pool_geometry(n, n, B);
+    k_avgpool2d_backward(out, g, &geo);
+    return;
+  }
+  case IR_GLOBAL_AVGPOOL_GRAD: {
+    KShape s = kshape(n, B);
+    k_global_avgpool_backward(out, g, s.dim[0], s.dim[1], s.dim[2] * s.dim[3]);
+    return;
+  }
+  case IR_BATCHNORM_GRAD: case IR_BATCHNORM_GRAD_GAMMA: {
+    float *fresh, *stats = bn_grad_stats(ex, n, B, &fresh);
+    batchnorm_channels(ex, n, B, true, stats, 0, b->shape[1]);
+    free(fresh);
+    return;
+  }
+  case IR_DROPOUT_GRAD:
+    if (ex->masked[b->id])
+      k_dropout_backward(out, g, ex->mask[b->id], k, (float)n->attr.f[0]);
+    else
+      memcpy(out, g, sizeof(float) * k);
+    return;
+  case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD: {
+    int64_t outer, C, inner;
+    around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
+    if (n->op == IR_SOFTMAX_GRAD)
+      k_softmax_backward(out, g, F(ex, b), outer, C, inner);
+    else
+      k_log_softmax_backward(out, g, F(ex, b), outer, C, inner);
+    return;
+  }
+  default:
+    unreachable();
+  }
+}
+
+// Runs node n for batch B; returns the loss for a loss node.
+static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, double lr) {
+  float *out = F(ex, n);
+  const IrNode *a = n->nsrc > 0 ? n->src[0] : NULL;
+  int64_t k = numel(n, B);
+  switch (n->op) {
+  case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER:
+    return 0;   // set by the caller, or persistent
+  case IR_CONST:
+    for (int64_t i = 0; i < k; i++)
+      out[i] = (float)n->attr.f[0];
+    return 0;
+  case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV: {
+    static const KBinary ops[] = {[IR_ADD] = K_ADD, [IR_SUB] = K_SUB, [IR_MUL] = K_MUL, [IR_DIV] = K_DIV};
+    KShape as = kshape(a, B), bs = kshape(n->src[1], B);
+    k_binary_forward(ops[n->op], out, F(ex, a), &as, F(ex, n->src[1]), &bs);
+    return 0;
+  }
+  case IR_NEG: k_neg_forward(out, F(ex, a), k); return 0;
+  case IR_RELU: k_relu_forward(out, F(ex, a), k); return 0;
+  case IR_SIGMOID: k_sigmoid_forward(out, F(ex, a), k); return 0;
+  case IR_TANH: k_tanh_forward(out, F(ex, a), k); return 0;
+  case IR_EXP: k_exp_forward(out, F(ex, a), k); return 0;
+  case IR_LOG: k_log_forward(out, F(ex, a), k); return 0;
+  case IR_MATMUL: run_matmul(ex, n, B); return 0;
+  case IR_CONV2D: {
+    KConv2d geo = conv_geometry(a, n->src[1], &n->attr, B);
+    k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);
+    return 0;
+  }
+  case IR_MAXPOOL:
+    maxpool_rows(ex, n, B, 0, B);
+    return 0;
+  case IR_AVGPOOL: {
+    KPool2d geo = pool_geometry(a, n, B);
+    k_avgpool2d_forward(out, F(ex, a), &geo);
+    return 0;
+  }
+  case IR_GLOBAL_AVGPOOL: {
+    KShape s = kshape(a, B);
+    k_global_avgpool_forward(out, F(ex, a), s.dim[0], s.dim[1], s.dim[2] * s.dim[3]);
+    return 0;
+  }
+  case IR_BATCHNORM:   // training saves the batch statistics for the gradient
+    batchnorm_channels(ex, n, B, training, training ? ex->bn[n->id] : NULL, 0, a->shape[1]);
+    return 0;
+  case IR_DROPOUT:
+    ex->masked[n->id] = training && ex->dropout;
+    if (ex->masked[n->id])
+      k_dropout_forward(out, ex->mask[n->id], F(ex, a), k, (float)n->attr.f[0],
+                        k_dropout_key((float)n->attr.f[0], &ex->rng), 0);
+    else
+      memcpy(out, F(ex, a), sizeof(float) * k);
+    return 0;
+  case IR_RESHAPE:
+    memcpy(out, F(ex, a), sizeof(float) * k);
+    return 0;
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX: {
+    int64_t outer, C, inner;
+    around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
+    if (n->op == IR_SOFTMAX)
+      k_softmax_forward(out, F(ex, a), outer, C, inner);
+    else
+      k_log_softmax_forward(out, F(ex, a), outer, C, inner);
+    return 0;
+  }
+  case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS: {
+    double loss = run_loss(ex, n, B, false);
+    out[0] = (float)loss;
+    return loss;
+  }
+  case IR_CROSS_ENTROPY_GRAD: case IR_NLL_GRAD: case IR_MSE_GRAD: case IR_L1_GRAD:
+  case IR_BCE_WITH_LOGITS_GRAD:
+    memset(out, 0, sizeof(float) * k);
+    run_loss(ex, n, B, true);
+    return 0;
+  case IR_SGD_STEP: case IR_ADAM_STEP:
+    run_step(ex, n, lr);
+    return 0;
+  default:
+    run_grad(ex, n, B);
+    return 0;
+  }
+}
+
+
+//
+// The backend
+//
+
+static bool ref_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
+  (void)o;
+  (void)err;
+  (void)errsz;
+  exec_tables(ex, m);   // the caller's graph, as it is
+  for (int i = 0; i < ex->g->nnodes; i++) {
+    int64_t k = numel(ex->g->nodes[i], ex->max_batch);
+    ex->buf[i] = xcalloc(k > 0 ? k : 1, sizeof(float));   // int32 targets are 4 bytes too
+  }
+  return true;
+}
+
+static void ref_free(Exec *ex) {
+  for (int i = 0; i < ex->nnodes; i++)
+    free(ex->buf[i]);
+}
+
+static double ref_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
+  blas_threads_default();
+  const IrGraph *g = ex->g;
+  exec_feed(ex, B, x, y);
+  bool training = entry == ENTRY_TRAIN;
+  ex->training = training;
+  if (training)
+    ex->steps++;
+  double loss = 0;
+  const bool *need = ex->need[entry];
+  memset(ex->done, 0, sizeof(bool) * g->nnodes);
+  for (int i = 0; i < g->nnodes; i++) {
+    if (!need[i])
+      continue;
+    double l = run_node(ex, g->nodes[i], B, training, lr);
+    ex->done[i] = true;
+    if (g->nodes[i] == g->loss) {
+      loss = l;
+      if (!isfinite(loss) && training) {   // no gradients from it: the parameters stay as they were
+        ex->steps--;
+        break;
+      }
+    }
+  }
+  return loss;
+}
+
+const ExecBackend exec_ref = {
+    .name = "ref",
+    .help = "one plain C kernel per graph node: the oracle",
+    .keeps_values = true,
+    .init = ref_init,
+    .free = ref_free,
+    .run = ref_run,
+    .read = exec_host_read,
+    .write = exec_host_write,
+};
