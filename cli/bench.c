@@ -201,7 +201,6 @@ int cli_bench(int argc, char **argv) {
   }
   Bench b = {m, mode, batch ? batch : m->train.batch, threads, reps, NULL, NULL};
   random_batch(&b);
-  rt_set_threads(threads);
 
   // Build (compile), timing each phase.
   char err[1024];

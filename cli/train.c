@@ -323,7 +323,6 @@ int cli_eval(int argc, char **argv) {
   if (!strcmp(split, "train") && stat(data, &st) == 0 && !S_ISDIR(st.st_mode))   // a file has one split
     return cli_usage_error(usage_eval, "--split picks the train-* or t10k-* files of an IDX directory, but "
                            "'%s' is a file: evaluate another file with --data", data);
-  rt_set_threads((int)threads);
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = EXIT_USER;
@@ -542,7 +541,6 @@ int cli_predict(int argc, char **argv) {
   Arena *a = arena_new();
   Model *m = compile(argv[optind], a, false);
   int status = m ? 0 : EXIT_USER;
-  rt_set_threads((int)threads);
   Exec *ex = m ? make_exec(m, 1, backend, !nofuse, (int)threads, ENTRY_FORWARD) : NULL;
   if (m && !ex)
     status = EXIT_USER;

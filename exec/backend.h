@@ -40,6 +40,7 @@ struct Exec {
   int nnodes;          // g->nnodes: the per-node tables' length
   IrNode **where;      // where[id]: the node of g that computes node id of user->g, or NULL; NULL: the same graph
   int64_t max_batch;
+  int threads;         // ExecOptions.threads, at least 1
   unsigned entries;    // the entry points it runs (1 << ENTRY_*)
   void **buf;          // buf[id]: the node's values ([max_batch, ...] for batched nodes)
   uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL

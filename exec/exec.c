@@ -177,6 +177,7 @@ Exec *exec_new(const char *backend, const Model *m, const ExecOptions *o, char *
   ex->be = be;
   ex->user = m;
   ex->max_batch = o->max_batch;
+  ex->threads = o->threads > 0 ? o->threads : 1;
   ex->entries = o->entries ? o->entries : all;
   ex->dropout = true;
   rng_seed(&ex->rng, m->train.seed, 0x64726f70ULL);   // "drop"
@@ -229,16 +230,6 @@ void exec_init_params(Exec *ex, uint64_t seed) {
   }
   ex->steps = 0;
 }
-
-// OpenBLAS's own threads: the ref backend lets OpenBLAS split its GEMMs
-// over rt_set_threads' count; the cpu backend splits work over its own pool
-// and keeps OpenBLAS on the calling thread, since OpenBLAS's idle threads
-// spin (sched_yield) after each GEMM and would take cores from the pool.
-static int blas_threads_wanted = 1;
-
-void rt_set_threads(int n) { blas_threads_wanted = n < 1 ? 1 : n; }
-
-void blas_threads_default(void) { rt_blas_threads(blas_threads_wanted); }
 
 
 int64_t exec_sample_dim(const Model *m) {

@@ -17,7 +17,9 @@ typedef struct Exec Exec;
 // How to build an executor.
 typedef struct ExecOptions {
   int64_t max_batch;     // batches of 1 to max_batch samples
-  int threads;           // cpu: the thread pool's threads (0: 1)
+  int threads;           // cpu: the thread pool's threads; ref: OpenBLAS's (0: 1). The cpu
+                         // backend keeps OpenBLAS on one thread: its idle threads spin
+                         // (sched_yield) after each GEMM and would take cores from the pool
   bool fuse;             // cpu: simplify and fuse (false: one kernel per graph node)
   unsigned entries;      // the entry points it will run (bits 1 << ENTRY_*); 0: every one m has
 } ExecOptions;
@@ -103,12 +105,5 @@ void exec_set_dropout(Exec *ex, bool enabled);
 // nkernels) when the step ends (NULL: no calls); for `nnc bench`. A backend
 // without a program never calls it.
 void exec_set_tick(Exec *ex, void (*tick)(void *arg, int kernel), void *arg);
-
-// Sets the number of threads the ref backend lets the BLAS library use
-// (n >= 1; the cpu backend splits its work over its own thread pool).
-void rt_set_threads(int n);
-// Puts the BLAS library on rt_set_threads' count again (the cpu backend
-// keeps it on one thread while it runs).
-void blas_threads_default(void);
 
 #endif

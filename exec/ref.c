@@ -387,7 +387,7 @@ static void ref_free(Exec *ex) {
 }
 
 static double ref_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
-  blas_threads_default();
+  rt_blas_threads(ex->threads);
   const IrGraph *g = ex->g;
   exec_feed(ex, B, x, y);
   bool training = entry == ENTRY_TRAIN;

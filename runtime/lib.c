@@ -103,7 +103,8 @@ void rt_context_reserve(RtContext *c, int slot, int64_t bytes) {
 }
 
 void rt_context_begin_step(RtContext *c) {
-  memset(c->aux_set, 0, sizeof(bool) * c->naux);
+  if (c->naux)
+    memset(c->aux_set, 0, sizeof(bool) * c->naux);
   c->loss = 0;
   c->skip_updates = false;
 }

@@ -638,8 +638,6 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   bool reported = false;
   double t0 = now_seconds();
   *res = (TrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
-  if (o->threads > 0)
-    rt_set_threads(o->threads);
   if (!resume_settings(o, &eff, err, sizeof err))
     goto fail;
   r.o = o = &eff;
