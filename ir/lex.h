@@ -44,7 +44,6 @@ typedef struct Parser {
   const SrcFile *nn;    // the .nn file the header names (text NULL), or NULL
   Token output_at;      // graph IR: the output line's keyword (kind TK_EOF: none yet)
   Token loss_at;        // graph IR: the loss line's keyword
-  void *kp;             // kernel IR: the program being read (kparse.c)
   const char *punct;    // the punctuation bytes of this text
   jmp_buf fail;         // where lx_error_at() jumps
 } Parser;
