@@ -89,6 +89,8 @@ static const char *buf_name(Parser *P) {
       P->p++, P->col++;
     name = arena_strndup(P->arena, s, P->p - s);
   }
+  if (!*P->p && P->p < P->end)
+    lx_error_at(P, P->line, P->col, 1, NULL, "unexpected NUL byte");
   if (*P->p != ')')
     lx_error_at(P, P->line, P->col, 1, NULL, "expected ')' after the name of %%%lld", (long long)at.ival);
   P->p++, P->col++;
@@ -239,7 +241,12 @@ static void parse_graph_line(Parser *P) {
   // The nodes the text does not name cost a pointer and a place each: keep
   // them in proportion to the text.
   int64_t limit = 64 + (int64_t)P->file->len;
-  kp->nn = (int)parse_range(P, 0, limit < INT_MAX / 2 ? limit : INT_MAX / 2, "the node count");
+  Token t = P->tok;
+  int64_t nn = lx_int(P, "the node count");
+  if (nn < 0 || nn > limit || nn > INT_MAX / 2)
+    lx_error_tok(P, &t, "a program's text names most of its graph's nodes; is the count right?",
+                 "%lld nodes: more than a text of %zu bytes can describe", (long long)nn, P->file->len);
+  kp->nn = (int)nn;
   expect_word(P, "nodes");
   kp->nids = kp->nn + 1 + KP_MAX_BLOCKS;
   g->nnodes = g->cap = kp->nn;
