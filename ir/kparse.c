@@ -278,9 +278,17 @@ static void parse_buffer(Parser *P) {
   if (kp->placed[n->id])
     lx_error_tok(P, &t, NULL, "%%%d has two lines under 'buffers'", n->id);
   kp->placed[n->id] = true;
+  Token tt = P->tok;
   lx_type(P, n);
   if (n->ndim < 0)
-    lx_error_tok(P, &t, NULL, "%%%d needs a type with a shape", n->id);
+    lx_error_tok(P, &tt, NULL, "%%%d needs a type with a shape", n->id);
+  int64_t need = 4;   // bytes at the largest batch
+  for (int d = 0; d < n->ndim; d++) {
+    int64_t e = n->shape[d] == IR_N ? p->max_batch : n->shape[d];
+    if (e < 0)
+      lx_error_tok(P, &tt, NULL, "a negative dimension");
+    need = e && need > INT64_MAX / e ? INT64_MAX : need * e;
+  }
   static const char *const spaces[] = {"arena", "state", "input"};
   int s = 2;
   while (s >= 0 && !lx_is_word(P, spaces[s]))
@@ -293,7 +301,11 @@ static void parse_buffer(Parser *P) {
   Token ot = P->tok;
   b->offset = parse_range(P, 0, INT64_MAX, "an offset");
   lx_expect(P, '+');
+  Token bt = P->tok;
   b->bytes = parse_range(P, 0, INT64_MAX - b->offset, "a size");
+  if (b->bytes && b->bytes < need)
+    lx_error_tok(P, &bt, NULL, "%%%d's %lld bytes do not hold its %lld at batch %lld", n->id,
+                 (long long)b->bytes, (long long)need, (long long)p->max_batch);
   int64_t room = s == KB_STATE ? p->state_bytes : p->arena_bytes;
   if (b->offset + b->bytes > room)
     lx_error_tok(P, &ot, NULL, "%%%d's bytes %lld to %lld lie outside the %s's %lld", n->id, (long long)b->offset,
