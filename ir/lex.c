@@ -121,7 +121,7 @@ static int read_escape(Parser *P, const char **rp, int line, int col) {
       lx_error_at(P, line, col, 2, NULL, "\\x needs hexadecimal digits");
   } else {
     lx_error_at(P, line, col, 2, NULL, "unknown escape sequence '\\%c'",
-             *r > 0x20 && *r < 0x7f ? *r : '?');
+                *r > 0x20 && *r < 0x7f ? *r : '?');
   }
   if (c == 0)
     lx_error_at(P, line, col, r - *rp, NULL, "a string cannot hold a NUL byte");
@@ -395,5 +395,5 @@ void lx_type(Parser *P, IrNode *n) {
 void lx_end_line(Parser *P) {
   if (P->tok.kind != TK_NL && P->tok.kind != TK_EOF)
     lx_error_tok(P, &P->tok, NULL, "expected the end of the line, found '%.*s'", lx_show_len(&P->tok),
-              P->tok.p);
+                 P->tok.p);
 }

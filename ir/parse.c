@@ -45,7 +45,7 @@ static IrOp parse_op(Parser *P) {
       mnems[i] = ir_op_info(i)->mnem;
     char hint[96];
     lx_error_tok(P, &t, lx_did_you_mean(&t, mnems, IR_NUM_OPS, hint, sizeof hint),
-              "unknown op '%.*s'", lx_show_len(&t), t.p);
+                 "unknown op '%.*s'", lx_show_len(&t), t.p);
   }
   lx_next(P);
   return op;
@@ -80,9 +80,9 @@ static void check_arity(Parser *P, const Token *at, IrOp op, int n) {
     lx_error_tok(P, at, NULL, "%s takes no inputs, found %d", info->mnem, n);
   if (info->min_in == info->max_in)
     lx_error_tok(P, at, NULL, "%s takes %d input%s, found %d", info->mnem, info->min_in,
-              info->min_in == 1 ? "" : "s", n);
+                 info->min_in == 1 ? "" : "s", n);
   lx_error_tok(P, at, NULL, "%s takes %d to %d inputs, found %d", info->mnem, info->min_in,
-            info->max_in, n);
+               info->max_in, n);
 }
 
 // init = IDENT ("(" number ("," number)* ")")?
@@ -102,7 +102,7 @@ static void parse_init(Parser *P, IrNode *n) {
   char hint[96];
   if (k < 0)
     lx_error_tok(P, &kt, lx_did_you_mean(&kt, kinds, countof(kinds), hint, sizeof hint),
-              "unknown init '%.*s'", lx_show_len(&kt), kt.p);
+                 "unknown init '%.*s'", lx_show_len(&kt), kt.p);
   lx_next(P);
   n->init.kind = (InitKind)k;
   if (nargs[k] == 0) {
@@ -121,7 +121,7 @@ static void parse_init(Parser *P, IrNode *n) {
   }
   if (lx_is_punct(P, ','))
     lx_error_tok(P, &kt, NULL, "init %s takes %d argument%s", kinds[k], nargs[k],
-              nargs[k] == 1 ? "" : "s");
+                 nargs[k] == 1 ? "" : "s");
   lx_expect(P, ')');
   n->init.a = v[0];
   n->init.b = v[1];
@@ -146,7 +146,7 @@ static void parse_attr(Parser *P, IrNode *n, bool *set) {
   char hint[96];
   if (slot < 0)
     lx_error_tok(P, &t, lx_did_you_mean(&t, names, nnames, hint, sizeof hint),
-              "unknown attribute '%.*s' for %s", lx_show_len(&t), t.p, info->mnem);
+                 "unknown attribute '%.*s' for %s", lx_show_len(&t), t.p, info->mnem);
   if (set[slot])
     lx_error_tok(P, &t, NULL, "duplicate attribute '%s'", names[slot]);
   set[slot] = true;
@@ -184,7 +184,7 @@ static void parse_node(Parser *P) {
   IrGraph *g = P->g;
   if (P->tok.ival != g->nnodes)
     lx_error_tok(P, &P->tok, NULL, "node ids must be consecutive: expected %%%d, found %%%lld",
-              g->nnodes, (long long)P->tok.ival);
+                 g->nnodes, (long long)P->tok.ival);
   lx_next(P);
   lx_expect(P, '=');
   Token op_tok = P->tok;
@@ -218,7 +218,7 @@ static void parse_node(Parser *P) {
 static void parse_result(Parser *P, IrNode **slot, Token *first, const char *what) {
   if (first->kind != TK_EOF)
     lx_error_tok(P, &P->tok, NULL, "duplicate %s line (the first is at %d:%d)", what, first->line,
-              first->col);
+                 first->col);
   *first = P->tok;
   lx_next(P);
   *slot = parse_use(P);
