@@ -412,8 +412,13 @@ void ir_print_program(FILE *out, const KProgram *p) {
     FILE *s = fmemopen(name, sizeof name, "w");
     print_buf(s, n);
     fclose(s);
-    fprintf(out, "  %-24s %-16s %s %lld + %lld\n", name, ir_type_str(n, type, sizeof type),
+    fprintf(out, "  %-24s %-16s %s %lld + %lld", name, ir_type_str(n, type, sizeof type),
             b->space <= KB_INPUT ? spaces[b->space] : "?", (long long)b->offset, (long long)b->bytes);
+    if (i == g->nnodes)
+      fprintf(out, "  # the step scalars");
+    else if (i > g->nnodes)
+      fprintf(out, "  # block %d", i - g->nnodes - 1);
+    fputc('\n', out);
   }
   free(touched);
   for (int i = 0; i < p->nkernels; i++)

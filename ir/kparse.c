@@ -34,7 +34,9 @@
 //   settings = "{" (IDENT "=" number ("," IDENT "=" number)*)? "}"
 //
 // Each rule but a run of lines ends its line. VREG is v0, v1, ...; IDX is
-// i0, i1, ...; dims is [N,512].
+// i0, i1, ...; dims is [N,512]. Buffer %K for K = the node count is the
+// step scalars (KProgram.scalars), and those after it are the blocks, in
+// order (KProgram.blocks).
 #include "lex.h"
 
 #include <limits.h>
