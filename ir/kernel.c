@@ -397,9 +397,9 @@ void ir_print_program(FILE *out, const KProgram *p) {
   fprintf(out, "\nbuffers (byte offsets for batch %lld):\n", (long long)p->max_batch);
   int nids = g->nnodes + 1 + p->nblocks;
   bool *touched = xcalloc(nids, 1);
-  for (int i = 0; i < p->nkernels; i++)
+  for (int i = 0; i < p->nkernels; i++)   // a library kernel's buffers are its descriptor's
     for (const Kernel *k = p->kernels[i]; k; k = k->epilogue)
-      for (int j = 0; j < k->nbufs; j++)
+      for (int j = 0; j < k->nbufs && k->kind != KN_LIB; j++)
         if (k->bufs[j]->id >= 0 && k->bufs[j]->id < nids)
           touched[k->bufs[j]->id] = true;
   static const char *const spaces[] = {"arena", "state", "input"};

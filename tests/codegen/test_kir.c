@@ -1,6 +1,7 @@
 // test_kir.c: a program read back from kernel IR text is the program.
 //
-// For each model in models/ (resnet18 only with -a) and each entry point:
+// For each model in models/ (resnet18 only with -a) and each entry point
+// (the training step fused and not):
 // the program pass_fuse makes is printed, read back with ir_parse_program
 // and printed again (the same text); both are compiled with cg_compile and
 // run once from the same random arena and state (the same dropout keys and
@@ -224,6 +225,8 @@ int main(int argc, char **argv) {
         continue;
       const KProgram *p = pass_fuse(m, (EntryKind)e, 4, true, NULL);
       test_program(models[i], p);
+      if (e == ENTRY_TRAIN)   // unfused: an update per parameter, each a library kernel
+        test_program(models[i], pass_fuse(m, (EntryKind)e, 4, false, NULL));
       if (e == ENTRY_TRAIN && (!strcmp(models[i], "cnn") || !strcmp(models[i], "mlp"))) {
         size_t len;
         char *text = print(p, &len);
