@@ -11,6 +11,7 @@
 // a leak (under ASan); each program it does read prints again.
 //
 //   test_kir [-a] [-n MUTATIONS]
+#include "frontend.h"
 #include "train.h"
 
 #include <math.h>
