@@ -58,9 +58,10 @@ static const char *const usage_emit =
     "  ir    the graph IR after lowering and shape inference (text that `nnc emit`\n"
     "        reads back: FILE may be a .ir file)\n"
     "  dot   the graph IR as a Graphviz digraph (dot -Tsvg)\n"
-    "  kernels  the kernel IR of an entry point: fused loops, GEMMs with their\n"
-    "        epilogues, library kernels, each with the .nn lines it came from,\n"
-    "        and the memory plan's arena size\n"
+    "  kernels  the kernel IR of an entry point: every buffer's place in memory,\n"
+    "        fused loops, GEMMs with their epilogues, library kernels, each with\n"
+    "        the .nn lines it came from (text that `nnc emit` reads back: FILE\n"
+    "        may be a .kir file, for kernels, llvm and asm)\n"
     "  fused    the same, after the list of producer/consumer pairs left unfused\n"
     "        and why\n"
     "  llvm  the optimized LLVM IR the cpu backend compiles for that entry point\n"
@@ -255,6 +256,51 @@ static IrGraph *load_ir(const char *path, Arena *a, Diag *d) {
   return g;
 }
 
+// `nnc emit --stage kernels|llvm|asm FILE.kir`: a program read back from
+// kernel IR text, printed again or compiled.
+static int emit_kir(const char *path, const char *stage, const char *output, const CliCommon *c) {
+  bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
+  if (strcmp(stage, "kernels") && !native)
+    return cli_usage_error(usage_emit, "'%s' is kernel IR text; use --stage kernels, llvm or asm", path);
+  Arena *a = arena_new();
+  Diag d;
+  setup_diag(&d, c);
+  int status = EXIT_USER;
+  KProgram *kp = NULL;
+  size_t len;
+  char *text = read_file(path, &len);
+  if (!text) {
+    diag_error(&d, ((SrcLoc){0}), NULL, "cannot read '%s': %s", path, strerror(errno));
+  } else {
+    SrcFile *f = arena_alloc(a, sizeof *f);
+    *f = (SrcFile){arena_strdup(a, path), arena_strndup(a, text, len), len};
+    free(text);
+    kp = ir_parse_program(f, a, &d);
+  }
+  FILE *out = !kp ? NULL : output ? fopen(output, "w") : stdout;
+  if (kp && !out)
+    fprintf(stderr, "nnc: error: cannot write '%s': %s\n", output, strerror(errno));
+  if (out) {
+    char err[1024];
+    bool ok = true;
+    if (!native)
+      ir_print_program(out, kp);
+    else if (!(!strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
+                                      : cg_print_asm(out, kp, NULL, err, sizeof err))) {
+      fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
+      ok = false;
+    }
+    bool bad = ferror(out) != 0;
+    if ((out != stdout && fclose(out) != 0) || bad)
+      fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", output ? output : "<stdout>", strerror(errno));
+    else if (ok)
+      status = 0;
+  }
+  diag_free(&d);
+  arena_free(a);
+  return status;
+}
+
 static int cmd_emit(int argc, char **argv) {
   static const struct option opts[] = {
       {"stage", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
@@ -306,6 +352,12 @@ static int cmd_emit(int argc, char **argv) {
     return cli_usage_error(usage_emit, "emit needs exactly one input file%s", "");
   const char *path = argv[optind];
   bool is_ir = has_suffix(path, ".ir");
+  if (has_suffix(path, ".kir")) {
+    if (train || batch || nofuse || strcmp(entry_name, "forward"))
+      return cli_usage_error(usage_emit, "'%s' is kernel IR text: its entry point, batch and kernels are in it; "
+                             "leave out --train, --entry, --batch and --no-fuse", path);
+    return emit_kir(path, stage, output, &c);
+  }
   if (train && strcmp(stage, "ir") && strcmp(stage, "dot")) {
     fprintf(stderr, "nnc: --train applies to --stage ir and dot, not %s%s\n\n%s", stage,
             kstage ? "; the training step's kernels are --entry train" : "", usage_emit);

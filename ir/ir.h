@@ -166,6 +166,10 @@ bool ir_verify(const IrGraph *g, Diag *d);
 
 void ir_print(FILE *out, const IrGraph *g);
 void ir_print_node(FILE *out, const IrNode *n);
+// v with the fewest digits that read back as exactly v ("0.1", "-nan").
+void ir_print_float(FILE *out, double v);
+// s as a C string literal.
+void ir_print_str(FILE *out, const char *s);
 
 // Reads a graph printed by ir_print. Errors go to d with the text's
 // line:col; returns NULL if there were any.
@@ -332,14 +336,20 @@ void ir_kernel_add_new_node(IrGraph *g, Kernel *k, const IrNode *n);   // n is n
 // shape (strides of its row-major layout), broadcast to ndim dimensions.
 KIndex ir_kernel_index(const IrNode *n, int ndim, const int64_t *dims);
 
-// Prints a program: each kernel with its kind, index space, body, the
-// graph nodes and .nn lines it came from (`nnc emit --stage kernels`).
+// Prints a program as kernel IR text (`nnc emit --stage kernels`; the
+// grammar is in ir/kparse.c): the sizes, every buffer with its type and
+// place, each kernel in full with the graph nodes and .nn lines it came
+// from. ir_parse_program reads it back, and prints the same text again.
 void ir_print_program(FILE *out, const KProgram *p);
 // ir/verify.c: checks a finished program: every kernel computes nodes of
 // its graph, every buffer it touches has a place of at least its bytes
 // inside the arena or the state, its loads and stores name its buffers.
 // False with the first violation in err (a compiler bug, not the user's).
 bool ir_verify_program(const KProgram *p, char *err, size_t errsz);
+// Reads a program printed by ir_print_program, in a fresh graph in a (its
+// nodes are placeholders: id, name, type, .nn line; those the text does not
+// name are NULL). Errors go to d with the text's line:col; NULL if any.
+KProgram *ir_parse_program(const SrcFile *file, Arena *a, Diag *d);
 const char *ir_kinstr_name(KInstrOp op);
 
 #endif

@@ -12,7 +12,7 @@
 
 // Writes s as a C string literal: \" \\ \n \t \r, and octal escapes for
 // every other byte outside printable ASCII.
-static void print_str(FILE *out, const char *s) {
+void ir_print_str(FILE *out, const char *s) {
   fputc('"', out);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     switch (*p) {
@@ -48,7 +48,7 @@ static bool is_ident(const char *s) {
 ** back as exactly v: 0.1 stays "0.1", 1/784.0 needs all 17. NaN has no
 ** equal, so it is written by hand, with its sign.
 */
-static void print_float(FILE *out, double v) {
+void ir_print_float(FILE *out, double v) {
   if (isnan(v)) {
     fputs(signbit(v) ? "-nan" : "nan", out);
     return;
@@ -72,10 +72,10 @@ static void print_init(FILE *out, const IrInit *init) {
   case INIT_UNIFORM: fputs(" init uniform(", out); break;
   default: fprintf(out, " init ?%d", (int)init->kind); return;
   }
-  print_float(out, init->a);
+  ir_print_float(out, init->a);
   if (init->kind != INIT_CONSTANT) {
     fputs(", ", out);
-    print_float(out, init->b);
+    ir_print_float(out, init->b);
   }
   fputc(')', out);
 }
@@ -91,7 +91,7 @@ static void print_attrs(FILE *out, const IrNode *n) {
     fprintf(out, "%s%s=%lld", i ? ", " : "", info->iattr[i], (long long)n->attr.i[i]);
   for (int i = 0; i < info->nfattr; i++) {
     fprintf(out, "%s%s=", i + info->niattr ? ", " : "", info->fattr[i]);
-    print_float(out, n->attr.f[i]);
+    ir_print_float(out, n->attr.f[i]);
   }
   fputc('}', out);
 }
@@ -116,7 +116,7 @@ void ir_print_node(FILE *out, const IrNode *n) {
   }
   if (n->name) {
     fputc(' ', out);
-    print_str(out, n->name);
+    ir_print_str(out, n->name);
   }
   if (n->op == IR_PARAM || n->op == IR_BUFFER)
     print_init(out, &n->init);
@@ -127,7 +127,7 @@ void ir_print_node(FILE *out, const IrNode *n) {
     fprintf(out, " @%d:%d", n->loc.line, n->loc.col);
   if (n->scope) {
     fputs(" scope ", out);
-    print_str(out, n->scope);
+    ir_print_str(out, n->scope);
   }
   fputc('\n', out);
 }
@@ -138,10 +138,10 @@ void ir_print(FILE *out, const IrGraph *g) {
   if (is_ident(name))
     fputs(name, out);
   else
-    print_str(out, name);
+    ir_print_str(out, name);
   if (g->file) {
     fputc(' ', out);
-    print_str(out, g->file);
+    ir_print_str(out, g->file);
   }
   fputs(" {\n", out);
   for (int i = 0; i < g->nnodes; i++) {

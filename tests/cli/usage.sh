@@ -42,7 +42,7 @@ expect 2 "--threads needs a whole number from 1 to 1024, found '5000'" bench --t
 expect 2 "--threads needs a whole number from 1 to 1024, found '0'" train --threads 0 models/mlp.nn
 expect 2 'eval needs --weights' eval models/mlp.nn
 expect 2 "--entry is forward, eval or train, found 'bogus'" emit --stage kernels --entry bogus models/mlp.nn
-expect 0 'kernel 0 gemm linear_1 + relu_1' emit --stage kernels models/mlp.nn
+expect 0 'kernel 0 gemm "linear_1 + relu_1"' emit --stage kernels models/mlp.nn
 expect 0 'unfused producer/consumer pairs' emit --stage fused --entry train models/mlp.nn
 expect 0 '^define .*@nnc_' emit --stage llvm models/mlp.nn
 expect 0 'maxps' emit --stage asm models/mlp.nn
@@ -76,6 +76,13 @@ expect 0 '(model mlp' emit --stage ast models/mlp.nn
 expect 0 '' emit --stage ir -o "$tmp/mlp.ir" models/mlp.nn
 expect 0 '^graph mlp' emit --stage ir "$tmp/mlp.ir"
 expect 2 'has no AST' emit --stage ast "$tmp/mlp.ir"
+# kernel IR text reads back: printed again, or compiled
+expect 0 '' emit --stage kernels --entry train -o "$tmp/mlp.kir" models/mlp.nn
+expect 0 '^program train_step of mlp' emit --stage kernels "$tmp/mlp.kir"
+expect 0 '^define .*@nnc_train_step' emit --stage llvm "$tmp/mlp.kir"
+expect 2 "is kernel IR text; use --stage kernels, llvm or asm" emit --stage ir "$tmp/mlp.kir"
+expect 2 "is kernel IR text: its entry point, batch and kernels are in it" emit --stage kernels --batch 4 "$tmp/mlp.kir"
+expect 1 "cannot read '.*none.kir'" emit --stage kernels "$tmp/none.kir"
 expect 1 'cannot write' emit --stage ir -o "$tmp/no/such/dir/x.ir" models/mlp.nn
 printf 'model m {\n    input x: f32[4]\n    x -> linear(0)\n}\n' >"$tmp/bad.nn"
 expect 1 "'out' must be at least 1" check "$tmp/bad.nn"

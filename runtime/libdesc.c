@@ -1,0 +1,28 @@
+// libdesc.c: the names and sizes of library-kernel descriptors (RtLib),
+// which the kernel IR's printer and parser use too: this file needs
+// nothing but runtime.h.
+#include "runtime.h"
+
+const char *rt_lib_name(int kind) {
+  static const char *const names[RL_COUNT] = {
+      [RL_CONV2D] = "conv2d", [RL_CONV2D_GRAD_INPUT] = "conv2d_grad_input",
+      [RL_CONV2D_GRAD_WEIGHT] = "conv2d_grad_weight", [RL_MAXPOOL] = "maxpool", [RL_MAXPOOL_GRAD] = "maxpool_grad",
+      [RL_AVGPOOL] = "avgpool", [RL_AVGPOOL_GRAD] = "avgpool_grad", [RL_GLOBAL_AVGPOOL] = "global_avgpool",
+      [RL_GLOBAL_AVGPOOL_GRAD] = "global_avgpool_grad", [RL_BATCHNORM] = "batchnorm",
+      [RL_BATCHNORM_GRAD] = "batchnorm_grad", [RL_BATCHNORM_GRAD_GAMMA] = "batchnorm_grad_gamma",
+      [RL_DROPOUT] = "dropout", [RL_DROPOUT_GRAD] = "dropout_grad", [RL_SOFTMAX] = "softmax",
+      [RL_LOG_SOFTMAX] = "log_softmax", [RL_SOFTMAX_GRAD] = "softmax_grad", [RL_LOG_SOFTMAX_GRAD] = "log_softmax_grad",
+      [RL_CROSS_ENTROPY] = "cross_entropy", [RL_NLL] = "nll", [RL_MSE] = "mse", [RL_L1] = "l1",
+      [RL_BCE_WITH_LOGITS] = "bce_with_logits", [RL_CROSS_ENTROPY_GRAD] = "cross_entropy_grad",
+      [RL_NLL_GRAD] = "nll_grad", [RL_MSE_GRAD] = "mse_grad", [RL_L1_GRAD] = "l1_grad",
+      [RL_BCE_WITH_LOGITS_GRAD] = "bce_with_logits_grad", [RL_SGD_STEP] = "sgd_step", [RL_ADAM_STEP] = "adam_step",
+  };
+  return kind >= 0 && kind < RL_COUNT ? names[kind] : NULL;
+}
+
+int64_t rt_lib_numel(const RtLibBuf *b, int64_t B) {
+  int64_t n = 1;
+  for (int i = 0; i < b->ndim; i++)
+    n *= b->shape[i] == RT_BATCH ? B : b->shape[i];
+  return n;
+}

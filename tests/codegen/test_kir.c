@@ -1,0 +1,234 @@
+// test_kir.c: a program read back from kernel IR text is the program.
+//
+// For each model in models/ (resnet18 only with -a) and each entry point
+// (the training step fused and not):
+// the program pass_compile makes is printed, read back with ir_parse_program
+// and printed again (the same text); both are compiled with cg_compile and
+// run once from the same random arena and state (the same dropout keys and
+// step scalars), and must leave the same bytes in both and report the same
+// loss. Then thousands of cut and mutated versions of each text go to the
+// parser, which must end in a program or in diagnostics: never a crash or
+// a leak (under ASan); each program it does read prints again.
+//
+//   test_kir [-a] [-n MUTATIONS]
+#include "../test.h"
+#include "frontend.h"
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static FILE *devnull;
+
+static Model *load(const char *path, Arena *a) {
+  Diag d;
+  diag_init(&d, stderr);
+  Program *p = fe_parse_file(path, a, &d);
+  Model *m = p && !d.nerrors ? pass_lower(p, a, &d) : NULL;
+  if (m && m->g->loss && !pass_autodiff(m, &d))
+    m = NULL;
+  diag_free(&d);
+  return m;
+}
+
+// p as kernel IR text (malloc'd).
+static char *print(const KProgram *p, size_t *len) {
+  char *text = NULL;
+  FILE *f = open_memstream(&text, len);
+  ir_print_program(f, p);
+  fclose(f);
+  return text;
+}
+
+static KProgram *parse(const char *name, const char *text, size_t len, Arena *a, Diag *d) {
+  SrcFile *f = arena_alloc(a, sizeof *f);
+  *f = (SrcFile){name, arena_strndup(a, text, len), len};
+  return ir_parse_program(f, a, d);
+}
+
+// Memory for a run: arena and state of random floats in [-1, 1); int32
+// buffers (class labels) 0 or 1; the step scalars as a first SGD step.
+typedef struct Mem {
+  char *arena, *state;
+} Mem;
+
+static Mem random_mem(const KProgram *p, uint64_t seed) {
+  Mem m = {xcalloc(1, p->arena_bytes + 4), xcalloc(1, p->state_bytes + 4)};
+  Rng r;
+  rng_seed(&r, seed, 1);
+  for (int64_t i = 0; i + 4 <= p->arena_bytes; i += 4)
+    ((float *)m.arena)[i / 4] = 2 * rng_uniform(&r) - 1;
+  for (int64_t i = 0; i + 4 <= p->state_bytes; i += 4)
+    ((float *)m.state)[i / 4] = 2 * rng_uniform(&r) - 1;
+  for (int i = 0; i < p->g->nnodes; i++) {
+    const IrNode *n = p->g->nodes[i];
+    const KBufInfo *b = &p->buf[i];
+    if (n && n->dtype == DT_I32 && b->bytes && b->space != KB_STATE)
+      for (int64_t j = 0; j < b->bytes / 4; j++)
+        ((int32_t *)(m.arena + b->offset))[j] = (int32_t)(j % 2);
+  }
+  if (p->scalars) {
+    float *s = (float *)(m.arena + p->buf[p->scalars->id].offset);
+    s[KS_NEG_LR] = -0.01f, s[KS_FIRST] = 1, s[KS_NEG_STEP_SIZE] = -0.01f, s[KS_BC2_SQRT] = 0.5f;
+    s[KS_DECAY] = 1, s[KS_APPLY] = 1;
+  }
+  return m;
+}
+
+// Compiles p and runs it once on m at its largest batch; the loss.
+static double run(const KProgram *p, Mem m, const char *what) {
+  char err[1024];
+  CgModule *mod = cg_compile(p, NULL, err, sizeof err);
+  CHECK(mod, "%s: cg_compile failed: %s", what, err);
+  if (!mod)
+    return NAN;
+  RtContext *c = rt_context_new(1);
+  Rng rng;
+  rng_seed(&rng, 7, 0x64726f70ULL);
+  c->rng = &rng;
+  for (int i = 0; i < p->nkernels; i++) {
+    const RtLib *d = p->kernels[i]->lib;
+    if (d && d->aux >= 0)
+      rt_context_reserve(c, d->aux, d->aux_bytes);
+  }
+  rt_context_begin_step(c);
+  c->training = p->entry == ENTRY_TRAIN;
+  c->dropout = true;
+  c->lr = 0.01;
+  c->steps = 1;
+  c->scalars = p->scalars ? (float *)(m.arena + p->buf[p->scalars->id].offset) : NULL;
+  RtCalls calls = rt_context_calls(c);
+  rt_blas_threads(1);
+  cg_entry(mod)(m.arena, m.state, p->max_batch, &calls);
+  double loss = c->loss;
+  rt_context_free(c);
+  cg_free(mod);
+  return loss;
+}
+
+// The printed program reads back as itself, and runs as itself.
+static void test_program(const char *model, const KProgram *p) {
+  char what[128];
+  snprintf(what, sizeof what, "%s %s", model, ir_entry_name(p->entry));
+  size_t len, len2;
+  char *text = print(p, &len);
+  Arena *a = arena_new();
+  Diag d;
+  diag_init(&d, stderr);
+  KProgram *q = parse(what, text, len, a, &d);
+  CHECK(q, "%s: the text does not read back", what);
+  if (q) {
+    char *again = print(q, &len2);
+    CHECK(len == len2 && !memcmp(text, again, len), "%s: printed again, the text differs", what);
+    free(again);
+    Mem m1 = random_mem(p, 42), m2 = random_mem(p, 42);
+    double l1 = run(p, m1, what), l2 = run(q, m2, what);
+    CHECK(!memcmp(m1.arena, m2.arena, p->arena_bytes), "%s: the arenas differ after a run", what);
+    CHECK(!memcmp(m1.state, m2.state, p->state_bytes), "%s: the states differ after a run", what);
+    CHECK(l1 == l2 || (isnan(l1) && isnan(l2)), "%s: loss %.9g, read back %.9g", what, l1, l2);
+    printf("ok   %s: %zu bytes of text; the same bytes after a run (loss %.6g)\n", what, len, l1);
+    free(m1.arena), free(m1.state), free(m2.arena), free(m2.state);
+  }
+  diag_free(&d);
+  arena_free(a);
+  free(text);
+}
+
+// Fragments that make mutations reach deep into the grammar.
+static const char *const tokens[] = {
+    "%", "%0", "%99", "%7(x)", "(", ")", "[", "]", "{", "}", ",", ";", ":", "=", "+", "*", "^T", "@", "\n", "#",
+    "N", "0", "-1", "9223372036854775807", "99999999999999999999", "1e309", "nan", "\"", "\"a\\q\"", "v0", "v9",
+    "i0", "i7", "kernel", "loop", "gemm", "lib", "over", "parallel", "from", "line", "no line", "epilogue",
+    "store", "sum into", "load", "const", "select", "arena", "state", "input", "f32[", "i32[N]", "aux", "aux_from",
+    "loss", "node", "conv2d", "sgd_step", "\xff", "\x01", "\0",
+};
+
+// Cuts and mutations of text through the parser; every program read
+// prints again.
+static void fuzz(const char *text, size_t len, int n, uint64_t seed) {
+  Rng r;
+  rng_seed(&r, seed, 3);
+  char *buf = xmalloc(len + 256);
+  int parsed = 0;
+  for (int i = 0; i < n; i++) {
+    size_t at = (size_t)(rng_uniform(&r) * len), m = 0;
+    int how = (int)(rng_uniform(&r) * 4);
+    if (how == 0) {   // cut
+      memcpy(buf, text, at);
+      m = at;
+    } else {          // replace a byte, insert a token, or delete a span
+      memcpy(buf, text, at);
+      m = at;
+      size_t skip = how == 1 ? 1 : how == 3 ? (size_t)(rng_uniform(&r) * 40) : 0;
+      if (how == 1)
+        buf[m++] = (char)(rng_uniform(&r) * 256);
+      else if (how == 2) {
+        const char *t = tokens[(int)(rng_uniform(&r) * countof(tokens))];
+        size_t tl = *t ? strlen(t) : 1;
+        memcpy(buf + m, t, tl);
+        m += tl;
+      }
+      if (at + skip > len)
+        skip = len - at;
+      memcpy(buf + m, text + at + skip, len - at - skip);
+      m += len - at - skip;
+    }
+    Arena *a = arena_new();
+    Diag d;
+    diag_init(&d, devnull);
+    KProgram *q = parse("mutant.kir", buf, m, a, &d);
+    CHECK(q || d.nerrors, "a mutant was refused without a message");
+    if (q) {
+      parsed++;
+      fprintf(devnull, "%d", q->nkernels);
+      ir_print_program(devnull, q);
+    }
+    diag_free(&d);
+    arena_free(a);
+  }
+  free(buf);
+  printf("ok   %d mutants: %d read back\n", n, parsed);
+}
+
+int main(int argc, char **argv) {
+  bool all = false;
+  int mutations = 3000;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "-a"))
+      all = true;
+    else if (!strcmp(argv[i], "-n") && i + 1 < argc)
+      mutations = atoi(argv[++i]);
+  }
+  devnull = fopen("/dev/null", "w");
+  static const char *const models[] = {"logreg", "logreg_by_hand", "mlp", "mlp100", "quadratic", "cnn", "resnet18"};
+  for (int i = 0; i < countof(models) - !all; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "models/%s.nn", models[i]);
+    Arena *a = arena_new();
+    Model *m = load(path, a);
+    CHECK(m, "%s does not compile", path);
+    for (int e = 0; m && e < ENTRY_COUNT; e++) {
+      if (e != ENTRY_FORWARD && !m->g->loss)
+        continue;
+      Compilation *c = pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 4, .fuse = true});
+      const KProgram *p = c->prog;
+      test_program(models[i], p);
+      if (e == ENTRY_TRAIN) {   // unfused: an update per parameter, each a library kernel
+        Compilation *u = pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 4, .fuse = false});
+        test_program(models[i], u->prog);
+        pass_compilation_free(u);
+      }
+      if (e == ENTRY_TRAIN && (!strcmp(models[i], "cnn") || !strcmp(models[i], "mlp"))) {
+        size_t len;
+        char *text = print(p, &len);
+        fuzz(text, len, mutations, (uint64_t)i);
+        free(text);
+      }
+      pass_compilation_free(c);
+    }
+    arena_free(a);
+  }
+  fclose(devnull);
+  return t_finish("test_kir");
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Kernel IR text reads back: for every model and entry point, the program
+# printed, read back and printed again is the same text, and the LLVM IR
+# compiled from the text is the same as that compiled from the model. The
+# training step also unfused (an update per parameter, as library kernels).
+. "${0%/*}/../lib.sh"
+
+for m in models/*.nn; do
+  n=${m##*/}
+  n=${n%.nn}
+  for e in forward eval train train--no-fuse; do
+    opt=
+    case $e in *--no-fuse) e=${e%--no-fuse} opt=--no-fuse ;; esac
+    if ! "$nnc" emit --stage kernels $opt --entry $e "$m" >"$tmp/$n.$e.kir" 2>"$tmp/err"; then
+      if grep -q 'has no loss' "$tmp/err"; then
+        ok "$n $e: no loss, no $e step"
+      else
+        bad "$n $e: emit failed"; cat "$tmp/err"
+      fi
+      continue
+    fi
+    if ! "$nnc" emit --stage kernels "$tmp/$n.$e.kir" >"$tmp/again.kir"; then
+      bad "$n $e: the text does not read back"
+    elif ! cmp -s "$tmp/$n.$e.kir" "$tmp/again.kir"; then
+      bad "$n $e: printed again, the text differs"; diff "$tmp/$n.$e.kir" "$tmp/again.kir" | head -20
+    elif ! "$nnc" emit --stage llvm $opt --entry $e "$m" >"$tmp/a.ll" ||
+         ! "$nnc" emit --stage llvm "$tmp/$n.$e.kir" >"$tmp/b.ll"; then
+      bad "$n $e: compiling failed"
+    elif ! cmp -s "$tmp/a.ll" "$tmp/b.ll"; then
+      bad "$n $e: the LLVM IR of the text differs from the model's"; diff "$tmp/a.ll" "$tmp/b.ll" | head -20
+    else
+      ok "$n $e $opt: $(wc -l <"$tmp/$n.$e.kir") lines read back; the same LLVM IR"
+    fi
+  done
+done
+exit $fail
