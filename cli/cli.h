@@ -1,4 +1,5 @@
-// cli.h: the nnc command's verbs, one file each.
+// cli.h: the nnc command's verbs, one file each (main.c: check and emit,
+// and the dispatch), over what they share (common.c).
 #ifndef NNC_CLI_H
 #define NNC_CLI_H
 
@@ -13,6 +14,8 @@ typedef struct CliCommon {
   bool no_color;
   int max_errors;
 } CliCommon;
+
+// common.c: what every verb shares.
 
 // Prints "nnc: " and the message (fmt with one %s for arg), then usage, to
 // stderr; returns EXIT_USAGE.

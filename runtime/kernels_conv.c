@@ -55,16 +55,6 @@ static bool conv_is_pointwise(const KConv2d *g) {
   return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-// The outputs ow in [*lo, *hi) whose tap kw reads inside the row: 0 <=
-// ow*sw - pw + kw*dw < W (fast_avx512.c's im2col takes it too).
-void k_conv_tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi) {
-  int64_t off = kw * g->dw - g->pw;   // iw = ow*sw + off
-  int64_t a = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
-  int64_t b = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
-  *lo = a < OW ? a : OW;
-  *hi = b < *lo ? *lo : b > OW ? OW : b;
-}
-
 // col (C*KH*KW, OH*OW): row (c, kh, kw), column (oh, ow) holds the input
 // value that tap (kh, kw) of channel c reads at output (oh, ow), or 0 where
 // the tap falls in the padding.

@@ -451,8 +451,15 @@ void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
                                    int64_t c1, float *ws);
 // The outputs ow in [*lo, *hi) whose tap kw reads inside an input row: 0 <=
-// ow*sw - pw + kw*dw < W, for OW outputs.
-void k_conv_tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi);
+// ow*sw - pw + kw*dw < W, for OW outputs (im2col's, the reference's and the
+// fast path's).
+static inline void k_conv_tap_span(const KConv2d *g, int64_t kw, int64_t OW, int64_t *lo, int64_t *hi) {
+  int64_t off = kw * g->dw - g->pw;   // iw = ow*sw + off
+  int64_t a = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+  int64_t b = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
+  *lo = a < OW ? a : OW;
+  *hi = b < *lo ? *lo : b > OW ? OW : b;
+}
 
 // The geometry of a 2-D pooling window. Output size as for KConv2d.
 typedef struct KPool2d {
