@@ -436,23 +436,40 @@ static bool is_maxpool_2x2(const KPool2d *g) {
          g->dw == 1;
 }
 
+// One row of outputs: the windows of input rows r0 and r1 (at index i0 of
+// the plane), max_step's rule as selects over whole rows, which the
+// compiler vectorizes (the outputs are independent). at may be NULL.
+static void maxpool_2x2_row(float *restrict y, int32_t *restrict at, const float *restrict r0,
+                            const float *restrict r1, int32_t i0, int32_t W, int64_t OW) {
+  for (int64_t ow = 0; ow < OW; ow++) {
+    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+    int32_t i = i0 + 2 * (int32_t)ow, k = i;
+    float best = a;
+    bool t = (b > best) | (b != b);
+    best = t ? b : best;
+    k = t ? i + 1 : k;
+    t = (c > best) | (c != c);
+    best = t ? c : best;
+    k = t ? i + W : k;
+    t = (d > best) | (d != d);
+    best = t ? d : best;
+    k = t ? i + W + 1 : k;
+    y[ow] = best;
+    if (at)
+      at[ow] = k;
+  }
+}
+
 static void maxpool_2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
   int64_t W = g->W;
   for (int64_t nc = 0; nc < g->N * g->C; nc++) {
     const float *xp = x + nc * g->H * W;   // (H,W)
     float *yp = y + nc * OH * OW;          // (OH,OW)
     int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
-    for (int64_t oh = 0; oh < OH; oh++)
-      for (int64_t ow = 0; ow < OW; ow++) {
-        int32_t i = (int32_t)(2 * oh * W + 2 * ow), at = i;
-        float best = xp[i];
-        max_step(xp[i + 1], i + 1, &best, &at);
-        max_step(xp[i + W], (int32_t)(i + W), &best, &at);
-        max_step(xp[i + W + 1], (int32_t)(i + W + 1), &best, &at);
-        yp[oh * OW + ow] = best;
-        if (ap)
-          ap[oh * OW + ow] = at;
-      }
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const float *r0 = xp + 2 * oh * W;
+      maxpool_2x2_row(yp + oh * OW, ap ? ap + oh * OW : NULL, r0, r0 + W, (int32_t)(2 * oh * W), (int32_t)W, OW);
+    }
   }
 }
 
