@@ -265,7 +265,9 @@ static const char *test_path(const TrainOpts *o) {
   return o->no_test ? NULL : o->test ? o->test : stat(o->data, &st) == 0 && S_ISDIR(st.st_mode) ? o->data : NULL;
 }
 
-static bool prepare_data(Run *r, char *err, size_t errsz) {
+// Loads the training set (split into training and validation) and the
+// test set.
+static bool load_sets(Run *r, char *err, size_t errsz) {
   const TrainOpts *o = r->o;
   Dataset all;
   if (!load_data(r->m, o->data, "train", &all, err, errsz))
@@ -299,6 +301,13 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
               "---> HINT: lower --val-split, or give more data", o->data, o->val_split, (long long)r->val.n);
     return false;
   }
+  return true;
+}
+
+// Standardizes the sets with the training set's mean and std, or with
+// those of the run a checkpoint continues (r->info).
+static void normalize_sets(Run *r) {
+  const TrainOpts *o = r->o;
   if (o->normalize && !r->info.normalized) {
     data_stats(&r->train, &r->info.mean, &r->info.std);
     r->info.normalized = true;
@@ -310,7 +319,6 @@ static bool prepare_data(Run *r, char *err, size_t errsz) {
     if (r->have_test)
       data_normalize(&r->test, r->info.mean, r->info.std);
   }
-  return true;
 }
 
 static void print_header(Run *r) {
@@ -643,6 +651,11 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   r.o = o = &eff;
   if (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
+  // The data first: a data set that does not load is reported before any
+  // compiling, and the compiler's working memory comes and goes after the
+  // loaders' (the peak is the larger of the two, not their sum).
+  if (!load_sets(&r, err, sizeof err))
+    goto fail;
   // Compiled now (the cpu backend), before the first epoch's clock starts:
   // the training step, and the evaluation one when there is a validation
   // or a test set to evaluate.
@@ -660,8 +673,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
               "from these weights with --init %s", o->resume, o->resume);
     goto fail;
   }
-  if (!prepare_data(&r, err, sizeof err))
-    goto fail;
+  normalize_sets(&r);
   if (o->resume && r.info.has_run && r.info.run.samples != r.train.n) {
     errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "
               "the run's data, or start a new run from these weights with --init %s", o->resume,
