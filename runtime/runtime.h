@@ -528,6 +528,11 @@ void k_batchnorm_forward(float *y,               // (N,C,HW)
                          const float *gamma,     // (C) or NULL
                          const float *beta,      // (C) or NULL
                          int64_t N, int64_t C, int64_t HW, float eps, float momentum);
+// The batch mean and invstd of x, exactly as k_batchnorm_forward computes
+// them, and nothing else: what a gradient needs when its forward's were not
+// kept.
+void k_batchnorm_batch_stats(float *mean, float *invstd, const float *x, int64_t N, int64_t C, int64_t HW,
+                             float eps);
 // Evaluation: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
 void k_batchnorm_forward_eval(float *y,             // (N,C,HW)
                               const float *x,       // (N,C,HW)

@@ -16,6 +16,7 @@
 // tensors that are zero up to rounding (resnet18's first conv bias feeds a
 // batchnorm, so its gradient is rounding noise around 0); after 3 steps
 // 1e-4, as small differences grow through the updates.
+#include "../test.h"
 #include "frontend.h"
 #include "train.h"
 
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures, checks;
 
 static void compare(const char *model, const char *what, const float *a, const float *b, int64_t n,
                     double tol) {
@@ -39,12 +39,9 @@ static void compare(const char *model, const char *what, const float *a, const f
     }
   }
   double rel = sqrt(d2) / (sqrt(b2) + 1e-30);
-  checks++;
-  if (!(rel <= tol || sqrt(d2 / n) <= 1e-5)) {
-    failures++;
-    printf("FAIL %s %s: relative L2 difference %.3g (tolerance %.1g); worst element [%lld]: cpu %.9g ref %.9g\n",
-           model, what, rel, tol, (long long)at, a[at], b[at]);
-  }
+  CHECK(rel <= tol || sqrt(d2 / n) <= 1e-5,
+        "%s %s: relative L2 difference %.3g (tolerance %.1g); worst element [%lld]: cpu %.9g ref %.9g", model, what,
+        rel, tol, (long long)at, a[at], b[at]);
 }
 
 // The graph's text, to see that it did not change (the caller frees it).
@@ -106,8 +103,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   Arena *a = arena_new();
   Model *m = compile(path, a, opt);
   if (!m) {
-    printf("FAIL %s: does not compile\n", path);
-    failures++;
+    FAIL("%s: does not compile\n", path);
     return;
   }
   // Both executors run one model: compiling works on a copy of it.
@@ -115,16 +111,11 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   ExecOptions ro = {.max_batch = B}, co = {.max_batch = B, .threads = threads, .fuse = fuse};
   Exec *ref = exec_new(exec_backend_names[0], m, &ro, err, sizeof err), *cpu = exec_new(backend, m, &co, err, sizeof err);
   if (!ref || !cpu) {
-    printf("FAIL %s: %s\n", label, err);
-    failures++;
+    FAIL("%s: %s\n", label, err);
     return;
   }
   char *after = graph_text(m->g);
-  checks++;
-  if (strcmp(before, after)) {
-    failures++;
-    printf("FAIL %s: building the executor changed the caller's model\n", label);
-  }
+  CHECK(!strcmp(before, after), "%s: building the executor changed the caller's model", label);
   free(before);
   free(after);
   exec_init_params(ref, 3);
@@ -174,12 +165,9 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
         int64_t n = ir_numel(m->params[i], 1);
         float *gc = xmalloc(sizeof(float) * n), *gr = xmalloc(sizeof(float) * n);
         snprintf(what, sizeof what, "gradient of %s", m->params[i]->name);
-        if (!exec_read_value(cpu, m->grads[i], gc) || !exec_read_value(ref, m->grads[i], gr)) {
-          failures++;
-          printf("FAIL %s: no value of the %s\n", label, what);
-        } else {
+        if (CHECK(exec_read_value(cpu, m->grads[i], gc) && exec_read_value(ref, m->grads[i], gr),
+                  "%s: no value of the %s", label, what))
           compare(label, what, gc, gr, n, 1e-5);
-        }
         free(gc);
         free(gr);
       }
@@ -201,12 +189,8 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
       moved_ref |= w2[i] != w2_start[i];
       moved_cpu |= w2_cpu[i] != w2_start[i];
     }
-    checks++;
-    if (!moved_ref || !moved_cpu) {
-      failures++;
-      printf("FAIL %s: linear_2.weight (of the second input) did not train: ref %s, %s %s\n", label,
-             moved_ref ? "moved" : "stayed", backend, moved_cpu ? "moved" : "stayed");
-    }
+    CHECK(moved_ref && moved_cpu, "%s: linear_2.weight (of the second input) did not train: ref %s, %s %s", label,
+          moved_ref ? "moved" : "stayed", backend, moved_cpu ? "moved" : "stayed");
     free(w2);
     free(w2_cpu);
     free(w2_start);
@@ -260,6 +244,5 @@ int main(int argc, char **argv) {
       }
     }
   }
-  printf("test_cpu_vs_ref: %d passed, %d failed\n", checks - failures, failures);
-  return failures ? 1 : 0;
+  return t_finish("test_cpu_vs_ref");
 }
