@@ -807,5 +807,16 @@ KProgram *ir_parse_program(const SrcFile *file, Arena *a, Diag *d) {
   kp.p = arena_alloc(a, sizeof *kp.p);
   if (setjmp(kp.P.fail))
     return NULL;
-  return parse_program(&kp.P);
+  KProgram *p = parse_program(&kp.P);
+  // What reads well may still not run: the program is held to what the
+  // compiler's own programs are (every buffer in its space, library kernels'
+  // descriptors whole), since codegen and the runtime trust it.
+  char err[512];
+  if (p && !ir_verify_program(p, err, sizeof err)) {
+    diag_error(d, ((SrcLoc){.file = file, .line = 1, .col = 1, .len = 1}),
+               "a kernel program's buffers and descriptors must lie inside its arena and state",
+               "the program does not hold together: %s", err);
+    return NULL;
+  }
+  return p;
 }

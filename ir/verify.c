@@ -194,23 +194,110 @@ static bool check_place(const KProgram *p, const IrNode *n, char *err, size_t er
   return true;
 }
 
+// The buffers a library kernel of each kind has (operands, then the
+// result; an update has none) and the rank of its first one (0: any).
+static const struct { int8_t min, max, rank; } lib_form[RL_COUNT] = {
+    [RL_CONV2D] = {3, 4, 4}, [RL_CONV2D_GRAD_INPUT] = {3, 3, 4}, [RL_CONV2D_GRAD_WEIGHT] = {3, 3, 4},
+    [RL_MAXPOOL] = {2, 2, 4}, [RL_MAXPOOL_GRAD] = {3, 3, 4}, [RL_AVGPOOL] = {2, 2, 4},
+    [RL_AVGPOOL_GRAD] = {2, 2, 4}, [RL_GLOBAL_AVGPOOL] = {2, 2, 4}, [RL_GLOBAL_AVGPOOL_GRAD] = {2, 2, 4},
+    [RL_BATCHNORM] = {6, 6, 0}, [RL_BATCHNORM_GRAD] = {4, 4, 0}, [RL_BATCHNORM_GRAD_GAMMA] = {3, 3, 0},
+    [RL_DROPOUT] = {2, 2, 0}, [RL_DROPOUT_GRAD] = {2, 2, 0}, [RL_SOFTMAX] = {2, 2, 0},
+    [RL_LOG_SOFTMAX] = {2, 2, 0}, [RL_SOFTMAX_GRAD] = {3, 3, 0}, [RL_LOG_SOFTMAX_GRAD] = {3, 3, 0},
+    [RL_CROSS_ENTROPY] = {3, 3, 2}, [RL_NLL] = {3, 3, 2}, [RL_MSE] = {3, 3, 0}, [RL_L1] = {3, 3, 0},
+    [RL_BCE_WITH_LOGITS] = {3, 3, 0}, [RL_CROSS_ENTROPY_GRAD] = {3, 3, 2}, [RL_NLL_GRAD] = {3, 3, 2},
+    [RL_MSE_GRAD] = {3, 3, 0}, [RL_L1_GRAD] = {3, 3, 0}, [RL_BCE_WITH_LOGITS_GRAD] = {3, 3, 0},
+    [RL_SGD_STEP] = {2, 3, 0}, [RL_ADAM_STEP] = {4, 4, 0},
+};
+
+// The bytes of run-time state a kind keeps for its gradient (aux), or
+// reads of its forward's (aux_from), at the program's largest batch.
+static int64_t lib_aux_bytes(const RtLib *d, int64_t B) {
+  const RtLibBuf *r = &d->buf[d->nbufs - 1], *b0 = &d->buf[0];
+  switch (d->kind) {
+  case RL_MAXPOOL: return 4 * rt_lib_numel(r, B);                  // an int32 argmax per window
+  case RL_MAXPOOL_GRAD: return 4 * rt_lib_numel(b0, B);            // the forward's, one per dy element
+  case RL_BATCHNORM: return 8 * (r->ndim > 1 ? r->shape[1] : 0);  // mean and 1/std
+  case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: return 8 * (d->buf[1].ndim > 1 ? d->buf[1].shape[1] : 0);
+  case RL_DROPOUT: return rt_lib_numel(r, B);                      // a byte of mask per element
+  case RL_DROPOUT_GRAD: return rt_lib_numel(b0, B);
+  default: return -1;                                              // keeps and reads nothing
+  }
+}
+
+// A library kernel's descriptor, which the runtime trusts: a kind with
+// its count of buffers, each inside its space at the program's largest
+// batch, and slots of run-time state as large as the kind needs.
+static bool check_lib(const KProgram *p, const Kernel *k, char *err, size_t errsz) {
+  const RtLib *d = k->lib;
+  if (!d || !rt_lib_name(d->kind)) {
+    errorf(err, errsz, "library kernel '%s' has no descriptor of a known kind", k->name);
+    return false;
+  }
+  if (d->nbufs < lib_form[d->kind].min || d->nbufs > lib_form[d->kind].max ||
+      (lib_form[d->kind].rank && d->buf[0].ndim != lib_form[d->kind].rank)) {
+    errorf(err, errsz, "library kernel '%s' (%s) has %d buffers, the first of rank %d", k->name,
+           rt_lib_name(d->kind), d->nbufs, d->buf[0].ndim);
+    return false;
+  }
+  for (int i = 0; i < d->nbufs; i++) {
+    const RtLibBuf *b = &d->buf[i];
+    bool dims_ok = b->ndim >= 0 && b->ndim <= RT_MAX_DIMS;
+    for (int j = 0; dims_ok && j < b->ndim; j++)
+      dims_ok = b->shape[j] >= 1 || (j == 0 && b->shape[j] == RT_BATCH);
+    int64_t bytes = dims_ok ? 4 * rt_lib_numel(b, p->max_batch) : 0,
+            limit = b->space == RT_SPACE_STATE ? p->state_bytes : p->arena_bytes;
+    if (!dims_ok || (b->space != RT_SPACE_ARENA && b->space != RT_SPACE_STATE) || b->offset < 0 ||
+        b->offset > limit - bytes) {
+      errorf(err, errsz, "library kernel '%s': buffer %d (%lld bytes at %lld) is not inside the %s (%lld bytes)",
+             k->name, i, (long long)bytes, (long long)b->offset, b->space == RT_SPACE_STATE ? "state" : "arena",
+             (long long)limit);
+      return false;
+    }
+  }
+  int64_t need = lib_aux_bytes(d, p->max_batch);
+  bool keeps = d->kind == RL_MAXPOOL || d->kind == RL_BATCHNORM || d->kind == RL_DROPOUT;
+  if (d->aux >= 0 && (!keeps || d->aux >= p->naux || d->aux_bytes < need)) {
+    errorf(err, errsz, "library kernel '%s': slot %d of %lld bytes, where %s", k->name, d->aux,
+           (long long)d->aux_bytes, keeps ? "its state needs more or the program has fewer slots"
+                                          : "the kind keeps nothing");
+    return false;
+  }
+  if (d->aux_from >= 0) {   // the forward that keeps the slot, with room for what this reads
+    int fwd = d->kind == RL_MAXPOOL_GRAD ? RL_MAXPOOL : d->kind == RL_DROPOUT_GRAD ? RL_DROPOUT : RL_BATCHNORM;
+    const RtLib *from = NULL;
+    for (int i = 0; i < p->nkernels && !from; i++)
+      if (p->kernels[i]->kind == KN_LIB && p->kernels[i]->lib && p->kernels[i]->lib->aux == d->aux_from)
+        from = p->kernels[i]->lib;
+    if (keeps || need < 0 || !from || from->kind != fwd || from->aux_bytes < need) {
+      errorf(err, errsz, "library kernel '%s' reads slot %d, which no %s keeps with %lld bytes", k->name,
+             d->aux_from, need < 0 ? "kernel" : rt_lib_name(fwd), (long long)need);
+      return false;
+    }
+  }
+  return true;
+}
+
 static bool check_kernel(const KProgram *p, const Kernel *k, char *err, size_t errsz) {
   for (int i = 0; i < k->nnodes; i++)
     if (!in_graph(p->g, k->nodes[i])) {
       errorf(err, errsz, "kernel '%s' computes a node outside the graph", k->name);
       return false;
     }
-  if (k->kind == KN_LIB && !in_graph(p->g, k->node)) {
+  // A library kernel runs its descriptor; its node (a program read from
+  // text may have none: an update, a result given by place) is for messages.
+  if (k->kind == KN_LIB && k->node && !in_graph(p->g, k->node)) {
     errorf(err, errsz, "library kernel '%s' runs a node outside the graph", k->name);
     return false;
   }
+  if (k->kind == KN_LIB && !check_lib(p, k, err, errsz))
+    return false;
   // A library kernel's buffers that its routine reads or writes: its
   // node's inputs, and its result but for an update's (which writes its
   // parameter and state in place); every buffer of a loop or a GEMM.
   for (int i = 0; i < k->nbufs; i++) {
     const IrNode *b = k->bufs[i];
     bool update = b && (b->op == IR_SGD_STEP || b->op == IR_ADAM_STEP);
-    if (k->kind == KN_LIB && b == k->node && update && p->buf[b->id].bytes == 0)
+    if (k->kind == KN_LIB && b && b == k->node && update && p->buf[b->id].bytes == 0)
       continue;
     if (!check_place(p, b, err, errsz))
       return false;
