@@ -135,7 +135,7 @@ static void print_index(FILE *out, const KIndex *ix, int ndim) {
 }
 
 static void print_dims(FILE *out, int ndim, const int64_t *dims) {
-  char b[128];
+  char b[256];   // IR_MAX_DIMS numbers of 20 digits, and the brackets
   fputs(ir_shape_str(ndim, dims, b, sizeof b), out);
 }
 
@@ -408,12 +408,14 @@ void ir_print_program(FILE *out, const KProgram *p) {
     const KBufInfo *b = &p->buf[i];
     if (!n || (!b->bytes && !touched[i]))
       continue;
-    char name[200], type[128];
-    FILE *s = fmemopen(name, sizeof name, "w");
+    char *name = NULL, type[256];   // a name is as long as it is (a block's scope, a tensor's name)
+    size_t len = 0;
+    FILE *s = open_memstream(&name, &len);
     print_buf(s, n);
     fclose(s);
     fprintf(out, "  %-24s %-16s %s %lld + %lld", name, ir_type_str(n, type, sizeof type),
             b->space <= KB_INPUT ? spaces[b->space] : "?", (long long)b->offset, (long long)b->bytes);
+    free(name);
     if (i == g->nnodes)
       fprintf(out, "  # the step scalars");
     else if (i > g->nnodes)

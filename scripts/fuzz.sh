@@ -9,7 +9,7 @@
 #   scripts/fuzz.sh all -runs=1000000
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets="idx idx_gz csv table_csv image safetensors nn"
+targets="idx idx_gz csv table_csv image safetensors nn kir"
 if [ $# -lt 1 ]; then
   echo "usage: scripts/fuzz.sh TARGET|all [SECONDS | -runs=N]   (targets: $targets)" >&2
   exit 2
