@@ -40,6 +40,11 @@ void cg_free(CgModule *m);
 // The optimized LLVM IR, or the host assembly, of p (`nnc emit --stage llvm|asm`).
 bool cg_print_llvm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
 bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
+// p as a relocatable (PIC) object file for the host: one module whose only
+// global symbol is the entry function, "nnc_forward", "nnc_eval_step" or
+// "nnc_train_step" (an RtEntryFn); everything it calls at run time comes
+// through the RtCalls it is given, so it links with libm alone.
+bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
 
 // The host's CPU name and its vector width in floats (16 with AVX-512, 8
 // with AVX2, 4 otherwise).

@@ -367,8 +367,10 @@ void cg_free(CgModule *m) {
 // Printing
 //
 
-// The optimized module as LLVM IR, or as host assembly.
-static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, bool assembly, char *err,
+// The optimized module as LLVM IR, host assembly, or an object file.
+typedef enum { OUT_LLVM, OUT_ASM, OUT_OBJECT } OutKind;
+
+static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, OutKind kind, char *err,
                          size_t errsz) {
   Target t;
   if (!target_init(&t, o, false, err, errsz))
@@ -380,10 +382,12 @@ static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, bool 
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
   if (!build_optimized(mod, p, &t, 0, 1, entry, sizeof entry, &times, err, errsz))
     goto cleanup;
-  if (assembly) {
+  if (kind != OUT_LLVM) {
     LLVMMemoryBufferRef mb;
-    if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMAssemblyFile, &msg, &mb)) {
-      fail_msg(err, errsz, "LLVM could not make assembly", msg);
+    if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, kind == OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &msg,
+                                            &mb)) {
+      fail_msg(err, errsz, kind == OUT_ASM ? "LLVM could not make assembly" : "LLVM could not make an object file",
+               msg);
       goto cleanup;
     }
     fwrite(LLVMGetBufferStart(mb), 1, LLVMGetBufferSize(mb), out);   // mb is ours
@@ -403,9 +407,13 @@ cleanup:
 }
 
 bool cg_print_llvm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
-  return print_module(out, p, o, false, err, errsz);
+  return print_module(out, p, o, OUT_LLVM, err, errsz);
 }
 
 bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
-  return print_module(out, p, o, true, err, errsz);
+  return print_module(out, p, o, OUT_ASM, err, errsz);
+}
+
+bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
+  return print_module(out, p, o, OUT_OBJECT, err, errsz);
 }

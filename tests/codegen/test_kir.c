@@ -1,4 +1,5 @@
-// test_kir.c: a program read back from kernel IR text is the program.
+// test_kir.c: a program read back from kernel IR text is the program, and
+// so is the program as an object file (cg_emit_object) linked alone.
 //
 // For each model in models/ (resnet18 only with -a) and each entry point
 // (the training step fused and not):
@@ -15,6 +16,7 @@
 #include "frontend.h"
 #include "train.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,12 +79,56 @@ static Mem random_mem(const KProgram *p, uint64_t seed) {
 }
 
 // Compiles p and runs it once on m at its largest batch; the loss.
-static double run(const KProgram *p, Mem m, const char *what) {
+// p as an object file, linked into a shared library and loaded: its entry
+// function, or NULL (*handle: the library, for dlclose). NULL too, with
+// *skip set, where the machine has no C compiler to link it.
+static RtEntryFn object_entry(const KProgram *p, const char *what, void **handle, bool *skip) {
+  static int n;
+  char obj[512], so[512], cmd[1200], err[1024];
+  snprintf(obj, sizeof obj, "%s", t_path("p.o"));
+  snprintf(so, sizeof so, "%s/p%d.so", t_dir, n++);
+  *handle = NULL;
+  *skip = system("cc --version >/dev/null 2>&1") != 0;
+  if (*skip)
+    return NULL;
+  FILE *out = fopen(obj, "wb");
+  bool ok = out && cg_emit_object(out, p, NULL, err, sizeof err);
+  if (out)
+    fclose(out);
+  CHECK(ok, "%s: cg_emit_object failed: %s", what, out ? err : "cannot write the object");
+  snprintf(cmd, sizeof cmd, "cc -shared -o '%s' '%s' -lm", so, obj);
+  if (!ok || !CHECK(system(cmd) == 0, "%s: the object does not link alone: %s", what, cmd))
+    return NULL;
+  *handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  CHECK(*handle, "%s: dlopen: %s", what, dlerror());
+  char sym[64];
+  snprintf(sym, sizeof sym, "nnc_%s", ir_entry_name(p->entry));
+  void *fn = *handle ? dlsym(*handle, sym) : NULL;
+  CHECK(fn, "%s: the object has no %s", what, sym);
+  RtEntryFn entry;
+  memcpy(&entry, &fn, sizeof entry);
+  return fn ? entry : NULL;
+}
+
+// Runs p once on m, JIT-compiled, or from an object file (as_object).
+static double run(const KProgram *p, Mem m, const char *what, bool as_object) {
   char err[1024];
-  CgModule *mod = cg_compile(p, NULL, err, sizeof err);
-  CHECK(mod, "%s: cg_compile failed: %s", what, err);
-  if (!mod)
+  CgModule *mod = NULL;
+  void *handle = NULL;
+  RtEntryFn entry = NULL;
+  if (as_object) {
+    bool skip;
+    entry = object_entry(p, what, &handle, &skip);
+  } else {
+    mod = cg_compile(p, NULL, err, sizeof err);
+    CHECK(mod, "%s: cg_compile failed: %s", what, err);
+    entry = mod ? cg_entry(mod) : NULL;
+  }
+  if (!entry) {
+    if (handle)
+      dlclose(handle);
     return NAN;
+  }
   RtContext *c = rt_context_new(1);
   Rng rng;
   rng_seed(&rng, 7, 0x64726f70ULL);
@@ -100,10 +146,12 @@ static double run(const KProgram *p, Mem m, const char *what) {
   c->scalars = p->scalars ? (float *)(m.arena + p->buf[p->scalars->id].offset) : NULL;
   RtCalls calls = rt_context_calls(c);
   rt_blas_threads(1);
-  cg_entry(mod)(m.arena, m.state, p->max_batch, &calls);
+  entry(m.arena, m.state, p->max_batch, &calls);
   double loss = c->loss;
   rt_context_free(c);
   cg_free(mod);
+  if (handle)
+    dlclose(handle);
   return loss;
 }
 
@@ -122,13 +170,23 @@ static void test_program(const char *model, const KProgram *p) {
     char *again = print(q, &len2);
     CHECK(len == len2 && !memcmp(text, again, len), "%s: printed again, the text differs", what);
     free(again);
-    Mem m1 = random_mem(p, 42), m2 = random_mem(p, 42);
-    double l1 = run(p, m1, what), l2 = run(q, m2, what);
+    Mem m1 = random_mem(p, 42), m2 = random_mem(p, 42), m3 = random_mem(p, 42);
+    double l1 = run(p, m1, what, false), l2 = run(q, m2, what, false);
     CHECK(!memcmp(m1.arena, m2.arena, p->arena_bytes), "%s: the arenas differ after a run", what);
     CHECK(!memcmp(m1.state, m2.state, p->state_bytes), "%s: the states differ after a run", what);
     CHECK(l1 == l2 || (isnan(l1) && isnan(l2)), "%s: loss %.9g, read back %.9g", what, l1, l2);
-    printf("ok   %s: %zu bytes of text; the same bytes after a run (loss %.6g)\n", what, len, l1);
-    free(m1.arena), free(m1.state), free(m2.arena), free(m2.state);
+    // The same program as an object file, linked alone and loaded, runs
+    // as the JIT's code does, bit for bit.
+    bool linked = system("cc --version >/dev/null 2>&1") == 0;
+    double l3 = linked ? run(p, m3, what, true) : l1;
+    if (linked) {
+      CHECK(!memcmp(m1.arena, m3.arena, p->arena_bytes), "%s: as an object file, the arena differs", what);
+      CHECK(!memcmp(m1.state, m3.state, p->state_bytes), "%s: as an object file, the state differs", what);
+      CHECK(l1 == l3 || (isnan(l1) && isnan(l3)), "%s: loss %.9g, as an object file %.9g", what, l1, l3);
+    }
+    printf("ok   %s: %zu bytes of text; the same bytes after a run (loss %.6g), read back%s\n", what, len, l1,
+           linked ? " and as an object file" : " (no C compiler: the object file was not tried)");
+    free(m1.arena), free(m1.state), free(m2.arena), free(m2.state), free(m3.arena), free(m3.state);
   }
   diag_free(&d);
   arena_free(a);
@@ -201,6 +259,7 @@ int main(int argc, char **argv) {
       mutations = atoi(argv[++i]);
   }
   devnull = fopen("/dev/null", "w");
+  t_tmpdir("kir");
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp", "mlp100", "quadratic", "cnn", "resnet18"};
   for (int i = 0; i < countof(models) - !all; i++) {
     char path[64];
