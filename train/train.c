@@ -178,9 +178,10 @@ static void limit_dataset(Dataset *ds, int64_t k) {
 // The first op whose output is not finite in a step of a backend that does
 // not keep every value (the cpu backend's fused loops keep no intermediate
 // ones): the same step again on the ref backend, from the same state.
-static const IrNode *replay_on_ref(Exec *ex, const Model *m, int64_t B, const float *x, const void *y, double lr) {
+static const IrNode *replay_on_ref(Exec *ex, const Model *m, int threads, int64_t B, const float *x, const void *y,
+                                   double lr) {
   char err[256];
-  ExecOptions ro = {.max_batch = B, .entries = 1u << ENTRY_TRAIN};
+  ExecOptions ro = {.max_batch = B, .threads = threads, .entries = 1u << ENTRY_TRAIN};
   Exec *ref = exec_new("ref", m, &ro, err, sizeof err);
   if (!ref)
     return NULL;
@@ -361,7 +362,8 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
       if (p->mode == 1)
         fputc('\n', p->out);
       *exec_rng(ex) = before;
-      const IrNode *n = exec_keeps_values(ex) ? exec_first_nonfinite(ex) : replay_on_ref(ex, r->m, B, x, y, lr);
+      const IrNode *n = exec_keeps_values(ex) ? exec_first_nonfinite(ex)
+                                              : replay_on_ref(ex, r->m, r->o->threads, B, x, y, lr);
       report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
       return false;
     }
