@@ -14,7 +14,8 @@
 // The code is compiled for AVX-512 function by function (target
 // attributes), not with -mavx512f, so the library builds for and runs on
 // any x86-64 host; elsewhere k_avx512() is false and the functions below
-// are stubs that stop with nnc_bug().
+// are defined only to stop with nnc_bug(): nothing reaches them, and the
+// callers need no #if of their own.
 #include "runtime.h"
 
 #include <math.h>
@@ -438,7 +439,7 @@ AVX512 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x,
 // No AVX-512 code in this build: k_avx512() is false, so nothing calls these.
 static _Noreturn void no_avx512(void) { nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build"); }
 
-static void tile_stub(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs, float *c,
+static void tile_unreachable(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs, float *c,
                       int64_t ldc, int64_t mr, int64_t nr, int64_t flags, int64_t row, int64_t col, char *arena,
                       char *state, int64_t B) {
   (void)kc, (void)a, (void)ars, (void)acs, (void)b, (void)brs, (void)c, (void)ldc, (void)mr, (void)nr, (void)flags;
@@ -447,7 +448,7 @@ static void tile_stub(int64_t kc, const float *a, int64_t ars, int64_t acs, cons
 }
 
 const RtGemmKernels k_avx512_gemm = {
-  .tile = tile_stub, .dot = tile_stub, .row = tile_stub, .tile_m = 8, .tile_n = 32, .dot_m = 4, .dot_n = 4, .row_n = 8,
+  .tile = tile_unreachable, .dot = tile_unreachable, .row = tile_unreachable, .tile_m = 8, .tile_n = 32, .dot_m = 4, .dot_n = 4, .row_n = 8,
 };
 
 void k_avx512_transpose16(float *dst, int64_t ldd, const float *src, int64_t lds) {
