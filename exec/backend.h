@@ -43,12 +43,6 @@ struct Exec {
   int threads;         // ExecOptions.threads, at least 1
   unsigned entries;    // the entry points it runs (1 << ENTRY_*)
   void **buf;          // buf[id]: the node's values ([max_batch, ...] for batched nodes)
-  uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
-  float **bn;          // bn[id]: a training BATCHNORM node's batch mean and 1/std ([2, C]), or NULL
-  int *bn_fwd;         // bn_fwd[id]: for BATCHNORM_GRAD(_GAMMA), its forward node's id, or -1
-  int32_t **argmax;    // argmax[id]: where each window of a MAXPOOL node found its maximum
-  int *pool_fwd;       // pool_fwd[id]: for MAXPOOL_GRAD, its forward node's id, or -1
-  bool *masked;        // masked[id]: the last run applied dropout at node id
   bool *need[ENTRY_COUNT];   // need[entry][id]: the entry point computes node id (pass_needed)
   bool *done;          // done[id]: the last run computed node id
   int *state_ids;      // ids in g of the persistent nodes (PARAM, BUFFER), in graph order
@@ -58,7 +52,14 @@ struct Exec {
   int64_t steps;       // training steps taken: the optimizer's t
   bool dropout;        // apply dropout in training
   Rng rng;             // dropout masks
-  bool training;       // ref: of the step running now
+  // The ref backend's (the cpu backend keeps these in its RtContext's slots):
+  bool training;       // of the step running now
+  uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL
+  float **bn;          // bn[id]: a training BATCHNORM node's batch mean and 1/std ([2, C]), or NULL
+  int32_t **argmax;    // argmax[id]: where each window of a MAXPOOL node found its maximum
+  int *fwd;            // fwd[id]: for a MAXPOOL_GRAD or BATCHNORM_GRAD(_GAMMA), the id of the forward
+                       // whose saved state it reads (pass_saved_forward), or -1
+  bool *masked;        // masked[id]: the last run applied dropout at node id
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
   // The cpu backend: buf[] points into these, per the running program's plan.

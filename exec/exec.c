@@ -33,75 +33,13 @@ static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_
 
 static int64_t numel(const IrNode *n, int64_t B) { return ir_numel(n, B); }
 
-// The forward batchnorm each batchnorm gradient node belongs to: the one
-// reading the same x (and gamma, for BATCHNORM_GRAD); -1 when none or
-// several match, and the gradient recomputes the statistics.
-static void find_bn_forward(const IrGraph *g, int *fwd) {
-  for (int i = 0; i < g->nnodes; i++) {
-    const IrNode *n = g->nodes[i];
-    fwd[i] = -1;
-    if (n->op != IR_BATCHNORM_GRAD && n->op != IR_BATCHNORM_GRAD_GAMMA)
-      continue;
-    int found = 0;
-    for (int j = 0; j < i; j++) {
-      const IrNode *f = g->nodes[j];
-      if (f->op == IR_BATCHNORM && f->src[0] == n->src[1] &&
-          (n->op == IR_BATCHNORM_GRAD_GAMMA || f->src[1] == n->src[2])) {
-        fwd[i] = j;
-        found++;
-      }
-    }
-    if (found != 1)
-      fwd[i] = -1;
-  }
-}
-
-// The forward max pooling of each maxpool gradient: the one over the same
-// x with the same window; -1 when none or several match.
-static void find_pool_forward(const IrGraph *g, int *fwd) {
-  for (int i = 0; i < g->nnodes; i++) {
-    const IrNode *n = g->nodes[i];
-    fwd[i] = -1;
-    if (n->op != IR_MAXPOOL_GRAD)
-      continue;
-    int found = 0;
-    for (int j = 0; j < i; j++) {
-      const IrNode *f = g->nodes[j];
-      if (f->op == IR_MAXPOOL && f->src[0] == n->src[1] && !memcmp(f->attr.i, n->attr.i, sizeof(int64_t) * 8)) {
-        fwd[i] = j;
-        found++;
-      }
-    }
-    if (found != 1)
-      fwd[i] = -1;
-  }
-}
-
 void exec_tables(Exec *ex, const Model *m) {
   const IrGraph *g = m->g;
   ex->m = m;
   ex->g = g;
   ex->nnodes = g->nnodes;
   ex->buf = xcalloc(g->nnodes, sizeof(void *));
-  ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
-  ex->bn = xcalloc(g->nnodes, sizeof(float *));
-  ex->bn_fwd = xmalloc(sizeof(int) * g->nnodes);
-  find_bn_forward(g, ex->bn_fwd);
-  ex->argmax = xcalloc(g->nnodes, sizeof(int32_t *));
-  ex->pool_fwd = xmalloc(sizeof(int) * g->nnodes);
-  find_pool_forward(g, ex->pool_fwd);
-  ex->masked = xcalloc(g->nnodes, sizeof(bool));
   ex->done = xcalloc(g->nnodes, sizeof(bool));
-  for (int i = 0; i < g->nnodes; i++) {
-    const IrNode *n = g->nodes[i];
-    int64_t k = numel(n, ex->max_batch);
-    if (n->op == IR_DROPOUT)
-      ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
-    if (n->op == IR_BATCHNORM)
-      ex->bn[i] = xcalloc(2 * n->shape[1], sizeof(float));
-    if (n->op == IR_MAXPOOL)
-      ex->argmax[i] = xcalloc(k > 0 ? k : 1, sizeof(int32_t));
-  }
   for (int e = 0; e < ENTRY_COUNT; e++) {
     ex->need[e] = xcalloc(g->nnodes, sizeof(bool));
     pass_needed(m, e, ex->need[e]);
@@ -109,20 +47,9 @@ void exec_tables(Exec *ex, const Model *m) {
 }
 
 void exec_free_tables(Exec *ex) {
-  for (int i = 0; i < ex->nnodes; i++) {
-    free(ex->mask[i]);
-    free(ex->bn[i]);
-    free(ex->argmax[i]);
-  }
-  free(ex->bn);
-  free(ex->bn_fwd);
-  free(ex->argmax);
-  free(ex->pool_fwd);
   for (int e = 0; e < ENTRY_COUNT; e++)
     free(ex->need[e]);
   free(ex->buf);
-  free(ex->mask);
-  free(ex->masked);
   free(ex->done);
 }
 

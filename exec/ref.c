@@ -77,7 +77,7 @@ static void bn_stats(const IrNode *x, const float *xv, int64_t B, float eps, flo
 // the forward computes them into *fresh, which the caller frees.
 static float *bn_grad_stats(Exec *ex, const IrNode *n, int64_t B, float **fresh) {
   const IrNode *x = n->src[1];
-  int f = ex->bn_fwd[n->id];
+  int f = ex->fwd[n->id];
   *fresh = NULL;
   if (f >= 0 && ex->done[f])
     return ex->bn[f];
@@ -136,7 +136,7 @@ static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64
   geo.N = hi - lo;
   int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
   float *dx = F(ex, n) + lo * in;
-  int f = ex->pool_fwd[n->id];
+  int f = ex->fwd[n->id];
   if (f >= 0 && ex->done[f]) {
     k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
     return;
@@ -369,16 +369,39 @@ static bool ref_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, 
   (void)err;
   (void)errsz;
   exec_tables(ex, m);   // the caller's graph, as it is
-  for (int i = 0; i < ex->g->nnodes; i++) {
-    int64_t k = numel(ex->g->nodes[i], ex->max_batch);
+  const IrGraph *g = ex->g;
+  ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
+  ex->bn = xcalloc(g->nnodes, sizeof(float *));
+  ex->argmax = xcalloc(g->nnodes, sizeof(int32_t *));
+  ex->fwd = xmalloc(sizeof(int) * g->nnodes);
+  ex->masked = xcalloc(g->nnodes, sizeof(bool));
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i], *f = pass_saved_forward(g, n);
+    int64_t k = numel(n, ex->max_batch);
     ex->buf[i] = xcalloc(k > 0 ? k : 1, sizeof(float));   // int32 targets are 4 bytes too
+    if (n->op == IR_DROPOUT)
+      ex->mask[i] = xcalloc(k > 0 ? k : 1, 1);
+    if (n->op == IR_BATCHNORM)
+      ex->bn[i] = xcalloc(2 * n->shape[1], sizeof(float));
+    if (n->op == IR_MAXPOOL)
+      ex->argmax[i] = xcalloc(k > 0 ? k : 1, sizeof(int32_t));
+    ex->fwd[i] = f && n->op != IR_DROPOUT_GRAD ? f->id : -1;   // a dropout gradient reads masked[] of its input
   }
   return true;
 }
 
 static void ref_free(Exec *ex) {
-  for (int i = 0; i < ex->nnodes; i++)
+  for (int i = 0; i < ex->nnodes; i++) {
     free(ex->buf[i]);
+    free(ex->mask[i]);
+    free(ex->bn[i]);
+    free(ex->argmax[i]);
+  }
+  free(ex->mask);
+  free(ex->bn);
+  free(ex->argmax);
+  free(ex->fwd);
+  free(ex->masked);
 }
 
 static double ref_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {

@@ -476,47 +476,15 @@ static void lower_root(Fuse *f, IrNode *n) {
   add_kernel(f, lib_kernel(f, n));
 }
 
-// The runtime's library kernel for op.
+// The runtime's library kernel for op: the one of the op's name.
 static RtLibKind lib_kind(IrOp op) {
-  switch (op) {
-  case IR_CONV2D: return RL_CONV2D;
-  case IR_CONV2D_GRAD_INPUT: return RL_CONV2D_GRAD_INPUT;
-  case IR_CONV2D_GRAD_WEIGHT: return RL_CONV2D_GRAD_WEIGHT;
-  case IR_MAXPOOL: return RL_MAXPOOL;
-  case IR_MAXPOOL_GRAD: return RL_MAXPOOL_GRAD;
-  case IR_AVGPOOL: return RL_AVGPOOL;
-  case IR_AVGPOOL_GRAD: return RL_AVGPOOL_GRAD;
-  case IR_GLOBAL_AVGPOOL: return RL_GLOBAL_AVGPOOL;
-  case IR_GLOBAL_AVGPOOL_GRAD: return RL_GLOBAL_AVGPOOL_GRAD;
-  case IR_BATCHNORM: return RL_BATCHNORM;
-  case IR_BATCHNORM_GRAD: return RL_BATCHNORM_GRAD;
-  case IR_BATCHNORM_GRAD_GAMMA: return RL_BATCHNORM_GRAD_GAMMA;
-  case IR_DROPOUT: return RL_DROPOUT;
-  case IR_DROPOUT_GRAD: return RL_DROPOUT_GRAD;
-  case IR_SOFTMAX: return RL_SOFTMAX;
-  case IR_LOG_SOFTMAX: return RL_LOG_SOFTMAX;
-  case IR_SOFTMAX_GRAD: return RL_SOFTMAX_GRAD;
-  case IR_LOG_SOFTMAX_GRAD: return RL_LOG_SOFTMAX_GRAD;
-  case IR_CROSS_ENTROPY: return RL_CROSS_ENTROPY;
-  case IR_NLL: return RL_NLL;
-  case IR_MSE: return RL_MSE;
-  case IR_L1: return RL_L1;
-  case IR_BCE_WITH_LOGITS: return RL_BCE_WITH_LOGITS;
-  case IR_CROSS_ENTROPY_GRAD: return RL_CROSS_ENTROPY_GRAD;
-  case IR_NLL_GRAD: return RL_NLL_GRAD;
-  case IR_MSE_GRAD: return RL_MSE_GRAD;
-  case IR_L1_GRAD: return RL_L1_GRAD;
-  case IR_BCE_WITH_LOGITS_GRAD: return RL_BCE_WITH_LOGITS_GRAD;
-  case IR_SGD_STEP: return RL_SGD_STEP;
-  case IR_ADAM_STEP: return RL_ADAM_STEP;
-  default: unreachable();   // lower_root makes no library kernel of it
-  }
+  for (int k = 0; k < RL_COUNT; k++)
+    if (!strcmp(rt_lib_name(k), ir_op_info(op)->mnem))
+      return (RtLibKind)k;
+  unreachable();   // lower_root makes no library kernel of it
 }
 
-// The forward node whose saved state gradient n reads (a max pooling's
-// argmax, a batchnorm's statistics, a dropout's mask): the one forward
-// that matches, or NULL when none or several do (the gradient recomputes).
-static const IrNode *saved_forward(const IrGraph *g, const IrNode *n) {
+const IrNode *pass_saved_forward(const IrGraph *g, const IrNode *n) {
   if (n->op == IR_DROPOUT_GRAD)
     return n->src[1];
   if (n->op != IR_MAXPOOL_GRAD && n->op != IR_BATCHNORM_GRAD && n->op != IR_BATCHNORM_GRAD_GAMMA)
@@ -589,7 +557,7 @@ void pass_describe_libs(KProgram *p) {
                      : n->op == IR_MAXPOOL ? 4 * elems            // an int32 argmax per window
                                            : elems;               // a byte of mask per element
     }
-    const IrNode *fwd = saved_forward(g, n);
+    const IrNode *fwd = pass_saved_forward(g, n);
     if (fwd)
       d->aux_from = slot[fwd->id];
     k->lib = d;

@@ -119,6 +119,13 @@ void pass_memplan(KProgram *p, const bool *keep);
 // (p->naux).
 void pass_describe_libs(KProgram *p);
 
+// fuse.c: the forward node whose saved state gradient n reads (a max
+// pooling's argmax: the one over the same x with the same window; a
+// batchnorm's batch statistics: the one over the same x and gamma; a
+// dropout's mask: its own input), or NULL when none or several match and
+// the gradient computes it again. Both backends pair them by this.
+const IrNode *pass_saved_forward(const IrGraph *g, const IrNode *n);
+
 // For each node of g (by id), whether it is an update (sgd_step, adam_step)
 // of a parameter that shares its gradient with no earlier update (two
 // parameters whose gradients are one value, as the biases of two batchnorms
