@@ -257,6 +257,47 @@ const StTensor *data_st_find(const StFile *f, const char *name);   // NULL if ab
 const char *data_st_meta(const StFile *f, const char *key);        // NULL if absent
 
 //
+// data/ckpt.c: nnc's checkpoints (train/checkpoint.c writes and reads them
+// for an executor, the runtime library for an artifact)
+//
+// A checkpoint is a safetensors file of every persistent tensor under its
+// structural name (conv2d_1.weight, conv2d_1.weight.momentum_buffer), with
+// metadata: format DATA_CKPT_FORMAT, the model's hash, the epoch and step,
+// and what a resume needs.
+
+#define DATA_CKPT_FORMAT "nnc-checkpoint-1"
+
+// A tensor a model keeps, as a checkpoint must hold it (f32).
+typedef struct CkptTensor {
+  const char *name;
+  int ndim;
+  const int64_t *shape;
+} CkptTensor;
+
+// Optimizer state: a name ending in .momentum_buffer, .exp_avg or .exp_avg_sq.
+bool data_ckpt_optimizer_state(const char *name);
+// FNV-1a over the names and shapes of the tensors that are not optimizer
+// state: two models with the same hash store the same weights.
+uint64_t data_ckpt_hash(const CkptTensor *t, int n);
+// Whether path may be read as a checkpoint: a regular file (or missing,
+// which the reader names); a directory or a FIFO gets a message.
+bool data_ckpt_file(const char *path, char *err, size_t errsz);
+// *plain: the file lacks nnc's format key (weights alone, as PyTorch's
+// save_file writes them); false for another version of nnc's format.
+bool data_ckpt_format(const StFile *f, bool *plain, char *err, size_t errsz);
+// A metadata number from 0 to max; false names the key in err.
+bool data_ckpt_meta_i64(const StFile *f, const char *key, int64_t max, int64_t *out, char *err, size_t errsz);
+// The "normalize" metadata: *normalized, and the mean and std inputs were
+// standardized with.
+bool data_ckpt_normalize(const StFile *f, bool *normalized, double *mean, double *std, char *err, size_t errsz);
+// Every tensor of want[n] is in f with its shape, as F32, and finite
+// (optimizer state only unless weights_only); f holds no tensor want lacks
+// (PyTorch's num_batches_tracked aside, and optimizer state with
+// weights_only). plain: the file has no nnc metadata (for the hint).
+bool data_ckpt_check(const StFile *f, const CkptTensor *want, int n, bool weights_only, bool plain, char *err,
+                     size_t errsz);
+
+//
 // runtime/image.c: images for prediction
 //
 

@@ -145,13 +145,7 @@ void exec_init_params(Exec *ex, uint64_t seed) {
     const IrNode *n = ex->g->nodes[ex->state_ids[i]];
     int64_t k = numel(n, 1);
     float *p = xmalloc(sizeof(float) * (k > 0 ? k : 1));
-    switch (n->init.kind) {
-    case INIT_ZEROS: k_init_zeros(p, k); break;
-    case INIT_ONES: k_init_ones(p, k); break;
-    case INIT_CONSTANT: k_init_constant(p, k, (float)n->init.a); break;
-    case INIT_NORMAL: k_init_normal(p, k, (float)n->init.a, (float)n->init.b, &r); break;
-    case INIT_UNIFORM: k_init_uniform(p, k, (float)n->init.a, (float)n->init.b, &r); break;
-    }
+    k_init_fill(p, k, n->init.kind, n->init.a, n->init.b, &r);
     ex->be->write(ex, n, k, p);
     free(p);
   }

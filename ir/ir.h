@@ -60,11 +60,11 @@ typedef enum { DT_F32, DT_I32 } DType;
 
 // How a PARAM or BUFFER is initialized (PyTorch's distributions).
 typedef enum {
-  INIT_ZEROS,
-  INIT_ONES,
-  INIT_CONSTANT,     // a
-  INIT_NORMAL,       // mean a, standard deviation b
-  INIT_UNIFORM,      // from a to b
+  INIT_ZEROS = RT_INIT_ZEROS,
+  INIT_ONES = RT_INIT_ONES,
+  INIT_CONSTANT = RT_INIT_CONSTANT,   // a
+  INIT_NORMAL = RT_INIT_NORMAL,       // mean a, standard deviation b
+  INIT_UNIFORM = RT_INIT_UNIFORM,     // from a to b
 } InitKind;
 
 typedef struct IrInit {
@@ -239,10 +239,10 @@ typedef struct KStore {
 
 // The entry points a model compiles to (DESIGN.md, "The compiled step").
 typedef enum {
-  ENTRY_FORWARD,   // the output, in inference mode (running statistics, no dropout)
-  ENTRY_EVAL,      // the output and the loss, in inference mode
-  ENTRY_TRAIN,     // output, loss, gradients and the optimizer update, in training mode
-  ENTRY_COUNT
+  ENTRY_FORWARD = RT_ENTRY_FORWARD,   // the output, in inference mode (running statistics, no dropout)
+  ENTRY_EVAL = RT_ENTRY_EVAL,         // the output and the loss, in inference mode
+  ENTRY_TRAIN = RT_ENTRY_TRAIN,       // output, loss, gradients and the optimizer update, in training mode
+  ENTRY_COUNT = RT_ENTRY_COUNT
 } EntryKind;
 
 // "forward", "eval_step", "train_step": the entry function's name.

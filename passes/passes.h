@@ -12,7 +12,7 @@
 
 typedef struct Program Program;   // a parsed .nn file (frontend.h); only pass_lower reads one
 
-typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptimKind;
+typedef enum { OPT_SGD = RT_OPT_SGD, OPT_ADAM = RT_OPT_ADAM, OPT_ADAMW = RT_OPT_ADAMW } OptimKind;
 
 // Optimizer hyper-parameters, with PyTorch's names and defaults.
 typedef struct OptimConfig {

@@ -608,3 +608,14 @@ double k_kaiming_uniform_bound(int64_t fan_in, double a) {
 double k_default_weight_bound(int64_t fan_in) { return k_kaiming_uniform_bound(fan_in, sqrt(5.0)); }
 
 double k_default_bias_bound(int64_t fan_in) { return fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0; }
+
+void k_init_fill(float *p, int64_t n, int kind, double a, double b, Rng *rng) {
+  switch (kind) {
+  case RT_INIT_ZEROS: k_init_zeros(p, n); break;
+  case RT_INIT_ONES: k_init_ones(p, n); break;
+  case RT_INIT_CONSTANT: k_init_constant(p, n, (float)a); break;
+  case RT_INIT_NORMAL: k_init_normal(p, n, (float)a, (float)b, rng); break;
+  case RT_INIT_UNIFORM: k_init_uniform(p, n, (float)a, (float)b, rng); break;
+  default: nnc_bug(__FILE__, __LINE__, "k_init_fill: unknown initializer");
+  }
+}

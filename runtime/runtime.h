@@ -177,6 +177,90 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 
 
 //
+// A compiled model as an artifact holds it (`nnc compile`)
+//
+// An artifact is one object file: each entry point's RtEntryFn, an
+// RtArtifact that points at them, and the model's description, an
+// RtModelInfo, stored as bytes (the layout is the same on every LP64
+// little-endian target: x86-64 and aarch64). Names and arrays inside the
+// description are offsets from its first byte. The runtime library
+// (nncrt/) runs an artifact from these alone.
+
+#define RT_ABI 1                       // bumped whenever anything below changes
+#define RT_MODEL_MAGIC 0x4d434e4eu     // "NNCM"
+#define RT_MAX_INPUTS 16
+
+enum { RT_ENTRY_FORWARD, RT_ENTRY_EVAL, RT_ENTRY_TRAIN, RT_ENTRY_COUNT };   // EntryKind's order
+enum { RT_TARGET_NONE, RT_TARGET_CLASS, RT_TARGET_REAL };                  // int32 labels, floats
+enum { RT_OPT_SGD, RT_OPT_ADAM, RT_OPT_ADAMW };                            // OptimKind's order
+enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_NORMAL, RT_INIT_UNIFORM };   // InitKind's
+
+// One persistent tensor (a parameter, a buffer, optimizer state), in the
+// order of the model's graph, which is the order initializers draw in.
+typedef struct RtTensorInfo {
+  int64_t name;                // offset of its name ("linear_1.weight")
+  int64_t offset;              // bytes from the start of the state
+  int64_t numel;
+  int64_t shape[RT_MAX_DIMS];
+  int32_t ndim;
+  int32_t init;                // RT_INIT_*
+  double init_a, init_b;       // the initializer's settings (k_init_fill)
+  int32_t optim_state;         // 1: optimizer state (momentum_buffer, exp_avg, exp_avg_sq)
+  int32_t unused;
+} RtTensorInfo;
+
+// One entry point's program: where its inputs, target and output lie in
+// its arena (-1: it has none there), and the run-time state slots its
+// library kernels keep.
+typedef struct RtEntryInfo {
+  int32_t present;             // 0: the artifact has no such entry point
+  int32_t naux;                // slots (RtLib.aux)
+  int64_t arena_bytes;
+  int64_t input[RT_MAX_INPUTS];
+  int64_t target, output, scalars;
+  int64_t aux_bytes;           // offset of int64_t[naux]: each slot's bytes at max_batch
+} RtEntryInfo;
+
+typedef struct RtModelInfo {
+  uint32_t magic;              // RT_MODEL_MAGIC
+  uint32_t abi;                // RT_ABI
+  int64_t size;                // bytes of the whole description
+  int64_t name;                // offset of the model's name
+  int64_t version;             // offset of the nnc version that compiled it
+  int64_t max_batch;
+  int64_t state_bytes;
+  int32_t ninputs, ntensors;
+  int64_t input_numel[RT_MAX_INPUTS];   // floats per sample of each input, in declaration order
+  int64_t input_name[RT_MAX_INPUTS];    // offsets of their names
+  int64_t output_numel;        // floats per sample
+  int32_t target_kind;         // RT_TARGET_*
+  int32_t nclasses;            // RT_TARGET_CLASS: labels in [0, nclasses)
+  int64_t target_numel;        // values per sample
+  int64_t tensors;             // offset of RtTensorInfo[ntensors]
+  RtEntryInfo entry[RT_ENTRY_COUNT];
+  int32_t optimizer;           // RT_OPT_*
+  int32_t unused;
+  double beta1, beta2, weight_decay;   // the per-step scalars' settings (KS_*)
+  uint64_t seed;               // the model's training seed
+  uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
+} RtModelInfo;
+
+// What the object file exports to the runtime library: the description,
+// the entry functions (NULL where absent) and the embedded weights (the
+// whole state block, state_bytes; NULL when none were embedded).
+typedef struct RtArtifact {
+  const RtModelInfo *info;
+  RtEntryFn entry[RT_ENTRY_COUNT];
+  const void *weights;
+} RtArtifact;
+
+// Fills n floats in place by initializer kind (RT_INIT_*) with settings a
+// and b, drawing from rng as k_init_* do: what `nnc train` and an
+// artifact's init both call.
+void k_init_fill(float *p, int64_t n, int kind, double a, double b, Rng *rng);
+
+
+//
 // runtime/pool.c
 //
 

@@ -18,34 +18,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define CKPT_FORMAT "nnc-checkpoint-1"
-
-// Optimizer state: tensors named after a parameter with one of these.
-static bool is_optimizer_state(const char *name) {
-  static const char *const suffixes[] = {".momentum_buffer", ".exp_avg", ".exp_avg_sq"};
-  size_t n = strlen(name);
-  for (int i = 0; i < countof(suffixes); i++) {
-    size_t k = strlen(suffixes[i]);
-    if (n > k && !strcmp(name + n - k, suffixes[i]))
-      return true;
+// The tensors ex keeps, as a checkpoint holds them (caller frees).
+static CkptTensor *state_list(const Exec *ex) {
+  int n = exec_num_state(ex);
+  CkptTensor *t = xcalloc(n ? n : 1, sizeof *t);
+  for (int i = 0; i < n; i++) {
+    const IrNode *k = exec_state_node(ex, i);
+    t[i] = (CkptTensor){k->name, k->ndim, k->shape};
   }
-  return false;
+  return t;
 }
 
-// FNV-1a over the names and shapes of the tensors that are not optimizer
-// state: two models with the same hash store the same weights.
 static uint64_t model_hash(const Exec *ex) {
-  uint64_t h = 1469598103934665603ULL;
-  for (int i = 0; i < exec_num_state(ex); i++) {
-    const IrNode *n = exec_state_node(ex, i);
-    if (is_optimizer_state(n->name))
-      continue;
-    for (const char *p = n->name; *p; p++)
-      h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    for (int d = 0; d < n->ndim; d++)
-      h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-  }
+  CkptTensor *t = state_list(ex);
+  uint64_t h = data_ckpt_hash(t, exec_num_state(ex));
+  free(t);
   return h;
 }
 
@@ -86,7 +73,7 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
   if (info->has_cursor)
     data_cursor_format(info->cursor, cursor, sizeof cursor);
   const StMeta meta[] = {
-      {"format", CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
+      {"format", DATA_CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
       {"step", step},          {"dropout_rng", rng},        {"cursor", cursor},
       {"normalize", norm},     {"metrics", row},            {"run", run},
   };
@@ -95,22 +82,6 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
     free((void *)t[i].data);
   free(t);
   return ok;
-}
-
-// A metadata number from 0 to max; false names the key in err.
-static bool meta_i64(const StFile *f, const char *key, int64_t max, int64_t *out, char *err, size_t errsz) {
-  const char *s = data_st_meta(f, key);
-  char *end;
-  errno = 0;
-  long long v = s && *s ? strtoll(s, &end, 10) : -1;
-  if (!s || !*s || *end || errno || v < 0 || v > max) {
-    errorf(err, errsz, "%s: the checkpoint's metadata '%s' is %s%s%s, not a whole number from 0 to %" PRId64
-              "\n---> HINT: the file is damaged or was not written by `nnc train`", f->path, key,
-              s ? "'" : "missing", s ? s : "", s ? "'" : "", max);
-    return false;
-  }
-  *out = v;
-  return true;
 }
 
 // The metrics row a checkpoint keeps for the epoch it ends; a row that does
@@ -155,25 +126,10 @@ static bool read_run(const StFile *f, RunSettings *u, bool *has, char *err, size
   return true;
 }
 
-// The file a checkpoint is read from must be a regular file: a FIFO
-// would block the reader, and a run directory means the checkpoint in it.
-static bool check_file(const char *path, char *err, size_t errsz) {
-  struct stat st;
-  if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
-    return true;   // the reader names a missing file
-  if (S_ISDIR(st.st_mode))
-    errorf(err, errsz, "%s: is a directory, not a checkpoint\n---> HINT: give the checkpoint file, such as "
-              "%s%scheckpoint.safetensors for a run directory", path, path, path[strlen(path) - 1] == '/' ? "" : "/");
-  else
-    errorf(err, errsz, "%s: is not a regular file (a pipe or a device), so it cannot be a checkpoint\n"
-              "---> HINT: save the weights to a file and give its path", path);
-  return false;
-}
-
 bool train_checkpoint_run(const char *path, RunSettings *run, bool *has, char *err, size_t errsz) {
   StFile f;
   *has = false;
-  if (!check_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
+  if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
     return false;
   bool ok = read_run(&f, run, has, err, errsz);
   data_st_free(&f);
@@ -185,15 +141,10 @@ bool train_checkpoint_run(const char *path, RunSettings *run, bool *has, char *e
 // accepts.
 static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *info, char *err,
                       size_t errsz) {
-  const char *fmt = data_st_meta(f, "format");
   *info = (CkptInfo){0};
-  if (fmt && !strncmp(fmt, "nnc-checkpoint-", 15) && strcmp(fmt, CKPT_FORMAT)) {
-    errorf(err, errsz, "%s: the checkpoint's format is '%s', but this nnc reads '%s'\n"
-              "---> HINT: read it with the nnc that wrote it", f->path, fmt, CKPT_FORMAT);
+  if (!data_ckpt_format(f, &info->plain, err, errsz))
     return false;
-  }
-  if (!fmt || strcmp(fmt, CKPT_FORMAT)) {
-    info->plain = true;
+  if (info->plain) {
     if (weights_only)
       return true;
     errorf(err, errsz, "%s: holds weights but no training state (no nnc metadata: epoch, step, optimizer "
@@ -201,8 +152,8 @@ static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *in
               "--init %s", f->path, f->path);
     return false;
   }
-  if (!meta_i64(f, "epoch", TRAIN_MAX_EPOCHS, &info->epoch, err, errsz) ||
-      !meta_i64(f, "step", TRAIN_MAX_STEPS, &info->step, err, errsz))
+  if (!data_ckpt_meta_i64(f, "epoch", TRAIN_MAX_EPOCHS, &info->epoch, err, errsz) ||
+      !data_ckpt_meta_i64(f, "step", TRAIN_MAX_STEPS, &info->step, err, errsz))
     return false;
   const char *c = data_st_meta(f, "cursor");
   info->has_cursor = c && *c && data_cursor_parse(c, &info->cursor);
@@ -212,14 +163,8 @@ static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *in
               TRAIN_MAX_EPOCHS);
     return false;
   }
-  const char *nm = data_st_meta(f, "normalize");
-  info->normalized = nm && *nm;
-  if (info->normalized && (sscanf(nm, "%lf %lf", &info->mean, &info->std) != 2 || !isfinite(info->mean) ||
-                           !isfinite(info->std) || !(info->std > 0))) {
-    errorf(err, errsz, "%s: the checkpoint's metadata 'normalize' is '%s', not a finite mean and a "
-              "positive std\n---> HINT: the file is damaged or was not written by `nnc train`", f->path, nm);
+  if (!data_ckpt_normalize(f, &info->normalized, &info->mean, &info->std, err, errsz))
     return false;
-  }
   read_last(f, info);
   if (!read_run(f, &info->run, &info->has_run, err, errsz))
     return false;
@@ -230,124 +175,25 @@ static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *in
   return true;
 }
 
-// The optimizer a state tensor belongs to, for messages.
-static const char *optimizer_of(const char *name) {
-  size_t n = strlen(name), k = strlen(".momentum_buffer");
-  return n > k && !strcmp(name + n - k, ".momentum_buffer") ? "sgd with momentum" : "adam or adamw";
-}
-
-// The optimizer the file's state was written for.
-static const char *file_optimizer(const StFile *f) {
-  for (int i = 0; i < f->ntensors; i++)
-    if (is_optimizer_state(f->tensors[i].name))
-      return optimizer_of(f->tensors[i].name);
-  return "sgd without momentum, which keeps none";
-}
-
-// PyTorch's batchnorm counter num_batches_tracked, an integer nnc has no use for
-// (its momentum is fixed): a state_dict saved from PyTorch holds one per batchnorm.
-static bool is_ignored(const StTensor *t) {
-  const char *suffix = ".num_batches_tracked";
-  size_t n = strlen(t->name), k = strlen(suffix);
-  return (t->dtype == ST_I64 || t->dtype == ST_I32) && n > k && !strcmp(t->name + n - k, suffix);
-}
-
-#define OPT_HINT "---> HINT: resume with the optimizer the run was trained with, or start a new run from " \
-                 "these weights (with fresh optimizer state) with --init %s"
-
-// Every tensor ex has must be in the file with its shape (optimizer state
-// only when !weights_only), and the file must hold nothing else.
-static bool check_tensors(Exec *ex, const StFile *f, bool weights_only, bool plain, char *err, size_t errsz) {
-  const char *path = f->path;
-  const char *hint = plain ? "---> HINT: nnc names weights after the layers of the .nn file (`nnc emit --stage ir "
-                             "MODEL.nn` lists them); save the PyTorch modules under the same names"
-                           : "---> HINT: give the checkpoint that training this model wrote";
-  char a[96], b[96];
-  for (int i = 0; i < exec_num_state(ex); i++) {
-    const IrNode *n = exec_state_node(ex, i);
-    bool opt = is_optimizer_state(n->name);
-    if (weights_only && opt)
-      continue;
-    const StTensor *t = data_st_find(f, n->name);
-    if (!t && opt) {
-      errorf(err, errsz, "%s: the checkpoint has no optimizer state '%s' (%s): it was written with another "
-                "optimizer (%s)\n" OPT_HINT, path, n->name, optimizer_of(n->name), file_optimizer(f), path);
-      return false;
-    }
-    if (!t) {
-      errorf(err, errsz, "%s: the checkpoint has no tensor '%s' %s, so it is not from this model\n%s", path,
-                n->name, ir_type_str(n, a, sizeof a), hint);
-      return false;
-    }
-    bool same_shape = t->ndim == n->ndim && !memcmp(t->shape, n->shape, sizeof(int64_t) * n->ndim);
-    if (same_shape && t->dtype != ST_F32) {
-      errorf(err, errsz, "%s: tensor '%s' is %s in the checkpoint, but nnc's weights are F32\n---> HINT: save "
-                "the tensors as float32 (from PyTorch: {k: v.float() for k, v in model.state_dict().items()})",
-                path, n->name, data_dtype_name(t->dtype));
-      return false;
-    }
-    if (!same_shape) {
-      ir_shape_str(t->ndim, t->shape, b, sizeof b);
-      errorf(err, errsz, "%s: tensor '%s' is %s %s in the checkpoint but f32%s in this model, so the "
-                "checkpoint is from another model\n%s", path, n->name, data_dtype_name(t->dtype), b,
-                ir_shape_str(n->ndim, n->shape, a, sizeof a), hint);
-      return false;
-    }
-  }
-  for (int i = 0; i < f->ntensors; i++) {
-    const char *name = f->tensors[i].name;
-    bool opt = is_optimizer_state(name);
-    if (exec_find_state(ex, name) >= 0 || (weights_only && opt) || is_ignored(&f->tensors[i]))
-      continue;
-    if (opt)
-      errorf(err, errsz, "%s: the checkpoint holds optimizer state '%s' (%s) that this model's optimizer does "
-                "not keep: it was written with another optimizer\n" OPT_HINT, path, name, optimizer_of(name), path);
-    else
-      errorf(err, errsz, "%s: the checkpoint has a tensor '%s' this model does not have, so it is from "
-                "another model\n%s", path, name, hint);
-    return false;
-  }
-  return true;
-}
-
-// A NaN or an infinity in a tensor about to be loaded: the weights are
-// unusable, and training or predicting with them would only hide where.
-static bool check_finite(const StFile *f, const char *name, int64_t k, char *err, size_t errsz) {
-  const StTensor *t = data_st_find(f, name);
-  for (int64_t j = 0; j < k; j++) {
-    float v;
-    memcpy(&v, (const char *)t->data + 4 * j, 4);
-    if (!isfinite(v)) {
-      errorf(err, errsz, "%s: tensor '%s' holds %s at flat index %lld (of %lld values), so the weights "
-                "cannot be used\n---> HINT: the run that wrote them diverged, or the file is damaged; use an "
-                "earlier checkpoint", f->path, name, isnan(v) ? "a NaN" : v > 0 ? "+inf" : "-inf",
-                (long long)j, (long long)k);
-      return false;
-    }
-  }
-  return true;
-}
-
 bool train_checkpoint_load(Exec *ex, const char *path, bool weights_only, CkptInfo *info,
                         char *err, size_t errsz) {
   StFile f;
-  if (!check_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
+  if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
     return false;
   bool ok = false;
   CkptInfo tmp;
   CkptInfo *in = info ? info : &tmp;
-  if (!read_info(&f, ex, weights_only, in, err, errsz) || !check_tensors(ex, &f, weights_only, in->plain, err, errsz))
+  CkptTensor *want = state_list(ex);
+  bool fits = read_info(&f, ex, weights_only, in, err, errsz) &&
+              data_ckpt_check(&f, want, exec_num_state(ex), weights_only, in->plain, err, errsz);
+  free(want);
+  if (!fits)
     goto done;
   for (int i = 0; i < exec_num_state(ex); i++) {
     const IrNode *n = exec_state_node(ex, i);
-    int64_t k = ir_numel(n, 1);
-    if (data_st_find(&f, n->name) && !check_finite(&f, n->name, k, err, errsz))
-      goto done;
-  }
-  for (int i = 0; i < exec_num_state(ex); i++) {
-    const IrNode *n = exec_state_node(ex, i);
     const StTensor *t = data_st_find(&f, n->name);
-    if (t) {   // the file's data may be unaligned: through an aligned copy
+    if (t && !(weights_only && data_ckpt_optimizer_state(n->name))) {   // through an aligned copy: the
+                                                                       // file's data may be unaligned
       int64_t k = ir_numel(n, 1);
       float *v = xmalloc(sizeof(float) * (k > 0 ? k : 1));
       memcpy(v, t->data, sizeof(float) * k);
