@@ -53,4 +53,7 @@ int cli_predict(int argc, char **argv);
 // bench.c: `nnc bench`.
 int cli_bench(int argc, char **argv);
 
+// compile.c: `nnc compile`.
+int cli_compile(int argc, char **argv);
+
 #endif

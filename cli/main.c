@@ -29,6 +29,7 @@ static const char *const usage_main =
     "  eval    evaluate trained weights: loss, accuracy, confusion matrix\n"
     "  predict classify images (PNG, PGM) or the samples of IDX and CSV files\n"
     "  bench   time the compiled step: per kernel, fused against unfused and ref\n"
+    "  compile compile a model ahead of time into an object file and a C header\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (nnc COMMAND --help for a command's)\n"
@@ -357,7 +358,9 @@ static int run_command(int argc, char **argv) {
     return cli_predict(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench"))
     return cli_bench(argc - 1, argv + 1);
-  static const char *const cmds[] = {"check", "emit", "train", "eval", "predict", "bench", "help", "version"};
+  if (!strcmp(cmd, "compile"))
+    return cli_compile(argc - 1, argv + 1);
+  static const char *const cmds[] = {"check", "emit", "train", "eval", "predict", "bench", "compile", "help", "version"};
   const char *s = suggest_name(cmd, cmds, countof(cmds));
   fprintf(stderr, "nnc: unknown command '%s'%s%s%s\n\n%s", cmd, s ? "; did you mean '" : "", s ? s : "",
           s ? "'?" : "", usage_main);

@@ -19,7 +19,8 @@
 
 typedef struct CgOptions {
   int opt_level;         // 0..3 (default 2)
-  const char *cpu;       // NULL: the host's CPU name and features
+  const char *cpu;       // NULL: the host's CPU name and features (or "generic" for another triple)
+  const char *triple;    // NULL: the host's; else a 64-bit little-endian target ("aarch64-linux-gnu")
 } CgOptions;
 
 // Seconds spent in each phase of a compilation, for `nnc bench`.
@@ -46,9 +47,33 @@ bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, s
 // through the RtCalls it is given, so it links with libm alone.
 bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz);
 
+// A model compiled ahead of time (`nnc compile`): one relocatable (PIC)
+// object file holding the program of each entry point (prog[e], NULL where
+// absent; each compiled exactly as the JIT compiles it), the model's
+// description info (an RtModelInfo of info_size bytes), the embedded
+// weights (the state block, weights_size bytes; NULL: none), and the
+// model's API: PREFIX_create, PREFIX_forward, ... (nncrt/nncrt.h lists
+// them), each calling its nncrt1_* namesake with the artifact's RtArtifact.
+// Those are its only global symbols, so two artifacts of other prefixes
+// link into one program.
+typedef struct CgArtifact {
+  const char *prefix;
+  const KProgram *prog[ENTRY_COUNT];
+  const void *info;
+  size_t info_size;
+  const void *weights;
+  size_t weights_size;
+} CgArtifact;
+bool cg_emit_artifact(FILE *out, const CgArtifact *a, const CgOptions *o, char *err, size_t errsz);
+
+// Whether o names a target and CPU LLVM can make code for; false with what
+// is wrong (an unknown triple or CPU, a 32-bit or big-endian target) in err.
+bool cg_check_target(const CgOptions *o, char *err, size_t errsz);
+
 // The host's CPU name and its vector width in floats (16 with AVX-512, 8
 // with AVX2, 4 otherwise).
 const char *cg_host_cpu(void);
+const char *cg_host_triple(void);   // LLVM's default target triple ("x86_64-pc-linux-gnu")
 int cg_vector_width(void);
 
 #endif

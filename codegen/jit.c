@@ -15,6 +15,7 @@
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
+#include <llvm-c/Linker.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -38,6 +39,7 @@ struct CgModule {
 static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
 static char *host_cpu;         // LLVM's strings, kept for the life of the process
 static char *host_features;
+static char *host_triple;
 
 static void init_llvm(void) {
   LLVMInitializeNativeTarget();
@@ -45,6 +47,7 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmParser();
   host_cpu = LLVMGetHostCPUName();
   host_features = LLVMGetHostCPUFeatures();
+  host_triple = LLVMGetDefaultTargetTriple();
   // The pass pipeline once on an empty module, here on one thread: LLVM
   // creates its process-wide pass state (timer groups, option tables) on
   // first use, before two compilations run it at once.
@@ -64,6 +67,11 @@ static void init_once(void) { pthread_once(&llvm_once, init_llvm); }
 const char *cg_host_cpu(void) {
   init_once();
   return host_cpu;
+}
+
+const char *cg_host_triple(void) {
+  init_once();
+  return host_triple;
 }
 
 // Whether "+name" is among the host's features ("+sse2,-avx512f,...").
@@ -125,9 +133,56 @@ static void target_free(Target *t) {
   t->triple = NULL;
 }
 
+static pthread_once_t all_once = PTHREAD_ONCE_INIT;
+
+static void init_all(void) {   // every target LLVM was built with, for --target
+  LLVMInitializeAllTargetInfos();
+  LLVMInitializeAllTargets();
+  LLVMInitializeAllTargetMCs();
+  LLVMInitializeAllAsmPrinters();
+}
+
+// Creates the target machine with LLVM's stderr caught: LLVM takes a CPU
+// name it does not know with a warning on stderr ("'foo' is not a
+// recognized processor for this target") and makes generic code, so the
+// warning is the only sign; *unknown tells whether it came.
+static LLVMTargetMachineRef create_tm(LLVMTargetRef target, const Target *t, LLVMCodeGenOptLevel level, bool jit,
+                                      bool *unknown) {
+  *unknown = false;
+  FILE *tmp = t->cpu != host_cpu ? tmpfile() : NULL;
+  int saved = -1;
+  if (tmp) {
+    fflush(stderr);
+    saved = dup(2);
+    if (saved < 0 || dup2(fileno(tmp), 2) < 0) {
+      if (saved >= 0)
+        close(saved);
+      saved = -1;
+    }
+  }
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features, level, LLVMRelocPIC,
+                                                    jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+  if (saved >= 0) {
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char buf[512];
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+    buf[n] = 0;
+    *unknown = strstr(buf, "not a recognized processor") != NULL;
+    if (n && !*unknown)
+      fputs(buf, stderr);   // anything else LLVM said goes where it was going
+  }
+  if (tmp)
+    fclose(tmp);
+  return tm;
+}
+
 // A target machine for o (NULL: the host at -O2). The JIT's uses PIC and
 // the JIT code model, so calls into libm and the runtime reach from
-// wherever the JIT puts the code.
+// wherever the JIT puts the code. A named triple other than the host's
+// makes code for that machine's "generic" CPU unless o names one.
 static bool target_init(Target *t, const CgOptions *o, bool jit, char *err, size_t errsz) {
   static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
                                                LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
@@ -136,24 +191,64 @@ static bool target_init(Target *t, const CgOptions *o, bool jit, char *err, size
   t->opt_level = o ? o->opt_level : 2;
   if (t->opt_level < 0 || t->opt_level > 3)
     return fail_msg(err, errsz, "optimization level must be 0 to 3", NULL);
-  t->cpu = o && o->cpu ? o->cpu : host_cpu;
-  t->features = o && o->cpu ? "" : host_features;
-  t->vw = o && o->cpu ? 8 : cg_vector_width();   // a named CPU: 8, which any x86-64 runs (as pairs on SSE)
-  t->triple = LLVMGetDefaultTargetTriple();   // ours
+  char *host = LLVMGetDefaultTargetTriple();   // ours
+  bool foreign = false;
+  if (o && o->triple) {
+    t->triple = LLVMNormalizeTargetTriple(o->triple);   // ours
+    char *h = LLVMNormalizeTargetTriple(host);
+    foreign = strcmp(t->triple, h) != 0;
+    LLVMDisposeMessage(h);
+    LLVMDisposeMessage(host);
+    pthread_once(&all_once, init_all);
+  } else {
+    t->triple = host;
+  }
+  bool arm = !strncmp(t->triple, "aarch64", 7) || !strncmp(t->triple, "arm64", 5);
+  t->cpu = o && o->cpu ? o->cpu : foreign ? "generic" : host_cpu;
+  t->features = t->cpu == host_cpu ? host_features : "";
+  // The GEMM micro-kernels' vector width: the host's; for a named CPU 8,
+  // which any x86-64 runs (as pairs on SSE); NEON's 4 on ARM.
+  t->vw = t->cpu == host_cpu ? cg_vector_width() : arm ? 4 : 8;
   LLVMTargetRef target;
   char *msg = NULL;
   if (LLVMGetTargetFromTriple(t->triple, &target, &msg)) {
-    fail_msg(err, errsz, "no LLVM target for this host", msg);
+    char what[160];
+    snprintf(what, sizeof what, "LLVM has no target for '%s'", o && o->triple ? o->triple : t->triple);
+    fail_msg(err, errsz, what, msg);
     LLVMDisposeMessage(msg);
     target_free(t);
     return false;
   }
-  t->tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features, levels[t->opt_level], LLVMRelocPIC,
-                                  jit ? LLVMCodeModelJITDefault : LLVMCodeModelDefault);
+  bool unknown;
+  t->tm = create_tm(target, t, levels[t->opt_level], jit, &unknown);
   if (!t->tm) {
     target_free(t);
     return fail_msg(err, errsz, "LLVM cannot make a target machine for", t->cpu);
   }
+  if (unknown) {
+    char what[256];
+    snprintf(what, sizeof what, "'%s' is not a CPU LLVM knows for %s", t->cpu, t->triple);
+    target_free(t);
+    return fail_msg(err, errsz, what, NULL);
+  }
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(t->tm);   // ours
+  bool lp64 = LLVMPointerSize(dl) == 8 && LLVMByteOrder(dl) == LLVMLittleEndian;
+  LLVMDisposeTargetData(dl);
+  if (!lp64) {
+    char what[256];
+    snprintf(what, sizeof what, "target '%s' is not a 64-bit little-endian machine, which nnc's compiled "
+             "code and runtime library assume (x86_64 and aarch64 are)", t->triple);
+    target_free(t);
+    return fail_msg(err, errsz, what, NULL);
+  }
+  return true;
+}
+
+bool cg_check_target(const CgOptions *o, char *err, size_t errsz) {
+  Target t;
+  if (!target_init(&t, o, false, err, errsz))
+    return false;
+  target_free(&t);
   return true;
 }
 
@@ -416,4 +511,154 @@ bool cg_print_asm(FILE *out, const KProgram *p, const CgOptions *o, char *err, s
 
 bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err, size_t errsz) {
   return print_module(out, p, o, OUT_OBJECT, err, errsz);
+}
+
+//
+// Artifacts
+//
+
+// The model's API (nncrt/nncrt.h): PREFIX_name(params) calls
+// nncrt1_name(artifact, params). sig: the return type, then the
+// parameters: v void, p a pointer, i int32, l int64, d double.
+static const struct {
+  const char *name, *sig;
+} api[] = {
+    {"create", "pipl"},      {"free", "vp"},         {"init", "vpl"},          {"load", "ipppl"},
+    {"save", "ipppl"},       {"forward", "iplpp"},   {"eval", "dplppp"},       {"train_step", "dplppd"},
+    {"output", "ipp"},       {"steps", "lp"},        {"error", "pp"},          {"num_tensors", "i"},
+    {"tensor_name", "pi"},   {"tensor_numel", "li"}, {"read_tensor", "ipip"},  {"write_tensor", "ipip"},
+};
+
+static LLVMTypeRef api_type(LLVMContextRef ctx, char c) {
+  switch (c) {
+  case 'v': return LLVMVoidTypeInContext(ctx);
+  case 'i': return LLVMInt32TypeInContext(ctx);
+  case 'l': return LLVMInt64TypeInContext(ctx);
+  case 'd': return LLVMDoubleTypeInContext(ctx);
+  default: return LLVMPointerType(LLVMInt8TypeInContext(ctx), 0);
+  }
+}
+
+// A private constant of n bytes, aligned to align.
+static LLVMValueRef blob(LLVMModuleRef mod, LLVMContextRef ctx, const char *name, const void *p, size_t n,
+                         unsigned align) {
+  LLVMValueRef bytes = LLVMConstStringInContext(ctx, (const char *)p, (unsigned)n, 1);
+  LLVMValueRef g = LLVMAddGlobal(mod, LLVMTypeOf(bytes), name);
+  LLVMSetInitializer(g, bytes);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetAlignment(g, align);
+  return g;
+}
+
+// PREFIX_name for each function of the API, forwarding to nncrt1_name.
+static void build_api(LLVMModuleRef mod, LLVMContextRef ctx, const char *prefix, LLVMValueRef artifact) {
+  LLVMTypeRef i8p = api_type(ctx, 'p');
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);   // ours: disposed below
+  unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  for (int i = 0; i < countof(api); i++) {
+    const char *sig = api[i].sig;
+    int np = (int)strlen(sig) - 1;
+    LLVMTypeRef params[9];
+    params[0] = i8p;
+    for (int j = 0; j < np; j++)
+      params[j + 1] = api_type(ctx, sig[j + 1]);
+    LLVMTypeRef ret = api_type(ctx, sig[0]);
+    LLVMTypeRef fty = LLVMFunctionType(ret, params + 1, (unsigned)np, 0);
+    LLVMTypeRef cty = LLVMFunctionType(ret, params, (unsigned)np + 1, 0);
+    char name[160];
+    snprintf(name, sizeof name, "nncrt%d_%s", RT_ABI, api[i].name);
+    LLVMValueRef callee = LLVMAddFunction(mod, name, cty);
+    snprintf(name, sizeof name, "%s_%s", prefix, api[i].name);
+    LLVMValueRef fn = LLVMAddFunction(mod, name, fty);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(ctx, nounwind, 0));
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+    LLVMValueRef args[9];
+    args[0] = LLVMConstBitCast(artifact, i8p);
+    for (int j = 0; j < np; j++)
+      args[j + 1] = LLVMGetParam(fn, (unsigned)j);
+    LLVMValueRef r = LLVMBuildCall2(b, cty, callee, args, (unsigned)np + 1, "");
+    LLVMSetTailCall(r, 1);
+    if (sig[0] == 'v')
+      LLVMBuildRetVoid(b);
+    else
+      LLVMBuildRet(b, r);
+  }
+  LLVMDisposeBuilder(b);
+}
+
+bool cg_emit_artifact(FILE *out, const CgArtifact *a, const CgOptions *o, char *err, size_t errsz) {
+  if (a->info_size > UINT32_MAX || a->weights_size > UINT32_MAX)
+    return fail_msg(err, errsz, "the weights are too large to embed (4 GiB at most); load them at run time instead",
+                    NULL);
+  Target t;
+  if (!target_init(&t, o, false, err, errsz))
+    return false;
+  bool ok = false;
+  char *msg = NULL;
+  LLVMContextRef ctx = LLVMContextCreate();                   // ours: disposed below
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext(a->prefix, ctx);   // ours: disposed below
+  set_target(mod, &t);
+  LLVMTypeRef i8p = api_type(ctx, 'p');
+  LLVMValueRef entries[ENTRY_COUNT];
+  for (int e = 0; e < ENTRY_COUNT; e++) {
+    entries[e] = LLVMConstNull(i8p);
+    if (!a->prog[e])
+      continue;
+    // Each program as the JIT builds and optimizes it, then moved into the
+    // artifact's module (the linker renames private names that collide).
+    LLVMModuleRef pm = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours until linked
+    CgTimes times;
+    char entry[96];
+    if (!build_optimized(pm, a->prog[e], &t, 0, 1, entry, sizeof entry, &times, err, errsz)) {
+      LLVMDisposeModule(pm);
+      goto cleanup;
+    }
+    if (LLVMLinkModules2(mod, pm)) {   // destroys pm
+      fail_msg(err, errsz, "LLVM could not link the entry points into one module", NULL);
+      goto cleanup;
+    }
+    LLVMValueRef fn = LLVMGetNamedFunction(mod, entry);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    entries[e] = LLVMConstBitCast(fn, i8p);
+  }
+  char name[160];
+  snprintf(name, sizeof name, "%s.info", a->prefix);
+  LLVMValueRef info = blob(mod, ctx, name, a->info, a->info_size, 16);
+  LLVMValueRef weights = LLVMConstNull(i8p);
+  if (a->weights) {
+    snprintf(name, sizeof name, "%s.weights", a->prefix);
+    weights = LLVMConstBitCast(blob(mod, ctx, name, a->weights, a->weights_size, 64), i8p);
+  }
+  LLVMValueRef fields[3] = {LLVMConstBitCast(info, i8p), LLVMConstArray(i8p, entries, ENTRY_COUNT), weights};
+  LLVMValueRef init = LLVMConstStructInContext(ctx, fields, 3, 0);
+  snprintf(name, sizeof name, "%s.artifact", a->prefix);
+  LLVMValueRef artifact = LLVMAddGlobal(mod, LLVMTypeOf(init), name);
+  LLVMSetInitializer(artifact, init);
+  LLVMSetGlobalConstant(artifact, 1);
+  LLVMSetLinkage(artifact, LLVMPrivateLinkage);
+  LLVMSetAlignment(artifact, 8);
+  build_api(mod, ctx, a->prefix, artifact);
+  if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
+    fail_msg(err, errsz, "invalid LLVM module", msg);
+    goto cleanup;
+  }
+  LLVMDisposeMessage(msg);
+  msg = NULL;
+  LLVMMemoryBufferRef mb;
+  if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMObjectFile, &msg, &mb)) {
+    fail_msg(err, errsz, "LLVM could not make an object file", msg);
+    goto cleanup;
+  }
+  size_t n = LLVMGetBufferSize(mb);
+  ok = fwrite(LLVMGetBufferStart(mb), 1, n, out) == n;   // mb is ours
+  LLVMDisposeMemoryBuffer(mb);
+  if (!ok)
+    fail_msg(err, errsz, "could not write the object file", NULL);
+cleanup:
+  LLVMDisposeMessage(msg);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  target_free(&t);
+  return ok;
 }

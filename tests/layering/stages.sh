@@ -17,14 +17,16 @@ ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fail=1; }
 
 # The stages, bottom to top:
-#   util < runtime < ir < frontend < passes < codegen < data < exec < train < cli
+#   util < runtime < ir < frontend < passes < codegen < data < nncrt < exec < train < aot < cli
 # and what each may use (include or link) besides itself. Each may use the
 # stages below it, except:
 # - runtime: what a compiled model links, with OpenBLAS, libm and pthreads
 #   only (tests/layering/runtime_symbols.sh checks its symbols);
 # - ir may use runtime: the kernel IR carries the runtime's kernel descriptors;
 # - frontend needs no IR (passes lowers its syntax trees to the graph IR);
-# - data (the readers) sits beside the compiler: util alone.
+# - data (the readers) sits beside the compiler: util alone;
+# - nncrt, the runtime library compiled models link, is runtime and data
+#   (and util) with the artifact's API on top: nothing of the compiler.
 # A new stage directory must be added here.
 allowed() {
   case $1 in
@@ -35,13 +37,15 @@ allowed() {
   passes)   echo "util runtime ir frontend" ;;
   codegen)  echo "util runtime ir frontend passes" ;;
   data)     echo "util" ;;
+  nncrt)    echo "util runtime data" ;;
   exec)     echo "util runtime ir frontend passes codegen data" ;;
   train)    echo "util runtime ir frontend passes codegen data exec" ;;
-  cli)      echo "util runtime ir frontend passes codegen data exec train" ;;
+  aot)      echo "util runtime ir frontend passes codegen data exec train" ;;
+  cli)      echo "util runtime ir frontend passes codegen data exec train aot" ;;
   *)        return 1 ;;
   esac
 }
-stages="util runtime ir frontend passes codegen data exec train cli"
+stages="util runtime ir frontend passes codegen data nncrt exec train aot cli"
 
 # Headers made at build time, and the stage that makes them.
 generated_stage() {

@@ -1,0 +1,486 @@
+// nncrt.c: the runtime library's side of an artifact (`nnc compile`): a
+// context holds a compiled model's state, arena and thread pool, and runs
+// its entry functions exactly as the cpu backend runs the same code (the
+// same calls into runtime/, the same per-step scalars, the same dropout
+// generator), so an artifact's numbers are the JIT's to the bit.
+//
+// Everything comes from the artifact (RtArtifact, runtime.h): no graph, no
+// compiler. Checkpoints are read and written through data/, with the checks
+// `nnc train` applies (data/ckpt.c).
+#include "nncrt.h"
+
+#include "data.h"
+#include "runtime.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Static_assert(NNCRT_ABI == RT_ABI, "nncrt.h and runtime.h disagree on the ABI");
+
+#define MAX_THREADS 1024
+#define RNG_INIT 0x696e6974ULL   // "init": the initializers' stream, as exec_init_params
+#define RNG_DROP 0x64726f70ULL   // "drop": dropout's, as exec_new
+
+struct nncrt_context {
+  const RtArtifact *a;
+  const RtModelInfo *info;
+  RtContext *rt;
+  RtCalls calls;
+  char *arena, *state;
+  Rng rng;                     // dropout keys
+  int64_t steps;               // the optimizer's t
+  int64_t batch;               // the last run's B (0: none yet)
+  int last;                    // the last run's entry point
+  bool normalized;             // inputs are standardized: (x - mean) / std
+  double mean, std;
+  char error[1024];
+};
+
+static const char *str(const RtModelInfo *in, int64_t off) { return (const char *)in + off; }
+
+static const RtTensorInfo *tensor(const RtModelInfo *in, int i) {
+  return (const RtTensorInfo *)((const char *)in + in->tensors) + i;
+}
+
+static int fail(nncrt_context *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->error, sizeof c->error, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+const char *nncrt_version(void) { return NNC_VERSION; }
+
+void nncrt_free(void *p) { free(p); }
+
+//
+// Contexts
+//
+
+nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t errsz) {
+  const RtArtifact *a = model;
+  const RtModelInfo *in = a ? a->info : NULL;
+  if (!in || in->magic != RT_MODEL_MAGIC || in->abi != RT_ABI) {
+    errorf(err, errsz, "the compiled model's description is %s (ABI %u), but this runtime library (nnc %s) runs "
+              "ABI %d\n---> HINT: compile the model with the nnc this library came from",
+              !in || in->magic != RT_MODEL_MAGIC ? "not nnc's" : "of another ABI", in ? in->abi : 0, NNC_VERSION,
+              RT_ABI);
+    return NULL;
+  }
+  if (threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+  }
+  if (threads < 1 || threads > MAX_THREADS) {
+    errorf(err, errsz, "%s_create: threads is %d, not from 1 to %d\n---> HINT: 0 takes one thread per core",
+           str(in, in->name), threads, MAX_THREADS);
+    return NULL;
+  }
+  nncrt_context *c = xcalloc(1, sizeof *c);
+  c->a = a;
+  c->info = in;
+  int64_t arena = 1;
+  for (int e = 0; e < RT_ENTRY_COUNT; e++)
+    if (in->entry[e].present && in->entry[e].arena_bytes > arena)
+      arena = in->entry[e].arena_bytes;
+  c->arena = xcalloc(1, (size_t)arena);
+  c->state = xcalloc(1, (size_t)(in->state_bytes > 0 ? in->state_bytes : 1));
+  c->rt = rt_context_new(threads);
+  c->rt->rng = &c->rng;
+  c->calls = rt_context_calls(c->rt);
+  for (int e = 0; e < RT_ENTRY_COUNT; e++) {   // the slots the library kernels keep state in
+    const RtEntryInfo *en = &in->entry[e];
+    const int64_t *bytes = (const int64_t *)((const char *)in + en->aux_bytes);
+    for (int s = 0; en->present && s < en->naux; s++)
+      if (bytes[s] > 0)
+        rt_context_reserve(c->rt, s, bytes[s]);
+  }
+  nncrt1_init(model, c, in->seed);
+  if (a->weights) {
+    memcpy(c->state, a->weights, (size_t)in->state_bytes);
+    c->normalized = in->normalized;
+    c->mean = in->mean;
+    c->std = in->std;
+  }
+  return c;
+}
+
+void nncrt1_free(const void *model, nncrt_context *c) {
+  (void)model;
+  if (!c)
+    return;
+  rt_context_free(c->rt);
+  free(c->arena);
+  free(c->state);
+  free(c);
+}
+
+void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
+  (void)model;
+  const RtModelInfo *in = c->info;
+  Rng r;
+  rng_seed(&r, seed, RNG_INIT);
+  for (int i = 0; i < in->ntensors; i++) {
+    const RtTensorInfo *t = tensor(in, i);
+    float *p = xmalloc(sizeof(float) * (t->numel > 0 ? t->numel : 1));   // the state may be unaligned for floats
+    k_init_fill(p, t->numel, t->init, t->init_a, t->init_b, &r);
+    memcpy(c->state + t->offset, p, sizeof(float) * t->numel);
+    free(p);
+  }
+  rng_seed(&c->rng, seed, RNG_DROP);
+  c->steps = 0;
+  c->normalized = false;
+  c->batch = 0;
+}
+
+const char *nncrt1_error(const void *model, const nncrt_context *c) {
+  (void)model;
+  return c->error;
+}
+
+int64_t nncrt1_steps(const void *model, const nncrt_context *c) {
+  (void)model;
+  return c->steps;
+}
+
+//
+// Running
+//
+
+static const char *const entry_names[] = {"forward", "eval", "train_step"};
+static const char *const entry_flags[] = {"forward", "eval", "train"};
+
+// Checks a run's arguments; false with the context's error set.
+static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, bool need_y) {
+  const RtModelInfo *in = c->info;
+  const char *name = str(in, in->name);
+  const RtEntryInfo *en = &in->entry[e];
+  if (!en->present) {
+    fail(c, "%s_%s: the model was compiled without its %s entry point\n---> HINT: compile it again with "
+         "--entry %s (or without --entry: every entry point)", name, entry_names[e], entry_flags[e], entry_flags[e]);
+    return false;
+  }
+  int64_t lo = en->min_batch > 1 ? en->min_batch : 1;
+  if (B < lo || B > in->max_batch) {
+    fail(c, "%s_%s: batch %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]%s\n---> HINT: %s", name,
+         entry_names[e], B, lo, in->max_batch, lo > 1 ? " (a batchnorm needs two samples to train)" : "",
+         B > in->max_batch ? "split the batch, or compile with a larger --batch" : "pass at least that many samples");
+    return false;
+  }
+  if (!x || (need_y && !y)) {
+    fail(c, "%s_%s: the %s pointer is NULL", name, entry_names[e], !x ? "input" : "target");
+    return false;
+  }
+  if (need_y && in->target_kind == RT_TARGET_CLASS) {   // k_* would stop the process on a bad label
+    const int32_t *lab = y;
+    for (int64_t i = 0; i < B * in->target_numel; i++)
+      if (lab[i] < 0 || lab[i] >= in->nclasses) {
+        fail(c, "%s_%s: sample %" PRId64 " has label %d, outside [0, %d)\n---> HINT: class labels count from 0",
+             name, entry_names[e], i / in->target_numel, lab[i], in->nclasses);
+        return false;
+      }
+  }
+  return true;
+}
+
+// Puts the batch into the arena where entry e reads it: each input's share
+// of a sample's row, standardized when the weights were trained so (as
+// data_normalize computes it), and the targets.
+static void feed(nncrt_context *c, int e, int64_t B, const float *x, const void *y) {
+  const RtModelInfo *in = c->info;
+  const RtEntryInfo *en = &in->entry[e];
+  int64_t row = 0, at = 0;
+  for (int i = 0; i < in->ninputs; i++)
+    row += in->input_numel[i];
+  double inv = c->normalized ? 1 / c->std : 1;
+  for (int i = 0; i < in->ninputs; i++) {
+    int64_t d = in->input_numel[i];
+    if (en->input[i] >= 0) {
+      float *dst = (float *)(c->arena + en->input[i]);
+      for (int64_t b = 0; b < B; b++) {
+        const float *src = x + b * row + at;
+        if (c->normalized)
+          for (int64_t j = 0; j < d; j++)
+            dst[b * d + j] = (float)((src[j] - c->mean) * inv);
+        else
+          memcpy(dst + b * d, src, sizeof(float) * d);
+      }
+    }
+    at += d;
+  }
+  if (y && en->target >= 0)
+    memcpy(c->arena + en->target, y, 4 * (size_t)(B * in->target_numel));
+}
+
+// The per-step scalars of the compiled updates (KS_*), as the cpu backend
+// computes them (exec/cpu.c): in double, rounded to float.
+static void write_scalars(const nncrt_context *c, float *s, double lr) {
+  const RtModelInfo *in = c->info;
+  double t = (double)c->steps;
+  s[KS_NEG_LR] = (float)-lr;
+  s[KS_FIRST] = c->steps == 1 ? 1.0f : 0.0f;
+  s[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(in->beta1, t)));
+  s[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(in->beta2, t));
+  s[KS_DECAY] = (float)(1.0 - lr * in->weight_decay);
+  s[KS_APPLY] = 1;
+}
+
+static double run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, double lr) {
+  const RtEntryInfo *en = &c->info->entry[e];
+  feed(c, e, B, x, y);
+  if (e == RT_ENTRY_TRAIN)
+    c->steps++;
+  RtContext *rt = c->rt;
+  rt_context_begin_step(rt);
+  rt->training = e == RT_ENTRY_TRAIN;
+  rt->dropout = true;
+  rt->lr = lr;
+  rt->steps = c->steps;
+  rt->scalars = en->scalars >= 0 ? (float *)(c->arena + en->scalars) : NULL;
+  if (rt->scalars)
+    write_scalars(c, rt->scalars, lr);
+  rt_blas_threads(1);
+  c->a->entry[e](c->arena, c->state, B, &c->calls);
+  if (rt->skip_updates)
+    c->steps--;
+  c->batch = B;
+  c->last = e;
+  return rt->loss;
+}
+
+static int copy_output(const nncrt_context *c, float *out) {
+  const RtModelInfo *in = c->info;
+  int64_t off = in->entry[c->last].output;
+  if (off < 0)
+    return -1;
+  memcpy(out, c->arena + off, sizeof(float) * (size_t)(c->batch * in->output_numel));
+  return 0;
+}
+
+int nncrt1_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
+  (void)model;
+  if (!check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
+    return -1;
+  if (!out)
+    return fail(c, "%s_forward: the output pointer is NULL", str(c->info, c->info->name));
+  run(c, RT_ENTRY_FORWARD, B, x, NULL, 0);
+  return copy_output(c, out);
+}
+
+double nncrt1_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
+  (void)model;
+  if (!check_run(c, RT_ENTRY_EVAL, B, x, y, true))
+    return NAN;
+  double loss = run(c, RT_ENTRY_EVAL, B, x, y, 0);
+  if (out)
+    copy_output(c, out);
+  return loss;
+}
+
+double nncrt1_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
+  (void)model;
+  if (!check_run(c, RT_ENTRY_TRAIN, B, x, y, true))
+    return NAN;
+  if (!isfinite(lr) || lr < 0) {
+    fail(c, "%s_train_step: the learning rate is %g\n---> HINT: pass a finite rate of 0 or more",
+         str(c->info, c->info->name), lr);
+    return NAN;
+  }
+  double loss = run(c, RT_ENTRY_TRAIN, B, x, y, lr);
+  if (!isfinite(loss))
+    fail(c, "%s_train_step: the loss is %g, so the step changed nothing (no update, and the step does not "
+         "count)\n---> HINT: lower the learning rate, or check the inputs for NaN or huge values",
+         str(c->info, c->info->name), loss);
+  return loss;
+}
+
+int nncrt1_output(const void *model, const nncrt_context *c, float *out) {
+  (void)model;
+  if (!c->batch || !out)
+    return -1;
+  return copy_output(c, out);
+}
+
+//
+// Tensors
+//
+
+int nncrt1_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
+
+static const RtTensorInfo *find_tensor(const void *model, int i) {
+  const RtModelInfo *in = ((const RtArtifact *)model)->info;
+  return i >= 0 && i < in->ntensors ? tensor(in, i) : NULL;
+}
+
+const char *nncrt1_tensor_name(const void *model, int i) {
+  const RtTensorInfo *t = find_tensor(model, i);
+  return t ? str(((const RtArtifact *)model)->info, t->name) : NULL;
+}
+
+int64_t nncrt1_tensor_numel(const void *model, int i) {
+  const RtTensorInfo *t = find_tensor(model, i);
+  return t ? t->numel : -1;
+}
+
+int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
+  const RtTensorInfo *t = find_tensor(model, i);
+  if (!t || !out)
+    return -1;
+  memcpy(out, c->state + t->offset, sizeof(float) * (size_t)t->numel);
+  return 0;
+}
+
+int nncrt1_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
+  const RtTensorInfo *t = find_tensor(model, i);
+  if (!t || !in)
+    return -1;
+  memcpy(c->state + t->offset, in, sizeof(float) * (size_t)t->numel);
+  return 0;
+}
+
+//
+// Checkpoints
+//
+
+// The model's tensors as a checkpoint holds them (caller frees).
+static CkptTensor *want_list(const RtModelInfo *in) {
+  CkptTensor *w = xcalloc(in->ntensors ? in->ntensors : 1, sizeof *w);
+  for (int i = 0; i < in->ntensors; i++) {
+    const RtTensorInfo *t = tensor(in, i);
+    w[i] = (CkptTensor){str(in, t->name), t->ndim, t->shape};
+  }
+  return w;
+}
+
+// Whether f holds every optimizer state tensor of the model (and the model
+// keeps some).
+static bool has_optimizer_state(const RtModelInfo *in, const StFile *f) {
+  int n = 0;
+  for (int i = 0; i < in->ntensors; i++) {
+    const RtTensorInfo *t = tensor(in, i);
+    if (!t->optim_state)
+      continue;
+    if (!data_st_find(f, str(in, t->name)))
+      return false;
+    n++;
+  }
+  return n > 0;
+}
+
+int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+  (void)model;
+  const RtModelInfo *in = c->info;
+  StFile f;
+  if (!path) {
+    errorf(err, errsz, "%s_load: the path is NULL", str(in, in->name));
+    return -1;
+  }
+  if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
+    return -1;
+  bool plain, normalized = false, resume = has_optimizer_state(in, &f);
+  int64_t step = 0;
+  double mean = 0, std = 1;
+  CkptTensor *want = want_list(in);
+  bool ok = data_ckpt_format(&f, &plain, err, errsz) &&
+            (plain || (data_ckpt_meta_i64(&f, "step", (int64_t)1 << 53, &step, err, errsz) &&
+                       data_ckpt_normalize(&f, &normalized, &mean, &std, err, errsz))) &&
+            data_ckpt_check(&f, want, in->ntensors, !resume, plain, err, errsz);
+  free(want);
+  if (ok) {
+    for (int i = 0; i < in->ntensors; i++) {
+      const RtTensorInfo *t = tensor(in, i);
+      const StTensor *s = data_st_find(&f, str(in, t->name));
+      if (t->optim_state && !resume)
+        memset(c->state + t->offset, 0, sizeof(float) * (size_t)t->numel);
+      else if (s)
+        memcpy(c->state + t->offset, s->data, sizeof(float) * (size_t)t->numel);
+    }
+    c->steps = resume ? step : 0;
+    c->normalized = normalized;
+    c->mean = mean;
+    c->std = std;
+    const char *r = data_st_meta(&f, "dropout_rng");
+    uint64_t st, inc;
+    if (resume && r && sscanf(r, "%" SCNx64 ":%" SCNx64, &st, &inc) == 2)
+      c->rng = (Rng){st, inc | 1};
+  }
+  data_st_free(&f);
+  return ok ? 0 : -1;
+}
+
+int nncrt1_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+  (void)model;
+  const RtModelInfo *in = c->info;
+  if (!path) {
+    errorf(err, errsz, "%s_save: the path is NULL", str(in, in->name));
+    return -1;
+  }
+  StTensor *t = xcalloc(in->ntensors ? in->ntensors : 1, sizeof *t);
+  for (int i = 0; i < in->ntensors; i++) {
+    const RtTensorInfo *ti = tensor(in, i);
+    t[i] = (StTensor){.name = str(in, ti->name), .dtype = ST_F32, .ndim = ti->ndim,
+                      .data = c->state + ti->offset};
+    memcpy(t[i].shape, ti->shape, sizeof(int64_t) * (size_t)ti->ndim);
+  }
+  char hash[32], step[32], rng[64], norm[64] = "";
+  snprintf(hash, sizeof hash, "%016" PRIx64, in->model_hash);
+  snprintf(step, sizeof step, "%" PRId64, c->steps);
+  snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, c->rng.state, c->rng.inc);
+  if (c->normalized)
+    snprintf(norm, sizeof norm, "%.17g %.17g", c->mean, c->std);
+  const StMeta meta[] = {
+      {"format", DATA_CKPT_FORMAT}, {"nnc_version", str(in, in->version)}, {"model_hash", hash},
+      {"epoch", "0"},              {"step", step},                        {"dropout_rng", rng},
+      {"normalize", norm},
+  };
+  bool ok = data_st_write(path, t, in->ntensors, meta, countof(meta), err, errsz);
+  free(t);
+  return ok ? 0 : -1;
+}
+
+//
+// Data
+//
+
+int nncrt_read_idx(const char *images, const char *labels, float **x, int32_t **y, int64_t *n, int64_t *dim,
+                   char *err, size_t errsz) {
+  Dataset ds;
+  if (!images || !x || !n || !dim || (labels && !y)) {
+    errorf(err, errsz, "nncrt_read_idx: a NULL argument");
+    return -1;
+  }
+  if (!data_load_idx(images, labels, 0, &ds, err, errsz))
+    return -1;
+  float *v = xmalloc(sizeof(float) * (size_t)(ds.n * ds.dim > 0 ? ds.n * ds.dim : 1));
+  data_rows(&ds, NULL, 0, ds.n, v);
+  *x = v;
+  *n = ds.n;
+  *dim = ds.dim;
+  if (labels) {
+    *y = ds.y;
+    ds.y = NULL;
+  }
+  data_free(&ds);
+  return 0;
+}
+
+int nncrt_read_image(const char *path, int width, int height, float *out, char *err, size_t errsz) {
+  if (!path || !out || width < 1 || height < 1) {
+    errorf(err, errsz, "nncrt_read_image: %s", !path || !out ? "a NULL argument" : "width and height must be 1 or more");
+    return -1;
+  }
+  Image img, r;
+  if (!data_image_load(path, &img, err, errsz))
+    return -1;
+  data_image_resize(&img, width, height, &r);
+  data_image_free(&img);
+  memcpy(out, r.px, sizeof(float) * (size_t)width * (size_t)height);
+  data_image_free(&r);
+  return 0;
+}
