@@ -215,6 +215,7 @@ typedef struct RtTensorInfo {
 typedef struct RtEntryInfo {
   int32_t present;             // 0: the artifact has no such entry point
   int32_t naux;                // slots (RtLib.aux)
+  int64_t min_batch;           // 2 where a training batchnorm has one value per channel and sample
   int64_t arena_bytes;
   int64_t input[RT_MAX_INPUTS];
   int64_t target, output, scalars;
@@ -239,7 +240,8 @@ typedef struct RtModelInfo {
   int64_t tensors;             // offset of RtTensorInfo[ntensors]
   RtEntryInfo entry[RT_ENTRY_COUNT];
   int32_t optimizer;           // RT_OPT_*
-  int32_t unused;
+  int32_t normalized;          // 1: the embedded weights were trained on inputs standardized
+  double mean, std;            // as (x - mean) / std, which the runtime then applies
   double beta1, beta2, weight_decay;   // the per-step scalars' settings (KS_*)
   uint64_t seed;               // the model's training seed
   uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
