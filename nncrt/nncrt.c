@@ -358,19 +358,19 @@ static CkptTensor *want_list(const RtModelInfo *in) {
   return w;
 }
 
-// Whether f holds every optimizer state tensor of the model (and the model
-// keeps some).
-static bool has_optimizer_state(const RtModelInfo *in, const StFile *f) {
-  int n = 0;
+// Whether f holds every optimizer state tensor of the model (true for a
+// model that keeps none); *n gets how many the model keeps.
+static bool has_optimizer_state(const RtModelInfo *in, const StFile *f, int *n) {
+  bool all = true;
+  *n = 0;
   for (int i = 0; i < in->ntensors; i++) {
     const RtTensorInfo *t = tensor(in, i);
     if (!t->optim_state)
       continue;
-    if (!data_st_find(f, str(in, t->name)))
-      return false;
-    n++;
+    all = all && data_st_find(f, str(in, t->name));
+    ++*n;
   }
-  return n > 0;
+  return all;
 }
 
 int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
@@ -383,14 +383,20 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
   }
   if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
     return -1;
-  bool plain, normalized = false, resume = has_optimizer_state(in, &f);
+  // A checkpoint of nnc's that holds this model's optimizer state (if it
+  // keeps any) continues training where it stopped: that state, the step,
+  // the dropout stream. Anything else gives weights, and a fresh optimizer.
+  bool plain = true, normalized = false;
+  int nopt;
+  bool all_opt = has_optimizer_state(in, &f, &nopt);
   int64_t step = 0;
   double mean = 0, std = 1;
   CkptTensor *want = want_list(in);
   bool ok = data_ckpt_format(&f, &plain, err, errsz) &&
             (plain || (data_ckpt_meta_i64(&f, "step", (int64_t)1 << 53, &step, err, errsz) &&
-                       data_ckpt_normalize(&f, &normalized, &mean, &std, err, errsz))) &&
-            data_ckpt_check(&f, want, in->ntensors, !resume, plain, err, errsz);
+                       data_ckpt_normalize(&f, &normalized, &mean, &std, err, errsz)));
+  bool resume = ok && !plain && all_opt;
+  ok = ok && data_ckpt_check(&f, want, in->ntensors, !(resume && nopt > 0), plain, err, errsz);
   free(want);
   if (ok) {
     for (int i = 0; i < in->ntensors; i++) {

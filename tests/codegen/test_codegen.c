@@ -446,7 +446,7 @@ static int compare(const char *what, const float *got, const float *want, int64_
 
 static CgModule *compile_with(const T *t, int opt, const char *cpu) {
   char err[1024];
-  CgOptions o = {opt, cpu};
+  CgOptions o = {opt, cpu, NULL};
   CgModule *m = cg_compile(&t->p, &o, err, sizeof err);
   if (!m)
     FAIL("cg_compile(%s): %s\n", t->name, err);
@@ -959,7 +959,7 @@ static void test_in_place(void) {
 // Bad kernels are refused with a message, not compiled into bad code.
 static void expect_error(T *t, const char *msg) {
   char err[512] = "";
-  CgOptions o = {2, NULL};
+  CgOptions o = {2, NULL, NULL};
   CgModule *m = cg_compile(&t->p, &o, err, sizeof err);
   if (m) {
     FAIL("cg_compile accepted a bad program; expected \"%s\"\n", msg);
@@ -1005,7 +1005,7 @@ static void test_errors(void) {
   expect_error(&t, "has no place in memory");
   t.p.buf[y->id].bytes = MAXB * 512 * 4;
   char err[256] = "";
-  CgOptions bad = {7, NULL};
+  CgOptions bad = {7, NULL, NULL};
   CHECK(!cg_compile(&t.p, &bad, err, sizeof err));
   CHECK_HAS(err, "optimization level");
   CgModule *m = compile_with(&t, 2, NULL);       // whole again

@@ -13,7 +13,7 @@
 //
 //   test_kir [-a] [-n MUTATIONS]
 #include "../test.h"
-#include "frontend.h"
+#include "../load_model.h"
 #include "train.h"
 
 #include <dlfcn.h>
@@ -22,17 +22,6 @@
 #include <string.h>
 
 static FILE *devnull;
-
-static Model *load(const char *path, Arena *a) {
-  Diag d;
-  diag_init(&d, stderr);
-  Program *p = fe_parse_file(path, a, &d);
-  Model *m = p && !d.nerrors ? pass_lower(p, a, &d) : NULL;
-  if (m && m->g->loss && !pass_autodiff(m, &d))
-    m = NULL;
-  diag_free(&d);
-  return m;
-}
 
 // p as kernel IR text (malloc'd).
 static char *print(const KProgram *p, size_t *len) {
@@ -265,7 +254,7 @@ int main(int argc, char **argv) {
     char path[64];
     snprintf(path, sizeof path, "models/%s.nn", models[i]);
     Arena *a = arena_new();
-    Model *m = load(path, a);
+    Model *m = t_load_model(path, a);
     CHECK(m, "%s does not compile", path);
     for (int e = 0; m && e < ENTRY_COUNT; e++) {
       if (e != ENTRY_FORWARD && !m->g->loss)
