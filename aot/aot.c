@@ -132,8 +132,8 @@ static RtTensorInfo *list_tensors(const Model *m, const Compilation *c, int *cou
 }
 
 // The description of m compiled as comp[] (NULL where an entry point is
-// left out): an RtModelInfo and what it points to.
-static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const CkptInfo *weights) {
+// left out), its API named prefix_*: an RtModelInfo and what it points to.
+static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const char *prefix) {
   Blob b = {0};
   put(&b, NULL, sizeof(RtModelInfo), 16);
   const Compilation *first = NULL;
@@ -151,7 +151,7 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   free(ck);
   int64_t tensors = put(&b, t, sizeof *t * (size_t)(nt ? nt : 1), 8);
   free(t);
-  int64_t name = put_str(&b, m->g->name), version = put_str(&b, NNC_VERSION);
+  int64_t name = put_str(&b, m->g->name), api = put_str(&b, prefix), version = put_str(&b, NNC_VERSION);
   int64_t input_name[RT_MAX_INPUTS] = {0};
   for (int i = 0; i < m->ninputs; i++)
     input_name[i] = put_str(&b, m->inputs[i]->name);
@@ -162,6 +162,7 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   in->magic = RT_MODEL_MAGIC;
   in->abi = RT_ABI;
   in->name = name;
+  in->prefix = api;
   in->version = version;
   in->max_batch = first->prog->max_batch;
   in->state_bytes = first->prog->state_bytes;
@@ -183,11 +184,6 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   in->weight_decay = m->opt.weight_decay;
   in->seed = m->train.seed;
   in->model_hash = hash;
-  if (weights && weights->normalized) {
-    in->normalized = 1;
-    in->mean = weights->mean;
-    in->std = weights->std;
-  }
   in->size = (int64_t)b.n;
   return b;
 }
@@ -583,7 +579,7 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
   bool ok = false;
   char *state = NULL;
   CkptInfo info = {0};
-  Blob blob = describe(m, comp, NULL);
+  Blob blob = describe(m, comp, prefix);
   RtModelInfo *in = (RtModelInfo *)blob.p;
   OutFile obj = {0}, hdr = {0}, so = {0};
   char obj_path[4096], hdr_path[4096];

@@ -55,6 +55,19 @@ static int fail(nncrt_context *c, const char *fmt, ...) {
   return -1;
 }
 
+// Whether c is a context of this model: a context of another model passed
+// to this one's functions would run one model's code on the other's memory.
+static bool same_model(const void *model, const nncrt_context *c) {
+  if (!c)
+    return false;
+  if (c->a == model)
+    return true;
+  const RtModelInfo *in = ((const RtArtifact *)model)->info;
+  fail((nncrt_context *)c, "a context of model '%s' was passed to the functions of model '%s'\n---> HINT: call "
+       "each model's functions with the contexts its own create made", str(c->info, c->info->name), str(in, in->name));
+  return false;
+}
+
 const char *nncrt_version(void) { return NNC_VERSION; }
 
 void nncrt_free(void *p) { free(p); }
@@ -79,7 +92,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
   }
   if (threads < 1 || threads > MAX_THREADS) {
     errorf(err, errsz, "%s_create: threads is %d, not from 1 to %d\n---> HINT: 0 takes one thread per core",
-           str(in, in->name), threads, MAX_THREADS);
+           str(in, in->prefix), threads, MAX_THREADS);
     return NULL;
   }
   nncrt_context *c = xcalloc(1, sizeof *c);
@@ -112,8 +125,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
 }
 
 void nncrt1_free(const void *model, nncrt_context *c) {
-  (void)model;
-  if (!c)
+  if (!c || c->a != model)   // another model's context is its own free's to free
     return;
   rt_context_free(c->rt);
   free(c->arena);
@@ -122,7 +134,8 @@ void nncrt1_free(const void *model, nncrt_context *c) {
 }
 
 void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
-  (void)model;
+  if (!same_model(model, c))
+    return;
   const RtModelInfo *in = c->info;
   Rng r;
   rng_seed(&r, seed, RNG_INIT);
@@ -141,12 +154,11 @@ void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
 
 const char *nncrt1_error(const void *model, const nncrt_context *c) {
   (void)model;
-  return c->error;
+  return c ? c->error : "no context (NULL)";
 }
 
 int64_t nncrt1_steps(const void *model, const nncrt_context *c) {
-  (void)model;
-  return c->steps;
+  return same_model(model, c) ? c->steps : -1;
 }
 
 //
@@ -154,12 +166,13 @@ int64_t nncrt1_steps(const void *model, const nncrt_context *c) {
 //
 
 static const char *const entry_names[] = {"forward", "eval", "train_step"};
+
 static const char *const entry_flags[] = {"forward", "eval", "train"};
 
 // Checks a run's arguments; false with the context's error set.
 static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, bool need_y) {
   const RtModelInfo *in = c->info;
-  const char *name = str(in, in->name);
+  const char *name = str(in, in->prefix);
   const RtEntryInfo *en = &in->entry[e];
   if (!en->present) {
     fail(c, "%s_%s: the model was compiled without its %s entry point\n---> HINT: compile it again with "
@@ -264,18 +277,16 @@ static int copy_output(const nncrt_context *c, float *out) {
 }
 
 int nncrt1_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
-  (void)model;
-  if (!check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
+  if (!same_model(model, c) || !check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
     return -1;
   if (!out)
-    return fail(c, "%s_forward: the output pointer is NULL", str(c->info, c->info->name));
+    return fail(c, "%s_forward: the output pointer is NULL", str(c->info, c->info->prefix));
   run(c, RT_ENTRY_FORWARD, B, x, NULL, 0);
   return copy_output(c, out);
 }
 
 double nncrt1_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
-  (void)model;
-  if (!check_run(c, RT_ENTRY_EVAL, B, x, y, true))
+  if (!same_model(model, c) || !check_run(c, RT_ENTRY_EVAL, B, x, y, true))
     return NAN;
   double loss = run(c, RT_ENTRY_EVAL, B, x, y, 0);
   if (out)
@@ -284,25 +295,23 @@ double nncrt1_eval(const void *model, nncrt_context *c, int64_t B, const float *
 }
 
 double nncrt1_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
-  (void)model;
-  if (!check_run(c, RT_ENTRY_TRAIN, B, x, y, true))
+  if (!same_model(model, c) || !check_run(c, RT_ENTRY_TRAIN, B, x, y, true))
     return NAN;
   if (!isfinite(lr) || lr < 0) {
     fail(c, "%s_train_step: the learning rate is %g\n---> HINT: pass a finite rate of 0 or more",
-         str(c->info, c->info->name), lr);
+         str(c->info, c->info->prefix), lr);
     return NAN;
   }
   double loss = run(c, RT_ENTRY_TRAIN, B, x, y, lr);
   if (!isfinite(loss))
     fail(c, "%s_train_step: the loss is %g, so the step changed nothing (no update, and the step does not "
          "count)\n---> HINT: lower the learning rate, or check the inputs for NaN or huge values",
-         str(c->info, c->info->name), loss);
+         str(c->info, c->info->prefix), loss);
   return loss;
 }
 
 int nncrt1_output(const void *model, const nncrt_context *c, float *out) {
-  (void)model;
-  if (!c->batch || !out)
+  if (!same_model(model, c) || !c->batch || !out)
     return -1;
   return copy_output(c, out);
 }
@@ -330,7 +339,7 @@ int64_t nncrt1_tensor_numel(const void *model, int i) {
 
 int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
   const RtTensorInfo *t = find_tensor(model, i);
-  if (!t || !out)
+  if (!same_model(model, c) || !t || !out)
     return -1;
   memcpy(out, c->state + t->offset, sizeof(float) * (size_t)t->numel);
   return 0;
@@ -338,7 +347,7 @@ int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *
 
 int nncrt1_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
   const RtTensorInfo *t = find_tensor(model, i);
-  if (!t || !in)
+  if (!same_model(model, c) || !t || !in)
     return -1;
   memcpy(c->state + t->offset, in, sizeof(float) * (size_t)t->numel);
   return 0;
@@ -374,11 +383,14 @@ static bool has_optimizer_state(const RtModelInfo *in, const StFile *f, int *n) 
 }
 
 int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
-  (void)model;
+  if (!same_model(model, c)) {
+    errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
+    return -1;
+  }
   const RtModelInfo *in = c->info;
   StFile f;
   if (!path) {
-    errorf(err, errsz, "%s_load: the path is NULL", str(in, in->name));
+    errorf(err, errsz, "%s_load: the path is NULL", str(in, in->prefix));
     return -1;
   }
   if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
@@ -421,10 +433,13 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
 }
 
 int nncrt1_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
-  (void)model;
+  if (!same_model(model, c)) {
+    errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
+    return -1;
+  }
   const RtModelInfo *in = c->info;
   if (!path) {
-    errorf(err, errsz, "%s_save: the path is NULL", str(in, in->name));
+    errorf(err, errsz, "%s_save: the path is NULL", str(in, in->prefix));
     return -1;
   }
   StTensor *t = xcalloc(in->ntensors ? in->ntensors : 1, sizeof *t);

@@ -227,6 +227,7 @@ typedef struct RtModelInfo {
   uint32_t abi;                // RT_ABI
   int64_t size;                // bytes of the whole description
   int64_t name;                // offset of the model's name
+  int64_t prefix;              // offset of its API's prefix (PREFIX_forward)
   int64_t version;             // offset of the nnc version that compiled it
   int64_t max_batch;
   int64_t state_bytes;

@@ -1,0 +1,72 @@
+// api_errors.c: the ways a program can misuse a compiled model's API, each
+// answered with -1 or NaN and a message, never a crash: a context of
+// another model, batches out of range, NULL pointers, a label outside the
+// classes, a bad learning rate, an entry point compiled out, checkpoints
+// that are not this model's, paths that cannot be read or written. Links
+// two artifacts: `a` (mlp, --entry forward --batch 4) and `b` (logreg).
+#include "a.h"
+#include "b.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int failures;
+
+static void expect(const char *what, int failed, const char *msg, const char *needle) {
+  if (!failed || !msg || !strstr(msg, needle)) {
+    printf("FAIL %s: %s (wanted a failure saying '%s')\n", what, msg ? msg : "(no message)", needle);
+    failures++;
+  } else {
+    printf("ok   %s: %.*s\n", what, (int)strcspn(msg, "\n"), msg);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: api_errors B_CHECKPOINT TMPDIR\n");
+    return 2;
+  }
+  char err[2048] = "", path[1024];
+  static float x[8 * A_INPUT_SIZE], out[8 * A_OUTPUT_SIZE];
+  static int32_t y[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  a_context *a = a_create(1, err, sizeof err);
+  b_context *b = b_create(2, err, sizeof err);
+  if (!a || !b) {
+    printf("FAIL create: %s\n", err);
+    return 1;
+  }
+  expect("threads -1", b_create(-1, err, sizeof err) == NULL, err, "b_create: threads is -1, not from 1 to 1024");
+  expect("a context of another model", a_forward((a_context *)b, 1, x, out) == -1, a_error((a_context *)b),
+         "a context of model 'logreg' was passed to the functions of model 'mlp'");
+  expect("batch 0", a_forward(a, 0, x, out) == -1, a_error(a), "a_forward: batch 0 is outside [1, 4]");
+  expect("batch 5 > max", a_forward(a, 5, x, out) == -1, a_error(a), "compile with a larger --batch");
+  expect("x NULL", a_forward(a, 1, NULL, out) == -1, a_error(a), "the input pointer is NULL");
+  expect("out NULL", a_forward(a, 1, x, NULL) == -1, a_error(a), "the output pointer is NULL");
+  expect("train_step compiled out", isnan(a_train_step(a, 1, x, y, 0.1)), a_error(a),
+         "compiled without its train entry point");
+  expect("NULL context", a_forward(NULL, 1, x, out) == -1, a_error(NULL), "no context");
+  int32_t bad[2] = {3, 10};
+  expect("label 10 of 10 classes", isnan(b_train_step(b, 2, x, bad, 0.1)), b_error(b),
+         "sample 1 has label 10, outside [0, 10)");
+  expect("lr NaN", isnan(b_train_step(b, 2, x, y, NAN)), b_error(b), "the learning rate is nan");
+  expect("y NULL", isnan(b_eval(b, 2, x, NULL, NULL)), b_error(b), "the target pointer is NULL");
+  expect("b's checkpoint into a", a_load(a, argv[1], err, sizeof err) == -1, err, "from another model");
+  snprintf(path, sizeof path, "%s/none.safetensors", argv[2]);
+  expect("a missing checkpoint", b_load(b, path, err, sizeof err) == -1, err, "none.safetensors");
+  expect("a directory as checkpoint", b_load(b, argv[2], err, sizeof err) == -1, err, "is a directory");
+  snprintf(path, sizeof path, "%s/no/such/dir/w.safetensors", argv[2]);
+  expect("save where there is no directory", b_save(b, path, err, sizeof err) == -1, err, "w.safetensors");
+  expect("tensor -1", a_read_tensor(a, -1, out) == -1 && a_tensor_name(-1) == NULL, "index out of range", "range");
+  // Still usable after all that.
+  if (b_load(b, argv[1], err, sizeof err) || isnan(b_train_step(b, 8, x, y, 0.1)) || a_forward(a, 4, x, out)) {
+    printf("FAIL the contexts after the errors: %s %s\n", err, b_error(b));
+    failures++;
+  } else {
+    printf("ok   both contexts still work\n");
+  }
+  a_free(a);
+  b_free(b);
+  b_free(NULL);
+  return failures != 0;
+}
