@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const usage_compile =
     "usage: nnc compile MODEL.nn -o PREFIX [options]\n"
@@ -145,6 +146,12 @@ int cli_compile(int argc, char **argv) {
       status = usage ? EXIT_USAGE : EXIT_USER;
     } else {
       status = 0;
+      char obj[4096];
+      struct stat st;
+      snprintf(obj, sizeof obj, "%s.%s", o.out, o.shared ? "so" : "o");
+      printf("%s (%lld bytes) and %s.h: model %s, prefix %s, batches 1 to %lld, for %s\n", obj,
+             stat(obj, &st) == 0 ? (long long)st.st_size : -1LL, o.out, m->g->name, o.name ? o.name : m->g->name,
+             (long long)o.max_batch, o.triple ? o.triple : "this machine");
     }
   }
   diag_free(&d);

@@ -38,6 +38,8 @@ struct nncrt_context {
   int last;                    // the last run's entry point
   bool normalized;             // inputs are standardized: (x - mean) / std
   double mean, std;
+  bool undrawn;                // the initializers have yet to run, from seed: they run on first
+  uint64_t seed;               // use, so that a context that loads a checkpoint never draws
   char error[1024];
 };
 
@@ -116,6 +118,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
   }
   nncrt1_init(model, c, in->seed);
   if (a->weights) {
+    c->undrawn = false;
     memcpy(c->state, a->weights, (size_t)in->state_bytes);
     c->normalized = in->normalized;
     c->mean = in->mean;
@@ -136,9 +139,23 @@ void nncrt1_free(const void *model, nncrt_context *c) {
 void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
   if (!same_model(model, c))
     return;
+  c->undrawn = true;
+  c->seed = seed;
+  rng_seed(&c->rng, seed, RNG_DROP);
+  c->steps = 0;
+  c->normalized = false;
+  c->batch = 0;
+}
+
+// Draws every tensor from its initializer as exec_init_params does, if
+// nothing has set them since create or init.
+static void settle(const nncrt_context *cc) {
+  nncrt_context *c = (nncrt_context *)cc;   // the weights are the context's whether drawn yet or not
+  if (!c->undrawn)
+    return;
   const RtModelInfo *in = c->info;
   Rng r;
-  rng_seed(&r, seed, RNG_INIT);
+  rng_seed(&r, c->seed, RNG_INIT);
   for (int i = 0; i < in->ntensors; i++) {
     const RtTensorInfo *t = tensor(in, i);
     float *p = xmalloc(sizeof(float) * (t->numel > 0 ? t->numel : 1));   // the state may be unaligned for floats
@@ -146,10 +163,7 @@ void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
     memcpy(c->state + t->offset, p, sizeof(float) * t->numel);
     free(p);
   }
-  rng_seed(&c->rng, seed, RNG_DROP);
-  c->steps = 0;
-  c->normalized = false;
-  c->batch = 0;
+  c->undrawn = false;
 }
 
 const char *nncrt1_error(const void *model, const nncrt_context *c) {
@@ -246,6 +260,7 @@ static void write_scalars(const nncrt_context *c, float *s, double lr) {
 
 static double run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, double lr) {
   const RtEntryInfo *en = &c->info->entry[e];
+  settle(c);
   feed(c, e, B, x, y);
   if (e == RT_ENTRY_TRAIN)
     c->steps++;
@@ -341,6 +356,7 @@ int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !out)
     return -1;
+  settle(c);
   memcpy(out, c->state + t->offset, sizeof(float) * (size_t)t->numel);
   return 0;
 }
@@ -349,6 +365,7 @@ int nncrt1_write_tensor(const void *model, nncrt_context *c, int i, const float 
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !in)
     return -1;
+  settle(c);
   memcpy(c->state + t->offset, in, sizeof(float) * (size_t)t->numel);
   return 0;
 }
@@ -419,6 +436,7 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
       else if (s)
         memcpy(c->state + t->offset, s->data, sizeof(float) * (size_t)t->numel);
     }
+    c->undrawn = false;   // every tensor was set above
     c->steps = resume ? step : 0;
     c->normalized = normalized;
     c->mean = mean;
@@ -442,6 +460,7 @@ int nncrt1_save(const void *model, nncrt_context *c, const char *path, char *err
     errorf(err, errsz, "%s_save: the path is NULL", str(in, in->prefix));
     return -1;
   }
+  settle(c);
   StTensor *t = xcalloc(in->ntensors ? in->ntensors : 1, sizeof *t);
   for (int i = 0; i < in->ntensors; i++) {
     const RtTensorInfo *ti = tensor(in, i);
