@@ -1,4 +1,5 @@
-// test_aot_vs_jit.c: every model in models/ compiled ahead of time (`nnc
+// test_aot_vs_jit.c: every model in models/ (and those of tests/cpu: two
+// inputs, a tied weight, a batched matmul) compiled ahead of time (`nnc
 // compile --shared --name model`, run here) against the cpu backend (the
 // JIT) on the same model, bit for bit: the initial weights from the same
 // seed, the forward output at two batch sizes, the eval loss and output,
@@ -79,7 +80,8 @@ static void same_state(const char *label, const Api *api, void *ctx, const Exec 
 
 static void check_model(const char *nnc, const char *name, int64_t B) {
   char path[256], cmd[2048], out[512], err[1024];
-  snprintf(path, sizeof path, "models/%s.nn", name);
+  snprintf(path, sizeof path, strchr(name, '/') ? "%s.nn" : "models/%s.nn", name);
+  name = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
   snprintf(out, sizeof out, "%s", t_path(name));
   snprintf(cmd, sizeof cmd, "%s compile %s -o %s --name model --shared --batch %lld", nnc, path, out, (long long)B);
   if (system(cmd) != 0) {
@@ -191,7 +193,8 @@ int main(int argc, char **argv) {
     const char *name;
     int64_t B;
   } models[] = {{"mlp", 8}, {"cnn", 6}, {"logreg", 5}, {"logreg_by_hand", 5}, {"mlp100", 4}, {"quadratic", 9},
-                {"resnet18", 4}};
+                {"resnet18", 4}, {"tests/cpu/two_inputs", 4}, {"tests/cpu/matmul3d", 3}, {"tests/cpu/tied", 3},
+                {"tests/cpu/scaled", 3}, {"tests/cpu/reshaped_param", 3}};
   for (int i = 0; i < countof(models); i++)
     check_model(argv[1], models[i].name, models[i].B);
   return t_finish("test_aot_vs_jit");
