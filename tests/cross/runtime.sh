@@ -19,8 +19,10 @@ set -eu
 mode=$1 cmake=$2 root=$3 dir=$4
 sysroot=/usr/aarch64-linux-gnu
 
+test=cross/runtime
+[ "$mode" = build ] && test=cross/runtime-build
 skip() {
-  echo "cross/$mode: skipped: $1 (scripts/install-deps.sh installs it on x86-64 Debian hosts)"
+  echo "$test: skipped: $1 (scripts/install-deps.sh installs it on x86-64 Debian hosts)"
   exit 77
 }
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 ||
