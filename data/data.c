@@ -9,7 +9,8 @@
 // may be plain or gzip, told apart by their first bytes, not by the file's
 // name. No allocation is larger than the data a file actually holds: sizes
 // from headers are checked against the file, and decompressed data goes
-// into a buffer that grows as it arrives.
+// into a buffer that grows as it arrives. A runtime library built without
+// zlib (NNC_NO_ZLIB) refuses gzip data with a message saying so.
 #include "data.h"
 
 #include <errno.h>
@@ -20,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifndef NNC_NO_ZLIB
 #include <zlib.h>
+#endif
 
 
 void data_free(Dataset *ds) {
@@ -145,7 +148,9 @@ typedef struct IdxIn {
   size_t memlen, mempos;
   int64_t size;                // the file's size in bytes
   bool gzip;                   // the data is gzip-compressed
+#ifndef NNC_NO_ZLIB
   z_stream zs;                 // gzip: the inflater; next_in points into zbuf or mem
+#endif
   unsigned char *zbuf;         // gzip from a file: [IDX_ZBUF] bytes of compressed input
   int64_t zread;               // gzip: compressed bytes taken from the source so far
   bool raw_eof;                // the source has no bytes left to give
@@ -175,6 +180,7 @@ static int64_t idx_raw(IdxIn *in, void *dst, size_t n) {
   return (int64_t)k;
 }
 
+#ifndef NNC_NO_ZLIB
 // Makes at least want bytes of compressed input available unless the
 // source ends first; false on a read error.
 static bool idx_fill(IdxIn *in, uInt want) {
@@ -220,19 +226,9 @@ static bool idx_next_member(IdxIn *in) {
   return false;
 }
 
-// Up to n bytes of (decompressed) data: fewer only where the data ends.
-// -1 on an error (reported).
-static int64_t idx_read(IdxIn *in, void *dst, int64_t n) {
-  if (!in->gzip) {
-    int64_t got = 0;
-    while (got < n && !in->raw_eof) {
-      int64_t k = idx_raw(in, (char *)dst + got, (size_t)(n - got));
-      if (k < 0)
-        return -1;
-      got += k;
-    }
-    return got;
-  }
+// Up to n bytes of gzip data, decompressed: fewer only where the data
+// ends. -1 on an error (reported).
+static int64_t idx_read_gz(IdxIn *in, void *dst, int64_t n) {
   int64_t got = 0;
   while (got < n && !in->done) {
     if (!idx_fill(in, 1))
@@ -255,6 +251,24 @@ static int64_t idx_read(IdxIn *in, void *dst, int64_t n) {
   }
   return got;
 }
+#endif
+
+// Up to n bytes of (decompressed) data: fewer only where the data ends.
+// -1 on an error (reported).
+static int64_t idx_read(IdxIn *in, void *dst, int64_t n) {
+#ifndef NNC_NO_ZLIB
+  if (in->gzip)
+    return idx_read_gz(in, dst, n);
+#endif
+  int64_t got = 0;
+  while (got < n && !in->raw_eof) {
+    int64_t k = idx_raw(in, (char *)dst + got, (size_t)(n - got));
+    if (k < 0)
+      return -1;
+    got += k;
+  }
+  return got;
+}
 
 // Opens the source: looks at the first two bytes for gzip's magic.
 static bool idx_open(IdxIn *in) {
@@ -274,6 +288,13 @@ static bool idx_open(IdxIn *in) {
   in->gzip = k == 2 && m[0] == 0x1f && m[1] == 0x8b;
   if (!in->gzip)
     return true;
+#ifdef NNC_NO_ZLIB
+  errorf(in->err, in->errsz, "%s: is gzip-compressed, and this runtime library was built without zlib, so it "
+            "cannot read gzip-compressed files\n"
+            "---> HINT: rebuild it with zlib (zlib1g-dev for the target), or decompress the file first "
+            "(`gunzip -k %s`)", in->path, in->path);
+  return false;
+#else
   if (inflateInit2(&in->zs, 15 + 16) != Z_OK)   // 15 + 16: a gzip wrapper, nothing else
     nnc_fatal("zlib: inflateInit2 failed");
   if (in->fp) {
@@ -286,11 +307,14 @@ static bool idx_open(IdxIn *in) {
     in->raw_eof = true;
   }
   return true;
+#endif
 }
 
 static void idx_close(IdxIn *in) {
+#ifndef NNC_NO_ZLIB
   if (in->gzip)
     inflateEnd(&in->zs);
+#endif
   free(in->zbuf);
   if (in->fp)
     fclose(in->fp);

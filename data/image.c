@@ -7,13 +7,17 @@
 // the five row filters. Colour becomes gray with the Rec. 601 luma weights
 // (0.299 R + 0.587 G + 0.114 B); alpha is dropped. PGM files may be ASCII
 // (P2) or binary (P5), with any maxval up to 65535; their colour siblings
-// P3 and P6 are read the same way.
+// P3 and P6 are read the same way. A runtime library built without zlib
+// (NNC_NO_ZLIB, for a target that has none) checks a PNG's chunks, then
+// refuses to inflate its image data, saying so.
 #include "data.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef NNC_NO_ZLIB
 #include <zlib.h>
+#endif
 
 #define IMAGE_MAX_PIXELS ((int64_t)1 << 26)   // 64 megapixels
 
@@ -108,6 +112,22 @@ static void png_idat(Png *p, const unsigned char *d, uint32_t n) {
   p->nidat += n;
 }
 
+// The CRC-32 of a chunk's type and data: zlib's, or without zlib the same
+// sum bit by bit.
+static uint32_t chunk_crc(const unsigned char *d, uint32_t n) {
+#ifndef NNC_NO_ZLIB
+  return (uint32_t)crc32(crc32(0, NULL, 0), d, n);
+#else
+  uint32_t c = 0xffffffffu;
+  for (uint32_t i = 0; i < n; i++) {
+    c ^= d[i];
+    for (int k = 0; k < 8; k++)
+      c = c >> 1 ^ (0xedb88320u & -(c & 1));
+  }
+  return ~c;
+#endif
+}
+
 // Checks the chunk at pos: its length against the file, and its CRC.
 // *n gets the length of its data.
 static bool png_chunk_ok(Png *p, size_t pos, uint32_t *n) {
@@ -129,7 +149,7 @@ static bool png_chunk_ok(Png *p, size_t pos, uint32_t *n) {
               p->len - pos - 12);
     return false;
   }
-  uint32_t stored = be32(type + 4 + *n), crc = (uint32_t)crc32(crc32(0, NULL, 0), type, *n + 4);
+  uint32_t stored = be32(type + 4 + *n), crc = chunk_crc(type, *n + 4);
   if (stored != crc) {
     errorf(p->err, p->errsz, "%s: bad CRC in PNG chunk '%s' at byte %zu (stored 0x%08x, computed 0x%08x)\n"
               "---> HINT: the file is corrupt", p->name, tname, pos, stored, crc);
@@ -171,6 +191,15 @@ static bool png_chunks(Png *p) {
 // bytes. The buffer grows as the data arrives (to at most twice its size),
 // so that a header that claims a huge image costs nothing until the
 // compressed data proves it.
+#ifdef NNC_NO_ZLIB
+static bool png_inflate(Png *p, unsigned char **out, size_t n) {
+  (void)out, (void)n;
+  errorf(p->err, p->errsz, "%s: cannot decode PNG images: this runtime library was built without zlib\n"
+            "---> HINT: rebuild it with zlib (zlib1g-dev for the target), or convert the image to PGM "
+            "(`convert %s %s.pgm`)", p->name, p->name, p->name);
+  return false;
+}
+#else
 static bool png_inflate(Png *p, unsigned char **out, size_t n) {
   z_stream zs = {0};
   if (inflateInit(&zs) != Z_OK)
@@ -217,6 +246,7 @@ static bool png_inflate(Png *p, unsigned char **out, size_t n) {
   inflateEnd(&zs);
   return ok;
 }
+#endif
 
 static int paeth(int a, int b, int c) {
   int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);

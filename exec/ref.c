@@ -10,7 +10,6 @@
 // stays independent of what it checks.
 #include "backend.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

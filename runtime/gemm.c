@@ -23,10 +23,10 @@
 // on A and B in place. Ragged edges use masked loads and stores for
 // columns and repeat the last row for rows, so no tile reads or writes
 // outside the matrices. Without generated kernels and AVX-512, or with
-// alpha/beta other than 1 and {0, 1}, the call goes to cblas_sgemm.
+// alpha/beta other than 1 and {0, 1}, the call goes to the BLAS
+// (k_blas_sgemm: cblas_sgemm, or k_portable_sgemm in a build without it).
 #include "runtime.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,12 +68,6 @@ float *k_grow(float **buf, int64_t *cap, int64_t n) {
     *cap = n;
   }
   return *buf;
-}
-
-static void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-              (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 // op(B)[p..p+kc, :] of B stored (N, K), packed as kc rows of N: 16 columns
@@ -151,26 +145,17 @@ void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A
         C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  blas(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+  k_blas_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
             float beta, float *C) {
   int64_t lda = ta ? M : K, ldb = tb ? K : N;
   if (alpha != 1.0f && M > 0 && N > 0 && K > 0) {
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    k_blas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
     return;
   }
   k_gemm_ld(ta, tb, M, N, K, A, lda ? lda : 1, B, ldb ? ldb : 1, beta, C, N);
-}
-
-static int blas_threads_now = 0;
-
-void rt_blas_threads(int n) {
-  if (blas_threads_now != n) {
-    openblas_set_num_threads(n);
-    blas_threads_now = n;
-  }
 }
 
 double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps, int threads) {
@@ -185,8 +170,7 @@ double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps
   rt_blas_threads(threads);
   for (int i = 0; i < reps + 3; i++) {   // 3 warm-up calls
     double t0 = now_seconds();
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0f, a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
+    k_blas_sgemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c, N);
     t[i] = now_seconds() - t0;
   }
   sort_doubles(t + 3, (size_t)reps);

@@ -5,10 +5,9 @@
 // where broadcasting stretches it, and an odometer walks the output one row
 // (the innermost dimension) at a time. The gradient of a stretched operand
 // is the output gradient summed back to the operand's shape, in double
-// (k_sum_to_shape). Matmul is cblas_sgemm with the batch folded into M.
+// (k_sum_to_shape). Matmul is the BLAS's sgemm (k_blas_sgemm) with the batch folded into M.
 #include "runtime.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -334,8 +333,9 @@ void k_log_backward(float *dx, const float *dy, const float *x, int64_t n) {
 // Matmul
 //
 
-// cblas takes int sizes; the leading dimension of a row-major matrix is
-// its stored row length, at least 1 even for an empty one.
+// cblas takes int sizes (checked here, whichever BLAS the build has); the
+// leading dimension of a row-major matrix is its stored row length, at
+// least 1 even for an empty one.
 void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, const float *B, float beta, float *C) {
   K_CHECK(M >= 0 && N >= 0 && K >= 0 && M <= INT_MAX && N <= INT_MAX && K <= INT_MAX,
@@ -347,9 +347,7 @@ void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       C[i] = beta == 0.0f ? 0.0f : beta * C[i];
     return;
   }
-  int lda = (int)(ta ? M : K), ldb = (int)(tb ? K : N), ldc = (int)N;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)M, (int)N, (int)K, alpha, A, lda, B, ldb, beta, C, ldc);
+  k_blas_sgemm(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C, N);
 }
 
 // Without ta the batch of a's is one tall (batch*M, K) matrix: one sgemm.

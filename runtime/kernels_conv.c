@@ -10,7 +10,7 @@
 // Pooling is a direct loop over each output position's window.
 //
 // The reference entry points (k_conv2d_forward, k_conv2d_backward,
-// k_maxpool2d_forward, ...) are plain C throughout, with cblas_sgemm for
+// k_maxpool2d_forward, ...) are plain C throughout, with k_sgemm (the BLAS) for
 // the products. The cpu backend's variants (the _ws convolutions,
 // k_conv2d_grad_weight_channels, k_maxpool2d_forward_fast) share their
 // loops but take the cpu backend's GEMM and, where the host has them, the
@@ -361,7 +361,7 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
   k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);
 }
 
-// The reference: cblas_sgemm and the plain loops.
+// The reference: k_sgemm (the BLAS) and the plain loops.
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
   conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm, false);
 }

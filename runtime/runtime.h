@@ -349,7 +349,8 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
 // - Semantics are PyTorch's (torch.nn.functional and torch.optim with their
 //   default arguments unless an argument says otherwise).
 // - Reductions (sums, means, batch statistics, losses) accumulate in double.
-// - Everything is single-threaded, except that OpenBLAS may use its threads.
+// - Everything is single-threaded, except that OpenBLAS may use its threads
+//   (a build without OpenBLAS has none: k_blas_sgemm).
 // - Bad shapes or geometry are bugs in the caller: the kernel stops with
 //   nnc_bug() (a message and abort()). Two errors can come from the user's
 //   data or settings instead, and nnc_fatal() reports them with a hint and
@@ -420,16 +421,29 @@ void k_exp_backward(float *dx, const float *dy, const float *y, int64_t n);
 void k_log_forward(float *y, const float *x, int64_t n);
 void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
 
-// C = alpha * op(A) @ op(B) + beta * C through cblas_sgemm, row-major.
+// C = alpha * op(A) @ op(B) + beta * C through k_blas_sgemm, row-major.
 // op(A) is (M,K): A is stored (M,K), or (K,M) when ta. op(B) is (K,N): B is
 // stored (K,N), or (N,K) when tb. C is (M,N). With beta = 0, C's old
 // contents are ignored (NaN included); beta = 1 accumulates.
 void k_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, const float *B, float beta, float *C);
 
+// The BLAS (blas.c): C = alpha op(A) op(B) + beta C as cblas_sgemm has it,
+// row-major, with leading dimensions lda, ldb, ldc (row strides as
+// stored); beta = 0 ignores C's old contents. k_blas_sgemm is cblas_sgemm
+// in a build with OpenBLAS (sizes must fit an int) and k_portable_sgemm
+// in one without (NNC_NO_BLAS: CMake's -DNNC_BLAS=OFF); every caller in
+// the runtime goes through it. k_portable_sgemm, plain C blocked for the
+// caches and vectorized by the compiler, on the calling thread, is in
+// every build, and is checked against cblas_sgemm where there is one.
+void k_blas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void k_portable_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 // The same product through the cpu backend's GEMM (gemm.c): register tiles
 // of AVX-512 (k_avx512_gemm) where the host has it and alpha = 1, beta = 0
-// or 1; else cblas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
+// or 1; else k_blas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
 void k_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
             float alpha, const float *A, const float *B, float beta, float *C);
 // With explicit leading dimensions (row strides) of A, B and C; alpha = 1.
@@ -448,9 +462,10 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 
 // The calling thread's scratch of one kind, at least n floats (contents
 // not kept), freed when the thread exits: the GEMM's packing space, a
-// convolution's weights of one tap, and the im2col columns of the cpu
-// backend's convolutions split across the pool.
-enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_KINDS };
+// convolution's weights of one tap, the im2col columns of the cpu
+// backend's convolutions split across the pool, and k_portable_sgemm's
+// packed blocks of A and B.
+enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
@@ -518,7 +533,7 @@ void k_conv2d_backward(float *dx,        // (N,C,H,W)
 // k_conv2d_scratch(g) floats, the caller's GEMM (NULL: the cpu backend's
 // k_gemm), and im2col and col2im by AVX-512 rows for stride 1 where the
 // host has them (the same bytes as the plain loops). The two above are the
-// reference, plain C with cblas_sgemm and one buffer of their own, reused
+// reference, plain C with k_sgemm and one buffer of their own, reused
 // from call to call, so they must not run on two threads at once; these
 // may.
 typedef void (*KGemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -821,10 +836,11 @@ void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const 
 
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count
-// changes.
+// changes. Without OpenBLAS (NNC_NO_BLAS) it does nothing: k_blas_sgemm
+// then runs on the calling thread alone.
 void rt_blas_threads(int n);
 
-// The median seconds of reps calls of cblas_sgemm alone, on threads
+// The median seconds of reps calls of k_blas_sgemm alone, on threads
 // threads, on C[M, N] = op(A) op(B) with K inner, on random matrices
 // (`nnc bench` compares the step's GEMMs with it).
 double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps, int threads);

@@ -28,6 +28,12 @@ missing() {
   echo "$out"
 }
 
+# The aarch64 cross compiler and qemu-user: the test cross/runtime builds
+# the runtime library for aarch64 and runs it (x86-64 hosts only).
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+fi
+
 need=$(missing $PKGS)
 if [ -n "$need" ] || [ -n "$(missing llvm-19-dev clang-19 libclang-rt-19-dev)" ]; then
   $APT update >/dev/null

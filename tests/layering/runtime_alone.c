@@ -38,7 +38,7 @@ static void test_kernels(void) {
   float x[4] = {-1, 0, 2, -3}, y[4];
   k_relu_forward(y, x, 4);
   CHECK(y[0] == 0 && y[1] == 0 && y[2] == 2 && y[3] == 0, "relu: %g %g %g %g", y[0], y[1], y[2], y[3]);
-  // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]], through OpenBLAS and
+  // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]], through the BLAS (k_blas_sgemm) and
   // through the runtime's own GEMM.
   float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[4], d[4];
   k_sgemm(false, false, 2, 2, 2, 1, a, b, 0, c);

@@ -20,7 +20,7 @@ bad() { echo "FAIL $*"; fail=1; }
 #   util < runtime < ir < frontend < passes < codegen < data < nncrt < exec < train < aot < cli
 # and what each may use (include or link) besides itself. Each may use the
 # stages below it, except:
-# - runtime: what a compiled model links, with OpenBLAS, libm and pthreads
+# - runtime: what a compiled model links, with OpenBLAS (where the build has it), libm and pthreads
 #   only (tests/layering/runtime_symbols.sh checks its symbols);
 # - ir may use runtime: the kernel IR carries the runtime's kernel descriptors;
 # - frontend needs no IR (passes lowers its syntax trees to the graph IR);
