@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
   cnn_context *ctx = cnn_create(0, err, sizeof err);   // 0: one thread per core
   if (!ctx || cnn_load(ctx, argv[1], err, sizeof err)) {
     fprintf(stderr, "classify: %s\n", err);
+    cnn_free(ctx);
     return 1;
   }
   int status = 0;

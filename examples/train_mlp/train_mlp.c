@@ -16,6 +16,7 @@
 #include "mlp.h"
 #include "nncrt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,24 +75,30 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: train_mlp DATA_DIR OUT.safetensors [THREADS]\n");
     return 2;
   }
-  float *train_x, *test_x;
-  int32_t *train_y, *test_y;
-  int64_t train_n, test_n;
+  // Everything below is freed at done, whatever fails.
+  int status = 1;
+  float *train_x = NULL, *test_x = NULL, *x = NULL;
+  int32_t *train_y = NULL, *test_y = NULL, *y = NULL;
+  int64_t train_n, test_n, *order = NULL;
+  mlp_context *ctx = NULL;
   if (read_set(argv[1], "train", &train_x, &train_y, &train_n) || read_set(argv[1], "t10k", &test_x, &test_y, &test_n))
-    return 1;
+    goto done;
 
   char err[2048];
-  mlp_context *ctx = mlp_create(argc > 3 ? atoi(argv[3]) : 0, err, sizeof err);
-  if (!ctx) {
+  if (!(ctx = mlp_create(argc > 3 ? atoi(argv[3]) : 0, err, sizeof err))) {
     fprintf(stderr, "train_mlp: %s\n", err);
-    return 1;
+    goto done;
   }
   mlp_init(ctx, MLP_SEED);
 
   // A batch is gathered from the shuffled order into x and y.
-  int64_t *order = malloc(sizeof(int64_t) * train_n);
-  float *x = malloc(sizeof(float) * MLP_MAX_BATCH * MLP_INPUT_SIZE);
-  int32_t *y = malloc(sizeof(int32_t) * MLP_MAX_BATCH);
+  order = malloc(sizeof(int64_t) * train_n);
+  x = malloc(sizeof(float) * MLP_MAX_BATCH * MLP_INPUT_SIZE);
+  y = malloc(sizeof(int32_t) * MLP_MAX_BATCH);
+  if (!order || !x || !y) {
+    fprintf(stderr, "train_mlp: out of memory\n");
+    goto done;
+  }
   for (int64_t i = 0; i < train_n; i++)
     order[i] = i;
   uint64_t rng = MLP_SEED;
@@ -105,9 +112,9 @@ int main(int argc, char **argv) {
         y[b] = train_y[order[at + b]];
       }
       double loss = mlp_train_step(ctx, B, x, y, MLP_LR);
-      if (loss != loss) {   // NaN: the step failed or diverged, and changed nothing
+      if (isnan(loss)) {   // the step failed or diverged, and changed nothing
         fprintf(stderr, "train_mlp: epoch %d, sample %lld: %s\n", epoch, (long long)at, mlp_error(ctx));
-        return 1;
+        goto done;
       }
       sum += loss * B;
     }
@@ -122,7 +129,7 @@ int main(int argc, char **argv) {
     int64_t B = test_n - at < MLP_MAX_BATCH ? test_n - at : MLP_MAX_BATCH;
     if (mlp_forward(ctx, B, test_x + at * MLP_INPUT_SIZE, out)) {
       fprintf(stderr, "train_mlp: %s\n", mlp_error(ctx));
-      return 1;
+      goto done;
     }
     for (int64_t b = 0; b < B; b++)
       right += argmax(out + b * MLP_OUTPUT_SIZE) == test_y[at + b];
@@ -131,9 +138,12 @@ int main(int argc, char **argv) {
 
   if (mlp_save(ctx, argv[2], err, sizeof err)) {
     fprintf(stderr, "train_mlp: %s\n", err);
-    return 1;
+    goto done;
   }
   printf("checkpoint %s (%lld steps)\n", argv[2], (long long)mlp_steps(ctx));
+  status = 0;
+
+done:
   mlp_free(ctx);
   free(order);
   free(x);
@@ -142,5 +152,5 @@ int main(int argc, char **argv) {
   nncrt_free(train_y);
   nncrt_free(test_x);
   nncrt_free(test_y);
-  return 0;
+  return status;
 }

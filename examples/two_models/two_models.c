@@ -18,6 +18,7 @@
 #include "mlp.h"
 #include "nncrt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,51 +53,50 @@ static int read_set(const char *dir, const char *prefix, float **x, int32_t **y,
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 4) {
-    fprintf(stderr, "usage: two_models DATA_DIR [TRAIN_SAMPLES [TEST_SAMPLES]]\n");
-    return 2;
-  }
-  float *train_x, *test_x;
-  int32_t *train_y, *test_y;
-  int64_t train_n, test_n;
-  if (read_set(argv[1], "train", &train_x, &train_y, &train_n) || read_set(argv[1], "t10k", &test_x, &test_y, &test_n))
-    return 1;
   int64_t want_train = argc > 2 ? atoll(argv[2]) : 4000, want_test = argc > 3 ? atoll(argv[3]) : 2000;
-  if (want_train < 1 || want_test < 1) {
-    fprintf(stderr, "two_models: the sample counts must be whole numbers from 1 up\n");
+  if (argc < 2 || argc > 4 || want_train < 1 || want_test < 1) {
+    fprintf(stderr, "usage: two_models DATA_DIR [TRAIN_SAMPLES [TEST_SAMPLES]] (counts from 1 up)\n");
     return 2;
   }
+  // Everything below is freed at done, whatever fails.
+  int status = 1;
+  float *train_x = NULL, *test_x = NULL;
+  int32_t *train_y = NULL, *test_y = NULL;
+  int64_t train_n, test_n;
+  mlp_context *mlp = NULL;
+  cnn_context *cnn = NULL;
+  if (read_set(argv[1], "train", &train_x, &train_y, &train_n) || read_set(argv[1], "t10k", &test_x, &test_y, &test_n))
+    goto done;
   train_n = min64(train_n, want_train);
   test_n = min64(test_n, want_test);
 
   char err[2048];
-  mlp_context *mlp = mlp_create(0, err, sizeof err);
-  cnn_context *cnn = mlp ? cnn_create(0, err, sizeof err) : NULL;
-  if (!cnn) {
+  if (!(mlp = mlp_create(0, err, sizeof err)) || !(cnn = cnn_create(0, err, sizeof err))) {
     fprintf(stderr, "two_models: %s\n", err);
-    return 1;
+    goto done;
   }
   mlp_init(mlp, MLP_SEED);
   cnn_init(cnn, CNN_SEED);
 
   // One pass over the training samples in file order, each model at its
-  // own batch and learning rate. A NaN loss means the step failed.
+  // own batch and learning rate. A NaN loss: the step failed and changed
+  // nothing (the model's error says why).
   double mlp_loss = 0, cnn_loss = 0;
   for (int64_t at = 0; at < train_n; at += MLP_MAX_BATCH) {
     int64_t B = min64(train_n - at, MLP_MAX_BATCH);
     double loss = mlp_train_step(mlp, B, train_x + at * INPUT, train_y + at, MLP_LR);
-    if (loss != loss) {
-      fprintf(stderr, "two_models: mlp: %s\n", mlp_error(mlp));
-      return 1;
+    if (isnan(loss)) {
+      fprintf(stderr, "two_models: %s\n", mlp_error(mlp));
+      goto done;
     }
     mlp_loss += loss * B;
   }
   for (int64_t at = 0; at < train_n; at += CNN_MAX_BATCH) {
     int64_t B = min64(train_n - at, CNN_MAX_BATCH);
     double loss = cnn_train_step(cnn, B, train_x + at * INPUT, train_y + at, CNN_LR);
-    if (loss != loss) {
-      fprintf(stderr, "two_models: cnn: %s\n", cnn_error(cnn));
-      return 1;
+    if (isnan(loss)) {
+      fprintf(stderr, "two_models: %s\n", cnn_error(cnn));
+      goto done;
     }
     cnn_loss += loss * B;
   }
@@ -110,12 +110,12 @@ int main(int argc, char **argv) {
   for (int64_t at = 0; at < test_n; at += BATCH) {
     int64_t B = min64(test_n - at, BATCH);
     if (mlp_forward(mlp, B, test_x + at * INPUT, mlp_out)) {
-      fprintf(stderr, "two_models: mlp: %s\n", mlp_error(mlp));
-      return 1;
+      fprintf(stderr, "two_models: %s\n", mlp_error(mlp));
+      goto done;
     }
     if (cnn_forward(cnn, B, test_x + at * INPUT, cnn_out)) {
-      fprintf(stderr, "two_models: cnn: %s\n", cnn_error(cnn));
-      return 1;
+      fprintf(stderr, "two_models: %s\n", cnn_error(cnn));
+      goto done;
     }
     for (int64_t b = 0; b < B; b++) {
       int m = argmax(mlp_out + b * CLASSES), c = argmax(cnn_out + b * CLASSES);
@@ -126,12 +126,14 @@ int main(int argc, char **argv) {
   }
   printf("on %lld test images: mlp accuracy %.4f, cnn accuracy %.4f, they agree on %.4f\n", (long long)test_n,
          (double)mlp_right / test_n, (double)cnn_right / test_n, (double)agree / test_n);
+  status = 0;
 
+done:
   mlp_free(mlp);
   cnn_free(cnn);
   nncrt_free(train_x);
   nncrt_free(train_y);
   nncrt_free(test_x);
   nncrt_free(test_y);
-  return 0;
+  return status;
 }

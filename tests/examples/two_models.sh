@@ -23,7 +23,7 @@ fi
 
 "$two_models" "$data" 0 >"$tmp/out" 2>&1
 status=$?
-[ $status = 2 ] && grep -q "sample counts must be whole numbers" "$tmp/out" \
+[ $status = 2 ] && grep -q "^usage: two_models DATA_DIR .*(counts from 1 up)" "$tmp/out" \
   && ok "a sample count of 0 is refused" || { bad "count 0: status $status"; cat "$tmp/out"; }
 "$two_models" "$tmp/none" >"$tmp/out" 2>&1
 status=$?
