@@ -204,6 +204,18 @@ static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const 
     fail(c, "%s_%s: the %s pointer is NULL", name, entry_names[e], !x ? "input" : "target");
     return false;
   }
+  // A NaN or infinite input would reach the weights through the gradients
+  // even where the loss stays finite (relu takes NaN to 0), so no run takes
+  // one, as nnc's readers take none.
+  int64_t row = 0;
+  for (int i = 0; i < in->ninputs; i++)
+    row += in->input_numel[i];
+  for (int64_t i = 0; i < B * row; i++)
+    if (!isfinite(x[i])) {
+      fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its input is %g\n---> HINT: replace missing or "
+           "infinite values before the call", name, entry_names[e], i / row, i % row, x[i]);
+      return false;
+    }
   if (need_y && in->target_kind == RT_TARGET_CLASS) {   // k_* would stop the process on a bad label
     const int32_t *lab = y;
     for (int64_t i = 0; i < B * in->target_numel; i++)
