@@ -26,8 +26,8 @@
 
 bool aot_valid_name(const char *s) {
   size_t n = strlen(s);
-  if (n == 0 || n > MAX_NAME || s[0] == '_' || isdigit((unsigned char)s[0]))
-    return false;
+  if (n == 0 || n > MAX_NAME || s[0] == '_' || isdigit((unsigned char)s[0]) || !strncmp(s, "nncrt", 5))
+    return false;   // nncrt*: the runtime library's names
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)s[i]) && s[i] != '_')
       return false;

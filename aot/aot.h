@@ -35,7 +35,8 @@ typedef struct AotOptions {
 bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, size_t errsz);
 
 // Whether s can prefix the API's names: a C identifier, not a reserved one
-// (leading underscore), and short enough for every name.
+// (leading underscore) nor the runtime library's (nncrt...), and short
+// enough for every name.
 bool aot_valid_name(const char *s);
 
 #endif

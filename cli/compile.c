@@ -113,7 +113,7 @@ int cli_compile(int argc, char **argv) {
                            o.out);
   if (o.name && !aot_valid_name(o.name))
     return cli_usage_error(usage_compile, "--name needs a C identifier (letters, digits, '_', not first a digit or "
-                           "'_', at most 64 characters), found '%s'", o.name);
+                           "'_', at most 64 characters, not beginning with 'nncrt', the runtime library's), found '%s'", o.name);
   if ((o.triple && !*o.triple) || (o.cpu && !*o.cpu) || (o.weights && !*o.weights) || (o.runtime && !*o.runtime))
     return cli_usage_error(usage_compile, "an option needs a value, found ''%s", "");
   if (o.embed && !o.weights)

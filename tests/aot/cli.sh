@@ -54,6 +54,11 @@ expect 2 "--entry takes forward, eval and train, comma-separated; found 'backwar
 expect 2 "--batch needs a whole number from 1 to 1048576, found '0'" compile models/mlp.nn -o "$tmp/res" --batch 0
 expect 2 "--name needs a C identifier" compile models/mlp.nn -o "$tmp/res" --name 9lives
 expect 2 "--name needs a C identifier" compile models/mlp.nn -o "$tmp/res" --name "a-b"
+expect 2 "not beginning with 'nncrt', the runtime library's" compile models/mlp.nn -o "$tmp/res" --name nncrt
+# A model whose name would begin the runtime's names: refused unless --name renames it.
+printf 'model nncrt_net {\n  input x: f32[3]\n  x -> linear(2)\n}\n' >"$tmp/nncrt_net.nn"
+expect 2 "'nncrt_net' cannot begin the names of C functions" compile "$tmp/nncrt_net.nn" -o "$tmp/res"
+expect 0 "" compile "$tmp/nncrt_net.nn" -o "$tmp/net" --name net
 expect 2 "-o takes the files' prefix: '-o mlp' writes mlp.o and mlp.h" compile models/mlp.nn -o "$tmp/res.o"
 expect 2 "-o takes a prefix for the files' names, not a directory" compile models/mlp.nn -o "$tmp/"
 expect 2 "--embed puts the weights of --weights CKPT into the object" compile models/mlp.nn -o "$tmp/res" --embed
