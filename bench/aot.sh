@@ -7,9 +7,9 @@
 #     checkpoint (bench/aot_start.c: load from the file; the weights compiled
 #     in with --embed; and those of an object with --entry forward alone)
 #     against `nnc predict --threads 1` on the same files; ROUNDS runs of
-#     each in turn (A B C D A B C D ...), medians. Beside them,
-#     the floor: an empty C program, and one linked with the same libraries;
-#     and the medians of aot_start's own steps (create, load, read, forward).
+#     each in turn (A B C D A B C D ...), medians. Beside them, the floor
+#     (an empty C program, and one linked with the same libraries) and the
+#     medians of aot_start's own steps (create, load, read, forward).
 #  2. forward at batch 1 (latency) and batch 1000 (throughput), 1 and 2
 #     threads: bench/aot_time.c's median over REPS calls of MODEL_forward
 #     (an artifact compiled with --batch 1 or --batch 1000) against
@@ -19,12 +19,14 @@
 #     of the machine's GEMM ceiling is measured as bench/ab.sh measures it
 #     (cblas_sgemm on 2048^3 at the same thread count, before and after).
 #  3. sizes: each model's object file, with and without --embed (all entry
-#     points, and forward alone), libnncrt.a,
-#     and aot_start linked (static nncrt, dynamic OpenBLAS) and stripped.
+#     points, and forward alone), libnncrt.a, and aot_start linked (static
+#     nncrt, dynamic OpenBLAS) and stripped.
 #
 # The checkpoints come from `nnc train --epochs 1 --limit 2000 --no-test`
 # (resnet18's, for its size alone, from --epochs 0). It builds the targets
-# nnc and nncrt in BUILD first (nothing to do when they are up to date).
+# nnc and nncrt in BUILD first (nothing to do when they are up to date);
+# --nnc times another nnc than BUILD's; --keep DIR works in DIR and keeps
+# it. A full run takes about 7 minutes.
 #
 #   bench/aot.sh [--build DIR] [--nnc PATH] [--models mlp,cnn] [--rounds 30]
 #                [--reps 200] [--data DIR] [--keep DIR]
@@ -39,14 +41,14 @@ while [ $# -gt 0 ]; do
     --reps) reps=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
-    -h | --help) sed -n 2,31p "$0"; exit 0 ;;
+    -h | --help) sed -n 2,32p "$0"; exit 0 ;;
     *) echo "aot.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
 root=$PWD
 build=$(cd "$build" && pwd)
-cmake --build "$build" --target nnc nncrt >/dev/null
+cmake --build "$build" -j "$(nproc)" --target nnc nncrt >/dev/null
 nnc=$(realpath "${nnc:-$build/cli/nnc}")
 export PKG_CONFIG_PATH=$build/nncrt
 ncflags=$(pkg-config --cflags nncrt) nlibs=$(pkg-config --libs nncrt)
