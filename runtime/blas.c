@@ -7,6 +7,13 @@
 // reference kernels' k_sgemm, the cpu backend's fallback in gemm.c and
 // rt_time_sgemm all go through it, so this file alone includes cblas.h.
 //
+// The runtime library models compiled ahead of time link (nncrt/) builds
+// this file once more with NNC_BLAS_DLOPEN: OpenBLAS is then opened when a
+// product first needs it, not linked. Loading OpenBLAS (its relocations and
+// its threads) costs a process milliseconds at start-up, which a program
+// whose model never calls it (its GEMMs are its own micro-kernels, as in an
+// MLP) then never pays. It is the same library, so the same numbers.
+//
 // k_portable_sgemm is compiled in every build (the tests compare it with
 // cblas_sgemm). It is a BLIS-like blocked product in plain C, on one
 // thread: op(B) is packed in blocks of KC x NC (the rows of K that stay in
@@ -122,6 +129,54 @@ void k_portable_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   }
 }
 
+#if defined(NNC_BLAS_DLOPEN) && !defined(NNC_NO_BLAS)
+#include <dlfcn.h>
+#include <pthread.h>
+
+typedef void (*SgemmFn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                        float, const float *, blasint, const float *, blasint, float, float *, blasint);
+static SgemmFn blas_sgemm;
+static void (*blas_set_threads)(int);
+static int blas_threads_wanted = 1;   // rt_blas_threads' last word, applied when OpenBLAS opens
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void open_blas(void) {
+  static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
+  void *h = NULL;
+  for (int i = 0; i < countof(names) && !h; i++)
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (h) {
+    blas_sgemm = (SgemmFn)dlsym(h, "cblas_sgemm");
+    blas_set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+  }
+  if (!blas_sgemm || !blas_set_threads)
+    nnc_fatal("the nnc runtime library was built to use OpenBLAS, but %s\n---> HINT: install OpenBLAS "
+              "(apt-get install libopenblas0), or use a runtime library built with -DNNC_BLAS=OFF",
+              h ? "libopenblas.so.0 has no cblas_sgemm" : "libopenblas.so.0 cannot be loaded");
+  pthread_mutex_lock(&blas_lock);
+  blas_set_threads(blas_threads_wanted);
+  pthread_mutex_unlock(&blas_lock);
+}
+
+void k_blas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  pthread_once(&blas_once, open_blas);
+  blas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,
+             (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+void rt_blas_threads(int n) {
+  pthread_mutex_lock(&blas_lock);
+  if (blas_threads_wanted != n) {
+    blas_threads_wanted = n;
+    if (blas_set_threads)
+      blas_set_threads(n);
+  }
+  pthread_mutex_unlock(&blas_lock);
+}
+
+#else
 void k_blas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
 #ifndef NNC_NO_BLAS
@@ -146,3 +201,4 @@ void rt_blas_threads(int n) {
   (void)n;   // k_portable_sgemm runs on the calling thread alone
 #endif
 }
+#endif
