@@ -15,10 +15,13 @@
 #include "aot.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -241,25 +244,61 @@ static const char *shape_text(const IrNode *n, char *buf, size_t size) {
   return buf;
 }
 
+// s made safe inside a C comment: "*/" written "*\/", control characters '?'.
+static char *comment_text(const char *s) {
+  StrBuf b = {0};
+  for (; *s; s++) {
+    if (s[0] == '*' && s[1] == '/')
+      sb_puts(&b, "*\\");
+    else
+      sb_putc(&b, (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+  }
+  if (!b.data)
+    sb_puts(&b, "");
+  return b.data;
+}
+
+// s as the inside of a C string literal: quotes, backslashes and control
+// characters escaped.
+static char *c_string(const char *s) {
+  StrBuf b = {0};
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      sb_printf(&b, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      sb_printf(&b, "\\%03o", c);
+    else
+      sb_putc(&b, (char)c);
+  }
+  if (!b.data)
+    sb_puts(&b, "");
+  return b.data;
+}
+
 static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const AotOptions *o, const char *prefix,
                          const char *target, const char *cpu, const char *base) {
   char P[MAX_NAME + 1], buf[256];
   upper(P, prefix, sizeof P);
   const char *p = prefix;
+  // What the command line gave goes into comments and strings made safe there.
+  char *base_c = comment_text(base), *base_s = c_string(base), *source = o->source ? comment_text(o->source) : NULL,
+       *command = o->command ? comment_text(o->command) : NULL, *weights_c = o->weights ? comment_text(o->weights) : NULL,
+       *weights_s = o->weights ? c_string(o->weights) : NULL;
   const char *ytype = in->target_kind == RT_TARGET_CLASS ? "int32_t" : "float";
   bool fwd = in->entry[ENTRY_FORWARD].present, ev = in->entry[ENTRY_EVAL].present,
        tr = in->entry[ENTRY_TRAIN].present;
-  fprintf(f, "/* %s.h: the model '%s'%s%s%s, compiled ahead of time by nnc %s", base, m->g->name,
-          o->source ? " (" : "", o->source ? o->source : "", o->source ? ")" : "", NNC_VERSION);
-  if (o->command)
-    fprintf(f, ":\n *     %s\n", o->command);
+  fprintf(f, "/* %s.h: the model '%s'%s%s%s, compiled ahead of time by nnc %s", base_c, m->g->name,
+          source ? " (" : "", source ? source : "", source ? ")" : "", NNC_VERSION);
+  if (command)
+    fprintf(f, ":\n *     %s\n", command);
   else
     fprintf(f, ".\n");
   fprintf(f, " * for %s (CPU %s), batches of 1 to %" PRId64 ", entry points:%s%s%s.\n", target, cpu, in->max_batch,
           fwd ? " forward" : "", ev ? " eval" : "", tr ? " train_step" : "");
   fprintf(f, " *\n * Link %s%s with the nnc runtime library:\n *     cc app.c %s%s $(pkg-config --cflags --libs "
              "nncrt)\n",
-          base, o->shared ? ".so" : ".o", base, o->shared ? ".so" : ".o");
+          base_c, o->shared ? ".so" : ".o", base_c, o->shared ? ".so" : ".o");
   fprintf(f, " *\n"
              " * A context holds the model's weights, optimizer state and working memory;\n"
              " * contexts are independent, and each is used by one thread at a time (its\n"
@@ -273,13 +312,13 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
              " *     %s_free(ctx);\n"
              " */\n",
           p, p, p, p, p, P, P, p);
-  fprintf(f, "#ifndef NNC_%s_H\n#define NNC_%s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", P, P);
+  fprintf(f, "#ifndef NNC_MODEL_%s_H\n#define NNC_MODEL_%s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", p, p);
   fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
   fprintf(f, "#define %s_NNCRT_ABI %d   /* the runtime library's ABI it links against */\n"
              "#if defined(NNCRT_ABI) && NNCRT_ABI != %d\n"
              "#error \"%s.h was compiled for nncrt ABI %d, but nncrt.h is another ABI: compile the model with the "
              "nnc of that runtime library\"\n#endif\n\n",
-          P, RT_ABI, RT_ABI, base, RT_ABI);
+          P, RT_ABI, RT_ABI, base_s, RT_ABI);
   int64_t sample = 0;
   for (int i = 0; i < m->ninputs; i++)
     sample += in->input_numel[i];
@@ -290,9 +329,11 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
   fprintf(f, ", one after another */\n");
   if (m->ninputs > 1)
     for (int i = 0; i < m->ninputs; i++) {
-      char N[160];
-      upper(N, m->inputs[i]->name, sizeof N);
+      size_t n = strlen(m->inputs[i]->name) + 1;
+      char *N = xmalloc(n);
+      upper(N, m->inputs[i]->name, n);
       fprintf(f, "#define %s_INPUT_%s_SIZE %" PRId64 "\n", P, N, in->input_numel[i]);
+      free(N);
     }
   fprintf(f, "#define %s_OUTPUT_SIZE %" PRId64 "   /* floats per sample of the output %s */\n", P, in->output_numel,
           shape_text(m->g->output, buf, sizeof buf));
@@ -317,9 +358,9 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
   fprintf(f, "#define %s_LR %s   /* the .nn file's learning rate */\n", P, lr);
   fprintf(f, "#define %s_HAS_FORWARD %d\n#define %s_HAS_EVAL %d\n#define %s_HAS_TRAIN %d\n", P, fwd, P, ev, P, tr);
   fprintf(f, "#define %s_EMBEDDED_WEIGHTS %d   /* 1: a new context starts from %s */\n", P, o->embed && o->weights,
-          o->embed && o->weights ? o->weights : "the weights compiled in");
+          o->embed && o->weights ? weights_c : "the weights compiled in");
   if (o->weights && !o->embed)
-    fprintf(f, "#define %s_WEIGHTS \"%s\"   /* the checkpoint it was checked against */\n", P, o->weights);
+    fprintf(f, "#define %s_WEIGHTS \"%s\"   /* the checkpoint it was checked against */\n", P, weights_s);
   fprintf(f, "\n/* Class labels (int32_t) or real-valued targets (float), as the target is. */\n");
   fprintf(f, "typedef %s %s_target;\n\n", m->target ? ytype : "float", p);
   fprintf(f, "typedef struct %s_context %s_context;\n\n", p, p);
@@ -354,14 +395,20 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
           " * batch lies in [1, %s_MAX_BATCH]. Inference mode (no dropout, running statistics). */\n"
           "int %s_forward(%s_context *ctx, int64_t batch, const float *x, float *out);\n",
           P, P, P, p, p);
+  if (m->target)
+    fprintf(f,
+            "/* The mean loss over the batch in inference mode; y: batch * %s_TARGET_SIZE\n"
+            " * targets; out (may be NULL): the output, as %s_forward gives it. */\n",
+            P, p);
+  else
+    fprintf(f, "/* The model has no loss: eval and train_step return NaN, saying so. */\n");
+  fprintf(f, "double %s_eval(%s_context *ctx, int64_t batch, const float *x, const %s_target *y, float *out);\n", p, p,
+          p);
+  if (m->target)
+    fprintf(f,
+            "/* One optimizer step at learning rate lr on the batch; returns the loss\n"
+            " * before the step. A loss that is not finite changes nothing. */\n");
   fprintf(f,
-          "/* The mean loss over the batch in inference mode; y: batch * %s_TARGET_SIZE\n"
-          " * targets; out (may be NULL): the output, as %s_forward gives it. */\n"
-          "double %s_eval(%s_context *ctx, int64_t batch, const float *x, const %s_target *y, float *out);\n",
-          P, p, p, p, p);
-  fprintf(f,
-          "/* One optimizer step at learning rate lr on the batch; returns the loss\n"
-          " * before the step. A loss that is not finite changes nothing. */\n"
           "double %s_train_step(%s_context *ctx, int64_t batch, const float *x, const %s_target *y, double lr);\n"
           "/* The output of the last run (its batch * %s_OUTPUT_SIZE floats). */\n"
           "int %s_output(const %s_context *ctx, float *out);\n"
@@ -380,6 +427,12 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
           "int %s_write_tensor(%s_context *ctx, int i, const float *in);\n\n",
           P, p, p, p, p, p, p, p);
   fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
+  free(base_c);
+  free(base_s);
+  free(source);
+  free(command);
+  free(weights_c);
+  free(weights_s);
 }
 
 //
@@ -444,6 +497,17 @@ static bool out_commit(OutFile *o, char *err, size_t errsz) {
   return true;
 }
 
+// Whether a file may be renamed over path: nothing there, a regular file
+// or a link (replaced, not followed); not a directory, a pipe or a device.
+static bool out_replaceable(const char *path, char *err, size_t errsz) {
+  struct stat st;
+  if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+    return true;
+  errorf(err, errsz, "%s: is %s, which the compiled model's file would replace; nothing was written\n---> HINT: "
+         "choose another -o PREFIX", path, S_ISDIR(st.st_mode) ? "a directory" : "a pipe, a socket or a device");
+  return false;
+}
+
 // Where nnc's own runtime library is: installed beside this nnc
 // (BINDIR/../LIBDIR/libnncrt.a), else in the build tree nnc was built in.
 static bool find_runtime(char *buf, size_t n) {
@@ -467,23 +531,28 @@ static bool find_runtime(char *buf, size_t n) {
 // with the C compiler cc (no shell: each argument as it is).
 static bool link_shared(const char *cc, const char *obj, const char *runtime, const char *out, const char *final,
                         char *err, size_t errsz) {
-  char libs[] = NNCRT_LIBS;
-  char *argv[64];
+  char libs[] = NNCRT_LIBS, words[256];
+  char *argv[96];
   int n = 0;
-  argv[n++] = (char *)cc;
+  snprintf(words, sizeof words, "%s", cc);   // CC may hold arguments ("ccache gcc", "gcc -m64"), as make takes it
+  for (char *s = strtok(words, " \t"); s && n < 32; s = strtok(NULL, " \t"))
+    argv[n++] = s;
+  if (n == 0)
+    argv[n++] = "cc";
+  const char *prog = argv[0];
   argv[n++] = "-shared";
   argv[n++] = "-o";
   argv[n++] = (char *)out;
   argv[n++] = (char *)obj;
   argv[n++] = (char *)runtime;
   argv[n++] = "-Wl,--exclude-libs,ALL";   // the runtime's own symbols stay inside: two models' objects coexist
-  for (char *s = strtok(libs, " "); s && n < 62; s = strtok(NULL, " "))
+  for (char *s = strtok(libs, " "); s && n < 94; s = strtok(NULL, " "))
     argv[n++] = s;
   argv[n] = NULL;
   fflush(NULL);
   pid_t pid = fork();
   if (pid == 0) {
-    execvp(cc, argv);
+    execvp(prog, argv);
     _exit(127);
   }
   int status = 0;
@@ -492,8 +561,8 @@ static bool link_shared(const char *cc, const char *obj, const char *runtime, co
     return false;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    errorf(err, errsz, "%s: cannot run the linker '%s'\n---> HINT: install gcc (apt-get install build-essential), "
-           "or name a C compiler in CC", final, cc);
+    errorf(err, errsz, "%s: cannot run the linker '%s' (from %s)\n---> HINT: install gcc (apt-get install "
+           "build-essential), or name a C compiler in CC", final, prog, getenv("CC") ? "CC" : "the default, cc");
     return false;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -507,6 +576,11 @@ static bool link_shared(const char *cc, const char *obj, const char *runtime, co
 //
 // The command
 //
+
+// The API's names after the prefix (codegen/jit.c makes them).
+static const char *const api_suffixes[] = {"create", "free", "init", "load", "save", "forward", "eval", "train_step",
+                                           "output", "steps", "error", "num_tensors", "tensor_name", "tensor_numel",
+                                           "read_tensor", "write_tensor"};
 
 static unsigned model_entries(const Model *m) {
   unsigned e = 1u << ENTRY_FORWARD;
@@ -533,6 +607,15 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
              e == ENTRY_EVAL ? "eval" : "train");
       return false;
     }
+  for (int i = 0; i < m->ninputs; i++)   // PREFIX_INPUT_NAME_SIZE, one macro each
+    for (int j = 0; j < i && m->ninputs > 1; j++)
+      if (!strcasecmp(m->inputs[i]->name, m->inputs[j]->name)) {
+        *usage = false;
+        errorf(err, errsz, "model '%s': inputs '%s' and '%s' would both be %s_INPUT_%s_SIZE in the header, whose "
+               "macros are upper case\n---> HINT: rename one of them", m->g->name, m->inputs[j]->name,
+               m->inputs[i]->name, "PREFIX", m->inputs[i]->name);
+        return false;
+      }
   if (m->ninputs > RT_MAX_INPUTS) {
     errorf(err, errsz, "model '%s' has %d inputs; compiled models take at most %d", m->g->name, m->ninputs,
            RT_MAX_INPUTS);
@@ -542,6 +625,21 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
     errorf(err, errsz, "--shared links nnc's runtime library, which is this machine's, not %s's\n---> HINT: "
            "give that target's runtime library with --runtime FILE, or leave --shared out and link %s.o there",
            o->triple, o->out);
+    return false;
+  }
+  for (int i = 0; i < countof(api_suffixes); i++) {   // pthread_create, timer_create, sem_init, ...
+    char name[MAX_NAME + 32];
+    snprintf(name, sizeof name, "%s_%s", prefix, api_suffixes[i]);
+    if (dlsym(RTLD_DEFAULT, name)) {
+      errorf(err, errsz, "the prefix '%s' would define %s, which the C library (or another system library) "
+             "already defines: a program would call the model's function in its place\n---> HINT: give another "
+             "prefix with --name", prefix, name);
+      return false;
+    }
+  }
+  if (o->triple && !strstr(o->triple, "linux")) {
+    errorf(err, errsz, "target '%s': the runtime library runs on Linux alone\n---> HINT: a Linux triple, such "
+           "as aarch64-linux-gnu or x86_64-linux-gnu", o->triple);
     return false;
   }
   CgOptions co = {.opt_level = 2, .cpu = o->cpu, .triple = o->triple};
@@ -585,6 +683,16 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
   char obj_path[4096], hdr_path[4096];
   snprintf(obj_path, sizeof obj_path, "%s.%s", o->out, o->shared ? "so" : "o");
   snprintf(hdr_path, sizeof hdr_path, "%s.h", o->out);
+  if (in->entry[ENTRY_TRAIN].present && in->entry[ENTRY_TRAIN].min_batch > in->max_batch) {
+    *usage = true;
+    errorf(err, errsz, "model '%s' cannot train at --batch %" PRId64 ": a batchnorm has one value per channel "
+           "and sample, and needs two samples to train\n---> HINT: --batch 2 or more, or --entry forward,eval",
+           m->g->name, in->max_batch);
+    goto done;
+  }
+  // Both places must take a file before anything is renamed into either.
+  if (!out_replaceable(obj_path, err, errsz) || !out_replaceable(hdr_path, err, errsz))
+    goto done;
   if (o->weights) {
     if (!load_weights(m, in, o->weights, o->embed, &state, &info, err, errsz))
       goto done;

@@ -20,7 +20,7 @@
 #     (cblas_sgemm on 2048^3 at the same thread count, before and after).
 #  3. sizes: each model's object file, with and without --embed (all entry
 #     points, and forward alone), libnncrt.a, and aot_start linked (static
-#     nncrt, dynamic OpenBLAS) and stripped.
+#     nncrt, OpenBLAS opened at run time) and stripped.
 #
 # The checkpoints come from `nnc train --epochs 1 --limit 2000 --no-test`
 # (resnet18's, for its size alone, from --epochs 0). It builds the targets
@@ -206,4 +206,4 @@ strip -o start.stripped "$m/start"
 strip -o start_emb.stripped "$m/start_emb"
 strip -o start_femb.stripped "$m/start_femb"
 echo "libnncrt.a: $(stat -c %s "$build/nncrt/libnncrt.a")"
-echo "aot_start for $m, linked (static nncrt; $(ldd "$m/start" | grep -o 'libopenblas[^ ]*' | head -1) dynamic) and stripped: $(stat -c %s start.stripped); with --embed: $(stat -c %s start_emb.stripped); forward alone with --embed: $(stat -c %s start_femb.stripped)"
+echo "aot_start for $m, linked (static nncrt, which opens OpenBLAS when a product first needs it) and stripped: $(stat -c %s start.stripped); with --embed: $(stat -c %s start_emb.stripped); forward alone with --embed: $(stat -c %s start_femb.stripped)"

@@ -44,6 +44,11 @@ static bool parse_entries(const char *s, unsigned *out, const char **bad) {
   char buf[256];
   snprintf(buf, sizeof buf, "%s", s);
   *out = 0;
+  size_t n = strlen(s);
+  if (!n || s[0] == ',' || s[n - 1] == ',' || strstr(s, ",,")) {   // an empty item
+    *bad = s;
+    return false;
+  }
   for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     EntryKind e;
     if (!ir_entry_parse(t, &e)) {
@@ -107,8 +112,8 @@ int cli_compile(int argc, char **argv) {
   size_t n = strlen(o.out);
   if (o.out[n - 1] == '/')
     return cli_usage_error(usage_compile, "-o takes a prefix for the files' names, not a directory: '%s'", o.out);
-  if ((n > 2 && !strcmp(o.out + n - 2, ".o")) || (n > 2 && !strcmp(o.out + n - 2, ".h")) ||
-      (n > 3 && !strcmp(o.out + n - 3, ".so")))
+  if ((n >= 2 && !strcmp(o.out + n - 2, ".o")) || (n >= 2 && !strcmp(o.out + n - 2, ".h")) ||
+      (n >= 3 && !strcmp(o.out + n - 3, ".so")))
     return cli_usage_error(usage_compile, "-o takes the files' prefix: '-o mlp' writes mlp.o and mlp.h; found '%s'",
                            o.out);
   if (o.name && !aot_valid_name(o.name))

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct CgModule {
@@ -244,12 +245,58 @@ static bool target_init(Target *t, const CgOptions *o, bool jit, char *err, size
   return true;
 }
 
+static void set_target(LLVMModuleRef m, const Target *t);
+
+// Whether LLVM makes code for t: an empty function compiled to an object
+// file in a child process, because for some CPUs a triple cannot use (a
+// 32-bit i686 for x86_64) LLVM stops the whole process instead of failing
+// ("64-bit code requested on a subtarget that doesn't support it"). What
+// the child printed becomes the message.
+static bool probe_target(const Target *t, char *err, size_t errsz) {
+  int fds[2];
+  if (pipe(fds) != 0)
+    return true;   // no probe: the compilation itself will tell
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef m = LLVMModuleCreateWithNameInContext("probe", ctx);
+    set_target(m, t);
+    LLVMValueRef fn = LLVMAddFunction(m, "probe", LLVMFunctionType(LLVMVoidTypeInContext(ctx), NULL, 0, 0));
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+    LLVMBuildRetVoid(b);
+    char *msg = NULL;
+    LLVMMemoryBufferRef mb;
+    _exit(LLVMTargetMachineEmitToMemoryBuffer(t->tm, m, LLVMObjectFile, &msg, &mb) ? 1 : 0);
+  }
+  close(fds[1]);
+  char buf[512];
+  size_t n = 0;
+  ssize_t k;
+  while (pid > 0 && (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
+    n += (size_t)k;
+  close(fds[0]);
+  buf[n] = 0;
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    return true;
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+    buf[--n] = 0;
+  char what[256];
+  snprintf(what, sizeof what, "LLVM cannot make code for CPU '%s' on %s", t->cpu, t->triple);
+  return fail_msg(err, errsz, what, n ? buf : "it stopped");
+}
+
 bool cg_check_target(const CgOptions *o, char *err, size_t errsz) {
   Target t;
   if (!target_init(&t, o, false, err, errsz))
     return false;
+  bool ok = t.cpu == host_cpu || probe_target(&t, err, errsz);
   target_free(&t);
-  return true;
+  return ok;
 }
 
 // The module's triple and data layout, from the target machine.

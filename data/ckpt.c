@@ -80,9 +80,9 @@ bool data_ckpt_meta_i64(const StFile *f, const char *key, int64_t max, int64_t *
 bool data_ckpt_normalize(const StFile *f, bool *normalized, double *mean, double *std, char *err, size_t errsz) {
   const char *nm = data_st_meta(f, "normalize");
   *normalized = nm && *nm;
-  if (*normalized && (sscanf(nm, "%lf %lf", mean, std) != 2 || !isfinite(*mean) || !isfinite(*std) || !(*std > 0))) {
+  if (*normalized && (sscanf(nm, "%lf %lf", mean, std) != 2 || !isfinite(*mean) || !isfinite(*std) || !(*std >= 1e-30))) {
     errorf(err, errsz, "%s: the checkpoint's metadata 'normalize' is '%s', not a finite mean and a "
-              "positive std\n---> HINT: the file is damaged or was not written by nnc", f->path, nm);
+              "std from 1e-30\n---> HINT: the file is damaged or was not written by nnc", f->path, nm);
     return false;
   }
   return true;

@@ -938,13 +938,29 @@ static bool st_commit(StWriter *w, const StrBuf *hdr, const StTensor *t, int nt,
   return e == 0;
 }
 
+// What is at path may be replaced: nothing, a regular file or a link (the
+// rename replaces the link, never what it points to); not a directory, a
+// pipe or a device, which renaming over would destroy (/dev/full as root).
+static bool st_check_target(const char *path, char *err, size_t errsz) {
+  struct stat st;
+  if (!*path) {
+    errorf(err, errsz, "the checkpoint's path is empty\n---> HINT: give a file name, such as model.safetensors");
+    return false;
+  }
+  if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+    return true;
+  errorf(err, errsz, "%s: is %s, not a file a checkpoint may replace; nothing was written\n---> HINT: give the "
+            "path of a new or regular file", path, S_ISDIR(st.st_mode) ? "a directory" : "a pipe, a socket or a device");
+  return false;
+}
+
 bool data_st_write(const char *path, const StTensor *t, int nt, const StMeta *meta, int nmeta,
                  char *err, size_t errsz) {
   size_t *sizes = xmalloc(sizeof(size_t) * (nt ? nt : 1));
   uint64_t *offs = xmalloc(sizeof(uint64_t) * (nt ? nt : 1));
   int *order = xmalloc(sizeof(int) * (nt ? nt : 1));
   bool ok = st_check_inputs(path, t, nt, sizes, err, errsz) &&
-            st_check_names(path, t, nt, meta, nmeta, err, errsz);
+            st_check_names(path, t, nt, meta, nmeta, err, errsz) && st_check_target(path, err, errsz);
   StrBuf hdr = {0};
   if (ok) {
     st_layout(t, nt, sizes, offs, order);

@@ -65,8 +65,9 @@ static bool same_model(const void *model, const nncrt_context *c) {
   if (c->a == model)
     return true;
   const RtModelInfo *in = ((const RtArtifact *)model)->info;
-  fail((nncrt_context *)c, "a context of model '%s' was passed to the functions of model '%s'\n---> HINT: call "
-       "each model's functions with the contexts its own create made", str(c->info, c->info->name), str(in, in->name));
+  fail((nncrt_context *)c, "a context made by %s_create (model '%s') was passed to a function of %s_* (model '%s')\n"
+       "---> HINT: call each model's functions with the contexts its own create made", str(c->info, c->info->prefix),
+       str(c->info, c->info->name), str(in, in->prefix), str(in, in->name));
   return false;
 }
 
@@ -188,6 +189,11 @@ static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const 
   const RtModelInfo *in = c->info;
   const char *name = str(in, in->prefix);
   const RtEntryInfo *en = &in->entry[e];
+  if (!en->present && e != RT_ENTRY_FORWARD && in->target_kind == RT_TARGET_NONE) {
+    fail(c, "%s_%s: model '%s' has no loss, so it has no %s entry point\n---> HINT: add a loss to the .nn file to "
+         "evaluate or train it", name, entry_names[e], str(in, in->name), entry_flags[e]);
+    return false;
+  }
   if (!en->present) {
     fail(c, "%s_%s: the model was compiled without its %s entry point\n---> HINT: compile it again with "
          "--entry %s (or without --entry: every entry point)", name, entry_names[e], entry_flags[e], entry_flags[e]);
@@ -207,15 +213,29 @@ static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const 
   // A NaN or infinite input would reach the weights through the gradients
   // even where the loss stays finite (relu takes NaN to 0), so no run takes
   // one, as nnc's readers take none.
+  // The same for an input the checkpoint's standardization takes past a
+  // float's range.
   int64_t row = 0;
   for (int i = 0; i < in->ninputs; i++)
     row += in->input_numel[i];
+  double inv = c->normalized ? 1 / c->std : 1;
   for (int64_t i = 0; i < B * row; i++)
-    if (!isfinite(x[i])) {
-      fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its input is %g\n---> HINT: replace missing or "
-           "infinite values before the call", name, entry_names[e], i / row, i % row, x[i]);
+    if (!isfinite(x[i]) || (c->normalized && !isfinite((float)((x[i] - c->mean) * inv)))) {
+      fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its input is %g%s\n---> HINT: replace missing or "
+           "infinite values before the call", name, entry_names[e], i / row, i % row, x[i],
+           isfinite(x[i]) ? ", which standardizing with the checkpoint's mean and std takes past a float's range" : "");
       return false;
     }
+  if (need_y && in->target_kind == RT_TARGET_REAL) {
+    const float *t = y;
+    for (int64_t i = 0; i < B * in->target_numel; i++)
+      if (!isfinite(t[i])) {
+        fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its target is %g\n---> HINT: replace missing or "
+             "infinite values before the call", name, entry_names[e], i / in->target_numel, i % in->target_numel,
+             t[i]);
+        return false;
+      }
+  }
   if (need_y && in->target_kind == RT_TARGET_CLASS) {   // k_* would stop the process on a bad label
     const int32_t *lab = y;
     for (int64_t i = 0; i < B * in->target_numel; i++)
@@ -338,8 +358,11 @@ double nncrt1_train_step(const void *model, nncrt_context *c, int64_t B, const f
 }
 
 int nncrt1_output(const void *model, const nncrt_context *c, float *out) {
-  if (!same_model(model, c) || !c->batch || !out)
+  if (!same_model(model, c))
     return -1;
+  if (!c->batch || !out)
+    return fail((nncrt_context *)c, "%s_output: %s", str(c->info, c->info->prefix),
+                !out ? "the output pointer is NULL" : "nothing has run yet, so there is no output");
   return copy_output(c, out);
 }
 
@@ -377,6 +400,10 @@ int nncrt1_write_tensor(const void *model, nncrt_context *c, int i, const float 
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !in)
     return -1;
+  for (int64_t j = 0; j < t->numel; j++)
+    if (!isfinite(in[j]))
+      return fail(c, "%s_write_tensor: value %" PRId64 " for '%s' is %g; the tensor was left as it was\n---> HINT: "
+                  "weights must be finite", str(c->info, c->info->prefix), j, str(c->info, t->name), in[j]);
   settle(c);
   memcpy(c->state + t->offset, in, sizeof(float) * (size_t)t->numel);
   return 0;

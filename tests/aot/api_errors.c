@@ -3,13 +3,16 @@
 // another model, batches out of range, NULL pointers, a label outside the
 // classes, a bad learning rate, an entry point compiled out, checkpoints
 // that are not this model's, paths that cannot be read or written. Links
-// two artifacts: `a` (mlp, --entry forward --batch 4) and `b` (logreg).
+// three artifacts: `a` (mlp, --entry forward --batch 4), `b` (logreg) and
+// `c` (quadratic: a real-valued target).
 #include "a.h"
 #include "b.h"
+#include "c.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int failures;
 
@@ -38,7 +41,7 @@ int main(int argc, char **argv) {
   }
   expect("threads -1", b_create(-1, err, sizeof err) == NULL, err, "b_create: threads is -1, not from 1 to 1024");
   expect("a context of another model", a_forward((a_context *)b, 1, x, out) == -1, a_error((a_context *)b),
-         "a context of model 'logreg' was passed to the functions of model 'mlp'");
+         "a context made by b_create (model 'logreg') was passed to a function of a_* (model 'mlp')");
   expect("batch 0", a_forward(a, 0, x, out) == -1, a_error(a), "a_forward: batch 0 is outside [1, 4]");
   expect("batch 5 > max", a_forward(a, 5, x, out) == -1, a_error(a), "compile with a larger --batch");
   expect("x NULL", a_forward(a, 1, NULL, out) == -1, a_error(a), "the input pointer is NULL");
@@ -58,6 +61,26 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/no/such/dir/w.safetensors", argv[2]);
   expect("save where there is no directory", b_save(b, path, err, sizeof err) == -1, err, "w.safetensors");
   expect("tensor -1", a_read_tensor(a, -1, out) == -1 && a_tensor_name(-1) == NULL, "index out of range", "range");
+  expect("output before any run", a_output(a, out) == -1, a_error(a), "nothing has run yet");
+  static float w[C_STATE_BYTES / 4 + 1];
+  w[0] = NAN;
+  c_context *c = c_create(1, err, sizeof err);
+  if (!c) {
+    printf("FAIL create c: %s\n", err);
+    return 1;
+  }
+  expect("a NaN weight", c_write_tensor(c, 0, w) == -1, c_error(c), "is nan; the tensor was left as it was");
+  float cx[4] = {1, 2, 3, 4}, cy[4] = {1, 2, NAN, 4};
+  expect("a NaN real target", isnan(c_eval(c, 4, cx, cy, NULL)), c_error(c), "sample 2, value 0 of its target is nan");
+  snprintf(path, sizeof path, "%s/fifo", argv[2]);
+  mkfifo(path, 0600);
+  expect("save over a FIFO", c_save(c, path, err, sizeof err) == -1, err, "is a pipe, a socket or a device");
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    printf("FAIL the FIFO was replaced\n");
+    failures++;
+  }
+  c_free(c);
   // Still usable after all that.
   if (b_load(b, argv[1], err, sizeof err) || isnan(b_train_step(b, 8, x, y, 0.1)) || a_forward(a, 4, x, out)) {
     printf("FAIL the contexts after the errors: %s %s\n", err, b_error(b));

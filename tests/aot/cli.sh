@@ -65,10 +65,20 @@ expect 2 "--embed puts the weights of --weights CKPT into the object" compile mo
 expect 2 "--runtime names the library --shared links in" compile models/mlp.nn -o "$tmp/res" --runtime /nonexistent
 expect 2 "LLVM has no target for 'nosuch-unknown-linux-gnu'" compile models/mlp.nn -o "$tmp/res" --target nosuch-unknown-linux-gnu
 expect 2 "'pentium9' is not a CPU LLVM knows for x86_64" compile models/mlp.nn -o "$tmp/res" --cpu pentium9
-expect 2 "target 'sparc-sun-solaris' is not a 64-bit little-endian machine" compile models/mlp.nn -o "$tmp/res" --target sparc-sun-solaris
+expect 2 "target 'sparc-unknown-linux-gnu' is not a 64-bit little-endian machine" compile models/mlp.nn -o "$tmp/res" --target sparc-linux-gnu
 expect 2 "target 'i686-unknown-linux-gnu' is not a 64-bit little-endian machine" compile models/mlp.nn -o "$tmp/res" --target i686-linux-gnu
 expect 2 "--shared links nnc's runtime library, which is this machine's" compile models/mlp.nn -o "$tmp/res" --target aarch64-linux-gnu --shared
 expect 2 "unrecognized option" compile models/mlp.nn -o "$tmp/res" --frobnicate
+expect 2 "--entry takes forward, eval and train, comma-separated; found 'forward,,eval'" compile models/mlp.nn -o "$tmp/res" --entry forward,,eval
+expect 2 "-o takes the files' prefix" compile models/mlp.nn -o .o
+expect 2 "LLVM cannot make code for CPU 'i386' on x86_64" compile models/mlp.nn -o "$tmp/res" --cpu i386
+expect 2 "the prefix 'pthread' would define pthread_create, which the C library" compile models/mlp.nn -o "$tmp/res" --name pthread
+expect 2 "the runtime library runs on Linux alone" compile models/mlp.nn -o "$tmp/res" --target x86_64-pc-windows-msvc
+printf 'model bn {\n  input x: f32[4]\n  target t: class(2)\n  x -> linear(3) -> batchnorm -> relu -> linear(2)\n}\nloss cross_entropy\n' >"$tmp/bn.nn"
+expect 2 "model 'bn' cannot train at --batch 1: a batchnorm has one value per channel" compile "$tmp/bn.nn" -o "$tmp/res" --batch 1
+expect 0 "" compile "$tmp/bn.nn" -o "$tmp/bn1" --batch 1 --entry forward,eval
+printf 'model two {\n  input x: f32[2]\n  input X: f32[1]\n  target y: f32[1]\n  (x -> linear(1)) + (X -> linear(1))\n}\nloss mse\n' >"$tmp/two.nn"
+expect 1 "inputs 'x' and 'X' would both be PREFIX_INPUT_X_SIZE" compile "$tmp/two.nn" -o "$tmp/res"
 nothing "bad usage"
 
 # Bad input: exit 1, nothing written.
@@ -85,6 +95,16 @@ expect 1 "so the checkpoint is from another model" compile models/mlp.nn -o "$tm
 [ "$(cat "$tmp/res.h")" = keep ] && [ ! -e "$tmp/res.o" ] && [ -z "$(ls "$tmp" | grep '\.tmp\.')" ] \
   && ok "a failed compile leaves an existing PREFIX.h as it was" || bad "a failed compile changed res.h"
 rm -f "$tmp/res.h"
+# A directory where a file would go: refused before anything is renamed.
+mkdir "$tmp/res.h" && echo old >"$tmp/res.o"
+expect 1 "res.h: is a directory, which the compiled model's file would replace; nothing was written" compile models/mlp.nn -o "$tmp/res"
+[ "$(cat "$tmp/res.o")" = old ] && ok "the object beside it was left as it was" || bad "res.o was replaced"
+rm -rf "$tmp/res.h" "$tmp/res.o"
+# What the command line gives reaches the header's comments and strings safely.
+mkdir "$tmp/d*" && "$nnc" train models/logreg.nn --epochs 0 --out "$tmp/q\"w*/c.safetensors" -q >/dev/null 2>&1
+expect 0 "" compile models/logreg.nn -o "$tmp/d*/m" --weights "$tmp/q\"w*/c.safetensors"
+cc -std=c99 -Wall -Wextra -Werror -fsyntax-only -x c "$tmp/d*/m.h" && grep -q 'LOGREG_WEIGHTS ".*q\\"w\*/c.safetensors"' "$tmp/d*/m.h" \
+  && ok "paths with */ and quotes: the header compiles, and the path reads back" || bad "the header of odd paths: $(head -3 "$tmp/d*/m.h")"
 # A read-only directory: refused with the reason.
 if [ "$(id -u)" != 0 ]; then
   mkdir "$tmp/ro" && chmod 555 "$tmp/ro"
