@@ -145,7 +145,7 @@ static void open_blas(void) {
   static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
   void *h = NULL;
   for (int i = 0; i < countof(names) && !h; i++)
-    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    h = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);   // lazy: its functions bound as they are first called
   if (h) {
     blas_sgemm = (SgemmFn)dlsym(h, "cblas_sgemm");
     blas_set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
