@@ -702,8 +702,14 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
       in->std = info.std;
     }
   }
+  if (state) {   // the state up to its last byte that is not zero: optimizer state is zero, and comes last
+    int64_t n = in->state_bytes;
+    while (n > 0 && state[n - 1] == 0)
+      n--;
+    in->weights_bytes = n;
+  }
   CgArtifact art = {.prefix = prefix, .info = blob.p, .info_size = blob.n, .weights = state,
-                    .weights_size = state ? (size_t)in->state_bytes : 0};
+                    .weights_size = state ? (size_t)in->weights_bytes : 0};
   for (int e = 0; e < ENTRY_COUNT; e++)
     art.prog[e] = comp[e] ? comp[e]->prog : NULL;
   if (!out_open(&obj, obj_path, err, errsz) || !out_open(&hdr, hdr_path, err, errsz))

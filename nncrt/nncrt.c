@@ -120,7 +120,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
   nncrt1_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
-    memcpy(c->state, a->weights, (size_t)in->state_bytes);
+    memcpy(c->state, a->weights, (size_t)in->weights_bytes);   // the rest is zero, as calloc left it
     c->normalized = in->normalized;
     c->mean = in->mean;
     c->std = in->std;
