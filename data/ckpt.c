@@ -186,16 +186,15 @@ static bool check_names(const StFile *f, const CkptTensor *want, int n, bool wei
 
 // A NaN or an infinity in a tensor about to be loaded: the weights are
 // unusable, and training or predicting with them would only hide where.
-static bool check_finite(const StFile *f, const StTensor *t, char *err, size_t errsz) {
-  int64_t k = (int64_t)(t->nbytes / 4);
-  for (int64_t j = 0; j < k; j++) {
-    float v;
-    memcpy(&v, (const char *)t->data + 4 * j, 4);
-    if (!isfinite(v)) {
+bool data_ckpt_finite(const char *path, const char *name, const void *v, int64_t n, char *err, size_t errsz) {
+  for (int64_t j = 0; j < n; j++) {
+    float x;
+    memcpy(&x, (const char *)v + 4 * j, 4);
+    if (!isfinite(x)) {
       errorf(err, errsz, "%s: tensor '%s' holds %s at flat index %lld (of %lld values), so the weights "
                 "cannot be used\n---> HINT: the run that wrote them diverged, or the file is damaged; use an "
-                "earlier checkpoint", f->path, t->name, isnan(v) ? "a NaN" : v > 0 ? "+inf" : "-inf",
-                (long long)j, (long long)k);
+                "earlier checkpoint", path, name, isnan(x) ? "a NaN" : x > 0 ? "+inf" : "-inf", (long long)j,
+                (long long)n);
       return false;
     }
   }
@@ -208,7 +207,8 @@ bool data_ckpt_check(const StFile *f, const CkptTensor *want, int n, bool weight
     return false;
   for (int i = 0; i < n; i++) {
     const StTensor *t = data_st_find(f, want[i].name);
-    if (t && !(weights_only && data_ckpt_optimizer_state(want[i].name)) && !check_finite(f, t, err, errsz))
+    if (t && t->data && !(weights_only && data_ckpt_optimizer_state(want[i].name)) &&
+        !data_ckpt_finite(f->path, t->name, t->data, (int64_t)(t->nbytes / 4), err, errsz))
       return false;
   }
   return true;

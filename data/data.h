@@ -210,8 +210,10 @@ typedef struct StTensor {
   StDType dtype;
   int ndim;                            // 0 for a scalar
   int64_t shape[RT_ST_MAX_DIMS];       // outermost first
-  const void *data;                    // [shape] little-endian elements, C order
+  const void *data;                    // [shape] little-endian elements, C order (NULL after
+                                       // data_st_read_header)
   size_t nbytes;                       // set by the reader; the writer computes it
+  uint64_t offset;                     // set by the reader: where the data lie in the file
 } StTensor;
 
 // One metadata entry: a string for a string.
@@ -242,7 +244,8 @@ const char *data_errno_hint(int e);
 typedef struct StFile {
   char *path;                          // the file it was read from
   unsigned char *buf;                  // the whole file; tensor data points into it
-  size_t size;                         // bytes in buf
+  size_t size;                         // the file's size: the bytes in buf (the header's
+                                       // alone after data_st_read_header)
   StTensor *tensors;                   // [ntensors] in header order
   int ntensors;
   StMeta *meta;                        // [nmeta] entries of __metadata__
@@ -252,6 +255,12 @@ typedef struct StFile {
 
 // Reads and checks a whole safetensors file.
 bool data_st_read(const char *path, StFile *f, char *err, size_t errsz);
+// The same, but the header alone: every check of the header is made (the
+// data's offsets against the file's size too), and no tensor's data is
+// read (data is NULL); data_st_read_tensor reads one into dst (nbytes),
+// failing when the file is no longer the one whose header was read.
+bool data_st_read_header(const char *path, StFile *f, char *err, size_t errsz);
+bool data_st_read_tensor(const StFile *f, const StTensor *t, void *dst, char *err, size_t errsz);
 void data_st_free(StFile *f);
 const StTensor *data_st_find(const StFile *f, const char *name);   // NULL if absent
 const char *data_st_meta(const StFile *f, const char *key);        // NULL if absent
@@ -291,11 +300,16 @@ bool data_ckpt_meta_i64(const StFile *f, const char *key, int64_t max, int64_t *
 // standardized with.
 bool data_ckpt_normalize(const StFile *f, bool *normalized, double *mean, double *std, char *err, size_t errsz);
 // Every tensor of want[n] is in f with its shape, as F32, and finite
-// (optimizer state only unless weights_only); f holds no tensor want lacks
-// (PyTorch's num_batches_tracked aside, and optimizer state with
-// weights_only). plain: the file has no nnc metadata (for the hint).
+// (optimizer state only unless weights_only; the finiteness of tensors
+// whose data were not read, after data_st_read_header, is the caller's:
+// data_ckpt_finite); f holds no tensor want lacks (PyTorch's
+// num_batches_tracked aside, and optimizer state with weights_only).
+// plain: the file has no nnc metadata (for the hint).
 bool data_ckpt_check(const StFile *f, const CkptTensor *want, int n, bool weights_only, bool plain, char *err,
                      size_t errsz);
+// Whether the n floats v of tensor name (of the checkpoint at path) are all
+// finite; else a message naming the first that is not.
+bool data_ckpt_finite(const char *path, const char *name, const void *v, int64_t n, char *err, size_t errsz);
 
 //
 // runtime/image.c: images for prediction

@@ -364,6 +364,7 @@ typedef struct StReader {
   size_t hlen;           // header bytes
   size_t data_size;      // bytes after the header
   uint64_t (*off)[2];    // [ntensors] data_offsets as given
+  bool header_only;      // read the header alone (data_st_read_header)
   char *err;
   size_t errsz;
 } StReader;
@@ -602,8 +603,11 @@ static bool st_header(StReader *r, const Json *root) {
   }
   if (!st_check_layout(r))
     return false;
-  for (int i = 0; i < f->ntensors; i++)
-    st_bind(f, &f->tensors[i], f->buf + 8 + r->hlen + r->off[i][0]);
+  for (int i = 0; i < f->ntensors; i++) {
+    f->tensors[i].offset = 8 + r->hlen + r->off[i][0];
+    if (!r->header_only)
+      st_bind(f, &f->tensors[i], f->buf + f->tensors[i].offset);
+  }
   return true;
 }
 
@@ -669,7 +673,7 @@ static bool st_load(StReader *r) {
     return false;
   }
   f->size = (size_t)st.st_size;
-  f->buf = xmalloc(f->size < 8 ? 8 : f->size);
+  f->buf = xmalloc(f->size < 8 || r->header_only ? 8 : f->size);
   bool ok = true;
   if (f->size < 8) {
     errorf(r->err, r->errsz, "%s: is %zu bytes, too short for a safetensors file (at least 8)\n"
@@ -678,7 +682,12 @@ static bool st_load(StReader *r) {
   }
   bool got8 = ok && fread(f->buf, 1, 8, fp) == 8;
   ok = ok && (!got8 || st_check_length(r, f->buf, f->size));
-  if (ok && (!got8 || fread(f->buf + 8, 1, f->size - 8, fp) != f->size - 8)) {
+  size_t want = f->size - 8;
+  if (ok && r->header_only) {   // the header alone: its 8 + hlen bytes
+    want = r->hlen;
+    f->buf = xrealloc(f->buf, 8 + want);
+  }
+  if (ok && (!got8 || fread(f->buf + 8, 1, want, fp) != want)) {
     errorf(r->err, r->errsz, "%s: read error: %s", r->path,
               ferror(fp) ? strerror(errno) : "the file shrank while it was read");
     ok = false;
@@ -687,12 +696,40 @@ static bool st_load(StReader *r) {
   return ok;
 }
 
-bool data_st_read(const char *path, StFile *f, char *err, size_t errsz) {
+static bool st_read(const char *path, StFile *f, bool header_only, char *err, size_t errsz) {
   *f = (StFile){.path = xstrdup(path), .arena = arena_new()};
-  StReader r = {.path = path, .f = f, .err = err, .errsz = errsz};
+  StReader r = {.path = path, .f = f, .header_only = header_only, .err = err, .errsz = errsz};
   if (st_load(&r) && st_parse(&r))
     return true;
   data_st_free(f);
+  return false;
+}
+
+bool data_st_read(const char *path, StFile *f, char *err, size_t errsz) { return st_read(path, f, false, err, errsz); }
+
+bool data_st_read_header(const char *path, StFile *f, char *err, size_t errsz) {
+  return st_read(path, f, true, err, errsz);
+}
+
+bool data_st_read_tensor(const StFile *f, const StTensor *t, void *dst, char *err, size_t errsz) {
+  int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  size_t done = 0;
+  bool same = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == f->size;
+  while (same && done < t->nbytes) {
+    ssize_t k = pread(fd, (char *)dst + done, t->nbytes - done, (off_t)(t->offset + done));
+    if (k <= 0)
+      break;
+    done += (size_t)k;
+  }
+  int e = errno;
+  if (fd >= 0)
+    close(fd);
+  if (done == t->nbytes)
+    return true;
+  errorf(err, errsz, "%s: reading tensor '%s' failed: %s\n---> HINT: was the file changed while it was read?",
+         f->path, t->name, fd < 0 ? strerror(e) : !same ? "the file is no longer the one whose header was read"
+                                                        : "the file ended early");
   return false;
 }
 

@@ -449,7 +449,11 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
     errorf(err, errsz, "%s_load: the path is NULL", str(in, in->prefix));
     return -1;
   }
-  if (!data_ckpt_file(path, err, errsz) || !data_st_read(path, &f, err, errsz))
+  // The header first, then each tensor the context takes, read straight
+  // into a new state block that replaces the context's only when all of it
+  // is in and finite: a failed load changes nothing, and optimizer state
+  // the context does not take is never read.
+  if (!data_ckpt_file(path, err, errsz) || !data_st_read_header(path, &f, err, errsz))
     return -1;
   // A checkpoint of nnc's that holds this model's optimizer state (if it
   // keeps any) continues training where it stopped: that state, the step,
@@ -466,15 +470,18 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
   bool resume = ok && !plain && all_opt;
   ok = ok && data_ckpt_check(&f, want, in->ntensors, !(resume && nopt > 0), plain, err, errsz);
   free(want);
+  char *state = ok ? xcalloc(1, (size_t)(in->state_bytes > 0 ? in->state_bytes : 1)) : NULL;
+  for (int i = 0; ok && i < in->ntensors; i++) {
+    const RtTensorInfo *t = tensor(in, i);
+    const StTensor *s = data_st_find(&f, str(in, t->name));
+    if (!s || (t->optim_state && !resume))
+      continue;   // optimizer state starts at zero
+    ok = data_st_read_tensor(&f, s, state + t->offset, err, errsz) &&
+         data_ckpt_finite(path, s->name, state + t->offset, t->numel, err, errsz);
+  }
   if (ok) {
-    for (int i = 0; i < in->ntensors; i++) {
-      const RtTensorInfo *t = tensor(in, i);
-      const StTensor *s = data_st_find(&f, str(in, t->name));
-      if (t->optim_state && !resume)
-        memset(c->state + t->offset, 0, sizeof(float) * (size_t)t->numel);
-      else if (s)
-        memcpy(c->state + t->offset, s->data, sizeof(float) * (size_t)t->numel);
-    }
+    free(c->state);
+    c->state = state;
     c->undrawn = false;   // every tensor was set above
     c->steps = resume ? step : 0;
     c->normalized = normalized;
@@ -484,6 +491,8 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
     uint64_t st, inc;
     if (resume && r && sscanf(r, "%" SCNx64 ":%" SCNx64, &st, &inc) == 2)
       c->rng = (Rng){st, inc | 1};
+  } else {
+    free(state);
   }
   data_st_free(&f);
   return ok ? 0 : -1;

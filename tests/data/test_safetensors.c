@@ -223,13 +223,22 @@ static void test_atomic(void) {
   CHECK(file_equals(path, "old checkpoint"), "the old file changed");
   CHECK(no_temp_files(t_dir), "a temporary file was left behind");
 
-  // the target is a directory: the rename fails
+  // the target is a directory, or a FIFO: refused before anything is written
   char dir[600];
   snprintf(dir, sizeof dir, "%s/adir", t_dir);
   mkdir(dir, 0755);
   t_write(t_path("adir/inside"), "x", 1);
-  CHECK_ERR(data_st_write(dir, &t, 1, NULL, 0, err, sizeof err), err, dir, "renaming", "Is a directory");
+  CHECK_ERR(data_st_write(dir, &t, 1, NULL, 0, err, sizeof err), err, dir, "is a directory, not a file a checkpoint "
+            "may replace; nothing was written");
   CHECK(file_equals(t_path("adir/inside"), "x") && no_temp_files(t_dir), "directory untouched");
+  char fifo[600];
+  snprintf(fifo, sizeof fifo, "%s/afifo", t_dir);
+  struct stat fst;
+  CHECK(mkfifo(fifo, 0600) == 0);
+  CHECK_ERR(data_st_write(fifo, &t, 1, NULL, 0, err, sizeof err), err, fifo, "is a pipe, a socket or a device");
+  CHECK(stat(fifo, &fst) == 0 && S_ISFIFO(fst.st_mode) && no_temp_files(t_dir), "the FIFO was replaced");
+  unlink(fifo);
+  CHECK_ERR(data_st_write("", &t, 1, NULL, 0, err, sizeof err), err, "the checkpoint's path is empty");
 
   CHECK_ERR(data_st_write(t_path("no/such/dir/ck"), &t, 1, NULL, 0, err, sizeof err), err,
             "no/such/dir/ck", "creating", "No such file or directory", "does not exist");
@@ -272,9 +281,42 @@ static void test_bad_inputs(void) {
   CHECK(stat(p, &st) != 0, "nothing was written");
 }
 
+// The header alone (data_st_read_header), then tensors one by one
+// (data_st_read_tensor): the same tensors and bytes as a whole read, and a
+// file that changed in between is refused.
+static void test_header_only(void) {
+  float a[5] = {1, 2, 3, 4, 5}, b[3] = {-1, 0.5f, 9};
+  StTensor t[] = {{.name = "a", .dtype = ST_F32, .ndim = 1, .shape = {5}, .data = a},
+                  {.name = "b", .dtype = ST_F32, .ndim = 2, .shape = {1, 3}, .data = b}};
+  char err[1024];
+  const char *path = t_path("h.safetensors");
+  CHECK(data_st_write(path, t, 2, NULL, 0, err, sizeof err), "%s", err);
+  StFile whole, head;
+  bool ok = data_st_read(path, &whole, err, sizeof err) && data_st_read_header(path, &head, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (!ok)
+    return;
+  CHECK(head.ntensors == 2 && head.size == whole.size, "the header's tensors and the file's size");
+  for (int i = 0; i < 2; i++) {
+    const StTensor *w = data_st_find(&whole, t[i].name), *h = data_st_find(&head, t[i].name);
+    float got[5] = {0};
+    CHECK(h && !h->data && h->offset == w->offset && h->nbytes == w->nbytes, "%s: header alone", t[i].name);
+    CHECK(data_st_read_tensor(&head, h, got, err, sizeof err) && !memcmp(got, t[i].data, h->nbytes), "%s: read: %s",
+          t[i].name, err);
+  }
+  t_write(path, "changed", 7);   // another file now: refused, not read past its end
+  float got[5];
+  CHECK_ERR(data_st_read_tensor(&head, data_st_find(&head, "b"), got, err, sizeof err), err, "h.safetensors",
+            "reading tensor 'b' failed", "no longer the one whose header was read");
+  data_st_free(&whole);
+  data_st_free(&head);
+  CHECK_ERR(data_st_read_header(t_path("tiny-nothing"), &head, err, sizeof err), err, "tiny-nothing");
+}
+
 int main(void) {
   t_tmpdir("st");
   test_round_trip();
+  test_header_only();
   test_foreign();
   test_malformed_files();
   test_atomic();
