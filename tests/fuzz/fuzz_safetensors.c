@@ -1,5 +1,7 @@
 // fuzz_safetensors.c: checkpoints through data_st_read. A file that reads
-// must describe tensors that lie inside it, aligned, each found by name.
+// must describe tensors that lie inside it, aligned, each found by name;
+// read by its header alone (data_st_read_header), it must say the same,
+// and each tensor read on its own must be the whole read's bytes.
 #include "fuzz.h"
 
 static volatile unsigned char sink;   // keeps the reads of tensor data
@@ -29,6 +31,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < f.nmeta; i++)
     if (data_st_meta(&f, f.meta[i].key) != f.meta[i].value)
       abort();
+  StFile h;
+  if (!data_st_read_header(f.path, &h, err, sizeof err) || h.ntensors != f.ntensors || h.nmeta != f.nmeta)
+    abort();
+  for (int i = 0; i < h.ntensors; i++) {
+    const StTensor *a = &f.tensors[i], *b = &h.tensors[i];
+    unsigned char *buf = malloc(b->nbytes ? b->nbytes : 1);
+    if (strcmp(a->name, b->name) || a->nbytes != b->nbytes || b->data ||
+        !data_st_read_tensor(&h, b, buf, err, sizeof err) || memcmp(buf, a->data, a->nbytes))
+      abort();
+    free(buf);
+  }
+  data_st_free(&h);
   data_st_free(&f);
   return 0;
 }
