@@ -98,7 +98,11 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
            str(in, in->prefix), threads, MAX_THREADS);
     return NULL;
   }
+  RtContext *rt = rt_context_try_new(threads, err, errsz);
+  if (!rt)
+    return NULL;
   nncrt_context *c = xcalloc(1, sizeof *c);
+  c->rt = rt;
   c->a = a;
   c->info = in;
   int64_t arena = 1;
@@ -107,7 +111,6 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
       arena = in->entry[e].arena_bytes;
   c->arena = xcalloc(1, (size_t)arena);
   c->state = xcalloc(1, (size_t)(in->state_bytes > 0 ? in->state_bytes : 1));
-  c->rt = rt_context_new(threads);
   c->rt->rng = &c->rng;
   c->calls = rt_context_calls(c->rt);
   for (int e = 0; e < RT_ENTRY_COUNT; e++) {   // the slots the library kernels keep state in

@@ -32,8 +32,19 @@ static void *ptr(const RtLib *k, int i, char *arena, char *state) {
 #define CONV_SHARES_PER_THREAD 4
 
 RtContext *rt_context_new(int threads) {
+  char err[512];
+  RtContext *c = rt_context_try_new(threads, err, sizeof err);
+  if (!c)
+    nnc_fatal("%s", err);
+  return c;
+}
+
+RtContext *rt_context_try_new(int threads, char *err, size_t errsz) {
+  RtPool *pool = rt_pool_try_new(threads, err, errsz);
+  if (!pool)
+    return NULL;
   RtContext *c = xcalloc(1, sizeof *c);
-  c->pool = rt_pool_new(threads);
+  c->pool = pool;
   c->nws = rt_pool_threads(c->pool) * CONV_SHARES_PER_THREAD;
   c->ws = xcalloc(c->nws, sizeof(float *));
   c->ws_cap = xcalloc(c->nws, sizeof(int64_t));

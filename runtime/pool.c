@@ -36,6 +36,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,25 +182,43 @@ static void *worker_main(void *argp) {
   return NULL;
 }
 
-RtPool *rt_pool_new(int nthreads) {
+RtPool *rt_pool_try_new(int nthreads, char *err, size_t errsz) {
   RtPool *p = xcalloc(1, sizeof *p);
   p->nthreads = nthreads < 1 ? 1 : nthreads;
   const char *j = getenv("NNC_POOL_JITTER");
   if (j && *j) {
     char *end;
     long us = strtol(j, &end, 10);
-    if (*end || us < 0 || us > 1000000)
-      nnc_fatal("NNC_POOL_JITTER is '%s', not a whole number of microseconds from 0 to 1000000\n"
-                "---> HINT: unset it (it is for tests), or set it to e.g. 50", j);
+    if (*end || us < 0 || us > 1000000) {
+      errorf(err, errsz, "NNC_POOL_JITTER is '%s', not a whole number of microseconds from 0 to 1000000\n"
+             "---> HINT: unset it (it is for tests), or set it to e.g. 50", j);
+      free(p);
+      return NULL;
+    }
     p->jitter_us = (int)us;
   }
   p->workers = xcalloc(p->nthreads, sizeof(pthread_t));
   for (int i = 1; i < p->nthreads; i++) {
     Worker *w = xmalloc(sizeof *w);
     *w = (Worker){p, 0x9e3779b97f4a7c15u * (uint64_t)i ^ (uint64_t)now_ns()};
-    if (pthread_create(&p->workers[i], NULL, worker_main, w) != 0)
-      nnc_fatal("cannot start a worker thread\n---> HINT: run with --threads 1");
+    int e = pthread_create(&p->workers[i], NULL, worker_main, w);
+    if (e != 0) {   // the workers started so far stop, and nothing is left running
+      free(w);
+      errorf(err, errsz, "cannot start worker thread %d of %d: %s\n---> HINT: use fewer threads", i + 1,
+             p->nthreads, strerror(e));
+      p->nthreads = i;
+      rt_pool_free(p);
+      return NULL;
+    }
   }
+  return p;
+}
+
+RtPool *rt_pool_new(int nthreads) {
+  char err[512];
+  RtPool *p = rt_pool_try_new(nthreads, err, sizeof err);
+  if (!p)
+    nnc_fatal("%s", err);
   return p;
 }
 

@@ -271,7 +271,10 @@ void k_init_fill(float *p, int64_t n, int kind, double a, double b, Rng *rng);
 
 // Threads that split loops: the caller's and nthreads - 1 workers.
 typedef struct RtPool RtPool;
-RtPool *rt_pool_new(int nthreads);
+RtPool *rt_pool_new(int nthreads);   // a thread that cannot start ends the process (nnc_fatal)
+// The same, but NULL with the reason in err where a thread cannot start (or
+// NNC_POOL_JITTER is malformed): for a library, which must not end its host.
+RtPool *rt_pool_try_new(int nthreads, char *err, size_t errsz);
 void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);
 // Runs fn over [0, n) and returns when all of it is done: fn(arg, lo, hi)
@@ -322,6 +325,8 @@ typedef struct RtContext {
 
 // A context on threads threads (its pool); free with rt_context_free.
 RtContext *rt_context_new(int threads);
+// The same, but NULL with the reason in err where its pool cannot start.
+RtContext *rt_context_try_new(int threads, char *err, size_t errsz);
 void rt_context_free(RtContext *c);
 // Makes room for slot and its bytes (slots grow as programs need them).
 void rt_context_reserve(RtContext *c, int slot, int64_t bytes);

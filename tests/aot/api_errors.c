@@ -10,6 +10,7 @@
 #include "c.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,6 +41,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   expect("threads -1", b_create(-1, err, sizeof err) == NULL, err, "b_create: threads is -1, not from 1 to 1024");
+  setenv("NNC_POOL_JITTER", "abc", 1);   // a pool that cannot start: NULL and why, the program goes on
+  expect("a pool that cannot start", b_create(2, err, sizeof err) == NULL, err, "NNC_POOL_JITTER is 'abc'");
+  unsetenv("NNC_POOL_JITTER");
   expect("a context of another model", a_forward((a_context *)b, 1, x, out) == -1, a_error((a_context *)b),
          "a context made by b_create (model 'logreg') was passed to a function of a_* (model 'mlp')");
   expect("batch 0", a_forward(a, 0, x, out) == -1, a_error(a), "a_forward: batch 0 is outside [1, 4]");
