@@ -675,7 +675,7 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
       nnc_bug(__FILE__, __LINE__, "two entry points of one model compiled to different state layouts");
   }
   bool ok = false;
-  char *state = NULL;
+  char *state = NULL, *packed = NULL;
   CkptInfo info = {0};
   Blob blob = describe(m, comp, prefix);
   RtModelInfo *in = (RtModelInfo *)blob.p;
@@ -702,14 +702,17 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
       in->std = info.std;
     }
   }
-  if (state) {   // the state up to its last byte that is not zero: optimizer state is zero, and comes last
-    int64_t n = in->state_bytes;
-    while (n > 0 && state[n - 1] == 0)
-      n--;
-    in->weights_bytes = n;
+  if (state) {   // every tensor but optimizer state (zero), one after another
+    const RtTensorInfo *t = (const RtTensorInfo *)((const char *)in + in->tensors);
+    packed = xmalloc(in->state_bytes > 0 ? (size_t)in->state_bytes : 1);
+    for (int i = 0; i < in->ntensors; i++)
+      if (!t[i].optim_state) {
+        memcpy(packed + in->weights_bytes, state + t[i].offset, sizeof(float) * (size_t)t[i].numel);
+        in->weights_bytes += (int64_t)sizeof(float) * t[i].numel;
+      }
   }
-  CgArtifact art = {.prefix = prefix, .info = blob.p, .info_size = blob.n, .weights = state,
-                    .weights_size = state ? (size_t)in->weights_bytes : 0};
+  CgArtifact art = {.prefix = prefix, .info = blob.p, .info_size = blob.n, .weights = packed,
+                    .weights_size = packed ? (size_t)in->weights_bytes : 0};
   for (int e = 0; e < ENTRY_COUNT; e++)
     art.prog[e] = comp[e] ? comp[e]->prog : NULL;
   if (!out_open(&obj, obj_path, err, errsz) || !out_open(&hdr, hdr_path, err, errsz))
@@ -746,6 +749,7 @@ done:
   out_discard(&hdr);
   out_discard(&so);
   free(state);
+  free(packed);
   free(blob.p);
   for (int e = 0; e < ENTRY_COUNT; e++)
     pass_compilation_free(comp[e]);

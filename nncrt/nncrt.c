@@ -123,7 +123,14 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
   nncrt1_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
-    memcpy(c->state, a->weights, (size_t)in->weights_bytes);   // the rest is zero, as calloc left it
+    const char *w = a->weights;   // optimizer state stays zero, as calloc left it
+    for (int i = 0; i < in->ntensors; i++) {
+      const RtTensorInfo *t = tensor(in, i);
+      if (!t->optim_state) {
+        memcpy(c->state + t->offset, w, sizeof(float) * (size_t)t->numel);
+        w += sizeof(float) * (size_t)t->numel;
+      }
+    }
     c->normalized = in->normalized;
     c->mean = in->mean;
     c->std = in->std;

@@ -246,13 +246,13 @@ typedef struct RtModelInfo {
   double beta1, beta2, weight_decay;   // the per-step scalars' settings (KS_*)
   uint64_t seed;               // the model's training seed
   uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
-  int64_t weights_bytes;       // the embedded weights' first bytes of the state (the rest is zero)
+  int64_t weights_bytes;       // the embedded weights' bytes: every tensor but optimizer state, in order
 } RtModelInfo;
 
 // What the object file exports to the runtime library: the description,
-// the entry functions (NULL where absent) and the embedded weights (the
-// state block's first weights_bytes, after which it is all zeros, such as
-// optimizer state; NULL when none were embedded).
+// the entry functions (NULL where absent) and the embedded weights (each
+// tensor but optimizer state, which starts at zero, one after another in
+// the tensors' order: weights_bytes; NULL when none were embedded).
 typedef struct RtArtifact {
   const RtModelInfo *info;
   RtEntryFn entry[RT_ENTRY_COUNT];

@@ -67,4 +67,17 @@ if "$nnc" compile models/mlp.nn -o "$tmp/embed/model" --name model --weights "$t
 else
   bad "--embed: the artifact does not build"
 fi
+# ... also where the state holds buffers after optimizer state (a batchnorm's
+# running statistics): only optimizer state is left out, and starts at zero.
+mkdir -p "$tmp/bn"
+printf 'model bn {\n  input image: f32[1, 28, 28]\n  target label: class(10)\n  image -> conv2d(2, 3) -> batchnorm -> relu -> flatten -> linear(10)\n}\nloss cross_entropy\noptimizer adam(lr = 0.001)\n' >"$tmp/bn/bn.nn"
+if "$nnc" train "$tmp/bn/bn.nn" --epochs 1 --limit 256 --no-test --out "$tmp/bn/run" -q >/dev/null &&
+   "$nnc" compile "$tmp/bn/bn.nn" -o "$tmp/bn/model" --name model --weights "$tmp/bn/run/checkpoint.safetensors" --embed \
+     >/dev/null &&
+   cc -O2 -Wall -Wextra -Werror -I"$tmp/bn" -o "$tmp/bn/check" tests/aot/embed_check.c "$tmp/bn/model.o" $flags; then
+  "$tmp/bn/check" "$tmp/bn/run/checkpoint.safetensors" && ok "--embed with batchnorm statistics and Adam's state" \
+    || bad "--embed with batchnorm: the embedded weights are not the checkpoint's"
+else
+  bad "--embed with batchnorm: the artifact does not build"
+fi
 exit $fail
