@@ -5,7 +5,8 @@
 //   for each entry point: pass_compile (as the cpu backend)
 //   describe:             RtModelInfo from the model and the programs
 //   --weights:            the checkpoint loaded and checked (train_checkpoint_load
-//                         on a ref executor), its state block embedded with --embed
+//                         on a ref executor), its tensors but optimizer state
+//                         embedded with --embed
 //   cg_emit_artifact:     the object file
 //   header:               the API, with the model's sizes as constants
 //   --shared:             the object and the runtime library linked by cc
@@ -577,11 +578,6 @@ static bool link_shared(const char *cc, const char *obj, const char *runtime, co
 // The command
 //
 
-// The API's names after the prefix (codegen/jit.c makes them).
-static const char *const api_suffixes[] = {"create", "free", "init", "load", "save", "forward", "eval", "train_step",
-                                           "output", "steps", "error", "num_tensors", "tensor_name", "tensor_numel",
-                                           "read_tensor", "write_tensor"};
-
 static unsigned model_entries(const Model *m) {
   unsigned e = 1u << ENTRY_FORWARD;
   if (m->g->loss)
@@ -627,9 +623,9 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
            o->triple, o->out);
     return false;
   }
-  for (int i = 0; i < countof(api_suffixes); i++) {   // pthread_create, timer_create, sem_init, ...
+  for (const CgApiFunction *f = cg_api; f->name; f++) {   // pthread_create, timer_create, sem_init, ...
     char name[MAX_NAME + 32];
-    snprintf(name, sizeof name, "%s_%s", prefix, api_suffixes[i]);
+    snprintf(name, sizeof name, "%s_%s", prefix, f->name);
     if (dlsym(RTLD_DEFAULT, name)) {
       errorf(err, errsz, "the prefix '%s' would define %s, which the C library (or another system library) "
              "already defines: a program would call the model's function in its place\n---> HINT: give another "

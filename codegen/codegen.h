@@ -65,6 +65,12 @@ typedef struct CgArtifact {
   size_t weights_size;
 } CgArtifact;
 bool cg_emit_artifact(FILE *out, const CgArtifact *a, const CgOptions *o, char *err, size_t errsz);
+// The API's functions, PREFIX_name for each name (NULL after the last), and
+// their C types, as cg_emit_artifact makes them.
+typedef struct CgApiFunction {
+  const char *name, *sig;   // sig: the return type, then the parameters: v void, p pointer, i int32, l int64, d double
+} CgApiFunction;
+extern const CgApiFunction cg_api[];
 
 // Whether o names a target and CPU LLVM can make code for; false with what
 // is wrong (an unknown triple or CPU, a 32-bit or big-endian target) in err.

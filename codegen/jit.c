@@ -567,13 +567,12 @@ bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err,
 // The model's API (nncrt/nncrt.h): PREFIX_name(params) calls
 // nncrt1_name(artifact, params). sig: the return type, then the
 // parameters: v void, p a pointer, i int32, l int64, d double.
-static const struct {
-  const char *name, *sig;
-} api[] = {
+const CgApiFunction cg_api[] = {
     {"create", "pipl"},      {"free", "vp"},         {"init", "vpl"},          {"load", "ipppl"},
     {"save", "ipppl"},       {"forward", "iplpp"},   {"eval", "dplppp"},       {"train_step", "dplppd"},
     {"output", "ipp"},       {"steps", "lp"},        {"error", "pp"},          {"num_tensors", "i"},
     {"tensor_name", "pi"},   {"tensor_numel", "li"}, {"read_tensor", "ipip"},  {"write_tensor", "ipip"},
+    {NULL, NULL},
 };
 
 static LLVMTypeRef api_type(LLVMContextRef ctx, char c) {
@@ -603,8 +602,8 @@ static void build_api(LLVMModuleRef mod, LLVMContextRef ctx, const char *prefix,
   LLVMTypeRef i8p = api_type(ctx, 'p');
   LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);   // ours: disposed below
   unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-  for (int i = 0; i < countof(api); i++) {
-    const char *sig = api[i].sig;
+  for (const CgApiFunction *f = cg_api; f->name; f++) {
+    const char *sig = f->sig;
     int np = (int)strlen(sig) - 1;
     LLVMTypeRef params[9];
     params[0] = i8p;
@@ -614,9 +613,9 @@ static void build_api(LLVMModuleRef mod, LLVMContextRef ctx, const char *prefix,
     LLVMTypeRef fty = LLVMFunctionType(ret, params + 1, (unsigned)np, 0);
     LLVMTypeRef cty = LLVMFunctionType(ret, params, (unsigned)np + 1, 0);
     char name[160];
-    snprintf(name, sizeof name, "nncrt%d_%s", RT_ABI, api[i].name);
+    snprintf(name, sizeof name, "nncrt%d_%s", RT_ABI, f->name);
     LLVMValueRef callee = LLVMAddFunction(mod, name, cty);
-    snprintf(name, sizeof name, "%s_%s", prefix, api[i].name);
+    snprintf(name, sizeof name, "%s_%s", prefix, f->name);
     LLVMValueRef fn = LLVMAddFunction(mod, name, fty);
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(ctx, nounwind, 0));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
