@@ -149,6 +149,7 @@ void exec_init_params(Exec *ex, uint64_t seed) {
     ex->be->write(ex, n, k, p);
     free(p);
   }
+  rng_seed(&ex->rng, seed, 0x64726f70ULL);   // "drop": a run's dropout masks follow its seed too
   ex->steps = 0;
 }
 

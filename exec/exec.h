@@ -47,7 +47,9 @@ const char *exec_backend(const Exec *ex);
 const KProgram *exec_program(const Exec *ex, EntryKind entry, CgTimes *times);
 
 // Fills every parameter and buffer from its initializer, drawing from a
-// generator seeded with seed (PyTorch's distributions, not its numbers).
+// generator seeded with seed (PyTorch's distributions, not its numbers),
+// and seeds the dropout generator with seed: a new run's every random
+// draw follows its --seed. Step 0.
 void exec_init_params(Exec *ex, uint64_t seed);
 
 // Floats per sample a model reads: every input's values, one input after

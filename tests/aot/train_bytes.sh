@@ -46,6 +46,18 @@ for m in mlp:640 cnn:320; do
   [ -n "$a" ] && [ "$a" = "$b" ] && ok "$model: nnc eval reads the artifact's checkpoint: $a" || bad "$model: eval '$a' vs '$b'"
 done
 
+# Another seed: nnc train --seed S draws the weights and the dropout masks
+# from S, as the artifact's init(S) does (cnn has dropout).
+if [ -x "$tmp/cnn/train_check" ] &&
+   "$nnc" train models/cnn.nn --epochs 1 --limit 128 --no-shuffle --no-test --threads 2 --seed 5 \
+     --out "$tmp/cnn/run5" --progress none -q &&
+   SEED=5 "$tmp/cnn/train_check" "$data" 128 2 "$tmp/cnn/aot5.safetensors" "$tmp/cnn/run5/checkpoint.safetensors" \
+     >"$tmp/cnn/log5" 2>&1; then
+  ok "cnn with --seed 5: nnc train's bytes, dropout masks included"
+else
+  bad "cnn with --seed 5 differs"; cat "$tmp/cnn/log5"
+fi
+
 # Another CPU: the same training within rounding (its vector code may differ).
 if build haswell mlp --cpu haswell; then
   "$tmp/haswell/train_check" "$data" 640 2 "$tmp/haswell/aot.safetensors" >"$tmp/haswell/log" 2>&1 || bad "haswell: training failed"

@@ -6,6 +6,8 @@
 // tensors byte for byte.
 //
 //   train_check DATA_DIR LIMIT THREADS OUT.safetensors [NNC_TRAIN.safetensors]
+//
+// SEED in the environment replaces the model's seed (as nnc train --seed).
 #include "model.h"
 #include "nncrt.h"
 
@@ -37,7 +39,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "train_check: %s\n", err);
     return 1;
   }
-  model_init(ctx, MODEL_SEED);
+  const char *seed = getenv("SEED");
+  model_init(ctx, seed ? strtoull(seed, NULL, 10) : MODEL_SEED);
   double sum = 0;
   for (int64_t at = 0; at < limit; at += MODEL_MAX_BATCH) {
     int64_t B = limit - at < MODEL_MAX_BATCH ? limit - at : MODEL_MAX_BATCH;
