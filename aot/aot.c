@@ -578,15 +578,6 @@ static bool link_shared(const char *cc, const char *obj, const char *runtime, co
 // The command
 //
 
-static unsigned model_entries(const Model *m) {
-  unsigned e = 1u << ENTRY_FORWARD;
-  if (m->g->loss)
-    e |= 1u << ENTRY_EVAL;
-  if (m->g->loss && m->steps)
-    e |= 1u << ENTRY_TRAIN;
-  return e;
-}
-
 bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, size_t errsz) {
   *usage = true;
   const char *prefix = o->name ? o->name : m->g->name;
@@ -595,7 +586,7 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
            "identifier of at most %d characters with --name", prefix, prefix, MAX_NAME);
     return false;
   }
-  unsigned all = model_entries(m), want = o->entries ? o->entries : all;
+  unsigned all = pass_entries(m), want = o->entries ? o->entries : all;
   for (int e = 0; e < ENTRY_COUNT; e++)
     if (want & ~all & (1u << e)) {
       errorf(err, errsz, "model '%s' has no %s entry point: %s\n---> HINT: leave %s out of --entry", m->g->name,

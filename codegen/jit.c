@@ -512,6 +512,22 @@ void cg_free(CgModule *m) {
 // The optimized module as LLVM IR, host assembly, or an object file.
 typedef enum { OUT_LLVM, OUT_ASM, OUT_OBJECT } OutKind;
 
+// mod as t's assembly or object file, written to out; false with a message.
+static bool write_code(FILE *out, const Target *t, LLVMModuleRef mod, bool assembly, char *err, size_t errsz) {
+  char *msg = NULL;
+  LLVMMemoryBufferRef mb;
+  if (LLVMTargetMachineEmitToMemoryBuffer(t->tm, mod, assembly ? LLVMAssemblyFile : LLVMObjectFile, &msg, &mb)) {
+    fail_msg(err, errsz, assembly ? "LLVM could not make assembly" : "LLVM could not make an object file", msg);
+    LLVMDisposeMessage(msg);
+    return false;
+  }
+  size_t n = LLVMGetBufferSize(mb);
+  bool ok = fwrite(LLVMGetBufferStart(mb), 1, n, out) == n;   // mb is ours
+  LLVMDisposeMemoryBuffer(mb);
+  return ok || fail_msg(err, errsz, assembly ? "could not write the assembly" : "could not write the object file",
+                        NULL);
+}
+
 static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, OutKind kind, char *err,
                          size_t errsz) {
   Target t;
@@ -519,21 +535,14 @@ static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, OutKi
     return false;
   bool ok = false;
   CgTimes times;
-  char entry[96], *msg = NULL;
+  char entry[96];
   LLVMContextRef ctx = LLVMContextCreate();                   // ours: disposed below
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc", ctx);   // ours: disposed below
   if (!build_optimized(mod, p, &t, 0, 1, entry, sizeof entry, &times, err, errsz))
     goto cleanup;
   if (kind != OUT_LLVM) {
-    LLVMMemoryBufferRef mb;
-    if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, kind == OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &msg,
-                                            &mb)) {
-      fail_msg(err, errsz, kind == OUT_ASM ? "LLVM could not make assembly" : "LLVM could not make an object file",
-               msg);
+    if (!write_code(out, &t, mod, kind == OUT_ASM, err, errsz))
       goto cleanup;
-    }
-    fwrite(LLVMGetBufferStart(mb), 1, LLVMGetBufferSize(mb), out);   // mb is ours
-    LLVMDisposeMemoryBuffer(mb);
   } else {
     char *text = LLVMPrintModuleToString(mod);                // ours
     fputs(text, out);
@@ -541,7 +550,6 @@ static bool print_module(FILE *out, const KProgram *p, const CgOptions *o, OutKi
   }
   ok = true;
 cleanup:
-  LLVMDisposeMessage(msg);
   LLVMDisposeModule(mod);
   LLVMContextDispose(ctx);
   target_free(&t);
@@ -691,16 +699,7 @@ bool cg_emit_artifact(FILE *out, const CgArtifact *a, const CgOptions *o, char *
   }
   LLVMDisposeMessage(msg);
   msg = NULL;
-  LLVMMemoryBufferRef mb;
-  if (LLVMTargetMachineEmitToMemoryBuffer(t.tm, mod, LLVMObjectFile, &msg, &mb)) {
-    fail_msg(err, errsz, "LLVM could not make an object file", msg);
-    goto cleanup;
-  }
-  size_t n = LLVMGetBufferSize(mb);
-  ok = fwrite(LLVMGetBufferStart(mb), 1, n, out) == n;   // mb is ours
-  LLVMDisposeMemoryBuffer(mb);
-  if (!ok)
-    fail_msg(err, errsz, "could not write the object file", NULL);
+  ok = write_code(out, &t, mod, false, err, errsz);
 cleanup:
   LLVMDisposeMessage(msg);
   LLVMDisposeModule(mod);

@@ -10,7 +10,6 @@
 // copies are alike node for node, so the per-node tables are shared too.
 #include "backend.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,19 +99,6 @@ static const KProgram *cpu_program(const Exec *ex, EntryKind entry, CgTimes *tim
   return ex->prog[entry]->prog;
 }
 
-// The per-step scalars of the compiled updates (KS_*), computed as
-// k_sgd_step and k_adam_step compute them: in double, rounded to float.
-static void write_scalars(const Exec *ex, float *s, double lr) {
-  const OptimConfig *o = &ex->m->opt;
-  double t = (double)ex->steps;
-  s[KS_NEG_LR] = (float)-lr;
-  s[KS_FIRST] = ex->steps == 1 ? 1.0f : 0.0f;
-  s[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(o->beta1, t)));
-  s[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(o->beta2, t));
-  s[KS_DECAY] = (float)(1.0 - lr * o->weight_decay);
-  s[KS_APPLY] = 1;
-}
-
 static double cpu_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
   const Compilation *comp = ex->prog[entry];
   const KProgram *p = comp->prog;
@@ -121,26 +107,15 @@ static double cpu_run(Exec *ex, EntryKind entry, int64_t B, const float *x, cons
   const IrGraph *g = ex->g;
   bind_program(ex, p);
   exec_feed(ex, B, x, y);
-  if (entry == ENTRY_TRAIN)
-    ex->steps++;
   for (int i = 0; i < g->nnodes; i++)
     ex->done[i] = ex->need[entry][i] && ex->buf[i] != NULL;
-  RtContext *c = ex->ctx;
-  rt_context_begin_step(c);
-  c->training = entry == ENTRY_TRAIN;
-  c->dropout = ex->dropout;
-  c->lr = lr;
-  c->steps = ex->steps;
-  c->tick = ex->tick;
-  c->tick_arg = ex->tick_arg;
-  c->scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL;
-  if (c->scalars)
-    write_scalars(ex, c->scalars, lr);
-  rt_blas_threads(1);
-  cg_entry(ex->mod[entry])(ex->arena, ex->state, B, &ex->calls);
-  if (c->skip_updates)
-    ex->steps--;
-  return c->loss;
+  const OptimConfig *o = &ex->m->opt;
+  RtStep s = {.training = entry == ENTRY_TRAIN, .dropout = ex->dropout, .lr = lr, .beta1 = o->beta1,
+              .beta2 = o->beta2, .weight_decay = o->weight_decay,
+              .scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL};
+  ex->ctx->tick = ex->tick;
+  ex->ctx->tick_arg = ex->tick_arg;
+  return rt_context_run(ex->ctx, cg_entry(ex->mod[entry]), &ex->calls, ex->arena, ex->state, B, &s, &ex->steps);
 }
 
 const ExecBackend exec_cpu = {

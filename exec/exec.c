@@ -78,17 +78,6 @@ static void list_state(Exec *ex) {
   }
 }
 
-// The entry points m can run: forward; eval with a loss; train after
-// autodiff.
-static unsigned model_entries(const Model *m) {
-  unsigned e = 1u << ENTRY_FORWARD;
-  if (m->g->loss)
-    e |= 1u << ENTRY_EVAL;
-  if (m->g->loss && m->steps)
-    e |= 1u << ENTRY_TRAIN;
-  return e;
-}
-
 Exec *exec_new(const char *backend, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
   const ExecBackend *be = backend ? find_backend(backend) : NULL;
   if (!be) {
@@ -97,7 +86,7 @@ Exec *exec_new(const char *backend, const Model *m, const ExecOptions *o, char *
   }
   if (o->max_batch < 1)
     nnc_bug(__FILE__, __LINE__, "exec_new: max_batch under 1");
-  unsigned all = model_entries(m);
+  unsigned all = pass_entries(m);
   if (o->entries & ~all)
     nnc_bug(__FILE__, __LINE__, "exec_new: an entry point the model cannot run (no loss, or no autodiff)");
   Exec *ex = xcalloc(1, sizeof *ex);

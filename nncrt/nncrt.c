@@ -1,8 +1,9 @@
 // nncrt.c: the runtime library's side of an artifact (`nnc compile`): a
 // context holds a compiled model's state, arena and thread pool, and runs
-// its entry functions exactly as the cpu backend runs the same code (the
-// same calls into runtime/, the same per-step scalars, the same dropout
-// generator), so an artifact's numbers are the JIT's to the bit.
+// its entry functions exactly as the cpu backend runs the same code (one
+// rt_context_run: the same calls into runtime/, the same per-step scalars;
+// the same dropout generator), so an artifact's numbers are the JIT's to
+// the bit.
 //
 // Everything comes from the artifact (RtArtifact, runtime.h): no graph, no
 // compiler. Checkpoints are read and written through data/, with the checks
@@ -287,41 +288,17 @@ static void feed(nncrt_context *c, int e, int64_t B, const float *x, const void 
     memcpy(c->arena + en->target, y, 4 * (size_t)(B * in->target_numel));
 }
 
-// The per-step scalars of the compiled updates (KS_*), as the cpu backend
-// computes them (exec/cpu.c): in double, rounded to float.
-static void write_scalars(const nncrt_context *c, float *s, double lr) {
-  const RtModelInfo *in = c->info;
-  double t = (double)c->steps;
-  s[KS_NEG_LR] = (float)-lr;
-  s[KS_FIRST] = c->steps == 1 ? 1.0f : 0.0f;
-  s[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(in->beta1, t)));
-  s[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(in->beta2, t));
-  s[KS_DECAY] = (float)(1.0 - lr * in->weight_decay);
-  s[KS_APPLY] = 1;
-}
-
 static double run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, double lr) {
   const RtEntryInfo *en = &c->info->entry[e];
   settle(c);
   feed(c, e, B, x, y);
-  if (e == RT_ENTRY_TRAIN)
-    c->steps++;
-  RtContext *rt = c->rt;
-  rt_context_begin_step(rt);
-  rt->training = e == RT_ENTRY_TRAIN;
-  rt->dropout = true;
-  rt->lr = lr;
-  rt->steps = c->steps;
-  rt->scalars = en->scalars >= 0 ? (float *)(c->arena + en->scalars) : NULL;
-  if (rt->scalars)
-    write_scalars(c, rt->scalars, lr);
-  rt_blas_threads(1);
-  c->a->entry[e](c->arena, c->state, B, &c->calls);
-  if (rt->skip_updates)
-    c->steps--;
+  const RtModelInfo *in = c->info;
+  RtStep s = {.training = e == RT_ENTRY_TRAIN, .dropout = true, .lr = lr, .beta1 = in->beta1, .beta2 = in->beta2,
+              .weight_decay = in->weight_decay, .scalars = en->scalars >= 0 ? (float *)(c->arena + en->scalars) : NULL};
+  double loss = rt_context_run(c->rt, c->a->entry[e], &c->calls, c->arena, c->state, B, &s, &c->steps);
   c->batch = B;
   c->last = e;
-  return rt->loss;
+  return loss;
 }
 
 static int copy_output(const nncrt_context *c, float *out) {

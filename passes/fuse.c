@@ -37,6 +37,15 @@ typedef struct Fuse {
   KProgram *p;
 } Fuse;
 
+unsigned pass_entries(const Model *m) {
+  unsigned e = 1u << ENTRY_FORWARD;
+  if (m->g->loss)
+    e |= 1u << ENTRY_EVAL;
+  if (m->g->loss && m->steps)
+    e |= 1u << ENTRY_TRAIN;
+  return e;
+}
+
 void pass_needed(const Model *m, EntryKind entry, bool *need) {
   const IrGraph *g = m->g;
   memset(need, 0, sizeof(bool) * g->nnodes);

@@ -81,6 +81,9 @@ bool pass_autodiff(Model *m, Diag *d);
 
 // Marks in need[] (one flag per node of m->g) the nodes entry computes.
 void pass_needed(const Model *m, EntryKind entry, bool *need);
+// The entry points m can run (bits 1 << ENTRY_*): forward; eval with a
+// loss; train with a loss after autodiff.
+unsigned pass_entries(const Model *m);
 
 // simplify.c: rewrites m's graph in place: algebraic identities (x * 1,
 // x + 0, -(-x), reshapes of reshapes), constants folded, common

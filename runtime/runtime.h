@@ -332,6 +332,24 @@ void rt_context_free(RtContext *c);
 void rt_context_reserve(RtContext *c, int slot, int64_t bytes);
 // Resets what a step records: the slots written, the loss.
 void rt_context_begin_step(RtContext *c);
+
+// One step's settings, for rt_context_run.
+typedef struct RtStep {
+  bool training;                       // training mode (batch statistics, dropout, updates): a step of t
+  bool dropout;                        // dropout applies in training
+  double lr;                           // the step's learning rate
+  double beta1, beta2, weight_decay;   // the optimizer's, for its per-step scalars
+  float *scalars;                      // where the program reads its per-step scalars (KS_*), or NULL
+} RtStep;
+
+// Runs a compiled entry point once on c, as every executor of compiled
+// code does: the step's settings set, *steps (the optimizer's t) counted
+// up for a training step, the per-step scalars written (in double, rounded
+// to float, as k_sgd_step and k_adam_step compute them), OpenBLAS kept on
+// one thread, fn called; a training step whose loss is not finite made no
+// update (the updates check it) and is not counted. Returns the loss.
+double rt_context_run(RtContext *c, RtEntryFn fn, const RtCalls *calls, char *arena, char *state, int64_t B,
+                      const RtStep *s, int64_t *steps);
 // The calls compiled code makes, bound to c.
 RtCalls rt_context_calls(RtContext *c);
 // Runs library kernel k for batch B on c's pool (what RtCalls.lib does).
