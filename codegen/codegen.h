@@ -82,4 +82,66 @@ const char *cg_host_cpu(void);
 const char *cg_host_triple(void);   // LLVM's default target triple ("x86_64-pc-linux-gnu")
 int cg_vector_width(void);
 
+//
+// The cuda backend's code (cuda.c, cuda_lib.c, cuda_conv.c)
+//
+// cg_cuda_generate() writes a KProgram as CUDA C: a __global__ function
+// per loop kernel (and per part of a library kernel), GEMMs as tiled
+// kernels with their epilogue fused, every one of one signature (cuda_gen.h:
+// arena, state, aux slots, step block, batch), and the launches that run
+// the program in order. NVRTC compiles the source for a device; the host
+// shim (cuda_shim.c) compiles the very same text with the host's C
+// compiler and runs it on the CPU.
+
+// One launch of the plan: function `name`, a grid of ceil(work / per_block)
+// blocks in x (work: coef, times B when batched) by grid_y by grid_z, of
+// `block` threads; barrier: it calls __syncthreads.
+typedef struct CgCudaLaunch {
+  char name[64];
+  int kernel;            // the program's kernel it belongs to
+  KExtent work;
+  int64_t per_block;
+  int64_t grid_y, grid_z;
+  int block;
+  bool barrier;
+} CgCudaLaunch;
+
+typedef struct CgCuda {
+  char *source;          // the whole program's CUDA C
+  CgCudaLaunch *launch;
+  int nlaunch;
+  int nkeys;             // dropout keys the step block holds, in program order:
+  float *key_p;          // key j is drawn for a dropout of probability key_p[j] (k_dropout_key)
+} CgCuda;
+
+// The CUDA C of p and its launch plan; NULL with a message in err when a
+// kernel cannot be generated (a compiler bug, or a shape CUDA's grid limits
+// cannot run).
+CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz);
+void cg_cuda_free(CgCuda *c);
+// Launch l's grid at batch B; grid[0] is 0 when there is nothing to run.
+void cg_cuda_grid(const CgCudaLaunch *l, int64_t B, unsigned grid[3]);
+
+// The signature of every generated kernel (NNC_ARGS in cuda_gen.h).
+typedef void (*CgCudaFn)(char *arena, char *state, char *const *aux, char *step, long long B);
+
+// The host shim (cuda_shim.c): CUDA C run on the CPU. cg_cuda_host_load
+// compiles src with the host's C compiler ($NNC_CC, else cc) behind a
+// header that defines CUDA's built-ins (threadIdx, blockIdx, blockDim,
+// gridDim, __shared__, __syncthreads as a real barrier across the block's
+// threads, run as fibers) and loads it; NULL with the compiler's messages
+// in err.
+typedef struct CgCudaHost CgCudaHost;
+CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz);
+CgCudaFn cg_cuda_host_fn(CgCudaHost *h, const char *name);   // NULL: no such kernel
+// Runs fn (named name, for messages) on grid[0] x grid[1] x grid[2] blocks
+// of `block` threads; false with a message naming the kernel when the
+// launch is not one CUDA would run (more than 1024 threads, a barrier some
+// threads of a block never reach, __syncthreads in a launch without
+// barrier).
+bool cg_cuda_host_launch(CgCudaHost *h, const char *name, CgCudaFn fn, const unsigned grid[3], unsigned block,
+                         bool barrier, char *arena, char *state, char *const *aux, char *step, long long B,
+                         char *err, size_t errsz);
+void cg_cuda_host_free(CgCudaHost *h);
+
 #endif
