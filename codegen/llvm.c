@@ -33,6 +33,7 @@
 // Pointer types come from LLVMPointerType(elem, 0): typed pointers in
 // LLVM 14, hence the bitcasts, which fold away where every pointer is the
 // one opaque `ptr` (LLVM 15 and later).
+#include "cg_kernel.h"
 #include "cg_llvm.h"
 
 #include <llvm-c/Analysis.h>
@@ -476,7 +477,6 @@ typedef struct TileEpi {
 } TileEpi;
 
 // Whether ix is C[i][j] of a product of n columns.
-static bool is_c_index(const KIndex *ix, int64_t n) { return ix->offset == 0 && ix->stride[0] == n && ix->stride[1] == 1; }
 
 // &buffer[offset + stride[0] * row + stride[1] * col] (stride[1] is 0 or 1).
 static LLVMValueRef tile_address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVMTypeRef elem) {
@@ -492,7 +492,7 @@ static LLVMValueRef tile_address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVM
 
 static LLVMValueRef tile_load(Cg *c, Nest *n, const KInstr *in) {
   TileEpi *t = n->tile;
-  if (in->op == KI_LOAD && n->s->of[in->buf] == t->cslot && is_c_index(&in->idx, n->k->dims[1]))
+  if (in->op == KI_LOAD && n->s->of[in->buf] == t->cslot && cg_is_c_index(&in->idx, n->k->dims[1]))
     return t->value;
   LLVMTypeRef elem = in->op == KI_LOADI ? c->i32 : c->f32;
   LLVMValueRef ptr = tile_address(c, n, in->buf, &in->idx, elem), v;
@@ -865,63 +865,6 @@ static RtGemmKernels uk_shape(int w) {
   return (RtGemmKernels){.tile_m = 6, .tile_n = 2 * w, .dot_m = 2, .dot_n = 4, .row_n = w < 8 ? w : 8};
 }
 
-// Whether two buffers lie in the same block (the arena or the state), and
-// whether their bytes overlap, or they start at one place.
-static bool same_block(const KBufInfo *x, const KBufInfo *y) { return (x->space == KB_STATE) == (y->space == KB_STATE); }
-
-static bool overlap(const KProgram *p, const IrNode *a, const IrNode *b) {
-  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
-  return same_block(x, y) && x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
-}
-
-static bool same_place(const KProgram *p, const IrNode *a, const IrNode *b) {
-  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
-  return same_block(x, y) && x->offset == y->offset;
-}
-
-static bool same_index(const KIndex *a, const KIndex *b) {
-  return a->offset == b->offset && a->stride[0] == b->stride[0] && a->stride[1] == b->stride[1];
-}
-
-// Whether GEMM g's epilogue (checked) can run on its register tiles, as
-// each tile of C is done: an elementwise loop over [M, N] that reads C at
-// the point, other buffers along a row (or one element a row), writes one
-// element per point, and writes nothing another tile reads: not A, not B,
-// and where it writes it reads only the element it writes.
-static bool epilogue_on_tile(Cg *c, const Kernel *g) {
-  const Kernel *e = g->epilogue;
-  const KProgram *p = c->p;
-  if (e->ndim != 2 || g->n.batched || (g->m.batched && g->m.coef != 1) ||
-      e->dims[0] != (g->m.batched ? IR_N : g->m.coef) || e->dims[1] != g->n.coef)
-    return false;
-  const IrNode *A = g->bufs[0], *Bm = g->bufs[1], *C = g->bufs[2];
-  for (int i = 0; i < e->nstores; i++) {
-    const KStore *st = &e->stores[i];
-    const IrNode *x = e->bufs[st->buf];
-    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || (st->idx.stride[0] == 0 && e->dims[0] != 1) ||
-        overlap(p, x, A) || overlap(p, x, Bm) ||
-        (overlap(p, x, C) && !(same_place(p, x, C) && is_c_index(&st->idx, g->n.coef))))
-      return false;
-  }
-  for (int i = 0; i < e->nbody; i++) {
-    const KInstr *in = &e->body[i];
-    if (in->op == KI_INDEX)
-      return false;
-    if (in->op != KI_LOAD && in->op != KI_LOADI)
-      continue;
-    const IrNode *x = e->bufs[in->buf];
-    if ((in->idx.stride[1] != 0 && in->idx.stride[1] != 1) ||
-        (overlap(p, x, C) && !(in->op == KI_LOAD && same_place(p, x, C) && is_c_index(&in->idx, g->n.coef))))
-      return false;
-    for (int j = 0; j < e->nstores; j++) {
-      const IrNode *y = e->bufs[e->stores[j].buf];
-      if (overlap(p, x, y) && !(same_place(p, x, y) && same_index(&in->idx, &e->stores[j].idx)))
-        return false;
-    }
-  }
-  return true;
-}
-
 // What a GEMM's micro-kernels do at the end of K.
 typedef struct UkPlan {
   const Kernel *g;       // the GEMM whose epilogue they run, or NULL (plain)
@@ -941,7 +884,7 @@ static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
     if (u->s.state[j] == (cb->space == KB_STATE) && u->s.offset[j] == cb->offset)
       u->cslot = j;
   for (int i = 0; i < e->nstores; i++)
-    if (same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && is_c_index(&e->stores[i].idx, g->n.coef))
+    if (cg_same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && cg_is_c_index(&e->stores[i].idx, g->n.coef))
       u->c_replaced = true;
 }
 
@@ -1535,7 +1478,7 @@ static void entry_name(char *buf, size_t size, const KProgram *p) {
 static bool build_gemm(Cg *c, int i, const Kernel *k, Built *bt) {
   if (!check_gemm(c, k) || (k->epilogue && !check_loop(c, k->epilogue)))
     return false;
-  bool on_tile = k->epilogue && epilogue_on_tile(c, k);
+  bool on_tile = k->epilogue && cg_epilogue_on_tile(c->p, k);
   char name[96];
   if (k->epilogue && !on_tile) {
     fn_name(name, sizeof name, i, k, "_epilogue");

@@ -1,0 +1,19 @@
+// cg_kernel.h: what codegen's two generators (llvm.c, cuda.c) share about
+// kernels; not part of codegen's interface (that is codegen.h).
+#ifndef NNC_CG_KERNEL_H
+#define NNC_CG_KERNEL_H
+
+#include "codegen.h"
+
+// Whether ix is C's element at the point of an [M, n] loop: i0 * n + i1.
+bool cg_is_c_index(const KIndex *ix, int64_t n);
+// Whether nodes a and b start at the same place of the same block.
+bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b);
+// Whether GEMM g's epilogue (checked) can run on each element of C as its
+// sum is done: an elementwise loop over [M, N] that reads C at the point,
+// other buffers along a row (or one element a row), writes one element per
+// point, and writes nothing another tile reads: not A, not B, and where it
+// writes it reads only the element it writes.
+bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g);
+
+#endif

@@ -1,0 +1,60 @@
+// epilogue.c: what the two code generators (LLVM, CUDA) decide alike
+// about a GEMM's epilogue: whether it can run on each element of C as soon
+// as that element's sum is done, instead of as a loop after the product.
+#include "cg_kernel.h"
+
+bool cg_is_c_index(const KIndex *ix, int64_t n) { return ix->offset == 0 && ix->stride[0] == n && ix->stride[1] == 1; }
+
+// Whether two buffers lie in the same block (the arena or the state), and
+// whether their bytes overlap, or they start at one place.
+static bool same_block(const KBufInfo *x, const KBufInfo *y) { return (x->space == KB_STATE) == (y->space == KB_STATE); }
+
+static bool overlap(const KProgram *p, const IrNode *a, const IrNode *b) {
+  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
+  return same_block(x, y) && x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
+}
+
+bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b) {
+  const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];
+  return same_block(x, y) && x->offset == y->offset;
+}
+
+static bool same_index(const KIndex *a, const KIndex *b) {
+  return a->offset == b->offset && a->stride[0] == b->stride[0] && a->stride[1] == b->stride[1];
+}
+
+// (cg_kernel.h) The LLVM backend runs it on its register tiles, the CUDA
+// backend on each thread's elements.
+bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g) {
+  const Kernel *e = g->epilogue;
+  if (e->ndim != 2 || g->n.batched || (g->m.batched && g->m.coef != 1) ||
+      e->dims[0] != (g->m.batched ? IR_N : g->m.coef) || e->dims[1] != g->n.coef)
+    return false;
+  const IrNode *A = g->bufs[0], *Bm = g->bufs[1], *C = g->bufs[2];
+  for (int i = 0; i < e->nstores; i++) {
+    const KStore *st = &e->stores[i];
+    const IrNode *x = e->bufs[st->buf];
+    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || (st->idx.stride[0] == 0 && e->dims[0] != 1) ||
+        overlap(p, x, A) || overlap(p, x, Bm) ||
+        (overlap(p, x, C) && !(cg_same_place(p, x, C) && cg_is_c_index(&st->idx, g->n.coef))))
+      return false;
+  }
+  for (int i = 0; i < e->nbody; i++) {
+    const KInstr *in = &e->body[i];
+    if (in->op == KI_INDEX)
+      return false;
+    if (in->op != KI_LOAD && in->op != KI_LOADI)
+      continue;
+    const IrNode *x = e->bufs[in->buf];
+    if ((in->idx.stride[1] != 0 && in->idx.stride[1] != 1) ||
+        (overlap(p, x, C) && !(in->op == KI_LOAD && cg_same_place(p, x, C) && cg_is_c_index(&in->idx, g->n.coef))))
+      return false;
+    for (int j = 0; j < e->nstores; j++) {
+      const IrNode *y = e->bufs[e->stores[j].buf];
+      if (overlap(p, x, y) && !(cg_same_place(p, x, y) && same_index(&in->idx, &e->stores[j].idx)))
+        return false;
+    }
+  }
+  return true;
+}
+
