@@ -267,6 +267,15 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
   extent_expr(M, sizeof M, m->m);
   extent_expr(N, sizeof N, m->n);
   extent_expr(K, sizeof K, m->kdim);
+  char a_split[64], b_split[64];
+  if (m->a_along_r)
+    snprintf(a_split, sizeof a_split, "int i = e %% %d, kk_ = e / %d;", TM, TM);
+  else
+    snprintf(a_split, sizeof a_split, "int i = e / %d, kk_ = e %% %d;", TK, TK);
+  if (m->b_along_k)
+    snprintf(b_split, sizeof b_split, "int kk_ = e %% %d, j = e / %d;", TK, TK);
+  else
+    snprintf(b_split, sizeof b_split, "int kk_ = e / %d, j = e %% %d;", TN, TN);
   cuda_begin_kernel(g, m->k, m->name, m->what);
   sb_printf(s, "  if ((long long)blockIdx.x * %d >= %s || (long long)blockIdx.y * %d >= %s)\n    return;   // (the whole block)\n", TM, M, TN, N);
   sb_printf(s,
@@ -285,12 +294,12 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
             "      acc[i][j] = 0.0f;\n"
             "  for (long long k0 = 0; k0 < K; k0 += %d) {\n"
             "    for (int e = threadIdx.x; e < %d; e += 256) {\n"
-            "      int i = e / %d, kk_ = e %% %d;\n"
+            "      %s\n"
             "      long long r = row0 + i, kk = k0 + kk_;\n"
             "      As[kk_][i] = r < M && kk < K ? (%s) : 0.0f;\n"
             "    }\n"
             "    for (int e = threadIdx.x; e < %d; e += 256) {\n"
-            "      int kk_ = e / %d, j = e %% %d;\n"
+            "      %s\n"
             "      long long c = col0 + j, kk = k0 + kk_;\n"
             "      Bs[kk_][j] = c < N && kk < K ? (%s) : 0.0f;\n"
             "    }\n"
@@ -316,7 +325,7 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
             "      }\n"
             "    }\n"
             "}\n",
-            TM, TN, TK, TM * TK, TK, TK, m->a_at, TK * TN, TN, TN, m->b_at, TK, m->store);
+            TM, TN, TK, TM * TK, a_split, m->a_at, TK * TN, b_split, m->b_at, TK, m->store);
   // Tiles of rows in x (M may grow with the batch), of columns in y (at
   // most 65535: 4 million columns; tiles past a smaller batch's columns
   // return at once).
@@ -359,8 +368,8 @@ static void put_index(StrBuf *s, const KIndex *ix, int ndim) {
 static void put_bases(CudaGen *g, const Kernel *k) {
   for (int j = 0; j < k->nbufs; j++) {
     const KBufInfo *b = &g->p->buf[k->bufs[j]->id];
-    sb_printf(&g->src, "  char *b%d = %s + %lldLL;\n", j, b->space == KB_STATE ? "state" : "arena",
-              (long long)b->offset);
+    sb_printf(&g->src, "  char *b%d = %s + %lldLL;\n  (void)b%d;\n", j, b->space == KB_STATE ? "state" : "arena",
+              (long long)b->offset, j);
   }
 }
 
@@ -660,7 +669,7 @@ static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
   snprintf(b_at, sizeof b_at, k->tb ? "gb[c * K + kk]" : "gb[kk * N + c]");
   bool on_elem = k->epilogue && cg_epilogue_on_tile(g->p, k);
   StrBuf saved, pro = {0};
-  sb_printf(&pro, "  const float *ga = %s, *gb = %s;\n  float *gc = %s;\n", pa, pb, pc);
+  sb_printf(&pro, "  const float *ga = %s, *gb = %s;\n  float *gc = %s;\n  (void)gc;\n", pa, pb, pc);
   char *store;
   const char *value = k->accumulate ? "gc[r * N + c] + v" : "v";
   if (!on_elem) {
@@ -701,7 +710,8 @@ static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
            k->m.batched ? "B" : "", (long long)k->n.coef, k->n.batched ? "B" : "", k->accumulate ? "+" : "",
            k->ta ? "T" : "", k->tb ? "T" : "", on_elem ? ", then the epilogue on each element" : "");
   CudaGemm m = {.kernel = ki, .k = k, .name = name, .what = what, .m = k->m, .n = k->n, .kdim = k->k,
-                .prologue = pro.data, .a_at = a_at, .b_at = b_at, .store = store};
+                .prologue = pro.data, .a_at = a_at, .b_at = b_at, .store = store, .a_along_r = k->ta,
+                .b_along_k = k->tb};
   cuda_emit_gemm(g, &m);
   free(store);
   sb_free(&pro);

@@ -111,6 +111,11 @@ typedef struct CudaGemm {
   const char *prologue;
   const char *a_at, *b_at;   // expressions of r, kk and of kk, c
   const char *store;
+  // Which index of an operand consecutive threads load along (coalesced
+  // reads where that index is contiguous in memory): false, the default,
+  // loads A along kk and B along c (A stored [M, K], B [K, N]); true loads
+  // A along r (A stored [K, M]) and B along kk (B stored [N, K]).
+  bool a_along_r, b_along_k;
 } CudaGemm;
 void cuda_emit_gemm(CudaGen *g, const CudaGemm *m);
 
