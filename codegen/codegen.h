@@ -122,6 +122,16 @@ void cg_cuda_free(CgCuda *c);
 // Launch l's grid at batch B; grid[0] is 0 when there is nothing to run.
 void cg_cuda_grid(const CgCudaLaunch *l, int64_t B, unsigned grid[3]);
 
+// ptx with the comment lines above each kernel of its source src (what it
+// computes, its .nn lines) above each `.entry` (`nnc emit --stage ptx`).
+// The caller frees the result.
+char *cg_cuda_annotate_ptx(const char *src, const char *ptx);
+
+// What a compiler's log (NVRTC's, or the host compiler's for the shim) of
+// source src means: the kernel of the first error's line named, then the
+// log, into out.
+void cg_cuda_explain(const char *src, const char *log, char *out, size_t size);
+
 // The signature of every generated kernel (NNC_ARGS in cuda_gen.h).
 typedef void (*CgCudaFn)(char *arena, char *state, char *const *aux, char *step, long long B);
 

@@ -796,3 +796,80 @@ void cg_cuda_free(CgCuda *c) {
   free(c->key_p);
   free(c);
 }
+
+//
+// PTX with the source's comments
+//
+
+// The comment lines right above `NNC_KERNEL void name(` in src, for each
+// kernel, put above `.entry name(` in ptx: each kernel's part of the .nn
+// file. The caller frees the result.
+char *cg_cuda_annotate_ptx(const char *src, const char *ptx) {
+  StrBuf out = {0};
+  for (const char *line = ptx; *line;) {
+    const char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+    const char *entry = strstr(line, ".entry ");
+    if (entry && entry < line + len) {
+      const char *name = entry + 7;
+      size_t n = strcspn(name, "( \n");
+      char pat[96];
+      snprintf(pat, sizeof pat, "NNC_KERNEL void %.*s(", (int)(n < 64 ? n : 64), name);
+      const char *at = strstr(src, pat);
+      if (at && at > src) {   // back over the comment lines above it
+        const char *first = at;
+        while (first > src) {
+          const char *prev = first - 1;
+          while (prev > src && prev[-1] != '\n')
+            prev--;
+          if (strncmp(prev, "//", 2))
+            break;
+          first = prev;
+        }
+        for (const char *c = first; c < at; c++)
+          sb_putc(&out, *c);
+      }
+    }
+    for (size_t i = 0; i < len; i++)
+      sb_putc(&out, line[i]);
+    line += len;
+  }
+  return out.data ? out.data : xcalloc(1, 1);
+}
+
+// The kernel of src that holds line `line` (counted from 1): the name of
+// the last `NNC_KERNEL void name(` at or above it, into buf; false if none.
+static bool kernel_at_line(const char *src, long line, char *buf, size_t size) {
+  bool found = false;
+  long at = 1;
+  for (const char *s = src; *s && at <= line; at++) {
+    if (!strncmp(s, "NNC_KERNEL void ", 16)) {
+      size_t n = strcspn(s + 16, "(\n");
+      snprintf(buf, size, "%.*s", (int)(n < 63 ? n : 63), s + 16);
+      found = true;
+    }
+    const char *nl = strchr(s, '\n');
+    if (!nl)
+      break;
+    s = nl + 1;
+  }
+  return found;
+}
+
+void cg_cuda_explain(const char *src, const char *log, char *out, size_t size) {
+  const char *e = log ? strstr(log, "): error") : NULL;
+  char name[64];
+  if (e) {
+    const char *p = e;
+    while (p > log && p[-1] >= '0' && p[-1] <= '9')
+      p--;
+    long line = strtol(p, NULL, 10);
+    if (p > log && p[-1] == '(' && kernel_at_line(src, line, name, sizeof name)) {
+      snprintf(out, size, "kernel '%s' does not compile (a bug of nnc's CUDA code generator; please report it):\n%s",
+               name, log);
+      return;
+    }
+  }
+  snprintf(out, size, "the generated CUDA C does not compile (a bug of nnc's CUDA code generator; please report it):\n%s",
+           log ? log : "(no log)");
+}

@@ -96,6 +96,16 @@ void rt_context_begin_step(RtContext *c) {
   c->skip_updates = false;
 }
 
+void rt_step_scalars(float *k, const RtStep *s, int64_t steps) {
+  double t = (double)steps, lr = s->lr;
+  k[KS_NEG_LR] = (float)-lr;
+  k[KS_FIRST] = steps == 1 ? 1.0f : 0.0f;
+  k[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(s->beta1, t)));
+  k[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(s->beta2, t));
+  k[KS_DECAY] = (float)(1.0 - lr * s->weight_decay);
+  k[KS_APPLY] = 1;
+}
+
 double rt_context_run(RtContext *c, RtEntryFn fn, const RtCalls *calls, char *arena, char *state, int64_t B,
                       const RtStep *s, int64_t *steps) {
   if (s->training)
@@ -106,16 +116,8 @@ double rt_context_run(RtContext *c, RtEntryFn fn, const RtCalls *calls, char *ar
   c->lr = s->lr;
   c->steps = *steps;
   c->scalars = s->scalars;
-  if (s->scalars) {
-    double t = (double)*steps, lr = s->lr;
-    float *k = s->scalars;
-    k[KS_NEG_LR] = (float)-lr;
-    k[KS_FIRST] = *steps == 1 ? 1.0f : 0.0f;
-    k[KS_NEG_STEP_SIZE] = (float)-(lr / (1.0 - pow(s->beta1, t)));
-    k[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(s->beta2, t));
-    k[KS_DECAY] = (float)(1.0 - lr * s->weight_decay);
-    k[KS_APPLY] = 1;
-  }
+  if (s->scalars)
+    rt_step_scalars(s->scalars, s, *steps);
   rt_blas_threads(1);
   fn(arena, state, B, calls);
   if (c->skip_updates)

@@ -350,6 +350,10 @@ typedef struct RtStep {
 // update (the updates check it) and is not counted. Returns the loss.
 double rt_context_run(RtContext *c, RtEntryFn fn, const RtCalls *calls, char *arena, char *state, int64_t B,
                       const RtStep *s, int64_t *steps);
+// The per-step scalars k[KS_COUNT] of step `steps` (the optimizer's t) with
+// s's settings, as rt_context_run writes them (the cuda backend writes
+// them into device memory).
+void rt_step_scalars(float *k, const RtStep *s, int64_t steps);
 // The calls compiled code makes, bound to c.
 RtCalls rt_context_calls(RtContext *c);
 // Runs library kernel k for batch B on c's pool (what RtCalls.lib does).
