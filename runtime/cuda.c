@@ -216,7 +216,7 @@ const char *rt_nvrtc_version(const RtNvrtc *n) {
 }
 
 int rt_nvrtc_compiles(const RtNvrtc *n) {
-  return n->compiles;
+  return __atomic_load_n(&n->compiles, __ATOMIC_RELAXED);
 }
 
 bool rt_nvrtc_supports(const RtNvrtc *n, int arch) {
@@ -292,7 +292,7 @@ bool rt_nvrtc_compile(RtNvrtc *n, const char *src, const char *name, int arch, b
     errorf(err, errsz, "nvrtcCreateProgram for %s: %s", name, nvrtc_error(n, r));
     return false;
   }
-  n->compiles++;
+  __atomic_fetch_add(&n->compiles, 1, __ATOMIC_RELAXED);   // NVRTC compiles on several threads at once
   r = n->CompileProgram(prog, nopts, opts);
   *log = program_log(n, prog);
   if (r != 0) {
@@ -421,8 +421,9 @@ static void cache_write(const RtNvrtc *n, const char *dir, const char *path, con
                         const char *code, size_t len) {
   if (!make_dirs(dir))
     return;
-  char tmp[1140], head[256];
-  snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+  static int serial;   // threads of one process writing the same file use different temporaries
+  char tmp[1160], head[256];
+  snprintf(tmp, sizeof tmp, "%s.tmp%ld-%d", path, (long)getpid(), __atomic_fetch_add(&serial, 1, __ATOMIC_RELAXED));
   cache_header(head, sizeof head, n, arch, cubin, strlen(src), code, len);
   FILE *f = fopen(tmp, "wb");
   if (!f)
