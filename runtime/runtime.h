@@ -1,12 +1,13 @@
 // runtime.h: the runtime library: what compiled programs call when they run.
 //
-// Three parts, and nothing else: the calling convention between generated
+// Four parts, and nothing else: the calling convention between generated
 // code and the runtime (the entry function's arguments and the table of
-// calls it makes back), the thread pool that splits loops, and the kernels
+// calls it makes back), the thread pool that splits loops, the kernels
 // (the reference kernels, plain C, and the fast paths tested against them,
-// the GEMM driver among them). It needs neither LLVM nor the compiler's
+// the GEMM driver among them), and the access to CUDA (NVRTC and the
+// driver, opened at run time). It needs neither LLVM nor the compiler's
 // passes nor its frontend: a model compiled ahead of time links this and
-// util alone.
+// util alone (without the CUDA part, which nncrt leaves out).
 #ifndef NNC_RUNTIME_H
 #define NNC_RUNTIME_H
 
@@ -873,5 +874,126 @@ void rt_blas_threads(int n);
 // threads, on C[M, N] = op(A) op(B) with K inner, on random matrices
 // (`nnc bench` compares the step's GEMMs with it).
 double rt_time_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int reps, int threads);
+
+//
+// runtime/cuda.c: the CUDA driver and NVRTC, opened with dlopen
+//
+// Neither library is linked: each opens at run time and every function is
+// looked up as it opens, so nnc builds and runs where CUDA is absent, and a
+// missing library or function is a message, never a crash. Errors name the
+// failing call and the driver's error (cuGetErrorName, cuGetErrorString).
+// Every call may come from any thread (each makes the device's context the
+// thread's own); one RtCuda is used by one thread at a time.
+
+// NVRTC, which compiles CUDA C. Opens $NNC_NVRTC if set, else the first of
+// libnvrtc.so, .so.13, .so.12, .so.11.2 that loads from the library path,
+// from /usr/local/cuda/lib64 or from $CUDA_HOME/lib64. NULL with what is
+// missing in err.
+typedef struct RtNvrtc RtNvrtc;
+RtNvrtc *rt_nvrtc_open(char *err, size_t errsz);
+void rt_nvrtc_close(RtNvrtc *n);
+const char *rt_nvrtc_version(const RtNvrtc *n);     // "13.0"
+// Compiles CUDA C src (name: its file name in messages) for compute
+// capability arch (80 = sm_80): *out (malloc'd, NUL-terminated) and *size
+// (without the NUL); cubin asks for a CUBIN (-arch=sm_XX), else PTX
+// (-arch=compute_XX). Options: --fmad=false (the generator writes fmaf
+// where it wants a fused multiply-add, so results stay close to the CPU's),
+// -default-device, --std=c++17, then extra (NULL-terminated, or NULL). On
+// failure false, err says what failed and *log (malloc'd, or NULL) holds
+// NVRTC's program log ("name(LINE): error: ..."); on success *log may hold
+// warnings.
+bool rt_nvrtc_compile(RtNvrtc *n, const char *src, const char *name, int arch, bool cubin, const char *const *extra,
+                      char **out, size_t *size, char **log, char *err, size_t errsz);
+// Whether NVRTC compiles for arch (true where it cannot say: before 11.2).
+bool rt_nvrtc_supports(const RtNvrtc *n, int arch);
+// The arch rt_cuda_build compiles for a device of arch: arch itself as a
+// CUBIN where NVRTC supports it, else the newest one below it as PTX
+// (*cubin false; the driver compiles PTX for newer GPUs), else 0.
+int rt_nvrtc_arch_for(const RtNvrtc *n, int arch, bool *cubin);
+// Programs n has compiled so far (cache hits do not count).
+int rt_nvrtc_compiles(const RtNvrtc *n);
+
+// The cache of compiled programs: $NNC_CACHE_DIR/cuda, else
+// $XDG_CACHE_HOME/nnc/cuda, else $HOME/.cache/nnc/cuda, into buf; false
+// when none of them is set. A program's file there is
+// <key>-sm_<arch>.cubin (or <key>-compute_<arch>.ptx), key a hash of the
+// source, target, options and NVRTC version; the file holds a line that
+// says what it is, the source and the code (so a collision of keys or a
+// damaged file is seen, and recompiled).
+bool rt_cuda_cache_dir(char *buf, size_t bufsz);
+void rt_cuda_cache_path(const RtNvrtc *n, const char *dir, const char *src, int arch, bool cubin, char *buf,
+                        size_t bufsz);
+// The code of src for arch from the cache in cachedir (NULL: rt_cuda_cache_dir's),
+// else compiled by rt_nvrtc_compile (no extra options) and written there
+// (to a temporary name, then renamed). A cache that cannot be written is
+// not an error; a damaged file is compiled again. Results as rt_nvrtc_compile's.
+bool rt_nvrtc_cached(RtNvrtc *n, const char *src, const char *name, int arch, bool cubin, const char *cachedir,
+                     char **out, size_t *size, char **log, char *err, size_t errsz);
+
+// The driver: libcuda.so.1 ($NNC_LIBCUDA overrides), cuInit, device
+// ordinal, its primary context, one stream (non-blocking) for the steps
+// and one for copies. NULL with what is missing in err: the library, a
+// function of it (an old driver), the device, or the driver's error.
+typedef struct RtCuda RtCuda;
+RtCuda *rt_cuda_open(int ordinal, char *err, size_t errsz);
+void rt_cuda_close(RtCuda *c);                      // waits for both streams first
+int rt_cuda_arch(const RtCuda *c);                  // 80, 86, 90, ...
+const char *rt_cuda_device_name(const RtCuda *c);
+int64_t rt_cuda_total_memory(const RtCuda *c);
+int64_t rt_cuda_free_memory(RtCuda *c);             // bytes free on the device now; -1 on error
+int rt_cuda_driver_version(const RtCuda *c);        // cuDriverGetVersion: 13000 for CUDA 13.0
+bool rt_cuda_has_graphs(const RtCuda *c);           // rt_cuda_capture_begin can succeed
+// A module from PTX or CUBIN (cuModuleLoadDataEx; the JIT's error log goes into err).
+typedef struct RtCudaModule RtCudaModule;
+RtCudaModule *rt_cuda_load(RtCuda *c, const void *image, char *err, size_t errsz);
+void *rt_cuda_function(RtCudaModule *m, const char *name);     // a CUfunction, NULL if absent
+void rt_cuda_unload(RtCudaModule *m);
+// The module of CUDA C src for this device: from the cache or compiled by
+// rt_nvrtc_cached (rt_nvrtc_arch_for's target). A cached program the
+// driver refuses is compiled again. When NVRTC fails, err holds its log
+// and where the source and the log were written (beside the cache).
+RtCudaModule *rt_cuda_build(RtCuda *c, RtNvrtc *n, const char *src, const char *name, char *err, size_t errsz);
+
+// Memory and copies. Device addresses are uint64_t; 0 is never a valid one.
+uint64_t rt_cuda_alloc(RtCuda *c, int64_t bytes, char *err, size_t errsz);
+void rt_cuda_free(RtCuda *c, uint64_t p);
+void *rt_cuda_host_alloc(RtCuda *c, int64_t bytes, char *err, size_t errsz);   // page-locked
+void rt_cuda_host_free(RtCuda *c, void *p);
+// Queued on the step stream. From page-locked memory (rt_cuda_host_alloc)
+// the copy is truly asynchronous: src must stay as it is until the stream
+// is waited for; from other memory it is staged before the call returns
+// (and cannot be captured into a graph).
+bool rt_cuda_upload(RtCuda *c, uint64_t dst, const void *src, int64_t bytes, char *err, size_t errsz);
+// The same on the copy stream, to overlap the steps (the next batch);
+// rt_cuda_copies_join then makes the step stream's later work wait for
+// every copy queued so far (on the device; the host does not wait).
+bool rt_cuda_upload_copy(RtCuda *c, uint64_t dst, const void *src, int64_t bytes, char *err, size_t errsz);
+bool rt_cuda_copies_join(RtCuda *c, char *err, size_t errsz);
+// Queued on the step stream, then waits for it (rt_cuda_sync's errors).
+bool rt_cuda_download(RtCuda *c, void *dst, uint64_t src, int64_t bytes, char *err, size_t errsz);
+// Zeroes bytes at dst, queued on the step stream.
+bool rt_cuda_memset(RtCuda *c, uint64_t dst, int64_t bytes, char *err, size_t errsz);
+
+// A launch on the step stream: fn with grid[3] blocks of block threads,
+// args pointing at each argument (cuLaunchKernel's kernelParams); name is
+// the kernel's, for messages. A kernel's own failure shows at the next wait.
+bool rt_cuda_launch(RtCuda *c, void *fn, const unsigned grid[3], unsigned block, void **args, const char *name,
+                    char *err, size_t errsz);
+// Graphs: the step stream's work between begin and end, captured
+// (cuStreamBeginCapture_v2 ... cuStreamEndCapture) and instantiated; begin
+// is false where the driver has no graphs (the caller then launches one by
+// one). Launching a graph queues it on the step stream.
+typedef struct RtCudaGraph RtCudaGraph;
+bool rt_cuda_capture_begin(RtCuda *c, char *err, size_t errsz);
+RtCudaGraph *rt_cuda_capture_end(RtCuda *c, char *err, size_t errsz);
+bool rt_cuda_graph_launch(RtCuda *c, RtCudaGraph *g, char *err, size_t errsz);
+void rt_cuda_graph_free(RtCuda *c, RtCudaGraph *g);
+// Waits for the step stream; false with the first error of any launch since
+// the last wait (the count of launches and the last one's name with it).
+bool rt_cuda_sync(RtCuda *c, char *err, size_t errsz);
+// Device time on the step stream between begin and end (events), in
+// seconds; end waits for the stream and is negative on error.
+bool rt_cuda_time_begin(RtCuda *c, char *err, size_t errsz);
+double rt_cuda_time_end(RtCuda *c, char *err, size_t errsz);
 
 #endif
