@@ -12,6 +12,7 @@
 // bytes on every run.
 #include "cuda_gen.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -511,6 +512,8 @@ static bool bn_geo(CudaGen *g, const Kernel *k, const RtLib *d, BnGeo *b) {
   const RtLibBuf *x = &d->buf[d->kind == RL_BATCHNORM ? 0 : 1];
   if (!(shape_ok(x, 2, true) || shape_ok(x, 4, true)))
     return lib_fail(g, k, d, "the input must be (N,C) or (N,C,H,W)");
+  if (!isfinite(d->f[0]) || !isfinite(d->f[1]))
+    return lib_fail(g, k, d, "eps %g and momentum %g must be finite", d->f[0], d->f[1]);
   *b = (BnGeo){.n = images(x), .C = x->shape[1], .HW = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1};
   // the buffers of x's shape, and those of one value per channel
   int same[2] = {d->kind == RL_BATCHNORM ? 5 : 0, d->kind == RL_BATCHNORM_GRAD ? 3 : d->kind == RL_BATCHNORM ? 5 : 0};

@@ -10,7 +10,10 @@
 // statistics kept, running ones updated) and in eval, its gradients with
 // the statistics saved and recomputed. Results agree to 1e-5 relative
 // (sums in another order), bit for bit where the order is the reference's
-// (poolings). Also the refusals of descriptors that cannot run.
+// (poolings). Also the refusals of descriptors that cannot run. Where
+// nvcc is at hand ($NNC_NVCC, /usr/local/cuda/bin/nvcc or on the PATH),
+// every kernel generated here must compile for a device too, without a
+// warning (nvcc -ptx -Werror all-warnings).
 //
 // Skips (77) where there is no C compiler for the shim.
 #include "../test.h"
@@ -95,6 +98,9 @@ static RtLib lib(int kind, int nbufs, const RtLibBuf *bufs) {
   return d;
 }
 
+static StrBuf every;       // every kernel run here, for nvcc
+static int next_kernel;    // their program indexes: names apart
+
 // Runs descriptor d at batch B through the shim: generated for a larger
 // batch (the grids cover more than B needs), compiled, each launch in order. False (and a failed check) where any step fails.
 static bool run_cuda(Mem *m, const RtLib *d, int64_t B, const CudaLibCtx *x) {
@@ -102,11 +108,13 @@ static bool run_cuda(Mem *m, const RtLib *d, int64_t B, const CudaLibCtx *x) {
   CudaGen g;
   cuda_gen_init(&g, NULL, B + 2, err, sizeof err);
   bool conv = d->kind == RL_CONV2D || d->kind == RL_CONV2D_GRAD_INPUT || d->kind == RL_CONV2D_GRAD_WEIGHT;
-  bool ok = conv ? cuda_emit_conv(&g, 3, NULL, d, x) : cuda_emit_pool_bn(&g, 3, NULL, d, x);
+  int kernel = next_kernel++;
+  bool ok = conv ? cuda_emit_conv(&g, kernel, NULL, d, x) : cuda_emit_pool_bn(&g, kernel, NULL, d, x);
   if (!CHECK(ok, "%s: %s", rt_lib_name(d->kind), err)) {
     cuda_gen_free(&g);
     return false;
   }
+  sb_puts(&every, g.src.data + strlen(cuda_prelude));
   CgCudaHost *h = cg_cuda_host_load(g.src.data, err, sizeof err);
   if (!CHECK(h, "%s: %s\n%s", rt_lib_name(d->kind), err, g.src.data)) {
     cuda_gen_free(&g);
@@ -442,6 +450,11 @@ static void test_refusals(void) {
   cuda_gen_init(&g, NULL, 1, err, sizeof err);
   CHECK_ERR(cuda_emit_pool_bn(&g, 0, NULL, &bn, &ctx), err, "more than one value per channel");
   cuda_gen_free(&g);
+  bn.buf[0].shape[0] = bn.buf[5].shape[0] = RT_BATCH;
+  bn.f[0] = NAN;   // (it would print as no C constant)
+  cuda_gen_init(&g, NULL, 1, err, sizeof err);
+  CHECK_ERR(cuda_emit_pool_bn(&g, 0, NULL, &bn, &ctx), err, "batchnorm", "eps nan", "must be finite");
+  cuda_gen_free(&g);
   mem_free(&m);
 }
 
@@ -459,6 +472,35 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   return cuda_emit_pool_bn(g, kernel, k, d, x);
 }
 #endif
+
+// nvcc on every kernel generated above (a device's C++, not the shim's C).
+static void test_nvcc(void) {
+  const char *nvcc = getenv("NNC_NVCC");
+  char cmd[1024];
+  if (!nvcc || !*nvcc)
+    nvcc = access("/usr/local/cuda/bin/nvcc", X_OK) == 0 ? "/usr/local/cuda/bin/nvcc"
+           : system("command -v nvcc >/dev/null 2>&1") == 0 ? "nvcc"
+                                                            : NULL;
+  if (!nvcc) {
+    printf("skipped: nvcc on the generated kernels (no nvcc)\n");
+    return;
+  }
+  t_tmpdir("cuda-conv");
+  StrBuf src = {0};
+  sb_puts(&src, cuda_prelude);
+  sb_puts(&src, every.data ? every.data : "");
+  t_write(t_path("kernels.cu"), src.data, src.len);
+  snprintf(cmd, sizeof cmd, "'%s' -arch=sm_80 -ptx -Werror all-warnings '%s' -o '%s' 2>&1", nvcc,
+           t_path("kernels.cu"), t_path("kernels.ptx"));
+  FILE *f = popen(cmd, "r");
+  char out[4096] = "";
+  size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+  out[n] = 0;
+  int rc = f ? pclose(f) : -1;
+  CHECK(rc == 0, "%s: exit status %d\n%s", cmd, rc, out);
+  printf("%s  nvcc on %d kernels\n", rc == 0 ? "ok    " : "NOT OK", next_kernel);
+  sb_free(&src);
+}
 
 int main(void) {
   char err[1024] = "";
@@ -494,5 +536,7 @@ int main(void) {
   for (size_t i = 0; i < sizeof bns / sizeof bns[0]; i++)
     test_batchnorm(&bns[i]);
   test_refusals();
+  test_nvcc();
+  sb_free(&every);
   return t_finish("test_cuda_conv");
 }
