@@ -119,6 +119,7 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m);
 // when the descriptor is not one they can run.
 bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
 bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
+// Pooling and batchnorm (cuda_conv.c): RL_MAXPOOL(_GRAD), RL_AVGPOOL(_GRAD), RL_GLOBAL_AVGPOOL(_GRAD), RL_BATCHNORM, RL_BATCHNORM_GRAD, RL_BATCHNORM_GRAD_GAMMA.
 bool cuda_emit_pool_bn(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
 
 // The prelude every program's source starts with (cuda.c): the kernel
