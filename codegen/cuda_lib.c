@@ -481,8 +481,10 @@ static bool emit_sgd(Lib *l) {
   begin(l, name, sizeof name, "sgd_step", "an SGD update (k_sgd_step)");
   put_ptr(l, "float", "p", 0);
   put_ptr(l, "const float", "g", 1);
-  if (d->nbufs == 3)
+  if (d->nbufs == 3) {
     put_ptr(l, "float", "buf", 2);
+    sb_puts(s, "  (void)buf;\n");
+  }
   put_numel(l, "n", 0);
   sb_puts(s, "  if (!NNC_APPLY)   // the loss is not finite: nothing changes\n    return;\n"
              "  const float neg_lr = (float)-(double)NNC_LR;\n"
