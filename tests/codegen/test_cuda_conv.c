@@ -465,14 +465,6 @@ static bool have_cc(char *err, size_t errsz) {
   return h || !strstr(err, "cannot run the C compiler");
 }
 
-#ifdef NNC_NO_CUDA_LIB
-// (cuda.c calls cuda_emit_lib, which cuda_lib.c defines: until it is
-// here, the kinds this test runs.)
-bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x) {
-  return cuda_emit_pool_bn(g, kernel, k, d, x);
-}
-#endif
-
 // nvcc on every kernel generated above (a device's C++, not the shim's C).
 static void test_nvcc(void) {
   const char *nvcc = getenv("NNC_NVCC");
