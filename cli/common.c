@@ -29,6 +29,11 @@ void cli_print_usage(FILE *f, const char *usage) {
 
 int cli_backend(const char *usage, const char *arg, const char **name) {
   if (exec_backend_exists(arg)) {
+    char err[1024];
+    if (!exec_backend_available(arg, err, sizeof err)) {   // the machine lacks what it needs: say what
+      fprintf(stderr, "nnc: error: backend '%s' cannot run here: %s\n", arg, err);
+      return EXIT_USAGE;
+    }
     *name = arg;
     return 0;
   }

@@ -67,15 +67,21 @@ static const char *const usage_emit =
     "        and why\n"
     "  llvm  the optimized LLVM IR the cpu backend compiles for that entry point\n"
     "  asm   the host assembly of that LLVM IR\n"
+    "  cuda  the CUDA C the cuda backend compiles for that entry point, each\n"
+    "        kernel with the .nn lines it came from, and its launches in order\n"
+    "  ptx   that CUDA C compiled by NVRTC for --arch (needs the CUDA toolkit's\n"
+    "        NVRTC), each kernel's .entry with the same comments\n"
     "\n"
     "options:\n"
-    "  -s, --stage STAGE     ast, ir, dot, kernels, fused, llvm or asm (required)\n"
+    "  -s, --stage STAGE     ast, ir, dot, kernels, fused, llvm, asm, cuda or ptx\n"
+    "                        (required)\n"
     "  -t, --train           ir and dot: include the training step: the gradients\n"
     "                        (autodiff) and the optimizer's updates\n"
-    "  -e, --entry NAME      kernels to asm: forward (default), eval or train\n"
-    "  -b, --batch N         kernels to asm: plan memory for batches of N (default:\n"
+    "  -e, --entry NAME      kernels to ptx: forward (default), eval or train\n"
+    "  -b, --batch N         kernels to ptx: plan memory for batches of N (default:\n"
     "                        the model's train batch)\n"
-    "      --no-fuse         kernels to asm: one kernel per graph node\n"
+    "      --no-fuse         kernels to ptx: one kernel per graph node\n"
+    "      --arch sm_XX      ptx: the GPU architecture (default sm_80)\n"
     "  -o, --output FILE     write to FILE instead of standard output\n"
     "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
     "      --no-color        never color diagnostics\n"
@@ -158,12 +164,54 @@ static IrGraph *load_ir(const char *path, Arena *a, Diag *d) {
   return g;
 }
 
-// `nnc emit --stage kernels|llvm|asm FILE.kir`: a program read back from
+// `--stage cuda` (the CUDA C of p and its launches) or `ptx` (compiled by
+// NVRTC for sm_<arch>); false after a message on stderr.
+static bool print_cuda(FILE *out, const KProgram *p, const char *stage, int arch) {
+  char err[4096];
+  CgCuda *cu = cg_cuda_generate(p, err, sizeof err);
+  if (!cu) {
+    fprintf(stderr, "nnc: error: CUDA code generation failed: %s\n", err);
+    return false;
+  }
+  bool ok = true;
+  if (!strcmp(stage, "cuda")) {
+    fputs(cu->source, out);
+    fprintf(out, "\n// The launches, in order: grid x = ceil(work / per block) blocks (B: the batch), y, z;\n"
+                 "// threads per block; barrier: the kernel calls __syncthreads.\n");
+    for (int i = 0; i < cu->nlaunch; i++) {
+      const CgCudaLaunch *l = &cu->launch[i];
+      fprintf(out, "//   %-40s work %lld%s / %lld, y %lld, z %lld, %d threads%s\n", l->name, (long long)l->work.coef,
+              l->work.batched ? " B" : "", (long long)l->per_block, (long long)l->grid_y, (long long)l->grid_z,
+              l->block, l->barrier ? ", barrier" : "");
+    }
+  } else {
+    RtNvrtc *n = rt_nvrtc_open(err, sizeof err);
+    char *ptx = NULL, *log = NULL, name[64];
+    size_t size = 0;
+    snprintf(name, sizeof name, "%s.cu", ir_entry_name(p->entry));
+    ok = n && rt_nvrtc_compile(n, cu->source, name, arch, false, NULL, &ptx, &size, &log, err, sizeof err);
+    if (ok) {
+      char *text = cg_cuda_annotate_ptx(cu->source, ptx);
+      fputs(text, out);
+      free(text);
+    } else {
+      fprintf(stderr, "nnc: error: %s\n%s", err, log ? log : "");
+    }
+    free(ptx);
+    free(log);
+    rt_nvrtc_close(n);
+  }
+  cg_cuda_free(cu);
+  return ok;
+}
+
+// `nnc emit --stage kernels|llvm|asm|cuda|ptx FILE.kir`: a program read back from
 // kernel IR text, printed again or compiled.
-static int emit_kir(const char *path, const char *stage, const char *output, const CliCommon *c) {
+static int emit_kir(const char *path, const char *stage, int arch, const char *output, const CliCommon *c) {
   bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
-  if (strcmp(stage, "kernels") && !native)
-    return cli_usage_error(usage_emit, "'%s' is kernel IR text; use --stage kernels, llvm or asm", path);
+  bool device = !strcmp(stage, "cuda") || !strcmp(stage, "ptx");
+  if (strcmp(stage, "kernels") && !native && !device)
+    return cli_usage_error(usage_emit, "'%s' is kernel IR text; use --stage kernels, llvm, asm, cuda or ptx", path);
   Arena *a = arena_new();
   Diag d;
   setup_diag(&d, c);
@@ -185,7 +233,9 @@ static int emit_kir(const char *path, const char *stage, const char *output, con
   if (out) {
     char err[1024];
     bool ok = true;
-    if (!native)
+    if (device) {
+      ok = print_cuda(out, kp, stage, arch);
+    } else if (!native)
       ir_print_program(out, kp);
     else if (!(!strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
                                       : cg_print_asm(out, kp, NULL, err, sizeof err))) {
@@ -209,11 +259,13 @@ static int cmd_emit(int argc, char **argv) {
       {"train", no_argument, 0, 't'},      {"entry", required_argument, 0, 'e'},
       {"batch", required_argument, 0, 'b'}, {"no-fuse", no_argument, 0, 'F'},
       {"max-errors", required_argument, 0, 'E'}, {"no-color", no_argument, 0, 'C'},
-      {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+      {"arch", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0},
   };
   CliCommon c = {.max_errors = 50};
   const char *stage = NULL, *output = NULL;
   bool train = false, nofuse = false;
+  int arch = 0;
   const char *entry_name = "forward";
   int batch = 0;
   int ch;
@@ -231,6 +283,11 @@ static int cmd_emit(int argc, char **argv) {
       break;
     case 's': stage = optarg; break;
     case 'o': output = optarg; break;
+    case 'A':
+      if (strncmp(optarg, "sm_", 3) || !cli_int(optarg + 3, 30, 1000, &v))
+        return cli_usage_error(usage_emit, "--arch needs a GPU architecture such as sm_80 or sm_90, found '%s'", optarg);
+      arch = (int)v;
+      break;
     case 'C': c.no_color = true; break;
     case 'E':
       if (!cli_int(optarg, 0, 1000000, &v))
@@ -242,11 +299,17 @@ static int cmd_emit(int argc, char **argv) {
     }
   }
   if (!stage)
-    return cli_usage_error(usage_emit, "emit needs --stage (ast, ir, dot, kernels, fused, llvm or asm)%s", "");
+    return cli_usage_error(usage_emit, "emit needs --stage (ast, ir, dot, kernels, fused, llvm, asm, cuda or ptx)%s", "");
   bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
-  bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native;
+  bool device = !strcmp(stage, "cuda") || !strcmp(stage, "ptx");
+  bool kstage = !strcmp(stage, "kernels") || !strcmp(stage, "fused") || native || device;
   if (strcmp(stage, "ast") && strcmp(stage, "ir") && strcmp(stage, "dot") && !kstage)
-    return cli_usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm or asm)", stage);
+    return cli_usage_error(usage_emit, "unknown stage '%s' (expected ast, ir, dot, kernels, fused, llvm, asm, cuda or ptx)",
+                           stage);
+  if (arch && strcmp(stage, "ptx"))
+    return cli_usage_error(usage_emit, "--arch applies to --stage ptx, not %s", stage);
+  if (!arch)
+    arch = 80;
   EntryKind entry;
   if (!ir_entry_parse(entry_name, &entry))
     return cli_usage_error(usage_emit, "--entry is forward, eval or train, found '%s'", entry_name);
@@ -258,7 +321,7 @@ static int cmd_emit(int argc, char **argv) {
     if (train || batch || nofuse || strcmp(entry_name, "forward"))
       return cli_usage_error(usage_emit, "'%s' is kernel IR text: its entry point, batch and kernels are in it; "
                              "leave out --train, --entry, --batch and --no-fuse", path);
-    return emit_kir(path, stage, output, &c);
+    return emit_kir(path, stage, arch, output, &c);
   }
   if (train && strcmp(stage, "ir") && strcmp(stage, "dot")) {
     fprintf(stderr, "nnc: --train applies to --stage ir and dot, not %s%s\n\n%s", stage,
@@ -308,14 +371,16 @@ static int cmd_emit(int argc, char **argv) {
         CompileOptions co = {batch ? batch : model->train.batch, !nofuse, why ? out : NULL};
         Compilation *c = pass_compile(model, entry, &co);
         char err[1024];
-        if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, NULL, err, sizeof err)
+        if (device && !print_cuda(out, c->prog, stage, arch))
+          gen_failed = true;
+        else if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, NULL, err, sizeof err)
                                                : cg_print_asm(out, c->prog, NULL, err, sizeof err))) {
           fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
           gen_failed = true;
         }
         if (why)
           fputc('\n', out);
-        if (!native)
+        if (!native && !device)
           ir_print_program(out, c->prog);
         pass_compilation_free(c);
       } else if (!strcmp(stage, "ir"))

@@ -132,6 +132,20 @@ char *cg_cuda_annotate_ptx(const char *src, const char *ptx);
 // log, into out.
 void cg_cuda_explain(const char *src, const char *log, char *out, size_t size);
 
+// The step block, which the host writes before each step: bytes at these
+// offsets (the prelude's NNC_* macros read them).
+enum {
+  CUDA_STEP_LOSS = 0,       // double: the step's loss (the loss kernel writes it)
+  CUDA_STEP_LR = 8,         // float: this step's learning rate
+  CUDA_STEP_APPLY = 12,     // int: 1: the updates apply; the loss kernel writes 0 when the loss is not finite
+  CUDA_STEP_T = 16,         // long long: the optimizer's step count t, this step included
+  CUDA_STEP_TRAINING = 24,  // int: 1 in a training step
+  CUDA_STEP_DROPOUT = 28,   // int: 1: dropout applies (training, and not turned off)
+  CUDA_STEP_KEYS = 64,      // unsigned long long key[j]: the dropout mask key of the program's j-th dropout
+};
+#define CUDA_MAX_KEYS 1024
+#define CUDA_STEP_BYTES (CUDA_STEP_KEYS + 8 * CUDA_MAX_KEYS)
+
 // The signature of every generated kernel (NNC_ARGS in cuda_gen.h).
 typedef void (*CgCudaFn)(char *arena, char *state, char *const *aux, char *step, long long B);
 

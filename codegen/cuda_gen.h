@@ -20,20 +20,6 @@
 
 #include "codegen.h"
 
-// The step block, which the host writes before each step: bytes at these
-// offsets (the prelude's NNC_* macros read them).
-enum {
-  CUDA_STEP_LOSS = 0,       // double: the step's loss (the loss kernel writes it)
-  CUDA_STEP_LR = 8,         // float: this step's learning rate
-  CUDA_STEP_APPLY = 12,     // int: 1: the updates apply; the loss kernel writes 0 when the loss is not finite
-  CUDA_STEP_T = 16,         // long long: the optimizer's step count t, this step included
-  CUDA_STEP_TRAINING = 24,  // int: 1 in a training step
-  CUDA_STEP_DROPOUT = 28,   // int: 1: dropout applies (training, and not turned off)
-  CUDA_STEP_KEYS = 64,      // unsigned long long key[j]: the dropout mask key of the program's j-th dropout
-};
-#define CUDA_MAX_KEYS 1024
-#define CUDA_STEP_BYTES (CUDA_STEP_KEYS + 8 * CUDA_MAX_KEYS)
-
 // Threads per block of the generated kernels, unless a kernel says otherwise.
 #define CUDA_BLOCK 256
 

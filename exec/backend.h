@@ -28,9 +28,12 @@ typedef struct ExecBackend {
   // into the backend's memory.
   void (*read)(const Exec *ex, const IrNode *n, int64_t count, float *out);
   void (*write)(Exec *ex, const IrNode *n, int64_t count, const float *in);
+  // Whether the backend can run on this machine (the libraries or device
+  // it needs are there); false with what is missing in err. NULL: always.
+  bool (*available)(char *err, size_t errsz);
 } ExecBackend;
 
-extern const ExecBackend exec_ref, exec_cpu;
+extern const ExecBackend exec_ref, exec_cpu, exec_cuda, exec_cuda_emu;
 
 struct Exec {
   const ExecBackend *be;
@@ -70,6 +73,7 @@ struct Exec {
   char *state;         // parameters, buffers and optimizer state
   RtContext *ctx;      // the pool, the library kernels' scratch and slots, the step's settings
   RtCalls calls;       // the calls compiled code makes, bound to ctx
+  struct CudaExec *cuda;   // the cuda backends' (cuda.c)
 };
 
 // exec.c: sets ex->m and ex->g to the model that runs, and fills the

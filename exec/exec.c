@@ -10,8 +10,8 @@
 
 // The registry: --backend's names, in this order; the first is the oracle
 // the others are tested against.
-static const ExecBackend *const backends[] = {&exec_ref, &exec_cpu};
-const char *const exec_backend_names[] = {"ref", "cpu", NULL};
+static const ExecBackend *const backends[] = {&exec_ref, &exec_cpu, &exec_cuda, &exec_cuda_emu};
+const char *const exec_backend_names[] = {"ref", "cpu", "cuda", "cuda-emu", NULL};
 
 static const ExecBackend *find_backend(const char *name) {
   for (int i = 0; i < countof(backends); i++)
@@ -28,6 +28,15 @@ const char *exec_backend_help(const char *name) {
 }
 
 const char *exec_backend(const Exec *ex) { return ex->be->name; }
+
+bool exec_backend_available(const char *name, char *err, size_t errsz) {
+  const ExecBackend *be = find_backend(name);
+  if (!be) {
+    errorf(err, errsz, "unknown backend '%s'", name);
+    return false;
+  }
+  return !be->available || be->available(err, errsz);
+}
 
 static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
 

@@ -30,6 +30,10 @@ extern const char *const exec_backend_names[];
 #define EXEC_DEFAULT_BACKEND "cpu"
 const char *exec_backend_help(const char *name);
 bool exec_backend_exists(const char *name);
+// Whether backend `name` can run on this machine: false with what is
+// missing in err (cuda: the NVIDIA driver, NVRTC or a device; cuda-emu: a
+// C compiler).
+bool exec_backend_available(const char *name, char *err, size_t errsz);
 
 // Prepares to run m (after pass_autodiff when it is to be trained) on
 // backend: the cpu backend compiles each entry point now (on a copy of m:

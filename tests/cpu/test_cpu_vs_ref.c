@@ -1,5 +1,7 @@
-// test_cpu_vs_ref.c: every backend of the registry but the oracle (the cpu
-// backend: fused kernels compiled by LLVM, memory planned) against the ref
+// test_cpu_vs_ref.c: a backend of the registry (the cpu backend: fused
+// kernels compiled by LLVM, memory planned; or, with --backend, cuda or
+// cuda-emu: the same kernels as CUDA C, on a GPU or through the host
+// shim) against the ref
 // backend, the oracle, on every model in models/ and
 // two in tests/cpu (a tied weight; two inputs, whose second one's weights
 // must train): the forward output, the loss, every gradient and every
@@ -203,45 +205,64 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   arena_free(a);
 }
 
-// With an argument, only that model: one of these, or any other .nn file
-// (a path without the .nn, at batches 7 and 1).
+// [--backend NAME] [MODEL...]: the backend to hold to the oracle (default:
+// cpu; cuda and cuda-emu skip where they cannot run, saying why), and
+// with MODELs, only those: these, or any other .nn file (a path without
+// the .nn, at batches 7 and 1).
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
                                        "tests/cpu/reshaped_param"};
-  for (int be = 1; exec_backend_names[be]; be++) {   // [0] is the oracle
-    const char *backend = exec_backend_names[be];
-    bool listed = argc < 2;
-    for (int i = 0; i < countof(models) && !listed; i++)
-      listed = !strcmp(argv[1], models[i]);
-    if (!listed) {
-      check_model(backend, argv[1], true, 7, 2, NULL, NULL);
-      check_model(backend, argv[1], false, 7, 2, NULL, NULL);
-      check_model(backend, argv[1], true, 1, 2, NULL, NULL);
+  const char *backend = "cpu";
+  if (argc > 2 && !strcmp(argv[1], "--backend")) {
+    backend = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
+  char why[1024];
+  if (!exec_backend_exists(backend)) {
+    fprintf(stderr, "test_cpu_vs_ref: no backend '%s'\n", backend);
+    return 2;
+  }
+  if (!exec_backend_available(backend, why, sizeof why)) {
+    printf("skipped: the %s backend cannot run here: %s\n", backend, why);
+    return 77;
+  }
+  // The host shim runs the CUDA C on one core: resnet18 fused only there.
+  bool emulated = !strcmp(backend, "cuda-emu");
+  const char *const *list = argc > 1 ? (const char *const *)argv + 1 : models;
+  int n = argc > 1 ? argc - 1 : countof(models);
+  for (int i = 0; i < n; i++) {
+    const char *name = list[i];
+    bool listed = false;
+    for (int j = 0; j < countof(models) && !listed; j++)
+      listed = !strcmp(name, models[j]);
+    if (!listed) {   // any other .nn file
+      check_model(backend, name, true, 7, 2, NULL, NULL);
+      check_model(backend, name, false, 7, 2, NULL, NULL);
+      check_model(backend, name, true, 1, 2, NULL, NULL);
+      continue;
     }
-    for (int i = 0; i < countof(models); i++) {
-      if (argc > 1 && strcmp(argv[1], models[i]))
-        continue;
-      int64_t B = !strcmp(models[i], "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
-      check_model(backend, models[i], true, B, 2, NULL, NULL);
-      check_model(backend, models[i], false, B, 2, NULL, NULL);
-      if (!strcmp(models[i], "cnn")) {   // library kernels in one share, and in uneven ones
-        check_model(backend, models[i], true, B, 1, NULL, NULL);
-        check_model(backend, models[i], true, B, 3, NULL, NULL);
-      }
-      if (!strcmp(models[i], "mlp")) {   // every form of the one update over all parameters
-        static const OptimConfig nesterov = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = true,
-                                             .weight_decay = 1e-3},
-                                 dampened = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.5, .dampening = 0.3},
-                                 adam_l2 = {.kind = OPT_ADAM, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
-                                            .beta2 = 0.999, .eps = 1e-8},
-                                 adamw = {.kind = OPT_ADAMW, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
-                                          .beta2 = 0.999, .eps = 1e-8};
-        check_model(backend, models[i], true, B, 2, &nesterov, "sgd nesterov + weight decay");
-        check_model(backend, models[i], true, B, 2, &dampened, "sgd dampening");
-        check_model(backend, models[i], true, B, 2, &adam_l2, "adam + weight decay");
-        check_model(backend, models[i], true, B, 2, &adamw, "adamw");
-      }
+    int64_t B = !strcmp(name, "resnet18") ? 16 : 7;   // odd batches exercise partial vectors
+    check_model(backend, name, true, B, 2, NULL, NULL);
+    if (!(emulated && !strcmp(name, "resnet18")))
+      check_model(backend, name, false, B, 2, NULL, NULL);
+    if (!strcmp(name, "cnn") && !emulated) {   // library kernels in one share, and in uneven ones
+      check_model(backend, name, true, B, 1, NULL, NULL);
+      check_model(backend, name, true, B, 3, NULL, NULL);
+    }
+    if (!strcmp(name, "mlp")) {   // every form of the one update over all parameters
+      static const OptimConfig nesterov = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = true,
+                                           .weight_decay = 1e-3},
+                               dampened = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.5, .dampening = 0.3},
+                               adam_l2 = {.kind = OPT_ADAM, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                          .beta2 = 0.999, .eps = 1e-8},
+                               adamw = {.kind = OPT_ADAMW, .lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9,
+                                        .beta2 = 0.999, .eps = 1e-8};
+      check_model(backend, name, true, B, 2, &nesterov, "sgd nesterov + weight decay");
+      check_model(backend, name, true, B, 2, &dampened, "sgd dampening");
+      check_model(backend, name, true, B, 2, &adam_l2, "adam + weight decay");
+      check_model(backend, name, true, B, 2, &adamw, "adamw");
     }
   }
   return t_finish("test_cpu_vs_ref");
