@@ -18,6 +18,7 @@
 #define _GNU_SOURCE   // dladdr
 #include "codegen.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -258,13 +259,17 @@ static const char shim_header[] =
 // The compiler
 //
 
-// Removes what the temporary directory holds, then the directory.
-static void remove_dir(const char *dir, const char *const *names, int n) {
+// Removes the temporary directory and whatever the compiler left in it.
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
   char path[4096];
-  for (int i = 0; i < n; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-    unlink(path);
-  }
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+  if (d)
+    closedir(d);
   rmdir(dir);
 }
 
@@ -306,7 +311,7 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
   snprintf(log, sizeof log, "%s/cc.log", dir);
   // -O2: twice -O1's speed on a tiled GEMM (it vectorizes), for half again the compile time (docs/design.md).
   const char *flags[] = {"-std=gnu11", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-ffp-contract=off",
-                         "-fno-strict-aliasing", "-fno-math-errno", "-w", "-o", so, src, "-lm", NULL};
+                         "-fno-strict-aliasing", "-fno-math-errno", "-fstack-usage", "-w", "-o", so, src, "-lm", NULL};
   for (int i = 0; flags[i]; i++)
     argv[n++] = (char *)flags[i];
   argv[n] = NULL;
@@ -345,6 +350,55 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
   return false;
 }
 
+// The frames the compiler reported (-fstack-usage: "cuda.cu:12:6:name\t
+// bytes\tstatic"): a thread of a block runs on a fiber stack of 64 KB
+// (NNC_STACK), so a function may keep at most a quarter of it, and none
+// may grow its frame at run time (a variable-length array, which CUDA does
+// not have either). A frame too large would hit the stack's guard page.
+enum { SHIM_MAX_FRAME = 16 << 10 };
+
+static bool check_frames(const char *dir, char *err, size_t errsz) {
+  DIR *d = opendir(dir);
+  bool ok = true;
+  for (struct dirent *e; ok && d && (e = readdir(d));) {
+    size_t n = strlen(e->d_name);
+    if (n < 3 || strcmp(e->d_name + n - 3, ".su"))
+      continue;
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *f = fopen(path, "r");
+    while (ok && f && fgets(line, sizeof line, f)) {
+      char *tab = strchr(line, '\t');
+      if (!tab)
+        continue;
+      *tab = 0;
+      char *end;
+      long bytes = strtol(tab + 1, &end, 10);
+      bool dynamic = strstr(end, "dynamic") && !strstr(end, "bounded");
+      if (bytes <= SHIM_MAX_FRAME && !dynamic)
+        continue;
+      char *name = strrchr(line, ':'), what[64];
+      if (name)
+        *name++ = 0;   // line: "cuda.cu:12:6"
+      else
+        name = line, line[0] = 0;
+      if (dynamic)
+        snprintf(what, sizeof what, "sizes its stack frame at run time");
+      else
+        snprintf(what, sizeof what, "keeps a stack frame of %ld bytes", bytes);
+      errorf(err, errsz, "function '%s' (%s) %s; the host shim runs each thread of a block on a stack of 64 KB and "
+             "allows a function %d bytes\n---> HINT: keep large per-thread arrays in __shared__ or global memory",
+             name, line, what, SHIM_MAX_FRAME);
+      ok = false;
+    }
+    if (f)
+      fclose(f);
+  }
+  if (d)
+    closedir(d);
+  return ok;
+}
+
 CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   static int loads;   // each load gets a file name of its own: dlopen would hand back an object of the same name
   const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -357,20 +411,19 @@ CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   }
   snprintf(name, sizeof name, "cuda-%d-%d.so", (int)getpid(), __atomic_add_fetch(&loads, 1, __ATOMIC_RELAXED));
   snprintf(so, sizeof so, "%s/%s", dir, name);
-  const char *files[] = {"cuda.c", "cc.log", name};
   char path[4096];
   snprintf(path, sizeof path, "%s/cuda.c", dir);
   if (!write_source(path, src)) {
     errorf(err, errsz, "the host shim cannot write %s: %s", path, strerror(errno));
-    remove_dir(dir, files, 3);
+    remove_dir(dir);
     return NULL;
   }
-  if (!run_compiler(dir, so, err, errsz)) {
-    remove_dir(dir, files, 3);
+  if (!run_compiler(dir, so, err, errsz) || !check_frames(dir, err, errsz)) {
+    remove_dir(dir);
     return NULL;
   }
   void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-  remove_dir(dir, files, 3);   // a loaded object needs no file
+  remove_dir(dir);   // a loaded object needs no file
   if (!lib) {
     errorf(err, errsz, "the host shim cannot load the compiled CUDA C: %s", dlerror());
     return NULL;

@@ -3,8 +3,9 @@
 // CPU: grid-stride elementwise loops, block reductions and a tiled GEMM over
 // shared memory, whose __syncthreads must be a real barrier, grids in x, y
 // and z; and it refuses, with the kernel's name and without a crash or a
-// hang, the launches CUDA would not run, source the C compiler rejects, and
-// a missing compiler. Skipped where no C compiler runs.
+// hang, the launches CUDA would not run, source the C compiler rejects,
+// stack frames a fiber's stack cannot hold, and a missing compiler; no
+// temporary file stays behind. Skipped where no C compiler runs.
 //
 //   test_cuda_shim DIR           the tests (DIR: tests/codegen/shim)
 //   test_cuda_shim DIR --bench   GEMM GFLOP/s, and the time to compile a
@@ -202,6 +203,27 @@ static void test_compile_error(void) {
   cg_cuda_host_free(NULL);
 }
 
+// A thread's stack frame that would not fit its fiber's stack, or that
+// grows at run time: refused at load, not a crash at the guard page.
+static void test_frames(void) {
+  const char *big = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                    "NNC_KERNEL void k0_big(NNC_ARGS) {\n"
+                    "  float v[20000];\n"
+                    "  for (int i = 0; i < 20000; i++) v[i] = ((float *)aux[0])[i];\n"
+                    "  ((float *)aux[1])[0] = v[B];\n"
+                    "}\n";
+  CgCudaHost *h = cg_cuda_host_load(big, err, sizeof err);
+  CHECK_ERR(h != NULL, err, "function 'k0_big' (cuda.cu:2:", "keeps a stack frame of 800", "64 KB", "HINT");
+  const char *vla = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                    "NNC_KERNEL void k0_vla(NNC_ARGS) {\n"
+                    "  float v[B];\n"
+                    "  for (int i = 0; i < B; i++) v[i] = ((float *)aux[0])[i];\n"
+                    "  ((float *)aux[1])[0] = v[B / 2];\n"
+                    "}\n";
+  h = cg_cuda_host_load(vla, err, sizeof err);
+  CHECK_ERR(h != NULL, err, "function 'k0_vla'", "sizes its stack frame at run time");
+}
+
 static void test_missing_compiler(void) {
   const char *old = getenv("NNC_CC");
   char *saved = old ? xstrdup(old) : NULL;
@@ -291,6 +313,7 @@ int main(int argc, char **argv) {
   }
   cg_cuda_host_free(h);
   test_compile_error();
+  test_frames();
   test_missing_compiler();
   CHECK_INT(0, count_entries(t_dir));
   return t_finish("test_cuda_shim");
