@@ -58,9 +58,9 @@ static const char shim_header[] =
   "#include <stdbool.h>\n"
   "#include <stddef.h>\n"
   "#include <stdint.h>\n"
-  "#include <stdio.h>\n"
-  "#include <string.h>\n"
+  "#include <stdlib.h>\n"
   "#include <sys/mman.h>\n"
+  "int snprintf(char *, size_t, const char *, ...);\n"
   "#define __global__\n"
   "#define __device__ static\n"
   "#define __host__\n"
@@ -167,9 +167,9 @@ static const char shim_header[] =
   "  f->state = NNC_RUNS;\n"
   "#ifdef NNC_HAND_SWITCH\n"
   "  char *sp = nnc_stack(t) + NNC_STACK - NNC_FRAME;\n"
-  "  memset(sp, 0, NNC_FRAME);\n"
+  "  __builtin_memset(sp, 0, NNC_FRAME);\n"
   "  void (*entry)(void) = nnc_fiber_main;\n"
-  "  memcpy(sp + NNC_ENTRY, &entry, sizeof entry);\n"
+  "  __builtin_memcpy(sp + NNC_ENTRY, &entry, sizeof entry);\n"
   "  f->sp = sp;\n"
   "#else\n"
   "  getcontext(&f->uc);\n"
@@ -303,7 +303,8 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
   char *argv[64];
   int n = 0;
   snprintf(words, sizeof words, "%s", cc);
-  for (char *s = strtok(words, " \t"); s && n < 32; s = strtok(NULL, " \t"))
+  char *save;
+  for (char *s = strtok_r(words, " \t", &save); s && n < 32; s = strtok_r(NULL, " \t", &save))
     argv[n++] = s;
   if (n == 0)
     argv[n++] = "cc";
@@ -425,7 +426,8 @@ CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
   remove_dir(dir);   // a loaded object needs no file
   if (!lib) {
-    errorf(err, errsz, "the host shim cannot load the compiled CUDA C: %s", dlerror());
+    errorf(err, errsz, "the host shim cannot load the compiled CUDA C: %s\n---> HINT: if %s is on a file system "
+           "mounted noexec, set TMPDIR to another directory", dlerror(), tmp);
     return NULL;
   }
   CgCudaHost *h = xcalloc(1, sizeof *h);
@@ -444,8 +446,14 @@ CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   return h;
 }
 
+// A kernel of the program: not the shim's own functions, nor one of the C
+// library's, which dlsym finds among the object's dependencies.
 CgCudaFn cg_cuda_host_fn(CgCudaHost *h, const char *name) {
-  return (CgCudaFn)dlsym(h->so, name);
+  void *f = dlsym(h->so, name);
+  Dl_info info;
+  if (!f || !strncmp(name, "nnc_shim_", 9) || !dladdr(f, &info) || info.dli_fbase != h->base)
+    return NULL;
+  return (CgCudaFn)f;
 }
 
 bool cg_cuda_host_launch(CgCudaHost *h, const char *name, CgCudaFn fn, const unsigned grid[3], unsigned block,

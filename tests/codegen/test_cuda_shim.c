@@ -281,6 +281,8 @@ int main(int argc, char **argv) {
   CHECK_INT(0, count_entries(t_dir));
   CHECK(!cg_cuda_host_fn(h, "k9_absent"));
   CHECK(!cg_cuda_host_fn(h, "nnc_fiber_main"));   // the shim's own functions stay inside
+  CHECK(!cg_cuda_host_fn(h, "nnc_shim_launch"));
+  CHECK(!cg_cuda_host_fn(h, "memcpy"));   // the C library's, not the program's
   if (bench) {
     for (int s = 256; s <= 1024; s *= 2) {
       run_gemm(h, s, s, s, false);   // warm the fiber stacks
