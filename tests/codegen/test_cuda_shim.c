@@ -195,6 +195,11 @@ static void test_compile_error(void) {
   CHECK_HAS(err, "the host C compiler rejected the generated CUDA C");
   CHECK_HAS(err, "undeclared_thing");
   CHECK_HAS(err, "cuda.cu:3");
+  // A function nobody defines: the link fails, not the load.
+  const char *undefined = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                          "NNC_KERNEL void k0_call(NNC_ARGS) { nnc_no_such_function(aux[0]); }\n";
+  CHECK_ERR(cg_cuda_host_load(undefined, err, sizeof err) != NULL, err,
+            "the host C compiler rejected the generated CUDA C", "nnc_no_such_function");
   // A message longer than err is cut, not overrun.
   char small[64];
   memset(small, 'x', sizeof small);
