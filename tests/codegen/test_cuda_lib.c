@@ -50,7 +50,8 @@ static void mem_free(Mem *m) {
 // A buffer of the given shape (RT_BATCH: the batch) in the arena or the state.
 static RtLibBuf buf(int space, int ndim, const int64_t *shape) {
   RtLibBuf b = {.space = space, .ndim = ndim};
-  memcpy(b.shape, shape, sizeof(int64_t) * ndim);
+  if (ndim)
+    memcpy(b.shape, shape, sizeof(int64_t) * ndim);
   int64_t bytes = 4 * rt_lib_numel(&b, MAX_BATCH);
   int64_t *next = space == RT_SPACE_STATE ? &next_state : &next_arena;
   b.offset = *next;
