@@ -141,6 +141,7 @@ enum {
   CUDA_STEP_T = 16,         // long long: the optimizer's step count t, this step included
   CUDA_STEP_TRAINING = 24,  // int: 1 in a training step
   CUDA_STEP_DROPOUT = 28,   // int: 1: dropout applies (training, and not turned off)
+  CUDA_STEP_LR64 = 32,      // double: the learning rate as the host has it (Adam's step size from it)
   CUDA_STEP_KEYS = 64,      // unsigned long long key[j]: the dropout mask key of the program's j-th dropout
 };
 #define CUDA_MAX_KEYS 1024

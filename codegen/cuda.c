@@ -31,6 +31,7 @@ const char cuda_prelude[] =
     "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
     "#define NNC_LOSS (*(double *)(step + 0))\n"
     "#define NNC_LR (*(const float *)(step + 8))\n"
+    "#define NNC_LR64 (*(const double *)(step + 32))\n"
     "#define NNC_APPLY (*(int *)(step + 12))\n"
     "#define NNC_T (*(const long long *)(step + 16))\n"
     "#define NNC_TRAINING (*(const int *)(step + 24))\n"

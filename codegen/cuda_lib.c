@@ -487,7 +487,7 @@ static bool emit_sgd(Lib *l) {
   }
   put_numel(l, "n", 0);
   sb_puts(s, "  if (!NNC_APPLY)   // the loss is not finite: nothing changes\n    return;\n"
-             "  const float neg_lr = (float)-(double)NNC_LR;\n"
+             "  const float neg_lr = (float)-NNC_LR64;\n"
              "  const long long t = NNC_T;\n"
              "  (void)t;\n"
              "  NNC_FOR_EACH(i, n) {\n"
@@ -537,7 +537,7 @@ static bool emit_adam(Lib *l) {
   put_numel(l, "n", 0);
   // The per-step scalars in double, as k_adam_step (and Python) computes them.
   sb_puts(s, "  if (!NNC_APPLY)   // the loss is not finite: nothing changes\n    return;\n"
-             "  const double lr = (double)NNC_LR, t = (double)NNC_T;\n"
+             "  const double lr = NNC_LR64, t = (double)NNC_T;\n"
              "  const float neg_step_size = (float)-(lr / (1.0 - pow(");
   put_double(s, f[1]);
   sb_puts(s, ", t)));\n  const float bc2_sqrt = (float)sqrt(1.0 - pow(");

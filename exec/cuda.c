@@ -331,6 +331,7 @@ static void write_step(Exec *ex, const CudaProg *cp, char *blk, bool training, d
   int one = 1, tr = training, drop = training && ex->dropout;
   long long t = ex->steps;
   memcpy(blk + CUDA_STEP_LR, &lrf, sizeof lrf);
+  memcpy(blk + CUDA_STEP_LR64, &lr, sizeof lr);
   memcpy(blk + CUDA_STEP_APPLY, &one, sizeof one);
   memcpy(blk + CUDA_STEP_T, &t, sizeof t);
   memcpy(blk + CUDA_STEP_TRAINING, &tr, sizeof tr);

@@ -97,7 +97,7 @@ static RtLib lib(int kind, int nbufs, const RtLibBuf *bufs) {
 // The step both sides run: the reference's context and the shim's step block.
 typedef struct Step {
   bool training, dropout;
-  float lr;
+  double lr;
   int64_t t;
   uint64_t key;   // the first dropout's (the step block's key 0)
 } Step;
@@ -111,7 +111,9 @@ static void set_step(const Step *s) {
   ctx->scalars = NULL;
   char *st = dev.step;
   memset(st, 0, CUDA_STEP_BYTES);
-  memcpy(st + CUDA_STEP_LR, &s->lr, 4);
+  float lrf = (float)s->lr;
+  memcpy(st + CUDA_STEP_LR, &lrf, 4);
+  memcpy(st + CUDA_STEP_LR64, &s->lr, 8);
   int one = 1, training = s->training, dropout = s->training && s->dropout;
   memcpy(st + CUDA_STEP_APPLY, &one, 4);
   memcpy(st + CUDA_STEP_T, &s->t, 8);
@@ -352,7 +354,7 @@ static void test_update(int kind, const double *f, int flag, int64_t n) {
            kind == RL_ADAM_STEP ? f[4] : f[3]);
   for (int64_t t = 1; t <= 5; t++) {
     fill(&g, -1, 1);
-    set_step(&(Step){.training = true, .lr = t == 2 ? 0.001f : 0.0625f, .t = t});
+    set_step(&(Step){.training = true, .lr = t == 2 ? 0.001 : 0.0625, .t = t});
     bool skip = t == 4;
     if (skip) {   // as the loss kernel leaves a step whose loss is not finite
       int zero = 0;
