@@ -28,6 +28,9 @@ typedef struct ExecBackend {
   // into the backend's memory.
   void (*read)(const Exec *ex, const IrNode *n, int64_t count, float *out);
   void (*write)(Exec *ex, const IrNode *n, int64_t count, const float *in);
+  // The batch the next run of entry will get (exec_prefetch); NULL: the
+  // backend has no memory of its own to copy it to ahead of time.
+  void (*prefetch)(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y);
   // Whether the backend can run on this machine (the libraries or device
   // it needs are there); false with what is missing in err. NULL: always.
   bool (*available)(char *err, size_t errsz);

@@ -31,7 +31,21 @@ typedef struct CudaProg {
   RtCudaGraph *graph[4];   // cuda: the step captured, per batch (graph_b[i])
   int64_t graph_b[4];
   int ngraphs;
+  // Where its inputs and target lie in the arena: in_off[i] bytes from its
+  // start, in_row[i] bytes per sample (the model's inputs, then the target).
+  int nin;
+  int64_t in_off[RT_MAX_INPUTS + 1], in_row[RT_MAX_INPUTS + 1];
 } CudaProg;
+
+// A batch exec_prefetch announced.
+typedef struct Pending {
+  bool set;
+  EntryKind entry;
+  int64_t B;
+  const float *x;
+  const void *y;
+  int slot;                // ready: the staging slot it was copied to
+} Pending;
 
 typedef struct CudaExec {
   bool emu;
@@ -47,8 +61,17 @@ typedef struct CudaExec {
   uint64_t *d_slot;
   char *h_step;            // the step block as the host writes it (pinned)
   char *h_in;              // the inputs and target (pinned): arena bytes [in_lo, in_hi)
-  int64_t in_lo, in_hi;
+  int64_t in_lo, in_hi;    // (of every program: each has its inputs within)
   bool graphs;             // the driver captures graphs
+  // The next batch, announced by exec_prefetch (announced): fed into a
+  // staging slot's h_pre (cuda-emu: pre) while the step before runs and
+  // copied to its d_pre on the copy stream (then it is ready), and from
+  // there into the arena by the step that takes it. Two slots: one being
+  // filled while the other's batch goes into the arena.
+  Pending announced, ready;
+  int next_slot;
+  char *h_pre[2], *pre[2];
+  uint64_t d_pre[2];
 } CudaExec;
 
 static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_BUFFER; }
@@ -152,7 +175,8 @@ static void input_span(Exec *ex, CudaExec *c) {
   c->in_hi = 0;
   const Model *m = ex->m;
   for (int e = 0; e < ENTRY_COUNT; e++) {
-    const KProgram *p = c->prog[e].comp ? c->prog[e].comp->prog : NULL;
+    CudaProg *cp = &c->prog[e];
+    const KProgram *p = cp->comp ? cp->comp->prog : NULL;
     for (int i = 0; p && i <= m->ninputs; i++) {
       const IrNode *n = i < m->ninputs ? m->inputs[i] : m->target;
       if (!n || !p->buf[n->id].bytes)
@@ -160,10 +184,27 @@ static void input_span(Exec *ex, CudaExec *c) {
       const KBufInfo *b = &p->buf[n->id];
       c->in_lo = b->offset < c->in_lo ? b->offset : c->in_lo;
       c->in_hi = b->offset + b->bytes > c->in_hi ? b->offset + b->bytes : c->in_hi;
+      cp->in_off[cp->nin] = b->offset;
+      cp->in_row[cp->nin++] = 4 * ir_numel(n, 1);
     }
   }
   if (c->in_hi <= c->in_lo)
     c->in_lo = c->in_hi = 0;
+}
+
+// Copies a program's inputs and target for batch B: from host bytes laid
+// out as the arena's [in_lo, in_hi) (src) into the arena (dst; on the
+// device: dev, else host memory).
+static bool copy_inputs(CudaExec *c, const CudaProg *cp, int64_t B, const char *src, uint64_t dev, char *host,
+                        char *err, size_t errsz) {
+  for (int i = 0; i < cp->nin; i++) {
+    int64_t at = cp->in_off[i], n = cp->in_row[i] * B;
+    if (host)
+      memcpy(host + at, src + (at - c->in_lo), n);
+    else if (!rt_cuda_upload(c->dev, dev + at, src + (at - c->in_lo), n, err, errsz))
+      return false;
+  }
+  return true;
 }
 
 static bool alloc_device(Exec *ex, CudaExec *c, int64_t arena_bytes, int64_t state_bytes, char *err, size_t errsz) {
@@ -173,8 +214,13 @@ static bool alloc_device(Exec *ex, CudaExec *c, int64_t arena_bytes, int64_t sta
       !(c->d_step = rt_cuda_alloc(c->dev, CUDA_STEP_BYTES, err, errsz)) ||
       !(c->h_step = rt_cuda_host_alloc(c->dev, CUDA_STEP_BYTES, err, errsz)))
     return false;
-  if (c->in_hi > c->in_lo && !(c->h_in = rt_cuda_host_alloc(c->dev, c->in_hi - c->in_lo, err, errsz)))
+  int64_t span = c->in_hi - c->in_lo;
+  if (span > 0 && !(c->h_in = rt_cuda_host_alloc(c->dev, span, err, errsz)))
     return false;
+  for (int s = 0; s < 2 && span > 0; s++)
+    if (!(c->h_pre[s] = rt_cuda_host_alloc(c->dev, span, err, errsz)) ||
+        !(c->d_pre[s] = rt_cuda_alloc(c->dev, span, err, errsz)))
+      return false;
   c->d_slot = xcalloc(c->naux + 1, sizeof(uint64_t));
   for (int i = 0; i < c->naux; i++)
     if (!(c->d_slot[i] = rt_cuda_alloc(c->dev, c->aux_bytes[i] > 0 ? c->aux_bytes[i] : 4, err, errsz)))
@@ -223,7 +269,10 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     if (cp->comp && !(emu ? load_emu(ex, cp, err, errsz) : load_device(ex, cp, e, err, errsz)))
       return false;
   }
+  input_span(ex, c);
   if (emu) {
+    for (int s = 0; s < 2; s++)
+      c->pre[s] = xcalloc(1, c->in_hi > c->in_lo ? c->in_hi - c->in_lo : 1);
     c->arena = xcalloc(1, arena_bytes > 0 ? arena_bytes : 1);
     c->state = xcalloc(1, state_bytes > 0 ? state_bytes : 1);
     c->step = xcalloc(1, CUDA_STEP_BYTES);
@@ -231,7 +280,6 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     for (int i = 0; i < c->naux; i++)
       c->aux[i] = xcalloc(1, c->aux_bytes[i] > 0 ? c->aux_bytes[i] : 1);
   } else {
-    input_span(ex, c);
     if (!alloc_device(ex, c, arena_bytes, state_bytes, err, errsz))
       return false;
     char why[256];
@@ -279,10 +327,16 @@ static void cuda_free(Exec *ex) {
       rt_cuda_free(c->dev, c->d_slot[i]);
     rt_cuda_host_free(c->dev, c->h_step);
     rt_cuda_host_free(c->dev, c->h_in);
+    for (int s = 0; s < 2; s++) {
+      rt_cuda_host_free(c->dev, c->h_pre[s]);
+      rt_cuda_free(c->dev, c->d_pre[s]);
+    }
     rt_cuda_close(c->dev);
   }
   rt_nvrtc_close(c->nvrtc);
   free(c->d_slot);
+  free(c->pre[0]);
+  free(c->pre[1]);
   free(c->arena);
   free(c->state);
   free(c->step);
@@ -414,14 +468,85 @@ static bool dev_graph(Exec *ex, CudaProg *cp, int64_t B, char *err, size_t errsz
   return rt_cuda_graph_launch(c->dev, gr, err, errsz);
 }
 
+// Feeds the announced batch into host bytes laid out as the arena's
+// [in_lo, in_hi) (dst), at its program's places.
+static void feed_announced(Exec *ex, char *dst) {
+  CudaExec *c = cx(ex);
+  const Pending *n = &c->announced;
+  const KProgram *p = c->prog[n->entry].comp->prog;
+  const Model *m = ex->m;   // (every program's copy has the same node ids)
+  void *saved[RT_MAX_INPUTS + 1] = {0};
+  for (int i = 0; i <= m->ninputs && i <= RT_MAX_INPUTS; i++) {
+    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->target;
+    if (!t)
+      continue;
+    saved[i] = ex->buf[t->id];
+    ex->buf[t->id] = p->buf[t->id].bytes ? dst + (p->buf[t->id].offset - c->in_lo) : NULL;
+  }
+  exec_feed(ex, n->B, n->x, n->y);
+  for (int i = 0; i <= m->ninputs && i <= RT_MAX_INPUTS; i++) {
+    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->target;
+    if (t)
+      ex->buf[t->id] = saved[i];
+  }
+}
+
+// While a step runs: the announced batch fed into the free staging slot
+// and, on a GPU, queued on the copy stream to the device's copy of it.
+static bool stage_announced(Exec *ex, char *err, size_t errsz) {
+  CudaExec *c = cx(ex);
+  if (!c->announced.set)
+    return true;
+  int slot = c->next_slot;   // not the slot the running step reads from
+  c->next_slot ^= 1;
+  const CudaProg *cp = &c->prog[c->announced.entry];
+  char *h = c->emu ? c->pre[slot] : c->h_pre[slot];
+  feed_announced(ex, h);
+  for (int i = 0; !c->emu && i < cp->nin; i++) {
+    int64_t at = cp->in_off[i] - c->in_lo;
+    if (!rt_cuda_upload_copy(c->dev, c->d_pre[slot] + at, h + at, cp->in_row[i] * c->announced.B, err, errsz))
+      return false;
+  }
+  c->ready = c->announced;
+  c->ready.slot = slot;
+  c->announced.set = false;
+  return true;
+}
+
+static void cuda_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y) {
+  cx(ex)->announced = (Pending){.set = true, .entry = entry, .B = B, .x = x, .y = y};
+}
+
+// The batch of this step into the arena: from the staging slot it was
+// copied to while the step before ran (the copy stream joined first), or
+// from the host now.
+static bool put_inputs(Exec *ex, const CudaProg *cp, int64_t B, bool staged, char *err, size_t errsz) {
+  CudaExec *c = cx(ex);
+  int slot = c->ready.slot;
+  if (c->emu)   // (unstaged, exec_feed wrote into the arena itself)
+    return !staged || copy_inputs(c, cp, B, c->pre[slot], 0, c->arena, err, errsz);
+  if (!staged)
+    return copy_inputs(c, cp, B, c->h_in, c->d_arena, NULL, err, errsz);
+  if (!rt_cuda_copies_join(c->dev, err, errsz))
+    return false;
+  for (int i = 0; i < cp->nin; i++)
+    if (!rt_cuda_copy(c->dev, c->d_arena + cp->in_off[i], c->d_pre[slot] + (cp->in_off[i] - c->in_lo),
+                      cp->in_row[i] * B, err, errsz))
+      return false;
+  return true;
+}
+
 static double cuda_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
   CudaExec *c = cx(ex);
   CudaProg *cp = &c->prog[entry];
   const KProgram *p = cp->comp->prog;
+  Pending *r = &c->ready;
+  bool staged = r->set && r->entry == entry && r->B == B && r->x == x && r->y == y;
   ex->m = cp->comp->model;
   ex->g = p->g;
   bind_program(ex, p);
-  exec_feed(ex, B, x, y);
+  if (!staged)
+    exec_feed(ex, B, x, y);
   for (int i = 0; i < ex->g->nnodes; i++)
     ex->done[i] = ex->need[entry][i] && ex->buf[i] != NULL;
   bool training = entry == ENTRY_TRAIN;
@@ -434,24 +559,29 @@ static double cuda_run(Exec *ex, EntryKind entry, int64_t B, const float *x, con
   rt_step_scalars(scalars, &s, ex->steps);
   int64_t at = p->scalars ? p->buf[ex->g->nnodes].offset : -1;
   double loss;
+  char err[1024];
+  bool ok;
   if (c->emu) {
+    put_inputs(ex, cp, B, staged, err, sizeof err);
+    r->set = false;   // taken, or another batch came: the staged one is dropped
     write_step(ex, cp, c->step, training, lr);
     if (at >= 0)
       memcpy(c->arena + at, scalars, sizeof scalars);
     emu_launches(ex, cp, B);
+    ok = stage_announced(ex, err, sizeof err);
     memcpy(&loss, c->step + CUDA_STEP_LOSS, sizeof loss);
   } else {
-    char err[1024];
     write_step(ex, cp, c->h_step, training, lr);
-    bool ok = rt_cuda_upload(c->dev, c->d_step, c->h_step, CUDA_STEP_BYTES, err, sizeof err) &&
-              (at < 0 || rt_cuda_upload(c->dev, c->d_arena + at, scalars, sizeof scalars, err, sizeof err)) &&
-              (c->in_hi <= c->in_lo ||
-               rt_cuda_upload(c->dev, c->d_arena + c->in_lo, c->h_in, c->in_hi - c->in_lo, err, sizeof err)) &&
-              (c->graphs && !ex->tick ? dev_graph(ex, cp, B, err, sizeof err) : dev_launches(ex, cp, B, err, sizeof err)) &&
-              rt_cuda_download(c->dev, &loss, c->d_step + CUDA_STEP_LOSS, sizeof loss, err, sizeof err);
-    if (!ok)
-      fatal_launch(err);
+    ok = rt_cuda_upload(c->dev, c->d_step, c->h_step, CUDA_STEP_BYTES, err, sizeof err) &&
+         (at < 0 || rt_cuda_upload(c->dev, c->d_arena + at, scalars, sizeof scalars, err, sizeof err)) &&
+         put_inputs(ex, cp, B, staged, err, sizeof err) &&
+         (c->graphs && !ex->tick ? dev_graph(ex, cp, B, err, sizeof err) : dev_launches(ex, cp, B, err, sizeof err));
+    r->set = false;
+    ok = ok && stage_announced(ex, err, sizeof err) &&   // while the step runs
+         rt_cuda_download(c->dev, &loss, c->d_step + CUDA_STEP_LOSS, sizeof loss, err, sizeof err);
   }
+  if (!ok)
+    fatal_launch(err);
   if (training && cp->has_loss && !isfinite(loss))
     --ex->steps;   // the step made no update and does not count
   return loss;
@@ -518,6 +648,7 @@ const ExecBackend exec_cuda = {
     .program = cuda_program,
     .read = cuda_read,
     .write = cuda_write,
+    .prefetch = cuda_prefetch,
     .available = dev_available,
 };
 
@@ -531,5 +662,6 @@ const ExecBackend exec_cuda_emu = {
     .program = cuda_program,
     .read = cuda_read,
     .write = cuda_write,
+    .prefetch = cuda_prefetch,
     .available = emu_available,
 };

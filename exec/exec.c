@@ -187,6 +187,13 @@ double exec_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void
   return ex->be->run(ex, entry, B, x, y, lr);
 }
 
+void exec_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y) {
+  if (B < 1 || B > ex->max_batch || (unsigned)entry >= ENTRY_COUNT || !(ex->entries & (1u << entry)))
+    nnc_bug(__FILE__, __LINE__, "exec_prefetch: a batch or entry point this executor cannot run");
+  if (ex->be->prefetch)
+    ex->be->prefetch(ex, entry, B, x, y);
+}
+
 int64_t exec_output_dim(const Exec *ex) { return numel(ex->g->output, 1); }
 
 void exec_read_output(const Exec *ex, float *out) {

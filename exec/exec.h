@@ -68,6 +68,13 @@ int64_t exec_sample_dim(const Model *m);
 // no gradients, no update, and the step does not count.
 double exec_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr);
 
+// Says which batch the next exec_run of entry will get: B, x and y as
+// that call will pass them (their contents unchanged until then). A
+// backend with memory of its own (cuda) copies it there while the step
+// before runs, so that the step never waits for its batch; the others do
+// nothing. A run with another batch than the one announced feeds its own.
+void exec_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y);
+
 // Copies the output of the last run into out: B rows of exec_output_dim
 // floats.
 void exec_read_output(const Exec *ex, float *out);

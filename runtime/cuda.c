@@ -509,6 +509,7 @@ struct RtCuda {
   CUresult (*MemGetInfo)(size_t *, size_t *);
   CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
   CUresult (*MemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
+  CUresult (*MemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
   CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
   CUresult (*ModuleLoadDataEx)(CUmodule *, const void *, unsigned, int *, void **);
   CUresult (*ModuleUnload)(CUmodule);
@@ -603,6 +604,7 @@ static bool driver_symbols(RtCuda *c, const char *path, char *err, size_t errsz)
     {"cuMemGetInfo_v2", &c->MemGetInfo},
     {"cuMemcpyHtoDAsync_v2", &c->MemcpyHtoDAsync},
     {"cuMemcpyDtoHAsync_v2", &c->MemcpyDtoHAsync},
+    {"cuMemcpyDtoDAsync_v2", &c->MemcpyDtoDAsync},
     {"cuMemsetD8Async", &c->MemsetD8Async},
     {"cuModuleLoadDataEx", &c->ModuleLoadDataEx},
     {"cuModuleUnload", &c->ModuleUnload},
@@ -901,6 +903,17 @@ bool rt_cuda_copies_join(RtCuda *c, char *err, size_t errsz) {
     return fail(c, r, "cuEventRecord (copy stream)", err, errsz);
   if ((r = c->StreamWaitEvent(c->step, c->copied, 0)) != CUDA_SUCCESS)
     return fail(c, r, "cuStreamWaitEvent", err, errsz);
+  return true;
+}
+
+bool rt_cuda_copy(RtCuda *c, uint64_t dst, uint64_t src, int64_t bytes, char *err, size_t errsz) {
+  CUresult r;
+  if (bytes == 0)
+    return true;
+  if (!bind(c, err, errsz))
+    return false;
+  if ((r = c->MemcpyDtoDAsync(dst, src, (size_t)bytes, c->step)) != CUDA_SUCCESS)
+    return fail(c, r, "cuMemcpyDtoDAsync_v2", err, errsz);
   return true;
 }
 

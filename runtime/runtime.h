@@ -969,6 +969,8 @@ bool rt_cuda_upload(RtCuda *c, uint64_t dst, const void *src, int64_t bytes, cha
 // every copy queued so far (on the device; the host does not wait).
 bool rt_cuda_upload_copy(RtCuda *c, uint64_t dst, const void *src, int64_t bytes, char *err, size_t errsz);
 bool rt_cuda_copies_join(RtCuda *c, char *err, size_t errsz);
+// Device to device, queued on the step stream.
+bool rt_cuda_copy(RtCuda *c, uint64_t dst, uint64_t src, int64_t bytes, char *err, size_t errsz);
 // Queued on the step stream, then waits for it (rt_cuda_sync's errors).
 bool rt_cuda_download(RtCuda *c, void *dst, uint64_t src, int64_t bytes, char *err, size_t errsz);
 // Zeroes bytes at dst, queued on the step stream.

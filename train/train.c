@@ -78,24 +78,36 @@ static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
   EvalResult r = {0, ds->y ? 0 : -1, ds->n};
   int64_t tdim = ds->y ? 1 : ds->tdim;
-  float *x = xmalloc(sizeof(float) * batch * ds->dim);
-  void *y = xmalloc(4 * batch * (tdim > 0 ? tdim : 1));
+  float *x[2];
+  void *y[2];
+  for (int j = 0; j < 2; j++) {
+    x[j] = xmalloc(sizeof(float) * batch * ds->dim);
+    y[j] = xmalloc(4 * batch * (tdim > 0 ? tdim : 1));
+  }
   double loss = 0;
   int64_t correct = 0;
-  for (int64_t i = 0; i < ds->n; i += batch) {
-    int64_t B = ds->n - i < batch ? ds->n - i : batch;
-    slice(ds, i, B, x, y);
-    loss += exec_run(ex, ENTRY_EVAL, B, x, y, 0) * B;
+  if (ds->n > 0)
+    slice(ds, 0, ds->n < batch ? ds->n : batch, x[0], y[0]);
+  for (int64_t i = 0, cur = 0; i < ds->n; i += batch, cur = !cur) {   // (the next batch announced, as in training)
+    int64_t B = ds->n - i < batch ? ds->n - i : batch, j = i + batch;
+    if (j < ds->n) {
+      int64_t Bn = ds->n - j < batch ? ds->n - j : batch;
+      slice(ds, j, Bn, x[!cur], y[!cur]);
+      exec_prefetch(ex, ENTRY_EVAL, Bn, x[!cur], y[!cur]);
+    }
+    loss += exec_run(ex, ENTRY_EVAL, B, x[cur], y[cur], 0) * B;
     if (ds->y)
-      correct += count_correct(ex, y, B, conf);
+      correct += count_correct(ex, y[cur], B, conf);
   }
   if (ds->n > 0) {
     r.loss = loss / ds->n;
     if (ds->y)
       r.acc = (double)correct / ds->n;
   }
-  free(x);
-  free(y);
+  for (int j = 0; j < 2; j++) {
+    free(x[j]);
+    free(y[j]);
+  }
   return r;
 }
 
@@ -342,8 +354,11 @@ static void print_header(Run *r) {
   fflush(r->out);
 }
 
-// One epoch; false on a non-finite loss.
-static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, double *loss_out,
+// One epoch; false on a non-finite loss. Batches alternate between the
+// buffers x[0], y[0] and x[1], y[1]: the next is read and announced
+// (exec_prefetch) before a step runs, so that a backend with memory of its
+// own copies it there while the step runs.
+static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress *p, double *loss_out,
                       double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
   bool classes = r->train.y != NULL;
@@ -351,10 +366,12 @@ static bool run_epoch(Run *r, int64_t epoch, float *x, void *y, Progress *p, dou
   double sum = 0, lr = 0;
   p->start = now_seconds();
   p->last = 0;
-  for (;;) {
-    int64_t B = data_batcher_next(&r->batcher, x, y);
-    if (B == 0)
-      break;
+  int cur = 0;
+  for (int64_t B = data_batcher_next(&r->batcher, x2[0], y2[0]), next; B > 0; B = next, cur = !cur) {
+    float *x = x2[cur];
+    void *y = y2[cur];
+    if ((next = data_batcher_next(&r->batcher, x2[!cur], y2[!cur])) > 0)
+      exec_prefetch(ex, ENTRY_TRAIN, next, x2[!cur], y2[!cur]);
     lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs);
     Rng before = *exec_rng(ex);
     double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
@@ -569,8 +586,12 @@ static void print_test(Run *r, TrainResult *res) {
 static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_t errsz, bool *reported) {
   const TrainOpts *o = r->o;
   int64_t tdim = r->train.y ? 1 : r->train.tdim;
-  float *x = xmalloc(sizeof(float) * o->batch * r->train.dim);
-  void *y = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
+  float *x[2];
+  void *y[2];
+  for (int i = 0; i < 2; i++) {
+    x[i] = xmalloc(sizeof(float) * o->batch * r->train.dim);
+    y[i] = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
+  }
   Progress p = {r->out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   bool ok = true;
   for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
@@ -596,8 +617,10 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
     res->val_loss = v.loss;
     res->val_acc = v.acc;
   }
-  free(x);
-  free(y);
+  for (int i = 0; i < 2; i++) {
+    free(x[i]);
+    free(y[i]);
+  }
   return ok;
 }
 

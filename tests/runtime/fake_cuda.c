@@ -120,6 +120,11 @@ API CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) {
   memcpy(d, (const void *)(uintptr_t)s, n);
   return OK;
 }
+API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void *st) {
+  (void)st;
+  memmove((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n);
+  return OK;
+}
 API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *st) {
   (void)st;
   memset((void *)(uintptr_t)d, v, n);
