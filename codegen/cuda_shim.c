@@ -18,6 +18,7 @@
 #define _GNU_SOURCE   // dladdr
 #include "codegen.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,9 +58,9 @@ static const char shim_header[] =
   "#include <stdbool.h>\n"
   "#include <stddef.h>\n"
   "#include <stdint.h>\n"
-  "#include <stdio.h>\n"
-  "#include <string.h>\n"
+  "#include <stdlib.h>\n"
   "#include <sys/mman.h>\n"
+  "int snprintf(char *, size_t, const char *, ...);\n"
   "#define __global__\n"
   "#define __device__ static\n"
   "#define __host__\n"
@@ -91,11 +92,13 @@ static const char shim_header[] =
   "__asm__(\".text\\n.globl nnc_switch\\n.hidden nnc_switch\\n.type nnc_switch,%function\\nnnc_switch:\\n\"\n"
   "        \"sub sp, sp, #160\\nstp x19, x20, [sp, #0]\\nstp x21, x22, [sp, #16]\\nstp x23, x24, [sp, #32]\\n\"\n"
   "        \"stp x25, x26, [sp, #48]\\nstp x27, x28, [sp, #64]\\nstp x29, x30, [sp, #80]\\n\"\n"
-  "        \"stp d8, d9, [sp, #96]\\nstp d10, d11, [sp, #112]\\nstp d12, d13, [sp, #128]\\nstp d14, d15, [sp, #144]\\n\"\n"
+  "        \"stp d8, d9, [sp, #96]\\nstp d10, d11, [sp, #112]\\n\"\n"
+  "        \"stp d12, d13, [sp, #128]\\nstp d14, d15, [sp, #144]\\n\"\n"
   "        \"mov x2, sp\\nstr x2, [x0]\\nmov sp, x1\\n\"\n"
   "        \"ldp x19, x20, [sp, #0]\\nldp x21, x22, [sp, #16]\\nldp x23, x24, [sp, #32]\\n\"\n"
   "        \"ldp x25, x26, [sp, #48]\\nldp x27, x28, [sp, #64]\\nldp x29, x30, [sp, #80]\\n\"\n"
-  "        \"ldp d8, d9, [sp, #96]\\nldp d10, d11, [sp, #112]\\nldp d12, d13, [sp, #128]\\nldp d14, d15, [sp, #144]\\n\"\n"
+  "        \"ldp d8, d9, [sp, #96]\\nldp d10, d11, [sp, #112]\\n\"\n"
+  "        \"ldp d12, d13, [sp, #128]\\nldp d14, d15, [sp, #144]\\n\"\n"
   "        \"add sp, sp, #160\\nret\\n.size nnc_switch, .-nnc_switch\\n\");\n"
   "enum { NNC_FRAME = 160, NNC_ENTRY = 88 };\n"   // x30, which ret jumps to
   "#endif\n"
@@ -166,9 +169,9 @@ static const char shim_header[] =
   "  f->state = NNC_RUNS;\n"
   "#ifdef NNC_HAND_SWITCH\n"
   "  char *sp = nnc_stack(t) + NNC_STACK - NNC_FRAME;\n"
-  "  memset(sp, 0, NNC_FRAME);\n"
+  "  __builtin_memset(sp, 0, NNC_FRAME);\n"
   "  void (*entry)(void) = nnc_fiber_main;\n"
-  "  memcpy(sp + NNC_ENTRY, &entry, sizeof entry);\n"
+  "  __builtin_memcpy(sp + NNC_ENTRY, &entry, sizeof entry);\n"
   "  f->sp = sp;\n"
   "#else\n"
   "  getcontext(&f->uc);\n"
@@ -258,13 +261,17 @@ static const char shim_header[] =
 // The compiler
 //
 
-// Removes what the temporary directory holds, then the directory.
-static void remove_dir(const char *dir, const char *const *names, int n) {
+// Removes the temporary directory and whatever the compiler left in it.
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
   char path[4096];
-  for (int i = 0; i < n; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-    unlink(path);
-  }
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+  if (d)
+    closedir(d);
   rmdir(dir);
 }
 
@@ -298,15 +305,18 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
   char *argv[64];
   int n = 0;
   snprintf(words, sizeof words, "%s", cc);
-  for (char *s = strtok(words, " \t"); s && n < 32; s = strtok(NULL, " \t"))
+  char *save;
+  for (char *s = strtok_r(words, " \t", &save); s && n < 32; s = strtok_r(NULL, " \t", &save))
     argv[n++] = s;
   if (n == 0)
     argv[n++] = "cc";
   snprintf(src, sizeof src, "%s/cuda.c", dir);
   snprintf(log, sizeof log, "%s/cc.log", dir);
+  // -z defs: a call of a function nobody defines fails here, with the compiler's messages, not at dlopen.
   // -O2: twice -O1's speed on a tiled GEMM (it vectorizes), for half again the compile time (docs/design.md).
   const char *flags[] = {"-std=gnu11", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-ffp-contract=off",
-                         "-fno-strict-aliasing", "-fno-math-errno", "-w", "-o", so, src, "-lm", NULL};
+                         "-fno-strict-aliasing", "-fno-math-errno", "-fstack-usage", "-w", "-Wl,-z,defs",
+                         "-o", so, src, "-lm", NULL};
   for (int i = 0; flags[i]; i++)
     argv[n++] = (char *)flags[i];
   argv[n] = NULL;
@@ -345,6 +355,55 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
   return false;
 }
 
+// The frames the compiler reported (-fstack-usage: "cuda.cu:12:6:name\t
+// bytes\tstatic"): a thread of a block runs on a fiber stack of 64 KB
+// (NNC_STACK), so a function may keep at most a quarter of it, and none
+// may grow its frame at run time (a variable-length array, which CUDA does
+// not have either). A frame too large would hit the stack's guard page.
+enum { SHIM_MAX_FRAME = 16 << 10 };
+
+static bool check_frames(const char *dir, char *err, size_t errsz) {
+  DIR *d = opendir(dir);
+  bool ok = true;
+  for (struct dirent *e; ok && d && (e = readdir(d));) {
+    size_t n = strlen(e->d_name);
+    if (n < 3 || strcmp(e->d_name + n - 3, ".su"))
+      continue;
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *f = fopen(path, "r");
+    while (ok && f && fgets(line, sizeof line, f)) {
+      char *tab = strchr(line, '\t');
+      if (!tab)
+        continue;
+      *tab = 0;
+      char *end;
+      long bytes = strtol(tab + 1, &end, 10);
+      bool dynamic = strstr(end, "dynamic") && !strstr(end, "bounded");
+      if (bytes <= SHIM_MAX_FRAME && !dynamic)
+        continue;
+      char *name = strrchr(line, ':'), what[64];
+      if (name)
+        *name++ = 0;   // line: "cuda.cu:12:6"
+      else
+        name = line, line[0] = 0;
+      if (dynamic)
+        snprintf(what, sizeof what, "sizes its stack frame at run time");
+      else
+        snprintf(what, sizeof what, "keeps a stack frame of %ld bytes", bytes);
+      errorf(err, errsz, "function '%s' (%s) %s; the host shim runs each thread of a block on a stack of 64 KB and "
+             "allows a function %d bytes\n---> HINT: keep large per-thread arrays in __shared__ or global memory",
+             name, line, what, SHIM_MAX_FRAME);
+      ok = false;
+    }
+    if (f)
+      fclose(f);
+  }
+  if (d)
+    closedir(d);
+  return ok;
+}
+
 CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   static int loads;   // each load gets a file name of its own: dlopen would hand back an object of the same name
   const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -357,22 +416,22 @@ CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   }
   snprintf(name, sizeof name, "cuda-%d-%d.so", (int)getpid(), __atomic_add_fetch(&loads, 1, __ATOMIC_RELAXED));
   snprintf(so, sizeof so, "%s/%s", dir, name);
-  const char *files[] = {"cuda.c", "cc.log", name};
   char path[4096];
   snprintf(path, sizeof path, "%s/cuda.c", dir);
   if (!write_source(path, src)) {
     errorf(err, errsz, "the host shim cannot write %s: %s", path, strerror(errno));
-    remove_dir(dir, files, 3);
+    remove_dir(dir);
     return NULL;
   }
-  if (!run_compiler(dir, so, err, errsz)) {
-    remove_dir(dir, files, 3);
+  if (!run_compiler(dir, so, err, errsz) || !check_frames(dir, err, errsz)) {
+    remove_dir(dir);
     return NULL;
   }
   void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-  remove_dir(dir, files, 3);   // a loaded object needs no file
+  remove_dir(dir);   // a loaded object needs no file
   if (!lib) {
-    errorf(err, errsz, "the host shim cannot load the compiled CUDA C: %s", dlerror());
+    errorf(err, errsz, "the host shim cannot load the compiled CUDA C: %s\n---> HINT: if %s is on a file system "
+           "mounted noexec, set TMPDIR to another directory", dlerror(), tmp);
     return NULL;
   }
   CgCudaHost *h = xcalloc(1, sizeof *h);
@@ -391,8 +450,14 @@ CgCudaHost *cg_cuda_host_load(const char *src, char *err, size_t errsz) {
   return h;
 }
 
+// A kernel of the program: not the shim's own functions, nor one of the C
+// library's, which dlsym finds among the object's dependencies.
 CgCudaFn cg_cuda_host_fn(CgCudaHost *h, const char *name) {
-  return (CgCudaFn)dlsym(h->so, name);
+  void *f = dlsym(h->so, name);
+  Dl_info info;
+  if (!f || !strncmp(name, "nnc_shim_", 9) || !dladdr(f, &info) || info.dli_fbase != h->base)
+    return NULL;
+  return (CgCudaFn)f;
 }
 
 bool cg_cuda_host_launch(CgCudaHost *h, const char *name, CgCudaFn fn, const unsigned grid[3], unsigned block,

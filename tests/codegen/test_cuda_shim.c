@@ -3,8 +3,9 @@
 // CPU: grid-stride elementwise loops, block reductions and a tiled GEMM over
 // shared memory, whose __syncthreads must be a real barrier, grids in x, y
 // and z; and it refuses, with the kernel's name and without a crash or a
-// hang, the launches CUDA would not run, source the C compiler rejects, and
-// a missing compiler. Skipped where no C compiler runs.
+// hang, the launches CUDA would not run, source the C compiler rejects,
+// stack frames a fiber's stack cannot hold, and a missing compiler; no
+// temporary file stays behind. Skipped where no C compiler runs.
 //
 //   test_cuda_shim DIR           the tests (DIR: tests/codegen/shim)
 //   test_cuda_shim DIR --bench   GEMM GFLOP/s, and the time to compile a
@@ -194,12 +195,38 @@ static void test_compile_error(void) {
   CHECK_HAS(err, "the host C compiler rejected the generated CUDA C");
   CHECK_HAS(err, "undeclared_thing");
   CHECK_HAS(err, "cuda.cu:3");
+  // A function nobody defines: the link fails, not the load.
+  const char *undefined = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                          "NNC_KERNEL void k0_call(NNC_ARGS) { nnc_no_such_function(aux[0]); }\n";
+  CHECK_ERR(cg_cuda_host_load(undefined, err, sizeof err) != NULL, err,
+            "the host C compiler rejected the generated CUDA C", "nnc_no_such_function");
   // A message longer than err is cut, not overrun.
   char small[64];
   memset(small, 'x', sizeof small);
   CHECK(!cg_cuda_host_load(src, small, 40));
   CHECK(strlen(small) < 40 && small[63] == 'x');
   cg_cuda_host_free(NULL);
+}
+
+// A thread's stack frame that would not fit its fiber's stack, or that
+// grows at run time: refused at load, not a crash at the guard page.
+static void test_frames(void) {
+  const char *big = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                    "NNC_KERNEL void k0_big(NNC_ARGS) {\n"
+                    "  float v[20000];\n"
+                    "  for (int i = 0; i < 20000; i++) v[i] = ((float *)aux[0])[i];\n"
+                    "  ((float *)aux[1])[0] = v[B];\n"
+                    "}\n";
+  CgCudaHost *h = cg_cuda_host_load(big, err, sizeof err);
+  CHECK_ERR(h != NULL, err, "function 'k0_big' (cuda.cu:2:", "keeps a stack frame of 800", "64 KB", "HINT");
+  const char *vla = "#define NNC_ARGS char *arena, char *state, char *const *aux, char *step, long long B\n"
+                    "NNC_KERNEL void k0_vla(NNC_ARGS) {\n"
+                    "  float v[B];\n"
+                    "  for (int i = 0; i < B; i++) v[i] = ((float *)aux[0])[i];\n"
+                    "  ((float *)aux[1])[0] = v[B / 2];\n"
+                    "}\n";
+  h = cg_cuda_host_load(vla, err, sizeof err);
+  CHECK_ERR(h != NULL, err, "function 'k0_vla'", "sizes its stack frame at run time");
 }
 
 static void test_missing_compiler(void) {
@@ -259,6 +286,8 @@ int main(int argc, char **argv) {
   CHECK_INT(0, count_entries(t_dir));
   CHECK(!cg_cuda_host_fn(h, "k9_absent"));
   CHECK(!cg_cuda_host_fn(h, "nnc_fiber_main"));   // the shim's own functions stay inside
+  CHECK(!cg_cuda_host_fn(h, "nnc_shim_launch"));
+  CHECK(!cg_cuda_host_fn(h, "memcpy"));   // the C library's, not the program's
   if (bench) {
     for (int s = 256; s <= 1024; s *= 2) {
       run_gemm(h, s, s, s, false);   // warm the fiber stacks
@@ -291,6 +320,7 @@ int main(int argc, char **argv) {
   }
   cg_cuda_host_free(h);
   test_compile_error();
+  test_frames();
   test_missing_compiler();
   CHECK_INT(0, count_entries(t_dir));
   return t_finish("test_cuda_shim");

@@ -70,6 +70,7 @@ NNC_KERNEL void k3_gemm(NNC_ARGS) {
       Bs[kk][j] = k < K && c < N ? Bm[k * N + c] : 0.0f;
     }
     __syncthreads();
+#pragma unroll 4
     for (int kk = 0; kk < 16; kk++) {
       float a[4], b[4];
       for (int i = 0; i < 4; i++) {
