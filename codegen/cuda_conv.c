@@ -9,7 +9,8 @@
 // gradient is gathered per input element from the windows that hold it,
 // in the order the reference adds them; a batchnorm runs a block per
 // channel whose threads sum in double and meet in a fixed tree. The same
-// bytes on every run.
+// bytes on every run; a batchnorm rounds each product where the reference
+// does (NNC_FMUL, NNC_DMUL: never an fma).
 #include "cuda_gen.h"
 
 #include <math.h>
@@ -491,7 +492,7 @@ static void emit_batch_stats(CudaGen *g, const char *C, const char *HW, double e
             "    part = 0;\n"
             "    for (long long i = threadIdx.x; i < cnt; i += blockDim.x) {\n"
             "      const double t = x[(i / %s * %s + c) * %s + i %% %s] - mu;\n"
-            "      part += t * t;\n"
+            "      part += NNC_DMUL(t, t);\n"
             "    }\n"
             "    const double var = nnc_block_sum_d(part, nnc_shd) / (double)cnt;\n"
             "    const double is = 1.0 / sqrt(var + ",
@@ -557,7 +558,7 @@ static bool emit_batchnorm(CudaGen *g, int kernel, const Kernel *k, const RtLib 
     put_float_as_double(s, d->f[0]);
     sb_puts(s, ");\n"
                "    const float mu = rm[c], scale = (float)(is * (double)gamma[c]);\n"
-               "    y[e] = (x[e] - mu) * scale + beta[c];\n"
+               "    y[e] = NNC_FMUL(x[e] - mu, scale) + beta[c];\n"
                "  }\n}\n");
     cuda_launch_elems(g, kernel, name, times(b.n, b.C * b.HW));
     return true;
@@ -585,13 +586,13 @@ static bool emit_batchnorm(CudaGen *g, int kernel, const Kernel *k, const RtLib 
     sb_puts(s, "      const double m = ");
     put_float_as_double(s, d->f[1]);
     sb_puts(s, ";\n"
-               "      rm[c] = (float)((1.0 - m) * rm[c] + m * mu);   // the running variance unbiased\n"
-               "      rv[c] = (float)((1.0 - m) * rv[c] + m * var * (double)cnt / (double)(cnt - 1));\n"
+               "      rm[c] = (float)(NNC_DMUL(1.0 - m, (double)rm[c]) + NNC_DMUL(m, mu));\n"
+               "      rv[c] = (float)(NNC_DMUL(1.0 - m, (double)rv[c]) + NNC_DMUL(m, var) * (double)cnt / (double)(cnt - 1));   // unbiased\n"
                "    }\n"
                "    const float muf = (float)mu, scale = (float)(is * (double)gamma[c]), shift = beta[c];\n"
                "    for (long long i = threadIdx.x; i < cnt; i += blockDim.x) {\n");
     sb_printf(s, "      const long long at = (i / %s * %s + c) * %s + i %% %s;\n", HW, C, HW, HW);
-    sb_puts(s, "      y[at] = (x[at] - muf) * scale + shift;\n"
+    sb_puts(s, "      y[at] = NNC_FMUL(x[at] - muf, scale) + shift;\n"
                "    }\n"
                "  }\n}\n");
     cuda_launch(g, kernel, name, channels, 1, 1, 1, BN_THREADS, true);
@@ -621,7 +622,7 @@ static bool emit_batchnorm(CudaGen *g, int kernel, const Kernel *k, const RtLib 
             "    for (long long i = threadIdx.x; i < cnt; i += blockDim.x) {\n"
             "      const long long at = (i / %s * %s + c) * %s + i %% %s;\n"
             "      part += dy[at];\n"
-            "      part2 += dy[at] * ((x[at] - m) * s);\n"
+            "      part2 += NNC_DMUL((double)dy[at], NNC_DMUL(x[at] - m, s));\n"
             "    }\n"
             "    const double sdy = nnc_block_sum_d(part, nnc_shd), sdyx = nnc_block_sum_d(part2, nnc_shd);\n",
             HW, C, HW, HW);
@@ -637,7 +638,7 @@ static bool emit_batchnorm(CudaGen *g, int kernel, const Kernel *k, const RtLib 
               "    const float a = (float)(kc * (double)cnt), b = (float)(-kc * sdyx), d = (float)(-kc * sdy);\n"
               "    for (long long i = threadIdx.x; i < cnt; i += blockDim.x) {\n"
               "      const long long at = (i / %s * %s + c) * %s + i %% %s;\n"
-              "      dx[at] = a * dy[at] + b * ((x[at] - muf) * isf) + d;\n"
+              "      dx[at] = NNC_FMUL(a, dy[at]) + NNC_FMUL(b, NNC_FMUL(x[at] - muf, isf)) + d;\n"
               "    }\n"
               "  }\n}\n",
               HW, C, HW, HW);
