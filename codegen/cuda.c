@@ -65,7 +65,6 @@ const char cuda_prelude[] =
     "#endif\n"
     "// Each operation rounded where the reference rounds it: CUDA's intrinsics,\n"
     "// which nvcc never fuses into an fma; plain operators for the host's C.\n"
-    "#ifndef NNC_FMUL\n"
     "#if defined(__CUDACC__)\n"
     "#define NNC_FMUL(a, b) __fmul_rn(a, b)\n"
     "#define NNC_FADD(a, b) __fadd_rn(a, b)\n"
@@ -78,7 +77,6 @@ const char cuda_prelude[] =
     "#define NNC_FDIV(a, b) ((a) / (b))\n"
     "#define NNC_FSQRT(a) sqrtf(a)\n"
     "#define NNC_DMUL(a, b) ((a) * (b))\n"
-    "#endif\n"
     "#endif\n"
     "// The dropout mask's hash (runtime/kernels_train.c: splitmix64's output\n"
     "// function on the key's index-th step).\n"
@@ -355,9 +353,7 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
 // Loop kernels
 //
 
-// A float constant as CUDA C and C both read it exactly: a hexadecimal
-// literal, or the bits of an infinity or a NaN.
-static void put_const(StrBuf *s, float f) {
+void cuda_put_float(StrBuf *s, float f) {
   if (f != f || f - f != 0.0f) {
     union { float f; uint32_t u; } b = {.f = f};
     sb_printf(s, "nnc_bits(0x%08xu)", b.u);
@@ -454,7 +450,7 @@ static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf,
       put_index(s, &in->idx, k->ndim);
       sb_puts(s, "]");
       break;
-    case KI_CONST: put_const(s, in->imm); break;
+    case KI_CONST: cuda_put_float(s, in->imm); break;
     case KI_INDEX: sb_printf(s, "(float)i%d", in->dim); break;
     case KI_ADD: sb_printf(s, "v%d + v%d", a, b); break;
     case KI_SUB: sb_printf(s, "v%d - v%d", a, b); break;

@@ -62,6 +62,10 @@ void cuda_launch(CudaGen *g, int kernel, const char *name, KExtent work, int64_t
 // loop strides over the rest: NNC_FOR_EACH).
 void cuda_launch_elems(CudaGen *g, int kernel, const char *name, KExtent work);
 
+// A float constant as CUDA C and C both read it exactly: a hexadecimal
+// literal, or the bits of an infinity or a NaN (nnc_bits).
+void cuda_put_float(StrBuf *s, float f);
+
 // "k12_conv2d": a kernel's function name from the program's index, a
 // suffix and nothing the C identifier cannot hold.
 void cuda_fn_name(char *buf, size_t size, int kernel, const char *what);

@@ -15,41 +15,12 @@
 #include <stdio.h>
 #include <string.h>
 
-// A float constant as CUDA C and C both read it exactly (as cuda.c's).
-static void put_float(StrBuf *s, float f) {
-  if (f != f || f - f != 0.0f) {
-    union { float f; uint32_t u; } b = {.f = f};
-    sb_printf(s, "nnc_bits(0x%08xu)", b.u);
-  } else {
-    sb_printf(s, "%af", (double)f);
-  }
-}
-
 static void put_double(StrBuf *s, double d) {
   if (d != d || d - d != 0.0)
-    put_float(s, (float)d);   // (an infinity or a NaN converts exactly)
+    cuda_put_float(s, (float)d);   // (an infinity or a NaN converts exactly)
   else
     sb_printf(s, "%a", d);
 }
-
-// The rounding of each operation where the reference rounds it: the CUDA
-// intrinsics, which nvcc never fuses; plain operators for the host's C.
-static const char rounded_ops[] =
-    "#ifndef NNC_FMUL\n"
-    "#if defined(__CUDACC__)\n"
-    "#define NNC_FMUL(a, b) __fmul_rn(a, b)\n"
-    "#define NNC_FADD(a, b) __fadd_rn(a, b)\n"
-    "#define NNC_FDIV(a, b) __fdiv_rn(a, b)\n"
-    "#define NNC_FSQRT(a) __fsqrt_rn(a)\n"
-    "#define NNC_DMUL(a, b) __dmul_rn(a, b)\n"
-    "#else\n"
-    "#define NNC_FMUL(a, b) ((a) * (b))\n"
-    "#define NNC_FADD(a, b) ((a) + (b))\n"
-    "#define NNC_FDIV(a, b) ((a) / (b))\n"
-    "#define NNC_FSQRT(a) sqrtf(a)\n"
-    "#define NNC_DMUL(a, b) ((a) * (b))\n"
-    "#endif\n"
-    "#endif\n";
 
 // What one kernel of a descriptor is being written with.
 typedef struct Lib {
@@ -156,7 +127,7 @@ static bool emit_dropout(Lib *l) {
               "    mask[i] = keep;\n"
               "    y[i] = x[i] * ((float)keep * ",
               (unsigned long long)least);
-    put_float(s, scale);
+    cuda_put_float(s, scale);
     sb_puts(s, ");\n");
   }
   sb_puts(s, "  }\n}\n");
@@ -188,7 +159,7 @@ static bool emit_dropout_grad(Lib *l) {
               "  const int on = NNC_TRAINING && NNC_DROPOUT;\n"
               "  NNC_FOR_EACH(i, n) dx[i] = on ? 0.0f + dy[i] * (mask[i] ? ",
               d->aux_from);
-    put_float(s, scale);
+    cuda_put_float(s, scale);
     sb_puts(s, " : 0.0f) : dy[i];\n}\n");
   }
   cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[1]));
@@ -494,20 +465,20 @@ static bool emit_sgd(Lib *l) {
              "    float gi = g[i];\n");
   if (f[3] != 0) {
     sb_puts(s, "    gi = fmaf(p[i], ");
-    put_float(s, (float)f[3]);
+    cuda_put_float(s, (float)f[3]);
     sb_puts(s, ", gi);\n");
   }
   if (f[1] != 0) {
     float mom = (float)f[1], keep = (float)(1.0 - f[2]);
     sb_puts(s, "    if (t == 1)   // the buffer starts as a copy of g\n      buf[i] = gi;\n    else\n"
                "      buf[i] = fmaf(gi, ");
-    put_float(s, keep);
+    cuda_put_float(s, keep);
     sb_puts(s, ", NNC_FMUL(buf[i], ");
-    put_float(s, mom);
+    cuda_put_float(s, mom);
     sb_puts(s, "));\n");
     if (d->i[0]) {
       sb_puts(s, "    gi = fmaf(buf[i], ");
-      put_float(s, mom);
+      cuda_put_float(s, mom);
       sb_puts(s, ", gi);\n");
     } else {
       sb_puts(s, "    gi = buf[i];\n");
@@ -549,26 +520,26 @@ static bool emit_adam(Lib *l) {
     sb_puts(s, "    p[i] = NNC_FMUL(p[i], decay);\n");
   } else if (f[4] != 0) {
     sb_puts(s, "    gi = fmaf(p[i], ");
-    put_float(s, (float)f[4]);
+    cuda_put_float(s, (float)f[4]);
     sb_puts(s, ", gi);\n");
   }
   // m = lerp(m, g, 1 - beta1) as torch_lerpf, its branch taken here.
   float w1 = (float)(1.0 - f[1]), b2 = (float)f[2], w2 = (float)(1.0 - f[2]), eps = (float)f[3];
   if (fabsf(w1) < 0.5f) {
     sb_puts(s, "    m[i] = fmaf(");
-    put_float(s, w1);
+    cuda_put_float(s, w1);
     sb_puts(s, ", gi - m[i], m[i]);\n");
   } else {
     sb_puts(s, "    m[i] = fmaf(");
-    put_float(s, w1 - 1.0f);
+    cuda_put_float(s, w1 - 1.0f);
     sb_puts(s, ", gi - m[i], gi);\n");
   }
   sb_puts(s, "    v[i] = NNC_FADD(NNC_FMUL(v[i], ");
-  put_float(s, b2);
+  cuda_put_float(s, b2);
   sb_puts(s, "), NNC_FMUL(NNC_FMUL(");
-  put_float(s, w2);
+  cuda_put_float(s, w2);
   sb_puts(s, ", gi), gi));\n    const float denom = NNC_FADD(NNC_FDIV(NNC_FSQRT(v[i]), bc2_sqrt), ");
-  put_float(s, eps);
+  cuda_put_float(s, eps);
   sb_puts(s, ");\n    p[i] = NNC_FADD(p[i], NNC_FDIV(NNC_FMUL(neg_step_size, m[i]), denom));\n  }\n}\n");
   cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[0]));
   return true;
@@ -583,8 +554,6 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   Lib l = {g, kernel, k, d, x ? x : &none, &g->src};
   if (!d)
     return cuda_fail(g, "library kernel %d has no descriptor", kernel);
-  if (d->kind >= RL_DROPOUT && d->kind < RL_COUNT && !(g->src.data && strstr(g->src.data, "#ifndef NNC_FMUL")))
-    sb_puts(&g->src, rounded_ops);   // once per program
   switch (d->kind) {
   case RL_CONV2D: case RL_CONV2D_GRAD_INPUT: case RL_CONV2D_GRAD_WEIGHT:
     return cuda_emit_conv(g, kernel, k, d, l.x);
