@@ -15,5 +15,9 @@ bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b);
 // point, and writes nothing another tile reads: not A, not B, and where it
 // writes it reads only the element it writes.
 bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g);
+// Whether store i of loop k is the first that sums into its buffer (which
+// the code zeroes before the loop runs, once); *elems then gets the
+// elements of the buffer's node (coef, times the batch when batched).
+bool cg_first_sum(const Kernel *k, int i, KExtent *elems);
 
 #endif

@@ -488,28 +488,17 @@ static void emit_zero(CudaGen *g, int ki, const Kernel *k) {
   StrBuf *s = &g->src;
   char name[64];
   int nz = 0;
-  KExtent most = {0, false};
+  KExtent most = {0, false}, e;
   for (int i = 0; i < k->nstores; i++) {
-    const KStore *st = &k->stores[i];
-    bool seen = st->reduce != KR_SUM;
-    for (int j = 0; j < i && !seen; j++)
-      seen = k->stores[j].reduce == KR_SUM && k->bufs[k->stores[j].buf] == k->bufs[st->buf];
-    if (seen)
+    if (!cg_first_sum(k, i, &e))
       continue;
-    const IrNode *n = k->bufs[st->buf];
-    int64_t fixed = 1;
-    for (int d = 0; d < n->ndim; d++)
-      if (n->shape[d] != IR_N)
-        fixed *= n->shape[d];
-    bool batched = ir_is_batched(n);
     if (nz++ == 0) {
       cuda_fn_name(name, sizeof name, ki, "zero");
       cuda_begin_kernel(g, k, name, "the sums of the next kernel, zeroed");
     }
-    const KBufInfo *b = &g->p->buf[n->id];
-    sb_printf(s, "  NNC_FOR_EACH(e, %s%lldLL) NNC_F(%s, %lldLL)[e] = 0.0f;\n", batched ? "B * " : "", (long long)fixed,
-              b->space == KB_STATE ? "state" : "arena", (long long)b->offset);
-    KExtent e = {fixed, batched};
+    const KBufInfo *b = &g->p->buf[k->bufs[k->stores[i].buf]->id];
+    sb_printf(s, "  NNC_FOR_EACH(e, %s%lldLL) NNC_F(%s, %lldLL)[e] = 0.0f;\n", e.batched ? "B * " : "",
+              (long long)e.coef, b->space == KB_STATE ? "state" : "arena", (long long)b->offset);
     if (at_max(g, e) > at_max(g, most))
       most = e;
   }

@@ -1,7 +1,23 @@
 // epilogue.c: what the two code generators (LLVM, CUDA) decide alike
-// about a GEMM's epilogue: whether it can run on each element of C as soon
-// as that element's sum is done, instead of as a loop after the product.
+// about a kernel: which buffers a loop's sums zero first, and whether a
+// GEMM's epilogue can run on each element of C as soon as that element's
+// sum is done, instead of as a loop after the product.
 #include "cg_kernel.h"
+
+bool cg_first_sum(const Kernel *k, int i, KExtent *elems) {
+  const KStore *st = &k->stores[i];
+  if (st->reduce != KR_SUM)
+    return false;
+  for (int j = 0; j < i; j++)
+    if (k->stores[j].reduce == KR_SUM && k->bufs[k->stores[j].buf] == k->bufs[st->buf])
+      return false;
+  const IrNode *n = k->bufs[st->buf];
+  *elems = (KExtent){1, ir_is_batched(n)};
+  for (int d = 0; d < n->ndim; d++)
+    if (n->shape[d] != IR_N)
+      elems->coef *= n->shape[d];
+  return true;
+}
 
 bool cg_is_c_index(const KIndex *ix, int64_t n) { return ix->offset == 0 && ix->stride[0] == n && ix->stride[1] == 1; }
 

@@ -1260,20 +1260,11 @@ static LLVMValueRef extent(Cg *c, Entry *e, int64_t coef, bool batched) {
 // Zeroes the buffers k sums into: the elements of the buffer's node for
 // batch B, 4 bytes each. Each buffer once.
 static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
-  for (int i = 0; i < k->nstores; i++) {
-    const KStore *st = &k->stores[i];
-    bool seen = st->reduce != KR_SUM;
-    for (int j = 0; j < i && !seen; j++)
-      seen = k->stores[j].reduce == KR_SUM && k->bufs[k->stores[j].buf] == k->bufs[st->buf];
-    if (seen)
-      continue;
-    const IrNode *n = k->bufs[st->buf];
-    int64_t fixed = 4;
-    for (int d = 0; d < n->ndim; d++)
-      if (n->shape[d] != IR_N)
-        fixed *= n->shape[d];
-    LLVMBuildMemSet(c->b, buf_ptr(c, e, n), LLVMConstInt(c->i8, 0, 0), extent(c, e, fixed, ir_is_batched(n)), 4);
-  }
+  KExtent n;
+  for (int i = 0; i < k->nstores; i++)
+    if (cg_first_sum(k, i, &n))
+      LLVMBuildMemSet(c->b, buf_ptr(c, e, k->bufs[k->stores[i].buf]), LLVMConstInt(c->i8, 0, 0),
+                      extent(c, e, 4 * n.coef, n.batched), 4);
 }
 
 // Loops over fewer elements than this run on the calling thread: waking the

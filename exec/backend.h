@@ -83,6 +83,9 @@ struct Exec {
 // per-node tables for it (need[] from pass_needed).
 void exec_tables(Exec *ex, const Model *m);
 void exec_free_tables(Exec *ex);
+// Whether program q may share an executor's tables and state block with
+// p: the same nodes, and every persistent tensor at the same place.
+bool exec_same_layout(const KProgram *p, const KProgram *q);
 // The host copies both backends' read and write are.
 void exec_host_read(const Exec *ex, const IrNode *n, int64_t count, float *out);
 void exec_host_write(Exec *ex, const IrNode *n, int64_t count, const float *in);

@@ -29,20 +29,6 @@ static void bind_program(Exec *ex, const KProgram *p) {
   }
 }
 
-// Whether program q may share the executor's tables and state block with
-// p: the same nodes, and every persistent tensor at the same place.
-static bool same_layout(const KProgram *p, const KProgram *q) {
-  if (p->g->nnodes != q->g->nnodes || p->state_bytes != q->state_bytes)
-    return false;
-  for (int i = 0; i < p->g->nnodes; i++) {
-    const IrNode *a = p->g->nodes[i], *b = q->g->nodes[i];
-    if (a->op != b->op || (is_state(a) && (p->buf[i].space != q->buf[i].space ||
-                                           p->buf[i].offset != q->buf[i].offset)))
-      return false;
-  }
-  return true;
-}
-
 static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
   CompileOptions co = {ex->max_batch, o->fuse, NULL};
   const Compilation *first = NULL;
@@ -52,7 +38,7 @@ static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, 
     Compilation *c = ex->prog[e] = pass_compile(m, e, &co);
     if (!first)
       first = c;
-    else if (!same_layout(first->prog, c->prog))
+    else if (!exec_same_layout(first->prog, c->prog))
       nnc_bug(__FILE__, __LINE__, "two entry points of one model compiled to different state layouts");
     ex->mod[e] = cg_compile(c->prog, NULL, err, errsz);
     if (!ex->mod[e])

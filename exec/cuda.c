@@ -81,17 +81,6 @@ static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_
 // host memory).
 static char on_device;
 
-static bool same_layout(const KProgram *p, const KProgram *q) {
-  if (p->g->nnodes != q->g->nnodes || p->state_bytes != q->state_bytes)
-    return false;
-  for (int i = 0; i < p->g->nnodes; i++) {
-    const IrNode *a = p->g->nodes[i], *b = q->g->nodes[i];
-    if (a->op != b->op ||
-        (is_state(a) && (p->buf[i].space != q->buf[i].space || p->buf[i].offset != q->buf[i].offset)))
-      return false;
-  }
-  return true;
-}
 
 static CudaExec *cx(const Exec *ex) { return ex->cuda; }
 
@@ -250,7 +239,7 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     Compilation *comp = cp->comp = pass_compile(m, e, &co);
     if (!first)
       first = comp;
-    else if (!same_layout(first->prog, comp->prog))
+    else if (!exec_same_layout(first->prog, comp->prog))
       nnc_bug(__FILE__, __LINE__, "two entry points of one model compiled to different state layouts");
     char why[1024];
     if (!(cp->code = cg_cuda_generate(comp->prog, why, sizeof why))) {

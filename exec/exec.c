@@ -128,6 +128,18 @@ const KProgram *exec_program(const Exec *ex, EntryKind entry, CgTimes *times) {
   return ex->be->program ? ex->be->program(ex, entry, times) : NULL;
 }
 
+bool exec_same_layout(const KProgram *p, const KProgram *q) {
+  if (p->g->nnodes != q->g->nnodes || p->state_bytes != q->state_bytes)
+    return false;
+  for (int i = 0; i < p->g->nnodes; i++) {
+    const IrNode *a = p->g->nodes[i], *b = q->g->nodes[i];
+    if (a->op != b->op ||
+        (is_state(a) && (p->buf[i].space != q->buf[i].space || p->buf[i].offset != q->buf[i].offset)))
+      return false;
+  }
+  return true;
+}
+
 void exec_host_read(const Exec *ex, const IrNode *n, int64_t count, float *out) {
   memcpy(out, ex->buf[n->id], sizeof(float) * count);
 }
