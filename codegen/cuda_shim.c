@@ -117,7 +117,7 @@ static const char shim_header[] =
   "  long long B;\n"
   "  int fibers;\n"                   // 1: the threads run as fibers; 0: as plain calls
   "  unsigned self;\n"                // the running fiber
-  "  nnc_shim_fiber *fiber;\n"             // [cap], at the start of the mapping
+  "  nnc_shim_fiber *fiber;\n"        // [cap], at the start of the mapping
   "  char *map;\n"                    // the fibers, then cap stacks, each above a guard page
   "  size_t map_size;\n"
   "  unsigned cap;\n"
