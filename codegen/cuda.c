@@ -537,12 +537,13 @@ static int pow2_at_least(int64_t n, int lo, int hi) {
   return t;
 }
 
-// Loop kernel ki: elementwise, one thread per point; or with sums, one
+// Loop kernel ki (or the epilogue of kernel owner): elementwise, one thread per point; or with sums, one
 // block per point of the dimensions kept.
-static void emit_loop(CudaGen *g, int ki, const Kernel *k, const char *suffix) {
+static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, const char *suffix) {
   StrBuf *s = &g->src;
   char name[64], what[64];
-  snprintf(what, sizeof what, "%s%s", k->name ? k->name : "loop", suffix ? suffix : "");
+  const Kernel *named = owner ? owner : k;   // (an epilogue is named after its GEMM or library kernel)
+  snprintf(what, sizeof what, "%s%s", named->name ? named->name : "loop", suffix ? suffix : "");
   cuda_fn_name(name, sizeof name, ki, what);
   bool is_sum[IR_MAX_DIMS], tree;
   int nsum = sum_dims(k, is_sum, &tree);
@@ -719,7 +720,7 @@ static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
   free(store);
   sb_free(&pro);
   if (k->epilogue && !on_elem)
-    emit_loop(g, ki, k->epilogue, "_epilogue");
+    emit_loop(g, ki, k->epilogue, k, "_epilogue");
 }
 
 //
@@ -751,7 +752,7 @@ CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz) {
   for (int i = 0; i < p->nkernels && !g.failed; i++) {
     const Kernel *k = p->kernels[i];
     switch (k->kind) {
-    case KN_LOOP: emit_loop(&g, i, k, NULL); break;
+    case KN_LOOP: emit_loop(&g, i, k, NULL, NULL); break;
     case KN_GEMM: emit_gemm(&g, i, k); break;
     case KN_LIB: {
       const RtLib *d = k->lib;
@@ -771,7 +772,7 @@ CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz) {
       }
       if (is_conv(d->kind) ? cuda_emit_conv(&g, i, k, d, &x) : cuda_emit_lib(&g, i, k, d, &x))
         if (k->epilogue)
-          emit_loop(&g, i, k->epilogue, "_epilogue");
+          emit_loop(&g, i, k->epilogue, k, "_epilogue");
       break;
     }
     default: cuda_fail(&g, "kernel %d has no kind (%d)", i, (int)k->kind); break;

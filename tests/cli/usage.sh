@@ -15,15 +15,15 @@ expect 0 'usage: nnc train' train --help
 expect 0 'usage: nnc eval' eval --help
 expect 0 'usage: nnc predict' predict --help
 expect 0 'usage: nnc bench' bench --help
-expect 2 "^nnc: unknown backend 'cuda' (expected ref or cpu)$" train --backend cuda models/mlp.nn
+expect 2 "^nnc: unknown backend 'xyzzy' (expected ref, cpu, cuda or cuda-emu)$" train --backend xyzzy models/mlp.nn
 # --backend is one option of every verb that runs a model: the names come
 # from the registry, with the nearest one for a slip, and --help lists them
 for cmd in train eval predict bench; do
-  expect 2 "^nnc: unknown backend 'cpuu' (expected ref or cpu); did you mean 'cpu'?$" $cmd --backend cpuu models/mlp.nn
+  expect 2 "^nnc: unknown backend 'cpuu' (expected ref, cpu, cuda or cuda-emu); did you mean 'cpu'?$" $cmd --backend cpuu models/mlp.nn
   expect 0 '^  ref  *one plain C kernel per graph node' $cmd --help
   expect 0 '^  cpu  *fused kernels compiled by LLVM' $cmd --help
 done
-expect 2 '^  cpu  *fused kernels' train --backend cuda models/mlp.nn
+expect 2 '^  cpu  *fused kernels' train --backend tpu models/mlp.nn
 expect 0 'step: median .* over 2 runs' bench --backend ref --batch 8 --reps 2 --threads 1 models/logreg.nn
 expect 2 "--epochs needs a whole number from 0 to 1000000, found '-1'" train --epochs -1 models/mlp.nn
 expect 2 "--test and --no-test contradict each other" train --test x.csv --no-test models/mlp.nn
@@ -54,7 +54,7 @@ expect 1 "model .m. has no loss to train with" emit --stage kernels --entry trai
 expect 1 "time its inference with --entry forward" bench "$tmp/noloss.nn"
 expect 2 "unknown command 'chek'; did you mean 'check'?" chek models/mlp.nn
 expect 2 'check needs at least one .nn file' check
-expect 2 'emit needs --stage (ast, ir, dot, kernels, fused, llvm or asm)' emit models/mlp.nn
+expect 2 'emit needs --stage (ast, ir, dot, kernels, fused, llvm, asm, cuda or ptx)' emit models/mlp.nn
 # every --batch takes 1 to 1048576 and says so (bench and emit stopped at
 # 1000000, without naming the limit)
 for cmd in train eval bench emit; do
@@ -63,7 +63,7 @@ done
 expect 2 "^nnc: --reps needs a whole number from 1 to 1000000" bench models/mlp.nn --reps 0
 expect 2 "--train applies to --stage ir and dot, not kernels; the training step's kernels are --entry train" emit --stage kernels --train models/mlp.nn
 expect 2 '--train applies to --stage ir and dot, not ast' emit --stage ast --train models/mlp.nn
-expect 2 "unknown stage 'ptx'" emit --stage ptx models/mlp.nn
+expect 2 "unknown stage 'sass'" emit --stage sass models/mlp.nn
 expect 2 'emit needs exactly one input file' emit --stage ir models/mlp.nn models/cnn.nn
 expect 2 'max-errors needs a count' check --max-errors many models/mlp.nn
 expect 2 'unrecognized option' check --frobnicate models/mlp.nn
@@ -80,7 +80,7 @@ expect 2 'has no AST' emit --stage ast "$tmp/mlp.ir"
 expect 0 '' emit --stage kernels --entry train -o "$tmp/mlp.kir" models/mlp.nn
 expect 0 '^program train_step of mlp' emit --stage kernels "$tmp/mlp.kir"
 expect 0 '^define .*@nnc_train_step' emit --stage llvm "$tmp/mlp.kir"
-expect 2 "is kernel IR text; use --stage kernels, llvm or asm" emit --stage ir "$tmp/mlp.kir"
+expect 2 "is kernel IR text; use --stage kernels, llvm, asm, cuda or ptx" emit --stage ir "$tmp/mlp.kir"
 expect 2 "is kernel IR text: its entry point, batch and kernels are in it" emit --stage kernels --batch 4 "$tmp/mlp.kir"
 expect 1 "cannot read '.*none.kir'" emit --stage kernels "$tmp/none.kir"
 expect 1 'cannot write' emit --stage ir -o "$tmp/no/such/dir/x.ir" models/mlp.nn

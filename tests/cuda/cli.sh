@@ -28,6 +28,10 @@ expect 0 "" emit --stage cuda --entry train --batch 5 models/cnn.nn -o "$tmp/cnn
 grep -q "^NNC_KERNEL void k0_" "$tmp/cnn.cu" && grep -q "^//   from models/cnn.nn:[0-9]" "$tmp/cnn.cu" \
   && grep -q "^// The launches, in order" "$tmp/cnn.cu" \
   && ok "emit --stage cuda: kernels, their .nn lines, the launches" || { bad "emit --stage cuda"; head -40 "$tmp/cnn.cu"; }
+"$nnc" emit --stage kernels --entry train --batch 5 models/cnn.nn -o "$tmp/cnn.kir" \
+  && "$nnc" emit --stage cuda "$tmp/cnn.kir" -o "$tmp/kir.cu" && grep -v '^//' "$tmp/cnn.cu" >"$tmp/a" \
+  && grep -v '^//' "$tmp/kir.cu" >"$tmp/b" && cmp -s "$tmp/a" "$tmp/b" \
+  && ok "a program read back from kernel IR text gives the same CUDA C" || bad "emit --stage cuda FILE.kir"
 expect 2 "--arch applies to --stage ptx" emit --stage cuda --arch sm_80 models/mlp.nn
 expect 2 "--arch needs a GPU architecture" emit --stage ptx --arch 80 models/mlp.nn
 expect 2 "unknown stage 'cu'" emit --stage cu models/mlp.nn
