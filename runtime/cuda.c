@@ -378,7 +378,7 @@ static char *cache_read(const RtNvrtc *n, const char *path, const char *src, int
   if (!p || p > nl || sscanf(p, " code=%zu sum=%llx", &len, &sum) != 2)
     goto bad;
   size_t hlen = (size_t)(nl - f) + 1;
-  if (flen != hlen + srclen + len || memcmp(f + hlen, src, srclen) != 0)
+  if (len == 0 || len > flen || flen != hlen + srclen + len || memcmp(f + hlen, src, srclen) != 0)
     goto bad;
   char want[256];
   cache_header(want, sizeof want, n, arch, cubin, srclen, f + hlen + srclen, len);

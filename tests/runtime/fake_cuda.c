@@ -5,7 +5,7 @@
 // looks its functions up in). Kernels it runs:
 //   add1(float *x, int n)   x[i] += 1 for i < n
 //   fault()                 an illegal address: CUDA_ERROR_ILLEGAL_ADDRESS at the next wait, and after
-// Any other kernel does nothing. Built three ways: whole; -DFAKE_NO_GRAPHS
+// Any other kernel does nothing. FAKE_CUDA_REFUSE_ELF makes it refuse CUBINs. Built three ways: whole; -DFAKE_NO_GRAPHS
 // (a driver without graphs); -DFAKE_OLD (without cuMemAlloc_v2, as before
 // CUDA 3.2). FAKE_CUDA_DEVICES sets the device count (default 1).
 #include <stdint.h>
@@ -146,7 +146,7 @@ API CUresult cuModuleLoadDataEx(void **mod, const void *image, unsigned nopt, in
   size_t len;
   if (!strncmp(s, "FAKE ", 5))
     len = strlen(s);
-  else if (!memcmp(s, "\177ELF", 4) && s[4] == 2)
+  else if (!memcmp(s, "\177ELF", 4) && s[4] == 2 && !getenv("FAKE_CUDA_REFUSE_ELF"))
     len = elf_size(image);
   else {
     for (unsigned i = 0; i < nopt; i++)   // the JIT's error log, as the driver writes it

@@ -193,6 +193,14 @@ static void check_build(RtCuda *c, RtNvrtc *n, bool real) {
   CHECK(m2 != NULL, "%s", err);
   CHECK_INT(once, rt_nvrtc_compiles(n));
   rt_cuda_unload(m2);
+  if (!real) {
+    // A cached CUBIN the driver refuses is compiled once more, then the driver's error.
+    setenv("FAKE_CUDA_REFUSE_ELF", "1", 1);
+    CHECK(rt_cuda_build(c, n, add1_src, "add1.cu", err, sizeof err) == NULL);
+    CHECK_HAS(err, "cuModuleLoadDataEx: CUDA_ERROR_INVALID_IMAGE");
+    CHECK_INT(once + 1, rt_nvrtc_compiles(n));
+    unsetenv("FAKE_CUDA_REFUSE_ELF");
+  }
   if (real && add1)
     check_runs(c, add1);
   rt_cuda_unload(m);
