@@ -20,8 +20,10 @@
 
 #include "codegen.h"
 
-// Threads per block of the generated kernels, unless a kernel says otherwise.
+// Threads per block of the generated kernels, unless a kernel says otherwise,
+// and the most blocks of a grid-stride loop (the kernel loops over the rest).
 #define CUDA_BLOCK 256
+#define CUDA_MAX_ELEM_BLOCKS 65535
 
 // What is being generated: the source and the launches, in program order.
 typedef struct CudaGen {
@@ -46,6 +48,8 @@ typedef struct CudaLibCtx {
 void cuda_gen_init(CudaGen *g, const KProgram *p, int64_t max_batch, char *err, size_t errsz);
 void cuda_gen_free(CudaGen *g);            // what the result does not keep
 bool cuda_fail(CudaGen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// An extent's count at the largest batch.
+int64_t cuda_at_max(const CudaGen *g, KExtent e);
 
 // Appends a launch of __global__ function `name` (kernel: the program's
 // kernel it belongs to, for messages and timing): a grid of
@@ -111,13 +115,14 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m);
 
 // Library kernels (cuda_lib.c, cuda_conv.c): the CUDA C of descriptor d,
 // kernel `kernel` of the program, and its launches. False (and g failed)
-// when the descriptor is not one they can run.
+// when the descriptor is not one they can run. cuda_emit_lib takes every
+// kind (the convolutions, poolings and batchnorms through cuda_conv.c's).
 bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
 bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
 // Pooling and batchnorm (cuda_conv.c): RL_MAXPOOL(_GRAD), RL_AVGPOOL(_GRAD), RL_GLOBAL_AVGPOOL(_GRAD), RL_BATCHNORM, RL_BATCHNORM_GRAD, RL_BATCHNORM_GRAD_GAMMA.
 bool cuda_emit_pool_bn(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x);
 
-// The prelude every program's source starts with (cuda.c): the kernel
+// The prelude every program's source starts with (cuda_gen.c): the kernel
 // signature, the step block's macros, NNC_FOR_EACH, and the device
 // functions the kernels share (tanh, sigmoid, sign as the cpu backend
 // computes them; the dropout hash; a block's fixed-order sum).
