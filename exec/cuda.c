@@ -271,10 +271,7 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
   } else {
     if (!alloc_device(ex, c, arena_bytes, state_bytes, err, errsz))
       return false;
-    char why[256];
-    c->graphs = !getenv("NNC_CUDA_NO_GRAPHS") && rt_cuda_capture_begin(c->dev, why, sizeof why);
-    if (c->graphs)
-      rt_cuda_graph_free(c->dev, rt_cuda_capture_end(c->dev, why, sizeof why));   // (an empty probe)
+    c->graphs = !getenv("NNC_CUDA_NO_GRAPHS") && rt_cuda_has_graphs(c->dev);
   }
   const KProgram *p = first->prog;
   for (int i = 0; i < ex->g->nnodes; i++)
