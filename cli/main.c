@@ -166,14 +166,14 @@ static IrGraph *load_ir(const char *path, Arena *a, Diag *d) {
 
 // `--stage cuda` (the CUDA C of p and its launches) or `ptx` (compiled by
 // NVRTC for sm_<arch>); false after a message on stderr.
-static bool print_cuda(FILE *out, const KProgram *p, const char *stage, int arch) {
+static int print_cuda(FILE *out, const KProgram *p, const char *stage, int arch) {
   char err[4096];
   CgCuda *cu = cg_cuda_generate(p, err, sizeof err);
   if (!cu) {
     fprintf(stderr, "nnc: error: CUDA code generation failed: %s\n", err);
-    return false;
+    return EXIT_USER;
   }
-  bool ok = true;
+  int status = 0;
   if (!strcmp(stage, "cuda")) {
     fputs(cu->source, out);
     fprintf(out, "\n// The launches, in order: grid x = ceil(work / per block) blocks (B: the batch), y, z;\n"
@@ -189,20 +189,24 @@ static bool print_cuda(FILE *out, const KProgram *p, const char *stage, int arch
     char *ptx = NULL, *log = NULL, name[64];
     size_t size = 0;
     snprintf(name, sizeof name, "%s.cu", ir_entry_name(p->entry));
-    ok = n && rt_nvrtc_compile(n, cu->source, name, arch, false, NULL, &ptx, &size, &log, err, sizeof err);
-    if (ok) {
+    // No NVRTC, or one that does not know --arch, is this machine's or the
+    // command line's matter (2); NVRTC rejecting the source is not.
+    if (!n || !rt_nvrtc_supports(n, arch))
+      status = EXIT_USAGE;
+    if (n && rt_nvrtc_compile(n, cu->source, name, arch, false, NULL, &ptx, &size, &log, err, sizeof err)) {
       char *text = cg_cuda_annotate_ptx(cu->source, ptx);
       fputs(text, out);
       free(text);
     } else {
       fprintf(stderr, "nnc: error: %s\n%s", err, log ? log : "");
+      status = status ? status : EXIT_USER;
     }
     free(ptx);
     free(log);
     rt_nvrtc_close(n);
   }
   cg_cuda_free(cu);
-  return ok;
+  return status;
 }
 
 // `nnc emit --stage kernels|llvm|asm|cuda|ptx FILE.kir`: a program read back from
@@ -233,8 +237,9 @@ static int emit_kir(const char *path, const char *stage, int arch, const char *o
   if (out) {
     char err[1024];
     bool ok = true;
+    int failed = 0;
     if (device) {
-      ok = print_cuda(out, kp, stage, arch);
+      ok = !(failed = print_cuda(out, kp, stage, arch));
     } else if (!native)
       ir_print_program(out, kp);
     else if (!(!strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
@@ -245,8 +250,8 @@ static int emit_kir(const char *path, const char *stage, int arch, const char *o
     bool bad = ferror(out) != 0;
     if ((out != stdout && fclose(out) != 0) || bad)
       fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", output ? output : "<stdout>", strerror(errno));
-    else if (ok)
-      status = 0;
+    else
+      status = ok ? 0 : failed ? failed : EXIT_USER;
   }
   diag_free(&d);
   arena_free(a);
@@ -342,7 +347,7 @@ static int cmd_emit(int argc, char **argv) {
   Program *p = NULL;
   IrGraph *g = NULL;
   Model *model = NULL;
-  bool gen_failed = false;
+  int gen_failed = 0;   // the exit status of a code generator that failed
   if (is_ir)
     g = load_ir(path, a, &d);
   else if (!strcmp(stage, "ast"))
@@ -371,12 +376,12 @@ static int cmd_emit(int argc, char **argv) {
         CompileOptions co = {batch ? batch : model->train.batch, !nofuse, why ? out : NULL};
         Compilation *c = pass_compile(model, entry, &co);
         char err[1024];
-        if (device && !print_cuda(out, c->prog, stage, arch))
-          gen_failed = true;
+        if (device)
+          gen_failed = print_cuda(out, c->prog, stage, arch);
         else if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, NULL, err, sizeof err)
                                                : cg_print_asm(out, c->prog, NULL, err, sizeof err))) {
           fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
-          gen_failed = true;
+          gen_failed = EXIT_USER;
         }
         if (why)
           fputc('\n', out);
@@ -390,8 +395,8 @@ static int cmd_emit(int argc, char **argv) {
       bool bad = ferror(out) != 0;
       if ((out != stdout && fclose(out) != 0) || bad)
         fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", output ? output : "<stdout>", strerror(errno));
-      else if (!gen_failed)
-        status = 0;
+      else
+        status = gen_failed;
     }
   }
   diag_free(&d);

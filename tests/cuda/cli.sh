@@ -44,6 +44,14 @@ else
   grep -q "nvrtc" "$tmp/ptx.log" && ok "emit --stage ptx without NVRTC says so" || { bad "emit --stage ptx"; cat "$tmp/ptx.log"; }
 fi
 
+# No NVRTC, or one that does not know --arch, is exit 2, as for train.
+printf 'not a library\n' >"$tmp/notlib.so"
+NNC_NVRTC="$tmp/notlib.so" expect 2 "NNC_NVRTC=.*cannot be loaded" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx"
+NNC_NVRTC="$tmp/notlib.so" expect 2 "NNC_NVRTC=.*cannot be loaded" emit --stage ptx "$tmp/cnn.kir" -o "$tmp/x.ptx"
+if "$nnc" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx" 2>/dev/null; then
+  expect 2 "cannot compile for sm_1000" emit --stage ptx --arch sm_1000 models/mlp.nn -o "$tmp/x.ptx"
+fi
+
 # Checkpoints across backends (Fashion-MNIST from Debian's package).
 data=/usr/share/datasets/fashion-mnist
 if [ ! -d "$data" ] || ! "$nnc" train --backend cuda-emu models/mlp.nn --epochs 0 --out "$tmp/probe" >/dev/null 2>&1; then
