@@ -346,10 +346,27 @@ static bool run_compiler(const char *dir, const char *so, char *err, size_t errs
       errorf(err, errsz, "the host shim lost its C compiler '%s': %s", argv[0], strerror(errno));
       return false;
     }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-    return true;
   char msg[8192];
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    // A program that succeeds without writing a shared object is not a C
+    // compiler; dlopen would blame the file system.
+    char magic[4] = {0};
+    FILE *f = fopen(so, "rb");
+    bool elf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "\177ELF", 4);
+    if (f)
+      fclose(f);
+    if (elf)
+      return true;
+    read_log(log, msg, sizeof msg);
+    errorf(err, errsz, "the C compiler '%s' (from %s) succeeded but wrote no shared object%s%s\n---> HINT: NNC_CC "
+           "must name a C compiler such as gcc or clang, with any options after it", argv[0],
+           getenv("NNC_CC") && *getenv("NNC_CC") ? "NNC_CC" : "the default, cc", msg[0] ? "; it printed:\n" : "",
+           msg);
+    return false;
+  }
   read_log(log, msg, sizeof msg);
+  if (!msg[0])
+    snprintf(msg, sizeof msg, "(it printed nothing: is %s a C compiler?)", argv[0]);
   if (WIFEXITED(status))
     errorf(err, errsz, "the host C compiler rejected the generated CUDA C ('%s' exited with status %d; cuda.cu is "
            "the source, line for line):\n%s", argv[0], WEXITSTATUS(status), msg);

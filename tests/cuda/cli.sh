@@ -52,6 +52,14 @@ if "$nnc" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx" 2>/dev/null; then
   expect 2 "cannot compile for sm_1000" emit --stage ptx --arch sm_1000 models/mlp.nn -o "$tmp/x.ptx"
 fi
 
+# NNC_CC that is not a C compiler: one that fails silently, one that
+# succeeds without writing the shared object (exit 2: the machine's setup).
+printf '#!/bin/sh\necho not a compiler\nexit 0\n' >"$tmp/fakecc"
+chmod +x "$tmp/fakecc"
+NNC_CC=false expect 2 "printed nothing: is false a C compiler" train --backend cuda-emu models/mlp.nn --epochs 0 --out "$tmp/cc1"
+NNC_CC="$tmp/fakecc" expect 2 "succeeded but wrote no shared object" train --backend cuda-emu models/mlp.nn --epochs 0 --out "$tmp/cc2"
+grep -q "not a compiler" "$tmp/out" && ok "what that NNC_CC printed is shown" || { bad "NNC_CC's output"; cat "$tmp/out"; }
+
 # Checkpoints across backends (Fashion-MNIST from Debian's package).
 data=/usr/share/datasets/fashion-mnist
 if [ ! -d "$data" ] || ! "$nnc" train --backend cuda-emu models/mlp.nn --epochs 0 --out "$tmp/probe" >/dev/null 2>&1; then
