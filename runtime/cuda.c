@@ -367,6 +367,9 @@ static void cache_header(char *buf, size_t bufsz, const RtNvrtc *n, int arch, bo
 // The code of src from the cache file at path (malloc'd, NUL-terminated),
 // or NULL when it is absent, or holds another source or target, or is damaged.
 static char *cache_read(const RtNvrtc *n, const char *path, const char *src, int arch, bool cubin, size_t *size) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))   // a FIFO there would block the read for ever
+    return NULL;
   size_t flen = 0;
   char *f = read_file(path, &flen);
   if (!f)

@@ -201,6 +201,17 @@ static void check_cache(RtNvrtc *n) {
   b = cached(n, dir, &size2);
   CHECK_INT(before + 4, rt_nvrtc_compiles(n));
   free(b);
+  // A FIFO in the file's place is not read (that would wait for a writer for
+  // ever): compiled again, and the FIFO replaced by the file.
+  unlink(path);
+  CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+  alarm(60);
+  b = cached(n, dir, &size2);
+  alarm(0);
+  CHECK_INT(before + 5, rt_nvrtc_compiles(n));
+  CHECK(b && size2 == size1 && !memcmp(a, b, size1), "the CUBIN compiled past a FIFO differs");
+  free(b);
+  CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode), "%s is not a file again", path);
   // No temporary file is left behind.
   char cmd[1300];
   snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) = 1", dir);
@@ -212,7 +223,7 @@ static void check_cache(RtNvrtc *n) {
   CHECK(b != NULL);
   free(b);
   b = cached(n, nodir, &size2);
-  CHECK_INT(before + 6, rt_nvrtc_compiles(n));
+  CHECK_INT(before + 7, rt_nvrtc_compiles(n));
   free(b);
   free(a);
 }
