@@ -187,8 +187,13 @@ RtNvrtc *rt_nvrtc_open(char *err, size_t errsz) {
   };
   for (int i = 0; i < countof(need); i++)
     if (!sym(lib, need[i].name, need[i].fn)) {
-      errorf(err, errsz, "%s has no %s: NVRTC older than CUDA 11.1\n---> HINT: install CUDA 11.1 or newer, or "
-             "set NNC_NVRTC to a newer libnvrtc.so", path, need[i].name);
+      if (i == 0)   // every NVRTC has nvrtcVersion
+        errorf(err, errsz, "%s is not NVRTC (it has no nvrtcVersion)\n---> HINT: set NNC_NVRTC to the path of "
+               "libnvrtc.so (in the CUDA toolkit's lib64), or unset it to search the usual places", path);
+      else
+        errorf(err, errsz, "%s has no %s: NVRTC older than CUDA 11.1\n---> HINT: install CUDA 11.1 or newer, or "
+               "set NNC_NVRTC to a newer libnvrtc.so", path, need[i].name);
+      dlclose(lib);
       free(n);
       return NULL;
     }
@@ -616,8 +621,12 @@ static bool driver_symbols(RtCuda *c, const char *path, char *err, size_t errsz)
   };
   for (int i = 0; i < countof(need); i++)
     if (!sym(c->lib, need[i].name, need[i].fn)) {
-      errorf(err, errsz, "%s has no %s: the NVIDIA driver is too old\n---> HINT: install a driver for CUDA "
-             "11.4 or newer", path, need[i].name);
+      if (i == 0)   // every driver has cuInit
+        errorf(err, errsz, "%s is not the NVIDIA driver's libcuda (it has no cuInit)\n---> HINT: set NNC_LIBCUDA to "
+               "the path of the driver's libcuda.so.1, or unset it", path);
+      else
+        errorf(err, errsz, "%s has no %s: the NVIDIA driver is too old\n---> HINT: install a driver for CUDA "
+               "11.4 or newer", path, need[i].name);
       return false;
     }
   // CUDA 12.8 added cuEventElapsedTime_v2 and CUDA 13's header names only it.

@@ -48,8 +48,11 @@ fi
 printf 'not a library\n' >"$tmp/notlib.so"
 NNC_NVRTC="$tmp/notlib.so" expect 2 "NNC_NVRTC=.*cannot be loaded" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx"
 NNC_NVRTC="$tmp/notlib.so" expect 2 "NNC_NVRTC=.*cannot be loaded" emit --stage ptx "$tmp/cnn.kir" -o "$tmp/x.ptx"
+# A library that is something else is named as not what it should be, not as too old.
+NNC_NVRTC=libm.so.6 expect 2 "libm.so.6 is not NVRTC (it has no nvrtcVersion)" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx"
 if "$nnc" emit --stage ptx models/mlp.nn -o "$tmp/x.ptx" 2>/dev/null; then
   expect 2 "cannot compile for sm_1000" emit --stage ptx --arch sm_1000 models/mlp.nn -o "$tmp/x.ptx"
+  NNC_LIBCUDA=libm.so.6 expect 2 "libm.so.6 is not the NVIDIA driver's libcuda" train --backend cuda models/mlp.nn --epochs 0 --out "$tmp/lm"
 fi
 
 # NNC_CC that is not a C compiler: one that fails silently, one that
