@@ -284,8 +284,15 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
     snprintf(b_split, sizeof b_split, "int kk_ = e %% %d, j = e / %d;", TK, TK);
   else
     snprintf(b_split, sizeof b_split, "int kk_ = e / %d, j = e %% %d;", TN, TN);
+  // Tiles of the extent that grows with the batch in x (up to 2^31 - 1
+  // blocks), of the other in y (at most 65535: 4 million rows or columns;
+  // tiles past a smaller batch's return at once): rows, but columns where
+  // only they grow (a convolution's columns are the batch's pixels).
+  bool cols_in_x = m->n.batched && !m->m.batched;
+  const char *rb = cols_in_x ? "blockIdx.y" : "blockIdx.x", *cb = cols_in_x ? "blockIdx.x" : "blockIdx.y";
   cuda_begin_kernel(g, m->k, m->name, m->what);
-  sb_printf(s, "  if ((long long)blockIdx.x * %d >= %s || (long long)blockIdx.y * %d >= %s)\n    return;   // (the whole block)\n", TM, M, TN, N);
+  sb_printf(s, "  if ((long long)%s * %d >= %s || (long long)%s * %d >= %s)\n    return;   // (the whole block)\n", rb,
+            TM, M, cb, TN, N);
   sb_printf(s,
             "  const long long M = %s, N = %s, K = %s;\n"
             "  __shared__ float As[%d][%d];\n"
@@ -295,7 +302,7 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
     sb_puts(s, m->prologue);
   sb_printf(s,
             "  const int tx = threadIdx.x %% 16, ty = threadIdx.x / 16;\n"
-            "  const long long row0 = (long long)blockIdx.x * %d, col0 = (long long)blockIdx.y * %d;\n"
+            "  const long long row0 = (long long)%s * %d, col0 = (long long)%s * %d;\n"
             "  float acc[4][4];\n"
             "  for (int i = 0; i < 4; i++)\n"
             "    for (int j = 0; j < 4; j++)\n"
@@ -333,12 +340,13 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
             "      }\n"
             "    }\n"
             "}\n",
-            TM, TN, TK, TM * TK, a_split, m->a_at, TK * TN, b_split, m->b_at, TK, m->store);
-  // Tiles of rows in x (M may grow with the batch), of columns in y (at
-  // most 65535: 4 million columns; tiles past a smaller batch's columns
-  // return at once).
-  int64_t nmax = cuda_at_max(g, m->n);
-  cuda_launch(g, m->kernel, m->name, m->m, TM, (nmax + TN - 1) / TN > 0 ? (nmax + TN - 1) / TN : 1, 1, 256, true);
+            rb, TM, cb, TN, TK, TM * TK, a_split, m->a_at, TK * TN, b_split, m->b_at, TK, m->store);
+  int64_t mmax = cuda_at_max(g, m->m), nmax = cuda_at_max(g, m->n);
+  int64_t mt = mmax > 0 ? (mmax + TM - 1) / TM : 1, nt = nmax > 0 ? (nmax + TN - 1) / TN : 1;
+  if (cols_in_x)
+    cuda_launch(g, m->kernel, m->name, m->n, TN, mt, 1, 256, true);
+  else
+    cuda_launch(g, m->kernel, m->name, m->m, TM, nt, 1, 256, true);
 }
 
 //

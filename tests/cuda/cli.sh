@@ -32,6 +32,9 @@ grep -q "^NNC_KERNEL void k0_" "$tmp/cnn.cu" && grep -q "^//   from models/cnn.n
   && "$nnc" emit --stage cuda "$tmp/cnn.kir" -o "$tmp/kir.cu" && grep -v '^//' "$tmp/cnn.cu" >"$tmp/a" \
   && grep -v '^//' "$tmp/kir.cu" >"$tmp/b" && cmp -s "$tmp/a" "$tmp/b" \
   && ok "a program read back from kernel IR text gives the same CUDA C" || bad "emit --stage cuda FILE.kir"
+# A convolution's columns are the batch's pixels: at batch 8192, cnn's first
+# has 86528 tiles of them, past the 65535 of a grid's y.
+expect 0 "" emit --stage cuda --entry train --batch 8192 models/cnn.nn -o "$tmp/big.cu"
 expect 2 "--arch applies to --stage ptx" emit --stage cuda --arch sm_80 models/mlp.nn
 expect 2 "--arch needs a GPU architecture" emit --stage ptx --arch 80 models/mlp.nn
 expect 2 "unknown stage 'cu'" emit --stage cu models/mlp.nn
