@@ -15,6 +15,15 @@ bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b);
 // point, and writes nothing another tile reads: not A, not B, and where it
 // writes it reads only the element it writes.
 bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g);
+// Operands an instruction reads: a, then b, then c.
+int cg_instr_args(KInstrOp op);
+// Whether loop k (or GEMM k, its epilogue aside) of p can be built: its
+// operands, buffers and every index within its buffer for the largest
+// batch (check.c); false with what is wrong in err (a compiler bug, or a
+// kernel IR text that was edited).
+bool cg_check_loop(const KProgram *p, const Kernel *k, char *err, size_t errsz);
+bool cg_check_gemm(const KProgram *p, const Kernel *k, char *err, size_t errsz);
+
 // Whether store i of loop k is the first that sums into its buffer (which
 // the code zeroes before the loop runs, once); *elems then gets the
 // elements of the buffer's node (coef, times the batch when batched).

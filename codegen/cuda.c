@@ -199,8 +199,19 @@ static int pow2_at_least(int64_t n, int lo, int hi) {
 
 // Loop kernel ki (or the epilogue of kernel owner): elementwise, one thread per point; or with sums, one
 // block per point of the dimensions kept.
+// Whether loop or GEMM k can be written (cg_check_loop, cg_check_gemm);
+// otherwise g fails with why.
+static bool checked(CudaGen *g, const Kernel *k) {
+  char why[1024];
+  if (k->kind == KN_GEMM ? cg_check_gemm(g->p, k, why, sizeof why) : cg_check_loop(g->p, k, why, sizeof why))
+    return true;
+  return cuda_fail(g, "%s", why);
+}
+
 static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, const char *suffix) {
   StrBuf *s = &g->src;
+  if (!checked(g, k))
+    return;
   char name[64], what[64];
   const Kernel *named = owner ? owner : k;   // (an epilogue is named after its GEMM or library kernel)
   snprintf(what, sizeof what, "%s%s", named->name ? named->name : "loop", suffix ? suffix : "");
@@ -324,6 +335,8 @@ static const char *place(const KProgram *p, const IrNode *n, char *buf, size_t s
 }
 
 static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
+  if (!checked(g, k) || (k->epilogue && !checked(g, k->epilogue)))
+    return;
   char name[64], pa[64], pb[64], pc[64], a_at[96], b_at[96];
   cuda_fn_name(name, sizeof name, ki, k->name ? k->name : "gemm");
   place(g->p, k->bufs[0], pa, sizeof pa);

@@ -35,6 +35,14 @@ grep -q "^NNC_KERNEL void k0_" "$tmp/cnn.cu" && grep -q "^//   from models/cnn.n
 # A convolution's columns are the batch's pixels: at batch 8192, cnn's first
 # has 86528 tiles of them, past the 65535 of a grid's y.
 expect 0 "" emit --stage cuda --entry train --batch 8192 models/cnn.nn -o "$tmp/big.cu"
+# An edited kernel IR text: checked as the LLVM backend checks it, never
+# written as code that reads outside its buffers.
+"$nnc" emit --stage kernels --entry train models/mlp.nn -o "$tmp/mlp.kir"
+sed 's/    v0 = load %4\[512\*i0 + 1\*i1\]/    v0 = load %4[512*i0 + 1*i1 + 100000000]/' "$tmp/mlp.kir" >"$tmp/far.kir"
+sed 's/, K = 784$/, K = 9999999999/' "$tmp/mlp.kir" >"$tmp/deep.kir"
+cmp -s "$tmp/mlp.kir" "$tmp/far.kir" && bad "the load to edit was not found in mlp.kir"
+expect 1 "kernel 'linear_1 + relu_1': a load of %4 reaches elements 100000000" emit --stage cuda "$tmp/far.kir"
+expect 1 "GEMM operand A needs" emit --stage cuda "$tmp/deep.kir"
 expect 2 "--arch applies to --stage ptx" emit --stage cuda --arch sm_80 models/mlp.nn
 expect 2 "--arch needs a GPU architecture" emit --stage ptx --arch 80 models/mlp.nn
 expect 2 "unknown stage 'cu'" emit --stage cu models/mlp.nn
