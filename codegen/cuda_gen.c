@@ -156,9 +156,13 @@ void cuda_launch(CudaGen *g, int kernel, const char *name, KExtent work, int64_t
     cuda_fail(g, "kernel '%s': a launch of %d threads per block, %lld items per block, grid y %lld, z %lld", name,
               block, (long long)per_block, (long long)grid_y, (long long)grid_z);
   int64_t x = (cuda_at_max(g, work) + per_block - 1) / per_block;
-  if (x > 2147483647 || grid_y > 65535 || grid_z > 65535)
-    cuda_fail(g, "kernel '%s': a grid of %lld x %lld x %lld blocks at batch %lld, past CUDA's limits", name,
-              (long long)x, (long long)grid_y, (long long)grid_z, (long long)g->max_batch);
+  if (x > 2147483647 || grid_y > 65535 || grid_z > 65535) {
+    // The batch that fits where x grows with it (y and z were sized for this batch: halve it).
+    int64_t fits = x > 2147483647 && work.batched && work.coef > 0 ? 2147483647 / work.coef * per_block : g->max_batch / 2;
+    cuda_fail(g, "kernel '%s': a grid of %lld x %lld x %lld blocks at batch %lld, past CUDA's limits (2^31-1 x 65535 x "
+              "65535)\n---> HINT: run at a smaller batch (--batch %lld or less)", name, (long long)x, (long long)grid_y,
+              (long long)grid_z, (long long)g->max_batch, (long long)(fits > 1 ? fits : 1));
+  }
   if (g->nlaunch == g->cap) {
     g->cap = g->cap ? 2 * g->cap : 32;
     g->launch = xrealloc(g->launch, sizeof *g->launch * g->cap);
