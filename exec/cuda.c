@@ -84,6 +84,12 @@ static char on_device;
 
 static CudaExec *cx(const Exec *ex) { return ex->cuda; }
 
+// What dev_available opened, kept for the next executor: a command checks
+// --backend cuda first and builds its executor after, and the driver's
+// context, started twice, would cost start-up time twice.
+static RtNvrtc *probed_nvrtc;
+static RtCuda *probed_dev;
+
 // The running program's place of node n: its block's base (host) or
 // address (device) plus its offset.
 static const KBufInfo *place(const Exec *ex, const IrNode *n) {
@@ -225,7 +231,12 @@ static bool alloc_device(Exec *ex, CudaExec *c, int64_t arena_bytes, int64_t sta
 static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, bool emu, char *err, size_t errsz) {
   CudaExec *c = ex->cuda = xcalloc(1, sizeof *c);
   c->emu = emu;
-  if (!emu) {   // what is missing first, before compiling anything
+  if (!emu && probed_dev) {   // (opened by dev_available)
+    c->nvrtc = probed_nvrtc;
+    c->dev = probed_dev;
+    probed_nvrtc = NULL;
+    probed_dev = NULL;
+  } else if (!emu) {   // what is missing first, before compiling anything
     if (!(c->nvrtc = rt_nvrtc_open(err, errsz)) || !(c->dev = rt_cuda_open(0, err, errsz)))
       return false;
   }
@@ -608,13 +619,20 @@ static void cuda_write(Exec *ex, const IrNode *n, int64_t count, const float *in
     fatal_launch(err);
 }
 
-// The driver, a device and NVRTC, opened and closed again.
+// The driver, a device and NVRTC, opened and kept for the executor built
+// next (cuda_init_common takes them).
 static bool dev_available(char *err, size_t errsz) {
+  if (probed_dev)
+    return true;
   RtNvrtc *n = rt_nvrtc_open(err, errsz);
   RtCuda *d = n ? rt_cuda_open(0, err, errsz) : NULL;
-  rt_cuda_close(d);
-  rt_nvrtc_close(n);
-  return d != NULL;
+  if (!d) {
+    rt_nvrtc_close(n);
+    return false;
+  }
+  probed_nvrtc = n;
+  probed_dev = d;
+  return true;
 }
 
 // A C compiler the shim can use.
