@@ -415,13 +415,18 @@ static const char *tshape(const IrNode *n, char *buf) {
 static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
-  if (x->ndim != 2) {
-    const char *hint = x->ndim > 2 ? "add 'flatten' before 'linear'"
+  // [N, features], or [N, T, features] for a sequence of tokens (applied at
+  // each position, as PyTorch's nn.Linear is). An image takes a flatten
+  // first: applied to its last dimension, a linear layer is almost always a
+  // forgotten flatten.
+  if (x->ndim != 2 && x->ndim != 3) {
+    const char *hint = x->ndim > 3 ? "add 'flatten' before 'linear'"
                                    : "linear needs a feature dimension: declare the input as f32[features]";
-    diag_error(L->d, a->call, hint, "linear: expects an input [N, features], found %s", tshape(x, b));
+    diag_error(L->d, a->call, hint, "linear: expects an input [N, features] or [N, T, features], found %s",
+               tshape(x, b));
     return NULL;
   }
-  int64_t in = x->shape[1], out = arg_int(a, 1);
+  int64_t in = x->shape[x->ndim - 1], out = arg_int(a, 1);
   if (in == IR_N) {
     diag_error(L->d, a->call, NULL, "linear: the input %s has the batch dimension last", tshape(x, b));
     return NULL;

@@ -55,6 +55,8 @@ static const Case cases[] = {
                  " -> flatten\n}\nloss l1\n", 3},
     {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
             "loss bce_with_logits\n", 4},
+    {"linear-seq", "model m {\n input x: f32[3, 4]\n target y: f32[6]\n"
+                   " x -> linear(5) -> tanh -> linear(2, bias = false) -> flatten\n}\nloss mse\n", 2},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
