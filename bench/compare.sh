@@ -2,7 +2,7 @@
 # Speed of nnc against PyTorch (eager and torch.compile), side by side in one
 # run, on the same machine, data, batch and thread count.
 #
-#   bench/compare.sh [--models mlp,cnn,resnet18] [--threads 2] [--reps 3] [--quick]
+#   bench/compare.sh [--models mlp,cnn,resnet18,vit,lstm] [--threads 2] [--reps 3] [--quick]
 #                    [--only METRIC[,METRIC]] [--frameworks eager,compile] [--out FILE.jsonl]
 #   bench/compare.sh --report FILE.jsonl     (the ratio table of an earlier run)
 #
@@ -44,7 +44,7 @@ nnc=${NNC:-$root/build/cli/nnc}
 python=${PYTHON:-/opt/torchenv/bin/python}
 data=${NNC_BENCH_DATA:-/usr/share/datasets/fashion-mnist}
 all_metrics=train_epoch,resnet18_step,infer_1000,latency_1,first_step,peak_rss
-models=mlp,cnn,resnet18 threads=2 reps="" quick=0 only=$all_metrics frameworks=eager,compile out="" report=""
+models=mlp,cnn,resnet18,vit,lstm threads=2 reps="" quick=0 only=$all_metrics frameworks=eager,compile out="" report=""
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -228,7 +228,8 @@ torch_measure() {
 # the models each metric applies to
 models_for() {
   case $1 in
-    train_epoch|infer_1000|latency_1) echo mlp cnn ;;
+    train_epoch|infer_1000) echo mlp cnn vit lstm ;;
+    latency_1) echo mlp cnn ;;
     resnet18_step) echo resnet18 ;;
     first_step) echo mlp cnn resnet18 ;;
     peak_rss) echo mlp ;;

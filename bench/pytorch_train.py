@@ -31,7 +31,7 @@ SETTINGS = {
     "mlp100": (32, "sgd", 0.1, 0.0, "ce", 0),
     "mlp": (64, "sgd", 0.05, 0.9, "ce", 0),
     "cnn": (64, "sgd", 0.05, 0.9, "nll", 0),
-    "vit": (128, "adam", 1e-3, 0.0, "ce", 0),
+    "vit": (64, "adam", 1e-3, 0.0, "ce", 0),
     "lstm": (64, "adam", 1e-3, 0.0, "ce", 0),
     "autoencoder": (64, "adam", 1e-3, 0.0, "mse", 0),
     "denoise": (64, "adam", 1e-3, 0.0, "mse", 0.3),

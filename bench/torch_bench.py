@@ -3,12 +3,12 @@
 the way bench/compare.sh measures nnc: same machine, data, batch, optimizer
 and thread count.
 
-  bench/torch_bench.py [--models mlp,cnn,resnet18] [--threads 2] [--reps 3]
+  bench/torch_bench.py [--models mlp,cnn,resnet18,vit,lstm] [--threads 2] [--reps 3]
                        [--frameworks eager,compile] [--only METRIC[,METRIC]] [--quick]
 
 Metrics (each a median over --reps repetitions unless said otherwise):
 
-  train_epoch    mlp, cnn: one training epoch on the 60,000 Fashion-MNIST
+  train_epoch    mlp, cnn, vit, lstm: one training epoch on the 60,000 Fashion-MNIST
                  training images (batch 64, shuffled, the last batch has 32),
                  samples/s. The data is in memory as tensors; each epoch slices
                  its batches from a fresh permutation. The repetitions are
@@ -20,7 +20,7 @@ Metrics (each a median over --reps repetitions unless said otherwise):
                  the mean step time of a block of 10 steps (the form in which
                  nnc's epoch timing can be compared), step_median the median
                  of all single steps.
-  infer_1000     mlp, cnn: inference on the 10,000 test images at batch 1000,
+  infer_1000     mlp, cnn, vit, lstm: inference on the 10,000 test images at batch 1000,
                  model.eval() and torch.no_grad(), samples/s.
   latency_1      mlp, cnn: inference at batch 1, microseconds per call: value
                  is the median over all calls (--reps blocks of 1000 calls on
@@ -67,7 +67,7 @@ import torch.nn as nn  # noqa: E402
 DATA = "/usr/share/datasets/fashion-mnist"
 BATCH = 64
 METRICS = ["train_epoch", "resnet18_step", "infer_1000", "latency_1", "first_step", "peak_rss"]
-MODELS = ["mlp", "cnn", "resnet18"]
+MODELS = ["mlp", "cnn", "resnet18", "vit", "lstm"]
 PARAMS = {"mlp": 669_706, "cnn": 225_034, "resnet18": 11_175_434}  # as `nnc check` counts them
 FRAMEWORK = {"eager": "pytorch-eager", "compile": "pytorch-compile"}
 
@@ -75,6 +75,7 @@ FRAMEWORK = {"eager": "pytorch-eager", "compile": "pytorch-compile"}
 # ---------------------------------------------------------------- data
 
 from pytorch_train import read_idx  # noqa: E402  (bench/, beside this script)
+import torch_models  # noqa: E402
 
 def load(split, data_dir):
     x = read_idx(f"{data_dir}/{split}-images-idx3-ubyte.gz").astype(np.float32)
@@ -151,6 +152,8 @@ class ResNet18(nn.Module):
 
 
 def build(name):
+    if name in torch_models.CLASSES:
+        return torch_models.build(name)
     model = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18}[name]()
     n = sum(p.numel() for p in model.parameters())
     if n != PARAMS[name]:
@@ -159,7 +162,7 @@ def build(name):
 
 
 def optimizer(name, model):
-    if name == "resnet18":
+    if name in ("resnet18", "vit", "lstm"):
         return torch.optim.Adam(model.parameters(), lr=1e-3)
     return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
