@@ -29,6 +29,7 @@ typedef enum {
   V_ERR,     // an error was reported; uses pass it along silently
   V_NUM,     // num: a compile-time number (is_bool for true / false)
   V_TENSOR,  // t: a node of the graph
+  V_TUPLE,   // nums[0..n): compile-time numbers written (a, b, ...)
 } ValueKind;
 
 typedef struct Value {
@@ -36,9 +37,11 @@ typedef struct Value {
   double num;
   bool is_bool;
   IrNode *t;
+  const double *nums;
+  int n;
 } Value;
 
-static const Value ERR = {V_ERR, 0, false, NULL};
+static const Value ERR = {V_ERR, 0, false, NULL, NULL, 0};
 
 // A name bound in a model or block body.
 typedef struct Binding {
@@ -86,8 +89,23 @@ typedef struct Lower {
 
 static Value eval(Lower *L, Env *e, const AstNode *n);
 
-static Value num_value(double x) { return (Value){V_NUM, x, false, NULL}; }
-static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t} : ERR; }
+static Value num_value(double x) { return (Value){V_NUM, x, false, NULL, NULL, 0}; }
+static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t, NULL, 0} : ERR; }
+
+// What v is, for messages: "a tensor", "true or false", "the tuple (3, 5)".
+static const char *value_what(Lower *L, Value v) {
+  if (v.kind == V_TENSOR)
+    return "a tensor";
+  if (v.kind == V_NUM)
+    return v.is_bool ? "true or false" : arena_printf(L->a, "the number %g", v.num);
+  StrBuf b = {0};
+  for (int i = 0; i < v.n; i++)
+    sb_printf(&b, "%s%g", i ? ", " : "the tuple (", v.nums[i]);
+  sb_puts(&b, ")");
+  const char *s = arena_strdup(L->a, b.data);
+  sb_free(&b);
+  return s;
+}
 
 //
 // Names
@@ -204,6 +222,7 @@ typedef enum {
   A_NUM,       // any number
   A_BOOL,      // true or false
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
+  A_PAIR,      // a whole number >= lo, or a pair of them (height, width): kernel, stride, ...
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -236,6 +255,12 @@ typedef struct Args {
 static double arg_num(const Args *a, int i) { return a->v[i].num; }
 static int64_t arg_int(const Args *a, int i) { return (int64_t)a->v[i].num; }
 static IrNode *arg_tensor(const Args *a, int i) { return a->v[i].t; }
+// An A_PAIR argument as (height, width): a number n is (n, n).
+static void arg_pair(const Args *a, int i, int64_t out[2]) {
+  const Value *v = &a->v[i];
+  out[0] = (int64_t)(v->kind == V_TUPLE ? v->nums[0] : v->num);
+  out[1] = (int64_t)(v->kind == V_TUPLE ? v->nums[1] : v->num);
+}
 
 // Checks that v is what spec asks for; reports and returns false if not.
 static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value v, SrcLoc loc) {
@@ -247,10 +272,22 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   switch (spec->kind) {
   case A_TENSOR:
     if (v.kind != V_TENSOR) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found the number %g", fn, an, v.num);
+      diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found %s", fn, an, value_what(L, v));
       return false;
     }
     return true;
+  case A_PAIR:
+    if (v.kind == V_TUPLE) {
+      if (v.n != 2) {
+        diag_error(L->d, loc, hint, "%s: '%s' must be a number or a pair (height, width), found %d numbers",
+                   fn, an, v.n);
+        return false;
+      }
+      ArgSpec one = *spec;
+      one.kind = A_INT;
+      return check_arg(L, sig, &one, num_value(v.nums[0]), loc) && check_arg(L, sig, &one, num_value(v.nums[1]), loc);
+    }
+    break;
   case A_BOOL:
     if (v.kind != V_NUM || !v.is_bool) {
       diag_error(L->d, loc, hint, "%s: '%s' must be true or false", fn, an);
@@ -260,33 +297,33 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   case A_NUM:
   case A_INT:
   case A_INTS:
-    if (v.kind != V_NUM || v.is_bool) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a number, found %s", fn, an,
-                 v.kind == V_TENSOR ? "a tensor" : "true or false");
-      return false;
-    }
-    if (!isfinite(v.num)) {
-      diag_error(L->d, loc, NULL, "%s: '%s' must be finite", fn, an);
-      return false;
-    }
-    if (spec->kind == A_NUM)
-      return true;
-    if (v.num != floor(v.num)) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a whole number, found %g", fn, an, v.num);
-      return false;
-    }
-    if (v.num < spec->lo || v.num > MAX_ELEMS) {
-      if (v.num > MAX_ELEMS)
-        diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
-      else if (spec->lo == 1)
-        diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
-      else
-        diag_error(L->d, loc, hint, "%s: '%s' must not be negative, found %g", fn, an, v.num);
-      return false;
-    }
-    return true;
+    break;
   }
-  unreachable();
+  if (v.kind != V_NUM || v.is_bool) {
+    diag_error(L->d, loc, hint, "%s: '%s' must be a number%s, found %s", fn, an,
+               spec->kind == A_PAIR ? " or a pair (height, width)" : "", value_what(L, v));
+    return false;
+  }
+  if (!isfinite(v.num)) {
+    diag_error(L->d, loc, NULL, "%s: '%s' must be finite", fn, an);
+    return false;
+  }
+  if (spec->kind == A_NUM)
+    return true;
+  if (v.num != floor(v.num)) {
+    diag_error(L->d, loc, hint, "%s: '%s' must be a whole number, found %g", fn, an, v.num);
+    return false;
+  }
+  if (v.num < spec->lo || v.num > MAX_ELEMS) {
+    if (v.num > MAX_ELEMS)
+      diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
+    else if (spec->lo == 1)
+      diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
+    else
+      diag_error(L->d, loc, hint, "%s: '%s' must not be negative, found %g", fn, an, v.num);
+    return false;
+  }
+  return true;
 }
 
 static int find_spec(const Signature *sig, const char *name) {
@@ -453,22 +490,25 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
     diag_error(L->d, a->call, hint, "conv2d: expects an input [N, C, H, W], found %s", tshape(x, b));
     return NULL;
   }
-  int64_t c = x->shape[1], o = arg_int(a, 1), k = arg_int(a, 2);
-  double wsize = (double)o * (double)c * (double)k * (double)k;
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], dil[2];
+  arg_pair(a, 2, k);
+  arg_pair(a, 3, s);
+  arg_pair(a, 4, p);
+  arg_pair(a, 5, dil);
+  double wsize = (double)o * (double)c * (double)k[0] * (double)k[1];
   if (wsize > MAX_ELEMS) {
     diag_error(L->d, a->call, NULL, "conv2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
-               (long long)o, (long long)c, (long long)k, (long long)k, MAX_ELEMS);
+               (long long)o, (long long)c, (long long)k[0], (long long)k[1], MAX_ELEMS);
     return NULL;
   }
   const char *scope = next_scope(L, e, "conv2d");
-  IrInit init = fan_in_uniform(c * k * k);
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k, k}, init, a->call)};
+  IrInit init = fan_in_uniform(c * k[0] * k[1]);
+  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k[0], k[1]}, init, a->call)};
   int nsrc = 2;
   if (arg_num(a, 6) != 0)
     src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
-  int64_t s = arg_int(a, 3), p = arg_int(a, 4), dil = arg_int(a, 5);
-  int64_t attrs[6] = {s, s, p, p, dil, dil};
+  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
   memcpy(y->attr.i, attrs, sizeof attrs);
   return finish(L, y, scope);
 }
@@ -476,10 +516,13 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
 // maxpool(kernel, stride = kernel, pad = 0, dilation = 1) and avgpool.
 static IrNode *build_pool(Lower *L, Env *e, const Args *a, IrOp op, const char *kind) {
   IrNode *y = node(L, op, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
-  int64_t k = arg_int(a, 1), s = a->given[2] ? arg_int(a, 2) : k, p = arg_int(a, 3);
-  int64_t attrs[8] = {k, k, s, s, p, p, 1, 1};
+  int64_t k[2], s[2], p[2], dil[2] = {1, 1};
+  arg_pair(a, 1, k);
+  arg_pair(a, a->given[2] ? 2 : 1, s);
+  arg_pair(a, 3, p);
   if (op == IR_MAXPOOL)
-    attrs[6] = attrs[7] = arg_int(a, 4);
+    arg_pair(a, 4, dil);
+  int64_t attrs[8] = {k[0], k[1], s[0], s[1], p[0], p[1], dil[0], dil[1]};
   memcpy(y->attr.i, attrs, sizeof(int64_t) * (op == IR_MAXPOOL ? 8 : 6));
   return finish(L, y, next_scope(L, e, kind));
 }
@@ -617,6 +660,7 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
 
 #define T(n) {n, A_TENSOR, true, 0, 0}
 #define I(n, req, def, lo) {n, A_INT, req, def, lo}
+#define P(n, req, def, lo) {n, A_PAIR, req, def, lo}
 #define N(n, def) {n, A_NUM, false, def, 0}
 #define B(n, def) {n, A_BOOL, false, def, 0}
 #define SIG(name, usage, ...) \
@@ -625,12 +669,12 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
 static const Builtin builtins[] = {
     {SIG("linear", "(x, out, bias = true)", T("x"), I("out", true, 0, 1), B("bias", 1)), build_linear},
     {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true)", T("x"),
-         I("out", true, 0, 1), I("kernel", true, 0, 1), I("stride", false, 1, 1), I("pad", false, 0, 0),
-         I("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
-    {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), I("kernel", true, 0, 1),
-         I("stride", false, 0, 1), I("pad", false, 0, 0), I("dilation", false, 1, 1)), build_maxpool},
-    {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), I("kernel", true, 0, 1),
-         I("stride", false, 0, 1), I("pad", false, 0, 0)), build_avgpool},
+         I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
+         P("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
+    {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), P("kernel", true, 0, 1),
+         P("stride", false, 0, 1), P("pad", false, 0, 0), P("dilation", false, 1, 1)), build_maxpool},
+    {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), P("kernel", true, 0, 1),
+         P("stride", false, 0, 1), P("pad", false, 0, 0)), build_avgpool},
     {SIG("global_avgpool", "(x)", T("x")), build_global_avgpool},
     {SIG("batchnorm", "(x, eps = 1e-5, momentum = 0.1)", T("x"), N("eps", 1e-5), N("momentum", 0.1)), build_batchnorm},
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
@@ -795,9 +839,9 @@ static Value eval_call(Lower *L, Env *e, const AstNode *call, const Value *piped
 // `lhs -> stage`: the stage is called with lhs as its first argument.
 static Value eval_pipe(Lower *L, Env *e, const AstNode *n) {
   Value lhs = eval(L, e, n->lhs);
-  if (lhs.kind == V_NUM) {
+  if (lhs.kind == V_NUM || lhs.kind == V_TUPLE) {
     diag_error(L->d, n->lhs->loc, "a pipeline starts from a tensor: an input or a value",
-               "the left side of '->' is a number, not a tensor");
+               "the left side of '->' is %s, not a tensor", lhs.kind == V_NUM ? "a number" : "a tuple");
     return ERR;
   }
   const AstNode *stage = n->rhs;
@@ -832,6 +876,11 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
   Value a = eval(L, e, n->lhs), b = eval(L, e, n->rhs);
   if (a.kind == V_ERR || b.kind == V_ERR)
     return ERR;
+  if (a.kind == V_TUPLE || b.kind == V_TUPLE) {
+    diag_error(L->d, n->loc, "a tuple (a, b) is only an argument, such as kernel = (3, 5)",
+               "'%c' cannot take a tuple", n->op);
+    return ERR;
+  }
   if ((a.kind == V_NUM && a.is_bool) || (b.kind == V_NUM && b.is_bool)) {
     diag_error(L->d, n->loc, NULL, "'%c' cannot take true or false", n->op);
     return ERR;
@@ -907,6 +956,25 @@ static Value eval_ident(Lower *L, Env *e, const AstNode *n) {
   return ERR;
 }
 
+// (a, b, ...): numbers known at compile time. Tensors are refused for now.
+static Value eval_tuple(Lower *L, Env *e, const AstNode *n) {
+  double *nums = arena_alloc(L->a, sizeof(double) * n->nargs);
+  bool ok = true;
+  for (int i = 0; i < n->nargs; i++) {
+    Value v = eval(L, e, n->args[i]);
+    if (v.kind == V_ERR) {
+      ok = false;
+    } else if (v.kind != V_NUM || v.is_bool) {
+      diag_error(L->d, n->args[i]->loc, "a tuple holds numbers, such as kernel = (3, 5)",
+                 "a tuple of numbers cannot hold %s", value_what(L, v));
+      ok = false;
+    } else {
+      nums[i] = v.num;
+    }
+  }
+  return ok ? (Value){V_TUPLE, 0, false, NULL, nums, n->nargs} : ERR;
+}
+
 static Value eval(Lower *L, Env *e, const AstNode *n) {
   switch (n->kind) {
   case AST_NUM:
@@ -931,6 +999,8 @@ static Value eval(Lower *L, Env *e, const AstNode *n) {
     if (v.kind != V_TENSOR) {
       if (v.kind == V_NUM)
         diag_error(L->d, n->loc, NULL, "'-' cannot take true or false");
+      else if (v.kind == V_TUPLE)
+        diag_error(L->d, n->loc, "negate each number: (-a, -b)", "'-' cannot take a tuple");
       return ERR;
     }
     return tensor_value(finish(L, node(L, IR_NEG, (IrNode *[]){v.t}, 1, n->loc), next_scope(L, e, "neg")));
@@ -938,6 +1008,8 @@ static Value eval(Lower *L, Env *e, const AstNode *n) {
   case AST_KWARG:
     diag_error(L->d, n->loc, NULL, "a keyword argument '%s = ...' outside a call", n->name);
     return ERR;
+  case AST_TUPLE:
+    return eval_tuple(L, e, n);
   default:
     break;
   }
@@ -1187,8 +1259,9 @@ static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *wha
                "%s '%s' has no result: its last statement must be an expression", what, e->decl->name);
     return ERR;
   }
-  if (result.kind == V_NUM) {
-    diag_error(L->d, body[n - 1]->loc, NULL, "the result of %s '%s' is a number, not a tensor", what, e->decl->name);
+  if (result.kind == V_NUM || result.kind == V_TUPLE) {
+    diag_error(L->d, body[n - 1]->loc, NULL, "the result of %s '%s' is a %s, not a tensor", what, e->decl->name,
+               result.kind == V_NUM ? "number" : "tuple");
     return ERR;
   }
   for (Binding *b = e->names; b && L->d->nerrors == errors; b = b->next)
