@@ -20,7 +20,8 @@
 #include <string.h>
 
 #define MAX_ELEMS 2147483647LL   // elements in one tensor (32-bit indexes)
-#define MAX_ARGS 8
+#define MAX_ARGS 12              // a call's arguments (conv_transpose2d has 9)
+#define MAX_BLOCK_PARAMS 7       // a block's parameters
 #define MAX_BATCH (1 << 20)      // samples per batch, as the command line's --batch
 #define MAX_EXPAND_DEPTH 64      // nested block expansions
 #define MAX_EXPANDED 250000      // graph nodes plus block calls a model may expand to (about 200 MB)
@@ -449,6 +450,14 @@ static const char *tshape(const IrNode *n, char *buf) {
   return ir_shape_str(n->ndim, n->shape, buf, 96);
 }
 
+static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, SrcLoc loc,
+                          const char *scope) {
+  IrNode *y = node(L, IR_RESHAPE, (IrNode *[]){x}, 1, loc);
+  y->ndim = ndim;
+  memcpy(y->shape, shape, sizeof(int64_t) * ndim);
+  return finish(L, y, scope);
+}
+
 static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -511,6 +520,69 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
   int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
   memcpy(y->attr.i, attrs, sizeof attrs);
   return finish(L, y, scope);
+}
+
+// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, bias):
+// nn.ConvTranspose2d, which is the input gradient of the conv2d that takes
+// its output's shape to its input's: a CONV2D_GRAD_INPUT node of x and the
+// weight [C, out, KH, KW] (the conv2d's [O, C, KH, KW] with O = C), whose
+// preset shape is the transposed convolution's output. output_pad adds
+// rows and columns that no input reaches through the stride (only the bias).
+static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (x->ndim != 4) {
+    const char *hint = x->ndim == 3 ? "declare image inputs as f32[channels, height, width], e.g. f32[1, 28, 28]"
+                                    : "conv_transpose2d works on images [N, C, H, W]";
+    diag_error(L->d, a->call, hint, "conv_transpose2d: expects an input [N, C, H, W], found %s", tshape(x, b));
+    return NULL;
+  }
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], op[2], dil[2], out[2];
+  arg_pair(a, 2, k);
+  arg_pair(a, 3, s);
+  arg_pair(a, 4, p);
+  arg_pair(a, 5, op);
+  arg_pair(a, 6, dil);
+  for (int i = 0; i < 2; i++) {
+    if (op[i] >= s[i]) {
+      diag_error(L->d, a->loc[5], "output_pad adds at most stride - 1 rows or columns (PyTorch's larger output_pad below the "
+                 "dilation is not supported)",
+                 "conv_transpose2d: output_pad %lld must be smaller than the stride %lld (along %s)",
+                 (long long)op[i], (long long)s[i], i ? "the width" : "the height");
+      return NULL;
+    }
+    double len = (double)(x->shape[2 + i] - 1) * s[i] - 2.0 * p[i] + (double)dil[i] * (k[i] - 1) + op[i] + 1;
+    if (len < 1) {
+      diag_error(L->d, a->loc[4], "use less padding or a larger kernel",
+                 "conv_transpose2d: the output's %s would be %.0f: the padding %lld removes more than the input gives",
+                 i ? "width" : "height", len, (long long)p[i]);
+      return NULL;
+    }
+    if (len > MAX_ELEMS) {
+      diag_error(L->d, a->call, NULL, "conv_transpose2d: the output's %s would be %.0f", i ? "width" : "height", len);
+      return NULL;
+    }
+    out[i] = (int64_t)len;
+  }
+  if ((double)o * (double)c * (double)k[0] * (double)k[1] > MAX_ELEMS) {
+    diag_error(L->d, a->call, NULL,
+               "conv_transpose2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
+               (long long)c, (long long)o, (long long)k[0], (long long)k[1], MAX_ELEMS);
+    return NULL;
+  }
+  const char *scope = next_scope(L, e, "conv_transpose2d");
+  IrInit init = fan_in_uniform(o * k[0] * k[1]);   // PyTorch's fan-in: the weight's dimension 1 times KH*KW
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){c, o, k[0], k[1]}, init, a->call);
+  IrNode *y = node(L, IR_CONV2D_GRAD_INPUT, (IrNode *[]){x, w}, 2, a->call);
+  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
+  memcpy(y->attr.i, attrs, sizeof attrs);
+  y->ndim = 4;
+  memcpy(y->shape, (int64_t[]){x->shape[0], o, out[0], out[1]}, sizeof(int64_t) * 4);
+  if (!(y = finish(L, y, scope)) || arg_num(a, 7) == 0)
+    return y;
+  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
+  IrNode *b3 = reshape_to(L, bias, 3, (int64_t[]){o, 1, 1}, a->call, scope);
+  return b3 ? finish(L, node(L, IR_ADD, (IrNode *[]){y, b3}, 2, a->call), scope) : NULL;
 }
 
 // maxpool(kernel, stride = kernel, pad = 0, dilation = 1) and avgpool.
@@ -594,14 +666,6 @@ static IrNode *build_batchnorm(Lower *L, Env *e, const Args *a) {
   return finish(L, y, scope);
 }
 
-static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, SrcLoc loc,
-                          const char *scope) {
-  IrNode *y = node(L, IR_RESHAPE, (IrNode *[]){x}, 1, loc);
-  y->ndim = ndim;
-  memcpy(y->shape, shape, sizeof(int64_t) * ndim);
-  return finish(L, y, scope);
-}
-
 // flatten: [N, d1, d2, ...] -> [N, d1*d2*...].
 static IrNode *build_flatten(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
@@ -653,6 +717,41 @@ static IrNode *build_reshape(Lower *L, Env *e, const Args *a) {
   return reshape_to(L, x, nd, shape, a->call, next_scope(L, e, "reshape"));
 }
 
+// upsample(scale = 2): nearest, as nn.Upsample(scale_factor, mode='nearest')
+// with whole factors. Each pixel x[n, c, h, w] is repeated over an sh x sw
+// block: x viewed as [N, C, H, 1, W, 1] times ones [sh, 1, sw] broadcasts to
+// [N, C, H, sh, W, sw], viewed as [N, C, H*sh, W*sw]. One fused loop (a
+// multiply by 1, exact); its gradient sums each block's sh x sw taps.
+static IrNode *build_upsample(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (x->ndim != 4) {
+    diag_error(L->d, a->call, "upsample works on images [N, C, H, W]",
+               "upsample: expects an input [N, C, H, W], found %s", tshape(x, b));
+    return NULL;
+  }
+  int64_t s[2];
+  arg_pair(a, 1, s);
+  const char *scope = next_scope(L, e, "upsample");
+  int64_t *d = x->shape;
+  if ((double)d[1] * d[2] * d[3] * s[0] * s[1] > MAX_ELEMS) {
+    diag_error(L->d, a->loc[1], "use a smaller scale, or upsample a smaller input",
+               "upsample: the result [N,%lld,%.0f,%.0f] has more than %lld elements per sample", (long long)d[1],
+               (double)d[2] * s[0], (double)d[3] * s[1], MAX_ELEMS);
+    return NULL;
+  }
+  IrNode *x6 = reshape_to(L, x, 6, (int64_t[]){d[0], d[1], d[2], 1, d[3], 1}, a->call, scope);
+  if (!x6)
+    return NULL;
+  IrNode *ones = ir_leaf(L->g, IR_CONST, NULL, DT_F32, 3, (int64_t[]){s[0], 1, s[1]}, a->call);
+  ones->attr.f[0] = 1;
+  ones->scope = scope;
+  IrNode *y = finish(L, node(L, IR_MUL, (IrNode *[]){x6, ones}, 2, a->call), scope);
+  if (!y)
+    return NULL;
+  return reshape_to(L, y, 4, (int64_t[]){d[0], d[1], d[2] * s[0], d[3] * s[1]}, a->call, scope);
+}
+
 static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
   return finish(L, y, next_scope(L, e, "matmul"));
@@ -671,11 +770,15 @@ static const Builtin builtins[] = {
     {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true)", T("x"),
          I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
          P("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
+    {SIG("conv_transpose2d", "(x, out, kernel, stride = 1, pad = 0, output_pad = 0, dilation = 1, bias = true)",
+         T("x"), I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
+         P("output_pad", false, 0, 0), P("dilation", false, 1, 1), B("bias", 1)), build_conv_transpose2d},
     {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), P("kernel", true, 0, 1),
          P("stride", false, 0, 1), P("pad", false, 0, 0), P("dilation", false, 1, 1)), build_maxpool},
     {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), P("kernel", true, 0, 1),
          P("stride", false, 0, 1), P("pad", false, 0, 0)), build_avgpool},
     {SIG("global_avgpool", "(x)", T("x")), build_global_avgpool},
+    {SIG("upsample", "(x, scale = 2)", T("x"), P("scale", false, 2, 1)), build_upsample},
     {SIG("batchnorm", "(x, eps = 1e-5, momentum = 0.1)", T("x"), N("eps", 1e-5), N("momentum", 0.1)), build_batchnorm},
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
     {SIG("flatten", "(x)", T("x")), build_flatten},
@@ -775,8 +878,8 @@ static Value expand_block(Lower *L, Env *e, const Decl *b, const AstNode *call, 
   sb_puts(&usage, ")");
   Signature sig = {b->name, specs, b->nparams + 1, arena_strdup(L->a, usage.data)};
   sb_free(&usage);
-  if (b->nparams + 1 > MAX_ARGS) {
-    diag_error(L->d, b->loc, NULL, "block '%s' has more than %d parameters", b->name, MAX_ARGS - 1);
+  if (b->nparams > MAX_BLOCK_PARAMS) {
+    diag_error(L->d, b->loc, NULL, "block '%s' has more than %d parameters", b->name, MAX_BLOCK_PARAMS);
     return ERR;
   }
   Args a;
