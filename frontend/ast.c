@@ -123,6 +123,15 @@ static void print_source(FILE *out, const AstNode *n, int min) {
     fputc('-', out);
     print_source(out, n->lhs, 4);
     break;
+  case AST_TUPLE:
+    fputc('(', out);
+    for (int i = 0; i < n->nargs; i++) {
+      if (i)
+        fputs(", ", out);
+      print_source(out, n->args[i], 0);
+    }
+    fputc(')', out);
+    break;
   default: fputs("?", out); break;
   }
   if (paren)
@@ -171,11 +180,12 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
   case AST_TARGET: fprintf(out, "target %s ", n->name); break;
   case AST_PARAM: fprintf(out, "param %s ", n->name); break;
   case AST_EXPR: fputs("expr", out); break;
+  case AST_TUPLE: fputs("tuple", out); break;
   }
   if (n->type)
     print_type(out, n->type);
   print_loc(out, n->loc);
-  if (n->kind == AST_CALL)
+  if (n->kind == AST_CALL || n->kind == AST_TUPLE)
     print_children(out, n->args, n->nargs, depth + 1);
   if (n->lhs)
     print_node(out, n->lhs, depth + 1);

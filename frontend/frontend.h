@@ -23,6 +23,7 @@ typedef enum {
   AST_TARGET,   // name, type: `target name: type`
   AST_PARAM,    // name, type, lhs: `param name: type = init` (lhs: init call or NULL)
   AST_EXPR,     // lhs: an expression statement (the last one is the result)
+  AST_TUPLE,    // args: `(a, b, ...)`, two or more expressions (numbers only, for now)
 } AstKind;
 
 // A tensor type as written: f32[1, 28, 28] or class(10).
@@ -42,7 +43,7 @@ typedef struct AstNode {
   char op;               // BINOP: '+', '-', '*', '/', '@'
   struct AstNode *lhs;   // PIPE, BINOP, NEG, KWARG, ASSIGN, PARAM (init), EXPR
   struct AstNode *rhs;   // PIPE, BINOP
-  struct AstNode **args; // CALL: positional and keyword arguments, in order
+  struct AstNode **args; // CALL: positional and keyword arguments, in order; TUPLE: its items
   int nargs;
   SrcLoc close;          // CALL: the ')' (for "expected ')'" notes); PIPE unused
   AstType *type;         // INPUT, TARGET, PARAM

@@ -130,6 +130,7 @@ static bool nest(ParseState *ps, Expr *e, AstNode *n, int depth);
 static bool binary(ParseState *ps, Expr *e, AstKind kind, char op, SrcLoc loc, Expr l, Expr r);
 static bool call(ParseState *ps, Expr *e, const char *name, SrcLoc loc, ArgList args, SrcLoc close);
 static ArgList add_arg(ParseState *ps, ArgList list, Expr arg);
+static bool tuple(ParseState *ps, Expr *e, SrcLoc loc, ArgList items);
 static PtrVec push(ParseState *ps, PtrVec v, void *p);
 static AstNode *typed(ParseState *ps, AstKind kind, const char *name, SrcLoc loc, AstType *type);
 static AstType *new_type(ParseState *ps, const char *dtype, SrcLoc loc, PtrVec dims);
@@ -167,7 +168,7 @@ static Decl *close_decl(ParseState *ps, Decl *d, PtrVec items);
 %type <node> stmt setting
 %type <type> type
 %type <expr> expr pipe sum prod unary primary callee arg
-%type <args> args arg_list
+%type <args> args arg_list items
 
 %%
 
@@ -335,13 +336,20 @@ unary
     }
   ;
 
-// primary = NUMBER | "true" | "false" | callee | "(" expr ")"
+// primary = NUMBER | "true" | "false" | callee | "(" expr ")" | "(" expr ("," expr)+ ")"
 primary
   : NUMBER                    { $$ = leaf(ps, AST_NUM, @1); $$.node->num = $1.val; $$.node->text = $1.text; }
   | "true"                    { $$ = leaf(ps, AST_BOOL, @1); $$.node->num = 1; }
   | "false"                   { $$ = leaf(ps, AST_BOOL, @1); $$.node->num = 0; }
   | callee
   | "(" expr ")"              { $$ = $2; }
+  | "(" expr "," items ")"    { if (!tuple(ps, &$$, @1, add_arg(ps, $4, $2))) YYERROR; }
+  ;
+
+// items = expr ("," expr)*, kept in order after the tuple's first item
+items
+  : expr                      { $$ = add_arg(ps, (ArgList){{0}, 0}, $1); }
+  | items "," expr            { $$ = add_arg(ps, $1, $3); }
   ;
 
 // args = [arg ("," arg)*] [","]
@@ -418,6 +426,19 @@ static bool call(ParseState *ps, Expr *e, const char *name, SrcLoc loc, ArgList 
   n->nargs = args.args.len;
   n->close = close;
   return nest(ps, e, n, args.depth + 1);
+}
+
+// A tuple (a, b, ...) located at its '('. items holds the first item last
+// (the grammar reads it before the rest): it moves to the front.
+static bool tuple(ParseState *ps, Expr *e, SrcLoc loc, ArgList items) {
+  AstNode *n = new_node(ps, AST_TUPLE, loc);
+  void **v = items.args.data;
+  void *first = v[items.args.len - 1];
+  memmove(v + 1, v, sizeof(void *) * (items.args.len - 1));
+  v[0] = first;
+  n->args = (AstNode **)v;
+  n->nargs = items.args.len;
+  return nest(ps, e, n, items.depth + 1);
 }
 
 static ArgList add_arg(ParseState *ps, ArgList list, Expr arg) {

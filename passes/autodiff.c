@@ -96,6 +96,22 @@ static void grad_conv2d(AD *ad, IrNode *n, IrNode *g) {
     accumulate(ad, n->src[2], mk1(ad, IR_CHANNEL_SUM, g));
 }
 
+// A transposed convolution, y = conv2d_grad_input(x, w): the input gradient
+// of the conv2d that takes y's shape to x's. Its own input gradient is that
+// conv2d of g; its weight gradient is that conv2d's weight gradient, with
+// x in the place of the output's gradient and g in the place of the input.
+static void grad_conv_transpose2d(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0], *w = n->src[1];
+  if (ad->needs[x->id]) {
+    IrNode *dx = ir_add(ad->g, IR_CONV2D, (IrNode *[]){g, w}, 2, n->loc);
+    accumulate(ad, x, finish(ad, with_attrs(dx, n), NULL));
+  }
+  if (ad->needs[w->id]) {
+    IrNode *dw = ir_add(ad->g, IR_CONV2D_GRAD_WEIGHT, (IrNode *[]){x, g}, 2, n->loc);
+    accumulate(ad, w, finish(ad, with_attrs(dw, n), w));
+  }
+}
+
 // Finishes a node built with ir_add (attributes first): preset shape, scope
 // and shape check.
 static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset) {
@@ -184,6 +200,9 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_CONV2D:
     grad_conv2d(ad, n, g);
+    break;
+  case IR_CONV2D_GRAD_INPUT:   // conv_transpose2d
+    grad_conv_transpose2d(ad, n, g);
     break;
   case IR_BATCHNORM:
     grad_batchnorm(ad, n, g);

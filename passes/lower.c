@@ -20,7 +20,8 @@
 #include <string.h>
 
 #define MAX_ELEMS 2147483647LL   // elements in one tensor (32-bit indexes)
-#define MAX_ARGS 8
+#define MAX_ARGS 12              // a call's arguments (conv_transpose2d has 9)
+#define MAX_BLOCK_PARAMS 7       // a block's parameters
 #define MAX_BATCH (1 << 20)      // samples per batch, as the command line's --batch
 #define MAX_EXPAND_DEPTH 64      // nested block expansions
 #define MAX_EXPANDED 250000      // graph nodes plus block calls a model may expand to (about 200 MB)
@@ -29,6 +30,7 @@ typedef enum {
   V_ERR,     // an error was reported; uses pass it along silently
   V_NUM,     // num: a compile-time number (is_bool for true / false)
   V_TENSOR,  // t: a node of the graph
+  V_TUPLE,   // nums[0..n): compile-time numbers written (a, b, ...)
 } ValueKind;
 
 typedef struct Value {
@@ -36,9 +38,11 @@ typedef struct Value {
   double num;
   bool is_bool;
   IrNode *t;
+  const double *nums;
+  int n;
 } Value;
 
-static const Value ERR = {V_ERR, 0, false, NULL};
+static const Value ERR = {V_ERR, 0, false, NULL, NULL, 0};
 
 // A name bound in a model or block body.
 typedef struct Binding {
@@ -86,8 +90,23 @@ typedef struct Lower {
 
 static Value eval(Lower *L, Env *e, const AstNode *n);
 
-static Value num_value(double x) { return (Value){V_NUM, x, false, NULL}; }
-static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t} : ERR; }
+static Value num_value(double x) { return (Value){V_NUM, x, false, NULL, NULL, 0}; }
+static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t, NULL, 0} : ERR; }
+
+// What v is, for messages: "a tensor", "true or false", "the tuple (3, 5)".
+static const char *value_what(Lower *L, Value v) {
+  if (v.kind == V_TENSOR)
+    return "a tensor";
+  if (v.kind == V_NUM)
+    return v.is_bool ? "true or false" : arena_printf(L->a, "the number %g", v.num);
+  StrBuf b = {0};
+  for (int i = 0; i < v.n; i++)
+    sb_printf(&b, "%s%g", i ? ", " : "the tuple (", v.nums[i]);
+  sb_puts(&b, ")");
+  const char *s = arena_strdup(L->a, b.data);
+  sb_free(&b);
+  return s;
+}
 
 //
 // Names
@@ -204,6 +223,7 @@ typedef enum {
   A_NUM,       // any number
   A_BOOL,      // true or false
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
+  A_PAIR,      // a whole number >= lo, or a pair of them (height, width): kernel, stride, ...
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -236,6 +256,12 @@ typedef struct Args {
 static double arg_num(const Args *a, int i) { return a->v[i].num; }
 static int64_t arg_int(const Args *a, int i) { return (int64_t)a->v[i].num; }
 static IrNode *arg_tensor(const Args *a, int i) { return a->v[i].t; }
+// An A_PAIR argument as (height, width): a number n is (n, n).
+static void arg_pair(const Args *a, int i, int64_t out[2]) {
+  const Value *v = &a->v[i];
+  out[0] = (int64_t)(v->kind == V_TUPLE ? v->nums[0] : v->num);
+  out[1] = (int64_t)(v->kind == V_TUPLE ? v->nums[1] : v->num);
+}
 
 // Checks that v is what spec asks for; reports and returns false if not.
 static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value v, SrcLoc loc) {
@@ -247,10 +273,22 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   switch (spec->kind) {
   case A_TENSOR:
     if (v.kind != V_TENSOR) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found the number %g", fn, an, v.num);
+      diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found %s", fn, an, value_what(L, v));
       return false;
     }
     return true;
+  case A_PAIR:
+    if (v.kind == V_TUPLE) {
+      if (v.n != 2) {
+        diag_error(L->d, loc, hint, "%s: '%s' must be a number or a pair (height, width), found %d numbers",
+                   fn, an, v.n);
+        return false;
+      }
+      ArgSpec one = *spec;
+      one.kind = A_INT;
+      return check_arg(L, sig, &one, num_value(v.nums[0]), loc) && check_arg(L, sig, &one, num_value(v.nums[1]), loc);
+    }
+    break;
   case A_BOOL:
     if (v.kind != V_NUM || !v.is_bool) {
       diag_error(L->d, loc, hint, "%s: '%s' must be true or false", fn, an);
@@ -260,33 +298,33 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   case A_NUM:
   case A_INT:
   case A_INTS:
-    if (v.kind != V_NUM || v.is_bool) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a number, found %s", fn, an,
-                 v.kind == V_TENSOR ? "a tensor" : "true or false");
-      return false;
-    }
-    if (!isfinite(v.num)) {
-      diag_error(L->d, loc, NULL, "%s: '%s' must be finite", fn, an);
-      return false;
-    }
-    if (spec->kind == A_NUM)
-      return true;
-    if (v.num != floor(v.num)) {
-      diag_error(L->d, loc, hint, "%s: '%s' must be a whole number, found %g", fn, an, v.num);
-      return false;
-    }
-    if (v.num < spec->lo || v.num > MAX_ELEMS) {
-      if (v.num > MAX_ELEMS)
-        diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
-      else if (spec->lo == 1)
-        diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
-      else
-        diag_error(L->d, loc, hint, "%s: '%s' must not be negative, found %g", fn, an, v.num);
-      return false;
-    }
-    return true;
+    break;
   }
-  unreachable();
+  if (v.kind != V_NUM || v.is_bool) {
+    diag_error(L->d, loc, hint, "%s: '%s' must be a number%s, found %s", fn, an,
+               spec->kind == A_PAIR ? " or a pair (height, width)" : "", value_what(L, v));
+    return false;
+  }
+  if (!isfinite(v.num)) {
+    diag_error(L->d, loc, NULL, "%s: '%s' must be finite", fn, an);
+    return false;
+  }
+  if (spec->kind == A_NUM)
+    return true;
+  if (v.num != floor(v.num)) {
+    diag_error(L->d, loc, hint, "%s: '%s' must be a whole number, found %g", fn, an, v.num);
+    return false;
+  }
+  if (v.num < spec->lo || v.num > MAX_ELEMS) {
+    if (v.num > MAX_ELEMS)
+      diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
+    else if (spec->lo == 1)
+      diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
+    else
+      diag_error(L->d, loc, hint, "%s: '%s' must not be negative, found %g", fn, an, v.num);
+    return false;
+  }
+  return true;
 }
 
 static int find_spec(const Signature *sig, const char *name) {
@@ -412,6 +450,14 @@ static const char *tshape(const IrNode *n, char *buf) {
   return ir_shape_str(n->ndim, n->shape, buf, 96);
 }
 
+static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, SrcLoc loc,
+                          const char *scope) {
+  IrNode *y = node(L, IR_RESHAPE, (IrNode *[]){x}, 1, loc);
+  y->ndim = ndim;
+  memcpy(y->shape, shape, sizeof(int64_t) * ndim);
+  return finish(L, y, scope);
+}
+
 static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -458,33 +504,102 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
     diag_error(L->d, a->call, hint, "conv2d: expects an input [N, C, H, W], found %s", tshape(x, b));
     return NULL;
   }
-  int64_t c = x->shape[1], o = arg_int(a, 1), k = arg_int(a, 2);
-  double wsize = (double)o * (double)c * (double)k * (double)k;
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], dil[2];
+  arg_pair(a, 2, k);
+  arg_pair(a, 3, s);
+  arg_pair(a, 4, p);
+  arg_pair(a, 5, dil);
+  double wsize = (double)o * (double)c * (double)k[0] * (double)k[1];
   if (wsize > MAX_ELEMS) {
     diag_error(L->d, a->call, NULL, "conv2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
-               (long long)o, (long long)c, (long long)k, (long long)k, MAX_ELEMS);
+               (long long)o, (long long)c, (long long)k[0], (long long)k[1], MAX_ELEMS);
     return NULL;
   }
   const char *scope = next_scope(L, e, "conv2d");
-  IrInit init = fan_in_uniform(c * k * k);
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k, k}, init, a->call)};
+  IrInit init = fan_in_uniform(c * k[0] * k[1]);
+  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k[0], k[1]}, init, a->call)};
   int nsrc = 2;
   if (arg_num(a, 6) != 0)
     src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
-  int64_t s = arg_int(a, 3), p = arg_int(a, 4), dil = arg_int(a, 5);
-  int64_t attrs[6] = {s, s, p, p, dil, dil};
+  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
   memcpy(y->attr.i, attrs, sizeof attrs);
   return finish(L, y, scope);
+}
+
+// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, bias):
+// nn.ConvTranspose2d, which is the input gradient of the conv2d that takes
+// its output's shape to its input's: a CONV2D_GRAD_INPUT node of x and the
+// weight [C, out, KH, KW] (the conv2d's [O, C, KH, KW] with O = C), whose
+// preset shape is the transposed convolution's output. output_pad adds
+// rows and columns that no input reaches through the stride (only the bias).
+static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (x->ndim != 4) {
+    const char *hint = x->ndim == 3 ? "declare image inputs as f32[channels, height, width], e.g. f32[1, 28, 28]"
+                                    : "conv_transpose2d works on images [N, C, H, W]";
+    diag_error(L->d, a->call, hint, "conv_transpose2d: expects an input [N, C, H, W], found %s", tshape(x, b));
+    return NULL;
+  }
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], op[2], dil[2], out[2];
+  arg_pair(a, 2, k);
+  arg_pair(a, 3, s);
+  arg_pair(a, 4, p);
+  arg_pair(a, 5, op);
+  arg_pair(a, 6, dil);
+  for (int i = 0; i < 2; i++) {
+    if (op[i] >= s[i]) {
+      diag_error(L->d, a->loc[5], "output_pad adds at most stride - 1 rows or columns (PyTorch's larger output_pad below the "
+                 "dilation is not supported)",
+                 "conv_transpose2d: output_pad %lld must be smaller than the stride %lld (along %s)",
+                 (long long)op[i], (long long)s[i], i ? "the width" : "the height");
+      return NULL;
+    }
+    double len = (double)(x->shape[2 + i] - 1) * s[i] - 2.0 * p[i] + (double)dil[i] * (k[i] - 1) + op[i] + 1;
+    if (len < 1) {
+      diag_error(L->d, a->loc[4], "use less padding or a larger kernel",
+                 "conv_transpose2d: the output's %s would be %.0f: the padding %lld removes more than the input gives",
+                 i ? "width" : "height", len, (long long)p[i]);
+      return NULL;
+    }
+    if (len > MAX_ELEMS) {
+      diag_error(L->d, a->call, NULL, "conv_transpose2d: the output's %s would be %.0f", i ? "width" : "height", len);
+      return NULL;
+    }
+    out[i] = (int64_t)len;
+  }
+  if ((double)o * (double)c * (double)k[0] * (double)k[1] > MAX_ELEMS) {
+    diag_error(L->d, a->call, NULL,
+               "conv_transpose2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
+               (long long)c, (long long)o, (long long)k[0], (long long)k[1], MAX_ELEMS);
+    return NULL;
+  }
+  const char *scope = next_scope(L, e, "conv_transpose2d");
+  IrInit init = fan_in_uniform(o * k[0] * k[1]);   // PyTorch's fan-in: the weight's dimension 1 times KH*KW
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){c, o, k[0], k[1]}, init, a->call);
+  IrNode *y = node(L, IR_CONV2D_GRAD_INPUT, (IrNode *[]){x, w}, 2, a->call);
+  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
+  memcpy(y->attr.i, attrs, sizeof attrs);
+  y->ndim = 4;
+  memcpy(y->shape, (int64_t[]){x->shape[0], o, out[0], out[1]}, sizeof(int64_t) * 4);
+  if (!(y = finish(L, y, scope)) || arg_num(a, 7) == 0)
+    return y;
+  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
+  IrNode *b3 = reshape_to(L, bias, 3, (int64_t[]){o, 1, 1}, a->call, scope);
+  return b3 ? finish(L, node(L, IR_ADD, (IrNode *[]){y, b3}, 2, a->call), scope) : NULL;
 }
 
 // maxpool(kernel, stride = kernel, pad = 0, dilation = 1) and avgpool.
 static IrNode *build_pool(Lower *L, Env *e, const Args *a, IrOp op, const char *kind) {
   IrNode *y = node(L, op, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
-  int64_t k = arg_int(a, 1), s = a->given[2] ? arg_int(a, 2) : k, p = arg_int(a, 3);
-  int64_t attrs[8] = {k, k, s, s, p, p, 1, 1};
+  int64_t k[2], s[2], p[2], dil[2] = {1, 1};
+  arg_pair(a, 1, k);
+  arg_pair(a, a->given[2] ? 2 : 1, s);
+  arg_pair(a, 3, p);
   if (op == IR_MAXPOOL)
-    attrs[6] = attrs[7] = arg_int(a, 4);
+    arg_pair(a, 4, dil);
+  int64_t attrs[8] = {k[0], k[1], s[0], s[1], p[0], p[1], dil[0], dil[1]};
   memcpy(y->attr.i, attrs, sizeof(int64_t) * (op == IR_MAXPOOL ? 8 : 6));
   return finish(L, y, next_scope(L, e, kind));
 }
@@ -556,14 +671,6 @@ static IrNode *build_batchnorm(Lower *L, Env *e, const Args *a) {
   return finish(L, y, scope);
 }
 
-static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, SrcLoc loc,
-                          const char *scope) {
-  IrNode *y = node(L, IR_RESHAPE, (IrNode *[]){x}, 1, loc);
-  y->ndim = ndim;
-  memcpy(y->shape, shape, sizeof(int64_t) * ndim);
-  return finish(L, y, scope);
-}
-
 // flatten: [N, d1, d2, ...] -> [N, d1*d2*...].
 static IrNode *build_flatten(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
@@ -615,6 +722,41 @@ static IrNode *build_reshape(Lower *L, Env *e, const Args *a) {
   return reshape_to(L, x, nd, shape, a->call, next_scope(L, e, "reshape"));
 }
 
+// upsample(scale = 2): nearest, as nn.Upsample(scale_factor, mode='nearest')
+// with whole factors. Each pixel x[n, c, h, w] is repeated over an sh x sw
+// block: x viewed as [N, C, H, 1, W, 1] times ones [sh, 1, sw] broadcasts to
+// [N, C, H, sh, W, sw], viewed as [N, C, H*sh, W*sw]. One fused loop (a
+// multiply by 1, exact); its gradient sums each block's sh x sw taps.
+static IrNode *build_upsample(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (x->ndim != 4) {
+    diag_error(L->d, a->call, "upsample works on images [N, C, H, W]",
+               "upsample: expects an input [N, C, H, W], found %s", tshape(x, b));
+    return NULL;
+  }
+  int64_t s[2];
+  arg_pair(a, 1, s);
+  const char *scope = next_scope(L, e, "upsample");
+  int64_t *d = x->shape;
+  if ((double)d[1] * d[2] * d[3] * s[0] * s[1] > MAX_ELEMS) {
+    diag_error(L->d, a->loc[1], "use a smaller scale, or upsample a smaller input",
+               "upsample: the result [N,%lld,%.0f,%.0f] has more than %lld elements per sample", (long long)d[1],
+               (double)d[2] * s[0], (double)d[3] * s[1], MAX_ELEMS);
+    return NULL;
+  }
+  IrNode *x6 = reshape_to(L, x, 6, (int64_t[]){d[0], d[1], d[2], 1, d[3], 1}, a->call, scope);
+  if (!x6)
+    return NULL;
+  IrNode *ones = ir_leaf(L->g, IR_CONST, NULL, DT_F32, 3, (int64_t[]){s[0], 1, s[1]}, a->call);
+  ones->attr.f[0] = 1;
+  ones->scope = scope;
+  IrNode *y = finish(L, node(L, IR_MUL, (IrNode *[]){x6, ones}, 2, a->call), scope);
+  if (!y)
+    return NULL;
+  return reshape_to(L, y, 4, (int64_t[]){d[0], d[1], d[2] * s[0], d[3] * s[1]}, a->call, scope);
+}
+
 static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
   return finish(L, y, next_scope(L, e, "matmul"));
@@ -622,6 +764,7 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
 
 #define T(n) {n, A_TENSOR, true, 0, 0}
 #define I(n, req, def, lo) {n, A_INT, req, def, lo}
+#define P(n, req, def, lo) {n, A_PAIR, req, def, lo}
 #define N(n, def) {n, A_NUM, false, def, 0}
 #define B(n, def) {n, A_BOOL, false, def, 0}
 #define SIG(name, usage, ...) \
@@ -630,13 +773,17 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
 static const Builtin builtins[] = {
     {SIG("linear", "(x, out, bias = true)", T("x"), I("out", true, 0, 1), B("bias", 1)), build_linear},
     {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true)", T("x"),
-         I("out", true, 0, 1), I("kernel", true, 0, 1), I("stride", false, 1, 1), I("pad", false, 0, 0),
-         I("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
-    {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), I("kernel", true, 0, 1),
-         I("stride", false, 0, 1), I("pad", false, 0, 0), I("dilation", false, 1, 1)), build_maxpool},
-    {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), I("kernel", true, 0, 1),
-         I("stride", false, 0, 1), I("pad", false, 0, 0)), build_avgpool},
+         I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
+         P("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
+    {SIG("conv_transpose2d", "(x, out, kernel, stride = 1, pad = 0, output_pad = 0, dilation = 1, bias = true)",
+         T("x"), I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
+         P("output_pad", false, 0, 0), P("dilation", false, 1, 1), B("bias", 1)), build_conv_transpose2d},
+    {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), P("kernel", true, 0, 1),
+         P("stride", false, 0, 1), P("pad", false, 0, 0), P("dilation", false, 1, 1)), build_maxpool},
+    {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), P("kernel", true, 0, 1),
+         P("stride", false, 0, 1), P("pad", false, 0, 0)), build_avgpool},
     {SIG("global_avgpool", "(x)", T("x")), build_global_avgpool},
+    {SIG("upsample", "(x, scale = 2)", T("x"), P("scale", false, 2, 1)), build_upsample},
     {SIG("batchnorm", "(x, eps = 1e-5, momentum = 0.1)", T("x"), N("eps", 1e-5), N("momentum", 0.1)), build_batchnorm},
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
     {SIG("flatten", "(x)", T("x")), build_flatten},
@@ -736,8 +883,8 @@ static Value expand_block(Lower *L, Env *e, const Decl *b, const AstNode *call, 
   sb_puts(&usage, ")");
   Signature sig = {b->name, specs, b->nparams + 1, arena_strdup(L->a, usage.data)};
   sb_free(&usage);
-  if (b->nparams + 1 > MAX_ARGS) {
-    diag_error(L->d, b->loc, NULL, "block '%s' has more than %d parameters", b->name, MAX_ARGS - 1);
+  if (b->nparams > MAX_BLOCK_PARAMS) {
+    diag_error(L->d, b->loc, NULL, "block '%s' has more than %d parameters", b->name, MAX_BLOCK_PARAMS);
     return ERR;
   }
   Args a;
@@ -800,9 +947,9 @@ static Value eval_call(Lower *L, Env *e, const AstNode *call, const Value *piped
 // `lhs -> stage`: the stage is called with lhs as its first argument.
 static Value eval_pipe(Lower *L, Env *e, const AstNode *n) {
   Value lhs = eval(L, e, n->lhs);
-  if (lhs.kind == V_NUM) {
+  if (lhs.kind == V_NUM || lhs.kind == V_TUPLE) {
     diag_error(L->d, n->lhs->loc, "a pipeline starts from a tensor: an input or a value",
-               "the left side of '->' is a number, not a tensor");
+               "the left side of '->' is %s, not a tensor", lhs.kind == V_NUM ? "a number" : "a tuple");
     return ERR;
   }
   const AstNode *stage = n->rhs;
@@ -837,6 +984,11 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
   Value a = eval(L, e, n->lhs), b = eval(L, e, n->rhs);
   if (a.kind == V_ERR || b.kind == V_ERR)
     return ERR;
+  if (a.kind == V_TUPLE || b.kind == V_TUPLE) {
+    diag_error(L->d, n->loc, "a tuple (a, b) is only an argument, such as kernel = (3, 5)",
+               "'%c' cannot take a tuple", n->op);
+    return ERR;
+  }
   if ((a.kind == V_NUM && a.is_bool) || (b.kind == V_NUM && b.is_bool)) {
     diag_error(L->d, n->loc, NULL, "'%c' cannot take true or false", n->op);
     return ERR;
@@ -912,6 +1064,25 @@ static Value eval_ident(Lower *L, Env *e, const AstNode *n) {
   return ERR;
 }
 
+// (a, b, ...): numbers known at compile time. Tensors are refused for now.
+static Value eval_tuple(Lower *L, Env *e, const AstNode *n) {
+  double *nums = arena_alloc(L->a, sizeof(double) * n->nargs);
+  bool ok = true;
+  for (int i = 0; i < n->nargs; i++) {
+    Value v = eval(L, e, n->args[i]);
+    if (v.kind == V_ERR) {
+      ok = false;
+    } else if (v.kind != V_NUM || v.is_bool) {
+      diag_error(L->d, n->args[i]->loc, "a tuple holds numbers, such as kernel = (3, 5)",
+                 "a tuple of numbers cannot hold %s", value_what(L, v));
+      ok = false;
+    } else {
+      nums[i] = v.num;
+    }
+  }
+  return ok ? (Value){V_TUPLE, 0, false, NULL, nums, n->nargs} : ERR;
+}
+
 static Value eval(Lower *L, Env *e, const AstNode *n) {
   switch (n->kind) {
   case AST_NUM:
@@ -936,6 +1107,8 @@ static Value eval(Lower *L, Env *e, const AstNode *n) {
     if (v.kind != V_TENSOR) {
       if (v.kind == V_NUM)
         diag_error(L->d, n->loc, NULL, "'-' cannot take true or false");
+      else if (v.kind == V_TUPLE)
+        diag_error(L->d, n->loc, "negate each number: (-a, -b)", "'-' cannot take a tuple");
       return ERR;
     }
     return tensor_value(finish(L, node(L, IR_NEG, (IrNode *[]){v.t}, 1, n->loc), next_scope(L, e, "neg")));
@@ -943,6 +1116,8 @@ static Value eval(Lower *L, Env *e, const AstNode *n) {
   case AST_KWARG:
     diag_error(L->d, n->loc, NULL, "a keyword argument '%s = ...' outside a call", n->name);
     return ERR;
+  case AST_TUPLE:
+    return eval_tuple(L, e, n);
   default:
     break;
   }
@@ -1192,8 +1367,9 @@ static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *wha
                "%s '%s' has no result: its last statement must be an expression", what, e->decl->name);
     return ERR;
   }
-  if (result.kind == V_NUM) {
-    diag_error(L->d, body[n - 1]->loc, NULL, "the result of %s '%s' is a number, not a tensor", what, e->decl->name);
+  if (result.kind == V_NUM || result.kind == V_TUPLE) {
+    diag_error(L->d, body[n - 1]->loc, NULL, "the result of %s '%s' is a %s, not a tensor", what, e->decl->name,
+               result.kind == V_NUM ? "number" : "tuple");
     return ERR;
   }
   for (Binding *b = e->names; b && L->d->nerrors == errors; b = b->next)

@@ -42,6 +42,15 @@ static const Case cases[] = {
     {"conv", "model m {\n input x: f32[2, 7, 6]\n target y: f32[3, 4, 3]\n"
              " x -> conv2d(3, 3, stride = 2, pad = 1) -> sigmoid -> conv2d(3, 2, pad = 1, dilation = 2, bias = false)\n"
              "}\nloss mse\n", 2},
+    {"conv-pairs", "model m {\n input x: f32[2, 7, 6]\n target y: f32[3, 3, 5]\n"
+                   " x -> conv2d(3, (3, 2), stride = (2, 1), pad = (1, 0), dilation = (1, 2)) -> tanh\n"
+                   " -> maxpool((2, 1), stride = (1, 1)) -> conv2d(3, (1, 2), pad = (0, 1), bias = false)\n"
+                   "}\nloss mse\n", 2},
+    {"conv-transpose", "model m {\n input x: f32[2, 4, 3]\n target y: f32[2, 16, 5]\n"
+                       " x -> conv2d(3, 3, pad = 1) -> tanh\n"
+                       " -> conv_transpose2d(4, (3, 2), stride = (2, 1), pad = (1, 0), output_pad = (1, 0),"
+                       " dilation = (1, 2)) -> sigmoid\n"
+                       " -> upsample((2, 1)) -> conv_transpose2d(2, 1, bias = false)\n}\nloss mse\n", 2},
     {"pool", "model m {\n input x: f32[2, 6, 6]\n target y: f32[3]\n"
              " h = x -> conv2d(3, 1) -> maxpool(3, stride = 2, pad = 1)\n"
              " k = x -> conv2d(3, 1) -> avgpool(2)\n"
