@@ -67,6 +67,22 @@ static float *state(const Exec *ex, const char *name, int64_t *n) {
   return v;
 }
 
+// An integer input's slots of each row get int32 indexes in [0, its
+// smallest embedding's vocab), repeated often (a row holds several).
+static void fill_indexes(const Model *m, float *x, int64_t B, Rng *r) {
+  int64_t row = exec_sample_dim(m), at = 0;
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrNode *in = m->inputs[i];
+    int64_t d = ir_numel(in, 1), bound = pass_index_bound(m->g, in);
+    for (int64_t b = 0; in->dtype == DT_I32 && b < B; b++)
+      for (int64_t j = 0; j < d; j++) {
+        int32_t v = (int32_t)rng_below(r, (uint32_t)(bound < 5 ? bound : 5));
+        memcpy(x + b * row + at + j, &v, sizeof v);
+      }
+    at += d;
+  }
+}
+
 static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
   Diag d;
   diag_init(&d, stderr);
@@ -129,6 +145,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
+  fill_indexes(m, x, B, &r);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)
       ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
@@ -212,7 +229,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
-                                       "tests/cpu/reshaped_param"};
+                                       "tests/cpu/reshaped_param", "tests/cpu/embedding"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];

@@ -55,6 +55,8 @@ static const Case cases[] = {
                  " -> flatten\n}\nloss l1\n", 3},
     {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
             "loss bce_with_logits\n", 4},
+    {"embedding", "model m {\n input t: i32[3]\n target y: class(3)\n"
+                  " t -> embedding(5, 3) -> tanh -> flatten -> linear(3)\n}\nloss cross_entropy\n", 4},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
@@ -86,6 +88,10 @@ static void check_case(const Case *c) {
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
+  for (int64_t i = 0; m->input->dtype == DT_I32 && i < nx; i++) {   // (a model of one integer input)
+    int32_t v = (int32_t)rng_below(&r, (uint32_t)pass_index_bound(m->g, m->input));
+    memcpy(x + i, &v, sizeof v);
+  }
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)
