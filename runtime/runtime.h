@@ -250,6 +250,8 @@ typedef struct RtModelInfo {
   uint64_t seed;               // the model's training seed
   uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
   int64_t weights_bytes;       // the embedded weights' bytes: every tensor but optimizer state, in order
+  int64_t input_bound[RT_MAX_INPUTS];   // an integer (i32) input's: its int32 values lie in [0, bound)
+                                        // (an embedding's vocab); 0 for a float input
 } RtModelInfo;
 
 // What the object file exports to the runtime library: the description,

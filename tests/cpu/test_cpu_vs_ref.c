@@ -19,6 +19,7 @@
 // batchnorm, so its gradient is rounding noise around 0); after 3 steps
 // 1e-4, as small differences grow through the updates.
 #include "../test.h"
+#include "../load_model.h"
 #include "frontend.h"
 #include "train.h"
 
@@ -65,22 +66,6 @@ static float *state(const Exec *ex, const char *name, int64_t *n) {
   if (n)
     *n = k;
   return v;
-}
-
-// An integer input's slots of each row get int32 indexes in [0, its
-// smallest embedding's vocab), repeated often (a row holds several).
-static void fill_indexes(const Model *m, float *x, int64_t B, Rng *r) {
-  int64_t row = exec_sample_dim(m), at = 0;
-  for (int i = 0; i < m->ninputs; i++) {
-    const IrNode *in = m->inputs[i];
-    int64_t d = ir_numel(in, 1), bound = pass_index_bound(m->g, in);
-    for (int64_t b = 0; in->dtype == DT_I32 && b < B; b++)
-      for (int64_t j = 0; j < d; j++) {
-        int32_t v = (int32_t)rng_below(r, (uint32_t)(bound < 5 ? bound : 5));
-        memcpy(x + b * row + at + j, &v, sizeof v);
-      }
-    at += d;
-  }
 }
 
 static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
@@ -145,7 +130,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
-  fill_indexes(m, x, B, &r);
+  t_fill_indexes(m, x, B, &r, 5);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)
       ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);

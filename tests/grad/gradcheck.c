@@ -9,6 +9,7 @@
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
 #include "../test.h"
+#include "../load_model.h"
 #include "frontend.h"
 #include "train.h"
 
@@ -88,10 +89,7 @@ static void check_case(const Case *c) {
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
-  for (int64_t i = 0; m->input->dtype == DT_I32 && i < nx; i++) {   // (a model of one integer input)
-    int32_t v = (int32_t)rng_below(&r, (uint32_t)pass_index_bound(m->g, m->input));
-    memcpy(x + i, &v, sizeof v);
-  }
+  t_fill_indexes(m, x, B, &r, 0);
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)
