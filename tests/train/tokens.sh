@@ -58,4 +58,7 @@ expect 0 'accuracy 1\.0000 ' eval "$tmp/tok.nn" --weights "$tmp/tok-idx/checkpoi
 { printf '\000\000\010\001\000\000\000\002'; printf '\001\000'; } >"$tmp/idx/train-labels-idx1-ubyte"
 expect 1 'sample 1, value 1: 9 is outside \[0, vocab), but input .t. holds the indexes of an embedding of vocab 8' \
   train "$tmp/tok.nn" --data "$tmp/idx" --out "$tmp/x4" --no-test
+printf 'P2\n3 1\n255\n1 2 3\n' >"$tmp/img.pgm"
+expect 1 "input 't' holds integers (i32), not an image's pixels" \
+  predict "$tmp/tok.nn" --weights "$tmp/tok-cpu/checkpoint.safetensors" "$tmp/img.pgm"
 exit $fail
