@@ -176,6 +176,7 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   for (int i = 0; i < m->ninputs; i++) {
     in->input_numel[i] = ir_numel(m->inputs[i], 1);
     in->input_name[i] = input_name[i];
+    in->input_bound[i] = m->inputs[i]->dtype == DT_I32 ? pass_index_bound(m->g, m->inputs[i]) : 0;
   }
   in->output_numel = ir_numel(m->g->output, 1);
   const IrNode *tg = m->target;
@@ -328,6 +329,16 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
   for (int i = 0; i < m->ninputs; i++)
     fprintf(f, "%s %s %s", i ? "," : "", m->inputs[i]->name, shape_text(m->inputs[i], buf, sizeof buf));
   fprintf(f, ", one after another */\n");
+  for (int i = 0; i < m->ninputs; i++)
+    if (m->inputs[i]->dtype == DT_I32) {
+      size_t n = strlen(m->inputs[i]->name) + 1;
+      char *N = xmalloc(n);
+      upper(N, m->inputs[i]->name, n);
+      fprintf(f, "#define %s_INPUT_%s_VOCAB %" PRId64 "   /* '%s' holds int32 indexes in [0, %" PRId64 "): "
+              "each is written into its 4-byte slot of a row as an int32 (memcpy), not a float */\n",
+              P, N, in->input_bound[i], m->inputs[i]->name, in->input_bound[i]);
+      free(N);
+    }
   if (m->ninputs > 1)
     for (int i = 0; i < m->ninputs; i++) {
       size_t n = strlen(m->inputs[i]->name) + 1;

@@ -496,6 +496,12 @@ static bool predict_inputs(const Model *m, const char *path, Dataset *ds, char *
                 "IDX images", m->input->name);
     return false;
   }
+  if (kind != FILE_CSV && m->input->dtype == DT_I32) {
+    errorf(err, errsz, "%s: input '%s' holds integers (i32), not %s\n---> HINT: give a CSV file with columns "
+           "named after '%s', as for training", path, m->input->name, kind == FILE_IMAGE ? "an image's pixels" :
+           "IDX images", m->input->name);
+    return false;
+  }
   if (kind == FILE_IMAGE)
     return predict_image(m, path, ds, err, errsz);
   if (kind == FILE_IDX)

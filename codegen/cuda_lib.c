@@ -1,5 +1,5 @@
 // cuda_lib.c: library kernels (RtLib descriptors) as CUDA C (cuda_gen.h):
-// dropout, softmax and log-softmax, the losses and their gradients, and
+// dropout, softmax and log-softmax, embedding, the losses and their gradients, and
 // the SGD and Adam updates, with the arithmetic of runtime/lib.c and the
 // reference kernels (runtime/kernels.c, kernels_train.c) operation for
 // operation; convolutions, poolings and batchnorms are cuda_conv.c's.
@@ -434,6 +434,56 @@ static bool emit_loss(Lib *l) {
 }
 
 //
+// Embedding
+//
+
+// The forward: a thread per element of y, the row of w its token names;
+// an index outside [0, vocab) (the host's readers refuse those before the
+// step; the reference stops there) gives NaN, so the loss is not finite and
+// the step updates nothing, rather than read outside the table. The
+// gradient: a thread per column of dw, which zeroes it and then walks the
+// tokens in order (k_embedding_backward's sums, without atomics), passing
+// over an index outside the table.
+static bool emit_embedding(Lib *l) {
+  const RtLib *d = l->d;
+  StrBuf *s = l->s;
+  bool grad = d->kind == RL_EMBEDDING_GRAD;
+  if (!check_bufs(l, 3, 3))
+    return false;
+  const RtLibBuf *x = &d->buf[grad ? 1 : 0], *w = &d->buf[grad ? 2 : 1], *y = &d->buf[grad ? 0 : 2];
+  KExtent nx = numel_extent(x), ny = numel_extent(y);
+  if (w->ndim != 2 || ny.batched != nx.batched || ny.coef != nx.coef * w->shape[1])
+    return fail(l, "an embedding needs a table (vocab, dim) and dim values per index");
+  char name[64];
+  begin(l, name, sizeof name, rt_lib_name(d->kind),
+        grad ? "embedding_grad: a thread per column, the tokens in order" : "embedding: the rows the indexes name");
+  put_ptr(l, grad ? "const float" : "float", "y", grad ? 0 : 2);
+  put_ptr(l, "const int", "x", grad ? 1 : 0);
+  put_ptr(l, grad ? "float" : "const float", "w", grad ? 2 : 1);
+  put_numel(l, "n", grad ? 1 : 0);
+  sb_printf(s, "  const long long vocab = %lldLL, dim = %lldLL;\n", (long long)w->shape[0], (long long)w->shape[1]);
+  if (!grad) {
+    sb_puts(s, "  NNC_FOR_EACH(e, n * dim) {\n"
+               "    const int v = x[e / dim];\n"
+               "    y[e] = v < 0 || v >= vocab ? nnc_bits(0x7fc00000u) : w[(long long)v * dim + e % dim];\n"
+               "  }\n}\n");
+    cuda_launch_elems(l->g, l->kernel, name, ny);
+    return true;
+  }
+  sb_puts(s, "  NNC_FOR_EACH(j, dim) {\n"
+             "    for (long long v = 0; v < vocab; v++)\n"
+             "      w[v * dim + j] = 0.0f;\n"
+             "    for (long long t = 0; t < n; t++) {\n"
+             "      const int v = x[t];\n"
+             "      if (v >= 0 && v < vocab)\n"
+             "        w[(long long)v * dim + j] += y[t * dim + j];\n"
+             "    }\n"
+             "  }\n}\n");
+  cuda_launch_elems(l->g, l->kernel, name, (KExtent){w->shape[1], false});
+  return true;
+}
+
+//
 // Optimizer updates, in place, when the step's loss was finite
 //
 
@@ -566,6 +616,7 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   case RL_CROSS_ENTROPY: case RL_NLL: case RL_MSE: case RL_L1: case RL_BCE_WITH_LOGITS: case RL_CROSS_ENTROPY_GRAD:
   case RL_NLL_GRAD: case RL_MSE_GRAD: case RL_L1_GRAD: case RL_BCE_WITH_LOGITS_GRAD:
     return emit_loss(&l);
+  case RL_EMBEDDING: case RL_EMBEDDING_GRAD: return emit_embedding(&l);
   case RL_SGD_STEP: return emit_sgd(&l);
   case RL_ADAM_STEP: return emit_adam(&l);
   default: return cuda_fail(g, "library kernel %d: no CUDA C for kind %d", kernel, (int)d->kind);

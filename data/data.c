@@ -1240,6 +1240,36 @@ static bool table_header(Csv *c, const Table *t, int64_t **slot) {
 
 // Parses one data line into x [in_dim] and the target: t [tdim] real
 // values, or the class *y.
+// The input whose values hold slot at of a row.
+static const Columns *table_group(const Table *t, int64_t at) {
+  int g = 0;
+  while (g + 1 < t->ngroups && t->at[g + 1] <= at)
+    g++;
+  return t->group[g];
+}
+
+// Value v of integer input g, as int32 bits into *dst: a whole number, in
+// [0, g->bound) where the model knows the bound (an embedding's vocab).
+static bool table_index(Csv *c, int f, const Columns *g, double v, float *dst) {
+  char name[64];
+  if (v != floor(v) || v < INT32_MIN || v > INT32_MAX) {
+    errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): %g is not a whole number, but input '%s' holds "
+           "integers (i32)\n---> HINT: write indexes as 0, 1, 2, ...; or declare '%s' as f32[...]", c->path,
+           (long long)c->line, f + 1, csv_colname(c, f, name, sizeof name), v, g->name, g->name);
+    return false;
+  }
+  if (g->bound > 0 && (v < 0 || v >= (double)g->bound)) {
+    errorf(c->err, c->errsz, "%s: line %lld, column %d (%s): index %g of input '%s' is outside [0, %lld)\n"
+           "---> HINT: indexes count from 0 and must be less than the vocab of the embedding that reads '%s'",
+           c->path, (long long)c->line, f + 1, csv_colname(c, f, name, sizeof name), v, g->name,
+           (long long)g->bound, g->name);
+    return false;
+  }
+  int32_t i = (int32_t)v;
+  memcpy(dst, &i, sizeof i);
+  return true;
+}
+
 static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, float *tv, int32_t *y) {
   for (int f = 0; f < c->nfields; f++) {
     double v;
@@ -1264,11 +1294,14 @@ static bool table_row(Csv *c, const Table *t, const int64_t *slot, float *x, flo
         return false;
       }
     }
-    if (at < t->in_dim)
-      x[at] = (float)v;
-    else if (y && !csv_check(c, f, v, y))
+    const Columns *g = at < t->in_dim ? table_group(t, at) : NULL;
+    if (g && g->integer && !table_index(c, f, g, v, x + at))
       return false;
-    else if (!y)
+    if (g && !g->integer)
+      x[at] = (float)v;
+    else if (!g && y && !csv_check(c, f, v, y))
+      return false;
+    else if (!g && !y)
       tv[at - t->in_dim] = (float)v;
   }
   if (!csv_eol(c, c->p))

@@ -117,6 +117,8 @@ typedef struct Columns {
   const char *name;                    // columns NAME (one value) or NAME0, NAME1, ... (several)
   int64_t dim;                         // values per sample (1 for a scalar)
   int nclasses;                        // a class target: one column of labels in [0, nclasses); else 0
+  bool integer;                        // an integer input (i32): whole numbers, kept as int32 bits
+  int64_t bound;                       // integer: each value in [0, bound) (0: any int32)
 } Columns;
 
 // A CSV table, header first: each column is named after one of the model's
@@ -127,7 +129,9 @@ typedef struct Columns {
 // A sample's row is every input's values, one input after another in the
 // order of inputs[] (dim: the sum of their dims). target NULL reads no
 // target (unlabeled data, for prediction); a class target fills y, a
-// real-valued one t. Values are kept as they are (no scaling).
+// real-valued one t. Values are kept as they are (no scaling); an integer
+// input's are whole numbers stored as int32 in their float's 4 bytes
+// (memcpy them out).
 bool data_load_table_csv(const char *path, const Columns *inputs, int ninputs, const Columns *target,
                        Dataset *out, char *err, size_t errsz);
 

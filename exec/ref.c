@@ -207,6 +207,20 @@ static void channel_sum(float *out, const IrNode *g, const float *gv, int64_t B)
   }
 }
 
+// The indexes x of an embedding (or its gradient) whose table has vocab
+// rows, checked before anything is read: an index outside the table comes
+// from the data, so the message names the input, the sample and the value.
+static const int32_t *embedding_indexes(const Exec *ex, const IrNode *x, int64_t B, int64_t vocab) {
+  const int32_t *idx = ex->buf[x->id];
+  int64_t per = numel(x, 1), bad = k_embedding_check(idx, numel(x, B), vocab);
+  if (bad >= 0)
+    nnc_fatal("embedding: input '%s' holds %d at sample %lld (value %lld of the sample), outside [0, %lld)\n"
+              "---> HINT: indexes count from 0 and must be less than the embedding's vocab; check the data "
+              "or make vocab larger", x->name, (int)idx[bad], (long long)(bad / per), (long long)(bad % per),
+              (long long)vocab);
+  return idx;
+}
+
 // Gradient ops (their kernels accumulate into the zeroed output).
 static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
@@ -259,6 +273,11 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     else
       memcpy(out, g, sizeof(float) * k);
     return;
+  case IR_EMBEDDING_GRAD: {
+    int64_t dim = n->shape[1];
+    k_embedding_backward(out, g, embedding_indexes(ex, b, B, n->shape[0]), numel(b, B), dim, 0, dim);
+    return;
+  }
   case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD: {
     int64_t outer, C, inner;
     around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
@@ -337,6 +356,11 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
       k_softmax_forward(out, F(ex, a), outer, C, inner);
     else
       k_log_softmax_forward(out, F(ex, a), outer, C, inner);
+    return 0;
+  }
+  case IR_EMBEDDING: {
+    const IrNode *w = n->src[1];
+    k_embedding_forward(out, F(ex, w), embedding_indexes(ex, a, B, w->shape[0]), numel(a, B), w->shape[1]);
     return 0;
   }
   case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS: {

@@ -196,6 +196,14 @@ static const char *const entry_names[] = {"forward", "eval", "train_step"};
 static const char *const entry_flags[] = {"forward", "eval", "train"};
 
 // Checks a run's arguments; false with the context's error set.
+// Whether value k of a row lies in an integer input's slots.
+static bool is_index(const RtModelInfo *in, int64_t k) {
+  for (int i = 0; i < in->ninputs; k -= in->input_numel[i], i++)
+    if (k < in->input_numel[i])
+      return in->input_bound[i] > 0;
+  return false;
+}
+
 static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, bool need_y) {
   const RtModelInfo *in = c->info;
   const char *name = str(in, in->prefix);
@@ -226,12 +234,26 @@ static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const 
   // one, as nnc's readers take none.
   // The same for an input the checkpoint's standardization takes past a
   // float's range.
+  // An integer input's slots hold int32 indexes, each inside its table.
   int64_t row = 0;
   for (int i = 0; i < in->ninputs; i++)
     row += in->input_numel[i];
+  for (int i = 0, at = 0; i < in->ninputs; at += (int)in->input_numel[i], i++)
+    for (int64_t b = 0; in->input_bound[i] > 0 && b < B; b++)
+      for (int64_t j = 0; j < in->input_numel[i]; j++) {
+        int32_t v;
+        memcpy(&v, x + b * row + at + j, sizeof v);
+        if (v < 0 || v >= in->input_bound[i]) {
+          fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of input '%s' is the index %d, outside [0, %"
+               PRId64 ")\n---> HINT: indexes count from 0 and must be less than the embedding's vocab; write "
+               "them as int32", name, entry_names[e], b, j, str(in, in->input_name[i]), v, in->input_bound[i]);
+          return false;
+        }
+      }
   double inv = c->normalized ? 1 / c->std : 1;
   for (int64_t i = 0; i < B * row; i++)
-    if (!isfinite(x[i]) || (c->normalized && !isfinite((float)((x[i] - c->mean) * inv)))) {
+    if (!is_index(in, i % row) &&
+        (!isfinite(x[i]) || (c->normalized && !isfinite((float)((x[i] - c->mean) * inv))))) {
       fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its input is %g%s\n---> HINT: replace missing or "
            "infinite values before the call", name, entry_names[e], i / row, i % row, x[i],
            isfinite(x[i]) ? ", which standardizing with the checkpoint's mean and std takes past a float's range" : "");
@@ -275,7 +297,7 @@ static void feed(nncrt_context *c, int e, int64_t B, const float *x, const void 
       float *dst = (float *)(c->arena + en->input[i]);
       for (int64_t b = 0; b < B; b++) {
         const float *src = x + b * row + at;
-        if (c->normalized)
+        if (c->normalized && !in->input_bound[i])
           for (int64_t j = 0; j < d; j++)
             dst[b * d + j] = (float)((src[j] - c->mean) * inv);
         else

@@ -207,6 +207,12 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   case IR_BATCHNORM:
     grad_batchnorm(ad, n, g);
     break;
+  case IR_EMBEDDING:   // the indexes get no gradient; the weight's rows gather g
+    if (ad->needs[b->id]) {
+      IrNode *dw = ir_add(ad->g, IR_EMBEDDING_GRAD, (IrNode *[]){g, a}, 2, n->loc);
+      accumulate(ad, b, finish(ad, dw, b));
+    }
+    break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
   case IR_SOFTMAX: case IR_LOG_SOFTMAX:

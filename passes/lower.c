@@ -86,6 +86,7 @@ typedef struct Lower {
   bool saw_target;       // ... and a target (even a bad one, already reported)
   int block_calls;       // blocks expanded so far
   bool too_big;          // MAX_EXPANDED was reported: no more block expansions
+  bool typing_input;     // eval_type reads an input's type, which may be i32
 } Lower;
 
 static Value eval(Lower *L, Env *e, const AstNode *n);
@@ -762,6 +763,21 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   return finish(L, y, next_scope(L, e, "matmul"));
 }
 
+// embedding(vocab, dim): PyTorch's nn.Embedding, a table weight[vocab, dim]
+// drawn from N(0, 1) whose rows the integer input x names.
+static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
+  int64_t vocab = arg_int(a, 1), dim = arg_int(a, 2);
+  if ((double)vocab * (double)dim > MAX_ELEMS) {
+    diag_error(L->d, a->call, NULL, "embedding: the weight [%lld,%lld] would have more than %lld elements",
+               (long long)vocab, (long long)dim, MAX_ELEMS);
+    return NULL;
+  }
+  const char *scope = next_scope(L, e, "embedding");
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 2, (int64_t[]){vocab, dim}, (IrInit){INIT_NORMAL, 0, 1},
+                        a->call);
+  return finish(L, node(L, IR_EMBEDDING, (IrNode *[]){arg_tensor(a, 0), w}, 2, a->call), scope);
+}
+
 #define T(n) {n, A_TENSOR, true, 0, 0}
 #define I(n, req, def, lo) {n, A_INT, req, def, lo}
 #define P(n, req, def, lo) {n, A_PAIR, req, def, lo}
@@ -796,6 +812,7 @@ static const Builtin builtins[] = {
     {SIG("softmax", "(x)", T("x")), build_softmax},
     {SIG("log_softmax", "(x)", T("x")), build_log_softmax},
     {SIG("matmul", "(a, b)", T("a"), T("b")), build_matmul},
+    {SIG("embedding", "(x, vocab, dim)", T("x"), I("vocab", true, 0, 1), I("dim", true, 0, 1)), build_embedding},
 };
 
 // Names that mean something else where a layer is expected.
@@ -1148,13 +1165,21 @@ static int64_t eval_size(Lower *L, Env *e, const AstNode *n, const char *what) {
   return (int64_t)v.num;
 }
 
-// Reads a type f32[d1, ...] into shape (after a leading IR_N when batched).
-// Returns ndim, or -1 after a report.
+// Reads a type f32[d1, ...] (or, for an input, i32[d1, ...]) into shape
+// (after a leading IR_N when batched). Returns ndim, or -1 after a report.
 static int eval_type(Lower *L, Env *e, const AstType *t, bool batched, int64_t *shape, const char *whose) {
-  if (strcmp(t->dtype, "f32")) {
-    const char *names[] = {"f32"};
-    const char *s = suggest_name(t->dtype, names, 1);
-    diag_error(L->d, t->loc, s ? "did you mean 'f32'?" : "tensors hold 32-bit floats: write f32[...]",
+  if (!strcmp(t->dtype, "i32") && !(batched && L->typing_input)) {
+    diag_error(L->d, t->loc, "integers are indexes that embedding looks up, declared as inputs; a class "
+               "target is class(K), other tensors f32[...]", "'%s' cannot hold integers (i32); only an input can",
+               whose);
+    return -1;
+  }
+  if (strcmp(t->dtype, "f32") && strcmp(t->dtype, "i32")) {
+    const char *names[] = {"f32", "i32"};
+    const char *s = suggest_name(t->dtype, names, 2);
+    char hint[64];
+    snprintf(hint, sizeof hint, "did you mean '%s'?", s ? s : "");
+    diag_error(L->d, t->loc, s ? hint : "tensors hold 32-bit floats (f32[...]); inputs may hold integers (i32[...])",
                "unknown element type '%s' for %s", t->dtype, whose);
     return -1;
   }
@@ -1213,12 +1238,15 @@ static void lower_input(Lower *L, Env *e, const AstNode *s) {
     n->attr.i[0] = k;
   } else {
     int64_t shape[IR_MAX_DIMS];
+    L->typing_input = s->kind == AST_INPUT;
     int nd = eval_type(L, e, t, true, shape, s->name);
+    L->typing_input = false;
     if (nd < 0) {
       bind(L, e, s->name, s->loc, ERR, s->kind == AST_INPUT ? "input" : "target");
       return;
     }
-    n = ir_leaf(L->g, s->kind == AST_INPUT ? IR_INPUT : IR_TARGET, s->name, DT_F32, nd, shape, s->loc);
+    n = ir_leaf(L->g, s->kind == AST_INPUT ? IR_INPUT : IR_TARGET, s->name,
+                !strcmp(t->dtype, "i32") ? DT_I32 : DT_F32, nd, shape, s->loc);
   }
   if (!bind(L, e, s->name, s->loc, tensor_value(n), s->kind == AST_INPUT ? "input" : "target"))
     return;
@@ -1593,6 +1621,16 @@ static const Decl *collect(Lower *L, const Decl **once) {
 
 // Lists the model's inputs: in graph order, which is the order of their
 // declarations (each is a leaf appended as its statement is lowered).
+int64_t pass_index_bound(const IrGraph *g, const IrNode *in) {
+  int64_t bound = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_EMBEDDING && n->src[0] == in && (bound == 0 || n->src[1]->shape[0] < bound))
+      bound = n->src[1]->shape[0];
+  }
+  return bound;
+}
+
 static void collect_inputs(Model *m, Arena *a) {
   const IrGraph *g = m->g;
   m->ninputs = 0;
@@ -1623,7 +1661,11 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d) {
   m->train = (TrainConfig){.batch = 64, .epochs = 1, .shuffle = true, .seed = 1};
   Env env = {.prefix = "", .decl = md};
   Value out = lower_body(&L, &env, md->body, md->nbody, "model");
-  if (out.kind == V_TENSOR)
+  if (out.kind == V_TENSOR && out.t->dtype != DT_F32)
+    diag_error(d, md->name_loc, "end the model with a layer, such as embedding(x, vocab, dim) on the input",
+               "model '%s' outputs '%s', which holds integers (i32); an output holds f32", md->name,
+               out.t->name ? out.t->name : "an integer tensor");
+  else if (out.kind == V_TENSOR)
     m->g->output = out.t;
   if (!L.saw_input && md->nbody > 0)
     diag_error(d, md->name_loc, "declare what the model reads: `input image: f32[28, 28]`",

@@ -71,6 +71,11 @@ typedef struct Model {
 // every error to d and returns NULL if there were any.
 Model *pass_lower(const Program *p, Arena *a, Diag *d);
 
+// The values an integer (i32) input of g may hold are [0, bound): bound
+// is the row count of the smallest embedding table it indexes; 0 when no
+// embedding reads it.
+int64_t pass_index_bound(const IrGraph *g, const IrNode *in);
+
 // autodiff.c: needs a lowered model with a loss; appends the reverse-mode
 // gradient of the loss with respect to every parameter it depends on (one
 // rule per op), then the optimizer's update of each one (SGD_STEP or

@@ -38,6 +38,9 @@ static bool fail(IrNode *n, Diag *d, const char *hint, const char *fmt, const ch
 static bool check_f32(IrNode *n, Diag *d, int first, int last) {
   for (int i = first; i < last && i < n->nsrc; i++) {
     IrNode *s = n->src[i];
+    if (s->dtype != DT_F32 && s->op == IR_INPUT)
+      return fail(n, d, "look its values up with embedding(x, vocab, dim), or declare the input f32[...]",
+                  "'%s' holds integers (i32); embedding takes them, %s takes f32", s->name, mnem(n));
     if (s->dtype != DT_F32) {
       const char *what = s->name ? s->name : "this operand";
       return fail(n, d, "class targets hold integer class indexes; only a loss can use them",
@@ -224,6 +227,24 @@ static bool infer_batchnorm(IrNode *n, Diag *d) {
   return true;
 }
 
+// x i32[N, ...] indexes the rows of w[vocab, dim]: [N, ..., dim].
+static bool infer_embedding(IrNode *n, Diag *d) {
+  IrNode *x = n->src[0], *w = n->src[1];
+  if (x->dtype != DT_I32 || x->op != IR_INPUT)
+    return fail(n, d, "declare the indexes as an integer input, e.g. input tokens: i32[16]",
+                "'%s' is not an integer input (i32)%s", x->name ? x->name : "its operand", "");
+  if (w->dtype != DT_F32 || w->ndim != 2)
+    return fail(n, d, NULL, "the weight %s is not [vocab, dim]%s", sh(w), "");
+  if (x->ndim + 1 > IR_MAX_DIMS)
+    return fail(n, d, NULL, "the indexes %s have too many dimensions for one more%s", sh(x), "");
+  int64_t out[IR_MAX_DIMS];
+  memcpy(out, x->shape, sizeof(int64_t) * x->ndim);
+  out[x->ndim] = w->shape[1];
+  set_shape(n, x->ndim + 1, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
 static int64_t per_sample(const IrNode *n, bool *batched) {
   int64_t k = 1;
   *batched = false;
@@ -364,6 +385,10 @@ static bool infer_grad(IrNode *n, Diag *d) {
   case IR_CROSS_ENTROPY_GRAD: case IR_NLL_GRAD: case IR_MSE_GRAD: case IR_L1_GRAD:
   case IR_BCE_WITH_LOGITS_GRAD:
     return same_as(n, d, a, NULL);
+  case IR_EMBEDDING_GRAD:
+    if (b->dtype != DT_I32 || n->ndim != 2 || a->ndim != b->ndim + 1 || a->shape[a->ndim - 1] != n->shape[1])
+      return fail(n, d, NULL, "the gradient %s does not match the indexes %s", sh(a), sh(b));
+    return check_preset(n, d, NULL);
   case IR_SGD_STEP: case IR_ADAM_STEP:
     for (int i = 1; i < n->nsrc; i++)
       if (!ir_same_shape(a, n->src[i]))
@@ -425,6 +450,8 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 0, 1) && infer_reshape(n, d);
   case IR_SOFTMAX: case IR_LOG_SOFTMAX:
     return check_f32(n, d, 0, 1) && infer_softmax(n, d);
+  case IR_EMBEDDING:
+    return check_f32(n, d, 1, 2) && infer_embedding(n, d);
   case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS:
     return check_f32(n, d, 0, 1) && infer_loss(n, d);
   default:

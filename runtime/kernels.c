@@ -468,3 +468,29 @@ void k_log_softmax_backward(float *dx, const float *dy, const float *y,
       }
     }
 }
+
+//
+// Embedding
+//
+
+int64_t k_embedding_check(const int32_t *idx, int64_t n, int64_t vocab) {
+  for (int64_t i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] >= vocab)
+      return i;
+  return -1;
+}
+
+void k_embedding_forward(float *y, const float *w, const int32_t *idx, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; i++)
+    memcpy(y + i * dim, w + (int64_t)idx[i] * dim, sizeof(float) * dim);
+}
+
+void k_embedding_backward(float *dw, const float *dy, const int32_t *idx, int64_t n, int64_t dim,
+                          int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < n; i++) {
+    float *row = dw + (int64_t)idx[i] * dim;
+    const float *g = dy + i * dim;
+    for (int64_t j = j0; j < j1; j++)
+      row[j] += g[j];
+  }
+}

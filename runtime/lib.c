@@ -643,6 +643,44 @@ static void run_avgpool(SplitCall *s) {
   }
 }
 
+// Embedding: the forward gathers rows for tokens [lo, hi); the weight's
+// gradient takes columns [lo, hi) of every row, each walking the tokens
+// in order, so the sums are the reference's whatever the split.
+static void embedding_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  const int32_t *idx = ptr(k, k->kind == RL_EMBEDDING ? 0 : 1, s->arena, s->state);
+  if (k->kind == RL_EMBEDDING) {
+    int64_t dim = k->buf[1].shape[1];
+    k_embedding_forward(P(s, 2) + lo * dim, P(s, 1), idx + lo, hi - lo, dim);
+    return;
+  }
+  const RtLibBuf *dw = &k->buf[2];
+  int64_t vocab = dw->shape[0], dim = dw->shape[1];
+  float *out = P(s, 2);
+  for (int64_t v = 0; v < vocab; v++)
+    memset(out + v * dim + lo, 0, sizeof(float) * (hi - lo));
+  k_embedding_backward(out, P(s, 0), idx, rt_lib_numel(&k->buf[1], s->B), dim, lo, hi);
+}
+
+// An index outside the table is the data's fault and stops the run, as a
+// label outside the classes does; nothing is read or written before.
+static void run_embedding(SplitCall *s) {
+  const RtLib *k = s->k;
+  int xi = k->kind == RL_EMBEDDING ? 0 : 1;
+  const RtLibBuf *xb = &k->buf[xi];
+  int64_t n = rt_lib_numel(xb, s->B), per = rt_lib_numel(xb, 1);
+  int64_t vocab = k->kind == RL_EMBEDDING ? k->buf[1].shape[0] : k->buf[2].shape[0];
+  const int32_t *idx = ptr(k, xi, s->arena, s->state);
+  int64_t bad = k_embedding_check(idx, n, vocab);
+  if (bad >= 0)
+    nnc_fatal("%s: index %d of sample %lld (value %lld of the sample) is outside [0, %lld)\n"
+              "---> HINT: indexes count from 0 and must be less than the embedding's vocab; check the data "
+              "or make vocab larger", rt_lib_name(k->kind), (int)idx[bad], (long long)(bad / per),
+              (long long)(bad % per), (long long)vocab);
+  rt_pool_run(s->c->pool, embedding_share, s, k->kind == RL_EMBEDDING ? n : k->buf[2].shape[1]);
+}
+
 void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epi) {
   SplitCall s = {.c = c, .k = k, .arena = arena, .state = state, .B = B, .N = dim(&k->buf[0], 0, B),
                  .T = rt_pool_threads(c->pool), .epi = epi};
@@ -655,6 +693,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
   case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
+  case RL_EMBEDDING: case RL_EMBEDDING_GRAD: run_embedding(&s); break;
   case RL_SGD_STEP: case RL_ADAM_STEP:
     if (!c->skip_updates)   // a step whose loss is not finite makes no updates
       run_step(&s);

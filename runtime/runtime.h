@@ -92,6 +92,8 @@ typedef enum {
   RL_LOG_SOFTMAX,              // x -> y; i: axis
   RL_SOFTMAX_GRAD,             // dy, y -> dx; i: axis
   RL_LOG_SOFTMAX_GRAD,         // dy, y -> dx; i: axis
+  RL_EMBEDDING,                // x (int32 indexes), w[vocab, dim] -> y
+  RL_EMBEDDING_GRAD,           // dy, x (int32 indexes) -> dw[vocab, dim]
   RL_CROSS_ENTROPY,            // losses: output, target -> the mean loss, an f32[]
   RL_NLL,
   RL_MSE,
@@ -248,6 +250,8 @@ typedef struct RtModelInfo {
   uint64_t seed;               // the model's training seed
   uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
   int64_t weights_bytes;       // the embedded weights' bytes: every tensor but optimizer state, in order
+  int64_t input_bound[RT_MAX_INPUTS];   // an integer (i32) input's: its int32 values lie in [0, bound)
+                                        // (an embedding's vocab); 0 for a float input
 } RtModelInfo;
 
 // What the object file exports to the runtime library: the description,
@@ -523,6 +527,18 @@ void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, i
 // dx += dy - exp(y) * sum_c(dy), from the output y.
 void k_log_softmax_backward(float *dx, const float *dy, const float *y,
                             int64_t outer, int64_t C, int64_t inner);
+
+// Embedding (PyTorch's nn.Embedding): n indexes into a table w (vocab,dim).
+// The index of the first element outside [0, vocab), or -1 when every one
+// is inside: nothing is read or written for a batch that holds one.
+int64_t k_embedding_check(const int32_t *idx, int64_t n, int64_t vocab);
+// y (n,dim) = the rows of w the indexes name; every index in [0, vocab).
+void k_embedding_forward(float *y, const float *w, const int32_t *idx, int64_t n, int64_t dim);
+// dw (vocab,dim) += each row of dy (n,dim) at its index, columns [j0, j1)
+// only, the indexes taken in order: the same sums in the same order however
+// the columns are split.
+void k_embedding_backward(float *dw, const float *dy, const int32_t *idx, int64_t n, int64_t dim,
+                          int64_t j0, int64_t j1);
 
 //
 // kernels_conv.c: convolution and pooling

@@ -7,6 +7,8 @@
 #include "frontend.h"
 #include "passes.h"
 
+#include <string.h>
+
 static inline Model *t_load_model(const char *path, Arena *a) {
   Diag d;
   diag_init(&d, stderr);
@@ -16,6 +18,28 @@ static inline Model *t_load_model(const char *path, Arena *a) {
     m = NULL;
   diag_free(&d);
   return m;
+}
+
+// Overwrites the slots of m's integer (i32) inputs in B rows of x (rows of
+// the sum of the inputs' sizes) with int32 indexes drawn from r below the
+// vocab of the embedding that reads each, and below at most (0: the vocab),
+// so that tokens repeat.
+static inline void t_fill_indexes(const Model *m, float *x, int64_t B, Rng *r, int64_t at_most) {
+  int64_t row = 0, at = 0;
+  for (int i = 0; i < m->ninputs; i++)
+    row += ir_numel(m->inputs[i], 1);
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrNode *in = m->inputs[i];
+    int64_t d = ir_numel(in, 1), bound = pass_index_bound(m->g, in);
+    if (at_most > 0 && bound > at_most)
+      bound = at_most;
+    for (int64_t b = 0; in->dtype == DT_I32 && bound > 0 && b < B; b++)
+      for (int64_t j = 0; j < d; j++) {
+        int32_t v = (int32_t)rng_below(r, (uint32_t)bound);
+        memcpy(x + b * row + at + j, &v, sizeof v);
+      }
+    at += d;
+  }
 }
 
 #endif

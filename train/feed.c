@@ -11,6 +11,7 @@
 #include "train.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 
 // The input's declared type without the batch dimension: "f32[1, 28, 28]".
 static const char *input_type(const IrNode *in, char *buf, size_t n) {
-  size_t len = snprintf(buf, n, "f32[");
+  size_t len = snprintf(buf, n, "%s[", in->dtype == DT_I32 ? "i32" : "f32");
   bool first = true;
   for (int i = 0; i < in->ndim && len < n; i++) {
     if (in->shape[i] == IR_N)
@@ -139,7 +140,7 @@ static const char *table_columns(const Model *m, bool labeled, char *buf, size_t
     const IrNode *v = i < m->ninputs ? m->inputs[i] : labeled ? m->target : NULL;
     if (!v)
       break;
-    int64_t d = v->dtype == DT_I32 ? 1 : ir_numel(v, 1);
+    int64_t d = v->op == IR_TARGET && v->dtype == DT_I32 ? 1 : ir_numel(v, 1);
     const char *sep = i ? "," : "";
     if (d == 1)
       len += snprintf(buf + len, n - len, "%s%s", sep, v->name);
@@ -157,15 +158,50 @@ static const char *table_columns(const Model *m, bool labeled, char *buf, size_t
 static bool load_table(const Model *m, const char *path, bool labeled, Dataset *ds, char *err,
                        size_t errsz) {
   Columns *in = xmalloc(sizeof(Columns) * m->ninputs);
-  for (int i = 0; i < m->ninputs; i++)
-    in[i] = (Columns){m->inputs[i]->name, ir_numel(m->inputs[i], 1), 0};
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrNode *v = m->inputs[i];
+    in[i] = (Columns){v->name, ir_numel(v, 1), 0, v->dtype == DT_I32, pass_index_bound(m->g, v)};
+  }
   const IrNode *t = m->target;
   Columns target = {0};
   if (t)
-    target = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), t->dtype == DT_I32 ? (int)t->attr.i[0] : 0};
+    target = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), t->dtype == DT_I32 ? (int)t->attr.i[0] : 0,
+                       false, 0};
   bool ok = data_load_table_csv(path, in, m->ninputs, labeled && t ? &target : NULL, ds, err, errsz);
   free(in);
   return ok;
+}
+
+// The samples of an IDX file as the indexes of m's one integer input:
+// ubyte pixels as they are stored (0..255, not scaled), other element
+// types when every value is a whole number; each in [0, the vocab of the
+// embedding that reads it), stored as int32 in its float's bytes.
+static bool idx_indexes(const Model *m, Dataset *ds, char *err, size_t errsz) {
+  const IrNode *in = m->input;
+  int64_t n = ds->n * ds->dim, bound = pass_index_bound(m->g, in);
+  float *x = ds->x ? ds->x : xmalloc(sizeof(float) * (n > 0 ? n : 1));
+  for (int64_t i = 0; i < n; i++) {
+    double v = ds->x8 ? ds->x8[i] : ds->x[i];
+    const char *why = v != floor(v) || fabs(v) > INT32_MAX ? "is not a whole number"
+                      : bound > 0 && (v < 0 || v >= (double)bound) ? "is outside [0, vocab)" : NULL;
+    if (why) {
+      errorf(err, errsz, "%s: sample %lld, value %lld: %g %s, but input '%s' holds the indexes of an "
+             "embedding of vocab %lld\n---> HINT: indexes count from 0 and must be less than the vocab",
+             ds->source, (long long)(i / ds->dim), (long long)(i % ds->dim), v, why, in->name, (long long)bound);
+      if (x != ds->x)
+        free(x);
+      data_free(ds);
+      return false;
+    }
+    int32_t k = (int32_t)v;
+    memcpy(x + i, &k, sizeof k);
+  }
+  if (ds->x8) {
+    free(ds->x8);
+    ds->x8 = NULL;
+    ds->x = x;
+  }
+  return true;
 }
 
 bool train_load_data(const Model *m, const char *path, const char *split, bool labeled, Dataset *ds,
@@ -196,6 +232,12 @@ bool train_load_data(const Model *m, const char *path, const char *split, bool l
     return false;
   }
   bool ok;
+  if (pixels && m->input->dtype == DT_I32) {
+    errorf(err, errsz, "%s holds pixels scaled to [0, 1], but input '%s' holds integers (i32)\n---> HINT: give a "
+           "CSV file with a column for each value of '%s' and the target, named after them (%s)", path,
+           m->input->name, m->input->name, table_columns(m, labeled, cols, sizeof cols));
+    return false;
+  }
   if (dir && !classes) {
     errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
               "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s)",
@@ -208,6 +250,8 @@ bool train_load_data(const Model *m, const char *path, const char *split, bool l
   else
     ok = load_table(m, path, labeled, ds, err, errsz);
   if (!ok)
+    return false;
+  if (dir && m->input->dtype == DT_I32 && !idx_indexes(m, ds, err, errsz))
     return false;
   if (labeled && t && t->dtype == DT_I32 && !ds->y) {
     errorf(err, errsz, "%s: the data has no labels, but the model trains against class target '%s'",

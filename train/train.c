@@ -698,6 +698,13 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
               "from these weights with --init %s", o->resume, o->resume);
     goto fail;
   }
+  for (int i = 0; i < m->ninputs && (o->normalize || r.info.normalized); i++)
+    if (m->inputs[i]->dtype == DT_I32) {   // (its values are indexes: (x - mean) / std would garble them)
+      errorf(err, sizeof err, "--normalize: input '%s' holds integers (i32), which standardizing would change "
+             "into other numbers\n---> HINT: leave --normalize out, and scale the float inputs in the data",
+             m->inputs[i]->name);
+      goto fail;
+    }
   normalize_sets(&r);
   if (o->resume && r.info.has_run && r.info.run.samples != r.train.n) {
     errorf(err, sizeof err, "%s: the run trained on %lld samples, but %s gives %lld\n---> HINT: resume with "

@@ -3,11 +3,13 @@
 // another model, batches out of range, NULL pointers, a label outside the
 // classes, a bad learning rate, an entry point compiled out, checkpoints
 // that are not this model's, paths that cannot be read or written. Links
-// three artifacts: `a` (mlp, --entry forward --batch 4), `b` (logreg) and
-// `c` (quadratic: a real-valued target).
+// four artifacts: `a` (mlp, --entry forward --batch 4), `b` (logreg),
+// `c` (quadratic: a real-valued target) and `d` (tests/cpu/embedding: an
+// integer input, whose indexes must lie inside the table).
 #include "a.h"
 #include "b.h"
 #include "c.h"
+#include "d.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -85,6 +87,25 @@ int main(int argc, char **argv) {
     failures++;
   }
   c_free(c);
+  d_context *dc = d_create(1, err, sizeof err);
+  if (dc) {
+    static float dx[2 * D_INPUT_SIZE], dout[2 * D_OUTPUT_SIZE];
+    int32_t tok = 3, far = D_INPUT_TOKENS_VOCAB;
+    for (int i = 0; i < 2 * D_INPUT_SIZE; i++)
+      memcpy(&dx[i], &tok, sizeof tok);   // (the float input's slots too: a small finite number)
+    d_init(dc, 1);
+    if (d_forward(dc, 2, dx, dout) != 0) {
+      printf("FAIL indexes inside the table: %s\n", d_error(dc));
+      failures++;
+    }
+    memcpy(&dx[D_INPUT_SIZE + 4], &far, sizeof far);
+    expect("an index outside the table", d_forward(dc, 2, dx, dout) == -1, d_error(dc),
+           "d_forward: sample 1, value 4 of input 'tokens' is the index 11, outside [0, 11)");
+    d_free(dc);
+  } else {
+    printf("FAIL d_create: %s\n", err);
+    failures++;
+  }
   // Still usable after all that.
   if (b_load(b, argv[1], err, sizeof err) || isnan(b_train_step(b, 8, x, y, 0.1)) || a_forward(a, 4, x, out)) {
     printf("FAIL the contexts after the errors: %s %s\n", err, b_error(b));

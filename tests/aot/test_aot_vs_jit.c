@@ -1,5 +1,5 @@
 // test_aot_vs_jit.c: every model in models/ (and those of tests/cpu: two
-// inputs, a tied weight, a batched matmul) compiled ahead of time (`nnc
+// inputs, a tied weight, a batched matmul, an embedding of integer inputs) compiled ahead of time (`nnc
 // compile --shared --name model`, run here) against the cpu backend (the
 // JIT) on the same model, bit for bit: the initial weights from the same
 // seed, the forward output at two batch sizes, the eval loss and output,
@@ -121,6 +121,7 @@ static void check_model(const char *nnc, const char *name, int64_t B) {
   void *y = xmalloc(4 * (B * ty + 1));
   for (int64_t i = 0; i < B * row; i++)
     x[i] = (float)rng_uniform(&r);
+  t_fill_indexes(m, x, B, &r, 5);
   for (int64_t i = 0; i < B * ty; i++) {
     if (m->target->dtype == DT_I32)
       ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
@@ -192,7 +193,7 @@ int main(int argc, char **argv) {
     int64_t B;
   } models[] = {{"mlp", 8}, {"cnn", 6}, {"logreg", 5}, {"logreg_by_hand", 5}, {"mlp100", 4}, {"quadratic", 9},
                 {"resnet18", 4}, {"tests/cpu/two_inputs", 4}, {"tests/cpu/matmul3d", 3}, {"tests/cpu/tied", 3},
-                {"tests/cpu/scaled", 3}, {"tests/cpu/reshaped_param", 3}};
+                {"tests/cpu/scaled", 3}, {"tests/cpu/reshaped_param", 3}, {"tests/cpu/embedding", 4}};
   for (int i = 0; i < countof(models); i++)
     check_model(argv[1], models[i].name, models[i].B);
   return t_finish("test_aot_vs_jit");

@@ -19,6 +19,7 @@
 // batchnorm, so its gradient is rounding noise around 0); after 3 steps
 // 1e-4, as small differences grow through the updates.
 #include "../test.h"
+#include "../load_model.h"
 #include "frontend.h"
 #include "train.h"
 
@@ -129,6 +130,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
+  t_fill_indexes(m, x, B, &r, 5);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)
       ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
@@ -212,7 +214,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
-                                       "tests/cpu/reshaped_param"};
+                                       "tests/cpu/reshaped_param", "tests/cpu/embedding"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];

@@ -9,8 +9,8 @@
 #include "../test.h"
 #include "data.h"
 
-static const Columns ab[2] = {{"a", 3, 0}, {"b", 1, 0}};
-static const Columns y2 = {"y", 2, 0}, label = {"label", 1, 4};
+static const Columns ab[2] = {{"a", 3, 0, false, 0}, {"b", 1, 0, false, 0}};
+static const Columns y2 = {"y", 2, 0, false, 0}, label = {"label", 1, 4, false, 0};
 
 static bool load(const char *name, const char *text, const Columns *in, int nin, const Columns *t,
                  Dataset *ds, char *err, size_t n) {
@@ -68,7 +68,7 @@ static void test_errors(void) {
   BAD_TABLE("e5.csv", "a0,,a1,a2,b,\n1,2,3,4,5,6\n", ab, 2, NULL, "columns 2 and 6 have no name");
   BAD_TABLE("e6.csv", "a0,a1,a2,b,b0\n1,2,3,4,5\n", ab, 2, NULL,
             "the columns 'b' (column 4) and 'b0' (column 5) name the same value");
-  static const Columns clash[2] = {{"x", 2, 0}, {"x1", 1, 0}};
+  static const Columns clash[2] = {{"x", 2, 0, false, 0}, {"x1", 1, 0, false, 0}};
   BAD_TABLE("e7.csv", "x0,x1\n1,2\n", clash, 2, NULL, "the column 'x1' could belong to 'x' or to 'x1'");
   BAD_TABLE("e8.csv", "a0,a1,a2,b,label\n1,2,3,4,5\n", ab, 2, &label, "line 2, column 5 (label)", "label 5",
             "outside [0, 4)");
@@ -87,14 +87,14 @@ static void test_errors(void) {
     CHECK_ERR(data_load_table_csv(t_path("e15.csv"), ab, 2, NULL, &ds, err, sizeof err), err, "e15.csv: line 3, column 2 "
               "(a1): the field holds a NUL byte", "is it really a CSV text file?");
   }
-  static const Columns wide = {"p", 784, 0};
+  static const Columns wide = {"p", 784, 0, false, 0};
   BAD_TABLE("e11.csv", "label,pixel0\n1,2\n", &wide, 1, NULL, "no column 'p0'", "the input (for example p0,...,p783)");
 }
 
 // Blank lines reserve no rows: 4M of them under a header of 65536 columns
 // once reserved 4M rows of 65536 floats, a terabyte.
 static void test_blank_lines(void) {
-  static const Columns p = {"p", 65536, 0};
+  static const Columns p = {"p", 65536, 0, false, 0};
   StrBuf b = {0};
   for (int i = 0; i < 65536; i++)
     sb_printf(&b, "%sp%d", i ? "," : "", i);
@@ -118,7 +118,7 @@ static void test_blank_lines(void) {
 // so every row has its place (sized at two a column, 300 rows of 1000
 // empty columns got places for 150).
 static void test_empty_columns(void) {
-  static const Columns x = {"x", 2, 0}, y = {"y", 1, 0};
+  static const Columns x = {"x", 2, 0, false, 0}, y = {"y", 1, 0, false, 0};
   StrBuf b = {0};
   sb_printf(&b, "x0,x1,y");
   for (int i = 0; i < 1000; i++)
@@ -144,7 +144,7 @@ static void test_empty_columns(void) {
 // header name, a text column holding commas and doubled quotes, a quoted
 // number; a quote left open is an error in its column.
 static void test_quotes(void) {
-  static const Columns x = {"x", 2, 0}, y = {"y", 1, 0};
+  static const Columns x = {"x", 2, 0, false, 0}, y = {"y", 1, 0, false, 0};
   Dataset ds;
   char err[1024];
   bool ok = load("q.csv", "\"x0\",x1,note,y\n1,2,\"Smith, J.\",3\n\"4.5\",5,\"say \"\"hi\"\", ok\",6\n", &x, 1, &y,
@@ -172,6 +172,38 @@ static void test_quotes(void) {
   BAD_TABLE("q3.csv", "x0,x1,note,y\n1,2,\"a,b\",3,4\n", &x, 1, &y, "line 2: expected 4 fields", "found 5");
 }
 
+// An integer input (i32): whole numbers as int32 bits in the row, beside a
+// float input; a fraction and an index outside the vocab are errors naming
+// the line and the column.
+static void test_integers(void) {
+  static const Columns in[2] = {{"tok", 3, 0, true, 10}, {"b", 1, 0, false, 0}};
+  Dataset ds;
+  char err[1024];
+  bool ok = load("i.csv", "b,tok2,label,tok0,tok1\n0.5,9,1,0,3\n-2,-0,0,7,1e0\n", in, 2, &label, &ds, err, sizeof err);
+  CHECK(ok, "%s", err);
+  if (ok) {
+    int32_t v[8];
+    memcpy(v, ds.x, sizeof v);
+    CHECK(v[0] == 0 && v[1] == 3 && v[2] == 9 && ds.x[3] == 0.5f && v[4] == 7 && v[5] == 1 && v[6] == 0 &&
+          ds.x[7] == -2, "integer rows: %d %d %d %g | %d %d %d %g", v[0], v[1], v[2], ds.x[3], v[4], v[5], v[6],
+          ds.x[7]);
+    data_free(&ds);
+  }
+  BAD_TABLE("i1.csv", "tok0,tok1,tok2,b\n1,2,3,4\n1,2.5,3,4\n", in, 2, NULL, "line 3, column 2 (tok1)",
+            "2.5 is not a whole number", "input 'tok' holds integers (i32)");
+  BAD_TABLE("i2.csv", "tok0,tok1,tok2,b\n1,2,10,4\n", in, 2, NULL, "line 2, column 3 (tok2)",
+            "index 10 of input 'tok' is outside [0, 10)", "vocab");
+  BAD_TABLE("i3.csv", "tok0,tok1,tok2,b\n-1,2,3,4\n", in, 2, NULL, "index -1 of input 'tok' is outside [0, 10)");
+  static const Columns any = {"tok", 1, 0, true, 0};   // no bound: any int32
+  ok = load("i4.csv", "tok\n-5\n2147483647\n", &any, 1, NULL, &ds, err, sizeof err);
+  int32_t w[2] = {0, 0};
+  if (ok) {
+    memcpy(w, ds.x, sizeof w);
+    data_free(&ds);
+  }
+  CHECK(ok && w[0] == -5 && w[1] == 2147483647, "unbounded integers: %s", ok ? "" : err);
+}
+
 int main(void) {
   t_tmpdir("table");
   test_quotes();
@@ -179,5 +211,6 @@ int main(void) {
   test_valid();
   test_errors();
   test_blank_lines();
+  test_integers();
   return t_finish("test_table");
 }

@@ -8,8 +8,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_file(data, size);
-  static const Columns x2[] = {{"x", 2, 0}}, t1[] = {{"t", 1, 0}}, ab[] = {{"a", 3, 0}, {"b", 1, 0}};
-  static const Columns y1 = {"y", 1, 0}, y3 = {"y", 3, 0}, label = {"label", 1, 4};
+  static const Columns x2[] = {{"x", 2, 0, false, 0}}, t1[] = {{"t", 1, 0, false, 0}}, ab[] = {{"a", 3, 0, false, 0}, {"b", 1, 0, false, 0}};
+  static const Columns y1 = {"y", 1, 0, false, 0}, y3 = {"y", 3, 0, false, 0}, label = {"label", 1, 4, false, 0};
   static const struct {
     const Columns *in;
     int nin;

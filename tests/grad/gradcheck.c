@@ -9,6 +9,7 @@
 // to the wrong input, a broadcast not summed back, a contribution dropped.
 // Dropout stays on, with the same masks in every run.
 #include "../test.h"
+#include "../load_model.h"
 #include "frontend.h"
 #include "train.h"
 
@@ -66,6 +67,8 @@ static const Case cases[] = {
             "loss bce_with_logits\n", 4},
     {"linear-seq", "model m {\n input x: f32[3, 4]\n target y: f32[6]\n"
                    " x -> linear(5) -> tanh -> linear(2, bias = false) -> flatten\n}\nloss mse\n", 2},
+    {"embedding", "model m {\n input t: i32[3]\n target y: class(3)\n"
+                  " t -> embedding(5, 3) -> tanh -> flatten -> linear(3)\n}\nloss cross_entropy\n", 4},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
@@ -97,6 +100,7 @@ static void check_case(const Case *c) {
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
+  t_fill_indexes(m, x, B, &r, 0);
   void *y = xmalloc(4 * ny);
   for (int64_t i = 0; i < ny; i++) {
     if (m->target->dtype == DT_I32)

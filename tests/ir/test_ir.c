@@ -270,6 +270,12 @@ static IrGraph *build_misc(Arena *a) {
   SCALAR(ir_binary(g, IR_L1, prev, t, (SrcLoc){0}));
   g->loss = SCALAR(ir_binary(g, IR_BCE_WITH_LOGITS, prev, t, (SrcLoc){0}));
   g->output = prev;
+  // An integer input looked up in a table, and the table's gradient.
+  IrNode *tok = leaf(g, IR_INPUT, "tok", DIMS(N, 3), (SrcLoc){0});
+  tok->dtype = DT_I32;
+  IrNode *table = param(g, "embedding_1.weight", INIT_NORMAL, 0, 1, DIMS(5, 4), (SrcLoc){0}, "embedding_1");
+  IrNode *e = SHAPE(ir_binary(g, IR_EMBEDDING, tok, table, (SrcLoc){0}), N, 3, 4);
+  SHAPE(ir_binary(g, IR_EMBEDDING_GRAD, e, tok, (SrcLoc){0}), 5, 4);
   return g;
 }
 
@@ -539,7 +545,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(52, IR_NUM_OPS);
+  CHECK_INT(54, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -567,7 +573,7 @@ static void test_op_table(void) {
   CHECK_INT(1, nkind[IR_KIND_MATMUL]);
   CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
-  CHECK_INT(18, nkind[IR_KIND_LIB]);
+  CHECK_INT(20, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
   CHECK_INT(2, nkind[IR_KIND_UPDATE]);
