@@ -278,6 +278,20 @@ bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k) {
   return false;
 }
 
+int exec_loss_values(const Exec *ex, double *v) {
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = ir_loss_terms(ex->user->g, terms, w, IR_MAX_LOSS_TERMS);
+  if (n < 2 || n > IR_MAX_LOSS_TERMS)
+    return 0;
+  for (int t = 0; t < n; t++) {
+    float f = NAN;
+    exec_read_value(ex, terms[t], &f);
+    v[t] = f;
+  }
+  return n;
+}
+
 bool exec_read_value(const Exec *ex, const IrNode *n, float *out) {
   const IrNode *k = running_node(ex, n);
   if (!k || !(ex->done[k->id] || is_state(k)) || !ex->buf[k->id])

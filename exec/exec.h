@@ -91,6 +91,11 @@ int64_t exec_output_dim(const Exec *ex);
 // the model has no class target or no such loss.
 bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k);
 
+// After an eval or train step of a model whose loss is a weighted sum of
+// several losses: each one's value, in ir_loss_terms' order, into v (at
+// most IR_MAX_LOSS_TERMS); returns how many, 0 when the loss is one loss.
+int exec_loss_values(const Exec *ex, double *v);
+
 // Copies the value of node n of the caller's model after the last run (a
 // gradient, say; B rows for a batched node) into out; false, copying
 // nothing, when the run did not compute it or compiling simplified it away.

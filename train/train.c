@@ -80,7 +80,7 @@ static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
   int64_t at, k;
   bool classes = ds->y && exec_class_columns(ex, &at, &k);
-  EvalResult r = {0, classes ? 0 : -1, ds->n};
+  EvalResult r = {0, classes ? 0 : -1, ds->n, {0}, 0};
   int64_t tdim = ds->y ? 1 : ds->tdim;
   float *x[2];
   void *y[2];
@@ -100,11 +100,17 @@ EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *c
       exec_prefetch(ex, ENTRY_EVAL, Bn, x[!cur], y[!cur]);
     }
     loss += exec_run(ex, ENTRY_EVAL, B, x[cur], y[cur], 0) * B;
+    double v[IR_MAX_LOSS_TERMS];
+    r.nterms = exec_loss_values(ex, v);
+    for (int t = 0; t < r.nterms; t++)
+      r.terms[t] += v[t] * B;
     if (classes)
       correct += count_correct(ex, y[cur], B, conf);
   }
   if (ds->n > 0) {
     r.loss = loss / ds->n;
+    for (int t = 0; t < r.nterms; t++)
+      r.terms[t] /= ds->n;
     if (classes)
       r.acc = (double)correct / ds->n;
   }
@@ -399,11 +405,10 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress
     k++;
     seen += B;
     sum += loss * B;
-    for (int t = 0; t < r->nterms; t++) {
-      float v = 0;
-      if (exec_read_value(ex, r->terms[t], &v))
-        r->term_sum[t] += (double)v * B;
-    }
+    double v[IR_MAX_LOSS_TERMS];
+    int nv = exec_loss_values(ex, v);
+    for (int t = 0; t < r->nterms && t < nv; t++)
+      r->term_sum[t] += v[t] * B;
     if (classes)
       correct += count_correct(ex, y, B, NULL);
     progress(p, epoch, k, nb, seen, sum / seen, classes ? (double)correct / seen : -1, false);
@@ -577,16 +582,26 @@ static void print_epoch(Run *r, const Metrics *row) {
   fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
   if (row->train_acc >= 0)
     fprintf(r->out, " acc %.4f", row->train_acc);
-  for (int t = 0; t < r->nterms; t++) {   // "(cross_entropy(logits, label) 0.4312, ...)"
-    const IrNode *n = r->terms[t];
-    const char *out = ir_output_name(r->m->g, n->src[0]);
-    fprintf(r->out, "%s%s(%s, %s) %.4f%s", t ? ", " : " (", ir_op_info(n->op)->mnem, out ? out : "?",
-            n->src[1]->name, r->term_sum[t], t == r->nterms - 1 ? ")" : "");
+  if (r->nterms) {   // " (cross_entropy(logits, label) 0.4312, ...)"
+    fputs(" (", r->out);
+    train_print_losses(r->out, r->m, r->term_sum, r->nterms);
+    fputc(')', r->out);
   }
   if (r->have_val)
     fprintf(r->out, row->val_acc >= 0 ? " | val loss %.4f acc %.4f" : " | val loss %.4f", row->val_loss,
             row->val_acc);
   fprintf(r->out, " | %.1f s, %.0f samples/s\n", row->seconds, r->train.n / row->seconds);
+}
+
+void train_print_losses(FILE *out, const Model *m, const double *v, int n) {
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int nt = ir_loss_terms(m->g, terms, w, IR_MAX_LOSS_TERMS);
+  for (int t = 0; t < n && t < nt && t < IR_MAX_LOSS_TERMS; t++) {
+    const IrNode *l = terms[t];
+    const char *o = ir_output_name(m->g, l->src[0]);
+    fprintf(out, "%s%s(%s, %s) %.4f", t ? ", " : "", ir_op_info(l->op)->mnem, o ? o : "?", l->src[1]->name, v[t]);
+  }
 }
 
 static void print_test(Run *r, TrainResult *res) {
@@ -602,6 +617,11 @@ static void print_test(Run *r, TrainResult *res) {
     fprintf(r->out, "test: loss %.4f", t.loss);
     if (t.acc >= 0)
       fprintf(r->out, " accuracy %.4f", t.acc);
+    if (t.nterms) {
+      fputs(" (", r->out);
+      train_print_losses(r->out, r->m, t.terms, t.nterms);
+      fputc(')', r->out);
+    }
     fprintf(r->out, " (%lld samples)\n", (long long)t.n);
   }
 }
@@ -627,7 +647,7 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
       ok = false;
       break;
     }
-    EvalResult v = {-1, -1, 0};
+    EvalResult v = {.loss = -1, .acc = -1};
     if (r->have_val)
       v = train_evaluate(r->ex, &r->val, o->batch, NULL);
     row.step = exec_steps(r->ex);
