@@ -43,8 +43,8 @@ static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
   StrMap index = {0};   // name -> Row *
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *x = g->nodes[i];
-    if (x == g->loss || x->op == IR_TARGET)
-      continue;
+    if ((x->scope && !strcmp(x->scope, "loss")) || x->op == IR_TARGET)
+      continue;   // the loss and its terms, the targets: no rows
     const char *key = x->scope;
     if (!key && (x->op == IR_INPUT || x->op == IR_PARAM))
       key = x->name;
@@ -83,17 +83,45 @@ static void print_optimizer(FILE *out, const OptimConfig *o) {
   fprintf(out, ")");
 }
 
-static void print_settings(FILE *out, const Model *m) {
+// One loss: "cross_entropy(output [N,10], target label: class(10))"; an
+// output other than a single unnamed one by its name, a target that is an
+// input as one.
+static void print_loss_term(FILE *out, const IrGraph *g, const IrNode *loss) {
   char b1[96], b2[96];
+  const IrNode *o = loss->src[0], *t = loss->src[1];
+  if (t->dtype == DT_I32)
+    snprintf(b2, sizeof b2, "class(%lld)", (long long)t->attr.i[0]);
+  else   // as declared: the shape of one sample
+    snprintf(b2, sizeof b2, "f32%s", ir_shape_str(t->ndim - 1, t->shape + 1, b1, sizeof b1));
+  const char *name = ir_output_name(g, o);
+  fprintf(out, "%s(%s %s, %s %s: %s)", ir_op_info(loss->op)->mnem, g->noutputs > 1 ? name : "output",
+          ir_shape_str(o->ndim, o->shape, b1, sizeof b1), t->op == IR_INPUT ? "input" : "target", t->name, b2);
+}
+
+static void print_settings(FILE *out, const Model *m) {
+  char b1[96];
   const IrGraph *g = m->g;
-  if (g->loss) {
-    const IrNode *t = g->loss->src[1];
-    if (t->dtype == DT_I32)
-      snprintf(b2, sizeof b2, "class(%lld)", (long long)t->attr.i[0]);
-    else   // as declared: the shape of one sample
-      snprintf(b2, sizeof b2, "f32%s", ir_shape_str(t->ndim - 1, t->shape + 1, b1, sizeof b1));
-    fprintf(out, "  loss       %s(output %s, target %s: %s)\n", ir_op_info(g->loss->op)->mnem,
-            ir_shape_str(g->output->ndim, g->output->shape, b1, sizeof b1), t->name, b2);
+  if (g->noutputs > 1) {
+    fprintf(out, "  outputs    ");
+    for (int i = 0; i < g->noutputs; i++)
+      fprintf(out, "%s%s %s", i ? ", " : "", g->output_names[i],
+              ir_shape_str(g->outputs[i]->ndim, g->outputs[i]->shape, b1, sizeof b1));
+    fputc('\n', out);
+  }
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int nterms = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS);
+  if (g->loss && nterms == 1 && w[0] == 1) {
+    fprintf(out, "  loss       ");
+    print_loss_term(out, g, terms[0]);
+    fputc('\n', out);
+  } else if (g->loss) {   // the weighted sum, term by term
+    fprintf(out, "  loss       ");
+    for (int i = 0; i < nterms && i < IR_MAX_LOSS_TERMS; i++) {
+      fprintf(out, "%s%g * ", i ? " + " : "", w[i]);
+      print_loss_term(out, g, terms[i]);
+    }
+    fputc('\n', out);
   } else {
     fprintf(out, "  loss       none declared (add `loss cross_entropy` or another to train)\n");
   }

@@ -90,6 +90,8 @@ static const char *const usage_predict =
     "the model's output, for each sample: a PNG or PGM image (resized to the\n"
     "model's input), every image of an IDX file, or every row of a CSV file, read\n"
     "as `nnc train` reads it (columns named after the inputs, or label,pixel0,...).\n"
+    "A model of several outputs prints a CSV table: a header naming each output's\n"
+    "columns (logits0,...,recon0,...), then a row per sample.\n"
     "\n"
     "options:\n"
     "  -w, --weights CKPT    the checkpoint (required)\n"
@@ -350,7 +352,8 @@ int cli_eval(int argc, char **argv) {
   // k * k counts: for class(100000) that would be 80 GB, and no one reads
   // a table that wide; more classes get the loss and accuracy only.
   enum { MAX_CONFUSION_CLASSES = 100 };
-  int k = m->target->dtype == DT_I32 ? (int)m->target->attr.i[0] : 0;
+  int64_t at, kc;
+  int k = exec_class_columns(ex, &at, &kc) ? (int)m->target->attr.i[0] : 0;
   int64_t *conf = k && k <= MAX_CONFUSION_CLASSES ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
   EvalResult r = train_evaluate(ex, &ds, batch, conf);
   if (info.plain)
@@ -363,6 +366,11 @@ int cli_eval(int argc, char **argv) {
   if (r.acc >= 0)
     printf("  accuracy %.4f (%lld of %lld)", r.acc, (long long)llround(r.acc * r.n), (long long)r.n);
   printf("\n");
+  if (r.nterms) {
+    printf("losses ");
+    train_print_losses(stdout, m, r.terms, r.nterms);
+    printf("\n");
+  }
   if (conf)
     print_confusion(conf, k);
   else if (k)
@@ -392,18 +400,66 @@ static void probabilities(const Model *m, const float *out, int64_t k, double *p
       p[i] /= sum;
 }
 
+// v with the fewest digits (at least 6) that read back as the same float.
+static const char *float_text(float v, char *buf, size_t n) {
+  for (int digits = 6; digits <= 9; digits++) {
+    snprintf(buf, n, "%.*g", digits, v);
+    if (strtof(buf, NULL) == v)
+      break;
+  }
+  return buf;
+}
+
+// A CSV field: quoted when it holds a comma, a quote or a line break.
+static void print_field(const char *s) {
+  if (!strpbrk(s, ",\"\r\n")) {
+    fputs(s, stdout);
+    return;
+  }
+  putchar('"');
+  for (; *s; s++) {
+    if (*s == '"')
+      putchar('"');
+    putchar(*s);
+  }
+  putchar('"');
+}
+
+// A model of several outputs: its predictions are a CSV table whose header
+// names every output's columns as a table's are named (`logits0,...`, a
+// single value by the output's name alone).
+static void print_outputs_header(const Model *m) {
+  printf("sample");
+  for (int i = 0; i < m->g->noutputs; i++) {
+    int64_t d = ir_numel(m->g->outputs[i], 1);
+    for (int64_t j = 0; j < d; j++) {
+      putchar(',');
+      print_field(m->g->output_names[i]);
+      if (d > 1)
+        printf("%lld", (long long)j);
+    }
+  }
+  printf("\n");
+}
+
+static void print_outputs_row(const char *what, const float *out, int64_t k) {
+  char buf[32];
+  print_field(what);
+  for (int64_t i = 0; i < k; i++)
+    printf(",%s", float_text(out[i], buf, sizeof buf));
+  printf("\n");
+}
+
 static void print_prediction(const Model *m, const char *what, const float *out, int64_t k, int top) {
+  if (m->g->noutputs > 1) {
+    print_outputs_row(what, out, k);
+    return;
+  }
   printf("%s:", what);
   if (!m->target || m->target->dtype != DT_I32) {
-    for (int64_t i = 0; i < k; i++) {   // the fewest digits (at least 6) that read back as the same float
-      char buf[32];
-      for (int digits = 6; digits <= 9; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, out[i]);
-        if (strtof(buf, NULL) == out[i])
-          break;
-      }
-      printf(" %s", buf);
-    }
+    char buf[32];
+    for (int64_t i = 0; i < k; i++)
+      printf(" %s", float_text(out[i], buf, sizeof buf));
     printf("\n");
     return;
   }
@@ -556,6 +612,8 @@ int cli_predict(int argc, char **argv) {
     fprintf(stderr, "nnc: error: %s\n", err);
     status = EXIT_USER;
   }
+  if (status == 0 && m->g->noutputs > 1)
+    print_outputs_header(m);
   for (int i = optind + 1; status == 0 && i < argc; i++) {
     Dataset ds;
     if (!predict_inputs(m, argv[i], &ds, err, sizeof err)) {

@@ -334,7 +334,8 @@ static void emit_loss_forward(Lib *l) {
              "    const float loss = (float)(total / (double)N);\n"
              "    out[0] = loss;\n");
   if (d->loss) {
-    sb_puts(s, "    NNC_LOSS = (double)loss;\n");
+    sb_printf(s, "    NNC_LOSS += %.17g * (double)loss;   // the step's loss: the weighted sum of its terms\n",
+              d->loss_weight);
     if (l->x->training) {
       sb_puts(s, "    if (!nnc_finite((double)loss)) {   // no update applies this step\n      NNC_APPLY = 0;\n");
       const KProgram *p = l->g->p;

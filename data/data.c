@@ -667,8 +667,9 @@ static bool find_idx(const char *dir, const char *prefix, const char *what, cons
   return false;
 }
 
-bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset *out,
-                     char *err, size_t errsz) {
+// Loads split of dir: its images, and its labels unless images_only.
+static bool load_idx_dir(const char *dir, const char *split, int nclasses, bool images_only, Dataset *out,
+                         char *err, size_t errsz) {
   *out = (Dataset){0};
   const char *prefix = !strcmp(split, "train") ? "train"
                        : !strcmp(split, "test") || !strcmp(split, "t10k") ? "t10k" : NULL;
@@ -685,17 +686,26 @@ bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset
   }
   StrBuf images = {0}, labels = {0}, tried = {0};
   bool ok = find_idx(dir, prefix, "images", "idx3", &images, &tried) &&
-            find_idx(dir, prefix, "labels", "idx1", &labels, &tried);
+            (images_only || find_idx(dir, prefix, "labels", "idx1", &labels, &tried));
   if (!ok)
     errorf(err, errsz, "%s: no %s data found; looked for %s\n---> HINT: the directory should "
               "hold the MNIST files, as %s does (apt install dataset-fashion-mnist)",
               dir, split, tried.data, RT_FASHION_MNIST_DIR);
   else
-    ok = data_load_idx(images.data, labels.data, nclasses, out, err, errsz);
+    ok = data_load_idx(images.data, images_only ? NULL : labels.data, nclasses, out, err, errsz);
   sb_free(&images);
   sb_free(&labels);
   sb_free(&tried);
   return ok;
+}
+
+bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset *out,
+                     char *err, size_t errsz) {
+  return load_idx_dir(dir, split, nclasses, false, out, err, errsz);
+}
+
+bool data_load_idx_dir_images(const char *dir, const char *split, Dataset *out, char *err, size_t errsz) {
+  return load_idx_dir(dir, split, 0, true, out, err, errsz);
 }
 
 //

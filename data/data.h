@@ -105,6 +105,9 @@ bool data_load_idx(const char *images_path, const char *labels_path, int nclasse
 // end in .gz or use a dot before idx (train-images.idx3-ubyte).
 bool data_load_idx_dir(const char *dir, const char *split, int nclasses, Dataset *out,
                      char *err, size_t errsz);
+// The images alone of a split of such a directory (no labels file needed),
+// for a model whose loss compares its outputs with its inputs.
+bool data_load_idx_dir_images(const char *dir, const char *split, Dataset *out, char *err, size_t errsz);
 
 // A CSV with a header line: "label,pixel0,...,pixel783" (labeled) or
 // "pixel0,...,pixel783" (unlabeled, y = NULL). Pixels lie in 0..255 and

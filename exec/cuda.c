@@ -31,10 +31,10 @@ typedef struct CudaProg {
   RtCudaGraph *graph[4];   // cuda: the step captured, per batch (graph_b[i])
   int64_t graph_b[4];
   int ngraphs;
-  // Where its inputs and target lie in the arena: in_off[i] bytes from its
-  // start, in_row[i] bytes per sample (the model's inputs, then the target).
+  // Where its inputs and targets lie in the arena: in_off[i] bytes from its
+  // start, in_row[i] bytes per sample (the model's inputs, then its targets).
   int nin;
-  int64_t in_off[RT_MAX_INPUTS + 1], in_row[RT_MAX_INPUTS + 1];
+  int64_t in_off[RT_MAX_INPUTS + IR_MAX_TARGETS], in_row[RT_MAX_INPUTS + IR_MAX_TARGETS];
 } CudaProg;
 
 // A batch exec_prefetch announced.
@@ -172,8 +172,8 @@ static void input_span(Exec *ex, CudaExec *c) {
   for (int e = 0; e < ENTRY_COUNT; e++) {
     CudaProg *cp = &c->prog[e];
     const KProgram *p = cp->comp ? cp->comp->prog : NULL;
-    for (int i = 0; p && i <= m->ninputs; i++) {
-      const IrNode *n = i < m->ninputs ? m->inputs[i] : m->target;
+    for (int i = 0; p && i < m->ninputs + m->ntargets; i++) {
+      const IrNode *n = i < m->ninputs ? m->inputs[i] : m->targets[i - m->ninputs];
       if (!n || !p->buf[n->id].bytes)
         continue;
       const KBufInfo *b = &p->buf[n->id];
@@ -472,20 +472,19 @@ static void feed_announced(Exec *ex, char *dst) {
   const Pending *n = &c->announced;
   const KProgram *p = c->prog[n->entry].comp->prog;
   const Model *m = ex->m;   // (every program's copy has the same node ids)
-  void *saved[RT_MAX_INPUTS + 1] = {0};
-  for (int i = 0; i <= m->ninputs && i <= RT_MAX_INPUTS; i++) {
-    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->target;
-    if (!t)
-      continue;
+  int nfed = m->ninputs + m->ntargets;
+  void **saved = xcalloc(nfed + 1, sizeof(void *));
+  for (int i = 0; i < nfed; i++) {
+    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->targets[i - m->ninputs];
     saved[i] = ex->buf[t->id];
     ex->buf[t->id] = p->buf[t->id].bytes ? dst + (p->buf[t->id].offset - c->in_lo) : NULL;
   }
   exec_feed(ex, n->B, n->x, n->y);
-  for (int i = 0; i <= m->ninputs && i <= RT_MAX_INPUTS; i++) {
-    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->target;
-    if (t)
-      ex->buf[t->id] = saved[i];
+  for (int i = 0; i < nfed; i++) {
+    const IrNode *t = i < m->ninputs ? m->inputs[i] : m->targets[i - m->ninputs];
+    ex->buf[t->id] = saved[i];
   }
+  free(saved);
 }
 
 // While a step runs: the announced batch fed into the free staging slot

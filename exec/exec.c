@@ -185,9 +185,28 @@ void exec_feed(Exec *ex, int64_t B, const float *x, const void *y) {
         memcpy(dst + b * d, x + b * row + at, sizeof(float) * d);
     at += d;
   }
-  const IrNode *t = m->target;
-  if (y && t && ex->buf[t->id])
-    memcpy(ex->buf[t->id], y, 4 * numel(t, B));
+  // y: B rows of every target's values (4 bytes each: int32 class
+  // indexes, floats), one target after another in declaration order.
+  int64_t trow = exec_target_dim(m);
+  at = 0;
+  for (int i = 0; y && i < m->ntargets; i++) {
+    const IrNode *t = m->targets[i];
+    int64_t d = numel(t, 1);
+    char *dst = ex->buf[t->id];
+    if (dst && d == trow)
+      memcpy(dst, y, 4 * B * d);
+    else if (dst)
+      for (int64_t b = 0; b < B; b++)
+        memcpy(dst + 4 * b * d, (const char *)y + 4 * (b * trow + at), 4 * d);
+    at += d;
+  }
+}
+
+int64_t exec_target_dim(const Model *m) {
+  int64_t d = 0;
+  for (int i = 0; i < m->ntargets; i++)
+    d += numel(m->targets[i], 1);
+  return d;
 }
 
 double exec_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y, double lr) {
@@ -206,10 +225,71 @@ void exec_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const v
     ex->be->prefetch(ex, entry, B, x, y);
 }
 
-int64_t exec_output_dim(const Exec *ex) { return numel(ex->g->output, 1); }
+int64_t exec_output_dim(const Exec *ex) {
+  if (ex->g->noutputs <= 1)
+    return numel(ex->g->output, 1);
+  int64_t d = 0;
+  for (int i = 0; i < ex->g->noutputs; i++)
+    d += numel(ex->g->outputs[i], 1);
+  return d;
+}
 
 void exec_read_output(const Exec *ex, float *out) {
-  ex->be->read(ex, ex->g->output, numel(ex->g->output, ex->batch), out);
+  const IrGraph *g = ex->g;
+  if (g->noutputs <= 1) {
+    ex->be->read(ex, g->output, numel(g->output, ex->batch), out);
+    return;
+  }
+  int64_t row = exec_output_dim(ex), at = 0, B = ex->batch;
+  for (int i = 0; i < g->noutputs; i++) {   // each output's rows into its columns
+    int64_t d = numel(g->outputs[i], 1);
+    float *v = xmalloc(sizeof(float) * B * d);
+    ex->be->read(ex, g->outputs[i], B * d, v);
+    for (int64_t b = 0; b < B; b++)
+      memcpy(out + b * row + at, v + b * d, sizeof(float) * d);
+    free(v);
+    at += d;
+  }
+}
+
+bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k) {
+  const Model *m = ex->user;
+  const IrGraph *g = m->g;
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS);
+  if (!m->target || m->target->dtype != DT_I32)
+    return false;
+  for (int t = 0; t < n && t < IR_MAX_LOSS_TERMS; t++) {
+    if (terms[t]->src[1] != m->target)
+      continue;
+    *at = 0;
+    for (int i = 0; i < g->noutputs; i++) {
+      if (g->outputs[i] == terms[t]->src[0]) {
+        *k = numel(g->outputs[i], 1);
+        return true;
+      }
+      *at += numel(g->outputs[i], 1);
+    }
+    *at = 0;
+    *k = numel(g->output, 1);   // (a graph with its one output alone)
+    return terms[t]->src[0] == g->output;
+  }
+  return false;
+}
+
+int exec_loss_values(const Exec *ex, double *v) {
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = ir_loss_terms(ex->user->g, terms, w, IR_MAX_LOSS_TERMS);
+  if (n < 2 || n > IR_MAX_LOSS_TERMS)
+    return 0;
+  for (int t = 0; t < n; t++) {
+    float f = NAN;
+    exec_read_value(ex, terms[t], &f);
+    v[t] = f;
+  }
+  return n;
 }
 
 bool exec_read_value(const Exec *ex, const IrNode *n, float *out) {

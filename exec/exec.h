@@ -60,9 +60,14 @@ void exec_init_params(Exec *ex, uint64_t seed);
 // another in declaration order (a data set's row).
 int64_t exec_sample_dim(const Model *m);
 
+// Values per sample of the model's targets: every target's, one after
+// another in declaration order (4 bytes each: int32 class indexes, floats).
+int64_t exec_target_dim(const Model *m);
+
 // Runs one entry point on a batch of B samples: x holds B rows of
-// exec_sample_dim floats (each split over the model's inputs), y B targets
-// (int32 class indexes or floats; may be NULL for ENTRY_FORWARD). For
+// exec_sample_dim floats (each split over the model's inputs), y B rows of
+// exec_target_dim targets (int32 class indexes or floats; may be NULL for
+// ENTRY_FORWARD or a model without targets). For
 // ENTRY_TRAIN, lr is the learning rate of this step. Returns the loss (0
 // for ENTRY_FORWARD). A training step whose loss is not finite stops there:
 // no gradients, no update, and the step does not count.
@@ -75,10 +80,21 @@ double exec_run(Exec *ex, EntryKind entry, int64_t B, const float *x, const void
 // nothing. A run with another batch than the one announced feeds its own.
 void exec_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y);
 
-// Copies the output of the last run into out: B rows of exec_output_dim
-// floats.
+// Copies the outputs of the last run into out: B rows of exec_output_dim
+// floats, each row every output's values, one output after another.
 void exec_read_output(const Exec *ex, float *out);
 int64_t exec_output_dim(const Exec *ex);
+
+// The columns of exec_read_output's rows that hold the classifier's output:
+// the output a cross_entropy or nll of the loss compares with the model's
+// class target (the first target), at columns [*at, *at + *k). False when
+// the model has no class target or no such loss.
+bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k);
+
+// After an eval or train step of a model whose loss is a weighted sum of
+// several losses: each one's value, in ir_loss_terms' order, into v (at
+// most IR_MAX_LOSS_TERMS); returns how many, 0 when the loss is one loss.
+int exec_loss_values(const Exec *ex, double *v);
 
 // Copies the value of node n of the caller's model after the last run (a
 // gradient, say; B rows for a batched node) into out; false, copying

@@ -445,6 +445,14 @@ static double ref_run(Exec *ex, EntryKind entry, int64_t B, const float *x, cons
     ex->done[i] = true;
     if (g->nodes[i] == g->loss) {
       loss = l;
+      if (!ir_op_is_loss(g->loss->op)) {   // a weighted sum: its terms' values, summed in double
+        IrNode *terms[IR_MAX_LOSS_TERMS];
+        double w[IR_MAX_LOSS_TERMS];
+        int n = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS);
+        loss = 0;
+        for (int t = 0; t < n && t < IR_MAX_LOSS_TERMS; t++)
+          loss += w[t] * ((const float *)ex->buf[terms[t]->id])[0];
+      }
       if (!isfinite(loss) && training) {   // no gradients from it: the parameters stay as they were
         ex->steps--;
         break;

@@ -187,7 +187,9 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
   print_loc(out, n->loc);
   if (n->kind == AST_CALL || n->kind == AST_TUPLE)
     print_children(out, n->args, n->nargs, depth + 1);
-  if (n->lhs)
+  if (n->kind == AST_EXPR && n->nargs > 1)
+    print_children(out, n->args, n->nargs, depth + 1);
+  else if (n->lhs)
     print_node(out, n->lhs, depth + 1);
   if (n->kind == AST_BINOP)
     print_node(out, n->rhs, depth + 1);

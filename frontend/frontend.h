@@ -22,7 +22,8 @@ typedef enum {
   AST_INPUT,    // name, type: `input name: type`
   AST_TARGET,   // name, type: `target name: type`
   AST_PARAM,    // name, type, lhs: `param name: type = init` (lhs: init call or NULL)
-  AST_EXPR,     // lhs: an expression statement (the last one is the result)
+  AST_EXPR,     // lhs: an expression statement (the last one is the result); a list `a, b`
+                //   (a model's outputs): args, nargs every one, lhs the first
   AST_TUPLE,    // args: `(a, b, ...)`, two or more expressions (numbers only, for now)
 } AstKind;
 
@@ -43,7 +44,8 @@ typedef struct AstNode {
   char op;               // BINOP: '+', '-', '*', '/', '@'
   struct AstNode *lhs;   // PIPE, BINOP, NEG, KWARG, ASSIGN, PARAM (init), EXPR
   struct AstNode *rhs;   // PIPE, BINOP
-  struct AstNode **args; // CALL: positional and keyword arguments, in order; TUPLE: its items
+  struct AstNode **args; // CALL: positional and keyword arguments, in order; TUPLE: its items;
+                         //   EXPR: a list's items
   int nargs;
   SrcLoc close;          // CALL: the ')' (for "expected ')'" notes); PIPE unused
   AstType *type;         // INPUT, TARGET, PARAM
@@ -52,7 +54,7 @@ typedef struct AstNode {
 typedef enum {
   DECL_MODEL,      // name, params (none), body
   DECL_BLOCK,      // name, params, body
-  DECL_LOSS,       // call: the loss (AST_IDENT or AST_CALL)
+  DECL_LOSS,       // call: the loss (AST_IDENT or AST_CALL, or a weighted sum of them)
   DECL_OPTIMIZER,  // call: the optimizer (AST_IDENT or AST_CALL)
   DECL_SCHEDULE,   // call: the learning-rate schedule (AST_IDENT or AST_CALL)
   DECL_TRAIN,      // settings: AST_KWARG list

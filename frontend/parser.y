@@ -164,7 +164,7 @@ static Decl *close_decl(ParseState *ps, Decl *d, PtrVec items);
 %token NEWLINE "end of line"
 
 %type <decl> decl model_head block_head train_head
-%type <list> body stmts params param_list dims settings setting_list
+%type <list> body stmts params param_list dims settings setting_list exprlist
 %type <node> stmt setting
 %type <type> type
 %type <expr> expr pipe sum prod unary primary callee arg
@@ -182,13 +182,13 @@ program
 
 // decl = "model" IDENT "{" body "}"
 //      | "block" IDENT "(" [IDENT ("," IDENT)*] ")" "{" body "}"
-//      | "loss" callee | "optimizer" callee | "schedule" callee
+//      | "loss" expr | "optimizer" callee | "schedule" callee
 //      | "train" "{" settings "}"
 decl
   : model_head body "}"       { $$ = close_decl(ps, $1, $2); }
   | block_head body "}"       { $$ = close_decl(ps, $1, $2); }
   | train_head settings "}"   { $$ = close_decl(ps, $1, $2); }
-  | "loss" callee             { $$ = new_decl(ps, DECL_LOSS, @1, NULL, @1); $$->call = $2.node; }
+  | "loss" expr               { $$ = new_decl(ps, DECL_LOSS, @1, NULL, @1); $$->call = $2.node; }
   | "optimizer" callee        { $$ = new_decl(ps, DECL_OPTIMIZER, @1, NULL, @1); $$->call = $2.node; }
   | "schedule" callee         { $$ = new_decl(ps, DECL_SCHEDULE, @1, NULL, @1); $$->call = $2.node; }
   // A declaration with an error before or in its braces is skipped to its '}'.
@@ -238,15 +238,28 @@ stmts
   ;
 
 // stmt = "input" IDENT ":" type | "target" IDENT ":" type
-//      | "param" IDENT ":" type ["=" expr] | IDENT "=" expr | expr
+//      | "param" IDENT ":" type ["=" expr] | IDENT "=" expr | exprlist
 stmt
   : "input" IDENT ":" type    { $$ = typed(ps, AST_INPUT, $2, @2, $4); }
   | "target" IDENT ":" type   { $$ = typed(ps, AST_TARGET, $2, @2, $4); }
   | "param" IDENT ":" type    { $$ = typed(ps, AST_PARAM, $2, @2, $4); }
   | "param" IDENT ":" type "=" expr { $$ = typed(ps, AST_PARAM, $2, @2, $4); $$->lhs = $6.node; }
   | IDENT "=" expr            { $$ = new_node(ps, AST_ASSIGN, @1); $$->name = $1; $$->lhs = $3.node; }
-  | expr                      { $$ = new_node(ps, AST_EXPR, @1); $$->lhs = $1.node; }
+  | exprlist {
+      $$ = new_node(ps, AST_EXPR, @1);
+      $$->lhs = $1.data[0];
+      if ($1.len > 1) {   // several results: a model's outputs
+        $$->args = (AstNode **)$1.data;
+        $$->nargs = $1.len;
+      }
+    }
   | error                     { $$ = NULL; }   // skipped to the end of its line or the '}'
+  ;
+
+// exprlist = expr ("," expr)*
+exprlist
+  : expr                      { $$ = push(ps, (PtrVec){0}, $1.node); }
+  | exprlist "," expr         { $$ = push(ps, $1, $3.node); }
   ;
 
 // type = IDENT "[" [expr ("," expr)*] "]" | "class" "(" expr ")"
@@ -798,6 +811,8 @@ static void expected_list(Syntax *s) {
       YYSYMBOL_RPAREN, YYSYMBOL_RBRACKET, YYSYMBOL_RBRACE, YYSYMBOL_NEWLINE, YYSYMBOL_YYEOF,
   };
   bool *w = s->want;
+  if (w[YYSYMBOL_COMMA] && w[YYSYMBOL_NEWLINE] && s->ps->nparens == 0 && !in_train(s))
+    w[YYSYMBOL_COMMA] = false;           // a list of outputs `a, b`: rarely what was meant
   bool ops = w[YYSYMBOL_PLUS] && w[YYSYMBOL_MINUS] && w[YYSYMBOL_STAR] && w[YYSYMBOL_SLASH] && w[YYSYMBOL_AT];
   if (ops)
     w[YYSYMBOL_LPAREN] = false;          // a call after a name: rarely what was meant

@@ -48,7 +48,7 @@ static void dot_node(FILE *out, const IrGraph *g, const IrNode *n) {
   const char *color = (unsigned)n->op < IR_NUM_OPS ? leaf_color(n->op) : NULL;
   if (color)
     fprintf(out, ", shape=ellipse, style=filled, fillcolor=%s", color);
-  if (n == g->output || n == g->loss)
+  if (ir_output_name(g, n) || n == g->loss)
     fputs(", penwidth=2", out);
   fputs("];\n", out);
 }
@@ -67,9 +67,16 @@ void ir_print_dot(FILE *out, const IrGraph *g) {
       if (n->src[j])
         fprintf(out, "  n%d -> n%d;\n", n->src[j]->id, n->id);
   }
-  if (g->output)
-    fprintf(out, "  output [shape=plaintext, label=\"output\"];\n  n%d -> output;\n",
-            g->output->id);
+  if (g->output && !g->noutputs)   // (a graph built by hand: its one output)
+    fprintf(out, "  output [shape=plaintext, label=\"output\"];\n  n%d -> output;\n", g->output->id);
+  for (int i = 0; i < g->noutputs; i++) {   // the dot nodes output, output1, output2, ...
+    char id[24] = "output";
+    if (i)
+      snprintf(id, sizeof id, "output%d", i);
+    fprintf(out, "  %s [shape=plaintext, label=\"", id);
+    dot_escape(out, g->output_names[i]);
+    fprintf(out, "\"];\n  n%d -> %s;\n", g->outputs[i]->id, id);
+  }
   if (g->loss)
     fprintf(out, "  loss [shape=plaintext, label=\"loss\"];\n  n%d -> loss;\n", g->loss->id);
   fputs("}\n", out);

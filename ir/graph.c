@@ -127,9 +127,58 @@ IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map) {
     if (map)
       map[i] = k;
   }
+  for (int i = 0; i < g->noutputs; i++)
+    ir_add_output(c, c->nodes[g->outputs[i]->id], g->output_names[i]);
   c->output = g->output ? c->nodes[g->output->id] : NULL;
   c->loss = g->loss ? c->nodes[g->loss->id] : NULL;
   return c;
+}
+
+void ir_add_output(IrGraph *g, IrNode *n, const char *name) {
+  IrNode **o = arena_alloc(g->arena, sizeof(IrNode *) * (g->noutputs + 1));
+  const char **on = arena_alloc(g->arena, sizeof(char *) * (g->noutputs + 1));
+  for (int i = 0; i < g->noutputs; i++)
+    o[i] = g->outputs[i], on[i] = g->output_names[i];
+  o[g->noutputs] = n;
+  on[g->noutputs] = arena_strdup(g->arena, name ? name : "output");
+  g->outputs = o;
+  g->output_names = on;
+  g->noutputs++;
+  g->output = g->outputs[0];
+}
+
+const char *ir_output_name(const IrGraph *g, const IrNode *n) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i] == n)
+      return g->output_names[i];
+  return n && n == g->output ? "output" : NULL;   // (a graph built by hand: g->output alone)
+}
+
+// Collects the terms of the sum n (times w) into terms/weights; false when
+// n is not a sum of weighted loss ops.
+static bool loss_terms(IrNode *n, double w, IrNode **terms, double *weights, int max, int *k) {
+  if (ir_op_is_loss(n->op)) {
+    if (*k < max)
+      terms[*k] = n, weights[*k] = w;
+    ++*k;
+    return true;
+  }
+  if (n->op == IR_ADD && n->nsrc == 2)
+    return loss_terms(n->src[0], w, terms, weights, max, k) && loss_terms(n->src[1], w, terms, weights, max, k);
+  if (n->op == IR_MUL && n->nsrc == 2) {
+    int c = n->src[0]->op == IR_CONST ? 0 : n->src[1]->op == IR_CONST ? 1 : -1;
+    if (c < 0 || n->src[c]->ndim != 0)
+      return false;
+    return loss_terms(n->src[1 - c], w * n->src[c]->attr.f[0], terms, weights, max, k);
+  }
+  return false;
+}
+
+int ir_loss_terms(const IrGraph *g, IrNode **terms, double *weights, int max) {
+  int k = 0;
+  if (!g->loss || !loss_terms(g->loss, 1.0, terms, weights, max, &k))
+    return -1;
+  return k;
 }
 
 // A misuse of ir_add is a bug in the pass that called it: say which op and

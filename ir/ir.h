@@ -34,6 +34,8 @@
 #define IR_MAX_IATTR 8
 #define IR_MAX_FATTR 6
 #define IR_N (-1)          // the batch dimension in a shape
+#define IR_MAX_LOSS_TERMS 16   // losses in a weighted sum
+#define IR_MAX_TARGETS 8       // targets of a model
 
 typedef enum {
 #define IR_OP(name, kind, min_in, max_in, mnem, iattrs, fattrs) IR_##name,
@@ -101,8 +103,12 @@ typedef struct IrGraph {
   IrNode **nodes;              // topological order; nodes[i]->id == i
   int nnodes;
   int cap;
-  IrNode *output;              // the model's output (forward result)
-  IrNode *loss;                // the loss, or NULL when the model has none
+  IrNode *output;              // the model's (first) output: outputs[0]
+  IrNode **outputs;            // [noutputs] the model's outputs, in the order its result lists them
+  const char **output_names;   // [noutputs] each output's name ("output" for a single unnamed one)
+  int noutputs;
+  IrNode *loss;                // the loss, or NULL when the model has none: one loss op's result, or
+                               // the weighted sum of several (add and mul by a const; ir_loss_terms)
 } IrGraph;
 
 // The op table (generated from ops.def).
@@ -139,6 +145,16 @@ IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, DType dt, int ndim,
                 const int64_t *shape, SrcLoc loc);
 IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *a, SrcLoc loc);
 IrNode *ir_binary(IrGraph *g, IrOp op, IrNode *a, IrNode *b, SrcLoc loc);
+
+// Appends n to g's outputs under name (g->output is the first one).
+void ir_add_output(IrGraph *g, IrNode *n, const char *name);
+// The loss ops whose weighted sum is g->loss, and their weights: g->loss
+// itself (weight 1), or the terms of adds of them and of products of a
+// const f32[] and them. Returns how many (at most max are stored); -1 when
+// g->loss is anything else.
+int ir_loss_terms(const IrGraph *g, IrNode **terms, double *weights, int max);
+// The name of output n of g, or NULL when n is not an output.
+const char *ir_output_name(const IrGraph *g, const IrNode *n);
 
 // Number of elements in n, with batch as the size of IR_N; -1 if unknown.
 int64_t ir_numel(const IrNode *n, int64_t batch);

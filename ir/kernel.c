@@ -306,6 +306,10 @@ static void print_lib(FILE *out, const KProgram *p, const Kernel *k) {
     fprintf(out, " aux_from %d", (int)d->aux_from);
   if (d->loss)
     fprintf(out, " loss");
+  if (d->loss && d->loss_weight != 1) {
+    fputc(' ', out);
+    ir_print_float(out, d->loss_weight);
+  }
   if (!res || res->id != d->node)
     fprintf(out, " node %%%d", (int)d->node);
 }

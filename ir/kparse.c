@@ -677,7 +677,7 @@ static void parse_settings(Parser *P, RtLib *d) {
 }
 
 // (lbuf "=")? IDENT lbuf ("," lbuf)* settings? ("aux" INT "(" INT "bytes" ")")?
-// ("aux_from" INT)? "loss"? ("node" REF)?
+// ("aux_from" INT)? ("loss" NUMBER?)? ("node" REF)?
 static void parse_lib(Parser *P, Kernel *k) {
   KProgram *p = K(P)->p;
   RtLib *d = arena_alloc(P->arena, sizeof *d);
@@ -738,7 +738,10 @@ static void parse_lib(Parser *P, Kernel *k) {
   }
   if (lx_is_word(P, "loss")) {
     d->loss = 1;
+    d->loss_weight = 1;
     lx_next(P);
+    if (P->tok.kind == TK_INT || P->tok.kind == TK_FLOAT)
+      d->loss_weight = lx_number(P);
   }
   if (lx_is_word(P, "node")) {
     lx_next(P);

@@ -42,7 +42,6 @@ typedef struct Parser {
   int last_col;         //   errors at the end of the text point here
   IrGraph *g;           // the graph being read
   const SrcFile *nn;    // the .nn file the header names (text NULL), or NULL
-  Token output_at;      // graph IR: the output line's keyword (kind TK_EOF: none yet)
   Token loss_at;        // graph IR: the loss line's keyword
   const char *punct;    // the punctuation bytes of this text
   jmp_buf fail;         // where lx_error_at() jumps

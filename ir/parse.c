@@ -224,12 +224,26 @@ static void parse_result(Parser *P, IrNode **slot, Token *first, const char *wha
   *slot = parse_use(P);
 }
 
-// stmt = node | "output" REF | "loss" REF; each on a line of its own.
+// "output %K STRING?": one line per output, in order; the name is
+// "output" when none is given.
+static void parse_output(Parser *P) {
+  Token at = P->tok;
+  lx_next(P);
+  IrNode *n = parse_use(P);
+  const char *name = P->tok.kind == TK_STR ? lx_string(P, "an output's name") : "output";
+  for (int i = 0; i < P->g->noutputs; i++)
+    if (!strcmp(P->g->output_names[i], name))
+      lx_error_tok(P, &at, NULL, "a second output named \"%s\"", name);
+  if (n)
+    ir_add_output(P->g, n, name);
+}
+
+// stmt = node | "output" REF STRING? | "loss" REF; each on a line of its own.
 static void parse_stmt(Parser *P) {
   if (P->tok.kind == TK_REF)
     parse_node(P);
   else if (lx_is_word(P, "output"))
-    parse_result(P, &P->g->output, &P->output_at, "output");
+    parse_output(P);
   else if (lx_is_word(P, "loss"))
     parse_result(P, &P->g->loss, &P->loss_at, "loss");
   else

@@ -151,8 +151,16 @@ void ir_print(FILE *out, const IrGraph *g) {
     else
       fputs("%? = ?\n", out);
   }
-  if (g->output)
+  if (g->output && !g->noutputs)   // (a graph built by hand: its one output)
     fprintf(out, "  output %%%d\n", g->output->id);
+  for (int i = 0; i < g->noutputs; i++) {
+    fprintf(out, "  output %%%d", g->outputs[i]->id);
+    if (strcmp(g->output_names[i], "output")) {
+      fputc(' ', out);
+      ir_print_str(out, g->output_names[i]);
+    }
+    fputc('\n', out);
+  }
   if (g->loss)
     fprintf(out, "  loss %%%d\n", g->loss->id);
   fputs("}\n", out);

@@ -125,20 +125,25 @@ static void check_names(Verifier *v) {
   free(seen);
 }
 
-// The output and the loss are nodes of the graph; the loss is the f32[]
-// result of a loss op.
+// The outputs and the loss are nodes of the graph; the loss is the f32[]
+// result of a loss op, or a weighted sum of them.
 static void check_ends(Verifier *v) {
   const IrGraph *g = v->g;
   if (g->output && !in_graph(g, g->output))
     fail(v, g->output, "the output is not a node of this graph");
+  for (int i = 0; i < g->noutputs; i++)
+    if (!in_graph(g, g->outputs[i]))
+      fail(v, g->outputs[i], "output \"%s\" is not a node of this graph", g->output_names[i]);
   if (!g->loss)
     return;
   if (!in_graph(g, g->loss)) {
     fail(v, g->loss, "the loss is not a node of this graph");
     return;
   }
-  if ((unsigned)g->loss->op >= IR_NUM_OPS || !ir_op_is_loss(g->loss->op))
-    fail(v, g->loss, "the loss must come from a loss op");
+  IrNode *term;
+  double w;
+  if ((unsigned)g->loss->op >= IR_NUM_OPS || ir_loss_terms(g, &term, &w, 1) < 1)
+    fail(v, g->loss, "the loss must come from a loss op, or be a weighted sum of loss ops");
   if (g->loss->dtype != DT_F32 || g->loss->ndim != 0) {
     char type[IR_MAX_DIMS * 22 + 8];
     fail(v, g->loss, "the loss must be f32[], not %s", ir_type_str(g->loss, type, sizeof type));

@@ -282,14 +282,34 @@ bool pass_autodiff(Model *m, Diag *d) {
     for (int k = 0; k < n->nsrc; k++)
       ad.needs[i] |= ad.needs[n->src[k]->id];
   }
-  IrNode *out = g->loss->src[0], *target = g->loss->src[1];
-  if (!ad.needs[out->id]) {
+  // The loss is one loss op or a weighted sum of them: each term seeds its
+  // output's gradient with its weight (times 1, d total / d total).
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double weights[IR_MAX_LOSS_TERMS];
+  int nterms = ir_loss_terms(g, terms, weights, IR_MAX_LOSS_TERMS);
+  if (nterms < 1 || nterms > IR_MAX_LOSS_TERMS)
+    nnc_bug(__FILE__, __LINE__, "pass_autodiff: the loss is not a weighted sum of loss ops");
+  bool any = false;
+  for (int t = 0; t < nterms; t++)
+    any |= ad.needs[terms[t]->src[0]->id];
+  if (!any) {
     diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear",
                "the loss does not depend on any parameter, so there is nothing to train");
     return false;
   }
-  ad.fwd = g->loss;
-  ad.grad[out->id] = mk2(&ad, loss_grad_op(g->loss->op), out, target);
+  for (int t = 0; t < nterms; t++) {
+    IrNode *out = terms[t]->src[0], *target = terms[t]->src[1];
+    if (!ad.needs[out->id])
+      continue;
+    ad.fwd = terms[t];
+    IrNode *gt = mk2(&ad, loss_grad_op(terms[t]->op), out, target);
+    if (weights[t] != 1) {
+      IrNode *w = ir_leaf(g, IR_CONST, NULL, DT_F32, 0, NULL, terms[t]->loc);
+      w->attr.f[0] = weights[t];
+      gt = mk2(&ad, IR_MUL, gt, w);
+    }
+    accumulate(&ad, out, gt);
+  }
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
     if (ad.grad[i] && !ir_op_is_leaf(n->op))

@@ -14,6 +14,9 @@ static Model *model_clone(const Model *m, Arena *a, IrNode **map) {
   c->g = ir_graph_clone(m->g, a, map);
   c->input = m->input ? map[m->input->id] : NULL;
   c->target = m->target ? map[m->target->id] : NULL;
+  c->targets = arena_alloc(a, sizeof(IrNode *) * (m->ntargets + 1));
+  for (int i = 0; i < m->ntargets; i++)
+    c->targets[i] = map[m->targets[i]->id];
   c->inputs = arena_alloc(a, sizeof(IrNode *) * (m->ninputs + 1));
   for (int i = 0; i < m->ninputs; i++)
     c->inputs[i] = map[m->inputs[i]->id];
@@ -27,14 +30,11 @@ static Model *model_clone(const Model *m, Arena *a, IrNode **map) {
   return c;
 }
 
-// What a step's caller reads after it: the output, and the loss but in
-// inference.
+// What a step's caller reads after it: the outputs, and the loss and its
+// terms but in inference.
 static bool *kept(const Model *m, EntryKind entry, Arena *a) {
   bool *keep = arena_alloc(a, m->g->nnodes + 1);
-  if (m->g->output)
-    keep[m->g->output->id] = true;
-  if (m->g->loss && entry != ENTRY_FORWARD)
-    keep[m->g->loss->id] = true;
+  pass_kept(m, entry, keep);
   return keep;
 }
 

@@ -46,13 +46,26 @@ unsigned pass_entries(const Model *m) {
   return e;
 }
 
+void pass_kept(const Model *m, EntryKind entry, bool *keep) {
+  const IrGraph *g = m->g;
+  for (int i = 0; i < g->noutputs; i++)
+    keep[g->outputs[i]->id] = true;
+  if (g->output)
+    keep[g->output->id] = true;
+  if (entry == ENTRY_FORWARD || !g->loss)
+    return;
+  keep[g->loss->id] = true;
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS);
+  for (int i = 0; i < n && i < IR_MAX_LOSS_TERMS; i++)
+    keep[terms[i]->id] = true;
+}
+
 void pass_needed(const Model *m, EntryKind entry, bool *need) {
   const IrGraph *g = m->g;
   memset(need, 0, sizeof(bool) * g->nnodes);
-  if (g->output)
-    need[g->output->id] = true;
-  if (entry != ENTRY_FORWARD && g->loss)
-    need[g->loss->id] = true;
+  pass_kept(m, entry, need);
   if (entry == ENTRY_TRAIN)
     for (int i = 0; i < m->nparams; i++)
       need[m->steps[i]->id] = true;
@@ -540,6 +553,9 @@ _Static_assert(sizeof(((RtLib *)0)->f) == sizeof(((IrAttr *)0)->f), "RtLib holds
 void pass_describe_libs(KProgram *p) {
   const IrGraph *g = p->g;
   int *slot = arena_alloc(g->arena, sizeof(int) * g->nnodes);
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double weights[IR_MAX_LOSS_TERMS];
+  int nterms = p->entry == ENTRY_FORWARD ? 0 : ir_loss_terms(g, terms, weights, IR_MAX_LOSS_TERMS);
   for (int i = 0; i < g->nnodes; i++)
     slot[i] = -1;
   for (int i = 0; i < p->nkernels; i++) {
@@ -550,7 +566,11 @@ void pass_describe_libs(KProgram *p) {
     RtLib *d = arena_alloc(g->arena, sizeof *d);
     d->kind = lib_kind(n->op);
     d->node = n->id;
-    d->loss = n == g->loss;
+    for (int t = 0; t < nterms; t++)
+      if (n == terms[t]) {
+        d->loss = 1;
+        d->loss_weight += weights[t];   // (a term that appears twice, merged)
+      }
     d->aux = d->aux_from = -1;
     memcpy(d->i, n->attr.i, sizeof d->i);
     memcpy(d->f, n->attr.f, sizeof d->f);
@@ -585,10 +605,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.gemms = arena_alloc(a, sizeof(int) * nn);
   f.ops = arena_alloc(a, sizeof(int) * nn);
   pass_needed(m, entry, f.need);
-  if (g->output)
-    f.keep[g->output->id] = true;
-  if (g->loss && entry != ENTRY_FORWARD)
-    f.keep[g->loss->id] = true;
+  pass_kept(m, entry, f.keep);
   for (int i = 0; i < nn; i++) {
     f.fused_into[i] = -1;
     f.ops[i] = 1;

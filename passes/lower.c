@@ -1253,12 +1253,19 @@ static void lower_input(Lower *L, Env *e, const AstNode *s) {
   if (s->kind == AST_INPUT) {
     if (!L->m->input)
       L->m->input = n;
-  } else if (L->m->target) {
-    diag_error(L->d, s->loc, "the loss compares the output with one target",
-               "a second target '%s' (the first is '%s')", s->name, L->m->target->name);
-  } else {
-    L->m->target = n;
+    return;
   }
+  Model *m = L->m;
+  if (m->ntargets == IR_MAX_TARGETS) {
+    diag_error(L->d, s->loc, NULL, "a model has at most %d targets", IR_MAX_TARGETS);
+    return;
+  }
+  IrNode **ts = arena_alloc(L->a, sizeof(IrNode *) * (m->ntargets + 1));
+  for (int i = 0; i < m->ntargets; i++)
+    ts[i] = m->targets[i];
+  ts[m->ntargets++] = n;
+  m->targets = ts;
+  m->target = ts[0];
 }
 
 // The index of c's name among names; else reports "unknown WHAT" with a
@@ -1347,6 +1354,46 @@ static void lower_param(Lower *L, Env *e, const AstNode *s) {
   bind(L, e, s->name, s->loc, tensor_value(p), "parameter");
 }
 
+// A list `logits, recon` as the model's last statement: its outputs, each
+// named after its value. Returns the first.
+static Value lower_outputs(Lower *L, Env *e, const AstNode *s, bool last) {
+  if (e->decl->kind != DECL_MODEL || !last) {
+    diag_error(L->d, s->loc, e->decl->kind != DECL_MODEL ? "a block's result is one value" :
+               "only the model's last statement lists its outputs",
+               "a list of %d values where one is expected", s->nargs);
+    return ERR;
+  }
+  Value first = ERR;
+  bool ok = true;
+  for (int i = 0; i < s->nargs; i++) {
+    const AstNode *a = s->args[i];
+    if (a->kind != AST_IDENT) {
+      diag_error(L->d, a->loc, "name it first (`recon = ...`), then list its name", "each output must be a name");
+      ok = false;
+      continue;
+    }
+    for (int j = 0; j < i; j++)
+      if (s->args[j]->kind == AST_IDENT && !strcmp(s->args[j]->name, a->name)) {
+        diag_error(L->d, a->loc, NULL, "the output '%s' is listed twice", a->name);
+        ok = false;
+      }
+    Value v = eval(L, e, a);
+    if (v.kind == V_NUM) {
+      diag_error(L->d, a->loc, NULL, "the output '%s' is a number, not a tensor", a->name);
+      v = ERR;
+    }
+    if (v.kind != V_TENSOR) {
+      ok = false;
+      continue;
+    }
+    if (i == 0)
+      first = v;
+    if (ok)
+      ir_add_output(L->g, v.t, a->name);
+  }
+  return ok ? first : ERR;
+}
+
 // Lowers a body; returns the value of its last statement (the result).
 static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *what) {
   int errors = L->d->nerrors;
@@ -1376,6 +1423,11 @@ static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *wha
       break;
     }
     case AST_EXPR: {
+      if (s->nargs > 1) {
+        result = lower_outputs(L, e, s, last);
+        have_result = last;
+        break;
+      }
       Value v = eval(L, e, s->lhs);
       if (last) {
         result = v;
@@ -1416,31 +1468,129 @@ static bool decl_args(Lower *L, const Signature *sig, const AstNode *call, Args 
   return bind_args(L, &env, sig, call, NULL, call->loc, a);
 }
 
-static void lower_loss(Lower *L, const Decl *d) {
+// The outputs' names for hints: "logits, recon".
+static const char *output_list(const IrGraph *g, char *buf, size_t n) {
+  size_t len = 0;
+  buf[0] = 0;
+  for (int i = 0; i < g->noutputs && len < n; i++)
+    len += snprintf(buf + len, n - len, "%s%s", i ? ", " : "", g->output_names[i]);
+  return buf;
+}
+
+// A loss's first argument: an output, by its name in the result list, as
+// `output` for a single one, or by the name bound to it.
+static IrNode *loss_output(Lower *L, Env *e, const AstNode *a, const char *loss) {
+  IrGraph *g = L->g;
+  char list[256];
+  if (a->kind != AST_IDENT) {
+    diag_error(L->d, a->loc, "name the output: the model lists its outputs by name as its last statement",
+               "%s: the first argument must be an output's name", loss);
+    return NULL;
+  }
+  for (int i = 0; i < g->noutputs; i++)
+    if (!strcmp(g->output_names[i], a->name))
+      return g->outputs[i];
+  Binding *b = lookup(e, a->name);
+  if (b && b->v.kind == V_TENSOR && ir_output_name(g, b->v.t))
+    return b->v.t;
+  char hint[400];
+  const char *s = suggest_name(a->name, g->output_names, g->noutputs);
+  if (s)
+    snprintf(hint, sizeof hint, "did you mean '%s'? the outputs of model '%s' are %s", s, g->name,
+             output_list(g, list, sizeof list));
+  else if (b && b->v.kind == V_TENSOR)
+    snprintf(hint, sizeof hint, "list it in the model's result to make it an output: `%s, %s`",
+             output_list(g, list, sizeof list), a->name);
+  else
+    snprintf(hint, sizeof hint, "the outputs of model '%s' are %s", g->name, output_list(g, list, sizeof list));
+  diag_error(L->d, a->loc, hint, "%s: '%s' is not an output of model '%s'", loss, a->name, g->name);
+  return NULL;
+}
+
+// A loss's second argument: a target, or an input (an autoencoder's loss
+// compares its output with its input).
+static IrNode *loss_target(Lower *L, Env *e, const AstNode *a, const char *loss) {
+  if (a->kind == AST_IDENT) {
+    Binding *b = lookup(e, a->name);
+    if (b && b->v.kind == V_TENSOR && (b->v.t->op == IR_TARGET || b->v.t->op == IR_INPUT)) {
+      b->used = true;
+      return b->v.t;
+    }
+    if (b && b->v.kind == V_ERR)
+      return NULL;   // its declaration's error was reported
+  }
+  const char *names[64];
+  int n = 0;
+  for (Binding *b = e->names; b && n < 64; b = b->next)
+    if (b->v.kind == V_TENSOR && (b->v.t->op == IR_TARGET || b->v.t->op == IR_INPUT))
+      names[n++] = b->name;
+  const char *s = a->kind == AST_IDENT ? suggest_name(a->name, names, n) : NULL;
+  char hint[200];
+  if (s)
+    snprintf(hint, sizeof hint, "did you mean '%s'?", s);
+  else
+    snprintf(hint, sizeof hint, "declare it in the model (`target label: class(10)`), or compare with an input");
+  if (a->kind == AST_IDENT)
+    diag_error(L->d, a->loc, hint, "%s: '%s' is neither a target nor an input of model '%s'", loss, a->name,
+               L->g->name);
+  else
+    diag_error(L->d, a->loc, hint, "%s: the second argument must be the name of a target or an input", loss);
+  return NULL;
+}
+
+// One loss: `cross_entropy` (the model's one output against its one target)
+// or `cross_entropy(logits, label)`. Returns its node, NULL after an error.
+static IrNode *lower_loss_call(Lower *L, Env *e, const AstNode *c) {
   static const IrOp ops[] = {IR_CROSS_ENTROPY, IR_NLL, IR_MSE, IR_L1, IR_BCE_WITH_LOGITS};
-  const AstNode *c = d->call;
   int k = lookup_name(L, loss_names, countof(loss_names), c, "loss",
                       "losses are cross_entropy, nll, mse, l1, bce_with_logits");
   if (k < 0)
-    return;
-  if (c->kind == AST_CALL && c->nargs > 0) {
-    diag_error(L->d, c->args[0]->loc, "losses take the mean over the batch and have no options",
-               "%s takes no arguments", c->name);
-    return;
-  }
+    return NULL;
   Model *m = L->m;
-  m->has_loss = true;
-  if (!m->target && L->saw_target)
-    return;   // the target's own error was reported
-  if (!m->target) {
-    diag_error(L->d, c->loc, k < 2 ? "declare one in the model: `target label: class(10)`"
-                                   : "declare one in the model: `target y: f32[...]`",
-               "loss %s needs a target, and model '%s' has none", c->name, m->g->name);
-    return;
+  IrGraph *g = m->g;
+  int nargs = c->kind == AST_CALL ? c->nargs : 0;
+  bool named = nargs == 2 && c->args[0]->kind != AST_KWARG && c->args[1]->kind != AST_KWARG;
+  if (nargs > 0 && !named) {
+    diag_error(L->d, c->args[0]->loc, "losses take the mean over the batch and have no options; name the "
+               "output and the target, as in cross_entropy(logits, label), or neither",
+               "%s takes an output and a target, or no arguments", c->name);
+    return NULL;
   }
-  if (!m->g->output)
-    return;
-  IrNode *out = m->g->output;
+  if (!g->noutputs)
+    return NULL;   // the model's own error was reported
+  IrNode *out, *target;
+  char list[256];
+  if (named) {
+    out = loss_output(L, e, c->args[0], c->name);
+    target = loss_target(L, e, c->args[1], c->name);
+    if (!out || !target)
+      return NULL;
+  } else {
+    if (g->noutputs > 1) {
+      char hint[400];
+      snprintf(hint, sizeof hint, "name the output and its target: %s(%s, ...)", c->name, g->output_names[0]);
+      diag_error(L->d, c->loc, hint, "loss %s: model '%s' has %d outputs (%s); which one does it compare?",
+                 c->name, g->name, g->noutputs, output_list(g, list, sizeof list));
+      return NULL;
+    }
+    if (!m->target && L->saw_target)
+      return NULL;   // the target's own error was reported
+    if (!m->target) {
+      diag_error(L->d, c->loc, k < 2 ? "declare one in the model: `target label: class(10)`"
+                                     : "declare one in the model: `target y: f32[...]`",
+                 "loss %s needs a target, and model '%s' has none", c->name, g->name);
+      return NULL;
+    }
+    if (m->ntargets > 1) {
+      char hint[200];
+      snprintf(hint, sizeof hint, "name the output and the target: %s(output, %s)", c->name, m->target->name);
+      diag_error(L->d, c->loc, hint, "loss %s: model '%s' has %d targets; which one does it compare with?",
+                 c->name, g->name, m->ntargets);
+      return NULL;
+    }
+    out = g->output;
+    target = m->target;
+  }
   // log_softmax, or log of softmax: log-probabilities.
   bool log_probs = out->op == IR_LOG_SOFTMAX || (out->op == IR_LOG && out->src[0]->op == IR_SOFTMAX);
   if (ops[k] == IR_CROSS_ENTROPY && log_probs)
@@ -1453,9 +1603,91 @@ static void lower_loss(Lower *L, const Decl *d) {
   if (ops[k] == IR_NLL && !log_probs)
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with log_softmax, or use `loss cross_entropy`",
                 "nll expects log-probabilities, and the model's output is not log_softmax");
-  IrNode *loss = node(L, ops[k], (IrNode *[]){out, m->target}, 2, c->loc);
-  if (finish(L, loss, "loss"))
-    m->g->loss = loss;
+  IrNode *loss = node(L, ops[k], (IrNode *[]){out, target}, 2, c->loc);
+  return finish(L, loss, "loss");
+}
+
+// A call or name of a loss: `mse(recon, image)`, `nll`.
+static bool is_loss_call(const AstNode *n) {
+  return (n->kind == AST_CALL || n->kind == AST_IDENT) && in_list(n->name, loss_names, countof(loss_names));
+}
+
+// A loss weight: a number (`0.1`, `-0.5`, `1e-3`).
+static bool loss_weight(Lower *L, const AstNode *n, double *w) {
+  if (n->kind == AST_NUM) {
+    *w = n->num;
+    return true;
+  }
+  if (n->kind == AST_NEG && n->lhs->kind == AST_NUM) {
+    *w = -n->lhs->num;
+    return true;
+  }
+  diag_error(L->d, n->loc, "write the weight as a number: 0.1 * mse(recon, image)",
+             "a loss's weight must be a number");
+  return false;
+}
+
+// The loss declaration: one loss, or a weighted sum `1.0 * a(...) + 0.1 *
+// b(...)`. Appends each term's node (times its weight) to the sum *total.
+static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) {
+  if (n->kind == AST_BINOP && n->op == '+')
+    return lower_loss_expr(L, e, n->lhs, total) & lower_loss_expr(L, e, n->rhs, total);
+  if (n->kind == AST_BINOP && n->op == '-') {
+    diag_error(L->d, n->loc, "add it with a negative weight: + -0.5 * mse(recon, image)",
+               "losses are added: a loss's weight may be negative, but a loss is not subtracted");
+    lower_loss_expr(L, e, n->lhs, total);
+    return false;
+  }
+  double w = 1;
+  const AstNode *call = n;
+  if (n->kind == AST_BINOP && n->op == '*') {   // the weight on either side
+    bool left = !is_loss_call(n->rhs) && is_loss_call(n->lhs);
+    call = left ? n->lhs : n->rhs;
+    if (!loss_weight(L, left ? n->rhs : n->lhs, &w))
+      return false;
+  }
+  if (call->kind != AST_CALL && call->kind != AST_IDENT) {
+    diag_error(L->d, call->loc, "write a loss, or a weighted sum of losses: `loss 1.0 * cross_entropy(logits, "
+               "label) + 0.1 * mse(recon, image)`", "expected a loss");
+    return false;
+  }
+  if (!isfinite(w)) {
+    diag_error(L->d, n->loc, NULL, "a loss's weight must be finite, found %g", w);
+    return false;
+  }
+  IrNode *t = lower_loss_call(L, e, call);
+  if (!t)
+    return false;
+  if (w != 1 || n != call) {
+    IrNode *c = const_node(L, w, n->loc, "loss");
+    t = finish(L, node(L, IR_MUL, (IrNode *[]){c, t}, 2, n->loc), "loss");
+  }
+  *total = *total ? finish(L, node(L, IR_ADD, (IrNode *[]){*total, t}, 2, n->loc), "loss") : t;
+  return *total != NULL;
+}
+
+static void lower_loss(Lower *L, Env *e, const Decl *d) {
+  Model *m = L->m;
+  m->has_loss = true;
+  IrNode *total = NULL;
+  if (!lower_loss_expr(L, e, d->call, &total) || !total)
+    return;
+  m->g->loss = total;
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = ir_loss_terms(m->g, terms, w, IR_MAX_LOSS_TERMS);
+  if (n > IR_MAX_LOSS_TERMS) {
+    diag_error(L->d, d->call->loc, NULL, "the loss sums %d losses; at most %d are supported", n, IR_MAX_LOSS_TERMS);
+    return;
+  }
+  for (int i = 0; i < m->ntargets; i++) {   // a target no loss reads
+    bool used = false;
+    for (int t = 0; t < n; t++)
+      used |= terms[t]->src[1] == m->targets[i];
+    if (!used)
+      diag_report(L->d, DIAG_WARNING, m->targets[i]->loc, "compare an output with it in the loss, or drop it",
+                  "target '%s' is used by no loss", m->targets[i]->name);
+  }
 }
 
 static void lower_optimizer(Lower *L, const Decl *d) {
@@ -1665,13 +1897,13 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d) {
     diag_error(d, md->name_loc, "end the model with a layer, such as embedding(x, vocab, dim) on the input",
                "model '%s' outputs '%s', which holds integers (i32); an output holds f32", md->name,
                out.t->name ? out.t->name : "an integer tensor");
-  else if (out.kind == V_TENSOR)
-    m->g->output = out.t;
+  else if (out.kind == V_TENSOR && !m->g->noutputs)
+    ir_add_output(m->g, out.t, "output");
   if (!L.saw_input && md->nbody > 0)
     diag_error(d, md->name_loc, "declare what the model reads: `input image: f32[28, 28]`",
                "model '%s' has no input", md->name);
   if (once[DECL_LOSS])
-    lower_loss(&L, once[DECL_LOSS]);
+    lower_loss(&L, &env, once[DECL_LOSS]);
   if (once[DECL_OPTIMIZER])
     lower_optimizer(&L, once[DECL_OPTIMIZER]);
   if (once[DECL_SCHEDULE])

@@ -54,7 +54,9 @@ typedef struct Model {
   IrNode *input;         // the (first) input
   IrNode **inputs;       // [ninputs] every input, in declaration order; inputs[0] == input
   int ninputs;
-  IrNode *target;        // the target, or NULL
+  IrNode *target;        // the (first) target, or NULL
+  IrNode **targets;      // [ntargets] every target, in declaration order; targets[0] == target
+  int ntargets;
   OptimConfig opt;
   ScheduleConfig sched;
   TrainConfig train;
@@ -84,6 +86,10 @@ int64_t pass_index_bound(const IrGraph *g, const IrNode *in);
 // false if the model cannot be trained.
 bool pass_autodiff(Model *m, Diag *d);
 
+// Marks in keep[] (one flag per node of m->g) what the caller of entry reads
+// after a step: every output, and but in ENTRY_FORWARD the loss and each
+// loss of its weighted sum.
+void pass_kept(const Model *m, EntryKind entry, bool *keep);
 // Marks in need[] (one flag per node of m->g) the nodes entry computes.
 void pass_needed(const Model *m, EntryKind entry, bool *need);
 // The entry points m can run (bits 1 << ENTRY_*): forward; eval with a

@@ -218,10 +218,10 @@ static void simplify_node(Simp *s, IrNode *n) {
 static void compact(Simp *s, Model *m) {
   IrGraph *g = s->g;
   bool *need = xcalloc(g->nnodes, 1);
-  IrNode *roots[3] = {g->output, g->loss, NULL};
-  for (int r = 0; r < 2; r++)
-    if (roots[r])
-      need[roots[r]->id] = true;
+  if (g->loss)
+    need[g->loss->id] = true;
+  for (int i = 0; i < g->noutputs; i++)
+    need[g->outputs[i]->id] = true;
   for (int i = 0; i < m->nparams; i++)
     need[m->steps[i]->id] = need[m->grads[i]->id] = true;
   for (int i = g->nnodes - 1; i >= 0; i--)
@@ -263,6 +263,8 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where) {
     s.grad[m->grads[i]->id] = true;
   for (int i = 0; i < g->nnodes; i++)
     simplify_node(&s, g->nodes[i]);
+  for (int i = 0; i < g->noutputs; i++)
+    g->outputs[i] = find(&s, g->outputs[i]);
   if (g->output)
     g->output = find(&s, g->output);
   if (g->loss)

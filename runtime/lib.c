@@ -700,9 +700,9 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
     break;
   default: {
     double l = run_loss(&s);
-    if (k->loss) {
-      c->loss = l;
-      c->skip_updates = c->training && !isfinite(l);
+    if (k->loss) {   // each term of a weighted sum adds its part
+      c->loss += k->loss_weight * l;
+      c->skip_updates = c->training && !isfinite(c->loss);
       if (c->skip_updates && c->scalars)
         c->scalars[KS_APPLY] = 0;   // the compiled updates keep every value as it was
     }

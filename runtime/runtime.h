@@ -133,7 +133,9 @@ typedef struct RtLib {
                                // mask), or -1
   int32_t aux_from;            // a gradient's: the slot its forward keeps, or -1 (recompute)
   int64_t aux_bytes;           // the slot's size at the program's largest batch
-  int32_t loss;                // 1: the result is the step's loss
+  int32_t loss;                // 1: the result is a term of the step's loss (the loss, or one of
+                               // the losses whose weighted sum it is)
+  double loss_weight;          // the term's weight in the step's loss (loss: 1)
   int32_t node;                // the graph node it computes (for messages only)
 } RtLib;
 

@@ -208,6 +208,11 @@ bool train_load_data(const Model *m, const char *path, const char *split, bool l
                         char *err, size_t errsz) {
   *ds = (Dataset){0};
   const IrNode *t = m->target;
+  if (m->ntargets > 1 && labeled) {
+    errorf(err, errsz, "%s: model '%s' has %d targets; nnc reads data with one target at most\n---> HINT: "
+              "compare the other outputs with inputs, or train with one target", path, m->g->name, m->ntargets);
+    return false;
+  }
   bool classes = !t || t->dtype == DT_I32;
   int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
   char names[512], cols[512];
@@ -243,7 +248,9 @@ bool train_load_data(const Model *m, const char *path, const char *split, bool l
               "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s)",
               path, m->g->name, t->name, m->input->name, t->name, table_columns(m, true, cols, sizeof cols));
     return false;
-  } else if (dir)
+  } else if (dir && !m->ntargets)   // the loss compares outputs with inputs: no labels needed
+    ok = data_load_idx_dir_images(path, split, ds, err, errsz);
+  else if (dir)
     ok = data_load_idx_dir(path, split, nclasses, ds, err, errsz);
   else if (pixels && classes)
     ok = data_load_csv(path, nclasses, ds, err, errsz);

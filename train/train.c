@@ -53,11 +53,13 @@ static int64_t argmax(const float *v, int64_t k) {
 // Counts correct predictions of the last run's batch (class targets only),
 // and into conf (may be NULL) as train_evaluate says.
 static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B, int64_t *conf) {
-  int64_t k = exec_output_dim(ex), c = 0;
-  float *out = xmalloc(sizeof(float) * B * k);
+  int64_t row = exec_output_dim(ex), c = 0, at, k;
+  if (!exec_class_columns(ex, &at, &k))
+    return 0;
+  float *out = xmalloc(sizeof(float) * B * row);
   exec_read_output(ex, out);
   for (int64_t i = 0; i < B; i++) {
-    int64_t best = argmax(out + i * k, k);
+    int64_t best = argmax(out + i * row + at, k);
     c += best == y[i];
     if (conf)
       conf[y[i] * k + best]++;
@@ -76,7 +78,9 @@ static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
 }
 
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
-  EvalResult r = {0, ds->y ? 0 : -1, ds->n};
+  int64_t at, k;
+  bool classes = ds->y && exec_class_columns(ex, &at, &k);
+  EvalResult r = {0, classes ? 0 : -1, ds->n, {0}, 0};
   int64_t tdim = ds->y ? 1 : ds->tdim;
   float *x[2];
   void *y[2];
@@ -96,12 +100,18 @@ EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *c
       exec_prefetch(ex, ENTRY_EVAL, Bn, x[!cur], y[!cur]);
     }
     loss += exec_run(ex, ENTRY_EVAL, B, x[cur], y[cur], 0) * B;
-    if (ds->y)
+    double v[IR_MAX_LOSS_TERMS];
+    r.nterms = exec_loss_values(ex, v);
+    for (int t = 0; t < r.nterms; t++)
+      r.terms[t] += v[t] * B;
+    if (classes)
       correct += count_correct(ex, y[cur], B, conf);
   }
   if (ds->n > 0) {
     r.loss = loss / ds->n;
-    if (ds->y)
+    for (int t = 0; t < r.nterms; t++)
+      r.terms[t] /= ds->n;
+    if (classes)
       r.acc = (double)correct / ds->n;
   }
   for (int j = 0; j < 2; j++) {
@@ -257,6 +267,11 @@ typedef struct Run {
   RunDir dir;          // checkpoint, metrics log, lock
   CkptInfo info;       // normalization and, when resuming, where the run stood
   int64_t first_step;    // the step this process started at
+  // A loss that is a weighted sum: its terms, and each one's mean over the
+  // epoch's samples (summed as the epoch runs), reported beside the total
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double weights[IR_MAX_LOSS_TERMS], term_sum[IR_MAX_LOSS_TERMS];
+  int nterms;            // 0: the loss is one loss
 } Run;
 
 static void free_run(Run *r) {
@@ -361,7 +376,10 @@ static void print_header(Run *r) {
 static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress *p, double *loss_out,
                       double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
-  bool classes = r->train.y != NULL;
+  int64_t at, kc;
+  bool classes = r->train.y && exec_class_columns(ex, &at, &kc);
+  for (int t = 0; t < r->nterms; t++)
+    r->term_sum[t] = 0;
   int64_t nb = data_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;
   double sum = 0, lr = 0;
   p->start = now_seconds();
@@ -387,12 +405,18 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress
     k++;
     seen += B;
     sum += loss * B;
+    double v[IR_MAX_LOSS_TERMS];
+    int nv = exec_loss_values(ex, v);
+    for (int t = 0; t < r->nterms && t < nv; t++)
+      r->term_sum[t] += v[t] * B;
     if (classes)
       correct += count_correct(ex, y, B, NULL);
     progress(p, epoch, k, nb, seen, sum / seen, classes ? (double)correct / seen : -1, false);
   }
   progress(p, epoch, k, nb, seen, seen ? sum / seen : 0, -1, true);
   *loss_out = seen ? sum / seen : 0;
+  for (int t = 0; t < r->nterms; t++)   // now the epoch's mean
+    r->term_sum[t] = seen ? r->term_sum[t] / seen : 0;
   *acc_out = classes && seen ? (double)correct / seen : -1;
   *lr_out = lr;
   return true;
@@ -558,10 +582,26 @@ static void print_epoch(Run *r, const Metrics *row) {
   fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
   if (row->train_acc >= 0)
     fprintf(r->out, " acc %.4f", row->train_acc);
+  if (r->nterms) {   // " (cross_entropy(logits, label) 0.4312, ...)"
+    fputs(" (", r->out);
+    train_print_losses(r->out, r->m, r->term_sum, r->nterms);
+    fputc(')', r->out);
+  }
   if (r->have_val)
     fprintf(r->out, row->val_acc >= 0 ? " | val loss %.4f acc %.4f" : " | val loss %.4f", row->val_loss,
             row->val_acc);
   fprintf(r->out, " | %.1f s, %.0f samples/s\n", row->seconds, r->train.n / row->seconds);
+}
+
+void train_print_losses(FILE *out, const Model *m, const double *v, int n) {
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int nt = ir_loss_terms(m->g, terms, w, IR_MAX_LOSS_TERMS);
+  for (int t = 0; t < n && t < nt && t < IR_MAX_LOSS_TERMS; t++) {
+    const IrNode *l = terms[t];
+    const char *o = ir_output_name(m->g, l->src[0]);
+    fprintf(out, "%s%s(%s, %s) %.4f", t ? ", " : "", ir_op_info(l->op)->mnem, o ? o : "?", l->src[1]->name, v[t]);
+  }
 }
 
 static void print_test(Run *r, TrainResult *res) {
@@ -577,6 +617,11 @@ static void print_test(Run *r, TrainResult *res) {
     fprintf(r->out, "test: loss %.4f", t.loss);
     if (t.acc >= 0)
       fprintf(r->out, " accuracy %.4f", t.acc);
+    if (t.nterms) {
+      fputs(" (", r->out);
+      train_print_losses(r->out, r->m, t.terms, t.nterms);
+      fputc(')', r->out);
+    }
     fprintf(r->out, " (%lld samples)\n", (long long)t.n);
   }
 }
@@ -602,7 +647,7 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
       ok = false;
       break;
     }
-    EvalResult v = {-1, -1, 0};
+    EvalResult v = {.loss = -1, .acc = -1};
     if (r->have_val)
       v = train_evaluate(r->ex, &r->val, o->batch, NULL);
     row.step = exec_steps(r->ex);
@@ -692,6 +737,9 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     goto fail;
   int64_t start_epoch = r.info.epoch;
   r.first_step = exec_steps(r.ex);
+  r.nterms = ir_loss_terms(m->g, r.terms, r.weights, IR_MAX_LOSS_TERMS);
+  if (r.nterms < 2 || r.nterms > IR_MAX_LOSS_TERMS)
+    r.nterms = 0;
   if (o->resume && o->normalize && !r.info.normalized) {
     errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
               "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "

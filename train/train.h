@@ -190,8 +190,14 @@ typedef struct EvalResult {
   double loss;
   double acc;            // -1 for real-valued targets
   int64_t n;
+  double terms[IR_MAX_LOSS_TERMS];   // a loss that is a weighted sum: each loss's mean
+  int nterms;            // 0: the loss is one loss
 } EvalResult;
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf);
+
+// Prints the losses of a weighted sum with their means v, as
+// "cross_entropy(logits, label) 0.4312, mse(recon, image) 0.0213".
+void train_print_losses(FILE *out, const Model *m, const double *v, int n);
 
 // The learning rate of a step: the schedule over epochs, after warmup.
 double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);

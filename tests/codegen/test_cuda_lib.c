@@ -305,6 +305,7 @@ static void test_loss(int kind, int64_t C, int64_t B, bool poison) {
   }
   RtLib d = lib(kind, 3, (RtLibBuf[]){y, t, out});
   d.loss = !grad;
+  d.loss_weight = 1;
   // A training program with per-step scalars (nothing of it but where they
   // lie): the loss turns their KS_APPLY off as the step block's.
   RtLibBuf ks = buf(RT_SPACE_ARENA, 1, (int64_t[]){KS_COUNT});

@@ -125,18 +125,20 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   exec_init_params(cpu, 3);
   Rng r;
   rng_seed(&r, 17, 0);
-  int64_t nx = exec_sample_dim(m) * B, ny = ir_numel(m->target, B);
+  int64_t nx = exec_sample_dim(m) * B, ny = exec_target_dim(m) * B;
   float *x = xmalloc(sizeof(float) * nx);
-  void *y = xmalloc(4 * ny);
+  void *y = xmalloc(4 * (ny ? ny : 1));
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
   t_fill_indexes(m, x, B, &r, 5);
-  for (int64_t i = 0; i < ny; i++) {
-    if (m->target->dtype == DT_I32)
-      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
-    else
-      ((float *)y)[i] = (float)(rng_uniform(&r) * 4 - 2);
-  }
+  for (int64_t i = 0, k = 0; i < B; i++)   // each sample's targets, one after another
+    for (int t = 0; t < m->ntargets; t++)
+      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
+        if (m->targets[t]->dtype == DT_I32)
+          ((int32_t *)y)[k] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
+        else
+          ((float *)y)[k] = (float)(rng_uniform(&r) * 4 - 2);
+      }
   int64_t od = exec_output_dim(ref);
   int64_t n2 = 0;   // the last input's weights, which must train: every input is fed
   float *w2_start = m->ninputs > 1 ? state(ref, "linear_2.weight", &n2) : NULL;
@@ -156,6 +158,17 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   double le = exec_run(ref, ENTRY_EVAL, B, x, y, 0), lc = exec_run(cpu, ENTRY_EVAL, B, x, y, 0);
   float lef = (float)le, lcf = (float)lc;
   compare(label, "eval loss", &lcf, &lef, 1, 1e-5);
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double weights[IR_MAX_LOSS_TERMS];
+  int nterms = ir_loss_terms(m->g, terms, weights, IR_MAX_LOSS_TERMS);
+  for (int t = 0; nterms > 1 && t < nterms; t++) {   // each loss of a weighted sum
+    float vr, vc;
+    char what[64];
+    snprintf(what, sizeof what, "eval loss %d (%s)", t, ir_op_info(terms[t]->op)->mnem);
+    if (CHECK(exec_read_value(ref, terms[t], &vr) && exec_read_value(cpu, terms[t], &vc), "%s: no value of %s",
+              label, what))
+      compare(label, what, &vc, &vr, 1, 1e-5);
+  }
   for (int step = 1; step <= 3; step++) {
     double lr = 0.01;
     le = exec_run(ref, ENTRY_TRAIN, B, x, y, lr);

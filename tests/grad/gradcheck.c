@@ -69,6 +69,12 @@ static const Case cases[] = {
                    " x -> linear(5) -> tanh -> linear(2, bias = false) -> flatten\n}\nloss mse\n", 2},
     {"embedding", "model m {\n input t: i32[3]\n target y: class(3)\n"
                   " t -> embedding(5, 3) -> tanh -> flatten -> linear(3)\n}\nloss cross_entropy\n", 4},
+    // A weighted sum of losses on two outputs, against a class target, a
+    // real one and the input; the trunk gets every head's gradient.
+    {"weighted", "model m {\n input x: f32[5]\n target c: class(3)\n target y: f32[2]\n"
+                 " h = x -> linear(6) -> tanh\n logits = h -> linear(3)\n r = h -> linear(5)\n"
+                 " b = logits -> linear(2)\n logits, r, b\n}\n"
+                 "loss 0.7 * cross_entropy(logits, c) + 2.5 * mse(r, x) + -0.5 * l1(b, y) + 0.3 * l1(r, x)\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
@@ -96,7 +102,7 @@ static void check_case(const Case *c) {
   dropout_rng = *exec_rng(ex);
   Rng r;
   rng_seed(&r, 11, 1);
-  int64_t nx = exec_sample_dim(m) * B, ny = ir_numel(m->target, B);
+  int64_t nx = exec_sample_dim(m) * B, ny = exec_target_dim(m) * B;
   float *x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
@@ -108,6 +114,15 @@ static void check_case(const Case *c) {
     else
       ((float *)y)[i] = (float)rng_uniform(&r);
   }
+  void *y = xmalloc(4 * (ny ? ny : 1));
+  for (int64_t i = 0, k = 0; i < B; i++)   // each sample's targets, one after another
+    for (int t = 0; t < m->ntargets; t++)
+      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
+        if (m->targets[t]->dtype == DT_I32)
+          ((int32_t *)y)[k] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
+        else
+          ((float *)y)[k] = (float)rng_uniform(&r);
+      }
   loss_at(ex, B, x, y);
   int checked = 0, bad = 0;
   for (int pi = 0; pi < m->nparams; pi++) {

@@ -1048,7 +1048,8 @@ static void test_parse_errors(void) {
   EXPECT_ERROR(LINE4("  %2 = relu %0 init zeros : f32[N,4]"),
                "t.ir:4:16: error: only param and buffer nodes have an init");
   // Output and loss lines.
-  EXPECT_ERROR(HEAD "  output %1\n  output %0\n}\n", "t.ir:5:3: error: duplicate output line (the first is at 4:3)");
+  EXPECT_ERROR(HEAD "  output %1\n  output %0\n}\n", "t.ir:5:3: error: a second output named \"output\"");
+  EXPECT_ERROR(HEAD "  output %1 \"a\"\n  output %0 \"a\"\n}\n", "t.ir:5:3: error: a second output named \"a\"");
   EXPECT_ERROR(HEAD "  loss %1\n  output %0\n  loss %1\n}\n", "t.ir:6:3: error: duplicate loss line (the first is at 4:3)");
   EXPECT_ERROR(HEAD "  output\n}\n", "t.ir:4:9: error: expected a node (%N)");
   // Strings.
@@ -1359,7 +1360,7 @@ static void test_verify_bad(void) {
     {break_op, 1, "models/mlp.nn:6:40: error: ir: %7 (?): op 99 is not an op"},
     {break_output, 1, "models/mlp.nn:6:14: error: ir: %2 (reshape): the output is not a node of this graph"},
     {break_loss_graph, 1, "models/mlp.nn:10:11: error: ir: %12 (cross_entropy): the loss is not a node of this graph"},
-    {break_loss_op, 2, "models/mlp.nn:8:14: error: ir: %11 (add): the loss must come from a loss op"},
+    {break_loss_op, 2, "models/mlp.nn:8:14: error: ir: %11 (add): the loss must come from a loss op, or be a weighted sum of loss ops"},
     {break_loss_type, 1, "models/mlp.nn:10:11: error: ir: %12 (cross_entropy): the loss must be f32[], not f32[N]"},
     {break_loss_dtype, 1, "models/mlp.nn:10:11: error: ir: %12 (cross_entropy): the loss must be f32[], not i32[]"},
     {break_null_node, 1, "nnc: error: ir: node 12 is NULL"},

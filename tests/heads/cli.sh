@@ -1,0 +1,74 @@
+#!/bin/sh
+# train, eval and predict on models of several outputs and losses, from CSV
+# tables: the two-headed model (a classifier and a reconstruction) reports
+# each loss beside the total and the classifier's accuracy, on both
+# backends alike; predict writes a CSV table with a header naming every
+# output's columns; the autoencoder trains on a table with no target
+# column; the two-headed model refuses a table without its labels.
+. "${0%/*}/../lib.sh"
+
+# 48 samples of 784 pixels in [0, 1) and a label in [0, 10).
+awk 'BEGIN {
+  srand(3)
+  for (j = 0; j < 784; j++) printf "%simage%d", j ? "," : "", j
+  print ",label"
+  for (i = 0; i < 48; i++) {
+    for (j = 0; j < 784; j++) printf "%s%.3f", j ? "," : "", rand()
+    printf ",%d\n", int(rand() * 10)
+  }
+}' >"$tmp/images.csv"
+cut -d, -f1-784 "$tmp/images.csv" >"$tmp/unlabeled.csv"
+
+for backend in cpu ref; do
+  NO_COLOR=1 "$nnc" train tests/heads/twohead.nn --data "$tmp/images.csv" --test "$tmp/images.csv" --epochs 2 \
+    --backend "$backend" --threads 1 --out "$tmp/two-$backend" --progress none >"$tmp/two-$backend.log" 2>&1 \
+    || { bad "train twohead ($backend)"; cat "$tmp/two-$backend.log"; }
+  grep 'epoch 2/2' "$tmp/two-$backend.log" | sed 's/ | [0-9.]* s,.*//' >"$tmp/two-$backend.epoch"
+done
+if grep -q '^epoch 2/2: train loss [0-9.]* acc 0\.[0-9]* (cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*)$' \
+    "$tmp/two-cpu.epoch"; then
+  ok "each loss is reported beside the total, with the classifier's accuracy"
+else
+  bad "the epoch line"; cat "$tmp/two-cpu.log"
+fi
+if cmp -s "$tmp/two-cpu.epoch" "$tmp/two-ref.epoch"; then
+  ok "cpu and ref report the same losses and accuracy"
+else
+  bad "cpu and ref differ"; cat "$tmp/two-cpu.epoch" "$tmp/two-ref.epoch"
+fi
+grep -q '^test: loss [0-9.]* accuracy 0\.[0-9]* (cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*)' \
+  "$tmp/two-cpu.log" && ok "the test set's losses" || { bad "the test line"; cat "$tmp/two-cpu.log"; }
+
+ck="$tmp/two-cpu/checkpoint.safetensors"
+expect 0 '^losses cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*$' \
+  eval tests/heads/twohead.nn --weights "$ck" --data "$tmp/images.csv"
+grep -q '^loss [0-9.]*  accuracy 0\.[0-9]* ([0-9]* of 48)$' "$tmp/out" && ok "eval's accuracy is the classifier's" \
+  || { bad "eval accuracy"; cat "$tmp/out"; }
+
+NO_COLOR=1 "$nnc" predict tests/heads/twohead.nn --weights "$ck" --limit 3 "$tmp/unlabeled.csv" >"$tmp/pred.csv" 2>&1 \
+  || { bad "predict twohead"; cat "$tmp/pred.csv"; }
+header=$(head -1 "$tmp/pred.csv")
+case "$header" in
+  sample,logits0,logits1,*,logits9,recon0,recon1,*,recon783) ok "predict's header names every output's columns" ;;
+  *) bad "predict header: $(echo "$header" | cut -c1-120)" ;;
+esac
+rows=$(awk -F, 'NR > 1 && NF == 1 + 10 + 784' "$tmp/pred.csv" | wc -l)
+[ "$rows" = 3 ] && ok "a row of 794 values per sample" || { bad "predict rows: $rows"; head -c 400 "$tmp/pred.csv"; }
+
+expect 0 '^epoch 1/1: train loss [0-9.]* |' train tests/heads/autoencoder.nn --data "$tmp/unlabeled.csv" --no-test \
+  --out "$tmp/ae" --progress none
+grep -q ' acc ' "$tmp/out" && { bad "an autoencoder has no accuracy"; cat "$tmp/out"; } || ok "no accuracy without a class output"
+expect 0 '^loss [0-9.]*$' eval tests/heads/autoencoder.nn --weights "$tmp/ae/checkpoint.safetensors" \
+  --data "$tmp/unlabeled.csv"
+expect 1 "no column 'label'" train tests/heads/twohead.nn --data "$tmp/unlabeled.csv" --no-test --out "$tmp/nolabel" \
+  --progress none
+# IDX images without a labels file (where Debian's Fashion-MNIST is installed).
+data=/usr/share/datasets/fashion-mnist
+if [ -d "$data" ]; then
+  mkdir "$tmp/idx" && cp "$data/train-images-idx3-ubyte.gz" "$tmp/idx/"
+  expect 0 '^epoch 1/1: train loss' train tests/heads/autoencoder.nn --data "$tmp/idx" --limit 256 --no-test \
+    --out "$tmp/ae-idx" --progress none
+  expect 1 'no train data found; looked for train-labels' train tests/heads/twohead.nn --data "$tmp/idx" --limit 256 \
+    --no-test --out "$tmp/two-idx" --progress none
+fi
+exit $fail
