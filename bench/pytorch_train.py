@@ -123,10 +123,10 @@ def main():
         acc, secs = run(args.model, args.epochs, seed, train, test)
         accs.append(acc)
         metric = "test mse" if SETTINGS[args.model][4] == "mse" else "test accuracy"
-        print(f"pytorch {args.model} epochs {args.epochs} seed {seed}: {metric} {acc:.4f} ({secs:.1f} s)",
+        print(f"pytorch {args.model} epochs {args.epochs} seed {seed}: {metric} {acc:.6g} ({secs:.1f} s)",
               flush=True)
-    print(f"pytorch {args.model} epochs {args.epochs}: mean {np.mean(accs):.4f} min {min(accs):.4f} "
-          f"max {max(accs):.4f} over {len(accs)} seeds (torch {torch.__version__}, {args.threads} threads)")
+    print(f"pytorch {args.model} epochs {args.epochs}: mean {np.mean(accs):.6g} min {min(accs):.6g} "
+          f"max {max(accs):.6g} over {len(accs)} seeds (torch {torch.__version__}, {args.threads} threads)")
 
 
 if __name__ == "__main__":
