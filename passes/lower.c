@@ -539,13 +539,13 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
   return finish(L, y, scope);
 }
 
-// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, groups, bias):
-// nn.ConvTranspose2d, which is the input gradient of the conv2d that takes
-// its output's shape to its input's: a CONV2D_GRAD_INPUT node of x and the
-// weight [C, out/groups, KH, KW] (the conv2d's [O, C/groups, KH, KW] with
-// O = C), whose
-// preset shape is the transposed convolution's output. output_pad adds
-// rows and columns that no input reaches through the stride (only the bias).
+// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, groups,
+// bias): nn.ConvTranspose2d, which is the input gradient of the conv2d that
+// takes its output's shape to its input's: a CONV2D_GRAD_INPUT node of x
+// and the weight [C, out/groups, KH, KW] (the conv2d's [O, C/groups, KH,
+// KW] with O = C), whose preset shape is the transposed convolution's
+// output. output_pad adds rows and columns that no input reaches through
+// the stride (only the bias).
 static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
