@@ -71,6 +71,7 @@ typedef struct ConvGeo {
   KExtent n;                        // images
   int64_t C, H, W, O, KH, KW, OH, OW;
   int64_t sh, sw, ph, pw, dh, dw;
+  int64_t G, Cg, Og;                // groups, and the channels of one: C/G in, O/G out
 } ConvGeo;
 
 // The geometry of a convolution or one of its gradients, checked: x
@@ -92,13 +93,17 @@ static bool conv_geo(CudaGen *g, const Kernel *k, const RtLib *d, ConvGeo *c) {
   const int64_t *a = d->i;
   *c = (ConvGeo){.n = images(x), .C = x->shape[1], .H = x->shape[2], .W = x->shape[3], .O = w->shape[0],
                  .KH = w->shape[2], .KW = w->shape[3], .sh = a[0], .sw = a[1], .ph = a[2], .pw = a[3],
-                 .dh = a[4], .dw = a[5]};
+                 .dh = a[4], .dw = a[5], .G = a[6]};
+  if (c->G < 1 || c->C % c->G || c->O % c->G)
+    return lib_fail(g, k, d, "%lld groups of %lld input and %lld output channels", (long long)c->G, (long long)c->C,
+                    (long long)c->O);
+  c->Cg = c->C / c->G, c->Og = c->O / c->G;
   if (c->sh < 1 || c->sw < 1 || c->ph < 0 || c->pw < 0 || c->dh < 1 || c->dw < 1)
     return lib_fail(g, k, d, "stride %lld x %lld, padding %lld x %lld, dilation %lld x %lld", (long long)c->sh,
                     (long long)c->sw, (long long)c->ph, (long long)c->pw, (long long)c->dh, (long long)c->dw);
   c->OH = out_size(c->H, c->KH, c->sh, c->ph, c->dh);
   c->OW = out_size(c->W, c->KW, c->sw, c->pw, c->dw);
-  if (w->shape[1] != c->C || y->shape[0] != x->shape[0] || y->shape[1] != c->O || y->shape[2] != c->OH ||
+  if (w->shape[1] != c->Cg || y->shape[0] != x->shape[0] || y->shape[1] != c->O || y->shape[2] != c->OH ||
       y->shape[3] != c->OW || c->OH < 1)
     return lib_fail(g, k, d, "the shapes do not agree: input (%lld,%lld,%lld,%lld), weight (%lld,%lld,%lld,%lld), "
                     "output (%lld,%lld,%lld,%lld)", (long long)x->shape[0], (long long)x->shape[1],
@@ -111,7 +116,9 @@ static bool conv_geo(CudaGen *g, const Kernel *k, const RtLib *d, ConvGeo *c) {
 }
 
 // The device function `name`(x, row, col): the im2col matrix of images x
-// at row (c, kh, kw) and column (n, oh, ow); 0 in the padding.
+// at row (c, kh, kw) and column (n, oh, ow); 0 in the padding. (Images of
+// C channels; with groups, x points at the group's first channel and c
+// counts within the group.)
 static void emit_im2col(CudaGen *g, const char *name, const ConvGeo *c) {
   sb_printf(&g->src,
             "\n// the im2col matrix: x at row (c, kh, kw), column (n, oh, ow); 0 in the padding\n"
@@ -154,7 +161,9 @@ static void emit_col2im(CudaGen *g, const char *name, const ConvGeo *c) {
 // The forward as C[O, N*P] = w[O, C*KH*KW] im2col(x); the input gradient
 // as dx[C, N*H*W] = w^T[C, O*KH*KW] col2im(dy); the weight gradient as
 // dw[O, C*KH*KW] = dy[O, N*P] im2col(x)^T. Each fully overwrites its
-// result (the reference zeroes it, then adds one sum).
+// result (the reference zeroes it, then adds one sum). With groups, each
+// is one product per group, blockIdx.z, over the group's C/G and O/G
+// channels: the prologue moves the pointers to the group's.
 bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x) {
   (void)x;
   if (d->kind != RL_CONV2D && d->kind != RL_CONV2D_GRAD_INPUT && d->kind != RL_CONV2D_GRAD_WEIGHT)
@@ -166,6 +175,7 @@ bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, con
   cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
   int64_t P = c.OH * c.OW, HW = c.H * c.W, KK = c.KH * c.KW;
   StrBuf pro = {0};
+  sb_puts(&pro, "  const long long grp = blockIdx.z;   // the group\n");
   CudaGemm m = {.kernel = kernel, .k = k, .name = name, .what = what, .a_at = a_at, .b_at = b_at, .store = store};
   int nb = d->nbufs;
   cuda_lib_ptr(&d->buf[0], "const float", p0, sizeof p0);
@@ -175,12 +185,14 @@ bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, con
   case RL_CONV2D:
     snprintf(helper, sizeof helper, "%s_im2col", name);
     emit_im2col(g, helper, &c);
-    m.m = (KExtent){c.O, false}, m.n = times(c.n, P), m.kdim = (KExtent){c.C * KK, false};
-    sb_printf(&pro, "  const float *xp = %s, *wp = %s;\n  float *yp = %s;\n", p0, p1, p2);
+    m.m = (KExtent){c.Og, false}, m.n = times(c.n, P), m.kdim = (KExtent){c.Cg * KK, false};
+    sb_printf(&pro, "  const float *xp = %s + grp * %lldLL, *wp = %s + grp * %lldLL;\n  float *yp = %s + grp * %lldLL;\n",
+              p0, (long long)(c.Cg * HW), p1, (long long)(c.Og * c.Cg * KK), p2, (long long)(c.Og * P));
     snprintf(a_at, sizeof a_at, "wp[r * K + kk]");
     snprintf(b_at, sizeof b_at, "%s(xp, kk, c)", helper);
     if (nb == 4) {
-      sb_printf(&pro, "  const float *bp = %s;\n", cuda_lib_ptr(&d->buf[2], "const float", p3, sizeof p3));
+      sb_printf(&pro, "  const float *bp = %s + grp * %lldLL;\n", cuda_lib_ptr(&d->buf[2], "const float", p3, sizeof p3),
+                (long long)c.Og);
       snprintf(store, sizeof store, "yp[(c / %lldLL * %lldLL + r) * %lldLL + c %% %lldLL] = v + bp[r];",
                (long long)P, (long long)c.O, (long long)P, (long long)P);
     } else {
@@ -193,10 +205,11 @@ bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, con
   case RL_CONV2D_GRAD_INPUT:
     snprintf(helper, sizeof helper, "%s_col2im", name);
     emit_col2im(g, helper, &c);
-    m.m = (KExtent){c.C, false}, m.n = times(c.n, HW), m.kdim = (KExtent){c.O * KK, false};
-    sb_printf(&pro, "  const float *dyp = %s, *wp = %s;\n  float *dxp = %s;\n", p0, p1, p2);
+    m.m = (KExtent){c.Cg, false}, m.n = times(c.n, HW), m.kdim = (KExtent){c.Og * KK, false};
+    sb_printf(&pro, "  const float *dyp = %s + grp * %lldLL, *wp = %s + grp * %lldLL;\n  float *dxp = %s + grp * %lldLL;\n",
+              p0, (long long)(c.Og * P), p1, (long long)(c.Og * c.Cg * KK), p2, (long long)(c.Cg * HW));
     snprintf(a_at, sizeof a_at, "wp[(kk / %lldLL * %lldLL + r) * %lldLL + kk %% %lldLL]", (long long)KK,
-             (long long)c.C, (long long)KK, (long long)KK);
+             (long long)c.Cg, (long long)KK, (long long)KK);
     snprintf(b_at, sizeof b_at, "%s(dyp, kk, c)", helper);
     snprintf(store, sizeof store, "dxp[(c / %lldLL * %lldLL + r) * %lldLL + c %% %lldLL] = v;", (long long)HW,
              (long long)c.C, (long long)HW, (long long)HW);
@@ -206,8 +219,9 @@ bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, con
   default:
     snprintf(helper, sizeof helper, "%s_im2col", name);
     emit_im2col(g, helper, &c);
-    m.m = (KExtent){c.O, false}, m.n = (KExtent){c.C * KK, false}, m.kdim = times(c.n, P);
-    sb_printf(&pro, "  const float *dyp = %s, *xp = %s;\n  float *dwp = %s;\n", p0, p1, p2);
+    m.m = (KExtent){c.Og, false}, m.n = (KExtent){c.Cg * KK, false}, m.kdim = times(c.n, P);
+    sb_printf(&pro, "  const float *dyp = %s + grp * %lldLL, *xp = %s + grp * %lldLL;\n  float *dwp = %s + grp * %lldLL;\n",
+              p0, (long long)(c.Og * P), p1, (long long)(c.Cg * HW), p2, (long long)(c.Og * c.Cg * KK));
     snprintf(a_at, sizeof a_at, "dyp[(kk / %lldLL * %lldLL + r) * %lldLL + kk %% %lldLL]", (long long)P,
              (long long)c.O, (long long)P, (long long)P);
     snprintf(b_at, sizeof b_at, "%s(xp, c, kk)", helper);
@@ -217,6 +231,7 @@ bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, con
     break;
   }
   m.prologue = pro.data;
+  m.grid_z = c.G;
   cuda_emit_gemm(g, &m);
   sb_free(&pro);
   return !g->failed;

@@ -325,10 +325,11 @@ void cuda_emit_gemm(CudaGen *g, const CudaGemm *m) {
             rb, TM, cb, TN, TK, TM * TK, a_split, m->a_at, TK * TN, b_split, m->b_at, TK, m->store);
   int64_t mmax = cuda_at_max(g, m->m), nmax = cuda_at_max(g, m->n);
   int64_t mt = mmax > 0 ? (mmax + TM - 1) / TM : 1, nt = nmax > 0 ? (nmax + TN - 1) / TN : 1;
+  int64_t gz = m->grid_z > 1 ? m->grid_z : 1;
   if (cols_in_x)
-    cuda_launch(g, m->kernel, m->name, m->n, TN, mt, 1, 256, true);
+    cuda_launch(g, m->kernel, m->name, m->n, TN, mt, gz, 256, true);
   else
-    cuda_launch(g, m->kernel, m->name, m->m, TM, nt, 1, 256, true);
+    cuda_launch(g, m->kernel, m->name, m->m, TM, nt, gz, 256, true);
 }
 
 //

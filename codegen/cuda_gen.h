@@ -110,6 +110,7 @@ typedef struct CudaGemm {
   // loads A along kk and B along c (A stored [M, K], B [K, N]); true loads
   // A along r (A stored [K, M]) and B along kk (B stored [N, K]).
   bool a_along_r, b_along_k;
+  int64_t grid_z;            // independent products, blockIdx.z in the prologue (0 or 1: one)
 } CudaGemm;
 void cuda_emit_gemm(CudaGen *g, const CudaGemm *m);
 

@@ -33,7 +33,8 @@ static float *F(const Exec *ex, const IrNode *n) { return ex->buf[n->id]; }
 static KConv2d conv_geometry(const IrNode *x, const IrNode *w, const IrAttr *a, int64_t B) {
   return (KConv2d){.N = x->shape[0] == IR_N ? B : x->shape[0], .C = x->shape[1], .H = x->shape[2],
                    .W = x->shape[3], .O = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                   .sh = a->i[0], .sw = a->i[1], .ph = a->i[2], .pw = a->i[3], .dh = a->i[4], .dw = a->i[5]};
+                   .sh = a->i[0], .sw = a->i[1], .ph = a->i[2], .pw = a->i[3], .dh = a->i[4], .dw = a->i[5],
+                   .G = a->i[6]};
 }
 
 static KPool2d pool_geometry(const IrNode *x, const IrNode *n, int64_t B) {

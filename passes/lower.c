@@ -496,6 +496,20 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
+// Whether groups (argument gi of a) divides the input channels c and the
+// output channels o; reports if not.
+static bool check_groups(Lower *L, const Args *a, int gi, const char *fn, int64_t c, int64_t o) {
+  int64_t groups = arg_int(a, gi);
+  if (c % groups == 0 && o % groups == 0)
+    return true;
+  char hint[160];
+  snprintf(hint, sizeof hint, "each group takes C/groups input channels to out/groups outputs: "
+           "choose groups that divide %lld and %lld", (long long)c, (long long)o);
+  diag_error(L->d, a->loc[gi], hint, "%s: groups %lld does not divide the %s channels (%lld)", fn,
+             (long long)groups, c % groups ? "input" : "output", (long long)(c % groups ? c : o));
+  return false;
+}
+
 static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -505,35 +519,39 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
     diag_error(L->d, a->call, hint, "conv2d: expects an input [N, C, H, W], found %s", tshape(x, b));
     return NULL;
   }
-  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], dil[2];
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], dil[2], groups = arg_int(a, 6);
   arg_pair(a, 2, k);
   arg_pair(a, 3, s);
   arg_pair(a, 4, p);
   arg_pair(a, 5, dil);
-  double wsize = (double)o * (double)c * (double)k[0] * (double)k[1];
+  if (!check_groups(L, a, 6, "conv2d", c, o))
+    return NULL;
+  int64_t cg = c / groups;
+  double wsize = (double)o * (double)cg * (double)k[0] * (double)k[1];
   if (wsize > MAX_ELEMS) {
     diag_error(L->d, a->call, NULL, "conv2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
-               (long long)o, (long long)c, (long long)k[0], (long long)k[1], MAX_ELEMS);
+               (long long)o, (long long)cg, (long long)k[0], (long long)k[1], MAX_ELEMS);
     return NULL;
   }
   const char *scope = next_scope(L, e, "conv2d");
-  IrInit init = fan_in_uniform(c * k[0] * k[1]);
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k[0], k[1]}, init, a->call)};
+  IrInit init = fan_in_uniform(cg * k[0] * k[1]);
+  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, cg, k[0], k[1]}, init, a->call)};
   int nsrc = 2;
-  if (arg_num(a, 6) != 0)
+  if (arg_num(a, 7) != 0)
     src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
-  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
+  int64_t attrs[7] = {s[0], s[1], p[0], p[1], dil[0], dil[1], groups};
   memcpy(y->attr.i, attrs, sizeof attrs);
   return finish(L, y, scope);
 }
 
-// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, bias):
-// nn.ConvTranspose2d, which is the input gradient of the conv2d that takes
-// its output's shape to its input's: a CONV2D_GRAD_INPUT node of x and the
-// weight [C, out, KH, KW] (the conv2d's [O, C, KH, KW] with O = C), whose
-// preset shape is the transposed convolution's output. output_pad adds
-// rows and columns that no input reaches through the stride (only the bias).
+// conv_transpose2d(out, kernel, stride, pad, output_pad, dilation, groups,
+// bias): nn.ConvTranspose2d, which is the input gradient of the conv2d that
+// takes its output's shape to its input's: a CONV2D_GRAD_INPUT node of x
+// and the weight [C, out/groups, KH, KW] (the conv2d's [O, C/groups, KH,
+// KW] with O = C), whose preset shape is the transposed convolution's
+// output. output_pad adds rows and columns that no input reaches through
+// the stride (only the bias).
 static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -543,7 +561,9 @@ static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
     diag_error(L->d, a->call, hint, "conv_transpose2d: expects an input [N, C, H, W], found %s", tshape(x, b));
     return NULL;
   }
-  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], op[2], dil[2], out[2];
+  int64_t c = x->shape[1], o = arg_int(a, 1), k[2], s[2], p[2], op[2], dil[2], out[2], groups = arg_int(a, 7);
+  if (!check_groups(L, a, 7, "conv_transpose2d", c, o))
+    return NULL;
   arg_pair(a, 2, k);
   arg_pair(a, 3, s);
   arg_pair(a, 4, p);
@@ -570,21 +590,22 @@ static IrNode *build_conv_transpose2d(Lower *L, Env *e, const Args *a) {
     }
     out[i] = (int64_t)len;
   }
-  if ((double)o * (double)c * (double)k[0] * (double)k[1] > MAX_ELEMS) {
+  int64_t og = o / groups;
+  if ((double)og * (double)c * (double)k[0] * (double)k[1] > MAX_ELEMS) {
     diag_error(L->d, a->call, NULL,
                "conv_transpose2d: the weight [%lld,%lld,%lld,%lld] would have more than %lld elements",
-               (long long)c, (long long)o, (long long)k[0], (long long)k[1], MAX_ELEMS);
+               (long long)c, (long long)og, (long long)k[0], (long long)k[1], MAX_ELEMS);
     return NULL;
   }
   const char *scope = next_scope(L, e, "conv_transpose2d");
-  IrInit init = fan_in_uniform(o * k[0] * k[1]);   // PyTorch's fan-in: the weight's dimension 1 times KH*KW
-  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){c, o, k[0], k[1]}, init, a->call);
+  IrInit init = fan_in_uniform(og * k[0] * k[1]);   // PyTorch's fan-in: the weight's dimension 1 times KH*KW
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){c, og, k[0], k[1]}, init, a->call);
   IrNode *y = node(L, IR_CONV2D_GRAD_INPUT, (IrNode *[]){x, w}, 2, a->call);
-  int64_t attrs[6] = {s[0], s[1], p[0], p[1], dil[0], dil[1]};
+  int64_t attrs[7] = {s[0], s[1], p[0], p[1], dil[0], dil[1], groups};
   memcpy(y->attr.i, attrs, sizeof attrs);
   y->ndim = 4;
   memcpy(y->shape, (int64_t[]){x->shape[0], o, out[0], out[1]}, sizeof(int64_t) * 4);
-  if (!(y = finish(L, y, scope)) || arg_num(a, 7) == 0)
+  if (!(y = finish(L, y, scope)) || arg_num(a, 8) == 0)
     return y;
   IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
   IrNode *b3 = reshape_to(L, bias, 3, (int64_t[]){o, 1, 1}, a->call, scope);
@@ -788,12 +809,14 @@ static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
 
 static const Builtin builtins[] = {
     {SIG("linear", "(x, out, bias = true)", T("x"), I("out", true, 0, 1), B("bias", 1)), build_linear},
-    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true)", T("x"),
+    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = true)", T("x"),
          I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
-         P("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
-    {SIG("conv_transpose2d", "(x, out, kernel, stride = 1, pad = 0, output_pad = 0, dilation = 1, bias = true)",
-         T("x"), I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
-         P("output_pad", false, 0, 0), P("dilation", false, 1, 1), B("bias", 1)), build_conv_transpose2d},
+         P("dilation", false, 1, 1), I("groups", false, 1, 1), B("bias", 1)), build_conv2d},
+    {SIG("conv_transpose2d",
+         "(x, out, kernel, stride = 1, pad = 0, output_pad = 0, dilation = 1, groups = 1, bias = true)", T("x"),
+         I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
+         P("output_pad", false, 0, 0), P("dilation", false, 1, 1), I("groups", false, 1, 1), B("bias", 1)),
+     build_conv_transpose2d},
     {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), P("kernel", true, 0, 1),
          P("stride", false, 0, 1), P("pad", false, 0, 0), P("dilation", false, 1, 1)), build_maxpool},
     {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), P("kernel", true, 0, 1),

@@ -177,14 +177,30 @@ static bool infer_window(IrNode *n, Diag *d, int64_t channels, int64_t kh, int64
   return true;
 }
 
+// The groups of a convolution (or of its gradients) with input channels c
+// and weight w [O, C/groups, KH, KW]: at least 1, dividing both counts.
+static bool check_groups(IrNode *n, Diag *d, int64_t c, const IrNode *w) {
+  int64_t G = n->attr.i[6];
+  char nums[64];
+  snprintf(nums, sizeof nums, "%lld input channels in %lld groups", (long long)c, (long long)G);
+  if (G < 1)
+    return fail(n, d, NULL, "groups must be at least 1 (%s)%s", nums, "");
+  if (c % G || w->shape[0] % G || w->shape[1] != c / G)
+    return fail(n, d, "with groups g, the weight is [O, C/g, KH, KW] and g divides C and O",
+                "%s do not match the weight %s", nums, sh(w));
+  return true;
+}
+
 static bool infer_conv2d(IrNode *n, Diag *d) {
   IrNode *x = n->src[0], *w = n->src[1];
   if (w->ndim != 4)
     return fail(n, d, NULL, "the weight %s is not [O, C, KH, KW]%s", sh(w), "");
-  if (x->ndim == 4 && x->shape[1] != w->shape[1]) {
+  if (x->ndim == 4 && n->attr.i[6] == 1 && x->shape[1] != w->shape[1]) {
     return fail(n, d, "dimension 1 of the input is its channel count; it must match the weight's",
                 "the input %s has a different channel count than the weight %s", sh(x), sh(w));
   }
+  if (x->ndim == 4 && !check_groups(n, d, x->shape[1], w))
+    return false;
   if (n->nsrc == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0]))
     return fail(n, d, NULL, "the bias %s does not match the weight %s", sh(n->src[2]), sh(w));
   return infer_window(n, d, w->shape[0], w->shape[2], w->shape[3], n->attr.i);
@@ -364,7 +380,17 @@ static bool infer_grad(IrNode *n, Diag *d) {
   case IR_RELU_GRAD: case IR_SIGMOID_GRAD: case IR_TANH_GRAD: case IR_SOFTMAX_GRAD:
   case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD:
     return same_as(n, d, a, b);
-  case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT: case IR_AVGPOOL_GRAD: case IR_GLOBAL_AVGPOOL_GRAD:
+  case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT: {
+    // (g, w) -> x, or (g, x) -> w: x [N, C, H, W], w [O, C/groups, KH, KW]
+    const IrNode *x = n->op == IR_CONV2D_GRAD_INPUT ? n : b, *w = n->op == IR_CONV2D_GRAD_INPUT ? b : n;
+    if (!check_preset(n, d, NULL))
+      return false;
+    if (x->ndim != 4 || w->ndim != 4)
+      return fail(n, d, NULL, "expects an input [N, C, H, W] and a weight [O, C, KH, KW], found %s and %s", sh(x),
+                  sh(w));
+    return check_groups(n, d, x->shape[1], w);
+  }
+  case IR_AVGPOOL_GRAD: case IR_GLOBAL_AVGPOOL_GRAD:
     return check_preset(n, d, NULL);
   case IR_CHANNEL_SUM: {
     if (a->ndim < 2)

@@ -7,6 +7,10 @@
 // adjoint of im2col (col2im, which adds rather than copies) for dx. A 1x1
 // convolution with stride 1 and no padding needs no col: it is x itself.
 //
+// Groups (G > 1) convolve each group's C/G input channels with its O/G
+// weights on their own: the same im2col and product per group, on the
+// group's channels of each image (no 1x1 or single-tap shortcut).
+//
 // Pooling is a direct loop over each output position's window.
 //
 // The reference entry points (k_conv2d_forward, k_conv2d_backward,
@@ -45,6 +49,8 @@ static void conv_geometry(const KConv2d *g, int64_t *OH, int64_t *OW) {
           g->KH >= 1 && g->KW >= 1, "conv2d: bad shape");
   K_CHECK(g->sh >= 1 && g->sw >= 1 && g->ph >= 0 && g->pw >= 0 && g->dh >= 1 && g->dw >= 1,
           "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  K_CHECK(g->G >= 0 && (g->G <= 1 || (g->C % g->G == 0 && g->O % g->G == 0)),
+          "conv2d: the groups must divide the channels");
   *OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh);
   *OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
   K_CHECK(*OH >= 1 && *OW >= 1, "conv2d: kernel larger than the padded input");
@@ -196,8 +202,11 @@ static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH
   }
 }
 
+static int64_t conv_groups(const KConv2d *g) { return g->G > 1 ? g->G : 1; }
+
 // Floats of scratch a convolution of g needs: the cols of its images
-// (C*KH*KW, N*P) and the output with images moved inside (O, N*P).
+// (C*KH*KW, N*P) and the output with images moved inside (O, N*P) (with
+// groups, the cols of one group at a time: less).
 int64_t k_conv2d_scratch(const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
@@ -239,6 +248,26 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
   return wt;
 }
 
+// A grouped convolution, G > 1: group q's cols (C/G*KH*KW, N*P) from its
+// channels of each image, Yt (O/G, N*P) = w[q] (O/G, C/G*KH*KW) @ col, and
+// Yt to its channels of y.
+static void conv_forward_groups(float *y, const float *x, const float *w, const KConv2d *g, int64_t OH,
+                                int64_t OW, float *ws, KGemmFn gemm, bool fast) {
+  int64_t G = conv_groups(g), P = OH * OW, NP = g->N * P, HW = g->H * g->W, CHW = g->C * HW;
+  KConv2d gg = *g;   // one group: its channels, in images of all C
+  gg.C = g->C / G, gg.O = g->O / G, gg.G = 1;
+  int64_t CKK = gg.C * g->KH * g->KW;
+  float *col = ws, *yt = ws + CKK * NP;   // (CKK, N*P), (O/G, N*P)
+  for (int64_t q = 0; q < G; q++) {
+    for (int64_t n = 0; n < g->N; n++)
+      im2col(col + n * P, x + n * CHW + q * gg.C * HW, &gg, OH, OW, NP, fast);
+    gemm(false, false, gg.O, NP, CKK, 1.0f, w + q * gg.O * CKK, col, 0.0f, yt);
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t o = 0; o < gg.O; o++)
+        memcpy(y + (n * g->O + q * gg.O + o) * P, yt + o * NP + n * P, sizeof(float) * P);
+  }
+}
+
 // The whole batch in one GEMM: the cols of all images side by side,
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
@@ -249,7 +278,9 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
   int64_t tap = single_tap(g, OH, OW);
-  if (tap >= 0) {
+  if (conv_groups(g) > 1) {
+    conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
+  } else if (tap >= 0) {
     gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
   } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
@@ -271,6 +302,34 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
           y[(n * g->O + o) * P + p] += bias[o];
 }
 
+// The grouped backward, G > 1: dY (O, N*P) as below, then per group q its
+// rows of dY with its cols: dw[q] += dY[q] @ col^T, and dcol = w[q]^T @
+// dY[q] added into its channels of each image's dx.
+static void conv_backward_groups(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                 const KConv2d *g, int64_t OH, int64_t OW, float *ws, KGemmFn gemm, bool fast) {
+  int64_t G = conv_groups(g), P = OH * OW, NP = g->N * P, HW = g->H * g->W, CHW = g->C * HW;
+  KConv2d gg = *g;
+  gg.C = g->C / G, gg.O = g->O / G, gg.G = 1;
+  int64_t CKK = gg.C * g->KH * g->KW;
+  float *col = ws, *dyt = ws + CKK * NP;   // (CKK, N*P), (O, N*P)
+  for (int64_t n = 0; n < g->N; n++)
+    for (int64_t o = 0; o < g->O; o++)
+      memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
+  for (int64_t q = 0; q < G; q++) {
+    const float *dyq = dyt + q * gg.O * NP, *wq = w + q * gg.O * CKK;
+    if (dw) {
+      for (int64_t n = 0; n < g->N; n++)
+        im2col(col + n * P, x + n * CHW + q * gg.C * HW, &gg, OH, OW, NP, fast);
+      gemm(false, true, gg.O, CKK, NP, 1.0f, dyq, col, 1.0f, dw + q * gg.O * CKK);
+    }
+    if (dx) {
+      gemm(true, false, CKK, NP, gg.O, 1.0f, wq, dyq, 0.0f, col);
+      for (int64_t n = 0; n < g->N; n++)
+        col2im_add(dx + n * CHW + q * gg.C * HW, col + n * P, &gg, OH, OW, NP, fast);
+    }
+  }
+}
+
 // The batch at once, as the forward: dY (O, N*P) is dy with images moved
 // inside; dw (O, CKK) += dY @ col^T over all images in one product, and
 // dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
@@ -289,6 +348,10 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
+  if (conv_groups(g) > 1) {
+    conv_backward_groups(dx, dw, dy, x, w, g, OH, OW, ws, gemm, fast);
+    return;
+  }
   int64_t tap = single_tap(g, OH, OW), KK = g->KH * g->KW;
   if (tap >= 0) {
     if (dx)   // dx (N, C) += dy (N, O) @ w[:, :, tap]
@@ -341,6 +404,7 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
                                    int64_t c1, float *ws) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
+  K_CHECK(conv_groups(g) == 1, "conv2d: a weight gradient by channel of a grouped convolution");
   int64_t P = OH * OW, KK = g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   if (c1 <= c0)
     return;

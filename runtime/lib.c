@@ -242,7 +242,7 @@ RtCalls rt_context_calls(RtContext *c) { return (RtCalls){c, ctx_parallel, ctx_s
 static KConv2d conv_geometry(const RtLibBuf *x, const RtLibBuf *w, const int64_t *a, int64_t B) {
   return (KConv2d){.N = dim(x, 0, B), .C = x->shape[1], .H = x->shape[2], .W = x->shape[3], .O = w->shape[0],
                    .KH = w->shape[2], .KW = w->shape[3], .sh = a[0], .sw = a[1], .ph = a[2], .pw = a[3],
-                   .dh = a[4], .dw = a[5]};
+                   .dh = a[4], .dw = a[5], .G = a[6]};
 }
 
 // The geometry of a convolution kernel: x and w are the input and the
@@ -501,7 +501,7 @@ static void run_conv(SplitCall *s) {
   if (k->kind == RL_CONV2D_GRAD_WEIGHT && T > 1) {
     KConv2d geo = conv_of(k, B);
     int64_t Pn = rt_lib_numel(&k->buf[0], 1) / geo.O;
-    if (Pn * B / T < CONV_DW_MIN_DEPTH && geo.C >= T) {
+    if (Pn * B / T < CONV_DW_MIN_DEPTH && geo.C >= T && geo.G <= 1) {
       s->aux = k_grow(&c->dyt, &c->dyt_cap, geo.O * B * Pn);
       k_conv2d_dy_t(s->aux, P(s, 0), &geo);
       s->T = geo.C < T * CONV_SHARES_PER_THREAD ? (int)geo.C : T * CONV_SHARES_PER_THREAD;

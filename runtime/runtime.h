@@ -74,7 +74,7 @@ typedef struct RtGemmKernels {
 #define RT_LIB_MAX_BUFS 6
 
 typedef enum {
-  RL_CONV2D,                   // x, w[, bias] -> y; i: stride_h stride_w pad_h pad_w dil_h dil_w
+  RL_CONV2D,                   // x, w[, bias] -> y; i: stride_h stride_w pad_h pad_w dil_h dil_w groups
   RL_CONV2D_GRAD_INPUT,        // dy, w -> dx; i as conv2d
   RL_CONV2D_GRAD_WEIGHT,       // dy, x -> dw; i as conv2d
   RL_MAXPOOL,                  // x -> y; i: k_h k_w stride_h stride_w pad_h pad_w dil_h dil_w
@@ -560,22 +560,24 @@ typedef struct KConv2d {
   int64_t sh, sw;       // stride, >= 1
   int64_t ph, pw;       // zero padding on each side, >= 0
   int64_t dh, dw;       // dilation, >= 1
+  int64_t G;            // groups of C/G inputs and O/G outputs, w (O,C/G,KH,KW); 0 or 1: one
 } KConv2d;
 
 // y = conv2d(x, w) + bias, as torch.nn.functional.conv2d (cross-correlation,
-// groups = 1). bias may be NULL. Computed as im2col + sgemm per image.
+// with groups). bias may be NULL. Computed as im2col + sgemm per image (per
+// group: one product of each group's cols).
 void k_conv2d_forward(float *y,          // (N,O,OH,OW)
                       const float *x,    // (N,C,H,W)
-                      const float *w,    // (O,C,KH,KW)
+                      const float *w,    // (O,C/G,KH,KW)
                       const float *bias, // (O) or NULL
                       const KConv2d *g);
 // dx += d/dx, dw += d/dw, dbias += d/dbias; any of them may be NULL.
 void k_conv2d_backward(float *dx,        // (N,C,H,W)
-                       float *dw,        // (O,C,KH,KW)
+                       float *dw,        // (O,C/G,KH,KW)
                        float *dbias,     // (O)
                        const float *dy,  // (N,O,OH,OW)
                        const float *x,   // (N,C,H,W)
-                       const float *w,   // (O,C,KH,KW)
+                       const float *w,   // (O,C/G,KH,KW)
                        const KConv2d *g);
 // The cpu backend's: the same with the caller's scratch, ws:
 // k_conv2d_scratch(g) floats, the caller's GEMM (NULL: the cpu backend's
@@ -596,7 +598,7 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 // image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
 // dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
 // not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
-// The cpu backend's, as the _ws functions (with k_gemm).
+// The cpu backend's, as the _ws functions (with k_gemm); one group only (G <= 1).
 void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
                                    int64_t c1, float *ws);

@@ -167,7 +167,7 @@ static double sum_atol(int64_t n) { return 1e-5 + 1e-7 * (double)n; }
 
 typedef struct ConvCase {
   const char *name;
-  int64_t N, C, H, W, O, KH, KW, sh, sw, ph, pw, dh, dw;
+  int64_t N, C, H, W, O, KH, KW, sh, sw, ph, pw, dh, dw, G;
   bool bias;
 } ConvCase;
 
@@ -181,13 +181,13 @@ static void test_conv(const ConvCase *c) {
   int64_t OH = out_size(c->H, c->KH, c->sh, c->ph, c->dh), OW = out_size(c->W, c->KW, c->sw, c->pw, c->dw);
   int64_t n = RT_BATCH, B = c->N;   // (the reference's convolutions take images along the batch only)
   RtLibBuf x = buf(&m, RT_SPACE_ARENA, B, -1, 1, 4, n, c->C, c->H, c->W);
-  RtLibBuf w = buf(&m, RT_SPACE_STATE, B, -1, 1, 4, c->O, c->C, c->KH, c->KW);
+  RtLibBuf w = buf(&m, RT_SPACE_STATE, B, -1, 1, 4, c->O, c->C / c->G, c->KH, c->KW);
   RtLibBuf bias = buf(&m, RT_SPACE_STATE, B, -1, 1, 1, c->O);
   RtLibBuf y = buf(&m, RT_SPACE_ARENA, B, -9, 9, 4, n, c->O, OH, OW);   // (garbage: overwritten)
   RtLibBuf dy = buf(&m, RT_SPACE_ARENA, B, -1, 1, 4, n, c->O, OH, OW);
   RtLibBuf dx = buf(&m, RT_SPACE_ARENA, B, -9, 9, 4, n, c->C, c->H, c->W);
-  RtLibBuf dw = buf(&m, RT_SPACE_STATE, B, -9, 9, 4, c->O, c->C, c->KH, c->KW);
-  int64_t geo[6] = {c->sh, c->sw, c->ph, c->pw, c->dh, c->dw};
+  RtLibBuf dw = buf(&m, RT_SPACE_STATE, B, -9, 9, 4, c->O, c->C / c->G, c->KH, c->KW);
+  int64_t geo[7] = {c->sh, c->sw, c->ph, c->pw, c->dh, c->dw, c->G};
   CudaLibCtx ctx = {.training = true, .key = -1};
   char what[160];
 
@@ -431,7 +431,7 @@ static void test_refusals(void) {
   CudaGen g;
   CudaLibCtx ctx = {.training = true, .key = -1};
   RtLib d = lib(RL_CONV2D, 3, (RtLibBuf[]){x, w, y});   // w has 2 input channels, x 3
-  d.i[0] = d.i[1] = 1, d.i[4] = d.i[5] = 1;
+  d.i[0] = d.i[1] = 1, d.i[4] = d.i[5] = 1, d.i[6] = 1;
   cuda_gen_init(&g, NULL, 2, err, sizeof err);
   CHECK_ERR(cuda_emit_conv(&g, 0, NULL, &d, &ctx), err, "conv2d", "do not agree");
   cuda_gen_free(&g);
@@ -499,11 +499,14 @@ int main(void) {
   if (!have_cc(err, sizeof err))
     return t_skip("test_cuda_conv", err);
   static const ConvCase convs[] = {
-      {"3x3 stride 2 pad 1 dilation 2", 3, 5, 11, 11, 7, 3, 3, 2, 2, 1, 1, 2, 2, true},
-      {"1x1", 2, 3, 4, 5, 2, 1, 1, 1, 1, 0, 0, 1, 1, false},
-      {"3x2 stride (1, 2) pad (2, 0), a batch of 1", 1, 2, 7, 6, 3, 3, 2, 1, 2, 2, 0, 1, 1, true},
-      {"5x5 pad 2, O 70", 2, 5, 9, 13, 70, 5, 5, 1, 1, 2, 2, 1, 1, true},
-      {"3x3 pad 1, C 16, O 70", 2, 16, 13, 9, 70, 3, 3, 1, 1, 1, 1, 1, 1, false},
+      {"3x3 stride 2 pad 1 dilation 2", 3, 5, 11, 11, 7, 3, 3, 2, 2, 1, 1, 2, 2, 1, true},
+      {"1x1", 2, 3, 4, 5, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},
+      {"3x2 stride (1, 2) pad (2, 0), a batch of 1", 1, 2, 7, 6, 3, 3, 2, 1, 2, 2, 0, 1, 1, 1, true},
+      {"5x5 pad 2, O 70", 2, 5, 9, 13, 70, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
+      {"3x3 pad 1, C 16, O 70", 2, 16, 13, 9, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
+      {"3x3 pad 1, 2 groups", 2, 6, 7, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
+      {"3x2 stride 2, depthwise, O 2C", 3, 5, 11, 10, 10, 3, 2, 2, 2, 1, 0, 1, 2, 5, true},
+      {"1x1, 3 groups", 2, 6, 5, 5, 9, 1, 1, 1, 1, 0, 0, 1, 1, 3, false},
   };
   for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
     test_conv(&convs[i]);

@@ -52,6 +52,9 @@ static const Case cases[] = {
                        " -> conv_transpose2d(4, (3, 2), stride = (2, 1), pad = (1, 0), output_pad = (1, 0),"
                        " dilation = (1, 2)) -> sigmoid\n"
                        " -> upsample((2, 1)) -> conv_transpose2d(2, 1, bias = false)\n}\nloss mse\n", 2},
+    {"conv-groups", "model m {\n input x: f32[4, 5, 4]\n target y: f32[4, 5, 4]\n"
+                    " x -> conv2d(6, 3, pad = 1, groups = 2) -> tanh -> conv2d(6, (3, 1), pad = (1, 0), groups = 6)\n"
+                    " -> sigmoid -> conv_transpose2d(4, 3, pad = 1, groups = 2)\n}\nloss mse\n", 2},
     {"pool", "model m {\n input x: f32[2, 6, 6]\n target y: f32[3]\n"
              " h = x -> conv2d(3, 1) -> maxpool(3, stride = 2, pad = 1)\n"
              " k = x -> conv2d(3, 1) -> avgpool(2)\n"

@@ -206,8 +206,8 @@ static IrGraph *build_cnn(Arena *a) {
   IrNode *w = param(g, "conv2d_1.weight", INIT_UNIFORM, -1 / 3.0, 1 / 3.0, DIMS(32, 1, 3, 3), at(f, 6, 14), "conv2d_1");
   IrNode *b = param(g, "conv2d_1.bias", INIT_CONSTANT, 0.1, 0, DIMS(32), at(f, 6, 14), "conv2d_1");
   IrNode *c = scoped(SHAPE(ir_add(g, IR_CONV2D, (IrNode *[]){x, w, b}, 3, at(f, 6, 14)), N, 32, 26, 26), "conv2d_1");
-  for (int i = 0; i < 6; i++)
-    c->attr.i[i] = i < 2 || i >= 4;   // stride 1, pad 0, dilation 1
+  for (int i = 0; i < 7; i++)
+    c->attr.i[i] = i < 2 || i >= 4;   // stride 1, pad 0, dilation 1, groups 1
   IrNode *bn[5] = {c};
   bn[1] = param(g, "bn_1.weight", INIT_ONES, 0, 0, DIMS(32), at(f, 6, 28), "bn_1");
   bn[2] = param(g, "bn_1.bias", INIT_ZEROS, 0, 0, DIMS(32), at(f, 6, 28), "bn_1");
@@ -224,7 +224,7 @@ static IrGraph *build_cnn(Arena *a) {
   h->attr.f[0] = 0.25;
   w = param(g, "conv2d_2.weight", INIT_NORMAL, -0.0357, 0.0589, DIMS(64, 32, 3, 3), at(f, 7, 14), "conv2d_2");
   c = scoped(SHAPE(ir_binary(g, IR_CONV2D, h, w, at(f, 7, 14)), N, 64, 13, 13), "conv2d_2");
-  memcpy(c->attr.i, (int64_t[]){1, 1, 1, 1, 1, 1}, 6 * sizeof(int64_t));
+  memcpy(c->attr.i, (int64_t[]){1, 1, 1, 1, 1, 1, 1}, 7 * sizeof(int64_t));
   h = SHAPE(ir_unary(g, IR_AVGPOOL, c, at(f, 7, 28)), N, 64, 7, 7);
   memcpy(h->attr.i, (int64_t[]){3, 3, 2, 2, 1, 1}, 6 * sizeof(int64_t));
   h = SHAPE(ir_unary(g, IR_GLOBAL_AVGPOOL, h, at(f, 7, 40)), N, 64, 1, 1);
@@ -372,7 +372,7 @@ static IrGraph *build_train(Arena *a) {
   IrNode *w1 = param(g, "conv2d_1.weight", INIT_UNIFORM, -b1, b1, DIMS(8, 3, 3, 3), at(f, 7, 18), "conv2d_1");
   IrNode *c1 = param(g, "conv2d_1.bias", INIT_UNIFORM, -b1, b1, DIMS(8), at(f, 7, 18), "conv2d_1");
   IrNode *conv1 = scoped(SHAPE(ir_add(g, IR_CONV2D, (IrNode *[]){x, w1, c1}, 3, at(f, 7, 18)), N, 8, 16, 16), "conv2d_1");
-  IATTRS(conv1, 1, 1, 1, 1, 1, 1);
+  IATTRS(conv1, 1, 1, 1, 1, 1, 1, 1);
   IrNode *bn[5] = {conv1};
   bn[1] = param(g, "batchnorm_1.weight", INIT_ONES, 0, 0, DIMS(8), at(f, 7, 43), "batchnorm_1");
   bn[2] = param(g, "batchnorm_1.bias", INIT_ZEROS, 0, 0, DIMS(8), at(f, 7, 43), "batchnorm_1");
@@ -388,7 +388,7 @@ static IrGraph *build_train(Arena *a) {
   drop->attr.f[0] = 0.25;
   IrNode *w2 = param(g, "conv2d_2.weight", INIT_UNIFORM, -b2, b2, DIMS(16, 8, 3, 3), at(f, 8, 18), "conv2d_2");
   IrNode *conv2 = scoped(SHAPE(ir_binary(g, IR_CONV2D, drop, w2, at(f, 8, 18)), N, 16, 8, 8), "conv2d_2");
-  IATTRS(conv2, 1, 1, 1, 1, 1, 1);
+  IATTRS(conv2, 1, 1, 1, 1, 1, 1, 1);
   IrNode *th = scoped(SHAPE(ir_unary(g, IR_TANH, conv2, at(f, 8, 58)), N, 16, 8, 8), "tanh_1");
   IrNode *avg = scoped(SHAPE(ir_unary(g, IR_AVGPOOL, th, at(f, 8, 66)), N, 16, 4, 4), "avgpool_1");
   IATTRS(avg, 2, 2, 2, 2, 0, 0);
@@ -493,11 +493,12 @@ static void test_op_table(void) {
   CHECK_STR("conv2d", conv->mnem);
   CHECK_INT(2, conv->min_in);
   CHECK_INT(3, conv->max_in);
-  CHECK_INT(6, conv->niattr);
+  CHECK_INT(7, conv->niattr);
   CHECK_INT(0, conv->nfattr);
   CHECK_STR("stride_h", conv->iattr[0]);
   CHECK_STR("dil_w", conv->iattr[5]);
-  CHECK(conv->iattr[6] == NULL);
+  CHECK_STR("groups", conv->iattr[6]);
+  CHECK(conv->iattr[7] == NULL);
   const IrOpInfo *pool = ir_op_info(IR_MAXPOOL);
   CHECK_INT(8, pool->niattr);
   CHECK_STR("dil_w", pool->iattr[7]);
@@ -536,7 +537,7 @@ static void test_op_table(void) {
   CHECK_INT(0, bng->niattr);
   CHECK_INT(1, bng->nfattr);
   CHECK_STR("eps", bng->fattr[0]);
-  CHECK_INT(6, ir_op_info(IR_CONV2D_GRAD_WEIGHT)->niattr);
+  CHECK_INT(7, ir_op_info(IR_CONV2D_GRAD_WEIGHT)->niattr);
   CHECK_INT(8, ir_op_info(IR_MAXPOOL_GRAD)->niattr);
   CHECK_INT(6, ir_op_info(IR_AVGPOOL_GRAD)->niattr);
   CHECK_STR("p", ir_op_info(IR_DROPOUT_GRAD)->fattr[0]);

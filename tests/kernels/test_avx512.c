@@ -201,16 +201,16 @@ int main(void) {
   // flat run per tap, with wrapped columns) or not (masked rows), widths
   // around 16.
   static const KConv2d convs[] = {
-    // N  C  H  W  O KH KW sh sw ph pw dh dw
-    {1, 2, 9, 17, 3, 3, 3, 1, 1, 1, 1, 1, 1},    // "same", 17 wide; a batch of one
-    {2, 3, 7, 33, 4, 3, 3, 1, 1, 0, 0, 1, 1},    // no padding: 31 of 33 columns
-    {3, 2, 6, 15, 2, 3, 3, 1, 1, 1, 1, 1, 1},    // "same", 15 wide
-    {1, 3, 9, 16, 2, 2, 5, 1, 1, 1, 2, 2, 1},    // 16 wide, dilation on one axis
-    {2, 2, 8, 20, 3, 3, 3, 1, 1, 1, 1, 2, 2},    // dilation: 18 of 20 columns
-    {1, 2, 7, 13, 2, 3, 3, 1, 1, 3, 3, 1, 1},    // padding wider than the window: 17 outputs of 13
-    {2, 4, 12, 18, 3, 1, 1, 1, 1, 1, 1, 1, 1},   // 1x1 with padding (not pointwise)
-    {1, 1, 60, 1, 2, 5, 1, 1, 1, 2, 0, 1, 1},    // one column
-    {1, 1, 17, 17, 2, 17, 17, 1, 1, 8, 8, 1, 1}, // the kernel as big as the image
+    // N  C  H  W  O KH KW sh sw ph pw dh dw  G
+    {1, 2, 9, 17, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1}, // "same", 17 wide; a batch of one
+    {2, 3, 7, 33, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1}, // no padding: 31 of 33 columns
+    {3, 2, 6, 15, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1}, // "same", 15 wide
+    {1, 3, 9, 16, 2, 2, 5, 1, 1, 1, 2, 2, 1, 1}, // 16 wide, dilation on one axis
+    {2, 2, 8, 20, 3, 3, 3, 1, 1, 1, 1, 2, 2, 1}, // dilation: 18 of 20 columns
+    {1, 2, 7, 13, 2, 3, 3, 1, 1, 3, 3, 1, 1, 1}, // padding wider than the window: 17 outputs of 13
+    {2, 4, 12, 18, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, // 1x1 with padding (not pointwise)
+    {1, 1, 60, 1, 2, 5, 1, 1, 1, 2, 0, 1, 1, 1}, // one column
+    {1, 1, 17, 17, 2, 17, 17, 1, 1, 8, 8, 1, 1, 1}, // the kernel as big as the image
   };
   for (int i = 0; i < countof(convs); i++)
     test_conv_s1(&convs[i]);

@@ -1,6 +1,6 @@
 // test_conv.c: conv2d (im2col + sgemm) against the direct seven-loop
 // convolution in double, over strides, paddings, dilations, non-square
-// kernels, odd sizes, batch 1 and one channel; dx, dw and dbias by
+// kernels, odd sizes, batch 1 and one channel, groups (depthwise too); dx, dw and dbias by
 // gradient checks. Then the cpu backend's convolutions (the _ws variants,
 // the weight gradient by channels) against the reference's, on whichever
 // paths the host takes (test_avx512.c has shapes for the AVX-512 ones).
@@ -9,23 +9,27 @@
 
 // The definition: y[n,o,oh,ow] = bias[o] + sum over c, kh, kw of
 // x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] * w[o,c,kh,kw], where x
-// is 0 outside the image.
+// is 0 outside the image. With G groups, output o sums over the C/G
+// input channels of its group, o / (O/G), and w is (O, C/G, KH, KW).
+static int64_t groups(const KConv2d *g) { return g->G > 1 ? g->G : 1; }
+
 static void naive_conv2d(double *y, const double *x, const double *w, const double *bias,
                          const KConv2d *g, int64_t OH, int64_t OW) {
+  int64_t Cg = g->C / groups(g), Og = g->O / groups(g);
   for (int64_t n = 0; n < g->N; n++)
     for (int64_t o = 0; o < g->O; o++)
       for (int64_t oh = 0; oh < OH; oh++)
         for (int64_t ow = 0; ow < OW; ow++) {
           double s = bias ? bias[o] : 0;
-          for (int64_t c = 0; c < g->C; c++)
+          for (int64_t c = 0; c < Cg; c++)
             for (int64_t kh = 0; kh < g->KH; kh++)
               for (int64_t kw = 0; kw < g->KW; kw++) {
                 int64_t ih = oh * g->sh - g->ph + kh * g->dh;
                 int64_t iw = ow * g->sw - g->pw + kw * g->dw;
                 if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
                   continue;
-                s += x[((n * g->C + c) * g->H + ih) * g->W + iw] *
-                     w[((o * g->C + c) * g->KH + kh) * g->KW + kw];
+                s += x[((n * g->C + o / Og * Cg + c) * g->H + ih) * g->W + iw] *
+                     w[((o * Cg + c) * g->KH + kh) * g->KW + kw];
               }
           y[((n * g->O + o) * OH + oh) * OW + ow] = s;
         }
@@ -47,14 +51,14 @@ static double conv_loss(void *p) {
 static void test_conv(const KConv2d *g, bool with_bias) {
   int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh);
   int64_t OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
-  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C * g->KH * g->KW, nb = g->O;
+  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C / groups(g) * g->KH * g->KW, nb = g->O;
   int64_t ny = g->N * g->O * OH * OW;
   char name[160], what[220];
   snprintf(name, sizeof name,
-           "conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld%s",
+           "conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld g%lld%s",
            (long long)g->N, (long long)g->C, (long long)g->H, (long long)g->W, (long long)g->O,
            (long long)g->KH, (long long)g->KW, (long long)g->sh, (long long)g->sw,
-           (long long)g->ph, (long long)g->pw, (long long)g->dh, (long long)g->dw,
+           (long long)g->ph, (long long)g->pw, (long long)g->dh, (long long)g->dw, (long long)groups(g),
            with_bias ? "" : " no bias");
 
   float *x = t_randf(nx, -1, 1), *w = t_randf(nw, -1, 1), *bias = t_randf(nb, -1, 1);
@@ -99,13 +103,13 @@ static void test_conv(const KConv2d *g, bool with_bias) {
 // channels, in two ranges, within rounding of the reference's.
 static void test_conv_cpu(const KConv2d *g) {
   int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh), OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
-  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C * g->KH * g->KW, ny = g->N * g->O * OH * OW;
+  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C / groups(g) * g->KH * g->KW, ny = g->N * g->O * OH * OW;
   int64_t P = OH * OW, KK = g->KH * g->KW;
   char name[160], what[240];
-  snprintf(name, sizeof name, "cpu conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld",
+  snprintf(name, sizeof name, "cpu conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld g%lld",
            (long long)g->N, (long long)g->C, (long long)g->H, (long long)g->W, (long long)g->O, (long long)g->KH,
            (long long)g->KW, (long long)g->sh, (long long)g->sw, (long long)g->ph, (long long)g->pw,
-           (long long)g->dh, (long long)g->dw);
+           (long long)g->dh, (long long)g->dw, (long long)groups(g));
   float *x = t_randf(nx, -1, 1), *w = t_randf(nw, -1, 1), *bias = t_randf(g->O, -1, 1), *dy = t_randf(ny, -1, 1);
   float *ws = xmalloc(sizeof(float) * k_conv2d_scratch(g));
   float *y = xmalloc(sizeof(float) * ny), *yc = xmalloc(sizeof(float) * ny);
@@ -135,39 +139,45 @@ static void test_conv_cpu(const KConv2d *g) {
   snprintf(what, sizeof what, "%s dw", name);
   t_close_fwd(what, dwc, dwd, nw);
 
-  float *dwr = xcalloc(nw, sizeof(float)), *dwch = t_randf(nw, -1, 1);
-  float *dyt = xmalloc(sizeof(float) * g->O * g->N * P), *cws = xmalloc(sizeof(float) * g->C * KK * g->N * P);
-  k_conv2d_backward(NULL, dwr, NULL, dy, x, w, g);
-  k_conv2d_dy_t(dyt, dy, g);
-  k_conv2d_grad_weight_channels(dwch, dyt, x, g, 0, g->C / 2, cws);
-  k_conv2d_grad_weight_channels(dwch, dyt, x, g, g->C / 2, g->C, cws);
-  double *dwrd = t_tod(dwr, nw);
-  snprintf(what, sizeof what, "%s dw by channels", name);
-  t_close_fwd(what, dwch, dwrd, nw);
-
+  if (groups(g) == 1) {   // (the weight gradient by channels is for one group)
+    float *dwr = xcalloc(nw, sizeof(float)), *dwch = t_randf(nw, -1, 1);
+    float *dyt = xmalloc(sizeof(float) * g->O * g->N * P), *cws = xmalloc(sizeof(float) * g->C * KK * g->N * P);
+    k_conv2d_backward(NULL, dwr, NULL, dy, x, w, g);
+    k_conv2d_dy_t(dyt, dy, g);
+    k_conv2d_grad_weight_channels(dwch, dyt, x, g, 0, g->C / 2, cws);
+    k_conv2d_grad_weight_channels(dwch, dyt, x, g, g->C / 2, g->C, cws);
+    double *dwrd = t_tod(dwr, nw);
+    snprintf(what, sizeof what, "%s dw by channels", name);
+    t_close_fwd(what, dwch, dwrd, nw);
+    free(dwr), free(dwch), free(dyt), free(cws), free(dwrd);
+  }
   free(x), free(w), free(bias), free(dy), free(ws), free(y), free(yc), free(yd);
   free(dx0), free(dw0), free(dx), free(dw), free(dxc), free(dwc), free(dxd), free(dwd);
-  free(dwr), free(dwch), free(dyt), free(cws), free(dwrd);
 }
 
 int main(void) {
   t_seed(3);
   static const KConv2d cases[] = {
-    // N  C  H  W  O KH KW sh sw ph pw dh dw
-    {1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0, 1, 1},    // batch 1, one channel
-    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},    // "same" padding
-    {2, 3, 8, 7, 2, 3, 2, 2, 1, 1, 0, 1, 1},    // non-square kernel, stride on one axis
-    {1, 2, 9, 9, 3, 3, 3, 2, 2, 1, 1, 2, 2},    // dilation and stride
-    {3, 2, 5, 7, 2, 1, 1, 1, 1, 0, 0, 1, 1},    // 1x1: the pointwise path
-    {1, 2, 6, 5, 3, 1, 1, 2, 2, 0, 0, 1, 1},    // 1x1 strided: im2col again
-    {2, 1, 7, 7, 2, 5, 5, 3, 3, 2, 2, 1, 1},    // big kernel, stride 3
-    {1, 3, 4, 4, 2, 4, 4, 1, 1, 0, 0, 1, 1},    // kernel as big as the image
-    {1, 2, 6, 8, 3, 2, 3, 1, 2, 2, 1, 2, 1},    // everything differs per axis
-    {2, 2, 3, 5, 3, 3, 1, 1, 1, 2, 0, 1, 3},    // padding wider than needed
-    {1, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1},    // a single pixel
-    {1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1},    // a single pixel, all padding around
-    {3, 4, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1},    // 1x1 planes, one tap inside: a product over channels
-    {2, 3, 1, 1, 4, 3, 5, 1, 1, 2, 2, 2, 1},    // the same through dilation and uneven padding
+    // N  C  H  W  O KH KW sh sw ph pw dh dw  G
+    {1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1},    // batch 1, one channel
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // "same" padding
+    {2, 3, 8, 7, 2, 3, 2, 2, 1, 1, 0, 1, 1, 1},    // non-square kernel, stride on one axis
+    {1, 2, 9, 9, 3, 3, 3, 2, 2, 1, 1, 2, 2, 1},    // dilation and stride
+    {3, 2, 5, 7, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1},    // 1x1: the pointwise path
+    {1, 2, 6, 5, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1},    // 1x1 strided: im2col again
+    {2, 1, 7, 7, 2, 5, 5, 3, 3, 2, 2, 1, 1, 1},    // big kernel, stride 3
+    {1, 3, 4, 4, 2, 4, 4, 1, 1, 0, 0, 1, 1, 1},    // kernel as big as the image
+    {1, 2, 6, 8, 3, 2, 3, 1, 2, 2, 1, 2, 1, 1},    // everything differs per axis
+    {2, 2, 3, 5, 3, 3, 1, 1, 1, 2, 0, 1, 3, 1},    // padding wider than needed
+    {1, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1},    // a single pixel
+    {1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // a single pixel, all padding around
+    {3, 4, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // 1x1 planes, one tap inside: a product over channels
+    {2, 3, 1, 1, 4, 3, 5, 1, 1, 2, 2, 2, 1, 1},    // the same through dilation and uneven padding
+    {2, 4, 6, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},    // two groups
+    {2, 3, 7, 6, 3, 3, 2, 2, 1, 1, 0, 1, 2, 3},    // depthwise, non-square, strided, dilated
+    {1, 4, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4},    // depthwise with a multiplier of 2
+    {2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3},    // grouped 1x1 (no pointwise shortcut)
+    {3, 4, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},    // grouped on 1x1 planes (no single-tap shortcut)
   };
   for (int i = 0; i < countof(cases); i++)
     test_conv(&cases[i], true);
