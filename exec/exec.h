@@ -61,7 +61,8 @@ void exec_init_params(Exec *ex, uint64_t seed);
 int64_t exec_sample_dim(const Model *m);
 
 // Runs one entry point on a batch of B samples: x holds B rows of
-// exec_sample_dim floats (each split over the model's inputs), y B targets
+// exec_sample_dim floats (each split over the model's inputs; an integer
+// input's slots hold int32 values, copied as they are), y B targets
 // (int32 class indexes or floats; may be NULL for ENTRY_FORWARD). For
 // ENTRY_TRAIN, lr is the learning rate of this step. Returns the loss (0
 // for ENTRY_FORWARD). A training step whose loss is not finite stops there:
