@@ -98,6 +98,16 @@ static void random_batch(Bench *b) {
   b->x = xmalloc(sizeof(float) * nx);
   for (int64_t i = 0; i < nx; i++)
     b->x[i] = rng_uniformf(&r);
+  int64_t row = exec_sample_dim(m), at = 0;
+  for (int i = 0; i < m->ninputs; at += ir_numel(m->inputs[i], 1), i++) {   // an integer input: indexes
+    const IrNode *in = m->inputs[i];
+    int64_t bound = pass_index_bound(m->g, in);
+    for (int64_t s = 0; in->dtype == DT_I32 && s < b->B; s++)
+      for (int64_t j = 0; j < ir_numel(in, 1); j++) {
+        int32_t v = bound > 0 ? (int32_t)rng_below(&r, (uint32_t)bound) : 0;
+        memcpy(b->x + s * row + at + j, &v, sizeof v);
+      }
+  }
   int64_t ny = m->target ? ir_numel(m->target, b->B) : 1;
   b->y = xcalloc(ny, 4);
   for (int64_t i = 0; m->target && i < ny; i++) {

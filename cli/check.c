@@ -144,6 +144,17 @@ static void print_settings(FILE *out, const Model *m) {
           t->shuffle ? "true" : "false", (unsigned long long)t->seed);
   if (t->val_split)
     fprintf(out, ", val_split = %g", t->val_split);
+  const AugmentConfig *g2 = &t->augment;
+  if (g2->shift)
+    fprintf(out, ", shift = %d", g2->shift);
+  if (g2->crop)
+    fprintf(out, ", crop = %d", g2->crop);
+  if (g2->hflip)
+    fprintf(out, ", hflip = true");
+  if (g2->rotate)
+    fprintf(out, ", rotate = %g", g2->rotate);
+  if (g2->noise)
+    fprintf(out, ", noise = %g", g2->noise);
   fprintf(out, "\n");
 }
 

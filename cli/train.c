@@ -58,6 +58,13 @@ static const char *const usage_train =
     "      --test-limit N    evaluate on the first N test samples only\n"
     "      --normalize       standardize inputs with the training data's mean and std\n"
     "      --no-shuffle      keep the data's order\n"
+    "      --shift N         augment training images: a random translation by up to\n"
+    "                        N pixels each way (zero fill)\n"
+    "      --crop N          PyTorch's RandomCrop(size, padding = N)\n"
+    "      --hflip, --no-hflip  a random horizontal flip (probability 0.5), or none\n"
+    "      --rotate DEG      a random rotation in [-DEG, DEG] degrees (bilinear)\n"
+    "      --noise STD       Gaussian noise of standard deviation STD on the inputs\n"
+    "                        (the defaults of these five: the train declaration's)\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"
     "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND ")\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
@@ -146,7 +153,8 @@ static const char *resume_dir(const char *ckpt, char *buf, size_t n) {
 
 int cli_train(int argc, char **argv) {
   enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
-         O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST };
+         O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST, O_SHIFT, O_CROP, O_HFLIP, O_NOHFLIP, O_ROTATE,
+         O_NOISE };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},   {"test", required_argument, 0, O_TEST},
       {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
@@ -160,6 +168,9 @@ int cli_train(int argc, char **argv) {
       {"backend", required_argument, 0, O_BACKEND}, {"no-fuse", no_argument, 0, O_NOFUSE},
       {"init", required_argument, 0, O_INIT}, {"overwrite", no_argument, 0, O_OVERWRITE},
       {"no-test", no_argument, 0, O_NOTEST},
+      {"shift", required_argument, 0, O_SHIFT}, {"crop", required_argument, 0, O_CROP},
+      {"hflip", no_argument, 0, O_HFLIP},    {"no-hflip", no_argument, 0, O_NOHFLIP},
+      {"rotate", required_argument, 0, O_ROTATE}, {"noise", required_argument, 0, O_NOISE},
       {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
@@ -167,6 +178,9 @@ int cli_train(int argc, char **argv) {
   bool overwrite = false, notest = false;
   int64_t epochs = -1, batch = -1, seed = -1, threads = cores(), limit = 0, tlimit = 0;
   double lr = -1, val = -1;
+  int64_t shift = -1, crop = -1;
+  double rotate = -1, noise = -1;
+  int hflip = -1;   // -1: the train declaration's
   bool normalize = false, noshuffle = false, quiet = false, nofuse = false;
   const char *backend = EXEC_DEFAULT_BACKEND;
   int ch;
@@ -198,6 +212,12 @@ int cli_train(int argc, char **argv) {
     case O_TLIMIT: if (!cli_int(optarg, 1, INT64_MAX, &tlimit)) return cli_usage_error(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
     case O_LR: if (!cli_num(optarg, 1e-300, 1e6, &lr)) return cli_usage_error(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
     case O_VAL: if (!cli_num(optarg, 0, 0.99, &val)) return cli_usage_error(usage_train, "--val-split needs a fraction in [0, 0.99], found '%s'", optarg); break;
+    case O_SHIFT: if (!cli_int(optarg, 0, 1 << 20, &shift)) return cli_usage_error(usage_train, "--shift needs a whole number of pixels from 0, found '%s'", optarg); break;
+    case O_CROP: if (!cli_int(optarg, 0, 1 << 20, &crop)) return cli_usage_error(usage_train, "--crop needs a whole number of pixels from 0, found '%s'", optarg); break;
+    case O_HFLIP: hflip = 1; break;
+    case O_NOHFLIP: hflip = 0; break;
+    case O_ROTATE: if (!cli_num(optarg, 0, 180, &rotate)) return cli_usage_error(usage_train, "--rotate needs an angle in [0, 180] degrees, found '%s'", optarg); break;
+    case O_NOISE: if (!cli_num(optarg, 0, 1e6, &noise)) return cli_usage_error(usage_train, "--noise needs a standard deviation in [0, 1e6], found '%s'", optarg); break;
     case 'h': cli_print_usage(stdout, usage_train); return 0;
     default: fputs("\n", stderr); cli_print_usage(stderr, usage_train); return EXIT_USAGE;
     }
@@ -233,6 +253,7 @@ int cli_train(int argc, char **argv) {
   snprintf(outdir, sizeof outdir, "runs/%s", m->g->name);
   if (!out && resume)
     out = resume_dir(resume, outdir, sizeof outdir);
+  const AugmentConfig *g = &m->train.augment;
   TrainOpts o = {
       .data = data, .test = test, .out = out ? out : outdir, .resume = resume, .init = init,
       .overwrite = overwrite, .no_test = notest, .epochs = epochs >= 0 ? (int)epochs : m->train.epochs, .batch = batch > 0 ? (int)batch : m->train.batch,
@@ -241,6 +262,8 @@ int cli_train(int argc, char **argv) {
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
+      .augment = {shift >= 0 ? (int)shift : g->shift, crop >= 0 ? (int)crop : g->crop,
+                  hflip >= 0 ? hflip != 0 : g->hflip, rotate >= 0 ? rotate : g->rotate, noise >= 0 ? noise : g->noise},
       .given = (batch > 0 ? TRAIN_GIVEN_BATCH : 0) | (lr > 0 ? TRAIN_GIVEN_LR : 0) | (seed >= 0 ? TRAIN_GIVEN_SEED : 0) |
                (val >= 0 ? TRAIN_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? TRAIN_GIVEN_LIMIT : 0) |
                (noshuffle ? TRAIN_GIVEN_SHUFFLE : 0),

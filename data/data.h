@@ -22,6 +22,7 @@
 // Rng streams of the runtime (the second argument of rng_seed).
 #define RT_STREAM_SPLIT 0x73706c6974ULL   // "split": validation split
 #define RT_STREAM_SHUFFLE 0x7368756666ULL // "shuff": batch order
+#define RT_STREAM_AUGMENT 0x6175676dULL     // "augm": data augmentation
 
 //
 // runtime/data.c: data sets
@@ -198,6 +199,42 @@ bool data_batcher_set_cursor(Batcher *b, Cursor c, char *err, size_t errsz);
 // (hexadecimal Rng words), and back.
 void data_cursor_format(Cursor c, char *buf, size_t n);
 bool data_cursor_parse(const char *s, Cursor *c);
+
+//
+// data/augment.c: data augmentation of training samples
+//
+
+// What to do to each training sample, in this order (the train
+// declaration's settings): translate by up to crop pixels (PyTorch's
+// RandomCrop(size, padding = crop)) and by up to shift, flip horizontally
+// with probability 0.5, rotate by up to rotate degrees (bilinear), each
+// filling with zeros; then add Gaussian noise of standard deviation noise.
+typedef struct DataAugment {
+  int shift;                           // pixels each way (0: none)
+  int crop;                            // padding of the random crop (0: none)
+  bool hflip;
+  double rotate;                       // degrees, in [0, 180] (0: none)
+  double noise;                        // standard deviation (0: none)
+} DataAugment;
+
+// Whether a moves pixels (anything but noise): it needs images [C, H, W].
+bool data_augment_geometric(const DataAugment *a);
+// The generator of sample `sample` (its place in the epoch's order) of
+// epoch `epoch` of a run seeded with seed (stream RT_STREAM_AUGMENT).
+void data_augment_seed(Rng *r, uint64_t seed, int64_t epoch, int64_t sample);
+// a's geometric transforms on one image [C, H, W] in place (every channel
+// moved alike), drawing from r; scratch holds C * H * W floats.
+void data_augment_image(float *img, int64_t C, int64_t H, int64_t W, const DataAugment *a, Rng *r,
+                        float *scratch);
+// The transforms themselves, on images [C, H, W]: out[c, y, x] = img[c, y
+// - dy, x - dx] (0 outside); img mirrored left to right in place; out =
+// img turned counter-clockwise by deg degrees about its centre ((W - 1) / 2,
+// (H - 1) / 2), as torchvision's rotate, sampled bilinearly (0 outside).
+void data_image_translate(float *out, const float *img, int64_t C, int64_t H, int64_t W, int64_t dy, int64_t dx);
+void data_image_flip(float *img, int64_t C, int64_t H, int64_t W);
+void data_image_rotate(float *out, const float *img, int64_t C, int64_t H, int64_t W, double deg);
+// x[i] += std * N(0, 1) for n values, drawing from r.
+void data_augment_noise(float *x, int64_t n, double std, Rng *r);
 
 //
 // runtime/safetensors.c: checkpoints

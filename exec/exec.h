@@ -65,7 +65,8 @@ int64_t exec_sample_dim(const Model *m);
 int64_t exec_target_dim(const Model *m);
 
 // Runs one entry point on a batch of B samples: x holds B rows of
-// exec_sample_dim floats (each split over the model's inputs), y B rows of
+// exec_sample_dim floats (each split over the model's inputs; an integer
+// input's slots hold int32 values, copied as they are), y B rows of
 // exec_target_dim targets (int32 class indexes or floats; may be NULL for
 // ENTRY_FORWARD or a model without targets). For
 // ENTRY_TRAIN, lr is the learning rate of this step. Returns the loss (0

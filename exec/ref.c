@@ -215,7 +215,7 @@ static const int32_t *embedding_indexes(const Exec *ex, const IrNode *x, int64_t
   const int32_t *idx = ex->buf[x->id];
   int64_t per = numel(x, 1), bad = k_embedding_check(idx, numel(x, B), vocab);
   if (bad >= 0)
-    nnc_fatal("embedding: input '%s' holds %d at sample %lld (value %lld of the sample), outside [0, %lld)\n"
+    nnc_fatal("embedding: input '%s': index %d of sample %lld (value %lld of the sample) is outside [0, %lld)\n"
               "---> HINT: indexes count from 0 and must be less than the embedding's vocab; check the data "
               "or make vocab larger", x->name, (int)idx[bad], (long long)(bad / per), (long long)(bad % per),
               (long long)vocab);

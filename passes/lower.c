@@ -1794,11 +1794,58 @@ static void lower_schedule(Lower *L, const Decl *d) {
   }
 }
 
+// The smallest height or width of the model's image inputs (f32 [C, H, W]),
+// or 0 without one.
+static int64_t smallest_image(const IrGraph *g) {
+  int64_t least = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_INPUT && n->dtype == DT_F32 && n->ndim == 4)
+      for (int k = 2; k < 4; k++)
+        least = least == 0 || n->shape[k] < least ? n->shape[k] : least;
+  }
+  return least;
+}
+
+// The augmentation settings (train arguments 5 to 9): in range, and the
+// geometric ones only for a model with an image input.
+static void lower_augment(Lower *L, const Args *a) {
+  AugmentConfig *g = &L->m->train.augment;
+  *g = (AugmentConfig){(int)arg_int(a, 5), (int)arg_int(a, 6), arg_num(a, 7) != 0, arg_num(a, 8), arg_num(a, 9)};
+  if (!(g->rotate >= 0 && g->rotate <= 180))
+    diag_error(L->d, a->loc[8], "rotate is the largest angle of a random rotation, in degrees",
+               "train: rotate must be in [0, 180], found %g", g->rotate);
+  if (!(g->noise >= 0 && g->noise <= 1e6))
+    diag_error(L->d, a->loc[9], "noise is the standard deviation of Gaussian noise added to the input",
+               "train: noise must be in [0, 1e6], found %g", g->noise);
+  int64_t least = smallest_image(L->g);
+  static const char *const names[] = {"shift", "crop", "hflip", "rotate"};
+  for (int k = 5; k <= 8; k++) {
+    if (!a->given[k] || arg_num(a, k) == 0)
+      continue;
+    if (least == 0) {
+      const IrNode *in = L->g->nnodes > 0 && L->g->nodes[0]->op == IR_INPUT ? L->g->nodes[0] : NULL;
+      char buf[96];
+      diag_error(L->d, a->loc[k], "images are inputs of 3 dimensions, such as f32[1, 28, 28] (a flatten in the "
+                 "model makes them flat again)", "train: %s augments images [C, H, W], but the model has no "
+                 "image input%s%s%s", names[k - 5], in ? " ('" : "", in ? in->name : "",
+                 in ? arena_printf(L->a, "' is %s)", ir_type_str(in, buf, sizeof buf)) : "");
+      return;
+    }
+    if (k <= 6 && arg_num(a, k) >= least)
+      diag_error(L->d, a->loc[k], "a translation as large as the image leaves only zeros",
+                 "train: %s must be less than the image's height and width (%lld), found %g", names[k - 5],
+                 (long long)least, arg_num(a, k));
+  }
+}
+
 static void lower_train(Lower *L, const Decl *d) {
   static const ArgSpec specs[] = {I("batch", false, 64, 1), I("epochs", false, 1, 1), B("shuffle", 1),
-                                  I("seed", false, 1, 0), N("val_split", 0)};
-  static const Signature sig = {"train", specs, 5,
-                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0 }"};
+                                  I("seed", false, 1, 0), N("val_split", 0), I("shift", false, 0, 0),
+                                  I("crop", false, 0, 0), B("hflip", 0), N("rotate", 0), N("noise", 0)};
+  static const Signature sig = {"train", specs, 10,
+                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0, shift = 0, "
+                                "crop = 0, hflip = false, rotate = 0, noise = 0 }"};
   AstNode call = {.kind = AST_CALL, .loc = d->loc, .name = "train", .args = d->settings,
                   .nargs = d->nsettings, .close = d->loc};
   for (int i = 0; i < d->nsettings; i++)
@@ -1823,6 +1870,7 @@ static void lower_train(Lower *L, const Decl *d) {
   if (!(t->val_split >= 0 && t->val_split < 1))
     diag_error(L->d, a.loc[4], "the fraction of the training data held out for validation",
                "train: val_split must be in [0, 1), found %g", t->val_split);
+  lower_augment(L, &a);
 }
 
 //

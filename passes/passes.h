@@ -39,6 +39,16 @@ typedef struct ScheduleConfig {
   int warmup;            // steps of linear warmup from 0 (0: none)
 } ScheduleConfig;
 
+// Data augmentation of the training batches (never validation, eval or
+// predict), sample by sample: see data/data.h's DataAugment.
+typedef struct AugmentConfig {
+  int shift;             // random translation by up to shift pixels each way (0: none)
+  int crop;              // PyTorch's RandomCrop(size, padding = crop) (0: none)
+  bool hflip;            // a horizontal flip with probability 0.5
+  double rotate;         // a random rotation in [-rotate, rotate] degrees (0: none)
+  double noise;          // Gaussian noise of this standard deviation on the input (0: none)
+} AugmentConfig;
+
 // Defaults for `nnc train`; each can be overridden on the command line.
 typedef struct TrainConfig {
   int batch;             // 64
@@ -46,6 +56,7 @@ typedef struct TrainConfig {
   bool shuffle;          // true
   uint64_t seed;         // 1
   double val_split;      // fraction held out for validation (0)
+  AugmentConfig augment; // none
 } TrainConfig;
 
 // A compiled-to-IR model and its training settings.

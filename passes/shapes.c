@@ -34,13 +34,27 @@ static bool fail(IrNode *n, Diag *d, const char *hint, const char *fmt, const ch
   return false;
 }
 
+// The layer n belongs to, as the user wrote it: its scope's kind
+// ("down_1.linear_2" gives linear), else the op's mnemonic.
+static const char *layer_kind(const IrNode *n, char *buf, size_t size) {
+  const char *s = n->scope ? strrchr(n->scope, '.') : NULL;
+  s = s ? s + 1 : n->scope;
+  const char *end = s ? strrchr(s, '_') : NULL;
+  if (!s || !end || end == s || end[1] < '0' || end[1] > '9')
+    return mnem(n);
+  snprintf(buf, size, "%.*s", (int)(end - s), s);
+  return buf;
+}
+
 // Every input must be a real-valued tensor (class targets only feed losses).
 static bool check_f32(IrNode *n, Diag *d, int first, int last) {
   for (int i = first; i < last && i < n->nsrc; i++) {
     IrNode *s = n->src[i];
+    char kind[64];
     if (s->dtype != DT_F32 && s->op == IR_INPUT)
       return fail(n, d, "look its values up with embedding(x, vocab, dim), or declare the input f32[...]",
-                  "'%s' holds integers (i32); embedding takes them, %s takes f32", s->name, mnem(n));
+                  "'%s' holds integers (i32); embedding takes them, %s takes f32", s->name,
+                  layer_kind(n, kind, sizeof kind));
     if (s->dtype != DT_F32) {
       const char *what = s->name ? s->name : "this operand";
       return fail(n, d, "class targets hold integer class indexes; only a loss can use them",

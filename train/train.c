@@ -272,6 +272,7 @@ typedef struct Run {
   IrNode *terms[IR_MAX_LOSS_TERMS];
   double weights[IR_MAX_LOSS_TERMS], term_sum[IR_MAX_LOSS_TERMS];
   int nterms;            // 0: the loss is one loss
+  float *scratch;        // an image's floats, for augmentation
 } Run;
 
 static void free_run(Run *r) {
@@ -282,6 +283,7 @@ static void free_run(Run *r) {
   if (r->have_test)
     data_free(&r->test);
   data_batcher_free(&r->batcher);
+  free(r->scratch);
   char err[1024];
   train_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
 }
@@ -373,8 +375,68 @@ static void print_header(Run *r) {
 // buffers x[0], y[0] and x[1], y[1]: the next is read and announced
 // (exec_prefetch) before a step runs, so that a backend with memory of its
 // own copies it there while the step runs.
-static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress *p, double *loss_out,
-                      double *acc_out, double *lr_out) {
+// Augments a batch of B samples in x (rows of every input's values) as
+// the run says: geometric transforms on each image input [C, H, W] in
+// place, then noise on every float input into a copy, noisy, so that x
+// keeps the clean values. Each sample draws from its own generator (its
+// place in the epoch's order). Returns what the step reads: noisy or x.
+static float *augment_batch(Run *r, int64_t epoch, int64_t B, float *x, float *noisy) {
+  const DataAugment *a = &r->o->augment;
+  bool geometric = data_augment_geometric(a);
+  if (!geometric && a->noise == 0)
+    return x;
+  const Model *m = r->m;
+  int64_t row = exec_sample_dim(m), first = r->batcher.pos - B;
+  if (a->noise > 0)
+    memcpy(noisy, x, sizeof(float) * B * row);
+  for (int64_t b = 0; b < B; b++) {
+    Rng rng;
+    data_augment_seed(&rng, r->o->seed, epoch, first + b);
+    for (int i = 0, at = 0; i < m->ninputs; at += (int)ir_numel(m->inputs[i], 1), i++) {
+      const IrNode *in = m->inputs[i];
+      if (geometric && in->dtype == DT_F32 && in->ndim == 4)
+        data_augment_image(x + b * row + at, in->shape[1], in->shape[2], in->shape[3], a, &rng, r->scratch);
+    }
+    if (a->noise == 0)
+      continue;
+    memcpy(noisy + b * row, x + b * row, sizeof(float) * row);
+    for (int i = 0, at = 0; i < m->ninputs; at += (int)ir_numel(m->inputs[i], 1), i++)
+      if (m->inputs[i]->dtype == DT_F32)
+        data_augment_noise(noisy + b * row + at, ir_numel(m->inputs[i], 1), a->noise, &rng);
+  }
+  return a->noise > 0 ? noisy : x;
+}
+
+// Whether the run's augmentation fits the model: the geometric transforms
+// need an image input [C, H, W] no smaller than the translations.
+static bool check_augment(const Model *m, const DataAugment *a, char *err, size_t errsz) {
+  if (!data_augment_geometric(a))
+    return true;
+  const char *what = a->shift > 0 ? "shift" : a->crop > 0 ? "crop" : a->hflip ? "hflip" : "rotate";
+  int64_t least = 0;
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrNode *in = m->inputs[i];
+    for (int k = 2; in->dtype == DT_F32 && in->ndim == 4 && k < 4; k++)
+      least = least == 0 || in->shape[k] < least ? in->shape[k] : least;
+  }
+  char buf[96];
+  if (least == 0) {
+    errorf(err, errsz, "%s augments images [C, H, W], but model '%s' has no image input ('%s' is %s)\n---> HINT: "
+           "declare image inputs with their channels, such as f32[1, 28, 28] (a flatten in the model makes them "
+           "flat again)", what, m->g->name, m->input->name, ir_type_str(m->input, buf, sizeof buf));
+    return false;
+  }
+  int big = a->shift >= least ? a->shift : a->crop >= least ? a->crop : 0;
+  if (big) {
+    errorf(err, errsz, "%s %d: a translation as large as the image (%lld pixels) leaves only zeros\n---> HINT: "
+           "use a few pixels, such as 2 or 4", a->shift >= least ? "shift" : "crop", big, (long long)least);
+    return false;
+  }
+  return true;
+}
+
+static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n2[2], Progress *p,
+                      double *loss_out, double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
   int64_t at, kc;
   bool classes = r->train.y && exec_class_columns(ex, &at, &kc);
@@ -385,11 +447,15 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress
   p->start = now_seconds();
   p->last = 0;
   int cur = 0;
-  for (int64_t B = data_batcher_next(&r->batcher, x2[0], y2[0]), next; B > 0; B = next, cur = !cur) {
-    float *x = x2[cur];
+  int64_t B = data_batcher_next(&r->batcher, x2[0], y2[0]), next;
+  float *feed[2] = {B > 0 ? augment_batch(r, epoch, B, x2[0], n2[0]) : x2[0], NULL};
+  for (; B > 0; B = next, cur = !cur) {
+    float *x = feed[cur];
     void *y = y2[cur];
-    if ((next = data_batcher_next(&r->batcher, x2[!cur], y2[!cur])) > 0)
-      exec_prefetch(ex, ENTRY_TRAIN, next, x2[!cur], y2[!cur]);
+    if ((next = data_batcher_next(&r->batcher, x2[!cur], y2[!cur])) > 0) {
+      feed[!cur] = augment_batch(r, epoch, next, x2[!cur], n2[!cur]);
+      exec_prefetch(ex, ENTRY_TRAIN, next, feed[!cur], y2[!cur]);
+    }
     lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs);
     Rng before = *exec_rng(ex);
     double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
@@ -631,18 +697,20 @@ static void print_test(Run *r, TrainResult *res) {
 static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_t errsz, bool *reported) {
   const TrainOpts *o = r->o;
   int64_t tdim = r->train.y ? 1 : r->train.tdim;
-  float *x[2];
+  float *x[2], *noisy[2];
   void *y[2];
   for (int i = 0; i < 2; i++) {
     x[i] = xmalloc(sizeof(float) * o->batch * r->train.dim);
     y[i] = xmalloc(4 * o->batch * (tdim > 0 ? tdim : 1));
+    noisy[i] = o->augment.noise > 0 ? xmalloc(sizeof(float) * o->batch * r->train.dim) : NULL;
   }
+  r->scratch = xmalloc(sizeof(float) * (r->train.dim > 0 ? r->train.dim : 1));   // (an image is at most a row)
   Progress p = {r->out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   bool ok = true;
   for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
     double es = now_seconds();
     Metrics row = {.epoch = epoch + 1};
-    if (!run_epoch(r, epoch, x, y, &p, &row.train_loss, &row.train_acc, &row.lr)) {
+    if (!run_epoch(r, epoch, x, y, noisy, &p, &row.train_loss, &row.train_acc, &row.lr)) {
       *reported = true;
       ok = false;
       break;
@@ -665,6 +733,7 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
   for (int i = 0; i < 2; i++) {
     free(x[i]);
     free(y[i]);
+    free(noisy[i]);
   }
   return ok;
 }
@@ -719,6 +788,8 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   if (!resume_settings(o, &eff, err, sizeof err))
     goto fail;
   r.o = o = &eff;
+  if (!check_augment(m, &o->augment, err, sizeof err))
+    goto fail;
   if (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
     goto fail;
   // The data first: a data set that does not load is reported before any

@@ -161,6 +161,8 @@ typedef struct TrainOpts {
   bool json;             // metrics log as JSON lines (else CSV)
   const char *backend;   // the backend's name (exec_backend_names)
   bool fuse;             // cpu: fuse kernels (false: one kernel per node)
+  DataAugment augment;   // what to do to each training sample (the model's train declaration's,
+                         // or the command line's)
   unsigned given;        // the settings the command line gave (TRAIN_GIVEN_*): with
                          // resume, the others are the run's, and a given one
                          // other than the run's is refused (but for lr)

@@ -284,6 +284,41 @@ static void test_softmax(int kind, int ndim, const int64_t *shape, int axis, int
 }
 
 //
+// Embedding
+//
+
+// The gather and the weight's gradient, byte for byte (one thread per
+// column walks the tokens in the reference's order), with tokens repeated
+// so that rows of the gradient sum several; then, on the device side only,
+// an index outside the table: NaN in its row, nothing read outside.
+static void test_embedding(int64_t vocab, int64_t dim, int64_t B) {
+  reset();
+  RtLibBuf x = buf(RT_SPACE_ARENA, 3, (int64_t[]){RT_BATCH, 2, 3}), w = buf(RT_SPACE_STATE, 2, (int64_t[]){vocab, dim});
+  RtLibBuf y = buf(RT_SPACE_ARENA, 4, (int64_t[]){RT_BATCH, 2, 3, dim});
+  RtLibBuf dy = buf(RT_SPACE_ARENA, 4, (int64_t[]){RT_BATCH, 2, 3, dim}), dw = buf(RT_SPACE_STATE, 2, (int64_t[]){vocab, dim});
+  fill_labels(&x, vocab < 4 ? (int)vocab : 4);
+  fill(&w, -2, 2);
+  fill(&dy, -2, 2);
+  fill(&dw, 5, 6);   // stale values the gradient must overwrite
+  RtLib d[2] = {lib(RL_EMBEDDING, 3, (RtLibBuf[]){x, w, y}), lib(RL_EMBEDDING_GRAD, 3, (RtLibBuf[]){dy, x, dw})};
+  set_step(&(Step){.training = true, .dropout = true, .t = 1});
+  CudaLibCtx cx[2] = {{.key = -1}, {.key = -1}};
+  if (!run_both(d, cx, 2, B))
+    return;
+  char what[96];
+  snprintf(what, sizeof what, "embedding (%lld x %lld)", (long long)vocab, (long long)dim);
+  compare(what, &y, B, 0);
+  compare(what, &dw, B, 0);
+  int32_t far = (int32_t)vocab;
+  memcpy((char *)at(&dev, &x) + 4 * (6 * (B - 1) + 2), &far, 4);   // the last sample's third token
+  run_in(NULL, d, cx, 1, B);   // (the reference's copy keeps its indexes inside the table)
+  const float *yd = at(&dev, &y);
+  int64_t row = 6 * (B - 1) + 2;
+  CHECK(isnan(yd[row * dim]) && isnan(yd[row * dim + dim - 1]) && !isnan(yd[0]),
+        "%s: an index outside the table gives NaN in its row only", what);
+}
+
+//
 // Losses
 //
 
@@ -406,6 +441,8 @@ int main(void) {
       for (int axis = 0; axis < 4; axis++)
         test_softmax(kinds[k], 4, (int64_t[]){RT_BATCH, 13, 3, 5}, axis, B);
     }
+    test_embedding(11, 6, B);
+    test_embedding(3, 65, B);
     for (int kind = RL_CROSS_ENTROPY; kind <= RL_BCE_WITH_LOGITS_GRAD; kind++)
       for (int C = 10; C <= 13; C += 3) {
         test_loss(kind, C, B, false);

@@ -220,6 +220,42 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   arena_free(a);
 }
 
+// An index outside the embedding's table stops a run with the sample and
+// the value, before anything is read or written: on the ref backend and
+// on the one under test (a CUDA backend gives NaN instead, see cuda_lib.c).
+typedef struct BadIndex {
+  const char *backend;
+  bool train;
+} BadIndex;
+
+static void run_bad_index(void *arg) {
+  const BadIndex *bi = arg;
+  Arena *a = arena_new();
+  Model *m = compile("tests/cpu/embedding.nn", a, NULL);
+  ExecOptions o = {.max_batch = 2, .threads = 2, .fuse = true};
+  char err[512];
+  Exec *ex = m ? exec_new(bi->backend, m, &o, err, sizeof err) : NULL;
+  if (!ex)
+    exit(3);
+  exec_init_params(ex, 1);
+  float x[18] = {0};   // 2 samples of 6 tokens (all 0, bit for bit) and 3 floats
+  int32_t y[2] = {0, 1}, bad = 11;
+  memcpy(&x[9 + 4], &bad, sizeof bad);   // sample 1, token 4
+  exec_run(ex, bi->train ? ENTRY_TRAIN : ENTRY_FORWARD, 2, x, y, 0.1);
+  exit(0);
+}
+
+static void check_bad_index(const char *backend) {
+  if (strcmp(backend, "cpu") && strcmp(backend, "ref"))
+    return;
+  for (int train = 0; train < 2; train++) {
+    BadIndex bi = {backend, train};
+    char what[96];
+    snprintf(what, sizeof what, "%s: an index outside the table (%s)", backend, train ? "train" : "forward");
+    t_exits_with_error(what, run_bad_index, &bi, "index 11 of sample 1 (value 4 of the sample) is outside [0, 11)");
+  }
+}
+
 // [--backend NAME] [MODEL...]: the backend to hold to the oracle (default:
 // cpu; cuda and cuda-emu skip where they cannot run, saying why), and
 // with MODELs, only those: these, or any other .nn file (a path without
@@ -279,6 +315,10 @@ int main(int argc, char **argv) {
       check_model(backend, name, true, B, 2, &adam_l2, "adam + weight decay");
       check_model(backend, name, true, B, 2, &adamw, "adamw");
     }
+  }
+  if (argc == 1) {
+    check_bad_index("ref");
+    check_bad_index(backend);
   }
   return t_finish("test_cpu_vs_ref");
 }
