@@ -62,6 +62,17 @@ expect 0 '^loss [0-9.]*$' eval tests/heads/autoencoder.nn --weights "$tmp/ae/che
   --data "$tmp/unlabeled.csv"
 expect 1 "no column 'label'" train tests/heads/twohead.nn --data "$tmp/unlabeled.csv" --no-test --out "$tmp/nolabel" \
   --progress none
+# nnc compile: each output's size and place in a sample's row; several targets refused.
+expect 0 '' compile tests/heads/twohead.nn -o "$tmp/two"
+grep -q '^#define TWOHEAD_OUTPUT_SIZE 794 ' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_LOGITS_OFFSET 0 ' "$tmp/two.h" \
+  && grep -q '^#define TWOHEAD_OUTPUT_RECON_SIZE 784$' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_RECON_OFFSET 10 ' \
+  "$tmp/two.h" && ok "the header gives each output's size and offset" || { bad "header"; grep OUTPUT "$tmp/two.h"; }
+printf 'model t {\n input x: f32[3]\n target a: f32[1]\n target b: f32[1]\n p = x -> linear(1)\n q = x -> linear(1)\n p, q\n}\nloss mse(p, a) + mse(q, b)\n' >"$tmp/t2.nn"
+expect 1 "model 't' has 2 targets; a compiled model takes one target at most" compile "$tmp/t2.nn" -o "$tmp/t2"
+printf 'a\n1\n' >"$tmp/t2.csv"
+expect 1 "model 't' has 2 targets; nnc reads data with one target at most" train "$tmp/t2.nn" --data "$tmp/t2.csv" \
+  --no-test --out "$tmp/t2run"
+
 # IDX images without a labels file (where Debian's Fashion-MNIST is installed).
 data=/usr/share/datasets/fashion-mnist
 if [ -d "$data" ]; then
