@@ -1174,6 +1174,11 @@ static Value lower_outputs(Lower *L, Env *e, const AstNode *s, bool last) {
       diag_error(L->d, a->loc, NULL, "the output '%s' is a number, not a tensor", a->name);
       v = ERR;
     }
+    if (v.kind == V_TENSOR && !ir_is_batched(v.t)) {
+      diag_error(L->d, a->loc, "an output holds values per sample: compute it from an input",
+                 "the output '%s' has no batch dimension N", a->name);
+      v = ERR;
+    }
     if (v.kind != V_TENSOR) {
       ok = false;
       continue;
