@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
   } models[] = {{"mlp", 8}, {"cnn", 6}, {"logreg", 5}, {"logreg_by_hand", 5}, {"mlp100", 4}, {"quadratic", 9},
                 {"resnet18", 4}, {"tests/cpu/two_inputs", 4}, {"tests/cpu/matmul3d", 3}, {"tests/cpu/tied", 3},
                 {"tests/cpu/scaled", 3}, {"tests/cpu/reshaped_param", 3}, {"tests/heads/twohead", 4},
-                {"tests/heads/autoencoder", 3}, {"tests/heads/threeloss", 5}};
+                {"tests/heads/autoencoder", 3}, {"tests/heads/threeloss", 5}, {"tests/heads/denoise", 4}};
   for (int i = 0; i < countof(models); i++)
     check_model(argv[1], models[i].name, models[i].B);
   return t_finish("test_aot_vs_jit");
