@@ -86,6 +86,12 @@ static void describe_entry(Blob *b, int e, const Compilation *c) {
     en.input[i] = i < cm->ninputs ? arena_at(c, cm->inputs[i]) : -1;
   en.target = arena_at(c, cm->target);
   en.output = arena_at(c, cm->g->output);
+  int no = cm->g->noutputs > 0 ? cm->g->noutputs : 1;
+  int64_t *outs = xmalloc(sizeof(int64_t) * no);
+  for (int i = 0; i < no; i++)
+    outs[i] = arena_at(c, cm->g->noutputs ? cm->g->outputs[i] : cm->g->output);
+  en.outputs = put(b, outs, sizeof(int64_t) * no, 8);
+  free(outs);
   en.scalars = p->scalars ? p->buf[p->g->nnodes].offset : -1;
   int64_t *aux = xcalloc(p->naux ? p->naux : 1, sizeof(int64_t));
   for (int k = 0; k < p->nkernels; k++) {
@@ -159,6 +165,14 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   int64_t input_name[RT_MAX_INPUTS] = {0};
   for (int i = 0; i < m->ninputs; i++)
     input_name[i] = put_str(&b, m->inputs[i]->name);
+  int no = m->g->noutputs > 0 ? m->g->noutputs : 1;
+  RtOutputInfo *outs = xcalloc(no, sizeof *outs);
+  for (int i = 0; i < no; i++) {
+    const IrNode *o = m->g->noutputs ? m->g->outputs[i] : m->g->output;
+    outs[i] = (RtOutputInfo){ir_numel(o, 1), put_str(&b, m->g->noutputs ? m->g->output_names[i] : "output")};
+  }
+  int64_t outputs = put(&b, outs, sizeof *outs * (size_t)no, 8);
+  free(outs);
   for (int e = 0; e < ENTRY_COUNT; e++)
     if (comp[e])
       describe_entry(&b, e, comp[e]);
@@ -178,7 +192,11 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
     in->input_name[i] = input_name[i];
     in->input_bound[i] = m->inputs[i]->dtype == DT_I32 ? pass_index_bound(m->g, m->inputs[i]) : 0;
   }
-  in->output_numel = ir_numel(m->g->output, 1);
+  in->noutputs = no;
+  in->outputs = outputs;
+  in->output_numel = 0;
+  for (int i = 0; i < no; i++)
+    in->output_numel += ir_numel(m->g->noutputs ? m->g->outputs[i] : m->g->output, 1);
   const IrNode *tg = m->target;
   in->target_kind = !tg ? RT_TARGET_NONE : tg->dtype == DT_I32 ? RT_TARGET_CLASS : RT_TARGET_REAL;
   in->nclasses = tg && tg->dtype == DT_I32 ? (int32_t)tg->attr.i[0] : 0;
@@ -347,8 +365,26 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
       fprintf(f, "#define %s_INPUT_%s_SIZE %" PRId64 "\n", P, N, in->input_numel[i]);
       free(N);
     }
-  fprintf(f, "#define %s_OUTPUT_SIZE %" PRId64 "   /* floats per sample of the output %s */\n", P, in->output_numel,
-          shape_text(m->g->output, buf, sizeof buf));
+  if (m->g->noutputs > 1) {   // a row of every output's values; each one's size and place in it
+    fprintf(f, "#define %s_OUTPUT_SIZE %" PRId64 "   /* floats per sample:", P, in->output_numel);
+    for (int i = 0; i < m->g->noutputs; i++)
+      fprintf(f, "%s %s %s", i ? "," : "", m->g->output_names[i], shape_text(m->g->outputs[i], buf, sizeof buf));
+    fprintf(f, ", one after another */\n");
+    int64_t at = 0;
+    for (int i = 0; i < m->g->noutputs; i++) {
+      size_t n = strlen(m->g->output_names[i]) + 1;
+      char *N = xmalloc(n);
+      upper(N, m->g->output_names[i], n);
+      int64_t d = ir_numel(m->g->outputs[i], 1);
+      fprintf(f, "#define %s_OUTPUT_%s_SIZE %" PRId64 "\n#define %s_OUTPUT_%s_OFFSET %" PRId64
+                 "   /* its first value in a sample's row */\n", P, N, d, P, N, at);
+      at += d;
+      free(N);
+    }
+  } else {
+    fprintf(f, "#define %s_OUTPUT_SIZE %" PRId64 "   /* floats per sample of the output %s */\n", P, in->output_numel,
+            shape_text(m->g->output, buf, sizeof buf));
+  }
   if (m->target) {
     fprintf(f, "#define %s_TARGET_SIZE %" PRId64 "   /* %s per sample of the target %s */\n", P, in->target_numel,
             in->target_kind == RT_TARGET_CLASS ? "int32 class labels" : "floats", m->target->name);
@@ -412,11 +448,16 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
             "/* The mean loss over the batch in inference mode; y: batch * %s_TARGET_SIZE\n"
             " * targets; out (may be NULL): the output, as %s_forward gives it. */\n",
             P, p);
+  else if (m->g->loss)
+    fprintf(f,
+            "/* The mean loss over the batch in inference mode; y: NULL (the loss compares\n"
+            " * the outputs with the inputs); out (may be NULL): as %s_forward gives it. */\n",
+            p);
   else
     fprintf(f, "/* The model has no loss: eval and train_step return NaN, saying so. */\n");
   fprintf(f, "double %s_eval(%s_context *ctx, int64_t batch, const float *x, const %s_target *y, float *out);\n", p, p,
           p);
-  if (m->target)
+  if (m->g->loss)
     fprintf(f,
             "/* One optimizer step at learning rate lr on the batch; returns the loss\n"
             " * before the step. A loss that is not finite changes nothing. */\n");
@@ -612,6 +653,21 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
         errorf(err, errsz, "model '%s': inputs '%s' and '%s' would both be %s_INPUT_%s_SIZE in the header, whose "
                "macros are upper case\n---> HINT: rename one of them", m->g->name, m->inputs[j]->name,
                m->inputs[i]->name, "PREFIX", m->inputs[i]->name);
+        return false;
+      }
+  if (m->ntargets > 1) {
+    *usage = false;
+    errorf(err, errsz, "model '%s' has %d targets; a compiled model takes one target at most\n---> HINT: compare "
+           "the other outputs with inputs, or compile a model of one target", m->g->name, m->ntargets);
+    return false;
+  }
+  for (int i = 0; i < m->g->noutputs && m->g->noutputs > 1; i++)   // PREFIX_OUTPUT_NAME_SIZE, one macro each
+    for (int j = 0; j < i; j++)
+      if (!strcasecmp(m->g->output_names[i], m->g->output_names[j])) {
+        *usage = false;
+        errorf(err, errsz, "model '%s': outputs '%s' and '%s' would both be %s_OUTPUT_%s_SIZE in the header, "
+               "whose macros are upper case\n---> HINT: rename one of them", m->g->name, m->g->output_names[j],
+               m->g->output_names[i], "PREFIX", m->g->output_names[i]);
         return false;
       }
   if (m->ninputs > RT_MAX_INPUTS) {

@@ -108,14 +108,16 @@ static void random_batch(Bench *b) {
         memcpy(b->x + s * row + at + j, &v, sizeof v);
       }
   }
-  int64_t ny = m->target ? ir_numel(m->target, b->B) : 1;
-  b->y = xcalloc(ny, 4);
-  for (int64_t i = 0; m->target && i < ny; i++) {
-    if (m->target->dtype == DT_I32)
-      ((int32_t *)b->y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
-    else
-      ((float *)b->y)[i] = rng_uniformf(&r);
-  }
+  int64_t ny = exec_target_dim(m) * b->B;
+  b->y = xcalloc(ny ? ny : 1, 4);
+  for (int64_t i = 0, k = 0; i < b->B; i++)   // each sample's targets, one after another
+    for (int t = 0; t < m->ntargets; t++)
+      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
+        if (m->targets[t]->dtype == DT_I32)
+          ((int32_t *)b->y)[k] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
+        else
+          ((float *)b->y)[k] = rng_uniformf(&r);
+      }
 }
 
 // FLOPs and bytes a kernel moves for batch B.

@@ -375,8 +375,8 @@ int cli_eval(int argc, char **argv) {
   // k * k counts: for class(100000) that would be 80 GB, and no one reads
   // a table that wide; more classes get the loss and accuracy only.
   enum { MAX_CONFUSION_CLASSES = 100 };
-  int64_t at, kc;
-  int k = exec_class_columns(ex, &at, &kc) ? (int)m->target->attr.i[0] : 0;
+  int64_t at, kc, trow;
+  int k = exec_class_columns(ex, &at, &kc, &trow) ? (int)m->target->attr.i[0] : 0;
   int64_t *conf = k && k <= MAX_CONFUSION_CLASSES ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
   EvalResult r = train_evaluate(ex, &ds, batch, conf);
   if (info.plain)

@@ -252,8 +252,9 @@ void exec_read_output(const Exec *ex, float *out) {
   }
 }
 
-bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k) {
+bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k, int64_t *trow) {
   const Model *m = ex->user;
+  *trow = exec_target_dim(m);
   const IrGraph *g = m->g;
   IrNode *terms[IR_MAX_LOSS_TERMS];
   double w[IR_MAX_LOSS_TERMS];

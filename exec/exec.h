@@ -88,9 +88,11 @@ int64_t exec_output_dim(const Exec *ex);
 
 // The columns of exec_read_output's rows that hold the classifier's output:
 // the output a cross_entropy or nll of the loss compares with the model's
-// class target (the first target), at columns [*at, *at + *k). False when
-// the model has no class target or no such loss.
-bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k);
+// class target (the first target), at columns [*at, *at + *k); the labels
+// lie *trow values apart in a batch's targets (exec_target_dim: the first
+// value of each sample's row). False when the model has no class target or
+// no such loss.
+bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k, int64_t *trow);
 
 // After an eval or train step of a model whose loss is a weighted sum of
 // several losses: each one's value, in ir_loss_terms' order, into v (at

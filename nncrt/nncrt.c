@@ -80,7 +80,7 @@ void nncrt_free(void *p) { free(p); }
 // Contexts
 //
 
-nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t errsz) {
+nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t errsz) {
   const RtArtifact *a = model;
   const RtModelInfo *in = a ? a->info : NULL;
   if (!in || in->magic != RT_MODEL_MAGIC || in->abi != RT_ABI) {
@@ -121,7 +121,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
       if (bytes[s] > 0)
         rt_context_reserve(c->rt, s, bytes[s]);
   }
-  nncrt1_init(model, c, in->seed);
+  nncrt2_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
     const char *w = a->weights;   // optimizer state stays zero, as calloc left it
@@ -139,7 +139,7 @@ nncrt_context *nncrt1_create(const void *model, int threads, char *err, size_t e
   return c;
 }
 
-void nncrt1_free(const void *model, nncrt_context *c) {
+void nncrt2_free(const void *model, nncrt_context *c) {
   if (!c || c->a != model)   // another model's context is its own free's to free
     return;
   rt_context_free(c->rt);
@@ -148,7 +148,7 @@ void nncrt1_free(const void *model, nncrt_context *c) {
   free(c);
 }
 
-void nncrt1_init(const void *model, nncrt_context *c, uint64_t seed) {
+void nncrt2_init(const void *model, nncrt_context *c, uint64_t seed) {
   if (!same_model(model, c))
     return;
   c->undrawn = true;
@@ -178,12 +178,12 @@ static void settle(const nncrt_context *cc) {
   c->undrawn = false;
 }
 
-const char *nncrt1_error(const void *model, const nncrt_context *c) {
+const char *nncrt2_error(const void *model, const nncrt_context *c) {
   (void)model;
   return c ? c->error : "no context (NULL)";
 }
 
-int64_t nncrt1_steps(const void *model, const nncrt_context *c) {
+int64_t nncrt2_steps(const void *model, const nncrt_context *c) {
   return same_model(model, c) ? c->steps : -1;
 }
 
@@ -323,16 +323,29 @@ static double run(nncrt_context *c, int e, int64_t B, const float *x, const void
   return loss;
 }
 
+// The outputs of the last run: B rows of every output's values, one output
+// after another.
 static int copy_output(const nncrt_context *c, float *out) {
   const RtModelInfo *in = c->info;
-  int64_t off = in->entry[c->last].output;
-  if (off < 0)
-    return -1;
-  memcpy(out, c->arena + off, sizeof(float) * (size_t)(c->batch * in->output_numel));
+  const int64_t *off = (const int64_t *)((const char *)in + in->entry[c->last].outputs);
+  const RtOutputInfo *o = (const RtOutputInfo *)((const char *)in + in->outputs);
+  int64_t row = in->output_numel, at = 0, B = c->batch;
+  for (int i = 0; i < in->noutputs; i++) {
+    if (off[i] < 0)
+      return -1;
+    const float *src = (const float *)(c->arena + off[i]);
+    int64_t d = o[i].numel;
+    if (d == row)
+      memcpy(out, src, sizeof(float) * (size_t)(B * d));
+    else
+      for (int64_t b = 0; b < B; b++)
+        memcpy(out + b * row + at, src + b * d, sizeof(float) * (size_t)d);
+    at += d;
+  }
   return 0;
 }
 
-int nncrt1_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
+int nncrt2_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
     return -1;
   if (!out)
@@ -341,8 +354,8 @@ int nncrt1_forward(const void *model, nncrt_context *c, int64_t B, const float *
   return copy_output(c, out);
 }
 
-double nncrt1_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
-  if (!same_model(model, c) || !check_run(c, RT_ENTRY_EVAL, B, x, y, true))
+double nncrt2_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
+  if (!same_model(model, c) || !check_run(c, RT_ENTRY_EVAL, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   double loss = run(c, RT_ENTRY_EVAL, B, x, y, 0);
   if (out)
@@ -350,8 +363,8 @@ double nncrt1_eval(const void *model, nncrt_context *c, int64_t B, const float *
   return loss;
 }
 
-double nncrt1_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
-  if (!same_model(model, c) || !check_run(c, RT_ENTRY_TRAIN, B, x, y, true))
+double nncrt2_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
+  if (!same_model(model, c) || !check_run(c, RT_ENTRY_TRAIN, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   if (!isfinite(lr) || lr < 0) {
     fail(c, "%s_train_step: the learning rate is %g\n---> HINT: pass a finite rate of 0 or more",
@@ -366,7 +379,7 @@ double nncrt1_train_step(const void *model, nncrt_context *c, int64_t B, const f
   return loss;
 }
 
-int nncrt1_output(const void *model, const nncrt_context *c, float *out) {
+int nncrt2_output(const void *model, const nncrt_context *c, float *out) {
   if (!same_model(model, c))
     return -1;
   if (!c->batch || !out)
@@ -379,24 +392,24 @@ int nncrt1_output(const void *model, const nncrt_context *c, float *out) {
 // Tensors
 //
 
-int nncrt1_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
+int nncrt2_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
 
 static const RtTensorInfo *find_tensor(const void *model, int i) {
   const RtModelInfo *in = ((const RtArtifact *)model)->info;
   return i >= 0 && i < in->ntensors ? tensor(in, i) : NULL;
 }
 
-const char *nncrt1_tensor_name(const void *model, int i) {
+const char *nncrt2_tensor_name(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? str(((const RtArtifact *)model)->info, t->name) : NULL;
 }
 
-int64_t nncrt1_tensor_numel(const void *model, int i) {
+int64_t nncrt2_tensor_numel(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? t->numel : -1;
 }
 
-int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
+int nncrt2_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !out)
     return -1;
@@ -405,7 +418,7 @@ int nncrt1_read_tensor(const void *model, const nncrt_context *c, int i, float *
   return 0;
 }
 
-int nncrt1_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
+int nncrt2_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !in)
     return -1;
@@ -447,7 +460,7 @@ static bool has_optimizer_state(const RtModelInfo *in, const StFile *f, int *n) 
   return all;
 }
 
-int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt2_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;
@@ -507,7 +520,7 @@ int nncrt1_load(const void *model, nncrt_context *c, const char *path, char *err
   return ok ? 0 : -1;
 }
 
-int nncrt1_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt2_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;

@@ -556,6 +556,8 @@ void pass_describe_libs(KProgram *p) {
   IrNode *terms[IR_MAX_LOSS_TERMS];
   double weights[IR_MAX_LOSS_TERMS];
   int nterms = p->entry == ENTRY_FORWARD ? 0 : ir_loss_terms(g, terms, weights, IR_MAX_LOSS_TERMS);
+  if (p->entry != ENTRY_FORWARD && (nterms < 1 || nterms > IR_MAX_LOSS_TERMS))
+    nnc_bug(__FILE__, __LINE__, "pass_describe_libs: the loss is no longer a weighted sum of loss ops");
   for (int i = 0; i < g->nnodes; i++)
     slot[i] = -1;
   for (int i = 0; i < p->nkernels; i++) {

@@ -1377,6 +1377,24 @@ static void lower_param(Lower *L, Env *e, const AstNode *s) {
   bind(L, e, s->name, s->loc, tensor_value(p), "parameter");
 }
 
+// Whether the loss declaration names name as an argument of a loss.
+static bool names_arg(const AstNode *n, const char *name) {
+  if (!n)
+    return false;
+  if (n->kind == AST_CALL)
+    for (int i = 0; i < n->nargs; i++)
+      if (n->args[i]->kind == AST_IDENT && !strcmp(n->args[i]->name, name))
+        return true;
+  return n->kind == AST_BINOP && (names_arg(n->lhs, name) || names_arg(n->rhs, name));
+}
+
+static bool in_loss(Lower *L, const char *name) {
+  for (int i = 0; i < L->p->ndecls; i++)
+    if (L->p->decls[i]->kind == DECL_LOSS && names_arg(L->p->decls[i]->call, name))
+      return true;
+  return false;
+}
+
 // A list `logits, recon` as the model's last statement: its outputs, each
 // named after its value. Returns the first.
 static Value lower_outputs(Lower *L, Env *e, const AstNode *s, bool last) {
@@ -1403,6 +1421,11 @@ static Value lower_outputs(Lower *L, Env *e, const AstNode *s, bool last) {
     Value v = eval(L, e, a);
     if (v.kind == V_NUM) {
       diag_error(L->d, a->loc, NULL, "the output '%s' is a number, not a tensor", a->name);
+      v = ERR;
+    }
+    if (v.kind == V_TENSOR && !ir_is_batched(v.t)) {
+      diag_error(L->d, a->loc, "an output holds values per sample: compute it from an input",
+                 "the output '%s' has no batch dimension N", a->name);
       v = ERR;
     }
     if (v.kind != V_TENSOR) {
@@ -1476,7 +1499,8 @@ static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *wha
     return ERR;
   }
   for (Binding *b = e->names; b && L->d->nerrors == errors; b = b->next)
-    if (!b->used && b->v.kind != V_ERR && strcmp(b->what, "target"))
+    if (!b->used && b->v.kind != V_ERR && strcmp(b->what, "target") &&
+        !(!strcmp(b->what, "input") && in_loss(L, b->name)))   // a denoiser's clean input: the loss's
       diag_report(L->d, DIAG_WARNING, b->loc, NULL, "%s '%s' is never used", b->what, b->name);
   return result;
 }

@@ -191,7 +191,7 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 // description are offsets from its first byte. The runtime library
 // (nncrt/) runs an artifact from these alone.
 
-#define RT_ABI 1                       // bumped whenever anything below changes
+#define RT_ABI 2                       // bumped whenever anything below changes
 #define RT_MODEL_MAGIC 0x4d434e4eu     // "NNCM"
 #define RT_MAX_INPUTS 16
 
@@ -223,9 +223,16 @@ typedef struct RtEntryInfo {
   int64_t min_batch;           // 2 where a training batchnorm has one value per channel and sample
   int64_t arena_bytes;
   int64_t input[RT_MAX_INPUTS];
-  int64_t target, output, scalars;
+  int64_t target, output, scalars;   // output: the first output's
   int64_t aux_bytes;           // offset of int64_t[naux]: each slot's bytes at max_batch
+  int64_t outputs;             // offset of int64_t[noutputs]: where each output lies in the arena (or -1)
 } RtEntryInfo;
+
+// One of a model's outputs: its floats per sample and its name.
+typedef struct RtOutputInfo {
+  int64_t numel;
+  int64_t name;                // offset of its name ("output" for a single unnamed one)
+} RtOutputInfo;
 
 typedef struct RtModelInfo {
   uint32_t magic;              // RT_MODEL_MAGIC
@@ -239,7 +246,10 @@ typedef struct RtModelInfo {
   int32_t ninputs, ntensors;
   int64_t input_numel[RT_MAX_INPUTS];   // floats per sample of each input, in declaration order
   int64_t input_name[RT_MAX_INPUTS];    // offsets of their names
-  int64_t output_numel;        // floats per sample
+  int64_t output_numel;        // floats per sample of every output, one after another
+  int32_t noutputs;            // the model's outputs
+  int32_t unused;
+  int64_t outputs;             // offset of RtOutputInfo[noutputs], in the order of a sample's row
   int32_t target_kind;         // RT_TARGET_*
   int32_t nclasses;            // RT_TARGET_CLASS: labels in [0, nclasses)
   int64_t target_numel;        // values per sample

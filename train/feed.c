@@ -204,15 +204,67 @@ static bool idx_indexes(const Model *m, Dataset *ds, char *err, size_t errsz) {
   return true;
 }
 
+// Reads a table CSV for a model of several targets: every target's columns
+// are read after the inputs' as values, then moved into the rows of t, one
+// target after another (exec_target_dim 4-byte values a sample): a class
+// target's as an int32 label, checked whole and in [0, K), the others as
+// floats.
+static bool load_table_targets(const Model *m, const char *path, Dataset *ds, char *err, size_t errsz) {
+  int nc = m->ninputs + m->ntargets;
+  Columns *c = xmalloc(sizeof(Columns) * nc);
+  for (int i = 0; i < m->ninputs; i++)
+    c[i] = (Columns){m->inputs[i]->name, ir_numel(m->inputs[i], 1), 0, m->inputs[i]->dtype == DT_I32,
+                     pass_index_bound(m->g, m->inputs[i])};
+  for (int j = 0; j < m->ntargets; j++) {
+    const IrNode *t = m->targets[j];
+    c[m->ninputs + j] = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), 0};
+  }
+  bool ok = data_load_table_csv(path, c, nc, NULL, ds, err, errsz);
+  free(c);
+  if (!ok)
+    return false;
+  int64_t xin = exec_sample_dim(m), tdim = exec_target_dim(m), row = ds->dim;
+  float *x = xmalloc(sizeof(float) * (ds->n * xin + 1)), *tv = xmalloc(sizeof(float) * (ds->n * tdim + 1));
+  for (int64_t s = 0; s < ds->n; s++) {
+    const float *src = ds->x + s * row;
+    memcpy(x + s * xin, src, sizeof(float) * xin);
+    for (int j = 0, at = 0; j < m->ntargets; j++) {
+      const IrNode *t = m->targets[j];
+      int64_t d = t->dtype == DT_I32 ? 1 : ir_numel(t, 1);
+      for (int64_t k = 0; k < d; k++, at++) {
+        float v = src[xin + at];
+        if (t->dtype != DT_I32) {
+          tv[s * tdim + at] = v;
+          continue;
+        }
+        if (!(v >= 0 && v < t->attr.i[0] && v == floorf(v))) {
+          errorf(err, errsz, "%s: sample %lld: label %g of target '%s' is not a class in [0, %lld)", path,
+                 (long long)s, v, t->name, (long long)t->attr.i[0]);
+          free(x);
+          free(tv);
+          data_free(ds);
+          return false;
+        }
+        int32_t label = (int32_t)v;
+        memcpy(&tv[s * tdim + at], &label, 4);
+      }
+    }
+  }
+  free(ds->x);
+  ds->x = x;
+  ds->dim = xin;
+  ds->ndim = 1;
+  ds->shape[0] = xin;
+  ds->t = tv;
+  ds->tdim = tdim;
+  return true;
+}
+
 bool train_load_data(const Model *m, const char *path, const char *split, bool labeled, Dataset *ds,
                         char *err, size_t errsz) {
   *ds = (Dataset){0};
   const IrNode *t = m->target;
-  if (m->ntargets > 1 && labeled) {
-    errorf(err, errsz, "%s: model '%s' has %d targets; nnc reads data with one target at most\n---> HINT: "
-              "compare the other outputs with inputs, or train with one target", path, m->g->name, m->ntargets);
-    return false;
-  }
+  bool several = m->ntargets > 1 && labeled;   // read from a table alone
   bool classes = !t || t->dtype == DT_I32;
   int nclasses = t && t->dtype == DT_I32 ? (int)t->attr.i[0] : 0;
   char names[512], cols[512];
@@ -243,7 +295,16 @@ bool train_load_data(const Model *m, const char *path, const char *split, bool l
            m->input->name, m->input->name, table_columns(m, labeled, cols, sizeof cols));
     return false;
   }
-  if (dir && !classes) {
+  if ((dir || pixels) && several) {
+    errorf(err, errsz, "%s: %s holds one target, but model '%s' has %d\n---> HINT: give a CSV file with a column for "
+              "each value of every input and target, named after them", path, dir ? "a directory of IDX files" :
+              "a CSV file in the label,pixel0,... layout", m->g->name, m->ntargets);
+    return false;
+  } else if (several) {
+    if (!load_table_targets(m, path, ds, err, errsz))
+      return false;
+    return train_data_fits(m, ds, err, errsz);
+  } else if (dir && !classes) {
     errorf(err, errsz, "%s is a directory of images, but model '%s' has the real-valued target '%s'\n"
               "---> HINT: give a CSV file with a column for each value of '%s' and '%s' (for example %s)",
               path, m->g->name, t->name, m->input->name, t->name, table_columns(m, true, cols, sizeof cols));

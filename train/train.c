@@ -53,16 +53,17 @@ static int64_t argmax(const float *v, int64_t k) {
 // Counts correct predictions of the last run's batch (class targets only),
 // and into conf (may be NULL) as train_evaluate says.
 static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B, int64_t *conf) {
-  int64_t row = exec_output_dim(ex), c = 0, at, k;
-  if (!exec_class_columns(ex, &at, &k))
+  int64_t row = exec_output_dim(ex), c = 0, at, k, trow;
+  if (!exec_class_columns(ex, &at, &k, &trow))
     return 0;
   float *out = xmalloc(sizeof(float) * B * row);
   exec_read_output(ex, out);
   for (int64_t i = 0; i < B; i++) {
     int64_t best = argmax(out + i * row + at, k);
-    c += best == y[i];
+    int32_t label = y[i * trow];
+    c += best == label;
     if (conf)
-      conf[y[i] * k + best]++;
+      conf[label * k + best]++;
   }
   free(out);
   return c;
@@ -78,8 +79,8 @@ static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
 }
 
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
-  int64_t at, k;
-  bool classes = ds->y && exec_class_columns(ex, &at, &k);
+  int64_t at, k, trow;
+  bool classes = (ds->y || ds->t) && exec_class_columns(ex, &at, &k, &trow);
   EvalResult r = {0, classes ? 0 : -1, ds->n, {0}, 0};
   int64_t tdim = ds->y ? 1 : ds->tdim;
   float *x[2];
@@ -438,8 +439,8 @@ static bool check_augment(const Model *m, const DataAugment *a, char *err, size_
 static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n2[2], Progress *p,
                       double *loss_out, double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
-  int64_t at, kc;
-  bool classes = r->train.y && exec_class_columns(ex, &at, &kc);
+  int64_t at, kc, trow;
+  bool classes = (r->train.y || r->train.t) && exec_class_columns(ex, &at, &kc, &trow);
   for (int t = 0; t < r->nterms; t++)
     r->term_sum[t] = 0;
   int64_t nb = data_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;

@@ -62,6 +62,40 @@ expect 0 '^loss [0-9.]*$' eval tests/heads/autoencoder.nn --weights "$tmp/ae/che
   --data "$tmp/unlabeled.csv"
 expect 1 "no column 'label'" train tests/heads/twohead.nn --data "$tmp/unlabeled.csv" --no-test --out "$tmp/nolabel" \
   --progress none
+# nnc compile: each output's size and place in a sample's row; several targets refused.
+expect 0 '' compile tests/heads/twohead.nn -o "$tmp/two"
+grep -q '^#define TWOHEAD_OUTPUT_SIZE 794 ' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_LOGITS_OFFSET 0 ' "$tmp/two.h" \
+  && grep -q '^#define TWOHEAD_OUTPUT_RECON_SIZE 784$' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_RECON_OFFSET 10 ' \
+  "$tmp/two.h" && ok "the header gives each output's size and offset" || { bad "header"; grep OUTPUT "$tmp/two.h"; }
+printf 'model t {\n input x: f32[3]\n target a: f32[1]\n target b: f32[1]\n p = x -> linear(1)\n q = x -> linear(1)\n p, q\n}\nloss mse(p, a) + mse(q, b)\n' >"$tmp/t2.nn"
+expect 1 "model 't' has 2 targets; a compiled model takes one target at most" compile "$tmp/t2.nn" -o "$tmp/t2"
+
+# Two targets from one table (a class and a box), on cpu and ref alike; a
+# label outside its classes is refused with the sample and the target.
+awk 'BEGIN {
+  srand(5)
+  for (j = 0; j < 16; j++) printf "x%d,", j
+  print "box0,box1,box2,box3,label"
+  for (i = 0; i < 40; i++) {
+    for (j = 0; j < 16; j++) printf "%.3f,", rand()
+    for (j = 0; j < 4; j++) printf "%.3f,", rand()
+    printf "%d\n", int(rand() * 3)
+  }
+}' >"$tmp/detect.csv"
+for backend in cpu ref; do
+  NO_COLOR=1 "$nnc" train tests/heads/detect.nn --data "$tmp/detect.csv" --test "$tmp/detect.csv" --epochs 3 \
+    --backend "$backend" --threads 1 --out "$tmp/det-$backend" --progress none >"$tmp/det-$backend.log" 2>&1 \
+    || { bad "train detect ($backend)"; cat "$tmp/det-$backend.log"; }
+  grep '^test:' "$tmp/det-$backend.log" >"$tmp/det-$backend.test"
+done
+grep -q '^test: loss [0-9.]* accuracy 0\.[0-9]* (cross_entropy(logits, label) [0-9.]*, mse(coords, box) [0-9.]*)' \
+  "$tmp/det-cpu.test" && cmp -s "$tmp/det-cpu.test" "$tmp/det-ref.test" \
+  && ok "two targets from a table: each loss and the accuracy, cpu and ref alike" \
+  || { bad "two targets"; cat "$tmp/det-cpu.log" "$tmp/det-ref.log"; }
+awk -F, 'NR == 4 { $NF = 7 } { print }' OFS=, "$tmp/detect.csv" >"$tmp/detect-bad.csv"
+expect 1 "sample 2: label 7 of target 'label' is not a class in \[0, 3)" train tests/heads/detect.nn \
+  --data "$tmp/detect-bad.csv" --no-test --out "$tmp/det-bad" --progress none
+
 # IDX images without a labels file (where Debian's Fashion-MNIST is installed).
 data=/usr/share/datasets/fashion-mnist
 if [ -d "$data" ]; then

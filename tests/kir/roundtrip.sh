@@ -3,9 +3,10 @@
 # printed, read back and printed again is the same text, and the LLVM IR
 # compiled from the text is the same as that compiled from the model. The
 # training step also unfused (an update per parameter, as library kernels).
+# tests/heads too: several outputs, and the loss weights of its kernels.
 . "${0%/*}/../lib.sh"
 
-for m in models/*.nn tests/cpu/embedding.nn; do
+for m in models/*.nn tests/cpu/embedding.nn tests/heads/*.nn; do
   n=${m##*/}
   n=${n%.nn}
   for e in forward eval train train--no-fuse; do
