@@ -4,7 +4,7 @@ them, for comparing test accuracy (and time) on the same machine and data.
 
   bench/pytorch_train.py MODEL [--epochs E] [--seeds 1,2,3] [--threads T]
 
-MODEL is logreg, mlp100, mlp or cnn. Data: the IDX.gz files of Debian's
+MODEL is logreg, mlp100, mlp, cnn or lenet5. Data: the IDX.gz files of Debian's
 dataset-fashion-mnist package, scaled to [0, 1] (ToTensor), no normalization.
 Settings: the model file's (batch, optimizer, lr, momentum), shuffled each
 epoch, PyTorch's default initialization. Prints one line per seed and a
@@ -27,6 +27,7 @@ SETTINGS = {
     "mlp100": (32, 0.1, 0.0, "ce"),
     "mlp": (64, 0.05, 0.9, "ce"),
     "cnn": (64, 0.05, 0.9, "nll"),
+    "lenet5": (64, 0.05, 0.9, "ce"),
 }
 
 
@@ -57,6 +58,10 @@ def build(name):
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
                              nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.5), nn.Flatten(),
                              nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
+    if name == "lenet5":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
     raise SystemExit(f"unknown model {name}")
 
 
