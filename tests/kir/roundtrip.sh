@@ -5,7 +5,7 @@
 # training step also unfused (an update per parameter, as library kernels).
 . "${0%/*}/../lib.sh"
 
-for m in models/*.nn; do
+for m in models/*.nn tests/cpu/act.nn; do   # act.nn: the activations, erf among them
   n=${m##*/}
   n=${n%.nn}
   for e in forward eval train train--no-fuse; do
