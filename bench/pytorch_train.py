@@ -4,7 +4,7 @@ them, for comparing test accuracy (and time) on the same machine and data.
 
   bench/pytorch_train.py MODEL [--epochs E] [--seeds 1,2,3] [--threads T]
 
-MODEL is logreg, mlp100, mlp, cnn, vit, lstm, autoencoder or denoise. Data: the IDX.gz files of Debian's
+MODEL is logreg, mlp100, mlp, cnn, lenet5, vit, lstm, autoencoder or denoise. Data: the IDX.gz files of Debian's
 dataset-fashion-mnist package, scaled to [0, 1] (ToTensor), no normalization.
 Settings: the model file's (batch, optimizer, lr, momentum), shuffled each
 epoch, PyTorch's default initialization. Prints one line per seed and a
@@ -31,6 +31,7 @@ SETTINGS = {
     "mlp100": (32, "sgd", 0.1, 0.0, "ce", 0),
     "mlp": (64, "sgd", 0.05, 0.9, "ce", 0),
     "cnn": (64, "sgd", 0.05, 0.9, "nll", 0),
+    "lenet5": (64, "sgd", 0.05, 0.9, "ce", 0),
     "vit": (64, "adam", 1e-3, 0.0, "ce", 0),
     "lstm": (64, "adam", 1e-3, 0.0, "ce", 0),
     "autoencoder": (64, "adam", 1e-3, 0.0, "mse", 0),
@@ -65,6 +66,10 @@ def build(name):
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
                              nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.5), nn.Flatten(),
                              nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
+    if name == "lenet5":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
     if name in torch_models.CLASSES:
         return torch_models.build(name)
     raise SystemExit(f"unknown model {name}")

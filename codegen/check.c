@@ -37,7 +37,7 @@ int cg_instr_args(KInstrOp op) {
   case KI_LOAD: case KI_LOADI: case KI_CONST: case KI_INDEX:
     return 0;
   case KI_NEG: case KI_EXP: case KI_LOG: case KI_TANH: case KI_SIGMOID: case KI_SQRT: case KI_ABS:
-  case KI_SIGN:
+  case KI_SIGN: case KI_ERF:
     return 1;
   case KI_SELECT: case KI_FMA:
     return 3;

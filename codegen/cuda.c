@@ -130,6 +130,7 @@ static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf,
     case KI_EQ: sb_printf(s, "v%d == v%d ? 1.0f : 0.0f", a, b); break;
     case KI_SELECT: sb_printf(s, "v%d != 0.0f ? v%d : v%d", a, b, c); break;
     case KI_FMA: sb_printf(s, "fmaf(v%d, v%d, v%d)", a, b, c); break;
+    case KI_ERF: sb_printf(s, "nnc_erf(v%d)", a); break;
     default: cuda_fail(g, "kernel '%s': instruction %d has no op (%d)", k->name, i, (int)in->op); break;
     }
     sb_puts(s, ";\n");

@@ -403,6 +403,32 @@ static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
   return LLVMBuildFDiv(c->b, fconst(c, t, 1), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "sigmoid");
 }
 
+// erf(x) in float, within 1e-7 of the exact value everywhere (tests/codegen
+// checks it against double erf). Below |x| = 0.921875 an odd polynomial,
+// x + x * p(x^2); above, 1 - exp(q(|x|)) with q a polynomial fitted to
+// log(erfc) on [0.921875, 4] (|x| held at 4 beyond, where erf rounds to 1),
+// its sign put back. The CUDA prelude (codegen/cuda_gen.c, nnc_erf) computes
+// the same: keep the coefficients equal.
+static LLVMValueRef emit_erf(Cg *c, LLVMValueRef x) {
+  static const float small_coef[] = {-6.10103365e-4f, 5.01508452e-3f, -2.67817527e-2f,
+                                     1.12822399e-1f, -3.76125336e-1f, 1.28379151e-1f};
+  static const float big_coef[] = {-1.16142814e-7f, -1.99638071e-5f, 4.30373184e-4f, -4.16550227e-3f, 2.51230486e-2f,
+                                   -1.08302042e-1f, -6.33317471e-1f, -1.12953269e+0f, 1.78836286e-4f};
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef ax = call1(c, "llvm.fabs", x), x2 = LLVMBuildFMul(c->b, x, x, "");
+  LLVMValueRef p = fconst(c, t, small_coef[0]);
+  for (int i = 1; i < countof(small_coef); i++)
+    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), fconst(c, t, small_coef[i]), "");
+  LLVMValueRef small = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x, ""), x, "");
+  LLVMValueRef four = fconst(c, t, 4);
+  LLVMValueRef at = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, ax, four, ""), four, ax, "");
+  LLVMValueRef q = fconst(c, t, big_coef[0]);
+  for (int i = 1; i < countof(big_coef); i++)
+    q = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, q, at, ""), fconst(c, t, big_coef[i]), "");
+  LLVMValueRef big = call2(c, "llvm.copysign", LLVMBuildFSub(c->b, fconst(c, t, 1), call1(c, "llvm.exp", q), ""), x);
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLE, ax, fconst(c, t, 0.921875), ""), small, big, "erf");
+}
+
 // x > 0 ? 1 : x < 0 ? -1 : 0 (0 for NaN).
 static LLVMValueRef emit_sign(Cg *c, LLVMValueRef x) {
   LLVMTypeRef t = LLVMTypeOf(x);
@@ -440,6 +466,7 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
   case KI_SQRT: return call1(c, "llvm.sqrt", a);
   case KI_ABS: return call1(c, "llvm.fabs", a);
   case KI_SIGN: return emit_sign(c, a);
+  case KI_ERF: return emit_erf(c, a);
   case KI_GT: return bool_to_f32(c, n, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""));
   case KI_EQ: return bool_to_f32(c, n, LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, ""));
   case KI_SELECT:

@@ -222,6 +222,23 @@ static const int32_t *embedding_indexes(const Exec *ex, const IrNode *x, int64_t
   return idx;
 }
 
+// The activation an act node (gelu ... clamp, or its gradient) computes.
+static KAct act_of(const IrNode *n) {
+  const double *f = n->attr.f;
+  switch (n->op) {
+  case IR_GELU: case IR_GELU_GRAD: return (KAct){n->attr.i[0] ? K_GELU_TANH : K_GELU, 0, 0};
+  case IR_LEAKY_RELU: case IR_LEAKY_RELU_GRAD: return (KAct){K_LEAKY_RELU, (float)f[0], 0};
+  case IR_SILU: case IR_SILU_GRAD: return (KAct){K_SILU, 0, 0};
+  case IR_ELU: case IR_ELU_GRAD: return (KAct){K_ELU, (float)f[0], 0};
+  case IR_SOFTPLUS: case IR_SOFTPLUS_GRAD: return (KAct){K_SOFTPLUS, (float)f[0], (float)f[1]};
+  case IR_SQRT: case IR_SQRT_GRAD: return (KAct){K_SQRT, 0, 0};
+  case IR_ABS: case IR_ABS_GRAD: return (KAct){K_ABS, 0, 0};
+  case IR_CLAMP: case IR_CLAMP_GRAD:
+    return (KAct){K_CLAMP, n->attr.i[0] ? (float)f[0] : -INFINITY, n->attr.i[1] ? (float)f[1] : INFINITY};
+  default: unreachable();
+  }
+}
+
 // Gradient ops (their kernels accumulate into the zeroed output).
 static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->nsrc > 1 ? n->src[1] : NULL;
@@ -238,6 +255,12 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
   case IR_RELU_GRAD: k_relu_backward(out, g, F(ex, b), k); return;
   case IR_SIGMOID_GRAD: k_sigmoid_backward(out, g, F(ex, b), k); return;
   case IR_TANH_GRAD: k_tanh_backward(out, g, F(ex, b), k); return;
+  case IR_GELU_GRAD: case IR_LEAKY_RELU_GRAD: case IR_SILU_GRAD: case IR_ELU_GRAD: case IR_SOFTPLUS_GRAD:
+  case IR_SQRT_GRAD: case IR_ABS_GRAD: case IR_CLAMP_GRAD: {
+    KAct act = act_of(n);
+    k_act_backward(&act, out, g, F(ex, b), k);
+    return;
+  }
   case IR_CONV2D_GRAD_INPUT: {
     KConv2d geo = conv_geometry(n, b, &n->attr, B);
     k_conv2d_backward(out, NULL, NULL, g, NULL, F(ex, b), &geo);
@@ -317,6 +340,12 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
   case IR_TANH: k_tanh_forward(out, F(ex, a), k); return 0;
   case IR_EXP: k_exp_forward(out, F(ex, a), k); return 0;
   case IR_LOG: k_log_forward(out, F(ex, a), k); return 0;
+  case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
+  case IR_CLAMP: {
+    KAct act = act_of(n);
+    k_act_forward(&act, out, F(ex, a), k);
+    return 0;
+  }
   case IR_MATMUL: run_matmul(ex, n, B); return 0;
   case IR_CONV2D: {
     KConv2d geo = conv_geometry(a, n->src[1], &n->attr, B);

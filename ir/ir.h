@@ -222,6 +222,7 @@ typedef enum {
   KI_EQ,        // a == b ? 1 : 0
   KI_SELECT,    // a != 0 ? b : c
   KI_FMA,       // a * b + c, rounded once (as fmaf)
+  KI_ERF,       // erf(a), one float formula on every backend (codegen/llvm.c emit_erf)
   KI_NUM_OPS
 } KInstrOp;
 

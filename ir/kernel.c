@@ -82,6 +82,7 @@ static const char *const instr_names[KI_NUM_OPS] = {
     [KI_MIN] = "min", [KI_NEG] = "neg", [KI_EXP] = "exp", [KI_LOG] = "log", [KI_TANH] = "tanh",
     [KI_SIGMOID] = "sigmoid", [KI_SQRT] = "sqrt", [KI_ABS] = "abs", [KI_SIGN] = "sign",
     [KI_GT] = "gt", [KI_EQ] = "eq", [KI_SELECT] = "select", [KI_FMA] = "fma",
+    [KI_ERF] = "erf",
 };
 
 const char *ir_kinstr_name(KInstrOp op) { return op < KI_NUM_OPS ? instr_names[op] : "?"; }

@@ -125,6 +125,11 @@ static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset) {
   return n;
 }
 
+// An activation's gradient op (g, x) with the forward node's attributes.
+static IrNode *act_grad(AD *ad, IrNode *n, IrOp op, IrNode *g, IrNode *x) {
+  return finish(ad, with_attrs(ir_add(ad->g, op, (IrNode *[]){g, x}, 2, n->loc), n), NULL);
+}
+
 // The gradient op of an op whose gradient is g, for ops of one input (or
 // whose other inputs get no gradient).
 static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
@@ -136,6 +141,14 @@ static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
   case IR_TANH: return mk2(ad, IR_TANH_GRAD, g, n);
   case IR_EXP: return mk2(ad, IR_MUL, g, n);
   case IR_LOG: return mk2(ad, IR_DIV, g, x);
+  case IR_GELU: return act_grad(ad, n, IR_GELU_GRAD, g, x);
+  case IR_LEAKY_RELU: return act_grad(ad, n, IR_LEAKY_RELU_GRAD, g, x);
+  case IR_SILU: return act_grad(ad, n, IR_SILU_GRAD, g, x);
+  case IR_ELU: return act_grad(ad, n, IR_ELU_GRAD, g, x);
+  case IR_SOFTPLUS: return act_grad(ad, n, IR_SOFTPLUS_GRAD, g, x);
+  case IR_SQRT: return act_grad(ad, n, IR_SQRT_GRAD, g, n);   // from the output, as PyTorch
+  case IR_ABS: return act_grad(ad, n, IR_ABS_GRAD, g, x);
+  case IR_CLAMP: return act_grad(ad, n, IR_CLAMP_GRAD, g, x);
   case IR_RESHAPE: return mk(ad, IR_RESHAPE, &g, 1, x);
   case IR_GLOBAL_AVGPOOL: return mk(ad, IR_GLOBAL_AVGPOOL_GRAD, &g, 1, x);
   case IR_AVGPOOL:
@@ -214,6 +227,8 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     }
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
+  case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
+  case IR_CLAMP:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
   case IR_SOFTMAX: case IR_LOG_SOFTMAX:
     accumulate(ad, a, grad_unary(ad, n, g));

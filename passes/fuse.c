@@ -151,8 +151,11 @@ static int emit(Gen *gen, KInstr in) { return ir_kernel_instr(gen->f->g, gen->k,
 static int emit_const(Gen *gen, float v) { return emit(gen, (KInstr){.op = KI_CONST, .imm = v}); }
 static int emit2(Gen *gen, KInstrOp op, int a, int b) { return emit(gen, (KInstr){.op = op, .a = a, .b = b}); }
 static int emit1(Gen *gen, KInstrOp op, int a) { return emit(gen, (KInstr){.op = op, .a = a}); }
+static int emit_select(Gen *gen, int cond, int a, int b) { return emit(gen, (KInstr){.op = KI_SELECT, .a = cond, .b = a, .c = b}); }
+static int emit_mulc(Gen *gen, int a, float c) { return emit2(gen, KI_MUL, a, emit_const(gen, c)); }
 
 static int gen_value(Gen *gen, const IrNode *n);
+static int gen_act(Gen *gen, const IrNode *n, int a, int b);
 
 // A value from memory, broadcast over the loop space.
 static int gen_load(Gen *gen, const IrNode *n) {
@@ -189,6 +192,92 @@ static int gen_op(Gen *gen, const IrNode *n) {
     return emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), b)), b);
   case IR_TANH_GRAD:      // (g, y): g * (1 - y * y)
     return emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), emit2(gen, KI_MUL, b, b)));
+  default:
+    return gen_act(gen, n, a, b);
+  }
+}
+
+// The activations and their gradients (a: x, or g and b: x), in the order
+// of operations of the ref kernels (runtime/kernels_act.c).
+static int gen_act(Gen *gen, const IrNode *n, int a, int b) {
+  const double *f = n->attr.f;
+  switch (n->op) {
+  case IR_GELU:
+    if (n->attr.i[0]) {   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+      int x3 = emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, a), a);
+      int inner = emit_mulc(gen, emit2(gen, KI_ADD, a, emit_mulc(gen, x3, K_GELU_KAPPA)), K_GELU_BETA);
+      return emit2(gen, KI_MUL, emit_mulc(gen, a, 0.5f), emit2(gen, KI_ADD, emit_const(gen, 1), emit1(gen, KI_TANH, inner)));
+    }
+    return emit2(gen, KI_MUL, emit_mulc(gen, a, 0.5f),
+                 emit2(gen, KI_ADD, emit_const(gen, 1), emit1(gen, KI_ERF, emit_mulc(gen, a, K_SQRT1_2))));
+  case IR_GELU_GRAD:
+    if (n->attr.i[0]) {
+      int x2 = emit2(gen, KI_MUL, b, b), x3 = emit2(gen, KI_MUL, x2, b);
+      int inner = emit_mulc(gen, emit2(gen, KI_ADD, b, emit_mulc(gen, x3, K_GELU_KAPPA)), K_GELU_BETA);
+      int th = emit1(gen, KI_TANH, inner);
+      int left = emit_mulc(gen, b, 0.5f), right = emit2(gen, KI_ADD, emit_const(gen, 1), th);
+      int dleft = emit_mulc(gen, right, 0.5f);
+      int dtanh = emit2(gen, KI_SUB, emit_const(gen, 1), emit2(gen, KI_MUL, th, th));
+      int dinner = emit_mulc(gen, emit2(gen, KI_ADD, emit_const(gen, 1), emit_mulc(gen, x2, 3 * K_GELU_KAPPA)), K_GELU_BETA);
+      int dright = emit2(gen, KI_MUL, emit2(gen, KI_MUL, left, dtanh), dinner);
+      return emit2(gen, KI_MUL, a, emit2(gen, KI_ADD, dleft, dright));
+    } else {   // g (cdf + x pdf)
+      int cdf = emit_mulc(gen, emit2(gen, KI_ADD, emit_const(gen, 1), emit1(gen, KI_ERF, emit_mulc(gen, b, K_SQRT1_2))), 0.5f);
+      int pdf = emit_mulc(gen, emit1(gen, KI_EXP, emit_mulc(gen, emit2(gen, KI_MUL, b, b), -0.5f)), K_GELU_PDF);
+      return emit2(gen, KI_MUL, a, emit2(gen, KI_ADD, cdf, emit2(gen, KI_MUL, b, pdf)));
+    }
+  case IR_LEAKY_RELU:
+    return emit_select(gen, emit2(gen, KI_GT, a, emit_const(gen, 0)), a, emit_mulc(gen, a, (float)f[0]));
+  case IR_LEAKY_RELU_GRAD:
+    return emit_select(gen, emit2(gen, KI_GT, b, emit_const(gen, 0)), a, emit_mulc(gen, a, (float)f[0]));
+  case IR_SILU:   // x / (1 + exp(-x))
+    return emit2(gen, KI_DIV, a, emit2(gen, KI_ADD, emit_const(gen, 1), emit1(gen, KI_EXP, emit1(gen, KI_NEG, a))));
+  case IR_SILU_GRAD: {   // g s (1 + x (1 - s)), s = sigmoid(x)
+    int s = emit2(gen, KI_DIV, emit_const(gen, 1), emit2(gen, KI_ADD, emit_const(gen, 1), emit1(gen, KI_EXP, emit1(gen, KI_NEG, b))));
+    int t = emit2(gen, KI_ADD, emit_const(gen, 1), emit2(gen, KI_MUL, b, emit2(gen, KI_SUB, emit_const(gen, 1), s)));
+    return emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, s), t);
+  }
+  case IR_ELU: {   // x > 0 ? x : alpha (exp(x) - 1)
+    int neg = emit2(gen, KI_MUL, emit_const(gen, (float)f[0]), emit2(gen, KI_SUB, emit1(gen, KI_EXP, a), emit_const(gen, 1)));
+    return emit_select(gen, emit2(gen, KI_GT, a, emit_const(gen, 0)), a, neg);
+  }
+  case IR_ELU_GRAD: {
+    int neg = emit2(gen, KI_MUL, a, emit2(gen, KI_MUL, emit_const(gen, (float)f[0]), emit1(gen, KI_EXP, b)));
+    return emit_select(gen, emit2(gen, KI_GT, b, emit_const(gen, 0)), a, neg);
+  }
+  case IR_SOFTPLUS: {   // x beta > threshold ? x : log1p(exp(x beta)) / beta
+    int bx = emit_mulc(gen, a, (float)f[0]), z = emit1(gen, KI_EXP, bx), u = emit2(gen, KI_ADD, emit_const(gen, 1), z);
+    // log1p(z) = log(u) z / (u - 1), exact where u rounds to 1 (log1p(z) = z there)
+    int lp = emit2(gen, KI_MUL, emit1(gen, KI_LOG, u), emit2(gen, KI_DIV, z, emit2(gen, KI_SUB, u, emit_const(gen, 1))));
+    lp = emit_select(gen, emit2(gen, KI_EQ, u, emit_const(gen, 1)), z, lp);
+    int soft = emit2(gen, KI_DIV, lp, emit_const(gen, (float)f[0]));
+    return emit_select(gen, emit2(gen, KI_GT, bx, emit_const(gen, (float)f[1])), a, soft);
+  }
+  case IR_SOFTPLUS_GRAD: {   // g where x beta > threshold, else g z / (z + 1), z = exp(x beta)
+    int bx = emit_mulc(gen, b, (float)f[0]), z = emit1(gen, KI_EXP, bx);
+    int soft = emit2(gen, KI_DIV, emit2(gen, KI_MUL, a, z), emit2(gen, KI_ADD, z, emit_const(gen, 1)));
+    return emit_select(gen, emit2(gen, KI_GT, bx, emit_const(gen, (float)f[1])), a, soft);
+  }
+  case IR_SQRT: return emit1(gen, KI_SQRT, a);
+  case IR_SQRT_GRAD: return emit2(gen, KI_DIV, a, emit_mulc(gen, b, 2));
+  case IR_ABS: return emit1(gen, KI_ABS, a);
+  case IR_ABS_GRAD: return emit2(gen, KI_MUL, a, emit1(gen, KI_SIGN, b));
+  case IR_CLAMP: {   // min(max(x, lo), hi) with NaN kept: the bound is the first operand
+    int v = a;
+    if (n->attr.i[0])
+      v = emit2(gen, KI_MAX, emit_const(gen, (float)f[0]), v);
+    if (n->attr.i[1])
+      v = emit2(gen, KI_MIN, emit_const(gen, (float)f[1]), v);
+    return v;
+  }
+  case IR_CLAMP_GRAD: {   // g where lo < x < hi
+    int v = a;
+    if (n->attr.i[0])
+      v = emit_select(gen, emit2(gen, KI_GT, b, emit_const(gen, (float)f[0])), v, emit_const(gen, 0));
+    if (n->attr.i[1])
+      v = emit_select(gen, emit2(gen, KI_GT, emit_const(gen, (float)f[1]), b), v, emit_const(gen, 0));
+    return v;
+  }
   default:
     unreachable();
   }

@@ -640,6 +640,63 @@ static IrNode *build_tanh(Lower *L, Env *e, const Args *a) { return build_simple
 static IrNode *build_exp(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_EXP, "exp"); }
 static IrNode *build_log(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_LOG, "log"); }
 
+// The activations of PyTorch's torch.nn beyond relu, sigmoid and tanh: one
+// elementwise node each, its parameters as attributes.
+static IrNode *build_gelu(Lower *L, Env *e, const Args *a) {
+  IrNode *y = node(L, IR_GELU, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  y->attr.i[0] = arg_num(a, 1) != 0;
+  return finish(L, y, next_scope(L, e, "gelu"));
+}
+
+static IrNode *build_leaky_relu(Lower *L, Env *e, const Args *a) {
+  IrNode *y = node(L, IR_LEAKY_RELU, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  y->attr.f[0] = arg_num(a, 1);
+  return finish(L, y, next_scope(L, e, "leaky_relu"));
+}
+
+static IrNode *build_elu(Lower *L, Env *e, const Args *a) {
+  IrNode *y = node(L, IR_ELU, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  y->attr.f[0] = arg_num(a, 1);
+  return finish(L, y, next_scope(L, e, "elu"));
+}
+
+static IrNode *build_softplus(Lower *L, Env *e, const Args *a) {
+  double beta = arg_num(a, 1);
+  if (!(beta > 0)) {
+    diag_error(L->d, a->loc[1], "softplus computes log(1 + exp(beta * x)) / beta: give a beta above 0, e.g. beta = 1",
+               "softplus: beta must be positive, found %g", beta);
+    return NULL;
+  }
+  IrNode *y = node(L, IR_SOFTPLUS, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  y->attr.f[0] = beta;
+  y->attr.f[1] = arg_num(a, 2);
+  return finish(L, y, next_scope(L, e, "softplus"));
+}
+
+// clamp(x, min, max): either bound may be left out, not both.
+static IrNode *build_clamp(Lower *L, Env *e, const Args *a) {
+  if (!a->given[1] && !a->given[2]) {
+    diag_error(L->d, a->call, "give min, max or both, e.g. clamp(min = 0) or clamp(-1, 1)",
+               "clamp: needs at least one bound");
+    return NULL;
+  }
+  if (a->given[1] && a->given[2] && arg_num(a, 1) > arg_num(a, 2)) {
+    diag_error(L->d, a->loc[1], "swap the bounds: min comes first",
+               "clamp: min (%g) is greater than max (%g)", arg_num(a, 1), arg_num(a, 2));
+    return NULL;
+  }
+  IrNode *y = node(L, IR_CLAMP, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  for (int i = 0; i < 2; i++) {
+    y->attr.i[i] = a->given[1 + i];
+    y->attr.f[i] = a->given[1 + i] ? arg_num(a, 1 + i) : 0;
+  }
+  return finish(L, y, next_scope(L, e, "clamp"));
+}
+
+static IrNode *build_silu(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_SILU, "silu"); }
+static IrNode *build_sqrt(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_SQRT, "sqrt"); }
+static IrNode *build_abs(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_ABS, "abs"); }
+
 static IrNode *build_softmax_impl(Lower *L, Env *e, const Args *a, IrOp op, const char *kind) {
   IrNode *y = node(L, op, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
   y->attr.i[0] = 1;   // over the class (channel) dimension, as PyTorch's dim=1
@@ -836,6 +893,15 @@ static const Builtin builtins[] = {
     {SIG("log_softmax", "(x)", T("x")), build_log_softmax},
     {SIG("matmul", "(a, b)", T("a"), T("b")), build_matmul},
     {SIG("embedding", "(x, vocab, dim)", T("x"), I("vocab", true, 0, 1), I("dim", true, 0, 1)), build_embedding},
+    // activations with parameters, and sqrt, abs
+    {SIG("gelu", "(x, tanh = false)", T("x"), B("tanh", 0)), build_gelu},
+    {SIG("leaky_relu", "(x, slope = 0.01)", T("x"), N("slope", 0.01)), build_leaky_relu},
+    {SIG("silu", "(x)", T("x")), build_silu},
+    {SIG("elu", "(x, alpha = 1)", T("x"), N("alpha", 1)), build_elu},
+    {SIG("softplus", "(x, beta = 1, threshold = 20)", T("x"), N("beta", 1), N("threshold", 20)), build_softplus},
+    {SIG("sqrt", "(x)", T("x")), build_sqrt},
+    {SIG("abs", "(x)", T("x")), build_abs},
+    {SIG("clamp", "(x, min, max)", T("x"), N("min", 0), N("max", 0)), build_clamp},
 };
 
 // Names that mean something else where a layer is expected.

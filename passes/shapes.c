@@ -7,6 +7,7 @@
 // the batch dimension as IR_N; it broadcasts with itself and with 1 only.
 #include "passes.h"
 
+#include <math.h>
 #include <string.h>
 
 // Formats a shape into one of a few rotating buffers, so that one message
@@ -364,6 +365,31 @@ static bool check_preset(IrNode *n, Diag *d, const IrNode *like) {
   return true;
 }
 
+// The attributes of an activation or its gradient (the language checks
+// them first, with the call's words; this guards edited IR text).
+static bool check_act(IrNode *n, Diag *d) {
+  const double *f = n->attr.f;
+  switch (n->op) {
+  case IR_LEAKY_RELU: case IR_LEAKY_RELU_GRAD: case IR_ELU: case IR_ELU_GRAD:
+    if (!isfinite(f[0]))
+      return fail(n, d, NULL, "the %s must be finite%s", n->op == IR_ELU || n->op == IR_ELU_GRAD ? "alpha" : "slope", "");
+    return true;
+  case IR_SOFTPLUS: case IR_SOFTPLUS_GRAD:
+    if (!(f[0] > 0 && isfinite(f[0])) || isnan(f[1]))
+      return fail(n, d, NULL, "beta must be positive and finite, and threshold a number%s%s", "", "");
+    return true;
+  case IR_CLAMP: case IR_CLAMP_GRAD:
+    if (!n->attr.i[0] && !n->attr.i[1])
+      return fail(n, d, NULL, "has neither a min nor a max%s%s", "", "");
+    if ((n->attr.i[0] && isnan(f[0])) || (n->attr.i[1] && isnan(f[1])) ||
+        (n->attr.i[0] && n->attr.i[1] && f[0] > f[1]))
+      return fail(n, d, NULL, "min must not be greater than max%s%s", "", "");
+    return true;
+  default:
+    return true;
+  }
+}
+
 static bool same_as(IrNode *n, Diag *d, const IrNode *like, const IrNode *other) {
   if (other && !ir_same_shape(like, other))
     return fail(n, d, NULL, "operand shapes %s and %s differ", sh(like), sh(other));
@@ -394,6 +420,9 @@ static bool infer_grad(IrNode *n, Diag *d) {
   case IR_RELU_GRAD: case IR_SIGMOID_GRAD: case IR_TANH_GRAD: case IR_SOFTMAX_GRAD:
   case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD:
     return same_as(n, d, a, b);
+  case IR_GELU_GRAD: case IR_LEAKY_RELU_GRAD: case IR_SILU_GRAD: case IR_ELU_GRAD: case IR_SOFTPLUS_GRAD:
+  case IR_SQRT_GRAD: case IR_ABS_GRAD: case IR_CLAMP_GRAD:
+    return check_act(n, d) && same_as(n, d, a, b);
   case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT: {
     // (g, w) -> x, or (g, x) -> w: x [N, C, H, W], w [O, C/groups, KH, KW]
     const IrNode *x = n->op == IR_CONV2D_GRAD_INPUT ? n : b, *w = n->op == IR_CONV2D_GRAD_INPUT ? b : n;
@@ -454,7 +483,9 @@ bool pass_infer_node(IrNode *n, Diag *d) {
   case IR_ADD: case IR_SUB: case IR_MUL: case IR_DIV:
     return check_f32(n, d, 0, 2) && infer_broadcast(n, d);
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
-    if (!check_f32(n, d, 0, 1))
+  case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
+  case IR_CLAMP:
+    if (!check_f32(n, d, 0, 1) || !check_act(n, d))
       return false;
     set_shape(n, n->src[0]->ndim, n->src[0]->shape);
     n->dtype = DT_F32;

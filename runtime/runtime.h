@@ -467,6 +467,36 @@ void k_exp_backward(float *dx, const float *dy, const float *y, int64_t n);
 void k_log_forward(float *y, const float *x, int64_t n);
 void k_log_backward(float *dx, const float *dy, const float *x, int64_t n);
 
+// The activations (kernels_act.c), PyTorch's formulas, one kernel each way
+// with the op in KAct. The backward kernels read the input x, but sqrt's
+// reads its output y; dx += dy * f'(x), with PyTorch's values at the kinks:
+// abs'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha, and clamp's 1 only
+// strictly between the bounds (0 at a bound: torch 2.15's clamp_backward).
+typedef enum {
+  K_GELU,         // x (1 + erf(x / sqrt 2)) / 2
+  K_GELU_TANH,    // x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2
+  K_LEAKY_RELU,   // x > 0 ? x : x * p0 (the slope)
+  K_SILU,         // x / (1 + exp(-x))
+  K_ELU,          // x > 0 ? x : p0 (exp(x) - 1) (p0 the alpha)
+  K_SOFTPLUS,     // x p0 > p1 ? x : log1p(exp(x p0)) / p0 (beta, threshold)
+  K_SQRT,
+  K_ABS,
+  K_CLAMP,        // min(max(x, p0), p1); a missing bound is an infinity
+} KActKind;
+
+typedef struct KAct {
+  KActKind kind;
+  float p0, p1;
+} KAct;
+
+#define K_SQRT1_2 0.70710678118654752440f     // 1 / sqrt(2)
+#define K_GELU_BETA 0.79788456080286535588f   // sqrt(2 / pi)
+#define K_GELU_KAPPA 0.044715f
+#define K_GELU_PDF 0.39894228040143267794f    // 1 / sqrt(2 pi)
+
+void k_act_forward(const KAct *a, float *y, const float *x, int64_t n);
+void k_act_backward(const KAct *a, float *dx, const float *dy, const float *x_or_y, int64_t n);
+
 // C = alpha * op(A) @ op(B) + beta * C through k_blas_sgemm, row-major.
 // op(A) is (M,K): A is stored (M,K), or (K,M) when ta. op(B) is (K,N): B is
 // stored (K,N), or (N,K) when tb. C is (M,N). With beta = 0, C's old

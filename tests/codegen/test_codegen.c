@@ -17,6 +17,7 @@
 //
 // Exit status 0 when every check passed; each failure prints file:line.
 #include "../test.h"
+#include "erf_check.h"
 #include "codegen.h"
 #include "runtime.h"
 
@@ -320,6 +321,7 @@ static float eval(const KInstr *in, const float *v, float x) {
   case KI_EQ: return a == b ? 1.0f : 0.0f;
   case KI_SELECT: return a != 0 ? b : v[in->c];
   case KI_FMA: return fmaf(a, b, v[in->c]);
+  case KI_ERF: return erff(a);
   case KI_NUM_OPS: break;
   }
   return NAN;
@@ -576,6 +578,7 @@ static void test_every_op(void) {
   outs[KI_EQ] = op2(k, KI_EQ, vx, vy);
   outs[KI_SELECT] = instr(k, (KInstr){.op = KI_SELECT, .a = sel, .b = vx, .c = vy});
   outs[KI_FMA] = instr(k, (KInstr){.op = KI_FMA, .a = vx, .b = vy, .c = vp});
+  outs[KI_ERF] = op1(k, KI_ERF, op2(k, KI_MUL, sx, cst(k, 0.05f)));   // both of its branches, and 1
   for (int op = 0; op < KI_NUM_OPS; op++)
     st(k, out[op], outs[op], KR_NONE);
   add(&t, k);
@@ -624,6 +627,28 @@ static void test_tanh_range(void) {
   for (int i = 0; i < 4096; i++)
     want[i] = tanhf(xv[i]);
   CHECK(compare("tanh", F(&t, &m, y), want, 4096, 1e-5, 1e-30) == 0);
+  mem_free(&m);
+  t_free(&t);
+}
+
+// KI_ERF against double erf (erf_check.h).
+static void test_erf_range(void) {
+  T t;
+  t_init(&t, "erf_range");
+  IrNode *x = tensor(&t, KB_ARENA, "x", SHAPE(ERF_POINTS), -1, 1);
+  IrNode *y = ARENA(&t, "y", ERF_POINTS);
+  Kernel *k = LOOP(&t, "erf", ERF_POINTS);
+  st(k, y, op1(k, KI_ERF, ld(k, x)), KR_NONE);
+  add(&t, k);
+  Mem m = mem_new(&t, 1);
+  float *xv = F(&t, &m, x);
+  erf_points(xv);
+  CgModule *cm = compile_with(&t, 2, NULL);
+  if (cm) {
+    cg_entry(cm)(m.arena, m.state, 1, &rt);
+    cg_free(cm);
+  }
+  erf_check("erf (llvm)", xv, F(&t, &m, y));
   mem_free(&m);
   t_free(&t);
 }
@@ -1164,6 +1189,7 @@ int main(void) {
   test_relu_bias();
   test_every_op();
   test_tanh_range();
+  test_erf_range();
   test_sums();
   test_parallel();
   test_gemm();

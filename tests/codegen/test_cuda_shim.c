@@ -12,6 +12,8 @@
 //                                program of many kernels
 #include "../test.h"
 #include "codegen.h"
+#include "cuda_gen.h"
+#include "erf_check.h"
 
 #include <dirent.h>
 
@@ -58,6 +60,28 @@ static void test_elementwise(CgCudaHost *h) {
   CHECK(launch(h, "k0_elementwise", 3, 1, 1, 100, true, aux, NULL, n), "%s", err);
   t_equal("elementwise, fibers", y, want, n);
   free(x), free(y), free(want);
+}
+
+// The prelude's nnc_erf, which the cuda backend's KI_ERF calls, against
+// double erf (erf_check.h).
+static void test_erf(void) {
+  StrBuf b = {0};
+  sb_puts(&b, cuda_prelude);
+  sb_puts(&b, "NNC_KERNEL void k0_erf(NNC_ARGS) {\n"
+              "  NNC_FOR_EACH(i, B) ((float *)aux[1])[i] = nnc_erf(((const float *)aux[0])[i]);\n"
+              "}\n");
+  CgCudaHost *h = cg_cuda_host_load(b.data, err, sizeof err);
+  sb_free(&b);
+  CHECK(h, "%s", err);
+  if (!h)
+    return;
+  float *x = xmalloc(ERF_POINTS * sizeof(float)), *y = xcalloc(ERF_POINTS, sizeof(float));
+  erf_points(x);
+  char *aux[] = {(char *)x, (char *)y};
+  CHECK(launch(h, "k0_erf", 64, 1, 1, 256, false, aux, NULL, ERF_POINTS), "%s", err);
+  erf_check("erf (cuda prelude)", x, y);
+  free(x), free(y);
+  cg_cuda_host_free(h);
 }
 
 // Tree sums of blocks of 1024, 64 and 256 threads (the fiber stacks grow,
@@ -299,6 +323,7 @@ int main(int argc, char **argv) {
     return t_finish("test_cuda_shim");
   }
   test_elementwise(h);
+  test_erf();
   test_barriers(h);
   run_gemm(h, 100, 130, 70, true);
   run_gemm(h, 64, 64, 16, true);

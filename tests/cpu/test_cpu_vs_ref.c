@@ -263,7 +263,7 @@ static void check_bad_index(const char *backend) {
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
-                                       "tests/cpu/reshaped_param", "tests/cpu/embedding"};
+                                       "tests/cpu/reshaped_param", "tests/cpu/embedding", "tests/cpu/act"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];

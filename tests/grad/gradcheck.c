@@ -78,6 +78,15 @@ static const Case cases[] = {
                  " h = x -> linear(6) -> tanh\n logits = h -> linear(3)\n r = h -> linear(5)\n"
                  " b = logits -> linear(2)\n logits, r, b\n}\n"
                  "loss 0.7 * cross_entropy(logits, c) + 2.5 * mse(r, x) + -0.5 * l1(b, y) + 0.3 * l1(r, x)\n", 3},
+    {"activations", "model m {\n input x: f32[8]\n target y: f32[8]\n"
+                    " param a: f32[8] = uniform(0.5, 1.5)\n param b: f32[8] = uniform(-1, 1)\n"
+                    " h = x * a + b\n"
+                    " gelu(h) + gelu(h, tanh = true) + leaky_relu(h, slope = 0.1) + silu(h) + elu(h, alpha = 0.7) +\n"
+                    " softplus(h, beta = 2) + sqrt(a * x * x + 0.5) + abs(h) * b +\n"
+                    " clamp(h, -0.9, 0.7) + clamp(h, min = 0.15) + clamp(h, max = 0.3)\n}\nloss mse\n", 4},
+    {"activations-epilogue", "model m {\n input x: f32[2, 5, 5]\n target y: class(3)\n"
+                             " x -> conv2d(3, 3) -> elu -> flatten -> linear(6) -> gelu -> linear(5) -> softplus\n"
+                             " -> linear(4) -> leaky_relu(slope = -0.3) -> linear(3) -> silu\n}\nloss cross_entropy\n", 5},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -276,6 +276,16 @@ static IrGraph *build_misc(Arena *a) {
   IrNode *table = param(g, "embedding_1.weight", INIT_NORMAL, 0, 1, DIMS(5, 4), (SrcLoc){0}, "embedding_1");
   IrNode *e = SHAPE(ir_binary(g, IR_EMBEDDING, tok, table, (SrcLoc){0}), N, 3, 4);
   SHAPE(ir_binary(g, IR_EMBEDDING_GRAD, e, tok, (SrcLoc){0}), 5, 4);
+  // The activations with parameters (and silu, sqrt, abs), on a side chain.
+  static const IrOp acts[] = {IR_GELU, IR_LEAKY_RELU, IR_SILU, IR_ELU, IR_SOFTPLUS, IR_SQRT, IR_ABS, IR_CLAMP};
+  IrNode *act = prev;
+  for (int i = 0; i < countof(acts); i++)
+    act = SHAPE(ir_unary(g, acts[i], act, (SrcLoc){0}), N, 4);
+  act->attr = (IrAttr){.i = {1, 0}, .f = {-1.5, 0}};   // clamp(min = -1.5)
+  g->nodes[act->id - 7]->attr.i[0] = 1;                 // gelu(tanh = true)
+  g->nodes[act->id - 6]->attr.f[0] = -0.02;             // leaky_relu(slope = -0.02)
+  g->nodes[act->id - 4]->attr.f[0] = 0.5;               // elu(alpha = 0.5)
+  g->nodes[act->id - 3]->attr = (IrAttr){.f = {2, 15}};  // softplus(beta = 2, threshold = 15)
   return g;
 }
 
@@ -481,6 +491,16 @@ static IrGraph *build_train(Arena *a) {
   sgd_step(g, bias, dbias, 1, 0.1, 0.9, 5e-4);
   for (int i = 1; i < 5; i++)
     sgd_step(g, w[i], dw[i], 0, 0.01, 0, 0);
+  // The activations' gradient ops, (g, x) with their forward ops' attributes.
+  static const IrOp act_grads[] = {IR_GELU_GRAD, IR_LEAKY_RELU_GRAD, IR_SILU_GRAD, IR_ELU_GRAD,
+                                   IR_SOFTPLUS_GRAD, IR_SQRT_GRAD, IR_ABS_GRAD, IR_CLAMP_GRAD};
+  IrNode *da = d;
+  for (int i = 0; i < countof(act_grads); i++)
+    da = scoped(SHAPE(ir_binary(g, act_grads[i], da, norm, norm->loc), N, 8, 16, 16), "act");
+  da->attr = (IrAttr){.i = {1, 1}, .f = {-1, 1}};   // clamp(-1, 1)
+  g->nodes[da->id - 3]->attr = (IrAttr){.f = {1, 20}};   // softplus's defaults
+  g->nodes[da->id - 4]->attr.f[0] = 1;                  // elu's alpha
+  g->nodes[da->id - 6]->attr.f[0] = 0.01;               // leaky_relu's slope
   return g;
 }
 
@@ -546,7 +566,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(54, IR_NUM_OPS);
+  CHECK_INT(70, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -563,14 +583,14 @@ static void test_op_table(void) {
     CHECK((unsigned)kind <= IR_KIND_UPDATE && kind == info->kind);
     nkind[kind]++;
     CHECK((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
-    if (kind == IR_KIND_ELEMENTWISE)
-      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr + info->nfattr == 0);
+    if (kind == IR_KIND_ELEMENTWISE)   // attributes: the activations' parameters (gelu's tanh, clamp's bounds)
+      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr <= 2 && info->nfattr <= 2);
     if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
       CHECK(info->min_in == 2 && info->max_in == 2);
     CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
-  CHECK_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
+  CHECK_INT(29, nkind[IR_KIND_ELEMENTWISE]);   // 18 forward ops, relu_grad, sigmoid_grad, tanh_grad, 8 act grads
   CHECK_INT(1, nkind[IR_KIND_MATMUL]);
   CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape

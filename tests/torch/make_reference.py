@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference numbers from PyTorch for nnc's agreement-with-PyTorch test.
 
-For each of the models mlp, cnn, resnet18 and quadratic (as defined in
+For each of the models mlp, cnn, resnet18, quadratic and lenet5 (as defined in
 models/*.nn) this script builds the same network in PyTorch, fills its weights
 and its input batch from a small deterministic generator that a C program can
 reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
@@ -44,9 +44,9 @@ STEPS = 3                  # optimizer steps per config
 # with 2 samples per channel normalizes a single difference x1 - x2 and turns
 # its rounding into O(1) changes (float32 and float64 gradients then differ
 # by about 1%, and 3 optimizer steps by 100%).
-BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16}
+BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16, "lenet5": 4}
 EXPECTED_PARAMS = {"mlp": 669706, "cnn": 225034, "resnet18": 11175434,
-                   "quadratic": 3}
+                   "quadratic": 3, "lenet5": 61706}
 
 # ---------------------------------------------------------------------------
 # The deterministic generator
@@ -282,11 +282,32 @@ class Quadratic(nn.Module):
         return self.a * t * t + self.b * t + self.c
 
 
+class LeNet5(nn.Module):
+    """models/lenet5.nn: the classic tutorial's LeNet-5 for 28x28 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv2d_1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2d_2 = nn.Conv2d(6, 16, 5)
+        self.linear_1 = nn.Linear(400, 120)
+        self.linear_2 = nn.Linear(120, 84)
+        self.linear_3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.avg_pool2d(torch.tanh(self.conv2d_1(x)), 2)
+        x = F.avg_pool2d(torch.tanh(self.conv2d_2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = torch.tanh(self.linear_1(x))
+        x = torch.tanh(self.linear_2(x))
+        return self.linear_3(x)
+
+
 MODELS = {
     "mlp": (MLP, lambda out, y: F.cross_entropy(out, y)),
     "cnn": (CNN, lambda out, y: F.nll_loss(out, y)),
     "resnet18": (ResNet18, lambda out, y: F.cross_entropy(out, y)),
     "quadratic": (Quadratic, lambda out, y: F.mse_loss(out, y)),
+    "lenet5": (LeNet5, lambda out, y: F.cross_entropy(out, y)),
 }
 
 
@@ -615,7 +636,7 @@ def main():
     print("torch %s" % torch.__version__)
     check_generator()
     print_generator_examples()
-    names = sys.argv[1:] or ["mlp", "cnn", "resnet18", "quadratic"]
+    names = sys.argv[1:] or ["mlp", "cnn", "resnet18", "quadratic", "lenet5"]
     for name in names:
         run_model(name)
     total = sum(os.path.getsize(os.path.join(OUT_DIR, n + ".safetensors")) for n in names)

@@ -1,6 +1,6 @@
 // test_torch_ref.c: nnc's training step against PyTorch's.
 //
-// For the models mlp, cnn, resnet18 and quadratic and the four optimizer
+// For the models mlp, cnn, resnet18, quadratic and lenet5 and the four optimizer
 // configurations of tests/torch/make_reference.py, this compiles
 // models/NAME.nn, fills every parameter, buffer and the input batch from the
 // deterministic generator of tests/torch/README.md, checks the batch against
@@ -35,7 +35,7 @@
 // decay 1e-4 (1.5e-5) or resnet18's running_var updated with the biased
 // variance (2.9e-2) fail.
 //
-//   mlp, cnn, quadratic
+//   mlp, cnn, quadratic, lenet5
 //     loss                   1e-6 relative   [0: bit-identical; README 5e-9 .. 4e-8]
 //     gradients              rel-L2 1e-5, max-norm 1e-5
 //                                            [7e-7 / 8e-7; README 1e-7 .. 7e-7]
@@ -130,6 +130,7 @@ typedef struct ModelSpec {
   double step_loss_sgd[STEPS], step_loss_adam[STEPS];   // OPT.loss[k], relative
   Tol state_sgd, state_adam;
   double median;       // bound on the median rel-L2 after the steps (0: none)
+  int64_t nparams;     // trainable elements, as PyTorch counts them
 } ModelSpec;
 
 #define TIGHT_GRAD {1e-5, 0, 1e-5, 0, 0}
@@ -138,11 +139,12 @@ typedef struct ModelSpec {
 #define TIGHT_ADAM {1e-5, 0, 0, 0, 0.02}
 
 static const ModelSpec models[] = {
-    {"mlp", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0},
-    {"cnn", 4, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0},
+    {"mlp", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 669706},
+    {"cnn", 4, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 225034},
     {"resnet18", 8, 0.05, 5e-6, {5e-5, 0, 1e-4, 0, 0}, {5e-6, 2e-4, 5e-3}, {5e-6, 2e-3, 0.15},
-     {0.08, 0, 1, 0, 0}, {0.02, 0, 1, 0, 0}, 1e-2},   // after the steps: conv weights; see specials
-    {"quadratic", 16, 0.01, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0},
+     {0.08, 0, 1, 0, 0}, {0.02, 0, 1, 0, 0}, 1e-2, 11175434},   // after the steps: conv weights; see specials
+    {"quadratic", 16, 0.01, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 3},
+    {"lenet5", 4, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 61706},
 };
 
 // Tensors with a bound of their own; see the comment at the top. The
@@ -663,6 +665,14 @@ static Result run_config(const ModelSpec *ms, const OptSpec *os, const StFile *f
   if (!compile(ms->name, &oc, &cm))
     return res;
   Model *m = cm.m;
+  int64_t nparams = 0;
+  for (int i = 0; i < m->nparams; i++)
+    nparams += ir_numel(m->params[i], 1);
+  if (nparams != ms->nparams) {
+    printf("FAIL %s: %lld parameters, PyTorch's model has %lld\n", ms->name, (long long)nparams,
+           (long long)ms->nparams);
+    c.failed++;
+  }
   ExecOptions eo = {.max_batch = ms->batch};
   Exec *ex = exec_new("ref", m, &eo, NULL, 0);
   exec_set_dropout(ex, false);
@@ -767,7 +777,7 @@ int main(int argc, char **argv) {
     } else if (known && nonly < countof(only)) {
       only[nonly++] = argv[i];
     } else {
-      fprintf(stderr, "usage: test_torch_ref [-v] [mlp|cnn|resnet18|quadratic]...\n");
+      fprintf(stderr, "usage: test_torch_ref [-v] [mlp|cnn|resnet18|quadratic|lenet5]...\n");
       return 2;
     }
   }
