@@ -121,6 +121,7 @@ IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map) {
     *k = *n;
     k->name = n->name ? arena_strdup(a, n->name) : NULL;
     k->scope = n->scope ? arena_strdup(a, n->scope) : NULL;
+    k->src = arena_alloc(a, sizeof(IrNode *) * ir_src_slots(n->nsrc));
     for (int j = 0; j < n->nsrc; j++)
       k->src[j] = c->nodes[n->src[j]->id];   // inputs precede their users
     c->nodes[i] = k;
@@ -167,6 +168,7 @@ IrNode *ir_add(IrGraph *g, IrOp op, IrNode **src, int nsrc, SrcLoc loc) {
   n->op = op;
   n->ndim = -1;
   n->nsrc = nsrc;
+  n->src = arena_alloc(g->arena, sizeof(IrNode *) * ir_src_slots(nsrc));   // zeroed
   for (int i = 0; i < nsrc; i++)
     n->src[i] = src[i];
   n->loc = loc;

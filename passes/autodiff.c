@@ -153,6 +153,35 @@ static void grad_batchnorm(AD *ad, IrNode *n, IrNode *g) {
     accumulate(ad, beta, mk1(ad, IR_CHANNEL_SUM, g));
 }
 
+// A slice's gradient: g stored at the slice of a zeroed tensor of x's shape.
+static IrNode *grad_slice(AD *ad, IrNode *n, IrNode *g) {
+  return finish(ad, with_attrs(ir_add(ad->g, IR_SLICE_GRAD, &g, 1, n->loc), n), n->src[0]);
+}
+
+// A concat's gradient: each input's part of g, sliced back out (summed over
+// N for an input that was broadcast along it).
+static void grad_concat(AD *ad, IrNode *n, IrNode *g) {
+  int axis = (int)n->attr.i[0];
+  int64_t at = 0;
+  for (int i = 0; i < n->nsrc; i++) {
+    IrNode *x = n->src[i];
+    int64_t size = x->shape[axis - (n->ndim - x->ndim)];
+    if (ad->needs[x->id]) {
+      IrNode *part = g;
+      if (size != n->shape[axis]) {
+        part = ir_add(ad->g, IR_SLICE, &g, 1, n->loc);
+        part->attr.i[0] = axis;
+        part->attr.i[1] = at;
+        part->attr.i[2] = at + size;
+        part->attr.i[3] = 1;
+        part = finish(ad, part, NULL);
+      }
+      accumulate(ad, x, unbroadcast(ad, part, x));
+    }
+    at += size;
+  }
+}
+
 // Appends the gradients of n's inputs, given n's gradient g.
 static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   ad->fwd = n;
@@ -187,6 +216,12 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_BATCHNORM:
     grad_batchnorm(ad, n, g);
+    break;
+  case IR_SLICE:
+    accumulate(ad, a, grad_slice(ad, n, g));
+    break;
+  case IR_CONCAT:
+    grad_concat(ad, n, g);
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:

@@ -204,6 +204,7 @@ typedef enum {
   A_NUM,       // any number
   A_BOOL,      // true or false
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
+  A_TENSORS,   // the positional arguments (and the piped value), tensors (concat)
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -230,6 +231,8 @@ typedef struct Args {
   int64_t ints[IR_MAX_DIMS];   // A_INTS
   SrcLoc ints_loc[IR_MAX_DIMS];
   int nints;
+  IrNode **tensors;            // A_TENSORS
+  int ntensors;
   SrcLoc call;                 // the function's name
 } Args;
 
@@ -246,6 +249,7 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   snprintf(hint, sizeof hint, "%s takes %s", fn, sig->usage);
   switch (spec->kind) {
   case A_TENSOR:
+  case A_TENSORS:
     if (v.kind != V_TENSOR) {
       diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found the number %g", fn, an, v.num);
       return false;
@@ -307,19 +311,24 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
   int pos = 0;
   char hint[200];
   snprintf(hint, sizeof hint, "%s takes %s", sig->name, sig->usage);
-  if (piped) {
+  int nargs = call->kind == AST_CALL ? call->nargs : 0;
+  if (sig->nargs && sig->args[0].kind == A_TENSORS)
+    out->tensors = arena_alloc(L->a, sizeof(IrNode *) * (nargs + 1));
+  if (piped && out->tensors) {
+    out->tensors[out->ntensors++] = piped->t;
+    out->given[0] = true;
+  } else if (piped) {
     out->v[0] = *piped;
     out->loc[0] = piped_loc;
     out->given[0] = true;
     pos = 1;
   }
-  int nargs = call->kind == AST_CALL ? call->nargs : 0;
   for (int i = 0; i < nargs; i++) {
     const AstNode *arg = call->args[i];
     if (arg->kind == AST_KWARG) {
       int k = find_spec(sig, arg->name);
       Value v = eval(L, e, arg->lhs);
-      if (k < 0 || sig->args[k].kind == A_INTS) {
+      if (k < 0 || sig->args[k].kind == A_INTS || sig->args[k].kind == A_TENSORS) {
         const char *names[MAX_ARGS];
         for (int j = 0; j < sig->nargs; j++)
           names[j] = sig->args[j].name;
@@ -341,6 +350,14 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
       continue;
     }
     Value v = eval(L, e, arg);
+    if (pos < sig->nargs && sig->args[pos].kind == A_TENSORS) {
+      if (check_arg(L, sig, &sig->args[pos], v, arg->loc))
+        out->tensors[out->ntensors++] = v.t;
+      else
+        ok = false;
+      out->given[pos] = true;
+      continue;
+    }
     if (pos < sig->nargs && sig->args[pos].kind == A_INTS) {
       if (out->nints == IR_MAX_DIMS - 1) {
         diag_error(L->d, arg->loc, NULL, "%s: at most %d dimensions per sample", sig->name, IR_MAX_DIMS - 1);
@@ -389,7 +406,7 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
       else
         diag_error(L->d, at, hint, "%s: missing argument '%s'", sig->name, s->name);
       ok = false;
-    } else if (s->kind != A_INTS) {
+    } else if (s->kind != A_INTS && s->kind != A_TENSORS) {
       out->v[k] = num_value(s->def);
       out->v[k].is_bool = s->kind == A_BOOL;
       out->loc[k] = call->loc;
@@ -610,6 +627,49 @@ static IrNode *build_reshape(Lower *L, Env *e, const Args *a) {
   return reshape_to(L, x, nd, shape, a->call, next_scope(L, e, "reshape"));
 }
 
+// An axis of x as a call gives it (negative: from the end), in range and
+// not the batch dimension; -1 after a report.
+static int tensor_axis(Lower *L, const char *fn, const IrNode *x, double v, SrcLoc loc, const char *doing) {
+  char b[96], hint[160];
+  if (v != floor(v) || v < -x->ndim || v >= x->ndim) {
+    snprintf(hint, sizeof hint, "%s has %d dimensions: axes 0 to %d, or -1 to -%d from the end", tshape(x, b),
+             x->ndim, x->ndim - 1, x->ndim);
+    diag_error(L->d, loc, hint, "%s: axis %g is out of range for %s", fn, v, tshape(x, b));
+    return -1;
+  }
+  int axis = v < 0 ? (int)v + x->ndim : (int)v;
+  if (x->shape[axis] == IR_N) {
+    diag_error(L->d, loc, "axis 0 is the batch dimension N, whose samples stay apart; choose an axis from 1",
+               "%s: cannot %s along the batch dimension N of %s", fn, doing, tshape(x, b));
+    return -1;
+  }
+  return axis;
+}
+
+// concat(a, b, ..., axis): axis counts in the rank of the largest input;
+// an input of one dimension fewer has no batch dimension and repeats along N.
+static IrNode *build_concat(Lower *L, Env *e, const Args *a) {
+  if (a->ntensors == 0) {
+    diag_error(L->d, a->call, "concat(a, b, ..., axis = 1)", "concat: no tensors to concatenate");
+    return NULL;
+  }
+  if (a->ntensors > IR_MAX_SRC) {
+    diag_error(L->d, a->call, "concatenate in groups: concat(concat(a, b), concat(c, d), axis = 1)",
+               "concat: %d tensors; at most %d in one concat", a->ntensors, IR_MAX_SRC);
+    return NULL;
+  }
+  const IrNode *big = a->tensors[0];
+  for (int i = 1; i < a->ntensors; i++)
+    if (a->tensors[i]->ndim > big->ndim)
+      big = a->tensors[i];
+  int axis = tensor_axis(L, "concat", big, arg_num(a, 1), a->loc[1], "concatenate");
+  if (axis < 0)
+    return NULL;
+  IrNode *y = node(L, IR_CONCAT, a->tensors, a->ntensors, a->call);
+  y->attr.i[0] = axis;
+  return finish(L, y, next_scope(L, e, "concat"));
+}
+
 static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
   return finish(L, y, next_scope(L, e, "matmul"));
@@ -644,6 +704,8 @@ static const Builtin builtins[] = {
     {SIG("softmax", "(x)", T("x")), build_softmax},
     {SIG("log_softmax", "(x)", T("x")), build_log_softmax},
     {SIG("matmul", "(a, b)", T("a"), T("b")), build_matmul},
+    {SIG("concat", "(a, b, ..., axis = k)", {"tensors", A_TENSORS, true, 0, 0}, {"axis", A_NUM, true, 0, 0}),
+     build_concat},
 };
 
 // Names that mean something else where a layer is expected.

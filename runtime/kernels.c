@@ -196,6 +196,30 @@ void k_binary_forward(KBinary op, float *y, const float *a, const KShape *as,
   }
 }
 
+void k_slice_forward(float *y, const float *x, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                     int64_t start, int64_t step) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < yc; j++)
+      memcpy(y + (o * yc + j) * inner, x + (o * xc + start + j * step) * inner, sizeof(float) * inner);
+}
+
+void k_slice_backward(float *dx, const float *dy, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                      int64_t start, int64_t step) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < yc; j++) {
+      float *d = dx + (o * xc + start + j * step) * inner;
+      const float *s = dy + (o * yc + j) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        d[i] += s[i];
+    }
+}
+
+void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int64_t yc, int64_t xc,
+                   int64_t inner, int64_t at) {
+  for (int64_t o = 0; o < outer; o++)
+    memcpy(y + (o * yc + at) * inner, x + (o % xouter) * xc * inner, sizeof(float) * xc * inner);
+}
+
 void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss) {
   KShape bs;
   K_CHECK(k_broadcast_shape(&bs, ds, ss) && same_padded(&bs, ss),

@@ -431,6 +431,18 @@ void k_binary_backward(KBinary op, float *da, float *db,
 // the result has dst's shape. ds must broadcast to ss (ss = broadcast(ds, ss)).
 void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss);
 
+// Indexing, on tensors seen as [outer, C, inner] around one axis.
+// slice:   y[o, j, i] = x[o, start + j * step, i] for j < yc
+// slice backward: dx[o, start + j * step, i] += dy[o, j, i] (dx zeroed: the rest stays 0)
+// concat part: y[o, at + j, i] = x[o % xouter, j, i] for j < xc: one input of
+//   a concat (xouter < outer: x lacks the batch dimension and repeats along it)
+void k_slice_forward(float *y, const float *x, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                     int64_t start, int64_t step);
+void k_slice_backward(float *dx, const float *dy, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                      int64_t start, int64_t step);
+void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int64_t yc, int64_t xc,
+                   int64_t inner, int64_t at);
+
 // Unary elementwise ops over n elements; y may alias x. The backward rules:
 //   neg:     dx += -dy
 //   relu:    dx += dy where x > 0 (pass x or y = relu(x): x > 0 iff y > 0)

@@ -55,6 +55,9 @@ static const Case cases[] = {
                  " -> flatten\n}\nloss l1\n", 3},
     {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
             "loss bce_with_logits\n", 4},
+    {"concat", "model m {\n input x: f32[3, 2]\n target y: f32[3]\n param cls: f32[1, 2] = uniform(-1, 1)\n"
+               " h = x -> tanh\n c = concat(cls, h, x * h, axis = 1)\n"
+               " concat(c, c * c, axis = -1) -> flatten -> linear(3)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
