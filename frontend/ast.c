@@ -171,18 +171,30 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
   case AST_TARGET: fprintf(out, "target %s ", n->name); break;
   case AST_PARAM: fprintf(out, "param %s ", n->name); break;
   case AST_EXPR: fputs("expr", out); break;
+  case AST_INDEX: fputs("index", out); break;
+  case AST_RANGE: fputs("range", out); break;
+  case AST_ELLIPSIS: fputs("ellipsis", out); break;
+  case AST_UNPACK: fputs("unpack", out); break;
   }
   if (n->type)
     print_type(out, n->type);
   print_loc(out, n->loc);
-  if (n->kind == AST_CALL)
+  if (n->kind == AST_CALL || n->kind == AST_UNPACK)
     print_children(out, n->args, n->nargs, depth + 1);
+  for (int i = 0; n->kind == AST_RANGE && i < n->nargs; i++) {   // a part left out prints as (none)
+    if (n->args[i])
+      print_node(out, n->args[i], depth + 1);
+    else
+      fprintf(out, "\n%*s(none)", 2 * depth + 2, "");
+  }
   if (n->lhs)
     print_node(out, n->lhs, depth + 1);
   if (n->kind == AST_BINOP)
     print_node(out, n->rhs, depth + 1);
   if (n->kind == AST_PIPE && n->rhs->kind == AST_CALL)
     print_children(out, n->rhs->args, n->rhs->nargs, depth + 1);
+  if (n->kind == AST_INDEX)
+    print_children(out, n->args, n->nargs, depth + 1);
   fputc(')', out);
 }
 

@@ -58,6 +58,11 @@ static const Case cases[] = {
     {"concat", "model m {\n input x: f32[3, 2]\n target y: f32[3]\n param cls: f32[1, 2] = uniform(-1, 1)\n"
                " h = x -> tanh\n c = concat(cls, h, x * h, axis = 1)\n"
                " concat(c, c * c, axis = -1) -> flatten -> linear(3)\n}\nloss mse\n", 3},
+    {"slice", "model m {\n input x: f32[4, 6]\n target y: f32[5]\n param w: f32[3, 6] = uniform(-1, 1)\n"
+              " h = x -> tanh\n a = h[:, 0] * w[-1]\n b = h[:, 1:, ::2]\n c = (x * h)[..., -1]\n"
+              " p, q, r = h[:, :, ::2] -> split(3)\n"
+              " k = concat(a, c, b -> flatten, p * q + r -> flatten, axis = 1)\n"
+              " concat(k, w[1:, 2:5] -> flatten, axis = -1) -> linear(5)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
