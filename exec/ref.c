@@ -343,6 +343,12 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     k_slice_forward(out, F(ex, a), outer, xc, yc, inner, n->attr.i[1], n->attr.i[3]);
     return 0;
   }
+  case IR_SUM: case IR_MEAN: {
+    KShape xs = kshape(a, B);
+    memset(out, 0, sizeof(float) * k);
+    k_sum_axes(out, F(ex, a), &xs, (unsigned)n->attr.i[0], n->op == IR_MEAN ? pass_mean_scale(n) : 1.0f);
+    return 0;
+  }
   case IR_CONCAT: {
     int axis = (int)n->attr.i[0];
     int64_t outer, yc, inner, at = 0;

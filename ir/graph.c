@@ -284,7 +284,7 @@ int64_t ir_flops(const IrNode *n) {
     return 0;
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER: case IR_CONST:
-  case IR_RESHAPE:
+  case IR_RESHAPE: case IR_SLICE: case IR_CONCAT:
     return 0;
   case IR_MATMUL:
     return matmul_flops(n, out);
@@ -318,7 +318,7 @@ int64_t ir_flops(const IrNode *n) {
   }
   case IR_BATCHNORM_GRAD:
     return mul_sat(5, out);
-  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: {
+  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: case IR_SUM: case IR_MEAN: {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(n->op == IR_BATCHNORM_GRAD_GAMMA ? 3 : 1, in);
   }

@@ -182,6 +182,26 @@ static void grad_concat(AD *ad, IrNode *n, IrNode *g) {
   }
 }
 
+// sum and mean: g spread back over the axes reduced (with the reduced axes
+// as dimensions of 1, g broadcasts against a constant of x's shape: 1, or
+// the mean's factor).
+static void grad_reduce(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0];
+  if (!ad->needs[x->id])
+    return;
+  if (!n->attr.i[1]) {
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    g = mk(ad, IR_RESHAPE, &g, 1, &kept);
+  }
+  IrNode *c = ir_leaf(ad->g, IR_CONST, NULL, DT_F32, x->ndim, x->shape, n->loc);
+  c->attr.f[0] = n->op == IR_MEAN ? pass_mean_scale(n) : 1.0f;
+  c->scope = n->scope;
+  accumulate(ad, x, mk2(ad, IR_MUL, g, c));
+}
+
 // Appends the gradients of n's inputs, given n's gradient g.
 static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   ad->fwd = n;
@@ -222,6 +242,9 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_CONCAT:
     grad_concat(ad, n, g);
+    break;
+  case IR_SUM: case IR_MEAN:
+    grad_reduce(ad, n, g);
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:

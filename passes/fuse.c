@@ -37,6 +37,15 @@ typedef struct Fuse {
   KProgram *p;
 } Fuse;
 
+float pass_mean_scale(const IrNode *n) {
+  const IrNode *x = n->src[0];
+  int64_t count = 1;
+  for (int j = 0; j < x->ndim; j++)
+    if (n->attr.i[0] >> j & 1)
+      count *= x->shape[j];
+  return (float)(1.0 / (double)count);
+}
+
 unsigned pass_entries(const Model *m) {
   unsigned e = 1u << ENTRY_FORWARD;
   if (m->g->loss)
@@ -298,6 +307,15 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
   KIndex idx = {0};
   if (root->op == IR_SUM_TO) {
     idx = ir_kernel_index(root, k->ndim, k->dims);
+  } else if (root->op == IR_SUM || root->op == IR_MEAN) {   // the axes reduced have stride 0
+    int64_t stride = 1;
+    for (int j = x->ndim - 1; j >= 0; j--)
+      if (!(root->attr.i[0] >> j & 1)) {
+        idx.stride[j] = stride;
+        stride *= x->shape[j] == IR_N ? 1 : x->shape[j];
+      }
+    if (root->op == IR_MEAN)
+      v = emit2(&gen, KI_MUL, v, emit_const(&gen, pass_mean_scale(root)));
   } else if (root->op == IR_SLICE_GRAD) {   // each element of g to its place in the zeroed result
     int64_t base[IR_MAX_DIMS] = {0}, mul[IR_MAX_DIMS];
     for (int j = 0; j < IR_MAX_DIMS; j++)

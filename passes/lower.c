@@ -686,6 +686,55 @@ static IrNode *build_concat(Lower *L, Env *e, const Args *a) {
   return finish(L, y, next_scope(L, e, "concat"));
 }
 
+// sum(x, a, b, ..., keepdim = false) and mean: over the axes given by
+// position (or one as axis = k), or every axis but N when none is given.
+static IrNode *build_reduce(Lower *L, Env *e, const Args *a, IrOp op, const char *fn) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  double axes[IR_MAX_DIMS];
+  SrcLoc locs[IR_MAX_DIMS];
+  int n = a->nints;
+  for (int i = 0; i < n; i++) {
+    axes[i] = (double)a->ints[i];
+    locs[i] = a->ints_loc[i];
+  }
+  if (a->given[2]) {
+    if (n) {
+      diag_error(L->d, a->loc[2], "give the axes by position, sum(x, 1, 2), or one as axis = 1",
+                 "%s: axes given both by position and as 'axis'", fn);
+      return NULL;
+    }
+    axes[n] = arg_num(a, 2);
+    locs[n++] = a->loc[2];
+  }
+  int64_t mask = 0;
+  for (int i = 0; i < x->ndim && !n; i++)
+    if (x->shape[i] != IR_N)
+      mask |= (int64_t)1 << i;
+  if (!n && !mask) {
+    diag_error(L->d, a->call, "the samples of a batch stay apart", "%s: %s has no axis but N to reduce", fn,
+               tshape(x, b));
+    return NULL;
+  }
+  for (int i = 0; i < n; i++) {
+    int axis = tensor_axis(L, fn, x, axes[i], locs[i], "reduce");
+    if (axis < 0)
+      return NULL;
+    if (mask >> axis & 1) {
+      diag_error(L->d, locs[i], "name each axis once", "%s: axis %d is given twice", fn, axis);
+      return NULL;
+    }
+    mask |= (int64_t)1 << axis;
+  }
+  IrNode *y = node(L, op, (IrNode *[]){x}, 1, a->call);
+  y->attr.i[0] = mask;
+  y->attr.i[1] = arg_num(a, 3) != 0;
+  return finish(L, y, next_scope(L, e, fn));
+}
+
+static IrNode *build_sum(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_SUM, "sum"); }
+static IrNode *build_mean(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_MEAN, "mean"); }
+
 // split(x, parts, axis = -1): x cut along axis into `parts` equal pieces.
 static Value build_split(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
@@ -750,6 +799,10 @@ static const Builtin builtins[] = {
     {SIG("concat", "(a, b, ..., axis = k)", {"tensors", A_TENSORS, true, 0, 0}, {"axis", A_NUM, true, 0, 0}),
      build_concat},
     {SIG("split", "(x, parts, axis = -1)", T("x"), I("parts", true, 0, 1), N("axis", -1)), NULL},
+    {SIG("sum", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_sum},
+    {SIG("mean", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_mean},
 };
 
 // Names that mean something else where a layer is expected.

@@ -326,6 +326,27 @@ static bool infer_concat(IrNode *n, Diag *d) {
   return true;
 }
 
+// sum and mean: the axes of the mask go (or stay as 1 with keepdim).
+static bool infer_reduce(IrNode *n, Diag *d) {
+  IrNode *x = n->src[0];
+  uint64_t axes = (uint64_t)n->attr.i[0];
+  if (!axes || axes >> x->ndim)
+    return fail(n, d, NULL, "the axes are out of range for %s%s", sh(x), "");
+  int64_t out[IR_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < x->ndim; i++) {
+    bool gone = axes >> i & 1;
+    if (gone && x->shape[i] == IR_N)
+      return fail(n, d, "reduce the other axes; the samples of a batch stay apart",
+                  "cannot reduce the batch dimension N of %s%s", sh(x), "");
+    if (!gone || n->attr.i[1])
+      out[nd++] = gone ? 1 : x->shape[i];
+  }
+  set_shape(n, nd, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
 // Losses compare the model's output with the target and give f32[].
 static bool infer_loss(IrNode *n, Diag *d) {
   IrNode *y = n->src[0], *t = n->src[1];
@@ -501,6 +522,8 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 0, 1) && infer_slice(n, d, n->src[0]);
   case IR_CONCAT:
     return check_f32(n, d, 0, n->nsrc) && infer_concat(n, d);
+  case IR_SUM: case IR_MEAN:
+    return check_f32(n, d, 0, 1) && infer_reduce(n, d);
   default:
     return infer_grad(n, d);
   }

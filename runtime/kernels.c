@@ -220,6 +220,26 @@ void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int6
     memcpy(y + (o * yc + at) * inner, x + (o % xouter) * xc * inner, sizeof(float) * xc * inner);
 }
 
+void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale) {
+  int64_t stride[K_MAX_DIMS], at[K_MAX_DIMS] = {0}, n = 1, ys = 1;
+  for (int d = xs->ndim - 1; d >= 0; d--) {   // y's stride for each of x's dimensions (0: reduced)
+    stride[d] = axes >> d & 1 ? 0 : ys;
+    ys *= axes >> d & 1 ? 1 : xs->dim[d];
+    n *= xs->dim[d];
+  }
+  int64_t o = 0;
+  for (int64_t i = 0; i < n; i++) {
+    y[o] += x[i] * scale;
+    for (int d = xs->ndim - 1; d >= 0; d--) {   // the next index, odometer-wise
+      o += stride[d];
+      if (++at[d] < xs->dim[d])
+        break;
+      o -= stride[d] * at[d];
+      at[d] = 0;
+    }
+  }
+}
+
 void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss) {
   KShape bs;
   K_CHECK(k_broadcast_shape(&bs, ds, ss) && same_padded(&bs, ss),

@@ -442,6 +442,9 @@ void k_slice_backward(float *dx, const float *dy, int64_t outer, int64_t xc, int
                       int64_t start, int64_t step);
 void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int64_t yc, int64_t xc,
                    int64_t inner, int64_t at);
+// y[kept] += x[i] * scale over the axes of the bit mask axes, element by
+// element in x's order (y zeroed; y holds x's shape without those axes).
+void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale);
 
 // Unary elementwise ops over n elements; y may alias x. The backward rules:
 //   neg:     dx += -dy

@@ -63,6 +63,11 @@ static const Case cases[] = {
               " p, q, r = h[:, :, ::2] -> split(3)\n"
               " k = concat(a, c, b -> flatten, p * q + r -> flatten, axis = 1)\n"
               " concat(k, w[1:, 2:5] -> flatten, axis = -1) -> linear(5)\n}\nloss mse\n", 3},
+    {"reduce", "model m {\n input x: f32[3, 4]\n target y: f32[4]\n param w: f32[2, 3, 4] = uniform(-1, 1)\n"
+               " h = x -> tanh\n a = sum(h * x, -1)\n b = mean(h, 1, keepdim = true) * x\n"
+               " c = mean(w * w, 0, 2) + sum(w, axis = 1, keepdim = true)[0, :, 1]\n"
+               " d = mean(x * h, keepdim = true) + sum(h, keepdim = true) -> flatten\n"
+               " concat(a * c, b -> flatten, d, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

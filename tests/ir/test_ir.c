@@ -273,6 +273,10 @@ static IrGraph *build_misc(Arena *a) {
   cat->attr.i[0] = 1;
   IrNode *sl = SHAPE(ir_unary(g, IR_SLICE, cat, (SrcLoc){0}), N, 3);
   sl->attr = (IrAttr){.i = {1, 1, 7, 2}};
+  IrNode *sm = SHAPE(ir_unary(g, IR_SUM, sl, (SrcLoc){0}), N, 1);
+  sm->attr = (IrAttr){.i = {2, 1}};
+  IrNode *mn = SHAPE(ir_unary(g, IR_MEAN, sl, (SrcLoc){0}), N);
+  mn->attr = (IrAttr){.i = {2, 0}};
   g->output = prev;
   return g;
 }
@@ -545,7 +549,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(55, IR_NUM_OPS);
+  CHECK_INT(57, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -571,7 +575,7 @@ static void test_op_table(void) {
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
   CHECK_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
   CHECK_INT(1, nkind[IR_KIND_MATMUL]);
-  CHECK_INT(3, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad
+  CHECK_INT(5, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
   CHECK_INT(18, nkind[IR_KIND_LIB]);
