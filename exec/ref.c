@@ -234,6 +234,18 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     return;
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
+  case IR_MAX_FIRST: {
+    KShape xs = kshape(a, B);
+    for (int64_t i = 0; i < k; i++)
+      out[i] = -INFINITY;
+    k_max_first(out, g, F(ex, b), &xs, (unsigned)n->attr.i[0]);
+    return;
+  }
+  case IR_MAX_GRAD: {
+    KShape xs = kshape(n, B);
+    k_max_grad(out, g, F(ex, b), &xs, (unsigned)n->attr.i[0]);
+    return;
+  }
   case IR_SLICE_GRAD: {
     int64_t outer, xc, inner;
     around_axis(n, (int)n->attr.i[0], B, &outer, &xc, &inner);
@@ -341,6 +353,13 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     around_axis(a, (int)n->attr.i[0], B, &outer, &xc, &inner);
     yc = n->shape[n->attr.i[0]];
     k_slice_forward(out, F(ex, a), outer, xc, yc, inner, n->attr.i[1], n->attr.i[3]);
+    return 0;
+  }
+  case IR_MAX: {
+    KShape xs = kshape(a, B);
+    for (int64_t i = 0; i < k; i++)
+      out[i] = -INFINITY;
+    k_max_axes(out, F(ex, a), &xs, (unsigned)n->attr.i[0]);
     return 0;
   }
   case IR_SUM: case IR_MEAN: {

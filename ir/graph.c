@@ -318,7 +318,7 @@ int64_t ir_flops(const IrNode *n) {
   }
   case IR_BATCHNORM_GRAD:
     return mul_sat(5, out);
-  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: case IR_SUM: case IR_MEAN: {
+  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: case IR_SUM: case IR_MEAN: case IR_MAX: {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(n->op == IR_BATCHNORM_GRAD_GAMMA ? 3 : 1, in);
   }

@@ -232,6 +232,7 @@ typedef struct KInstr {
 typedef enum {
   KR_NONE,      // store the value
   KR_SUM,       // add the value into the buffer, which the kernel zeroes first
+  KR_MAX,       // keep the larger (a NaN wins), in the buffer the kernel fills with -inf first
 } KReduce;
 
 typedef struct KStore {

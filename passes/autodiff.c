@@ -202,6 +202,29 @@ static void grad_reduce(AD *ad, IrNode *n, IrNode *g) {
   accumulate(ad, x, mk2(ad, IR_MUL, g, c));
 }
 
+// max: g routed to the first maximum of each reduced run (row-major over
+// the axes), as PyTorch's max(x, dim) does through its indices: max_first
+// finds that position, max_grad puts g there.
+static void grad_max(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0], *y = n;
+  if (!ad->needs[x->id])
+    return;
+  if (!n->attr.i[1]) {
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    y = mk(ad, IR_RESHAPE, &y, 1, &kept);
+    g = mk(ad, IR_RESHAPE, &g, 1, &kept);
+  }
+  IrNode *first = ir_add(ad->g, IR_MAX_FIRST, (IrNode *[]){x, y}, 2, n->loc);
+  first->attr.i[0] = n->attr.i[0];
+  first = finish(ad, first, NULL);
+  IrNode *dx = ir_add(ad->g, IR_MAX_GRAD, (IrNode *[]){g, first}, 2, n->loc);
+  dx->attr.i[0] = n->attr.i[0];
+  accumulate(ad, x, finish(ad, dx, x));
+}
+
 // Appends the gradients of n's inputs, given n's gradient g.
 static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   ad->fwd = n;
@@ -245,6 +268,9 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_SUM: case IR_MEAN:
     grad_reduce(ad, n, g);
+    break;
+  case IR_MAX:
+    grad_max(ad, n, g);
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:

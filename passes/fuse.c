@@ -16,6 +16,7 @@
 // E; a node that is in no one's kernel is the root of its own.
 #include "passes.h"
 
+#include <math.h>
 #include <string.h>
 
 // Ops in one fused loop at most: a chain of 40,000 adds is many loops of
@@ -163,6 +164,20 @@ static int gen_load(Gen *gen, const IrNode *n) {
   return emit(gen, in);
 }
 
+// n's element's position over the axes of the mask (row-major), from the
+// loop indexes, as a float: the loop space is n's shape, aligned at the right.
+static int gen_position(Gen *gen, const IrNode *n, int64_t axes) {
+  int pos = emit_const(gen, 0);
+  int64_t stride = 1;
+  for (int j = n->ndim - 1; j >= 0; j--)
+    if (axes >> j & 1) {
+      int at = emit(gen, (KInstr){.op = KI_INDEX, .dim = gen->k->ndim - n->ndim + j});
+      pos = emit2(gen, KI_ADD, pos, emit2(gen, KI_MUL, at, emit_const(gen, (float)stride)));
+      stride *= n->shape[j];
+    }
+  return pos;
+}
+
 // The instructions of elementwise node n, on its operands' values.
 static int gen_op(Gen *gen, const IrNode *n) {
   int a = n->nsrc > 0 ? gen_value(gen, n->src[0]) : -1;
@@ -188,6 +203,10 @@ static int gen_op(Gen *gen, const IrNode *n) {
   }
   case IR_SIGMOID_GRAD:   // (g, y): g * (1 - y) * y, in the ref kernel's order
     return emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), b)), b);
+  case IR_MAX_GRAD: {     // (g, first): g where this is the first maximum, as k_max_grad
+    int at = emit2(gen, KI_EQ, gen_position(gen, n, n->attr.i[0]), emit1(gen, KI_NEG, b));
+    return emit(gen, (KInstr){.op = KI_SELECT, .a = at, .b = a, .c = emit_const(gen, 0)});
+  }
   case IR_TANH_GRAD:      // (g, y): g * (1 - y * y)
     return emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), emit2(gen, KI_MUL, b, b)));
   default:
@@ -277,7 +296,7 @@ static bool splittable(const Kernel *k) {
   if (k->ndim == 0)
     return false;
   for (int i = 0; i < k->nstores; i++)
-    if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[0] == 0)
+    if (k->stores[i].reduce != KR_NONE && k->stores[i].idx.stride[0] == 0)
       return false;
   return true;
 }
@@ -307,7 +326,12 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
   KIndex idx = {0};
   if (root->op == IR_SUM_TO) {
     idx = ir_kernel_index(root, k->ndim, k->dims);
-  } else if (root->op == IR_SUM || root->op == IR_MEAN) {   // the axes reduced have stride 0
+  } else if (root->op == IR_MAX_FIRST) {   // -position where x equals the max, or -inf: the largest wins
+    idx = ir_kernel_index(root, k->ndim, k->dims);
+    int eq = emit2(&gen, KI_EQ, v, gen_value(&gen, root->src[1]));
+    int pos = emit1(&gen, KI_NEG, gen_position(&gen, x, root->attr.i[0]));
+    v = emit(&gen, (KInstr){.op = KI_SELECT, .a = eq, .b = pos, .c = emit_const(&gen, -INFINITY)});
+  } else if (root->op == IR_SUM || root->op == IR_MEAN || root->op == IR_MAX) {   // the axes reduced have stride 0
     int64_t stride = 1;
     for (int j = x->ndim - 1; j >= 0; j--)
       if (!(root->attr.i[0] >> j & 1)) {
@@ -326,7 +350,8 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
   } else {
     idx.stride[1] = 1;   // channel_sum: [N, C, ...] -> [C]
   }
-  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, root), .idx = idx, .value = v, .reduce = KR_SUM});
+  KReduce r = root->op == IR_MAX || root->op == IR_MAX_FIRST ? KR_MAX : KR_SUM;
+  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, root), .idx = idx, .value = v, .reduce = r});
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
   return k;

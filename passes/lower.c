@@ -726,6 +726,15 @@ static IrNode *build_reduce(Lower *L, Env *e, const Args *a, IrOp op, const char
     }
     mask |= (int64_t)1 << axis;
   }
+  int64_t count = 1;
+  for (int i = 0; i < x->ndim; i++)
+    if (mask >> i & 1)
+      count *= x->shape[i];
+  if (op == IR_MAX && count > (1 << 24)) {   // its gradient finds the first maximum by its position, a float
+    diag_error(L->d, a->call, "take the max in steps, over fewer axes at a time",
+               "max: %lld elements per result; at most 16777216", (long long)count);
+    return NULL;
+  }
   IrNode *y = node(L, op, (IrNode *[]){x}, 1, a->call);
   y->attr.i[0] = mask;
   y->attr.i[1] = arg_num(a, 3) != 0;
@@ -733,6 +742,7 @@ static IrNode *build_reduce(Lower *L, Env *e, const Args *a, IrOp op, const char
 }
 
 static IrNode *build_sum(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_SUM, "sum"); }
+static IrNode *build_max(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_MAX, "max"); }
 static IrNode *build_mean(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_MEAN, "mean"); }
 
 // split(x, parts, axis = -1): x cut along axis into `parts` equal pieces.
@@ -803,6 +813,8 @@ static const Builtin builtins[] = {
          B("keepdim", 0)), build_sum},
     {SIG("mean", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
          B("keepdim", 0)), build_mean},
+    {SIG("max", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_max},
 };
 
 // Names that mean something else where a layer is expected.

@@ -437,6 +437,22 @@ static bool infer_grad(IrNode *n, Diag *d) {
   }
   case IR_MAXPOOL_GRAD: case IR_BATCHNORM_GRAD:
     return same_as(n, d, b, NULL);
+  case IR_MAX_FIRST: case IR_MAX_GRAD: {   // (x, y) -> y's shape; (g, first) -> x's, preset
+    const IrNode *x = n->op == IR_MAX_FIRST ? a : n;
+    if (n->op == IR_MAX_GRAD && !check_preset(n, d, NULL))
+      return false;
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    const IrNode *y = n->op == IR_MAX_FIRST ? b : a;
+    if (!ir_same_shape(&kept, y) || !ir_same_shape(&kept, b))
+      return fail(n, d, NULL, "%s does not reduce %s with keepdim", sh(y), sh(x));
+    if (n->op == IR_MAX_FIRST)
+      set_shape(n, kept.ndim, kept.shape);
+    n->dtype = DT_F32;
+    return true;
+  }
   case IR_SLICE_GRAD: {   // g -> the preset shape of the sliced tensor
     if (!check_preset(n, d, NULL) || !infer_slice(n, d, n))
       return false;
@@ -522,7 +538,7 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 0, 1) && infer_slice(n, d, n->src[0]);
   case IR_CONCAT:
     return check_f32(n, d, 0, n->nsrc) && infer_concat(n, d);
-  case IR_SUM: case IR_MEAN:
+  case IR_SUM: case IR_MEAN: case IR_MAX:
     return check_f32(n, d, 0, 1) && infer_reduce(n, d);
   default:
     return infer_grad(n, d);

@@ -220,6 +220,61 @@ void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int6
     memcpy(y + (o * yc + at) * inner, x + (o % xouter) * xc * inner, sizeof(float) * xc * inner);
 }
 
+// Walks x's elements in order: for each, its index o in the reduced
+// result and its position p (row-major over the axes), as floats.
+typedef struct AxesWalk {
+  int64_t stride[K_MAX_DIMS], pstride[K_MAX_DIMS], at[K_MAX_DIMS], n, o, p;
+  const KShape *xs;
+} AxesWalk;
+
+static AxesWalk walk_start(const KShape *xs, unsigned axes) {
+  AxesWalk w = {.n = 1, .xs = xs};
+  int64_t ys = 1, ps = 1;
+  for (int d = xs->ndim - 1; d >= 0; d--) {
+    bool gone = axes >> d & 1;
+    w.stride[d] = gone ? 0 : ys;
+    w.pstride[d] = gone ? ps : 0;
+    ys *= gone ? 1 : xs->dim[d];
+    ps *= gone ? xs->dim[d] : 1;
+    w.n *= xs->dim[d];
+  }
+  return w;
+}
+
+static void walk_next(AxesWalk *w) {
+  for (int d = w->xs->ndim - 1; d >= 0; d--) {
+    w->o += w->stride[d];
+    w->p += w->pstride[d];
+    if (++w->at[d] < w->xs->dim[d])
+      return;
+    w->o -= w->stride[d] * w->at[d];
+    w->p -= w->pstride[d] * w->at[d];
+    w->at[d] = 0;
+  }
+}
+
+void k_max_axes(float *y, const float *x, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w))
+    if (x[i] > y[w.o] || x[i] != x[i])
+      y[w.o] = x[i];
+}
+
+void k_max_first(float *first, const float *x, const float *y, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w)) {
+    float v = x[i] == y[w.o] ? -(float)w.p : -INFINITY;
+    if (v > first[w.o] || v != v)
+      first[w.o] = v;
+  }
+}
+
+void k_max_grad(float *dx, const float *g, const float *first, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w))
+    dx[i] = (float)w.p == -first[w.o] ? g[w.o] : 0.0f;
+}
+
 void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale) {
   int64_t stride[K_MAX_DIMS], at[K_MAX_DIMS] = {0}, n = 1, ys = 1;
   for (int d = xs->ndim - 1; d >= 0; d--) {   // y's stride for each of x's dimensions (0: reduced)

@@ -445,6 +445,14 @@ void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int6
 // y[kept] += x[i] * scale over the axes of the bit mask axes, element by
 // element in x's order (y zeroed; y holds x's shape without those axes).
 void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale);
+// The max over the axes (y filled with -inf; v replaces y where v > y or v
+// is NaN); first: -p for the first position p over the axes (row-major)
+// where x equals y (first filled with -inf); max_grad: dx = g at each
+// first maximum, 0 elsewhere (dx zeroed). y, first and g are shaped as x
+// without those axes (or with them as 1: the same layout).
+void k_max_axes(float *y, const float *x, const KShape *xs, unsigned axes);
+void k_max_first(float *first, const float *x, const float *y, const KShape *xs, unsigned axes);
+void k_max_grad(float *dx, const float *g, const float *first, const KShape *xs, unsigned axes);
 
 // Unary elementwise ops over n elements; y may alias x. The backward rules:
 //   neg:     dx += -dy

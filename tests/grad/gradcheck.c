@@ -68,6 +68,10 @@ static const Case cases[] = {
                " c = mean(w * w, 0, 2) + sum(w, axis = 1, keepdim = true)[0, :, 1]\n"
                " d = mean(x * h, keepdim = true) + sum(h, keepdim = true) -> flatten\n"
                " concat(a * c, b -> flatten, d, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
+    {"max", "model m {\n input x: f32[3, 4]\n target y: f32[4]\n param w: f32[2, 3, 4] = uniform(-1, 1)\n"
+            " h = x * w[1] -> tanh\n a = max(h, -1) * max(x, 1, keepdim = true)[:, 0, :3]\n"
+            " b = max(w, 0, 2)\n c = max(concat(h, h, axis = 1), 1) -> max(keepdim = true)\n"
+            " concat(a * b, c, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -277,6 +277,8 @@ static IrGraph *build_misc(Arena *a) {
   sm->attr = (IrAttr){.i = {2, 1}};
   IrNode *mn = SHAPE(ir_unary(g, IR_MEAN, sl, (SrcLoc){0}), N);
   mn->attr = (IrAttr){.i = {2, 0}};
+  IrNode *mx = SHAPE(ir_unary(g, IR_MAX, sl, (SrcLoc){0}), N, 1);
+  mx->attr = (IrAttr){.i = {2, 1}};
   g->output = prev;
   return g;
 }
@@ -485,6 +487,10 @@ static IrGraph *build_train(Arena *a) {
     sgd_step(g, w[i], dw[i], 0, 0.01, 0, 0);
   IrNode *sg = scoped(SHAPE(ir_unary(g, IR_SLICE_GRAD, dfeat, feat->loc), N, 32), "slice_1");
   sg->attr = (IrAttr){.i = {1, 0, 32, 2}};
+  IrNode *first = scoped(SHAPE(ir_binary(g, IR_MAX_FIRST, sg, dfeat, feat->loc), N, 16), "max_1");
+  first->attr.i[0] = 2;
+  IrNode *dmax = scoped(SHAPE(ir_binary(g, IR_MAX_GRAD, dfeat, first, feat->loc), N, 16), "max_1");
+  dmax->attr.i[0] = 2;
   return g;
 }
 
@@ -549,7 +555,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(57, IR_NUM_OPS);
+  CHECK_INT(60, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -567,15 +573,15 @@ static void test_op_table(void) {
     nkind[kind]++;
     CHECK((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
     if (kind == IR_KIND_ELEMENTWISE)
-      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr + info->nfattr == 0);
+      CHECK(info->min_in == info->max_in && info->max_in <= 2);
     if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
       CHECK(info->min_in == 2 && info->max_in == 2);
     CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
-  CHECK_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
+  CHECK_INT(14, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad, max_grad
   CHECK_INT(1, nkind[IR_KIND_MATMUL]);
-  CHECK_INT(5, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean
+  CHECK_INT(7, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean, max, max_first
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
   CHECK_INT(18, nkind[IR_KIND_LIB]);

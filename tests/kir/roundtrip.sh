@@ -5,7 +5,7 @@
 # training step also unfused (an update per parameter, as library kernels).
 . "${0%/*}/../lib.sh"
 
-for m in models/*.nn; do
+for m in models/*.nn tests/cpu/concat.nn tests/cpu/slice.nn tests/cpu/reduce.nn tests/cpu/max.nn; do
   n=${m##*/}
   n=${n%.nn}
   for e in forward eval train train--no-fuse; do
