@@ -12,6 +12,7 @@
 // buffers as BUFFER leaves.
 #include "passes.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct AD {
@@ -20,6 +21,8 @@ typedef struct AD {
   IrNode **grad;         // grad[id]: the gradient of node id, or NULL
   bool *needs;           // needs[id]: node id depends on a parameter
   const IrNode *fwd;     // the forward node being differentiated
+  IrNode ***parts;       // parts[id]: the slices that split node id, in order (NULL: not split)
+  int *nparts;
 } AD;
 
 static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
@@ -158,6 +161,73 @@ static IrNode *grad_slice(AD *ad, IrNode *n, IrNode *g) {
   return finish(ad, with_attrs(ir_add(ad->g, IR_SLICE_GRAD, &g, 1, n->loc), n), n->src[0]);
 }
 
+static int by_start(const void *a, const void *b) {
+  int64_t x = (*(IrNode *const *)a)->attr.i[1], y = (*(IrNode *const *)b)->attr.i[1];
+  return (x > y) - (x < y);
+}
+
+// The nodes that slices split: every user of x a slice along one axis with
+// step 1, together covering it once (a split). Their gradients are one
+// concat, where a slice_grad each and their sum would each fill all of x.
+static void find_splits(AD *ad, int nfwd) {
+  IrGraph *g = ad->g;
+  int *users = arena_alloc(g->arena, sizeof(int) * nfwd);
+  for (int i = 0; i < nfwd; i++)
+    for (int k = 0; k < g->nodes[i]->nsrc; k++)
+      users[g->nodes[i]->src[k]->id]++;
+  for (int i = 0; i < nfwd; i++) {
+    IrNode *n = g->nodes[i], *x = n->nsrc == 1 ? n->src[0] : NULL;
+    if (!x || n->op != IR_SLICE || n->attr.i[3] != 1 || users[x->id] < 2 || ad->nparts[x->id] < 0)
+      continue;
+    if (!ad->parts[x->id])
+      ad->parts[x->id] = arena_alloc(g->arena, sizeof(IrNode *) * users[x->id]);
+    IrNode **p = ad->parts[x->id];
+    if (ad->nparts[x->id] && p[0]->attr.i[0] != n->attr.i[0])
+      ad->nparts[x->id] = -1;   // another axis: not a split
+    else
+      p[ad->nparts[x->id]++] = n;
+  }
+  for (int i = 0; i < nfwd; i++) {
+    IrNode **p = ad->parts[i];
+    int np = ad->nparts[i];
+    bool split = p && np == users[i];
+    if (split) {
+      qsort(p, (size_t)np, sizeof *p, by_start);
+      int64_t at = 0;
+      for (int k = 0; k < np && split; k++) {
+        split = p[k]->attr.i[1] == at;
+        at = p[k]->attr.i[2];
+      }
+      split &= at == g->nodes[i]->shape[p[0]->attr.i[0]];
+    }
+    if (!split)
+      ad->parts[i] = NULL;
+  }
+}
+
+// The gradient of a node that slices split, once each slice has its own:
+// the concat of theirs; where one has none, a slice_grad each.
+static void join_splits(AD *ad, IrNode *x) {
+  IrNode **p = ad->parts[x->id];
+  int np = ad->nparts[x->id];
+  bool all = true;
+  for (int k = 0; k < np; k++)
+    all &= ad->grad[p[k]->id] != NULL;
+  ad->fwd = p[0];
+  if (!all) {
+    for (int k = 0; k < np; k++)
+      if (ad->grad[p[k]->id])
+        accumulate(ad, x, grad_slice(ad, p[k], ad->grad[p[k]->id]));
+    return;
+  }
+  IrNode **gs = arena_alloc(ad->g->arena, sizeof(IrNode *) * np);
+  for (int k = 0; k < np; k++)
+    gs[k] = ad->grad[p[k]->id];
+  IrNode *c = ir_add(ad->g, IR_CONCAT, gs, np, p[0]->loc);
+  c->attr.i[0] = p[0]->attr.i[0];
+  accumulate(ad, x, finish(ad, c, NULL));
+}
+
 // A concat's gradient: each input's part of g, sliced back out (summed over
 // N for an input that was broadcast along it).
 static void grad_concat(AD *ad, IrNode *n, IrNode *g) {
@@ -261,7 +331,8 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     grad_batchnorm(ad, n, g);
     break;
   case IR_SLICE:
-    accumulate(ad, a, grad_slice(ad, n, g));
+    if (!ad->parts[a->id])   // else join_splits, when a's turn comes
+      accumulate(ad, a, grad_slice(ad, n, g));
     break;
   case IR_CONCAT:
     grad_concat(ad, n, g);
@@ -334,7 +405,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   int nfwd = g->nnodes;
   Arena *a = g->arena;
-  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL};
+  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL,
+            arena_alloc(a, sizeof(IrNode **) * nfwd), arena_alloc(a, sizeof(int) * nfwd)};
   for (int i = 0; i < nfwd; i++) {
     IrNode *n = g->nodes[i];
     ad.needs[i] = n->op == IR_PARAM;
@@ -347,10 +419,13 @@ bool pass_autodiff(Model *m, Diag *d) {
                "the loss does not depend on any parameter, so there is nothing to train");
     return false;
   }
+  find_splits(&ad, nfwd);
   ad.fwd = g->loss;
   ad.grad[out->id] = mk2(&ad, loss_grad_op(g->loss->op), out, target);
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
+    if (ad.parts[i] && ad.needs[i])
+      join_splits(&ad, n);
     if (ad.grad[i] && !ir_op_is_leaf(n->op))
       grad_node(&ad, n, ad.grad[i]);
   }

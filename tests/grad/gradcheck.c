@@ -68,6 +68,10 @@ static const Case cases[] = {
                " c = mean(w * w, 0, 2) + sum(w, axis = 1, keepdim = true)[0, :, 1]\n"
                " d = mean(x * h, keepdim = true) + sum(h, keepdim = true) -> flatten\n"
                " concat(a * c, b -> flatten, d, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
+    {"split", "model m {\n input x: f32[4]\n target y: f32[3]\n param w: f32[4, 6] = uniform(-1, 1)\n"
+              " a, b, c = x @ w -> split(3)\n u, v = (x * 2 @ w) -> split(2)\n"
+              " (a -> tanh) * (b -> sigmoid) + c * u[:, 1:] + x[:, :2] * w[0, 1:3] -> linear(3)\n}\n"
+              "loss mse\n", 3},
     {"max", "model m {\n input x: f32[3, 4]\n target y: f32[4]\n param w: f32[2, 3, 4] = uniform(-1, 1)\n"
             " h = x * w[1] -> tanh\n a = max(h, -1) * max(x, 1, keepdim = true)[:, 0, :3]\n"
             " b = max(w, 0, 2)\n c = max(concat(h, h, axis = 1), 1) -> max(keepdim = true)\n"
