@@ -27,6 +27,6 @@ bool cg_check_gemm(const KProgram *p, const Kernel *k, char *err, size_t errsz);
 // Whether store i of loop k is the first that sums into its buffer (which
 // the code zeroes before the loop runs, once); *elems then gets the
 // elements of the buffer's node (coef, times the batch when batched).
-bool cg_first_sum(const Kernel *k, int i, KExtent *elems);
+bool cg_first_sum(const Kernel *k, int i, KExtent *elems);   // a sum's or a max's (KR_MAX: filled with -inf)
 
 #endif

@@ -113,17 +113,17 @@ static bool check_store(Chk *c, const Kernel *k, int i) {
   const KStore *st = &k->stores[i];
   if (st->value < 0 || st->value >= k->nbody)
     return fail(c, "kernel '%s': store %d stores instruction %d of %d", kname(k), i, st->value, k->nbody);
-  if (st->reduce != KR_NONE && st->reduce != KR_SUM)
+  if (st->reduce != KR_NONE && st->reduce != KR_SUM && st->reduce != KR_MAX)
     return fail(c, "kernel '%s': store %d has no reduction kind (%d)", kname(k), i, (int)st->reduce);
   // Threads split dimension 0: a sum over it would race.
-  if (k->parallel && st->reduce == KR_SUM && k->ndim > 0 && st->idx.stride[0] == 0 &&
+  if (k->parallel && st->reduce != KR_NONE && k->ndim > 0 && st->idx.stride[0] == 0 &&
       max_extent(c, k->dims[0]) > 1)
     return fail(c, "kernel '%s': store %d sums over dimension 0 of a parallel kernel", kname(k), i);
   if (!check_index(c, k, st->buf, &st->idx, "a store"))
     return false;
   // The entry function zeroes a sum's whole node before the kernel runs.
   const IrNode *n = k->bufs[st->buf];
-  if (st->reduce == KR_SUM && (n->ndim < 0 || ir_numel(n, c->p->max_batch) * 4 > c->p->buf[n->id].bytes))
+  if (st->reduce != KR_NONE && (n->ndim < 0 || ir_numel(n, c->p->max_batch) * 4 > c->p->buf[n->id].bytes))
     return fail(c, "kernel '%s': store %d sums into %%%d, whose %lld elements do not fit its buffer", kname(k),
                 i, n->id, (long long)ir_numel(n, c->p->max_batch));
   return true;

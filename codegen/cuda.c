@@ -138,6 +138,12 @@ static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf,
 }
 
 static void put_store(StrBuf *s, const KStore *st, int ndim, const char *indent, const char *op, const char *value) {
+  if (st->reduce == KR_MAX) {   // op is the sum's "+=": a max keeps the larger instead
+    sb_printf(s, "%s{ float *m = &((float *)b%d)[", indent, st->buf);
+    put_index(s, &st->idx, ndim);
+    sb_printf(s, "]; *m = nnc_max_nan(*m, %s); }\n", value);
+    return;
+  }
   sb_printf(s, "%s((float *)b%d)[", indent, st->buf);
   put_index(s, &st->idx, ndim);
   sb_printf(s, "] %s %s;\n", op, value);
@@ -158,8 +164,9 @@ static void emit_zero(CudaGen *g, int ki, const Kernel *k) {
       cuda_begin_kernel(g, k, name, "the sums of the next kernel, zeroed");
     }
     const KBufInfo *b = &g->p->buf[k->bufs[k->stores[i].buf]->id];
-    sb_printf(s, "  NNC_FOR_EACH(e, %s%lldLL) NNC_F(%s, %lldLL)[e] = 0.0f;\n", e.batched ? "B * " : "",
-              (long long)e.coef, b->space == KB_STATE ? "state" : "arena", (long long)b->offset);
+    sb_printf(s, "  NNC_FOR_EACH(e, %s%lldLL) NNC_F(%s, %lldLL)[e] = %s;\n", e.batched ? "B * " : "",
+              (long long)e.coef, b->space == KB_STATE ? "state" : "arena", (long long)b->offset,
+              k->stores[i].reduce == KR_MAX ? "NNC_NEG_INF" : "0.0f");
     if (cuda_at_max(g, e) > cuda_at_max(g, most))
       most = e;
   }
@@ -180,13 +187,13 @@ static int sum_dims(const Kernel *k, bool *is_sum, bool *tree) {
     if (k->dims[d] == 1)
       continue;
     for (int i = 0; i < k->nstores; i++)
-      if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[d] == 0)
+      if (k->stores[i].reduce != KR_NONE && k->stores[i].idx.stride[d] == 0)
         is_sum[d] = true;
     n += is_sum[d];
   }
   for (int d = 0; d < k->ndim; d++)
     for (int i = 0; i < k->nstores && is_sum[d]; i++)
-      if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[d] != 0)
+      if (k->stores[i].reduce != KR_NONE && k->stores[i].idx.stride[d] != 0)
         *tree = false;
   return n;
 }
@@ -228,7 +235,7 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
   }
   bool sums = false;
   for (int i = 0; i < k->nstores; i++)
-    sums |= k->stores[i].reduce == KR_SUM;
+    sums |= k->stores[i].reduce != KR_NONE;
   if (sums)
     emit_zero(g, ki, k);
   cuda_begin_kernel(g, k, name, NULL);
@@ -253,7 +260,7 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
     for (int i = 0; i < k->nstores; i++) {
       char v[16];
       snprintf(v, sizeof v, "v%d", k->stores[i].value);
-      put_store(s, &k->stores[i], k->ndim, ind, k->stores[i].reduce == KR_SUM ? "+=" : "=", v);
+      put_store(s, &k->stores[i], k->ndim, ind, k->stores[i].reduce != KR_NONE ? "+=" : "=", v);
     }
     if (nsum)
       sb_puts(s, "    }\n");
@@ -274,8 +281,8 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
   sb_puts(s, "; e += gridDim.x) {\n");
   put_split(s, k, keep, nkeep, "e", "    ");
   for (int i = 0; i < k->nstores; i++)
-    if (k->stores[i].reduce == KR_SUM)
-      sb_printf(s, "    float part%d = 0.0f;\n", i);
+    if (k->stores[i].reduce != KR_NONE)
+      sb_printf(s, "    float part%d = %s;\n", i, k->stores[i].reduce == KR_MAX ? "NNC_NEG_INF" : "0.0f");
   sb_puts(s, "    for (long long r = threadIdx.x; r < ");
   put_count(s, k, sum, ns);
   sb_puts(s, "; r += blockDim.x) {\n");
@@ -283,7 +290,9 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
   put_body(g, k, "      ", -1, NULL, 0);
   for (int i = 0; i < k->nstores; i++) {
     const KStore *st = &k->stores[i];
-    if (st->reduce == KR_SUM) {
+    if (st->reduce == KR_MAX) {
+      sb_printf(s, "      part%d = nnc_max_nan(part%d, v%d);\n", i, i, st->value);
+    } else if (st->reduce == KR_SUM) {
       sb_printf(s, "      part%d += v%d;\n", i, st->value);
     } else {
       char v[16];
@@ -293,13 +302,13 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
   }
   sb_puts(s, "    }\n");
   for (int i = 0; i < k->nstores; i++)
-    if (k->stores[i].reduce == KR_SUM)
-      sb_printf(s, "    part%d = nnc_block_sum(part%d, nnc_sh);\n", i, i);
+    if (k->stores[i].reduce != KR_NONE)
+      sb_printf(s, "    part%d = nnc_block_%s(part%d, nnc_sh);\n", i, k->stores[i].reduce == KR_MAX ? "max" : "sum", i);
   sb_puts(s, "    if (threadIdx.x == 0) {\n");
   for (int i = 0; i < k->nstores; i++) {
     // (the summed dimensions' loop variables are out of scope: their strides are 0)
     const KStore *st = &k->stores[i];
-    if (st->reduce != KR_SUM)
+    if (st->reduce == KR_NONE)
       continue;
     char v[16];
     snprintf(v, sizeof v, "part%d", i);

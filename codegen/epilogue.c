@@ -6,10 +6,10 @@
 
 bool cg_first_sum(const Kernel *k, int i, KExtent *elems) {
   const KStore *st = &k->stores[i];
-  if (st->reduce != KR_SUM)
+  if (st->reduce == KR_NONE)
     return false;
   for (int j = 0; j < i; j++)
-    if (k->stores[j].reduce == KR_SUM && k->bufs[k->stores[j].buf] == k->bufs[st->buf])
+    if (k->stores[j].reduce != KR_NONE && k->bufs[k->stores[j].buf] == k->bufs[st->buf])
       return false;
   const IrNode *n = k->bufs[st->buf];
   *elems = (KExtent){1, ir_is_batched(n)};

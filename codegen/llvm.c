@@ -41,6 +41,7 @@
 #include <llvm/Config/llvm-config.h>
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,6 +494,12 @@ static void emit_store(Cg *c, Nest *n, const KStore *st, LLVMValueRef v) {
     return;
   }
   LLVMValueRef ptr = address(c, n, st->buf, &st->idx, c->f32);
+  if (st->reduce == KR_MAX) {   // v if v > old or v is NaN, else old (as k_max_axes)
+    LLVMValueRef old = load(c, c->f32, ptr);
+    LLVMValueRef take = LLVMBuildOr(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, old, ""),
+                                    LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, ""), "");
+    v = LLVMBuildSelect(c->b, take, v, old, "max");
+  }
   if (st->reduce == KR_SUM) {
     v = LLVMBuildFAdd(c->b, load(c, c->f32, ptr), v, "sum");
 #if LLVM_VERSION_MAJOR >= 18
@@ -1153,13 +1160,35 @@ static LLVMValueRef extent(Cg *c, Entry *e, int64_t coef, bool batched) {
 }
 
 // Zeroes the buffers k sums into: the elements of the buffer's node for
-// batch B, 4 bytes each. Each buffer once.
+// batch B, 4 bytes each. Each buffer once. A max's buffer gets -inf (its
+// bytes 00 00 80 ff: memset cannot, so a loop).
 static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
   KExtent n;
-  for (int i = 0; i < k->nstores; i++)
-    if (cg_first_sum(k, i, &n))
-      LLVMBuildMemSet(c->b, buf_ptr(c, e, k->bufs[k->stores[i].buf]), LLVMConstInt(c->i8, 0, 0),
-                      extent(c, e, 4 * n.coef, n.batched), 4);
+  for (int i = 0; i < k->nstores; i++) {
+    if (!cg_first_sum(k, i, &n))
+      continue;
+    LLVMValueRef ptr = buf_ptr(c, e, k->bufs[k->stores[i].buf]);
+    if (k->stores[i].reduce == KR_SUM) {
+      LLVMBuildMemSet(c->b, ptr, LLVMConstInt(c->i8, 0, 0), extent(c, e, 4 * n.coef, n.batched), 4);
+      continue;
+    }
+    LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, f, "fill");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, f, "filled");
+    LLVMValueRef count = extent(c, e, n.coef, n.batched);
+    LLVMBuildBr(c->b, body);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "i");
+    LLVMValueRef at = LLVMBuildGEP2(c->b, c->f32, LLVMBuildBitCast(c->b, ptr, c->f32p, ""), &i, 1, "");
+    store(c, LLVMConstReal(c->f32, -INFINITY), at);
+    LLVMValueRef next = LLVMBuildAdd(c->b, i, i64c(c, 1), "");
+    LLVMValueRef zero = i64c(c, 0);
+    LLVMAddIncoming(i, &zero, &pre, 1);
+    LLVMAddIncoming(i, &next, &body, 1);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, count, ""), body, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+  }
 }
 
 // Loops over fewer elements than this run on the calling thread: waking the

@@ -272,6 +272,24 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     return;
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
+  case IR_MAX_FIRST: {
+    KShape xs = kshape(a, B);
+    for (int64_t i = 0; i < k; i++)
+      out[i] = -INFINITY;
+    k_max_first(out, g, F(ex, b), &xs, (unsigned)n->attr.i[0]);
+    return;
+  }
+  case IR_MAX_GRAD: {
+    KShape xs = kshape(n, B);
+    k_max_grad(out, g, F(ex, b), &xs, (unsigned)n->attr.i[0]);
+    return;
+  }
+  case IR_SLICE_GRAD: {
+    int64_t outer, xc, inner;
+    around_axis(n, (int)n->attr.i[0], B, &outer, &xc, &inner);
+    k_slice_backward(out, g, outer, xc, a->shape[n->attr.i[0]], inner, n->attr.i[1], n->attr.i[3]);
+    return;
+  }
   case IR_MAXPOOL_GRAD:
     maxpool_rows(ex, n, B, 0, B);
     return;
@@ -379,6 +397,38 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
   case IR_RESHAPE:
     memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;
+  case IR_SLICE: {
+    int64_t outer, xc, yc, inner;
+    around_axis(a, (int)n->attr.i[0], B, &outer, &xc, &inner);
+    yc = n->shape[n->attr.i[0]];
+    k_slice_forward(out, F(ex, a), outer, xc, yc, inner, n->attr.i[1], n->attr.i[3]);
+    return 0;
+  }
+  case IR_MAX: {
+    KShape xs = kshape(a, B);
+    for (int64_t i = 0; i < k; i++)
+      out[i] = -INFINITY;
+    k_max_axes(out, F(ex, a), &xs, (unsigned)n->attr.i[0]);
+    return 0;
+  }
+  case IR_SUM: case IR_MEAN: {
+    KShape xs = kshape(a, B);
+    memset(out, 0, sizeof(float) * k);
+    k_sum_axes(out, F(ex, a), &xs, (unsigned)n->attr.i[0], n->op == IR_MEAN ? pass_mean_scale(n) : 1.0f);
+    return 0;
+  }
+  case IR_CONCAT: {
+    int axis = (int)n->attr.i[0];
+    int64_t outer, yc, inner, at = 0;
+    around_axis(n, axis, B, &outer, &yc, &inner);
+    for (int i = 0; i < n->nsrc; i++) {   // an input of one dimension fewer repeats along N
+      const IrNode *x = n->src[i];
+      int64_t xouter = x->ndim < n->ndim ? outer / B : outer, xc = x->shape[axis - (n->ndim - x->ndim)];
+      k_concat_part(out, F(ex, x), outer, xouter, yc, xc, inner, at);
+      at += xc;
+    }
+    return 0;
+  }
   case IR_SOFTMAX: case IR_LOG_SOFTMAX: {
     int64_t outer, C, inner;
     around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);

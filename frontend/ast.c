@@ -181,12 +181,22 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
   case AST_PARAM: fprintf(out, "param %s ", n->name); break;
   case AST_EXPR: fputs("expr", out); break;
   case AST_TUPLE: fputs("tuple", out); break;
+  case AST_INDEX: fputs("index", out); break;
+  case AST_RANGE: fputs("range", out); break;
+  case AST_ELLIPSIS: fputs("ellipsis", out); break;
+  case AST_UNPACK: fputs("unpack", out); break;
   }
   if (n->type)
     print_type(out, n->type);
   print_loc(out, n->loc);
-  if (n->kind == AST_CALL || n->kind == AST_TUPLE)
+  if (n->kind == AST_CALL || n->kind == AST_TUPLE || n->kind == AST_UNPACK)
     print_children(out, n->args, n->nargs, depth + 1);
+  for (int i = 0; n->kind == AST_RANGE && i < n->nargs; i++) {   // a part left out prints as (none)
+    if (n->args[i])
+      print_node(out, n->args[i], depth + 1);
+    else
+      fprintf(out, "\n%*s(none)", 2 * depth + 2, "");
+  }
   if (n->kind == AST_EXPR && n->nargs > 1)
     print_children(out, n->args, n->nargs, depth + 1);
   else if (n->lhs)
@@ -195,6 +205,8 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
     print_node(out, n->rhs, depth + 1);
   if (n->kind == AST_PIPE && n->rhs->kind == AST_CALL)
     print_children(out, n->rhs->args, n->rhs->nargs, depth + 1);
+  if (n->kind == AST_INDEX)
+    print_children(out, n->args, n->nargs, depth + 1);
   fputc(')', out);
 }
 

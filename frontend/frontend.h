@@ -25,6 +25,10 @@ typedef enum {
   AST_EXPR,     // lhs: an expression statement (the last one is the result); a list `a, b`
                 //   (a model's outputs): args, nargs every one, lhs the first
   AST_TUPLE,    // args: `(a, b, ...)`, two or more expressions (numbers only, for now)
+  AST_INDEX,    // lhs, args, close: `lhs[a, b:c, ...]`; args are expressions, AST_RANGE or AST_ELLIPSIS
+  AST_RANGE,    // args: start, stop, step (each NULL when left out): `start:stop:step` in an index
+  AST_ELLIPSIS, // `...` in an index: every dimension not indexed otherwise
+  AST_UNPACK,   // args, lhs: `a, b, c = lhs` as a statement; args are AST_IDENT
 } AstKind;
 
 // A tensor type as written: f32[1, 28, 28] or class(10).
@@ -45,9 +49,9 @@ typedef struct AstNode {
   struct AstNode *lhs;   // PIPE, BINOP, NEG, KWARG, ASSIGN, PARAM (init), EXPR
   struct AstNode *rhs;   // PIPE, BINOP
   struct AstNode **args; // CALL: positional and keyword arguments, in order; TUPLE: its items;
-                         //   EXPR: a list's items
+                         //   EXPR: a list's items; INDEX, RANGE, UNPACK
   int nargs;
-  SrcLoc close;          // CALL: the ')' (for "expected ')'" notes); PIPE unused
+  SrcLoc close;          // CALL: the ')' (for "expected ')'" notes); INDEX: the ']'; PIPE unused
   AstType *type;         // INPUT, TARGET, PARAM
 } AstNode;
 

@@ -131,6 +131,9 @@ static bool binary(ParseState *ps, Expr *e, AstKind kind, char op, SrcLoc loc, E
 static bool call(ParseState *ps, Expr *e, const char *name, SrcLoc loc, ArgList args, SrcLoc close);
 static ArgList add_arg(ParseState *ps, ArgList list, Expr arg);
 static bool tuple(ParseState *ps, Expr *e, SrcLoc loc, ArgList items);
+static bool indexing(ParseState *ps, Expr *e, Expr x, SrcLoc loc, ArgList items, SrcLoc close);
+static bool range(ParseState *ps, Expr *e, SrcLoc loc, Expr start, Expr stop, Expr step);
+static AstNode *assignment(ParseState *ps, PtrVec names, AstNode *value, SrcLoc eq);
 static PtrVec push(ParseState *ps, PtrVec v, void *p);
 static AstNode *typed(ParseState *ps, AstKind kind, const char *name, SrcLoc loc, AstType *type);
 static AstType *new_type(ParseState *ps, const char *dtype, SrcLoc loc, PtrVec dims);
@@ -159,7 +162,7 @@ static Decl *close_decl(ParseState *ps, Decl *d, PtrVec items);
 %token LOSS "loss" OPTIMIZER "optimizer" SCHEDULE "schedule" TRAIN "train"
 %token TRUE "true" FALSE "false" CLASS "class"
 %token ARROW "->" PLUS "+" MINUS "-" STAR "*" SLASH "/" AT "@"
-%token EQ "=" COLON ":" COMMA ","
+%token EQ "=" COLON ":" COMMA "," ELLIPSIS "..."
 %token LPAREN "(" RPAREN ")" LBRACKET "[" RBRACKET "]" LBRACE "{" RBRACE "}"
 %token NEWLINE "end of line"
 
@@ -167,8 +170,8 @@ static Decl *close_decl(ParseState *ps, Decl *d, PtrVec items);
 %type <list> body stmts params param_list dims settings setting_list exprlist
 %type <node> stmt setting
 %type <type> type
-%type <expr> expr pipe sum prod unary primary callee arg
-%type <args> args arg_list items
+%type <expr> expr pipe sum prod unary primary callee arg index opt_expr
+%type <args> args arg_list items indexes
 
 %%
 
@@ -238,13 +241,15 @@ stmts
   ;
 
 // stmt = "input" IDENT ":" type | "target" IDENT ":" type
-//      | "param" IDENT ":" type ["=" expr] | IDENT "=" expr | exprlist
+//      | "param" IDENT ":" type ["=" expr] | exprlist "=" expr | exprlist
+// (the names assigned: IDENT "=" expr, or several, IDENT ("," IDENT)+ "=" expr;
+// several expressions: a model's outputs)
 stmt
   : "input" IDENT ":" type    { $$ = typed(ps, AST_INPUT, $2, @2, $4); }
   | "target" IDENT ":" type   { $$ = typed(ps, AST_TARGET, $2, @2, $4); }
   | "param" IDENT ":" type    { $$ = typed(ps, AST_PARAM, $2, @2, $4); }
   | "param" IDENT ":" type "=" expr { $$ = typed(ps, AST_PARAM, $2, @2, $4); $$->lhs = $6.node; }
-  | IDENT "=" expr            { $$ = new_node(ps, AST_ASSIGN, @1); $$->name = $1; $$->lhs = $3.node; }
+  | exprlist "=" expr         { $$ = assignment(ps, $1, $3.node, @2); }
   | exprlist {
       $$ = new_node(ps, AST_EXPR, @1);
       $$->lhs = $1.data[0];
@@ -350,6 +355,7 @@ unary
   ;
 
 // primary = NUMBER | "true" | "false" | callee | "(" expr ")" | "(" expr ("," expr)+ ")"
+//         | primary "[" index ("," index)* "]"
 primary
   : NUMBER                    { $$ = leaf(ps, AST_NUM, @1); $$.node->num = $1.val; $$.node->text = $1.text; }
   | "true"                    { $$ = leaf(ps, AST_BOOL, @1); $$.node->num = 1; }
@@ -357,12 +363,31 @@ primary
   | callee
   | "(" expr ")"              { $$ = $2; }
   | "(" expr "," items ")"    { if (!tuple(ps, &$$, @1, add_arg(ps, $4, $2))) YYERROR; }
+  | primary "[" indexes "]"   { if (!indexing(ps, &$$, $1, @2, $3, @4)) YYERROR; }
   ;
 
 // items = expr ("," expr)*, kept in order after the tuple's first item
 items
   : expr                      { $$ = add_arg(ps, (ArgList){{0}, 0}, $1); }
   | items "," expr            { $$ = add_arg(ps, $1, $3); }
+  ;
+
+indexes
+  : index                     { $$ = add_arg(ps, (ArgList){{0}, 0}, $1); }
+  | indexes "," index         { $$ = add_arg(ps, $1, $3); }
+  ;
+
+// index = expr | [expr] ":" [expr] [":" [expr]] | "..."
+index
+  : expr
+  | "..."                     { $$ = leaf(ps, AST_ELLIPSIS, @1); }
+  | opt_expr ":" opt_expr     { if (!range(ps, &$$, @2, $1, $3, (Expr){0})) YYERROR; }
+  | opt_expr ":" opt_expr ":" opt_expr { if (!range(ps, &$$, @2, $1, $3, $5)) YYERROR; }
+  ;
+
+opt_expr
+  : %empty                    { $$ = (Expr){0}; }
+  | expr
   ;
 
 // args = [arg ("," arg)*] [","]
@@ -452,6 +477,54 @@ static bool tuple(ParseState *ps, Expr *e, SrcLoc loc, ArgList items) {
   n->args = (AstNode **)v;
   n->nargs = items.args.len;
   return nest(ps, e, n, items.depth + 1);
+}
+
+// x[items], located at the '['.
+static bool indexing(ParseState *ps, Expr *e, Expr x, SrcLoc loc, ArgList items, SrcLoc close) {
+  AstNode *n = new_node(ps, AST_INDEX, loc);
+  n->lhs = x.node;
+  n->args = (AstNode **)items.args.data;
+  n->nargs = items.args.len;
+  n->close = close;
+  return nest(ps, e, n, (x.depth > items.depth ? x.depth : items.depth) + 1);
+}
+
+// start:stop:step in an index, located at the first ':'; parts left out are NULL.
+static bool range(ParseState *ps, Expr *e, SrcLoc loc, Expr start, Expr stop, Expr step) {
+  AstNode *n = new_node(ps, AST_RANGE, loc);
+  n->args = arena_alloc(ps->arena, 3 * sizeof(AstNode *));
+  n->args[0] = start.node;
+  n->args[1] = stop.node;
+  n->args[2] = step.node;
+  n->nargs = 3;
+  int depth = start.depth > stop.depth ? start.depth : stop.depth;
+  return nest(ps, e, n, (depth > step.depth ? depth : step.depth) + 1);
+}
+
+// `names = value`: one name is an AST_ASSIGN, several an AST_UNPACK. Only
+// plain names may stand left of '='; anything else is reported (NULL).
+static AstNode *assignment(ParseState *ps, PtrVec names, AstNode *value, SrcLoc eq) {
+  for (int i = 0; i < names.len; i++) {
+    AstNode *n = names.data[i];
+    if (n->kind != AST_IDENT) {
+      diag_error(ps->diag, n->loc, "only names can be assigned: h = ..., or a, b = ... for several values",
+                 "cannot assign to this expression");
+      return NULL;
+    }
+  }
+  AstNode *first = names.data[0];
+  if (names.len == 1) {
+    AstNode *n = new_node(ps, AST_ASSIGN, first->loc);
+    n->name = first->name;
+    n->lhs = value;
+    return n;
+  }
+  AstNode *n = new_node(ps, AST_UNPACK, first->loc);
+  n->args = (AstNode **)names.data;
+  n->nargs = names.len;
+  n->lhs = value;
+  n->close = eq;
+  return n;
 }
 
 static ArgList add_arg(ParseState *ps, ArgList list, Expr arg) {
@@ -814,8 +887,17 @@ static void expected_list(Syntax *s) {
   if (w[YYSYMBOL_COMMA] && w[YYSYMBOL_NEWLINE] && s->ps->nparens == 0 && !in_train(s))
     w[YYSYMBOL_COMMA] = false;           // a list of outputs `a, b`: rarely what was meant
   bool ops = w[YYSYMBOL_PLUS] && w[YYSYMBOL_MINUS] && w[YYSYMBOL_STAR] && w[YYSYMBOL_SLASH] && w[YYSYMBOL_AT];
-  if (ops)
+  if (ops) {
     w[YYSYMBOL_LPAREN] = false;          // a call after a name: rarely what was meant
+    w[YYSYMBOL_LBRACKET] = false;        // nor an index
+  }
+  if (w[YYSYMBOL_NEWLINE] && s->ps->before.kind == '{' && !in_train(s)) {
+    // `a, b = ...` lets ',' and '=' follow any expression that begins a
+    // statement; name '=' only after a lone name, ',' never.
+    bool lone = s->prev == YYSYMBOL_IDENT && (s->prev2 == YYSYMBOL_NEWLINE || s->prev2 == YYSYMBOL_LBRACE);
+    w[YYSYMBOL_COMMA] = false;
+    w[YYSYMBOL_EQ] &= lone;
+  }
   if (w[YYSYMBOL_NEWLINE] && !w[YYSYMBOL_COMMA])
     w[YYSYMBOL_RBRACE] = false;          // "end of line" covers the end of a body
   if (w[YYSYMBOL_MODEL])

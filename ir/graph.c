@@ -121,6 +121,7 @@ IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map) {
     *k = *n;
     k->name = n->name ? arena_strdup(a, n->name) : NULL;
     k->scope = n->scope ? arena_strdup(a, n->scope) : NULL;
+    k->src = arena_alloc(a, sizeof(IrNode *) * ir_src_slots(n->nsrc));
     for (int j = 0; j < n->nsrc; j++)
       k->src[j] = c->nodes[n->src[j]->id];   // inputs precede their users
     c->nodes[i] = k;
@@ -216,6 +217,7 @@ IrNode *ir_add(IrGraph *g, IrOp op, IrNode **src, int nsrc, SrcLoc loc) {
   n->op = op;
   n->ndim = -1;
   n->nsrc = nsrc;
+  n->src = arena_alloc(g->arena, sizeof(IrNode *) * ir_src_slots(nsrc));   // zeroed
   for (int i = 0; i < nsrc; i++)
     n->src[i] = src[i];
   n->loc = loc;
@@ -331,7 +333,7 @@ int64_t ir_flops(const IrNode *n) {
     return 0;
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER: case IR_CONST:
-  case IR_RESHAPE:
+  case IR_RESHAPE: case IR_SLICE: case IR_CONCAT:
     return 0;
   case IR_MATMUL:
     return matmul_flops(n, out);
@@ -365,7 +367,7 @@ int64_t ir_flops(const IrNode *n) {
   }
   case IR_BATCHNORM_GRAD:
     return mul_sat(5, out);
-  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: {
+  case IR_BATCHNORM_GRAD_GAMMA: case IR_CHANNEL_SUM: case IR_SUM_TO: case IR_SUM: case IR_MEAN: case IR_MAX: {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(n->op == IR_BATCHNORM_GRAD_GAMMA ? 3 : 1, in);
   }

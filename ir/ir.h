@@ -30,7 +30,8 @@
 #include "util.h"
 
 #define IR_MAX_DIMS 6
-#define IR_MAX_SRC 5
+#define IR_MAX_SRC 1024     // the most inputs of a node (a concat's)
+#define IR_SRC_SLOTS 5      // src holds at least this many slots, NULL after the inputs
 #define IR_MAX_IATTR 8
 #define IR_MAX_FATTR 6
 #define IR_N (-1)          // the batch dimension in a shape
@@ -52,6 +53,7 @@ typedef enum {
   IR_KIND_MATMUL,
   IR_KIND_REDUCE,
   IR_KIND_VIEW,
+  IR_KIND_INDEX,
   IR_KIND_LIB,
   IR_KIND_LOSS,
   IR_KIND_LOSS_GRAD,
@@ -86,7 +88,7 @@ struct IrNode {
   DType dtype;
   int ndim;                    // number of dimensions; -1 while unknown (or after a shape error)
   int64_t shape[IR_MAX_DIMS];  // outermost first; IR_N for the batch dimension
-  IrNode *src[IR_MAX_SRC];     // inputs; NULL after the last one
+  IrNode **src;                // inputs, in ir_src_slots(nsrc) slots; NULL after the last one
   int nsrc;                    // number of inputs
   IrAttr attr;                 // per-op parameters (see ops.def)
   const char *name;            // INPUT, TARGET, PARAM, BUFFER: the tensor's name
@@ -139,6 +141,8 @@ IrGraph *ir_graph_clone(const IrGraph *g, Arena *a, IrNode **map);
 // op only: shape (ndim -1), attributes and the rest are the caller's to set
 // or pass_shapes()'s to infer.
 IrNode *ir_add(IrGraph *g, IrOp op, IrNode **src, int nsrc, SrcLoc loc);
+// The slots a node of nsrc inputs has in src: nsrc, and at least IR_SRC_SLOTS.
+static inline int ir_src_slots(int nsrc) { return nsrc > IR_SRC_SLOTS ? nsrc : IR_SRC_SLOTS; }
 
 // Builders for the common cases; each only records the op.
 IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, DType dt, int ndim,
@@ -245,6 +249,7 @@ typedef struct KInstr {
 typedef enum {
   KR_NONE,      // store the value
   KR_SUM,       // add the value into the buffer, which the kernel zeroes first
+  KR_MAX,       // keep the larger (a NaN wins), in the buffer the kernel fills with -inf first
 } KReduce;
 
 typedef struct KStore {

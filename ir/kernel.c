@@ -190,7 +190,7 @@ static void print_loop(FILE *out, const Kernel *k, const char *indent) {
   }
   for (int i = 0; i < k->nstores; i++) {
     const KStore *st = &k->stores[i];
-    fprintf(out, "%s  %s ", indent, st->reduce == KR_SUM ? "sum into" : "store");
+    fprintf(out, "%s  %s ", indent, st->reduce == KR_SUM ? "sum into" : st->reduce == KR_MAX ? "max into" : "store");
     print_buf(out, k->bufs[st->buf]);
     print_index(out, &st->idx, k->ndim);
     fprintf(out, " = v%d\n", st->value);

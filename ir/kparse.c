@@ -26,7 +26,7 @@
 //                            ("aux" INT "(" INT "bytes" ")")? ("aux_from" INT)? "loss"?
 //                            ("node" REF)? from? epilogue? )
 //   from    = "from" run (";" run)*     run = ("line" INT | "no" "line") ":" REF+
-//   body    = (VREG "=" IDENT operands | ("store" | "sum" "into") buf index "=" VREG)*
+//   body    = (VREG "=" IDENT operands | ("store" | ("sum" | "max") "into") buf index "=" VREG)*
 //   index   = "[" term ("+" term)* "]"  term = INT "*" IDX | INT
 //   epilogue = "epilogue" "over" dims "parallel"? body
 //   ext     = "N" | INT ("*" "N")?
@@ -465,11 +465,11 @@ static void parse_instr(Parser *P, Kernel *k) {
   ir_kernel_instr(P->g, k, in);
 }
 
-// ("store" | "sum" "into") buf index "=" VREG
+// ("store" | ("sum" | "max") "into") buf index "=" VREG
 static void parse_store(Parser *P, Kernel *k) {
-  KStore st = {.reduce = lx_is_word(P, "sum") ? KR_SUM : KR_NONE};
+  KStore st = {.reduce = lx_is_word(P, "sum") ? KR_SUM : lx_is_word(P, "max") ? KR_MAX : KR_NONE};
   lx_next(P);
-  if (st.reduce == KR_SUM)
+  if (st.reduce != KR_NONE)
     expect_word(P, "into");
   st.buf = ir_kernel_buf(P->g, k, parse_buf(P, false));
   st.idx = parse_index(P, k);
@@ -485,7 +485,7 @@ static void parse_body(Parser *P, Kernel *k) {
       if (k->nstores)
         lx_error_tok(P, &P->tok, NULL, "instructions come before the stores");
       parse_instr(P, k);
-    } else if (lx_is_word(P, "store") || lx_is_word(P, "sum"))
+    } else if (lx_is_word(P, "store") || lx_is_word(P, "sum") || lx_is_word(P, "max"))
       parse_store(P, k);
     else
       return;

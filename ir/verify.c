@@ -54,7 +54,7 @@ static void check_srcs(Verifier *v, const IrNode *n, int pos) {
       fail(v, n, "has %d inputs; %s takes %d to %d", n->nsrc, info->mnem, info->min_in,
            info->max_in);
   }
-  for (int i = 0; i < IR_MAX_SRC; i++) {
+  for (int i = 0; i < ir_src_slots(n->nsrc); i++) {
     const IrNode *s = n->src[i];
     if (i >= n->nsrc) {
       if (s)

@@ -12,6 +12,7 @@
 // buffers as BUFFER leaves.
 #include "passes.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct AD {
@@ -20,6 +21,8 @@ typedef struct AD {
   IrNode **grad;         // grad[id]: the gradient of node id, or NULL
   bool *needs;           // needs[id]: node id depends on a parameter
   const IrNode *fwd;     // the forward node being differentiated
+  IrNode ***parts;       // parts[id]: the slices that split node id, in order (NULL: not split)
+  int *nparts;
 } AD;
 
 static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
@@ -182,6 +185,145 @@ static void grad_batchnorm(AD *ad, IrNode *n, IrNode *g) {
     accumulate(ad, beta, mk1(ad, IR_CHANNEL_SUM, g));
 }
 
+// A slice's gradient: g stored at the slice of a zeroed tensor of x's shape.
+static IrNode *grad_slice(AD *ad, IrNode *n, IrNode *g) {
+  return finish(ad, with_attrs(ir_add(ad->g, IR_SLICE_GRAD, &g, 1, n->loc), n), n->src[0]);
+}
+
+static int by_start(const void *a, const void *b) {
+  int64_t x = (*(IrNode *const *)a)->attr.i[1], y = (*(IrNode *const *)b)->attr.i[1];
+  return (x > y) - (x < y);
+}
+
+// The nodes that slices split: every user of x a slice along one axis with
+// step 1, together covering it once (a split). Their gradients are one
+// concat, where a slice_grad each and their sum would each fill all of x.
+static void find_splits(AD *ad, int nfwd) {
+  IrGraph *g = ad->g;
+  int *users = arena_alloc(g->arena, sizeof(int) * nfwd);
+  for (int i = 0; i < nfwd; i++)
+    for (int k = 0; k < g->nodes[i]->nsrc; k++)
+      users[g->nodes[i]->src[k]->id]++;
+  for (int i = 0; i < nfwd; i++) {
+    IrNode *n = g->nodes[i], *x = n->nsrc == 1 ? n->src[0] : NULL;
+    if (!x || n->op != IR_SLICE || n->attr.i[3] != 1 || users[x->id] < 2 || ad->nparts[x->id] < 0)
+      continue;
+    if (!ad->parts[x->id])
+      ad->parts[x->id] = arena_alloc(g->arena, sizeof(IrNode *) * users[x->id]);
+    IrNode **p = ad->parts[x->id];
+    if (ad->nparts[x->id] && p[0]->attr.i[0] != n->attr.i[0])
+      ad->nparts[x->id] = -1;   // another axis: not a split
+    else
+      p[ad->nparts[x->id]++] = n;
+  }
+  for (int i = 0; i < nfwd; i++) {
+    IrNode **p = ad->parts[i];
+    int np = ad->nparts[i];
+    bool split = p && np == users[i];
+    if (split) {
+      qsort(p, (size_t)np, sizeof *p, by_start);
+      int64_t at = 0;
+      for (int k = 0; k < np && split; k++) {
+        split = p[k]->attr.i[1] == at;
+        at = p[k]->attr.i[2];
+      }
+      split &= at == g->nodes[i]->shape[p[0]->attr.i[0]];
+    }
+    if (!split)
+      ad->parts[i] = NULL;
+  }
+}
+
+// The gradient of a node that slices split, once each slice has its own:
+// the concat of theirs; where one has none, a slice_grad each.
+static void join_splits(AD *ad, IrNode *x) {
+  IrNode **p = ad->parts[x->id];
+  int np = ad->nparts[x->id];
+  bool all = true;
+  for (int k = 0; k < np; k++)
+    all &= ad->grad[p[k]->id] != NULL;
+  ad->fwd = p[0];
+  if (!all) {
+    for (int k = 0; k < np; k++)
+      if (ad->grad[p[k]->id])
+        accumulate(ad, x, grad_slice(ad, p[k], ad->grad[p[k]->id]));
+    return;
+  }
+  IrNode **gs = arena_alloc(ad->g->arena, sizeof(IrNode *) * np);
+  for (int k = 0; k < np; k++)
+    gs[k] = ad->grad[p[k]->id];
+  IrNode *c = ir_add(ad->g, IR_CONCAT, gs, np, p[0]->loc);
+  c->attr.i[0] = p[0]->attr.i[0];
+  accumulate(ad, x, finish(ad, c, NULL));
+}
+
+// A concat's gradient: each input's part of g, sliced back out (summed over
+// N for an input that was broadcast along it).
+static void grad_concat(AD *ad, IrNode *n, IrNode *g) {
+  int axis = (int)n->attr.i[0];
+  int64_t at = 0;
+  for (int i = 0; i < n->nsrc; i++) {
+    IrNode *x = n->src[i];
+    int64_t size = x->shape[axis - (n->ndim - x->ndim)];
+    if (ad->needs[x->id]) {
+      IrNode *part = g;
+      if (size != n->shape[axis]) {
+        part = ir_add(ad->g, IR_SLICE, &g, 1, n->loc);
+        part->attr.i[0] = axis;
+        part->attr.i[1] = at;
+        part->attr.i[2] = at + size;
+        part->attr.i[3] = 1;
+        part = finish(ad, part, NULL);
+      }
+      accumulate(ad, x, unbroadcast(ad, part, x));
+    }
+    at += size;
+  }
+}
+
+// sum and mean: g spread back over the axes reduced (with the reduced axes
+// as dimensions of 1, g broadcasts against a constant of x's shape: 1, or
+// the mean's factor).
+static void grad_reduce(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0];
+  if (!ad->needs[x->id])
+    return;
+  if (!n->attr.i[1]) {
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    g = mk(ad, IR_RESHAPE, &g, 1, &kept);
+  }
+  IrNode *c = ir_leaf(ad->g, IR_CONST, NULL, DT_F32, x->ndim, x->shape, n->loc);
+  c->attr.f[0] = n->op == IR_MEAN ? pass_mean_scale(n) : 1.0f;
+  c->scope = n->scope;
+  accumulate(ad, x, mk2(ad, IR_MUL, g, c));
+}
+
+// max: g routed to the first maximum of each reduced run (row-major over
+// the axes), as PyTorch's max(x, dim) does through its indices: max_first
+// finds that position, max_grad puts g there.
+static void grad_max(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *x = n->src[0], *y = n;
+  if (!ad->needs[x->id])
+    return;
+  if (!n->attr.i[1]) {
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    y = mk(ad, IR_RESHAPE, &y, 1, &kept);
+    g = mk(ad, IR_RESHAPE, &g, 1, &kept);
+  }
+  IrNode *first = ir_add(ad->g, IR_MAX_FIRST, (IrNode *[]){x, y}, 2, n->loc);
+  first->attr.i[0] = n->attr.i[0];
+  first = finish(ad, first, NULL);
+  IrNode *dx = ir_add(ad->g, IR_MAX_GRAD, (IrNode *[]){g, first}, 2, n->loc);
+  dx->attr.i[0] = n->attr.i[0];
+  accumulate(ad, x, finish(ad, dx, x));
+}
+
 // Appends the gradients of n's inputs, given n's gradient g.
 static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   ad->fwd = n;
@@ -225,6 +367,19 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
       IrNode *dw = ir_add(ad->g, IR_EMBEDDING_GRAD, (IrNode *[]){g, a}, 2, n->loc);
       accumulate(ad, b, finish(ad, dw, b));
     }
+    break;
+  case IR_SLICE:
+    if (!ad->parts[a->id])   // else join_splits, when a's turn comes
+      accumulate(ad, a, grad_slice(ad, n, g));
+    break;
+  case IR_CONCAT:
+    grad_concat(ad, n, g);
+    break;
+  case IR_SUM: case IR_MEAN:
+    grad_reduce(ad, n, g);
+    break;
+  case IR_MAX:
+    grad_max(ad, n, g);
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
@@ -290,7 +445,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   int nfwd = g->nnodes;
   Arena *a = g->arena;
-  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL};
+  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL,
+            arena_alloc(a, sizeof(IrNode **) * nfwd), arena_alloc(a, sizeof(int) * nfwd)};
   for (int i = 0; i < nfwd; i++) {
     IrNode *n = g->nodes[i];
     ad.needs[i] = n->op == IR_PARAM;
@@ -312,6 +468,7 @@ bool pass_autodiff(Model *m, Diag *d) {
                "the loss does not depend on any parameter, so there is nothing to train");
     return false;
   }
+  find_splits(&ad, nfwd);
   for (int t = 0; t < nterms; t++) {
     IrNode *out = terms[t]->src[0], *target = terms[t]->src[1];
     if (!ad.needs[out->id])
@@ -327,6 +484,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
+    if (ad.parts[i] && ad.needs[i])
+      join_splits(&ad, n);
     if (ad.grad[i] && !ir_op_is_leaf(n->op))
       grad_node(&ad, n, ad.grad[i]);
   }

@@ -16,6 +16,7 @@
 // E; a node that is in no one's kernel is the root of its own.
 #include "passes.h"
 
+#include <math.h>
 #include <string.h>
 
 // Ops in one fused loop at most: a chain of 40,000 adds is many loops of
@@ -36,6 +37,15 @@ typedef struct Fuse {
   int *ops;              // ops computed in the kernel rooted at this node, itself included
   KProgram *p;
 } Fuse;
+
+float pass_mean_scale(const IrNode *n) {
+  const IrNode *x = n->src[0];
+  int64_t count = 1;
+  for (int j = 0; j < x->ndim; j++)
+    if (n->attr.i[0] >> j & 1)
+      count *= x->shape[j];
+  return (float)(1.0 / (double)count);
+}
 
 unsigned pass_entries(const Model *m) {
   unsigned e = 1u << ENTRY_FORWARD;
@@ -105,21 +115,26 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   const char *reason = NULL;
   if (!f->fuse)
     reason = "fusion is off";
-  else if (!c_loop)
+  else if (c->op == IR_SLICE && p->op != IR_SLICE)
+    reason = "a slice loads its input from memory, at its own indexes";
+  else if (c->op == IR_CONCAT)
+    reason = "a concat copies each input from memory";
+  else if (!c_loop && c->op != IR_SLICE)
     reason = ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
              : is_update(c->op) ? "an optimizer update reads the gradient from memory"
              : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
                                 : "a library kernel reads its inputs from memory";
   else if (is_alias(f, p))
     reason = "a reshape changes the index space";
-  else if (!is_elementwise(p->op) && !has_epilogue(p->op))
-    reason = is_reduction(p->op) ? "a reduction's result is complete only after its loop"
-                                 : "a library kernel writes its result to memory";
+  else if (!is_elementwise(p->op) && !has_epilogue(p->op) && p->op != IR_SLICE)
+    reason = is_reduction(p->op)  ? "a reduction's result is complete only after its loop"
+             : p->op == IR_CONCAT ? "a concat writes its result to memory"
+                                  : "a library kernel writes its result to memory";
   else if (f->keep[p->id])
     reason = "the value is an output of the step";
   else if (f->uses[p->id] > 1)
     reason = "the value has several consumers";
-  else if (!ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
+  else if (c->op != IR_SLICE && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
     reason = "an epilogue cannot reduce";   // nor can a loop that holds one (x @ w -> * p, summed to p)
@@ -165,6 +180,20 @@ static int gen_load(Gen *gen, const IrNode *n) {
   return emit(gen, in);
 }
 
+// n's element's position over the axes of the mask (row-major), from the
+// loop indexes, as a float: the loop space is n's shape, aligned at the right.
+static int gen_position(Gen *gen, const IrNode *n, int64_t axes) {
+  int pos = emit_const(gen, 0);
+  int64_t stride = 1;
+  for (int j = n->ndim - 1; j >= 0; j--)
+    if (axes >> j & 1) {
+      int at = emit(gen, (KInstr){.op = KI_INDEX, .dim = gen->k->ndim - n->ndim + j});
+      pos = emit2(gen, KI_ADD, pos, emit2(gen, KI_MUL, at, emit_const(gen, (float)stride)));
+      stride *= n->shape[j];
+    }
+  return pos;
+}
+
 // The instructions of elementwise node n, on its operands' values.
 static int gen_op(Gen *gen, const IrNode *n) {
   int a = n->nsrc > 0 ? gen_value(gen, n->src[0]) : -1;
@@ -190,6 +219,10 @@ static int gen_op(Gen *gen, const IrNode *n) {
   }
   case IR_SIGMOID_GRAD:   // (g, y): g * (1 - y) * y, in the ref kernel's order
     return emit2(gen, KI_MUL, emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), b)), b);
+  case IR_MAX_GRAD: {     // (g, first): g where this is the first maximum, as k_max_grad
+    int at = emit2(gen, KI_EQ, gen_position(gen, n, n->attr.i[0]), emit1(gen, KI_NEG, b));
+    return emit(gen, (KInstr){.op = KI_SELECT, .a = at, .b = a, .c = emit_const(gen, 0)});
+  }
   case IR_TANH_GRAD:      // (g, y): g * (1 - y * y)
     return emit2(gen, KI_MUL, a, emit2(gen, KI_SUB, emit_const(gen, 1), emit2(gen, KI_MUL, b, b)));
   default:
@@ -283,17 +316,60 @@ static int gen_act(Gen *gen, const IrNode *n, int a, int b) {
   }
 }
 
+// Whether n's value is computed inside the kernel rather than loaded.
+static bool computed_here(Gen *gen, const IrNode *n) {
+  return n == gen->root || (n != gen->gemm && gen->f->fused_into[n->id] >= 0 && !has_epilogue(n->op));
+}
+
+// The index of element base[j] + mul[j] * i of tensor x (of seen's rank),
+// i running over the loop space aligned at the right with seen's shape:
+// where seen has 1 and the loop more, i is 0 (a broadcast).
+static KIndex strided_index(const Kernel *k, const IrNode *x, const IrNode *seen, const int64_t *base,
+                            const int64_t *mul) {
+  KIndex ix = {0};
+  int64_t stride = 1;
+  for (int j = x->ndim - 1; j >= 0; j--) {
+    int d = k->ndim - x->ndim + j;
+    ix.offset += stride * base[j];
+    if (d >= 0 && (seen->shape[j] != 1 || k->dims[d] == 1))
+      ix.stride[d] = stride * mul[j];
+    if (x->shape[j] != IR_N)
+      stride *= x->shape[j];
+  }
+  return ix;
+}
+
+// A slice (and the slices of slices computed with it): one load of the
+// tensor under them at element start + step * i along each sliced axis.
+static int gen_slice(Gen *gen, const IrNode *n) {
+  int64_t base[IR_MAX_DIMS] = {0}, mul[IR_MAX_DIMS];
+  for (int j = 0; j < IR_MAX_DIMS; j++)
+    mul[j] = 1;
+  const IrNode *x = n;
+  for (;;) {   // along axis a, x's element base + mul * i is its input's start + step * (base + mul * i)
+    int a = (int)x->attr.i[0];
+    base[a] = x->attr.i[1] + x->attr.i[3] * base[a];
+    mul[a] *= x->attr.i[3];
+    x = x->src[0];
+    if (x->op != IR_SLICE || !computed_here(gen, x))
+      break;
+    ir_kernel_add_node(gen->f->g, gen->k, x);
+  }
+  KInstr in = {.op = KI_LOAD, .buf = ir_kernel_buf(gen->f->g, gen->k, x),
+               .idx = strided_index(gen->k, x, n, base, mul)};
+  return emit(gen, in);
+}
+
 // The value of n inside the kernel: computed in place when n is fused
 // into it, else loaded.
 static int gen_value(Gen *gen, const IrNode *n) {
   Fuse *f = gen->f;
   if (n->op == IR_CONST)
     return emit_const(gen, (float)n->attr.f[0]);
-  bool computed = n == gen->root || (n != gen->gemm && f->fused_into[n->id] >= 0 && !has_epilogue(n->op));
-  if (!computed)
+  if (!computed_here(gen, n))
     return gen_load(gen, n);
   ir_kernel_add_node(f->g, gen->k, n);
-  return gen_op(gen, n);
+  return n->op == IR_SLICE ? gen_slice(gen, n) : gen_op(gen, n);
 }
 
 static void set_space(Kernel *k, const IrNode *shape) {
@@ -322,7 +398,7 @@ static bool splittable(const Kernel *k) {
   if (k->ndim == 0)
     return false;
   for (int i = 0; i < k->nstores; i++)
-    if (k->stores[i].reduce == KR_SUM && k->stores[i].idx.stride[0] == 0)
+    if (k->stores[i].reduce != KR_NONE && k->stores[i].idx.stride[0] == 0)
       return false;
   return true;
 }
@@ -350,14 +426,66 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
   ir_kernel_add_node(f->g, k, root);
   int v = gen_value(&gen, x);
   KIndex idx = {0};
-  if (root->op == IR_SUM_TO)
+  if (root->op == IR_SUM_TO) {
     idx = ir_kernel_index(root, k->ndim, k->dims);
-  else
+  } else if (root->op == IR_MAX_FIRST) {   // -position where x equals the max, or -inf: the largest wins
+    idx = ir_kernel_index(root, k->ndim, k->dims);
+    int eq = emit2(&gen, KI_EQ, v, gen_value(&gen, root->src[1]));
+    int pos = emit1(&gen, KI_NEG, gen_position(&gen, x, root->attr.i[0]));
+    v = emit(&gen, (KInstr){.op = KI_SELECT, .a = eq, .b = pos, .c = emit_const(&gen, -INFINITY)});
+  } else if (root->op == IR_SUM || root->op == IR_MEAN || root->op == IR_MAX) {   // the axes reduced have stride 0
+    int64_t stride = 1;
+    for (int j = x->ndim - 1; j >= 0; j--)
+      if (!(root->attr.i[0] >> j & 1)) {
+        idx.stride[j] = stride;
+        stride *= x->shape[j] == IR_N ? 1 : x->shape[j];
+      }
+    if (root->op == IR_MEAN)
+      v = emit2(&gen, KI_MUL, v, emit_const(&gen, pass_mean_scale(root)));
+  } else if (root->op == IR_SLICE_GRAD) {   // each element of g to its place in the zeroed result
+    int64_t base[IR_MAX_DIMS] = {0}, mul[IR_MAX_DIMS];
+    for (int j = 0; j < IR_MAX_DIMS; j++)
+      mul[j] = 1;
+    base[root->attr.i[0]] = root->attr.i[1];
+    mul[root->attr.i[0]] = root->attr.i[3];
+    idx = strided_index(k, root, x, base, mul);
+  } else {
     idx.stride[1] = 1;   // channel_sum: [N, C, ...] -> [C]
-  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, root), .idx = idx, .value = v, .reduce = KR_SUM});
+  }
+  KReduce r = root->op == IR_MAX || root->op == IR_MAX_FIRST ? KR_MAX : KR_SUM;
+  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, root), .idx = idx, .value = v, .reduce = r});
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
   return k;
+}
+
+// A concat: a loop per input over its part of the result, each element
+// stored at its offset along the axis (an input without the batch
+// dimension is loaded again for every sample).
+static void add_kernel(Fuse *f, Kernel *k);
+
+static void concat_kernels(Fuse *f, IrNode *n) {
+  int axis = (int)n->attr.i[0];
+  int64_t inner = 1, at = 0;
+  for (int j = axis + 1; j < n->ndim; j++)
+    inner *= n->shape[j];
+  for (int i = 0; i < n->nsrc; i++) {
+    const IrNode *x = n->src[i];
+    Kernel *k = ir_kernel_new(f->g, KN_LOOP, n->scope ? n->scope : mnem(n));
+    set_space(k, n);
+    k->dims[axis] = x->shape[axis - (n->ndim - x->ndim)];
+    Gen gen = {f, k, n, NULL};
+    ir_kernel_add_node(f->g, k, n);
+    int v = gen_value(&gen, x);
+    KIndex idx = ir_kernel_index(n, k->ndim, k->dims);
+    idx.stride[axis] = inner;
+    idx.offset = at * inner;
+    ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, n), .idx = idx, .value = v});
+    k->parallel = splittable(k);
+    k->name = arena_printf(f->g->arena, "%s: part %d of %d", scopes_name(f, k), i + 1, n->nsrc);
+    add_kernel(f, k);
+    at += k->dims[axis];
+  }
 }
 
 // The extents of a GEMM from its operands' shapes.
@@ -502,6 +630,7 @@ static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
   KProgram *p = f->p;
   p->nblocks = steps[0]->nsrc;   // parameters, gradients, then each kind of state
   IrNode all = *steps[0];   // the first update, over the blocks
+  all.src = arena_alloc(f->g->arena, sizeof(IrNode *) * ir_src_slots(all.nsrc));
   for (int b = 0; b < p->nblocks; b++) {
     p->blocks[b] = block_node(f, f->g->nnodes + 1 + b, names[b], floats);
     all.src[b] = (IrNode *)p->blocks[b];
@@ -557,7 +686,11 @@ static void lower_root(Fuse *f, IrNode *n) {
     add_kernel(f, gemm_kernel(f, n));
     return;
   }
-  if (is_elementwise(n->op) || n->op == IR_CONST) {
+  if (n->op == IR_CONCAT) {
+    concat_kernels(f, n);
+    return;
+  }
+  if (is_elementwise(n->op) || n->op == IR_CONST || n->op == IR_SLICE) {
     // A loop (a constant that a GEMM or library kernel reads is a loop that
     // fills its buffer). An epilogue: the fused GEMM or convolution runs
     // first, then the loop over its result.

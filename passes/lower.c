@@ -31,6 +31,7 @@ typedef enum {
   V_NUM,     // num: a compile-time number (is_bool for true / false)
   V_TENSOR,  // t: a node of the graph
   V_TUPLE,   // nums[0..n): compile-time numbers written (a, b, ...)
+  V_PARTS,   // parts, nparts: several tensors (split), for `a, b = ...` only
 } ValueKind;
 
 typedef struct Value {
@@ -40,6 +41,8 @@ typedef struct Value {
   IrNode *t;
   const double *nums;
   int n;
+  IrNode **parts;
+  int nparts;
 } Value;
 
 static const Value ERR = {V_ERR, 0, false, NULL, NULL, 0};
@@ -90,6 +93,7 @@ typedef struct Lower {
 } Lower;
 
 static Value eval(Lower *L, Env *e, const AstNode *n);
+static Value eval_parts(Lower *L, Env *e, const AstNode *n);
 
 static Value num_value(double x) { return (Value){V_NUM, x, false, NULL, NULL, 0}; }
 static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t, NULL, 0} : ERR; }
@@ -225,6 +229,7 @@ typedef enum {
   A_BOOL,      // true or false
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
   A_PAIR,      // a whole number >= lo, or a pair of them (height, width): kernel, stride, ...
+  A_TENSORS,   // the positional arguments (and the piped value), tensors (concat)
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -251,6 +256,8 @@ typedef struct Args {
   int64_t ints[IR_MAX_DIMS];   // A_INTS
   SrcLoc ints_loc[IR_MAX_DIMS];
   int nints;
+  IrNode **tensors;            // A_TENSORS
+  int ntensors;
   SrcLoc call;                 // the function's name
 } Args;
 
@@ -273,6 +280,7 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   snprintf(hint, sizeof hint, "%s takes %s", fn, sig->usage);
   switch (spec->kind) {
   case A_TENSOR:
+  case A_TENSORS:
     if (v.kind != V_TENSOR) {
       diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found %s", fn, an, value_what(L, v));
       return false;
@@ -346,19 +354,24 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
   int pos = 0;
   char hint[200];
   snprintf(hint, sizeof hint, "%s takes %s", sig->name, sig->usage);
-  if (piped) {
+  int nargs = call->kind == AST_CALL ? call->nargs : 0;
+  if (sig->nargs && sig->args[0].kind == A_TENSORS)
+    out->tensors = arena_alloc(L->a, sizeof(IrNode *) * (nargs + 1));
+  if (piped && out->tensors) {
+    out->tensors[out->ntensors++] = piped->t;
+    out->given[0] = true;
+  } else if (piped) {
     out->v[0] = *piped;
     out->loc[0] = piped_loc;
     out->given[0] = true;
     pos = 1;
   }
-  int nargs = call->kind == AST_CALL ? call->nargs : 0;
   for (int i = 0; i < nargs; i++) {
     const AstNode *arg = call->args[i];
     if (arg->kind == AST_KWARG) {
       int k = find_spec(sig, arg->name);
       Value v = eval(L, e, arg->lhs);
-      if (k < 0 || sig->args[k].kind == A_INTS) {
+      if (k < 0 || sig->args[k].kind == A_INTS || sig->args[k].kind == A_TENSORS) {
         const char *names[MAX_ARGS];
         for (int j = 0; j < sig->nargs; j++)
           names[j] = sig->args[j].name;
@@ -380,6 +393,14 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
       continue;
     }
     Value v = eval(L, e, arg);
+    if (pos < sig->nargs && sig->args[pos].kind == A_TENSORS) {
+      if (check_arg(L, sig, &sig->args[pos], v, arg->loc))
+        out->tensors[out->ntensors++] = v.t;
+      else
+        ok = false;
+      out->given[pos] = true;
+      continue;
+    }
     if (pos < sig->nargs && sig->args[pos].kind == A_INTS) {
       if (out->nints == IR_MAX_DIMS - 1) {
         diag_error(L->d, arg->loc, NULL, "%s: at most %d dimensions per sample", sig->name, IR_MAX_DIMS - 1);
@@ -428,7 +449,7 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
       else
         diag_error(L->d, at, hint, "%s: missing argument '%s'", sig->name, s->name);
       ok = false;
-    } else if (s->kind != A_INTS) {
+    } else if (s->kind != A_INTS && s->kind != A_TENSORS) {
       out->v[k] = num_value(s->def);
       out->v[k].is_bool = s->kind == A_BOOL;
       out->loc[k] = call->loc;
@@ -444,7 +465,7 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
 
 typedef struct Builtin {
   Signature sig;
-  IrNode *(*build)(Lower *L, Env *e, const Args *a);
+  IrNode *(*build)(Lower *L, Env *e, const Args *a);   // NULL: split, which gives several tensors
 } Builtin;
 
 static const char *tshape(const IrNode *n, char *buf) {
@@ -836,6 +857,147 @@ static IrNode *build_upsample(Lower *L, Env *e, const Args *a) {
   return reshape_to(L, y, 4, (int64_t[]){d[0], d[1], d[2] * s[0], d[3] * s[1]}, a->call, scope);
 }
 
+// An axis of x as a call gives it (negative: from the end), in range and
+// not the batch dimension; -1 after a report.
+static int tensor_axis(Lower *L, const char *fn, const IrNode *x, double v, SrcLoc loc, const char *doing) {
+  char b[96], hint[160];
+  if (v != floor(v) || v < -x->ndim || v >= x->ndim) {
+    snprintf(hint, sizeof hint, "%s has %d dimensions: axes 0 to %d, or -1 to -%d from the end", tshape(x, b),
+             x->ndim, x->ndim - 1, x->ndim);
+    diag_error(L->d, loc, hint, "%s: axis %g is out of range for %s", fn, v, tshape(x, b));
+    return -1;
+  }
+  int axis = v < 0 ? (int)v + x->ndim : (int)v;
+  if (x->shape[axis] == IR_N) {
+    diag_error(L->d, loc, "axis 0 is the batch dimension N, whose samples stay apart; choose an axis from 1",
+               "%s: cannot %s along the batch dimension N of %s", fn, doing, tshape(x, b));
+    return -1;
+  }
+  return axis;
+}
+
+// x sliced along axis: the elements start, start + step, ... below stop,
+// all three already in range (0 <= start < stop <= size, step >= 1).
+static IrNode *slice_node(Lower *L, IrNode *x, int axis, int64_t start, int64_t stop, int64_t step, SrcLoc loc,
+                          const char *scope) {
+  IrNode *y = node(L, IR_SLICE, (IrNode *[]){x}, 1, loc);
+  y->attr.i[0] = axis;
+  y->attr.i[1] = start;
+  y->attr.i[2] = stop;
+  y->attr.i[3] = step;
+  return finish(L, y, scope);
+}
+
+// concat(a, b, ..., axis): axis counts in the rank of the largest input;
+// an input of one dimension fewer has no batch dimension and repeats along N.
+static IrNode *build_concat(Lower *L, Env *e, const Args *a) {
+  if (a->ntensors == 0) {
+    diag_error(L->d, a->call, "concat(a, b, ..., axis = 1)", "concat: no tensors to concatenate");
+    return NULL;
+  }
+  if (a->ntensors > IR_MAX_SRC) {
+    diag_error(L->d, a->call, "concatenate in groups: concat(concat(a, b), concat(c, d), axis = 1)",
+               "concat: %d tensors; at most %d in one concat", a->ntensors, IR_MAX_SRC);
+    return NULL;
+  }
+  const IrNode *big = a->tensors[0];
+  for (int i = 1; i < a->ntensors; i++)
+    if (a->tensors[i]->ndim > big->ndim)
+      big = a->tensors[i];
+  int axis = tensor_axis(L, "concat", big, arg_num(a, 1), a->loc[1], "concatenate");
+  if (axis < 0)
+    return NULL;
+  IrNode *y = node(L, IR_CONCAT, a->tensors, a->ntensors, a->call);
+  y->attr.i[0] = axis;
+  return finish(L, y, next_scope(L, e, "concat"));
+}
+
+// sum(x, a, b, ..., keepdim = false) and mean: over the axes given by
+// position (or one as axis = k), or every axis but N when none is given.
+static IrNode *build_reduce(Lower *L, Env *e, const Args *a, IrOp op, const char *fn) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  double axes[IR_MAX_DIMS];
+  SrcLoc locs[IR_MAX_DIMS];
+  int n = a->nints;
+  for (int i = 0; i < n; i++) {
+    axes[i] = (double)a->ints[i];
+    locs[i] = a->ints_loc[i];
+  }
+  if (a->given[2]) {
+    if (n) {
+      diag_error(L->d, a->loc[2], "give the axes by position, sum(x, 1, 2), or one as axis = 1",
+                 "%s: axes given both by position and as 'axis'", fn);
+      return NULL;
+    }
+    axes[n] = arg_num(a, 2);
+    locs[n++] = a->loc[2];
+  }
+  int64_t mask = 0;
+  for (int i = 0; i < x->ndim && !n; i++)
+    if (x->shape[i] != IR_N)
+      mask |= (int64_t)1 << i;
+  if (!n && !mask) {
+    diag_error(L->d, a->call, "the samples of a batch stay apart", "%s: %s has no axis but N to reduce", fn,
+               tshape(x, b));
+    return NULL;
+  }
+  for (int i = 0; i < n; i++) {
+    int axis = tensor_axis(L, fn, x, axes[i], locs[i], "reduce");
+    if (axis < 0)
+      return NULL;
+    if (mask >> axis & 1) {
+      diag_error(L->d, locs[i], "name each axis once", "%s: axis %d is given twice", fn, axis);
+      return NULL;
+    }
+    mask |= (int64_t)1 << axis;
+  }
+  int64_t count = 1;
+  for (int i = 0; i < x->ndim; i++)
+    if (mask >> i & 1)
+      count *= x->shape[i];
+  if (op == IR_MAX && count > (1 << 24)) {   // its gradient finds the first maximum by its position, a float
+    diag_error(L->d, a->call, "take the max in steps, over fewer axes at a time",
+               "max: %lld elements per result; at most 16777216", (long long)count);
+    return NULL;
+  }
+  IrNode *y = node(L, op, (IrNode *[]){x}, 1, a->call);
+  y->attr.i[0] = mask;
+  y->attr.i[1] = arg_num(a, 3) != 0;
+  return finish(L, y, next_scope(L, e, fn));
+}
+
+static IrNode *build_sum(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_SUM, "sum"); }
+static IrNode *build_max(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_MAX, "max"); }
+static IrNode *build_mean(Lower *L, Env *e, const Args *a) { return build_reduce(L, e, a, IR_MEAN, "mean"); }
+
+// split(x, parts, axis = -1): x cut along axis into `parts` equal pieces.
+static Value build_split(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  int axis = tensor_axis(L, "split", x, arg_num(a, 2), a->loc[2], "split");
+  if (axis < 0)
+    return ERR;
+  int64_t parts = arg_int(a, 1), size = x->shape[axis];
+  if (size % parts) {
+    char b[96];
+    diag_error(L->d, a->loc[1], "split cuts an axis into equal parts: choose a count that divides its size",
+               "split: %lld parts do not divide axis %d of %s (size %lld)", (long long)parts, axis, tshape(x, b),
+               (long long)size);
+    return ERR;
+  }
+  if (parts > IR_MAX_SRC) {
+    diag_error(L->d, a->loc[1], NULL, "split: %lld parts; at most %d", (long long)parts, IR_MAX_SRC);
+    return ERR;
+  }
+  const char *scope = next_scope(L, e, "split");
+  Value v = {.kind = V_PARTS, .parts = arena_alloc(L->a, sizeof(IrNode *) * parts), .nparts = (int)parts};
+  int64_t w = size / parts;
+  for (int64_t i = 0; i < parts; i++)
+    if (!(v.parts[i] = parts == 1 ? x : slice_node(L, x, axis, i * w, (i + 1) * w, 1, a->call, scope)))
+      return ERR;
+  return v;
+}
+
 static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
   return finish(L, y, next_scope(L, e, "matmul"));
@@ -902,6 +1064,15 @@ static const Builtin builtins[] = {
     {SIG("sqrt", "(x)", T("x")), build_sqrt},
     {SIG("abs", "(x)", T("x")), build_abs},
     {SIG("clamp", "(x, min, max)", T("x"), N("min", 0), N("max", 0)), build_clamp},
+    {SIG("concat", "(a, b, ..., axis = k)", {"tensors", A_TENSORS, true, 0, 0}, {"axis", A_NUM, true, 0, 0}),
+     build_concat},
+    {SIG("split", "(x, parts, axis = -1)", T("x"), I("parts", true, 0, 1), N("axis", -1)), NULL},
+    {SIG("sum", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_sum},
+    {SIG("mean", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_mean},
+    {SIG("max", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
+         B("keepdim", 0)), build_max},
 };
 
 // Names that mean something else where a layer is expected.
@@ -1047,6 +1218,8 @@ static Value eval_call(Lower *L, Env *e, const AstNode *call, const Value *piped
   Args a;
   if (!bind_args(L, e, &bi->sig, call, piped, piped_loc, &a))
     return ERR;
+  if (!bi->build)
+    return build_split(L, e, &a);
   return tensor_value(bi->build(L, e, &a));
 }
 
@@ -1189,8 +1362,147 @@ static Value eval_tuple(Lower *L, Env *e, const AstNode *n) {
   return ok ? (Value){V_TUPLE, 0, false, NULL, nums, n->nargs} : ERR;
 }
 
-static Value eval(Lower *L, Env *e, const AstNode *n) {
+// An index or a part of a range: a whole number, or NULL (left out) as
+// dflt. False after a report.
+static bool index_number(Lower *L, Env *e, const AstNode *n, const char *what, int64_t dflt, int64_t *out) {
+  *out = dflt;
+  if (!n)
+    return true;
+  Value v = eval(L, e, n);
+  if (v.kind == V_ERR)
+    return false;
+  if (v.kind != V_NUM || v.is_bool || !isfinite(v.num) || v.num != floor(v.num)) {
+    diag_error(L->d, n->loc, "indexes are whole numbers known when the model is compiled",
+               "%s must be a whole number, found %s", what,
+               v.kind == V_TENSOR ? "a tensor" : v.is_bool ? "true or false" : "a fraction");
+    return false;
+  }
+  if (fabs(v.num) > MAX_ELEMS) {
+    diag_error(L->d, n->loc, NULL, "%s is too large (%.17g)", what, v.num);
+    return false;
+  }
+  *out = (int64_t)v.num;
+  return true;
+}
+
+// x[i, a:b:c, ..., ...]: each index picks along one axis, from the first (N
+// too: only `:` may index it). An integer drops its axis; a range keeps it,
+// with PyTorch's rules: negative indexes count from the end, and start and
+// stop are clamped to the axis. `...` stands for every axis not indexed.
+static Value eval_index(Lower *L, Env *e, const AstNode *n) {
+  Value v = eval(L, e, n->lhs);
+  if (v.kind == V_ERR)
+    return ERR;
+  if (v.kind != V_TENSOR) {
+    diag_error(L->d, n->loc, "only tensors have elements to index", "cannot index %s",
+               v.is_bool ? "true or false" : "a number");
+    return ERR;
+  }
+  IrNode *x = v.t;
+  char b[96];
+  int ellipsis = -1, given = 0;
+  for (int i = 0; i < n->nargs; i++) {
+    if (n->args[i]->kind != AST_ELLIPSIS) {
+      given++;
+    } else if (ellipsis >= 0) {
+      diag_error(L->d, n->args[i]->loc, NULL, "an index can have only one '...'");
+      return ERR;
+    } else {
+      ellipsis = i;
+    }
+  }
+  if (given > x->ndim) {
+    diag_error(L->d, n->args[x->ndim + (ellipsis >= 0 && ellipsis <= x->ndim)]->loc,
+               "give at most one index per dimension (the first is N's, always ':')",
+               "too many indexes: %d for %s, which has %d dimensions", given, tshape(x, b), x->ndim);
+    return ERR;
+  }
+  const char *scope = next_scope(L, e, "slice");
+  int64_t keep[IR_MAX_DIMS];   // the result's shape, without the axes an integer drops
+  int nkeep = 0, axis = 0;
+  bool dropped = false;
+  IrNode *y = x;
+  for (int i = 0; i < n->nargs; i++) {
+    const AstNode *it = n->args[i];
+    if (it->kind == AST_ELLIPSIS) {
+      for (int k = 0; k < x->ndim - given; k++, axis++)
+        keep[nkeep++] = x->shape[axis];
+      continue;
+    }
+    int64_t size = x->shape[axis], start, stop, step = 1;
+    if (size == IR_N) {
+      bool all = it->kind == AST_RANGE && !it->args[0] && !it->args[1] && !it->args[2];
+      if (!all) {
+        diag_error(L->d, it->loc, "axis 0 is the batch dimension N, whose samples stay apart: index it with ':'",
+                   "cannot index the batch dimension N of %s", tshape(x, b));
+        return ERR;
+      }
+      keep[nkeep++] = IR_N;
+      axis++;
+      continue;
+    }
+    if (it->kind != AST_RANGE) {   // an integer: one element, and the axis goes
+      if (!index_number(L, e, it, "an index", 0, &start))
+        return ERR;
+      int64_t at = start < 0 ? start + size : start;
+      if (at < 0 || at >= size) {
+        diag_error(L->d, it->loc, "indexes run from 0 to size - 1, or from -size to -1 counting from the end",
+                   "slice past the end: index %lld on axis %d of size %lld", (long long)start, axis,
+                   (long long)size);
+        return ERR;
+      }
+      stop = at + 1;
+      start = at;
+      dropped = true;
+    } else {
+      if (!index_number(L, e, it->args[2], "a step", 1, &step))
+        return ERR;
+      if (step < 1) {
+        diag_error(L->d, it->args[2]->loc, "a step is at least 1; reversing (a negative step) is not supported",
+                   "the step must be at least 1, found %lld", (long long)step);
+        return ERR;
+      }
+      if (!index_number(L, e, it->args[0], "a start", 0, &start) ||
+          !index_number(L, e, it->args[1], "a stop", size, &stop))
+        return ERR;
+      int64_t from = start < 0 ? start + size : start, to = stop < 0 ? stop + size : stop;
+      from = from < 0 ? 0 : from > size ? size : from;
+      to = to < 0 ? 0 : to > size ? size : to;
+      if (from >= to) {
+        char r[96], a0[32] = "", a1[32] = "";
+        if (it->args[0])
+          snprintf(a0, sizeof a0, "%lld", (long long)start);
+        if (it->args[1])
+          snprintf(a1, sizeof a1, "%lld", (long long)stop);
+        snprintf(r, sizeof r, "%s:%s", a0, a1);
+        diag_error(L->d, it->loc, "a range selects start, start + step, ... below stop; it must select something",
+                   "slice past the end: the range %s on axis %d of size %lld is empty", r, axis, (long long)size);
+        return ERR;
+      }
+      start = from;
+      stop = to;
+      keep[nkeep++] = (stop - start + step - 1) / step;
+    }
+    if (start != 0 || stop != size || step != 1) {
+      y = slice_node(L, y, axis, start, stop, step, it->loc, scope);
+      if (!y)
+        return ERR;
+    }
+    axis++;
+  }
+  for (; axis < x->ndim; axis++)   // axes after the last index stay whole
+    keep[nkeep++] = x->shape[axis];
+  if (dropped)
+    y = reshape_to(L, y, nkeep, keep, n->loc, scope);
+  return tensor_value(y);
+}
+
+// Any expression's value: several tensors (a split) too, which only `a, b,
+// ... = ` takes apart; everywhere else (eval) they are an error.
+static Value eval_parts(Lower *L, Env *e, const AstNode *n) {
   switch (n->kind) {
+  case AST_INDEX:
+    return eval_index(L, e, n);
   case AST_NUM:
     return num_value(n->num);
   case AST_BOOL: {
@@ -1228,6 +1540,29 @@ static Value eval(Lower *L, Env *e, const AstNode *n) {
     break;
   }
   unreachable();
+}
+
+static Value eval(Lower *L, Env *e, const AstNode *n) {
+  Value v = eval_parts(L, e, n);
+  if (v.kind != V_PARTS)
+    return v;
+  char hint[160];
+  snprintf(hint, sizeof hint, "name each part: %s = ...", v.nparts == 2 ? "a, b" : v.nparts == 3 ? "a, b, c" : "a, b, c, ...");
+  diag_error(L->d, n->loc, hint, "this gives %d tensors, where one is expected", v.nparts);
+  return ERR;
+}
+
+// `a, b, c = value`: value gives as many tensors (a split), one per name.
+static void lower_unpack(Lower *L, Env *e, const AstNode *s) {
+  Value v = eval_parts(L, e, s->lhs);
+  if (v.kind != V_ERR && (v.kind != V_PARTS || v.nparts != s->nargs)) {
+    int have = v.kind == V_PARTS ? v.nparts : 1;
+    diag_error(L->d, s->close, "give one name per part: split(x, k) gives k tensors",
+               "%d names for %d %s", s->nargs, have, have == 1 ? "value" : "tensors");
+    v = ERR;
+  }
+  for (int i = 0; i < s->nargs; i++)
+    bind(L, e, s->args[i]->name, s->args[i]->loc, v.kind == V_PARTS ? tensor_value(v.parts[i]) : ERR, "value");
 }
 
 //
@@ -1534,6 +1869,14 @@ static Value lower_body(Lower *L, Env *e, AstNode **body, int n, const char *wha
       }
       break;
     }
+    case AST_UNPACK:
+      lower_unpack(L, e, s);
+      if (last) {
+        diag_error(L->d, s->loc, "end the body with the tensor it gives, e.g. one of the names",
+                   "the last statement gives several tensors; a body's result is one");
+        return ERR;
+      }
+      break;
     case AST_EXPR: {
       if (s->nargs > 1) {
         result = lower_outputs(L, e, s, last);

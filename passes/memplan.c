@@ -141,7 +141,7 @@ static void plan_state(KProgram *p, const bool *in_blocks, bool *mat) {
     if (in_blocks[i])
       place_state(p, n->src[0], &state, mat);
   }
-  for (int j = 2; j < IR_MAX_SRC; j++)
+  for (int j = 2; j < KP_MAX_BLOCKS; j++)   // an update's state: inputs 2 and 3
     for (int i = 0; i < g->nnodes; i++) {
       const IrNode *n = g->nodes[i];
       if (in_blocks[i] && j < n->nsrc && n->src[j]->op == IR_BUFFER)
@@ -255,9 +255,12 @@ void pass_memplan(KProgram *p, const bool *keep) {
     }
     if (ir_op_kind(res->op) == IR_KIND_UPDATE || res->op == IR_PARAM || res->op == IR_BUFFER)
       continue;   // updates write the parameters and their state in place
+    if (pl.slot[res->id] >= 0)
+      continue;   // a concat's later parts: the first placed it
+    bool parts = res->op == IR_CONCAT;   // each part writes only its share: never in place
     p->naive_bytes += node_bytes(res, p->max_batch);
     int in_place = -1;
-    if (k->kind == KN_LOOP && !res_pinned) {
+    if (k->kind == KN_LOOP && !res_pinned && !parts) {
       int root_buf = k->stores[0].buf;
       for (int b = 0; b < k->nbufs && in_place < 0; b++) {
         const IrNode *x = k->bufs[b];

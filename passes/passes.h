@@ -106,6 +106,8 @@ void pass_needed(const Model *m, EntryKind entry, bool *need);
 // The entry points m can run (bits 1 << ENTRY_*): forward; eval with a
 // loss; train with a loss after autodiff.
 unsigned pass_entries(const Model *m);
+// The factor of a mean (IR_MEAN) over its axes: 1 / the elements each result element averages.
+float pass_mean_scale(const IrNode *n);
 
 // simplify.c: rewrites m's graph in place: algebraic identities (x * 1,
 // x + 0, -(-x), reshapes of reshapes), constants folded, common

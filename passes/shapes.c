@@ -317,6 +317,88 @@ static bool infer_softmax(IrNode *n, Diag *d) {
   return true;
 }
 
+// A slice along one axis (attrs axis start stop step), already in range:
+// the lowering turns the user's indexes into these, with its own errors.
+static bool infer_slice(IrNode *n, Diag *d, const IrNode *x) {
+  const int64_t *a = n->attr.i;
+  if (a[0] < 0 || a[0] >= x->ndim)
+    return fail(n, d, NULL, "axis out of range for %s%s", sh(x), "");
+  int64_t size = x->shape[a[0]];
+  if (size == IR_N)
+    return fail(n, d, "index the other dimensions; every sample of the batch stays",
+                "cannot slice the batch dimension N of %s%s", sh(x), "");
+  if (a[3] < 1 || a[1] < 0 || a[2] > size || a[1] >= a[2]) {
+    char r[96];
+    snprintf(r, sizeof r, "%lld:%lld:%lld", (long long)a[1], (long long)a[2], (long long)a[3]);
+    return fail(n, d, NULL, "the range %s is empty or outside %s", r, sh(x));
+  }
+  if (n->op == IR_SLICE) {
+    set_shape(n, x->ndim, x->shape);
+    n->shape[a[0]] = (a[2] - a[1] + a[3] - 1) / a[3];
+  }
+  n->dtype = DT_F32;
+  return true;
+}
+
+// Inputs of the same rank R, or of R - 1 without the batch dimension (then
+// broadcast along N), equal but along axis, which is not N.
+static bool infer_concat(IrNode *n, Diag *d) {
+  int rank = 0;
+  const IrNode *big = NULL;
+  for (int i = 0; i < n->nsrc; i++)
+    if (n->src[i]->ndim > rank) {
+      rank = n->src[i]->ndim;
+      big = n->src[i];
+    }
+  int64_t axis = n->attr.i[0];
+  if (!big || axis < 0 || axis >= rank)
+    return fail(n, d, NULL, "axis out of range for %s%s", big ? sh(big) : "[]", "");
+  if (big->shape[axis] == IR_N)
+    return fail(n, d, "concatenate along another axis; the batch dimension N is the samples",
+                "cannot concatenate along the batch dimension N of %s%s", sh(big), "");
+  int64_t out[IR_MAX_DIMS];
+  memcpy(out, big->shape, sizeof(int64_t) * rank);
+  out[axis] = 0;
+  for (int i = 0; i < n->nsrc; i++) {
+    const IrNode *x = n->src[i];
+    int lead = rank - x->ndim;   // 1: x lacks the batch dimension
+    bool ok = lead == 0 || (lead == 1 && big->shape[0] == IR_N && !ir_is_batched(x));
+    for (int j = lead; ok && j < rank; j++)
+      ok = j == axis || x->shape[j - lead] == big->shape[j];
+    if (!ok || (lead == 0 && (x->shape[0] == IR_N) != (big->shape[0] == IR_N))) {
+      char hint[200];
+      snprintf(hint, sizeof hint, "every dimension but axis %lld must match; a tensor without the batch "
+               "dimension N may have one dimension fewer", (long long)axis);
+      return fail(n, d, hint, "cannot concatenate %s and %s", sh(big), sh(x));
+    }
+    out[axis] += x->shape[axis - lead];
+  }
+  set_shape(n, rank, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
+// sum and mean: the axes of the mask go (or stay as 1 with keepdim).
+static bool infer_reduce(IrNode *n, Diag *d) {
+  IrNode *x = n->src[0];
+  uint64_t axes = (uint64_t)n->attr.i[0];
+  if (!axes || axes >> x->ndim)
+    return fail(n, d, NULL, "the axes are out of range for %s%s", sh(x), "");
+  int64_t out[IR_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < x->ndim; i++) {
+    bool gone = axes >> i & 1;
+    if (gone && x->shape[i] == IR_N)
+      return fail(n, d, "reduce the other axes; the samples of a batch stay apart",
+                  "cannot reduce the batch dimension N of %s%s", sh(x), "");
+    if (!gone || n->attr.i[1])
+      out[nd++] = gone ? 1 : x->shape[i];
+  }
+  set_shape(n, nd, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
 // Losses compare the model's output with the target and give f32[].
 static bool infer_loss(IrNode *n, Diag *d) {
   IrNode *y = n->src[0], *t = n->src[1];
@@ -445,6 +527,31 @@ static bool infer_grad(IrNode *n, Diag *d) {
   }
   case IR_MAXPOOL_GRAD: case IR_BATCHNORM_GRAD:
     return same_as(n, d, b, NULL);
+  case IR_MAX_FIRST: case IR_MAX_GRAD: {   // (x, y) -> y's shape; (g, first) -> x's, preset
+    const IrNode *x = n->op == IR_MAX_FIRST ? a : n;
+    if (n->op == IR_MAX_GRAD && !check_preset(n, d, NULL))
+      return false;
+    IrNode kept = *x;
+    for (int j = 0; j < x->ndim; j++)
+      if (n->attr.i[0] >> j & 1)
+        kept.shape[j] = 1;
+    const IrNode *y = n->op == IR_MAX_FIRST ? b : a;
+    if (!ir_same_shape(&kept, y) || !ir_same_shape(&kept, b))
+      return fail(n, d, NULL, "%s does not reduce %s with keepdim", sh(y), sh(x));
+    if (n->op == IR_MAX_FIRST)
+      set_shape(n, kept.ndim, kept.shape);
+    n->dtype = DT_F32;
+    return true;
+  }
+  case IR_SLICE_GRAD: {   // g -> the preset shape of the sliced tensor
+    if (!check_preset(n, d, NULL) || !infer_slice(n, d, n))
+      return false;
+    IrNode like = *n;
+    like.shape[n->attr.i[0]] = (n->attr.i[2] - n->attr.i[1] + n->attr.i[3] - 1) / n->attr.i[3];
+    if (!ir_same_shape(&like, a))
+      return fail(n, d, NULL, "the gradient %s does not fit a slice of %s", sh(a), sh(n));
+    return true;
+  }
   case IR_BATCHNORM_GRAD_GAMMA: {
     int64_t c = b->shape[1];
     set_shape(n, 1, &c);
@@ -525,6 +632,12 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 1, 2) && infer_embedding(n, d);
   case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS:
     return check_f32(n, d, 0, 1) && infer_loss(n, d);
+  case IR_SLICE:
+    return check_f32(n, d, 0, 1) && infer_slice(n, d, n->src[0]);
+  case IR_CONCAT:
+    return check_f32(n, d, 0, n->nsrc) && infer_concat(n, d);
+  case IR_SUM: case IR_MEAN: case IR_MAX:
+    return check_f32(n, d, 0, 1) && infer_reduce(n, d);
   default:
     return infer_grad(n, d);
   }

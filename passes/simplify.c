@@ -127,8 +127,8 @@ static bool fold(IrNode *n) {
   default: return false;
   }
   n->op = IR_CONST;
+  memset(n->src, 0, sizeof(IrNode *) * ir_src_slots(n->nsrc));
   n->nsrc = 0;
-  memset(n->src, 0, sizeof n->src);
   memset(&n->attr, 0, sizeof n->attr);
   n->attr.f[0] = (float)v;
   return true;

@@ -196,6 +196,105 @@ void k_binary_forward(KBinary op, float *y, const float *a, const KShape *as,
   }
 }
 
+void k_slice_forward(float *y, const float *x, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                     int64_t start, int64_t step) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < yc; j++)
+      memcpy(y + (o * yc + j) * inner, x + (o * xc + start + j * step) * inner, sizeof(float) * inner);
+}
+
+void k_slice_backward(float *dx, const float *dy, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                      int64_t start, int64_t step) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < yc; j++) {
+      float *d = dx + (o * xc + start + j * step) * inner;
+      const float *s = dy + (o * yc + j) * inner;
+      for (int64_t i = 0; i < inner; i++)
+        d[i] += s[i];
+    }
+}
+
+void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int64_t yc, int64_t xc,
+                   int64_t inner, int64_t at) {
+  for (int64_t o = 0; o < outer; o++)
+    memcpy(y + (o * yc + at) * inner, x + (o % xouter) * xc * inner, sizeof(float) * xc * inner);
+}
+
+// Walks x's elements in order: for each, its index o in the reduced
+// result and its position p (row-major over the axes), as floats.
+typedef struct AxesWalk {
+  int64_t stride[K_MAX_DIMS], pstride[K_MAX_DIMS], at[K_MAX_DIMS], n, o, p;
+  const KShape *xs;
+} AxesWalk;
+
+static AxesWalk walk_start(const KShape *xs, unsigned axes) {
+  AxesWalk w = {.n = 1, .xs = xs};
+  int64_t ys = 1, ps = 1;
+  for (int d = xs->ndim - 1; d >= 0; d--) {
+    bool gone = axes >> d & 1;
+    w.stride[d] = gone ? 0 : ys;
+    w.pstride[d] = gone ? ps : 0;
+    ys *= gone ? 1 : xs->dim[d];
+    ps *= gone ? xs->dim[d] : 1;
+    w.n *= xs->dim[d];
+  }
+  return w;
+}
+
+static void walk_next(AxesWalk *w) {
+  for (int d = w->xs->ndim - 1; d >= 0; d--) {
+    w->o += w->stride[d];
+    w->p += w->pstride[d];
+    if (++w->at[d] < w->xs->dim[d])
+      return;
+    w->o -= w->stride[d] * w->at[d];
+    w->p -= w->pstride[d] * w->at[d];
+    w->at[d] = 0;
+  }
+}
+
+void k_max_axes(float *y, const float *x, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w))
+    if (x[i] > y[w.o] || x[i] != x[i])
+      y[w.o] = x[i];
+}
+
+void k_max_first(float *first, const float *x, const float *y, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w)) {
+    float v = x[i] == y[w.o] ? -(float)w.p : -INFINITY;
+    if (v > first[w.o] || v != v)
+      first[w.o] = v;
+  }
+}
+
+void k_max_grad(float *dx, const float *g, const float *first, const KShape *xs, unsigned axes) {
+  AxesWalk w = walk_start(xs, axes);
+  for (int64_t i = 0; i < w.n; i++, walk_next(&w))
+    dx[i] = (float)w.p == -first[w.o] ? g[w.o] : 0.0f;
+}
+
+void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale) {
+  int64_t stride[K_MAX_DIMS], at[K_MAX_DIMS] = {0}, n = 1, ys = 1;
+  for (int d = xs->ndim - 1; d >= 0; d--) {   // y's stride for each of x's dimensions (0: reduced)
+    stride[d] = axes >> d & 1 ? 0 : ys;
+    ys *= axes >> d & 1 ? 1 : xs->dim[d];
+    n *= xs->dim[d];
+  }
+  int64_t o = 0;
+  for (int64_t i = 0; i < n; i++) {
+    y[o] += x[i] * scale;
+    for (int d = xs->ndim - 1; d >= 0; d--) {   // the next index, odometer-wise
+      o += stride[d];
+      if (++at[d] < xs->dim[d])
+        break;
+      o -= stride[d] * at[d];
+      at[d] = 0;
+    }
+  }
+}
+
 void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss) {
   KShape bs;
   K_CHECK(k_broadcast_shape(&bs, ds, ss) && same_padded(&bs, ss),

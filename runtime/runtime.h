@@ -447,6 +447,29 @@ void k_binary_backward(KBinary op, float *da, float *db,
 // the result has dst's shape. ds must broadcast to ss (ss = broadcast(ds, ss)).
 void k_sum_to_shape(float *dst, const KShape *ds, const float *src, const KShape *ss);
 
+// Indexing, on tensors seen as [outer, C, inner] around one axis.
+// slice:   y[o, j, i] = x[o, start + j * step, i] for j < yc
+// slice backward: dx[o, start + j * step, i] += dy[o, j, i] (dx zeroed: the rest stays 0)
+// concat part: y[o, at + j, i] = x[o % xouter, j, i] for j < xc: one input of
+//   a concat (xouter < outer: x lacks the batch dimension and repeats along it)
+void k_slice_forward(float *y, const float *x, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                     int64_t start, int64_t step);
+void k_slice_backward(float *dx, const float *dy, int64_t outer, int64_t xc, int64_t yc, int64_t inner,
+                      int64_t start, int64_t step);
+void k_concat_part(float *y, const float *x, int64_t outer, int64_t xouter, int64_t yc, int64_t xc,
+                   int64_t inner, int64_t at);
+// y[kept] += x[i] * scale over the axes of the bit mask axes, element by
+// element in x's order (y zeroed; y holds x's shape without those axes).
+void k_sum_axes(float *y, const float *x, const KShape *xs, unsigned axes, float scale);
+// The max over the axes (y filled with -inf; v replaces y where v > y or v
+// is NaN); first: -p for the first position p over the axes (row-major)
+// where x equals y (first filled with -inf); max_grad: dx = g at each
+// first maximum, 0 elsewhere (dx zeroed). y, first and g are shaped as x
+// without those axes (or with them as 1: the same layout).
+void k_max_axes(float *y, const float *x, const KShape *xs, unsigned axes);
+void k_max_first(float *first, const float *x, const float *y, const KShape *xs, unsigned axes);
+void k_max_grad(float *dx, const float *g, const float *first, const KShape *xs, unsigned axes);
+
 // Unary elementwise ops over n elements; y may alias x. The backward rules:
 //   neg:     dx += -dy
 //   relu:    dx += dy where x > 0 (pass x or y = relu(x): x > 0 iff y > 0)

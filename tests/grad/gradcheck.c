@@ -87,6 +87,27 @@ static const Case cases[] = {
     {"activations-epilogue", "model m {\n input x: f32[2, 5, 5]\n target y: class(3)\n"
                              " x -> conv2d(3, 3) -> elu -> flatten -> linear(6) -> gelu -> linear(5) -> softplus\n"
                              " -> linear(4) -> leaky_relu(slope = -0.3) -> linear(3) -> silu\n}\nloss cross_entropy\n", 5},
+    {"concat", "model m {\n input x: f32[3, 2]\n target y: f32[3]\n param cls: f32[1, 2] = uniform(-1, 1)\n"
+               " h = x -> tanh\n c = concat(cls, h, x * h, axis = 1)\n"
+               " concat(c, c * c, axis = -1) -> flatten -> linear(3)\n}\nloss mse\n", 3},
+    {"slice", "model m {\n input x: f32[4, 6]\n target y: f32[5]\n param w: f32[3, 6] = uniform(-1, 1)\n"
+              " h = x -> tanh\n a = h[:, 0] * w[-1]\n b = h[:, 1:, ::2]\n c = (x * h)[..., -1]\n"
+              " p, q, r = h[:, :, ::2] -> split(3)\n"
+              " k = concat(a, c, b -> flatten, p * q + r -> flatten, axis = 1)\n"
+              " concat(k, w[1:, 2:5] -> flatten, axis = -1) -> linear(5)\n}\nloss mse\n", 3},
+    {"reduce", "model m {\n input x: f32[3, 4]\n target y: f32[4]\n param w: f32[2, 3, 4] = uniform(-1, 1)\n"
+               " h = x -> tanh\n a = sum(h * x, -1)\n b = mean(h, 1, keepdim = true) * x\n"
+               " c = mean(w * w, 0, 2) + sum(w, axis = 1, keepdim = true)[0, :, 1]\n"
+               " d = mean(x * h, keepdim = true) + sum(h, keepdim = true) -> flatten\n"
+               " concat(a * c, b -> flatten, d, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
+    {"split", "model m {\n input x: f32[4]\n target y: f32[3]\n param w: f32[4, 6] = uniform(-1, 1)\n"
+              " a, b, c = x @ w -> split(3)\n u, v = (x * 2 @ w) -> split(2)\n"
+              " (a -> tanh) * (b -> sigmoid) + c * u[:, 1:] + x[:, :2] * w[0, 1:3] -> linear(3)\n}\n"
+              "loss mse\n", 3},
+    {"max", "model m {\n input x: f32[3, 4]\n target y: f32[4]\n param w: f32[2, 3, 4] = uniform(-1, 1)\n"
+            " h = x * w[1] -> tanh\n a = max(h, -1) * max(x, 1, keepdim = true)[:, 0, :3]\n"
+            " b = max(w, 0, 2)\n c = max(concat(h, h, axis = 1), 1) -> max(keepdim = true)\n"
+            " concat(a * b, c, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -102,7 +102,7 @@ static bool same_node(const IrNode *a, const IrNode *b) {
   else if (a->loc.line != b->loc.line || a->loc.col != b->loc.col) what = "loc";
   else if (!a->loc.file != !b->loc.file) what = "loc.file";
   else if (a->loc.file && !same_str(a->loc.file->name, b->loc.file->name)) what = "loc.file->name";
-  for (int i = 0; !what && i < IR_MAX_SRC; i++)
+  for (int i = 0; !what && i < a->nsrc; i++)
     if (!a->src[i] != !b->src[i] || (a->src[i] && a->src[i]->id != b->src[i]->id))
       what = "src";
   if (what)
@@ -269,6 +269,16 @@ static IrGraph *build_misc(Arena *a) {
   SCALAR(ir_binary(g, IR_MSE, prev, t, (SrcLoc){0}));
   SCALAR(ir_binary(g, IR_L1, prev, t, (SrcLoc){0}));
   g->loss = SCALAR(ir_binary(g, IR_BCE_WITH_LOGITS, prev, t, (SrcLoc){0}));
+  IrNode *cat = SHAPE(ir_add(g, IR_CONCAT, (IrNode *[]){prev, b, prev}, 3, (SrcLoc){0}), N, 12);
+  cat->attr.i[0] = 1;
+  IrNode *sl = SHAPE(ir_unary(g, IR_SLICE, cat, (SrcLoc){0}), N, 3);
+  sl->attr = (IrAttr){.i = {1, 1, 7, 2}};
+  IrNode *sm = SHAPE(ir_unary(g, IR_SUM, sl, (SrcLoc){0}), N, 1);
+  sm->attr = (IrAttr){.i = {2, 1}};
+  IrNode *mn = SHAPE(ir_unary(g, IR_MEAN, sl, (SrcLoc){0}), N);
+  mn->attr = (IrAttr){.i = {2, 0}};
+  IrNode *mx = SHAPE(ir_unary(g, IR_MAX, sl, (SrcLoc){0}), N, 1);
+  mx->attr = (IrAttr){.i = {2, 1}};
   g->output = prev;
   // An integer input looked up in a table, and the table's gradient.
   IrNode *tok = leaf(g, IR_INPUT, "tok", DIMS(N, 3), (SrcLoc){0});
@@ -501,6 +511,12 @@ static IrGraph *build_train(Arena *a) {
   g->nodes[da->id - 3]->attr = (IrAttr){.f = {1, 20}};   // softplus's defaults
   g->nodes[da->id - 4]->attr.f[0] = 1;                  // elu's alpha
   g->nodes[da->id - 6]->attr.f[0] = 0.01;               // leaky_relu's slope
+  IrNode *sg = scoped(SHAPE(ir_unary(g, IR_SLICE_GRAD, dfeat, feat->loc), N, 32), "slice_1");
+  sg->attr = (IrAttr){.i = {1, 0, 32, 2}};
+  IrNode *first = scoped(SHAPE(ir_binary(g, IR_MAX_FIRST, sg, dfeat, feat->loc), N, 16), "max_1");
+  first->attr.i[0] = 2;
+  IrNode *dmax = scoped(SHAPE(ir_binary(g, IR_MAX_GRAD, dfeat, first, feat->loc), N, 16), "max_1");
+  dmax->attr.i[0] = 2;
   return g;
 }
 
@@ -566,7 +582,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(70, IR_NUM_OPS);
+  CHECK_INT(78, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -590,10 +606,11 @@ static void test_op_table(void) {
     CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
-  CHECK_INT(29, nkind[IR_KIND_ELEMENTWISE]);   // 18 forward ops, relu_grad, sigmoid_grad, tanh_grad, 8 act grads
+  CHECK_INT(30, nkind[IR_KIND_ELEMENTWISE]);   // 18 forward ops, relu_grad, sigmoid_grad, tanh_grad, 8 act grads, max_grad
   CHECK_INT(1, nkind[IR_KIND_MATMUL]);
-  CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
+  CHECK_INT(7, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean, max, max_first
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
+  CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
   CHECK_INT(20, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
@@ -1341,7 +1358,7 @@ static void break_foreign_src(IrGraph *g, IrGraph *o) { g->nodes[7]->src[0] = o-
 static void break_order(IrGraph *g, IrGraph *o) { (void)o; g->nodes[5]->src[0] = g->nodes[7]; }
 static void break_self(IrGraph *g, IrGraph *o) { (void)o; g->nodes[7]->src[0] = g->nodes[7]; }
 static void break_arity(IrGraph *g, IrGraph *o) { (void)o; g->nodes[6]->nsrc = 1; g->nodes[6]->src[1] = NULL; }
-static void break_nsrc(IrGraph *g, IrGraph *o) { (void)o; g->nodes[6]->nsrc = 6; }
+static void break_nsrc(IrGraph *g, IrGraph *o) { (void)o; g->nodes[6]->nsrc = IR_MAX_SRC + 1; }
 static void break_no_name(IrGraph *g, IrGraph *o) { (void)o; g->nodes[3]->name = NULL; }
 static void break_empty_name(IrGraph *g, IrGraph *o) { (void)o; g->nodes[0]->name = ""; }
 static void break_dup_name(IrGraph *g, IrGraph *o) { (void)o; g->nodes[4]->name = "linear_1.weight"; }
@@ -1368,7 +1385,7 @@ static void test_verify_bad(void) {
     {break_order, 1, "models/mlp.nn:6:25: error: ir: %5 (matmul): input 0 (%7) does not come before its user"},
     {break_self, 1, "models/mlp.nn:6:40: error: ir: %7 (relu): input 0 (%7) does not come before its user"},
     {break_arity, 1, "models/mlp.nn:6:25: error: ir: %6 (add): has 1 inputs; add takes 2"},
-    {break_nsrc, 1, "models/mlp.nn:6:25: error: ir: %6 (add): nsrc is 6, outside 0..5"},
+    {break_nsrc, 1, "models/mlp.nn:6:25: error: ir: %6 (add): nsrc is 1025, outside 0..1024"},
     {break_no_name, 1, "models/mlp.nn:6:25: error: ir: %3 (param): param nodes need a name"},
     {break_empty_name, 1, "models/mlp.nn:3:12: error: ir: %0 (input): input nodes need a name"},
     {break_dup_name, 1, "models/mlp.nn:6:25: error: ir: %4 (param): name \"linear_1.weight\" is already used by %3"},
