@@ -45,7 +45,7 @@ typedef struct Value {
   int nparts;
 } Value;
 
-static const Value ERR = {V_ERR, 0, false, NULL, NULL, 0};
+static const Value ERR = {.kind = V_ERR};
 
 // A name bound in a model or block body.
 typedef struct Binding {
@@ -95,8 +95,8 @@ typedef struct Lower {
 static Value eval(Lower *L, Env *e, const AstNode *n);
 static Value eval_parts(Lower *L, Env *e, const AstNode *n);
 
-static Value num_value(double x) { return (Value){V_NUM, x, false, NULL, NULL, 0}; }
-static Value tensor_value(IrNode *t) { return t ? (Value){V_TENSOR, 0, false, t, NULL, 0} : ERR; }
+static Value num_value(double x) { return (Value){.kind = V_NUM, .num = x}; }
+static Value tensor_value(IrNode *t) { return t ? (Value){.kind = V_TENSOR, .t = t} : ERR; }
 
 // What v is, for messages: "a tensor", "true or false", "the tuple (3, 5)".
 static const char *value_what(Lower *L, Value v) {
@@ -1359,7 +1359,7 @@ static Value eval_tuple(Lower *L, Env *e, const AstNode *n) {
       nums[i] = v.num;
     }
   }
-  return ok ? (Value){V_TUPLE, 0, false, NULL, nums, n->nargs} : ERR;
+  return ok ? (Value){.kind = V_TUPLE, .nums = nums, .n = n->nargs} : ERR;
 }
 
 // An index or a part of a range: a whole number, or NULL (left out) as

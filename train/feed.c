@@ -217,7 +217,7 @@ static bool load_table_targets(const Model *m, const char *path, Dataset *ds, ch
                      pass_index_bound(m->g, m->inputs[i])};
   for (int j = 0; j < m->ntargets; j++) {
     const IrNode *t = m->targets[j];
-    c[m->ninputs + j] = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), 0};
+    c[m->ninputs + j] = (Columns){t->name, t->dtype == DT_I32 ? 1 : ir_numel(t, 1), 0, false, 0};
   }
   bool ok = data_load_table_csv(path, c, nc, NULL, ds, err, errsz);
   free(c);
