@@ -2086,8 +2086,11 @@ static bool loss_weight(Lower *L, const AstNode *n, double *w) {
 // The loss declaration: one loss, or a weighted sum `1.0 * a(...) + 0.1 *
 // b(...)`. Appends each term's node (times its weight) to the sum *total.
 static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) {
-  if (n->kind == AST_BINOP && n->op == '+')
-    return lower_loss_expr(L, e, n->lhs, total) & lower_loss_expr(L, e, n->rhs, total);
+  if (n->kind == AST_BINOP && n->op == '+') {
+    bool left = lower_loss_expr(L, e, n->lhs, total);   // both sides, so that each reports its errors
+    bool right = lower_loss_expr(L, e, n->rhs, total);
+    return left && right;
+  }
   if (n->kind == AST_BINOP && n->op == '-') {
     diag_error(L->d, n->loc, "add it with a negative weight: + -0.5 * mse(recon, image)",
                "losses are added: a loss's weight may be negative, but a loss is not subtracted");

@@ -18,7 +18,7 @@ static bool load_n(const char *name, const char *text, size_t len, Dataset *ds, 
 }
 
 // A table for an input x of two values and a scalar target y.
-static const Columns table_x = {"x", 2, 0}, table_y = {"y", 1, 0};
+static const Columns table_x = {"x", 2, 0, false, 0}, table_y = {"y", 1, 0, false, 0};
 
 static bool load_table(const char *name, const char *text, Dataset *ds, char *err, size_t n) {
   t_write(t_path(name), text, strlen(text));

@@ -140,13 +140,6 @@ static void check_case(const Case *c) {
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
   t_fill_indexes(m, x, B, &r, 0);
-  void *y = xmalloc(4 * ny);
-  for (int64_t i = 0; i < ny; i++) {
-    if (m->target->dtype == DT_I32)
-      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
-    else
-      ((float *)y)[i] = (float)rng_uniform(&r);
-  }
   void *y = xmalloc(4 * (ny ? ny : 1));
   for (int64_t i = 0, k = 0; i < B; i++)   // each sample's targets, one after another
     for (int t = 0; t < m->ntargets; t++)
