@@ -10,7 +10,7 @@ static const int64_t x_shape[] = {IR_N, 4};
 
 // A forward-only model around graph g with output out, shapes inferred.
 static Model model_of(IrGraph *g, IrNode *out) {
-  g->output = out;
+  ir_add_output(g, out, "output");
   Diag d;
   diag_init(&d, stderr);
   CHECK(pass_shapes(g, &d));
