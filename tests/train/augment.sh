@@ -2,8 +2,9 @@
 # Data augmentation declared in `train {}` and on the command line: the
 # same seed gives the same checkpoint bytes on 1 and 2 threads and after a
 # resume in the middle; augmenting changes what trains, and the command
-# line can turn each transform off again; values out of range and
-# augmenting a model without an image input are refused.
+# line can turn each transform off again; validation is not augmented;
+# values out of range and augmenting a model without an image input are
+# refused.
 . "${0%/*}/../lib.sh"
 
 # 4x4 images whose label says whether the bright pixel lies in the top half.
@@ -56,6 +57,17 @@ if cmp -s "$tmp/n/checkpoint.safetensors" "$tmp/n2/checkpoint.safetensors"; then
   bad "the noise does not follow the seed"
 else
   ok "the noise follows the seed"
+fi
+
+# Validation is never augmented: with weights that do not move (lr 1e-30),
+# heavy noise changes the training loss but not the validation loss.
+train v0 "$tmp/plain.nn" -j 1 --val-split 0.25 --lr 1e-30 --epochs 1
+train v1 "$tmp/plain.nn" -j 1 --val-split 0.25 --lr 1e-30 --epochs 1 --noise 100 --hflip --rotate 90
+f() { awk -F, -v c="$2" 'NR == 2 { print $c }' "$tmp/$1/metrics.csv"; }
+if [ "$(f v0 6)" = "$(f v1 6)" ] && [ "$(f v0 4)" != "$(f v1 4)" ] && [ "$(f v0 6)" != -1 ]; then
+  ok "validation sees the data as it is (val loss $(f v0 6) both; train loss $(f v0 4), augmented $(f v1 4))"
+else
+  bad "validation and augmentation: val loss $(f v0 6) / $(f v1 6), train loss $(f v0 4) / $(f v1 4)"
 fi
 
 # Errors: out of range on the command line (usage), and a model without images.
