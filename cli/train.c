@@ -375,8 +375,8 @@ int cli_eval(int argc, char **argv) {
   // k * k counts: for class(100000) that would be 80 GB, and no one reads
   // a table that wide; more classes get the loss and accuracy only.
   enum { MAX_CONFUSION_CLASSES = 100 };
-  int64_t at, kc, trow;
-  int k = exec_class_columns(ex, &at, &kc, &trow) ? (int)m->target->attr.i[0] : 0;
+  ExecClassHead heads[IR_MAX_TARGETS];
+  int k = exec_class_heads(ex, heads, IR_MAX_TARGETS) ? (int)heads[0].k : 0;   // the first classifier's
   int64_t *conf = k && k <= MAX_CONFUSION_CLASSES ? xcalloc((size_t)k * k, sizeof(int64_t)) : NULL;
   EvalResult r = train_evaluate(ex, &ds, batch, conf);
   if (info.plain)
@@ -392,6 +392,11 @@ int cli_eval(int argc, char **argv) {
   if (r.nterms) {
     printf("losses ");
     train_print_losses(stdout, m, r.terms, r.nterms);
+    printf("\n");
+  }
+  if (r.nheads > 1) {   // the confusion matrix below is the first's
+    printf("accuracies");
+    train_print_accuracies(stdout, r.head_target, r.head_acc, r.nheads);
     printf("\n");
   }
   if (conf)

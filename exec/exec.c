@@ -252,31 +252,31 @@ void exec_read_output(const Exec *ex, float *out) {
   }
 }
 
-bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k, int64_t *trow) {
+int exec_class_heads(const Exec *ex, ExecClassHead *h, int max) {
   const Model *m = ex->user;
-  *trow = exec_target_dim(m);
   const IrGraph *g = m->g;
   IrNode *terms[IR_MAX_LOSS_TERMS];
   double w[IR_MAX_LOSS_TERMS];
-  int n = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS);
-  if (!m->target || m->target->dtype != DT_I32)
-    return false;
-  for (int t = 0; t < n && t < IR_MAX_LOSS_TERMS; t++) {
-    if (terms[t]->src[1] != m->target)
+  int nt = ir_loss_terms(g, terms, w, IR_MAX_LOSS_TERMS), n = 0;
+  for (int t = 0; t < nt && t < IR_MAX_LOSS_TERMS && n < max; t++) {
+    const IrNode *o = terms[t]->src[0], *y = terms[t]->src[1];
+    if (y->op != IR_TARGET || y->dtype != DT_I32)
       continue;
-    *at = 0;
-    for (int i = 0; i < g->noutputs; i++) {
-      if (g->outputs[i] == terms[t]->src[0]) {
-        *k = numel(g->outputs[i], 1);
-        return true;
-      }
-      *at += numel(g->outputs[i], 1);
+    bool seen = false;
+    for (int i = 0; i < n; i++)
+      seen |= !strcmp(h[i].target, y->name);
+    int64_t at = 0, label = 0;
+    bool found = g->noutputs == 0 && o == g->output;   // (a graph with its one output alone)
+    for (int i = 0; i < g->noutputs && !found; i++) {
+      found = g->outputs[i] == o;
+      at += found ? 0 : numel(g->outputs[i], 1);
     }
-    *at = 0;
-    *k = numel(g->output, 1);   // (a graph with its one output alone)
-    return terms[t]->src[0] == g->output;
+    for (int i = 0; i < m->ntargets && m->targets[i] != y; i++)
+      label += numel(m->targets[i], 1);
+    if (!seen && found)
+      h[n++] = (ExecClassHead){at, numel(o, 1), label, exec_target_dim(m), y->name};
   }
-  return false;
+  return n;
 }
 
 int exec_loss_values(const Exec *ex, double *v) {

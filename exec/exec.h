@@ -86,13 +86,17 @@ void exec_prefetch(Exec *ex, EntryKind entry, int64_t B, const float *x, const v
 void exec_read_output(const Exec *ex, float *out);
 int64_t exec_output_dim(const Exec *ex);
 
-// The columns of exec_read_output's rows that hold the classifier's output:
-// the output a cross_entropy or nll of the loss compares with the model's
-// class target (the first target), at columns [*at, *at + *k); the labels
-// lie *trow values apart in a batch's targets (exec_target_dim: the first
-// value of each sample's row). False when the model has no class target or
-// no such loss.
-bool exec_class_columns(const Exec *ex, int64_t *at, int64_t *k, int64_t *trow);
+// A classifier among the model's outputs: the output a cross_entropy or nll
+// of the loss compares with a class target.
+typedef struct ExecClassHead {
+  int64_t at, k;         // its columns in exec_read_output's rows: [at, at + k), k classes
+  int64_t label;         // where the target's label lies in a sample's row of targets
+  int64_t trow;          // values in that row (exec_target_dim)
+  const char *target;    // the class target's name
+} ExecClassHead;
+// The model's classifiers, one per class target that a loss compares an
+// output with, in the loss's order (at most max); returns how many.
+int exec_class_heads(const Exec *ex, ExecClassHead *h, int max);
 
 // After an eval or train step of a model whose loss is a weighted sum of
 // several losses: each one's value, in ir_loss_terms' order, into v (at

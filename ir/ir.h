@@ -23,6 +23,8 @@
 // (PARAM, BUFFER), the attributes in braces (every one the op declares, in
 // ops.def order), the type, the location (omitted when line is 0) and the
 // scope (omitted when NULL). Floats print so that they read back exactly.
+// A model of several outputs has an `output %K "name"` line for each, in
+// order; a single output named "output" prints without its name.
 #ifndef NNC_IR_H
 #define NNC_IR_H
 

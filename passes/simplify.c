@@ -220,6 +220,8 @@ static void compact(Simp *s, Model *m) {
   bool *need = xcalloc(g->nnodes, 1);
   if (g->loss)
     need[g->loss->id] = true;
+  if (g->output)   // (a graph built by hand may set its one output alone)
+    need[g->output->id] = true;
   for (int i = 0; i < g->noutputs; i++)
     need[g->outputs[i]->id] = true;
   for (int i = 0; i < m->nparams; i++)

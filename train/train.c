@@ -50,23 +50,30 @@ static int64_t argmax(const float *v, int64_t k) {
   return best;
 }
 
-// Counts correct predictions of the last run's batch (class targets only),
-// and into conf (may be NULL) as train_evaluate says.
-static int64_t count_correct(const Exec *ex, const int32_t *y, int64_t B, int64_t *conf) {
-  int64_t row = exec_output_dim(ex), c = 0, at, k, trow;
-  if (!exec_class_columns(ex, &at, &k, &trow))
-    return 0;
+// Adds the correct predictions of the last run's batch to correct[h], for
+// each of the nh classifiers, and into conf (may be NULL) the first one's,
+// as train_evaluate says.
+static void count_correct(const Exec *ex, const ExecClassHead *heads, int nh, const int32_t *y, int64_t B,
+                          int64_t *correct, int64_t *conf) {
+  int64_t row = exec_output_dim(ex);
   float *out = xmalloc(sizeof(float) * B * row);
   exec_read_output(ex, out);
-  for (int64_t i = 0; i < B; i++) {
-    int64_t best = argmax(out + i * row + at, k);
-    int32_t label = y[i * trow];
-    c += best == label;
-    if (conf)
-      conf[label * k + best]++;
+  for (int h = 0; h < nh; h++) {
+    const ExecClassHead *c = &heads[h];
+    for (int64_t i = 0; i < B; i++) {
+      int64_t best = argmax(out + i * row + c->at, c->k);
+      int32_t label = y[i * c->trow + c->label];
+      correct[h] += best == label;
+      if (conf && h == 0)
+        conf[label * c->k + best]++;
+    }
   }
   free(out);
-  return c;
+}
+
+// The classifiers whose accuracy a data set can give: none without labels.
+static int class_heads(const Exec *ex, const Dataset *ds, ExecClassHead *heads) {
+  return ds->y || ds->t ? exec_class_heads(ex, heads, IR_MAX_TARGETS) : 0;
 }
 
 // Copies samples [i, i + B) of ds into x and y (targets as the model takes them).
@@ -79,9 +86,9 @@ static void slice(const Dataset *ds, int64_t i, int64_t B, float *x, void *y) {
 }
 
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf) {
-  int64_t at, k, trow;
-  bool classes = (ds->y || ds->t) && exec_class_columns(ex, &at, &k, &trow);
-  EvalResult r = {0, classes ? 0 : -1, ds->n, {0}, 0};
+  ExecClassHead heads[IR_MAX_TARGETS];
+  int nh = class_heads(ex, ds, heads);
+  EvalResult r = {.acc = nh ? 0 : -1, .n = ds->n, .nheads = nh};
   int64_t tdim = ds->y ? 1 : ds->tdim;
   float *x[2];
   void *y[2];
@@ -90,7 +97,7 @@ EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *c
     y[j] = xmalloc(4 * batch * (tdim > 0 ? tdim : 1));
   }
   double loss = 0;
-  int64_t correct = 0;
+  int64_t correct[IR_MAX_TARGETS] = {0};
   if (ds->n > 0)
     slice(ds, 0, ds->n < batch ? ds->n : batch, x[0], y[0]);
   for (int64_t i = 0, cur = 0; i < ds->n; i += batch, cur = !cur) {   // (the next batch announced, as in training)
@@ -105,15 +112,19 @@ EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *c
     r.nterms = exec_loss_values(ex, v);
     for (int t = 0; t < r.nterms; t++)
       r.terms[t] += v[t] * B;
-    if (classes)
-      correct += count_correct(ex, y[cur], B, conf);
+    if (nh)
+      count_correct(ex, heads, nh, y[cur], B, correct, conf);
   }
   if (ds->n > 0) {
     r.loss = loss / ds->n;
     for (int t = 0; t < r.nterms; t++)
       r.terms[t] /= ds->n;
-    if (classes)
-      r.acc = (double)correct / ds->n;
+    for (int h = 0; h < nh; h++) {
+      r.head_acc[h] = (double)correct[h] / ds->n;
+      r.head_target[h] = heads[h].target;
+    }
+    if (nh)
+      r.acc = r.head_acc[0];
   }
   for (int j = 0; j < 2; j++) {
     free(x[j]);
@@ -274,6 +285,10 @@ typedef struct Run {
   double weights[IR_MAX_LOSS_TERMS], term_sum[IR_MAX_LOSS_TERMS];
   int nterms;            // 0: the loss is one loss
   float *scratch;        // an image's floats, for augmentation
+  // Several classifiers: each one's accuracy in the last epoch
+  double head_acc[IR_MAX_TARGETS];
+  const char *head_target[IR_MAX_TARGETS];
+  int nheads;            // 0: one classifier or none
 } Run;
 
 static void free_run(Run *r) {
@@ -439,11 +454,11 @@ static bool check_augment(const Model *m, const DataAugment *a, char *err, size_
 static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n2[2], Progress *p,
                       double *loss_out, double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
-  int64_t at, kc, trow;
-  bool classes = (r->train.y || r->train.t) && exec_class_columns(ex, &at, &kc, &trow);
+  ExecClassHead heads[IR_MAX_TARGETS];
+  int nh = class_heads(ex, &r->train, heads);
   for (int t = 0; t < r->nterms; t++)
     r->term_sum[t] = 0;
-  int64_t nb = data_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct = 0;
+  int64_t nb = data_batcher_nbatches(&r->batcher), k = 0, seen = 0, correct[IR_MAX_TARGETS] = {0};
   double sum = 0, lr = 0;
   p->start = now_seconds();
   p->last = 0;
@@ -476,15 +491,20 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
     int nv = exec_loss_values(ex, v);
     for (int t = 0; t < r->nterms && t < nv; t++)
       r->term_sum[t] += v[t] * B;
-    if (classes)
-      correct += count_correct(ex, y, B, NULL);
-    progress(p, epoch, k, nb, seen, sum / seen, classes ? (double)correct / seen : -1, false);
+    if (nh)
+      count_correct(ex, heads, nh, y, B, correct, NULL);
+    progress(p, epoch, k, nb, seen, sum / seen, nh ? (double)correct[0] / seen : -1, false);
   }
   progress(p, epoch, k, nb, seen, seen ? sum / seen : 0, -1, true);
   *loss_out = seen ? sum / seen : 0;
   for (int t = 0; t < r->nterms; t++)   // now the epoch's mean
     r->term_sum[t] = seen ? r->term_sum[t] / seen : 0;
-  *acc_out = classes && seen ? (double)correct / seen : -1;
+  *acc_out = nh && seen ? (double)correct[0] / seen : -1;
+  r->nheads = nh > 1 ? nh : 0;   // several classifiers: each one's accuracy, reported beside the first's
+  for (int h = 0; h < r->nheads; h++) {
+    r->head_acc[h] = seen ? (double)correct[h] / seen : 0;
+    r->head_target[h] = heads[h].target;
+  }
   *lr_out = lr;
   return true;
 }
@@ -654,10 +674,20 @@ static void print_epoch(Run *r, const Metrics *row) {
     train_print_losses(r->out, r->m, r->term_sum, r->nterms);
     fputc(')', r->out);
   }
+  if (r->nheads) {   // " (acc label 0.5200, kind 0.3100)"
+    fputs(" (acc", r->out);
+    train_print_accuracies(r->out, r->head_target, r->head_acc, r->nheads);
+    fputc(')', r->out);
+  }
   if (r->have_val)
     fprintf(r->out, row->val_acc >= 0 ? " | val loss %.4f acc %.4f" : " | val loss %.4f", row->val_loss,
             row->val_acc);
   fprintf(r->out, " | %.1f s, %.0f samples/s\n", row->seconds, r->train.n / row->seconds);
+}
+
+void train_print_accuracies(FILE *out, const char *const *target, const double *acc, int n) {
+  for (int h = 0; h < n; h++)
+    fprintf(out, "%s %s %.4f", h ? "," : "", target[h], acc[h]);
 }
 
 void train_print_losses(FILE *out, const Model *m, const double *v, int n) {
@@ -687,6 +717,11 @@ static void print_test(Run *r, TrainResult *res) {
     if (t.nterms) {
       fputs(" (", r->out);
       train_print_losses(r->out, r->m, t.terms, t.nterms);
+      fputc(')', r->out);
+    }
+    if (t.nheads > 1) {
+      fputs(" (accuracy", r->out);
+      train_print_accuracies(r->out, t.head_target, t.head_acc, t.nheads);
       fputc(')', r->out);
     }
     fprintf(r->out, " (%lld samples)\n", (long long)t.n);

@@ -194,9 +194,14 @@ typedef struct EvalResult {
   int64_t n;
   double terms[IR_MAX_LOSS_TERMS];   // a loss that is a weighted sum: each loss's mean
   int nterms;            // 0: the loss is one loss
+  double head_acc[IR_MAX_TARGETS];   // the accuracy of each classifier (exec_class_heads); acc is the first's
+  const char *head_target[IR_MAX_TARGETS];   // the class target each one is compared with
+  int nheads;
 } EvalResult;
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf);
 
+// Prints each classifier's accuracy as " label 0.5200, kind 0.3100".
+void train_print_accuracies(FILE *out, const char *const *target, const double *acc, int n);
 // Prints the losses of a weighted sum with their means v, as
 // "cross_entropy(logits, label) 0.4312, mse(recon, image) 0.0213".
 void train_print_losses(FILE *out, const Model *m, const double *v, int n);

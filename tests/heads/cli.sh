@@ -96,6 +96,34 @@ awk -F, 'NR == 4 { $NF = 7 } { print }' OFS=, "$tmp/detect.csv" >"$tmp/detect-ba
 expect 1 "sample 2: label 7 of target 'label' is not a class in \[0, 3)" train tests/heads/detect.nn \
   --data "$tmp/detect-bad.csv" --no-test --out "$tmp/det-bad" --progress none
 
+# Two classifiers after a real-valued target: each one's accuracy, checked
+# against the argmax of predict's columns.
+awk 'BEGIN {
+  srand(7)
+  for (j = 0; j < 8; j++) printf "x%d,", j
+  print "box0,box1,kind,label"
+  for (i = 0; i < 40; i++) {
+    for (j = 0; j < 8; j++) printf "%.3f,", rand()
+    printf "%.3f,%.3f,%d,%d\n", rand(), rand(), int(rand() * 3), int(rand() * 4)
+  }
+}' >"$tmp/twoclass.csv"
+expect 0 '' train tests/heads/twoclass.nn --data "$tmp/twoclass.csv" --no-test --epochs 3 --threads 1 \
+  --out "$tmp/tc" --progress none
+grep -q '^epoch 3/3: .* (acc kind 0\.[0-9]*, label 0\.[0-9]*) |' "$tmp/out" && ok "each classifier's accuracy per epoch" \
+  || { bad "two classifiers' accuracy"; cat "$tmp/out"; }
+expect 0 '^accuracies kind 0\.[0-9]*, label 0\.[0-9]*$' eval tests/heads/twoclass.nn \
+  --weights "$tmp/tc/checkpoint.safetensors" --data "$tmp/twoclass.csv"
+reported=$(sed -n 's/^accuracies kind \([0-9.]*\), label \([0-9.]*\)$/kind \1 label \2/p' "$tmp/out")
+NO_COLOR=1 "$nnc" predict tests/heads/twoclass.nn --weights "$tmp/tc/checkpoint.safetensors" "$tmp/twoclass.csv" \
+  >"$tmp/tc.pred" 2>&1
+counted=$(paste -d, "$tmp/tc.pred" "$tmp/twoclass.csv" | awk -F, 'NR > 1 {
+  bk = 0; for (j = 1; j < 3; j++) if ($(4 + j) > $(4 + bk)) bk = j
+  bl = 0; for (j = 1; j < 4; j++) if ($(7 + j) > $(7 + bl)) bl = j
+  ck += bk == $(NF - 1); cl += bl == $NF; n++
+} END { printf "kind %.4f label %.4f", ck / n, cl / n }')
+[ "$reported" = "$counted" ] && ok "eval's accuracies are predict's argmax against the labels ($counted)" \
+  || bad "eval says '$reported', predict's columns give '$counted'"
+
 # IDX images without a labels file (where Debian's Fashion-MNIST is installed).
 data=/usr/share/datasets/fashion-mnist
 if [ -d "$data" ]; then
