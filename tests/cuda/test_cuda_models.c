@@ -220,7 +220,7 @@ int main(int argc, char **argv) {
   static const char *const extra[] = {"tests/cpu/tied.nn", "tests/cpu/two_inputs.nn", "tests/cpu/matmul3d.nn",
                                       "tests/cpu/scaled.nn", "tests/cpu/reshaped_param.nn",
                                       "tests/cuda/models/lenet.nn", "tests/cuda/models/ae.nn",
-                                      "tests/cuda/models/bce.nn"};
+                                      "tests/cuda/models/bce.nn", "tests/cpu/act.nn"};
   for (int i = 0; i < countof(extra); i++)
     check_model(nv, extra[i], false);
   printf("%d programs compiled for sm_80 and sm_90\n", programs);
