@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
                                       "tests/cpu/scaled.nn", "tests/cpu/reshaped_param.nn", "tests/cpu/embedding.nn",
                                       "tests/cuda/models/lenet.nn", "tests/cuda/models/ae.nn",
                                       "tests/cuda/models/bce.nn", "tests/heads/twohead.nn",
-                                      "tests/heads/threeloss.nn", "tests/heads/detect.nn"};
+                                      "tests/heads/threeloss.nn", "tests/heads/detect.nn", "tests/cpu/act.nn"};
   for (int i = 0; i < countof(extra); i++)
     check_model(nv, extra[i], false);
   printf("%d programs compiled for sm_80 and sm_90\n", programs);

@@ -2,7 +2,8 @@
 // says, on graphs built by hand, for the cases no .nn model reaches: a
 // constant that a GEMM reads is filled by a loop of its own, and the
 // elementwise gradients (relu_grad, ...) fuse into loops like the forward
-// ops while softmax_grad stays a library kernel.
+// ops while softmax_grad stays a library kernel; and the shape pass refuses
+// activations' attributes out of range.
 #include "../test.h"
 #include "passes.h"
 
@@ -43,11 +44,13 @@ static void test_const_read_by_gemm(void) {
   arena_free(a);
 }
 
-// relu_grad(neg(x), x) is one loop; softmax_grad(neg(x), x) is a loop for
-// neg(x) and a library kernel.
+// relu_grad(neg(x), x) is one loop, and so are the activations'
+// gradients; softmax_grad(neg(x), x) is a loop for neg(x) and a library
+// kernel.
 static void test_gradients(void) {
-  IrOp ops[] = {IR_RELU_GRAD, IR_SIGMOID_GRAD, IR_TANH_GRAD, IR_SOFTMAX_GRAD};
-  for (int i = 0; i < 4; i++) {
+  IrOp ops[] = {IR_RELU_GRAD, IR_SIGMOID_GRAD, IR_TANH_GRAD, IR_SOFTMAX_GRAD, IR_GELU_GRAD, IR_LEAKY_RELU_GRAD,
+                IR_SILU_GRAD, IR_ELU_GRAD, IR_SOFTPLUS_GRAD, IR_SQRT_GRAD, IR_ABS_GRAD, IR_CLAMP_GRAD};
+  for (int i = 0; i < countof(ops); i++) {
     Arena *a = arena_new();
     IrGraph *g = ir_graph_new(a, "grad");
     SrcLoc loc = {0};
@@ -55,6 +58,10 @@ static void test_gradients(void) {
     IrNode *out = ir_binary(g, ops[i], ir_unary(g, IR_NEG, x, loc), x, loc);
     if (ops[i] == IR_SOFTMAX_GRAD)
       out->attr.i[0] = 1;
+    if (ops[i] == IR_SOFTPLUS_GRAD)
+      out->attr.f[0] = 1;   // beta
+    if (ops[i] == IR_CLAMP_GRAD)
+      out->attr = (IrAttr){.i = {1, 1}, .f = {-1, 1}};
     Model m = model_of(g, out);
     Compilation *cp = pass_compile(&m, ENTRY_FORWARD, &(CompileOptions){.max_batch = 4, .fuse = true});
     const KProgram *p = cp->prog;
@@ -67,8 +74,43 @@ static void test_gradients(void) {
   }
 }
 
+// The activations' attributes as an edited IR text could give them: the
+// shape pass refuses what the language would not accept.
+static void test_act_attrs(void) {
+  static const struct { IrOp op; IrAttr attr; const char *want; } cases[] = {
+      {IR_SOFTPLUS, {.f = {0, 20}}, "softplus: beta must be positive and finite"},
+      {IR_SOFTPLUS_GRAD, {.f = {-1, 20}}, "softplus_grad: beta must be positive and finite"},
+      {IR_CLAMP, {.i = {0, 0}}, "clamp: has neither a min nor a max"},
+      {IR_CLAMP, {.i = {1, 1}, .f = {2, 1}}, "clamp: min must not be greater than max"},
+      {IR_CLAMP_GRAD, {.i = {1, 0}, .f = {NAN, 0}}, "clamp_grad: min must not be greater than max"},
+      {IR_LEAKY_RELU, {.f = {INFINITY}}, "leaky_relu: the slope must be finite"},
+      {IR_ELU_GRAD, {.f = {NAN}}, "elu_grad: the alpha must be finite"},
+  };
+  for (int i = 0; i < countof(cases); i++) {
+    Arena *a = arena_new();
+    IrGraph *g = ir_graph_new(a, "attrs");
+    SrcLoc loc = {0};
+    IrNode *x = ir_leaf(g, IR_INPUT, "x", DT_F32, 2, x_shape, loc);
+    IrNode *n = ir_op_info(cases[i].op)->min_in == 2 ? ir_binary(g, cases[i].op, x, x, loc)
+                                                     : ir_unary(g, cases[i].op, x, loc);
+    n->attr = cases[i].attr;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    Diag d;
+    diag_init(&d, f);
+    CHECK(!pass_shapes(g, &d), "%s: accepted", cases[i].want);
+    diag_free(&d);
+    fclose(f);
+    CHECK_HAS(text, cases[i].want);
+    free(text);
+    arena_free(a);
+  }
+}
+
 int main(void) {
   test_const_read_by_gemm();
   test_gradients();
+  test_act_attrs();
   return t_finish("test_fuse_kinds");
 }
