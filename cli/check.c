@@ -66,7 +66,7 @@ static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
 }
 
 static void print_optimizer(FILE *out, const OptimConfig *o) {
-  static const char *const names[] = {"sgd", "adam", "adamw"};
+  static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
   fprintf(out, "%s(lr = %g", names[o->kind], o->lr);
   if (o->kind == OPT_SGD) {
     if (o->momentum)
@@ -75,6 +75,18 @@ static void print_optimizer(FILE *out, const OptimConfig *o) {
       fprintf(out, ", dampening = %g", o->dampening);
     if (o->nesterov)
       fprintf(out, ", nesterov = true");
+  } else if (o->kind == OPT_RMSPROP) {
+    fprintf(out, ", alpha = %g, eps = %g", o->alpha, o->eps);
+    if (o->momentum)
+      fprintf(out, ", momentum = %g", o->momentum);
+    if (o->centered)
+      fprintf(out, ", centered = true");
+  } else if (o->kind == OPT_ADAGRAD) {
+    if (o->lr_decay)
+      fprintf(out, ", lr_decay = %g", o->lr_decay);
+    if (o->initial_accumulator_value)
+      fprintf(out, ", initial_accumulator_value = %g", o->initial_accumulator_value);
+    fprintf(out, ", eps = %g", o->eps);
   } else {
     fprintf(out, ", beta1 = %g, beta2 = %g, eps = %g", o->beta1, o->beta2, o->eps);
   }

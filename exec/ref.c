@@ -188,6 +188,16 @@ static void run_step(Exec *ex, const IrNode *n, double lr) {
   if (n->op == IR_SGD_STEP) {
     KSgd o = {.lr = lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = n->attr.i[0]};
     k_sgd_step(F(ex, p), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, F(ex, n->src[1]), k, &o, ex->steps);
+  } else if (n->op == IR_RMSPROP_STEP) {
+    KRmsprop o = {.lr = lr, .alpha = f[1], .eps = f[2], .weight_decay = f[3], .momentum = f[4],
+                  .centered = n->attr.i[0]};
+    int s = 3;
+    float *buf = o.momentum > 0 ? F(ex, n->src[s++]) : NULL;
+    float *ga = o.centered ? F(ex, n->src[s++]) : NULL;
+    k_rmsprop_step(F(ex, p), F(ex, n->src[2]), buf, ga, F(ex, n->src[1]), k, &o);
+  } else if (n->op == IR_ADAGRAD_STEP) {
+    KAdagrad o = {.lr = lr, .lr_decay = f[1], .weight_decay = f[2], .eps = f[4]};
+    k_adagrad_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[1]), k, &o, ex->steps);
   } else {
     KAdam o = {.lr = lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = n->attr.i[0]};
     k_adam_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[3]), F(ex, n->src[1]), k, &o, ex->steps);
@@ -349,7 +359,7 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     memset(out, 0, sizeof(float) * k);
     run_loss(ex, n, B, true);
     return 0;
-  case IR_SGD_STEP: case IR_ADAM_STEP:
+  case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     run_step(ex, n, lr);
     return 0;
   default:

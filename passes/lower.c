@@ -648,7 +648,7 @@ static const Builtin builtins[] = {
 
 // Names that mean something else where a layer is expected.
 static const char *const loss_names[] = {"cross_entropy", "nll", "mse", "l1", "bce_with_logits"};
-static const char *const optim_names[] = {"sgd", "adam", "adamw"};
+static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
 static const char *const init_names[] = {"zeros", "ones", "constant", "normal", "uniform"};
 
 static const Builtin *find_builtin(const char *name) {
@@ -1256,40 +1256,67 @@ static void lower_optimizer(Lower *L, const Decl *d) {
                                  N("weight_decay", 0)};
   static const ArgSpec adamw[] = {N("lr", 1e-3), N("beta1", 0.9), N("beta2", 0.999), N("eps", 1e-8),
                                   N("weight_decay", 0.01)};
+  static const ArgSpec rmsprop[] = {N("lr", 0.01), N("alpha", 0.99), N("eps", 1e-8), N("weight_decay", 0),
+                                    N("momentum", 0), B("centered", 0)};
+  static const ArgSpec adagrad[] = {N("lr", 0.01), N("lr_decay", 0), N("weight_decay", 0),
+                                    N("initial_accumulator_value", 0), N("eps", 1e-10)};
   static const Signature sigs[] = {
       {"sgd", sgd, 5, "(lr = 0.001, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0)"},
       {"adam", adam, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0)"},
       {"adamw", adamw, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01)"},
+      {"rmsprop", rmsprop, 6,
+       "(lr = 0.01, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false)"},
+      {"adagrad", adagrad, 5,
+       "(lr = 0.01, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10)"},
   };
   const AstNode *c = d->call;
-  int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer", "optimizers are sgd, adam, adamw");
+  int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer",
+                      "optimizers are sgd, adam, adamw, rmsprop, adagrad");
   if (k < 0)
     return;
   Args a;
   if (!decl_args(L, &sigs[k], c, &a))
     return;
   OptimConfig *o = &L->m->opt;
-  *o = (OptimConfig){.kind = (OptimKind)k, .lr = arg_num(&a, 0), .weight_decay = arg_num(&a, 4)};
+  int wd = k == OPT_RMSPROP ? 3 : k == OPT_ADAGRAD ? 2 : 4;   // weight_decay's place in the signature
+  *o = (OptimConfig){.kind = (OptimKind)k, .lr = arg_num(&a, 0), .weight_decay = arg_num(&a, wd)};
   if (k == OPT_SGD) {
     o->momentum = arg_num(&a, 1);
     o->dampening = arg_num(&a, 2);
     o->nesterov = arg_num(&a, 3) != 0;
+  } else if (k == OPT_RMSPROP) {
+    o->alpha = arg_num(&a, 1);
+    o->eps = arg_num(&a, 2);
+    o->momentum = arg_num(&a, 4);
+    o->centered = arg_num(&a, 5) != 0;
+  } else if (k == OPT_ADAGRAD) {
+    o->lr_decay = arg_num(&a, 1);
+    o->initial_accumulator_value = arg_num(&a, 3);
+    o->eps = arg_num(&a, 4);
   } else {
     o->beta1 = arg_num(&a, 1);
     o->beta2 = arg_num(&a, 2);
     o->eps = arg_num(&a, 3);
   }
   L->m->has_optimizer = true;
+  bool adam_kind = k == OPT_ADAM || k == OPT_ADAMW;
   struct { bool bad; int arg; const char *msg; } checks[] = {
       {!(o->lr > 0), 0, "the learning rate must be positive"},
-      {!(o->weight_decay >= 0), 4, "weight_decay must not be negative"},
+      {!(o->weight_decay >= 0), wd, "weight_decay must not be negative"},
       {k == OPT_SGD && !(o->momentum >= 0 && o->momentum < 1), 1, "momentum must be in [0, 1)"},
       {k == OPT_SGD && !(o->dampening >= 0 && o->dampening <= 1), 2, "dampening must be in [0, 1]"},
       {k == OPT_SGD && o->nesterov && (o->momentum <= 0 || o->dampening != 0), 3,
        "nesterov needs a positive momentum and zero dampening (as in PyTorch)"},
-      {k != OPT_SGD && !(o->beta1 >= 0 && o->beta1 < 1), 1, "beta1 must be in [0, 1)"},
-      {k != OPT_SGD && !(o->beta2 >= 0 && o->beta2 < 1), 2, "beta2 must be in [0, 1)"},
-      {k != OPT_SGD && !(o->eps > 0), 3, "eps must be positive"},
+      {adam_kind && !(o->beta1 >= 0 && o->beta1 < 1), 1, "beta1 must be in [0, 1)"},
+      {adam_kind && !(o->beta2 >= 0 && o->beta2 < 1), 2, "beta2 must be in [0, 1)"},
+      {adam_kind && !(o->eps > 0), 3, "eps must be positive"},
+      {k == OPT_RMSPROP && !(o->alpha >= 0 && o->alpha < 1), 1, "alpha must be in [0, 1)"},
+      {k == OPT_RMSPROP && !(o->eps > 0), 2, "eps must be positive"},
+      {k == OPT_RMSPROP && !(o->momentum >= 0 && o->momentum < 1), 4, "momentum must be in [0, 1)"},
+      {k == OPT_ADAGRAD && !(o->lr_decay >= 0), 1, "lr_decay must not be negative"},
+      {k == OPT_ADAGRAD && !(o->initial_accumulator_value >= 0), 3,
+       "initial_accumulator_value must not be negative"},
+      {k == OPT_ADAGRAD && !(o->eps > 0), 4, "eps must be positive"},
   };
   for (int i = 0; i < countof(checks); i++)
     if (checks[i].bad)

@@ -12,18 +12,25 @@
 
 typedef struct Program Program;   // a parsed .nn file (frontend.h); only pass_lower reads one
 
-typedef enum { OPT_SGD = RT_OPT_SGD, OPT_ADAM = RT_OPT_ADAM, OPT_ADAMW = RT_OPT_ADAMW } OptimKind;
+typedef enum {
+  OPT_SGD = RT_OPT_SGD, OPT_ADAM = RT_OPT_ADAM, OPT_ADAMW = RT_OPT_ADAMW, OPT_RMSPROP = RT_OPT_RMSPROP,
+  OPT_ADAGRAD = RT_OPT_ADAGRAD
+} OptimKind;
 
 // Optimizer hyper-parameters, with PyTorch's names and defaults.
 typedef struct OptimConfig {
   OptimKind kind;
   double lr;
-  double momentum;       // sgd
+  double momentum;       // sgd, rmsprop
   double dampening;      // sgd
   bool nesterov;         // sgd
   double weight_decay;   // all (adamw: decoupled)
   double beta1, beta2;   // adam, adamw
-  double eps;            // adam, adamw
+  double eps;            // adam, adamw, rmsprop, adagrad
+  double alpha;          // rmsprop: smoothing of square_avg
+  bool centered;         // rmsprop: divide by the variance's estimate (keeps grad_avg)
+  double lr_decay;       // adagrad
+  double initial_accumulator_value;   // adagrad: sum's first value
 } OptimConfig;
 
 typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
@@ -73,9 +80,10 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d);
 
 // autodiff.c: needs a lowered model with a loss; appends the reverse-mode
 // gradient of the loss with respect to every parameter it depends on (one
-// rule per op), then the optimizer's update of each one (SGD_STEP or
-// ADAM_STEP, with state buffers named after the parameter, as PyTorch's
-// optimizer state: momentum_buffer, exp_avg, exp_avg_sq). Reports and returns
+// rule per op), then the optimizer's update of each one (SGD_STEP,
+// ADAM_STEP, RMSPROP_STEP or ADAGRAD_STEP, with state buffers named after the
+// parameter, as PyTorch's optimizer state: momentum_buffer, exp_avg,
+// exp_avg_sq, square_avg, grad_avg, sum). Reports and returns
 // false if the model cannot be trained.
 bool pass_autodiff(Model *m, Diag *d);
 

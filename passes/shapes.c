@@ -364,7 +364,7 @@ static bool infer_grad(IrNode *n, Diag *d) {
   case IR_CROSS_ENTROPY_GRAD: case IR_NLL_GRAD: case IR_MSE_GRAD: case IR_L1_GRAD:
   case IR_BCE_WITH_LOGITS_GRAD:
     return same_as(n, d, a, NULL);
-  case IR_SGD_STEP: case IR_ADAM_STEP:
+  case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     for (int i = 1; i < n->nsrc; i++)
       if (!ir_same_shape(a, n->src[i]))
         return fail(n, d, NULL, "the state %s does not match the parameter %s", sh(n->src[i]), sh(a));
