@@ -104,8 +104,11 @@ static void print_settings(FILE *out, const Model *m) {
       snprintf(b2, sizeof b2, "class(%lld)", (long long)t->attr.i[0]);
     else   // as declared: the shape of one sample
       snprintf(b2, sizeof b2, "f32%s", ir_shape_str(t->ndim - 1, t->shape + 1, b1, sizeof b1));
-    fprintf(out, "  loss       %s(output %s, target %s: %s)\n", ir_op_info(g->loss->op)->mnem,
+    fprintf(out, "  loss       %s(output %s, target %s: %s", ir_op_info(g->loss->op)->mnem,
             ir_shape_str(g->output->ndim, g->output->shape, b1, sizeof b1), t->name, b2);
+    if (g->loss->op == IR_CROSS_ENTROPY && g->loss->attr.f[0] != 0)
+      fprintf(out, ", label_smoothing = %g", g->loss->attr.f[0]);
+    fprintf(out, ")\n");
   } else {
     fprintf(out, "  loss       none declared (add `loss cross_entropy` or another to train)\n");
   }

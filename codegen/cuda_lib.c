@@ -309,9 +309,16 @@ static void emit_loss_forward(Lib *l) {
               "      part += nnc_bits(0x7fc00000u);\n"
               "    } else {\n",
               cuda_lib_dim(&d->buf[0], 0, N, sizeof N), (long long)(d->buf[0].ndim == 2 ? d->buf[0].shape[1] : 1));
-    if (d->kind == RL_CROSS_ENTROPY)
+    if (d->kind == RL_CROSS_ENTROPY && d->f[0] != 0) {   // label smoothing, as k_cross_entropy_smooth_forward
+      sb_printf(s, "%s      double sum = 0;\n      for (long long c = 0; c < C; c++)\n        sum += row[c];\n"
+                   "      part += NNC_DMUL(1.0 - ", logsumexp);
+      put_double(s, d->f[0]);
+      sb_puts(s, ", lse - row[label]) + NNC_DMUL(");
+      put_double(s, d->f[0]);
+      sb_puts(s, ", lse - sum / (double)C);\n");
+    } else if (d->kind == RL_CROSS_ENTROPY) {
       sb_printf(s, "%s      part += lse - row[label];\n", logsumexp);
-    else
+    } else
       sb_puts(s, "      part -= row[label];\n");
     sb_puts(s, "    }\n  }\n");
   } else {
@@ -368,8 +375,16 @@ static void emit_loss_backward(Lib *l) {
   else
     put_numel(l, "n", 0);
   switch (d->kind) {
-  case RL_CROSS_ENTROPY_GRAD:   // dx = 1/N (softmax - onehot)
+  case RL_CROSS_ENTROPY_GRAD:   // dx = 1/N (softmax - onehot), or with label smoothing e
+                                // 1/N (softmax - (1 - e) onehot - e/C)
     work = d->buf[0].shape[0] == RT_BATCH ? (KExtent){1, true} : (KExtent){d->buf[0].shape[0], false};
+    if (d->f[0] != 0) {
+      sb_puts(s, "  const double keep = 1.0 - ");
+      put_double(s, d->f[0]);
+      sb_puts(s, ", off = ");
+      put_double(s, d->f[0]);
+      sb_puts(s, " / (double)C;\n");
+    }
     sb_printf(s,
               "  const double scale = 1.0 / (double)N;\n"
               "  NNC_FOR_EACH(i, N) {\n"
@@ -381,10 +396,10 @@ static void emit_loss_backward(Lib *l) {
               "    } else {\n"
               "%s"
               "      for (long long c = 0; c < C; c++)\n"
-              "        dx[i * C + c] = 0.0f + (float)(scale * (exp(row[c] - lse) - (double)(c == label)));\n"
+              "        dx[i * C + c] = 0.0f + (float)(scale * (exp(row[c] - lse) - %s));\n"
               "    }\n"
               "  }\n}\n",
-              logsumexp);
+              logsumexp, d->f[0] != 0 ? "NNC_DMUL(keep, (double)(c == label)) - off" : "(double)(c == label)");
     break;
   case RL_NLL_GRAD:   // dx[i, label] = -1/N
     sb_puts(s, "  const float g = (float)(-1.0 / (double)N);\n"

@@ -167,12 +167,12 @@ static double run_loss(Exec *ex, const IrNode *n, int64_t B, bool grad) {
   const void *tv = ex->buf[t->id];
   float *d = grad ? F(ex, n) : NULL;
   switch (n->op) {
-  case IR_CROSS_ENTROPY: return k_cross_entropy_forward(yv, tv, B, C);
+  case IR_CROSS_ENTROPY: return k_cross_entropy_smooth_forward(yv, tv, B, C, n->attr.f[0]);
   case IR_NLL: return k_nll_forward(yv, tv, B, C);
   case IR_MSE: return k_mse_forward(yv, tv, k);
   case IR_L1: return k_l1_forward(yv, tv, k);
   case IR_BCE_WITH_LOGITS: return k_bce_with_logits_forward(yv, tv, k);
-  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(d, 1.0f, yv, tv, B, C); return 0;
+  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_smooth_backward(d, 1.0f, yv, tv, B, C, n->attr.f[0]); return 0;
   case IR_NLL_GRAD: k_nll_backward(d, 1.0f, tv, B, C); return 0;
   case IR_MSE_GRAD: k_mse_backward(d, NULL, 1.0f, yv, tv, k); return 0;
   case IR_L1_GRAD: k_l1_backward(d, NULL, 1.0f, yv, tv, k); return 0;

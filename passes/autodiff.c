@@ -283,6 +283,7 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   ad.fwd = g->loss;
   ad.grad[out->id] = mk2(&ad, loss_grad_op(g->loss->op), out, target);
+  ad.grad[out->id]->attr = g->loss->attr;   // cross_entropy's label_smoothing
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
     if (ad.grad[i] && !ir_op_is_leaf(n->op))

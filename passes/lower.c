@@ -1214,7 +1214,20 @@ static void lower_loss(Lower *L, const Decl *d) {
                       "losses are cross_entropy, nll, mse, l1, bce_with_logits");
   if (k < 0)
     return;
-  if (c->kind == AST_CALL && c->nargs > 0) {
+  double smoothing = 0;
+  if (c->kind == AST_CALL && c->nargs > 0 && ops[k] == IR_CROSS_ENTROPY) {
+    static const ArgSpec ce[] = {N("label_smoothing", 0)};
+    static const Signature sig = {"cross_entropy", ce, 1, "(label_smoothing = 0)"};
+    Args a;
+    if (!decl_args(L, &sig, c, &a))
+      return;
+    smoothing = arg_num(&a, 0);
+    if (!(smoothing >= 0 && smoothing < 1)) {
+      diag_error(L->d, a.loc[0], "0.1 is usual; 0 turns it off",
+                 "cross_entropy: label_smoothing must be in [0, 1), found %g", smoothing);
+      return;
+    }
+  } else if (c->kind == AST_CALL && c->nargs > 0) {
     diag_error(L->d, c->args[0]->loc, "losses take the mean over the batch and have no options",
                "%s takes no arguments", c->name);
     return;
@@ -1245,6 +1258,7 @@ static void lower_loss(Lower *L, const Decl *d) {
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with log_softmax, or use `loss cross_entropy`",
                 "nll expects log-probabilities, and the model's output is not log_softmax");
   IrNode *loss = node(L, ops[k], (IrNode *[]){out, m->target}, 2, c->loc);
+  loss->attr.f[0] = smoothing;   // cross_entropy's label_smoothing
   if (finish(L, loss, "loss"))
     m->g->loss = loss;
 }

@@ -430,6 +430,40 @@ void k_cross_entropy_backward(float *dlogits, float g, const float *logits,
   }
 }
 
+float k_cross_entropy_smooth_forward(const float *logits, const int32_t *labels, int64_t N, int64_t C,
+                                     double smoothing) {
+  if (smoothing == 0)
+    return k_cross_entropy_forward(logits, labels, N, C);
+  double total = 0;
+  for (int64_t i = 0; i < N; i++) {
+    check_label("cross_entropy", labels, i, C);
+    const float *row = logits + i * C;   // (C)
+    double lse = logsumexp(row, C), sum = 0;
+    for (int64_t c = 0; c < C; c++)
+      sum += row[c];
+    total += (1.0 - smoothing) * (lse - row[labels[i]]) + smoothing * (lse - sum / C);
+  }
+  return (float)(total / N);
+}
+
+void k_cross_entropy_smooth_backward(float *dlogits, float g, const float *logits, const int32_t *labels,
+                                     int64_t N, int64_t C, double smoothing) {
+  if (smoothing == 0) {
+    k_cross_entropy_backward(dlogits, g, logits, labels, N, C);
+    return;
+  }
+  double scale = (double)g / N, off = smoothing / C;
+  for (int64_t i = 0; i < N; i++) {
+    check_label("cross_entropy", labels, i, C);
+    const float *row = logits + i * C;   // (C)
+    double lse = logsumexp(row, C);
+    for (int64_t c = 0; c < C; c++) {
+      double p = exp(row[c] - lse);      // softmax
+      dlogits[i * C + c] += (float)(scale * (p - (1.0 - smoothing) * (c == labels[i]) - off));
+    }
+  }
+}
+
 float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C) {
   double total = 0;
   for (int64_t i = 0; i < N; i++) {

@@ -569,12 +569,12 @@ static double run_loss(SplitCall *s) {
     memset(out, 0, sizeof(float) * n);
   double loss = 0;
   switch (k->kind) {
-  case RL_CROSS_ENTROPY: loss = k_cross_entropy_forward(y, t, B, C); break;
+  case RL_CROSS_ENTROPY: loss = k_cross_entropy_smooth_forward(y, t, B, C, k->f[0]); break;
   case RL_NLL: loss = k_nll_forward(y, t, B, C); break;
   case RL_MSE: loss = k_mse_forward(y, t, n); break;
   case RL_L1: loss = k_l1_forward(y, t, n); break;
   case RL_BCE_WITH_LOGITS: loss = k_bce_with_logits_forward(y, t, n); break;
-  case RL_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(out, 1.0f, y, t, B, C); return 0;
+  case RL_CROSS_ENTROPY_GRAD: k_cross_entropy_smooth_backward(out, 1.0f, y, t, B, C, k->f[0]); return 0;
   case RL_NLL_GRAD: k_nll_backward(out, 1.0f, t, B, C); return 0;
   case RL_MSE_GRAD: k_mse_backward(out, NULL, 1.0f, y, t, n); return 0;
   case RL_L1_GRAD: k_l1_backward(out, NULL, 1.0f, y, t, n); return 0;

@@ -742,6 +742,15 @@ void k_cross_entropy_backward(float *dlogits,         // (N,C)
                               const float *logits,    // (N,C)
                               const int32_t *labels,  // (N)
                               int64_t N, int64_t C);
+// With label smoothing e in [0, 1), as PyTorch's
+// cross_entropy(label_smoothing = e): each sample's target is
+// (1 - e)·onehot + e/C, so its loss is
+// (1 - e)·(lse - logits[label]) + e·(lse - mean_c logits[c]) and its
+// gradient softmax - (1 - e)·onehot - e/C. e = 0 is the functions above.
+float k_cross_entropy_smooth_forward(const float *logits, const int32_t *labels, int64_t N, int64_t C,
+                                     double smoothing);
+void k_cross_entropy_smooth_backward(float *dlogits, float g, const float *logits, const int32_t *labels,
+                                     int64_t N, int64_t C, double smoothing);
 // nll = -mean_i(logp[i, label_i]).
 float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C);
 // dlogp[i, label_i] += -g/N.

@@ -739,7 +739,7 @@ static const char mlp_text[] =
   "  %9 = param \"linear_2.bias\" init zeros : f32[10] @8:14 scope \"linear_2\"\n"
   "  %10 = matmul %7, %8 {ta=0, tb=1} : f32[N,10] @8:14 scope \"linear_2\"\n"
   "  %11 = add %10, %9 : f32[N,10] @8:14 scope \"linear_2\"\n"
-  "  %12 = cross_entropy %11, %1 : f32[] @10:11\n"
+  "  %12 = cross_entropy %11, %1 {label_smoothing=0} : f32[] @10:11\n"
   "  output %11\n"
   "  loss %12\n"
   "}\n";
