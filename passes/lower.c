@@ -1373,9 +1373,9 @@ static void lower_schedule(Lower *L, const Decl *d) {
 
 static void lower_train(Lower *L, const Decl *d) {
   static const ArgSpec specs[] = {I("batch", false, 64, 1), I("epochs", false, 1, 1), B("shuffle", 1),
-                                  I("seed", false, 1, 0), N("val_split", 0)};
-  static const Signature sig = {"train", specs, 5,
-                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0 }"};
+                                  I("seed", false, 1, 0), N("val_split", 0), B("drop_last", 0)};
+  static const Signature sig = {"train", specs, 6,
+                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0, drop_last = false }"};
   AstNode call = {.kind = AST_CALL, .loc = d->loc, .name = "train", .args = d->settings,
                   .nargs = d->nsettings, .close = d->loc};
   for (int i = 0; i < d->nsettings; i++)
@@ -1397,6 +1397,7 @@ static void lower_train(Lower *L, const Decl *d) {
   t->shuffle = arg_num(&a, 2) != 0;
   t->seed = (uint64_t)arg_int(&a, 3);
   t->val_split = arg_num(&a, 4);
+  t->drop_last = arg_num(&a, 5) != 0;
   if (!(t->val_split >= 0 && t->val_split < 1))
     diag_error(L->d, a.loc[4], "the fraction of the training data held out for validation",
                "train: val_split must be in [0, 1), found %g", t->val_split);

@@ -53,6 +53,7 @@ typedef struct TrainConfig {
   bool shuffle;          // true
   uint64_t seed;         // 1
   double val_split;      // fraction held out for validation (0)
+  bool drop_last;        // false: an epoch's last batch may be smaller; true: it is dropped
 } TrainConfig;
 
 // A compiled-to-IR model and its training settings.

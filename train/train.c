@@ -456,6 +456,10 @@ static bool resume_settings(const TrainOpts *o, TrainOpts *eff, char *err, size_
     flag = "--no-shuffle";
     snprintf(run, sizeof run, "the data shuffled");
     snprintf(now, sizeof now, "--no-shuffle");
+  } else if ((o->given & TRAIN_GIVEN_DROP_LAST) && o->drop_last != u.drop_last) {
+    flag = "--drop-last";
+    snprintf(run, sizeof run, "every epoch's last batch kept");
+    snprintf(now, sizeof now, "--drop-last");
   }
   if (flag) {
     errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
@@ -468,6 +472,7 @@ static bool resume_settings(const TrainOpts *o, TrainOpts *eff, char *err, size_
   eff->val_split = u.val_split;
   eff->limit = u.limit;
   eff->shuffle = u.shuffle;
+  eff->drop_last = u.drop_last;
   if (!(o->given & TRAIN_GIVEN_LR))
     eff->lr = u.lr;
   return true;
@@ -505,6 +510,8 @@ static void new_run_id(const Run *r, char *id, size_t n) {
   int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
   double reals[] = {u->lr, u->val_split};
   h = hash_bytes(hash_bytes(h, nums, sizeof nums), reals, sizeof reals);
+  if (u->drop_last)   // (only then: runs without it keep their ids)
+    h = hash_bytes(h, "drop_last", 9);
   const Dataset *d = &r->train;
   h = d->x ? hash_bytes(h, d->x, sizeof(float) * d->n * d->dim) : hash_bytes(h, d->x8, d->n * d->dim);
   if (d->y)
@@ -630,8 +637,14 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
 static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
   int64_t n = r->train.n, b = r->o->batch;
   int64_t last = n < b ? n : n % b;
-  if (b > 1 && last != 1)
-    return true;
+  if (r->o->drop_last && n < b) {
+    errorf(err, errsz, "drop_last: the %lld training samples make no whole batch of %lld, so an epoch would "
+              "have no step\n---> HINT: use --batch %lld or less, or leave drop_last out", (long long)n, (long long)b,
+              (long long)(n > 0 ? n : 1));
+    return false;
+  }
+  if ((b > 1 && last != 1) || (r->o->drop_last && b > 1))
+    return true;   // (drop_last drops a last batch of one)
   for (int i = 0; i < r->m->g->nnodes; i++) {
     const IrNode *nd = r->m->g->nodes[i];
     if (nd->op != IR_BATCHNORM)
@@ -707,7 +720,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   }
   char id[20];
   memcpy(id, r.info.run.id, sizeof id);
-  r.info.run = (RunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
+  r.info.run = (RunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, "", o->drop_last};
   if (o->resume && r.info.has_run)
     memcpy(r.info.run.id, id, sizeof id);
   else
@@ -717,6 +730,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     goto fail;
   if (!data_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
+  r.batcher.drop_last = o->drop_last;
   if (o->resume && r.info.has_cursor && !data_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
   struct stat st;

@@ -190,6 +190,7 @@ head -33 "$tmp/q.csv" >"$tmp/q32.csv"
 for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--seed 2:trained with --seed 1; resuming it with --seed 2" \
     "--limit 10:trained with no --limit; resuming it with --limit 10" "--val-split 0.5:with --val-split 0; resuming it with --val-split 0.5" \
     "--no-shuffle:trained with the data shuffled; resuming it with --no-shuffle" "--normalize:trained without --normalize" \
+    "--drop-last:trained with every epoch's last batch kept; resuming it with --drop-last" \
     "--data $tmp/q32.csv:the run trained on 64 samples, but .*q32.csv gives 32"; do
   q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" ${args%%:*} >"$tmp/s.log" 2>&1
   [ $? = 1 ] && grep -q "${args#*:}" "$tmp/s.log" && grep -q "HINT: .*--init" "$tmp/s.log" \
@@ -197,6 +198,16 @@ for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--
 done
 q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
   && ok "a resume may change --lr" || bad "a resume with another --lr"
+
+# --drop-last: 64 samples in batches of 24 make 2 steps an epoch (not 3),
+# kept by a resume; a batch larger than the data leaves no step and is refused.
+q --epochs 2 --batch 24 --drop-last --out "$tmp/dl" -q && grep -q '^2,4,' "$tmp/dl/metrics.csv" \
+  && q --epochs 3 --out "$tmp/dl" --resume "$tmp/dl/checkpoint.safetensors" -q && grep -q '^3,6,' "$tmp/dl/metrics.csv" \
+  && ok "--drop-last drops each epoch's partial batch, and a resume keeps it" \
+  || { bad "--drop-last"; cat "$tmp/dl/metrics.csv"; }
+q --epochs 1 --batch 100 --drop-last --out "$tmp/dl2" >"$tmp/s.log" 2>&1
+[ $? = 1 ] && grep -q "the 64 training samples make no whole batch of 100" "$tmp/s.log" && grep -q "HINT: use --batch 64" "$tmp/s.log" \
+  && ok "--drop-last with no whole batch is refused" || { bad "--drop-last with no whole batch"; cat "$tmp/s.log"; }
 
 # A resume into another run's directory is refused, its checkpoint and
 # metrics left as they were; an earlier copy of the run's own checkpoint
