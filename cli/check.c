@@ -116,12 +116,16 @@ static void print_settings(FILE *out, const Model *m) {
   print_optimizer(out, &m->opt);
   fprintf(out, "%s\n", m->has_optimizer ? "" : "  (default)");
   if (m->sched.kind != SCHED_CONSTANT || m->sched.warmup) {
-    static const char *const names[] = {"constant", "step", "cosine"};
+    static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
     fprintf(out, "  schedule   %s", names[m->sched.kind]);
     if (m->sched.kind == SCHED_STEP)
       fprintf(out, "(step_size = %d, gamma = %g)", m->sched.step_size, m->sched.gamma);
     if (m->sched.kind == SCHED_COSINE)
       fprintf(out, "(t_max = %d, min_lr = %g)", m->sched.t_max, m->sched.min_lr);
+    if (m->sched.kind == SCHED_ONECYCLE)
+      fprintf(out, "(max_lr = %g, pct_start = %g, div_factor = %g, final_div_factor = %g), per step",
+              m->sched.max_lr > 0 ? m->sched.max_lr : m->opt.lr, m->sched.pct_start, m->sched.div_factor,
+              m->sched.final_div_factor);
     if (m->sched.warmup)
       fprintf(out, ", warmup %d steps", m->sched.warmup);
     fprintf(out, "\n");

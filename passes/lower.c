@@ -1341,15 +1341,18 @@ static void lower_schedule(Lower *L, const Decl *d) {
   static const ArgSpec cst[] = {I("warmup", false, 0, 0)};
   static const ArgSpec step[] = {I("step_size", true, 0, 1), N("gamma", 0.1), I("warmup", false, 0, 0)};
   static const ArgSpec cos[] = {I("t_max", false, 0, 0), N("min_lr", 0), I("warmup", false, 0, 0)};
+  static const ArgSpec one[] = {N("max_lr", 0), N("pct_start", 0.3), N("div_factor", 25),
+                                N("final_div_factor", 1e4)};
   static const Signature sigs[] = {
       {"constant", cst, 1, "(warmup = 0)"},
       {"step", step, 3, "(step_size, gamma = 0.1, warmup = 0)"},
       {"cosine", cos, 3, "(t_max = epochs, min_lr = 0, warmup = 0)"},
+      {"onecycle", one, 4, "(max_lr = lr, pct_start = 0.3, div_factor = 25, final_div_factor = 1e4)"},
   };
-  static const char *const names[] = {"constant", "step", "cosine"};
+  static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
   const AstNode *c = d->call;
   int k = lookup_name(L, names, countof(names), c, "schedule",
-                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr)");
+                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr), onecycle(max_lr)");
   if (k < 0)
     return;
   Args a;
@@ -1357,6 +1360,22 @@ static void lower_schedule(Lower *L, const Decl *d) {
     return;
   ScheduleConfig *s = &L->m->sched;
   *s = (ScheduleConfig){.kind = (SchedKind)k, .gamma = 1};
+  if (k == SCHED_ONECYCLE) {   // (its own warmup: no warmup argument)
+    s->max_lr = arg_num(&a, 0);
+    s->pct_start = arg_num(&a, 1);
+    s->div_factor = arg_num(&a, 2);
+    s->final_div_factor = arg_num(&a, 3);
+    struct { bool bad; int arg; const char *msg; } checks[] = {
+        {!(s->max_lr >= 0), 0, "max_lr must be positive (0 or left out: the optimizer's lr)"},
+        {!(s->pct_start > 0 && s->pct_start < 1), 1, "pct_start must be in (0, 1)"},
+        {!(s->div_factor > 0), 2, "div_factor must be positive"},
+        {!(s->final_div_factor > 0), 3, "final_div_factor must be positive"},
+    };
+    for (int i = 0; i < countof(checks); i++)
+      if (checks[i].bad)
+        diag_error(L->d, a.loc[checks[i].arg], NULL, "onecycle: %s, found %g", checks[i].msg, a.v[checks[i].arg].num);
+    return;
+  }
   s->warmup = (int)arg_int(&a, sigs[k].nargs - 1);
   if (k == SCHED_STEP) {
     s->step_size = (int)arg_int(&a, 0);

@@ -33,10 +33,10 @@ typedef struct OptimConfig {
   double initial_accumulator_value;   // adagrad: sum's first value
 } OptimConfig;
 
-typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_ONECYCLE } SchedKind;
 
 // Learning-rate schedule, applied per epoch, after an optional linear
-// warmup measured in steps.
+// warmup measured in steps; onecycle per step.
 typedef struct ScheduleConfig {
   SchedKind kind;
   int step_size;         // step: epochs between decays
@@ -44,6 +44,10 @@ typedef struct ScheduleConfig {
   int t_max;             // cosine: epochs to reach min_lr (0: the training length)
   double min_lr;         // cosine
   int warmup;            // steps of linear warmup from 0 (0: none)
+  double max_lr;         // onecycle (0: the base rate)
+  double pct_start;      // onecycle: fraction of the steps rising to max_lr
+  double div_factor;     // onecycle: the first rate is max_lr / div_factor
+  double final_div_factor;   // onecycle: the last is that / final_div_factor
 } ScheduleConfig;
 
 // Defaults for `nnc train`; each can be overridden on the command line.

@@ -19,10 +19,28 @@
 
 
 
-double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs) {
+// torch.optim.lr_scheduler.OneCycleLR (anneal_strategy 'cos', no momentum
+// cycling, two phases) at step t of total: from max_lr / div_factor up to
+// max_lr over the first pct_start of the steps, then down to the first rate
+// / final_div_factor, each half of a cosine.
+static double onecycle_lr(const ScheduleConfig *s, double max_lr, int64_t t, int64_t total) {
+  double initial = max_lr / s->div_factor, last = initial / s->final_div_factor;
+  double end1 = s->pct_start * (double)total - 1, end2 = (double)total - 1;
+  double start = 0, end = end1, from = initial, to = max_lr;
+  if ((double)t > end1) {
+    start = end1, end = end2, from = max_lr, to = last;
+  }
+  double pct = end > start ? ((double)t - start) / (end - start) : 1;   // (PyTorch divides by zero there)
+  return to + (from - to) / 2.0 * (cos(M_PI * pct) + 1);
+}
+
+double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps) {
   const ScheduleConfig *s = &m->sched;
   double lr = base;
   switch (s->kind) {
+  case SCHED_ONECYCLE:
+    lr = onecycle_lr(s, s->max_lr > 0 ? s->max_lr : base, step, (int64_t)epochs * epoch_steps);
+    break;
   case SCHED_CONSTANT:
     break;
   case SCHED_STEP:
@@ -372,7 +390,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], Progress
     void *y = y2[cur];
     if ((next = data_batcher_next(&r->batcher, x2[!cur], y2[!cur])) > 0)
       exec_prefetch(ex, ENTRY_TRAIN, next, x2[!cur], y2[!cur]);
-    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs);
+    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs, nb);
     Rng before = *exec_rng(ex);
     double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
     if (!isfinite(loss)) {

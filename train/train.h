@@ -196,7 +196,7 @@ typedef struct EvalResult {
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf);
 
 // The learning rate of a step: the schedule over epochs, after warmup.
-double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);
+double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps);
 
 #endif
 

@@ -205,6 +205,12 @@ q --epochs 2 --batch 24 --drop-last --out "$tmp/dl" -q && grep -q '^2,4,' "$tmp/
   && q --epochs 3 --out "$tmp/dl" --resume "$tmp/dl/checkpoint.safetensors" -q && grep -q '^3,6,' "$tmp/dl/metrics.csv" \
   && ok "--drop-last drops each epoch's partial batch, and a resume keeps it" \
   || { bad "--drop-last"; cat "$tmp/dl/metrics.csv"; }
+# schedule onecycle: per step over epochs x batches (4 here); the metrics
+# log the rate of each epoch's last step: OneCycleLR's at steps 1 and 3.
+sed 's/^optimizer.*/optimizer sgd(lr = 1e-3)\nschedule onecycle(max_lr = 0.01)/' models/quadratic.nn >"$tmp/oc.nn"
+"$nnc" train "$tmp/oc.nn" --data "$tmp/q.csv" --epochs 2 --batch 32 --threads 1 --progress none --out "$tmp/oc" -q \
+  && grep -q '^1,2,0.00811745654,' "$tmp/oc/metrics.csv" && grep -q '^2,4,4e-08,' "$tmp/oc/metrics.csv" \
+  && ok "onecycle steps the rate per batch as OneCycleLR" || { bad "onecycle"; cat "$tmp/oc/metrics.csv"; }
 q --epochs 1 --batch 100 --drop-last --out "$tmp/dl2" >"$tmp/s.log" 2>&1
 [ $? = 1 ] && grep -q "the 64 training samples make no whole batch of 100" "$tmp/s.log" && grep -q "HINT: use --batch 64" "$tmp/s.log" \
   && ok "--drop-last with no whole batch is refused" || { bad "--drop-last with no whole batch"; cat "$tmp/s.log"; }
