@@ -239,7 +239,7 @@ int cli_train(int argc, char **argv) {
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
       .threads = (int)threads, .val_split = val >= 0 ? val : m->train.val_split, .limit = limit,
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
-      .drop_last = m->train.drop_last || droplast,
+      .drop_last = m->train.drop_last || droplast, .patience = m->train.patience,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
       .given = (batch > 0 ? TRAIN_GIVEN_BATCH : 0) | (lr > 0 ? TRAIN_GIVEN_LR : 0) | (seed >= 0 ? TRAIN_GIVEN_SEED : 0) |

@@ -1392,9 +1392,11 @@ static void lower_schedule(Lower *L, const Decl *d) {
 
 static void lower_train(Lower *L, const Decl *d) {
   static const ArgSpec specs[] = {I("batch", false, 64, 1), I("epochs", false, 1, 1), B("shuffle", 1),
-                                  I("seed", false, 1, 0), N("val_split", 0), B("drop_last", 0)};
-  static const Signature sig = {"train", specs, 6,
-                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0, drop_last = false }"};
+                                  I("seed", false, 1, 0), N("val_split", 0), B("drop_last", 0),
+                                  I("patience", false, 0, 0)};
+  static const Signature sig = {"train", specs, 7,
+                                "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0, drop_last = false, "
+                                "patience = 0 }"};
   AstNode call = {.kind = AST_CALL, .loc = d->loc, .name = "train", .args = d->settings,
                   .nargs = d->nsettings, .close = d->loc};
   for (int i = 0; i < d->nsettings; i++)
@@ -1417,6 +1419,10 @@ static void lower_train(Lower *L, const Decl *d) {
   t->seed = (uint64_t)arg_int(&a, 3);
   t->val_split = arg_num(&a, 4);
   t->drop_last = arg_num(&a, 5) != 0;
+  t->patience = (int)arg_int(&a, 6);
+  if (t->patience > 0 && t->val_split == 0)
+    diag_report(L->d, DIAG_WARNING, a.loc[6], "set val_split (or give --val-split) to hold out validation data",
+                "train: patience stops on the validation metric, and val_split is 0");
   if (!(t->val_split >= 0 && t->val_split < 1))
     diag_error(L->d, a.loc[4], "the fraction of the training data held out for validation",
                "train: val_split must be in [0, 1), found %g", t->val_split);

@@ -58,6 +58,7 @@ typedef struct TrainConfig {
   uint64_t seed;         // 1
   double val_split;      // fraction held out for validation (0)
   bool drop_last;        // false: an epoch's last batch may be smaller; true: it is dropped
+  int patience;          // early stopping: epochs without a better validation metric (0: off)
 } TrainConfig;
 
 // A compiled-to-IR model and its training settings.

@@ -619,6 +619,16 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
   }
   Progress p = {r->out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   bool ok = true;
+  // Early stopping: the best validation metric (accuracy for class
+  // targets, else the loss), its epoch, and where its weights go.
+  double best = 0;
+  int64_t best_epoch = -1;
+  char *best_path = NULL;
+  if (o->patience > 0) {
+    size_t n = strlen(r->dir.ckpt), k = strlen(".safetensors");
+    best_path = xmalloc(n + 6);
+    snprintf(best_path, n + 6, "%.*s.best%s", (int)(n >= k ? n - k : n), r->dir.ckpt, n >= k ? r->dir.ckpt + n - k : "");
+  }
   for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
     double es = now_seconds();
     Metrics row = {.epoch = epoch + 1};
@@ -641,7 +651,23 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
     res->train_acc = row.train_acc;
     res->val_loss = v.loss;
     res->val_acc = v.acc;
+    if (ok && best_path) {
+      double metric = v.acc >= 0 ? v.acc : -v.loss;   // larger is better
+      if (best_epoch < 0 || metric > best) {
+        best = metric;
+        best_epoch = row.epoch;
+        ok = train_checkpoint_save(r->ex, best_path, &r->info, err, errsz);
+      } else if (row.epoch - best_epoch >= o->patience) {
+        if (!o->quiet)
+          fprintf(r->out, "early stop after epoch %lld: no better validation %s for %d epoch%s; the best, epoch "
+                  "%lld (%s %.4f), is in %s\n", (long long)row.epoch, v.acc >= 0 ? "accuracy" : "loss",
+                  o->patience, o->patience == 1 ? "" : "s", (long long)best_epoch, v.acc >= 0 ? "accuracy" : "loss",
+                  v.acc >= 0 ? best : -best, best_path);
+        break;
+      }
+    }
   }
+  free(best_path);
   for (int i = 0; i < 2; i++) {
     free(x[i]);
     free(y[i]);
@@ -712,6 +738,12 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   // loaders' (the peak is the larger of the two, not their sum).
   if (!load_sets(&r, err, sizeof err))
     goto fail;
+  if (o->patience > 0 && !r.have_val) {
+    errorf(err, sizeof err, "patience = %d stops training on the validation metric, but this run has no "
+              "validation set\n---> HINT: hold out some training data with val_split in train {} or "
+              "--val-split 0.1", o->patience);
+    goto fail;
+  }
   // Compiled now (the cpu backend), before the first epoch's clock starts:
   // the training step, and the evaluation one when there is a validation
   // or a test set to evaluate.

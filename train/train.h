@@ -158,6 +158,7 @@ typedef struct TrainOpts {
   bool normalize;        // standardize inputs with the training set's mean and std
   bool shuffle;
   bool drop_last;        // drop each epoch's last batch when smaller than batch
+  int patience;          // stop after this many epochs without a better validation metric (0: never)
   int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
   bool quiet;            // print nothing but errors (no epoch or test summaries either)
   bool json;             // metrics log as JSON lines (else CSV)

@@ -211,6 +211,19 @@ sed 's/^optimizer.*/optimizer sgd(lr = 1e-3)\nschedule onecycle(max_lr = 0.01)/'
 "$nnc" train "$tmp/oc.nn" --data "$tmp/q.csv" --epochs 2 --batch 32 --threads 1 --progress none --out "$tmp/oc" -q \
   && grep -q '^1,2,0.00811745654,' "$tmp/oc/metrics.csv" && grep -q '^2,4,4e-08,' "$tmp/oc/metrics.csv" \
   && ok "onecycle steps the rate per batch as OneCycleLR" || { bad "onecycle"; cat "$tmp/oc/metrics.csv"; }
+# train { patience = 1 }: with this rate the validation loss first rises
+# after epoch 6, so the run stops after epoch 7, its best weights (epoch 6)
+# in checkpoint.best.safetensors; without a validation set it is refused.
+sed 's/^train .*/train { batch = 8, epochs = 30, patience = 1, val_split = 0.25 }/; s/^optimizer.*/optimizer sgd(lr = 0.01, momentum = 0.9)/' \
+  models/quadratic.nn >"$tmp/es.nn"
+"$nnc" train "$tmp/es.nn" --data "$tmp/q.csv" --lr 0.03 --threads 1 --progress none --out "$tmp/es" >"$tmp/s.log" 2>&1 \
+  && grep -q "early stop after epoch 7: no better validation loss for 1 epoch; the best, epoch 6" "$tmp/s.log" \
+  && [ "$(tail -1 "$tmp/es/metrics.csv" | cut -d, -f1)" = 7 ] \
+  && head -c 1000 "$tmp/es/checkpoint.best.safetensors" | grep -aq '"epoch":"6"' \
+  && ok "patience stops the run and keeps the best epoch's checkpoint" || { bad "patience"; cat "$tmp/s.log"; }
+"$nnc" train "$tmp/es.nn" --data "$tmp/q.csv" --val-split 0 --threads 1 --progress none --out "$tmp/es2" >"$tmp/s.log" 2>&1
+[ $? = 1 ] && grep -q "patience = 1 stops training on the validation metric, but this run has no validation set" "$tmp/s.log" \
+  && ok "patience without a validation set is refused" || { bad "patience without validation"; cat "$tmp/s.log"; }
 q --epochs 1 --batch 100 --drop-last --out "$tmp/dl2" >"$tmp/s.log" 2>&1
 [ $? = 1 ] && grep -q "the 64 training samples make no whole batch of 100" "$tmp/s.log" && grep -q "HINT: use --batch 64" "$tmp/s.log" \
   && ok "--drop-last with no whole batch is refused" || { bad "--drop-last with no whole batch"; cat "$tmp/s.log"; }
