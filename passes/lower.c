@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define MAX_ELEMS 2147483647LL   // elements in one tensor (32-bit indexes)
-#define MAX_ARGS 8
+#define MAX_ARGS 12
 #define MAX_BATCH (1 << 20)      // samples per batch, as the command line's --batch
 #define MAX_EXPAND_DEPTH 64      // nested block expansions
 #define MAX_EXPANDED 250000      // graph nodes plus block calls a model may expand to (about 200 MB)
@@ -204,6 +204,7 @@ typedef enum {
   A_NUM,       // any number
   A_BOOL,      // true or false
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
+  A_INIT,      // an initializer, kept unevaluated (Args.node): its names are not values
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -230,6 +231,7 @@ typedef struct Args {
   int64_t ints[IR_MAX_DIMS];   // A_INTS
   SrcLoc ints_loc[IR_MAX_DIMS];
   int nints;
+  const AstNode *node[MAX_ARGS];   // A_INIT: the expression given, or NULL
   SrcLoc call;                 // the function's name
 } Args;
 
@@ -245,6 +247,8 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   char hint[200];
   snprintf(hint, sizeof hint, "%s takes %s", fn, sig->usage);
   switch (spec->kind) {
+  case A_INIT:
+    return true;   // checked by the layer, which knows the weight's fans
   case A_TENSOR:
     if (v.kind != V_TENSOR) {
       diag_error(L->d, loc, hint, "%s: '%s' must be a tensor, found the number %g", fn, an, v.num);
@@ -318,7 +322,8 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
     const AstNode *arg = call->args[i];
     if (arg->kind == AST_KWARG) {
       int k = find_spec(sig, arg->name);
-      Value v = eval(L, e, arg->lhs);
+      bool lazy = k >= 0 && sig->args[k].kind == A_INIT;
+      Value v = lazy ? num_value(0) : eval(L, e, arg->lhs);
       if (k < 0 || sig->args[k].kind == A_INTS) {
         const char *names[MAX_ARGS];
         for (int j = 0; j < sig->nargs; j++)
@@ -336,11 +341,13 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
         out->v[k] = v;
         out->loc[k] = arg->loc;
         out->given[k] = true;
+        out->node[k] = lazy ? arg->lhs : NULL;
         ok &= check_arg(L, sig, &sig->args[k], v, arg->loc);
       }
       continue;
     }
-    Value v = eval(L, e, arg);
+    bool lazy = pos < sig->nargs && sig->args[pos].kind == A_INIT;
+    Value v = lazy ? num_value(0) : eval(L, e, arg);
     if (pos < sig->nargs && sig->args[pos].kind == A_INTS) {
       if (out->nints == IR_MAX_DIMS - 1) {
         diag_error(L->d, arg->loc, NULL, "%s: at most %d dimensions per sample", sig->name, IR_MAX_DIMS - 1);
@@ -374,6 +381,7 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
     out->v[pos] = v;
     out->loc[pos] = arg->loc;
     out->given[pos] = true;
+    out->node[pos] = lazy ? arg : NULL;
     ok &= check_arg(L, sig, &sig->args[pos], v, arg->loc);
     pos++;
   }
@@ -412,6 +420,19 @@ static const char *tshape(const IrNode *n, char *buf) {
   return ir_shape_str(n->ndim, n->shape, buf, 96);
 }
 
+static bool eval_init(Lower *L, Env *e, const AstNode *n, int ndim, const int64_t *shape, const IrInit *def,
+                      IrInit *out);
+
+// A layer's `init` (argument i, for its weight of shape [ndim]) and
+// `bias_init` (argument i + 1, for its bias [shape[0]]); `default`, or left
+// out, is def, PyTorch's initializer for the layer.
+static bool layer_inits(Lower *L, Env *e, const Args *a, int i, int ndim, const int64_t *shape, IrInit def,
+                        IrInit *w, IrInit *b) {
+  *w = *b = def;
+  bool ok = !a->node[i] || eval_init(L, e, a->node[i], ndim, shape, &def, w);
+  return (!a->node[i + 1] || eval_init(L, e, a->node[i + 1], 1, shape, &def, b)) && ok;
+}
+
 static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -432,15 +453,18 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
                (long long)out, (long long)in, MAX_ELEMS);
     return NULL;
   }
+  IrInit winit, binit, def = fan_in_uniform(in);
+  if (!layer_inits(L, e, a, 3, 2, (int64_t[]){out, in}, def, &winit, &binit))
+    return NULL;
   const char *scope = next_scope(L, e, "linear");
-  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 2, (int64_t[]){out, in}, fan_in_uniform(in), a->call);
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 2, (int64_t[]){out, in}, winit, a->call);
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){x, w}, 2, a->call);
   y->attr.i[1] = 1;   // tb: weights are [out, in], as PyTorch stores them
   if (!(y = finish(L, y, scope)))
     return NULL;
   if (arg_num(a, 2) == 0)
     return y;
-  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){out}, fan_in_uniform(in), a->call);
+  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){out}, binit, a->call);
   return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
@@ -460,12 +484,14 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
                (long long)o, (long long)c, (long long)k, (long long)k, MAX_ELEMS);
     return NULL;
   }
+  IrInit winit, binit;
+  if (!layer_inits(L, e, a, 7, 4, (int64_t[]){o, c, k, k}, fan_in_uniform(c * k * k), &winit, &binit))
+    return NULL;
   const char *scope = next_scope(L, e, "conv2d");
-  IrInit init = fan_in_uniform(c * k * k);
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k, k}, init, a->call)};
+  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k, k}, winit, a->call)};
   int nsrc = 2;
   if (arg_num(a, 6) != 0)
-    src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
+    src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, binit, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
   int64_t s = arg_int(a, 3), p = arg_int(a, 4), dil = arg_int(a, 5);
   int64_t attrs[6] = {s, s, p, p, dil, dil};
@@ -619,14 +645,16 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
 #define I(n, req, def, lo) {n, A_INT, req, def, lo}
 #define N(n, def) {n, A_NUM, false, def, 0}
 #define B(n, def) {n, A_BOOL, false, def, 0}
+#define INIT(n) {n, A_INIT, false, 0, 0}
 #define SIG(name, usage, ...) \
   {name, (const ArgSpec[]){__VA_ARGS__}, sizeof((ArgSpec[]){__VA_ARGS__}) / sizeof(ArgSpec), usage}
 
 static const Builtin builtins[] = {
-    {SIG("linear", "(x, out, bias = true)", T("x"), I("out", true, 0, 1), B("bias", 1)), build_linear},
-    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true)", T("x"),
-         I("out", true, 0, 1), I("kernel", true, 0, 1), I("stride", false, 1, 1), I("pad", false, 0, 0),
-         I("dilation", false, 1, 1), B("bias", 1)), build_conv2d},
+    {SIG("linear", "(x, out, bias = true, init = default, bias_init = default)", T("x"), I("out", true, 0, 1),
+         B("bias", 1), INIT("init"), INIT("bias_init")), build_linear},
+    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true, init = default, bias_init = default)",
+         T("x"), I("out", true, 0, 1), I("kernel", true, 0, 1), I("stride", false, 1, 1), I("pad", false, 0, 0),
+         I("dilation", false, 1, 1), B("bias", 1), INIT("init"), INIT("bias_init")), build_conv2d},
     {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), I("kernel", true, 0, 1),
          I("stride", false, 0, 1), I("pad", false, 0, 0), I("dilation", false, 1, 1)), build_maxpool},
     {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), I("kernel", true, 0, 1),
@@ -1067,9 +1095,59 @@ static int lookup_name(Lower *L, const char *const *names, int n, const AstNode 
   return -1;
 }
 
+// torch.nn.init's initializers that depend on a weight's fans (fan_in =
+// shape[1]·receptive field, fan_out = shape[0]·receptive field): xavier with
+// gain 1, kaiming (fan_in) with relu's gain √2. `xavier` and `kaiming` are
+// the uniform ones.
+static const char *const fan_init_names[] = {"xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                                             "xavier", "kaiming"};
+
+static bool fan_init(Lower *L, const AstNode *n, int k, int ndim, const int64_t *shape, IrInit *out) {
+  const char *name = fan_init_names[k];
+  if (n->kind == AST_CALL && n->nargs > 0) {
+    diag_error(L->d, n->args[0]->loc, NULL, "%s takes no arguments (its gain is PyTorch's default: %s)", name,
+               k == 0 || k == 1 || k == 4 ? "1" : "sqrt(2), for relu");
+    return false;
+  }
+  if (ndim < 0)
+    return false;   // the shape's own error was reported
+  if (ndim < 2) {
+    char b[96];
+    diag_error(L->d, n->loc, "use it for a weight; a bias takes default, zeros, normal(...) or uniform(...)",
+               "%s needs a tensor of at least 2 dimensions for its fans, found f32%s", name,
+               ir_shape_str(ndim, shape, b, sizeof b));
+    return false;
+  }
+  double rec = 1;
+  for (int i = 2; i < ndim; i++)
+    rec *= (double)shape[i];
+  double fan_in = (double)shape[1] * rec, fan_out = (double)shape[0] * rec;
+  bool xavier = k == 0 || k == 1 || k == 4, uniform = k == 0 || k == 2 || k >= 4;
+  double std = xavier ? sqrt(2.0 / (fan_in + fan_out)) : sqrt(2.0) / sqrt(fan_in);
+  double bound = sqrt(3.0) * std;   // a uniform with this std
+  *out = uniform ? (IrInit){INIT_UNIFORM, -bound, bound} : (IrInit){INIT_NORMAL, 0, std};
+  return true;
+}
+
 // Initializers: zeros, ones, constant(v), normal(mean, std), uniform(low, high),
-// or a plain number (constant).
-static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
+// a plain number (constant), or one of fan_init_names for a tensor of shape
+// [ndim] (ndim -1: unknown); with def (a layer's), `default` is def.
+static bool eval_init(Lower *L, Env *e, const AstNode *n, int ndim, const int64_t *shape, const IrInit *def,
+                      IrInit *out) {
+  if ((n->kind == AST_IDENT && !lookup(e, n->name)) || n->kind == AST_CALL) {
+    for (int k = 0; k < countof(fan_init_names); k++)
+      if (!strcmp(n->name, fan_init_names[k]))
+        return fan_init(L, n, k, ndim, shape, out);
+    if (!strcmp(n->name, "default") && n->kind == AST_IDENT) {
+      if (!def) {
+        diag_error(L->d, n->loc, "give the parameter an initializer, e.g. xavier_uniform or normal(0, 0.02)",
+                   "'default' is a layer's own initializer; a parameter has none");
+        return false;
+      }
+      *out = *def;
+      return true;
+    }
+  }
   static const ArgSpec cargs[] = {{"value", A_NUM, true, 0, 0}};
   static const ArgSpec nargs[] = {{"mean", A_NUM, false, 0, 0}, {"std", A_NUM, false, 1, 0}};
   static const ArgSpec uargs[] = {{"low", A_NUM, false, 0, 0}, {"high", A_NUM, false, 1, 0}};
@@ -1092,12 +1170,14 @@ static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
       return true;
     }
     if (v.kind != V_ERR)
-      diag_error(L->d, n->loc, "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)",
+      diag_error(L->d, n->loc, "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high), "
+                 "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal",
                  "a parameter's initializer must be a number or an initializer");
     return false;
   }
   int k = lookup_name(L, init_names, countof(init_names), n, "initializer",
-                      "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)");
+                      "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high), "
+                      "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal");
   if (k < 0)
     return false;
   Args a;
@@ -1129,7 +1209,7 @@ static void lower_param(Lower *L, Env *e, const AstNode *s) {
   if (!s->lhs)
     diag_error(L->d, s->loc, "add an initializer: = zeros, = normal(0, 0.01), = uniform(-0.1, 0.1), ...",
                "parameter '%s' has no initializer", s->name);
-  if (!s->lhs || !eval_init(L, e, s->lhs, &init) || nd < 0) {
+  if (!s->lhs || !eval_init(L, e, s->lhs, nd, shape, NULL, &init) || nd < 0) {
     bind(L, e, s->name, s->loc, ERR, "parameter");
     return;
   }
