@@ -173,6 +173,15 @@ void cli_print_summary(FILE *out, const Model *m) {
   char p[32], f[32];
   fprintf(out, "  %-*s  %*s  %*s\n", wname + wkind + wshape + 4, "total", wparams, commas(tparams, p),
           wflops, commas(tflops, f));
+  int64_t frozen = 0;   // a frozen layer's weight and bias are buffers (no gradient, no update)
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *x = g->nodes[i];
+    const char *dot = x->op == IR_BUFFER && x->name ? strrchr(x->name, '.') : NULL;
+    if (dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias")))
+      frozen += ir_numel(x, 1);
+  }
+  if (frozen)
+    fprintf(out, "  trainable  %s params; frozen %s (saved, not trained)\n", commas(tparams, p), commas(frozen, f));
   print_settings(out, m);
   arena_free(a);
 }

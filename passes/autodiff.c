@@ -277,8 +277,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   IrNode *out = g->loss->src[0], *target = g->loss->src[1];
   if (!ad.needs[out->id]) {
-    diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear",
-               "the loss does not depend on any parameter, so there is nothing to train");
+    diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear (not frozen)",
+               "the loss does not depend on any trainable parameter, so there is nothing to train");
     return false;
   }
   ad.fwd = g->loss;

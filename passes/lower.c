@@ -457,14 +457,15 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   if (!layer_inits(L, e, a, 3, 2, (int64_t[]){out, in}, def, &winit, &binit))
     return NULL;
   const char *scope = next_scope(L, e, "linear");
-  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 2, (int64_t[]){out, in}, winit, a->call);
+  IrOp kind = arg_num(a, 5) != 0 ? IR_BUFFER : IR_PARAM;   // frozen: state, not trained
+  IrNode *w = new_param(L, kind, scope, "weight", 2, (int64_t[]){out, in}, winit, a->call);
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){x, w}, 2, a->call);
   y->attr.i[1] = 1;   // tb: weights are [out, in], as PyTorch stores them
   if (!(y = finish(L, y, scope)))
     return NULL;
   if (arg_num(a, 2) == 0)
     return y;
-  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){out}, binit, a->call);
+  IrNode *bias = new_param(L, kind, scope, "bias", 1, (int64_t[]){out}, binit, a->call);
   return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
@@ -488,10 +489,11 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
   if (!layer_inits(L, e, a, 7, 4, (int64_t[]){o, c, k, k}, fan_in_uniform(c * k * k), &winit, &binit))
     return NULL;
   const char *scope = next_scope(L, e, "conv2d");
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, c, k, k}, winit, a->call)};
+  IrOp kind = arg_num(a, 9) != 0 ? IR_BUFFER : IR_PARAM;   // frozen: state, not trained
+  IrNode *src[3] = {x, new_param(L, kind, scope, "weight", 4, (int64_t[]){o, c, k, k}, winit, a->call)};
   int nsrc = 2;
   if (arg_num(a, 6) != 0)
-    src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, binit, a->call);
+    src[nsrc++] = new_param(L, kind, scope, "bias", 1, (int64_t[]){o}, binit, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
   int64_t s = arg_int(a, 3), p = arg_int(a, 4), dil = arg_int(a, 5);
   int64_t attrs[6] = {s, s, p, p, dil, dil};
@@ -650,11 +652,12 @@ static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
   {name, (const ArgSpec[]){__VA_ARGS__}, sizeof((ArgSpec[]){__VA_ARGS__}) / sizeof(ArgSpec), usage}
 
 static const Builtin builtins[] = {
-    {SIG("linear", "(x, out, bias = true, init = default, bias_init = default)", T("x"), I("out", true, 0, 1),
-         B("bias", 1), INIT("init"), INIT("bias_init")), build_linear},
-    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true, init = default, bias_init = default)",
+    {SIG("linear", "(x, out, bias = true, init = default, bias_init = default, frozen = false)", T("x"),
+         I("out", true, 0, 1), B("bias", 1), INIT("init"), INIT("bias_init"), B("frozen", 0)), build_linear},
+    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, bias = true, init = default, bias_init = default, "
+                   "frozen = false)",
          T("x"), I("out", true, 0, 1), I("kernel", true, 0, 1), I("stride", false, 1, 1), I("pad", false, 0, 0),
-         I("dilation", false, 1, 1), B("bias", 1), INIT("init"), INIT("bias_init")), build_conv2d},
+         I("dilation", false, 1, 1), B("bias", 1), INIT("init"), INIT("bias_init"), B("frozen", 0)), build_conv2d},
     {SIG("maxpool", "(x, kernel, stride = kernel, pad = 0, dilation = 1)", T("x"), I("kernel", true, 0, 1),
          I("stride", false, 0, 1), I("pad", false, 0, 0), I("dilation", false, 1, 1)), build_maxpool},
     {SIG("avgpool", "(x, kernel, stride = kernel, pad = 0)", T("x"), I("kernel", true, 0, 1),
@@ -1341,6 +1344,16 @@ static void lower_loss(Lower *L, const Decl *d) {
   loss->attr.f[0] = smoothing;   // cross_entropy's label_smoothing
   if (finish(L, loss, "loss"))
     m->g->loss = loss;
+  bool trainable = false, frozen = false;
+  for (int i = 0; i < m->g->nnodes; i++) {
+    const IrNode *n = m->g->nodes[i];
+    trainable |= n->op == IR_PARAM;
+    frozen |= n->op == IR_BUFFER && n->name && strrchr(n->name, '.') && (!strcmp(strrchr(n->name, '.'), ".weight") ||
+                                                                         !strcmp(strrchr(n->name, '.'), ".bias"));
+  }
+  if (frozen && !trainable)
+    diag_report(L->d, DIAG_WARNING, c->loc, "unfreeze a layer (frozen = false) to train this model",
+                "every parameter is frozen, so training has nothing to update");
 }
 
 static void lower_optimizer(Lower *L, const Decl *d) {
