@@ -205,6 +205,8 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   in->beta1 = m->opt.beta1;
   in->beta2 = m->opt.beta2;
   in->weight_decay = m->opt.weight_decay;
+  if (m->opt.kind == OPT_ADAGRAD)
+    in->beta1 = m->opt.lr_decay;   // Adagrad has no beta1 (runtime.h)
   in->seed = m->train.seed;
   in->model_hash = hash;
   in->size = (int64_t)b.n;

@@ -66,7 +66,7 @@ static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
 }
 
 static void print_optimizer(FILE *out, const OptimConfig *o) {
-  static const char *const names[] = {"sgd", "adam", "adamw"};
+  static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
   fprintf(out, "%s(lr = %g", names[o->kind], o->lr);
   if (o->kind == OPT_SGD) {
     if (o->momentum)
@@ -75,6 +75,18 @@ static void print_optimizer(FILE *out, const OptimConfig *o) {
       fprintf(out, ", dampening = %g", o->dampening);
     if (o->nesterov)
       fprintf(out, ", nesterov = true");
+  } else if (o->kind == OPT_RMSPROP) {
+    fprintf(out, ", alpha = %g, eps = %g", o->alpha, o->eps);
+    if (o->momentum)
+      fprintf(out, ", momentum = %g", o->momentum);
+    if (o->centered)
+      fprintf(out, ", centered = true");
+  } else if (o->kind == OPT_ADAGRAD) {
+    if (o->lr_decay)
+      fprintf(out, ", lr_decay = %g", o->lr_decay);
+    if (o->initial_accumulator_value)
+      fprintf(out, ", initial_accumulator_value = %g", o->initial_accumulator_value);
+    fprintf(out, ", eps = %g", o->eps);
   } else {
     fprintf(out, ", beta1 = %g, beta2 = %g, eps = %g", o->beta1, o->beta2, o->eps);
   }
@@ -94,8 +106,11 @@ static void print_loss_term(FILE *out, const IrGraph *g, const IrNode *loss) {
   else   // as declared: the shape of one sample
     snprintf(b2, sizeof b2, "f32%s", ir_shape_str(t->ndim - 1, t->shape + 1, b1, sizeof b1));
   const char *name = ir_output_name(g, o);
-  fprintf(out, "%s(%s %s, %s %s: %s)", ir_op_info(loss->op)->mnem, g->noutputs > 1 ? name : "output",
+  fprintf(out, "%s(%s %s, %s %s: %s", ir_op_info(loss->op)->mnem, g->noutputs > 1 ? name : "output",
           ir_shape_str(o->ndim, o->shape, b1, sizeof b1), t->op == IR_INPUT ? "input" : "target", t->name, b2);
+  if (loss->op == IR_CROSS_ENTROPY && loss->attr.f[0] != 0)
+    fprintf(out, ", label_smoothing = %g", loss->attr.f[0]);
+  fputc(')', out);
 }
 
 static void print_settings(FILE *out, const Model *m) {
@@ -129,12 +144,16 @@ static void print_settings(FILE *out, const Model *m) {
   print_optimizer(out, &m->opt);
   fprintf(out, "%s\n", m->has_optimizer ? "" : "  (default)");
   if (m->sched.kind != SCHED_CONSTANT || m->sched.warmup) {
-    static const char *const names[] = {"constant", "step", "cosine"};
+    static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
     fprintf(out, "  schedule   %s", names[m->sched.kind]);
     if (m->sched.kind == SCHED_STEP)
       fprintf(out, "(step_size = %d, gamma = %g)", m->sched.step_size, m->sched.gamma);
     if (m->sched.kind == SCHED_COSINE)
       fprintf(out, "(t_max = %d, min_lr = %g)", m->sched.t_max, m->sched.min_lr);
+    if (m->sched.kind == SCHED_ONECYCLE)
+      fprintf(out, "(max_lr = %g, pct_start = %g, div_factor = %g, final_div_factor = %g), per step",
+              m->sched.max_lr > 0 ? m->sched.max_lr : m->opt.lr, m->sched.pct_start, m->sched.div_factor,
+              m->sched.final_div_factor);
     if (m->sched.warmup)
       fprintf(out, ", warmup %d steps", m->sched.warmup);
     fprintf(out, "\n");
@@ -193,6 +212,15 @@ void cli_print_summary(FILE *out, const Model *m) {
   char p[32], f[32];
   fprintf(out, "  %-*s  %*s  %*s\n", wname + wkind + wshape + 4, "total", wparams, commas(tparams, p),
           wflops, commas(tflops, f));
+  int64_t frozen = 0;   // a frozen layer's weight and bias are buffers (no gradient, no update)
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *x = g->nodes[i];
+    const char *dot = x->op == IR_BUFFER && x->name ? strrchr(x->name, '.') : NULL;
+    if (dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias")))
+      frozen += ir_numel(x, 1);
+  }
+  if (frozen)
+    fprintf(out, "  trainable  %s params; frozen %s (saved, not trained)\n", commas(tparams, p), commas(frozen, f));
   print_settings(out, m);
   arena_free(a);
 }

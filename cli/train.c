@@ -48,8 +48,8 @@ static const char *const usage_train =
     "  -o, --out DIR         the run's files, as above (default: runs/MODELNAME, or\n"
     "                        with --resume, the run the checkpoint belongs to)\n"
     "      --resume CKPT     continue from a checkpoint `nnc train` wrote, with the\n"
-    "                        run's --batch, --lr, --seed, --val-split, --limit and\n"
-    "                        --no-shuffle (another --lr may be given)\n"
+    "                        run's --batch, --lr, --seed, --val-split, --limit,\n"
+    "                        --no-shuffle and --drop-last (another --lr may be given)\n"
     "      --init WEIGHTS    start a new run from these weights, with fresh optimizer\n"
     "                        state: an nnc checkpoint, or a PyTorch state_dict saved\n"
     "                        with safetensors under nnc's names\n"
@@ -65,6 +65,7 @@ static const char *const usage_train =
     "      --rotate DEG      a random rotation in [-DEG, DEG] degrees (bilinear)\n"
     "      --noise STD       Gaussian noise of standard deviation STD on the inputs\n"
     "                        (the defaults of these five: the train declaration's)\n"
+    "      --drop-last       drop each epoch's last batch when it is smaller than --batch\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"
     "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND ")\n"
     "      --no-fuse         cpu: one kernel per graph node\n"
@@ -154,7 +155,7 @@ static const char *resume_dir(const char *ckpt, char *buf, size_t n) {
 int cli_train(int argc, char **argv) {
   enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
          O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST, O_SHIFT, O_CROP, O_HFLIP, O_NOHFLIP, O_ROTATE,
-         O_NOISE };
+         O_NOISE, O_DROPLAST };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},   {"test", required_argument, 0, O_TEST},
       {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
@@ -171,6 +172,7 @@ int cli_train(int argc, char **argv) {
       {"shift", required_argument, 0, O_SHIFT}, {"crop", required_argument, 0, O_CROP},
       {"hflip", no_argument, 0, O_HFLIP},    {"no-hflip", no_argument, 0, O_NOHFLIP},
       {"rotate", required_argument, 0, O_ROTATE}, {"noise", required_argument, 0, O_NOISE},
+      {"drop-last", no_argument, 0, O_DROPLAST},
       {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
@@ -181,7 +183,7 @@ int cli_train(int argc, char **argv) {
   int64_t shift = -1, crop = -1;
   double rotate = -1, noise = -1;
   int hflip = -1;   // -1: the train declaration's
-  bool normalize = false, noshuffle = false, quiet = false, nofuse = false;
+  bool normalize = false, noshuffle = false, quiet = false, nofuse = false, droplast = false;
   const char *backend = EXEC_DEFAULT_BACKEND;
   int ch;
   optind = 1;
@@ -202,6 +204,7 @@ int cli_train(int argc, char **argv) {
     case O_NOTEST: notest = true; break;
     case O_NORM: normalize = true; break;
     case O_NOSHUF: noshuffle = true; break;
+    case O_DROPLAST: droplast = true; break;
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
     case 'e': if (!cli_int(optarg, 0, TRAIN_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
@@ -260,13 +263,14 @@ int cli_train(int argc, char **argv) {
       .lr = lr > 0 ? lr : m->opt.lr, .seed = seed >= 0 ? (uint64_t)seed : m->train.seed,
       .threads = (int)threads, .val_split = val >= 0 ? val : m->train.val_split, .limit = limit,
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
+      .drop_last = m->train.drop_last || droplast, .patience = m->train.patience,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
       .fuse = !nofuse,
       .augment = {shift >= 0 ? (int)shift : g->shift, crop >= 0 ? (int)crop : g->crop,
                   hflip >= 0 ? hflip != 0 : g->hflip, rotate >= 0 ? rotate : g->rotate, noise >= 0 ? noise : g->noise},
       .given = (batch > 0 ? TRAIN_GIVEN_BATCH : 0) | (lr > 0 ? TRAIN_GIVEN_LR : 0) | (seed >= 0 ? TRAIN_GIVEN_SEED : 0) |
                (val >= 0 ? TRAIN_GIVEN_VAL_SPLIT : 0) | (limit > 0 ? TRAIN_GIVEN_LIMIT : 0) |
-               (noshuffle ? TRAIN_GIVEN_SHUFFLE : 0),
+               (noshuffle ? TRAIN_GIVEN_SHUFFLE : 0) | (droplast ? TRAIN_GIVEN_DROP_LAST : 0),
   };
   TrainResult res;
   bool ok = train_run(m, &o, stdout, &res);

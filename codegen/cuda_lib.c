@@ -309,9 +309,16 @@ static void emit_loss_forward(Lib *l) {
               "      part += nnc_bits(0x7fc00000u);\n"
               "    } else {\n",
               cuda_lib_dim(&d->buf[0], 0, N, sizeof N), (long long)(d->buf[0].ndim == 2 ? d->buf[0].shape[1] : 1));
-    if (d->kind == RL_CROSS_ENTROPY)
+    if (d->kind == RL_CROSS_ENTROPY && d->f[0] != 0) {   // label smoothing, as k_cross_entropy_smooth_forward
+      sb_printf(s, "%s      double sum = 0;\n      for (long long c = 0; c < C; c++)\n        sum += row[c];\n"
+                   "      part += NNC_DMUL(1.0 - ", logsumexp);
+      put_double(s, d->f[0]);
+      sb_puts(s, ", lse - row[label]) + NNC_DMUL(");
+      put_double(s, d->f[0]);
+      sb_puts(s, ", lse - sum / (double)C);\n");
+    } else if (d->kind == RL_CROSS_ENTROPY) {
       sb_printf(s, "%s      part += lse - row[label];\n", logsumexp);
-    else
+    } else
       sb_puts(s, "      part -= row[label];\n");
     sb_puts(s, "    }\n  }\n");
   } else {
@@ -369,8 +376,16 @@ static void emit_loss_backward(Lib *l) {
   else
     put_numel(l, "n", 0);
   switch (d->kind) {
-  case RL_CROSS_ENTROPY_GRAD:   // dx = 1/N (softmax - onehot)
+  case RL_CROSS_ENTROPY_GRAD:   // dx = 1/N (softmax - onehot), or with label smoothing e
+                                // 1/N (softmax - (1 - e) onehot - e/C)
     work = d->buf[0].shape[0] == RT_BATCH ? (KExtent){1, true} : (KExtent){d->buf[0].shape[0], false};
+    if (d->f[0] != 0) {
+      sb_puts(s, "  const double keep = 1.0 - ");
+      put_double(s, d->f[0]);
+      sb_puts(s, ", off = ");
+      put_double(s, d->f[0]);
+      sb_puts(s, " / (double)C;\n");
+    }
     sb_printf(s,
               "  const double scale = 1.0 / (double)N;\n"
               "  NNC_FOR_EACH(i, N) {\n"
@@ -382,10 +397,10 @@ static void emit_loss_backward(Lib *l) {
               "    } else {\n"
               "%s"
               "      for (long long c = 0; c < C; c++)\n"
-              "        dx[i * C + c] = 0.0f + (float)(scale * (exp(row[c] - lse) - (double)(c == label)));\n"
+              "        dx[i * C + c] = 0.0f + (float)(scale * (exp(row[c] - lse) - %s));\n"
               "    }\n"
               "  }\n}\n",
-              logsumexp);
+              logsumexp, d->f[0] != 0 ? "NNC_DMUL(keep, (double)(c == label)) - off" : "(double)(c == label)");
     break;
   case RL_NLL_GRAD:   // dx[i, label] = -1/N
     sb_puts(s, "  const float g = (float)(-1.0 / (double)N);\n"
@@ -596,6 +611,101 @@ static bool emit_adam(Lib *l) {
   return true;
 }
 
+// torch.lerp(a, b, w) into dst as torch_lerpf, its branch taken here.
+static void put_lerp(StrBuf *s, const char *dst, const char *b, float w) {
+  sb_printf(s, "    %s = fmaf(", dst);
+  cuda_put_float(s, fabsf(w) < 0.5f ? w : w - 1.0f);
+  sb_printf(s, ", %s - %s, %s);\n", b, dst, fabsf(w) < 0.5f ? dst : b);
+}
+
+static bool emit_rmsprop(Lib *l) {
+  const RtLib *d = l->d;
+  StrBuf *s = l->s;
+  const double *f = d->f;   // lr alpha eps weight_decay momentum
+  bool mom = f[4] > 0, centered = d->i[0];
+  if (!check_bufs(l, 3 + mom + centered, 3 + mom + centered))
+    return false;
+  for (int i = 1; i < d->nbufs; i++)
+    if (!same_extent(numel_extent(&d->buf[i]), numel_extent(&d->buf[0])))
+      return fail(l, "parameter, gradient and state of different sizes");
+  char name[64];
+  begin(l, name, sizeof name, "rmsprop_step", "an RMSprop update (k_rmsprop_step)");
+  put_ptr(l, "float", "p", 0);
+  put_ptr(l, "const float", "g", 1);
+  put_ptr(l, "float", "sq", 2);
+  int b = 3;
+  if (mom)
+    put_ptr(l, "float", "buf", b++);
+  if (centered)
+    put_ptr(l, "float", "ga", b++);
+  put_numel(l, "n", 0);
+  sb_puts(s, "  if (!NNC_APPLY)   // the loss is not finite: nothing changes\n    return;\n"
+             "  const float neg_lr = (float)-NNC_LR64;\n"
+             "  NNC_FOR_EACH(i, n) {\n    float gi = g[i];\n");
+  if (f[3] != 0) {
+    sb_puts(s, "    gi = fmaf(p[i], ");
+    cuda_put_float(s, (float)f[3]);
+    sb_puts(s, ", gi);\n");
+  }
+  float w = (float)(1.0 - f[1]);
+  sb_puts(s, "    sq[i] = NNC_FADD(NNC_FMUL(sq[i], ");
+  cuda_put_float(s, (float)f[1]);
+  sb_puts(s, "), NNC_FMUL(NNC_FMUL(");
+  cuda_put_float(s, w);
+  sb_puts(s, ", gi), gi));\n");
+  if (centered) {
+    put_lerp(s, "ga[i]", "gi", w);
+    sb_puts(s, "    const float var = NNC_FADD(sq[i], NNC_FMUL(NNC_FMUL(-1.0f, ga[i]), ga[i]));\n");
+  } else {
+    sb_puts(s, "    const float var = sq[i];\n");
+  }
+  sb_puts(s, "    const float avg = NNC_FADD(NNC_FSQRT(var), ");
+  cuda_put_float(s, (float)f[2]);
+  sb_puts(s, ");\n");
+  if (mom) {
+    sb_puts(s, "    buf[i] = NNC_FADD(NNC_FMUL(buf[i], ");
+    cuda_put_float(s, (float)f[4]);
+    sb_puts(s, "), NNC_FDIV(gi, avg));\n    p[i] = fmaf(buf[i], neg_lr, p[i]);\n  }\n}\n");
+  } else {
+    sb_puts(s, "    p[i] = NNC_FADD(p[i], NNC_FDIV(NNC_FMUL(neg_lr, gi), avg));\n  }\n}\n");
+  }
+  cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[0]));
+  return true;
+}
+
+static bool emit_adagrad(Lib *l) {
+  const RtLib *d = l->d;
+  StrBuf *s = l->s;
+  const double *f = d->f;   // lr lr_decay weight_decay initial_accumulator_value eps
+  if (!check_bufs(l, 3, 3))
+    return false;
+  for (int i = 1; i < 3; i++)
+    if (!same_extent(numel_extent(&d->buf[i]), numel_extent(&d->buf[0])))
+      return fail(l, "parameter, gradient and sum of different sizes");
+  char name[64];
+  begin(l, name, sizeof name, "adagrad_step", "an Adagrad update (k_adagrad_step)");
+  put_ptr(l, "float", "p", 0);
+  put_ptr(l, "const float", "g", 1);
+  put_ptr(l, "float", "sum", 2);
+  put_numel(l, "n", 0);
+  // -clr in double, as k_adagrad_neg_clr (and Python) computes it.
+  sb_puts(s, "  if (!NNC_APPLY)   // the loss is not finite: nothing changes\n    return;\n"
+             "  const float neg_clr = (float)-(NNC_LR64 / (1.0 + NNC_DMUL((double)(NNC_T - 1), ");
+  put_double(s, f[1]);
+  sb_puts(s, ")));\n  NNC_FOR_EACH(i, n) {\n    float gi = g[i];\n");
+  if (f[2] != 0) {
+    sb_puts(s, "    gi = fmaf(p[i], ");
+    cuda_put_float(s, (float)f[2]);
+    sb_puts(s, ", gi);\n");
+  }
+  sb_puts(s, "    sum[i] = NNC_FADD(sum[i], NNC_FMUL(gi, gi));\n"
+             "    p[i] = NNC_FADD(p[i], NNC_FDIV(NNC_FMUL(neg_clr, gi), NNC_FADD(NNC_FSQRT(sum[i]), ");
+  cuda_put_float(s, (float)f[4]);
+  sb_puts(s, ")));\n  }\n}\n");
+  cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[0]));
+  return true;
+}
+
 //
 // The dispatch
 //
@@ -620,6 +730,8 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   case RL_EMBEDDING: case RL_EMBEDDING_GRAD: return emit_embedding(&l);
   case RL_SGD_STEP: return emit_sgd(&l);
   case RL_ADAM_STEP: return emit_adam(&l);
+  case RL_RMSPROP_STEP: return emit_rmsprop(&l);
+  case RL_ADAGRAD_STEP: return emit_adagrad(&l);
   default: return cuda_fail(g, "library kernel %d: no CUDA C for kind %d", kernel, (int)d->kind);
   }
 }

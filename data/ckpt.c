@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 
 bool data_ckpt_optimizer_state(const char *name) {
-  static const char *const suffixes[] = {".momentum_buffer", ".exp_avg", ".exp_avg_sq"};
+  static const char *const suffixes[] = {".momentum_buffer", ".exp_avg", ".exp_avg_sq", ".square_avg", ".grad_avg",
+                                         ".sum"};
   size_t n = strlen(name);
   for (int i = 0; i < countof(suffixes); i++) {
     size_t k = strlen(suffixes[i]);
@@ -90,8 +91,17 @@ bool data_ckpt_normalize(const StFile *f, bool *normalized, double *mean, double
 
 // The optimizer a state tensor belongs to, for messages.
 static const char *optimizer_of(const char *name) {
-  size_t n = strlen(name), k = strlen(".momentum_buffer");
-  return n > k && !strcmp(name + n - k, ".momentum_buffer") ? "sgd with momentum" : "adam or adamw";
+  static const struct { const char *suffix, *optimizer; } kinds[] = {
+      {".momentum_buffer", "sgd or rmsprop with momentum"}, {".exp_avg", "adam or adamw"},
+      {".exp_avg_sq", "adam or adamw"}, {".square_avg", "rmsprop"}, {".grad_avg", "rmsprop with centered = true"},
+      {".sum", "adagrad"}};
+  size_t n = strlen(name);
+  for (int i = 0; i < countof(kinds); i++) {
+    size_t k = strlen(kinds[i].suffix);
+    if (n > k && !strcmp(name + n - k, kinds[i].suffix))
+      return kinds[i].optimizer;
+  }
+  return "another optimizer";
 }
 
 // The optimizer the file's state was written for.

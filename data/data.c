@@ -1513,7 +1513,7 @@ void data_batcher_free(Batcher *b) {
 
 int64_t data_batcher_next(Batcher *b, float *x, void *y) {
   const Dataset *ds = b->ds;
-  if (b->pos >= ds->n) {
+  if (b->pos >= ds->n || (b->drop_last && ds->n - b->pos < b->batch)) {
     b->epoch++;
     b->pos = 0;
     begin_epoch(b);
@@ -1532,7 +1532,9 @@ int64_t data_batcher_next(Batcher *b, float *x, void *y) {
   return k;
 }
 
-int64_t data_batcher_nbatches(const Batcher *b) { return (b->ds->n + b->batch - 1) / b->batch; }
+int64_t data_batcher_nbatches(const Batcher *b) {
+  return b->drop_last ? b->ds->n / b->batch : (b->ds->n + b->batch - 1) / b->batch;
+}
 
 Cursor data_batcher_cursor(const Batcher *b) {
   return (Cursor){.epoch = b->epoch, .pos = b->pos, .rng = b->epoch_rng};

@@ -174,6 +174,8 @@ typedef struct Batcher {
   int64_t *perm;                       // [n] this epoch's order of sample indices
   int64_t epoch;                       // epochs finished
   int64_t pos;                         // samples of this epoch already handed out
+  bool drop_last;                      // the epoch ends before a last batch smaller than B (PyTorch's
+                                       // DataLoader(drop_last=True)); set after init
 } Batcher;
 
 // seed selects the order (stream RT_STREAM_SHUFFLE); the same seed always
@@ -189,7 +191,8 @@ void data_batcher_free(Batcher *b);
 // the next epoch.
 int64_t data_batcher_next(Batcher *b, float *x, void *y);
 
-int64_t data_batcher_nbatches(const Batcher *b);   // batches per epoch (the last may be partial)
+int64_t data_batcher_nbatches(const Batcher *b);   // batches per epoch (the last may be partial
+                                                    // unless drop_last)
 
 Cursor data_batcher_cursor(const Batcher *b);
 // Continues from c as if the batcher had run up to it.

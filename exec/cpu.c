@@ -97,7 +97,7 @@ static double cpu_run(Exec *ex, EntryKind entry, int64_t B, const float *x, cons
     ex->done[i] = ex->need[entry][i] && ex->buf[i] != NULL;
   const OptimConfig *o = &ex->m->opt;
   RtStep s = {.training = entry == ENTRY_TRAIN, .dropout = ex->dropout, .lr = lr, .beta1 = o->beta1,
-              .beta2 = o->beta2, .weight_decay = o->weight_decay,
+              .beta2 = o->beta2, .weight_decay = o->weight_decay, .lr_decay = o->lr_decay,
               .scalars = p->scalars ? (float *)(ex->arena + p->buf[g->nnodes].offset) : NULL};
   ex->ctx->tick = ex->tick;
   ex->ctx->tick_arg = ex->tick_arg;

@@ -550,7 +550,7 @@ static double cuda_run(Exec *ex, EntryKind entry, int64_t B, const float *x, con
     ++ex->steps;
   const OptimConfig *o = &ex->m->opt;
   RtStep s = {.training = training, .dropout = ex->dropout, .lr = lr, .beta1 = o->beta1, .beta2 = o->beta2,
-              .weight_decay = o->weight_decay};
+              .weight_decay = o->weight_decay, .lr_decay = o->lr_decay};
   float scalars[KS_COUNT];
   rt_step_scalars(scalars, &s, ex->steps);
   int64_t at = p->scalars ? p->buf[ex->g->nnodes].offset : -1;

@@ -168,12 +168,12 @@ static double run_loss(Exec *ex, const IrNode *n, int64_t B, bool grad) {
   const void *tv = ex->buf[t->id];
   float *d = grad ? F(ex, n) : NULL;
   switch (n->op) {
-  case IR_CROSS_ENTROPY: return k_cross_entropy_forward(yv, tv, B, C);
+  case IR_CROSS_ENTROPY: return k_cross_entropy_smooth_forward(yv, tv, B, C, n->attr.f[0]);
   case IR_NLL: return k_nll_forward(yv, tv, B, C);
   case IR_MSE: return k_mse_forward(yv, tv, k);
   case IR_L1: return k_l1_forward(yv, tv, k);
   case IR_BCE_WITH_LOGITS: return k_bce_with_logits_forward(yv, tv, k);
-  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(d, 1.0f, yv, tv, B, C); return 0;
+  case IR_CROSS_ENTROPY_GRAD: k_cross_entropy_smooth_backward(d, 1.0f, yv, tv, B, C, n->attr.f[0]); return 0;
   case IR_NLL_GRAD: k_nll_backward(d, 1.0f, tv, B, C); return 0;
   case IR_MSE_GRAD: k_mse_backward(d, NULL, 1.0f, yv, tv, k); return 0;
   case IR_L1_GRAD: k_l1_backward(d, NULL, 1.0f, yv, tv, k); return 0;
@@ -189,6 +189,16 @@ static void run_step(Exec *ex, const IrNode *n, double lr) {
   if (n->op == IR_SGD_STEP) {
     KSgd o = {.lr = lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = n->attr.i[0]};
     k_sgd_step(F(ex, p), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, F(ex, n->src[1]), k, &o, ex->steps);
+  } else if (n->op == IR_RMSPROP_STEP) {
+    KRmsprop o = {.lr = lr, .alpha = f[1], .eps = f[2], .weight_decay = f[3], .momentum = f[4],
+                  .centered = n->attr.i[0]};
+    int s = 3;
+    float *buf = o.momentum > 0 ? F(ex, n->src[s++]) : NULL;
+    float *ga = o.centered ? F(ex, n->src[s++]) : NULL;
+    k_rmsprop_step(F(ex, p), F(ex, n->src[2]), buf, ga, F(ex, n->src[1]), k, &o);
+  } else if (n->op == IR_ADAGRAD_STEP) {
+    KAdagrad o = {.lr = lr, .lr_decay = f[1], .weight_decay = f[2], .eps = f[4]};
+    k_adagrad_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[1]), k, &o, ex->steps);
   } else {
     KAdam o = {.lr = lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = n->attr.i[0]};
     k_adam_step(F(ex, p), F(ex, n->src[2]), F(ex, n->src[3]), F(ex, n->src[1]), k, &o, ex->steps);
@@ -453,7 +463,7 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     memset(out, 0, sizeof(float) * k);
     run_loss(ex, n, B, true);
     return 0;
-  case IR_SGD_STEP: case IR_ADAM_STEP:
+  case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     run_step(ex, n, lr);
     return 0;
   default:

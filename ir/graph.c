@@ -378,6 +378,10 @@ int64_t ir_flops(const IrNode *n) {
     return mul_sat(4, out);
   case IR_ADAM_STEP:
     return mul_sat(10, out);
+  case IR_RMSPROP_STEP:
+    return mul_sat(9, out);
+  case IR_ADAGRAD_STEP:
+    return mul_sat(6, out);
   default:
     return out;
   }

@@ -323,7 +323,7 @@ typedef struct KBufInfo {
   int64_t bytes;               // for the largest batch
 } KBufInfo;
 
-enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_MAX_BLOCKS };
+enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_STATE3, KP_MAX_BLOCKS };
 
 typedef struct KProgram {
   const IrGraph *g;

@@ -260,7 +260,8 @@ static void lib_setting_names(int kind, const char **iname, const char **fname) 
 */
 static void print_lib(FILE *out, const KProgram *p, const Kernel *k) {
   const RtLib *d = k->lib;
-  bool update = d->kind == RL_SGD_STEP || d->kind == RL_ADAM_STEP;
+  bool update = d->kind == RL_SGD_STEP || d->kind == RL_ADAM_STEP || d->kind == RL_RMSPROP_STEP ||
+                d->kind == RL_ADAGRAD_STEP;
   int nops = update ? d->nbufs : d->nbufs - 1;
   const IrNode *res = NULL;
   if (!update && d->nbufs > 0) {

@@ -699,7 +699,7 @@ static void parse_lib(Parser *P, Kernel *k) {
   if (kind == RL_COUNT)
     lx_error_tok(P, &kt, kt.kind == TK_IDENT ? lx_did_you_mean(&kt, kinds, RL_COUNT, hint, sizeof hint) : NULL,
                  "unknown library kernel '%.*s'", lx_show_len(&kt), kt.p);
-  bool update = kind == RL_SGD_STEP || kind == RL_ADAM_STEP;
+  bool update = kind == RL_SGD_STEP || kind == RL_ADAM_STEP || kind == RL_RMSPROP_STEP || kind == RL_ADAGRAD_STEP;
   if (update == has_res)
     lx_error_tok(P, &kt, NULL, update ? "%s updates in place: it has no result" : "%s needs a result: %%K = %s ...",
                  kinds[kind], kinds[kind]);

@@ -213,6 +213,7 @@ static const struct { int8_t min, max, rank; } lib_form[RL_COUNT] = {
     [RL_MSE_GRAD] = {3, 3, 0}, [RL_L1_GRAD] = {3, 3, 0}, [RL_BCE_WITH_LOGITS_GRAD] = {3, 3, 0},
     [RL_SGD_STEP] = {2, 3, 0}, [RL_ADAM_STEP] = {4, 4, 0},
     [RL_EMBEDDING] = {3, 3, 0}, [RL_EMBEDDING_GRAD] = {3, 3, 0},
+    [RL_RMSPROP_STEP] = {3, 5, 0}, [RL_ADAGRAD_STEP] = {3, 3, 0},
 };
 
 // The bytes of run-time state a kind keeps for its gradient (aux), or
@@ -302,7 +303,7 @@ static bool check_kernel(const KProgram *p, const Kernel *k, char *err, size_t e
   // parameter and state in place); every buffer of a loop or a GEMM.
   for (int i = 0; i < k->nbufs; i++) {
     const IrNode *b = k->bufs[i];
-    bool update = b && (b->op == IR_SGD_STEP || b->op == IR_ADAM_STEP);
+    bool update = b && ir_op_kind(b->op) == IR_KIND_UPDATE;
     if (k->kind == KN_LIB && b && b == k->node && update && p->buf[b->id].bytes == 0)
       continue;
     if (!check_place(p, b, err, errsz))

@@ -72,6 +72,14 @@ static bool same_model(const void *model, const nncrt_context *c) {
   return false;
 }
 
+// Optimizer state t as a run starts it: zero, or Adagrad's
+// initial_accumulator_value (constants: no random numbers drawn).
+static void fresh_optimizer_state(const RtTensorInfo *t, char *state) {
+  float v = t->init == RT_INIT_CONSTANT ? (float)t->init_a : t->init == RT_INIT_ONES ? 1.0f : 0.0f;
+  for (int64_t i = 0; i < t->numel; i++)
+    memcpy(state + t->offset + sizeof(float) * (size_t)i, &v, sizeof v);
+}
+
 const char *nncrt_version(void) { return NNC_VERSION; }
 
 void nncrt_free(void *p) { free(p); }
@@ -124,10 +132,12 @@ nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t e
   nncrt2_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
-    const char *w = a->weights;   // optimizer state stays zero, as calloc left it
+    const char *w = a->weights;   // optimizer state starts fresh
     for (int i = 0; i < in->ntensors; i++) {
       const RtTensorInfo *t = tensor(in, i);
-      if (!t->optim_state) {
+      if (t->optim_state) {
+        fresh_optimizer_state(t, c->state);
+      } else {
         memcpy(c->state + t->offset, w, sizeof(float) * (size_t)t->numel);
         w += sizeof(float) * (size_t)t->numel;
       }
@@ -316,7 +326,7 @@ static double run(nncrt_context *c, int e, int64_t B, const float *x, const void
   feed(c, e, B, x, y);
   const RtModelInfo *in = c->info;
   RtStep s = {.training = e == RT_ENTRY_TRAIN, .dropout = true, .lr = lr, .beta1 = in->beta1, .beta2 = in->beta2,
-              .weight_decay = in->weight_decay, .scalars = en->scalars >= 0 ? (float *)(c->arena + en->scalars) : NULL};
+              .weight_decay = in->weight_decay, .lr_decay = in->optimizer == RT_OPT_ADAGRAD ? in->beta1 : 0, .scalars = en->scalars >= 0 ? (float *)(c->arena + en->scalars) : NULL};
   double loss = rt_context_run(c->rt, c->a->entry[e], &c->calls, c->arena, c->state, B, &s, &c->steps);
   c->batch = B;
   c->last = e;
@@ -496,8 +506,10 @@ int nncrt2_load(const void *model, nncrt_context *c, const char *path, char *err
   for (int i = 0; ok && i < in->ntensors; i++) {
     const RtTensorInfo *t = tensor(in, i);
     const StTensor *s = data_st_find(&f, str(in, t->name));
+    if (t->optim_state && !resume)
+      fresh_optimizer_state(t, state);
     if (!s || (t->optim_state && !resume))
-      continue;   // optimizer state starts at zero
+      continue;
     ok = data_st_read_tensor(&f, s, state + t->offset, err, errsz) &&
          data_ckpt_finite(path, s->name, state + t->offset, t->numel, err, errsz);
   }

@@ -426,6 +426,24 @@ static IrNode *optimizer_step(AD *ad, const OptimConfig *o, IrNode *p, IrNode *g
     n->attr.i[0] = o->nesterov;
     double f[4] = {o->lr, o->momentum, o->dampening, o->weight_decay};
     memcpy(n->attr.f, f, sizeof f);
+  } else if (o->kind == OPT_RMSPROP) {
+    IrNode *src[5] = {p, gp, state_buffer(ad->g, p, "square_avg")};
+    int nsrc = 3;
+    if (o->momentum > 0)
+      src[nsrc++] = state_buffer(ad->g, p, "momentum_buffer");
+    if (o->centered)
+      src[nsrc++] = state_buffer(ad->g, p, "grad_avg");
+    n = ir_add(ad->g, IR_RMSPROP_STEP, src, nsrc, p->loc);
+    n->attr.i[0] = o->centered;
+    double f[5] = {o->lr, o->alpha, o->eps, o->weight_decay, o->momentum};
+    memcpy(n->attr.f, f, sizeof f);
+  } else if (o->kind == OPT_ADAGRAD) {
+    IrNode *sum = state_buffer(ad->g, p, "sum");
+    if (o->initial_accumulator_value != 0)
+      sum->init = (IrInit){INIT_CONSTANT, o->initial_accumulator_value, 0};
+    n = ir_add(ad->g, IR_ADAGRAD_STEP, (IrNode *[]){p, gp, sum}, 3, p->loc);
+    double f[5] = {o->lr, o->lr_decay, o->weight_decay, o->initial_accumulator_value, o->eps};
+    memcpy(n->attr.f, f, sizeof f);
   } else {
     IrNode *src[4] = {p, gp, state_buffer(ad->g, p, "exp_avg"), state_buffer(ad->g, p, "exp_avg_sq")};
     n = ir_add(ad->g, IR_ADAM_STEP, src, 4, p->loc);
@@ -464,8 +482,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   for (int t = 0; t < nterms; t++)
     any |= ad.needs[terms[t]->src[0]->id];
   if (!any) {
-    diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear",
-               "the loss does not depend on any parameter, so there is nothing to train");
+    diag_error(d, g->loss->loc, "declare a parameter or use a layer with weights, such as linear (not frozen)",
+               "the loss does not depend on any trainable parameter, so there is nothing to train");
     return false;
   }
   find_splits(&ad, nfwd);
@@ -475,6 +493,7 @@ bool pass_autodiff(Model *m, Diag *d) {
       continue;
     ad.fwd = terms[t];
     IrNode *gt = mk2(&ad, loss_grad_op(terms[t]->op), out, target);
+    gt->attr = terms[t]->attr;   // cross_entropy's label_smoothing
     if (weights[t] != 1) {
       IrNode *w = ir_leaf(g, IR_CONST, NULL, DT_F32, 0, NULL, terms[t]->loc);
       w->attr.f[0] = weights[t];

@@ -576,6 +576,69 @@ static void gen_adam(Gen *gen, const IrNode *n) {
   flat_store(gen, p, emit2(gen, KI_ADD, pv, step), p0);
 }
 
+// RMSprop, as k_rmsprop_step.
+static void gen_rmsprop(Gen *gen, const IrNode *n) {
+  const double *a = n->attr.f;   // lr alpha eps weight_decay momentum
+  const IrNode *p = n->src[0], *sq = n->src[2];
+  int s = 3;
+  const IrNode *buf = a[4] > 0 ? n->src[s++] : NULL, *ga = n->attr.i[0] ? n->src[s++] : NULL;
+  int pv = gen_flat_load(gen, p), gi = gen_flat_load(gen, n->src[1]);
+  if (a[3] != 0)
+    gi = emit_fma(gen, pv, emit_const(gen, (float)a[3]), gi);
+  float w = (float)(1.0 - a[1]);
+  int sv = gen_flat_load(gen, sq);
+  int sqg = emit2(gen, KI_MUL, emit2(gen, KI_MUL, emit_const(gen, w), gi), gi);
+  int sn = emit2(gen, KI_ADD, emit2(gen, KI_MUL, sv, emit_const(gen, (float)a[1])), sqg);
+  int var = sn;
+  if (ga) {
+    int gv = gen_flat_load(gen, ga), diff = emit2(gen, KI_SUB, gi, gv);
+    int gn = w < 0.5f ? emit_fma(gen, emit_const(gen, w), diff, gv)   // torch.lerp
+                      : emit_fma(gen, emit_const(gen, w - 1.0f), diff, gi);
+    var = emit2(gen, KI_ADD, sn, emit2(gen, KI_MUL, emit2(gen, KI_MUL, emit_const(gen, -1.0f), gn), gn));
+    flat_store(gen, ga, gn, gv);
+  }
+  int root = emit1(gen, KI_SQRT, var);   // one call per emit's arguments, as in gen_adam
+  int avg = emit2(gen, KI_ADD, root, emit_const(gen, (float)a[2]));
+  flat_store(gen, sq, sn, sv);
+  if (buf) {
+    int bv = gen_flat_load(gen, buf);
+    int decayed = emit2(gen, KI_MUL, bv, emit_const(gen, (float)a[4]));
+    int bn = emit2(gen, KI_ADD, decayed, emit2(gen, KI_DIV, gi, avg));
+    flat_store(gen, buf, bn, bv);
+    flat_store(gen, p, emit_fma(gen, bn, gen_scalar(gen, KS_NEG_LR), pv), pv);
+  } else {
+    int step = emit2(gen, KI_DIV, emit2(gen, KI_MUL, gen_scalar(gen, KS_NEG_LR), gi), avg);
+    flat_store(gen, p, emit2(gen, KI_ADD, pv, step), pv);
+  }
+}
+
+// Adagrad, as k_adagrad_step.
+static void gen_adagrad(Gen *gen, const IrNode *n) {
+  const double *a = n->attr.f;   // lr lr_decay weight_decay initial_accumulator_value eps
+  const IrNode *p = n->src[0], *sum = n->src[2];
+  int pv = gen_flat_load(gen, p), gi = gen_flat_load(gen, n->src[1]);
+  if (a[2] != 0)
+    gi = emit_fma(gen, pv, emit_const(gen, (float)a[2]), gi);
+  int sv = gen_flat_load(gen, sum);
+  int sn = emit2(gen, KI_ADD, sv, emit2(gen, KI_MUL, gi, gi));
+  int root = emit1(gen, KI_SQRT, sn);
+  int std = emit2(gen, KI_ADD, root, emit_const(gen, (float)a[4]));
+  int step = emit2(gen, KI_DIV, emit2(gen, KI_MUL, gen_scalar(gen, KS_NEG_CLR), gi), std);
+  flat_store(gen, sum, sn, sv);
+  flat_store(gen, p, emit2(gen, KI_ADD, pv, step), pv);
+}
+
+// The body of update n (or of the update over the blocks).
+static void gen_update(Gen *gen, const IrNode *n) {
+  switch (n->op) {
+  case IR_SGD_STEP: gen_sgd(gen, n); break;
+  case IR_ADAM_STEP: gen_adam(gen, n); break;
+  case IR_RMSPROP_STEP: gen_rmsprop(gen, n); break;
+  case IR_ADAGRAD_STEP: gen_adagrad(gen, n); break;
+  default: unreachable();
+  }
+}
+
 // An optimizer update: a loop over the parameter's elements.
 static Kernel *step_kernel(Fuse *f, IrNode *n) {
   Kernel *k = ir_kernel_new(f->g, KN_LOOP, n->scope ? n->scope : mnem(n));
@@ -583,10 +646,7 @@ static Kernel *step_kernel(Fuse *f, IrNode *n) {
   k->dims[0] = ir_numel(n->src[0], 1);
   Gen gen = {f, k, n, NULL};
   ir_kernel_add_node(f->g, k, n);
-  if (n->op == IR_SGD_STEP)
-    gen_sgd(&gen, n);
-  else
-    gen_adam(&gen, n);
+  gen_update(&gen, n);
   k->parallel = k->dims[0] >= 32768;
   k->name = arena_printf(f->g->arena, "%s: %s", k->name, mnem(n));
   return k;
@@ -623,7 +683,7 @@ static IrNode *block_node(Fuse *f, int id, const char *name, int64_t floats) {
 // state (memplan lays them out alike): the optimizer's body, once.
 static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
   static const char *const names[KP_MAX_BLOCKS] = {"parameters", "gradients", "optimizer state 1",
-                                                   "optimizer state 2"};
+                                                   "optimizer state 2", "optimizer state 3"};
   int64_t floats = 0;
   for (int i = 0; i < n; i++)   // each parameter as memplan lays it out, padding included
     floats += pass_state_bytes(steps[i]->src[0]) / 4;
@@ -641,10 +701,7 @@ static Kernel *updates_kernel(Fuse *f, IrNode **steps, int n) {
   Gen gen = {f, k, &all, NULL};
   for (int i = 0; i < n; i++)   // each update once: no search of the kernel's nodes
     ir_kernel_add_new_node(f->g, k, steps[i]);
-  if (all.op == IR_SGD_STEP)
-    gen_sgd(&gen, &all);
-  else
-    gen_adam(&gen, &all);
+  gen_update(&gen, &all);
   k->parallel = floats >= 32768;
   k->name = arena_printf(f->g->arena, "every parameter: %s", mnem(steps[0]));
   return k;
@@ -801,7 +858,7 @@ void pass_describe_libs(KProgram *p) {
     int nsrc = n->op == IR_DROPOUT_GRAD ? 1 : n->nsrc;
     for (int s = 0; s < nsrc; s++)
       lib_buf(p, d, n->src[s]);
-    if (n->op != IR_SGD_STEP && n->op != IR_ADAM_STEP)
+    if (!is_update(n->op))
       lib_buf(p, d, n);
     if (p->entry == ENTRY_TRAIN && (n->op == IR_MAXPOOL || n->op == IR_BATCHNORM || n->op == IR_DROPOUT)) {
       d->aux = slot[n->id] = p->naux++;

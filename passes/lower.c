@@ -230,6 +230,7 @@ typedef enum {
   A_INTS,      // the remaining positional arguments, whole numbers (reshape)
   A_PAIR,      // a whole number >= lo, or a pair of them (height, width): kernel, stride, ...
   A_TENSORS,   // the positional arguments (and the piped value), tensors (concat)
+  A_INIT,      // an initializer, kept unevaluated (Args.node): its names are not values
 } ArgKind;
 
 typedef struct ArgSpec {
@@ -258,6 +259,7 @@ typedef struct Args {
   int nints;
   IrNode **tensors;            // A_TENSORS
   int ntensors;
+  const AstNode *node[MAX_ARGS];   // A_INIT: the expression given, or NULL
   SrcLoc call;                 // the function's name
 } Args;
 
@@ -279,6 +281,8 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   char hint[200];
   snprintf(hint, sizeof hint, "%s takes %s", fn, sig->usage);
   switch (spec->kind) {
+  case A_INIT:
+    return true;   // checked by the layer, which knows the weight's fans
   case A_TENSOR:
   case A_TENSORS:
     if (v.kind != V_TENSOR) {
@@ -370,7 +374,8 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
     const AstNode *arg = call->args[i];
     if (arg->kind == AST_KWARG) {
       int k = find_spec(sig, arg->name);
-      Value v = eval(L, e, arg->lhs);
+      bool lazy = k >= 0 && sig->args[k].kind == A_INIT;
+      Value v = lazy ? num_value(0) : eval(L, e, arg->lhs);
       if (k < 0 || sig->args[k].kind == A_INTS || sig->args[k].kind == A_TENSORS) {
         const char *names[MAX_ARGS];
         for (int j = 0; j < sig->nargs; j++)
@@ -388,11 +393,13 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
         out->v[k] = v;
         out->loc[k] = arg->loc;
         out->given[k] = true;
+        out->node[k] = lazy ? arg->lhs : NULL;
         ok &= check_arg(L, sig, &sig->args[k], v, arg->loc);
       }
       continue;
     }
-    Value v = eval(L, e, arg);
+    bool lazy = pos < sig->nargs && sig->args[pos].kind == A_INIT;
+    Value v = lazy ? num_value(0) : eval(L, e, arg);
     if (pos < sig->nargs && sig->args[pos].kind == A_TENSORS) {
       if (check_arg(L, sig, &sig->args[pos], v, arg->loc))
         out->tensors[out->ntensors++] = v.t;
@@ -434,6 +441,7 @@ static bool bind_args(Lower *L, Env *e, const Signature *sig, const AstNode *cal
     out->v[pos] = v;
     out->loc[pos] = arg->loc;
     out->given[pos] = true;
+    out->node[pos] = lazy ? arg : NULL;
     ok &= check_arg(L, sig, &sig->args[pos], v, arg->loc);
     pos++;
   }
@@ -480,6 +488,19 @@ static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, S
   return finish(L, y, scope);
 }
 
+static bool eval_init(Lower *L, Env *e, const AstNode *n, int ndim, const int64_t *shape, const IrInit *def,
+                      IrInit *out);
+
+// A layer's `init` (argument i, for its weight of shape [ndim]) and
+// `bias_init` (argument i + 1, for its bias [shape[0]]); `default`, or left
+// out, is def, PyTorch's initializer for the layer.
+static bool layer_inits(Lower *L, Env *e, const Args *a, int i, int ndim, const int64_t *shape, IrInit def,
+                        IrInit *w, IrInit *b) {
+  *w = *b = def;
+  bool ok = !a->node[i] || eval_init(L, e, a->node[i], ndim, shape, &def, w);
+  return (!a->node[i + 1] || eval_init(L, e, a->node[i + 1], 1, shape, &def, b)) && ok;
+}
+
 static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -505,15 +526,19 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
                (long long)out, (long long)in, MAX_ELEMS);
     return NULL;
   }
+  IrInit winit, binit, def = fan_in_uniform(in);
+  if (!layer_inits(L, e, a, 3, 2, (int64_t[]){out, in}, def, &winit, &binit))
+    return NULL;
   const char *scope = next_scope(L, e, "linear");
-  IrNode *w = new_param(L, IR_PARAM, scope, "weight", 2, (int64_t[]){out, in}, fan_in_uniform(in), a->call);
+  IrOp kind = arg_num(a, 5) != 0 ? IR_BUFFER : IR_PARAM;   // frozen: state, not trained
+  IrNode *w = new_param(L, kind, scope, "weight", 2, (int64_t[]){out, in}, winit, a->call);
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){x, w}, 2, a->call);
   y->attr.i[1] = 1;   // tb: weights are [out, in], as PyTorch stores them
   if (!(y = finish(L, y, scope)))
     return NULL;
   if (arg_num(a, 2) == 0)
     return y;
-  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){out}, fan_in_uniform(in), a->call);
+  IrNode *bias = new_param(L, kind, scope, "bias", 1, (int64_t[]){out}, binit, a->call);
   return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
@@ -554,12 +579,16 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
                (long long)o, (long long)cg, (long long)k[0], (long long)k[1], MAX_ELEMS);
     return NULL;
   }
+  IrInit winit, binit;
+  if (!layer_inits(L, e, a, 8, 4, (int64_t[]){o, cg, k[0], k[1]}, fan_in_uniform(cg * k[0] * k[1]), &winit,
+                   &binit))
+    return NULL;
   const char *scope = next_scope(L, e, "conv2d");
-  IrInit init = fan_in_uniform(cg * k[0] * k[1]);
-  IrNode *src[3] = {x, new_param(L, IR_PARAM, scope, "weight", 4, (int64_t[]){o, cg, k[0], k[1]}, init, a->call)};
+  IrOp kind = arg_num(a, 10) != 0 ? IR_BUFFER : IR_PARAM;   // frozen: state, not trained
+  IrNode *src[3] = {x, new_param(L, kind, scope, "weight", 4, (int64_t[]){o, cg, k[0], k[1]}, winit, a->call)};
   int nsrc = 2;
   if (arg_num(a, 7) != 0)
-    src[nsrc++] = new_param(L, IR_PARAM, scope, "bias", 1, (int64_t[]){o}, init, a->call);
+    src[nsrc++] = new_param(L, kind, scope, "bias", 1, (int64_t[]){o}, binit, a->call);
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
   int64_t attrs[7] = {s[0], s[1], p[0], p[1], dil[0], dil[1], groups};
   memcpy(y->attr.i, attrs, sizeof attrs);
@@ -1023,14 +1052,18 @@ static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
 #define P(n, req, def, lo) {n, A_PAIR, req, def, lo}
 #define N(n, def) {n, A_NUM, false, def, 0}
 #define B(n, def) {n, A_BOOL, false, def, 0}
+#define INIT(n) {n, A_INIT, false, 0, 0}
 #define SIG(name, usage, ...) \
   {name, (const ArgSpec[]){__VA_ARGS__}, sizeof((ArgSpec[]){__VA_ARGS__}) / sizeof(ArgSpec), usage}
 
 static const Builtin builtins[] = {
-    {SIG("linear", "(x, out, bias = true)", T("x"), I("out", true, 0, 1), B("bias", 1)), build_linear},
-    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = true)", T("x"),
+    {SIG("linear", "(x, out, bias = true, init = default, bias_init = default, frozen = false)", T("x"),
+         I("out", true, 0, 1), B("bias", 1), INIT("init"), INIT("bias_init"), B("frozen", 0)), build_linear},
+    {SIG("conv2d", "(x, out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = true, init = default, "
+                   "bias_init = default, frozen = false)", T("x"),
          I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
-         P("dilation", false, 1, 1), I("groups", false, 1, 1), B("bias", 1)), build_conv2d},
+         P("dilation", false, 1, 1), I("groups", false, 1, 1), B("bias", 1), INIT("init"), INIT("bias_init"),
+         B("frozen", 0)), build_conv2d},
     {SIG("conv_transpose2d",
          "(x, out, kernel, stride = 1, pad = 0, output_pad = 0, dilation = 1, groups = 1, bias = true)", T("x"),
          I("out", true, 0, 1), P("kernel", true, 0, 1), P("stride", false, 1, 1), P("pad", false, 0, 0),
@@ -1077,7 +1110,7 @@ static const Builtin builtins[] = {
 
 // Names that mean something else where a layer is expected.
 static const char *const loss_names[] = {"cross_entropy", "nll", "mse", "l1", "bce_with_logits"};
-static const char *const optim_names[] = {"sgd", "adam", "adamw"};
+static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
 static const char *const init_names[] = {"zeros", "ones", "constant", "normal", "uniform"};
 
 static const Builtin *find_builtin(const char *name) {
@@ -1706,9 +1739,59 @@ static int lookup_name(Lower *L, const char *const *names, int n, const AstNode 
   return -1;
 }
 
+// torch.nn.init's initializers that depend on a weight's fans (fan_in =
+// shape[1]·receptive field, fan_out = shape[0]·receptive field): xavier with
+// gain 1, kaiming (fan_in) with relu's gain √2. `xavier` and `kaiming` are
+// the uniform ones.
+static const char *const fan_init_names[] = {"xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                                             "xavier", "kaiming"};
+
+static bool fan_init(Lower *L, const AstNode *n, int k, int ndim, const int64_t *shape, IrInit *out) {
+  const char *name = fan_init_names[k];
+  if (n->kind == AST_CALL && n->nargs > 0) {
+    diag_error(L->d, n->args[0]->loc, NULL, "%s takes no arguments (its gain is PyTorch's default: %s)", name,
+               k == 0 || k == 1 || k == 4 ? "1" : "sqrt(2), for relu");
+    return false;
+  }
+  if (ndim < 0)
+    return false;   // the shape's own error was reported
+  if (ndim < 2) {
+    char b[96];
+    diag_error(L->d, n->loc, "use it for a weight; a bias takes default, zeros, normal(...) or uniform(...)",
+               "%s needs a tensor of at least 2 dimensions for its fans, found f32%s", name,
+               ir_shape_str(ndim, shape, b, sizeof b));
+    return false;
+  }
+  double rec = 1;
+  for (int i = 2; i < ndim; i++)
+    rec *= (double)shape[i];
+  double fan_in = (double)shape[1] * rec, fan_out = (double)shape[0] * rec;
+  bool xavier = k == 0 || k == 1 || k == 4, uniform = k == 0 || k == 2 || k >= 4;
+  double std = xavier ? sqrt(2.0 / (fan_in + fan_out)) : sqrt(2.0) / sqrt(fan_in);
+  double bound = sqrt(3.0) * std;   // a uniform with this std
+  *out = uniform ? (IrInit){INIT_UNIFORM, -bound, bound} : (IrInit){INIT_NORMAL, 0, std};
+  return true;
+}
+
 // Initializers: zeros, ones, constant(v), normal(mean, std), uniform(low, high),
-// or a plain number (constant).
-static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
+// a plain number (constant), or one of fan_init_names for a tensor of shape
+// [ndim] (ndim -1: unknown); with def (a layer's), `default` is def.
+static bool eval_init(Lower *L, Env *e, const AstNode *n, int ndim, const int64_t *shape, const IrInit *def,
+                      IrInit *out) {
+  if ((n->kind == AST_IDENT && !lookup(e, n->name)) || n->kind == AST_CALL) {
+    for (int k = 0; k < countof(fan_init_names); k++)
+      if (!strcmp(n->name, fan_init_names[k]))
+        return fan_init(L, n, k, ndim, shape, out);
+    if (!strcmp(n->name, "default") && n->kind == AST_IDENT) {
+      if (!def) {
+        diag_error(L->d, n->loc, "give the parameter an initializer, e.g. xavier_uniform or normal(0, 0.02)",
+                   "'default' is a layer's own initializer; a parameter has none");
+        return false;
+      }
+      *out = *def;
+      return true;
+    }
+  }
   static const ArgSpec cargs[] = {{"value", A_NUM, true, 0, 0}};
   static const ArgSpec nargs[] = {{"mean", A_NUM, false, 0, 0}, {"std", A_NUM, false, 1, 0}};
   static const ArgSpec uargs[] = {{"low", A_NUM, false, 0, 0}, {"high", A_NUM, false, 1, 0}};
@@ -1731,12 +1814,14 @@ static bool eval_init(Lower *L, Env *e, const AstNode *n, IrInit *out) {
       return true;
     }
     if (v.kind != V_ERR)
-      diag_error(L->d, n->loc, "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)",
+      diag_error(L->d, n->loc, "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high), "
+                 "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal",
                  "a parameter's initializer must be a number or an initializer");
     return false;
   }
   int k = lookup_name(L, init_names, countof(init_names), n, "initializer",
-                      "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high)");
+                      "initializers are zeros, ones, constant(v), normal(mean, std), uniform(low, high), "
+                      "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal");
   if (k < 0)
     return false;
   Args a;
@@ -1768,7 +1853,7 @@ static void lower_param(Lower *L, Env *e, const AstNode *s) {
   if (!s->lhs)
     diag_error(L->d, s->loc, "add an initializer: = zeros, = normal(0, 0.01), = uniform(-0.1, 0.1), ...",
                "parameter '%s' has no initializer", s->name);
-  if (!s->lhs || !eval_init(L, e, s->lhs, &init) || nd < 0) {
+  if (!s->lhs || !eval_init(L, e, s->lhs, nd, shape, NULL, &init) || nd < 0) {
     bind(L, e, s->name, s->loc, ERR, "parameter");
     return;
   }
@@ -2002,9 +2087,27 @@ static IrNode *lower_loss_call(Lower *L, Env *e, const AstNode *c) {
                       "losses are cross_entropy, nll, mse, l1, bce_with_logits");
   if (k < 0)
     return NULL;
+  double smoothing = 0;
+  int nargs = c->kind == AST_CALL ? c->nargs : 0;
+  const AstNode *last = nargs > 0 ? c->args[nargs - 1] : NULL;
+  if (last && last->kind == AST_KWARG && ops[k] == IR_CROSS_ENTROPY && !strcmp(last->name, "label_smoothing")) {
+    Value v = eval(L, e, last->lhs);
+    if (v.kind == V_ERR)
+      return NULL;
+    if (v.kind != V_NUM || v.is_bool) {
+      diag_error(L->d, last->loc, "0.1 is usual; 0 turns it off", "cross_entropy: label_smoothing must be a number");
+      return NULL;
+    }
+    smoothing = v.num;
+    if (!(smoothing >= 0 && smoothing < 1)) {
+      diag_error(L->d, last->loc, "0.1 is usual; 0 turns it off",
+                 "cross_entropy: label_smoothing must be in [0, 1), found %g", smoothing);
+      return NULL;
+    }
+    nargs--;
+  }
   Model *m = L->m;
   IrGraph *g = m->g;
-  int nargs = c->kind == AST_CALL ? c->nargs : 0;
   bool named = nargs == 2 && c->args[0]->kind != AST_KWARG && c->args[1]->kind != AST_KWARG;
   if (nargs > 0 && !named) {
     diag_error(L->d, c->args[0]->loc, "losses take the mean over the batch and have no options; name the "
@@ -2060,6 +2163,7 @@ static IrNode *lower_loss_call(Lower *L, Env *e, const AstNode *c) {
     diag_report(L->d, DIAG_WARNING, c->loc, "end the model with log_softmax, or use `loss cross_entropy`",
                 "nll expects log-probabilities, and the model's output is not log_softmax");
   IrNode *loss = node(L, ops[k], (IrNode *[]){out, target}, 2, c->loc);
+  loss->attr.f[0] = ops[k] == IR_CROSS_ENTROPY ? smoothing : 0;   // cross_entropy's label_smoothing
   return finish(L, loss, "loss");
 }
 
@@ -2147,6 +2251,16 @@ static void lower_loss(Lower *L, Env *e, const Decl *d) {
       diag_report(L->d, DIAG_WARNING, m->targets[i]->loc, "compare an output with it in the loss, or drop it",
                   "target '%s' is used by no loss", m->targets[i]->name);
   }
+  bool trainable = false, frozen = false;
+  for (int i = 0; i < m->g->nnodes; i++) {
+    const IrNode *x = m->g->nodes[i];
+    const char *dot = x->name ? strrchr(x->name, '.') : NULL;
+    trainable |= x->op == IR_PARAM;
+    frozen |= x->op == IR_BUFFER && dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias"));
+  }
+  if (frozen && !trainable)
+    diag_report(L->d, DIAG_WARNING, d->call->loc, "unfreeze a layer (frozen = false) to train this model",
+                "every parameter is frozen, so training has nothing to update");
 }
 
 static void lower_optimizer(Lower *L, const Decl *d) {
@@ -2156,40 +2270,67 @@ static void lower_optimizer(Lower *L, const Decl *d) {
                                  N("weight_decay", 0)};
   static const ArgSpec adamw[] = {N("lr", 1e-3), N("beta1", 0.9), N("beta2", 0.999), N("eps", 1e-8),
                                   N("weight_decay", 0.01)};
+  static const ArgSpec rmsprop[] = {N("lr", 0.01), N("alpha", 0.99), N("eps", 1e-8), N("weight_decay", 0),
+                                    N("momentum", 0), B("centered", 0)};
+  static const ArgSpec adagrad[] = {N("lr", 0.01), N("lr_decay", 0), N("weight_decay", 0),
+                                    N("initial_accumulator_value", 0), N("eps", 1e-10)};
   static const Signature sigs[] = {
       {"sgd", sgd, 5, "(lr = 0.001, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0)"},
       {"adam", adam, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0)"},
       {"adamw", adamw, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01)"},
+      {"rmsprop", rmsprop, 6,
+       "(lr = 0.01, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false)"},
+      {"adagrad", adagrad, 5,
+       "(lr = 0.01, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10)"},
   };
   const AstNode *c = d->call;
-  int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer", "optimizers are sgd, adam, adamw");
+  int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer",
+                      "optimizers are sgd, adam, adamw, rmsprop, adagrad");
   if (k < 0)
     return;
   Args a;
   if (!decl_args(L, &sigs[k], c, &a))
     return;
   OptimConfig *o = &L->m->opt;
-  *o = (OptimConfig){.kind = (OptimKind)k, .lr = arg_num(&a, 0), .weight_decay = arg_num(&a, 4)};
+  int wd = k == OPT_RMSPROP ? 3 : k == OPT_ADAGRAD ? 2 : 4;   // weight_decay's place in the signature
+  *o = (OptimConfig){.kind = (OptimKind)k, .lr = arg_num(&a, 0), .weight_decay = arg_num(&a, wd)};
   if (k == OPT_SGD) {
     o->momentum = arg_num(&a, 1);
     o->dampening = arg_num(&a, 2);
     o->nesterov = arg_num(&a, 3) != 0;
+  } else if (k == OPT_RMSPROP) {
+    o->alpha = arg_num(&a, 1);
+    o->eps = arg_num(&a, 2);
+    o->momentum = arg_num(&a, 4);
+    o->centered = arg_num(&a, 5) != 0;
+  } else if (k == OPT_ADAGRAD) {
+    o->lr_decay = arg_num(&a, 1);
+    o->initial_accumulator_value = arg_num(&a, 3);
+    o->eps = arg_num(&a, 4);
   } else {
     o->beta1 = arg_num(&a, 1);
     o->beta2 = arg_num(&a, 2);
     o->eps = arg_num(&a, 3);
   }
   L->m->has_optimizer = true;
+  bool adam_kind = k == OPT_ADAM || k == OPT_ADAMW;
   struct { bool bad; int arg; const char *msg; } checks[] = {
       {!(o->lr > 0), 0, "the learning rate must be positive"},
-      {!(o->weight_decay >= 0), 4, "weight_decay must not be negative"},
+      {!(o->weight_decay >= 0), wd, "weight_decay must not be negative"},
       {k == OPT_SGD && !(o->momentum >= 0 && o->momentum < 1), 1, "momentum must be in [0, 1)"},
       {k == OPT_SGD && !(o->dampening >= 0 && o->dampening <= 1), 2, "dampening must be in [0, 1]"},
       {k == OPT_SGD && o->nesterov && (o->momentum <= 0 || o->dampening != 0), 3,
        "nesterov needs a positive momentum and zero dampening (as in PyTorch)"},
-      {k != OPT_SGD && !(o->beta1 >= 0 && o->beta1 < 1), 1, "beta1 must be in [0, 1)"},
-      {k != OPT_SGD && !(o->beta2 >= 0 && o->beta2 < 1), 2, "beta2 must be in [0, 1)"},
-      {k != OPT_SGD && !(o->eps > 0), 3, "eps must be positive"},
+      {adam_kind && !(o->beta1 >= 0 && o->beta1 < 1), 1, "beta1 must be in [0, 1)"},
+      {adam_kind && !(o->beta2 >= 0 && o->beta2 < 1), 2, "beta2 must be in [0, 1)"},
+      {adam_kind && !(o->eps > 0), 3, "eps must be positive"},
+      {k == OPT_RMSPROP && !(o->alpha >= 0 && o->alpha < 1), 1, "alpha must be in [0, 1)"},
+      {k == OPT_RMSPROP && !(o->eps > 0), 2, "eps must be positive"},
+      {k == OPT_RMSPROP && !(o->momentum >= 0 && o->momentum < 1), 4, "momentum must be in [0, 1)"},
+      {k == OPT_ADAGRAD && !(o->lr_decay >= 0), 1, "lr_decay must not be negative"},
+      {k == OPT_ADAGRAD && !(o->initial_accumulator_value >= 0), 3,
+       "initial_accumulator_value must not be negative"},
+      {k == OPT_ADAGRAD && !(o->eps > 0), 4, "eps must be positive"},
   };
   for (int i = 0; i < countof(checks); i++)
     if (checks[i].bad)
@@ -2200,15 +2341,18 @@ static void lower_schedule(Lower *L, const Decl *d) {
   static const ArgSpec cst[] = {I("warmup", false, 0, 0)};
   static const ArgSpec step[] = {I("step_size", true, 0, 1), N("gamma", 0.1), I("warmup", false, 0, 0)};
   static const ArgSpec cos[] = {I("t_max", false, 0, 0), N("min_lr", 0), I("warmup", false, 0, 0)};
+  static const ArgSpec one[] = {N("max_lr", 0), N("pct_start", 0.3), N("div_factor", 25),
+                                N("final_div_factor", 1e4)};
   static const Signature sigs[] = {
       {"constant", cst, 1, "(warmup = 0)"},
       {"step", step, 3, "(step_size, gamma = 0.1, warmup = 0)"},
       {"cosine", cos, 3, "(t_max = epochs, min_lr = 0, warmup = 0)"},
+      {"onecycle", one, 4, "(max_lr = lr, pct_start = 0.3, div_factor = 25, final_div_factor = 1e4)"},
   };
-  static const char *const names[] = {"constant", "step", "cosine"};
+  static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
   const AstNode *c = d->call;
   int k = lookup_name(L, names, countof(names), c, "schedule",
-                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr)");
+                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr), onecycle(max_lr)");
   if (k < 0)
     return;
   Args a;
@@ -2216,6 +2360,22 @@ static void lower_schedule(Lower *L, const Decl *d) {
     return;
   ScheduleConfig *s = &L->m->sched;
   *s = (ScheduleConfig){.kind = (SchedKind)k, .gamma = 1};
+  if (k == SCHED_ONECYCLE) {   // (its own warmup: no warmup argument)
+    s->max_lr = arg_num(&a, 0);
+    s->pct_start = arg_num(&a, 1);
+    s->div_factor = arg_num(&a, 2);
+    s->final_div_factor = arg_num(&a, 3);
+    struct { bool bad; int arg; const char *msg; } checks[] = {
+        {!(s->max_lr >= 0), 0, "max_lr must be positive (0 or left out: the optimizer's lr)"},
+        {!(s->pct_start > 0 && s->pct_start < 1), 1, "pct_start must be in (0, 1)"},
+        {!(s->div_factor > 0), 2, "div_factor must be positive"},
+        {!(s->final_div_factor > 0), 3, "final_div_factor must be positive"},
+    };
+    for (int i = 0; i < countof(checks); i++)
+      if (checks[i].bad)
+        diag_error(L->d, a.loc[checks[i].arg], NULL, "onecycle: %s, found %g", checks[i].msg, a.v[checks[i].arg].num);
+    return;
+  }
   s->warmup = (int)arg_int(&a, sigs[k].nargs - 1);
   if (k == SCHED_STEP) {
     s->step_size = (int)arg_int(&a, 0);
@@ -2278,10 +2438,11 @@ static void lower_augment(Lower *L, const Args *a) {
 static void lower_train(Lower *L, const Decl *d) {
   static const ArgSpec specs[] = {I("batch", false, 64, 1), I("epochs", false, 1, 1), B("shuffle", 1),
                                   I("seed", false, 1, 0), N("val_split", 0), I("shift", false, 0, 0),
-                                  I("crop", false, 0, 0), B("hflip", 0), N("rotate", 0), N("noise", 0)};
-  static const Signature sig = {"train", specs, 10,
+                                  I("crop", false, 0, 0), B("hflip", 0), N("rotate", 0), N("noise", 0),
+                                  B("drop_last", 0), I("patience", false, 0, 0)};
+  static const Signature sig = {"train", specs, 12,
                                 "{ batch = 64, epochs = 1, shuffle = true, seed = 1, val_split = 0, shift = 0, "
-                                "crop = 0, hflip = false, rotate = 0, noise = 0 }"};
+                                "crop = 0, hflip = false, rotate = 0, noise = 0, drop_last = false, patience = 0 }"};
   AstNode call = {.kind = AST_CALL, .loc = d->loc, .name = "train", .args = d->settings,
                   .nargs = d->nsettings, .close = d->loc};
   for (int i = 0; i < d->nsettings; i++)
@@ -2303,6 +2464,11 @@ static void lower_train(Lower *L, const Decl *d) {
   t->shuffle = arg_num(&a, 2) != 0;
   t->seed = (uint64_t)arg_int(&a, 3);
   t->val_split = arg_num(&a, 4);
+  t->drop_last = arg_num(&a, 10) != 0;
+  t->patience = (int)arg_int(&a, 11);
+  if (t->patience > 0 && t->val_split == 0)
+    diag_report(L->d, DIAG_WARNING, a.loc[11], "set val_split (or give --val-split) to hold out validation data",
+                "train: patience stops on the validation metric, and val_split is 0");
   if (!(t->val_split >= 0 && t->val_split < 1))
     diag_error(L->d, a.loc[4], "the fraction of the training data held out for validation",
                "train: val_split must be in [0, 1), found %g", t->val_split);

@@ -12,24 +12,31 @@
 
 typedef struct Program Program;   // a parsed .nn file (frontend.h); only pass_lower reads one
 
-typedef enum { OPT_SGD = RT_OPT_SGD, OPT_ADAM = RT_OPT_ADAM, OPT_ADAMW = RT_OPT_ADAMW } OptimKind;
+typedef enum {
+  OPT_SGD = RT_OPT_SGD, OPT_ADAM = RT_OPT_ADAM, OPT_ADAMW = RT_OPT_ADAMW, OPT_RMSPROP = RT_OPT_RMSPROP,
+  OPT_ADAGRAD = RT_OPT_ADAGRAD
+} OptimKind;
 
 // Optimizer hyper-parameters, with PyTorch's names and defaults.
 typedef struct OptimConfig {
   OptimKind kind;
   double lr;
-  double momentum;       // sgd
+  double momentum;       // sgd, rmsprop
   double dampening;      // sgd
   bool nesterov;         // sgd
   double weight_decay;   // all (adamw: decoupled)
   double beta1, beta2;   // adam, adamw
-  double eps;            // adam, adamw
+  double eps;            // adam, adamw, rmsprop, adagrad
+  double alpha;          // rmsprop: smoothing of square_avg
+  bool centered;         // rmsprop: divide by the variance's estimate (keeps grad_avg)
+  double lr_decay;       // adagrad
+  double initial_accumulator_value;   // adagrad: sum's first value
 } OptimConfig;
 
-typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_ONECYCLE } SchedKind;
 
 // Learning-rate schedule, applied per epoch, after an optional linear
-// warmup measured in steps.
+// warmup measured in steps; onecycle per step.
 typedef struct ScheduleConfig {
   SchedKind kind;
   int step_size;         // step: epochs between decays
@@ -37,6 +44,10 @@ typedef struct ScheduleConfig {
   int t_max;             // cosine: epochs to reach min_lr (0: the training length)
   double min_lr;         // cosine
   int warmup;            // steps of linear warmup from 0 (0: none)
+  double max_lr;         // onecycle (0: the base rate)
+  double pct_start;      // onecycle: fraction of the steps rising to max_lr
+  double div_factor;     // onecycle: the first rate is max_lr / div_factor
+  double final_div_factor;   // onecycle: the last is that / final_div_factor
 } ScheduleConfig;
 
 // Data augmentation of the training batches (never validation, eval or
@@ -57,6 +68,8 @@ typedef struct TrainConfig {
   uint64_t seed;         // 1
   double val_split;      // fraction held out for validation (0)
   AugmentConfig augment; // none
+  bool drop_last;        // false: an epoch's last batch may be smaller; true: it is dropped
+  int patience;          // early stopping: epochs without a better validation metric (0: off)
 } TrainConfig;
 
 // A compiled-to-IR model and its training settings.
@@ -91,9 +104,10 @@ int64_t pass_index_bound(const IrGraph *g, const IrNode *in);
 
 // autodiff.c: needs a lowered model with a loss; appends the reverse-mode
 // gradient of the loss with respect to every parameter it depends on (one
-// rule per op), then the optimizer's update of each one (SGD_STEP or
-// ADAM_STEP, with state buffers named after the parameter, as PyTorch's
-// optimizer state: momentum_buffer, exp_avg, exp_avg_sq). Reports and returns
+// rule per op), then the optimizer's update of each one (SGD_STEP,
+// ADAM_STEP, RMSPROP_STEP or ADAGRAD_STEP, with state buffers named after the
+// parameter, as PyTorch's optimizer state: momentum_buffer, exp_avg,
+// exp_avg_sq, square_avg, grad_avg, sum). Reports and returns
 // false if the model cannot be trained.
 bool pass_autodiff(Model *m, Diag *d);
 

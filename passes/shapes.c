@@ -565,7 +565,7 @@ static bool infer_grad(IrNode *n, Diag *d) {
     if (b->dtype != DT_I32 || n->ndim != 2 || a->ndim != b->ndim + 1 || a->shape[a->ndim - 1] != n->shape[1])
       return fail(n, d, NULL, "the gradient %s does not match the indexes %s", sh(a), sh(b));
     return check_preset(n, d, NULL);
-  case IR_SGD_STEP: case IR_ADAM_STEP:
+  case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     for (int i = 1; i < n->nsrc; i++)
       if (!ir_same_shape(a, n->src[i]))
         return fail(n, d, NULL, "the state %s does not match the parameter %s", sh(n->src[i]), sh(a));

@@ -69,7 +69,7 @@ static bool mergeable(const IrNode *n) {
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER:   // each a tensor of its own
   case IR_DROPOUT: case IR_BATCHNORM:                               // random, or updates state
-  case IR_SGD_STEP: case IR_ADAM_STEP:
+  case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     return false;
   default:
     return true;

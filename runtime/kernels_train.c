@@ -430,6 +430,40 @@ void k_cross_entropy_backward(float *dlogits, float g, const float *logits,
   }
 }
 
+float k_cross_entropy_smooth_forward(const float *logits, const int32_t *labels, int64_t N, int64_t C,
+                                     double smoothing) {
+  if (smoothing == 0)
+    return k_cross_entropy_forward(logits, labels, N, C);
+  double total = 0;
+  for (int64_t i = 0; i < N; i++) {
+    check_label("cross_entropy", labels, i, C);
+    const float *row = logits + i * C;   // (C)
+    double lse = logsumexp(row, C), sum = 0;
+    for (int64_t c = 0; c < C; c++)
+      sum += row[c];
+    total += (1.0 - smoothing) * (lse - row[labels[i]]) + smoothing * (lse - sum / C);
+  }
+  return (float)(total / N);
+}
+
+void k_cross_entropy_smooth_backward(float *dlogits, float g, const float *logits, const int32_t *labels,
+                                     int64_t N, int64_t C, double smoothing) {
+  if (smoothing == 0) {
+    k_cross_entropy_backward(dlogits, g, logits, labels, N, C);
+    return;
+  }
+  double scale = (double)g / N, off = smoothing / C;
+  for (int64_t i = 0; i < N; i++) {
+    check_label("cross_entropy", labels, i, C);
+    const float *row = logits + i * C;   // (C)
+    double lse = logsumexp(row, C);
+    for (int64_t c = 0; c < C; c++) {
+      double p = exp(row[c] - lse);      // softmax
+      dlogits[i * C + c] += (float)(scale * (p - (1.0 - smoothing) * (c == labels[i]) - off));
+    }
+  }
+}
+
 float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C) {
   double total = 0;
   for (int64_t i = 0; i < N; i++) {
@@ -571,6 +605,46 @@ void k_adam_step(float *p, float *m, float *v, const float *g, int64_t n, const 
     v[i] = v[i] * b2 + w2 * gi * gi;            // v.mul_(beta2).addcmul_(g, g, value=1-beta2)
     float denom = sqrtf(v[i]) / bc2_sqrt + eps;
     p[i] = p[i] + neg_step_size * m[i] / denom; // p.addcdiv_(m, denom, value=-step_size)
+  }
+}
+
+void k_rmsprop_step(float *p, float *sq, float *buf, float *ga, const float *g, int64_t n, const KRmsprop *o) {
+  float wd = (float)o->weight_decay, alpha = (float)o->alpha, w = (float)(1.0 - o->alpha);
+  float eps = (float)o->eps, mom = (float)o->momentum, neg_lr = (float)-o->lr;
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i];
+    if (o->weight_decay != 0)
+      gi = fmaf(p[i], wd, gi);                  // g.add(p, alpha=wd)
+    sq[i] = sq[i] * alpha + w * gi * gi;        // sq.mul_(alpha).addcmul_(g, g, value=1-alpha)
+    float avg;
+    if (o->centered) {
+      ga[i] = torch_lerpf(ga[i], gi, w);        // ga.lerp_(g, 1-alpha)
+      avg = sqrtf(sq[i] + -1.0f * ga[i] * ga[i]) + eps;   // sq.addcmul(ga, ga, value=-1).sqrt_().add_(eps)
+    } else {
+      avg = sqrtf(sq[i]) + eps;
+    }
+    if (o->momentum > 0) {
+      buf[i] = buf[i] * mom + gi / avg;         // buf.mul_(momentum).addcdiv_(g, avg)
+      p[i] = fmaf(buf[i], neg_lr, p[i]);        // p.add_(buf, alpha=-lr)
+    } else {
+      p[i] = p[i] + neg_lr * gi / avg;          // p.addcdiv_(g, avg, value=-lr)
+    }
+  }
+}
+
+float k_adagrad_neg_clr(double lr, double lr_decay, int64_t t) {
+  return (float)-(lr / (1.0 + (double)(t - 1) * lr_decay));
+}
+
+void k_adagrad_step(float *p, float *sum, const float *g, int64_t n, const KAdagrad *o, int64_t t) {
+  float wd = (float)o->weight_decay, eps = (float)o->eps;
+  float neg_clr = k_adagrad_neg_clr(o->lr, o->lr_decay, t);
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i];
+    if (o->weight_decay != 0)
+      gi = fmaf(p[i], wd, gi);                  // g.add(p, alpha=wd)
+    sum[i] = sum[i] + gi * gi;                  // sum.addcmul_(g, g, value=1)
+    p[i] = p[i] + neg_clr * gi / (sqrtf(sum[i]) + eps);   // p.addcdiv_(g, sum.sqrt().add_(eps), value=-clr)
   }
 }
 

@@ -104,6 +104,7 @@ void rt_step_scalars(float *k, const RtStep *s, int64_t steps) {
   k[KS_BC2_SQRT] = (float)sqrt(1.0 - pow(s->beta2, t));
   k[KS_DECAY] = (float)(1.0 - lr * s->weight_decay);
   k[KS_APPLY] = 1;
+  k[KS_NEG_CLR] = k_adagrad_neg_clr(lr, s->lr_decay, steps);
 }
 
 double rt_context_run(RtContext *c, RtEntryFn fn, const RtCalls *calls, char *arena, char *state, int64_t B,
@@ -568,12 +569,12 @@ static double run_loss(SplitCall *s) {
     memset(out, 0, sizeof(float) * n);
   double loss = 0;
   switch (k->kind) {
-  case RL_CROSS_ENTROPY: loss = k_cross_entropy_forward(y, t, B, C); break;
+  case RL_CROSS_ENTROPY: loss = k_cross_entropy_smooth_forward(y, t, B, C, k->f[0]); break;
   case RL_NLL: loss = k_nll_forward(y, t, B, C); break;
   case RL_MSE: loss = k_mse_forward(y, t, n); break;
   case RL_L1: loss = k_l1_forward(y, t, n); break;
   case RL_BCE_WITH_LOGITS: loss = k_bce_with_logits_forward(y, t, n); break;
-  case RL_CROSS_ENTROPY_GRAD: k_cross_entropy_backward(out, 1.0f, y, t, B, C); return 0;
+  case RL_CROSS_ENTROPY_GRAD: k_cross_entropy_smooth_backward(out, 1.0f, y, t, B, C, k->f[0]); return 0;
   case RL_NLL_GRAD: k_nll_backward(out, 1.0f, t, B, C); return 0;
   case RL_MSE_GRAD: k_mse_backward(out, NULL, 1.0f, y, t, n); return 0;
   case RL_L1_GRAD: k_l1_backward(out, NULL, 1.0f, y, t, n); return 0;
@@ -591,6 +592,16 @@ static void run_step(SplitCall *s) {
   if (k->kind == RL_SGD_STEP) {
     KSgd o = {.lr = s->c->lr, .momentum = f[1], .dampening = f[2], .weight_decay = f[3], .nesterov = k->i[0]};
     k_sgd_step(P(s, 0), k->nbufs == 3 ? P(s, 2) : NULL, P(s, 1), n, &o, s->c->steps);
+  } else if (k->kind == RL_RMSPROP_STEP) {
+    KRmsprop o = {.lr = s->c->lr, .alpha = f[1], .eps = f[2], .weight_decay = f[3], .momentum = f[4],
+                  .centered = k->i[0]};
+    int b = 3;
+    float *buf = o.momentum > 0 ? P(s, b++) : NULL;
+    float *ga = o.centered ? P(s, b++) : NULL;
+    k_rmsprop_step(P(s, 0), P(s, 2), buf, ga, P(s, 1), n, &o);
+  } else if (k->kind == RL_ADAGRAD_STEP) {
+    KAdagrad o = {.lr = s->c->lr, .lr_decay = f[1], .weight_decay = f[2], .eps = f[4]};
+    k_adagrad_step(P(s, 0), P(s, 2), P(s, 1), n, &o, s->c->steps);
   } else {
     KAdam o = {.lr = s->c->lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = k->i[0]};
     k_adam_step(P(s, 0), P(s, 2), P(s, 3), P(s, 1), n, &o, s->c->steps);
@@ -694,7 +705,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
   case RL_EMBEDDING: case RL_EMBEDDING_GRAD: run_embedding(&s); break;
-  case RL_SGD_STEP: case RL_ADAM_STEP:
+  case RL_SGD_STEP: case RL_ADAM_STEP: case RL_RMSPROP_STEP: case RL_ADAGRAD_STEP:
     if (!c->skip_updates)   // a step whose loss is not finite makes no updates
       run_step(&s);
     break;

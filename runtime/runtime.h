@@ -107,6 +107,9 @@ typedef enum {
   // Updates, in place (no result buffer), with the context's lr and steps:
   RL_SGD_STEP,                 // param, grad[, momentum_buffer]; i: nesterov; f: lr momentum dampening weight_decay
   RL_ADAM_STEP,                // param, grad, exp_avg, exp_avg_sq; i: decoupled; f: lr beta1 beta2 eps weight_decay
+  RL_RMSPROP_STEP,             // param, grad, square_avg[, momentum_buffer][, grad_avg]; i: centered;
+                               // f: lr alpha eps weight_decay momentum
+  RL_ADAGRAD_STEP,             // param, grad, sum; f: lr lr_decay weight_decay initial_accumulator_value eps
   RL_COUNT
 } RtLibKind;
 
@@ -153,6 +156,7 @@ enum {
   KS_BC2_SQRT,       // Adam: sqrt(1 - beta2^t)
   KS_DECAY,          // AdamW: 1 - lr * weight_decay
   KS_APPLY,          // 1: apply the updates; 0: keep everything as it was (the loss is not finite)
+  KS_NEG_CLR,        // Adagrad: -lr / (1 + (t - 1) * lr_decay)
   KS_COUNT
 };
 
@@ -197,7 +201,7 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 
 enum { RT_ENTRY_FORWARD, RT_ENTRY_EVAL, RT_ENTRY_TRAIN, RT_ENTRY_COUNT };   // EntryKind's order
 enum { RT_TARGET_NONE, RT_TARGET_CLASS, RT_TARGET_REAL };                  // int32 labels, floats
-enum { RT_OPT_SGD, RT_OPT_ADAM, RT_OPT_ADAMW };                            // OptimKind's order
+enum { RT_OPT_SGD, RT_OPT_ADAM, RT_OPT_ADAMW, RT_OPT_RMSPROP, RT_OPT_ADAGRAD };                            // OptimKind's order
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_NORMAL, RT_INIT_UNIFORM };   // InitKind's
 
 // One persistent tensor (a parameter, a buffer, optimizer state), in the
@@ -258,7 +262,8 @@ typedef struct RtModelInfo {
   int32_t optimizer;           // RT_OPT_*
   int32_t normalized;          // 1: the embedded weights were trained on inputs standardized
   double mean, std;            // as (x - mean) / std, which the runtime then applies
-  double beta1, beta2, weight_decay;   // the per-step scalars' settings (KS_*)
+  double beta1, beta2, weight_decay;   // the per-step scalars' settings (KS_*); with
+                                       // RT_OPT_ADAGRAD, beta1 is its lr_decay
   uint64_t seed;               // the model's training seed
   uint64_t model_hash;         // of its weights' names and shapes, as checkpoints store it
   int64_t weights_bytes;       // the embedded weights' bytes: every tensor but optimizer state, in order
@@ -356,6 +361,7 @@ typedef struct RtStep {
   bool dropout;                        // dropout applies in training
   double lr;                           // the step's learning rate
   double beta1, beta2, weight_decay;   // the optimizer's, for its per-step scalars
+  double lr_decay;                     // Adagrad's
   float *scalars;                      // where the program reads its per-step scalars (KS_*), or NULL
 } RtStep;
 
@@ -819,6 +825,15 @@ void k_cross_entropy_backward(float *dlogits,         // (N,C)
                               const float *logits,    // (N,C)
                               const int32_t *labels,  // (N)
                               int64_t N, int64_t C);
+// With label smoothing e in [0, 1), as PyTorch's
+// cross_entropy(label_smoothing = e): each sample's target is
+// (1 - e)·onehot + e/C, so its loss is
+// (1 - e)·(lse - logits[label]) + e·(lse - mean_c logits[c]) and its
+// gradient softmax - (1 - e)·onehot - e/C. e = 0 is the functions above.
+float k_cross_entropy_smooth_forward(const float *logits, const int32_t *labels, int64_t N, int64_t C,
+                                     double smoothing);
+void k_cross_entropy_smooth_backward(float *dlogits, float g, const float *logits, const int32_t *labels,
+                                     int64_t N, int64_t C, double smoothing);
 // nll = -mean_i(logp[i, label_i]).
 float k_nll_forward(const float *logp, const int32_t *labels, int64_t N, int64_t C);
 // dlogp[i, label_i] += -g/N.
@@ -885,6 +900,47 @@ void k_adam_step(float *p,         // (n) in/out
                  float *v,         // (n) in/out second moment
                  const float *g,   // (n)
                  int64_t n, const KAdam *o, int64_t t);
+
+// torch.optim.RMSprop. Per step:
+//   g' = g + weight_decay*p
+//   sq = sq*alpha + (1-alpha)*g'*g'
+//   centered: ga = lerp(ga, g', 1-alpha); avg = sqrt(sq - ga*ga) + eps
+//   else:     avg = sqrt(sq) + eps
+//   momentum > 0: buf = buf*momentum + g'/avg; p -= lr*buf
+//   else:         p += -lr*g'/avg
+// sq, buf and ga (n each) start at zero; buf is NULL unless momentum > 0,
+// ga unless centered.
+typedef struct KRmsprop {
+  double lr;
+  double alpha;
+  double eps;
+  double weight_decay;
+  double momentum;
+  bool centered;
+} KRmsprop;
+void k_rmsprop_step(float *p,           // (n) in/out
+                    float *sq,          // (n) in/out square_avg
+                    float *buf,         // (n) in/out momentum_buffer, or NULL
+                    float *ga,          // (n) in/out grad_avg, or NULL
+                    const float *g,     // (n)
+                    int64_t n, const KRmsprop *o);
+
+// torch.optim.Adagrad. Per step t:
+//   g' = g + weight_decay*p;  clr = lr / (1 + (t-1)*lr_decay)
+//   sum = sum + g'*g';  p += -clr*g' / (sqrt(sum) + eps)
+// sum (n) starts at initial_accumulator_value.
+typedef struct KAdagrad {
+  double lr;
+  double lr_decay;
+  double weight_decay;
+  double eps;
+} KAdagrad;
+void k_adagrad_step(float *p,          // (n) in/out
+                    float *sum,        // (n) in/out
+                    const float *g,    // (n)
+                    int64_t n, const KAdagrad *o, int64_t t);
+// Adagrad's -clr of step t, in double as Python computes it, rounded.
+float k_adagrad_neg_clr(double lr, double lr_decay, int64_t t);
 
 // Initializers fill n floats in place; the random ones draw one number per
 // element, in order, from rng.

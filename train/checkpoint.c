@@ -60,8 +60,8 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
   if (info->has_run) {
     const RunSettings *u = &info->run;
     snprintf(run, sizeof run, "batch=%d lr=%.17g seed=%" PRIu64 " val_split=%.17g limit=%" PRId64 " shuffle=%d "
-             "samples=%" PRId64 " id=%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
-             u->id);
+             "samples=%" PRId64 " id=%s%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
+             u->id, u->drop_last ? " drop_last=1" : "");   // (absent: a run without, as before drop_last existed)
   }
   if (info->has_last) {
     const Metrics *l = &info->last;
@@ -111,16 +111,18 @@ static bool read_run(const StFile *f, RunSettings *u, bool *has, char *err, size
   long long limit = -1, samples = -1;
   char id[20] = "";
   bool ok = sscanf(s, "batch=%d lr=%lf seed=%llu val_split=%lf limit=%lld shuffle=%d samples=%lld id=%16[0-9a-f]%n",
-                   &batch, &u->lr, &seed, &u->val_split, &limit, &shuffle, &samples, id, &end) == 8 && s[end] == 0 &&
+                   &batch, &u->lr, &seed, &u->val_split, &limit, &shuffle, &samples, id, &end) == 8;
+  bool drop_last = ok && !strcmp(s + end, " drop_last=1");
+  ok = ok && (s[end] == 0 || drop_last) &&
             batch >= 1 && batch <= TRAIN_MAX_BATCH && isfinite(u->lr) && u->lr > 0 && u->val_split >= 0 &&
             u->val_split < 1 && limit >= 0 && (shuffle == 0 || shuffle == 1) && samples >= 1;
   if (!ok) {
     errorf(err, errsz, "%s: the checkpoint's metadata 'run' is '%.200s', not 'batch=B lr=X seed=S val_split=F "
-              "limit=L shuffle=0|1 samples=N id=HEX'\n---> HINT: the file is damaged or was not written by `nnc train`",
+              "limit=L shuffle=0|1 samples=N id=HEX[ drop_last=1]'\n---> HINT: the file is damaged or was not written by `nnc train`",
               f->path, s);
     return false;
   }
-  *u = (RunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples, ""};
+  *u = (RunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples, "", drop_last};
   memcpy(u->id, id, sizeof id);
   *has = true;
   return true;

@@ -19,10 +19,28 @@
 
 
 
-double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs) {
+// torch.optim.lr_scheduler.OneCycleLR (anneal_strategy 'cos', no momentum
+// cycling, two phases) at step t of total: from max_lr / div_factor up to
+// max_lr over the first pct_start of the steps, then down to the first rate
+// / final_div_factor, each half of a cosine.
+static double onecycle_lr(const ScheduleConfig *s, double max_lr, int64_t t, int64_t total) {
+  double initial = max_lr / s->div_factor, last = initial / s->final_div_factor;
+  double end1 = s->pct_start * (double)total - 1, end2 = (double)total - 1;
+  double start = 0, end = end1, from = initial, to = max_lr;
+  if ((double)t > end1) {
+    start = end1, end = end2, from = max_lr, to = last;
+  }
+  double pct = end > start ? ((double)t - start) / (end - start) : 1;   // (PyTorch divides by zero there)
+  return to + (from - to) / 2.0 * (cos(M_PI * pct) + 1);
+}
+
+double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps) {
   const ScheduleConfig *s = &m->sched;
   double lr = base;
   switch (s->kind) {
+  case SCHED_ONECYCLE:
+    lr = onecycle_lr(s, s->max_lr > 0 ? s->max_lr : base, step, (int64_t)epochs * epoch_steps);
+    break;
   case SCHED_CONSTANT:
     break;
   case SCHED_STEP:
@@ -472,7 +490,7 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
       feed[!cur] = augment_batch(r, epoch, next, x2[!cur], n2[!cur]);
       exec_prefetch(ex, ENTRY_TRAIN, next, feed[!cur], y2[!cur]);
     }
-    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs);
+    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs, nb);
     Rng before = *exec_rng(ex);
     double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
     if (!isfinite(loss)) {
@@ -567,6 +585,10 @@ static bool resume_settings(const TrainOpts *o, TrainOpts *eff, char *err, size_
     flag = "--no-shuffle";
     snprintf(run, sizeof run, "the data shuffled");
     snprintf(now, sizeof now, "--no-shuffle");
+  } else if ((o->given & TRAIN_GIVEN_DROP_LAST) && o->drop_last != u.drop_last) {
+    flag = "--drop-last";
+    snprintf(run, sizeof run, "every epoch's last batch kept");
+    snprintf(now, sizeof now, "--drop-last");
   }
   if (flag) {
     errorf(err, errsz, "%s: the run was trained with %s; resuming it with %s would not continue it\n"
@@ -579,6 +601,7 @@ static bool resume_settings(const TrainOpts *o, TrainOpts *eff, char *err, size_
   eff->val_split = u.val_split;
   eff->limit = u.limit;
   eff->shuffle = u.shuffle;
+  eff->drop_last = u.drop_last;
   if (!(o->given & TRAIN_GIVEN_LR))
     eff->lr = u.lr;
   return true;
@@ -616,6 +639,8 @@ static void new_run_id(const Run *r, char *id, size_t n) {
   int64_t nums[] = {u->batch, (int64_t)u->seed, u->limit, u->shuffle, u->samples};
   double reals[] = {u->lr, u->val_split};
   h = hash_bytes(hash_bytes(h, nums, sizeof nums), reals, sizeof reals);
+  if (u->drop_last)   // (only then: runs without it keep their ids)
+    h = hash_bytes(h, "drop_last", 9);
   const Dataset *d = &r->train;
   h = d->x ? hash_bytes(h, d->x, sizeof(float) * d->n * d->dim) : hash_bytes(h, d->x8, d->n * d->dim);
   if (d->y)
@@ -743,6 +768,16 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
   r->scratch = xmalloc(sizeof(float) * (r->train.dim > 0 ? r->train.dim : 1));   // (an image is at most a row)
   Progress p = {r->out, o->quiet ? -1 : o->progress, 0, 0, o->epochs};
   bool ok = true;
+  // Early stopping: the best validation metric (accuracy for class
+  // targets, else the loss), its epoch, and where its weights go.
+  double best = 0;
+  int64_t best_epoch = -1;
+  char *best_path = NULL;
+  if (o->patience > 0) {
+    size_t n = strlen(r->dir.ckpt), k = strlen(".safetensors");
+    best_path = xmalloc(n + 6);
+    snprintf(best_path, n + 6, "%.*s.best%s", (int)(n >= k ? n - k : n), r->dir.ckpt, n >= k ? r->dir.ckpt + n - k : "");
+  }
   for (int64_t epoch = start; ok && epoch < o->epochs; epoch++) {
     double es = now_seconds();
     Metrics row = {.epoch = epoch + 1};
@@ -765,7 +800,23 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
     res->train_acc = row.train_acc;
     res->val_loss = v.loss;
     res->val_acc = v.acc;
+    if (ok && best_path) {
+      double metric = v.acc >= 0 ? v.acc : -v.loss;   // larger is better
+      if (best_epoch < 0 || metric > best) {
+        best = metric;
+        best_epoch = row.epoch;
+        ok = train_checkpoint_save(r->ex, best_path, &r->info, err, errsz);
+      } else if (row.epoch - best_epoch >= o->patience) {
+        if (!o->quiet)
+          fprintf(r->out, "early stop after epoch %lld: no better validation %s for %d epoch%s; the best, epoch "
+                  "%lld (%s %.4f), is in %s\n", (long long)row.epoch, v.acc >= 0 ? "accuracy" : "loss",
+                  o->patience, o->patience == 1 ? "" : "s", (long long)best_epoch, v.acc >= 0 ? "accuracy" : "loss",
+                  v.acc >= 0 ? best : -best, best_path);
+        break;
+      }
+    }
   }
+  free(best_path);
   for (int i = 0; i < 2; i++) {
     free(x[i]);
     free(y[i]);
@@ -780,8 +831,14 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
 static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
   int64_t n = r->train.n, b = r->o->batch;
   int64_t last = n < b ? n : n % b;
-  if (b > 1 && last != 1)
-    return true;
+  if (r->o->drop_last && n < b) {
+    errorf(err, errsz, "drop_last: the %lld training samples make no whole batch of %lld, so an epoch would "
+              "have no step\n---> HINT: use --batch %lld or less, or leave drop_last out", (long long)n, (long long)b,
+              (long long)(n > 0 ? n : 1));
+    return false;
+  }
+  if ((b > 1 && last != 1) || (r->o->drop_last && b > 1))
+    return true;   // (drop_last drops a last batch of one)
   for (int i = 0; i < r->m->g->nnodes; i++) {
     const IrNode *nd = r->m->g->nodes[i];
     if (nd->op != IR_BATCHNORM)
@@ -833,6 +890,12 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   // loaders' (the peak is the larger of the two, not their sum).
   if (!load_sets(&r, err, sizeof err))
     goto fail;
+  if (o->patience > 0 && !r.have_val) {
+    errorf(err, sizeof err, "patience = %d stops training on the validation metric, but this run has no "
+              "validation set\n---> HINT: hold out some training data with val_split in train {} or "
+              "--val-split 0.1", o->patience);
+    goto fail;
+  }
   // Compiled now (the cpu backend), before the first epoch's clock starts:
   // the training step, and the evaluation one when there is a validation
   // or a test set to evaluate.
@@ -869,7 +932,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   }
   char id[20];
   memcpy(id, r.info.run.id, sizeof id);
-  r.info.run = (RunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, ""};
+  r.info.run = (RunSettings){o->batch, o->lr, o->seed, o->val_split, o->limit, o->shuffle, r.train.n, "", o->drop_last};
   if (o->resume && r.info.has_run)
     memcpy(r.info.run.id, id, sizeof id);
   else
@@ -879,6 +942,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     goto fail;
   if (!data_batcher_init(&r.batcher, &r.train, o->batch, o->shuffle, o->seed, err, sizeof err))
     goto fail;
+  r.batcher.drop_last = o->drop_last;
   if (o->resume && r.info.has_cursor && !data_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
   struct stat st;

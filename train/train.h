@@ -58,6 +58,7 @@ typedef struct RunSettings {
   int64_t samples;       // training samples after --limit and the split
   char id[20];           // drawn when the run starts, kept by its resumes: a
                          // resume may replace only its own run's checkpoint
+  bool drop_last;        // each epoch drops its last batch when smaller than batch
 } RunSettings;
 
 // Where training stood when a checkpoint was written.
@@ -156,6 +157,8 @@ typedef struct TrainOpts {
   int64_t test_limit;    // likewise for the test set
   bool normalize;        // standardize inputs with the training set's mean and std
   bool shuffle;
+  bool drop_last;        // drop each epoch's last batch when smaller than batch
+  int patience;          // stop after this many epochs without a better validation metric (0: never)
   int progress;          // within an epoch: 1 a live bar, 0 plain periodic lines, -1 nothing
   bool quiet;            // print nothing but errors (no epoch or test summaries either)
   bool json;             // metrics log as JSON lines (else CSV)
@@ -169,7 +172,7 @@ typedef struct TrainOpts {
 } TrainOpts;
 
 enum { TRAIN_GIVEN_BATCH = 1, TRAIN_GIVEN_LR = 2, TRAIN_GIVEN_SEED = 4, TRAIN_GIVEN_VAL_SPLIT = 8, TRAIN_GIVEN_LIMIT = 16,
-       TRAIN_GIVEN_SHUFFLE = 32 };
+       TRAIN_GIVEN_SHUFFLE = 32, TRAIN_GIVEN_DROP_LAST = 64 };
 
 // What a run reached.
 typedef struct TrainResult {
@@ -207,7 +210,7 @@ void train_print_accuracies(FILE *out, const char *const *target, const double *
 void train_print_losses(FILE *out, const Model *m, const double *v, int n);
 
 // The learning rate of a step: the schedule over epochs, after warmup.
-double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs);
+double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps);
 
 #endif
 

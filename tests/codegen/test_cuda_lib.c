@@ -379,15 +379,19 @@ static void test_update(int kind, const double *f, int flag, int64_t n) {
   reset();
   RtLibBuf p = buf(RT_SPACE_STATE, 2, (int64_t[]){n / 5, 5}), g = buf(RT_SPACE_ARENA, 2, (int64_t[]){n / 5, 5});
   RtLibBuf s1 = buf(RT_SPACE_STATE, 2, (int64_t[]){n / 5, 5}), s2 = buf(RT_SPACE_STATE, 2, (int64_t[]){n / 5, 5});
+  RtLibBuf s3 = buf(RT_SPACE_STATE, 2, (int64_t[]){n / 5, 5});
   fill(&p, -1, 1);
-  RtLib d = kind == RL_ADAM_STEP ? lib(kind, 4, (RtLibBuf[]){p, g, s1, s2})
-            : f[1] != 0          ? lib(kind, 3, (RtLibBuf[]){p, g, s1})
-                                 : lib(kind, 2, (RtLibBuf[]){p, g});
+  int nbufs = kind == RL_ADAM_STEP      ? 4
+              : kind == RL_RMSPROP_STEP ? 3 + (f[4] > 0) + flag
+              : kind == RL_ADAGRAD_STEP ? 3
+              : f[1] != 0               ? 3
+                                        : 2;
+  RtLib d = lib(kind, nbufs, (RtLibBuf[]){p, g, s1, s2, s3});
   memcpy(d.f, f, sizeof d.f);
   d.i[0] = flag;
   char what[96];
-  snprintf(what, sizeof what, "%s (flag %d, momentum/beta1 %g, weight decay %g)", rt_lib_name(kind), flag, f[1],
-           kind == RL_ADAM_STEP ? f[4] : f[3]);
+  snprintf(what, sizeof what, "%s (flag %d, momentum/beta1/alpha/lr_decay %g, f[3] %g)", rt_lib_name(kind), flag,
+           f[1], kind == RL_ADAM_STEP ? f[4] : f[3]);
   for (int64_t t = 1; t <= 5; t++) {
     fill(&g, -1, 1);
     set_step(&(Step){.training = true, .lr = t == 2 ? 0.001 : 0.0625, .t = t});
@@ -458,6 +462,12 @@ int main(void) {
   test_update(RL_ADAM_STEP, (double[6]){0.0625, 0.9, 0.999, 1e-8, 0.01}, 0, 65);
   test_update(RL_ADAM_STEP, (double[6]){0.0625, 0.9, 0.999, 1e-8, 0.01}, 1, 65);
   test_update(RL_ADAM_STEP, (double[6]){0.0625, 0.2, 0.5, 1e-3, 0.1}, 1, 35);   // 1 - beta1 >= 0.5: lerp's other branch
+  test_update(RL_RMSPROP_STEP, (double[6]){0.0625, 0.99, 1e-8, 0, 0}, 0, 35);
+  test_update(RL_RMSPROP_STEP, (double[6]){0.0625, 0.9, 1e-8, 1e-4, 0.9}, 0, 35);
+  test_update(RL_RMSPROP_STEP, (double[6]){0.0625, 0.9, 1e-8, 0, 0}, 1, 35);
+  test_update(RL_RMSPROP_STEP, (double[6]){0.0625, 0.3, 1e-3, 0.01, 0.5}, 1, 65);   // lerp's other branch
+  test_update(RL_ADAGRAD_STEP, (double[6]){0.0625, 0, 0, 0, 1e-10}, 0, 35);
+  test_update(RL_ADAGRAD_STEP, (double[6]){0.0625, 0.1, 0.01, 0.1, 1e-10}, 0, 65);
 
   // A descriptor it cannot run is refused with a message, not run.
   CudaGen g;

@@ -263,7 +263,8 @@ static void check_bad_index(const char *backend) {
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
-                                       "tests/cpu/reshaped_param", "tests/cpu/embedding", "tests/cpu/act"};
+                                       "tests/cpu/reshaped_param", "tests/cpu/embedding", "tests/cpu/act",
+                                       "tests/cpu/smoothed", "tests/cpu/frozen"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];
@@ -314,6 +315,22 @@ int main(int argc, char **argv) {
       check_model(backend, name, true, B, 2, &dampened, "sgd dampening");
       check_model(backend, name, true, B, 2, &adam_l2, "adam + weight decay");
       check_model(backend, name, true, B, 2, &adamw, "adamw");
+      // RMSprop with each kind of state (square_avg, momentum_buffer,
+      // grad_avg: five blocks) and Adagrad, fused and as library kernels.
+      // RMSprop's first step is about lr / sqrt(1 - alpha) whatever the
+      // gradient's size, so with eps 1e-8 a near-zero gradient summed in
+      // another order moves its weight by 10 lr: eps 1e-4 keeps this a test
+      // of the arithmetic.
+      static const OptimConfig rmsprop = {.kind = OPT_RMSPROP, .lr = 1e-3, .alpha = 0.99, .eps = 1e-4},
+                               rmsprop_all = {.kind = OPT_RMSPROP, .lr = 1e-3, .alpha = 0.9, .eps = 1e-8,
+                                              .momentum = 0.9, .centered = true, .weight_decay = 1e-3},
+                               adagrad = {.kind = OPT_ADAGRAD, .lr = 0.01, .lr_decay = 0.1, .weight_decay = 1e-3,
+                                          .initial_accumulator_value = 0.1, .eps = 1e-10};
+      for (int fused = 1; fused >= 0; fused--) {
+        check_model(backend, name, fused, B, 2, &rmsprop, "rmsprop");
+        check_model(backend, name, fused, B, 2, &rmsprop_all, "rmsprop momentum centered + weight decay");
+        check_model(backend, name, fused, B, 2, &adagrad, "adagrad lr_decay + weight decay");
+      }
     }
   }
   if (argc == 1) {

@@ -139,6 +139,39 @@ static void test_batcher(void) {
   data_free(&ds);
 }
 
+// drop_last: batches of 4 of 10 samples, two per epoch (the 2 left over
+// dropped, each epoch others, as PyTorch's DataLoader(drop_last=True)), the
+// same order as without it; 8 in batches of 4 keeps both.
+static void test_drop_last(void) {
+  Dataset ds = make_ds(10, true);
+  Batcher a, b;
+  char err[512];
+  int64_t oa[40], ob[40], sa[12], sb[12];
+  CHECK(data_batcher_init(&a, &ds, 4, true, 42, err, sizeof err), "%s", err);
+  CHECK(data_batcher_init(&b, &ds, 4, true, 42, err, sizeof err), "%s", err);
+  b.drop_last = true;
+  CHECK(data_batcher_nbatches(&b) == 2, "drop_last: 2 batches of 4 in 10, found %lld",
+        (long long)data_batcher_nbatches(&b));
+  run(&a, 12, oa, sa);   // 4, 4, 2, 0 per epoch
+  run(&b, 9, ob, sb);    // 4, 4, 0 per epoch
+  static const int64_t expect[3] = {4, 4, 0};
+  for (int i = 0; i < 9; i++)
+    CHECK(sb[i] == expect[i % 3], "drop_last: batch %d has %lld samples", i, (long long)sb[i]);
+  for (int e = 0; e < 3; e++)
+    CHECK(!memcmp(oa + 10 * e, ob + 8 * e, sizeof(int64_t) * 8), "drop_last: epoch %d's order is the same", e);
+  data_batcher_free(&a);
+  data_batcher_free(&b);
+  data_free(&ds);
+  ds = make_ds(8, true);
+  CHECK(data_batcher_init(&a, &ds, 4, false, 1, err, sizeof err), "%s", err);
+  a.drop_last = true;
+  run(&a, 4, oa, sa);
+  CHECK(data_batcher_nbatches(&a) == 2 && sa[0] == 4 && sa[1] == 4 && sa[2] == 0 && sa[3] == 4,
+        "drop_last keeps whole batches");
+  data_batcher_free(&a);
+  data_free(&ds);
+}
+
 // Saves the cursor after `before` batches, restores it in a batcher made
 // with another seed, and checks that both continue the same way.
 static void resume_after(int before) {
@@ -191,6 +224,7 @@ int main(void) {
   test_stats();
   test_split();
   test_batcher();
+  test_drop_last();
   test_cursor();
   return t_finish("test_batch");
 }

@@ -340,6 +340,24 @@ static IrNode *sgd_step(IrGraph *g, IrNode *p, IrNode *dp, int nesterov, double 
   return n;
 }
 
+// RMSprop with momentum and centered: every kind of its state.
+static IrNode *rmsprop_step(IrGraph *g, IrNode *p, IrNode *dp) {
+  IrNode *sq = state_buf(g, p, "square_avg"), *buf = state_buf(g, p, "momentum_buffer");
+  IrNode *n = step(g, IR_RMSPROP_STEP, (IrNode *[]){p, dp, sq, buf, state_buf(g, p, "grad_avg")}, 5);
+  n->attr.i[0] = 1;
+  FATTRS(n, 0.01, 0.99, 1e-8, 0, 0.9);
+  return n;
+}
+
+// Adagrad, its sum starting at 0.1.
+static IrNode *adagrad_step(IrGraph *g, IrNode *p, IrNode *dp) {
+  IrNode *sum = state_buf(g, p, "sum");
+  sum->init = (IrInit){INIT_CONSTANT, 0.1, 0};
+  IrNode *n = step(g, IR_ADAGRAD_STEP, (IrNode *[]){p, dp, sum}, 3);
+  FATTRS(n, 0.01, 0.1, 0, 0.1, 1e-10);
+  return n;
+}
+
 // Head k of multitask.nn (line 8 + k): its weight, into *w, and feat @ w^T.
 static IrNode *head(IrGraph *g, IrNode *feat, int k, int64_t width, IrNode **w) {
   SrcLoc loc = at(&multitask_nn, 8 + k, 10);
@@ -499,8 +517,10 @@ static IrGraph *build_train(Arena *a) {
   adam_step(g, w2, dw2, 1, 0.01);
   sgd_step(g, w[0], dw[0], 1, 0.1, 0.9, 5e-4);
   sgd_step(g, bias, dbias, 1, 0.1, 0.9, 5e-4);
-  for (int i = 1; i < 5; i++)
+  for (int i = 1; i < 3; i++)
     sgd_step(g, w[i], dw[i], 0, 0.01, 0, 0);
+  rmsprop_step(g, w[3], dw[3]);
+  adagrad_step(g, w[4], dw[4]);
   // The activations' gradient ops, (g, x) with their forward ops' attributes.
   static const IrOp act_grads[] = {IR_GELU_GRAD, IR_LEAKY_RELU_GRAD, IR_SILU_GRAD, IR_ELU_GRAD,
                                    IR_SOFTPLUS_GRAD, IR_SQRT_GRAD, IR_ABS_GRAD, IR_CLAMP_GRAD};
@@ -582,7 +602,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(78, IR_NUM_OPS);
+  CHECK_INT(80, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -614,9 +634,9 @@ static void test_op_table(void) {
   CHECK_INT(20, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
-  CHECK_INT(2, nkind[IR_KIND_UPDATE]);
+  CHECK_INT(4, nkind[IR_KIND_UPDATE]);
   CHECK_INT(8, most_i);    // maxpool, maxpool_grad
-  CHECK_INT(5, most_f);    // adam_step
+  CHECK_INT(5, most_f);    // adam_step, rmsprop_step, adagrad_step
   CHECK(ir_op_is_leaf(IR_CONST) && ir_op_is_loss(IR_NLL) && ir_op_kind(IR_LOG) == IR_KIND_ELEMENTWISE);
   CHECK(ir_op_kind(IR_DROPOUT) == IR_KIND_LIB && ir_op_kind(IR_MATMUL) == IR_KIND_MATMUL);
   CHECK_INT(IR_GLOBAL_AVGPOOL, ir_op_lookup("global_avgpool"));
@@ -763,7 +783,7 @@ static const char mlp_text[] =
   "  %9 = param \"linear_2.bias\" init zeros : f32[10] @8:14 scope \"linear_2\"\n"
   "  %10 = matmul %7, %8 {ta=0, tb=1} : f32[N,10] @8:14 scope \"linear_2\"\n"
   "  %11 = add %10, %9 : f32[N,10] @8:14 scope \"linear_2\"\n"
-  "  %12 = cross_entropy %11, %1 : f32[] @10:11\n"
+  "  %12 = cross_entropy %11, %1 {label_smoothing=0} : f32[] @10:11\n"
   "  output %11\n"
   "  loss %12\n"
   "}\n";
@@ -1478,7 +1498,7 @@ static void test_dot(void) {
   CHECK_HAS(dot, "  n66 [label=\"%66 global_avgpool_grad\\nglobal_avgpool_1\\nf32[N,16,4,4]\"];\n");
   CHECK_HAS(dot, "  n79 [label=\"%79 buffer\\nconv2d_1.weight.exp_avg\\nf32[8,3,3,3]\", shape=ellipse, style=filled, fillcolor=khaki];\n");
   CHECK_HAS(dot, "  n81 [label=\"%81 adam_step\\nconv2d_1\\nf32[8,3,3,3]\"];\n");
-  CHECK_HAS(dot, "  n101 [label=\"%101 sgd_step\\nlinear_5\\nf32[10,16]\"];\n");
+  CHECK_HAS(dot, "  n105 [label=\"%105 adagrad_step\\nlinear_5\\nf32[10,16]\"];\n");
   CHECK_HAS(dot, "  n5 -> n81;\n  n77 -> n81;\n  n79 -> n81;\n  n80 -> n81;\n");
   CHECK_HAS(dot, "  n73 -> n74;\n  n7 -> n74;\n  n8 -> n74;\n");
   CHECK_HAS(dot, "  n26 -> output;\n");

@@ -148,6 +148,29 @@ static void test_extremes(void) {
   CHECK(dx[0] == 0.25f && dx[1] == -0.25f && dx[2] == 0 && fabsf(dx[3]) < 1e-13f, "bce_with_logits gradient at +-100 is finite, +-1/n");
 }
 
+// cross_entropy(label_smoothing = 0.15) against PyTorch's in float64
+// (F.cross_entropy(x, y, label_smoothing=0.15) and its x.grad), and 0
+// against the plain kernels bit for bit.
+static void test_label_smoothing(void) {
+  float x[] = {0.5f, -1.25f, 2.0f, 0.75f, -0.3f, 0.1f, 0.9f, -2.0f, 1.5f, 1.5f, -0.5f, 0.0f};   // (3,4)
+  int32_t y[] = {2, 0, 3};
+  float loss = k_cross_entropy_smooth_forward(x, y, 3, 4, 0.15);
+  double want = 1.573700829597396;
+  t_close_fwd("cross_entropy label_smoothing 0.15 against PyTorch", &loss, &want, 1);
+  static const double grad[12] = {0.035534280433328284, -0.004152893668295987, -0.08055862371373242,
+                                  0.049177236948700166, -0.24022796597470467,  0.070453460347018,
+                                  0.1721163211623655,   -0.002341815534678809, 0.12883483883270677,
+                                  0.12883483883270677,  0.006627590444625376,  -0.26429726811003895};
+  float dx[12] = {0};
+  k_cross_entropy_smooth_backward(dx, 1.0f, x, y, 3, 4, 0.15);
+  t_close_fwd("cross_entropy label_smoothing 0.15 gradient against PyTorch", dx, grad, 12);
+  float plain = k_cross_entropy_forward(x, y, 3, 4), zero = k_cross_entropy_smooth_forward(x, y, 3, 4, 0);
+  float d0[12] = {0}, d1[12] = {0};
+  k_cross_entropy_backward(d0, 1.0f, x, y, 3, 4);
+  k_cross_entropy_smooth_backward(d1, 1.0f, x, y, 3, 4, 0);
+  CHECK(plain == zero && !memcmp(d0, d1, sizeof d0), "label_smoothing 0 is plain cross_entropy");
+}
+
 // PyTorch's l1 subgradient at x == t is 0.
 static void test_l1_at_equality(void) {
   float x[] = {1, 2, 3}, t[] = {1, 1, 4}, dx[3] = {0}, dt[3] = {0};
@@ -187,6 +210,7 @@ int main(void) {
   test_loss(L_CE, 3, 4, 500);   // large logits: the maximum must come out first
   test_extremes();
   test_l1_at_equality();
+  test_label_smoothing();
   t_exits_with_error("cross_entropy forward refuses label -1", ce_label_negative, NULL,
                      "label -1 of sample 1 is outside [0, 3)");
   t_exits_with_error("cross_entropy backward refuses label C", ce_label_too_big, NULL,

@@ -13,7 +13,8 @@ reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
   OPT.loss               the loss before each of 3 optimizer steps
   OPT.P                  every parameter and buffer after the 3rd step
 
-for OPT in sgd, sgd_nesterov, adam, adamw. Tensors with more than 16384
+for OPT in sgd, sgd_nesterov, adam, adamw, and but for resnet18 rmsprop,
+rmsprop_centered, adagrad. Tensors with more than 16384
 elements are stored sampled (see README.md). Nothing here is needed to build
 or test nnc; run it by hand and commit the files it writes:
 
@@ -373,6 +374,19 @@ def make_batch(name):
 
 def optimizer_configs(name):
     sgd_lr = 0.01 if name == "quadratic" else 0.05
+    # RMSprop and Adagrad divide by a root of the squared gradients, which
+    # makes resnet18's float32 rounding O(1) after three steps (as Adam's
+    # on its conv2d_1.bias): the smaller models only.
+    adaptive = [] if name == "resnet18" else [
+        ("rmsprop", "RMSprop(lr=1e-3)",
+         lambda ps: torch.optim.RMSprop(ps, lr=1e-3)),
+        ("rmsprop_centered", "RMSprop(lr=1e-3, alpha=0.9, momentum=0.9, centered=True, weight_decay=1e-4)",
+         lambda ps: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.9, momentum=0.9, centered=True,
+                                        weight_decay=1e-4)),
+        ("adagrad", "Adagrad(lr=0.01, lr_decay=0.1, weight_decay=1e-4, initial_accumulator_value=0.1)",
+         lambda ps: torch.optim.Adagrad(ps, lr=0.01, lr_decay=0.1, weight_decay=1e-4,
+                                        initial_accumulator_value=0.1)),
+    ]
     return [
         ("sgd", "SGD(lr=%g, momentum=0.9)" % sgd_lr,
          lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9)),
@@ -383,7 +397,7 @@ def optimizer_configs(name):
          lambda ps: torch.optim.Adam(ps, lr=1e-3)),
         ("adamw", "AdamW(lr=1e-3, weight_decay=0.01)",
          lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01)),
-    ]
+    ] + adaptive
 
 
 def loss_and_grads(model, loss_fn, x, y):

@@ -190,6 +190,7 @@ head -33 "$tmp/q.csv" >"$tmp/q32.csv"
 for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--seed 2:trained with --seed 1; resuming it with --seed 2" \
     "--limit 10:trained with no --limit; resuming it with --limit 10" "--val-split 0.5:with --val-split 0; resuming it with --val-split 0.5" \
     "--no-shuffle:trained with the data shuffled; resuming it with --no-shuffle" "--normalize:trained without --normalize" \
+    "--drop-last:trained with every epoch's last batch kept; resuming it with --drop-last" \
     "--data $tmp/q32.csv:the run trained on 64 samples, but .*q32.csv gives 32"; do
   q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" ${args%%:*} >"$tmp/s.log" 2>&1
   [ $? = 1 ] && grep -q "${args#*:}" "$tmp/s.log" && grep -q "HINT: .*--init" "$tmp/s.log" \
@@ -197,6 +198,35 @@ for args in "--batch 16:trained with --batch 8; resuming it with --batch 16" "--
 done
 q --epochs 2 --out "$tmp/s1.first" --resume "$tmp/s1.first/checkpoint.safetensors" --lr 0.001 -q \
   && ok "a resume may change --lr" || bad "a resume with another --lr"
+
+# --drop-last: 64 samples in batches of 24 make 2 steps an epoch (not 3),
+# kept by a resume; a batch larger than the data leaves no step and is refused.
+q --epochs 2 --batch 24 --drop-last --out "$tmp/dl" -q && grep -q '^2,4,' "$tmp/dl/metrics.csv" \
+  && q --epochs 3 --out "$tmp/dl" --resume "$tmp/dl/checkpoint.safetensors" -q && grep -q '^3,6,' "$tmp/dl/metrics.csv" \
+  && ok "--drop-last drops each epoch's partial batch, and a resume keeps it" \
+  || { bad "--drop-last"; cat "$tmp/dl/metrics.csv"; }
+# schedule onecycle: per step over epochs x batches (4 here); the metrics
+# log the rate of each epoch's last step: OneCycleLR's at steps 1 and 3.
+sed 's/^optimizer.*/optimizer sgd(lr = 1e-3)\nschedule onecycle(max_lr = 0.01)/' models/quadratic.nn >"$tmp/oc.nn"
+"$nnc" train "$tmp/oc.nn" --data "$tmp/q.csv" --epochs 2 --batch 32 --threads 1 --progress none --out "$tmp/oc" -q \
+  && grep -q '^1,2,0.00811745654,' "$tmp/oc/metrics.csv" && grep -q '^2,4,4e-08,' "$tmp/oc/metrics.csv" \
+  && ok "onecycle steps the rate per batch as OneCycleLR" || { bad "onecycle"; cat "$tmp/oc/metrics.csv"; }
+# train { patience = 1 }: with this rate the validation loss first rises
+# after epoch 6, so the run stops after epoch 7, its best weights (epoch 6)
+# in checkpoint.best.safetensors; without a validation set it is refused.
+sed 's/^train .*/train { batch = 8, epochs = 30, patience = 1, val_split = 0.25 }/; s/^optimizer.*/optimizer sgd(lr = 0.01, momentum = 0.9)/' \
+  models/quadratic.nn >"$tmp/es.nn"
+"$nnc" train "$tmp/es.nn" --data "$tmp/q.csv" --lr 0.03 --threads 1 --progress none --out "$tmp/es" >"$tmp/s.log" 2>&1 \
+  && grep -q "early stop after epoch 7: no better validation loss for 1 epoch; the best, epoch 6" "$tmp/s.log" \
+  && [ "$(tail -1 "$tmp/es/metrics.csv" | cut -d, -f1)" = 7 ] \
+  && head -c 1000 "$tmp/es/checkpoint.best.safetensors" | grep -aq '"epoch":"6"' \
+  && ok "patience stops the run and keeps the best epoch's checkpoint" || { bad "patience"; cat "$tmp/s.log"; }
+"$nnc" train "$tmp/es.nn" --data "$tmp/q.csv" --val-split 0 --threads 1 --progress none --out "$tmp/es2" >"$tmp/s.log" 2>&1
+[ $? = 1 ] && grep -q "patience = 1 stops training on the validation metric, but this run has no validation set" "$tmp/s.log" \
+  && ok "patience without a validation set is refused" || { bad "patience without validation"; cat "$tmp/s.log"; }
+q --epochs 1 --batch 100 --drop-last --out "$tmp/dl2" >"$tmp/s.log" 2>&1
+[ $? = 1 ] && grep -q "the 64 training samples make no whole batch of 100" "$tmp/s.log" && grep -q "HINT: use --batch 64" "$tmp/s.log" \
+  && ok "--drop-last with no whole batch is refused" || { bad "--drop-last with no whole batch"; cat "$tmp/s.log"; }
 
 # A resume into another run's directory is refused, its checkpoint and
 # metrics left as they were; an earlier copy of the run's own checkpoint

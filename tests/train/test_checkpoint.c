@@ -229,10 +229,10 @@ static void test_optimizer(Model *momentum, Exec *ex, Arena *a) {
   const char *path = t_path("good.safetensors");
   bool ok = load(adam, path, false, NULL, err, sizeof err);
   CHECK_ERR(ok, err, "has no optimizer state 'conv2d_1.weight.exp_avg' (adam or adamw)",
-            "written with another optimizer (sgd with momentum)", "HINT: resume with the optimizer the run was "
+            "written with another optimizer (sgd or rmsprop with momentum)", "HINT: resume with the optimizer the run was "
             "trained with", "--init");
   ok = load(plain, path, false, NULL, err, sizeof err);
-  CHECK_ERR(ok, err, "holds optimizer state 'conv2d_1.weight.momentum_buffer' (sgd with momentum)", "--init");
+  CHECK_ERR(ok, err, "holds optimizer state 'conv2d_1.weight.momentum_buffer' (sgd or rmsprop with momentum)", "--init");
   ok = load(adam, path, true, NULL, err, sizeof err);
   CHECK(ok, "weights alone load into another optimizer's model: %s", err);
   Exec *ex2 = new_exec(plain);
