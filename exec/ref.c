@@ -298,6 +298,16 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
   case IR_EXP: k_exp_forward(out, F(ex, a), k); return 0;
   case IR_LOG: k_log_forward(out, F(ex, a), k); return 0;
   case IR_MATMUL: run_matmul(ex, n, B); return 0;
+  case IR_BATCH_MATMUL: {
+    KShape ys = kshape(n, B), as = kshape(a, B), bs = kshape(n->src[1], B);
+    k_batch_matmul(out, &ys, F(ex, a), &as, n->attr.i[0], F(ex, n->src[1]), &bs, n->attr.i[1]);
+    return 0;
+  }
+  case IR_PERMUTE: {
+    KShape xs = kshape(a, B);
+    k_permute(out, F(ex, a), &xs, n->attr.i);
+    return 0;
+  }
   case IR_CONV2D: {
     KConv2d geo = conv_geometry(a, n->src[1], &n->attr, B);
     k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);

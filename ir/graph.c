@@ -282,10 +282,12 @@ int64_t ir_flops(const IrNode *n) {
     return 0;
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER: case IR_CONST:
-  case IR_RESHAPE:
+  case IR_RESHAPE: case IR_PERMUTE:
     return 0;
   case IR_MATMUL:
     return matmul_flops(n, out);
+  case IR_BATCH_MATMUL:   // K multiply-adds per output element
+    return mul_sat(mul_sat(2, dim1(n->src[0], n->attr.i[0] ? -2 : -1)), out);
   case IR_CONV2D:
     return conv2d_flops(n, out);
   case IR_MAXPOOL: case IR_AVGPOOL:

@@ -77,6 +77,41 @@ static void grad_matmul(AD *ad, IrNode *n, IrNode *g) {
   }
 }
 
+static IrNode *batch_matmul(AD *ad, IrNode *a, IrNode *b, int ta, int tb) {
+  IrNode *n = ir_add(ad->g, IR_BATCH_MATMUL, (IrNode *[]){a, b}, 2, ad->fwd->loc);
+  n->attr.i[0] = ta;
+  n->attr.i[1] = tb;
+  return finish(ad, n, NULL);
+}
+
+// C[..., M, P] = op(A) op(B) over broadcast leading dimensions: the rules
+// of grad_matmul product by product, then each gradient summed over the
+// leading dimensions its operand was broadcast along.
+static void grad_batch_matmul(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *a = n->src[0], *b = n->src[1];
+  int ta = (int)n->attr.i[0], tb = (int)n->attr.i[1];
+  if (ad->needs[a->id]) {
+    IrNode *da = !ta ? batch_matmul(ad, g, b, 0, !tb)       // g op(B)^T
+                     : tb ? batch_matmul(ad, b, g, 1, 1)    // B^T g^T
+                          : batch_matmul(ad, b, g, 0, 1);   // B g^T
+    accumulate(ad, a, unbroadcast(ad, da, a));
+  }
+  if (ad->needs[b->id]) {
+    IrNode *db = !tb ? batch_matmul(ad, a, g, !ta, 0)       // op(A)^T g
+                     : ta ? batch_matmul(ad, g, a, 1, 1)    // g^T A^T
+                          : batch_matmul(ad, g, a, 1, 0);   // g^T A
+    accumulate(ad, b, unbroadcast(ad, db, b));
+  }
+}
+
+// The gradient of a permute is g put back in x's order: the inverse permutation.
+static IrNode *grad_permute(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *p = ir_add(ad->g, IR_PERMUTE, &g, 1, n->loc);
+  for (int i = 0; i < n->ndim; i++)
+    p->attr.i[n->attr.i[i]] = i;
+  return finish(ad, p, NULL);
+}
+
 static IrNode *with_attrs(IrNode *n, const IrNode *from) {
   n->attr = from->attr;
   return n;
@@ -181,6 +216,12 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_MATMUL:
     grad_matmul(ad, n, g);
+    break;
+  case IR_BATCH_MATMUL:
+    grad_batch_matmul(ad, n, g);
+    break;
+  case IR_PERMUTE:
+    accumulate(ad, a, grad_permute(ad, n, g));
     break;
   case IR_CONV2D:
     grad_conv2d(ad, n, g);

@@ -100,6 +100,11 @@ static IrNode *identity(IrNode *n) {
     return a->op == IR_NEG ? a->src[0] : NULL;
   case IR_RESHAPE:
     return ir_same_shape(a, n) ? a : NULL;
+  case IR_PERMUTE:
+    for (int i = 0; i < n->ndim; i++)
+      if (n->attr.i[i] != i)
+        return NULL;
+    return a;
   default:
     return NULL;
   }
@@ -164,6 +169,35 @@ static bool softmax_loss_grad(IrNode *n) {
   return true;
 }
 
+// Whether n is a permute that swaps the last two dimensions of its input
+// and keeps the others in place.
+static bool swaps_last_two(const IrNode *n) {
+  if (n->op != IR_PERMUTE || n->ndim < 2)
+    return false;
+  for (int i = 0; i < n->ndim - 2; i++)
+    if (n->attr.i[i] != i)
+      return false;
+  return n->attr.i[n->ndim - 2] == n->ndim - 1 && n->attr.i[n->ndim - 1] == n->ndim - 2;
+}
+
+// A transposed operand of a matrix product: in place, the product of the
+// transpose's input with its ta / tb flipped (a matmul's left operand only
+// when it is a matrix: ta over more dimensions sums over them).
+static bool fold_transpose(IrNode *n) {
+  if (n->op != IR_MATMUL && n->op != IR_BATCH_MATMUL)
+    return false;
+  bool folded = false;
+  for (int i = 0; i < 2; i++) {
+    IrNode *x = n->src[i];
+    if (!swaps_last_two(x) || (n->op == IR_MATMUL && x->ndim != 2))
+      continue;
+    n->src[i] = x->src[0];
+    n->attr.i[i] = !n->attr.i[i];
+    folded = true;
+  }
+  return folded;
+}
+
 static IrNode *find(Simp *s, IrNode *n) {
   while (s->repl[n->id] != n)
     n = s->repl[n->id];
@@ -177,6 +211,17 @@ static void simplify_node(Simp *s, IrNode *n) {
     n->src[0] = n->src[0]->src[0];
     s->identities++;
   }
+  if (n->op == IR_PERMUTE && n->src[0]->op == IR_PERMUTE) {   // a permute of a permute: one permute
+    IrNode *p = n->src[0];
+    int64_t order[IR_MAX_DIMS];
+    for (int i = 0; i < n->ndim; i++)
+      order[i] = p->attr.i[n->attr.i[i]];
+    memcpy(n->attr.i, order, sizeof(int64_t) * n->ndim);
+    n->src[0] = p->src[0];
+    s->identities++;
+  }
+  if (fold_transpose(n))
+    s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
   IrNode *same = identity(n);

@@ -524,6 +524,18 @@ void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, i
 void k_log_softmax_backward(float *dx, const float *dy, const float *y,
                             int64_t outer, int64_t C, int64_t inner);
 
+// y = x with its dimensions reordered: dimension i of y is dimension
+// order[i] of x (xs: x's shape; y's is xs permuted).
+void k_permute(float *y, const float *x, const KShape *xs, const int64_t *order);
+
+// y[..., M, N] = op(a) @ op(b) for each of the broadcast leading dimensions
+// (numpy's rule, shapes aligned at the right; a dimension of 1 or one that
+// is absent stretches). as, bs: the operands' shapes as stored, a (..., M, K)
+// or (..., K, M) when ta, b (..., K, N) or (..., N, K) when tb; ys: y's
+// shape. Sums in double, in order of K.
+void k_batch_matmul(float *y, const KShape *ys, const float *a, const KShape *as, bool ta,
+                    const float *b, const KShape *bs, bool tb);
+
 //
 // kernels_conv.c: convolution and pooling
 //

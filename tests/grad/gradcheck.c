@@ -55,6 +55,16 @@ static const Case cases[] = {
                  " -> flatten\n}\nloss l1\n", 3},
     {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
             "loss bce_with_logits\n", 4},
+    {"attention", "model m {\n input x: f32[4, 3]\n target y: class(2)\n"
+                  " param wq: f32[3, 3] = normal(0, 0.6)\n param wk: f32[3, 3] = normal(0, 0.6)\n"
+                  " param wv: f32[3, 3] = normal(0, 0.6)\n q = x @ wq\n k = x @ wk\n v = x @ wv\n"
+                  " a = (q @ transpose(k)) -> softmax(axis = -1)\n (a @ v) -> flatten -> linear(2)\n}\n"
+                  "loss cross_entropy\n", 3},
+    {"permute-broadcast", "model m {\n input x: f32[2, 3, 4]\n target y: f32[3, 2, 2]\n"
+                          " param w: f32[1, 4, 2] = normal(0, 0.5)\n"
+                          " h = ((x -> permute(0, 2, 1, 3)) @ w) -> tanh\n"
+                          " ((h @ transpose(h)) @ (h -> permute(0, 1, 3, 2))) -> log_softmax(axis = 1)\n}\n"
+                          "loss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -270,6 +270,11 @@ static IrGraph *build_misc(Arena *a) {
   SCALAR(ir_binary(g, IR_L1, prev, t, (SrcLoc){0}));
   g->loss = SCALAR(ir_binary(g, IR_BCE_WITH_LOGITS, prev, t, (SrcLoc){0}));
   g->output = prev;
+  IrNode *pm = SHAPE(ir_unary(g, IR_PERMUTE, prev, (SrcLoc){0}), N, 4);   // attention's ops
+  pm->attr.i[1] = 1;
+  IrNode *q = param(g, "q", INIT_ZEROS, 0, 0, DIMS(2, 4, 4), (SrcLoc){0}, NULL);
+  IrNode *r = param(g, "r", INIT_ONES, 0, 0, DIMS(2, 3, 4), (SrcLoc){0}, NULL);
+  SHAPE(ir_binary(g, IR_BATCH_MATMUL, q, r, (SrcLoc){0}), 2, 4, 3)->attr.i[1] = 1;
   return g;
 }
 
@@ -539,7 +544,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(52, IR_NUM_OPS);
+  CHECK_INT(54, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -556,15 +561,15 @@ static void test_op_table(void) {
     CHECK((unsigned)kind <= IR_KIND_UPDATE && kind == info->kind);
     nkind[kind]++;
     CHECK((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
-    if (kind == IR_KIND_ELEMENTWISE)
-      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr + info->nfattr == 0);
+    if (kind == IR_KIND_ELEMENTWISE)   // a permute's attributes are its order
+      CHECK(info->min_in == info->max_in && info->max_in <= 2 && (op == IR_PERMUTE || info->niattr + info->nfattr == 0));
     if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
       CHECK(info->min_in == 2 && info->max_in == 2);
     CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
-  CHECK_INT(13, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad
-  CHECK_INT(1, nkind[IR_KIND_MATMUL]);
+  CHECK_INT(14, nkind[IR_KIND_ELEMENTWISE]);   // 10 forward ops, relu_grad, sigmoid_grad, tanh_grad, permute
+  CHECK_INT(2, nkind[IR_KIND_MATMUL]);          // matmul, batch_matmul
   CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(18, nkind[IR_KIND_LIB]);
