@@ -300,6 +300,8 @@ int64_t ir_flops(const IrNode *n) {
     return mul_sat(2, out);
   case IR_SOFTMAX: case IR_LOG_SOFTMAX:
     return mul_sat(3, out);
+  case IR_LAYERNORM:   // the mean, the variance, then a subtraction and a multiplication
+    return mul_sat(5, out);
   case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS: {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(3, in);

@@ -167,6 +167,8 @@ static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
     return finish(ad, with_attrs(ir_add(ad->g, IR_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
   case IR_LOG_SOFTMAX:
     return finish(ad, with_attrs(ir_add(ad->g, IR_LOG_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
+  case IR_LAYERNORM:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_LAYERNORM_GRAD, (IrNode *[]){g, x}, 2, n->loc), n), NULL);
   default:
     unreachable();
   }
@@ -231,7 +233,7 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     break;
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
-  case IR_SOFTMAX: case IR_LOG_SOFTMAX:
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_LAYERNORM:
     accumulate(ad, a, grad_unary(ad, n, g));
     break;
   default:

@@ -71,7 +71,7 @@ static bool is_update(IrOp op) { return ir_op_kind(op) == IR_KIND_UPDATE; }
 // Products whose elementwise consumers may run as their epilogue: a GEMM,
 // and a convolution (a library kernel that runs the epilogue on each share
 // of images as soon as it has computed it).
-static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D; }
+static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D || op == IR_LAYERNORM; }
 
 // Ops that move no data in this entry point: their value is their input's.
 static bool is_alias(const Fuse *f, const IrNode *n) {

@@ -644,6 +644,42 @@ static IrNode *build_batchnorm(Lower *L, Env *e, const Args *a) {
   return finish(L, y, scope);
 }
 
+// layernorm(x, eps = 1e-5, affine = true, dims = 1): PyTorch's
+// nn.LayerNorm over the last dims dimensions; with affine, a weight (ones)
+// and a bias (zeros) of those dimensions' shape, applied after the
+// normalization as a mul and an add (which run in its epilogue).
+static IrNode *build_layernorm(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  double eps = arg_num(a, 1);
+  int64_t k = arg_int(a, 3);
+  int per_sample = x->ndim - ir_is_batched(x);
+  if (k > per_sample) {
+    char hint[160];
+    snprintf(hint, sizeof hint, "dims counts the last dimensions of one sample: at most %d for %s", per_sample,
+             tshape(x, b));
+    diag_error(L->d, a->given[3] ? a->loc[3] : a->call, hint, "layernorm: dims = %lld is more than the %d dimensions of a sample of %s",
+               (long long)k, per_sample, b);
+    return NULL;
+  }
+  if (!(eps > 0)) {
+    diag_error(L->d, a->loc[1], NULL, "layernorm: eps must be positive, found %g", eps);
+    return NULL;
+  }
+  const char *scope = next_scope(L, e, "layernorm");
+  IrNode *y = node(L, IR_LAYERNORM, (IrNode *[]){x}, 1, a->call);
+  y->attr.i[0] = k;
+  y->attr.f[0] = eps;
+  if (!(y = finish(L, y, scope)) || arg_num(a, 2) == 0)
+    return y;
+  const int64_t *shape = x->shape + x->ndim - k;
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", (int)k, shape, (IrInit){INIT_ONES, 0, 0}, a->call);
+  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", (int)k, shape, (IrInit){INIT_ZEROS, 0, 0}, a->call);
+  if (!(y = finish(L, node(L, IR_MUL, (IrNode *[]){y, w}, 2, a->call), scope)))
+    return NULL;
+  return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
+}
+
 static IrNode *reshape_to(Lower *L, IrNode *x, int ndim, const int64_t *shape, SrcLoc loc,
                           const char *scope) {
   IrNode *y = node(L, IR_RESHAPE, (IrNode *[]){x}, 1, loc);
@@ -731,6 +767,8 @@ static const Builtin builtins[] = {
     {SIG("global_avgpool", "(x)", T("x")), build_global_avgpool},
     {SIG("batchnorm", "(x, eps = 1e-5, momentum = 0.1)", T("x"), N("eps", 1e-5), N("momentum", 0.1)), build_batchnorm},
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
+    {SIG("layernorm", "(x, eps = 1e-5, affine = true, dims = 1)", T("x"), N("eps", 1e-5), B("affine", 1),
+         I("dims", false, 1, 1)), build_layernorm},
     {SIG("flatten", "(x)", T("x")), build_flatten},
     {SIG("reshape", "(x, d1, d2, ...)", T("x"), {"dims", A_INTS, false, 0, 1}), build_reshape},
     {SIG("relu", "(x)", T("x")), build_relu},

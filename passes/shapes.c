@@ -407,7 +407,7 @@ static bool infer_grad(IrNode *n, Diag *d) {
     return true;
   }
   case IR_RELU_GRAD: case IR_SIGMOID_GRAD: case IR_TANH_GRAD: case IR_SOFTMAX_GRAD:
-  case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD:
+  case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD: case IR_LAYERNORM_GRAD:
     return same_as(n, d, a, b);
   case IR_CONV2D_GRAD_INPUT: case IR_CONV2D_GRAD_WEIGHT: case IR_AVGPOOL_GRAD: case IR_GLOBAL_AVGPOOL_GRAD:
     return check_preset(n, d, NULL);
@@ -476,6 +476,19 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 0, 1) && infer_permute(n, d);
   case IR_BATCH_MATMUL:
     return check_f32(n, d, 0, 2) && infer_batch_matmul(n, d);
+  case IR_LAYERNORM: {
+    IrNode *x = n->src[0];
+    if (!check_f32(n, d, 0, 1))
+      return false;
+    if (n->attr.i[0] < 1 || n->attr.i[0] > x->ndim - ir_is_batched(x))
+      return fail(n, d, "it normalizes over the last dims dimensions of one sample",
+                  "dims out of range for %s%s", sh(x), "");
+    if (!(n->attr.f[0] > 0))
+      return fail(n, d, NULL, "eps must be positive%s%s", "", "");
+    set_shape(n, x->ndim, x->shape);
+    n->dtype = DT_F32;
+    return true;
+  }
   case IR_MAXPOOL: case IR_AVGPOOL:
     return check_f32(n, d, 0, 1) && infer_pool(n, d);
   case IR_GLOBAL_AVGPOOL: {

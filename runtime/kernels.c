@@ -543,3 +543,48 @@ void k_batch_matmul(float *y, const KShape *ys, const float *a, const KShape *as
       idx[i] = 0;
   }
 }
+
+//
+// Layer normalization over rows of D values
+//
+
+// The mean and 1/sqrt(var + eps) of x[0..D), in double, in order.
+static void row_stats(const float *x, int64_t D, double eps, double *mean, double *rstd) {
+  double s = 0, v = 0;
+  for (int64_t j = 0; j < D; j++)
+    s += x[j];
+  double m = s / (double)D;
+  for (int64_t j = 0; j < D; j++) {
+    double d = x[j] - m;
+    v += d * d;
+  }
+  *mean = m;
+  *rstd = 1.0 / sqrt(v / (double)D + eps);
+}
+
+void k_layernorm_forward(float *y, const float *x, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D;
+    float *yr = y + r * D;
+    double m, rstd;
+    row_stats(xr, D, eps, &m, &rstd);
+    for (int64_t j = 0; j < D; j++)
+      yr[j] = (float)((xr[j] - m) * rstd);
+  }
+}
+
+void k_layernorm_backward(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D, *gr = dy + r * D;
+    double m, rstd, sg = 0, sgx = 0;
+    row_stats(xr, D, eps, &m, &rstd);
+    for (int64_t j = 0; j < D; j++) {
+      sg += gr[j];
+      sgx += gr[j] * ((xr[j] - m) * rstd);
+    }
+    sg /= (double)D;
+    sgx /= (double)D;
+    for (int64_t j = 0; j < D; j++)
+      dx[r * D + j] = (float)(rstd * (gr[j] - sg - (xr[j] - m) * rstd * sgx));
+  }
+}

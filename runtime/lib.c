@@ -552,6 +552,33 @@ static void run_dropout(SplitCall *s) {
   rt_pool_run(s->c->pool, dropout_share, s, n);
 }
 
+// The rows of a layer normalization: D values of the last i[0] dimensions each.
+static int64_t layernorm_row(const RtLib *k) {
+  const RtLibBuf *x = &k->buf[k->nbufs - 1];
+  int64_t D = 1;
+  for (int i = x->ndim - (int)k->i[0]; i < x->ndim; i++)
+    D *= x->shape[i];
+  return D;
+}
+
+// Layer normalization, or its gradient, on rows [lo, hi): each row's sums
+// are its own, in order, so any split gives the same bytes.
+static void layernorm_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  int64_t D = layernorm_row(k);
+  if (k->kind == RL_LAYERNORM)
+    k_layernorm_forward(P(s, 1) + lo * D, P(s, 0) + lo * D, hi - lo, D, k->f[0]);
+  else
+    k_layernorm_backward(P(s, 2) + lo * D, P(s, 0) + lo * D, P(s, 1) + lo * D, hi - lo, D, k->f[0]);
+}
+
+static void run_layernorm(SplitCall *s) {
+  const RtLib *k = s->k;
+  int64_t D = layernorm_row(k);
+  rt_pool_run_grain(s->c->pool, layernorm_share, s, rt_lib_numel(&k->buf[0], s->B) / D, 64);
+}
+
 //
 // Library kernels on the calling thread
 //
@@ -655,6 +682,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
   case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
+  case RL_LAYERNORM: case RL_LAYERNORM_GRAD: run_layernorm(&s); break;
   case RL_SGD_STEP: case RL_ADAM_STEP:
     if (!c->skip_updates)   // a step whose loss is not finite makes no updates
       run_step(&s);

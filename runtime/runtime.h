@@ -105,6 +105,8 @@ typedef enum {
   // Updates, in place (no result buffer), with the context's lr and steps:
   RL_SGD_STEP,                 // param, grad[, momentum_buffer]; i: nesterov; f: lr momentum dampening weight_decay
   RL_ADAM_STEP,                // param, grad, exp_avg, exp_avg_sq; i: decoupled; f: lr beta1 beta2 eps weight_decay
+  RL_LAYERNORM,                // x -> y; i: dims; f: eps
+  RL_LAYERNORM_GRAD,           // dy, x -> dx; i: dims; f: eps
   RL_COUNT
 } RtLibKind;
 
@@ -523,6 +525,15 @@ void k_log_softmax_forward(float *y, const float *x, int64_t outer, int64_t C, i
 // dx += dy - exp(y) * sum_c(dy), from the output y.
 void k_log_softmax_backward(float *dx, const float *dy, const float *y,
                             int64_t outer, int64_t C, int64_t inner);
+
+// Layer normalization of `rows` rows of D values each: y = (x - mean) /
+// sqrt(var + eps) with the biased variance, as PyTorch's F.layer_norm
+// without weight and bias; the statistics in double, over each row in
+// order. y may alias x.
+void k_layernorm_forward(float *y, const float *x, int64_t rows, int64_t D, double eps);
+// dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = the
+// normalized x, its statistics recomputed from x (dx is written, not added to).
+void k_layernorm_backward(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps);
 
 // y = x with its dimensions reordered: dimension i of y is dimension
 // order[i] of x (xs: x's shape; y's is xs permuted).

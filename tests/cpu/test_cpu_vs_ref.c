@@ -212,7 +212,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
-                                       "tests/cpu/reshaped_param", "tests/cpu/attention"};
+                                       "tests/cpu/reshaped_param", "tests/cpu/attention", "tests/cpu/transformer"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];

@@ -219,6 +219,7 @@ int main(int argc, char **argv) {
   }
   static const char *const extra[] = {"tests/cpu/tied.nn", "tests/cpu/two_inputs.nn", "tests/cpu/matmul3d.nn",
                                       "tests/cpu/scaled.nn", "tests/cpu/reshaped_param.nn", "tests/cpu/attention.nn",
+                                      "tests/cpu/transformer.nn",
                                       "tests/cuda/models/lenet.nn", "tests/cuda/models/ae.nn",
                                       "tests/cuda/models/bce.nn"};
   for (int i = 0; i < countof(extra); i++)

@@ -65,6 +65,10 @@ static const Case cases[] = {
                           " h = ((x -> permute(0, 2, 1, 3)) @ w) -> tanh\n"
                           " ((h @ transpose(h)) @ (h -> permute(0, 1, 3, 2))) -> log_softmax(axis = 1)\n}\n"
                           "loss mse\n", 3},
+    {"layernorm", "model m {\n input x: f32[3, 4]\n target y: f32[3, 4]\n"
+                  " param w: f32[4, 4] = normal(0, 0.5)\n"
+                  " h = (x -> layernorm(eps = 0.01)) @ w\n"
+                  " (h -> tanh -> layernorm(dims = 2, affine = false)) + (h -> layernorm)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

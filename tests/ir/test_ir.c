@@ -275,6 +275,10 @@ static IrGraph *build_misc(Arena *a) {
   IrNode *q = param(g, "q", INIT_ZEROS, 0, 0, DIMS(2, 4, 4), (SrcLoc){0}, NULL);
   IrNode *r = param(g, "r", INIT_ONES, 0, 0, DIMS(2, 3, 4), (SrcLoc){0}, NULL);
   SHAPE(ir_binary(g, IR_BATCH_MATMUL, q, r, (SrcLoc){0}), 2, 4, 3)->attr.i[1] = 1;
+  IrNode *ln = SHAPE(ir_unary(g, IR_LAYERNORM, prev, (SrcLoc){0}), N, 4);
+  ln->attr.i[0] = 1;
+  ln->attr.f[0] = 1e-5;
+  SHAPE(ir_binary(g, IR_LAYERNORM_GRAD, ln, prev, (SrcLoc){0}), N, 4)->attr = ln->attr;
   return g;
 }
 
@@ -544,7 +548,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(54, IR_NUM_OPS);
+  CHECK_INT(56, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -572,7 +576,7 @@ static void test_op_table(void) {
   CHECK_INT(2, nkind[IR_KIND_MATMUL]);          // matmul, batch_matmul
   CHECK_INT(2, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
-  CHECK_INT(18, nkind[IR_KIND_LIB]);
+  CHECK_INT(20, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
   CHECK_INT(2, nkind[IR_KIND_UPDATE]);
