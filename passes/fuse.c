@@ -345,26 +345,32 @@ static KIndex operand_index(const IrNode *x, const View *v, int nl, int r, int c
 }
 
 // A batched product C[..., M, P] = op(A) op(B): a loop over [lead..., M, K,
-// P] summing A[..., m, k] B[..., k, p] into C (P innermost: a row of B and
-// of C at a time), with a permute feeding either operand read in place.
+// P] summing A[..., m, k] B[..., k, p] into C, P innermost (a row of B and
+// of C at a time), or over [lead..., M, P, K] where B's rows are not
+// contiguous but both operands' K is (dot products: q @ transpose(k)),
+// with a permute feeding either operand read in place.
 static Kernel *batch_matmul_kernel(Fuse *f, IrNode *mm) {
   const IrNode *a = mm->src[0], *b = mm->src[1];
   bool ta = mm->attr.i[0], tb = mm->attr.i[1];
   int nl = mm->ndim - 2;
   Kernel *k = ir_kernel_new(f->g, KN_LOOP, mm->scope ? mm->scope : mnem(mm));
   ir_kernel_add_node(f->g, k, mm);
+  View va = operand_view(f, k, a), vb = operand_view(f, k, b);
+  // the stride of K and P in each operand as stored (its last two dimensions: row, column)
+  int64_t ak = va.stride[a->ndim - 1 - ta], bk = vb.stride[b->ndim - 2 + tb], bp = vb.stride[b->ndim - 1 - tb];
+  bool dots = bp != 1 && ak == 1 && bk == 1;
+  int m = nl, kd = dots ? nl + 2 : nl + 1, p = dots ? nl + 1 : nl + 2;   // their loop dimensions
   k->ndim = nl + 3;
   memcpy(k->dims, mm->shape, sizeof(int64_t) * nl);
-  k->dims[nl] = mm->shape[nl];
-  k->dims[nl + 1] = a->shape[a->ndim - 1 - ta];
-  k->dims[nl + 2] = mm->shape[nl + 1];
-  View va = operand_view(f, k, a), vb = operand_view(f, k, b);
-  KIndex ia = operand_index(a, &va, nl, ta ? nl + 1 : nl, ta ? nl : nl + 1);
-  KIndex ib = operand_index(b, &vb, nl, tb ? nl + 2 : nl + 1, tb ? nl + 1 : nl + 2);
+  k->dims[m] = mm->shape[nl];
+  k->dims[kd] = a->shape[a->ndim - 1 - ta];
+  k->dims[p] = mm->shape[nl + 1];
+  KIndex ia = operand_index(a, &va, nl, ta ? kd : m, ta ? m : kd);
+  KIndex ib = operand_index(b, &vb, nl, tb ? p : kd, tb ? kd : p);
   KIndex ic = {0}, cs = strides_of(mm);
   memcpy(ic.stride, cs.stride, sizeof(int64_t) * nl);
-  ic.stride[nl] = cs.stride[nl];
-  ic.stride[nl + 2] = 1;
+  ic.stride[m] = cs.stride[nl];
+  ic.stride[p] = 1;
   Gen gen = {f, k, mm, NULL};
   int la = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, va.buf), .idx = ia});
   int lb = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, vb.buf), .idx = ib});

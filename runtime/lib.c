@@ -579,6 +579,36 @@ static void run_layernorm(SplitCall *s) {
   rt_pool_run_grain(s->c->pool, layernorm_share, s, rt_lib_numel(&k->buf[0], s->B) / D, 64);
 }
 
+// Softmax, log-softmax or a gradient on rows [lo, hi) of (outer, C, inner):
+// each row's sums are its own, so any split gives the same bytes.
+static void softmax_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  int64_t outer, C, inner;
+  around_axis(&k->buf[r], (int)k->i[0], s->B, &outer, &C, &inner);
+  int64_t at = lo * C * inner, n = hi - lo;
+  float *out = P(s, r) + at;
+  const float *a = P(s, 0) + at, *b = k->nbufs == 3 ? P(s, 1) + at : NULL;
+  switch (k->kind) {
+  case RL_SOFTMAX: k_softmax_forward(out, a, n, C, inner); return;
+  case RL_LOG_SOFTMAX: k_log_softmax_forward(out, a, n, C, inner); return;
+  default: break;
+  }
+  memset(out, 0, sizeof(float) * n * C * inner);
+  if (k->kind == RL_SOFTMAX_GRAD)
+    k_softmax_backward(out, a, b, n, C, inner);
+  else
+    k_log_softmax_backward(out, a, b, n, C, inner);
+}
+
+static void run_softmax(SplitCall *s) {
+  const RtLib *k = s->k;
+  int64_t outer, C, inner;
+  around_axis(&k->buf[k->nbufs - 1], (int)k->i[0], s->B, &outer, &C, &inner);
+  rt_pool_run_grain(s->c->pool, softmax_share, s, outer, 16);
+}
+
 //
 // Library kernels on the calling thread
 //
@@ -622,24 +652,6 @@ static void run_step(SplitCall *s) {
     KAdam o = {.lr = s->c->lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = k->i[0]};
     k_adam_step(P(s, 0), P(s, 2), P(s, 3), P(s, 1), n, &o, s->c->steps);
   }
-}
-
-static void run_softmax(SplitCall *s) {
-  const RtLib *k = s->k;
-  int r = k->nbufs - 1;
-  int64_t outer, C, inner;
-  around_axis(&k->buf[r], (int)k->i[0], s->B, &outer, &C, &inner);
-  float *out = P(s, r);
-  switch (k->kind) {
-  case RL_SOFTMAX: k_softmax_forward(out, P(s, 0), outer, C, inner); return;
-  case RL_LOG_SOFTMAX: k_log_softmax_forward(out, P(s, 0), outer, C, inner); return;
-  default: break;
-  }
-  memset(out, 0, sizeof(float) * outer * C * inner);
-  if (k->kind == RL_SOFTMAX_GRAD)
-    k_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
-  else
-    k_log_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
 }
 
 static void run_avgpool(SplitCall *s) {
