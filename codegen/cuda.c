@@ -222,7 +222,9 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
     return;
   char name[64], what[64];
   const Kernel *named = owner ? owner : k;   // (an epilogue is named after its GEMM or library kernel)
-  snprintf(what, sizeof what, "%s%s", named->name ? named->name : "loop", suffix ? suffix : "");
+  // (the name cut short before the suffix, which cuda_fn_name's limit must not cut off: a
+  // long GEMM name would name its epilogue the same)
+  snprintf(what, sizeof what, "%.32s%s", named->name ? named->name : "loop", suffix ? suffix : "");
   cuda_fn_name(name, sizeof name, ki, what);
   bool is_sum[IR_MAX_DIMS], tree;
   int nsum = sum_dims(k, is_sum, &tree);

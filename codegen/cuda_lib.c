@@ -259,6 +259,73 @@ static bool emit_softmax(Lib *l) {
 }
 
 //
+// Layer normalization and its gradient: a thread per row of D values, the
+// sums in double and in order, as k_layernorm_forward / _backward
+//
+
+static bool emit_layernorm(Lib *l) {
+  const RtLib *d = l->d;
+  StrBuf *s = l->s;
+  bool grad = d->kind == RL_LAYERNORM_GRAD;
+  if (!check_bufs(l, grad ? 3 : 2, grad ? 3 : 2))
+    return false;
+  const RtLibBuf *rb = &d->buf[d->nbufs - 1];
+  if (d->i[0] < 1 || d->i[0] > rb->ndim)
+    return fail(l, "dims is not a count of the result's last dimensions");
+  for (int i = 0; i < d->nbufs - 1; i++)
+    if (!same_extent(numel_extent(&d->buf[i]), numel_extent(rb)))
+      return fail(l, "operands and result of different sizes");
+  int64_t D = 1;
+  for (int i = rb->ndim - (int)d->i[0]; i < rb->ndim; i++) {
+    if (rb->shape[i] == RT_BATCH)
+      return fail(l, "a row that holds the batch dimension");
+    D *= rb->shape[i];
+  }
+  KExtent rows = numel_extent(rb);
+  rows.coef /= D;
+  char name[64];
+  begin(l, name, sizeof name, rt_lib_name(d->kind), NULL);
+  if (grad) {
+    put_ptr(l, "const float", "dy", 0);
+    put_ptr(l, "const float", "x", 1);
+    put_ptr(l, "float", "dx", 2);
+  } else {
+    put_ptr(l, "const float", "x", 0);
+    put_ptr(l, "float", "y", 1);
+  }
+  sb_printf(s, "  const long long D = %lldLL;\n  const double eps = ", (long long)D);
+  put_double(s, d->f[0]);
+  sb_printf(s, ";\n  NNC_FOR_EACH(r, %s%lldLL%s) {\n", rows.batched ? "B * " : "", (long long)rows.coef, "");
+  sb_puts(s, "    const float *xr = x + r * D;\n"
+             "    double sx = 0, v = 0;\n"
+             "    for (long long j = 0; j < D; j++)\n"
+             "      sx += xr[j];\n"
+             "    const double m = sx / (double)D;\n"
+             "    for (long long j = 0; j < D; j++) {\n"
+             "      const double t = xr[j] - m;\n"
+             "      v += NNC_DMUL(t, t);\n"
+             "    }\n"
+             "    const double rstd = 1.0 / sqrt(v / (double)D + eps);\n");
+  if (!grad)
+    sb_puts(s, "    for (long long j = 0; j < D; j++)\n"
+               "      y[r * D + j] = (float)NNC_DMUL(xr[j] - m, rstd);\n");
+  else
+    sb_puts(s, "    const float *gr = dy + r * D;\n"
+               "    double sg = 0, sgx = 0;\n"
+               "    for (long long j = 0; j < D; j++) {\n"
+               "      sg += gr[j];\n"
+               "      sgx += NNC_DMUL((double)gr[j], NNC_DMUL(xr[j] - m, rstd));\n"
+               "    }\n"
+               "    sg /= (double)D;\n"
+               "    sgx /= (double)D;\n"
+               "    for (long long j = 0; j < D; j++)\n"
+               "      dx[r * D + j] = (float)NNC_DMUL(rstd, gr[j] - sg - NNC_DMUL(NNC_DMUL(xr[j] - m, rstd), sgx));\n");
+  sb_puts(s, "  }\n}\n");
+  cuda_launch_elems(l->g, l->kernel, name, rows);
+  return true;
+}
+
+//
 // Losses: output, target -> the mean loss, or d loss / d output
 //
 
@@ -724,6 +791,7 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   case RL_DROPOUT: return emit_dropout(&l);
   case RL_DROPOUT_GRAD: return emit_dropout_grad(&l);
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: return emit_softmax(&l);
+  case RL_LAYERNORM: case RL_LAYERNORM_GRAD: return emit_layernorm(&l);
   case RL_CROSS_ENTROPY: case RL_NLL: case RL_MSE: case RL_L1: case RL_BCE_WITH_LOGITS: case RL_CROSS_ENTROPY_GRAD:
   case RL_NLL_GRAD: case RL_MSE_GRAD: case RL_L1_GRAD: case RL_BCE_WITH_LOGITS_GRAD:
     return emit_loss(&l);

@@ -149,6 +149,15 @@ static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64
   free(at);
 }
 
+// The rows a layer normalization normalizes: all but its last attr.i[0] dimensions.
+static int64_t layernorm_rows(const IrNode *n, int64_t B) {
+  KShape s = kshape(n, B);
+  int64_t rows = 1;
+  for (int i = 0; i < s.ndim - (int)n->attr.i[0]; i++)
+    rows *= s.dim[i];
+  return rows;
+}
+
 static void run_matmul(Exec *ex, const IrNode *n, int64_t B) {
   const IrNode *a = n->src[0], *b = n->src[1];
   KShape as = kshape(a, B), bs = kshape(b, B);
@@ -330,6 +339,11 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     k_embedding_backward(out, g, embedding_indexes(ex, b, B, n->shape[0]), numel(b, B), dim, 0, dim);
     return;
   }
+  case IR_LAYERNORM_GRAD: {
+    int64_t D = numel(n, B) / layernorm_rows(n, B);
+    k_layernorm_backward(out, g, F(ex, b), layernorm_rows(n, B), D, n->attr.f[0]);
+    return;
+  }
   case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD: {
     int64_t outer, C, inner;
     around_axis(n, (int)n->attr.i[0], B, &outer, &C, &inner);
@@ -375,6 +389,19 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     return 0;
   }
   case IR_MATMUL: run_matmul(ex, n, B); return 0;
+  case IR_BATCH_MATMUL: {
+    KShape ys = kshape(n, B), as = kshape(a, B), bs = kshape(n->src[1], B);
+    k_batch_matmul(out, &ys, F(ex, a), &as, n->attr.i[0], F(ex, n->src[1]), &bs, n->attr.i[1]);
+    return 0;
+  }
+  case IR_LAYERNORM:
+    k_layernorm_forward(out, F(ex, a), layernorm_rows(n, B), k / layernorm_rows(n, B), n->attr.f[0]);
+    return 0;
+  case IR_PERMUTE: {
+    KShape xs = kshape(a, B);
+    k_permute(out, F(ex, a), &xs, n->attr.i);
+    return 0;
+  }
   case IR_CONV2D: {
     KConv2d geo = conv_geometry(a, n->src[1], &n->attr, B);
     k_conv2d_forward(out, F(ex, a), F(ex, n->src[1]), n->nsrc == 3 ? F(ex, n->src[2]) : NULL, &geo);

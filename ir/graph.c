@@ -333,10 +333,12 @@ int64_t ir_flops(const IrNode *n) {
     return 0;
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER: case IR_CONST:
-  case IR_RESHAPE: case IR_SLICE: case IR_CONCAT:
+  case IR_RESHAPE: case IR_SLICE: case IR_CONCAT: case IR_PERMUTE:
     return 0;
   case IR_MATMUL:
     return matmul_flops(n, out);
+  case IR_BATCH_MATMUL:   // K multiply-adds per output element
+    return mul_sat(mul_sat(2, dim1(n->src[0], n->attr.i[0] ? -2 : -1)), out);
   case IR_CONV2D:
     return conv2d_flops(n, out);
   case IR_MAXPOOL: case IR_AVGPOOL:
@@ -349,6 +351,8 @@ int64_t ir_flops(const IrNode *n) {
     return mul_sat(2, out);
   case IR_SOFTMAX: case IR_LOG_SOFTMAX:
     return mul_sat(3, out);
+  case IR_LAYERNORM:   // the mean, the variance, then a subtraction and a multiplication
+    return mul_sat(5, out);
   case IR_CROSS_ENTROPY: case IR_NLL: case IR_MSE: case IR_L1: case IR_BCE_WITH_LOGITS: {
     int64_t in = ir_numel(n->src[0], 1);
     return in < 0 ? 0 : mul_sat(3, in);

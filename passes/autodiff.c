@@ -80,6 +80,41 @@ static void grad_matmul(AD *ad, IrNode *n, IrNode *g) {
   }
 }
 
+static IrNode *batch_matmul(AD *ad, IrNode *a, IrNode *b, int ta, int tb) {
+  IrNode *n = ir_add(ad->g, IR_BATCH_MATMUL, (IrNode *[]){a, b}, 2, ad->fwd->loc);
+  n->attr.i[0] = ta;
+  n->attr.i[1] = tb;
+  return finish(ad, n, NULL);
+}
+
+// C[..., M, P] = op(A) op(B) over broadcast leading dimensions: the rules
+// of grad_matmul product by product, then each gradient summed over the
+// leading dimensions its operand was broadcast along.
+static void grad_batch_matmul(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *a = n->src[0], *b = n->src[1];
+  int ta = (int)n->attr.i[0], tb = (int)n->attr.i[1];
+  if (ad->needs[a->id]) {
+    IrNode *da = !ta ? batch_matmul(ad, g, b, 0, !tb)       // g op(B)^T
+                     : tb ? batch_matmul(ad, b, g, 1, 1)    // B^T g^T
+                          : batch_matmul(ad, b, g, 0, 1);   // B g^T
+    accumulate(ad, a, unbroadcast(ad, da, a));
+  }
+  if (ad->needs[b->id]) {
+    IrNode *db = !tb ? batch_matmul(ad, a, g, !ta, 0)       // op(A)^T g
+                     : ta ? batch_matmul(ad, g, a, 1, 1)    // g^T A^T
+                          : batch_matmul(ad, g, a, 1, 0);   // g^T A
+    accumulate(ad, b, unbroadcast(ad, db, b));
+  }
+}
+
+// The gradient of a permute is g put back in x's order: the inverse permutation.
+static IrNode *grad_permute(AD *ad, IrNode *n, IrNode *g) {
+  IrNode *p = ir_add(ad->g, IR_PERMUTE, &g, 1, n->loc);
+  for (int i = 0; i < n->ndim; i++)
+    p->attr.i[n->attr.i[i]] = i;
+  return finish(ad, p, NULL);
+}
+
 static IrNode *with_attrs(IrNode *n, const IrNode *from) {
   n->attr = from->attr;
   return n;
@@ -164,6 +199,8 @@ static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
     return finish(ad, with_attrs(ir_add(ad->g, IR_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
   case IR_LOG_SOFTMAX:
     return finish(ad, with_attrs(ir_add(ad->g, IR_LOG_SOFTMAX_GRAD, (IrNode *[]){g, n}, 2, n->loc), n), NULL);
+  case IR_LAYERNORM:
+    return finish(ad, with_attrs(ir_add(ad->g, IR_LAYERNORM_GRAD, (IrNode *[]){g, x}, 2, n->loc), n), NULL);
   default:
     unreachable();
   }
@@ -353,6 +390,12 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   case IR_MATMUL:
     grad_matmul(ad, n, g);
     break;
+  case IR_BATCH_MATMUL:
+    grad_batch_matmul(ad, n, g);
+    break;
+  case IR_PERMUTE:
+    accumulate(ad, a, grad_permute(ad, n, g));
+    break;
   case IR_CONV2D:
     grad_conv2d(ad, n, g);
     break;
@@ -385,7 +428,7 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
   case IR_CLAMP:
   case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
-  case IR_SOFTMAX: case IR_LOG_SOFTMAX:
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_LAYERNORM:
     accumulate(ad, a, grad_unary(ad, n, g));
     break;
   default:

@@ -32,6 +32,7 @@ typedef struct Fuse {
   bool *need;            // need[id]: the entry point computes node id
   bool *keep;            // keep[id]: the caller reads it after the step (output, loss)
   int *uses;             // uses[id]: consumers among the needed nodes
+  int *product_uses;     // product_uses[id]: those of them that are batched products
   int *fused_into;       // the node whose kernel computes this one, or -1
   int *gemms;            // GEMMs and convolutions in the kernel rooted at this node
   int *ops;              // ops computed in the kernel rooted at this node, itself included
@@ -93,7 +94,7 @@ static bool is_update(IrOp op) { return ir_op_kind(op) == IR_KIND_UPDATE; }
 // Products whose elementwise consumers may run as their epilogue: a GEMM,
 // and a convolution (a library kernel that runs the epilogue on each share
 // of images as soon as it has computed it).
-static bool has_epilogue(IrOp op) { return ir_op_kind(op) == IR_KIND_MATMUL || op == IR_CONV2D; }
+static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D || op == IR_LAYERNORM; }
 
 // Ops that move no data in this entry point: their value is their input's.
 static bool is_alias(const Fuse *f, const IrNode *n) {
@@ -111,6 +112,11 @@ static void why_not(Fuse *f, const IrNode *p, const IrNode *c, const char *reaso
 static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   if (ir_op_is_leaf(p->op))
     return;   // constants are inlined; parameters and inputs are loaded
+  if (f->fuse && c->op == IR_BATCH_MATMUL && p->op == IR_PERMUTE && !f->keep[p->id] &&
+      f->uses[p->id] == f->product_uses[p->id]) {
+    f->fused_into[p->id] = c->id;   // each product's loop reads the permute's input with its strides
+    return;
+  }
   bool c_loop = is_elementwise(c->op) || is_reduction(c->op);
   const char *reason = NULL;
   if (!f->fuse)
@@ -119,17 +125,20 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "a slice loads its input from memory, at its own indexes";
   else if (c->op == IR_CONCAT)
     reason = "a concat copies each input from memory";
+  else if (c->op == IR_PERMUTE)
+    reason = "a permute reads its input from memory, in another order";
   else if (!c_loop && c->op != IR_SLICE)
-    reason = ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
+    reason = c->op == IR_BATCH_MATMUL ? "a batched product reads its operands from memory"
+             : ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
              : is_update(c->op) ? "an optimizer update reads the gradient from memory"
              : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
                                 : "a library kernel reads its inputs from memory";
   else if (is_alias(f, p))
     reason = "a reshape changes the index space";
   else if (!is_elementwise(p->op) && !has_epilogue(p->op) && p->op != IR_SLICE)
-    reason = is_reduction(p->op)  ? "a reduction's result is complete only after its loop"
-             : p->op == IR_CONCAT ? "a concat writes its result to memory"
-                                  : "a library kernel writes its result to memory";
+    reason = is_reduction(p->op) || p->op == IR_BATCH_MATMUL ? "a reduction's result is complete only after its loop"
+             : p->op == IR_CONCAT                            ? "a concat writes its result to memory"
+                                                             : "a library kernel writes its result to memory";
   else if (f->keep[p->id])
     reason = "the value is an output of the step";
   else if (f->uses[p->id] > 1)
@@ -172,6 +181,20 @@ static int emit_mulc(Gen *gen, int a, float c) { return emit2(gen, KI_MUL, a, em
 static int gen_value(Gen *gen, const IrNode *n);
 static int gen_act(Gen *gen, const IrNode *n, int a, int b);
 
+// The row-major strides of n's elements, dimension by dimension.
+static KIndex strides_of(const IrNode *n) { return ir_kernel_index(n, n->ndim, n->shape); }
+
+// A permute's value: its input loaded with the strides of its dimensions in
+// the permute's order (the loop's space is the permute's shape).
+static int gen_permute(Gen *gen, const IrNode *n) {
+  const IrNode *x = n->src[0];
+  KIndex xs = strides_of(x), idx = {0};
+  int off = gen->k->ndim - n->ndim;
+  for (int i = 0; i < n->ndim; i++)
+    idx.stride[off + i] = xs.stride[n->attr.i[i]];
+  return emit(gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(gen->f->g, gen->k, x), .idx = idx});
+}
+
 // A value from memory, broadcast over the loop space.
 static int gen_load(Gen *gen, const IrNode *n) {
   Kernel *k = gen->k;
@@ -196,6 +219,8 @@ static int gen_position(Gen *gen, const IrNode *n, int64_t axes) {
 
 // The instructions of elementwise node n, on its operands' values.
 static int gen_op(Gen *gen, const IrNode *n) {
+  if (n->op == IR_PERMUTE)
+    return gen_permute(gen, n);
   int a = n->nsrc > 0 ? gen_value(gen, n->src[0]) : -1;
   int b = n->nsrc > 1 ? gen_value(gen, n->src[1]) : -1;
   switch (n->op) {
@@ -510,6 +535,82 @@ static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
   return k;
 }
 
+// An operand of a batched product as its loop reads it: the buffer, and
+// the stride of each of the operand's dimensions in it (through a permute
+// folded into the product, its input's strides in the permute's order).
+typedef struct View {
+  const IrNode *buf;
+  int64_t stride[IR_MAX_DIMS];
+} View;
+
+static View operand_view(Fuse *f, Kernel *k, const IrNode *x) {
+  View v = {x, {0}};
+  KIndex xs = strides_of(x);
+  memcpy(v.stride, xs.stride, sizeof v.stride);
+  if (x->op == IR_PERMUTE && f->fused_into[x->id] >= 0) {
+    KIndex ss = strides_of(x->src[0]);
+    v.buf = x->src[0];
+    for (int i = 0; i < x->ndim; i++)
+      v.stride[i] = ss.stride[x->attr.i[i]];
+    ir_kernel_add_node(f->g, k, x);
+  }
+  return v;
+}
+
+// The strides of operand x (v) over the product's loop [lead..., M, K, P]:
+// its leading dimensions aligned at the right (0 where it broadcasts),
+// then its last two dimensions as stored (r, c: the loop dimensions they
+// run along).
+static KIndex operand_index(const IrNode *x, const View *v, int nl, int r, int c) {
+  KIndex ix = {0};
+  int lx = x->ndim - 2;
+  for (int i = 0; i < nl; i++) {
+    int j = lx - nl + i;
+    if (j >= 0 && x->shape[j] != 1)
+      ix.stride[i] = v->stride[j];
+  }
+  ix.stride[r] = v->stride[lx];
+  ix.stride[c] = v->stride[lx + 1];
+  return ix;
+}
+
+// A batched product C[..., M, P] = op(A) op(B): a loop over [lead..., M, K,
+// P] summing A[..., m, k] B[..., k, p] into C, P innermost (a row of B and
+// of C at a time), or over [lead..., M, P, K] where B's rows are not
+// contiguous but both operands' K is (dot products: q @ transpose(k)),
+// with a permute feeding either operand read in place.
+static Kernel *batch_matmul_kernel(Fuse *f, IrNode *mm) {
+  const IrNode *a = mm->src[0], *b = mm->src[1];
+  bool ta = mm->attr.i[0], tb = mm->attr.i[1];
+  int nl = mm->ndim - 2;
+  Kernel *k = ir_kernel_new(f->g, KN_LOOP, mm->scope ? mm->scope : mnem(mm));
+  ir_kernel_add_node(f->g, k, mm);
+  View va = operand_view(f, k, a), vb = operand_view(f, k, b);
+  // the stride of K and P in each operand as stored (its last two dimensions: row, column)
+  int64_t ak = va.stride[a->ndim - 1 - ta], bk = vb.stride[b->ndim - 2 + tb], bp = vb.stride[b->ndim - 1 - tb];
+  bool dots = bp != 1 && ak == 1 && bk == 1;
+  int m = nl, kd = dots ? nl + 2 : nl + 1, p = dots ? nl + 1 : nl + 2;   // their loop dimensions
+  k->ndim = nl + 3;
+  memcpy(k->dims, mm->shape, sizeof(int64_t) * nl);
+  k->dims[m] = mm->shape[nl];
+  k->dims[kd] = a->shape[a->ndim - 1 - ta];
+  k->dims[p] = mm->shape[nl + 1];
+  KIndex ia = operand_index(a, &va, nl, ta ? kd : m, ta ? m : kd);
+  KIndex ib = operand_index(b, &vb, nl, tb ? p : kd, tb ? kd : p);
+  KIndex ic = {0}, cs = strides_of(mm);
+  memcpy(ic.stride, cs.stride, sizeof(int64_t) * nl);
+  ic.stride[m] = cs.stride[nl];
+  ic.stride[p] = 1;
+  Gen gen = {f, k, mm, NULL};
+  int la = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, va.buf), .idx = ia});
+  int lb = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, vb.buf), .idx = ib});
+  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, mm), .idx = ic, .value = emit2(&gen, KI_MUL, la, lb),
+                                    .reduce = KR_SUM});
+  k->parallel = splittable(k);
+  k->name = scopes_name(f, k);
+  return k;
+}
+
 // A load of slot k of the step scalars, the same for every element.
 static int gen_scalar(Gen *gen, int slot) {
   KInstr in = {.op = KI_LOAD, .buf = ir_kernel_buf(gen->f->g, gen->k, gen->f->p->scalars), .idx = {.offset = slot}};
@@ -739,6 +840,10 @@ static void lower_root(Fuse *f, IrNode *n) {
     add_kernel(f, reduce_kernel(f, n));
     return;
   }
+  if (n->op == IR_BATCH_MATMUL) {
+    add_kernel(f, batch_matmul_kernel(f, n));
+    return;
+  }
   if (ir_op_kind(n->op) == IR_KIND_MATMUL) {
     add_kernel(f, gemm_kernel(f, n));
     return;
@@ -882,6 +987,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.need = arena_alloc(a, sizeof(bool) * nn);
   f.keep = arena_alloc(a, sizeof(bool) * nn);
   f.uses = arena_alloc(a, sizeof(int) * nn);
+  f.product_uses = arena_alloc(a, sizeof(int) * nn);
   f.fused_into = arena_alloc(a, sizeof(int) * nn);
   f.gemms = arena_alloc(a, sizeof(int) * nn);
   f.ops = arena_alloc(a, sizeof(int) * nn);
@@ -891,8 +997,10 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
     f.fused_into[i] = -1;
     f.ops[i] = 1;
     if (f.need[i])
-      for (int k = 0; k < g->nodes[i]->nsrc; k++)
+      for (int k = 0; k < g->nodes[i]->nsrc; k++) {
         f.uses[g->nodes[i]->src[k]->id]++;
+        f.product_uses[g->nodes[i]->src[k]->id] += g->nodes[i]->op == IR_BATCH_MATMUL;
+      }
   }
   KProgram *p = arena_alloc(a, sizeof *p);
   *p = (KProgram){.g = g, .entry = entry, .max_batch = max_batch};

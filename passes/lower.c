@@ -747,10 +747,103 @@ static IrNode *build_silu(Lower *L, Env *e, const Args *a) { return build_simple
 static IrNode *build_sqrt(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_SQRT, "sqrt"); }
 static IrNode *build_abs(Lower *L, Env *e, const Args *a) { return build_simple(L, e, a, IR_ABS, "abs"); }
 
+// An axis of x given as a number (negative counts from the end, as in
+// PyTorch), in [0, ndim); -1 after reporting one out of range at loc.
+static int axis_of(Lower *L, const char *fn, const IrNode *x, int64_t axis, SrcLoc loc) {
+  int64_t k = axis < 0 ? axis + x->ndim : axis;
+  if (k < 0 || k >= x->ndim) {
+    char b[96], hint[160];
+    snprintf(hint, sizeof hint, "%s has %d dimensions: axes 0 to %d, or -1 to -%d counting from the end",
+             tshape(x, b), x->ndim, x->ndim - 1, x->ndim);
+    diag_error(L->d, loc, hint, "%s: axis %lld is out of range for %s", fn, (long long)axis, b);
+    return -1;
+  }
+  return (int)k;
+}
+
+// softmax(x, axis = -1): over the last dimension, the classes of [N, C].
 static IrNode *build_softmax_impl(Lower *L, Env *e, const Args *a, IrOp op, const char *kind) {
-  IrNode *y = node(L, op, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
-  y->attr.i[0] = 1;   // over the class (channel) dimension, as PyTorch's dim=1
+  IrNode *x = arg_tensor(a, 0);
+  int axis = axis_of(L, kind, x, arg_int(a, 1), a->given[1] ? a->loc[1] : a->call);
+  if (axis < 0)
+    return NULL;
+  if (axis == 0 && ir_is_batched(x)) {
+    diag_error(L->d, a->given[1] ? a->loc[1] : a->call, "normalize over the dimensions of one sample, e.g. axis = -1",
+               "%s: cannot normalize over the batch dimension", kind);
+    return NULL;
+  }
+  IrNode *y = node(L, op, (IrNode *[]){x}, 1, a->call);
+  y->attr.i[0] = axis;
   return finish(L, y, next_scope(L, e, kind));
+}
+
+// x with its dimensions in the order order[0..n) (dimension i of the result
+// is dimension order[i] of x); the batch dimension must stay first.
+static IrNode *permute_to(Lower *L, Env *e, const Args *a, const char *fn, const int64_t *order, const SrcLoc *loc) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (ir_is_batched(x) && order[0] != 0) {
+    int from = 0;
+    while (order[from] != 0)
+      from++;
+    diag_error(L->d, loc[from], "the batch dimension N stays first; reorder the dimensions of one sample",
+               "%s: cannot move the batch dimension of %s", fn, tshape(x, b));
+    return NULL;
+  }
+  IrNode *y = node(L, IR_PERMUTE, (IrNode *[]){x}, 1, a->call);
+  memcpy(y->attr.i, order, sizeof(int64_t) * x->ndim);
+  return finish(L, y, next_scope(L, e, fn));
+}
+
+// transpose(x, a = -2, b = -1): dimensions a and b swapped.
+static IrNode *build_transpose(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  if (x->ndim < 2) {
+    char b[96];
+    diag_error(L->d, a->call, NULL, "transpose: %s has fewer than 2 dimensions", tshape(x, b));
+    return NULL;
+  }
+  SrcLoc at1 = a->given[1] ? a->loc[1] : a->call, at2 = a->given[2] ? a->loc[2] : a->call;
+  int d1 = axis_of(L, "transpose", x, arg_int(a, 1), at1), d2 = axis_of(L, "transpose", x, arg_int(a, 2), at2);
+  if (d1 < 0 || d2 < 0)
+    return NULL;
+  int64_t order[IR_MAX_DIMS];
+  SrcLoc loc[IR_MAX_DIMS];
+  for (int i = 0; i < x->ndim; i++) {
+    order[i] = i;
+    loc[i] = a->call;
+  }
+  order[d1] = d2;
+  order[d2] = d1;
+  loc[d1] = at2;
+  loc[d2] = at1;
+  return permute_to(L, e, a, "transpose", order, loc);
+}
+
+// permute(x, d0, d1, ...): every dimension of x once, as PyTorch's x.permute.
+static IrNode *build_permute(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (a->nints != x->ndim) {
+    diag_error(L->d, a->call, "give every dimension once, in the new order, e.g. permute(x, 0, 2, 1, 3)",
+               "permute: %s has %d dimensions, but the order lists %d", tshape(x, b), x->ndim, a->nints);
+    return NULL;
+  }
+  int64_t order[IR_MAX_DIMS];
+  bool seen[IR_MAX_DIMS] = {0};
+  for (int i = 0; i < a->nints; i++) {
+    int d = axis_of(L, "permute", x, a->ints[i], a->ints_loc[i]);
+    if (d < 0)
+      return NULL;
+    if (seen[d]) {
+      diag_error(L->d, a->ints_loc[i], "give every dimension once, in the new order",
+                 "permute: dimension %d is given twice", d);
+      return NULL;
+    }
+    seen[d] = true;
+    order[i] = d;
+  }
+  return permute_to(L, e, a, "permute", order, a->ints_loc);
 }
 
 static IrNode *build_softmax(Lower *L, Env *e, const Args *a) { return build_softmax_impl(L, e, a, IR_SOFTMAX, "softmax"); }
@@ -798,6 +891,42 @@ static IrNode *build_batchnorm(Lower *L, Env *e, const Args *a) {
   y->attr.f[0] = eps;
   y->attr.f[1] = mom;
   return finish(L, y, scope);
+}
+
+// layernorm(x, eps = 1e-5, affine = true, dims = 1): PyTorch's
+// nn.LayerNorm over the last dims dimensions; with affine, a weight (ones)
+// and a bias (zeros) of those dimensions' shape, applied after the
+// normalization as a mul and an add (which run in its epilogue).
+static IrNode *build_layernorm(Lower *L, Env *e, const Args *a) {
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  double eps = arg_num(a, 1);
+  int64_t k = arg_int(a, 3);
+  int per_sample = x->ndim - ir_is_batched(x);
+  if (k > per_sample) {
+    char hint[160];
+    snprintf(hint, sizeof hint, "dims counts the last dimensions of one sample: at most %d for %s", per_sample,
+             tshape(x, b));
+    diag_error(L->d, a->given[3] ? a->loc[3] : a->call, hint, "layernorm: dims = %lld is more than the %d dimensions of a sample of %s",
+               (long long)k, per_sample, b);
+    return NULL;
+  }
+  if (!(eps > 0)) {
+    diag_error(L->d, a->loc[1], NULL, "layernorm: eps must be positive, found %g", eps);
+    return NULL;
+  }
+  const char *scope = next_scope(L, e, "layernorm");
+  IrNode *y = node(L, IR_LAYERNORM, (IrNode *[]){x}, 1, a->call);
+  y->attr.i[0] = k;
+  y->attr.f[0] = eps;
+  if (!(y = finish(L, y, scope)) || arg_num(a, 2) == 0)
+    return y;
+  const int64_t *shape = x->shape + x->ndim - k;
+  IrNode *w = new_param(L, IR_PARAM, scope, "weight", (int)k, shape, (IrInit){INIT_ONES, 0, 0}, a->call);
+  IrNode *bias = new_param(L, IR_PARAM, scope, "bias", (int)k, shape, (IrInit){INIT_ZEROS, 0, 0}, a->call);
+  if (!(y = finish(L, node(L, IR_MUL, (IrNode *[]){y, w}, 2, a->call), scope)))
+    return NULL;
+  return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
 // flatten: [N, d1, d2, ...] -> [N, d1*d2*...].
@@ -1026,9 +1155,12 @@ static Value build_split(Lower *L, Env *e, const Args *a) {
       return ERR;
   return v;
 }
+// The product a @ b: a GEMM with a matrix b (a's leading dimensions fold
+// into its rows), a batch of products when b has leading dimensions too.
+static IrOp matmul_op(const IrNode *b) { return b->ndim > 2 ? IR_BATCH_MATMUL : IR_MATMUL; }
 
 static IrNode *build_matmul(Lower *L, Env *e, const Args *a) {
-  IrNode *y = node(L, IR_MATMUL, (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
+  IrNode *y = node(L, matmul_op(arg_tensor(a, 1)), (IrNode *[]){arg_tensor(a, 0), arg_tensor(a, 1)}, 2, a->call);
   return finish(L, y, next_scope(L, e, "matmul"));
 }
 
@@ -1077,6 +1209,8 @@ static const Builtin builtins[] = {
     {SIG("upsample", "(x, scale = 2)", T("x"), P("scale", false, 2, 1)), build_upsample},
     {SIG("batchnorm", "(x, eps = 1e-5, momentum = 0.1)", T("x"), N("eps", 1e-5), N("momentum", 0.1)), build_batchnorm},
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
+    {SIG("layernorm", "(x, eps = 1e-5, affine = true, dims = 1)", T("x"), N("eps", 1e-5), B("affine", 1),
+         I("dims", false, 1, 1)), build_layernorm},
     {SIG("flatten", "(x)", T("x")), build_flatten},
     {SIG("reshape", "(x, d1, d2, ...)", T("x"), {"dims", A_INTS, false, 0, 1}), build_reshape},
     {SIG("relu", "(x)", T("x")), build_relu},
@@ -1084,8 +1218,8 @@ static const Builtin builtins[] = {
     {SIG("tanh", "(x)", T("x")), build_tanh},
     {SIG("exp", "(x)", T("x")), build_exp},
     {SIG("log", "(x)", T("x")), build_log},
-    {SIG("softmax", "(x)", T("x")), build_softmax},
-    {SIG("log_softmax", "(x)", T("x")), build_log_softmax},
+    {SIG("softmax", "(x, axis = -1)", T("x"), I("axis", false, -1, -MAX_ELEMS)), build_softmax},
+    {SIG("log_softmax", "(x, axis = -1)", T("x"), I("axis", false, -1, -MAX_ELEMS)), build_log_softmax},
     {SIG("matmul", "(a, b)", T("a"), T("b")), build_matmul},
     {SIG("embedding", "(x, vocab, dim)", T("x"), I("vocab", true, 0, 1), I("dim", true, 0, 1)), build_embedding},
     // activations with parameters, and sqrt, abs
@@ -1106,6 +1240,9 @@ static const Builtin builtins[] = {
          B("keepdim", 0)), build_mean},
     {SIG("max", "(x, axis, ..., keepdim = false)", T("x"), {"axes", A_INTS, false, 0, -MAX_ELEMS}, N("axis", 0),
          B("keepdim", 0)), build_max},
+    {SIG("transpose", "(x, a = -2, b = -1)", T("x"), I("a", false, -2, -MAX_ELEMS), I("b", false, -1, -MAX_ELEMS)),
+     build_transpose},
+    {SIG("permute", "(x, d0, d1, ...)", T("x"), {"dims", A_INTS, false, 0, -MAX_ELEMS}), build_permute},
 };
 
 // Names that mean something else where a layer is expected.
@@ -1330,7 +1467,8 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
   IrNode *x = a.kind == V_TENSOR ? a.t : const_node(L, a.num, n->lhs->loc, scope);
   IrNode *y = b.kind == V_TENSOR ? b.t : const_node(L, b.num, n->rhs->loc, scope);
   static const IrOp ops[128] = {['+'] = IR_ADD, ['-'] = IR_SUB, ['*'] = IR_MUL, ['/'] = IR_DIV, ['@'] = IR_MATMUL};
-  return tensor_value(finish(L, node(L, ops[(int)n->op], (IrNode *[]){x, y}, 2, n->loc), scope));
+  IrOp op = n->op == '@' ? matmul_op(y) : ops[(int)n->op];
+  return tensor_value(finish(L, node(L, op, (IrNode *[]){x, y}, 2, n->loc), scope));
 }
 
 static Value eval_ident(Lower *L, Env *e, const AstNode *n) {

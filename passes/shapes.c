@@ -151,6 +151,72 @@ static bool infer_matmul(IrNode *n, Diag *d) {
   return true;
 }
 
+// x permuted: dimension i of the result is dimension d<i> of x. The
+// attributes must be an order of x's dimensions, and N stays first.
+static bool infer_permute(IrNode *n, Diag *d) {
+  IrNode *x = n->src[0];
+  int64_t out[IR_MAX_DIMS];
+  bool seen[IR_MAX_DIMS] = {0};
+  for (int i = 0; i < x->ndim; i++) {
+    int64_t p = n->attr.i[i];
+    if (p < 0 || p >= x->ndim || seen[p])
+      return fail(n, d, "give each dimension of the input once, e.g. permute(x, 0, 2, 1, 3)",
+                  "the order is not a permutation of the dimensions of %s%s", sh(x), "");
+    seen[p] = true;
+    out[i] = x->shape[p];
+  }
+  if (ir_is_batched(x) && n->attr.i[0] != 0)
+    return fail(n, d, "the batch dimension N stays first; permute the dimensions of one sample",
+                "cannot move the batch dimension of %s%s", sh(x), "");
+  set_shape(n, x->ndim, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
+// a[..., M, K] @ b[..., K, P] -> [..., M, P] (ta / tb: the last two
+// dimensions of a / b swapped first); the leading dimensions broadcast as
+// numpy's do (aligned at the right, equal or 1), N first.
+static bool infer_batch_matmul(IrNode *n, Diag *d) {
+  IrNode *a = n->src[0], *b = n->src[1];
+  if (a->ndim < 2 || b->ndim < 2)
+    return fail(n, d, "a matrix product needs a matrix on each side",
+                "the operands %s and %s need at least 2 dimensions each", sh(a), sh(b));
+  int ta = (int)n->attr.i[0], tb = (int)n->attr.i[1];
+  int64_t m = a->shape[a->ndim - 2 + ta], ka = a->shape[a->ndim - 1 - ta];
+  int64_t kb = b->shape[b->ndim - 2 + tb], p = b->shape[b->ndim - 1 - tb];
+  if (m == IR_N || ka == IR_N || kb == IR_N || p == IR_N)
+    return fail(n, d, "the batch dimension N cannot be a row or column of a matrix product; transpose the others",
+                "the operands %s and %s have the batch dimension among their last two", sh(a), sh(b));
+  if (ka != kb) {
+    char sa[100], sb[100];
+    snprintf(sa, sizeof sa, "%s%s", sh(a), ta ? "^T" : "");
+    snprintf(sb, sizeof sb, "%s%s", sh(b), tb ? "^T" : "");
+    return fail(n, d, "the left operand's last dimension must equal the right operand's second to last",
+                "inner dimensions differ (%s x %s)", sa, sb);
+  }
+  int la = a->ndim - 2, lb = b->ndim - 2, nl = la > lb ? la : lb;
+  if (nl + 3 > IR_MAX_DIMS)
+    return fail(n, d, "a batched matrix product has at most 3 leading dimensions; reshape to fold some",
+                "too many leading dimensions (%s x %s)", sh(a), sh(b));
+  int64_t out[IR_MAX_DIMS];
+  for (int i = 0; i < nl; i++) {
+    int ia = la - nl + i, ib = lb - nl + i;
+    int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      return fail(n, d, "the leading dimensions are aligned at the right; each pair must be equal or 1",
+                  "the leading dimensions of %s and %s do not broadcast", sh(a), sh(b));
+    out[i] = da == 1 ? db : da;
+    if (out[i] == IR_N && i != 0)
+      return fail(n, d, "the batch dimension N must stay first",
+                  "the leading dimensions of %s and %s put N after another dimension", sh(a), sh(b));
+  }
+  out[nl] = m;
+  out[nl + 1] = p;
+  set_shape(n, nl + 2, out);
+  n->dtype = DT_F32;
+  return true;
+}
+
 // Output size of a sliding window: floor((in + 2p - d(k-1) - 1) / s) + 1,
 // or 0 when the window does not fit even once.
 static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t dil) {
@@ -500,7 +566,7 @@ static bool infer_grad(IrNode *n, Diag *d) {
     return true;
   }
   case IR_RELU_GRAD: case IR_SIGMOID_GRAD: case IR_TANH_GRAD: case IR_SOFTMAX_GRAD:
-  case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD:
+  case IR_LOG_SOFTMAX_GRAD: case IR_DROPOUT_GRAD: case IR_LAYERNORM_GRAD:
     return same_as(n, d, a, b);
   case IR_GELU_GRAD: case IR_LEAKY_RELU_GRAD: case IR_SILU_GRAD: case IR_ELU_GRAD: case IR_SOFTPLUS_GRAD:
   case IR_SQRT_GRAD: case IR_ABS_GRAD: case IR_CLAMP_GRAD:
@@ -609,6 +675,23 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     return check_f32(n, d, 0, 2) && infer_matmul(n, d);
   case IR_CONV2D:
     return check_f32(n, d, 0, 3) && infer_conv2d(n, d);
+  case IR_PERMUTE:
+    return check_f32(n, d, 0, 1) && infer_permute(n, d);
+  case IR_BATCH_MATMUL:
+    return check_f32(n, d, 0, 2) && infer_batch_matmul(n, d);
+  case IR_LAYERNORM: {
+    IrNode *x = n->src[0];
+    if (!check_f32(n, d, 0, 1))
+      return false;
+    if (n->attr.i[0] < 1 || n->attr.i[0] > x->ndim - ir_is_batched(x))
+      return fail(n, d, "it normalizes over the last dims dimensions of one sample",
+                  "dims out of range for %s%s", sh(x), "");
+    if (!(n->attr.f[0] > 0))
+      return fail(n, d, NULL, "eps must be positive%s%s", "", "");
+    set_shape(n, x->ndim, x->shape);
+    n->dtype = DT_F32;
+    return true;
+  }
   case IR_MAXPOOL: case IR_AVGPOOL:
     return check_f32(n, d, 0, 1) && infer_pool(n, d);
   case IR_GLOBAL_AVGPOOL: {

@@ -24,6 +24,8 @@ typedef struct Simp {
   IrGraph *g;
   IrNode **repl;         // repl[id]: the node that now stands for node id
   bool *grad;            // grad[id]: node id is a parameter's gradient
+  int *uses;             // uses[id]: readers of node id in the graph as it came (the model's
+                         // output, loss and gradients count as readers)
   // Chains of the mergeable nodes that stand for themselves, by node_hash,
   // earliest first; [1] holds parameters' gradients, [0] the other nodes.
   int *head[2], *tail[2];  // nbuckets each; -1: none
@@ -100,6 +102,11 @@ static IrNode *identity(IrNode *n) {
     return a->op == IR_NEG ? a->src[0] : NULL;
   case IR_RESHAPE:
     return ir_same_shape(a, n) ? a : NULL;
+  case IR_PERMUTE:
+    for (int i = 0; i < n->ndim; i++)
+      if (n->attr.i[i] != i)
+        return NULL;
+    return a;
   default:
     return NULL;
   }
@@ -164,6 +171,56 @@ static bool softmax_loss_grad(IrNode *n) {
   return true;
 }
 
+// Whether n is a permute that swaps the last two dimensions of its input
+// and keeps the others in place.
+static bool swaps_last_two(const IrNode *n) {
+  if (n->op != IR_PERMUTE || n->ndim < 2)
+    return false;
+  for (int i = 0; i < n->ndim - 2; i++)
+    if (n->attr.i[i] != i)
+      return false;
+  return n->attr.i[n->ndim - 2] == n->ndim - 1 && n->attr.i[n->ndim - 1] == n->ndim - 2;
+}
+
+// A transposed operand of a matrix product: in place, the product of the
+// transpose's input with its ta / tb flipped (a matmul's left operand only
+// when it is a matrix: ta over more dimensions sums over them).
+static bool fold_transpose(IrNode *n) {
+  if (n->op != IR_MATMUL && n->op != IR_BATCH_MATMUL)
+    return false;
+  bool folded = false;
+  for (int i = 0; i < 2; i++) {
+    IrNode *x = n->src[i];
+    if (!swaps_last_two(x) || (n->op == IR_MATMUL && x->ndim != 2))
+      continue;
+    n->src[i] = x->src[0];
+    n->attr.i[i] = !n->attr.i[i];
+    folded = true;
+  }
+  return folded;
+}
+
+// The transpose of a product whose only reader it is (of two matrices, or
+// a batched product): (op(A) op(B))^T = op(B)^T op(A)^T, in place, the
+// product the other way round (a weight's gradient through x @
+// transpose(w) is one GEMM, k's through q @ transpose(k) one loop, no copy).
+static bool transpose_product(Simp *s, IrNode *n) {
+  if (!swaps_last_two(n))
+    return false;
+  IrNode *p = n->src[0];
+  bool matrices = p->op == IR_MATMUL && p->src[0]->ndim == 2 && p->src[1]->ndim == 2;
+  if ((!matrices && p->op != IR_BATCH_MATMUL) || s->uses[p->id] != 1)
+    return false;
+  bool ta = p->attr.i[0], tb = p->attr.i[1];
+  n->op = p->op;
+  n->src[0] = p->src[1];
+  n->src[1] = p->src[0];
+  memset(&n->attr, 0, sizeof n->attr);
+  n->attr.i[0] = !tb;
+  n->attr.i[1] = !ta;
+  return true;
+}
+
 static IrNode *find(Simp *s, IrNode *n) {
   while (s->repl[n->id] != n)
     n = s->repl[n->id];
@@ -177,6 +234,17 @@ static void simplify_node(Simp *s, IrNode *n) {
     n->src[0] = n->src[0]->src[0];
     s->identities++;
   }
+  if (n->op == IR_PERMUTE && n->src[0]->op == IR_PERMUTE) {   // a permute of a permute: one permute
+    IrNode *p = n->src[0];
+    int64_t order[IR_MAX_DIMS];
+    for (int i = 0; i < n->ndim; i++)
+      order[i] = p->attr.i[n->attr.i[i]];
+    memcpy(n->attr.i, order, sizeof(int64_t) * n->ndim);
+    n->src[0] = p->src[0];
+    s->identities++;
+  }
+  if (fold_transpose(n) || transpose_product(s, n))
+    s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
   IrNode *same = identity(n);
@@ -261,6 +329,16 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where) {
     memset(s.tail[t], -1, sizeof(int) * s.nbuckets);
   }
   s.chain = xmalloc(sizeof(int) * (g->nnodes + 1));
+  s.uses = xcalloc(g->nnodes, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++)
+    for (int k = 0; k < g->nodes[i]->nsrc; k++)
+      s.uses[g->nodes[i]->src[k]->id]++;
+  if (g->output)
+    s.uses[g->output->id]++;
+  if (g->loss)
+    s.uses[g->loss->id]++;
+  for (int i = 0; i < m->nparams; i++)
+    s.uses[m->grads[i]->id]++;
   for (int i = 0; i < m->nparams; i++)
     s.grad[m->grads[i]->id] = true;
   for (int i = 0; i < g->nnodes; i++)
@@ -285,6 +363,7 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where) {
         where[i] = NULL;
   free(s.repl);
   free(s.grad);
+  free(s.uses);
   for (int t = 0; t < 2; t++) {
     free(s.head[t]);
     free(s.tail[t]);

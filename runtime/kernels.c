@@ -593,3 +593,122 @@ void k_embedding_backward(float *dw, const float *dy, const int32_t *idx, int64_
       row[j] += g[j];
   }
 }
+
+// Permutes and batched matrix products (attention)
+//
+
+// The row-major strides of shape s.
+static void strides_of(const KShape *s, int64_t *st) {
+  int64_t k = 1;
+  for (int i = s->ndim - 1; i >= 0; i--) {
+    st[i] = k;
+    k *= s->dim[i];
+  }
+}
+
+void k_permute(float *y, const float *x, const KShape *xs, const int64_t *order) {
+  int nd = xs->ndim;
+  int64_t xst[K_MAX_DIMS], dim[K_MAX_DIMS], st[K_MAX_DIMS], idx[K_MAX_DIMS] = {0};
+  strides_of(xs, xst);
+  for (int i = 0; i < nd; i++) {
+    dim[i] = xs->dim[order[i]];
+    st[i] = xst[order[i]];   // the step in x along dimension i of y
+  }
+  int64_t n = k_numel(xs);
+  for (int64_t k = 0; k < n; k++) {
+    int64_t off = 0;
+    for (int i = 0; i < nd; i++)
+      off += idx[i] * st[i];
+    y[k] = x[off];
+    for (int i = nd - 1; i >= 0 && ++idx[i] == dim[i]; i--)   // the next index of y, row-major
+      idx[i] = 0;
+  }
+}
+
+// The element stride of each of ys's leading dimensions (nl of them) in an
+// operand of shape s (aligned at the right; 0 where it is 1 or absent).
+static void lead_strides(const KShape *s, int nl, int64_t *out) {
+  int64_t st[K_MAX_DIMS];
+  strides_of(s, st);
+  int ls = s->ndim - 2;
+  for (int i = 0; i < nl; i++) {
+    int j = ls - nl + i;
+    out[i] = j >= 0 && s->dim[j] != 1 ? st[j] : 0;
+  }
+}
+
+void k_batch_matmul(float *y, const KShape *ys, const float *a, const KShape *as, bool ta,
+                    const float *b, const KShape *bs, bool tb) {
+  int nl = ys->ndim - 2;
+  int64_t M = ys->dim[nl], N = ys->dim[nl + 1];
+  int64_t K = as->dim[as->ndim - (ta ? 2 : 1)];
+  int64_t sa[K_MAX_DIMS], sb[K_MAX_DIMS], dim[K_MAX_DIMS], idx[K_MAX_DIMS] = {0}, batch = 1;
+  lead_strides(as, nl, sa);
+  lead_strides(bs, nl, sb);
+  for (int i = 0; i < nl; i++)
+    batch *= dim[i] = ys->dim[i];
+  // a's (m, k) element at m * am + k * ak, b's (k, n) at k * bk + n * bn
+  int64_t am = ta ? 1 : K, ak = ta ? M : 1, bk = tb ? 1 : N, bn = tb ? K : 1;
+  for (int64_t t = 0; t < batch; t++) {
+    int64_t oa = 0, ob = 0;
+    for (int i = 0; i < nl; i++) {
+      oa += idx[i] * sa[i];
+      ob += idx[i] * sb[i];
+    }
+    float *yt = y + t * M * N;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) {
+        double s = 0;
+        for (int64_t k = 0; k < K; k++)
+          s += (double)a[oa + m * am + k * ak] * (double)b[ob + k * bk + n * bn];
+        yt[m * N + n] = (float)s;
+      }
+    for (int i = nl - 1; i >= 0 && ++idx[i] == dim[i]; i--)
+      idx[i] = 0;
+  }
+}
+
+//
+// Layer normalization over rows of D values
+//
+
+// The mean and 1/sqrt(var + eps) of x[0..D), in double, in order.
+static void row_stats(const float *x, int64_t D, double eps, double *mean, double *rstd) {
+  double s = 0, v = 0;
+  for (int64_t j = 0; j < D; j++)
+    s += x[j];
+  double m = s / (double)D;
+  for (int64_t j = 0; j < D; j++) {
+    double d = x[j] - m;
+    v += d * d;
+  }
+  *mean = m;
+  *rstd = 1.0 / sqrt(v / (double)D + eps);
+}
+
+void k_layernorm_forward(float *y, const float *x, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D;
+    float *yr = y + r * D;
+    double m, rstd;
+    row_stats(xr, D, eps, &m, &rstd);
+    for (int64_t j = 0; j < D; j++)
+      yr[j] = (float)((xr[j] - m) * rstd);
+  }
+}
+
+void k_layernorm_backward(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D, *gr = dy + r * D;
+    double m, rstd, sg = 0, sgx = 0;
+    row_stats(xr, D, eps, &m, &rstd);
+    for (int64_t j = 0; j < D; j++) {
+      sg += gr[j];
+      sgx += gr[j] * ((xr[j] - m) * rstd);
+    }
+    sg /= (double)D;
+    sgx /= (double)D;
+    for (int64_t j = 0; j < D; j++)
+      dx[r * D + j] = (float)(rstd * (gr[j] - sg - (xr[j] - m) * rstd * sgx));
+  }
+}

@@ -553,6 +553,63 @@ static void run_dropout(SplitCall *s) {
   rt_pool_run(s->c->pool, dropout_share, s, n);
 }
 
+// The rows of a layer normalization: D values of the last i[0] dimensions each.
+static int64_t layernorm_row(const RtLib *k) {
+  const RtLibBuf *x = &k->buf[k->nbufs - 1];
+  int64_t D = 1;
+  for (int i = x->ndim - (int)k->i[0]; i < x->ndim; i++)
+    D *= x->shape[i];
+  return D;
+}
+
+// Layer normalization, or its gradient, on rows [lo, hi): each row's sums
+// are its own, in order, so any split gives the same bytes.
+static void layernorm_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  int64_t D = layernorm_row(k);
+  if (k->kind == RL_LAYERNORM)
+    k_layernorm_forward(P(s, 1) + lo * D, P(s, 0) + lo * D, hi - lo, D, k->f[0]);
+  else
+    k_layernorm_backward(P(s, 2) + lo * D, P(s, 0) + lo * D, P(s, 1) + lo * D, hi - lo, D, k->f[0]);
+}
+
+static void run_layernorm(SplitCall *s) {
+  const RtLib *k = s->k;
+  int64_t D = layernorm_row(k);
+  rt_pool_run_grain(s->c->pool, layernorm_share, s, rt_lib_numel(&k->buf[0], s->B) / D, 64);
+}
+
+// Softmax, log-softmax or a gradient on rows [lo, hi) of (outer, C, inner):
+// each row's sums are its own, so any split gives the same bytes.
+static void softmax_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  int64_t outer, C, inner;
+  around_axis(&k->buf[r], (int)k->i[0], s->B, &outer, &C, &inner);
+  int64_t at = lo * C * inner, n = hi - lo;
+  float *out = P(s, r) + at;
+  const float *a = P(s, 0) + at, *b = k->nbufs == 3 ? P(s, 1) + at : NULL;
+  switch (k->kind) {
+  case RL_SOFTMAX: k_softmax_forward(out, a, n, C, inner); return;
+  case RL_LOG_SOFTMAX: k_log_softmax_forward(out, a, n, C, inner); return;
+  default: break;
+  }
+  memset(out, 0, sizeof(float) * n * C * inner);
+  if (k->kind == RL_SOFTMAX_GRAD)
+    k_softmax_backward(out, a, b, n, C, inner);
+  else
+    k_log_softmax_backward(out, a, b, n, C, inner);
+}
+
+static void run_softmax(SplitCall *s) {
+  const RtLib *k = s->k;
+  int64_t outer, C, inner;
+  around_axis(&k->buf[k->nbufs - 1], (int)k->i[0], s->B, &outer, &C, &inner);
+  rt_pool_run_grain(s->c->pool, softmax_share, s, outer, 16);
+}
+
 //
 // Library kernels on the calling thread
 //
@@ -606,24 +663,6 @@ static void run_step(SplitCall *s) {
     KAdam o = {.lr = s->c->lr, .beta1 = f[1], .beta2 = f[2], .eps = f[3], .weight_decay = f[4], .decoupled = k->i[0]};
     k_adam_step(P(s, 0), P(s, 2), P(s, 3), P(s, 1), n, &o, s->c->steps);
   }
-}
-
-static void run_softmax(SplitCall *s) {
-  const RtLib *k = s->k;
-  int r = k->nbufs - 1;
-  int64_t outer, C, inner;
-  around_axis(&k->buf[r], (int)k->i[0], s->B, &outer, &C, &inner);
-  float *out = P(s, r);
-  switch (k->kind) {
-  case RL_SOFTMAX: k_softmax_forward(out, P(s, 0), outer, C, inner); return;
-  case RL_LOG_SOFTMAX: k_log_softmax_forward(out, P(s, 0), outer, C, inner); return;
-  default: break;
-  }
-  memset(out, 0, sizeof(float) * outer * C * inner);
-  if (k->kind == RL_SOFTMAX_GRAD)
-    k_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
-  else
-    k_log_softmax_backward(out, P(s, 0), P(s, 1), outer, C, inner);
 }
 
 static void run_avgpool(SplitCall *s) {
@@ -706,6 +745,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
   case RL_EMBEDDING: case RL_EMBEDDING_GRAD: run_embedding(&s); break;
   case RL_SGD_STEP: case RL_ADAM_STEP: case RL_RMSPROP_STEP: case RL_ADAGRAD_STEP:
+  case RL_LAYERNORM: case RL_LAYERNORM_GRAD: run_layernorm(&s); break;
     if (!c->skip_updates)   // a step whose loss is not finite makes no updates
       run_step(&s);
     break;

@@ -18,6 +18,7 @@ const char *rt_lib_name(int kind) {
       [RL_BCE_WITH_LOGITS_GRAD] = "bce_with_logits_grad", [RL_SGD_STEP] = "sgd_step", [RL_ADAM_STEP] = "adam_step",
       [RL_EMBEDDING] = "embedding", [RL_EMBEDDING_GRAD] = "embedding_grad",
       [RL_RMSPROP_STEP] = "rmsprop_step", [RL_ADAGRAD_STEP] = "adagrad_step",
+      [RL_LAYERNORM] = "layernorm", [RL_LAYERNORM_GRAD] = "layernorm_grad",
   };
   return kind >= 0 && kind < RL_COUNT ? names[kind] : NULL;
 }

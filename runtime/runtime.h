@@ -110,6 +110,8 @@ typedef enum {
   RL_RMSPROP_STEP,             // param, grad, square_avg[, momentum_buffer][, grad_avg]; i: centered;
                                // f: lr alpha eps weight_decay momentum
   RL_ADAGRAD_STEP,             // param, grad, sum; f: lr lr_decay weight_decay initial_accumulator_value eps
+  RL_LAYERNORM,                // x -> y; i: dims; f: eps
+  RL_LAYERNORM_GRAD,           // dy, x -> dx; i: dims; f: eps
   RL_COUNT
 } RtLibKind;
 
@@ -610,6 +612,26 @@ void k_embedding_forward(float *y, const float *w, const int32_t *idx, int64_t n
 // the columns are split.
 void k_embedding_backward(float *dw, const float *dy, const int32_t *idx, int64_t n, int64_t dim,
                           int64_t j0, int64_t j1);
+// Layer normalization of `rows` rows of D values each: y = (x - mean) /
+// sqrt(var + eps) with the biased variance, as PyTorch's F.layer_norm
+// without weight and bias; the statistics in double, over each row in
+// order. y may alias x.
+void k_layernorm_forward(float *y, const float *x, int64_t rows, int64_t D, double eps);
+// dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = the
+// normalized x, its statistics recomputed from x (dx is written, not added to).
+void k_layernorm_backward(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps);
+
+// y = x with its dimensions reordered: dimension i of y is dimension
+// order[i] of x (xs: x's shape; y's is xs permuted).
+void k_permute(float *y, const float *x, const KShape *xs, const int64_t *order);
+
+// y[..., M, N] = op(a) @ op(b) for each of the broadcast leading dimensions
+// (numpy's rule, shapes aligned at the right; a dimension of 1 or one that
+// is absent stretches). as, bs: the operands' shapes as stored, a (..., M, K)
+// or (..., K, M) when ta, b (..., K, N) or (..., N, K) when tb; ys: y's
+// shape. Sums in double, in order of K.
+void k_batch_matmul(float *y, const KShape *ys, const float *a, const KShape *as, bool ta,
+                    const float *b, const KShape *bs, bool tb);
 
 //
 // kernels_conv.c: convolution and pooling

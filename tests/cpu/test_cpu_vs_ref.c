@@ -264,7 +264,8 @@ int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
                                        "tests/cpu/reshaped_param", "tests/cpu/embedding", "tests/cpu/act",
-                                       "tests/cpu/smoothed", "tests/cpu/frozen"};
+                                       "tests/cpu/smoothed", "tests/cpu/frozen", "tests/cpu/attention",
+                                       "tests/cpu/transformer"};
   const char *backend = "cpu";
   if (argc > 2 && !strcmp(argv[1], "--backend")) {
     backend = argv[2];

@@ -108,6 +108,20 @@ static const Case cases[] = {
             " h = x * w[1] -> tanh\n a = max(h, -1) * max(x, 1, keepdim = true)[:, 0, :3]\n"
             " b = max(w, 0, 2)\n c = max(concat(h, h, axis = 1), 1) -> max(keepdim = true)\n"
             " concat(a * b, c, axis = 1) -> linear(4)\n}\nloss mse\n", 3},
+    {"attention", "model m {\n input x: f32[4, 3]\n target y: class(2)\n"
+                  " param wq: f32[3, 3] = normal(0, 0.6)\n param wk: f32[3, 3] = normal(0, 0.6)\n"
+                  " param wv: f32[3, 3] = normal(0, 0.6)\n q = x @ wq\n k = x @ wk\n v = x @ wv\n"
+                  " a = (q @ transpose(k)) -> softmax(axis = -1)\n (a @ v) -> flatten -> linear(2)\n}\n"
+                  "loss cross_entropy\n", 3},
+    {"permute-broadcast", "model m {\n input x: f32[2, 3, 4]\n target y: f32[3, 2, 2]\n"
+                          " param w: f32[1, 4, 2] = normal(0, 0.5)\n"
+                          " h = ((x -> permute(0, 2, 1, 3)) @ w) -> tanh\n"
+                          " ((h @ transpose(h)) @ (h -> permute(0, 1, 3, 2))) -> log_softmax(axis = 1)\n}\n"
+                          "loss mse\n", 3},
+    {"layernorm", "model m {\n input x: f32[3, 4]\n target y: f32[3, 4]\n"
+                  " param w: f32[4, 4] = normal(0, 0.5)\n"
+                  " h = (x -> layernorm(eps = 0.01)) @ w\n"
+                  " (h -> tanh -> layernorm(dims = 2, affine = false)) + (h -> layernorm)\n}\nloss mse\n", 3},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -296,6 +296,15 @@ static IrGraph *build_misc(Arena *a) {
   g->nodes[act->id - 6]->attr.f[0] = -0.02;             // leaky_relu(slope = -0.02)
   g->nodes[act->id - 4]->attr.f[0] = 0.5;               // elu(alpha = 0.5)
   g->nodes[act->id - 3]->attr = (IrAttr){.f = {2, 15}};  // softplus(beta = 2, threshold = 15)
+  IrNode *pm = SHAPE(ir_unary(g, IR_PERMUTE, prev, (SrcLoc){0}), N, 4);   // attention's ops
+  pm->attr.i[1] = 1;
+  IrNode *q = param(g, "q", INIT_ZEROS, 0, 0, DIMS(2, 4, 4), (SrcLoc){0}, NULL);
+  IrNode *r = param(g, "r", INIT_ONES, 0, 0, DIMS(2, 3, 4), (SrcLoc){0}, NULL);
+  SHAPE(ir_binary(g, IR_BATCH_MATMUL, q, r, (SrcLoc){0}), 2, 4, 3)->attr.i[1] = 1;
+  IrNode *ln = SHAPE(ir_unary(g, IR_LAYERNORM, prev, (SrcLoc){0}), N, 4);
+  ln->attr.i[0] = 1;
+  ln->attr.f[0] = 1e-5;
+  SHAPE(ir_binary(g, IR_LAYERNORM_GRAD, ln, prev, (SrcLoc){0}), N, 4)->attr = ln->attr;
   return g;
 }
 
@@ -602,7 +611,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(80, IR_NUM_OPS);
+  CHECK_INT(84, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -619,19 +628,20 @@ static void test_op_table(void) {
     CHECK((unsigned)kind <= IR_KIND_UPDATE && kind == info->kind);
     nkind[kind]++;
     CHECK((info->max_in == 0) == (kind == IR_KIND_LEAF));   // only leaves have no inputs
-    if (kind == IR_KIND_ELEMENTWISE)   // attributes: the activations' parameters (gelu's tanh, clamp's bounds)
-      CHECK(info->min_in == info->max_in && info->max_in <= 2 && info->niattr <= 2 && info->nfattr <= 2);
+    if (kind == IR_KIND_ELEMENTWISE)   // attributes: the activations' parameters, a permute's order
+      CHECK(info->min_in == info->max_in && info->max_in <= 2 &&
+            (op == IR_PERMUTE || (info->niattr <= 2 && info->nfattr <= 2)));
     if (kind == IR_KIND_LOSS || kind == IR_KIND_LOSS_GRAD)
       CHECK(info->min_in == 2 && info->max_in == 2);
     CHECK(ir_op_is_leaf(op) == (kind == IR_KIND_LEAF) && ir_op_is_loss(op) == (kind == IR_KIND_LOSS));
   }
   CHECK_INT(5, nkind[IR_KIND_LEAF]);
-  CHECK_INT(30, nkind[IR_KIND_ELEMENTWISE]);   // 18 forward ops, relu_grad, sigmoid_grad, tanh_grad, 8 act grads, max_grad
-  CHECK_INT(1, nkind[IR_KIND_MATMUL]);
+  CHECK_INT(31, nkind[IR_KIND_ELEMENTWISE]);   // 18 forward ops, relu_grad, sigmoid_grad, tanh_grad, 8 act grads, max_grad, permute
+  CHECK_INT(2, nkind[IR_KIND_MATMUL]);          // matmul, batch_matmul
   CHECK_INT(7, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean, max, max_first
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
-  CHECK_INT(20, nkind[IR_KIND_LIB]);
+  CHECK_INT(22, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
   CHECK_INT(4, nkind[IR_KIND_UPDATE]);
