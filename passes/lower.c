@@ -1019,7 +1019,11 @@ static IrNode *build_upsample(Lower *L, Env *e, const Args *a) {
 // not the batch dimension; -1 after a report.
 static int tensor_axis(Lower *L, const char *fn, const IrNode *x, double v, SrcLoc loc, const char *doing) {
   char b[96], hint[160];
-  if (v != floor(v) || v < -x->ndim || v >= x->ndim) {
+  if (v != floor(v)) {
+    diag_error(L->d, loc, "axes are whole numbers: 1 is the first after N, -1 the last", "%s: axis must be a whole number, found %g", fn, v);
+    return -1;
+  }
+  if (v < -x->ndim || v >= x->ndim) {
     snprintf(hint, sizeof hint, "%s has %d dimensions: axes 0 to %d, or -1 to -%d from the end", tshape(x, b),
              x->ndim, x->ndim - 1, x->ndim);
     diag_error(L->d, loc, hint, "%s: axis %g is out of range for %s", fn, v, tshape(x, b));
@@ -1147,11 +1151,13 @@ static Value build_split(Lower *L, Env *e, const Args *a) {
     diag_error(L->d, a->loc[1], NULL, "split: %lld parts; at most %d", (long long)parts, IR_MAX_SRC);
     return ERR;
   }
+  if (parts == 1)
+    return tensor_value(x);   // one part: x itself, a single tensor
   const char *scope = next_scope(L, e, "split");
   Value v = {.kind = V_PARTS, .parts = arena_alloc(L->a, sizeof(IrNode *) * parts), .nparts = (int)parts};
   int64_t w = size / parts;
   for (int64_t i = 0; i < parts; i++)
-    if (!(v.parts[i] = parts == 1 ? x : slice_node(L, x, axis, i * w, (i + 1) * w, 1, a->call, scope)))
+    if (!(v.parts[i] = slice_node(L, x, axis, i * w, (i + 1) * w, 1, a->call, scope)))
       return ERR;
   return v;
 }
