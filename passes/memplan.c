@@ -292,26 +292,28 @@ void pass_memplan(KProgram *p, const bool *keep) {
   }
   // Placement: first fit among the slots live at the same time. Slots are
   // placed in order of birth; each takes the lowest offset that overlaps
-  // no live slot already placed.
+  // no live slot already placed: one sweep over those slots by offset (an
+  // unrolled recurrence keeps thousands of values live at once, where
+  // moving past one overlap at a time and scanning again grew as n^3).
   int *order = xmalloc(sizeof(int) * (pl.nslots + 1));
   for (int i = 0; i < pl.nslots; i++)
     order[i] = i;
+  const Slot **placed = xmalloc(sizeof(Slot *) * (pl.nslots + 1));   // by offset
   int64_t peak = 0;
   for (int a = 0; a < pl.nslots; a++) {
     Slot *s = &pl.slots[order[a]];
     int64_t off = 0;
-    for (bool moved = true; moved;) {
-      moved = false;
-      for (int b = 0; b < a; b++) {
-        const Slot *t = &pl.slots[order[b]];
-        bool live_together = t->first <= s->last && s->first <= t->last;
-        if (live_together && off < t->offset + t->bytes && t->offset < off + s->bytes) {
-          off = t->offset + t->bytes;
-          moved = true;
-        }
-      }
+    for (int b = 0; b < a && placed[b]->offset < off + s->bytes; b++) {
+      const Slot *t = placed[b];
+      if (t->first <= s->last && s->first <= t->last && off < t->offset + t->bytes)
+        off = t->offset + t->bytes;
     }
     s->offset = off;
+    int at = a;
+    while (at > 0 && placed[at - 1]->offset > off)
+      at--;
+    memmove(placed + at + 1, placed + at, sizeof(Slot *) * (a - at));
+    placed[at] = s;
     if (off + s->bytes > peak)
       peak = off + s->bytes;
   }
@@ -336,6 +338,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
     p->buf[gb->id] = (KBufInfo){KB_ARENA, pl.slots[pl.grads_slot].offset, node_bytes(gb, 1)};
   }
   free(order);
+  free(placed);
   free(mat);
   free(pl.slot);
   free(pl.slots);
