@@ -12,13 +12,22 @@
 // buffers as BUFFER leaves.
 #include "passes.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+// A slice's gradient g, kept until every slice of its input is known.
+typedef struct SlicePart {
+  IrNode *slice;         // the forward slice
+  IrNode *g;             // its gradient
+  struct SlicePart *next;
+} SlicePart;
 
 typedef struct AD {
   IrGraph *g;
   Diag *d;
   IrNode **grad;         // grad[id]: the gradient of node id, or NULL
   bool *needs;           // needs[id]: node id depends on a parameter
+  SlicePart **parts;     // parts[id]: the gradients of node id's slices, not yet in grad[id]
   const IrNode *fwd;     // the forward node being differentiated
 } AD;
 
@@ -158,6 +167,62 @@ static IrNode *grad_slice(AD *ad, IrNode *n, IrNode *g) {
   return finish(ad, with_attrs(ir_add(ad->g, IR_SLICE_GRAD, &g, 1, n->loc), n), n->src[0]);
 }
 
+// The gradients of x's slices. When they are slices along one axis, of
+// step 1, that do not overlap (an unrolled recurrence's steps and gates),
+// x's gradient is their concat, with zeros where no slice reads: each
+// element written once, not a zeroed tensor of x's shape per slice summed
+// (which an LSTM of T steps would pay T^2 times). Otherwise one slice_grad
+// per slice.
+static int by_start(const void *a, const void *b) {
+  int64_t x = (*(SlicePart *const *)a)->slice->attr.i[1], y = (*(SlicePart *const *)b)->slice->attr.i[1];
+  return (x > y) - (x < y);
+}
+
+static void flush_slices(AD *ad, IrNode *x) {
+  SlicePart *list = ad->parts[x->id];
+  int n = 0;
+  for (SlicePart *p = list; p; p = p->next)
+    n++;
+  SlicePart **v = arena_alloc(ad->g->arena, sizeof(SlicePart *) * n);
+  n = 0;
+  for (SlicePart *p = list; p; p = p->next)
+    v[n++] = p;
+  qsort(v, n, sizeof *v, by_start);
+  int axis = (int)v[0]->slice->attr.i[0];
+  bool joins = ir_is_batched(x) && n > 1;
+  for (int i = 0; i < n && joins; i++) {
+    const int64_t *at = v[i]->slice->attr.i;
+    joins = at[0] == axis && at[3] == 1 && (i == 0 || at[1] >= v[i - 1]->slice->attr.i[2]);
+  }
+  IrNode **src = joins ? arena_alloc(ad->g->arena, sizeof(IrNode *) * (2 * n + 1)) : NULL;
+  int nsrc = 0;
+  int64_t end = 0;
+  for (int i = 0; i <= n && joins; i++) {
+    int64_t start = i < n ? v[i]->slice->attr.i[1] : x->shape[axis];
+    if (start > end) {   // no slice reads [end, start): its gradient is 0
+      ad->fwd = v[0]->slice;
+      IrNode *z = ir_leaf(ad->g, IR_CONST, NULL, DT_F32, x->ndim, x->shape, ad->fwd->loc);
+      z->shape[axis] = start - end;
+      src[nsrc++] = finish(ad, z, NULL);
+    }
+    if (i < n) {
+      src[nsrc++] = v[i]->g;
+      end = v[i]->slice->attr.i[2];
+    }
+  }
+  if (joins && nsrc <= IR_MAX_SRC) {
+    ad->fwd = v[0]->slice;
+    IrNode *c = ir_add(ad->g, IR_CONCAT, src, nsrc, ad->fwd->loc);
+    c->attr.i[0] = axis;
+    accumulate(ad, x, finish(ad, c, NULL));
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    ad->fwd = v[i]->slice;
+    accumulate(ad, x, grad_slice(ad, v[i]->slice, v[i]->g));
+  }
+}
+
 // A concat's gradient: each input's part of g, sliced back out (summed over
 // N for an input that was broadcast along it).
 static void grad_concat(AD *ad, IrNode *n, IrNode *g) {
@@ -218,7 +283,11 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     grad_batchnorm(ad, n, g);
     break;
   case IR_SLICE:
-    accumulate(ad, a, grad_slice(ad, n, g));
+    if (ad->needs[a->id]) {   // joined with a's other slices' gradients (flush_slices)
+      SlicePart *p = arena_alloc(ad->g->arena, sizeof *p);
+      *p = (SlicePart){n, g, ad->parts[a->id]};
+      ad->parts[a->id] = p;
+    }
     break;
   case IR_CONCAT:
     grad_concat(ad, n, g);
@@ -285,7 +354,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   int nfwd = g->nnodes;
   Arena *a = g->arena;
-  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL};
+  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd),
+            arena_alloc(a, sizeof(SlicePart *) * nfwd), NULL};
   for (int i = 0; i < nfwd; i++) {
     IrNode *n = g->nodes[i];
     ad.needs[i] = n->op == IR_PARAM;
@@ -302,6 +372,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   ad.grad[out->id] = mk2(&ad, loss_grad_op(g->loss->op), out, target);
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
+    if (ad.parts[i])   // every consumer of n comes after it: all its slices are in
+      flush_slices(&ad, n);
     if (ad.grad[i] && !ir_op_is_leaf(n->op))
       grad_node(&ad, n, ad.grad[i]);
   }
