@@ -58,6 +58,14 @@ static const Case cases[] = {
     {"concat", "model m {\n input x: f32[3, 2]\n target y: f32[3]\n param cls: f32[1, 2] = uniform(-1, 1)\n"
                " h = x -> tanh\n c = concat(cls, h, x * h, axis = 1)\n"
                " concat(c, c * c, axis = -1) -> flatten -> linear(3)\n}\nloss mse\n", 3},
+    {"lstm", "model m {\n input x: f32[4, 3]\n target y: class(3)\n x -> lstm(5) -> linear(3)\n}\n"
+             "loss cross_entropy\n", 3},
+    {"lstm-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> lstm(4, sequence = true)\n}\n"
+                      "loss mse\n", 2},
+    {"gru", "model m {\n input x: f32[4, 3]\n target y: class(3)\n x -> gru(5) -> linear(3)\n}\n"
+            "loss cross_entropy\n", 3},
+    {"gru-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> gru(4, sequence = true)\n}\n"
+                     "loss mse\n", 2},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks
