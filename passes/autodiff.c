@@ -210,11 +210,19 @@ static void flush_slices(AD *ad, IrNode *x) {
       end = v[i]->slice->attr.i[2];
     }
   }
-  if (joins && nsrc <= IR_MAX_SRC) {
+  if (joins) {   // in groups of at most IR_MAX_SRC parts, then the groups joined
     ad->fwd = v[0]->slice;
-    IrNode *c = ir_add(ad->g, IR_CONCAT, src, nsrc, ad->fwd->loc);
-    c->attr.i[0] = axis;
-    accumulate(ad, x, finish(ad, c, NULL));
+    while (nsrc > 1) {
+      int ngroups = 0;
+      for (int i = 0; i < nsrc; i += IR_MAX_SRC) {
+        int k = nsrc - i < IR_MAX_SRC ? nsrc - i : IR_MAX_SRC;
+        IrNode *c = ir_add(ad->g, IR_CONCAT, src + i, k, ad->fwd->loc);
+        c->attr.i[0] = axis;
+        src[ngroups++] = finish(ad, c, NULL);
+      }
+      nsrc = ngroups;
+    }
+    accumulate(ad, x, src[0]);
     return;
   }
   for (int i = 0; i < n; i++) {
