@@ -94,9 +94,10 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "fusion is off";
   else if (c->op == IR_SLICE && p->op != IR_SLICE)
     reason = "a slice loads its input from memory, at its own indexes";
-  else if (c->op == IR_CONCAT)
-    reason = "a concat copies each input from memory";
-  else if (!c_loop && c->op != IR_SLICE)
+  else if (c->op == IR_CONCAT && (!(is_elementwise(p->op) || p->op == IR_SLICE) || f->gemms[p->id] ||
+                                   p->ndim != c->ndim))
+    reason = "a concat copies each input from memory";   // a part's loop computes only loops
+  else if (!c_loop && c->op != IR_SLICE && c->op != IR_CONCAT)
     reason = ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
              : is_update(c->op) ? "an optimizer update reads the gradient from memory"
              : is_alias(f, c)   ? "a reshape moves no data; its input stays as it is"
@@ -111,7 +112,7 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "the value is an output of the step";
   else if (f->uses[p->id] > 1)
     reason = "the value has several consumers";
-  else if (c->op != IR_SLICE && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
+  else if (c->op != IR_SLICE && c->op != IR_CONCAT && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
     reason = "an epilogue cannot reduce";   // nor can a loop that holds one (x @ w -> * p, summed to p)
@@ -316,7 +317,8 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
 
 // A concat: a loop per input over its part of the result, each element
 // stored at its offset along the axis (an input without the batch
-// dimension is loaded again for every sample).
+// dimension is loaded again for every sample). An elementwise input that
+// only the concat reads is computed in its part's loop.
 static void add_kernel(Fuse *f, Kernel *k);
 
 static void concat_kernels(Fuse *f, IrNode *n) {
@@ -708,11 +710,12 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
           try_fuse(&f, n->src[k], n);
       }
   }
-  // A constant gets a buffer only when a GEMM or a library kernel reads it.
+  // A constant gets a buffer only when a GEMM or a library kernel reads it
+  // (a concat's part loop writes it inline).
   bool *const_buffer = arena_alloc(a, sizeof(bool) * nn);
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
-    if (f.need[i] && !is_elementwise(n->op) && !is_reduction(n->op))
+    if (f.need[i] && !is_elementwise(n->op) && !is_reduction(n->op) && n->op != IR_CONCAT)
       for (int k = 0; k < n->nsrc; k++)
         const_buffer[n->src[k]->id] |= n->src[k]->op == IR_CONST;
   }
