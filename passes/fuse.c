@@ -3,7 +3,9 @@
 // Every node an entry point needs becomes part of a kernel. Elementwise
 // ops (and constants) are loop bodies; a chain of them whose intermediate
 // values have a single consumer of the same shape becomes one loop that
-// reads its inputs once and writes one result. A matrix product is a GEMM
+// reads its inputs once and writes one result; an intermediate value that
+// later kernels read too is stored by that loop beside its result (an
+// LSTM step's c, which its h and the next step read). A matrix product is a GEMM
 // whose elementwise consumers (bias, activation, a residual add) run as its
 // epilogue, and so is a convolution's (the runtime runs it on each share of
 // images as soon as that share is computed); a reduction (sum_to,
@@ -16,6 +18,7 @@
 // E; a node that is in no one's kernel is the root of its own.
 #include "passes.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 // Ops in one fused loop at most: a chain of 40,000 adds is many loops of
@@ -32,6 +35,8 @@ typedef struct Fuse {
   bool *keep;            // keep[id]: the caller reads it after the step (output, loss)
   int *uses;             // uses[id]: consumers among the needed nodes
   int *fused_into;       // the node whose kernel computes this one, or -1
+  bool *stored;          // stored[id]: computed in another node's loop, which also stores it (several readers)
+  int *value;            // value[id]: a stored node's instruction in that loop
   int *gemms;            // GEMMs and convolutions in the kernel rooted at this node
   int *ops;              // ops computed in the kernel rooted at this node, itself included
   KProgram *p;
@@ -84,6 +89,14 @@ static void why_not(Fuse *f, const IrNode *p, const IrNode *c, const char *reaso
     fprintf(f->why, "  %%%d (%s) -> %%%d (%s): %s\n", p->id, mnem(p), c->id, mnem(c), reason);
 }
 
+// How many of c's inputs are p (x + x: 2).
+static int reads(const IrNode *c, const IrNode *p) {
+  int n = 0;
+  for (int k = 0; k < c->nsrc; k++)
+    n += c->src[k] == p;
+  return n;
+}
+
 // Decides whether producer p is computed inside consumer c's kernel.
 static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   if (ir_op_is_leaf(p->op))
@@ -110,8 +123,11 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
                                   : "a library kernel writes its result to memory";
   else if (f->keep[p->id])
     reason = "the value is an output of the step";
-  else if (f->uses[p->id] > 1)
-    reason = "the value has several consumers";
+  else if (f->fused_into[p->id] >= 0)
+    reason = "the value is computed and stored in the loop of another consumer";
+  else if (f->uses[p->id] > 1 && (!is_elementwise(p->op) || !is_elementwise(c->op) || f->gemms[p->id] ||
+                                  f->gemms[c->id] || !ir_same_shape(p, c) || f->uses[p->id] == reads(c, p)))
+    reason = "the value has several consumers";   // else computed in this loop and stored too (store_siblings)
   else if (c->op != IR_SLICE && c->op != IR_CONCAT && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
@@ -125,6 +141,7 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     return;
   }
   f->fused_into[p->id] = c->id;
+  f->stored[p->id] = f->uses[p->id] > 1;
   f->gemms[c->id] += f->gemms[p->id] + has_epilogue(p->op);
   f->ops[c->id] += f->ops[p->id];
 }
@@ -187,8 +204,13 @@ static int gen_op(Gen *gen, const IrNode *n) {
   }
 }
 
-// Whether n's value is computed inside the kernel rather than loaded.
+static int root_of(const Fuse *f, int n);
+
+// Whether n's value is computed inside the kernel rather than loaded (a
+// value stored for other readers is loaded by them).
 static bool computed_here(Gen *gen, const IrNode *n) {
+  if (gen->f->stored[n->id] && root_of(gen->f, n->id) != gen->root->id)
+    return false;
   return n == gen->root || (n != gen->gemm && gen->f->fused_into[n->id] >= 0 && !has_epilogue(n->op));
 }
 
@@ -240,7 +262,10 @@ static int gen_value(Gen *gen, const IrNode *n) {
   if (!computed_here(gen, n))
     return gen_load(gen, n);
   ir_kernel_add_node(f->g, gen->k, n);
-  return n->op == IR_SLICE ? gen_slice(gen, n) : gen_op(gen, n);
+  int v = n->op == IR_SLICE ? gen_slice(gen, n) : gen_op(gen, n);
+  if (f->stored[n->id])
+    f->value[n->id] = v;
+  return v;
 }
 
 static void set_space(Kernel *k, const IrNode *shape) {
@@ -274,7 +299,52 @@ static bool splittable(const Kernel *k) {
   return true;
 }
 
-// An elementwise root: a loop over its shape storing its value.
+// The kernel that computes n: its root's.
+static int root_of(const Fuse *f, int n) {
+  while (f->fused_into[n] >= 0)
+    n = f->fused_into[n];
+  return n;
+}
+
+// A value with several readers may be computed in the loop of one of them
+// and stored there too (an LSTM step's c: its h reads it, and so does the
+// next step), when that loop is a plain loop (no GEMM, no reduction, not a
+// concat's part) and runs before the kernel of every other reader, which
+// loads it. Kernels run in the order of their roots. Any other stays a loop
+// of its own.
+static void store_siblings(Fuse *f) {
+  const IrGraph *g = f->g;
+  int nn = g->nnodes;
+  int *first_reader = xmalloc(sizeof(int) * nn);   // the earliest kernel root that reads each node
+  for (bool changed = true; changed;) {   // a node taken out changes the roots of those fused into it
+    changed = false;
+    for (int i = 0; i < nn; i++)
+      first_reader[i] = nn;
+    for (int i = 0; i < nn; i++)
+      if (f->need[i])
+        for (int k = 0; k < g->nodes[i]->nsrc; k++) {
+          int p = g->nodes[i]->src[k]->id, r = root_of(f, i);
+          if (f->stored[p] && r != root_of(f, p) && r < first_reader[p])
+            first_reader[p] = r;
+        }
+    for (int i = nn - 1; i >= 0 && !changed; i--) {
+      if (!f->stored[i])
+        continue;
+      int r = root_of(f, i);
+      if (first_reader[i] <= r || f->gemms[r] || !is_elementwise(g->nodes[r]->op)) {
+        why_not(f, g->nodes[i], g->nodes[f->fused_into[i]], "the value has several consumers, and the "
+                "loop of this one cannot store it for the others");
+        f->stored[i] = false;
+        f->fused_into[i] = -1;
+        changed = true;
+      }
+    }
+  }
+  free(first_reader);
+}
+
+// An elementwise root: a loop over its shape storing its value (and the
+// values computed in it that other kernels read too).
 static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
   Kernel *k = ir_kernel_new(f->g, KN_LOOP, root->scope ? root->scope : mnem(root));
   set_space(k, root);
@@ -282,6 +352,12 @@ static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
   int v = gen_value(&gen, root);
   KStore st = {.buf = ir_kernel_buf(f->g, k, root), .idx = ir_kernel_index(root, k->ndim, k->dims), .value = v};
   ir_kernel_store(f->g, k, st);
+  for (int i = 0; i < k->nnodes; i++) {
+    const IrNode *x = k->nodes[i];
+    if (x != root && f->stored[x->id])
+      ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, x),
+                                        .idx = ir_kernel_index(x, k->ndim, k->dims), .value = f->value[x->id]});
+  }
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
   return k;
@@ -675,6 +751,8 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.uses = arena_alloc(a, sizeof(int) * nn);
   f.fused_into = arena_alloc(a, sizeof(int) * nn);
   f.gemms = arena_alloc(a, sizeof(int) * nn);
+  f.stored = arena_alloc(a, sizeof(bool) * nn);
+  f.value = arena_alloc(a, sizeof(int) * nn);
   f.ops = arena_alloc(a, sizeof(int) * nn);
   pass_needed(m, entry, f.need);
   if (g->output)
@@ -710,6 +788,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
           try_fuse(&f, n->src[k], n);
       }
   }
+  store_siblings(&f);
   // A constant gets a buffer only when a GEMM or a library kernel reads it
   // (a concat's part loop writes it inline).
   bool *const_buffer = arena_alloc(a, sizeof(bool) * nn);

@@ -99,6 +99,13 @@ static const IrNode *kernel_result(const Kernel *k) {
   return k->bufs[k->stores[0].buf];
 }
 
+// Whether store j of loop k writes a value fuse computed in the loop of
+// another node and stores beside it, for its other readers (not an
+// optimizer update's parameter or state).
+static bool stored_beside(const Kernel *k, int j) {
+  return ir_op_kind(k->bufs[k->stores[j].buf]->op) == IR_KIND_ELEMENTWISE;
+}
+
 // Marks a read of node n by kernel i.
 static void read_at(int *last, const IrNode *n, int i) {
   if (last[n->id] < i)
@@ -204,6 +211,9 @@ void pass_memplan(KProgram *p, const bool *keep) {
     mat[r->id] = mat[r->id] || ir_op_kind(r->op) != IR_KIND_UPDATE;
     if (kernel_product(k))
       mat[kernel_product(k)->id] = true;
+    for (int j = 1; k->kind == KN_LOOP && j < k->nstores; j++)
+      if (stored_beside(k, j))
+        mat[k->bufs[k->stores[j].buf]->id] = true;
   }
   // Every value's last reader, through aliases; kept values live to the end.
   int *last = xmalloc(sizeof(int) * ids);
@@ -255,6 +265,13 @@ void pass_memplan(KProgram *p, const bool *keep) {
     }
     if (ir_op_kind(res->op) == IR_KIND_UPDATE || res->op == IR_PARAM || res->op == IR_BUFFER)
       continue;   // updates write the parameters and their state in place
+    for (int j = 1; k->kind == KN_LOOP && j < k->nstores; j++) {
+      const IrNode *x = k->bufs[k->stores[j].buf];   // a slot of its own, from this kernel on
+      if (stored_beside(k, j) && pl.slot[x->id] < 0) {
+        result_slot(&pl, x, i, last[x->id]);
+        p->naive_bytes += node_bytes(x, p->max_batch);
+      }
+    }
     if (pl.slot[res->id] >= 0)
       continue;   // a concat's later parts: the first placed it
     bool parts = res->op == IR_CONCAT;   // each part writes only its share: never in place
