@@ -340,6 +340,9 @@ static void store_siblings(Fuse *f) {
       }
     }
   }
+  for (int i = 0; i < nn; i++)   // every reader in the same loop (n - z * n): nothing to store
+    if (f->stored[i] && first_reader[i] == nn)
+      f->stored[i] = false;
   free(first_reader);
 }
 

@@ -282,7 +282,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       for (int b = 0; b < k->nbufs && in_place < 0; b++) {
         const IrNode *x = k->bufs[b];
         int s = pl.slot[x->id];
-        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].last != i ||
+        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].first == i || pl.slots[s].last != i ||
             node_bytes(x, p->max_batch) != node_bytes(res, p->max_batch) || !same_access(k, b, root_buf))
           continue;
         in_place = s;
