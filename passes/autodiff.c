@@ -15,14 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+// A slice's gradient g, kept until every slice of its input is known.
+typedef struct SlicePart {
+  IrNode *slice;         // the forward slice
+  IrNode *g;             // its gradient
+  struct SlicePart *next;
+} SlicePart;
+
 typedef struct AD {
   IrGraph *g;
   Diag *d;
   IrNode **grad;         // grad[id]: the gradient of node id, or NULL
   bool *needs;           // needs[id]: node id depends on a parameter
+  SlicePart **parts;     // parts[id]: the gradients of node id's slices, not yet in grad[id]
   const IrNode *fwd;     // the forward node being differentiated
-  IrNode ***parts;       // parts[id]: the slices that split node id, in order (NULL: not split)
-  int *nparts;
 } AD;
 
 static IrNode *finish(AD *ad, IrNode *n, const IrNode *preset);
@@ -227,71 +233,68 @@ static IrNode *grad_slice(AD *ad, IrNode *n, IrNode *g) {
   return finish(ad, with_attrs(ir_add(ad->g, IR_SLICE_GRAD, &g, 1, n->loc), n), n->src[0]);
 }
 
+// The gradients of x's slices. When they are slices along one axis, of
+// step 1, that do not overlap (an unrolled recurrence's steps and gates),
+// x's gradient is their concat, with zeros where no slice reads: each
+// element written once, not a zeroed tensor of x's shape per slice summed
+// (which an LSTM of T steps would pay T^2 times). Otherwise one slice_grad
+// per slice.
 static int by_start(const void *a, const void *b) {
-  int64_t x = (*(IrNode *const *)a)->attr.i[1], y = (*(IrNode *const *)b)->attr.i[1];
+  int64_t x = (*(SlicePart *const *)a)->slice->attr.i[1], y = (*(SlicePart *const *)b)->slice->attr.i[1];
   return (x > y) - (x < y);
 }
 
-// The nodes that slices split: every user of x a slice along one axis with
-// step 1, together covering it once (a split). Their gradients are one
-// concat, where a slice_grad each and their sum would each fill all of x.
-static void find_splits(AD *ad, int nfwd) {
-  IrGraph *g = ad->g;
-  int *users = arena_alloc(g->arena, sizeof(int) * nfwd);
-  for (int i = 0; i < nfwd; i++)
-    for (int k = 0; k < g->nodes[i]->nsrc; k++)
-      users[g->nodes[i]->src[k]->id]++;
-  for (int i = 0; i < nfwd; i++) {
-    IrNode *n = g->nodes[i], *x = n->nsrc == 1 ? n->src[0] : NULL;
-    if (!x || n->op != IR_SLICE || n->attr.i[3] != 1 || users[x->id] < 2 || ad->nparts[x->id] < 0)
-      continue;
-    if (!ad->parts[x->id])
-      ad->parts[x->id] = arena_alloc(g->arena, sizeof(IrNode *) * users[x->id]);
-    IrNode **p = ad->parts[x->id];
-    if (ad->nparts[x->id] && p[0]->attr.i[0] != n->attr.i[0])
-      ad->nparts[x->id] = -1;   // another axis: not a split
-    else
-      p[ad->nparts[x->id]++] = n;
+static void flush_slices(AD *ad, IrNode *x) {
+  SlicePart *list = ad->parts[x->id];
+  int n = 0;
+  for (SlicePart *p = list; p; p = p->next)
+    n++;
+  SlicePart **v = arena_alloc(ad->g->arena, sizeof(SlicePart *) * n);
+  n = 0;
+  for (SlicePart *p = list; p; p = p->next)
+    v[n++] = p;
+  qsort(v, n, sizeof *v, by_start);
+  int axis = (int)v[0]->slice->attr.i[0];
+  bool joins = ir_is_batched(x) && n > 1;
+  for (int i = 0; i < n && joins; i++) {
+    const int64_t *at = v[i]->slice->attr.i;
+    joins = at[0] == axis && at[3] == 1 && (i == 0 || at[1] >= v[i - 1]->slice->attr.i[2]);
   }
-  for (int i = 0; i < nfwd; i++) {
-    IrNode **p = ad->parts[i];
-    int np = ad->nparts[i];
-    bool split = p && np == users[i];
-    if (split) {
-      qsort(p, (size_t)np, sizeof *p, by_start);
-      int64_t at = 0;
-      for (int k = 0; k < np && split; k++) {
-        split = p[k]->attr.i[1] == at;
-        at = p[k]->attr.i[2];
-      }
-      split &= at == g->nodes[i]->shape[p[0]->attr.i[0]];
+  IrNode **src = joins ? arena_alloc(ad->g->arena, sizeof(IrNode *) * (2 * n + 1)) : NULL;
+  int nsrc = 0;
+  int64_t end = 0;
+  for (int i = 0; i <= n && joins; i++) {
+    int64_t start = i < n ? v[i]->slice->attr.i[1] : x->shape[axis];
+    if (start > end) {   // no slice reads [end, start): its gradient is 0
+      ad->fwd = v[0]->slice;
+      IrNode *z = ir_leaf(ad->g, IR_CONST, NULL, DT_F32, x->ndim, x->shape, ad->fwd->loc);
+      z->shape[axis] = start - end;
+      src[nsrc++] = finish(ad, z, NULL);
     }
-    if (!split)
-      ad->parts[i] = NULL;
+    if (i < n) {
+      src[nsrc++] = v[i]->g;
+      end = v[i]->slice->attr.i[2];
+    }
   }
-}
-
-// The gradient of a node that slices split, once each slice has its own:
-// the concat of theirs; where one has none, a slice_grad each.
-static void join_splits(AD *ad, IrNode *x) {
-  IrNode **p = ad->parts[x->id];
-  int np = ad->nparts[x->id];
-  bool all = true;
-  for (int k = 0; k < np; k++)
-    all &= ad->grad[p[k]->id] != NULL;
-  ad->fwd = p[0];
-  if (!all) {
-    for (int k = 0; k < np; k++)
-      if (ad->grad[p[k]->id])
-        accumulate(ad, x, grad_slice(ad, p[k], ad->grad[p[k]->id]));
+  if (joins) {   // in groups of at most IR_MAX_SRC parts, then the groups joined
+    ad->fwd = v[0]->slice;
+    while (nsrc > 1) {
+      int ngroups = 0;
+      for (int i = 0; i < nsrc; i += IR_MAX_SRC) {
+        int k = nsrc - i < IR_MAX_SRC ? nsrc - i : IR_MAX_SRC;
+        IrNode *c = ir_add(ad->g, IR_CONCAT, src + i, k, ad->fwd->loc);
+        c->attr.i[0] = axis;
+        src[ngroups++] = finish(ad, c, NULL);
+      }
+      nsrc = ngroups;
+    }
+    accumulate(ad, x, src[0]);
     return;
   }
-  IrNode **gs = arena_alloc(ad->g->arena, sizeof(IrNode *) * np);
-  for (int k = 0; k < np; k++)
-    gs[k] = ad->grad[p[k]->id];
-  IrNode *c = ir_add(ad->g, IR_CONCAT, gs, np, p[0]->loc);
-  c->attr.i[0] = p[0]->attr.i[0];
-  accumulate(ad, x, finish(ad, c, NULL));
+  for (int i = 0; i < n; i++) {
+    ad->fwd = v[i]->slice;
+    accumulate(ad, x, grad_slice(ad, v[i]->slice, v[i]->g));
+  }
 }
 
 // A concat's gradient: each input's part of g, sliced back out (summed over
@@ -412,8 +415,11 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
     }
     break;
   case IR_SLICE:
-    if (!ad->parts[a->id])   // else join_splits, when a's turn comes
-      accumulate(ad, a, grad_slice(ad, n, g));
+    if (ad->needs[a->id]) {   // joined with a's other slices' gradients (flush_slices)
+      SlicePart *p = arena_alloc(ad->g->arena, sizeof *p);
+      *p = (SlicePart){n, g, ad->parts[a->id]};
+      ad->parts[a->id] = p;
+    }
     break;
   case IR_CONCAT:
     grad_concat(ad, n, g);
@@ -506,8 +512,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   int nfwd = g->nnodes;
   Arena *a = g->arena;
-  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd), NULL,
-            arena_alloc(a, sizeof(IrNode **) * nfwd), arena_alloc(a, sizeof(int) * nfwd)};
+  AD ad = {g, d, arena_alloc(a, sizeof(IrNode *) * nfwd), arena_alloc(a, sizeof(bool) * nfwd),
+            arena_alloc(a, sizeof(SlicePart *) * nfwd), NULL};
   for (int i = 0; i < nfwd; i++) {
     IrNode *n = g->nodes[i];
     ad.needs[i] = n->op == IR_PARAM;
@@ -529,7 +535,6 @@ bool pass_autodiff(Model *m, Diag *d) {
                "the loss does not depend on any trainable parameter, so there is nothing to train");
     return false;
   }
-  find_splits(&ad, nfwd);
   for (int t = 0; t < nterms; t++) {
     IrNode *out = terms[t]->src[0], *target = terms[t]->src[1];
     if (!ad.needs[out->id])
@@ -546,8 +551,8 @@ bool pass_autodiff(Model *m, Diag *d) {
   }
   for (int i = nfwd - 1; i >= 0; i--) {
     IrNode *n = g->nodes[i];
-    if (ad.parts[i] && ad.needs[i])
-      join_splits(&ad, n);
+    if (ad.parts[i])   // every consumer of n comes after it: all its slices are in
+      flush_slices(&ad, n);
     if (ad.grad[i] && !ir_op_is_leaf(n->op))
       grad_node(&ad, n, ad.grad[i]);
   }

@@ -3,7 +3,9 @@
 // Every node an entry point needs becomes part of a kernel. Elementwise
 // ops (and constants) are loop bodies; a chain of them whose intermediate
 // values have a single consumer of the same shape becomes one loop that
-// reads its inputs once and writes one result. A matrix product is a GEMM
+// reads its inputs once and writes one result; an intermediate value that
+// later kernels read too is stored by that loop beside its result (an
+// LSTM step's c, which its h and the next step read). A matrix product is a GEMM
 // whose elementwise consumers (bias, activation, a residual add) run as its
 // epilogue, and so is a convolution's (the runtime runs it on each share of
 // images as soon as that share is computed); a reduction (sum_to,
@@ -17,6 +19,7 @@
 #include "passes.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // Ops in one fused loop at most: a chain of 40,000 adds is many loops of
@@ -34,6 +37,8 @@ typedef struct Fuse {
   int *uses;             // uses[id]: consumers among the needed nodes
   int *product_uses;     // product_uses[id]: those of them that are batched products
   int *fused_into;       // the node whose kernel computes this one, or -1
+  bool *stored;          // stored[id]: computed in another node's loop, which also stores it (several readers)
+  int *value;            // value[id]: a stored node's instruction in that loop
   int *gemms;            // GEMMs and convolutions in the kernel rooted at this node
   int *ops;              // ops computed in the kernel rooted at this node, itself included
   KProgram *p;
@@ -108,6 +113,14 @@ static void why_not(Fuse *f, const IrNode *p, const IrNode *c, const char *reaso
     fprintf(f->why, "  %%%d (%s) -> %%%d (%s): %s\n", p->id, mnem(p), c->id, mnem(c), reason);
 }
 
+// How many of c's inputs are p (x + x: 2).
+static int reads(const IrNode *c, const IrNode *p) {
+  int n = 0;
+  for (int k = 0; k < c->nsrc; k++)
+    n += c->src[k] == p;
+  return n;
+}
+
 // Decides whether producer p is computed inside consumer c's kernel.
 static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   if (ir_op_is_leaf(p->op))
@@ -123,11 +136,12 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     reason = "fusion is off";
   else if (c->op == IR_SLICE && p->op != IR_SLICE)
     reason = "a slice loads its input from memory, at its own indexes";
-  else if (c->op == IR_CONCAT)
-    reason = "a concat copies each input from memory";
+  else if (c->op == IR_CONCAT && (!(is_elementwise(p->op) || p->op == IR_SLICE) || f->gemms[p->id] ||
+                                   p->ndim != c->ndim))
+    reason = "a concat copies each input from memory";   // a part's loop computes only loops
   else if (c->op == IR_PERMUTE)
     reason = "a permute reads its input from memory, in another order";
-  else if (!c_loop && c->op != IR_SLICE)
+  else if (!c_loop && c->op != IR_SLICE && c->op != IR_CONCAT)
     reason = c->op == IR_BATCH_MATMUL ? "a batched product reads its operands from memory"
              : ir_op_kind(c->op) == IR_KIND_MATMUL ? "a GEMM reads its operands from memory"
              : is_update(c->op) ? "an optimizer update reads the gradient from memory"
@@ -141,9 +155,12 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
                                                              : "a library kernel writes its result to memory";
   else if (f->keep[p->id])
     reason = "the value is an output of the step";
-  else if (f->uses[p->id] > 1)
-    reason = "the value has several consumers";
-  else if (c->op != IR_SLICE && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
+  else if (f->fused_into[p->id] >= 0)
+    reason = "the value is computed and stored in the loop of another consumer";
+  else if (f->uses[p->id] > 1 && (!is_elementwise(p->op) || !is_elementwise(c->op) || f->gemms[p->id] ||
+                                  f->gemms[c->id] || !ir_same_shape(p, c) || f->uses[p->id] == reads(c, p)))
+    reason = "the value has several consumers";   // else computed in this loop and stored too (store_siblings)
+  else if (c->op != IR_SLICE && c->op != IR_CONCAT && !ir_same_shape(p, is_reduction(c->op) ? c->src[0] : c))
     reason = "the shapes differ (a broadcast)";
   else if ((has_epilogue(p->op) || f->gemms[p->id]) && is_reduction(c->op))
     reason = "an epilogue cannot reduce";   // nor can a loop that holds one (x @ w -> * p, summed to p)
@@ -156,6 +173,7 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     return;
   }
   f->fused_into[p->id] = c->id;
+  f->stored[p->id] = f->uses[p->id] > 1;
   f->gemms[c->id] += f->gemms[p->id] + has_epilogue(p->op);
   f->ops[c->id] += f->ops[p->id];
 }
@@ -341,8 +359,13 @@ static int gen_act(Gen *gen, const IrNode *n, int a, int b) {
   }
 }
 
-// Whether n's value is computed inside the kernel rather than loaded.
+static int root_of(const Fuse *f, int n);
+
+// Whether n's value is computed inside the kernel rather than loaded (a
+// value stored for other readers is loaded by them).
 static bool computed_here(Gen *gen, const IrNode *n) {
+  if (gen->f->stored[n->id] && root_of(gen->f, n->id) != gen->root->id)
+    return false;
   return n == gen->root || (n != gen->gemm && gen->f->fused_into[n->id] >= 0 && !has_epilogue(n->op));
 }
 
@@ -394,7 +417,10 @@ static int gen_value(Gen *gen, const IrNode *n) {
   if (!computed_here(gen, n))
     return gen_load(gen, n);
   ir_kernel_add_node(f->g, gen->k, n);
-  return n->op == IR_SLICE ? gen_slice(gen, n) : gen_op(gen, n);
+  int v = n->op == IR_SLICE ? gen_slice(gen, n) : gen_op(gen, n);
+  if (f->stored[n->id])
+    f->value[n->id] = v;
+  return v;
 }
 
 static void set_space(Kernel *k, const IrNode *shape) {
@@ -428,7 +454,55 @@ static bool splittable(const Kernel *k) {
   return true;
 }
 
-// An elementwise root: a loop over its shape storing its value.
+// The kernel that computes n: its root's.
+static int root_of(const Fuse *f, int n) {
+  while (f->fused_into[n] >= 0)
+    n = f->fused_into[n];
+  return n;
+}
+
+// A value with several readers may be computed in the loop of one of them
+// and stored there too (an LSTM step's c: its h reads it, and so does the
+// next step), when that loop is a plain loop (no GEMM, no reduction, not a
+// concat's part) and runs before the kernel of every other reader, which
+// loads it. Kernels run in the order of their roots. Any other stays a loop
+// of its own.
+static void store_siblings(Fuse *f) {
+  const IrGraph *g = f->g;
+  int nn = g->nnodes;
+  int *first_reader = xmalloc(sizeof(int) * nn);   // the earliest kernel root that reads each node
+  for (bool changed = true; changed;) {   // a node taken out changes the roots of those fused into it
+    changed = false;
+    for (int i = 0; i < nn; i++)
+      first_reader[i] = nn;
+    for (int i = 0; i < nn; i++)
+      if (f->need[i])
+        for (int k = 0; k < g->nodes[i]->nsrc; k++) {
+          int p = g->nodes[i]->src[k]->id, r = root_of(f, i);
+          if (f->stored[p] && r != root_of(f, p) && r < first_reader[p])
+            first_reader[p] = r;
+        }
+    for (int i = nn - 1; i >= 0 && !changed; i--) {
+      if (!f->stored[i])
+        continue;
+      int r = root_of(f, i);
+      if (first_reader[i] <= r || f->gemms[r] || !is_elementwise(g->nodes[r]->op)) {
+        why_not(f, g->nodes[i], g->nodes[f->fused_into[i]], "the value has several consumers, and the "
+                "loop of this one cannot store it for the others");
+        f->stored[i] = false;
+        f->fused_into[i] = -1;
+        changed = true;
+      }
+    }
+  }
+  for (int i = 0; i < nn; i++)   // every reader in the same loop (n - z * n): nothing to store
+    if (f->stored[i] && first_reader[i] == nn)
+      f->stored[i] = false;
+  free(first_reader);
+}
+
+// An elementwise root: a loop over its shape storing its value (and the
+// values computed in it that other kernels read too).
 static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
   Kernel *k = ir_kernel_new(f->g, KN_LOOP, root->scope ? root->scope : mnem(root));
   set_space(k, root);
@@ -436,6 +510,12 @@ static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
   int v = gen_value(&gen, root);
   KStore st = {.buf = ir_kernel_buf(f->g, k, root), .idx = ir_kernel_index(root, k->ndim, k->dims), .value = v};
   ir_kernel_store(f->g, k, st);
+  for (int i = 0; i < k->nnodes; i++) {
+    const IrNode *x = k->nodes[i];
+    if (x != root && f->stored[x->id])
+      ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, x),
+                                        .idx = ir_kernel_index(x, k->ndim, k->dims), .value = f->value[x->id]});
+  }
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
   return k;
@@ -486,7 +566,8 @@ static Kernel *reduce_kernel(Fuse *f, IrNode *root) {
 
 // A concat: a loop per input over its part of the result, each element
 // stored at its offset along the axis (an input without the batch
-// dimension is loaded again for every sample).
+// dimension is loaded again for every sample). An elementwise input that
+// only the concat reads is computed in its part's loop.
 static void add_kernel(Fuse *f, Kernel *k);
 
 static void concat_kernels(Fuse *f, IrNode *n) {
@@ -990,6 +1071,8 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.product_uses = arena_alloc(a, sizeof(int) * nn);
   f.fused_into = arena_alloc(a, sizeof(int) * nn);
   f.gemms = arena_alloc(a, sizeof(int) * nn);
+  f.stored = arena_alloc(a, sizeof(bool) * nn);
+  f.value = arena_alloc(a, sizeof(int) * nn);
   f.ops = arena_alloc(a, sizeof(int) * nn);
   pass_needed(m, entry, f.need);
   pass_kept(m, entry, f.keep);
@@ -1024,11 +1107,13 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
           try_fuse(&f, n->src[k], n);
       }
   }
-  // A constant gets a buffer only when a GEMM or a library kernel reads it.
+  store_siblings(&f);
+  // A constant gets a buffer only when a GEMM or a library kernel reads it
+  // (a concat's part loop writes it inline).
   bool *const_buffer = arena_alloc(a, sizeof(bool) * nn);
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
-    if (f.need[i] && !is_elementwise(n->op) && !is_reduction(n->op))
+    if (f.need[i] && !is_elementwise(n->op) && !is_reduction(n->op) && n->op != IR_CONCAT)
       for (int k = 0; k < n->nsrc; k++)
         const_buffer[n->src[k]->id] |= n->src[k]->op == IR_CONST;
   }

@@ -1185,6 +1185,157 @@ static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
   return finish(L, node(L, IR_EMBEDDING, (IrNode *[]){arg_tensor(a, 0), w}, 2, a->call), scope);
 }
 
+//
+// Recurrent layers, unrolled: one GEMM projects every step's input at once,
+// then each step is a GEMM of the previous hidden state whose epilogue adds
+// that step's projection, slices of the gates, and the gate arithmetic as
+// elementwise nodes (which fuse into one loop per step). Autodiff and the
+// memory planner see plain nodes, so backpropagation through time comes
+// with them. Every node has the layer's scope: `nnc check` shows one row.
+//
+
+#define MAX_RNN_STEPS 1024   // steps of one recurrent layer (a concat's inputs; the graph's size)
+#define RNN_STEP_NODES 24    // graph nodes one step adds, at most
+
+typedef struct Rnn {
+  Lower *L;
+  SrcLoc loc;
+  const char *scope;
+} Rnn;
+
+static IrNode *rnn_node(Rnn *r, IrOp op, IrNode *a, IrNode *b) {
+  IrNode *src[2] = {a, b};
+  return finish(r->L, node(r->L, op, src, b ? 2 : 1, r->loc), r->scope);
+}
+
+// x[..., k*h : (k+1)*h] along axis: gate k of a row of gates.
+static IrNode *rnn_slice(Rnn *r, IrNode *x, int axis, int64_t start, int64_t stop) {
+  if (!x)
+    return NULL;
+  IrNode *y = node(r->L, IR_SLICE, (IrNode *[]){x}, 1, r->loc);
+  y->attr.i[0] = axis;
+  y->attr.i[1] = start;
+  y->attr.i[2] = stop;
+  y->attr.i[3] = 1;
+  return finish(r->L, y, r->scope);
+}
+
+// a (op) b, NULL when either is (an error was reported).
+static IrNode *rnn_bin(Rnn *r, IrOp op, IrNode *a, IrNode *b) {
+  return a && b ? rnn_node(r, op, a, b) : NULL;
+}
+
+static IrNode *rnn_un(Rnn *r, IrOp op, IrNode *a) { return a ? rnn_node(r, op, a, NULL) : NULL; }
+
+// a @ w^T, w stored [out, in] as PyTorch's.
+static IrNode *rnn_matmul(Rnn *r, IrNode *a, IrNode *w) {
+  if (!a)
+    return NULL;
+  IrNode *y = node(r->L, IR_MATMUL, (IrNode *[]){a, w}, 2, r->loc);
+  y->attr.i[1] = 1;
+  return finish(r->L, y, r->scope);
+}
+
+// lstm(x, hidden, sequence = false) and gru(...): x[N, T, I] -> the last
+// hidden state [N, H], or every step's [N, T, H].
+static IrNode *build_rnn(Lower *L, Env *e, const Args *a, bool lstm) {
+  const char *fn = lstm ? "lstm" : "gru";
+  IrNode *x = arg_tensor(a, 0);
+  char b[96];
+  if (x->ndim != 3 || x->shape[0] != IR_N || x->shape[1] == IR_N || x->shape[2] == IR_N) {
+    const char *hint = x->ndim == 2 ? "make a sequence of one feature per step with reshape(steps, 1), or "
+                                      "declare the input as f32[steps, features]"
+                                    : "reshape the input to [steps, features] first, e.g. image -> reshape(28, 28)";
+    diag_error(L->d, a->call, hint, "%s: expects an input [N, steps, features], found %s", fn, tshape(x, b));
+    return NULL;
+  }
+  int64_t T = x->shape[1], I = x->shape[2], H = arg_int(a, 1), G = (lstm ? 4 : 3) * H;
+  if ((double)G * (double)(I > H ? I : H) > MAX_ELEMS) {
+    diag_error(L->d, a->loc[1], "use a smaller hidden size", "%s: the weights [%lld,%lld] would have more than %lld elements",
+               fn, (long long)G, (long long)(I > H ? I : H), MAX_ELEMS);
+    return NULL;
+  }
+  if (T > MAX_RNN_STEPS || L->g->nnodes + T * RNN_STEP_NODES > MAX_EXPANDED) {
+    char hint[160];
+    snprintf(hint, sizeof hint, "the layer is unrolled into graph nodes for every step; "
+             "split the sequence into chunks of at most %d steps, or pool it first", MAX_RNN_STEPS);
+    diag_error(L->d, a->call, hint, "%s: %lld steps are too many to unroll%s", fn, (long long)T,
+               T > MAX_RNN_STEPS ? "" : " in what is left of the graph");
+    return NULL;
+  }
+  Rnn r = {L, a->call, next_scope(L, e, fn)};
+  IrInit init = fan_in_uniform(H);   // U(-1/sqrt(H), 1/sqrt(H)), PyTorch's for every tensor
+  IrNode *w_ih = new_param(L, IR_PARAM, r.scope, "weight_ih", 2, (int64_t[]){G, I}, init, a->call);
+  IrNode *w_hh = new_param(L, IR_PARAM, r.scope, "weight_hh", 2, (int64_t[]){G, H}, init, a->call);
+  IrNode *b_ih = new_param(L, IR_PARAM, r.scope, "bias_ih", 1, &G, init, a->call);
+  IrNode *b_hh = new_param(L, IR_PARAM, r.scope, "bias_hh", 1, &G, init, a->call);
+
+  // Every step's input projection at once: [N, T, G]. The LSTM adds both
+  // biases here; the GRU keeps b_hh for the step, where r scales its n part.
+  IrNode *xp = rnn_bin(&r, IR_ADD, rnn_matmul(&r, x, w_ih), b_ih);
+  if (lstm)
+    xp = rnn_bin(&r, IR_ADD, xp, b_hh);
+  // As [N, T * G], so that a step's slice is [N, G] with no reshape after
+  // it (which would copy it): a load at an offset in the step's loop.
+  if (xp)
+    xp = reshape_to(L, xp, 2, (int64_t[]){IR_N, T * G}, r.loc, r.scope);
+  IrNode *h = NULL, *c = NULL;
+  IrNode **seq = arg_num(a, 2) ? arena_alloc(L->a, sizeof(IrNode *) * T) : NULL;
+  for (int64_t t = 0; t < T; t++) {
+    if (lstm) {
+      // gates = x_t W_ih^T + b_ih + b_hh + h W_hh^T, in order i, f, g, o;
+      // at step 0 (h = 0) the gates are slices of the projection itself.
+      IrNode *gates = xp;
+      int64_t at = t * G;
+      if (t) {
+        gates = rnn_bin(&r, IR_ADD, rnn_matmul(&r, h, w_hh), rnn_slice(&r, xp, 1, at, at + G));
+        at = 0;
+      }
+      IrNode *i = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at, at + H));
+      IrNode *g = rnn_un(&r, IR_TANH, rnn_slice(&r, gates, 1, at + 2 * H, at + 3 * H));
+      IrNode *o = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at + 3 * H, at + 4 * H));
+      IrNode *ig = rnn_bin(&r, IR_MUL, i, g);
+      if (t) {
+        IrNode *f = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, H, 2 * H));
+        c = rnn_bin(&r, IR_ADD, rnn_bin(&r, IR_MUL, f, c), ig);
+      } else {
+        c = ig;
+      }
+      h = rnn_bin(&r, IR_MUL, o, rnn_un(&r, IR_TANH, c));
+    } else {
+      // r, z, n: r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z),
+      // n = tanh(x_n + r * h_n), h' = (1 - z) n + z h = n + z (h - n),
+      // with h_k = h W_hk^T + b_hk (just b_hk at step 0).
+      // The step's parts of the projection are slices of it at x0.
+      IrNode *hp = t ? rnn_bin(&r, IR_ADD, rnn_matmul(&r, h, w_hh), b_hh) : b_hh;
+      int ax = t ? 1 : 0;
+      int64_t x0 = t * G;
+      IrNode *rg = rnn_un(&r, IR_SIGMOID, rnn_bin(&r, IR_ADD, rnn_slice(&r, xp, 1, x0, x0 + H),
+                                                   rnn_slice(&r, hp, ax, 0, H)));
+      IrNode *z = rnn_un(&r, IR_SIGMOID, rnn_bin(&r, IR_ADD, rnn_slice(&r, xp, 1, x0 + H, x0 + 2 * H),
+                                                  rnn_slice(&r, hp, ax, H, 2 * H)));
+      IrNode *n = rnn_un(&r, IR_TANH, rnn_bin(&r, IR_ADD, rnn_slice(&r, xp, 1, x0 + 2 * H, x0 + 3 * H),
+                                               rnn_bin(&r, IR_MUL, rg, rnn_slice(&r, hp, ax, 2 * H, 3 * H))));
+      if (t)
+        h = rnn_bin(&r, IR_ADD, n, rnn_bin(&r, IR_MUL, z, rnn_bin(&r, IR_SUB, h, n)));
+      else   // (1 - z) n = n - z n
+        h = rnn_bin(&r, IR_SUB, n, rnn_bin(&r, IR_MUL, z, n));
+    }
+    if (!h)
+      return NULL;
+    if (seq && !(seq[t] = reshape_to(L, h, 3, (int64_t[]){IR_N, 1, H}, r.loc, r.scope)))
+      return NULL;
+  }
+  if (!seq)
+    return h;
+  IrNode *y = node(L, IR_CONCAT, seq, (int)T, r.loc);
+  y->attr.i[0] = 1;
+  return finish(L, y, r.scope);
+}
+
+static IrNode *build_lstm(Lower *L, Env *e, const Args *a) { return build_rnn(L, e, a, true); }
+static IrNode *build_gru(Lower *L, Env *e, const Args *a) { return build_rnn(L, e, a, false); }
+
 #define T(n) {n, A_TENSOR, true, 0, 0}
 #define I(n, req, def, lo) {n, A_INT, req, def, lo}
 #define P(n, req, def, lo) {n, A_PAIR, req, def, lo}
@@ -1249,6 +1400,8 @@ static const Builtin builtins[] = {
     {SIG("transpose", "(x, a = -2, b = -1)", T("x"), I("a", false, -2, -MAX_ELEMS), I("b", false, -1, -MAX_ELEMS)),
      build_transpose},
     {SIG("permute", "(x, d0, d1, ...)", T("x"), {"dims", A_INTS, false, 0, -MAX_ELEMS}), build_permute},
+    {SIG("lstm", "(x, hidden, sequence = false)", T("x"), I("hidden", true, 0, 1), B("sequence", 0)), build_lstm},
+    {SIG("gru", "(x, hidden, sequence = false)", T("x"), I("hidden", true, 0, 1), B("sequence", 0)), build_gru},
 };
 
 // Names that mean something else where a layer is expected.

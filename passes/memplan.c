@@ -99,6 +99,13 @@ static const IrNode *kernel_result(const Kernel *k) {
   return k->bufs[k->stores[0].buf];
 }
 
+// Whether store j of loop k writes a value fuse computed in the loop of
+// another node and stores beside it, for its other readers (not an
+// optimizer update's parameter or state).
+static bool stored_beside(const Kernel *k, int j) {
+  return ir_op_kind(k->bufs[k->stores[j].buf]->op) == IR_KIND_ELEMENTWISE;
+}
+
 // Marks a read of node n by kernel i.
 static void read_at(int *last, const IrNode *n, int i) {
   if (last[n->id] < i)
@@ -204,6 +211,9 @@ void pass_memplan(KProgram *p, const bool *keep) {
     mat[r->id] = mat[r->id] || ir_op_kind(r->op) != IR_KIND_UPDATE;
     if (kernel_product(k))
       mat[kernel_product(k)->id] = true;
+    for (int j = 1; k->kind == KN_LOOP && j < k->nstores; j++)
+      if (stored_beside(k, j))
+        mat[k->bufs[k->stores[j].buf]->id] = true;
   }
   // Every value's last reader, through aliases; kept values live to the end.
   int *last = xmalloc(sizeof(int) * ids);
@@ -255,6 +265,13 @@ void pass_memplan(KProgram *p, const bool *keep) {
     }
     if (ir_op_kind(res->op) == IR_KIND_UPDATE || res->op == IR_PARAM || res->op == IR_BUFFER)
       continue;   // updates write the parameters and their state in place
+    for (int j = 1; k->kind == KN_LOOP && j < k->nstores; j++) {
+      const IrNode *x = k->bufs[k->stores[j].buf];   // a slot of its own, from this kernel on
+      if (stored_beside(k, j) && pl.slot[x->id] < 0) {
+        result_slot(&pl, x, i, last[x->id]);
+        p->naive_bytes += node_bytes(x, p->max_batch);
+      }
+    }
     if (pl.slot[res->id] >= 0)
       continue;   // a concat's later parts: the first placed it
     bool parts = res->op == IR_CONCAT;   // each part writes only its share: never in place
@@ -265,7 +282,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       for (int b = 0; b < k->nbufs && in_place < 0; b++) {
         const IrNode *x = k->bufs[b];
         int s = pl.slot[x->id];
-        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].last != i ||
+        if (x == res || s < 0 || pl.slots[s].first < 0 || pl.slots[s].first == i || pl.slots[s].last != i ||
             node_bytes(x, p->max_batch) != node_bytes(res, p->max_batch) || !same_access(k, b, root_buf))
           continue;
         in_place = s;
@@ -292,26 +309,28 @@ void pass_memplan(KProgram *p, const bool *keep) {
   }
   // Placement: first fit among the slots live at the same time. Slots are
   // placed in order of birth; each takes the lowest offset that overlaps
-  // no live slot already placed.
+  // no live slot already placed: one sweep over those slots by offset (an
+  // unrolled recurrence keeps thousands of values live at once, where
+  // moving past one overlap at a time and scanning again grew as n^3).
   int *order = xmalloc(sizeof(int) * (pl.nslots + 1));
   for (int i = 0; i < pl.nslots; i++)
     order[i] = i;
+  const Slot **placed = xmalloc(sizeof(Slot *) * (pl.nslots + 1));   // by offset
   int64_t peak = 0;
   for (int a = 0; a < pl.nslots; a++) {
     Slot *s = &pl.slots[order[a]];
     int64_t off = 0;
-    for (bool moved = true; moved;) {
-      moved = false;
-      for (int b = 0; b < a; b++) {
-        const Slot *t = &pl.slots[order[b]];
-        bool live_together = t->first <= s->last && s->first <= t->last;
-        if (live_together && off < t->offset + t->bytes && t->offset < off + s->bytes) {
-          off = t->offset + t->bytes;
-          moved = true;
-        }
-      }
+    for (int b = 0; b < a && placed[b]->offset < off + s->bytes; b++) {
+      const Slot *t = placed[b];
+      if (t->first <= s->last && s->first <= t->last && off < t->offset + t->bytes)
+        off = t->offset + t->bytes;
     }
     s->offset = off;
+    int at = a;
+    while (at > 0 && placed[at - 1]->offset > off)
+      at--;
+    memmove(placed + at + 1, placed + at, sizeof(Slot *) * (a - at));
+    placed[at] = s;
     if (off + s->bytes > peak)
       peak = off + s->bytes;
   }
@@ -336,6 +355,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
     p->buf[gb->id] = (KBufInfo){KB_ARENA, pl.slots[pl.grads_slot].offset, node_bytes(gb, 1)};
   }
   free(order);
+  free(placed);
   free(mat);
   free(pl.slot);
   free(pl.slots);

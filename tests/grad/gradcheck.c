@@ -122,6 +122,14 @@ static const Case cases[] = {
                   " param w: f32[4, 4] = normal(0, 0.5)\n"
                   " h = (x -> layernorm(eps = 0.01)) @ w\n"
                   " (h -> tanh -> layernorm(dims = 2, affine = false)) + (h -> layernorm)\n}\nloss mse\n", 3},
+    {"lstm", "model m {\n input x: f32[4, 3]\n target y: class(3)\n x -> lstm(5) -> linear(3)\n}\n"
+             "loss cross_entropy\n", 3},
+    {"lstm-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> lstm(4, sequence = true)\n}\n"
+                      "loss mse\n", 2},
+    {"gru", "model m {\n input x: f32[4, 3]\n target y: class(3)\n x -> gru(5) -> linear(3)\n}\n"
+            "loss cross_entropy\n", 3},
+    {"gru-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> gru(4, sequence = true)\n}\n"
+                     "loss mse\n", 2},
 };
 
 static Rng dropout_rng;   // restored before each run: every run draws the same masks

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference numbers from PyTorch for nnc's agreement-with-PyTorch test.
 
-For each of the models mlp, cnn, resnet18, quadratic and lenet5 (as defined in
+For each of the models mlp, cnn, resnet18, quadratic, lenet5, lstm and gru (as defined in
 models/*.nn) this script builds the same network in PyTorch, fills its weights
 and its input batch from a small deterministic generator that a C program can
 reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
@@ -45,9 +45,9 @@ STEPS = 3                  # optimizer steps per config
 # with 2 samples per channel normalizes a single difference x1 - x2 and turns
 # its rounding into O(1) changes (float32 and float64 gradients then differ
 # by about 1%, and 3 optimizer steps by 100%).
-BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16, "lenet5": 4}
+BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16, "lenet5": 4, "lstm": 8, "gru": 8}
 EXPECTED_PARAMS = {"mlp": 669706, "cnn": 225034, "resnet18": 11175434,
-                   "quadratic": 3, "lenet5": 61706}
+                   "quadratic": 3, "lenet5": 61706, "lstm": 82186, "gru": 14922}
 
 # ---------------------------------------------------------------------------
 # The deterministic generator
@@ -303,12 +303,45 @@ class LeNet5(nn.Module):
         return self.linear_3(x)
 
 
+class LSTMNet(nn.Module):
+    """models/lstm.nn: the image's rows as 28 steps, the last hidden state."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm_1 = nn.LSTM(28, 128, batch_first=True)
+        self.linear_1 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm_1(x)
+        return self.linear_1(h[-1])
+
+
+class GRUNet(nn.Module):
+    """models/gru.nn: every step's hidden state, flattened."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru_1 = nn.GRU(28, 32, batch_first=True)
+        self.linear_1 = nn.Linear(28 * 32, 10)
+
+    def forward(self, x):
+        out, _ = self.gru_1(x)
+        return self.linear_1(torch.flatten(out, 1))
+
+
+def nnc_name(name):
+    """PyTorch's name of a parameter as nnc names it: one layer, no _l0."""
+    return name.replace("_l0", "")
+
+
 MODELS = {
     "mlp": (MLP, lambda out, y: F.cross_entropy(out, y)),
     "cnn": (CNN, lambda out, y: F.nll_loss(out, y)),
     "resnet18": (ResNet18, lambda out, y: F.cross_entropy(out, y)),
     "quadratic": (Quadratic, lambda out, y: F.mse_loss(out, y)),
     "lenet5": (LeNet5, lambda out, y: F.cross_entropy(out, y)),
+    "lstm": (LSTMNet, lambda out, y: F.cross_entropy(out, y)),
+    "gru": (GRUNet, lambda out, y: F.cross_entropy(out, y)),
 }
 
 
@@ -328,6 +361,10 @@ def init_model(model):
                     p = getattr(mod, pname)
                     if p is not None:
                         p.copy_(uniform_tensor(pre + pname, tuple(p.shape), -bound, bound))
+            elif isinstance(mod, (nn.LSTM, nn.GRU)):
+                bound = 1.0 / math.sqrt(mod.hidden_size)
+                for pname, p in mod.named_parameters(recurse=False):
+                    p.copy_(uniform_tensor(pre + nnc_name(pname), tuple(p.shape), -bound, bound))
             elif isinstance(mod, nn.BatchNorm2d):
                 mod.weight.fill_(1.0)
                 mod.bias.fill_(0.0)
@@ -361,7 +398,7 @@ def make_batch(name):
         half = torch.tensor(0.5, dtype=torch.float32)
         speed = (two * (t * t) - three * t) + half
         return t, speed
-    shape = (b, 28, 28) if name == "mlp" else (b, 1, 28, 28)
+    shape = (b, 28, 28) if name in ("mlp", "lstm", "gru") else (b, 1, 28, 28)
     x = uniform_tensor("input", shape, 0.0, 1.0)
     y = torch.tensor([(7 * k + 3) % 10 for k in range(b)], dtype=torch.int64)
     return x, y
@@ -404,7 +441,7 @@ def loss_and_grads(model, loss_fn, x, y):
     model.zero_grad(set_to_none=True)
     loss = loss_fn(model(x), y)
     loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    grads = {nnc_name(n): p.grad.detach().clone() for n, p in model.named_parameters()}
     return loss.detach().clone(), grads
 
 
@@ -417,7 +454,7 @@ def train_steps(model, loss_fn, make_opt, x, y):
         losses.append(loss.detach().clone())
         loss.backward()
         opt.step()
-    state = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state = {nnc_name(n): p.detach().clone() for n, p in model.named_parameters()}
     state.update({n: b.detach().clone() for n, b in named_buffers(model)})
     return torch.stack(losses), state
 

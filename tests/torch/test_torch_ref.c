@@ -1,8 +1,8 @@
 // test_torch_ref.c: nnc's training step against PyTorch's.
 //
-// For the models mlp, cnn, resnet18, quadratic and lenet5 and the optimizer
-// configurations of tests/torch/make_reference.py (seven; four for resnet18
-// and lenet5), this compiles
+// For the models mlp, cnn, resnet18, quadratic, lenet5, lstm and gru and the
+// optimizer configurations of tests/torch/make_reference.py (seven; four for
+// resnet18 and lenet5), this compiles
 // models/NAME.nn, fills every parameter, buffer and the input batch from the
 // deterministic generator of tests/torch/README.md, checks the batch against
 // the file's `input` and `target` bit for bit, runs three training steps
@@ -36,7 +36,7 @@
 // decay 1e-4 (1.5e-5) or resnet18's running_var updated with the biased
 // variance (2.9e-2) fail.
 //
-//   mlp, cnn, quadratic, lenet5
+//   mlp, cnn, quadratic, lenet5, lstm, gru
 //     loss                   1e-6 relative   [0: bit-identical; README 5e-9 .. 4e-8]
 //     gradients              rel-L2 1e-5, max-norm 1e-5
 //                                            [7e-7 / 8e-7; README 1e-7 .. 7e-7]
@@ -146,6 +146,8 @@ static const ModelSpec models[] = {
      {0.08, 0, 1, 0, 0}, {0.02, 0, 1, 0, 0}, 1e-2, 11175434},   // after the steps: conv weights; see specials
     {"quadratic", 16, 0.01, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 3},
     {"lenet5", 4, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 61706},
+    {"lstm", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 82186},
+    {"gru", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 14922},
 };
 
 // Tensors with a bound of their own; see the comment at the top. The
@@ -573,22 +575,26 @@ static bool init_state(Exec *ex, const Compiled *cm, bool quadratic) {
         p[i] = 1;
       continue;
     case INIT_UNIFORM: {
-      // fan_in from the layer's weight: in features, or C*KH*KW.
+      // fan_in from the layer's weight: in features, or C*KH*KW; for a
+      // recurrent layer's tensors (weight_ih, ..., bias_hh), 1/sqrt(hidden)
+      // for all, hidden the columns of weight_hh.
       const char *dot = strrchr(n->name, '.');
+      bool rnn = dot && (!strcmp(dot, ".weight_ih") || !strcmp(dot, ".weight_hh") || !strcmp(dot, ".bias_ih") ||
+                         !strcmp(dot, ".bias_hh"));
       char wname[300];
-      snprintf(wname, sizeof wname, "%.*s.weight", dot ? (int)(dot - n->name) : 0, n->name);
+      snprintf(wname, sizeof wname, "%.*s.%s", dot ? (int)(dot - n->name) : 0, n->name, rnn ? "weight_hh" : "weight");
       const IrNode *w = NULL;
       for (int j = 0; j < exec_num_state(ex); j++)
         if (!strcmp(exec_state_node(ex, j)->name, wname))
           w = exec_state_node(ex, j);
-      if (!dot || !w || w->ndim < 2 || (strcmp(dot, ".weight") && strcmp(dot, ".bias"))) {
+      if (!dot || !w || w->ndim < 2 || (strcmp(dot, ".weight") && strcmp(dot, ".bias") && !rnn)) {
         printf("FAIL %s: no fan_in for %s\n", cm->m->g->name, n->name);
         ok = false;
         continue;
       }
       int64_t fan_in = 1;
       for (int i = 1; i < w->ndim; i++)
-        fan_in *= w->shape[i];
+        fan_in *= w->shape[i];   // weight_hh [G, hidden]: hidden
       double bound = 1.0 / sqrt((double)fan_in);
       if (fabs(n->init.b - bound) > 1e-12 * bound || n->init.a != -n->init.b) {
         printf("FAIL %s: %s: nnc initializes from uniform(%.17g, %.17g), PyTorch's bound is "
@@ -812,7 +818,7 @@ int main(int argc, char **argv) {
     } else if (known && nonly < countof(only)) {
       only[nonly++] = argv[i];
     } else {
-      fprintf(stderr, "usage: test_torch_ref [-v] [mlp|cnn|resnet18|quadratic|lenet5]...\n");
+      fprintf(stderr, "usage: test_torch_ref [-v] [mlp|cnn|resnet18|quadratic|lenet5|lstm|gru]...\n");
       return 2;
     }
   }
