@@ -744,8 +744,8 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
   case RL_EMBEDDING: case RL_EMBEDDING_GRAD: run_embedding(&s); break;
-  case RL_SGD_STEP: case RL_ADAM_STEP: case RL_RMSPROP_STEP: case RL_ADAGRAD_STEP:
   case RL_LAYERNORM: case RL_LAYERNORM_GRAD: run_layernorm(&s); break;
+  case RL_SGD_STEP: case RL_ADAM_STEP: case RL_RMSPROP_STEP: case RL_ADAGRAD_STEP:
     if (!c->skip_updates)   // a step whose loss is not finite makes no updates
       run_step(&s);
     break;
