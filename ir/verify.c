@@ -212,7 +212,7 @@ static const struct { int8_t min, max, rank; } lib_form[RL_COUNT] = {
     [RL_BCE_WITH_LOGITS] = {3, 3, 0}, [RL_CROSS_ENTROPY_GRAD] = {3, 3, 2}, [RL_NLL_GRAD] = {3, 3, 2},
     [RL_MSE_GRAD] = {3, 3, 0}, [RL_L1_GRAD] = {3, 3, 0}, [RL_BCE_WITH_LOGITS_GRAD] = {3, 3, 0},
     [RL_SGD_STEP] = {2, 3, 0}, [RL_ADAM_STEP] = {4, 4, 0},
-    [RL_EMBEDDING] = {3, 3, 0}, [RL_EMBEDDING_GRAD] = {3, 3, 0},
+    [RL_EMBEDDING] = {3, 3, 0}, [RL_EMBEDDING_GRAD] = {3, 3, 0}, [RL_GAUSSIAN_NOISE] = {2, 2, 0},
 };
 
 // The bytes of run-time state a kind keeps for its gradient (aux), or

@@ -107,6 +107,7 @@ typedef enum {
   // Updates, in place (no result buffer), with the context's lr and steps:
   RL_SGD_STEP,                 // param, grad[, momentum_buffer]; i: nesterov; f: lr momentum dampening weight_decay
   RL_ADAM_STEP,                // param, grad, exp_avg, exp_avg_sq; i: decoupled; f: lr beta1 beta2 eps weight_decay
+  RL_GAUSSIAN_NOISE,           // x -> y; f: std
   RL_COUNT
 } RtLibKind;
 
@@ -800,6 +801,16 @@ void k_dropout_forward(float *y,            // (n)
                        int64_t n, float p, uint64_t key, int64_t first);
 // dx += dy * mask * k_dropout_scale(p).
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
+// Gaussian noise: y = x + std * z, z ~ N(0, 1) by Box-Muller from two
+// uniforms of dropout's hash, u1 = (24 bits + 1) / 2^24 in (0, 1] and u2
+// in [0, 1), of indexes 2 (first + i) and 2 (first + i) + 1:
+// z = sqrtf(-2 logf(u1)) * cosf(2 pi u2), in float (codegen/cuda_lib.c
+// writes the same formula). k_noise_key draws the key of one call (two
+// rng_u32) for std > 0; std = 0 is the identity and draws nothing. y may
+// alias x.
+uint64_t k_noise_key(float std, Rng *rng);
+float k_noise_normal(uint64_t key, int64_t index);
+void k_noise_forward(float *y, const float *x, int64_t n, float std, uint64_t key, int64_t first);
 
 // Losses with mean reduction (PyTorch's default). Each forward returns the
 // scalar loss, accumulated in double. Each backward takes g, the gradient
