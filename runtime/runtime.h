@@ -329,8 +329,8 @@ typedef struct RtContext {
   int64_t dyt_cap;
   // The step (set by the executor before each run):
   bool training;               // training mode: batch statistics, dropout
-  bool dropout;                // dropout applies in training
-  Rng *rng;                    // dropout keys
+  bool dropout;                // dropout and gaussian_noise apply in training
+  Rng *rng;                    // dropout and gaussian_noise keys
   double lr;                   // the step's learning rate (updates run as library kernels)
   int64_t steps;               // the optimizer's t, this step included
   float *scalars;              // the program's per-step scalars (KS_*), or NULL
