@@ -64,6 +64,8 @@ static const char *const usage_train =
     "      --hflip, --no-hflip  a random horizontal flip (probability 0.5), or none\n"
     "      --rotate DEG      a random rotation in [-DEG, DEG] degrees (bilinear)\n"
     "      --noise STD       Gaussian noise of standard deviation STD on the inputs\n"
+    "                        (not for a loss that compares with an input: put\n"
+    "                        gaussian_noise(STD) in the model)\n"
     "                        (the defaults of these five: the train declaration's)\n"
     "      --drop-last       drop each epoch's last batch when it is smaller than --batch\n"
     "      --metrics FORMAT  the metrics log: csv (default) or json (JSON lines)\n"

@@ -443,13 +443,15 @@ CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz) {
         break;
       }
       CudaLibCtx x = {.training = p->entry == ENTRY_TRAIN, .saved = saved_before(p, i, d->aux_from), .key = -1};
-      if (d->kind == RL_DROPOUT) {
+      if (d->kind == RL_DROPOUT || (d->kind == RL_GAUSSIAN_NOISE && x.training)) {
         if (g.nkeys == CUDA_MAX_KEYS) {
-          cuda_fail(&g, "more than %d dropout layers in one program", CUDA_MAX_KEYS);
+          cuda_fail(&g, "more than %d dropout and gaussian_noise layers in one program", CUDA_MAX_KEYS);
           break;
         }
         key_p = xrealloc(key_p, sizeof(float) * (g.nkeys + 1));
-        key_p[g.nkeys] = (float)d->f[0];
+        // A noise's key is drawn as a dropout's of p = 0.5 (two rng_u32, as
+        // k_noise_key), or not at all for std = 0, as p = 0's.
+        key_p[g.nkeys] = d->kind == RL_DROPOUT ? (float)d->f[0] : d->f[0] > 0 ? 0.5f : 0.0f;
         x.key = g.nkeys++;
       }
       if (cuda_emit_lib(&g, i, k, d, &x))

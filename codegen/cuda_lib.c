@@ -83,6 +83,47 @@ static bool check_bufs(Lib *l, int lo, int hi) {
 // Dropout
 //
 
+// Gaussian noise: y = x + std * z in a training step with the random layers
+// on (k_noise_forward's Box-Muller, the same float operations), else the
+// identity.
+static bool emit_noise(Lib *l) {
+  const RtLib *d = l->d;
+  StrBuf *s = l->s;
+  if (!check_bufs(l, 2, 2) || !same_extent(numel_extent(&d->buf[0]), numel_extent(&d->buf[1])))
+    return fail(l, "gaussian_noise needs x and y of the same size");
+  float std = (float)d->f[0];
+  bool noisy = l->x->training && std > 0.0f;
+  if (l->x->training && (l->x->key < 0 || l->x->key >= CUDA_MAX_KEYS))
+    return fail(l, "a gaussian_noise without its key in the step block");
+  char name[64], what[96];
+  snprintf(what, sizeof what, "gaussian_noise (std = %g)%s", (double)std, noisy ? "" : ": the identity");
+  begin(l, name, sizeof name, "gaussian_noise", what);
+  put_ptr(l, "const float", "x", 0);
+  put_ptr(l, "float", "y", 1);
+  put_numel(l, "n", 1);
+  if (!noisy) {
+    sb_puts(s, "  NNC_FOR_EACH(i, n) y[i] = x[i];\n}\n");
+    cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[1]));
+    return true;
+  }
+  sb_printf(s,
+            "  const unsigned long long key = NNC_KEY(%d);\n"
+            "  const int on = NNC_TRAINING && NNC_DROPOUT;\n"
+            "  NNC_FOR_EACH(i, n) {\n"
+            "    if (!on) {   // the random layers off this step: the identity\n"
+            "      y[i] = x[i];\n"
+            "      continue;\n"
+            "    }\n"
+            "    const float u1 = (float)((nnc_dropout_hash(key, 2 * i) >> 40) + 1ULL) * (1.0f / 16777216.0f);\n"
+            "    const float u2 = (float)(nnc_dropout_hash(key, 2 * i + 1) >> 40) * (1.0f / 16777216.0f);\n"
+            "    y[i] = x[i] + ",
+            l->x->key);
+  cuda_put_float(s, std);
+  sb_puts(s, " * (sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2));\n  }\n}\n");
+  cuda_launch_elems(l->g, l->kernel, name, numel_extent(&d->buf[1]));
+  return true;
+}
+
 // The forward: y = x * (keep * scale), keep = hash(key, i) >> 40 >=
 // ceil(p 2^24) (k_dropout_forward), the mask kept for the gradient; the
 // identity where no mask applies this step (evaluation, dropout off, or a
@@ -789,6 +830,7 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
   case RL_GLOBAL_AVGPOOL_GRAD: case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA:
     return cuda_emit_pool_bn(g, kernel, k, d, l.x);
   case RL_DROPOUT: return emit_dropout(&l);
+  case RL_GAUSSIAN_NOISE: return emit_noise(&l);
   case RL_DROPOUT_GRAD: return emit_dropout_grad(&l);
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: return emit_softmax(&l);
   case RL_LAYERNORM: case RL_LAYERNORM_GRAD: return emit_layernorm(&l);

@@ -56,8 +56,8 @@ struct Exec {
   int nstate;
   int64_t batch;       // the batch of the last run
   int64_t steps;       // training steps taken: the optimizer's t
-  bool dropout;        // apply dropout in training
-  Rng rng;             // dropout masks
+  bool dropout;        // apply dropout and gaussian_noise in training
+  Rng rng;             // dropout masks, gaussian_noise draws
   // The ref backend's (the cpu backend keeps these in its RtContext's slots):
   bool training;       // of the step running now
   uint8_t **mask;      // mask[id]: the dropout mask of a DROPOUT node, or NULL

@@ -133,8 +133,8 @@ int64_t exec_steps(const Exec *ex);
 void exec_set_steps(Exec *ex, int64_t steps);
 Rng *exec_rng(Exec *ex);
 
-// Dropout off: a training step then is deterministic whatever the
-// generator (tests compare with frameworks whose masks differ).
+// Dropout (and gaussian_noise) off: a training step then is deterministic
+// whatever the generator (tests compare with frameworks whose masks differ).
 void exec_set_dropout(Exec *ex, bool enabled);
 
 // Calls tick(arg, i) as kernel i of a step's program starts, and tick(arg,

@@ -431,6 +431,12 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     else
       memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;
+  case IR_GAUSSIAN_NOISE:   // the key drawn as the cpu backend's (runtime/lib.c run_noise)
+    if (training && ex->dropout && n->attr.f[0] > 0)
+      k_noise_forward(out, F(ex, a), k, (float)n->attr.f[0], k_noise_key((float)n->attr.f[0], &ex->rng), 0);
+    else
+      memcpy(out, F(ex, a), sizeof(float) * k);
+    return 0;
   case IR_RESHAPE:
     memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;

@@ -215,6 +215,7 @@ static const struct { int8_t min, max, rank; } lib_form[RL_COUNT] = {
     [RL_EMBEDDING] = {3, 3, 0}, [RL_EMBEDDING_GRAD] = {3, 3, 0},
     [RL_RMSPROP_STEP] = {3, 5, 0}, [RL_ADAGRAD_STEP] = {3, 3, 0},
     [RL_LAYERNORM] = {2, 2, 0}, [RL_LAYERNORM_GRAD] = {3, 3, 0},
+    [RL_GAUSSIAN_NOISE] = {2, 2, 0},
 };
 
 // The bytes of run-time state a kind keeps for its gradient (aux), or

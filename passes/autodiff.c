@@ -180,6 +180,7 @@ static IrNode *grad_unary(AD *ad, IrNode *n, IrNode *g) {
   IrNode *x = n->src[0];
   switch (n->op) {
   case IR_NEG: return mk1(ad, IR_NEG, g);
+  case IR_GAUSSIAN_NOISE: return g;   // x + noise: the noise is no function of x
   case IR_RELU: return mk2(ad, IR_RELU_GRAD, g, n);   // y > 0 exactly where x > 0
   case IR_SIGMOID: return mk2(ad, IR_SIGMOID_GRAD, g, n);
   case IR_TANH: return mk2(ad, IR_TANH_GRAD, g, n);
@@ -433,7 +434,7 @@ static void grad_node(AD *ad, IrNode *n, IrNode *g) {
   case IR_NEG: case IR_RELU: case IR_SIGMOID: case IR_TANH: case IR_EXP: case IR_LOG:
   case IR_GELU: case IR_LEAKY_RELU: case IR_SILU: case IR_ELU: case IR_SOFTPLUS: case IR_SQRT: case IR_ABS:
   case IR_CLAMP:
-  case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT:
+  case IR_RESHAPE: case IR_GLOBAL_AVGPOOL: case IR_AVGPOOL: case IR_MAXPOOL: case IR_DROPOUT: case IR_GAUSSIAN_NOISE:
   case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_LAYERNORM:
     accumulate(ad, a, grad_unary(ad, n, g));
     break;

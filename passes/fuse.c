@@ -103,7 +103,8 @@ static bool has_epilogue(IrOp op) { return op == IR_MATMUL || op == IR_CONV2D ||
 
 // Ops that move no data in this entry point: their value is their input's.
 static bool is_alias(const Fuse *f, const IrNode *n) {
-  return ir_op_kind(n->op) == IR_KIND_VIEW || (n->op == IR_DROPOUT && f->entry != ENTRY_TRAIN);
+  return ir_op_kind(n->op) == IR_KIND_VIEW ||
+         ((n->op == IR_DROPOUT || n->op == IR_GAUSSIAN_NOISE) && f->entry != ENTRY_TRAIN);
 }
 
 static const char *mnem(const IrNode *n) { return ir_op_info(n->op)->mnem; }

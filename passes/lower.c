@@ -861,6 +861,18 @@ static IrNode *build_dropout(Lower *L, Env *e, const Args *a) {
   return finish(L, y, next_scope(L, e, "dropout"));
 }
 
+static IrNode *build_gaussian_noise(Lower *L, Env *e, const Args *a) {
+  double std = arg_num(a, 1);
+  if (!(std >= 0 && std <= 1e6)) {
+    diag_error(L->d, a->loc[1], "std is the standard deviation of the noise added in training (0: none)",
+               "gaussian_noise: std must be in [0, 1e6], found %g", std);
+    return NULL;
+  }
+  IrNode *y = node(L, IR_GAUSSIAN_NOISE, (IrNode *[]){arg_tensor(a, 0)}, 1, a->call);
+  y->attr.f[0] = std;
+  return finish(L, y, next_scope(L, e, "gaussian_noise"));
+}
+
 static IrNode *build_batchnorm(Lower *L, Env *e, const Args *a) {
   IrNode *x = arg_tensor(a, 0);
   char b[96];
@@ -1368,6 +1380,7 @@ static const Builtin builtins[] = {
     {SIG("dropout", "(x, p = 0.5)", T("x"), N("p", 0.5)), build_dropout},
     {SIG("layernorm", "(x, eps = 1e-5, affine = true, dims = 1)", T("x"), N("eps", 1e-5), B("affine", 1),
          I("dims", false, 1, 1)), build_layernorm},
+    {SIG("gaussian_noise", "(x, std)", T("x"), {"std", A_NUM, true, 0, 0}), build_gaussian_noise},
     {SIG("flatten", "(x)", T("x")), build_flatten},
     {SIG("reshape", "(x, d1, d2, ...)", T("x"), {"dims", A_INTS, false, 0, 1}), build_reshape},
     {SIG("relu", "(x)", T("x")), build_relu},
@@ -2711,6 +2724,13 @@ static void lower_augment(Lower *L, const Args *a) {
   if (!(g->noise >= 0 && g->noise <= 1e6))
     diag_error(L->d, a->loc[9], "noise is the standard deviation of Gaussian noise added to the input",
                "train: noise must be in [0, 1e6], found %g", g->noise);
+  const IrNode *loss = g->noise > 0 ? pass_noisy_loss(L->m) : NULL;
+  if (loss)
+    diag_error(L->d, a->loc[9],
+               arena_printf(L->a, "put the noise in the model instead, where the loss does not see it: `%s -> "
+                            "gaussian_noise(%g) -> ...`, and drop noise from train", loss->src[1]->name, g->noise),
+               "train: noise = %g would reach input '%s', which loss %s compares with: the model would learn to "
+               "give back the noisy input", g->noise, loss->src[1]->name, ir_op_info(loss->op)->mnem);
   int64_t least = smallest_image(L->g);
   static const char *const names[] = {"shift", "crop", "hflip", "rotate"};
   for (int k = 5; k <= 8; k++) {
@@ -2831,6 +2851,16 @@ int64_t pass_index_bound(const IrGraph *g, const IrNode *in) {
       bound = n->src[1]->shape[0];
   }
   return bound;
+}
+
+const IrNode *pass_noisy_loss(const Model *m) {
+  IrNode *terms[IR_MAX_LOSS_TERMS];
+  double w[IR_MAX_LOSS_TERMS];
+  int n = m->g->loss ? ir_loss_terms(m->g, terms, w, IR_MAX_LOSS_TERMS) : 0;
+  for (int t = 0; t < n && t < IR_MAX_LOSS_TERMS; t++)
+    if (terms[t]->src[1]->op == IR_INPUT && terms[t]->src[1]->dtype == DT_F32)
+      return terms[t];
+  return NULL;
 }
 
 static void collect_inputs(Model *m, Arena *a) {

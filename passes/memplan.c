@@ -56,9 +56,10 @@ static void share_slot(Plan *pl, const IrNode *n, int s, int last) {
     pl->slots[s].last = last;
 }
 
-// The node a reshape (or identity dropout) reads: follow aliases down.
+// The node a reshape (or identity dropout or noise) reads: follow aliases down.
 static const IrNode *storage_node(const IrNode *n, const bool *materialized) {
-  while (!materialized[n->id] && n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT))
+  while (!materialized[n->id] && n->nsrc == 1 &&
+         (n->op == IR_RESHAPE || n->op == IR_DROPOUT || n->op == IR_GAUSSIAN_NOISE))
     n = n->src[0];
   return n;
 }
@@ -296,7 +297,8 @@ void pass_memplan(KProgram *p, const bool *keep) {
   // Aliases share their source's slot.
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
-    if (pl.slot[i] < 0 && !mat[i] && n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT))
+    if (pl.slot[i] < 0 && !mat[i] && n->nsrc == 1 &&
+        (n->op == IR_RESHAPE || n->op == IR_DROPOUT || n->op == IR_GAUSSIAN_NOISE))
       pl.slot[i] = pl.slot[storage_node(n, mat)->id];
   }
   free(last);

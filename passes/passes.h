@@ -102,6 +102,13 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d);
 // embedding reads it.
 int64_t pass_index_bound(const IrGraph *g, const IrNode *in);
 
+// The first loss of m that compares an output with a float input (a
+// denoiser's clean image), or NULL. Training noise (train's noise, --noise)
+// goes on every float input, so it would reach that loss's target too, and
+// the model would learn to give back its noisy input: such a loss is refused
+// with noise on (the gaussian_noise layer, inside the model, is the way).
+const IrNode *pass_noisy_loss(const Model *m);
+
 // autodiff.c: needs a lowered model with a loss; appends the reverse-mode
 // gradient of the loss with respect to every parameter it depends on (one
 // rule per op), then the optimizer's update of each one (SGD_STEP,

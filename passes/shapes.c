@@ -671,6 +671,14 @@ bool pass_infer_node(IrNode *n, Diag *d) {
     set_shape(n, n->src[0]->ndim, n->src[0]->shape);
     n->dtype = DT_F32;
     return true;
+  case IR_GAUSSIAN_NOISE:
+    if (!check_f32(n, d, 0, 1))
+      return false;
+    if (!(n->attr.f[0] >= 0 && n->attr.f[0] <= 1e6))
+      return fail(n, d, NULL, "the standard deviation must be in [0, 1e6]%s%s", "", "");
+    set_shape(n, n->src[0]->ndim, n->src[0]->shape);
+    n->dtype = DT_F32;
+    return true;
   case IR_MATMUL:
     return check_f32(n, d, 0, 2) && infer_matmul(n, d);
   case IR_CONV2D:

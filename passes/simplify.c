@@ -70,7 +70,7 @@ static uint32_t node_hash(const IrNode *n) {
 static bool mergeable(const IrNode *n) {
   switch (n->op) {
   case IR_INPUT: case IR_TARGET: case IR_PARAM: case IR_BUFFER:   // each a tensor of its own
-  case IR_DROPOUT: case IR_BATCHNORM:                               // random, or updates state
+  case IR_DROPOUT: case IR_GAUSSIAN_NOISE: case IR_BATCHNORM:       // random, or updates state
   case IR_SGD_STEP: case IR_ADAM_STEP: case IR_RMSPROP_STEP: case IR_ADAGRAD_STEP:
     return false;
   default:

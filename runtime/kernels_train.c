@@ -380,6 +380,32 @@ void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t
 }
 
 //
+// Gaussian noise
+//
+
+uint64_t k_noise_key(float std, Rng *rng) {
+  if (!(std > 0.0f))
+    return 0;
+  uint64_t hi = rng_u32(rng);
+  return hi << 32 | rng_u32(rng);
+}
+
+float k_noise_normal(uint64_t key, int64_t index) {
+  float u1 = (float)((dropout_hash(key, 2 * index) >> 40) + 1) * (1.0f / 16777216.0f);
+  float u2 = (float)(dropout_hash(key, 2 * index + 1) >> 40) * (1.0f / 16777216.0f);
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+void k_noise_forward(float *y, const float *x, int64_t n, float std, uint64_t key, int64_t first) {
+  if (!(std > 0.0f)) {
+    memmove(y, x, n * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] + std * k_noise_normal(key, first + i);
+}
+
+//
 // Losses
 //
 

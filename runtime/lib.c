@@ -610,6 +610,24 @@ static void run_softmax(SplitCall *s) {
   rt_pool_run_grain(s->c->pool, softmax_share, s, outer, 16);
 }
 
+// Gaussian noise on elements [lo, hi) of the batch (each element's draw
+// depends only on the call's key and its index).
+static void noise_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  k_noise_forward(P(s, 1) + lo, P(s, 0) + lo, hi - lo, (float)s->k->f[0], s->key, lo);
+}
+
+// The noise in a training step with the random layers on; else the identity.
+static void run_noise(SplitCall *s) {
+  int64_t n = rt_lib_numel(&s->k->buf[1], s->B);
+  if (!(s->c->training && s->c->dropout && s->k->f[0] > 0)) {
+    memmove(P(s, 1), P(s, 0), sizeof(float) * n);
+    return;
+  }
+  s->key = k_noise_key((float)s->k->f[0], s->c->rng);
+  rt_pool_run(s->c->pool, noise_share, s, n);
+}
+
 //
 // Library kernels on the calling thread
 //
@@ -741,6 +759,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   case RL_MAXPOOL: case RL_MAXPOOL_GRAD: run_maxpool(&s); break;
   case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: run_batchnorm(&s); break;
   case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
+  case RL_GAUSSIAN_NOISE: run_noise(&s); break;
   case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL: case RL_GLOBAL_AVGPOOL_GRAD: run_avgpool(&s); break;
   case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD: run_softmax(&s); break;
   case RL_EMBEDDING: case RL_EMBEDDING_GRAD: run_embedding(&s); break;

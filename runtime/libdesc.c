@@ -16,6 +16,7 @@ const char *rt_lib_name(int kind) {
       [RL_BCE_WITH_LOGITS] = "bce_with_logits", [RL_CROSS_ENTROPY_GRAD] = "cross_entropy_grad",
       [RL_NLL_GRAD] = "nll_grad", [RL_MSE_GRAD] = "mse_grad", [RL_L1_GRAD] = "l1_grad",
       [RL_BCE_WITH_LOGITS_GRAD] = "bce_with_logits_grad", [RL_SGD_STEP] = "sgd_step", [RL_ADAM_STEP] = "adam_step",
+      [RL_GAUSSIAN_NOISE] = "gaussian_noise",
       [RL_EMBEDDING] = "embedding", [RL_EMBEDDING_GRAD] = "embedding_grad",
       [RL_RMSPROP_STEP] = "rmsprop_step", [RL_ADAGRAD_STEP] = "adagrad_step",
       [RL_LAYERNORM] = "layernorm", [RL_LAYERNORM_GRAD] = "layernorm_grad",

@@ -112,6 +112,7 @@ typedef enum {
   RL_ADAGRAD_STEP,             // param, grad, sum; f: lr lr_decay weight_decay initial_accumulator_value eps
   RL_LAYERNORM,                // x -> y; i: dims; f: eps
   RL_LAYERNORM_GRAD,           // dy, x -> dx; i: dims; f: eps
+  RL_GAUSSIAN_NOISE,           // x -> y; f: std
   RL_COUNT
 } RtLibKind;
 
@@ -335,8 +336,8 @@ typedef struct RtContext {
   int64_t dyt_cap;
   // The step (set by the executor before each run):
   bool training;               // training mode: batch statistics, dropout
-  bool dropout;                // dropout applies in training
-  Rng *rng;                    // dropout keys
+  bool dropout;                // dropout and gaussian_noise apply in training
+  Rng *rng;                    // dropout and gaussian_noise keys
   double lr;                   // the step's learning rate (updates run as library kernels)
   int64_t steps;               // the optimizer's t, this step included
   float *scalars;              // the program's per-step scalars (KS_*), or NULL
@@ -828,6 +829,16 @@ void k_dropout_forward(float *y,            // (n)
                        int64_t n, float p, uint64_t key, int64_t first);
 // dx += dy * mask * k_dropout_scale(p).
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
+// Gaussian noise: y = x + std * z, z ~ N(0, 1) by Box-Muller from two
+// uniforms of dropout's hash, u1 = (24 bits + 1) / 2^24 in (0, 1] and u2
+// in [0, 1), of indexes 2 (first + i) and 2 (first + i) + 1:
+// z = sqrtf(-2 logf(u1)) * cosf(2 pi u2), in float (codegen/cuda_lib.c
+// writes the same formula). k_noise_key draws the key of one call (two
+// rng_u32) for std > 0; std = 0 is the identity and draws nothing. y may
+// alias x.
+uint64_t k_noise_key(float std, Rng *rng);
+float k_noise_normal(uint64_t key, int64_t index);
+void k_noise_forward(float *y, const float *x, int64_t n, float std, uint64_t key, int64_t first);
 
 // Losses with mean reduction (PyTorch's default). Each forward returns the
 // scalar loss, accumulated in double. Each backward takes g, the gradient

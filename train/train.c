@@ -441,9 +441,19 @@ static float *augment_batch(Run *r, int64_t epoch, int64_t B, float *x, float *n
   return a->noise > 0 ? noisy : x;
 }
 
-// Whether the run's augmentation fits the model: the geometric transforms
+// Whether the run's augmentation fits the model: noise reaches no loss's
+// target (pass_noisy_loss), and the geometric transforms
 // need an image input [C, H, W] no smaller than the translations.
 static bool check_augment(const Model *m, const DataAugment *a, char *err, size_t errsz) {
+  const IrNode *loss = a->noise > 0 ? pass_noisy_loss(m) : NULL;
+  if (loss) {
+    const char *in = loss->src[1]->name;
+    errorf(err, errsz, "noise %g would reach input '%s', which loss %s compares with: the model would learn to "
+           "give back the noisy input\n---> HINT: put the noise in the model instead, where the loss does not see "
+           "it: `%s -> gaussian_noise(%g) -> ...`, and train without --noise", a->noise, in,
+           ir_op_info(loss->op)->mnem, in, a->noise);
+    return false;
+  }
   if (!data_augment_geometric(a))
     return true;
   const char *what = a->shift > 0 ? "shift" : a->crop > 0 ? "crop" : a->hflip ? "hflip" : "rotate";

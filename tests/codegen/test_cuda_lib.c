@@ -1,8 +1,8 @@
-// test_cuda_lib: the library kernels of cuda_lib.c (dropout, softmax and
-// log-softmax, the losses and their gradients, SGD and Adam) as CUDA C,
-// run on the CPU through the host shim, against rt_lib_run on the same
-// descriptors and random data: dropout's outputs and masks and the updates
-// byte for byte, the rest within 1e-6 relative; a loss that is not finite
+// test_cuda_lib: the library kernels of cuda_lib.c (dropout, gaussian_noise,
+// softmax and log-softmax, the losses and their gradients, SGD and Adam) as
+// CUDA C, run on the CPU through the host shim, against rt_lib_run on the same
+// descriptors and random data: dropout's outputs and masks, gaussian_noise's
+// outputs and the updates byte for byte, the rest within 1e-6 relative; a loss that is not finite
 // turns the step's updates off. Ragged sizes: batches 1, 3 and 7, C of 10
 // and 13, every axis. Skipped (77) where the host has no C compiler.
 #include "../test.h"
@@ -263,6 +263,33 @@ static void test_dropout(float p, int64_t B, bool training, bool on) {
 }
 
 //
+// Gaussian noise
+//
+
+static void test_noise(float std, int64_t B, bool training, bool on) {
+  reset();
+  int64_t shape[3] = {RT_BATCH, 13, 5};
+  RtLibBuf x = buf(RT_SPACE_ARENA, 3, shape), y = buf(RT_SPACE_ARENA, 3, shape);
+  fill(&x, -2, 2);
+  RtLib d = lib(RL_GAUSSIAN_NOISE, 2, (RtLibBuf[]){x, y});
+  d.f[0] = std;
+  Rng draw = *ctx->rng;   // the key the reference draws
+  Step s = {.training = training, .dropout = on, .lr = 0.1f, .t = 1, .key = k_noise_key(std, &draw)};
+  set_step(&s);
+  CudaLibCtx cx = {.training = training, .key = training ? 0 : -1};
+  if (!run_both(&d, &cx, 1, B))
+    return;
+  char what[96];
+  snprintf(what, sizeof what, "gaussian_noise std=%g training=%d on=%d", (double)std, training, on);
+  compare(what, &y, B, 0);
+  const float *xs = at(&ref, &x), *ys = at(&ref, &y);
+  bool moved = false;
+  for (int64_t i = 0; i < rt_lib_numel(&y, B); i++)
+    moved |= xs[i] != ys[i];
+  CHECK(moved == (training && on && std > 0), "%s: the noise applies exactly in a training step", what);
+}
+
+//
 // Softmax
 //
 
@@ -438,6 +465,12 @@ int main(void) {
       test_dropout(ps[i], B, true, false);
     }
     test_dropout(0.5f, B, false, true);
+    static const float stds[] = {0.0f, 0.3f, 2.0f};
+    for (int i = 0; i < 3; i++) {
+      test_noise(stds[i], B, true, true);
+      test_noise(stds[i], B, true, false);
+    }
+    test_noise(0.5f, B, false, true);
     static const int kinds[] = {RL_SOFTMAX, RL_LOG_SOFTMAX, RL_SOFTMAX_GRAD, RL_LOG_SOFTMAX_GRAD};
     for (int k = 0; k < 4; k++) {
       test_softmax(kinds[k], 2, (int64_t[]){RT_BATCH, 10}, 1, B);

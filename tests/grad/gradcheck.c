@@ -7,7 +7,7 @@
 // backward kernel in double precision much more tightly. What this test
 // catches is a wrong rule in autodiff: a missing transpose, a gradient sent
 // to the wrong input, a broadcast not summed back, a contribution dropped.
-// Dropout stays on, with the same masks in every run.
+// Dropout and gaussian_noise stay on, with the same masks and noise in every run.
 #include "../test.h"
 #include "../load_model.h"
 #include "frontend.h"
@@ -66,6 +66,10 @@ static const Case cases[] = {
     {"residual", "block res(c) {\n h = x -> linear(c) -> tanh\n h + x\n}\n"
                  "model m {\n input x: f32[4]\n target y: f32[4]\n x -> res(4) -> res(4) -> reshape(2, 2) -> dropout(0.3)\n"
                  " -> flatten\n}\nloss l1\n", 3},
+    // The same noise in every run (the generator restored): its gradient, the identity.
+    {"noise", "model m {\n input x: f32[2, 4, 4]\n target y: f32[3]\n"
+              " x -> gaussian_noise(0.5) -> conv2d(2, 3) -> tanh -> gaussian_noise(0.3) -> flatten -> linear(3)\n"
+              " -> tanh\n}\nloss mse\n", 3},
     {"bce", "model m {\n input x: f32[6]\n target y: f32[2]\n x -> linear(5) -> relu -> linear(2)\n}\n"
             "loss bce_with_logits\n", 4},
     {"linear-seq", "model m {\n input x: f32[3, 4]\n target y: f32[6]\n"

@@ -62,6 +62,12 @@ expect 0 '^loss [0-9.]*$' eval tests/heads/autoencoder.nn --weights "$tmp/ae/che
   --data "$tmp/unlabeled.csv"
 expect 1 "no column 'label'" train tests/heads/twohead.nn --data "$tmp/unlabeled.csv" --no-test --out "$tmp/nolabel" \
   --progress none
+# --noise would reach the input the autoencoder's loss compares with: refused before training.
+expect 1 "noise 0.3 would reach input 'image', which loss mse compares with" train tests/heads/autoencoder.nn \
+  --data "$tmp/unlabeled.csv" --no-test --noise 0.3 --out "$tmp/ae-noise" --progress none
+grep -q 'HINT: put the noise in the model instead, where the loss does not see it: `image -> gaussian_noise(0.3) -> ...`' \
+  "$tmp/out" && [ ! -e "$tmp/ae-noise/checkpoint.safetensors" ] && ok "--noise on a loss's input: the hint, no training" \
+  || { bad "--noise refusal"; cat "$tmp/out"; }
 # nnc compile: each output's size and place in a sample's row; several targets refused.
 expect 0 '' compile tests/heads/twohead.nn -o "$tmp/two"
 grep -q '^#define TWOHEAD_OUTPUT_SIZE 794 ' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_LOGITS_OFFSET 0 ' "$tmp/two.h" \

@@ -296,6 +296,7 @@ static IrGraph *build_misc(Arena *a) {
   g->nodes[act->id - 6]->attr.f[0] = -0.02;             // leaky_relu(slope = -0.02)
   g->nodes[act->id - 4]->attr.f[0] = 0.5;               // elu(alpha = 0.5)
   g->nodes[act->id - 3]->attr = (IrAttr){.f = {2, 15}};  // softplus(beta = 2, threshold = 15)
+  SHAPE(ir_unary(g, IR_GAUSSIAN_NOISE, act, (SrcLoc){0}), N, 4)->attr.f[0] = 0.25;
   IrNode *pm = SHAPE(ir_unary(g, IR_PERMUTE, prev, (SrcLoc){0}), N, 4);   // attention's ops
   pm->attr.i[1] = 1;
   IrNode *q = param(g, "q", INIT_ZEROS, 0, 0, DIMS(2, 4, 4), (SrcLoc){0}, NULL);
@@ -611,7 +612,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(84, IR_NUM_OPS);
+  CHECK_INT(85, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -641,7 +642,7 @@ static void test_op_table(void) {
   CHECK_INT(7, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean, max, max_first
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
-  CHECK_INT(22, nkind[IR_KIND_LIB]);
+  CHECK_INT(23, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
   CHECK_INT(4, nkind[IR_KIND_UPDATE]);

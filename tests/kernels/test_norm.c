@@ -202,6 +202,57 @@ static void test_dropout(void) {
 }
 
 //
+// Gaussian noise
+//
+
+static void test_noise(void) {
+  int64_t n = 200000;
+  float *x = t_randf(n, -1, 1), *y = xmalloc(n * sizeof(float)), *y2 = xmalloc(n * sizeof(float));
+  Rng r, r0;
+  rng_seed(&r, 42, 1);
+  r0 = r;
+  k_noise_forward(y, x, n, 0.0f, k_noise_key(0.0f, &r), 0);
+  CHECK(memcmp(y, x, n * sizeof(float)) == 0 && memcmp(&r, &r0, sizeof r) == 0,
+        "gaussian_noise std=0 is the identity and draws nothing");
+  for (int k = 0; k < 2; k++) {
+    float std = k == 0 ? 0.3f : 2.0f;
+    uint64_t key = k_noise_key(std, &r);
+    k_noise_forward(y, x, n, std, key, 0);
+    double sum = 0, sum2 = 0, lag = 0, big = 0;
+    bool finite = true;
+    for (int64_t i = 0; i < n; i++) {
+      double z = ((double)y[i] - x[i]) / std;
+      finite = finite && isfinite(z);
+      sum += z, sum2 += z * z, big += fabs(z) > 1.96;
+      lag += i > 0 ? z * (((double)y[i - 1] - x[i - 1]) / std) : 0;
+    }
+    double mean = sum / n, sd = sqrt(sum2 / n - mean * mean);
+    // The mean of n normals is within 4.5 / sqrt(n) = 0.01 of 0 but by a
+    // chance of 1e-5; their std within 1%.
+    CHECK(finite && fabs(mean) < 0.01 && fabs(sd - 1) < 0.01, "gaussian_noise std=%g: mean %g std %g (in units of std)",
+          (double)std, mean, sd);
+    CHECK(fabs(big / n - 0.05) < 0.003, "gaussian_noise std=%g: %.4f of the values beyond 1.96 std (a normal: 0.05)",
+          (double)std, big / n);
+    CHECK(fabs(lag / n) < 0.01, "gaussian_noise std=%g: neighbouring elements uncorrelated (%g)", (double)std, lag / n);
+  }
+  uint64_t key = k_noise_key(0.5f, &r);
+  k_noise_forward(y, x, n, 0.5f, key, 0);
+  int64_t cut = 777;   // two shares, the second first: the same as the whole
+  k_noise_forward(y2 + cut, x + cut, n - cut, 0.5f, key, cut);
+  k_noise_forward(y2, x, cut, 0.5f, key, 0);
+  CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "gaussian_noise: two shares give the noise of the whole");
+  bool same = true;
+  for (int64_t i = 0; i < n; i++)
+    same = same && y[i] == x[i] + 0.5f * k_noise_normal(key, i);
+  CHECK(same, "gaussian_noise: y = x + std * k_noise_normal(key, i)");
+  memcpy(y2, x, n * sizeof(float));
+  k_noise_forward(y2, y2, n, 0.5f, key, 0);
+  t_equal("gaussian_noise in place", y2, y, n);
+  CHECK(k_noise_key(0.5f, &r) != key, "gaussian_noise: a new key each call");
+  free(x), free(y), free(y2);
+}
+
+//
 // Softmax and log_softmax
 //
 
@@ -272,6 +323,7 @@ int main(void) {
   t_exits_with_error("batchnorm training with one value per channel is refused", bn_single_value,
                      NULL, "more than one value per channel");
   test_dropout();
+  test_noise();
   for (int log_ = 0; log_ < 2; log_++) {
     test_softmax(4, 5, 1, 0, log_);
     test_softmax(2, 3, 6, 0, log_);
