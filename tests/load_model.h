@@ -42,4 +42,18 @@ static inline void t_fill_indexes(const Model *m, float *x, int64_t B, Rng *r, i
   }
 }
 
+// Random targets for B samples in y: each sample's targets one after
+// another (a row of exec_target_dim values), class indexes below each class
+// target's count, other values uniform in [lo, lo + width).
+static inline void t_fill_targets(const Model *m, void *y, int64_t B, Rng *r, double lo, double width) {
+  for (int64_t i = 0, k = 0; i < B; i++)
+    for (int t = 0; t < m->ntargets; t++)
+      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
+        if (m->targets[t]->dtype == DT_I32)
+          ((int32_t *)y)[k] = (int32_t)rng_below(r, (uint32_t)m->targets[t]->attr.i[0]);
+        else
+          ((float *)y)[k] = (float)(lo + width * rng_uniform(r));
+      }
+}
+
 #endif

@@ -131,14 +131,7 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   for (int64_t i = 0; i < nx; i++)
     x[i] = (float)rng_uniform(&r);
   t_fill_indexes(m, x, B, &r, 5);
-  for (int64_t i = 0, k = 0; i < B; i++)   // each sample's targets, one after another
-    for (int t = 0; t < m->ntargets; t++)
-      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
-        if (m->targets[t]->dtype == DT_I32)
-          ((int32_t *)y)[k] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
-        else
-          ((float *)y)[k] = (float)(rng_uniform(&r) * 4 - 2);
-      }
+  t_fill_targets(m, y, B, &r, -2, 4);
   int64_t od = exec_output_dim(ref);
   int64_t n2 = 0;   // the last input's weights, which must train: every input is fed
   float *w2_start = m->ninputs > 1 ? state(ref, "linear_2.weight", &n2) : NULL;

@@ -167,14 +167,7 @@ static void check_case(const Case *c) {
     x[i] = (float)(rng_uniform(&r) * 2 - 1);
   t_fill_indexes(m, x, B, &r, 0);
   void *y = xmalloc(4 * (ny ? ny : 1));
-  for (int64_t i = 0, k = 0; i < B; i++)   // each sample's targets, one after another
-    for (int t = 0; t < m->ntargets; t++)
-      for (int64_t j = 0; j < ir_numel(m->targets[t], 1); j++, k++) {
-        if (m->targets[t]->dtype == DT_I32)
-          ((int32_t *)y)[k] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
-        else
-          ((float *)y)[k] = (float)rng_uniform(&r);
-      }
+  t_fill_targets(m, y, B, &r, 0, 1);
   loss_at(ex, B, x, y);
   int checked = 0, bad = 0;
   for (int pi = 0; pi < m->nparams; pi++) {
