@@ -2415,6 +2415,12 @@ static IrNode *lower_loss_call(Lower *L, Env *e, const AstNode *c) {
       return NULL;
     }
     nargs--;
+  } else if (last && last->kind == AST_KWARG) {   // the only option is cross_entropy's
+    diag_error(L->d, last->loc,
+               ops[k] == IR_CROSS_ENTROPY ? "cross_entropy takes (output, target, label_smoothing = 0)"
+                                          : "losses take the mean over the batch and have no options",
+               "%s has no argument named '%s'", c->name, last->name);
+    return NULL;
   }
   Model *m = L->m;
   IrGraph *g = m->g;

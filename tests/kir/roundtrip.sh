@@ -6,7 +6,12 @@
 # tests/heads too: several outputs, and the loss weights of its kernels.
 . "${0%/*}/../lib.sh"
 
-for m in models/*.nn tests/cpu/embedding.nn tests/heads/*.nn tests/cpu/act.nn tests/cpu/concat.nn tests/cpu/slice.nn tests/cpu/reduce.nn tests/cpu/max.nn; do   # act.nn: the activations, erf among them
+# The models named after the two arguments of every shell test (CTest runs
+# one test per model), or all of them.
+shift 2
+[ $# -gt 0 ] || set -- models/*.nn tests/cpu/embedding.nn tests/heads/*.nn tests/cpu/act.nn tests/cpu/concat.nn \
+  tests/cpu/slice.nn tests/cpu/reduce.nn tests/cpu/max.nn   # act.nn: the activations, erf among them
+for m in "$@"; do
   n=${m##*/}
   n=${n%.nn}
   for e in forward eval train train--no-fuse; do
