@@ -88,6 +88,19 @@ static int strength(const AstNode *n) {
 }
 
 // Prints an expression as source text (for the dimensions of a type).
+static void print_source(FILE *out, const AstNode *n, int min);
+
+// A call's arguments or a tuple's items: "(a, b, k = 3)".
+static void print_items(FILE *out, const AstNode *n) {
+  fputc('(', out);
+  for (int i = 0; i < n->nargs; i++) {
+    if (i)
+      fputs(", ", out);
+    print_source(out, n->args[i], 0);
+  }
+  fputc(')', out);
+}
+
 static void print_source(FILE *out, const AstNode *n, int min) {
   bool paren = strength(n) < min;
   if (paren)
@@ -101,13 +114,8 @@ static void print_source(FILE *out, const AstNode *n, int min) {
     print_source(out, n->lhs, 0);
     break;
   case AST_CALL:
-    fprintf(out, "%s(", n->name);
-    for (int i = 0; i < n->nargs; i++) {
-      if (i)
-        fputs(", ", out);
-      print_source(out, n->args[i], 0);
-    }
-    fputc(')', out);
+    fputs(n->name, out);
+    print_items(out, n);
     break;
   case AST_PIPE:
     print_source(out, n->lhs, 1);
@@ -124,13 +132,7 @@ static void print_source(FILE *out, const AstNode *n, int min) {
     print_source(out, n->lhs, 4);
     break;
   case AST_TUPLE:
-    fputc('(', out);
-    for (int i = 0; i < n->nargs; i++) {
-      if (i)
-        fputs(", ", out);
-      print_source(out, n->args[i], 0);
-    }
-    fputc(')', out);
+    print_items(out, n);
     break;
   default: fputs("?", out); break;
   }
