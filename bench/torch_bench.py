@@ -529,15 +529,16 @@ def main():
     need_data = any(m in args.only for m in ("train_epoch", "resnet18_step", "infer_1000", "latency_1"))
     data = {"train": load("train", args.data), "test": load("t10k", args.data)} if need_data else {}
     small = [m for m in args.models if m in ("mlp", "cnn")]
+    epoch_models = [m for m in args.models if m in ("mlp", "cnn", "vit", "lstm")]
     for metric in args.only:
         for fw in args.frameworks:
             if metric == "train_epoch":
-                for name in small:
+                for name in epoch_models:
                     train_epoch(rec, name, fw, args, data)
             elif metric == "resnet18_step" and "resnet18" in args.models:
                 resnet18_step(rec, fw, args, data)
             elif metric == "infer_1000":
-                for name in small:
+                for name in epoch_models:
                     infer_1000(rec, name, fw, args, data)
             elif metric == "latency_1":
                 for name in small:
