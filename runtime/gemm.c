@@ -93,6 +93,18 @@ void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   }
 }
 
+// dst (cols, rows) = src (rows, cols) transposed, in 8 x 8 blocks so that
+// both sides stream through the cache.
+void k_transpose(float *dst, const float *src, int64_t rows, int64_t cols) {
+  for (int64_t i0 = 0; i0 < rows; i0 += 8)
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+      int64_t in = rows - i0 < 8 ? rows - i0 : 8, jn = cols - j0 < 8 ? cols - j0 : 8;
+      for (int64_t j = 0; j < jn; j++)
+        for (int64_t i = 0; i < in; i++)
+          dst[(j0 + j) * rows + i0 + i] = src[(i0 + i) * cols + j0 + j];
+    }
+}
+
 void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0)

@@ -549,6 +549,9 @@ void k_blas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
 void k_portable_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+// dst (cols, rows) = src (rows, cols) transposed.
+void k_transpose(float *dst, const float *src, int64_t rows, int64_t cols);
+
 // The same product through the cpu backend's GEMM (gemm.c): register tiles
 // of AVX-512 (k_avx512_gemm) where the host has it and alpha = 1, beta = 0
 // or 1; else k_blas_sgemm. Runs on the calling thread (OpenBLAS's own threads aside).
@@ -573,7 +576,7 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // convolution's weights of one tap, the im2col columns of the cpu
 // backend's convolutions split across the pool, and k_portable_sgemm's
 // packed blocks of A and B.
-enum { K_SCRATCH_PACK, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
+enum { K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_ROW, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
@@ -621,6 +624,13 @@ void k_layernorm_forward(float *y, const float *x, int64_t rows, int64_t D, doub
 // dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = the
 // normalized x, its statistics recomputed from x (dx is written, not added to).
 void k_layernorm_backward(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps);
+// softmax and the layer normalization (forward and backward) in float, in
+// vectors (kernels_fast.c): the cpu backend's. (softmax's gradient stays
+// the reference's: its difference dy - dot cancels, and the dot in double
+// is cheap beside the exps.)
+void k_softmax_fast(float *y, const float *x, int64_t outer, int64_t C, int64_t inner);
+void k_layernorm_fast(float *y, const float *x, int64_t rows, int64_t D, double eps);
+void k_layernorm_backward_fast(float *dx, const float *dy, const float *x, int64_t rows, int64_t D, double eps);
 
 // y = x with its dimensions reordered: dimension i of y is dimension
 // order[i] of x (xs: x's shape; y's is xs permuted).

@@ -310,6 +310,67 @@ static void test_softmax(int64_t outer, int64_t C, int64_t inner, double offset,
   free(x), free(y), free(c.x), free(c.y), free(z), free(dy), free(dx0), free(dx);
 }
 
+// The cpu backend's float kernels (kernels_fast.c) against the double
+// references: close on random rows of every length around the vectors'
+// (17: attention over 16 patches and a class token), in place as out of
+// place, and the references' NaN, inf and -inf behaviour.
+static void test_fast(int64_t outer, int64_t C, int64_t inner) {
+  int64_t n = outer * C * inner;
+  char what[160];
+  float *x = t_randf(n, -8, 8), *y = xmalloc(n * sizeof(float)), *want = xmalloc(n * sizeof(float));
+  if (C > 2) {   // a row with -inf among finite values (rows of -inf alone: test_fast_special)
+    x[1] = -INFINITY;
+    x[n - 1] = 40;
+  }
+  k_softmax_forward(want, x, outer, C, inner);
+  k_softmax_fast(y, x, outer, C, inner);
+  snprintf(what, sizeof what, "softmax fast (%lld,%lld,%lld)", (long long)outer, (long long)C, (long long)inner);
+  double *w = t_tod(want, n);
+  t_close_fwd(what, y, w, n);
+  float *z = t_copyf(x, n);
+  k_softmax_fast(z, z, outer, C, inner);
+  snprintf(what, sizeof what, "softmax fast (%lld,%lld,%lld) in place", (long long)outer, (long long)C,
+           (long long)inner);
+  t_equal(what, z, y, n);
+
+  float *dy = t_randf(n, -1, 1), *dx = xmalloc(n * sizeof(float)), *dxw = xmalloc(n * sizeof(float));
+  double *dw = NULL;
+  int64_t rows = outer * inner, D = C;   // layer normalization over rows of C
+  free(w);
+  for (int64_t i = 0; i < n; i++)
+    if (isinf(x[i]))
+      x[i] = 3;   // normalization of a row with inf is NaN either way; finite rows here
+  k_layernorm_forward(want, x, rows, D, 1e-5);
+  k_layernorm_fast(y, x, rows, D, 1e-5);
+  w = t_tod(want, n);
+  snprintf(what, sizeof what, "layernorm fast (%lld rows of %lld)", (long long)rows, (long long)D);
+  t_close_fwd(what, y, w, n);
+  k_layernorm_backward(dxw, dy, x, rows, D, 1e-5);
+  k_layernorm_backward_fast(dx, dy, x, rows, D, 1e-5);
+  free(dw);
+  dw = t_tod(dxw, n);
+  snprintf(what, sizeof what, "layernorm fast (%lld rows of %lld) dx", (long long)rows, (long long)D);
+  t_close_fwd(what, dx, dw, n);
+  free(x), free(y), free(want), free(w), free(z), free(dy), free(dx), free(dxw), free(dw);
+}
+
+// Rows with NaN, +inf and only -inf give what the reference gives.
+static void test_fast_special(void) {
+  enum { C = 19 };
+  float rows[4][C], want[4][C], got[4][C];
+  for (int r = 0; r < 4; r++)
+    for (int c = 0; c < C; c++)
+      rows[r][c] = (float)(c % 5) - 2;
+  rows[0][3] = NAN;
+  rows[1][17] = INFINITY;
+  for (int c = 0; c < C; c++)
+    rows[2][c] = -INFINITY;
+  rows[3][0] = 1e30f;
+  k_softmax_forward(&want[0][0], &rows[0][0], 4, C, 1);
+  k_softmax_fast(&got[0][0], &rows[0][0], 4, C, 1);
+  t_equal("softmax fast: NaN, inf, all -inf and 1e30 rows", &got[0][0], &want[0][0], 4 * C);
+}
+
 int main(void) {
   t_seed(5);
   test_batchnorm(4, 3, 1, true);     // (N,C)
@@ -331,5 +392,11 @@ int main(void) {
     test_softmax(3, 10, 1, 1000, log_);
     test_softmax(2, 7, 4, 0, log_);
   }
+  int64_t lens[] = {1, 3, 8, 17, 24, 31, 33, 64, 100};
+  for (int i = 0; i < countof(lens); i++) {
+    test_fast(5, lens[i], 1);
+    test_fast(2, lens[i], 11);   // along a middle axis: 8 columns at a time, then 3
+  }
+  test_fast_special();
   return t_finish("test_norm");
 }

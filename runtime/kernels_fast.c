@@ -1,0 +1,259 @@
+// kernels_fast.c: the cpu backend's softmax and layer normalization, in
+// float and in vectors of 8 (GCC's vector extensions: AVX on hosts that
+// have it, through a clone of each function the loader picks, and pairs of
+// SSE or NEON registers elsewhere). The reference kernels (kernels.c) sum
+// in double and call libm's exp: the oracle. These compute the same
+// formulas in float, the sums in a fixed order, so any split of the rows
+// across threads gives the same bytes; exp is one polynomial, as the
+// generated code's (codegen/llvm.c, emit_exp), within 2 ulp of expf.
+#include "runtime.h"
+
+#include <math.h>
+#include <string.h>
+
+#define W 8
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int32_t vi __attribute__((vector_size(4 * W)));
+
+// The function in two clones on x86-64 (AVX2 without FMA, so that both
+// compute the same bits), one elsewhere.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NNC_NO_CLONES)
+#define FAST __attribute__((target_clones("avx2", "default")))
+#else
+#define FAST
+#endif
+
+// Every helper inlined into its caller, so that it is compiled for the
+// caller's clone.
+#define INLINE inline __attribute__((always_inline))
+
+static INLINE vf splat(float v) { return (vf){v, v, v, v, v, v, v, v}; }
+
+static INLINE vf vload(const float *p) {
+  vf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+// m ? a : b, lane by lane (m: a comparison's lanes, all ones or zeros).
+static INLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+static INLINE vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
+
+// Cephes' expf: x = n ln2 + r, e^r a polynomial, 2^n as two normal
+// factors 2^(n/2) 2^(n - n/2) so that results underflow gradually and
+// overflow to inf as expf's do; x held in [-104, 89] first, NaN passed on.
+static INLINE vf vexp(vf x) {
+  vf xc = vsel(x > splat(89), splat(89), x);
+  xc = vsel(xc < splat(-104), splat(-104), xc);
+  // rint(x log2 e): |t| < 2^22, so adding and taking away 1.5 * 2^23 rounds
+  // it to the nearest integer, ties to even, as llvm.rint does
+  vf fn = xc * splat(1.44269504088896341f) + splat(12582912.0f) - splat(12582912.0f);
+  vi n = __builtin_convertvector(fn, vi);
+  vf r = xc - fn * splat(0.693359375f);
+  r = r - fn * splat(-2.12194440e-4f);
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * (r * r) + r + splat(1);
+  vi n1 = n >> 1, n2 = n - n1;
+  vf e1 = (vf)((n1 + 127) << 23), e2 = (vf)((n2 + 127) << 23);
+  vf y = p * e1 * e2;
+  return vsel(x != x, x, y);
+}
+
+// v with its halves, quarters or pairs of lanes swapped.
+#if defined(__clang__)
+#define SWAP4(v) __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3)
+#define SWAP2(v) __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5)
+#define SWAP1(v) __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6)
+#else
+#define SWAP4(v) __builtin_shuffle(v, (vi){4, 5, 6, 7, 0, 1, 2, 3})
+#define SWAP2(v) __builtin_shuffle(v, (vi){2, 3, 0, 1, 6, 7, 4, 5})
+#define SWAP1(v) __builtin_shuffle(v, (vi){1, 0, 3, 2, 5, 4, 7, 6})
+#endif
+
+// The sum and the maximum of v's lanes, in a fixed order (halves, then
+// quarters, then pairs).
+static INLINE float hsum(vf v) {
+  v += SWAP4(v);
+  v += SWAP2(v);
+  v += SWAP1(v);
+  return v[0];
+}
+
+static INLINE float hmax(vf v) {
+  v = vmax(v, SWAP4(v));
+  v = vmax(v, SWAP2(v));
+  v = vmax(v, SWAP1(v));
+  return v[0];
+}
+
+// x[0..n) (n < W) and fill in the other lanes.
+static INLINE vf vload_part(const float *x, int64_t n, float fill) {
+  float t[W];
+  for (int i = 0; i < W; i++)
+    t[i] = i < n ? x[i] : fill;
+  return vload(t);
+}
+
+static INLINE void vstore_part(float *y, vf v, int64_t n) {
+  for (int i = 0; i < n; i++)
+    y[i] = v[i];
+}
+
+// One row of C contiguous values (inner = 1), in vectors of W, the last
+// one's missing lanes -inf (whose exp is 0). Rows of at most 4 W (most
+// attention rows: the sequence's length) stay in registers.
+#define ROW_VECS 4
+static INLINE void softmax_row(float *y, const float *x, int64_t C, float *t) {
+  int64_t full = C / W, tail = C % W, nv = full + (tail > 0);
+  if (nv <= ROW_VECS) {
+    vf v[ROW_VECS], m = splat(-INFINITY), s = splat(0);
+    for (int64_t i = 0; i < nv; i++) {
+      v[i] = i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY);
+      m = vmax(v[i], m);   // NaNs skipped here, passed on by exp
+    }
+    vf mx = splat(hmax(m));
+    for (int64_t i = 0; i < nv; i++) {
+      v[i] = vexp(v[i] - mx);
+      s += v[i];
+    }
+    vf inv = splat(1.0f / hsum(s));
+    for (int64_t i = 0; i < nv; i++)
+      if (i < full)
+        vstore(y + i * W, v[i] * inv);
+      else
+        vstore_part(y + i * W, v[i] * inv, tail);
+    return;
+  }
+  vf m = splat(-INFINITY), s = splat(0);
+  for (int64_t i = 0; i < nv; i++)
+    m = vmax(i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY), m);
+  vf mx = splat(hmax(m));
+  for (int64_t i = 0; i < nv; i++) {
+    vf e = vexp((i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY)) - mx);
+    vstore(t + i * W, e);
+    s += e;
+  }
+  vf inv = splat(1.0f / hsum(s));
+  for (int64_t i = 0; i < nv; i++)
+    if (i < full)
+      vstore(y + i * W, vload(t + i * W) * inv);
+    else
+      vstore_part(y + i * W, vload(t + i * W) * inv, tail);
+}
+
+FAST void k_softmax_fast(float *y, const float *x, int64_t outer, int64_t C, int64_t inner) {
+  if (inner == 1) {
+    float *t = k_thread_scratch(K_SCRATCH_ROW, C + W);
+    for (int64_t o = 0; o < outer; o++)
+      softmax_row(y + o * C, x + o * C, C, t);
+    return;
+  }
+  for (int64_t o = 0; o < outer; o++) {   // W columns of the inner axis at a time
+    const float *xo = x + o * C * inner;
+    float *yo = y + o * C * inner;
+    int64_t i = 0;
+    for (; i + W <= inner; i += W) {
+      vf m = splat(-INFINITY), s = splat(0);
+      for (int64_t c = 0; c < C; c++)
+        m = vmax(vload(xo + c * inner + i), m);
+      for (int64_t c = 0; c < C; c++) {
+        vf e = vexp(vload(xo + c * inner + i) - m);
+        vstore(yo + c * inner + i, e);
+        s += e;
+      }
+      vf inv = splat(1) / s;
+      for (int64_t c = 0; c < C; c++)
+        vstore(yo + c * inner + i, vload(yo + c * inner + i) * inv);
+    }
+    for (; i < inner; i++) {   // the last columns one at a time
+      float m = -INFINITY, s = 0;
+      for (int64_t c = 0; c < C; c++)
+        m = xo[c * inner + i] > m ? xo[c * inner + i] : m;
+      for (int64_t c = 0; c < C; c++) {
+        float e = vexp(splat(xo[c * inner + i] - m))[0];
+        yo[c * inner + i] = e;
+        s += e;
+      }
+      for (int64_t c = 0; c < C; c++)
+        yo[c * inner + i] *= 1.0f / s;
+    }
+  }
+}
+
+// The sum of x[0..D) in W lanes, then across them.
+static INLINE float row_sum(const float *x, int64_t D) {
+  vf s = splat(0);
+  int64_t j = 0;
+  for (; j + W <= D; j += W)
+    s += vload(x + j);
+  float t = hsum(s);
+  for (; j < D; j++)
+    t += x[j];
+  return t;
+}
+
+// The mean and 1/sqrt(var + eps) of x[0..D) (two passes).
+static INLINE void row_stats(const float *x, int64_t D, float eps, float *mean, float *rstd) {
+  float m = row_sum(x, D) / (float)D;
+  vf s = splat(0), vm = splat(m);
+  int64_t j = 0;
+  for (; j + W <= D; j += W) {
+    vf d = vload(x + j) - vm;
+    s += d * d;
+  }
+  float v = hsum(s);
+  for (; j < D; j++)
+    v += (x[j] - m) * (x[j] - m);
+  *mean = m;
+  *rstd = 1.0f / sqrtf(v / (float)D + eps);
+}
+
+FAST void k_layernorm_fast(float *y, const float *x, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D;
+    float *yr = y + r * D, m, rstd;
+    row_stats(xr, D, (float)eps, &m, &rstd);
+    vf vm = splat(m), vr = splat(rstd);
+    int64_t j = 0;
+    for (; j + W <= D; j += W)
+      vstore(yr + j, (vload(xr + j) - vm) * vr);
+    for (; j < D; j++)
+      yr[j] = (xr[j] - m) * rstd;
+  }
+}
+
+FAST void k_layernorm_backward_fast(float *dx, const float *dy, const float *x, int64_t rows, int64_t D,
+                                    double eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * D, *gr = dy + r * D;
+    float *dr = dx + r * D, m, rstd;
+    row_stats(xr, D, (float)eps, &m, &rstd);
+    vf vm = splat(m), vr = splat(rstd), sg = splat(0), sgx = splat(0);
+    int64_t j = 0;
+    for (; j + W <= D; j += W) {
+      vf g = vload(gr + j);
+      sg += g;
+      sgx += g * ((vload(xr + j) - vm) * vr);
+    }
+    float a = hsum(sg), b = hsum(sgx);
+    for (; j < D; j++) {
+      a += gr[j];
+      b += gr[j] * ((xr[j] - m) * rstd);
+    }
+    a /= (float)D;
+    b /= (float)D;
+    vf va = splat(a), vb = splat(b);
+    for (j = 0; j + W <= D; j += W)
+      vstore(dr + j, vr * (vload(gr + j) - va - (vload(xr + j) - vm) * vr * vb));
+    for (; j < D; j++)
+      dr[j] = rstd * (gr[j] - a - (xr[j] - m) * rstd * b);
+  }
+}
