@@ -5,12 +5,14 @@
 
 #include "codegen.h"
 
-// Whether ix is C's element at the point of an [M, n] loop: i0 * n + i1.
-bool cg_is_c_index(const KIndex *ix, int64_t n);
+// Whether ix is C's element at the point of epilogue e, a loop over
+// [M, n] or [N, T, n] (C's rows are N*T): i0 * n + i1, or (i0 * T + i1) * n + i2.
+bool cg_is_c_index(const Kernel *e, const KIndex *ix);
 // Whether nodes a and b start at the same place of the same block.
 bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b);
 // Whether GEMM g's epilogue (checked) can run on each element of C as its
-// sum is done: an elementwise loop over [M, N] that reads C at the point,
+// sum is done: an elementwise loop over [M, N] (or [N, T, N'], C's rows
+// being N*T: a linear layer over a sequence) that reads C at the point,
 // other buffers along a row (or one element a row), writes one element per
 // point, and writes nothing another tile reads: not A, not B, and where it
 // writes it reads only the element it writes.

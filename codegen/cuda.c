@@ -87,8 +87,8 @@ static KExtent count_extent(const Kernel *k, const int *dims, int n) {
 
 // The body's instructions, each a float vJ. `c_value` (or NULL) replaces
 // loads of C at the point (a GEMM's epilogue on its element): c_buf is
-// C's buffer slot in k and n its columns.
-static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf, const char *c_value, int64_t n) {
+// C's buffer slot in k.
+static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf, const char *c_value) {
   StrBuf *s = &g->src;
   for (int i = 0; i < k->nbody; i++) {
     const KInstr *in = &k->body[i];
@@ -97,7 +97,7 @@ static void put_body(CudaGen *g, const Kernel *k, const char *indent, int c_buf,
     switch (in->op) {
     case KI_LOAD:
       if (c_value && c_buf >= 0 && cg_same_place(g->p, k->bufs[in->buf], k->bufs[c_buf]) &&
-          cg_is_c_index(&in->idx, n)) {
+          cg_is_c_index(k, &in->idx)) {
         sb_puts(s, c_value);
         break;
       }
@@ -258,7 +258,7 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
       put_split(s, k, sum, ns, "r", "      ");
       ind = "      ";
     }
-    put_body(g, k, ind, -1, NULL, 0);
+    put_body(g, k, ind, -1, NULL);
     for (int i = 0; i < k->nstores; i++) {
       char v[16];
       snprintf(v, sizeof v, "v%d", k->stores[i].value);
@@ -289,7 +289,7 @@ static void emit_loop(CudaGen *g, int ki, const Kernel *k, const Kernel *owner, 
   put_count(s, k, sum, ns);
   sb_puts(s, "; r += blockDim.x) {\n");
   put_split(s, k, sum, ns, "r", "      ");
-  put_body(g, k, "      ", -1, NULL, 0);
+  put_body(g, k, "      ", -1, NULL);
   for (int i = 0; i < k->nstores; i++) {
     const KStore *st = &k->stores[i];
     if (st->reduce == KR_MAX) {
@@ -374,16 +374,20 @@ static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
     free(bases);
     capture(g, &saved);
     sb_printf(&g->src, "const float cv = %s;\n", value);
-    sb_puts(&g->src, "        const long long i0 = r, i1 = c;\n");
+    if (e->ndim == 3)   // [N, T, n]: C's row n*T + t
+      sb_printf(&g->src, "        const long long i0 = r / %lldLL, i1 = r %% %lldLL, i2 = c;\n", (long long)e->dims[1],
+                (long long)e->dims[1]);
+    else
+      sb_puts(&g->src, "        const long long i0 = r, i1 = c;\n");
     int cbuf = -1;
     bool c_replaced = false;
     for (int j = 0; j < e->nbufs; j++)
       if (cg_same_place(g->p, e->bufs[j], k->bufs[2]))
         cbuf = j;
-    put_body(g, e, "        ", cbuf, "cv", k->n.coef);
+    put_body(g, e, "        ", cbuf, "cv");
     for (int i = 0; i < e->nstores; i++) {
       const KStore *st = &e->stores[i];
-      c_replaced |= cg_same_place(g->p, e->bufs[st->buf], k->bufs[2]) && cg_is_c_index(&st->idx, k->n.coef);
+      c_replaced |= cg_same_place(g->p, e->bufs[st->buf], k->bufs[2]) && cg_is_c_index(e, &st->idx);
     }
     if (!c_replaced)
       sb_puts(&g->src, "        gc[r * N + c] = cv;\n");

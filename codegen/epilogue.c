@@ -19,7 +19,15 @@ bool cg_first_sum(const Kernel *k, int i, KExtent *elems) {
   return true;
 }
 
-bool cg_is_c_index(const KIndex *ix, int64_t n) { return ix->offset == 0 && ix->stride[0] == n && ix->stride[1] == 1; }
+bool cg_is_c_index(const Kernel *e, const KIndex *ix) {
+  int last = e->ndim - 1;
+  if (ix->offset != 0 || ix->stride[last] != 1)
+    return false;
+  for (int d = last - 1; d >= 0; d--)
+    if (ix->stride[d] != ix->stride[d + 1] * e->dims[d + 1])
+      return false;
+  return true;
+}
 
 // Whether two buffers lie in the same block (the arena or the state), and
 // whether their bytes overlap, or they start at one place.
@@ -35,24 +43,35 @@ bool cg_same_place(const KProgram *p, const IrNode *a, const IrNode *b) {
   return same_block(x, y) && x->offset == y->offset;
 }
 
-static bool same_index(const KIndex *a, const KIndex *b) {
-  return a->offset == b->offset && a->stride[0] == b->stride[0] && a->stride[1] == b->stride[1];
+static bool same_index(const KIndex *a, const KIndex *b, int ndim) {
+  for (int d = 0; d < ndim; d++)
+    if (a->stride[d] != b->stride[d])
+      return false;
+  return a->offset == b->offset;
 }
 
 // (cg_kernel.h) The LLVM backend runs it on its register tiles, the CUDA
 // backend on each thread's elements.
 bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g) {
   const Kernel *e = g->epilogue;
-  if (e->ndim != 2 || g->n.batched || (g->m.batched && g->m.coef != 1) ||
-      e->dims[0] != (g->m.batched ? IR_N : g->m.coef) || e->dims[1] != g->n.coef)
+  if (g->n.batched || e->dims[e->ndim - 1] != g->n.coef)
     return false;
+  if (e->ndim == 2) {
+    if ((g->m.batched && g->m.coef != 1) || e->dims[0] != (g->m.batched ? IR_N : g->m.coef))
+      return false;
+  } else if (e->ndim != 3 || !g->m.batched || e->dims[0] != IR_N || e->dims[1] != g->m.coef) {
+    return false;   // [N, T, n]: C's rows are the batch's T rows each
+  }
+  int col = e->ndim - 1;
   const IrNode *A = g->bufs[0], *Bm = g->bufs[1], *C = g->bufs[2];
   for (int i = 0; i < e->nstores; i++) {
     const KStore *st = &e->stores[i];
     const IrNode *x = e->bufs[st->buf];
-    if (st->reduce != KR_NONE || st->idx.stride[1] != 1 || (st->idx.stride[0] == 0 && e->dims[0] != 1) ||
-        overlap(p, x, A) || overlap(p, x, Bm) ||
-        (overlap(p, x, C) && !(cg_same_place(p, x, C) && cg_is_c_index(&st->idx, g->n.coef))))
+    bool rows_apart = true;   // each row of the loop stores to its own elements
+    for (int d = 0; d < col; d++)
+      rows_apart &= st->idx.stride[d] != 0 || e->dims[d] == 1;
+    if (st->reduce != KR_NONE || st->idx.stride[col] != 1 || !rows_apart || overlap(p, x, A) ||
+        overlap(p, x, Bm) || (overlap(p, x, C) && !(cg_same_place(p, x, C) && cg_is_c_index(e, &st->idx))))
       return false;
   }
   for (int i = 0; i < e->nbody; i++) {
@@ -62,12 +81,12 @@ bool cg_epilogue_on_tile(const KProgram *p, const Kernel *g) {
     if (in->op != KI_LOAD && in->op != KI_LOADI)
       continue;
     const IrNode *x = e->bufs[in->buf];
-    if ((in->idx.stride[1] != 0 && in->idx.stride[1] != 1) ||
-        (overlap(p, x, C) && !(in->op == KI_LOAD && cg_same_place(p, x, C) && cg_is_c_index(&in->idx, g->n.coef))))
+    if ((in->idx.stride[col] != 0 && in->idx.stride[col] != 1) ||
+        (overlap(p, x, C) && !(in->op == KI_LOAD && cg_same_place(p, x, C) && cg_is_c_index(e, &in->idx))))
       return false;
     for (int j = 0; j < e->nstores; j++) {
       const IrNode *y = e->bufs[e->stores[j].buf];
-      if (overlap(p, x, y) && !(cg_same_place(p, x, y) && same_index(&in->idx, &e->stores[j].idx)))
+      if (overlap(p, x, y) && !(cg_same_place(p, x, y) && same_index(&in->idx, &e->stores[j].idx, e->ndim)))
         return false;
     }
   }

@@ -319,7 +319,12 @@ static LLVMValueRef masked_fn(Cg *c, const char *name, LLVMTypeRef ty, LLVMTypeR
   return LLVMGetIntrinsicDeclaration(c->mod, id, over, 2);
 }
 
+// A load or store of the lanes under mask; with no mask (NULL), of them all,
+// a plain load or store (AMD's masked stores take many cycles, and a
+// masked load after one waits for it).
 static LLVMValueRef masked_load(Cg *c, LLVMTypeRef ty, LLVMValueRef ptr, LLVMValueRef mask) {
+  if (!mask)
+    return load(c, ty, LLVMBuildBitCast(c->b, ptr, LLVMPointerType(ty, 0), ""));
   LLVMTypeRef fty;
   LLVMValueRef fn = masked_fn(c, "llvm.masked.load", ty, &fty);
   LLVMValueRef args[4] = {LLVMBuildBitCast(c->b, ptr, LLVMPointerType(ty, 0), ""), i32c(c, 4), mask,
@@ -328,6 +333,10 @@ static LLVMValueRef masked_load(Cg *c, LLVMTypeRef ty, LLVMValueRef ptr, LLVMVal
 }
 
 static void masked_store(Cg *c, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef mask) {
+  if (!mask) {
+    store(c, v, LLVMBuildBitCast(c->b, ptr, LLVMPointerType(LLVMTypeOf(v), 0), ""));
+    return;
+  }
   LLVMTypeRef fty, ty = LLVMTypeOf(v);
   LLVMValueRef fn = masked_fn(c, "llvm.masked.store", ty, &fty);
   LLVMValueRef args[4] = {v, LLVMBuildBitCast(c->b, ptr, LLVMPointerType(ty, 0), ""), i32c(c, 4), mask};
@@ -340,18 +349,21 @@ static void masked_store(Cg *c, LLVMValueRef v, LLVMValueRef ptr, LLVMValueRef m
 typedef struct TileEpi {
   int w;                 // lanes
   int cslot;             // the slot of C among the epilogue's (-1: none)
-  LLVMValueRef row, col; // i64
+  LLVMValueRef row[2], col; // i64: the loop's indices of the row (i0, or i0 and i1 of [N, T, n]), the column's
   LLVMValueRef mask;     // <w x i1>
   LLVMValueRef value;    // C[row][col..], the product (with C's old values when accumulating)
 } TileEpi;
 
-// Whether ix is C[i][j] of a product of n columns.
-
-// &buffer[offset + stride[0] * row + stride[1] * col] (stride[1] is 0 or 1).
+// &buffer[offset + stride[0] * i0 (+ stride[1] * i1) + stride[last] * col]
+// (stride[last] is 0 or 1).
 static LLVMValueRef tile_address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVMTypeRef elem) {
   TileEpi *t = n->tile;
-  LLVMValueRef i = LLVMBuildNSWAdd(c->b, i64c(c, ix->offset), LLVMBuildNSWMul(c->b, t->row, i64c(c, ix->stride[0]), ""), "");
-  if (ix->stride[1])
+  int last = n->k->ndim - 1;
+  LLVMValueRef i = i64c(c, ix->offset);
+  for (int d = 0; d < last; d++)
+    if (ix->stride[d])
+      i = LLVMBuildNSWAdd(c->b, i, LLVMBuildNSWMul(c->b, t->row[d], i64c(c, ix->stride[d]), ""), "");
+  if (ix->stride[last])
     i = LLVMBuildNSWAdd(c->b, i, t->col, "");
   LLVMValueRef base = n->base[n->s->of[buf]];
   if (elem == c->i32)
@@ -361,11 +373,11 @@ static LLVMValueRef tile_address(Cg *c, Nest *n, int buf, const KIndex *ix, LLVM
 
 static LLVMValueRef tile_load(Cg *c, Nest *n, const KInstr *in) {
   TileEpi *t = n->tile;
-  if (in->op == KI_LOAD && n->s->of[in->buf] == t->cslot && cg_is_c_index(&in->idx, n->k->dims[1]))
+  if (in->op == KI_LOAD && n->s->of[in->buf] == t->cslot && cg_is_c_index(n->k, &in->idx))
     return t->value;
   LLVMTypeRef elem = in->op == KI_LOADI ? c->i32 : c->f32;
   LLVMValueRef ptr = tile_address(c, n, in->buf, &in->idx, elem), v;
-  if (in->idx.stride[1] == 0)
+  if (in->idx.stride[n->k->ndim - 1] == 0)
     v = splat(c, load(c, elem, ptr), t->w);
   else
     v = masked_load(c, vec(elem, t->w), ptr, t->mask);
@@ -377,6 +389,55 @@ static LLVMValueRef bool_to_f32(Cg *c, Nest *n, LLVMValueRef cond) {
   return LLVMBuildSelect(c->b, cond, fconst(c, n->ty, 1), fconst(c, n->ty, 0), "");
 }
 
+// v as an i32 constant of type it: a scalar, or a vector of them all v.
+static LLVMValueRef iconst(Cg *c, LLVMTypeRef it, int v) {
+  LLVMValueRef one = LLVMConstInt(c->i32, (unsigned long long)(long long)v, 1);
+  if (!is_vector(it))
+    return one;
+  LLVMValueRef e[64];
+  unsigned n = LLVMGetVectorSize(it);
+  for (unsigned i = 0; i < n; i++)
+    e[i] = one;
+  return LLVMConstVector(e, n);
+}
+
+// 2^n as a float of type t, for integers n (of type it) in [-126, 127]:
+// the exponent field built directly.
+static LLVMValueRef pow2i(Cg *c, LLVMTypeRef it, LLVMTypeRef t, LLVMValueRef n) {
+  LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, n, iconst(c, it, 127), ""), iconst(c, it, 23), "");
+  return LLVMBuildBitCast(c->b, bits, t, "");
+}
+
+// exp(x) in float, inline and branch-free, so that vector loops stay vector
+// (llvm.exp becomes one libm expf call per lane). Cephes' expf: x = n ln2 + r
+// with |r| <= ln2 / 2 (ln2 split in two for an exact reduction), e^r a
+// degree-7 polynomial, within 2 ulp of expf over the float range. 2^n is put
+// in as 2^(n/2) 2^(n - n/2), two normal numbers for every n in [-150, 128],
+// so results underflow gradually to 0 below -87.3 and overflow to inf above
+// 88.72 as expf's do; x is held in [-104, 89] first, and NaN is passed on.
+static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
+  static const double coef[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMTypeRef it = is_vector(t) ? LLVMVectorType(c->i32, LLVMGetVectorSize(t)) : c->i32;
+  LLVMValueRef hi = fconst(c, t, 89), lo = fconst(c, t, -104);
+  LLVMValueRef xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, hi, ""), hi, x, "");
+  xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, xc, lo, ""), lo, xc, "");
+  LLVMValueRef fn = call1(c, "llvm.rint", LLVMBuildFMul(c->b, xc, fconst(c, t, 1.44269504088896341), ""));
+  LLVMValueRef r = LLVMBuildFSub(c->b, xc, LLVMBuildFMul(c->b, fn, fconst(c, t, 0.693359375), ""), "");
+  r = LLVMBuildFSub(c->b, r, LLVMBuildFMul(c->b, fn, fconst(c, t, -2.12194440e-4), ""), "");
+  LLVMValueRef p = fconst(c, t, coef[0]);
+  for (int i = 1; i < countof(coef); i++)
+    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, r, ""), fconst(c, t, coef[i]), "");
+  p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, LLVMBuildFMul(c->b, r, r, ""), ""), r, "");
+  p = LLVMBuildFAdd(c->b, p, fconst(c, t, 1), "");
+  LLVMValueRef n = LLVMBuildFPToSI(c->b, fn, it, "");
+  LLVMValueRef n1 = LLVMBuildAShr(c->b, n, iconst(c, it, 1), "");
+  LLVMValueRef e1 = pow2i(c, it, t, n1), e2 = pow2i(c, it, t, LLVMBuildSub(c->b, n, n1, ""));
+  LLVMValueRef y = LLVMBuildFMul(c->b, LLVMBuildFMul(c->b, p, e1, ""), e2, "");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, ""), x, y, "exp");
+}
+
 // tanh(x) with no library call, so that loops over it vectorize (LLVM 14
 // has no tanh intrinsic). For |x| < 0.25 the odd Taylor polynomial up to
 // x^9 (relative error below 1e-8); beyond, (1 - e) / (1 + e) with
@@ -385,7 +446,7 @@ static LLVMValueRef bool_to_f32(Cg *c, Nest *n, LLVMValueRef cond) {
 static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
   LLVMTypeRef t = LLVMTypeOf(x);
   LLVMValueRef ax = call1(c, "llvm.fabs", x);
-  LLVMValueRef e = call1(c, "llvm.exp", LLVMBuildFMul(c->b, ax, fconst(c, t, -2), ""));
+  LLVMValueRef e = emit_exp(c, LLVMBuildFMul(c->b, ax, fconst(c, t, -2), ""));
   LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, fconst(c, t, 1), e, ""), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "");
   LLVMValueRef big = call2(c, "llvm.copysign", q, x);
   static const double coef[] = {62.0 / 2835, -17.0 / 315, 2.0 / 15, -1.0 / 3, 1};
@@ -400,7 +461,7 @@ static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
 // 1 / (1 + exp(-x)), as the ref kernel computes it.
 static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
   LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef e = call1(c, "llvm.exp", LLVMBuildFNeg(c->b, x, ""));
+  LLVMValueRef e = emit_exp(c, LLVMBuildFNeg(c->b, x, ""));
   return LLVMBuildFDiv(c->b, fconst(c, t, 1), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "sigmoid");
 }
 
@@ -426,7 +487,7 @@ static LLVMValueRef emit_erf(Cg *c, LLVMValueRef x) {
   LLVMValueRef q = fconst(c, t, big_coef[0]);
   for (int i = 1; i < countof(big_coef); i++)
     q = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, q, at, ""), fconst(c, t, big_coef[i]), "");
-  LLVMValueRef big = call2(c, "llvm.copysign", LLVMBuildFSub(c->b, fconst(c, t, 1), call1(c, "llvm.exp", q), ""), x);
+  LLVMValueRef big = call2(c, "llvm.copysign", LLVMBuildFSub(c->b, fconst(c, t, 1), emit_exp(c, q), ""), x);
   return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLE, ax, fconst(c, t, 0.921875), ""), small, big, "erf");
 }
 
@@ -460,7 +521,7 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
   case KI_MAX: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, ""), a, b, "max");
   case KI_MIN: return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, ""), a, b, "min");
   case KI_NEG: return LLVMBuildFNeg(c->b, a, "");
-  case KI_EXP: return call1(c, "llvm.exp", a);
+  case KI_EXP: return emit_exp(c, a);
   case KI_LOG: return call1(c, "llvm.log", a);
   case KI_TANH: return emit_tanh(c, a);
   case KI_SIGMOID: return emit_sigmoid(c, a);
@@ -786,7 +847,7 @@ static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
     if (u->s.state[j] == (cb->space == KB_STATE) && u->s.offset[j] == cb->offset)
       u->cslot = j;
   for (int i = 0; i < e->nstores; i++)
-    if (cg_same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && cg_is_c_index(&e->stores[i].idx, g->n.coef))
+    if (cg_same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && cg_is_c_index(e, &e->stores[i].idx))
       u->c_replaced = true;
 }
 
@@ -869,7 +930,7 @@ static void finish_row(Cg *c, Uk *u, LLVMValueRef r, int nv, int w, LLVMValueRef
   LLVMBuildCondBr(c->b, u->accumulate, add, join);
   LLVMPositionBuilderAtEnd(c->b, add);
   for (int v = 0; v < nv; v++)
-    y[v] = LLVMBuildFAdd(c->b, x[v], masked_load(c, vt, cp[v], mask[v]), "");
+    y[v] = LLVMBuildFAdd(c->b, x[v], masked_load(c, vt, cp[v], mask ? mask[v] : NULL), "");
   LLVMBuildBr(c->b, join);
   LLVMPositionBuilderAtEnd(c->b, join);
   merge(c, vt, x, from, y, add, nv);
@@ -883,16 +944,21 @@ static void finish_row(Cg *c, Uk *u, LLVMValueRef r, int nv, int w, LLVMValueRef
     LLVMPositionBuilderAtEnd(c->b, plain);
   }
   for (int v = 0; v < nv; v++)
-    masked_store(c, x[v], cp[v], mask[v]);
+    masked_store(c, x[v], cp[v], mask ? mask[v] : NULL);
   if (!plan->e)
     return;
   LLVMBuildBr(c->b, next);
   LLVMPositionBuilderAtEnd(c->b, epi);
-  LLVMValueRef row = LLVMBuildNSWAdd(c->b, u->p[UK_ROW], r, "row");
+  LLVMValueRef row = LLVMBuildNSWAdd(c->b, u->p[UK_ROW], r, "row"), at[2] = {row, NULL};
+  if (plan->e->ndim == 3) {   // [N, T, n]: C's row n*T + t
+    LLVMValueRef T = i64c(c, plan->e->dims[1]);
+    at[0] = LLVMBuildSDiv(c->b, row, T, "");
+    at[1] = LLVMBuildSRem(c->b, row, T, "");
+  }
   for (int v = 0; v < nv; v++) {
     if (!plan->c_replaced)
-      masked_store(c, x[v], cp[v], mask[v]);
-    TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask[v], .value = x[v], .row = row,
+      masked_store(c, x[v], cp[v], mask ? mask[v] : NULL);
+    TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask ? mask[v] : NULL, .value = x[v], .row = {at[0], at[1]},
                  .col = LLVMBuildNSWAdd(c->b, u->p[UK_COL], i64c(c, v * w), "col")};
     Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vt, .tile = &t};
     emit_body(c, &n);
@@ -903,10 +969,12 @@ static void finish_row(Cg *c, Uk *u, LLVMValueRef r, int nv, int w, LLVMValueRef
 
 // The tile's rows r < mr, each nv vectors read back from the scratch tile
 // (vectors r*nv + v), through finish_row: one copy of the epilogue serves
-// every row. Then the function returns.
-static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask) {
+// every row, in two versions: plain loads and stores where the tile has
+// all its columns (nr = nv * w), masked ones for a ragged tile. Then the
+// function returns.
+static void rows_loop(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask, LLVMBasicBlockRef done) {
   LLVMTypeRef vt = vec(c->f32, w);
-  LLVMBasicBlockRef entry = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, "rows");
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, mask ? "rows.ragged" : "rows");
   LLVMBuildBr(c->b, loop);
   LLVMPositionBuilderAtEnd(c->b, loop);
   LLVMValueRef r = loop_phi(c, c->i64, i64c(c, 0), entry), x[2];
@@ -916,9 +984,18 @@ static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LL
   }
   finish_row(c, u, r, nv, w, x, mask);
   LLVMValueRef r1 = LLVMBuildNSWAdd(c->b, r, i64c(c, 1), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b), done = block(c, u->fn, "done");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
   keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, r1, u->p[UK_MR], ""), loop, done));
   loop_back(&r, &r1, 1, latch);
+}
+
+static void finish_rows(Cg *c, Uk *u, int nv, int w, LLVMValueRef tile, const LLVMValueRef *mask) {
+  LLVMBasicBlockRef full = block(c, u->fn, "full"), ragged = block(c, u->fn, "ragged"), done = block(c, u->fn, "done");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, u->p[UK_NR], i64c(c, nv * w), ""), full, ragged);
+  LLVMPositionBuilderAtEnd(c->b, full);
+  rows_loop(c, u, nv, w, tile, NULL, done);
+  LLVMPositionBuilderAtEnd(c->b, ragged);
+  rows_loop(c, u, nv, w, tile, mask, done);
   LLVMPositionBuilderAtEnd(c->b, done);
   LLVMBuildRetVoid(c->b);
 }

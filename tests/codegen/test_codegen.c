@@ -18,9 +18,11 @@
 // Exit status 0 when every check passed; each failure prints file:line.
 #include "../test.h"
 #include "erf_check.h"
+
 #include "codegen.h"
 #include "runtime.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,56 +603,80 @@ static void test_every_op(void) {
   t_free(&t);
 }
 
-// tanh(x) against libm over a dense range, small and huge arguments
-// included (the compiled form is a polynomial below 0.25, exp beyond).
-static void test_tanh_range(void) {
+// One instruction over n points: fill sets x, the compiled loop computes
+// y = op(x), check judges y against x.
+static void unary_range(const char *name, KInstrOp op, int n, void (*fill)(float *x),
+                        void (*check)(const float *x, const float *y)) {
   T t;
-  t_init(&t, "tanh_range");
-  IrNode *x = tensor(&t, KB_ARENA, "x", SHAPE(4096), -1, 1);
-  IrNode *y = ARENA(&t, "y", 4096);
-  Kernel *k = LOOP(&t, "tanh", 4096);
-  st(k, y, op1(k, KI_TANH, ld(k, x)), KR_NONE);
+  t_init(&t, name);
+  IrNode *x = tensor(&t, KB_ARENA, "x", SHAPE(n), -1, 1);
+  IrNode *y = ARENA(&t, "y", n);
+  Kernel *k = LOOP(&t, name, n);
+  st(k, y, op1(k, op, ld(k, x)), KR_NONE);
   add(&t, k);
   Mem m = mem_new(&t, 1);
-  float *xv = F(&t, &m, x);
-  for (int i = 0; i < 4096; i++)   // from 1e-7 to 1e2 in magnitude, both signs
-    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -7 + 9.0f * i / 4096);
-  xv[0] = 0;
-  xv[2] = 0.25f;
-  xv[4] = nextafterf(0.25f, 0);
+  fill(F(&t, &m, x));
   CgModule *cm = compile_with(&t, 2, NULL);
   if (cm) {
     cg_entry(cm)(m.arena, m.state, 1, &rt);
     cg_free(cm);
   }
-  float want[4096];
-  for (int i = 0; i < 4096; i++)
-    want[i] = tanhf(xv[i]);
-  CHECK(compare("tanh", F(&t, &m, y), want, 4096, 1e-5, 1e-30) == 0);
+  check(F(&t, &m, x), F(&t, &m, y));
   mem_free(&m);
   t_free(&t);
 }
 
-// KI_ERF against double erf (erf_check.h).
-static void test_erf_range(void) {
-  T t;
-  t_init(&t, "erf_range");
-  IrNode *x = tensor(&t, KB_ARENA, "x", SHAPE(ERF_POINTS), -1, 1);
-  IrNode *y = ARENA(&t, "y", ERF_POINTS);
-  Kernel *k = LOOP(&t, "erf", ERF_POINTS);
-  st(k, y, op1(k, KI_ERF, ld(k, x)), KR_NONE);
-  add(&t, k);
-  Mem m = mem_new(&t, 1);
-  float *xv = F(&t, &m, x);
-  erf_points(xv);
-  CgModule *cm = compile_with(&t, 2, NULL);
-  if (cm) {
-    cg_entry(cm)(m.arena, m.state, 1, &rt);
-    cg_free(cm);
+enum { TANH_POINTS = 4096, EXP_POINTS = 4096 };
+
+// tanh(x) against libm over a dense range, small and huge arguments
+// included (the compiled form is a polynomial below 0.25, exp beyond).
+static void tanh_points(float *xv) {
+  for (int i = 0; i < TANH_POINTS; i++)   // from 1e-7 to 1e2 in magnitude, both signs
+    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -7 + 9.0f * i / TANH_POINTS);
+  xv[0] = 0;
+  xv[2] = 0.25f;
+  xv[4] = nextafterf(0.25f, 0);
+}
+
+static void tanh_check(const float *xv, const float *y) {
+  float want[TANH_POINTS];
+  for (int i = 0; i < TANH_POINTS; i++)
+    want[i] = tanhf(xv[i]);
+  CHECK(compare("tanh", y, want, TANH_POINTS, 1e-5, 1e-30) == 0);
+}
+
+// KI_EXP (a polynomial, not libm's expf) against double exp over its whole
+// float range: within 2.5 ulp where the result is normal, to the nearest
+// denormals below, inf above 88.72, 0 below -103.97, NaN for NaN.
+static void exp_points(float *xv) {
+  for (int i = 0; i < EXP_POINTS; i++)   // -110 to 95, and around 0
+    xv[i] = i < EXP_POINTS / 2 ? -110.0f + 205.0f * i / (EXP_POINTS / 2)
+                               : (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -8 + 9.0f * i / EXP_POINTS);
+  float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.72f, 88.73f, -87.33f, -103.9f, -104.0f, 1e-30f};
+  for (int i = 0; i < countof(special); i++)
+    xv[EXP_POINTS - 1 - i] = special[i];
+}
+
+static void exp_check(const float *xv, const float *got) {
+  int bad = 0;
+  for (int i = 0; i < EXP_POINTS; i++) {
+    double e = exp((double)xv[i]);
+    bool ok = isnan(xv[i]) ? isnan(got[i])
+              : e >= FLT_MIN ? fabs(got[i] - e) <= 2.5 * e * FLT_EPSILON / 2 || (isinf((float)e) && isinf(got[i]))
+                             : fabs(got[i] - e) <= 2 * 1.401298464e-45;   // denormal: to a unit or two
+    if (!ok && bad++ < 5)
+      printf("  exp(%.9g): got %.9g, want %.9g\n", xv[i], got[i], e);
   }
-  erf_check("erf (llvm)", xv, F(&t, &m, y));
-  mem_free(&m);
-  t_free(&t);
+  CHECK(bad == 0, "exp: %d of %d points outside 2.5 ulp", bad, EXP_POINTS);
+}
+
+// KI_ERF against double erf (erf_check.h).
+static void erf_result(const float *xv, const float *y) { erf_check("erf (llvm)", xv, y); }
+
+static void test_unary_ranges(void) {
+  unary_range("tanh_range", KI_TANH, TANH_POINTS, tanh_points, tanh_check);
+  unary_range("exp_range", KI_EXP, EXP_POINTS, exp_points, exp_check);
+  unary_range("erf_range", KI_ERF, ERF_POINTS, erf_points, erf_result);
 }
 
 // Sums: over the batch (a bias gradient), over an inner dimension (a row
@@ -1188,8 +1214,7 @@ int main(void) {
   test_host();
   test_relu_bias();
   test_every_op();
-  test_tanh_range();
-  test_erf_range();
+  test_unary_ranges();
   test_sums();
   test_parallel();
   test_gemm();
