@@ -736,6 +736,8 @@ void train_print_losses(FILE *out, const Model *m, const double *v, int n) {
   }
 }
 
+void train_print_loss(FILE *out, double v) { fprintf(out, v != 0 && fabs(v) < 0.01 ? "%.3e" : "%.4f", v); }
+
 static void print_test(Run *r, TrainResult *res) {
   if (!r->have_test) {
     if (!r->o->quiet)
@@ -746,7 +748,8 @@ static void print_test(Run *r, TrainResult *res) {
   res->test_loss = t.loss;
   res->test_acc = t.acc;
   if (!r->o->quiet) {
-    fprintf(r->out, "test: loss %.4f", t.loss);
+    fputs("test: loss ", r->out);
+    train_print_loss(r->out, t.loss);
     if (t.acc >= 0)
       fprintf(r->out, " accuracy %.4f", t.acc);
     if (t.nterms) {

@@ -203,6 +203,10 @@ typedef struct EvalResult {
 } EvalResult;
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf);
 
+// A loss as the reports print it: 4 decimals, or 4 significant digits in
+// scientific notation below 0.01 (an autoencoder's MSE: 1.034e-03, not 0.0010).
+void train_print_loss(FILE *out, double v);
+
 // Prints each classifier's accuracy as " label 0.5200, kind 0.3100".
 void train_print_accuracies(FILE *out, const char *const *target, const double *acc, int n);
 // Prints the losses of a weighted sum with their means v, as
