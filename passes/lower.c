@@ -1635,6 +1635,12 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
     diag_error(L->d, n->loc, "use '*' to scale a tensor by a number", "'@' needs a tensor on each side");
     return ERR;
   }
+  const Value *num = a.kind == V_NUM ? &a : b.kind == V_NUM ? &b : NULL;
+  if (num && fabs(num->num) > FLT_MAX) {   // a constant tensor of infinity, found only when training diverges
+    diag_error(L->d, num == &a ? n->lhs->loc : n->rhs->loc, "tensors are float32: use a smaller number",
+               "'%c': the number %g is beyond the range of float32 (about 3.4e38)", n->op, num->num);
+    return ERR;
+  }
   const char *scope = next_scope(L, e, op_kind(n->op));
   IrNode *x = a.kind == V_TENSOR ? a.t : const_node(L, a.num, n->lhs->loc, scope);
   IrNode *y = b.kind == V_TENSOR ? b.t : const_node(L, b.num, n->rhs->loc, scope);
@@ -2518,11 +2524,12 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
     return false;
   }
   double w = 1;
-  const AstNode *call = n;
+  const AstNode *call = n, *weight = n;
   if (n->kind == AST_BINOP && n->op == '*') {   // the weight on either side
     bool left = !is_loss_call(n->rhs) && is_loss_call(n->lhs);
     call = left ? n->lhs : n->rhs;
-    if (!loss_weight(L, left ? n->rhs : n->lhs, &w))
+    weight = left ? n->rhs : n->lhs;
+    if (!loss_weight(L, weight, &w))
       return false;
   }
   if (call->kind != AST_CALL && call->kind != AST_IDENT) {
@@ -2530,8 +2537,9 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
                "label) + 0.1 * mse(recon, image)`", "expected a loss");
     return false;
   }
-  if (!isfinite(w)) {
-    diag_error(L->d, n->loc, NULL, "a loss's weight must be finite, found %g", w);
+  if (!(fabs(w) <= FLT_MAX)) {   // the weight is a float32 constant
+    diag_error(L->d, weight->loc, "losses are float32: use a smaller weight",
+               "a loss's weight %g is beyond the range of float32 (about 3.4e38)", w);
     return false;
   }
   IrNode *t = lower_loss_call(L, e, call);
