@@ -331,6 +331,9 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   if (v.num < spec->lo || v.num > MAX_ELEMS) {
     if (v.num > MAX_ELEMS)
       diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
+    else if (spec->lo < 0)   // an axis counted from the end
+      diag_error(L->d, loc, "a negative axis counts from the end: -1 is the last",
+                 "%s: '%s' is too small (%.17g; at least %.17g)", fn, an, v.num, spec->lo);
     else if (spec->lo == 1)
       diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
     else
