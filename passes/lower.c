@@ -1726,11 +1726,12 @@ static bool index_number(Lower *L, Env *e, const AstNode *n, const char *what, i
   if (v.kind != V_NUM || v.is_bool || !isfinite(v.num) || v.num != floor(v.num)) {
     diag_error(L->d, n->loc, "indexes are whole numbers known when the model is compiled",
                "%s must be a whole number, found %s", what,
-               v.kind == V_TENSOR ? "a tensor" : v.is_bool ? "true or false" : "a fraction");
+               v.kind == V_TENSOR ? "a tensor" : v.kind == V_TUPLE ? "a tuple" : v.is_bool ? "true or false"
+                                                                          : "a fraction");
     return false;
   }
   if (fabs(v.num) > MAX_ELEMS) {
-    diag_error(L->d, n->loc, NULL, "%s is too large (%.17g)", what, v.num);
+    diag_error(L->d, n->loc, NULL, "%s is out of range (%.17g; at most %lld either way)", what, v.num, MAX_ELEMS);
     return false;
   }
   *out = (int64_t)v.num;
