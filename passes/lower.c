@@ -331,6 +331,9 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   if (v.num < spec->lo || v.num > MAX_ELEMS) {
     if (v.num > MAX_ELEMS)
       diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
+    else if (spec->lo < 0)   // an axis counted from the end
+      diag_error(L->d, loc, "a negative axis counts from the end: -1 is the last",
+                 "%s: '%s' is too small (%.17g; at least %.17g)", fn, an, v.num, spec->lo);
     else if (spec->lo == 1)
       diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
     else
@@ -1635,6 +1638,12 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
     diag_error(L->d, n->loc, "use '*' to scale a tensor by a number", "'@' needs a tensor on each side");
     return ERR;
   }
+  const Value *num = a.kind == V_NUM ? &a : b.kind == V_NUM ? &b : NULL;
+  if (num && fabs(num->num) > FLT_MAX) {   // a constant tensor of infinity, found only when training diverges
+    diag_error(L->d, num == &a ? n->lhs->loc : n->rhs->loc, "tensors are float32: use a smaller number",
+               "'%c': the number %g is beyond the range of float32 (about 3.4e38)", n->op, num->num);
+    return ERR;
+  }
   const char *scope = next_scope(L, e, op_kind(n->op));
   IrNode *x = a.kind == V_TENSOR ? a.t : const_node(L, a.num, n->lhs->loc, scope);
   IrNode *y = b.kind == V_TENSOR ? b.t : const_node(L, b.num, n->rhs->loc, scope);
@@ -1717,11 +1726,12 @@ static bool index_number(Lower *L, Env *e, const AstNode *n, const char *what, i
   if (v.kind != V_NUM || v.is_bool || !isfinite(v.num) || v.num != floor(v.num)) {
     diag_error(L->d, n->loc, "indexes are whole numbers known when the model is compiled",
                "%s must be a whole number, found %s", what,
-               v.kind == V_TENSOR ? "a tensor" : v.is_bool ? "true or false" : "a fraction");
+               v.kind == V_TENSOR ? "a tensor" : v.kind == V_TUPLE ? "a tuple" : v.is_bool ? "true or false"
+                                                                          : "a fraction");
     return false;
   }
   if (fabs(v.num) > MAX_ELEMS) {
-    diag_error(L->d, n->loc, NULL, "%s is too large (%.17g)", what, v.num);
+    diag_error(L->d, n->loc, NULL, "%s is out of range (%.17g; at most %lld either way)", what, v.num, MAX_ELEMS);
     return false;
   }
   *out = (int64_t)v.num;
@@ -2518,11 +2528,12 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
     return false;
   }
   double w = 1;
-  const AstNode *call = n;
+  const AstNode *call = n, *weight = n;
   if (n->kind == AST_BINOP && n->op == '*') {   // the weight on either side
     bool left = !is_loss_call(n->rhs) && is_loss_call(n->lhs);
     call = left ? n->lhs : n->rhs;
-    if (!loss_weight(L, left ? n->rhs : n->lhs, &w))
+    weight = left ? n->rhs : n->lhs;
+    if (!loss_weight(L, weight, &w))
       return false;
   }
   if (call->kind != AST_CALL && call->kind != AST_IDENT) {
@@ -2530,8 +2541,9 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
                "label) + 0.1 * mse(recon, image)`", "expected a loss");
     return false;
   }
-  if (!isfinite(w)) {
-    diag_error(L->d, n->loc, NULL, "a loss's weight must be finite, found %g", w);
+  if (!(fabs(w) <= FLT_MAX)) {   // the weight is a float32 constant
+    diag_error(L->d, weight->loc, "losses are float32: use a smaller weight",
+               "a loss's weight %g is beyond the range of float32 (about 3.4e38)", w);
     return false;
   }
   IrNode *t = lower_loss_call(L, e, call);
