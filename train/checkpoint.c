@@ -55,7 +55,10 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
   snprintf(step, sizeof step, "%" PRId64, info->step);
   const Rng *r = exec_rng(ex);
   snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
-  char row[256] = "", run[256] = "";
+  char row[256] = "", run[256] = "", plateau[160] = "";
+  if (info->has_plateau)
+    snprintf(plateau, sizeof plateau, "lr=%.17g best=%.17g bad=%" PRId64 " cooldown=%" PRId64, info->plateau.lr,
+             info->plateau.best, info->plateau.bad, info->plateau.cooldown);
   norm[0] = cursor[0] = 0;
   if (info->has_run) {
     const RunSettings *u = &info->run;
@@ -76,6 +79,7 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
       {"format", DATA_CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
       {"step", step},          {"dropout_rng", rng},        {"cursor", cursor},
       {"normalize", norm},     {"metrics", row},            {"run", run},
+      {"plateau", plateau},
   };
   bool ok = data_st_write(path, t, nt, meta, countof(meta), err, errsz);
   for (int i = 0; i < nt; i++)
@@ -128,6 +132,29 @@ static bool read_run(const StFile *f, RunSettings *u, bool *has, char *err, size
   return true;
 }
 
+// The plateau schedule's state from the metadata "plateau" (none: not
+// has_plateau); false when it is there but does not parse or is out of bounds.
+static bool read_plateau(const StFile *f, CkptInfo *info, char *err, size_t errsz) {
+  const char *s = data_st_meta(f, "plateau");
+  if (!s || !*s)
+    return true;
+  Plateau *p = &info->plateau;
+  long long bad = -1, cooldown = -1;
+  int end = -1;
+  bool ok = sscanf(s, "lr=%lf best=%lf bad=%lld cooldown=%lld%n", &p->lr, &p->best, &bad, &cooldown, &end) == 4 &&
+            s[end] == 0 && isfinite(p->lr) && p->lr > 0 && !isnan(p->best) && bad >= 0 && bad <= TRAIN_MAX_EPOCHS &&
+            cooldown >= 0 && cooldown <= INT32_MAX;
+  if (!ok) {
+    errorf(err, errsz, "%s: the checkpoint's metadata 'plateau' is '%.200s', not 'lr=X best=Y bad=B cooldown=C'\n"
+              "---> HINT: the file is damaged or was not written by `nnc train`", f->path, s);
+    return false;
+  }
+  p->bad = bad;
+  p->cooldown = cooldown;
+  info->has_plateau = true;
+  return true;
+}
+
 bool train_checkpoint_run(const char *path, RunSettings *run, bool *has, char *err, size_t errsz) {
   StFile f;
   *has = false;
@@ -168,7 +195,7 @@ static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *in
   if (!data_ckpt_normalize(f, &info->normalized, &info->mean, &info->std, err, errsz))
     return false;
   read_last(f, info);
-  if (!read_run(f, &info->run, &info->has_run, err, errsz))
+  if (!read_run(f, &info->run, &info->has_run, err, errsz) || !read_plateau(f, info, err, errsz))
     return false;
   const char *r = data_st_meta(f, "dropout_rng");
   uint64_t st, inc;

@@ -61,6 +61,15 @@ typedef struct RunSettings {
   bool drop_last;        // each epoch drops its last batch when smaller than batch
 } RunSettings;
 
+// The state of the plateau schedule (PyTorch's ReduceLROnPlateau), stepped
+// once per epoch with the validation loss: a checkpoint keeps it.
+typedef struct Plateau {
+  double lr;             // the rate of the next epoch (before warmup)
+  double best;           // the lowest validation loss so far (+inf: none yet)
+  int64_t bad;           // epochs in a row without a better one (num_bad_epochs)
+  int64_t cooldown;      // epochs left before bad epochs count again (cooldown_counter)
+} Plateau;
+
 // Where training stood when a checkpoint was written.
 typedef struct CkptInfo {
   int64_t epoch;         // epochs finished
@@ -75,6 +84,8 @@ typedef struct CkptInfo {
                          // state_dict): nothing above is set
   RunSettings run;     // the settings the run trained with
   bool has_run;          // false in files written before checkpoints kept them
+  Plateau plateau;       // the plateau schedule's state after the epoch
+  bool has_plateau;      // false in files of runs without that schedule
 } CkptInfo;
 
 // Writes every persistent tensor of ex (parameters, batchnorm statistics,
@@ -209,8 +220,17 @@ void train_print_accuracies(FILE *out, const char *const *target, const double *
 // "cross_entropy(logits, label) 0.4312, mse(recon, image) 0.0213".
 void train_print_losses(FILE *out, const Model *m, const double *v, int n);
 
-// The learning rate of a step: the schedule over epochs, after warmup.
+// The learning rate of a step: the schedule over epochs, after warmup
+// (plateau: base_lr is the rate its state gives, Plateau.lr).
 double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps);
+
+// The plateau schedule's state before the first epoch, at rate lr.
+Plateau train_plateau_start(double lr);
+// One step of ReduceLROnPlateau(mode 'min') with an epoch's validation loss,
+// as PyTorch's step(metric): the rate times factor (not below min_lr, and
+// only by more than eps) after more than patience epochs without a better
+// loss, then cooldown epochs that do not count.
+void train_plateau_step(const ScheduleConfig *s, Plateau *p, double loss);
 
 #endif
 
