@@ -55,7 +55,7 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
   snprintf(step, sizeof step, "%" PRId64, info->step);
   const Rng *r = exec_rng(ex);
   snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
-  char row[256] = "", run[256] = "", plateau[160] = "";
+  char row[256 + 2 * IR_MAX_LOSS_TERMS * 20] = "", run[256] = "", plateau[160] = "";
   if (info->has_plateau)
     snprintf(plateau, sizeof plateau, "lr=%.17g best=%.17g bad=%" PRId64 " cooldown=%" PRId64, info->plateau.lr,
              info->plateau.best, info->plateau.bad, info->plateau.cooldown);
@@ -66,10 +66,12 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
              "samples=%" PRId64 " id=%s%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
              u->id, u->drop_last ? " drop_last=1" : "");   // (absent: a run without, as before drop_last existed)
   }
-  if (info->has_last) {
+  if (info->has_last) {   // then a weighted sum's terms, train's and val's
     const Metrics *l = &info->last;
-    snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
-             l->train_loss, l->train_acc, l->val_loss, l->val_acc);
+    int n = snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
+                     l->train_loss, l->train_acc, l->val_loss, l->val_acc);
+    for (int t = 0; t < 2 * l->nterms && n < (int)sizeof row; t++)
+      n += snprintf(row + n, sizeof row - n, ",%.9g", t < l->nterms ? l->train_terms[t] : l->val_terms[t - l->nterms]);
   }
   if (info->normalized)
     snprintf(norm, sizeof norm, "%.17g %.17g", info->mean, info->std);
@@ -95,9 +97,21 @@ static void read_last(const StFile *f, CkptInfo *info) {
   Metrics *l = &info->last;
   long long e, st;
   int end = -1;
+  double v[2 * IR_MAX_LOSS_TERMS];
+  int nv = 0, more = 0;
   info->has_last = s && sscanf(s, "%lld,%lld,%lf,%lf,%lf,%lf,%lf%n", &e, &st, &l->lr, &l->train_loss,
                                &l->train_acc, &l->val_loss, &l->val_acc, &end) == 7 &&
-                   s[end] == 0 && e == info->epoch && st == info->step;
+                   e == info->epoch && st == info->step;
+  while (info->has_last && s[end] && nv < 2 * IR_MAX_LOSS_TERMS && sscanf(s + end, ",%lf%n", &v[nv], &more) == 1) {
+    nv++;   // a weighted sum's terms: train's, then val's
+    end += more;
+  }
+  info->has_last = info->has_last && s[end] == 0 && nv % 2 == 0;
+  l->nterms = nv / 2;
+  for (int t = 0; t < l->nterms; t++) {
+    l->train_terms[t] = v[t];
+    l->val_terms[t] = v[l->nterms + t];
+  }
   l->epoch = info->epoch;
   l->step = info->step;
   l->seconds = -1;

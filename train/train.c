@@ -726,6 +726,27 @@ static bool save_epoch(Run *r, const Metrics *row, char *err, size_t errsz) {
   return train_checkpoint_save(r->ex, r->dir.ckpt, &r->info, err, errsz) && train_rundir_log(&r->dir, row, err, errsz);
 }
 
+// Names the metrics log's columns of a weighted sum's terms after the loss,
+// its output and its target (`mse_recon_image`), numbered (`_2`) where two
+// terms would share a name.
+static void term_columns(Run *r) {
+  char names[IR_MAX_LOSS_TERMS][256];
+  const char *list[IR_MAX_LOSS_TERMS];
+  for (int t = 0; t < r->nterms; t++) {
+    const IrNode *l = r->terms[t];
+    const char *o = ir_output_name(r->m->g, l->src[0]);
+    snprintf(names[t], sizeof names[t], "%s_%s_%s", ir_op_info(l->op)->mnem, o ? o : "output", l->src[1]->name);
+    for (int u = 0; u < t; u++)
+      if (!strcmp(names[u], names[t])) {
+        size_t n = strlen(names[t]);
+        snprintf(names[t] + n, sizeof names[t] - n, "_%d", t + 1);
+        break;
+      }
+    list[t] = names[t];
+  }
+  train_rundir_terms(&r->dir, list, r->nterms);
+}
+
 static void print_epoch(Run *r, const Metrics *row) {
   fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
   if (row->train_acc >= 0)
@@ -830,6 +851,11 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
     row.step = exec_steps(r->ex);
     row.val_loss = v.loss;
     row.val_acc = v.acc;
+    row.nterms = r->nterms;
+    for (int t = 0; t < r->nterms; t++) {
+      row.train_terms[t] = r->term_sum[t];
+      row.val_terms[t] = r->have_val && t < v.nterms ? v.terms[t] : -1;
+    }
     row.seconds = now_seconds() - es;
     ok = save_epoch(r, &row, err, errsz);
     if (ok && !o->quiet)
@@ -961,6 +987,7 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   r.nterms = ir_loss_terms(m->g, r.terms, r.weights, IR_MAX_LOSS_TERMS);
   if (r.nterms < 2 || r.nterms > IR_MAX_LOSS_TERMS)
     r.nterms = 0;
+  term_columns(&r);
   if (o->resume && o->normalize && !r.info.normalized) {
     errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
               "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "

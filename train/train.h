@@ -44,6 +44,9 @@ typedef struct Metrics {
   double train_loss, train_acc;  // over the epoch; acc -1 for real-valued targets
   double val_loss, val_acc;      // -1 without a validation set
   double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
+  int nterms;            // a loss that is a weighted sum of several: its terms (0: one loss)
+  double train_terms[IR_MAX_LOSS_TERMS];   // each term's mean over the epoch
+  double val_terms[IR_MAX_LOSS_TERMS];     // and over the validation set (-1 without one)
 } Metrics;
 
 // The settings that decide a run's steps and the order of its data: a
@@ -127,12 +130,18 @@ typedef struct RunDir {
   int lock_fd;           // -1 when not held
   FILE *log;             // the metrics log, open for appending
   bool json;             // JSON lines, else CSV
+  char *terms[IR_MAX_LOSS_TERMS];   // a weighted sum's terms, named for their columns
+  int nterms;            // (train_NAME, val_NAME after the others; 0: one loss, no such columns)
 } RunDir;
 
 // Resolves out into the run's paths, creating the directory; refuses a
 // link at any of the paths; takes the lock (failing with the pid of the
 // run holding it); removes the temporary files dead processes left.
 bool train_rundir_open(RunDir *d, const char *out, bool json, char *err, size_t errsz);
+// Names the columns of a loss's terms, for a loss that is a weighted sum
+// of several (n of them; names copied): train_NAME and val_NAME after the
+// others, NAME as `cross_entropy_logits_label` (loss, output, target).
+void train_rundir_terms(RunDir *d, const char *const *names, int n);
 // Starts the metrics log: rewrites it (atomically) with the rows of
 // epochs 1..epoch it holds, the last one taken from *last when the log
 // lacks it (a crash between the checkpoint and its row), and opens it for

@@ -39,6 +39,24 @@ fi
 grep -q '^test: loss [0-9.]* accuracy 0\.[0-9]* (cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*)' \
   "$tmp/two-cpu.log" && ok "the test set's losses" || { bad "the test line"; cat "$tmp/two-cpu.log"; }
 
+# metrics.csv: a column per loss of the weighted sum, for the training epoch
+# and the validation set, after the others; the weighted sum of an epoch's
+# terms is its loss; a row the checkpoint restores (the log lost it) keeps them.
+"$nnc" train tests/heads/twohead.nn --data "$tmp/images.csv" --no-test --epochs 1 --val-split 0.25 --threads 1 \
+  --out "$tmp/terms" --progress none >"$tmp/terms.log" 2>&1 || { bad "train twohead with val-split"; cat "$tmp/terms.log"; }
+want=epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds,train_cross_entropy_logits_label,train_mse_recon_image
+want=$want,val_cross_entropy_logits_label,val_mse_recon_image
+[ "$(head -n 1 "$tmp/terms/metrics.csv")" = "$want" ] && ok "metrics.csv has a column per loss term" ||
+  { bad "metrics.csv header"; head -n 1 "$tmp/terms/metrics.csv"; }
+awk -F, 'NR == 2 { d = $4 - ($9 + 0.1 * $10); e = $6 - ($11 + 0.1 * $12)
+  exit !(NF == 12 && d * d < 1e-12 && e * e < 1e-12 && $11 > 0) }' "$tmp/terms/metrics.csv" &&
+  ok "each loss is 1.0 * cross_entropy + 0.1 * mse of its row's terms" || { bad "the terms' columns"; cat "$tmp/terms/metrics.csv"; }
+sed 2d "$tmp/terms/metrics.csv" >"$tmp/terms.csv" && cp "$tmp/terms.csv" "$tmp/terms/metrics.csv"
+"$nnc" train tests/heads/twohead.nn --data "$tmp/images.csv" --no-test --epochs 2 --resume "$tmp/terms/checkpoint.safetensors" \
+  --threads 1 --progress none >"$tmp/terms2.log" 2>&1 || { bad "resume twohead"; cat "$tmp/terms2.log"; }
+awk -F, 'NR == 2 { exit !(NF == 12 && $8 == "" && $9 > 0 && $12 > 0) }' "$tmp/terms/metrics.csv" &&
+  ok "the row the checkpoint restores keeps the terms" || { bad "the restored row"; cat "$tmp/terms/metrics.csv"; }
+
 ck="$tmp/two-cpu/checkpoint.safetensors"
 expect 0 '^losses cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*$' \
   eval tests/heads/twohead.nn --weights "$ck" --data "$tmp/images.csv"
