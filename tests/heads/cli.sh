@@ -86,13 +86,19 @@ expect 1 "noise 0.3 would reach input 'image', which loss mse compares with" tra
 grep -q 'HINT: put the noise in the model instead, where the loss does not see it: `image -> gaussian_noise(0.3) -> ...`' \
   "$tmp/out" && [ ! -e "$tmp/ae-noise/checkpoint.safetensors" ] && ok "--noise on a loss's input: the hint, no training" \
   || { bad "--noise refusal"; cat "$tmp/out"; }
-# nnc compile: each output's size and place in a sample's row; several targets refused.
+# nnc compile: each output's and each target's size and place in a sample's
+# row; two targets whose macros would be one refused.
 expect 0 '' compile tests/heads/twohead.nn -o "$tmp/two"
 grep -q '^#define TWOHEAD_OUTPUT_SIZE 794 ' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_LOGITS_OFFSET 0 ' "$tmp/two.h" \
   && grep -q '^#define TWOHEAD_OUTPUT_RECON_SIZE 784$' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_RECON_OFFSET 10 ' \
   "$tmp/two.h" && ok "the header gives each output's size and offset" || { bad "header"; grep OUTPUT "$tmp/two.h"; }
 printf 'model t {\n input x: f32[3]\n target a: f32[1]\n target b: f32[1]\n p = x -> linear(1)\n q = x -> linear(1)\n p, q\n}\nloss mse(p, a) + mse(q, b)\n' >"$tmp/t2.nn"
-expect 1 "model 't' has 2 targets; a compiled model takes one target at most" compile "$tmp/t2.nn" -o "$tmp/t2"
+expect 0 '' compile "$tmp/t2.nn" -o "$tmp/t2"
+grep -q '^#define T_TARGET_SIZE 2 ' "$tmp/t2.h" && grep -q '^#define T_TARGET_B_OFFSET 1 ' "$tmp/t2.h" &&
+  grep -q '^typedef union t_target {' "$tmp/t2.h" && ok "the header gives each target's size and offset" ||
+  { bad "target macros"; grep TARGET "$tmp/t2.h"; }
+sed 's/target b:/target A:/; s/mse(q, b)/mse(q, A)/' "$tmp/t2.nn" >"$tmp/t3.nn"
+expect 1 "model 't': targets 'a' and 'A' would both be PREFIX_TARGET_A_SIZE in the header" compile "$tmp/t3.nn" -o "$tmp/t3"
 
 # Two targets from one table (a class and a box), on cpu and ref alike; a
 # label outside its classes is refused with the sample and the target.
