@@ -2661,7 +2661,8 @@ static void lower_optimizer(Lower *L, const Decl *d) {
   };
   for (int i = 0; i < countof(checks); i++)
     if (checks[i].bad)
-      diag_error(L->d, a.loc[checks[i].arg], NULL, "%s: %s", c->name, checks[i].msg);
+      diag_error(L->d, a.loc[checks[i].arg], checks[i].arg == clip ? "clip_norm is the largest global L2 norm of the "
+                 "gradients, e.g. clip_norm = 1.0" : NULL, "%s: %s", c->name, checks[i].msg);
 }
 
 // A name argument of a schedule (`anneal_strategy = linear`), argument i
@@ -2748,15 +2749,18 @@ static void lower_schedule(Lower *L, const Decl *d) {
     s->cooldown = (int)arg_int(&a, 4);
     s->min_lr = arg_num(&a, 5);
     s->eps = arg_num(&a, 6);
-    struct { bool bad; int arg; const char *msg; } checks[] = {
-        {!(s->factor > 0 && s->factor < 1), 0, "factor must be in (0, 1)"},
-        {!(s->threshold >= 0 && s->threshold < 1e30), 2, "threshold must be in [0, 1e30]"},
-        {!(s->min_lr >= 0 && s->min_lr < 1e30), 5, "min_lr must be in [0, 1e30]"},
-        {!(s->eps >= 0 && s->eps < 1e30), 6, "eps must be in [0, 1e30]"},
+    struct { bool bad; int arg; const char *msg, *hint; } checks[] = {
+        {!(s->factor > 0 && s->factor < 1), 0, "factor must be in (0, 1)",
+         "a plateau multiplies the rate by factor: 0.1 divides it by 10"},
+        {!(s->threshold >= 0 && s->threshold < 1e30), 2, "threshold must be in [0, 1e30]",
+         "how much lower a loss must be to count as better (rel: a fraction of the best, e.g. 1e-4)"},
+        {!(s->min_lr >= 0 && s->min_lr < 1e30), 5, "min_lr must be in [0, 1e30]", "the rate never falls below min_lr"},
+        {!(s->eps >= 0 && s->eps < 1e30), 6, "eps must be in [0, 1e30]", "a reduction smaller than eps is skipped"},
     };
     for (int i = 0; i < countof(checks); i++)
       if (checks[i].bad)
-        diag_error(L->d, a.loc[checks[i].arg], NULL, "plateau: %s, found %g", checks[i].msg, a.v[checks[i].arg].num);
+        diag_error(L->d, a.loc[checks[i].arg], checks[i].hint, "plateau: %s, found %g", checks[i].msg,
+                   a.v[checks[i].arg].num);
   }
 }
 
