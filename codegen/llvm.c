@@ -664,15 +664,22 @@ static void loop_back(LLVMValueRef *phi, LLVMValueRef *next, int n, LLVMBasicBlo
 // constant along K; P at most 4 vectors. Its last two loops are then one
 // row of C in registers (emit_product_row) instead of a load and a store
 // of C for every k.
+// Whether k is a batched product's loop at all (batch_matmul_kernel's
+// body: two loads, their product summed into one store, at least one
+// leading dimension) with its innermost dimension at most 4 vectors.
+static bool is_product(const Cg *c, const Kernel *k) {
+  return k->ndim >= 3 && k->nbody == 3 && k->nstores == 1 && k->body[0].op == KI_LOAD &&
+         k->body[1].op == KI_LOAD && k->body[2].op == KI_MUL && k->body[2].a != k->body[2].b &&
+         k->stores[0].reduce == KR_SUM && k->stores[0].value == 2 && k->dims[k->ndim - 1] <= 4 * c->vw;
+}
+
 static bool is_product_row(const Cg *c, const Kernel *k) {
   int nd = k->ndim, kd = nd - 2, p = nd - 1;
-  if (nd < 3 || k->nbody != 3 || k->nstores != 1 || k->body[2].op != KI_MUL || k->body[0].op != KI_LOAD ||
-      k->body[1].op != KI_LOAD || k->stores[0].reduce != KR_SUM || k->stores[0].value != 2 ||
-      k->dims[p] > 4 * c->vw || k->dims[kd] < 1)
+  if (!is_product(c, k) || k->dims[kd] < 1)
     return false;
   const KIndex *x = &k->body[0].idx, *y = &k->body[1].idx, *st = &k->stores[0].idx;
   bool ab = x->stride[p] == 0 && y->stride[p] == 1, ba = y->stride[p] == 0 && x->stride[p] == 1;
-  return (ab || ba) && st->stride[p] == 1 && st->stride[kd] == 0 && k->body[2].a != k->body[2].b;
+  return (ab || ba) && st->stride[p] == 1 && st->stride[kd] == 0;
 }
 
 // The loops over K and P of is_product_row's kernel, at the point of the
@@ -724,9 +731,7 @@ static LLVMValueRef hsums(Cg *c, const LLVMValueRef *in, int n, int w);
 // along K; K at most 4 vectors.
 static bool is_product_dots(const Cg *c, const Kernel *k) {
   int nd = k->ndim, pd = nd - 2, kd = nd - 1;
-  if (nd < 3 || k->nbody != 3 || k->nstores != 1 || k->body[2].op != KI_MUL || k->body[0].op != KI_LOAD ||
-      k->body[1].op != KI_LOAD || k->stores[0].reduce != KR_SUM || k->stores[0].value != 2 ||
-      k->dims[kd] > 4 * c->vw || k->body[2].a == k->body[2].b)
+  if (!is_product(c, k))
     return false;
   const KIndex *x = &k->body[0].idx, *y = &k->body[1].idx, *st = &k->stores[0].idx;
   return x->stride[kd] == 1 && y->stride[kd] == 1 && (x->stride[pd] == 0 || y->stride[pd] == 0) &&

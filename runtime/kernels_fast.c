@@ -211,14 +211,9 @@ static INLINE void row_stats(const float *x, int64_t D, float eps, float *mean, 
 FAST void k_layernorm_fast(float *y, const float *x, int64_t rows, int64_t D, double eps) {
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * D;
-    float *yr = y + r * D, m, rstd;
+    float m, rstd;
     row_stats(xr, D, (float)eps, &m, &rstd);
-    vf vm = splat(m), vr = splat(rstd);
-    int64_t j = 0;
-    for (; j + W <= D; j += W)
-      vstore(yr + j, (vload(xr + j) - vm) * vr);
-    for (; j < D; j++)
-      yr[j] = (xr[j] - m) * rstd;
+    row_scale(y + r * D, xr, D, -m, rstd);   // (x - mean) * rstd
   }
 }
 
