@@ -249,6 +249,23 @@ static LLVMValueRef call2(Cg *c, const char *base, LLVMValueRef x, LLVMValueRef 
   return calln(c, base, 2, args);
 }
 
+// a * b + d, fused where the target has a fast FMA (llvm.fmuladd), else a
+// multiply and an add: half the instructions and half the latency in the
+// polynomials below, with no libm call on a machine without FMA.
+static LLVMValueRef muladd(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
+  LLVMValueRef args[3] = {a, b, d};
+  return calln(c, "llvm.fmuladd", 3, args);
+}
+
+// coef[0] x^(n-1) + ... + coef[n-1] by Horner's rule.
+static LLVMValueRef poly(Cg *c, LLVMValueRef x, const double *coef, int n) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef p = fconst(c, t, coef[0]);
+  for (int i = 1; i < n; i++)
+    p = muladd(c, p, x, fconst(c, t, coef[i]));
+  return p;
+}
+
 //
 // The loop body: scalar code for one point of the index space
 //
@@ -424,12 +441,10 @@ static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
   LLVMValueRef xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, hi, ""), hi, x, "");
   xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, xc, lo, ""), lo, xc, "");
   LLVMValueRef fn = call1(c, "llvm.rint", LLVMBuildFMul(c->b, xc, fconst(c, t, 1.44269504088896341), ""));
-  LLVMValueRef r = LLVMBuildFSub(c->b, xc, LLVMBuildFMul(c->b, fn, fconst(c, t, 0.693359375), ""), "");
-  r = LLVMBuildFSub(c->b, r, LLVMBuildFMul(c->b, fn, fconst(c, t, -2.12194440e-4), ""), "");
-  LLVMValueRef p = fconst(c, t, coef[0]);
-  for (int i = 1; i < countof(coef); i++)
-    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, r, ""), fconst(c, t, coef[i]), "");
-  p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, LLVMBuildFMul(c->b, r, r, ""), ""), r, "");
+  LLVMValueRef r = muladd(c, fn, fconst(c, t, -0.693359375), xc);
+  r = muladd(c, fn, fconst(c, t, 2.12194440e-4), r);
+  LLVMValueRef p = poly(c, r, coef, countof(coef));
+  p = muladd(c, p, LLVMBuildFMul(c->b, r, r, ""), r);
   p = LLVMBuildFAdd(c->b, p, fconst(c, t, 1), "");
   LLVMValueRef n = LLVMBuildFPToSI(c->b, fn, it, "");
   LLVMValueRef n1 = LLVMBuildAShr(c->b, n, iconst(c, it, 1), "");
@@ -450,10 +465,7 @@ static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
   LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, fconst(c, t, 1), e, ""), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "");
   LLVMValueRef big = call2(c, "llvm.copysign", q, x);
   static const double coef[] = {62.0 / 2835, -17.0 / 315, 2.0 / 15, -1.0 / 3, 1};
-  LLVMValueRef x2 = LLVMBuildFMul(c->b, x, x, "");
-  LLVMValueRef p = fconst(c, t, coef[0]);
-  for (int i = 1; i < countof(coef); i++)
-    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), fconst(c, t, coef[i]), "");
+  LLVMValueRef p = poly(c, LLVMBuildFMul(c->b, x, x, ""), coef, countof(coef));
   LLVMValueRef small = LLVMBuildFMul(c->b, x, p, "");
   return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, fconst(c, t, 0.25), ""), small, big, "tanh");
 }
@@ -472,21 +484,18 @@ static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
 // its sign put back. The CUDA prelude (codegen/cuda_gen.c, nnc_erf) computes
 // the same: keep the coefficients equal.
 static LLVMValueRef emit_erf(Cg *c, LLVMValueRef x) {
-  static const float small_coef[] = {-6.10103365e-4f, 5.01508452e-3f, -2.67817527e-2f,
-                                     1.12822399e-1f, -3.76125336e-1f, 1.28379151e-1f};
-  static const float big_coef[] = {-1.16142814e-7f, -1.99638071e-5f, 4.30373184e-4f, -4.16550227e-3f, 2.51230486e-2f,
-                                   -1.08302042e-1f, -6.33317471e-1f, -1.12953269e+0f, 1.78836286e-4f};
+  static const double small_coef[] = {(float)-6.10103365e-4, (float)5.01508452e-3, (float)-2.67817527e-2,
+                                      (float)1.12822399e-1, (float)-3.76125336e-1, (float)1.28379151e-1};
+  static const double big_coef[] = {(float)-1.16142814e-7, (float)-1.99638071e-5, (float)4.30373184e-4,
+                                    (float)-4.16550227e-3, (float)2.51230486e-2,  (float)-1.08302042e-1,
+                                    (float)-6.33317471e-1, (float)-1.12953269e+0, (float)1.78836286e-4};
   LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef ax = call1(c, "llvm.fabs", x), x2 = LLVMBuildFMul(c->b, x, x, "");
-  LLVMValueRef p = fconst(c, t, small_coef[0]);
-  for (int i = 1; i < countof(small_coef); i++)
-    p = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x2, ""), fconst(c, t, small_coef[i]), "");
-  LLVMValueRef small = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, p, x, ""), x, "");
+  LLVMValueRef ax = call1(c, "llvm.fabs", x);
+  LLVMValueRef p = poly(c, LLVMBuildFMul(c->b, x, x, ""), small_coef, countof(small_coef));
+  LLVMValueRef small = muladd(c, p, x, x);
   LLVMValueRef four = fconst(c, t, 4);
   LLVMValueRef at = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, ax, four, ""), four, ax, "");
-  LLVMValueRef q = fconst(c, t, big_coef[0]);
-  for (int i = 1; i < countof(big_coef); i++)
-    q = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, q, at, ""), fconst(c, t, big_coef[i]), "");
+  LLVMValueRef q = poly(c, at, big_coef, countof(big_coef));
   LLVMValueRef big = call2(c, "llvm.copysign", LLVMBuildFSub(c->b, fconst(c, t, 1), emit_exp(c, q), ""), x);
   return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLE, ax, fconst(c, t, 0.921875), ""), small, big, "erf");
 }
@@ -1057,6 +1066,14 @@ static void merge(Cg *c, LLVMTypeRef ty, LLVMValueRef *a, LLVMBasicBlockRef ab, 
   }
 }
 
+// a's w lanes, then b's, as one vector of 2w.
+static LLVMValueRef concat2(Cg *c, LLVMValueRef a, LLVMValueRef b, int w) {
+  LLVMValueRef e[128];
+  for (int i = 0; i < 2 * w; i++)
+    e[i] = i32c(c, i);
+  return LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(e, (unsigned)(2 * w)), "");
+}
+
 // Row r (i64) of the tile, nv vectors of w lanes (x[v]: columns v*w..):
 // plus C's old values when accumulating, then stored, or on the last block
 // of K run through the epilogue.
@@ -1094,14 +1111,23 @@ static void finish_row(Cg *c, Uk *u, LLVMValueRef r, int nv, int w, LLVMValueRef
     at[0] = LLVMBuildSDiv(c->b, row, T, "");
     at[1] = LLVMBuildSRem(c->b, row, T, "");
   }
-  for (int v = 0; v < nv; v++) {
+  for (int v = 0; v < nv; v++)
     if (!plan->c_replaced)
       masked_store(c, x[v], cp[v], mask ? mask[v] : NULL);
-    TileEpi t = {.w = w, .cslot = plan->cslot, .mask = mask ? mask[v] : NULL, .value = x[v], .row = {at[0], at[1]},
-                 .col = LLVMBuildNSWAdd(c->b, u->p[UK_COL], i64c(c, v * w), "col")};
-    Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vt, .tile = &t};
-    emit_body(c, &n);
+  // The row's nv vectors are adjacent columns: the epilogue runs once on
+  // all of them as one vector of nv * w lanes, which LLVM splits into
+  // nv interleaved chains. Transcendental epilogues (GELU's erf, tanh)
+  // are long chains of dependent steps; one chain at a time leaves the
+  // FMA units waiting on latency.
+  LLVMValueRef whole = x[0], wmask = mask ? mask[0] : NULL;
+  if (nv == 2) {
+    whole = concat2(c, x[0], x[1], w);
+    wmask = mask ? concat2(c, mask[0], mask[1], w) : NULL;
   }
+  TileEpi t = {.w = nv * w, .cslot = plan->cslot, .mask = wmask, .value = whole, .row = {at[0], at[1]},
+               .col = u->p[UK_COL]};
+  Nest n = {.k = plan->e, .s = &plan->s, .fn = u->fn, .base = u->base, .ty = vec(c->f32, nv * w), .tile = &t};
+  emit_body(c, &n);
   LLVMBuildBr(c->b, next);
   LLVMPositionBuilderAtEnd(c->b, next);
 }
@@ -1162,46 +1188,73 @@ static LLVMValueRef uk_end(Cg *c, Uk *u) {
 
 #define UK_MAX_ACC 16
 
-// The register tile (RtTileFn): tile_m x 2 vectors of accumulators, per k
-// two (masked) vectors of B's row and one broadcast of A's per row; then
-// the accumulators go to the scratch tile, whose rows finish_rows ends.
+// The K loop of the register tile, from block `from` (where K > 0) to
+// `exit`: R x NV accumulators, per k NV vectors of B's row (masked where
+// mask is given) and one broadcast of A's per row. out[] gets the sums,
+// *latch_out the block that leaves to exit.
+static void tile_k_loop(Cg *c, Uk *u, int R, int NV, int w, const LLVMValueRef *arow, const LLVMValueRef *mask,
+                        LLVMBasicBlockRef exit, LLVMValueRef *out, LLVMBasicBlockRef *latch_out) {
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMValueRef acc[UK_MAX_ACC], zero = LLVMConstNull(vt);
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(c->b), loop = block(c, u->fn, mask ? "k.ragged" : "k");
+  LLVMBuildBr(c->b, loop);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef k = loop_phi(c, c->i64, i64c(c, 0), from);
+  for (int i = 0; i < R * NV; i++)
+    acc[i] = loop_phi(c, vt, zero, from);
+  LLVMValueRef brow = gep(c, u->p[UK_B], LLVMBuildNSWMul(c->b, k, u->p[UK_BRS], "")), bv[2];
+  for (int v = 0; v < NV; v++)
+    bv[v] = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), mask ? mask[v] : NULL);
+  LLVMValueRef ak = LLVMBuildNSWMul(c->b, k, u->p[UK_ACS], "");
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef a = splat(c, load(c, c->f32, gep(c, arow[r], ak)), w);
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef args[3] = {a, bv[v], acc[r * NV + v]};
+      out[r * NV + v] = calln(c, "llvm.fma", 3, args);
+    }
+  }
+  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, k, i64c(c, 1), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, u->p[UK_K], ""), loop, exit));
+  loop_back(&k, &k1, 1, latch);
+  loop_back(acc, out, R * NV, latch);
+  *latch_out = latch;
+}
+
+// The register tile (RtTileFn): tile_m x 2 vectors of accumulators over K,
+// in two versions: plain loads of B where the tile has all its columns,
+// masked ones for a ragged tile (masked loads are slower, and their masks
+// take two of the sixteen vector registers); then the accumulators go to
+// the scratch tile, whose rows finish_rows ends.
 static LLVMValueRef build_tile(Cg *c, const UkPlan *plan, LLVMValueRef fn) {
   int w = c->vw, R = uk_shape(w).tile_m, NV = 2;
   Uk u;
   uk_begin(c, &u, plan, fn);
   LLVMTypeRef vt = vec(c->f32, w);
-  LLVMValueRef mask[2], arow[8], acc[UK_MAX_ACC], next[UK_MAX_ACC], zero = LLVMConstNull(vt);
+  LLVMValueRef mask[2], arow[8], zero = LLVMConstNull(vt);
   for (int v = 0; v < NV; v++)
     mask[v] = lanes_below(c, v * w, w, u.p[UK_NR]);
   for (int r = 0; r < R; r++)
     arow[r] = gep(c, u.p[UK_A], LLVMBuildNSWMul(c->b, clamp_row(c, r, u.p[UK_MR]), u.p[UK_ARS], ""));
-  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, fn, "k"), exit = block(c, fn, "tile");
-  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, u.p[UK_K], i64c(c, 0), ""), loop, exit);
-  LLVMPositionBuilderAtEnd(c->b, loop);
-  LLVMValueRef k = loop_phi(c, c->i64, i64c(c, 0), guard);
-  for (int i = 0; i < R * NV; i++)
-    acc[i] = loop_phi(c, vt, zero, guard);
-  LLVMValueRef brow = gep(c, u.p[UK_B], LLVMBuildNSWMul(c->b, k, u.p[UK_BRS], "")), bv[2];
-  for (int v = 0; v < NV; v++)
-    bv[v] = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), mask[v]);
-  LLVMValueRef ak = LLVMBuildNSWMul(c->b, k, u.p[UK_ACS], "");
-  for (int r = 0; r < R; r++) {
-    LLVMValueRef a = splat(c, load(c, c->f32, gep(c, arow[r], ak)), w);
-    for (int v = 0; v < NV; v++) {
-      LLVMValueRef args[3] = {a, bv[v], acc[r * NV + v]};
-      next[r * NV + v] = calln(c, "llvm.fma", 3, args);
-    }
-  }
-  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, k, i64c(c, 1), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  keep_loop(c, LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, u.p[UK_K], ""), loop, exit));
-  loop_back(&k, &k1, 1, latch);
-  loop_back(acc, next, R * NV, latch);
+  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), exit = block(c, fn, "tile");
+  LLVMBasicBlockRef some = block(c, fn, "k.some"), full = block(c, fn, "k.full"), ragged = block(c, fn, "k.part");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, u.p[UK_K], i64c(c, 0), ""), some, exit);
+  LLVMPositionBuilderAtEnd(c->b, some);
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, u.p[UK_NR], i64c(c, NV * w), ""), full, ragged);
+  LLVMValueRef sums[2][UK_MAX_ACC];
+  LLVMBasicBlockRef latch[2];
+  LLVMPositionBuilderAtEnd(c->b, full);
+  tile_k_loop(c, &u, R, NV, w, arow, NULL, exit, sums[0], &latch[0]);
+  LLVMPositionBuilderAtEnd(c->b, ragged);
+  tile_k_loop(c, &u, R, NV, w, arow, mask, exit, sums[1], &latch[1]);
   LLVMPositionBuilderAtEnd(c->b, exit);
   LLVMValueRef out[UK_MAX_ACC];
-  for (int i = 0; i < R * NV; i++)
-    out[i] = zero;
-  merge(c, vt, out, guard, next, latch, R * NV);
+  for (int i = 0; i < R * NV; i++) {
+    LLVMValueRef phi = LLVMBuildPhi(c->b, vt, ""), in_v[3] = {zero, sums[0][i], sums[1][i]};
+    LLVMBasicBlockRef in_b[3] = {guard, latch[0], latch[1]};
+    LLVMAddIncoming(phi, in_v, in_b, 3);
+    out[i] = phi;
+  }
   LLVMValueRef tile = scratch_tile(c, &u, vt, R * NV);
   for (int i = 0; i < R * NV; i++) {
     LLVMValueRef ix[2] = {i64c(c, 0), i64c(c, i)};
