@@ -35,7 +35,7 @@ typedef struct Fuse {
   bool *need;            // need[id]: the entry point computes node id
   bool *keep;            // keep[id]: the caller reads it after the step (output, loss)
   int *uses;             // uses[id]: consumers among the needed nodes
-  int *product_uses;     // product_uses[id]: those of them that are batched products
+  bool *folded;          // folded[id]: a layout op that batched products read through (fold_views)
   int *fused_into;       // the node whose kernel computes this one, or -1
   bool *stored;          // stored[id]: computed in another node's loop, which also stores it (several readers)
   int *value;            // value[id]: a stored node's instruction in that loop
@@ -126,11 +126,8 @@ static int reads(const IrNode *c, const IrNode *p) {
 static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
   if (ir_op_is_leaf(p->op))
     return;   // constants are inlined; parameters and inputs are loaded
-  if (f->fuse && c->op == IR_BATCH_MATMUL && p->op == IR_PERMUTE && !f->keep[p->id] &&
-      f->uses[p->id] == f->product_uses[p->id]) {
-    f->fused_into[p->id] = c->id;   // each product's loop reads the permute's input with its strides
-    return;
-  }
+  if (f->folded[p->id] || f->folded[c->id])
+    return;   // no data moves there: each product reads the tensor under the chain
   bool c_loop = is_elementwise(c->op) || is_reduction(c->op);
   const char *reason = NULL;
   if (!f->fuse)
@@ -618,24 +615,130 @@ static Kernel *gemm_kernel(Fuse *f, IrNode *mm) {
 }
 
 // An operand of a batched product as its loop reads it: the buffer, and
-// the stride of each of the operand's dimensions in it (through a permute
-// folded into the product, its input's strides in the permute's order).
+// the offset and the stride of each of the operand's dimensions in it
+// (through a chain of folded layout ops, those of the tensor under it).
 typedef struct View {
   const IrNode *buf;
+  int64_t offset;
   int64_t stride[IR_MAX_DIMS];
 } View;
 
-static View operand_view(Fuse *f, Kernel *k, const IrNode *x) {
-  View v = {x, {0}};
-  KIndex xs = strides_of(x);
-  memcpy(v.stride, xs.stride, sizeof v.stride);
-  if (x->op == IR_PERMUTE && f->fused_into[x->id] >= 0) {
-    KIndex ss = strides_of(x->src[0]);
-    v.buf = x->src[0];
-    for (int i = 0; i < x->ndim; i++)
-      v.stride[i] = ss.stride[x->attr.i[i]];
-    ir_kernel_add_node(f->g, k, x);
+// The view of x after reshape n (x's view v, n's shape): each run of n's
+// dimensions whose sizes multiply to a run of x's takes its strides from
+// that run, which must then be contiguous in itself. False where it is not
+// (a reshape that merges a permuted pair of dimensions moves data).
+static bool reshape_view(const IrNode *x, const View *v, const IrNode *n, View *out) {
+  int i = 0, j = 0;
+  for (int d = 1; d < x->ndim || d < n->ndim; d++)
+    if ((d < x->ndim && x->shape[d] == IR_N) || (d < n->ndim && n->shape[d] == IR_N))
+      return false;
+  if (x->ndim > 0 && n->ndim > 0 && (x->shape[0] == IR_N || n->shape[0] == IR_N)) {
+    if (x->shape[0] != IR_N || n->shape[0] != IR_N)
+      return false;
+    out->stride[0] = v->stride[0];
+    i = j = 1;
   }
+  while (i < x->ndim || j < n->ndim) {
+    int i0 = i, j0 = j;
+    int64_t pi = i < x->ndim ? x->shape[i++] : 1, po = j < n->ndim ? n->shape[j++] : 1;
+    while (pi != po) {
+      if (pi < po && i < x->ndim)
+        pi *= x->shape[i++];
+      else if (pi > po && j < n->ndim)
+        po *= n->shape[j++];
+      else
+        return false;
+    }
+    int64_t inner = 1, outer = 0;   // the run's innermost stride; the next dimension's, were it contiguous
+    bool seen = false;
+    for (int d = i - 1; d >= i0; d--) {
+      if (x->shape[d] == 1)
+        continue;   // one element: any stride
+      if (!seen)
+        inner = v->stride[d], seen = true;
+      else if (v->stride[d] != outer)
+        return false;   // not contiguous within the run
+      outer = v->stride[d] * x->shape[d];
+    }
+    for (int d = j - 1; d >= j0; d--) {
+      out->stride[d] = inner;
+      inner *= n->shape[d];
+    }
+  }
+  return true;
+}
+
+// The view of layout op n's value in the tensor under the chain of folded
+// ops it reads (n's own buffer where n is not folded). False where a
+// reshape along the way cannot be a view.
+static bool view_of(const Fuse *f, const IrNode *n, View *v) {
+  if (!f->folded[n->id]) {
+    *v = (View){.buf = n};
+    memcpy(v->stride, strides_of(n).stride, sizeof v->stride);
+    return true;
+  }
+  const IrNode *x = n->src[0];
+  View in;
+  if (!view_of(f, x, &in))
+    return false;
+  *v = (View){.buf = in.buf, .offset = in.offset};
+  switch (n->op) {
+  case IR_PERMUTE:
+    if (x->ndim > 0 && x->shape[0] == IR_N && n->attr.i[0] != 0)
+      return false;   // the batch stays the outermost loop
+    for (int d = 0; d < n->ndim; d++)
+      v->stride[d] = in.stride[n->attr.i[d]];
+    return true;
+  case IR_SLICE: {
+    int a = (int)n->attr.i[0];
+    memcpy(v->stride, in.stride, sizeof v->stride);
+    v->offset += n->attr.i[1] * in.stride[a];
+    v->stride[a] *= n->attr.i[3];
+    return true;
+  }
+  default: return reshape_view(x, &in, n, v);
+  }
+}
+
+// Layout ops (reshape, permute, slice) read only by batched products and
+// by other such ops move no data: each product reads the tensor under the
+// chain with the chain's offset and strides (attention's q, k and v are
+// slices of a permute of a reshape of one GEMM's result). A chain that
+// cannot be a view (view_of) is computed, and so is everything under it.
+static void fold_views(Fuse *f) {
+  const IrGraph *g = f->g;
+  int nn = g->nnodes;
+  bool *other_reader = xcalloc(nn, sizeof(bool));   // read by something that needs it in memory
+  for (int i = nn - 1; i >= 0; i--) {
+    const IrNode *n = g->nodes[i];
+    IrOp op = n->op;
+    f->folded[i] = f->fuse && f->need[i] && !f->keep[i] && f->uses[i] > 0 && !other_reader[i] &&
+                   (op == IR_RESHAPE || op == IR_PERMUTE || op == IR_SLICE) && n->src[0]->op != IR_CONST;
+    if (f->need[i] && op != IR_BATCH_MATMUL && !f->folded[i])
+      for (int k = 0; k < n->nsrc; k++)
+        other_reader[n->src[k]->id] = true;
+  }
+  free(other_reader);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int i = 0; i < nn; i++) {
+      View v;
+      if (!f->folded[i] || view_of(f, g->nodes[i], &v))
+        continue;
+      for (const IrNode *x = g->nodes[i]; f->folded[x->id]; x = x->src[0])
+        f->folded[x->id] = false;   // computed, and so is what it reads
+      changed = true;
+    }
+  }
+}
+
+static View operand_view(Fuse *f, Kernel *k, const IrNode *x) {
+  View v;
+  if (!view_of(f, x, &v))
+    abort();   // fold_views keeps only chains that are views
+  for (const IrNode *n = x; f->folded[n->id]; n = n->src[0])
+    if (n->op != IR_RESHAPE)   // an alias: named by what it reshapes
+      ir_kernel_add_node(f->g, k, n);
   return v;
 }
 
@@ -644,7 +747,7 @@ static View operand_view(Fuse *f, Kernel *k, const IrNode *x) {
 // then its last two dimensions as stored (r, c: the loop dimensions they
 // run along).
 static KIndex operand_index(const IrNode *x, const View *v, int nl, int r, int c) {
-  KIndex ix = {0};
+  KIndex ix = {.offset = v->offset};
   int lx = x->ndim - 2;
   for (int i = 0; i < nl; i++) {
     int j = lx - nl + i;
@@ -1069,7 +1172,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
   f.need = arena_alloc(a, sizeof(bool) * nn);
   f.keep = arena_alloc(a, sizeof(bool) * nn);
   f.uses = arena_alloc(a, sizeof(int) * nn);
-  f.product_uses = arena_alloc(a, sizeof(int) * nn);
+  f.folded = arena_alloc(a, sizeof(bool) * nn);
   f.fused_into = arena_alloc(a, sizeof(int) * nn);
   f.gemms = arena_alloc(a, sizeof(int) * nn);
   f.stored = arena_alloc(a, sizeof(bool) * nn);
@@ -1081,11 +1184,10 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
     f.fused_into[i] = -1;
     f.ops[i] = 1;
     if (f.need[i])
-      for (int k = 0; k < g->nodes[i]->nsrc; k++) {
+      for (int k = 0; k < g->nodes[i]->nsrc; k++)
         f.uses[g->nodes[i]->src[k]->id]++;
-        f.product_uses[g->nodes[i]->src[k]->id] += g->nodes[i]->op == IR_BATCH_MATMUL;
-      }
   }
+  fold_views(&f);
   KProgram *p = arena_alloc(a, sizeof *p);
   *p = (KProgram){.g = g, .entry = entry, .max_batch = max_batch};
   f.p = p;
@@ -1130,7 +1232,7 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
     bool skip = n->op == IR_CONST ? !const_buffer[i] : ir_op_is_leaf(n->op);
     if (together && in_blocks[i])
       continue;   // in the one update below
-    if (f.need[i] && !skip && !is_alias(&f, n) && f.fused_into[i] < 0)
+    if (f.need[i] && !skip && !is_alias(&f, n) && f.fused_into[i] < 0 && !f.folded[i])
       lower_root(&f, n);
   }
   if (together)
