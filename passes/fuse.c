@@ -128,6 +128,11 @@ static void try_fuse(Fuse *f, IrNode *p, IrNode *c) {
     return;   // constants are inlined; parameters and inputs are loaded
   if (f->folded[p->id] || f->folded[c->id])
     return;   // no data moves there: each product reads the tensor under the chain
+  if (f->fuse && c->op == IR_PERMUTE && p->op == IR_BATCH_MATMUL && !f->keep[p->id] && f->uses[p->id] == 1 &&
+      !(p->ndim > 0 && p->shape[0] == IR_N && c->attr.i[0] != 0)) {
+    f->fused_into[p->id] = c->id;   // the product stores its sums in the permute's order
+    return;
+  }
   bool c_loop = is_elementwise(c->op) || is_reduction(c->op);
   const char *reason = NULL;
   if (!f->fuse)
@@ -764,12 +769,14 @@ static KIndex operand_index(const IrNode *x, const View *v, int nl, int r, int c
 // of C at a time), or over [lead..., M, P, K] where B's rows are not
 // contiguous but both operands' K is (dot products: q @ transpose(k)),
 // with a permute feeding either operand read in place.
-static Kernel *batch_matmul_kernel(Fuse *f, IrNode *mm) {
+static Kernel *batch_matmul_kernel(Fuse *f, IrNode *mm, IrNode *out) {
   const IrNode *a = mm->src[0], *b = mm->src[1];
   bool ta = mm->attr.i[0], tb = mm->attr.i[1];
   int nl = mm->ndim - 2;
   Kernel *k = ir_kernel_new(f->g, KN_LOOP, mm->scope ? mm->scope : mnem(mm));
   ir_kernel_add_node(f->g, k, mm);
+  if (out)
+    ir_kernel_add_node(f->g, k, out);
   View va = operand_view(f, k, a), vb = operand_view(f, k, b);
   // the stride of K and P in each operand as stored (its last two dimensions: row, column)
   int64_t ak = va.stride[a->ndim - 1 - ta], bk = vb.stride[b->ndim - 2 + tb], bp = vb.stride[b->ndim - 1 - tb];
@@ -783,13 +790,18 @@ static Kernel *batch_matmul_kernel(Fuse *f, IrNode *mm) {
   KIndex ia = operand_index(a, &va, nl, ta ? kd : m, ta ? m : kd);
   KIndex ib = operand_index(b, &vb, nl, tb ? p : kd, tb ? kd : p);
   KIndex ic = {0}, cs = strides_of(mm);
+  if (out) {   // C's dimension out->attr.i[d] is the permute's d
+    KIndex os = strides_of(out);
+    for (int d = 0; d < out->ndim; d++)
+      cs.stride[out->attr.i[d]] = os.stride[d];
+  }
   memcpy(ic.stride, cs.stride, sizeof(int64_t) * nl);
   ic.stride[m] = cs.stride[nl];
-  ic.stride[p] = 1;
+  ic.stride[p] = cs.stride[nl + 1];
   Gen gen = {f, k, mm, NULL};
   int la = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, va.buf), .idx = ia});
   int lb = emit(&gen, (KInstr){.op = KI_LOAD, .buf = ir_kernel_buf(f->g, k, vb.buf), .idx = ib});
-  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, mm), .idx = ic, .value = emit2(&gen, KI_MUL, la, lb),
+  ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, out ? out : mm), .idx = ic, .value = emit2(&gen, KI_MUL, la, lb),
                                     .reduce = KR_SUM});
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
@@ -1026,7 +1038,11 @@ static void lower_root(Fuse *f, IrNode *n) {
     return;
   }
   if (n->op == IR_BATCH_MATMUL) {
-    add_kernel(f, batch_matmul_kernel(f, n));
+    add_kernel(f, batch_matmul_kernel(f, n, NULL));
+    return;
+  }
+  if (n->op == IR_PERMUTE && f->fused_into[n->src[0]->id] == n->id) {
+    add_kernel(f, batch_matmul_kernel(f, n->src[0], n));
     return;
   }
   if (ir_op_kind(n->op) == IR_KIND_MATMUL) {
