@@ -5,7 +5,7 @@
 // The sum is fixed in order: each process's gradient is the mean over its
 // share of the batch, and every process forms
 //   g = sum over q = 0 .. P-1, in that order, of (share_q / batch) * g_q
-// in double precision from the gradients of all (an allgather), so the
+// from the gradients of all (an allgather), so the
 // result is the same bytes in every process and in every run, whatever the
 // timing (MPI_Allreduce's order of additions is its own). Gradients go in
 // buckets of about BUCKET_FLOATS floats, each sent (MPI_Iallgather) as soon
@@ -90,19 +90,22 @@ void train_dist_end(Dist *d) {
 int train_dist_rank(const Dist *d) { return d->rank; }
 int train_dist_size(const Dist *d) { return d->size; }
 
-// Sends bucket b: every process's copy of it arrives in recv, in rank order.
+// Sends bucket b: every process's copy of it arrives in recv, in rank order
+// (a bucket of one gradient goes from where it lies).
 static void post(Dist *d, int b) {
   Bucket *k = &d->buckets[b];
-  for (int i = k->first; i < k->first + k->count; i++)
+  const float *send = k->count == 1 ? d->members[k->first].g : k->send;
+  for (int i = k->first; i < k->first + k->count && k->count > 1; i++)
     memcpy(k->send + d->members[i].at, d->members[i].g, sizeof(float) * d->members[i].n);
-  MPI_Iallgather(k->send, (int)k->floats, MPI_FLOAT, k->recv, (int)k->floats, MPI_FLOAT, MPI_COMM_WORLD, &k->req);
+  MPI_Iallgather(send, (int)k->floats, MPI_FLOAT, k->recv, (int)k->floats, MPI_FLOAT, MPI_COMM_WORLD, &k->req);
   k->posted = true;
   if (d->open == b)
     d->open = -1;
 }
 
 // Waits for bucket b and writes each of its gradients' sum over the
-// processes, in rank order, over the gradient.
+// processes over the gradient: w_0 g_0, then + w_q g_q for q = 1, 2, ... in
+// that order, element by element (the same floats in every process).
 static void finish(Dist *d, int b) {
   Bucket *k = &d->buckets[b];
   if (k->summed)
@@ -112,11 +115,15 @@ static void finish(Dist *d, int b) {
   MPI_Wait(&k->req, MPI_STATUS_IGNORE);
   for (int i = k->first; i < k->first + k->count; i++) {
     const Member *m = &d->members[i];
-    for (int64_t e = 0; e < m->n; e++) {
-      double s = 0;
-      for (int q = 0; q < d->size; q++)
-        s += d->weight[q] * k->recv[q * k->floats + m->at + e];
-      m->g[e] = (float)s;
+    float *g = m->g, w = (float)d->weight[0];
+    const float *r = k->recv + m->at;
+    for (int64_t e = 0; e < m->n; e++)
+      g[e] = w * r[e];
+    for (int q = 1; q < d->size; q++) {
+      w = (float)d->weight[q];
+      r = k->recv + q * k->floats + m->at;
+      for (int64_t e = 0; e < m->n; e++)
+        g[e] += w * r[e];
     }
   }
   k->summed = true;
@@ -177,6 +184,8 @@ static void on_between(void *arg) {
 bool train_dist_attach(Dist *d, Exec *ex, const Model *m, char *err, size_t errsz) {
   ExecGradHook h = {on_ready, on_need, on_between, d};
   int n;
+  if (d->size == 1)
+    return true;   // a job of one: its gradients are the sum
   if (!exec_set_grad_hook(ex, &h, &n, err, errsz))
     return false;
   free(d->bucket_of);
