@@ -60,6 +60,12 @@ for p in 2 3; do   # 3: shares of 6 and 7 of each batch of 20
     bad "P = $p: the weights differ from one process's: $(cat "$tmp/cmp")"
   fi
 done
+trained nofuse 2 "$@" --epochs 1 --no-fuse --out "$tmp/nofuse"   # every node a kernel: other points to sum at
+if perl $close "$tmp/one/checkpoint.safetensors" "$tmp/nofuse/checkpoint.safetensors" 1e-5 >"$tmp/cmp" 2>&1; then
+  ok "P = 2 unfused: the weights of one process ($(cat "$tmp/cmp"))"
+else
+  bad "P = 2 unfused: $(cat "$tmp/cmp")"
+fi
 lines=$(grep -c "^epoch 1/1: train loss" "$tmp/p2.log")
 if [ "$lines" = 1 ] && grep -q "distributed: 2 processes, each with 10 samples of every batch of 20" "$tmp/p2.log"; then
   ok "process 0 alone prints"
@@ -99,6 +105,7 @@ refused() {   # refused NAME P PATTERN ARGS...
     bad "$name: status $status, no line matches '$pattern'"; cat "$tmp/$name.log"
   fi
 }
+refused ref 2 "the ref backend runs a training step as a whole" "$@" --backend ref --out "$tmp/ref"
 refused small 2 "a batch of 1 samples leaves some of the 2 processes none" "$@" --batch 1 --out "$tmp/small"
 refused last 3 "leave a last batch of 1, fewer than the 3 processes" "$@" --batch 7 --limit 22 --out "$tmp/last"
 run lastok 3 "$@" --batch 7 --limit 22 --drop-last --out "$tmp/lastok" ||
