@@ -447,7 +447,8 @@ static void print_header(Run *r) {
           (long long)data_batcher_nbatches(&r->batcher), o->epochs, o->epochs == 1 ? "" : "s", o->lr,
           (unsigned long long)o->seed);
   if (r->dist) {   // shares differ by at most one sample
-    int64_t least = train_dist_share(o->batch, r->size, 1), most = o->batch - train_dist_share(o->batch, r->size, r->size - 1);
+    int64_t least = train_dist_share(o->batch, r->size, 1);
+    int64_t most = o->batch - train_dist_share(o->batch, r->size, r->size - 1);
     fprintf(r->out, "distributed: %d process%s, each with %lld", r->size, r->size == 1 ? "" : "es", (long long)least);
     if (most != least)
       fprintf(r->out, " or %lld", (long long)most);
@@ -546,7 +547,8 @@ static bool next_batch(Run *r, int64_t epoch, float *x, void *y, float *noisy, i
     return false;
   int64_t row = exec_sample_dim(r->m);
   my_share(r, *B, lo, hi);
-  *feed = augment_batch(r, epoch, r->batcher.pos - *B + *lo, *hi - *lo, x + *lo * row, noisy ? noisy + *lo * row : NULL);
+  *feed = augment_batch(r, epoch, r->batcher.pos - *B + *lo, *hi - *lo, x + *lo * row,
+                        noisy ? noisy + *lo * row : NULL);
   *ys = (char *)y + *lo * r->trow;
   return true;
 }
@@ -582,7 +584,8 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
     }
     double loss = exec_run(ex, ENTRY_TRAIN, b, feed[cur], ys[cur], lr);
     // The step's numbers over the whole batch: every process's, in rank order.
-    double v[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {loss * b}, tv[IR_MAX_LOSS_TERMS], tot[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {0};
+    double v[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {loss * b}, tot[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {0};
+    double tv[IR_MAX_LOSS_TERMS];
     int64_t c[IR_MAX_TARGETS] = {0};
     if (nh)
       count_correct(ex, heads, nh, ys[cur], b, c, NULL);
@@ -607,8 +610,9 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
         fputc('\n', p->out);
       if (bad == r->rank) {   // that process says where (the others applied a step with its gradients: they stop too)
         *exec_rng(ex) = before;
-        const IrNode *n = exec_keeps_values(ex) ? exec_first_nonfinite(ex)
-                                                : replay_on_ref(ex, r->m, r->o->threads, b, feed[cur], ys[cur], lr, lo[cur]);
+        const IrNode *n = exec_keeps_values(ex)
+                            ? exec_first_nonfinite(ex)
+                            : replay_on_ref(ex, r->m, r->o->threads, b, feed[cur], ys[cur], lr, lo[cur]);
         report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
       }
       free(all);
@@ -1091,7 +1095,8 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   r.o = o = &eff;
   if (!check_augment(m, &o->augment, err, sizeof err))
     goto fail;
-  if (r.rank == 0 && (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err)))
+  if (r.rank == 0 &&   // (the others write no files)
+      (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err)))
     goto fail;
   // The data first: a data set that does not load is reported before any
   // compiling, and the compiler's working memory comes and goes after the
@@ -1183,7 +1188,8 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   if (r.rank == 0 && o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
       !train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
     goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
-  if (r.rank == 0 && !train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
+  if (r.rank == 0 &&
+      !train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
   r.trow = 4 * (r.train.y ? 1 : r.train.tdim);
   if (!all_ok(&r, true, &reported))

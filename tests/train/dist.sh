@@ -105,6 +105,19 @@ refused() {   # refused NAME P PATTERN ARGS...
     bad "$name: status $status, no line matches '$pattern'"; cat "$tmp/$name.log"
   fi
 }
+# A loss that goes non-finite stops every process; one says where, as one process would.
+sed 's/adam(lr = 0.01)/sgd(lr = 1e30)/' tests/train/dist.nn >"$tmp/sgd.nn"
+"$nnc" train "$tmp/sgd.nn" "$@" --out "$tmp/nan1" >"$tmp/nan1.log" 2>&1
+"$mpirun" --oversubscribe $root -np 2 "$nnc" train "$tmp/sgd.nn" "$@" --distributed --out "$tmp/nan2" \
+  >"$tmp/nan2.log" 2>&1 </dev/null
+status=$?
+want=$(grep "training stopped" "$tmp/nan1.log")
+if [ $status != 0 ] && [ -n "$want" ] && [ "$(grep -c "training stopped" "$tmp/nan2.log")" = 1 ] &&
+   grep -qF "$want" "$tmp/nan2.log"; then
+  ok "a non-finite loss stops every process, reported once as one process does"
+else
+  bad "non-finite loss on 2 processes: status $status"; cat "$tmp/nan1.log" "$tmp/nan2.log"
+fi
 refused ref 2 "the ref backend runs a training step as a whole" "$@" --backend ref --out "$tmp/ref"
 refused small 2 "a batch of 1 samples leaves some of the 2 processes none" "$@" --batch 1 --out "$tmp/small"
 refused last 3 "leave a last batch of 1, fewer than the 3 processes" "$@" --batch 7 --limit 22 --out "$tmp/last"
