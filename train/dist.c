@@ -3,15 +3,15 @@
 // updates, and the few collectives the training loop needs.
 //
 // The sum is fixed in order: each process's gradient is the mean over its
-// share of the batch, and every process forms
+// share of the batch, and every process, from the gradients of all, forms
 //   g = sum over q = 0 .. P-1, in that order, of (share_q / batch) * g_q
-// from the gradients of all (an allgather), so the
-// result is the same bytes in every process and in every run, whatever the
-// timing (MPI_Allreduce's order of additions is its own). Gradients go in
-// buckets of about BUCKET_FLOATS floats, each sent (MPI_Iallgather) as soon
-// as the backward pass has made its last gradient, and waited for only
-// before the first kernel that reads one: the rest of the backward pass
-// runs while they travel. Between kernels MPI_Test lets Open MPI move them.
+// so the result is the same bytes in every process and in every run,
+// whatever the timing (MPI_Allreduce's order of additions is its own).
+// Gradients go in buckets of about BUCKET_FLOATS floats, each sent to every
+// other process (MPI_Isend, MPI_Irecv) as soon as the backward pass has
+// made its last gradient, and waited for only before the first kernel that
+// reads one: the rest of the backward pass runs while they travel. Between
+// kernels MPI_Testall lets Open MPI move them.
 //
 // Built without MPI (no NNC_HAVE_MPI), train_dist_start says what to
 // install, and nothing else here is reached.
@@ -27,10 +27,10 @@ enum { BUCKET_FLOATS = 1 << 16 };   // 256 KiB: small enough to overlap, large e
 
 // A run of gradients sent together.
 typedef struct Bucket {
-  float *send, *recv;    // [floats], [size * floats]
+  float *send, *recv;    // [floats]: this process's; [size * floats]: every process's, by rank
   int64_t floats, cap;
   int first, count;      // its gradients: members[first .. first + count)
-  MPI_Request req;
+  MPI_Request *req;      // [2 * (size - 1)]: a receive from and a send to every other process
   bool posted, summed;
 } Bucket;
 
@@ -75,6 +75,7 @@ void train_dist_end(Dist *d) {
   for (int b = 0; b < d->bucket_cap; b++) {
     free(d->buckets[b].send);
     free(d->buckets[b].recv);
+    free(d->buckets[b].req);
   }
   free(d->buckets);
   free(d->members);
@@ -90,14 +91,27 @@ void train_dist_end(Dist *d) {
 int train_dist_rank(const Dist *d) { return d->rank; }
 int train_dist_size(const Dist *d) { return d->size; }
 
-// Sends bucket b: every process's copy of it arrives in recv, in rank order
-// (a bucket of one gradient goes from where it lies).
+// This process's part of bucket k: where a bucket of one gradient lies,
+// else the copy in send.
+static const float *own(const Dist *d, const Bucket *k) {
+  return k->count == 1 ? d->members[k->first].g : k->send;
+}
+
+// Sends bucket b to every other process and receives theirs into recv at
+// their rank's place: point-to-point messages, which Open MPI moves faster
+// than a nonblocking allgather, and tagged by the bucket (every process
+// makes the same buckets in the same order).
 static void post(Dist *d, int b) {
   Bucket *k = &d->buckets[b];
-  const float *send = k->count == 1 ? d->members[k->first].g : k->send;
   for (int i = k->first; i < k->first + k->count && k->count > 1; i++)
     memcpy(k->send + d->members[i].at, d->members[i].g, sizeof(float) * d->members[i].n);
-  MPI_Iallgather(send, (int)k->floats, MPI_FLOAT, k->recv, (int)k->floats, MPI_FLOAT, MPI_COMM_WORLD, &k->req);
+  int n = 0, tag = b % 32768;   // (MPI promises tags up to 32767)
+  for (int q = 0; q < d->size; q++)
+    if (q != d->rank)
+      MPI_Irecv(k->recv + q * k->floats, (int)k->floats, MPI_FLOAT, q, tag, MPI_COMM_WORLD, &k->req[n++]);
+  for (int q = 0; q < d->size; q++)
+    if (q != d->rank)
+      MPI_Isend(own(d, k), (int)k->floats, MPI_FLOAT, q, tag, MPI_COMM_WORLD, &k->req[n++]);
   k->posted = true;
   if (d->open == b)
     d->open = -1;
@@ -112,18 +126,24 @@ static void finish(Dist *d, int b) {
     return;
   if (!k->posted)
     post(d, b);
-  MPI_Wait(&k->req, MPI_STATUS_IGNORE);
+  MPI_Waitall(2 * (d->size - 1), k->req, MPI_STATUSES_IGNORE);
+  enum { CHUNK = 1024 };   // summed a chunk at a time: this process's part may be the gradient itself
+  float acc[CHUNK];
   for (int i = k->first; i < k->first + k->count; i++) {
     const Member *m = &d->members[i];
-    float *g = m->g, w = (float)d->weight[0];
-    const float *r = k->recv + m->at;
-    for (int64_t e = 0; e < m->n; e++)
-      g[e] = w * r[e];
-    for (int q = 1; q < d->size; q++) {
-      w = (float)d->weight[q];
-      r = k->recv + q * k->floats + m->at;
-      for (int64_t e = 0; e < m->n; e++)
-        g[e] += w * r[e];
+    for (int64_t lo = 0; lo < m->n; lo += CHUNK) {
+      int64_t n = m->n - lo < CHUNK ? m->n - lo : CHUNK;
+      for (int q = 0; q < d->size; q++) {
+        float w = (float)d->weight[q];
+        const float *r = (q == d->rank ? own(d, k) : k->recv + q * k->floats) + m->at + lo;
+        if (q == 0)
+          for (int64_t e = 0; e < n; e++)
+            acc[e] = w * r[e];
+        else
+          for (int64_t e = 0; e < n; e++)
+            acc[e] += w * r[e];
+      }
+      memcpy(m->g + lo, acc, sizeof(float) * n);
     }
   }
   k->summed = true;
@@ -140,6 +160,8 @@ static void on_ready(void *arg, int i, float *g, int64_t n) {
       memset(d->buckets + d->nbuckets, 0, sizeof(Bucket) * (d->bucket_cap - d->nbuckets));
     }
     Bucket *k = &d->buckets[d->open = d->nbuckets++];
+    if (!k->req)
+      k->req = xmalloc(sizeof(MPI_Request) * 2 * (d->size - 1));
     k->floats = 0;
     k->first = d->nmembers;
     k->count = 0;
@@ -176,8 +198,8 @@ static void on_between(void *arg) {
   for (int b = 0; b < d->nbuckets; b++) {
     Bucket *k = &d->buckets[b];
     int done = 0;
-    if (k->posted && !k->summed && k->req != MPI_REQUEST_NULL)
-      MPI_Test(&k->req, &done, MPI_STATUS_IGNORE);
+    if (k->posted && !k->summed)
+      MPI_Testall(2 * (d->size - 1), k->req, &done, MPI_STATUSES_IGNORE);
   }
 }
 
