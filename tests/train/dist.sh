@@ -66,6 +66,14 @@ if perl $close "$tmp/one/checkpoint.safetensors" "$tmp/nofuse/checkpoint.safeten
 else
   bad "P = 2 unfused: $(cat "$tmp/cmp")"
 fi
+# Augmentation draws by the sample's place in the epoch: the same with shares.
+trained aug1 0 "$@" --epochs 1 --shift 2 --hflip --noise 0.05 --out "$tmp/aug1"
+trained aug2 2 "$@" --epochs 1 --shift 2 --hflip --noise 0.05 --out "$tmp/aug2"
+if perl $close "$tmp/aug1/checkpoint.safetensors" "$tmp/aug2/checkpoint.safetensors" 1e-5 >"$tmp/cmp" 2>&1; then
+  ok "P = 2 augmented (shift, hflip, noise): the weights of one process ($(cat "$tmp/cmp"))"
+else
+  bad "P = 2 augmented: $(cat "$tmp/cmp")"
+fi
 lines=$(grep -c "^epoch 1/1: train loss" "$tmp/p2.log")
 if [ "$lines" = 1 ] && grep -q "distributed: 2 processes, each with 10 samples of every batch of 20" "$tmp/p2.log"; then
   ok "process 0 alone prints"
