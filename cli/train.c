@@ -73,6 +73,11 @@ static const char *const usage_train =
     "      --no-fuse         cpu: one kernel per graph node\n"
     "      --progress MODE   within each epoch: bar (a live line), lines (one every\n"
     "                        10 s), none, or auto (bar on a terminal, else lines)\n"
+    "      --distributed     one process of `mpirun -np P nnc train ...`: each takes\n"
+    "                        its share of every batch and the gradients are summed\n"
+    "                        (the weights are one process's to float rounding);\n"
+    "                        process 0 writes the files and prints. --threads\n"
+    "                        defaults to the cores over the processes on a machine\n"
     "  -q, --quiet           print nothing but errors\n"
     "  -h, --help            show this help\n";
 
@@ -157,7 +162,7 @@ static const char *resume_dir(const char *ckpt, char *buf, size_t n) {
 int cli_train(int argc, char **argv) {
   enum { O_TEST = 256, O_LR, O_VAL, O_RESUME, O_LIMIT, O_TLIMIT, O_NORM, O_NOSHUF, O_METRICS, O_PROGRESS,
          O_BACKEND, O_NOFUSE, O_INIT, O_OVERWRITE, O_NOTEST, O_SHIFT, O_CROP, O_HFLIP, O_NOHFLIP, O_ROTATE,
-         O_NOISE, O_DROPLAST };
+         O_NOISE, O_DROPLAST, O_DIST };
   static const struct option opts[] = {
       {"data", required_argument, 0, 'd'},   {"test", required_argument, 0, O_TEST},
       {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
@@ -174,7 +179,7 @@ int cli_train(int argc, char **argv) {
       {"shift", required_argument, 0, O_SHIFT}, {"crop", required_argument, 0, O_CROP},
       {"hflip", no_argument, 0, O_HFLIP},    {"no-hflip", no_argument, 0, O_NOHFLIP},
       {"rotate", required_argument, 0, O_ROTATE}, {"noise", required_argument, 0, O_NOISE},
-      {"drop-last", no_argument, 0, O_DROPLAST},
+      {"drop-last", no_argument, 0, O_DROPLAST}, {"distributed", no_argument, 0, O_DIST},
       {0, 0, 0, 0},
   };
   const char *data = RT_FASHION_MNIST_DIR, *test = NULL, *out = NULL, *resume = NULL, *metrics = "csv",
@@ -185,7 +190,8 @@ int cli_train(int argc, char **argv) {
   int64_t shift = -1, crop = -1;
   double rotate = -1, noise = -1;
   int hflip = -1;   // -1: the train declaration's
-  bool normalize = false, noshuffle = false, quiet = false, nofuse = false, droplast = false;
+  bool normalize = false, noshuffle = false, quiet = false, nofuse = false, droplast = false, dist = false,
+       gave_threads = false;
   const char *backend = EXEC_DEFAULT_BACKEND;
   int ch;
   optind = 1;
@@ -207,12 +213,15 @@ int cli_train(int argc, char **argv) {
     case O_NORM: normalize = true; break;
     case O_NOSHUF: noshuffle = true; break;
     case O_DROPLAST: droplast = true; break;
+    case O_DIST: dist = true; break;
     case O_METRICS: metrics = optarg; break;
     case O_PROGRESS: prog = optarg; break;
     case 'e': if (!cli_int(optarg, 0, TRAIN_MAX_EPOCHS, &epochs)) return cli_usage_error(usage_train, "--epochs needs a whole number from 0 to 1000000, found '%s'", optarg); break;
     case 'b': if (!cli_int(optarg, 1, TRAIN_MAX_BATCH, &batch)) return cli_usage_error(usage_train, "--batch needs a whole number from 1 to 1048576, found '%s'", optarg); break;
     case 's': if (!cli_int(optarg, 0, INT64_MAX, &seed)) return cli_usage_error(usage_train, "--seed needs a whole number from 0, found '%s'", optarg); break;
-    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg); break;
+    case 'j': if (!cli_int(optarg, 1, 1024, &threads)) return cli_usage_error(usage_train, "--threads needs a whole number from 1 to 1024, found '%s'", optarg);
+      gave_threads = true;
+      break;
     case O_LIMIT: if (!cli_int(optarg, 1, INT64_MAX, &limit)) return cli_usage_error(usage_train, "--limit needs a whole number from 1, found '%s'", optarg); break;
     case O_TLIMIT: if (!cli_int(optarg, 1, INT64_MAX, &tlimit)) return cli_usage_error(usage_train, "--test-limit needs a whole number from 1, found '%s'", optarg); break;
     case O_LR: if (!cli_num(optarg, 1e-300, 1e6, &lr)) return cli_usage_error(usage_train, "--lr needs a positive number, found '%s'", optarg); break;
@@ -240,6 +249,13 @@ int cli_train(int argc, char **argv) {
     return cli_usage_error(usage_train, "--test and --no-test contradict each other%s", "");
   if (strcmp(metrics, "csv") && strcmp(metrics, "json"))
     return cli_usage_error(usage_train, "--metrics is csv or json, found '%s'", metrics);
+  // mpirun says how many processes it started, and how many on this machine.
+  const char *world = getenv("OMPI_COMM_WORLD_SIZE"), *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (!dist && world && atoi(world) > 1)
+    return cli_usage_error(usage_train, "mpirun started %s processes, but without --distributed each would "
+                           "train alone, into the same files\n---> HINT: add --distributed", world);
+  if (dist && !gave_threads && local && atoi(local) > 1)
+    threads = threads / atoi(local) > 0 ? threads / atoi(local) : 1;   // the machine's cores, shared
   int progress;
   if (!strcmp(prog, "auto"))
     progress = isatty(fileno(stdout)) ? 1 : 0;
@@ -267,7 +283,7 @@ int cli_train(int argc, char **argv) {
       .test_limit = tlimit, .normalize = normalize, .shuffle = m->train.shuffle && !noshuffle,
       .drop_last = m->train.drop_last || droplast, .patience = m->train.patience,
       .progress = progress, .quiet = quiet, .json = !strcmp(metrics, "json"), .backend = backend,
-      .fuse = !nofuse,
+      .fuse = !nofuse, .distributed = dist,
       .augment = {shift >= 0 ? (int)shift : g->shift, crop >= 0 ? (int)crop : g->crop,
                   hflip >= 0 ? hflip != 0 : g->hflip, rotate >= 0 ? rotate : g->rotate, noise >= 0 ? noise : g->noise},
       .given = (batch > 0 ? TRAIN_GIVEN_BATCH : 0) | (lr > 0 ? TRAIN_GIVEN_LR : 0) | (seed >= 0 ? TRAIN_GIVEN_SEED : 0) |

@@ -31,6 +31,9 @@ typedef struct ExecBackend {
   // The batch the next run of entry will get (exec_prefetch); NULL: the
   // backend has no memory of its own to copy it to ahead of time.
   void (*prefetch)(Exec *ex, EntryKind entry, int64_t B, const float *x, const void *y);
+  // Finds where ex's training program makes each gradient final and where
+  // it is first read (exec_set_grad_hook); NULL: no such points.
+  bool (*grad_points)(Exec *ex, int *ngrads, char *err, size_t errsz);
   // Whether the backend can run on this machine (the libraries or device
   // it needs are there); false with what is missing in err. NULL: always.
   bool (*available)(char *err, size_t errsz);
@@ -68,6 +71,10 @@ struct Exec {
   bool *masked;        // masked[id]: the last run applied dropout at node id
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
+  int64_t first_sample;  // exec_set_first_sample's
+  ExecGradHook hook;     // exec_set_grad_hook's (ready NULL: none)
+  struct GradPoint *points;   // the cpu backend's: where the training program calls it, by kernel
+  int npoints;
   // The cpu backend: buf[] points into these, per the running program's plan.
   Compilation *prog[ENTRY_COUNT];   // per entry point it runs
   CgModule *mod[ENTRY_COUNT];

@@ -121,6 +121,7 @@ void exec_free(Exec *ex) {
   exec_free_tables(ex);
   free(ex->state_ids);
   free(ex->state_user);
+  free(ex->points);
   free(ex);
 }
 
@@ -347,6 +348,24 @@ int64_t exec_steps(const Exec *ex) { return ex->steps; }
 void exec_set_steps(Exec *ex, int64_t steps) { ex->steps = steps; }
 Rng *exec_rng(Exec *ex) { return &ex->rng; }
 void exec_set_dropout(Exec *ex, bool enabled) { ex->dropout = enabled; }
+
+void exec_set_first_sample(Exec *ex, int64_t first) { ex->first_sample = first; }
+
+bool exec_set_grad_hook(Exec *ex, const ExecGradHook *h, int *ngrads, char *err, size_t errsz) {
+  ex->hook = (ExecGradHook){0};
+  *ngrads = 0;
+  if (!h)
+    return true;
+  if (!ex->be->grad_points || !(ex->entries & (1u << ENTRY_TRAIN))) {
+    errorf(err, errsz, "the %s backend runs a training step as a whole: it has no point at which the gradients "
+           "are final and the updates have not read them\n---> HINT: train with --backend cpu", ex->be->name);
+    return false;
+  }
+  if (!ex->be->grad_points(ex, ngrads, err, errsz))
+    return false;
+  ex->hook = *h;
+  return true;
+}
 
 void exec_set_tick(Exec *ex, void (*tick)(void *arg, int kernel), void *arg) {
   ex->tick = tick;

@@ -137,6 +137,36 @@ Rng *exec_rng(Exec *ex);
 // whatever the generator (tests compare with frameworks whose masks differ).
 void exec_set_dropout(Exec *ex, bool enabled);
 
+// Data-parallel training (train/dist.c): each process runs its share of a
+// batch, and the processes sum their gradients between the step's backward
+// pass and its updates. A training step calls these from inside, between
+// the kernels of its program:
+typedef struct ExecGradHook {
+  // Gradient i (of m->params[i]; one two parameters share comes once, at
+  // the first) is final: its n floats at g may be read and replaced until
+  // need(i) returns; no kernel touches them before that.
+  void (*ready)(void *arg, int i, float *g, int64_t n);
+  // The next kernel reads gradient i: its values must be in place on return.
+  void (*need)(void *arg, int i);
+  // After the calls of each boundary between kernels, and at the end of
+  // the step (communication may progress there).
+  void (*between)(void *arg);
+  void *arg;
+} ExecGradHook;
+
+// Installs h (copied; NULL removes it) for ex's training steps. False, with
+// the reason in err, where the backend has no point at which a gradient is
+// final and unread (ref, cuda), or the program computes a gradient inside
+// the kernel that reads it (a fused one: fuse off makes every gradient a
+// kernel's result). A gradient the program folded into a constant is the
+// same in every process and is not given. *ngrads: the gradients given.
+bool exec_set_grad_hook(Exec *ex, const ExecGradHook *h, int *ngrads, char *err, size_t errsz);
+
+// Dropout and gaussian_noise draw what samples [first, first + B) of a
+// larger batch would (0: the batch is the whole): a process's share of a
+// data-parallel step gets the masks of the whole batch's single step.
+void exec_set_first_sample(Exec *ex, int64_t first);
+
 // Calls tick(arg, i) as kernel i of a step's program starts, and tick(arg,
 // nkernels) when the step ends (NULL: no calls); for `nnc bench`. A backend
 // without a program never calls it.

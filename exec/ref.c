@@ -359,6 +359,12 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
 }
 
 // Runs node n for batch B; returns the loss for a loss node.
+// The index that element 0 of random layer n's result has in the larger
+// batch whose draws this step shares (exec_set_first_sample).
+static int64_t first_element(const Exec *ex, const IrNode *n) {
+  return n->ndim > 0 && n->shape[0] == IR_N ? ex->first_sample * ir_numel(n, 1) : 0;
+}
+
 static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, double lr) {
   float *out = F(ex, n);
   const IrNode *a = n->nsrc > 0 ? n->src[0] : NULL;
@@ -427,13 +433,14 @@ static double run_node(Exec *ex, const IrNode *n, int64_t B, bool training, doub
     ex->masked[n->id] = training && ex->dropout;
     if (ex->masked[n->id])
       k_dropout_forward(out, ex->mask[n->id], F(ex, a), k, (float)n->attr.f[0],
-                        k_dropout_key((float)n->attr.f[0], &ex->rng), 0);
+                        k_dropout_key((float)n->attr.f[0], &ex->rng), first_element(ex, n));
     else
       memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;
   case IR_GAUSSIAN_NOISE:   // the key drawn as the cpu backend's (runtime/lib.c run_noise)
     if (training && ex->dropout && n->attr.f[0] > 0)
-      k_noise_forward(out, F(ex, a), k, (float)n->attr.f[0], k_noise_key((float)n->attr.f[0], &ex->rng), 0);
+      k_noise_forward(out, F(ex, a), k, (float)n->attr.f[0], k_noise_key((float)n->attr.f[0], &ex->rng),
+                      first_element(ex, n));
     else
       memcpy(out, F(ex, a), sizeof(float) * k);
     return 0;

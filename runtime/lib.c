@@ -304,6 +304,7 @@ typedef struct SplitCall {
   int64_t N;           // samples of the first operand (B where it is batched)
   int T;
   uint64_t key;        // a dropout mask's
+  int64_t first;       // a dropout's or noise's: the index its element 0 draws at
   float *aux;          // a batchnorm's statistics; a weight gradient's dy, transposed
   void *saved;         // a max pooling's argmax, a dropout's mask
   KGemmFn gemm;        // a convolution's GEMM (NULL: k_gemm on the calling thread)
@@ -532,13 +533,20 @@ static void run_conv(SplitCall *s) {
     rt_pool_run(c->pool, conv_dw_sum, s, wn);
 }
 
+// The index that element 0 of a random layer's result b has in the larger
+// batch whose draws this one shares (RtContext.first_sample); 0 for a
+// result without the batch dimension.
+static int64_t first_element(const RtContext *c, const RtLibBuf *b) {
+  return b->ndim > 0 && b->shape[0] == RT_BATCH ? c->first_sample * rt_lib_numel(b, 1) : 0;
+}
+
 // Dropout, or its gradient, on elements [lo, hi) of the batch (the mask of
 // an element depends only on the call's key and the element's index).
 static void dropout_share(void *arg, int64_t lo, int64_t hi) {
   const SplitCall *s = arg;
   float p = (float)s->k->f[0];
   if (s->k->kind == RL_DROPOUT) {
-    k_dropout_forward(P(s, 1) + lo, (uint8_t *)s->saved + lo, P(s, 0) + lo, hi - lo, p, s->key, lo);
+    k_dropout_forward(P(s, 1) + lo, (uint8_t *)s->saved + lo, P(s, 0) + lo, hi - lo, p, s->key, s->first + lo);
     return;
   }
   float *dx = P(s, 1) + lo;
@@ -559,6 +567,7 @@ static void run_dropout(SplitCall *s) {
   }
   if (k->kind == RL_DROPOUT)
     s->key = k_dropout_key((float)k->f[0], s->c->rng);
+  s->first = first_element(s->c, &k->buf[1]);
   rt_pool_run(s->c->pool, dropout_share, s, n);
 }
 
@@ -623,7 +632,7 @@ static void run_softmax(SplitCall *s) {
 // depends only on the call's key and its index).
 static void noise_share(void *arg, int64_t lo, int64_t hi) {
   const SplitCall *s = arg;
-  k_noise_forward(P(s, 1) + lo, P(s, 0) + lo, hi - lo, (float)s->k->f[0], s->key, lo);
+  k_noise_forward(P(s, 1) + lo, P(s, 0) + lo, hi - lo, (float)s->k->f[0], s->key, s->first + lo);
 }
 
 // The noise in a training step with the random layers on; else the identity.
@@ -634,6 +643,7 @@ static void run_noise(SplitCall *s) {
     return;
   }
   s->key = k_noise_key((float)s->k->f[0], s->c->rng);
+  s->first = first_element(s->c, &s->k->buf[1]);
   rt_pool_run(s->c->pool, noise_share, s, n);
 }
 

@@ -354,6 +354,9 @@ typedef struct RtContext {
   double lr;                   // the step's learning rate (updates run as library kernels)
   int64_t steps;               // the optimizer's t, this step included
   float *scalars;              // the program's per-step scalars (KS_*), or NULL
+  int64_t first_sample;        // dropout and gaussian_noise draw as samples [first_sample,
+                               // first_sample + B) of a larger batch would (one process's
+                               // share of a data-parallel step; 0 otherwise)
   // What the step found:
   double loss;
   bool skip_updates;           // the loss is not finite: no updates this step

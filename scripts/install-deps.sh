@@ -4,8 +4,10 @@
 # instead of failing when another apt or dpkg is running.
 set -eu
 
+# libopenmpi-dev, openmpi-bin: nnc train --distributed (mpirun -np P);
+# nnc builds without them, and --distributed then says to install them.
 PKGS="build-essential cmake pkg-config flex bison zlib1g-dev libopenblas-dev \
-dataset-fashion-mnist"
+dataset-fashion-mnist libopenmpi-dev openmpi-bin"
 
 # LLVM 19 where the archive has it, else 14; clang and its runtime
 # libraries (libFuzzer, the sanitizers) of the same version build the

@@ -256,7 +256,7 @@ static void limit_dataset(Dataset *ds, int64_t k) {
 // not keep every value (the cpu backend's fused loops keep no intermediate
 // ones): the same step again on the ref backend, from the same state.
 static const IrNode *replay_on_ref(Exec *ex, const Model *m, int threads, int64_t B, const float *x, const void *y,
-                                   double lr) {
+                                   double lr, int64_t first) {
   char err[256];
   ExecOptions ro = {.max_batch = B, .threads = threads, .entries = 1u << ENTRY_TRAIN};
   Exec *ref = exec_new("ref", m, &ro, err, sizeof err);
@@ -273,6 +273,7 @@ static const IrNode *replay_on_ref(Exec *ex, const Model *m, int threads, int64_
   free(v);
   *exec_rng(ref) = *exec_rng(ex);
   exec_set_steps(ref, exec_steps(ex));
+  exec_set_first_sample(ref, first);
   exec_run(ref, ENTRY_TRAIN, B, x, y, lr);
   const IrNode *n = exec_first_nonfinite(ref);   // a node of m: it outlives ref
   exec_free(ref);
@@ -332,6 +333,12 @@ typedef struct Run {
   double head_acc[IR_MAX_TARGETS];
   const char *head_target[IR_MAX_TARGETS];
   int nheads;            // 0: one classifier or none
+  // A distributed run (o->distributed): this process's place in the job;
+  // process 0 alone writes the run's files and prints
+  Dist *dist;            // NULL: a run of one process, without MPI
+  int rank, size;
+  bool started;          // every process got through the setup
+  int64_t trow;          // bytes of a sample's targets
 } Run;
 
 static void free_run(Run *r) {
@@ -345,6 +352,18 @@ static void free_run(Run *r) {
   free(r->scratch);
   char err[1024];
   train_rundir_close(&r->dir, err, sizeof err);   // on an error path: a second error would say nothing new
+  train_dist_end(r->dist);
+}
+
+// In a distributed run, whether every process got here with ok: one that
+// did not has said why, so the others stop without a word (*reported).
+static bool all_ok(Run *r, bool ok, bool *reported) {
+  if (!r->dist)
+    return ok;
+  bool all = train_dist_all(r->dist, ok);
+  if (ok && !all)
+    *reported = true;
+  return all;
 }
 
 // The test set's path: --test, or the IDX directory --data names; NULL
@@ -427,6 +446,14 @@ static void print_header(Run *r) {
   fprintf(r->out, "; batch %d, %lld steps per epoch, %d epoch%s, lr %g, seed %llu\n", o->batch,
           (long long)data_batcher_nbatches(&r->batcher), o->epochs, o->epochs == 1 ? "" : "s", o->lr,
           (unsigned long long)o->seed);
+  if (r->dist) {   // shares differ by at most one sample
+    int64_t least = train_dist_share(o->batch, r->size, 1);
+    int64_t most = o->batch - train_dist_share(o->batch, r->size, r->size - 1);
+    fprintf(r->out, "distributed: %d process%s, each with %lld", r->size, r->size == 1 ? "" : "es", (long long)least);
+    if (most != least)
+      fprintf(r->out, " or %lld", (long long)most);
+    fprintf(r->out, " samples of every batch of %d\n", o->batch);
+  }
   fflush(r->out);
 }
 
@@ -438,14 +465,15 @@ static void print_header(Run *r) {
 // the run says: geometric transforms on each image input [C, H, W] in
 // place, then noise on every float input into a copy, noisy, so that x
 // keeps the clean values. Each sample draws from its own generator (its
-// place in the epoch's order). Returns what the step reads: noisy or x.
-static float *augment_batch(Run *r, int64_t epoch, int64_t B, float *x, float *noisy) {
+// place in the epoch's order: first for x's first). Returns what the step
+// reads: noisy or x.
+static float *augment_batch(Run *r, int64_t epoch, int64_t first, int64_t B, float *x, float *noisy) {
   const DataAugment *a = &r->o->augment;
   bool geometric = data_augment_geometric(a);
   if (!geometric && a->noise == 0)
     return x;
   const Model *m = r->m;
-  int64_t row = exec_sample_dim(m), first = r->batcher.pos - B;
+  int64_t row = exec_sample_dim(m);
   if (a->noise > 0)
     memcpy(noisy, x, sizeof(float) * B * row);
   for (int64_t b = 0; b < B; b++) {
@@ -504,6 +532,27 @@ static bool check_augment(const Model *m, const DataAugment *a, char *err, size_
   return true;
 }
 
+// This process's rows [lo, hi) of a batch of B samples: all of them, or in
+// a distributed run its share.
+static void my_share(const Run *r, int64_t B, int64_t *lo, int64_t *hi) {
+  *lo = r->dist ? train_dist_share(B, r->size, r->rank) : 0;
+  *hi = r->dist ? train_dist_share(B, r->size, r->rank + 1) : B;
+}
+
+// Reads the next batch into x and y (false at the epoch's end) and prepares
+// this process's share of it: *feed its inputs (augmented), *ys its targets.
+static bool next_batch(Run *r, int64_t epoch, float *x, void *y, float *noisy, int64_t *B, int64_t *lo,
+                       int64_t *hi, float **feed, void **ys) {
+  if ((*B = data_batcher_next(&r->batcher, x, y)) <= 0)
+    return false;
+  int64_t row = exec_sample_dim(r->m);
+  my_share(r, *B, lo, hi);
+  *feed = augment_batch(r, epoch, r->batcher.pos - *B + *lo, *hi - *lo, x + *lo * row,
+                        noisy ? noisy + *lo * row : NULL);
+  *ys = (char *)y + *lo * r->trow;
+  return true;
+}
+
 static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n2[2], Progress *p,
                       double *loss_out, double *acc_out, double *lr_out) {
   Exec *ex = r->ex;
@@ -515,40 +564,70 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
   double sum = 0, lr = 0;
   p->start = now_seconds();
   p->last = 0;
-  int cur = 0;
-  int64_t B = data_batcher_next(&r->batcher, x2[0], y2[0]), next;
-  float *feed[2] = {B > 0 ? augment_batch(r, epoch, B, x2[0], n2[0]) : x2[0], NULL};
-  for (; B > 0; B = next, cur = !cur) {
-    float *x = feed[cur];
-    void *y = y2[cur];
-    if ((next = data_batcher_next(&r->batcher, x2[!cur], y2[!cur])) > 0) {
-      feed[!cur] = augment_batch(r, epoch, next, x2[!cur], n2[!cur]);
-      exec_prefetch(ex, ENTRY_TRAIN, next, feed[!cur], y2[!cur]);
-    }
+  int cur = 0, nv = 1 + nh + r->nterms;   // a step's numbers: loss * samples, then each classifier's
+  int64_t B[2], lo[2], hi[2];             // right answers, then each term * samples
+  float *feed[2];
+  void *ys[2];
+  double *all = xmalloc(sizeof(double) * nv * r->size);
+  bool more = next_batch(r, epoch, x2[0], y2[0], n2[0], &B[0], &lo[0], &hi[0], &feed[0], &ys[0]);
+  for (; more; cur = !cur) {
+    int64_t b = hi[cur] - lo[cur];
+    if ((more = next_batch(r, epoch, x2[!cur], y2[!cur], n2[!cur], &B[!cur], &lo[!cur], &hi[!cur], &feed[!cur],
+                           &ys[!cur])))
+      exec_prefetch(ex, ENTRY_TRAIN, hi[!cur] - lo[!cur], feed[!cur], ys[!cur]);
     double base = r->m->sched.kind == SCHED_PLATEAU ? r->info.plateau.lr : r->o->lr;
     lr = train_schedule_lr(r->m, base, epoch, exec_steps(ex), r->o->epochs, nb);
     Rng before = *exec_rng(ex);
-    double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
-    if (!isfinite(loss)) {
+    if (r->dist) {
+      exec_set_first_sample(ex, lo[cur]);
+      train_dist_step(r->dist, B[cur]);
+    }
+    double loss = exec_run(ex, ENTRY_TRAIN, b, feed[cur], ys[cur], lr);
+    // The step's numbers over the whole batch: every process's, in rank order.
+    double v[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {loss * b}, tot[1 + IR_MAX_TARGETS + IR_MAX_LOSS_TERMS] = {0};
+    double tv[IR_MAX_LOSS_TERMS];
+    int64_t c[IR_MAX_TARGETS] = {0};
+    if (nh)
+      count_correct(ex, heads, nh, ys[cur], b, c, NULL);
+    int ntv = exec_loss_values(ex, tv);
+    for (int h = 0; h < nh; h++)
+      v[1 + h] = (double)c[h];
+    for (int t = 0; t < r->nterms; t++)
+      v[1 + nh + t] = t < ntv ? tv[t] * b : 0;
+    if (r->dist)
+      train_dist_gather(r->dist, v, nv, all);
+    else
+      memcpy(all, v, sizeof(double) * nv);
+    int bad = -1;   // the first process whose loss is not finite
+    for (int q = 0; q < r->size; q++) {
+      for (int j = 0; j < nv; j++)
+        tot[j] += all[q * nv + j];
+      if (bad < 0 && !isfinite(all[q * nv]))
+        bad = q;
+    }
+    if (bad >= 0) {
       if (p->mode == 1)
         fputc('\n', p->out);
-      *exec_rng(ex) = before;
-      const IrNode *n = exec_keeps_values(ex) ? exec_first_nonfinite(ex)
-                                              : replay_on_ref(ex, r->m, r->o->threads, B, x, y, lr);
-      report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
+      if (bad == r->rank) {   // that process says where (the others applied a step with its gradients: they stop too)
+        *exec_rng(ex) = before;
+        const IrNode *n = exec_keeps_values(ex)
+                            ? exec_first_nonfinite(ex)
+                            : replay_on_ref(ex, r->m, r->o->threads, b, feed[cur], ys[cur], lr, lo[cur]);
+        report_nonfinite(n, loss, epoch, exec_steps(ex) + 1, r->first_step, lr);
+      }
+      free(all);
       return false;
     }
     k++;
-    seen += B;
-    sum += loss * B;
-    double v[IR_MAX_LOSS_TERMS];
-    int nv = exec_loss_values(ex, v);
-    for (int t = 0; t < r->nterms && t < nv; t++)
-      r->term_sum[t] += v[t] * B;
-    if (nh)
-      count_correct(ex, heads, nh, y, B, correct, NULL);
+    seen += B[cur];
+    sum += tot[0];
+    for (int h = 0; h < nh; h++)
+      correct[h] += (int64_t)tot[1 + h];
+    for (int t = 0; t < r->nterms; t++)
+      r->term_sum[t] += tot[1 + nh + t];
     progress(p, epoch, k, nb, seen, sum / seen, nh ? (double)correct[0] / seen : -1, false);
   }
+  free(all);
   progress(p, epoch, k, nb, seen, seen ? sum / seen : 0, -1, true);
   *loss_out = seen ? sum / seen : 0;
   for (int t = 0; t < r->nterms; t++)   // now the epoch's mean
@@ -813,6 +892,23 @@ static void print_test(Run *r, TrainResult *res) {
   }
 }
 
+// Gives every process process 0's weights, buffers and optimizer state,
+// once an epoch: they are equal already where every machine computes the
+// same floats from the same ones, and this keeps machines that round
+// otherwise (another CPU, another BLAS) from drifting apart.
+static void share_state(Run *r) {
+  float *v = NULL;
+  int64_t cap = 0;
+  for (int i = 0; i < exec_num_state(r->ex); i++) {
+    int64_t k = ir_numel(exec_state_node(r->ex, i), 1);
+    k_grow(&v, &cap, k);
+    exec_read_state(r->ex, i, v);
+    train_dist_bcast(r->dist, v, sizeof(float) * k);
+    exec_write_state(r->ex, i, v);
+  }
+  free(v);
+}
+
 // The epochs from start to the last; false on a non-finite loss or a
 // failed write.
 static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_t errsz, bool *reported) {
@@ -832,8 +928,8 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
   // targets, else the loss), its epoch, and where its weights go.
   double best = 0;
   int64_t best_epoch = -1;
-  char *best_path = NULL;
-  if (o->patience > 0) {
+  char *best_path = NULL;   // (process 0's: the others write no files)
+  if (o->patience > 0 && r->rank == 0) {
     size_t n = strlen(r->dir.ckpt), k = strlen(".safetensors");
     best_path = xmalloc(n + 6);
     snprintf(best_path, n + 6, "%.*s.best%s", (int)(n >= k ? n - k : n), r->dir.ckpt, n >= k ? r->dir.ckpt + n - k : "");
@@ -860,19 +956,21 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
       row.val_terms[t] = r->have_val && t < v.nterms ? v.terms[t] : -1;
     }
     row.seconds = now_seconds() - es;
-    ok = save_epoch(r, &row, err, errsz);
+    if (r->dist)
+      share_state(r);
+    ok = all_ok(r, r->rank == 0 ? save_epoch(r, &row, err, errsz) : true, reported);
     if (ok && !o->quiet)
       print_epoch(r, &row);
     res->train_loss = row.train_loss;
     res->train_acc = row.train_acc;
     res->val_loss = v.loss;
     res->val_acc = v.acc;
-    if (ok && best_path) {
+    if (ok && o->patience > 0) {
       double metric = v.acc >= 0 ? v.acc : -v.loss;   // larger is better
       if (best_epoch < 0 || metric > best) {
         best = metric;
         best_epoch = row.epoch;
-        ok = train_checkpoint_save(r->ex, best_path, &r->info, err, errsz);
+        ok = all_ok(r, best_path ? train_checkpoint_save(r->ex, best_path, &r->info, err, errsz) : true, reported);
       } else if (row.epoch - best_epoch >= o->patience) {
         if (!o->quiet)
           fprintf(r->out, "early stop after epoch %lld: no better validation %s for %d epoch%s; the best, epoch "
@@ -938,19 +1036,67 @@ static bool check_batch_of_one(const Run *r, char *err, size_t errsz) {
   return true;
 }
 
+// What a distributed run cannot give as one process would, refused before
+// it starts: a training batchnorm (each process's statistics would be its
+// share's, not the batch's), and a batch that leaves a process no sample.
+static bool check_distributed(const Run *r, char *err, size_t errsz) {
+  const TrainOpts *o = r->o;
+  int P = r->size;
+  for (int i = 0; i < r->m->g->nnodes && P > 1; i++) {
+    const IrNode *n = r->m->g->nodes[i];
+    if (n->op != IR_BATCHNORM)
+      continue;
+    errorf(err, errsz, "%s:%d:%d: %s: batchnorm trains on the statistics of the whole batch, but each of the "
+           "%d processes of a distributed run sees only its share: the run would not train as one process does\n"
+           "---> HINT: use layernorm, which normalizes each sample alone, or train in one process",
+           n->loc.file ? n->loc.file->name : r->m->g->file ? r->m->g->file : "?", n->loc.line, n->loc.col,
+           n->scope ? n->scope : "batchnorm", P);
+    return false;
+  }
+  int64_t n = r->train.n, last = o->drop_last ? 0 : n % o->batch;
+  if (o->batch < P) {
+    errorf(err, errsz, "--distributed: a batch of %d samples leaves some of the %d processes none\n---> HINT: use "
+           "--batch %d or more (the batch is the whole job's, shared among the processes)", o->batch, P, P);
+    return false;
+  }
+  if (n >= o->batch && last > 0 && last < P) {
+    errorf(err, errsz, "--distributed: %lld training samples in batches of %d leave a last batch of %lld, fewer "
+           "than the %d processes\n---> HINT: add --drop-last, or use --limit %lld", (long long)n, o->batch,
+           (long long)last, P, (long long)(n - last));
+    return false;
+  }
+  if (n < o->batch && n < P) {
+    errorf(err, errsz, "--distributed: %lld training samples are fewer than the %d processes\n---> HINT: give more "
+           "data, or start fewer processes", (long long)n, P);
+    return false;
+  }
+  return true;
+}
+
 bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
-  Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}};
+  Run r = {.m = m, .out = out, .dir = {.lock_fd = -1}, .size = 1};
   char err[2048];
   TrainOpts eff;
   bool reported = false;
   double t0 = now_seconds();
   *res = (TrainResult){.val_loss = -1, .val_acc = -1, .test_loss = -1, .test_acc = -1};
+  if (o->distributed) {
+    if (!(r.dist = train_dist_start(err, sizeof err)))
+      goto fail;
+    r.rank = train_dist_rank(r.dist);
+    r.size = train_dist_size(r.dist);
+  }
   if (!resume_settings(o, &eff, err, sizeof err))
     goto fail;
+  if (r.rank > 0) {   // process 0 speaks for the job; the others only report errors
+    eff.quiet = true;
+    eff.progress = -1;
+  }
   r.o = o = &eff;
   if (!check_augment(m, &o->augment, err, sizeof err))
     goto fail;
-  if (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err))
+  if (r.rank == 0 &&   // (the others write no files)
+      (!train_rundir_open(&r.dir, o->out, o->json, err, sizeof err) || !check_fresh(&r, err, sizeof err)))
     goto fail;
   // The data first: a data set that does not load is reported before any
   // compiling, and the compiler's working memory comes and goes after the
@@ -974,8 +1120,20 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   // or a test set to evaluate.
   ExecOptions eo = {.max_batch = o->batch, .threads = o->threads > 0 ? o->threads : 1, .fuse = o->fuse,
                     .entries = 1u << ENTRY_TRAIN | (o->val_split > 0 || test_path(o) ? 1u << ENTRY_EVAL : 0)};
+  if (r.dist && !check_distributed(&r, err, sizeof err))
+    goto fail;
   if (!(r.ex = exec_new(o->backend, m, &eo, err, sizeof err)))
     goto fail;
+  if (r.dist && !train_dist_attach(r.dist, r.ex, m, err, sizeof err)) {
+    if (!eo.fuse || strcmp(o->backend, "cpu"))
+      goto fail;
+    exec_free(r.ex);   // a gradient made inside its update: every kernel's result is a point to sum at
+    eo.fuse = false;
+    if (!(r.ex = exec_new(o->backend, m, &eo, err, sizeof err)) || !train_dist_attach(r.dist, r.ex, m, err, sizeof err))
+      goto fail;
+    if (!o->quiet)
+      fprintf(out, "distributed: the fused training step computes a gradient inside its update; running unfused\n");
+  }
   if (!start_weights(&r, err, sizeof err))
     goto fail;
   if (m->sched.kind == SCHED_PLATEAU) {   // a resume goes on from its state, at --lr when given
@@ -1027,11 +1185,16 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
   if (o->resume && r.info.has_cursor && !data_batcher_set_cursor(&r.batcher, r.info.cursor, err, sizeof err))
     goto fail;
   struct stat st;
-  if (o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
+  if (r.rank == 0 && o->overwrite && start_epoch == 0 && lstat(r.dir.ckpt, &st) == 0 &&
       !train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
     goto fail;   // the replaced run's checkpoint goes with its metrics: a crash leaves the two in agreement
-  if (!train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
+  if (r.rank == 0 &&
+      !train_rundir_start_metrics(&r.dir, start_epoch, r.info.has_last ? &r.info.last : NULL, err, sizeof err))
     goto fail;
+  r.trow = 4 * (r.train.y ? 1 : r.train.tdim);
+  if (!all_ok(&r, true, &reported))
+    goto fail;
+  r.started = true;   // from here on every process takes the same steps, or stops in all
   if (!o->quiet)
     print_header(&r);
   if (start_epoch >= o->epochs) {
@@ -1039,12 +1202,13 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     if (o->resume && !o->quiet)
       fprintf(out, "the checkpoint has already trained %lld epochs of %d; nothing to do\n",
               (long long)start_epoch, o->epochs);
-    if (!train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
+    if (r.rank == 0 && !train_checkpoint_save(r.ex, r.dir.ckpt, &r.info, err, sizeof err))
       goto fail;
   } else if (!run_epochs(&r, start_epoch, res, err, sizeof err, &reported)) {
     goto fail;
   }
-  print_test(&r, res);
+  if (r.rank == 0)
+    print_test(&r, res);
   res->steps = exec_steps(r.ex);
   res->seconds = now_seconds() - t0;
   if (!o->quiet)
@@ -1056,6 +1220,8 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
 fail:
   if (!reported)
     fprintf(stderr, "nnc: error: %s\n", err);
+  if (r.dist && !r.started)
+    train_dist_all(r.dist, false);   // the others wait at the end of the setup: they stop there
   free_run(&r);
   return false;
 }

@@ -153,6 +153,41 @@ bool train_rundir_log(RunDir *d, const Metrics *row, char *err, size_t errsz);
 bool train_rundir_close(RunDir *d, char *err, size_t errsz);
 
 //
+// train/dist.c
+//
+
+// Data-parallel training over MPI (`mpirun -np P nnc train --distributed`):
+// every process has the whole data set and the same weights, runs its share
+// of each batch, and the processes sum their gradients (in a fixed order,
+// into the same bytes everywhere) before each update. docs/design.md says
+// what it gives and what it refuses.
+typedef struct Dist Dist;
+
+// Joins the job mpirun started (a process started alone is a job of one);
+// NULL, with the reason in err, where it cannot (nnc built without MPI:
+// the packages to install).
+Dist *train_dist_start(char *err, size_t errsz);
+void train_dist_end(Dist *d);   // (NULL: nothing)
+int train_dist_rank(const Dist *d);
+int train_dist_size(const Dist *d);
+// The first sample of process q's share of a batch of `batch` samples among
+// size processes (contiguous shares that differ by at most one; q = size:
+// batch).
+int64_t train_dist_share(int64_t batch, int size, int q);
+// Makes ex's training steps sum their gradients over the processes (false,
+// with the reason, where its backend or program cannot; see exec_set_grad_hook).
+bool train_dist_attach(Dist *d, Exec *ex, const Model *m, char *err, size_t errsz);
+// Before each training step: the batch the processes share this step (each
+// gradient weighs as its share of it).
+void train_dist_step(Dist *d, int64_t batch);
+// n doubles from every process, into all[size * n] in rank order.
+void train_dist_gather(Dist *d, const double *v, int n, double *all);
+// Whether every process passed ok.
+bool train_dist_all(Dist *d, bool ok);
+// Process 0's n bytes at p, into p in every process.
+void train_dist_bcast(Dist *d, void *p, int64_t n);
+
+//
 // runtime/train.c
 //
 
@@ -186,6 +221,7 @@ typedef struct TrainOpts {
   bool fuse;             // cpu: fuse kernels (false: one kernel per node)
   DataAugment augment;   // what to do to each training sample (the model's train declaration's,
                          // or the command line's)
+  bool distributed;      // one process of an MPI job (dist.c): shares of each batch, gradients summed
   unsigned given;        // the settings the command line gave (TRAIN_GIVEN_*): with
                          // resume, the others are the run's, and a given one
                          // other than the run's is refused (but for lr)
