@@ -127,7 +127,7 @@ static void check_model(RtNvrtc *nv, const char *path, bool unfused) {
         continue;
       CompileOptions co = {7, fuse, NULL};   // a batch that is no multiple of any tile
       Compilation *c = pass_compile(m, e, &co);
-      char label[512];
+      char label[600];
       snprintf(label, sizeof label, "%s %s%s", path, ir_entry_name(e), fuse ? "" : " (unfused)");
       check_program(nv, label, c->prog);
       pass_compilation_free(c);

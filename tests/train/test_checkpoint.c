@@ -271,7 +271,7 @@ int main(void) {
   Model *m = compile(a, "sgd(lr = 0.1, momentum = 0.9)", "small.nn");
   Exec *ex = new_exec(m);
   exec_init_params(ex, 1);
-  int64_t n;
+  int64_t n = 0;
   float *mb = get_state(ex, "linear_1.weight.momentum_buffer", &n);
   for (int64_t i = 0; i < n; i++)
     mb[i] = 0.01f * (float)i;   // state that differs from a fresh one
