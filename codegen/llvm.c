@@ -555,7 +555,7 @@ static LLVMValueRef emit_instr(Cg *c, Nest *n, const KInstr *in, LLVMValueRef *v
 
 // A store, or for KR_SUM a load, an add and a store. The add may be
 // reassociated (from LLVM 18 its `reassoc` flag says so; before, the loop's
-// metadata: allow_reordering), so that a sum along the innermost
+// metadata: innermost_loop), so that a sum along the innermost
 // dimension, which LLVM turns into a running value, vectorizes. The result
 // then differs from the sequential sum within rounding, as any parallel
 // reduction's does. Nothing else gets fast-math flags: exp, log and
@@ -581,6 +581,7 @@ static void emit_store(Cg *c, Nest *n, const KStore *st, LLVMValueRef v) {
   store(c, v, ptr);
 }
 
+#if LLVM_VERSION_MAJOR < 18
 // Whether k sums along its innermost dimension (a store with stride 0
 // there): LLVM keeps the sum in a register across that loop, and only
 // vectorizes the loop if it may reorder the adds.
@@ -592,6 +593,7 @@ static bool sums_innermost(const Kernel *k) {
       return true;
   return false;
 }
+#endif
 
 // Gives the loop whose latch branch is br the loop properties props[0..n)
 // (each a metadata node). A loop ID refers to itself: a temporary node
@@ -614,21 +616,45 @@ static LLVMMetadataRef loop_flag(Cg *c, const char *name, int on) {
   return LLVMMDNodeInContext2(c->ctx, ops, on < 0 ? 1 : 2);
 }
 
-#if LLVM_VERSION_MAJOR >= 18
-// emit_store marks the sums' adds reassociable; the loop needs no more.
-static void allow_reordering(Cg *c, LLVMValueRef br) {
-  (void)c;
-  (void)br;
+
+// !{!"name", i32 v}.
+static LLVMMetadataRef loop_count(Cg *c, const char *name, int v) {
+  LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(c->ctx, name, strlen(name)),
+                            LLVMValueAsMetadata(LLVMConstInt(c->i32, (unsigned)v, 0))};
+  return LLVMMDNodeInContext2(c->ctx, ops, 2);
 }
-#else
-// Before LLVM 18 the C API cannot mark an add reassociable. Instead the
-// loop gets llvm.loop.vectorize.enable, which lets the vectorizer reorder
-// the loop's sums.
-static void allow_reordering(Cg *c, LLVMValueRef br) {
-  LLVMMetadataRef enable = loop_flag(c, "llvm.loop.vectorize.enable", 1);
-  loop_properties(c, br, &enable, 1);
+
+// Whether k's body has a long chain of dependent steps per element: exp,
+// tanh, sigmoid, erf are 15 to 30 instructions each, and a division waits
+// on its operands for 10 cycles and more.
+static bool long_chains(const Kernel *k) {
+  for (int i = 0; i < k->nbody; i++)
+    switch (k->body[i].op) {
+    case KI_EXP: case KI_TANH: case KI_SIGMOID: case KI_ERF: case KI_DIV: return true;
+    default: break;
+    }
+  return false;
 }
+
+// The innermost loop of a plain kernel, which LLVM vectorizes: a body of
+// long dependent chains (an LSTM's gates: three sigmoids and two tanh per
+// element) is interleaved twice, so that two vectors' chains overlap; with
+// one at a time the out-of-order window holds too little of the next to
+// hide their latency. Before LLVM 18 the C API cannot mark an add
+// reassociable; a loop that sums gets llvm.loop.vectorize.enable instead,
+// which lets the vectorizer reorder its sums.
+static void innermost_loop(Cg *c, const Kernel *k, LLVMValueRef br) {
+  LLVMMetadataRef props[2];
+  int n = 0;
+  if (long_chains(k))
+    props[n++] = loop_count(c, "llvm.loop.interleave.count", 2);
+#if LLVM_VERSION_MAJOR < 18
+  if (sums_innermost(k))
+    props[n++] = loop_flag(c, "llvm.loop.vectorize.enable", 1);
 #endif
+  if (n)
+    loop_properties(c, br, props, n);
+}
 
 // A loop over vectors already: neither unrolled (its registers are all
 // spoken for) nor vectorized again.
@@ -832,8 +858,8 @@ static void emit_nest(Cg *c, Nest *n, int d) {
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, i64c(c, 1), "");
   LLVMValueRef br = LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, hi, ""), loop, end);
-  if (d == nd - 1 && sums_innermost(n->k))
-    allow_reordering(c, br);
+  if (d == nd - 1)
+    innermost_loop(c, n->k, br);
   LLVMValueRef in_v[2] = {lo, next};
   LLVMBasicBlockRef in_b[2] = {guard, latch};
   LLVMAddIncoming(i, in_v, in_b, 2);
