@@ -185,5 +185,20 @@ int main(void) {
   test_conv(&cases[4], false);
   for (int i = 0; i < countof(cases); i++)
     test_conv_cpu(&cases[i]);
+  // Planes large enough for the stride-1 convolutions of conv_avx2.c,
+  // which AVX2 hosts without AVX-512 take (forward; dw where C*KH*KW >= 64)
+  static const struct { KConv2d g; bool dw; } direct[] = {
+    // N   C   H   W   O KH KW sh sw ph pw dh dw  G
+    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true},    // cnn's second layer
+    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, false},   // cnn's first: one channel, dw by im2col
+    {{2,  8, 17, 15,  7, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true},    // padding, outputs not a multiple of the tile
+    {{2, 11, 20, 19,  5, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true},    // dilation, non-square, uneven padding
+  };
+  for (int i = 0; i < countof(direct); i++) {
+    const KConv2d *g = &direct[i].g;
+    if (k_avx2() && !k_avx512())
+      CHECK(k_avx2_conv_fits(g) && k_avx2_conv_grad_weight_fits(g) == direct[i].dw, "direct case %d", i);
+    test_conv_cpu(g);
+  }
   return t_finish("test_conv");
 }

@@ -1,0 +1,258 @@
+// conv_avx2.c: the cpu backend's stride-1 convolutions on AVX2 hosts,
+// without im2col.
+//
+// With stride 1, the window of output (oh, ow) in an image padded to
+// (Hp, Wp) starts at oh*Wp + ow, and tap (c, kh, kw) reads it at
+// c*Hp*Wp + kh*dh*Wp + kw*dw further on. Taking the outputs "wide", at q =
+// oh*Wp + ow (the columns ow >= OW are computed and dropped), every row of
+// the im2col matrix is a contiguous run of the padded image: row r starts
+// at off[r]. So the product y (O, Q) = w (O, C*KH*KW) @ col reads col in
+// place through off, one image at a time, with the padded image (a copy
+// the size of the input, not KH*KW times it) in L1 or L2:
+//
+//   forward: y (O, Q)     = w @ rows of x at off           (tile 4 x 24: 4 weights broadcast, 3 loads of x)
+//   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (Q, O)   (tile 4 x 24: 4 values of x broadcast)
+//
+// (dx, as the forward of dy padded by dh*(KH-1) - ph with w flipped, was
+// no faster than im2col's col2im on cnn's layers: it stays there.)
+//
+// Q = (OH-1)*Wp + OW, so that no tap reads past the padded image; tiles
+// read up to 23 floats past it, into a zeroed margin. The wide columns
+// waste (Wp - OW) / Wp of the work, and a last tile of columns some more:
+// k_avx2_conv_fits takes the geometries where the product stays large and
+// the waste small (cnn's 26x26 and 11x11 planes; not resnet18's 7x7 and
+// smaller ones, which the batched im2col product serves better). Measured
+// on one Zen 3 core, cnn's second layer (32 -> 64 channels, 13x13, 3x3):
+// the forward 58-79 GFLOP/s against 38-50 by im2col and OpenBLAS.
+//
+// The code is compiled for AVX2 and FMA function by function (target
+// attributes), as fast_avx512.c is for AVX-512; k_avx2() says whether the
+// host runs it. tests/kernels/test_conv.c checks these paths against the
+// reference on such hosts.
+#include "runtime.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+#endif
+
+static pthread_once_t avx2_once = PTHREAD_ONCE_INIT;
+static bool avx2_host;
+
+static void find_avx2(void) {
+#ifdef HAVE_AVX2_PATH
+  __builtin_cpu_init();
+  avx2_host = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("NNC_NO_AVX2");
+#endif
+}
+
+bool k_avx2(void) {
+  pthread_once(&avx2_once, find_avx2);
+  return avx2_host;
+}
+
+#define MR 4    // rows of a tile
+#define NR 24   // columns of a tile: 3 vectors of 8
+#define MARGIN NR
+
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// The padded plane's sizes and the wide output's columns for g at stride 1.
+typedef struct Wide {
+  int64_t OH, OW, Hp, Wp, Q, Qr;   // Qr: Q rounded up to whole tiles
+} Wide;
+
+static Wide wide_of(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  Wide v;
+  v.Hp = H + 2 * ph, v.Wp = W + 2 * pw;
+  v.OH = v.Hp - dh * (KH - 1), v.OW = v.Wp - dw * (KW - 1);
+  v.Q = (v.OH - 1) * v.Wp + v.OW;
+  v.Qr = round_up(v.Q, NR);
+  return v;
+}
+
+// Whether the direct path takes g (stride 1, one group, a window larger
+// than 1x1): the useful outputs are 3/4 or more of the columns computed.
+static bool fits(const KConv2d *g) {
+  if (g->sh != 1 || g->sw != 1 || g->G > 1 || g->KH * g->KW < 2 || g->N < 0)
+    return false;
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  if (v.OH < 1 || v.OW < 1 || g->C * v.Hp * v.Wp + MARGIN > INT32_MAX)
+    return false;
+  return 4 * v.OH * v.OW >= 3 * v.Qr;
+}
+
+bool k_avx2_conv_fits(const KConv2d *g) { return k_avx2() && fits(g); }
+
+// A weight gradient of a few rows (C*KH*KW: one input channel's 3x3) fills
+// few of dw^T's tiles: there the im2col product is faster.
+#define GRAD_WEIGHT_MIN_ROWS 64
+
+bool k_avx2_conv_grad_weight_fits(const KConv2d *g) {
+  return k_avx2_conv_fits(g) && g->C * g->KH * g->KW >= GRAD_WEIGHT_MIN_ROWS;
+}
+
+// Floats of scratch: the padded image, the offsets, and the packed weights
+// and wide output (forward) or dy^T and dw^T (dw).
+int64_t k_avx2_conv_scratch(const KConv2d *g) {
+  if (!fits(g))
+    return 0;
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, NR);
+  int64_t fwd = round_up(g->O, MR) * CKK + round_up(g->O, MR) * v.Qr;
+  int64_t dw = v.Q * Or + round_up(CKK, MR) * Or;
+  return g->C * v.Hp * v.Wp + MARGIN + CKK + (fwd > dw ? fwd : dw);
+}
+
+// The image x (C, H, W) into xp (C, Hp, Wp) with zeros around, and a
+// zeroed margin after it.
+static void pad_image(float *xp, const float *x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw) {
+  int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+  if (ph == 0 && pw == 0) {
+    memcpy(xp, x, sizeof(float) * C * H * W);
+  } else {
+    memset(xp, 0, sizeof(float) * C * Hp * Wp);
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t h = 0; h < H; h++)
+        memcpy(xp + (c * Hp + ph + h) * Wp + pw, x + (c * H + h) * W, sizeof(float) * W);
+  }
+  memset(xp + C * Hp * Wp, 0, sizeof(float) * MARGIN);
+}
+
+// off[r] for r = (c, kh, kw): where row r of the wide col starts.
+static void tap_starts(int32_t *off, int64_t C, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int64_t dh,
+                       int64_t dw) {
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t kh = 0; kh < KH; kh++)
+      for (int64_t kw = 0; kw < KW; kw++)
+        *off++ = (int32_t)(c * Hp * Wp + kh * dh * Wp + kw * dw);
+}
+
+#ifdef HAVE_AVX2_PATH
+#define AVX2 __attribute__((target("avx2,fma")))
+
+// C[0..mr, 0..24] = sum over r < K of a[r*4 + i] * b[off[r] ..+ 24]:
+// the forward's tile, a packed 4 rows at a time.
+AVX2 static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,
+                           int mr) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (int64_t r = 0; r < K; r++, a += MR) {
+    const float *p = b + off[r];
+    __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), b2 = _mm256_loadu_ps(p + 16);
+    __m256 t = _mm256_broadcast_ss(a);   // one broadcast live at a time: 12 + 3 + 1 registers
+    c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01), c02 = _mm256_fmadd_ps(t, b2, c02);
+    t = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11), c12 = _mm256_fmadd_ps(t, b2, c12);
+    t = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21), c22 = _mm256_fmadd_ps(t, b2, c22);
+    t = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31), c32 = _mm256_fmadd_ps(t, b2, c32);
+  }
+  __m256 v[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < 3; j++)
+      _mm256_storeu_ps(c + i * ldc + 8 * j, v[i][j]);
+}
+
+// C[0..mr, 0..24] += sum over q < K of a_i[q] * b[q*ldb ..+ 24], a_i =
+// a + off[i] (rows past mr repeat the last one): dw^T's tile.
+AVX2 static void tile_cols(int64_t K, const float *a, const int32_t *off, int mr, const float *b, int64_t ldb,
+                           float *c, int64_t ldc) {
+  const float *a0 = a + off[0], *a1 = a + off[mr > 1 ? 1 : 0], *a2 = a + off[mr > 2 ? 2 : mr - 1];
+  const float *a3 = a + off[mr > 3 ? 3 : mr - 1];
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (int64_t q = 0; q < K; q++, b += ldb) {
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
+    __m256 t = _mm256_broadcast_ss(a0 + q);
+    c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01), c02 = _mm256_fmadd_ps(t, b2, c02);
+    t = _mm256_broadcast_ss(a1 + q);
+    c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11), c12 = _mm256_fmadd_ps(t, b2, c12);
+    t = _mm256_broadcast_ss(a2 + q);
+    c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21), c22 = _mm256_fmadd_ps(t, b2, c22);
+    t = _mm256_broadcast_ss(a3 + q);
+    c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31), c32 = _mm256_fmadd_ps(t, b2, c32);
+  }
+  __m256 v[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < 3; j++) {
+      float *p = c + i * ldc + 8 * j;
+      _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]));
+    }
+}
+#else
+static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,
+                      int mr) {
+  (void)K, (void)a, (void)b, (void)off, (void)c, (void)ldc, (void)mr;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
+static void tile_cols(int64_t K, const float *a, const int32_t *off, int mr, const float *b, int64_t ldb, float *c,
+                      int64_t ldc) {
+  (void)K, (void)a, (void)off, (void)mr, (void)b, (void)ldb, (void)c, (void)ldc;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+#endif
+
+// The forward of geometry g on images whose weights are packed in wp
+// (round_up(O, 4) rows, by 4 rows r-major: wp[(ob*CKK + r)*4 + i]):
+// y (N, O, OH, OW) = the convolution of x (N, C, H, W).
+static void conv_images(float *y, const float *x, const float *wp, const KConv2d *g, float *ws) {
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  int64_t CKK = g->C * g->KH * g->KW, P = v.OH * v.OW, HW = g->H * g->W;
+  float *xp = ws, *yw = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image, the wide output (O, Qr)
+  int32_t *off = (int32_t *)(yw + round_up(g->O, MR) * v.Qr);
+  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
+  for (int64_t n = 0; n < g->N; n++) {
+    pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
+    for (int64_t j = 0; j < v.Qr; j += NR)
+      for (int64_t o = 0; o < g->O; o += MR)
+        tile_rows(CKK, wp + o * CKK, xp + j, off, yw + o * v.Qr + j, v.Qr, g->O - o < MR ? (int)(g->O - o) : MR);
+    float *yn = y + n * g->O * P;
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t oh = 0; oh < v.OH; oh++) {
+        const float *src = yw + o * v.Qr + oh * v.Wp;
+        float *dst = yn + (o * v.OH + oh) * v.OW;
+        memcpy(dst, src, sizeof(float) * v.OW);
+      }
+  }
+}
+
+void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws) {
+  int64_t CKK = g->C * g->KH * g->KW, Om = round_up(g->O, MR);
+  float *wp = ws;   // 4 rows at a time, rows past O repeating the last
+  for (int64_t o = 0; o < Om; o++)
+    for (int64_t r = 0; r < CKK; r++)
+      wp[(o / MR * CKK + r) * MR + o % MR] = w[(o < g->O ? o : g->O - 1) * CKK + r];
+  conv_images(y, x, wp, g, ws + Om * CKK);
+}
+
+void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws) {
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, NR), P = v.OH * v.OW, HW = g->H * g->W;
+  float *xp = ws, *dyt = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; dy^T (Q, Or), wide
+  float *dwt = dyt + v.Q * Or;                                // dw^T (CKK, Or)
+  int32_t *off = (int32_t *)(dwt + round_up(CKK, MR) * Or);
+  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
+  memset(dyt, 0, sizeof(float) * v.Q * Or);
+  memset(dwt, 0, sizeof(float) * CKK * Or);
+  for (int64_t n = 0; n < g->N; n++) {
+    pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
+    const float *dyn = dy + n * g->O * P;
+    for (int64_t o = 0; o < g->O; o++)   // (the wide columns past OW stay 0)
+      for (int64_t oh = 0; oh < v.OH; oh++)
+        for (int64_t ow = 0; ow < v.OW; ow++)
+          dyt[(oh * v.Wp + ow) * Or + o] = dyn[(o * v.OH + oh) * v.OW + ow];
+    for (int64_t j = 0; j < Or; j += NR)
+      for (int64_t r = 0; r < CKK; r += MR)
+        tile_cols(v.Q, xp, off + r, CKK - r < MR ? (int)(CKK - r) : MR, dyt + j, Or, dwt + r * Or + j, Or);
+  }
+  for (int64_t o = 0; o < g->O; o++)
+    for (int64_t r = 0; r < CKK; r++)
+      dw[o * CKK + r] += dwt[r * Or + o];
+}
