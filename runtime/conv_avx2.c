@@ -11,19 +11,25 @@
 // the size of the input, not KH*KW times it) in L1 or L2:
 //
 //   forward: y (O, Q)     = w @ rows of x at off           (tile 4 x 24: 4 weights broadcast, 3 loads of x)
-//   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (Q, O)   (tile 4 x 24: 4 values of x broadcast)
+//   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (P, O)   (tile 6 x 16: 6 values of x broadcast;
+//                                                               only the real outputs, row by row)
 //
 // (dx, as the forward of dy padded by dh*(KH-1) - ph with w flipped, was
 // no faster than im2col's col2im on cnn's layers: it stays there.)
 //
 // Q = (OH-1)*Wp + OW, so that no tap reads past the padded image; tiles
-// read up to 23 floats past it, into a zeroed margin. The wide columns
-// waste (Wp - OW) / Wp of the work, and a last tile of columns some more:
-// k_avx2_conv_fits takes the geometries where the product stays large and
-// the waste small (cnn's 26x26 and 11x11 planes; not resnet18's 7x7 and
-// smaller ones, which the batched im2col product serves better). Measured
-// on one Zen 3 core, cnn's second layer (32 -> 64 channels, 13x13, 3x3):
-// the forward 58-79 GFLOP/s against 38-50 by im2col and OpenBLAS.
+// read up to 23 floats past it, into a zeroed margin. The forward's wide
+// columns waste (Wp - OW) / Wp of the work, and a last tile of columns
+// some more: k_avx2_conv_fits takes planes of 32 outputs or more where
+// 60 % or more of the columns are real (cnn's 26x26 and 11x11, resnet18's
+// 7x7; not its 4x4 and smaller, which the batched im2col product serves
+// better). The weight gradient walks the real outputs alone.
+//
+// Measured on one Zen 3 core, 8 images, best of 15 (GFLOP/s; this path
+// against im2col and OpenBLAS): cnn's second layer (32 -> 64 channels,
+// 13x13, 3x3) forward 69-80 against 41-48, weight gradient 82-86 against
+// 36-49; resnet18's 64 channels at 7x7, pad 1: forward 63 against 38-40,
+// weight gradient 77 against 38-40.
 //
 // The code is compiled for AVX2 and FMA function by function (target
 // attributes), as fast_avx512.c is for AVX-512; k_avx2() says whether the
@@ -58,6 +64,8 @@ bool k_avx2(void) {
 #define MR 4    // rows of a tile
 #define NR 24   // columns of a tile: 3 vectors of 8
 #define MARGIN NR
+#define CMR 6   // the weight gradient's tile: 6 rows of dw^T (taps)
+#define CNR 16  // by 16 columns (output channels)
 
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -77,34 +85,45 @@ static Wide wide_of(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t ph, in
 
 // Whether the direct path takes g (stride 1, one group, a window larger
 // than 1x1): the useful outputs are 3/4 or more of the columns computed.
-static bool fits(const KConv2d *g) {
+static bool fits_any(const KConv2d *g) {
   if (g->sh != 1 || g->sw != 1 || g->G > 1 || g->KH * g->KW < 2 || g->N < 0)
     return false;
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
-  if (v.OH < 1 || v.OW < 1 || g->C * v.Hp * v.Wp + MARGIN > INT32_MAX)
-    return false;
-  return 4 * v.OH * v.OW >= 3 * v.Qr;
+  return v.OH >= 1 && v.OW >= 1 && g->C * v.Hp * v.Wp + MARGIN <= INT32_MAX;
+}
+
+// Planes of fewer outputs than this are one or two tiles per image, where
+// the batched im2col product (images side by side) is faster.
+#define MIN_OUTPUTS 32
+
+static bool fits(const KConv2d *g) {
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  return fits_any(g) && v.OH * v.OW >= MIN_OUTPUTS && 5 * v.OH * v.OW >= 3 * v.Qr;
 }
 
 bool k_avx2_conv_fits(const KConv2d *g) { return k_avx2() && fits(g); }
 
-// A weight gradient of a few rows (C*KH*KW: one input channel's 3x3) fills
-// few of dw^T's tiles: there the im2col product is faster.
+// The weight gradient computes the real outputs only, so any plane fits;
+// but one of a few rows (C*KH*KW: one input channel's 3x3) is mostly the
+// transpose of dy: there the im2col product is faster.
 #define GRAD_WEIGHT_MIN_ROWS 64
 
-bool k_avx2_conv_grad_weight_fits(const KConv2d *g) {
-  return k_avx2_conv_fits(g) && g->C * g->KH * g->KW >= GRAD_WEIGHT_MIN_ROWS;
+static bool grad_weight_fits(const KConv2d *g) {
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  return fits_any(g) && v.OH * v.OW >= MIN_OUTPUTS && g->C * g->KH * g->KW >= GRAD_WEIGHT_MIN_ROWS;
 }
+
+bool k_avx2_conv_grad_weight_fits(const KConv2d *g) { return k_avx2() && grad_weight_fits(g); }
 
 // Floats of scratch: the padded image, the offsets, and the packed weights
 // and wide output (forward) or dy^T and dw^T (dw).
 int64_t k_avx2_conv_scratch(const KConv2d *g) {
-  if (!fits(g))
+  if (!fits_any(g))
     return 0;
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
-  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, NR);
-  int64_t fwd = round_up(g->O, MR) * CKK + round_up(g->O, MR) * v.Qr;
-  int64_t dw = v.Q * Or + round_up(CKK, MR) * Or;
+  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, CNR);
+  int64_t fwd = fits(g) ? round_up(g->O, MR) * CKK + round_up(g->O, MR) * v.Qr : 0;
+  int64_t dw = grad_weight_fits(g) ? v.OH * v.OW * Or + CKK * Or : 0;
   return g->C * v.Hp * v.Wp + MARGIN + CKK + (fwd > dw ? fwd : dw);
 }
 
@@ -159,28 +178,39 @@ AVX2 static void tile_rows(int64_t K, const float *a, const float *b, const int3
       _mm256_storeu_ps(c + i * ldc + 8 * j, v[i][j]);
 }
 
-// C[0..mr, 0..24] += sum over q < K of a_i[q] * b[q*ldb ..+ 24], a_i =
-// a + off[i] (rows past mr repeat the last one): dw^T's tile.
-AVX2 static void tile_cols(int64_t K, const float *a, const int32_t *off, int mr, const float *b, int64_t ldb,
-                           float *c, int64_t ldc) {
-  const float *a0 = a + off[0], *a1 = a + off[mr > 1 ? 1 : 0], *a2 = a + off[mr > 2 ? 2 : mr - 1];
-  const float *a3 = a + off[mr > 3 ? 3 : mr - 1];
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
-  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-  for (int64_t q = 0; q < K; q++, b += ldb) {
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
-    __m256 t = _mm256_broadcast_ss(a0 + q);
-    c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01), c02 = _mm256_fmadd_ps(t, b2, c02);
-    t = _mm256_broadcast_ss(a1 + q);
-    c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11), c12 = _mm256_fmadd_ps(t, b2, c12);
-    t = _mm256_broadcast_ss(a2 + q);
-    c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21), c22 = _mm256_fmadd_ps(t, b2, c22);
-    t = _mm256_broadcast_ss(a3 + q);
-    c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31), c32 = _mm256_fmadd_ps(t, b2, c32);
+// C[0..mr, 0..16] += sum over the outputs (oh, ow) of a_i[oh*Wp + ow] *
+// b[(oh*OW + ow)*ldb ..+ 16], a_i = a + off[i] (rows past mr repeat the
+// last one): dw^T's tile, 6 x 16 (12 accumulators, 2 loads of dy^T, one
+// broadcast), over the real outputs only, one output row at a time.
+AVX2 static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const int32_t *off, int mr,
+                           const float *b, int64_t ldb, float *c, int64_t ldc) {
+  const float *ai[CMR];
+  for (int i = 0; i < CMR; i++)
+    ai[i] = a + off[i < mr ? i : mr - 1];
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int64_t oh = 0; oh < OH; oh++) {
+    const float *a0 = ai[0] + oh * Wp, *a1 = ai[1] + oh * Wp, *a2 = ai[2] + oh * Wp, *a3 = ai[3] + oh * Wp;
+    const float *a4 = ai[4] + oh * Wp, *a5 = ai[5] + oh * Wp;
+    for (int64_t q = 0; q < OW; q++, b += ldb) {
+      __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      __m256 t = _mm256_broadcast_ss(a0 + q);
+      c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
+      t = _mm256_broadcast_ss(a1 + q);
+      c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
+      t = _mm256_broadcast_ss(a2 + q);
+      c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
+      t = _mm256_broadcast_ss(a3 + q);
+      c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
+      t = _mm256_broadcast_ss(a4 + q);
+      c40 = _mm256_fmadd_ps(t, b0, c40), c41 = _mm256_fmadd_ps(t, b1, c41);
+      t = _mm256_broadcast_ss(a5 + q);
+      c50 = _mm256_fmadd_ps(t, b0, c50), c51 = _mm256_fmadd_ps(t, b1, c51);
+    }
   }
-  __m256 v[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  __m256 v[CMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   for (int i = 0; i < mr; i++)
-    for (int j = 0; j < 3; j++) {
+    for (int j = 0; j < 2; j++) {
       float *p = c + i * ldc + 8 * j;
       _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]));
     }
@@ -192,9 +222,9 @@ static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *
   nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
 }
 
-static void tile_cols(int64_t K, const float *a, const int32_t *off, int mr, const float *b, int64_t ldb, float *c,
-                      int64_t ldc) {
-  (void)K, (void)a, (void)off, (void)mr, (void)b, (void)ldb, (void)c, (void)ldc;
+static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const int32_t *off, int mr,
+                      const float *b, int64_t ldb, float *c, int64_t ldc) {
+  (void)OH, (void)OW, (void)Wp, (void)a, (void)off, (void)mr, (void)b, (void)ldb, (void)c, (void)ldc;
   nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
 }
 #endif
@@ -234,23 +264,23 @@ void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d
 
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws) {
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
-  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, NR), P = v.OH * v.OW, HW = g->H * g->W;
-  float *xp = ws, *dyt = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; dy^T (Q, Or), wide
-  float *dwt = dyt + v.Q * Or;                                // dw^T (CKK, Or)
-  int32_t *off = (int32_t *)(dwt + round_up(CKK, MR) * Or);
+  int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, CNR), P = v.OH * v.OW, HW = g->H * g->W;
+  float *xp = ws, *dyt = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; dy^T (P, Or)
+  float *dwt = dyt + P * Or;                                  // dw^T (CKK, Or)
+  int32_t *off = (int32_t *)(dwt + CKK * Or);
   tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
-  memset(dyt, 0, sizeof(float) * v.Q * Or);
+  memset(dyt, 0, sizeof(float) * P * Or);   // (the columns past O stay 0)
   memset(dwt, 0, sizeof(float) * CKK * Or);
   for (int64_t n = 0; n < g->N; n++) {
     pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
     const float *dyn = dy + n * g->O * P;
-    for (int64_t o = 0; o < g->O; o++)   // (the wide columns past OW stay 0)
-      for (int64_t oh = 0; oh < v.OH; oh++)
-        for (int64_t ow = 0; ow < v.OW; ow++)
-          dyt[(oh * v.Wp + ow) * Or + o] = dyn[(o * v.OH + oh) * v.OW + ow];
-    for (int64_t j = 0; j < Or; j += NR)
-      for (int64_t r = 0; r < CKK; r += MR)
-        tile_cols(v.Q, xp, off + r, CKK - r < MR ? (int)(CKK - r) : MR, dyt + j, Or, dwt + r * Or + j, Or);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t p = 0; p < P; p++)
+        dyt[p * Or + o] = dyn[o * P + p];
+    for (int64_t j = 0; j < Or; j += CNR)
+      for (int64_t r = 0; r < CKK; r += CMR)
+        tile_cols(v.OH, v.OW, v.Wp, xp, off + r, CKK - r < CMR ? (int)(CKK - r) : CMR, dyt + j, Or,
+                  dwt + r * Or + j, Or);
   }
   for (int64_t o = 0; o < g->O; o++)
     for (int64_t r = 0; r < CKK; r++)
