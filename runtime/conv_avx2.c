@@ -12,7 +12,8 @@
 //
 //   forward: y (O, Q)     = w @ rows of x at off           (tile 4 x 24: 4 weights broadcast, 3 loads of x)
 //   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (P, O)   (tile 6 x 16: 6 values of x broadcast;
-//                                                               only the real outputs, row by row)
+//                                                               only the real outputs, row by row);
+//            under 64 taps, dot products of dy's rows and x's along each output row
 //
 // (dx, as the forward of dy padded by dh*(KH-1) - ph with w flipped, was
 // no faster than im2col's col2im on cnn's layers: it stays there.)
@@ -103,14 +104,14 @@ static bool fits(const KConv2d *g) {
 
 bool k_avx2_conv_fits(const KConv2d *g) { return k_avx2() && fits(g); }
 
-// The weight gradient computes the real outputs only, so any plane fits;
-// but one of a few rows (C*KH*KW: one input channel's 3x3) is mostly the
-// transpose of dy: there the im2col product is faster.
+// The weight gradient computes the real outputs only, so any plane of
+// MIN_OUTPUTS fits: by dw^T's tiles, or, under this many taps (C*KH*KW),
+// by dot products along the output rows.
 #define GRAD_WEIGHT_MIN_ROWS 64
 
 static bool grad_weight_fits(const KConv2d *g) {
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
-  return fits_any(g) && v.OH * v.OW >= MIN_OUTPUTS && g->C * g->KH * g->KW >= GRAD_WEIGHT_MIN_ROWS;
+  return fits_any(g) && v.OH * v.OW >= MIN_OUTPUTS;
 }
 
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g) { return k_avx2() && grad_weight_fits(g); }
@@ -215,7 +216,49 @@ AVX2 static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, c
       _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]));
     }
 }
+
+// Few taps (C*KH*KW under GRAD_WEIGHT_MIN_ROWS: one input channel's 3x3)
+// leave dw^T's tiles mostly idle, and transposing dy would cost more than
+// the product: there dw[o, r] is a dot product along each output row, of
+// dy's row and the padded image's at off[r]. A 3 x 3 block of them (9
+// accumulators, 3 loads of dy, one of x at a time), a masked load at a
+// row's end; dots[i*3 + j] = the block's sums (rows past mo and taps past
+// mr repeat the last one).
+AVX2 static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, int64_t P, int mo, const float *xp,
+                          const int32_t *off, int mr, float *dots) {
+  static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const float *d0 = dy, *d1 = dy + (mo > 1 ? 1 : 0) * P, *d2 = dy + (mo > 2 ? 2 : mo - 1) * P;
+  const float *x0 = xp + off[0], *x1 = xp + off[mr > 1 ? 1 : 0], *x2 = xp + off[mr > 2 ? 2 : mr - 1];
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00;
+  __m256i tail = _mm256_loadu_si256((const __m256i *)(lanes + 8 - OW % 8));
+  for (int64_t oh = 0; oh < OH; oh++, d0 += OW, d1 += OW, d2 += OW, x0 += Wp, x1 += Wp, x2 += Wp)
+    for (int64_t ow = 0; ow < OW; ow += 8) {
+      __m256i m = ow + 8 <= OW ? _mm256_set1_epi32(-1) : tail;
+      __m256 a0 = _mm256_maskload_ps(d0 + ow, m), a1 = _mm256_maskload_ps(d1 + ow, m);
+      __m256 a2 = _mm256_maskload_ps(d2 + ow, m);
+      __m256 t = _mm256_maskload_ps(x0 + ow, m);
+      c00 = _mm256_fmadd_ps(a0, t, c00), c10 = _mm256_fmadd_ps(a1, t, c10), c20 = _mm256_fmadd_ps(a2, t, c20);
+      t = _mm256_maskload_ps(x1 + ow, m);
+      c01 = _mm256_fmadd_ps(a0, t, c01), c11 = _mm256_fmadd_ps(a1, t, c11), c21 = _mm256_fmadd_ps(a2, t, c21);
+      t = _mm256_maskload_ps(x2 + ow, m);
+      c02 = _mm256_fmadd_ps(a0, t, c02), c12 = _mm256_fmadd_ps(a1, t, c12), c22 = _mm256_fmadd_ps(a2, t, c22);
+    }
+  __m256 v[9] = {c00, c01, c02, c10, c11, c12, c20, c21, c22};
+  for (int i = 0; i < 9; i++) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v[i]), _mm256_extractf128_ps(v[i], 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    dots[i] = _mm_cvtss_f32(h);
+  }
+}
 #else
+static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, int64_t P, int mo, const float *xp,
+                     const int32_t *off, int mr, float *dots) {
+  (void)OH, (void)OW, (void)Wp, (void)dy, (void)P, (void)mo, (void)xp, (void)off, (void)mr, (void)dots;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
 static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,
                       int mr) {
   (void)K, (void)a, (void)b, (void)off, (void)c, (void)ldc, (void)mr;
@@ -262,9 +305,34 @@ void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d
   conv_images(y, x, wp, g, ws + Om * CKK);
 }
 
+// dw += the dot products of each image, 3 x 3 at a time.
+static void grad_weight_dots(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws) {
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  int64_t CKK = g->C * g->KH * g->KW, P = v.OH * v.OW, HW = g->H * g->W;
+  float *xp = ws, dots[9];
+  int32_t *off = (int32_t *)(xp + g->C * v.Hp * v.Wp + MARGIN);
+  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
+  for (int64_t n = 0; n < g->N; n++) {
+    pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
+    const float *dyn = dy + n * g->O * P;
+    for (int64_t o = 0; o < g->O; o += 3)
+      for (int64_t r = 0; r < CKK; r += 3) {
+        int mo = g->O - o < 3 ? (int)(g->O - o) : 3, mr = CKK - r < 3 ? (int)(CKK - r) : 3;
+        dots_3x3(v.OH, v.OW, v.Wp, dyn + o * P, P, mo, xp, off + r, mr, dots);
+        for (int i = 0; i < mo; i++)
+          for (int j = 0; j < mr; j++)
+            dw[(o + i) * CKK + r + j] += dots[i * 3 + j];
+      }
+  }
+}
+
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws) {
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
   int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, CNR), P = v.OH * v.OW, HW = g->H * g->W;
+  if (CKK < GRAD_WEIGHT_MIN_ROWS) {
+    grad_weight_dots(dw, dy, x, g, ws);
+    return;
+  }
   float *xp = ws, *dyt = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; dy^T (P, Or)
   float *dwt = dyt + P * Or;                                  // dw^T (CKK, Or)
   int32_t *off = (int32_t *)(dwt + CKK * Or);

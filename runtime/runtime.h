@@ -1075,8 +1075,7 @@ void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const 
 bool k_avx2(void);
 // Whether these kernels take g, on this host: stride 1, one group, a
 // window of 2 taps or more, planes of 32 outputs or more (the forward:
-// with 60 % or more of its padded width real); the weight gradient also
-// wants C*KH*KW >= 64.
+// with 60 % or more of its padded width real).
 bool k_avx2_conv_fits(const KConv2d *g);
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
 // Floats of scratch the two need for g (any g.N; 0 where g does not fit).

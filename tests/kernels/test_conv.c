@@ -187,13 +187,14 @@ int main(void) {
     test_conv_cpu(&cases[i]);
   // Stride-1 convolutions that AVX2 hosts without AVX-512 take through
   // conv_avx2.c (the forward on planes of 32 outputs or more, 60 % of
-  // the padded width real; dw where also C*KH*KW >= 64), and two that
-  // they leave to im2col
+  // the padded width real; dw on planes of 32 outputs or more, by dot
+  // products under 64 taps), and two that they leave to im2col
   static const struct { KConv2d g; bool fwd, dw; } direct[] = {
     // N   C   H   W   O KH KW sh sw ph pw dh dw  G
     {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true},     // cnn's second layer
-    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, false},    // cnn's first: one channel, dw by im2col
+    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true},     // cnn's first: one channel, dw by dots
     {{2,  8, 17, 15,  7, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true},     // padding, outputs not a multiple of the tile
+    {{2,  5,  9, 12,  8, 2, 3, 1, 1, 1, 0, 1, 2, 1}, true, true},     // dw by dots: 30 taps, rows of 8 outputs
     {{2, 11, 20, 19,  5, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true},     // dilation, non-square, uneven padding
     {{2, 16,  7,  7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true},     // resnet18's 7x7 planes, 20 channels out
     {{2, 16,  4,  4, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false},   // 16 outputs: im2col
