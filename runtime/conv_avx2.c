@@ -15,8 +15,8 @@
 //                                                               only the real outputs, row by row);
 //            under 64 taps, dot products of dy's rows and x's along each output row
 //
-// (dx, as the forward of dy padded by dh*(KH-1) - ph with w flipped, was
-// no faster than im2col's col2im on cnn's layers: it stays there.)
+//   dx:      the forward of dy padded by dh*(KH-1) - ph, with w flipped and its O and C swapped,
+//            where a padded dy stays in L1 (else im2col's GEMM and col2im)
 //
 // Q = (OH-1)*Wp + OW, so that no tap reads past the padded image; tiles
 // read up to 23 floats past it, into a zeroed margin. The forward's wide
@@ -104,6 +104,29 @@ static bool fits(const KConv2d *g) {
 
 bool k_avx2_conv_fits(const KConv2d *g) { return k_avx2() && fits(g); }
 
+// The convolution dx of g is: dy padded by dh*(KH-1) - ph (stride 1),
+// with w flipped and its O and C swapped. Meaningful where that padding
+// is not negative; faster than col2im where the padded dy of an image
+// stays in L1 (resnet18's 64 channels at 7x7: 43-62 GFLOP/s against 35-52
+// on one core), not where each tile reads it from L2 (cnn's 64 channels
+// at 11x11 padded to 15x15: 36-52 against 39-55).
+#define GRAD_INPUT_MAX_PLANE 6144   // floats: 24 KiB
+static KConv2d grad_input_geometry(const KConv2d *g) {
+  KConv2d t = *g;
+  t.C = g->O, t.O = g->C;
+  t.H = g->H + 2 * g->ph - g->dh * (g->KH - 1), t.W = g->W + 2 * g->pw - g->dw * (g->KW - 1);
+  t.ph = g->dh * (g->KH - 1) - g->ph, t.pw = g->dw * (g->KW - 1) - g->pw;
+  return t;
+}
+
+static bool grad_input_fits(const KConv2d *g) {
+  KConv2d t = grad_input_geometry(g);
+  return fits_any(g) && t.ph >= 0 && t.pw >= 0 && t.H >= 1 && t.W >= 1 && fits(&t) &&
+         t.C * (t.H + 2 * t.ph) * (t.W + 2 * t.pw) <= GRAD_INPUT_MAX_PLANE;
+}
+
+bool k_avx2_conv_grad_input_fits(const KConv2d *g) { return k_avx2() && grad_input_fits(g); }
+
 // The weight gradient computes the real outputs only, so any plane of
 // MIN_OUTPUTS fits: by dw^T's tiles, or, under this many taps (C*KH*KW),
 // by dot products along the output rows.
@@ -118,7 +141,7 @@ bool k_avx2_conv_grad_weight_fits(const KConv2d *g) { return k_avx2() && grad_we
 
 // Floats of scratch: the padded image, the offsets, and the packed weights
 // and wide output (forward) or dy^T and dw^T (dw).
-int64_t k_avx2_conv_scratch(const KConv2d *g) {
+static int64_t scratch_of(const KConv2d *g) {
   if (!fits_any(g))
     return 0;
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
@@ -126,6 +149,16 @@ int64_t k_avx2_conv_scratch(const KConv2d *g) {
   int64_t fwd = fits(g) ? round_up(g->O, MR) * CKK + round_up(g->O, MR) * v.Qr : 0;
   int64_t dw = grad_weight_fits(g) ? v.OH * v.OW * Or + CKK * Or : 0;
   return g->C * v.Hp * v.Wp + MARGIN + CKK + (fwd > dw ? fwd : dw);
+}
+
+int64_t k_avx2_conv_scratch(const KConv2d *g) {
+  int64_t n = scratch_of(g);
+  if (grad_input_fits(g)) {   // the forward of dy
+    KConv2d t = grad_input_geometry(g);
+    int64_t m = scratch_of(&t);
+    n = n > m ? n : m;
+  }
+  return n;
 }
 
 // The image x (C, H, W) into xp (C, Hp, Wp) with zeros around, and a
@@ -274,8 +307,8 @@ static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const 
 
 // The forward of geometry g on images whose weights are packed in wp
 // (round_up(O, 4) rows, by 4 rows r-major: wp[(ob*CKK + r)*4 + i]):
-// y (N, O, OH, OW) = the convolution of x (N, C, H, W).
-static void conv_images(float *y, const float *x, const float *wp, const KConv2d *g, float *ws) {
+// y (N, O, OH, OW) (+)= the convolution of x (N, C, H, W).
+static void conv_images(float *y, bool add, const float *x, const float *wp, const KConv2d *g, float *ws) {
   Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
   int64_t CKK = g->C * g->KH * g->KW, P = v.OH * v.OW, HW = g->H * g->W;
   float *xp = ws, *yw = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image, the wide output (O, Qr)
@@ -291,7 +324,11 @@ static void conv_images(float *y, const float *x, const float *wp, const KConv2d
       for (int64_t oh = 0; oh < v.OH; oh++) {
         const float *src = yw + o * v.Qr + oh * v.Wp;
         float *dst = yn + (o * v.OH + oh) * v.OW;
-        memcpy(dst, src, sizeof(float) * v.OW);
+        if (add)
+          for (int64_t i = 0; i < v.OW; i++)
+            dst[i] += src[i];
+        else
+          memcpy(dst, src, sizeof(float) * v.OW);
       }
   }
 }
@@ -302,7 +339,18 @@ void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d
   for (int64_t o = 0; o < Om; o++)
     for (int64_t r = 0; r < CKK; r++)
       wp[(o / MR * CKK + r) * MR + o % MR] = w[(o < g->O ? o : g->O - 1) * CKK + r];
-  conv_images(y, x, wp, g, ws + Om * CKK);
+  conv_images(y, false, x, wp, g, ws + Om * CKK);
+}
+
+void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws) {
+  KConv2d t = grad_input_geometry(g);
+  int64_t KK = g->KH * g->KW, CKK = g->C * KK, OKK = g->O * KK, Cm = round_up(g->C, MR);
+  float *wp = ws;   // w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw], packed as the forward's
+  for (int64_t c = 0; c < Cm; c++)
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t k = 0; k < KK; k++)
+        wp[(c / MR * OKK + o * KK + k) * MR + c % MR] = w[o * CKK + (c < g->C ? c : g->C - 1) * KK + KK - 1 - k];
+  conv_images(dx, true, dy, wp, &t, ws + Cm * OKK);
 }
 
 // dw += the dot products of each image, 3 x 3 at a time.

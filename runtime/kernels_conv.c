@@ -351,12 +351,16 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
-  if (direct && dw) {   // dw in place from x; dx below
+  if (direct && dw) {   // dw in place from x
     k_avx2_conv_grad_weight(dw, dy, x, g, ws);
-    if (!dx)
-      return;
     dw = NULL;
   }
+  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx as the forward of dy
+    k_avx2_conv_grad_input(dx, dy, w, g, ws);
+    dx = NULL;
+  }
+  if (!dw && !dx)
+    return;
   if (conv_groups(g) > 1) {
     conv_backward_groups(dx, dw, dy, x, w, g, OH, OW, ws, gemm, fast);
     return;

@@ -1078,10 +1078,12 @@ bool k_avx2(void);
 // with 60 % or more of its padded width real).
 bool k_avx2_conv_fits(const KConv2d *g);
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
+bool k_avx2_conv_grad_input_fits(const KConv2d *g);
 // Floats of scratch the two need for g (any g.N; 0 where g does not fit).
 int64_t k_avx2_conv_scratch(const KConv2d *g);
 // y = conv2d(x, w) without bias; dw += d/dw.
 void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws);
+void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
 
 
