@@ -14,7 +14,6 @@
 //   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (P, O)   (tile 6 x 16: 6 values of x broadcast;
 //                                                               only the real outputs, row by row);
 //            under 64 taps, dot products of dy's rows and x's along each output row
-//
 //   dx:      the forward of dy padded by dh*(KH-1) - ph, with w flipped and its O and C swapped,
 //            where a padded dy stays in L1 (else im2col's GEMM and col2im)
 //
