@@ -18,7 +18,8 @@
 // the products. The cpu backend's variants (the _ws convolutions,
 // k_conv2d_grad_weight_channels, k_maxpool2d_forward_fast) share their
 // loops but take the cpu backend's GEMM and, where the host has them, the
-// AVX-512 fast paths of fast_avx512.c.
+// AVX-512 fast paths of fast_avx512.c, or on AVX2 hosts the stride-1
+// convolutions of conv_avx2.c, which read the image in place (no im2col).
 #include "runtime.h"
 
 #include <math.h>
@@ -210,8 +211,8 @@ static int64_t conv_groups(const KConv2d *g) { return g->G > 1 ? g->G : 1; }
 int64_t k_conv2d_scratch(const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
-  int64_t NP = g->N * OH * OW;
-  return (g->C * g->KH * g->KW + g->O) * NP;
+  int64_t NP = g->N * OH * OW, cols = (g->C * g->KH * g->KW + g->O) * NP, direct = k_avx2_conv_scratch(g);
+  return cols > direct ? cols : direct;
 }
 
 // Scratch memory reused from call to call (a training step would otherwise
@@ -272,13 +273,15 @@ static void conv_forward_groups(float *y, const float *x, const float *w, const 
 // (C*KH*KW, N*P), so BLAS gets one large product instead of N small ones.
 // Yt (O, N*P) = w (O, CKK) @ col, then y (N, O, P) = Yt with images first.
 static void conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
-                         KGemmFn gemm, bool fast) {
+                         KGemmFn gemm, bool fast, bool direct) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
   int64_t tap = single_tap(g, OH, OW);
-  if (conv_groups(g) > 1) {
+  if (direct) {
+    k_avx2_conv_forward(y, x, w, g, ws);
+  } else if (conv_groups(g) > 1) {
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
   } else if (tap >= 0) {
     gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
@@ -334,7 +337,7 @@ static void conv_backward_groups(float *dx, float *dw, const float *dy, const fl
 // inside; dw (O, CKK) += dY @ col^T over all images in one product, and
 // dcol (CKK, N*P) = w^T @ dY, which col2im adds into each image's dx.
 static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
-                          const KConv2d *g, float *ws, KGemmFn gemm, bool fast) {
+                          const KConv2d *g, float *ws, KGemmFn gemm, bool fast, bool direct) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
@@ -346,6 +349,16 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
           sum += dy[(n * g->O + o) * P + p];
       dbias[o] += (float)sum;
     }
+  if (!dw && !dx)
+    return;
+  if (direct && dw) {   // dw in place from x
+    k_avx2_conv_grad_weight(dw, dy, x, g, ws);
+    dw = NULL;
+  }
+  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx as the forward of dy
+    k_avx2_conv_grad_input(dx, dy, w, g, ws);
+    dx = NULL;
+  }
   if (!dw && !dx)
     return;
   if (conv_groups(g) > 1) {
@@ -427,23 +440,30 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
 
 // The reference: k_sgemm (the BLAS) and the plain loops.
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
-  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm, false);
+  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm, false, false);
 }
 
 void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                        const KConv2d *g) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm, false);
+  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm, false, false);
 }
 
-// The cpu backend's: its GEMM and the fast im2col.
+// The cpu backend's: its GEMM and the fast im2col, or, on AVX2 hosts
+// without AVX-512, the stride-1 convolutions of conv_avx2.c where they fit
+// (the weight gradient only: dx stays with col2im) and the caller brings no GEMM of its own (one that splits the product
+// across threads, for a batch smaller than the pool).
+static bool direct_path(const KConv2d *g, KGemmFn gemm, bool grad_weight) {
+  return !gemm && !k_avx512() && (grad_weight ? k_avx2_conv_grad_weight_fits(g) : k_avx2_conv_fits(g));
+}
+
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
-  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true);
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, false));
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws, KGemmFn gemm) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true);
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, true));
 }
 
 //

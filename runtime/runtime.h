@@ -1062,6 +1062,32 @@ void k_avx512_maxpool2x2(float *y,         // (N,C,OH,OW)
 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
                                int64_t OW, int64_t nc, float *xt);
 
+//
+// conv_avx2.c: the cpu backend's stride-1 convolutions on AVX2 hosts
+//
+// A stride-1 convolution and its gradients read in place from a padded
+// copy of each image (no im2col), for the cpu backend's convolutions
+// (k_conv2d_forward_ws, k_conv2d_backward_ws) on hosts with AVX2 and FMA
+// but not AVX-512.
+// Reference: k_conv2d_forward and k_conv2d_backward, within rounding
+// (tests/kernels/test_conv.c).
+
+// The host runs AVX2 and FMA and NNC_NO_AVX2 is not set.
+bool k_avx2(void);
+// Whether these kernels take g, on this host: stride 1, one group, a
+// window of 2 taps or more, planes of 32 outputs or more (the forward:
+// with 60 % or more of its padded width real; the input gradient: the
+// forward of dy that fits so, on a padded dy of 6144 floats or fewer).
+bool k_avx2_conv_fits(const KConv2d *g);
+bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
+bool k_avx2_conv_grad_input_fits(const KConv2d *g);
+// Floats of scratch the three need for g (any g.N; 0 where g does not fit).
+int64_t k_avx2_conv_scratch(const KConv2d *g);
+// y = conv2d(x, w) without bias; dx += d/dx; dw += d/dw.
+void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws);
+void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
+void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
+
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count
 // changes. Without OpenBLAS (NNC_NO_BLAS) it does nothing: k_blas_sgemm

@@ -185,5 +185,28 @@ int main(void) {
   test_conv(&cases[4], false);
   for (int i = 0; i < countof(cases); i++)
     test_conv_cpu(&cases[i]);
+  // Stride-1 convolutions that AVX2 hosts without AVX-512 take through
+  // conv_avx2.c (the forward on planes of 32 outputs or more, 60 % of
+  // the padded width real; dw on planes of 32 outputs or more, by dot
+  // products under 64 taps; dx as the forward of dy where that fits and a
+  // padded dy is 6144 floats or fewer), and two that they leave to im2col
+  static const struct { KConv2d g; bool fwd, dw, dx; } direct[] = {
+    // N   C   H   W   O KH KW sh sw ph pw dh dw  G
+    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, false},     // cnn's second layer
+    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, false},     // cnn's first: dw by dots
+    {{2,  8, 17, 15,  7, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // padding, ragged tiles
+    {{2,  5,  9, 12,  8, 2, 3, 1, 1, 1, 0, 1, 2, 1}, true, true, true},      // dw by dots: 30 taps
+    {{2, 11, 20, 19,  5, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true, true},      // dilation, uneven padding
+    {{2, 16,  7,  7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // resnet18's 7x7 planes
+    {{2, 16,  4,  4, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // 16 outputs: im2col
+    {{2, 16,  9,  9, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false, false},   // stride 2: im2col
+  };
+  for (int i = 0; i < countof(direct); i++) {
+    const KConv2d *g = &direct[i].g;
+    if (k_avx2() && !k_avx512())
+      CHECK(k_avx2_conv_fits(g) == direct[i].fwd && k_avx2_conv_grad_weight_fits(g) == direct[i].dw &&
+            k_avx2_conv_grad_input_fits(g) == direct[i].dx, "direct case %d", i);
+    test_conv_cpu(g);
+  }
   return t_finish("test_conv");
 }
