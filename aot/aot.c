@@ -69,6 +69,8 @@ static int64_t put(Blob *b, const void *src, size_t n, size_t align) {
 
 static int64_t put_str(Blob *b, const char *s) { return put(b, s, strlen(s) + 1, 1); }
 
+_Static_assert(RT_MAX_TARGETS == IR_MAX_TARGETS, "a compiled model describes every target");
+
 // Where node id of program c lies in its arena, or -1.
 static int64_t arena_at(const Compilation *c, const IrNode *n) {
   if (!n)
@@ -84,7 +86,8 @@ static void describe_entry(Blob *b, int e, const Compilation *c) {
   RtEntryInfo en = {.present = 1, .min_batch = 1, .arena_bytes = p->arena_bytes, .naux = p->naux};
   for (int i = 0; i < RT_MAX_INPUTS; i++)
     en.input[i] = i < cm->ninputs ? arena_at(c, cm->inputs[i]) : -1;
-  en.target = arena_at(c, cm->target);
+  for (int i = 0; i < RT_MAX_TARGETS; i++)
+    en.target[i] = i < cm->ntargets ? arena_at(c, cm->targets[i]) : -1;
   en.output = arena_at(c, cm->g->output);
   int no = cm->g->noutputs > 0 ? cm->g->noutputs : 1;
   int64_t *outs = xmalloc(sizeof(int64_t) * no);
@@ -165,6 +168,9 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   int64_t input_name[RT_MAX_INPUTS] = {0};
   for (int i = 0; i < m->ninputs; i++)
     input_name[i] = put_str(&b, m->inputs[i]->name);
+  int64_t target_name[RT_MAX_TARGETS] = {0};
+  for (int i = 0; i < m->ntargets; i++)
+    target_name[i] = put_str(&b, m->targets[i]->name);
   int no = m->g->noutputs > 0 ? m->g->noutputs : 1;
   RtOutputInfo *outs = xcalloc(no, sizeof *outs);
   for (int i = 0; i < no; i++) {
@@ -200,7 +206,14 @@ static Blob describe(const Model *m, Compilation *const comp[ENTRY_COUNT], const
   const IrNode *tg = m->target;
   in->target_kind = !tg ? RT_TARGET_NONE : tg->dtype == DT_I32 ? RT_TARGET_CLASS : RT_TARGET_REAL;
   in->nclasses = tg && tg->dtype == DT_I32 ? (int32_t)tg->attr.i[0] : 0;
-  in->target_numel = tg ? ir_numel(tg, 1) : 0;
+  in->target_numel = 0;
+  in->ntargets = m->ntargets;
+  for (int i = 0; i < m->ntargets; i++) {
+    const IrNode *t = m->targets[i];
+    in->targets[i] = (RtTargetInfo){t->dtype == DT_I32 ? RT_TARGET_CLASS : RT_TARGET_REAL,
+                                    t->dtype == DT_I32 ? (int32_t)t->attr.i[0] : 0, ir_numel(t, 1), target_name[i]};
+    in->target_numel += ir_numel(t, 1);
+  }
   in->optimizer = m->opt.kind;
   in->beta1 = m->opt.beta1;
   in->beta2 = m->opt.beta2;
@@ -387,11 +400,30 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
     fprintf(f, "#define %s_OUTPUT_SIZE %" PRId64 "   /* floats per sample of the output %s */\n", P, in->output_numel,
             shape_text(m->g->output, buf, sizeof buf));
   }
-  if (m->target) {
+  if (m->ntargets == 1) {
     fprintf(f, "#define %s_TARGET_SIZE %" PRId64 "   /* %s per sample of the target %s */\n", P, in->target_numel,
             in->target_kind == RT_TARGET_CLASS ? "int32 class labels" : "floats", m->target->name);
     if (in->target_kind == RT_TARGET_CLASS)
       fprintf(f, "#define %s_NUM_CLASSES %d   /* labels lie in [0, %d) */\n", P, in->nclasses, in->nclasses);
+  } else if (m->ntargets > 1) {   // a row of every target's values; each one's size and place in it
+    fprintf(f, "#define %s_TARGET_SIZE %" PRId64 "   /* 4-byte values per sample:", P, in->target_numel);
+    for (int i = 0; i < m->ntargets; i++)
+      fprintf(f, "%s %s %s", i ? "," : "", m->targets[i]->name,
+              in->targets[i].kind == RT_TARGET_CLASS ? "(int32 class labels)" : "(floats)");
+    fprintf(f, ", one after another */\n");
+    int64_t at = 0;
+    for (int i = 0; i < m->ntargets; i++) {
+      size_t n = strlen(m->targets[i]->name) + 1;
+      char *N = xmalloc(n);
+      upper(N, m->targets[i]->name, n);
+      fprintf(f, "#define %s_TARGET_%s_SIZE %" PRId64 "\n#define %s_TARGET_%s_OFFSET %" PRId64
+                 "   /* its first value in a sample's row */\n", P, N, in->targets[i].numel, P, N, at);
+      if (in->targets[i].kind == RT_TARGET_CLASS)
+        fprintf(f, "#define %s_TARGET_%s_NUM_CLASSES %d   /* its labels lie in [0, %d) */\n", P, N,
+                in->targets[i].nclasses, in->targets[i].nclasses);
+      at += in->targets[i].numel;
+      free(N);
+    }
   }
   int64_t arena = 0;
   for (int e = 0; e < ENTRY_COUNT; e++)
@@ -411,8 +443,14 @@ static void write_header(FILE *f, const Model *m, const RtModelInfo *in, const A
           o->embed && o->weights ? weights_c : "the weights compiled in");
   if (o->weights && !o->embed)
     fprintf(f, "#define %s_WEIGHTS \"%s\"   /* the checkpoint it was checked against */\n", P, weights_s);
-  fprintf(f, "\n/* Class labels (int32_t) or real-valued targets (float), as the target is. */\n");
-  fprintf(f, "typedef %s %s_target;\n\n", m->target ? ytype : "float", p);
+  if (m->ntargets > 1) {
+    fprintf(f, "\n/* A value of a row of targets: .label for a class target's (int32), .value for\n"
+               " * a real-valued one's (float). */\n");
+    fprintf(f, "typedef union %s_target {\n  int32_t label;\n  float value;\n} %s_target;\n\n", p, p);
+  } else {
+    fprintf(f, "\n/* Class labels (int32_t) or real-valued targets (float), as the target is. */\n");
+    fprintf(f, "typedef %s %s_target;\n\n", m->target ? ytype : "float", p);
+  }
   fprintf(f, "typedef struct %s_context %s_context;\n\n", p, p);
   char from[MAX_NAME + 64];
   if (o->embed && o->weights)
@@ -657,12 +695,15 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
                m->inputs[i]->name, "PREFIX", m->inputs[i]->name);
         return false;
       }
-  if (m->ntargets > 1) {
-    *usage = false;
-    errorf(err, errsz, "model '%s' has %d targets; a compiled model takes one target at most\n---> HINT: compare "
-           "the other outputs with inputs, or compile a model of one target", m->g->name, m->ntargets);
-    return false;
-  }
+  for (int i = 0; i < m->ntargets && m->ntargets > 1; i++)   // PREFIX_TARGET_NAME_SIZE, one macro each
+    for (int j = 0; j < i; j++)
+      if (!strcasecmp(m->targets[i]->name, m->targets[j]->name)) {
+        *usage = false;
+        errorf(err, errsz, "model '%s': targets '%s' and '%s' would both be %s_TARGET_%s_SIZE in the header, "
+               "whose macros are upper case\n---> HINT: rename one of them", m->g->name, m->targets[j]->name,
+               m->targets[i]->name, "PREFIX", m->targets[i]->name);
+        return false;
+      }
   for (int i = 0; i < m->g->noutputs && m->g->noutputs > 1; i++)   // PREFIX_OUTPUT_NAME_SIZE, one macro each
     for (int j = 0; j < i; j++)
       if (!strcasecmp(m->g->output_names[i], m->g->output_names[j])) {

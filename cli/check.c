@@ -46,7 +46,7 @@ static int collect_rows(const IrGraph *g, Arena *a, Row *rows) {
     if ((x->scope && !strcmp(x->scope, "loss")) || x->op == IR_TARGET)
       continue;   // the loss and its terms, the targets: no rows
     const char *key = x->scope;
-    if (!key && (x->op == IR_INPUT || x->op == IR_PARAM))
+    if (!key && (x->op == IR_INPUT || x->op == IR_PARAM || (x->op == IR_BUFFER && x->frozen)))
       key = x->name;
     if (!key)
       continue;
@@ -92,6 +92,8 @@ static void print_optimizer(FILE *out, const OptimConfig *o) {
   }
   if (o->weight_decay)
     fprintf(out, ", weight_decay = %g", o->weight_decay);
+  if (o->clip_norm)
+    fprintf(out, ", clip_norm = %g", o->clip_norm);
   fprintf(out, ")");
 }
 
@@ -144,16 +146,20 @@ static void print_settings(FILE *out, const Model *m) {
   print_optimizer(out, &m->opt);
   fprintf(out, "%s\n", m->has_optimizer ? "" : "  (default)");
   if (m->sched.kind != SCHED_CONSTANT || m->sched.warmup) {
-    static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
+    static const char *const names[] = {"constant", "step", "cosine", "onecycle", "plateau"};
     fprintf(out, "  schedule   %s", names[m->sched.kind]);
     if (m->sched.kind == SCHED_STEP)
       fprintf(out, "(step_size = %d, gamma = %g)", m->sched.step_size, m->sched.gamma);
     if (m->sched.kind == SCHED_COSINE)
       fprintf(out, "(t_max = %d, min_lr = %g)", m->sched.t_max, m->sched.min_lr);
     if (m->sched.kind == SCHED_ONECYCLE)
-      fprintf(out, "(max_lr = %g, pct_start = %g, div_factor = %g, final_div_factor = %g), per step",
-              m->sched.max_lr > 0 ? m->sched.max_lr : m->opt.lr, m->sched.pct_start, m->sched.div_factor,
-              m->sched.final_div_factor);
+      fprintf(out, "(max_lr = %g, pct_start = %g, div_factor = %g, final_div_factor = %g, anneal_strategy = %s), "
+              "per step", m->sched.max_lr > 0 ? m->sched.max_lr : m->opt.lr, m->sched.pct_start,
+              m->sched.div_factor, m->sched.final_div_factor, m->sched.anneal_linear ? "linear" : "cos");
+    if (m->sched.kind == SCHED_PLATEAU)
+      fprintf(out, "(factor = %g, patience = %d, threshold = %g, threshold_mode = %s, cooldown = %d, min_lr = %g, "
+              "eps = %g), on the validation loss", m->sched.factor, m->sched.patience, m->sched.threshold,
+              m->sched.threshold_abs ? "abs" : "rel", m->sched.cooldown, m->sched.min_lr, m->sched.eps);
     if (m->sched.warmup)
       fprintf(out, ", warmup %d steps", m->sched.warmup);
     fprintf(out, "\n");
@@ -212,13 +218,10 @@ void cli_print_summary(FILE *out, const Model *m) {
   char p[32], f[32];
   fprintf(out, "  %-*s  %*s  %*s\n", wname + wkind + wshape + 4, "total", wparams, commas(tparams, p),
           wflops, commas(tflops, f));
-  int64_t frozen = 0;   // a frozen layer's weight and bias are buffers (no gradient, no update)
-  for (int i = 0; i < g->nnodes; i++) {
-    const IrNode *x = g->nodes[i];
-    const char *dot = x->op == IR_BUFFER && x->name ? strrchr(x->name, '.') : NULL;
-    if (dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias")))
-      frozen += ir_numel(x, 1);
-  }
+  int64_t frozen = 0;   // frozen parameters are buffers (no gradient, no update)
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i]->op == IR_BUFFER && g->nodes[i]->frozen)
+      frozen += ir_numel(g->nodes[i], 1);
   if (frozen)
     fprintf(out, "  trainable  %s params; frozen %s (saved, not trained)\n", commas(tparams, p), commas(frozen, f));
   print_settings(out, m);

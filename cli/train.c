@@ -391,7 +391,8 @@ int cli_eval(int argc, char **argv) {
     printf("model %s, weights %s (epoch %lld, step %lld)\n", m->g->name, weights, (long long)info.epoch,
            (long long)info.step);
   printf("data %s: %lld samples\n", ds.source, (long long)r.n);
-  printf("loss %.4f", r.loss);
+  fputs("loss ", stdout);
+  train_print_loss(stdout, r.loss);
   if (r.acc >= 0)
     printf("  accuracy %.4f (%lld of %lld)", r.acc, (long long)llround(r.acc * r.n), (long long)r.n);
   printf("\n");

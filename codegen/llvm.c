@@ -639,6 +639,156 @@ static void emit_body(Cg *c, Nest *n) {
   free(v);
 }
 
+static LLVMBasicBlockRef block(Cg *c, LLVMValueRef fn, const char *name) {
+  return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
+}
+
+static LLVMValueRef gep(Cg *c, LLVMValueRef ptr, LLVMValueRef i) { return LLVMBuildInBoundsGEP2(c->b, c->f32, ptr, &i, 1, ""); }
+
+// phi = [init, from] on entry to a loop; its value at the latch is added
+// by loop_back.
+static LLVMValueRef loop_phi(Cg *c, LLVMTypeRef ty, LLVMValueRef init, LLVMBasicBlockRef from) {
+  LLVMValueRef phi = LLVMBuildPhi(c->b, ty, "");
+  LLVMAddIncoming(phi, &init, &from, 1);
+  return phi;
+}
+
+static void loop_back(LLVMValueRef *phi, LLVMValueRef *next, int n, LLVMBasicBlockRef latch) {
+  for (int i = 0; i < n; i++)
+    LLVMAddIncoming(phi[i], &next[i], &latch, 1);
+}
+
+// A batched product's loop in its [..., M, K, P] form (fuse.c,
+// batch_matmul_kernel): C[.., m, p] summed over k of A[.., m, k] *
+// B[.., k, p], with B and C contiguous along P, A constant along it, and C
+// constant along K; P at most 4 vectors. Its last two loops are then one
+// row of C in registers (emit_product_row) instead of a load and a store
+// of C for every k.
+// Whether k is a batched product's loop at all (batch_matmul_kernel's
+// body: two loads, their product summed into one store, at least one
+// leading dimension) with its innermost dimension at most 4 vectors.
+static bool is_product(const Cg *c, const Kernel *k) {
+  return k->ndim >= 3 && k->nbody == 3 && k->nstores == 1 && k->body[0].op == KI_LOAD &&
+         k->body[1].op == KI_LOAD && k->body[2].op == KI_MUL && k->body[2].a != k->body[2].b &&
+         k->stores[0].reduce == KR_SUM && k->stores[0].value == 2 && k->dims[k->ndim - 1] <= 4 * c->vw;
+}
+
+static bool is_product_row(const Cg *c, const Kernel *k) {
+  int nd = k->ndim, kd = nd - 2, p = nd - 1;
+  if (!is_product(c, k) || k->dims[kd] < 1)
+    return false;
+  const KIndex *x = &k->body[0].idx, *y = &k->body[1].idx, *st = &k->stores[0].idx;
+  bool ab = x->stride[p] == 0 && y->stride[p] == 1, ba = y->stride[p] == 0 && x->stride[p] == 1;
+  return (ab || ba) && st->stride[p] == 1 && st->stride[kd] == 0;
+}
+
+// The loops over K and P of is_product_row's kernel, at the point of the
+// outer loops: the row of C in nv vectors of accumulators, a broadcast of
+// A[m, k] times B's row k added to them for each k (in k's order, as the
+// loop would, each product and sum one fused multiply-add), then C's row
+// plus them stored; the row's last vector masked when P is not a multiple
+// of the vector width.
+static void emit_product_row(Cg *c, Nest *n) {
+  const Kernel *k = n->k;
+  int nd = k->ndim, kd = nd - 2, p = nd - 1, w = c->vw, P = (int)k->dims[p], nv = (P + w - 1) / w;
+  bool a_first = k->body[0].idx.stride[p] == 0;
+  const KInstr *la = &k->body[a_first ? 0 : 1], *lb = &k->body[a_first ? 1 : 0];
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMValueRef mask = P % w ? lanes_below(c, 0, w, i64c(c, P % w)) : NULL, acc[4], next[4];
+  n->iv[p] = i64c(c, 0);
+  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "k"), exit = block(c, n->fn, "row");
+  LLVMBuildBr(c->b, loop);
+  LLVMPositionBuilderAtEnd(c->b, loop);
+  LLVMValueRef kv = loop_phi(c, c->i64, i64c(c, 0), guard);
+  for (int v = 0; v < nv; v++)
+    acc[v] = loop_phi(c, vt, LLVMConstNull(vt), guard);
+  n->iv[kd] = kv;
+  LLVMValueRef a = splat(c, load(c, c->f32, address(c, n, la->buf, &la->idx, c->f32)), w);
+  LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef b = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL);
+    LLVMValueRef args[3] = {a, b, acc[v]};
+    next[v] = calln(c, "llvm.fma", 3, args);
+  }
+  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, kv, i64c(c, 1), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, i64c(c, k->dims[kd]), ""), loop, exit);
+  loop_back(&kv, &k1, 1, latch);
+  loop_back(acc, next, nv, latch);
+  LLVMPositionBuilderAtEnd(c->b, exit);
+  n->iv[kd] = i64c(c, 0);
+  LLVMValueRef crow = address(c, n, k->stores[0].buf, &k->stores[0].idx, c->f32);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef m = v == nv - 1 ? mask : NULL, cp = gep(c, crow, i64c(c, v * w));
+    masked_store(c, LLVMBuildFAdd(c->b, masked_load(c, vt, cp, m), next[v], ""), cp, m);
+  }
+}
+
+static LLVMValueRef hsums(Cg *c, const LLVMValueRef *in, int n, int w);
+
+// A batched product's loop in its [..., M, P, K] form (dot products: both
+// operands contiguous along K, as q @ transpose(k)): A constant along P, C
+// along K; K at most 4 vectors.
+static bool is_product_dots(const Cg *c, const Kernel *k) {
+  int nd = k->ndim, pd = nd - 2, kd = nd - 1;
+  if (!is_product(c, k))
+    return false;
+  const KIndex *x = &k->body[0].idx, *y = &k->body[1].idx, *st = &k->stores[0].idx;
+  return x->stride[kd] == 1 && y->stride[kd] == 1 && (x->stride[pd] == 0 || y->stride[pd] == 0) &&
+         st->stride[kd] == 0;
+}
+
+// The loops over P and K of is_product_dots's kernel: A's row in vectors
+// (loaded once), then for 4 columns p at a time the products with B's rows
+// p summed in vector lanes, the 4 lane sums folded into one vector
+// (hsums), each added to C[m, p]; the last P % 4 columns one at a time.
+static void emit_product_dots(Cg *c, Nest *n) {
+  const Kernel *k = n->k;
+  int nd = k->ndim, pd = nd - 2, kd = nd - 1, w = c->vw, K = (int)k->dims[kd], nv = (K + w - 1) / w;
+  int64_t P = k->dims[pd];
+  bool a_first = k->body[0].idx.stride[pd] == 0;
+  const KInstr *la = &k->body[a_first ? 0 : 1], *lb = &k->body[a_first ? 1 : 0];
+  const KStore *st = &k->stores[0];
+  LLVMTypeRef vt = vec(c->f32, w);
+  LLVMValueRef mask = K % w ? lanes_below(c, 0, w, i64c(c, K % w)) : NULL, av[4];
+  n->iv[pd] = n->iv[kd] = i64c(c, 0);
+  LLVMValueRef arow = address(c, n, la->buf, &la->idx, c->f32);
+  for (int v = 0; v < nv; v++)
+    av[v] = masked_load(c, vt, gep(c, arow, i64c(c, v * w)), v == nv - 1 ? mask : NULL);
+  int group = w >= 4 ? 4 : 1;
+  for (int pass = 0; pass < 2; pass++) {   // blocks of `group` columns, then the rest one by one
+    int g = pass == 0 ? group : 1;
+    int64_t from = pass == 0 ? 0 : P / group * group, to = pass == 0 ? P / group * group : P;
+    if (from >= to || (pass == 0 && g == 1))
+      continue;
+    LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "p"), exit = block(c, n->fn, "cols");
+    LLVMBuildBr(c->b, loop);
+    LLVMPositionBuilderAtEnd(c->b, loop);
+    LLVMValueRef pv = loop_phi(c, c->i64, i64c(c, from), guard), sums[4];
+    for (int j = 0; j < g; j++) {
+      n->iv[pd] = LLVMBuildNSWAdd(c->b, pv, i64c(c, j), "");
+      LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32), s = LLVMConstNull(vt);
+      for (int v = 0; v < nv; v++) {
+        LLVMValueRef args[3] = {av[v], masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL), s};
+        s = calln(c, "llvm.fma", 3, args);
+      }
+      sums[j] = s;
+    }
+    LLVMValueRef folded = hsums(c, sums, g, w);
+    for (int j = 0; j < g; j++) {
+      n->iv[pd] = LLVMBuildNSWAdd(c->b, pv, i64c(c, j), "");
+      LLVMValueRef cp = address(c, n, st->buf, &st->idx, c->f32);
+      LLVMValueRef sum = LLVMBuildExtractElement(c->b, folded, i32c(c, j), "");
+      store(c, LLVMBuildFAdd(c->b, load(c, c->f32, cp), sum, ""), cp);
+    }
+    LLVMValueRef p1 = LLVMBuildNSWAdd(c->b, pv, i64c(c, g), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, p1, i64c(c, to), ""), loop, exit);
+    loop_back(&pv, &p1, 1, latch);
+    LLVMPositionBuilderAtEnd(c->b, exit);
+  }
+}
+
 // The loops of dimensions d.. around the body, each in rotated form:
 //   guard: lo < hi ? loop : end
 //   loop:  i = phi [lo, guard], [i + 1, latch]; the inner loops; latch:
@@ -648,6 +798,14 @@ static void emit_nest(Cg *c, Nest *n, int d) {
   int nd = n->k->ndim > 0 ? n->k->ndim : 1;
   if (d == nd) {
     emit_body(c, n);
+    return;
+  }
+  if (d == nd - 2 && d > 0 && !n->tile && is_product_row(c, n->k)) {
+    emit_product_row(c, n);
+    return;
+  }
+  if (d == nd - 2 && d > 0 && !n->tile && is_product_dots(c, n->k)) {
+    emit_product_dots(c, n);
     return;
   }
   LLVMValueRef lo = d == 0 ? n->lo : i64c(c, 0);
@@ -862,12 +1020,6 @@ typedef struct Uk {
   LLVMValueRef accumulate, last;    // i1, from flags
 } Uk;
 
-static LLVMBasicBlockRef block(Cg *c, LLVMValueRef fn, const char *name) {
-  return LLVMAppendBasicBlockInContext(c->ctx, fn, name);
-}
-
-static LLVMValueRef gep(Cg *c, LLVMValueRef ptr, LLVMValueRef i) { return LLVMBuildInBoundsGEP2(c->b, c->f32, ptr, &i, 1, ""); }
-
 // min(i, n - 1) for a row i of a ragged tile of n rows: rows past the
 // tile repeat its last one.
 static LLVMValueRef clamp_row(Cg *c, int i, LLVMValueRef n) {
@@ -892,19 +1044,6 @@ static void uk_begin(Cg *c, Uk *u, const UkPlan *plan, LLVMValueRef fn) {
     LLVMValueRef blk = u->p[plan->s.state[j] ? UK_STATE : UK_ARENA];
     u->base[j] = LLVMBuildBitCast(c->b, LLVMBuildInBoundsGEP2(c->b, c->i8, blk, &off, 1, ""), c->f32p, "");
   }
-}
-
-// phi = [init, from] on entry to a loop; its value at the latch is added
-// by loop_back.
-static LLVMValueRef loop_phi(Cg *c, LLVMTypeRef ty, LLVMValueRef init, LLVMBasicBlockRef from) {
-  LLVMValueRef phi = LLVMBuildPhi(c->b, ty, "");
-  LLVMAddIncoming(phi, &init, &from, 1);
-  return phi;
-}
-
-static void loop_back(LLVMValueRef *phi, LLVMValueRef *next, int n, LLVMBasicBlockRef latch) {
-  for (int i = 0; i < n; i++)
-    LLVMAddIncoming(phi[i], &next[i], &latch, 1);
 }
 
 // Where two paths join: a[i] becomes [a[i], from ab], [b[i], from bb].

@@ -180,7 +180,7 @@ static void print_node(FILE *out, const AstNode *n, int depth) {
   case AST_ASSIGN: fprintf(out, "assign %s", n->name); break;
   case AST_INPUT: fprintf(out, "input %s ", n->name); break;
   case AST_TARGET: fprintf(out, "target %s ", n->name); break;
-  case AST_PARAM: fprintf(out, "param %s ", n->name); break;
+  case AST_PARAM: fprintf(out, "param %s%s ", n->frozen ? "frozen " : "", n->name); break;
   case AST_EXPR: fputs("expr", out); break;
   case AST_TUPLE: fputs("tuple", out); break;
   case AST_INDEX: fputs("index", out); break;

@@ -21,7 +21,7 @@ typedef enum {
   AST_ASSIGN,   // name, lhs: `name = lhs` as a statement
   AST_INPUT,    // name, type: `input name: type`
   AST_TARGET,   // name, type: `target name: type`
-  AST_PARAM,    // name, type, lhs: `param name: type = init` (lhs: init call or NULL)
+  AST_PARAM,    // name, type, lhs, frozen: `param name: type = init [frozen]` (lhs: init call or NULL)
   AST_EXPR,     // lhs: an expression statement (the last one is the result); a list `a, b`
                 //   (a model's outputs): args, nargs every one, lhs the first
   AST_TUPLE,    // args: `(a, b, ...)`, two or more expressions (numbers only, for now)
@@ -53,6 +53,7 @@ typedef struct AstNode {
   int nargs;
   SrcLoc close;          // CALL: the ')' (for "expected ')'" notes); INDEX: the ']'; PIPE unused
   AstType *type;         // INPUT, TARGET, PARAM
+  bool frozen;           // PARAM: declared `frozen` (kept as initialized, not trained)
 } AstNode;
 
 typedef enum {

@@ -136,6 +136,7 @@ static bool range(ParseState *ps, Expr *e, SrcLoc loc, Expr start, Expr stop, Ex
 static AstNode *assignment(ParseState *ps, PtrVec names, AstNode *value, SrcLoc eq);
 static PtrVec push(ParseState *ps, PtrVec v, void *p);
 static AstNode *typed(ParseState *ps, AstKind kind, const char *name, SrcLoc loc, AstType *type);
+static bool frozen_word(ParseState *ps, const char *word, SrcLoc loc);
 static AstType *new_type(ParseState *ps, const char *dtype, SrcLoc loc, PtrVec dims);
 static Decl *new_decl(ParseState *ps, DeclKind kind, SrcLoc loc, const char *name, SrcLoc name_loc);
 static void set_params(ParseState *ps, Decl *d, PtrVec names);
@@ -241,7 +242,7 @@ stmts
   ;
 
 // stmt = "input" IDENT ":" type | "target" IDENT ":" type
-//      | "param" IDENT ":" type ["=" expr] | exprlist "=" expr | exprlist
+//      | "param" IDENT ":" type ["=" expr ["frozen"]] | exprlist "=" expr | exprlist
 // (the names assigned: IDENT "=" expr, or several, IDENT ("," IDENT)+ "=" expr;
 // several expressions: a model's outputs)
 stmt
@@ -249,6 +250,11 @@ stmt
   | "target" IDENT ":" type   { $$ = typed(ps, AST_TARGET, $2, @2, $4); }
   | "param" IDENT ":" type    { $$ = typed(ps, AST_PARAM, $2, @2, $4); }
   | "param" IDENT ":" type "=" expr { $$ = typed(ps, AST_PARAM, $2, @2, $4); $$->lhs = $6.node; }
+  | "param" IDENT ":" type "=" expr IDENT {   // `frozen`: a name, not a keyword
+      $$ = typed(ps, AST_PARAM, $2, @2, $4);
+      $$->lhs = $6.node;
+      $$->frozen = frozen_word(ps, $7, @7);
+    }
   | exprlist "=" expr         { $$ = assignment(ps, $1, $3.node, @2); }
   | exprlist {
       $$ = new_node(ps, AST_EXPR, @1);
@@ -539,6 +545,15 @@ static PtrVec push(ParseState *ps, PtrVec v, void *p) {
   if (p)
     ptrvec_push(ps->arena, &v, p);
   return v;
+}
+
+// The word after a parameter's initializer, which only `frozen` may be.
+static bool frozen_word(ParseState *ps, const char *word, SrcLoc loc) {
+  if (!strcmp(word, "frozen"))
+    return true;
+  diag_error(ps->diag, loc, "write `frozen` after the initializer to keep the parameter as it is: "
+             "param w: f32[4] = zeros frozen", "unexpected '%s' after the parameter's initializer", word);
+  return false;
 }
 
 // An INPUT, TARGET or PARAM statement, located at its name.
@@ -957,6 +972,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     const char *typo = did_you_mean(&s, &ps->tok[1], stmt_keywords, countof(stmt_keywords));
     s.hint = typo ? typo : s.hint;     // "inptu image: ..."
   }
+  if (s.found == YYSYMBOL_IDENT && ps->tok[0].text && !strcmp(ps->tok[0].text, "frozen") &&
+      s.prev == YYSYMBOL_RBRACKET)   // "param w: f32[4] frozen = zeros"
+    s.hint = "`frozen` comes after the parameter's initializer: param w: f32[4] = zeros frozen";
   if (!s.hint)
     s.hint = continued_hint(&s);
   diag_error(ps->diag, loc, s.hint, "%s", s.msg.data);

@@ -95,6 +95,7 @@ struct IrNode {
   IrAttr attr;                 // per-op parameters (see ops.def)
   const char *name;            // INPUT, TARGET, PARAM, BUFFER: the tensor's name
   IrInit init;                 // PARAM, BUFFER
+  bool frozen;                 // BUFFER: a parameter kept as it is (`param ... frozen`, a layer's frozen = true)
   const char *scope;           // the layer this node belongs to ("down_1.conv2d_2"), or NULL
   SrcLoc loc;                  // where in the .nn file; every diagnostic uses it
   int id;                      // index in the graph's node list, printed as %id

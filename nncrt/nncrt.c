@@ -88,7 +88,7 @@ void nncrt_free(void *p) { free(p); }
 // Contexts
 //
 
-nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t errsz) {
+nncrt_context *nncrt3_create(const void *model, int threads, char *err, size_t errsz) {
   const RtArtifact *a = model;
   const RtModelInfo *in = a ? a->info : NULL;
   if (!in || in->magic != RT_MODEL_MAGIC || in->abi != RT_ABI) {
@@ -129,7 +129,7 @@ nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t e
       if (bytes[s] > 0)
         rt_context_reserve(c->rt, s, bytes[s]);
   }
-  nncrt2_init(model, c, in->seed);
+  nncrt3_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
     const char *w = a->weights;   // optimizer state starts fresh
@@ -149,7 +149,7 @@ nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t e
   return c;
 }
 
-void nncrt2_free(const void *model, nncrt_context *c) {
+void nncrt3_free(const void *model, nncrt_context *c) {
   if (!c || c->a != model)   // another model's context is its own free's to free
     return;
   rt_context_free(c->rt);
@@ -158,7 +158,7 @@ void nncrt2_free(const void *model, nncrt_context *c) {
   free(c);
 }
 
-void nncrt2_init(const void *model, nncrt_context *c, uint64_t seed) {
+void nncrt3_init(const void *model, nncrt_context *c, uint64_t seed) {
   if (!same_model(model, c))
     return;
   c->undrawn = true;
@@ -188,12 +188,12 @@ static void settle(const nncrt_context *cc) {
   c->undrawn = false;
 }
 
-const char *nncrt2_error(const void *model, const nncrt_context *c) {
+const char *nncrt3_error(const void *model, const nncrt_context *c) {
   (void)model;
   return c ? c->error : "no context (NULL)";
 }
 
-int64_t nncrt2_steps(const void *model, const nncrt_context *c) {
+int64_t nncrt3_steps(const void *model, const nncrt_context *c) {
   return same_model(model, c) ? c->steps : -1;
 }
 
@@ -269,23 +269,31 @@ static bool check_run(nncrt_context *c, int e, int64_t B, const float *x, const 
            isfinite(x[i]) ? ", which standardizing with the checkpoint's mean and std takes past a float's range" : "");
       return false;
     }
-  if (need_y && in->target_kind == RT_TARGET_REAL) {
-    const float *t = y;
-    for (int64_t i = 0; i < B * in->target_numel; i++)
-      if (!isfinite(t[i])) {
-        fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of its target is %g\n---> HINT: replace missing or "
-             "infinite values before the call", name, entry_names[e], i / in->target_numel, i % in->target_numel,
-             t[i]);
-        return false;
-      }
-  }
-  if (need_y && in->target_kind == RT_TARGET_CLASS) {   // k_* would stop the process on a bad label
-    const int32_t *lab = y;
-    for (int64_t i = 0; i < B * in->target_numel; i++)
-      if (lab[i] < 0 || lab[i] >= in->nclasses) {
-        fail(c, "%s_%s: sample %" PRId64 " has label %d, outside [0, %d)\n---> HINT: class labels count from 0",
-             name, entry_names[e], i / in->target_numel, lab[i], in->nclasses);
-        return false;
+  // Each target's values: finite floats, or labels of its classes (k_*
+  // would stop the process on a bad label).
+  for (int k = 0, at = 0; need_y && k < in->ntargets; at += (int)in->targets[k].numel, k++) {
+    const RtTargetInfo *t = &in->targets[k];
+    char which[160] = "its target";
+    if (in->ntargets > 1)
+      snprintf(which, sizeof which, "target '%s'", str(in, t->name));
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t j = 0; j < t->numel; j++) {
+        const char *v = (const char *)y + 4 * (b * in->target_numel + at + j);
+        float f;
+        int32_t lab;
+        memcpy(&f, v, 4);
+        memcpy(&lab, v, 4);
+        if (t->kind == RT_TARGET_REAL && !isfinite(f)) {
+          fail(c, "%s_%s: sample %" PRId64 ", value %" PRId64 " of %s is %g\n---> HINT: replace missing or "
+               "infinite values before the call", name, entry_names[e], b, j, which, f);
+          return false;
+        }
+        if (t->kind == RT_TARGET_CLASS && (lab < 0 || lab >= t->nclasses)) {
+          fail(c, "%s_%s: sample %" PRId64 " has label %d%s%s, outside [0, %d)\n---> HINT: class labels count from 0",
+               name, entry_names[e], b, lab, in->ntargets > 1 ? " of " : "", in->ntargets > 1 ? which : "",
+               t->nclasses);
+          return false;
+        }
       }
   }
   return true;
@@ -316,8 +324,13 @@ static void feed(nncrt_context *c, int e, int64_t B, const float *x, const void 
     }
     at += d;
   }
-  if (y && en->target >= 0)
-    memcpy(c->arena + en->target, y, 4 * (size_t)(B * in->target_numel));
+  at = 0;
+  for (int k = 0; y && k < in->ntargets; at += in->targets[k].numel, k++) {   // each target's share of a row
+    int64_t d = in->targets[k].numel;
+    if (en->target[k] >= 0)
+      for (int64_t b = 0; b < B; b++)
+        memcpy(c->arena + en->target[k] + 4 * b * d, (const char *)y + 4 * (b * in->target_numel + at), 4 * (size_t)d);
+  }
 }
 
 static double run(nncrt_context *c, int e, int64_t B, const float *x, const void *y, double lr) {
@@ -355,7 +368,7 @@ static int copy_output(const nncrt_context *c, float *out) {
   return 0;
 }
 
-int nncrt2_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
+int nncrt3_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
     return -1;
   if (!out)
@@ -364,7 +377,7 @@ int nncrt2_forward(const void *model, nncrt_context *c, int64_t B, const float *
   return copy_output(c, out);
 }
 
-double nncrt2_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
+double nncrt3_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_EVAL, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   double loss = run(c, RT_ENTRY_EVAL, B, x, y, 0);
@@ -373,7 +386,7 @@ double nncrt2_eval(const void *model, nncrt_context *c, int64_t B, const float *
   return loss;
 }
 
-double nncrt2_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
+double nncrt3_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_TRAIN, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   if (!isfinite(lr) || lr < 0) {
@@ -389,7 +402,7 @@ double nncrt2_train_step(const void *model, nncrt_context *c, int64_t B, const f
   return loss;
 }
 
-int nncrt2_output(const void *model, const nncrt_context *c, float *out) {
+int nncrt3_output(const void *model, const nncrt_context *c, float *out) {
   if (!same_model(model, c))
     return -1;
   if (!c->batch || !out)
@@ -402,24 +415,24 @@ int nncrt2_output(const void *model, const nncrt_context *c, float *out) {
 // Tensors
 //
 
-int nncrt2_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
+int nncrt3_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
 
 static const RtTensorInfo *find_tensor(const void *model, int i) {
   const RtModelInfo *in = ((const RtArtifact *)model)->info;
   return i >= 0 && i < in->ntensors ? tensor(in, i) : NULL;
 }
 
-const char *nncrt2_tensor_name(const void *model, int i) {
+const char *nncrt3_tensor_name(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? str(((const RtArtifact *)model)->info, t->name) : NULL;
 }
 
-int64_t nncrt2_tensor_numel(const void *model, int i) {
+int64_t nncrt3_tensor_numel(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? t->numel : -1;
 }
 
-int nncrt2_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
+int nncrt3_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !out)
     return -1;
@@ -428,7 +441,7 @@ int nncrt2_read_tensor(const void *model, const nncrt_context *c, int i, float *
   return 0;
 }
 
-int nncrt2_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
+int nncrt3_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !in)
     return -1;
@@ -470,7 +483,7 @@ static bool has_optimizer_state(const RtModelInfo *in, const StFile *f, int *n) 
   return all;
 }
 
-int nncrt2_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt3_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;
@@ -532,7 +545,7 @@ int nncrt2_load(const void *model, nncrt_context *c, const char *path, char *err
   return ok ? 0 : -1;
 }
 
-int nncrt2_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt3_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;

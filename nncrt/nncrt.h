@@ -12,7 +12,7 @@
  * and readers for the data such programs start from (IDX files as the
  * MNIST family ships them, PNG and PGM images). Including it is optional.
  *
- * The nncrt2_* functions further down are what a compiled model's own
+ * The nncrt3_* functions further down are what a compiled model's own
  * functions call; a program does not call them itself. Their names carry
  * the library's ABI version, so an object file compiled for another
  * version of the library does not link against this one.
@@ -31,7 +31,7 @@
 extern "C" {
 #endif
 
-#define NNCRT_ABI 2
+#define NNCRT_ABI 3
 
 /* The version of nnc this library was built from ("0.1.0"). */
 const char *nncrt_version(void);
@@ -54,23 +54,23 @@ int nncrt_read_image(const char *path, int width, int height, float *out, char *
 
 /* What a compiled model's functions call (MODEL.h documents each). */
 typedef struct nncrt_context nncrt_context;
-nncrt_context *nncrt2_create(const void *model, int threads, char *err, size_t errsz);
-void nncrt2_free(const void *model, nncrt_context *c);
-void nncrt2_init(const void *model, nncrt_context *c, uint64_t seed);
-int nncrt2_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
-int nncrt2_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
-int nncrt2_forward(const void *model, nncrt_context *c, int64_t batch, const float *x, float *out);
-double nncrt2_eval(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y, float *out);
-double nncrt2_train_step(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y,
+nncrt_context *nncrt3_create(const void *model, int threads, char *err, size_t errsz);
+void nncrt3_free(const void *model, nncrt_context *c);
+void nncrt3_init(const void *model, nncrt_context *c, uint64_t seed);
+int nncrt3_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
+int nncrt3_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
+int nncrt3_forward(const void *model, nncrt_context *c, int64_t batch, const float *x, float *out);
+double nncrt3_eval(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y, float *out);
+double nncrt3_train_step(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y,
                          double lr);
-int nncrt2_output(const void *model, const nncrt_context *c, float *out);
-int64_t nncrt2_steps(const void *model, const nncrt_context *c);
-const char *nncrt2_error(const void *model, const nncrt_context *c);
-int nncrt2_num_tensors(const void *model);
-const char *nncrt2_tensor_name(const void *model, int i);
-int64_t nncrt2_tensor_numel(const void *model, int i);
-int nncrt2_read_tensor(const void *model, const nncrt_context *c, int i, float *out);
-int nncrt2_write_tensor(const void *model, nncrt_context *c, int i, const float *in);
+int nncrt3_output(const void *model, const nncrt_context *c, float *out);
+int64_t nncrt3_steps(const void *model, const nncrt_context *c);
+const char *nncrt3_error(const void *model, const nncrt_context *c);
+int nncrt3_num_tensors(const void *model);
+const char *nncrt3_tensor_name(const void *model, int i);
+int64_t nncrt3_tensor_numel(const void *model, int i);
+int nncrt3_read_tensor(const void *model, const nncrt_context *c, int i, float *out);
+int nncrt3_write_tensor(const void *model, nncrt_context *c, int i, const float *in);
 
 #ifdef __cplusplus
 }

@@ -504,6 +504,39 @@ static IrNode *optimizer_step(AD *ad, const OptimConfig *o, IrNode *p, IrNode *g
   return finish(ad, n, NULL);
 }
 
+// A scalar constant of the graph.
+static IrNode *scalar(AD *ad, double v) {
+  IrNode *c = ir_leaf(ad->g, IR_CONST, NULL, DT_F32, 0, NULL, ad->fwd->loc);
+  c->attr.f[0] = v;
+  c->scope = ad->fwd->scope;
+  return c;
+}
+
+// torch.nn.utils.clip_grad_norm_(params, max_norm): the gradients g[0..n)
+// times min(1, max_norm / (norm + 1e-6)), norm the L2 norm of all of them
+// together, summed in parameter order; as PyTorch, the coefficient is
+// max_norm times the reciprocal, and clamped rather than tested.
+static void clip_grad_norm(AD *ad, IrNode **g, int n, double max_norm) {
+  IrNode *total = NULL;
+  for (int i = 0; i < n; i++) {
+    IrNode *sq = mk2(ad, IR_MUL, g[i], g[i]);
+    if (sq->ndim > 0) {
+      IrNode *s = ir_add(ad->g, IR_SUM, &sq, 1, ad->fwd->loc);
+      s->attr.i[0] = (int64_t)((1u << sq->ndim) - 1);
+      sq = finish(ad, s, NULL);
+    }
+    total = total ? mk2(ad, IR_ADD, total, sq) : sq;
+  }
+  IrNode *norm = mk2(ad, IR_ADD, mk1(ad, IR_SQRT, total), scalar(ad, 1e-6));
+  IrNode *coef = mk2(ad, IR_MUL, mk2(ad, IR_DIV, scalar(ad, 1), norm), scalar(ad, max_norm));
+  IrNode *c = ir_add(ad->g, IR_CLAMP, &coef, 1, ad->fwd->loc);
+  c->attr.i[1] = 1;   // max only
+  c->attr.f[1] = 1;
+  coef = finish(ad, c, NULL);
+  for (int i = 0; i < n; i++)
+    g[i] = mk2(ad, IR_MUL, g[i], coef);
+}
+
 bool pass_autodiff(Model *m, Diag *d) {
   IrGraph *g = m->g;
   if (!g->loss) {
@@ -570,8 +603,15 @@ bool pass_autodiff(Model *m, Diag *d) {
       continue;
     m->params[m->nparams] = p;
     m->grads[m->nparams] = ad.grad[i];
-    m->steps[m->nparams] = optimizer_step(&ad, &m->opt, p, ad.grad[i]);
     m->nparams++;
   }
+  IrNode **upd = arena_alloc(a, sizeof(IrNode *) * (np + 1));   // the gradients the updates read
+  memcpy(upd, m->grads, sizeof(IrNode *) * np);
+  if (m->opt.clip_norm > 0) {
+    ad.fwd = g->loss;
+    clip_grad_norm(&ad, upd, np, m->opt.clip_norm);
+  }
+  for (int i = 0; i < np; i++)
+    m->steps[i] = optimizer_step(&ad, &m->opt, m->params[i], upd[i]);
   return true;
 }

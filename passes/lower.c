@@ -331,6 +331,9 @@ static bool check_arg(Lower *L, const Signature *sig, const ArgSpec *spec, Value
   if (v.num < spec->lo || v.num > MAX_ELEMS) {
     if (v.num > MAX_ELEMS)
       diag_error(L->d, loc, NULL, "%s: '%s' is too large (%.17g; at most %lld)", fn, an, v.num, MAX_ELEMS);
+    else if (spec->lo < 0)   // an axis counted from the end
+      diag_error(L->d, loc, "a negative axis counts from the end: -1 is the last",
+                 "%s: '%s' is too small (%.17g; at least %.17g)", fn, an, v.num, spec->lo);
     else if (spec->lo == 1)
       diag_error(L->d, loc, hint, "%s: '%s' must be at least 1, found %g", fn, an, v.num);
     else
@@ -532,6 +535,7 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   const char *scope = next_scope(L, e, "linear");
   IrOp kind = arg_num(a, 5) != 0 ? IR_BUFFER : IR_PARAM;   // frozen: state, not trained
   IrNode *w = new_param(L, kind, scope, "weight", 2, (int64_t[]){out, in}, winit, a->call);
+  w->frozen = kind == IR_BUFFER;
   IrNode *y = node(L, IR_MATMUL, (IrNode *[]){x, w}, 2, a->call);
   y->attr.i[1] = 1;   // tb: weights are [out, in], as PyTorch stores them
   if (!(y = finish(L, y, scope)))
@@ -539,6 +543,7 @@ static IrNode *build_linear(Lower *L, Env *e, const Args *a) {
   if (arg_num(a, 2) == 0)
     return y;
   IrNode *bias = new_param(L, kind, scope, "bias", 1, (int64_t[]){out}, binit, a->call);
+  bias->frozen = kind == IR_BUFFER;
   return finish(L, node(L, IR_ADD, (IrNode *[]){y, bias}, 2, a->call), scope);
 }
 
@@ -589,6 +594,8 @@ static IrNode *build_conv2d(Lower *L, Env *e, const Args *a) {
   int nsrc = 2;
   if (arg_num(a, 7) != 0)
     src[nsrc++] = new_param(L, kind, scope, "bias", 1, (int64_t[]){o}, binit, a->call);
+  for (int i = 1; i < nsrc; i++)
+    src[i]->frozen = kind == IR_BUFFER;
   IrNode *y = node(L, IR_CONV2D, src, nsrc, a->call);
   int64_t attrs[7] = {s[0], s[1], p[0], p[1], dil[0], dil[1], groups};
   memcpy(y->attr.i, attrs, sizeof attrs);
@@ -1635,6 +1642,12 @@ static Value eval_binop(Lower *L, Env *e, const AstNode *n) {
     diag_error(L->d, n->loc, "use '*' to scale a tensor by a number", "'@' needs a tensor on each side");
     return ERR;
   }
+  const Value *num = a.kind == V_NUM ? &a : b.kind == V_NUM ? &b : NULL;
+  if (num && fabs(num->num) > FLT_MAX) {   // a constant tensor of infinity, found only when training diverges
+    diag_error(L->d, num == &a ? n->lhs->loc : n->rhs->loc, "tensors are float32: use a smaller number",
+               "'%c': the number %g is beyond the range of float32 (about 3.4e38)", n->op, num->num);
+    return ERR;
+  }
   const char *scope = next_scope(L, e, op_kind(n->op));
   IrNode *x = a.kind == V_TENSOR ? a.t : const_node(L, a.num, n->lhs->loc, scope);
   IrNode *y = b.kind == V_TENSOR ? b.t : const_node(L, b.num, n->rhs->loc, scope);
@@ -1717,11 +1730,12 @@ static bool index_number(Lower *L, Env *e, const AstNode *n, const char *what, i
   if (v.kind != V_NUM || v.is_bool || !isfinite(v.num) || v.num != floor(v.num)) {
     diag_error(L->d, n->loc, "indexes are whole numbers known when the model is compiled",
                "%s must be a whole number, found %s", what,
-               v.kind == V_TENSOR ? "a tensor" : v.is_bool ? "true or false" : "a fraction");
+               v.kind == V_TENSOR ? "a tensor" : v.kind == V_TUPLE ? "a tuple" : v.is_bool ? "true or false"
+                                                                          : "a fraction");
     return false;
   }
   if (fabs(v.num) > MAX_ELEMS) {
-    diag_error(L->d, n->loc, NULL, "%s is too large (%.17g)", what, v.num);
+    diag_error(L->d, n->loc, NULL, "%s is out of range (%.17g; at most %lld either way)", what, v.num, MAX_ELEMS);
     return false;
   }
   *out = (int64_t)v.num;
@@ -2168,8 +2182,9 @@ static void lower_param(Lower *L, Env *e, const AstNode *s) {
     return;
   }
   const char *name = arena_printf(L->a, "%s%s", e->prefix, s->name);
-  IrNode *p = ir_leaf(L->g, IR_PARAM, name, DT_F32, nd, shape, s->loc);
+  IrNode *p = ir_leaf(L->g, s->frozen ? IR_BUFFER : IR_PARAM, name, DT_F32, nd, shape, s->loc);   // frozen: state
   p->init = init;
+  p->frozen = s->frozen;
   bind(L, e, s->name, s->loc, tensor_value(p), "parameter");
 }
 
@@ -2518,11 +2533,12 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
     return false;
   }
   double w = 1;
-  const AstNode *call = n;
+  const AstNode *call = n, *weight = n;
   if (n->kind == AST_BINOP && n->op == '*') {   // the weight on either side
     bool left = !is_loss_call(n->rhs) && is_loss_call(n->lhs);
     call = left ? n->lhs : n->rhs;
-    if (!loss_weight(L, left ? n->rhs : n->lhs, &w))
+    weight = left ? n->rhs : n->lhs;
+    if (!loss_weight(L, weight, &w))
       return false;
   }
   if (call->kind != AST_CALL && call->kind != AST_IDENT) {
@@ -2530,8 +2546,9 @@ static bool lower_loss_expr(Lower *L, Env *e, const AstNode *n, IrNode **total) 
                "label) + 0.1 * mse(recon, image)`", "expected a loss");
     return false;
   }
-  if (!isfinite(w)) {
-    diag_error(L->d, n->loc, NULL, "a loss's weight must be finite, found %g", w);
+  if (!(fabs(w) <= FLT_MAX)) {   // the weight is a float32 constant
+    diag_error(L->d, weight->loc, "losses are float32: use a smaller weight",
+               "a loss's weight %g is beyond the range of float32 (about 3.4e38)", w);
     return false;
   }
   IrNode *t = lower_loss_call(L, e, call);
@@ -2570,34 +2587,36 @@ static void lower_loss(Lower *L, Env *e, const Decl *d) {
   bool trainable = false, frozen = false;
   for (int i = 0; i < m->g->nnodes; i++) {
     const IrNode *x = m->g->nodes[i];
-    const char *dot = x->name ? strrchr(x->name, '.') : NULL;
     trainable |= x->op == IR_PARAM;
-    frozen |= x->op == IR_BUFFER && dot && (!strcmp(dot, ".weight") || !strcmp(dot, ".bias"));
+    frozen |= x->op == IR_BUFFER && x->frozen;
   }
   if (frozen && !trainable)
-    diag_report(L->d, DIAG_WARNING, d->call->loc, "unfreeze a layer (frozen = false) to train this model",
-                "every parameter is frozen, so training has nothing to update");
+    diag_report(L->d, DIAG_WARNING, d->call->loc, "unfreeze a layer (frozen = false) or a parameter (drop "
+                "`frozen`) to train this model", "every parameter is frozen, so training has nothing to update");
 }
 
 static void lower_optimizer(Lower *L, const Decl *d) {
   static const ArgSpec sgd[] = {N("lr", 1e-3), N("momentum", 0), N("dampening", 0), B("nesterov", 0),
-                                N("weight_decay", 0)};
+                                N("weight_decay", 0), N("clip_norm", 0)};
   static const ArgSpec adam[] = {N("lr", 1e-3), N("beta1", 0.9), N("beta2", 0.999), N("eps", 1e-8),
-                                 N("weight_decay", 0)};
+                                 N("weight_decay", 0), N("clip_norm", 0)};
   static const ArgSpec adamw[] = {N("lr", 1e-3), N("beta1", 0.9), N("beta2", 0.999), N("eps", 1e-8),
-                                  N("weight_decay", 0.01)};
+                                  N("weight_decay", 0.01), N("clip_norm", 0)};
   static const ArgSpec rmsprop[] = {N("lr", 0.01), N("alpha", 0.99), N("eps", 1e-8), N("weight_decay", 0),
-                                    N("momentum", 0), B("centered", 0)};
+                                    N("momentum", 0), B("centered", 0), N("clip_norm", 0)};
   static const ArgSpec adagrad[] = {N("lr", 0.01), N("lr_decay", 0), N("weight_decay", 0),
-                                    N("initial_accumulator_value", 0), N("eps", 1e-10)};
+                                    N("initial_accumulator_value", 0), N("eps", 1e-10), N("clip_norm", 0)};
   static const Signature sigs[] = {
-      {"sgd", sgd, 5, "(lr = 0.001, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0)"},
-      {"adam", adam, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0)"},
-      {"adamw", adamw, 5, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01)"},
-      {"rmsprop", rmsprop, 6,
-       "(lr = 0.01, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false)"},
-      {"adagrad", adagrad, 5,
-       "(lr = 0.01, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10)"},
+      {"sgd", sgd, 6,
+       "(lr = 0.001, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0, clip_norm = 0)"},
+      {"adam", adam, 6, "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, clip_norm = 0)"},
+      {"adamw", adamw, 6,
+       "(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01, clip_norm = 0)"},
+      {"rmsprop", rmsprop, 7,
+       "(lr = 0.01, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false, clip_norm = 0)"},
+      {"adagrad", adagrad, 6,
+       "(lr = 0.01, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10, "
+       "clip_norm = 0)"},
   };
   const AstNode *c = d->call;
   int k = lookup_name(L, optim_names, countof(optim_names), c, "optimizer",
@@ -2628,6 +2647,8 @@ static void lower_optimizer(Lower *L, const Decl *d) {
     o->beta2 = arg_num(&a, 2);
     o->eps = arg_num(&a, 3);
   }
+  int clip = sigs[k].nargs - 1;   // clip_norm, last in every signature
+  o->clip_norm = arg_num(&a, clip);
   L->m->has_optimizer = true;
   bool adam_kind = k == OPT_ADAM || k == OPT_ADAMW;
   struct { bool bad; int arg; const char *msg; } checks[] = {
@@ -2647,10 +2668,30 @@ static void lower_optimizer(Lower *L, const Decl *d) {
       {k == OPT_ADAGRAD && !(o->initial_accumulator_value >= 0), 3,
        "initial_accumulator_value must not be negative"},
       {k == OPT_ADAGRAD && !(o->eps > 0), 4, "eps must be positive"},
+      {!(o->clip_norm >= 0 && o->clip_norm <= FLT_MAX), clip,
+       "clip_norm must be a norm in [0, 3.4e38] (0: no clipping)"},
   };
   for (int i = 0; i < countof(checks); i++)
     if (checks[i].bad)
-      diag_error(L->d, a.loc[checks[i].arg], NULL, "%s: %s", c->name, checks[i].msg);
+      diag_error(L->d, a.loc[checks[i].arg], checks[i].arg == clip ? "clip_norm is the largest global L2 norm of the "
+                 "gradients, e.g. clip_norm = 1.0" : NULL, "%s: %s", c->name, checks[i].msg);
+}
+
+// A name argument of a schedule (`anneal_strategy = linear`), argument i
+// of a: the index of its name among names[0..2), def when not given, -1
+// after reporting anything else.
+static int name_arg(Lower *L, const Args *a, int i, const Signature *sig, const char *const *names, int def) {
+  const AstNode *v = a->node[i];
+  const char *an = sig->args[i].name;
+  if (!a->given[i])
+    return def;
+  for (int k = 0; v && v->kind == AST_IDENT && k < 2; k++)
+    if (!strcmp(v->name, names[k]))
+      return k;
+  diag_error(L->d, a->loc[i], arena_printf(L->a, "write %s = %s or %s = %s (names, not strings)", an, names[0], an,
+                                           names[1]),
+             "%s: %s must be %s or %s", sig->name, an, names[0], names[1]);
+  return -1;
 }
 
 static void lower_schedule(Lower *L, const Decl *d) {
@@ -2658,17 +2699,25 @@ static void lower_schedule(Lower *L, const Decl *d) {
   static const ArgSpec step[] = {I("step_size", true, 0, 1), N("gamma", 0.1), I("warmup", false, 0, 0)};
   static const ArgSpec cos[] = {I("t_max", false, 0, 0), N("min_lr", 0), I("warmup", false, 0, 0)};
   static const ArgSpec one[] = {N("max_lr", 0), N("pct_start", 0.3), N("div_factor", 25),
-                                N("final_div_factor", 1e4)};
+                                N("final_div_factor", 1e4), INIT("anneal_strategy")};
+  static const ArgSpec pla[] = {N("factor", 0.1), I("patience", false, 10, 0), N("threshold", 1e-4),
+                                INIT("threshold_mode"), I("cooldown", false, 0, 0), N("min_lr", 0),
+                                N("eps", 1e-8), I("warmup", false, 0, 0)};
   static const Signature sigs[] = {
       {"constant", cst, 1, "(warmup = 0)"},
       {"step", step, 3, "(step_size, gamma = 0.1, warmup = 0)"},
       {"cosine", cos, 3, "(t_max = epochs, min_lr = 0, warmup = 0)"},
-      {"onecycle", one, 4, "(max_lr = lr, pct_start = 0.3, div_factor = 25, final_div_factor = 1e4)"},
+      {"onecycle", one, 5,
+       "(max_lr = lr, pct_start = 0.3, div_factor = 25, final_div_factor = 1e4, anneal_strategy = cos)"},
+      {"plateau", pla, 8,
+       "(factor = 0.1, patience = 10, threshold = 1e-4, threshold_mode = rel, cooldown = 0, min_lr = 0, "
+       "eps = 1e-8, warmup = 0)"},
   };
-  static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
+  static const char *const names[] = {"constant", "step", "cosine", "onecycle", "plateau"};
   const AstNode *c = d->call;
   int k = lookup_name(L, names, countof(names), c, "schedule",
-                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr), onecycle(max_lr)");
+                      "schedules are constant, step(step_size, gamma), cosine(t_max, min_lr), onecycle(max_lr), "
+                      "plateau(factor, patience)");
   if (k < 0)
     return;
   Args a;
@@ -2681,6 +2730,7 @@ static void lower_schedule(Lower *L, const Decl *d) {
     s->pct_start = arg_num(&a, 1);
     s->div_factor = arg_num(&a, 2);
     s->final_div_factor = arg_num(&a, 3);
+    s->anneal_linear = name_arg(L, &a, 4, &sigs[k], (const char *[]){"cos", "linear"}, 0) == 1;
     struct { bool bad; int arg; const char *msg; } checks[] = {
         {!(s->max_lr >= 0), 0, "max_lr must be positive (0 or left out: the optimizer's lr)"},
         {!(s->pct_start > 0 && s->pct_start < 1), 1, "pct_start must be in (0, 1)"},
@@ -2703,6 +2753,26 @@ static void lower_schedule(Lower *L, const Decl *d) {
     s->min_lr = arg_num(&a, 1);
     if (!(s->min_lr >= 0))
       diag_error(L->d, a.loc[1], NULL, "cosine: min_lr must not be negative");
+  } else if (k == SCHED_PLATEAU) {
+    s->factor = arg_num(&a, 0);
+    s->patience = (int)arg_int(&a, 1);
+    s->threshold = arg_num(&a, 2);
+    s->threshold_abs = name_arg(L, &a, 3, &sigs[k], (const char *[]){"rel", "abs"}, 0) == 1;
+    s->cooldown = (int)arg_int(&a, 4);
+    s->min_lr = arg_num(&a, 5);
+    s->eps = arg_num(&a, 6);
+    struct { bool bad; int arg; const char *msg, *hint; } checks[] = {
+        {!(s->factor > 0 && s->factor < 1), 0, "factor must be in (0, 1)",
+         "a plateau multiplies the rate by factor: 0.1 divides it by 10"},
+        {!(s->threshold >= 0 && s->threshold < 1e30), 2, "threshold must be in [0, 1e30]",
+         "how much lower a loss must be to count as better (rel: a fraction of the best, e.g. 1e-4)"},
+        {!(s->min_lr >= 0 && s->min_lr < 1e30), 5, "min_lr must be in [0, 1e30]", "the rate never falls below min_lr"},
+        {!(s->eps >= 0 && s->eps < 1e30), 6, "eps must be in [0, 1e30]", "a reduction smaller than eps is skipped"},
+    };
+    for (int i = 0; i < countof(checks); i++)
+      if (checks[i].bad)
+        diag_error(L->d, a.loc[checks[i].arg], checks[i].hint, "plateau: %s, found %g", checks[i].msg,
+                   a.v[checks[i].arg].num);
   }
 }
 
@@ -2916,6 +2986,10 @@ Model *pass_lower(const Program *p, Arena *a, Diag *d) {
     lower_schedule(&L, once[DECL_SCHEDULE]);
   if (once[DECL_TRAIN])
     lower_train(&L, once[DECL_TRAIN]);
+  if (m->sched.kind == SCHED_PLATEAU && m->train.val_split == 0)   // (--val-split may give one)
+    diag_report(d, DIAG_WARNING, once[DECL_SCHEDULE]->call->loc,
+                "set val_split in train {} (or give --val-split) to hold out validation data",
+                "schedule plateau steps on the validation loss, and val_split is 0");
   collect_inputs(m, a);
   return d->nerrors > before ? NULL : m;
 }

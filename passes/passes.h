@@ -31,23 +31,33 @@ typedef struct OptimConfig {
   bool centered;         // rmsprop: divide by the variance's estimate (keeps grad_avg)
   double lr_decay;       // adagrad
   double initial_accumulator_value;   // adagrad: sum's first value
+  double clip_norm;      // all: scale the gradients to this global L2 norm when above it
+                         // (torch.nn.utils.clip_grad_norm_); 0: no clipping
 } OptimConfig;
 
-typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_ONECYCLE } SchedKind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_ONECYCLE, SCHED_PLATEAU } SchedKind;
 
 // Learning-rate schedule, applied per epoch, after an optional linear
-// warmup measured in steps; onecycle per step.
+// warmup measured in steps; onecycle per step; plateau after each epoch's
+// validation.
 typedef struct ScheduleConfig {
   SchedKind kind;
   int step_size;         // step: epochs between decays
   double gamma;          // step: factor per decay
   int t_max;             // cosine: epochs to reach min_lr (0: the training length)
-  double min_lr;         // cosine
+  double min_lr;         // cosine, plateau
   int warmup;            // steps of linear warmup from 0 (0: none)
   double max_lr;         // onecycle (0: the base rate)
   double pct_start;      // onecycle: fraction of the steps rising to max_lr
   double div_factor;     // onecycle: the first rate is max_lr / div_factor
   double final_div_factor;   // onecycle: the last is that / final_div_factor
+  bool anneal_linear;    // onecycle: anneal_strategy 'linear' (else 'cos')
+  double factor;         // plateau: the rate's factor on a plateau
+  int patience;          // plateau: epochs without improvement before a reduction
+  double threshold;      // plateau: how much better counts as better
+  bool threshold_abs;    // plateau: threshold_mode 'abs' (else 'rel')
+  int cooldown;          // plateau: epochs after a reduction before counting again
+  double eps;            // plateau: smaller reductions are skipped
 } ScheduleConfig;
 
 // Data augmentation of the training batches (never validation, eval or
@@ -111,7 +121,8 @@ const IrNode *pass_noisy_loss(const Model *m);
 
 // autodiff.c: needs a lowered model with a loss; appends the reverse-mode
 // gradient of the loss with respect to every parameter it depends on (one
-// rule per op), then the optimizer's update of each one (SGD_STEP,
+// rule per op), with clip_norm the gradients scaled together to that
+// global norm, then the optimizer's update of each one (SGD_STEP,
 // ADAM_STEP, RMSPROP_STEP or ADAGRAD_STEP, with state buffers named after the
 // parameter, as PyTorch's optimizer state: momentum_buffer, exp_avg,
 // exp_avg_sq, square_avg, grad_avg, sum). Reports and returns

@@ -327,9 +327,12 @@ static bool infer_batchnorm(IrNode *n, Diag *d) {
 // x i32[N, ...] indexes the rows of w[vocab, dim]: [N, ..., dim].
 static bool infer_embedding(IrNode *n, Diag *d) {
   IrNode *x = n->src[0], *w = n->src[1];
-  if (x->dtype != DT_I32 || x->op != IR_INPUT)
+  if ((x->dtype != DT_I32 || x->op != IR_INPUT) && x->name)
     return fail(n, d, "declare the indexes as an integer input, e.g. input tokens: i32[16]",
-                "'%s' is not an integer input (i32)%s", x->name ? x->name : "its operand", "");
+                "'%s' is not an integer input (i32)%s", x->name, "");
+  if (x->dtype != DT_I32 || x->op != IR_INPUT)   // a computed value, such as another layer's result
+    return fail(n, d, "declare the indexes as an integer input, e.g. input tokens: i32[16]",
+                "its indexes must be an integer input (i32), found the computed %s%s", sh(x), "");
   if (w->dtype != DT_F32 || w->ndim != 2)
     return fail(n, d, NULL, "the weight %s is not [vocab, dim]%s", sh(w), "");
   if (x->ndim + 1 > IR_MAX_DIMS)
@@ -488,6 +491,9 @@ static bool infer_loss(IrNode *n, Diag *d) {
       return fail(n, d, hint, "the model's output has %s classes, but the target %s", a, b);
     }
   } else {
+    if (t->dtype != DT_F32 && t->op == IR_INPUT)
+      return fail(n, d, "compare the output with an f32 input or target",
+                  "needs a real-valued target, but '%s' is an integer input (i32)%s", t->name ? t->name : "it", "");
     if (t->dtype != DT_F32) {
       snprintf(hint, sizeof hint, "use cross_entropy (or nll) for class targets, or declare the target as f32[...]");
       return fail(n, d, hint, "needs a real-valued target, but '%s' is a class target%s",

@@ -94,66 +94,70 @@ static INLINE float hmax(vf v) {
   return v[0];
 }
 
-// x[0..n) (n < W) and fill in the other lanes.
-static INLINE vf vload_part(const float *x, int64_t n, float fill) {
-  float t[W];
-  for (int i = 0; i < W; i++)
-    t[i] = i < n ? x[i] : fill;
-  return vload(t);
+// The maximum and the sum of a row of C values, in vectors of W and then
+// the last C % W one by one (NaNs skipped by the maximum, as the
+// reference's are).
+static INLINE float row_max(const float *x, int64_t C) {
+  vf m = splat(-INFINITY);
+  int64_t c = 0;
+  for (; c + W <= C; c += W)
+    m = vmax(vload(x + c), m);
+  float r = hmax(m);
+  for (; c < C; c++)
+    r = x[c] > r ? x[c] : r;
+  return r;
 }
 
-static INLINE void vstore_part(float *y, vf v, int64_t n) {
-  for (int i = 0; i < n; i++)
-    y[i] = v[i];
+static INLINE float row_sum(const float *x, int64_t D) {
+  vf s = splat(0);
+  int64_t j = 0;
+  for (; j + W <= D; j += W)
+    s += vload(x + j);
+  float t = hsum(s);
+  for (; j < D; j++)
+    t += x[j];
+  return t;
 }
 
-// One row of C contiguous values (inner = 1), in vectors of W, the last
-// one's missing lanes -inf (whose exp is 0). Rows of at most 4 W (most
-// attention rows: the sequence's length) stay in registers.
-#define ROW_VECS 4
-static INLINE void softmax_row(float *y, const float *x, int64_t C, float *t) {
-  int64_t full = C / W, tail = C % W, nv = full + (tail > 0);
-  if (nv <= ROW_VECS) {
-    vf v[ROW_VECS], m = splat(-INFINITY), s = splat(0);
-    for (int64_t i = 0; i < nv; i++) {
-      v[i] = i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY);
-      m = vmax(v[i], m);   // NaNs skipped here, passed on by exp
-    }
-    vf mx = splat(hmax(m));
-    for (int64_t i = 0; i < nv; i++) {
-      v[i] = vexp(v[i] - mx);
-      s += v[i];
-    }
-    vf inv = splat(1.0f / hsum(s));
-    for (int64_t i = 0; i < nv; i++)
-      if (i < full)
-        vstore(y + i * W, v[i] * inv);
-      else
-        vstore_part(y + i * W, v[i] * inv, tail);
-    return;
+static INLINE void row_scale(float *y, const float *x, int64_t C, float add, float mul) {
+  vf va = splat(add), vm = splat(mul);
+  int64_t c = 0;
+  for (; c + W <= C; c += W)
+    vstore(y + c, (vload(x + c) + va) * vm);
+  for (; c < C; c++)
+    y[c] = (x[c] + add) * mul;
+}
+
+// exp of n contiguous values in place, all in whole vectors but the last.
+static INLINE void exp_run(float *y, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W)
+    vstore(y + i, vexp(vload(y + i)));
+  if (i < n) {
+    float t[W];
+    for (int j = 0; j < W; j++)
+      t[j] = i + j < n ? y[i + j] : 0;
+    vf e = vexp(vload(t));
+    for (int j = 0; i + j < n; j++)
+      y[i + j] = e[j];
   }
-  vf m = splat(-INFINITY), s = splat(0);
-  for (int64_t i = 0; i < nv; i++)
-    m = vmax(i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY), m);
-  vf mx = splat(hmax(m));
-  for (int64_t i = 0; i < nv; i++) {
-    vf e = vexp((i < full ? vload(x + i * W) : vload_part(x + i * W, tail, -INFINITY)) - mx);
-    vstore(t + i * W, e);
-    s += e;
-  }
-  vf inv = splat(1.0f / hsum(s));
-  for (int64_t i = 0; i < nv; i++)
-    if (i < full)
-      vstore(y + i * W, vload(t + i * W) * inv);
-    else
-      vstore_part(y + i * W, vload(t + i * W) * inv, tail);
+}
+
+// Rows of C contiguous values (inner = 1), `rows` of them: each row less
+// its maximum into y, then exp over all of y at once (the rows lie end to
+// end: no lanes idle at a short row's end), then each row divided by its
+// sum.
+static INLINE void softmax_rows(float *y, const float *x, int64_t rows, int64_t C) {
+  for (int64_t o = 0; o < rows; o++)
+    row_scale(y + o * C, x + o * C, C, -row_max(x + o * C, C), 1.0f);
+  exp_run(y, rows * C);
+  for (int64_t o = 0; o < rows; o++)
+    row_scale(y + o * C, y + o * C, C, 0.0f, 1.0f / row_sum(y + o * C, C));
 }
 
 FAST void k_softmax_fast(float *y, const float *x, int64_t outer, int64_t C, int64_t inner) {
   if (inner == 1) {
-    float *t = k_thread_scratch(K_SCRATCH_ROW, C + W);
-    for (int64_t o = 0; o < outer; o++)
-      softmax_row(y + o * C, x + o * C, C, t);
+    softmax_rows(y, x, outer, C);
     return;
   }
   for (int64_t o = 0; o < outer; o++) {   // W columns of the inner axis at a time
@@ -188,18 +192,6 @@ FAST void k_softmax_fast(float *y, const float *x, int64_t outer, int64_t C, int
   }
 }
 
-// The sum of x[0..D) in W lanes, then across them.
-static INLINE float row_sum(const float *x, int64_t D) {
-  vf s = splat(0);
-  int64_t j = 0;
-  for (; j + W <= D; j += W)
-    s += vload(x + j);
-  float t = hsum(s);
-  for (; j < D; j++)
-    t += x[j];
-  return t;
-}
-
 // The mean and 1/sqrt(var + eps) of x[0..D) (two passes).
 static INLINE void row_stats(const float *x, int64_t D, float eps, float *mean, float *rstd) {
   float m = row_sum(x, D) / (float)D;
@@ -219,14 +211,9 @@ static INLINE void row_stats(const float *x, int64_t D, float eps, float *mean, 
 FAST void k_layernorm_fast(float *y, const float *x, int64_t rows, int64_t D, double eps) {
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * D;
-    float *yr = y + r * D, m, rstd;
+    float m, rstd;
     row_stats(xr, D, (float)eps, &m, &rstd);
-    vf vm = splat(m), vr = splat(rstd);
-    int64_t j = 0;
-    for (; j + W <= D; j += W)
-      vstore(yr + j, (vload(xr + j) - vm) * vr);
-    for (; j < D; j++)
-      yr[j] = (xr[j] - m) * rstd;
+    row_scale(y + r * D, xr, D, -m, rstd);   // (x - mean) * rstd
   }
 }
 

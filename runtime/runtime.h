@@ -198,9 +198,10 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 // description are offsets from its first byte. The runtime library
 // (nncrt/) runs an artifact from these alone.
 
-#define RT_ABI 2                       // bumped whenever anything below changes
+#define RT_ABI 3                       // bumped whenever anything below changes
 #define RT_MODEL_MAGIC 0x4d434e4eu     // "NNCM"
 #define RT_MAX_INPUTS 16
+#define RT_MAX_TARGETS 8               // IR_MAX_TARGETS
 
 enum { RT_ENTRY_FORWARD, RT_ENTRY_EVAL, RT_ENTRY_TRAIN, RT_ENTRY_COUNT };   // EntryKind's order
 enum { RT_TARGET_NONE, RT_TARGET_CLASS, RT_TARGET_REAL };                  // int32 labels, floats
@@ -230,10 +231,19 @@ typedef struct RtEntryInfo {
   int64_t min_batch;           // 2 where a training batchnorm has one value per channel and sample
   int64_t arena_bytes;
   int64_t input[RT_MAX_INPUTS];
-  int64_t target, output, scalars;   // output: the first output's
+  int64_t target[RT_MAX_TARGETS];   // each target's place, in declaration order
+  int64_t output, scalars;     // output: the first output's
   int64_t aux_bytes;           // offset of int64_t[naux]: each slot's bytes at max_batch
   int64_t outputs;             // offset of int64_t[noutputs]: where each output lies in the arena (or -1)
 } RtEntryInfo;
+
+// One of a model's targets: what it holds, its values per sample, its name.
+typedef struct RtTargetInfo {
+  int32_t kind;                // RT_TARGET_CLASS or RT_TARGET_REAL
+  int32_t nclasses;            // RT_TARGET_CLASS: labels in [0, nclasses)
+  int64_t numel;               // values per sample (4 bytes each: int32 labels or floats)
+  int64_t name;                // offset of its name
+} RtTargetInfo;
 
 // One of a model's outputs: its floats per sample and its name.
 typedef struct RtOutputInfo {
@@ -257,9 +267,9 @@ typedef struct RtModelInfo {
   int32_t noutputs;            // the model's outputs
   int32_t unused;
   int64_t outputs;             // offset of RtOutputInfo[noutputs], in the order of a sample's row
-  int32_t target_kind;         // RT_TARGET_*
-  int32_t nclasses;            // RT_TARGET_CLASS: labels in [0, nclasses)
-  int64_t target_numel;        // values per sample
+  int32_t target_kind;         // RT_TARGET_* of the first target (NONE: the model has none)
+  int32_t nclasses;            // its RT_TARGET_CLASS labels lie in [0, nclasses)
+  int64_t target_numel;        // values per sample of every target, one after another
   int64_t tensors;             // offset of RtTensorInfo[ntensors]
   RtEntryInfo entry[RT_ENTRY_COUNT];
   int32_t optimizer;           // RT_OPT_*
@@ -272,6 +282,9 @@ typedef struct RtModelInfo {
   int64_t weights_bytes;       // the embedded weights' bytes: every tensor but optimizer state, in order
   int64_t input_bound[RT_MAX_INPUTS];   // an integer (i32) input's: its int32 values lie in [0, bound)
                                         // (an embedding's vocab); 0 for a float input
+  int32_t ntargets;            // the model's targets: a sample's row of targets holds each one's
+  int32_t unused2;             // values after the one before's
+  RtTargetInfo targets[RT_MAX_TARGETS];
 } RtModelInfo;
 
 // What the object file exports to the runtime library: the description,
@@ -576,7 +589,7 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // convolution's weights of one tap, the im2col columns of the cpu
 // backend's convolutions split across the pool, and k_portable_sgemm's
 // packed blocks of A and B.
-enum { K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_ROW, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
+enum { K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the

@@ -55,7 +55,10 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
   snprintf(step, sizeof step, "%" PRId64, info->step);
   const Rng *r = exec_rng(ex);
   snprintf(rng, sizeof rng, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
-  char row[256] = "", run[256] = "";
+  char row[256 + 2 * IR_MAX_LOSS_TERMS * 20] = "", run[256] = "", plateau[160] = "";
+  if (info->has_plateau)
+    snprintf(plateau, sizeof plateau, "lr=%.17g best=%.17g bad=%" PRId64 " cooldown=%" PRId64, info->plateau.lr,
+             info->plateau.best, info->plateau.bad, info->plateau.cooldown);
   norm[0] = cursor[0] = 0;
   if (info->has_run) {
     const RunSettings *u = &info->run;
@@ -63,10 +66,12 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
              "samples=%" PRId64 " id=%s%s", u->batch, u->lr, u->seed, u->val_split, u->limit, u->shuffle, u->samples,
              u->id, u->drop_last ? " drop_last=1" : "");   // (absent: a run without, as before drop_last existed)
   }
-  if (info->has_last) {
+  if (info->has_last) {   // then a weighted sum's terms, train's and val's
     const Metrics *l = &info->last;
-    snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
-             l->train_loss, l->train_acc, l->val_loss, l->val_acc);
+    int n = snprintf(row, sizeof row, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%.9g,%.9g", l->epoch, l->step, l->lr,
+                     l->train_loss, l->train_acc, l->val_loss, l->val_acc);
+    for (int t = 0; t < 2 * l->nterms && n < (int)sizeof row; t++)
+      n += snprintf(row + n, sizeof row - n, ",%.9g", t < l->nterms ? l->train_terms[t] : l->val_terms[t - l->nterms]);
   }
   if (info->normalized)
     snprintf(norm, sizeof norm, "%.17g %.17g", info->mean, info->std);
@@ -76,6 +81,7 @@ bool train_checkpoint_save(Exec *ex, const char *path, const CkptInfo *info, cha
       {"format", DATA_CKPT_FORMAT}, {"nnc_version", NNC_VERSION}, {"model_hash", hash}, {"epoch", epoch},
       {"step", step},          {"dropout_rng", rng},        {"cursor", cursor},
       {"normalize", norm},     {"metrics", row},            {"run", run},
+      {"plateau", plateau},
   };
   bool ok = data_st_write(path, t, nt, meta, countof(meta), err, errsz);
   for (int i = 0; i < nt; i++)
@@ -91,9 +97,21 @@ static void read_last(const StFile *f, CkptInfo *info) {
   Metrics *l = &info->last;
   long long e, st;
   int end = -1;
+  double v[2 * IR_MAX_LOSS_TERMS];
+  int nv = 0, more = 0;
   info->has_last = s && sscanf(s, "%lld,%lld,%lf,%lf,%lf,%lf,%lf%n", &e, &st, &l->lr, &l->train_loss,
                                &l->train_acc, &l->val_loss, &l->val_acc, &end) == 7 &&
-                   s[end] == 0 && e == info->epoch && st == info->step;
+                   e == info->epoch && st == info->step;
+  while (info->has_last && s[end] && nv < 2 * IR_MAX_LOSS_TERMS && sscanf(s + end, ",%lf%n", &v[nv], &more) == 1) {
+    nv++;   // a weighted sum's terms: train's, then val's
+    end += more;
+  }
+  info->has_last = info->has_last && s[end] == 0 && nv % 2 == 0;
+  l->nterms = nv / 2;
+  for (int t = 0; t < l->nterms; t++) {
+    l->train_terms[t] = v[t];
+    l->val_terms[t] = v[l->nterms + t];
+  }
   l->epoch = info->epoch;
   l->step = info->step;
   l->seconds = -1;
@@ -125,6 +143,29 @@ static bool read_run(const StFile *f, RunSettings *u, bool *has, char *err, size
   *u = (RunSettings){batch, u->lr, seed, u->val_split, limit, shuffle, samples, "", drop_last};
   memcpy(u->id, id, sizeof id);
   *has = true;
+  return true;
+}
+
+// The plateau schedule's state from the metadata "plateau" (none: not
+// has_plateau); false when it is there but does not parse or is out of bounds.
+static bool read_plateau(const StFile *f, CkptInfo *info, char *err, size_t errsz) {
+  const char *s = data_st_meta(f, "plateau");
+  if (!s || !*s)
+    return true;
+  Plateau *p = &info->plateau;
+  long long bad = -1, cooldown = -1;
+  int end = -1;
+  bool ok = sscanf(s, "lr=%lf best=%lf bad=%lld cooldown=%lld%n", &p->lr, &p->best, &bad, &cooldown, &end) == 4 &&
+            s[end] == 0 && isfinite(p->lr) && p->lr > 0 && !isnan(p->best) && bad >= 0 && bad <= TRAIN_MAX_EPOCHS &&
+            cooldown >= 0 && cooldown <= INT32_MAX;
+  if (!ok) {
+    errorf(err, errsz, "%s: the checkpoint's metadata 'plateau' is '%.200s', not 'lr=X best=Y bad=B cooldown=C'\n"
+              "---> HINT: the file is damaged or was not written by `nnc train`", f->path, s);
+    return false;
+  }
+  p->bad = bad;
+  p->cooldown = cooldown;
+  info->has_plateau = true;
   return true;
 }
 
@@ -168,7 +209,7 @@ static bool read_info(const StFile *f, Exec *ex, bool weights_only, CkptInfo *in
   if (!data_ckpt_normalize(f, &info->normalized, &info->mean, &info->std, err, errsz))
     return false;
   read_last(f, info);
-  if (!read_run(f, &info->run, &info->has_run, err, errsz))
+  if (!read_run(f, &info->run, &info->has_run, err, errsz) || !read_plateau(f, info, err, errsz))
     return false;
   const char *r = data_st_meta(f, "dropout_rng");
   uint64_t st, inc;

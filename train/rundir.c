@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CSV_HEADER "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds\n"
+#define CSV_HEADER "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds"   // then the terms' columns
 
 // mkdir -p; a part of the path that is a file is an error.
 static bool make_dirs(const char *path, char *err, size_t errsz) {
@@ -198,18 +198,34 @@ bool train_rundir_open(RunDir *d, const char *out, bool json, char *err, size_t 
 // The metrics log
 //
 
-static void format_row(StrBuf *b, bool json, const Metrics *r) {
+static void format_row(StrBuf *b, const RunDir *d, const Metrics *r) {
   char secs[32];
-  if (json) {
+  if (d->json) {
     snprintf(secs, sizeof secs, r->seconds < 0 ? "null" : "%.3f", r->seconds);
     sb_printf(b, "{\"epoch\": %lld, \"step\": %lld, \"lr\": %.9g, \"train_loss\": %.9g, \"train_acc\": %.9g, "
-              "\"val_loss\": %.9g, \"val_acc\": %.9g, \"seconds\": %s}\n", (long long)r->epoch, (long long)r->step,
+              "\"val_loss\": %.9g, \"val_acc\": %.9g, \"seconds\": %s", (long long)r->epoch, (long long)r->step,
               r->lr, r->train_loss, r->train_acc, r->val_loss, r->val_acc, secs);
+    for (int t = 0; t < d->nterms; t++)
+      sb_printf(b, ", \"train_%s\": %.9g", d->terms[t], t < r->nterms ? r->train_terms[t] : -1);
+    for (int t = 0; t < d->nterms; t++)
+      sb_printf(b, ", \"val_%s\": %.9g", d->terms[t], t < r->nterms ? r->val_terms[t] : -1);
+    sb_puts(b, "}\n");
   } else {
     snprintf(secs, sizeof secs, r->seconds < 0 ? "" : "%.3f", r->seconds);
-    sb_printf(b, "%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%s\n", (long long)r->epoch, (long long)r->step, r->lr,
+    sb_printf(b, "%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%s", (long long)r->epoch, (long long)r->step, r->lr,
               r->train_loss, r->train_acc, r->val_loss, r->val_acc, secs);
+    for (int t = 0; t < d->nterms; t++)   // (a row restored without its terms: -1)
+      sb_printf(b, ",%.9g", t < r->nterms ? r->train_terms[t] : -1);
+    for (int t = 0; t < d->nterms; t++)
+      sb_printf(b, ",%.9g", t < r->nterms ? r->val_terms[t] : -1);
+    sb_putc(b, '\n');
   }
+}
+
+void train_rundir_terms(RunDir *d, const char *const *names, int n) {
+  for (int t = 0; t < n && t < IR_MAX_LOSS_TERMS; t++)
+    d->terms[t] = xstrdup(names[t]);
+  d->nterms = n < IR_MAX_LOSS_TERMS ? n : IR_MAX_LOSS_TERMS;
 }
 
 // The epoch of a row of the log, or -1 for a line that is not one (the
@@ -287,8 +303,12 @@ bool train_rundir_start_metrics(RunDir *d, int64_t epoch, const Metrics *last, c
   StrBuf old = {0}, text = {0};
   if (epoch > 0 && !read_log(d, &old, err, errsz))
     return false;
-  if (!d->json)
+  if (!d->json) {   // the header, each term's columns after the others
     sb_puts(&text, CSV_HEADER);
+    for (int t = 0; t < 2 * d->nterms; t++)
+      sb_printf(&text, ",%s_%s", t < d->nterms ? "train" : "val", d->terms[t % d->nterms]);
+    sb_putc(&text, '\n');
+  }
   int64_t kept = 0;   // the epoch of the last row kept: rows only go forward
   for (size_t i = 0; i < old.len;) {
     const char *line = old.data + i, *nl = memchr(line, '\n', old.len - i);
@@ -302,7 +322,7 @@ bool train_rundir_start_metrics(RunDir *d, int64_t epoch, const Metrics *last, c
     i += len;
   }
   if (kept < epoch && last && last->epoch == epoch)
-    format_row(&text, d->json, last);
+    format_row(&text, d, last);
   bool ok = replace_file(d->metrics, &text, err, errsz);
   sb_free(&old);
   sb_free(&text);
@@ -321,7 +341,7 @@ bool train_rundir_start_metrics(RunDir *d, int64_t epoch, const Metrics *last, c
 
 bool train_rundir_log(RunDir *d, const Metrics *row, char *err, size_t errsz) {
   StrBuf b = {0};
-  format_row(&b, d->json, row);
+  format_row(&b, d, row);
   errno = 0;
   bool ok = fwrite(b.data, 1, b.len, d->log) == b.len && fflush(d->log) == 0;
   int e = errno ? errno : EIO;
@@ -345,6 +365,9 @@ bool train_rundir_close(RunDir *d, char *err, size_t errsz) {
     ok = false;
   }
   d->lock_fd = -1;
+  for (int t = 0; t < d->nterms; t++)
+    free(d->terms[t]);
+  d->nterms = 0;
   free(d->dir);
   free(d->ckpt);
   free(d->metrics);

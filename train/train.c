@@ -19,10 +19,10 @@
 
 
 
-// torch.optim.lr_scheduler.OneCycleLR (anneal_strategy 'cos', no momentum
-// cycling, two phases) at step t of total: from max_lr / div_factor up to
-// max_lr over the first pct_start of the steps, then down to the first rate
-// / final_div_factor, each half of a cosine.
+// torch.optim.lr_scheduler.OneCycleLR (no momentum cycling, two phases) at
+// step t of total: from max_lr / div_factor up to max_lr over the first
+// pct_start of the steps, then down to the first rate / final_div_factor,
+// each half of a cosine (anneal_strategy 'cos') or a line ('linear').
 static double onecycle_lr(const ScheduleConfig *s, double max_lr, int64_t t, int64_t total) {
   double initial = max_lr / s->div_factor, last = initial / s->final_div_factor;
   double end1 = s->pct_start * (double)total - 1, end2 = (double)total - 1;
@@ -31,7 +31,32 @@ static double onecycle_lr(const ScheduleConfig *s, double max_lr, int64_t t, int
     start = end1, end = end2, from = max_lr, to = last;
   }
   double pct = end > start ? ((double)t - start) / (end - start) : 1;   // (PyTorch divides by zero there)
+  if (s->anneal_linear)
+    return (to - from) * pct + from;
   return to + (from - to) / 2.0 * (cos(M_PI * pct) + 1);
+}
+
+Plateau train_plateau_start(double lr) { return (Plateau){lr, INFINITY, 0, 0}; }
+
+void train_plateau_step(const ScheduleConfig *s, Plateau *p, double loss) {
+  double bar = s->threshold_abs ? p->best - s->threshold : p->best * (1 - s->threshold);
+  if (loss < bar) {   // (a NaN loss is never better)
+    p->best = loss;
+    p->bad = 0;
+  } else {
+    p->bad++;
+  }
+  if (p->cooldown > 0) {
+    p->cooldown--;
+    p->bad = 0;
+  }
+  if (p->bad > s->patience) {
+    double lr = fmax(p->lr * s->factor, s->min_lr);
+    if (p->lr - lr > s->eps)
+      p->lr = lr;
+    p->cooldown = s->cooldown;
+    p->bad = 0;
+  }
 }
 
 double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps) {
@@ -41,7 +66,7 @@ double train_schedule_lr(const Model *m, double base, int64_t epoch, int64_t ste
   case SCHED_ONECYCLE:
     lr = onecycle_lr(s, s->max_lr > 0 ? s->max_lr : base, step, (int64_t)epochs * epoch_steps);
     break;
-  case SCHED_CONSTANT:
+  case SCHED_CONSTANT: case SCHED_PLATEAU:
     break;
   case SCHED_STEP:
     lr = base * pow(s->gamma, (double)(epoch / s->step_size));
@@ -500,7 +525,8 @@ static bool run_epoch(Run *r, int64_t epoch, float *x2[2], void *y2[2], float *n
       feed[!cur] = augment_batch(r, epoch, next, x2[!cur], n2[!cur]);
       exec_prefetch(ex, ENTRY_TRAIN, next, feed[!cur], y2[!cur]);
     }
-    lr = train_schedule_lr(r->m, r->o->lr, epoch, exec_steps(ex), r->o->epochs, nb);
+    double base = r->m->sched.kind == SCHED_PLATEAU ? r->info.plateau.lr : r->o->lr;
+    lr = train_schedule_lr(r->m, base, epoch, exec_steps(ex), r->o->epochs, nb);
     Rng before = *exec_rng(ex);
     double loss = exec_run(ex, ENTRY_TRAIN, B, x, y, lr);
     if (!isfinite(loss)) {
@@ -700,6 +726,27 @@ static bool save_epoch(Run *r, const Metrics *row, char *err, size_t errsz) {
   return train_checkpoint_save(r->ex, r->dir.ckpt, &r->info, err, errsz) && train_rundir_log(&r->dir, row, err, errsz);
 }
 
+// Names the metrics log's columns of a weighted sum's terms after the loss,
+// its output and its target (`mse_recon_image`), numbered (`_2`) where two
+// terms would share a name.
+static void term_columns(Run *r) {
+  char names[IR_MAX_LOSS_TERMS][256];
+  const char *list[IR_MAX_LOSS_TERMS];
+  for (int t = 0; t < r->nterms; t++) {
+    const IrNode *l = r->terms[t];
+    const char *o = ir_output_name(r->m->g, l->src[0]);
+    snprintf(names[t], sizeof names[t], "%s_%s_%s", ir_op_info(l->op)->mnem, o ? o : "output", l->src[1]->name);
+    for (int u = 0; u < t; u++)
+      if (!strcmp(names[u], names[t])) {
+        size_t n = strlen(names[t]);
+        snprintf(names[t] + n, sizeof names[t] - n, "_%d", t + 1);
+        break;
+      }
+    list[t] = names[t];
+  }
+  train_rundir_terms(&r->dir, list, r->nterms);
+}
+
 static void print_epoch(Run *r, const Metrics *row) {
   fprintf(r->out, "epoch %lld/%d: train loss %.4f", (long long)row->epoch, r->o->epochs, row->train_loss);
   if (row->train_acc >= 0)
@@ -736,6 +783,8 @@ void train_print_losses(FILE *out, const Model *m, const double *v, int n) {
   }
 }
 
+void train_print_loss(FILE *out, double v) { fprintf(out, v != 0 && fabs(v) < 0.01 ? "%.3e" : "%.4f", v); }
+
 static void print_test(Run *r, TrainResult *res) {
   if (!r->have_test) {
     if (!r->o->quiet)
@@ -746,7 +795,8 @@ static void print_test(Run *r, TrainResult *res) {
   res->test_loss = t.loss;
   res->test_acc = t.acc;
   if (!r->o->quiet) {
-    fprintf(r->out, "test: loss %.4f", t.loss);
+    fputs("test: loss ", r->out);
+    train_print_loss(r->out, t.loss);
     if (t.acc >= 0)
       fprintf(r->out, " accuracy %.4f", t.acc);
     if (t.nterms) {
@@ -799,9 +849,16 @@ static bool run_epochs(Run *r, int64_t start, TrainResult *res, char *err, size_
     EvalResult v = {.loss = -1, .acc = -1};
     if (r->have_val)
       v = train_evaluate(r->ex, &r->val, o->batch, NULL);
+    if (r->m->sched.kind == SCHED_PLATEAU)   // the next epoch's rate, in the checkpoint
+      train_plateau_step(&r->m->sched, &r->info.plateau, v.loss);
     row.step = exec_steps(r->ex);
     row.val_loss = v.loss;
     row.val_acc = v.acc;
+    row.nterms = r->nterms;
+    for (int t = 0; t < r->nterms; t++) {
+      row.train_terms[t] = r->term_sum[t];
+      row.val_terms[t] = r->have_val && t < v.nterms ? v.terms[t] : -1;
+    }
     row.seconds = now_seconds() - es;
     ok = save_epoch(r, &row, err, errsz);
     if (ok && !o->quiet)
@@ -906,6 +963,12 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
               "--val-split 0.1", o->patience);
     goto fail;
   }
+  if (m->sched.kind == SCHED_PLATEAU && !r.have_val) {
+    errorf(err, sizeof err, "schedule plateau lowers the learning rate when the validation loss stops "
+              "improving, but this run has no validation set\n---> HINT: hold out some training data with "
+              "val_split in train {} or --val-split 0.1");
+    goto fail;
+  }
   // Compiled now (the cpu backend), before the first epoch's clock starts:
   // the training step, and the evaluation one when there is a validation
   // or a test set to evaluate.
@@ -915,11 +978,19 @@ bool train_run(Model *m, const TrainOpts *o, FILE *out, TrainResult *res) {
     goto fail;
   if (!start_weights(&r, err, sizeof err))
     goto fail;
+  if (m->sched.kind == SCHED_PLATEAU) {   // a resume goes on from its state, at --lr when given
+    if (!(o->resume && r.info.has_plateau))
+      r.info.plateau = train_plateau_start(o->lr);
+    else if (o->given & TRAIN_GIVEN_LR)
+      r.info.plateau.lr = o->lr;
+    r.info.has_plateau = true;
+  }
   int64_t start_epoch = r.info.epoch;
   r.first_step = exec_steps(r.ex);
   r.nterms = ir_loss_terms(m->g, r.terms, r.weights, IR_MAX_LOSS_TERMS);
   if (r.nterms < 2 || r.nterms > IR_MAX_LOSS_TERMS)
     r.nterms = 0;
+  term_columns(&r);
   if (o->resume && o->normalize && !r.info.normalized) {
     errorf(err, sizeof err, "%s: the run was trained without --normalize; normalizing its data now would "
               "change what its weights were trained on\n---> HINT: leave --normalize out, or start a new run "

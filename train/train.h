@@ -44,6 +44,9 @@ typedef struct Metrics {
   double train_loss, train_acc;  // over the epoch; acc -1 for real-valued targets
   double val_loss, val_acc;      // -1 without a validation set
   double seconds;        // the epoch's time; -1: unknown (a row restored from a checkpoint)
+  int nterms;            // a loss that is a weighted sum of several: its terms (0: one loss)
+  double train_terms[IR_MAX_LOSS_TERMS];   // each term's mean over the epoch
+  double val_terms[IR_MAX_LOSS_TERMS];     // and over the validation set (-1 without one)
 } Metrics;
 
 // The settings that decide a run's steps and the order of its data: a
@@ -61,6 +64,15 @@ typedef struct RunSettings {
   bool drop_last;        // each epoch drops its last batch when smaller than batch
 } RunSettings;
 
+// The state of the plateau schedule (PyTorch's ReduceLROnPlateau), stepped
+// once per epoch with the validation loss: a checkpoint keeps it.
+typedef struct Plateau {
+  double lr;             // the rate of the next epoch (before warmup)
+  double best;           // the lowest validation loss so far (+inf: none yet)
+  int64_t bad;           // epochs in a row without a better one (num_bad_epochs)
+  int64_t cooldown;      // epochs left before bad epochs count again (cooldown_counter)
+} Plateau;
+
 // Where training stood when a checkpoint was written.
 typedef struct CkptInfo {
   int64_t epoch;         // epochs finished
@@ -75,6 +87,8 @@ typedef struct CkptInfo {
                          // state_dict): nothing above is set
   RunSettings run;     // the settings the run trained with
   bool has_run;          // false in files written before checkpoints kept them
+  Plateau plateau;       // the plateau schedule's state after the epoch
+  bool has_plateau;      // false in files of runs without that schedule
 } CkptInfo;
 
 // Writes every persistent tensor of ex (parameters, batchnorm statistics,
@@ -116,12 +130,18 @@ typedef struct RunDir {
   int lock_fd;           // -1 when not held
   FILE *log;             // the metrics log, open for appending
   bool json;             // JSON lines, else CSV
+  char *terms[IR_MAX_LOSS_TERMS];   // a weighted sum's terms, named for their columns
+  int nterms;            // (train_NAME, val_NAME after the others; 0: one loss, no such columns)
 } RunDir;
 
 // Resolves out into the run's paths, creating the directory; refuses a
 // link at any of the paths; takes the lock (failing with the pid of the
 // run holding it); removes the temporary files dead processes left.
 bool train_rundir_open(RunDir *d, const char *out, bool json, char *err, size_t errsz);
+// Names the columns of a loss's terms, for a loss that is a weighted sum
+// of several (n of them; names copied): train_NAME and val_NAME after the
+// others, NAME as `cross_entropy_logits_label` (loss, output, target).
+void train_rundir_terms(RunDir *d, const char *const *names, int n);
 // Starts the metrics log: rewrites it (atomically) with the rows of
 // epochs 1..epoch it holds, the last one taken from *last when the log
 // lacks it (a crash between the checkpoint and its row), and opens it for
@@ -203,14 +223,27 @@ typedef struct EvalResult {
 } EvalResult;
 EvalResult train_evaluate(Exec *ex, const Dataset *ds, int64_t batch, int64_t *conf);
 
+// A loss as the reports print it: 4 decimals, or 4 significant digits in
+// scientific notation below 0.01 (an autoencoder's MSE: 1.034e-03, not 0.0010).
+void train_print_loss(FILE *out, double v);
+
 // Prints each classifier's accuracy as " label 0.5200, kind 0.3100".
 void train_print_accuracies(FILE *out, const char *const *target, const double *acc, int n);
 // Prints the losses of a weighted sum with their means v, as
 // "cross_entropy(logits, label) 0.4312, mse(recon, image) 0.0213".
 void train_print_losses(FILE *out, const Model *m, const double *v, int n);
 
-// The learning rate of a step: the schedule over epochs, after warmup.
+// The learning rate of a step: the schedule over epochs, after warmup
+// (plateau: base_lr is the rate its state gives, Plateau.lr).
 double train_schedule_lr(const Model *m, double base_lr, int64_t epoch, int64_t step, int epochs, int64_t epoch_steps);
+
+// The plateau schedule's state before the first epoch, at rate lr.
+Plateau train_plateau_start(double lr);
+// One step of ReduceLROnPlateau(mode 'min') with an epoch's validation loss,
+// as PyTorch's step(metric): the rate times factor (not below min_lr, and
+// only by more than eps) after more than patience epochs without a better
+// loss, then cooldown epochs that do not count.
+void train_plateau_step(const ScheduleConfig *s, Plateau *p, double loss);
 
 #endif
 

@@ -1,5 +1,6 @@
 // test_aot_vs_jit.c: every model in models/ (and those of tests/cpu: two
-// inputs, a tied weight, a batched matmul, an embedding of integer inputs) compiled ahead of time (`nnc
+// inputs, a tied weight, a batched matmul, an embedding of integer inputs,
+// gradient clipping; of tests/heads: several outputs, losses and targets) compiled ahead of time (`nnc
 // compile --shared --name model`, run here) against the cpu backend (the
 // JIT) on the same model, bit for bit: the initial weights from the same
 // seed, the forward output at two batch sizes, the eval loss and output,
@@ -115,16 +116,19 @@ static void check_model(const char *nnc, const char *name, int64_t B) {
 
   Rng r;
   rng_seed(&r, 5, 0);
-  int64_t row = exec_sample_dim(m), od = exec_output_dim(ex), ty = m->target ? ir_numel(m->target, 1) : 0;
+  int64_t row = exec_sample_dim(m), od = exec_output_dim(ex), ty = exec_target_dim(m);
   float *x = xmalloc(sizeof(float) * B * row), *o1 = xmalloc(sizeof(float) * B * od),
         *o2 = xmalloc(sizeof(float) * B * od);
   void *y = xmalloc(4 * (B * ty + 1));
   for (int64_t i = 0; i < B * row; i++)
     x[i] = (float)rng_uniform(&r);
   t_fill_indexes(m, x, B, &r, 5);
-  for (int64_t i = 0; i < B * ty; i++) {
-    if (m->target->dtype == DT_I32)
-      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->target->attr.i[0]);
+  for (int64_t i = 0; i < B * ty; i++) {   // a row of every target's values, one after another
+    int64_t k = i % ty, t = 0;
+    while (k >= ir_numel(m->targets[t], 1))
+      k -= ir_numel(m->targets[t++], 1);
+    if (m->targets[t]->dtype == DT_I32)
+      ((int32_t *)y)[i] = (int32_t)rng_below(&r, (uint32_t)m->targets[t]->attr.i[0]);
     else
       ((float *)y)[i] = (float)(rng_uniform(&r) * 4 - 2);
   }
@@ -199,7 +203,8 @@ int main(int argc, char **argv) {
                 {"resnet18", 4}, {"tests/cpu/two_inputs", 4}, {"tests/cpu/matmul3d", 3}, {"tests/cpu/tied", 3},
                 {"tests/cpu/scaled", 3}, {"tests/cpu/reshaped_param", 3}, {"tests/cpu/embedding", 4},
                 {"tests/heads/twohead", 4}, {"tests/heads/autoencoder", 3}, {"tests/heads/threeloss", 5},
-                {"tests/heads/denoise", 4}};
+                {"tests/heads/denoise", 4}, {"tests/heads/detect", 4}, {"tests/heads/twoclass", 3},
+                {"tests/cpu/clipped", 3}};
   for (int i = 0; i < countof(models); i++)
     check_model(argv[1], models[i].name, models[i].B);
   return t_finish("test_aot_vs_jit");

@@ -29,6 +29,12 @@ static const char *const tokens[] = {
     "true", "false", "x", "linear(10)", "conv2d(8, 3)", "relu", "flatten", "maxpool(2)", "batchnorm",
     "1e309", "0", "-1", "2147483648", "0.5", "f32[", "f32[]", "class(10)", "1e-3", "\t", "\r\n",
     "basic(64)", "reshape(-1)", "x -> x", "((((", "))))", "\xff", "\x01", "cross_entropy", "mse",
+    "i32[", "gelu", "leaky_relu(slope = 0.2)", "silu", "clamp(min = 0)", "sum(1, keepdim = true)",
+    "mean", "max(axis = -1)", "transpose", "permute(0, 2, 1)", "[:, 0]", "[..., 1:]", "[::2]", "...",
+    "a, b = ", "split(2, axis = 1)", "concat(x, x, axis = 1)", "@ transpose(x)", "softmax(axis = 1)",
+    "layernorm", "embedding(10, 4)", "groups = 2", "(3, 5)", "conv_transpose2d(4, 3, stride = 2)",
+    "upsample", "lstm(8)", "gru(8, sequence = true)", "gaussian_noise(0.3)", "0.5 * mse(x, y) + ",
+    "hflip = true", "rotate = 15", "noise = 0.1",
 };
 
 static void on_alarm(int sig) {

@@ -25,7 +25,7 @@ opts="-rss_limit_mb=1536 -malloc_limit_mb=128 -timeout=10"
 seeds="$here/corpus/$t"
 case $t in
   image) opts="-rss_limit_mb=1536 -malloc_limit_mb=200 -timeout=10" ;;
-  nn) seeds="$root/models $root/tests/parse"; opts="$opts -dict=$here/nn.dict" ;;
+  nn) seeds="$here/corpus/nn $root/models $root/tests/parse"; opts="$opts -dict=$here/nn.dict" ;;
   kir) seeds="$here/corpus/kir $root/tests/kir" ;;
 esac
 mkdir -p "$work/$t"

@@ -39,6 +39,24 @@ fi
 grep -q '^test: loss [0-9.]* accuracy 0\.[0-9]* (cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*)' \
   "$tmp/two-cpu.log" && ok "the test set's losses" || { bad "the test line"; cat "$tmp/two-cpu.log"; }
 
+# metrics.csv: a column per loss of the weighted sum, for the training epoch
+# and the validation set, after the others; the weighted sum of an epoch's
+# terms is its loss; a row the checkpoint restores (the log lost it) keeps them.
+"$nnc" train tests/heads/twohead.nn --data "$tmp/images.csv" --no-test --epochs 1 --val-split 0.25 --threads 1 \
+  --out "$tmp/terms" --progress none >"$tmp/terms.log" 2>&1 || { bad "train twohead with val-split"; cat "$tmp/terms.log"; }
+want=epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds,train_cross_entropy_logits_label,train_mse_recon_image
+want=$want,val_cross_entropy_logits_label,val_mse_recon_image
+[ "$(head -n 1 "$tmp/terms/metrics.csv")" = "$want" ] && ok "metrics.csv has a column per loss term" ||
+  { bad "metrics.csv header"; head -n 1 "$tmp/terms/metrics.csv"; }
+awk -F, 'NR == 2 { d = $4 - ($9 + 0.1 * $10); e = $6 - ($11 + 0.1 * $12)
+  exit !(NF == 12 && d * d < 1e-12 && e * e < 1e-12 && $11 > 0) }' "$tmp/terms/metrics.csv" &&
+  ok "each loss is 1.0 * cross_entropy + 0.1 * mse of its row's terms" || { bad "the terms' columns"; cat "$tmp/terms/metrics.csv"; }
+sed 2d "$tmp/terms/metrics.csv" >"$tmp/terms.csv" && cp "$tmp/terms.csv" "$tmp/terms/metrics.csv"
+"$nnc" train tests/heads/twohead.nn --data "$tmp/images.csv" --no-test --epochs 2 --resume "$tmp/terms/checkpoint.safetensors" \
+  --threads 1 --progress none >"$tmp/terms2.log" 2>&1 || { bad "resume twohead"; cat "$tmp/terms2.log"; }
+awk -F, 'NR == 2 { exit !(NF == 12 && $8 == "" && $9 > 0 && $12 > 0) }' "$tmp/terms/metrics.csv" &&
+  ok "the row the checkpoint restores keeps the terms" || { bad "the restored row"; cat "$tmp/terms/metrics.csv"; }
+
 ck="$tmp/two-cpu/checkpoint.safetensors"
 expect 0 '^losses cross_entropy(logits, label) [0-9.]*, mse(recon, image) [0-9.]*$' \
   eval tests/heads/twohead.nn --weights "$ck" --data "$tmp/images.csv"
@@ -68,13 +86,19 @@ expect 1 "noise 0.3 would reach input 'image', which loss mse compares with" tra
 grep -q 'HINT: put the noise in the model instead, where the loss does not see it: `image -> gaussian_noise(0.3) -> ...`' \
   "$tmp/out" && [ ! -e "$tmp/ae-noise/checkpoint.safetensors" ] && ok "--noise on a loss's input: the hint, no training" \
   || { bad "--noise refusal"; cat "$tmp/out"; }
-# nnc compile: each output's size and place in a sample's row; several targets refused.
+# nnc compile: each output's and each target's size and place in a sample's
+# row; two targets whose macros would be one refused.
 expect 0 '' compile tests/heads/twohead.nn -o "$tmp/two"
 grep -q '^#define TWOHEAD_OUTPUT_SIZE 794 ' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_LOGITS_OFFSET 0 ' "$tmp/two.h" \
   && grep -q '^#define TWOHEAD_OUTPUT_RECON_SIZE 784$' "$tmp/two.h" && grep -q '^#define TWOHEAD_OUTPUT_RECON_OFFSET 10 ' \
   "$tmp/two.h" && ok "the header gives each output's size and offset" || { bad "header"; grep OUTPUT "$tmp/two.h"; }
 printf 'model t {\n input x: f32[3]\n target a: f32[1]\n target b: f32[1]\n p = x -> linear(1)\n q = x -> linear(1)\n p, q\n}\nloss mse(p, a) + mse(q, b)\n' >"$tmp/t2.nn"
-expect 1 "model 't' has 2 targets; a compiled model takes one target at most" compile "$tmp/t2.nn" -o "$tmp/t2"
+expect 0 '' compile "$tmp/t2.nn" -o "$tmp/t2"
+grep -q '^#define T_TARGET_SIZE 2 ' "$tmp/t2.h" && grep -q '^#define T_TARGET_B_OFFSET 1 ' "$tmp/t2.h" &&
+  grep -q '^typedef union t_target {' "$tmp/t2.h" && ok "the header gives each target's size and offset" ||
+  { bad "target macros"; grep TARGET "$tmp/t2.h"; }
+sed 's/target b:/target A:/; s/mse(q, b)/mse(q, A)/' "$tmp/t2.nn" >"$tmp/t3.nn"
+expect 1 "model 't': targets 'a' and 'A' would both be PREFIX_TARGET_A_SIZE in the header" compile "$tmp/t3.nn" -o "$tmp/t3"
 
 # Two targets from one table (a class and a box), on cpu and ref alike; a
 # label outside its classes is refused with the sample and the target.

@@ -19,7 +19,7 @@ reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
   OPT.P                  every parameter and buffer after the 3rd step
 
 for OPT in sgd, sgd_nesterov, adam, adamw, and but for resnet18 rmsprop,
-rmsprop_centered, adagrad. Tensors with more than 16384
+rmsprop_centered, adagrad, sgd_clip. Tensors with more than 16384
 elements are stored sampled (see README.md). Nothing here is needed to build
 or test nnc; run it by hand and commit the files it writes:
 
@@ -29,6 +29,7 @@ or test nnc; run it by hand and commit the files it writes:
 import copy
 import json
 import math
+import re
 import os
 import struct
 import sys
@@ -570,6 +571,12 @@ def optimizer_configs(name):
          lambda ps: torch.optim.Adagrad(ps, lr=0.01, lr_decay=0.1, weight_decay=1e-4,
                                         initial_accumulator_value=0.1)),
     ]
+    # Gradient clipping by the global norm, the norm well above max_norm at
+    # every step (the smaller models only, as the adaptive ones).
+    clipped = [] if name == "resnet18" else [
+        ("sgd_clip", "SGD(lr=%g, momentum=0.9, weight_decay=1e-4) with clip_grad_norm_(max_norm=0.05)" % sgd_lr,
+         lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9, weight_decay=1e-4)),
+    ]
     return [
         ("sgd", "SGD(lr=%g, momentum=0.9)" % sgd_lr,
          lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9)),
@@ -580,7 +587,14 @@ def optimizer_configs(name):
          lambda ps: torch.optim.Adam(ps, lr=1e-3)),
         ("adamw", "AdamW(lr=1e-3, weight_decay=0.01)",
          lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01)),
-    ] + adaptive
+    ] + adaptive + clipped
+
+
+# torch.nn.utils.clip_grad_norm_ between backward and step: an optimizer
+# config whose text says "with clip_grad_norm_(max_norm=M)" clips to M.
+def clip_norm_of(text):
+    m = re.search(r"with clip_grad_norm_\(max_norm=([0-9.e-]+)\)", text)
+    return float(m.group(1)) if m else None
 
 
 def loss_and_grads(model, loss_fn, x, y):
@@ -592,7 +606,7 @@ def loss_and_grads(model, loss_fn, x, y):
     return loss.detach().clone(), grads
 
 
-def train_steps(model, loss_fn, make_opt, xs, y):
+def train_steps(model, loss_fn, make_opt, xs, y, clip=None):
     """STEPS steps, step k on the batch xs[k] (denoise: the noisy inputs)."""
     opt = make_opt(model.parameters())
     losses = []
@@ -601,6 +615,9 @@ def train_steps(model, loss_fn, make_opt, xs, y):
         loss = loss_fn(model(xs[step]), y)
         losses.append(loss.detach().clone())
         loss.backward()
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            assert norm.item() > 2 * clip, ("clipping must act", norm.item(), clip)
         opt.step()
     state = {nnc_name(n, model): nnc_tensor(model, n, p.detach().clone())
              for n, p in model.named_parameters()}
@@ -770,12 +787,13 @@ def run_model(name):
     report_worst("gradients", {n: (grads[n], grads64[n]) for n in grads}, zero)
 
     configs = optimizer_configs(name)
-    for opt_name, _, make_opt in configs:
-        losses, state = train_steps(build(name), loss_fn, make_opt, xs, y)
+    for opt_name, text, make_opt in configs:
+        clip = clip_norm_of(text)
+        losses, state = train_steps(build(name), loss_fn, make_opt, xs, y, clip)
         add_tensor(out, opt_name + ".loss", losses)
         for n, t in state.items():
             add_tensor(out, opt_name + "." + n, t)
-        losses64, state64 = train_steps(build(name).double(), loss_fn, make_opt, xs64, y64)
+        losses64, state64 = train_steps(build(name).double(), loss_fn, make_opt, xs64, y64, clip)
         ldiff = ((losses.double() - losses64).abs() / losses64.abs()).tolist()
         print("    %-20s losses %s" % (opt_name, " ".join("%.1e" % v for v in ldiff)))
         report_worst(opt_name + " after %d" % STEPS,

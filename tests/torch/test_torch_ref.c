@@ -224,33 +224,37 @@ typedef struct OptSpec {
   bool centered;       // rmsprop
   double lr_decay, initial_accumulator_value;   // adagrad
   double slack;        // the model's loss bounds times this (0: 1)
+  double clip_norm;    // torch.nn.utils.clip_grad_norm_ before each step (0: none)
 } OptSpec;
 
 static const OptSpec opts[] = {
-    {"sgd", OPT_SGD, true, 0.9, false, 0, "SGD(lr=%g, momentum=0.9)", 0, 0, false, 0, 0, 0},
+    {"sgd", OPT_SGD, true, 0.9, false, 0, "SGD(lr=%g, momentum=0.9)", 0, 0, false, 0, 0, 0, 0},
     {"sgd_nesterov", OPT_SGD, true, 0.9, true, 1e-4,
-     "SGD(lr=%g, momentum=0.9, nesterov=True, weight_decay=1e-4)", 0, 0, false, 0, 0, 0},
-    {"adam", OPT_ADAM, false, 0, false, 0, "Adam(lr=1e-3)", 0, 0, false, 0, 0, 0},
-    {"adamw", OPT_ADAMW, false, 0, false, 0.01, "AdamW(lr=1e-3, weight_decay=0.01)", 0, 0, false, 0, 0, 0},
+     "SGD(lr=%g, momentum=0.9, nesterov=True, weight_decay=1e-4)", 0, 0, false, 0, 0, 0, 0},
+    {"adam", OPT_ADAM, false, 0, false, 0, "Adam(lr=1e-3)", 0, 0, false, 0, 0, 0, 0},
+    {"adamw", OPT_ADAMW, false, 0, false, 0.01, "AdamW(lr=1e-3, weight_decay=0.01)", 0, 0, false, 0, 0, 0, 0},
     // Not for resnet18 (see make_reference.py):
     // RMSprop's first step moves each weight by about lr / sqrt(1 - alpha)
     // whatever its gradient's size (10 lr here), so a near-zero gradient
     // that rounds to the other sign moves mlp's loss by 1.4e-6 [README 3e-7].
-    {"rmsprop", OPT_RMSPROP, false, 0, false, 0, "RMSprop(lr=1e-3)", 1e-3, 0.99, false, 0, 0, 4},
+    {"rmsprop", OPT_RMSPROP, false, 0, false, 0, "RMSprop(lr=1e-3)", 1e-3, 0.99, false, 0, 0, 4, 0},
     {"rmsprop_centered", OPT_RMSPROP, false, 0.9, false, 1e-4,
-     "RMSprop(lr=1e-3, alpha=0.9, momentum=0.9, centered=True, weight_decay=1e-4)", 1e-3, 0.9, true, 0, 0, 0},
+     "RMSprop(lr=1e-3, alpha=0.9, momentum=0.9, centered=True, weight_decay=1e-4)", 1e-3, 0.9, true, 0, 0, 0, 0},
     {"adagrad", OPT_ADAGRAD, false, 0, false, 1e-4,
-     "Adagrad(lr=0.01, lr_decay=0.1, weight_decay=1e-4, initial_accumulator_value=0.1)", 0.01, 0, false, 0.1, 0.1, 0},
+     "Adagrad(lr=0.01, lr_decay=0.1, weight_decay=1e-4, initial_accumulator_value=0.1)", 0.01, 0, false, 0.1, 0.1, 0, 0},
+    // Clipped to a global norm well below the gradients' (make_reference.py checks it):
+    {"sgd_clip", OPT_SGD, true, 0.9, false, 1e-4,
+     "SGD(lr=%g, momentum=0.9, weight_decay=1e-4) with clip_grad_norm_(max_norm=0.05)", 0, 0, false, 0, 0, 0, 0.05},
 };
 
 // Whether model ms has optimizer configuration o.
 static bool has_opt(const ModelSpec *ms, const OptSpec *o) {
-  return strcmp(ms->name, "resnet18") || (o->kind != OPT_RMSPROP && o->kind != OPT_ADAGRAD);
+  return strcmp(ms->name, "resnet18") || (o->kind != OPT_RMSPROP && o->kind != OPT_ADAGRAD && !o->clip_norm);
 }
 
 static OptimConfig opt_config(const OptSpec *o, const ModelSpec *ms) {
   OptimConfig c = {.kind = o->kind, .lr = o->sgd_lr ? ms->sgd_lr : 1e-3,
-                   .weight_decay = o->weight_decay};
+                   .weight_decay = o->weight_decay, .clip_norm = o->clip_norm};
   if (o->kind == OPT_SGD) {
     c.momentum = o->momentum;
     c.dampening = 0;

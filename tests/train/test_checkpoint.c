@@ -102,7 +102,7 @@ static bool load(Model *m, const char *path, bool weights_only, CkptInfo *info, 
 // A checkpoint with the metadata key set to value (the rest as nnc writes it).
 static void with_meta(Exec *ex, const char *path, const char *key, const char *value) {
   StMeta meta[] = {{"format", "nnc-checkpoint-1"}, {"epoch", "2"}, {"step", "10"},
-                   {"cursor", "epoch=2 pos=0 rng=0000000000000001:0000000000000003"}, {"normalize", ""}};
+                   {"cursor", "epoch=2 pos=0 rng=0000000000000001:0000000000000003"}, {"normalize", ""}, {"plateau", ""}};
   for (int i = 0; i < countof(meta); i++)
     if (!strcmp(meta[i].key, key))
       meta[i].value = value;
@@ -123,6 +123,22 @@ static void test_roundtrip(Model *m, Exec *ex) {
         "epoch %lld step %lld", (long long)back.epoch, (long long)back.step);
   CHECK(back.has_last && back.last.train_loss == 1.5 && back.last.lr == 0.1 && back.last.seconds == -1,
         "the metrics row did not come back");
+  CHECK(!back.has_plateau && back.last.nterms == 0, "a plateau state or loss terms from nowhere");
+  // The plateau schedule's state (best still +inf: no epoch yet), and a
+  // weighted sum's terms in the metrics row.
+  info.has_plateau = true;
+  info.plateau = (Plateau){0.025, INFINITY, 3, 1};
+  info.last.nterms = 2;
+  memcpy(info.last.train_terms, (double[]){0.5, 0.25}, 2 * sizeof(double));
+  memcpy(info.last.val_terms, (double[]){0.75, -1}, 2 * sizeof(double));
+  ok = train_checkpoint_save(ex, t_path("plateau.safetensors"), &info, err, sizeof err);
+  CHECK(ok, "%s", err);
+  ok = load(m, t_path("plateau.safetensors"), false, &back, err, sizeof err);
+  CHECK(ok, "%s", err);
+  CHECK(back.has_plateau && back.plateau.lr == 0.025 && isinf(back.plateau.best) && back.plateau.bad == 3 &&
+        back.plateau.cooldown == 1, "the plateau state did not come back");
+  CHECK(back.has_last && back.last.nterms == 2 && back.last.train_terms[1] == 0.25 && back.last.val_terms[0] == 0.75 &&
+        back.last.val_terms[1] == -1, "the loss terms of the metrics row did not come back");
 }
 
 // A PyTorch state_dict saved with safetensors' save_file: the weights and
@@ -210,6 +226,10 @@ static void test_bounds(Model *m, Exec *ex) {
       {"normalize", "0 0", "metadata 'normalize'"},
       {"normalize", "0 inf", "metadata 'normalize'"},
       {"format", "nnc-checkpoint-9", "the checkpoint's format is 'nnc-checkpoint-9'"},
+      {"plateau", "lr=0 best=1 bad=0 cooldown=0", "metadata 'plateau' is 'lr=0 best=1 bad=0 cooldown=0', not 'lr=X best=Y"},
+      {"plateau", "lr=0.1 best=nan bad=0 cooldown=0", "metadata 'plateau'"},
+      {"plateau", "lr=0.1 best=1 bad=-1 cooldown=0", "metadata 'plateau'"},
+      {"plateau", "lr=0.1 best=1 bad=0 cooldown=0 more", "metadata 'plateau'"},
   };
   char err[1024];
   for (int i = 0; i < countof(cases); i++) {

@@ -2,7 +2,9 @@
 // StepLR (lr * gamma^(epoch // step_size)), CosineAnnealingLR
 // (min + (lr - min) * (1 + cos(pi * epoch / t_max)) / 2, also past t_max), and a linear
 // warmup over the first steps ((step + 1) / warmup of the rate); OneCycleLR
-// per step against the rates PyTorch's scheduler gave.
+// per step (anneal_strategy 'cos' and 'linear') and ReduceLROnPlateau per
+// epoch, for a given sequence of validation losses, against the rates
+// PyTorch's schedulers gave.
 #include "../test.h"
 #include "train.h"
 
@@ -65,5 +67,53 @@ int main(void) {
                              .final_div_factor = 100};
   for (int t = 0; t < 7; t++)
     expect("onecycle max_lr 0.02", train_schedule_lr(&m, 0.5, 0, t, 1, 7), one7[t]);
+
+  // The same two with anneal_strategy = 'linear'.
+  static const double lin_want[20] = {
+      0.004, 0.023200000000000002, 0.04240000000000001, 0.0616, 0.08080000000000001, 0.1, 0.09285717142857143,
+      0.08571434285714286, 0.0785715142857143, 0.07142868571428572, 0.06428585714285714, 0.05714302857142858,
+      0.0500002, 0.042857371428571434, 0.03571454285714286, 0.028571714285714284, 0.02142888571428571,
+      0.014286057142857148, 0.007143228571428573, 3.999999999976245e-07};
+  m.sched = (ScheduleConfig){.kind = SCHED_ONECYCLE, .gamma = 1, .pct_start = 0.3, .div_factor = 25,
+                             .final_div_factor = 1e4, .anneal_linear = true};
+  for (int t = 0; t < 20; t++)
+    expect("onecycle linear", train_schedule_lr(&m, 0.1, t / 5, t, 4, 5), lin_want[t]);
+  static const double lin7[7] = {0.002, 0.009200000000000002, 0.016400000000000005, 0.017145714285714285,
+                                 0.011437142857142858, 0.005728571428571428, 1.9999999999999185e-05};
+  m.sched = (ScheduleConfig){.kind = SCHED_ONECYCLE, .gamma = 1, .max_lr = 0.02, .pct_start = 0.5, .div_factor = 10,
+                             .final_div_factor = 100, .anneal_linear = true};
+  for (int t = 0; t < 7; t++)
+    expect("onecycle linear max_lr 0.02", train_schedule_lr(&m, 0.5, 0, t, 1, 7), lin7[t]);
+
+  // ReduceLROnPlateau(mode = 'min', factor = 0.5, patience = 2, threshold =
+  // 0.01, cooldown = 1, min_lr = 0.01) from lr 0.1: the rate after each
+  // step(loss), torch 2.15. Small gains below the threshold do not count;
+  // the rate stops at min_lr.
+  static const double loss1[30] = {1.0, 0.995, 0.992, 0.991, 0.98, 0.975, 0.97, 0.969, 0.969, 0.5,
+                                   0.5, 0.5,   0.5,   0.5,   0.5,  0.5,   0.5,  0.5,   0.5,   0.5,
+                                   0.5, 0.5,   0.5,   0.5,   0.4,  0.5,   0.5,  0.5,   0.5,   0.5};
+  static const double pla1[30] = {0.1,    0.1,    0.1,    0.05,   0.05,   0.05,  0.05,  0.05,  0.05,  0.05,
+                                  0.05,   0.05,   0.025,  0.025,  0.025,  0.025, 0.0125, 0.0125, 0.0125, 0.0125,
+                                  0.01,   0.01,   0.01,   0.01,   0.01,   0.01,  0.01,  0.01,  0.01,  0.01};
+  m.sched = (ScheduleConfig){.kind = SCHED_PLATEAU, .gamma = 1, .factor = 0.5, .patience = 2, .threshold = 0.01,
+                             .cooldown = 1, .min_lr = 0.01, .eps = 1e-8};
+  Plateau p = train_plateau_start(0.1);
+  for (int e = 0; e < 30; e++) {
+    train_plateau_step(&m.sched, &p, loss1[e]);
+    expect("plateau rel", p.lr, pla1[e]);
+    expect("plateau schedule_lr", train_schedule_lr(&m, p.lr, e + 1, 0, 30, 1), pla1[e]);
+  }
+  // factor = 0.3, patience = 0, threshold = 0.05, threshold_mode = 'abs',
+  // eps = 1e-3: the last reduction, by less than eps, is skipped.
+  static const double loss2[10] = {2.0, 1.96, 1.9, 1.9, 1.8, 1.8, 1.8, 1.8, 1.8, 1.8};
+  static const double pla2[10] = {0.1,   0.03,  0.03, 0.009, 0.009, 0.0026999999999999997, 0.0008099999999999998,
+                                  0.0008099999999999998, 0.0008099999999999998, 0.0008099999999999998};
+  m.sched = (ScheduleConfig){.kind = SCHED_PLATEAU, .gamma = 1, .factor = 0.3, .patience = 0, .threshold = 0.05,
+                             .threshold_abs = true, .eps = 1e-3};
+  p = train_plateau_start(0.1);
+  for (int e = 0; e < 10; e++) {
+    train_plateau_step(&m.sched, &p, loss2[e]);
+    expect("plateau abs", p.lr, pla2[e]);
+  }
   return t_finish("test_schedule");
 }
