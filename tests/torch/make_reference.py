@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Reference numbers from PyTorch for nnc's agreement-with-PyTorch test.
 
-For each of the models mlp, cnn, resnet18, quadratic, lenet5, lstm and gru (as defined in
-models/*.nn) this script builds the same network in PyTorch, fills its weights
+For each of the models mlp, cnn, resnet18, quadratic, lenet5, lstm, gru, vit,
+autoencoder and denoise (as defined in models/*.nn) this script builds the
+same network in PyTorch (the last three: their twins in bench/torch_models.py,
+with nnc's parameter names), fills its weights
 and its input batch from a small deterministic generator that a C program can
 reproduce bit for bit, and writes tests/torch/ref/NAME.safetensors with:
 
   input, target          the batch (float32 input, int32 class labels or
-                         float32 regression targets)
+                         float32 regression targets; autoencoders have no
+                         target: the loss compares the output with the input)
+  noise                  denoise: the gaussian_noise layer's draws, [3, batch,
+                         1, 28, 28], one per step (see make_noise)
   loss                   the loss of the initial model on the batch
   grad.P                 d loss / d P for every trainable parameter P
   OPT.loss               the loss before each of 3 optimizer steps
@@ -36,6 +41,8 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "ref")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+import torch_models  # noqa: E402  (bench/torch_models.py: the PyTorch twins)
 
 WHOLE_LIMIT = 16384        # tensors with more elements are stored sampled
 SAMPLES = 2048             # sampled elements per large tensor
@@ -46,9 +53,19 @@ STEPS = 3                  # optimizer steps per config
 # with 2 samples per channel normalizes a single difference x1 - x2 and turns
 # its rounding into O(1) changes (float32 and float64 gradients then differ
 # by about 1%, and 3 optimizer steps by 100%).
-BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16, "lenet5": 4, "lstm": 8, "gru": 8}
+BATCH = {"mlp": 8, "cnn": 4, "resnet18": 8, "quadratic": 16, "lenet5": 4, "lstm": 8, "gru": 8,
+         "vit": 4, "autoencoder": 4, "denoise": 4}
+# sgd_clip's max_norm: 0.05, but where the gradients' global norm is not
+# well above that (train_steps asserts more than twice, at every step). The
+# autoencoders' norms at the initial weights: 0.0103 (autoencoder) and 0.023
+# (denoise); with 0.05 their clipping would never act.
+CLIP_NORM = {"autoencoder": 0.002, "denoise": 0.002}
 EXPECTED_PARAMS = {"mlp": 669706, "cnn": 225034, "resnet18": 11175434,
-                   "quadratic": 3, "lenet5": 61706, "lstm": 82186, "gru": 14922}
+                   "quadratic": 3, "lenet5": 61706, "lstm": 82186, "gru": 14922,
+                   "vit": 139018, "autoencoder": 9569, "denoise": 19105}
+ALL_MODELS = ["mlp", "cnn", "resnet18", "quadratic", "lenet5", "lstm", "gru",
+              "vit", "autoencoder", "denoise"]
+AUTOENCODERS = ("autoencoder", "denoise")   # target: the input itself
 
 # ---------------------------------------------------------------------------
 # The deterministic generator
@@ -67,7 +84,10 @@ GENERATOR_TEXT = (
     "value = (float32)(lo + (hi - lo) * u) computed in double. "
     "linear/conv weight and bias: lo = -1/sqrt(fan_in), hi = +1/sqrt(fan_in) "
     "(fan_in = in_features or C*KH*KW); batchnorm weight 1, bias 0, running_mean 0, "
-    "running_var 1; quadratic a, b, c: lo = -1, hi = 1; tensor 'input': images lo = 0, "
+    "running_var 1; layernorm weight 1, bias 0; conv_transpose2d weight and bias: fan_in = "
+    "the weight's dimension 1 (out_channels) * KH*KW (PyTorch's); vit cls and pos (nnc: "
+    "normal(0, 0.02)): lo = -0.02*sqrt(3), hi = +0.02*sqrt(3); "
+    "quadratic a, b, c: lo = -1, hi = 1; tensor 'input': images lo = 0, "
     "hi = 1 (quadratic t: lo = -2, hi = 2); class label k = (7*k + 3) mod 10; "
     "quadratic speed_k = (2*(t_k*t_k) - 3*t_k) + 0.5 in float32"
 )
@@ -330,9 +350,62 @@ class GRUNet(nn.Module):
         return self.linear_1(torch.flatten(out, 1))
 
 
-def nnc_name(name):
-    """PyTorch's name of a parameter as nnc names it: one layer, no _l0."""
-    return name.replace("_l0", "")
+def vit_name(name):
+    """bench/torch_models.py's ViT names as models/vit.nn's."""
+    for old, new in (("patch.", "conv2d_1."), ("ln.", "layernorm_1."), ("head.", "linear_1.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    if name.startswith("layers."):
+        _, i, rest = name.split(".", 2)
+        for old, new in (("ln1.", "layernorm_1."), ("attn.qkv.", "attention_1.linear_1."),
+                         ("attn.proj.", "attention_1.linear_2."), ("ln2.", "layernorm_2."),
+                         ("fc1.", "linear_1."), ("fc2.", "linear_2.")):
+            if rest.startswith(old):
+                return "encoder_%d.%s%s" % (int(i) + 1, new, rest[len(old):])
+        raise KeyError(name)
+    assert name in ("cls", "pos"), name
+    return name
+
+
+def sequential_name(layers):
+    """Names of a twin made of nn.Sequential enc and dec: layers maps
+    'enc.0' and so on to nnc's layer names."""
+    def rename(name):
+        mod, pname = name.rsplit(".", 1)
+        return layers[mod] + "." + pname
+    return rename
+
+
+# The twins of bench/torch_models.py: their names as nnc's, and the shapes
+# nnc gives the tensors whose shapes differ (vit's cls [1, 1, 64] is [1, 64]).
+TWIN_NAMES = {
+    torch_models.ViT: vit_name,
+    torch_models.AutoEncoder: sequential_name({"enc.0": "conv2d_1", "enc.2": "conv2d_2",
+                                               "dec.0": "conv_transpose2d_1",
+                                               "dec.2": "conv_transpose2d_2"}),
+    torch_models.Denoise: sequential_name({"enc.0": "conv2d_1", "enc.3": "conv2d_2",
+                                           "dec.1": "conv2d_3", "dec.4": "conv2d_4"}),
+}
+TWIN_SHAPES = {(torch_models.ViT, "cls"): (1, 64), (torch_models.ViT, "pos"): (17, 64)}
+NORMAL_STD = {(torch_models.ViT, "cls"): 0.02, (torch_models.ViT, "pos"): 0.02}
+
+# denoise's gaussian_noise(0.3): nnc's draws, reproduced (see make_noise).
+NOISE_STD = 0.3
+NOISE_SEED = 0
+NOISE_STREAM = 0x64726F70   # "drop", the stream of nnc's dropout and noise generator
+
+
+def nnc_name(name, model=None):
+    """PyTorch's name of a parameter as nnc names it: one recurrent layer
+    has no _l0; a twin's names are mapped as TWIN_NAMES says."""
+    rename = TWIN_NAMES.get(type(model))
+    return rename(name) if rename else name.replace("_l0", "")
+
+
+def nnc_tensor(model, name, t):
+    """t (the tensor PyTorch names name) in nnc's shape."""
+    shape = TWIN_SHAPES.get((type(model), name))
+    return t.reshape(shape) if shape else t
 
 
 MODELS = {
@@ -343,6 +416,9 @@ MODELS = {
     "lenet5": (LeNet5, lambda out, y: F.cross_entropy(out, y)),
     "lstm": (LSTMNet, lambda out, y: F.cross_entropy(out, y)),
     "gru": (GRUNet, lambda out, y: F.cross_entropy(out, y)),
+    "vit": (torch_models.ViT, lambda out, y: F.cross_entropy(out, y)),
+    "autoencoder": (torch_models.AutoEncoder, lambda out, y: F.mse_loss(out, y)),
+    "denoise": (torch_models.Denoise, lambda out, y: F.mse_loss(out, y)),
 }
 
 
@@ -351,17 +427,23 @@ def init_model(model):
     with torch.no_grad():
         for prefix, mod in model.named_modules():
             pre = prefix + "." if prefix else ""
-            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            if isinstance(mod, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                 if isinstance(mod, nn.Linear):
                     fan_in = mod.in_features
                 else:
+                    # Conv2d [out, in, KH, KW], ConvTranspose2d [in, out, KH, KW]:
+                    # PyTorch's fan_in is dimension 1 times KH*KW for both
                     assert mod.groups == 1
-                    fan_in = mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+                    fan_in = mod.weight.shape[1] * mod.kernel_size[0] * mod.kernel_size[1]
                 bound = 1.0 / math.sqrt(fan_in)
                 for pname in ("weight", "bias"):
                     p = getattr(mod, pname)
                     if p is not None:
-                        p.copy_(uniform_tensor(pre + pname, tuple(p.shape), -bound, bound))
+                        p.copy_(uniform_tensor(nnc_name(pre + pname, model), tuple(p.shape),
+                                               -bound, bound))
+            elif isinstance(mod, nn.LayerNorm):
+                mod.weight.fill_(1.0)
+                mod.bias.fill_(0.0)
             elif isinstance(mod, (nn.LSTM, nn.GRU)):
                 bound = 1.0 / math.sqrt(mod.hidden_size)
                 for pname, p in mod.named_parameters(recurse=False):
@@ -375,6 +457,12 @@ def init_model(model):
             elif isinstance(mod, Quadratic):
                 for pname in ("a", "b", "c"):
                     getattr(mod, pname).copy_(uniform_tensor(pname, (), -1.0, 1.0))
+            for pname, p in mod.named_parameters(recurse=False):
+                std = NORMAL_STD.get((type(model), pre + pname))
+                if std is not None:   # nnc's normal(0, std): uniform of the same std
+                    bound = std * math.sqrt(3.0)
+                    p.copy_(uniform_tensor(nnc_name(pre + pname, model), tuple(p.shape),
+                                           -bound, bound))
     return model
 
 
@@ -391,6 +479,8 @@ def named_buffers(model):
 
 
 def make_batch(name):
+    """The input batch and the target: class labels, quadratic's speed, or
+    for an autoencoder the input itself."""
     b = BATCH[name]
     if name == "quadratic":
         t = uniform_tensor("input", (b,), -2.0, 2.0)
@@ -401,8 +491,69 @@ def make_batch(name):
         return t, speed
     shape = (b, 28, 28) if name in ("mlp", "lstm", "gru") else (b, 1, 28, 28)
     x = uniform_tensor("input", shape, 0.0, 1.0)
+    if name in AUTOENCODERS:
+        return x, x
     y = torch.tensor([(7 * k + 3) % 10 for k in range(b)], dtype=torch.int64)
     return x, y
+
+
+# nnc's gaussian_noise, reproduced: its generator (PCG32, util/rng.c) seeded
+# with rng_seed(NOISE_SEED, NOISE_STREAM) draws one 64-bit key per training
+# step (two outputs, the first the high half); element i of the batch gets
+# std * sqrtf(-2 logf(u1)) * cosf(6.2831853f u2), u1 = (h(2i) + 1) / 2^24,
+# u2 = h(2i + 1) / 2^24, h(j) the top 24 bits of splitmix64's output function
+# at key + (j + 1) * 0x9e3779b97f4a7c15 (runtime/kernels_train.c). Every step
+# is float32 as there, logf and cosf computed in double and rounded (glibc's
+# may differ by an ulp: the C test counts such elements).
+
+M64 = (1 << 64) - 1
+
+
+def pcg_u32(rng):
+    old = rng[0]
+    rng[0] = (old * 6364136223846793005 + rng[1]) & M64
+    xorshifted = (((old >> 18) ^ old) >> 27) & MASK32
+    rot = old >> 59
+    return ((xorshifted >> rot) | (xorshifted << ((-rot) & 31))) & MASK32
+
+
+def pcg_seed(seed, stream):
+    rng = [0, ((stream << 1) | 1) & M64]
+    pcg_u32(rng)
+    rng[0] = (rng[0] + seed) & M64
+    pcg_u32(rng)
+    return rng
+
+
+def splitmix_top24(key, n):
+    """h(j) for j = 0..n-1: the top 24 bits of splitmix64's output function."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return z >> np.uint64(40)
+
+
+def make_noise(shape):
+    """The keys [STEPS] and what nnc adds to the input at each step,
+    std * normal, float32 [STEPS, *shape]."""
+    rng = pcg_seed(NOISE_SEED, NOISE_STREAM)
+    n = int(np.prod(shape))
+    keys, noise = [], []
+    f = np.float32
+    for _ in range(STEPS):
+        hi = pcg_u32(rng)
+        key = (hi << 32) | pcg_u32(rng)
+        h = splitmix_top24(key, 2 * n)
+        u1 = (h[0::2] + np.uint64(1)).astype(f) * f(1.0 / 16777216.0)
+        u2 = h[1::2].astype(f) * f(1.0 / 16777216.0)
+        logu = np.log(u1.astype(np.float64)).astype(f)
+        r = np.sqrt(f(-2.0) * logu)
+        c = np.cos((f(6.2831853) * u2).astype(np.float64)).astype(f)
+        noise.append((f(NOISE_STD) * (r * c)).reshape(shape))
+        keys.append(key)
+    return np.array(keys, dtype=np.uint64).view(np.int64), torch.from_numpy(np.stack(noise))
 
 
 # ---------------------------------------------------------------------------
@@ -428,7 +579,8 @@ def optimizer_configs(name):
     # Gradient clipping by the global norm, the norm well above max_norm at
     # every step (the smaller models only, as the adaptive ones).
     clipped = [] if name == "resnet18" else [
-        ("sgd_clip", "SGD(lr=%g, momentum=0.9, weight_decay=1e-4) with clip_grad_norm_(max_norm=0.05)" % sgd_lr,
+        ("sgd_clip", "SGD(lr=%g, momentum=0.9, weight_decay=1e-4) with clip_grad_norm_(max_norm=%g)"
+         % (sgd_lr, CLIP_NORM.get(name, 0.05)),
          lambda ps: torch.optim.SGD(ps, lr=sgd_lr, momentum=0.9, weight_decay=1e-4)),
     ]
     return [
@@ -455,23 +607,26 @@ def loss_and_grads(model, loss_fn, x, y):
     model.zero_grad(set_to_none=True)
     loss = loss_fn(model(x), y)
     loss.backward()
-    grads = {nnc_name(n): p.grad.detach().clone() for n, p in model.named_parameters()}
+    grads = {nnc_name(n, model): nnc_tensor(model, n, p.grad.detach().clone())
+             for n, p in model.named_parameters()}
     return loss.detach().clone(), grads
 
 
-def train_steps(model, loss_fn, make_opt, x, y, clip=None):
+def train_steps(model, loss_fn, make_opt, xs, y, clip=None):
+    """STEPS steps, step k on the batch xs[k] (denoise: the noisy inputs)."""
     opt = make_opt(model.parameters())
     losses = []
-    for _ in range(STEPS):
+    for step in range(STEPS):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(model(xs[step]), y)
         losses.append(loss.detach().clone())
         loss.backward()
         if clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             assert norm.item() > 2 * clip, ("clipping must act", norm.item(), clip)
         opt.step()
-    state = {nnc_name(n): p.detach().clone() for n, p in model.named_parameters()}
+    state = {nnc_name(n, model): nnc_tensor(model, n, p.detach().clone())
+             for n, p in model.named_parameters()}
     state.update({n: b.detach().clone() for n, b in named_buffers(model)})
     return torch.stack(losses), state
 
@@ -611,10 +766,17 @@ def run_model(name):
     add_tensor(out, "input", x)
     if y.dtype == torch.int64:
         out["target"] = ("I32", y.numpy().astype(np.int32))
-    else:
+    elif name not in AUTOENCODERS:
         add_tensor(out, "target", y)
+    # the model's input at each step: denoise's gaussian_noise adds nnc's draws
+    xs = [x] * STEPS
+    if name == "denoise":
+        keys, noise = make_noise(tuple(x.shape))
+        out["noise.key"] = ("I64", keys)
+        add_tensor(out, "noise", noise)
+        xs = [x + noise[k] for k in range(STEPS)]
 
-    loss, grads = loss_and_grads(model, loss_fn, x, y)
+    loss, grads = loss_and_grads(model, loss_fn, xs[0], y)
     add_tensor(out, "loss", loss)
     for n, g in grads.items():
         add_tensor(out, "grad." + n, g)
@@ -622,9 +784,9 @@ def run_model(name):
 
     # float64 twin of the initial model, same weights and buffers
     model64 = copy.deepcopy(build(name)).double()
-    x64 = x.double() if x.is_floating_point() else x
+    xs64 = [t.double() for t in xs]
     y64 = y.double() if y.is_floating_point() else y
-    loss64, grads64 = loss_and_grads(model64, loss_fn, x64, y64)
+    loss64, grads64 = loss_and_grads(model64, loss_fn, xs64[0], y64)
     zero = zero_gradients(grads64)
     print("  float32 vs float64 (same weights and batch):")
     print("    %-20s %.1e" % ("loss", abs(loss.item() - loss64.item()) / abs(loss64.item())))
@@ -633,11 +795,11 @@ def run_model(name):
     configs = optimizer_configs(name)
     for opt_name, text, make_opt in configs:
         clip = clip_norm_of(text)
-        losses, state = train_steps(build(name), loss_fn, make_opt, x, y, clip)
+        losses, state = train_steps(build(name), loss_fn, make_opt, xs, y, clip)
         add_tensor(out, opt_name + ".loss", losses)
         for n, t in state.items():
             add_tensor(out, opt_name + "." + n, t)
-        losses64, state64 = train_steps(build(name).double(), loss_fn, make_opt, x64, y64, clip)
+        losses64, state64 = train_steps(build(name).double(), loss_fn, make_opt, xs64, y64, clip)
         ldiff = ((losses.double() - losses64).abs() / losses64.abs()).tolist()
         print("    %-20s losses %s" % (opt_name, " ".join("%.1e" % v for v in ldiff)))
         report_worst(opt_name + " after %d" % STEPS,
@@ -666,6 +828,12 @@ def run_model(name):
     if name == "cnn":
         metadata["dropout"] = ("dropout disabled: both Dropout layers replaced by Identity, "
                                "everything else in train mode")
+    if name in AUTOENCODERS:
+        metadata["target"] = "none: the loss is F.mse_loss(output, input) against the clean input"
+    if name == "denoise":
+        metadata["noise"] = ("gaussian_noise(%g) on: nnc's draws reproduced, generator seeded "
+                             "rng_seed(%d, 0x%x); the input at step k is input + noise[k]"
+                             % (NOISE_STD, NOISE_SEED, NOISE_STREAM))
     if name == "resnet18":
         metadata["batchnorm"] = ("BatchNorm2d eps 1e-5 momentum 0.1, train mode (batch "
                                  "statistics, biased variance; running_var updated with the "
@@ -705,7 +873,7 @@ def main():
     print("torch %s" % torch.__version__)
     check_generator()
     print_generator_examples()
-    names = sys.argv[1:] or ["mlp", "cnn", "resnet18", "quadratic", "lenet5"]
+    names = sys.argv[1:] or ALL_MODELS
     for name in names:
         run_model(name)
     total = sum(os.path.getsize(os.path.join(OUT_DIR, n + ".safetensors")) for n in names)
