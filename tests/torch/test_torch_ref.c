@@ -707,6 +707,18 @@ static bool init_state(Exec *ex, const Compiled *cm, bool quadratic) {
   return ok;
 }
 
+// Whether the generated input x (nx floats) is the file's tensor tx, bit
+// for bit; says where it is not.
+static bool same_input(const StFile *f, const StTensor *tx, const float *x, int64_t nx) {
+  for (int64_t i = 0; i < nx; i++)
+    if (memcmp(&x[i], (const float *)tx->data + i, 4)) {
+      printf("FAIL %s: generated input[%lld] = %.9g, the file's is %.9g\n", f->path, (long long)i, x[i],
+             ((const float *)tx->data)[i]);
+      return false;
+    }
+  return true;
+}
+
 // The batch: input from the generator, targets from their formulas;
 // checked bit for bit against the file. A model without a target (an
 // autoencoder, whose loss compares the output with the input) gets *y NULL,
@@ -724,13 +736,7 @@ static bool make_batch(const Model *m, const StFile *f, int B, float **x, void *
              (long long)nx);
       return false;
     }
-    for (int64_t i = 0; i < nx; i++)
-      if (memcmp(&(*x)[i], (const float *)tx->data + i, 4)) {
-        printf("FAIL %s: generated input[%lld] = %.9g, the file's is %.9g\n", f->path, (long long)i,
-               (*x)[i], ((const float *)tx->data)[i]);
-        return false;
-      }
-    return true;
+    return same_input(f, tx, *x, nx);
   }
   *y = xmalloc(4 * B);
   for (int k = 0; k < B; k++) {
@@ -751,12 +757,8 @@ static bool make_batch(const Model *m, const StFile *f, int B, float **x, void *
            f->path, B);
     return false;
   }
-  for (int64_t i = 0; i < nx; i++)
-    if (memcmp(&(*x)[i], (const float *)tx->data + i, 4)) {
-      printf("FAIL %s: generated input[%lld] = %.9g, the file's is %.9g\n", f->path, (long long)i,
-             (*x)[i], ((const float *)tx->data)[i]);
-      return false;
-    }
+  if (!same_input(f, tx, *x, nx))
+    return false;
   for (int k = 0; k < B; k++)
     if (memcmp((char *)*y + 4 * k, (const char *)ty->data + 4 * k, 4)) {
       printf("FAIL %s: target[%d] differs from the file's\n", f->path, k);
