@@ -760,7 +760,7 @@ bool aot_compile(const Model *m, const AotOptions *o, bool *usage, char *err, si
   *usage = false;
 
   Compilation *comp[ENTRY_COUNT] = {0};
-  CompileOptions po = {o->max_batch, true, NULL};
+  CompileOptions po = {o->max_batch, true, NULL, true};
   const Compilation *first = NULL;
   for (int e = 0; e < ENTRY_COUNT; e++) {
     if (!(want & (1u << e)))

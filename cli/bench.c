@@ -313,24 +313,39 @@ int cli_bench(int argc, char **argv) {
       printf("\n  #  kind  %-34s  lines      time us  share  GFLOP/s    GB/s\n", "kernel");
   }
   static const char *const kinds[] = {"loop", "gemm", "lib"};
-  for (int i = 0; i < nk; i++) {
+  for (int i = 0, r = 0; i < nk; i++) {
     const Kernel *k = p->kernels[i];
     Stats s = stats(t.runs[i], reps);
     double f, by;
     kernel_work(k, b.B, &f, &by);
-    char lines[64];
+    char lines[64], name[96];
     kernel_lines(k, lines, sizeof lines);
+    const char *kind = kinds[k->kind];
+    int at = i;
+    snprintf(name, sizeof name, "%s", k->name);
+    if (r < p->nregions && p->regions[r].first == i) {   // one row: a region's kernels run interleaved
+      int last = p->regions[r++].last;
+      for (int j = i + 1; j <= last; j++) {
+        double fj, bj;
+        kernel_work(p->kernels[j], b.B, &fj, &bj);
+        f += fj;
+        by += bj;
+      }
+      kind = "rgn";
+      snprintf(name, sizeof name, "%d kernels to #%d: %s", last - i + 1, last, k->name);
+      i = last;
+    }
     double share = s.median / fused_ticked.median;
     if (json)
       printf("%s{\"index\": %d, \"kind\": \"%s\", \"name\": \"%s\", \"lines\": \"%s\", \"median_us\": %.2f, "
-             "\"share\": %.4f, \"gflops\": %.3f, \"gbps\": %.3f}", i ? ", " : "", i, kinds[k->kind], k->name,
+             "\"share\": %.4f, \"gflops\": %.3f, \"gbps\": %.3f}", at ? ", " : "", at, kind, name,
              lines, s.median * 1e6, share, s.median > 0 ? f / s.median / 1e9 : 0,
              s.median > 0 ? by / s.median / 1e9 : 0);
     else if (csv)
-      printf("%d,%s,\"%s\",\"%s\",%.2f,%.4f,%.3f,%.3f\n", i, kinds[k->kind], k->name, lines, s.median * 1e6,
+      printf("%d,%s,\"%s\",\"%s\",%.2f,%.4f,%.3f,%.3f\n", at, kind, name, lines, s.median * 1e6,
              share, s.median > 0 ? f / s.median / 1e9 : 0, s.median > 0 ? by / s.median / 1e9 : 0);
     else
-      printf("%3d  %-4s  %-34.34s  %-8s %9.1f  %4.1f%%  %7.2f  %6.2f\n", i, kinds[k->kind], k->name, lines,
+      printf("%3d  %-4s  %-34.34s  %-8s %9.1f  %4.1f%%  %7.2f  %6.2f\n", at, kind, name, lines,
              s.median * 1e6, 100 * share, s.median > 0 ? f / s.median / 1e9 : 0,
              s.median > 0 ? by / s.median / 1e9 : 0);
   }

@@ -373,7 +373,7 @@ static int cmd_emit(int argc, char **argv) {
         fe_print_ast(out, p);
       else if (kstage) {
         bool why = !strcmp(stage, "fused");
-        CompileOptions co = {batch ? batch : model->train.batch, !nofuse, why ? out : NULL};
+        CompileOptions co = {batch ? batch : model->train.batch, !nofuse, why ? out : NULL, !device};
         Compilation *c = pass_compile(model, entry, &co);
         char err[1024];
         if (device)

@@ -57,11 +57,16 @@ typedef struct Cg {
   LLVMTypeRef i8p, i32p, f32p; // i8*, i32*, float* (each `ptr` with opaque pointers)
   LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
   LLVMTypeRef entry_ty;        // RtEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
-  LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick}
+  LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick, i8 *region,
+                               //           i8 *gemm_rows}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
+  LLVMTypeRef region_fn_ty;    // RtRegionFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *rt)
+  LLVMTypeRef region_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 row_bytes, i64 unit, i8 *rt)
+  LLVMTypeRef gemm_rows_ty;    // void (i8 *ctx, i32 tb, i64 N, i64 K, float *A, float *B, float beta, float *C,
+                               //       RtGemmKernels *, i64 row0, i64 rows)
   LLVMTypeRef tile_ty;         // RtTileFn
   LLVMTypeRef uk_ty;           // RtGemmKernels
   int vw;                      // the target's vector width in floats
@@ -1434,6 +1439,8 @@ typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
+  LLVMValueRef region, gemm_rows;
+  LLVMValueRef rt;               // rt itself
   LLVMValueRef uk;               // a RtGemmKernels, filled in for each GEMM
 } Entry;
 
@@ -1457,23 +1464,30 @@ static LLVMValueRef extent(Cg *c, Entry *e, int64_t coef, bool batched) {
 }
 
 // Zeroes the buffers k sums into: the elements of the buffer's node for
-// batch B, 4 bytes each. Each buffer once. A max's buffer gets -inf (its
-// bytes 00 00 80 ff: memset cannot, so a loop).
-static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
+// batch B, 4 bytes each, or only those of rows [lo, hi) of a buffer with a
+// batch dimension when lo is not NULL (a region's block). Each buffer once.
+// A max's buffer gets -inf (its bytes 00 00 80 ff: memset cannot, so a
+// loop).
+static void zero_rows(Cg *c, Entry *e, const Kernel *k, LLVMValueRef lo, LLVMValueRef hi) {
   KExtent n;
   for (int i = 0; i < k->nstores; i++) {
     if (!cg_first_sum(k, i, &n))
       continue;
-    LLVMValueRef ptr = buf_ptr(c, e, k->bufs[k->stores[i].buf]);
+    LLVMValueRef ptr = buf_ptr(c, e, k->bufs[k->stores[i].buf]), count = extent(c, e, n.coef, n.batched);
+    if (lo && n.batched) {
+      LLVMValueRef first = LLVMBuildNSWMul(c->b, lo, i64c(c, n.coef), "");
+      ptr = LLVMBuildGEP2(c->b, c->f32, LLVMBuildBitCast(c->b, ptr, c->f32p, ""), &first, 1, "");
+      ptr = LLVMBuildBitCast(c->b, ptr, c->i8p, "");
+      count = LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, hi, lo, ""), i64c(c, n.coef), "");
+    }
     if (k->stores[i].reduce == KR_SUM) {
-      LLVMBuildMemSet(c->b, ptr, LLVMConstInt(c->i8, 0, 0), extent(c, e, 4 * n.coef, n.batched), 4);
+      LLVMBuildMemSet(c->b, ptr, LLVMConstInt(c->i8, 0, 0), LLVMBuildNSWMul(c->b, count, i64c(c, 4), ""), 4);
       continue;
     }
     LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b));
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, f, "fill");
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, f, "filled");
-    LLVMValueRef count = extent(c, e, n.coef, n.batched);
     LLVMBuildBr(c->b, body);
     LLVMPositionBuilderAtEnd(c->b, body);
     LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, "i");
@@ -1487,6 +1501,8 @@ static void zero_sums(Cg *c, Entry *e, const Kernel *k) {
     LLVMPositionBuilderAtEnd(c->b, done);
   }
 }
+
+static void zero_sums(Cg *c, Entry *e, const Kernel *k) { zero_rows(c, e, k, NULL, NULL); }
 
 // Loops over fewer elements than this run on the calling thread: waking the
 // pool's threads costs more than they would save.
@@ -1530,9 +1546,8 @@ static void set_uk(Cg *c, Entry *e, unsigned i, LLVMValueRef v) {
   LLVMBuildStore(c->b, v, LLVMBuildStructGEP2(c->b, c->uk_ty, e->uk, i, ""));
 }
 
-// The GEMM's micro-kernels into e->uk, then rt->sgemm(rt->ctx, ta, tb, M,
-// N, K, A, B, beta, C, uk), then the epilogue when it runs as a loop.
-static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
+// The GEMM's micro-kernels and their shape into e->uk.
+static void set_uks(Cg *c, Entry *e, const Built *bt) {
   for (unsigned i = 0; i < 3; i++)
     set_uk(c, e, i, bt->uk[i] ? LLVMBuildBitCast(c->b, bt->uk[i], c->i8p, "") : LLVMConstNull(c->i8p));
   RtGemmKernels sh = uk_shape(c->vw);
@@ -1542,6 +1557,12 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
   set_uk(c, e, 9, e->arena);
   set_uk(c, e, 10, e->state);
   set_uk(c, e, 11, e->B);
+}
+
+// The GEMM's micro-kernels into e->uk, then rt->sgemm(rt->ctx, ta, tb, M,
+// N, K, A, B, beta, C, uk), then the epilogue when it runs as a loop.
+static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
+  set_uks(c, e, bt);
   LLVMValueRef args[11] = {
     e->ctx, i32c(c, k->ta), i32c(c, k->tb),
     extent(c, e, k->m.coef, k->m.batched), extent(c, e, k->n.coef, k->n.batched),
@@ -1592,22 +1613,89 @@ static LLVMValueRef rt_field(Cg *c, LLVMValueRef rt, int i, LLVMTypeRef ty) {
   return ty ? LLVMBuildBitCast(c->b, v, LLVMPointerType(ty, 0), "") : v;
 }
 
+// What a function has at hand from its RtCalls *rt (an i8 *).
+static Entry entry_of(Cg *c, LLVMValueRef arena, LLVMValueRef state, LLVMValueRef B, LLVMValueRef rt_i8) {
+  LLVMValueRef uk = LLVMBuildAlloca(c->b, c->uk_ty, "uk");
+  LLVMValueRef rt = LLVMBuildBitCast(c->b, rt_i8, LLVMPointerType(c->rt_ty, 0), "rt");
+  return (Entry){
+    .arena = arena, .state = state, .B = B, .ctx = rt_field(c, rt, 0, NULL),
+    .parallel = rt_field(c, rt, 1, c->parallel_ty), .sgemm = rt_field(c, rt, 2, c->sgemm_ty),
+    .lib = rt_field(c, rt, 3, c->lib_ty), .tick = rt_field(c, rt, 4, c->tick_ty),
+    .region = rt_field(c, rt, 5, c->region_ty), .gemm_rows = rt_field(c, rt, 6, c->gemm_rows_ty), .rt = rt_i8,
+    .uk = uk,
+  };
+}
+
+// A RtRegionFn for region r: each of its kernels on the batch's rows [lo,
+// hi), in order: a loop over those rows (its sums' rows zeroed first), a
+// product over their rows of C through rt->gemm_rows, then its epilogue
+// when that runs as a loop.
+static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
+  const KRegion *reg = &c->p->regions[r];
+  char name[64];
+  snprintf(name, sizeof name, "region%d_%d_%d", r, reg->first, reg->last);
+  LLVMValueRef fn = define_fn(c, name, c->region_fn_ty, true);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  Entry e = entry_of(c, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 5));
+  LLVMValueRef lo = LLVMGetParam(fn, 3), hi = LLVMGetParam(fn, 4);
+  LLVMValueRef rows[5] = {e.arena, e.state, e.B, lo, hi};
+  for (int i = reg->first; i <= reg->last; i++) {
+    const Kernel *k = c->p->kernels[i];
+    const Built *bt = &built[i];
+    if (k->kind == KN_LOOP) {
+      zero_rows(c, &e, k, lo, hi);
+      LLVMBuildCall2(c->b, c->loop_ty, bt->loop, rows, 5, "");
+      continue;
+    }
+    set_uks(c, &e, bt);
+    LLVMValueRef m = i64c(c, k->m.coef);
+    LLVMValueRef args[11] = {
+      e.ctx, i32c(c, k->tb), i64c(c, k->n.coef), i64c(c, k->k.coef),
+      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[0]), c->f32p, ""),
+      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[1]), c->f32p, ""),
+      f32c(c, k->accumulate ? 1 : 0),
+      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[2]), c->f32p, ""),
+      e.uk, LLVMBuildNSWMul(c->b, lo, m, ""), LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, hi, lo, ""), m, ""),
+    };
+    LLVMBuildCall2(c->b, c->gemm_rows_ty, e.gemm_rows, args, 11, "");
+    if (bt->epilogue) {
+      zero_rows(c, &e, k->epilogue, lo, hi);
+      LLVMBuildCall2(c->b, c->loop_ty, bt->epilogue, rows, 5, "");
+    }
+  }
+  LLVMBuildRetVoid(c->b);
+  return verify_fn(c, fn) ? fn : NULL;
+}
+
+// rt->region(rt->ctx, fn, arena, state, B, row_bytes, unit, rt) for region r.
+static void run_region(Cg *c, Entry *e, int r, LLVMValueRef fn) {
+  LLVMValueRef args[8] = {
+    e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B,
+    i64c(c, c->p->regions[r].row_bytes), i64c(c, uk_shape(c->vw).tile_m), e->rt,
+  };
+  LLVMBuildCall2(c->b, c->region_ty, e->region, args, 8, "");
+}
+
 // void name(i8 *arena, i8 *state, i64 B, RtCalls *rt): every kernel in
 // order; built[i] is what was built for kernel i.
 static bool build_entry(Cg *c, const char *name, const Built *built) {
+  LLVMValueRef *regions = xcalloc(c->p->nregions + 1, sizeof *regions);
+  for (int r = 0; r < c->p->nregions; r++)
+    if (!(regions[r] = build_region(c, r, built))) {
+      free(regions);
+      return false;
+    }
   LLVMValueRef fn = define_fn(c, name, c->entry_ty, false);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
-  LLVMValueRef uk = LLVMBuildAlloca(c->b, c->uk_ty, "uk");
-  LLVMValueRef rt = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 3), LLVMPointerType(c->rt_ty, 0), "rt");
-  Entry e = {
-    .arena = LLVMGetParam(fn, 0), .state = LLVMGetParam(fn, 1), .B = LLVMGetParam(fn, 2),
-    .ctx = rt_field(c, rt, 0, NULL), .parallel = rt_field(c, rt, 1, c->parallel_ty),
-    .sgemm = rt_field(c, rt, 2, c->sgemm_ty), .lib = rt_field(c, rt, 3, c->lib_ty),
-    .tick = rt_field(c, rt, 4, c->tick_ty), .uk = uk,
-  };
-  for (int i = 0; i < c->p->nkernels; i++) {
+  Entry e = entry_of(c, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3));
+  for (int i = 0, r = 0; i < c->p->nkernels; i++) {
     const Kernel *k = c->p->kernels[i];
     run_tick(c, &e, fn, i);
+    if (r < c->p->nregions && c->p->regions[r].first == i) {   // its kernels' times count as its first's
+      run_region(c, &e, r, regions[r]);
+      i = c->p->regions[r++].last;
+      continue;
+    }
     switch (k->kind) {
     case KN_LOOP: run_loop(c, &e, k, built[i].loop); break;
     case KN_GEMM: run_gemm(c, &e, k, &built[i]); break;
@@ -1616,6 +1704,7 @@ static bool build_entry(Cg *c, const char *name, const Built *built) {
   }
   run_tick(c, &e, fn, c->p->nkernels);
   LLVMBuildRetVoid(c->b);
+  free(regions);
   return verify_fn(c, fn);
 }
 
@@ -1636,8 +1725,8 @@ static void init_types(Cg *c) {
   c->loop_ty = LLVMFunctionType(c->vd, loop, 5, 0);
   LLVMTypeRef entry[4] = {c->i8p, c->i8p, c->i64, c->i8p};
   c->entry_ty = LLVMFunctionType(c->vd, entry, 4, 0);
-  LLVMTypeRef rt[5] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
-  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 5, 0);
+  LLVMTypeRef rt[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
+  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 7, 0);
   LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
   LLVMTypeRef uk[12] = {c->i8p, c->i8p, c->i8p, c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->i8p, c->i8p, c->i64};
@@ -1653,6 +1742,13 @@ static void init_types(Cg *c) {
   c->lib_ty = LLVMFunctionType(c->vd, lib, 6, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};
   c->tick_ty = LLVMFunctionType(c->vd, tick, 2, 0);
+  LLVMTypeRef rfn[6] = {c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
+  c->region_fn_ty = LLVMFunctionType(c->vd, rfn, 6, 0);
+  LLVMTypeRef reg[8] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
+  c->region_ty = LLVMFunctionType(c->vd, reg, 8, 0);
+  LLVMTypeRef rows[11] = {c->i8p, c->i32, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
+                          LLVMPointerType(c->uk_ty, 0), c->i64, c->i64};
+  c->gemm_rows_ty = LLVMFunctionType(c->vd, rows, 11, 0);
 }
 
 // "nnc_train_step" from the program's entry name.

@@ -30,12 +30,14 @@ static void bind_program(Exec *ex, const KProgram *p) {
 }
 
 static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
-  CompileOptions co = {ex->max_batch, o->fuse, NULL};
+  CompileOptions co = {ex->max_batch, o->fuse, NULL, true};
   const Compilation *first = NULL;
+  int nodes = 0;   // the most nodes of a program's graph (pass_regions adds some)
   for (int e = 0; e < ENTRY_COUNT; e++) {
     if (!(ex->entries & (1u << e)))
       continue;
     Compilation *c = ex->prog[e] = pass_compile(m, e, &co);
+    nodes = c->prog->g->nnodes > nodes ? c->prog->g->nnodes : nodes;
     if (!first)
       first = c;
     else if (!exec_same_layout(first->prog, c->prog))
@@ -46,7 +48,7 @@ static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, 
     ex->arena_bytes = c->prog->arena_bytes > ex->arena_bytes ? c->prog->arena_bytes : ex->arena_bytes;
   }
   ex->where = first->where;
-  exec_tables(ex, first->model);
+  exec_tables(ex, first->model, nodes);
   ex->arena = xcalloc(1, ex->arena_bytes ? ex->arena_bytes : 1);
   ex->ctx = rt_context_new(o->threads > 0 ? o->threads : 1);
   ex->ctx->rng = &ex->rng;
@@ -167,7 +169,13 @@ static bool cpu_grad_points(Exec *ex, int *ngrads, char *err, size_t errsz) {
     }
     char *base = r->space == KB_STATE ? ex->state : ex->arena;
     int64_t n = ir_numel(gr, 1);
-    ex->points[ex->npoints++] = (GradPoint){made + 1, false, i, (float *)(base + r->offset), n};
+    int ready = made + 1;
+    for (int g = 0; g < p->nregions; g++) {   // a region ticks once, at its first kernel
+      const KRegion *reg = &p->regions[g];
+      ready = ready > reg->first && ready <= reg->last ? reg->last + 1 : ready;
+      read = read > reg->first && read <= reg->last ? reg->first : read;
+    }
+    ex->points[ex->npoints++] = (GradPoint){ready, false, i, (float *)(base + r->offset), n};
     ex->points[ex->npoints++] = (GradPoint){read, true, i, NULL, n};
     ++*ngrads;
   }

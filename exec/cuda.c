@@ -240,7 +240,7 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     if (!(c->nvrtc = rt_nvrtc_open(err, errsz)) || !(c->dev = rt_cuda_open(0, err, errsz)))
       return false;
   }
-  CompileOptions co = {ex->max_batch, o->fuse, NULL};
+  CompileOptions co = {ex->max_batch, o->fuse, NULL, false};
   const Compilation *first = NULL;
   int64_t arena_bytes = 0;
   for (int e = 0; e < ENTRY_COUNT; e++) {
@@ -261,7 +261,7 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     arena_bytes = comp->prog->arena_bytes > arena_bytes ? comp->prog->arena_bytes : arena_bytes;
   }
   ex->where = first->where;
-  exec_tables(ex, first->model);
+  exec_tables(ex, first->model, 0);
   size_slots(c);
   int64_t state_bytes = first->prog->state_bytes;
   for (int e = 0; e < ENTRY_COUNT; e++) {

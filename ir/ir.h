@@ -326,6 +326,15 @@ typedef struct KBufInfo {
 
 enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_STATE3, KP_MAX_BLOCKS };
 
+// A batch-blocked region (passes/region.c): kernels first..last, each of
+// which writes row n of its results from row n of what it reads (and from
+// values with no batch dimension), so that the cpu backend may run them on
+// blocks of rows, each block through every kernel in turn.
+typedef struct KRegion {
+  int first, last;             // kernel indexes, inclusive
+  int64_t row_bytes;           // the most bytes one of its kernels touches per sample
+} KRegion;
+
 typedef struct KProgram {
   const IrGraph *g;
   EntryKind entry;
@@ -343,6 +352,8 @@ typedef struct KProgram {
   const IrNode *blocks[KP_MAX_BLOCKS];
   int nblocks;                 // 0: one update kernel per parameter
   int naux;                    // slots of run-time state its library kernels keep (RtLib.aux)
+  KRegion *regions;            // in kernel order, disjoint
+  int nregions;
   int64_t max_batch;           // the arena is sized for this batch
   int64_t arena_bytes;         // peak: the arena's size
   int64_t state_bytes;

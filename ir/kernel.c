@@ -429,8 +429,14 @@ void ir_print_program(FILE *out, const KProgram *p) {
     fputc('\n', out);
   }
   free(touched);
-  for (int i = 0; i < p->nkernels; i++)
+  for (int i = 0, r = 0; i < p->nkernels; i++) {
+    if (r < p->nregions && p->regions[r].first == i) {
+      fprintf(out, "region %d to %d, %lld bytes a row\n", p->regions[r].first, p->regions[r].last,
+              (long long)p->regions[r].row_bytes);
+      r++;
+    }
     print_kernel(out, p, i);
+  }
 }
 
 static const char *const entry_names[ENTRY_COUNT] = {"forward", "eval_step", "train_step"};

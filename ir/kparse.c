@@ -10,7 +10,7 @@
 // name, type and .nn line the text gives; nodes it does not name stay NULL
 // in g->nodes.
 //
-//   program = header graph buffers kernel*
+//   program = header graph buffers (region? kernel)*
 //   header  = "program" IDENT "of" (IDENT | STRING) ":" INT "kernels" ";"
 //             "arena" INT "bytes" "(" "one" "buffer" "per" "value" ":" INT ")" ","
 //             "state" INT "bytes" "," "batch" INT ("," INT "aux" "slots")?
@@ -29,6 +29,7 @@
 //   body    = (VREG "=" IDENT operands | ("store" | ("sum" | "max") "into") buf index "=" VREG)*
 //   index   = "[" term ("+" term)* "]"  term = INT "*" IDX | INT
 //   epilogue = "epilogue" "over" dims "parallel"? body
+//   region  = "region" INT "to" INT "," INT "bytes" "a" "row"   (before its first kernel)
 //   ext     = "N" | INT ("*" "N")?
 //   lbuf    = buf | ("arena" | "state") INT dims
 //   settings = "{" (IDENT "=" number ("," IDENT "=" number)*)? "}"
@@ -785,6 +786,27 @@ static void parse_kernel(Parser *P) {
   parse_kernel_rest(P, k);
 }
 
+// region = "region" INT "to" INT "," INT "bytes" "a" "row", before the
+// region's first kernel: kernels in order, at least two, disjoint.
+static void parse_region(Parser *P) {
+  KProgram *p = K(P)->p;
+  int n = K(P)->nkernels;
+  lx_next(P);
+  Token t = P->tok;
+  int first = (int)parse_range(P, 0, n > 0 ? n - 1 : 0, "a region's first kernel");
+  if (first != p->nkernels)
+    lx_error_tok(P, &t, NULL, "a region line comes right before its first kernel: expected region %d",
+                 p->nkernels);
+  expect_word(P, "to");
+  int last = (int)parse_range(P, first + 1, n > 0 ? n - 1 : 0, "a region's last kernel");
+  lx_expect(P, ',');
+  int64_t bytes = parse_range(P, 0, INT64_MAX, "a region's bytes a row");
+  expect_word(P, "bytes");
+  expect_word(P, "a");
+  expect_word(P, "row");
+  p->regions[p->nregions++] = (KRegion){first, last, bytes};
+}
+
 static KProgram *parse_program(Parser *P) {
   KProgram *p = K(P)->p;
   lx_next(P);
@@ -792,7 +814,12 @@ static KProgram *parse_program(Parser *P) {
   parse_graph_line(P);
   parse_buffers(P);
   p->kernels = arena_alloc(P->arena, sizeof(Kernel *) * (K(P)->nkernels ? K(P)->nkernels : 1));
+  p->regions = arena_alloc(P->arena, sizeof(KRegion) * (K(P)->nkernels ? K(P)->nkernels : 1));
   for (lx_skip_newlines(P); P->tok.kind != TK_EOF; lx_skip_newlines(P)) {
+    if (lx_is_word(P, "region")) {
+      parse_region(P);
+      continue;
+    }
     if (!lx_is_word(P, "kernel"))
       lx_error_tok(P, &P->tok, NULL, "expected 'kernel', found '%.*s'", lx_show_len(&P->tok), P->tok.p);
     parse_kernel(P);

@@ -327,6 +327,18 @@ static bool check_kernel(const KProgram *p, const Kernel *k, char *err, size_t e
   return !k->epilogue || check_kernel(p, k->epilogue, err, errsz);
 }
 
+// Whether k can run on a block of the batch's rows: a loop split along
+// the batch, or a product whose rows are the batch's (with such a loop for
+// its epilogue). What a region's kernels compute row by row is the
+// compiler's to check (passes/region.c); this keeps every block inside
+// its buffers.
+static bool region_kernel(const Kernel *k) {
+  if (k->kind == KN_LOOP)
+    return k->ndim >= 1 && k->dims[0] == IR_N && k->parallel;
+  return k->kind == KN_GEMM && !k->ta && k->m.batched && !k->n.batched && !k->k.batched &&
+         (!k->epilogue || region_kernel(k->epilogue));
+}
+
 bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
   if (!p->g || !p->buf || p->nkernels < 0 || (p->nkernels > 0 && !p->kernels) || p->max_batch < 1) {
     errorf(err, errsz, "the program has no graph, no plan or no kernels");
@@ -335,5 +347,20 @@ bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
   for (int i = 0; i < p->nkernels; i++)
     if (!p->kernels[i] || !check_kernel(p, p->kernels[i], err, errsz))
       return false;
+  for (int r = 0, end = -1; r < p->nregions; r++) {
+    const KRegion *reg = &p->regions[r];
+    if (reg->first <= end || reg->last <= reg->first || reg->last >= p->nkernels || reg->row_bytes < 0) {
+      errorf(err, errsz, "region %d (kernels %d to %d) is out of order, too short or past the last kernel", r,
+             reg->first, reg->last);
+      return false;
+    }
+    end = reg->last;
+    for (int i = reg->first; i <= reg->last; i++)
+      if (!region_kernel(p->kernels[i])) {
+        errorf(err, errsz, "kernel %d of region %d is not a loop over the batch or a product of the batch's rows",
+               i, r);
+        return false;
+      }
+  }
   return true;
 }

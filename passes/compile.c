@@ -49,6 +49,8 @@ Compilation *pass_compile(const Model *m, EntryKind entry, const CompileOptions 
   if (o->fuse)
     pass_simplify(c->model, o->report, c->where);   // the clone's ids are m's: where maps m's too
   c->prog = pass_fuse(c->model, entry, o->max_batch, o->fuse, o->report);
+  if (o->fuse && o->regions)
+    pass_regions(c->prog);
   pass_memplan(c->prog, kept(c->model, entry, a));
   pass_describe_libs(c->prog);
   char err[512];

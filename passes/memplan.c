@@ -33,6 +33,9 @@ typedef struct Plan {
   int *slot;             // slot[id]: the storage of node id, or -1
   Slot *slots;
   int nslots;
+  int64_t *row;          // row[slot]: the elements of a sample's row of each of its values, or -1 (no
+                         // batch dimension, or values of different rows)
+  const int *region;     // region[kernel]: the region kernel i is in, or -1
   int64_t *sub;          // sub[id]: the node's offset within its slot (a gradient in the block)
   const IrNode **grad_of;   // grad_of[id]: with blocks, the parameter whose gradient node id is
   int grads_slot;        // the gradients' block, once its first gradient is written; -1 before
@@ -43,8 +46,12 @@ static int64_t node_bytes(const IrNode *n, int64_t batch) { return align_up(ir_n
 
 int64_t pass_state_bytes(const IrNode *n) { return node_bytes(n, 1); }
 
+// The elements of a sample's row of n, or -1 where n has no batch dimension first.
+static int64_t row_elems(const IrNode *n) { return n->ndim >= 1 && n->shape[0] == IR_N ? ir_numel(n, 1) : -1; }
+
 static int new_slot(Plan *pl, const IrNode *n, int first, int last) {
   pl->slots[pl->nslots] = (Slot){node_bytes(n, pl->p->max_batch), first, last > first ? last : first, -1};
+  pl->row[pl->nslots] = row_elems(n);
   pl->slot[n->id] = pl->nslots;
   return pl->nslots++;
 }
@@ -54,6 +61,28 @@ static void share_slot(Plan *pl, const IrNode *n, int s, int last) {
   pl->slot[n->id] = s;
   if (pl->slots[s].last < last)
     pl->slots[s].last = last;
+  if (pl->row[s] != row_elems(n))
+    pl->row[s] = -1;
+}
+
+// A slot that value n, written by kernel i of a region, may take over: one
+// whose values died inside the region before i, as large and of the same
+// row length as n, so that each block of rows finds its own rows of the
+// dead value under its rows of n. -1 if none. (Slots that die before the
+// region are free for the placement below anyway.)
+static int region_slot(Plan *pl, const IrNode *n, int i) {
+  int r = pl->region ? pl->region[i] : -1;
+  if (r < 0 || row_elems(n) < 0)
+    return -1;
+  const KRegion *reg = &pl->p->regions[r];
+  int64_t bytes = node_bytes(n, pl->p->max_batch);
+  for (int s = pl->nslots - 1; s >= 0; s--) {
+    const Slot *t = &pl->slots[s];
+    if (t->last < i && t->last >= reg->first && t->bytes == bytes &&
+        pl->row[s] == row_elems(n))
+      return s;
+  }
+  return -1;
 }
 
 // The node a reshape (or identity dropout or noise) reads: follow aliases down.
@@ -165,8 +194,13 @@ static void plan_state(KProgram *p, const bool *in_blocks, bool *mat) {
 // a parameter's gradient goes to its place in the gradients' block.
 static int result_slot(Plan *pl, const IrNode *res, int i, int last) {
   const IrNode *param = pl->grad_of ? pl->grad_of[res->id] : NULL;
-  if (!param)
-    return new_slot(pl, res, i, last);
+  if (!param) {
+    int s = region_slot(pl, res, i);
+    if (s < 0)
+      return new_slot(pl, res, i, last);
+    share_slot(pl, res, s, last > i ? last : i);
+    return s;
+  }
   (void)last;   // the block lives until the update reads it
   if (pl->grads_slot < 0)
     pl->grads_slot = new_slot(pl, pl->p->blocks[KP_GRADS], i, pl->grads_last);
@@ -178,8 +212,17 @@ static int result_slot(Plan *pl, const IrNode *res, int i, int last) {
 void pass_memplan(KProgram *p, const bool *keep) {
   const IrGraph *g = p->g;
   int nn = g->nnodes, ids = nn + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the scalars, the blocks
-  Plan pl = {p, g, xmalloc(sizeof(int) * ids), xmalloc(sizeof(Slot) * ids), 0, xcalloc(ids, sizeof(int64_t)),
-             NULL, -1, -1};
+  int *region = NULL;
+  if (p->nregions) {
+    region = xmalloc(sizeof(int) * (p->nkernels + 1));
+    for (int i = 0; i < p->nkernels; i++)
+      region[i] = -1;
+    for (int r = 0; r < p->nregions; r++)
+      for (int i = p->regions[r].first; i <= p->regions[r].last; i++)
+        region[i] = r;
+  }
+  Plan pl = {p, g, xmalloc(sizeof(int) * ids), xmalloc(sizeof(Slot) * ids), 0, xmalloc(sizeof(int64_t) * ids),
+             region, xcalloc(ids, sizeof(int64_t)), NULL, -1, -1};
   p->buf = arena_alloc(g->arena, sizeof(KBufInfo) * ids);
   memset(p->buf, 0, sizeof(KBufInfo) * ids);
   bool *mat = xcalloc(ids, 1);   // materialized: written by a kernel, or a leaf ([nn]: the step scalars)
@@ -302,6 +345,20 @@ void pass_memplan(KProgram *p, const bool *keep) {
       pl.slot[i] = pl.slot[storage_node(n, mat)->id];
   }
   free(last);
+  // A region runs its kernels on blocks of rows, each block at its own
+  // time: every slot that lives during a part of a region lives through
+  // all of it (a slot taken over above keeps the rows of its values apart).
+  for (int r = 0; r < p->nregions; r++) {
+    const KRegion *reg = &p->regions[r];
+    for (int s = 0; s < pl.nslots; s++) {
+      Slot *t = &pl.slots[s];
+      if (t->first <= reg->last && t->last >= reg->first) {
+        t->first = t->first < reg->first ? t->first : reg->first;
+        t->last = t->last > reg->last ? t->last : reg->last;
+      }
+    }
+  }
+  free(region);
   int scalar_slot = -1;
   if (p->scalars) {
     mat[nn] = true;   // written by the caller before the step: like an input
@@ -361,6 +418,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
   free(mat);
   free(pl.slot);
   free(pl.slots);
+  free(pl.row);
   free(pl.sub);
   free(pl.grad_of);
 }

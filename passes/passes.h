@@ -160,6 +160,13 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where);
 // why.
 KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fuse, FILE *why);
 
+// region.c: needs p from pass_fuse, before pass_memplan. Finds the runs
+// of kernels that are row-wise over the batch (p->regions), moving a
+// kernel that is not (a weight's gradient) past the row-wise ones after it
+// where no data flows between them, and gives the products of a region
+// whose B is stored (N, K) a transposed copy made once before it.
+void pass_regions(KProgram *p);
+
 // memplan.c: needs p from pass_fuse; keep[id]: the caller reads node id
 // after the step (the output; the loss but in ENTRY_FORWARD). Gives every
 // value p's kernels materialize an offset: one arena for the activations,
@@ -198,6 +205,7 @@ typedef struct CompileOptions {
   int64_t max_batch;     // the arena is sized for batches up to this
   bool fuse;             // simplify and fuse (false: one kernel per node, the graph as it is)
   FILE *report;          // simplify's counts and the unfused pairs, or NULL
+  bool regions;          // batch-blocked regions (pass_regions), for the cpu backend
 } CompileOptions;
 
 // A finished program and the copy of the model it was compiled from, all in

@@ -233,6 +233,53 @@ static void ctx_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
   rt_pool_run_grain(x->pool, gemm_part, &c, blocks, grain);
 }
 
+// A region's blocks of rows: a block's rows take about REGION_BYTES in the
+// kernel of the region that touches the most per row (they stay in L2
+// from kernel to kernel), and at least 8 GEMM tiles' rows; every thread
+// gets as many blocks. A region with less than REGION_SPLIT_BYTES to
+// touch runs on the calling thread.
+#define REGION_BYTES (128 << 10)
+#define REGION_SPLIT_BYTES (64 << 10)
+
+typedef struct RegionCall {
+  RtRegionFn fn;
+  char *arena, *state;
+  int64_t B, rows;
+  const RtCalls *rt;
+} RegionCall;
+
+static void region_part(void *arg, int64_t lo, int64_t hi) {
+  const RegionCall *c = arg;
+  for (int64_t b = lo; b < hi; b++) {
+    int64_t r0 = b * c->rows, r1 = r0 + c->rows < c->B ? r0 + c->rows : c->B;
+    c->fn(c->arena, c->state, c->B, r0, r1, c->rt);
+  }
+}
+
+static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t row_bytes,
+                       int64_t unit, const RtCalls *rt) {
+  RtContext *x = ctx;
+  int64_t threads = rt_pool_threads(x->pool);
+  if (B <= 0)
+    return;
+  if (threads <= 1 || B < 2 || B * row_bytes < REGION_SPLIT_BYTES) {
+    fn(arena, state, B, 0, B, rt);
+    return;
+  }
+  int64_t most = REGION_BYTES / (row_bytes > 0 ? row_bytes : 1);
+  most = most > 8 * unit ? most : 8 * unit;
+  int64_t blocks = threads * ((B + threads * most - 1) / (threads * most));
+  int64_t rows = (B + blocks - 1) / blocks;
+  RegionCall c = {fn, arena, state, B, rows, rt};
+  rt_pool_run(x->pool, region_part, &c, (B + rows - 1) / rows);
+}
+
+static void ctx_gemm_rows(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
+                          float *C, const RtGemmKernels *uk, int64_t row0, int64_t rows) {
+  (void)ctx;
+  k_gemm_micro(uk, false, tb, rows, N, K, A + row0 * K, K, Bm, tb ? K : N, beta != 0.0f, C + row0 * N, N, row0, 0);
+}
+
 static void ctx_tick(void *ctx, int kernel) {
   RtContext *c = ctx;
   if (c->tick)
@@ -243,7 +290,9 @@ static void ctx_lib(void *ctx, const RtLib *k, char *arena, char *state, int64_t
   rt_lib_run(ctx, k, arena, state, B, epi);
 }
 
-RtCalls rt_context_calls(RtContext *c) { return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick}; }
+RtCalls rt_context_calls(RtContext *c) {
+  return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick, ctx_region, ctx_gemm_rows};
+}
 
 //
 // Geometry, from the descriptor's shapes and settings

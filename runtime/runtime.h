@@ -163,6 +163,11 @@ enum {
   KS_COUNT
 };
 
+struct RtCalls;
+// A batch-blocked region's function: its kernels, in order, on the batch's
+// rows [lo, hi).
+typedef void (*RtRegionFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi, const struct RtCalls *rt);
+
 // What compiled code calls back into; the runtime fills it in.
 typedef struct RtCalls {
   void *ctx;             // passed back to parallel, sgemm, lib and tick
@@ -180,6 +185,19 @@ typedef struct RtCalls {
   // Called with i as kernel i of the program starts, and with nkernels
   // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
   void (*tick)(void *ctx, int kernel);
+  // Runs a batch-blocked region: fn over blocks of the batch's rows [lo,
+  // hi), split across threads, each block through every kernel of the
+  // region in turn. row_bytes: the most bytes one of its kernels touches
+  // per row (blocks are sized to stay in L2); unit: the rows of a GEMM
+  // tile, the least a block has where the batch allows; rt: the calls
+  // fn's kernels make (gemm_rows).
+  void (*region)(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t row_bytes, int64_t unit,
+                 const struct RtCalls *rt);
+  // Rows [row0, row0 + rows) of C[M, N] = A op(B) + beta C, on the calling
+  // thread (a product inside a region's block), through uk; A (M, K) and C
+  // row-major, B (K, N), or (N, K) when tb.
+  void (*gemm_rows)(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta, float *C,
+                    const RtGemmKernels *uk, int64_t row0, int64_t rows);
 } RtCalls;
 
 // The compiled entry point: runs the whole program for batch B (1 <= B <=

@@ -188,7 +188,8 @@ static const char *const tokens[] = {
     "N", "0", "-1", "9223372036854775807", "99999999999999999999", "1e309", "nan", "\"", "\"a\\q\"", "v0", "v9",
     "i0", "i7", "kernel", "loop", "gemm", "lib", "over", "parallel", "from", "line", "no line", "epilogue",
     "store", "sum into", "load", "const", "select", "arena", "state", "input", "f32[", "i32[N]", "aux", "aux_from",
-    "loss", "node", "conv2d", "sgd_step", "\xff", "\x01", "\0",
+    "loss", "node", "conv2d", "sgd_step", "region 0 to 1, 64 bytes a row\n", "region 2 to 9, 0 bytes a row\n",
+    "\xff", "\x01", "\0",
 };
 
 // Cuts and mutations of text through the parser; every program read
@@ -266,6 +267,13 @@ int main(int argc, char **argv) {
         Compilation *u = pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 4, .fuse = false});
         test_program(models[i], u->prog);
         pass_compilation_free(u);
+      }
+      if (!strcmp(models[i], "mlp100")) {   // batch-blocked regions: read back, and as an object file
+        Compilation *r =
+            pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 32, .fuse = true, .regions = true});
+        CHECK(r->prog->nregions > 0, "mlp100 %s: no region at batch 32", ir_entry_name((EntryKind)e));
+        test_program("mlp100 (regions)", r->prog);
+        pass_compilation_free(r);
       }
       if (e == ENTRY_TRAIN && (!strcmp(models[i], "cnn") || !strcmp(models[i], "mlp"))) {
         size_t len;

@@ -90,6 +90,10 @@ static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
 // 1e-5 grow apart to about 2e-3 through 3 steps of momentum SGD (each GEMM
 // path sums in its own order), so its state is compared within 5e-3.
 // opt: another optimizer than the model's (NULL: its own), named opt_name.
+// --batch: the batch of the models named (0: 7), at which the cpu
+// backend's programs must have batch-blocked regions.
+static int64_t blocked;
+
 static void check_model(const char *backend, const char *name, bool fuse, int64_t B, int threads, const OptimConfig *opt,
                         const char *opt_name) {
   static const OptimConfig momentum = {.kind = OPT_SGD, .lr = 0.01, .momentum = 0.9};
@@ -119,6 +123,11 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   }
   char *after = graph_text(m->g);
   CHECK(!strcmp(before, after), "%s: building the executor changed the caller's model", label);
+  if (blocked && fuse && !strcmp(backend, "cpu")) {   // what --batch is for: batch-blocked regions
+    const KProgram *f = exec_program(cpu, ENTRY_FORWARD, NULL), *t = exec_program(cpu, ENTRY_TRAIN, NULL);
+    CHECK(f && t && f->nregions + t->nregions > 0, "%s: no batch-blocked region at batch %lld", label,
+          (long long)B);
+  }
   free(before);
   free(after);
   exec_init_params(ref, 3);
@@ -146,6 +155,13 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
   exec_read_output(ref, orf);
   exec_read_output(cpu, oc);
   compare(label, "forward output at batch 1", oc, orf, od, 1e-5);
+  if (B > 16) {   // blocks of rows of another size, one of them short
+    exec_run(ref, ENTRY_FORWARD, B - 11, x, NULL, 0);
+    exec_run(cpu, ENTRY_FORWARD, B - 11, x, NULL, 0);
+    exec_read_output(ref, orf);
+    exec_read_output(cpu, oc);
+    compare(label, "forward output at a smaller batch", oc, orf, (B - 11) * od, 1e-5);
+  }
   free(oc);
   free(orf);
   double le = exec_run(ref, ENTRY_EVAL, B, x, y, 0), lc = exec_run(cpu, ENTRY_EVAL, B, x, y, 0);
@@ -251,10 +267,11 @@ static void check_bad_index(const char *backend) {
   }
 }
 
-// [--backend NAME] [MODEL...]: the backend to hold to the oracle (default:
-// cpu; cuda and cuda-emu skip where they cannot run, saying why), and
-// with MODELs, only those: these, or any other .nn file (a path without
-// the .nn, at batches 7 and 1).
+// [--backend NAME] [--batch B] [MODEL...]: the backend to hold to the
+// oracle (default: cpu; cuda and cuda-emu skip where they cannot run,
+// saying why), and with MODELs, only those: these, or any other .nn file
+// (a path without the .nn, at batches 7 and 1; with --batch, at B on 2 and
+// 3 threads, fused, where the cpu backend must run batch-blocked regions).
 int main(int argc, char **argv) {
   static const char *const models[] = {"logreg", "logreg_by_hand", "mlp100", "mlp", "cnn", "resnet18", "quadratic",
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
@@ -262,8 +279,14 @@ int main(int argc, char **argv) {
                                        "tests/cpu/smoothed", "tests/cpu/frozen", "tests/cpu/attention",
                                        "tests/cpu/transformer", "tests/cpu/clipped"};
   const char *backend = "cpu";
-  if (argc > 2 && !strcmp(argv[1], "--backend")) {
-    backend = argv[2];
+  int64_t other_batch = 7;
+  for (;;) {
+    if (argc > 2 && !strcmp(argv[1], "--backend"))
+      backend = argv[2];
+    else if (argc > 2 && !strcmp(argv[1], "--batch"))
+      blocked = other_batch = atoll(argv[2]);
+    else
+      break;
     argv += 2;
     argc -= 2;
   }
@@ -286,9 +309,13 @@ int main(int argc, char **argv) {
     for (int j = 0; j < countof(models) && !listed; j++)
       listed = !strcmp(name, models[j]);
     if (!listed) {   // any other .nn file
-      check_model(backend, name, true, 7, 2, NULL, NULL);
-      check_model(backend, name, false, 7, 2, NULL, NULL);
-      check_model(backend, name, true, 1, 2, NULL, NULL);
+      check_model(backend, name, true, other_batch, 2, NULL, NULL);
+      if (blocked)   // (unfused programs have no regions)
+        check_model(backend, name, true, other_batch, 3, NULL, NULL);
+      else {
+        check_model(backend, name, false, other_batch, 2, NULL, NULL);
+        check_model(backend, name, true, 1, 2, NULL, NULL);
+      }
       continue;
     }
     int64_t B = !strcmp(name, "resnet18") ? 16 : 7;   // odd batches exercise partial vectors

@@ -125,7 +125,7 @@ static void check_model(RtNvrtc *nv, const char *path, bool unfused) {
     for (int e = 0; e < ENTRY_COUNT; e++) {
       if (!(entries & (1u << e)))
         continue;
-      CompileOptions co = {7, fuse, NULL};   // a batch that is no multiple of any tile
+      CompileOptions co = {7, fuse, NULL, false};   // a batch that is no multiple of any tile
       Compilation *c = pass_compile(m, e, &co);
       char label[600];
       snprintf(label, sizeof label, "%s %s%s", path, ir_entry_name(e), fuse ? "" : " (unfused)");
@@ -141,7 +141,7 @@ static void check_model(RtNvrtc *nv, const char *path, bool unfused) {
 static void check_bad_kernel(RtNvrtc *nv) {
   Arena *a = arena_new();
   Model *m = t_load_model("models/mlp.nn", a);
-  CompileOptions co = {7, true, NULL};
+  CompileOptions co = {7, true, NULL, false};
   Compilation *c = pass_compile(m, ENTRY_TRAIN, &co);
   char err[4096];
   CgCuda *cu = cg_cuda_generate(c->prog, err, sizeof err);

@@ -114,7 +114,10 @@ static void hook_step(const char *path, bool fuse) {
   CHECK_INT(0, s.order_errors);
   CHECK(!s.changed, "%s: a kernel wrote a gradient between ready and need", path);
   const KProgram *p = exec_program(hooked, ENTRY_TRAIN, NULL);
-  CHECK(p && s.between == p->nkernels + 1, "%s: between called %d times", path, s.between);
+  int ticks = p ? p->nkernels + 1 : 0;   // once before each kernel and at the end; once for a whole region
+  for (int r = 0; p && r < p->nregions; r++)
+    ticks -= p->regions[r].last - p->regions[r].first;
+  CHECK(p && s.between == ticks, "%s: between called %d times, not %d", path, s.between, ticks);
   // The first SGD step moves each parameter by -lr times its gradient (the
   // momentum buffer starts as the gradient): doubled, twice as far.
   for (int i = 0; i < m->nparams; i++) {

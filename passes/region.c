@@ -1,0 +1,279 @@
+// region.c: batch-blocked regions of a program's kernels.
+//
+// Most kernels of a forward pass, and the steps of an unrolled recurrence
+// in both directions, are row-wise: row n of what they write depends only
+// on row n of the activations they read (and on values with no batch
+// dimension: weights). Run one after another over the whole batch, each
+// kernel reads its input back from L3 or memory and is one split across
+// the threads, with a barrier after it: an LSTM's step at batch 64 is two
+// products of 16 rows a thread and a few small loops, a wait after each.
+// A region is a run of row-wise kernels that the cpu backend runs on
+// blocks of rows instead: each thread takes a block through every kernel
+// of the region in turn, so the block's values stay in its core's L2, and
+// the threads meet once at the end.
+//
+// pass_regions finds them. A kernel that is not row-wise (a weight's
+// gradient, a sum over the batch) moves past the row-wise kernels after it
+// when none of them reads what it writes or writes what it reads, so that
+// the recurrence of a backward pass is one region and its weight
+// gradients run after it. A product of a region whose B is stored (N, K)
+// reads a transposed copy, made once before the region by a loop of its
+// own, rather than packing B again for every block of rows.
+//
+// The memory planner keeps every value a region touches live through the
+// whole region (blocks of rows run through its kernels at different
+// times), except that a value may take over the slot of one as large, of
+// the same row length, that dies inside the region: each block's rows of
+// the two lie at the same bytes.
+#include "passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// A product's B is transposed for a region only when it is this small (it
+// stays in L2 while every block of rows reads it).
+#define REGION_MAX_B_BYTES (384 << 10)
+// Programs for smaller batches have no regions: their rows make no blocks
+// worth sharing out, and a batch of one reads B in place (dot products).
+#define REGION_MIN_BATCH 16
+
+static bool batch_major(const IrNode *n) { return n->ndim >= 1 && n->shape[0] == IR_N; }
+
+// Elements of a sample's row of batch-major n.
+static int64_t row_elems(const IrNode *n) { return ir_numel(n, 1); }
+
+// Whether access ix of loop k to buffer b stays in row i0 of b (and in
+// nothing else of it); its span of the row in *span. Values with no
+// batch dimension must be read the same for every row.
+static bool row_access(const Kernel *k, const IrNode *b, const KIndex *ix, bool store, int64_t *span) {
+  if (!batch_major(b)) {
+    *span = 0;
+    return !store && ix->stride[0] == 0;
+  }
+  int64_t r = row_elems(b), lo = ix->offset, hi = ix->offset;
+  if (ix->stride[0] != r)
+    return false;
+  for (int d = 1; d < k->ndim; d++) {
+    int64_t s = ix->stride[d] * (k->dims[d] - 1);
+    lo += s < 0 ? s : 0;
+    hi += s > 0 ? s : 0;
+  }
+  *span = hi - lo + 1;
+  return lo >= 0 && hi < r;
+}
+
+// Whether loop k is row-wise over the batch; its bytes per row in *bytes.
+static bool loop_rowwise(const Kernel *k, int64_t *bytes) {
+  if (k->kind != KN_LOOP || k->ndim < 1 || k->dims[0] != IR_N || !k->parallel)
+    return false;
+  int64_t total = 0, span;
+  for (int i = 0; i < k->nbody; i++) {
+    const KInstr *in = &k->body[i];
+    if (in->op != KI_LOAD && in->op != KI_LOADI)
+      continue;
+    if (!row_access(k, k->bufs[in->buf], &in->idx, false, &span))
+      return false;
+    total += span;
+  }
+  for (int i = 0; i < k->nstores; i++) {
+    if (!row_access(k, k->bufs[k->stores[i].buf], &k->stores[i].idx, true, &span))
+      return false;
+    total += span;
+  }
+  *bytes = 4 * total;
+  return true;
+}
+
+// Whether GEMM k is row-wise: C's rows are A's, a sample's rows of each
+// together (M = coef * N), and B has no batch dimension and fits in L2.
+static bool gemm_rowwise(const Kernel *k, int64_t *bytes) {
+  if (k->kind != KN_GEMM || k->nbufs < 3 || k->ta || !k->m.batched || k->n.batched || k->k.batched)
+    return false;
+  const IrNode *a = k->bufs[0], *b = k->bufs[1], *c = k->bufs[2];
+  if (!batch_major(a) || !batch_major(c) || ir_is_batched(b) || row_elems(a) != k->m.coef * k->k.coef ||
+      row_elems(c) != k->m.coef * k->n.coef || 4 * k->n.coef * k->k.coef > REGION_MAX_B_BYTES)
+    return false;
+  int64_t epi = 0;
+  if (k->epilogue && !loop_rowwise(k->epilogue, &epi))
+    return false;
+  *bytes = 4 * (row_elems(a) + row_elems(c)) + epi;
+  return true;
+}
+
+static bool rowwise(const Kernel *k, int64_t *bytes) {
+  return k->kind == KN_LOOP ? loop_rowwise(k, bytes) : gemm_rowwise(k, bytes);
+}
+
+// The storage a buffer names: reshapes and other aliases share their
+// input's, so two names of one storage must count as one.
+static const IrNode *storage(const IrNode *n) {
+  while (n->nsrc == 1 && (n->op == IR_RESHAPE || n->op == IR_DROPOUT || n->op == IR_GAUSSIAN_NOISE))
+    n = n->src[0];
+  return n;
+}
+
+// Whether kernel k writes buffer b (its stores, C, its epilogue's stores).
+static bool kernel_writes(const Kernel *k, int b) {
+  if (k->kind == KN_GEMM)
+    return b == 2;
+  for (int i = 0; i < k->nstores; i++)
+    if (k->stores[i].buf == b)
+      return true;
+  return false;
+}
+
+// Marks what kernel k (and its epilogue) reads and writes, by storage id.
+static void mark(const Kernel *k, char *rw) {
+  for (const Kernel *e = k; e; e = e->epilogue)
+    for (int b = 0; b < e->nbufs; b++)
+      rw[storage(e->bufs[b])->id] |= kernel_writes(e, b) ? 2 : 1;
+}
+
+// Whether k conflicts with the kernels marked in rw: it reads what they
+// write, or writes what they read or write.
+static bool conflicts(const Kernel *k, const char *rw) {
+  for (const Kernel *e = k; e; e = e->epilogue)
+    for (int b = 0; b < e->nbufs; b++) {
+      char m = rw[storage(e->bufs[b])->id];
+      if ((m & 2) || (m && kernel_writes(e, b)))
+        return true;
+    }
+  return false;
+}
+
+// Whether kernel k may run later than its place: a loop or a product that
+// writes no persistent tensor (not an optimizer's update).
+static bool movable(const Kernel *k) {
+  if (k->kind == KN_LIB)
+    return false;
+  for (const Kernel *e = k; e; e = e->epilogue)
+    for (int b = 0; b < e->nbufs; b++) {
+      const IrNode *n = e->bufs[b];
+      if (kernel_writes(e, b) && (n->op == IR_PARAM || n->op == IR_BUFFER || ir_op_kind(n->op) == IR_KIND_UPDATE))
+        return false;
+    }
+  return true;
+}
+
+typedef struct Regions {
+  IrGraph *g;
+  KProgram *p;
+  Kernel **out;                // the new order
+  int nout;
+  KRegion *regions;
+  int nregions;
+  const IrNode **bt_of;        // bt_of[id]: the transposed copy of B node id, once made
+} Regions;
+
+// The transposed copy of weight b (N, K) as (K, N): a new node and the loop
+// that computes it, appended to the program before the region.
+static const IrNode *transposed(Regions *r, const IrNode *b) {
+  if (r->bt_of[b->id])
+    return r->bt_of[b->id];
+  IrNode *src = (IrNode *)b;
+  IrNode *t = ir_add(r->g, IR_PERMUTE, &src, 1, b->loc);
+  t->dtype = DT_F32;
+  t->ndim = 2;
+  t->shape[0] = b->shape[b->ndim - 1];
+  t->shape[1] = ir_numel(b, 1) / t->shape[0];
+  t->attr.i[0] = 1;
+  t->attr.i[1] = 0;
+  t->scope = b->scope;
+  Kernel *k = ir_kernel_new(r->g, KN_LOOP, "transposed for a region's products");
+  ir_kernel_add_new_node(r->g, k, t);
+  k->ndim = 2;
+  k->dims[0] = t->shape[0];   // K
+  k->dims[1] = t->shape[1];   // N
+  k->parallel = true;
+  KInstr ld = {.op = KI_LOAD, .buf = ir_kernel_buf(r->g, k, b)};
+  ld.idx.stride[0] = 1;
+  ld.idx.stride[1] = t->shape[0];
+  int v = ir_kernel_instr(r->g, k, ld);
+  KStore st = {.buf = ir_kernel_buf(r->g, k, t), .value = v, .reduce = KR_NONE};
+  st.idx.stride[0] = t->shape[1];
+  st.idx.stride[1] = 1;
+  ir_kernel_store(r->g, k, st);
+  r->out[r->nout++] = k;
+  r->bt_of[b->id] = t;
+  return t;
+}
+
+// Closes the region of kernels run[0..n): appends them (after the loops
+// that transpose their products' B) and the region when it has two or
+// more kernels, then the deferred kernels.
+static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater) {
+  if (n >= 2)
+    for (int i = 0; i < n; i++) {
+      Kernel *k = run[i];
+      if (k->kind == KN_GEMM && k->tb && k->k.coef < RT_DOT_MIN_K) {
+        k->bufs[1] = transposed(r, k->bufs[1]);
+        k->tb = false;
+      }
+    }
+  int first = r->nout;
+  for (int i = 0; i < n; i++)
+    r->out[r->nout++] = run[i];
+  if (n >= 2)
+    r->regions[r->nregions++] = (KRegion){first, r->nout - 1, row_bytes};
+  for (int i = 0; i < nlater; i++)
+    r->out[r->nout++] = later[i];
+}
+
+void pass_regions(KProgram *p) {
+  if (p->max_batch < REGION_MIN_BATCH)
+    return;
+  IrGraph *g = (IrGraph *)p->g;
+  int nk = p->nkernels, nn = g->nnodes;
+  // At most one transposed copy per node: the new nodes and kernels
+  int cap = nk + nn + 1;
+  Regions r = {g, p, arena_alloc(g->arena, sizeof(Kernel *) * cap), 0,
+               arena_alloc(g->arena, sizeof(KRegion) * (nk + 1)), 0, xcalloc(nn + 1, sizeof(IrNode *))};
+  Kernel **run = xmalloc(sizeof(Kernel *) * (nk + 1)), **later = xmalloc(sizeof(Kernel *) * (nk + 1));
+  char *run_rw = xcalloc(nn + 1, 1), *later_rw = xcalloc(nn + 1, 1);
+  int nrun = 0, nlater = 0;
+  int64_t row_bytes = 0;
+  for (int i = 0; i <= nk; i++) {
+    Kernel *k = i < nk ? p->kernels[i] : NULL;
+    int64_t bytes = 0;
+    bool row = k && rowwise(k, &bytes);
+    if (row && !conflicts(k, later_rw)) {   // joins the region, ahead of the deferred kernels
+      run[nrun++] = k;
+      mark(k, run_rw);
+      row_bytes = bytes > row_bytes ? bytes : row_bytes;
+      continue;
+    }
+    if (k && !row && nrun > 0 && movable(k)) {   // waits until the region has run
+      later[nlater++] = k;
+      mark(k, later_rw);
+      continue;
+    }
+    flush(&r, run, nrun, row_bytes, later, nlater);
+    memset(run_rw, 0, nn + 1);
+    memset(later_rw, 0, nn + 1);
+    nrun = nlater = 0;
+    row_bytes = 0;
+    if (!k)
+      break;
+    if (row) {
+      run[nrun++] = k;
+      mark(k, run_rw);
+      row_bytes = bytes;
+    } else
+      r.out[r.nout++] = k;
+  }
+  free(run);
+  free(later);
+  free(run_rw);
+  free(later_rw);
+  free(r.bt_of);
+  p->kernels = r.out;
+  p->nkernels = r.nout;
+  p->regions = r.regions;
+  p->nregions = r.nregions;
+  // the step scalars and the blocks come after the graph's nodes, which
+  // the transposed copies added to
+  if (p->scalars)
+    ((IrNode *)p->scalars)->id = g->nnodes;
+  for (int b = 0; b < p->nblocks; b++)
+    ((IrNode *)p->blocks[b])->id = g->nnodes + 1 + b;
+}
