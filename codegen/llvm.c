@@ -58,7 +58,7 @@ typedef struct Cg {
   LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
   LLVMTypeRef entry_ty;        // RtEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
   LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick, i8 *region,
-                               //           i8 *gemm_rows}
+                               //           i8 *gemm_rows, i8 *lib_rows}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i8 *epilogue)
@@ -67,6 +67,7 @@ typedef struct Cg {
   LLVMTypeRef region_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 row_bytes, i64 unit, i8 *rt)
   LLVMTypeRef gemm_rows_ty;    // void (i8 *ctx, i32 tb, i64 N, i64 K, float *A, float *B, float beta, float *C,
                                //       RtGemmKernels *, i64 row0, i64 rows)
+  LLVMTypeRef lib_rows_ty;     // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
   LLVMTypeRef tile_ty;         // RtTileFn
   LLVMTypeRef uk_ty;           // RtGemmKernels
   int vw;                      // the target's vector width in floats
@@ -1439,7 +1440,7 @@ typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
-  LLVMValueRef region, gemm_rows;
+  LLVMValueRef region, gemm_rows, lib_rows;
   LLVMValueRef rt;               // rt itself
   LLVMValueRef uk;               // a RtGemmKernels, filled in for each GEMM
 } Entry;
@@ -1578,10 +1579,9 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
     run_loop(c, e, k->epilogue, bt->epilogue);
 }
 
-// rt->lib(rt->ctx, &descriptor, arena, state, B, epilogue or null): the
-// kernel's RtLib is a constant of the module, its bytes as the runtime
-// lays the struct out (the module is for this host).
-static void run_lib(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
+// The kernel's RtLib as a constant of the module (an i8 *), its bytes as
+// the runtime lays the struct out (the module is for this host).
+static LLVMValueRef lib_desc(Cg *c, const Kernel *k) {
   LLVMValueRef bytes = LLVMConstStringInContext(c->ctx, (const char *)k->lib, sizeof(RtLib), 1);
   char name[32];
   snprintf(name, sizeof name, "lib.%d", k->lib->node);
@@ -1590,8 +1590,13 @@ static void run_lib(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
   LLVMSetGlobalConstant(desc, 1);
   LLVMSetLinkage(desc, LLVMPrivateLinkage);
   LLVMSetAlignment(desc, _Alignof(RtLib));
+  return LLVMBuildBitCast(c->b, desc, c->i8p, "");
+}
+
+// rt->lib(rt->ctx, &descriptor, arena, state, B, epilogue or null).
+static void run_lib(Cg *c, Entry *e, const Kernel *k, LLVMValueRef epilogue) {
   LLVMValueRef epi = epilogue ? LLVMBuildBitCast(c->b, epilogue, c->i8p, "") : LLVMConstNull(c->i8p);
-  LLVMValueRef args[6] = {e->ctx, LLVMBuildBitCast(c->b, desc, c->i8p, ""), e->arena, e->state, e->B, epi};
+  LLVMValueRef args[6] = {e->ctx, lib_desc(c, k), e->arena, e->state, e->B, epi};
   LLVMBuildCall2(c->b, c->lib_ty, e->lib, args, 6, "");
 }
 
@@ -1621,15 +1626,17 @@ static Entry entry_of(Cg *c, LLVMValueRef arena, LLVMValueRef state, LLVMValueRe
     .arena = arena, .state = state, .B = B, .ctx = rt_field(c, rt, 0, NULL),
     .parallel = rt_field(c, rt, 1, c->parallel_ty), .sgemm = rt_field(c, rt, 2, c->sgemm_ty),
     .lib = rt_field(c, rt, 3, c->lib_ty), .tick = rt_field(c, rt, 4, c->tick_ty),
-    .region = rt_field(c, rt, 5, c->region_ty), .gemm_rows = rt_field(c, rt, 6, c->gemm_rows_ty), .rt = rt_i8,
+    .region = rt_field(c, rt, 5, c->region_ty), .gemm_rows = rt_field(c, rt, 6, c->gemm_rows_ty),
+    .lib_rows = rt_field(c, rt, 7, c->lib_rows_ty), .rt = rt_i8,
     .uk = uk,
   };
 }
 
 // A RtRegionFn for region r: each of its kernels on the batch's rows [lo,
 // hi), in order: a loop over those rows (its sums' rows zeroed first), a
-// product over their rows of C through rt->gemm_rows, then its epilogue
-// when that runs as a loop.
+// product over their rows of C through rt->gemm_rows or a softmax or layer
+// normalization through rt->lib_rows, then its epilogue when that runs as
+// a loop.
 static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
   const KRegion *reg = &c->p->regions[r];
   char name[64];
@@ -1647,18 +1654,23 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
       LLVMBuildCall2(c->b, c->loop_ty, bt->loop, rows, 5, "");
       continue;
     }
-    set_uks(c, &e, bt);
-    LLVMValueRef m = i64c(c, k->m.coef);
-    LLVMValueRef args[11] = {
-      e.ctx, i32c(c, k->tb), i64c(c, k->n.coef), i64c(c, k->k.coef),
-      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[0]), c->f32p, ""),
-      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[1]), c->f32p, ""),
-      f32c(c, k->accumulate ? 1 : 0),
-      LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[2]), c->f32p, ""),
-      e.uk, LLVMBuildNSWMul(c->b, lo, m, ""), LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, hi, lo, ""), m, ""),
-    };
-    LLVMBuildCall2(c->b, c->gemm_rows_ty, e.gemm_rows, args, 11, "");
-    if (bt->epilogue) {
+    if (k->kind == KN_LIB) {
+      LLVMValueRef args[7] = {e.ctx, lib_desc(c, k), e.arena, e.state, e.B, lo, hi};
+      LLVMBuildCall2(c->b, c->lib_rows_ty, e.lib_rows, args, 7, "");
+    } else {
+      set_uks(c, &e, bt);
+      LLVMValueRef m = i64c(c, k->m.coef);
+      LLVMValueRef args[11] = {
+        e.ctx, i32c(c, k->tb), i64c(c, k->n.coef), i64c(c, k->k.coef),
+        LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[0]), c->f32p, ""),
+        LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[1]), c->f32p, ""),
+        f32c(c, k->accumulate ? 1 : 0),
+        LLVMBuildBitCast(c->b, buf_ptr(c, &e, k->bufs[2]), c->f32p, ""),
+        e.uk, LLVMBuildNSWMul(c->b, lo, m, ""), LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, hi, lo, ""), m, ""),
+      };
+      LLVMBuildCall2(c->b, c->gemm_rows_ty, e.gemm_rows, args, 11, "");
+    }
+    if (bt->epilogue) {   // a product's or a layer normalization's, as a loop over the block's rows
       zero_rows(c, &e, k->epilogue, lo, hi);
       LLVMBuildCall2(c->b, c->loop_ty, bt->epilogue, rows, 5, "");
     }
@@ -1725,8 +1737,8 @@ static void init_types(Cg *c) {
   c->loop_ty = LLVMFunctionType(c->vd, loop, 5, 0);
   LLVMTypeRef entry[4] = {c->i8p, c->i8p, c->i64, c->i8p};
   c->entry_ty = LLVMFunctionType(c->vd, entry, 4, 0);
-  LLVMTypeRef rt[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
-  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 7, 0);
+  LLVMTypeRef rt[8] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
+  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 8, 0);
   LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
   LLVMTypeRef uk[12] = {c->i8p, c->i8p, c->i8p, c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->i8p, c->i8p, c->i64};
@@ -1749,6 +1761,8 @@ static void init_types(Cg *c) {
   LLVMTypeRef rows[11] = {c->i8p, c->i32, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
                           LLVMPointerType(c->uk_ty, 0), c->i64, c->i64};
   c->gemm_rows_ty = LLVMFunctionType(c->vd, rows, 11, 0);
+  LLVMTypeRef lrows[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64};
+  c->lib_rows_ty = LLVMFunctionType(c->vd, lrows, 7, 0);
 }
 
 // "nnc_train_step" from the program's entry name.

@@ -335,6 +335,8 @@ static bool check_kernel(const KProgram *p, const Kernel *k, char *err, size_t e
 static bool region_kernel(const Kernel *k) {
   if (k->kind == KN_LOOP)
     return k->ndim >= 1 && k->dims[0] == IR_N && k->parallel;
+  if (k->kind == KN_LIB)
+    return k->lib && rt_lib_rowwise(k->lib) && (!k->epilogue || region_kernel(k->epilogue));
   return k->kind == KN_GEMM && !k->ta && k->m.batched && !k->n.batched && !k->k.batched &&
          (!k->epilogue || region_kernel(k->epilogue));
 }
@@ -357,8 +359,8 @@ bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
     end = reg->last;
     for (int i = reg->first; i <= reg->last; i++)
       if (!region_kernel(p->kernels[i])) {
-        errorf(err, errsz, "kernel %d of region %d is not a loop over the batch or a product of the batch's rows",
-               i, r);
+        errorf(err, errsz, "kernel %d of region %d is not a loop over the batch, a product of the batch's rows "
+               "or a softmax or layer normalization of each sample", i, r);
         return false;
       }
   }

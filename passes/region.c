@@ -100,8 +100,39 @@ static bool gemm_rowwise(const Kernel *k, int64_t *bytes) {
   return true;
 }
 
+// Whether library kernel k is row-wise: a softmax or layer normalization
+// (or its input's gradient) within each sample (rt_lib_rowwise says the
+// same of its descriptor), with a row-wise epilogue if any (layernorm's
+// affine).
+static bool lib_rowwise(const Kernel *k, int64_t *bytes) {
+  const IrNode *n = k->node;
+  int64_t epi = 0;
+  if (k->kind != KN_LIB || !n || !batch_major(n) || (k->epilogue && !loop_rowwise(k->epilogue, &epi)))
+    return false;
+  switch (n->op) {
+  case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD:
+  case IR_LAYERNORM: case IR_LAYERNORM_GRAD:
+    break;
+  default:
+    return false;
+  }
+  if (n->attr.i[0] < 1 || n->attr.i[0] >= n->ndim)
+    return false;
+  *bytes = 4 * row_elems(n) + epi;
+  for (int i = 0; i < n->nsrc; i++) {
+    if (!batch_major(n->src[i]) || n->src[i]->ndim != n->ndim)
+      return false;
+    *bytes += 4 * row_elems(n->src[i]);
+  }
+  return true;
+}
+
 static bool rowwise(const Kernel *k, int64_t *bytes) {
-  return k->kind == KN_LOOP ? loop_rowwise(k, bytes) : gemm_rowwise(k, bytes);
+  switch (k->kind) {
+  case KN_LOOP: return loop_rowwise(k, bytes);
+  case KN_GEMM: return gemm_rowwise(k, bytes);
+  default: return lib_rowwise(k, bytes);
+  }
 }
 
 // The storage a buffer names: reshapes and other aliases share their
@@ -116,6 +147,8 @@ static const IrNode *storage(const IrNode *n) {
 static bool kernel_writes(const Kernel *k, int b) {
   if (k->kind == KN_GEMM)
     return b == 2;
+  if (k->kind == KN_LIB)
+    return k->bufs[b] == k->node;
   for (int i = 0; i < k->nstores; i++)
     if (k->stores[i].buf == b)
       return true;
@@ -160,6 +193,8 @@ typedef struct Regions {
   KProgram *p;
   Kernel **out;                // the new order
   int nout;
+  Kernel **first;              // the transposes of weights no kernel computes: at the program's start
+  int nfirst;
   KRegion *regions;
   int nregions;
   const IrNode **bt_of;        // bt_of[id]: the transposed copy of B node id, once made
@@ -193,7 +228,10 @@ static const IrNode *transposed(Regions *r, const IrNode *b) {
   st.idx.stride[0] = t->shape[1];
   st.idx.stride[1] = 1;
   ir_kernel_store(r->g, k, st);
-  r->out[r->nout++] = k;
+  if (ir_op_is_leaf(b->op))   // a parameter: the same all step long (updates come last)
+    r->first[r->nfirst++] = k;
+  else
+    r->out[r->nout++] = k;
   r->bt_of[b->id] = t;
   return t;
 }
@@ -226,7 +264,7 @@ void pass_regions(KProgram *p) {
   int nk = p->nkernels, nn = g->nnodes;
   // At most one transposed copy per node: the new nodes and kernels
   int cap = nk + nn + 1;
-  Regions r = {g, p, arena_alloc(g->arena, sizeof(Kernel *) * cap), 0,
+  Regions r = {g, p, arena_alloc(g->arena, sizeof(Kernel *) * cap), 0, xmalloc(sizeof(Kernel *) * (nn + 1)), 0,
                arena_alloc(g->arena, sizeof(KRegion) * (nk + 1)), 0, xcalloc(nn + 1, sizeof(IrNode *))};
   Kernel **run = xmalloc(sizeof(Kernel *) * (nk + 1)), **later = xmalloc(sizeof(Kernel *) * (nk + 1));
   char *run_rw = xcalloc(nn + 1, 1), *later_rw = xcalloc(nn + 1, 1);
@@ -266,6 +304,16 @@ void pass_regions(KProgram *p) {
   free(run_rw);
   free(later_rw);
   free(r.bt_of);
+  if (r.nfirst) {   // the leaves' transposes first: every kernel index moves up by their count
+    memmove(r.out + r.nfirst, r.out, sizeof(Kernel *) * r.nout);
+    memcpy(r.out, r.first, sizeof(Kernel *) * r.nfirst);
+    r.nout += r.nfirst;
+    for (int i = 0; i < r.nregions; i++) {
+      r.regions[i].first += r.nfirst;
+      r.regions[i].last += r.nfirst;
+    }
+  }
+  free(r.first);
   p->kernels = r.out;
   p->nkernels = r.nout;
   p->regions = r.regions;

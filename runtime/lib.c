@@ -280,6 +280,10 @@ static void ctx_gemm_rows(void *ctx, int tb, int64_t N, int64_t K, const float *
   k_gemm_micro(uk, false, tb, rows, N, K, A + row0 * K, K, Bm, tb ? K : N, beta != 0.0f, C + row0 * N, N, row0, 0);
 }
 
+static void ctx_lib_rows(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi) {
+  rt_lib_rows(ctx, k, arena, state, B, lo, hi);
+}
+
 static void ctx_tick(void *ctx, int kernel) {
   RtContext *c = ctx;
   if (c->tick)
@@ -291,7 +295,7 @@ static void ctx_lib(void *ctx, const RtLib *k, char *arena, char *state, int64_t
 }
 
 RtCalls rt_context_calls(RtContext *c) {
-  return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick, ctx_region, ctx_gemm_rows};
+  return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick, ctx_region, ctx_gemm_rows, ctx_lib_rows};
 }
 
 //
@@ -815,6 +819,21 @@ static void run_embedding(SplitCall *s) {
               "or make vocab larger", rt_lib_name(k->kind), (int)idx[bad], (long long)(bad / per),
               (long long)(bad % per), (long long)vocab);
   rt_pool_run(s->c->pool, embedding_share, s, k->kind == RL_EMBEDDING ? n : k->buf[2].shape[1]);
+}
+
+void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi) {
+  if (!rt_lib_rowwise(k) || lo < 0 || hi > B || lo >= hi)
+    return;
+  SplitCall s = {.c = c, .k = k, .arena = arena, .state = state, .B = B, .N = B, .T = 1};
+  const RtLibBuf *r = &k->buf[k->nbufs - 1];
+  if (k->kind == RL_LAYERNORM || k->kind == RL_LAYERNORM_GRAD) {
+    int64_t per = rt_lib_numel(r, 1) / layernorm_row(k);   // rows of a sample
+    layernorm_share(&s, lo * per, hi * per);
+    return;
+  }
+  int64_t outer, C, inner;
+  around_axis(r, (int)k->i[0], 1, &outer, &C, &inner);   // outer: a sample's
+  softmax_share(&s, lo * outer, hi * outer);
 }
 
 void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epi) {

@@ -30,3 +30,20 @@ int64_t rt_lib_numel(const RtLibBuf *b, int64_t B) {
     n *= b->shape[i] == RT_BATCH ? B : b->shape[i];
   return n;
 }
+
+bool rt_lib_rowwise(const RtLib *k) {
+  const RtLibBuf *r = &k->buf[k->nbufs - 1];
+  if (k->nbufs < 2 || r->ndim < 2 || r->shape[0] != RT_BATCH)
+    return false;
+  for (int b = 0; b < k->nbufs; b++)
+    if (k->buf[b].ndim != r->ndim || k->buf[b].shape[0] != RT_BATCH)
+      return false;
+  switch (k->kind) {
+  case RL_SOFTMAX: case RL_LOG_SOFTMAX: case RL_SOFTMAX_GRAD: case RL_LOG_SOFTMAX_GRAD:
+    return k->i[0] >= 1 && k->i[0] < r->ndim;
+  case RL_LAYERNORM: case RL_LAYERNORM_GRAD:
+    return k->i[0] >= 1 && k->i[0] < r->ndim;
+  default:
+    return false;
+  }
+}

@@ -147,6 +147,10 @@ typedef struct RtLib {
 
 // The name of a kind: "conv2d", "maxpool_grad", ... (the graph op's).
 const char *rt_lib_name(int kind);
+// Whether library kernel k may run on a block of the batch's rows
+// (RtCalls.lib_rows): a softmax, log-softmax or layer normalization, or
+// their input's gradient, over dimensions of one sample each.
+bool rt_lib_rowwise(const RtLib *k);
 // Elements of buffer b at batch B.
 int64_t rt_lib_numel(const RtLibBuf *b, int64_t B);
 
@@ -198,6 +202,9 @@ typedef struct RtCalls {
   // row-major, B (K, N), or (N, K) when tb.
   void (*gemm_rows)(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta, float *C,
                     const RtGemmKernels *uk, int64_t row0, int64_t rows);
+  // Library kernel k (one rt_lib_rowwise allows) on the batch's rows [lo,
+  // hi), on the calling thread (inside a region's block).
+  void (*lib_rows)(void *ctx, const struct RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
 } RtCalls;
 
 // The compiled entry point: runs the whole program for batch B (1 <= B <=
@@ -418,6 +425,9 @@ void rt_step_scalars(float *k, const RtStep *s, int64_t steps);
 RtCalls rt_context_calls(RtContext *c);
 // Runs library kernel k for batch B on c's pool (what RtCalls.lib does).
 void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epilogue);
+// The same on rows [lo, hi) of the batch, on the calling thread, for a
+// kernel rt_lib_rowwise allows (what RtCalls.lib_rows does).
+void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
 
 //
 // The kernels
