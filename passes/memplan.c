@@ -293,6 +293,10 @@ void pass_memplan(KProgram *p, const bool *keep) {
     Kernel *k = p->kernels[i];
     const IrNode *res = kernel_result(k);
     bool res_pinned = pl.grad_of && pl.grad_of[res->id];
+    if (kernel_product(k) && !k->epilogue && pl.slot[kernel_product(k)->id] >= 0) {
+      share_slot(&pl, kernel_product(k), pl.slot[kernel_product(k)->id], last[kernel_product(k)->id]);
+      continue;   // a product that adds to what an earlier one wrote (pass_regions' sums)
+    }
     if (kernel_product(k)) {
       const IrNode *c = kernel_product(k);
       bool c_pinned = pl.grad_of && pl.grad_of[c->id];

@@ -257,9 +257,96 @@ static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **l
     r->out[r->nout++] = later[i];
 }
 
+// Whether epilogue e of a product is a plain sum: loads at the index of
+// its one store, and adds, each value used once, the last one stored.
+static bool sum_epilogue(const Kernel *e) {
+  if (!e || e->nstores != 1 || e->stores[0].reduce != KR_NONE || e->nbody < 3 ||
+      e->stores[0].value != e->nbody - 1)
+    return false;
+  int *used = xcalloc(e->nbody, sizeof(int)), loads = 0, adds = 0;
+  bool ok = true;
+  for (int i = 0; i < e->nbody && ok; i++) {
+    const KInstr *in = &e->body[i];
+    if (in->op == KI_LOAD) {
+      ok = !memcmp(&in->idx, &e->stores[0].idx, sizeof in->idx);
+      loads++;
+    } else if (in->op == KI_ADD) {
+      ok = in->a < i && in->b < i && ++used[in->a] == 1 && ++used[in->b] == 1;
+      adds++;
+    } else
+      ok = false;
+  }
+  free(used);
+  return ok && adds == loads - 1;
+}
+
+// Weight gradients of a weight several products read (an unrolled
+// recurrence's W_hh, by every step) come out of fusion as one product per
+// reader, each into a buffer of its own, and the last product's epilogue
+// adding them all (27 buffers of 256 KB for lstm's W_hh). Here they become
+// products that accumulate into the sum's buffer, in kernel order, where
+// each addend is a product of the same size with no epilogue that nothing
+// else reads.
+static void accumulate_sums(KProgram *p) {
+  int ids = p->g->nnodes + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the step scalars, the blocks
+  int *writer = xmalloc(sizeof(int) * ids), *readers = xcalloc(ids, sizeof(int));
+  for (int i = 0; i < ids; i++)
+    writer[i] = -1;
+  for (int i = 0; i < p->nkernels; i++)
+    for (const Kernel *e = p->kernels[i]; e; e = e->epilogue)
+      for (int b = 0; b < e->nbufs; b++) {
+        int id = storage(e->bufs[b])->id;
+        if (kernel_writes(e, b))
+          writer[id] = writer[id] < 0 ? i : -2;   // -2: several
+        else
+          readers[id]++;
+      }
+  for (int i = 0; i < p->nkernels; i++) {
+    Kernel *k = p->kernels[i], *e = k->epilogue;
+    if (k->kind != KN_GEMM || k->accumulate || !sum_epilogue(e))
+      continue;
+    const IrNode *sum = e->bufs[e->stores[0].buf];
+    bool ok = writer[storage(sum)->id] == i;
+    for (int j = 0; j < e->nbody && ok; j++) {
+      const KInstr *in = &e->body[j];
+      if (in->op != KI_LOAD || e->bufs[in->buf] == k->bufs[2])
+        continue;
+      const IrNode *part = e->bufs[in->buf];
+      int w = writer[storage(part)->id];
+      const Kernel *pk = w >= 0 ? p->kernels[w] : NULL;
+      ok = pk && w < i && pk->kind == KN_GEMM && !pk->epilogue && !pk->accumulate && pk->bufs[2] == part &&
+           readers[storage(part)->id] == 1 && pk->m.coef == k->m.coef && pk->m.batched == k->m.batched &&
+           pk->n.coef == k->n.coef && pk->n.batched == k->n.batched;
+    }
+    if (!ok)
+      continue;
+    int first = i;
+    for (int j = 0; j < e->nbody; j++) {
+      const KInstr *in = &e->body[j];
+      if (in->op != KI_LOAD || e->bufs[in->buf] == k->bufs[2])
+        continue;
+      int w = writer[storage(e->bufs[in->buf])->id];
+      first = w < first ? w : first;
+      p->kernels[w]->bufs[2] = sum;
+    }
+    for (int j = 0; j < e->nbody; j++) {
+      const KInstr *in = &e->body[j];
+      if (in->op == KI_LOAD && e->bufs[in->buf] != k->bufs[2])
+        p->kernels[writer[storage(e->bufs[in->buf])->id]]->accumulate = true;
+    }
+    p->kernels[first]->accumulate = false;   // the first in order writes the sum, the others add to it
+    k->bufs[2] = sum;
+    k->accumulate = first != i;
+    k->epilogue = NULL;
+  }
+  free(writer);
+  free(readers);
+}
+
 void pass_regions(KProgram *p) {
   if (p->max_batch < REGION_MIN_BATCH)
     return;
+  accumulate_sums(p);
   IrGraph *g = (IrGraph *)p->g;
   int nk = p->nkernels, nn = g->nnodes;
   // At most one transposed copy per node: the new nodes and kernels
@@ -267,7 +354,8 @@ void pass_regions(KProgram *p) {
   Regions r = {g, p, arena_alloc(g->arena, sizeof(Kernel *) * cap), 0, xmalloc(sizeof(Kernel *) * (nn + 1)), 0,
                arena_alloc(g->arena, sizeof(KRegion) * (nk + 1)), 0, xcalloc(nn + 1, sizeof(IrNode *))};
   Kernel **run = xmalloc(sizeof(Kernel *) * (nk + 1)), **later = xmalloc(sizeof(Kernel *) * (nk + 1));
-  char *run_rw = xcalloc(nn + 1, 1), *later_rw = xcalloc(nn + 1, 1);
+  int ids = nn + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the step scalars, the blocks
+  char *run_rw = xcalloc(ids, 1), *later_rw = xcalloc(ids, 1);
   int nrun = 0, nlater = 0;
   int64_t row_bytes = 0;
   for (int i = 0; i <= nk; i++) {
@@ -286,8 +374,8 @@ void pass_regions(KProgram *p) {
       continue;
     }
     flush(&r, run, nrun, row_bytes, later, nlater);
-    memset(run_rw, 0, nn + 1);
-    memset(later_rw, 0, nn + 1);
+    memset(run_rw, 0, ids);
+    memset(later_rw, 0, ids);
     nrun = nlater = 0;
     row_bytes = 0;
     if (!k)
