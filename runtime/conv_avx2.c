@@ -103,25 +103,36 @@ static bool fits(const KConv2d *g) {
 
 bool k_avx2_conv_fits(const KConv2d *g) { return k_avx2() && fits(g); }
 
-// The convolution dx of g is: dy padded by dh*(KH-1) - ph (stride 1),
-// with w flipped and its O and C swapped. Meaningful where that padding
-// is not negative; faster than col2im where the padded dy of an image
-// stays in L1 (resnet18's 64 channels at 7x7: 43-62 GFLOP/s against 35-52
-// on one core), not where each tile reads it from L2 (cnn's 64 channels
-// at 11x11 padded to 15x15: 36-52 against 39-55).
-#define GRAD_INPUT_MAX_PLANE 6144   // floats: 24 KiB
-static KConv2d grad_input_geometry(const KConv2d *g) {
-  KConv2d t = *g;
-  t.C = g->O, t.O = g->C;
-  t.H = g->H + 2 * g->ph - g->dh * (g->KH - 1), t.W = g->W + 2 * g->pw - g->dw * (g->KW - 1);
-  t.ph = g->dh * (g->KH - 1) - g->ph, t.pw = g->dw * (g->KW - 1) - g->pw;
-  return t;
+// The input gradient, dx[c, h, w] = sum over (o, kh, kw) of w[o, c, kh,
+// kw] * dy[o, h + ph - kh*dh, w + pw - kw*dw], is a stride-1 convolution
+// of dy with w flipped and its O and C swapped. Taken wide at q = h*L + w
+// with L = W + pw, it reads dy stored L wide: each row's OW values, then
+// ex = dw*(KW-1) - pw zeros (L = OW + ex), which are also what a window
+// reaching past the left edge reads, at the end of the row before; eh =
+// dh*(KH-1) - ph zero rows above and below, and one more above for the
+// first row's reach to the left. So only pw columns of each row of dx are
+// computed and dropped (a forward of dy padded on both sides would drop
+// dw*(KW-1)), none at padding 0. Where ex or eh would be negative (padding
+// wider than the window), im2col's GEMM and col2im take it.
+typedef struct Back {
+  int64_t ex, eh, L, Hd, Q, Qr;   // Hd: rows of a channel of the stored dy
+} Back;
+
+static Back back_of(const KConv2d *g) {
+  Back b;
+  int64_t OH = g->H + 2 * g->ph - g->dh * (g->KH - 1);
+  b.ex = g->dw * (g->KW - 1) - g->pw, b.eh = g->dh * (g->KH - 1) - g->ph;
+  b.L = g->W + g->pw, b.Hd = OH + 2 * b.eh + 1;
+  b.Q = (g->H - 1) * b.L + g->W, b.Qr = round_up(b.Q, NR);
+  return b;
 }
 
 static bool grad_input_fits(const KConv2d *g) {
-  KConv2d t = grad_input_geometry(g);
-  return fits_any(g) && t.ph >= 0 && t.pw >= 0 && t.H >= 1 && t.W >= 1 && fits(&t) &&
-         t.C * (t.H + 2 * t.ph) * (t.W + 2 * t.pw) <= GRAD_INPUT_MAX_PLANE;
+  if (!fits_any(g))
+    return false;
+  Back b = back_of(g);
+  return b.ex >= 0 && b.eh >= 0 && g->H * g->W >= MIN_OUTPUTS && 5 * g->H * g->W >= 3 * b.Qr &&
+         g->O * b.Hd * b.L + MARGIN <= INT32_MAX;
 }
 
 bool k_avx2_conv_grad_input_fits(const KConv2d *g) { return k_avx2() && grad_input_fits(g); }
@@ -147,14 +158,15 @@ static int64_t scratch_of(const KConv2d *g) {
   int64_t CKK = g->C * g->KH * g->KW, Or = round_up(g->O, CNR);
   int64_t fwd = fits(g) ? round_up(g->O, MR) * CKK + round_up(g->O, MR) * v.Qr : 0;
   int64_t dw = grad_weight_fits(g) ? v.OH * v.OW * Or + CKK * Or : 0;
-  return g->C * v.Hp * v.Wp + MARGIN + CKK + (fwd > dw ? fwd : dw);
+  return g->C * v.Hp * v.Wp + MARGIN + 2 * CKK + (fwd > dw ? fwd : dw);
 }
 
 int64_t k_avx2_conv_scratch(const KConv2d *g) {
   int64_t n = scratch_of(g);
-  if (grad_input_fits(g)) {   // the forward of dy
-    KConv2d t = grad_input_geometry(g);
-    int64_t m = scratch_of(&t);
+  if (grad_input_fits(g)) {   // the stored dy, the offsets, the packed weights, the wide dx
+    Back b = back_of(g);
+    int64_t OKK = g->O * g->KH * g->KW, Cm = round_up(g->C, MR);
+    int64_t m = g->O * b.Hd * b.L + MARGIN + 2 * OKK + Cm * OKK + Cm * b.Qr;
     n = n > m ? n : m;
   }
   return n;
@@ -187,10 +199,10 @@ static void tap_starts(int32_t *off, int64_t C, int64_t KH, int64_t KW, int64_t 
 #ifdef HAVE_AVX2_PATH
 #define AVX2 __attribute__((target("avx2,fma")))
 
-// C[0..mr, 0..24] = sum over r < K of a[r*4 + i] * b[off[r] ..+ 24]:
+// C[0..mr, 0..24] (+)= sum over r < K of a[r*4 + i] * b[off[r] ..+ 24]:
 // the forward's tile, a packed 4 rows at a time.
 AVX2 static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,
-                           int mr) {
+                           int mr, bool add) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
   __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
   for (int64_t r = 0; r < K; r++, a += MR) {
@@ -207,8 +219,44 @@ AVX2 static void tile_rows(int64_t K, const float *a, const float *b, const int3
   }
   __m256 v[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   for (int i = 0; i < mr; i++)
-    for (int j = 0; j < 3; j++)
-      _mm256_storeu_ps(c + i * ldc + 8 * j, v[i][j]);
+    for (int j = 0; j < 3; j++) {
+      float *p = c + i * ldc + 8 * j;
+      _mm256_storeu_ps(p, add ? _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]) : v[i][j]);
+    }
+}
+
+// The same for the last columns of a row of tiles: nv vectors of 8 (1 or
+// 2) instead of 3.
+AVX2 static void tile_rows_narrow(int64_t K, const float *a, const float *b, const int32_t *off, float *c,
+                                  int64_t ldc, int mr, bool add, int nv) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  if (nv == 1)
+    for (int64_t r = 0; r < K; r++, a += MR) {
+      __m256 b0 = _mm256_loadu_ps(b + off[r]);
+      c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), b0, c00);
+      c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
+      c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c20);
+      c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c30);
+    }
+  else
+    for (int64_t r = 0; r < K; r++, a += MR) {
+      const float *p = b + off[r];
+      __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
+      __m256 t = _mm256_broadcast_ss(a);
+      c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
+      t = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
+      t = _mm256_broadcast_ss(a + 2);
+      c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
+      t = _mm256_broadcast_ss(a + 3);
+      c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
+    }
+  __m256 v[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nv; j++) {
+      float *p = c + i * ldc + 8 * j;
+      _mm256_storeu_ps(p, add ? _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]) : v[i][j]);
+    }
 }
 
 // C[0..mr, 0..16] += sum over the outputs (oh, ow) of a_i[oh*Wp + ow] *
@@ -292,8 +340,14 @@ static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, int64_
 }
 
 static void tile_rows(int64_t K, const float *a, const float *b, const int32_t *off, float *c, int64_t ldc,
-                      int mr) {
-  (void)K, (void)a, (void)b, (void)off, (void)c, (void)ldc, (void)mr;
+                      int mr, bool add) {
+  (void)K, (void)a, (void)b, (void)off, (void)c, (void)ldc, (void)mr, (void)add;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
+static void tile_rows_narrow(int64_t K, const float *a, const float *b, const int32_t *off, float *c,
+                             int64_t ldc, int mr, bool add, int nv) {
+  (void)K, (void)a, (void)b, (void)off, (void)c, (void)ldc, (void)mr, (void)add, (void)nv;
   nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
 }
 
@@ -304,52 +358,125 @@ static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const 
 }
 #endif
 
-// The forward of geometry g on images whose weights are packed in wp
-// (round_up(O, 4) rows, by 4 rows r-major: wp[(ob*CKK + r)*4 + i]):
-// y (N, O, OH, OW) (+)= the convolution of x (N, C, H, W).
-static void conv_images(float *y, bool add, const float *x, const float *wp, const KConv2d *g, float *ws) {
-  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
-  int64_t CKK = g->C * g->KH * g->KW, P = v.OH * v.OW, HW = g->H * g->W;
-  float *xp = ws, *yw = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image, the wide output (O, Qr)
-  int32_t *off = (int32_t *)(yw + round_up(g->O, MR) * v.Qr);
-  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
-  for (int64_t n = 0; n < g->N; n++) {
-    pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
-    for (int64_t j = 0; j < v.Qr; j += NR)
-      for (int64_t o = 0; o < g->O; o += MR)
-        tile_rows(CKK, wp + o * CKK, xp + j, off, yw + o * v.Qr + j, v.Qr, g->O - o < MR ? (int)(g->O - o) : MR);
-    float *yn = y + n * g->O * P;
-    for (int64_t o = 0; o < g->O; o++)
-      for (int64_t oh = 0; oh < v.OH; oh++) {
-        const float *src = yw + o * v.Qr + oh * v.Wp;
-        float *dst = yn + (o * v.OH + oh) * v.OW;
-        if (add)
-          for (int64_t i = 0; i < v.OW; i++)
-            dst[i] += src[i];
+// A stride-1 convolution taken wide, the forward's and the input
+// gradient's: out (M, Qr) at q = h*L + w, out[i, q] = the sum over taps
+// (c, k, kw) of a[i, tap] * img[c*plane + (h + k*dh)*L + w + kw*dw], img
+// from base. The rows of img outside [Z, Z + D) hold zeros, so a tile of
+// outputs in rows [h0, h1] skips the taps k whose rows h + k*dh all lie
+// there (a padded image's first and last rows). The channels go in blocks
+// of cb, each block's image (cb planes) and weights in L1 while its tiles
+// run, adding into out after the first; a block's taps go k-major, (k, c,
+// kw), so that the taps a tile keeps are one run.
+typedef struct WideConv {
+  int64_t M, C, KH, KW, dh, dw;   // rows of out, channels of img, the window
+  int64_t L, plane, Z, D, Q, Qr;  // img's row and channel; its zero rows above, its rows of data; out's columns
+  int64_t cb;                     // channels per block
+} WideConv;
+
+// A block's image: this many floats (32 KiB, L1's size) or fewer: smaller
+// blocks cost more in adding the blocks' sums than they save.
+#define WIDE_BLOCK 8192
+
+static WideConv wide_conv(int64_t M, int64_t C, const KConv2d *g, int64_t L, int64_t plane, int64_t Z, int64_t D,
+                          int64_t Q) {
+  WideConv v = {.M = M, .C = C, .KH = g->KH, .KW = g->KW, .dh = g->dh, .dw = g->dw, .L = L, .plane = plane,
+                .Z = Z, .D = D, .Q = Q, .Qr = round_up(Q, NR)};
+  int64_t blocks = (C * plane + WIDE_BLOCK - 1) / WIDE_BLOCK;
+  v.cb = (C + blocks - 1) / blocks;
+  return v;
+}
+
+// For each tap r of v in order, off[r]: where it reads output 0 from
+// base, and src[r]: its weight's index in w, less that of the row (c*cs +
+// kh*KW + kw, or with the window flipped, c*cs + KH*KW-1 - kh*KW - kw).
+static void wide_taps(int32_t *off, int32_t *src, const WideConv *v, int64_t cs, bool flip) {
+  int64_t KK = v->KH * v->KW;
+  for (int64_t c0 = 0; c0 < v->C; c0 += v->cb)
+    for (int64_t k = 0; k < v->KH; k++)
+      for (int64_t c = c0; c < v->C && c < c0 + v->cb; c++)
+        for (int64_t kw = 0; kw < v->KW; kw++) {
+          *off++ = (int32_t)(c * v->plane + k * v->dh * v->L + kw * v->dw);
+          *src++ = (int32_t)(c * cs + (flip ? KK - 1 - k * v->KW - kw : k * v->KW + kw));
+        }
+}
+
+// out = the wide convolution of the image at base with the weights wp,
+// packed 4 rows at a time (wp[(i/4*C*KH*KW + tap)*4 + i%4]).
+static void wide_run(float *out, const float *wp, const float *base, const int32_t *off, const WideConv *v) {
+  int64_t KK = v->KH * v->KW, CKK = v->C * KK;
+  for (int64_t c0 = 0; c0 < v->C; c0 += v->cb) {
+    int64_t m = v->C - c0 < v->cb ? v->C - c0 : v->cb;
+    for (int64_t j = 0; j < v->Q; j += NR) {
+      int nv = v->Q - j >= NR ? 3 : (int)((v->Q - j + 7) / 8);
+      int64_t h0 = j / v->L, h1 = (j + 8 * nv - 1) / v->L;
+      int64_t below = v->Z - h1, above = v->Z + v->D - 1 - h0;   // k*dh within [below, above]
+      int64_t klo = below <= 0 ? 0 : (below + v->dh - 1) / v->dh;
+      int64_t khi = above < 0 ? -1 : above / v->dh < v->KH - 1 ? above / v->dh : v->KH - 1;
+      int64_t r0 = c0 * KK + klo * m * v->KW, K = khi >= klo ? (khi - klo + 1) * m * v->KW : 0;
+      for (int64_t i = 0; i < v->M; i += MR) {
+        int mr = v->M - i < MR ? (int)(v->M - i) : MR;
+        const float *a = wp + (i / MR * CKK + r0) * MR;
+        if (nv == 3)
+          tile_rows(K, a, base + j, off + r0, out + i * v->Qr + j, v->Qr, mr, c0 > 0);
         else
-          memcpy(dst, src, sizeof(float) * v.OW);
+          tile_rows_narrow(K, a, base + j, off + r0, out + i * v->Qr + j, v->Qr, mr, c0 > 0, nv);
       }
+    }
   }
 }
 
+// y (N, O, OH, OW) = the convolution of x (N, C, H, W), on the padded
+// image wide at q = oh*Wp + ow.
 void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws) {
-  int64_t CKK = g->C * g->KH * g->KW, Om = round_up(g->O, MR);
-  float *wp = ws;   // 4 rows at a time, rows past O repeating the last
-  for (int64_t o = 0; o < Om; o++)
+  Wide v = wide_of(g->H, g->W, g->KH, g->KW, g->ph, g->pw, g->dh, g->dw);
+  WideConv wc = wide_conv(g->O, g->C, g, v.Wp, v.Hp * v.Wp, g->ph, g->H, v.Q);
+  int64_t KK = g->KH * g->KW, CKK = g->C * KK, Om = round_up(g->O, MR), P = v.OH * v.OW, HW = g->H * g->W;
+  float *wp = ws, *xp = wp + Om * CKK, *yw = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; (Om, Qr)
+  int32_t *off = (int32_t *)(yw + Om * v.Qr), *src = off + CKK;
+  wide_taps(off, src, &wc, KK, false);
+  for (int64_t o = 0; o < Om; o++)   // rows past O repeat the last
     for (int64_t r = 0; r < CKK; r++)
-      wp[(o / MR * CKK + r) * MR + o % MR] = w[(o < g->O ? o : g->O - 1) * CKK + r];
-  conv_images(y, false, x, wp, g, ws + Om * CKK);
+      wp[(o / MR * CKK + r) * MR + o % MR] = w[(o < g->O ? o : g->O - 1) * CKK + src[r]];
+  for (int64_t n = 0; n < g->N; n++) {
+    pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
+    wide_run(yw, wp, xp, off, &wc);
+    float *yn = y + n * g->O * P;
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t oh = 0; oh < v.OH; oh++)
+        memcpy(yn + (o * v.OH + oh) * v.OW, yw + o * v.Qr + oh * v.Wp, sizeof(float) * v.OW);
+  }
 }
 
+// dx (N, C, H, W) += the input gradient of dy (N, O, OH, OW): the wide
+// convolution of dy stored L wide (see back_of) with w flipped and its O
+// and C swapped.
 void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws) {
-  KConv2d t = grad_input_geometry(g);
+  Back b = back_of(g);
+  int64_t OH = b.Hd - 2 * b.eh - 1, OW = b.L - b.ex, P = OH * OW, HW = g->H * g->W, plane = b.Hd * b.L;
+  WideConv wc = wide_conv(g->C, g->O, g, b.L, plane, b.eh, OH, b.Q);
   int64_t KK = g->KH * g->KW, CKK = g->C * KK, OKK = g->O * KK, Cm = round_up(g->C, MR);
-  float *wp = ws;   // w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw], packed as the forward's
-  for (int64_t c = 0; c < Cm; c++)
+  float *wp = ws, *dyp = wp + Cm * OKK, *xw = dyp + g->O * plane + MARGIN;   // the stored dy; the wide dx (Cm, Qr)
+  int32_t *off = (int32_t *)(xw + Cm * b.Qr), *src = off + OKK;
+  wide_taps(off, src, &wc, CKK, true);
+  for (int64_t c = 0; c < Cm; c++)   // w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw]; rows past C repeat the last
+    for (int64_t r = 0; r < OKK; r++)
+      wp[(c / MR * OKK + r) * MR + c % MR] = w[(c < g->C ? c : g->C - 1) * KK + src[r]];
+  memset(dyp, 0, sizeof(float) * (g->O * plane + MARGIN));   // the zeros stay; each image fills the rest
+  for (int64_t n = 0; n < g->N; n++) {
+    const float *dyn = dy + n * g->O * P;
     for (int64_t o = 0; o < g->O; o++)
-      for (int64_t k = 0; k < KK; k++)
-        wp[(c / MR * OKK + o * KK + k) * MR + c % MR] = w[o * CKK + (c < g->C ? c : g->C - 1) * KK + KK - 1 - k];
-  conv_images(dx, true, dy, wp, &t, ws + Cm * OKK);
+      for (int64_t oh = 0; oh < OH; oh++)
+        memcpy(dyp + o * plane + (1 + b.eh + oh) * b.L, dyn + (o * OH + oh) * OW, sizeof(float) * OW);
+    wide_run(xw, wp, dyp + b.L - b.ex, off, &wc);   // (tap (0, 0) of output 0 reads row 1, ex to the left)
+    float *dxn = dx + n * g->C * HW;
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t h = 0; h < g->H; h++) {
+        const float *src = xw + c * b.Qr + h * b.L;
+        float *dst = dxn + (c * g->H + h) * g->W;
+        for (int64_t i = 0; i < g->W; i++)
+          dst[i] += src[i];
+      }
+  }
 }
 
 // dw += the dot products of each image, 3 x 3 at a time.

@@ -351,11 +351,11 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
-  if (direct && dw) {   // dw in place from x
+  if (direct && dw && k_avx2_conv_grad_weight_fits(g)) {   // dw in place from x
     k_avx2_conv_grad_weight(dw, dy, x, g, ws);
     dw = NULL;
   }
-  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx as the forward of dy
+  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx in place from dy
     k_avx2_conv_grad_input(dx, dy, w, g, ws);
     dx = NULL;
   }
@@ -450,20 +450,19 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, cons
 
 // The cpu backend's: its GEMM and the fast im2col, or, on AVX2 hosts
 // without AVX-512, the stride-1 convolutions of conv_avx2.c where they fit
-// (the weight gradient only: dx stays with col2im) and the caller brings no GEMM of its own (one that splits the product
-// across threads, for a batch smaller than the pool).
-static bool direct_path(const KConv2d *g, KGemmFn gemm, bool grad_weight) {
-  return !gemm && !k_avx512() && (grad_weight ? k_avx2_conv_grad_weight_fits(g) : k_avx2_conv_fits(g));
-}
+// (each of the forward, dw and dx on its own) and the caller brings no
+// GEMM of its own (one that splits the product across threads, for a
+// batch smaller than the pool).
+static bool direct_path(KGemmFn gemm) { return !gemm && !k_avx512() && k_avx2(); }
 
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
-  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, false));
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(gemm) && k_avx2_conv_fits(g));
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws, KGemmFn gemm) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, true));
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true, direct_path(gemm));
 }
 
 //
