@@ -37,6 +37,7 @@
 // reference on such hosts.
 #include "runtime.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,99 @@ AVX2 static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, i
     dots[i] = _mm_cvtss_f32(h);
   }
 }
+
+// maxpool(2) on 8 outputs at once (maxpool_2x2 in kernels_conv.c): the
+// even and odd columns of two input rows, by shuffles of 16 consecutive
+// floats, then max_step's scan as selects. The reference's bytes.
+AVX2 void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+  static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t W = g->W;
+  const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
+  const __m256i wv = _mm256_set1_epi32((int32_t)W);
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    const float *xp = x + nc * g->H * W;   // (H,W)
+    float *yp = y + nc * OH * OW;          // (OH,OW)
+    int32_t *ap = argmax ? argmax + nc * OH * OW : NULL;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow += 8) {
+        int64_t cnt = OW - ow < 8 ? OW - ow : 8, i = 2 * oh * W + 2 * ow;   // outputs; 2*cnt inputs per row
+        const float *r0 = xp + i, *r1 = r0 + W;
+        __m256 a, b, c, d;
+        __m256i mo = _mm256_loadu_si256((const __m256i *)(lanes + 8 - cnt));
+        if (cnt == 8) {
+          a = _mm256_loadu_ps(r0), b = _mm256_loadu_ps(r0 + 8), c = _mm256_loadu_ps(r1), d = _mm256_loadu_ps(r1 + 8);
+        } else {
+          __m256i mlo = _mm256_loadu_si256((const __m256i *)(lanes + 8 - (cnt >= 4 ? 8 : 2 * cnt)));
+          __m256i mhi = _mm256_loadu_si256((const __m256i *)(lanes + 8 - (cnt <= 4 ? 0 : 2 * cnt - 8)));
+          a = _mm256_maskload_ps(r0, mlo), b = _mm256_maskload_ps(r0 + 8, mhi);
+          c = _mm256_maskload_ps(r1, mlo), d = _mm256_maskload_ps(r1 + 8, mhi);
+        }
+#define EVEN(p, q) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p, q, 0x88)), 0xd8))
+#define ODD(p, q) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p, q, 0xdd)), 0xd8))
+        __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int32_t)i), step), at = idx;
+        __m256 best = EVEN(a, b);
+        __m256 v[3] = {ODD(a, b), EVEN(c, d), ODD(c, d)};
+#undef EVEN
+#undef ODD
+        __m256i vi[3] = {_mm256_add_epi32(idx, one), _mm256_add_epi32(idx, wv),
+                         _mm256_add_epi32(_mm256_add_epi32(idx, wv), one)};
+        for (int s = 0; s < 3; s++) {
+          __m256 take = _mm256_or_ps(_mm256_cmp_ps(v[s], best, _CMP_GT_OQ), _mm256_cmp_ps(v[s], v[s], _CMP_UNORD_Q));
+          best = _mm256_blendv_ps(best, v[s], take);
+          at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(vi[s]), take));
+        }
+        _mm256_maskstore_ps(yp + oh * OW + ow, mo, best);
+        if (ap)
+          _mm256_maskstore_epi32(ap + oh * OW + ow, mo, at);
+      }
+  }
+}
+
+// Max pooling of small planes (resnet18's 14x14 before its 3x3 pool):
+// planes nc..nc+7, one per lane, their values moved position-major into
+// xt (8*H*W floats), every window max_step's scan on whole vectors into
+// yt and att (8*OH*OW each), moved back to the 8 planes. The reference's
+// bytes.
+AVX2 void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
+                                 int64_t OW, int64_t nc, float *xt) {
+  int64_t HW = g->H * g->W, OHW = OH * OW;
+  float *yt = xt + 8 * HW;
+  int32_t *att = (int32_t *)(yt + 8 * OHW);
+  const float *xp = x + nc * HW;
+  for (int l = 0; l < 8; l++)
+    for (int64_t p = 0; p < HW; p++)
+      xt[8 * p + l] = xp[l * HW + p];
+  const __m256i none = _mm256_set1_epi32(-1);
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow = 0; ow < OW; ow++) {
+      __m256 best = _mm256_set1_ps(-INFINITY);
+      __m256i at = none;
+      for (int64_t kh = 0; kh < g->kh; kh++) {
+        int64_t h = oh * g->sh - g->ph + kh * g->dh;
+        if (h < 0 || h >= g->H)
+          continue;
+        for (int64_t kw = 0; kw < g->kw; kw++) {
+          int64_t w = ow * g->sw - g->pw + kw * g->dw;
+          if (w < 0 || w >= g->W)
+            continue;
+          __m256 v = _mm256_loadu_ps(xt + 8 * (h * g->W + w));
+          __m256 take = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)),
+                                     _mm256_castsi256_ps(_mm256_cmpeq_epi32(at, none)));
+          best = _mm256_blendv_ps(best, v, take);
+          at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at),
+                                                    _mm256_castsi256_ps(_mm256_set1_epi32((int32_t)(h * g->W + w))), take));
+        }
+      }
+      _mm256_storeu_ps(yt + 8 * (oh * OW + ow), best);
+      _mm256_storeu_si256((__m256i *)(att + 8 * (oh * OW + ow)), at);
+    }
+  for (int l = 0; l < 8; l++)
+    for (int64_t p = 0; p < OHW; p++) {
+      y[(nc + l) * OHW + p] = yt[8 * p + l];
+      if (argmax)
+        argmax[(nc + l) * OHW + p] = att[8 * p + l];
+    }
+}
 #else
 static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, int64_t P, int mo, const float *xp,
                      const int32_t *off, int mr, float *dots) {
@@ -354,6 +448,17 @@ static void tile_rows_narrow(int64_t K, const float *a, const float *b, const in
 static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const int32_t *off, int mr,
                       const float *b, int64_t ldb, float *c, int64_t ldc) {
   (void)OH, (void)OW, (void)Wp, (void)a, (void)off, (void)mr, (void)b, (void)ldb, (void)c, (void)ldc;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
+void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
+  (void)y, (void)argmax, (void)x, (void)g, (void)OH, (void)OW;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
+void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW,
+                            int64_t nc, float *xt) {
+  (void)y, (void)argmax, (void)x, (void)g, (void)OH, (void)OW, (void)nc, (void)xt;
   nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
 }
 #endif

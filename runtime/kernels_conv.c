@@ -625,12 +625,13 @@ void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2
 }
 
 // The cpu backend's: the AVX-512 kernels of fast_avx512.c where the host
-// has them, for 2x2 windows and for 16 small planes at a time; the same
-// bytes as the reference's.
+// has them, or else the AVX2 ones of conv_avx2.c, for 2x2 windows and for
+// 16 (8) small planes at a time; the same bytes as the reference's.
 #define POOL_PLANES_MAX_HW 1024
 
 void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
-  if (!k_avx512()) {
+  bool wide = k_avx512();
+  if (!wide && !k_avx2()) {
     k_maxpool2d_forward(y, argmax, x, g);
     return;
   }
@@ -638,15 +639,21 @@ void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const K
   pool_geometry(g, &OH, &OW);
   K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
   if (is_maxpool_2x2(g)) {
-    k_avx512_maxpool2x2(y, argmax, x, g, OH, OW);
+    if (wide)
+      k_avx512_maxpool2x2(y, argmax, x, g, OH, OW);
+    else
+      k_avx2_maxpool2x2(y, argmax, x, g, OH, OW);
     return;
   }
   KPool2d rest = *g;
-  int64_t done = 0;
-  if (g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= 16) {
-    float *xt = xmalloc(sizeof(float) * 16 * g->H * g->W);
-    for (; done + 16 <= g->N * g->C; done += 16)
-      k_avx512_maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
+  int64_t done = 0, lanes = wide ? 16 : 8;
+  if (g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= lanes) {
+    float *xt = xmalloc(sizeof(float) * lanes * (g->H * g->W + 2 * OH * OW));
+    for (; done + lanes <= g->N * g->C; done += lanes)
+      if (wide)
+        k_avx512_maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
+      else
+        k_avx2_maxpool_planes8(y, argmax, x, g, OH, OW, done, xt);
     free(xt);
   }
   rest.N = 1;   // the planes left, as one image of that many channels

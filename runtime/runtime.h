@@ -1087,6 +1087,12 @@ int64_t k_avx2_conv_scratch(const KConv2d *g);
 void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
+// Max pooling for k_maxpool2d_forward_fast, as the AVX-512 pair above:
+// 2x2 windows, and 8 small planes at a time (xt: 8*(H*W + 2*OH*OW)
+// floats of scratch). The reference's bytes (tests/kernels/test_pool.c).
+void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW);
+void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW,
+                            int64_t nc, float *xt);
 
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count
