@@ -279,8 +279,9 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
   int64_t tap = single_tap(g, OH, OW);
-  if (direct) {
-    k_avx2_conv_forward(y, x, w, g, ws);
+  if (direct) {   // (the bias too, as it copies the output)
+    k_avx2_conv_forward(y, x, w, bias, g, ws);
+    return;
   } else if (conv_groups(g) > 1) {
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
   } else if (tap >= 0) {

@@ -205,6 +205,8 @@ int main(void) {
     {{3,  5, 13,  9, 10, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, true, false},     // padding 3 > 2: dx by col2im
     {{1,  3,  9, 11,  5, 3, 5, 1, 1, 0, 0, 1, 1, 1}, false, true, true},     // batch 1, 3x5: dx, not the forward
     {{2,  6,  9,  9,150, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // dx in blocks of 32 channels of dy
+    {{3,  5,  7,  7, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // the indirect forward: 68 % real, O = 16 + 16 + 5
+    {{1,  9,  8,  6, 33, 3, 3, 1, 1, 2, 2, 1, 1, 1}, true, true, true},      // the same at padding 2, batch 1
   };
   for (int i = 0; i < countof(direct); i++) {
     const KConv2d *g = &direct[i].g;
