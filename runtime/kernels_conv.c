@@ -249,6 +249,54 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
   return wt;
 }
 
+// A convolution of 1x1 output planes whose window reads the input at only
+// some of its taps (the rest in the padding: resnet18's 3x3 stride-2 layer
+// from 2x2 planes reads 4 of its 9) is a product over those taps alone:
+// y (N, O) = cols^T @ ws^T, cols (C*nt, N) the values the nt taps read,
+// ws (O, C*nt) their weights, a KH*KW/nt-th of im2col's work. The cpu
+// backend's only (the reference keeps im2col). The taps [t[0], t[1]) x
+// [t[2], t[3]), or false where g is not such a convolution.
+static bool inner_taps(const KConv2d *g, int64_t OH, int64_t OW, bool fast, int64_t t[4]) {
+  if (!fast || OH != 1 || OW != 1 || conv_groups(g) > 1)
+    return false;
+  t[0] = (g->ph + g->dh - 1) / g->dh, t[1] = (g->ph + g->H + g->dh - 1) / g->dh;   // kh*dh - ph in [0, H)
+  t[2] = (g->pw + g->dw - 1) / g->dw, t[3] = (g->pw + g->W + g->dw - 1) / g->dw;
+  t[1] = t[1] < g->KH ? t[1] : g->KH, t[3] = t[3] < g->KW ? t[3] : g->KW;
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]);
+  return t[1] > t[0] && t[3] > t[2] && nt < g->KH * g->KW;
+}
+
+// Where tap i of the inner ones reads a plane, and its index in the window.
+static int64_t inner_at(const KConv2d *g, const int64_t t[4], int64_t i, int64_t *k) {
+  int64_t nkw = t[3] - t[2], kh = t[0] + i / nkw, kw = t[2] + i % nkw;
+  *k = kh * g->KW + kw;
+  return (kh * g->dh - g->ph) * g->W + kw * g->dw - g->pw;
+}
+
+// cols (C*nt, N): the values the inner taps read in channels [c0, c0 + C).
+static void inner_cols(float *cols, const float *x, const KConv2d *g, const int64_t t[4], int64_t c0, int64_t C) {
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), HW = g->H * g->W, k;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t i = 0; i < nt; i++) {
+      int64_t at = inner_at(g, t, i, &k);
+      for (int64_t n = 0; n < g->N; n++)
+        cols[(c * nt + i) * g->N + n] = x[(n * g->C + c0 + c) * HW + at];
+    }
+}
+
+// wt (O, C*nt): their weights, in the thread's scratch.
+static float *inner_weights(const float *w, const KConv2d *g, const int64_t t[4]) {
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = g->C * nt, KK = g->KH * g->KW, k;
+  float *wt = k_thread_scratch(K_SCRATCH_CONV, g->O * CT);
+  for (int64_t i = 0; i < nt; i++) {
+    inner_at(g, t, i, &k);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t c = 0; c < g->C; c++)
+        wt[o * CT + c * nt + i] = w[(o * g->C + c) * KK + k];
+  }
+  return wt;
+}
+
 // A grouped convolution, G > 1: group q's cols (C/G*KH*KW, N*P) from its
 // channels of each image, Yt (O/G, N*P) = w[q] (O/G, C/G*KH*KW) @ col, and
 // Yt to its channels of y.
@@ -278,7 +326,7 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
-  int64_t tap = single_tap(g, OH, OW);
+  int64_t tap = single_tap(g, OH, OW), t[4];
   if (direct) {   // (the bias too, as it copies the output)
     k_avx2_conv_forward(y, x, w, bias, g, ws);
     return;
@@ -286,6 +334,10 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
   } else if (tap >= 0) {
     gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
+  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = cols^T @ ws^T
+    int64_t CT = g->C * (t[1] - t[0]) * (t[3] - t[2]);
+    inner_cols(ws, x, g, t, 0, g->C);
+    gemm(true, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
   } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
       gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
@@ -378,6 +430,31 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
     return;
   }
+  int64_t t[4];
+  if (inner_taps(g, OH, OW, fast, t)) {
+    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = g->C * nt, k;
+    float *part = k_thread_scratch(K_SCRATCH_TAPS, (g->N > g->O ? g->N : g->O) * CT);
+    if (dw) {   // dw[:, :, inner] += dy^T @ cols^T
+      inner_cols(ws, x, g, t, 0, g->C);
+      gemm(true, true, g->O, CT, g->N, 1.0f, dy, ws, 0.0f, part);
+      for (int64_t o = 0; o < g->O; o++)
+        for (int64_t c = 0; c < g->C; c++)
+          for (int64_t i = 0; i < nt; i++) {
+            inner_at(g, t, i, &k);
+            dw[(o * g->C + c) * KK + k] += part[o * CT + c * nt + i];
+          }
+    }
+    if (dx) {   // dx at the inner taps' inputs += (ws^T @ dy^T)^T
+      gemm(true, true, CT, g->N, g->O, 1.0f, inner_weights(w, g, t), dy, 0.0f, part);
+      for (int64_t c = 0; c < g->C; c++)
+        for (int64_t i = 0; i < nt; i++) {
+          int64_t at = inner_at(g, t, i, &k);
+          for (int64_t n = 0; n < g->N; n++)
+            dx[(n * g->C + c) * g->H * g->W + at] += part[(c * nt + i) * g->N + n];
+        }
+    }
+    return;
+  }
   bool pointwise = conv_is_pointwise(g);
   if (pointwise) {   // per image: the image is its own col
     for (int64_t n = 0; n < g->N; n++) {
@@ -432,6 +509,23 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
       for (int64_t c = 0; c < part.C; c++)
         for (int64_t t = 0; t < KK; t++)
           dw[(o * g->C + c0 + c) * KK + t] = t == tap ? gt[o * part.C + c] : 0.0f;
+    return;
+  }
+  int64_t t[4];
+  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ cols^T
+    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt, k;
+    float *gt = k_thread_scratch(K_SCRATCH_TAPS, g->O * CT);
+    inner_cols(ws, x, g, t, c0, part.C);
+    k_gemm_ld(false, true, g->O, CT, g->N, dyt, NP, ws, g->N, 0.0f, gt, CT);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t c = 0; c < part.C; c++) {
+        float *row = dw + (o * g->C + c0 + c) * KK;
+        memset(row, 0, sizeof(float) * KK);
+        for (int64_t i = 0; i < nt; i++) {
+          inner_at(g, t, i, &k);
+          row[k] = gt[o * CT + c * nt + i];
+        }
+      }
     return;
   }
   for (int64_t n = 0; n < g->N; n++)

@@ -590,9 +590,12 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // The calling thread's scratch of one kind, at least n floats (contents
 // not kept), freed when the thread exits: the GEMM's packing space, a
 // convolution's weights of one tap, the im2col columns of the cpu
-// backend's convolutions split across the pool, and k_portable_sgemm's
-// packed blocks of A and B.
-enum { K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
+// backend's convolutions split across the pool, k_portable_sgemm's
+// packed blocks of A and B, and the products of a convolution's taps.
+enum {
+  K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_TAPS,
+  K_SCRATCH_KINDS
+};
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the

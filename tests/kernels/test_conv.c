@@ -178,6 +178,9 @@ int main(void) {
     {1, 4, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4},    // depthwise with a multiplier of 2
     {2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3},    // grouped 1x1 (no pointwise shortcut)
     {3, 4, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},    // grouped on 1x1 planes (no single-tap shortcut)
+    {3, 5, 2, 2, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1},    // a 1x1 output reading 4 of 9 taps (cpu: over those alone)
+    {2, 4, 3, 3, 6, 5, 5, 1, 1, 1, 1, 1, 1, 1},    // the same, 9 of 25
+    {1, 3, 3, 3, 5, 3, 3, 3, 3, 1, 1, 2, 2, 1},    // the same through dilation: 1 of 9 on a 3x3 plane
   };
   for (int i = 0; i < countof(cases); i++)
     test_conv(&cases[i], true);
