@@ -252,8 +252,8 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
 // A convolution of 1x1 output planes whose window reads the input at only
 // some of its taps (the rest in the padding: resnet18's 3x3 stride-2 layer
 // from 2x2 planes reads 4 of its 9) is a product over those taps alone:
-// y (N, O) = cols^T @ ws^T, cols (C*nt, N) the values the nt taps read,
-// ws (O, C*nt) their weights, a KH*KW/nt-th of im2col's work. The cpu
+// y (N, O) = xs @ ws^T, xs (N, C*nt) the values the nt taps read, ws
+// (O, C*nt) their weights, a KH*KW/nt-th of im2col's work. The cpu
 // backend's only (the reference keeps im2col). The taps [t[0], t[1]) x
 // [t[2], t[3]), or false where g is not such a convolution.
 static bool inner_taps(const KConv2d *g, int64_t OH, int64_t OW, bool fast, int64_t t[4]) {
@@ -273,15 +273,15 @@ static int64_t inner_at(const KConv2d *g, const int64_t t[4], int64_t i, int64_t
   return (kh * g->dh - g->ph) * g->W + kw * g->dw - g->pw;
 }
 
-// cols (C*nt, N): the values the inner taps read in channels [c0, c0 + C).
-static void inner_cols(float *cols, const float *x, const KConv2d *g, const int64_t t[4], int64_t c0, int64_t C) {
+// xs (N, C*nt): the values the inner taps read in channels [c0, c0 + C).
+static void inner_cols(float *xs, const float *x, const KConv2d *g, const int64_t t[4], int64_t c0, int64_t C) {
   int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), HW = g->H * g->W, k;
-  for (int64_t c = 0; c < C; c++)
-    for (int64_t i = 0; i < nt; i++) {
-      int64_t at = inner_at(g, t, i, &k);
-      for (int64_t n = 0; n < g->N; n++)
-        cols[(c * nt + i) * g->N + n] = x[(n * g->C + c0 + c) * HW + at];
-    }
+  for (int64_t i = 0; i < nt; i++) {
+    int64_t at = inner_at(g, t, i, &k);
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t c = 0; c < C; c++)
+        xs[(n * C + c) * nt + i] = x[(n * g->C + c0 + c) * HW + at];
+  }
 }
 
 // wt (O, C*nt): their weights, in the thread's scratch.
@@ -334,10 +334,10 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
   } else if (tap >= 0) {
     gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
-  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = cols^T @ ws^T
+  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = xs @ ws^T
     int64_t CT = g->C * (t[1] - t[0]) * (t[3] - t[2]);
     inner_cols(ws, x, g, t, 0, g->C);
-    gemm(true, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
+    gemm(false, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
   } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
       gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
@@ -434,9 +434,9 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
   if (inner_taps(g, OH, OW, fast, t)) {
     int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = g->C * nt, k;
     float *part = k_thread_scratch(K_SCRATCH_TAPS, (g->N > g->O ? g->N : g->O) * CT);
-    if (dw) {   // dw[:, :, inner] += dy^T @ cols^T
+    if (dw) {   // dw[:, :, inner] += dy^T @ xs
       inner_cols(ws, x, g, t, 0, g->C);
-      gemm(true, true, g->O, CT, g->N, 1.0f, dy, ws, 0.0f, part);
+      gemm(true, false, g->O, CT, g->N, 1.0f, dy, ws, 0.0f, part);
       for (int64_t o = 0; o < g->O; o++)
         for (int64_t c = 0; c < g->C; c++)
           for (int64_t i = 0; i < nt; i++) {
@@ -444,14 +444,14 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
             dw[(o * g->C + c) * KK + k] += part[o * CT + c * nt + i];
           }
     }
-    if (dx) {   // dx at the inner taps' inputs += (ws^T @ dy^T)^T
-      gemm(true, true, CT, g->N, g->O, 1.0f, inner_weights(w, g, t), dy, 0.0f, part);
-      for (int64_t c = 0; c < g->C; c++)
-        for (int64_t i = 0; i < nt; i++) {
-          int64_t at = inner_at(g, t, i, &k);
-          for (int64_t n = 0; n < g->N; n++)
-            dx[(n * g->C + c) * g->H * g->W + at] += part[(c * nt + i) * g->N + n];
-        }
+    if (dx) {   // dx at the inner taps' inputs += dy @ ws
+      gemm(false, false, g->N, CT, g->O, 1.0f, dy, inner_weights(w, g, t), 0.0f, part);
+      for (int64_t i = 0; i < nt; i++) {
+        int64_t at = inner_at(g, t, i, &k);
+        for (int64_t n = 0; n < g->N; n++)
+          for (int64_t c = 0; c < g->C; c++)
+            dx[(n * g->C + c) * g->H * g->W + at] += part[(n * g->C + c) * nt + i];
+      }
     }
     return;
   }
@@ -512,11 +512,11 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
     return;
   }
   int64_t t[4];
-  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ cols^T
+  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ xs
     int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt, k;
     float *gt = k_thread_scratch(K_SCRATCH_TAPS, g->O * CT);
     inner_cols(ws, x, g, t, c0, part.C);
-    k_gemm_ld(false, true, g->O, CT, g->N, dyt, NP, ws, g->N, 0.0f, gt, CT);
+    k_gemm_ld(false, false, g->O, CT, g->N, dyt, NP, ws, CT, 0.0f, gt, CT);
     for (int64_t o = 0; o < g->O; o++)
       for (int64_t c = 0; c < part.C; c++) {
         float *row = dw + (o * g->C + c0 + c) * KK;
