@@ -1,5 +1,5 @@
 // conv_avx2.c: the cpu backend's stride-1 convolutions on AVX2 hosts,
-// without im2col.
+// without im2col, and its max pooling there.
 //
 // With stride 1, the window of output (oh, ow) in an image padded to
 // (Hp, Wp) starts at oh*Wp + ow, and tap (c, kh, kw) reads it at
@@ -11,11 +11,13 @@
 // the size of the input, not KH*KW times it) in L1 or L2:
 //
 //   forward: y (O, Q)     = w @ rows of x at off           (tile 4 x 24: 4 weights broadcast, 3 loads of x)
+//            or, where a fifth of Q or more is dropped, y^T (N*P, O) over the real outputs alone
+//            (the indirect forward: tile 6 x 16, 6 values of x broadcast, 2 loads of w^T)
 //   dw:      dw^T (CKK, O) += rows of x at off @ dy^T (P, O)   (tile 6 x 16: 6 values of x broadcast;
 //                                                               only the real outputs, row by row);
 //            under 64 taps, dot products of dy's rows and x's along each output row
-//   dx:      the forward of dy padded by dh*(KH-1) - ph, with w flipped and its O and C swapped,
-//            where a padded dy stays in L1 (else im2col's GEMM and col2im)
+//   dx:      the same wide loop as the forward, over dy stored W + pw wide (see back_of),
+//            with w flipped and its O and C swapped
 //
 // Q = (OH-1)*Wp + OW, so that no tap reads past the padded image; tiles
 // read up to 23 floats past it, into a zeroed margin. The forward's wide
@@ -29,7 +31,9 @@
 // against im2col and OpenBLAS): cnn's second layer (32 -> 64 channels,
 // 13x13, 3x3) forward 69-80 against 41-48, weight gradient 82-86 against
 // 36-49; resnet18's 64 channels at 7x7, pad 1: forward 63 against 38-40,
-// weight gradient 77 against 38-40.
+// weight gradient 77 against 38-40. Later (best of 40, thread CPU time):
+// cnn's second layer's dx 64-69 against 45-55 by col2im; resnet18's 7x7
+// forward 77 by the indirect forward, dx 55-74.
 //
 // The code is compiled for AVX2 and FMA function by function (target
 // attributes), as fast_avx512.c is for AVX-512; k_avx2() says whether the

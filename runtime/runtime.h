@@ -753,7 +753,8 @@ void k_maxpool2d_forward(float *y,         // (N,C,OH,OW)
                          const float *x,   // (N,C,H,W)
                          const KPool2d *g);
 // The cpu backend's: the same bytes, through AVX-512 kernels where the host
-// has them (2x2 windows; planes of up to 1024 values, 16 at a time).
+// has them, else AVX2 ones (2x2 windows; planes of up to 1024 values, 16 or
+// 8 at a time).
 void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g);
 // dx[argmax] += dy: the gradient goes to the element the forward chose.
 void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
@@ -1079,8 +1080,9 @@ void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const 
 bool k_avx2(void);
 // Whether these kernels take g, on this host: stride 1, one group, a
 // window of 2 taps or more, planes of 32 outputs or more (the forward:
-// with 60 % or more of its padded width real; the input gradient: the
-// forward of dy that fits so, on a padded dy of 6144 floats or fewer).
+// with 60 % or more of its padded width real; the input gradient: planes
+// of 32 inputs or more, 60 % of its wide columns real, padding no wider
+// than the window).
 bool k_avx2_conv_fits(const KConv2d *g);
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
 bool k_avx2_conv_grad_input_fits(const KConv2d *g);
