@@ -254,10 +254,12 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
 // from 2x2 planes reads 4 of its 9) is a product over those taps alone:
 // y (N, O) = xs @ ws^T, xs (N, C*nt) the values the nt taps read, ws
 // (O, C*nt) their weights, a KH*KW/nt-th of im2col's work. The cpu
-// backend's only (the reference keeps im2col). The taps [t[0], t[1]) x
-// [t[2], t[3]), or false where g is not such a convolution.
+// backend's only (the reference keeps im2col), on AVX2 hosts (off with
+// NNC_NO_AVX2, as conv_avx2.c's paths, so that it restores the old ones).
+// The taps [t[0], t[1]) x [t[2], t[3]), or false where g is not such a
+// convolution.
 static bool inner_taps(const KConv2d *g, int64_t OH, int64_t OW, bool fast, int64_t t[4]) {
-  if (!fast || OH != 1 || OW != 1 || conv_groups(g) > 1)
+  if (!fast || !k_avx2() || OH != 1 || OW != 1 || conv_groups(g) > 1)
     return false;
   t[0] = (g->ph + g->dh - 1) / g->dh, t[1] = (g->ph + g->H + g->dh - 1) / g->dh;   // kh*dh - ph in [0, H)
   t[2] = (g->pw + g->dw - 1) / g->dw, t[3] = (g->pw + g->W + g->dw - 1) / g->dw;

@@ -514,7 +514,8 @@ static void run_conv(SplitCall *s) {
   s->T = S;
   KConv2d whole = conv_of(k, B);
   int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
-  bool heavy = CONV_HEAVY * planes < whole.O;   // (the output positions of all images, against the weights' rows)
+  // (the output positions of all images, against the weights' rows; NNC_NO_AVX2: the old split)
+  bool heavy = CONV_HEAVY * planes < whole.O && k_avx2();
   if ((B < T || heavy) && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_context = c;
     s->T = 1;
