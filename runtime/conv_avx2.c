@@ -392,7 +392,6 @@ AVX2 void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPo
         int64_t cnt = OW - ow < 8 ? OW - ow : 8, i = 2 * oh * W + 2 * ow;   // outputs; 2*cnt inputs per row
         const float *r0 = xp + i, *r1 = r0 + W;
         __m256 a, b, c, d;
-        __m256i mo = _mm256_loadu_si256((const __m256i *)(lanes + 8 - cnt));
         if (cnt == 8) {
           a = _mm256_loadu_ps(r0), b = _mm256_loadu_ps(r0 + 8), c = _mm256_loadu_ps(r1), d = _mm256_loadu_ps(r1 + 8);
         } else {
@@ -415,9 +414,19 @@ AVX2 void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPo
           best = _mm256_blendv_ps(best, v[s], take);
           at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(vi[s]), take));
         }
-        _mm256_maskstore_ps(yp + oh * OW + ow, mo, best);
-        if (ap)
-          _mm256_maskstore_epi32(ap + oh * OW + ow, mo, at);
+        if (cnt == 8) {
+          _mm256_storeu_ps(yp + oh * OW + ow, best);
+          if (ap)
+            _mm256_storeu_si256((__m256i *)(ap + oh * OW + ow), at);
+        } else {   // (masked stores are slow on AMD's cores: through a buffer)
+          float yb[8];
+          int32_t ab[8];
+          _mm256_storeu_ps(yb, best);
+          _mm256_storeu_si256((__m256i *)ab, at);
+          memcpy(yp + oh * OW + ow, yb, sizeof(float) * cnt);
+          if (ap)
+            memcpy(ap + oh * OW + ow, ab, sizeof(int32_t) * cnt);
+        }
       }
   }
 }
