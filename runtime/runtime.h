@@ -1086,7 +1086,8 @@ bool k_avx2(void);
 bool k_avx2_conv_fits(const KConv2d *g);
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
 bool k_avx2_conv_grad_input_fits(const KConv2d *g);
-// Floats of scratch the three need for g (any g.N; 0 where g does not fit).
+// Floats of scratch the three need for g, at its g.N images (0 where g
+// does not fit).
 int64_t k_avx2_conv_scratch(const KConv2d *g);
 // y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
 void k_avx2_conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws);
