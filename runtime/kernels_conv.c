@@ -249,6 +249,56 @@ static float *tap_weights(const float *w, const KConv2d *g, int64_t t) {
   return wt;
 }
 
+// A convolution of 1x1 output planes whose window reads the input at only
+// some of its taps (the rest in the padding: resnet18's 3x3 stride-2 layer
+// from 2x2 planes reads 4 of its 9) is a product over those taps alone:
+// y (N, O) = xs @ ws^T, xs (N, C*nt) the values the nt taps read, ws
+// (O, C*nt) their weights, a KH*KW/nt-th of im2col's work. The cpu
+// backend's only (the reference keeps im2col), on AVX2 hosts (off with
+// NNC_NO_AVX2, as conv_avx2.c's paths, so that it restores the old ones).
+// The taps [t[0], t[1]) x [t[2], t[3]), or false where g is not such a
+// convolution.
+static bool inner_taps(const KConv2d *g, int64_t OH, int64_t OW, bool fast, int64_t t[4]) {
+  if (!fast || !k_avx2() || OH != 1 || OW != 1 || conv_groups(g) > 1)
+    return false;
+  t[0] = (g->ph + g->dh - 1) / g->dh, t[1] = (g->ph + g->H + g->dh - 1) / g->dh;   // kh*dh - ph in [0, H)
+  t[2] = (g->pw + g->dw - 1) / g->dw, t[3] = (g->pw + g->W + g->dw - 1) / g->dw;
+  t[1] = t[1] < g->KH ? t[1] : g->KH, t[3] = t[3] < g->KW ? t[3] : g->KW;
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]);
+  return t[1] > t[0] && t[3] > t[2] && nt < g->KH * g->KW;
+}
+
+// Where tap i of the inner ones reads a plane, and its index in the window.
+static int64_t inner_at(const KConv2d *g, const int64_t t[4], int64_t i, int64_t *k) {
+  int64_t nkw = t[3] - t[2], kh = t[0] + i / nkw, kw = t[2] + i % nkw;
+  *k = kh * g->KW + kw;
+  return (kh * g->dh - g->ph) * g->W + kw * g->dw - g->pw;
+}
+
+// xs (N, C*nt): the values the inner taps read in channels [c0, c0 + C).
+static void inner_cols(float *xs, const float *x, const KConv2d *g, const int64_t t[4], int64_t c0, int64_t C) {
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), HW = g->H * g->W, k;
+  for (int64_t i = 0; i < nt; i++) {
+    int64_t at = inner_at(g, t, i, &k);
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t c = 0; c < C; c++)
+        xs[(n * C + c) * nt + i] = x[(n * g->C + c0 + c) * HW + at];
+  }
+}
+
+// wt (O, C*nt): their weights, in the thread's scratch.
+static float *inner_weights(const float *w, const KConv2d *g, const int64_t t[4]) {
+  int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = g->C * nt, KK = g->KH * g->KW, k;
+  float *wt = k_thread_scratch(K_SCRATCH_CONV, g->O * CT);
+  for (int64_t i = 0; i < nt; i++) {
+    inner_at(g, t, i, &k);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t c = 0; c < g->C; c++)
+        wt[o * CT + c * nt + i] = w[(o * g->C + c) * KK + k];
+  }
+  return wt;
+}
+
 // A grouped convolution, G > 1: group q's cols (C/G*KH*KW, N*P) from its
 // channels of each image, Yt (O/G, N*P) = w[q] (O/G, C/G*KH*KW) @ col, and
 // Yt to its channels of y.
@@ -278,13 +328,18 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
-  int64_t tap = single_tap(g, OH, OW);
-  if (direct) {
-    k_avx2_conv_forward(y, x, w, g, ws);
+  int64_t tap = single_tap(g, OH, OW), t[4];
+  if (direct) {   // (the bias too, as it copies the output)
+    k_avx2_conv_forward(y, x, w, bias, g, ws);
+    return;
   } else if (conv_groups(g) > 1) {
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
   } else if (tap >= 0) {
     gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
+  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = xs @ ws^T
+    int64_t CT = g->C * (t[1] - t[0]) * (t[3] - t[2]);
+    inner_cols(ws, x, g, t, 0, g->C);
+    gemm(false, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
   } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
       gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
@@ -351,11 +406,11 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
-  if (direct && dw) {   // dw in place from x
+  if (direct && dw && k_avx2_conv_grad_weight_fits(g)) {   // dw in place from x
     k_avx2_conv_grad_weight(dw, dy, x, g, ws);
     dw = NULL;
   }
-  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx as the forward of dy
+  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx in place from dy
     k_avx2_conv_grad_input(dx, dy, w, g, ws);
     dx = NULL;
   }
@@ -374,6 +429,31 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
       gemm(true, false, g->O, g->C, g->N, 1.0f, dy, x, 0.0f, gt);
       for (int64_t i = 0; i < g->O * g->C; i++)
         dw[i * KK + tap] += gt[i];
+    }
+    return;
+  }
+  int64_t t[4];
+  if (inner_taps(g, OH, OW, fast, t)) {
+    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = g->C * nt, k;
+    float *part = k_thread_scratch(K_SCRATCH_TAPS, (g->N > g->O ? g->N : g->O) * CT);
+    if (dw) {   // dw[:, :, inner] += dy^T @ xs
+      inner_cols(ws, x, g, t, 0, g->C);
+      gemm(true, false, g->O, CT, g->N, 1.0f, dy, ws, 0.0f, part);
+      for (int64_t o = 0; o < g->O; o++)
+        for (int64_t c = 0; c < g->C; c++)
+          for (int64_t i = 0; i < nt; i++) {
+            inner_at(g, t, i, &k);
+            dw[(o * g->C + c) * KK + k] += part[o * CT + c * nt + i];
+          }
+    }
+    if (dx) {   // dx at the inner taps' inputs += dy @ ws
+      gemm(false, false, g->N, CT, g->O, 1.0f, dy, inner_weights(w, g, t), 0.0f, part);
+      for (int64_t i = 0; i < nt; i++) {
+        int64_t at = inner_at(g, t, i, &k);
+        for (int64_t n = 0; n < g->N; n++)
+          for (int64_t c = 0; c < g->C; c++)
+            dx[(n * g->C + c) * g->H * g->W + at] += part[(n * g->C + c) * nt + i];
+      }
     }
     return;
   }
@@ -433,6 +513,23 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
           dw[(o * g->C + c0 + c) * KK + t] = t == tap ? gt[o * part.C + c] : 0.0f;
     return;
   }
+  int64_t t[4];
+  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ xs
+    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt, k;
+    float *gt = k_thread_scratch(K_SCRATCH_TAPS, g->O * CT);
+    inner_cols(ws, x, g, t, c0, part.C);
+    k_gemm_ld(false, false, g->O, CT, g->N, dyt, NP, ws, CT, 0.0f, gt, CT);
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t c = 0; c < part.C; c++) {
+        float *row = dw + (o * g->C + c0 + c) * KK;
+        memset(row, 0, sizeof(float) * KK);
+        for (int64_t i = 0; i < nt; i++) {
+          inner_at(g, t, i, &k);
+          row[k] = gt[o * CT + c * nt + i];
+        }
+      }
+    return;
+  }
   for (int64_t n = 0; n < g->N; n++)
     im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP, true);
   k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);
@@ -450,20 +547,19 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, cons
 
 // The cpu backend's: its GEMM and the fast im2col, or, on AVX2 hosts
 // without AVX-512, the stride-1 convolutions of conv_avx2.c where they fit
-// (the weight gradient only: dx stays with col2im) and the caller brings no GEMM of its own (one that splits the product
-// across threads, for a batch smaller than the pool).
-static bool direct_path(const KConv2d *g, KGemmFn gemm, bool grad_weight) {
-  return !gemm && !k_avx512() && (grad_weight ? k_avx2_conv_grad_weight_fits(g) : k_avx2_conv_fits(g));
-}
+// (each of the forward, dw and dx on its own) and the caller brings no
+// GEMM of its own (one that splits the product across threads, for a
+// batch smaller than the pool).
+static bool direct_path(KGemmFn gemm) { return !gemm && !k_avx512() && k_avx2(); }
 
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
-  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, false));
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(gemm) && k_avx2_conv_fits(g));
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws, KGemmFn gemm) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true, direct_path(g, gemm, true));
+  conv_backward(dx, dw, dbias, dy, x, w, g, ws, gemm ? gemm : k_gemm, true, direct_path(gemm));
 }
 
 //
@@ -626,12 +722,13 @@ void k_maxpool2d_forward(float *y, int32_t *argmax, const float *x, const KPool2
 }
 
 // The cpu backend's: the AVX-512 kernels of fast_avx512.c where the host
-// has them, for 2x2 windows and for 16 small planes at a time; the same
-// bytes as the reference's.
+// has them, or else the AVX2 ones of conv_avx2.c, for 2x2 windows and for
+// 16 (8) small planes at a time; the same bytes as the reference's.
 #define POOL_PLANES_MAX_HW 1024
 
 void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g) {
-  if (!k_avx512()) {
+  bool wide = k_avx512();
+  if (!wide && !k_avx2()) {
     k_maxpool2d_forward(y, argmax, x, g);
     return;
   }
@@ -639,15 +736,21 @@ void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const K
   pool_geometry(g, &OH, &OW);
   K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
   if (is_maxpool_2x2(g)) {
-    k_avx512_maxpool2x2(y, argmax, x, g, OH, OW);
+    if (wide)
+      k_avx512_maxpool2x2(y, argmax, x, g, OH, OW);
+    else
+      k_avx2_maxpool2x2(y, argmax, x, g, OH, OW);
     return;
   }
   KPool2d rest = *g;
-  int64_t done = 0;
-  if (g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= 16) {
-    float *xt = xmalloc(sizeof(float) * 16 * g->H * g->W);
-    for (; done + 16 <= g->N * g->C; done += 16)
-      k_avx512_maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
+  int64_t done = 0, lanes = wide ? 16 : 8;
+  if (g->H * g->W <= POOL_PLANES_MAX_HW && g->N * g->C >= lanes) {
+    float *xt = xmalloc(sizeof(float) * lanes * (g->H * g->W + 2 * OH * OW));
+    for (; done + lanes <= g->N * g->C; done += lanes)
+      if (wide)
+        k_avx512_maxpool_planes16(y, argmax, x, g, OH, OW, done, xt);
+      else
+        k_avx2_maxpool_planes8(y, argmax, x, g, OH, OW, done, xt);
     free(xt);
   }
   rest.N = 1;   // the planes left, as one image of that many channels

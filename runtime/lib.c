@@ -549,6 +549,16 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
   }
 }
 
+// A forward or input gradient whose weights outweigh the columns of its
+// whole batch (resnet18's deepest layers: 512 output channels, 64 output
+// positions at batch 64) runs as one share whose GEMMs the pool splits,
+// where shares of images would each read all the weights again (8 x 4.7 MB
+// a step) for a product only as wide as their images: here where the
+// output channels are more than CONV_HEAVY times the output positions of
+// the batch. (Not at 2x2 planes with 256 channels: there im2col, on one
+// thread in one share, would cost more than the weights' reads.)
+#define CONV_HEAVY 4
+
 // A convolution or one of its gradients over the pool (epi: the forward's
 // epilogue, or NULL).
 static void run_conv(SplitCall *s) {
@@ -558,7 +568,11 @@ static void run_conv(SplitCall *s) {
   int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
   S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
   s->T = S;
-  if (B < T && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
+  KConv2d whole = conv_of(k, B);
+  int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
+  // (the output positions of all images, against the weights' rows; NNC_NO_AVX2: the old split)
+  bool heavy = CONV_HEAVY * planes < whole.O && k_avx2();
+  if ((B < T || heavy) && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_context = c;
     s->T = 1;
     s->gemm = pool_gemm;

@@ -618,9 +618,12 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // The calling thread's scratch of one kind, at least n floats (contents
 // not kept), freed when the thread exits: the GEMM's packing space, a
 // convolution's weights of one tap, the im2col columns of the cpu
-// backend's convolutions split across the pool, and k_portable_sgemm's
-// packed blocks of A and B.
-enum { K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_KINDS };
+// backend's convolutions split across the pool, k_portable_sgemm's
+// packed blocks of A and B, and the products of a convolution's taps.
+enum {
+  K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_TAPS,
+  K_SCRATCH_KINDS
+};
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
@@ -778,7 +781,8 @@ void k_maxpool2d_forward(float *y,         // (N,C,OH,OW)
                          const float *x,   // (N,C,H,W)
                          const KPool2d *g);
 // The cpu backend's: the same bytes, through AVX-512 kernels where the host
-// has them (2x2 windows; planes of up to 1024 values, 16 at a time).
+// has them, else AVX2 ones (2x2 windows; planes of up to 1024 values, 16 or
+// 8 at a time).
 void k_maxpool2d_forward_fast(float *y, int32_t *argmax, const float *x, const KPool2d *g);
 // dx[argmax] += dy: the gradient goes to the element the forward chose.
 void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
@@ -1104,17 +1108,25 @@ void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const 
 bool k_avx2(void);
 // Whether these kernels take g, on this host: stride 1, one group, a
 // window of 2 taps or more, planes of 32 outputs or more (the forward:
-// with 60 % or more of its padded width real; the input gradient: the
-// forward of dy that fits so, on a padded dy of 6144 floats or fewer).
+// with 60 % or more of its padded width real; the input gradient: planes
+// of 32 inputs or more, 60 % of its wide columns real, padding no wider
+// than the window).
 bool k_avx2_conv_fits(const KConv2d *g);
 bool k_avx2_conv_grad_weight_fits(const KConv2d *g);
 bool k_avx2_conv_grad_input_fits(const KConv2d *g);
-// Floats of scratch the three need for g (any g.N; 0 where g does not fit).
+// Floats of scratch the three need for g, at its g.N images (0 where g
+// does not fit).
 int64_t k_avx2_conv_scratch(const KConv2d *g);
-// y = conv2d(x, w) without bias; dx += d/dx; dw += d/dw.
-void k_avx2_conv_forward(float *y, const float *x, const float *w, const KConv2d *g, float *ws);
+// y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
+void k_avx2_conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
+// Max pooling for k_maxpool2d_forward_fast, as the AVX-512 pair above:
+// 2x2 windows, and 8 small planes at a time (xt: 8*(H*W + 2*OH*OW)
+// floats of scratch). The reference's bytes (tests/kernels/test_pool.c).
+void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW);
+void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW,
+                            int64_t nc, float *xt);
 
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count

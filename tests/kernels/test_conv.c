@@ -178,6 +178,9 @@ int main(void) {
     {1, 4, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4},    // depthwise with a multiplier of 2
     {2, 6, 5, 4, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3},    // grouped 1x1 (no pointwise shortcut)
     {3, 4, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},    // grouped on 1x1 planes (no single-tap shortcut)
+    {3, 5, 2, 2, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1},    // a 1x1 output reading 4 of 9 taps (cpu: over those alone)
+    {2, 4, 3, 3, 6, 5, 5, 1, 1, 1, 1, 1, 1, 1},    // the same, 9 of 25
+    {1, 3, 3, 3, 5, 3, 3, 3, 3, 1, 1, 2, 2, 1},    // the same through dilation: 1 of 9 on a 3x3 plane
   };
   for (int i = 0; i < countof(cases); i++)
     test_conv(&cases[i], true);
@@ -188,18 +191,25 @@ int main(void) {
   // Stride-1 convolutions that AVX2 hosts without AVX-512 take through
   // conv_avx2.c (the forward on planes of 32 outputs or more, 60 % of
   // the padded width real; dw on planes of 32 outputs or more, by dot
-  // products under 64 taps; dx as the forward of dy where that fits and a
-  // padded dy is 6144 floats or fewer), and two that they leave to im2col
+  // products under 64 taps; dx on planes of 32 inputs or more, 60 % of its
+  // wide columns real, padding no wider than the window and a stored dy of
+  // 16384 floats or fewer), and some that they leave to im2col
   static const struct { KConv2d g; bool fwd, dw, dx; } direct[] = {
     // N   C   H   W   O KH KW sh sw ph pw dh dw  G
-    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, false},     // cnn's second layer
-    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, false},     // cnn's first: dw by dots
+    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, true},      // cnn's second layer
+    {{3,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, true},      // cnn's first: dw by dots
     {{2,  8, 17, 15,  7, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // padding, ragged tiles
     {{2,  5,  9, 12,  8, 2, 3, 1, 1, 1, 0, 1, 2, 1}, true, true, true},      // dw by dots: 30 taps
     {{2, 11, 20, 19,  5, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true, true},      // dilation, uneven padding
     {{2, 16,  7,  7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // resnet18's 7x7 planes
     {{2, 16,  4,  4, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // 16 outputs: im2col
     {{2, 16,  9,  9, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false, false},   // stride 2: im2col
+    {{1,  9, 11,  7,  6, 3, 3, 1, 1, 2, 2, 1, 1, 1}, true, true, true},      // padding 2 = the window's reach
+    {{3,  5, 13,  9, 10, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, true, false},     // padding 3 > 2: dx by col2im
+    {{1,  3,  9, 11,  5, 3, 5, 1, 1, 0, 0, 1, 1, 1}, false, true, true},     // batch 1, 3x5: dx, not the forward
+    {{2,  6,  9,  9,150, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // dx in blocks of 32 channels of dy
+    {{3,  5,  7,  7, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // the indirect forward: 68 % real, O = 16 + 16 + 5
+    {{1,  9,  8,  6, 33, 3, 3, 1, 1, 2, 2, 1, 1, 1}, true, true, true},      // the same at padding 2, batch 1
   };
   for (int i = 0; i < countof(direct); i++) {
     const KConv2d *g = &direct[i].g;

@@ -260,6 +260,9 @@ int main(void) {
     {3, 2, 5, 7, 2, 2, 1, 1, 1, 1, 3, 2},    // dilation larger than the window
     {3, 7, 7, 6, 3, 3, 2, 2, 1, 1, 1, 1},    // 21 planes: 16 a lane each, 5 by rows
     {2, 16, 5, 7, 2, 3, 1, 2, 1, 1, 2, 1},   // 32 planes, dilation, padding
+    {3, 5, 27, 13, 2, 2, 2, 2, 0, 0, 1, 1},  // 2x2/2, odd sizes: 6 outputs a row (AVX2: one part of 8)
+    {1, 2, 26, 42, 2, 2, 2, 2, 0, 0, 1, 1},  // 21 outputs a row: two vectors of 8 and 5
+    {3, 11, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1}, // resnet18's pool: 33 planes, 8 or 16 a lane each, then by rows
   };
   for (int i = 0; i < countof(max_cases); i++)
     test_pool(&max_cases[i], true);
