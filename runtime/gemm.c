@@ -93,6 +93,34 @@ void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   }
 }
 
+void k_pack_panels(float *P, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t tn) {
+  for (int64_t j0 = 0; j0 < N; j0 += tn) {
+    int64_t w = N - j0 < tn ? N - j0 : tn;
+    float *panel = P + j0 * K;   // (j0 / tn) * K * tn
+    for (int64_t k = 0; k < K; k++) {
+      memcpy(panel + k * tn, B + k * ldb + j0, sizeof(float) * w);
+      if (w < tn)
+        memset(panel + k * tn + w, 0, sizeof(float) * (tn - w));
+    }
+  }
+}
+
+void k_gemm_micro_panels(const RtGemmKernels *uk, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *P, bool accumulate, float *C, int64_t ldc, int64_t row0, int64_t col0) {
+  if (M <= 0 || N <= 0)
+    return;
+  int64_t tm = uk->tile_m, tn = uk->tile_n;
+  int64_t nkb = K > KC ? (K + KC - 1) / KC : 1, kb = K > 0 ? (K + nkb - 1) / nkb : 1;
+  for (int64_t p = 0; p < K || p == 0; p += kb) {   // as k_gemm_micro's K blocks
+    int64_t kc = K - p < kb ? K - p : kb;
+    int64_t flags = (accumulate || p > 0 ? RT_ACCUMULATE : 0) | (p + kc >= K ? RT_LAST : 0);
+    for (int64_t j = 0; j < N; j += tn)
+      for (int64_t i = 0; i < M; i += tm)
+        uk->tile(kc, A + i * lda + p, lda, 1, P + j * K + p * tn, tn, C + i * ldc + j, ldc, M - i < tm ? M - i : tm,
+                 N - j < tn ? N - j : tn, flags, row0 + i, col0 + j, uk->arena, uk->state, uk->B);
+  }
+}
+
 // dst (cols, rows) = src (rows, cols) transposed, in 8 x 8 blocks so that
 // both sides stream through the cache.
 void k_transpose(float *dst, const float *src, int64_t rows, int64_t cols) {

@@ -11,6 +11,7 @@
 #include "runtime.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +234,32 @@ static void ctx_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
   rt_pool_run_grain(x->pool, gemm_part, &c, blocks, grain);
 }
 
+// B of a region's products packed in panels, once per thread and region
+// (K_PANEL_SETS of them, the oldest given up first): B has no batch
+// dimension, so no kernel of the region writes it.
+typedef struct Panels {
+  const float *b;
+  int64_t K, N, tn;
+  uint64_t region;             // RtContext.region when packed; 0: none
+} Panels;
+static _Thread_local Panels panels[K_PANEL_SETS];
+static _Atomic uint64_t regions_run;   // by every context: each region run has a number of its own
+static _Thread_local int panels_next;
+
+static const float *region_panels(RtContext *x, const float *B, int64_t K, int64_t N, int64_t tn) {
+  for (int i = 0; i < K_PANEL_SETS; i++) {
+    const Panels *s = &panels[i];
+    if (s->region == x->region && s->b == B && s->K == K && s->N == N && s->tn == tn)
+      return k_thread_scratch(K_SCRATCH_PANELS + i, 0);
+  }
+  int i = panels_next;
+  panels_next = (panels_next + 1) % K_PANEL_SETS;
+  float *p = k_thread_scratch(K_SCRATCH_PANELS + i, (N + tn - 1) / tn * tn * K);
+  k_pack_panels(p, B, N, K, N, tn);
+  panels[i] = (Panels){B, K, N, tn, x->region};
+  return p;
+}
+
 // A region's blocks of rows: a block's rows take about REGION_BYTES in the
 // kernel of the region that touches the most per row (they stay in L2
 // from kernel to kernel), and at least 4 GEMM tiles' rows; every thread
@@ -271,6 +298,9 @@ static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64
   int64_t blocks = ways * ((B + ways * most - 1) / (ways * most));
   int64_t rows = (B + blocks - 1) / blocks;
   RegionCall c = {fn, arena, state, B, rows, rt};
+  // B's panels packed for an earlier region are stale (an update may have
+  // come between, or another executor's state at the same address)
+  x->region = atomic_fetch_add(&regions_run, 1) + 1;
   if (split)
     rt_pool_run(x->pool, region_part, &c, (B + rows - 1) / rows);
   else
@@ -279,7 +309,11 @@ static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64
 
 static void ctx_gemm_rows(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
                           float *C, const RtGemmKernels *uk, int64_t row0, int64_t rows) {
-  (void)ctx;
+  if (!tb && uk->tile && uk->tile_n > 0) {
+    const float *p = region_panels(ctx, Bm, K, N, uk->tile_n);
+    k_gemm_micro_panels(uk, rows, N, K, A + row0 * K, K, p, beta != 0.0f, C + row0 * N, N, row0, 0);
+    return;
+  }
   k_gemm_micro(uk, false, tb, rows, N, K, A + row0 * K, K, Bm, tb ? K : N, beta != 0.0f, C + row0 * N, N, row0, 0);
 }
 

@@ -387,6 +387,8 @@ typedef struct RtContext {
   bool skip_updates;           // the loss is not finite: no updates this step
   void (*tick)(void *arg, int kernel);   // per-kernel timing, or NULL
   void *tick_arg;
+  uint64_t region;             // the region running (a number no other region run has had): B's panels
+                               // packed for one hold for it alone
 } RtContext;
 
 // A context on threads threads (its pool); free with rt_context_free.
@@ -611,6 +613,16 @@ void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A
 void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc,
                   int64_t row0, int64_t col0);
+// B (K, N) row-major (row stride ldb) packed in panels of tn columns: panel
+// j is rows 0..K-1 of columns [j tn, j tn + tn), tn floats a row, zeros
+// past column N; (N + tn - 1) / tn * tn * K floats in all.
+void k_pack_panels(float *P, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t tn);
+// k_gemm_micro's product for A not transposed and B packed by
+// k_pack_panels with uk's tile_n: each tile reads its panel from one run of
+// memory (B read in place, with rows 2 KB apart, keeps few of a tile's
+// rows in L1).
+void k_gemm_micro_panels(const RtGemmKernels *uk, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *P, bool accumulate, float *C, int64_t ldc, int64_t row0, int64_t col0);
 // *buf, grown to at least n floats (its contents are not kept); *cap is
 // its size. The kernels' scratch memory, reused from call to call.
 float *k_grow(float **buf, int64_t *cap, int64_t n);
@@ -622,8 +634,10 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // packed blocks of A and B, and the products of a convolution's taps.
 enum {
   K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_TAPS,
-  K_SCRATCH_KINDS
+  K_SCRATCH_PANELS,            // K_SCRATCH_PANELS + i, i < K_PANEL_SETS: a region's B packed in panels
+  K_SCRATCH_KINDS = K_SCRATCH_PANELS + 4
 };
+#define K_PANEL_SETS 4
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
