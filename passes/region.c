@@ -258,11 +258,18 @@ static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **l
 }
 
 // Whether epilogue e of a product is a plain sum: loads at the index of
-// its one store, and adds, each value used once, the last one stored.
+// its one store, which is C's own (row-major over its space), and adds,
+// each value used once, the last one stored.
 static bool sum_epilogue(const Kernel *e) {
   if (!e || e->nstores != 1 || e->stores[0].reduce != KR_NONE || e->nbody < 3 ||
-      e->stores[0].value != e->nbody - 1)
+      e->stores[0].value != e->nbody - 1 || e->stores[0].idx.offset != 0)
     return false;
+  int64_t stride = 1;
+  for (int d = e->ndim - 1; d >= 0; d--) {
+    if (e->stores[0].idx.stride[d] != stride)
+      return false;
+    stride *= d > 0 ? e->dims[d] : 1;
+  }
   int *used = xcalloc(e->nbody, sizeof(int)), loads = 0, adds = 0;
   bool ok = true;
   for (int i = 0; i < e->nbody && ok; i++) {
