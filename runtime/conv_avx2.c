@@ -267,6 +267,34 @@ AVX2 static void tile_rows_narrow(int64_t K, const float *a, const float *b, con
     }
 }
 
+// One step of a 6 x 16 tile (c00 ... c51, declared by TILE6_ZERO): row
+// i's value p_i[o] broadcast, times the 16 floats at b, into c_i0, c_i1.
+#define TILE6_ZERO                                                                                         \
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;                 \
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00
+#define TILE6_ROW(i, p)                                                                                    \
+  t = _mm256_broadcast_ss(p), c##i##0 = _mm256_fmadd_ps(t, b0, c##i##0), c##i##1 = _mm256_fmadd_ps(t, b1, c##i##1)
+#define TILE6_STEP(p0, p1, p2, p3, p4, p5, o, b)                                                           \
+  do {                                                                                                     \
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps((b) + 8), t;                                      \
+    TILE6_ROW(0, p0 + (o)), TILE6_ROW(1, p1 + (o)), TILE6_ROW(2, p2 + (o));                                \
+    TILE6_ROW(3, p3 + (o)), TILE6_ROW(4, p4 + (o)), TILE6_ROW(5, p5 + (o));                                \
+  } while (0)
+
+// C[0..mr, 0..16] (+)= the 6 x 16 accumulators c00 ... c51, rows past mr left out.
+AVX2 static inline void tile6_store(float *c, int64_t ldc, int mr, bool add, __m256 c00, __m256 c01, __m256 c10,
+                                    __m256 c11, __m256 c20, __m256 c21, __m256 c30, __m256 c31, __m256 c40,
+                                    __m256 c41, __m256 c50, __m256 c51) {
+  __m256 v[CMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < 2; j++) {
+      float *p = c + i * ldc + 8 * j;
+      _mm256_storeu_ps(p, add ? _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]) : v[i][j]);
+    }
+}
+#define TILE6_STORE(c, ldc, mr, add) \
+  tile6_store(c, ldc, mr, add, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+
 // C[0..mr, 0..16] (+)= sum over r < K of x[pos[i] + off[r]] * b[r*ldb
 // ..+ 16]: y^T's tile of the indirect forward, 6 outputs (anywhere in the
 // padded images) by 16 channels (12 accumulators, 2 loads of w^T, one
@@ -275,30 +303,10 @@ AVX2 static void tile_pos(int64_t K, const float *x, const int32_t *pos, int mr,
                           int64_t ldb, float *c, int64_t ldc, bool add) {
   const float *x0 = x + pos[0], *x1 = x + pos[mr > 1 ? 1 : 0], *x2 = x + pos[mr > 2 ? 2 : mr - 1];
   const float *x3 = x + pos[mr > 3 ? 3 : mr - 1], *x4 = x + pos[mr > 4 ? 4 : mr - 1], *x5 = x + pos[mr > 5 ? 5 : mr - 1];
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t r = 0; r < K; r++, b += ldb) {
-    int64_t o = off[r];
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    __m256 t = _mm256_broadcast_ss(x0 + o);
-    c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
-    t = _mm256_broadcast_ss(x1 + o);
-    c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
-    t = _mm256_broadcast_ss(x2 + o);
-    c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
-    t = _mm256_broadcast_ss(x3 + o);
-    c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
-    t = _mm256_broadcast_ss(x4 + o);
-    c40 = _mm256_fmadd_ps(t, b0, c40), c41 = _mm256_fmadd_ps(t, b1, c41);
-    t = _mm256_broadcast_ss(x5 + o);
-    c50 = _mm256_fmadd_ps(t, b0, c50), c51 = _mm256_fmadd_ps(t, b1, c51);
-  }
-  __m256 v[CMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < 2; j++) {
-      float *p = c + i * ldc + 8 * j;
-      _mm256_storeu_ps(p, add ? _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]) : v[i][j]);
-    }
+  TILE6_ZERO;
+  for (int64_t r = 0; r < K; r++, b += ldb)
+    TILE6_STEP(x0, x1, x2, x3, x4, x5, off[r], b);
+  TILE6_STORE(c, ldc, mr, add);
 }
 
 // C[0..mr, 0..16] += sum over the outputs (oh, ow) of a_i[oh*Wp + ow] *
@@ -310,33 +318,14 @@ AVX2 static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, c
   const float *ai[CMR];
   for (int i = 0; i < CMR; i++)
     ai[i] = a + off[i < mr ? i : mr - 1];
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  TILE6_ZERO;
   for (int64_t oh = 0; oh < OH; oh++) {
     const float *a0 = ai[0] + oh * Wp, *a1 = ai[1] + oh * Wp, *a2 = ai[2] + oh * Wp, *a3 = ai[3] + oh * Wp;
     const float *a4 = ai[4] + oh * Wp, *a5 = ai[5] + oh * Wp;
-    for (int64_t q = 0; q < OW; q++, b += ldb) {
-      __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      __m256 t = _mm256_broadcast_ss(a0 + q);
-      c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
-      t = _mm256_broadcast_ss(a1 + q);
-      c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
-      t = _mm256_broadcast_ss(a2 + q);
-      c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
-      t = _mm256_broadcast_ss(a3 + q);
-      c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
-      t = _mm256_broadcast_ss(a4 + q);
-      c40 = _mm256_fmadd_ps(t, b0, c40), c41 = _mm256_fmadd_ps(t, b1, c41);
-      t = _mm256_broadcast_ss(a5 + q);
-      c50 = _mm256_fmadd_ps(t, b0, c50), c51 = _mm256_fmadd_ps(t, b1, c51);
-    }
+    for (int64_t q = 0; q < OW; q++, b += ldb)
+      TILE6_STEP(a0, a1, a2, a3, a4, a5, q, b);
   }
-  __m256 v[CMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < 2; j++) {
-      float *p = c + i * ldc + 8 * j;
-      _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v[i][j]));
-    }
+  TILE6_STORE(c, ldc, mr, true);
 }
 
 // Few taps (C*KH*KW under GRAD_WEIGHT_MIN_ROWS: one input channel's 3x3)
