@@ -87,14 +87,11 @@ struct Exec {
 };
 
 // exec.c: sets ex->m and ex->g to the model that runs, and fills the
-// per-node tables for it (need[] from pass_needed), with room for nodes
-// nodes where that is more than m's (the nodes a program's graph gains in
-// compilation: pass_regions' transposed weights).
-void exec_tables(Exec *ex, const Model *m, int nodes);
+// per-node tables for it (need[] from pass_needed).
+void exec_tables(Exec *ex, const Model *m);
 void exec_free_tables(Exec *ex);
 // Whether program q may share an executor's tables and state block with
-// p: the same nodes (but those one program's compilation added after the
-// model's, none persistent), and every persistent tensor at the same place.
+// p: the same nodes, and every persistent tensor at the same place.
 bool exec_same_layout(const KProgram *p, const KProgram *q);
 // The host copies both backends' read and write are.
 void exec_host_read(const Exec *ex, const IrNode *n, int64_t count, float *out);

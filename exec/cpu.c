@@ -32,12 +32,10 @@ static void bind_program(Exec *ex, const KProgram *p) {
 static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
   CompileOptions co = {ex->max_batch, o->fuse, NULL, true};
   const Compilation *first = NULL;
-  int nodes = 0;   // the most nodes of a program's graph (pass_regions adds some)
   for (int e = 0; e < ENTRY_COUNT; e++) {
     if (!(ex->entries & (1u << e)))
       continue;
     Compilation *c = ex->prog[e] = pass_compile(m, e, &co);
-    nodes = c->prog->g->nnodes > nodes ? c->prog->g->nnodes : nodes;
     if (!first)
       first = c;
     else if (!exec_same_layout(first->prog, c->prog))
@@ -48,7 +46,7 @@ static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, 
     ex->arena_bytes = c->prog->arena_bytes > ex->arena_bytes ? c->prog->arena_bytes : ex->arena_bytes;
   }
   ex->where = first->where;
-  exec_tables(ex, first->model, nodes);
+  exec_tables(ex, first->model);
   ex->arena = xcalloc(1, ex->arena_bytes ? ex->arena_bytes : 1);
   ex->ctx = rt_context_new(o->threads > 0 ? o->threads : 1);
   ex->ctx->rng = &ex->rng;

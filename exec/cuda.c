@@ -261,7 +261,7 @@ static bool cuda_init_common(Exec *ex, const Model *m, const ExecOptions *o, boo
     arena_bytes = comp->prog->arena_bytes > arena_bytes ? comp->prog->arena_bytes : arena_bytes;
   }
   ex->where = first->where;
-  exec_tables(ex, first->model, 0);
+  exec_tables(ex, first->model);
   size_slots(c);
   int64_t state_bytes = first->prog->state_bytes;
   for (int e = 0; e < ENTRY_COUNT; e++) {

@@ -42,15 +42,15 @@ static bool is_state(const IrNode *n) { return n->op == IR_PARAM || n->op == IR_
 
 static int64_t numel(const IrNode *n, int64_t B) { return ir_numel(n, B); }
 
-void exec_tables(Exec *ex, const Model *m, int nodes) {
+void exec_tables(Exec *ex, const Model *m) {
   const IrGraph *g = m->g;
   ex->m = m;
   ex->g = g;
-  ex->nnodes = nodes > g->nnodes ? nodes : g->nnodes;
-  ex->buf = xcalloc(ex->nnodes, sizeof(void *));
-  ex->done = xcalloc(ex->nnodes, sizeof(bool));
+  ex->nnodes = g->nnodes;
+  ex->buf = xcalloc(g->nnodes, sizeof(void *));
+  ex->done = xcalloc(g->nnodes, sizeof(bool));
   for (int e = 0; e < ENTRY_COUNT; e++) {
-    ex->need[e] = xcalloc(ex->nnodes, sizeof(bool));
+    ex->need[e] = xcalloc(g->nnodes, sizeof(bool));
     pass_needed(m, e, ex->need[e]);
   }
 }
@@ -130,19 +130,14 @@ const KProgram *exec_program(const Exec *ex, EntryKind entry, CgTimes *times) {
 }
 
 bool exec_same_layout(const KProgram *p, const KProgram *q) {
-  if (p->state_bytes != q->state_bytes)
+  if (p->g->nnodes != q->g->nnodes || p->state_bytes != q->state_bytes)
     return false;
-  const KProgram *more = p->g->nnodes > q->g->nnodes ? p : q;
-  int nodes = p->g->nnodes < q->g->nnodes ? p->g->nnodes : q->g->nnodes;
-  for (int i = 0; i < nodes; i++) {
+  for (int i = 0; i < p->g->nnodes; i++) {
     const IrNode *a = p->g->nodes[i], *b = q->g->nodes[i];
     if (a->op != b->op ||
         (is_state(a) && (p->buf[i].space != q->buf[i].space || p->buf[i].offset != q->buf[i].offset)))
       return false;
   }
-  for (int i = nodes; i < more->g->nnodes; i++)   // what one program's compilation added
-    if (is_state(more->g->nodes[i]))
-      return false;
   return true;
 }
 

@@ -521,7 +521,7 @@ static bool ref_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, 
   (void)o;
   (void)err;
   (void)errsz;
-  exec_tables(ex, m, 0);   // the caller's graph, as it is
+  exec_tables(ex, m);   // the caller's graph, as it is
   const IrGraph *g = ex->g;
   ex->mask = xcalloc(g->nnodes, sizeof(uint8_t *));
   ex->bn = xcalloc(g->nnodes, sizeof(float *));

@@ -163,8 +163,8 @@ KProgram *pass_fuse(const Model *m, EntryKind entry, int64_t max_batch, bool fus
 // region.c: needs p from pass_fuse, before pass_memplan. Finds the runs
 // of kernels that are row-wise over the batch (p->regions), moving a
 // kernel that is not (a weight's gradient) past the row-wise ones after it
-// where no data flows between them, and gives the products of a region
-// whose B is stored (N, K) a transposed copy made once before it.
+// where no data flows between them, and makes the products of a weight's
+// gradient summed over several readers accumulate into one buffer.
 void pass_regions(KProgram *p);
 
 // memplan.c: needs p from pass_fuse; keep[id]: the caller reads node id

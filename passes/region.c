@@ -16,9 +16,8 @@
 // gradient, a sum over the batch) moves past the row-wise kernels after it
 // when none of them reads what it writes or writes what it reads, so that
 // the recurrence of a backward pass is one region and its weight
-// gradients run after it. A product of a region whose B is stored (N, K)
-// reads a transposed copy, made once before the region by a loop of its
-// own, rather than packing B again for every block of rows.
+// gradients run after it. (The runtime packs a region's B once per
+// thread and region run, RtCalls.gemm_rows, rather than for every block.)
 //
 // The memory planner keeps every value a region touches live through the
 // whole region (blocks of rows run through its kernels at different
@@ -30,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A product's B is transposed for a region only when it is this small (it
-// stays in L2 while every block of rows reads it).
+// A product joins a region only when its B is this small (it stays in L2
+// while every block of rows reads it).
 #define REGION_MAX_B_BYTES (384 << 10)
 // Programs for smaller batches have no regions: their rows make no blocks
 // worth sharing out, and a batch of one reads B in place (dot products).
@@ -189,65 +188,15 @@ static bool movable(const Kernel *k) {
 }
 
 typedef struct Regions {
-  IrGraph *g;
-  KProgram *p;
   Kernel **out;                // the new order
   int nout;
-  Kernel **first;              // the transposes of weights no kernel computes: at the program's start
-  int nfirst;
   KRegion *regions;
   int nregions;
-  const IrNode **bt_of;        // bt_of[id]: the transposed copy of B node id, once made
 } Regions;
 
-// The transposed copy of weight b (N, K) as (K, N): a new node and the loop
-// that computes it, appended to the program before the region.
-static const IrNode *transposed(Regions *r, const IrNode *b) {
-  if (r->bt_of[b->id])
-    return r->bt_of[b->id];
-  IrNode *src = (IrNode *)b;
-  IrNode *t = ir_add(r->g, IR_PERMUTE, &src, 1, b->loc);
-  t->dtype = DT_F32;
-  t->ndim = 2;
-  t->shape[0] = b->shape[b->ndim - 1];
-  t->shape[1] = ir_numel(b, 1) / t->shape[0];
-  t->attr.i[0] = 1;
-  t->attr.i[1] = 0;
-  t->scope = b->scope;
-  Kernel *k = ir_kernel_new(r->g, KN_LOOP, "transposed for a region's products");
-  ir_kernel_add_new_node(r->g, k, t);
-  k->ndim = 2;
-  k->dims[0] = t->shape[0];   // K
-  k->dims[1] = t->shape[1];   // N
-  k->parallel = true;
-  KInstr ld = {.op = KI_LOAD, .buf = ir_kernel_buf(r->g, k, b)};
-  ld.idx.stride[0] = 1;
-  ld.idx.stride[1] = t->shape[0];
-  int v = ir_kernel_instr(r->g, k, ld);
-  KStore st = {.buf = ir_kernel_buf(r->g, k, t), .value = v, .reduce = KR_NONE};
-  st.idx.stride[0] = t->shape[1];
-  st.idx.stride[1] = 1;
-  ir_kernel_store(r->g, k, st);
-  if (ir_op_is_leaf(b->op))   // a parameter: the same all step long (updates come last)
-    r->first[r->nfirst++] = k;
-  else
-    r->out[r->nout++] = k;
-  r->bt_of[b->id] = t;
-  return t;
-}
-
-// Closes the region of kernels run[0..n): appends them (after the loops
-// that transpose their products' B) and the region when it has two or
-// more kernels, then the deferred kernels.
+// Closes the region of kernels run[0..n): appends them, and the region
+// when it has two or more kernels, then the deferred kernels.
 static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater) {
-  if (n >= 2)
-    for (int i = 0; i < n; i++) {
-      Kernel *k = run[i];
-      if (k->kind == KN_GEMM && k->tb && k->k.coef < RT_DOT_MIN_K) {
-        k->bufs[1] = transposed(r, k->bufs[1]);
-        k->tb = false;
-      }
-    }
   int first = r->nout;
   for (int i = 0; i < n; i++)
     r->out[r->nout++] = run[i];
@@ -354,12 +303,9 @@ void pass_regions(KProgram *p) {
   if (p->max_batch < REGION_MIN_BATCH)
     return;
   accumulate_sums(p);
-  IrGraph *g = (IrGraph *)p->g;
-  int nk = p->nkernels, nn = g->nnodes;
-  // At most one transposed copy per node: the new nodes and kernels
-  int cap = nk + nn + 1;
-  Regions r = {g, p, arena_alloc(g->arena, sizeof(Kernel *) * cap), 0, xmalloc(sizeof(Kernel *) * (nn + 1)), 0,
-               arena_alloc(g->arena, sizeof(KRegion) * (nk + 1)), 0, xcalloc(nn + 1, sizeof(IrNode *))};
+  Arena *a = p->g->arena;
+  int nk = p->nkernels, nn = p->g->nnodes;
+  Regions r = {arena_alloc(a, sizeof(Kernel *) * (nk + 1)), 0, arena_alloc(a, sizeof(KRegion) * (nk + 1)), 0};
   Kernel **run = xmalloc(sizeof(Kernel *) * (nk + 1)), **later = xmalloc(sizeof(Kernel *) * (nk + 1));
   int ids = nn + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the step scalars, the blocks
   char *run_rw = xcalloc(ids, 1), *later_rw = xcalloc(ids, 1);
@@ -398,25 +344,8 @@ void pass_regions(KProgram *p) {
   free(later);
   free(run_rw);
   free(later_rw);
-  free(r.bt_of);
-  if (r.nfirst) {   // the leaves' transposes first: every kernel index moves up by their count
-    memmove(r.out + r.nfirst, r.out, sizeof(Kernel *) * r.nout);
-    memcpy(r.out, r.first, sizeof(Kernel *) * r.nfirst);
-    r.nout += r.nfirst;
-    for (int i = 0; i < r.nregions; i++) {
-      r.regions[i].first += r.nfirst;
-      r.regions[i].last += r.nfirst;
-    }
-  }
-  free(r.first);
   p->kernels = r.out;
   p->nkernels = r.nout;
   p->regions = r.regions;
   p->nregions = r.nregions;
-  // the step scalars and the blocks come after the graph's nodes, which
-  // the transposed copies added to
-  if (p->scalars)
-    ((IrNode *)p->scalars)->id = g->nnodes;
-  for (int b = 0; b < p->nblocks; b++)
-    ((IrNode *)p->blocks[b])->id = g->nnodes + 1 + b;
 }

@@ -93,12 +93,16 @@ void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t 
   }
 }
 
-void k_pack_panels(float *P, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t tn) {
+void k_pack_panels(float *P, const float *B, bool tb, int64_t ldb, int64_t K, int64_t N, int64_t tn) {
   for (int64_t j0 = 0; j0 < N; j0 += tn) {
     int64_t w = N - j0 < tn ? N - j0 : tn;
     float *panel = P + j0 * K;   // (j0 / tn) * K * tn
+    for (int64_t j = 0; tb && j < w; j++)   // B's rows read along, the panel's columns written down
+      for (int64_t k = 0; k < K; k++)
+        panel[k * tn + j] = B[(j0 + j) * ldb + k];
     for (int64_t k = 0; k < K; k++) {
-      memcpy(panel + k * tn, B + k * ldb + j0, sizeof(float) * w);
+      if (!tb)
+        memcpy(panel + k * tn, B + k * ldb + j0, sizeof(float) * w);
       if (w < tn)
         memset(panel + k * tn + w, 0, sizeof(float) * (tn - w));
     }

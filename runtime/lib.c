@@ -239,6 +239,7 @@ static void ctx_sgemm(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K
 // dimension, so no kernel of the region writes it.
 typedef struct Panels {
   const float *b;
+  bool tb;
   int64_t K, N, tn;
   uint64_t region;             // RtContext.region when packed; 0: none
 } Panels;
@@ -246,17 +247,17 @@ static _Thread_local Panels panels[K_PANEL_SETS];
 static _Atomic uint64_t regions_run;   // by every context: each region run has a number of its own
 static _Thread_local int panels_next;
 
-static const float *region_panels(RtContext *x, const float *B, int64_t K, int64_t N, int64_t tn) {
+static const float *region_panels(RtContext *x, const float *B, bool tb, int64_t K, int64_t N, int64_t tn) {
   for (int i = 0; i < K_PANEL_SETS; i++) {
     const Panels *s = &panels[i];
-    if (s->region == x->region && s->b == B && s->K == K && s->N == N && s->tn == tn)
+    if (s->region == x->region && s->b == B && s->tb == tb && s->K == K && s->N == N && s->tn == tn)
       return k_thread_scratch(K_SCRATCH_PANELS + i, 0);
   }
   int i = panels_next;
   panels_next = (panels_next + 1) % K_PANEL_SETS;
   float *p = k_thread_scratch(K_SCRATCH_PANELS + i, (N + tn - 1) / tn * tn * K);
-  k_pack_panels(p, B, N, K, N, tn);
-  panels[i] = (Panels){B, K, N, tn, x->region};
+  k_pack_panels(p, B, tb, tb ? K : N, K, N, tn);
+  panels[i] = (Panels){B, tb, K, N, tn, x->region};
   return p;
 }
 
@@ -309,8 +310,8 @@ static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64
 
 static void ctx_gemm_rows(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta,
                           float *C, const RtGemmKernels *uk, int64_t row0, int64_t rows) {
-  if (!tb && uk->tile && uk->tile_n > 0) {
-    const float *p = region_panels(ctx, Bm, K, N, uk->tile_n);
+  if (uk->tile && uk->tile_n > 0 && (!tb || K < RT_DOT_MIN_K)) {   // (else dot products read B (N, K) in place)
+    const float *p = region_panels(ctx, Bm, tb, K, N, uk->tile_n);
     k_gemm_micro_panels(uk, rows, N, K, A + row0 * K, K, p, beta != 0.0f, C + row0 * N, N, row0, 0);
     return;
   }

@@ -613,10 +613,11 @@ void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A
 void k_gemm_micro(const RtGemmKernels *uk, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc,
                   int64_t row0, int64_t col0);
-// B (K, N) row-major (row stride ldb) packed in panels of tn columns: panel
-// j is rows 0..K-1 of columns [j tn, j tn + tn), tn floats a row, zeros
-// past column N; (N + tn - 1) / tn * tn * K floats in all.
-void k_pack_panels(float *P, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t tn);
+// op(B) (K, N) packed in panels of tn columns: panel j is rows 0..K-1 of
+// columns [j tn, j tn + tn), tn floats a row, zeros past column N; (N + tn
+// - 1) / tn * tn * K floats in all. B is (K, N) row-major with row stride
+// ldb, or (N, K) when tb.
+void k_pack_panels(float *P, const float *B, bool tb, int64_t ldb, int64_t K, int64_t N, int64_t tn);
 // k_gemm_micro's product for A not transposed and B packed by
 // k_pack_panels with uk's tile_n: each tile reads its panel from one run of
 // memory (B read in place, with rows 2 KB apart, keeps few of a tile's
