@@ -324,6 +324,7 @@ int cli_bench(int argc, char **argv) {
     int at = i;
     snprintf(name, sizeof name, "%s", k->name);
     if (r < p->nregions && p->regions[r].first == i) {   // one row: a region's kernels run interleaved
+      bool products = p->regions[r].products;
       int last = p->regions[r++].last;
       for (int j = i + 1; j <= last; j++) {
         double fj, bj;
@@ -332,7 +333,7 @@ int cli_bench(int argc, char **argv) {
         by += bj;
       }
       kind = "rgn";
-      snprintf(name, sizeof name, "%d kernels to #%d: %s", last - i + 1, last, k->name);
+      snprintf(name, sizeof name, "%d %s to #%d: %s", last - i + 1, products ? "products" : "kernels", last, k->name);
       i = last;
     }
     double share = s.median / fused_ticked.median;

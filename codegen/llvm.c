@@ -58,7 +58,7 @@ typedef struct Cg {
   LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
   LLVMTypeRef entry_ty;        // RtEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
   LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick, i8 *region,
-                               //           i8 *gemm_rows, i8 *lib_rows}
+                               //           i8 *gemm_rows, i8 *lib_rows, i8 *shared, i8 *gemm_share}
   LLVMTypeRef parallel_ty;     // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 extent)
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i8 *epilogue)
@@ -68,6 +68,8 @@ typedef struct Cg {
   LLVMTypeRef gemm_rows_ty;    // void (i8 *ctx, i32 tb, i64 N, i64 K, float *A, float *B, float beta, float *C,
                                //       RtGemmKernels *, i64 row0, i64 rows)
   LLVMTypeRef lib_rows_ty;     // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
+  LLVMTypeRef shared_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 work, i8 *rt)
+  LLVMTypeRef gemm_share_ty;   // sgemm_ty's parameters, then i64 share, i64 shares
   LLVMTypeRef tile_ty;         // RtTileFn
   LLVMTypeRef uk_ty;           // RtGemmKernels
   int vw;                      // the target's vector width in floats
@@ -1440,7 +1442,7 @@ typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
-  LLVMValueRef region, gemm_rows, lib_rows;
+  LLVMValueRef region, gemm_rows, lib_rows, shared, gemm_share;
   LLVMValueRef rt;               // rt itself
   LLVMValueRef uk;               // a RtGemmKernels, filled in for each GEMM
 } Entry;
@@ -1560,11 +1562,11 @@ static void set_uks(Cg *c, Entry *e, const Built *bt) {
   set_uk(c, e, 11, e->B);
 }
 
-// The GEMM's micro-kernels into e->uk, then rt->sgemm(rt->ctx, ta, tb, M,
-// N, K, A, B, beta, C, uk), then the epilogue when it runs as a loop.
-static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
+// The GEMM's micro-kernels into e->uk, and rt->sgemm's arguments (ctx,
+// ta, tb, M, N, K, A, B, beta, C, uk) into args.
+static void gemm_args(Cg *c, Entry *e, const Kernel *k, const Built *bt, LLVMValueRef args[11]) {
   set_uks(c, e, bt);
-  LLVMValueRef args[11] = {
+  LLVMValueRef a[11] = {
     e->ctx, i32c(c, k->ta), i32c(c, k->tb),
     extent(c, e, k->m.coef, k->m.batched), extent(c, e, k->n.coef, k->n.batched),
     extent(c, e, k->k.coef, k->k.batched),
@@ -1574,6 +1576,14 @@ static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
     LLVMBuildBitCast(c->b, buf_ptr(c, e, k->bufs[2]), c->f32p, ""),
     e->uk,
   };
+  memcpy(args, a, sizeof a);
+}
+
+// rt->sgemm(rt->ctx, ta, tb, M, N, K, A, B, beta, C, uk), then the
+// epilogue when it runs as a loop.
+static void run_gemm(Cg *c, Entry *e, const Kernel *k, const Built *bt) {
+  LLVMValueRef args[11];
+  gemm_args(c, e, k, bt, args);
   LLVMBuildCall2(c->b, c->sgemm_ty, e->sgemm, args, 11, "");
   if (bt->epilogue)
     run_loop(c, e, k->epilogue, bt->epilogue);
@@ -1627,7 +1637,8 @@ static Entry entry_of(Cg *c, LLVMValueRef arena, LLVMValueRef state, LLVMValueRe
     .parallel = rt_field(c, rt, 1, c->parallel_ty), .sgemm = rt_field(c, rt, 2, c->sgemm_ty),
     .lib = rt_field(c, rt, 3, c->lib_ty), .tick = rt_field(c, rt, 4, c->tick_ty),
     .region = rt_field(c, rt, 5, c->region_ty), .gemm_rows = rt_field(c, rt, 6, c->gemm_rows_ty),
-    .lib_rows = rt_field(c, rt, 7, c->lib_rows_ty), .rt = rt_i8,
+    .lib_rows = rt_field(c, rt, 7, c->lib_rows_ty), .shared = rt_field(c, rt, 8, c->shared_ty),
+    .gemm_share = rt_field(c, rt, 9, c->gemm_share_ty), .rt = rt_i8,
     .uk = uk,
   };
 }
@@ -1636,7 +1647,8 @@ static Entry entry_of(Cg *c, LLVMValueRef arena, LLVMValueRef state, LLVMValueRe
 // hi), in order: a loop over those rows (its sums' rows zeroed first), a
 // product over their rows of C through rt->gemm_rows or a softmax or layer
 // normalization through rt->lib_rows, then its epilogue when that runs as
-// a loop.
+// a loop. For a region of shared products, [lo, hi) is share lo of hi:
+// each product's share through rt->gemm_share.
 static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
   const KRegion *reg = &c->p->regions[r];
   char name[64];
@@ -1649,6 +1661,14 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
   for (int i = reg->first; i <= reg->last; i++) {
     const Kernel *k = c->p->kernels[i];
     const Built *bt = &built[i];
+    if (reg->products) {   // share lo of hi: rt->gemm_share
+      LLVMValueRef args[13];
+      gemm_args(c, &e, k, bt, args);
+      args[11] = lo;
+      args[12] = hi;
+      LLVMBuildCall2(c->b, c->gemm_share_ty, e.gemm_share, args, 13, "");
+      continue;
+    }
     if (k->kind == KN_LOOP) {
       zero_rows(c, &e, k, lo, hi);
       LLVMBuildCall2(c->b, c->loop_ty, bt->loop, rows, 5, "");
@@ -1679,8 +1699,23 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
   return verify_fn(c, fn) ? fn : NULL;
 }
 
-// rt->region(rt->ctx, fn, arena, state, B, row_bytes, unit, rt) for region r.
+// rt->region(rt->ctx, fn, arena, state, B, row_bytes, unit, rt) for region
+// r, or rt->shared(rt->ctx, fn, arena, state, B, work, rt) for shared
+// products.
 static void run_region(Cg *c, Entry *e, int r, LLVMValueRef fn) {
+  const KRegion *reg = &c->p->regions[r];
+  if (reg->products) {
+    LLVMValueRef work = i64c(c, 0);
+    for (int i = reg->first; i <= reg->last; i++) {
+      const Kernel *k = c->p->kernels[i];
+      LLVMValueRef mn = LLVMBuildMul(c->b, extent(c, e, k->m.coef, k->m.batched),
+                                     extent(c, e, k->n.coef, k->n.batched), "");
+      work = LLVMBuildAdd(c->b, work, LLVMBuildMul(c->b, mn, extent(c, e, k->k.coef, k->k.batched), ""), "");
+    }
+    LLVMValueRef args[7] = {e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B, work, e->rt};
+    LLVMBuildCall2(c->b, c->shared_ty, e->shared, args, 7, "");
+    return;
+  }
   LLVMValueRef args[8] = {
     e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B,
     i64c(c, c->p->regions[r].row_bytes), i64c(c, uk_shape(c->vw).tile_m), e->rt,
@@ -1737,8 +1772,8 @@ static void init_types(Cg *c) {
   c->loop_ty = LLVMFunctionType(c->vd, loop, 5, 0);
   LLVMTypeRef entry[4] = {c->i8p, c->i8p, c->i64, c->i8p};
   c->entry_ty = LLVMFunctionType(c->vd, entry, 4, 0);
-  LLVMTypeRef rt[8] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
-  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 8, 0);
+  LLVMTypeRef rt[10] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
+  c->rt_ty = LLVMStructTypeInContext(c->ctx, rt, 10, 0);
   LLVMTypeRef par[6] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64};
   c->parallel_ty = LLVMFunctionType(c->vd, par, 6, 0);
   LLVMTypeRef uk[12] = {c->i8p, c->i8p, c->i8p, c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, c->i8p, c->i8p, c->i64};
@@ -1746,6 +1781,9 @@ static void init_types(Cg *c) {
   LLVMTypeRef gemm[11] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
                           LLVMPointerType(c->uk_ty, 0)};
   c->sgemm_ty = LLVMFunctionType(c->vd, gemm, 11, 0);
+  LLVMTypeRef share[13] = {c->i8p, c->i32, c->i32, c->i64, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
+                           LLVMPointerType(c->uk_ty, 0), c->i64, c->i64};
+  c->gemm_share_ty = LLVMFunctionType(c->vd, share, 13, 0);
   LLVMTypeRef tile[UK_NPARAMS];
   for (int i = 0; i < UK_NPARAMS; i++)
     tile[i] = i == UK_A || i == UK_B || i == UK_C ? c->f32p : i == UK_ARENA || i == UK_STATE ? c->i8p : c->i64;
@@ -1763,6 +1801,8 @@ static void init_types(Cg *c) {
   c->gemm_rows_ty = LLVMFunctionType(c->vd, rows, 11, 0);
   LLVMTypeRef lrows[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64};
   c->lib_rows_ty = LLVMFunctionType(c->vd, lrows, 7, 0);
+  LLVMTypeRef shared[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i8p};
+  c->shared_ty = LLVMFunctionType(c->vd, shared, 7, 0);
 }
 
 // "nnc_train_step" from the program's entry name.

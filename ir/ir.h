@@ -326,13 +326,19 @@ typedef struct KBufInfo {
 
 enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_STATE3, KP_MAX_BLOCKS };
 
-// A batch-blocked region (passes/region.c): kernels first..last, each of
-// which writes row n of its results from row n of what it reads (and from
-// values with no batch dimension), so that the cpu backend may run them on
-// blocks of rows, each block through every kernel in turn.
+// A region (passes/region.c), kernels first..last, is one of two kinds.
+// Batch-blocked: each kernel writes row n of its results from row n of
+// what it reads (and from values with no batch dimension), so that the cpu
+// backend may run them on blocks of rows, each block through every kernel
+// in turn. Shared products: products whose C has no batch dimension (the
+// weight gradients after a backward pass), none reading what another
+// writes, except that several may add into one C in order; the cpu backend
+// gives each thread one share of every C's rows (or columns) and runs the
+// products one after another on it, with one wait at the end.
 typedef struct KRegion {
   int first, last;             // kernel indexes, inclusive
-  int64_t row_bytes;           // the most bytes one of its kernels touches per sample
+  int64_t row_bytes;           // batch-blocked: the most bytes one of its kernels touches per sample
+  bool products;               // shared products (row_bytes 0)
 } KRegion;
 
 typedef struct KProgram {

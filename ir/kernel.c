@@ -431,8 +431,11 @@ void ir_print_program(FILE *out, const KProgram *p) {
   free(touched);
   for (int i = 0, r = 0; i < p->nkernels; i++) {
     if (r < p->nregions && p->regions[r].first == i) {
-      fprintf(out, "region %d to %d, %lld bytes a row\n", p->regions[r].first, p->regions[r].last,
-              (long long)p->regions[r].row_bytes);
+      if (p->regions[r].products)
+        fprintf(out, "region %d to %d, shared products\n", p->regions[r].first, p->regions[r].last);
+      else
+        fprintf(out, "region %d to %d, %lld bytes a row\n", p->regions[r].first, p->regions[r].last,
+                (long long)p->regions[r].row_bytes);
       r++;
     }
     print_kernel(out, p, i);

@@ -786,8 +786,9 @@ static void parse_kernel(Parser *P) {
   parse_kernel_rest(P, k);
 }
 
-// region = "region" INT "to" INT "," INT "bytes" "a" "row", before the
-// region's first kernel: kernels in order, at least two, disjoint.
+// region = "region" INT "to" INT "," (INT "bytes" "a" "row" | "shared"
+// "products"), before the region's first kernel: kernels in order, at
+// least two, disjoint.
 static void parse_region(Parser *P) {
   KProgram *p = K(P)->p;
   int n = K(P)->nkernels;
@@ -800,11 +801,17 @@ static void parse_region(Parser *P) {
   expect_word(P, "to");
   int last = (int)parse_range(P, first + 1, n > 0 ? n - 1 : 0, "a region's last kernel");
   lx_expect(P, ',');
+  if (lx_is_word(P, "shared")) {
+    lx_next(P);
+    expect_word(P, "products");
+    p->regions[p->nregions++] = (KRegion){first, last, 0, true};
+    return;
+  }
   int64_t bytes = parse_range(P, 0, INT64_MAX, "a region's bytes a row");
   expect_word(P, "bytes");
   expect_word(P, "a");
   expect_word(P, "row");
-  p->regions[p->nregions++] = (KRegion){first, last, bytes};
+  p->regions[p->nregions++] = (KRegion){first, last, bytes, false};
 }
 
 static KProgram *parse_program(Parser *P) {

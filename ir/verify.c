@@ -341,6 +341,13 @@ static bool region_kernel(const Kernel *k) {
          (!k->epilogue || region_kernel(k->epilogue));
 }
 
+// Whether k can run as a share of a region of shared products: a product
+// with no batch dimension in C (each thread's share is rows or columns of
+// C) and no epilogue.
+static bool shared_kernel(const Kernel *k) {
+  return k->kind == KN_GEMM && !k->m.batched && !k->n.batched && !k->epilogue;
+}
+
 bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
   if (!p->g || !p->buf || p->nkernels < 0 || (p->nkernels > 0 && !p->kernels) || p->max_batch < 1) {
     errorf(err, errsz, "the program has no graph, no plan or no kernels");
@@ -358,7 +365,11 @@ bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
     }
     end = reg->last;
     for (int i = reg->first; i <= reg->last; i++)
-      if (!region_kernel(p->kernels[i])) {
+      if (reg->products && !shared_kernel(p->kernels[i])) {
+        errorf(err, errsz, "kernel %d of region %d is not a product whose C has no batch dimension and no "
+               "epilogue", i, r);
+        return false;
+      } else if (!reg->products && !region_kernel(p->kernels[i])) {
         errorf(err, errsz, "kernel %d of region %d is not a loop over the batch, a product of the batch's rows "
                "or a softmax or layer normalization of each sample", i, r);
         return false;

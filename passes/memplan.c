@@ -72,7 +72,7 @@ static void share_slot(Plan *pl, const IrNode *n, int s, int last) {
 // region are free for the placement below anyway.)
 static int region_slot(Plan *pl, const IrNode *n, int i) {
   int r = pl->region ? pl->region[i] : -1;
-  if (r < 0 || row_elems(n) < 0)
+  if (r < 0 || row_elems(n) < 0 || pl->p->regions[r].products)   // (shared products run all at once)
     return -1;
   const KRegion *reg = &pl->p->regions[r];
   int64_t bytes = node_bytes(n, pl->p->max_batch);

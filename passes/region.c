@@ -1,4 +1,4 @@
-// region.c: batch-blocked regions of a program's kernels.
+// region.c: batch-blocked regions of a program's kernels, and shared products.
 //
 // Most kernels of a forward pass, and the steps of an unrolled recurrence
 // in both directions, are row-wise: row n of what they write depends only
@@ -18,6 +18,9 @@
 // the recurrence of a backward pass is one region and its weight
 // gradients run after it. (The runtime packs a region's B once per
 // thread and region run, RtCalls.gemm_rows, rather than for every block.)
+// Those gradients, products whose C has no batch dimension, then form a
+// region of shared products (append_later): each thread computes its share
+// of every one, with one wait at the end instead of one per product.
 //
 // The memory planner keeps every value a region touches live through the
 // whole region (blocks of rows run through its kernels at different
@@ -194,16 +197,64 @@ typedef struct Regions {
   int nregions;
 } Regions;
 
+// Whether product k may be shared out with others (KRegion.products): C
+// has no batch dimension, and no epilogue runs over it.
+static bool shared_product(const Kernel *k) {
+  return k->kind == KN_GEMM && k->nbufs >= 3 && !k->epilogue && !k->m.batched && !k->n.batched &&
+         !ir_is_batched(k->bufs[2]);
+}
+
+// Appends the deferred kernels later[0..n), the products among them that
+// may be shared out first, as one region of shared products when they are
+// two or more: a product joins when it conflicts with none of the other
+// kernels it would now run before, reads no C of the group, and writes no
+// C the group reads or writes, unless it adds to a C the group writes
+// (its threads' shares of that C are the same rows).
+static void append_later(Regions *r, Kernel **later, int n, int ids) {
+  char *rest = xcalloc(ids, 1), *group = xcalloc(ids, 1);
+  bool *in = xcalloc(n + 1, sizeof(bool));
+  int count = 0;
+  for (int i = 0; i < n; i++) {
+    Kernel *k = later[i];
+    bool ok = shared_product(k) && !conflicts(k, rest);
+    for (int b = 0; b < 2 && ok; b++)
+      ok = !(group[storage(k->bufs[b])->id] & 2);
+    char c = ok ? group[storage(k->bufs[2])->id] : 0;
+    ok = ok && !(c & 1) && (!(c & 2) || k->accumulate);
+    if (ok) {
+      in[i] = true;
+      count++;
+      mark(k, group);
+    } else
+      mark(k, rest);
+  }
+  if (count < 2) {   // in their order
+    count = 0;
+    memset(in, 0, sizeof(bool) * n);
+  }
+  int first = r->nout;
+  for (int i = 0; i < n; i++)
+    if (in[i])
+      r->out[r->nout++] = later[i];
+  for (int i = 0; i < n; i++)
+    if (!in[i])
+      r->out[r->nout++] = later[i];
+  if (count)
+    r->regions[r->nregions++] = (KRegion){first, first + count - 1, 0, true};
+  free(rest);
+  free(group);
+  free(in);
+}
+
 // Closes the region of kernels run[0..n): appends them, and the region
 // when it has two or more kernels, then the deferred kernels.
-static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater) {
+static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater, int ids) {
   int first = r->nout;
   for (int i = 0; i < n; i++)
     r->out[r->nout++] = run[i];
   if (n >= 2)
-    r->regions[r->nregions++] = (KRegion){first, r->nout - 1, row_bytes};
-  for (int i = 0; i < nlater; i++)
-    r->out[r->nout++] = later[i];
+    r->regions[r->nregions++] = (KRegion){first, r->nout - 1, row_bytes, false};
+  append_later(r, later, nlater, ids);
 }
 
 // Whether epilogue e of a product is a plain sum: loads at the index of
@@ -326,7 +377,7 @@ void pass_regions(KProgram *p) {
       mark(k, later_rw);
       continue;
     }
-    flush(&r, run, nrun, row_bytes, later, nlater);
+    flush(&r, run, nrun, row_bytes, later, nlater, ids);
     memset(run_rw, 0, ids);
     memset(later_rw, 0, ids);
     nrun = nlater = 0;

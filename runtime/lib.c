@@ -274,15 +274,19 @@ static const float *region_panels(RtContext *x, const float *B, bool tb, int64_t
 typedef struct RegionCall {
   RtRegionFn fn;
   char *arena, *state;
-  int64_t B, rows;
+  int64_t B, rows;             // block b: rows [b * rows, (b + 1) * rows) of B
   const RtCalls *rt;
+  int64_t shares;              // shared products (rows 0): block b is share b of these
 } RegionCall;
 
 static void region_part(void *arg, int64_t lo, int64_t hi) {
   const RegionCall *c = arg;
   for (int64_t b = lo; b < hi; b++) {
     int64_t r0 = b * c->rows, r1 = r0 + c->rows < c->B ? r0 + c->rows : c->B;
-    c->fn(c->arena, c->state, c->B, r0, r1, c->rt);
+    if (c->shares)
+      c->fn(c->arena, c->state, c->B, b, c->shares, c->rt);
+    else
+      c->fn(c->arena, c->state, c->B, r0, r1, c->rt);
   }
 }
 
@@ -298,7 +302,7 @@ static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64
   int64_t ways = split ? threads : 1;
   int64_t blocks = ways * ((B + ways * most - 1) / (ways * most));
   int64_t rows = (B + blocks - 1) / blocks;
-  RegionCall c = {fn, arena, state, B, rows, rt};
+  RegionCall c = {fn, arena, state, B, rows, rt, 0};
   // B's panels packed for an earlier region are stale (an update may have
   // come between, or another executor's state at the same address)
   x->region = atomic_fetch_add(&regions_run, 1) + 1;
@@ -318,6 +322,26 @@ static void ctx_gemm_rows(void *ctx, int tb, int64_t N, int64_t K, const float *
   k_gemm_micro(uk, false, tb, rows, N, K, A + row0 * K, K, Bm, tb ? K : N, beta != 0.0f, C + row0 * N, N, row0, 0);
 }
 
+static void ctx_shared(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t work,
+                       const RtCalls *rt) {
+  RtContext *x = ctx;
+  int64_t threads = rt_pool_threads(x->pool);
+  RegionCall c = {fn, arena, state, B, 0, rt, threads > 1 && 2 * work >= GEMM_SPLIT_FLOPS ? threads : 1};
+  if (c.shares > 1)
+    rt_pool_run(x->pool, region_part, &c, c.shares);
+  else
+    region_part(&c, 0, 1);
+}
+
+static void ctx_gemm_share(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                           const float *Bm, float beta, float *C, const RtGemmKernels *uk, int64_t share,
+                           int64_t shares) {
+  (void)ctx;
+  GemmCall c = {ta, tb, M, N, K, A, Bm, beta, C, M > N, uk};
+  int64_t blocks = ((c.rows ? M : N) + GEMM_BLOCK - 1) / GEMM_BLOCK;
+  gemm_part(&c, share * blocks / shares, (share + 1) * blocks / shares);
+}
+
 static void ctx_lib_rows(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi) {
   rt_lib_rows(ctx, k, arena, state, B, lo, hi);
 }
@@ -333,7 +357,8 @@ static void ctx_lib(void *ctx, const RtLib *k, char *arena, char *state, int64_t
 }
 
 RtCalls rt_context_calls(RtContext *c) {
-  return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick, ctx_region, ctx_gemm_rows, ctx_lib_rows};
+  return (RtCalls){c, ctx_parallel, ctx_sgemm, ctx_lib, ctx_tick, ctx_region, ctx_gemm_rows, ctx_lib_rows,
+                   ctx_shared, ctx_gemm_share};
 }
 
 //

@@ -205,6 +205,16 @@ typedef struct RtCalls {
   // Library kernel k (one rt_lib_rowwise allows) on the batch's rows [lo,
   // hi), on the calling thread (inside a region's block).
   void (*lib_rows)(void *ctx, const struct RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+  // Runs a region of shared products: fn(arena, state, B, share, shares,
+  // rt) for each share of [0, shares), one thread each; shares is 1 when
+  // work (the products' multiply-adds) is too little to split.
+  void (*shared)(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t work,
+                 const struct RtCalls *rt);
+  // Share `share` of `shares` of sgemm's product, on the calling thread:
+  // blocks of C's rows when it has more rows than columns, else of its
+  // columns, the same for every product of this shape.
+  void (*gemm_share)(void *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *Bm,
+                     float beta, float *C, const RtGemmKernels *uk, int64_t share, int64_t shares);
 } RtCalls;
 
 // The compiled entry point: runs the whole program for batch B (1 <= B <=

@@ -282,7 +282,7 @@ static void tick_cb(void *ctx, int kernel) {
   c->ticks++;
 }
 
-static RtCalls rt = {&calls, par2, micro_sgemm, lib_cb, tick_cb, NULL, NULL, NULL};
+static RtCalls rt = {&calls, par2, micro_sgemm, lib_cb, tick_cb, NULL, NULL, NULL, NULL, NULL};
 
 //
 // The C evaluation of a program

@@ -189,6 +189,7 @@ static const char *const tokens[] = {
     "i0", "i7", "kernel", "loop", "gemm", "lib", "over", "parallel", "from", "line", "no line", "epilogue",
     "store", "sum into", "load", "const", "select", "arena", "state", "input", "f32[", "i32[N]", "aux", "aux_from",
     "loss", "node", "conv2d", "sgd_step", "region 0 to 1, 64 bytes a row\n", "region 2 to 9, 0 bytes a row\n",
+    "region 3 to 5, shared products\n",
     "\xff", "\x01", "\0",
 };
 
@@ -272,6 +273,11 @@ int main(int argc, char **argv) {
         Compilation *r =
             pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 32, .fuse = true, .regions = true});
         CHECK(r->prog->nregions > 0, "mlp100 %s: no region at batch 32", ir_entry_name((EntryKind)e));
+        bool shared = false;   // the training step's weight gradients
+        for (int g = 0; g < r->prog->nregions; g++)
+          shared |= r->prog->regions[g].products;
+        CHECK(shared == (e == ENTRY_TRAIN), "mlp100 %s: shared products %s at batch 32",
+              ir_entry_name((EntryKind)e), shared ? "where none belong" : "missing");
         test_program("mlp100 (regions)", r->prog);
         pass_compilation_free(r);
       }

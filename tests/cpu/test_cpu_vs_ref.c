@@ -91,8 +91,10 @@ static Model *compile(const char *path, Arena *a, const OptimConfig *opt) {
 // path sums in its own order), so its state is compared within 5e-3.
 // opt: another optimizer than the model's (NULL: its own), named opt_name.
 // --batch: the batch of the models named (0: 7), at which the cpu
-// backend's programs must have batch-blocked regions.
+// backend's programs must have batch-blocked regions; shared: the regions
+// of shared products their training steps have among them.
 static int64_t blocked;
+static int shared;
 
 static void check_model(const char *backend, const char *name, bool fuse, int64_t B, int threads, const OptimConfig *opt,
                         const char *opt_name) {
@@ -127,6 +129,8 @@ static void check_model(const char *backend, const char *name, bool fuse, int64_
     const KProgram *f = exec_program(cpu, ENTRY_FORWARD, NULL), *t = exec_program(cpu, ENTRY_TRAIN, NULL);
     CHECK(f && t && f->nregions + t->nregions > 0, "%s: no batch-blocked region at batch %lld", label,
           (long long)B);
+    for (int r = 0; t && r < t->nregions; r++)
+      shared += t->regions[r].products;
   }
   free(before);
   free(after);
@@ -360,5 +364,7 @@ int main(int argc, char **argv) {
     check_bad_index("ref");
     check_bad_index(backend);
   }
+  if (blocked && !strcmp(backend, "cpu"))   // the weight gradients after a backward region
+    CHECK(shared > 0, "no training step at batch %lld has a region of shared products", (long long)blocked);
   return t_finish("test_cpu_vs_ref");
 }
