@@ -643,12 +643,15 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 // convolution's weights of one tap, the im2col columns of the cpu
 // backend's convolutions split across the pool, k_portable_sgemm's
 // packed blocks of A and B, and the products of a convolution's taps.
+// A region's products' B packed in panels, per thread: as many as a
+// region has distinct B (vit's forward: 17; an LSTM's: 2), so that each is
+// packed once per region run rather than once per block of rows.
+#define K_PANEL_SETS 32
 enum {
   K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_TAPS,
   K_SCRATCH_PANELS,            // K_SCRATCH_PANELS + i, i < K_PANEL_SETS: a region's B packed in panels
-  K_SCRATCH_KINDS = K_SCRATCH_PANELS + 4
+  K_SCRATCH_KINDS = K_SCRATCH_PANELS + K_PANEL_SETS
 };
-#define K_PANEL_SETS 4
 float *k_thread_scratch(int kind, int64_t n);
 
 // y = a @ b for each of `batch` matrices a, with one b shared by all: the
