@@ -729,43 +729,64 @@ static bool is_product_row(const Cg *c, const Kernel *k) {
 
 // The loops over K and P of is_product_row's kernel, at the point of the
 // outer loops: the row of C in nv vectors of accumulators, a broadcast of
-// A[m, k] times B's row k added to them for each k (in k's order, as the
-// loop would, each product and sum one fused multiply-add), then C's row
-// plus them stored; the row's last vector masked when P is not a multiple
-// of the vector width.
+// A[m, k] times B's row k added to them for each k (each product and sum
+// one fused multiply-add), then C's row plus them stored; the row's last
+// vector masked when P is not a multiple of the vector width. The k are
+// dealt to u chains of accumulators in turn (k, k + u, ... in each, the
+// last K % u in the first), so that u * nv multiply-adds are in flight
+// instead of nv each waiting for the last; the chains are added in order.
 static void emit_product_row(Cg *c, Nest *n) {
   const Kernel *k = n->k;
   int nd = k->ndim, kd = nd - 2, p = nd - 1, w = c->vw, P = (int)k->dims[p], nv = (P + w - 1) / w;
+  int u = 8 / nv < 1 ? 1 : 8 / nv > 4 ? 4 : 8 / nv;
+  int64_t K = k->dims[kd], main = K / u * u;
   bool a_first = k->body[0].idx.stride[p] == 0;
   const KInstr *la = &k->body[a_first ? 0 : 1], *lb = &k->body[a_first ? 1 : 0];
   LLVMTypeRef vt = vec(c->f32, w);
-  LLVMValueRef mask = P % w ? lanes_below(c, 0, w, i64c(c, P % w)) : NULL, acc[4], next[4];
+  LLVMValueRef mask = P % w ? lanes_below(c, 0, w, i64c(c, P % w)) : NULL, acc[16], next[16];
   n->iv[p] = i64c(c, 0);
-  LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "k"), exit = block(c, n->fn, "row");
-  LLVMBuildBr(c->b, loop);
-  LLVMPositionBuilderAtEnd(c->b, loop);
-  LLVMValueRef kv = loop_phi(c, c->i64, i64c(c, 0), guard);
-  for (int v = 0; v < nv; v++)
-    acc[v] = loop_phi(c, vt, LLVMConstNull(vt), guard);
-  n->iv[kd] = kv;
-  LLVMValueRef a = splat(c, load(c, c->f32, address(c, n, la->buf, &la->idx, c->f32)), w);
-  LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32);
-  for (int v = 0; v < nv; v++) {
-    LLVMValueRef b = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL);
-    LLVMValueRef args[3] = {a, b, acc[v]};
-    next[v] = calln(c, "llvm.fma", 3, args);
+  for (int i = 0; i < u * nv; i++)
+    next[i] = LLVMConstNull(vt);
+  // acc[ch * nv + v] += A[m, k] * B[k, v-th vector] for the k at iv[kd]
+  #define ROW_STEP(ch, kval)                                                                         \
+    do {                                                                                             \
+      n->iv[kd] = (kval);                                                                            \
+      LLVMValueRef a = splat(c, load(c, c->f32, address(c, n, la->buf, &la->idx, c->f32)), w);       \
+      LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32);                                  \
+      for (int v = 0; v < nv; v++) {                                                                 \
+        LLVMValueRef b = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL); \
+        LLVMValueRef args[3] = {a, b, acc[(ch) * nv + v]};                                           \
+        next[(ch) * nv + v] = calln(c, "llvm.fma", 3, args);                                         \
+      }                                                                                              \
+    } while (0)
+  if (main > 0) {
+    LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "k"), exit = block(c, n->fn, "row");
+    LLVMBuildBr(c->b, loop);
+    LLVMPositionBuilderAtEnd(c->b, loop);
+    LLVMValueRef kv = loop_phi(c, c->i64, i64c(c, 0), guard);
+    for (int i = 0; i < u * nv; i++)
+      acc[i] = loop_phi(c, vt, LLVMConstNull(vt), guard);
+    for (int ch = 0; ch < u; ch++)
+      ROW_STEP(ch, LLVMBuildNSWAdd(c->b, kv, i64c(c, ch), ""));
+    LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, kv, i64c(c, u), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, i64c(c, main), ""), loop, exit);
+    loop_back(&kv, &k1, 1, latch);
+    loop_back(acc, next, u * nv, latch);
+    LLVMPositionBuilderAtEnd(c->b, exit);
   }
-  LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, kv, i64c(c, 1), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, i64c(c, k->dims[kd]), ""), loop, exit);
-  loop_back(&kv, &k1, 1, latch);
-  loop_back(acc, next, nv, latch);
-  LLVMPositionBuilderAtEnd(c->b, exit);
+  for (int64_t r = main; r < K; r++) {   // the last K % u, into the first chain
+    memcpy(acc, next, sizeof(LLVMValueRef) * nv);
+    ROW_STEP(0, i64c(c, r));
+  }
+  #undef ROW_STEP
   n->iv[kd] = i64c(c, 0);
   LLVMValueRef crow = address(c, n, k->stores[0].buf, &k->stores[0].idx, c->f32);
   for (int v = 0; v < nv; v++) {
-    LLVMValueRef m = v == nv - 1 ? mask : NULL, cp = gep(c, crow, i64c(c, v * w));
-    masked_store(c, LLVMBuildFAdd(c->b, masked_load(c, vt, cp, m), next[v], ""), cp, m);
+    LLVMValueRef m = v == nv - 1 ? mask : NULL, cp = gep(c, crow, i64c(c, v * w)), sum = next[v];
+    for (int ch = 1; ch < u; ch++)
+      sum = LLVMBuildFAdd(c->b, sum, next[ch * nv + v], "");
+    masked_store(c, LLVMBuildFAdd(c->b, masked_load(c, vt, cp, m), sum, ""), cp, m);
   }
 }
 
@@ -784,9 +805,10 @@ static bool is_product_dots(const Cg *c, const Kernel *k) {
 }
 
 // The loops over P and K of is_product_dots's kernel: A's row in vectors
-// (loaded once), then for 4 columns p at a time the products with B's rows
-// p summed in vector lanes, the 4 lane sums folded into one vector
-// (hsums), each added to C[m, p]; the last P % 4 columns one at a time.
+// (loaded once), then for w columns p at a time (then 4, then 1) the
+// products with B's rows p summed in vector lanes, the lane sums folded
+// into one vector (hsums) and added to C[m, p..] (one vector load and
+// store where C is contiguous along P).
 static void emit_product_dots(Cg *c, Nest *n) {
   const Kernel *k = n->k;
   int nd = k->ndim, pd = nd - 2, kd = nd - 1, w = c->vw, K = (int)k->dims[kd], nv = (K + w - 1) / w;
@@ -800,16 +822,19 @@ static void emit_product_dots(Cg *c, Nest *n) {
   LLVMValueRef arow = address(c, n, la->buf, &la->idx, c->f32);
   for (int v = 0; v < nv; v++)
     av[v] = masked_load(c, vt, gep(c, arow, i64c(c, v * w)), v == nv - 1 ? mask : NULL);
-  int group = w >= 4 ? 4 : 1;
-  for (int pass = 0; pass < 2; pass++) {   // blocks of `group` columns, then the rest one by one
-    int g = pass == 0 ? group : 1;
-    int64_t from = pass == 0 ? 0 : P / group * group, to = pass == 0 ? P / group * group : P;
-    if (from >= to || (pass == 0 && g == 1))
+  int groups[3] = {w, w > 4 ? 4 : 1, 1};
+  int64_t from = 0;
+  for (int pass = 0; pass < 3; pass++) {   // blocks of g columns: w, then 4, then one by one
+    int g = groups[pass];
+    if (pass > 0 && g == groups[pass - 1])
+      continue;
+    int64_t to = from + (P - from) / g * g;
+    if (from >= to)
       continue;
     LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "p"), exit = block(c, n->fn, "cols");
     LLVMBuildBr(c->b, loop);
     LLVMPositionBuilderAtEnd(c->b, loop);
-    LLVMValueRef pv = loop_phi(c, c->i64, i64c(c, from), guard), sums[4];
+    LLVMValueRef pv = loop_phi(c, c->i64, i64c(c, from), guard), sums[16];
     for (int j = 0; j < g; j++) {
       n->iv[pd] = LLVMBuildNSWAdd(c->b, pv, i64c(c, j), "");
       LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32), s = LLVMConstNull(vt);
@@ -820,17 +845,23 @@ static void emit_product_dots(Cg *c, Nest *n) {
       sums[j] = s;
     }
     LLVMValueRef folded = hsums(c, sums, g, w);
-    for (int j = 0; j < g; j++) {
-      n->iv[pd] = LLVMBuildNSWAdd(c->b, pv, i64c(c, j), "");
+    n->iv[pd] = pv;
+    if (g > 1 && st->idx.stride[pd] == 1) {   // C[m, p..p+g) in one vector
       LLVMValueRef cp = address(c, n, st->buf, &st->idx, c->f32);
-      LLVMValueRef sum = LLVMBuildExtractElement(c->b, folded, i32c(c, j), "");
-      store(c, LLVMBuildFAdd(c->b, load(c, c->f32, cp), sum, ""), cp);
-    }
+      masked_store(c, LLVMBuildFAdd(c->b, masked_load(c, vec(c->f32, g), cp, NULL), folded, ""), cp, NULL);
+    } else
+      for (int j = 0; j < g; j++) {
+        n->iv[pd] = LLVMBuildNSWAdd(c->b, pv, i64c(c, j), "");
+        LLVMValueRef cp = address(c, n, st->buf, &st->idx, c->f32);
+        LLVMValueRef sum = LLVMBuildExtractElement(c->b, folded, i32c(c, j), "");
+        store(c, LLVMBuildFAdd(c->b, load(c, c->f32, cp), sum, ""), cp);
+      }
     LLVMValueRef p1 = LLVMBuildNSWAdd(c->b, pv, i64c(c, g), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, p1, i64c(c, to), ""), loop, exit);
     loop_back(&pv, &p1, 1, latch);
     LLVMPositionBuilderAtEnd(c->b, exit);
+    from = to;
   }
 }
 

@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
                                        "tests/cpu/tied", "tests/cpu/two_inputs", "tests/cpu/matmul3d", "tests/cpu/scaled",
                                        "tests/cpu/reshaped_param", "tests/cpu/embedding", "tests/cpu/act",
                                        "tests/cpu/smoothed", "tests/cpu/frozen", "tests/cpu/attention",
-                                       "tests/cpu/transformer", "tests/cpu/clipped"};
+                                       "tests/cpu/transformer", "tests/cpu/clipped", "tests/cpu/attention_wide"};
   const char *backend = "cpu";
   int64_t other_batch = 7;
   for (;;) {
