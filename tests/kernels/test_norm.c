@@ -354,21 +354,40 @@ static void test_fast(int64_t outer, int64_t C, int64_t inner) {
   free(x), free(y), free(want), free(w), free(z), free(dy), free(dx), free(dxw), free(dw);
 }
 
+// Rows computed together give the same bits as each row alone, so that any
+// split of the rows across threads gives the same result.
+static void test_fast_groups(int64_t outer, int64_t C) {
+  int64_t n = outer * C;
+  float *x = t_randf(n, -8, 8), *all = xmalloc(n * sizeof(float)), *one = xmalloc(n * sizeof(float));
+  x[C / 2] = NAN;   // a NaN skipped by the maximum, as the reference skips it
+  k_softmax_fast(all, x, outer, C, 1);
+  for (int64_t o = 0; o < outer; o++)
+    k_softmax_fast(one + o * C, x + o * C, 1, C, 1);
+  char what[96];
+  snprintf(what, sizeof what, "softmax fast: %lld rows of %lld, together and alone", (long long)outer,
+           (long long)C);
+  t_equal(what, all, one, n);
+  free(x), free(all), free(one);
+}
+
 // Rows with NaN, +inf and only -inf give what the reference gives.
 static void test_fast_special(void) {
-  enum { C = 19 };
-  float rows[4][C], want[4][C], got[4][C];
-  for (int r = 0; r < 4; r++)
+  enum { C = 19, R = 12 };   // (more rows than a vector has lanes)
+  float rows[R][C], want[R][C], got[R][C];
+  for (int r = 0; r < R; r++)
     for (int c = 0; c < C; c++)
       rows[r][c] = (float)(c % 5) - 2;
-  rows[0][3] = NAN;
-  rows[1][17] = INFINITY;
-  for (int c = 0; c < C; c++)
-    rows[2][c] = -INFINITY;
-  rows[3][0] = 1e30f;
-  k_softmax_forward(&want[0][0], &rows[0][0], 4, C, 1);
-  k_softmax_fast(&got[0][0], &rows[0][0], 4, C, 1);
-  t_equal("softmax fast: NaN, inf, all -inf and 1e30 rows", &got[0][0], &want[0][0], 4 * C);
+  for (int g = 0; g < R; g += 4) {
+    rows[g][3] = NAN;
+    rows[g + 1][17] = INFINITY;
+    for (int c = 0; c < C; c++)
+      rows[g + 2][c] = -INFINITY;
+    rows[g + 3][0] = 1e30f;
+    rows[g + 3][18] = NAN;   // in the last, partial vector
+  }
+  k_softmax_forward(&want[0][0], &rows[0][0], R, C, 1);
+  k_softmax_fast(&got[0][0], &rows[0][0], R, C, 1);
+  t_equal("softmax fast: NaN, inf, all -inf and 1e30 rows", &got[0][0], &want[0][0], R * C);
 }
 
 int main(void) {
@@ -396,6 +415,8 @@ int main(void) {
   for (int i = 0; i < countof(lens); i++) {
     test_fast(5, lens[i], 1);
     test_fast(2, lens[i], 11);   // along a middle axis: 8 columns at a time, then 3
+    test_fast(21, lens[i], 1);
+    test_fast_groups(21, lens[i]);
   }
   test_fast_special();
   return t_finish("test_norm");
