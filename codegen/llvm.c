@@ -727,6 +727,25 @@ static bool is_product_row(const Cg *c, const Kernel *k) {
   return (ab || ba) && st->stride[p] == 1 && st->stride[kd] == 0;
 }
 
+// One k of emit_product_row, at iv[kd] = kv: out[v] = acc[v] + A[m, k] *
+// B[k, v-th vector of the row], for the nv vectors (the last under mask).
+static void product_row_step(Cg *c, Nest *n, LLVMValueRef kv, const LLVMValueRef *acc, LLVMValueRef *out,
+                             LLVMValueRef mask) {
+  const Kernel *k = n->k;
+  int nd = k->ndim, kd = nd - 2, p = nd - 1, w = c->vw, nv = (int)((k->dims[p] + w - 1) / w);
+  bool a_first = k->body[0].idx.stride[p] == 0;
+  const KInstr *la = &k->body[a_first ? 0 : 1], *lb = &k->body[a_first ? 1 : 0];
+  LLVMTypeRef vt = vec(c->f32, w);
+  n->iv[kd] = kv;
+  LLVMValueRef a = splat(c, load(c, c->f32, address(c, n, la->buf, &la->idx, c->f32)), w);
+  LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32);
+  for (int v = 0; v < nv; v++) {
+    LLVMValueRef b = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL);
+    LLVMValueRef args[3] = {a, b, acc[v]};
+    out[v] = calln(c, "llvm.fma", 3, args);
+  }
+}
+
 // The loops over K and P of is_product_row's kernel, at the point of the
 // outer loops: the row of C in nv vectors of accumulators, a broadcast of
 // A[m, k] times B's row k added to them for each k (each product and sum
@@ -740,25 +759,11 @@ static void emit_product_row(Cg *c, Nest *n) {
   int nd = k->ndim, kd = nd - 2, p = nd - 1, w = c->vw, P = (int)k->dims[p], nv = (P + w - 1) / w;
   int u = 8 / nv < 1 ? 1 : 8 / nv > 4 ? 4 : 8 / nv;
   int64_t K = k->dims[kd], main = K / u * u;
-  bool a_first = k->body[0].idx.stride[p] == 0;
-  const KInstr *la = &k->body[a_first ? 0 : 1], *lb = &k->body[a_first ? 1 : 0];
   LLVMTypeRef vt = vec(c->f32, w);
   LLVMValueRef mask = P % w ? lanes_below(c, 0, w, i64c(c, P % w)) : NULL, acc[16], next[16];
   n->iv[p] = i64c(c, 0);
   for (int i = 0; i < u * nv; i++)
     next[i] = LLVMConstNull(vt);
-  // acc[ch * nv + v] += A[m, k] * B[k, v-th vector] for the k at iv[kd]
-  #define ROW_STEP(ch, kval)                                                                         \
-    do {                                                                                             \
-      n->iv[kd] = (kval);                                                                            \
-      LLVMValueRef a = splat(c, load(c, c->f32, address(c, n, la->buf, &la->idx, c->f32)), w);       \
-      LLVMValueRef brow = address(c, n, lb->buf, &lb->idx, c->f32);                                  \
-      for (int v = 0; v < nv; v++) {                                                                 \
-        LLVMValueRef b = masked_load(c, vt, gep(c, brow, i64c(c, v * w)), v == nv - 1 ? mask : NULL); \
-        LLVMValueRef args[3] = {a, b, acc[(ch) * nv + v]};                                           \
-        next[(ch) * nv + v] = calln(c, "llvm.fma", 3, args);                                         \
-      }                                                                                              \
-    } while (0)
   if (main > 0) {
     LLVMBasicBlockRef guard = LLVMGetInsertBlock(c->b), loop = block(c, n->fn, "k"), exit = block(c, n->fn, "row");
     LLVMBuildBr(c->b, loop);
@@ -767,7 +772,7 @@ static void emit_product_row(Cg *c, Nest *n) {
     for (int i = 0; i < u * nv; i++)
       acc[i] = loop_phi(c, vt, LLVMConstNull(vt), guard);
     for (int ch = 0; ch < u; ch++)
-      ROW_STEP(ch, LLVMBuildNSWAdd(c->b, kv, i64c(c, ch), ""));
+      product_row_step(c, n, LLVMBuildNSWAdd(c->b, kv, i64c(c, ch), ""), acc + ch * nv, next + ch * nv, mask);
     LLVMValueRef k1 = LLVMBuildNSWAdd(c->b, kv, i64c(c, u), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, k1, i64c(c, main), ""), loop, exit);
@@ -777,9 +782,8 @@ static void emit_product_row(Cg *c, Nest *n) {
   }
   for (int64_t r = main; r < K; r++) {   // the last K % u, into the first chain
     memcpy(acc, next, sizeof(LLVMValueRef) * nv);
-    ROW_STEP(0, i64c(c, r));
+    product_row_step(c, n, i64c(c, r), acc, next, mask);
   }
-  #undef ROW_STEP
   n->iv[kd] = i64c(c, 0);
   LLVMValueRef crow = address(c, n, k->stores[0].buf, &k->stores[0].idx, c->f32);
   for (int v = 0; v < nv; v++) {
