@@ -31,6 +31,9 @@ static const char *const usage_bench =
     "  -e, --entry NAME      train (default), eval or forward\n"
     "  -f, --format FMT      table (default), csv or json\n"
     "      --no-compare      skip the unfused and ref runs\n"
+    "      --no-regions      run every kernel over the whole batch on its own, so that each\n"
+    "                        gets a row (regions run kernels block of rows by block of rows:\n"
+    "                        one row for them all)\n"
     "      --backend NAME    the backend, listed below (default " EXEC_DEFAULT_BACKEND "); the kernels and\n"
     "                        the comparisons are those of a backend that compiles\n"
     "  -h, --help            show this help\n";
@@ -150,17 +153,18 @@ static void kernel_lines(const Kernel *k, char *buf, size_t n) {
 }
 
 int cli_bench(int argc, char **argv) {
-  enum { O_NOCMP = 256, O_BACKEND };
+  enum { O_NOCMP = 256, O_BACKEND, O_NOREGIONS };
   static const struct option opts[] = {
       {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 'j'},
       {"reps", required_argument, 0, 'r'},  {"entry", required_argument, 0, 'e'},
       {"format", required_argument, 0, 'f'}, {"no-compare", no_argument, 0, O_NOCMP},
-      {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
+      {"backend", required_argument, 0, O_BACKEND}, {"no-regions", no_argument, 0, O_NOREGIONS},
+      {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0},
   };
   int batch = 0, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20;
   const char *entry = "train", *format = "table", *backend = EXEC_DEFAULT_BACKEND;
-  bool compare = true;
+  bool compare = true, regions = true;
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "b:j:r:e:f:h", opts, NULL)) != -1) {
@@ -177,6 +181,7 @@ int cli_bench(int argc, char **argv) {
     case 'e': entry = optarg; break;
     case 'f': format = optarg; break;
     case O_NOCMP: compare = false; break;
+    case O_NOREGIONS: regions = false; break;
     case O_BACKEND:
       if (cli_backend(usage_bench, optarg, &backend))
         return EXIT_USAGE;
@@ -217,7 +222,8 @@ int cli_bench(int argc, char **argv) {
   // Build (compile), timing each phase.
   char err[1024];
   double t0 = now_seconds();
-  ExecOptions eo = {.max_batch = b.B, .threads = threads, .fuse = true, .entries = 1u << mode};
+  ExecOptions eo = {
+      .max_batch = b.B, .threads = threads, .fuse = true, .no_regions = !regions, .entries = 1u << mode};
   Exec *ex = exec_new(backend, m, &eo, err, sizeof err);
   if (!ex) {
     fprintf(stderr, "nnc: error: %s\n", err);
@@ -290,9 +296,9 @@ int cli_bench(int argc, char **argv) {
   else {
     printf("nnc %s (commit %s) on %s, %d threads\n", NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads);
     if (p)
-      printf("model %s, %s, batch %lld: %d kernels, arena %.2f MB (one buffer per value: %.2f MB), state %.2f "
-             "MB\n", m->g->name, entry_name, (long long)b.B, p->nkernels, p->arena_bytes / 1e6,
-             p->naive_bytes / 1e6, p->state_bytes / 1e6);
+      printf("model %s, %s, batch %lld: %d kernels%s, arena %.2f MB (one buffer per value: %.2f MB), state "
+             "%.2f MB\n", m->g->name, entry_name, (long long)b.B, p->nkernels, regions ? "" : " (no regions)",
+             p->arena_bytes / 1e6, p->naive_bytes / 1e6, p->state_bytes / 1e6);
     else
       printf("model %s, %s, batch %lld, backend %s\n", m->g->name, entry_name, (long long)b.B, backend);
     if (on_device)   // (CUDA C written and compiled, by NVRTC or the host's compiler, in the set-up)

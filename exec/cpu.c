@@ -30,7 +30,7 @@ static void bind_program(Exec *ex, const KProgram *p) {
 }
 
 static bool cpu_init(Exec *ex, const Model *m, const ExecOptions *o, char *err, size_t errsz) {
-  CompileOptions co = {ex->max_batch, o->fuse, NULL, true};
+  CompileOptions co = {ex->max_batch, o->fuse, NULL, !o->no_regions};
   const Compilation *first = NULL;
   for (int e = 0; e < ENTRY_COUNT; e++) {
     if (!(ex->entries & (1u << e)))

@@ -21,6 +21,8 @@ typedef struct ExecOptions {
                          // backend keeps OpenBLAS on one thread: its idle threads spin
                          // (sched_yield) after each GEMM and would take cores from the pool
   bool fuse;             // cpu: simplify and fuse (false: one kernel per graph node)
+  bool no_regions;       // cpu: every kernel over the whole batch, on its own (no batch-blocked
+                         // regions, no shared products: nnc bench --no-regions)
   unsigned entries;      // the entry points it will run (bits 1 << ENTRY_*); 0: every one m has
 } ExecOptions;
 

@@ -49,6 +49,10 @@ expect 0 'maxps' emit --stage asm models/mlp.nn
 expect 0 '"entry": "train_step", "batch": 8, "reps": 2, "step_median_ms"' bench --batch 8 --reps 2 --threads 1 --format json models/logreg.nn
 expect 0 'unfused .* ref ' bench --batch 8 --reps 4 --threads 1 models/logreg.nn
 expect 0 '^kernel,kind,name' bench --batch 8 --reps 2 --format csv --no-compare --entry forward models/mlp.nn
+# a region is one row; --no-regions gives each of its kernels one
+expect 0 ' rgn .* kernels to #' bench --batch 32 --reps 2 --threads 2 --no-compare tests/cpu/rnn.nn
+expect 0 '^model rnn, train_step, batch 32: [0-9]* kernels (no regions), ' \
+  bench --batch 32 --reps 2 --threads 2 --no-compare --no-regions tests/cpu/rnn.nn
 expect 2 "--format is table, csv or json, found 'xml'" bench --format xml models/mlp.nn
 expect 1 "model .m. has no loss to train with" emit --stage kernels --entry train "$tmp/noloss.nn"
 expect 1 "time its inference with --entry forward" bench "$tmp/noloss.nn"
