@@ -100,7 +100,22 @@ static void test_conv(const KConv2d *g, bool with_bias) {
 // The cpu backend's convolution of g against the reference's: with the
 // reference's GEMM the same bytes (the im2col paths differ only in speed),
 // with the cpu backend's GEMM within rounding; the weight gradient by
-// channels, in two ranges, within rounding of the reference's.
+// channels, in two ranges, within rounding of the reference's. One output
+// position over a plane larger than 1x1 is the exception: there the cpu
+// backend's product runs over the taps that read the input only, a shorter
+// sum than the reference's im2col product, and BLAS kernels that split the
+// sum (OpenBLAS's AVX-512 ones do) round the two differently, so those
+// agree within rounding too.
+static void same_or_close(const char *what, const float *got, const float *want, int64_t n, bool exact) {
+  if (exact) {
+    t_equal(what, got, want, n);
+    return;
+  }
+  double *wd = t_tod(want, n);
+  t_close_fwd(what, got, wd, n);
+  free(wd);
+}
+
 static void test_conv_cpu(const KConv2d *g) {
   int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh), OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
   int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C / groups(g) * g->KH * g->KW, ny = g->N * g->O * OH * OW;
@@ -115,8 +130,9 @@ static void test_conv_cpu(const KConv2d *g) {
   float *y = xmalloc(sizeof(float) * ny), *yc = xmalloc(sizeof(float) * ny);
   k_conv2d_forward(y, x, w, bias, g);
   k_conv2d_forward_ws(yc, x, w, bias, g, ws, k_sgemm);
+  bool exact = P > 1 || g->H * g->W == 1;   // (see above)
   snprintf(what, sizeof what, "%s forward, reference GEMM", name);
-  t_equal(what, yc, y, ny);
+  same_or_close(what, yc, y, ny, exact);
   k_conv2d_forward_ws(yc, x, w, bias, g, ws, NULL);
   double *yd = t_tod(y, ny);
   snprintf(what, sizeof what, "%s forward", name);
@@ -127,9 +143,9 @@ static void test_conv_cpu(const KConv2d *g) {
   k_conv2d_backward(dx, dw, NULL, dy, x, w, g);
   k_conv2d_backward_ws(dxc, dwc, NULL, dy, x, w, g, ws, k_sgemm);
   snprintf(what, sizeof what, "%s dx, reference GEMM", name);
-  t_equal(what, dxc, dx, nx);
+  same_or_close(what, dxc, dx, nx, exact);
   snprintf(what, sizeof what, "%s dw, reference GEMM", name);
-  t_equal(what, dwc, dw, nw);
+  same_or_close(what, dwc, dw, nw, exact);
   memcpy(dxc, dx0, sizeof(float) * nx);
   memcpy(dwc, dw0, sizeof(float) * nw);
   k_conv2d_backward_ws(dxc, dwc, NULL, dy, x, w, g, ws, NULL);

@@ -101,8 +101,14 @@
 //   rel-L2 for the whole tensor under Adam), the other 128 as the model's.
 //   The keys' bias takes no part in the loss, so nothing else moves.
 //
-//   vit under RMSprop (both configs), every tensor but the keys' bias:
-//   rel-L2 5e-5 and |a - b| <= 0.2 lr, not Adam's 1e-5 and 0.02 lr.
+//   Every model under RMSprop (both configs), every tensor but vit's keys'
+//   bias: rel-L2 5e-5 and |a - b| <= 0.2 lr, not Adam's 1e-5 and 0.02 lr.
+//   How far the two sides' first gradients round apart depends on the BLAS
+//   kernel that sums them, and RMSprop magnifies it most: with OpenBLAS's
+//   AVX-512 kernels (Zen 4), mlp's linear_2.weight ends 1.6e-5 rel-L2 from
+//   PyTorch's and linear_3.weight[1929] 2.7e-5 (0.027 lr) away, lenet5's
+//   linear_2.weight[4865] (centered) 3.0e-5 (0.03 lr); with its AVX2 ones
+//   (OPENBLAS_CORETYPE=Haswell) all three are within Adam's bounds. vit:
 //   RMSprop's first step is lr g / (sqrt(1 - alpha) |g| + eps): 10 lr for
 //   a plain gradient (centered, 3.3 lr a step and momentum on top), 10 times
 //   Adam's, so the same 2% of a step is 0.2 lr. And where |g| is within ten
@@ -205,8 +211,8 @@ static const ModelSpec models[] = {
 #define NOISE_STREAM 0x64726f70ULL
 
 // Tensors with a bound of their own; see the comment at the top. The
-// first entry whose model, kind and pattern (over the tensor's name, as
-// fnmatch() matches) fit counts. An exempt tensor is one its model's bound
+// first entry whose model, kind and pattern (the model's and the tensor's
+// names, as fnmatch() matches) fit counts. An exempt tensor is one its model's bound
 // cannot hold: it is printed whatever the outcome and kept out of the worst
 // metrics.
 // ADAM_STATE: after the steps of any adaptive optimizer (Adam, AdamW,
@@ -232,7 +238,7 @@ static const Special specials[] = {
     {"resnet18", SGD_STATE, "linear_1.*", false, {4e-2, 0, 1, 0, 0, 0, 0, 0}},
     {"resnet18", ADAM_STATE, "linear_1.*", false, {5e-4, 0, 1, 0, 0, 0, 0, 0}},
     {"vit", ADAM_STATE, "encoder_[0-9].attention_1.linear_1.bias", false, {1e-5, 0, 0, 0, 0.02, 64, 128, 61}},
-    {"vit", RMSPROP_STATE, "*", false, {5e-5, 0, 0, 0, 0.2, 0, 0, 0}},
+    {"*", RMSPROP_STATE, "*", false, {5e-5, 0, 0, 0, 0.2, 0, 0, 0}},
 };
 
 // The optimizer configurations of make_reference.py, and how its files'
@@ -262,8 +268,9 @@ static const OptSpec opts[] = {
     // Not for resnet18 (see make_reference.py):
     // RMSprop's first step moves each weight by about lr / sqrt(1 - alpha)
     // whatever its gradient's size (10 lr here), so a near-zero gradient
-    // that rounds to the other sign moves mlp's loss by 1.4e-6 [README 3e-7].
-    {"rmsprop", OPT_RMSPROP, false, 0, false, 0, "RMSprop(lr=1e-3)", 1e-3, 0.99, false, 0, 0, 4, 0},
+    // that rounds to the other sign moves mlp's loss by 1.4e-6 [README 3e-7;
+    // 6.6e-6 after the second step with OpenBLAS's AVX-512 kernels].
+    {"rmsprop", OPT_RMSPROP, false, 0, false, 0, "RMSprop(lr=1e-3)", 1e-3, 0.99, false, 0, 0, 10, 0},
     {"rmsprop_centered", OPT_RMSPROP, false, 0.9, false, 1e-4,
      "RMSprop(lr=1e-3, alpha=0.9, momentum=0.9, centered=True, weight_decay=1e-4)", 1e-3, 0.9, true, 0, 0, 0, 0},
     {"adagrad", OPT_ADAGRAD, false, 0, false, 1e-4,
@@ -484,7 +491,7 @@ static const Tol *tol_for(const Ctx *c, const char *prefix, const char *name, co
     const Special *e = &specials[i];
     bool fits = e->kind == kind || (e->kind == ANY_STATE && kind != GRAD) ||
                 (e->kind == RMSPROP_STATE && kind == ADAM_STATE && c->rmsprop);
-    if (!strcmp(e->model, c->ms->name) && fits &&
+    if (fnmatch(e->model, c->ms->name, 0) == 0 && fits &&
         fnmatch(e->pattern, name, 0) == 0) {
       *exempt = e->exempt;
       return &e->tol;
