@@ -24,6 +24,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_AVX512_PATH 1
 #endif
@@ -44,6 +45,35 @@ static void find_avx512(void) {
 bool k_avx512(void) {
   pthread_once(&avx512_once, find_avx512);
   return avx512_host;
+}
+
+// AMD's family 19h: Zen 3, without AVX-512, and Zen 4, which runs each
+// 512-bit instruction as two 256-bit halves. Zen 5 (1Ah) and Intel's
+// AVX-512 cores have full-width units.
+static pthread_once_t halves_once = PTHREAD_ONCE_INIT;
+static bool halves_host;
+
+static void find_halves(void) {
+#ifdef HAVE_AVX512_PATH
+  unsigned a, b, c, d;
+  char vendor[13] = {0};
+  if (!__get_cpuid(0, &a, &b, &c, &d))
+    return;
+  memcpy(vendor, &b, 4), memcpy(vendor + 4, &d, 4), memcpy(vendor + 8, &c, 4);
+  if (strcmp(vendor, "AuthenticAMD") || !__get_cpuid(1, &a, &b, &c, &d))
+    return;
+  unsigned family = (a >> 8) & 0xf;
+  if (family == 0xf)
+    family += (a >> 20) & 0xff;
+  halves_host = family == 0x19;
+#endif
+}
+
+bool k_avx512_halves(void) {
+  if (!k_avx512())
+    return false;
+  pthread_once(&halves_once, find_halves);
+  return halves_host;
 }
 
 #ifdef HAVE_AVX512_PATH

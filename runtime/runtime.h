@@ -1095,6 +1095,9 @@ double k_default_bias_bound(int64_t fan_in);
 
 // The host runs AVX-512 (F, VL, BW, DQ) and NNC_NO_AVX512 is not set.
 bool k_avx512(void);
+// k_avx512(), on units 256 bits wide that run a 512-bit instruction in two
+// halves (AMD Zen 4): there AVX2 code does as many FLOPs a cycle.
+bool k_avx512_halves(void);
 // Micro-kernels for k_gemm_micro (tile 8 x 32, dot 4 x 4, row 1 x 8), as
 // k_gemm takes them. Reference: k_sgemm.
 extern const RtGemmKernels k_avx512_gemm;
@@ -1128,7 +1131,7 @@ void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const 
 // A stride-1 convolution and its gradients read in place from a padded
 // copy of each image (no im2col), for the cpu backend's convolutions
 // (k_conv2d_forward_ws, k_conv2d_backward_ws) on hosts with AVX2 and FMA
-// but not AVX-512.
+// but not AVX-512, or with AVX-512 in halves (k_avx512_halves).
 // Reference: k_conv2d_forward and k_conv2d_backward, within rounding
 // (tests/kernels/test_conv.c).
 
