@@ -464,6 +464,41 @@ AVX512 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x,
     }
 }
 
+//
+// Dropout's forward (kernels_train.c, k_dropout_forward): dropout_hash of
+// 16 consecutive indexes at a time, in two vectors of 8 64-bit lanes. The
+// hash's first step, key + (index + 1) * golden, goes up by golden from
+// one index to the next, so it is an addition here.
+//
+AVX512 static __m512i splitmix_mix(__m512i z) {
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((int64_t)0xbf58476d1ce4e5b9ULL));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((int64_t)0x94d049bb133111ebULL));
+  return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+AVX512 void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                             uint64_t key, int64_t first) {
+  const uint64_t golden = 0x9e3779b97f4a7c15ULL;
+  __m512i step = _mm512_set1_epi64((int64_t)(16 * golden)), lim = _mm512_set1_epi64((int64_t)least);
+  __m512i z0 = _mm512_add_epi64(_mm512_set1_epi64((int64_t)(key + ((uint64_t)first + 1) * golden)),
+                                _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                                   _mm512_set1_epi64((int64_t)golden)));
+  __m512i z1 = _mm512_add_epi64(z0, _mm512_set1_epi64((int64_t)(8 * golden)));
+  __m512 sv = _mm512_set1_ps(scale);
+  __m128i ones = _mm_set1_epi8(1);
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 in = mask_of(n - i);
+    __mmask8 k0 = _mm512_cmpge_epu64_mask(_mm512_srli_epi64(splitmix_mix(z0), 40), lim);
+    __mmask8 k1 = _mm512_cmpge_epu64_mask(_mm512_srli_epi64(splitmix_mix(z1), 40), lim);
+    __mmask16 keep = (__mmask16)(k0 | (unsigned)k1 << 8);
+    __m512 v = _mm512_maskz_loadu_ps(in, x + i);   // x * (keep ? scale : 0), as the reference
+    _mm512_mask_storeu_ps(y + i, in, _mm512_mul_ps(v, _mm512_maskz_mov_ps(keep, sv)));
+    _mm_mask_storeu_epi8(mask + i, in, _mm_maskz_mov_epi8(keep, ones));
+    z0 = _mm512_add_epi64(z0, step);
+    z1 = _mm512_add_epi64(z1, step);
+  }
+}
+
 #else
 
 // No AVX-512 code in this build: k_avx512() is false, so nothing calls these.
@@ -483,6 +518,12 @@ const RtGemmKernels k_avx512_gemm = {
 
 void k_avx512_transpose16(float *dst, int64_t ldd, const float *src, int64_t lds) {
   (void)dst, (void)ldd, (void)src, (void)lds;
+  no_avx512();
+}
+
+void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                      uint64_t key, int64_t first) {
+  (void)y, (void)mask, (void)x, (void)n, (void)scale, (void)least, (void)key, (void)first;
   no_avx512();
 }
 

@@ -357,6 +357,11 @@ float k_dropout_uniform(uint64_t key, int64_t index) {
   return (float)(dropout_hash(key, index) >> 40) * (1.0f / 16777216.0f);
 }
 
+// u >= p in integers: the 24-bit draw at least ceil(p * 2^24) (exact).
+static uint64_t dropout_least(float p) {
+  return p >= 1.0f ? (uint64_t)1 << 24 : (uint64_t)ceil((double)p * 16777216.0);
+}
+
 void k_dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, float p, uint64_t key, int64_t first) {
   if (p <= 0.0f) {
     memmove(y, x, n * sizeof(float));
@@ -364,13 +369,21 @@ void k_dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, float
     return;
   }
   float scale = k_dropout_scale(p);
-  // u >= p in integers: the 24-bit draw at least ceil(p * 2^24) (exact).
-  uint64_t least = p >= 1.0f ? (uint64_t)1 << 24 : (uint64_t)ceil((double)p * 16777216.0);
+  uint64_t least = dropout_least(p);
   for (int64_t i = 0; i < n; i++) {   // without branches: which elements drop is random
     uint8_t keep = (dropout_hash(key, first + i) >> 40) >= least;
     mask[i] = keep;
     y[i] = x[i] * ((float)keep * scale);
   }
+}
+
+void k_dropout_forward_fast(float *y, uint8_t *mask, const float *x, int64_t n, float p, uint64_t key,
+                            int64_t first) {
+  if (p > 0.0f && k_avx512()) {
+    k_avx512_dropout(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
+    return;
+  }
+  k_dropout_forward(y, mask, x, n, p, key, first);
 }
 
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p) {

@@ -676,7 +676,7 @@ static void dropout_share(void *arg, int64_t lo, int64_t hi) {
   const SplitCall *s = arg;
   float p = (float)s->k->f[0];
   if (s->k->kind == RL_DROPOUT) {
-    k_dropout_forward(P(s, 1) + lo, (uint8_t *)s->saved + lo, P(s, 0) + lo, hi - lo, p, s->key, s->first + lo);
+    k_dropout_forward_fast(P(s, 1) + lo, (uint8_t *)s->saved + lo, P(s, 0) + lo, hi - lo, p, s->key, s->first + lo);
     return;
   }
   float *dx = P(s, 1) + lo;
