@@ -1751,9 +1751,17 @@ static void run_region(Cg *c, Entry *e, int r, LLVMValueRef fn) {
     LLVMBuildCall2(c->b, c->shared_ty, e->shared, args, 7, "");
     return;
   }
+  // blocks of whole tiles of rows where a product runs on them; as many
+  // images where a convolution does (each call packs its weights again)
+  int unit = 1;
+  for (int i = reg->first; i <= reg->last; i++) {
+    const Kernel *k = c->p->kernels[i];
+    if (k->kind == KN_GEMM || (k->kind == KN_LIB && k->node && k->node->op == IR_CONV2D))
+      unit = uk_shape(c->vw).tile_m;
+  }
   LLVMValueRef args[8] = {
     e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B,
-    i64c(c, c->p->regions[r].row_bytes), i64c(c, uk_shape(c->vw).tile_m), e->rt,
+    i64c(c, c->p->regions[r].row_bytes), i64c(c, unit), e->rt,
   };
   LLVMBuildCall2(c->b, c->region_ty, e->region, args, 8, "");
 }

@@ -33,7 +33,8 @@
 #include <string.h>
 
 // A product joins a region only when its B is this small (it stays in L2
-// while every block of rows reads it).
+// while every block of rows reads it), and a convolution only when its
+// weights are.
 #define REGION_MAX_B_BYTES (384 << 10)
 // Programs for smaller batches have no regions: their rows make no blocks
 // worth sharing out, and a batch of one reads B in place (dot products).
@@ -104,14 +105,26 @@ static bool gemm_rowwise(const Kernel *k, int64_t *bytes) {
 
 // Whether library kernel k is row-wise: a softmax or layer normalization
 // (or its input's gradient) within each sample (rt_lib_rowwise says the
-// same of its descriptor), with a row-wise epilogue if any (layernorm's
-// affine).
-static bool lib_rowwise(const Kernel *k, int64_t *bytes) {
+// same of its descriptor), a convolution's forward, or pooling (max
+// pooling only outside training programs, where it keeps no argmax for a
+// gradient), with a row-wise epilogue if any (layernorm's affine, a
+// convolution's bias and activation).
+static bool lib_rowwise(const Kernel *k, bool train, int64_t *bytes) {
   const IrNode *n = k->node;
   int64_t epi = 0;
   if (k->kind != KN_LIB || !n || !batch_major(n) || (k->epilogue && !loop_rowwise(k->epilogue, &epi)))
     return false;
   switch (n->op) {
+  case IR_CONV2D: case IR_MAXPOOL: case IR_AVGPOOL: case IR_GLOBAL_AVGPOOL: {
+    const IrNode *x = n->src[0];
+    if ((n->op == IR_MAXPOOL && train) || !batch_major(x) || x->ndim != 4 || n->ndim != 4)
+      return false;
+    for (int i = 1; i < n->nsrc; i++)   // a convolution's weights and bias, small enough to stay in L2
+      if (ir_is_batched(n->src[i]) || 4 * ir_numel(n->src[i], 1) > REGION_MAX_B_BYTES)
+        return false;
+    *bytes = 4 * (row_elems(n) + row_elems(x)) + epi;
+    return true;
+  }
   case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_SOFTMAX_GRAD: case IR_LOG_SOFTMAX_GRAD:
   case IR_LAYERNORM: case IR_LAYERNORM_GRAD:
     break;
@@ -129,11 +142,11 @@ static bool lib_rowwise(const Kernel *k, int64_t *bytes) {
   return true;
 }
 
-static bool rowwise(const Kernel *k, int64_t *bytes) {
+static bool rowwise(const Kernel *k, bool train, int64_t *bytes) {
   switch (k->kind) {
   case KN_LOOP: return loop_rowwise(k, bytes);
   case KN_GEMM: return gemm_rowwise(k, bytes);
-  default: return lib_rowwise(k, bytes);
+  default: return lib_rowwise(k, train, bytes);
   }
 }
 
@@ -365,7 +378,7 @@ void pass_regions(KProgram *p) {
   for (int i = 0; i <= nk; i++) {
     Kernel *k = i < nk ? p->kernels[i] : NULL;
     int64_t bytes = 0;
-    bool row = k && rowwise(k, &bytes);
+    bool row = k && rowwise(k, p->entry == ENTRY_TRAIN, &bytes);
     if (row && !conflicts(k, later_rw)) {   // joins the region, ahead of the deferred kernels
       run[nrun++] = k;
       mark(k, run_rw);

@@ -465,7 +465,23 @@ AVX2 void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, cons
         argmax[(nc + l) * OHW + p] = att[8 * p + l];
     }
 }
+// to[i] = from[i] + b, i < n: a row of the wide output into y with the
+// bias, 8 at a time (a first convolution's output is large next to its
+// work: the copy was a tenth of cnn's forward at batch 1000).
+AVX2 static void add_row(float *to, const float *from, int64_t n, float b) {
+  __m256 bv = _mm256_set1_ps(b);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(to + i, _mm256_add_ps(_mm256_loadu_ps(from + i), bv));
+  for (; i < n; i++)
+    to[i] = from[i] + b;
+}
 #else
+static void add_row(float *to, const float *from, int64_t n, float b) {
+  (void)to, (void)from, (void)n, (void)b;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
 static void dots_3x3(int64_t OH, int64_t OW, int64_t Wp, const float *dy, int64_t P, int mo, const float *xp,
                      const int32_t *off, int mr, float *dots) {
   (void)OH, (void)OW, (void)Wp, (void)dy, (void)P, (void)mo, (void)xp, (void)off, (void)mr, (void)dots;
@@ -668,8 +684,7 @@ void k_avx2_conv_forward(float *y, const float *x, const float *w, const float *
         const float *from = yw + o * v.Qr + oh * v.Wp;
         float *to = yn + (o * v.OH + oh) * v.OW;
         if (bias)
-          for (int64_t i = 0; i < v.OW; i++)
-            to[i] = from[i] + bias[o];
+          add_row(to, from, v.OW, bias[o]);
         else
           memcpy(to, from, sizeof(float) * v.OW);
       }

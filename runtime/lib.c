@@ -531,6 +531,37 @@ static float *share_ws(RtContext *c, int s, int64_t n) { return k_grow(&c->ws[s]
 // each share goes to the share's buffer; the caller sums the shares in
 // order, so the sum is the same whichever thread ran which share.
 #define CONV_CHUNK_FLOATS (256 * 1024)
+
+// Images [lo, hi) of the batch, on the calling thread; a weight gradient
+// adds into dw.
+static void conv_images(const SplitCall *s, int64_t lo, int64_t hi, float *dw) {
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  KConv2d geo = conv_of(k, s->B);
+  geo.N = 1;
+  int64_t in = geo.C * geo.H * geo.W, out = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? r : 0], 1);
+  int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+  int64_t pieces = (hi - lo + chunk - 1) / chunk;
+  chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
+  geo.N = hi - lo < chunk ? hi - lo : chunk;
+  float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_scratch(&geo));
+  for (int64_t i = lo; i < hi; i += chunk) {   // images [i, i + geo.N)
+    geo.N = hi - i < chunk ? hi - i : chunk;
+    if (k->kind == RL_CONV2D) {
+      k_conv2d_forward_ws(P(s, r) + i * out, P(s, 0) + i * in, P(s, 1), k->nbufs == 4 ? P(s, 2) : NULL, &geo, ws,
+                          s->gemm);
+      if (s->epi)   // while these images are still in cache
+        s->epi(s->arena, s->state, s->B, i, i + geo.N);
+    } else if (k->kind == RL_CONV2D_GRAD_INPUT) {
+      float *dx = P(s, r) + i * in;
+      memset(dx, 0, sizeof(float) * geo.N * in);
+      k_conv2d_backward_ws(dx, NULL, NULL, P(s, 0) + i * out, NULL, P(s, 1), &geo, ws, s->gemm);
+    } else {
+      k_conv2d_backward_ws(NULL, dw, NULL, P(s, 0) + i * out, P(s, 1) + i * in, NULL, &geo, ws, s->gemm);
+    }
+  }
+}
+
 static void conv_share(void *arg, int64_t t, int64_t t_end) {
   const SplitCall *s = arg;
   RtContext *c = s->c;
@@ -544,35 +575,13 @@ static void conv_share(void *arg, int64_t t, int64_t t_end) {
     k_conv2d_grad_weight_channels(P(s, r), s->aux, P(s, 1), &geo, c0, c1, ws);
   }
   for (; t < t_end; t++) {
-    int64_t lo = s->N * t / s->T, hi = s->N * (t + 1) / s->T;
-    KConv2d geo = conv_of(k, s->B);
-    geo.N = 1;
-    int64_t in = geo.C * geo.H * geo.W, out = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? r : 0], 1);
-    int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
-    int64_t pieces = (hi - lo + chunk - 1) / chunk;
-    chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
-    geo.N = hi - lo < chunk ? hi - lo : chunk;
-    float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_scratch(&geo)), *dw = NULL;
+    float *dw = NULL;
     if (k->kind == RL_CONV2D_GRAD_WEIGHT) {   // the share's gradient
       int64_t wn = rt_lib_numel(&k->buf[r], 1);
       dw = share_ws(c, (int)t, wn);
       memset(dw, 0, sizeof(float) * wn);
     }
-    for (int64_t i = lo; i < hi; i += chunk) {   // images [i, i + geo.N)
-      geo.N = hi - i < chunk ? hi - i : chunk;
-      if (k->kind == RL_CONV2D) {
-        k_conv2d_forward_ws(P(s, r) + i * out, P(s, 0) + i * in, P(s, 1), k->nbufs == 4 ? P(s, 2) : NULL, &geo, ws,
-                            s->gemm);
-        if (s->epi)   // while these images are still in cache
-          s->epi(s->arena, s->state, s->B, i, i + geo.N);
-      } else if (k->kind == RL_CONV2D_GRAD_INPUT) {
-        float *dx = P(s, r) + i * in;
-        memset(dx, 0, sizeof(float) * geo.N * in);
-        k_conv2d_backward_ws(dx, NULL, NULL, P(s, 0) + i * out, NULL, P(s, 1), &geo, ws, s->gemm);
-      } else {
-        k_conv2d_backward_ws(NULL, dw, NULL, P(s, 0) + i * out, P(s, 1) + i * in, NULL, &geo, ws, s->gemm);
-      }
-    }
+    conv_images(s, s->N * t / s->T, s->N * (t + 1) / s->T, dw);
   }
 }
 
@@ -832,25 +841,34 @@ static void run_step(SplitCall *s) {
   }
 }
 
+// Average pooling's or global average pooling's forward, samples [lo, hi).
+static void avgpool_rows(const SplitCall *s, int64_t lo, int64_t hi) {
+  const RtLib *k = s->k;
+  const RtLibBuf *x = &k->buf[0];
+  int64_t in = rt_lib_numel(x, 1), out = rt_lib_numel(&k->buf[1], 1);
+  if (k->kind == RL_GLOBAL_AVGPOOL) {
+    k_global_avgpool_forward(P(s, 1) + lo * out, P(s, 0) + lo * in, hi - lo, x->shape[1], x->shape[2] * x->shape[3]);
+    return;
+  }
+  KPool2d geo = pool_geometry(x, k, s->B);
+  geo.N = hi - lo;
+  k_avgpool2d_forward(P(s, 1) + lo * out, P(s, 0) + lo * in, &geo);
+}
+
+static void avgpool_share(void *arg, int64_t lo, int64_t hi) { avgpool_rows(arg, lo, hi); }
+
 static void run_avgpool(SplitCall *s) {
   const RtLib *k = s->k;
   const RtLibBuf *r = &k->buf[k->nbufs - 1];
   float *out = P(s, k->nbufs - 1);
   switch (k->kind) {
-  case RL_AVGPOOL: {
-    KPool2d geo = pool_geometry(&k->buf[0], k, s->B);
-    k_avgpool2d_forward(out, P(s, 0), &geo);
+  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL:   // samples over the pool
+    rt_pool_run(s->c->pool, avgpool_share, s, s->N);
     return;
-  }
   case RL_AVGPOOL_GRAD: {
     KPool2d geo = pool_geometry(r, k, s->B);
     memset(out, 0, sizeof(float) * rt_lib_numel(r, s->B));
     k_avgpool2d_backward(out, P(s, 0), &geo);
-    return;
-  }
-  case RL_GLOBAL_AVGPOOL: {
-    const RtLibBuf *x = &k->buf[0];
-    k_global_avgpool_forward(out, P(s, 0), dim(x, 0, s->B), x->shape[1], x->shape[2] * x->shape[3]);
     return;
   }
   default:
@@ -903,6 +921,12 @@ void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t
     return;
   SplitCall s = {.c = c, .k = k, .arena = arena, .state = state, .B = B, .N = B, .T = 1};
   const RtLibBuf *r = &k->buf[k->nbufs - 1];
+  switch (k->kind) {   // (a region runs the convolution's epilogue after it)
+  case RL_CONV2D: conv_images(&s, lo, hi, NULL); return;
+  case RL_MAXPOOL: maxpool_share(&s, lo, hi); return;   // (no argmax: rt_lib_rowwise)
+  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL: avgpool_rows(&s, lo, hi); return;
+  default: break;
+  }
   if (k->kind == RL_LAYERNORM || k->kind == RL_LAYERNORM_GRAD) {
     int64_t per = rt_lib_numel(r, 1) / layernorm_row(k);   // rows of a sample
     layernorm_share(&s, lo * per, hi * per);

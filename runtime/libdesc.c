@@ -33,8 +33,22 @@ int64_t rt_lib_numel(const RtLibBuf *b, int64_t B) {
 
 bool rt_lib_rowwise(const RtLib *k) {
   const RtLibBuf *r = &k->buf[k->nbufs - 1];
-  if (k->nbufs < 2 || r->ndim < 2 || r->shape[0] != RT_BATCH)
+  if (k->nbufs < 2 || r->ndim < 2 || r->shape[0] != RT_BATCH || k->buf[0].shape[0] != RT_BATCH ||
+      k->buf[0].ndim < 2)
     return false;
+  switch (k->kind) {
+  case RL_CONV2D:   // the weights and the bias have no batch dimension
+    for (int b = 1; b < k->nbufs - 1; b++)
+      if (k->buf[b].ndim >= 1 && k->buf[b].shape[0] == RT_BATCH)
+        return false;
+    return k->buf[0].ndim == 4 && r->ndim == 4;
+  case RL_MAXPOOL:   // not where it keeps each window's argmax for a gradient
+    return k->nbufs == 2 && k->aux < 0 && k->buf[0].ndim == 4 && r->ndim == 4;
+  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL:
+    return k->nbufs == 2 && k->buf[0].ndim == 4 && r->ndim == 4;
+  default:
+    break;
+  }
   for (int b = 0; b < k->nbufs; b++)
     if (k->buf[b].ndim != r->ndim || k->buf[b].shape[0] != RT_BATCH)
       return false;

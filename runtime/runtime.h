@@ -149,7 +149,9 @@ typedef struct RtLib {
 const char *rt_lib_name(int kind);
 // Whether library kernel k may run on a block of the batch's rows
 // (RtCalls.lib_rows): a softmax, log-softmax or layer normalization, or
-// their input's gradient, over dimensions of one sample each.
+// their input's gradient, over dimensions of one sample each; a
+// convolution's forward; max pooling that keeps no argmax (outside
+// training programs), average pooling, global average pooling.
 bool rt_lib_rowwise(const RtLib *k);
 // Elements of buffer b at batch B.
 int64_t rt_lib_numel(const RtLibBuf *b, int64_t B);

@@ -281,6 +281,23 @@ int main(int argc, char **argv) {
         test_program("mlp100 (regions)", r->prog);
         pass_compilation_free(r);
       }
+      if (!strcmp(models[i], "cnn")) {   // convolutions and pooling in regions, but no max pooling that keeps
+                                         // its argmax for a gradient (nor, so, the convolutions between them)
+        Compilation *r =
+            pass_compile(m, (EntryKind)e, &(CompileOptions){.max_batch = 32, .fuse = true, .regions = true});
+        int convs = 0, pools = 0;
+        for (int g = 0; g < r->prog->nregions; g++)
+          for (int k = r->prog->regions[g].first; k <= r->prog->regions[g].last; k++) {
+            const Kernel *kk = r->prog->kernels[k];
+            convs += kk->kind == KN_LIB && kk->node->op == IR_CONV2D;
+            pools += kk->kind == KN_LIB && kk->node->op == IR_MAXPOOL;
+          }
+        int want = e == ENTRY_TRAIN ? 0 : 2;
+        CHECK(convs == want && pools == want, "cnn %s: %d convolutions and %d max poolings in regions, not %d",
+              ir_entry_name((EntryKind)e), convs, pools, want);
+        test_program("cnn (regions)", r->prog);
+        pass_compilation_free(r);
+      }
       if (e == ENTRY_TRAIN && (!strcmp(models[i], "cnn") || !strcmp(models[i], "mlp"))) {
         size_t len;
         char *text = print(p, &len);
