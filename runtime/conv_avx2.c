@@ -476,6 +476,52 @@ AVX2 static void add_row(float *to, const float *from, int64_t n, float b) {
   for (; i < n; i++)
     to[i] = from[i] + b;
 }
+
+// Dropout's forward (kernels_train.c, k_dropout_forward), as
+// fast_avx512.c's k_avx512_dropout: dropout_hash of 8 consecutive indexes
+// at a time in two vectors of 4 64-bit lanes, whose first step goes up by
+// golden from one index to the next. AVX2 has no 64-bit product: mul64
+// makes the low 64 bits of a * c from three 32-bit ones.
+AVX2 static inline __m256i mul64(__m256i a, uint64_t c) {
+  __m256i cl = _mm256_set1_epi64x((int64_t)(c & 0xffffffffu)), ch = _mm256_set1_epi64x((int64_t)(c >> 32));
+  __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), cl), _mm256_mul_epu32(a, ch));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, cl), _mm256_slli_epi64(cross, 32));
+}
+
+AVX2 static inline __m256i splitmix_mix4(__m256i z) {
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xbf58476d1ce4e5b9ULL);
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94d049bb133111ebULL);
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+AVX2 void k_avx2_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                         uint64_t key, int64_t first) {
+  const uint64_t golden = 0x9e3779b97f4a7c15ULL;
+  __m256i step = _mm256_set1_epi64x((int64_t)(8 * golden));
+  // draw >= least as draw > least - 1 on signed lanes (draws and least are under 2^25)
+  __m256i lim = _mm256_set1_epi64x((int64_t)least - 1);
+  __m256i z0 = _mm256_add_epi64(_mm256_set1_epi64x((int64_t)(key + ((uint64_t)first + 1) * golden)),
+                                _mm256_setr_epi64x(0, (int64_t)golden, (int64_t)(2 * golden), (int64_t)(3 * golden)));
+  __m256i z1 = _mm256_add_epi64(z0, _mm256_set1_epi64x((int64_t)(4 * golden)));
+  __m256 sv = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i k0 = _mm256_cmpgt_epi64(_mm256_srli_epi64(splitmix_mix4(z0), 40), lim);
+    __m256i k1 = _mm256_cmpgt_epi64(_mm256_srli_epi64(splitmix_mix4(z1), 40), lim);
+    // the 8 lanes' all-ones or zero words, as 32-bit lanes in order
+    __m256i keep = _mm256_permutevar8x32_epi32(_mm256_blend_epi32(k0, _mm256_slli_epi64(k1, 32), 0xaa),
+                                               _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    __m256 v = _mm256_loadu_ps(x + i);   // x * (keep ? scale : 0), as the reference
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_and_ps(_mm256_castsi256_ps(keep), sv)));
+    unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(keep));
+    for (int l = 0; l < 8; l++)
+      mask[i + l] = (uint8_t)(bits >> l & 1);
+    z0 = _mm256_add_epi64(z0, step);
+    z1 = _mm256_add_epi64(z1, step);
+  }
+  if (i < n)   // the last few: the reference's loop from index first + i
+    k_dropout_forward_tail(y + i, mask + i, x + i, n - i, scale, least, key, first + i);
+}
 #else
 static void add_row(float *to, const float *from, int64_t n, float b) {
   (void)to, (void)from, (void)n, (void)b;
@@ -514,6 +560,12 @@ static void tile_cols(int64_t OH, int64_t OW, int64_t Wp, const float *a, const 
 
 void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
   (void)y, (void)argmax, (void)x, (void)g, (void)OH, (void)OW;
+  nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
+}
+
+void k_avx2_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                    uint64_t key, int64_t first) {
+  (void)y, (void)mask, (void)x, (void)n, (void)scale, (void)least, (void)key, (void)first;
   nnc_bug(__FILE__, __LINE__, "an AVX2 kernel on a host without AVX2");
 }
 

@@ -368,8 +368,11 @@ void k_dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, float
     memset(mask, 1, n);
     return;
   }
-  float scale = k_dropout_scale(p);
-  uint64_t least = dropout_least(p);
+  k_dropout_forward_tail(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
+}
+
+void k_dropout_forward_tail(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                            uint64_t key, int64_t first) {
   for (int64_t i = 0; i < n; i++) {   // without branches: which elements drop is random
     uint8_t keep = (dropout_hash(key, first + i) >> 40) >= least;
     mask[i] = keep;
@@ -381,6 +384,10 @@ void k_dropout_forward_fast(float *y, uint8_t *mask, const float *x, int64_t n, 
                             int64_t first) {
   if (p > 0.0f && k_avx512()) {
     k_avx512_dropout(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
+    return;
+  }
+  if (p > 0.0f && k_avx2()) {
+    k_avx2_dropout(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
     return;
   }
   k_dropout_forward(y, mask, x, n, p, key, first);

@@ -915,10 +915,15 @@ void k_dropout_forward(float *y,            // (n)
                        uint8_t *mask,       // (n) out: 1 kept, 0 dropped
                        const float *x,      // (n)
                        int64_t n, float p, uint64_t key, int64_t first);
-// The cpu backend's: k_avx512_dropout on AVX-512 hosts (about ten times
-// faster: the hash's 64-bit products in vectors), the same bytes.
+// The cpu backend's: k_avx512_dropout on AVX-512 hosts (about five times
+// faster: the hash's 64-bit products in vectors), k_avx2_dropout on AVX2
+// ones, the same bytes.
 void k_dropout_forward_fast(float *y, uint8_t *mask, const float *x, int64_t n, float p, uint64_t key,
                             int64_t first);
+// k_dropout_forward's loop for 0 < p, with scale k_dropout_scale(p) and
+// least the smallest 24-bit draw that keeps an element, ceil(p * 2^24).
+void k_dropout_forward_tail(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                            uint64_t key, int64_t first);
 // dx += dy * mask * k_dropout_scale(p).
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p);
 // Gaussian noise: y = x + std * z, z ~ N(0, 1) by Box-Muller from two
@@ -1169,6 +1174,10 @@ void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const K
 void k_avx2_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW);
 void k_avx2_maxpool_planes8(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW,
                             int64_t nc, float *xt);
+// Dropout's forward, as k_avx512_dropout. Reference: k_dropout_forward,
+// the same bytes.
+void k_avx2_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
+                    uint64_t key, int64_t first);
 
 
 // Sets OpenBLAS's thread count (n >= 1), calling it only when the count

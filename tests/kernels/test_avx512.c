@@ -191,39 +191,6 @@ static void test_maxpool(const KPool2d *g) {
   free(x), free(y), free(yf), free(at), free(atf);
 }
 
-// k_dropout_forward_fast (k_avx512_dropout) against the reference
-// k_dropout_forward: the same values and mask bytes, over lengths around
-// the vector's 16, shares that start anywhere in the tensor (an index past
-// 2^32 too), drop rates down to one kept in 2^24, infinities, NaN and
-// negative zero among the inputs, and y in place of x.
-static void test_dropout(void) {
-  static const int64_t lens[] = {1, 15, 16, 17, 33, 1000};
-  static const int64_t firsts[] = {0, 5, 4096, (int64_t)1 << 33};
-  // (0: p is element n / 3's own draw, which keeps it on the boundary)
-  static const float ps[] = {0.1f, 0.5f, 0.9f, 1.0f - 1.0f / 16777216.0f, 0};
-  int checks = 0, bad = 0;
-  for (int li = 0; li < countof(lens); li++)
-    for (int fi = 0; fi < countof(firsts); fi++)
-      for (int pi = 0; pi < countof(ps); pi++) {
-        int64_t n = lens[li];
-        uint64_t key = (uint64_t)rng_u32(&t_rng) << 32 | rng_u32(&t_rng);
-        float p = ps[pi] ? ps[pi] : k_dropout_uniform(key, firsts[fi] + n / 3);
-        float *x = t_randf(n, -2, 2), *y = xmalloc(sizeof(float) * n), *yf = xmalloc(sizeof(float) * n);
-        uint8_t *m = xmalloc(n), *mf = xmalloc(n);
-        x[0] = n > 3 ? INFINITY : x[0];
-        x[n - 1] = n > 3 ? NAN : x[n - 1];
-        x[n / 2] = n > 3 ? -0.0f : x[n / 2];
-        k_dropout_forward(y, m, x, n, p, key, firsts[fi]);
-        k_dropout_forward_fast(yf, mf, x, n, p, key, firsts[fi]);
-        bad += memcmp(y, yf, sizeof(float) * n) != 0 || memcmp(m, mf, n) != 0 || (!ps[pi] && p > 0 && !m[n / 3]);
-        k_dropout_forward_fast(x, mf, x, n, p, key, firsts[fi]);   // in place
-        bad += memcmp(y, x, sizeof(float) * n) != 0 || memcmp(m, mf, n) != 0;
-        checks += 2;
-        free(x), free(y), free(yf), free(m), free(mf);
-      }
-  CHECK(bad == 0, "k_avx512_dropout against k_dropout_forward: %d of %d runs differ", bad, checks);
-}
-
 int main(void) {
   if (!k_avx512()) {
     return t_skip("test_avx512", "the host has no AVX-512 (F, VL, BW, DQ), or NNC_NO_AVX512 is set");
@@ -231,7 +198,6 @@ int main(void) {
   t_seed(11);
   test_gemm();
   test_transpose();
-  test_dropout();
   // Stride 1 and more outputs than the offset table's 256 taps, so that
   // im2col takes the AVX-512 rows: output rows as wide as the input's (one
   // flat run per tap, with wrapped columns) or not (masked rows), widths

@@ -1,6 +1,7 @@
 // test_norm.c: batchnorm (training and evaluation), dropout, softmax and
 // log_softmax against naive double versions; batchnorm, softmax and
-// log_softmax backward by gradient checks, dropout's backward exactly.
+// log_softmax backward by gradient checks, dropout's backward exactly;
+// the cpu backend's dropout against the reference's bytes.
 #include "../test.h"
 #include "runtime.h"
 
@@ -205,6 +206,40 @@ static void test_dropout(void) {
 // Gaussian noise
 //
 
+// The cpu backend's dropout, k_dropout_forward_fast (k_avx512_dropout on
+// AVX-512 hosts, k_avx2_dropout on AVX2 ones: test_kernels_norm_portable
+// runs this under NNC_NO_AVX512), against the reference k_dropout_forward: the same values and mask bytes, over lengths around
+// the vector's 16, shares that start anywhere in the tensor (an index past
+// 2^32 too), drop rates down to one kept in 2^24, infinities, NaN and
+// negative zero among the inputs, and y in place of x.
+static void test_dropout_fast(void) {
+  static const int64_t lens[] = {1, 15, 16, 17, 33, 1000};
+  static const int64_t firsts[] = {0, 5, 4096, (int64_t)1 << 33};
+  // (0: p is element n / 3's own draw, which keeps it on the boundary)
+  static const float ps[] = {0.1f, 0.5f, 0.9f, 1.0f - 1.0f / 16777216.0f, 0};
+  int checks = 0, bad = 0;
+  for (int li = 0; li < countof(lens); li++)
+    for (int fi = 0; fi < countof(firsts); fi++)
+      for (int pi = 0; pi < countof(ps); pi++) {
+        int64_t n = lens[li];
+        uint64_t key = (uint64_t)rng_u32(&t_rng) << 32 | rng_u32(&t_rng);
+        float p = ps[pi] ? ps[pi] : k_dropout_uniform(key, firsts[fi] + n / 3);
+        float *x = t_randf(n, -2, 2), *y = xmalloc(sizeof(float) * n), *yf = xmalloc(sizeof(float) * n);
+        uint8_t *m = xmalloc(n), *mf = xmalloc(n);
+        x[0] = n > 3 ? INFINITY : x[0];
+        x[n - 1] = n > 3 ? NAN : x[n - 1];
+        x[n / 2] = n > 3 ? -0.0f : x[n / 2];
+        k_dropout_forward(y, m, x, n, p, key, firsts[fi]);
+        k_dropout_forward_fast(yf, mf, x, n, p, key, firsts[fi]);
+        bad += memcmp(y, yf, sizeof(float) * n) != 0 || memcmp(m, mf, n) != 0 || (!ps[pi] && p > 0 && !m[n / 3]);
+        k_dropout_forward_fast(x, mf, x, n, p, key, firsts[fi]);   // in place
+        bad += memcmp(y, x, sizeof(float) * n) != 0 || memcmp(m, mf, n) != 0;
+        checks += 2;
+        free(x), free(y), free(yf), free(m), free(mf);
+      }
+  CHECK(bad == 0, "k_dropout_forward_fast against k_dropout_forward: %d of %d runs differ", bad, checks);
+}
+
 static void test_noise(void) {
   int64_t n = 200000;
   float *x = t_randf(n, -1, 1), *y = xmalloc(n * sizeof(float)), *y2 = xmalloc(n * sizeof(float));
@@ -403,6 +438,7 @@ int main(void) {
   t_exits_with_error("batchnorm training with one value per channel is refused", bn_single_value,
                      NULL, "more than one value per channel");
   test_dropout();
+  test_dropout_fast();
   test_noise();
   for (int log_ = 0; log_ < 2; log_++) {
     test_softmax(4, 5, 1, 0, log_);
