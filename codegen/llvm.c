@@ -1756,7 +1756,7 @@ static void run_region(Cg *c, Entry *e, int r, LLVMValueRef fn) {
   int unit = 1;
   for (int i = reg->first; i <= reg->last; i++) {
     const Kernel *k = c->p->kernels[i];
-    if (k->kind == KN_GEMM || (k->kind == KN_LIB && k->node && k->node->op == IR_CONV2D))
+    if (k->kind == KN_GEMM || (k->kind == KN_LIB && k->lib && k->lib->kind == RL_CONV2D))
       unit = uk_shape(c->vw).tile_m;
   }
   LLVMValueRef args[8] = {

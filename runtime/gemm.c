@@ -132,16 +132,24 @@ void k_gemm_micro_panels(const RtGemmKernels *uk, int64_t M, int64_t N, int64_t 
   }
 }
 
-// dst (cols, rows) = src (rows, cols) transposed, in 8 x 8 blocks so that
-// both sides stream through the cache.
+// In blocks of 16 rows of src, 16 x 16 through registers on AVX-512 hosts
+// (k_avx512_transpose16), else a column of the block at a time: each
+// block's rows stay in cache while their columns are read.
+void k_transpose_rows(float *dst, const float *src, int64_t rows, int64_t cols, int64_t r0, int64_t r1) {
+  bool wide = k_avx512();
+  for (int64_t i0 = r0; i0 < r1; i0 += 16) {
+    int64_t in = r1 - i0 < 16 ? r1 - i0 : 16, j = 0;
+    if (wide && in == 16)
+      for (; j + 16 <= cols; j += 16)
+        k_avx512_transpose16(dst + j * rows + i0, rows, src + i0 * cols + j, cols);
+    for (; j < cols; j++)
+      for (int64_t i = 0; i < in; i++)
+        dst[j * rows + i0 + i] = src[(i0 + i) * cols + j];
+  }
+}
+
 void k_transpose(float *dst, const float *src, int64_t rows, int64_t cols) {
-  for (int64_t i0 = 0; i0 < rows; i0 += 8)
-    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
-      int64_t in = rows - i0 < 8 ? rows - i0 : 8, jn = cols - j0 < 8 ? cols - j0 : 8;
-      for (int64_t j = 0; j < jn; j++)
-        for (int64_t i = 0; i < in; i++)
-          dst[(j0 + j) * rows + i0 + i] = src[(i0 + i) * cols + j0 + j];
-    }
+  k_transpose_rows(dst, src, rows, cols, 0, rows);
 }
 
 void k_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,

@@ -609,6 +609,9 @@ void k_portable_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
 
 // dst (cols, rows) = src (rows, cols) transposed.
 void k_transpose(float *dst, const float *src, int64_t rows, int64_t cols);
+// Rows [r0, r1) of src into columns [r0, r1) of dst: a share of
+// k_transpose, whose shares may run on several threads at once.
+void k_transpose_rows(float *dst, const float *src, int64_t rows, int64_t cols, int64_t r0, int64_t r1);
 
 // The same product through the cpu backend's GEMM (gemm.c): register tiles
 // of AVX-512 (k_avx512_gemm) where the host has it and alpha = 1, beta = 0

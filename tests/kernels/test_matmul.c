@@ -176,8 +176,35 @@ static void test_gemm_fast(void) {
   }
 }
 
+// k_transpose, and k_transpose_rows in two shares split at a row that is
+// (or is not) a multiple of 16, against the plain copy: 16 x 16 blocks
+// through AVX-512 registers where the host has them (and not under
+// NNC_NO_AVX512: test_kernels_matmul_portable), ragged edges both ways.
+static void test_transpose(int64_t rows, int64_t cols, int64_t cut) {
+  float *src = t_randf(rows * cols, -1, 1), *want = xmalloc(sizeof(float) * rows * cols);
+  float *got = t_randf(rows * cols, -1, 1), *whole = t_randf(rows * cols, -1, 1);
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++)
+      want[j * rows + i] = src[i * cols + j];
+  k_transpose_rows(got, src, rows, cols, cut, rows);
+  k_transpose_rows(got, src, rows, cols, 0, cut);
+  k_transpose(whole, src, rows, cols);
+  char what[96];
+  snprintf(what, sizeof what, "transpose of (%lld, %lld), shares cut at row %lld", (long long)rows, (long long)cols,
+           (long long)cut);
+  t_equal(what, got, want, rows * cols);
+  snprintf(what, sizeof what, "transpose of (%lld, %lld) whole", (long long)rows, (long long)cols);
+  t_equal(what, whole, want, rows * cols);
+  free(src), free(want), free(got), free(whole);
+}
+
 int main(void) {
   t_seed(2);
+  static const int64_t transposes[][3] = {   // rows, cols, cut
+    {1, 1, 0}, {16, 16, 16}, {37, 50, 16}, {33, 16, 17}, {512, 784, 256}, {15, 40, 7},
+  };
+  for (int i = 0; i < countof(transposes); i++)
+    test_transpose(transposes[i][0], transposes[i][1], transposes[i][2]);
   static const int64_t shapes[][4] = {   // batch, M, K, N
     {1, 1, 1, 1}, {1, 3, 4, 5}, {2, 3, 4, 5}, {3, 1, 7, 2}, {1, 5, 1, 3}, {4, 2, 3, 1},
   };
