@@ -869,25 +869,30 @@ static void avgpool_rows(const SplitCall *s, int64_t lo, int64_t hi) {
 
 static void avgpool_share(void *arg, int64_t lo, int64_t hi) { avgpool_rows(arg, lo, hi); }
 
-static void run_avgpool(SplitCall *s) {
+// Average pooling's or global average pooling's gradient, samples [lo, hi).
+static void avgpool_grad_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
   const RtLib *k = s->k;
   const RtLibBuf *r = &k->buf[k->nbufs - 1];
-  float *out = P(s, k->nbufs - 1);
-  switch (k->kind) {
-  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL:   // samples over the pool
+  int64_t in = rt_lib_numel(r, 1), out = rt_lib_numel(&k->buf[0], 1);
+  float *dx = P(s, k->nbufs - 1) + lo * in;
+  memset(dx, 0, sizeof(float) * (hi - lo) * in);
+  if (k->kind == RL_GLOBAL_AVGPOOL_GRAD) {
+    k_global_avgpool_backward(dx, P(s, 0) + lo * out, hi - lo, r->shape[1], r->shape[2] * r->shape[3]);
+    return;
+  }
+  KPool2d geo = pool_geometry(r, k, s->B);
+  geo.N = hi - lo;
+  k_avgpool2d_backward_fast(dx, P(s, 0) + lo * out, &geo);
+}
+
+// Average pooling, global average pooling or a gradient, samples over the pool.
+static void run_avgpool(SplitCall *s) {
+  const RtLib *k = s->k;
+  if (k->kind == RL_AVGPOOL || k->kind == RL_GLOBAL_AVGPOOL)
     rt_pool_run(s->c->pool, avgpool_share, s, s->N);
-    return;
-  case RL_AVGPOOL_GRAD: {
-    KPool2d geo = pool_geometry(r, k, s->B);
-    memset(out, 0, sizeof(float) * rt_lib_numel(r, s->B));
-    k_avgpool2d_backward(out, P(s, 0), &geo);
-    return;
-  }
-  default:
-    memset(out, 0, sizeof(float) * rt_lib_numel(r, s->B));
-    k_global_avgpool_backward(out, P(s, 0), dim(r, 0, s->B), r->shape[1], r->shape[2] * r->shape[3]);
-    return;
-  }
+  else
+    rt_pool_run(s->c->pool, avgpool_grad_share, s, dim(&k->buf[k->nbufs - 1], 0, s->B));
 }
 
 // Embedding: the forward gathers rows for tokens [lo, hi); the weight's

@@ -831,6 +831,10 @@ void k_avgpool2d_forward(float *y,         // (N,C,OH,OW)
 void k_avgpool2d_backward(float *dx,        // (N,C,H,W)
                           const float *dy,  // (N,C,OH,OW)
                           const KPool2d *g);
+// The cpu backend's: windows that tile the plane (stride = window, no
+// padding or dilation: LeNet's avgpool(2)) row by row, else the
+// reference's loop; the same bytes.
+void k_avgpool2d_backward_fast(float *dx, const float *dy, const KPool2d *g);
 
 // Global average pooling: the mean over each (H,W) plane; HW = H*W.
 void k_global_avgpool_forward(float *y,        // (N,C), same as (N,C,1,1)

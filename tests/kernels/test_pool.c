@@ -135,6 +135,13 @@ static void test_pool(const KPool2d *g, bool max) {
     k_avgpool2d_backward(dx, dy, g);
   snprintf(what, sizeof what, "%s dx", name);
   t_grad(what, dx, dx0, pool_loss, &c, c.x, nx);
+  if (!max) {   // the cpu backend's gradient: the reference's bytes, added into dx
+    float *dxf = t_copyf(dx0, nx);
+    k_avgpool2d_backward_fast(dxf, dy, g);
+    snprintf(what, sizeof what, "%s k_avgpool2d_backward_fast", name);
+    t_equal(what, dxf, dx, nx);
+    free(dxf);
+  }
   free(x), free(y), free(arg), free(want_arg), free(c.x), free(c.y), free(dy), free(dx0), free(dx);
 }
 
@@ -272,6 +279,8 @@ int main(void) {
     {1, 2, 6, 9, 3, 2, 1, 2, 1, 1, 1, 1},
     {2, 1, 5, 5, 5, 5, 1, 1, 2, 2, 1, 1},
     {1, 1, 7, 5, 4, 3, 3, 2, 2, 1, 1, 1},
+    {2, 3, 7, 9, 2, 2, 2, 2, 0, 0, 1, 1},    // windows that tile: a row and a column left over
+    {1, 2, 9, 6, 3, 2, 3, 2, 0, 0, 1, 1},    // tiling 3x2 windows
   };
   for (int i = 0; i < countof(avg_cases); i++)
     test_pool(&avg_cases[i], false);
