@@ -18,7 +18,8 @@
 //
 // Without the row blocks, a thread's half of a 2048 x 2048 x 2048 product
 // read its 1 MiB of A's KC columns again for every panel, from L3 (Zen 4,
-// 1 MiB of L2): 161-180 GFLOP/s on two cores against 192-196 with them.
+// 1 MiB of L2): 161-180 GFLOP/s on two cores against 169-196 with them
+// (medians of 5 alternated rounds, 175 and 192).
 //
 // A is read where it lies (each of a tile's rows is a broadcast stream,
 // strided by lda or 1), and so is B when it is (K, N) row-major; B stored
