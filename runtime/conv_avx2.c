@@ -489,14 +489,14 @@ AVX2 static inline __m256i mul64(__m256i a, uint64_t c) {
 }
 
 AVX2 static inline __m256i splitmix_mix4(__m256i z) {
-  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xbf58476d1ce4e5b9ULL);
-  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94d049bb133111ebULL);
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), K_DROPOUT_MIX1);
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), K_DROPOUT_MIX2);
   return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
 }
 
 AVX2 void k_avx2_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
                          uint64_t key, int64_t first) {
-  const uint64_t golden = 0x9e3779b97f4a7c15ULL;
+  const uint64_t golden = K_DROPOUT_GOLDEN;
   __m256i step = _mm256_set1_epi64x((int64_t)(8 * golden));
   // draw >= least as draw > least - 1 on signed lanes (draws and least are under 2^25)
   __m256i lim = _mm256_set1_epi64x((int64_t)least - 1);

@@ -471,14 +471,14 @@ AVX512 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x,
 // one index to the next, so it is an addition here.
 //
 AVX512 static __m512i splitmix_mix(__m512i z) {
-  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((int64_t)0xbf58476d1ce4e5b9ULL));
-  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((int64_t)0x94d049bb133111ebULL));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((int64_t)K_DROPOUT_MIX1));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((int64_t)K_DROPOUT_MIX2));
   return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
 }
 
 AVX512 void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float scale, uint64_t least,
                              uint64_t key, int64_t first) {
-  const uint64_t golden = 0x9e3779b97f4a7c15ULL;
+  const uint64_t golden = K_DROPOUT_GOLDEN;
   __m512i step = _mm512_set1_epi64((int64_t)(16 * golden)), lim = _mm512_set1_epi64((int64_t)least);
   __m512i z0 = _mm512_add_epi64(_mm512_set1_epi64((int64_t)(key + ((uint64_t)first + 1) * golden)),
                                 _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),

@@ -347,9 +347,9 @@ uint64_t k_dropout_key(float p, Rng *rng) {
 // splitmix64's output function on the key's index-th step: a bijection of
 // 64-bit words that passes BigCrush, cheap enough for every element.
 static inline uint64_t dropout_hash(uint64_t key, int64_t index) {
-  uint64_t z = key + ((uint64_t)index + 1) * 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  uint64_t z = key + ((uint64_t)index + 1) * K_DROPOUT_GOLDEN;
+  z = (z ^ (z >> 30)) * K_DROPOUT_MIX1;
+  z = (z ^ (z >> 27)) * K_DROPOUT_MIX2;
   return z ^ (z >> 31);
 }
 
@@ -382,15 +382,11 @@ void k_dropout_forward_tail(float *y, uint8_t *mask, const float *x, int64_t n, 
 
 void k_dropout_forward_fast(float *y, uint8_t *mask, const float *x, int64_t n, float p, uint64_t key,
                             int64_t first) {
-  if (p > 0.0f && k_avx512()) {
-    k_avx512_dropout(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
+  if (p <= 0.0f || (!k_avx512() && !k_avx2())) {
+    k_dropout_forward(y, mask, x, n, p, key, first);
     return;
   }
-  if (p > 0.0f && k_avx2()) {
-    k_avx2_dropout(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
-    return;
-  }
-  k_dropout_forward(y, mask, x, n, p, key, first);
+  (k_avx512() ? k_avx512_dropout : k_avx2_dropout)(y, mask, x, n, k_dropout_scale(p), dropout_least(p), key, first);
 }
 
 void k_dropout_backward(float *dx, const float *dy, const uint8_t *mask, int64_t n, float p) {

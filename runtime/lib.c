@@ -854,7 +854,8 @@ static void run_step(SplitCall *s) {
 }
 
 // Average pooling's or global average pooling's forward, samples [lo, hi).
-static void avgpool_rows(const SplitCall *s, int64_t lo, int64_t hi) {
+static void avgpool_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
   const RtLib *k = s->k;
   const RtLibBuf *x = &k->buf[0];
   int64_t in = rt_lib_numel(x, 1), out = rt_lib_numel(&k->buf[1], 1);
@@ -866,8 +867,6 @@ static void avgpool_rows(const SplitCall *s, int64_t lo, int64_t hi) {
   geo.N = hi - lo;
   k_avgpool2d_forward(P(s, 1) + lo * out, P(s, 0) + lo * in, &geo);
 }
-
-static void avgpool_share(void *arg, int64_t lo, int64_t hi) { avgpool_rows(arg, lo, hi); }
 
 // Average pooling's or global average pooling's gradient, samples [lo, hi).
 static void avgpool_grad_share(void *arg, int64_t lo, int64_t hi) {
@@ -888,11 +887,8 @@ static void avgpool_grad_share(void *arg, int64_t lo, int64_t hi) {
 
 // Average pooling, global average pooling or a gradient, samples over the pool.
 static void run_avgpool(SplitCall *s) {
-  const RtLib *k = s->k;
-  if (k->kind == RL_AVGPOOL || k->kind == RL_GLOBAL_AVGPOOL)
-    rt_pool_run(s->c->pool, avgpool_share, s, s->N);
-  else
-    rt_pool_run(s->c->pool, avgpool_grad_share, s, dim(&k->buf[k->nbufs - 1], 0, s->B));
+  bool forward = s->k->kind == RL_AVGPOOL || s->k->kind == RL_GLOBAL_AVGPOOL;
+  rt_pool_run(s->c->pool, forward ? avgpool_share : avgpool_grad_share, s, s->N);
 }
 
 // Embedding: the forward gathers rows for tokens [lo, hi); the weight's
@@ -941,7 +937,7 @@ void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t
   switch (k->kind) {   // (a region runs the convolution's epilogue after it)
   case RL_CONV2D: conv_images(&s, lo, hi, NULL); return;
   case RL_MAXPOOL: maxpool_share(&s, lo, hi); return;   // (no argmax: rt_lib_rowwise)
-  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL: avgpool_rows(&s, lo, hi); return;
+  case RL_AVGPOOL: case RL_GLOBAL_AVGPOOL: avgpool_share(&s, lo, hi); return;
   default: break;
   }
   if (k->kind == RL_LAYERNORM || k->kind == RL_LAYERNORM_GRAD) {

@@ -922,6 +922,13 @@ void k_dropout_forward(float *y,            // (n)
                        uint8_t *mask,       // (n) out: 1 kept, 0 dropped
                        const float *x,      // (n)
                        int64_t n, float p, uint64_t key, int64_t first);
+// Dropout's hash of index i under key: splitmix64's output function on
+// z = key + (i + 1) * K_DROPOUT_GOLDEN, then z ^= z >> 30, z *= K_DROPOUT_MIX1,
+// z ^= z >> 27, z *= K_DROPOUT_MIX2, z ^= z >> 31 (kernels_train.c, and in
+// vectors k_avx512_dropout and k_avx2_dropout).
+#define K_DROPOUT_GOLDEN 0x9e3779b97f4a7c15ULL
+#define K_DROPOUT_MIX1 0xbf58476d1ce4e5b9ULL
+#define K_DROPOUT_MIX2 0x94d049bb133111ebULL
 // The cpu backend's: k_avx512_dropout on AVX-512 hosts (about five times
 // faster: the hash's 64-bit products in vectors), k_avx2_dropout on AVX2
 // ones, the same bytes.
