@@ -212,6 +212,8 @@ int64_t k_conv2d_scratch(const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t NP = g->N * OH * OW, cols = (g->C * g->KH * g->KW + g->O) * NP, direct = k_avx2_conv_scratch(g);
+  int64_t rows = k_avx512_conv_rows_scratch(g);
+  direct = direct > rows ? direct : rows;
   return cols > direct ? cols : direct;
 }
 
@@ -330,7 +332,10 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   bool pointwise = conv_is_pointwise(g);
   int64_t tap = single_tap(g, OH, OW), t[4];
   if (direct) {   // (the bias too, as it copies the output)
-    k_avx2_conv_forward(y, x, w, bias, g, ws);
+    if (k_avx512_conv_rows_fits(g))
+      k_avx512_conv_rows_forward(y, x, w, bias, g, ws);
+    else
+      k_avx2_conv_forward(y, x, w, bias, g, ws);
     return;
   } else if (conv_groups(g) > 1) {
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
@@ -410,7 +415,10 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     k_avx2_conv_grad_weight(dw, dy, x, g, ws);
     dw = NULL;
   }
-  if (direct && dx && k_avx2_conv_grad_input_fits(g)) {   // dx in place from dy
+  if (direct && dx && k_avx512_conv_rows_grad_input_fits(g)) {   // dx in place from dy
+    k_avx512_conv_rows_grad_input(dx, dy, w, g, ws);
+    dx = NULL;
+  } else if (direct && dx && k_avx2_conv_grad_input_fits(g)) {
     k_avx2_conv_grad_input(dx, dy, w, g, ws);
     dx = NULL;
   }
@@ -557,7 +565,8 @@ static bool direct_path(KGemmFn gemm) { return !gemm && (!k_avx512() || k_avx512
 
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
-  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true, direct_path(gemm) && k_avx2_conv_fits(g));
+  conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true,
+               direct_path(gemm) && (k_avx512_conv_rows_fits(g) || k_avx2_conv_fits(g)));
 }
 
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,

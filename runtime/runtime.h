@@ -1156,6 +1156,28 @@ void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float 
                       uint64_t key, int64_t first);
 
 //
+// conv_avx512.c: the cpu backend's stride-1 convolutions by output rows
+//
+// A stride-1 convolution's forward and input gradient as tiles of up to
+// 14 outputs of one output row by 32 channels, on hosts with AVX-512, for
+// k_conv2d_forward_ws and k_conv2d_backward_ws where AVX-512 runs in
+// halves (there in place of conv_avx2.c's). Reference: k_conv2d_forward
+// and k_conv2d_backward, within rounding (tests/kernels/test_conv.c).
+
+// Whether they take g on this host: stride 1, one group, a window of 2
+// taps or more, output rows of 6 or more; the forward's output channels
+// and the input gradient's input channels a multiple of 16; the input
+// gradient's padding no wider than its window.
+bool k_avx512_conv_rows_fits(const KConv2d *g);
+bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
+// Floats of scratch the two need for g (0 where neither fits).
+int64_t k_avx512_conv_rows_scratch(const KConv2d *g);
+// y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx.
+void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
+                                float *ws);
+void k_avx512_conv_rows_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
+
+//
 // conv_avx2.c: the cpu backend's stride-1 convolutions on AVX2 hosts
 //
 // A stride-1 convolution and its gradients read in place from a padded

@@ -1,0 +1,275 @@
+// conv_avx512.c: the cpu backend's stride-1 convolutions by output rows,
+// on hosts with AVX-512.
+//
+// A tile is mr consecutive outputs of one output row (mr <= 14) by 32 (or
+// 16) output channels: y^T (P, O) in zmm accumulators, 2*mr of them. The
+// windows of those outputs start one float apart in the padded image, so
+// tap r = (kh, c, kw) of output i reads img[off[r] + i] from the row's
+// base: each tap is 2 loads of w^T's row (32 channels) and mr broadcasts
+// of x for 2*mr FMAs. No column is computed and dropped, as conv_avx2.c's
+// wide tiles do between rows (cnn's 11x11 outputs on a 13-wide image: 16
+// % of their work), and an output row whose window reaches into the zero
+// rows of the padding skips those taps (taps go kh-major for that).
+//
+//   forward: y = the row tiles over the padded image, y^T to y
+//   dx:      the same over dy padded with KH-1-ph rows and KW-1-pw
+//            columns of zeros, with w flipped and its O and C swapped
+//            (padding wider than the window does not fit)
+//
+// The w^T of a call is packed once, in column blocks of 32 channels, each
+// block's rows of all taps together (a block is the tiles' stream: 36 KB
+// for cnn's second layer, in L1 or L2). y^T of an image goes to y by
+// 16 x 16 transposes (k_transpose_rows); the bias starts the forward's
+// accumulators.
+//
+// Measured on one Zen 4 core against conv_avx2.c's wide tiles, which these
+// replace there (k_conv2d_forward_ws and k_conv2d_backward_ws): see
+// bench/RESULTS.md. Code compiled for AVX-512 function by function, as in
+// fast_avx512.c; tests/kernels/test_conv.c checks it against the
+// reference on such hosts.
+#include "runtime.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+#endif
+
+#define ROW_TILE 14     // outputs of a tile, at most: 28 accumulators, 2 rows of w^T, 1 broadcast
+#define BLOCK 32        // channels of a tile (16 for a last block of 16)
+#define MIN_OW 6        // narrower output rows leave the tiles short: the older paths take them
+
+// The row tiles' view of a convolution: an input of C planes Hp x Wp
+// (padded), rows [Z, Z + D) holding data and the others zeros, the window,
+// the outputs, M output channels (a multiple of 16).
+typedef struct RowConv {
+  int64_t C, Hp, Wp, Z, D, KH, KW, dh, dw, OH, OW, M;
+} RowConv;
+
+static bool int32_fits(int64_t n) { return n <= INT32_MAX; }
+
+static bool geometry_fits(const KConv2d *g) {
+  return k_avx512() && g->sh == 1 && g->sw == 1 && g->G <= 1 && g->KH * g->KW >= 2 && g->N >= 0 &&
+         g->dh >= 1 && g->dw >= 1;
+}
+
+bool k_avx512_conv_rows_fits(const KConv2d *g) {
+  if (!geometry_fits(g) || g->O % 16)
+    return false;
+  int64_t OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw), OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh);
+  return OH >= 1 && OW >= MIN_OW && int32_fits(g->C * (g->H + 2 * g->ph) * (g->W + 2 * g->pw));
+}
+
+// The input gradient as a forward: dy padded by eh = dh*(KH-1) - ph rows
+// and ex = dw*(KW-1) - pw columns on each side.
+static RowConv back_rows(const KConv2d *g) {
+  int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
+  int64_t eh = g->dh * (g->KH - 1) - g->ph, ex = g->dw * (g->KW - 1) - g->pw;
+  return (RowConv){.C = g->O, .Hp = OH + 2 * eh, .Wp = OW + 2 * ex, .Z = eh, .D = OH, .KH = g->KH, .KW = g->KW,
+                   .dh = g->dh, .dw = g->dw, .OH = g->H, .OW = g->W, .M = g->C};
+}
+
+bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g) {
+  if (!geometry_fits(g) || g->C % 16 || g->W < MIN_OW)
+    return false;
+  int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
+  RowConv v = back_rows(g);
+  return OH >= 1 && OW >= 1 && v.Z >= 0 && v.Wp >= OW && int32_fits(v.C * v.Hp * v.Wp);
+}
+
+static RowConv forward_rows(const KConv2d *g) {
+  int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
+  return (RowConv){.C = g->C, .Hp = g->H + 2 * g->ph, .Wp = g->W + 2 * g->pw, .Z = g->ph, .D = g->H, .KH = g->KH,
+                   .KW = g->KW, .dh = g->dh, .dw = g->dw, .OH = OH, .OW = OW, .M = g->O};
+}
+
+// Floats of scratch for one call: the padded image, the taps' offsets,
+// the packed w^T, y^T of an image, and dx's transpose.
+static int64_t rows_scratch(const RowConv *v, bool grad) {
+  int64_t CKK = v->C * v->KH * v->KW;
+  return v->C * v->Hp * v->Wp + CKK + CKK * v->M + v->OH * v->OW * v->M + (grad ? v->M * v->OH * v->OW : 0);
+}
+
+int64_t k_avx512_conv_rows_scratch(const KConv2d *g) {
+  int64_t n = 0;
+  if (k_avx512_conv_rows_fits(g)) {
+    RowConv v = forward_rows(g);
+    n = rows_scratch(&v, false);
+  }
+  if (k_avx512_conv_rows_grad_input_fits(g)) {
+    RowConv v = back_rows(g);
+    int64_t m = rows_scratch(&v, true);
+    n = n > m ? n : m;
+  }
+  return n;
+}
+
+// off[r] for the taps r = (kh, c, kw), kh-major: where tap r of output 0
+// lies in the padded image.
+static void row_taps(int32_t *off, const RowConv *v) {
+  for (int64_t kh = 0; kh < v->KH; kh++)
+    for (int64_t c = 0; c < v->C; c++)
+      for (int64_t kw = 0; kw < v->KW; kw++)
+        *off++ = (int32_t)(c * v->Hp * v->Wp + kh * v->dh * v->Wp + kw * v->dw);
+}
+
+// A tile's function: row_tile for one (mr, nv).
+typedef void (*RowTileFn)(int64_t K, const float *x, const int32_t *off, const float *w, int64_t ldw,
+                          const float *init, float *c, int64_t ldc);
+
+#ifdef HAVE_AVX512_PATH
+#define AVX512_FMA __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+// C[i, 0..16*nv] = init + sum over r < K of x[off[r] + i] * w[r*ldw ..+
+// 16*nv], i < MR: the tile, as one function per (MR, nv) below.
+AVX512_FMA static inline __attribute__((always_inline)) void row_tile(int MR, int nv, int64_t K, const float *x,
+                                                                       const int32_t *off, const float *w,
+                                                                       int64_t ldw, const float *init, float *c,
+                                                                       int64_t ldc) {
+  __m512 a[ROW_TILE][2];
+  __m512 i0 = init ? _mm512_loadu_ps(init) : _mm512_setzero_ps();
+  __m512 i1 = init && nv > 1 ? _mm512_loadu_ps(init + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+    a[i][0] = i0, a[i][1] = i1;
+  for (int64_t r = 0; r < K; r++, w += ldw) {
+    const float *p = x + off[r];
+    __m512 w0 = _mm512_loadu_ps(w), w1 = nv > 1 ? _mm512_loadu_ps(w + 16) : w0;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      __m512 t = _mm512_set1_ps(p[i]);
+      a[i][0] = _mm512_fmadd_ps(t, w0, a[i][0]);
+      if (nv > 1)
+        a[i][1] = _mm512_fmadd_ps(t, w1, a[i][1]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++) {
+    _mm512_storeu_ps(c + i * ldc, a[i][0]);
+    if (nv > 1)
+      _mm512_storeu_ps(c + i * ldc + 16, a[i][1]);
+  }
+}
+
+#define ROW_TILE_FN(MR, NV)                                                                                        \
+  AVX512_FMA static void row_tile_##MR##_##NV(int64_t K, const float *x, const int32_t *off, const float *w,     \
+                                              int64_t ldw, const float *init, float *c, int64_t ldc) {           \
+    row_tile(MR, NV, K, x, off, w, ldw, init, c, ldc);                                                            \
+  }
+#define ROW_TILE_FNS(MR) ROW_TILE_FN(MR, 1) ROW_TILE_FN(MR, 2)
+ROW_TILE_FNS(1) ROW_TILE_FNS(2) ROW_TILE_FNS(3) ROW_TILE_FNS(4) ROW_TILE_FNS(5) ROW_TILE_FNS(6) ROW_TILE_FNS(7)
+ROW_TILE_FNS(8) ROW_TILE_FNS(9) ROW_TILE_FNS(10) ROW_TILE_FNS(11) ROW_TILE_FNS(12) ROW_TILE_FNS(13)
+ROW_TILE_FNS(14)
+
+static const RowTileFn row_tiles[ROW_TILE + 1][2] = {
+  {NULL, NULL},
+#define ROW_TILE_PAIR(MR) {row_tile_##MR##_1, row_tile_##MR##_2}
+  ROW_TILE_PAIR(1), ROW_TILE_PAIR(2), ROW_TILE_PAIR(3), ROW_TILE_PAIR(4), ROW_TILE_PAIR(5), ROW_TILE_PAIR(6),
+  ROW_TILE_PAIR(7), ROW_TILE_PAIR(8), ROW_TILE_PAIR(9), ROW_TILE_PAIR(10), ROW_TILE_PAIR(11), ROW_TILE_PAIR(12),
+  ROW_TILE_PAIR(13), ROW_TILE_PAIR(14),
+#undef ROW_TILE_PAIR
+};
+
+static RowTileFn row_tile_fn(int64_t mr, int64_t nv) { return row_tiles[mr][nv - 1]; }
+#else
+static RowTileFn row_tile_fn(int64_t mr, int64_t nv) {
+  (void)mr, (void)nv;
+  nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
+}
+#endif
+
+// yt (OH*OW, M) = the row tiles of one padded image img, each column block
+// of wt (packed by pack_*: block j's rows of BLOCK or fewer channels at wt
+// + j*CKK) starting from init + j (or zeros).
+static void rows_run(float *yt, const float *img, const float *wt, const int32_t *off, const float *init,
+                     const RowConv *v) {
+  int64_t CKW = v->C * v->KW, CKK = CKW * v->KH;
+  int64_t segs = (v->OW + ROW_TILE - 1) / ROW_TILE;
+  for (int64_t j = 0; j < v->M; j += BLOCK) {
+    int64_t bw = v->M - j < BLOCK ? v->M - j : BLOCK;
+    const float *wb = wt + j * CKK;
+    for (int64_t oh = 0; oh < v->OH; oh++) {
+      // taps kh whose row oh + kh*dh holds data: [klo, khi]
+      int64_t below = v->Z - oh, above = v->Z + v->D - 1 - oh;
+      int64_t klo = below <= 0 ? 0 : (below + v->dh - 1) / v->dh;
+      int64_t khi = above < 0 ? -1 : above / v->dh < v->KH - 1 ? above / v->dh : v->KH - 1;
+      int64_t r0 = klo * CKW, K = khi >= klo ? (khi - klo + 1) * CKW : 0;
+      for (int64_t s = 0, ow = 0; s < segs; s++) {
+        int64_t mr = (v->OW - ow + (segs - s) - 1) / (segs - s);   // even pieces: 13 + 13, not 14 + 12
+        row_tile_fn(mr, bw / 16)(K, img + oh * v->Wp + ow, off + r0, wb + r0 * bw, bw, init ? init + j : NULL,
+                                 yt + (oh * v->OW + ow) * v->M + j, v->M);
+        ow += mr;
+      }
+    }
+  }
+}
+
+// wt's column blocks: block j (channels [j, j + bw)), row r = tap r in
+// row_taps' order, from w(m, r) (the weight of output channel m and tap
+// r).
+#define PACK(wt, v, W_OF)                                                                                          \
+  do {                                                                                                             \
+    int64_t CKK_ = (v)->C * (v)->KH * (v)->KW;                                                                     \
+    for (int64_t j = 0; j < (v)->M; j += BLOCK) {                                                                  \
+      int64_t bw = (v)->M - j < BLOCK ? (v)->M - j : BLOCK;                                                        \
+      float *blk = (wt) + j * CKK_;                                                                                \
+      int64_t r = 0;                                                                                               \
+      for (int64_t kh = 0; kh < (v)->KH; kh++)                                                                     \
+        for (int64_t c = 0; c < (v)->C; c++)                                                                       \
+          for (int64_t kw = 0; kw < (v)->KW; kw++, r++)                                                            \
+            for (int64_t m = 0; m < bw; m++)                                                                       \
+              blk[r * bw + m] = W_OF(j + m, c, kh, kw);                                                            \
+    }                                                                                                              \
+  } while (0)
+
+void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
+                                float *ws) {
+  RowConv v = forward_rows(g);
+  int64_t CKK = v.C * v.KH * v.KW, HW = g->H * g->W, P = v.OH * v.OW, KK = g->KH * g->KW;
+  bool padded = g->ph || g->pw;
+  float *xp = ws, *wt = xp + (padded ? v.C * v.Hp * v.Wp : 0), *yt = wt + CKK * v.M;
+  int32_t *off = (int32_t *)(yt + P * v.M);
+  row_taps(off, &v);
+#define W_FWD(m, c, kh, kw) w[((m) * g->C + (c)) * KK + (kh) * g->KW + (kw)]
+  PACK(wt, &v, W_FWD);
+#undef W_FWD
+  if (padded)
+    memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);   // the zeros stay; each image fills the rest
+  for (int64_t n = 0; n < g->N; n++) {
+    const float *xn = x + n * g->C * HW, *img = xn;
+    if (padded) {
+      for (int64_t c = 0; c < g->C; c++)
+        for (int64_t h = 0; h < g->H; h++)
+          memcpy(xp + (c * v.Hp + g->ph + h) * v.Wp + g->pw, xn + (c * g->H + h) * g->W, sizeof(float) * g->W);
+      img = xp;
+    }
+    rows_run(yt, img, wt, off, bias, &v);
+    k_transpose_rows(y + n * g->O * P, yt, P, v.M, 0, P);
+  }
+}
+
+void k_avx512_conv_rows_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws) {
+  RowConv v = back_rows(g);
+  int64_t CKK = v.C * v.KH * v.KW, HW = g->H * g->W, KK = g->KH * g->KW;
+  int64_t OH = v.D, OW = v.Wp - 2 * (g->dw * (g->KW - 1) - g->pw), P = OH * OW, ex = (v.Wp - OW) / 2;
+  float *dyp = ws, *wt = dyp + v.C * v.Hp * v.Wp, *xt = wt + CKK * v.M, *xs = xt + HW * v.M;
+  int32_t *off = (int32_t *)(xs + v.M * HW);
+  row_taps(off, &v);
+  // tap (kh, o, kw) of input channel m: w[o, m, KH-1-kh, KW-1-kw]
+#define W_BACK(m, o, kh, kw) w[((o) * g->C + (m)) * KK + (g->KH - 1 - (kh)) * g->KW + g->KW - 1 - (kw)]
+  PACK(wt, &v, W_BACK);
+#undef W_BACK
+  memset(dyp, 0, sizeof(float) * v.C * v.Hp * v.Wp);
+  for (int64_t n = 0; n < g->N; n++) {
+    const float *dyn = dy + n * g->O * P;
+    for (int64_t o = 0; o < g->O; o++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        memcpy(dyp + (o * v.Hp + v.Z + oh) * v.Wp + ex, dyn + (o * OH + oh) * OW, sizeof(float) * OW);
+    rows_run(xt, dyp, wt, off, NULL, &v);
+    k_transpose_rows(xs, xt, HW, v.M, 0, HW);
+    float *dxn = dx + n * g->C * HW;
+    for (int64_t i = 0; i < g->C * HW; i++)
+      dxn[i] += xs[i];
+  }
+}
