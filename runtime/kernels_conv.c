@@ -411,7 +411,10 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
-  if (direct && dw && k_avx2_conv_grad_weight_fits(g)) {   // dw in place from x
+  if (direct && dw && k_avx512_conv_rows_grad_weight_fits(g)) {   // dw in place from x
+    k_avx512_conv_rows_grad_weight(dw, dy, x, g, ws);
+    dw = NULL;
+  } else if (direct && dw && k_avx2_conv_grad_weight_fits(g)) {
     k_avx2_conv_grad_weight(dw, dy, x, g, ws);
     dw = NULL;
   }

@@ -1170,12 +1170,16 @@ void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float 
 // gradient's padding no wider than its window.
 bool k_avx512_conv_rows_fits(const KConv2d *g);
 bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
-// Floats of scratch the two need for g (0 where neither fits).
+// The weight gradient's, by 6 x 32 tiles of dw^T over the real outputs:
+// 64 taps (C*KH*KW) or more, output channels a multiple of 16.
+bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g);
+// Floats of scratch the three need for g (0 where none fits).
 int64_t k_avx512_conv_rows_scratch(const KConv2d *g);
-// y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx.
+// y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
 void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
                                 float *ws);
 void k_avx512_conv_rows_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
+void k_avx512_conv_rows_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
 
 //
 // conv_avx2.c: the cpu backend's stride-1 convolutions on AVX2 hosts

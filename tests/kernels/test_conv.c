@@ -237,24 +237,27 @@ int main(void) {
   // Stride-1 convolutions that hosts with AVX-512 in halves take by output
   // rows (conv_avx512.c): the forward where the output channels are a
   // multiple of 16, dx where the input channels are, rows of 6 outputs or
-  // more, dx's padding no wider than the window
-  static const struct { KConv2d g; bool fwd, dx; } rows[] = {
+  // more, dx's padding no wider than the window; dw by 6 x 32 tiles of
+  // dw^T where the output channels are a multiple of 16, 64 taps or more
+  static const struct { KConv2d g; bool fwd, dx, dw; } rows[] = {
     // N   C   H   W   O KH KW sh sw ph pw dh dw  G
-    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true},     // cnn's second layer: rows of 11
-    {{2,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, false},    // cnn's first: 2 tiles of 13; dx: 1 channel
-    {{2, 16,  6, 31, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true},     // rows of 31 in 3 tiles, channels 32 + 16
-    {{2, 32,  7,  7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true},     // resnet18's 7x7: edge rows skip taps
-    {{1, 16, 12, 14, 32, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true},     // dilation, uneven padding
-    {{2, 16,  9, 10, 16, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, false},    // rows of padding alone; dx: padding 3 > 2
-    {{1, 48,  6, 20, 16, 1, 7, 1, 1, 0, 3, 1, 1, 1}, true, true},     // a 1x7 window
-    {{2, 16,  5,  5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false},   // rows of 5: the older paths
-    {{2, 16,  9,  9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false},   // stride 2
-    {{2, 20,  9,  9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false},   // 20 channels each way
+    {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, true},      // cnn's second layer: rows of 11
+    {{2,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, false, false},    // cnn's first: 2 tiles of 13; 9 taps
+    {{2, 16,  6, 31, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // rows of 31 in 3 tiles, 32 + 16 channels
+    {{2, 32,  7,  7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // resnet18's 7x7: edge rows skip taps
+    {{1, 16, 12, 14, 32, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true, true},      // dilation, uneven padding
+    {{2, 16,  9, 10, 16, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, false, true},     // rows of padding alone; dx: padding 3 > 2
+    {{1, 48,  6, 20, 16, 1, 7, 1, 1, 0, 3, 1, 1, 1}, true, true, true},      // a 1x7 window
+    {{2,  9,  8,  8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, false, true},     // 81 taps: a last tile of 3
+    {{2, 16,  5,  5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, true},    // rows of 5: the older paths but dw
+    {{2, 16,  9,  9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false, false},   // stride 2
+    {{2, 20,  9,  9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // 20 channels each way
   };
   for (int i = 0; i < countof(rows); i++) {
     const KConv2d *g = &rows[i].g;
     if (k_avx512())
-      CHECK(k_avx512_conv_rows_fits(g) == rows[i].fwd && k_avx512_conv_rows_grad_input_fits(g) == rows[i].dx,
+      CHECK(k_avx512_conv_rows_fits(g) == rows[i].fwd && k_avx512_conv_rows_grad_input_fits(g) == rows[i].dx &&
+                k_avx512_conv_rows_grad_weight_fits(g) == rows[i].dw,
             "rows case %d", i);
     test_conv_cpu(g);
   }
