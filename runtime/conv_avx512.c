@@ -301,6 +301,17 @@ static void rows_run(float *yt, const float *img, const float *wt, const int32_t
     }                                                                                                              \
   } while (0)
 
+// The image xn as the tiles read it: in place without padding, else
+// copied into xp's zeroed padding.
+static const float *image_of(float *xp, const float *xn, const KConv2d *g, const RowConv *v) {
+  if (!g->ph && !g->pw)
+    return xn;
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t h = 0; h < g->H; h++)
+      memcpy(xp + (c * v->Hp + g->ph + h) * v->Wp + g->pw, xn + (c * g->H + h) * g->W, sizeof(float) * g->W);
+  return xp;
+}
+
 void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
                                 float *ws) {
   RowConv v = forward_rows(g);
@@ -315,13 +326,7 @@ void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const 
   if (padded)
     memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);   // the zeros stay; each image fills the rest
   for (int64_t n = 0; n < g->N; n++) {
-    const float *xn = x + n * g->C * HW, *img = xn;
-    if (padded) {
-      for (int64_t c = 0; c < g->C; c++)
-        for (int64_t h = 0; h < g->H; h++)
-          memcpy(xp + (c * v.Hp + g->ph + h) * v.Wp + g->pw, xn + (c * g->H + h) * g->W, sizeof(float) * g->W);
-      img = xp;
-    }
+    const float *img = image_of(xp, x + n * g->C * HW, g, &v);
     rows_run(yt, img, wt, off, bias, &v);
     k_transpose_rows(y + n * g->O * P, yt, P, v.M, 0, P);
   }
@@ -372,13 +377,7 @@ void k_avx512_conv_rows_grad_weight(float *dw, const float *dy, const float *x, 
   if (padded)
     memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);
   for (int64_t n = 0; n < g->N; n++) {
-    const float *xn = x + n * g->C * HW, *img = xn;
-    if (padded) {
-      for (int64_t c = 0; c < g->C; c++)
-        for (int64_t h = 0; h < g->H; h++)
-          memcpy(xp + (c * v.Hp + g->ph + h) * v.Wp + g->pw, xn + (c * g->H + h) * g->W, sizeof(float) * g->W);
-      img = xp;
-    }
+    const float *img = image_of(xp, x + n * g->C * HW, g, &v);
     k_transpose_rows(dyt, dy + n * g->O * P, g->O, P, 0, g->O);
     for (int64_t j = 0; j < v.M; j += BLOCK) {
       int64_t bw = v.M - j < BLOCK ? v.M - j : BLOCK;
