@@ -89,15 +89,19 @@ bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g) {
 
 // The weight gradient by 6 x 32 tiles of dw^T (taps by output channels):
 // 64 taps or more (fewer: conv_avx2.c's dot products), the output
-// channels a multiple of 16.
+// channels a multiple of 16, planes of 32 outputs or more (each image adds
+// its tiles into all of dw^T: on resnet18's 2x2 planes that traffic made
+// its deep layers' weight gradients 8 times slower than im2col's GEMM).
 #define DW_TAPS 6
 #define DW_MIN_TAPS 64
+#define DW_MIN_OUTPUTS 32
 
 bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g) {
   if (!geometry_fits(g) || g->O % 16 || g->C * g->KH * g->KW < DW_MIN_TAPS)
     return false;
   int64_t OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw), OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh);
-  return OH >= 1 && OW >= 1 && int32_fits(g->C * (g->H + 2 * g->ph) * (g->W + 2 * g->pw));
+  return OH >= 1 && OW >= 1 && OH * OW >= DW_MIN_OUTPUTS &&
+         int32_fits(g->C * (g->H + 2 * g->ph) * (g->W + 2 * g->pw));
 }
 
 static RowConv forward_rows(const KConv2d *g) {

@@ -1171,7 +1171,8 @@ void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float 
 bool k_avx512_conv_rows_fits(const KConv2d *g);
 bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
 // The weight gradient's, by 6 x 32 tiles of dw^T over the real outputs:
-// 64 taps (C*KH*KW) or more, output channels a multiple of 16.
+// 64 taps (C*KH*KW) or more, output channels a multiple of 16, planes of
+// 32 outputs or more.
 bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g);
 // Floats of scratch the three need for g (0 where none fits).
 int64_t k_avx512_conv_rows_scratch(const KConv2d *g);
