@@ -12,18 +12,18 @@
 // rows of the padding skips those taps (taps go kh-major for that).
 //
 //   forward: y = the row tiles over the padded image, y^T to y
-//   dx:      the same over dy padded with KH-1-ph rows and KW-1-pw
-//            columns of zeros, with w flipped and its O and C swapped
-//            (padding wider than the window does not fit)
+//   dx:      the same tiles over dy's rows, in place (taps: its O planes),
+//            each tap (kh, kw) of w adding its products into dx^T where
+//            they land; dx += dx^T's transpose
 //   dw:      dw^T (C*KH*KW, O) by tiles of 6 taps by 32 channels over the
 //            real outputs, each output's 6 values broadcast against dy^T's
 //            row (dy^T of an image by 16 x 16 transposes)
 //
-// Splitting a padded row's edge outputs into tiles of their own, which
-// skip the window columns that read only zeros, was measured and does not
-// pay: cnn's input gradient (2 + 9 + 2 outputs instead of 13) took 1733
-// us against 1557 (one core, 32 images): the narrow tiles stream w^T from
-// L2 for few FMAs.
+// The input gradient as a forward over dy padded by the window's reach
+// (gathering) computed the zeros at a row's edges too: on cnn's second
+// layer 1557 us against the scattering's (one core, 32 images); tiles of
+// their own for a padded row's edge outputs, which skip those zeros,
+// took 1733: narrow tiles stream w^T from L2 for few FMAs.
 //
 // The w^T of a call is packed once, in column blocks of 32 channels, each
 // block's rows of all taps together (a block is the tiles' stream: 36 KB
@@ -70,21 +70,19 @@ bool k_avx512_conv_rows_fits(const KConv2d *g) {
   return OH >= 1 && OW >= MIN_OW && int32_fits(g->C * (g->H + 2 * g->ph) * (g->W + 2 * g->pw));
 }
 
-// The input gradient as a forward: dy padded by eh = dh*(KH-1) - ph rows
-// and ex = dw*(KW-1) - pw columns on each side.
-static RowConv back_rows(const KConv2d *g) {
-  int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
-  int64_t eh = g->dh * (g->KH - 1) - g->ph, ex = g->dw * (g->KW - 1) - g->pw;
-  return (RowConv){.C = g->O, .Hp = OH + 2 * eh, .Wp = OW + 2 * ex, .Z = eh, .D = OH, .KH = g->KH, .KW = g->KW,
-                   .dh = g->dh, .dw = g->dw, .OH = g->H, .OW = g->W, .M = g->C};
-}
-
+// The input gradient by scattering each tap's products: dx^T at (oh - ph
+// + kh*dh, ow - pw + kw*dw) += the sum over o of dy[o, oh, ow] * w[o, c,
+// kh, kw], by row tiles over dy's rows (read in place: K = O taps o*P
+// apart) that add into dx^T (H*W, C); then dx += dx^T's transpose. Every
+// FMA is real work, where the gather form (a forward over dy padded by
+// the window's reach) reads zeros at a row's edges (cnn's second layer:
+// 13 outputs a row over 15 columns, 2 of them zeros: a sixth of its work),
+// and a tap's weights (O x 32) stay in L1 across the image.
 bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g) {
-  if (!geometry_fits(g) || g->C % 16 || g->W < MIN_OW)
+  if (!geometry_fits(g) || g->C % 16)
     return false;
   int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
-  RowConv v = back_rows(g);
-  return OH >= 1 && OW >= 1 && v.Z >= 0 && v.Wp >= OW && int32_fits(v.C * v.Hp * v.Wp);
+  return OH >= 1 && OW >= MIN_OW && int32_fits(g->O * OH * OW) && int32_fits(g->C * g->H * g->W);
 }
 
 // The weight gradient by 6 x 32 tiles of dw^T (taps by output channels):
@@ -110,22 +108,21 @@ static RowConv forward_rows(const KConv2d *g) {
                    .KW = g->KW, .dh = g->dh, .dw = g->dw, .OH = OH, .OW = OW, .M = g->O};
 }
 
-// Floats of scratch for one call: the padded image, the taps' offsets,
-// the packed w^T, y^T of an image, and dx's transpose.
-static int64_t rows_scratch(const RowConv *v, bool grad) {
+// Floats of scratch for the forward: the padded image, the taps' offsets,
+// the packed w^T, y^T of an image.
+static int64_t rows_scratch(const RowConv *v) {
   int64_t CKK = v->C * v->KH * v->KW;
-  return v->C * v->Hp * v->Wp + CKK + CKK * v->M + v->OH * v->OW * v->M + (grad ? v->M * v->OH * v->OW : 0);
+  return v->C * v->Hp * v->Wp + CKK + CKK * v->M + v->OH * v->OW * v->M;
 }
 
 int64_t k_avx512_conv_rows_scratch(const KConv2d *g) {
   int64_t n = 0;
   if (k_avx512_conv_rows_fits(g)) {
     RowConv v = forward_rows(g);
-    n = rows_scratch(&v, false);
+    n = rows_scratch(&v);
   }
-  if (k_avx512_conv_rows_grad_input_fits(g)) {
-    RowConv v = back_rows(g);
-    int64_t m = rows_scratch(&v, true);
+  if (k_avx512_conv_rows_grad_input_fits(g)) {   // the packed weights, dx^T and its transpose, the offsets
+    int64_t m = g->KH * g->KW * g->O * g->C + 2 * g->H * g->W * g->C + g->O;
     n = n > m ? n : m;
   }
   if (k_avx512_conv_rows_grad_weight_fits(g)) {   // the padded image, dy^T, dw^T, the offsets, the outputs'
@@ -160,17 +157,26 @@ typedef void (*RowTileFn)(int64_t K, const float *x, const int32_t *off, const f
 #define AVX512_FMA __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
 // C[i, 0..16*nv] = init + sum over r < K of x[off[r] + i] * w[r*ldw ..+
-// 16*nv], i < MR: the tile, as one function per (MR, nv) below.
+// 16*nv], i < MR: the tile, as one function per (MR, nv) below; init ==
+// c: C += that sum.
 AVX512_FMA static inline __attribute__((always_inline)) void row_tile(int MR, int nv, int64_t K, const float *x,
                                                                        const int32_t *off, const float *w,
                                                                        int64_t ldw, const float *init, float *c,
                                                                        int64_t ldc) {
   __m512 a[ROW_TILE][2];
-  __m512 i0 = init ? _mm512_loadu_ps(init) : _mm512_setzero_ps();
-  __m512 i1 = init && nv > 1 ? _mm512_loadu_ps(init + 16) : _mm512_setzero_ps();
+  if (init == c) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; i++)
-    a[i][0] = i0, a[i][1] = i1;
+    for (int i = 0; i < MR; i++) {
+      a[i][0] = _mm512_loadu_ps(c + i * ldc);
+      a[i][1] = nv > 1 ? _mm512_loadu_ps(c + i * ldc + 16) : a[i][0];
+    }
+  } else {
+    __m512 i0 = init ? _mm512_loadu_ps(init) : _mm512_setzero_ps();
+    __m512 i1 = init && nv > 1 ? _mm512_loadu_ps(init + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+      a[i][0] = i0, a[i][1] = i1;
+  }
   for (int64_t r = 0; r < K; r++, w += ldw) {
     const float *p = x + off[r];
     __m512 w0 = _mm512_loadu_ps(w), w1 = nv > 1 ? _mm512_loadu_ps(w + 16) : w0;
@@ -337,26 +343,45 @@ void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const 
 }
 
 void k_avx512_conv_rows_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws) {
-  RowConv v = back_rows(g);
-  int64_t CKK = v.C * v.KH * v.KW, HW = g->H * g->W, KK = g->KH * g->KW;
-  int64_t OH = v.D, OW = v.Wp - 2 * (g->dw * (g->KW - 1) - g->pw), P = OH * OW, ex = (v.Wp - OW) / 2;
-  float *dyp = ws, *wt = dyp + v.C * v.Hp * v.Wp, *xt = wt + CKK * v.M, *xs = xt + HW * v.M;
-  int32_t *off = (int32_t *)(xs + v.M * HW);
-  row_taps(off, &v);
-  // tap (kh, o, kw) of input channel m: w[o, m, KH-1-kh, KW-1-kw]
-#define W_BACK(m, o, kh, kw) w[((o) * g->C + (m)) * KK + (g->KH - 1 - (kh)) * g->KW + g->KW - 1 - (kw)]
-  PACK(wt, &v, W_BACK);
-#undef W_BACK
-  memset(dyp, 0, sizeof(float) * v.C * v.Hp * v.Wp);
+  int64_t OH = k_out_size(g->H, g->KH, 1, g->ph, g->dh), OW = k_out_size(g->W, g->KW, 1, g->pw, g->dw);
+  int64_t P = OH * OW, KK = g->KH * g->KW, HW = g->H * g->W, C = g->C, O = g->O;
+  float *wt = ws, *dxt = wt + KK * O * C, *xs = dxt + HW * C;
+  int32_t *off = (int32_t *)(xs + C * HW);
+  for (int64_t o = 0; o < O; o++)
+    off[o] = (int32_t)(o * P);
+  for (int64_t j = 0; j < C; j += BLOCK) {   // block j, tap t: w[o, j + m, t] at (t*O + o)*bw + m
+    int64_t bw = C - j < BLOCK ? C - j : BLOCK;
+    for (int64_t t = 0; t < KK; t++)
+      for (int64_t o = 0; o < O; o++)
+        for (int64_t m = 0; m < bw; m++)
+          wt[j * KK * O + (t * O + o) * bw + m] = w[(o * C + j + m) * KK + t];
+  }
   for (int64_t n = 0; n < g->N; n++) {
-    const float *dyn = dy + n * g->O * P;
-    for (int64_t o = 0; o < g->O; o++)
-      for (int64_t oh = 0; oh < OH; oh++)
-        memcpy(dyp + (o * v.Hp + v.Z + oh) * v.Wp + ex, dyn + (o * OH + oh) * OW, sizeof(float) * OW);
-    rows_run(xt, dyp, wt, off, NULL, &v);
-    k_transpose_rows(xs, xt, HW, v.M, 0, HW);
-    float *dxn = dx + n * g->C * HW;
-    for (int64_t i = 0; i < g->C * HW; i++)
+    const float *dyn = dy + n * O * P;
+    memset(dxt, 0, sizeof(float) * HW * C);
+    for (int64_t j = 0; j < C; j += BLOCK) {
+      int64_t bw = C - j < BLOCK ? C - j : BLOCK;
+      for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          const float *wb = wt + j * KK * O + (kh * g->KW + kw) * O * bw;
+          int64_t sx = kw * g->dw - g->pw, lo = sx < 0 ? -sx : 0, hi = g->W - sx < OW ? g->W - sx : OW;
+          int64_t segs = (hi - lo + ROW_TILE - 1) / ROW_TILE;   // dy's outputs [lo, hi) land in dx's row
+          for (int64_t oh = 0; oh < OH && lo < hi; oh++) {
+            int64_t h = oh - g->ph + kh * g->dh;
+            if (h < 0 || h >= g->H)
+              continue;
+            for (int64_t s = 0, ow = lo; s < segs; s++) {
+              int64_t mr = (hi - ow + (segs - s) - 1) / (segs - s);
+              float *c = dxt + (h * g->W + ow + sx) * C + j;
+              row_tile_fn(mr, bw / 16)(O, dyn + oh * OW + ow, off, wb, bw, c, c, C);
+              ow += mr;
+            }
+          }
+        }
+    }
+    k_transpose_rows(xs, dxt, HW, C, 0, HW);
+    float *dxn = dx + n * C * HW;
+    for (int64_t i = 0; i < C * HW; i++)
       dxn[i] += xs[i];
   }
 }

@@ -1159,15 +1159,16 @@ void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float 
 // conv_avx512.c: the cpu backend's stride-1 convolutions by output rows
 //
 // A stride-1 convolution's forward and input gradient as tiles of up to
-// 14 outputs of one output row by 32 channels, on hosts with AVX-512, for
+// 14 outputs of one output row by 32 channels (the input gradient adding
+// each tap's products where they land), its weight gradient by tiles of 6
+// taps by 32 channels, on hosts with AVX-512, for
 // k_conv2d_forward_ws and k_conv2d_backward_ws where AVX-512 runs in
 // halves (there in place of conv_avx2.c's). Reference: k_conv2d_forward
 // and k_conv2d_backward, within rounding (tests/kernels/test_conv.c).
 
 // Whether they take g on this host: stride 1, one group, a window of 2
 // taps or more, output rows of 6 or more; the forward's output channels
-// and the input gradient's input channels a multiple of 16; the input
-// gradient's padding no wider than its window.
+// and the input gradient's input channels a multiple of 16.
 bool k_avx512_conv_rows_fits(const KConv2d *g);
 bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
 // The weight gradient's, by 6 x 32 tiles of dw^T over the real outputs:

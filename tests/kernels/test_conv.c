@@ -237,7 +237,7 @@ int main(void) {
   // Stride-1 convolutions that hosts with AVX-512 in halves take by output
   // rows (conv_avx512.c): the forward where the output channels are a
   // multiple of 16, dx where the input channels are, rows of 6 outputs or
-  // more, dx's padding no wider than the window; dw by 6 x 32 tiles of
+  // more (dx: of dy's); dw by 6 x 32 tiles of
   // dw^T where the output channels are a multiple of 16, 64 taps or more,
   // 32 outputs or more
   static const struct { KConv2d g; bool fwd, dx, dw; } rows[] = {
@@ -247,7 +247,7 @@ int main(void) {
     {{2, 16,  6, 31, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // rows of 31 in 3 tiles, 32 + 16 channels
     {{2, 32,  7,  7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // resnet18's 7x7: edge rows skip taps
     {{1, 16, 12, 14, 32, 3, 2, 1, 1, 2, 1, 2, 3, 1}, true, true, true},      // dilation, uneven padding
-    {{2, 16,  9, 10, 16, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, false, true},     // rows of padding alone; dx: padding 3 > 2
+    {{2, 16,  9, 10, 16, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, true, true},      // rows of padding alone, padding 3 > 2
     {{1, 48,  6, 20, 16, 1, 7, 1, 1, 0, 3, 1, 1, 1}, true, true, true},      // a 1x7 window
     {{2,  9,  8,  8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, false, true},     // 81 taps: a last tile of 3
     {{2, 16,  5,  5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // rows of 5, 25 outputs: the older paths
