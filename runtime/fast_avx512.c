@@ -464,6 +464,62 @@ AVX512 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x,
     }
 }
 
+// The gradient of maxpool(2) (k_maxpool2d_backward into a zeroed dx) on
+// 16 outputs at once, writing every element of dx once: each output's
+// gradient goes to the one of its window's 2 places in an input row that
+// its argmax names (zeros to the other), interleaved into 32 floats of
+// that row, the window's two rows one after the other. A row's last
+// vector is written whole where what it writes past the row's end is
+// rewritten later, in address order, and zeros until then (masked stores
+// are slow on AMD's cores); a last odd row or column, which no window
+// reads, gets zeros. The reference's bytes.
+AVX512 void k_avx512_maxpool2x2_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g,
+                                         int64_t OH, int64_t OW) {
+  int64_t H = g->H, W = g->W;
+  const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i one = _mm512_set1_epi32(1);
+  const float *end = dx + g->N * g->C * H * W;
+  for (int64_t nc = 0; nc < g->N * g->C; nc++) {
+    float *xp = dx + nc * H * W;
+    const float *gp = dy + nc * OH * OW;
+    const int32_t *ap = argmax + nc * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t k = 0; k < 2; k++) {   // the window's rows 2*oh and 2*oh + 1
+        float *r = xp + (2 * oh + k) * W;
+        for (int64_t ow = 0; ow < OW; ow += 16) {
+          int64_t cnt = OW - ow < 16 ? OW - ow : 16;
+          __mmask16 in = mask_of(cnt);
+          __m512 gv = _mm512_maskz_loadu_ps(in, gp + oh * OW + ow);
+          __m512i at = _mm512_maskz_loadu_epi32(in, ap + oh * OW + ow);
+          __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int32_t)((2 * oh + k) * W + 2 * ow)), lane2);
+          __m512 e = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, base), gv);
+          __m512 o = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, one)), gv);
+          __m512 a0 = _mm512_permutex2var_ps(e, lo, o);
+          float *p = r + 2 * ow;
+          bool whole = p + (cnt > 8 ? 32 : 16) <= end;
+          if (cnt > 8) {
+            __m512 a1 = _mm512_permutex2var_ps(e, hi, o);
+            _mm512_storeu_ps(p, a0);
+            if (whole)
+              _mm512_storeu_ps(p + 16, a1);
+            else
+              _mm512_mask_storeu_ps(p + 16, mask_of(2 * cnt - 16), a1);
+          } else if (whole) {
+            _mm512_storeu_ps(p, a0);
+          } else {
+            _mm512_mask_storeu_ps(p, mask_of(2 * cnt), a0);
+          }
+        }
+        for (int64_t w = 2 * OW; w < W; w++)
+          r[w] = 0.0f;
+      }
+    for (int64_t h = 2 * OH; h < H; h++)
+      memset(xp + h * W, 0, sizeof(float) * W);
+  }
+}
+
 //
 // Dropout's forward (kernels_train.c, k_dropout_forward): dropout_hash of
 // 16 consecutive indexes at a time, in two vectors of 8 64-bit lanes. The
@@ -539,6 +595,12 @@ void k_avx512_col2im_add_s1(float *dx, const float *col, const KConv2d *g, int64
 
 void k_avx512_maxpool2x2(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH, int64_t OW) {
   (void)y, (void)argmax, (void)x, (void)g, (void)OH, (void)OW;
+  no_avx512();
+}
+
+void k_avx512_maxpool2x2_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g,
+                                  int64_t OH, int64_t OW) {
+  (void)dx, (void)dy, (void)argmax, (void)g, (void)OH, (void)OW;
   no_avx512();
 }
 

@@ -787,6 +787,17 @@ void k_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, con
   }
 }
 
+void k_maxpool2d_backward_fast(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g) {
+  int64_t OH, OW;
+  pool_geometry(g, &OH, &OW);
+  if (is_maxpool_2x2(g) && k_avx512() && OW >= 8) {   // (narrower rows: the per-row work outweighs the scatter)
+    k_avx512_maxpool2x2_backward(dx, dy, argmax, g, OH, OW);
+    return;
+  }
+  memset(dx, 0, sizeof(float) * g->N * g->C * g->H * g->W);
+  k_maxpool2d_backward(dx, dy, argmax, g);
+}
+
 // The window of output (oh, ow) clipped to the input: rows [*h0, *h1) and
 // columns [*w0, *w1). Returns the divisor with count_include_pad: the
 // window's size clipped only to the padded input, as PyTorch computes it.

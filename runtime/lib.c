@@ -511,11 +511,11 @@ static void maxpool_share(void *arg, int64_t lo, int64_t hi) {
   geo.N = hi - lo;
   int64_t in = rt_lib_numel(&k->buf[1], 1), out = rt_lib_numel(&k->buf[0], 1), n = (hi - lo) * out;
   float *dx = P(s, 2) + lo * in;
-  memset(dx, 0, sizeof(float) * (hi - lo) * in);
   if (s->saved) {
-    k_maxpool2d_backward(dx, P(s, 0) + lo * out, (const int32_t *)s->saved + lo * out, &geo);
+    k_maxpool2d_backward_fast(dx, P(s, 0) + lo * out, (const int32_t *)s->saved + lo * out, &geo);
     return;
   }
+  memset(dx, 0, sizeof(float) * (hi - lo) * in);
   float *y = xmalloc(sizeof(float) * n);
   int32_t *at = xmalloc(sizeof(int32_t) * n);
   k_maxpool2d_forward_fast(y, at, P(s, 1) + lo * in, &geo);

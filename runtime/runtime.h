@@ -822,6 +822,12 @@ void k_maxpool2d_backward(float *dx,            // (N,C,H,W)
                           const float *dy,      // (N,C,OH,OW)
                           const int32_t *argmax,// (N,C,OH,OW), from the forward
                           const KPool2d *g);
+// dx = the gradient through argmax (all of dx written: zeros where no
+// window's argmax lies), on AVX-512 hosts by whole rows for 2x2 windows
+// of stride 2, 8 outputs a row or more; elsewhere dx zeroed, then
+// k_maxpool2d_backward. The
+// reference's bytes (tests/kernels/test_pool.c).
+void k_maxpool2d_backward_fast(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g);
 
 // Average pooling with count_include_pad = true (PyTorch's default): the
 // divisor is the window's size including padded positions.
@@ -1149,6 +1155,12 @@ void k_avx512_maxpool2x2(float *y,         // (N,C,OH,OW)
                          const KPool2d *g, int64_t OH, int64_t OW);
 void k_avx512_maxpool_planes16(float *y, int32_t *argmax, const float *x, const KPool2d *g, int64_t OH,
                                int64_t OW, int64_t nc, float *xt);
+// The gradient of max pooling with 2x2 windows, stride 2, no padding,
+// through the forward's argmax: writes all of dx (no zeroing first).
+// k_maxpool2d_backward_fast takes it. Reference: k_maxpool2d_backward
+// into a zeroed dx.
+void k_avx512_maxpool2x2_backward(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g,
+                                  int64_t OH, int64_t OW);
 // Dropout's forward for 0 < p, with scale k_dropout_scale(p) and least the
 // smallest 24-bit draw that keeps an element (ceil(p * 2^24)).
 // Reference: k_dropout_forward, the same bytes.

@@ -135,7 +135,14 @@ static void test_pool(const KPool2d *g, bool max) {
     k_avgpool2d_backward(dx, dy, g);
   snprintf(what, sizeof what, "%s dx", name);
   t_grad(what, dx, dx0, pool_loss, &c, c.x, nx);
-  if (!max) {   // the cpu backend's gradient: the reference's bytes, added into dx
+  if (max) {   // the cpu backend's gradient: the reference's bytes into a zeroed dx, writing all of it
+    float *dxz = xcalloc(nx, sizeof(float)), *dxf = t_copyf(dx0, nx);
+    k_maxpool2d_backward(dxz, dy, arg, g);
+    k_maxpool2d_backward_fast(dxf, dy, arg, g);
+    snprintf(what, sizeof what, "%s k_maxpool2d_backward_fast", name);
+    t_equal(what, dxf, dxz, nx);
+    free(dxz), free(dxf);
+  } else {   // the cpu backend's gradient: the reference's bytes, added into dx
     float *dxf = t_copyf(dx0, nx);
     k_avgpool2d_backward_fast(dxf, dy, g);
     snprintf(what, sizeof what, "%s k_avgpool2d_backward_fast", name);
@@ -269,6 +276,8 @@ int main(void) {
     {2, 16, 5, 7, 2, 3, 1, 2, 1, 1, 2, 1},   // 32 planes, dilation, padding
     {3, 5, 27, 13, 2, 2, 2, 2, 0, 0, 1, 1},  // 2x2/2, odd sizes: 6 outputs a row (AVX2: one part of 8)
     {1, 2, 26, 42, 2, 2, 2, 2, 0, 0, 1, 1},  // 21 outputs a row: two vectors of 8 and 5
+    {2, 3, 9, 37, 2, 2, 2, 2, 0, 0, 1, 1},   // 18 outputs a row (AVX-512: 16 and 2), a last row and column no window reads
+    {2, 2, 4, 19, 2, 2, 2, 2, 0, 0, 1, 1},   // 9 outputs a row: the gradient's last row written whole but the very end
     {3, 11, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1}, // resnet18's pool: 33 planes, 8 or 16 a lane each, then by rows
   };
   for (int i = 0; i < countof(max_cases); i++)
