@@ -10,7 +10,9 @@
 // becomes cross-entropy of the logits, one kernel, and its gradient,
 // log_softmax_grad(nll_grad(L, t), L), the one kernel that cross-entropy's
 // gradient is: (exp(L) - onehot(t)) / N, exp(L) being softmax(x), which the
-// log-softmax's output L holds already.
+// log-softmax's output L holds already. A relu's gradient through a max
+// pooling of its output moves to the pooled side (pool_relu_grad; counted
+// with the identities).
 // Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
@@ -31,6 +33,7 @@ typedef struct Simp {
   int *head[2], *tail[2];  // nbuckets each; -1: none
   int *chain;            // chain[id]: the next node id in its bucket
   int nbuckets;          // a power of 2
+  bool *redefined;       // redefined[id]: node id now computes another value (where: NULL)
   int folded, identities, merged, removed, losses;
 } Simp;
 
@@ -221,6 +224,48 @@ static bool transpose_product(Simp *s, IrNode *n) {
   return true;
 }
 
+// relu_grad(maxpool_grad(G, Y), Y) with Y = relu(x), the max pooling's
+// gradient its only reader: in place, maxpool_grad(relu_grad(G, F), Y),
+// F = maxpool(Y) (its forward, the same settings). The mask moves to the
+// pooled side, a quarter of the elements for 2x2 windows, and the loop
+// over Y's full size goes: F's elements are Y's at the argmax, so F > 0
+// exactly where Y > 0 at the element each gradient goes to (with
+// overlapping windows too, each adding its own). The pooling gradient M
+// becomes the relu's gradient (its one reader is n).
+static bool pool_relu_grad(Simp *s, IrNode *n) {
+  if (n->op != IR_RELU_GRAD)
+    return false;
+  IrNode *M = n->src[0], *Y = n->src[1];
+  if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != IR_RELU || s->uses[M->id] != 1)
+    return false;
+  IrNode *F = NULL;
+  for (int j = Y->id + 1; j < M->id; j++) {
+    IrNode *f = s->g->nodes[j];
+    if (s->repl[j] == f && f->op == IR_MAXPOOL && f->src[0] == Y && !memcmp(f->attr.i, M->attr.i, sizeof f->attr.i)) {
+      if (F)
+        return false;   // two such forwards: which one's argmax is ambiguous
+      F = f;
+    }
+  }
+  IrNode *G = M->src[0];
+  if (!F || F->ndim != G->ndim || memcmp(F->shape, G->shape, sizeof(int64_t) * F->ndim))
+    return false;
+  n->op = IR_MAXPOOL_GRAD;
+  n->attr = M->attr;
+  n->src[0] = M;
+  M->op = IR_RELU_GRAD;
+  memset(&M->attr, 0, sizeof M->attr);
+  M->src[1] = F;
+  M->ndim = F->ndim;
+  memcpy(M->shape, F->shape, sizeof(int64_t) * F->ndim);
+  const char *scope = n->scope;   // each keeps its layer's name: the pooling's gradient, the relu's
+  SrcLoc loc = n->loc;
+  n->scope = M->scope, n->loc = M->loc;
+  M->scope = scope, M->loc = loc;
+  s->redefined[M->id] = true;
+  return true;
+}
+
 static IrNode *find(Simp *s, IrNode *n) {
   while (s->repl[n->id] != n)
     n = s->repl[n->id];
@@ -247,6 +292,8 @@ static void simplify_node(Simp *s, IrNode *n) {
     s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
+  if (pool_relu_grad(s, n))
+    s->identities++;
   IrNode *same = identity(n);
   if (same) {
     s->repl[n->id] = same;
@@ -316,7 +363,8 @@ static void compact(Simp *s, Model *m) {
 bool pass_simplify(Model *m, FILE *report, IrNode **where) {
   IrGraph *g = m->g;
   int n0 = g->nnodes;
-  Simp s = {.g = g, .repl = xmalloc(sizeof(IrNode *) * g->nnodes), .grad = xcalloc(g->nnodes, sizeof(bool))};
+  Simp s = {.g = g, .repl = xmalloc(sizeof(IrNode *) * g->nnodes), .grad = xcalloc(g->nnodes, sizeof(bool)),
+            .redefined = xcalloc(g->nnodes, sizeof(bool))};
   for (int i = 0; i < g->nnodes; i++)
     s.repl[i] = g->nodes[i];
   s.nbuckets = 16;
@@ -355,14 +403,15 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where) {
   }
   if (where)
     for (int i = 0; i < n0; i++)
-      where[i] = find(&s, g->nodes[i]);
+      where[i] = s.redefined[i] ? NULL : find(&s, g->nodes[i]);
   compact(&s, m);
   if (where)   // a node compact dropped is no longer at its id
     for (int i = 0; i < n0; i++)
-      if (where[i]->id >= g->nnodes || g->nodes[where[i]->id] != where[i])
+      if (where[i] && (where[i]->id >= g->nnodes || g->nodes[where[i]->id] != where[i]))
         where[i] = NULL;
   free(s.repl);
   free(s.grad);
+  free(s.redefined);
   free(s.uses);
   for (int t = 0; t < 2; t++) {
     free(s.head[t]);
