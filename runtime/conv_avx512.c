@@ -47,7 +47,9 @@
 
 #define ROW_TILE 14     // outputs of a tile, at most: 28 accumulators, 2 rows of w^T, 1 broadcast
 #define BLOCK 32        // channels of a tile (16 for a last block of 16)
-#define MIN_OW 6        // narrower output rows leave the tiles short: the older paths take them
+#define MIN_OW 4        // narrower output rows leave the tiles short: the older paths take them
+                        // (resnet18's 2x2 planes: forward 2857 us against im2col's 1923,
+                        // its 4x4: 1517 against 2335, one core, 32 images)
 
 // The row tiles' view of a convolution: an input of C planes Hp x Wp
 // (padded), rows [Z, Z + D) holding data and the others zeros, the window,
@@ -87,12 +89,13 @@ bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g) {
 
 // The weight gradient by 6 x 32 tiles of dw^T (taps by output channels):
 // 64 taps or more (fewer: conv_avx2.c's dot products), the output
-// channels a multiple of 16, planes of 32 outputs or more (each image adds
+// channels a multiple of 16, planes of 16 outputs or more (each image adds
 // its tiles into all of dw^T: on resnet18's 2x2 planes that traffic made
-// its deep layers' weight gradients 8 times slower than im2col's GEMM).
+// its deep layers' weight gradients 3 to 8 times slower than im2col's
+// GEMM; on its 4x4 planes, 2731 us against 3106, one core, 32 images).
 #define DW_TAPS 6
 #define DW_MIN_TAPS 64
-#define DW_MIN_OUTPUTS 32
+#define DW_MIN_OUTPUTS 16
 
 bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g) {
   if (!geometry_fits(g) || g->O % 16 || g->C * g->KH * g->KW < DW_MIN_TAPS)

@@ -566,6 +566,14 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, cons
 // has twice their FLOPs a cycle.
 static bool direct_path(KGemmFn gemm) { return !gemm && (!k_avx512() || k_avx512_halves()) && k_avx2(); }
 
+bool k_conv2d_by_image(const KConv2d *g, int pass) {
+  if (!direct_path(NULL))
+    return false;
+  return pass == 0 ? k_avx512_conv_rows_fits(g)
+         : pass == 1 ? k_avx512_conv_rows_grad_input_fits(g)
+                     : k_avx512_conv_rows_grad_weight_fits(g);
+}
+
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm) {
   conv_forward(y, x, w, bias, g, ws, gemm ? gemm : k_gemm, true,

@@ -543,6 +543,7 @@ static float *share_ws(RtContext *c, int s, int64_t n) { return k_grow(&c->ws[s]
 // each share goes to the share's buffer; the caller sums the shares in
 // order, so the sum is the same whichever thread ran which share.
 #define CONV_CHUNK_FLOATS (256 * 1024)
+#define CONV_EPI_FLOATS (64 * 1024)   // a forward by image: outputs of a call, in L2 for the epilogue
 
 // Images [lo, hi) of the batch, on the calling thread; a weight gradient
 // adds into dw.
@@ -553,9 +554,13 @@ static void conv_images(const SplitCall *s, int64_t lo, int64_t hi, float *dw) {
   geo.N = 1;
   int64_t in = geo.C * geo.H * geo.W, out = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? r : 0], 1);
   int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+  int pass = k->kind == RL_CONV2D ? 0 : k->kind == RL_CONV2D_GRAD_INPUT ? 1 : 2;
+  bool by_image = !s->gemm && k_conv2d_by_image(&geo, pass);
+  if (by_image)   // its weights packed once for many images; a forward's output left in cache for its epilogue
+    chunk = pass == 0 && s->epi ? (CONV_EPI_FLOATS / out > 1 ? CONV_EPI_FLOATS / out : 1) : hi - lo;
   int64_t pieces = (hi - lo + chunk - 1) / chunk;
   chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
-  geo.N = hi - lo < chunk ? hi - lo : chunk;
+  geo.N = by_image ? 1 : hi - lo < chunk ? hi - lo : chunk;   // (by image: scratch for one is for any)
   float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_scratch(&geo));
   for (int64_t i = lo; i < hi; i += chunk) {   // images [i, i + geo.N)
     geo.N = hi - i < chunk ? hi - i : chunk;

@@ -775,6 +775,12 @@ void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *
                          KGemmFn gemm);
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           const KConv2d *g, float *ws, KGemmFn gemm);
+// Whether pass (0 the forward, 1 dx, 2 dw) of g, as k_conv2d_forward_ws
+// and k_conv2d_backward_ws run it without a GEMM of the caller's, goes
+// image by image through scratch that does not grow with g.N (the row
+// tiles of conv_avx512.c, which pack the weights once a call): callers
+// then pass many images at once.
+bool k_conv2d_by_image(const KConv2d *g, int pass);
 // A weight gradient split by input channel rather than by image, for when
 // there are few output positions (deep layers) and so little to sum per
 // image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
@@ -1179,13 +1185,13 @@ void k_avx512_dropout(float *y, uint8_t *mask, const float *x, int64_t n, float 
 // and k_conv2d_backward, within rounding (tests/kernels/test_conv.c).
 
 // Whether they take g on this host: stride 1, one group, a window of 2
-// taps or more, output rows of 6 or more; the forward's output channels
+// taps or more, output rows of 4 or more; the forward's output channels
 // and the input gradient's input channels a multiple of 16.
 bool k_avx512_conv_rows_fits(const KConv2d *g);
 bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
 // The weight gradient's, by 6 x 32 tiles of dw^T over the real outputs:
 // 64 taps (C*KH*KW) or more, output channels a multiple of 16, planes of
-// 32 outputs or more.
+// 16 outputs or more.
 bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g);
 // Floats of scratch the three need for g (0 where none fits).
 int64_t k_avx512_conv_rows_scratch(const KConv2d *g);

@@ -236,10 +236,10 @@ int main(void) {
   }
   // Stride-1 convolutions that hosts with AVX-512 in halves take by output
   // rows (conv_avx512.c): the forward where the output channels are a
-  // multiple of 16, dx where the input channels are, rows of 6 outputs or
+  // multiple of 16, dx where the input channels are, rows of 4 outputs or
   // more (dx: of dy's); dw by 6 x 32 tiles of
   // dw^T where the output channels are a multiple of 16, 64 taps or more,
-  // 32 outputs or more
+  // 16 outputs or more
   static const struct { KConv2d g; bool fwd, dx, dw; } rows[] = {
     // N   C   H   W   O KH KW sh sw ph pw dh dw  G
     {{3, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, true, true, true},      // cnn's second layer: rows of 11
@@ -250,8 +250,9 @@ int main(void) {
     {{2, 16,  9, 10, 16, 3, 3, 1, 1, 3, 1, 1, 1, 1}, true, true, true},      // rows of padding alone, padding 3 > 2
     {{1, 48,  6, 20, 16, 1, 7, 1, 1, 0, 3, 1, 1, 1}, true, true, true},      // a 1x7 window
     {{2,  9,  8,  8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, false, true},     // 81 taps: a last tile of 3
-    {{2, 16,  5,  5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // rows of 5, 25 outputs: the older paths
-    {{2, 16,  7,  5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, true},    // 35 outputs in rows of 5: dw alone
+    {{2, 16,  4,  4, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, true, true},      // resnet18's 4x4 planes: rows of 4
+    {{2, 16,  3,  3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // rows of 3, 9 outputs: the older paths
+    {{2, 16,  7,  3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, true},    // 21 outputs in rows of 3: dw alone
     {{2, 16,  9,  9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false, false},   // stride 2
     {{2, 20,  9,  9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // 20 channels each way
   };
