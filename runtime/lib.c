@@ -557,7 +557,7 @@ static void conv_images(const SplitCall *s, int64_t lo, int64_t hi, float *dw) {
   int pass = k->kind == RL_CONV2D ? 0 : k->kind == RL_CONV2D_GRAD_INPUT ? 1 : 2;
   bool by_image = !s->gemm && k_conv2d_by_image(&geo, pass);
   if (by_image)   // its weights packed once for many images; a forward's output left in cache for its epilogue
-    chunk = pass == 0 && s->epi ? (CONV_EPI_FLOATS / out > 1 ? CONV_EPI_FLOATS / out : 1) : hi - lo;
+    chunk = pass == 0 && s->epi ? (CONV_EPI_FLOATS / out > 1 ? CONV_EPI_FLOATS / out : 1) : hi - lo > 1 ? hi - lo : 1;
   int64_t pieces = (hi - lo + chunk - 1) / chunk;
   chunk = pieces > 0 ? (hi - lo + pieces - 1) / pieces : 1;   // pieces of even size: 4 + 4, not 7 + 1
   geo.N = by_image ? 1 : hi - lo < chunk ? hi - lo : chunk;   // (by image: scratch for one is for any)
