@@ -224,6 +224,29 @@ static bool transpose_product(Simp *s, IrNode *n) {
   return true;
 }
 
+static IrNode *find(Simp *s, IrNode *n) {
+  while (s->repl[n->id] != n)
+    n = s->repl[n->id];
+  return n;
+}
+
+// Whether M has one reader as the graph stands: uses[] counts the
+// readers of the graph as it came, and a later node merged into M (the
+// same value) brings its own, through find().
+static bool read_once(Simp *s, IrNode *M) {
+  IrGraph *g = s->g;
+  int readers = 0;
+  for (int j = M->id + 1; j < g->nnodes; j++)
+    for (int k = 0; k < g->nodes[j]->nsrc; k++)
+      readers += find(s, g->nodes[j]->src[k]) == M;
+  IrNode *roots[] = {g->output, g->loss};
+  for (int i = 0; i < 2; i++)
+    readers += roots[i] && find(s, roots[i]) == M;
+  for (int i = 0; i < g->noutputs; i++)
+    readers += find(s, g->outputs[i]) == M;
+  return readers == 1;
+}
+
 // relu_grad(maxpool_grad(G, Y), Y) with Y = relu(x), the max pooling's
 // gradient its only reader: in place, maxpool_grad(relu_grad(G, F), Y),
 // F = maxpool(Y) (its forward, the same settings). The mask moves to the
@@ -236,7 +259,8 @@ static bool pool_relu_grad(Simp *s, IrNode *n) {
   if (n->op != IR_RELU_GRAD)
     return false;
   IrNode *M = n->src[0], *Y = n->src[1];
-  if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != IR_RELU || s->uses[M->id] != 1)
+  if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != IR_RELU || s->uses[M->id] != 1 ||
+      !read_once(s, M))
     return false;
   IrNode *F = NULL;
   for (int j = Y->id + 1; j < M->id; j++) {
@@ -264,12 +288,6 @@ static bool pool_relu_grad(Simp *s, IrNode *n) {
   M->scope = scope, M->loc = loc;
   s->redefined[M->id] = true;
   return true;
-}
-
-static IrNode *find(Simp *s, IrNode *n) {
-  while (s->repl[n->id] != n)
-    n = s->repl[n->id];
-  return n;
 }
 
 static void simplify_node(Simp *s, IrNode *n) {
@@ -402,8 +420,10 @@ bool pass_simplify(Model *m, FILE *report, IrNode **where) {
     m->steps[i] = find(&s, m->steps[i]);
   }
   if (where)
-    for (int i = 0; i < n0; i++)
-      where[i] = s.redefined[i] ? NULL : find(&s, g->nodes[i]);
+    for (int i = 0; i < n0; i++) {
+      IrNode *r = find(&s, g->nodes[i]);   // (a node merged into one redefined stands for it no more)
+      where[i] = s.redefined[r->id] ? NULL : r;
+    }
   compact(&s, m);
   if (where)   // a node compact dropped is no longer at its id
     for (int i = 0; i < n0; i++)

@@ -285,7 +285,7 @@ static void rows_run(float *yt, const float *img, const float *wt, const int32_t
       int64_t below = v->Z - oh, above = v->Z + v->D - 1 - oh;
       int64_t klo = below <= 0 ? 0 : (below + v->dh - 1) / v->dh;
       int64_t khi = above < 0 ? -1 : above / v->dh < v->KH - 1 ? above / v->dh : v->KH - 1;
-      int64_t r0 = klo * CKW, K = khi >= klo ? (khi - klo + 1) * CKW : 0;
+      int64_t K = khi >= klo ? (khi - klo + 1) * CKW : 0, r0 = K ? klo * CKW : 0;   // (a row of padding alone: none)
       for (int64_t s = 0, ow = 0; s < segs; s++) {
         int64_t mr = (v->OW - ow + (segs - s) - 1) / (segs - s);   // even pieces: 13 + 13, not 14 + 12
         row_tile_fn(mr, bw / 16)(K, img + oh * v->Wp + ow, off + r0, wb + r0 * bw, bw, init ? init + j : NULL,

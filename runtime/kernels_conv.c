@@ -798,6 +798,7 @@ void k_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, con
 void k_maxpool2d_backward_fast(float *dx, const float *dy, const int32_t *argmax, const KPool2d *g) {
   int64_t OH, OW;
   pool_geometry(g, &OH, &OW);
+  K_CHECK(g->H * g->W <= INT32_MAX, "maxpool2d: plane too large for int32 indices");
   if (is_maxpool_2x2(g) && k_avx512() && OW >= 8) {   // (narrower rows: the per-row work outweighs the scatter)
     k_avx512_maxpool2x2_backward(dx, dy, argmax, g, OH, OW);
     return;

@@ -7,6 +7,8 @@
 #include "../test.h"
 #include "passes.h"
 
+#include <string.h>
+
 static const int64_t x_shape[] = {IR_N, 4};
 
 // A forward-only model around graph g with output out, shapes inferred.
@@ -108,7 +110,41 @@ static void test_act_attrs(void) {
   }
 }
 
+// relu_grad(maxpool_grad(g, y), y), y = relu(x): pass_simplify moves the
+// mask to the pooled side (a relu_grad of the pooled shape) where the
+// pooling's gradient has that one reader; not where a second, identical
+// pooling gradient merged into it has another reader too (other: then
+// neg(that gradient) is added to the output).
+static bool pooled_mask(bool other) {
+  Arena *a = arena_new();
+  IrGraph *g = ir_graph_new(a, "pool_relu");
+  SrcLoc loc = {0};
+  IrNode *x = ir_leaf(g, IR_INPUT, "x", DT_F32, 4, (int64_t[]){IR_N, 1, 4, 4}, loc);
+  IrNode *y = ir_unary(g, IR_RELU, x, loc);
+  IrNode *f = ir_unary(g, IR_MAXPOOL, y, loc);
+  const int64_t pool[8] = {2, 2, 2, 2, 0, 0, 1, 1};
+  memcpy(f->attr.i, pool, sizeof pool);
+  IrNode *gp = ir_unary(g, IR_NEG, f, loc);   // a gradient of the pooled shape
+  IrNode *m1 = ir_binary(g, IR_MAXPOOL_GRAD, gp, y, loc), *m2 = ir_binary(g, IR_MAXPOOL_GRAD, gp, y, loc);
+  memcpy(m1->attr.i, pool, sizeof pool);
+  memcpy(m2->attr.i, pool, sizeof pool);
+  IrNode *out = ir_binary(g, IR_RELU_GRAD, other ? m2 : m1, y, loc);
+  if (other)
+    out = ir_binary(g, IR_ADD, out, ir_unary(g, IR_NEG, m1, loc), loc);
+  Model m = model_of(g, out);
+  Compilation *cp = pass_compile(&m, ENTRY_FORWARD, &(CompileOptions){.max_batch = 4, .fuse = true});
+  bool moved = false;
+  const IrGraph *sg = cp->model->g;
+  for (int i = 0; i < sg->nnodes; i++)
+    moved |= sg->nodes[i]->op == IR_RELU_GRAD && sg->nodes[i]->shape[2] == 2;
+  pass_compilation_free(cp);
+  arena_free(a);
+  return moved;
+}
+
 int main(void) {
+  CHECK(pooled_mask(false));
+  CHECK(!pooled_mask(true));
   test_const_read_by_gemm();
   test_gradients();
   test_act_attrs();
