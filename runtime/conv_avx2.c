@@ -195,13 +195,17 @@ static void pad_image(float *xp, const float *x, int64_t C, int64_t H, int64_t W
   memset(xp + C * Hp * Wp, 0, sizeof(float) * MARGIN);
 }
 
-// off[r] for r = (c, kh, kw): where row r of the wide col starts.
-static void tap_starts(int32_t *off, int64_t C, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int64_t dh,
-                       int64_t dw) {
+void k_tap_starts(int32_t *off, int64_t C, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int64_t dh, int64_t dw) {
   for (int64_t c = 0; c < C; c++)
     for (int64_t kh = 0; kh < KH; kh++)
       for (int64_t kw = 0; kw < KW; kw++)
         *off++ = (int32_t)(c * Hp * Wp + kh * dh * Wp + kw * dw);
+}
+
+void k_rows_on_data(int64_t h0, int64_t h1, int64_t Z, int64_t D, int64_t d, int64_t K, int64_t *lo, int64_t *hi) {
+  int64_t below = Z - h1, above = Z + D - 1 - h0;   // k*d within [below, above]
+  *lo = below <= 0 ? 0 : (below + d - 1) / d;
+  *hi = above < 0 ? -1 : above / d < K - 1 ? above / d : K - 1;
 }
 
 #ifdef HAVE_AVX2_PATH
@@ -627,9 +631,8 @@ static void wide_run(float *out, const float *wp, const float *base, const int32
     for (int64_t j = 0; j < v->Q; j += NR) {
       int nv = v->Q - j >= NR ? 3 : (int)((v->Q - j + 7) / 8);
       int64_t h0 = j / v->L, h1 = (j + 8 * nv - 1) / v->L;
-      int64_t below = v->Z - h1, above = v->Z + v->D - 1 - h0;   // k*dh within [below, above]
-      int64_t klo = below <= 0 ? 0 : (below + v->dh - 1) / v->dh;
-      int64_t khi = above < 0 ? -1 : above / v->dh < v->KH - 1 ? above / v->dh : v->KH - 1;
+      int64_t klo, khi;
+      k_rows_on_data(h0, h1, v->Z, v->D, v->dh, v->KH, &klo, &khi);
       int64_t r0 = c0 * KK + klo * m * v->KW, K = khi >= klo ? (khi - klo + 1) * m * v->KW : 0;
       for (int64_t i = 0; i < v->M; i += MR) {
         int mr = v->M - i < MR ? (int)(v->M - i) : MR;
@@ -781,7 +784,7 @@ static void grad_weight_dots(float *dw, const float *dy, const float *x, const K
   int64_t CKK = g->C * g->KH * g->KW, P = v.OH * v.OW, HW = g->H * g->W;
   float *xp = ws, dots[9];
   int32_t *off = (int32_t *)(xp + g->C * v.Hp * v.Wp + MARGIN);
-  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
+  k_tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
   for (int64_t n = 0; n < g->N; n++) {
     pad_image(xp, x + n * g->C * HW, g->C, g->H, g->W, g->ph, g->pw);
     const float *dyn = dy + n * g->O * P;
@@ -806,7 +809,7 @@ void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const K
   float *xp = ws, *dyt = xp + g->C * v.Hp * v.Wp + MARGIN;   // the padded image; dy^T (P, Or)
   float *dwt = dyt + P * Or;                                  // dw^T (CKK, Or)
   int32_t *off = (int32_t *)(dwt + CKK * Or);
-  tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
+  k_tap_starts(off, g->C, g->KH, g->KW, v.Hp, v.Wp, g->dh, g->dw);
   memset(dyt, 0, sizeof(float) * P * Or);   // (the columns past O stay 0)
   memset(dwt, 0, sizeof(float) * CKK * Or);
   for (int64_t n = 0; n < g->N; n++) {

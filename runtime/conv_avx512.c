@@ -281,10 +281,8 @@ static void rows_run(float *yt, const float *img, const float *wt, const int32_t
     int64_t bw = v->M - j < BLOCK ? v->M - j : BLOCK;
     const float *wb = wt + j * CKK;
     for (int64_t oh = 0; oh < v->OH; oh++) {
-      // taps kh whose row oh + kh*dh holds data: [klo, khi]
-      int64_t below = v->Z - oh, above = v->Z + v->D - 1 - oh;
-      int64_t klo = below <= 0 ? 0 : (below + v->dh - 1) / v->dh;
-      int64_t khi = above < 0 ? -1 : above / v->dh < v->KH - 1 ? above / v->dh : v->KH - 1;
+      int64_t klo, khi;   // taps kh whose row oh + kh*dh holds data
+      k_rows_on_data(oh, oh, v->Z, v->D, v->dh, v->KH, &klo, &khi);
       int64_t K = khi >= klo ? (khi - klo + 1) * CKW : 0, r0 = K ? klo * CKW : 0;   // (a row of padding alone: none)
       for (int64_t s = 0, ow = 0; s < segs; s++) {
         int64_t mr = (v->OW - ow + (segs - s) - 1) / (segs - s);   // even pieces: 13 + 13, not 14 + 12
@@ -401,10 +399,7 @@ void k_avx512_conv_rows_grad_weight(float *dw, const float *dy, const float *x, 
   for (int64_t oh = 0, p = 0; oh < v.OH; oh++)   // where output p's window starts
     for (int64_t ow = 0; ow < v.OW; ow++)
       pos[p++] = (int32_t)(oh * v.Wp + ow);
-  for (int64_t c = 0, r = 0; c < v.C; c++)   // taps in dw's order, (c, kh, kw)
-    for (int64_t kh = 0; kh < v.KH; kh++)
-      for (int64_t kw = 0; kw < v.KW; kw++)
-        off[r++] = (int32_t)(c * v.Hp * v.Wp + kh * v.dh * v.Wp + kw * v.dw);
+  k_tap_starts(off, v.C, v.KH, v.KW, v.Hp, v.Wp, v.dh, v.dw);   // taps in dw's order, (c, kh, kw)
   memset(dwt, 0, sizeof(float) * CKK * v.M);
   if (padded)
     memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);

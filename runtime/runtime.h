@@ -1228,6 +1228,12 @@ int64_t k_avx2_conv_scratch(const KConv2d *g);
 void k_avx2_conv_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_input(float *dx, const float *dy, const float *w, const KConv2d *g, float *ws);
 void k_avx2_conv_grad_weight(float *dw, const float *dy, const float *x, const KConv2d *g, float *ws);
+// Shared by these and conv_avx512.c's: off[r] for the taps r = (c, kh,
+// kw) of a window over planes Hp x Wp, where tap r of output 0 lies; and
+// the taps k in [*lo, *hi] (none: *hi < *lo) whose row t + k*d lies in
+// the rows of data [Z, Z + D) for some output row t in [h0, h1].
+void k_tap_starts(int32_t *off, int64_t C, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int64_t dh, int64_t dw);
+void k_rows_on_data(int64_t h0, int64_t h1, int64_t Z, int64_t D, int64_t d, int64_t K, int64_t *lo, int64_t *hi);
 // Max pooling for k_maxpool2d_forward_fast, as the AVX-512 pair above:
 // 2x2 windows, and 8 small planes at a time (xt: 8*(H*W + 2*OH*OW)
 // floats of scratch). The reference's bytes (tests/kernels/test_pool.c).
