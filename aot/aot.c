@@ -76,7 +76,7 @@ static int64_t arena_at(const Compilation *c, const IrNode *n) {
   if (!n)
     return -1;
   const KBufInfo *bi = &c->prog->buf[n->id];
-  return bi->bytes > 0 && bi->space != KB_STATE ? bi->offset : -1;
+  return bi->bytes > 0 && (bi->space == KB_ARENA || bi->space == KB_INPUT) ? bi->offset : -1;
 }
 
 // The entry point's part of the description.

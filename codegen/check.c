@@ -73,8 +73,16 @@ static bool check_buf(Chk *c, const Kernel *k, int i) {
 static bool check_index(Chk *c, const Kernel *k, int buf, const KIndex *ix, const char *what) {
   if (buf < 0 || buf >= k->nbufs)
     return fail(c, "kernel '%s': %s of buffer %d, which the kernel does not have", kname(k), what, buf);
-  int64_t lo = ix->offset, hi = ix->offset;
-  for (int d = 0; d < k->ndim; d++) {
+  const IrNode *node = k->bufs[buf];
+  int64_t lo = ix->offset, hi = ix->offset, row = ir_numel(node, 1);
+  // A value in local rows holds a block's rows (ir_verify_program): row i0
+  // of the loop must be row i0 of it, the rest inside that row.
+  bool local = c->p->buf[node->id].space == KB_LOCAL;
+  if (local && (k->ndim < 1 || k->dims[0] != IR_N || node->ndim < 1 || node->shape[0] != IR_N ||
+                ix->stride[0] != row))
+    return fail(c, "kernel '%s': %s of %%%d, which lies in local rows, is not by its rows", kname(k), what,
+                node->id);
+  for (int d = local ? 1 : 0; d < k->ndim; d++) {
     int64_t n = max_extent(c, k->dims[d]);
     if (n <= 0)
       return true;       // an empty loop space touches nothing
@@ -84,8 +92,7 @@ static bool check_index(Chk *c, const Kernel *k, int buf, const KIndex *ix, cons
     else
       hi += s;
   }
-  const IrNode *node = k->bufs[buf];
-  int64_t have = c->p->buf[node->id].bytes / 4;
+  int64_t have = local ? row : c->p->buf[node->id].bytes / 4;
   if (lo < 0 || hi >= have)
     return fail(c, "kernel '%s': %s of %%%d reaches elements %lld..%lld of %lld", kname(k), what, node->id,
                 (long long)lo, (long long)hi, (long long)have);
@@ -123,7 +130,8 @@ static bool check_store(Chk *c, const Kernel *k, int i) {
     return false;
   // The entry function zeroes a sum's whole node before the kernel runs.
   const IrNode *n = k->bufs[st->buf];
-  if (st->reduce != KR_NONE && (n->ndim < 0 || ir_numel(n, c->p->max_batch) * 4 > c->p->buf[n->id].bytes))
+  if (st->reduce != KR_NONE && c->p->buf[n->id].space != KB_LOCAL &&   // (local: by rows, above)
+      (n->ndim < 0 || ir_numel(n, c->p->max_batch) * 4 > c->p->buf[n->id].bytes))
     return fail(c, "kernel '%s': store %d sums into %%%d, whose %lld elements do not fit its buffer", kname(k),
                 i, n->id, (long long)ir_numel(n, c->p->max_batch));
   return true;

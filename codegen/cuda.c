@@ -432,6 +432,12 @@ CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz) {
     errorf(err, errsz, "the program has no graph, buffers or kernels");
     return NULL;
   }
+  for (int r = 0; r < p->nregions; r++)
+    if (p->regions[r].local_bytes) {   // (the kernels run in order here: every value needs its whole batch)
+      errorf(err, errsz, "region %d keeps values in each thread's local rows, which only the cpu backend has: "
+             "compile the program for cuda without regions", r);
+      return NULL;
+    }
   CudaGen g;
   cuda_gen_init(&g, p, p->max_batch, err, errsz);
   float *key_p = NULL;

@@ -29,9 +29,9 @@ bool cg_is_c_index(const Kernel *e, const KIndex *ix) {
   return true;
 }
 
-// Whether two buffers lie in the same block (the arena or the state), and
-// whether their bytes overlap, or they start at one place.
-static bool same_block(const KBufInfo *x, const KBufInfo *y) { return (x->space == KB_STATE) == (y->space == KB_STATE); }
+// Whether two buffers lie in the same block (the arena, the state or local
+// rows), and whether their bytes overlap, or they start at one place.
+static bool same_block(const KBufInfo *x, const KBufInfo *y) { return ir_rt_space(x->space) == ir_rt_space(y->space); }
 
 static bool overlap(const KProgram *p, const IrNode *a, const IrNode *b) {
   const KBufInfo *x = &p->buf[a->id], *y = &p->buf[b->id];

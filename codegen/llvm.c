@@ -6,7 +6,7 @@
 //     the loop nest: dimension 0 from lo to hi, every other one from 0 to
 //     its extent, the last dimension innermost. The body is scalar float
 //     code, one LLVM value per KInstr, then the stores (and sums).
-//   kI_name(i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)   a RtLoopFn
+//   kI_name(i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *local)   a RtLoopFn
 //     computes each distinct buffer's base pointer and calls the body.
 //
 // Buffers at the same space and offset are one pointer. Distinct ones are
@@ -55,7 +55,7 @@ typedef struct Cg {
   const char *features;        // and "target-features"
   LLVMTypeRef f32, i8, i32, i64, vd;
   LLVMTypeRef i8p, i32p, f32p; // i8*, i32*, float* (each `ptr` with opaque pointers)
-  LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
+  LLVMTypeRef loop_ty;         // RtLoopFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *local)
   LLVMTypeRef entry_ty;        // RtEntryFn: void (i8 *arena, i8 *state, i64 B, i8 *rt)
   LLVMTypeRef rt_ty;           // RtCalls: {i8 *ctx, i8 *parallel, i8 *sgemm, i8 *lib, i8 *tick, i8 *region,
                                //           i8 *gemm_rows, i8 *lib_rows, i8 *shared, i8 *gemm_share}
@@ -63,11 +63,12 @@ typedef struct Cg {
   LLVMTypeRef sgemm_ty;        // void (i8 *ctx, i32 ta, i32 tb, i64 M, i64 N, i64 K, float *A, float *B, float beta, float *C, RtGemmKernels *)
   LLVMTypeRef lib_ty;          // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i8 *epilogue)
   LLVMTypeRef tick_ty;         // void (i8 *ctx, i32 kernel)
-  LLVMTypeRef region_fn_ty;    // RtRegionFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *rt)
-  LLVMTypeRef region_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 row_bytes, i64 unit, i8 *rt)
+  LLVMTypeRef region_fn_ty;    // RtRegionFn: void (i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *rt, i8 *local)
+  LLVMTypeRef region_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 row_bytes, i64 block,
+                               //       i64 local_bytes, i8 *rt)
   LLVMTypeRef gemm_rows_ty;    // void (i8 *ctx, i32 tb, i64 N, i64 K, float *A, float *B, float beta, float *C,
                                //       RtGemmKernels *, i64 row0, i64 rows)
-  LLVMTypeRef lib_rows_ty;     // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i64 lo, i64 hi)
+  LLVMTypeRef lib_rows_ty;     // void (i8 *ctx, i8 *RtLib, i8 *arena, i8 *state, i64 B, i64 lo, i64 hi, i8 *local)
   LLVMTypeRef shared_ty;       // void (i8 *ctx, i8 *fn, i8 *arena, i8 *state, i64 B, i64 work, i8 *rt)
   LLVMTypeRef gemm_share_ty;   // sgemm_ty's parameters, then i64 share, i64 shares
   LLVMTypeRef tile_ty;         // RtTileFn
@@ -124,15 +125,17 @@ static bool check_loop(Cg *c, const Kernel *k) { return cg_check_loop(c->p, k, c
 typedef struct Slots {
   int n;                 // distinct pointers
   int *of;               // of[i]: the slot of k->bufs[i]
-  bool *state;           // state[j]: slot j is in the state block (else the arena)
+  KBufSpace *space;      // space[j]: slot j's block: the arena (inputs too), the state or local rows
   int64_t *offset;       // offset[j]: bytes from the start of its block
+  int64_t *row;          // row[j]: local rows: the bytes of a row of its values
   int64_t *end;          // end[j]: offset[j] + the largest of its buffers' bytes
   bool *noalias;         // noalias[j]: no other slot's bytes overlap slot j's
 } Slots;
 
 static void slots_free(Slots *s) {
   free(s->of);
-  free(s->state);
+  free(s->space);
+  free(s->row);
   free(s->offset);
   free(s->end);
   free(s->noalias);
@@ -142,19 +145,21 @@ static void slots_init(Cg *c, const Kernel *k, Slots *s) {
   int cap = k->nbufs > 0 ? k->nbufs : 1;
   s->n = 0;
   s->of = xcalloc(cap, sizeof *s->of);
-  s->state = xcalloc(cap, sizeof *s->state);
+  s->space = xcalloc(cap, sizeof *s->space);
+  s->row = xcalloc(cap, sizeof *s->row);
   s->offset = xcalloc(cap, sizeof *s->offset);
   s->end = xcalloc(cap, sizeof *s->end);
   s->noalias = xcalloc(cap, sizeof *s->noalias);
   for (int i = 0; i < k->nbufs; i++) {
     const KBufInfo *info = &c->p->buf[k->bufs[i]->id];
-    bool st = info->space == KB_STATE;
+    KBufSpace st = info->space == KB_INPUT ? KB_ARENA : info->space;
     int j = 0;
-    while (j < s->n && !(s->state[j] == st && s->offset[j] == info->offset))
+    while (j < s->n && !(s->space[j] == st && s->offset[j] == info->offset))
       j++;
     if (j == s->n) {
-      s->state[j] = st;
+      s->space[j] = st;
       s->offset[j] = info->offset;
+      s->row[j] = 4 * ir_numel(k->bufs[i], 1);   // (a local value's rows are the batch's: memplan)
       s->end[j] = info->offset;
       s->n++;
     }
@@ -165,7 +170,7 @@ static void slots_init(Cg *c, const Kernel *k, Slots *s) {
   for (int j = 0; j < s->n; j++) {
     s->noalias[j] = true;
     for (int o = 0; o < s->n; o++)
-      if (o != j && s->state[o] == s->state[j] && s->offset[o] < s->end[j] && s->offset[j] < s->end[o])
+      if (o != j && s->space[o] == s->space[j] && s->offset[o] < s->end[j] && s->offset[j] < s->end[o])
         s->noalias[j] = false;
   }
 }
@@ -1013,6 +1018,18 @@ static bool own_fn(Cg *c, const char *name, LLVMTypeRef ty, LLVMValueRef *decl) 
   return false;
 }
 
+// Where a slot's value starts (i8 *): its block's start + its offset; in
+// local rows (which hold rows lo.. of it), where row 0 would lie: a plain
+// GEP, since that address may lie outside them (only rows lo.. are read).
+static LLVMValueRef slot_base(Cg *c, KBufSpace space, int64_t offset, int64_t row, LLVMValueRef arena,
+                              LLVMValueRef state, LLVMValueRef local, LLVMValueRef lo) {
+  LLVMValueRef off = i64c(c, offset);
+  if (space != KB_LOCAL)
+    return LLVMBuildInBoundsGEP2(c->b, c->i8, space == KB_STATE ? state : arena, &off, 1, "");
+  off = LLVMBuildSub(c->b, off, LLVMBuildMul(c->b, lo, i64c(c, row), ""), "");
+  return LLVMBuildGEP2(c->b, c->i8, local, &off, 1, "");
+}
+
 static LLVMValueRef build_loop(Cg *c, const Kernel *orig, const char *name) {
   if (!check_loop(c, orig))
     return NULL;
@@ -1032,11 +1049,10 @@ static LLVMValueRef build_loop(Cg *c, const Kernel *orig, const char *name) {
   fn = define_fn(c, name, c->loop_ty, c->nparts == 1);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   LLVMValueRef *args = xcalloc(s.n + 2, sizeof *args);
-  for (int j = 0; j < s.n; j++) {
-    LLVMValueRef block = LLVMGetParam(fn, s.state[j] ? 1 : 0);
-    LLVMValueRef off = i64c(c, s.offset[j]);
-    args[j] = LLVMBuildBitCast(c->b, LLVMBuildInBoundsGEP2(c->b, c->i8, block, &off, 1, ""), c->f32p, "");
-  }
+  for (int j = 0; j < s.n; j++)
+    args[j] = LLVMBuildBitCast(c->b, slot_base(c, s.space[j], s.offset[j], s.row[j], LLVMGetParam(fn, 0),
+                                                LLVMGetParam(fn, 1), LLVMGetParam(fn, 5), LLVMGetParam(fn, 3)),
+                               c->f32p, "");
   args[s.n] = LLVMGetParam(fn, 3);
   args[s.n + 1] = LLVMGetParam(fn, 4);
   LLVMBuildCall2(c->b, LLVMGlobalGetValueType(body), body, args, s.n + 2, "");
@@ -1082,7 +1098,7 @@ static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
   slots_init(c, e, &u->s);
   const KBufInfo *cb = &c->p->buf[g->bufs[2]->id];
   for (int j = 0; j < u->s.n; j++)
-    if (u->s.state[j] == (cb->space == KB_STATE) && u->s.offset[j] == cb->offset)
+    if (u->s.space[j] == (cb->space == KB_INPUT ? KB_ARENA : cb->space) && u->s.offset[j] == cb->offset)
       u->cslot = j;
   for (int i = 0; i < e->nstores; i++)
     if (cg_same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && cg_is_c_index(e, &e->stores[i].idx))
@@ -1121,7 +1137,9 @@ static void uk_begin(Cg *c, Uk *u, const UkPlan *plan, LLVMValueRef fn) {
   u->base = xcalloc(plan->s.n > 0 ? plan->s.n : 1, sizeof *u->base);
   for (int j = 0; j < plan->s.n; j++) {
     LLVMValueRef off = i64c(c, plan->s.offset[j]);
-    LLVMValueRef blk = u->p[plan->s.state[j] ? UK_STATE : UK_ARENA];
+    if (plan->s.space[j] == KB_LOCAL)
+      unreachable();   // memplan keeps what a product touches in the arena
+    LLVMValueRef blk = u->p[plan->s.space[j] == KB_STATE ? UK_STATE : UK_ARENA];
     u->base[j] = LLVMBuildBitCast(c->b, LLVMBuildInBoundsGEP2(c->b, c->i8, blk, &off, 1, ""), c->f32p, "");
   }
 }
@@ -1475,6 +1493,7 @@ static LLVMValueRef build_uk(Cg *c, int i, const UkPlan *plan, int kind) {
 // What the entry function has at hand while it calls the kernels.
 typedef struct Entry {
   LLVMValueRef arena, state, B;  // its parameters
+  LLVMValueRef local, lo;        // a region's function: the thread's local rows and the block's first row
   LLVMValueRef ctx;              // rt->ctx
   LLVMValueRef parallel, sgemm, lib, tick;   // rt's function pointers, each cast to its type
   LLVMValueRef region, gemm_rows, lib_rows, shared, gemm_share;
@@ -1492,8 +1511,9 @@ typedef struct Built {
 // Where node n's value starts (i8 *).
 static LLVMValueRef buf_ptr(Cg *c, Entry *e, const IrNode *n) {
   const KBufInfo *info = &c->p->buf[n->id];
-  LLVMValueRef off = i64c(c, info->offset);
-  return LLVMBuildInBoundsGEP2(c->b, c->i8, info->space == KB_STATE ? e->state : e->arena, &off, 1, "");
+  if (info->space == KB_LOCAL && !e->local)
+    unreachable();   // ir_verify_program: local rows only inside a region
+  return slot_base(c, info->space, info->offset, 4 * ir_numel(n, 1), e->arena, e->state, e->local, e->lo);
 }
 
 // coef, times B where the extent is batched.
@@ -1552,9 +1572,9 @@ static void zero_sums(Cg *c, Entry *e, const Kernel *k) { zero_rows(c, e, k, NUL
 static void run_loop(Cg *c, Entry *e, const Kernel *k, LLVMValueRef fn) {
   zero_sums(c, e, k);
   LLVMValueRef n = k->ndim == 0 ? i64c(c, 1) : k->dims[0] == IR_N ? e->B : i64c(c, k->dims[0]);
-  LLVMValueRef direct[5] = {e->arena, e->state, e->B, i64c(c, 0), n};
+  LLVMValueRef direct[6] = {e->arena, e->state, e->B, i64c(c, 0), n, LLVMConstNull(c->i8p)};
   if (!k->parallel) {
-    LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 5, "");
+    LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 6, "");
     return;
   }
   int64_t inner = 1;
@@ -1572,7 +1592,7 @@ static void run_loop(Cg *c, Entry *e, const Kernel *k, LLVMValueRef fn) {
   LLVMBuildCall2(c->b, c->parallel_ty, e->parallel, args, 6, "");
   LLVMBuildBr(c->b, next);
   LLVMPositionBuilderAtEnd(c->b, here);
-  LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 5, "");
+  LLVMBuildCall2(c->b, c->loop_ty, fn, direct, 6, "");
   LLVMBuildBr(c->b, next);
   LLVMPositionBuilderAtEnd(c->b, next);
 }
@@ -1692,7 +1712,9 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   Entry e = entry_of(c, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 5));
   LLVMValueRef lo = LLVMGetParam(fn, 3), hi = LLVMGetParam(fn, 4);
-  LLVMValueRef rows[5] = {e.arena, e.state, e.B, lo, hi};
+  e.local = LLVMGetParam(fn, 6);
+  e.lo = lo;
+  LLVMValueRef rows[6] = {e.arena, e.state, e.B, lo, hi, e.local};
   for (int i = reg->first; i <= reg->last; i++) {
     const Kernel *k = c->p->kernels[i];
     const Built *bt = &built[i];
@@ -1706,12 +1728,12 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
     }
     if (k->kind == KN_LOOP) {
       zero_rows(c, &e, k, lo, hi);
-      LLVMBuildCall2(c->b, c->loop_ty, bt->loop, rows, 5, "");
+      LLVMBuildCall2(c->b, c->loop_ty, bt->loop, rows, 6, "");
       continue;
     }
     if (k->kind == KN_LIB) {
-      LLVMValueRef args[7] = {e.ctx, lib_desc(c, k), e.arena, e.state, e.B, lo, hi};
-      LLVMBuildCall2(c->b, c->lib_rows_ty, e.lib_rows, args, 7, "");
+      LLVMValueRef args[8] = {e.ctx, lib_desc(c, k), e.arena, e.state, e.B, lo, hi, e.local};
+      LLVMBuildCall2(c->b, c->lib_rows_ty, e.lib_rows, args, 8, "");
     } else {
       set_uks(c, &e, bt);
       LLVMValueRef m = i64c(c, k->m.coef);
@@ -1727,7 +1749,7 @@ static LLVMValueRef build_region(Cg *c, int r, const Built *built) {
     }
     if (bt->epilogue) {   // a product's or a layer normalization's, as a loop over the block's rows
       zero_rows(c, &e, k->epilogue, lo, hi);
-      LLVMBuildCall2(c->b, c->loop_ty, bt->epilogue, rows, 5, "");
+      LLVMBuildCall2(c->b, c->loop_ty, bt->epilogue, rows, 6, "");
     }
   }
   LLVMBuildRetVoid(c->b);
@@ -1751,19 +1773,11 @@ static void run_region(Cg *c, Entry *e, int r, LLVMValueRef fn) {
     LLVMBuildCall2(c->b, c->shared_ty, e->shared, args, 7, "");
     return;
   }
-  // blocks of whole tiles of rows where a product runs on them; as many
-  // images where a convolution does (each call packs its weights again)
-  int unit = 1;
-  for (int i = reg->first; i <= reg->last; i++) {
-    const Kernel *k = c->p->kernels[i];
-    if (k->kind == KN_GEMM || (k->kind == KN_LIB && k->lib && k->lib->kind == RL_CONV2D))
-      unit = uk_shape(c->vw).tile_m;
-  }
-  LLVMValueRef args[8] = {
-    e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B,
-    i64c(c, c->p->regions[r].row_bytes), i64c(c, unit), e->rt,
+  LLVMValueRef args[9] = {
+    e->ctx, LLVMBuildBitCast(c->b, fn, c->i8p, ""), e->arena, e->state, e->B, i64c(c, reg->row_bytes),
+    i64c(c, reg->block), i64c(c, reg->local_bytes), e->rt,
   };
-  LLVMBuildCall2(c->b, c->region_ty, e->region, args, 8, "");
+  LLVMBuildCall2(c->b, c->region_ty, e->region, args, 9, "");
 }
 
 // void name(i8 *arena, i8 *state, i64 B, RtCalls *rt): every kernel in
@@ -1811,8 +1825,8 @@ static void init_types(Cg *c) {
   c->i8p = LLVMPointerType(c->i8, 0);
   c->i32p = LLVMPointerType(c->i32, 0);
   c->f32p = LLVMPointerType(c->f32, 0);
-  LLVMTypeRef loop[5] = {c->i8p, c->i8p, c->i64, c->i64, c->i64};
-  c->loop_ty = LLVMFunctionType(c->vd, loop, 5, 0);
+  LLVMTypeRef loop[6] = {c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
+  c->loop_ty = LLVMFunctionType(c->vd, loop, 6, 0);
   LLVMTypeRef entry[4] = {c->i8p, c->i8p, c->i64, c->i8p};
   c->entry_ty = LLVMFunctionType(c->vd, entry, 4, 0);
   LLVMTypeRef rt[10] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p, c->i8p};
@@ -1835,15 +1849,15 @@ static void init_types(Cg *c) {
   c->lib_ty = LLVMFunctionType(c->vd, lib, 6, 0);
   LLVMTypeRef tick[2] = {c->i8p, c->i32};
   c->tick_ty = LLVMFunctionType(c->vd, tick, 2, 0);
-  LLVMTypeRef rfn[6] = {c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
-  c->region_fn_ty = LLVMFunctionType(c->vd, rfn, 6, 0);
-  LLVMTypeRef reg[8] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
-  c->region_ty = LLVMFunctionType(c->vd, reg, 8, 0);
+  LLVMTypeRef rfn[7] = {c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p, c->i8p};
+  c->region_fn_ty = LLVMFunctionType(c->vd, rfn, 7, 0);
+  LLVMTypeRef reg[9] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i64, c->i8p};
+  c->region_ty = LLVMFunctionType(c->vd, reg, 9, 0);
   LLVMTypeRef rows[11] = {c->i8p, c->i32, c->i64, c->i64, c->f32p, c->f32p, c->f32, c->f32p,
                           LLVMPointerType(c->uk_ty, 0), c->i64, c->i64};
   c->gemm_rows_ty = LLVMFunctionType(c->vd, rows, 11, 0);
-  LLVMTypeRef lrows[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64};
-  c->lib_rows_ty = LLVMFunctionType(c->vd, lrows, 7, 0);
+  LLVMTypeRef lrows[8] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i64, c->i8p};
+  c->lib_rows_ty = LLVMFunctionType(c->vd, lrows, 8, 0);
   LLVMTypeRef shared[7] = {c->i8p, c->i8p, c->i8p, c->i8p, c->i64, c->i64, c->i8p};
   c->shared_ty = LLVMFunctionType(c->vd, shared, 7, 0);
 }

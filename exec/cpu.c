@@ -25,7 +25,7 @@ static void bind_program(Exec *ex, const KProgram *p) {
     const KBufInfo *b = &p->buf[i];
     if (b->space == KB_STATE)
       continue;
-    ex->buf[i] = b->bytes ? ex->arena + b->offset : NULL;
+    ex->buf[i] = b->bytes && b->space != KB_LOCAL ? ex->arena + b->offset : NULL;   // (local: inside a region only)
   }
 }
 

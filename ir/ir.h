@@ -316,6 +316,8 @@ typedef enum {
   KB_ARENA,     // the entry point's arena, at an offset the memory planner chose
   KB_STATE,     // persistent: parameters, buffers, optimizer state
   KB_INPUT,     // the caller's input or target
+  KB_LOCAL,     // a value that lives only inside one batch-blocked region: each thread's block of
+                // rows of it, in that thread's local rows (KRegion.local_bytes), at an offset
 } KBufSpace;
 
 typedef struct KBufInfo {
@@ -323,6 +325,11 @@ typedef struct KBufInfo {
   int64_t offset;              // bytes from the start of its space, for the largest batch
   int64_t bytes;               // for the largest batch
 } KBufInfo;
+
+// The runtime's name for a space (RtLibBuf.space).
+static inline int32_t ir_rt_space(KBufSpace s) {
+  return s == KB_STATE ? RT_SPACE_STATE : s == KB_LOCAL ? RT_SPACE_LOCAL : RT_SPACE_ARENA;
+}
 
 enum { KP_PARAMS, KP_GRADS, KP_STATE1, KP_STATE2, KP_STATE3, KP_MAX_BLOCKS };
 
@@ -339,6 +346,9 @@ typedef struct KRegion {
   int first, last;             // kernel indexes, inclusive
   int64_t row_bytes;           // batch-blocked: the most bytes one of its kernels touches per sample
   bool products;               // shared products (row_bytes 0)
+  int64_t block;               // batch-blocked: the most rows of a block (0: shared products)
+  int64_t local_bytes;         // batch-blocked: each thread's bytes for a block of the values that
+                               // live only inside the region (KB_LOCAL); 0: none
 } KRegion;
 
 typedef struct KProgram {

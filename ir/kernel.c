@@ -218,7 +218,7 @@ static const IrNode *lib_buf_node(const KProgram *p, const Kernel *k, const RtLi
       if (!n || n->ndim != r->ndim)
         continue;
       const KBufInfo *b = &p->buf[n->id];
-      bool same = b->bytes > 0 && (b->space == KB_STATE) == (r->space == RT_SPACE_STATE) && b->offset == r->offset;
+      bool same = b->bytes > 0 && ir_rt_space(b->space) == r->space && b->offset == r->offset;
       for (int d = 0; d < r->ndim && same; d++)
         same = (n->shape[d] == IR_N ? RT_BATCH : n->shape[d]) == r->shape[d];
       if (same)
@@ -236,7 +236,8 @@ static void print_lib_buf(FILE *out, const KProgram *p, const Kernel *k, const R
   int64_t dims[RT_MAX_DIMS];
   for (int d = 0; d < r->ndim && d < RT_MAX_DIMS; d++)
     dims[d] = r->shape[d] == RT_BATCH ? IR_N : r->shape[d];
-  fprintf(out, "%s %lld ", r->space == RT_SPACE_STATE ? "state" : "arena", (long long)r->offset);
+  fprintf(out, "%s %lld ", r->space == RT_SPACE_STATE ? "state" : r->space == RT_SPACE_LOCAL ? "local" : "arena",
+          (long long)r->offset);
   print_dims(out, r->ndim < RT_MAX_DIMS ? r->ndim : RT_MAX_DIMS, dims);
 }
 
@@ -408,7 +409,7 @@ void ir_print_program(FILE *out, const KProgram *p) {
       for (int j = 0; j < k->nbufs && k->kind != KN_LIB; j++)
         if (k->bufs[j]->id >= 0 && k->bufs[j]->id < nids)
           touched[k->bufs[j]->id] = true;
-  static const char *const spaces[] = {"arena", "state", "input"};
+  static const char *const spaces[] = {"arena", "state", "input", "local"};
   for (int i = 0; i < nids; i++) {
     const IrNode *n = buf_node(p, i);
     const KBufInfo *b = &p->buf[i];
@@ -420,7 +421,7 @@ void ir_print_program(FILE *out, const KProgram *p) {
     print_buf(s, n);
     fclose(s);
     fprintf(out, "  %-24s %-16s %s %lld + %lld", name, ir_type_str(n, type, sizeof type),
-            b->space <= KB_INPUT ? spaces[b->space] : "?", (long long)b->offset, (long long)b->bytes);
+            b->space <= KB_LOCAL ? spaces[b->space] : "?", (long long)b->offset, (long long)b->bytes);
     free(name);
     if (i == g->nnodes)
       fprintf(out, "  # the step scalars");
@@ -434,8 +435,9 @@ void ir_print_program(FILE *out, const KProgram *p) {
       if (p->regions[r].products)
         fprintf(out, "region %d to %d, shared products\n", p->regions[r].first, p->regions[r].last);
       else
-        fprintf(out, "region %d to %d, %lld bytes a row\n", p->regions[r].first, p->regions[r].last,
-                (long long)p->regions[r].row_bytes);
+        fprintf(out, "region %d to %d, %lld bytes a row, blocks of %lld rows, %lld local bytes\n",
+                p->regions[r].first, p->regions[r].last, (long long)p->regions[r].row_bytes,
+                (long long)p->regions[r].block, (long long)p->regions[r].local_bytes);
       r++;
     }
     print_kernel(out, p, i);

@@ -29,9 +29,10 @@
 //   body    = (VREG "=" IDENT operands | ("store" | ("sum" | "max") "into") buf index "=" VREG)*
 //   index   = "[" term ("+" term)* "]"  term = INT "*" IDX | INT
 //   epilogue = "epilogue" "over" dims "parallel"? body
-//   region  = "region" INT "to" INT "," INT "bytes" "a" "row"   (before its first kernel)
+//   region  = "region" INT "to" INT "," (INT "bytes" "a" "row" "," "blocks" "of" INT "rows" ","
+//             INT "local" "bytes" | "shared" "products")   (before its first kernel)
 //   ext     = "N" | INT ("*" "N")?
-//   lbuf    = buf | ("arena" | "state") INT dims
+//   lbuf    = buf | ("arena" | "state" | "local") INT dims
 //   settings = "{" (IDENT "=" number ("," IDENT "=" number)*)? "}"
 //
 // Each rule but a run of lines ends its line. VREG is v0, v1, ...; IDX is
@@ -292,12 +293,12 @@ static void parse_buffer(Parser *P) {
       lx_error_tok(P, &tt, NULL, "a negative dimension");
     need = e && need > INT64_MAX / e ? INT64_MAX : need * e;
   }
-  static const char *const spaces[] = {"arena", "state", "input"};
-  int s = 2;
+  static const char *const spaces[] = {"arena", "state", "input", "local"};
+  int s = 3;
   while (s >= 0 && !lx_is_word(P, spaces[s]))
     s--;
   if (s < 0)
-    lx_expected(P, "where the buffer lies: arena, state or input");
+    lx_expected(P, "where the buffer lies: arena, state, input or local");
   lx_next(P);
   KBufInfo *b = &p->buf[n->id];
   b->space = (KBufSpace)s;
@@ -306,10 +307,10 @@ static void parse_buffer(Parser *P) {
   lx_expect(P, '+');
   Token bt = P->tok;
   b->bytes = parse_range(P, 0, INT64_MAX - b->offset, "a size");
-  if (b->bytes && b->bytes < need)
+  if (b->bytes && b->bytes < need && s != KB_LOCAL)   // (local rows hold a block: ir_verify_program)
     lx_error_tok(P, &bt, NULL, "%%%d's %lld bytes do not hold its %lld at batch %lld", n->id,
                  (long long)b->bytes, (long long)need, (long long)p->max_batch);
-  int64_t room = s == KB_STATE ? p->state_bytes : p->arena_bytes;
+  int64_t room = s == KB_STATE ? p->state_bytes : s == KB_LOCAL ? INT64_MAX : p->arena_bytes;
   if (b->offset + b->bytes > room)
     lx_error_tok(P, &ot, NULL, "%%%d's bytes %lld to %lld lie outside the %s's %lld", n->id, (long long)b->offset,
                  (long long)(b->offset + b->bytes), s == KB_STATE ? "state" : "arena", (long long)room);
@@ -614,8 +615,8 @@ static const IrNode *parse_lib_buf(Parser *P, RtLib *d) {
     lx_error_tok(P, &P->tok, NULL, "a library kernel has at most %d buffers", RT_LIB_MAX_BUFS);
   RtLibBuf *r = &d->buf[d->nbufs++];
   int64_t dims[IR_MAX_DIMS];
-  if (lx_is_word(P, "arena") || lx_is_word(P, "state")) {
-    r->space = lx_is_word(P, "state") ? RT_SPACE_STATE : RT_SPACE_ARENA;
+  if (lx_is_word(P, "arena") || lx_is_word(P, "state") || lx_is_word(P, "local")) {
+    r->space = lx_is_word(P, "state") ? RT_SPACE_STATE : lx_is_word(P, "local") ? RT_SPACE_LOCAL : RT_SPACE_ARENA;
     lx_next(P);
     r->offset = parse_range(P, 0, INT64_MAX, "an offset");
     r->ndim = parse_dims(P, dims);
@@ -625,7 +626,7 @@ static const IrNode *parse_lib_buf(Parser *P, RtLib *d) {
   }
   const IrNode *n = parse_buf(P, false);
   const KBufInfo *b = &K(P)->p->buf[n->id];
-  r->space = b->space == KB_STATE ? RT_SPACE_STATE : RT_SPACE_ARENA;
+  r->space = ir_rt_space(b->space);
   r->offset = b->offset;
   r->ndim = n->ndim;
   for (int i = 0; i < n->ndim; i++)
@@ -786,9 +787,9 @@ static void parse_kernel(Parser *P) {
   parse_kernel_rest(P, k);
 }
 
-// region = "region" INT "to" INT "," (INT "bytes" "a" "row" | "shared"
-// "products"), before the region's first kernel: kernels in order, at
-// least two, disjoint.
+// region = "region" INT "to" INT "," (INT "bytes" "a" "row" "," "blocks"
+// "of" INT "rows" "," INT "local" "bytes" | "shared" "products"), before
+// the region's first kernel: kernels in order, at least two, disjoint.
 static void parse_region(Parser *P) {
   KProgram *p = K(P)->p;
   int n = K(P)->nkernels;
@@ -804,14 +805,23 @@ static void parse_region(Parser *P) {
   if (lx_is_word(P, "shared")) {
     lx_next(P);
     expect_word(P, "products");
-    p->regions[p->nregions++] = (KRegion){first, last, 0, true};
+    p->regions[p->nregions++] = (KRegion){first, last, 0, true, 0, 0};
     return;
   }
   int64_t bytes = parse_range(P, 0, INT64_MAX, "a region's bytes a row");
   expect_word(P, "bytes");
   expect_word(P, "a");
   expect_word(P, "row");
-  p->regions[p->nregions++] = (KRegion){first, last, bytes, false};
+  lx_expect(P, ',');
+  expect_word(P, "blocks");
+  expect_word(P, "of");
+  int64_t block = parse_range(P, 1, INT32_MAX, "the most rows of a region's block");
+  expect_word(P, "rows");
+  lx_expect(P, ',');
+  int64_t local = parse_range(P, 0, INT64_MAX, "a region's local bytes");
+  expect_word(P, "local");
+  expect_word(P, "bytes");
+  p->regions[p->nregions++] = (KRegion){first, last, bytes, false, block, local};
 }
 
 static KProgram *parse_program(Parser *P) {

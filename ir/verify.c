@@ -188,6 +188,8 @@ static bool check_place(const KProgram *p, const IrNode *n, char *err, size_t er
     return false;
   }
   const KBufInfo *b = &p->buf[n->id];
+  if (b->space == KB_LOCAL)
+    return true;   // check_local
   int64_t need = n->id < nn ? ir_numel(n, p->max_batch) * 4 : 1;
   int64_t limit = b->space == KB_STATE ? p->state_bytes : p->arena_bytes;
   if (b->bytes < need || b->offset < 0 || b->offset + b->bytes > limit) {
@@ -255,6 +257,8 @@ static bool check_lib(const KProgram *p, const Kernel *k, char *err, size_t errs
       dims_ok = b->shape[j] >= 1 || (j == 0 && b->shape[j] == RT_BATCH);
     int64_t bytes = dims_ok ? 4 * rt_lib_numel(b, p->max_batch) : 0,
             limit = b->space == RT_SPACE_STATE ? p->state_bytes : p->arena_bytes;
+    if (dims_ok && b->space == RT_SPACE_LOCAL)
+      continue;   // check_local
     if (!dims_ok || (b->space != RT_SPACE_ARENA && b->space != RT_SPACE_STATE) || b->offset < 0 ||
         b->offset > limit - bytes) {
       errorf(err, errsz, "library kernel '%s': buffer %d (%lld bytes at %lld) is not inside the %s (%lld bytes)",
@@ -348,6 +352,63 @@ static bool shared_kernel(const Kernel *k) {
   return k->kind == KN_GEMM && !k->m.batched && !k->n.batched && !k->epilogue;
 }
 
+// Whether a block's rows of a value in local rows lie inside region r's:
+// at offset, bytes of them (-1: exactly a block's), rows of row_bytes.
+static bool local_fits(const KProgram *p, int r, int64_t offset, int64_t bytes, int64_t row_bytes, char *err,
+                       size_t errsz) {
+  const KRegion *reg = r >= 0 ? &p->regions[r] : NULL;
+  int64_t need = reg && row_bytes > 0 && reg->block > 0 && row_bytes <= INT64_MAX / reg->block
+                     ? row_bytes * reg->block : -1;
+  bytes = bytes < 0 ? need : bytes;
+  if (!reg || reg->products || need < 0 || bytes < need || offset < 0 || offset > reg->local_bytes - need) {
+    errorf(err, errsz, "a value in local rows (%lld bytes at %lld) is touched outside a batch-blocked region, or "
+           "does not hold a block of its rows (%lld bytes) inside the region's %lld", (long long)bytes,
+           (long long)offset, (long long)need, reg ? (long long)reg->local_bytes : 0LL);
+    return false;
+  }
+  return true;
+}
+
+// Values in local rows (KB_LOCAL): each is touched by the kernels of one
+// batch-blocked region only, and each block of its rows lies inside that
+// region's local rows.
+static bool check_local(const KProgram *p, char *err, size_t errsz) {
+  int nids = p->g->nnodes + 1 + p->nblocks, *owner = xmalloc(sizeof(int) * (nids + 1));
+  for (int i = 0; i < nids; i++)
+    owner[i] = -2;
+  bool ok = true;
+  for (int i = 0, r = 0; i < p->nkernels && ok; i++) {
+    while (r < p->nregions && p->regions[r].last < i)
+      r++;
+    int in = r < p->nregions && p->regions[r].first <= i ? r : -1;
+    for (const Kernel *k = p->kernels[i]; k && ok; k = k->epilogue) {
+      for (int j = 0; j < k->nbufs && ok; j++) {
+        const IrNode *n = k->bufs[j];
+        if (n->id < 0 || n->id >= nids || p->buf[n->id].space != KB_LOCAL)
+          continue;
+        ok = local_fits(p, in, p->buf[n->id].offset, p->buf[n->id].bytes, 4 * ir_numel(n, 1), err, errsz);
+        if (ok && owner[n->id] != -2 && owner[n->id] != in) {
+          errorf(err, errsz, "%%%d lies in local rows of two regions (%d and %d)", n->id, owner[n->id], in);
+          ok = false;
+        }
+        owner[n->id] = in;
+      }
+      for (int j = 0; k->kind == KN_LIB && k->lib && j < k->lib->nbufs && ok; j++) {
+        const RtLibBuf *b = &k->lib->buf[j];
+        if (b->space != RT_SPACE_LOCAL)
+          continue;
+        if (b->ndim < 1 || b->shape[0] != RT_BATCH) {
+          errorf(err, errsz, "library kernel '%s': buffer %d in local rows has no batch dimension", k->name, j);
+          ok = false;
+        } else
+          ok = local_fits(p, in, b->offset, -1, 4 * rt_lib_numel(b, 1), err, errsz);
+      }
+    }
+  }
+  free(owner);
+  return ok;
+}
+
 bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
   if (!p->g || !p->buf || p->nkernels < 0 || (p->nkernels > 0 && !p->kernels) || p->max_batch < 1) {
     errorf(err, errsz, "the program has no graph, no plan or no kernels");
@@ -358,9 +419,10 @@ bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
       return false;
   for (int r = 0, end = -1; r < p->nregions; r++) {
     const KRegion *reg = &p->regions[r];
-    if (reg->first <= end || reg->last <= reg->first || reg->last >= p->nkernels || reg->row_bytes < 0) {
-      errorf(err, errsz, "region %d (kernels %d to %d) is out of order, too short or past the last kernel", r,
-             reg->first, reg->last);
+    if (reg->first <= end || reg->last <= reg->first || reg->last >= p->nkernels || reg->row_bytes < 0 ||
+        reg->local_bytes < 0 || (!reg->products && reg->block < 1) || (reg->products && reg->local_bytes)) {
+      errorf(err, errsz, "region %d (kernels %d to %d) is out of order, too short, past the last kernel or "
+             "without rows for its blocks", r, reg->first, reg->last);
       return false;
     }
     end = reg->last;
@@ -375,5 +437,5 @@ bool ir_verify_program(const KProgram *p, char *err, size_t errsz) {
         return false;
       }
   }
-  return true;
+  return check_local(p, err, errsz);
 }

@@ -1118,7 +1118,7 @@ static void lib_buf(const KProgram *p, RtLib *d, const IrNode *n) {
   if (!b->bytes || d->nbufs == RT_LIB_MAX_BUFS || n->ndim > RT_MAX_DIMS)
     unreachable();   // memplan places every value a kernel touches
   RtLibBuf *r = &d->buf[d->nbufs++];
-  r->space = b->space == KB_STATE ? RT_SPACE_STATE : RT_SPACE_ARENA;
+  r->space = ir_rt_space(b->space);
   r->offset = b->offset;
   r->ndim = n->ndim;
   for (int i = 0; i < n->ndim; i++)

@@ -10,7 +10,9 @@
 // and a slot is free again after its value's last reader has run. A loop whose result has the same size and index as one
 // of its inputs that dies there writes in place over it; the epilogue of a
 // GEMM or a convolution writes over the product; a reshape shares its
-// input's slot.
+// input's slot. A value that lives only inside one batch-blocked region
+// gets no arena slot but a place in that region's local rows, where each
+// thread holds one block's rows of it (local_slots).
 #include "passes.h"
 
 #include <stdlib.h>
@@ -209,6 +211,65 @@ static int result_slot(Plan *pl, const IrNode *res, int i, int last) {
   return pl->grads_slot;
 }
 
+// local[s]: the batch-blocked region whose values alone slot s holds,
+// written and last read inside it (so no kernel outside, and no caller,
+// reads them), rows of one length, touched by no product (codegen gives a
+// product's micro-kernels the arena's base, not a block's local rows);
+// else -1. Such a value needs only a block of rows in each thread's local
+// rows: a block writes and reads its rows there, in L2, and none of it
+// goes to memory. Sized for every slot there may be (ids).
+static int *local_slots(Plan *pl, const bool *mat, int ids) {
+  int *local = xmalloc(sizeof(int) * ids);
+  bool *product = xcalloc(ids, 1);   // by slot: a product or its epilogue touches one of its values
+  for (int i = 0; i < pl->p->nkernels; i++)
+    for (const Kernel *e = pl->p->kernels[i]; pl->p->kernels[i]->kind == KN_GEMM && e; e = e->epilogue)
+      for (int b = 0; b < e->nbufs; b++) {
+        int s = pl->slot[storage_node(e->bufs[b], mat)->id];
+        if (s >= 0)
+          product[s] = true;
+      }
+  for (int s = 0; s < ids; s++) {
+    local[s] = -1;
+    if (s >= pl->nslots || product[s] || s == pl->grads_slot || pl->row[s] <= 0)
+      continue;
+    const Slot *t = &pl->slots[s];
+    int r = pl->region && t->first >= 0 ? pl->region[t->first] : -1;
+    if (r >= 0 && !pl->p->regions[r].products && t->last <= pl->p->regions[r].last)
+      local[s] = r;
+  }
+  free(product);
+  return local;
+}
+
+// First fit among the slots live at the same time: the slots of list, in
+// order of birth, each at the lowest offset that overlaps no live slot
+// already placed: one sweep over those slots by offset (an unrolled
+// recurrence keeps thousands of values live at once, where moving past
+// one overlap at a time and scanning again grew as n^3). The peak.
+static int64_t place_slots(Slot **list, int n) {
+  const Slot **placed = xmalloc(sizeof(Slot *) * (n + 1));   // by offset
+  int64_t peak = 0;
+  for (int a = 0; a < n; a++) {
+    Slot *s = list[a];
+    int64_t off = 0;
+    for (int b = 0; b < a && placed[b]->offset < off + s->bytes; b++) {
+      const Slot *t = placed[b];
+      if (t->first <= s->last && s->first <= t->last && off < t->offset + t->bytes)
+        off = t->offset + t->bytes;
+    }
+    s->offset = off;
+    int at = a;
+    while (at > 0 && placed[at - 1]->offset > off)
+      at--;
+    memmove(placed + at + 1, placed + at, sizeof(Slot *) * (a - at));
+    placed[at] = s;
+    if (off + s->bytes > peak)
+      peak = off + s->bytes;
+  }
+  free(placed);
+  return peak;
+}
+
 void pass_memplan(KProgram *p, const bool *keep) {
   const IrGraph *g = p->g;
   int nn = g->nnodes, ids = nn + 1 + KP_MAX_BLOCKS;   // the graph's nodes, the scalars, the blocks
@@ -349,6 +410,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       pl.slot[i] = pl.slot[storage_node(n, mat)->id];
   }
   free(last);
+  int *local = local_slots(&pl, mat, ids);
   // A region runs its kernels on blocks of rows, each block at its own
   // time: every slot that lives during a part of a region lives through
   // all of it (a slot taken over above keeps the rows of its values apart).
@@ -356,7 +418,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
     const KRegion *reg = &p->regions[r];
     for (int s = 0; s < pl.nslots; s++) {
       Slot *t = &pl.slots[s];
-      if (t->first <= reg->last && t->last >= reg->first) {
+      if (local[s] < 0 && t->first <= reg->last && t->last >= reg->first) {
         t->first = t->first < reg->first ? t->first : reg->first;
         t->last = t->last > reg->last ? t->last : reg->last;
       }
@@ -370,34 +432,24 @@ void pass_memplan(KProgram *p, const bool *keep) {
     p->naive_bytes += ALIGN;
     scalar_slot = pl.nslots++;
   }
-  // Placement: first fit among the slots live at the same time. Slots are
-  // placed in order of birth; each takes the lowest offset that overlaps
-  // no live slot already placed: one sweep over those slots by offset (an
-  // unrolled recurrence keeps thousands of values live at once, where
-  // moving past one overlap at a time and scanning again grew as n^3).
-  int *order = xmalloc(sizeof(int) * (pl.nslots + 1));
-  for (int i = 0; i < pl.nslots; i++)
-    order[i] = i;
-  const Slot **placed = xmalloc(sizeof(Slot *) * (pl.nslots + 1));   // by offset
-  int64_t peak = 0;
-  for (int a = 0; a < pl.nslots; a++) {
-    Slot *s = &pl.slots[order[a]];
-    int64_t off = 0;
-    for (int b = 0; b < a && placed[b]->offset < off + s->bytes; b++) {
-      const Slot *t = placed[b];
-      if (t->first <= s->last && s->first <= t->last && off < t->offset + t->bytes)
-        off = t->offset + t->bytes;
-    }
-    s->offset = off;
-    int at = a;
-    while (at > 0 && placed[at - 1]->offset > off)
-      at--;
-    memmove(placed + at + 1, placed + at, sizeof(Slot *) * (a - at));
-    placed[at] = s;
-    if (off + s->bytes > peak)
-      peak = off + s->bytes;
+  // The arena's slots, then each region's local ones (in the region's
+  // local rows, sized for a block).
+  Slot **list = xmalloc(sizeof(Slot *) * (pl.nslots + 1));
+  int n = 0;
+  for (int s = 0; s < pl.nslots; s++)
+    if (s == scalar_slot || local[s] < 0)
+      list[n++] = &pl.slots[s];
+  p->arena_bytes = place_slots(list, n);
+  for (int r = 0; r < p->nregions; r++) {
+    n = 0;
+    for (int s = 0; s < pl.nslots; s++)
+      if (local[s] == r) {
+        pl.slots[s].bytes = align_up(4 * pl.row[s] * p->regions[r].block);
+        list[n++] = &pl.slots[s];
+      }
+    p->regions[r].local_bytes = place_slots(list, n);
   }
-  p->arena_bytes = peak;
+  free(list);
   if (scalar_slot >= 0)
     p->buf[nn] = (KBufInfo){KB_ARENA, pl.slots[scalar_slot].offset, ALIGN};
   for (int i = 0; i < nn; i++) {
@@ -408,8 +460,11 @@ void pass_memplan(KProgram *p, const bool *keep) {
     if (pl.slot[i] < 0)
       continue;
     const Slot *s = &pl.slots[pl.slot[i]];
-    p->buf[i] = (KBufInfo){n->op == IR_INPUT || n->op == IR_TARGET ? KB_INPUT : KB_ARENA, s->offset + pl.sub[i],
-                           node_bytes(n, p->max_batch)};
+    if (local[pl.slot[i]] >= 0)
+      p->buf[i] = (KBufInfo){KB_LOCAL, s->offset, s->bytes};
+    else
+      p->buf[i] = (KBufInfo){n->op == IR_INPUT || n->op == IR_TARGET ? KB_INPUT : KB_ARENA, s->offset + pl.sub[i],
+                             node_bytes(n, p->max_batch)};
   }
   if (p->nblocks) {
     const IrNode *gb = p->blocks[KP_GRADS];
@@ -417,8 +472,7 @@ void pass_memplan(KProgram *p, const bool *keep) {
       unreachable();   // fuse made the block only for gradients that kernels write
     p->buf[gb->id] = (KBufInfo){KB_ARENA, pl.slots[pl.grads_slot].offset, node_bytes(gb, 1)};
   }
-  free(order);
-  free(placed);
+  free(local);
   free(mat);
   free(pl.slot);
   free(pl.slots);

@@ -154,7 +154,7 @@ typedef struct LoopCall {
 
 static void loop_chunk(void *arg, int64_t lo, int64_t hi) {
   LoopCall *c = arg;
-  c->fn(c->arena, c->state, c->B, lo, hi);
+  c->fn(c->arena, c->state, c->B, lo, hi, NULL);
 }
 
 static void ctx_parallel(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, int64_t extent) {
@@ -273,14 +273,11 @@ static const float *region_panels(RtContext *x, const float *B, bool tb, int64_t
   return p;
 }
 
-// A region's blocks of rows: a block's rows take about REGION_BYTES in the
-// kernel of the region that touches the most per row (they stay in L2
-// from kernel to kernel), and at least 4 GEMM tiles' rows; every thread
-// gets as many blocks. A region with less than REGION_SPLIT_BYTES to
-// touch runs on the calling thread, block after block all the same (an
-// LSTM's forward pass at batch 1000 on one thread: 0.7 of the time of one
-// block of all 1000 rows).
-#define REGION_BYTES (128 << 10)
+// A region's blocks of rows: at most `block` rows each (the compiler's
+// choice: passes/region.c), and as many for every thread. A region with
+// less than REGION_SPLIT_BYTES to touch runs on the calling thread, block
+// after block all the same (an LSTM's forward pass at batch 1000 on one
+// thread: 0.7 of the time of one block of all 1000 rows).
 #define REGION_SPLIT_BYTES (64 << 10)
 
 typedef struct RegionCall {
@@ -289,32 +286,33 @@ typedef struct RegionCall {
   int64_t B, rows;             // block b: rows [b * rows, (b + 1) * rows) of B
   const RtCalls *rt;
   int64_t shares;              // shared products (rows 0): block b is share b of these
+  int64_t local_bytes;         // each thread's local rows
 } RegionCall;
 
 static void region_part(void *arg, int64_t lo, int64_t hi) {
   const RegionCall *c = arg;
+  char *local = c->local_bytes ? (char *)k_thread_scratch(K_SCRATCH_LOCAL, (c->local_bytes + 3) / 4) : NULL;
   for (int64_t b = lo; b < hi; b++) {
     int64_t r0 = b * c->rows, r1 = r0 + c->rows < c->B ? r0 + c->rows : c->B;
     if (c->shares)
-      c->fn(c->arena, c->state, c->B, b, c->shares, c->rt);
+      c->fn(c->arena, c->state, c->B, b, c->shares, c->rt, NULL);
     else
-      c->fn(c->arena, c->state, c->B, r0, r1, c->rt);
+      c->fn(c->arena, c->state, c->B, r0, r1, c->rt, local);
   }
 }
 
 static void ctx_region(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t row_bytes,
-                       int64_t unit, const RtCalls *rt) {
+                       int64_t block, int64_t local_bytes, const RtCalls *rt) {
   RtContext *x = ctx;
   int64_t threads = rt_pool_threads(x->pool);
   if (B <= 0)
     return;
-  int64_t most = REGION_BYTES / (row_bytes > 0 ? row_bytes : 1);
-  most = most > 4 * unit ? most : 4 * unit;
+  int64_t most = block > 0 ? block : 1;   // (local rows hold this many)
   bool split = threads > 1 && B >= 2 && B * row_bytes >= REGION_SPLIT_BYTES;
   int64_t ways = split ? threads : 1;
   int64_t blocks = ways * ((B + ways * most - 1) / (ways * most));
   int64_t rows = (B + blocks - 1) / blocks;
-  RegionCall c = {fn, arena, state, B, rows, rt, 0};
+  RegionCall c = {fn, arena, state, B, rows, rt, 0, local_bytes};
   // B's panels packed for an earlier region are stale (an update may have
   // come between, or another executor's state at the same address)
   x->region = atomic_fetch_add(&regions_run, 1) + 1;
@@ -338,7 +336,7 @@ static void ctx_shared(void *ctx, RtRegionFn fn, char *arena, char *state, int64
                        const RtCalls *rt) {
   RtContext *x = ctx;
   int64_t threads = rt_pool_threads(x->pool);
-  RegionCall c = {fn, arena, state, B, 0, rt, threads > 1 && 2 * work >= GEMM_SPLIT_FLOPS ? threads : 1};
+  RegionCall c = {fn, arena, state, B, 0, rt, threads > 1 && 2 * work >= GEMM_SPLIT_FLOPS ? threads : 1, 0};
   if (c.shares > 1)
     rt_pool_run(x->pool, region_part, &c, c.shares);
   else
@@ -354,8 +352,9 @@ static void ctx_gemm_share(void *ctx, int ta, int tb, int64_t M, int64_t N, int6
   gemm_part(&c, share * blocks / shares, (share + 1) * blocks / shares);
 }
 
-static void ctx_lib_rows(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi) {
-  rt_lib_rows(ctx, k, arena, state, B, lo, hi);
+static void ctx_lib_rows(void *ctx, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi,
+                         char *local) {
+  rt_lib_rows(ctx, k, arena, state, B, lo, hi, local);
 }
 
 static void ctx_tick(void *ctx, int kernel) {
@@ -568,7 +567,7 @@ static void conv_images(const SplitCall *s, int64_t lo, int64_t hi, float *dw) {
       k_conv2d_forward_ws(P(s, r) + i * out, P(s, 0) + i * in, P(s, 1), k->nbufs == 4 ? P(s, 2) : NULL, &geo, ws,
                           s->gemm);
       if (s->epi)   // while these images are still in cache
-        s->epi(s->arena, s->state, s->B, i, i + geo.N);
+        s->epi(s->arena, s->state, s->B, i, i + geo.N, NULL);
     } else if (k->kind == RL_CONV2D_GRAD_INPUT) {
       float *dx = P(s, r) + i * in;
       memset(dx, 0, sizeof(float) * geo.N * in);
@@ -934,9 +933,29 @@ static void run_embedding(SplitCall *s) {
   rt_pool_run(s->c->pool, embedding_share, s, k->kind == RL_EMBEDDING ? n : k->buf[2].shape[1]);
 }
 
-void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi) {
+// A buffer in the local rows (RT_SPACE_LOCAL) holds rows [lo, hi) from
+// its offset there: k runs on a copy of its descriptor that places it
+// where row 0 would lie, as an arena buffer, the arena being the local
+// rows' offset from it (addresses as integers: the rows below lo are
+// never touched).
+void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi,
+                 char *local) {
   if (!rt_lib_rowwise(k) || lo < 0 || hi > B || lo >= hi)
     return;
+  RtLib placed;
+  for (int i = 0; i < k->nbufs; i++) {
+    if (k->buf[i].space != RT_SPACE_LOCAL)
+      continue;
+    if (!local)
+      nnc_bug(__FILE__, __LINE__, "rt_lib_rows: a buffer in local rows, outside a region");
+    if (k != &placed) {
+      placed = *k;
+      k = &placed;
+    }
+    RtLibBuf *b = &placed.buf[i];
+    b->space = RT_SPACE_ARENA;
+    b->offset = (int64_t)((uintptr_t)local - (uintptr_t)arena) + b->offset - lo * 4 * rt_lib_numel(b, 1);
+  }
   SplitCall s = {.c = c, .k = k, .arena = arena, .state = state, .B = B, .N = B, .T = 1};
   const RtLibBuf *r = &k->buf[k->nbufs - 1];
   switch (k->kind) {   // (a region runs the convolution's epilogue after it)
@@ -987,6 +1006,6 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
   }
   if (epi) {   // (a convolution's or a GEMM's only, in the programs pass_fuse makes)
     const RtLibBuf *r = &k->buf[k->nbufs - 1];
-    epi(arena, state, B, 0, dim(r, 0, B));
+    epi(arena, state, B, 0, dim(r, 0, B), NULL);
   }
 }

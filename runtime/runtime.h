@@ -21,8 +21,10 @@
 //
 
 // A compiled loop kernel: runs rows lo..hi-1 of dimension 0 (all of every
-// other dimension) for batch B.
-typedef void (*RtLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+// other dimension) for batch B. local: inside a batch-blocked region, the
+// calling thread's local rows, where the region's values that live only
+// inside it (KB_LOCAL) hold rows lo..hi-1 (the block); else NULL.
+typedef void (*RtLoopFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi, char *local);
 
 // A GEMM's micro-kernels, generated for it (with its epilogue inside, where
 // the epilogue can run on the tile), for the runtime's blocked driver
@@ -116,7 +118,10 @@ typedef enum {
   RL_COUNT
 } RtLibKind;
 
-enum { RT_SPACE_ARENA, RT_SPACE_STATE };
+// RT_SPACE_LOCAL: a value of a batch-blocked region that lives in each
+// thread's local rows (a block of them), not the arena: only
+// rt_lib_rows, given those rows, runs a kernel with such a buffer.
+enum { RT_SPACE_ARENA, RT_SPACE_STATE, RT_SPACE_LOCAL };
 
 // One buffer of a library kernel: bytes from the start of the arena or
 // the state, and its shape (RT_BATCH for the batch dimension).
@@ -171,8 +176,10 @@ enum {
 
 struct RtCalls;
 // A batch-blocked region's function: its kernels, in order, on the batch's
-// rows [lo, hi).
-typedef void (*RtRegionFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi, const struct RtCalls *rt);
+// rows [lo, hi), with the calling thread's local rows (KRegion.local_bytes
+// of them; NULL for a region of shared products).
+typedef void (*RtRegionFn)(char *arena, char *state, int64_t B, int64_t lo, int64_t hi, const struct RtCalls *rt,
+                           char *local);
 
 // What compiled code calls back into; the runtime fills it in.
 typedef struct RtCalls {
@@ -192,21 +199,23 @@ typedef struct RtCalls {
   // when the program ends (per-kernel timing for `nnc bench`); NULL: never.
   void (*tick)(void *ctx, int kernel);
   // Runs a batch-blocked region: fn over blocks of the batch's rows [lo,
-  // hi), split across threads, each block through every kernel of the
-  // region in turn. row_bytes: the most bytes one of its kernels touches
-  // per row (blocks are sized to stay in L2); unit: the rows of a GEMM
-  // tile, the least a block has where the batch allows; rt: the calls
+  // hi) of at most `block` rows, split across threads, each block through
+  // every kernel of the region in turn, with local_bytes of the thread's
+  // own local rows. row_bytes: the most bytes one of its kernels touches
+  // per row (a region of little work runs on one thread); rt: the calls
   // fn's kernels make (gemm_rows).
-  void (*region)(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t row_bytes, int64_t unit,
-                 const struct RtCalls *rt);
+  void (*region)(void *ctx, RtRegionFn fn, char *arena, char *state, int64_t B, int64_t row_bytes, int64_t block,
+                 int64_t local_bytes, const struct RtCalls *rt);
   // Rows [row0, row0 + rows) of C[M, N] = A op(B) + beta C, on the calling
   // thread (a product inside a region's block), through uk; A (M, K) and C
   // row-major, B (K, N), or (N, K) when tb.
   void (*gemm_rows)(void *ctx, int tb, int64_t N, int64_t K, const float *A, const float *Bm, float beta, float *C,
                     const RtGemmKernels *uk, int64_t row0, int64_t rows);
   // Library kernel k (one rt_lib_rowwise allows) on the batch's rows [lo,
-  // hi), on the calling thread (inside a region's block).
-  void (*lib_rows)(void *ctx, const struct RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+  // hi), on the calling thread (inside a region's block, whose local rows
+  // are local).
+  void (*lib_rows)(void *ctx, const struct RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi,
+                   char *local);
   // Runs a region of shared products: fn(arena, state, B, share, shares,
   // rt) for each share of [0, shares), one thread each; shares is 1 when
   // work (the products' multiply-adds) is too little to split.
@@ -235,7 +244,7 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 // description are offsets from its first byte. The runtime library
 // (nncrt/) runs an artifact from these alone.
 
-#define RT_ABI 3                       // bumped whenever anything below changes
+#define RT_ABI 4                       // bumped whenever anything below changes
 #define RT_MODEL_MAGIC 0x4d434e4eu     // "NNCM"
 #define RT_MAX_INPUTS 16
 #define RT_MAX_TARGETS 8               // IR_MAX_TARGETS
@@ -441,7 +450,8 @@ RtCalls rt_context_calls(RtContext *c);
 void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, RtLoopFn epilogue);
 // The same on rows [lo, hi) of the batch, on the calling thread, for a
 // kernel rt_lib_rowwise allows (what RtCalls.lib_rows does).
-void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi);
+void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi,
+                 char *local);
 
 //
 // The kernels
@@ -654,6 +664,7 @@ float *k_grow(float **buf, int64_t *cap, int64_t n);
 #define K_PANEL_SETS 32
 enum {
   K_SCRATCH_PACK, K_SCRATCH_BT, K_SCRATCH_CONV, K_SCRATCH_COLS, K_SCRATCH_BLAS_A, K_SCRATCH_BLAS_B, K_SCRATCH_TAPS,
+  K_SCRATCH_LOCAL,             // a region's local rows (RtCalls.region)
   K_SCRATCH_PANELS,            // K_SCRATCH_PANELS + i, i < K_PANEL_SETS: a region's B packed in panels
   K_SCRATCH_KINDS = K_SCRATCH_PANELS + K_PANEL_SETS
 };

@@ -216,8 +216,8 @@ static void par2(void *ctx, RtLoopFn fn, char *arena, char *state, int64_t B, in
     c->par_extent[c->parallel] = extent;
   c->parallel++;
   int64_t mid = extent / 2;
-  fn(arena, state, B, 0, mid);
-  fn(arena, state, B, mid, extent);
+  fn(arena, state, B, 0, mid, NULL);
+  fn(arena, state, B, mid, extent, NULL);
   c->splits += 2;
 }
 
@@ -272,7 +272,7 @@ static void lib_cb(void *ctx, const RtLib *k, char *arena, char *state, int64_t 
   if (c->lib_fn)
     c->lib_fn(c->p, node, arena, state, B);
   if (epilogue)
-    epilogue(arena, state, B, 0, B);
+    epilogue(arena, state, B, 0, B, NULL);
 }
 
 static void tick_cb(void *ctx, int kernel) {

@@ -295,6 +295,13 @@ int main(int argc, char **argv) {
         int want = e == ENTRY_TRAIN ? 0 : 2;
         CHECK(convs == want && pools == want, "cnn %s: %d convolutions and %d max poolings in regions, not %d",
               ir_entry_name((EntryKind)e), convs, pools, want);
+        // the convolutions' and poolings' values between them live in each thread's local rows
+        int local = 0;
+        for (int id = 0; id < m->g->nnodes; id++)
+          local += r->prog->buf[id].space == KB_LOCAL;
+        CHECK(e == ENTRY_TRAIN || (local >= 6 && r->prog->regions[0].local_bytes > 0),
+              "cnn %s: %d values in local rows (%lld bytes)", ir_entry_name((EntryKind)e), local,
+              r->prog->nregions ? (long long)r->prog->regions[0].local_bytes : 0LL);
         test_program("cnn (regions)", r->prog);
         pass_compilation_free(r);
       }

@@ -869,6 +869,26 @@ static void test_verify_program(void) {
   k->nodes[0] = &stray;
   CHECK(!ir_verify_program(&p, err, sizeof err));
   CHECK_HAS(err, "computes a node outside the graph");
+  k->nodes[0] = y;
+  // a value in local rows: only inside a batch-blocked region, a block of
+  // its rows inside the region's local rows
+  places[1] = (KBufInfo){KB_LOCAL, 0, 32};
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "is touched outside a batch-blocked region");
+  Kernel *two[2] = {k, k};
+  KRegion reg = {0, 1, 32, false, 2, 32};
+  p.kernels = two, p.nkernels = 2, p.regions = &reg, p.nregions = 1;
+  k->ndim = 2, k->dims[0] = IR_N, k->dims[1] = 4, k->parallel = true;   // row by row
+  k->body[0].idx = k->stores[0].idx = (KIndex){.stride = {4, 1}};
+  CHECK(ir_verify_program(&p, err, sizeof err));
+  reg.local_bytes = 16;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "does not hold a block of its rows (32 bytes) inside the region's 16");
+  reg.local_bytes = 32, reg.block = 3;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  reg.block = 0;
+  CHECK(!ir_verify_program(&p, err, sizeof err));
+  CHECK_HAS(err, "without rows for its blocks");
   arena_free(a);
 }
 
