@@ -40,9 +40,11 @@
 #define REGION_MAX_B_BYTES (384 << 10)
 // A block's rows: about REGION_BYTES in the kernel of the region that
 // touches the most per row, so that a block's values stay in L2 from
-// kernel to kernel; at least REGION_GEMM_ROWS where a product runs (4 of
-// AVX-512's micro-kernel tiles: fewer rows read all of B for little work).
+// kernel to kernel, and at least REGION_MIN_ROWS; at least
+// REGION_GEMM_ROWS where a product runs (4 of AVX-512's micro-kernel
+// tiles: fewer rows read all of B for little work).
 #define REGION_BYTES (128 << 10)
+#define REGION_MIN_ROWS 4
 #define REGION_GEMM_ROWS 32
 // ... and at least REGION_CONV_IMAGES where a convolution runs: each call
 // packs its weights again (cnn's forward at batch 1000 on one Zen 4 core,
@@ -277,7 +279,7 @@ static void append_later(Regions *r, Kernel **later, int n, int ids) {
 static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater, int ids) {
   int first = r->nout;
   int64_t block = REGION_BYTES / (row_bytes > 0 ? row_bytes : 1);
-  block = block > 1 ? block : 1;
+  block = block > REGION_MIN_ROWS ? block : REGION_MIN_ROWS;
   for (int i = 0; i < n; i++) {
     r->out[r->nout++] = run[i];
     if (run[i]->kind == KN_GEMM && block < REGION_GEMM_ROWS)

@@ -47,6 +47,7 @@
 
 #define ROW_TILE 14     // outputs of a tile, at most: 28 accumulators, 2 rows of w^T, 1 broadcast
 #define BLOCK 32        // channels of a tile (16 for a last block of 16)
+#define PLANAR_MAX_TAPS 32   // a forward of this many taps (C*KH*KW) or fewer goes by planes (planar_row)
 #define MIN_OW 4        // narrower output rows leave the tiles short: the older paths take them
                         // (resnet18's 2x2 planes: forward 2857 us against im2col's 1923,
                         // its 4x4: 1517 against 2335, one core, 32 images)
@@ -258,6 +259,35 @@ AVX512_FMA static void dw_tile_2(int64_t P, const int32_t *pos, const float *x, 
 }
 
 static DwTileFn dw_tile_fn(int64_t nv) { return nv > 1 ? dw_tile_2 : dw_tile_1; }
+
+// Output row oh of channels [0, M) (M a multiple of 16) of the few-taps
+// forward: y (M planes of P) at row oh = init + the sum over taps r in
+// [r0, r1) of wp[r*M + o] * img[off[r] + oh*Wp + ow], by vectors of 16
+// outputs along the row (the last one masked), 16 channels' accumulators
+// each, every tap's inputs loaded once for them.
+AVX512_FMA static void planar_row(float *y, int64_t P, int64_t oh, const float *img, const int32_t *off,
+                                  int64_t r0, int64_t r1, const float *wp, const float *init, const RowConv *v) {
+  for (int64_t ow = 0; ow < v->OW; ow += 16) {
+    __mmask16 m = v->OW - ow >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (v->OW - ow)) - 1);
+    const float *base = img + oh * v->Wp + ow;
+    for (int64_t o = 0; o < v->M; o += 16) {
+      __m512 a[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; j++)
+        a[j] = init ? _mm512_set1_ps(init[o + j]) : _mm512_setzero_ps();
+      for (int64_t r = r0; r < r1; r++) {
+        __m512 x = _mm512_maskz_loadu_ps(m, base + off[r]);
+        const float *wr = wp + r * v->M + o;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+          a[j] = _mm512_fmadd_ps(_mm512_set1_ps(wr[j]), x, a[j]);
+      }
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; j++)
+        _mm512_mask_storeu_ps(y + (o + j) * P + oh * v->OW + ow, m, a[j]);
+    }
+  }
+}
 #else
 static RowTileFn row_tile_fn(int64_t mr, int64_t nv) {
   (void)mr, (void)nv;
@@ -266,6 +296,12 @@ static RowTileFn row_tile_fn(int64_t mr, int64_t nv) {
 
 static DwTileFn dw_tile_fn(int64_t nv) {
   (void)nv;
+  nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
+}
+
+static void planar_row(float *y, int64_t P, int64_t oh, const float *img, const int32_t *off, int64_t r0,
+                       int64_t r1, const float *wp, const float *init, const RowConv *v) {
+  (void)y, (void)P, (void)oh, (void)img, (void)off, (void)r0, (void)r1, (void)wp, (void)init, (void)v;
   nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
 }
 #endif
@@ -331,11 +367,30 @@ void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const 
   float *xp = ws, *wt = xp + (padded ? v.C * v.Hp * v.Wp : 0), *yt = wt + CKK * v.M;
   int32_t *off = (int32_t *)(yt + P * v.M);
   row_taps(off, &v);
+  if (padded)
+    memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);   // the zeros stay; each image fills the rest
+  if (CKK <= PLANAR_MAX_TAPS) {   // wt (CKK, M): tap r's weights of every channel
+    int64_t r = 0;
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t c = 0; c < g->C; c++)
+        for (int64_t kw = 0; kw < g->KW; kw++, r++)
+          for (int64_t m = 0; m < v.M; m++)
+            wt[r * v.M + m] = w[(m * g->C + c) * KK + kh * g->KW + kw];
+    int64_t CKW = v.C * v.KW;
+    for (int64_t n = 0; n < g->N; n++) {
+      const float *img = image_of(xp, x + n * g->C * HW, g, &v);
+      for (int64_t oh = 0; oh < v.OH; oh++) {
+        int64_t klo, khi;   // taps kh whose row oh + kh*dh holds data
+        k_rows_on_data(oh, oh, v.Z, v.D, v.dh, v.KH, &klo, &khi);
+        int64_t r0 = khi >= klo ? klo * CKW : 0, r1 = khi >= klo ? (khi + 1) * CKW : 0;
+        planar_row(y + n * g->O * P, P, oh, img, off, r0, r1, wt, bias, &v);
+      }
+    }
+    return;
+  }
 #define W_FWD(m, c, kh, kw) w[((m) * g->C + (c)) * KK + (kh) * g->KW + (kw)]
   PACK(wt, &v, W_FWD);
 #undef W_FWD
-  if (padded)
-    memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);   // the zeros stay; each image fills the rest
   for (int64_t n = 0; n < g->N; n++) {
     const float *img = image_of(xp, x + n * g->C * HW, g, &v);
     rows_run(yt, img, wt, off, bias, &v);

@@ -255,6 +255,12 @@ int main(void) {
     {{2, 16,  7,  3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, true},    // 21 outputs in rows of 3: dw alone
     {{2, 16,  9,  9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, false, false, false},   // stride 2
     {{2, 20,  9,  9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1}, false, false, false},   // 20 channels each way
+    // few taps (32 or fewer): the forward by planes, 16 outputs of a row a vector
+    {{2,  3, 19, 37, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, true, false, false},    // RGB 3x3 "same": rows of 16 + 16 + 5
+    {{2,  1, 12, 21, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1}, true, false, false},    // lenet5's 5x5, padded: edge rows skip taps
+    {{1,  2,  9, 40, 48, 3, 2, 1, 1, 3, 0, 2, 1, 1}, true, false, false},    // dilation, rows of padding alone
+    {{2,  1,  6,  7, 16, 1, 3, 1, 1, 0, 1, 1, 2, 1}, true, false, false},    // a 1x3 window dilated, rows of 5
+    {{1,  2,  5, 18, 32, 4, 4, 1, 1, 1, 1, 1, 1, 1}, true, false, false},    // 32 taps: the most by planes
   };
   for (int i = 0; i < countof(rows); i++) {
     const KConv2d *g = &rows[i].g;
