@@ -346,7 +346,8 @@ typedef struct KRegion {
   int first, last;             // kernel indexes, inclusive
   int64_t row_bytes;           // batch-blocked: the most bytes one of its kernels touches per sample
   bool products;               // shared products (row_bytes 0)
-  int64_t block;               // batch-blocked: the most rows of a block (0: shared products)
+  int64_t block;               // batch-blocked: the most rows of a block (0: shared products); the
+                               // memory planner lowers it where local rows would be too large
   int64_t local_bytes;         // batch-blocked: each thread's bytes for a block of the values that
                                // live only inside the region (KB_LOCAL); 0: none
 } KRegion;

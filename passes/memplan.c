@@ -19,6 +19,10 @@
 #include <string.h>
 
 #define ALIGN 64
+// A thread's local rows stay under this where a block of one row allows:
+// the region's blocks get fewer rows (KRegion.block). Every thread holds
+// its own, whatever the batch, so they must stay small beside the arena.
+#define LOCAL_MAX_BYTES (16 << 20)
 
 static int64_t align_up(int64_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
@@ -441,13 +445,20 @@ void pass_memplan(KProgram *p, const bool *keep) {
       list[n++] = &pl.slots[s];
   p->arena_bytes = place_slots(list, n);
   for (int r = 0; r < p->nregions; r++) {
-    n = 0;
-    for (int s = 0; s < pl.nslots; s++)
-      if (local[s] == r) {
-        pl.slots[s].bytes = align_up(4 * pl.row[s] * p->regions[r].block);
-        list[n++] = &pl.slots[s];
-      }
-    p->regions[r].local_bytes = place_slots(list, n);
+    KRegion *reg = &p->regions[r];
+    for (;;) {   // fewer rows a block where a thread's local rows would pass LOCAL_MAX_BYTES
+      n = 0;
+      for (int s = 0; s < pl.nslots; s++)
+        if (local[s] == r) {
+          pl.slots[s].bytes = align_up(4 * pl.row[s] * reg->block);
+          list[n++] = &pl.slots[s];
+        }
+      reg->local_bytes = place_slots(list, n);
+      if (reg->local_bytes <= LOCAL_MAX_BYTES || reg->block == 1)
+        break;
+      int64_t fit = (int64_t)((double)reg->block * LOCAL_MAX_BYTES / (double)reg->local_bytes);
+      reg->block = fit > 1 && fit < reg->block ? fit : 1;
+    }
   }
   free(list);
   if (scalar_slot >= 0)

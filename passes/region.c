@@ -28,7 +28,8 @@
 // the same row length, that dies inside the region: each block's rows of
 // the two lie at the same bytes. A value that lives only inside the
 // region goes to its local rows instead (KB_LOCAL): each thread holds a
-// block's rows of it, so the block size (KRegion.block) is set here.
+// block's rows of it, so the block size (KRegion.block) is set here, and
+// lowered by the planner where a thread's local rows would pass 16 MB.
 #include "passes.h"
 
 #include <stdlib.h>
