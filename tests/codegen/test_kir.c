@@ -315,6 +315,22 @@ int main(int argc, char **argv) {
     }
     arena_free(a);
   }
+  {   // a thread's local rows stay under 16 MB: fewer images a block
+    Arena *a = arena_new();
+    Model *m = t_load_model("tests/cpu/wide_planes.nn", a);
+    CHECK(m, "tests/cpu/wide_planes.nn does not load");
+    if (m) {
+      Compilation *r =
+          pass_compile(m, ENTRY_FORWARD, &(CompileOptions){.max_batch = 37, .fuse = true, .regions = true});
+      const KRegion *reg = r->prog->nregions ? &r->prog->regions[0] : NULL;
+      CHECK(reg && reg->block >= 1 && reg->block < 8 && reg->local_bytes > 8 << 20 && reg->local_bytes <= 16 << 20,
+            "wide_planes: blocks of %lld images, %lld local bytes", reg ? (long long)reg->block : 0LL,
+            reg ? (long long)reg->local_bytes : 0LL);
+      test_program("wide_planes (regions)", r->prog);
+      pass_compilation_free(r);
+    }
+    arena_free(a);
+  }
   fclose(devnull);
   return t_finish("test_kir");
 }
