@@ -188,8 +188,9 @@ static const char *const tokens[] = {
     "N", "0", "-1", "9223372036854775807", "99999999999999999999", "1e309", "nan", "\"", "\"a\\q\"", "v0", "v9",
     "i0", "i7", "kernel", "loop", "gemm", "lib", "over", "parallel", "from", "line", "no line", "epilogue",
     "store", "sum into", "load", "const", "select", "arena", "state", "input", "f32[", "i32[N]", "aux", "aux_from",
-    "loss", "node", "conv2d", "sgd_step", "region 0 to 1, 64 bytes a row\n", "region 2 to 9, 0 bytes a row\n",
-    "region 3 to 5, shared products\n",
+    "loss", "node", "conv2d", "sgd_step", "region 0 to 1, 64 bytes a row, blocks of 8 rows, 4096 local bytes\n",
+    "region 2 to 9, 0 bytes a row, blocks of 1 rows, 0 local bytes\n", "region 3 to 5, shared products\n", "local",
+    "local 0 + 64", "blocks of 0 rows", "99999999999 local bytes",
     "\xff", "\x01", "\0",
 };
 
@@ -303,6 +304,12 @@ int main(int argc, char **argv) {
               "cnn %s: %d values in local rows (%lld bytes)", ir_entry_name((EntryKind)e), local,
               r->prog->nregions ? (long long)r->prog->regions[0].local_bytes : 0LL);
         test_program("cnn (regions)", r->prog);
+        if (e == ENTRY_FORWARD) {   // mutants of a program with values in local rows
+          size_t len;
+          char *text = print(r->prog, &len);
+          fuzz(text, len, mutations, 77);
+          free(text);
+        }
         pass_compilation_free(r);
       }
       if (e == ENTRY_TRAIN && (!strcmp(models[i], "cnn") || !strcmp(models[i], "mlp"))) {
