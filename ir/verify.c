@@ -352,18 +352,23 @@ static bool shared_kernel(const Kernel *k) {
   return k->kind == KN_GEMM && !k->m.batched && !k->n.batched && !k->epilogue;
 }
 
-// Whether a block's rows of a value in local rows lie inside region r's:
-// at offset, bytes of them (-1: exactly a block's), rows of row_bytes.
-static bool local_fits(const KProgram *p, int r, int64_t offset, int64_t bytes, int64_t row_bytes, char *err,
+// Whether a block's rows of a value in local rows, touched by kernel i,
+// lie inside region r's (-1: i is in none): at offset, bytes of them (-1:
+// exactly a block's), rows of row_bytes.
+static bool local_fits(const KProgram *p, int i, int r, int64_t offset, int64_t bytes, int64_t row_bytes, char *err,
                        size_t errsz) {
   const KRegion *reg = r >= 0 ? &p->regions[r] : NULL;
-  int64_t need = reg && row_bytes > 0 && reg->block > 0 && row_bytes <= INT64_MAX / reg->block
-                     ? row_bytes * reg->block : -1;
+  if (!reg || reg->products) {
+    errorf(err, errsz, "kernel %d touches a value in local rows outside a batch-blocked region (only such a "
+           "region's blocks have local rows)", i);
+    return false;
+  }
+  int64_t need = row_bytes > 0 && reg->block > 0 && row_bytes <= INT64_MAX / reg->block ? row_bytes * reg->block : -1;
   bytes = bytes < 0 ? need : bytes;
-  if (!reg || reg->products || need < 0 || bytes < need || offset < 0 || offset > reg->local_bytes - need) {
-    errorf(err, errsz, "a value in local rows (%lld bytes at %lld) is touched outside a batch-blocked region, or "
-           "does not hold a block of its rows (%lld bytes) inside the region's %lld", (long long)bytes,
-           (long long)offset, (long long)need, reg ? (long long)reg->local_bytes : 0LL);
+  if (need < 0 || bytes < need || offset < 0 || offset > reg->local_bytes - need) {
+    errorf(err, errsz, "kernel %d: a value in local rows (%lld bytes at %lld) does not hold a block of its rows "
+           "(%lld rows of %lld bytes) inside region %d's %lld local bytes", i, (long long)bytes, (long long)offset,
+           (long long)reg->block, (long long)row_bytes, r, (long long)reg->local_bytes);
     return false;
   }
   return true;
@@ -386,7 +391,12 @@ static bool check_local(const KProgram *p, char *err, size_t errsz) {
         const IrNode *n = k->bufs[j];
         if (n->id < 0 || n->id >= nids || p->buf[n->id].space != KB_LOCAL)
           continue;
-        ok = local_fits(p, in, p->buf[n->id].offset, p->buf[n->id].bytes, 4 * ir_numel(n, 1), err, errsz);
+        if (p->kernels[i]->kind == KN_GEMM) {   // its micro-kernels address the arena and the state alone
+          errorf(err, errsz, "product %d touches %%%d, which lies in local rows", i, n->id);
+          ok = false;
+          break;
+        }
+        ok = local_fits(p, i, in, p->buf[n->id].offset, p->buf[n->id].bytes, 4 * ir_numel(n, 1), err, errsz);
         if (ok && owner[n->id] != -2 && owner[n->id] != in) {
           errorf(err, errsz, "%%%d lies in local rows of two regions (%d and %d)", n->id, owner[n->id], in);
           ok = false;
@@ -401,7 +411,7 @@ static bool check_local(const KProgram *p, char *err, size_t errsz) {
           errorf(err, errsz, "library kernel '%s': buffer %d in local rows has no batch dimension", k->name, j);
           ok = false;
         } else
-          ok = local_fits(p, in, b->offset, -1, 4 * rt_lib_numel(b, 1), err, errsz);
+          ok = local_fits(p, i, in, b->offset, -1, 4 * rt_lib_numel(b, 1), err, errsz);
       }
     }
   }

@@ -277,7 +277,8 @@ static void append_later(Regions *r, Kernel **later, int n, int ids) {
 
 // Closes the region of kernels run[0..n): appends them, and the region
 // when it has two or more kernels, then the deferred kernels.
-static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater, int ids) {
+static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **later, int nlater, int ids,
+                  int64_t max_batch) {
   int first = r->nout;
   int64_t block = REGION_BYTES / (row_bytes > 0 ? row_bytes : 1);
   block = block > REGION_MIN_ROWS ? block : REGION_MIN_ROWS;
@@ -288,6 +289,7 @@ static void flush(Regions *r, Kernel **run, int n, int64_t row_bytes, Kernel **l
     if (run[i]->kind == KN_LIB && run[i]->node->op == IR_CONV2D && block < REGION_CONV_IMAGES)
       block = REGION_CONV_IMAGES;
   }
+  block = block < max_batch ? block : max_batch;   // (local rows are sized for a block)
   if (n >= 2)
     r->regions[r->nregions++] = (KRegion){first, r->nout - 1, row_bytes, false, block, 0};
   append_later(r, later, nlater, ids);
@@ -413,7 +415,7 @@ void pass_regions(KProgram *p) {
       mark(k, later_rw);
       continue;
     }
-    flush(&r, run, nrun, row_bytes, later, nlater, ids);
+    flush(&r, run, nrun, row_bytes, later, nlater, ids, p->max_batch);
     memset(run_rw, 0, ids);
     memset(later_rw, 0, ids);
     nrun = nlater = 0;

@@ -940,7 +940,9 @@ static void run_embedding(SplitCall *s) {
 // never touched).
 void rt_lib_rows(RtContext *c, const RtLib *k, char *arena, char *state, int64_t B, int64_t lo, int64_t hi,
                  char *local) {
-  if (!rt_lib_rowwise(k) || lo < 0 || hi > B || lo >= hi)
+  if (!rt_lib_rowwise(k) || lo < 0 || hi > B)   // (ir_verify_program allows no other in a region)
+    nnc_bug(__FILE__, __LINE__, "rt_lib_rows: a library kernel that does not go by rows, or rows past the batch");
+  if (lo >= hi)
     return;
   RtLib placed;
   for (int i = 0; i < k->nbufs; i++) {

@@ -874,7 +874,7 @@ static void test_verify_program(void) {
   // its rows inside the region's local rows
   places[1] = (KBufInfo){KB_LOCAL, 0, 32};
   CHECK(!ir_verify_program(&p, err, sizeof err));
-  CHECK_HAS(err, "is touched outside a batch-blocked region");
+  CHECK_HAS(err, "kernel 0 touches a value in local rows outside a batch-blocked region");
   Kernel *two[2] = {k, k};
   KRegion reg = {0, 1, 32, false, 2, 32};
   p.kernels = two, p.nkernels = 2, p.regions = &reg, p.nregions = 1;
@@ -883,7 +883,7 @@ static void test_verify_program(void) {
   CHECK(ir_verify_program(&p, err, sizeof err));
   reg.local_bytes = 16;
   CHECK(!ir_verify_program(&p, err, sizeof err));
-  CHECK_HAS(err, "does not hold a block of its rows (32 bytes) inside the region's 16");
+  CHECK_HAS(err, "does not hold a block of its rows (2 rows of 16 bytes) inside region 0's 16 local bytes");
   reg.local_bytes = 32, reg.block = 3;
   CHECK(!ir_verify_program(&p, err, sizeof err));
   reg.block = 0;
