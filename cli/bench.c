@@ -278,28 +278,33 @@ int cli_bench(int argc, char **argv) {
   }
   bool json = !strcmp(format, "json"), csv = !strcmp(format, "csv");
   const char *entry_name = ir_entry_name(mode);
-  int64_t arena_bytes = p ? p->arena_bytes : 0, state_bytes = p ? p->state_bytes : 0;
+  int64_t arena_bytes = p ? p->arena_bytes : 0, state_bytes = p ? p->state_bytes : 0, local_bytes = 0;
+  for (int r = 0; p && r < p->nregions; r++)   // each thread's local rows: the largest region's
+    local_bytes = p->regions[r].local_bytes > local_bytes ? p->regions[r].local_bytes : local_bytes;
   if (json)
     printf("{\"nnc\": \"%s\", \"commit\": \"%s\", \"cpu\": \"%s\", \"threads\": %d, \"model\": \"%s\", "
            "\"entry\": \"%s\", \"batch\": %lld, \"reps\": %d, \"step_median_ms\": %.4f, \"step_min_ms\": %.4f, "
            "\"step_max_ms\": %.4f, \"gflops\": %.3f, \"samples_per_s\": %.1f, \"unfused_median_ms\": %.4f, "
            "\"ref_median_ms\": %.4f, \"compile_ms\": {\"setup\": %.2f, \"plan_and_compile\": %.2f, "
            "\"llvm_build\": %.2f, \"llvm_optimize\": %.2f, \"llvm_codegen\": %.2f}, \"first_step_ms\": %.2f, "
-           "\"arena_bytes\": %lld, \"state_bytes\": %lld, \"kernels\": [",
+           "\"arena_bytes\": %lld, \"local_bytes_per_thread\": %lld, \"state_bytes\": %lld, \"kernels\": [",
            NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads, m->g->name, entry_name, (long long)b.B, reps,
            fused.median * 1e3, fused.min * 1e3, fused.max * 1e3, total_flops / fused.median / 1e9,
            b.B / fused.median, unfused.median * 1e3, ref.median * 1e3, t_setup * 1e3, t_compile * 1e3,
            ct.build * 1e3, ct.optimize * 1e3, ct.codegen * 1e3, t_first * 1e3, (long long)arena_bytes,
-           (long long)state_bytes);
+           (long long)local_bytes, (long long)state_bytes);
   else if (csv)
     printf("kernel,kind,name,lines,median_us,share,gflops,gbps\n");
   else {
     printf("nnc %s (commit %s) on %s, %d threads\n", NNC_VERSION, NNC_COMMIT, cg_host_cpu(), threads);
-    if (p)
-      printf("model %s, %s, batch %lld: %d kernels%s, arena %.2f MB (one buffer per value: %.2f MB), state "
+    if (p) {
+      char local[64] = "";
+      if (local_bytes)
+        snprintf(local, sizeof local, ", local rows %.2f MB a thread", local_bytes / 1e6);
+      printf("model %s, %s, batch %lld: %d kernels%s, arena %.2f MB (one buffer per value: %.2f MB)%s, state "
              "%.2f MB\n", m->g->name, entry_name, (long long)b.B, p->nkernels, regions ? "" : " (no regions)",
-             p->arena_bytes / 1e6, p->naive_bytes / 1e6, p->state_bytes / 1e6);
-    else
+             p->arena_bytes / 1e6, p->naive_bytes / 1e6, local, p->state_bytes / 1e6);
+    } else
       printf("model %s, %s, batch %lld, backend %s\n", m->g->name, entry_name, (long long)b.B, backend);
     if (on_device)   // (CUDA C written and compiled, by NVRTC or the host's compiler, in the set-up)
       printf("compile: %.1f ms (simplify + fuse + plan, CUDA C, its compilation and loading); first step %.1f ms\n",
