@@ -1098,7 +1098,7 @@ static void uk_plan(Cg *c, const Kernel *g, const Kernel *e, UkPlan *u) {
   slots_init(c, e, &u->s);
   const KBufInfo *cb = &c->p->buf[g->bufs[2]->id];
   for (int j = 0; j < u->s.n; j++)
-    if (u->s.space[j] == (cb->space == KB_INPUT ? KB_ARENA : cb->space) && u->s.offset[j] == cb->offset)
+    if (ir_rt_space(u->s.space[j]) == ir_rt_space(cb->space) && u->s.offset[j] == cb->offset)
       u->cslot = j;
   for (int i = 0; i < e->nstores; i++)
     if (cg_same_place(c->p, e->bufs[e->stores[i].buf], g->bufs[2]) && cg_is_c_index(e, &e->stores[i].idx))

@@ -277,25 +277,23 @@ AVX512_FMA static void planar_row(float *y, int64_t P, int64_t oh, const float *
       ow = v->OW - 16;
     __mmask16 m = v->OW - ow >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (v->OW - ow)) - 1);
     const float *base = img + oh * v->Wp + ow;
-    for (int64_t o = o0; o < o0 + 16; o += 16) {
-      __m512 a[16];
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+      a[j] = init ? _mm512_set1_ps(init[o0 + j]) : _mm512_setzero_ps();
+    for (int64_t r = r0; r < r1; r++) {
+      __m512 x = _mm512_maskz_loadu_ps(m, base + off[r]);
+      const float *wr = wp + r * v->M + o0;
 #pragma GCC unroll 16
       for (int j = 0; j < 16; j++)
-        a[j] = init ? _mm512_set1_ps(init[o + j]) : _mm512_setzero_ps();
-      for (int64_t r = r0; r < r1; r++) {
-        __m512 x = _mm512_maskz_loadu_ps(m, base + off[r]);
-        const float *wr = wp + r * v->M + o;
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-          a[j] = _mm512_fmadd_ps(_mm512_set1_ps(wr[j]), x, a[j]);
-      }
-#pragma GCC unroll 16
-      for (int j = 0; j < 16; j++)
-        if (m == 0xffff)
-          _mm512_storeu_ps(y + (o + j) * P + oh * v->OW + ow, a[j]);
-        else
-          _mm512_mask_storeu_ps(y + (o + j) * P + oh * v->OW + ow, m, a[j]);
+        a[j] = _mm512_fmadd_ps(_mm512_set1_ps(wr[j]), x, a[j]);
     }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+      if (m == 0xffff)
+        _mm512_storeu_ps(y + (o0 + j) * P + oh * v->OW + ow, a[j]);
+      else
+        _mm512_mask_storeu_ps(y + (o0 + j) * P + oh * v->OW + ow, m, a[j]);
   }
 }
 #else
@@ -316,20 +314,29 @@ static void planar_row(float *y, int64_t P, int64_t oh, const float *img, const 
 }
 #endif
 
+// The taps [*r0, *r1) (row_taps' order, kh-major) whose rows hold data
+// for output row oh: none for a row that reads padding alone.
+static void row_taps_on_data(const RowConv *v, int64_t oh, int64_t *r0, int64_t *r1) {
+  int64_t klo, khi, CKW = v->C * v->KW;   // taps kh whose row oh + kh*dh holds data
+  k_rows_on_data(oh, oh, v->Z, v->D, v->dh, v->KH, &klo, &khi);
+  *r0 = khi >= klo ? klo * CKW : 0;
+  *r1 = khi >= klo ? (khi + 1) * CKW : 0;
+}
+
 // yt (OH*OW, M) = the row tiles of one padded image img, each column block
 // of wt (packed by pack_*: block j's rows of BLOCK or fewer channels at wt
 // + j*CKK) starting from init + j (or zeros).
 static void rows_run(float *yt, const float *img, const float *wt, const int32_t *off, const float *init,
                      const RowConv *v) {
-  int64_t CKW = v->C * v->KW, CKK = CKW * v->KH;
+  int64_t CKK = v->C * v->KW * v->KH;
   int64_t segs = (v->OW + ROW_TILE - 1) / ROW_TILE;
   for (int64_t j = 0; j < v->M; j += BLOCK) {
     int64_t bw = v->M - j < BLOCK ? v->M - j : BLOCK;
     const float *wb = wt + j * CKK;
     for (int64_t oh = 0; oh < v->OH; oh++) {
-      int64_t klo, khi;   // taps kh whose row oh + kh*dh holds data
-      k_rows_on_data(oh, oh, v->Z, v->D, v->dh, v->KH, &klo, &khi);
-      int64_t K = khi >= klo ? (khi - klo + 1) * CKW : 0, r0 = K ? klo * CKW : 0;   // (a row of padding alone: none)
+      int64_t r0, r1;
+      row_taps_on_data(v, oh, &r0, &r1);
+      int64_t K = r1 - r0;
       for (int64_t s = 0, ow = 0; s < segs; s++) {
         int64_t mr = (v->OW - ow + (segs - s) - 1) / (segs - s);   // even pieces: 13 + 13, not 14 + 12
         row_tile_fn(mr, bw / 16)(K, img + oh * v->Wp + ow, off + r0, wb + r0 * bw, bw, init ? init + j : NULL,
@@ -340,14 +347,14 @@ static void rows_run(float *yt, const float *img, const float *wt, const int32_t
   }
 }
 
-// wt's column blocks: block j (channels [j, j + bw)), row r = tap r in
-// row_taps' order, from w(m, r) (the weight of output channel m and tap
-// r).
-#define PACK(wt, v, W_OF)                                                                                          \
+// wt's column blocks of WIDTH channels: block j (channels [j, j + bw)),
+// row r = tap r in row_taps' order, from w(m, r) (the weight of output
+// channel m and tap r).
+#define PACK(wt, v, W_OF, WIDTH)                                                                                   \
   do {                                                                                                             \
     int64_t CKK_ = (v)->C * (v)->KH * (v)->KW;                                                                     \
-    for (int64_t j = 0; j < (v)->M; j += BLOCK) {                                                                  \
-      int64_t bw = (v)->M - j < BLOCK ? (v)->M - j : BLOCK;                                                        \
+    for (int64_t j = 0; j < (v)->M; j += (WIDTH)) {                                                                \
+      int64_t bw = (v)->M - j < (WIDTH) ? (v)->M - j : (WIDTH);                                                    \
       float *blk = (wt) + j * CKK_;                                                                                \
       int64_t r = 0;                                                                                               \
       for (int64_t kh = 0; kh < (v)->KH; kh++)                                                                     \
@@ -379,28 +386,21 @@ void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const 
   row_taps(off, &v);
   if (padded)
     memset(xp, 0, sizeof(float) * v.C * v.Hp * v.Wp);   // the zeros stay; each image fills the rest
-  if (CKK <= PLANAR_MAX_TAPS) {   // wt (CKK, M): tap r's weights of every channel
-    int64_t r = 0;
-    for (int64_t kh = 0; kh < g->KH; kh++)
-      for (int64_t c = 0; c < g->C; c++)
-        for (int64_t kw = 0; kw < g->KW; kw++, r++)
-          for (int64_t m = 0; m < v.M; m++)
-            wt[r * v.M + m] = w[(m * g->C + c) * KK + kh * g->KW + kw];
-    int64_t CKW = v.C * v.KW;
+#define W_FWD(m, c, kh, kw) w[((m) * g->C + (c)) * KK + (kh) * g->KW + (kw)]
+  if (CKK <= PLANAR_MAX_TAPS) {   // wt (CKK, M), one block: tap r's weights of every channel
+    PACK(wt, &v, W_FWD, v.M);
     for (int64_t n = 0; n < g->N; n++) {
       const float *img = image_of(xp, x + n * g->C * HW, g, &v);
       for (int64_t o = 0; o < v.M; o += 16)   // plane by plane: 16 streams of stores, not all M
         for (int64_t oh = 0; oh < v.OH; oh++) {
-          int64_t klo, khi;   // taps kh whose row oh + kh*dh holds data
-          k_rows_on_data(oh, oh, v.Z, v.D, v.dh, v.KH, &klo, &khi);
-          int64_t r0 = khi >= klo ? klo * CKW : 0, r1 = khi >= klo ? (khi + 1) * CKW : 0;
+          int64_t r0, r1;
+          row_taps_on_data(&v, oh, &r0, &r1);
           planar_row(y + n * g->O * P, P, oh, img, off, r0, r1, wt, bias, &v, o);
         }
     }
     return;
   }
-#define W_FWD(m, c, kh, kw) w[((m) * g->C + (c)) * KK + (kh) * g->KW + (kw)]
-  PACK(wt, &v, W_FWD);
+  PACK(wt, &v, W_FWD, BLOCK);
 #undef W_FWD
   for (int64_t n = 0; n < g->N; n++) {
     const float *img = image_of(xp, x + n * g->C * HW, g, &v);
