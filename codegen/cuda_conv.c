@@ -103,8 +103,9 @@ static bool conv_geo(CudaGen *g, const Kernel *k, const RtLib *d, ConvGeo *c) {
                     (long long)c->sw, (long long)c->ph, (long long)c->pw, (long long)c->dh, (long long)c->dw);
   c->OH = out_size(c->H, c->KH, c->sh, c->ph, c->dh);
   c->OW = out_size(c->W, c->KW, c->sw, c->pw, c->dw);
-  if (w->shape[1] != c->Cg || y->shape[0] != x->shape[0] || y->shape[1] != c->O || y->shape[2] != c->OH ||
-      y->shape[3] != c->OW || c->OH < 1)
+  bool pooled = d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED;   // (y: the pooled gradient, checked by the verifier)
+  if (w->shape[1] != c->Cg || y->shape[0] != x->shape[0] || y->shape[1] != c->O ||
+      (!pooled && (y->shape[2] != c->OH || y->shape[3] != c->OW)) || c->OH < 1 || c->OW < 1)
     return lib_fail(g, k, d, "the shapes do not agree: input (%lld,%lld,%lld,%lld), weight (%lld,%lld,%lld,%lld), "
                     "output (%lld,%lld,%lld,%lld)", (long long)x->shape[0], (long long)x->shape[1],
                     (long long)x->shape[2], (long long)x->shape[3], (long long)w->shape[0], (long long)w->shape[1],
@@ -164,13 +165,62 @@ static void emit_col2im(CudaGen *g, const char *name, const ConvGeo *c) {
 // result (the reference zeroes it, then adds one sum). With groups, each
 // is one product per group, blockIdx.z, over the group's C/G and O/G
 // channels: the prologue moves the pointers to the group's.
+// The weight gradient through a max pooling's argmax (the forward's,
+// saved): one thread per element of dw, summing over the images and the
+// pooled gradients in order, each nonzero one times the input its tap
+// reads at the window of the output the argmax names.
+static bool emit_conv_pooled(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x,
+                             const ConvGeo *c) {
+  if (!x->saved || d->aux_from < 0)
+    return lib_fail(g, k, d, "no max pooling earlier in the program keeps the argmax it reads");
+  char name[64], p0[64], p1[64], p2[64], nb[32];
+  cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
+  int64_t KK = c->KH * c->KW, PP = rt_lib_numel(&d->buf[0], 1) / c->O;
+  StrBuf *s = &g->src;
+  cuda_begin_kernel(g, k, name, "conv2d_grad_weight_pooled: dw[o, c, kh, kw] = sum over (n, q) of dy[n, o, q] x[n, c, "
+                    "at the window of output argmax[n, o, q] + (kh, kw)]");
+  sb_printf(s, "  const float *dy = %s, *x = %s;\n  float *dw = %s;\n  const int *argmax = (const int *)aux[%d];\n",
+            cuda_lib_ptr(&d->buf[0], "const float", p0, sizeof p0),
+            cuda_lib_ptr(&d->buf[1], "const float", p1, sizeof p1), cuda_lib_ptr(&d->buf[2], "float", p2, sizeof p2),
+            (int)d->aux_from);
+  sb_printf(s,
+            "  NNC_FOR_EACH(e, %lldLL) {\n"
+            "    const long long kw = e %% %lldLL, kh = e / %lldLL %% %lldLL, ci = e / %lldLL %% %lldLL, o = e / %lldLL;\n"
+            "    const long long ch = o / %lldLL * %lldLL + ci;   // the group's channel ci\n"
+            "    float sum = 0.0f;\n"
+            "    for (long long n = 0; n < %s; n++)\n"
+            "      for (long long q = 0; q < %lldLL; q++) {\n"
+            "        const long long i = (n * %lldLL + o) * %lldLL + q;\n"
+            "        const int a = argmax[i];\n"
+            "        const float v = dy[i];\n"
+            "        if (a < 0 || a >= %lldLL || v == 0.0f)\n"
+            "          continue;\n"
+            "        const long long h = a / %lldLL * %lldLL - %lldLL + kh * %lldLL;\n"
+            "        const long long w = a %% %lldLL * %lldLL - %lldLL + kw * %lldLL;\n"
+            "        if (h >= 0 && h < %lldLL && w >= 0 && w < %lldLL)\n"
+            "          sum += v * x[((n * %lldLL + ch) * %lldLL + h) * %lldLL + w];\n"
+            "      }\n"
+            "    dw[e] = sum;\n"
+            "  }\n}\n",
+            (long long)(c->O * c->Cg * KK), (long long)c->KW, (long long)c->KW, (long long)c->KH, (long long)KK,
+            (long long)c->Cg, (long long)(c->Cg * KK), (long long)c->Og, (long long)c->Cg,
+            images_expr(c->n, nb, sizeof nb), (long long)PP, (long long)c->O, (long long)PP,
+            (long long)(c->OH * c->OW), (long long)c->OW, (long long)c->sh, (long long)c->ph, (long long)c->dh,
+            (long long)c->OW, (long long)c->sw, (long long)c->pw, (long long)c->dw, (long long)c->H, (long long)c->W,
+            (long long)c->C, (long long)c->H, (long long)c->W);
+  cuda_launch_elems(g, kernel, name, (KExtent){c->O * c->Cg * KK, false});
+  return !g->failed;
+}
+
 bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x) {
-  (void)x;
-  if (d->kind != RL_CONV2D && d->kind != RL_CONV2D_GRAD_INPUT && d->kind != RL_CONV2D_GRAD_WEIGHT)
+  if (d->kind != RL_CONV2D && d->kind != RL_CONV2D_GRAD_INPUT && d->kind != RL_CONV2D_GRAD_WEIGHT &&
+      d->kind != RL_CONV2D_GRAD_WEIGHT_POOLED)
     return lib_fail(g, k, d, "not a convolution");
   ConvGeo c = {0};
   if (!conv_geo(g, k, d, &c))
     return false;
+  if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED)
+    return emit_conv_pooled(g, kernel, k, d, x, &c);
   char name[64], helper[80], p0[64], p1[64], p2[64], p3[64], what[192], a_at[192], b_at[192], store[192];
   cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
   int64_t P = c.OH * c.OW, HW = c.H * c.W, KK = c.KH * c.KW;

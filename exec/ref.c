@@ -290,6 +290,25 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     k_conv2d_backward(NULL, out, NULL, g, F(ex, b), NULL, &geo);
     return;
   }
+  case IR_CONV2D_GRAD_WEIGHT_POOLED: {   // the dense form: the pooling's gradient of y, its weight gradient
+    const IrNode *p = n->src[2], *y = p->src[0];
+    KConv2d geo = conv_geometry(b, n, &n->attr, B);
+    KPool2d pg = pool_geometry(y, p, B);
+    int64_t np = numel(p, B);
+    float *dy = xcalloc(numel(y, B) > 0 ? numel(y, B) : 1, sizeof(float)), *pv = NULL;
+    int32_t *at = ex->training && ex->done[p->id] ? ex->argmax[p->id] : NULL, *fresh = NULL;
+    if (!at) {   // the pooling's argmax, found again
+      pv = xmalloc(sizeof(float) * (np > 0 ? np : 1));
+      at = fresh = xmalloc(sizeof(int32_t) * (np > 0 ? np : 1));
+      k_maxpool2d_forward(pv, fresh, F(ex, y), &pg);
+    }
+    k_maxpool2d_backward(dy, g, at, &pg);
+    k_conv2d_backward(NULL, out, NULL, dy, F(ex, b), NULL, &geo);
+    free(dy);
+    free(pv);
+    free(fresh);
+    return;
+  }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;
   case IR_MAX_FIRST: {
     KShape xs = kshape(a, B);

@@ -548,7 +548,7 @@ bool pass_check_memory(const Model *m, int64_t batch, int64_t limit, Diag *d) {
   for (int i = 0; i < g->nnodes; i++) {   // a convolution's im2col scratch, for one image at least
     const IrNode *n = g->nodes[i];
     if (n->op != IR_CONV2D && n->op != IR_CONV2D_GRAD_INPUT && n->op != IR_CONV2D_GRAD_WEIGHT)
-      continue;
+      continue;   // (a pooled weight gradient's scratch is an image's copy and dw's size)
     const IrNode *w = n->op == IR_CONV2D_GRAD_WEIGHT ? n : n->src[1];   // [O, C, KH, KW]
     const IrNode *y = n->op == IR_CONV2D ? n : n->src[0];               // [N, O, OH, OW]
     if (w->ndim != 4 || y->ndim != 4)

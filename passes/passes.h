@@ -188,7 +188,8 @@ void pass_describe_libs(KProgram *p);
 // fuse.c: the forward node whose saved state gradient n reads (a max
 // pooling's argmax: the one over the same x with the same window; a
 // batchnorm's batch statistics: the one over the same x and gamma; a
-// dropout's mask: its own input), or NULL when none or several match and
+// dropout's mask: its own input; a pooled weight gradient's argmax: the
+// pooling it names), or NULL when none or several match and
 // the gradient computes it again. Both backends pair them by this.
 const IrNode *pass_saved_forward(const IrGraph *g, const IrNode *n);
 

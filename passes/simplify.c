@@ -11,8 +11,10 @@
 // log_softmax_grad(nll_grad(L, t), L), the one kernel that cross-entropy's
 // gradient is: (exp(L) - onehot(t)) / N, exp(L) being softmax(x), which the
 // log-softmax's output L holds already. A relu's gradient through a max
-// pooling of its output moves to the pooled side (pool_relu_grad; counted
-// with the identities).
+// pooling of its output moves to the pooled side (pool_relu_grad), and a
+// convolution's weight and bias gradients through a max pooling of its
+// output read the pooled gradient (pooled_weight_grad, pooled_channel_sum);
+// these count with the identities.
 // Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
@@ -247,6 +249,22 @@ static bool read_once(Simp *s, IrNode *M) {
   return readers == 1;
 }
 
+// The max pooling whose argmax maxpool_grad M routes its gradient by: the
+// one forward over M's input with M's window (pass_saved_forward's rule,
+// among the nodes that stand for themselves), or NULL.
+static IrNode *pool_of(Simp *s, const IrNode *M) {
+  IrNode *F = NULL;
+  for (int j = M->src[1]->id + 1; j < M->id; j++) {
+    IrNode *f = s->g->nodes[j];
+    if (s->repl[j] == f && f->op == IR_MAXPOOL && f->src[0] == M->src[1] && !memcmp(f->attr.i, M->attr.i, sizeof f->attr.i)) {
+      if (F)
+        return NULL;   // two such forwards: which one's argmax is ambiguous
+      F = f;
+    }
+  }
+  return F;
+}
+
 // relu_grad(maxpool_grad(G, Y), Y) with Y = relu(x), the max pooling's
 // gradient its only reader: in place, maxpool_grad(relu_grad(G, F), Y),
 // F = maxpool(Y) (its forward, the same settings). The mask moves to the
@@ -262,16 +280,7 @@ static bool pool_relu_grad(Simp *s, IrNode *n) {
   if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != IR_RELU || s->uses[M->id] != 1 ||
       !read_once(s, M))
     return false;
-  IrNode *F = NULL;
-  for (int j = Y->id + 1; j < M->id; j++) {
-    IrNode *f = s->g->nodes[j];
-    if (s->repl[j] == f && f->op == IR_MAXPOOL && f->src[0] == Y && !memcmp(f->attr.i, M->attr.i, sizeof f->attr.i)) {
-      if (F)
-        return false;   // two such forwards: which one's argmax is ambiguous
-      F = f;
-    }
-  }
-  IrNode *G = M->src[0];
+  IrNode *F = pool_of(s, M), *G = M->src[0];
   if (!F || F->ndim != G->ndim || memcmp(F->shape, G->shape, sizeof(int64_t) * F->ndim))
     return false;
   n->op = IR_MAXPOOL_GRAD;
@@ -287,6 +296,55 @@ static bool pool_relu_grad(Simp *s, IrNode *n) {
   n->scope = M->scope, n->loc = M->loc;
   M->scope = scope, M->loc = loc;
   s->redefined[M->id] = true;
+  return true;
+}
+
+// Whether every window of a pooling (kernel k, stride st, padding pad,
+// dilation dil over in elements, out windows) holds an element of the
+// input: then each has an argmax.
+static bool windows_hold_data(int64_t k, int64_t st, int64_t pad, int64_t dil, int64_t in, int64_t out) {
+  for (int64_t o = 0; o < out; o++) {
+    bool some = false;
+    for (int64_t t = 0; t < k && !some; t++)
+      some = o * st - pad + t * dil >= 0 && o * st - pad + t * dil < in;
+    if (!some)
+      return false;
+  }
+  return true;
+}
+
+// conv2d_grad_weight(maxpool_grad(G, Y), x), the pooling's windows taking
+// at most half of Y's elements: conv2d_grad_weight_pooled(G, x, F), F the
+// pooling, which reads G and F's argmax and adds each window's gradient
+// times the convolution's window at its argmax, where the dense form
+// multiplies every output's, zero at all but those. A quarter of the
+// products for 2x2 windows, and the dense gradient of Y goes where nothing
+// else reads it.
+static bool pooled_weight_grad(Simp *s, IrNode *n) {
+  if (n->op != IR_CONV2D_GRAD_WEIGHT || n->src[0]->op != IR_MAXPOOL_GRAD)
+    return false;
+  IrNode *M = n->src[0], *G = M->src[0], *F = pool_of(s, M);
+  if (!F || !ir_same_shape(F, G) || M->ndim != 4 || 2 * ir_numel(G, 1) > ir_numel(M, 1))
+    return false;
+  n->op = IR_CONV2D_GRAD_WEIGHT_POOLED;
+  n->src[0] = G;
+  n->src[2] = F;
+  n->nsrc = 3;
+  return true;
+}
+
+// channel_sum(maxpool_grad(G, Y)) = channel_sum(G) where every window has
+// an argmax: the pooling's gradient moves each of G's values to one of Y's
+// elements of the same channel (a bias's gradient through a max pooling).
+static bool pooled_channel_sum(IrNode *n) {
+  if (n->op != IR_CHANNEL_SUM || n->src[0]->op != IR_MAXPOOL_GRAD)
+    return false;
+  IrNode *M = n->src[0], *G = M->src[0];
+  const int64_t *a = M->attr.i;   // k_h k_w stride_h stride_w pad_h pad_w dil_h dil_w
+  if (M->ndim != 4 || G->ndim != 4 || !windows_hold_data(a[0], a[2], a[4], a[6], M->shape[2], G->shape[2]) ||
+      !windows_hold_data(a[1], a[3], a[5], a[7], M->shape[3], G->shape[3]))
+    return false;
+  n->src[0] = G;
   return true;
 }
 
@@ -310,7 +368,7 @@ static void simplify_node(Simp *s, IrNode *n) {
     s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
-  if (pool_relu_grad(s, n))
+  if (pool_relu_grad(s, n) || pooled_weight_grad(s, n) || pooled_channel_sum(n))
     s->identities++;
   IrNode *same = identity(n);
   if (same) {

@@ -483,3 +483,101 @@ void k_avx512_conv_rows_grad_weight(float *dw, const float *dy, const float *x, 
     for (int64_t r = 0; r < CKK; r++)
       dw[o * CKK + r] += dwt[r * v.M + o];
 }
+
+// The pooled weight gradient's sums (k_conv2d_grad_weight_pooled): acc's
+// T segments of L floats += sum over i < nz of val[i] * the segments at
+// img + off[i] + toff[t]. The segments' vectors go in groups of up to
+// POOLED_GROUP accumulators, each group one pass over the windows, so
+// that a window's value is broadcast once for the group's FMAs; a group
+// of up to four runs two chains (even and odd windows) against the FMA's
+// latency.
+#define POOLED_GROUP 8
+#ifdef HAVE_AVX512_PATH
+AVX512_FMA static inline __attribute__((always_inline)) void pooled_group(int J, float *acc, const int32_t *src,
+                                                                           const int32_t *dst, const __mmask16 *m,
+                                                                           const float *img, const int32_t *off,
+                                                                           const float *val, int64_t nz) {
+  __m512 a[POOLED_GROUP], b[POOLED_GROUP];
+  for (int j = 0; j < J; j++)
+    a[j] = b[j] = _mm512_setzero_ps();
+  int64_t i = 0;
+  if (J <= 4)
+    for (; i + 2 <= nz; i += 2) {
+      __m512 u = _mm512_set1_ps(val[i]), w = _mm512_set1_ps(val[i + 1]);
+      const float *p = img + off[i], *q = img + off[i + 1];
+      for (int j = 0; j < J; j++) {
+        a[j] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m[j], p + src[j]), a[j]);
+        b[j] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[j], q + src[j]), b[j]);
+      }
+    }
+  for (; i < nz; i++) {
+    __m512 u = _mm512_set1_ps(val[i]);
+    const float *p = img + off[i];
+    for (int j = 0; j < J; j++)
+      a[j] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m[j], p + src[j]), a[j]);
+  }
+  for (int j = 0; j < J; j++) {
+    float *d = acc + dst[j];
+    __m512 s = _mm512_add_ps(_mm512_add_ps(a[j], b[j]), _mm512_maskz_loadu_ps(m[j], d));
+    _mm512_mask_storeu_ps(d, m[j], s);
+  }
+}
+
+// The windows of the nonzero gradients (pooled_list in kernels_conv.c):
+// 16 at a time, pix gathered, both packed to the front by compress and
+// stored whole (off and val have 16 floats of room past PP).
+AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
+                                        const int32_t *pix, int32_t P, int32_t add) {
+  int64_t nz = 0;
+  const __m512i bound = _mm512_set1_epi32(P), plus = _mm512_set1_epi32(add);
+  for (int64_t q = 0; q < PP; q += 16) {
+    __mmask16 in = PP - q >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (PP - q)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(in, d + q);
+    __m512i a = _mm512_maskz_loadu_epi32(in, at + q);
+    __mmask16 on = _mm512_mask_cmpneq_ps_mask(in, v, _mm512_setzero_ps()) & _mm512_cmplt_epu32_mask(a, bound);
+    __m512i o = _mm512_add_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), on, a, pix, 4), plus);
+    _mm512_storeu_si512(off + nz, _mm512_maskz_compress_epi32(on, o));
+    _mm512_storeu_ps(val + nz, _mm512_maskz_compress_ps(on, v));
+    nz += __builtin_popcount(on);
+  }
+  return nz;
+}
+
+AVX512_FMA void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
+                                     const int32_t *off, const float *val, int64_t nz) {
+  int64_t nv = (L + 15) / 16, jobs = T * nv;
+  for (int64_t j0 = 0; j0 < jobs; j0 += POOLED_GROUP) {
+    int J = jobs - j0 < POOLED_GROUP ? (int)(jobs - j0) : POOLED_GROUP;
+    int32_t src[POOLED_GROUP], dst[POOLED_GROUP];
+    __mmask16 m[POOLED_GROUP];
+    for (int j = 0; j < J; j++) {
+      int64_t t = (j0 + j) / nv, v = (j0 + j) % nv, lanes = L - 16 * v < 16 ? L - 16 * v : 16;
+      src[j] = (int32_t)(toff[t] + 16 * v);
+      dst[j] = (int32_t)(t * L + 16 * v);
+      m[j] = (__mmask16)((1u << lanes) - 1);
+    }
+    switch (J) {   // one body per group size, its accumulators in registers
+    case 1: pooled_group(1, acc, src, dst, m, img, off, val, nz); break;
+    case 2: pooled_group(2, acc, src, dst, m, img, off, val, nz); break;
+    case 3: pooled_group(3, acc, src, dst, m, img, off, val, nz); break;
+    case 4: pooled_group(4, acc, src, dst, m, img, off, val, nz); break;
+    case 5: pooled_group(5, acc, src, dst, m, img, off, val, nz); break;
+    case 6: pooled_group(6, acc, src, dst, m, img, off, val, nz); break;
+    case 7: pooled_group(7, acc, src, dst, m, img, off, val, nz); break;
+    default: pooled_group(8, acc, src, dst, m, img, off, val, nz); break;
+    }
+  }
+}
+#else
+int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
+                             const int32_t *pix, int32_t P, int32_t add) {
+  (void)off, (void)val, (void)d, (void)at, (void)PP, (void)pix, (void)P, (void)add;
+  nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
+}
+
+void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
+                          const int32_t *off, const float *val, int64_t nz) {
+  (void)acc, (void)T, (void)L, (void)toff, (void)img, (void)off, (void)val, (void)nz;
+  nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
+}
+#endif

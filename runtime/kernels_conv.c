@@ -586,6 +586,177 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 }
 
 //
+// The weight gradient through a max pooling's argmax
+//
+
+// dw += sum over (n, o, q) of dy[n, o, q] * (the window of x that output
+// argmax[n, o, q] of the convolution reads): the weight gradient of a
+// convolution whose output's gradient is dy routed through a max pooling's
+// argmax (the dense gradient is zero at every output no window chose).
+// A window is a list of T segments of L contiguous floats, at offsets
+// toff[t] from where it starts, pix[a] for output a, in one of two
+// layouts of the image:
+//   planes (few input channels): x itself, or a copy with its padding;
+//     a segment is one row of one channel's window, (c, kh), KW floats
+//     (one float, (c, kh, kw), under dilation), and the accumulator's row
+//     is in dw's own order;
+//   channels last, [Hp][Wp][C] with the padding: a segment is one tap
+//     (kh, kw), C/G channels; the accumulator's rows are (kh, kw, c),
+//     turned to dw's (c, kh, kw) at the end.
+// Each takes the one with fewer vectors a window. A zero gradient adds
+// nothing and is skipped (most are: the relu's mask and dropout's zeros
+// reach dy), the others listed first, each with where its window starts.
+typedef struct PooledPlan {
+  int64_t OH, OW, Cg, Og, KK, R, Hp, Wp;
+  bool planes, copy;    // the layout; whether the image is copied (not x itself)
+  int64_t T, L;         // segments of a window, their length
+  int64_t img;          // floats of an image's copy
+  int64_t chunk;        // images whose windows one pass of the sums covers
+} PooledPlan;
+
+// A pass of the sums takes at most this many images' copies (in L2),
+// and at least this many windows an output channel where it can (the
+// accumulators' loads and stores are a pass's fixed cost).
+#define POOLED_COPY_FLOATS (48 * 1024)
+#define POOLED_MIN_WINDOWS 128
+
+static PooledPlan pooled_plan(const KConv2d *g, int64_t PP) {
+  PooledPlan p = {0};
+  conv_geometry(g, &p.OH, &p.OW);
+  int64_t G = conv_groups(g);
+  p.Cg = g->C / G, p.Og = g->O / G, p.KK = g->KH * g->KW, p.R = p.Cg * p.KK;
+  p.Hp = g->H + 2 * g->ph, p.Wp = g->W + 2 * g->pw;
+  int64_t row = g->dw == 1 ? g->KW : 1;   // a segment of the planes
+  int64_t by_planes = p.R / row * ((row + 15) / 16), by_channels = p.KK * ((p.Cg + 15) / 16);
+  p.planes = by_planes <= by_channels;
+  p.T = p.planes ? p.R / row : p.KK;
+  p.L = p.planes ? row : p.Cg;
+  p.copy = !p.planes || g->ph || g->pw;
+  p.img = p.copy ? g->C * p.Hp * p.Wp : 0;
+  p.chunk = (POOLED_MIN_WINDOWS + PP - 1) / PP;
+  if (p.copy && p.chunk * p.img > POOLED_COPY_FLOATS)
+    p.chunk = POOLED_COPY_FLOATS / p.img > 1 ? POOLED_COPY_FLOATS / p.img : 1;
+  return p;
+}
+
+int64_t k_conv2d_pooled_scratch(const KConv2d *g, int64_t PP) {
+  PooledPlan p = pooled_plan(g, PP);
+  // the copies, the accumulators, and as int32 (a float's room each): pix,
+  // toff, the listed windows and their values
+  return p.chunk * p.img + g->O * p.R + p.OH * p.OW + p.T + 2 * (p.chunk * PP + 16);
+}
+
+// The sums, in plain loops (acc's T segments of L floats += val[i] * the
+// window's, as k_avx512_pooled_sums), compiled twice: as they are, and
+// for AVX2 with FMA, which hosts without AVX-512 take.
+#define POOLED_SUMS(name, attr)                                                                        \
+  attr static void name(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,       \
+                        const int32_t *off, const float *val, int64_t nz) {                            \
+    for (int64_t i = 0; i < nz; i++)                                                                   \
+      for (int64_t t = 0; t < T; t++) {                                                                \
+        const float *restrict s = img + off[i] + toff[t];                                              \
+        float *restrict r = acc + t * L;                                                               \
+        for (int64_t c = 0; c < L; c++)                                                                \
+          r[c] += val[i] * s[c];                                                                       \
+      }                                                                                                \
+  }
+POOLED_SUMS(pooled_sums, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+POOLED_SUMS(pooled_sums_avx2, __attribute__((target("avx2,fma"))))
+#else
+#define pooled_sums_avx2 pooled_sums
+#endif
+
+// The windows of dy's nonzero gradients: where each starts (pix of its
+// argmax, plus add) and its value; returns how many. An argmax outside
+// [0, P) (-1: the window was all padding) has none.
+static int64_t pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
+                           const int32_t *pix, int32_t P, int32_t add) {
+  int64_t nz = 0;
+  for (int64_t q = 0; q < PP; q++) {   // without branches
+    bool on = (d[q] != 0.0f) & ((uint32_t)at[q] < (uint32_t)P);
+    off[nz] = on ? pix[at[q]] + add : 0;
+    val[nz] = d[q];
+    nz += on;
+  }
+  return nz;
+}
+
+// Image n's copy at img: its planes in their padding, or channels last.
+static void pooled_copy(float *img, const float *xn, const KConv2d *g, const PooledPlan *p) {
+  int64_t HW = g->H * g->W, HWp = p->Hp * p->Wp;
+  memset(img, 0, sizeof(float) * p->img);
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t h = 0; h < g->H; h++) {
+      const float *src = xn + c * HW + h * g->W;
+      if (p->planes) {
+        memcpy(img + c * HWp + (h + g->ph) * p->Wp + g->pw, src, sizeof(float) * g->W);
+      } else {
+        float *dst = img + ((h + g->ph) * p->Wp + g->pw) * g->C + c;
+        for (int64_t w = 0; w < g->W; w++)
+          dst[w * g->C] = src[w];
+      }
+    }
+}
+
+void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argmax, int64_t PP, const float *x,
+                                 const KConv2d *g, float *ws) {
+  K_CHECK(PP >= 1, "conv2d_grad_weight_pooled: bad shape");
+  PooledPlan p = pooled_plan(g, PP);
+  int64_t P = p.OH * p.OW, CHW = g->C * g->H * g->W, HW = g->H * g->W, HWp = p.Hp * p.Wp;
+  int64_t stride = p.copy ? p.img : CHW;   // from one image's windows to the next's
+  K_CHECK(p.chunk * stride <= INT32_MAX && g->C * HWp <= INT32_MAX, "conv2d_grad_weight_pooled: too large");
+  float *img = ws, *acc = img + p.chunk * p.img, *val;
+  int32_t *pix = (int32_t *)(acc + g->O * p.R), *toff = pix + P, *off = toff + p.T;
+  val = (float *)(off + p.chunk * PP + 16);   // (the AVX-512 list stores whole vectors)
+  bool wide = k_avx512();
+  void (*sums)(float *, int64_t, int64_t, const int32_t *, const float *, const int32_t *, const float *, int64_t) =
+      wide ? k_avx512_pooled_sums : k_avx2() ? pooled_sums_avx2 : pooled_sums;
+  memset(acc, 0, sizeof(float) * g->O * p.R);
+  int64_t ld = p.copy ? p.Wp : g->W, lc = p.planes ? 1 : g->C;   // a row's floats, a pixel's
+  for (int64_t a = 0; a < P; a++)   // where output a's window starts
+    pix[a] = (int32_t)((a / p.OW * g->sh * ld + a % p.OW * g->sw) * lc);
+  for (int64_t t = 0; t < p.T; t++) {
+    int64_t c, kh, kw;   // the segment's first float
+    if (p.planes)
+      c = t / (p.T / p.Cg), kh = t % (p.T / p.Cg) / (g->dw == 1 ? 1 : g->KW), kw = g->dw == 1 ? 0 : t % g->KW;
+    else
+      c = 0, kh = t / g->KW, kw = t % g->KW;
+    toff[t] = (int32_t)(p.planes ? c * (p.copy ? HWp : HW) + kh * g->dh * ld + kw * g->dw
+                                 : (kh * g->dh * ld + kw * g->dw) * lc);
+  }
+  for (int64_t n0 = 0; n0 < g->N; n0 += p.chunk) {   // images [n0, n1): one pass
+    int64_t n1 = g->N - n0 < p.chunk ? g->N : n0 + p.chunk;
+    const float *base = p.copy ? img : x + n0 * CHW;
+    if (p.copy)
+      for (int64_t n = n0; n < n1; n++)
+        pooled_copy(img + (n - n0) * p.img, x + n * CHW, g, &p);
+    for (int64_t o = 0; o < g->O; o++) {
+      int64_t c0 = o / p.Og * p.Cg, nz = 0;   // the group's first channel
+      for (int64_t n = n0; n < n1; n++) {
+        const float *d = dy + (n * g->O + o) * PP;
+        const int32_t *at = argmax + (n * g->O + o) * PP;
+        int32_t add = (int32_t)((n - n0) * stride + (p.planes ? c0 * (p.copy ? HWp : HW) : c0));
+        nz += wide ? k_avx512_pooled_list(off + nz, val + nz, d, at, PP, pix, (int32_t)P, add)
+                   : pooled_list(off + nz, val + nz, d, at, PP, pix, (int32_t)P, add);
+      }
+      sums(acc + o * p.R, p.T, p.L, toff, base, off, val, nz);
+    }
+  }
+  for (int64_t o = 0; o < g->O; o++) {   // into dw's order
+    float *out = dw + o * p.R;
+    const float *ac = acc + o * p.R;
+    if (p.planes)
+      for (int64_t r = 0; r < p.R; r++)
+        out[r] += ac[r];
+    else
+      for (int64_t c = 0; c < p.Cg; c++)
+        for (int64_t t = 0; t < p.KK; t++)
+          out[c * p.KK + t] += ac[t * p.Cg + c];
+  }
+}
+
+//
 // Pooling
 //
 

@@ -688,6 +688,42 @@ static void run_conv(SplitCall *s) {
     rt_pool_run(c->pool, conv_dw_sum, s, wn);
 }
 
+// A weight gradient through a max pooling's argmax, share t of T: its
+// images into the share's buffer (summed in share order by conv_dw_sum).
+static void pooled_share(void *arg, int64_t t, int64_t t_end) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  int64_t wn = rt_lib_numel(&k->buf[2], 1), PP = rt_lib_numel(&k->buf[0], 1);
+  KConv2d geo = conv_of(k, s->B);
+  PP /= geo.O;   // a plane of the pooled gradient
+  for (; t < t_end; t++) {
+    int64_t lo = s->N * t / s->T, hi = s->N * (t + 1) / s->T;
+    float *dw = share_ws(s->c, (int)t, wn);
+    memset(dw, 0, sizeof(float) * wn);
+    if (hi <= lo)
+      continue;
+    geo.N = hi - lo;
+    float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_pooled_scratch(&geo, PP));
+    k_conv2d_grad_weight_pooled(dw, P(s, 0) + lo * geo.O * PP, (const int32_t *)s->saved + lo * geo.O * PP, PP,
+                                P(s, 1) + lo * geo.C * geo.H * geo.W, &geo, ws);
+  }
+}
+
+static void run_conv_pooled(SplitCall *s) {
+  RtContext *c = s->c;
+  s->saved = aux_in(c, s->k);
+  if (!s->saved)
+    nnc_bug(__FILE__, __LINE__, "a pooled weight gradient ran before its max pooling kept the argmax");
+  int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
+  s->T = T == 1 ? 1 : S <= s->N ? S : s->N > T ? (int)s->N : T;
+  rt_pool_run(c->pool, pooled_share, s, s->T);
+  int64_t wn = rt_lib_numel(&s->k->buf[2], 1);
+  if (wn * s->T < CONV_SUM_SPLIT)
+    conv_dw_sum(s, 0, wn);
+  else
+    rt_pool_run(c->pool, conv_dw_sum, s, wn);
+}
+
 // The index that element 0 of a random layer's result b has in the larger
 // batch whose draws this one shares (RtContext.first_sample); 0 for a
 // result without the batch dimension.
@@ -984,6 +1020,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
     run_conv(&s);
     return;   // the epilogue ran on each share
   case RL_MAXPOOL: case RL_MAXPOOL_GRAD: run_maxpool(&s); break;
+  case RL_CONV2D_GRAD_WEIGHT_POOLED: run_conv_pooled(&s); break;
   case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: run_batchnorm(&s); break;
   case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
   case RL_GAUSSIAN_NOISE: run_noise(&s); break;

@@ -115,6 +115,8 @@ typedef enum {
   RL_LAYERNORM,                // x -> y; i: dims; f: eps
   RL_LAYERNORM_GRAD,           // dy, x -> dx; i: dims; f: eps
   RL_GAUSSIAN_NOISE,           // x -> y; f: std
+  RL_CONV2D_GRAD_WEIGHT_POOLED, // dy (a max pooling's output's gradient), x -> dw, through the
+                               // pooling's argmax (aux_from); i as conv2d
   RL_COUNT
 } RtLibKind;
 
@@ -801,6 +803,19 @@ bool k_conv2d_by_image(const KConv2d *g, int pass);
 void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g);
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
                                    int64_t c1, float *ws);
+// The weight gradient of a convolution whose output's gradient is dy
+// (N,O,PP) routed through the argmax (N,O,PP) of a max pooling of the
+// output (indexes into its OH*OW plane; -1: none): dw += sum over (n, o, q)
+// of dy[n,o,q] times the window of x that output argmax[n,o,q] reads. The
+// dense gradient is zero wherever no window chose an output, so this is
+// the dense weight gradient of the pooling's gradient, with a quarter of
+// its products for 2x2 windows (fewer still where dy is zero: those are
+// skipped). ws: k_conv2d_pooled_scratch(g, PP) floats.
+int64_t k_conv2d_pooled_scratch(const KConv2d *g, int64_t PP);
+void k_conv2d_grad_weight_pooled(float *dw,              // (O,C/G,KH,KW), added to
+                                 const float *dy,        // (N,O,PP)
+                                 const int32_t *argmax,  // (N,O,PP)
+                                 int64_t PP, const float *x, const KConv2d *g, float *ws);
 // The outputs ow in [*lo, *hi) whose tap kw reads inside an input row: 0 <=
 // ow*sw - pw + kw*dw < W, for OW outputs (im2col's, the reference's and the
 // fast path's).
@@ -1206,6 +1221,17 @@ bool k_avx512_conv_rows_grad_input_fits(const KConv2d *g);
 bool k_avx512_conv_rows_grad_weight_fits(const KConv2d *g);
 // Floats of scratch the three need for g (0 where none fits).
 int64_t k_avx512_conv_rows_scratch(const KConv2d *g);
+// k_conv2d_grad_weight_pooled's sums on AVX-512: acc's T segments of L
+// floats (acc + t*L) += sum over i < nz of val[i] * img[off[i] + toff[t] ..
+// + L], in the order of i within each lane (chains of even and odd i for
+// short rows, added at the end).
+void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
+                          const int32_t *off, const float *val, int64_t nz);
+// Its list of the nonzero gradients d[0..PP) whose argmax at[] lies in
+// [0, P): each window's start, pix[at] + add, in off, its value in val
+// (16 floats of room past PP each); returns how many.
+int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
+                             const int32_t *pix, int32_t P, int32_t add);
 // y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
 void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
                                 float *ws);

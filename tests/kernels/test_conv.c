@@ -3,7 +3,9 @@
 // kernels, odd sizes, batch 1 and one channel, groups (depthwise too); dx, dw and dbias by
 // gradient checks. Then the cpu backend's convolutions (the _ws variants,
 // the weight gradient by channels) against the reference's, on whichever
-// paths the host takes (test_avx512.c has shapes for the AVX-512 ones).
+// paths the host takes (test_avx512.c has shapes for the AVX-512 ones),
+// and the weight gradient through a max pooling's argmax against the
+// dense one.
 #include "../test.h"
 #include "runtime.h"
 
@@ -171,6 +173,64 @@ static void test_conv_cpu(const KConv2d *g) {
   free(dx0), free(dw0), free(dx), free(dw), free(dxc), free(dwc), free(dxd), free(dwd);
 }
 
+// The weight gradient through a max pooling's argmax
+// (k_conv2d_grad_weight_pooled) against the dense one of the pooling's
+// gradient: y = a convolution's output (random here), p = maxpool(y) with
+// window k, stride st, padding pd, its argmax; G p's gradient with a share
+// zero of its elements zeroed (skipped) and a few argmaxes set to -1 (a
+// window all padding: no gradient); dw starts nonzero (the kernel adds).
+static void test_conv_pooled(const KConv2d *g, int64_t k, int64_t st, int64_t pd, double zero) {
+  int64_t OH = k_out_size(g->H, g->KH, g->sh, g->ph, g->dh), OW = k_out_size(g->W, g->KW, g->sw, g->pw, g->dw);
+  KPool2d pg = {g->N, g->O, OH, OW, k, k, st, st, pd, pd, 1, 1};
+  int64_t PH = k_out_size(OH, k, st, pd, 1), PW = k_out_size(OW, k, st, pd, 1), PP = PH * PW;
+  if (PP < 1)
+    return;
+  int64_t nx = g->N * g->C * g->H * g->W, nw = g->O * g->C / groups(g) * g->KH * g->KW, ny = g->N * g->O * OH * OW;
+  int64_t np = g->N * g->O * PP;
+  float *x = t_randf(nx, -1, 1), *y = t_randf(ny, -1, 1), *p = xmalloc(sizeof(float) * np), *G = t_randf(np, -1, 1);
+  int32_t *at = xmalloc(sizeof(int32_t) * np);
+  k_maxpool2d_forward(p, at, y, &pg);
+  for (int64_t i = 0; i < np; i++) {
+    if (t_uniform(0, 1) < zero)
+      G[i] = 0.0f;
+    if (i % 23 == 5)
+      at[i] = -1;
+  }
+  float *dy = xcalloc(ny, sizeof(float)), *dw0 = t_randf(nw, -1, 1), *dw = t_copyf(dw0, nw), *got = t_copyf(dw0, nw);
+  k_maxpool2d_backward(dy, G, at, &pg);
+  k_conv2d_backward(NULL, dw, NULL, dy, x, NULL, g);
+  float *ws = xmalloc(sizeof(float) * k_conv2d_pooled_scratch(g, PP));
+  k_conv2d_grad_weight_pooled(got, G, at, PP, x, g, ws);
+  char what[200];
+  snprintf(what, sizeof what, "pooled dw x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld) s%lld,%lld p%lld,%lld d%lld,%lld "
+           "g%lld, pool %lld/%lld/%lld", (long long)g->N, (long long)g->C, (long long)g->H, (long long)g->W,
+           (long long)g->O, (long long)g->KH, (long long)g->KW, (long long)g->sh, (long long)g->sw, (long long)g->ph,
+           (long long)g->pw, (long long)g->dh, (long long)g->dw, (long long)groups(g), (long long)k, (long long)st,
+           (long long)pd);
+  // Both sums are float sums of many terms in different orders (33 images
+  // of 169 windows: 5,577 a weight): each within rounding of the sum of
+  // their magnitudes, the largest of which scales the tolerance.
+  int64_t Cg = g->C / groups(g), Og = g->O / groups(g), KK = g->KH * g->KW, HW = g->H * g->W;
+  double *mag = xcalloc(nw, sizeof(double)), most = 0;
+  for (int64_t i = 0; i < np; i++) {
+    int64_t n = i / (g->O * PP), o = i / PP % g->O, a = at[i];
+    if (a < 0)
+      continue;
+    for (int64_t c = 0; c < Cg; c++)
+      for (int64_t t = 0; t < KK; t++) {
+        int64_t h = a / OW * g->sh - g->ph + t / g->KW * g->dh, w = a % OW * g->sw - g->pw + t % g->KW * g->dw;
+        if (h >= 0 && h < g->H && w >= 0 && w < g->W)
+          mag[(o * Cg + c) * KK + t] += fabs(G[i] * x[(n * g->C + o / Og * Cg + c) * HW + h * g->W + w]);
+      }
+  }
+  for (int64_t i = 0; i < nw; i++)
+    most = mag[i] > most ? mag[i] : most;
+  double *want = t_tod(dw, nw);
+  t_close(what, got, want, nw, FWD_ATOL + 2e-7 * most, FWD_RTOL);
+  free(x), free(y), free(p), free(G), free(at), free(dy), free(dw0), free(dw), free(got), free(ws), free(want);
+  free(mag);
+}
+
 int main(void) {
   t_seed(3);
   static const KConv2d cases[] = {
@@ -273,6 +333,29 @@ int main(void) {
   for (int64_t W = 8; W <= 17; W++) {   // every tile width, 6 to 14 (and 15 as 8 + 7), both column blocks
     KConv2d g = {2, 16, 4, W, 48, 3, 3, 1, 1, 0, 0, 1, 1, 1};
     test_conv_cpu(&g);
+  }
+  // the pooled weight gradient: every case above under 2x2 pooling and 3x3
+  // stride-2 padded pooling (overlapping windows), each layout (planes for
+  // few channels, channels last for many), and batches of more than one
+  // pass of its sums
+  for (int i = 0; i < countof(cases); i++) {
+    test_conv_pooled(&cases[i], 2, 2, 0, 0.5);
+    test_conv_pooled(&cases[i], 3, 2, 1, 0.3);
+  }
+  for (int i = 0; i < countof(rows); i++)
+    test_conv_pooled(&rows[i].g, 2, 2, 0, 0.6);
+  static const KConv2d pooled[] = {
+    // N   C   H   W   O KH KW sh sw ph pw dh dw  G
+    {37, 32, 13, 13, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1},   // cnn's second layer, many passes
+    {33,  1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1},   // cnn's first: x itself, no copy
+    {9,  24, 10, 12, 40, 3, 3, 2, 1, 1, 1, 1, 1, 1},   // 24 channels: vectors of 16 + 8
+    {5,  40,  9,  9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 4},   // groups of 10 channels last
+    {7,   3, 12, 12,  8, 3, 3, 1, 1, 1, 1, 2, 2, 1},   // dilated planes: segments of one float
+  };
+  for (int i = 0; i < countof(pooled); i++) {
+    test_conv_pooled(&pooled[i], 2, 2, 0, 0.5);
+    test_conv_pooled(&pooled[i], 2, 2, 0, 0.0);
+    test_conv_pooled(&pooled[i], 3, 3, 1, 0.9);
   }
   return t_finish("test_conv");
 }
