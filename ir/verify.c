@@ -308,8 +308,8 @@ static bool check_lib(const KProgram *p, const Kernel *k, char *err, size_t errs
       return false;
     }
     if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED && !pooled_fits(d, from)) {
-      errorf(err, errsz, "library kernel '%s' reads the argmax of a max pooling whose windows are not dy's over "
-             "the convolution's output", k->name);
+      errorf(err, errsz, "library kernel '%s' reads the argmax of a max pooling that is not one of this "
+             "convolution's output (its input must have the output's shape, its output dy's)", k->name);
       return false;
     }
   } else if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED) {

@@ -524,18 +524,26 @@ AVX512_FMA static inline __attribute__((always_inline)) void pooled_group(int J,
 }
 
 // The windows of the nonzero gradients (pooled_list in kernels_conv.c):
-// 16 at a time, pix gathered, both packed to the front by compress and
+// 16 at a time, each argmax's row and column by a product with 1/OW in
+// floats and one correction, both packed to the front by compress and
 // stored whole (off and val have 16 floats of room past PP).
 AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
-                                        const int32_t *pix, int32_t P, int32_t add) {
+                                        const KPooledAt *w) {
   int64_t nz = 0;
-  const __m512i bound = _mm512_set1_epi32(P), plus = _mm512_set1_epi32(add);
+  const __m512i bound = _mm512_set1_epi32(w->P), ow = _mm512_set1_epi32(w->OW), one = _mm512_set1_epi32(1);
+  const __m512i ys = _mm512_set1_epi32(w->ystep), xs = _mm512_set1_epi32(w->xstep), plus = _mm512_set1_epi32(w->add);
+  const __m512 inv = _mm512_set1_ps(1.0f / (float)w->OW);
   for (int64_t q = 0; q < PP; q += 16) {
     __mmask16 in = PP - q >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (PP - q)) - 1);
     __m512 v = _mm512_maskz_loadu_ps(in, d + q);
     __m512i a = _mm512_maskz_loadu_epi32(in, at + q);
     __mmask16 on = _mm512_mask_cmpneq_ps_mask(in, v, _mm512_setzero_ps()) & _mm512_cmplt_epu32_mask(a, bound);
-    __m512i o = _mm512_add_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), on, a, pix, 4), plus);
+    __m512i y = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(a), inv));   // a / OW, or one off
+    __m512i x = _mm512_sub_epi32(a, _mm512_mullo_epi32(y, ow));
+    __mmask16 hi = _mm512_cmpge_epi32_mask(x, ow), lo = _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512());
+    y = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(y, hi, y, one), lo, y, one);
+    x = _mm512_mask_add_epi32(_mm512_mask_sub_epi32(x, hi, x, ow), lo, x, ow);
+    __m512i o = _mm512_add_epi32(_mm512_add_epi32(_mm512_mullo_epi32(y, ys), _mm512_mullo_epi32(x, xs)), plus);
     _mm512_storeu_si512(off + nz, _mm512_maskz_compress_epi32(on, o));
     _mm512_storeu_ps(val + nz, _mm512_maskz_compress_ps(on, v));
     nz += __builtin_popcount(on);
@@ -543,8 +551,80 @@ AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d
   return nz;
 }
 
+// Segments of 4 or 8 floats at most (a first layer's window rows): the
+// same sums in 128- or 256-bit vectors, whose loads cross fewer cache
+// lines than a 512-bit load of a few lanes does. One body per width and
+// group size (ZERO, SET1, LOAD, FMA, ADD, STORE: the width's intrinsics).
+#define POOLED_NARROW(name, V, M, ZERO, SET1, LOAD, FMA, ADD, STORE)                                          \
+  AVX512_FMA static inline __attribute__((always_inline)) void name(int J, float *acc, const int32_t *src,   \
+                                                                     const int32_t *dst, const M *m,         \
+                                                                     const float *img, const int32_t *off,   \
+                                                                     const float *val, int64_t nz) {         \
+    V a[POOLED_GROUP], b[POOLED_GROUP];                                                                       \
+    for (int j = 0; j < J; j++)                                                                               \
+      a[j] = b[j] = ZERO();                                                                                   \
+    int64_t i = 0;                                                                                            \
+    for (; i + 2 <= nz; i += 2) {                                                                             \
+      V u = SET1(val[i]), w = SET1(val[i + 1]);                                                               \
+      const float *p = img + off[i], *q = img + off[i + 1];                                                   \
+      for (int j = 0; j < J; j++) {                                                                           \
+        a[j] = FMA(u, LOAD(m[j], p + src[j]), a[j]);                                                          \
+        b[j] = FMA(w, LOAD(m[j], q + src[j]), b[j]);                                                          \
+      }                                                                                                       \
+    }                                                                                                         \
+    for (; i < nz; i++) {                                                                                     \
+      V u = SET1(val[i]);                                                                                     \
+      const float *p = img + off[i];                                                                          \
+      for (int j = 0; j < J; j++)                                                                             \
+        a[j] = FMA(u, LOAD(m[j], p + src[j]), a[j]);                                                          \
+    }                                                                                                         \
+    for (int j = 0; j < J; j++)                                                                               \
+      STORE(acc + dst[j], m[j], ADD(ADD(a[j], b[j]), LOAD(m[j], acc + dst[j])));                              \
+  }
+POOLED_NARROW(pooled_group128, __m128, __mmask8, _mm_setzero_ps, _mm_set1_ps, _mm_maskz_loadu_ps, _mm_fmadd_ps,
+              _mm_add_ps, _mm_mask_storeu_ps)
+POOLED_NARROW(pooled_group256, __m256, __mmask8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_maskz_loadu_ps,
+              _mm256_fmadd_ps, _mm256_add_ps, _mm256_mask_storeu_ps)
+
+// Segments of L <= 8 floats, T of them, in groups of POOLED_GROUP.
+AVX512_FMA static void pooled_sums_narrow(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
+                                          const int32_t *off, const float *val, int64_t nz) {
+  __mmask8 lanes = (__mmask8)((1u << L) - 1);
+  for (int64_t t0 = 0; t0 < T; t0 += POOLED_GROUP) {
+    int J = T - t0 < POOLED_GROUP ? (int)(T - t0) : POOLED_GROUP;
+    int32_t src[POOLED_GROUP], dst[POOLED_GROUP];
+    __mmask8 m[POOLED_GROUP];
+    for (int j = 0; j < J; j++) {
+      src[j] = toff[t0 + j];
+      dst[j] = (int32_t)((t0 + j) * L);
+      m[j] = lanes;
+    }
+#define NARROW_CASE(k)                                               \
+  case k:                                                            \
+    if (L <= 4)                                                      \
+      pooled_group128(k, acc, src, dst, m, img, off, val, nz);       \
+    else                                                             \
+      pooled_group256(k, acc, src, dst, m, img, off, val, nz);       \
+    break;
+    switch (J) {
+      NARROW_CASE(1) NARROW_CASE(2) NARROW_CASE(3) NARROW_CASE(4) NARROW_CASE(5) NARROW_CASE(6) NARROW_CASE(7)
+      default:
+        if (L <= 4)
+          pooled_group128(8, acc, src, dst, m, img, off, val, nz);
+        else
+          pooled_group256(8, acc, src, dst, m, img, off, val, nz);
+        break;
+    }
+#undef NARROW_CASE
+  }
+}
+
 AVX512_FMA void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
                                      const int32_t *off, const float *val, int64_t nz) {
+  if (L <= 8) {
+    pooled_sums_narrow(acc, T, L, toff, img, off, val, nz);
+    return;
+  }
   int64_t nv = (L + 15) / 16, jobs = T * nv;
   for (int64_t j0 = 0; j0 < jobs; j0 += POOLED_GROUP) {
     int J = jobs - j0 < POOLED_GROUP ? (int)(jobs - j0) : POOLED_GROUP;
@@ -570,8 +650,8 @@ AVX512_FMA void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int
 }
 #else
 int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
-                             const int32_t *pix, int32_t P, int32_t add) {
-  (void)off, (void)val, (void)d, (void)at, (void)PP, (void)pix, (void)P, (void)add;
+                             const KPooledAt *w) {
+  (void)off, (void)val, (void)d, (void)at, (void)PP, (void)w;
   nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
 }
 

@@ -594,7 +594,7 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 // convolution whose output's gradient is dy routed through a max pooling's
 // argmax (the dense gradient is zero at every output no window chose).
 // A window is a list of T segments of L contiguous floats, at offsets
-// toff[t] from where it starts, pix[a] for output a, in one of two
+// toff[t] from where it starts (KPooledAt, for output a), in one of two
 // layouts of the image:
 //   planes (few input channels): x itself, or a copy with its padding;
 //     a segment is one row of one channel's window, (c, kh), KW floats
@@ -641,9 +641,10 @@ static PooledPlan pooled_plan(const KConv2d *g, int64_t PP) {
 
 int64_t k_conv2d_pooled_scratch(const KConv2d *g, int64_t PP) {
   PooledPlan p = pooled_plan(g, PP);
-  // the copies, the accumulators, and as int32 (a float's room each): pix,
-  // toff, the listed windows and their values
-  return p.chunk * p.img + g->O * p.R + p.OH * p.OW + p.T + 2 * (p.chunk * PP + 16);
+  // the copies, an image channels last before its padding, the
+  // accumulators, and as int32 (a float's room each): toff, the listed
+  // windows and their values
+  return p.chunk * p.img + (p.planes ? 0 : g->C * g->H * g->W) + g->O * p.R + p.T + 2 * (p.chunk * PP + 16);
 }
 
 // The sums, in plain loops (acc's T segments of L floats += val[i] * the
@@ -667,36 +668,39 @@ POOLED_SUMS(pooled_sums_avx2, __attribute__((target("avx2,fma"))))
 #define pooled_sums_avx2 pooled_sums
 #endif
 
-// The windows of dy's nonzero gradients: where each starts (pix of its
-// argmax, plus add) and its value; returns how many. An argmax outside
-// [0, P) (-1: the window was all padding) has none.
+// The windows of dy's nonzero gradients: where each starts and its value;
+// returns how many.
 static int64_t pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
-                           const int32_t *pix, int32_t P, int32_t add) {
+                           const KPooledAt *w) {
   int64_t nz = 0;
   for (int64_t q = 0; q < PP; q++) {   // without branches
-    bool on = (d[q] != 0.0f) & ((uint32_t)at[q] < (uint32_t)P);
-    off[nz] = on ? pix[at[q]] + add : 0;
+    bool on = (d[q] != 0.0f) & ((uint32_t)at[q] < (uint32_t)w->P);
+    int32_t a = on ? at[q] : 0;
+    off[nz] = a / w->OW * w->ystep + a % w->OW * w->xstep + w->add;
     val[nz] = d[q];
     nz += on;
   }
   return nz;
 }
 
-// Image n's copy at img: its planes in their padding, or channels last.
-static void pooled_copy(float *img, const float *xn, const KConv2d *g, const PooledPlan *p) {
+// Image n's copy at img: its planes in their padding, or channels last
+// (through tmp, C*H*W floats, where there is padding).
+static void pooled_copy(float *img, float *tmp, const float *xn, const KConv2d *g, const PooledPlan *p) {
   int64_t HW = g->H * g->W, HWp = p->Hp * p->Wp;
+  if (!p->planes && !g->ph && !g->pw) {
+    k_transpose(img, xn, g->C, HW);
+    return;
+  }
   memset(img, 0, sizeof(float) * p->img);
-  for (int64_t c = 0; c < g->C; c++)
-    for (int64_t h = 0; h < g->H; h++) {
-      const float *src = xn + c * HW + h * g->W;
-      if (p->planes) {
-        memcpy(img + c * HWp + (h + g->ph) * p->Wp + g->pw, src, sizeof(float) * g->W);
-      } else {
-        float *dst = img + ((h + g->ph) * p->Wp + g->pw) * g->C + c;
-        for (int64_t w = 0; w < g->W; w++)
-          dst[w * g->C] = src[w];
-      }
-    }
+  if (p->planes) {
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t h = 0; h < g->H; h++)
+        memcpy(img + c * HWp + (h + g->ph) * p->Wp + g->pw, xn + c * HW + h * g->W, sizeof(float) * g->W);
+    return;
+  }
+  k_transpose(tmp, xn, g->C, HW);
+  for (int64_t h = 0; h < g->H; h++)
+    memcpy(img + ((h + g->ph) * p->Wp + g->pw) * g->C, tmp + h * g->W * g->C, sizeof(float) * g->W * g->C);
 }
 
 void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argmax, int64_t PP, const float *x,
@@ -706,16 +710,16 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
   int64_t P = p.OH * p.OW, CHW = g->C * g->H * g->W, HW = g->H * g->W, HWp = p.Hp * p.Wp;
   int64_t stride = p.copy ? p.img : CHW;   // from one image's windows to the next's
   K_CHECK(p.chunk * stride <= INT32_MAX && g->C * HWp <= INT32_MAX, "conv2d_grad_weight_pooled: too large");
-  float *img = ws, *acc = img + p.chunk * p.img, *val;
-  int32_t *pix = (int32_t *)(acc + g->O * p.R), *toff = pix + P, *off = toff + p.T;
+  float *img = ws, *tmp = img + p.chunk * p.img, *acc = tmp + (p.planes ? 0 : CHW), *val;
+  int32_t *toff = (int32_t *)(acc + g->O * p.R), *off = toff + p.T;
   val = (float *)(off + p.chunk * PP + 16);   // (the AVX-512 list stores whole vectors)
-  bool wide = k_avx512();
+  bool wide = k_avx512(), exact = P < (1 << 24);   // (the AVX-512 list divides in floats)
   void (*sums)(float *, int64_t, int64_t, const int32_t *, const float *, const int32_t *, const float *, int64_t) =
       wide ? k_avx512_pooled_sums : k_avx2() ? pooled_sums_avx2 : pooled_sums;
   memset(acc, 0, sizeof(float) * g->O * p.R);
   int64_t ld = p.copy ? p.Wp : g->W, lc = p.planes ? 1 : g->C;   // a row's floats, a pixel's
-  for (int64_t a = 0; a < P; a++)   // where output a's window starts
-    pix[a] = (int32_t)((a / p.OW * g->sh * ld + a % p.OW * g->sw) * lc);
+  KPooledAt w = {.OW = (int32_t)p.OW, .P = (int32_t)P, .ystep = (int32_t)(g->sh * ld * lc),
+                 .xstep = (int32_t)(g->sw * lc)};
   for (int64_t t = 0; t < p.T; t++) {
     int64_t c, kh, kw;   // the segment's first float
     if (p.planes)
@@ -730,15 +734,15 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
     const float *base = p.copy ? img : x + n0 * CHW;
     if (p.copy)
       for (int64_t n = n0; n < n1; n++)
-        pooled_copy(img + (n - n0) * p.img, x + n * CHW, g, &p);
+        pooled_copy(img + (n - n0) * p.img, tmp, x + n * CHW, g, &p);
     for (int64_t o = 0; o < g->O; o++) {
       int64_t c0 = o / p.Og * p.Cg, nz = 0;   // the group's first channel
       for (int64_t n = n0; n < n1; n++) {
         const float *d = dy + (n * g->O + o) * PP;
         const int32_t *at = argmax + (n * g->O + o) * PP;
-        int32_t add = (int32_t)((n - n0) * stride + (p.planes ? c0 * (p.copy ? HWp : HW) : c0));
-        nz += wide ? k_avx512_pooled_list(off + nz, val + nz, d, at, PP, pix, (int32_t)P, add)
-                   : pooled_list(off + nz, val + nz, d, at, PP, pix, (int32_t)P, add);
+        w.add = (int32_t)((n - n0) * stride + (p.planes ? c0 * (p.copy ? HWp : HW) : c0));
+        nz += wide && exact ? k_avx512_pooled_list(off + nz, val + nz, d, at, PP, &w)
+                            : pooled_list(off + nz, val + nz, d, at, PP, &w);
       }
       sums(acc + o * p.R, p.T, p.L, toff, base, off, val, nz);
     }

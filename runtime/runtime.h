@@ -1227,11 +1227,17 @@ int64_t k_avx512_conv_rows_scratch(const KConv2d *g);
 // short rows, added at the end).
 void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
                           const int32_t *off, const float *val, int64_t nz);
-// Its list of the nonzero gradients d[0..PP) whose argmax at[] lies in
-// [0, P): each window's start, pix[at] + add, in off, its value in val
-// (16 floats of room past PP each); returns how many.
+// Where the window of the convolution's output a starts in the image's
+// layout: a / OW * ystep + a % OW * xstep + add floats in; an argmax
+// outside [0, P) has none.
+typedef struct KPooledAt {
+  int32_t OW, P, ystep, xstep, add;
+} KPooledAt;
+// Its list of the nonzero gradients d[0..PP) whose argmax at[] has a
+// window: each window's start in off, its value in val (16 floats of room
+// past PP each); returns how many. P < 2^24 (argmaxes exact in floats).
 int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
-                             const int32_t *pix, int32_t P, int32_t add);
+                             const KPooledAt *w);
 // y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
 void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
                                 float *ws);
