@@ -416,14 +416,15 @@ static void emit_gemm(CudaGen *g, int ki, const Kernel *k) {
 // The program
 //
 
-// Whether a kernel before kernel ki of p keeps the slot a gradient reads.
-static bool saved_before(const KProgram *p, int ki, int slot) {
+// The kernel before kernel ki of p that keeps the slot a gradient reads,
+// or NULL.
+static const RtLib *saved_before(const KProgram *p, int ki, int slot) {
   for (int i = 0; i < ki && slot >= 0; i++) {
     const Kernel *k = p->kernels[i];
     if (k->kind == KN_LIB && k->lib && k->lib->aux == slot)
-      return true;
+      return k->lib;
   }
-  return false;
+  return NULL;
 }
 
 
@@ -452,7 +453,8 @@ CgCuda *cg_cuda_generate(const KProgram *p, char *err, size_t errsz) {
         cuda_fail(&g, "kernel '%s': a library kernel without its descriptor", k->name ? k->name : "?");
         break;
       }
-      CudaLibCtx x = {.training = p->entry == ENTRY_TRAIN, .saved = saved_before(p, i, d->aux_from), .key = -1};
+      const RtLib *from = saved_before(p, i, d->aux_from);
+      CudaLibCtx x = {.training = p->entry == ENTRY_TRAIN, .saved = from != NULL, .from = from, .key = -1};
       if (d->kind == RL_DROPOUT || (d->kind == RL_GAUSSIAN_NOISE && x.training)) {
         if (g.nkeys == CUDA_MAX_KEYS) {
           cuda_fail(&g, "more than %d dropout and gaussian_noise layers in one program", CUDA_MAX_KEYS);

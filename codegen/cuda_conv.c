@@ -85,7 +85,7 @@ static bool conv_geo(CudaGen *g, const Kernel *k, const RtLib *d, ConvGeo *c) {
   const RtLibBuf *x, *w, *y;
   switch (d->kind) {
   case RL_CONV2D: x = &d->buf[0], w = &d->buf[1], y = &d->buf[nb - 1]; break;
-  case RL_CONV2D_GRAD_INPUT: y = &d->buf[0], w = &d->buf[1], x = &d->buf[2]; break;
+  case RL_CONV2D_GRAD_INPUT: case RL_CONV2D_GRAD_INPUT_POOLED: y = &d->buf[0], w = &d->buf[1], x = &d->buf[2]; break;
   default: y = &d->buf[0], x = &d->buf[1], w = &d->buf[2]; break;
   }
   if (!shape_ok(x, 4, true) || !shape_ok(w, 4, false) || !shape_ok(y, 4, true))
@@ -103,7 +103,8 @@ static bool conv_geo(CudaGen *g, const Kernel *k, const RtLib *d, ConvGeo *c) {
                     (long long)c->sw, (long long)c->ph, (long long)c->pw, (long long)c->dh, (long long)c->dw);
   c->OH = out_size(c->H, c->KH, c->sh, c->ph, c->dh);
   c->OW = out_size(c->W, c->KW, c->sw, c->pw, c->dw);
-  bool pooled = d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED;   // (y: the pooled gradient, checked by the verifier)
+  bool pooled = d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED || d->kind == RL_CONV2D_GRAD_INPUT_POOLED;   // (y: the
+                                                                                                   // pooled gradient)
   if (w->shape[1] != c->Cg || y->shape[0] != x->shape[0] || y->shape[1] != c->O ||
       (!pooled && (y->shape[2] != c->OH || y->shape[3] != c->OW)) || c->OH < 1 || c->OW < 1)
     return lib_fail(g, k, d, "the shapes do not agree: input (%lld,%lld,%lld,%lld), weight (%lld,%lld,%lld,%lld), "
@@ -159,12 +160,18 @@ static void emit_col2im(CudaGen *g, const char *name, const ConvGeo *c) {
             (long long)c->OH, (long long)c->OW);
 }
 
-// The forward as C[O, N*P] = w[O, C*KH*KW] im2col(x); the input gradient
-// as dx[C, N*H*W] = w^T[C, O*KH*KW] col2im(dy); the weight gradient as
-// dw[O, C*KH*KW] = dy[O, N*P] im2col(x)^T. Each fully overwrites its
-// result (the reference zeroes it, then adds one sum). With groups, each
-// is one product per group, blockIdx.z, over the group's C/G and O/G
-// channels: the prologue moves the pointers to the group's.
+// A pooled gradient's kernel `name`: its comment, dy, the other operand
+// (as `other`), the result (as `out`) and the forward's argmax.
+static void begin_pooled(CudaGen *g, const Kernel *k, const RtLib *d, const char *name, const char *what,
+                         const char *other, const char *out) {
+  char p0[64], p1[64], p2[64];
+  cuda_begin_kernel(g, k, name, what);
+  sb_printf(&g->src, "  const float *dy = %s, *%s = %s;\n  float *%s = %s;\n  const int *argmax = (const int *)aux[%d];\n",
+            cuda_lib_ptr(&d->buf[0], "const float", p0, sizeof p0), other,
+            cuda_lib_ptr(&d->buf[1], "const float", p1, sizeof p1), out,
+            cuda_lib_ptr(&d->buf[2], "float", p2, sizeof p2), (int)d->aux_from);
+}
+
 // The weight gradient through a max pooling's argmax (the forward's,
 // saved): one thread per element of dw, summing over the images and the
 // pooled gradients in order, each nonzero one times the input its tap
@@ -173,16 +180,12 @@ static bool emit_conv_pooled(CudaGen *g, int kernel, const Kernel *k, const RtLi
                              const ConvGeo *c) {
   if (!x->saved || d->aux_from < 0)
     return lib_fail(g, k, d, "no max pooling earlier in the program keeps the argmax it reads");
-  char name[64], p0[64], p1[64], p2[64], nb[32];
+  char name[64], nb[32];
   cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
   int64_t KK = c->KH * c->KW, PP = rt_lib_numel(&d->buf[0], 1) / c->O;
   StrBuf *s = &g->src;
-  cuda_begin_kernel(g, k, name, "conv2d_grad_weight_pooled: dw[o, c, kh, kw] = sum over (n, q) of dy[n, o, q] x[n, c, "
-                    "at the window of output argmax[n, o, q] + (kh, kw)]");
-  sb_printf(s, "  const float *dy = %s, *x = %s;\n  float *dw = %s;\n  const int *argmax = (const int *)aux[%d];\n",
-            cuda_lib_ptr(&d->buf[0], "const float", p0, sizeof p0),
-            cuda_lib_ptr(&d->buf[1], "const float", p1, sizeof p1), cuda_lib_ptr(&d->buf[2], "float", p2, sizeof p2),
-            (int)d->aux_from);
+  begin_pooled(g, k, d, name, "conv2d_grad_weight_pooled: dw[o, c, kh, kw] = sum over (n, q) of dy[n, o, q] x[n, c, "
+               "at the window of output argmax[n, o, q] + (kh, kw)]", "x", "dw");
   sb_printf(s,
             "  NNC_FOR_EACH(e, %lldLL) {\n"
             "    const long long kw = e %% %lldLL, kh = e / %lldLL %% %lldLL, ci = e / %lldLL %% %lldLL, o = e / %lldLL;\n"
@@ -212,15 +215,82 @@ static bool emit_conv_pooled(CudaGen *g, int kernel, const Kernel *k, const RtLi
   return !g->failed;
 }
 
+// The input gradient through a max pooling's argmax (the forward's,
+// saved): one thread per element of dx, gathering over its group's output
+// channels and the taps whose output window covers it, and for each such
+// output the pooling windows (the forward's settings) that hold it: their
+// gradient where their argmax is that output.
+static bool emit_conv_pooled_input(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x,
+                                   const ConvGeo *c) {
+  if (!x->saved || d->aux_from < 0 || !x->from || x->from->kind != RL_MAXPOOL)
+    return lib_fail(g, k, d, "no max pooling earlier in the program keeps the argmax it reads");
+  const int64_t *pa = x->from->i;   // k_h k_w stride_h stride_w pad_h pad_w dil_h dil_w
+  int64_t PH = d->buf[0].shape[2], PW = d->buf[0].shape[3], PP = PH * PW;
+  char name[64], nb[32];
+  cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
+  StrBuf *s = &g->src;
+  begin_pooled(g, k, d, name, "conv2d_grad_input_pooled: dx[n, c, h, w] = sum over (o, kh, kw) of w[o, c, kh, kw] "
+               "times the pooled gradients whose argmax is the output whose window puts (kh, kw) on (h, w)", "wt", "dx");
+  sb_printf(s,
+            "  NNC_FOR_EACH(e, %s * %lldLL) {\n"
+            "    const long long w = e %% %lldLL, h = e / %lldLL %% %lldLL, ch = e / %lldLL %% %lldLL, n = e / %lldLL;\n",
+            images_expr(c->n, nb, sizeof nb), (long long)(c->C * c->H * c->W), (long long)c->W, (long long)c->W,
+            (long long)c->H, (long long)(c->H * c->W), (long long)c->C, (long long)(c->C * c->H * c->W));
+  sb_printf(s,
+            "    const long long grp = ch / %lldLL, ci = ch %% %lldLL;\n"
+            "    float sum = 0.0f;\n"
+            "    for (long long o = grp * %lldLL; o < (grp + 1) * %lldLL; o++)\n"
+            "      for (long long kh = 0; kh < %lldLL; kh++)\n"
+            "        for (long long kw = 0; kw < %lldLL; kw++) {\n"
+            "          const long long th = h + %lldLL - kh * %lldLL, tw = w + %lldLL - kw * %lldLL;\n",
+            (long long)c->Cg, (long long)c->Cg, (long long)c->Og, (long long)c->Og, (long long)c->KH, (long long)c->KW,
+            (long long)c->ph, (long long)c->dh, (long long)c->pw, (long long)c->dw);
+  sb_printf(s,
+            "          if (th < 0 || tw < 0 || th %% %lldLL || tw %% %lldLL || th / %lldLL >= %lldLL || "
+            "tw / %lldLL >= %lldLL)\n"
+            "            continue;\n"
+            "          const long long oh = th / %lldLL, ow = tw / %lldLL;\n"
+            "          const float wv = wt[((o * %lldLL + ci) * %lldLL + kh) * %lldLL + kw];\n",
+            (long long)c->sh, (long long)c->sw, (long long)c->sh, (long long)c->OH, (long long)c->sw, (long long)c->OW,
+            (long long)c->sh, (long long)c->sw, (long long)c->Cg, (long long)c->KH, (long long)c->KW);
+  sb_printf(s,
+            "          for (long long i = 0; i < %lldLL; i++)   // the pooling windows that hold (oh, ow)\n"
+            "            for (long long j = 0; j < %lldLL; j++) {\n"
+            "              const long long uh = oh + %lldLL - i * %lldLL, uw = ow + %lldLL - j * %lldLL;\n"
+            "              if (uh < 0 || uw < 0 || uh %% %lldLL || uw %% %lldLL || uh / %lldLL >= %lldLL || "
+            "uw / %lldLL >= %lldLL)\n"
+            "                continue;\n"
+            "              const long long at = (n * %lldLL + o) * %lldLL + uh / %lldLL * %lldLL + uw / %lldLL;\n"
+            "              if (argmax[at] == (int)(oh * %lldLL + ow))\n"
+            "                sum += dy[at] * wv;\n"
+            "            }\n"
+            "        }\n"
+            "    dx[e] = sum;\n"
+            "  }\n}\n",
+            (long long)pa[0], (long long)pa[1], (long long)pa[4], (long long)pa[6], (long long)pa[5], (long long)pa[7],
+            (long long)pa[2], (long long)pa[3], (long long)pa[2], (long long)PH, (long long)pa[3], (long long)PW,
+            (long long)c->O, (long long)PP, (long long)pa[2], (long long)PW, (long long)pa[3], (long long)c->OW);
+  cuda_launch_elems(g, kernel, name, times(c->n, c->C * c->H * c->W));
+  return !g->failed;
+}
+
+// The forward as C[O, N*P] = w[O, C*KH*KW] im2col(x); the input gradient
+// as dx[C, N*H*W] = w^T[C, O*KH*KW] col2im(dy); the weight gradient as
+// dw[O, C*KH*KW] = dy[O, N*P] im2col(x)^T. Each fully overwrites its
+// result (the reference zeroes it, then adds one sum). With groups, each
+// is one product per group, blockIdx.z, over the group's C/G and O/G
+// channels: the prologue moves the pointers to the group's.
 bool cuda_emit_conv(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x) {
   if (d->kind != RL_CONV2D && d->kind != RL_CONV2D_GRAD_INPUT && d->kind != RL_CONV2D_GRAD_WEIGHT &&
-      d->kind != RL_CONV2D_GRAD_WEIGHT_POOLED)
+      d->kind != RL_CONV2D_GRAD_WEIGHT_POOLED && d->kind != RL_CONV2D_GRAD_INPUT_POOLED)
     return lib_fail(g, k, d, "not a convolution");
   ConvGeo c = {0};
   if (!conv_geo(g, k, d, &c))
     return false;
   if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED)
     return emit_conv_pooled(g, kernel, k, d, x, &c);
+  if (d->kind == RL_CONV2D_GRAD_INPUT_POOLED)
+    return emit_conv_pooled_input(g, kernel, k, d, x, &c);
   char name[64], helper[80], p0[64], p1[64], p2[64], p3[64], what[192], a_at[192], b_at[192], store[192];
   cuda_fn_name(name, sizeof name, kernel, rt_lib_name(d->kind));
   int64_t P = c.OH * c.OW, HW = c.H * c.W, KK = c.KH * c.KW;

@@ -42,6 +42,7 @@ typedef struct CudaGen {
 typedef struct CudaLibCtx {
   bool training;             // the program is a training step (batch statistics, masks)
   bool saved;                // a gradient: its forward kept its slot (RtLib.aux_from) earlier in this program
+  const RtLib *from;         // that forward, or NULL
   int key;                   // a dropout forward's key index in the step block (CUDA_STEP_KEYS)
 } CudaLibCtx;
 

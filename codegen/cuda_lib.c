@@ -825,6 +825,7 @@ bool cuda_emit_lib(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, cons
     return cuda_fail(g, "library kernel %d has no descriptor", kernel);
   switch (d->kind) {
   case RL_CONV2D: case RL_CONV2D_GRAD_INPUT: case RL_CONV2D_GRAD_WEIGHT: case RL_CONV2D_GRAD_WEIGHT_POOLED:
+  case RL_CONV2D_GRAD_INPUT_POOLED:
     return cuda_emit_conv(g, kernel, k, d, l.x);
   case RL_MAXPOOL: case RL_MAXPOOL_GRAD: case RL_AVGPOOL: case RL_AVGPOOL_GRAD: case RL_GLOBAL_AVGPOOL:
   case RL_GLOBAL_AVGPOOL_GRAD: case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA:

@@ -290,9 +290,10 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     k_conv2d_backward(NULL, out, NULL, g, F(ex, b), NULL, &geo);
     return;
   }
-  case IR_CONV2D_GRAD_WEIGHT_POOLED: {   // the dense form: the pooling's gradient of y, its weight gradient
-    const IrNode *p = n->src[2], *y = p->src[0];
-    KConv2d geo = conv_geometry(b, n, &n->attr, B);
+  case IR_CONV2D_GRAD_WEIGHT_POOLED: case IR_CONV2D_GRAD_INPUT_POOLED: {   // the dense form: the pooling's
+    const IrNode *p = n->src[2], *y = p->src[0];                           // gradient of y, then y's conv's
+    bool input = n->op == IR_CONV2D_GRAD_INPUT_POOLED;
+    KConv2d geo = input ? conv_geometry(n, b, &n->attr, B) : conv_geometry(b, n, &n->attr, B);
     KPool2d pg = pool_geometry(y, p, B);
     int64_t np = numel(p, B);
     float *dy = xcalloc(numel(y, B) > 0 ? numel(y, B) : 1, sizeof(float)), *pv = NULL;
@@ -303,7 +304,10 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
       k_maxpool2d_forward(pv, fresh, F(ex, y), &pg);
     }
     k_maxpool2d_backward(dy, g, at, &pg);
-    k_conv2d_backward(NULL, out, NULL, dy, F(ex, b), NULL, &geo);
+    if (input)
+      k_conv2d_backward(out, NULL, NULL, dy, NULL, F(ex, b), &geo);
+    else
+      k_conv2d_backward(NULL, out, NULL, dy, F(ex, b), NULL, &geo);
     free(dy);
     free(pv);
     free(fresh);

@@ -365,12 +365,13 @@ int64_t ir_flops(const IrNode *n) {
       return 0;
     return mul_sat(mul_sat(2, mul_sat(w->shape[1], mul_sat(w->shape[2], w->shape[3]))), gout);
   }
-  case IR_CONV2D_GRAD_WEIGHT_POOLED: {
+  case IR_CONV2D_GRAD_WEIGHT_POOLED: case IR_CONV2D_GRAD_INPUT_POOLED: {
     // 2 * C*KH*KW per pooled gradient (one window each), at most: zeros are skipped
+    const IrNode *w = n->op == IR_CONV2D_GRAD_INPUT_POOLED ? n->src[1] : n;
     int64_t gout = ir_numel(n->src[0], 1);
-    if (gout < 0 || n->ndim != 4)
+    if (gout < 0 || w->ndim != 4)
       return 0;
-    return mul_sat(mul_sat(2, mul_sat(n->shape[1], mul_sat(n->shape[2], n->shape[3]))), gout);
+    return mul_sat(mul_sat(2, mul_sat(w->shape[1], mul_sat(w->shape[2], w->shape[3]))), gout);
   }
   case IR_MAXPOOL_GRAD: case IR_AVGPOOL_GRAD: {
     int64_t g = ir_numel(n->src[0], 1);

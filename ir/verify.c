@@ -218,6 +218,7 @@ static const struct { int8_t min, max, rank; } lib_form[RL_COUNT] = {
     [RL_RMSPROP_STEP] = {3, 5, 0}, [RL_ADAGRAD_STEP] = {3, 3, 0},
     [RL_LAYERNORM] = {2, 2, 0}, [RL_LAYERNORM_GRAD] = {3, 3, 0},
     [RL_GAUSSIAN_NOISE] = {2, 2, 0}, [RL_CONV2D_GRAD_WEIGHT_POOLED] = {3, 3, 4},
+    [RL_CONV2D_GRAD_INPUT_POOLED] = {3, 3, 4},
 };
 
 // The bytes of run-time state a kind keeps for its gradient (aux), or
@@ -226,7 +227,7 @@ static int64_t lib_aux_bytes(const RtLib *d, int64_t B) {
   const RtLibBuf *r = &d->buf[d->nbufs - 1], *b0 = &d->buf[0];
   switch (d->kind) {
   case RL_MAXPOOL: return 4 * rt_lib_numel(r, B);                  // an int32 argmax per window
-  case RL_MAXPOOL_GRAD: case RL_CONV2D_GRAD_WEIGHT_POOLED:
+  case RL_MAXPOOL_GRAD: case RL_CONV2D_GRAD_WEIGHT_POOLED: case RL_CONV2D_GRAD_INPUT_POOLED:
     return 4 * rt_lib_numel(b0, B);                                  // the forward's, one per dy element
   case RL_BATCHNORM: return 8 * (r->ndim > 1 ? r->shape[1] : 0);  // mean and 1/std
   case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: return 8 * (d->buf[1].ndim > 1 ? d->buf[1].shape[1] : 0);
@@ -236,12 +237,19 @@ static int64_t lib_aux_bytes(const RtLib *d, int64_t B) {
   }
 }
 
-// A pooled weight gradient (dy, x -> dw) against the max pooling (y -> p)
-// whose argmax it reads: dy has p's shape, y is [N, O, OH, OW] with the
-// convolution's output plane, which the argmax indexes (the runtime reads
-// x's windows there), and the weight's [O, C/groups, KH, KW] fits x.
+static bool pooled(const RtLib *d) {
+  return d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED || d->kind == RL_CONV2D_GRAD_INPUT_POOLED;
+}
+
+// A pooled weight or input gradient (dy, x -> dw or dy, w -> dx) against
+// the max pooling (y -> p) whose argmax it reads: dy has p's shape, y is
+// [N, O, OH, OW] with the convolution's output plane, which the argmax
+// indexes (the runtime reads or writes x's windows there), and the
+// weight's [O, C/groups, KH, KW] fits x.
 static bool pooled_fits(const RtLib *d, const RtLib *pool) {
-  const RtLibBuf *dy = &d->buf[0], *x = &d->buf[1], *w = &d->buf[2], *y = &pool->buf[0], *p = &pool->buf[1];
+  bool input = d->kind == RL_CONV2D_GRAD_INPUT_POOLED;
+  const RtLibBuf *dy = &d->buf[0], *x = &d->buf[input ? 2 : 1], *w = &d->buf[input ? 1 : 2];
+  const RtLibBuf *y = &pool->buf[0], *p = &pool->buf[1];
   if (dy->ndim != 4 || x->ndim != 4 || w->ndim != 4 || y->ndim != 4 || p->ndim != 4 ||
       memcmp(dy->shape, p->shape, sizeof dy->shape) || dy->shape[0] != x->shape[0] || y->shape[0] != x->shape[0])
     return false;
@@ -251,7 +259,8 @@ static bool pooled_fits(const RtLib *d, const RtLib *pool) {
       w->shape[0] % G || w->shape[1] * G != x->shape[1] || y->shape[1] != w->shape[0])
     return false;
   int64_t sh = x->shape[2] + 2 * a[2] - a[4] * (w->shape[2] - 1) - 1, sw = x->shape[3] + 2 * a[3] - a[5] * (w->shape[3] - 1) - 1;
-  return sh >= 0 && sw >= 0 && y->shape[2] == sh / a[0] + 1 && y->shape[3] == sw / a[1] + 1;
+  return sh >= 0 && sw >= 0 && y->shape[2] == sh / a[0] + 1 && y->shape[3] == sw / a[1] + 1 &&
+         (double)x->shape[1] * (double)(x->shape[2] + 2 * a[2]) * (double)(x->shape[3] + 2 * a[3]) <= INT32_MAX;
 }
 
 // A library kernel's descriptor, which the runtime trusts: a kind with
@@ -295,7 +304,7 @@ static bool check_lib(const KProgram *p, const Kernel *k, char *err, size_t errs
     return false;
   }
   if (d->aux_from >= 0) {   // the forward that keeps the slot, with room for what this reads
-    int fwd = d->kind == RL_MAXPOOL_GRAD || d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED ? RL_MAXPOOL
+    int fwd = d->kind == RL_MAXPOOL_GRAD || pooled(d) ? RL_MAXPOOL
               : d->kind == RL_DROPOUT_GRAD                                          ? RL_DROPOUT
                                                                                     : RL_BATCHNORM;
     const RtLib *from = NULL;
@@ -307,12 +316,12 @@ static bool check_lib(const KProgram *p, const Kernel *k, char *err, size_t errs
              d->aux_from, need < 0 ? "kernel" : rt_lib_name(fwd), (long long)need);
       return false;
     }
-    if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED && !pooled_fits(d, from)) {
+    if (pooled(d) && !pooled_fits(d, from)) {
       errorf(err, errsz, "library kernel '%s' reads the argmax of a max pooling that is not one of this "
              "convolution's output (its input must have the output's shape, its output dy's)", k->name);
       return false;
     }
-  } else if (d->kind == RL_CONV2D_GRAD_WEIGHT_POOLED) {
+  } else if (pooled(d)) {
     errorf(err, errsz, "library kernel '%s' (%s) reads no max pooling's argmax", k->name, rt_lib_name(d->kind));
     return false;
   }

@@ -1092,7 +1092,7 @@ static RtLibKind lib_kind(IrOp op) {
 }
 
 const IrNode *pass_saved_forward(const IrGraph *g, const IrNode *n) {
-  if (n->op == IR_DROPOUT_GRAD || n->op == IR_CONV2D_GRAD_WEIGHT_POOLED)
+  if (n->op == IR_DROPOUT_GRAD || n->op == IR_CONV2D_GRAD_WEIGHT_POOLED || n->op == IR_CONV2D_GRAD_INPUT_POOLED)
     return n->src[n->op == IR_DROPOUT_GRAD ? 1 : 2];
   if (n->op != IR_MAXPOOL_GRAD && n->op != IR_BATCHNORM_GRAD && n->op != IR_BATCHNORM_GRAD_GAMMA)
     return NULL;
@@ -1131,8 +1131,8 @@ _Static_assert(sizeof(((RtLib *)0)->f) == sizeof(((IrAttr *)0)->f), "RtLib holds
 // Each library kernel's descriptor, once memory is planned: its buffers
 // (the operands, then the result; an update has none, it writes its
 // parameter and state in place; a dropout gradient reads the mask, not the
-// forward's value, and a pooled weight gradient the pooling's argmax, not
-// its output), the op's settings, and the slots of run-time state: in a
+// forward's value, and a pooled weight or input gradient the pooling's
+// argmax, not its output), the op's settings, and the slots of run-time state: in a
 // training program, each max pooling, batchnorm and dropout keeps
 // its argmax, statistics or mask in a slot of its own, which its gradient
 // reads.
@@ -1162,7 +1162,9 @@ void pass_describe_libs(KProgram *p) {
     d->aux = d->aux_from = -1;
     memcpy(d->i, n->attr.i, sizeof d->i);
     memcpy(d->f, n->attr.f, sizeof d->f);
-    int nsrc = n->op == IR_DROPOUT_GRAD ? 1 : n->op == IR_CONV2D_GRAD_WEIGHT_POOLED ? 2 : n->nsrc;
+    int nsrc = n->op == IR_DROPOUT_GRAD                                                        ? 1
+               : n->op == IR_CONV2D_GRAD_WEIGHT_POOLED || n->op == IR_CONV2D_GRAD_INPUT_POOLED ? 2
+                                                                                             : n->nsrc;
     for (int s = 0; s < nsrc; s++)
       lib_buf(p, d, n->src[s]);
     if (!is_update(n->op))

@@ -587,16 +587,18 @@ static bool infer_grad(IrNode *n, Diag *d) {
                   sh(w));
     return check_groups(n, d, x->shape[1], w);
   }
-  case IR_CONV2D_GRAD_WEIGHT_POOLED: {
-    // (g, x, p) -> w: g the gradient of p = maxpool(y), y [N, O, OH, OW] the convolution's output
-    const IrNode *p = n->src[2];
+  case IR_CONV2D_GRAD_WEIGHT_POOLED: case IR_CONV2D_GRAD_INPUT_POOLED: {
+    // (g, x, p) -> w or (g, w, p) -> x: g the gradient of p = maxpool(y), y [N, O, OH, OW] the
+    // convolution's output
+    const IrNode *p = n->src[2], *x = n->op == IR_CONV2D_GRAD_INPUT_POOLED ? n : b;
+    const IrNode *w = n->op == IR_CONV2D_GRAD_INPUT_POOLED ? b : n;
     if (!check_preset(n, d, NULL))
       return false;
-    if (p->op != IR_MAXPOOL || !ir_same_shape(a, p) || b->ndim != 4 || n->ndim != 4 || p->src[0]->ndim != 4 ||
-        p->src[0]->shape[1] != n->shape[0])
-      return fail(n, d, NULL, "expects the gradient %s of a max pooling of a convolution's output and an input [N, "
-                  "C, H, W], found %s", sh(a), sh(b));
-    return check_groups(n, d, b->shape[1], n);
+    if (p->op != IR_MAXPOOL || !ir_same_shape(a, p) || x->ndim != 4 || w->ndim != 4 || p->src[0]->ndim != 4 ||
+        p->src[0]->shape[1] != w->shape[0])
+      return fail(n, d, NULL, "expects the gradient %s of a max pooling of a convolution's output, found %s beside "
+                  "it", sh(a), sh(b));
+    return check_groups(n, d, x->shape[1], w);
   }
   case IR_AVGPOOL_GRAD: case IR_GLOBAL_AVGPOOL_GRAD:
     return check_preset(n, d, NULL);

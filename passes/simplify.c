@@ -317,16 +317,21 @@ static bool windows_hold_data(int64_t k, int64_t st, int64_t pad, int64_t dil, i
 // at most half of Y's elements: conv2d_grad_weight_pooled(G, x, F), F the
 // pooling, which reads G and F's argmax and adds each window's gradient
 // times the convolution's window at its argmax, where the dense form
-// multiplies every output's, zero at all but those. A quarter of the
-// products for 2x2 windows, and the dense gradient of Y goes where nothing
-// else reads it.
-static bool pooled_weight_grad(Simp *s, IrNode *n) {
-  if (n->op != IR_CONV2D_GRAD_WEIGHT || n->src[0]->op != IR_MAXPOOL_GRAD)
+// multiplies every output's, zero at all but those; conv2d_grad_input(
+// maxpool_grad(G, Y), w) likewise conv2d_grad_input_pooled(G, w, F), each
+// window's gradient times w spread over the input window of its argmax. A
+// quarter of the products for 2x2 windows, and the dense gradient of Y
+// goes where nothing else reads it.
+static bool pooled_conv_grad(Simp *s, IrNode *n) {
+  if ((n->op != IR_CONV2D_GRAD_WEIGHT && n->op != IR_CONV2D_GRAD_INPUT) || n->src[0]->op != IR_MAXPOOL_GRAD)
     return false;
   IrNode *M = n->src[0], *G = M->src[0], *F = pool_of(s, M);
-  if (!F || !ir_same_shape(F, G) || M->ndim != 4 || 2 * ir_numel(G, 1) > ir_numel(M, 1))
+  const IrNode *x = n->op == IR_CONV2D_GRAD_WEIGHT ? n->src[1] : n;   // the kernels' offsets in x, padded, are int32
+  if (!F || !ir_same_shape(F, G) || M->ndim != 4 || x->ndim != 4 || 2 * ir_numel(G, 1) > ir_numel(M, 1) ||
+      (double)x->shape[1] * (double)(x->shape[2] + 2 * n->attr.i[2]) * (double)(x->shape[3] + 2 * n->attr.i[3]) >
+          INT32_MAX)
     return false;
-  n->op = IR_CONV2D_GRAD_WEIGHT_POOLED;
+  n->op = n->op == IR_CONV2D_GRAD_WEIGHT ? IR_CONV2D_GRAD_WEIGHT_POOLED : IR_CONV2D_GRAD_INPUT_POOLED;
   n->src[0] = G;
   n->src[2] = F;
   n->nsrc = 3;
@@ -368,7 +373,7 @@ static void simplify_node(Simp *s, IrNode *n) {
     s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;
-  if (pool_relu_grad(s, n) || pooled_weight_grad(s, n) || pooled_channel_sum(n))
+  if (pool_relu_grad(s, n) || pooled_conv_grad(s, n) || pooled_channel_sum(n))
     s->identities++;
   IrNode *same = identity(n);
   if (same) {

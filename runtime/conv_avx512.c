@@ -648,10 +648,73 @@ AVX512_FMA void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int
     }
   }
 }
+
+// The input gradient's scatter: a group of up to POOLED_GROUP of the
+// segments' vectors, their weights in registers, each window's vectors
+// loaded, added to and stored in order of the windows.
+// Whole vectors (full) where the segments are: a masked store does not
+// forward to a later load of the same floats on Zen 4, and neighbouring
+// windows overlap.
+AVX512_FMA static inline __attribute__((always_inline)) void scatter_group(int J, bool full, float *img,
+                                                                            const int32_t *src, const __m512 *wv,
+                                                                            const __mmask16 *m, const int32_t *off,
+                                                                            const float *val, int64_t nz) {
+  for (int64_t i = 0; i < nz; i++) {
+    __m512 u = _mm512_set1_ps(val[i]);
+    float *p = img + off[i];
+    for (int j = 0; j < J; j++)
+      if (full)
+        _mm512_storeu_ps(p + src[j], _mm512_fmadd_ps(u, wv[j], _mm512_loadu_ps(p + src[j])));
+      else
+        _mm512_mask_storeu_ps(p + src[j], m[j], _mm512_fmadd_ps(u, wv[j], _mm512_maskz_loadu_ps(m[j], p + src[j])));
+  }
+}
+
+AVX512_FMA void k_avx512_pooled_scatter(float *img, int64_t T, int64_t L, const int32_t *toff, const float *wrow,
+                                        const int32_t *off, const float *val, int64_t nz) {
+  int64_t nv = (L + 15) / 16, jobs = T * nv;
+  for (int64_t j0 = 0; j0 < jobs; j0 += POOLED_GROUP) {
+    int J = jobs - j0 < POOLED_GROUP ? (int)(jobs - j0) : POOLED_GROUP;
+    int32_t src[POOLED_GROUP];
+    __m512 wv[POOLED_GROUP];
+    __mmask16 m[POOLED_GROUP];
+    for (int j = 0; j < J; j++) {
+      int64_t t = (j0 + j) / nv, v = (j0 + j) % nv, lanes = L - 16 * v < 16 ? L - 16 * v : 16;
+      src[j] = (int32_t)(toff[t] + 16 * v);
+      m[j] = (__mmask16)((1u << lanes) - 1);
+      wv[j] = _mm512_maskz_loadu_ps(m[j], wrow + t * L + 16 * v);
+    }
+    bool full = L % 16 == 0;
+#define SCATTER_CASE(k)                                          \
+  case k:                                                        \
+    if (full)                                                    \
+      scatter_group(k, true, img, src, wv, m, off, val, nz);     \
+    else                                                         \
+      scatter_group(k, false, img, src, wv, m, off, val, nz);    \
+    break;
+    switch (J) {
+      SCATTER_CASE(1) SCATTER_CASE(2) SCATTER_CASE(3) SCATTER_CASE(4) SCATTER_CASE(5) SCATTER_CASE(6)
+      SCATTER_CASE(7)
+    default:
+      if (full)
+        scatter_group(8, true, img, src, wv, m, off, val, nz);
+      else
+        scatter_group(8, false, img, src, wv, m, off, val, nz);
+      break;
+    }
+#undef SCATTER_CASE
+  }
+}
 #else
 int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
                              const KPooledAt *w) {
   (void)off, (void)val, (void)d, (void)at, (void)PP, (void)w;
+  nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
+}
+
+void k_avx512_pooled_scatter(float *img, int64_t T, int64_t L, const int32_t *toff, const float *wrow,
+                             const int32_t *off, const float *val, int64_t nz) {
+  (void)img, (void)T, (void)L, (void)toff, (void)wrow, (void)off, (void)val, (void)nz;
   nnc_bug(__FILE__, __LINE__, "no AVX-512 path in this build");
 }
 

@@ -636,6 +636,9 @@ static PooledPlan pooled_plan(const KConv2d *g, int64_t PP) {
   p.chunk = (POOLED_MIN_WINDOWS + PP - 1) / PP;
   if (p.copy && p.chunk * p.img > POOLED_COPY_FLOATS)
     p.chunk = POOLED_COPY_FLOATS / p.img > 1 ? POOLED_COPY_FLOATS / p.img : 1;
+  int64_t CHW = g->C * g->H * g->W;   // (x itself: the pass's windows' offsets are int32)
+  if (!p.copy && p.chunk > INT32_MAX / CHW)
+    p.chunk = INT32_MAX / CHW > 1 ? INT32_MAX / CHW : 1;
   return p;
 }
 
@@ -647,26 +650,45 @@ int64_t k_conv2d_pooled_scratch(const KConv2d *g, int64_t PP) {
   return p.chunk * p.img + (p.planes ? 0 : g->C * g->H * g->W) + g->O * p.R + p.T + 2 * (p.chunk * PP + 16);
 }
 
-// The sums, in plain loops (acc's T segments of L floats += val[i] * the
-// window's, as k_avx512_pooled_sums), compiled twice: as they are, and
-// for AVX2 with FMA, which hosts without AVX-512 take.
-#define POOLED_SUMS(name, attr)                                                                        \
-  attr static void name(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,       \
-                        const int32_t *off, const float *val, int64_t nz) {                            \
-    for (int64_t i = 0; i < nz; i++)                                                                   \
-      for (int64_t t = 0; t < T; t++) {                                                                \
-        const float *restrict s = img + off[i] + toff[t];                                              \
-        float *restrict r = acc + t * L;                                                               \
-        for (int64_t c = 0; c < L; c++)                                                                \
-          r[c] += val[i] * s[c];                                                                       \
-      }                                                                                                \
+// The sums in plain loops, compiled twice: as they are, and for AVX2
+// with FMA, which hosts without AVX-512 take. For each window i and
+// segment t, with row = rows + t*L and win = img + off[i] + toff[t]: the
+// weight gradient's row += val[i] * win (k_avx512_pooled_sums), or the
+// input gradient's win += val[i] * row (k_avx512_pooled_scatter).
+#define POOLED_LOOPS(name, attr)                                                                      \
+  attr static void name(float *rows, float *img, int64_t T, int64_t L, const int32_t *toff,           \
+                        const int32_t *off, const float *val, int64_t nz, bool scatter) {             \
+    for (int64_t i = 0; i < nz; i++)                                                                  \
+      for (int64_t t = 0; t < T; t++) {                                                               \
+        float *restrict row = rows + t * L, *restrict win = img + off[i] + toff[t];                   \
+        if (scatter)                                                                                  \
+          for (int64_t c = 0; c < L; c++)                                                             \
+            win[c] += val[i] * row[c];                                                                \
+        else                                                                                          \
+          for (int64_t c = 0; c < L; c++)                                                             \
+            row[c] += val[i] * win[c];                                                                \
+      }                                                                                               \
   }
-POOLED_SUMS(pooled_sums, )
+POOLED_LOOPS(pooled_loops, )
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-POOLED_SUMS(pooled_sums_avx2, __attribute__((target("avx2,fma"))))
+POOLED_LOOPS(pooled_loops_avx2, __attribute__((target("avx2,fma"))))
 #else
-#define pooled_sums_avx2 pooled_sums
+#define pooled_loops_avx2 pooled_loops
 #endif
+
+// The sums of one output channel's windows on this host: rows += (or,
+// scatter, the windows +=) as above.
+static void pooled_rows(float *rows, float *img, int64_t T, int64_t L, const int32_t *toff, const int32_t *off,
+                        const float *val, int64_t nz, bool scatter) {
+  if (k_avx512() && scatter)
+    k_avx512_pooled_scatter(img, T, L, toff, rows, off, val, nz);
+  else if (k_avx512())
+    k_avx512_pooled_sums(rows, T, L, toff, img, off, val, nz);
+  else if (k_avx2())
+    pooled_loops_avx2(rows, img, T, L, toff, off, val, nz, scatter);
+  else
+    pooled_loops(rows, img, T, L, toff, off, val, nz, scatter);
+}
 
 // The windows of dy's nonzero gradients: where each starts and its value;
 // returns how many.
@@ -714,8 +736,6 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
   int32_t *toff = (int32_t *)(acc + g->O * p.R), *off = toff + p.T;
   val = (float *)(off + p.chunk * PP + 16);   // (the AVX-512 list stores whole vectors)
   bool wide = k_avx512(), exact = P < (1 << 24);   // (the AVX-512 list divides in floats)
-  void (*sums)(float *, int64_t, int64_t, const int32_t *, const float *, const int32_t *, const float *, int64_t) =
-      wide ? k_avx512_pooled_sums : k_avx2() ? pooled_sums_avx2 : pooled_sums;
   memset(acc, 0, sizeof(float) * g->O * p.R);
   int64_t ld = p.copy ? p.Wp : g->W, lc = p.planes ? 1 : g->C;   // a row's floats, a pixel's
   KPooledAt w = {.OW = (int32_t)p.OW, .P = (int32_t)P, .ystep = (int32_t)(g->sh * ld * lc),
@@ -744,7 +764,7 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
         nz += wide && exact ? k_avx512_pooled_list(off + nz, val + nz, d, at, PP, &w)
                             : pooled_list(off + nz, val + nz, d, at, PP, &w);
       }
-      sums(acc + o * p.R, p.T, p.L, toff, base, off, val, nz);
+      pooled_rows(acc + o * p.R, (float *)base, p.T, p.L, toff, off, val, nz, false);
     }
   }
   for (int64_t o = 0; o < g->O; o++) {   // into dw's order
@@ -757,6 +777,75 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
       for (int64_t c = 0; c < p.Cg; c++)
         for (int64_t t = 0; t < p.KK; t++)
           out[c * p.KK + t] += ac[t * p.Cg + c];
+  }
+}
+
+// The input gradient through a max pooling's argmax: dx += for each
+// nonzero pooled gradient dy[n, o, q] at the convolution's output a =
+// argmax[n, o, q], dy[n, o, q] times w[o] spread over the window of x that
+// output a reads (col2im of one column). Image by image, into a padded
+// copy of dx in the layout of the weight gradient's plan (planes, or
+// channels last with w's rows turned to (kh, kw, c)), each window's
+// segments += its value times o's row of w, in registers; then the copy's
+// inside added to dx.
+int64_t k_conv2d_pooled_input_scratch(const KConv2d *g, int64_t PP) {
+  PooledPlan p = pooled_plan(g, PP);
+  int64_t img = g->C * p.Hp * p.Wp;
+  // the padded dx, its inside channels last, w's rows, and as int32: toff,
+  // the listed windows and their values
+  return img + g->C * g->H * g->W + g->O * p.R + p.T + 2 * (PP + 16);
+}
+
+void k_conv2d_grad_input_pooled(float *dx, const float *dy, const int32_t *argmax, int64_t PP, const float *w,
+                                const KConv2d *g, float *ws) {
+  K_CHECK(PP >= 1, "conv2d_grad_input_pooled: bad shape");
+  PooledPlan p = pooled_plan(g, PP);
+  int64_t P = p.OH * p.OW, HW = g->H * g->W, CHW = g->C * HW, HWp = p.Hp * p.Wp, img = g->C * HWp;
+  K_CHECK(img <= INT32_MAX, "conv2d_grad_input_pooled: too large");
+  float *acc = ws, *tmp = acc + img, *wr = tmp + CHW, *val;
+  int32_t *toff = (int32_t *)(wr + g->O * p.R), *off = toff + p.T;
+  val = (float *)(off + PP + 16);
+  bool wide = k_avx512(), exact = P < (1 << 24);
+  for (int64_t o = 0; o < g->O; o++)   // o's row in the segments' order
+    for (int64_t r = 0; r < p.R; r++)
+      wr[o * p.R + r] = p.planes ? w[o * p.R + r] : w[o * p.R + r % p.Cg * p.KK + r / p.Cg];
+  int64_t lc = p.planes ? 1 : g->C;   // a pixel's floats
+  KPooledAt at = {.OW = (int32_t)p.OW, .P = (int32_t)P, .ystep = (int32_t)(g->sh * p.Wp * lc),
+                  .xstep = (int32_t)(g->sw * lc)};
+  for (int64_t t = 0; t < p.T; t++) {   // as the weight gradient's, in the padded copy
+    int64_t c, kh, kw;
+    if (p.planes)
+      c = t / (p.T / p.Cg), kh = t % (p.T / p.Cg) / (g->dw == 1 ? 1 : g->KW), kw = g->dw == 1 ? 0 : t % g->KW;
+    else
+      c = 0, kh = t / g->KW, kw = t % g->KW;
+    toff[t] = (int32_t)(p.planes ? c * HWp + kh * g->dh * p.Wp + kw * g->dw : (kh * g->dh * p.Wp + kw * g->dw) * lc);
+  }
+  for (int64_t n = 0; n < g->N; n++) {
+    memset(acc, 0, sizeof(float) * img);
+    for (int64_t o = 0; o < g->O; o++) {
+      const float *d = dy + (n * g->O + o) * PP;
+      const int32_t *am = argmax + (n * g->O + o) * PP;
+      int64_t c0 = o / p.Og * p.Cg;
+      at.add = (int32_t)(p.planes ? c0 * HWp : c0);
+      int64_t nz = wide && exact ? k_avx512_pooled_list(off, val, d, am, PP, &at) : pooled_list(off, val, d, am, PP, &at);
+      pooled_rows(wr + o * p.R, acc, p.T, p.L, toff, off, val, nz, true);
+    }
+    float *dxn = dx + n * CHW;
+    if (p.planes) {   // the inside of each plane
+      for (int64_t c = 0; c < g->C; c++)
+        for (int64_t h = 0; h < g->H; h++) {
+          const float *src = acc + c * HWp + (h + g->ph) * p.Wp + g->pw;
+          float *dst = dxn + c * HW + h * g->W;
+          for (int64_t x = 0; x < g->W; x++)
+            dst[x] += src[x];
+        }
+    } else {   // the inside, channels last, turned to planes
+      for (int64_t h = 0; h < g->H; h++)
+        memcpy(tmp + h * g->W * g->C, acc + ((h + g->ph) * p.Wp + g->pw) * g->C, sizeof(float) * g->W * g->C);
+      k_transpose(acc, tmp, HW, g->C);
+      for (int64_t i = 0; i < CHW; i++)
+        dxn[i] += acc[i];
+    }
   }
 }
 

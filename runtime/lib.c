@@ -388,7 +388,7 @@ static KConv2d conv_of(const RtLib *k, int64_t B) {
   const RtLibBuf *b = k->buf, *r = &k->buf[k->nbufs - 1];
   switch (k->kind) {
   case RL_CONV2D: return conv_geometry(&b[0], &b[1], k->i, B);
-  case RL_CONV2D_GRAD_INPUT: return conv_geometry(r, &b[1], k->i, B);
+  case RL_CONV2D_GRAD_INPUT: case RL_CONV2D_GRAD_INPUT_POOLED: return conv_geometry(r, &b[1], k->i, B);
   default: return conv_geometry(&b[1], r, k->i, B);
   }
 }
@@ -688,6 +688,20 @@ static void run_conv(SplitCall *s) {
     rt_pool_run(c->pool, conv_dw_sum, s, wn);
 }
 
+// An input gradient through a max pooling's argmax: images [lo, hi).
+static void pooled_input_share(void *arg, int64_t lo, int64_t hi) {
+  const SplitCall *s = arg;
+  const RtLib *k = s->k;
+  KConv2d geo = conv_of(k, s->B);
+  int64_t PP = rt_lib_numel(&k->buf[0], 1) / geo.O, CHW = geo.C * geo.H * geo.W;
+  geo.N = hi - lo;
+  float *dx = P(s, 2) + lo * CHW;
+  memset(dx, 0, sizeof(float) * geo.N * CHW);
+  float *ws = k_thread_scratch(K_SCRATCH_COLS, k_conv2d_pooled_input_scratch(&geo, PP));
+  k_conv2d_grad_input_pooled(dx, P(s, 0) + lo * geo.O * PP, (const int32_t *)s->saved + lo * geo.O * PP, PP, P(s, 1),
+                             &geo, ws);
+}
+
 // A weight gradient through a max pooling's argmax, share t of T: its
 // images into the share's buffer (summed in share order by conv_dw_sum).
 static void pooled_share(void *arg, int64_t t, int64_t t_end) {
@@ -713,7 +727,11 @@ static void run_conv_pooled(SplitCall *s) {
   RtContext *c = s->c;
   s->saved = aux_in(c, s->k);
   if (!s->saved)
-    nnc_bug(__FILE__, __LINE__, "a pooled weight gradient ran before its max pooling kept the argmax");
+    nnc_bug(__FILE__, __LINE__, "a pooled gradient ran before its max pooling kept the argmax");
+  if (s->k->kind == RL_CONV2D_GRAD_INPUT_POOLED) {   // each image's dx its own
+    rt_pool_run(c->pool, pooled_input_share, s, s->N);
+    return;
+  }
   int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
   s->T = T == 1 ? 1 : S <= s->N ? S : s->N > T ? (int)s->N : T;
   rt_pool_run(c->pool, pooled_share, s, s->T);
@@ -1020,7 +1038,7 @@ void rt_lib_run(RtContext *c, const RtLib *k, char *arena, char *state, int64_t 
     run_conv(&s);
     return;   // the epilogue ran on each share
   case RL_MAXPOOL: case RL_MAXPOOL_GRAD: run_maxpool(&s); break;
-  case RL_CONV2D_GRAD_WEIGHT_POOLED: run_conv_pooled(&s); break;
+  case RL_CONV2D_GRAD_WEIGHT_POOLED: case RL_CONV2D_GRAD_INPUT_POOLED: run_conv_pooled(&s); break;
   case RL_BATCHNORM: case RL_BATCHNORM_GRAD: case RL_BATCHNORM_GRAD_GAMMA: run_batchnorm(&s); break;
   case RL_DROPOUT: case RL_DROPOUT_GRAD: run_dropout(&s); break;
   case RL_GAUSSIAN_NOISE: run_noise(&s); break;

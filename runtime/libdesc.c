@@ -21,6 +21,7 @@ const char *rt_lib_name(int kind) {
       [RL_RMSPROP_STEP] = "rmsprop_step", [RL_ADAGRAD_STEP] = "adagrad_step",
       [RL_LAYERNORM] = "layernorm", [RL_LAYERNORM_GRAD] = "layernorm_grad",
       [RL_CONV2D_GRAD_WEIGHT_POOLED] = "conv2d_grad_weight_pooled",
+      [RL_CONV2D_GRAD_INPUT_POOLED] = "conv2d_grad_input_pooled",
   };
   return kind >= 0 && kind < RL_COUNT ? names[kind] : NULL;
 }

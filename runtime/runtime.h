@@ -117,6 +117,7 @@ typedef enum {
   RL_GAUSSIAN_NOISE,           // x -> y; f: std
   RL_CONV2D_GRAD_WEIGHT_POOLED, // dy (a max pooling's output's gradient), x -> dw, through the
                                // pooling's argmax (aux_from); i as conv2d
+  RL_CONV2D_GRAD_INPUT_POOLED, // dy (the same), w -> dx, through the pooling's argmax; i as conv2d
   RL_COUNT
 } RtLibKind;
 
@@ -816,6 +817,15 @@ void k_conv2d_grad_weight_pooled(float *dw,              // (O,C/G,KH,KW), added
                                  const float *dy,        // (N,O,PP)
                                  const int32_t *argmax,  // (N,O,PP)
                                  int64_t PP, const float *x, const KConv2d *g, float *ws);
+// The input gradient the same way: dx += col2im of each nonzero pooled
+// gradient times its output channel's weights, at the window of the output
+// its argmax names (the dense input gradient of the pooling's gradient).
+// ws: k_conv2d_pooled_input_scratch(g, PP) floats.
+int64_t k_conv2d_pooled_input_scratch(const KConv2d *g, int64_t PP);
+void k_conv2d_grad_input_pooled(float *dx,              // (N,C,H,W), added to
+                                const float *dy,        // (N,O,PP)
+                                const int32_t *argmax,  // (N,O,PP)
+                                int64_t PP, const float *w, const KConv2d *g, float *ws);
 // The outputs ow in [*lo, *hi) whose tap kw reads inside an input row: 0 <=
 // ow*sw - pw + kw*dw < W, for OW outputs (im2col's, the reference's and the
 // fast path's).
@@ -1238,6 +1248,11 @@ typedef struct KPooledAt {
 // past PP each); returns how many. P < 2^24 (argmaxes exact in floats).
 int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d, const int32_t *at, int64_t PP,
                              const KPooledAt *w);
+// The input gradient's scatter (k_conv2d_grad_input_pooled): for each
+// window i, img's T segments of L floats at off[i] + toff[t] += val[i] *
+// wrow[t*L ..], in order of i (wrow in registers).
+void k_avx512_pooled_scatter(float *img, int64_t T, int64_t L, const int32_t *toff, const float *wrow,
+                             const int32_t *off, const float *val, int64_t nz);
 // y = conv2d(x, w) (+ bias, where not NULL); dx += d/dx; dw += d/dw.
 void k_avx512_conv_rows_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g,
                                 float *ws);

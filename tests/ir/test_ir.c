@@ -547,12 +547,17 @@ static IrGraph *build_train(Arena *a) {
   first->attr.i[0] = 2;
   IrNode *dmax = scoped(SHAPE(ir_binary(g, IR_MAX_GRAD, dfeat, first, feat->loc), N, 16), "max_1");
   dmax->attr.i[0] = 2;
-  // conv2d_1's weight gradient as pass_simplify writes it through a max
-  // pooling of the convolution's output: (the pooled gradient, x, the pooling)
+  // conv2d_1's weight and input gradients as pass_simplify writes them
+  // through a max pooling of the convolution's output: (the pooled gradient,
+  // x or w, the pooling)
   IrNode *dwp = scoped(SHAPE(ir_add(g, IR_CONV2D_GRAD_WEIGHT_POOLED, (IrNode *[]){dx2, x, pool}, 3, conv1->loc), 8,
                              3, 3, 3),
                        "conv2d_1");
   dwp->attr = conv1->attr;
+  IrNode *dxp = scoped(SHAPE(ir_add(g, IR_CONV2D_GRAD_INPUT_POOLED, (IrNode *[]){dx2, w1, pool}, 3, conv1->loc), N,
+                             3, 16, 16),
+                       "conv2d_1");
+  dxp->attr = conv1->attr;
   return g;
 }
 
@@ -618,7 +623,7 @@ static void test_op_table(void) {
   CHECK_STR("value", ir_op_info(IR_CONST)->fattr[0]);
   CHECK_INT(0, ir_op_info(IR_ADD)->niattr + ir_op_info(IR_ADD)->nfattr);
   CHECK(ir_op_info(IR_ADD)->iattr[0] == NULL);
-  CHECK_INT(86, IR_NUM_OPS);
+  CHECK_INT(87, IR_NUM_OPS);
   int nkind[IR_KIND_UPDATE + 1] = {0}, most_i = 0, most_f = 0;
   for (int op = 0; op < IR_NUM_OPS; op++) {
     const IrOpInfo *info = ir_op_info(op);
@@ -648,7 +653,7 @@ static void test_op_table(void) {
   CHECK_INT(7, nkind[IR_KIND_REDUCE]);         // sum_to, channel_sum, slice_grad, sum, mean, max, max_first
   CHECK_INT(1, nkind[IR_KIND_VIEW]);           // reshape
   CHECK_INT(2, nkind[IR_KIND_INDEX]);          // slice, concat
-  CHECK_INT(24, nkind[IR_KIND_LIB]);
+  CHECK_INT(25, nkind[IR_KIND_LIB]);
   CHECK_INT(5, nkind[IR_KIND_LOSS]);
   CHECK_INT(5, nkind[IR_KIND_LOSS_GRAD]);
   CHECK_INT(4, nkind[IR_KIND_UPDATE]);

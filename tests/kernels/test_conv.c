@@ -173,8 +173,9 @@ static void test_conv_cpu(const KConv2d *g) {
   free(dx0), free(dw0), free(dx), free(dw), free(dxc), free(dwc), free(dxd), free(dwd);
 }
 
-// The weight gradient through a max pooling's argmax
-// (k_conv2d_grad_weight_pooled) against the dense one of the pooling's
+// The weight and input gradients through a max pooling's argmax
+// (k_conv2d_grad_weight_pooled, k_conv2d_grad_input_pooled) against the
+// dense ones of the pooling's
 // gradient: y = a convolution's output (random here), p = maxpool(y) with
 // window k, stride st, padding pd, its argmax; G p's gradient with a share
 // zero of its elements zeroed (skipped) and a few argmaxes set to -1 (a
@@ -227,6 +228,16 @@ static void test_conv_pooled(const KConv2d *g, int64_t k, int64_t st, int64_t pd
     most = mag[i] > most ? mag[i] : most;
   double *want = t_tod(dw, nw);
   t_close(what, got, want, nw, FWD_ATOL + 2e-7 * most, FWD_RTOL);
+  // the input gradient the same way: dx against the dense one's (each dx
+  // element a sum of at most O*KH*KW terms)
+  float *w = t_randf(nw, -1, 1), *dx0 = t_randf(nx, -1, 1), *dx = t_copyf(dx0, nx), *dxp = t_copyf(dx0, nx);
+  k_conv2d_backward(dx, NULL, NULL, dy, NULL, w, g);
+  float *wsi = xmalloc(sizeof(float) * k_conv2d_pooled_input_scratch(g, PP));
+  k_conv2d_grad_input_pooled(dxp, G, at, PP, w, g, wsi);
+  double *dxd = t_tod(dx, nx);
+  memcpy(strstr(what, "dw"), "dx", 2);
+  t_close_fwd(what, dxp, dxd, nx);
+  free(w), free(dx0), free(dx), free(dxp), free(wsi), free(dxd);
   free(x), free(y), free(p), free(G), free(at), free(dy), free(dw0), free(dw), free(got), free(ws), free(want);
   free(mag);
 }
