@@ -53,7 +53,7 @@ bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err,
 // description info (an RtModelInfo of info_size bytes), the embedded
 // weights (the state block, weights_size bytes; NULL: none), and the
 // model's API: PREFIX_create, PREFIX_forward, ... (nncrt/nncrt.h lists
-// them), each calling its nncrt4_* namesake with the artifact's RtArtifact.
+// them), each calling its nncrt5_* namesake with the artifact's RtArtifact.
 // Those are its only global symbols, so two artifacts of other prefixes
 // link into one program.
 typedef struct CgArtifact {

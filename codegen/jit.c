@@ -573,7 +573,7 @@ bool cg_emit_object(FILE *out, const KProgram *p, const CgOptions *o, char *err,
 //
 
 // The model's API (nncrt/nncrt.h): PREFIX_name(params) calls
-// nncrt4_name(artifact, params). sig: the return type, then the
+// nncrt5_name(artifact, params). sig: the return type, then the
 // parameters: v void, p a pointer, i int32, l int64, d double.
 const CgApiFunction cg_api[] = {
     {"create", "pipl"},      {"free", "vp"},         {"init", "vpl"},          {"load", "ipppl"},
@@ -605,7 +605,7 @@ static LLVMValueRef blob(LLVMModuleRef mod, LLVMContextRef ctx, const char *name
   return g;
 }
 
-// PREFIX_name for each function of the API, forwarding to nncrt4_name.
+// PREFIX_name for each function of the API, forwarding to nncrt5_name.
 static void build_api(LLVMModuleRef mod, LLVMContextRef ctx, const char *prefix, LLVMValueRef artifact) {
   LLVMTypeRef i8p = api_type(ctx, 'p');
   LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);   // ours: disposed below

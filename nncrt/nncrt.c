@@ -88,7 +88,7 @@ void nncrt_free(void *p) { free(p); }
 // Contexts
 //
 
-nncrt_context *nncrt4_create(const void *model, int threads, char *err, size_t errsz) {
+nncrt_context *nncrt5_create(const void *model, int threads, char *err, size_t errsz) {
   const RtArtifact *a = model;
   const RtModelInfo *in = a ? a->info : NULL;
   if (!in || in->magic != RT_MODEL_MAGIC || in->abi != RT_ABI) {
@@ -129,7 +129,7 @@ nncrt_context *nncrt4_create(const void *model, int threads, char *err, size_t e
       if (bytes[s] > 0)
         rt_context_reserve(c->rt, s, bytes[s]);
   }
-  nncrt4_init(model, c, in->seed);
+  nncrt5_init(model, c, in->seed);
   if (a->weights) {
     c->undrawn = false;
     const char *w = a->weights;   // optimizer state starts fresh
@@ -149,7 +149,7 @@ nncrt_context *nncrt4_create(const void *model, int threads, char *err, size_t e
   return c;
 }
 
-void nncrt4_free(const void *model, nncrt_context *c) {
+void nncrt5_free(const void *model, nncrt_context *c) {
   if (!c || c->a != model)   // another model's context is its own free's to free
     return;
   rt_context_free(c->rt);
@@ -158,7 +158,7 @@ void nncrt4_free(const void *model, nncrt_context *c) {
   free(c);
 }
 
-void nncrt4_init(const void *model, nncrt_context *c, uint64_t seed) {
+void nncrt5_init(const void *model, nncrt_context *c, uint64_t seed) {
   if (!same_model(model, c))
     return;
   c->undrawn = true;
@@ -188,12 +188,12 @@ static void settle(const nncrt_context *cc) {
   c->undrawn = false;
 }
 
-const char *nncrt4_error(const void *model, const nncrt_context *c) {
+const char *nncrt5_error(const void *model, const nncrt_context *c) {
   (void)model;
   return c ? c->error : "no context (NULL)";
 }
 
-int64_t nncrt4_steps(const void *model, const nncrt_context *c) {
+int64_t nncrt5_steps(const void *model, const nncrt_context *c) {
   return same_model(model, c) ? c->steps : -1;
 }
 
@@ -368,7 +368,7 @@ static int copy_output(const nncrt_context *c, float *out) {
   return 0;
 }
 
-int nncrt4_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
+int nncrt5_forward(const void *model, nncrt_context *c, int64_t B, const float *x, float *out) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_FORWARD, B, x, NULL, false))
     return -1;
   if (!out)
@@ -377,7 +377,7 @@ int nncrt4_forward(const void *model, nncrt_context *c, int64_t B, const float *
   return copy_output(c, out);
 }
 
-double nncrt4_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
+double nncrt5_eval(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, float *out) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_EVAL, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   double loss = run(c, RT_ENTRY_EVAL, B, x, y, 0);
@@ -386,7 +386,7 @@ double nncrt4_eval(const void *model, nncrt_context *c, int64_t B, const float *
   return loss;
 }
 
-double nncrt4_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
+double nncrt5_train_step(const void *model, nncrt_context *c, int64_t B, const float *x, const void *y, double lr) {
   if (!same_model(model, c) || !check_run(c, RT_ENTRY_TRAIN, B, x, y, c->info->target_kind != RT_TARGET_NONE))
     return NAN;
   if (!isfinite(lr) || lr < 0) {
@@ -402,7 +402,7 @@ double nncrt4_train_step(const void *model, nncrt_context *c, int64_t B, const f
   return loss;
 }
 
-int nncrt4_output(const void *model, const nncrt_context *c, float *out) {
+int nncrt5_output(const void *model, const nncrt_context *c, float *out) {
   if (!same_model(model, c))
     return -1;
   if (!c->batch || !out)
@@ -415,24 +415,24 @@ int nncrt4_output(const void *model, const nncrt_context *c, float *out) {
 // Tensors
 //
 
-int nncrt4_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
+int nncrt5_num_tensors(const void *model) { return ((const RtArtifact *)model)->info->ntensors; }
 
 static const RtTensorInfo *find_tensor(const void *model, int i) {
   const RtModelInfo *in = ((const RtArtifact *)model)->info;
   return i >= 0 && i < in->ntensors ? tensor(in, i) : NULL;
 }
 
-const char *nncrt4_tensor_name(const void *model, int i) {
+const char *nncrt5_tensor_name(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? str(((const RtArtifact *)model)->info, t->name) : NULL;
 }
 
-int64_t nncrt4_tensor_numel(const void *model, int i) {
+int64_t nncrt5_tensor_numel(const void *model, int i) {
   const RtTensorInfo *t = find_tensor(model, i);
   return t ? t->numel : -1;
 }
 
-int nncrt4_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
+int nncrt5_read_tensor(const void *model, const nncrt_context *c, int i, float *out) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !out)
     return -1;
@@ -441,7 +441,7 @@ int nncrt4_read_tensor(const void *model, const nncrt_context *c, int i, float *
   return 0;
 }
 
-int nncrt4_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
+int nncrt5_write_tensor(const void *model, nncrt_context *c, int i, const float *in) {
   const RtTensorInfo *t = find_tensor(model, i);
   if (!same_model(model, c) || !t || !in)
     return -1;
@@ -483,7 +483,7 @@ static bool has_optimizer_state(const RtModelInfo *in, const StFile *f, int *n) 
   return all;
 }
 
-int nncrt4_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt5_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;
@@ -545,7 +545,7 @@ int nncrt4_load(const void *model, nncrt_context *c, const char *path, char *err
   return ok ? 0 : -1;
 }
 
-int nncrt4_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
+int nncrt5_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz) {
   if (!same_model(model, c)) {
     errorf(err, errsz, "%s", c ? c->error : "no context (NULL)");
     return -1;

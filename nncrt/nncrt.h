@@ -12,7 +12,7 @@
  * and readers for the data such programs start from (IDX files as the
  * MNIST family ships them, PNG and PGM images). Including it is optional.
  *
- * The nncrt4_* functions further down are what a compiled model's own
+ * The nncrt5_* functions further down are what a compiled model's own
  * functions call; a program does not call them itself. Their names carry
  * the library's ABI version, so an object file compiled for another
  * version of the library does not link against this one.
@@ -31,7 +31,7 @@
 extern "C" {
 #endif
 
-#define NNCRT_ABI 4
+#define NNCRT_ABI 5
 
 /* The version of nnc this library was built from ("0.1.0"). */
 const char *nncrt_version(void);
@@ -54,23 +54,23 @@ int nncrt_read_image(const char *path, int width, int height, float *out, char *
 
 /* What a compiled model's functions call (MODEL.h documents each). */
 typedef struct nncrt_context nncrt_context;
-nncrt_context *nncrt4_create(const void *model, int threads, char *err, size_t errsz);
-void nncrt4_free(const void *model, nncrt_context *c);
-void nncrt4_init(const void *model, nncrt_context *c, uint64_t seed);
-int nncrt4_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
-int nncrt4_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
-int nncrt4_forward(const void *model, nncrt_context *c, int64_t batch, const float *x, float *out);
-double nncrt4_eval(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y, float *out);
-double nncrt4_train_step(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y,
+nncrt_context *nncrt5_create(const void *model, int threads, char *err, size_t errsz);
+void nncrt5_free(const void *model, nncrt_context *c);
+void nncrt5_init(const void *model, nncrt_context *c, uint64_t seed);
+int nncrt5_load(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
+int nncrt5_save(const void *model, nncrt_context *c, const char *path, char *err, size_t errsz);
+int nncrt5_forward(const void *model, nncrt_context *c, int64_t batch, const float *x, float *out);
+double nncrt5_eval(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y, float *out);
+double nncrt5_train_step(const void *model, nncrt_context *c, int64_t batch, const float *x, const void *y,
                          double lr);
-int nncrt4_output(const void *model, const nncrt_context *c, float *out);
-int64_t nncrt4_steps(const void *model, const nncrt_context *c);
-const char *nncrt4_error(const void *model, const nncrt_context *c);
-int nncrt4_num_tensors(const void *model);
-const char *nncrt4_tensor_name(const void *model, int i);
-int64_t nncrt4_tensor_numel(const void *model, int i);
-int nncrt4_read_tensor(const void *model, const nncrt_context *c, int i, float *out);
-int nncrt4_write_tensor(const void *model, nncrt_context *c, int i, const float *in);
+int nncrt5_output(const void *model, const nncrt_context *c, float *out);
+int64_t nncrt5_steps(const void *model, const nncrt_context *c);
+const char *nncrt5_error(const void *model, const nncrt_context *c);
+int nncrt5_num_tensors(const void *model);
+const char *nncrt5_tensor_name(const void *model, int i);
+int64_t nncrt5_tensor_numel(const void *model, int i);
+int nncrt5_read_tensor(const void *model, const nncrt_context *c, int i, float *out);
+int nncrt5_write_tensor(const void *model, nncrt_context *c, int i, const float *in);
 
 #ifdef __cplusplus
 }

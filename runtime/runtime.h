@@ -247,7 +247,7 @@ typedef void (*RtEntryFn)(char *arena, char *state, int64_t B, const RtCalls *rt
 // description are offsets from its first byte. The runtime library
 // (nncrt/) runs an artifact from these alone.
 
-#define RT_ABI 4                       // bumped whenever anything below changes
+#define RT_ABI 5                       // bumped whenever anything below, or RtLib and its kinds, changes
 #define RT_MODEL_MAGIC 0x4d434e4eu     // "NNCM"
 #define RT_MAX_INPUTS 16
 #define RT_MAX_TARGETS 8               // IR_MAX_TARGETS

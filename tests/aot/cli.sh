@@ -20,9 +20,9 @@ case $syms in
   ok "the object's global symbols are the model's API alone" ;;
 *) bad "global symbols: $syms" ;;
 esac
-nm -u "$tmp/mlp.o" | awk '{print $2}' | grep -v -e '^nncrt4_' -e '^memset$' -e '^memcpy$' -e '^expf$' -e '^logf$' \
+nm -u "$tmp/mlp.o" | awk '{print $2}' | grep -v -e '^nncrt5_' -e '^memset$' -e '^memcpy$' -e '^expf$' -e '^logf$' \
   -e '^tanhf$' -e '^__' >"$tmp/undef"
-[ ! -s "$tmp/undef" ] && ok "it needs nncrt4_* and libm alone" || { bad "undefined: $(cat "$tmp/undef" | tr '\n' ' ')"; }
+[ ! -s "$tmp/undef" ] && ok "it needs nncrt5_* and libm alone" || { bad "undefined: $(cat "$tmp/undef" | tr '\n' ' ')"; }
 grep -q '^#define MLP_INPUT_SIZE 784 ' "$tmp/mlp.h" && grep -q '^#define MLP_OUTPUT_SIZE 10 ' "$tmp/mlp.h" \
   && grep -q '^#define MLP_MAX_BATCH 64$' "$tmp/mlp.h" && grep -q '^#define MLP_NUM_CLASSES 10 ' "$tmp/mlp.h" \
   && grep -q '^double mlp_train_step(mlp_context \*ctx, int64_t batch, const float \*x, const mlp_target \*y, double lr);' "$tmp/mlp.h" \
