@@ -10,11 +10,11 @@
 // becomes cross-entropy of the logits, one kernel, and its gradient,
 // log_softmax_grad(nll_grad(L, t), L), the one kernel that cross-entropy's
 // gradient is: (exp(L) - onehot(t)) / N, exp(L) being softmax(x), which the
-// log-softmax's output L holds already. A relu's gradient through a max
-// pooling of its output moves to the pooled side (pool_relu_grad), and a
-// convolution's weight and bias gradients through a max pooling of its
-// output read the pooled gradient (pooled_weight_grad, pooled_channel_sum);
-// these count with the identities.
+// log-softmax's output L holds already. A relu's (tanh's, sigmoid's)
+// gradient through a max pooling of its output moves to the pooled side
+// (pool_relu_grad), and a convolution's weight, input and bias gradients
+// through a max pooling of its output read the pooled gradient
+// (pooled_conv_grad, pooled_channel_sum); these count with the identities.
 // Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
@@ -272,21 +272,25 @@ static IrNode *pool_of(Simp *s, const IrNode *M) {
 // over Y's full size goes: F's elements are Y's at the argmax, so F > 0
 // exactly where Y > 0 at the element each gradient goes to (with
 // overlapping windows too, each adding its own). The pooling gradient M
-// becomes the relu's gradient (its one reader is n).
+// becomes the relu's gradient (its one reader is n). tanh's and
+// sigmoid's gradients, (g, Y) functions of Y at the element too, move
+// the same way.
 static bool pool_relu_grad(Simp *s, IrNode *n) {
-  if (n->op != IR_RELU_GRAD)
+  IrOp act = n->op == IR_RELU_GRAD ? IR_RELU : n->op == IR_TANH_GRAD ? IR_TANH
+           : n->op == IR_SIGMOID_GRAD ? IR_SIGMOID : IR_NUM_OPS;
+  if (act == IR_NUM_OPS)
     return false;
   IrNode *M = n->src[0], *Y = n->src[1];
-  if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != IR_RELU || s->uses[M->id] != 1 ||
-      !read_once(s, M))
+  if (M->op != IR_MAXPOOL_GRAD || M->src[1] != Y || Y->op != act || s->uses[M->id] != 1 || !read_once(s, M))
     return false;
+  IrOp grad = n->op;
   IrNode *F = pool_of(s, M), *G = M->src[0];
   if (!F || F->ndim != G->ndim || memcmp(F->shape, G->shape, sizeof(int64_t) * F->ndim))
     return false;
   n->op = IR_MAXPOOL_GRAD;
   n->attr = M->attr;
   n->src[0] = M;
-  M->op = IR_RELU_GRAD;
+  M->op = grad;
   memset(&M->attr, 0, sizeof M->attr);
   M->src[1] = F;
   M->ndim = F->ndim;
