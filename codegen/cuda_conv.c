@@ -216,10 +216,10 @@ static bool emit_conv_pooled(CudaGen *g, int kernel, const Kernel *k, const RtLi
 }
 
 // The input gradient through a max pooling's argmax (the forward's,
-// saved): one thread per element of dx, gathering over its group's output
-// channels and the taps whose output window covers it, and for each such
-// output the pooling windows (the forward's settings) that hold it: their
-// gradient where their argmax is that output.
+// saved): one thread per element of dx, gathering over the taps whose
+// output window covers it, for each such output the pooling windows (the
+// forward's settings) that hold it, and in each its group's output
+// channels: their gradient where their argmax is that output.
 static bool emit_conv_pooled_input(CudaGen *g, int kernel, const Kernel *k, const RtLib *d, const CudaLibCtx *x,
                                    const ConvGeo *c) {
   if (!x->saved || d->aux_from < 0 || !x->from || x->from->kind != RL_MAXPOOL)
@@ -236,40 +236,46 @@ static bool emit_conv_pooled_input(CudaGen *g, int kernel, const Kernel *k, cons
             "    const long long w = e %% %lldLL, h = e / %lldLL %% %lldLL, ch = e / %lldLL %% %lldLL, n = e / %lldLL;\n",
             images_expr(c->n, nb, sizeof nb), (long long)(c->C * c->H * c->W), (long long)c->W, (long long)c->W,
             (long long)c->H, (long long)(c->H * c->W), (long long)c->C, (long long)(c->C * c->H * c->W));
+  // Per tap: the output whose window puts it on (h, w), the pooling
+  // windows that hold that output (rows qh whose window reaches it: those
+  // of qh*sh_p - pad_p + i*dil_p = oh, i < k_h), then the group's output
+  // channels whose argmax there is that output.
   sb_printf(s,
             "    const long long grp = ch / %lldLL, ci = ch %% %lldLL;\n"
             "    float sum = 0.0f;\n"
-            "    for (long long o = grp * %lldLL; o < (grp + 1) * %lldLL; o++)\n"
-            "      for (long long kh = 0; kh < %lldLL; kh++)\n"
-            "        for (long long kw = 0; kw < %lldLL; kw++) {\n"
-            "          const long long th = h + %lldLL - kh * %lldLL, tw = w + %lldLL - kw * %lldLL;\n",
-            (long long)c->Cg, (long long)c->Cg, (long long)c->Og, (long long)c->Og, (long long)c->KH, (long long)c->KW,
-            (long long)c->ph, (long long)c->dh, (long long)c->pw, (long long)c->dw);
+            "    for (long long kh = 0; kh < %lldLL; kh++)\n"
+            "      for (long long kw = 0; kw < %lldLL; kw++) {\n"
+            "        const long long th = h + %lldLL - kh * %lldLL, tw = w + %lldLL - kw * %lldLL;\n",
+            (long long)c->Cg, (long long)c->Cg, (long long)c->KH, (long long)c->KW, (long long)c->ph, (long long)c->dh,
+            (long long)c->pw, (long long)c->dw);
   sb_printf(s,
-            "          if (th < 0 || tw < 0 || th %% %lldLL || tw %% %lldLL || th / %lldLL >= %lldLL || "
+            "        if (th < 0 || tw < 0 || th %% %lldLL || tw %% %lldLL || th / %lldLL >= %lldLL || "
             "tw / %lldLL >= %lldLL)\n"
-            "            continue;\n"
-            "          const long long oh = th / %lldLL, ow = tw / %lldLL;\n"
-            "          const float wv = wt[((o * %lldLL + ci) * %lldLL + kh) * %lldLL + kw];\n",
+            "          continue;\n"
+            "        const long long oh = th / %lldLL, ow = tw / %lldLL, uh = oh + %lldLL, uw = ow + %lldLL;\n",
             (long long)c->sh, (long long)c->sw, (long long)c->sh, (long long)c->OH, (long long)c->sw, (long long)c->OW,
-            (long long)c->sh, (long long)c->sw, (long long)c->Cg, (long long)c->KH, (long long)c->KW);
+            (long long)c->sh, (long long)c->sw, (long long)pa[4], (long long)pa[5]);
   sb_printf(s,
-            "          for (long long i = 0; i < %lldLL; i++)   // the pooling windows that hold (oh, ow)\n"
-            "            for (long long j = 0; j < %lldLL; j++) {\n"
-            "              const long long uh = oh + %lldLL - i * %lldLL, uw = ow + %lldLL - j * %lldLL;\n"
-            "              if (uh < 0 || uw < 0 || uh %% %lldLL || uw %% %lldLL || uh / %lldLL >= %lldLL || "
-            "uw / %lldLL >= %lldLL)\n"
-            "                continue;\n"
-            "              const long long at = (n * %lldLL + o) * %lldLL + uh / %lldLL * %lldLL + uw / %lldLL;\n"
+            "        const long long qh0 = uh < %lldLL ? 0 : (uh - %lldLL + %lldLL - 1) / %lldLL;\n"
+            "        const long long qw0 = uw < %lldLL ? 0 : (uw - %lldLL + %lldLL - 1) / %lldLL;\n"
+            "        for (long long qh = qh0; qh <= uh / %lldLL && qh < %lldLL; qh++)\n"
+            "          for (long long qw = qw0; qw <= uw / %lldLL && qw < %lldLL; qw++) {\n"
+            "            if ((uh - qh * %lldLL) %% %lldLL || (uw - qw * %lldLL) %% %lldLL)\n"
+            "              continue;   // a dilated window skips (oh, ow)\n"
+            "            for (long long o = grp * %lldLL; o < (grp + 1) * %lldLL; o++) {\n"
+            "              const long long at = (n * %lldLL + o) * %lldLL + qh * %lldLL + qw;\n"
             "              if (argmax[at] == (int)(oh * %lldLL + ow))\n"
-            "                sum += dy[at] * wv;\n"
+            "                sum += dy[at] * wt[((o * %lldLL + ci) * %lldLL + kh) * %lldLL + kw];\n"
             "            }\n"
-            "        }\n"
+            "          }\n"
+            "      }\n"
             "    dx[e] = sum;\n"
             "  }\n}\n",
-            (long long)pa[0], (long long)pa[1], (long long)pa[4], (long long)pa[6], (long long)pa[5], (long long)pa[7],
-            (long long)pa[2], (long long)pa[3], (long long)pa[2], (long long)PH, (long long)pa[3], (long long)PW,
-            (long long)c->O, (long long)PP, (long long)pa[2], (long long)PW, (long long)pa[3], (long long)c->OW);
+            (long long)((pa[0] - 1) * pa[6]), (long long)((pa[0] - 1) * pa[6]), (long long)pa[2], (long long)pa[2],
+            (long long)((pa[1] - 1) * pa[7]), (long long)((pa[1] - 1) * pa[7]), (long long)pa[3], (long long)pa[3],
+            (long long)pa[2], (long long)PH, (long long)pa[3], (long long)PW, (long long)pa[2], (long long)pa[6],
+            (long long)pa[3], (long long)pa[7], (long long)c->Og, (long long)c->Og, (long long)c->O, (long long)PP,
+            (long long)PW, (long long)c->OW, (long long)c->Cg, (long long)c->KH, (long long)c->KW);
   cuda_launch_elems(g, kernel, name, times(c->n, c->C * c->H * c->W));
   return !g->failed;
 }
