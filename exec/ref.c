@@ -122,6 +122,29 @@ static void batchnorm_channels(Exec *ex, const IrNode *n, int64_t B, bool traini
 // forward keeps each window's argmax; the gradient (into a zeroed dx)
 // routes through the forward's argmax, or finds it again when the forward
 // did not run in this step.
+// dx += the gradient g of max pooling n's output (n: the pooling or its
+// gradient, for the settings) routed to x's elements, rows [lo, hi), through
+// the argmax its forward f saved this step, or else found again.
+static void maxpool_dx(Exec *ex, float *dx, const float *g, const IrNode *x, const IrNode *n, int f, int64_t B,
+                       int64_t lo, int64_t hi) {
+  KPool2d geo = pool_geometry(x, n, B);
+  geo.N = hi - lo;
+  int64_t OH, OW;
+  OH = k_out_size(geo.H, geo.kh, geo.sh, geo.ph, geo.dh), OW = k_out_size(geo.W, geo.kw, geo.sw, geo.pw, geo.dw);
+  int64_t in = numel(x, 1), out = geo.C * OH * OW, k = (hi - lo) * out;
+  dx += lo * in, g += lo * out;
+  if (f >= 0 && ex->done[f]) {
+    k_maxpool2d_backward(dx, g, ex->argmax[f] + lo * out, &geo);
+    return;
+  }
+  float *y = xmalloc(sizeof(float) * (k > 0 ? k : 1));
+  int32_t *at = xmalloc(sizeof(int32_t) * (k > 0 ? k : 1));
+  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
+  k_maxpool2d_backward(dx, g, at, &geo);
+  free(y);
+  free(at);
+}
+
 static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64_t hi) {
   if (n->op == IR_MAXPOOL) {
     const IrNode *x = n->src[0];
@@ -132,21 +155,7 @@ static void maxpool_rows(Exec *ex, const IrNode *n, int64_t B, int64_t lo, int64
     return;
   }
   const IrNode *g = n->src[0], *x = n->src[1];
-  KPool2d geo = pool_geometry(x, n, B);
-  geo.N = hi - lo;
-  int64_t in = numel(x, 1), out = numel(g, 1), k = (hi - lo) * out;
-  float *dx = F(ex, n) + lo * in;
-  int f = ex->fwd[n->id];
-  if (f >= 0 && ex->done[f]) {
-    k_maxpool2d_backward(dx, F(ex, g) + lo * out, ex->argmax[f] + lo * out, &geo);
-    return;
-  }
-  float *y = xmalloc(sizeof(float) * k);
-  int32_t *at = xmalloc(sizeof(int32_t) * k);
-  k_maxpool2d_forward(y, at, F(ex, x) + lo * in, &geo);
-  k_maxpool2d_backward(dx, F(ex, g) + lo * out, at, &geo);
-  free(y);
-  free(at);
+  maxpool_dx(ex, F(ex, n), F(ex, g), x, n, ex->fwd[n->id], B, lo, hi);
 }
 
 // The rows a layer normalization normalizes: all but its last attr.i[0] dimensions.
@@ -294,23 +303,13 @@ static void run_grad(Exec *ex, const IrNode *n, int64_t B) {
     const IrNode *p = n->src[2], *y = p->src[0];                           // gradient of y, then y's conv's
     bool input = n->op == IR_CONV2D_GRAD_INPUT_POOLED;
     KConv2d geo = input ? conv_geometry(n, b, &n->attr, B) : conv_geometry(b, n, &n->attr, B);
-    KPool2d pg = pool_geometry(y, p, B);
-    int64_t np = numel(p, B);
-    float *dy = xcalloc(numel(y, B) > 0 ? numel(y, B) : 1, sizeof(float)), *pv = NULL;
-    int32_t *at = ex->training && ex->done[p->id] ? ex->argmax[p->id] : NULL, *fresh = NULL;
-    if (!at) {   // the pooling's argmax, found again
-      pv = xmalloc(sizeof(float) * (np > 0 ? np : 1));
-      at = fresh = xmalloc(sizeof(int32_t) * (np > 0 ? np : 1));
-      k_maxpool2d_forward(pv, fresh, F(ex, y), &pg);
-    }
-    k_maxpool2d_backward(dy, g, at, &pg);
+    float *dy = xcalloc(numel(y, B) > 0 ? numel(y, B) : 1, sizeof(float));
+    maxpool_dx(ex, dy, g, y, p, ex->training ? ex->fwd[n->id] : -1, B, 0, B);
     if (input)
       k_conv2d_backward(out, NULL, NULL, dy, NULL, F(ex, b), &geo);
     else
       k_conv2d_backward(NULL, out, NULL, dy, F(ex, b), NULL, &geo);
     free(dy);
-    free(pv);
-    free(fresh);
     return;
   }
   case IR_CHANNEL_SUM: channel_sum(out, a, g, B); return;

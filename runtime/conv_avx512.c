@@ -488,41 +488,10 @@ void k_avx512_conv_rows_grad_weight(float *dw, const float *dy, const float *x, 
 // T segments of L floats += sum over i < nz of val[i] * the segments at
 // img + off[i] + toff[t]. The segments' vectors go in groups of up to
 // POOLED_GROUP accumulators, each group one pass over the windows, so
-// that a window's value is broadcast once for the group's FMAs; a group
-// of up to four runs two chains (even and odd windows) against the FMA's
-// latency.
+// that a window's value is broadcast once for the group's FMAs; a small
+// group runs two chains (even and odd windows) against the FMA's latency.
 #define POOLED_GROUP 8
 #ifdef HAVE_AVX512_PATH
-AVX512_FMA static inline __attribute__((always_inline)) void pooled_group(int J, float *acc, const int32_t *src,
-                                                                           const int32_t *dst, const __mmask16 *m,
-                                                                           const float *img, const int32_t *off,
-                                                                           const float *val, int64_t nz) {
-  __m512 a[POOLED_GROUP], b[POOLED_GROUP];
-  for (int j = 0; j < J; j++)
-    a[j] = b[j] = _mm512_setzero_ps();
-  int64_t i = 0;
-  if (J <= 4)
-    for (; i + 2 <= nz; i += 2) {
-      __m512 u = _mm512_set1_ps(val[i]), w = _mm512_set1_ps(val[i + 1]);
-      const float *p = img + off[i], *q = img + off[i + 1];
-      for (int j = 0; j < J; j++) {
-        a[j] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m[j], p + src[j]), a[j]);
-        b[j] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[j], q + src[j]), b[j]);
-      }
-    }
-  for (; i < nz; i++) {
-    __m512 u = _mm512_set1_ps(val[i]);
-    const float *p = img + off[i];
-    for (int j = 0; j < J; j++)
-      a[j] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m[j], p + src[j]), a[j]);
-  }
-  for (int j = 0; j < J; j++) {
-    float *d = acc + dst[j];
-    __m512 s = _mm512_add_ps(_mm512_add_ps(a[j], b[j]), _mm512_maskz_loadu_ps(m[j], d));
-    _mm512_mask_storeu_ps(d, m[j], s);
-  }
-}
-
 // The windows of the nonzero gradients (pooled_list in kernels_conv.c):
 // 16 at a time, each argmax's row and column by a product with 1/OW in
 // floats and one correction, both packed to the front by compress and
@@ -551,11 +520,14 @@ AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d
   return nz;
 }
 
-// Segments of 4 or 8 floats at most (a first layer's window rows): the
-// same sums in 128- or 256-bit vectors, whose loads cross fewer cache
-// lines than a 512-bit load of a few lanes does. One body per width and
-// group size (ZERO, SET1, LOAD, FMA, ADD, STORE: the width's intrinsics).
-#define POOLED_NARROW(name, V, M, ZERO, SET1, LOAD, FMA, ADD, STORE)                                          \
+// A group of the sums: J of the segments' vectors in accumulators (J a
+// constant in each body, so that they stay in registers), one pass over
+// the windows; groups of PAIRS or fewer run two chains. One body per
+// vector width: 512 bits, and for segments of 4 or 8 floats at most (a
+// first layer's window rows) 128 and 256, whose loads cross fewer cache
+// lines than a 512-bit load of a few lanes does (ZERO, SET1, LOAD, FMA,
+// ADD, STORE: the width's intrinsics).
+#define POOLED_GROUP_FN(name, V, M, PAIRS, ZERO, SET1, LOAD, FMA, ADD, STORE)                                  \
   AVX512_FMA static inline __attribute__((always_inline)) void name(int J, float *acc, const int32_t *src,   \
                                                                      const int32_t *dst, const M *m,         \
                                                                      const float *img, const int32_t *off,   \
@@ -564,14 +536,15 @@ AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d
     for (int j = 0; j < J; j++)                                                                               \
       a[j] = b[j] = ZERO();                                                                                   \
     int64_t i = 0;                                                                                            \
-    for (; i + 2 <= nz; i += 2) {                                                                             \
-      V u = SET1(val[i]), w = SET1(val[i + 1]);                                                               \
-      const float *p = img + off[i], *q = img + off[i + 1];                                                   \
-      for (int j = 0; j < J; j++) {                                                                           \
-        a[j] = FMA(u, LOAD(m[j], p + src[j]), a[j]);                                                          \
-        b[j] = FMA(w, LOAD(m[j], q + src[j]), b[j]);                                                          \
+    if (J <= PAIRS)                                                                                           \
+      for (; i + 2 <= nz; i += 2) {                                                                           \
+        V u = SET1(val[i]), w = SET1(val[i + 1]);                                                             \
+        const float *p = img + off[i], *q = img + off[i + 1];                                                 \
+        for (int j = 0; j < J; j++) {                                                                         \
+          a[j] = FMA(u, LOAD(m[j], p + src[j]), a[j]);                                                        \
+          b[j] = FMA(w, LOAD(m[j], q + src[j]), b[j]);                                                        \
+        }                                                                                                     \
       }                                                                                                       \
-    }                                                                                                         \
     for (; i < nz; i++) {                                                                                     \
       V u = SET1(val[i]);                                                                                     \
       const float *p = img + off[i];                                                                          \
@@ -581,10 +554,27 @@ AVX512_FMA int64_t k_avx512_pooled_list(int32_t *off, float *val, const float *d
     for (int j = 0; j < J; j++)                                                                               \
       STORE(acc + dst[j], m[j], ADD(ADD(a[j], b[j]), LOAD(m[j], acc + dst[j])));                              \
   }
-POOLED_NARROW(pooled_group128, __m128, __mmask8, _mm_setzero_ps, _mm_set1_ps, _mm_maskz_loadu_ps, _mm_fmadd_ps,
-              _mm_add_ps, _mm_mask_storeu_ps)
-POOLED_NARROW(pooled_group256, __m256, __mmask8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_maskz_loadu_ps,
-              _mm256_fmadd_ps, _mm256_add_ps, _mm256_mask_storeu_ps)
+POOLED_GROUP_FN(pooled_group, __m512, __mmask16, 4, _mm512_setzero_ps, _mm512_set1_ps, _mm512_maskz_loadu_ps,
+                _mm512_fmadd_ps, _mm512_add_ps, _mm512_mask_storeu_ps)
+POOLED_GROUP_FN(pooled_group128, __m128, __mmask8, POOLED_GROUP, _mm_setzero_ps, _mm_set1_ps, _mm_maskz_loadu_ps,
+                _mm_fmadd_ps, _mm_add_ps, _mm_mask_storeu_ps)
+POOLED_GROUP_FN(pooled_group256, __m256, __mmask8, POOLED_GROUP, _mm256_setzero_ps, _mm256_set1_ps,
+                _mm256_maskz_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_mask_storeu_ps)
+
+// Jobs [j0, j0 + J) of T segments of L floats in 16-lane vectors: the
+// vector's offset in a window (src), in the segments' row (dst; may be
+// NULL), and its lanes.
+static inline void pooled_jobs(int64_t j0, int J, int64_t L, const int32_t *toff, int32_t *src, int32_t *dst,
+                               __mmask16 *m) {
+  int64_t nv = (L + 15) / 16;
+  for (int j = 0; j < J; j++) {
+    int64_t t = (j0 + j) / nv, v = (j0 + j) % nv, lanes = L - 16 * v < 16 ? L - 16 * v : 16;
+    src[j] = (int32_t)(toff[t] + 16 * v);
+    if (dst)
+      dst[j] = (int32_t)(t * L + 16 * v);
+    m[j] = (__mmask16)((1u << lanes) - 1);
+  }
+}
 
 // Segments of L <= 8 floats, T of them, in groups of POOLED_GROUP.
 AVX512_FMA static void pooled_sums_narrow(float *acc, int64_t T, int64_t L, const int32_t *toff, const float *img,
@@ -630,12 +620,7 @@ AVX512_FMA void k_avx512_pooled_sums(float *acc, int64_t T, int64_t L, const int
     int J = jobs - j0 < POOLED_GROUP ? (int)(jobs - j0) : POOLED_GROUP;
     int32_t src[POOLED_GROUP], dst[POOLED_GROUP];
     __mmask16 m[POOLED_GROUP];
-    for (int j = 0; j < J; j++) {
-      int64_t t = (j0 + j) / nv, v = (j0 + j) % nv, lanes = L - 16 * v < 16 ? L - 16 * v : 16;
-      src[j] = (int32_t)(toff[t] + 16 * v);
-      dst[j] = (int32_t)(t * L + 16 * v);
-      m[j] = (__mmask16)((1u << lanes) - 1);
-    }
+    pooled_jobs(j0, J, L, toff, src, dst, m);
     switch (J) {   // one body per group size, its accumulators in registers
     case 1: pooled_group(1, acc, src, dst, m, img, off, val, nz); break;
     case 2: pooled_group(2, acc, src, dst, m, img, off, val, nz); break;
@@ -678,12 +663,10 @@ AVX512_FMA void k_avx512_pooled_scatter(float *img, int64_t T, int64_t L, const 
     int32_t src[POOLED_GROUP];
     __m512 wv[POOLED_GROUP];
     __mmask16 m[POOLED_GROUP];
-    for (int j = 0; j < J; j++) {
-      int64_t t = (j0 + j) / nv, v = (j0 + j) % nv, lanes = L - 16 * v < 16 ? L - 16 * v : 16;
-      src[j] = (int32_t)(toff[t] + 16 * v);
-      m[j] = (__mmask16)((1u << lanes) - 1);
-      wv[j] = _mm512_maskz_loadu_ps(m[j], wrow + t * L + 16 * v);
-    }
+    int32_t dst[POOLED_GROUP];
+    pooled_jobs(j0, J, L, toff, src, dst, m);
+    for (int j = 0; j < J; j++)
+      wv[j] = _mm512_maskz_loadu_ps(m[j], wrow + dst[j]);
     bool full = L % 16 == 0;
 #define SCATTER_CASE(k)                                          \
   case k:                                                        \

@@ -725,30 +725,44 @@ static void pooled_copy(float *img, float *tmp, const float *xn, const KConv2d *
     memcpy(img + ((h + g->ph) * p->Wp + g->pw) * g->C, tmp + h * g->W * g->C, sizeof(float) * g->W * g->C);
 }
 
+// Where windows lie in the image the sums read (padded: the copy with its
+// padding; else x itself): each segment's offset from its window's start,
+// toff[t], and where output a's window starts (*at, add left 0).
+static void pooled_offsets(int32_t *toff, KPooledAt *at, const KConv2d *g, const PooledPlan *p, bool padded) {
+  int64_t ld = padded ? p->Wp : g->W, plane = padded ? p->Hp * p->Wp : g->H * g->W;   // a row's floats, a plane's
+  int64_t lc = p->planes ? 1 : g->C;                                                  // a pixel's
+  *at = (KPooledAt){.OW = (int32_t)p->OW, .P = (int32_t)(p->OH * p->OW), .ystep = (int32_t)(g->sh * ld * lc),
+                    .xstep = (int32_t)(g->sw * lc)};
+  for (int64_t t = 0; t < p->T; t++) {
+    int64_t c, kh, kw;   // the segment's first float
+    if (p->planes)
+      c = t / (p->T / p->Cg), kh = t % (p->T / p->Cg) / (g->dw == 1 ? 1 : g->KW), kw = g->dw == 1 ? 0 : t % g->KW;
+    else
+      c = 0, kh = t / g->KW, kw = t % g->KW;
+    toff[t] = (int32_t)(c * plane + (kh * g->dh * ld + kw * g->dw) * lc);
+  }
+}
+
+// pooled_list on this host (AVX-512 where the argmaxes are exact in floats).
+static int64_t pooled_windows(int32_t *off, float *val, const float *d, const int32_t *am, int64_t PP,
+                              const KPooledAt *at) {
+  return k_avx512() && at->P < (1 << 24) ? k_avx512_pooled_list(off, val, d, am, PP, at)
+                                         : pooled_list(off, val, d, am, PP, at);
+}
+
 void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argmax, int64_t PP, const float *x,
                                  const KConv2d *g, float *ws) {
   K_CHECK(PP >= 1, "conv2d_grad_weight_pooled: bad shape");
   PooledPlan p = pooled_plan(g, PP);
-  int64_t P = p.OH * p.OW, CHW = g->C * g->H * g->W, HW = g->H * g->W, HWp = p.Hp * p.Wp;
+  int64_t CHW = g->C * g->H * g->W, HW = g->H * g->W, HWp = p.Hp * p.Wp;
   int64_t stride = p.copy ? p.img : CHW;   // from one image's windows to the next's
   K_CHECK(p.chunk * stride <= INT32_MAX && g->C * HWp <= INT32_MAX, "conv2d_grad_weight_pooled: too large");
   float *img = ws, *tmp = img + p.chunk * p.img, *acc = tmp + (p.planes ? 0 : CHW), *val;
   int32_t *toff = (int32_t *)(acc + g->O * p.R), *off = toff + p.T;
   val = (float *)(off + p.chunk * PP + 16);   // (the AVX-512 list stores whole vectors)
-  bool wide = k_avx512(), exact = P < (1 << 24);   // (the AVX-512 list divides in floats)
   memset(acc, 0, sizeof(float) * g->O * p.R);
-  int64_t ld = p.copy ? p.Wp : g->W, lc = p.planes ? 1 : g->C;   // a row's floats, a pixel's
-  KPooledAt w = {.OW = (int32_t)p.OW, .P = (int32_t)P, .ystep = (int32_t)(g->sh * ld * lc),
-                 .xstep = (int32_t)(g->sw * lc)};
-  for (int64_t t = 0; t < p.T; t++) {
-    int64_t c, kh, kw;   // the segment's first float
-    if (p.planes)
-      c = t / (p.T / p.Cg), kh = t % (p.T / p.Cg) / (g->dw == 1 ? 1 : g->KW), kw = g->dw == 1 ? 0 : t % g->KW;
-    else
-      c = 0, kh = t / g->KW, kw = t % g->KW;
-    toff[t] = (int32_t)(p.planes ? c * (p.copy ? HWp : HW) + kh * g->dh * ld + kw * g->dw
-                                 : (kh * g->dh * ld + kw * g->dw) * lc);
-  }
+  KPooledAt w;
+  pooled_offsets(toff, &w, g, &p, p.copy);
   for (int64_t n0 = 0; n0 < g->N; n0 += p.chunk) {   // images [n0, n1): one pass
     int64_t n1 = g->N - n0 < p.chunk ? g->N : n0 + p.chunk;
     const float *base = p.copy ? img : x + n0 * CHW;
@@ -761,8 +775,7 @@ void k_conv2d_grad_weight_pooled(float *dw, const float *dy, const int32_t *argm
         const float *d = dy + (n * g->O + o) * PP;
         const int32_t *at = argmax + (n * g->O + o) * PP;
         w.add = (int32_t)((n - n0) * stride + (p.planes ? c0 * (p.copy ? HWp : HW) : c0));
-        nz += wide && exact ? k_avx512_pooled_list(off + nz, val + nz, d, at, PP, &w)
-                            : pooled_list(off + nz, val + nz, d, at, PP, &w);
+        nz += pooled_windows(off + nz, val + nz, d, at, PP, &w);
       }
       pooled_rows(acc + o * p.R, (float *)base, p.T, p.L, toff, off, val, nz, false);
     }
@@ -800,26 +813,16 @@ void k_conv2d_grad_input_pooled(float *dx, const float *dy, const int32_t *argma
                                 const KConv2d *g, float *ws) {
   K_CHECK(PP >= 1, "conv2d_grad_input_pooled: bad shape");
   PooledPlan p = pooled_plan(g, PP);
-  int64_t P = p.OH * p.OW, HW = g->H * g->W, CHW = g->C * HW, HWp = p.Hp * p.Wp, img = g->C * HWp;
+  int64_t HW = g->H * g->W, CHW = g->C * HW, HWp = p.Hp * p.Wp, img = g->C * HWp;
   K_CHECK(img <= INT32_MAX, "conv2d_grad_input_pooled: too large");
   float *acc = ws, *tmp = acc + img, *wr = tmp + CHW, *val;
   int32_t *toff = (int32_t *)(wr + g->O * p.R), *off = toff + p.T;
   val = (float *)(off + PP + 16);
-  bool wide = k_avx512(), exact = P < (1 << 24);
   for (int64_t o = 0; o < g->O; o++)   // o's row in the segments' order
     for (int64_t r = 0; r < p.R; r++)
       wr[o * p.R + r] = p.planes ? w[o * p.R + r] : w[o * p.R + r % p.Cg * p.KK + r / p.Cg];
-  int64_t lc = p.planes ? 1 : g->C;   // a pixel's floats
-  KPooledAt at = {.OW = (int32_t)p.OW, .P = (int32_t)P, .ystep = (int32_t)(g->sh * p.Wp * lc),
-                  .xstep = (int32_t)(g->sw * lc)};
-  for (int64_t t = 0; t < p.T; t++) {   // as the weight gradient's, in the padded copy
-    int64_t c, kh, kw;
-    if (p.planes)
-      c = t / (p.T / p.Cg), kh = t % (p.T / p.Cg) / (g->dw == 1 ? 1 : g->KW), kw = g->dw == 1 ? 0 : t % g->KW;
-    else
-      c = 0, kh = t / g->KW, kw = t % g->KW;
-    toff[t] = (int32_t)(p.planes ? c * HWp + kh * g->dh * p.Wp + kw * g->dw : (kh * g->dh * p.Wp + kw * g->dw) * lc);
-  }
+  KPooledAt at;
+  pooled_offsets(toff, &at, g, &p, true);   // in the padded copy of dx
   for (int64_t n = 0; n < g->N; n++) {
     memset(acc, 0, sizeof(float) * img);
     for (int64_t o = 0; o < g->O; o++) {
@@ -827,7 +830,7 @@ void k_conv2d_grad_input_pooled(float *dx, const float *dy, const int32_t *argma
       const int32_t *am = argmax + (n * g->O + o) * PP;
       int64_t c0 = o / p.Og * p.Cg;
       at.add = (int32_t)(p.planes ? c0 * HWp : c0);
-      int64_t nz = wide && exact ? k_avx512_pooled_list(off, val, d, am, PP, &at) : pooled_list(off, val, d, am, PP, &at);
+      int64_t nz = pooled_windows(off, val, d, am, PP, &at);
       pooled_rows(wr + o * p.R, acc, p.T, p.L, toff, off, val, nz, true);
     }
     float *dxn = dx + n * CHW;

@@ -621,6 +621,14 @@ static void pool_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
 #define CONV_DW_MIN_DEPTH 256
 #define CONV_SUM_SPLIT 32768   // the shares' sum runs on the calling thread under this many additions
 
+// The shares of a convolution over the pool of T threads, for B images:
+// CONV_SHARES_PER_THREAD a thread, fewer for a small batch (a weight
+// gradient of a batch under T: T shares, some empty).
+static int conv_shares(int T, int64_t B) {
+  int S = T * CONV_SHARES_PER_THREAD;
+  return T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;
+}
+
 // The weight gradient's elements [lo, hi): the shares' partial sums, added
 // in share order.
 static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
@@ -632,6 +640,16 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++)
       dw[i] += part[i];
   }
+}
+
+// The weight gradient, from its s->T shares' partial sums: on the calling
+// thread when small, else over the pool.
+static void sum_dw_shares(SplitCall *s) {
+  int64_t wn = rt_lib_numel(&s->k->buf[s->k->nbufs - 1], 1);
+  if (wn * s->T < CONV_SUM_SPLIT)
+    conv_dw_sum(s, 0, wn);
+  else
+    rt_pool_run(s->c->pool, conv_dw_sum, s, wn);
 }
 
 // A forward or input gradient whose weights outweigh the columns of its
@@ -650,8 +668,7 @@ static void run_conv(SplitCall *s) {
   RtContext *c = s->c;
   const RtLib *k = s->k;
   int64_t B = s->N;   // images
-  int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
-  S = T == 1 ? 1 : S <= B ? S : B > T ? (int)B : T;   // (a weight gradient of a batch under T: T shares, some empty)
+  int T = rt_pool_threads(c->pool), S = conv_shares(T, B);
   s->T = S;
   KConv2d whole = conv_of(k, B);
   int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
@@ -679,13 +696,8 @@ static void run_conv(SplitCall *s) {
     s->T = S;
   }
   rt_pool_run(c->pool, conv_share, s, S);
-  if (k->kind != RL_CONV2D_GRAD_WEIGHT)
-    return;
-  int64_t wn = rt_lib_numel(&k->buf[k->nbufs - 1], 1);
-  if (wn * S < CONV_SUM_SPLIT)
-    conv_dw_sum(s, 0, wn);
-  else
-    rt_pool_run(c->pool, conv_dw_sum, s, wn);
+  if (k->kind == RL_CONV2D_GRAD_WEIGHT)
+    sum_dw_shares(s);
 }
 
 // An input gradient through a max pooling's argmax: images [lo, hi).
@@ -732,14 +744,9 @@ static void run_conv_pooled(SplitCall *s) {
     rt_pool_run(c->pool, pooled_input_share, s, s->N);
     return;
   }
-  int T = rt_pool_threads(c->pool), S = T * CONV_SHARES_PER_THREAD;
-  s->T = T == 1 ? 1 : S <= s->N ? S : s->N > T ? (int)s->N : T;
+  s->T = conv_shares(rt_pool_threads(c->pool), s->N);
   rt_pool_run(c->pool, pooled_share, s, s->T);
-  int64_t wn = rt_lib_numel(&s->k->buf[2], 1);
-  if (wn * s->T < CONV_SUM_SPLIT)
-    conv_dw_sum(s, 0, wn);
-  else
-    rt_pool_run(c->pool, conv_dw_sum, s, wn);
+  sum_dw_shares(s);
 }
 
 // The index that element 0 of a random layer's result b has in the larger
