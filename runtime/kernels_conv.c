@@ -204,17 +204,29 @@ static void col2im_add(float *dx, const float *col, const KConv2d *g, int64_t OH
 }
 
 static int64_t conv_groups(const KConv2d *g) { return g->G > 1 ? g->G : 1; }
+static int64_t single_tap(const KConv2d *g, int64_t OH, int64_t OW);
+static bool unroll_path(const KConv2d *g, int64_t OH, int64_t OW, bool fast);
 
 // Floats of scratch a convolution of g needs: the cols of its images
 // (C*KH*KW, N*P) and the output with images moved inside (O, N*P) (with
 // groups, the cols of one group at a time: less).
-int64_t k_conv2d_scratch(const KConv2d *g) {
+static int64_t conv_scratch(const KConv2d *g, bool fast) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
+  if (single_tap(g, OH, OW) >= 0 || unroll_path(g, OH, OW, fast))   // no cols: weights in the thread's scratch
+    return 0;
   int64_t NP = g->N * OH * OW, cols = (g->C * g->KH * g->KW + g->O) * NP, direct = k_avx2_conv_scratch(g);
   int64_t rows = k_avx512_conv_rows_scratch(g);
   direct = direct > rows ? direct : rows;
   return cols > direct ? cols : direct;
+}
+
+int64_t k_conv2d_scratch(const KConv2d *g) { return conv_scratch(g, true); }
+
+bool k_conv2d_unrolled(const KConv2d *g) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  return unroll_path(g, OH, OW, true);
 }
 
 // Scratch memory reused from call to call (a training step would otherwise
@@ -232,7 +244,7 @@ static float *scratch(int64_t n) {
 // (N, C) @ w[:, :, tap]^T, a KH*KW-th of the im2col product's work. The tap,
 // or -1 when g is not such a convolution.
 static int64_t single_tap(const KConv2d *g, int64_t OH, int64_t OW) {
-  if (OH != 1 || OW != 1 || g->H != 1 || g->W != 1)
+  if (OH != 1 || OW != 1 || g->H != 1 || g->W != 1 || conv_groups(g) > 1)
     return -1;
   int64_t t = -1;
   for (int64_t kh = 0; kh < g->KH; kh++)
@@ -301,6 +313,154 @@ static float *inner_weights(const float *w, const KConv2d *g, const int64_t t[4]
   return wt;
 }
 
+// Planes smaller than the window (resnet18's 3x3 layers on 2x2 planes,
+// where each output reads 4 of its 9 taps, the rest in the padding): the
+// convolution of an image is a dense layer from its C*H*W values to its
+// O*OH*OW outputs, y (N, O*P) = x (N, C*HW) @ wu^T, with the weights
+// unrolled, wu (O*P, C*HW): wu[(o, p), (c, q)] = w[o, c, the tap by which
+// output p reads input q], 0 where none does. x and y are the product's
+// own matrices (no cols), its products P*HW per pair of channels against
+// im2col's P*KH*KW: taken where that saves a quarter, and wu is at most
+// UNROLL_MAX floats and at most UNROLL_WEIGHTS times w. The cpu backend's
+// only (the reference keeps im2col); off with NNC_NO_AVX2 as inner_taps.
+#define UNROLL_MAX (4 << 20)
+#define UNROLL_WEIGHTS 4
+
+static bool unrolled(const KConv2d *g, int64_t OH, int64_t OW, bool fast) {
+  int64_t P = OH * OW, HW = g->H * g->W, KK = g->KH * g->KW, wu = g->O * P * g->C * HW;
+  return fast && k_avx2() && conv_groups(g) == 1 && 4 * HW <= 3 * KK && wu <= UNROLL_MAX &&
+         wu <= UNROLL_WEIGHTS * g->O * g->C * KK;
+}
+
+// Whether g takes the unrolled weights: where unrolled allows, unless
+// the taps read only part of a 1x1 output's input (inner_taps, then, does
+// fewer products).
+static bool unroll_path(const KConv2d *g, int64_t OH, int64_t OW, bool fast) {
+  int64_t t[4];
+  if (!unrolled(g, OH, OW, fast))
+    return false;
+  return !inner_taps(g, OH, OW, fast, t) || (t[1] - t[0]) * (t[3] - t[2]) == g->H * g->W;
+}
+
+// The tap by which output p reads input q, or KH*KW where none does (P x
+// HW of them).
+static int32_t *unroll_taps(const KConv2d *g, int64_t OH, int64_t OW) {
+  int64_t P = OH * OW, HW = g->H * g->W;
+  int32_t *tab = xmalloc(sizeof(int32_t) * P * HW);
+  for (int64_t i = 0; i < P * HW; i++)
+    tab[i] = (int32_t)(g->KH * g->KW);
+  for (int64_t oh = 0; oh < OH; oh++)
+    for (int64_t ow = 0; ow < OW; ow++)
+      for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          int64_t ih = oh * g->sh - g->ph + kh * g->dh, iw = ow * g->sw - g->pw + kw * g->dw;
+          if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+            tab[(oh * OW + ow) * HW + ih * g->W + iw] = (int32_t)(kh * g->KW + kw);
+        }
+  return tab;
+}
+
+// wu's rows of output channels [o0, o1), as above: each row (o, p) a
+// gather from w's rows of output channel o through one offset table per p
+// (C*HW offsets), from a copy of those rows with a zero after them where
+// some output reads no input at some tap.
+void k_conv2d_unroll_weights(float *wu, const float *w, const KConv2d *g, int64_t o0, int64_t o1) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW, HW = g->H * g->W, KK = g->KH * g->KW, CHW = g->C * HW, CKK = g->C * KK;
+  int32_t *tab = unroll_taps(g, OH, OW), *off = xmalloc(sizeof(int32_t) * P * CHW);
+  bool gaps = false;
+  for (int64_t p = 0; p < P; p++)
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t q = 0; q < HW; q++) {
+        int32_t t = tab[p * HW + q];
+        gaps |= t == KK;
+        off[p * CHW + c * HW + q] = (int32_t)(t == KK ? CKK : c * KK + t);
+      }
+  float *wl = gaps ? xmalloc(sizeof(float) * (CKK + 1)) : NULL;
+  for (int64_t o = o0; o < o1; o++) {
+    const float *wo = w + o * CKK;
+    if (gaps) {
+      memcpy(wl, wo, sizeof(float) * CKK);
+      wl[CKK] = 0.0f;
+      wo = wl;
+    }
+    for (int64_t p = 0; p < P; p++) {
+      float *row = wu + (o * P + p) * CHW;
+      const int32_t *op = off + p * CHW;
+      for (int64_t j = 0; j < CHW; j++)
+        row[j] = wo[op[j]];
+    }
+  }
+  free(wl);
+  free(off);
+  free(tab);
+}
+
+int64_t k_conv2d_unrolled_size(const KConv2d *g) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  return g->O * OH * OW * g->C * g->H * g->W;
+}
+
+// y (N, O*P) = x (N, C*HW) @ wu^T (+ bias).
+void k_conv2d_forward_unrolled(float *y, const float *x, const float *wu, const float *bias, const KConv2d *g,
+                               KGemmFn gemm) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  int64_t P = OH * OW;
+  gemm(false, true, g->N, g->O * P, g->C * g->H * g->W, 1.0f, x, wu, 0.0f, y);
+  if (bias)
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t o = 0; o < g->O; o++)
+        for (int64_t p = 0; p < P; p++)
+          y[(n * g->O + o) * P + p] += bias[o];
+}
+
+// dx (N, C*HW) += dy (N, O*P) @ wu.
+void k_conv2d_grad_input_unrolled(float *dx, const float *dy, const float *wu, const KConv2d *g, KGemmFn gemm) {
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  gemm(false, false, g->N, g->C * g->H * g->W, g->O * OH * OW, 1.0f, dy, wu, 1.0f, dx);
+}
+
+// wu in the thread's scratch.
+static float *unroll_weights(const float *w, const KConv2d *g) {
+  float *wu = k_thread_scratch(K_SCRATCH_CONV, k_conv2d_unrolled_size(g));
+  k_conv2d_unroll_weights(wu, w, g, 0, g->O);
+  return wu;
+}
+
+// dw's rows of input channels [c0, c1) += (or, set, =) the unrolled
+// gradient gu ((O*P, (c1 - c0)*HW), rows ld floats apart) folded onto the
+// taps, each tap's terms added in the order of p.
+static void unroll_fold(float *dw, const float *gu, int64_t ld, const KConv2d *g, int64_t OH, int64_t OW, int64_t c0,
+                        int64_t c1, bool set) {
+  int64_t P = OH * OW, HW = g->H * g->W, KK = g->KH * g->KW;
+  int32_t *tab = unroll_taps(g, OH, OW);
+  for (int64_t o = 0; o < g->O; o++) {
+    float *row = dw + (o * g->C + c0) * KK;
+    if (set)
+      memset(row, 0, sizeof(float) * (c1 - c0) * KK);
+    for (int64_t p = 0; p < P; p++) {
+      const float *src = gu + (o * P + p) * ld;
+      const int32_t *at = tab + p * HW;
+      for (int64_t c = 0; c < c1 - c0; c++)
+        for (int64_t q = 0; q < HW; q++)
+          if (at[q] < KK)
+            row[c * KK + at[q]] += src[c * HW + q];
+    }
+  }
+  free(tab);
+}
+
+// Whether g runs as a product over its taps that read more than padding
+// (single_tap, inner_taps, unrolled).
+static bool few_taps(const KConv2d *g, int64_t OH, int64_t OW, bool fast) {
+  int64_t t[4];
+  return single_tap(g, OH, OW) >= 0 || inner_taps(g, OH, OW, fast, t) || unrolled(g, OH, OW, fast);
+}
+
 // A grouped convolution, G > 1: group q's cols (C/G*KH*KW, N*P) from its
 // channels of each image, Yt (O/G, N*P) = w[q] (O/G, C/G*KH*KW) @ col, and
 // Yt to its channels of y.
@@ -331,7 +491,16 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
   int64_t P = OH * OW, CKK = g->C * g->KH * g->KW, CHW = g->C * g->H * g->W, NP = g->N * P;
   bool pointwise = conv_is_pointwise(g);
   int64_t tap = single_tap(g, OH, OW), t[4];
-  if (direct) {   // (the bias too, as it copies the output)
+  if (tap >= 0) {   // (before the direct paths, which would multiply the padding's zeros)
+    gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
+  } else if (unroll_path(g, OH, OW, fast)) {   // (with its bias)
+    k_conv2d_forward_unrolled(y, x, unroll_weights(w, g), bias, g, gemm);
+    return;
+  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = xs @ ws^T
+    int64_t CT = g->C * (t[1] - t[0]) * (t[3] - t[2]);
+    inner_cols(ws, x, g, t, 0, g->C);
+    gemm(false, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
+  } else if (direct) {   // (the bias too, as it copies the output)
     if (k_avx512_conv_rows_fits(g))
       k_avx512_conv_rows_forward(y, x, w, bias, g, ws);
     else
@@ -339,12 +508,6 @@ static void conv_forward(float *y, const float *x, const float *w, const float *
     return;
   } else if (conv_groups(g) > 1) {
     conv_forward_groups(y, x, w, g, OH, OW, ws, gemm, fast);
-  } else if (tap >= 0) {
-    gemm(false, true, g->N, g->O, g->C, 1.0f, x, tap_weights(w, g, tap), 0.0f, y);
-  } else if (inner_taps(g, OH, OW, fast, t)) {   // y (N, O) = xs @ ws^T
-    int64_t CT = g->C * (t[1] - t[0]) * (t[3] - t[2]);
-    inner_cols(ws, x, g, t, 0, g->C);
-    gemm(false, true, g->N, g->O, CT, 1.0f, ws, inner_weights(w, g, t), 0.0f, y);
   } else if (pointwise) {   // the image is its own col
     for (int64_t n = 0; n < g->N; n++)
       gemm(false, false, g->O, P, CKK, 1.0f, w, x + n * CHW, 0.0f, y + n * g->O * P);
@@ -411,6 +574,7 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
     }
   if (!dw && !dx)
     return;
+  direct = direct && !few_taps(g, OH, OW, fast);   // (they would multiply the padding's zeros)
   if (direct && dw && k_avx512_conv_rows_grad_weight_fits(g)) {   // dw in place from x
     k_avx512_conv_rows_grad_weight(dw, dy, x, g, ws);
     dw = NULL;
@@ -441,6 +605,17 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
       for (int64_t i = 0; i < g->O * g->C; i++)
         dw[i * KK + tap] += gt[i];
     }
+    return;
+  }
+  if (unroll_path(g, OH, OW, fast)) {
+    int64_t OP = g->O * P;
+    if (dw) {   // wu's gradient (O*P, C*HW) = dy^T @ x, onto the taps
+      float *gu = k_thread_scratch(K_SCRATCH_TAPS, OP * CHW);
+      gemm(true, false, OP, CHW, g->N, 1.0f, dy, x, 0.0f, gu);
+      unroll_fold(dw, gu, CHW, g, OH, OW, 0, g->C, false);
+    }
+    if (dx)
+      k_conv2d_grad_input_unrolled(dx, dy, unroll_weights(w, g), g, gemm);
     return;
   }
   int64_t t[4];
@@ -499,6 +674,12 @@ void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
   int64_t P = OH * OW, NP = g->N * P;
+  if (unroll_path(g, OH, OW, true)) {   // (O*P, N): dy^T, the unrolled product's A
+    for (int64_t n = 0; n < g->N; n++)
+      for (int64_t i = 0; i < g->O * P; i++)
+        dyt[i * g->N + n] = dy[n * g->O * P + i];
+    return;
+  }
   for (int64_t n = 0; n < g->N; n++)
     for (int64_t o = 0; o < g->O; o++)
       memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
@@ -518,27 +699,38 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
   if (tap >= 0) {      // 0 but at the tap: dyt (O, N) @ x[:, c0..c1]
     float *gt = k_thread_scratch(K_SCRATCH_CONV, g->O * part.C);
     k_gemm_ld(false, false, g->O, part.C, g->N, dyt, NP, x + c0, CHW, 0.0f, gt, part.C);
-    for (int64_t o = 0; o < g->O; o++)
+    for (int64_t o = 0; o < g->O; o++) {   // (rows of these channels' taps: one memset each)
+      float *row = dw + (o * g->C + c0) * KK;
+      memset(row, 0, sizeof(float) * part.C * KK);
       for (int64_t c = 0; c < part.C; c++)
-        for (int64_t t = 0; t < KK; t++)
-          dw[(o * g->C + c0 + c) * KK + t] = t == tap ? gt[o * part.C + c] : 0.0f;
+        row[c * KK + tap] = gt[o * part.C + c];
+    }
+    return;
+  }
+  if (unroll_path(g, OH, OW, true)) {   // dyt (O*P, N) @ x[:, c0..c1], onto the taps
+    int64_t HW = g->H * g->W, CT = part.C * HW;
+    float *gu = k_thread_scratch(K_SCRATCH_TAPS, g->O * P * CT);
+    k_gemm_ld(false, false, g->O * P, CT, g->N, dyt, g->N, x + c0 * HW, CHW, 0.0f, gu, CT);
+    unroll_fold(dw, gu, CT, g, OH, OW, c0, c1, true);
     return;
   }
   int64_t t[4];
   if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ xs
-    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt, k;
+    int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt;
     float *gt = k_thread_scratch(K_SCRATCH_TAPS, g->O * CT);
     inner_cols(ws, x, g, t, c0, part.C);
     k_gemm_ld(false, false, g->O, CT, g->N, dyt, NP, ws, CT, 0.0f, gt, CT);
-    for (int64_t o = 0; o < g->O; o++)
-      for (int64_t c = 0; c < part.C; c++) {
-        float *row = dw + (o * g->C + c0 + c) * KK;
-        memset(row, 0, sizeof(float) * KK);
-        for (int64_t i = 0; i < nt; i++) {
-          inner_at(g, t, i, &k);
-          row[k] = gt[o * CT + c * nt + i];
-        }
-      }
+    int64_t *at = xmalloc(sizeof(int64_t) * nt);   // the inner taps' places in the window
+    for (int64_t i = 0; i < nt; i++)
+      inner_at(g, t, i, &at[i]);
+    for (int64_t o = 0; o < g->O; o++) {
+      float *row = dw + (o * g->C + c0) * KK;
+      memset(row, 0, sizeof(float) * part.C * KK);
+      for (int64_t c = 0; c < part.C; c++)
+        for (int64_t i = 0; i < nt; i++)
+          row[c * KK + at[i]] = gt[o * CT + c * nt + i];
+    }
+    free(at);
     return;
   }
   for (int64_t n = 0; n < g->N; n++)
@@ -548,12 +740,12 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
 
 // The reference: k_sgemm (the BLAS) and the plain loops.
 void k_conv2d_forward(float *y, const float *x, const float *w, const float *bias, const KConv2d *g) {
-  conv_forward(y, x, w, bias, g, scratch(k_conv2d_scratch(g)), k_sgemm, false, false);
+  conv_forward(y, x, w, bias, g, scratch(conv_scratch(g, false)), k_sgemm, false, false);
 }
 
 void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                        const KConv2d *g) {
-  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(k_conv2d_scratch(g)), k_sgemm, false, false);
+  conv_backward(dx, dw, dbias, dy, x, w, g, scratch(conv_scratch(g, false)), k_sgemm, false, false);
 }
 
 // The cpu backend's: its GEMM and the fast im2col, or, on AVX2 hosts
@@ -567,7 +759,9 @@ void k_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, cons
 static bool direct_path(KGemmFn gemm) { return !gemm && (!k_avx512() || k_avx512_halves()) && k_avx2(); }
 
 bool k_conv2d_by_image(const KConv2d *g, int pass) {
-  if (!direct_path(NULL))
+  int64_t OH, OW;
+  conv_geometry(g, &OH, &OW);
+  if (!direct_path(NULL) || few_taps(g, OH, OW, true))
     return false;
   return pass == 0 ? k_avx512_conv_rows_fits(g)
          : pass == 1 ? k_avx512_conv_rows_grad_input_fits(g)

@@ -66,6 +66,7 @@ void rt_context_free(RtContext *c) {
   free(c->ws);
   free(c->ws_cap);
   free(c->dyt);
+  free(c->wu);
   rt_pool_free(c->pool);
   free(c);
 }
@@ -552,7 +553,8 @@ static void conv_images(const SplitCall *s, int64_t lo, int64_t hi, float *dw) {
   KConv2d geo = conv_of(k, s->B);
   geo.N = 1;
   int64_t in = geo.C * geo.H * geo.W, out = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? r : 0], 1);
-  int64_t per = k_conv2d_scratch(&geo), chunk = CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
+  int64_t per = k_conv2d_scratch(&geo);   // (none: a product over channels, the images at once)
+  int64_t chunk = per == 0 ? (hi - lo > 1 ? hi - lo : 1) : CONV_CHUNK_FLOATS / per > 1 ? CONV_CHUNK_FLOATS / per : 1;
   int pass = k->kind == RL_CONV2D ? 0 : k->kind == RL_CONV2D_GRAD_INPUT ? 1 : 2;
   bool by_image = !s->gemm && k_conv2d_by_image(&geo, pass);
   if (by_image)   // its weights packed once for many images; a forward's output left in cache for its epilogue
@@ -662,6 +664,34 @@ static void sum_dw_shares(SplitCall *s) {
 // thread in one share, would cost more than the weights' reads.)
 #define CONV_HEAVY 4
 
+// A forward or input gradient with its weights unrolled over planes
+// smaller than its window (k_conv2d_unrolled): the pool unrolls them by
+// output channel, then one product over the whole batch, which the pool
+// splits.
+static void unroll_share(void *arg, int64_t o0, int64_t o1) {
+  const SplitCall *s = arg;
+  KConv2d geo = conv_of(s->k, s->B);
+  k_conv2d_unroll_weights(s->aux, P(s, 1), &geo, o0, o1);
+}
+
+static void run_conv_unrolled(SplitCall *s) {
+  RtContext *c = s->c;
+  const RtLib *k = s->k;
+  int r = k->nbufs - 1;
+  KConv2d geo = conv_of(k, s->N);
+  s->aux = k_grow(&c->wu, &c->wu_cap, k_conv2d_unrolled_size(&geo));
+  rt_pool_run(c->pool, unroll_share, s, geo.O);
+  gemm_context = c;
+  if (k->kind == RL_CONV2D) {
+    k_conv2d_forward_unrolled(P(s, r), P(s, 0), s->aux, k->nbufs == 4 ? P(s, 2) : NULL, &geo, pool_gemm);
+    if (s->epi)
+      s->epi(s->arena, s->state, s->B, 0, s->N, NULL);
+  } else {
+    memset(P(s, r), 0, sizeof(float) * rt_lib_numel(&k->buf[r], 1) * s->N);
+    k_conv2d_grad_input_unrolled(P(s, r), P(s, 0), s->aux, &geo, pool_gemm);
+  }
+}
+
 // A convolution or one of its gradients over the pool (epi: the forward's
 // epilogue, or NULL).
 static void run_conv(SplitCall *s) {
@@ -673,6 +703,10 @@ static void run_conv(SplitCall *s) {
   KConv2d whole = conv_of(k, B);
   int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
   // (the output positions of all images, against the weights' rows; NNC_NO_AVX2: the old split)
+  if (k_conv2d_unrolled(&whole) && k->kind != RL_CONV2D_GRAD_WEIGHT) {
+    run_conv_unrolled(s);
+    return;
+  }
   bool heavy = CONV_HEAVY * planes < whole.O && k_avx2();
   if ((B < T || heavy) && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_context = c;

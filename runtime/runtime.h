@@ -396,6 +396,8 @@ typedef struct RtContext {
   int nws;
   float *dyt;                  // a convolution's dy with images moved inside
   int64_t dyt_cap;
+  float *wu;                   // a convolution's weights unrolled (k_conv2d_unrolled)
+  int64_t wu_cap;
   // The step (set by the executor before each run):
   bool training;               // training mode: batch statistics, dropout
   bool dropout;                // dropout and gaussian_noise apply in training
@@ -785,6 +787,21 @@ void k_conv2d_backward(float *dx,        // (N,C,H,W)
 typedef void (*KGemmFn)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         const float *B, float beta, float *C);
 int64_t k_conv2d_scratch(const KConv2d *g);
+// Whether the cpu backend's convolution of g is one product with its
+// weights unrolled over planes smaller than the window (each call builds
+// them, however few its images).
+bool k_conv2d_unrolled(const KConv2d *g);
+// Its pieces, for callers that unroll the weights once for many images or
+// across threads: wu (O*OH*OW, C*H*W), k_conv2d_unrolled_size(g) floats,
+// wu[(o, p), (c, q)] = w[o, c, the tap by which output p reads input q]
+// or 0; k_conv2d_unroll_weights writes the rows of output channels [o0,
+// o1). The forward y = x @ wu^T (+ bias), the input gradient dx += dy @ wu
+// (x, y, dx, dy as (N, C*H*W) and (N, O*OH*OW) matrices).
+int64_t k_conv2d_unrolled_size(const KConv2d *g);
+void k_conv2d_unroll_weights(float *wu, const float *w, const KConv2d *g, int64_t o0, int64_t o1);
+void k_conv2d_forward_unrolled(float *y, const float *x, const float *wu, const float *bias, const KConv2d *g,
+                               KGemmFn gemm);
+void k_conv2d_grad_input_unrolled(float *dx, const float *dy, const float *wu, const KConv2d *g, KGemmFn gemm);
 void k_conv2d_forward_ws(float *y, const float *x, const float *w, const float *bias, const KConv2d *g, float *ws,
                          KGemmFn gemm);
 void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
@@ -797,7 +814,8 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 bool k_conv2d_by_image(const KConv2d *g, int pass);
 // A weight gradient split by input channel rather than by image, for when
 // there are few output positions (deep layers) and so little to sum per
-// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW); then
+// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW) (for an
+// unrolled g, k_conv2d_unrolled, into (O*OH*OW, N)); then
 // dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
 // not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
 // The cpu backend's, as the _ws functions (with k_gemm); one group only (G <= 1).
