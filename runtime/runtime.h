@@ -911,7 +911,7 @@ void k_global_avgpool_backward(float *dx,       // (N,C,H,W)
                                int64_t N, int64_t C, int64_t HW);
 
 //
-// kernels_train.c: batchnorm, dropout, losses, optimizers, initializers
+// kernels_bn.c: batchnorm; kernels_train.c: dropout, losses, optimizers, initializers
 //
 
 // Batch normalization over (N,C) (pass HW = 1) or (N,C,H,W) (HW = H*W);
