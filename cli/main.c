@@ -65,7 +65,8 @@ static const char *const usage_emit =
     "        may be a .kir file, for kernels, llvm and asm)\n"
     "  fused    the same, after the list of producer/consumer pairs left unfused\n"
     "        and why\n"
-    "  llvm  the optimized LLVM IR the cpu backend compiles for that entry point\n"
+    "  llvm  the LLVM IR the cpu backend compiles for that entry point, optimized\n"
+    "        at -O's level\n"
     "  asm   the host assembly of that LLVM IR\n"
     "  cuda  the CUDA C the cuda backend compiles for that entry point, each\n"
     "        kernel with the .nn lines it came from, and its launches in order\n"
@@ -81,6 +82,8 @@ static const char *const usage_emit =
     "  -b, --batch N         kernels to ptx: plan memory for batches of N (default:\n"
     "                        the model's train batch)\n"
     "      --no-fuse         kernels to ptx: one kernel per graph node\n"
+    "  -O, --opt-level N     llvm and asm: LLVM's optimization level, 0 to 3\n"
+    "                        (default 2, what the cpu backend compiles with)\n"
     "      --arch sm_XX      ptx: the GPU architecture (default sm_80)\n"
     "  -o, --output FILE     write to FILE instead of standard output\n"
     "      --max-errors N    stop reporting after N errors (default 50; 0: no limit)\n"
@@ -211,7 +214,8 @@ static int print_cuda(FILE *out, const KProgram *p, const char *stage, int arch)
 
 // `nnc emit --stage kernels|llvm|asm|cuda|ptx FILE.kir`: a program read back from
 // kernel IR text, printed again or compiled.
-static int emit_kir(const char *path, const char *stage, int arch, const char *output, const CliCommon *c) {
+static int emit_kir(const char *path, const char *stage, int arch, const CgOptions *co, const char *output,
+                    const CliCommon *c) {
   bool native = !strcmp(stage, "llvm") || !strcmp(stage, "asm");
   bool device = !strcmp(stage, "cuda") || !strcmp(stage, "ptx");
   if (strcmp(stage, "kernels") && !native && !device)
@@ -242,8 +246,8 @@ static int emit_kir(const char *path, const char *stage, int arch, const char *o
       ok = !(failed = print_cuda(out, kp, stage, arch));
     } else if (!native)
       ir_print_program(out, kp);
-    else if (!(!strcmp(stage, "llvm") ? cg_print_llvm(out, kp, NULL, err, sizeof err)
-                                      : cg_print_asm(out, kp, NULL, err, sizeof err))) {
+    else if (!(!strcmp(stage, "llvm") ? cg_print_llvm(out, kp, co, err, sizeof err)
+                                      : cg_print_asm(out, kp, co, err, sizeof err))) {
       fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
       ok = false;
     }
@@ -264,10 +268,12 @@ static int cmd_emit(int argc, char **argv) {
       {"train", no_argument, 0, 't'},      {"entry", required_argument, 0, 'e'},
       {"batch", required_argument, 0, 'b'}, {"no-fuse", no_argument, 0, 'F'},
       {"max-errors", required_argument, 0, 'E'}, {"no-color", no_argument, 0, 'C'},
-      {"arch", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0},
+      {"arch", required_argument, 0, 'A'}, {"opt-level", required_argument, 0, 'O'},
+      {"help", no_argument, 0, 'h'},      {0, 0, 0, 0},
   };
   CliCommon c = {.max_errors = 50};
+  CgOptions cg = {.opt_level = 2};
+  bool opt_given = false;
   const char *stage = NULL, *output = NULL;
   bool train = false, nofuse = false;
   int arch = 0;
@@ -276,8 +282,14 @@ static int cmd_emit(int argc, char **argv) {
   int ch;
   int64_t v;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "s:o:te:b:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "s:o:te:b:O:h", opts, NULL)) != -1) {
     switch (ch) {
+    case 'O':
+      if (!cli_int(optarg, 0, 3, &v))
+        return cli_usage_error(usage_emit, "--opt-level needs 0, 1, 2 or 3, found '%s'", optarg);
+      cg.opt_level = (int)v;
+      opt_given = true;
+      break;
     case 't': train = true; break;
     case 'e': entry_name = optarg; break;
     case 'F': nofuse = true; break;
@@ -313,6 +325,8 @@ static int cmd_emit(int argc, char **argv) {
                            stage);
   if (arch && strcmp(stage, "ptx"))
     return cli_usage_error(usage_emit, "--arch applies to --stage ptx, not %s", stage);
+  if (opt_given && !native)
+    return cli_usage_error(usage_emit, "--opt-level applies to --stage llvm and asm, not %s", stage);
   if (!arch)
     arch = 80;
   EntryKind entry;
@@ -326,7 +340,7 @@ static int cmd_emit(int argc, char **argv) {
     if (train || batch || nofuse || strcmp(entry_name, "forward"))
       return cli_usage_error(usage_emit, "'%s' is kernel IR text: its entry point, batch and kernels are in it; "
                              "leave out --train, --entry, --batch and --no-fuse", path);
-    return emit_kir(path, stage, arch, output, &c);
+    return emit_kir(path, stage, arch, &cg, output, &c);
   }
   if (train && strcmp(stage, "ir") && strcmp(stage, "dot")) {
     fprintf(stderr, "nnc: --train applies to --stage ir and dot, not %s%s\n\n%s", stage,
@@ -378,8 +392,8 @@ static int cmd_emit(int argc, char **argv) {
         char err[1024];
         if (device)
           gen_failed = print_cuda(out, c->prog, stage, arch);
-        else if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, NULL, err, sizeof err)
-                                               : cg_print_asm(out, c->prog, NULL, err, sizeof err))) {
+        else if (native && !(!strcmp(stage, "llvm") ? cg_print_llvm(out, c->prog, &cg, err, sizeof err)
+                                               : cg_print_asm(out, c->prog, &cg, err, sizeof err))) {
           fprintf(stderr, "nnc: error: code generation failed: %s\n", err);
           gen_failed = EXIT_USER;
         }

@@ -46,6 +46,9 @@ expect 0 'kernel 0 gemm "linear_1 + relu_1"' emit --stage kernels models/mlp.nn
 expect 0 'unfused producer/consumer pairs' emit --stage fused --entry train models/mlp.nn
 expect 0 '^define .*@nnc_' emit --stage llvm models/mlp.nn
 expect 0 'maxps' emit --stage asm models/mlp.nn
+expect 0 '^define .*@nnc_' emit --stage llvm -O 0 models/mlp.nn
+expect 2 "--opt-level needs 0, 1, 2 or 3, found '4'" emit --stage llvm -O 4 models/mlp.nn
+expect 2 "--opt-level applies to --stage llvm and asm, not kernels" emit --stage kernels -O 1 models/mlp.nn
 expect 0 '"entry": "train_step", "batch": 8, "reps": 2, "step_median_ms"' bench --batch 8 --reps 2 --threads 1 --format json models/logreg.nn
 expect 0 'unfused .* ref ' bench --batch 8 --reps 4 --threads 1 models/logreg.nn
 expect 0 '^kernel,kind,name' bench --batch 8 --reps 2 --format csv --no-compare --entry forward models/mlp.nn
