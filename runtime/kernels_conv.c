@@ -673,16 +673,15 @@ static void conv_backward(float *dx, float *dw, float *dbias, const float *dy, c
 void k_conv2d_dy_t(float *dyt, const float *dy, const KConv2d *g) {
   int64_t OH, OW;
   conv_geometry(g, &OH, &OW);
-  int64_t P = OH * OW, NP = g->N * P;
-  if (unroll_path(g, OH, OW, true)) {   // (O*P, N): dy^T, the unrolled product's A
+  int64_t P = OH * OW;
+  if (single_tap(g, OH, OW) < 0 && unroll_path(g, OH, OW, true)) {   // (O*P, N): dy^T, the unrolled product's A
     for (int64_t n = 0; n < g->N; n++)
       for (int64_t i = 0; i < g->O * P; i++)
         dyt[i * g->N + n] = dy[n * g->O * P + i];
     return;
   }
-  for (int64_t n = 0; n < g->N; n++)
-    for (int64_t o = 0; o < g->O; o++)
-      memcpy(dyt + o * NP + n * P, dy + (n * g->O + o) * P, sizeof(float) * P);
+  for (int64_t n = 0; n < g->N; n++)   // (N*P, O): each image's (O, P) transposed
+    k_transpose(dyt + n * P * g->O, dy + n * g->O * P, g->O, P);
 }
 
 void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, const KConv2d *g, int64_t c0,
@@ -696,9 +695,9 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
   KConv2d part = *g;   // channels c0..c1 of every image
   part.C = c1 - c0;
   int64_t tap = single_tap(g, OH, OW);
-  if (tap >= 0) {      // 0 but at the tap: dyt (O, N) @ x[:, c0..c1]
+  if (tap >= 0) {      // 0 but at the tap: dyt^T (O, N) @ x[:, c0..c1]
     float *gt = k_thread_scratch(K_SCRATCH_CONV, g->O * part.C);
-    k_gemm_ld(false, false, g->O, part.C, g->N, dyt, NP, x + c0, CHW, 0.0f, gt, part.C);
+    k_gemm_ld(true, false, g->O, part.C, g->N, dyt, g->O, x + c0, CHW, 0.0f, gt, part.C);
     for (int64_t o = 0; o < g->O; o++) {   // (rows of these channels' taps: one memset each)
       float *row = dw + (o * g->C + c0) * KK;
       memset(row, 0, sizeof(float) * part.C * KK);
@@ -715,11 +714,11 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
     return;
   }
   int64_t t[4];
-  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt (O, N) @ xs
+  if (inner_taps(g, OH, OW, true, t)) {   // 0 but at the inner taps: dyt^T (O, N) @ xs
     int64_t nt = (t[1] - t[0]) * (t[3] - t[2]), CT = part.C * nt;
     float *gt = k_thread_scratch(K_SCRATCH_TAPS, g->O * CT);
     inner_cols(ws, x, g, t, c0, part.C);
-    k_gemm_ld(false, false, g->O, CT, g->N, dyt, NP, ws, CT, 0.0f, gt, CT);
+    k_gemm_ld(true, false, g->O, CT, g->N, dyt, g->O, ws, CT, 0.0f, gt, CT);
     int64_t *at = xmalloc(sizeof(int64_t) * nt);   // the inner taps' places in the window
     for (int64_t i = 0; i < nt; i++)
       inner_at(g, t, i, &at[i]);
@@ -733,9 +732,19 @@ void k_conv2d_grad_weight_channels(float *dw, const float *dyt, const float *x, 
     free(at);
     return;
   }
+  // dw^T (part.C*KK, O) = col (part.C*KK, N*P) @ dyt (N*P, O): both read
+  // by rows, no packing (dw = dyt^T @ col^T would pack col, the larger),
+  // then its columns to dw's rows
+  int64_t CK = part.C * KK;
   for (int64_t n = 0; n < g->N; n++)
     im2col(ws + n * P, x + n * CHW + c0 * g->H * g->W, &part, OH, OW, NP, true);
-  k_gemm_ld(false, true, g->O, part.C * KK, NP, dyt, NP, ws, NP, 0.0f, dw + c0 * KK, g->C * KK);
+  float *dwt = k_thread_scratch(K_SCRATCH_TAPS, CK * g->O);
+  k_gemm_ld(false, false, CK, g->O, NP, ws, NP, dyt, g->O, 0.0f, dwt, g->O);
+  for (int64_t o = 0; o < g->O; o++) {
+    float *row = dw + (o * g->C + c0) * KK;
+    for (int64_t j = 0; j < CK; j++)
+      row[j] = dwt[j * g->O + o];
+  }
 }
 
 // The reference: k_sgemm (the BLAS) and the plain loops.

@@ -814,7 +814,7 @@ void k_conv2d_backward_ws(float *dx, float *dw, float *dbias, const float *dy, c
 bool k_conv2d_by_image(const KConv2d *g, int pass);
 // A weight gradient split by input channel rather than by image, for when
 // there are few output positions (deep layers) and so little to sum per
-// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (O, N*OH*OW) (for an
+// image: k_conv2d_dy_t writes dy (N,O,OH,OW) into dyt (N*OH*OW, O) (for an
 // unrolled g, k_conv2d_unrolled, into (O*OH*OW, N)); then
 // dw[:, c0*KH*KW .. c1*KH*KW) = that block of the gradient (overwritten,
 // not accumulated), with ws (c1-c0)*KH*KW*N*OH*OW floats of scratch. Disjoint channel ranges may run on separate threads.
