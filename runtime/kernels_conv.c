@@ -329,7 +329,7 @@ static float *inner_weights(const float *w, const KConv2d *g, const int64_t t[4]
 static bool unrolled(const KConv2d *g, int64_t OH, int64_t OW, bool fast) {
   int64_t P = OH * OW, HW = g->H * g->W, KK = g->KH * g->KW, wu = g->O * P * g->C * HW;
   return fast && k_avx2() && conv_groups(g) == 1 && 4 * HW <= 3 * KK && wu <= UNROLL_MAX &&
-         wu <= UNROLL_WEIGHTS * g->O * g->C * KK;
+         wu <= UNROLL_WEIGHTS * g->O * g->C * KK && g->C * KK < INT32_MAX;   // (int32 offsets into w's rows)
 }
 
 // Whether g takes the unrolled weights: where unrolled allows, unless
