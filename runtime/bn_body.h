@@ -29,7 +29,8 @@ BN_TARGET static double BN_NAME(run_sq)(const float *x, int64_t n, double mu) {
 }
 
 // sum dy and sum dy * (x - mu) * is over a run.
-BN_TARGET static void BN_NAME(run_dy)(const float *dy, const float *x, int64_t n, double mu, double is, double *sdy, double *sdyx) {
+BN_TARGET static void BN_NAME(run_dy)(const float *dy, const float *x, int64_t n, double mu, double is, double *sdy,
+                                      double *sdyx) {
   double s[8] = {0}, q[8] = {0}, t = 0, u = 0;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -46,8 +47,8 @@ BN_TARGET static void BN_NAME(run_dy)(const float *dy, const float *x, int64_t n
 }
 
 // y = (x - mu) * scale + shift over channel c, in floats.
-BN_TARGET static void BN_NAME(bn_normalize)(float *y, const float *x, float mu, float scale, float shift, int64_t N, int64_t C, int64_t HW,
-                         int64_t c) {
+BN_TARGET static void BN_NAME(bn_normalize)(float *y, const float *x, float mu, float scale, float shift, int64_t N,
+                                            int64_t C, int64_t HW, int64_t c) {
   for (int64_t n = 0; n < N; n++) {
     float *yp = BN_AT(y, n, c);
     const float *xp = BN_AT(x, n, c);
@@ -56,13 +57,11 @@ BN_TARGET static void BN_NAME(bn_normalize)(float *y, const float *x, float mu, 
   }
 }
 
-// Sum of channel c's HW per-element sums in a (the block's).
-
-// v[c] for every element of channel c in the block, as doubles or floats.
-
-BN_TARGET static void BN_NAME(bn_forward_short)(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
-                             const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                             int64_t HW, float eps, float momentum, int64_t c0, int64_t c1) {
+// Channels of short runs, a block at a time (kernels_bn.c, BnBlock).
+BN_TARGET static void BN_NAME(bn_forward_short)(float *y, float *mean, float *invstd, float *running_mean,
+                                                float *running_var, const float *x, const float *gamma,
+                                                const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                                float momentum, int64_t c0, int64_t c1) {
   int64_t cnt = N * HW, cb = BN_BLOCK / HW;
   BnBlock k;
   bn_block_init(&k, HW);
@@ -103,9 +102,10 @@ BN_TARGET static void BN_NAME(bn_forward_short)(float *y, float *mean, float *in
   bn_block_free(&k);
 }
 
-BN_TARGET static void BN_NAME(bn_backward_short)(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                              const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
-                              int64_t HW, int64_t c0, int64_t c1) {
+BN_TARGET static void BN_NAME(bn_backward_short)(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                                 const float *x, const float *mean, const float *invstd,
+                                                 const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t c0,
+                                                 int64_t c1) {
   double cnt = (double)(N * HW);
   int64_t cb = BN_BLOCK / HW;
   BnBlock k;
@@ -161,7 +161,8 @@ BN_TARGET static void BN_NAME(forward)(float *y, float *mean, float *invstd, flo
                                        int64_t HW, float eps, float momentum, int64_t c0, int64_t c1) {
   int64_t cnt = N * HW;
   if (HW < BN_SHORT_RUN) {
-    BN_NAME(bn_forward_short)(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, c0, c1);
+    BN_NAME(bn_forward_short)(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, c0,
+                              c1);
     return;
   }
   for (int64_t c = c0; c < c1; c++) {

@@ -704,12 +704,12 @@ static void run_conv(SplitCall *s) {
   int T = rt_pool_threads(c->pool), S = conv_shares(T, B);
   s->T = S;
   KConv2d whole = conv_of(k, B);
-  int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
-  // (the output positions of all images, against the weights' rows; NNC_NO_AVX2: the old split)
   if (k_conv2d_unrolled(&whole) && k->kind != RL_CONV2D_GRAD_WEIGHT) {
     run_conv_unrolled(s);
     return;
   }
+  int64_t planes = rt_lib_numel(&k->buf[k->kind == RL_CONV2D ? k->nbufs - 1 : 0], 1) / whole.O * B;
+  // (the output positions of all images, against the weights' rows; NNC_NO_AVX2: the old split)
   bool heavy = CONV_HEAVY * planes < whole.O && k_avx2();
   if ((B < T || heavy) && k->kind != RL_CONV2D_GRAD_WEIGHT) {   // one share, its GEMMs split
     gemm_context = c;
