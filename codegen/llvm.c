@@ -257,11 +257,6 @@ static LLVMValueRef calln(Cg *c, const char *base, int n, LLVMValueRef *args) {
 
 static LLVMValueRef call1(Cg *c, const char *base, LLVMValueRef x) { return calln(c, base, 1, &x); }
 
-static LLVMValueRef call2(Cg *c, const char *base, LLVMValueRef x, LLVMValueRef y) {
-  LLVMValueRef args[2] = {x, y};
-  return calln(c, base, 2, args);
-}
-
 // a * b + d, fused where the target has a fast FMA (llvm.fmuladd), else a
 // multiply and an add: half the instructions and half the latency in the
 // polynomials below, with no libm call on a machine without FMA.
@@ -438,55 +433,84 @@ static LLVMValueRef pow2i(Cg *c, LLVMTypeRef it, LLVMTypeRef t, LLVMValueRef n) 
   return LLVMBuildBitCast(c->b, bits, t, "");
 }
 
+// x held in [lo, hi]; NaN stays NaN (both comparisons fail).
+static LLVMValueRef hold(Cg *c, LLVMValueRef x, double lo, double hi) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef h = fconst(c, t, hi), l = fconst(c, t, lo);
+  x = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, h, ""), h, x, "");
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, x, l, ""), l, x, "");
+}
+
+// x P(x^2) / Q(x^2) on x held in [-lim, lim], P and Q highest power first:
+// the odd rational functions tanh and erf are computed as.
+static LLVMValueRef odd_rational(Cg *c, LLVMValueRef x, double lim, const double *num, int nnum, const double *den,
+                                 int nden) {
+  LLVMValueRef xc = hold(c, x, -lim, lim), x2 = LLVMBuildFMul(c->b, xc, xc, "");
+  LLVMValueRef p = LLVMBuildFMul(c->b, xc, poly(c, x2, num, nnum), "");
+  return LLVMBuildFDiv(c->b, p, poly(c, x2, den, nden), "");
+}
+
 // exp(x) in float, inline and branch-free, so that vector loops stay vector
 // (llvm.exp becomes one libm expf call per lane). Cephes' expf: x = n ln2 + r
 // with |r| <= ln2 / 2 (ln2 split in two for an exact reduction), e^r a
-// degree-7 polynomial, within 2 ulp of expf over the float range. 2^n is put
-// in as 2^(n/2) 2^(n - n/2), two normal numbers for every n in [-150, 128],
-// so results underflow gradually to 0 below -87.3 and overflow to inf above
-// 88.72 as expf's do; x is held in [-104, 89] first, and NaN is passed on.
-static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
+// degree-7 polynomial, within 2 ulp of expf over the float range; x is held
+// in [lo, hi] first. n is rounded by adding 1.5 * 2^23, which leaves it in
+// the low bits of the sum: no conversion to integer, which LLVM would make
+// poison for NaN, so NaN passes through as NaN with no test for it. With
+// split, 2^n is put in as 2^(n/2) 2^(n - n/2), two normal numbers for every
+// n in [-150, 128], so that on x held in [-104, 89] (emit_exp) results
+// underflow gradually to 0 below -87.3 and overflow to inf above 88.72 as
+// expf's do. Without, 2^n is one factor, for n in [-126, 128] (x held in
+// [-87, 89]): no denormal results (0 below -87.3, inf from 88.38 on), for
+// four instructions fewer.
+static LLVMValueRef exp_held(Cg *c, LLVMValueRef x, double lo_x, double hi_x, bool split) {
   static const double coef[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+  const double magic = 12582912;   // 1.5 * 2^23: floats near it are whole numbers
   LLVMTypeRef t = LLVMTypeOf(x);
   LLVMTypeRef it = is_vector(t) ? LLVMVectorType(c->i32, LLVMGetVectorSize(t)) : c->i32;
-  LLVMValueRef hi = fconst(c, t, 89), lo = fconst(c, t, -104);
-  LLVMValueRef xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, hi, ""), hi, x, "");
-  xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, xc, lo, ""), lo, xc, "");
-  LLVMValueRef fn = call1(c, "llvm.rint", LLVMBuildFMul(c->b, xc, fconst(c, t, 1.44269504088896341), ""));
+  LLVMValueRef xc = hold(c, x, lo_x, hi_x);
+  LLVMValueRef sum = muladd(c, xc, fconst(c, t, 1.44269504088896341), fconst(c, t, magic));
+  LLVMValueRef fn = LLVMBuildFSub(c->b, sum, fconst(c, t, magic), "");
   LLVMValueRef r = muladd(c, fn, fconst(c, t, -0.693359375), xc);
   r = muladd(c, fn, fconst(c, t, 2.12194440e-4), r);
   LLVMValueRef p = poly(c, r, coef, countof(coef));
   p = muladd(c, p, LLVMBuildFMul(c->b, r, r, ""), r);
   p = LLVMBuildFAdd(c->b, p, fconst(c, t, 1), "");
-  LLVMValueRef n = LLVMBuildFPToSI(c->b, fn, it, "");
+  LLVMValueRef bits = LLVMBuildBitCast(c->b, sum, it, "");
+  LLVMValueRef n = LLVMBuildSub(c->b, bits, iconst(c, it, 0x4B400000), "");   // less magic's bits
+  if (!split)
+    return LLVMBuildFMul(c->b, p, pow2i(c, it, t, n), "exp");
   LLVMValueRef n1 = LLVMBuildAShr(c->b, n, iconst(c, it, 1), "");
   LLVMValueRef e1 = pow2i(c, it, t, n1), e2 = pow2i(c, it, t, LLVMBuildSub(c->b, n, n1, ""));
-  LLVMValueRef y = LLVMBuildFMul(c->b, LLVMBuildFMul(c->b, p, e1, ""), e2, "");
-  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, ""), x, y, "exp");
+  return LLVMBuildFMul(c->b, LLVMBuildFMul(c->b, p, e1, ""), e2, "exp");
 }
+
+static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) { return exp_held(c, x, -104, 89, true); }
 
 // tanh(x) with no library call, so that loops over it vectorize (LLVM 14
-// has no tanh intrinsic). For |x| < 0.25 the odd Taylor polynomial up to
-// x^9 (relative error below 1e-8); beyond, (1 - e) / (1 + e) with
-// e = exp(-2|x|) in (0, 1], which cannot overflow and loses little to
-// cancellation there; copysign puts the sign back (and keeps NaN a NaN).
+// has no tanh intrinsic): x P(x^2) / Q(x^2). The rational function of
+// degrees 11 and 6 was fitted for the least worst relative error on [0, 9]
+// with P(0) = Q(0) = 1 (so tanh(x) = x for tiny x, and -0 stays -0), and
+// its coefficients rounded to float. x is held in [-c, c], c = 7.75607491
+// the least float where it evaluates to 1 in float with FMA (it would pass
+// 1 by two ulp further on): within 3.7e-7 of tanh relative to it (6.2
+// ulp), never past +-1 (tests/codegen checks both against double tanh).
+// Thirteen instructions and one division, where exp(-2|x|) and (1 - e) /
+// (1 + e) took forty: an LSTM's step computes two for every hidden unit.
+// NaN stays NaN (both comparisons fail).
 static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
-  LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef ax = call1(c, "llvm.fabs", x);
-  LLVMValueRef e = emit_exp(c, LLVMBuildFMul(c->b, ax, fconst(c, t, -2), ""));
-  LLVMValueRef q = LLVMBuildFDiv(c->b, LLVMBuildFSub(c->b, fconst(c, t, 1), e, ""), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "");
-  LLVMValueRef big = call2(c, "llvm.copysign", q, x);
-  static const double coef[] = {62.0 / 2835, -17.0 / 315, 2.0 / 15, -1.0 / 3, 1};
-  LLVMValueRef p = poly(c, LLVMBuildFMul(c->b, x, x, ""), coef, countof(coef));
-  LLVMValueRef small = LLVMBuildFMul(c->b, x, p, "");
-  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, fconst(c, t, 0.25), ""), small, big, "tanh");
+  static const double num[] = {1.78866123e-11, -1.27038611e-08, 9.26636949e-06, 0.00292285765, 0.129221156, 1};
+  static const double den[] = {0.000228252902, 0.0237745047, 0.462554604, 1};
+  return odd_rational(c, x, 7.75607491, num, countof(num), den, countof(den));
 }
 
-// 1 / (1 + exp(-x)), as the ref kernel computes it.
+// 1 / (1 + exp(-x)), as the ref kernel computes it, but with exp's 2^n in
+// one factor (exp_held): 1 for x above 87, and 0 from -88.38 down, where
+// the result would be a denormal (below 4.6e-39; from -88.72 it was 0).
 static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
   LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef e = emit_exp(c, LLVMBuildFNeg(c->b, x, ""));
+  LLVMValueRef e = exp_held(c, LLVMBuildFNeg(c->b, x, ""), -87, 89, false);
   return LLVMBuildFDiv(c->b, fconst(c, t, 1), LLVMBuildFAdd(c->b, fconst(c, t, 1), e, ""), "sigmoid");
 }
 
@@ -506,13 +530,7 @@ static LLVMValueRef emit_erf(Cg *c, LLVMValueRef x) {
   static const double den[] = {(float)-1.45660718464996e-05, (float)-2.13374055278905e-04,
                                (float)-1.68282697438203e-03, (float)-7.37332916720468e-03,
                                (float)-1.42647390514189e-02};
-  LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef hi = fconst(c, t, 4), lo = fconst(c, t, -4);
-  LLVMValueRef xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, hi, ""), hi, x, "");
-  xc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, xc, lo, ""), lo, xc, "");
-  LLVMValueRef x2 = LLVMBuildFMul(c->b, xc, xc, "");
-  LLVMValueRef p = LLVMBuildFMul(c->b, xc, poly(c, x2, num, countof(num)), "");
-  return LLVMBuildFDiv(c->b, p, poly(c, x2, den, countof(den)), "erf");
+  return odd_rational(c, x, 4, num, countof(num), den, countof(den));
 }
 
 // x > 0 ? 1 : x < 0 ? -1 : 0 (0 for NaN).

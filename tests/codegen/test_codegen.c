@@ -626,23 +626,39 @@ static void unary_range(const char *name, KInstrOp op, int n, void (*fill)(float
   t_free(&t);
 }
 
-enum { TANH_POINTS = 4096, EXP_POINTS = 4096 };
+enum { TANH_POINTS = 65536, EXP_POINTS = 4096 };
 
-// tanh(x) against libm over a dense range, small and huge arguments
-// included (the compiled form is a polynomial below 0.25, exp beyond).
+// tanh(x) against double tanh: a dense grid over [-10, 10], magnitudes
+// from 1e-30 to 1e3 of both signs, the points where the argument is held
+// (7.75607491), just below it and where it would pass 1, the infinities,
+// -0, denormals and NaN. The compiled form is a rational function within
+// 3.7e-7 of tanh relative to it (codegen/llvm.c), exact for tiny
+// arguments, never past +-1.
 static void tanh_points(float *xv) {
-  for (int i = 0; i < TANH_POINTS; i++)   // from 1e-7 to 1e2 in magnitude, both signs
-    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -7 + 9.0f * i / TANH_POINTS);
-  xv[0] = 0;
-  xv[2] = 0.25f;
-  xv[4] = nextafterf(0.25f, 0);
+  for (int i = 0; i < TANH_POINTS / 2; i++)
+    xv[i] = -10.0f + 20.0f * (float)i / (TANH_POINTS / 2 - 1);
+  for (int i = TANH_POINTS / 2; i < TANH_POINTS; i++)
+    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -30 + 33.0f * (float)(i - TANH_POINTS / 2) / (TANH_POINTS / 2));
+  float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 7.75607491f, -7.75607491f,
+                     7.756074f, 7.88820982f, 9.0f, 1e-30f, -1e-38f, 1e-45f};
+  for (int i = 0; i < countof(special); i++)
+    xv[TANH_POINTS - 1 - i] = special[i];
 }
 
 static void tanh_check(const float *xv, const float *y) {
-  float want[TANH_POINTS];
-  for (int i = 0; i < TANH_POINTS; i++)
-    want[i] = tanhf(xv[i]);
-  CHECK(compare("tanh", y, want, TANH_POINTS, 1e-5, 1e-30) == 0);
+  int bad = 0;
+  double worst = 0;
+  for (int i = 0; i < TANH_POINTS; i++) {
+    double want = tanh((double)xv[i]), e = fabs(y[i] - want);
+    bool ok = isnan(xv[i]) ? isnan(y[i])
+              : fabs(y[i]) <= 1 && (want == 0 ? y[i] == 0 && signbit(y[i]) == signbit(xv[i]) : e <= 4e-7 * fabs(want));
+    if (want != 0)
+      worst = fmax(worst, e / fabs(want));
+    if (!ok && bad++ < 5)
+      printf("  tanh(%.9g) = %.9g, double tanh %.17g\n", xv[i], y[i], want);
+  }
+  printf("tanh (llvm): %d points, worst error %.2e relative\n", TANH_POINTS, worst);
+  CHECK(bad == 0, "tanh: %d of %d points off", bad, TANH_POINTS);
 }
 
 // KI_EXP (a polynomial, not libm's expf) against double exp over its whole
@@ -670,12 +686,38 @@ static void exp_check(const float *xv, const float *got) {
   CHECK(bad == 0, "exp: %d of %d points outside 2.5 ulp", bad, EXP_POINTS);
 }
 
+// KI_SIGMOID against double 1 / (1 + exp(-x)) from -100 to 100: within 3
+// ulp where the result is normal; 0 from -88.38 down, where it would be a
+// denormal below 4.6e-39 (codegen/llvm.c); exactly 1 above 17; NaN for NaN.
+static void sigmoid_points(float *xv) {
+  for (int i = 0; i < EXP_POINTS; i++)
+    xv[i] = i < EXP_POINTS / 2 ? -100.0f + 200.0f * i / (EXP_POINTS / 2)
+                               : (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -8 + 9.0f * i / EXP_POINTS);
+  float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 87.0f, 88.72f, -87.0f, -88.0f, -88.38f, -88.4f, 1e-30f};
+  for (int i = 0; i < countof(special); i++)
+    xv[EXP_POINTS - 1 - i] = special[i];
+}
+
+static void sigmoid_check(const float *xv, const float *got) {
+  int bad = 0;
+  for (int i = 0; i < EXP_POINTS; i++) {
+    double e = 1 / (1 + exp(-(double)xv[i]));
+    bool ok = isnan(xv[i]) ? isnan(got[i])
+              : e >= FLT_MIN ? fabs(got[i] - e) <= 3 * e * FLT_EPSILON / 2
+                             : got[i] <= FLT_MIN && (got[i] == 0 || fabs(got[i] - e) <= 2 * 1.401298464e-45);
+    if (!ok && bad++ < 5)
+      printf("  sigmoid(%.9g): got %.9g, want %.9g\n", xv[i], got[i], e);
+  }
+  CHECK(bad == 0, "sigmoid: %d of %d points outside 3 ulp", bad, EXP_POINTS);
+}
+
 // KI_ERF against double erf (erf_check.h).
 static void erf_result(const float *xv, const float *y) { erf_check("erf (llvm)", xv, y); }
 
 static void test_unary_ranges(void) {
   unary_range("tanh_range", KI_TANH, TANH_POINTS, tanh_points, tanh_check);
   unary_range("exp_range", KI_EXP, EXP_POINTS, exp_points, exp_check);
+  unary_range("sigmoid_range", KI_SIGMOID, EXP_POINTS, sigmoid_points, sigmoid_check);
   unary_range("erf_range", KI_ERF, ERF_POINTS, erf_points, erf_result);
 }
 
