@@ -17,7 +17,7 @@
 //
 // Exit status 0 when every check passed; each failure prints file:line.
 #include "../test.h"
-#include "erf_check.h"
+#include "rational_check.h"
 
 #include "codegen.h"
 #include "runtime.h"
@@ -626,40 +626,7 @@ static void unary_range(const char *name, KInstrOp op, int n, void (*fill)(float
   t_free(&t);
 }
 
-enum { TANH_POINTS = 65536, EXP_POINTS = 4096 };
-
-// tanh(x) against double tanh: a dense grid over [-10, 10], magnitudes
-// from 1e-30 to 1e3 of both signs, the points where the argument is held
-// (7.75607491), just below it and where it would pass 1, the infinities,
-// -0, denormals and NaN. The compiled form is a rational function within
-// 3.7e-7 of tanh relative to it (codegen/llvm.c), exact for tiny
-// arguments, never past +-1.
-static void tanh_points(float *xv) {
-  for (int i = 0; i < TANH_POINTS / 2; i++)
-    xv[i] = -10.0f + 20.0f * (float)i / (TANH_POINTS / 2 - 1);
-  for (int i = TANH_POINTS / 2; i < TANH_POINTS; i++)
-    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -30 + 33.0f * (float)(i - TANH_POINTS / 2) / (TANH_POINTS / 2));
-  float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 7.75607491f, -7.75607491f,
-                     7.756074f, 7.88820982f, 9.0f, 1e-30f, -1e-38f, 1e-45f};
-  for (int i = 0; i < countof(special); i++)
-    xv[TANH_POINTS - 1 - i] = special[i];
-}
-
-static void tanh_check(const float *xv, const float *y) {
-  int bad = 0;
-  double worst = 0;
-  for (int i = 0; i < TANH_POINTS; i++) {
-    double want = tanh((double)xv[i]), e = fabs(y[i] - want);
-    bool ok = isnan(xv[i]) ? isnan(y[i])
-              : fabs(y[i]) <= 1 && (want == 0 ? y[i] == 0 && signbit(y[i]) == signbit(xv[i]) : e <= 4e-7 * fabs(want));
-    if (want != 0)
-      worst = fmax(worst, e / fabs(want));
-    if (!ok && bad++ < 5)
-      printf("  tanh(%.9g) = %.9g, double tanh %.17g\n", xv[i], y[i], want);
-  }
-  printf("tanh (llvm): %d points, worst error %.2e relative\n", TANH_POINTS, worst);
-  CHECK(bad == 0, "tanh: %d of %d points off", bad, TANH_POINTS);
-}
+enum { EXP_POINTS = 4096 };
 
 // KI_EXP (a polynomial, not libm's expf) against double exp over its whole
 // float range: within 2.5 ulp where the result is normal, to the nearest
@@ -711,11 +678,12 @@ static void sigmoid_check(const float *xv, const float *got) {
   CHECK(bad == 0, "sigmoid: %d of %d points outside 3 ulp", bad, EXP_POINTS);
 }
 
-// KI_ERF against double erf (erf_check.h).
+// KI_ERF and KI_TANH against double erf and tanh (rational_check.h).
 static void erf_result(const float *xv, const float *y) { erf_check("erf (llvm)", xv, y); }
+static void tanh_result(const float *xv, const float *y) { tanh_check("tanh (llvm)", xv, y); }
 
 static void test_unary_ranges(void) {
-  unary_range("tanh_range", KI_TANH, TANH_POINTS, tanh_points, tanh_check);
+  unary_range("tanh_range", KI_TANH, TANH_POINTS, tanh_points, tanh_result);
   unary_range("exp_range", KI_EXP, EXP_POINTS, exp_points, exp_check);
   unary_range("sigmoid_range", KI_SIGMOID, EXP_POINTS, sigmoid_points, sigmoid_check);
   unary_range("erf_range", KI_ERF, ERF_POINTS, erf_points, erf_result);

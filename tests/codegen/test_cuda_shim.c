@@ -13,7 +13,7 @@
 #include "../test.h"
 #include "codegen.h"
 #include "cuda_gen.h"
-#include "erf_check.h"
+#include "rational_check.h"
 
 #include <dirent.h>
 
@@ -62,24 +62,27 @@ static void test_elementwise(CgCudaHost *h) {
   free(x), free(y), free(want);
 }
 
-// The prelude's nnc_erf, which the cuda backend's KI_ERF calls, against
-// double erf (erf_check.h).
-static void test_erf(void) {
+// The prelude's nnc_erf and nnc_tanh, which the cuda backend's KI_ERF and
+// KI_TANH call, against double erf and tanh (rational_check.h).
+static void test_rational(const char *fn, int n, void (*points)(float *),
+                          void (*check)(const char *, const float *, const float *)) {
   StrBuf b = {0};
   sb_puts(&b, cuda_prelude);
-  sb_puts(&b, "NNC_KERNEL void k0_erf(NNC_ARGS) {\n"
-              "  NNC_FOR_EACH(i, B) ((float *)aux[1])[i] = nnc_erf(((const float *)aux[0])[i]);\n"
-              "}\n");
+  sb_printf(&b, "NNC_KERNEL void k0_%s(NNC_ARGS) {\n"
+                "  NNC_FOR_EACH(i, B) ((float *)aux[1])[i] = nnc_%s(((const float *)aux[0])[i]);\n"
+                "}\n", fn, fn);
   CgCudaHost *h = cg_cuda_host_load(b.data, err, sizeof err);
   sb_free(&b);
   CHECK(h, "%s", err);
   if (!h)
     return;
-  float *x = xmalloc(ERF_POINTS * sizeof(float)), *y = xcalloc(ERF_POINTS, sizeof(float));
-  erf_points(x);
-  char *aux[] = {(char *)x, (char *)y};
-  CHECK(launch(h, "k0_erf", 64, 1, 1, 256, false, aux, NULL, ERF_POINTS), "%s", err);
-  erf_check("erf (cuda prelude)", x, y);
+  float *x = xmalloc(n * sizeof(float)), *y = xcalloc(n, sizeof(float));
+  points(x);
+  char *aux[] = {(char *)x, (char *)y}, kernel[32], what[64];
+  snprintf(kernel, sizeof kernel, "k0_%s", fn);
+  snprintf(what, sizeof what, "%s (cuda prelude)", fn);
+  CHECK(launch(h, kernel, 64, 1, 1, 256, false, aux, NULL, n), "%s", err);
+  check(what, x, y);
   free(x), free(y);
   cg_cuda_host_free(h);
 }
@@ -323,7 +326,8 @@ int main(int argc, char **argv) {
     return t_finish("test_cuda_shim");
   }
   test_elementwise(h);
-  test_erf();
+  test_rational("erf", ERF_POINTS, erf_points, erf_check);
+  test_rational("tanh", TANH_POINTS, tanh_points, tanh_check);
   test_barriers(h);
   run_gemm(h, 100, 130, 70, true);
   run_gemm(h, 64, 64, 16, true);
