@@ -1205,10 +1205,11 @@ static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
 }
 
 //
-// Recurrent layers, unrolled: one GEMM projects every step's input at once,
-// then each step is a GEMM of the previous hidden state whose epilogue adds
-// that step's projection, slices of the gates, and the gate arithmetic as
-// elementwise nodes (which fuse into one loop per step). Autodiff and the
+// Recurrent layers, unrolled: each step is a GEMM of the previous hidden
+// state (the LSTM's with the step's input beside it; the GRU's epilogue
+// adds the step's part of one projection of every step's input), slices of
+// the gates, and the gate arithmetic as elementwise nodes (which fuse into
+// one loop per step). Autodiff and the
 // memory planner see plain nodes, so backpropagation through time comes
 // with them. Every node has the layer's scope: `nnc check` shows one row.
 //
@@ -1245,6 +1246,15 @@ static IrNode *rnn_bin(Rnn *r, IrOp op, IrNode *a, IrNode *b) {
 }
 
 static IrNode *rnn_un(Rnn *r, IrOp op, IrNode *a) { return a ? rnn_node(r, op, a, NULL) : NULL; }
+
+// [a, b] along the last axis of two matrices, NULL when either is.
+static IrNode *rnn_concat(Rnn *r, IrNode *a, IrNode *b) {
+  if (!a || !b)
+    return NULL;
+  IrNode *y = node(r->L, IR_CONCAT, (IrNode *[]){a, b}, 2, r->loc);
+  y->attr.i[0] = 1;
+  return finish(r->L, y, r->scope);
+}
 
 // a @ w^T, w stored [out, in] as PyTorch's.
 static IrNode *rnn_matmul(Rnn *r, IrNode *a, IrNode *w) {
@@ -1292,15 +1302,19 @@ static IrNode *build_rnn(Lower *L, Env *e, const Args *a, bool lstm) {
   // The GRU projects every step's input at once, [N, T, G] viewed as [N,
   // T * G], so that a step's slice is [N, G] with no reshape after it
   // (which would copy it): a load at an offset in the step's loop. It
-  // keeps b_hh for the step, where r scales its n part. The LSTM projects
-  // each step's input in the step, x_t W_ih^T + (b_ih + b_hh), a product
-  // whose result the step's product adds while it is still in cache (one
-  // projection of all steps, 57 MB at batch 1000, came back from memory
-  // slice by slice).
-  IrNode *xp = NULL, *bias = NULL;
-  if (lstm)
+  // keeps b_hh for the step, where r scales its n part. The LSTM's step is
+  // one product, [x_t, h] [W_ih, W_hh]^T + (b_ih + b_hh), K = I + H: a
+  // projection of all steps at once (57 MB at batch 1000) came back from
+  // memory slice by slice, and one of x_t alone (K = 28 for lstm.nn) ran
+  // at 0.85 of the step's product's speed, its result stored and read
+  // back. The step's loop writes h into [x_t, h] directly, and the
+  // gradient of h takes the product with W_hh alone (pass_simplify's
+  // slice_product), not x_t's columns too.
+  IrNode *xp = NULL, *bias = NULL, *w_cat = NULL;
+  if (lstm) {
     bias = rnn_bin(&r, IR_ADD, b_ih, b_hh);
-  else {
+    w_cat = rnn_concat(&r, w_ih, w_hh);
+  } else {
     xp = rnn_bin(&r, IR_ADD, rnn_matmul(&r, x, w_ih), b_ih);
     if (xp)
       xp = reshape_to(L, xp, 2, (int64_t[]){IR_N, T * G}, r.loc, r.scope);
@@ -1309,15 +1323,14 @@ static IrNode *build_rnn(Lower *L, Env *e, const Args *a, bool lstm) {
   IrNode **seq = arg_num(a, 2) ? arena_alloc(L->a, sizeof(IrNode *) * T) : NULL;
   for (int64_t t = 0; t < T; t++) {
     if (lstm) {
-      // gates = x_t W_ih^T + b_ih + b_hh + h W_hh^T, in order i, f, g, o;
-      // at step 0 (h = 0) the gates are the projection itself.
+      // gates = [x_t, h] [W_ih, W_hh]^T + b_ih + b_hh, in order i, f, g, o;
+      // at step 0 (h = 0) x_t W_ih^T + b_ih + b_hh.
       IrNode *xt = rnn_slice(&r, x, 1, t, t + 1);
       if (xt)
         xt = reshape_to(L, xt, 2, (int64_t[]){IR_N, I}, r.loc, r.scope);
-      IrNode *gates = rnn_bin(&r, IR_ADD, rnn_matmul(&r, xt, w_ih), bias);
       int64_t at = 0;
-      if (t)
-        gates = rnn_bin(&r, IR_ADD, rnn_matmul(&r, h, w_hh), gates);
+      IrNode *gates = t ? rnn_bin(&r, IR_ADD, rnn_matmul(&r, rnn_concat(&r, xt, h), w_cat), bias)
+                        : rnn_bin(&r, IR_ADD, rnn_matmul(&r, xt, w_ih), bias);
       IrNode *i = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at, at + H));
       IrNode *g = rnn_un(&r, IR_TANH, rnn_slice(&r, gates, 1, at + 2 * H, at + 3 * H));
       IrNode *o = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at + 3 * H, at + 4 * H));

@@ -14,7 +14,9 @@
 // gradient through a max pooling of its output moves to the pooled side
 // (pool_relu_grad), and a convolution's weight, input and bias gradients
 // through a max pooling of its output read the pooled gradient
-// (pooled_conv_grad, pooled_channel_sum); these count with the identities.
+// (pooled_conv_grad, pooled_channel_sum), and columns sliced from a product
+// with a concatenation become the product with the part they come from
+// (slice_product); these count with the identities.
 // Finally the node list
 // keeps only leaves and what the model's outputs, loss and updates need, in
 // the same order, renumbered.
@@ -249,6 +251,36 @@ static bool read_once(Simp *s, IrNode *M) {
   return readers == 1;
 }
 
+// Columns i..j of a product that nothing else reads, (op(A) op(B))[:, i:j],
+// where B = concat(B1, ..., Bn) along op(B)'s columns and i..j are exactly
+// Bk's: op(A) op(Bk), in place; the whole product goes. An LSTM's step
+// multiplies [x_t, h] by W = [W_ih, W_hh]: the gradient of h takes its
+// columns of g W, and those of x_t, an input's, are not computed.
+static bool slice_product(Simp *s, IrNode *n) {
+  if (n->op != IR_SLICE || n->ndim != 2 || n->attr.i[0] != 1 || n->attr.i[3] != 1)
+    return false;
+  IrNode *p = n->src[0], *B = p->src[1];
+  int axis = p->op == IR_MATMUL && p->attr.i[1] ? 0 : 1;   // op(B)'s columns
+  if (p->op != IR_MATMUL || p->src[0]->ndim != 2 || B->ndim != 2 || B->op != IR_CONCAT || B->attr.i[0] != axis ||
+      s->uses[p->id] != 1 || !read_once(s, p))
+    return false;
+  int64_t at = 0;
+  for (int i = 0; i < B->nsrc; at += B->src[i++]->shape[axis]) {
+    IrNode *part = B->src[i];
+    if (part->ndim != 2 || part->shape[1 - axis] != B->shape[1 - axis])   // broadcast along the other axis
+      return false;
+    if (at == n->attr.i[1] && at + part->shape[axis] == n->attr.i[2]) {
+      n->op = IR_MATMUL;
+      n->attr = p->attr;
+      n->src[0] = p->src[0];
+      n->src[1] = part;
+      n->nsrc = 2;
+      return true;
+    }
+  }
+  return false;
+}
+
 // The max pooling whose argmax maxpool_grad M routes its gradient by: the
 // one forward over M's input with M's window (pass_saved_forward's rule,
 // among the nodes that stand for themselves), or NULL.
@@ -373,7 +405,7 @@ static void simplify_node(Simp *s, IrNode *n) {
     n->src[0] = p->src[0];
     s->identities++;
   }
-  if (fold_transpose(n) || transpose_product(s, n))
+  if (fold_transpose(n) || transpose_product(s, n) || slice_product(s, n))
     s->identities++;
   if (softmax_loss(n) || softmax_loss_grad(n))
     s->losses++;

@@ -130,6 +130,13 @@ static const Case cases[] = {
              "loss cross_entropy\n", 3},
     {"lstm-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> lstm(4, sequence = true)\n}\n"
                       "loss mse\n", 2},
+    {"concat-product", "model m {\n input x: f32[3]\n target y: f32[4]\n"
+                       " param a: f32[3, 5] = uniform(-1, 1)\n param wx: f32[4, 3] = uniform(-1, 1)\n"
+                       " param wh: f32[4, 5] = uniform(-1, 1)\n param wa: f32[4, 5] = uniform(-1, 1)\n"
+                       " param wb: f32[4, 5] = uniform(-1, 1)\n h = (x @ a) -> tanh\n"
+                       " w = concat(wx, wh, axis = 1)\n w2 = concat(wa, wb, axis = 0)\n"
+                       " concat(x, h, axis = 1) @ transpose(w) + (h @ transpose(w2))[:, 0:4] +\n"
+                       "   ((h * 2) @ transpose(w2))[:, 2:6]\n}\nloss mse\n", 3},
     {"gru", "model m {\n input x: f32[4, 3]\n target y: class(3)\n x -> gru(5) -> linear(3)\n}\n"
             "loss cross_entropy\n", 3},
     {"gru-sequence", "model m {\n input x: f32[3, 2]\n target y: f32[3, 4]\n x -> gru(4, sequence = true)\n}\n"
