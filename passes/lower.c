@@ -1209,9 +1209,9 @@ static IrNode *build_embedding(Lower *L, Env *e, const Args *a) {
 // state (the LSTM's with the step's input beside it; the GRU's epilogue
 // adds the step's part of one projection of every step's input), slices of
 // the gates, and the gate arithmetic as elementwise nodes (which fuse into
-// one loop per step). Autodiff and the
-// memory planner see plain nodes, so backpropagation through time comes
-// with them. Every node has the layer's scope: `nnc check` shows one row.
+// a loop or two per step). Autodiff and the memory planner see plain
+// nodes, so backpropagation through time comes with them. Every node has
+// the layer's scope: `nnc check` shows one row.
 //
 
 #define MAX_RNN_STEPS 1024   // steps of one recurrent layer (a concat's inputs; the graph's size)

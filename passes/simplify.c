@@ -259,10 +259,13 @@ static bool read_once(Simp *s, IrNode *M) {
 static bool slice_product(Simp *s, IrNode *n) {
   if (n->op != IR_SLICE || n->ndim != 2 || n->attr.i[0] != 1 || n->attr.i[3] != 1)
     return false;
-  IrNode *p = n->src[0], *B = p->src[1];
-  int axis = p->op == IR_MATMUL && p->attr.i[1] ? 0 : 1;   // op(B)'s columns
-  if (p->op != IR_MATMUL || p->src[0]->ndim != 2 || B->ndim != 2 || B->op != IR_CONCAT || B->attr.i[0] != axis ||
-      s->uses[p->id] != 1 || !read_once(s, p))
+  IrNode *p = n->src[0];
+  if (p->op != IR_MATMUL)
+    return false;
+  IrNode *B = p->src[1];
+  int axis = p->attr.i[1] ? 0 : 1;   // op(B)'s columns
+  if (p->src[0]->ndim != 2 || B->ndim != 2 || B->op != IR_CONCAT || B->attr.i[0] != axis || s->uses[p->id] != 1 ||
+      !read_once(s, p))
     return false;
   int64_t at = 0;
   for (int i = 0; i < B->nsrc; at += B->src[i++]->shape[axis]) {
