@@ -466,9 +466,9 @@ static int root_of(const Fuse *f, int n) {
 
 // A value with several readers may be computed in the loop of one of them
 // and stored there too (an LSTM step's c: its h reads it, and so does the
-// next step), when that loop is a plain loop (no GEMM, no reduction, not a
-// concat's part) and runs before the kernel of every other reader, which
-// loads it. Kernels run in the order of their roots. Any other stays a loop
+// next step), when that loop is a plain loop or a concat's part (no GEMM,
+// no reduction; the LSTM's h goes into [x_t, h]) and runs before the
+// kernel of every other reader, which loads it. Kernels run in the order of their roots. Any other stays a loop
 // of its own.
 static void store_siblings(Fuse *f) {
   const IrGraph *g = f->g;
@@ -489,7 +489,7 @@ static void store_siblings(Fuse *f) {
       if (!f->stored[i])
         continue;
       int r = root_of(f, i);
-      if (first_reader[i] <= r || f->gemms[r] || !is_elementwise(g->nodes[r]->op)) {
+      if (first_reader[i] <= r || f->gemms[r] || !(is_elementwise(g->nodes[r]->op) || g->nodes[r]->op == IR_CONCAT)) {
         why_not(f, g->nodes[i], g->nodes[f->fused_into[i]], "the value has several consumers, and the "
                 "loop of this one cannot store it for the others");
         f->stored[i] = false;
@@ -504,6 +504,17 @@ static void store_siblings(Fuse *f) {
   free(first_reader);
 }
 
+// Stores the values computed in k's loop that other kernels read too
+// (store_siblings), each at its own index over k's dimensions.
+static void store_computed(Fuse *f, Kernel *k, const IrNode *root) {
+  for (int i = 0; i < k->nnodes; i++) {
+    const IrNode *x = k->nodes[i];
+    if (x != root && f->stored[x->id])
+      ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, x),
+                                        .idx = ir_kernel_index(x, k->ndim, k->dims), .value = f->value[x->id]});
+  }
+}
+
 // An elementwise root: a loop over its shape storing its value (and the
 // values computed in it that other kernels read too).
 static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
@@ -513,12 +524,7 @@ static Kernel *loop_kernel(Fuse *f, IrNode *root, const IrNode *gemm) {
   int v = gen_value(&gen, root);
   KStore st = {.buf = ir_kernel_buf(f->g, k, root), .idx = ir_kernel_index(root, k->ndim, k->dims), .value = v};
   ir_kernel_store(f->g, k, st);
-  for (int i = 0; i < k->nnodes; i++) {
-    const IrNode *x = k->nodes[i];
-    if (x != root && f->stored[x->id])
-      ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, x),
-                                        .idx = ir_kernel_index(x, k->ndim, k->dims), .value = f->value[x->id]});
-  }
+  store_computed(f, k, root);
   k->parallel = splittable(k);
   k->name = scopes_name(f, k);
   return k;
@@ -590,6 +596,7 @@ static void concat_kernels(Fuse *f, IrNode *n) {
     idx.stride[axis] = inner;
     idx.offset = at * inner;
     ir_kernel_store(f->g, k, (KStore){.buf = ir_kernel_buf(f->g, k, n), .idx = idx, .value = v});
+    store_computed(f, k, n);
     k->parallel = splittable(k);
     k->name = arena_printf(f->g->arena, "%s: part %d of %d", scopes_name(f, k), i + 1, n->nsrc);
     add_kernel(f, k);
