@@ -468,8 +468,8 @@ static int root_of(const Fuse *f, int n) {
 // and stored there too (an LSTM step's c: its h reads it, and so does the
 // next step), when that loop is a plain loop or a concat's part (no GEMM,
 // no reduction; the LSTM's h goes into [x_t, h]) and runs before the
-// kernel of every other reader, which loads it. Kernels run in the order of their roots. Any other stays a loop
-// of its own.
+// kernel of every other reader, which loads it. Kernels run in the order
+// of their roots. Any other stays a loop of its own.
 static void store_siblings(Fuse *f) {
   const IrGraph *g = f->g;
   int nn = g->nnodes;

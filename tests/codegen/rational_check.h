@@ -5,15 +5,21 @@
 #ifndef NNC_RATIONAL_CHECK_H
 #define NNC_RATIONAL_CHECK_H
 
+// x[0..dense) a grid over [-lim, lim], x[dense..n) magnitudes from 1e-30
+// to 1e3, of alternate signs.
+static void grid_and_magnitudes(float *x, int n, int dense, float lim) {
+  for (int i = 0; i < dense; i++)
+    x[i] = -lim + 2 * lim * (float)i / (dense - 1);
+  for (int i = dense; i < n; i++)
+    x[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -30 + 33.0f * (float)(i - dense) / (n - dense));
+}
+
 // A dense grid over [-6, 6], magnitudes from 1e-30 to 1e3 of both signs,
 // 0.921875 and its neighbours, 4 (where the argument is held) and past
 // it, the infinities and NaN.
 #define ERF_POINTS 65536
 static void erf_points(float *x) {
-  for (int i = 0; i < 49152; i++)
-    x[i] = -6.0f + 12.0f * (float)i / 49151;
-  for (int i = 49152; i < ERF_POINTS; i++)
-    x[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -30 + 33.0f * (float)(i - 49152) / (ERF_POINTS - 49152));
+  grid_and_magnitudes(x, ERF_POINTS, 49152, 6.0f);
   x[0] = 0.921875f;
   x[1] = nextafterf(0.921875f, 1);
   x[2] = -nextafterf(0.921875f, 0);
@@ -54,13 +60,10 @@ static void erf_check(const char *what, const float *x, const float *y) {
 // from 1e-30 to 1e3 of both signs, the points where the argument is held
 // (7.75607491), just below it and where it would pass 1, the infinities,
 // -0, denormals and NaN. The compiled form is a rational function within
-// 3.7e-7 of tanh relative to it (codegen/llvm.c, and the prelude's nnc_tanh), exact for tiny
-// arguments, never past +-1.
+// 3.7e-7 of tanh relative to it (codegen/llvm.c, and the prelude's
+// nnc_tanh), exact for tiny arguments, never past +-1.
 static void tanh_points(float *xv) {
-  for (int i = 0; i < TANH_POINTS / 2; i++)
-    xv[i] = -10.0f + 20.0f * (float)i / (TANH_POINTS / 2 - 1);
-  for (int i = TANH_POINTS / 2; i < TANH_POINTS; i++)
-    xv[i] = (i & 1 ? -1.0f : 1.0f) * powf(10.0f, -30 + 33.0f * (float)(i - TANH_POINTS / 2) / (TANH_POINTS / 2));
+  grid_and_magnitudes(xv, TANH_POINTS, TANH_POINTS / 2, 10.0f);
   float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 7.75607491f, -7.75607491f,
                      7.756074f, 7.88820982f, 9.0f, 1e-30f, -1e-38f, 1e-45f};
   for (int i = 0; i < countof(special); i++)

@@ -655,7 +655,7 @@ static void exp_check(const float *xv, const float *got) {
 
 // KI_SIGMOID against double 1 / (1 + exp(-x)) from -100 to 100: within 3
 // ulp where the result is normal; 0 from -88.38 down, where it would be a
-// denormal below 4.6e-39 (codegen/llvm.c); exactly 1 above 17; NaN for NaN.
+// denormal below 4.6e-39 (codegen/llvm.c); NaN for NaN.
 static void sigmoid_points(float *xv) {
   for (int i = 0; i < EXP_POINTS; i++)
     xv[i] = i < EXP_POINTS / 2 ? -100.0f + 200.0f * i / (EXP_POINTS / 2)
