@@ -1328,12 +1328,11 @@ static IrNode *build_rnn(Lower *L, Env *e, const Args *a, bool lstm) {
       IrNode *xt = rnn_slice(&r, x, 1, t, t + 1);
       if (xt)
         xt = reshape_to(L, xt, 2, (int64_t[]){IR_N, I}, r.loc, r.scope);
-      int64_t at = 0;
       IrNode *gates = t ? rnn_bin(&r, IR_ADD, rnn_matmul(&r, rnn_concat(&r, xt, h), w_cat), bias)
                         : rnn_bin(&r, IR_ADD, rnn_matmul(&r, xt, w_ih), bias);
-      IrNode *i = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at, at + H));
-      IrNode *g = rnn_un(&r, IR_TANH, rnn_slice(&r, gates, 1, at + 2 * H, at + 3 * H));
-      IrNode *o = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, at + 3 * H, at + 4 * H));
+      IrNode *i = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, 0, H));
+      IrNode *g = rnn_un(&r, IR_TANH, rnn_slice(&r, gates, 1, 2 * H, 3 * H));
+      IrNode *o = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, 3 * H, 4 * H));
       IrNode *ig = rnn_bin(&r, IR_MUL, i, g);
       if (t) {
         IrNode *f = rnn_un(&r, IR_SIGMOID, rnn_slice(&r, gates, 1, H, 2 * H));
